@@ -1,0 +1,223 @@
+"""Message envelopes on the wire: terminal → cloud telemetry, events and status.
+
+Pure code: bytes in, typed values out, and back. ``parse_*`` raise ``WireError`` (a
+``ValueError``) with a reason a log reader can act on. Every encoder round-trips with its
+parser.
+
+The envelope carries a per-terminal sequence number assigned when the message enters the
+terminal's spool; the cloud uses ``(terminal_id, seq)`` to drop the duplicates that QoS 1
+redelivery and spool replays can produce.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cuntong.errors import PayloadTooLarge, WireError
+
+ENVELOPE_VERSION: Final = 1
+MAX_PAYLOAD_BYTES: Final = 16 * 1024
+
+#: Numeric health fields a terminal reports, with the range a sane value falls in.
+#: A value outside its range marks the whole sample invalid rather than storing nonsense.
+TELEMETRY_FIELDS: Final[dict[str, tuple[float, float]]] = {
+    "cpu_pct": (0.0, 100.0),
+    "mem_pct": (0.0, 100.0),
+    "agent_rss_mb": (0.0, 65536.0),
+    "disk_pct": (0.0, 100.0),
+    "temp_c": (-50.0, 150.0),
+    "rtt_ms": (0.0, 600_000.0),
+    "uptime_s": (0.0, 1e10),
+    "spool_depth": (0.0, 1e9),
+}
+
+PERIPHERAL_STATES: Final = frozenset({"ok", "degraded", "fault", "absent"})
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    terminal_id: str
+    seq: int
+    ts_ms: int
+    metrics: dict[str, float]
+    peripherals: dict[str, str]
+    versions: dict[str, str]
+
+    def to_bytes(self) -> bytes:
+        return _dump(
+            {
+                "v": ENVELOPE_VERSION,
+                "kind": "telemetry",
+                "tid": self.terminal_id,
+                "seq": self.seq,
+                "ts": self.ts_ms,
+                "body": {
+                    "metrics": self.metrics,
+                    "peripherals": self.peripherals,
+                    "versions": self.versions,
+                },
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A business event (card inserted, session requested, ...). Never dropped by the spool."""
+
+    terminal_id: str
+    seq: int
+    ts_ms: int
+    type: str
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return _dump(
+            {
+                "v": ENVELOPE_VERSION,
+                "kind": "event",
+                "tid": self.terminal_id,
+                "seq": self.seq,
+                "ts": self.ts_ms,
+                "body": {"type": self.type, "data": self.data},
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Retained presence. The broker publishes the offline form as the terminal's last will."""
+
+    terminal_id: str
+    online: bool
+    ts_ms: int
+    versions: dict[str, str]
+    region: dict[str, str]
+    hw_model: str
+
+    def to_bytes(self) -> bytes:
+        return _dump(
+            {
+                "v": ENVELOPE_VERSION,
+                "kind": "status",
+                "tid": self.terminal_id,
+                "online": self.online,
+                "ts": self.ts_ms,
+                "versions": self.versions,
+                "region": self.region,
+                "hw_model": self.hw_model,
+            }
+        )
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _load(payload: bytes, limit: int) -> dict[str, Any]:
+    if len(payload) > limit:
+        raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds {limit}")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise WireError(f"not JSON: {err}") from err
+    if not isinstance(obj, dict):
+        raise WireError("envelope is not a JSON object")
+    if obj.get("v") != ENVELOPE_VERSION:
+        raise WireError(f"unsupported envelope version {obj.get('v')!r}")
+    return obj
+
+
+def _int(obj: dict[str, Any], key: str, minimum: int = 0) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise WireError(f"field {key!r} must be an integer >= {minimum}")
+    return value
+
+
+def _str_map(value: Any, what: str, max_items: int = 32) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > max_items:
+        raise WireError(f"{what} must be an object of at most {max_items} entries")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise WireError(f"{what} must map strings to strings")
+    return value
+
+
+def _envelope(obj: dict[str, Any], kind: str, terminal_id: str | None) -> str:
+    if obj.get("kind") != kind:
+        raise WireError(f"expected kind {kind!r}, got {obj.get('kind')!r}")
+    tid = obj.get("tid")
+    if not isinstance(tid, str):
+        raise WireError("field 'tid' must be a string")
+    # The topic names the terminal the broker authenticated; a body claiming another is forged.
+    if terminal_id is not None and tid != terminal_id:
+        raise WireError(f"envelope terminal {tid!r} does not match topic terminal {terminal_id!r}")
+    return tid
+
+
+def parse_telemetry(
+    payload: bytes, terminal_id: str | None = None, limit: int = MAX_PAYLOAD_BYTES
+) -> Telemetry:
+    obj = _load(payload, limit)
+    tid = _envelope(obj, "telemetry", terminal_id)
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise WireError("field 'body' must be an object")
+    raw_metrics = body.get("metrics")
+    if not isinstance(raw_metrics, dict):
+        raise WireError("body.metrics must be an object")
+    metrics: dict[str, float] = {}
+    for name, value in raw_metrics.items():
+        bounds = TELEMETRY_FIELDS.get(name)
+        if bounds is None:
+            raise WireError(f"unknown metric {name!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise WireError(f"metric {name!r} must be a number")
+        if not bounds[0] <= value <= bounds[1]:
+            raise WireError(f"metric {name!r}={value} outside {bounds}")
+        metrics[name] = float(value)
+    peripherals = _str_map(body.get("peripherals", {}), "body.peripherals")
+    bad = {k: v for k, v in peripherals.items() if v not in PERIPHERAL_STATES}
+    if bad:
+        raise WireError(f"unknown peripheral states {bad}")
+    versions = _str_map(body.get("versions", {}), "body.versions")
+    return Telemetry(tid, _int(obj, "seq", 1), _int(obj, "ts"), metrics, peripherals, versions)
+
+
+def parse_event(
+    payload: bytes, terminal_id: str | None = None, limit: int = MAX_PAYLOAD_BYTES
+) -> Event:
+    obj = _load(payload, limit)
+    tid = _envelope(obj, "event", terminal_id)
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise WireError("field 'body' must be an object")
+    etype = body.get("type")
+    if not isinstance(etype, str) or not 0 < len(etype) <= 64:
+        raise WireError("body.type must be a non-empty string of at most 64 characters")
+    data = body.get("data", {})
+    if not isinstance(data, dict):
+        raise WireError("body.data must be an object")
+    return Event(tid, _int(obj, "seq", 1), _int(obj, "ts"), etype, data)
+
+
+def parse_status(
+    payload: bytes, terminal_id: str | None = None, limit: int = MAX_PAYLOAD_BYTES
+) -> Status:
+    obj = _load(payload, limit)
+    tid = _envelope(obj, "status", terminal_id)
+    online = obj.get("online")
+    if not isinstance(online, bool):
+        raise WireError("field 'online' must be a boolean")
+    hw_model = obj.get("hw_model", "")
+    if not isinstance(hw_model, str):
+        raise WireError("field 'hw_model' must be a string")
+    return Status(
+        tid,
+        online,
+        _int(obj, "ts"),
+        _str_map(obj.get("versions", {}), "versions"),
+        _str_map(obj.get("region", {}), "region", max_items=8),
+        hw_model,
+    )

@@ -1,0 +1,78 @@
+"""A throwaway PostgreSQL cluster as a child process, for tests and the scale-out demo.
+
+PostgreSQL refuses to run as root, so when we are root the cluster is created and run as
+the ``postgres`` system user (the Debian package creates it).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cuntong import procs
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+@dataclass
+class Postgres:
+    port: int
+    data_dir: Path
+    host: str = "127.0.0.1"
+    user: str = "postgres"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://{self.user}@{self.host}:{self.port}/postgres"
+
+    def start(self, timeout: float = 30.0) -> Postgres:
+        initdb = procs.find_binary("initdb")
+        postgres = procs.find_binary("postgres")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            for path in (self.data_dir, self.data_dir.parent):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                _as_postgres(
+                    [initdb, "-D", str(self.data_dir), "-U", self.user, "-A", "trust", "-E", "UTF8"]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        argv = _as_postgres(
+            [
+                postgres,
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                self.host,
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "fsync=off",
+            ]
+        )
+        self.proc = procs.start(argv, self.data_dir.parent / "postgres.log")
+        procs.wait_for_port(self.port, self.host, timeout, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop(self.proc)
+            self.proc = None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
