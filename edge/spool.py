@@ -7,8 +7,9 @@ PUBACK is stored once.
 
 The spool is bounded. Past ``max_rows`` the oldest half of the telemetry is thinned (every
 second sample goes), so the history keeps its span at a coarser step. Business events are
-never dropped: if nothing is left to thin, ``put`` raises ``SpoolFull`` only past a hard limit
-ten times the soft bound, which the caller surfaces as an alarm.
+never dropped: when events alone fill the spool, only the newest telemetry sample is kept
+beside them, and ``put`` raises ``SpoolFull`` for an event only past a hard limit ten times
+the soft bound, which the caller surfaces as an alarm.
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ class Spool:
             if kind is Kind.EVENT and self.depth() >= self.hard_limit:
                 raise SpoolFull(f"spool holds {self.depth()} messages; broker unreachable?")
             if kind is Kind.TELEMETRY and self.depth() >= self.max_rows:
-                # Nothing left to thin but events: newest telemetry is the one to give up.
-                self.thinned += 1
-                return 0
+                # Events fill the spool: keep only the latest health sample beside them.
+                gone = self._db.execute(
+                    "DELETE FROM spool WHERE kind = ?", (Kind.TELEMETRY.value,)
+                ).rowcount
+                self.thinned += gone
         cur = self._db.execute(
             "INSERT INTO spool(kind, ts_ms, body) VALUES (?, ?, ?)",
             (kind.value, ts_ms, json.dumps(body, ensure_ascii=False, separators=(",", ":"))),
