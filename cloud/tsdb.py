@@ -25,12 +25,34 @@ MEASUREMENT = "terminal"
 PERIPHERAL_CODES = {"ok": 0, "degraded": 1, "fault": 2, "absent": 3}
 
 
-def points_for(t: envelope.Telemetry) -> Point:
-    """One point per sample. The terminal id is the only tag, so a series never splits when
-    a terminal's region or version changes; those live in the database."""
+def _num(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def line_for(t: envelope.Telemetry) -> str:
+    """One sample as an InfluxDB line-protocol record (millisecond precision).
+
+    Built directly rather than with influxdb-client's ``Point``, which costs about 35 µs per
+    sample: at 10,000 samples/s that alone is a third of a core. No escaping is needed: the
+    terminal id is restricted to ``[A-Za-z0-9_-]`` (``cuntong.topics``), field names come
+    from fixed tables and values are floats. ``Point`` produces the same line (tested).
+
+    The terminal id is the only tag, so a series never splits when a terminal's region or
+    version changes; those live in the database.
+    """
+    fields = [f"{name}={_num(value)}" for name, value in t.metrics.items()]
+    fields += [
+        f"peripheral_{name}={PERIPHERAL_CODES[state]}" for name, state in t.peripherals.items()
+    ]
+    return f"{MEASUREMENT},terminal_id={t.terminal_id} {','.join(sorted(fields))} {t.ts_ms}"
+
+
+def point_for(t: envelope.Telemetry) -> Point:
+    """The same sample through influxdb-client's builder (reference for ``line_for``)."""
     point = Point(MEASUREMENT).tag("terminal_id", t.terminal_id)
     for name, value in t.metrics.items():
-        point = point.field(name, value)
+        point = point.field(name, float(value))
     for name, state in t.peripherals.items():
         point = point.field(f"peripheral_{name}", float(PERIPHERAL_CODES[state]))
     return point.time(t.ts_ms, WritePrecision.MS)
@@ -42,7 +64,7 @@ class TelemetryWriter:
         self._write = self._client.write_api()
         self._bucket = bucket
 
-    async def write(self, points: list[Point]) -> None:
+    async def write(self, points: list[str]) -> None:
         if points:
             await self._write.write(self._bucket, record=points, write_precision=WritePrecision.MS)
 

@@ -104,6 +104,9 @@ class CloudSettings(_Base):
     ingest_client_id: str = ""
     ingest_batch_size: int = Field(5000, ge=1)
     ingest_flush_ms: int = Field(200, ge=1)
+    #: How often each terminal's current health is written to the database (history goes
+    #: to the telemetry store on every flush).
+    state_flush_ms: int = Field(2000, ge=10)
     max_payload_bytes: int = Field(16 * 1024, ge=256)
     offline_after_s: float = Field(120.0, gt=0)
 

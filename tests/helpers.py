@@ -56,6 +56,7 @@ def start_cloud(
         "CUNTONG_CLOUD_TSDB_URL": tsdb_url,
         "CUNTONG_CLOUD_API_PORT": str(port),
         "CUNTONG_CLOUD_INGEST_FLUSH_MS": "100",
+        "CUNTONG_CLOUD_STATE_FLUSH_MS": "200",
         **extra,
     }
     log = tmp / f"api-{port}.log"

@@ -43,7 +43,7 @@ def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
         f"persistence_location {state_dir}/",
         "autosave_interval 30",
         # Queued QoS 1 messages for persistent sessions: commands to offline terminals wait here.
-        "max_queued_messages 1000",
+        "max_queued_messages 100000",
         "max_inflight_messages 100",
         "log_dest stdout",
         "log_type error",

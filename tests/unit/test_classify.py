@@ -1,6 +1,7 @@
 import pytest
 
 from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
+from cloud.tsdb import line_for, point_for
 from cuntong import envelope
 from cuntong.errors import PayloadTooLarge, WireError
 
@@ -48,3 +49,16 @@ def test_lag_percentiles_over_recent_points() -> None:
     stats.landed([1000 - i for i in range(100)], now_s=1.0)  # lags 0..99 ms
     assert stats.points_written == 100
     assert stats.lag_percentiles() == {"p50": 50.0, "p99": 99.0, "max": 99.0}
+
+
+def test_line_protocol_matches_influxdb_client_point() -> None:
+    t = envelope.Telemetry(
+        "SX-00001",
+        7,
+        1_795_611_623_000,
+        {"cpu_pct": 12.5, "temp_c": 31, "spool_depth": 0},
+        {"pin_pad": "fault", "camera": "ok"},
+        {},
+    )
+    assert line_for(t) == point_for(t).to_line_protocol()
+    assert line_for(t).endswith(" 1795611623000")
