@@ -109,8 +109,8 @@ class PtyServer:
     def _send(self, data: bytes) -> None:
         for i in range(0, len(data), CHUNK):
             piece = data[i : i + CHUNK]
+            time.sleep(len(piece) * 10 / self.baudrate)  # the bytes arrive after wire time
             os.write(self._master, piece)
-            time.sleep(len(piece) * 10 / self.baudrate)
 
 
 def serve_until_signalled(responder: Responder, link: Path, baudrate: int, label: str) -> None:
