@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import termios
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
+
+import serial
 
 from firmware_adapters.base import AdapterBase
 from firmware_adapters.errors import DeviceAbsent, DeviceTimeout, FrameTruncated
 
 R = TypeVar("R")
+
+
+#: what a vanished port raises: pyserial's own error, or termios' for a closed pty
+LINK_ERRORS: tuple[type[Exception], ...] = (OSError, serial.SerialException, termios.error)
 
 
 class Port(Protocol):
@@ -44,12 +51,11 @@ class Decoder(Protocol):
 
 def open_serial(url: str, baudrate: int) -> Port:
     """Open a real port (or any pyserial URL such as `loop://`)."""
-    import serial  # imported here so the pure modules never pull pyserial in
-
     try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, exclusive=True)
+        port: Port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as err:
         raise DeviceAbsent(f"cannot open {url}: {err}") from err
+    return port
 
 
 class SerialLink:
@@ -113,18 +119,9 @@ class SerialLink:
         assert port is not None
         try:
             return await asyncio.to_thread(fn, port, *args)
-        except (OSError, *_link_errors()) as err:
+        except LINK_ERRORS as err:
             await self.close()
             raise DeviceAbsent(f"{self.url}: {err}") from err
-
-
-def _link_errors() -> tuple[type[Exception], ...]:
-    """What a vanished port raises: pyserial's own error, or termios' for a closed pty."""
-    import termios
-
-    import serial
-
-    return (serial.SerialException, termios.error)
 
 
 def _write(port: Port, data: bytes) -> None:

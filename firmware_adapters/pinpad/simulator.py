@@ -84,7 +84,7 @@ class PinPadSimulator:
 
     def tick(self, now: float) -> list[bytes]:
         """Key presses whose time has come, and the end of entry."""
-        entry, out = self._entry, []
+        entry, out = self._entry, list[bytes]()
         if entry is None:
             return out
         while entry.keys and entry.keys[0][0] <= now:
