@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     selftest.set_defaults(func=_selftest)
 
 
-def _selftest(args: argparse.Namespace) -> int:
+def _selftest(args: argparse.Namespace) -> None:
     from firmware_adapters.selftest import main
 
-    return main(["--config", str(args.config)])
+    if code := main(["--config", str(args.config)]):
+        raise SystemExit(code)  # a failed device must fail the command

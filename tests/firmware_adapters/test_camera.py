@@ -50,7 +50,7 @@ async def test_synthetic_camera_paces_frames_and_reports_health() -> None:
         assert (await cam.self_test()).passed
     assert [f.index for f in frames] == list(range(10))
     assert frames[0].size == (320, 240)
-    assert 0.25 < elapsed < 1.5  # 9 periods of 1/30 s
+    assert 0.25 < elapsed < 3.0  # 9 periods of 1/30 s (slack for a loaded machine)
     assert all(f.timestamp.tzinfo is not None for f in frames)
     assert cam.health().state == "ok"
 

@@ -82,3 +82,22 @@ def test_package_never_imports_the_agent_fleet_or_cloud() -> None:
             )  # fmt: skip
             for name in names:
                 assert name.split(".")[0] not in {"edge", "fleet", "cloud"}, f"{path}: {name}"
+
+
+def test_cli_subcommand_runs_the_self_test(tmp_path: Path, idcard_pty: PtyServer) -> None:
+    import argparse
+
+    from firmware_adapters.cli import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"idcard": {"port": str(idcard_pty.link)}}))
+    args = parser.parse_args(["peripherals", "selftest", "--config", str(good)])
+    args.func(args)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"idcard": {"port": str(tmp_path / "unplugged")}}))
+    args = parser.parse_args(["peripherals", "selftest", "--config", str(bad)])
+    with pytest.raises(SystemExit) as exited:
+        args.func(args)
+    assert exited.value.code == 1
