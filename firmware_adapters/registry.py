@@ -105,3 +105,8 @@ def build_adapters(
 def health(adapters: Mapping[str, Adapter]) -> dict[str, dict[str, object]]:
     """Each adapter's state ("ok", "degraded", "fault", "absent") and counters, for telemetry."""
     return {name: adapter.health().as_dict() for name, adapter in adapters.items()}
+
+
+def states(adapters: Mapping[str, Adapter]) -> dict[str, str]:
+    """Name -> health state only: the `peripherals` map of the agent's telemetry envelope."""
+    return {name: adapter.health().state for name, adapter in adapters.items()}

@@ -14,7 +14,7 @@ from firmware_adapters.iccard.pcscd import READER_NAME
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.idcard.adapter import IdCardReader
 from firmware_adapters.pty_server import PtyServer
-from firmware_adapters.registry import build_adapters, health
+from firmware_adapters.registry import build_adapters, health, states
 from firmware_adapters.selftest import main, run_self_tests
 
 
@@ -43,6 +43,9 @@ async def test_builds_configured_adapters_and_reports_health(
     assert snapshot["idcard"]["state"] == "ok"
     assert snapshot["idcard"]["faults"] == 0
     assert set(snapshot["camera"]) >= {"state", "operations", "faults", "consecutive_faults"}
+    assert states(adapters) == {
+        "idcard": "ok", "pinpad": "ok", "iccard": "ok", "camera": "ok", "backcam": "absent"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
