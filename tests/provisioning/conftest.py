@@ -6,18 +6,26 @@ import asyncio
 import contextlib
 import datetime as dt
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from tortoise import Tortoise
 
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
+from provisioning import keys as keys_lib
+from provisioning.api import make_router
 from provisioning.device import client_ssl_context, new_csr
 from provisioning.files import write_private
+from provisioning.protocol import BrokerAddress, EnrolmentRequest, Region
+from provisioning.revocation import RevocationPublisher
+from provisioning.service import Provisioner
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +143,85 @@ async def probe(port: int, ctx: ssl.SSLContext | None, client_id: str = "probe")
         writer.close()
         with contextlib.suppress(ssl.SSLError, OSError):
             await writer.wait_closed()
+
+
+@dataclass
+class Clock:
+    """The one clock seam the router reads; tests move it."""
+
+    now: dt.datetime
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[None]:
+    await Tortoise.init(
+        db_url=f"sqlite://{tmp_path / 'registry.sqlite3'}",
+        modules={"models": ["provisioning.models"]},
+    )
+    await Tortoise.generate_schemas()
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+@dataclass
+class Cloud:
+    provisioner: Provisioner
+    clock: Clock
+    http: httpx.AsyncClient
+    broker: MtlsBroker | None
+
+
+async def _cloud(
+    tmp_path: Path, ca: ca_lib.CertificateAuthority, now: dt.datetime, mtls: MtlsBroker | None
+) -> AsyncIterator[Cloud]:
+    port = mtls.port if mtls else 8883
+    provisioner = Provisioner(
+        ca=ca,
+        keys=keys_lib.load_or_create(tmp_path / "cloud-state"),
+        broker=BrokerAddress(host="127.0.0.1", port=port, server_name="127.0.0.1"),
+        config_for=lambda t: {"telemetry_interval_s": 60, "village": t.village},
+    )
+    if mtls is not None:
+        provisioner.on_revoked = RevocationPublisher(ca, mtls.files, "127.0.0.1", port)
+    clock = Clock(now)
+    app = FastAPI()
+    app.include_router(make_router(provisioner, clock))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
+        yield Cloud(provisioner, clock, http, mtls)
+
+
+@pytest.fixture
+async def cloud(
+    db: None, tmp_path: Path, ca: ca_lib.CertificateAuthority, now: dt.datetime
+) -> AsyncIterator[Cloud]:
+    """Provisioning API in-process (ASGI), no broker."""
+    async for c in _cloud(tmp_path, ca, now, None):
+        yield c
+
+
+@pytest.fixture
+async def cloud_with_broker(
+    db: None,
+    tmp_path: Path,
+    ca: ca_lib.CertificateAuthority,
+    now: dt.datetime,
+    mtls_broker: MtlsBroker,
+) -> AsyncIterator[Cloud]:
+    """Provisioning API wired to a real mTLS mosquitto (revocation reloads and kicks)."""
+    async for c in _cloud(tmp_path, ca, now, mtls_broker):
+        yield c
+
+
+SHAANXI = Region(province="陕西省", city="西安市", county="长安区", village="子午街道")
+
+
+def enrol_request(token: str, terminal_id: str, model: str = "ZN-E1") -> EnrolmentRequest:
+    return EnrolmentRequest(
+        claim_token=token, terminal_id=terminal_id, hardware_model=model, region=SHAANXI
+    )
