@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiomqtt
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -69,6 +70,18 @@ class Terminal:
 
 
 MakeTerminal = Callable[..., Terminal]
+
+
+def mqtt_client(port: int, ctx: ssl.SSLContext, identifier: str = "") -> aiomqtt.Client:
+    """An MQTT 5 client over mTLS to the loopback broker."""
+    return aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        tls_context=ctx,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        timeout=5,
+    )
 
 
 @pytest.fixture

@@ -14,20 +14,9 @@ import pytest
 from cuntong.topics import Channel, topic
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
-from tests.provisioning.conftest import MakeTerminal, MtlsBroker, probe
+from tests.provisioning.conftest import MakeTerminal, MtlsBroker, mqtt_client, probe
 
 pytestmark = pytest.mark.servers
-
-
-def client(port: int, ctx: ssl.SSLContext, identifier: str = "") -> aiomqtt.Client:
-    return aiomqtt.Client(
-        "127.0.0.1",
-        port,
-        tls_context=ctx,
-        identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=5,
-    )
 
 
 async def drain(c: aiomqtt.Client, seconds: float) -> list[aiomqtt.Message]:
@@ -61,9 +50,9 @@ async def test_valid_terminal_connects_and_publishes(
 ) -> None:
     t = make_terminal("T0001")
     monitor = make_terminal("monitor", service=True)
-    async with client(mtls_broker.port, monitor.ctx) as mon:
+    async with mqtt_client(mtls_broker.port, monitor.ctx) as mon:
         await mon.subscribe("cuntong/v1/t/#", qos=1)
-        async with client(mtls_broker.port, t.ctx) as c:
+        async with mqtt_client(mtls_broker.port, t.ctx) as c:
             await c.publish(topic("T0001", Channel.EVENT), b"card-inserted", qos=1)
         seen = await wait_for(mon, topic("T0001", Channel.EVENT))
     assert seen == [topic("T0001", Channel.EVENT)]
@@ -125,10 +114,10 @@ async def test_terminal_confined_to_its_own_subtree(
     cloud, monitor = make_terminal("cloud", service=True), make_terminal("monitor", service=True)
     port = mtls_broker.port
     async with (
-        client(port, monitor.ctx) as mon,
-        client(port, a.ctx) as ca_,
-        client(port, b.ctx) as cb,
-        client(port, cloud.ctx) as cc,
+        mqtt_client(port, monitor.ctx) as mon,
+        mqtt_client(port, a.ctx) as ca_,
+        mqtt_client(port, b.ctx) as cb,
+        mqtt_client(port, cloud.ctx) as cc,
     ):
         await mon.subscribe("cuntong/v1/t/#", qos=1)
         await cb.subscribe("cuntong/v1/t/TB/cmd/#", qos=1)
@@ -155,10 +144,10 @@ async def test_client_id_cannot_take_over_another_terminal(
     a, b = make_terminal("TC"), make_terminal("TD")
     cloud = make_terminal("cloud", service=True)
     port = mtls_broker.port
-    async with client(port, b.ctx, identifier="TD") as cb, client(port, cloud.ctx) as cc:
+    async with mqtt_client(port, b.ctx, identifier="TD") as cb, mqtt_client(port, cloud.ctx) as cc:
         await cb.subscribe("cuntong/v1/t/TD/cmd/#", qos=1)
         # A claims B's client id; use_username_as_clientid replaces it with "TC".
-        async with client(port, a.ctx, identifier="TD"):
+        async with mqtt_client(port, a.ctx, identifier="TD"):
             await asyncio.sleep(0.2)
         await cc.publish(topic("TD", Channel.CMD, "ping"), b"still there?", qos=1)
         assert await wait_for(cb, topic("TD", Channel.CMD, "ping")) == [

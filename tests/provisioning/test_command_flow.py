@@ -7,7 +7,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import aiomqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -25,7 +24,7 @@ from provisioning.commands import (
 from provisioning.errors import CommandRefused
 from provisioning.keys import load_command_public_key
 from provisioning.suite import Suite
-from tests.provisioning.conftest import Cloud, MakeTerminal, enrol_request
+from tests.provisioning.conftest import Cloud, MakeTerminal, enrol_request, mqtt_client
 
 pytestmark = pytest.mark.servers
 
@@ -55,20 +54,8 @@ async def test_signed_commands_and_maced_events_over_the_broker(
 
     info = identity.info()
     async with (
-        aiomqtt.Client(
-            info["broker"]["host"],
-            info["broker"]["port"],
-            tls_context=identity.ssl_context(),
-            protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=5,
-        ) as terminal,
-        aiomqtt.Client(
-            "127.0.0.1",
-            cloud.broker.port,
-            tls_context=cloud_svc.ctx,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=5,
-        ) as svc,
+        mqtt_client(info["broker"]["port"], identity.ssl_context()) as terminal,
+        mqtt_client(cloud.broker.port, cloud_svc.ctx) as svc,
     ):
         await terminal.subscribe("cuntong/v1/t/T-CMD/cmd/#", qos=1)
         await svc.subscribe(topic("T-CMD", Channel.EVENT), qos=1)

@@ -13,20 +13,13 @@ from cuntong.topics import Channel, topic
 from provisioning import device
 from provisioning.errors import EnrolmentRefused
 from provisioning.protocol import RenewalRequest
-from tests.provisioning.conftest import Cloud, MakeTerminal, enrol_request, probe
+from tests.provisioning.conftest import Cloud, MakeTerminal, enrol_request, mqtt_client, probe
 
 pytestmark = pytest.mark.servers
 
 
 def mqtt(identity: device.Identity) -> aiomqtt.Client:
-    info = identity.info()
-    return aiomqtt.Client(
-        info["broker"]["host"],
-        info["broker"]["port"],
-        tls_context=identity.ssl_context(),
-        protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=5,
-    )
+    return mqtt_client(identity.info()["broker"]["port"], identity.ssl_context())
 
 
 async def enrolled(cloud: Cloud, tmp_path: Path, terminal_id: str) -> device.Identity:
@@ -52,13 +45,7 @@ async def test_rotation_keeps_the_link_up(
     monitor = make_terminal("monitor", service=True)
     uplink = topic("T-ROT", Channel.TELEMETRY)
     async with (
-        aiomqtt.Client(
-            "127.0.0.1",
-            cloud.broker.port,
-            tls_context=monitor.ctx,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=5,
-        ) as mon,
+        mqtt_client(cloud.broker.port, monitor.ctx) as mon,
         mqtt(identity) as link,
     ):
         await mon.subscribe(uplink, qos=1)
