@@ -1,0 +1,250 @@
+"""The ingest consumer: a thin asyncio shell around ``classify``.
+
+Subscribes with MQTT 5 shared subscriptions (``$share/<group>/...``) for telemetry and
+events, so several consumers split the load; status messages are low-volume and subscribed
+plainly, so every consumer gets the retained presence of every terminal on start.
+
+Telemetry points are written to the store in batches (size or time, whichever first);
+terminal state is coalesced to one database update per terminal per flush; events are
+inserted with the (terminal, seq) unique key, so repeats insert nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiomqtt
+from influxdb_client import Point
+from tortoise.exceptions import IntegrityError
+
+from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
+from cloud.models import Terminal, TerminalEvent
+from cloud.tsdb import TelemetryWriter, points_for
+from cuntong import backoff, envelope, topics
+from cuntong.errors import WireError
+from cuntong.settings import CloudSettings
+
+log = logging.getLogger("cuntong.ingest")
+
+
+def _dt(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC)
+
+
+@dataclass
+class _Pending:
+    points: list[Point] = field(default_factory=list)
+    health: dict[str, envelope.Telemetry] = field(default_factory=dict)
+    events: list[envelope.Event] = field(default_factory=list)
+    #: Receive time of the oldest message in this batch, for the lag figure.
+    first_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self.points) + len(self.events)
+
+
+class IngestConsumer:
+    def __init__(self, settings: CloudSettings, writer: TelemetryWriter) -> None:
+        self.s = settings
+        self.writer = writer
+        self.stats = IngestStats()
+        self.dedup = TelemetryDeduper()
+        self.ready = asyncio.Event()
+        self._pending = _Pending()
+        self._known: set[str] = set()
+        self._regions: dict[str, dict[str, str]] = {}
+        self._flush_now = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            await self._link_loop()
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self.flush()
+
+    async def _link_loop(self) -> None:
+        attempt = 0
+        group = self.s.ingest_group
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.s.broker_host,
+                    self.s.broker_port,
+                    identifier=f"cuntong-ingest-{random.randrange(16**8):08x}",
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    max_queued_incoming_messages=200_000,
+                    timeout=10,
+                ) as client:
+                    attempt = 0
+                    await client.subscribe(
+                        [
+                            (topics.subscription(topics.Channel.TELEMETRY, group), 1),
+                            (topics.subscription(topics.Channel.EVENT, group), 1),
+                            (topics.subscription(topics.Channel.STATUS), 1),
+                        ]
+                    )
+                    self.ready.set()
+                    log.info("ingest subscribed (group %s)", group)
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, bytes | bytearray):
+                            payload = b""
+                        await self.handle(str(message.topic), bytes(payload))
+            except aiomqtt.MqttError as err:
+                self.ready.clear()
+                wait = backoff.delay(attempt, 0.5, 10.0, random.random())
+                attempt += 1
+                log.warning("ingest link down (%s); retry in %.1fs", err, wait)
+                await asyncio.sleep(wait)
+
+    async def handle(self, topic_name: str, payload: bytes) -> None:
+        """Take one message; bad ones are counted and logged, never raised."""
+        try:
+            msg = classify(topic_name, payload, self.s.max_payload_bytes)
+        except WireError as err:
+            self.stats.reject(err)
+            log.warning("rejected message on %s: %s", topic_name[:120], err)
+            return
+        self.stats.accepted[type(msg).__name__.lower()] += 1
+        if isinstance(msg, envelope.Status):
+            await self._apply_status(msg)
+            return
+        pending = self._pending
+        if pending.first_at is None:
+            pending.first_at = time.monotonic()
+        if isinstance(msg, envelope.Telemetry):
+            if not self.dedup.is_new(msg.terminal_id, msg.seq):
+                self.stats.duplicates += 1
+                return
+            pending.points.append(points_for(msg, self._regions.get(msg.terminal_id)))
+            pending.health[msg.terminal_id] = msg
+        else:
+            pending.events.append(msg)
+        if len(pending) >= self.s.ingest_batch_size:
+            self._flush_now.set()
+
+    async def _flush_loop(self) -> None:
+        interval = self.s.ingest_flush_ms / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), interval)
+            self._flush_now.clear()
+            try:
+                await self.flush()
+            except Exception:
+                # The batch stays pending and is retried next round; the store may be restarting.
+                self.stats.write_errors += 1
+                log.exception("flush failed; will retry")
+                await asyncio.sleep(1)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            batch = self._pending
+            if not len(batch) and not batch.health:
+                return
+            self._pending = _Pending()
+            try:
+                await self._ensure_terminals(
+                    {*batch.health, *(e.terminal_id for e in batch.events)}
+                )
+                await self.writer.write(batch.points)
+                self.stats.points_written += len(batch.points)
+                await self._store_health(batch.health)
+                await self._store_events(batch.events)
+            except Exception:
+                # Put the batch back in front of anything that arrived meanwhile.
+                newer = self._pending
+                batch.points.extend(newer.points)
+                batch.health.update(newer.health)
+                batch.events.extend(newer.events)
+                self._pending = batch
+                raise
+
+    async def _ensure_terminals(self, ids: set[str]) -> None:
+        unknown = ids - self._known
+        if not unknown:
+            return
+        existing = await Terminal.filter(id__in=list(unknown)).values_list("id", "telemetry_seq")
+        for tid, seq in existing:
+            self.dedup.seed(tid, seq)
+        missing = unknown - {tid for tid, _ in existing}
+        if missing:
+            await Terminal.bulk_create([Terminal(id=t) for t in missing], ignore_conflicts=True)
+        self._known |= unknown
+
+    async def _store_health(self, health: dict[str, envelope.Telemetry]) -> None:
+        if not health:
+            return
+        rows = []
+        for t in health.values():
+            at = _dt(t.ts_ms)
+            row = Terminal(
+                id=t.terminal_id,
+                health={"metrics": t.metrics, "peripherals": t.peripherals},
+                health_at=at,
+                last_seen_at=at,
+                telemetry_seq=t.seq,
+                versions=t.versions,
+                agent_version=t.versions.get("agent", ""),
+            )
+            row._saved_in_db = True
+            rows.append(row)
+        await Terminal.bulk_update(
+            rows,
+            fields=[
+                "health",
+                "health_at",
+                "last_seen_at",
+                "telemetry_seq",
+                "versions",
+                "agent_version",
+            ],
+            batch_size=500,
+        )
+
+    async def _store_events(self, events: list[envelope.Event]) -> None:
+        if not events:
+            return
+        rows = [
+            TerminalEvent(
+                terminal_id=e.terminal_id, seq=e.seq, ts=_dt(e.ts_ms), type=e.type, data=e.data
+            )
+            for e in events
+        ]
+        try:
+            await TerminalEvent.bulk_create(rows, ignore_conflicts=True)
+        except IntegrityError:
+            # A backend without ON CONFLICT support for this shape: fall back row by row.
+            for row in rows:
+                if not await TerminalEvent.exists(terminal_id=row.terminal_id, seq=row.seq):
+                    await row.save()
+
+    async def _apply_status(self, st: envelope.Status) -> None:
+        now = datetime.now(UTC)
+        values = {
+            "online": st.online,
+            "status_changed_at": now,
+            "last_seen_at": now,
+            "versions": st.versions,
+            "agent_version": st.versions.get("agent", ""),
+        }
+        if st.region:
+            values |= {k: st.region.get(k, "") for k in ("province", "city", "county", "village")}
+            self._regions[st.terminal_id] = {
+                k: st.region[k] for k in ("province", "county") if k in st.region
+            }
+        if st.hw_model:
+            values["hw_model"] = st.hw_model
+        updated = await Terminal.filter(id=st.terminal_id).update(**values)
+        if not updated:
+            await Terminal.create(id=st.terminal_id, **values)
+            self._known.add(st.terminal_id)
