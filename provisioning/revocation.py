@@ -32,7 +32,7 @@ import aiomqtt
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
 from provisioning.device import client_ssl_context, new_csr
-from provisioning.files import write_private, write_public
+from provisioning.files import ensure_private_dir, write_private, write_public
 from provisioning.service import revoked_serials
 
 KICK_CERT_DAYS = 2 / (24 * 60)  # two minutes
@@ -50,6 +50,8 @@ class RevocationPublisher:
 
     async def __call__(self, terminal_ids: Sequence[str], now: dt.datetime) -> None:
         await self.publish(now)
+        if not self.reload_broker:
+            return  # not our broker: it enforces the CRL once its operator reloads it
         for terminal_id in terminal_ids:
             await self.kick(terminal_id, now)
 
@@ -58,6 +60,7 @@ class RevocationPublisher:
         with tempfile.TemporaryDirectory(prefix="cuntong-canary-") as tmp:
             canary_ctx, canary_serial = self._credentials("crl-canary", now, Path(tmp))
             revoked = [*await revoked_serials(now), (canary_serial, now)]
+            ensure_private_dir(self.files.directory)
             write_public(self.files.crlfile, self.ca.crl(revoked, now))
             if not self.reload_broker:
                 return

@@ -22,6 +22,7 @@ from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
 from provisioning import keys as keys_lib
 from provisioning.api import make_router
+from provisioning.cli_actions import tortoise_config
 from provisioning.device import client_ssl_context, new_csr
 from provisioning.files import write_private
 from provisioning.protocol import BrokerAddress, EnrolmentRequest, Region
@@ -170,10 +171,7 @@ class Clock:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[None]:
-    await Tortoise.init(
-        db_url=f"sqlite://{tmp_path / 'registry.sqlite3'}",
-        modules={"models": ["provisioning.models"]},
-    )
+    await Tortoise.init(config=tortoise_config(f"sqlite://{tmp_path / 'registry.sqlite3'}"))
     await Tortoise.generate_schemas()
     try:
         yield

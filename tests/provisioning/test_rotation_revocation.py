@@ -44,21 +44,21 @@ async def test_rotation_keeps_the_link_up(
     first = identity.certificate()
     monitor = make_terminal("monitor", service=True)
     uplink = topic("T-ROT", Channel.TELEMETRY)
-    async with (
-        mqtt_client(cloud.broker.port, monitor.ctx) as mon,
-        mqtt(identity) as link,
-    ):
+    async with mqtt_client(cloud.broker.port, monitor.ctx) as mon:
         await mon.subscribe(uplink, qos=1)
-        await link.publish(uplink, b"before", qos=1)
-        cloud.clock.now = real_now
-        assert device.renewal_due(first, real_now)
-        await device.renew(cloud.http, identity, cloud.clock.now)
-        second = identity.certificate()
-        assert second.serial_number != first.serial_number
-        assert second.public_key() != first.public_key()  # a new key, too
-        assert not device.renewal_due(second, cloud.clock.now)
-        # The open link is untouched, and a fresh connection uses the new certificate.
-        await link.publish(uplink, b"after", qos=1)
+        async with mqtt(identity) as link:
+            await link.publish(uplink, b"before", qos=1)
+            cloud.clock.now = real_now
+            assert device.renewal_due(first, real_now)
+            await device.renew(cloud.http, identity, cloud.clock.now)
+            second = identity.certificate()
+            assert second.serial_number != first.serial_number
+            assert second.public_key() != first.public_key()  # a new key, too
+            assert not device.renewal_due(second, cloud.clock.now)
+            # The open link is untouched by the renewal...
+            await link.publish(uplink, b"after", qos=1)
+        # ...and the agent's next (re)connect presents the new certificate.
+        assert identity.cert_path.resolve().parent.name == "gen-0002"
         async with mqtt(identity) as fresh:
             await fresh.publish(uplink, b"new-cert", qos=1)
         payloads = []
