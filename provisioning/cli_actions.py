@@ -12,15 +12,10 @@ from tortoise import Tortoise
 
 from provisioning import ca as ca_lib
 from provisioning import keys as keys_lib
-from provisioning.broker import BrokerFiles
 from provisioning.errors import EnrolmentRefused
 from provisioning.models import ProvClaim, ProvTerminal
-from provisioning.protocol import BrokerAddress
-from provisioning.revocation import RevocationPublisher
 from provisioning.service import Provisioner
-
-#: Where the stack keeps the broker's TLS files (``provisioning.broker.prepare``).
-BROKER_TLS_DIR = "broker-tls"
+from provisioning.wiring import cloud_provisioner
 
 
 def tortoise_config(db_url: str) -> dict[str, Any]:
@@ -45,21 +40,7 @@ async def dispatch(args: argparse.Namespace, now: dt.datetime) -> None:
         print(f"fingerprint  SHA256 {fingerprint}")
         print("command key  (Ed25519, public)\n" + keys.command_public_pem.decode().strip())
         return
-    files = BrokerFiles(state / BROKER_TLS_DIR)
-    provisioner = Provisioner(
-        ca=authority,
-        keys=keys,
-        broker=BrokerAddress(
-            host=args.broker_host, port=args.broker_port, server_name=args.broker_host
-        ),
-        on_revoked=RevocationPublisher(
-            authority,
-            files,
-            args.broker_host,
-            args.broker_port,
-            reload_broker=files.pidfile.exists(),
-        ),
-    )
+    provisioner = cloud_provisioner(state, args.broker_host, args.broker_port, now)
     db_url = args.db_url or f"sqlite://{state / 'cloud.sqlite3'}"
     await Tortoise.init(config=tortoise_config(db_url))
     await Tortoise.generate_schemas(safe=True)

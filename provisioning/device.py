@@ -37,6 +37,7 @@ from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import (
     EnrolmentRequest,
     EnrolmentResponse,
+    FactoryClaim,
     RenewalRequest,
     renewal_message,
 )
@@ -183,6 +184,33 @@ async def renew(
     answer = await _post(client, path, request.model_dump())
     identity.install(key, answer)
     return answer
+
+
+async def ensure_identity(
+    client: httpx.AsyncClient, identity: Identity, claim: FactoryClaim, now: dt.datetime
+) -> bool:
+    """At agent start and then daily: enrol on first boot, renew when due.
+
+    Returns True if a new certificate was installed (the agent's next reconnect uses it).
+    """
+    if not identity.exists():
+        await enrol(client, claim.request(), identity)
+        return True
+    if renewal_due(identity.certificate(), now):
+        await renew(client, identity, now)
+        return True
+    return False
+
+
+def read_claim(path: Path) -> FactoryClaim:
+    """The claim the factory wrote onto this terminal."""
+    return FactoryClaim.model_validate_json(path.read_bytes())
+
+
+def enrolment_client(claim: FactoryClaim) -> httpx.AsyncClient:
+    """An HTTP client for the enrolment API that trusts only our root CA."""
+    ctx = ssl.create_default_context(cadata=claim.ca_pem)
+    return httpx.AsyncClient(base_url=claim.enrol_url, verify=ctx, timeout=30)
 
 
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> EnrolmentResponse:

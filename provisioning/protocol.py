@@ -72,3 +72,26 @@ def renewal_message(terminal_id: str, csr_pem: bytes, signed_at: int) -> bytes:
         + b"\n"
         + (csr_pem)
     )
+
+
+class FactoryClaim(BaseModel):
+    """What the factory writes onto a terminal (``claim.json``, 0600) before it ships.
+
+    The region may be left for the installer to fill in on site; the claim token is the
+    batch's; ``ca_pem`` lets the terminal verify the enrolment API's TLS certificate.
+    """
+
+    enrol_url: str
+    ca_pem: str
+    claim_token: str
+    terminal_id: str
+    hardware_model: str
+    region: Region
+
+    def request(self) -> EnrolmentRequest:
+        return EnrolmentRequest(
+            claim_token=self.claim_token,
+            terminal_id=self.terminal_id,
+            hardware_model=self.hardware_model,
+            region=self.region,
+        )

@@ -44,13 +44,14 @@ class RevocationPublisher:
     files: broker_lib.BrokerFiles
     broker_host: str
     broker_port: int
-    #: False where the broker is not ours to signal (then an operator reloads it).
+    #: False where the broker is not ours to signal (then an operator reloads it). Also
+    #: skipped while the broker's pid file is absent (broker not running here).
     reload_broker: bool = True
     reload_timeout: float = 10.0
 
     async def __call__(self, terminal_ids: Sequence[str], now: dt.datetime) -> None:
         await self.publish(now)
-        if not self.reload_broker:
+        if not self._ours():
             return  # not our broker: it enforces the CRL once its operator reloads it
         for terminal_id in terminal_ids:
             await self.kick(terminal_id, now)
@@ -62,10 +63,13 @@ class RevocationPublisher:
             revoked = [*await revoked_serials(now), (canary_serial, now)]
             ensure_private_dir(self.files.directory)
             write_public(self.files.crlfile, self.ca.crl(revoked, now))
-            if not self.reload_broker:
+            if not self._ours():
                 return
             broker_lib.reload(self.files.pidfile)
             await self._until_refused(canary_ctx)
+
+    def _ours(self) -> bool:
+        return self.reload_broker and self.files.pidfile.exists()
 
     async def kick(self, terminal_id: str, now: dt.datetime) -> None:
         """Disconnect ``terminal_id`` if it is connected (session takeover)."""

@@ -13,9 +13,10 @@ from tortoise import Tortoise
 
 from provisioning import ca as ca_lib
 from provisioning.cli import add_parser
-from provisioning.cli_actions import BROKER_TLS_DIR, tortoise_config
+from provisioning.cli_actions import tortoise_config
 from provisioning.device import new_csr
 from provisioning.errors import ClaimRefused
+from provisioning.wiring import BROKER_TLS_DIR
 from tests.provisioning.conftest import enrol_request
 
 

@@ -1,0 +1,81 @@
+"""Helpers the stack launcher, the cloud and the agent call to switch provisioning on.
+
+# stack: the broker becomes mTLS-only
+cfg, files = secure_broker(state_dir, port=8883, now=now)
+Broker(cfg, state_dir / "mosquitto").start()
+
+# cloud: one service certificate per process (the broker uses the CN as client id)
+ctx = service_tls_context(state_dir, "api", now)        # role "cloud" in the ACL
+provisioner = cloud_provisioner(state_dir, "127.0.0.1", 8883, now, files)
+app.include_router(make_router(provisioner))
+
+# agent: Identity(dir).ssl_context() after device.ensure_identity(...)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from cryptography import x509
+
+from cuntong.servers.mosquitto import BrokerConfig
+from provisioning import broker as broker_lib
+from provisioning import ca as ca_lib
+from provisioning import keys as keys_lib
+from provisioning.device import client_ssl_context, renewal_due
+from provisioning.files import ensure_private_dir, write_private
+from provisioning.protocol import BrokerAddress
+from provisioning.revocation import RevocationPublisher
+from provisioning.service import Provisioner
+
+BROKER_TLS_DIR = "broker-tls"
+
+
+def secure_broker(
+    state_dir: Path,
+    port: int,
+    now: dt.datetime,
+    hosts: Iterable[str] = ("127.0.0.1", "localhost"),
+    services: Mapping[str, str] = broker_lib.DEFAULT_SERVICES,
+    host: str = "127.0.0.1",
+) -> tuple[BrokerConfig, broker_lib.BrokerFiles]:
+    """CA (created on first start), broker certificate, CRL and ACL; the mTLS BrokerConfig."""
+    authority = ca_lib.load_or_create(state_dir, now)
+    files = broker_lib.prepare(authority, state_dir / BROKER_TLS_DIR, hosts, now, services=services)
+    return broker_lib.broker_config(port, files, host), files
+
+
+def service_tls_context(state_dir: Path, instance: str, now: dt.datetime) -> ssl.SSLContext:
+    """Client TLS context for a cloud service instance (``svc.<instance>``); renews when due."""
+    authority = ca_lib.load_or_create(state_dir, now)
+    folder = ensure_private_dir(state_dir / "services" / instance)
+    cert_path, key_path, ca_path = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
+    current = x509.load_pem_x509_certificate(cert_path.read_bytes()) if cert_path.exists() else None
+    if current is None or renewal_due(current, now):
+        key = ca_lib.new_key()
+        issued = authority.issue_service(key.public_key(), instance, now)
+        write_private(key_path, ca_lib.key_pem(key))
+        write_private(cert_path, issued.chain_pem)
+    write_private(ca_path, authority.root_pem)
+    return client_ssl_context(ca_path, cert_path, key_path)
+
+
+def cloud_provisioner(
+    state_dir: Path,
+    broker_host: str,
+    broker_port: int,
+    now: dt.datetime,
+    files: broker_lib.BrokerFiles | None = None,
+) -> Provisioner:
+    """The Provisioner for the cloud API; revocations reload and kick when the broker is ours."""
+    authority = ca_lib.load_or_create(state_dir, now)
+    files = files or broker_lib.BrokerFiles(state_dir / BROKER_TLS_DIR)
+    return Provisioner(
+        ca=authority,
+        keys=keys_lib.load_or_create(state_dir),
+        broker=BrokerAddress(host=broker_host, port=broker_port, server_name=broker_host),
+        on_revoked=RevocationPublisher(authority, files, broker_host, broker_port),
+    )
