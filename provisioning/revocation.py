@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +104,19 @@ class RevocationPublisher:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError("broker did not apply the new CRL after SIGHUP")
+
+
+async def keep_crl_fresh(
+    publisher: RevocationPublisher,
+    clock: Callable[[], dt.datetime],
+    stop: asyncio.Event,
+    every_s: float = 12 * 3600,
+) -> None:
+    """Republish the CRL now and every ``every_s`` until ``stop`` (run it in the API lifespan)."""
+    while not stop.is_set():
+        await publisher.publish(clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
 
 
 async def _handshake_refused(host: str, port: int, ctx: ssl.SSLContext) -> bool:
