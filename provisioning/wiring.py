@@ -1,15 +1,11 @@
 """Helpers the stack launcher, the cloud and the agent call to switch provisioning on.
 
-# stack: the broker becomes mTLS-only
-cfg, files = secure_broker(state_dir, port=8883, now=now)
-Broker(cfg, state_dir / "mosquitto").start()
-
-# cloud: one service certificate per process (the broker uses the CN as client id)
-ctx = service_tls_context(state_dir, "api", now)        # role "cloud" in the ACL
-provisioner = cloud_provisioner(state_dir, "127.0.0.1", 8883, now, files)
-app.include_router(make_router(provisioner))
-
-# agent: Identity(dir).ssl_context() after device.ensure_identity(...)
+Stack: ``cfg, files = secure_broker(state_dir, port, now)`` then ``Broker(cfg, ...).start()``
+gives an mTLS-only broker. Cloud: ``service_tls_context(state_dir, "api", now)`` per
+process (the broker uses the CN as client id, so each process has its own instance name),
+``revocation_publisher(...)`` and ``cloud_provisioner(..., publisher)`` for the routers, and
+``keep_crl_fresh(publisher, clock, stop)`` as a lifespan task. Agent:
+``device.ensure_identity(...)`` then ``Identity(dir).ssl_context()``.
 """
 
 from __future__ import annotations
@@ -63,19 +59,26 @@ def service_tls_context(state_dir: Path, instance: str, now: dt.datetime) -> ssl
     return client_ssl_context(ca_path, cert_path, key_path)
 
 
+def revocation_publisher(
+    state_dir: Path, broker_host: str, broker_port: int, now: dt.datetime
+) -> RevocationPublisher:
+    """CRL writer + broker reload + kick for the stack's broker (files under the state dir)."""
+    authority = ca_lib.load_or_create(state_dir, now)
+    files = broker_lib.BrokerFiles(state_dir / BROKER_TLS_DIR)
+    return RevocationPublisher(authority, files, broker_host, broker_port)
+
+
 def cloud_provisioner(
     state_dir: Path,
     broker_host: str,
     broker_port: int,
     now: dt.datetime,
-    files: broker_lib.BrokerFiles | None = None,
+    publisher: RevocationPublisher | None = None,
 ) -> Provisioner:
     """The Provisioner for the cloud API; revocations reload and kick when the broker is ours."""
-    authority = ca_lib.load_or_create(state_dir, now)
-    files = files or broker_lib.BrokerFiles(state_dir / BROKER_TLS_DIR)
     return Provisioner(
-        ca=authority,
+        ca=ca_lib.load_or_create(state_dir, now),
         keys=keys_lib.load_or_create(state_dir),
         broker=BrokerAddress(host=broker_host, port=broker_port, server_name=broker_host),
-        on_revoked=RevocationPublisher(authority, files, broker_host, broker_port),
+        on_revoked=publisher or revocation_publisher(state_dir, broker_host, broker_port, now),
     )
