@@ -99,7 +99,7 @@ class CertificateAuthority:
         return cert_pem(self.root) + cert_pem(self.issuing)
 
     def issue_device(
-        self, csr_pem: bytes, terminal_id: str, now: dt.datetime, days: int = DEVICE_DAYS
+        self, csr_pem: bytes, terminal_id: str, now: dt.datetime, days: float = DEVICE_DAYS
     ) -> Issued:
         """Sign a terminal's CSR. The identity is ``terminal_id``; the CSR's subject is ignored."""
         if not valid_terminal_id(terminal_id):
@@ -112,7 +112,7 @@ class CertificateAuthority:
         public_key: ec.EllipticCurvePublicKey,
         name: str,
         now: dt.datetime,
-        days: int = SERVER_DAYS,
+        days: float = SERVER_DAYS,
     ) -> Issued:
         """A client certificate for a cloud service (broker username ``svc.<name>``)."""
         return self._issue(
@@ -124,7 +124,7 @@ class CertificateAuthority:
         public_key: ec.EllipticCurvePublicKey,
         hosts: Iterable[str],
         now: dt.datetime,
-        days: int = SERVER_DAYS,
+        days: float = SERVER_DAYS,
     ) -> Issued:
         """A server certificate (broker, enrolment API) for host names and IP addresses."""
         hosts = list(hosts)
@@ -167,7 +167,7 @@ class CertificateAuthority:
         public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
         cn: str,
         now: dt.datetime,
-        days: int,
+        days: float,
         usage: x509.ObjectIdentifier,
         sans: list[x509.GeneralName] | None = None,
     ) -> Issued:

@@ -136,7 +136,7 @@ class Provisioner:
             ).update(uses=F("uses") + 1)
             if not taken:  # a concurrent enrolment took the last use
                 raise ClaimRefused("exhausted", claim_id)
-            values = {
+            values: dict[str, Any] = {
                 "hardware_model": request.hardware_model,
                 "province": region[0],
                 "city": region[1],

@@ -153,3 +153,26 @@ async def test_client_id_cannot_take_over_another_terminal(
         assert await wait_for(cb, topic("TD", Channel.CMD, "ping")) == [
             topic("TD", Channel.CMD, "ping")
         ]
+
+
+async def test_services_have_only_their_role(
+    mtls_broker: MtlsBroker, make_terminal: MakeTerminal
+) -> None:
+    t = make_terminal("TE")
+    cloud, monitor = make_terminal("cloud", service=True), make_terminal("monitor", service=True)
+    port = mtls_broker.port
+    async with (
+        mqtt_client(port, t.ctx) as term,
+        mqtt_client(port, cloud.ctx) as cc,
+        mqtt_client(port, monitor.ctx) as mon,
+    ):
+        await term.subscribe("cuntong/v1/t/TE/cmd/#", qos=1)
+        await mon.subscribe("cuntong/v1/t/#", qos=1)
+        # The cloud may command terminals but not forge their uplink; the monitor only reads.
+        await cc.publish(topic("TE", Channel.EVENT), b"forged by cloud", qos=1)
+        await mon.publish(topic("TE", Channel.CMD, "reboot"), b"from monitor", qos=1)
+        await cc.publish(topic("TE", Channel.CMD, "ping"), b"from cloud", qos=1)
+        got = await wait_for(term, topic("TE", Channel.CMD, "ping"))
+        assert got == [topic("TE", Channel.CMD, "ping")]
+        seen = await wait_for(mon, topic("TE", Channel.CMD, "ping"))
+        assert seen == [topic("TE", Channel.CMD, "ping")]
