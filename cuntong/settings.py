@@ -99,6 +99,9 @@ class CloudSettings(_Base):
     api_port: int = Field(8000, ge=1, le=65535)
     ingest: bool = True
     ingest_group: str = "ingest"
+    #: Stable MQTT client id, so the broker keeps this consumer's session and queues messages
+    #: for it while it restarts. Give each consumer on one host its own.
+    ingest_client_id: str = ""
     ingest_batch_size: int = Field(5000, ge=1)
     ingest_flush_ms: int = Field(200, ge=1)
     max_payload_bytes: int = Field(16 * 1024, ge=256)

@@ -1,8 +1,11 @@
 """The ingest consumer: a thin asyncio shell around ``classify``.
 
-Subscribes with MQTT 5 shared subscriptions (``$share/<group>/...``) for telemetry and
-events, so several consumers split the load; status messages are low-volume and subscribed
-plainly, so every consumer gets the retained presence of every terminal on start.
+Telemetry comes through an MQTT 5 shared subscription (``$share/<group>/...``), so several
+consumers split the load. Events and status are low-volume and subscribed plainly by every
+consumer: a plain subscription in a persistent session survives a broker restart in
+Mosquitto (a shared one does not), so no business event is lost while ingest reconnects,
+and the (terminal, seq) key makes the copies each consumer stores collapse into one. Status
+subscriptions also bring every terminal's retained presence on start.
 
 Telemetry points are written to the store in batches (size or time, whichever first);
 terminal state is coalesced to one database update per terminal per flush; events are
@@ -15,12 +18,15 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiomqtt
 from influxdb_client import Point
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from tortoise.exceptions import IntegrityError
 
 from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
@@ -31,6 +37,9 @@ from cuntong.errors import WireError
 from cuntong.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
+
+#: The broker queues messages for a disconnected consumer this long.
+SESSION_EXPIRY_S = 24 * 3600
 
 
 def _dt(ts_ms: int) -> datetime:
@@ -61,6 +70,10 @@ class IngestConsumer:
         self._regions: dict[str, dict[str, str]] = {}
         self._flush_now = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.client_id = (
+            settings.ingest_client_id
+            or f"cuntong-ingest-{settings.ingest_group}-{socket.gethostname()}"
+        )[:64]
 
     async def run(self) -> None:
         flusher = asyncio.create_task(self._flush_loop())
@@ -74,13 +87,17 @@ class IngestConsumer:
     async def _link_loop(self) -> None:
         attempt = 0
         group = self.s.ingest_group
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
         while True:
             try:
                 async with aiomqtt.Client(
                     self.s.broker_host,
                     self.s.broker_port,
-                    identifier=f"cuntong-ingest-{random.randrange(16**8):08x}",
+                    identifier=self.client_id,
                     protocol=aiomqtt.ProtocolVersion.V5,
+                    clean_start=False,
+                    properties=props,
                     max_queued_incoming_messages=200_000,
                     timeout=10,
                 ) as client:
@@ -88,7 +105,7 @@ class IngestConsumer:
                     await client.subscribe(
                         [
                             (topics.subscription(topics.Channel.TELEMETRY, group), 1),
-                            (topics.subscription(topics.Channel.EVENT, group), 1),
+                            (topics.subscription(topics.Channel.EVENT), 1),
                             (topics.subscription(topics.Channel.STATUS), 1),
                         ]
                     )
@@ -101,7 +118,7 @@ class IngestConsumer:
                         await self.handle(str(message.topic), bytes(payload))
             except aiomqtt.MqttError as err:
                 self.ready.clear()
-                wait = backoff.delay(attempt, 0.5, 10.0, random.random())
+                wait = backoff.delay(attempt, 0.5, 5.0, random.random())
                 attempt += 1
                 log.warning("ingest link down (%s); retry in %.1fs", err, wait)
                 await asyncio.sleep(wait)

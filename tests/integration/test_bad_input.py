@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from cloud.tsdb import TelemetryReader
 from cuntong import envelope
 from cuntong.servers.mosquitto import Broker
+from cuntong.servers.victoria import VictoriaMetrics
 from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id
 
@@ -52,3 +55,41 @@ async def test_garbage_does_not_stop_ingest(
     assert rejected["malformed"] >= len(garbage) - 1
     assert cloud.proc.poll() is None
     assert "rejected message" in cloud.log.read_text()
+
+
+async def test_redelivered_messages_are_stored_once(
+    tmp_path: Path, cloud: CloudProcess, broker: Broker, victoria: VictoriaMetrics
+) -> None:
+    tid = new_id("DUP")
+    base = f"cuntong/v1/t/{tid}"
+    ts = int(time.time() * 1000)
+    samples = [
+        envelope.Telemetry(tid, seq, ts + seq, {"cpu_pct": float(seq)}, {}, {}) for seq in (1, 2, 3)
+    ]
+    event = envelope.Event(tid, 4, ts, "pin_entered", {"ok": True})
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.cfg.port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as mqtt:
+        # As a spool replay after a lost PUBACK would: 1, 2, 1, 2, 3, and the event twice.
+        for sample in (samples[0], samples[1], samples[0], samples[1], samples[2]):
+            await mqtt.publish(f"{base}/telemetry", sample.to_bytes(), qos=1)
+        for _ in range(2):
+            await mqtt.publish(f"{base}/event", event.to_bytes(), qos=1)
+
+    reader = TelemetryReader(victoria.url)
+    try:
+
+        async def stored() -> list[int] | None:
+            series = await reader.export(f'terminal_cpu_pct{{terminal_id="{tid}"}}')
+            stamps = [t for s in series for t in s["timestamps"]]
+            return stamps if len(set(stamps)) == 3 else None
+
+        stamps = await eventually(stored)
+    finally:
+        await reader.close()
+    assert sorted(stamps) == [ts + 1, ts + 2, ts + 3]
+    async with cloud.client() as http:
+        events = (await http.get(f"/api/v1/terminals/{tid}/events")).json()
+        stats = (await http.get("/healthz")).json()["ingest_stats"]
+    assert [e["seq"] for e in events] == [4]
+    assert stats["duplicates"] >= 2
