@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import pwd
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -125,10 +124,9 @@ def config_lines(files: BrokerFiles) -> tuple[str, ...]:
         "use_identity_as_username true",
         "use_username_as_clientid true",
         f"acl_file {files.aclfile}",
+        # SIGHUP target; written as the user the stack runs as (BrokerConfig's `user` line),
+        # who also owns the 0700 TLS folder re-read on reload.
         f"pid_file {files.pidfile}",
-        # Stay the user that owns the 0700 folder: mosquitto started as root would otherwise
-        # drop to `mosquitto` and fail to write the pid file or re-read the CRL on SIGHUP.
-        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import stat
 from pathlib import Path
@@ -146,3 +147,23 @@ def test_renewal_timing_is_a_function_of_validity(ca: ca_lib.CertificateAuthorit
     assert not device.renewal_due(cert, now + dt.timedelta(days=50))
     assert device.renewal_due(cert, now + dt.timedelta(days=66))
     assert device.renewal_due(cert, now + dt.timedelta(days=100))  # expired: renew (or re-enrol)
+
+
+async def test_concurrent_enrolments_cannot_overspend_a_claim(cloud: Cloud, tmp_path: Path) -> None:
+    claim, token = await cloud.provisioner.create_claim(
+        cloud.clock.now, max_uses=3, valid_for=dt.timedelta(days=1)
+    )
+
+    async def attempt(i: int) -> str:
+        try:
+            await device.enrol(
+                cloud.http, enrol_request(token, f"TC{i}"), device.Identity(tmp_path / str(i))
+            )
+        except ClaimRefused as err:
+            return err.reason
+        return "ok"
+
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(10)))
+    assert sorted(outcomes) == ["exhausted"] * 7 + ["ok"] * 3
+    assert (await ProvClaim.get(id=claim.id)).uses == 3
+    assert await ProvTerminal.all().count() == 3
