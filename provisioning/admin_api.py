@@ -33,6 +33,7 @@ class ClaimCreate(BaseModel):
     days: float = Field(gt=0, le=366)
     hardware_model: str | None = None
     region_scope: list[str] = Field(default_factory=list, max_length=4)
+    id_prefix: str = Field(default="", max_length=32)
     label: str = Field(default="", max_length=128)
 
 
@@ -41,6 +42,7 @@ class ClaimPublic(BaseModel):
     label: str
     hardware_model: str | None
     region_scope: str
+    id_prefix: str
     max_uses: int
     uses: int
     created_at: dt.datetime
@@ -94,6 +96,7 @@ def make_admin_router(
             valid_for=dt.timedelta(days=body.days),
             hardware_model=body.hardware_model,
             region_scope=body.region_scope,
+            id_prefix=body.id_prefix,
             label=body.label,
         )
         return _public(ClaimCreated, claim, token=token)  # type: ignore[no-any-return]

@@ -2,8 +2,9 @@
 
 A factory writes a claim token onto each terminal of a batch. A claim is bounded: it
 expires, it allows at most ``max_uses`` enrolments (1 = one-time token), it can be revoked,
-and it may be scoped to one hardware model and a region prefix (province, city, ...), so a
-token leaked from a Shaanxi batch cannot enrol a terminal claiming to stand in Hunan.
+and it may be scoped to one hardware model, a terminal-id prefix (the batch's serial range)
+and a region prefix (province, city, ...), so a token leaked from a Shaanxi batch can
+neither enrol a terminal claiming to stand in Hunan nor squat on other batches' ids.
 
 The token is ``ctk_<claim_id>.<secret>``; the cloud stores only SHA-256 of the secret. Rules
 check the secret first (constant time), so someone without it learns nothing about the
@@ -37,6 +38,8 @@ class ClaimState:
     hardware_model: str | None = None
     #: Region prefix the terminal must lie in, e.g. ("陕西省", "西安市"); empty = anywhere.
     region_scope: tuple[str, ...] = ()
+    #: Terminal ids this claim may enrol start with this (the batch's serial range).
+    id_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ def check(
     now: dt.datetime,
     hardware_model: str,
     region: Sequence[str],
+    terminal_id: str = "",
 ) -> None:
     """Raise ClaimRefused unless this claim allows one more enrolment of this terminal."""
     if not hmac.compare_digest(hash_secret(secret), claim.secret_hash):
@@ -84,6 +88,8 @@ def check(
         raise ClaimRefused("exhausted", f"claim {claim.claim_id} used {claim.uses} times")
     if claim.hardware_model and claim.hardware_model != hardware_model:
         raise ClaimRefused("wrong_model", f"claim is for {claim.hardware_model}")
+    if not terminal_id.startswith(claim.id_prefix):
+        raise ClaimRefused("wrong_id", f"claim enrols only ids starting {claim.id_prefix!r}")
     scope = claim.region_scope
     if tuple(region[: len(scope)]) != scope:
         raise ClaimRefused("out_of_region", f"claim is for {'/'.join(scope)}")

@@ -57,6 +57,7 @@ async def _claim_create(args: argparse.Namespace, prov: Provisioner, now: dt.dat
         valid_for=dt.timedelta(days=args.days),
         hardware_model=args.model,
         region_scope=[part for part in args.region.split("/") if part],
+        id_prefix=args.id_prefix,
         label=args.label,
     )
     print(f"claim {claim.id}: {claim.max_uses} uses until {claim.expires_at.isoformat()}")

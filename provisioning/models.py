@@ -25,6 +25,7 @@ class ProvClaim(Model):
     hardware_model = fields.CharField(max_length=64, null=True)
     #: "/"-joined region prefix; "" = anywhere.
     region_scope = fields.CharField(max_length=255, default="")
+    id_prefix = fields.CharField(max_length=32, default="")
     max_uses = fields.IntField()
     uses = fields.IntField(default=0)
     created_at = fields.DatetimeField()
@@ -44,6 +45,7 @@ class ProvClaim(Model):
             revoked_at=self.revoked_at,
             hardware_model=self.hardware_model,
             region_scope=tuple(self.region_scope.split("/")) if self.region_scope else (),
+            id_prefix=self.id_prefix,
         )
 
 

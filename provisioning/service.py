@@ -73,6 +73,7 @@ class Provisioner:
         valid_for: dt.timedelta,
         hardware_model: str | None = None,
         region_scope: Sequence[str] = (),
+        id_prefix: str = "",
         label: str = "",
     ) -> tuple[ProvClaim, str]:
         """A new claim and its token (shown once; the cloud keeps only a hash)."""
@@ -85,6 +86,7 @@ class Provisioner:
             label=label,
             hardware_model=hardware_model,
             region_scope="/".join(region_scope),
+            id_prefix=id_prefix,
             max_uses=max_uses,
             created_at=now,
             expires_at=now + valid_for,
@@ -107,7 +109,9 @@ class Provisioner:
             request.region.county,
             request.region.village,
         )
-        claims.check(claim.state(), secret, now, request.hardware_model, region)
+        claims.check(
+            claim.state(), secret, now, request.hardware_model, region, request.terminal_id
+        )
         existing = await ProvTerminal.get_or_none(id=request.terminal_id)
         if existing is not None and existing.status != DECOMMISSIONED:
             # Rotation is by renewal; a claim never re-issues a live or revoked identity.

@@ -92,6 +92,9 @@ async def test_claim_expiry_revocation_and_scope(cloud: Cloud, tmp_path: Path) -
     _, other_model = await prov.create_claim(
         now, max_uses=10, valid_for=dt.timedelta(1), hardware_model="ZN-E2"
     )
+    _, other_batch = await prov.create_claim(
+        now, max_uses=10, valid_for=dt.timedelta(1), id_prefix="SX-B07-"
+    )
     assert await prov.revoke_claim(revoked.id, now)
 
     async def reason(token: str) -> str:
@@ -102,6 +105,7 @@ async def test_claim_expiry_revocation_and_scope(cloud: Cloud, tmp_path: Path) -
     assert await reason(revoked_token) == "revoked"
     assert await reason(hunan) == "out_of_region"
     assert await reason(other_model) == "wrong_model"
+    assert await reason(other_batch) == "wrong_id"
     assert await reason(expiring[:-3] + "xyz") == "unknown_claim"  # wrong secret
     assert await reason("ctk_0000000000000000.nope") == "unknown_claim"
     cloud.clock.now = now + dt.timedelta(hours=1, seconds=1)
