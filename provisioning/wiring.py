@@ -5,14 +5,15 @@ gives an mTLS-only broker. Cloud: ``service_tls_context(state_dir, "api", now)``
 process (the broker uses the CN as client id, so each process has its own instance name),
 ``revocation_publisher(...)`` and ``cloud_provisioner(..., publisher)`` for the routers, and
 ``keep_crl_fresh(publisher, clock, stop)`` as a lifespan task. Agent:
-``device.ensure_identity(...)`` then ``Identity(dir).ssl_context()``.
+``device.ensure_identity(...)`` then ``Identity(dir).ssl_context()``. Simulated factory:
+``write_factory_claims(...)`` writes each terminal's ``claim.json``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -23,7 +24,7 @@ from provisioning import ca as ca_lib
 from provisioning import keys as keys_lib
 from provisioning.device import client_ssl_context, renewal_due
 from provisioning.files import ensure_private_dir, write_private
-from provisioning.protocol import BrokerAddress
+from provisioning.protocol import BrokerAddress, FactoryClaim, Region
 from provisioning.revocation import RevocationPublisher
 from provisioning.service import Provisioner
 
@@ -82,3 +83,34 @@ def cloud_provisioner(
         broker=BrokerAddress(host=broker_host, port=broker_port, server_name=broker_host),
         on_revoked=publisher or revocation_publisher(state_dir, broker_host, broker_port, now),
     )
+
+
+async def write_factory_claims(
+    provisioner: Provisioner,
+    enrol_url: str,
+    terminals: Sequence[tuple[str, str, Region]],
+    folder_of: Callable[[str], Path],
+    now: dt.datetime,
+    valid_for: dt.timedelta = dt.timedelta(days=7),
+) -> str:
+    """Act as the factory for a batch: one claim, a ``claim.json`` per terminal.
+
+    ``terminals`` are (terminal id, hardware model, region); each claim file goes to
+    ``folder_of(terminal_id) / "claim.json"`` (0600). Needs Tortoise open on the cloud's
+    database. Returns the claim id.
+    """
+    claim, token = await provisioner.create_claim(
+        now, max_uses=len(terminals), valid_for=valid_for, label="factory batch"
+    )
+    for terminal_id, model, region in terminals:
+        factory = FactoryClaim(
+            enrol_url=enrol_url,
+            ca_pem=provisioner.ca.root_pem.decode(),
+            claim_token=token,
+            terminal_id=terminal_id,
+            hardware_model=model,
+            region=region,
+        )
+        folder = ensure_private_dir(folder_of(terminal_id))
+        write_private(folder / "claim.json", factory.model_dump_json(indent=2).encode())
+    return claim.id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import stat
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,6 @@ from cuntong.servers.mosquitto import Broker
 from cuntong.topics import Channel, topic
 from provisioning import device, wiring
 from provisioning.api import make_router
-from provisioning.protocol import FactoryClaim
 from tests.provisioning.conftest import SHAANXI, mqtt_client
 
 pytestmark = pytest.mark.servers
@@ -29,15 +29,16 @@ async def test_stack_cloud_and_agent_wiring(db: None, tmp_path: Path) -> None:
     broker = Broker(cfg, tmp_path / "mosquitto").start()
     try:
         provisioner = wiring.cloud_provisioner(state, "127.0.0.1", port, now)
-        _, token = await provisioner.create_claim(now, max_uses=1, valid_for=dt.timedelta(1))
-        claim = FactoryClaim(
-            enrol_url="http://cloud",
-            ca_pem=provisioner.ca.root_pem.decode(),
-            claim_token=token,
-            terminal_id="SX-00001",
-            hardware_model="ZN-E100",
-            region=SHAANXI,
+        await wiring.write_factory_claims(
+            provisioner,
+            "http://cloud",
+            [("SX-00001", "ZN-E100", SHAANXI)],
+            lambda tid: tmp_path / "agent" / tid,
+            now,
         )
+        claim_file = tmp_path / "agent" / "SX-00001" / "claim.json"
+        assert stat.S_IMODE(claim_file.stat().st_mode) == 0o600
+        claim = device.read_claim(claim_file)
         app = FastAPI()
         app.include_router(make_router(provisioner))
         identity = device.Identity(tmp_path / "agent" / "identity")
