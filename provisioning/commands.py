@@ -143,9 +143,18 @@ class ReplayCache:
 
 
 def verify_command(
-    key: VerifyKey, raw: bytes, terminal_id: str, now: dt.datetime, cache: ReplayCache
+    key: VerifyKey,
+    raw: bytes,
+    terminal_id: str,
+    now: dt.datetime,
+    cache: ReplayCache,
+    topic_name: str | None = None,
 ) -> Command:
-    """The command, if it is for us, authentic, current and new; else CommandRefused."""
+    """The command, if it is for us, authentic, current and new; else CommandRefused.
+
+    Pass ``topic_name`` (the ``<name>`` level of ``cmd/<name>``): the topic is not signed,
+    so a signed harmless command re-published under another command's topic is refused.
+    """
     command, message, signature = parse_command(raw)
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
@@ -156,6 +165,8 @@ def verify_command(
         raise CommandRefused("bad_signature", command.id) from err
     if command.terminal_id != terminal_id:
         raise CommandRefused("wrong_terminal", command.terminal_id)
+    if topic_name is not None and command.name != topic_name:
+        raise CommandRefused("wrong_name", f"{command.name} sent as {topic_name}")
     if command.expires_at - command.issued_at > MAX_TTL:
         raise CommandRefused("ttl_too_long", command.id)
     if command.issued_at > now + CLOCK_SKEW:

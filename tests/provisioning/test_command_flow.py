@@ -67,7 +67,8 @@ async def test_signed_commands_and_maced_events_over_the_broker(
             async for message in terminal.messages:
                 assert isinstance(message.payload, bytes)
                 try:
-                    verify_command(command_key, message.payload, "T-CMD", now, cache)
+                    name = str(message.topic).rsplit("/", 1)[-1]
+                    verify_command(command_key, message.payload, "T-CMD", now, cache, name)
                     outcomes.append("accepted")
                 except CommandRefused as err:
                     outcomes.append(err.reason)

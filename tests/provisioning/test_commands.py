@@ -65,6 +65,9 @@ def test_tampered_forged_and_misdirected_commands_refused() -> None:
     forged = sign_command(ed25519.Ed25519PrivateKey.generate(), command())
     assert refused(forged) == "bad_signature"
     assert refused(sign_command(KEY, command(tid="T2"))) == "wrong_terminal"
+    with pytest.raises(CommandRefused) as err:  # a signed "reboot" under the "wipe" topic
+        verify_command(KEY.public_key(), raw, "T1", NOW, ReplayCache(), topic_name="wipe")
+    assert err.value.reason == "wrong_name"
     assert refused(b"\x00garbage") == "malformed"
     assert refused(b'{"v": 1, "id": "x"}') == "malformed"
 
