@@ -25,11 +25,10 @@ MEASUREMENT = "terminal"
 PERIPHERAL_CODES = {"ok": 0, "degraded": 1, "fault": 2, "absent": 3}
 
 
-def points_for(t: envelope.Telemetry, region: dict[str, str] | None = None) -> Point:
+def points_for(t: envelope.Telemetry) -> Point:
+    """One point per sample. The terminal id is the only tag, so a series never splits when
+    a terminal's region or version changes; those live in the database."""
     point = Point(MEASUREMENT).tag("terminal_id", t.terminal_id)
-    for key, value in (region or {}).items():
-        if value:
-            point = point.tag(key, value)
     for name, value in t.metrics.items():
         point = point.field(name, value)
     for name, state in t.peripherals.items():

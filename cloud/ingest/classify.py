@@ -5,7 +5,7 @@ No I/O here; the consumer feeds bytes in and acts on the typed results.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from cuntong import envelope, topics
@@ -69,6 +69,23 @@ class IngestStats:
     duplicates: int = 0
     points_written: int = 0
     write_errors: int = 0
+    #: End-to-end lag (terminal timestamp → written to the store) of recent points, in ms.
+    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    def landed(self, sent_ms: list[int], now_s: float) -> None:
+        self.points_written += len(sent_ms)
+        now_ms = now_s * 1000
+        self.lags_ms.extend(now_ms - ts for ts in sent_ms)
+
+    def lag_percentiles(self) -> dict[str, float]:
+        if not self.lags_ms:
+            return {}
+        ordered = sorted(self.lags_ms)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+        return {"p50": pick(0.50), "p99": pick(0.99), "max": round(ordered[-1], 1)}
 
     def reject(self, err: WireError) -> None:
         self.rejected["oversized" if isinstance(err, PayloadTooLarge) else "malformed"] += 1
@@ -80,4 +97,5 @@ class IngestStats:
             "duplicates": self.duplicates,
             "points_written": self.points_written,
             "write_errors": self.write_errors,
+            "lag_ms": self.lag_percentiles(),
         }

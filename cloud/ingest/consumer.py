@@ -38,6 +38,8 @@ from cuntong.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
 
+REGION_KEYS = ("province", "city", "county", "village")
+
 #: The broker queues messages for a disconnected consumer this long.
 SESSION_EXPIRY_S = 24 * 3600
 
@@ -49,13 +51,14 @@ def _dt(ts_ms: int) -> datetime:
 @dataclass
 class _Pending:
     points: list[Point] = field(default_factory=list)
+    telemetry: list[envelope.Telemetry] = field(default_factory=list)
     health: dict[str, envelope.Telemetry] = field(default_factory=dict)
     events: list[envelope.Event] = field(default_factory=list)
-    #: Receive time of the oldest message in this batch, for the lag figure.
-    first_at: float | None = None
+    #: Latest presence per terminal, in arrival order (the will carries an old timestamp).
+    status: dict[str, envelope.Status] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.points) + len(self.events)
+        return len(self.points) + len(self.events) + len(self.status)
 
 
 class IngestConsumer:
@@ -67,7 +70,6 @@ class IngestConsumer:
         self.ready = asyncio.Event()
         self._pending = _Pending()
         self._known: set[str] = set()
-        self._regions: dict[str, dict[str, str]] = {}
         self._flush_now = asyncio.Event()
         self._lock = asyncio.Lock()
         self.client_id = (
@@ -132,17 +134,16 @@ class IngestConsumer:
             log.warning("rejected message on %s: %s", topic_name[:120], err)
             return
         self.stats.accepted[type(msg).__name__.lower()] += 1
-        if isinstance(msg, envelope.Status):
-            await self._apply_status(msg)
-            return
         pending = self._pending
-        if pending.first_at is None:
-            pending.first_at = time.monotonic()
-        if isinstance(msg, envelope.Telemetry):
+        if isinstance(msg, envelope.Status):
+            pending.status.pop(msg.terminal_id, None)
+            pending.status[msg.terminal_id] = msg
+        elif isinstance(msg, envelope.Telemetry):
             if not self.dedup.is_new(msg.terminal_id, msg.seq):
                 self.stats.duplicates += 1
                 return
-            pending.points.append(points_for(msg, self._regions.get(msg.terminal_id)))
+            pending.points.append(points_for(msg))
+            pending.telemetry.append(msg)
             pending.health[msg.terminal_id] = msg
         else:
             pending.events.append(msg)
@@ -166,23 +167,28 @@ class IngestConsumer:
     async def flush(self) -> None:
         async with self._lock:
             batch = self._pending
-            if not len(batch) and not batch.health:
+            if not len(batch):
                 return
             self._pending = _Pending()
             try:
                 await self._ensure_terminals(
-                    {*batch.health, *(e.terminal_id for e in batch.events)}
+                    {*batch.status, *batch.health, *(e.terminal_id for e in batch.events)}
                 )
+                await self._store_status(batch.status)
                 await self.writer.write(batch.points)
-                self.stats.points_written += len(batch.points)
+                self.stats.landed([t.ts_ms for t in batch.telemetry], time.time())
                 await self._store_health(batch.health)
                 await self._store_events(batch.events)
             except Exception:
                 # Put the batch back in front of anything that arrived meanwhile.
                 newer = self._pending
                 batch.points.extend(newer.points)
+                batch.telemetry.extend(newer.telemetry)
                 batch.health.update(newer.health)
                 batch.events.extend(newer.events)
+                for tid, st in newer.status.items():
+                    batch.status.pop(tid, None)
+                    batch.status[tid] = st
                 self._pending = batch
                 raise
 
@@ -245,23 +251,34 @@ class IngestConsumer:
                 if not await TerminalEvent.exists(terminal_id=row.terminal_id, seq=row.seq):
                     await row.save()
 
-    async def _apply_status(self, st: envelope.Status) -> None:
+    async def _store_status(self, statuses: dict[str, envelope.Status]) -> None:
+        if not statuses:
+            return
         now = datetime.now(UTC)
-        values = {
-            "online": st.online,
-            "status_changed_at": now,
-            "last_seen_at": now,
-            "versions": st.versions,
-            "agent_version": st.versions.get("agent", ""),
-        }
-        if st.region:
-            values |= {k: st.region.get(k, "") for k in ("province", "city", "county", "village")}
-            self._regions[st.terminal_id] = {
-                k: st.region[k] for k in ("province", "county") if k in st.region
-            }
-        if st.hw_model:
-            values["hw_model"] = st.hw_model
-        updated = await Terminal.filter(id=st.terminal_id).update(**values)
-        if not updated:
-            await Terminal.create(id=st.terminal_id, **values)
-            self._known.add(st.terminal_id)
+        rows = []
+        for st in statuses.values():
+            row = Terminal(
+                id=st.terminal_id,
+                online=st.online,
+                status_changed_at=now,
+                last_seen_at=now,
+                versions=st.versions,
+                agent_version=st.versions.get("agent", ""),
+                hw_model=st.hw_model,
+                **{k: st.region.get(k, "") for k in REGION_KEYS},
+            )
+            row._saved_in_db = True
+            rows.append(row)
+        await Terminal.bulk_update(
+            rows,
+            fields=[
+                "online",
+                "status_changed_at",
+                "last_seen_at",
+                "versions",
+                "agent_version",
+                "hw_model",
+                *REGION_KEYS,
+            ],
+            batch_size=500,
+        )

@@ -40,3 +40,11 @@ def test_stats_count_reject_kinds() -> None:
     stats.reject(WireError("x"))
     stats.reject(PayloadTooLarge("y"))
     assert stats.as_dict()["rejected"] == {"malformed": 1, "oversized": 1}
+
+
+def test_lag_percentiles_over_recent_points() -> None:
+    stats = IngestStats()
+    assert stats.as_dict()["lag_ms"] == {}
+    stats.landed([1000 - i for i in range(100)], now_s=1.0)  # lags 0..99 ms
+    assert stats.points_written == 100
+    assert stats.lag_percentiles() == {"p50": 50.0, "p99": 99.0, "max": 99.0}
