@@ -1,0 +1,75 @@
+"""The converted BlazeFace and face mesh models on a real photograph, and the pipeline gates."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.vision import pipeline
+from edge.vision.errors import BadFrame
+from edge.vision.runtime import ModelSet
+
+
+def test_detector_finds_the_astronaut_face(models: ModelSet, astronaut: np.ndarray) -> None:
+    faces = pipeline.detect(models, astronaut)
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0].box
+    assert 160 < x0 < 200 and 260 < x1 < 290 and 60 < y0 < 100 and 160 < y1 < 190
+    assert faces[0].score > 0.85
+    right_eye, left_eye = faces[0].keypoints[:2]
+    assert right_eye[0] < left_eye[0]  # the subject's right eye is on the image's left
+
+
+def test_detector_follows_a_mirrored_and_resized_frame(
+    models: ModelSet, astronaut: np.ndarray
+) -> None:
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    (face,) = pipeline.detect(models, mirrored)
+    (orig,) = pipeline.detect(models, astronaut)
+    assert abs((512 - face.box[2]) - orig.box[0]) < 8  # mirrored box lands where it should
+    wide = cv2.resize(astronaut, (640, 480))
+    (face,) = pipeline.detect(models, wide)
+    assert abs((face.box[0] + face.box[2]) / 2 - 225 * 640 / 512) < 15
+
+
+def test_landmarks_measure_open_eyes_and_a_frontal_face(
+    models: ModelSet, astronaut: np.ndarray
+) -> None:
+    (face,) = pipeline.detect(models, astronaut)
+    m = pipeline.landmarks(models, astronaut, face)
+    assert m.presence > 0.9
+    assert 0.2 < m.ear < 0.4
+    assert m.mar < 0.3
+    assert abs(m.yaw) < 10
+
+
+def test_two_faces_are_flagged(models: ModelSet, head: np.ndarray) -> None:
+    frame = np.hstack([head, head[:, ::-1]])
+    result = pipeline.analyze(models, frame)
+    assert result.faces == 2
+    assert result.reasons == ("MULTIPLE_FACES",)
+
+
+def test_no_face_tiny_face_and_dark_frame(models: ModelSet, astronaut: np.ndarray) -> None:
+    wall = np.full((480, 640, 3), 128, np.uint8)
+    assert pipeline.analyze(models, wall).reasons == ("NO_FACE",)
+    tiny = cv2.resize(astronaut, (64, 64))  # a face about 12 pixels wide
+    result = pipeline.analyze(models, tiny)
+    assert result.faces == 1 and result.reasons == ("FACE_TOO_SMALL",)
+    dark = (astronaut * 0.05).astype(np.uint8)
+    assert pipeline.analyze(models, dark).reasons == ("TOO_DARK",)
+
+
+def test_usable_frame_has_measures(models: ModelSet, astronaut: np.ndarray) -> None:
+    result = pipeline.analyze(models, astronaut)
+    assert result.usable and result.measures is not None
+    assert len(result.member_scores) == len(models.passive)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((480, 640), np.uint8), np.zeros((48, 64, 3), np.float32), "frame"]
+)
+def test_bad_frames_raise(models: ModelSet, bad: object) -> None:
+    with pytest.raises(BadFrame):
+        pipeline.analyze(models, bad)  # type: ignore[arg-type]
