@@ -23,7 +23,7 @@ GROW = 1.5
 RIGHT_EYE = (33, 160, 158, 133, 153, 144)
 LEFT_EYE = (362, 385, 387, 263, 373, 380)
 MOUTH_UPPER, MOUTH_LOWER, MOUTH_LEFT, MOUTH_RIGHT = 13, 14, 78, 308
-CHEEK_RIGHT, CHEEK_LEFT = 234, 454
+CHEEK_RIGHT, CHEEK_LEFT, NOSE_TIP = 234, 454, 1
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Measures:
 
     ear: float  # eye aspect ratio, mean of both eyes (open ≈ 0.25-0.35, closed < 0.15)
     mar: float  # inner-lip opening over mouth width (closed ≈ 0, open > 0.35)
-    yaw: float  # degrees, positive = face turned towards the image's right
+    yaw: float  # degrees (from the nose's place between the cheeks), + = nose to image right
     presence: float  # the model's face-presence probability
 
 
@@ -79,7 +79,9 @@ def measure(mesh: np.ndarray, presence: float) -> Measures:
     ear = (_ear(mesh, RIGHT_EYE) + _ear(mesh, LEFT_EYE)) / 2
     opening = np.linalg.norm(mesh[MOUTH_UPPER, :2] - mesh[MOUTH_LOWER, :2])
     width = np.linalg.norm(mesh[MOUTH_LEFT, :2] - mesh[MOUTH_RIGHT, :2]) + 1e-6
-    # Yaw from the cheek-to-cheek vector in the x-z plane: the mesh's z shares x's scale.
-    dx, dz = mesh[CHEEK_LEFT, 0] - mesh[CHEEK_RIGHT, 0], mesh[CHEEK_LEFT, 2] - mesh[CHEEK_RIGHT, 2]
-    yaw = math.degrees(math.atan2(dz, dx))
+    # Yaw from where the nose tip sits between the cheeks in the image (0.5 = frontal): a
+    # geometric reading of what the camera saw, rather than the mesh's learned depth prior.
+    span = mesh[CHEEK_LEFT, 0] - mesh[CHEEK_RIGHT, 0]
+    r = (mesh[NOSE_TIP, 0] - mesh[CHEEK_RIGHT, 0]) / (span if abs(span) > 1e-6 else 1e-6)
+    yaw = math.degrees(math.asin(float(np.clip(2 * r - 1, -1.0, 1.0))))
     return Measures(ear=ear, mar=float(opening / width), yaw=yaw, presence=presence)

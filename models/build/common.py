@@ -17,9 +17,11 @@ def publish(
     onnx_bytes: bytes,
     key_path: Path | None,
     manifest_path: Path = DEFAULT_MANIFEST,
+    join_ensemble: bool = False,
 ) -> ModelEntry:
     """Write the model file, set its SHA-256, sign if a key is given, and save the manifest.
 
+    `join_ensemble` adds a passive classifier to the averaged ensemble.
     Without a key an unchanged entry keeps its old signature (a reproducible rebuild needs no
     re-signing); a changed entry is left unsigned, which the terminal refuses until signed.
     """
@@ -35,5 +37,8 @@ def publish(
         fresh = sign(fresh, load_private_key(key_path))
     elif old is not None and old.signed_bytes() == fresh.signed_bytes():
         fresh = old
-    manifest_path.write_bytes(manifest.replace(fresh).to_bytes())
+    manifest = manifest.replace(fresh)
+    if join_ensemble and fresh.name not in manifest.passive_ensemble:
+        manifest = Manifest(manifest.models, (*manifest.passive_ensemble, fresh.name))
+    manifest_path.write_bytes(manifest.to_bytes())
     return fresh
