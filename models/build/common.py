@@ -42,3 +42,14 @@ def publish(
         manifest = Manifest(manifest.models, (*manifest.passive_ensemble, fresh.name))
     manifest_path.write_bytes(manifest.to_bytes())
     return fresh
+
+
+def check_reproduced(name: str, onnx_bytes: bytes, manifest_path: Path = DEFAULT_MANIFEST) -> int:
+    """0 if a rebuild gave the committed model byte for byte, else 1 (with the reason)."""
+    entry = Manifest.parse(manifest_path.read_bytes()).get(name)
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    if digest == entry.sha256:
+        print(f"{entry.label}: rebuild reproduces {entry.file} ({digest})")
+        return 0
+    print(f"{entry.label}: rebuild gives {digest}, manifest says {entry.sha256}")
+    return 1

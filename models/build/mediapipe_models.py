@@ -1,6 +1,6 @@
 """Rebuild the face detector and face landmark ONNX models from the mediapipe wheel.
 
-    python -m models.build.mediapipe_models [--key PRIVATE.pem] [--cache DIR]
+    python -m models.build.mediapipe_models [--key PRIVATE.pem] [--cache DIR] [--check]
 
 Fetches `mediapipe==0.10.21` (Apache-2.0) with `pip download --no-deps` (the wheel is read as
 a zip, never installed), checks the wheel and each .tflite against pinned SHA-256 values,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.build.common import publish
+from models.build.common import check_reproduced, publish
 from models.build.tflite_onnx import convert
 from models.manifest import ModelEntry
 
@@ -89,13 +89,17 @@ def check_against_tflite(tflite_bytes: bytes, onnx_bytes: bytes) -> float:
     return worst
 
 
-def build(cache: Path, key: Path | None) -> None:
+def build(cache: Path, key: Path | None, check: bool = False) -> int:
+    failures = 0
     with zipfile.ZipFile(fetch_wheel(cache)) as wheel:
         for name, version, role, member, sha, out in MODELS:
             tfl = wheel.read(member)
             _expect(hashlib.sha256(tfl).hexdigest(), sha, member)
             onnx_bytes = convert(tfl)
             diff = check_against_tflite(tfl, onnx_bytes)
+            if check:
+                failures += check_reproduced(name, onnx_bytes)
+                continue
             entry = ModelEntry(
                 name=name,
                 version=version,
@@ -113,6 +117,7 @@ def build(cache: Path, key: Path | None) -> None:
             )
             done = publish(entry, onnx_bytes, key)
             print(f"{done.label}: {out} sha256 {done.sha256} max|onnx-tflite| {diff:.2e}")
+    return failures
 
 
 def _expect(got: str, want: str, what: str) -> None:
@@ -124,9 +129,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the entries")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cuntong-wheels")
+    ap.add_argument("--check", action="store_true", help="rebuild and compare, write nothing")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    build(args.cache, args.key)
+    raise SystemExit(build(args.cache, args.key, args.check))
 
 
 if __name__ == "__main__":

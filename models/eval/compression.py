@@ -51,7 +51,11 @@ class Encoded:
 
 
 def encode_vp8(frames: list[np.ndarray], bitrate: int) -> Encoded:
-    """Real-time VP8 at `bitrate` bit/s (CBR, as WebRTC runs it); returns size and decoded."""
+    """Real-time VP8 at `bitrate` bit/s (CBR, as WebRTC runs it); returns size and decoded.
+
+    Speed is fixed (cpu-used -8): a positive value lets libvpx pick its speed from wall-clock
+    timing, which makes the output depend on machine load.
+    """
     enc = av.CodecContext.create("libvpx", "w")
     enc.width, enc.height, enc.pix_fmt = W, H, "yuv420p"
     enc.time_base = Fraction(1, FPS)
@@ -59,7 +63,7 @@ def encode_vp8(frames: list[np.ndarray], bitrate: int) -> Encoded:
     enc.bit_rate = bitrate
     enc.options = {
         "deadline": "realtime",
-        "cpu-used": "8",
+        "cpu-used": "-8",
         "lag-in-frames": "0",
         "rc_lookahead": "0",
         "error-resilient": "1",

@@ -1,6 +1,6 @@
 """Train the passive anti-spoofing baseline and publish it as a signed ONNX model.
 
-    python -m models.train.passive [--key PRIVATE.pem]
+    python -m models.train.passive [--key PRIVATE.pem] [--check]
 
 Seeds are fixed (data 20261125, weights 7), the features are the ONNX graph's own, and the
 MLP head (40 → 16 → 2) is fitted with full-batch Adam in numpy, so the same command gives the
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.build.common import publish
+from models.build.common import check_reproduced, publish
 from models.manifest import ClassifierSpec, ModelEntry
 from models.train import datagen, features
 
@@ -100,8 +100,12 @@ def train() -> tuple[bytes, dict[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign the entry")
+    ap.add_argument("--check", action="store_true", help="rebuild and compare, write nothing")
     args = ap.parse_args()
     onnx_bytes, stats = train()
+    print(", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
+    if args.check:
+        raise SystemExit(check_reproduced("cuntong-passive-baseline", onnx_bytes))
     entry = ModelEntry(
         name="cuntong-passive-baseline",
         version=VERSION,
@@ -120,7 +124,6 @@ def main() -> None:
     )
     done = publish(entry, onnx_bytes, args.key, join_ensemble=True)
     print(f"{done.label}: sha256 {done.sha256}")
-    print(", ".join(f"{k} {v:.3f}" for k, v in stats.items()))
 
 
 if __name__ == "__main__":

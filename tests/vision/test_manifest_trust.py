@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.vision.runtime import ModelSet
+from models.build import sign as sign_tool
 from models.errors import ManifestError, ModelRefused
 from models.manifest import ClassifierSpec, Manifest
 from models.registry import DEFAULT_MANIFEST, load_verified, read_manifest
@@ -91,3 +92,17 @@ def test_classifier_spec_rejects_nonsense() -> None:
         ClassifierSpec(input_size=(64, 64), box_expand=0.5)
     spec = ClassifierSpec(input_size=(80, 96), channel_order="BGR", activation="sigmoid")
     assert ClassifierSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_bank_rekeys_with_the_sign_tool(tmp_path: Path) -> None:
+    manifest_path = _copy_models(tmp_path)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    kid = sign_tool.keygen(tmp_path / "bank.pem", keys / "bank.pub")
+    assert (tmp_path / "bank.pem").stat().st_mode & 0o777 == 0o600
+    assert len(sign_tool.verify(manifest_path, keys)) == len(SHIPPED.models)  # not yet trusted
+    signed = sign_tool.sign(tmp_path / "bank.pem", manifest_path, [])
+    assert len(signed) == len(SHIPPED.models)
+    assert sign_tool.verify(manifest_path, keys) == []
+    assert {e.signature.key_id for e in read_manifest(manifest_path).models} == {kid}
+    assert sign_tool.verify(DEFAULT_MANIFEST, DEFAULT_MANIFEST.parent / "keys") == []
