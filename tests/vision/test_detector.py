@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.vision import pipeline
+from edge.vision import blazeface, pipeline
 from edge.vision.errors import BadFrame
 from edge.vision.runtime import ModelSet
 from models.eval import correctness
@@ -64,3 +64,30 @@ def test_usable_frame_has_measures(models: ModelSet, astronaut: np.ndarray) -> N
 def test_bad_frames_raise(models: ModelSet, bad: object) -> None:
     with pytest.raises(BadFrame):
         pipeline.analyze(models, bad)  # type: ignore[arg-type]
+
+
+def test_decode_maps_an_anchor_back_through_the_letterbox() -> None:
+    # 896 anchors: 16×16 cells × 2, then 8×8 × 6; first centre (0.5/16, 0.5/16).
+    assert blazeface.ANCHORS.shape == (896, 2)
+    assert np.allclose(blazeface.ANCHORS[0], [1 / 32, 1 / 32])
+    frame = np.zeros((480, 640, 3), np.uint8)  # letterboxed: 128 × 96, 16 rows of padding
+    _, lb = blazeface.preprocess(frame)
+    assert (lb.pad_x, lb.pad_y) == (0, 16) and lb.scale == pytest.approx(0.2)
+    reg = np.zeros((1, 896, 16), np.float32)
+    logits = np.full((1, 896, 1), -10, np.float32)
+    i = 512 + (4 * 8 + 4) * 6  # stride-16 anchor at cell (4, 4): centre (0.5625, 0.5625)
+    reg[0, i, 2:4] = 32  # a 32×32 box in the 128 input
+    logits[0, i] = 5
+    (face,) = blazeface.decode(reg, logits, lb)
+    cx, cy = 0.5625 * 128 / 0.2, (0.5625 * 128 - 16) / 0.2
+    assert face.box == pytest.approx((cx - 80, cy - 80, cx + 80, cy + 80))
+    assert face.score == pytest.approx(1 / (1 + np.exp(-5)))
+
+
+def test_weighted_nms_merges_overlapping_boxes() -> None:
+    reg = np.zeros((1, 896, 16), np.float32)
+    logits = np.full((1, 896, 1), -10, np.float32)
+    reg[0, :2, 2:4] = 40
+    logits[0, :2] = 3  # the two anchors of the first cell: the same face twice
+    faces = blazeface.decode(reg, logits, blazeface.Letterbox(1.0, 0, 0))
+    assert len(faces) == 1
