@@ -10,7 +10,6 @@ crop or landmark after it returns, and writes nothing to disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import secrets
 import time
@@ -56,7 +55,10 @@ class LivenessCheck:
                 try:
                     frame = await asyncio.wait_for(anext(frames), timeout=remaining)
                 except TimeoutError:
-                    challenge = challenge.tick(self.clock())
+                    # The wait lasted the step's remaining time: the step is over even if the
+                    # injected clock and the event loop's clock disagree slightly.
+                    limit = challenge.step_started + self.step_timeout
+                    challenge = challenge.tick(max(self.clock(), limit))
                     continue
                 except StopAsyncIteration:
                     break
@@ -71,8 +73,9 @@ class LivenessCheck:
                 if challenge.prompt and challenge.prompt != before:
                     await self.prompt(challenge.prompt)
         finally:
-            with contextlib.suppress(AttributeError):
-                await frames.aclose()  # type: ignore[attr-defined]
+            close = getattr(frames, "aclose", None)  # release the camera's generator now
+            if close is not None:
+                await close()
         return decide(analyses, challenge, self.policy, business_type, self.models.versions, digest)
 
 

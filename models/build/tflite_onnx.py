@@ -132,13 +132,13 @@ class _Converter:
             handler(op, list(op.InputsAsNumpy()), list(op.OutputsAsNumpy()))
         return self.finish()
 
-    def op_dequantize(self, op, ins, outs) -> None:
+    def op_dequantize(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         value = self.const(ins[0])
         if value is None or value.dtype != np.float16:
             raise UnsupportedModel("DEQUANTIZE is supported only on float16 constants")
         self.consts[outs[0]] = value.astype(np.float32)
 
-    def _conv(self, op, ins, outs, depthwise: bool) -> None:
+    def _conv(self, op: tflite.Operator, ins: list[int], outs: list[int], depthwise: bool) -> None:
         cls = tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions
         o = _options(op, cls)
         w = self.const(ins[1])
@@ -171,13 +171,13 @@ class _Converter:
         )
         self.nchw.add(outs[0])
 
-    def op_conv_2d(self, op, ins, outs) -> None:
+    def op_conv_2d(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         self._conv(op, ins, outs, depthwise=False)
 
-    def op_depthwise_conv_2d(self, op, ins, outs) -> None:
+    def op_depthwise_conv_2d(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         self._conv(op, ins, outs, depthwise=True)
 
-    def op_max_pool_2d(self, op, ins, outs) -> None:
+    def op_max_pool_2d(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         o = _options(op, tflite.Pool2DOptions)
         _, h, w, _ = self.shape(ins[0])
         kh, kw = o.FilterHeight(), o.FilterWidth()
@@ -197,7 +197,7 @@ class _Converter:
         )
         self.nchw.add(outs[0])
 
-    def op_pad(self, op, ins, outs) -> None:
+    def op_pad(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         p = self.const(ins[1])
         if p is None or ins[0] not in self.nchw:
             raise UnsupportedModel("PAD needs constant paddings on a 4-D activation")
@@ -215,7 +215,7 @@ class _Converter:
             value = value.reshape(-1, 1, 1)  # per-channel constant broadcast over H, W
         return self.init("c", value)
 
-    def op_add(self, op, ins, outs) -> None:
+    def op_add(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         o = _options(op, tflite.AddOptions)
         nchw = any(i in self.nchw for i in ins)
         out = self.act_out(outs[0], o.FusedActivationFunction())
@@ -223,33 +223,33 @@ class _Converter:
         if nchw:
             self.nchw.add(outs[0])
 
-    def _unary(self, onnx_op: str, ins, outs) -> None:
+    def _unary(self, onnx_op: str, ins: list[int], outs: list[int]) -> None:
         self.node(onnx_op, [self.name(ins[0])], [self.name(outs[0])])
         if ins[0] in self.nchw:
             self.nchw.add(outs[0])
 
-    def op_relu(self, op, ins, outs) -> None:
+    def op_relu(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         self._unary("Relu", ins, outs)
 
-    def op_hard_swish(self, op, ins, outs) -> None:
+    def op_hard_swish(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         self._unary("HardSwish", ins, outs)
 
-    def op_logistic(self, op, ins, outs) -> None:
+    def op_logistic(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         self._unary("Sigmoid", ins, outs)
 
-    def op_prelu(self, op, ins, outs) -> None:
+    def op_prelu(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         nchw = ins[0] in self.nchw
         self.node("PRelu", [self.name(ins[0]), self._operand(ins[1], nchw)], [self.name(outs[0])])
         if nchw:
             self.nchw.add(outs[0])
 
-    def op_reshape(self, op, ins, outs) -> None:
+    def op_reshape(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         shape = np.array(self.shape(outs[0]), dtype=np.int64)
         self.node(
             "Reshape", [self.as_nhwc(ins[0]), self.init("shape", shape)], [self.name(outs[0])]
         )
 
-    def op_concatenation(self, op, ins, outs) -> None:
+    def op_concatenation(self, op: tflite.Operator, ins: list[int], outs: list[int]) -> None:
         o = _options(op, tflite.ConcatenationOptions)
         layouts = {i in self.nchw for i in ins}
         if len(layouts) != 1:

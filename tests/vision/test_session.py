@@ -209,3 +209,16 @@ def test_digest_depends_on_every_pixel(astronaut: np.ndarray) -> None:
     b.update(changed)
     assert a.hexdigest() != b.hexdigest()
     assert len(a.hexdigest()) == 64 and hashlib.sha256(b"").hexdigest() != a.hexdigest()
+
+
+async def test_stall_times_out_even_when_the_injected_clock_stands_still(
+    models: ModelSet,
+) -> None:
+    async def nothing() -> AsyncIterator[np.ndarray]:
+        await asyncio.Event().wait()
+        yield np.zeros((4, 4, 3), np.uint8)  # never reached
+
+    frozen = Clock()
+    check = LivenessCheck(models, step_timeout=0.2, clock=frozen)
+    result = await asyncio.wait_for(check.run(nothing(), "password_reset"), timeout=5)
+    assert result.reasons == ("CHALLENGE_TIMEOUT", "NO_USABLE_FRAME") and result.frames == 0
