@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cuntong import __version__
 from cuntong.errors import CuntongError
+
+if TYPE_CHECKING:
+    from cuntong.settings import AgentSettings
+    from edge.identity import SecureLink
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], object]) -> None:
@@ -48,13 +54,46 @@ def _cmd_agent(args: argparse.Namespace) -> None:
     )
 
     async def main(stop: asyncio.Event) -> None:
-        agent = Agent(settings)
+        link = await _secure_link(settings, stop)
+        if stop.is_set():
+            return
+        agent = Agent(settings, link=link)
         run = asyncio.create_task(agent.run())
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
         agent.stop()
         await run
 
     _run_until_signal(main)
+
+
+async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLink | None:
+    """Enrol (first boot) or load the identity, retrying while the cloud is unreachable."""
+    import random
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from cuntong import backoff
+    from edge.identity import establish
+    from provisioning.errors import ProvisioningError
+
+    log = logging.getLogger("cuntong.agent")
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return await establish(settings.state_dir, settings.claim_file, datetime.now(UTC))
+        except (httpx.HTTPError, OSError) as err:
+            wait = backoff.delay(
+                attempt, settings.backoff_base_s, settings.backoff_cap_s, random.random()
+            )
+            attempt += 1
+            log.warning("enrolment service unreachable (%s); retry in %.1fs", err, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+        except ProvisioningError as err:
+            # A refused claim will not get better by retrying: say why and stop.
+            raise CuntongError(f"enrolment refused: {err}") from err
+    return None
 
 
 def _cmd_api(args: argparse.Namespace) -> None:
@@ -87,7 +126,14 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
         writer = TelemetryWriter(
             settings.tsdb_url, settings.tsdb_org, settings.tsdb_bucket, settings.tsdb_token
         )
-        consumer = IngestConsumer(settings, writer)
+        security = None
+        if settings.state_dir is not None:
+            from datetime import UTC, datetime
+
+            from cloud.security import Security
+
+            security = Security.build(settings, datetime.now(UTC))
+        consumer = IngestConsumer(settings, writer, security)
         run = asyncio.create_task(consumer.run())
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
         run.cancel()
@@ -130,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="run a standalone ingest consumer")
     ingest.set_defaults(func=_cmd_ingest)
+
+    # Sub-commands the other packages bring (imports are light: argparse only).
+    from firmware_adapters.cli import add_parser as peripherals
+    from models.cli import add_parser as models
+    from provisioning.cli import add_parser as provision
+
+    for add in (provision, peripherals, models):
+        add(sub)
     return parser
 
 

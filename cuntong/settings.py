@@ -73,6 +73,9 @@ class AgentSettings(_Base):
     village: str = ""
     hw_model: str = "ZN-E100"
     simulate: bool = False
+    #: The factory claim; default ``<state_dir>/claim.json``. With a claim or an installed
+    #: identity the agent runs secured (mTLS, signed commands, event MACs).
+    claim_file: Path | None = None
 
     @field_validator("terminal_id")
     @classmethod
@@ -109,6 +112,32 @@ class CloudSettings(_Base):
     state_flush_ms: int = Field(2000, ge=10)
     max_payload_bytes: int = Field(16 * 1024, ge=256)
     offline_after_s: float = Field(120.0, gt=0)
+    #: Where the CA, the cloud's keys and service certificates live. Set, the cloud runs
+    #: secured: mTLS to the broker, enrolment routes, event MACs required. Unset: the
+    #: anonymous development mode.
+    state_dir: Path | None = None
+    #: This process's service instance (its certificate is ``svc.<instance>``, which the
+    #: broker also makes its client id): give each cloud process its own.
+    service_instance: str = "api"
+    #: Bearer token for the operator routes (claims, revocation). Empty: routes not mounted.
+    admin_token: str = ""
+    crypto_suite: str = "standard"
+    #: Where terminals reach the broker (handed over at enrolment); defaults to broker_host.
+    public_broker_host: str = ""
+
+    @field_validator("crypto_suite")
+    @classmethod
+    def _suite(cls, value: str) -> str:
+        if value not in ("standard", "sm"):
+            raise ValueError("must be 'standard' or 'sm' (国密 SM3/SM4)")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if value and len(value) < 24:
+            raise ValueError("must be at least 24 characters (or empty to disable)")
+        return value
 
     @field_validator("db_url")
     @classmethod

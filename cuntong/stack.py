@@ -7,18 +7,23 @@ generated under the state folder. Prints the URLs; Ctrl-C stops everything in re
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from cuntong import procs
-from cuntong.servers.mosquitto import Broker, BrokerConfig
+from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
+from provisioning.files import ensure_private_dir, write_private
+from provisioning.protocol import FactoryClaim, Region
+from provisioning.wiring import secure_broker
 
 #: Where the simulated terminals stand: Shaanxi villages, as in the 村村通 rollout.
 SIM_VILLAGES: tuple[tuple[str, str, str, str], ...] = (
@@ -55,7 +60,12 @@ class Stack:
     def run(self) -> None:
         self.state_dir = self.state_dir.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        broker = Broker(BrokerConfig(port=_port(1883)), self.state_dir / "mosquitto")
+        # The default stack is secured: an mTLS-only broker with per-terminal ACLs, and
+        # terminals that enrol with a factory claim (see docs/provisioning.md).
+        cfg, _ = secure_broker(
+            self.pki_dir, _port(8883), datetime.now(UTC), services={"api": "cloud"}
+        )
+        broker = Broker(cfg, self.state_dir / "mosquitto")
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
         api_port = _port(8000)
         previous = signal.signal(
@@ -65,8 +75,9 @@ class Stack:
             broker.start()
             vm.start()
             self._start_api(broker, vm, api_port)
+            self._factory_claims(f"http://127.0.0.1:{api_port}")
             for i in range(self.terminals):
-                self._start_agent(i, broker)
+                self._start_agent(i)
             self._print_urls(broker, vm, api_port)
             self._watch()
         except KeyboardInterrupt:
@@ -90,6 +101,8 @@ class Stack:
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
             CUNTONG_CLOUD_API_PORT=port,
+            CUNTONG_CLOUD_STATE_DIR=self.pki_dir,
+            CUNTONG_CLOUD_ADMIN_TOKEN=self.admin_token,
         )
         proc = procs.start(
             [sys.executable, "-m", "cuntong", "api"], self.state_dir / "api.log", env=env
@@ -107,13 +120,64 @@ class Stack:
             time.sleep(0.2)
         raise TimeoutError("cloud API did not become healthy in 30 s")
 
-    def _start_agent(self, i: int, broker: Broker) -> None:
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "cloud"
+
+    @property
+    def admin_token(self) -> str:
+        """The operator token, made once and kept (0600) so a restarted stack keeps it."""
+        path = self.pki_dir / "admin-token"
+        if not path.exists():
+            self.pki_dir.mkdir(parents=True, exist_ok=True)
+            write_private(path, secrets.token_urlsafe(32).encode())
+        return path.read_text().strip()
+
+    @staticmethod
+    def _tid(i: int) -> str:
+        return f"SX-{i + 1:05d}"
+
+    def _terminal_dir(self, tid: str) -> Path:
+        return self.state_dir / "terminals" / tid
+
+    def _factory_claims(self, api: str) -> None:
+        """Play the factory: one batch claim, a claim file on each new simulated terminal."""
+        new = [
+            i
+            for i in range(self.terminals)
+            if not (self._terminal_dir(self._tid(i)) / "identity").exists()
+        ]
+        if not new:
+            return
+        auth = {"Authorization": f"Bearer {self.admin_token}"}
+        ca_pem = httpx.get(f"{api}/api/v1/enrol/ca", timeout=10).text
+        created = httpx.post(
+            f"{api}/api/v1/provisioning/claims",
+            json={"uses": len(new), "days": 1, "id_prefix": "SX-", "label": "cuntong up"},
+            headers=auth,
+            timeout=10,
+        )
+        created.raise_for_status()
+        for i in new:
+            tid = self._tid(i)
+            province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
+            claim = FactoryClaim(
+                enrol_url=api,
+                ca_pem=ca_pem,
+                claim_token=created.json()["token"],
+                terminal_id=tid,
+                hardware_model="ZN-E100",
+                region=Region(province=province, city=city, county=county, village=village),
+            )
+            folder = ensure_private_dir(self._terminal_dir(tid))
+            write_private(folder / "claim.json", claim.model_dump_json(indent=2).encode())
+
+    def _start_agent(self, i: int) -> None:
         province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
-        tid = f"SX-{i + 1:05d}"
+        tid = self._tid(i)
         env = self._env(
             CUNTONG_AGENT_TERMINAL_ID=tid,
-            CUNTONG_AGENT_BROKER_PORT=broker.cfg.port,
-            CUNTONG_AGENT_STATE_DIR=self.state_dir / "terminals" / tid,
+            CUNTONG_AGENT_STATE_DIR=self._terminal_dir(tid),
             CUNTONG_AGENT_TELEMETRY_INTERVAL_S=self.telemetry_interval_s,
             CUNTONG_AGENT_SIMULATE="true",
             CUNTONG_AGENT_PROVINCE=province,
@@ -138,7 +202,9 @@ class Stack:
             f"  its telemetry     {api}/api/v1/terminals/SX-00001/telemetry?minutes=10\n"
             f"  health            {api}/healthz\n"
             f"  telemetry store   {vm.url}/vmui  (VictoriaMetrics, PromQL)\n"
-            f"  MQTT broker       {broker.url}  (MQTT 5)\n"
+            f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"
+            f"  operator token    {self.pki_dir / 'admin-token'}  (Bearer, for "
+            f"{api}/api/v1/provisioning/…)\n"
             f"  simulated terminals: {self.terminals}; state and logs in {self.state_dir}\n"
             "Ctrl-C stops everything.",
             flush=True,

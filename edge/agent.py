@@ -16,27 +16,32 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 import time
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
+import httpx
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cuntong import __version__, backoff, envelope
+from cuntong.errors import CuntongError
 from cuntong.settings import AgentSettings
 from cuntong.topics import Channel, command_filter, topic
 from edge import commands, wire
 from edge.health import HealthSampler
+from edge.identity import SecureLink
 from edge.simulation import SimulatedTerminal
-from edge.spool import Kind, Spool
+from edge.spool import Entry, Kind, Spool
+from provisioning.errors import CommandRefused
 
 log = logging.getLogger("cuntong.agent")
 
 DRAIN_WINDOW = 50
+RENEW_CHECK_S = 6 * 3600
 SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued for a terminal offline up to a week
 
 
@@ -47,13 +52,13 @@ class Agent:
         *,
         clock: Callable[[], float] = time.time,
         draw: Callable[[], float] = random.random,
-        tls_context: ssl.SSLContext | None = None,
+        link: SecureLink | None = None,
     ) -> None:
         self.s = settings
         self.tid = settings.terminal_id
         self._clock = clock
         self._draw = draw
-        self._tls = tls_context
+        self.link = link
         self.spool = Spool(
             settings.state_dir / "spool.sqlite3", settings.spool_max_rows, self._ms()
         )
@@ -109,6 +114,8 @@ class Agent:
         ]
         if self.sim is not None:
             tasks.append(asyncio.create_task(self._customer_loop(), name="customers"))
+        if self.link is not None:
+            tasks.append(asyncio.create_task(self._renew_loop(), name="renewal"))
         stop = asyncio.create_task(self._stopping.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -153,16 +160,22 @@ class Agent:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         status_topic = topic(self.tid, Channel.STATUS)
+        # Secured, the broker is the one the cloud named at enrolment.
+        host, port = (
+            (self.link.broker_host, self.link.broker_port)
+            if self.link
+            else (self.s.broker_host, self.s.broker_port)
+        )
         return aiomqtt.Client(
-            self.s.broker_host,
-            self.s.broker_port,
+            host,
+            port,
             identifier=self.tid,
             protocol=aiomqtt.ProtocolVersion.V5,
             keepalive=self.s.keepalive_s,
             will=aiomqtt.Will(status_topic, self._status(False), qos=1, retain=True),
             clean_start=False,
             properties=props,
-            tls_context=self._tls,
+            tls_context=self.link.tls if self.link else None,
             timeout=10,
         )
 
@@ -178,7 +191,7 @@ class Agent:
                     )
                     await client.subscribe(command_filter(self.tid), qos=1)
                     self.connected.set()
-                    log.info("connected to %s:%s", self.s.broker_host, self.s.broker_port)
+                    log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
                     try:
                         await self._serve(client)
                     finally:
@@ -223,18 +236,46 @@ class Agent:
                 await self._wake.wait()
                 continue
             started = time.monotonic()
-            await asyncio.gather(
-                *(client.publish(*wire.encode(self.tid, e), qos=1, timeout=15) for e in entries)
-            )
+            await asyncio.gather(*(self._publish(client, e) for e in entries))
             if len(entries) == 1:
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
             self.spool.ack([e.seq for e in entries])
+
+    async def _publish(self, client: aiomqtt.Client, entry: Entry) -> None:
+        topic_name, payload = wire.encode(self.tid, entry)
+        props = None
+        if self.link is not None and entry.kind is Kind.EVENT:
+            # Business events carry a MAC over the exact bytes: tampering in transit shows.
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = [("mac", self.link.event_tag(payload))]
+        await client.publish(topic_name, payload, qos=1, properties=props, timeout=15)
+
+    async def _execute(self, name: str, payload: bytes) -> commands.Reply:
+        if self.link is None:
+            return await commands.dispatch(self.handlers, name, payload)
+        try:
+            command = self.link.verify(payload, self.tid, name, datetime.now(UTC))
+        except CommandRefused as err:
+            log.warning("command %s refused: %s", name, err.reason)
+            return commands.Reply(False, {"error": "refused", "reason": err.reason})
+        reply = await commands.run(self.handlers, name, dict(command.args))
+        return commands.Reply(reply.ok, {**reply.result, "command_id": command.id})
+
+    async def _renew_loop(self) -> None:
+        assert self.link is not None
+        while True:
+            await asyncio.sleep(RENEW_CHECK_S)
+            try:
+                if await self.link.renew_if_due(datetime.now(UTC)):
+                    log.info("certificate renewed; used from the next reconnect")
+            except (CuntongError, httpx.HTTPError, OSError) as err:
+                log.warning("certificate renewal failed (%s); will retry", err)
 
     async def _commands(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             name = str(message.topic).rsplit("/", 1)[-1]
             payload = message.payload if isinstance(message.payload, bytes) else b""
-            reply = await commands.dispatch(self.handlers, name, payload)
+            reply = await self._execute(name, payload)
             req = message.properties
             response_topic = getattr(req, "ResponseTopic", None) if req else None
             if not response_topic:

@@ -26,15 +26,21 @@ class Reply:
 
 
 async def dispatch(handlers: dict[str, Handler], name: str, payload: bytes) -> Reply:
-    handler = handlers.get(name)
-    if handler is None:
-        return Reply(False, {"error": f"unknown command {name!r}", "known": sorted(handlers)})
+    """An unsigned command (development mode): the payload is the JSON arguments."""
     try:
         args = json.loads(payload) if payload else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         return Reply(False, {"error": f"arguments are not JSON: {err}"})
     if not isinstance(args, dict):
         return Reply(False, {"error": "arguments must be a JSON object"})
+    return await run(handlers, name, args)
+
+
+async def run(handlers: dict[str, Handler], name: str, args: dict[str, Any]) -> Reply:
+    """Run a command whose arguments are already parsed (and, when secured, verified)."""
+    handler = handlers.get(name)
+    if handler is None:
+        return Reply(False, {"error": f"unknown command {name!r}", "known": sorted(handlers)})
     try:
         return Reply(True, await handler(args))
     except (ValueError, KeyError, TypeError) as err:

@@ -5,38 +5,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from cloud.api.routes import health, terminals
 from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
+from cloud.security import Security, require_admin
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from cuntong import __version__
 from cuntong.settings import CloudSettings
+from provisioning import admin_api
+from provisioning import api as enrol_api
 
 
 def create_app(settings: CloudSettings) -> FastAPI:
+    # Secured mode needs the CA and keys before the routes exist; both live on disk.
+    security = Security.build(settings, datetime.now(UTC)) if settings.state_dir else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await open_db(settings.db_url)
         app.state.settings = settings
         app.state.reader = TelemetryReader(settings.tsdb_url)
         app.state.ingest = None
-        task = None
+        tasks = []
         writer = None
+        stop = asyncio.Event()
+        if security is not None:
+            tasks.append(asyncio.create_task(security.keep_crl_fresh(stop), name="crl"))
         if settings.ingest:
             writer = TelemetryWriter(
                 settings.tsdb_url, settings.tsdb_org, settings.tsdb_bucket, settings.tsdb_token
             )
-            app.state.ingest = IngestConsumer(settings, writer)
-            task = asyncio.create_task(app.state.ingest.run(), name="ingest")
+            app.state.ingest = IngestConsumer(settings, writer, security)
+            tasks.append(asyncio.create_task(app.state.ingest.run(), name="ingest"))
         try:
             yield
         finally:
-            if task is not None:
+            stop.set()
+            for task in tasks:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             if writer is not None:
                 await writer.close()
             await app.state.reader.close()
@@ -50,4 +61,12 @@ def create_app(settings: CloudSettings) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(terminals.router)
+    if security is not None:
+        app.include_router(enrol_api.make_router(security.provisioner))
+        if settings.admin_token:
+            app.include_router(
+                admin_api.make_admin_router(
+                    security.provisioner, dependencies=[Depends(require_admin)]
+                )
+            )
     return app

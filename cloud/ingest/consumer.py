@@ -32,6 +32,7 @@ from tortoise.exceptions import IntegrityError
 
 from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
 from cloud.models import Terminal, TerminalEvent
+from cloud.security import Security
 from cloud.tsdb import TelemetryWriter, line_for
 from cuntong import backoff, envelope, topics
 from cuntong.errors import WireError
@@ -43,6 +44,14 @@ REGION_KEYS = ("province", "city", "county", "village")
 
 #: The broker queues messages for a disconnected consumer this long.
 SESSION_EXPIRY_S = 24 * 3600
+
+
+def _user_property(message: aiomqtt.Message, name: str) -> str | None:
+    props = message.properties
+    for key, value in getattr(props, "UserProperty", None) or []:
+        if key == name:
+            return str(value)
+    return None
 
 
 def _dt(ts_ms: int) -> datetime:
@@ -62,9 +71,12 @@ class _Pending:
 
 
 class IngestConsumer:
-    def __init__(self, settings: CloudSettings, writer: TelemetryWriter) -> None:
+    def __init__(
+        self, settings: CloudSettings, writer: TelemetryWriter, security: Security | None = None
+    ) -> None:
         self.s = settings
         self.writer = writer
+        self.security = security
         self.stats = IngestStats()
         self.dedup = TelemetryDeduper()
         self.ready = asyncio.Event()
@@ -75,10 +87,13 @@ class IngestConsumer:
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
-        self.client_id = (
-            settings.ingest_client_id
-            or f"cuntong-ingest-{settings.ingest_group}-{socket.gethostname()}"
-        )[:64]
+        if security is not None:
+            self.client_id = security.client_id(settings.service_instance)
+        else:
+            self.client_id = (
+                settings.ingest_client_id
+                or f"cuntong-ingest-{settings.ingest_group}-{socket.gethostname()}"
+            )[:64]
 
     async def run(self) -> None:
         loops = [
@@ -101,10 +116,16 @@ class IngestConsumer:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         while True:
             try:
+                tls = (
+                    self.security.mqtt_tls(self.s.service_instance, datetime.now(UTC))
+                    if self.security
+                    else None
+                )
                 async with aiomqtt.Client(
                     self.s.broker_host,
                     self.s.broker_port,
                     identifier=self.client_id,
+                    tls_context=tls,
                     protocol=aiomqtt.ProtocolVersion.V5,
                     clean_start=False,
                     properties=props,
@@ -125,7 +146,9 @@ class IngestConsumer:
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
                             payload = b""
-                        await self.handle(str(message.topic), bytes(payload))
+                        await self.handle(
+                            str(message.topic), bytes(payload), _user_property(message, "mac")
+                        )
             except aiomqtt.MqttError as err:
                 self.ready.clear()
                 wait = backoff.delay(attempt, 0.5, 5.0, random.random())
@@ -133,13 +156,22 @@ class IngestConsumer:
                 log.warning("ingest link down (%s); retry in %.1fs", err, wait)
                 await asyncio.sleep(wait)
 
-    async def handle(self, topic_name: str, payload: bytes) -> None:
+    async def handle(self, topic_name: str, payload: bytes, mac: str | None = None) -> None:
         """Take one message; bad ones are counted and logged, never raised."""
         try:
             msg = classify(topic_name, payload, self.s.max_payload_bytes)
         except WireError as err:
             self.stats.reject(err)
             log.warning("rejected message on %s: %s", topic_name[:120], err)
+            return
+        if (
+            isinstance(msg, envelope.Event)
+            and self.security is not None
+            and not self.security.event_authentic(msg.terminal_id, payload, mac)
+        ):
+            # Tampered in transit, or not from the terminal's own key: never stored.
+            self.stats.rejected["bad_mac"] += 1
+            log.warning("event %s/%s has a missing or wrong MAC", msg.terminal_id, msg.seq)
             return
         self.stats.accepted[type(msg).__name__.lower()] += 1
         pending = self._pending

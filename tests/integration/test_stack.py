@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiomqtt
 import httpx
 import pytest
 
@@ -61,13 +63,23 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert api, out.read_text()
         text = out.read_text()
-        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
+        broker_port = int(re.search(r"mqtts://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
         online = 0
         while time.monotonic() < deadline and online < 2:
             body = httpx.get(f"{api}/api/v1/terminals", params={"status": "online"}).json()
             online = body["total"]
             time.sleep(0.3)
         assert online == 2, body
+        # Secured by default: the terminals enrolled with their factory claims, and the
+        # broker refuses anyone without a client certificate from our CA.
+        token = (tmp_path / "cloud" / "admin-token").read_text().strip()
+        enrolled = httpx.get(
+            f"{api}/api/v1/provisioning/terminals",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert sorted(t["id"] for t in enrolled) == ["SX-00001", "SX-00002"]
+        assert httpx.get(f"{api}/api/v1/provisioning/terminals").status_code == 401
+        assert _anonymous_refused(broker_port)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert "stopped" in out.read_text()
@@ -76,3 +88,16 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _anonymous_refused(port: int) -> bool:
+    """A plain MQTT connection without a client certificate gets no session."""
+
+    async def attempt() -> bool:
+        try:
+            async with aiomqtt.Client("127.0.0.1", port, timeout=5):
+                return False
+        except aiomqtt.MqttError:
+            return True
+
+    return asyncio.run(attempt())

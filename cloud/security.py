@@ -1,0 +1,76 @@
+"""The cloud's secured mode: provisioning's CA, keys and broker credentials, built once.
+
+Created in the app's lifespan from ``CloudSettings`` when ``state_dir`` is set; the ingest
+consumer and the routers take what they need from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import ssl
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cuntong.settings import CloudSettings
+from provisioning import commands as signed
+from provisioning import suite as suite_lib
+from provisioning import wiring
+from provisioning.ca import service_name
+from provisioning.keys import CloudKeys
+from provisioning.revocation import RevocationPublisher, keep_crl_fresh
+from provisioning.service import Provisioner
+
+
+@dataclass
+class Security:
+    provisioner: Provisioner
+    keys: CloudKeys
+    suite: suite_lib.Suite
+    settings: CloudSettings
+
+    @classmethod
+    def build(cls, s: CloudSettings, now: dt.datetime) -> Security:
+        assert s.state_dir is not None
+        host = s.public_broker_host or s.broker_host
+        publisher = wiring.revocation_publisher(s.state_dir, s.broker_host, s.broker_port, now)
+        prov = wiring.cloud_provisioner(s.state_dir, host, s.broker_port, now, publisher)
+        prov.suite = suite_lib.Suite(s.crypto_suite)
+        return cls(prov, prov.keys, prov.suite, s)
+
+    def mqtt_tls(self, instance: str, now: dt.datetime) -> ssl.SSLContext:
+        assert self.settings.state_dir is not None
+        return wiring.service_tls_context(self.settings.state_dir, instance, now)
+
+    @staticmethod
+    def client_id(instance: str) -> str:
+        """The broker makes the certificate CN the client id; ask for the same."""
+        return service_name(instance)
+
+    def event_authentic(self, terminal_id: str, payload: bytes, tag: str | None) -> bool:
+        key = self.keys.event_mac_key(self.suite, terminal_id)
+        return signed.event_tag_valid(key, payload, tag)
+
+    async def keep_crl_fresh(self, stop: asyncio.Event) -> None:
+        """Without a fresh CRL, OpenSSL refuses every client once it passes next-update."""
+        publisher = self.provisioner.on_revoked
+        assert isinstance(publisher, RevocationPublisher)
+        await keep_crl_fresh(publisher, lambda: dt.datetime.now(dt.UTC), stop)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Operator routes: a bearer token compared in constant time (RBAC comes with accounts)."""
+    expected: str = request.app.state.settings.admin_token
+    given = credentials.credentials if credentials else ""
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "operator token required", {"WWW-Authenticate": "Bearer"})

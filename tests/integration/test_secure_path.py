@@ -1,0 +1,210 @@
+"""The secured default, end to end: enrol by claim, mTLS link, signed commands, event MACs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cuntong import envelope, procs
+from cuntong.servers.mosquitto import Broker
+from cuntong.servers.victoria import VictoriaMetrics
+from edge.agent import Agent
+from edge.identity import establish
+from provisioning import keys as keys_lib
+from provisioning import wiring
+from provisioning.commands import Command, sign_command
+from provisioning.protocol import FactoryClaim, Region
+from tests.helpers import CloudProcess, eventually, start_cloud
+from tests.integration.agents import agent_settings, new_id
+
+TOKEN = "operator-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def secured(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    pki = tmp_path / "cloud"
+    now = dt.datetime.now(dt.UTC)
+    cfg, _ = wiring.secure_broker(
+        pki, procs.free_port(), now, services={"api": "cloud", "tester": "cloud"}
+    )
+    broker = Broker(cfg, tmp_path / "mosquitto").start()
+    cloud = start_cloud(
+        tmp_path,
+        f"sqlite://{tmp_path / 'cloud.sqlite3'}",
+        broker.cfg.port,
+        victoria.url,
+        CUNTONG_CLOUD_STATE_DIR=str(pki),
+        CUNTONG_CLOUD_ADMIN_TOKEN=TOKEN,
+    )
+    try:
+        yield pki, broker, cloud
+    finally:
+        procs.stop(cloud.proc)
+        broker.stop()
+
+
+async def _enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str) -> Agent:
+    async with cloud.client() as http:
+        ca = (await http.get("/api/v1/enrol/ca")).text
+        claim = await http.post(
+            "/api/v1/provisioning/claims",
+            json={"uses": 1, "days": 1},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert claim.status_code == 201, claim.text
+    settings = agent_settings(tmp_path, 1, tid, simulate=False)
+    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / "claim.json").write_text(
+        FactoryClaim(
+            enrol_url=cloud.url,
+            ca_pem=ca,
+            claim_token=claim.json()["token"],
+            terminal_id=tid,
+            hardware_model="ZN-E100",
+            region=Region(province="陕西省", city="宝鸡市", county="陈仓区", village="东风村"),
+        ).model_dump_json()
+    )
+    link = await establish(settings.state_dir, None, dt.datetime.now(dt.UTC))
+    assert link is not None
+    return Agent(settings, link=link)
+
+
+async def test_enrolled_agent_links_by_mtls_and_checks_every_command(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+) -> None:
+    pki, broker, cloud = secured
+    tid = new_id("SEC")
+    agent = await _enrolled_agent(tmp_path, cloud, tid)
+    assert agent.link is not None and agent.link.broker_port == broker.cfg.port
+    run = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 10)
+        seq = agent.emit_event("pin_entered", {"ok": True})
+        async with cloud.client() as http:
+
+            async def stored() -> list[dict[str, Any]] | None:
+                r = await http.get(f"/api/v1/terminals/{tid}/events")
+                return [e for e in r.json() if e["seq"] == seq] if r.status_code == 200 else None
+
+            await eventually(stored)
+            detail = (await http.get(f"/api/v1/terminals/{tid}")).json()
+            assert detail["status"] == "online"
+
+        keys = keys_lib.load_or_create(pki)
+        now = dt.datetime.now(dt.UTC)
+
+        def signed(name: str, **changes: Any) -> bytes:
+            fields = {
+                "id": uuid.uuid4().hex,
+                "terminal_id": tid,
+                "name": name,
+                "args": {"n": 1},
+                "issued_at": now,
+                "expires_at": now + dt.timedelta(minutes=2),
+                **changes,
+            }
+            return sign_command(keys.command_key, Command(**fields))
+
+        good = signed("ping")
+        tampered = bytearray(signed("ping"))
+        tampered[tampered.index(b'"n":1') + 4] = ord("2")
+        requests = [
+            ("ping", good, b"c-good"),
+            ("ping", good, b"c-replay"),
+            ("ping", bytes(tampered), b"c-tampered"),
+            ("ping", json.dumps({"n": 1}).encode(), b"c-unsigned"),
+            ("ping", signed("ping", terminal_id="SOMEONE-ELSE"), b"c-foreign"),
+            (
+                "ping",
+                signed(
+                    "ping",
+                    expires_at=now - dt.timedelta(seconds=1),
+                    issued_at=now - dt.timedelta(minutes=1),
+                ),
+                b"c-expired",
+            ),
+        ]
+        tls = wiring.service_tls_context(pki, "tester", now)
+        reply_topic = f"cuntong/v1/t/{tid}/cmd-reply"
+        replies: dict[bytes, dict[str, Any]] = {}
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            broker.cfg.port,
+            identifier="svc.tester",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls,
+        ) as cloud_mqtt:
+            await cloud_mqtt.subscribe(reply_topic, qos=1)
+            for name, payload, corr in requests:
+                props = Properties(PacketTypes.PUBLISH)
+                props.ResponseTopic = reply_topic
+                props.CorrelationData = corr
+                await cloud_mqtt.publish(
+                    f"cuntong/v1/t/{tid}/cmd/{name}", payload, qos=1, properties=props
+                )
+                await asyncio.sleep(0.05)  # keep the replay after the original
+            async with asyncio.timeout(10):
+                async for message in cloud_mqtt.messages:
+                    key = message.properties.CorrelationData  # type: ignore[union-attr]
+                    replies[key] = json.loads(message.payload)  # type: ignore[arg-type]
+                    if len(replies) == len(requests):
+                        break
+        assert replies[b"c-good"]["ok"] is True
+        assert replies[b"c-good"]["result"]["echo"] == {"n": 1}
+        reasons = {k: v["result"].get("reason") for k, v in replies.items() if not v["ok"]}
+        assert reasons == {
+            b"c-replay": "replayed",
+            b"c-tampered": "bad_signature",
+            b"c-unsigned": "malformed",
+            b"c-foreign": "wrong_terminal",
+            b"c-expired": "expired",
+        }
+    finally:
+        agent.stop()
+        await run
+
+
+async def test_event_without_a_valid_mac_is_refused(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+) -> None:
+    _, broker, cloud = secured
+    tid = new_id("MAC")
+    agent = await _enrolled_agent(tmp_path, cloud, tid)
+    assert agent.link is not None
+    forged = envelope.Event(tid, 10**15, 1, "card_loss_reported", {"amount": 1}).to_bytes()
+    honest = envelope.Event(tid, 10**15 + 1, 1, "card_loss_reported", {"amount": 1}).to_bytes()
+    props_bad = Properties(PacketTypes.PUBLISH)
+    props_bad.UserProperty = [("mac", agent.link.event_tag(honest))]  # tag of other bytes
+    props_good = Properties(PacketTypes.PUBLISH)
+    props_good.UserProperty = [("mac", agent.link.event_tag(honest))]
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.cfg.port,
+        identifier=tid,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        tls_context=agent.link.tls,
+    ) as mqtt:
+        await mqtt.publish(f"cuntong/v1/t/{tid}/event", forged, qos=1, properties=props_bad)
+        await mqtt.publish(f"cuntong/v1/t/{tid}/event", forged, qos=1)
+        await mqtt.publish(f"cuntong/v1/t/{tid}/event", honest, qos=1, properties=props_good)
+    async with cloud.client() as http:
+
+        async def stored() -> list[int] | None:
+            r = await http.get(f"/api/v1/terminals/{tid}/events")
+            return [e["seq"] for e in r.json()] if r.status_code == 200 and r.json() else None
+
+        assert await eventually(stored) == [10**15 + 1]
+        stats = (await http.get("/healthz")).json()["ingest_stats"]
+    assert stats["rejected"]["bad_mac"] >= 2
