@@ -7,7 +7,7 @@ from typing import Any
 from tortoise import Tortoise
 
 #: Every module holding models; packages that add models append here.
-MODEL_MODULES: list[str] = ["cloud.models", "provisioning.models"]
+MODEL_MODULES: list[str] = ["cloud.models", "provisioning.models", "fleet.models"]
 
 
 def tortoise_config(db_url: str) -> dict[str, Any]:

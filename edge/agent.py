@@ -32,6 +32,7 @@ from cuntong.errors import CuntongError
 from cuntong.settings import AgentSettings
 from cuntong.topics import Channel, command_filter, topic
 from edge import commands, wire
+from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler
 from edge.identity import SecureLink
 from edge.simulation import SimulatedTerminal
@@ -72,6 +73,9 @@ class Agent:
         self._stopping = asyncio.Event()
         self.versions = {"agent": __version__}
         self.handlers: dict[str, commands.Handler] = {"ping": self._cmd_ping}
+        # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
+        self.mdm = Mdm(settings.state_dir, self._peripherals, lambda action: self.stop())
+        self.handlers.update(self.mdm.table())
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
             "spool_depth": lambda: float(self.spool.depth()),
@@ -91,8 +95,11 @@ class Agent:
         self._wake.set()
         return seq
 
+    def _peripherals(self) -> dict[str, str]:
+        return self.sim.peripheral_states() if self.sim else {}
+
     def record_telemetry(self) -> int:
-        peripherals = self.sim.peripheral_states() if self.sim else {}
+        peripherals = self._peripherals()
         body = {
             "metrics": self.sampler.sample(),
             "peripherals": peripherals,

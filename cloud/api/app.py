@@ -16,6 +16,7 @@ from cloud.security import Security, require_admin
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from cuntong import __version__
 from cuntong.settings import CloudSettings
+from fleet import wiring as fleet
 from provisioning import admin_api
 from provisioning import api as enrol_api
 
@@ -41,6 +42,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
             )
             app.state.ingest = IngestConsumer(settings, writer, security)
             tasks.append(asyncio.create_task(app.state.ingest.run(), name="ingest"))
+            # Fleet operations: the command sender runs wherever ingest does.
+            app.state.fleet = fleet.sender(settings, security)
+            tasks.append(asyncio.create_task(app.state.fleet.run(), name="fleet"))
         try:
             yield
         finally:
@@ -61,6 +65,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(terminals.router)
+    for router in fleet.routers():
+        app.include_router(router)
     if security is not None:
         app.include_router(enrol_api.make_router(security.provisioner))
         if settings.admin_token:

@@ -1,0 +1,1 @@
+"""Command handlers the agent registers into its ``handlers`` table, one module per concern."""

@@ -1,0 +1,1 @@
+"""Fleet operations routers (each module exposes ``router``)."""

@@ -1,0 +1,103 @@
+"""/api/v1/fleet/commands: send commands to terminals, a group or a list; follow them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, model_validator
+
+from fleet import lifecycle as lc
+from fleet import registry
+from fleet.api.deps import Operator, Sender, now
+from fleet.models import FleetCommand
+from fleet.store import apply, as_lifecycle, enqueue, public
+
+router = APIRouter(prefix="/api/v1/fleet/commands", tags=["fleet commands"])
+
+
+class CommandIn(BaseModel):
+    name: str
+    args: dict[str, Any] = {}
+    terminals: list[str] = Field([], max_length=20_000)
+    group: str | None = None
+    #: How long the command may wait for an offline terminal (default: per command).
+    ttl_s: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+    #: Destructive commands (wipe) must be confirmed explicitly.
+    confirm: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CommandIn:
+        if bool(self.terminals) == bool(self.group):
+            raise ValueError("give either terminals or group")
+        return self
+
+
+@router.post("", status_code=201, dependencies=Operator)
+async def send(body: CommandIn, sender: Sender) -> dict[str, Any]:
+    spec = lc.COMMANDS.get(body.name)
+    if spec is None:
+        raise HTTPException(422, f"unknown command {body.name!r}; known: {sorted(lc.COMMANDS)}")
+    if spec.destructive and not body.confirm:
+        raise HTTPException(422, f"{body.name!r} is destructive: set confirm=true")
+    if body.group:
+        try:
+            targets = await registry.members(body.group)
+        except registry.GroupNotFound as err:
+            raise HTTPException(404, f"group {body.group!r} not found") from err
+    else:
+        targets = sorted(set(body.terminals))
+    batch = uuid.uuid4().hex
+    ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
+    rows = await enqueue(targets, body.name, body.args, now(), ttl, batch)
+    sender.kick()
+    return {"batch": batch, "count": len(rows), "commands": [r.id for r in rows[:1000]]}
+
+
+@router.get("/batches/{batch}")
+async def batch_progress(batch: str) -> dict[str, Any]:
+    """Counts per state for a broadcast: what the operator watches while it runs."""
+    states = await FleetCommand.filter(batch=batch).values_list("state", flat=True)
+    if not states:
+        raise HTTPException(404, f"batch {batch!r} not found")
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s] = counts.get(s, 0) + 1
+    return {"batch": batch, "total": len(states), "states": counts}
+
+
+@router.get("/{command_id}")
+async def get_command(command_id: str) -> dict[str, Any]:
+    row = await FleetCommand.get_or_none(id=command_id)
+    if row is None:
+        raise HTTPException(404, f"command {command_id!r} not found")
+    return public(row)
+
+
+@router.post("/{command_id}/cancel", dependencies=Operator)
+async def cancel(command_id: str) -> dict[str, Any]:
+    row = await FleetCommand.get_or_none(id=command_id)
+    if row is None:
+        raise HTTPException(404, f"command {command_id!r} not found")
+    try:
+        apply(row, lc.cancel(as_lifecycle(row), now()))
+    except lc.TransitionError as err:
+        raise HTTPException(409, str(err)) from err
+    await row.save()
+    return public(row)
+
+
+@router.get("")
+async def list_commands(
+    terminal_id: str | None = None,
+    state: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[dict[str, Any]]:
+    query = FleetCommand.all()
+    if terminal_id:
+        query = query.filter(terminal_id=terminal_id)
+    if state:
+        query = query.filter(state=state)
+    return [public(r) for r in await query.order_by("-created_at").limit(limit)]

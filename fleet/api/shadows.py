@@ -1,0 +1,42 @@
+"""/api/v1/fleet/shadows: desired vs reported configuration, drift, and changing desired."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from cloud.models import Terminal
+from fleet import shadows
+from fleet.api.deps import Operator, Sender, now
+from fleet.models import ShadowDoc
+
+router = APIRouter(prefix="/api/v1/fleet/shadows", tags=["fleet shadows"])
+
+
+@router.get("/drift")
+async def drift() -> list[dict[str, Any]]:
+    """Every terminal whose reported configuration lags its desired one."""
+    docs = await ShadowDoc.all().order_by("terminal_id")
+    return [p for p in (shadows.public(d) for d in docs) if not p["in_sync"]]
+
+
+@router.get("/{terminal_id}")
+async def get_shadow(terminal_id: str) -> dict[str, Any]:
+    doc = await ShadowDoc.get_or_none(terminal_id=terminal_id)
+    if doc is None:
+        if not await Terminal.exists(id=terminal_id):
+            raise HTTPException(404, f"terminal {terminal_id!r} not found")
+        doc = ShadowDoc(terminal_id=terminal_id)
+    return shadows.public(doc)
+
+
+@router.patch("/{terminal_id}/desired", dependencies=Operator)
+async def patch_desired(terminal_id: str, patch: dict[str, Any], sender: Sender) -> dict[str, Any]:
+    """A JSON merge patch on desired (``null`` removes a key); delivery is queued."""
+    try:
+        doc = await shadows.set_desired(terminal_id, patch, now())
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    sender.kick()
+    return shadows.public(doc)

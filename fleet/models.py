@@ -1,0 +1,70 @@
+"""Database models of fleet operations: tags, groups, shadows and commands.
+
+Terminals themselves are ``cloud.models.Terminal`` (kept by ingest); these tables hang off
+its id. Works on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class TerminalTags(Model):
+    """Free tags an operator puts on a terminal ("pilot", "market-day", ...)."""
+
+    terminal_id = fields.CharField(max_length=64, primary_key=True)
+    tags = fields.JSONField(default=list)
+
+    class Meta:
+        table = "fleet_terminal_tags"
+
+
+class Group(Model):
+    """A static list of terminals, or a saved query (a ``fleet.query.Selector`` dict)."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    kind = fields.CharField(max_length=8)  # "static" | "query"
+    selector = fields.JSONField(default=dict)
+    members = fields.JSONField(default=list)
+    description = fields.CharField(max_length=256, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "fleet_group"
+
+
+class ShadowDoc(Model):
+    terminal_id = fields.CharField(max_length=64, primary_key=True)
+    desired = fields.JSONField(default=dict)
+    desired_version = fields.IntField(default=0)
+    reported = fields.JSONField(default=dict)
+    reported_version = fields.IntField(default=0)
+    desired_at = fields.DatetimeField(null=True)
+    reported_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "fleet_shadow"
+
+
+class FleetCommand(Model):
+    """One command to one terminal and its recorded outcome (``fleet.lifecycle``)."""
+
+    id = fields.CharField(max_length=32, primary_key=True)
+    terminal_id = fields.CharField(max_length=64, db_index=True)
+    name = fields.CharField(max_length=32)
+    args = fields.JSONField(default=dict)
+    state = fields.CharField(max_length=12, db_index=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    timeout_s = fields.FloatField()
+    sent_at = fields.DatetimeField(null=True)
+    #: When the current wait ends (reply timeout once sent, else expiry): one indexed sweep.
+    deadline_at = fields.DatetimeField(db_index=True)
+    finished_at = fields.DatetimeField(null=True)
+    result = fields.JSONField(null=True)
+    #: Set when the command belongs to a broadcast or a rollout.
+    batch = fields.CharField(max_length=32, null=True, db_index=True)
+
+    class Meta:
+        table = "fleet_command"
