@@ -1,0 +1,275 @@
+"""Staged rollouts: canary, then waves, under a rate limit, a maintenance window and abort
+thresholds (the model of AWS IoT Jobs rollouts and Eclipse hawkBit). Pure.
+
+``step(rollout, plan, now)`` returns the next rollout and the actions to take — install on
+these terminals, roll back those — and nothing else happens anywhere: the engine that calls
+it only persists the result and turns actions into commands.
+
+Phases::
+
+    running ⇄ paused (operator)       running ─all waves done─▶ succeeded
+    running ─threshold─▶ rolling_back ─all rolled back─▶ rolled_back   (plan.rollback)
+    running ─threshold─▶ aborted                                       (no rollback)
+    running | paused ─cancel─▶ cancelled (pending targets are cancelled, running ones finish)
+
+A wave starts only when the one before it has finished and the thresholds still hold; the
+thresholds are evaluated over every finished target once ``min_finished`` have finished
+(or a wave completes), so a canary of ten can stop a rollout to ten thousand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    ABORTED = "aborted"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+
+
+class T(StrEnum):
+    """One target terminal's state in a rollout."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+
+FINISHED = frozenset({T.SUCCEEDED, T.FAILED, T.TIMED_OUT})
+SETTLED = FINISHED | {T.CANCELLED, T.ROLLED_BACK, T.ROLLBACK_FAILED}
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ABORTED, Phase.ROLLED_BACK, Phase.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A daily maintenance window in local time, e.g. 22:00-06:00 at UTC+8 (may wrap)."""
+
+    start: dt.time
+    end: dt.time
+    utc_offset_min: int = 480
+
+    def open(self, now: dt.datetime) -> bool:
+        local = (now + dt.timedelta(minutes=self.utc_offset_min)).time()
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    @classmethod
+    def parse(cls, text: str, utc_offset_min: int = 480) -> Window:
+        """'22:00-06:00'; ValueError otherwise."""
+        try:
+            a, b = text.split("-")
+            return cls(
+                dt.time.fromisoformat(a.strip()), dt.time.fromisoformat(b.strip()), utc_offset_min
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"maintenance window must look like 22:00-06:00, not {text!r}"
+            ) from err
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    canary: int = 1
+    wave_size: int = 100
+    max_per_minute: int = 1000
+    window: Window | None = None
+    abort_failure_pct: float = 10.0
+    abort_timeout_pct: float = 10.0
+    #: Thresholds are judged once this many targets have finished (or a wave completes).
+    min_finished: int = 10
+    rollback: bool = True
+
+    def __post_init__(self) -> None:
+        if self.canary < 0 or self.wave_size < 1 or self.max_per_minute < 1:
+            raise ValueError("canary >= 0, wave_size >= 1 and max_per_minute >= 1 required")
+        for pct in (self.abort_failure_pct, self.abort_timeout_pct):
+            if not 0 <= pct <= 100:
+                raise ValueError("abort thresholds are percentages (0-100)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "canary": self.canary,
+            "wave_size": self.wave_size,
+            "max_per_minute": self.max_per_minute,
+            "window": str(self.window) if self.window else None,
+            "utc_offset_min": self.window.utc_offset_min if self.window else 480,
+            "abort_failure_pct": self.abort_failure_pct,
+            "abort_timeout_pct": self.abort_timeout_pct,
+            "min_finished": self.min_finished,
+            "rollback": self.rollback,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Plan:
+        values = dict(raw)
+        window = values.pop("window", None)
+        offset = values.pop("utc_offset_min", 480)
+        return cls(**values, window=Window.parse(window, offset) if window else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    wave: int
+    state: T = T.PENDING
+    started_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    phase: Phase
+    wave: int
+    targets: Mapping[str, Target]
+    reason: str = ""
+    waves: int = field(default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: str  # "install" | "rollback"
+    terminal_id: str
+
+
+def plan_waves(terminal_ids: Iterable[str], plan: Plan) -> Rollout:
+    """Wave 0 is the canary; the rest are chunks of ``wave_size`` in the given order."""
+    ids = list(terminal_ids)
+    targets: dict[str, Target] = {}
+    for i, tid in enumerate(ids):
+        wave = 0 if i < plan.canary else 1 + (i - plan.canary) // plan.wave_size
+        if plan.canary == 0:
+            wave -= 1
+        targets[tid] = Target(max(wave, 0))
+    waves = 1 + max((t.wave for t in targets.values()), default=0)
+    return Rollout(Phase.RUNNING, 0, targets, waves=waves)
+
+
+def counts(r: Rollout, wave: int | None = None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in r.targets.values():
+        if wave is None or t.wave == wave:
+            out[t.state.value] = out.get(t.state.value, 0) + 1
+    return out
+
+
+def _breach(r: Rollout, plan: Plan, wave_done: bool) -> str:
+    c = counts(r)
+    failed = c.get(T.FAILED, 0)
+    timed_out = c.get(T.TIMED_OUT, 0)
+    finished = failed + timed_out + c.get(T.SUCCEEDED, 0)
+    if finished == 0 or (finished < plan.min_finished and not wave_done):
+        return ""
+    if 100 * failed / finished > plan.abort_failure_pct:
+        return f"failures {failed}/{finished} above {plan.abort_failure_pct}%"
+    if 100 * timed_out / finished > plan.abort_timeout_pct:
+        return f"timeouts {timed_out}/{finished} above {plan.abort_timeout_pct}%"
+    return ""
+
+
+def step(r: Rollout, plan: Plan, now: dt.datetime) -> tuple[Rollout, list[Action]]:
+    if r.phase is Phase.ROLLING_BACK:
+        if all(t.state is not T.ROLLING_BACK for t in r.targets.values()):
+            return replace(r, phase=Phase.ROLLED_BACK), []
+        return r, []
+    if r.phase is not Phase.RUNNING:
+        return r, []
+    wave_states = [t.state for t in r.targets.values() if t.wave == r.wave]
+    wave_done = all(s in SETTLED for s in wave_states)
+    reason = _breach(r, plan, wave_done)
+    if reason:
+        return _abort(r, plan, reason)
+    if wave_done:
+        if r.wave + 1 >= r.waves:
+            return replace(r, phase=Phase.SUCCEEDED), []
+        r = replace(r, wave=r.wave + 1)
+    if plan.window is not None and not plan.window.open(now):
+        return r, []
+    minute_ago = now - dt.timedelta(minutes=1)
+    recent = sum(1 for t in r.targets.values() if t.started_at and t.started_at > minute_ago)
+    budget = plan.max_per_minute - recent
+    if budget <= 0:
+        return r, []
+    targets = dict(r.targets)
+    actions = []
+    for tid, t in r.targets.items():
+        if budget == 0:
+            break
+        if t.wave == r.wave and t.state is T.PENDING:
+            targets[tid] = replace(t, state=T.RUNNING, started_at=now)
+            actions.append(Action("install", tid))
+            budget -= 1
+    return replace(r, targets=targets), actions
+
+
+def _abort(r: Rollout, plan: Plan, reason: str) -> tuple[Rollout, list[Action]]:
+    targets = {
+        tid: replace(t, state=T.CANCELLED) if t.state is T.PENDING else t
+        for tid, t in r.targets.items()
+    }
+    if not plan.rollback:
+        return replace(r, phase=Phase.ABORTED, targets=targets, reason=reason), []
+    actions = []
+    for tid, t in targets.items():
+        if t.state is T.SUCCEEDED:
+            targets[tid] = replace(t, state=T.ROLLING_BACK)
+            actions.append(Action("rollback", tid))
+    # Terminals still installing roll back themselves if their health check fails; a success
+    # arriving after the abort is rolled back by ``record``.
+    return replace(r, phase=Phase.ROLLING_BACK, targets=targets, reason=reason), actions
+
+
+def record(r: Rollout, terminal_id: str, outcome: str) -> tuple[Rollout, list[Action]]:
+    """A target's command finished: 'succeeded', 'failed' or 'timed_out'."""
+    t = r.targets.get(terminal_id)
+    if t is None:
+        return r, []
+    actions: list[Action] = []
+    if t.state is T.RUNNING:
+        new = T(outcome)
+        if new is T.SUCCEEDED and r.phase is Phase.ROLLING_BACK:
+            new = T.ROLLING_BACK
+            actions.append(Action("rollback", terminal_id))
+    elif t.state is T.ROLLING_BACK:
+        new = T.ROLLED_BACK if outcome == T.SUCCEEDED else T.ROLLBACK_FAILED
+    else:
+        return r, []
+    return replace(r, targets={**r.targets, terminal_id: replace(t, state=new)}), actions
+
+
+def pause(r: Rollout) -> Rollout:
+    if r.phase is not Phase.RUNNING:
+        raise ValueError(f"cannot pause a {r.phase} rollout")
+    return replace(r, phase=Phase.PAUSED)
+
+
+def resume(r: Rollout) -> Rollout:
+    if r.phase is not Phase.PAUSED:
+        raise ValueError(f"cannot resume a {r.phase} rollout")
+    return replace(r, phase=Phase.RUNNING)
+
+
+def cancel(r: Rollout) -> Rollout:
+    if r.phase not in (Phase.RUNNING, Phase.PAUSED):
+        raise ValueError(f"cannot cancel a {r.phase} rollout")
+    targets = {
+        tid: replace(t, state=T.CANCELLED) if t.state is T.PENDING else t
+        for tid, t in r.targets.items()
+    }
+    return replace(r, phase=Phase.CANCELLED, targets=targets, reason="cancelled by operator")
