@@ -58,6 +58,9 @@ COMMANDS: dict[str, Spec] = {
     "unlock_screen": Spec(15),
     "wipe": Spec(120, destructive=True),
     "shadow_delta": Spec(30, dt.timedelta(days=7)),
+    # OTA: download, verify, install into the inactive slot, switch, health check.
+    "ota_install": Spec(900, dt.timedelta(days=7)),
+    "ota_rollback": Spec(300, dt.timedelta(days=7)),
 }
 
 

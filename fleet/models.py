@@ -68,3 +68,39 @@ class FleetCommand(Model):
 
     class Meta:
         table = "fleet_command"
+
+
+class RolloutDoc(Model):
+    """A job run as a staged rollout over a group (``fleet.rollout``)."""
+
+    id = fields.CharField(max_length=16, primary_key=True)
+    name = fields.CharField(max_length=128)
+    group = fields.CharField(max_length=64)
+    action = fields.CharField(max_length=32)
+    args = fields.JSONField(default=dict)
+    rollback_action = fields.CharField(max_length=32, null=True)
+    rollback_args = fields.JSONField(default=dict)
+    plan = fields.JSONField(default=dict)
+    phase = fields.CharField(max_length=16, db_index=True)
+    wave = fields.IntField(default=0)
+    waves = fields.IntField(default=1)
+    reason = fields.CharField(max_length=256, default="")
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "fleet_rollout"
+
+
+class RolloutTarget(Model):
+    id = fields.BigIntField(primary_key=True)
+    rollout_id = fields.CharField(max_length=16, db_index=True)
+    terminal_id = fields.CharField(max_length=64)
+    wave = fields.IntField()
+    state = fields.CharField(max_length=16)
+    started_at = fields.DatetimeField(null=True)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "fleet_rollout_target"
+        unique_together = (("rollout_id", "terminal_id"),)

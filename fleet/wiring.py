@@ -10,12 +10,14 @@ from cloud.security import Security
 from cuntong.settings import CloudSettings
 from fleet import shadows
 from fleet.api import commands, registry
+from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
+from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
 
 
 def routers() -> list[APIRouter]:
-    return [registry.router, commands.router, shadows_api.router]
+    return [registry.router, commands.router, shadows_api.router, rollouts_api.router]
 
 
 def sender(settings: CloudSettings, security: Security | None) -> CommandSender:
@@ -25,3 +27,8 @@ def sender(settings: CloudSettings, security: Security | None) -> CommandSender:
     s.on_result[shadows.DELTA] = on_result
     s.on_online.append(on_online)
     return s
+
+
+def engine(sender: CommandSender) -> RolloutEngine:
+    """The rollout engine, queueing through ``sender``; run it as a task."""
+    return RolloutEngine(sender.kick, lambda: dt.datetime.now(dt.UTC))

@@ -45,6 +45,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
             # Fleet operations: the command sender runs wherever ingest does.
             app.state.fleet = fleet.sender(settings, security)
             tasks.append(asyncio.create_task(app.state.fleet.run(), name="fleet"))
+            app.state.rollouts = fleet.engine(app.state.fleet)
+            tasks.append(asyncio.create_task(app.state.rollouts.run(), name="rollouts"))
         try:
             yield
         finally:

@@ -1,0 +1,152 @@
+"""/api/v1/fleet/rollouts: jobs over a group as staged rollouts; progress; pause, resume, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from fleet import registry, rollouts
+from fleet import rollout as ro
+from fleet.api.deps import Operator, now
+from fleet.models import RolloutDoc, RolloutTarget
+
+router = APIRouter(prefix="/api/v1/fleet/rollouts", tags=["fleet rollouts"])
+
+
+class PlanIn(BaseModel):
+    canary: int = Field(1, ge=0)
+    wave_size: int = Field(100, ge=1)
+    max_per_minute: int = Field(1000, ge=1)
+    window: str | None = Field(None, description="local maintenance window, e.g. 22:00-06:00")
+    utc_offset_min: int = Field(480, ge=-720, le=840)
+    abort_failure_pct: float = Field(10, ge=0, le=100)
+    abort_timeout_pct: float = Field(10, ge=0, le=100)
+    min_finished: int = Field(10, ge=1)
+    rollback: bool = True
+
+
+class RolloutIn(BaseModel):
+    name: str = Field(max_length=128)
+    group: str
+    action: str = "ota_install"
+    args: dict[str, Any] = {}
+    rollback_action: str | None = "ota_rollback"
+    rollback_args: dict[str, Any] = {}
+    plan: PlanIn = PlanIn()
+
+
+async def _doc(rollout_id: str) -> RolloutDoc:
+    doc = await RolloutDoc.get_or_none(id=rollout_id)
+    if doc is None:
+        raise HTTPException(404, f"rollout {rollout_id!r} not found")
+    return doc
+
+
+async def _progress(doc: RolloutDoc) -> dict[str, Any]:
+    rows = await RolloutTarget.filter(rollout_id=doc.id).values_list("wave", "state")
+    waves: list[dict[str, int]] = [{} for _ in range(doc.waves)]
+    total: dict[str, int] = {}
+    for wave, state in rows:
+        waves[wave][state] = waves[wave].get(state, 0) + 1
+        total[state] = total.get(state, 0) + 1
+    return {
+        "id": doc.id,
+        "name": doc.name,
+        "group": doc.group,
+        "action": doc.action,
+        "args": doc.args,
+        "phase": doc.phase,
+        "reason": doc.reason,
+        "wave": doc.wave,
+        "waves": [{"wave": i, "states": w, "total": sum(w.values())} for i, w in enumerate(waves)],
+        "states": total,
+        "total": len(rows),
+        "plan": doc.plan,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+    }
+
+
+@router.post("", status_code=201, dependencies=Operator)
+async def create(body: RolloutIn) -> dict[str, Any]:
+    try:
+        plan = ro.Plan.from_dict(body.plan.model_dump())
+        doc = await rollouts.create(
+            body.name,
+            body.group,
+            body.action,
+            body.args,
+            plan,
+            now(),
+            body.rollback_action,
+            body.rollback_args,
+        )
+    except registry.GroupNotFound as err:
+        raise HTTPException(404, f"group {body.group!r} not found") from err
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    return await _progress(doc)
+
+
+@router.get("")
+async def list_rollouts(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
+    return [await _progress(d) for d in await RolloutDoc.all().order_by("-created_at").limit(limit)]
+
+
+@router.get("/{rollout_id}")
+async def get_rollout(rollout_id: str) -> dict[str, Any]:
+    return await _progress(await _doc(rollout_id))
+
+
+@router.get("/{rollout_id}/targets")
+async def targets(
+    rollout_id: str,
+    state: str | None = None,
+    wave: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> list[dict[str, Any]]:
+    query = RolloutTarget.filter(rollout_id=(await _doc(rollout_id)).id)
+    if state:
+        query = query.filter(state=state)
+    if wave is not None:
+        query = query.filter(wave=wave)
+    rows = await query.order_by("wave", "terminal_id").limit(limit)
+    return [
+        {
+            "terminal_id": t.terminal_id,
+            "wave": t.wave,
+            "state": t.state,
+            "started_at": t.started_at,
+            "updated_at": t.updated_at,
+        }
+        for t in rows
+    ]
+
+
+_OPS: dict[str, Callable[[ro.Rollout], ro.Rollout]] = {
+    "pause": ro.pause,
+    "resume": ro.resume,
+    "cancel": ro.cancel,
+}
+
+
+@router.post("/{rollout_id}/{op}", dependencies=Operator)
+async def operate(
+    rollout_id: str, op: Literal["pause", "resume", "cancel"], request: Request
+) -> dict[str, Any]:
+    engine: rollouts.RolloutEngine | None = getattr(request.app.state, "rollouts", None)
+    doc = await _doc(rollout_id)
+    if engine is None:
+        raise HTTPException(503, "the rollout engine is not running")
+    async with engine.lock:  # not between a beat's read and its write
+        await doc.refresh_from_db()
+        before = await rollouts.load(doc)
+        try:
+            after = _OPS[op](before)
+        except ValueError as err:
+            raise HTTPException(409, str(err)) from err
+        await rollouts.save(doc, before, after, now())
+    return await _progress(doc)

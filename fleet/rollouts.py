@@ -1,0 +1,196 @@
+"""The rollout engine: runs ``fleet.rollout.step`` for every live rollout on a short beat.
+
+Each beat reads the rollout's targets and the outcomes of its commands, lets the pure state
+machine decide, queues the resulting install / rollback commands (``fleet.store``) and
+writes back only the targets that changed. Install and rollback commands carry the batch
+``<rollout id>-i`` / ``<rollout id>-r``, which is how their outcomes find their way back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fleet import lifecycle as lc
+from fleet import registry
+from fleet import rollout as ro
+from fleet.models import FleetCommand, RolloutDoc, RolloutTarget
+from fleet.store import enqueue
+
+log = logging.getLogger("cuntong.fleet.rollouts")
+
+CHUNK = 500
+LIVE = [ro.Phase.RUNNING.value, ro.Phase.ROLLING_BACK.value]
+#: A command that never got an answer counts against the timeout threshold.
+_OUTCOME = {
+    lc.State.SUCCEEDED.value: "succeeded",
+    lc.State.FAILED.value: "failed",
+    lc.State.TIMED_OUT.value: "timed_out",
+    lc.State.EXPIRED.value: "timed_out",
+    lc.State.CANCELLED.value: "timed_out",
+}
+FINAL_STATES = list(_OUTCOME)
+
+AbortHook = Callable[[RolloutDoc], Awaitable[None]]
+
+
+def _chunks(items: list[str]) -> list[list[str]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+async def create(
+    name: str,
+    group: str,
+    action: str,
+    args: dict[str, Any],
+    plan: ro.Plan,
+    now: dt.datetime,
+    rollback_action: str | None = None,
+    rollback_args: dict[str, Any] | None = None,
+) -> RolloutDoc:
+    """Resolve the group now (a saved query is frozen into the target list) and plan waves."""
+    for command in (action, rollback_action):
+        if command is not None and command not in lc.COMMANDS:
+            raise ValueError(f"unknown command {command!r}")
+    r = ro.plan_waves(await registry.members(group), plan)
+    if not r.targets:
+        raise ValueError(f"group {group!r} has no terminals")
+    doc = await RolloutDoc.create(
+        id=uuid.uuid4().hex[:16],
+        name=name,
+        group=group,
+        action=action,
+        args=args,
+        rollback_action=rollback_action if plan.rollback else None,
+        rollback_args=rollback_args or {},
+        plan=plan.to_dict(),
+        phase=r.phase.value,
+        waves=r.waves,
+        created_at=now,
+        updated_at=now,
+    )
+    await RolloutTarget.bulk_create(
+        [
+            RolloutTarget(
+                rollout_id=doc.id, terminal_id=tid, wave=t.wave, state=t.state.value, updated_at=now
+            )
+            for tid, t in r.targets.items()
+        ],
+        batch_size=1000,
+    )
+    return doc
+
+
+async def load(doc: RolloutDoc) -> ro.Rollout:
+    rows = await RolloutTarget.filter(rollout_id=doc.id).values_list(
+        "terminal_id", "wave", "state", "started_at"
+    )
+    targets = {tid: ro.Target(wave, ro.T(state), started) for tid, wave, state, started in rows}
+    return ro.Rollout(ro.Phase(doc.phase), doc.wave, targets, doc.reason, doc.waves)
+
+
+async def save(doc: RolloutDoc, before: ro.Rollout, after: ro.Rollout, now: dt.datetime) -> None:
+    """Write the rollout and every target whose state changed (one UPDATE per new state)."""
+    by_state: dict[tuple[ro.T, dt.datetime | None], list[str]] = {}
+    for tid, t in after.targets.items():
+        if before.targets[tid] != t:
+            by_state.setdefault((t.state, t.started_at), []).append(tid)
+    for (state, started), tids in by_state.items():
+        for chunk in _chunks(tids):
+            await RolloutTarget.filter(rollout_id=doc.id, terminal_id__in=chunk).update(
+                state=state.value, started_at=started, updated_at=now
+            )
+    doc.phase, doc.wave, doc.reason, doc.updated_at = (
+        after.phase.value,
+        after.wave,
+        after.reason[:256],
+        now,
+    )
+    await doc.save(update_fields=["phase", "wave", "reason", "updated_at"])
+
+
+class RolloutEngine:
+    def __init__(
+        self,
+        kick: Callable[[], None],
+        clock: Callable[[], dt.datetime],
+        beat_s: float = 0.5,
+    ) -> None:
+        self.kick = kick
+        self.clock = clock
+        self.beat_s = beat_s
+        self.on_abort: list[AbortHook] = []
+        #: Command outcomes already applied, per rollout (ids of finished commands).
+        self._seen: dict[str, set[str]] = {}
+        self.lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                for doc in await RolloutDoc.filter(phase__in=LIVE):
+                    async with self.lock:
+                        await self.advance(doc)
+            except Exception:  # one bad beat must not end rollouts for good
+                log.exception("rollout beat failed")
+            await asyncio.sleep(self.beat_s)
+
+    async def _outcomes(self, doc: RolloutDoc, r: ro.Rollout) -> tuple[ro.Rollout, list[ro.Action]]:
+        seen = self._seen.setdefault(doc.id, set())
+        rows = await FleetCommand.filter(
+            batch__in=[f"{doc.id}-i", f"{doc.id}-r"], state__in=FINAL_STATES
+        ).values_list("id", "terminal_id", "batch", "state")
+        actions: list[ro.Action] = []
+        for cid, tid, batch, state in rows:
+            if cid in seen:
+                continue
+            seen.add(cid)
+            expect = ro.T.RUNNING if batch.endswith("-i") else ro.T.ROLLING_BACK
+            target = r.targets.get(tid)
+            if target is None or target.state is not expect:
+                continue
+            r, more = ro.record(r, tid, _OUTCOME[state])
+            actions += more
+        return r, actions
+
+    async def advance(self, doc: RolloutDoc) -> ro.Rollout:
+        now = self.clock()
+        before = await load(doc)
+        r, actions = await self._outcomes(doc, before)
+        r, more = ro.step(r, ro.Plan.from_dict(doc.plan), now)
+        actions += more
+        installs = [a.terminal_id for a in actions if a.kind == "install"]
+        rollbacks = [a.terminal_id for a in actions if a.kind == "rollback"]
+        if installs:
+            await enqueue(installs, doc.action, doc.args, now, batch=f"{doc.id}-i")
+        if rollbacks and doc.rollback_action:
+            await enqueue(
+                rollbacks, doc.rollback_action, doc.rollback_args, now, batch=f"{doc.id}-r"
+            )
+        elif rollbacks:
+            # No rollback command: the package's own slot fallback is all there is.
+            r = ro.Rollout(
+                r.phase,
+                r.wave,
+                {
+                    tid: ro.Target(t.wave, ro.T.ROLLBACK_FAILED, t.started_at)
+                    if tid in rollbacks
+                    else t
+                    for tid, t in r.targets.items()
+                },
+                r.reason,
+                r.waves,
+            )
+        if installs or rollbacks:
+            self.kick()
+        await save(doc, before, r, now)
+        if r.phase is not before.phase and r.phase in (ro.Phase.ROLLING_BACK, ro.Phase.ABORTED):
+            log.warning("rollout %s aborted: %s", doc.id, r.reason)
+            for hook in self.on_abort:
+                await hook(doc)
+        if r.phase in ro.FINAL_PHASES:
+            self._seen.pop(doc.id, None)
+        return r
