@@ -35,6 +35,7 @@ from edge import commands, wire
 from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler
 from edge.identity import SecureLink
+from edge.ota import Ota
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
 from provisioning.errors import CommandRefused
@@ -76,6 +77,9 @@ class Agent:
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
         self.mdm = Mdm(settings.state_dir, self._peripherals, lambda action: self.stop())
         self.handlers.update(self.mdm.table())
+        trust = link.command_key if link else None  # packages are signed by the command key
+        self.ota = Ota(settings.state_dir, trust, self.emit_event)
+        self.handlers.update(self.ota.table())
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
             "spool_depth": lambda: float(self.spool.depth()),
@@ -115,6 +119,7 @@ class Agent:
     # --- the loops -----------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.ota.on_boot()  # a second start on trial without a commit rolls back
         tasks = [
             asyncio.create_task(self._telemetry_loop(), name="telemetry"),
             asyncio.create_task(self._link_loop(), name="link"),

@@ -1,23 +1,36 @@
-"""How the cloud app takes in fleet operations: its routers and its background sender."""
+"""How the cloud app takes in fleet operations: ``routers()`` and ``start(app, ...)``.
+
+``start`` puts the command sender (``app.state.fleet``), the rollout engine
+(``app.state.rollouts``) and, in secured mode, the package store (``app.state.packages``)
+on the app and returns their background tasks; sender and engine run wherever ingest does.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from cloud.security import Security
 from cuntong.settings import CloudSettings
 from fleet import shadows
-from fleet.api import commands, registry
+from fleet.api import commands, packages, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
+from fleet.packages import PackageStore
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
 
 
 def routers() -> list[APIRouter]:
-    return [registry.router, commands.router, shadows_api.router, rollouts_api.router]
+    return [
+        registry.router,
+        commands.router,
+        shadows_api.router,
+        rollouts_api.router,
+        packages.router,
+    ]
 
 
 def sender(settings: CloudSettings, security: Security | None) -> CommandSender:
@@ -32,3 +45,21 @@ def sender(settings: CloudSettings, security: Security | None) -> CommandSender:
 def engine(sender: CommandSender) -> RolloutEngine:
     """The rollout engine, queueing through ``sender``; run it as a task."""
     return RolloutEngine(sender.kick, lambda: dt.datetime.now(dt.UTC))
+
+
+def start(
+    app: FastAPI, settings: CloudSettings, security: Security | None
+) -> list[asyncio.Task[None]]:
+    app.state.fleet = app.state.rollouts = app.state.packages = None
+    if security is not None and settings.state_dir is not None:
+        app.state.packages = PackageStore(
+            settings.state_dir / "packages", security.keys.command_key
+        )
+    if not settings.ingest:
+        return []
+    app.state.fleet = sender(settings, security)
+    app.state.rollouts = engine(app.state.fleet)
+    return [
+        asyncio.create_task(app.state.fleet.run(), name="fleet-sender"),
+        asyncio.create_task(app.state.rollouts.run(), name="fleet-rollouts"),
+    ]

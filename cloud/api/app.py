@@ -42,11 +42,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
             )
             app.state.ingest = IngestConsumer(settings, writer, security)
             tasks.append(asyncio.create_task(app.state.ingest.run(), name="ingest"))
-            # Fleet operations: the command sender runs wherever ingest does.
-            app.state.fleet = fleet.sender(settings, security)
-            tasks.append(asyncio.create_task(app.state.fleet.run(), name="fleet"))
-            app.state.rollouts = fleet.engine(app.state.fleet)
-            tasks.append(asyncio.create_task(app.state.rollouts.run(), name="rollouts"))
+        tasks += fleet.start(app, settings, security)  # fleet operations' background tasks
         try:
             yield
         finally:

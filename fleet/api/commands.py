@@ -6,12 +6,13 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from fleet import lifecycle as lc
 from fleet import registry
 from fleet.api.deps import Operator, Sender, now
+from fleet.api.packages import complete_args
 from fleet.models import FleetCommand
 from fleet.store import apply, as_lifecycle, enqueue, public
 
@@ -36,7 +37,7 @@ class CommandIn(BaseModel):
 
 
 @router.post("", status_code=201, dependencies=Operator)
-async def send(body: CommandIn, sender: Sender) -> dict[str, Any]:
+async def send(body: CommandIn, sender: Sender, request: Request) -> dict[str, Any]:
     spec = lc.COMMANDS.get(body.name)
     if spec is None:
         raise HTTPException(422, f"unknown command {body.name!r}; known: {sorted(lc.COMMANDS)}")
@@ -49,9 +50,10 @@ async def send(body: CommandIn, sender: Sender) -> dict[str, Any]:
             raise HTTPException(404, f"group {body.group!r} not found") from err
     else:
         targets = sorted(set(body.terminals))
+    args = complete_args(request, body.name, body.args)
     batch = uuid.uuid4().hex
     ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
-    rows = await enqueue(targets, body.name, body.args, now(), ttl, batch)
+    rows = await enqueue(targets, body.name, args, now(), ttl, batch)
     sender.kick()
     return {"batch": batch, "count": len(rows), "commands": [r.id for r in rows[:1000]]}
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from fleet import registry, rollouts
 from fleet import rollout as ro
 from fleet.api.deps import Operator, now
+from fleet.api.packages import complete_args
 from fleet.models import RolloutDoc, RolloutTarget
 
 router = APIRouter(prefix="/api/v1/fleet/rollouts", tags=["fleet rollouts"])
@@ -71,18 +72,22 @@ async def _progress(doc: RolloutDoc) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, dependencies=Operator)
-async def create(body: RolloutIn) -> dict[str, Any]:
+async def create(body: RolloutIn, request: Request) -> dict[str, Any]:
+    args = complete_args(request, body.action, body.args)
+    rollback_args = dict(body.rollback_args)
+    if body.rollback_action == "ota_rollback" and "component" in args:
+        rollback_args.setdefault("component", args["component"])
     try:
         plan = ro.Plan.from_dict(body.plan.model_dump())
         doc = await rollouts.create(
             body.name,
             body.group,
             body.action,
-            body.args,
+            args,
             plan,
             now(),
             body.rollback_action,
-            body.rollback_args,
+            rollback_args,
         )
     except registry.GroupNotFound as err:
         raise HTTPException(404, f"group {body.group!r} not found") from err

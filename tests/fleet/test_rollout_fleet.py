@@ -46,7 +46,8 @@ async def test_ten_percent_failing_health_checks_abort_at_threshold_and_roll_bac
         body = {
             "name": "agent 0.2.0",
             "group": "ro-all",
-            "args": {"package": "agent", "version": "0.2.0"},
+            # Simulated terminals do not download: explicit arguments skip the package store.
+            "args": {"component": "agent", "version": "0.2.0", "manifest": "-", "signature": "-"},
             "plan": {"canary": 20, "wave_size": 60, "abort_failure_pct": 5, "min_finished": 20},
         }
         created = await http.post("/api/v1/fleet/rollouts", json=body)

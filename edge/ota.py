@@ -1,0 +1,246 @@
+"""Over-the-air updates on the terminal: download with resume, verify, A/B install, health.
+
+``ota_install`` arguments: ``url`` (HTTPS in production), ``manifest`` and ``signature``
+(base64). The order is what keeps a bad package out: the manifest's signature is checked
+before a byte is downloaded; the download resumes from a partial file with an HTTP range
+request; the payload's size and SHA-256 are checked before it is copied into the inactive
+slot; the slot is switched on trial, the health check runs, and a failed check (or an agent
+that starts twice on trial without committing, see ``edge.ota_slots.boot``) rolls back.
+Progress goes to the cloud as ``ota_progress`` events (spooled, so none are lost offline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edge import ota_slots
+from edge.commands import Handler
+from fleet.package import Manifest, PackageRefused, verify
+from provisioning.commands import VerifyKey
+
+log = logging.getLogger("cuntong.ota")
+
+CHUNK = 64 * 1024
+PROGRESS_EVERY_S = 1.0
+
+Emit = Callable[[str, dict[str, Any]], int]
+HealthCheck = Callable[[str, Path], Awaitable[bool]]
+
+
+async def payload_intact(component: str, slot_dir: Path) -> bool:
+    """Default health check: the installed payload still matches its manifest."""
+    manifest = Manifest.parse((slot_dir / "manifest.json").read_bytes())
+    digest = await asyncio.to_thread(_sha256, slot_dir / "payload")
+    return digest == manifest.sha256
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+async def download(
+    http: httpx.AsyncClient,
+    url: str,
+    part: Path,
+    size: int,
+    progress: Callable[[int], None],
+) -> int:
+    """Fetch ``url`` into ``part``, resuming from what is already there; bytes fetched now."""
+    have = _partial_size(part, size)
+    if have == size:
+        return 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    fetched = 0
+    async with http.stream("GET", url, headers=headers) as r:
+        if r.status_code == 200 and have:
+            have = 0  # the server ignored the range: start over
+        elif r.status_code not in (200, 206):
+            raise PackageRefused("download_failed", f"HTTP {r.status_code}")
+        with part.open("r+b" if have else "wb") as f:
+            f.seek(have)
+            f.truncate()
+            async for chunk in r.aiter_bytes(CHUNK):
+                f.write(chunk)
+                fetched += len(chunk)
+                if have + fetched > size:
+                    raise PackageRefused("size_mismatch", "payload larger than its manifest")
+                progress(have + fetched)
+    return fetched
+
+
+def _partial_size(part: Path, size: int) -> int:
+    """Bytes already downloaded; a partial file larger than the payload is discarded."""
+    have = part.stat().st_size if part.exists() else 0
+    if have > size:
+        part.unlink()
+        return 0
+    return have
+
+
+class Ota:
+    def __init__(
+        self,
+        state_dir: Path,
+        trust: VerifyKey | None,
+        emit: Emit,
+        health: HealthCheck = payload_intact,
+        http: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(timeout=30),
+    ) -> None:
+        self.root = state_dir / "ota"
+        self.trust = trust
+        self.emit = emit
+        self.health = health
+        self.http = http
+        #: Bytes fetched by the last download (0 on a full resume), for tests and progress.
+        self.last_fetched = 0
+
+    def table(self) -> dict[str, Handler]:
+        return {
+            "ota_install": self.install,
+            "ota_rollback": self.rollback,
+            "ota_status": self.status,
+        }
+
+    # --- slot bookkeeping ----------------------------------------------------------------
+
+    def _slots_path(self, component: str) -> Path:
+        return self.root / "slots" / component / "slots.json"
+
+    def slots(self, component: str) -> ota_slots.Slots:
+        path = self._slots_path(component)
+        if not path.exists():
+            return ota_slots.Slots()
+        return ota_slots.Slots.from_dict(json.loads(path.read_text()))
+
+    def _save(self, component: str, s: ota_slots.Slots) -> None:
+        path = self._slots_path(component)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(s.to_dict()))
+        os.replace(tmp, path)
+
+    def slot_dir(self, component: str, slot: str) -> Path:
+        return self.root / "slots" / component / slot
+
+    def on_boot(self) -> list[str]:
+        """At agent start: count trial boots; components rolled back by the watchdog."""
+        rolled = []
+        base = self.root / "slots"
+        for path in sorted(base.glob("*/slots.json")) if base.exists() else []:
+            component = path.parent.name
+            before = self.slots(component)
+            after = ota_slots.boot(before)
+            self._save(component, after)
+            if before.trial and not after.trial:
+                rolled.append(component)
+                self._report(component, before.versions.get(before.active, ""), "rolled_back")
+        return rolled
+
+    # --- commands ------------------------------------------------------------------------
+
+    def _report(self, component: str, version: str, state: str, **extra: Any) -> None:
+        self.emit(
+            "ota_progress", {"component": component, "version": version, "state": state, **extra}
+        )
+
+    async def install(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.trust is None:
+            raise ValueError("refused: no trusted package key on this terminal")
+        try:
+            raw = base64.b64decode(args["manifest"], validate=True)
+            signature = base64.b64decode(args["signature"], validate=True)
+        except (binascii.Error, TypeError) as err:
+            raise ValueError(f"refused: manifest and signature must be base64: {err}") from err
+        try:
+            m = verify(self.trust, raw, signature)
+        except PackageRefused as err:
+            self._report(
+                args.get("component", "?"), args.get("version", "?"), "refused", reason=err.reason
+            )
+            raise ValueError(f"refused: {err}") from err
+        work = self.root / "downloads"
+        work.mkdir(parents=True, exist_ok=True)
+        part = work / f"{m.component}-{m.version}.part"
+        last = [0.0]
+
+        def progress(done: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY_S or done == m.size:
+                last[0] = now
+                pct = round(100 * done / m.size, 1) if m.size else 100.0
+                self._report(
+                    m.component, m.version, "downloading", bytes=done, total=m.size, pct=pct
+                )
+
+        async with self.http() as http:
+            try:
+                self.last_fetched = await download(http, str(args["url"]), part, m.size, progress)
+            except httpx.HTTPError as err:
+                self._report(m.component, m.version, "download_interrupted")
+                raise ValueError(f"download interrupted ({err}); resumes on retry") from err
+        if part.stat().st_size != m.size or await asyncio.to_thread(_sha256, part) != m.sha256:
+            part.unlink()
+            self._report(m.component, m.version, "refused", reason="digest_mismatch")
+            raise ValueError("refused: payload does not match its signed manifest")
+        return await self._activate(m, raw, part)
+
+    async def _activate(self, m: Manifest, raw: bytes, part: Path) -> dict[str, Any]:
+        before = self.slots(m.component)
+        target = self.slot_dir(m.component, before.inactive)
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        os.replace(part, target / "payload")
+        (target / "manifest.json").write_bytes(raw)
+        self._report(m.component, m.version, "installed", slot=before.inactive)
+        trial = ota_slots.switch(before, m.version)
+        self._save(m.component, trial)
+        if await self.health(m.component, target):
+            self._save(m.component, ota_slots.commit(trial))
+            self._report(m.component, m.version, "healthy", slot=trial.active)
+            return {"component": m.component, "version": m.version, "slot": trial.active}
+        self._save(m.component, ota_slots.rollback(trial))
+        self._report(m.component, m.version, "rolled_back", slot=before.active)
+        raise ValueError(f"health check failed; rolled back to slot {before.active}")
+
+    async def rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        component = str(args["component"])
+        s = self.slots(component)
+        after = (
+            ota_slots.rollback(ota_slots.switch(s, s.versions.get(s.inactive, "")))
+            if s.previous is None
+            else ota_slots.rollback(s)
+        )
+        self._save(component, after)
+        self._report(
+            component, after.versions.get(after.active, ""), "rolled_back", slot=after.active
+        )
+        return {
+            "component": component,
+            "slot": after.active,
+            "version": after.versions.get(after.active),
+        }
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        base = self.root / "slots"
+        return {
+            p.parent.name: self.slots(p.parent.name).to_dict()
+            for p in (sorted(base.glob("*/slots.json")) if base.exists() else [])
+        }

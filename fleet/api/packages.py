@@ -1,0 +1,94 @@
+"""/api/v1/fleet/packages: publish OTA packages; terminals download them (HTTP ranges)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from fleet.api.deps import Operator
+from fleet.packages import PackageExists, PackageStore
+
+router = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"])
+
+MAX_PACKAGE_BYTES = 512 * 1024 * 1024
+
+
+def _store(request: Request) -> PackageStore:
+    store = getattr(request.app.state, "packages", None)
+    if store is None:
+        raise HTTPException(503, "packages need the secured mode (a signing key)")
+    return store  # type: ignore[no-any-return]
+
+
+Store = Annotated[PackageStore, Depends(_store)]
+
+
+def _names(store: PackageStore, component: str, version: str) -> None:
+    try:
+        store.folder(component, version)
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+
+
+@router.get("")
+async def list_packages(store: Store) -> list[dict[str, Any]]:
+    return store.list()
+
+
+@router.put("/{component}/{version}", status_code=201, dependencies=Operator)
+async def publish(component: str, version: str, request: Request, store: Store) -> dict[str, Any]:
+    """The request body is the artefact itself (agent bundle, adapter, ONNX model)."""
+    _names(store, component, version)
+    payload = await request.body()
+    if len(payload) > MAX_PACKAGE_BYTES:
+        raise HTTPException(413, "package too large")
+    try:
+        manifest = store.publish(component, version, payload)
+    except PackageExists as err:
+        raise HTTPException(409, str(err)) from err
+    return {
+        "component": component,
+        "version": version,
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+    }
+
+
+@router.get("/{component}/{version}/install-args", dependencies=Operator)
+async def install_args(
+    component: str, version: str, request: Request, store: Store
+) -> dict[str, Any]:
+    _names(store, component, version)
+    try:
+        return store.install_args(component, version, str(request.base_url))
+    except LookupError as err:
+        raise HTTPException(404, str(err)) from err
+
+
+@router.get("/{component}/{version}/payload")
+async def payload(component: str, version: str, store: Store) -> FileResponse:
+    """Range requests are honoured (Starlette), so an interrupted download resumes."""
+    _names(store, component, version)
+    path = store.folder(component, version) / "payload"
+    if not path.exists():
+        raise HTTPException(404, "package not found")
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+def complete_args(request: Request, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``ota_install`` named by component and version gets its URL, manifest and signature."""
+    if name != "ota_install" or "manifest" in args:
+        return args
+    if not {"component", "version"} <= args.keys():
+        raise HTTPException(422, "ota_install needs component and version")
+    store = _store(request)
+    _names(store, str(args["component"]), str(args["version"]))
+    try:
+        return {
+            **args,
+            **store.install_args(args["component"], args["version"], str(request.base_url)),
+        }
+    except LookupError as err:
+        raise HTTPException(404, str(err)) from err
