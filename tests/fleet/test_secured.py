@@ -3,45 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from cuntong import procs
 from cuntong.servers.mosquitto import Broker
-from cuntong.servers.victoria import VictoriaMetrics
-from fleet.sender import INSTANCE_SUFFIX
-from provisioning import wiring
 from tests.fleet.conftest import Agents
-from tests.helpers import CloudProcess, eventually, start_cloud
+from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id
 from tests.integration.test_secure_path import TOKEN, _enrolled_agent
-
-
-@pytest.fixture
-def secured(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[tuple[Broker, CloudProcess]]:
-    pki = tmp_path / "cloud"
-    services = {"api": "cloud", f"api{INSTANCE_SUFFIX}": "cloud"}
-    cfg, _ = wiring.secure_broker(
-        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
-    )
-    broker = Broker(cfg, tmp_path / "mosquitto").start()
-    cloud = start_cloud(
-        tmp_path,
-        f"sqlite://{tmp_path / 'cloud.sqlite3'}",
-        broker.cfg.port,
-        victoria.url,
-        CUNTONG_CLOUD_STATE_DIR=str(pki),
-        CUNTONG_CLOUD_ADMIN_TOKEN=TOKEN,
-    )
-    try:
-        yield broker, cloud
-    finally:
-        procs.stop(cloud.proc)
-        broker.stop()
 
 
 async def test_signed_command_waits_offline_and_is_verified_on_return(
