@@ -104,3 +104,24 @@ class RolloutTarget(Model):
     class Meta:
         table = "fleet_rollout_target"
         unique_together = (("rollout_id", "terminal_id"),)
+
+
+class AlertDoc(Model):
+    """One alert: opened once per condition, touched while it lasts, cleared when it ends."""
+
+    id = fields.BigIntField(primary_key=True)
+    kind = fields.CharField(max_length=24, db_index=True)
+    terminal_id = fields.CharField(max_length=64, db_index=True)
+    subject = fields.CharField(max_length=64, default="")
+    severity = fields.CharField(max_length=12)
+    message = fields.CharField(max_length=256)
+    state = fields.CharField(max_length=8, db_index=True)  # open | acked | cleared
+    first_at = fields.DatetimeField()
+    last_at = fields.DatetimeField()
+    count = fields.IntField(default=1)
+    acked_at = fields.DatetimeField(null=True)
+    acked_by = fields.CharField(max_length=64, default="")
+    cleared_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "fleet_alert"

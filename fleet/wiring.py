@@ -15,12 +15,14 @@ from fastapi import APIRouter, FastAPI
 from cloud.security import Security
 from cuntong.settings import CloudSettings
 from fleet import shadows
-from fleet.api import commands, packages, registry
+from fleet.alerting import AlertMonitor
+from fleet.api import alerts, commands, packages, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.packages import PackageStore
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
+from fleet.settings import FleetSettings
 
 
 def routers() -> list[APIRouter]:
@@ -30,6 +32,7 @@ def routers() -> list[APIRouter]:
         shadows_api.router,
         rollouts_api.router,
         packages.router,
+        alerts.router,
     ]
 
 
@@ -59,7 +62,10 @@ def start(
         return []
     app.state.fleet = sender(settings, security)
     app.state.rollouts = engine(app.state.fleet)
+    monitor = AlertMonitor(FleetSettings(), lambda: dt.datetime.now(dt.UTC))
+    app.state.rollouts.on_abort.append(monitor.rollout_aborted)
     return [
         asyncio.create_task(app.state.fleet.run(), name="fleet-sender"),
         asyncio.create_task(app.state.rollouts.run(), name="fleet-rollouts"),
+        asyncio.create_task(monitor.run(), name="fleet-alerts"),
     ]

@@ -57,6 +57,8 @@ async def test_ten_percent_failing_health_checks_abort_at_threshold_and_roll_bac
         targets = (
             await http.get(f"/api/v1/fleet/rollouts/{done['id']}/targets", params={"limit": 1000})
         ).json()
+        alerts = (await http.get("/api/v1/fleet/alerts")).json()
+        assert [a["subject"] for a in alerts if a["kind"] == "rollout_aborted"] == [done["id"]]
 
     assert done["phase"] == "rolled_back" and "failures 2/20" in done["reason"]
     assert done["waves"][0]["states"] == {"failed": 2, "rolled_back": 18}

@@ -1,0 +1,143 @@
+"""The alert monitor: evaluates ``fleet.alerts`` rules over the fleet on a beat, stores the
+outcome de-duplicated, and tells a webhook about alerts opened and cleared."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from cloud.models import Terminal
+from fleet import alerts as al
+from fleet.models import AlertDoc, RolloutDoc
+from fleet.settings import FleetSettings
+
+log = logging.getLogger("cuntong.fleet.alerts")
+
+LIVE = ["open", "acked"]
+
+
+def public(a: AlertDoc) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "terminal_id": a.terminal_id,
+        "subject": a.subject,
+        "severity": a.severity,
+        "message": a.message,
+        "state": a.state,
+        "first_at": a.first_at.isoformat(),
+        "last_at": a.last_at.isoformat(),
+        "acked_at": a.acked_at.isoformat() if a.acked_at else None,
+        "acked_by": a.acked_by,
+        "cleared_at": a.cleared_at.isoformat() if a.cleared_at else None,
+    }
+
+
+class AlertMonitor:
+    def __init__(
+        self,
+        settings: FleetSettings,
+        clock: Callable[[], dt.datetime],
+        http: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(timeout=5),
+    ) -> None:
+        self.s = settings
+        self.clock = clock
+        self.http = http
+        self.rules = al.Rules(
+            dt.timedelta(seconds=settings.offline_alert_after_s),
+            settings.disk_alert_pct,
+            settings.temp_alert_c,
+        )
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.evaluate()
+            except Exception:  # a bad beat must not end alerting for good
+                log.exception("alert evaluation failed")
+            await asyncio.sleep(self.s.alert_interval_s)
+
+    async def evaluate(self) -> al.Plan:
+        now = self.clock()
+        active: dict[al.Key, str] = {}
+        rows = await Terminal.all().values_list("id", "online", "status_changed_at", "health")
+        for tid, online, changed, health in rows:
+            health = health or {}
+            state = al.TerminalState(
+                tid, online, changed, health.get("metrics", {}), health.get("peripherals", {})
+            )
+            active |= al.conditions(state, now, self.rules)
+        live = await AlertDoc.filter(state__in=LIVE, kind__in=[k.value for k in al.TERMINAL_KINDS])
+        by_key = {(a.kind, a.terminal_id, a.subject): a for a in live}
+        plan = al.reconcile(by_key, active)
+        opened = [
+            AlertDoc(
+                kind=k[0],
+                terminal_id=k[1],
+                subject=k[2],
+                severity=al.SEVERITY[al.Kind(k[0])],
+                message=active[k][:256],
+                state="open",
+                first_at=now,
+                last_at=now,
+            )
+            for k in plan.open
+        ]
+        if opened:
+            await AlertDoc.bulk_create(opened, batch_size=500)
+        touched = [by_key[k] for k in plan.touch]
+        for a in touched:
+            a.last_at, a.count, a.message = (
+                now,
+                a.count + 1,
+                active[(a.kind, a.terminal_id, a.subject)][:256],
+            )
+        if touched:
+            await AlertDoc.bulk_update(
+                touched, fields=["last_at", "count", "message"], batch_size=500
+            )
+        cleared = [by_key[k] for k in plan.clear]
+        if cleared:
+            await AlertDoc.filter(id__in=[a.id for a in cleared]).update(
+                state="cleared", cleared_at=now
+            )
+            for a in cleared:
+                a.state, a.cleared_at = "cleared", now
+        await self.notify([("opened", a) for a in opened] + [("cleared", a) for a in cleared])
+        return plan
+
+    async def rollout_aborted(self, doc: RolloutDoc) -> None:
+        """Hook for the rollout engine: one critical alert per aborted rollout."""
+        now = self.clock()
+        alert, created = await AlertDoc.get_or_create(
+            {
+                "severity": al.SEVERITY[al.Kind.ROLLOUT_ABORTED],
+                "message": f"rollout {doc.name!r} aborted: {doc.reason}"[:256],
+                "state": "open",
+                "first_at": now,
+                "last_at": now,
+            },
+            kind=al.Kind.ROLLOUT_ABORTED.value,
+            terminal_id="",
+            subject=doc.id,
+        )
+        if created:
+            await self.notify([("opened", alert)])
+
+    async def notify(self, changes: list[tuple[str, AlertDoc]]) -> None:
+        if not changes or not self.s.alert_webhook_url:
+            return
+        async with self.http() as http:
+            for event, alert in changes:
+                try:
+                    r = await http.post(
+                        self.s.alert_webhook_url, json=al.notification(event, public(alert))
+                    )
+                    r.raise_for_status()
+                except httpx.HTTPError as err:
+                    log.warning("alert webhook failed (%s): %s", event, err)

@@ -1,0 +1,19 @@
+"""Fleet settings (``CUNTONG_FLEET_*``), built once when the cloud app starts."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FleetSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CUNTONG_FLEET_", extra="forbid")
+
+    #: A terminal offline longer than this raises an alert (a village power cut is normal
+    #: for minutes; a day is not).
+    offline_alert_after_s: float = Field(1800.0, gt=0)
+    disk_alert_pct: float = Field(90.0, gt=0, le=100)
+    temp_alert_c: float = Field(70.0)
+    alert_interval_s: float = Field(10.0, gt=0)
+    #: Where new and cleared alerts are POSTed as JSON; empty: no webhook.
+    alert_webhook_url: str = ""
