@@ -16,7 +16,7 @@ from cloud.security import Security
 from cuntong.settings import CloudSettings
 from fleet import shadows
 from fleet.alerting import AlertMonitor
-from fleet.api import alerts, commands, packages, registry
+from fleet.api import alerts, commands, dashboard, packages, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.packages import PackageStore
@@ -33,6 +33,7 @@ def routers() -> list[APIRouter]:
         rollouts_api.router,
         packages.router,
         alerts.router,
+        dashboard.router,
     ]
 
 

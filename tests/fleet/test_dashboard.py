@@ -1,0 +1,113 @@
+"""The fleet dashboard in real headless Chromium (Debian's), against a live cloud and agents."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.fleet.conftest import Agents
+from tests.helpers import CloudProcess, eventually
+from tests.integration.agents import new_id
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium missing")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def shot(page: Page, path: Path) -> None:
+    """Screenshot and check it shows a page, not a blank canvas."""
+    png = await page.screenshot(path=str(path), full_page=True)
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[0] > 300 and img.shape[1] > 600
+    assert float(img.std()) > 20, f"{path.name} looks empty"
+    # The brand red of the top bar and some dark text must both be there.
+    assert (img[:56, :, 2] > 140).mean() > 0.5 and (img < 80).all(axis=2).mean() > 0.001
+
+
+SHOTS = Path("/tmp/fleet-dashboard-shots")
+
+
+async def test_dashboard_overview_terminals_commands_and_rollouts(
+    tmp_path: Path, cloud: CloudProcess, agents: Agents, browser: Browser
+) -> None:
+    a, b = new_id("DA"), new_id("DB")
+    await agents.start(a)
+    await agents.start(b, county="渭滨区")
+    async with cloud.client() as http:
+
+        async def both_online() -> bool:
+            r = await http.get("/api/v1/fleet/terminals", params={"status": "online"})
+            return {a, b} <= {t["id"] for t in r.json()["items"]}
+
+        await eventually(both_online)
+        await http.post(
+            "/api/v1/fleet/groups", json={"name": "dash", "kind": "static", "members": [a, b]}
+        )
+        ro = await http.post(
+            "/api/v1/fleet/rollouts",
+            json={
+                "name": "自检 self-test",
+                "group": "dash",
+                "action": "selftest",
+                "rollback_action": None,
+                "plan": {"canary": 1, "wave_size": 1, "min_finished": 1},
+            },
+        )
+        assert ro.status_code == 201, ro.text
+
+    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(f"{cloud.url}/fleet/")
+    await expect(page.locator("h1")).to_have_text("终端总览")
+    await expect(page.locator("#kpi-online .kpi")).to_contain_text("2")
+    await expect(page.locator("#region-tree")).to_contain_text("陕西省")
+    await shot(page, SHOTS / "overview.png")
+
+    await page.click("text=English")
+    await expect(page.locator("h1")).to_have_text("Fleet overview")
+    await page.click("#region-tree >> text=渭滨区")
+    await expect(page.locator("#terminal-table tbody tr")).to_have_count(1)
+    await expect(page.locator("#terminal-table")).to_contain_text(b)
+    await shot(page, SHOTS / "terminals.png")
+
+    await page.click(f"#terminal-table >> text={b}")
+    await expect(page.locator("h1")).to_contain_text(b)
+    await page.click("[data-command=lock_screen]")
+    await expect(page.locator("#view")).to_contain_text("succeeded", timeout=15_000)
+    await expect(page.locator("#charts svg path").first).to_be_attached(timeout=20_000)
+    await shot(page, SHOTS / "terminal.png")
+    assert agents.running[b][0].mdm.screen["locked"] is True
+
+    await page.click("text=Rollouts")
+    await expect(page.locator("#rollout-table")).to_contain_text("succeeded", timeout=15_000)
+    await page.click("#rollout-table >> text=self-test")
+    await expect(page.locator("#waves tbody tr")).to_have_count(2)
+    await expect(page.locator("#waves")).to_contain_text("succeeded 1")
+    await shot(page, SHOTS / "rollout.png")
+    assert errors == []
