@@ -9,6 +9,7 @@ writes back only the targets that changed. Install and rollback commands carry t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -126,7 +127,14 @@ class RolloutEngine:
         self.on_abort: list[AbortHook] = []
         #: Command outcomes already applied, per rollout (ids of finished commands).
         self._seen: dict[str, set[str]] = {}
+        #: Per rollout, outcomes finished before this were read on an earlier beat.
+        self._since: dict[str, dt.datetime] = {}
+        self._wake = asyncio.Event()
         self.lock = asyncio.Lock()
+
+    def wake(self) -> None:
+        """Outcomes were recorded: advance now rather than at the next beat."""
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
@@ -136,13 +144,21 @@ class RolloutEngine:
                         await self.advance(doc)
             except Exception:  # one bad beat must not end rollouts for good
                 log.exception("rollout beat failed")
-            await asyncio.sleep(self.beat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.beat_s)
+            self._wake.clear()
 
     async def _outcomes(self, doc: RolloutDoc, r: ro.Rollout) -> tuple[ro.Rollout, list[ro.Action]]:
         seen = self._seen.setdefault(doc.id, set())
-        rows = await FleetCommand.filter(
+        query = FleetCommand.filter(
             batch__in=[f"{doc.id}-i", f"{doc.id}-r"], state__in=FINAL_STATES
-        ).values_list("id", "terminal_id", "batch", "state")
+        )
+        since = self._since.get(doc.id)
+        if since is not None:
+            # Only what finished lately (with slack for writers whose clocks lag ours).
+            query = query.filter(finished_at__gte=since - dt.timedelta(seconds=5))
+        self._since[doc.id] = self.clock()
+        rows = await query.values_list("id", "terminal_id", "batch", "state")
         actions: list[ro.Action] = []
         for cid, tid, batch, state in rows:
             if cid in seen:
@@ -193,4 +209,5 @@ class RolloutEngine:
                 await hook(doc)
         if r.phase in ro.FINAL_PHASES:
             self._seen.pop(doc.id, None)
+            self._since.pop(doc.id, None)
         return r

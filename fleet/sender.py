@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import json
 import logging
@@ -33,7 +34,7 @@ from cuntong.errors import WireError
 from cuntong.settings import CloudSettings
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
-from fleet.store import apply, as_lifecycle
+from fleet.store import apply, as_lifecycle, save
 from provisioning.commands import Command, sign_command
 
 log = logging.getLogger("cuntong.fleet.sender")
@@ -42,11 +43,15 @@ log = logging.getLogger("cuntong.fleet.sender")
 #: ACL must list that instance with the ``cloud`` role.
 INSTANCE_SUFFIX = "-fleet"
 SESSION_EXPIRY_S = 24 * 3600
-CHUNK = 500
+#: Rows per database round trip (well inside SQLite's and PostgreSQL's parameter limits).
+DB_CHUNK = 5000
 SWEEP_S = 0.5
 
 ResultHook = Callable[[FleetCommand], Awaitable[None]]
-OnlineHook = Callable[[str], Awaitable[None]]
+OnlineHook = Callable[[list[str]], Awaitable[None]]
+#: paho builds its property tables in every ``Properties()``; copying a blank one is cheaper,
+#: which matters when a broadcast publishes ten thousand commands.
+_BLANK_PUBLISH = Properties(PacketTypes.PUBLISH)
 
 
 def _now() -> dt.datetime:
@@ -78,7 +83,10 @@ class CommandSender:
         self.ready = asyncio.Event()
         self.on_result: dict[str, ResultHook] = {}
         self.on_online: list[OnlineHook] = []
+        #: Called after outcomes are recorded (the rollout engine wakes up on it).
+        self.on_recorded: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
+        self._came_online: list[str] = []
         self._replies: dict[str, tuple[str, bool, dict[str, Any]]] = {}
         self._replied = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -162,8 +170,7 @@ class CommandSender:
                 return
             if online and tid not in self.online:
                 self.online.add(tid)
-                for hook in self.on_online:
-                    await hook(tid)
+                self._came_online.append(tid)  # hooks run in batches before delivery
                 self._wake.set()
             elif not online:
                 self.online.discard(tid)
@@ -186,30 +193,35 @@ class CommandSender:
 
     async def deliver(self, client: aiomqtt.Client) -> int:
         """Send every queued command whose terminal is online; returns how many were sent."""
+        if self._came_online:
+            back, self._came_online = self._came_online, []
+            for hook in self.on_online:
+                await hook(back)
         queued = await FleetCommand.filter(state=lc.State.QUEUED.value).values_list(
             "id", "terminal_id"
         )
         ids = [cid for cid, tid in queued if tid in self.online]
-        sent = 0
-        for start in range(0, len(ids), CHUNK):
+        publishing: list[FleetCommand] = []
+        for start in range(0, len(ids), DB_CHUNK):
             async with self._lock:
                 rows = await FleetCommand.filter(
-                    id__in=ids[start : start + CHUNK], state=lc.State.QUEUED.value
+                    id__in=ids[start : start + DB_CHUNK], state=lc.State.QUEUED.value
                 )
                 now = self.clock()
                 for row in rows:
                     apply(row, lc.deliver(as_lifecycle(row), now))
-                await _save(rows, ("state", "sent_at", "finished_at", "deadline_at"))
-            out = [r for r in rows if r.state == lc.State.SENT.value]
-            try:
-                await asyncio.gather(*(self._publish(client, r, now) for r in out))
-            except aiomqtt.MqttError:
-                await FleetCommand.filter(id__in=[r.id for r in out]).update(
-                    state=lc.State.QUEUED.value, sent_at=None
-                )
-                raise
-            sent += len(out)
-        return sent
+                await save(rows, ("state", "sent_at", "finished_at", "deadline_at"))
+            publishing += [r for r in rows if r.state == lc.State.SENT.value]
+        # Marked sent before publishing, so a fast reply always finds its command "sent";
+        # all publishes are in flight together (the broker acknowledges them in a stream).
+        try:
+            await asyncio.gather(*(self._publish(client, r, r.sent_at or now) for r in publishing))
+        except aiomqtt.MqttError:
+            await FleetCommand.filter(
+                id__in=[r.id for r in publishing], state=lc.State.SENT.value
+            ).update(state=lc.State.QUEUED.value, sent_at=None)
+            raise
+        return len(publishing)
 
     async def _publish(self, client: aiomqtt.Client, row: FleetCommand, now: dt.datetime) -> None:
         if self.security is not None:
@@ -218,7 +230,7 @@ class CommandSender:
             payload = sign_command(self.security.keys.command_key, command)
         else:
             payload = json.dumps(row.args, ensure_ascii=False).encode()
-        props = Properties(PacketTypes.PUBLISH)
+        props = copy.copy(_BLANK_PUBLISH)
         props.ResponseTopic = topics.topic(row.terminal_id, topics.Channel.CMD_REPLY)
         props.CorrelationData = row.id.encode()
         await client.publish(
@@ -245,9 +257,9 @@ class CommandSender:
     async def record_replies(self, batch: dict[str, tuple[str, bool, dict[str, Any]]]) -> None:
         ids = list(batch)
         done: list[FleetCommand] = []
-        for start in range(0, len(ids), CHUNK):
+        for start in range(0, len(ids), DB_CHUNK):
             async with self._lock:
-                rows = await FleetCommand.filter(id__in=ids[start : start + CHUNK])
+                rows = await FleetCommand.filter(id__in=ids[start : start + DB_CHUNK])
                 now = self.clock()
                 for row in rows:
                     tid, ok, result = batch[row.id]
@@ -257,11 +269,17 @@ class CommandSender:
                     apply(row, lc.on_reply(as_lifecycle(row), ok, now))
                     row.result = result
                     done.append(row)
-                await _save(rows, ("state", "finished_at", "deadline_at", "result"))
+                await save(rows, ("state", "finished_at", "deadline_at", "result"))
+        self._recorded(done)
         for row in done:
             hook = self.on_result.get(row.name)
             if hook is not None:
                 await hook(row)
+
+    def _recorded(self, rows: list[FleetCommand]) -> None:
+        if rows:
+            for callback in self.on_recorded:
+                callback()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -282,14 +300,10 @@ class CommandSender:
                 apply(row, lc.tick(as_lifecycle(row), now))
                 if row.state == lc.State.TIMED_OUT.value:
                     row.result = {"error": "no reply in time"}
-            await _save(rows, ("state", "finished_at", "deadline_at", "result"))
+            await save(rows, ("state", "finished_at", "deadline_at", "result"))
+        self._recorded(rows)
         for row in rows:
             hook = self.on_result.get(row.name)
             if hook is not None:
                 await hook(row)
         return len(rows)
-
-
-async def _save(rows: list[FleetCommand], fields: tuple[str, ...]) -> None:
-    if rows:
-        await FleetCommand.bulk_update(rows, fields=list(fields), batch_size=CHUNK)

@@ -81,14 +81,16 @@ def hooks(clock: Callable[[], dt.datetime]) -> tuple[Any, Any]:
         )
         await doc.save()
 
-    async def on_online(terminal_id: str) -> None:
-        doc = await ShadowDoc.get_or_none(terminal_id=terminal_id)
-        if doc is None or sh.in_sync(as_shadow(doc)):
-            return
-        busy = await FleetCommand.filter(
-            terminal_id=terminal_id, name=DELTA, state=lc.State.SENT.value
-        ).exists()
-        if not busy:
-            await _queue_delta(doc, clock())
+    async def on_online(terminal_ids: list[str]) -> None:
+        for start in range(0, len(terminal_ids), 500):
+            docs = await ShadowDoc.filter(terminal_id__in=terminal_ids[start : start + 500])
+            for doc in docs:
+                if sh.in_sync(as_shadow(doc)):
+                    continue
+                busy = await FleetCommand.filter(
+                    terminal_id=doc.terminal_id, name=DELTA, state=lc.State.SENT.value
+                ).exists()
+                if not busy:
+                    await _queue_delta(doc, clock())
 
     return on_result, on_online

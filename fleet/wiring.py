@@ -47,8 +47,10 @@ def sender(settings: CloudSettings, security: Security | None) -> CommandSender:
 
 
 def engine(sender: CommandSender) -> RolloutEngine:
-    """The rollout engine, queueing through ``sender``; run it as a task."""
-    return RolloutEngine(sender.kick, lambda: dt.datetime.now(dt.UTC))
+    """The rollout engine, queueing through ``sender`` and woken by its outcomes."""
+    e = RolloutEngine(sender.kick, lambda: dt.datetime.now(dt.UTC))
+    sender.on_recorded.append(e.wake)
+    return e
 
 
 def start(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
+from tortoise.functions import Count
 
 from fleet import lifecycle as lc
 from fleet import registry
@@ -53,21 +54,24 @@ async def send(body: CommandIn, sender: Sender, request: Request) -> dict[str, A
     args = complete_args(request, body.name, body.args)
     batch = uuid.uuid4().hex
     ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
-    rows = await enqueue(targets, body.name, args, now(), ttl, batch)
+    ids = await enqueue(targets, body.name, args, now(), ttl, batch)
     sender.kick()
-    return {"batch": batch, "count": len(rows), "commands": [r.id for r in rows[:1000]]}
+    return {"batch": batch, "count": len(ids), "commands": ids[:1000]}
 
 
 @router.get("/batches/{batch}")
 async def batch_progress(batch: str) -> dict[str, Any]:
     """Counts per state for a broadcast: what the operator watches while it runs."""
-    states = await FleetCommand.filter(batch=batch).values_list("state", flat=True)
-    if not states:
+    rows = (
+        await FleetCommand.filter(batch=batch)
+        .annotate(n=Count("id"))
+        .group_by("state")
+        .values_list("state", "n")
+    )
+    if not rows:
         raise HTTPException(404, f"batch {batch!r} not found")
-    counts: dict[str, int] = {}
-    for s in states:
-        counts[s] = counts.get(s, 0) + 1
-    return {"batch": batch, "total": len(states), "states": counts}
+    counts = {state: n for state, n in rows}
+    return {"batch": batch, "total": sum(counts.values()), "states": counts}
 
 
 @router.get("/{command_id}")

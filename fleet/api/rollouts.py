@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -111,9 +112,14 @@ async def targets(
     rollout_id: str,
     state: str | None = None,
     wave: int | None = None,
+    updated_since: Annotated[
+        datetime | None, Query(description="only targets changed at or after this time")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> list[dict[str, Any]]:
     query = RolloutTarget.filter(rollout_id=(await _doc(rollout_id)).id)
+    if updated_since is not None:
+        query = query.filter(updated_at__gte=updated_since)
     if state:
         query = query.filter(state=state)
     if wave is not None:
