@@ -45,6 +45,9 @@ INSTANCE_SUFFIX = "-fleet"
 SESSION_EXPIRY_S = 24 * 3600
 #: Rows per database round trip (well inside SQLite's and PostgreSQL's parameter limits).
 DB_CHUNK = 5000
+#: Publishes awaiting their PUBACK at once. aiomqtt scans every pending call on each new
+#: one, so ten thousand in flight cost O(n²); a window keeps the pipe full without that.
+PUBLISH_WINDOW = 200
 SWEEP_S = 0.5
 
 ResultHook = Callable[[FleetCommand], Awaitable[None]]
@@ -214,8 +217,14 @@ class CommandSender:
             publishing += [r for r in rows if r.state == lc.State.SENT.value]
         # Marked sent before publishing, so a fast reply always finds its command "sent";
         # all publishes are in flight together (the broker acknowledges them in a stream).
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+
+        async def publish(row: FleetCommand) -> None:
+            async with window:
+                await self._publish(client, row, row.sent_at or now)
+
         try:
-            await asyncio.gather(*(self._publish(client, r, r.sent_at or now) for r in publishing))
+            await asyncio.gather(*(publish(r) for r in publishing))
         except aiomqtt.MqttError:
             await FleetCommand.filter(
                 id__in=[r.id for r in publishing], state=lc.State.SENT.value
