@@ -76,6 +76,9 @@ class AgentSettings(_Base):
     #: The factory claim; default ``<state_dir>/claim.json``. With a claim or an installed
     #: identity the agent runs secured (mTLS, signed commands, event MACs).
     claim_file: Path | None = None
+    #: JSON peripheral configuration (``firmware_adapters.registry`` format); without it
+    #: a simulated terminal uses simulated devices and a real one reports none.
+    peripherals_file: Path | None = None
 
     @field_validator("terminal_id")
     @classmethod

@@ -6,6 +6,7 @@ generated under the state folder. Prints the URLs; Ctrl-C stops everything in re
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -77,7 +78,7 @@ class Stack:
             self._start_api(broker, vm, api_port)
             self._factory_claims(f"http://127.0.0.1:{api_port}")
             for i in range(self.terminals):
-                self._start_agent(i)
+                self._start_agent(i, with_devices=(i == 0))
             self._print_urls(broker, vm, api_port)
             self._watch()
         except KeyboardInterrupt:
@@ -172,9 +173,46 @@ class Stack:
             folder = ensure_private_dir(self._terminal_dir(tid))
             write_private(folder / "claim.json", claim.model_dump_json(indent=2).encode())
 
-    def _start_agent(self, i: int) -> None:
+    def _device_simulators(self, tid: str) -> Path:
+        """Serial ID reader and PIN pad simulators on pseudo-terminals, plus the synthetic
+        camera: the first terminal drives the real adapters, byte for byte."""
+        folder = self._terminal_dir(tid)
+        links = {"idcard": folder / "idcard.tty", "pinpad": folder / "pinpad.tty"}
+        for kind, link in links.items():
+            link.unlink(missing_ok=True)
+            proc = procs.start(
+                [
+                    sys.executable,
+                    "-m",
+                    f"firmware_adapters.{kind}.simulator",
+                    "--pty-link",
+                    str(link),
+                ],
+                folder / f"{kind}-simulator.log",
+            )
+            self.children.append((f"{tid} {kind} simulator", proc))
+        deadline = time.monotonic() + 15
+        while not all(link.exists() for link in links.values()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"peripheral simulators did not start; see {folder}")
+            time.sleep(0.05)
+        config = folder / "peripherals.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "id_reader": {"kind": "idcard", "port": str(links["idcard"])},
+                    "pin_pad": {"kind": "pinpad", "port": str(links["pinpad"]), "baudrate": 9600},
+                    "camera": {"kind": "camera", "device": "synthetic"},
+                },
+                indent=2,
+            )
+        )
+        return config
+
+    def _start_agent(self, i: int, with_devices: bool = False) -> None:
         province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
         tid = self._tid(i)
+        devices = self._device_simulators(tid) if with_devices else None
         env = self._env(
             CUNTONG_AGENT_TERMINAL_ID=tid,
             CUNTONG_AGENT_STATE_DIR=self._terminal_dir(tid),
@@ -184,6 +222,7 @@ class Stack:
             CUNTONG_AGENT_CITY=city,
             CUNTONG_AGENT_COUNTY=county,
             CUNTONG_AGENT_VILLAGE=village,
+            **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
         )
         proc = procs.start(
             [sys.executable, "-m", "cuntong", "agent"],
