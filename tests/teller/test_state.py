@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -43,7 +44,7 @@ def test_paths_reach_expected_state(events: list[Event], final: State) -> None:
     assert s.state is final
     assert len(s.history) == len(events) + 1
     # Each record chains from the previous one's target state.
-    for prev, rec in zip(s.history, s.history[1:], strict=False):
+    for prev, rec in itertools.pairwise(s.history):
         assert rec.from_state is prev.to_state
         assert rec.at > prev.at
 
