@@ -1,0 +1,33 @@
+"""Fixtures for the teller tests: Janus and coturn as child processes on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cuntong import procs
+from cuntong.servers.coturn import Coturn, CoturnConfig
+from cuntong.servers.janus import Janus, JanusConfig
+
+
+@pytest.fixture
+def janus(tmp_path: Path) -> Iterator[Janus]:
+    """A fresh Janus (VideoRoom, HTTP + admin API, token auth) per test."""
+    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1")
+    server = Janus(cfg, tmp_path / "janus").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def coturn(tmp_path: Path) -> Iterator[Coturn]:
+    cfg = CoturnConfig(procs.free_port(), allow_loopback_peers=True)
+    server = Coturn(cfg, tmp_path / "coturn").start()
+    try:
+        yield server
+    finally:
+        server.stop()
