@@ -18,6 +18,11 @@ PLUGIN = "janus.plugin.videoroom"
 Json = dict[str, Any]
 
 
+def record_base(room: str, feed: str) -> str:
+    """The recording ``filename`` a publisher gets; Janus appends ``-<kind>-<mindex>.mjr``."""
+    return f"{room}-{feed}"
+
+
 @dataclass(frozen=True, slots=True)
 class RoomSpec:
     """What a teller-session room looks like; kept as data so the service can log it."""
@@ -103,16 +108,18 @@ class VideoRoom:
         data = await self._ask({"request": "listparticipants", "room": room})
         return list(_check(data, "participants")["participants"])
 
-    async def publish(
-        self, room: str, offer: Json, display: str = "", feed: str | None = None
-    ) -> Joined:
-        """Join as publisher with an SDP offer; returns Janus's answer (awaits the event)."""
-        body: Json = {"request": "joinandconfigure", "ptype": "publisher", "room": room}
-        if display:
-            body["display"] = display
-        if feed is not None:
-            body["id"] = feed
-        body["filename"] = f"{room}-{feed}"
+    async def publish(self, room: str, feed: str, offer: Json, display: str = "") -> Joined:
+        """Join as publisher ``feed`` (e.g. "customer") with an SDP offer; returns Janus's
+        answer, which arrives as an event on the long poll."""
+        body: Json = {
+            "request": "joinandconfigure",
+            "ptype": "publisher",
+            "room": room,
+            "id": feed,
+            "display": display or feed,
+            # Only used when the room records: names the .mjr files after room and role.
+            "filename": record_base(room, feed),
+        }
         event = await self._ask(body, offer)
         data = _check(event, "joined")
         if event.jsep is None:

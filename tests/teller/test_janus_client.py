@@ -60,7 +60,7 @@ async def test_publish_gets_answer_from_long_poll(event_before_ack: bool) -> Non
             assert create["body"]["admin_key"] == "k" and create["token"] == "svc"
             # An unsolicited event for the handle lands in its queue, not in the request.
             fake.push(session.id, {"janus": "webrtcup", "sender": room.handle_id})
-            joined = await room.publish("s1", OFFER, display="customer", feed="customer")
+            joined = await room.publish("s1", "customer", OFFER)
             assert (joined.feed, joined.private_id, joined.answer) == ("customer", 7, ANSWER)
             event = await session.next_event(room.handle_id, wait=2)
             assert event == JanusEvent("webrtcup", room.handle_id, event.data)
@@ -128,10 +128,10 @@ async def test_session_loss_fails_waiting_requests() -> None:
         # Janus forgets the session (timeout, restart) while an answer is awaited.
         fake.sessions.pop(session.id).put_nowait({"janus": "_closed"})
         with pytest.raises(JanusError) as info:
-            await room.publish("s1", OFFER)
+            await room.publish("s1", "customer", OFFER)
         assert info.value.code == 458
         with pytest.raises(JanusError):  # later requests fail at once, too
-            await room.publish("s1", OFFER)
+            await room.publish("s1", "customer", OFFER)
 
 
 async def test_keepalives_are_sent_while_open() -> None:
