@@ -118,7 +118,8 @@ class JanusClient:
         msg = {"transaction": _tx(), **body}
         if self.token is not None:
             msg.setdefault("token", self.token)
-        return await _call(self.http, "POST", f"{self.url}{path}", json=msg)
+        reply: Json = await _call(self.http, "POST", f"{self.url}{path}", json=msg)
+        return reply
 
     async def get(self, path: str, params: dict[str, str | int]) -> Any:
         if self.token is not None:

@@ -215,11 +215,11 @@ async def run(argv: Sequence[str]) -> bytes:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-    except OSError as err:
-        raise RecordingError(f"cannot run {argv[0]}: {err}") from err
-    out, err = await proc.communicate()
+    except OSError as exc:
+        raise RecordingError(f"cannot run {argv[0]}: {exc}") from exc
+    out, errout = await proc.communicate()
     if proc.returncode != 0:
-        tail = err.decode(errors="replace")[-600:]
+        tail = errout.decode(errors="replace")[-600:]
         raise RecordingError(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")
     return out
 

@@ -1,5 +1,6 @@
-"""Remote video teller sessions: the session state machine and skill-based routing.
+"""Remote video teller sessions: state machine, skill-based routing, the desk.
 
-Pure code only: no asyncio, no MQTT, no HTTP. The cloud service that owns the live queue
-feeds these modules events and the current time, and persists what they return.
+``state``, ``skills``, ``routing`` and ``estimate`` are pure (no asyncio, MQTT or HTTP;
+time is an argument). ``desk`` is the one async shell that drives them together with the
+media layer, and talks to participants only through injected callables.
 """

@@ -12,15 +12,25 @@ from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
 
 
-@pytest.fixture
-def janus(tmp_path: Path) -> Iterator[Janus]:
-    """A fresh Janus (VideoRoom, HTTP + admin API, token auth) per test."""
+def _janus(state_dir: Path) -> Iterator[Janus]:
     cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1")
-    server = Janus(cfg, tmp_path / "janus").start()
+    server = Janus(cfg, state_dir).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def janus(tmp_path: Path) -> Iterator[Janus]:
+    """A fresh Janus (VideoRoom, HTTP + admin API, token auth) per test."""
+    yield from _janus(tmp_path / "janus")
+
+
+@pytest.fixture
+def second_janus(tmp_path: Path) -> Iterator[Janus]:
+    """Another Janus node, for placement across nodes."""
+    yield from _janus(tmp_path / "janus2")
 
 
 @pytest.fixture

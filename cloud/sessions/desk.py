@@ -1,0 +1,344 @@
+"""The teller desk: one owner that drives sessions, routing and media together.
+
+The desk is where the pure pieces meet: each session's state machine (``state``), the
+routing board (``routing``), the Janus rooms and tokens (a ``MediaRooms``, in production
+``cloud.media.pool.JanusPool``) and TURN credentials. It knows nothing of MQTT, WebSockets
+or HTTP: it tells participants what happened through an injected ``notify(address,
+message)`` and hands each transition record to an injected ``persist``. The web app and the
+MQTT bridge call its methods and deliver its messages.
+
+Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` first):
+
+    queued          to terminal  position, expected_wait (s or null), ring
+    offer           to teller    session, business, language, elderly, expires (epoch s)
+    offer_withdrawn to teller    session, cause (timeout, customer left)
+    connect         to terminal  the customer's media grant (see ``Grant.message``)
+    ended           to both      session, cause
+    failed          to both      session, cause
+
+The teller's own grant is the return value of ``accept`` (the teller's client asked).
+One asyncio task must own the desk (``tick`` about once a second); it is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from cloud.media.nodes import Node
+from cloud.media.turn import turn_credentials
+from cloud.sessions import state as st
+from cloud.sessions.errors import RoutingError
+from cloud.sessions.estimate import HandleTimes, queue_status
+from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.state import Event, Session, State, Transition
+
+Message = dict[str, Any]
+Notify = Callable[[str, Message], Awaitable[None]]
+Persist = Callable[[Transition], Awaitable[None]]
+AfterCall = Callable[[str, Node], Awaitable[None]]
+
+CUSTOMER, TELLER = "customer", "teller"
+
+
+class MediaRooms(Protocol):
+    async def open_room(self, room: str) -> Node: ...
+    async def close_room(self, room: str) -> Node | None: ...
+    async def grant(self, node: Node, token: str) -> None: ...
+    async def revoke(self, node: Node, token: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    secret: str = field(repr=False)
+    urls: tuple[str, ...]
+    ttl: timedelta = timedelta(hours=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Everything one participant needs to join the call's room."""
+
+    session_id: str
+    role: str
+    janus_url: str
+    token: str
+    room: str
+    feed: str  # publish as this
+    peer_feed: str  # subscribe to this
+    ice_servers: tuple[dict[str, object], ...]
+
+    def message(self) -> Message:
+        return {
+            "type": "connect",
+            "session": self.session_id,
+            "role": self.role,
+            "janus_url": self.janus_url,
+            "token": self.token,
+            "room": self.room,
+            "feed": self.feed,
+            "peer_feed": self.peer_feed,
+            "ice_servers": list(self.ice_servers),
+        }
+
+
+@dataclass
+class _Call:
+    """What the desk keeps about a session beyond its state machine."""
+
+    session: Session
+    terminal_id: str
+    business: str
+    teller_id: str | None = None
+    node: Node | None = None
+    tokens: tuple[str, ...] = ()
+
+
+class Desk:
+    def __init__(
+        self,
+        board: Board,
+        media: MediaRooms,
+        notify: Notify,
+        clock: Callable[[], datetime],
+        *,
+        persist: Persist | None = None,
+        after_call: AfterCall | None = None,
+        turn: TurnConfig | None = None,
+        times: HandleTimes | None = None,
+    ) -> None:
+        self.board = board
+        self.media = media
+        self.notify = notify
+        self.clock = clock
+        self.persist = persist
+        self.after_call = after_call
+        self.turn = turn
+        self.times = times or HandleTimes()
+        self.calls: dict[str, _Call] = {}
+
+    # -- customer side -------------------------------------------------------------------
+
+    async def request(
+        self, session_id: str, terminal_id: str, business: str, language: str, elderly: bool
+    ) -> None:
+        """A customer at a terminal asks for a teller."""
+        if session_id in self.calls:
+            raise RoutingError(f"session {session_id} already exists")
+        now = self.clock()
+        session = st.new_session(session_id, now, f"terminal {terminal_id}")
+        self.board.enqueue(session_id, business, language, now.timestamp(), elderly)
+        self.calls[session_id] = _Call(session, terminal_id, business)
+        await self._save(session.history[0])
+        await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
+        await self._announce(session_id)
+        await self._dispatch()
+
+    async def abandon(self, session_id: str, cause: str = "customer left") -> None:
+        """The customer gave up before being connected."""
+        self._call(session_id)
+        await self._apply(session_id, Event.ABANDON, self.clock(), cause)
+        await self._unqueue(session_id, cause)
+        self.calls.pop(session_id)
+        await self._dispatch()
+
+    # -- teller side ---------------------------------------------------------------------
+
+    async def teller_state(self, teller_id: str, new: TellerState) -> None:
+        cancelled = self.board.set_state(teller_id, new, self.clock().timestamp())
+        if cancelled is not None:
+            cause = f"teller went {new}"
+            await self._apply(cancelled.request_id, Event.DECLINE, self.clock(), cause, teller_id)
+        await self._dispatch()
+
+    async def accept(self, teller_id: str, session_id: str) -> Grant:
+        """The teller takes the offered call: open a room, grant both sides, connect."""
+        offer = self.board.offers.get(session_id)
+        if offer is None or offer.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} holds no offer for {session_id}")
+        now = self.clock()
+        self.board.accept(session_id, now.timestamp())
+        call = self._call(session_id)
+        call.teller_id = teller_id
+        await self._apply(session_id, Event.ACCEPT, now, "teller accepted", teller_id)
+        try:
+            call.node = await self.media.open_room(session_id)
+            grants = [self._grant(call, CUSTOMER, TELLER), self._grant(call, TELLER, CUSTOMER)]
+            for grant in grants:
+                await self.media.grant(call.node, grant.token)
+                call.tokens += (grant.token,)
+        except Exception as err:
+            await self.fail(session_id, f"media: {err}")
+            raise
+        await self.notify(f"terminal:{call.terminal_id}", grants[0].message())
+        return grants[1]
+
+    async def decline(self, teller_id: str, session_id: str) -> None:
+        offer = self.board.offers.get(session_id)
+        if offer is None or offer.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} holds no offer for {session_id}")
+        self.board.decline(session_id, self.clock().timestamp())
+        await self._apply(session_id, Event.DECLINE, self.clock(), "teller declined", teller_id)
+        await self._dispatch()
+
+    async def hang_up(self, session_id: str, cause: str) -> None:
+        """Either side ended the call: release media, teller to wrap-up."""
+        call = self._call(session_id)
+        await self._apply(session_id, Event.HANG_UP, self.clock(), cause, call.teller_id)
+        if call.teller_id is not None:
+            self.board.hang_up(call.teller_id, self.clock().timestamp())
+        await self._release(call)
+        await self._tell_both(call, {"type": "ended", "session": session_id, "cause": cause})
+
+    async def finish_wrap_up(self, teller_id: str) -> None:
+        """The teller is done with the paperwork: close the session, back to available."""
+        call = next(
+            (
+                c
+                for c in self.calls.values()
+                if c.teller_id == teller_id and c.session.state is State.WRAP_UP
+            ),
+            None,
+        )
+        if call is not None:
+            await self._close(call, "wrap-up done")
+        self.board.set_state(teller_id, TellerState.AVAILABLE, self.clock().timestamp())
+        await self._dispatch()
+
+    async def fail(self, session_id: str, cause: str) -> None:
+        """Media or signalling broke: end the session, free the teller."""
+        call = self._call(session_id)
+        await self._apply(session_id, Event.FAIL, self.clock(), cause, call.teller_id)
+        await self._unqueue(session_id, cause)
+        await self._release(call)
+        if call.teller_id is not None:
+            self.board.set_state(call.teller_id, TellerState.AVAILABLE, self.clock().timestamp())
+        await self._tell_both(call, {"type": "failed", "session": session_id, "cause": cause})
+        self.calls.pop(session_id)
+
+    # -- the clock -----------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Expire offers, end overlong wrap-ups, make new offers. Call about once a second."""
+        await self._dispatch()
+
+    async def announce_positions(self) -> None:
+        """Tell every waiting customer their place and expected wait (every few seconds)."""
+        for request in list(self.board.waiting()):
+            await self._announce(request.id)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _call(self, session_id: str) -> _Call:
+        try:
+            return self.calls[session_id]
+        except KeyError:
+            raise RoutingError(f"unknown session {session_id}") from None
+
+    async def _unqueue(self, session_id: str, cause: str) -> None:
+        """Take a request off the board, telling a teller who holds its offer."""
+        if session_id not in self.board.requests:
+            return
+        offer = self.board.offers.get(session_id)
+        self.board.abandon(session_id, self.clock().timestamp())
+        if offer is not None:
+            await self.notify(
+                f"teller:{offer.teller_id}",
+                {"type": "offer_withdrawn", "session": session_id, "cause": cause},
+            )
+
+    async def _save(self, record: Transition) -> None:
+        if self.persist is not None:
+            await self.persist(record)
+
+    async def _apply(
+        self, session_id: str, event: Event, at: datetime, cause: str, teller: str | None = None
+    ) -> None:
+        call = self._call(session_id)
+        call.session, record = st.apply(call.session, event, at, cause, teller)
+        await self._save(record)
+
+    async def _dispatch(self) -> None:
+        now = self.clock()
+        expired, ended = self.board.tick(now.timestamp())
+        for offer in expired:
+            await self._apply(
+                offer.request_id, Event.OFFER_TIMEOUT, now, "no answer", offer.teller_id
+            )
+            await self.notify(
+                f"teller:{offer.teller_id}",
+                {"type": "offer_withdrawn", "session": offer.request_id, "cause": "timeout"},
+            )
+        for teller_id in ended:
+            for call in [c for c in self.calls.values() if c.teller_id == teller_id]:
+                if call.session.state is State.WRAP_UP:
+                    await self._close(call, "wrap-up time limit")
+        for offer in self.board.dispatch(now.timestamp()):
+            call = self._call(offer.request_id)
+            request = self.board.requests[offer.request_id]
+            await self._apply(
+                offer.request_id, Event.OFFER, now, f"ring {offer.ring}", offer.teller_id
+            )
+            await self.notify(
+                f"teller:{offer.teller_id}",
+                {
+                    "type": "offer",
+                    "session": offer.request_id,
+                    "terminal": call.terminal_id,
+                    "business": request.business,
+                    "language": request.language,
+                    "elderly": request.elderly,
+                    "expires": offer.expires,
+                },
+            )
+
+    async def _announce(self, session_id: str) -> None:
+        status = queue_status(self.board, session_id, self.clock().timestamp(), self.times)
+        await self.notify(
+            f"terminal:{self._call(session_id).terminal_id}",
+            {
+                "type": "queued",
+                "session": session_id,
+                "position": status.position,
+                "expected_wait": status.expected_wait,
+                "ring": status.ring,
+            },
+        )
+
+    def _grant(self, call: _Call, role: str, peer: str) -> Grant:
+        assert call.node is not None
+        servers: tuple[dict[str, object], ...] = ()
+        if self.turn is not None:
+            user = call.terminal_id if role == CUSTOMER else f"teller-{call.teller_id}"
+            cred = turn_credentials(self.turn.secret, user, self.clock(), self.turn.ttl)
+            servers = (cred.ice_server(list(self.turn.urls)),)
+        token = f"{role}-{secrets.token_urlsafe(18)}"
+        room = call.session.id
+        return Grant(room, role, call.node.url, token, room, role, peer, servers)
+
+    async def _release(self, call: _Call) -> None:
+        """Revoke the participants' tokens and destroy the room (Janus closes recordings)."""
+        node, call.node = call.node, None
+        if node is None:
+            return
+        for token in call.tokens:
+            await self.media.revoke(node, token)
+        call.tokens = ()
+        await self.media.close_room(call.session.id)
+        if self.after_call is not None:
+            await self.after_call(call.session.id, node)
+
+    async def _close(self, call: _Call, cause: str) -> None:
+        await self._apply(call.session.id, Event.CLOSE, self.clock(), cause, call.teller_id)
+        handled = st.handle_time(call.session)
+        if handled is not None:
+            self.times.observe(call.business, handled.total_seconds())
+        self.calls.pop(call.session.id)
+
+    async def _tell_both(self, call: _Call, message: Message) -> None:
+        await self.notify(f"terminal:{call.terminal_id}", message)
+        if call.teller_id is not None:
+            await self.notify(f"teller:{call.teller_id}", message)

@@ -1,0 +1,216 @@
+"""The desk drives state, routing and media together; participants see only messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cloud.media.errors import JanusError
+from cloud.media.nodes import Node
+from cloud.sessions.desk import Desk, Message, TurnConfig
+from cloud.sessions.errors import RoutingError
+from cloud.sessions.estimate import HandleTimes
+from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.skills import Skills
+from cloud.sessions.state import Event, State, Transition
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+A = TellerState.AVAILABLE
+DEPOSITS = Skills.of({"cash_deposit": 4, "pension": 4}, {"cmn"})
+
+
+@dataclass
+class FakeMedia:
+    """Rooms and tokens in memory; ``broken`` makes room creation fail like a dead node."""
+
+    rooms: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)
+    closed: list[str] = field(default_factory=list)
+    broken: bool = False
+    node: Node = field(default_factory=lambda: Node("j1", "http://j1/janus", "http://j1/a", 10))
+
+    async def open_room(self, room: str) -> Node:
+        if self.broken:
+            raise JanusError("connection refused")
+        self.rooms.add(room)
+        return self.node
+
+    async def close_room(self, room: str) -> Node | None:
+        self.rooms.discard(room)
+        self.closed.append(room)
+        return self.node
+
+    async def grant(self, node: Node, token: str) -> None:
+        self.tokens.add(token)
+
+    async def revoke(self, node: Node, token: str) -> None:
+        self.tokens.discard(token)
+
+
+@dataclass
+class Rig:
+    desk: Desk
+    media: FakeMedia
+    inbox: list[tuple[str, Message]]
+    records: list[Transition]
+    after: list[str]
+    now: list[datetime]
+
+    def advance(self, seconds: float) -> None:
+        self.now[0] += timedelta(seconds=seconds)
+
+    def messages(self, address: str, kind: str | None = None) -> list[Message]:
+        return [m for a, m in self.inbox if a == address and kind in (None, m["type"])]
+
+    def events(self, session_id: str) -> list[Event]:
+        return [r.event for r in self.records if r.session_id == session_id]
+
+
+def rig(*tellers: str, turn: TurnConfig | None = None) -> Rig:
+    now = [T0]
+    board = Board()
+    for n, teller_id in enumerate(tellers):
+        board.add_teller(teller_id, DEPOSITS, T0.timestamp())
+        board.set_state(teller_id, A, T0.timestamp() - 100 + n)  # first listed idles longest
+    inbox: list[tuple[str, Message]] = []
+    records: list[Transition] = []
+    after: list[str] = []
+    media = FakeMedia()
+
+    async def notify(address: str, message: Message) -> None:
+        inbox.append((address, message))
+
+    async def persist(record: Transition) -> None:
+        records.append(record)
+
+    async def after_call(room: str, node: Node) -> None:
+        after.append(f"{room}@{node.name}")
+
+    desk = Desk(
+        board,
+        media,
+        notify,
+        lambda: now[0],
+        persist=persist,
+        after_call=after_call,
+        turn=turn,
+        times=HandleTimes(min_samples=1),
+    )
+    return Rig(desk, media, inbox, records, after, now)
+
+
+async def test_whole_call() -> None:
+    r = rig("t1", turn=TurnConfig("turn-secret", ("turn:turn.example:3478",)))
+    await r.desk.request("s1", "T0042", "cash_deposit", "cmn", elderly=True)
+    (queued,) = r.messages("terminal:T0042", "queued")
+    assert queued["position"] == 1
+    (offer,) = r.messages("teller:t1", "offer")
+    assert (offer["session"], offer["elderly"], offer["terminal"]) == ("s1", True, "T0042")
+
+    r.advance(5)
+    grant = await r.desk.accept("t1", "s1")
+    (connect,) = r.messages("terminal:T0042", "connect")
+    assert (connect["role"], connect["feed"], connect["peer_feed"]) == (
+        "customer",
+        "customer",
+        "teller",
+    )
+    assert (grant.role, grant.feed, grant.peer_feed, grant.room) == (
+        "teller",
+        "teller",
+        "customer",
+        "s1",
+    )
+    assert connect["token"] != grant.token and r.media.tokens == {connect["token"], grant.token}
+    assert connect["janus_url"] == "http://j1/janus" and "s1" in r.media.rooms
+    (ice,) = connect["ice_servers"]
+    assert ice["username"].endswith(":T0042") and ice["urls"] == ["turn:turn.example:3478"]
+
+    r.advance(300)
+    await r.desk.hang_up("s1", "customer pressed end")
+    assert r.media.tokens == set() and r.media.closed == ["s1"] and r.after == ["s1@j1"]
+    assert r.messages("teller:t1", "ended") and r.messages("terminal:T0042", "ended")
+    assert r.desk.board.tellers["t1"].state is TellerState.WRAP_UP
+    r.advance(60)
+    await r.desk.finish_wrap_up("t1")
+    assert r.desk.board.tellers["t1"].state is A
+    assert "s1" not in r.desk.calls
+    assert r.events("s1") == [
+        Event.REQUEST,
+        Event.ENQUEUE,
+        Event.OFFER,
+        Event.ACCEPT,
+        Event.HANG_UP,
+        Event.CLOSE,
+    ]
+    assert r.records[-1].to_state is State.CLOSED
+    assert r.desk.times.mean("cash_deposit") == 360  # connected → closed, learned
+
+
+async def test_unanswered_offer_moves_on_and_declines_too() -> None:
+    r = rig("t1", "t2", "t3")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    assert r.messages("teller:t1", "offer")
+    r.advance(20)  # the offer timeout
+    await r.desk.tick()
+    assert r.messages("teller:t1", "offer_withdrawn")[0]["cause"] == "timeout"
+    assert r.messages("teller:t2", "offer")
+    await r.desk.decline("t2", "s1")
+    assert r.messages("teller:t3", "offer")
+    assert r.events("s1")[2:] == [
+        Event.OFFER,
+        Event.OFFER_TIMEOUT,
+        Event.OFFER,
+        Event.DECLINE,
+        Event.OFFER,
+    ]
+    with pytest.raises(RoutingError):
+        await r.desk.accept("t1", "s1")  # t3 holds the offer, not t1
+
+
+async def test_customer_leaving_withdraws_the_offer() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await r.desk.abandon("s1")
+    assert r.messages("teller:t1", "offer_withdrawn")[0]["cause"] == "customer left"
+    assert r.events("s1")[-1] is Event.ABANDON and "s1" not in r.desk.calls
+    await r.desk.request("s2", "T2", "pension", "cmn", elderly=False)
+    assert r.messages("teller:t1", "offer")[-1]["session"] == "s2"
+
+
+async def test_teller_logging_out_requeues_and_queue_positions_are_told() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await r.desk.request("s2", "T2", "pension", "cmn", elderly=False)
+    await r.desk.teller_state("t1", TellerState.OFFLINE)
+    assert r.events("s1")[-1] is Event.DECLINE
+    assert r.records[-1].cause == "teller went offline"
+    r.inbox.clear()
+    await r.desk.announce_positions()
+    positions = {m["session"]: m["expected_wait"] for _, m in r.inbox}
+    assert positions == {"s1": None, "s2": None}  # nobody on duty: no promise
+
+
+async def test_media_failure_fails_the_session_and_frees_the_teller() -> None:
+    r = rig("t1")
+    r.media.broken = True
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    with pytest.raises(JanusError):
+        await r.desk.accept("t1", "s1")
+    assert r.events("s1")[-2:] == [Event.ACCEPT, Event.FAIL]
+    assert r.messages("terminal:T1", "failed") and r.messages("teller:t1", "failed")
+    assert r.desk.board.tellers["t1"].state is A and "s1" not in r.desk.calls
+
+
+async def test_unknown_and_duplicate_sessions_are_refused() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    with pytest.raises(RoutingError):
+        await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    with pytest.raises(RoutingError):
+        await r.desk.hang_up("nope", "x")
+    with pytest.raises(RoutingError):
+        await r.desk.request("s2", "T1", "mortgage", "cmn", elderly=False)
+    assert "s2" not in r.desk.calls
