@@ -38,7 +38,7 @@ from cloud.sessions.state import Event, Session, State, Transition
 
 Message = dict[str, Any]
 Notify = Callable[[str, Message], Awaitable[None]]
-Persist = Callable[[Transition], Awaitable[None]]
+Persist = Callable[[Transition, "SessionFacts"], Awaitable[None]]
 AfterCall = Callable[[str, Node], Awaitable[None]]
 
 CUSTOMER, TELLER = "customer", "teller"
@@ -85,6 +85,17 @@ class Grant:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What is known about a session besides its transitions, for the database row."""
+
+    terminal_id: str
+    business: str
+    language: str
+    elderly: bool
+    janus_node: str | None = None
+
+
 @dataclass
 class _Call:
     """What the desk keeps about a session beyond its state machine."""
@@ -92,9 +103,16 @@ class _Call:
     session: Session
     terminal_id: str
     business: str
+    language: str
+    elderly: bool
     teller_id: str | None = None
     node: Node | None = None
     tokens: tuple[str, ...] = ()
+
+    @property
+    def facts(self) -> SessionFacts:
+        node = None if self.node is None else self.node.name
+        return SessionFacts(self.terminal_id, self.business, self.language, self.elderly, node)
 
 
 class Desk:
@@ -131,8 +149,9 @@ class Desk:
         now = self.clock()
         session = st.new_session(session_id, now, f"terminal {terminal_id}")
         self.board.enqueue(session_id, business, language, now.timestamp(), elderly)
-        self.calls[session_id] = _Call(session, terminal_id, business)
-        await self._save(session.history[0])
+        call = _Call(session, terminal_id, business, language, elderly)
+        self.calls[session_id] = call
+        await self._save(session.history[0], call)
         await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
         await self._announce(session_id)
         await self._dispatch()
@@ -250,16 +269,16 @@ class Desk:
                 {"type": "offer_withdrawn", "session": session_id, "cause": cause},
             )
 
-    async def _save(self, record: Transition) -> None:
+    async def _save(self, record: Transition, call: _Call) -> None:
         if self.persist is not None:
-            await self.persist(record)
+            await self.persist(record, call.facts)
 
     async def _apply(
         self, session_id: str, event: Event, at: datetime, cause: str, teller: str | None = None
     ) -> None:
         call = self._call(session_id)
         call.session, record = st.apply(call.session, event, at, cause, teller)
-        await self._save(record)
+        await self._save(record, call)
 
     async def _dispatch(self) -> None:
         now = self.clock()
