@@ -17,16 +17,20 @@ Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` firs
     failed          to both      session, cause
 
 The teller's own grant is the return value of ``accept`` (the teller's client asked).
-One asyncio task must own the desk (``tick`` about once a second); it is not thread-safe.
+Operations run one at a time (an asyncio lock); ``run`` ticks the clock-driven parts
+(offer timeouts, wrap-up limits, queue announcements). Not thread-safe: one event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from cloud.media.nodes import Node
 from cloud.media.turn import turn_credentials
@@ -42,6 +46,24 @@ Persist = Callable[[Transition, "SessionFacts"], Awaitable[None]]
 AfterCall = Callable[[str, Node], Awaitable[None]]
 
 CUSTOMER, TELLER = "customer", "teller"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialised(
+    method: Callable[Concatenate[Desk, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Desk, P], Coroutine[Any, Any, R]]:
+    """One operation at a time: methods await media and notify calls, and a second
+    operation (a hang-up arriving during an accept) must not see the board half-changed."""
+
+    async def wrapper(self: Desk, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with self._lock:
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, method)  # name and docstring, for help() and logs
+    return wrapper
 
 
 class MediaRooms(Protocol):
@@ -137,9 +159,11 @@ class Desk:
         self.turn = turn
         self.times = times or HandleTimes()
         self.calls: dict[str, _Call] = {}
+        self._lock = asyncio.Lock()
 
     # -- customer side -------------------------------------------------------------------
 
+    @_serialised
     async def request(
         self, session_id: str, terminal_id: str, business: str, language: str, elderly: bool
     ) -> None:
@@ -156,6 +180,7 @@ class Desk:
         await self._announce(session_id)
         await self._dispatch()
 
+    @_serialised
     async def abandon(self, session_id: str, cause: str = "customer left") -> None:
         """The customer gave up before being connected."""
         self._call(session_id)
@@ -166,6 +191,7 @@ class Desk:
 
     # -- teller side ---------------------------------------------------------------------
 
+    @_serialised
     async def teller_state(self, teller_id: str, new: TellerState) -> None:
         cancelled = self.board.set_state(teller_id, new, self.clock().timestamp())
         if cancelled is not None:
@@ -173,6 +199,7 @@ class Desk:
             await self._apply(cancelled.request_id, Event.DECLINE, self.clock(), cause, teller_id)
         await self._dispatch()
 
+    @_serialised
     async def accept(self, teller_id: str, session_id: str) -> Grant:
         """The teller takes the offered call: open a room, grant both sides, connect."""
         offer = self.board.offers.get(session_id)
@@ -190,11 +217,12 @@ class Desk:
                 await self.media.grant(call.node, grant.token)
                 call.tokens += (grant.token,)
         except Exception as err:
-            await self.fail(session_id, f"media: {err}")
+            await self._fail(session_id, f"media: {err}")
             raise
         await self.notify(f"terminal:{call.terminal_id}", grants[0].message())
         return grants[1]
 
+    @_serialised
     async def decline(self, teller_id: str, session_id: str) -> None:
         offer = self.board.offers.get(session_id)
         if offer is None or offer.teller_id != teller_id:
@@ -203,6 +231,7 @@ class Desk:
         await self._apply(session_id, Event.DECLINE, self.clock(), "teller declined", teller_id)
         await self._dispatch()
 
+    @_serialised
     async def hang_up(self, session_id: str, cause: str) -> None:
         """Either side ended the call: release media, teller to wrap-up."""
         call = self._call(session_id)
@@ -212,6 +241,7 @@ class Desk:
         await self._release(call)
         await self._tell_both(call, {"type": "ended", "session": session_id, "cause": cause})
 
+    @_serialised
     async def finish_wrap_up(self, teller_id: str) -> None:
         """The teller is done with the paperwork: close the session, back to available."""
         call = next(
@@ -227,8 +257,12 @@ class Desk:
         self.board.set_state(teller_id, TellerState.AVAILABLE, self.clock().timestamp())
         await self._dispatch()
 
+    @_serialised
     async def fail(self, session_id: str, cause: str) -> None:
         """Media or signalling broke: end the session, free the teller."""
+        await self._fail(session_id, cause)
+
+    async def _fail(self, session_id: str, cause: str) -> None:
         call = self._call(session_id)
         await self._apply(session_id, Event.FAIL, self.clock(), cause, call.teller_id)
         await self._unqueue(session_id, cause)
@@ -240,14 +274,27 @@ class Desk:
 
     # -- the clock -----------------------------------------------------------------------
 
+    @_serialised
     async def tick(self) -> None:
         """Expire offers, end overlong wrap-ups, make new offers. Call about once a second."""
         await self._dispatch()
 
+    @_serialised
     async def announce_positions(self) -> None:
         """Tell every waiting customer their place and expected wait (every few seconds)."""
         for request in list(self.board.waiting()):
             await self._announce(request.id)
+
+    async def run(self, tick_every: float = 1.0, announce_every: float = 5.0) -> None:
+        """Tick and announce until cancelled; the desk's owner runs this as one task."""
+        loop = asyncio.get_running_loop()
+        announced = -math.inf
+        while True:
+            await self.tick()
+            if loop.time() - announced >= announce_every:
+                await self.announce_positions()
+                announced = loop.time()
+            await asyncio.sleep(tick_every)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from cloud.media.errors import JanusError
+from cloud.media.nodes import Node
 from cloud.sessions.desk import TurnConfig
 from cloud.sessions.errors import RoutingError
 from cloud.sessions.routing import TellerState
@@ -125,3 +129,43 @@ async def test_unknown_and_duplicate_sessions_are_refused() -> None:
     with pytest.raises(RoutingError):
         await r.desk.request("s2", "T1", "mortgage", "cmn", elderly=False)
     assert "s2" not in r.desk.calls
+
+
+async def test_run_ticks_and_announces_until_cancelled() -> None:
+    r = rig()  # nobody on duty: the request waits
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    r.inbox.clear()
+    task = asyncio.create_task(r.desk.run(tick_every=0.01, announce_every=0.03))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    told = len(r.messages("terminal:T1", "queued"))
+    assert 3 <= told <= 10
+    await asyncio.sleep(0.05)
+    assert len(r.messages("terminal:T1", "queued")) == told
+
+
+async def test_operations_do_not_interleave() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    opened = asyncio.Event()
+    release = asyncio.Event()
+    slow_open = r.media.open_room
+
+    async def open_room(room: str) -> Node:
+        opened.set()
+        await release.wait()
+        return await slow_open(room)
+
+    r.media.open_room = open_room  # type: ignore[method-assign]
+    accepting = asyncio.create_task(r.desk.accept("t1", "s1"))
+    await opened.wait()
+    hanging_up = asyncio.create_task(r.desk.hang_up("s1", "customer ended"))
+    await asyncio.sleep(0.01)
+    assert not hanging_up.done()  # waits for the accept to finish
+    release.set()
+    await accepting
+    await hanging_up
+    assert r.events("s1")[-2:] == [Event.ACCEPT, Event.HANG_UP]
+    assert r.media.rooms == set() and r.media.tokens == set()
