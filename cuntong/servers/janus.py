@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -56,7 +56,7 @@ def _jcfg(value: object) -> str:
     return json.dumps(value)
 
 
-def _section(name: str, items: dict[str, object]) -> str:
+def _section(name: str, items: Mapping[str, object]) -> str:
     body = "".join(f"\t{k} = {_jcfg(v)}\n" for k, v in items.items())
     return f"{name}: {{\n{body}}}\n"
 
@@ -176,8 +176,13 @@ class Janus:
             (cfg_dir / name).write_text(text)
         argv = [binary, "-F", str(cfg_dir), "-C", str(cfg_dir / "janus.jcfg"), "-o"]
         self.proc = procs.start(argv, self.log_path)
-        procs.wait_for_port(self.cfg.http_port, self.cfg.host, timeout, self.proc)
-        procs.wait_for_port(self.cfg.admin_port, "127.0.0.1", timeout, self.proc)
+        try:
+            procs.wait_for_port(self.cfg.http_port, self.cfg.host, timeout, self.proc)
+            procs.wait_for_port(self.cfg.admin_port, "127.0.0.1", timeout, self.proc)
+        except (RuntimeError, TimeoutError) as err:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-800:]
+            raise RuntimeError(f"janus did not start: {err}\n{tail}") from err
         return self
 
     def stop(self) -> None:

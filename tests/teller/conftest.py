@@ -13,8 +13,16 @@ from cuntong.servers.janus import Janus, JanusConfig
 
 
 def _janus(state_dir: Path) -> Iterator[Janus]:
-    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1")
-    server = Janus(cfg, state_dir).start()
+    # Other jobs on the machine take ports too: a port free when picked can be gone when
+    # Janus binds it, so a failed start is retried on fresh ports.
+    for attempt in range(3):
+        cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1")
+        try:
+            server = Janus(cfg, state_dir / f"try{attempt}").start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:

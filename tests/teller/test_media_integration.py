@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from cloud.media.errors import JanusUnauthorized, VideoRoomError
+from cloud.media.archive import Archiver
+from cloud.media.errors import JanusUnauthorized, RecordingError, VideoRoomError
 from cloud.media.janus import JanusAdmin, JanusClient
-from cloud.media.recording import finish_recording
+from cloud.media.nodes import Node
+from cloud.media.recording import RecordingResult
 from cloud.media.videoroom import RoomSpec, VideoRoom
 from cuntong.servers.janus import Janus
 from tests.teller.peers import HEIGHT, WIDTH, publish, subscribe
@@ -99,7 +101,21 @@ async def test_recorded_call_through_janus(janus: Janus, tmp_path: Path) -> None
                 async with former.session():
                     pass
 
-    result = await finish_recording(rec_dir, room_id, out_dir, feeds=["customer", "teller"])
+    # Archive the way the desk's hook does: queue the room, a worker runs the pipeline.
+    done: dict[str, RecordingResult] = {}
+
+    async def on_done(room: str, result: RecordingResult) -> None:
+        done[room] = result
+
+    async def on_error(room: str, err: RecordingError) -> None:
+        raise AssertionError(f"{room}: {err}")
+
+    archiver = Archiver(lambda node: rec_dir, out_dir, on_done, on_error)
+    worker = asyncio.create_task(archiver.run())
+    await archiver.after_call(room_id, Node("janus-1", janus.url, janus.admin_url, 10))
+    await asyncio.wait_for(archiver.queue.join(), 30)
+    worker.cancel()
+    result = done[room_id]
     assert result.path == out_dir / f"{room_id}.mkv"
     assert [(s.title, s.kind, s.codec) for s in result.streams] == [
         ("customer audio", "audio", "opus"),

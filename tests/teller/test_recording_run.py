@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
-from cloud.media.recording import finish_recording, run, scan
+from cloud.media.recording import RecordingResult, finish_recording, run, scan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "teller"
 
@@ -39,3 +40,18 @@ async def test_recordings_without_packets_fail_the_check(tmp_path: Path) -> None
     with pytest.raises(RecordingError):
         await finish_recording(tmp_path, "s1", tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []  # no work files, no unchecked output
+
+
+async def test_archiver_reports_failures_instead_of_raising(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "audio-opus.mjr-header", tmp_path / "s1-customer-audio-0.mjr")
+    failed: list[str] = []
+
+    async def on_done(room: str, result: RecordingResult) -> None:
+        raise AssertionError("an empty recording must not be archived")
+
+    async def on_error(room: str, err: RecordingError) -> None:
+        failed.append(room)
+
+    archiver = Archiver(lambda node: tmp_path, tmp_path / "out", on_done, on_error)
+    assert await archiver.archive("s1", tmp_path) is None
+    assert failed == ["s1"]
