@@ -43,7 +43,8 @@ PP_EXTENSION: Final = {
     "pcma": "wav",
     "g722": "wav",
 }
-#: Seconds a stream may be shorter than the longest one before the file is suspect.
+#: Seconds one feed's audio and video may differ before the file is suspect (a direction
+#: that dropped out). Feeds themselves may differ: a transferred call has two tellers.
 DURATION_SLACK: Final = 5.0
 
 
@@ -162,12 +163,16 @@ def check_probe(probe: dict[str, Any], plan: RecordingPlan, min_seconds: float) 
     got = [(s.kind, s.codec) for s in streams]
     if got != plan.expected:
         raise RecordingError(f"{plan.output.name}: streams {got}, expected {plan.expected}")
-    longest = max(s.seconds for s in streams)
-    for s in streams:
+    feed_longest: dict[str, float] = {}
+    for step, s in zip(plan.convert, streams, strict=True):
+        feed = step.track.feed
+        feed_longest[feed] = max(feed_longest.get(feed, 0.0), s.seconds)
+    for step, s in zip(plan.convert, streams, strict=True):
+        longest = feed_longest[step.track.feed]
         if s.seconds < min_seconds or s.seconds < longest - DURATION_SLACK:
             raise RecordingError(
                 f"{plan.output.name}: {s.title or s.kind} lasts {s.seconds:.2f}s "
-                f"(longest {longest:.2f}s, minimum {min_seconds:.2f}s)"
+                f"(its feed's longest {longest:.2f}s, minimum {min_seconds:.2f}s)"
             )
     return streams
 

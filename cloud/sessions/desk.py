@@ -12,8 +12,10 @@ Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` firs
     queued          to terminal  position, expected_wait (s or null), ring
     offer           to teller    session, business, language, elderly, expires (epoch s)
     offer_withdrawn to teller    session, cause (timeout, customer left)
-    connect         to terminal  the customer's media grant (see ``Grant.message``)
-    ended           to both      session, cause
+    connect         to terminal  the customer's media grant (see ``Grant.message``); sent
+                                 again, same token, when a transfer brings a new teller
+                                 (subscribe to the new ``peer_feed``)
+    ended           to both      session, cause (to the old teller only on transfer)
     failed          to both      session, cause
 
 The teller's own grant is the return value of ``accept`` (the teller's client asked).
@@ -28,7 +30,7 @@ import functools
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -129,7 +131,8 @@ class _Call:
     elderly: bool
     teller_id: str | None = None
     node: Node | None = None
-    tokens: tuple[str, ...] = ()
+    customer: Grant | None = None
+    teller: Grant | None = None
 
     @property
     def facts(self) -> SessionFacts:
@@ -183,9 +186,10 @@ class Desk:
     @_serialised
     async def abandon(self, session_id: str, cause: str = "customer left") -> None:
         """The customer gave up before being connected."""
-        self._call(session_id)
+        call = self._call(session_id)
         await self._apply(session_id, Event.ABANDON, self.clock(), cause)
         await self._unqueue(session_id, cause)
+        await self._release(call)  # a transferred customer was still in the room
         self.calls.pop(session_id)
         await self._dispatch()
 
@@ -211,16 +215,47 @@ class Desk:
         call.teller_id = teller_id
         await self._apply(session_id, Event.ACCEPT, now, "teller accepted", teller_id)
         try:
-            call.node = await self.media.open_room(session_id)
-            grants = [self._grant(call, CUSTOMER, TELLER), self._grant(call, TELLER, CUSTOMER)]
-            for grant in grants:
-                await self.media.grant(call.node, grant.token)
-                call.tokens += (grant.token,)
+            if call.node is None:  # a transferred customer is still in the room
+                call.node = await self.media.open_room(session_id)
+            if call.customer is None:
+                call.customer = self._grant(call, CUSTOMER)
+                await self.media.grant(call.node, call.customer.token)
+            call.teller = self._grant(call, TELLER)
+            await self.media.grant(call.node, call.teller.token)
         except Exception as err:
             await self._fail(session_id, f"media: {err}")
             raise
-        await self.notify(f"terminal:{call.terminal_id}", grants[0].message())
-        return grants[1]
+        call.customer = replace(call.customer, peer_feed=call.teller.feed)
+        await self.notify(f"terminal:{call.terminal_id}", call.customer.message())
+        return call.teller
+
+    @_serialised
+    async def transfer(
+        self, teller_id: str, session_id: str, business: str, language: str, cause: str
+    ) -> None:
+        """The teller hands the customer on to another skill; the customer stays in the
+        room and waits (with a head start) for the next teller, who joins the same room."""
+        call = self._call(session_id)
+        if call.session.state is not State.CONNECTED or call.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} is not connected to {session_id}")
+        if business not in self.board.policy.businesses:
+            raise RoutingError(f"unknown business type {business!r}")
+        now = self.clock()
+        await self._apply(session_id, Event.TRANSFER, now, cause, teller_id)
+        connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
+        self.times.observe(call.business, (now - connected[-1]).total_seconds())
+        self.board.hang_up(teller_id, now.timestamp())
+        if call.node is not None and call.teller is not None:
+            await self.media.revoke(call.node, call.teller.token)
+        call.teller, call.teller_id = None, None
+        call.business, call.language = business, language
+        self.board.enqueue(session_id, business, language, now.timestamp(), call.elderly, True)
+        await self._apply(session_id, Event.ENQUEUE, now, f"transfer to {business}/{language}")
+        await self.notify(
+            f"teller:{teller_id}", {"type": "ended", "session": session_id, "cause": "transferred"}
+        )
+        await self._announce(session_id)
+        await self._dispatch()
 
     @_serialised
     async def decline(self, teller_id: str, session_id: str) -> None:
@@ -374,25 +409,30 @@ class Desk:
             },
         )
 
-    def _grant(self, call: _Call, role: str, peer: str) -> Grant:
+    def _grant(self, call: _Call, role: str) -> Grant:
+        """A new token and the feeds for one side. Each teller publishes under their own
+        feed, so a transferred call records both tellers instead of overwriting one."""
         assert call.node is not None
+        teller_feed = f"{TELLER}-{call.teller_id}"
+        feed, peer = (CUSTOMER, teller_feed) if role == CUSTOMER else (teller_feed, CUSTOMER)
         servers: tuple[dict[str, object], ...] = ()
         if self.turn is not None:
-            user = call.terminal_id if role == CUSTOMER else f"teller-{call.teller_id}"
+            user = call.terminal_id if role == CUSTOMER else teller_feed
             cred = turn_credentials(self.turn.secret, user, self.clock(), self.turn.ttl)
             servers = (cred.ice_server(list(self.turn.urls)),)
         token = f"{role}-{secrets.token_urlsafe(18)}"
         room = call.session.id
-        return Grant(room, role, call.node.url, token, room, role, peer, servers)
+        return Grant(room, role, call.node.url, token, room, feed, peer, servers)
 
     async def _release(self, call: _Call) -> None:
         """Revoke the participants' tokens and destroy the room (Janus closes recordings)."""
         node, call.node = call.node, None
         if node is None:
             return
-        for token in call.tokens:
-            await self.media.revoke(node, token)
-        call.tokens = ()
+        for grant in (call.customer, call.teller):
+            if grant is not None:
+                await self.media.revoke(node, grant.token)
+        call.customer = call.teller = None
         await self.media.close_room(call.session.id)
         if self.after_call is not None:
             await self.after_call(call.session.id, node)

@@ -4,10 +4,11 @@ The ``Board`` holds the live queue and the tellers; the cloud service that owns 
 its methods with the current time (seconds on one clock) and acts on what they return.
 
 Order of the queue. Each request gets a *rank* = arrival time minus a head start:
-high-risk business (suspected fraud, card loss) 600 s, elderly customer 180 s, summed
-when both apply. Lower rank is served first. This is FreeSWITCH ``mod_callcenter``'s
-"score grows one per second waited, plus a base score": priority customers jump ahead,
-yet an ordinary customer who has waited longer than the head start is not starved.
+high-risk business (suspected fraud, card loss) 600 s, elderly customer 180 s, a
+customer transferred by a teller 300 s, summed when several apply. Lower rank is served
+first. This is FreeSWITCH ``mod_callcenter``'s "score grows one per second waited, plus a
+base score": priority customers jump ahead, yet an ordinary customer who has waited
+longer than the head start is not starved.
 
 Choice of teller. Among the tellers who qualify for the request in its current bullseye
 ring (see ``skills``), are ``available``, hold no offer and are not on a no-answer hold,
@@ -67,15 +68,21 @@ class Policy:
     wrap_up_limit: float = 120.0
     high_risk_head_start: float = 600.0
     elderly_head_start: float = 180.0
+    #: A customer handed on by a teller has already waited once; do not send them to the back.
+    transfer_head_start: float = 300.0
     businesses: Mapping[str, Business] = field(default_factory=lambda: BUSINESSES)
     languages: Mapping[str, Language] = field(default_factory=lambda: LANGUAGES)
 
     def __post_init__(self) -> None:
         check_rings(self.rings)
 
-    def head_start(self, business: str, elderly: bool) -> float:
+    def head_start(self, business: str, elderly: bool, transferred: bool = False) -> float:
         risky = self.businesses[business].high_risk
-        return risky * self.high_risk_head_start + elderly * self.elderly_head_start
+        return (
+            risky * self.high_risk_head_start
+            + elderly * self.elderly_head_start
+            + transferred * self.transfer_head_start
+        )
 
 
 @dataclass(slots=True)
@@ -187,7 +194,13 @@ class Board:
     # -- requests ------------------------------------------------------------------------
 
     def enqueue(
-        self, request_id: str, business: str, language: str, now: float, elderly: bool = False
+        self,
+        request_id: str,
+        business: str,
+        language: str,
+        now: float,
+        elderly: bool = False,
+        transferred: bool = False,
     ) -> Request:
         if request_id in self.requests:
             raise RoutingError(f"request {request_id} already queued")
@@ -196,7 +209,7 @@ class Board:
         if language not in self.policy.languages:
             raise RoutingError(f"unknown language {language!r}")
         req = Request(request_id, business, language, now, elderly)
-        req.rank = now - self.policy.head_start(business, elderly)
+        req.rank = now - self.policy.head_start(business, elderly, transferred)
         req.seq = next(self._seq)
         self.requests[request_id] = req
         bisect.insort(self._waiting, (req.key, request_id))

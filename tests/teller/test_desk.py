@@ -12,8 +12,9 @@ from cloud.media.nodes import Node
 from cloud.sessions.desk import TurnConfig
 from cloud.sessions.errors import RoutingError
 from cloud.sessions.routing import TellerState
+from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, State
-from tests.teller.desk_rig import A, rig
+from tests.teller.desk_rig import T0, A, rig
 
 
 async def test_whole_call() -> None:
@@ -30,11 +31,11 @@ async def test_whole_call() -> None:
     assert (connect["role"], connect["feed"], connect["peer_feed"]) == (
         "customer",
         "customer",
-        "teller",
+        "teller-t1",
     )
     assert (grant.role, grant.feed, grant.peer_feed, grant.room) == (
         "teller",
-        "teller",
+        "teller-t1",
         "customer",
         "s1",
     )
@@ -169,3 +170,50 @@ async def test_operations_do_not_interleave() -> None:
     await hanging_up
     assert r.events("s1")[-2:] == [Event.ACCEPT, Event.HANG_UP]
     assert r.media.rooms == set() and r.media.tokens == set()
+
+
+async def test_transfer_keeps_the_customer_in_the_room_for_the_next_teller() -> None:
+    r = rig("t1")
+    loans = Skills.of({"agri_loan": 5}, {"cmn"})
+    r.desk.board.add_teller("loans", loans, T0.timestamp())
+    await r.desk.request("s1", "T1", "cash_deposit", "cmn", elderly=False)
+    first = await r.desk.accept("t1", "s1")
+    (customer,) = r.messages("terminal:T1", "connect")
+    r.advance(120)
+    await r.desk.transfer("t1", "s1", "agri_loan", "cmn", "wants a loan")
+    assert r.messages("teller:t1", "ended")[0]["cause"] == "transferred"
+    assert r.desk.board.tellers["t1"].state is TellerState.WRAP_UP
+    assert r.media.tokens == {customer["token"]} and r.media.rooms == {"s1"}
+    assert r.messages("terminal:T1", "queued")[-1]["expected_wait"] is None  # nobody on duty
+    await r.desk.teller_state("loans", A)
+    assert r.messages("teller:loans", "offer")[0]["business"] == "agri_loan"
+    second = await r.desk.accept("loans", "s1")
+    again = r.messages("terminal:T1", "connect")[-1]
+    assert (again["token"], again["peer_feed"]) == (customer["token"], "teller-loans")
+    assert second.feed == "teller-loans" and second.token != first.token
+    assert r.media.tokens == {customer["token"], second.token}
+    assert r.events("s1")[3:] == [
+        Event.ACCEPT,
+        Event.TRANSFER,
+        Event.ENQUEUE,
+        Event.OFFER,
+        Event.ACCEPT,
+    ]
+    await r.desk.finish_wrap_up("t1")
+    assert r.desk.board.tellers["t1"].state is A
+    await r.desk.hang_up("s1", "done")
+    assert r.media.tokens == set() and r.media.closed == ["s1"]
+    with pytest.raises(RoutingError):
+        await r.desk.transfer("loans", "s1", "pension", "cmn", "too late")
+
+
+async def test_customer_leaving_during_transfer_frees_the_room() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "cash_deposit", "cmn", elderly=False)
+    await r.desk.accept("t1", "s1")
+    with pytest.raises(RoutingError):
+        await r.desk.transfer("t1", "s1", "mortgage", "cmn", "no such business")
+    await r.desk.transfer("t1", "s1", "insurance", "cmn", "wants insurance")
+    await r.desk.abandon("s1")
+    assert r.media.rooms == set() and r.media.tokens == set()
+    assert r.events("s1")[-1] is Event.ABANDON

@@ -79,6 +79,14 @@ PRIORITY_CASES = [
 ]
 
 
+def test_transferred_customer_keeps_a_head_start() -> None:
+    board = board_with({"generalist": (A, 0)})
+    board.enqueue("waiting", "cash_deposit", "cmn", 0)
+    board.enqueue("handed-on", "cash_deposit", "cmn", 250, transferred=True)
+    board.enqueue("later", "cash_deposit", "cmn", 350, transferred=True)
+    assert [r.id for r in board.waiting()] == ["handed-on", "waiting", "later"]
+
+
 @pytest.mark.parametrize(("rows", "expected"), PRIORITY_CASES)
 def test_priority_order(rows: list[tuple[str, str, float, bool]], expected: list[str]) -> None:
     board = board_with({"generalist": (A, 0)})
