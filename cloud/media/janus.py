@@ -151,6 +151,11 @@ class JanusSession:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _failure: JanusError | None = None
 
+    @property
+    def failed(self) -> bool:
+        """True once the long poll lost the session (Janus restarted or timed it out)."""
+        return self._failure is not None
+
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._poll(), name=f"janus-poll-{self.id}"),

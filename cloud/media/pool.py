@@ -4,7 +4,8 @@
 a VideoRoom handle (the backend's own token, added at start). ``open_room`` places the room
 on the least-loaded node (``nodes.NodeRegistry``) and creates it there, recording into that
 node's folder; ``grant``/``revoke`` add and remove per-participant tokens on a node.
-Health checking and draining are the owner's job, through ``registry``.
+Nodes that do not answer start unhealthy; ``check_health`` (the owner runs it every few
+seconds) marks nodes up or down in the registry and reconnects restarted ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from cloud.media.errors import VideoRoomError
+from cloud.media.errors import JanusError, VideoRoomError
 from cloud.media.janus import JanusAdmin, JanusClient
 from cloud.media.nodes import Node, NodeRegistry
 from cloud.media.videoroom import RoomSpec, VideoRoom
@@ -40,7 +41,9 @@ class NodeAccess:
 
 @dataclass
 class _Link:
-    access: NodeAccess
+    """The open connection to one node; closing ``stack`` ends session and clients."""
+
+    stack: contextlib.AsyncExitStack
     admin: JanusAdmin
     control: VideoRoom
 
@@ -53,39 +56,72 @@ class JanusPool:
         self._access = {n.name: n for n in nodes}
         self._transport = transport
         self._links: dict[str, _Link] = {}
-        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> JanusPool:
-        try:
-            for access in self._access.values():
-                await self._connect(access)
-        except BaseException:
-            await self._stack.aclose()
-            raise
+        """Connect to every node that answers; the others start unhealthy."""
+        for access in self._access.values():
+            node = Node(access.name, access.url, access.admin_url, access.capacity)
+            self.registry.add(node)
+            node.healthy = await self._reconnect(access)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
+        for name in list(self._links):
+            await self._links.pop(name).stack.aclose()
 
-    async def _connect(self, access: NodeAccess) -> None:
-        admin = JanusAdmin(access.admin_url, access.admin_secret, transport=self._transport)
-        await self._stack.enter_async_context(admin)
-        service_token = f"backend-{secrets.token_urlsafe(16)}"
-        await admin.add_token(service_token)
-        client = JanusClient(access.url, service_token, transport=self._transport)
-        await self._stack.enter_async_context(client)
-        session = await self._stack.enter_async_context(client.session())
-        control = await VideoRoom.attach(session)
-        self._links[access.name] = _Link(access, admin, control)
-        self.registry.add(Node(access.name, access.url, access.admin_url, access.capacity))
+    async def _reconnect(self, access: NodeAccess) -> bool:
+        """(Re)open the admin client and the control session; False if the node is down."""
+        old = self._links.pop(access.name, None)
+        if old is not None:
+            await old.stack.aclose()
+        stack = contextlib.AsyncExitStack()
+        try:
+            admin = JanusAdmin(access.admin_url, access.admin_secret, transport=self._transport)
+            await stack.enter_async_context(admin)
+            service_token = f"backend-{secrets.token_urlsafe(16)}"
+            await admin.add_token(service_token)
+            client = JanusClient(access.url, service_token, transport=self._transport)
+            await stack.enter_async_context(client)
+            session = await stack.enter_async_context(client.session())
+            control = await VideoRoom.attach(session)
+        except JanusError:
+            await stack.aclose()
+            return False
+        self._links[access.name] = _Link(stack, admin, control)
+        return True
+
+    async def check_health(self) -> dict[str, bool]:
+        """Ask every node for ``info``; reconnect nodes that came back (e.g. a restarted
+        Janus, which forgot our session and token). Updates the registry; run every few s."""
+        health = {}
+        for name, access in self._access.items():
+            link = self._links.get(name)
+            ok = False
+            if link is not None and not link.control.session.failed:
+                try:
+                    await link.control.session.client.info()
+                    ok = True
+                except JanusError:
+                    ok = False
+            if not ok:
+                ok = await self._reconnect(access)
+            self.registry.set_health(name, ok)
+            health[name] = ok
+        return health
+
+    def _link(self, node: Node) -> _Link:
+        link = self._links.get(node.name)
+        if link is None:
+            raise JanusError(f"Janus node {node.name} is not connected")
+        return link
 
     async def open_room(self, room: str) -> Node:
         """Place and create a room; on failure nothing stays counted."""
         node = self.registry.place(room)
-        link = self._links[node.name]
-        spec = RoomSpec(room, record=link.access.record, rec_dir=link.access.rec_dir)
+        access = self._access[node.name]
+        spec = RoomSpec(room, record=access.record, rec_dir=access.rec_dir)
         try:
-            await link.control.create_room(spec, link.access.room_admin_key)
+            await self._link(node).control.create_room(spec, access.room_admin_key)
         except BaseException:
             self.registry.release(room)
             raise
@@ -97,7 +133,7 @@ class JanusPool:
         if node is None:
             return None
         try:
-            await self._links[node.name].control.destroy_room(room)
+            await self._link(node).control.destroy_room(room)
         except VideoRoomError as err:
             if err.code != NO_SUCH_ROOM:
                 raise
@@ -107,10 +143,10 @@ class JanusPool:
 
     async def grant(self, node: Node, token: str) -> None:
         """Let ``token`` use the Janus API (VideoRoom only) on this node."""
-        await self._links[node.name].admin.add_token(token)
+        await self._link(node).admin.add_token(token)
 
     async def revoke(self, node: Node, token: str) -> None:
-        await self._links[node.name].admin.remove_token(token)
+        await self._link(node).admin.remove_token(token)
 
     def rec_dir(self, node: Node) -> str:
         return self._access[node.name].rec_dir

@@ -26,6 +26,7 @@ Operations run one at a time (an asyncio lock); ``run`` ticks the clock-driven p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import secrets
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from cloud.media.errors import MediaError
 from cloud.media.nodes import Node
 from cloud.media.turn import turn_credentials
 from cloud.sessions import state as st
@@ -429,11 +431,14 @@ class Desk:
         node, call.node = call.node, None
         if node is None:
             return
+        # Best effort: on a node that died, tokens and room died with it.
         for grant in (call.customer, call.teller):
             if grant is not None:
-                await self.media.revoke(node, grant.token)
+                with contextlib.suppress(MediaError):
+                    await self.media.revoke(node, grant.token)
         call.customer = call.teller = None
-        await self.media.close_room(call.session.id)
+        with contextlib.suppress(MediaError):
+            await self.media.close_room(call.session.id)
         if self.after_call is not None:
             await self.after_call(call.session.id, node)
 

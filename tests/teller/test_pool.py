@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.media.errors import JanusUnauthorized, NoMediaCapacity
+from cloud.media.errors import JanusError, JanusUnauthorized, NoMediaCapacity
 from cloud.media.janus import JanusClient
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.videoroom import VideoRoom
@@ -78,3 +78,29 @@ async def test_desk_grants_work_on_janus_until_hang_up(janus: Janus, tmp_path: P
         with pytest.raises(JanusUnauthorized):
             await room_exists(janus, customer["token"], "sess-9")
         assert pool.registry.nodes["a"].rooms == 0
+
+
+async def test_health_check_follows_a_node_down_and_back(
+    janus: Janus, second_janus: Janus, tmp_path: Path
+) -> None:
+    nodes = [access("a", janus, tmp_path, 5), access("b", second_janus, tmp_path, 5)]
+    async with JanusPool(nodes) as pool:
+        assert await pool.check_health() == {"a": True, "b": True}
+        janus.stop()
+        assert await pool.check_health() == {"a": False, "b": True}
+        assert {(await pool.open_room(f"r{n}")).name for n in range(3)} == {"b"}
+        janus.start()  # same ports and secrets: a restarted node that forgot everything
+        assert await pool.check_health() == {"a": True, "b": True}
+        node = await pool.open_room("r9")
+        assert node.name == "a"  # least loaded again
+        await pool.grant(node, "guest")
+        assert await room_exists(janus, "guest", "r9")
+
+
+async def test_pool_starts_with_a_dead_node_marked_down(janus: Janus, tmp_path: Path) -> None:
+    dead = NodeAccess("dead", "http://127.0.0.1:9/janus", "http://127.0.0.1:9/admin", "x", "y", "/")
+    async with JanusPool([dead, access("a", janus, tmp_path, 5)]) as pool:
+        assert not pool.registry.nodes["dead"].healthy
+        assert (await pool.open_room("r1")).name == "a"
+        with pytest.raises(JanusError):
+            await pool.grant(pool.registry.nodes["dead"], "t")
