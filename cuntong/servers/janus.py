@@ -49,6 +49,10 @@ class JanusConfig:
     debug_level: int = 4
     #: Public address to put in candidates when Janus is behind 1:1 NAT (cloud hosts).
     nat_1_1: str = ""
+    #: The web app's origin, sent as Access-Control-Allow-Origin so browsers there may call
+    #: the Janus API directly. Janus's enforce_cors is left off: it also refuses requests
+    #: with no Origin at all, which is every request from the backend.
+    cors_origin: str = ""
 
 
 def _jcfg(value: object) -> str:
@@ -128,7 +132,10 @@ def config_files(
                     "admin_https": False,
                 },
             ),
-            _section("cors", {}),
+            _section(
+                "cors",
+                {"allow_origin": cfg.cors_origin} if cfg.cors_origin else {},
+            ),
         ]
     )
     videoroom = _section(
