@@ -188,6 +188,9 @@ class Desk:
     @_serialised
     async def abandon(self, session_id: str, cause: str = "customer left") -> None:
         """The customer gave up before being connected."""
+        await self._abandon(session_id, cause)
+
+    async def _abandon(self, session_id: str, cause: str) -> None:
         call = self._call(session_id)
         await self._apply(session_id, Event.ABANDON, self.clock(), cause)
         await self._unqueue(session_id, cause)
@@ -199,6 +202,15 @@ class Desk:
 
     @_serialised
     async def teller_state(self, teller_id: str, new: TellerState) -> None:
+        """Available, break or offline (busy and wrap-up come from calls). Leaving wrap-up
+        this way closes the session being wrapped up; a teller in a call must end it first."""
+        teller = self.board.tellers.get(teller_id)
+        if teller is None:
+            raise RoutingError(f"unknown teller {teller_id}")
+        if new is TellerState.BUSY or teller.state is TellerState.BUSY:
+            raise RoutingError(f"teller {teller_id}: busy is set and ended by calls only")
+        if teller.state is TellerState.WRAP_UP:
+            await self._close_wrap_up(teller_id)
         cancelled = self.board.set_state(teller_id, new, self.clock().timestamp())
         if cancelled is not None:
             cause = f"teller went {new}"
@@ -242,6 +254,8 @@ class Desk:
             raise RoutingError(f"teller {teller_id} is not connected to {session_id}")
         if business not in self.board.policy.businesses:
             raise RoutingError(f"unknown business type {business!r}")
+        if language not in self.board.policy.languages:
+            raise RoutingError(f"unknown language {language!r}")
         now = self.clock()
         await self._apply(session_id, Event.TRANSFER, now, cause, teller_id)
         connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
@@ -271,6 +285,9 @@ class Desk:
     @_serialised
     async def hang_up(self, session_id: str, cause: str) -> None:
         """Either side ended the call: release media, teller to wrap-up."""
+        await self._hang_up(session_id, cause)
+
+    async def _hang_up(self, session_id: str, cause: str) -> None:
         call = self._call(session_id)
         await self._apply(session_id, Event.HANG_UP, self.clock(), cause, call.teller_id)
         if call.teller_id is not None:
@@ -281,18 +298,22 @@ class Desk:
     @_serialised
     async def finish_wrap_up(self, teller_id: str) -> None:
         """The teller is done with the paperwork: close the session, back to available."""
-        call = next(
-            (
-                c
-                for c in self.calls.values()
-                if c.teller_id == teller_id and c.session.state is State.WRAP_UP
-            ),
-            None,
-        )
-        if call is not None:
-            await self._close(call, "wrap-up done")
+        teller = self.board.tellers.get(teller_id)
+        if teller is None or teller.state is not TellerState.WRAP_UP:
+            raise RoutingError(f"teller {teller_id} is not in wrap-up")
+        await self._close_wrap_up(teller_id)
         self.board.set_state(teller_id, TellerState.AVAILABLE, self.clock().timestamp())
         await self._dispatch()
+
+    @_serialised
+    async def customer_ended(self, session_id: str, cause: str = "customer ended") -> None:
+        """The terminal says the customer is done, whatever the session's state: an
+        abandon before connection, a hang-up during the call."""
+        state = self._call(session_id).session.state
+        if state is State.CONNECTED:
+            await self._hang_up(session_id, cause)
+        else:
+            await self._abandon(session_id, cause)
 
     @_serialised
     async def fail(self, session_id: str, cause: str) -> None:
@@ -376,9 +397,7 @@ class Desk:
                 {"type": "offer_withdrawn", "session": offer.request_id, "cause": "timeout"},
             )
         for teller_id in ended:
-            for call in [c for c in self.calls.values() if c.teller_id == teller_id]:
-                if call.session.state is State.WRAP_UP:
-                    await self._close(call, "wrap-up time limit")
+            await self._close_wrap_up(teller_id, "wrap-up time limit")
         for offer in self.board.dispatch(now.timestamp()):
             call = self._call(offer.request_id)
             request = self.board.requests[offer.request_id]
@@ -441,6 +460,11 @@ class Desk:
             await self.media.close_room(call.session.id)
         if self.after_call is not None:
             await self.after_call(call.session.id, node)
+
+    async def _close_wrap_up(self, teller_id: str, cause: str = "wrap-up done") -> None:
+        for call in list(self.calls.values()):
+            if call.teller_id == teller_id and call.session.state is State.WRAP_UP:
+                await self._close(call, cause)
 
     async def _close(self, call: _Call, cause: str) -> None:
         await self._apply(call.session.id, Event.CLOSE, self.clock(), cause, call.teller_id)

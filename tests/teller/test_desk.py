@@ -213,7 +213,48 @@ async def test_customer_leaving_during_transfer_frees_the_room() -> None:
     await r.desk.accept("t1", "s1")
     with pytest.raises(RoutingError):
         await r.desk.transfer("t1", "s1", "mortgage", "cmn", "no such business")
+    with pytest.raises(RoutingError):
+        await r.desk.transfer("t1", "s1", "insurance", "klingon", "no such language")
     await r.desk.transfer("t1", "s1", "insurance", "cmn", "wants insurance")
     await r.desk.abandon("s1")
     assert r.media.rooms == set() and r.media.tokens == set()
     assert r.events("s1")[-1] is Event.ABANDON
+
+
+async def test_teller_state_changes_respect_calls() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await r.desk.accept("t1", "s1")
+    for state in (TellerState.OFFLINE, TellerState.AVAILABLE, TellerState.BUSY):
+        with pytest.raises(RoutingError):
+            await r.desk.teller_state("t1", state)  # in a call: end it first
+    with pytest.raises(RoutingError):
+        await r.desk.finish_wrap_up("t1")  # not in wrap-up yet
+    with pytest.raises(RoutingError):
+        await r.desk.teller_state("ghost", TellerState.BREAK)
+    await r.desk.hang_up("s1", "done")
+    await r.desk.teller_state("t1", TellerState.BREAK)  # leaving wrap-up closes the session
+    assert r.events("s1")[-1] is Event.CLOSE and "s1" not in r.desk.calls
+    assert r.desk.board.tellers["t1"].state is TellerState.BREAK
+
+
+async def test_wrap_up_limit_closes_the_session_on_tick() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await r.desk.accept("t1", "s1")
+    await r.desk.hang_up("s1", "done")
+    r.advance(120)
+    await r.desk.tick()
+    assert r.records[-1].cause == "wrap-up time limit" and r.events("s1")[-1] is Event.CLOSE
+    assert r.desk.board.tellers["t1"].state is A
+
+
+@pytest.mark.parametrize(("accepted", "last"), [(False, Event.ABANDON), (True, Event.HANG_UP)])
+async def test_customer_ended_picks_abandon_or_hang_up(accepted: bool, last: Event) -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    if accepted:
+        await r.desk.accept("t1", "s1")
+    await r.desk.customer_ended("s1")
+    assert r.events("s1")[-1] is last
+    assert r.media.rooms == set() and r.media.tokens == set()
