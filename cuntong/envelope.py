@@ -11,9 +11,10 @@ redelivery and spool replays can produce.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from cuntong.errors import PayloadTooLarge, WireError
 
@@ -112,15 +113,15 @@ class Status:
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(obj)
 
 
 def _load(payload: bytes, limit: int) -> dict[str, Any]:
     if len(payload) > limit:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds {limit}")
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as err:  # also raised for invalid UTF-8
         raise WireError(f"not JSON: {err}") from err
     if not isinstance(obj, dict):
         raise WireError("envelope is not a JSON object")

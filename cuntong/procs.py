@@ -8,6 +8,7 @@ a port to answer and stop processes politely, then firmly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -88,16 +89,12 @@ def start(
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     """SIGTERM the child's process group, SIGKILL it if it has not gone within timeout."""
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(5)
     return proc.returncode

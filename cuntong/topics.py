@@ -50,6 +50,11 @@ def topic(terminal_id: str, channel: Channel, name: str | None = None) -> str:
     return base
 
 
+def command_filter(terminal_id: str) -> str:
+    """What a terminal subscribes to: every command addressed to it."""
+    return f"{topic(terminal_id, Channel.CMD, '+')}"
+
+
 def subscription(channel: Channel, share_group: str | None = None) -> str:
     """Wildcard over all terminals; with a group, an MQTT 5 shared subscription."""
     suffix = f"{channel.value}/#" if channel is Channel.CMD else channel.value

@@ -1,0 +1,7 @@
+"""Device identity and zero-touch provisioning: CA, claims, enrolment, mTLS broker config,
+rotation, revocation, signed commands and the crypto-suite switch.
+
+See docs/provisioning.md. The agent imports ``provisioning.device`` and
+``provisioning.commands``; the cloud ``provisioning.api``, ``provisioning.admin_api`` and
+``provisioning.wiring``; the stack ``provisioning.wiring.secure_broker``.
+"""

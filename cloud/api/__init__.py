@@ -1,0 +1,1 @@
+"""The cloud's HTTP API (FastAPI), versioned under /api/v1."""

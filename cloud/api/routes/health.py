@@ -1,0 +1,29 @@
+"""/healthz: is this process able to do its job, and what has ingest seen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from tortoise import Tortoise
+
+from cloud.api.deps import Ingest
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz(ingest: Ingest, response: Response) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    try:
+        await Tortoise.get_connection("default").execute_query("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as err:
+        checks["database"] = f"error: {err}"
+    if ingest is not None:
+        checks["ingest"] = "ok" if ingest.ready.is_set() else "connecting"
+        checks["ingest_stats"] = ingest.stats.as_dict()
+    healthy = checks["database"] == "ok" and checks.get("ingest", "ok") == "ok"
+    if not healthy:
+        response.status_code = 503
+    return {"status": "ok" if healthy else "degraded", **checks}

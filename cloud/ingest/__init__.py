@@ -1,0 +1,1 @@
+"""Cloud ingest: MQTT in, validated, telemetry to the store and state to the database."""

@@ -1,0 +1,3 @@
+from cuntong.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""Typed settings, one class per process, read once in ``main()`` and passed down.
+
+Values come from (highest first) keyword arguments, ``CUNTONG_*`` environment variables, then
+an optional TOML file named by ``CUNTONG_CONFIG``. A bad value stops the process with a
+message naming the setting; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cuntong.errors import ConfigError
+from cuntong.topics import valid_terminal_id
+
+
+class _Base(BaseSettings):
+    #: Section of the TOML file this class reads ([agent], [cloud], [stack]).
+    toml_section: ClassVar[str] = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CUNTONG_CONFIG")
+        if config_file:
+            sources.append(_TomlSection(settings_cls, Path(config_file), cls.toml_section))
+        return tuple(sources)
+
+
+class _TomlSection(TomlConfigSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path, section: str) -> None:
+        if not path.is_file():
+            raise ConfigError(f"CUNTONG_CONFIG names {path}, which is not a file")
+        super().__init__(settings_cls, toml_file=path)
+        self.toml_data = self.toml_data.get(section, {}) if section else self.toml_data
+        self.init_kwargs = self.toml_data
+
+
+class AgentSettings(_Base):
+    """One terminal's edge agent."""
+
+    model_config = SettingsConfigDict(env_prefix="CUNTONG_AGENT_", extra="forbid")
+    toml_section: ClassVar[str] = "agent"
+
+    terminal_id: str
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(1883, ge=1, le=65535)
+    state_dir: Path = Path("/var/lib/cuntong-agent")
+    telemetry_interval_s: float = Field(15.0, gt=0, le=3600)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_cap_s: float = Field(60.0, gt=0)
+    spool_max_rows: int = Field(50_000, ge=10)
+    province: str = ""
+    city: str = ""
+    county: str = ""
+    village: str = ""
+    hw_model: str = "ZN-E100"
+    simulate: bool = False
+
+    @field_validator("terminal_id")
+    @classmethod
+    def _terminal_id(cls, value: str) -> str:
+        if not valid_terminal_id(value):
+            raise ValueError("letters, digits, '-' and '_' only, 1-64 characters")
+        return value
+
+
+class CloudSettings(_Base):
+    """The cloud API and its ingest consumer."""
+
+    model_config = SettingsConfigDict(env_prefix="CUNTONG_CLOUD_", extra="forbid")
+    toml_section: ClassVar[str] = "cloud"
+
+    db_url: str = "sqlite://cuntong.sqlite3"
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(1883, ge=1, le=65535)
+    tsdb_url: str = "http://127.0.0.1:8428"
+    tsdb_org: str = "cuntong"
+    tsdb_bucket: str = "telemetry"
+    tsdb_token: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    ingest: bool = True
+    ingest_group: str = "ingest"
+    #: Stable MQTT client id, so the broker keeps this consumer's session and queues messages
+    #: for it while it restarts. Give each consumer on one host its own.
+    ingest_client_id: str = ""
+    ingest_batch_size: int = Field(5000, ge=1)
+    ingest_flush_ms: int = Field(200, ge=1)
+    #: How often each terminal's current health is written to the database (history goes
+    #: to the telemetry store on every flush).
+    state_flush_ms: int = Field(2000, ge=10)
+    max_payload_bytes: int = Field(16 * 1024, ge=256)
+    offline_after_s: float = Field(120.0, gt=0)
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgres://", "asyncpg://")):
+            raise ValueError("must start with sqlite://, postgres:// or asyncpg://")
+        return value
+
+
+T = TypeVar("T", bound="_Base")
+
+
+def load(cls: type[T], **overrides: Any) -> T:
+    """Build settings or raise ConfigError naming each bad value."""
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{cls.model_config.get('env_prefix', '')}{'.'.join(map(str, e['loc'])).upper()}: "
+            f"{e['msg']}"
+            for e in err.errors()
+        )
+        raise ConfigError(f"invalid {cls.__name__}: {problems}") from err

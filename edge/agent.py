@@ -1,0 +1,250 @@
+"""The edge agent: one MQTT 5 link per terminal, telemetry, events and commands.
+
+Everything the terminal sends goes through the on-disk spool first, so a dropped village link
+or an agent restart loses nothing; the drain task empties the spool in order while the broker
+is reachable. The link reconnects with full-jitter exponential backoff.
+
+Tasks while running:
+- ``_telemetry_loop``: sample health every interval into the spool (runs offline too);
+- ``_link_loop``: connect, announce presence (retained; the will says offline), subscribe
+  to commands, then drain the spool and answer commands until the link drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cuntong import __version__, backoff, envelope
+from cuntong.settings import AgentSettings
+from cuntong.topics import Channel, command_filter, topic
+from edge import commands, wire
+from edge.health import HealthSampler
+from edge.simulation import SimulatedTerminal
+from edge.spool import Kind, Spool
+
+log = logging.getLogger("cuntong.agent")
+
+DRAIN_WINDOW = 50
+SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued for a terminal offline up to a week
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.s = settings
+        self.tid = settings.terminal_id
+        self._clock = clock
+        self._draw = draw
+        self._tls = tls_context
+        self.spool = Spool(
+            settings.state_dir / "spool.sqlite3", settings.spool_max_rows, self._ms()
+        )
+        self.sim = (
+            SimulatedTerminal(seed=zlib.crc32(self.tid.encode())) if settings.simulate else None
+        )
+        self.rtt_ms: float | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.versions = {"agent": __version__}
+        self.handlers: dict[str, commands.Handler] = {"ping": self._cmd_ping}
+        extra: dict[str, Callable[[], float | None]] = {
+            "rtt_ms": lambda: self.rtt_ms,
+            "spool_depth": lambda: float(self.spool.depth()),
+        }
+        if self.sim is not None:
+            extra["temp_c"] = self.sim.temperature
+        self.sampler = HealthSampler(settings.state_dir, extra)
+
+    def _ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # --- what the rest of the terminal calls -------------------------------------------
+
+    def emit_event(self, etype: str, data: dict[str, Any]) -> int:
+        """Queue a business event; it reaches the cloud once, whenever the link allows."""
+        seq = self.spool.put(Kind.EVENT, self._ms(), {"type": etype, "data": data})
+        self._wake.set()
+        return seq
+
+    def record_telemetry(self) -> int:
+        peripherals = self.sim.peripheral_states() if self.sim else {}
+        body = {
+            "metrics": self.sampler.sample(),
+            "peripherals": peripherals,
+            "versions": self.versions,
+        }
+        seq = self.spool.put(Kind.TELEMETRY, self._ms(), body)
+        self._wake.set()
+        return seq
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- the loops -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(self._telemetry_loop(), name="telemetry"),
+            asyncio.create_task(self._link_loop(), name="link"),
+        ]
+        if self.sim is not None:
+            tasks.append(asyncio.create_task(self._customer_loop(), name="customers"))
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop:
+                    task.result()  # a loop that ended on its own is a bug: raise it
+        finally:
+            for task in [*tasks, stop]:
+                task.cancel()
+            await asyncio.gather(*tasks, stop, return_exceptions=True)
+            self.spool.close()
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            self.record_telemetry()
+            await asyncio.sleep(self.s.telemetry_interval_s)
+
+    async def _customer_loop(self) -> None:
+        assert self.sim is not None
+        while True:
+            await asyncio.sleep(self.s.telemetry_interval_s * 2)
+            event = self.sim.customer_event()
+            if event:
+                self.emit_event(*event)
+
+    def _status(self, online: bool) -> bytes:
+        region = {
+            k: v
+            for k, v in {
+                "province": self.s.province,
+                "city": self.s.city,
+                "county": self.s.county,
+                "village": self.s.village,
+            }.items()
+            if v
+        }
+        return envelope.Status(
+            self.tid, online, self._ms(), self.versions, region, self.s.hw_model
+        ).to_bytes()
+
+    def _client(self) -> aiomqtt.Client:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        status_topic = topic(self.tid, Channel.STATUS)
+        return aiomqtt.Client(
+            self.s.broker_host,
+            self.s.broker_port,
+            identifier=self.tid,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            keepalive=self.s.keepalive_s,
+            will=aiomqtt.Will(status_topic, self._status(False), qos=1, retain=True),
+            clean_start=False,
+            properties=props,
+            tls_context=self._tls,
+            timeout=10,
+        )
+
+    async def _link_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._client() as client:
+                    attempt = 0
+                    self.connects += 1
+                    await client.publish(
+                        topic(self.tid, Channel.STATUS), self._status(True), qos=1, retain=True
+                    )
+                    await client.subscribe(command_filter(self.tid), qos=1)
+                    self.connected.set()
+                    log.info("connected to %s:%s", self.s.broker_host, self.s.broker_port)
+                    try:
+                        await self._serve(client)
+                    finally:
+                        self.connected.clear()
+                        if self._stopping.is_set() or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                            with contextlib.suppress(aiomqtt.MqttError):
+                                await client.publish(
+                                    topic(self.tid, Channel.STATUS),
+                                    self._status(False),
+                                    qos=1,
+                                    retain=True,
+                                    timeout=2,
+                                )
+            except aiomqtt.MqttError as err:
+                self.connected.clear()
+                wait = backoff.delay(
+                    attempt, self.s.backoff_base_s, self.s.backoff_cap_s, self._draw()
+                )
+                attempt += 1
+                log.warning("link down (%s); retry %d in %.1fs", err, attempt, wait)
+                await asyncio.sleep(wait)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        drain = asyncio.create_task(self._drain(client))
+        cmds = asyncio.create_task(self._commands(client))
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait([drain, cmds, stop], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop:
+                    task.result()
+        finally:
+            for task in (drain, cmds, stop):
+                task.cancel()
+            await asyncio.gather(drain, cmds, stop, return_exceptions=True)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._wake.clear()
+            entries = self.spool.peek(DRAIN_WINDOW)
+            if not entries:
+                await self._wake.wait()
+                continue
+            started = time.monotonic()
+            await asyncio.gather(
+                *(client.publish(*wire.encode(self.tid, e), qos=1, timeout=15) for e in entries)
+            )
+            if len(entries) == 1:
+                self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
+            self.spool.ack([e.seq for e in entries])
+
+    async def _commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            name = str(message.topic).rsplit("/", 1)[-1]
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            reply = await commands.dispatch(self.handlers, name, payload)
+            req = message.properties
+            response_topic = getattr(req, "ResponseTopic", None) if req else None
+            if not response_topic:
+                log.warning("command %s without response topic; reply dropped", name)
+                continue
+            props = Properties(PacketTypes.PUBLISH)
+            correlation = getattr(req, "CorrelationData", None)
+            if correlation is not None:
+                props.CorrelationData = correlation
+            await client.publish(response_topic, reply.to_bytes(), qos=1, properties=props)
+
+    async def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True, "ts": self._ms(), "spool_depth": self.spool.depth(), "echo": args}

@@ -1,0 +1,78 @@
+"""The only door to onnxruntime: sessions built from verified model bytes, one CPU thread.
+
+One intra-op thread keeps a terminal's second core free for video and the agent, and makes
+per-frame latency predictable. Sessions are created from `models.registry.VerifiedModel`
+bytes only, so no file that failed its SHA-256 or signature check ever reaches the runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.errors import ModelRefused
+from models.manifest import Manifest, ModelEntry
+from models.registry import DEFAULT_MANIFEST, VerifiedModel, load_verified, read_manifest
+from models.signing import TrustedKeys
+
+
+@dataclass
+class OnnxModel:
+    """A verified model ready to run; `run` maps input arrays to named outputs."""
+
+    entry: ModelEntry
+    session: ort.InferenceSession = field(repr=False)
+
+    @classmethod
+    def from_verified(cls, verified: VerifiedModel, threads: int = 1) -> OnnxModel:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(verified.data, opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise ModelRefused(f"model {verified.entry.label} does not load: {err}") from err
+        return cls(verified.entry, session)
+
+    @property
+    def input_name(self) -> str:
+        return self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(None, {self.input_name: x}), strict=True))
+
+
+@dataclass
+class ModelSet:
+    """The detector, landmark model and passive ensemble a terminal runs."""
+
+    detector: OnnxModel
+    landmarks: OnnxModel
+    passive: list[OnnxModel]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        models = [self.detector, self.landmarks, *self.passive]
+        return {m.entry.name: m.entry.version for m in models}
+
+    @classmethod
+    def load(
+        cls, manifest_path: Path = DEFAULT_MANIFEST, trusted: TrustedKeys | None = None
+    ) -> ModelSet:
+        """Verify and load every model the manifest names; refuse all if any one fails."""
+        manifest: Manifest = read_manifest(manifest_path)
+        trusted = trusted or TrustedKeys.from_dir()
+
+        def load(entry: ModelEntry) -> OnnxModel:
+            return OnnxModel.from_verified(load_verified(entry.name, manifest_path, trusted))
+
+        return cls(
+            detector=load(manifest.by_role("face_detector")),
+            landmarks=load(manifest.by_role("face_landmarks")),
+            passive=[load(manifest.get(n)) for n in manifest.passive_ensemble],
+        )

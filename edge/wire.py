@@ -1,0 +1,24 @@
+"""Turns spooled entries into (topic, bytes) for the wire. Pure."""
+
+from __future__ import annotations
+
+from cuntong import envelope
+from cuntong.topics import Channel, topic
+from edge.spool import Entry, Kind
+
+
+def encode(terminal_id: str, entry: Entry) -> tuple[str, bytes]:
+    if entry.kind is Kind.TELEMETRY:
+        msg: envelope.Telemetry | envelope.Event = envelope.Telemetry(
+            terminal_id,
+            entry.seq,
+            entry.ts_ms,
+            entry.body["metrics"],
+            entry.body.get("peripherals", {}),
+            entry.body.get("versions", {}),
+        )
+        return topic(terminal_id, Channel.TELEMETRY), msg.to_bytes()
+    msg = envelope.Event(
+        terminal_id, entry.seq, entry.ts_ms, entry.body["type"], entry.body["data"]
+    )
+    return topic(terminal_id, Channel.EVENT), msg.to_bytes()

@@ -1,0 +1,1 @@
+"""Camera: V4L2 capture through PyAV, and a deterministic synthetic source for simulation."""

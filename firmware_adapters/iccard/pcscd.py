@@ -1,0 +1,112 @@
+"""Runs pcscd as a child process with the vpcd virtual reader on a chosen port.
+
+pcscd's client socket is fixed at /run/pcscd/pcscd.comm, so one pcscd serves the machine:
+`start()` refuses when another live pcscd holds it. The reader configuration goes to a
+private folder (`pcscd -c DIR`) so the vpcd port is ours, not the system's.
+
+    python -m firmware_adapters.iccard.pcscd --port 35963 --insert   # demo: pcscd + card
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from cuntong import procs
+from firmware_adapters.errors import DeviceAbsent
+
+RUN_DIR = Path("/run/pcscd")
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+READER_NAME = "Virtual PCD 00 00"
+
+
+def reader_conf(port: int) -> str:
+    return (
+        'FRIENDLYNAME "Virtual PCD"\n'
+        f"DEVICENAME   /dev/null:0x{port:04X}\n"
+        f"LIBPATH      {VPCD_DRIVER}\n"
+        f"CHANNELID    0x{port:04X}\n"
+    )
+
+
+class Pcscd:
+    """A foreground pcscd with vpcd listening on `port` (and `port + 1`)."""
+
+    def __init__(self, port: int, state_dir: Path) -> None:
+        self.port = port
+        self.state_dir = Path(state_dir)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> Pcscd:
+        binary = procs.find_binary("pcscd")
+        if not VPCD_DRIVER.exists():
+            raise DeviceAbsent(f"{VPCD_DRIVER} missing: apt-get install vsmartcard-vpcd")
+        _clear_stale_socket()
+        conf = self.state_dir / "reader.conf.d"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "vpcd").write_text(reader_conf(self.port))
+        # --info, never --apdu: the APDU log would hold clear card numbers
+        argv = [binary, "--foreground", "--info", "-c", str(conf)]
+        (self.state_dir / "pcscd.log").unlink(missing_ok=True)
+        self.proc = procs.start(argv, self.state_dir / "pcscd.log")
+        deadline = time.monotonic() + timeout
+        log = self.state_dir / "pcscd.log"
+        # ready = "daemon ready" logged; probing vpcd's port would look like a card insertion
+        while "daemon ready" not in log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise DeviceAbsent(f"pcscd did not start: {log.read_text()[-800:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop(self.proc)
+            self.proc = None
+
+
+def _clear_stale_socket() -> None:
+    pid_file = RUN_DIR / "pcscd.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().strip() or 0)
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            pass
+        else:
+            raise DeviceAbsent(f"another pcscd (pid {pid}) owns {RUN_DIR}; stop it first")
+    for name in ("pcscd.comm", "pcscd.pid"):
+        (RUN_DIR / name).unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run pcscd + vpcd (and optionally the emulated PBOC card) until SIGINT / SIGTERM."""
+    from firmware_adapters.iccard.vpcd import VirtualCardSlot
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0x8C7B)
+    parser.add_argument("--state-dir", type=Path, default=Path("/tmp/cuntong-pcscd"))
+    parser.add_argument("--insert", action="store_true", help="insert the emulated card")
+    args = parser.parse_args(argv)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    daemon = Pcscd(args.port, args.state_dir).start()
+    slot = VirtualCardSlot(args.port)
+    try:
+        if args.insert:
+            slot.insert()
+        print(f"pcscd with reader '{READER_NAME}' on vpcd port {args.port}", flush=True)
+        done.wait()
+    finally:
+        slot.remove()
+        daemon.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Second-generation resident ID card reader (SAM_V serial protocol)."""

@@ -1,0 +1,61 @@
+"""Load model bytes only after their SHA-256 and signature check out.
+
+`load_verified(manifest_path, name)` is the one door through which any ONNX file reaches
+onnxruntime on the terminal: the manifest entry must be signed by a trusted key, and the file
+on disk must hash to the signed SHA-256. Anything else raises `ModelRefused` naming the model,
+the file and the reason, so a corrupted download or an unsigned bank model never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import ModelRefused
+from models.manifest import Manifest, ModelEntry
+from models.signing import TrustedKeys
+
+DEFAULT_MANIFEST = Path(__file__).parent / "manifest.json"
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """Model bytes that passed the checks, with the entry that describes them."""
+
+    entry: ModelEntry
+    data: bytes
+
+
+def read_manifest(path: Path = DEFAULT_MANIFEST) -> Manifest:
+    return Manifest.parse(path.read_bytes())
+
+
+def verify(entry: ModelEntry, data: bytes, trusted: TrustedKeys) -> VerifiedModel:
+    """Check `data` against the signed `entry`; raise ModelRefused with the reason."""
+    problem = trusted.verify(entry)
+    if problem is not None:
+        raise ModelRefused(f"model {entry.label} ({entry.file}) refused: {problem}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        raise ModelRefused(
+            f"model {entry.label} ({entry.file}) refused: SHA-256 {digest} does not match "
+            f"the signed manifest value {entry.sha256} (file corrupted or replaced)"
+        )
+    return VerifiedModel(entry, data)
+
+
+def load_verified(
+    name: str,
+    manifest_path: Path = DEFAULT_MANIFEST,
+    trusted: TrustedKeys | None = None,
+) -> VerifiedModel:
+    """Read model `name` from the manifest's folder and verify it."""
+    manifest = read_manifest(manifest_path)
+    entry = manifest.get(name)
+    path = manifest_path.parent / "onnx" / entry.file
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelRefused(f"model {entry.label}: cannot read {path}: {err}") from err
+    return verify(entry, data, trusted or TrustedKeys.from_dir())

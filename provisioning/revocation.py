@@ -1,0 +1,141 @@
+"""Make a revocation bite: republish the CRL, reload mosquitto, disconnect the terminal.
+
+Mosquitto reads its ``crlfile`` only at start and on SIGHUP, and never re-checks clients
+already connected. ``RevocationPublisher`` therefore
+
+1. writes a fresh CRL (all revoked, unexpired serials, plus a throw-away *canary* serial);
+2. sends SIGHUP through the broker's pid file and waits until a TLS handshake with the
+   canary certificate is refused, so it knows the broker now enforces the new CRL;
+3. disconnects each revoked terminal that is still online by taking over its session: it
+   connects with a two-minute certificate for that terminal id (the broker sets the client
+   id to the CN, so this is the terminal's client id), with clean start and no session
+   expiry. The broker drops the old connection and its queued commands; the terminal's
+   reconnect then fails the CRL check.
+
+Call ``publish(now)`` on a timer too (daily is plenty): OpenSSL refuses every client once
+the CRL passes its next-update time (7 days by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ssl
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+
+from provisioning import broker as broker_lib
+from provisioning import ca as ca_lib
+from provisioning.device import client_ssl_context, new_csr
+from provisioning.files import ensure_private_dir, write_private, write_public
+from provisioning.service import revoked_serials
+
+KICK_CERT_DAYS = 2 / (24 * 60)  # two minutes
+
+
+@dataclass
+class RevocationPublisher:
+    ca: ca_lib.CertificateAuthority
+    files: broker_lib.BrokerFiles
+    broker_host: str
+    broker_port: int
+    #: False where the broker is not ours to signal (then an operator reloads it). Also
+    #: skipped while the broker's pid file is absent (broker not running here).
+    reload_broker: bool = True
+    reload_timeout: float = 10.0
+
+    async def __call__(self, terminal_ids: Sequence[str], now: dt.datetime) -> None:
+        await self.publish(now)
+        if not self._ours():
+            return  # not our broker: it enforces the CRL once its operator reloads it
+        for terminal_id in terminal_ids:
+            await self.kick(terminal_id, now)
+
+    async def publish(self, now: dt.datetime) -> None:
+        """Write the CRL and, if we run the broker, make it enforce the new list."""
+        with tempfile.TemporaryDirectory(prefix="cuntong-canary-") as tmp:
+            canary_ctx, canary_serial = self._credentials("crl-canary", now, Path(tmp))
+            revoked = [*await revoked_serials(now), (canary_serial, now)]
+            ensure_private_dir(self.files.directory)
+            write_public(self.files.crlfile, self.ca.crl(revoked, now))
+            if not self._ours():
+                return
+            broker_lib.reload(self.files.pidfile)
+            await self._until_refused(canary_ctx)
+
+    def _ours(self) -> bool:
+        return self.reload_broker and self.files.pidfile.exists()
+
+    async def kick(self, terminal_id: str, now: dt.datetime) -> None:
+        """Disconnect ``terminal_id`` if it is connected (session takeover)."""
+        with tempfile.TemporaryDirectory(prefix="cuntong-kick-") as tmp:
+            ctx, _ = self._credentials(terminal_id, now, Path(tmp))
+            async with aiomqtt.Client(
+                self.broker_host,
+                self.broker_port,
+                tls_context=ctx,
+                identifier=terminal_id,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                timeout=10,
+            ):
+                pass
+
+    def _credentials(
+        self, identity: str, now: dt.datetime, folder: Path
+    ) -> tuple[ssl.SSLContext, int]:
+        key = ca_lib.new_key()
+        issued = self.ca.issue_device(new_csr(key, identity), identity, now, KICK_CERT_DAYS)
+        key_path = write_private(folder / "key.pem", ca_lib.key_pem(key))
+        cert_path = write_private(folder / "cert.pem", issued.chain_pem)
+        ca_path = write_private(folder / "ca.pem", self.ca.root_pem)
+        return client_ssl_context(ca_path, cert_path, key_path), issued.serial
+
+    async def _until_refused(self, ctx: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reload_timeout
+        while loop.time() < deadline:
+            if await _handshake_refused(self.broker_host, self.broker_port, ctx):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("broker did not apply the new CRL after SIGHUP")
+
+
+async def keep_crl_fresh(
+    publisher: RevocationPublisher,
+    clock: Callable[[], dt.datetime],
+    stop: asyncio.Event,
+    every_s: float = 12 * 3600,
+) -> None:
+    """Republish the CRL now and every ``every_s`` until ``stop`` (run it in the API lifespan)."""
+    while not stop.is_set():
+        await publisher.publish(clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def _handshake_refused(host: str, port: int, ctx: ssl.SSLContext) -> bool:
+    """True if the broker rejects this certificate (TLS 1.3 tells after the handshake)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), 5
+        )
+    except (ssl.SSLError, ConnectionError):
+        return True
+    try:
+        # An accepted client hears nothing until it sends CONNECT; a refused one gets an alert.
+        data = await asyncio.wait_for(reader.read(1), 0.3)
+        return not data
+    except TimeoutError:
+        return False
+    except (ssl.SSLError, ConnectionError):
+        return True
+    finally:
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await writer.wait_closed()

@@ -1,0 +1,8 @@
+"""Published test vectors shared by the PIN-pad tests (docs/peripherals.md, sources [82][83])."""
+
+TMK = bytes.fromhex("1234567890ABCDEFABCDEF0987654321")
+PIK_UNDER_TMK = bytes.fromhex("3D66234C49E4296FF9C78D8BACBD6A76")
+PIK = bytes.fromhex("F351D490994603795C6EBEE8FAEBB481")
+PIK_KCV = bytes.fromhex("861E83E31FAEBF10")
+SM4_PAN = "6230606601007726888"
+SM4_PIN_BLOCK = bytes.fromhex("CD01D6AD8F0A484C52A9364A0595AD60")

@@ -1,0 +1,48 @@
+"""Integration fixtures: the cloud API as a child process on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from cuntong import procs
+from cuntong.servers.mosquitto import Broker
+from cuntong.servers.postgres import Postgres
+from cuntong.servers.victoria import VictoriaMetrics
+from tests.helpers import CloudProcess, start_cloud
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database on each backend the data layer supports."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'cloud.sqlite3'}"
+        return
+    pg: Postgres = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield f"postgres://{pg.user}@{pg.host}:{pg.port}/{name}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path / 'cloud.sqlite3'}"
+
+
+@pytest.fixture
+def cloud(
+    tmp_path: Path, sqlite_url: str, broker: Broker, victoria: VictoriaMetrics
+) -> Iterator[CloudProcess]:
+    c = start_cloud(tmp_path, sqlite_url, broker.cfg.port, victoria.url)
+    try:
+        yield c
+    finally:
+        procs.stop(c.proc)

@@ -1,0 +1,78 @@
+"""`cuntong up` brings the whole system up, prints its URLs, and Ctrl-C takes it down."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cuntong import procs
+from cuntong.errors import MissingBinary
+
+
+def test_missing_binary_says_how_to_get_it() -> None:
+    with pytest.raises(MissingBinary, match=r"^victoria-metrics-x not found: .+"):
+        procs.find_binary("victoria-metrics-x")
+    with pytest.raises(MissingBinary, match="apt-get install mosquitto"):
+        old = os.environ["PATH"]
+        try:
+            os.environ["PATH"] = "/nonexistent"
+            procs.INSTALL_HINTS["mosquitto-test"] = procs.INSTALL_HINTS["mosquitto"]
+            procs.find_binary("mosquitto-test")
+        finally:
+            os.environ["PATH"] = old
+            del procs.INSTALL_HINTS["mosquitto-test"]
+
+
+def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    out = tmp_path / "up.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cuntong",
+                "up",
+                "--terminals",
+                "2",
+                "--state-dir",
+                str(tmp_path),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 40
+        api = None
+        while time.monotonic() < deadline and api is None:
+            assert proc.poll() is None, out.read_text()
+            match = re.search(r"terminals\s+(http://\S+)/api/v1/terminals", out.read_text())
+            api = match.group(1) if match else None
+            time.sleep(0.2)
+        assert api, out.read_text()
+        text = out.read_text()
+        broker_port = int(re.search(r"mqtt://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
+        online = 0
+        while time.monotonic() < deadline and online < 2:
+            body = httpx.get(f"{api}/api/v1/terminals", params={"status": "online"}).json()
+            online = body["total"]
+            time.sleep(0.3)
+        assert online == 2, body
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert "stopped" in out.read_text()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", broker_port), timeout=1).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
