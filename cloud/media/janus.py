@@ -143,6 +143,12 @@ class JanusClient:
 
 @dataclass(eq=False)
 class JanusSession:
+    """One Janus session: its handles, its long poll and its keepalive (see module doc).
+
+    If the long poll fails (Janus restarted, or reaped the session), the session is
+    ``failed`` for good: waiting and later requests raise; the owner opens a new session
+    (``JanusPool.check_health`` does that for the backend's control sessions)."""
+
     client: JanusClient
     id: int
     keepalive_every: float = 25.0
@@ -207,11 +213,6 @@ class JanusSession:
                 raise JanusTimeout(f"no answer to {body.get('request')} in {wait}s") from None
         finally:
             self._pending.pop(tx, None)
-
-    async def trickle_done(self, handle_id: int) -> None:
-        """Tell Janus the peer has no more candidates (non-trickle peers put them in the SDP)."""
-        body = {"janus": "trickle", "candidate": {"completed": True}}
-        await self.client.post(f"/{self.id}/{handle_id}", body)
 
     async def next_event(self, handle_id: int, wait: float = 10.0) -> JanusEvent:
         """The next event for a handle that no request was waiting for (webrtcup, hangup...)."""
