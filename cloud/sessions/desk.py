@@ -354,6 +354,27 @@ class Desk:
                 announced = loop.time()
             await asyncio.sleep(tick_every)
 
+    # -- views (no lock: they only read) -------------------------------------------------
+
+    def teller_view(self, teller_id: str) -> Message:
+        """A teller's state, open offer and current session, for their screen."""
+        teller = self.board.tellers.get(teller_id)
+        if teller is None:
+            raise RoutingError(f"unknown teller {teller_id}")
+        offer = self.board.offer_to(teller_id)
+        call = next((c for c in self.calls.values() if c.teller_id == teller_id), None)
+        return {
+            "teller": teller_id,
+            "state": teller.state.value,
+            "offer": None if offer is None else offer.request_id,
+            "session": None if call is None else call.session.id,
+            "session_state": None if call is None else call.session.state.value,
+        }
+
+    def teller_of(self, session_id: str) -> str | None:
+        """The teller currently on a session (None while it waits)."""
+        return self._call(session_id).teller_id
+
     # -- internals -----------------------------------------------------------------------
 
     def _call(self, session_id: str) -> _Call:

@@ -18,6 +18,8 @@ class TellerProfile(Model):
     businesses: fields.Field[dict[str, int]] = fields.JSONField(default=dict)
     #: language codes (see cloud.sessions.skills.LANGUAGES)
     languages: fields.Field[list[str]] = fields.JSONField(default=list)
+    #: SHA-256 (hex) of the teller's API token; the token itself is never stored.
+    token_sha256 = fields.CharField(max_length=64, null=True, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -7,11 +7,14 @@ restarted cloud sees exactly the history it wrote (and a tampered history fails 
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from tortoise.transactions import in_transaction
 
 from cloud.sessions import state as st
 from cloud.sessions.desk import SessionFacts
-from cloud.sessions.models import SessionTransition, TellerSession
+from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
 from cloud.sessions.state import Event, State, Transition
 
 
@@ -66,3 +69,24 @@ async def load(session_id: str) -> st.Session:
 
 async def set_recording(session_id: str, path: str, sha256: str) -> None:
     await TellerSession.filter(id=session_id).update(recording_path=path, recording_sha256=sha256)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_teller_token(teller_id: str) -> str:
+    """A new API token for a teller (replacing any old one); only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    updated = await TellerProfile.filter(id=teller_id).update(token_sha256=_digest(token))
+    if not updated:
+        raise KeyError(f"unknown teller {teller_id}")
+    return token
+
+
+async def teller_for_token(token: str) -> str | None:
+    """The teller a token belongs to, or None (usable as the router's ``teller_auth``)."""
+    if not token:
+        return None
+    profile = await TellerProfile.get_or_none(token_sha256=_digest(token))
+    return None if profile is None else profile.id

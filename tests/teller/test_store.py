@@ -11,7 +11,7 @@ from tortoise import Tortoise
 
 from cloud.sessions import store
 from cloud.sessions.errors import InvalidTransition
-from cloud.sessions.models import SessionTransition, TellerSession
+from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
 from cloud.sessions.state import Event, State
 from tests.teller.desk_rig import T0, rig
 
@@ -79,3 +79,18 @@ async def test_tampered_history_does_not_load(db: None) -> None:
     await offer.delete()
     with pytest.raises(InvalidTransition):
         await store.load("s1")
+
+
+async def test_teller_tokens_are_stored_hashed(db: None) -> None:
+    await TellerProfile.create(id="t1", name="Wang", businesses={"pension": 4}, languages=["cmn"])
+    token = await store.issue_teller_token("t1")
+    assert await store.teller_for_token(token) == "t1"
+    row = await TellerProfile.get(id="t1")
+    assert row.token_sha256 is not None and token not in row.token_sha256
+    assert await store.teller_for_token("guess") is None
+    assert await store.teller_for_token("") is None
+    newer = await store.issue_teller_token("t1")
+    assert await store.teller_for_token(token) is None  # replaced
+    assert await store.teller_for_token(newer) == "t1"
+    with pytest.raises(KeyError):
+        await store.issue_teller_token("nobody")
