@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from cloud.media.errors import MediaError
-from cloud.sessions.desk import Desk, Message
+from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
+from cloud.sessions.grants import Message
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import TellerState
 

@@ -29,27 +29,23 @@ import asyncio
 import contextlib
 import functools
 import math
-import secrets
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from cloud.media.errors import MediaError
 from cloud.media.nodes import Node
-from cloud.media.turn import turn_credentials
 from cloud.sessions import state as st
 from cloud.sessions.errors import RoutingError
 from cloud.sessions.estimate import HandleTimes, queue_status
+from cloud.sessions.grants import CUSTOMER, TELLER, Grant, Message, TurnConfig, make_grant
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.state import Event, Session, State, Transition
 
-Message = dict[str, Any]
 Notify = Callable[[str, Message], Awaitable[None]]
 Persist = Callable[[Transition, "SessionFacts"], Awaitable[None]]
 AfterCall = Callable[[str, Node], Awaitable[None]]
-
-CUSTOMER, TELLER = "customer", "teller"
 
 
 P = ParamSpec("P")
@@ -75,40 +71,6 @@ class MediaRooms(Protocol):
     async def close_room(self, room: str) -> Node | None: ...
     async def grant(self, node: Node, token: str) -> None: ...
     async def revoke(self, node: Node, token: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TurnConfig:
-    secret: str = field(repr=False)
-    urls: tuple[str, ...]
-    ttl: timedelta = timedelta(hours=2)
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Everything one participant needs to join the call's room."""
-
-    session_id: str
-    role: str
-    janus_url: str
-    token: str
-    room: str
-    feed: str  # publish as this
-    peer_feed: str  # subscribe to this
-    ice_servers: tuple[dict[str, object], ...]
-
-    def message(self) -> Message:
-        return {
-            "type": "connect",
-            "session": self.session_id,
-            "role": self.role,
-            "janus_url": self.janus_url,
-            "token": self.token,
-            "room": self.room,
-            "feed": self.feed,
-            "peer_feed": self.peer_feed,
-            "ice_servers": list(self.ice_servers),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,19 +414,11 @@ class Desk:
         )
 
     def _grant(self, call: _Call, role: str) -> Grant:
-        """A new token and the feeds for one side. Each teller publishes under their own
-        feed, so a transferred call records both tellers instead of overwriting one."""
-        assert call.node is not None
-        teller_feed = f"{TELLER}-{call.teller_id}"
-        feed, peer = (CUSTOMER, teller_feed) if role == CUSTOMER else (teller_feed, CUSTOMER)
-        servers: tuple[dict[str, object], ...] = ()
-        if self.turn is not None:
-            user = call.terminal_id if role == CUSTOMER else teller_feed
-            cred = turn_credentials(self.turn.secret, user, self.clock(), self.turn.ttl)
-            servers = (cred.ice_server(list(self.turn.urls)),)
-        token = f"{role}-{secrets.token_urlsafe(18)}"
-        room = call.session.id
-        return Grant(room, role, call.node.url, token, room, feed, peer, servers)
+        assert call.node is not None and call.teller_id is not None
+        return make_grant(
+            call.session.id, role, call.node.url, call.terminal_id, call.teller_id,
+            self.clock(), self.turn,
+        )  # fmt: skip
 
     async def _release(self, call: _Call) -> None:
         """Revoke the participants' tokens and destroy the room (Janus closes recordings)."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 
-from cloud.sessions.desk import Message
+from cloud.sessions.grants import Message
 
 TerminalSink = Callable[[str, Message], Awaitable[None]]
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from cloud.media.errors import JanusError
 from cloud.media.nodes import Node
-from cloud.sessions.desk import Desk, Message, SessionFacts, TurnConfig
+from cloud.sessions.desk import Desk, SessionFacts
 from cloud.sessions.estimate import HandleTimes
+from cloud.sessions.grants import Message, TurnConfig
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Transition

@@ -27,7 +27,8 @@ from cloud.media.janus import JanusClient
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.recording import RecordingResult
 from cloud.media.videoroom import VideoRoom
-from cloud.sessions.desk import Desk, Message
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong import procs

@@ -9,8 +9,8 @@ import pytest
 
 from cloud.media.errors import JanusError
 from cloud.media.nodes import Node
-from cloud.sessions.desk import TurnConfig
 from cloud.sessions.errors import RoutingError
+from cloud.sessions.grants import TurnConfig
 from cloud.sessions.routing import TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, State

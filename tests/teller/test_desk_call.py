@@ -19,7 +19,8 @@ from cloud.media.janus import JanusClient, JanusSession
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.recording import RecordingResult
 from cloud.media.videoroom import VideoRoom
-from cloud.sessions.desk import Desk, Message
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.sessions.desk import Message
+from cloud.sessions.grants import Message
 from cloud.sessions.outbox import Outbox
 
 

@@ -11,7 +11,8 @@ from cloud.media.errors import JanusError, JanusUnauthorized, NoMediaCapacity
 from cloud.media.janus import JanusClient
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.videoroom import VideoRoom
-from cloud.sessions.desk import Desk, Message
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
