@@ -103,6 +103,10 @@ class CloudSettings(_Base):
     tsdb_token: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    #: Secured mode: a second, HTTPS listener for terminals (enrolment and renewal), with a
+    #: server certificate from our CA. 0 = none.
+    terminal_api_port: int = Field(0, ge=0, le=65535)
+    terminal_api_host: str = "127.0.0.1"
     ingest: bool = True
     ingest_group: str = "ingest"
     #: Stable MQTT client id, so the broker keeps this consumer's session and queues messages

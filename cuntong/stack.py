@@ -57,6 +57,7 @@ class Stack:
     terminals: int = 3
     telemetry_interval_s: float = 5.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    enrol_port: int = 0
 
     def run(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -69,6 +70,7 @@ class Stack:
         broker = Broker(cfg, self.state_dir / "mosquitto")
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
         api_port = _port(8000)
+        self.enrol_port = _port(8443)
         previous = signal.signal(
             signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt)
         )
@@ -76,7 +78,9 @@ class Stack:
             broker.start()
             vm.start()
             self._start_api(broker, vm, api_port)
-            self._factory_claims(f"http://127.0.0.1:{api_port}")
+            self._factory_claims(
+                f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
+            )
             for i in range(self.terminals):
                 self._start_agent(i, with_devices=(i == 0))
             self._print_urls(broker, vm, api_port)
@@ -103,6 +107,7 @@ class Stack:
             CUNTONG_CLOUD_TSDB_URL=vm.url,
             CUNTONG_CLOUD_API_PORT=port,
             CUNTONG_CLOUD_STATE_DIR=self.pki_dir,
+            CUNTONG_CLOUD_TERMINAL_API_PORT=self.enrol_port,
             CUNTONG_CLOUD_ADMIN_TOKEN=self.admin_token,
         )
         proc = procs.start(
@@ -141,7 +146,7 @@ class Stack:
     def _terminal_dir(self, tid: str) -> Path:
         return self.state_dir / "terminals" / tid
 
-    def _factory_claims(self, api: str) -> None:
+    def _factory_claims(self, api: str, enrol_url: str) -> None:
         """Play the factory: one batch claim, a claim file on each new simulated terminal."""
         new = [
             i
@@ -163,7 +168,7 @@ class Stack:
             tid = self._tid(i)
             province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
             claim = FactoryClaim(
-                enrol_url=api,
+                enrol_url=enrol_url,
                 ca_pem=ca_pem,
                 claim_token=created.json()["token"],
                 terminal_id=tid,
@@ -241,6 +246,7 @@ class Stack:
             f"  its telemetry     {api}/api/v1/terminals/SX-00001/telemetry?minutes=10\n"
             f"  health            {api}/healthz\n"
             f"  telemetry store   {vm.url}/vmui  (VictoriaMetrics, PromQL)\n"
+            f"  terminal enrolment https://127.0.0.1:{self.enrol_port}/api/v1/enrol  (our CA)\n"
             f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"
             f"  operator token    {self.pki_dir / 'admin-token'}  (Bearer, for "
             f"{api}/api/v1/provisioning/…)\n"
