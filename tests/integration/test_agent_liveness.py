@@ -20,6 +20,7 @@ from tests.integration.agents import make_agent, new_id
 from tests.vision.faces import acted
 
 ACTION_OF = {v: k for k, v in PROMPTS.items()}
+MODEL_NAMES = {m["name"] for m in json.loads(Path("models/manifest.json").read_text())["models"]}
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +96,8 @@ async def test_liveness_check_by_command_sends_only_the_verdict(
         result = reply["result"]
         assert result["decision"] == "pass" and result["score"] >= 70
         assert len(customer.heard) >= 3  # the customer was prompted through the challenge
-        manifest = json.loads(Path("models/manifest.json").read_text())
         assert len(result["models"]) >= 3  # detector, landmarks, passive ensemble, by version
-        assert set(result["models"]) <= {m["name"] for m in manifest["models"]}
+        assert set(result["models"]) <= MODEL_NAMES
         assert len(result["frames_sha256"]) == 64
         await asyncio.sleep(0.5)  # the event drains from the spool
     finally:
