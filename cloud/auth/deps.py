@@ -1,0 +1,81 @@
+"""``require(role, ...)``: the FastAPI dependency that guards every route.
+
+    router = APIRouter(dependencies=[Depends(require(Role.FLEET_OPERATOR, Role.ADMIN))])
+    async def view(who: Annotated[Principal, Depends(require(Role.AUDITOR))]) -> ...
+
+A request carries ``Authorization: Bearer <token>`` from ``POST /api/v1/auth/login``. No
+token, an unknown, revoked or expired one, or a disabled account: 401. A valid login without
+any of the listed roles: 403. There is no implicit super-user: ``admin`` manages accounts
+and must be listed on a route to pass it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cloud.auth.models import LoginSession
+from cloud.auth.roles import Role
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account_id: str
+    roles: frozenset[Role]
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _unauthorised(why: str) -> HTTPException:
+    return HTTPException(401, why, {"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(token: str, now: dt.datetime) -> Principal | None:
+    """The principal a bearer token stands for, or None."""
+    login = (
+        await LoginSession.filter(token_sha256=token_digest(token))
+        .select_related("account")
+        .first()
+    )
+    if login is None or login.revoked or login.expires_at <= now or login.account.disabled:
+        return None
+    roles = frozenset(Role(r) for r in login.account.roles if r in Role.__members__.values())
+    return Principal(login.account.id, roles)
+
+
+def require(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting a logged-in account holding any of ``roles``."""
+    allowed = frozenset(Role(r) for r in roles)
+    if not allowed:
+        raise ValueError("require() needs at least one role")
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None:
+            raise _unauthorised("login required")
+        who = await authenticate(credentials.credentials, request.app.state.oversight.clock())
+        if who is None:
+            raise _unauthorised("login expired or invalid")
+        if not who.roles & allowed:
+            raise HTTPException(403, f"needs role {' or '.join(sorted(allowed))}")
+        request.state.principal = who
+        return who
+
+    return dependency
+
+
+def any_account() -> Callable[..., Awaitable[Principal]]:
+    """Any logged-in account (e.g. logout, who-am-I)."""
+    return require(*Role)

@@ -1,0 +1,68 @@
+"""The oversight services (auth, evidence, quality, ops), built once per API process.
+
+``install(app, settings)`` is the one call ``cloud.api.app.create_app`` makes: it puts an
+``Oversight`` on ``app.state.oversight`` and mounts the oversight routers. Tests build their
+own ``Oversight`` (fixed clock, cheap password hashing) and assign it after ``create_app``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+
+from cloud.auth import passwords
+from cloud.auth.ratelimit import RateLimiter
+from cloud.evidence.keys import EvidenceKeys, load_or_create
+from cloud.workflow.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
+from cuntong.settings import CloudSettings
+from provisioning import suite as suite_lib
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Oversight:
+    catalogue: Catalogue
+    evidence_keys: EvidenceKeys
+    evidence_dir: Path
+    suite: suite_lib.Suite
+    clock: Callable[[], dt.datetime] = _utcnow
+    hasher: PasswordHasher = passwords.HASHER
+    session_ttl: dt.timedelta = dt.timedelta(hours=8)
+    #: Login attempts: per account name and per client address.
+    login_per_account: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60.0))
+    login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(30, 60.0))
+    #: Terminal enrolment attempts per client address (see ``cloud.auth.api.enrol_rate_limit``).
+    enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
+
+    @classmethod
+    def build(cls, settings: CloudSettings) -> Oversight:
+        """Persistent keys under ``state_dir``; without one (development) throw-away keys."""
+        catalogue = load_catalogue(Path(os.environ.get("CUNTONG_CATALOGUE", DEFAULT_PATH)))
+        if settings.state_dir is not None:
+            keys = load_or_create(settings.state_dir)
+            evidence_dir = settings.state_dir / "evidence"
+        else:
+            keys = EvidenceKeys.generate()
+            # Development only: packages sealed with keys that die with the process.
+            evidence_dir = Path(tempfile.gettempdir()) / "cuntong-evidence"
+        return cls(catalogue, keys, evidence_dir, suite_lib.Suite(settings.crypto_suite))
+
+
+def install(app: FastAPI, settings: CloudSettings) -> None:
+    """Attach the oversight services and routers to the cloud API."""
+    from cloud.auth import api as auth_api
+    from cloud.evidence import api as evidence_api
+
+    app.state.oversight = Oversight.build(settings)
+    for router in (auth_api.router, evidence_api.router):
+        app.include_router(router)
