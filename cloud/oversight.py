@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from cloud.auth import passwords
 from cloud.auth.ratelimit import RateLimiter
 from cloud.evidence.keys import EvidenceKeys, load_or_create
+from cloud.ops.kpi import ContactRecord
 from cloud.workflow.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
 from cuntong.settings import CloudSettings
 from provisioning import suite as suite_lib
@@ -27,6 +28,30 @@ from provisioning import suite as suite_lib
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the big screen shows besides terminals: the queue and the tellers right now."""
+
+    queued: int = 0
+    longest_wait_s: float = 0.0
+    #: teller state (available, busy, wrap_up, break, ...) -> count
+    tellers: Mapping[str, int] = field(default_factory=dict)
+
+
+#: ``await contacts(since, until)``: contacts offered in [since, until).
+ContactSource = Callable[[dt.datetime, dt.datetime], Awaitable[list[ContactRecord]]]
+#: ``await live()``: the queue and teller states now.
+LiveSource = Callable[[], Awaitable[LiveState]]
+
+
+async def _no_contacts(since: dt.datetime, until: dt.datetime) -> list[ContactRecord]:
+    return []
+
+
+async def _no_live() -> LiveState:
+    return LiveState()
 
 
 @dataclass
@@ -43,6 +68,16 @@ class Oversight:
     login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(30, 60.0))
     #: Terminal enrolment attempts per client address (see ``cloud.auth.api.enrol_rate_limit``).
     enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
+
+    #: Where KPIs and staffing read finished contacts from, and the big screen reads live
+    #: queue and teller states; the teller-session service plugs its own in (see docs).
+    contacts: ContactSource = field(default_factory=lambda: _no_contacts)
+    live: LiveSource = field(default_factory=lambda: _no_live)
+
+    @property
+    def qa_salt(self) -> bytes:
+        """Secret salt of the quality-inspection sampling draw (stable across restarts)."""
+        return suite_lib.derive_key(self.suite, self.evidence_keys.data_master, "qa-sample-salt")
 
     @classmethod
     def build(cls, settings: CloudSettings) -> Oversight:
@@ -62,7 +97,9 @@ def install(app: FastAPI, settings: CloudSettings) -> None:
     """Attach the oversight services and routers to the cloud API."""
     from cloud.auth import api as auth_api
     from cloud.evidence import api as evidence_api
+    from cloud.ops import api as ops_api
+    from cloud.quality import api as quality_api
 
     app.state.oversight = Oversight.build(settings)
-    for router in (auth_api.router, evidence_api.router):
+    for router in (auth_api.router, evidence_api.router, quality_api.router, ops_api.router):
         app.include_router(router)
