@@ -14,6 +14,7 @@ MODEL_MODULES: list[str] = [
     "cloud.auth.models",
     "cloud.evidence.models",
     "cloud.quality.models",
+    "cloud.workflow.models",
 ]
 
 

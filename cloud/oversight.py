@@ -99,7 +99,9 @@ def install(app: FastAPI, settings: CloudSettings) -> None:
     from cloud.evidence import api as evidence_api
     from cloud.ops import api as ops_api
     from cloud.quality import api as quality_api
+    from cloud.workflow import api as workflow_api
 
     app.state.oversight = Oversight.build(settings)
-    for router in (auth_api.router, evidence_api.router, quality_api.router, ops_api.router):
-        app.include_router(router)
+    routers = (auth_api, evidence_api, quality_api, ops_api, workflow_api)
+    for module in routers:
+        app.include_router(module.router)

@@ -103,8 +103,12 @@ async def verify_package(
     keys = [ov.evidence_keys.seal.public_key(), ov.evidence_keys.tsa.public_key()]
     report = await asyncio.to_thread(verify, Path(record.package_dir), keys)
     await audit.record(who.account_id, "evidence_verify", session_id, ov.clock(), ok=report.ok)
-    return {"ok": report.ok, "events": report.events, "files": report.files,
-            "problems": report.problems}  # fmt: skip
+    return {
+        "ok": report.ok,
+        "events": report.events,
+        "files": report.files,
+        "problems": report.problems,
+    }
 
 
 @router.put("/{session_id}/legal-hold", response_model=EvidencePublic)

@@ -1,0 +1,87 @@
+"""A session's workflow over HTTP: steps in order, second person, evidence, QA queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloud.evidence.models import EvidenceRecord
+from cloud.evidence.verify import verify
+from cloud.quality.models import ReviewItem
+from cloud.workflow import service, store
+from cloud.workflow.models import WorkflowState
+from tests.oversight.conftest import Cloud
+
+CUSTOMER = {"name": "王美娜", "id_number": "610102199001011234"}
+
+
+async def _step(client, session: str, step: str, **body: object):  # type: ignore[no-untyped-def]
+    return await client.post(f"/api/v1/workflow/{session}/steps", json={"step": step, **body})
+
+
+async def test_high_risk_session_needs_supervisor_then_seals_evidence(cloud: Cloud) -> None:
+    alice = await cloud.client("alice", "teller")
+    bob = await cloud.client("bob", "teller")
+    sup = await cloud.client("sup", "supervisor")
+    rev = await cloud.client("rev", "reviewer")
+    started = await alice.post("/api/v1/workflow/S-1/start", json={"business": "card_loss"})
+    assert started.status_code == 201 and started.json()["next_step"] == "dual_recording"
+    assert (
+        await alice.post("/api/v1/workflow/S-1/start", json={"business": "card_loss"})
+    ).status_code == 409
+    assert (
+        await alice.post("/api/v1/workflow/S-2/start", json={"business": "nope"})
+    ).status_code == 422
+
+    skipped = await _step(alice, "S-1", "e_signature")
+    assert skipped.status_code == 409 and "next step is 'dual_recording'" in skipped.text
+    assert (await _step(bob, "S-1", "dual_recording")).status_code == 404  # not bob's session
+    for step in ("dual_recording", "id_card_read", "id_online_check"):
+        detail = {"id_number": CUSTOMER["id_number"]} if step == "id_card_read" else {}
+        assert (await _step(alice, "S-1", step, detail=detail)).status_code == 200
+    low = await _step(alice, "S-1", "liveness", liveness_score=61)
+    assert low.status_code == 403 and "second person" in low.text
+    reviewed = await _step(rev, "S-1", "liveness", liveness_score=61)
+    assert reviewed.status_code == 200
+    assert reviewed.json()["done"][-1]["detail"]["manual_review_by"] == "rev"
+    assert (await _step(alice, "S-1", "e_signature")).status_code == 200
+
+    early = await alice.post("/api/v1/workflow/S-1/finish", json={"customer": CUSTOMER})
+    assert early.status_code == 409 and "supervisor_authorisation" in early.text
+    assert (await _step(alice, "S-1", "supervisor_authorisation")).status_code == 403
+    assert (await _step(rev, "S-1", "supervisor_authorisation")).status_code == 403
+    assert (await _step(sup, "S-1", "supervisor_authorisation")).status_code == 200
+    assert (await sup.post("/api/v1/workflow/S-1/finish", json={})).status_code == 403
+    done = await alice.post("/api/v1/workflow/S-1/finish", json={"customer": CUSTOMER})
+    assert done.status_code == 200 and done.json()["outcome"] == "completed"
+
+    # The ID number went onto the timeline masked, and the package verifies.
+    state = await WorkflowState.get(session_id="S-1")
+    read = next(e for e in state.events if e["data"].get("step") == "id_card_read")
+    assert read["data"]["id_number"] == "6101**********1234"
+    record = await EvidenceRecord.get(session_id="S-1")
+    assert (record.operator_id, record.supervisor_id) == ("alice", "sup")
+    trusted = [cloud.ov.evidence_keys.seal.public_key(), cloud.ov.evidence_keys.tsa.public_key()]
+    report = verify(Path(record.package_dir), trusted)
+    assert report.ok and report.events == len(state.events) == 8
+    # Liveness 61 < 70: the whole session goes to full manual quality review.
+    assert (await ReviewItem.get(session_id="S-1")).reason == "low_liveness"
+    assert (await alice.get("/api/v1/evidence/S-1")).json()["customer"][
+        "id_number"
+    ] == "6101**********1234"
+
+
+async def test_racing_writers_cannot_both_append(cloud: Cloud) -> None:
+    ov = cloud.ov
+    await service.start(ov, "S-9", "pension", "alice", cloud.clock())
+    first = await store.load(ov.catalogue, ov.suite, "S-9")
+    second = await store.load(ov.catalogue, ov.suite, "S-9")
+    assert first is not None and second is not None
+    first.timeline.append("note", "alice", cloud.clock(), {"n": 1})
+    second.timeline.append("note", "alice", cloud.clock(), {"n": 2})
+    await store.save(first)
+    with pytest.raises(store.StaleWorkflow):
+        await store.save(second)
+    reloaded = await store.load(ov.catalogue, ov.suite, "S-9")
+    assert reloaded is not None and [e.data for e in reloaded.timeline.events][1:] == [{"n": 1}]
