@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,21 @@ async def test_retention_purge_respects_legal_hold_and_leaves_audit(cloud: Cloud
     assert view["deleted_at"] is not None and view["customer"] == {}
     assert (await auditor.get("/api/v1/evidence/S-old/verify")).status_code == 410
     assert cloud.clock() > dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+
+
+def test_accounts_cli_creates_an_admin_who_can_log_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from cloud.auth.cli import add_parser
+
+    monkeypatch.setenv("CUNTONG_ACCOUNT_PASSWORD", PASSWORD)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    db = f"sqlite://{tmp_path / 'c.sqlite3'}"
+    args = parser.parse_args(["accounts", "--db-url", db, "create", "root", "--role", "admin"])
+    args.func(args)
+    args = parser.parse_args(["accounts", "--db-url", db, "list"])
+    args.func(args)
+    assert capsys.readouterr().out == "created root (admin)\nroot\tadmin\t\n"
