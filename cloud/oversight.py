@@ -63,9 +63,10 @@ class Oversight:
     clock: Callable[[], dt.datetime] = _utcnow
     hasher: PasswordHasher = passwords.HASHER
     session_ttl: dt.timedelta = dt.timedelta(hours=8)
-    #: Login attempts: per account name and per client address.
+    #: Login attempts: per account name, and per client address (generous: a branch's
+    #: tellers share one NAT address and log in together at shift start).
     login_per_account: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60.0))
-    login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(30, 60.0))
+    login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(120, 60.0))
     #: Terminal enrolment attempts per client address (see ``cloud.auth.api.enrol_rate_limit``).
     enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
 

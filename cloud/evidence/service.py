@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,7 +39,8 @@ async def archive(
     now: dt.datetime,
 ) -> EvidenceRecord:
     spec = ov.catalogue.get(business)
-    serial = await EvidenceRecord.all().count() + 1
+    # RFC 3161 wants serials unique per TSA; 63 random bits need no shared counter.
+    serial = secrets.randbits(63)
     doc, sealed = package.build(
         session_id=session_id,
         business=business,

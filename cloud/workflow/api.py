@@ -120,7 +120,7 @@ async def record_step(
     who: Annotated[Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER))],
 ) -> WorkflowPublic:
     ov = request.app.state.oversight
-    await _visible(request, session_id, who)
+    loaded = await _visible(request, session_id, who)
     actor = engine.Actor(who.account_id, frozenset(who.roles))
     try:
         loaded = await service.record_step(
@@ -132,6 +132,7 @@ async def record_step(
             passed=body.passed,
             liveness_score=body.liveness_score,
             detail=body.detail,
+            loaded=loaded,
         )
     except WorkflowError as err:
         raise _http(err) from err
@@ -150,7 +151,7 @@ async def finish(
         raise HTTPException(404, "no such session")
     try:
         loaded = await service.finish(
-            ov, session_id, body.outcome, ov.clock(), customer=body.customer
+            ov, session_id, body.outcome, ov.clock(), customer=body.customer, loaded=loaded
         )
     except WorkflowError as err:
         raise _http(err) from err

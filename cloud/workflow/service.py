@@ -62,9 +62,14 @@ async def record_step(
     passed: bool = True,
     liveness_score: float | None = None,
     detail: Mapping[str, Any] | None = None,
+    loaded: store.Loaded | None = None,
 ) -> store.Loaded:
-    """The serving teller records a step; anyone else records it as the second person."""
-    loaded = await get(ov, session_id)
+    """The serving teller records a step; anyone else records it as the second person.
+
+    Pass ``loaded`` if the caller already read the workflow (saves a query; a stale copy
+    fails the save with StaleWorkflow rather than overwriting).
+    """
+    loaded = loaded or await get(ov, session_id)
     second = who.id != loaded.workflow.teller_id
     wf, record = engine.record_step(
         loaded.workflow,
@@ -90,12 +95,13 @@ async def finish(
     *,
     files: Sequence[EvidenceFile] = (),
     customer: Mapping[str, str] | None = None,
+    loaded: store.Loaded | None = None,
 ) -> store.Loaded:
     """Close the workflow, seal its evidence package and queue it for quality review.
 
     ``completed`` fails (WorkflowIncomplete) while any required step is outstanding.
     """
-    loaded = await get(ov, session_id)
+    loaded = loaded or await get(ov, session_id)
     wf = loaded.workflow
     if outcome is engine.Outcome.COMPLETED:
         wf = engine.complete(wf, now)
