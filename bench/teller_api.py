@@ -29,6 +29,7 @@ import httpx
 from cloud.auth import service
 from cloud.db import close_db, open_db
 from cuntong import procs
+from cuntong.servers.postgres import Postgres
 
 PASSWORD = "bench password 1"
 
@@ -109,14 +110,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--tellers", type=int, default=40)
     parser.add_argument("--db-url", default="")
+    parser.add_argument(
+        "--postgres", action="store_true", help="start a throw-away PostgreSQL (fsync off)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cuntong-bench-"))
+    pg = None
+    if args.postgres:
+        # Its own directory: the server runs as `postgres`, which cannot enter ours.
+        pg = Postgres(procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data")
+        pg.start()
+        args.db_url = f"postgres://{pg.user}@{pg.host}:{pg.port}/postgres"
     db_url = args.db_url or f"sqlite://{tmp / 'cloud.sqlite3'}"
     asyncio.run(_accounts(db_url, args.tellers))
     port = procs.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
-    env |= {"CUNTONG_CLOUD_DB_URL": db_url, "CUNTONG_CLOUD_API_PORT": str(port),
-            "CUNTONG_CLOUD_INGEST": "false", "TMPDIR": str(tmp)}  # fmt: skip
+    env |= {
+        "CUNTONG_CLOUD_DB_URL": db_url,
+        "CUNTONG_CLOUD_API_PORT": str(port),
+        "CUNTONG_CLOUD_INGEST": "false",
+        "TMPDIR": str(tmp),
+    }
     proc = procs.start([sys.executable, "-m", "cuntong", "api"], tmp / "api.log", env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -132,19 +146,28 @@ def main() -> None:
         out = asyncio.run(run(url, args.rate, args.seconds, args.tellers))
     finally:
         procs.stop(proc)
+        if pg is not None:
+            pg.stop()
+            pg.remove()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"command: .venv/bin/python bench/teller_api.py --rate {args.rate:g} "
-          f"--seconds {args.seconds:g} --tellers {args.tellers}"
-          + (f" --db-url {args.db_url}" if args.db_url else ""))  # fmt: skip
-    print(f"database: {'sqlite' if db_url.startswith('sqlite') else 'postgresql'}; "
-          f"{len(out)} requests at {args.rate:g}/s")  # fmt: skip
+    print(
+        f"command: .venv/bin/python bench/teller_api.py --rate {args.rate:g} "
+        f"--seconds {args.seconds:g} --tellers {args.tellers}"
+        + (" --postgres" if pg else f" --db-url {args.db_url}" if args.db_url else "")
+    )
+    print(
+        f"database: {'sqlite' if db_url.startswith('sqlite') else 'postgresql'}; "
+        f"{len(out)} requests at {args.rate:g}/s"
+    )
     for kind in ("all", "GET", "start", "steps", "me", "finish"):
         lat = sorted(v for k, v in out if kind in ("all", k))
         if not lat:
             continue
         q = statistics.quantiles(lat, n=100)
-        print(f"{kind:7s} n={len(lat):5d}  p50 {q[49] * 1e3:6.1f} ms  p99 {q[98] * 1e3:6.1f} ms  "
-              f"max {lat[-1] * 1e3:6.1f} ms")  # fmt: skip
+        print(
+            f"{kind:7s} n={len(lat):5d}  p50 {q[49] * 1e3:6.1f} ms  p99 {q[98] * 1e3:6.1f} ms  "
+            f"max {lat[-1] * 1e3:6.1f} ms"
+        )
 
 
 if __name__ == "__main__":
