@@ -34,6 +34,7 @@ from cuntong.topics import Channel, command_filter, topic
 from edge import commands, wire
 from edge.health import HealthSampler
 from edge.identity import SecureLink
+from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
 from provisioning.errors import CommandRefused
@@ -71,7 +72,11 @@ class Agent:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.versions = {"agent": __version__}
-        self.handlers: dict[str, commands.Handler] = {"ping": self._cmd_ping}
+        self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
+        self.handlers: dict[str, commands.Handler] = {
+            "ping": self._cmd_ping,
+            "peripheral_selftest": self._cmd_selftest,
+        }
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
             "spool_depth": lambda: float(self.spool.depth()),
@@ -92,7 +97,7 @@ class Agent:
         return seq
 
     def record_telemetry(self) -> int:
-        peripherals = self.sim.peripheral_states() if self.sim else {}
+        peripherals = self.peripherals.states()
         body = {
             "metrics": self.sampler.sample(),
             "peripherals": peripherals,
@@ -108,6 +113,7 @@ class Agent:
     # --- the loops -----------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self.peripherals.open()
         tasks = [
             asyncio.create_task(self._telemetry_loop(), name="telemetry"),
             asyncio.create_task(self._link_loop(), name="link"),
@@ -126,6 +132,7 @@ class Agent:
             for task in [*tasks, stop]:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
+            await self.peripherals.close()
             self.spool.close()
 
     async def _telemetry_loop(self) -> None:
@@ -286,6 +293,10 @@ class Agent:
             if correlation is not None:
                 props.CorrelationData = correlation
             await client.publish(response_topic, reply.to_bytes(), qos=1, properties=props)
+
+    async def _cmd_selftest(self, args: dict[str, Any]) -> dict[str, Any]:
+        results = await self.peripherals.self_test()
+        return {"passed": all(r["passed"] for r in results), "results": results}
 
     async def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "ts": self._ms(), "spool_depth": self.spool.depth(), "echo": args}
