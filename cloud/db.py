@@ -15,6 +15,8 @@ MODEL_MODULES: list[str] = [
     "cloud.evidence.models",
     "cloud.quality.models",
     "cloud.workflow.models",
+    # teller sessions (read by cloud.ops.sources)
+    "cloud.sessions.models",
 ]
 
 
