@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from cloud.auth import passwords
 from cloud.auth.ratelimit import RateLimiter
@@ -94,15 +94,19 @@ class Oversight:
         return cls(catalogue, keys, evidence_dir, suite_lib.Suite(settings.crypto_suite))
 
 
-def install(app: FastAPI, settings: CloudSettings) -> None:
-    """Attach the oversight services and routers to the cloud API."""
+def routers() -> list[APIRouter]:
+    """The oversight routers (imported here, not at module load: they import this module)."""
     from cloud.auth import api as auth_api
     from cloud.evidence import api as evidence_api
     from cloud.ops import api as ops_api
     from cloud.quality import api as quality_api
     from cloud.workflow import api as workflow_api
 
+    return [m.router for m in (auth_api, evidence_api, quality_api, ops_api, workflow_api)]
+
+
+def install(app: FastAPI, settings: CloudSettings) -> None:
+    """Attach the oversight services and routers to the cloud API."""
     app.state.oversight = Oversight.build(settings)
-    routers = (auth_api, evidence_api, quality_api, ops_api, workflow_api)
-    for module in routers:
-        app.include_router(module.router)
+    for router in routers():
+        app.include_router(router)

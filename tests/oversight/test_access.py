@@ -176,3 +176,20 @@ def test_accounts_cli_creates_an_admin_who_can_log_in(
     args = parser.parse_args(["accounts", "--db-url", db, "list"])
     args.func(args)
     assert capsys.readouterr().out == "created root (admin)\nroot\tadmin\t\n"
+
+
+def test_every_oversight_route_is_guarded() -> None:
+    from cloud.auth.deps import unguarded_routes
+    from cloud.oversight import routers
+
+    public = frozenset({
+        "POST /api/v1/auth/login",  # how a login starts
+        "GET /api/v1/ops/screen",  # static page; the data it polls is guarded
+    })  # fmt: skip
+    assert sum(len(r.routes) for r in routers()) >= 20
+    assert unguarded_routes(routers(), public) == []
+    from fastapi import APIRouter
+
+    leaky = APIRouter()
+    leaky.get("/x")(lambda: None)
+    assert unguarded_routes([leaky], public) == ["GET /x"]
