@@ -86,7 +86,9 @@ async def login(body: LoginRequest, request: Request) -> LoginResponse:
     token, session = result
     await audit.record(body.username, "login", _client(request), now)
     account = await session.account
-    return LoginResponse(token=token, expires_at=session.expires_at, roles=account.roles)
+    return LoginResponse(
+        token=token, expires_at=session.expires_at, roles=[Role(r) for r in account.roles]
+    )
 
 
 @router.post("/auth/logout", status_code=204)
@@ -113,7 +115,13 @@ async def create_account(
         )
     except IntegrityError as err:
         raise HTTPException(409, f"account {body.id} exists") from err
-    await audit.record(who.account_id, "account_create", body.id, ov.clock(), roles=account.roles)
+    await audit.record(
+        who.account_id,
+        "account_create",
+        body.id,
+        ov.clock(),
+        roles=[Role(r) for r in account.roles],
+    )
     return account
 
 

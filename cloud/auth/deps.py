@@ -110,7 +110,7 @@ def unguarded_routes(routers: Iterable[Any], public: frozenset[str]) -> list[str
             elif isinstance(route, APIRoute) and guarded_by(route) is None:
                 missing += [
                     f"{m} {route.path}"
-                    for m in sorted(route.methods)
+                    for m in sorted(route.methods or ())
                     if f"{m} {route.path}" not in public
                 ]
     return missing

@@ -74,7 +74,7 @@ def verify(
     manifest: dict[str, Any] = doc["manifest"]
     report = Report(str(directory), str(manifest.get("session_id", "")))
     try:
-        suite = suite_lib.Suite(manifest.get("suite"))
+        suite = suite_lib.Suite(str(manifest.get("suite")))
     except ValueError:
         report.problems.append(f"manifest: unknown crypto suite {manifest.get('suite')!r}")
         return report

@@ -119,7 +119,7 @@ def per_teller(
             by_teller[r.teller_id].append(r)
     scores = quality or {}
     return {
-        teller: kpis(rs, quality_scores=scores.get(teller, ()), **options)  # type: ignore[arg-type]
+        teller: kpis(rs, quality_scores=scores.get(teller, ()), **options)
         for teller, rs in sorted(by_teller.items())
     }
 

@@ -156,7 +156,7 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
     if not isinstance(name, str) or not name:
         raise CatalogueError(f"{where}: 'name' must be a non-empty string")
     try:
-        risk = Risk(row.get("risk"))
+        risk = Risk(str(row.get("risk")))
     except ValueError:
         raise CatalogueError(f"{where}: 'risk' must be one of {[r.value for r in Risk]}") from None
     steps = row.get("steps")
