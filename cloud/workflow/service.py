@@ -16,11 +16,12 @@ from typing import Any
 from cloud.auth.masking import mask_fields
 from cloud.evidence import service as evidence
 from cloud.evidence.chain import Timeline
+from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.package import EvidenceFile
 from cloud.oversight import Oversight
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
-from cloud.workflow.errors import WorkflowError
+from cloud.workflow.errors import WorkflowClosed, WorkflowError
 
 
 class NoSuchWorkflow(WorkflowError, LookupError):
@@ -83,7 +84,7 @@ async def record_step(
         detail=mask_fields(detail or {}),
     )
     loaded.workflow = wf
-    loaded.timeline.append("step", who.id, now, {"step": step, "passed": passed, **record.detail})
+    loaded.timeline.append("step", who.id, now, {**record.detail, "step": step, "passed": passed})
     return await store.save(loaded)
 
 
@@ -102,6 +103,8 @@ async def finish(
     ``completed`` fails (WorkflowIncomplete) while any required step is outstanding.
     """
     loaded = loaded or await get(ov, session_id)
+    if await EvidenceRecord.exists(session_id=session_id):
+        raise WorkflowClosed(f"session {session_id} already finished and sealed")
     wf = loaded.workflow
     if outcome is engine.Outcome.COMPLETED:
         wf = engine.complete(wf, now)

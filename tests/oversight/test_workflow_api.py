@@ -55,6 +55,8 @@ async def test_high_risk_session_needs_supervisor_then_seals_evidence(cloud: Clo
     assert (await sup.post("/api/v1/workflow/S-1/finish", json={})).status_code == 403
     done = await alice.post("/api/v1/workflow/S-1/finish", json={"customer": CUSTOMER})
     assert done.status_code == 200 and done.json()["outcome"] == "completed"
+    again = await alice.post("/api/v1/workflow/S-1/finish", json={"outcome": "rejected"})
+    assert again.status_code == 409
 
     # The ID number went onto the timeline masked, and the package verifies.
     state = await WorkflowState.get(session_id="S-1")
@@ -85,3 +87,17 @@ async def test_racing_writers_cannot_both_append(cloud: Cloud) -> None:
         await store.save(second)
     reloaded = await store.load(ov.catalogue, ov.suite, "S-9")
     assert reloaded is not None and [e.data for e in reloaded.timeline.events][1:] == [{"n": 1}]
+
+
+async def test_rejected_session_is_sealed_once(cloud: Cloud) -> None:
+    alice = await cloud.client("alice", "teller")
+    await alice.post("/api/v1/workflow/S-3/start", json={"business": "balance_inquiry"})
+    bad = await _step(alice, "S-3", "id_card_read", passed=False, detail={"step": "forged"})
+    assert bad.json()["outcome"] == "rejected"
+    state = await WorkflowState.get(session_id="S-3")
+    assert state.events[-1]["data"]["step"] == "id_card_read"  # detail cannot rename a step
+    sealed = await alice.post("/api/v1/workflow/S-3/finish", json={"outcome": "rejected"})
+    assert sealed.status_code == 200
+    assert (await EvidenceRecord.get(session_id="S-3")).outcome == "rejected"
+    twice = await alice.post("/api/v1/workflow/S-3/finish", json={"outcome": "rejected"})
+    assert twice.status_code == 409 and "already finished" in twice.text
