@@ -30,6 +30,12 @@ from provisioning.revocation import RevocationPublisher, keep_crl_fresh
 from provisioning.service import Provisioner
 
 
+def broker_services(*instances: str) -> dict[str, str]:
+    """Broker ACL entries for cloud processes: each ingesting instance holds two links
+    (business over MQTT 5, telemetry over 3.1.1), each with its own certificate."""
+    return {name: "cloud" for instance in instances for name in (instance, f"{instance}-telemetry")}
+
+
 @dataclass
 class Security:
     provisioner: Provisioner

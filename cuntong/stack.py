@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from cloud.security import broker_services
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -65,7 +66,7 @@ class Stack:
         # The default stack is secured: an mTLS-only broker with per-terminal ACLs, and
         # terminals that enrol with a factory claim (see docs/provisioning.md).
         cfg, _ = secure_broker(
-            self.pki_dir, _port(8883), datetime.now(UTC), services={"api": "cloud"}
+            self.pki_dir, _port(8883), datetime.now(UTC), services=broker_services("api")
         )
         broker = Broker(cfg, self.state_dir / "mosquitto")
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
