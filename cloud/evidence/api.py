@@ -101,7 +101,7 @@ async def verify_package(
     if record.deleted_at is not None:
         raise HTTPException(410, "evidence deleted after its retention period")
     keys = [ov.evidence_keys.seal.public_key(), ov.evidence_keys.tsa.public_key()]
-    report = await asyncio.to_thread(verify, Path(record.package_dir), keys)
+    report = await asyncio.to_thread(verify, Path(record.package_dir), keys, None, ov.catalogue)
     await audit.record(who.account_id, "evidence_verify", session_id, ov.clock(), ok=report.ok)
     return {
         "ok": report.ok,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cloud.evidence.keys import load_public
 from cloud.evidence.verify import verify
+from cloud.workflow.catalogue import DEFAULT_PATH, load_catalogue
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=Path,
         help="the cloud's evidence-data-master.key: also decrypt files and check plaintext",
     )
+    v.add_argument(
+        "--catalogue",
+        type=Path,
+        default=DEFAULT_PATH,
+        help="business catalogue the process is checked against (default: the shipped one)",
+    )
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.set_defaults(func=_cmd_verify)
 
@@ -42,7 +49,8 @@ def _cmd_verify(args: argparse.Namespace) -> None:
     trusted = [load_public(path.read_bytes()) for path in args.trust]
     master = args.data_key.read_bytes() if args.data_key else None
     started = time.perf_counter()
-    report = verify(args.package, trusted, master)
+    catalogue = load_catalogue(args.catalogue)
+    report = verify(args.package, trusted, master, catalogue)
     elapsed = time.perf_counter() - started
     if args.json:
         print(json.dumps({**vars(report), "ok": report.ok, "seconds": elapsed}, indent=1))

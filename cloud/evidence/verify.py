@@ -7,7 +7,9 @@ Checks, in order, and reports every failure (not only the first):
 2. the timestamp: TSA signature, and that it covers this seal's signature;
 3. the event chain: every event's hash and previous-hash link, and the signed head;
 4. every file: sealed bytes against the signed digest; with the data key also decrypts and
-   checks the plaintext digest.
+   checks the plaintext digest;
+5. with a catalogue, the process: steps in order, completed only with every required step,
+   supervisor authorisation by a second person (``process.check``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cloud.evidence import chain, package, tsa
+from cloud.evidence import chain, package, process, tsa
 from cloud.evidence.canonical import canonical
 from cloud.evidence.keys import key_id, load_public, session_data_key
+from cloud.workflow.catalogue import Catalogue
 from provisioning import suite as suite_lib
 
 
@@ -68,8 +71,12 @@ def verify(
     directory: Path,
     trusted: Sequence[ed25519.Ed25519PublicKey] = (),
     data_master: bytes | None = None,
+    catalogue: Catalogue | None = None,
 ) -> Report:
-    """Verify the package in ``directory`` (raises PackageFormatError if it is not one)."""
+    """Verify the package in ``directory`` (raises PackageFormatError if it is not one).
+
+    With a ``catalogue`` it also checks the sealed steps against the business's process.
+    """
     doc = package.read_document(directory)
     manifest: dict[str, Any] = doc["manifest"]
     report = Report(str(directory), str(manifest.get("session_id", "")))
@@ -111,6 +118,13 @@ def verify(
         report.problems.append(
             "events: chain head differs from the sealed head (events appended or cut off)"
         )
+
+    if catalogue is not None:
+        business = catalogue.businesses.get(str(manifest.get("business")))
+        if business is None:
+            report.warnings.append(f"process: business {manifest.get('business')!r} unknown")
+        else:
+            report.problems += process.check(events, business.steps, manifest.get("operator", {}))
 
     data_key = session_data_key(suite, data_master, report.session_id) if data_master else None
     for entry in manifest.get("files", []):

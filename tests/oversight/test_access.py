@@ -26,7 +26,8 @@ CUSTOMER = {
 async def _archive(cloud: Cloud, session_id: str, teller: str) -> None:
     timeline = Timeline(cloud.ov.suite)
     timeline.append("session_start", teller, cloud.clock())
-    timeline.append("step", teller, cloud.clock(), {"step": "id_card_read"})
+    for step in ("dual_recording", "id_card_read"):  # in progress: the first two steps
+        timeline.append("step", teller, cloud.clock(), {"step": step})
     await service.archive(
         cloud.ov,
         session_id=session_id,
@@ -73,7 +74,7 @@ async def test_teller_sees_only_own_sessions_masked_and_cannot_reveal(cloud: Clo
     shown = await sup.post("/api/v1/evidence/S-2/reveal", json={"field": "id_number"})
     assert shown.json() == {"id_number": "610102199001011234"}
     verified = await sup.get("/api/v1/evidence/S-2/verify")
-    assert verified.json()["ok"] is True and verified.json()["events"] == 2
+    assert verified.json()["ok"] is True and verified.json()["events"] == 3
 
     trail = [
         (e.actor, e.action, e.target, e.detail.get("field"))

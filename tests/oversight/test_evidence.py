@@ -147,3 +147,28 @@ def test_keys_persist_and_cli_exit_codes(
 def test_timeline_rejects_naive_time() -> None:
     with pytest.raises(ValueError, match="naive"):
         chain.Timeline(suite_lib.Suite.SM).append("x", "t", START.replace(tzinfo=None))
+
+
+def test_process_check_against_the_catalogue(tmp_path: Path) -> None:
+    from cloud.evidence import process
+    from cloud.workflow.catalogue import load_catalogue
+
+    cat = load_catalogue()
+    pkg = session_package(tmp_path, KEYS)
+    assert verify(pkg, TRUST, catalogue=cat).ok
+    events = [
+        chain.Event.from_json(e)
+        for e in json.loads((pkg / "package.json").read_text())["manifest"]["events"]
+    ]
+    required = cat.get("password_reset").steps
+    operator = {"teller_id": "t-1"}
+    assert process.check(events, required, operator) == []
+    no_supervisor = [e for e in events if e.data.get("step") != "supervisor_authorisation"]
+    assert process.check(no_supervisor, required, operator) == [
+        "process: marked completed without required step(s) ['supervisor_authorisation']"
+    ]
+    assert process.check(events, required, {"teller_id": "s-1"}) == [
+        "process: supervisor authorisation by the serving teller s-1"
+    ]
+    swapped = [*events[:5], events[6], events[5], *events[7:]]
+    assert process.check(swapped, required, operator)[0].startswith("process: steps")
