@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
@@ -133,6 +133,39 @@ async def record_step(
             liveness_score=body.liveness_score,
             detail=body.detail,
             loaded=loaded,
+        )
+    except WorkflowError as err:
+        raise _http(err) from err
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    return _public(loaded)
+
+
+#: Largest file a teller desk uploads in one request (a voucher photo, an e-signature).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+@router.put("/{session_id}/files/{name}", response_model=WorkflowPublic)
+async def capture_file(
+    session_id: str,
+    name: str,
+    request: Request,
+    who: Teller,
+    role: Annotated[str, Query(pattern="^(voucher|e_signature|recording)$")],
+) -> WorkflowPublic:
+    """Upload a voucher image or e-signature (raw body); sealed into the package at finish."""
+    ov = request.app.state.oversight
+    loaded = await _visible(request, session_id, who)
+    if loaded.workflow.teller_id != who.account_id:
+        raise HTTPException(404, "no such session")
+    if int(request.headers.get("content-length") or 0) > MAX_FILE_BYTES:
+        raise HTTPException(413, f"at most {MAX_FILE_BYTES} bytes")
+    data = await request.body()
+    if len(data) > MAX_FILE_BYTES:
+        raise HTTPException(413, f"at most {MAX_FILE_BYTES} bytes")
+    try:
+        loaded = await service.capture_file(
+            ov, session_id, name, role, data, who.account_id, ov.clock()
         )
     except WorkflowError as err:
         raise _http(err) from err

@@ -9,11 +9,15 @@ recording segments and images the caller passes) and queues the session for qual
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cloud.auth.masking import mask_fields
+from cloud.evidence import package
 from cloud.evidence import service as evidence
 from cloud.evidence.chain import Timeline
 from cloud.evidence.models import EvidenceRecord
@@ -22,6 +26,7 @@ from cloud.oversight import Oversight
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
 from cloud.workflow.errors import WorkflowClosed, WorkflowError
+from provisioning import suite as suite_lib
 
 
 class NoSuchWorkflow(WorkflowError, LookupError):
@@ -88,6 +93,63 @@ async def record_step(
     return await store.save(loaded)
 
 
+def _staging(ov: Oversight, session_id: str) -> Path:
+    return ov.evidence_dir / ".staging" / package.safe_name(session_id)
+
+
+async def capture_file(
+    ov: Oversight, session_id: str, name: str, role: str, data: bytes, actor: str, now: dt.datetime
+) -> store.Loaded:
+    """Keep a voucher image, e-signature or recording for the package, sealed at rest.
+
+    The timeline commits to the file's digest at capture time, so a file swapped before
+    the package is sealed is caught as surely as one swapped after.
+    """
+    if role not in package.ROLES:
+        raise ValueError(f"role must be one of {sorted(package.ROLES)}")
+    loaded = await get(ov, session_id)
+    if loaded.workflow.outcome is not None:
+        raise WorkflowClosed(f"session {session_id} already {loaded.workflow.outcome}")
+    target = _staging(ov, session_id) / package.safe_name(name)
+    if target.exists():
+        raise WorkflowError(f"file {name} already captured")
+    key = ov.evidence_keys.data_key(ov.suite, session_id)
+    sealed = suite_lib.encrypt(ov.suite, key, data, aad=f"staging:{session_id}/{name}".encode())
+    digest = suite_lib.digest(ov.suite, data).hex()
+    loaded.timeline.append(
+        "file_captured", actor, now, {"name": name, "role": role, "digest": digest}
+    )
+    loaded = await store.save(loaded)
+    await asyncio.to_thread(_write, target, sealed)
+    return loaded
+
+
+def _write(target: Path, blob: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(blob)
+
+
+def _staged(ov: Oversight, loaded: store.Loaded) -> list[EvidenceFile]:
+    """The captured files, decrypted and checked against the digests on the timeline."""
+    session_id = loaded.workflow.session_id
+    key = ov.evidence_keys.data_key(ov.suite, session_id)
+    files = []
+    for event in loaded.timeline.events:
+        if event.kind != "file_captured":
+            continue
+        name, role = str(event.data["name"]), str(event.data["role"])
+        try:
+            blob = (_staging(ov, session_id) / name).read_bytes()
+            aad = f"staging:{session_id}/{name}".encode()
+            data = suite_lib.decrypt(ov.suite, key, blob, aad=aad)
+        except (OSError, suite_lib.DecryptError) as err:
+            raise WorkflowError(f"captured file {name} is missing or was altered") from err
+        if suite_lib.digest(ov.suite, data).hex() != event.data["digest"]:
+            raise WorkflowError(f"captured file {name} changed since capture")
+        files.append(EvidenceFile(name, role, data))
+    return files
+
+
 async def finish(
     ov: Oversight,
     session_id: str,
@@ -112,6 +174,7 @@ async def finish(
         wf = engine.abandon(wf, now)
     elif wf.outcome is None:
         raise WorkflowError("a workflow is rejected by a failed step, not by finish()")
+    staged = await asyncio.to_thread(_staged, ov, loaded)
     loaded.workflow = wf
     loaded.timeline.append("session_end", wf.teller_id, now, {"outcome": wf.outcome})
     loaded = await store.save(loaded)
@@ -124,10 +187,11 @@ async def finish(
         supervisor_id=supervisor,
         outcome=str(wf.outcome),
         timeline=loaded.timeline,
-        files=files,
+        files=[*staged, *files],
         customer=customer or {},
         now=now,
     )
+    shutil.rmtree(_staging(ov, session_id), ignore_errors=True)
     liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
     await quality.consider(
         ov.catalogue,

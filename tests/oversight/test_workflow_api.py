@@ -101,3 +101,45 @@ async def test_rejected_session_is_sealed_once(cloud: Cloud) -> None:
     assert (await EvidenceRecord.get(session_id="S-3")).outcome == "rejected"
     twice = await alice.post("/api/v1/workflow/S-3/finish", json={"outcome": "rejected"})
     assert twice.status_code == 409 and "already finished" in twice.text
+
+
+async def test_captured_files_are_sealed_into_the_package(cloud: Cloud) -> None:
+    alice = await cloud.client("alice", "teller")
+    bob = await cloud.client("bob", "teller")
+    await alice.post("/api/v1/workflow/S-4/start", json={"business": "cash_deposit"})
+    url = "/api/v1/workflow/S-4/files"
+    photo = b"\xff\xd8 voucher photo"
+    assert (await alice.put(f"{url}/voucher-1.jpg?role=voucher", content=photo)).status_code == 200
+    assert (await alice.put(f"{url}/voucher-1.jpg?role=voucher", content=b"x")).status_code == 409
+    assert (await alice.put(f"{url}/x.bin?role=selfie", content=b"x")).status_code == 422
+    assert (await bob.put(f"{url}/sig.png?role=e_signature", content=b"x")).status_code == 404
+    staged = cloud.ov.evidence_dir / ".staging" / "S-4" / "voucher-1.jpg"
+    assert photo not in staged.read_bytes()  # sealed at rest from the moment of capture
+    assert (
+        await alice.put(f"{url}/sig.png?role=e_signature", content=b"PNG sig")
+    ).status_code == 200
+    for step in ("card_read", "voucher_capture", "e_signature"):
+        assert (await _step(alice, "S-4", step)).status_code == 200
+    done = await alice.post("/api/v1/workflow/S-4/finish", json={})
+    assert done.status_code == 200, done.text
+    record = await EvidenceRecord.get(session_id="S-4")
+    keys = cloud.ov.evidence_keys
+    report = verify(Path(record.package_dir), [keys.seal.public_key(), keys.tsa.public_key()],
+                    keys.data_master, cloud.ov.catalogue)  # fmt: skip
+    assert report.ok and report.files == 2
+    assert not staged.parent.exists()
+
+
+async def test_file_altered_in_staging_stops_the_seal(cloud: Cloud) -> None:
+    alice = await cloud.client("alice", "teller")
+    await alice.post("/api/v1/workflow/S-5/start", json={"business": "loan_repayment"})
+    await alice.put("/api/v1/workflow/S-5/files/sig.png?role=e_signature", content=b"sig")
+    staged = cloud.ov.evidence_dir / ".staging" / "S-5" / "sig.png"
+    blob = bytearray(staged.read_bytes())
+    blob[-1] ^= 1
+    staged.write_bytes(bytes(blob))
+    for step in ("card_read", "pin_entry", "e_signature"):
+        await _step(alice, "S-5", step)
+    refused = await alice.post("/api/v1/workflow/S-5/finish", json={})
+    assert refused.status_code == 409 and "sig.png is missing or was altered" in refused.text
+    assert not await EvidenceRecord.exists(session_id="S-5")
