@@ -7,17 +7,20 @@ own ``Oversight`` (fixed clock, cheap password hashing) and assign it after ``cr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from fastapi import APIRouter, FastAPI
 
 from cloud.auth import passwords
+from cloud.auth.harden import harden_audit_log
 from cloud.auth.ratelimit import RateLimiter
 from cloud.evidence.keys import EvidenceKeys, load_or_create
 from cloud.ops.kpi import ContactRecord
@@ -110,3 +113,17 @@ def install(app: FastAPI, settings: CloudSettings) -> None:
     app.state.oversight = Oversight.build(settings)
     for router in routers():
         app.include_router(router)
+    _after_startup(app, harden_audit_log)
+
+
+def _after_startup(app: FastAPI, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run ``hook`` once the app's own lifespan has opened the database."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            await hook()
+            yield state
+
+    app.router.lifespan_context = lifespan

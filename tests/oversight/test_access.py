@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from tortoise.exceptions import OperationalError
 
 from cloud.auth.errors import AuditLogImmutable
 from cloud.auth.masking import mask_card_number, mask_id_number, mask_name, mask_phone
@@ -131,6 +132,11 @@ async def test_audit_log_is_append_only_and_readable_by_auditor(cloud: Cloud) ->
         await entry.save()
     with pytest.raises(AuditLogImmutable):
         await entry.delete()
+    # Not even a bulk update or delete, which bypasses the model: the database refuses.
+    with pytest.raises(OperationalError, match="append-only"):
+        await AuditEntry.filter(actor="aud").update(action="nothing happened")
+    with pytest.raises(OperationalError, match="append-only"):
+        await AuditEntry.filter(actor="aud").delete()
     assert (await AuditEntry.filter(actor="aud").values_list("action", flat=True)) == [
         "login",
         "audit_view",
