@@ -20,6 +20,8 @@ from argon2 import PasswordHasher
 from fastapi import APIRouter, FastAPI
 
 from cloud.auth import passwords
+from cloud.auth.cache import TokenCache
+from cloud.auth.deps import Principal
 from cloud.auth.harden import harden_audit_log
 from cloud.auth.ratelimit import RateLimiter
 from cloud.evidence.keys import EvidenceKeys, load_or_create
@@ -70,6 +72,8 @@ class Oversight:
     #: tellers share one NAT address and log in together at shift start).
     login_per_account: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60.0))
     login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(120, 60.0))
+    #: Who each bearer token stands for, for a couple of seconds (see cloud.auth.cache).
+    principals: TokenCache[Principal] = field(default_factory=TokenCache)
     #: Terminal enrolment attempts per client address (see ``cloud.auth.api.enrol_rate_limit``).
     enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
 

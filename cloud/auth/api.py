@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
 from cloud.auth import audit, service
-from cloud.auth.deps import Principal, any_account, require
+from cloud.auth.deps import Principal, any_account, require, token_digest
 from cloud.auth.models import Account, AuditEntry
 from cloud.auth.roles import Role
 
@@ -95,6 +95,7 @@ async def login(body: LoginRequest, request: Request) -> LoginResponse:
 async def logout(request: Request, who: Annotated[Principal, Depends(any_account())]) -> Response:
     token = request.headers["authorization"].partition(" ")[2]
     await service.logout(token)
+    request.app.state.oversight.principals.drop(token_digest(token))
     await audit.record(who.account_id, "logout", "", request.app.state.oversight.clock())
     return Response(status_code=204)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from cloud.auth.cache import TokenCache
 from cloud.auth.models import LoginSession
 from cloud.auth.roles import Role
 
@@ -40,17 +42,21 @@ def _unauthorised(why: str) -> HTTPException:
     return HTTPException(401, why, {"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(token: str, now: dt.datetime) -> Principal | None:
+async def authenticate(
+    token: str, now: dt.datetime, cache: TokenCache[Principal] | None = None
+) -> Principal | None:
     """The principal a bearer token stands for, or None."""
-    login = (
-        await LoginSession.filter(token_sha256=token_digest(token))
-        .select_related("account")
-        .first()
-    )
+    digest, tick = token_digest(token), time.monotonic()
+    if cache is not None and (hit := cache.get(digest, tick, now)) is not None:
+        return hit
+    login = await LoginSession.filter(token_sha256=digest).select_related("account").first()
     if login is None or login.revoked or login.expires_at <= now or login.account.disabled:
         return None
     roles = frozenset(Role(r) for r in login.account.roles if r in Role.__members__.values())
-    return Principal(login.account.id, roles)
+    who = Principal(login.account.id, roles)
+    if cache is not None:
+        cache.put(digest, who, login.expires_at, tick)
+    return who
 
 
 def require(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
@@ -65,7 +71,8 @@ def require(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None:
             raise _unauthorised("login required")
-        who = await authenticate(credentials.credentials, request.app.state.oversight.clock())
+        ov = request.app.state.oversight
+        who = await authenticate(credentials.credentials, ov.clock(), ov.principals)
         if who is None:
             raise _unauthorised("login expired or invalid")
         if not who.roles & allowed:

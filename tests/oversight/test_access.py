@@ -200,3 +200,21 @@ def test_every_oversight_route_is_guarded() -> None:
     leaky = APIRouter()
     leaky.get("/x")(lambda: None)
     assert unguarded_routes([leaky], public) == ["GET /x"]
+
+
+def test_token_cache_ttl_login_expiry_and_bound() -> None:
+    from cloud.auth.cache import TokenCache
+
+    now = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+    cache: TokenCache[str] = TokenCache(ttl_s=2.0, max_entries=2)
+    cache.put("a", "alice", now + dt.timedelta(hours=8), tick=100.0)
+    assert cache.get("a", 101.9, now) == "alice"
+    assert cache.get("a", 102.0, now) is None  # ttl over: back to the database
+    cache.put("a", "alice", now + dt.timedelta(seconds=1), tick=200.0)
+    assert cache.get("a", 200.5, now + dt.timedelta(seconds=1)) is None  # login expired
+    cache.put("b", "bob", now + dt.timedelta(hours=8), tick=300.0)
+    cache.drop("b")
+    assert cache.get("b", 300.1, now) is None
+    for key in "cde":
+        cache.put(key, key, now + dt.timedelta(hours=8), tick=400.0)
+    assert len(cache._entries) <= 2
