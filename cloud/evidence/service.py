@@ -9,11 +9,13 @@ removed it outlives the evidence.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import secrets
 import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cloud.auth import audit
@@ -41,17 +43,22 @@ async def archive(
     spec = ov.catalogue.get(business)
     # RFC 3161 wants serials unique per TSA; 63 random bits need no shared counter.
     serial = secrets.randbits(63)
-    doc, sealed = package.build(
-        session_id=session_id,
-        business=business,
-        operator={"teller_id": operator_id, "supervisor_id": supervisor_id},
-        timeline=timeline,
-        files=files,
-        keys=ov.evidence_keys,
-        now=now,
-        serial=serial,
-    )
-    directory = package.write(ov.evidence_dir / package.safe_name(session_id), doc, sealed)
+
+    def seal_and_write() -> Path:
+        # Encrypting recordings and writing them is CPU and disk work: off the event loop.
+        doc, sealed = package.build(
+            session_id=session_id,
+            business=business,
+            operator={"teller_id": operator_id, "supervisor_id": supervisor_id},
+            timeline=timeline,
+            files=files,
+            keys=ov.evidence_keys,
+            now=now,
+            serial=serial,
+        )
+        return package.write(ov.evidence_dir / package.safe_name(session_id), doc, sealed)
+
+    directory = await asyncio.to_thread(seal_and_write)
     key = ov.evidence_keys.data_key(timeline.suite, session_id)
     customer_blob = suite_lib.encrypt(
         timeline.suite,
@@ -87,7 +94,7 @@ async def delete(ov: Oversight, record: EvidenceRecord, actor: str, now: dt.date
     )
     if reason:
         raise RetentionError(f"evidence of session {record.session_id}: {reason}")
-    shutil.rmtree(record.package_dir, ignore_errors=True)
+    await asyncio.to_thread(shutil.rmtree, record.package_dir, ignore_errors=True)
     record.deleted_at = now
     record.customer_sealed = b""
     await record.save(update_fields=["deleted_at", "customer_sealed"])

@@ -191,7 +191,7 @@ async def finish(
         customer=customer or {},
         now=now,
     )
-    shutil.rmtree(_staging(ov, session_id), ignore_errors=True)
+    await asyncio.to_thread(shutil.rmtree, _staging(ov, session_id), ignore_errors=True)
     liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
     await quality.consider(
         ov.catalogue,
