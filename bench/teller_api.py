@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from cloud.auth import service
 from cloud.db import close_db, open_db
@@ -143,7 +144,10 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.2)
+        server = psutil.Process(proc.pid)
+        before = sum(server.cpu_times()[:2])
         out = asyncio.run(run(url, args.rate, args.seconds, args.tellers))
+        cpu_s = sum(server.cpu_times()[:2]) - before
     finally:
         procs.stop(proc)
         if pg is not None:
@@ -158,6 +162,10 @@ def main() -> None:
     print(
         f"database: {'sqlite' if db_url.startswith('sqlite') else 'postgresql'}; "
         f"{len(out)} requests at {args.rate:g}/s"
+    )
+    print(
+        f"API process CPU: {cpu_s * 1e3 / len(out):.1f} ms per request (incl. logins), "
+        f"i.e. at most ~{len(out) / cpu_s:.0f} req/s on one free core"
     )
     for kind in ("all", "GET", "start", "steps", "me", "finish"):
         lat = sorted(v for k, v in out if kind in ("all", k))
