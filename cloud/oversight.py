@@ -89,16 +89,12 @@ class Oversight:
 
     @classmethod
     def build(cls, settings: CloudSettings) -> Oversight:
-        """Persistent keys under ``state_dir``; without one (development) throw-away keys."""
+        """Keys and packages under ``state_dir``; without one (the anonymous development
+        mode) under the system temp directory, so they at least survive a restart."""
         catalogue = load_catalogue(Path(os.environ.get("CUNTONG_CATALOGUE", DEFAULT_PATH)))
-        if settings.state_dir is not None:
-            keys = load_or_create(settings.state_dir)
-            evidence_dir = settings.state_dir / "evidence"
-        else:
-            keys = EvidenceKeys.generate()
-            # Development only: packages sealed with keys that die with the process.
-            evidence_dir = Path(tempfile.gettempdir()) / "cuntong-evidence"
-        return cls(catalogue, keys, evidence_dir, suite_lib.Suite(settings.crypto_suite))
+        base = settings.state_dir or Path(tempfile.gettempdir()) / "cuntong-dev-oversight"
+        keys = load_or_create(base)
+        return cls(catalogue, keys, base / "evidence", suite_lib.Suite(settings.crypto_suite))
 
 
 def routers() -> list[APIRouter]:
