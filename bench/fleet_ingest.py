@@ -168,6 +168,12 @@ async def run_fleet(args: argparse.Namespace, broker_port: int, api: str) -> dic
             "lag_ms": stats["lag_ms"],
         }
 
+        if args.generator == "mosquitto_pub":
+            result["throughput_phase"] = await _throughput_mosquitto_pub(args, broker_port, http)
+            result["rejected"] = (await _ingest_stats(http))["rejected"]
+            await asyncio.gather(*(t.close() for t in terminals), return_exceptions=True)
+            return result
+
         # Phase 2, headroom: --rate samples/s from a few pooled publisher connections (each
         # sample on its own terminal's topic with its own sequence), which is what ingest
         # would see after a county's cell comes back and every spool drains at once.
@@ -222,6 +228,89 @@ async def run_fleet(args: argparse.Namespace, broker_port: int, api: str) -> dic
     return result
 
 
+async def _throughput_mosquitto_pub(
+    args: argparse.Namespace, broker_port: int, http: httpx.AsyncClient
+) -> dict[str, object]:
+    """Phase 2 with Mosquitto's own C client as the load generator.
+
+    ``--publishers`` mosquitto_pub processes, each the MQTT link of one terminal, publish
+    every line this process writes to their stdin (``-l``) at QoS 1. Writing a line costs
+    this process a few microseconds, so the figure measures broker + ingest + store, not a
+    Python load generator.
+    """
+    binary = procs.find_binary("mosquitto_pub")
+    pubs = []
+    for i in range(args.publishers):
+        tid = f"PUB-{i:03d}"
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker_port),
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-i",
+            tid,
+            "-t",
+            topic(tid, Channel.TELEMETRY),
+            "-l",
+            stdin=asyncio.subprocess.PIPE,
+        )
+        pubs.append((tid, proc))
+    await asyncio.sleep(1)  # connected
+    seqs = dict.fromkeys((tid for tid, _ in pubs), 0)
+    last_ts = dict.fromkeys(seqs, 0)
+    cursor = 0
+
+    async def batch(n: int) -> None:
+        nonlocal cursor
+        now_ms = int(time.time() * 1000)
+        lines: dict[str, list[bytes]] = {tid: [] for tid, _ in pubs}
+        for i in range(n):
+            tid = pubs[(cursor + i) % len(pubs)][0]
+            seqs[tid] += 1
+            # Distinct timestamps per terminal: the store keeps one sample per millisecond.
+            last_ts[tid] = max(now_ms, last_ts[tid] + 1)
+            t = envelope.Telemetry(
+                tid, seqs[tid], last_ts[tid], METRICS, PERIPHERALS, {"agent": "bench"}
+            )
+            lines[tid].append(t.to_bytes() + b"\n")
+        cursor += n
+        for tid, proc in pubs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"".join(lines[tid]))
+        await asyncio.gather(*(p.stdin.drain() for _, p in pubs if p.stdin))
+
+    me = psutil.Process()
+    base = int((await _ingest_stats(http))["points_written"])  # type: ignore[call-overload]
+    cpu0, t0 = me.cpu_times(), time.perf_counter()
+    sent = await _paced(args.rate, args.seconds, batch)
+    send_s = time.perf_counter() - t0
+    cpu1 = me.cpu_times()
+    for _, proc in pubs:
+        assert proc.stdin is not None
+        proc.stdin.close()
+    landed = await _drain(http, base, sent, 60)
+    landed_s = time.perf_counter() - t0
+    stats = await _ingest_stats(http)
+    for _, proc in pubs:
+        await proc.wait()
+    return {
+        "generator": f"{args.publishers} × mosquitto_pub -l, QoS 1",
+        "sent": sent,
+        "send_rate_msg_s": round(sent / send_s),
+        "landed": landed,
+        "landed_rate_msg_s": round(landed / landed_s),
+        "lag_ms": stats["lag_ms"],
+        "load_generator_cpu_cores": round(
+            (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / send_s, 2
+        ),
+    }
+
+
 def measure_agent(broker_port: int, state: Path, seconds: float) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
     env |= {
@@ -256,6 +345,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000, help="throughput phase: msg/s")
     parser.add_argument("--seconds", type=float, default=20, help="throughput phase length")
     parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument(
+        "--generator",
+        choices=["mosquitto_pub", "python"],
+        default="mosquitto_pub",
+        help="throughput phase load generator",
+    )
     parser.add_argument("--agent-seconds", type=float, default=60)
     args = parser.parse_args()
     _raise_fd_limit()
@@ -289,6 +384,7 @@ def main() -> None:
             f"--rate {args.rate}",
             f"--seconds {args.seconds:g}",
             f"--publishers {args.publishers}",
+            f"--generator {args.generator}",
             f"--agent-seconds {args.agent_seconds:g}",
         ]
     )

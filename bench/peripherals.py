@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cuntong import procs
 from firmware_adapters.iccard.adapter import IcCardReader
-from firmware_adapters.iccard.pcscd import READER_NAME, Pcscd
+from firmware_adapters.iccard.pcscd import READER_NAME, Pcscd, free_port_pair
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.idcard.adapter import IdCardReader
 from firmware_adapters.idcard.simulator import IdCardSimulator
@@ -59,7 +58,7 @@ async def bench_pinpad(tmp: Path, reads: int) -> list[float]:
 
 
 async def bench_iccard(tmp: Path, reads: int) -> tuple[list[float], float]:
-    daemon = Pcscd(procs.free_port(), tmp / "pcscd").start()
+    daemon = Pcscd(free_port_pair(), tmp / "pcscd").start()
     slot = VirtualCardSlot(daemon.port)
     try:
         async with IcCardReader("iccard", READER_NAME) as reader:

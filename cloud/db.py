@@ -7,7 +7,19 @@ from typing import Any
 from tortoise import Tortoise
 
 #: Every module holding models; packages that add models append here.
-MODEL_MODULES: list[str] = ["cloud.models", "provisioning.models", "fleet.models"]
+MODEL_MODULES: list[str] = [
+    "cloud.models",
+    "provisioning.models",
+    # oversight: accounts and audit, evidence records, quality inspection
+    "cloud.auth.models",
+    "cloud.evidence.models",
+    "cloud.quality.models",
+    "cloud.workflow.models",
+    # teller sessions (read by cloud.ops.sources)
+    "cloud.sessions.models",
+    # fleet operations: tags, groups, shadows, commands, rollouts, alerts
+    "fleet.models",
+]
 
 
 def tortoise_config(db_url: str) -> dict[str, Any]:

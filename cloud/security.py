@@ -10,20 +10,30 @@ import asyncio
 import datetime as dt
 import hmac
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cuntong.settings import CloudSettings
+from provisioning import ca as ca_lib
 from provisioning import commands as signed
 from provisioning import suite as suite_lib
 from provisioning import wiring
 from provisioning.ca import service_name
+from provisioning.files import ensure_private_dir, write_private
 from provisioning.keys import CloudKeys
 from provisioning.revocation import RevocationPublisher, keep_crl_fresh
 from provisioning.service import Provisioner
+
+
+def broker_services(*instances: str) -> dict[str, str]:
+    """Broker ACL entries for cloud processes: each ingesting instance holds two links
+    (business over MQTT 5, telemetry over 3.1.1), each with its own certificate."""
+    return {name: "cloud" for instance in instances for name in (instance, f"{instance}-telemetry")}
 
 
 @dataclass
@@ -60,6 +70,19 @@ class Security:
         publisher = self.provisioner.on_revoked
         assert isinstance(publisher, RevocationPublisher)
         await keep_crl_fresh(publisher, lambda: dt.datetime.now(dt.UTC), stop)
+
+
+def terminal_api_tls(state_dir: Path, hosts: Iterable[str], now: dt.datetime) -> tuple[Path, Path]:
+    """Certificate and key for the terminal-facing HTTPS listener (enrolment, renewal),
+    issued by our CA so terminals verify it against the root in their factory claim.
+    Re-issued at every start: the file is cheap and never outlives the CA."""
+    authority = ca_lib.load_or_create(state_dir, now)
+    folder = ensure_private_dir(state_dir / "terminal-api-tls")
+    key = ca_lib.new_key()
+    issued = authority.issue_server(key.public_key(), hosts, now)
+    write_private(folder / "key.pem", ca_lib.key_pem(key))
+    write_private(folder / "cert.pem", issued.chain_pem)
+    return folder / "cert.pem", folder / "key.pem"
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -97,20 +97,61 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
 
 
 def _cmd_api(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
     import uvicorn
 
     from cloud.api.app import create_app
     from cuntong.settings import CloudSettings, load
 
     settings = load(CloudSettings, api_host=args.host, api_port=args.port)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level="warning",
-        proxy_headers=False,
-    )
-    uvicorn.Server(config).run()
+    app = create_app(settings)
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level="warning",
+                proxy_headers=False,
+            )
+        )
+    ]
+    if settings.state_dir is not None and settings.terminal_api_port:
+        from cloud.security import terminal_api_tls
+
+        host = settings.terminal_api_host
+        cert, key = terminal_api_tls(
+            settings.state_dir, {host, "localhost", "127.0.0.1"}, datetime.now(UTC)
+        )
+        servers.append(
+            uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=host,
+                    port=settings.terminal_api_port,
+                    ssl_certfile=str(cert),
+                    ssl_keyfile=str(key),
+                    lifespan="off",  # one lifespan (one ingest) for both listeners
+                    log_level="warning",
+                    proxy_headers=False,
+                )
+            )
+        )
+
+    async def serve() -> None:
+        # The operator listener starts first so the lifespan (database, ingest) is up
+        # before terminals can call in.
+        main = asyncio.create_task(servers[0].serve())
+        while not servers[0].started and not main.done():  # noqa: ASYNC110 - uvicorn has no event
+            await asyncio.sleep(0.05)
+        tasks = [main, *(asyncio.create_task(s.serve()) for s in servers[1:])]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)
+
+    asyncio.run(serve())
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:

@@ -26,6 +26,10 @@ INSTALL_HINTS: dict[str, str] = {
     "victoria-metrics": "apt-get install victoria-metrics (or run scripts/install.sh)",
     "initdb": "apt-get install postgresql (or run scripts/install.sh)",
     "postgres": "apt-get install postgresql (or run scripts/install.sh)",
+    "pg_isready": "apt-get install postgresql (or run scripts/install.sh)",
+    "janus": "apt-get install janus (or run scripts/install.sh)",
+    "turnserver": "apt-get install coturn (or run scripts/install.sh)",
+    "mosquitto_pub": "apt-get install mosquitto-clients (or run scripts/install.sh)",
 }
 
 _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postgresql/15/bin")

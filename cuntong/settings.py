@@ -76,6 +76,9 @@ class AgentSettings(_Base):
     #: The factory claim; default ``<state_dir>/claim.json``. With a claim or an installed
     #: identity the agent runs secured (mTLS, signed commands, event MACs).
     claim_file: Path | None = None
+    #: JSON peripheral configuration (``firmware_adapters.registry`` format); without it
+    #: a simulated terminal uses simulated devices and a real one reports none.
+    peripherals_file: Path | None = None
 
     @field_validator("terminal_id")
     @classmethod
@@ -100,6 +103,10 @@ class CloudSettings(_Base):
     tsdb_token: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    #: Secured mode: a second, HTTPS listener for terminals (enrolment and renewal), with a
+    #: server certificate from our CA. 0 = none.
+    terminal_api_port: int = Field(0, ge=0, le=65535)
+    terminal_api_host: str = "127.0.0.1"
     ingest: bool = True
     ingest_group: str = "ingest"
     #: Stable MQTT client id, so the broker keeps this consumer's session and queues messages

@@ -6,6 +6,7 @@ generated under the state folder. Prints the URLs; Ctrl-C stops everything in re
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from cloud.security import broker_services
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -56,6 +58,7 @@ class Stack:
     terminals: int = 3
     telemetry_interval_s: float = 5.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    enrol_port: int = 0
 
     def run(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -63,11 +66,12 @@ class Stack:
         # The default stack is secured: an mTLS-only broker with per-terminal ACLs, and
         # terminals that enrol with a factory claim (see docs/provisioning.md).
         cfg, _ = secure_broker(
-            self.pki_dir, _port(8883), datetime.now(UTC), services={"api": "cloud"}
+            self.pki_dir, _port(8883), datetime.now(UTC), services=broker_services("api")
         )
         broker = Broker(cfg, self.state_dir / "mosquitto")
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
         api_port = _port(8000)
+        self.enrol_port = _port(8443)
         previous = signal.signal(
             signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt)
         )
@@ -75,9 +79,11 @@ class Stack:
             broker.start()
             vm.start()
             self._start_api(broker, vm, api_port)
-            self._factory_claims(f"http://127.0.0.1:{api_port}")
+            self._factory_claims(
+                f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
+            )
             for i in range(self.terminals):
-                self._start_agent(i)
+                self._start_agent(i, with_devices=(i == 0))
             self._print_urls(broker, vm, api_port)
             self._watch()
         except KeyboardInterrupt:
@@ -102,6 +108,7 @@ class Stack:
             CUNTONG_CLOUD_TSDB_URL=vm.url,
             CUNTONG_CLOUD_API_PORT=port,
             CUNTONG_CLOUD_STATE_DIR=self.pki_dir,
+            CUNTONG_CLOUD_TERMINAL_API_PORT=self.enrol_port,
             CUNTONG_CLOUD_ADMIN_TOKEN=self.admin_token,
         )
         proc = procs.start(
@@ -140,7 +147,7 @@ class Stack:
     def _terminal_dir(self, tid: str) -> Path:
         return self.state_dir / "terminals" / tid
 
-    def _factory_claims(self, api: str) -> None:
+    def _factory_claims(self, api: str, enrol_url: str) -> None:
         """Play the factory: one batch claim, a claim file on each new simulated terminal."""
         new = [
             i
@@ -162,7 +169,7 @@ class Stack:
             tid = self._tid(i)
             province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
             claim = FactoryClaim(
-                enrol_url=api,
+                enrol_url=enrol_url,
                 ca_pem=ca_pem,
                 claim_token=created.json()["token"],
                 terminal_id=tid,
@@ -172,9 +179,46 @@ class Stack:
             folder = ensure_private_dir(self._terminal_dir(tid))
             write_private(folder / "claim.json", claim.model_dump_json(indent=2).encode())
 
-    def _start_agent(self, i: int) -> None:
+    def _device_simulators(self, tid: str) -> Path:
+        """Serial ID reader and PIN pad simulators on pseudo-terminals, plus the synthetic
+        camera: the first terminal drives the real adapters, byte for byte."""
+        folder = self._terminal_dir(tid)
+        links = {"idcard": folder / "idcard.tty", "pinpad": folder / "pinpad.tty"}
+        for kind, link in links.items():
+            link.unlink(missing_ok=True)
+            proc = procs.start(
+                [
+                    sys.executable,
+                    "-m",
+                    f"firmware_adapters.{kind}.simulator",
+                    "--pty-link",
+                    str(link),
+                ],
+                folder / f"{kind}-simulator.log",
+            )
+            self.children.append((f"{tid} {kind} simulator", proc))
+        deadline = time.monotonic() + 15
+        while not all(link.exists() for link in links.values()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"peripheral simulators did not start; see {folder}")
+            time.sleep(0.05)
+        config = folder / "peripherals.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "id_reader": {"kind": "idcard", "port": str(links["idcard"])},
+                    "pin_pad": {"kind": "pinpad", "port": str(links["pinpad"]), "baudrate": 9600},
+                    "camera": {"kind": "camera", "device": "synthetic"},
+                },
+                indent=2,
+            )
+        )
+        return config
+
+    def _start_agent(self, i: int, with_devices: bool = False) -> None:
         province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
         tid = self._tid(i)
+        devices = self._device_simulators(tid) if with_devices else None
         env = self._env(
             CUNTONG_AGENT_TERMINAL_ID=tid,
             CUNTONG_AGENT_STATE_DIR=self._terminal_dir(tid),
@@ -184,6 +228,7 @@ class Stack:
             CUNTONG_AGENT_CITY=city,
             CUNTONG_AGENT_COUNTY=county,
             CUNTONG_AGENT_VILLAGE=village,
+            **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
         )
         proc = procs.start(
             [sys.executable, "-m", "cuntong", "agent"],
@@ -202,6 +247,7 @@ class Stack:
             f"  its telemetry     {api}/api/v1/terminals/SX-00001/telemetry?minutes=10\n"
             f"  health            {api}/healthz\n"
             f"  telemetry store   {vm.url}/vmui  (VictoriaMetrics, PromQL)\n"
+            f"  terminal enrolment https://127.0.0.1:{self.enrol_port}/api/v1/enrol  (our CA)\n"
             f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"
             f"  operator token    {self.pki_dir / 'admin-token'}  (Bearer, for "
             f"{api}/api/v1/provisioning/…)\n"

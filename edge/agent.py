@@ -35,7 +35,9 @@ from edge import commands, wire
 from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler
 from edge.identity import SecureLink
+from edge.liveness import Liveness, camera_frames
 from edge.ota import Ota
+from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
 from provisioning.errors import CommandRefused
@@ -73,9 +75,16 @@ class Agent:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.versions = {"agent": __version__}
-        self.handlers: dict[str, commands.Handler] = {"ping": self._cmd_ping}
+        self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
+        camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
+        self.liveness = Liveness(camera_frames(camera) if camera else None)
+        self.handlers: dict[str, commands.Handler] = {
+            "ping": self._cmd_ping,
+            "peripheral_selftest": self._cmd_selftest,
+            "liveness_check": self._cmd_liveness,
+        }
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
-        self.mdm = Mdm(settings.state_dir, self._peripherals, lambda action: self.stop())
+        self.mdm = Mdm(settings.state_dir, lambda action: self.stop())
         self.handlers.update(self.mdm.table())
         trust = link.command_key if link else None  # packages are signed by the command key
         self.ota = Ota(settings.state_dir, trust, self.emit_event)
@@ -99,11 +108,8 @@ class Agent:
         self._wake.set()
         return seq
 
-    def _peripherals(self) -> dict[str, str]:
-        return self.sim.peripheral_states() if self.sim else {}
-
     def record_telemetry(self) -> int:
-        peripherals = self._peripherals()
+        peripherals = self.peripherals.states()
         body = {
             "metrics": self.sampler.sample(),
             "peripherals": peripherals,
@@ -120,6 +126,7 @@ class Agent:
 
     async def run(self) -> None:
         self.ota.on_boot()  # a second start on trial without a commit rolls back
+        await self.peripherals.open()
         tasks = [
             asyncio.create_task(self._telemetry_loop(), name="telemetry"),
             asyncio.create_task(self._link_loop(), name="link"),
@@ -138,6 +145,7 @@ class Agent:
             for task in [*tasks, stop]:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
+            await self.peripherals.close()
             self.spool.close()
 
     async def _telemetry_loop(self) -> None:
@@ -284,20 +292,46 @@ class Agent:
                 log.warning("certificate renewal failed (%s); will retry", err)
 
     async def _commands(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            name = str(message.topic).rsplit("/", 1)[-1]
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            reply = await self._execute(name, payload)
-            req = message.properties
-            response_topic = getattr(req, "ResponseTopic", None) if req else None
-            if not response_topic:
-                log.warning("command %s without response topic; reply dropped", name)
-                continue
-            props = Properties(PacketTypes.PUBLISH)
-            correlation = getattr(req, "CorrelationData", None)
-            if correlation is not None:
-                props.CorrelationData = correlation
+        # Each command runs in its own task: a liveness check takes seconds and must not
+        # hold up a ping or a screen lock behind it.
+        running: set[asyncio.Task[None]] = set()
+        try:
+            async for message in client.messages:
+                task = asyncio.create_task(self._answer(client, message))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _answer(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        name = str(message.topic).rsplit("/", 1)[-1]
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        reply = await self._execute(name, payload)
+        req = message.properties
+        response_topic = getattr(req, "ResponseTopic", None) if req else None
+        if not response_topic:
+            log.warning("command %s without response topic; reply dropped", name)
+            return
+        props = Properties(PacketTypes.PUBLISH)
+        correlation = getattr(req, "CorrelationData", None)
+        if correlation is not None:
+            props.CorrelationData = correlation
+        with contextlib.suppress(aiomqtt.MqttError):  # link gone: the cloud times it out
             await client.publish(response_topic, reply.to_bytes(), qos=1, properties=props)
+
+    async def _cmd_liveness(self, args: dict[str, Any]) -> dict[str, Any]:
+        business_type = args.get("business_type")
+        if not isinstance(business_type, str) or not business_type:
+            raise ValueError("business_type (a string) is required")
+        result = await self.liveness.check(business_type)
+        # Only the verdict travels, as a business event the session can cite (never frames).
+        self.emit_event("liveness_result", result.to_dict())
+        return result.to_dict()
+
+    async def _cmd_selftest(self, args: dict[str, Any]) -> dict[str, Any]:
+        results = await self.peripherals.self_test()
+        return {"passed": all(r["passed"] for r in results), "results": results}
 
     async def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "ts": self._ms(), "spool_depth": self.spool.depth(), "echo": args}

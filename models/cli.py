@@ -7,19 +7,18 @@ own `main(argv)`, so `python -m models.build.sign …` and `cuntong models sign 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import importlib
 
-from models.build import sign
-from models.eval import correctness, iso30107, robustness
-
-# sub-command → (help, the module main it forwards to, argv prefix)
-COMMANDS: dict[str, tuple[str, Callable[..., object], list[str]]] = {
-    "verify": ("check every model's SHA-256 and signature", sign.main, ["verify"]),
-    "sign": ("re-sign manifest entries with an Ed25519 key", sign.main, ["sign"]),
-    "keygen": ("make an Ed25519 signing key pair", sign.main, ["keygen"]),
-    "pad-report": ("ISO/IEC 30107-3 report on a labelled folder", iso30107.main, []),
-    "robustness": ("score drift under simulated attacks (not APCER)", robustness.main, []),
-    "correctness": ("pipeline on fixed inputs", lambda argv: correctness.main(), []),
+# sub-command → (help, the module whose main it forwards to, argv prefix). Modules are
+# imported only when their command runs: they pull in onnxruntime and OpenCV (~100 MB), which
+# every other `cuntong` process (the edge agent above all) must not pay for.
+COMMANDS: dict[str, tuple[str, str, list[str]]] = {
+    "verify": ("check every model's SHA-256 and signature", "models.build.sign", ["verify"]),
+    "sign": ("re-sign manifest entries with an Ed25519 key", "models.build.sign", ["sign"]),
+    "keygen": ("make an Ed25519 signing key pair", "models.build.sign", ["keygen"]),
+    "pad-report": ("ISO/IEC 30107-3 report on a labelled folder", "models.eval.iso30107", []),
+    "robustness": ("score drift under simulated attacks (not APCER)", "models.eval.robustness", []),
+    "correctness": ("pipeline on fixed inputs", "models.eval.correctness", []),
 }
 
 
@@ -35,6 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, target, prefix = COMMANDS[args.models_command]
-    target([*prefix, *args.rest])
+    _, module, prefix = COMMANDS[args.models_command]
+    main = importlib.import_module(module).main
+    if args.models_command == "correctness":
+        main()
+    else:
+        main([*prefix, *args.rest])
     return 0

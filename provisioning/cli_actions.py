@@ -24,7 +24,9 @@ def tortoise_config(db_url: str) -> dict[str, Any]:
         db_url = "asyncpg://" + db_url.removeprefix("postgres://")
     return {
         "connections": {"default": db_url},
-        "apps": {"provisioning": {"models": ["provisioning.models"]}},
+        # The same app label as the cloud's config (cloud.db): a model class belongs to one
+        # app per process, and the CLI and the tests open both.
+        "apps": {"models": {"models": ["provisioning.models"]}},
         "use_tz": True,
         "timezone": "UTC",
     }

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI
 
+from cloud import oversight
 from cloud.api.routes import health, terminals
 from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
@@ -63,6 +64,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(terminals.router)
+    # Oversight (accounts, RBAC, audit, evidence, quality, ops): services + routers.
+    oversight.install(app, settings)
     for router in fleet.routers():
         app.include_router(router)
     if security is not None:

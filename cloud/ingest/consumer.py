@@ -23,6 +23,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -58,6 +59,16 @@ def _dt(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000, UTC)
 
 
+class Link(Enum):
+    BUSINESS = ""
+    TELEMETRY = "-telemetry"
+
+    @property
+    def suffix(self) -> str:
+        """Appended to the service instance: each link has its own certificate/client id."""
+        return str(self.value)
+
+
 @dataclass
 class _Pending:
     points: list[str] = field(default_factory=list)
@@ -84,6 +95,7 @@ class IngestConsumer:
         self._known: set[str] = set()
         self._flush_now = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._subscribed: set[Link] = set()
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
@@ -110,50 +122,82 @@ class IngestConsumer:
             await self.flush_state()
 
     async def _link_loop(self) -> None:
-        attempt = 0
-        group = self.s.ingest_group
+        """Two links: business (events, status) over MQTT 5, whose user properties carry the
+        event MACs; telemetry over MQTT 3.1.1 in the shared group. Telemetry uses no MQTT 5
+        property, and paho decodes a 3.1.1 PUBLISH about 40% cheaper (no per-message
+        Properties object), which is most of ingest's cost per sample."""
+        links = [
+            asyncio.create_task(self._link(Link.BUSINESS), name="ingest-business"),
+            asyncio.create_task(self._link(Link.TELEMETRY), name="ingest-telemetry"),
+        ]
+        try:
+            await asyncio.gather(*links)
+        finally:
+            for task in links:
+                task.cancel()
+            await asyncio.gather(*links, return_exceptions=True)
+
+    def _client(self, link: Link) -> aiomqtt.Client:
+        instance = self.s.service_instance + link.suffix
+        tls = self.security.mqtt_tls(instance, datetime.now(UTC)) if self.security else None
+        identifier = self.security.client_id(instance) if self.security else self.client_id
+        if link is Link.TELEMETRY:
+            return aiomqtt.Client(
+                self.s.broker_host,
+                self.s.broker_port,
+                identifier=identifier if self.security else f"{identifier}{link.suffix}",
+                tls_context=tls,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=False,
+                max_queued_incoming_messages=200_000,
+                timeout=10,
+            )
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        return aiomqtt.Client(
+            self.s.broker_host,
+            self.s.broker_port,
+            identifier=identifier,
+            tls_context=tls,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            max_queued_incoming_messages=200_000,
+            timeout=10,
+        )
+
+    async def _link(self, link: Link) -> None:
+        attempt = 0
+        group = self.s.ingest_group
+        filters = (
+            [(topics.subscription(topics.Channel.TELEMETRY, group), 1)]
+            if link is Link.TELEMETRY
+            else [
+                (topics.subscription(topics.Channel.EVENT), 1),
+                (topics.subscription(topics.Channel.STATUS), 1),
+            ]
+        )
         while True:
             try:
-                tls = (
-                    self.security.mqtt_tls(self.s.service_instance, datetime.now(UTC))
-                    if self.security
-                    else None
-                )
-                async with aiomqtt.Client(
-                    self.s.broker_host,
-                    self.s.broker_port,
-                    identifier=self.client_id,
-                    tls_context=tls,
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    clean_start=False,
-                    properties=props,
-                    max_queued_incoming_messages=200_000,
-                    timeout=10,
-                ) as client:
+                async with self._client(link) as client:
                     attempt = 0
-                    await client.subscribe(
-                        [
-                            (topics.subscription(topics.Channel.TELEMETRY, group), 1),
-                            (topics.subscription(topics.Channel.EVENT), 1),
-                            (topics.subscription(topics.Channel.STATUS), 1),
-                        ]
-                    )
-                    self.ready.set()
-                    log.info("ingest subscribed (group %s)", group)
+                    await client.subscribe(filters)
+                    self._subscribed.add(link)
+                    if len(self._subscribed) == len(Link):
+                        self.ready.set()
+                    log.info("ingest %s link subscribed (group %s)", link.name.lower(), group)
                     async for message in client.messages:
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
                             payload = b""
-                        await self.handle(
-                            str(message.topic), bytes(payload), _user_property(message, "mac")
-                        )
+                        mac = _user_property(message, "mac") if link is Link.BUSINESS else None
+                        await self.handle(str(message.topic), bytes(payload), mac)
             except aiomqtt.MqttError as err:
+                self._subscribed.discard(link)
                 self.ready.clear()
                 wait = backoff.delay(attempt, 0.5, 5.0, random.random())
                 attempt += 1
-                log.warning("ingest link down (%s); retry in %.1fs", err, wait)
+                log.warning("ingest %s link down (%s); retry in %.1fs", link.name, err, wait)
                 await asyncio.sleep(wait)
 
     async def handle(self, topic_name: str, payload: bytes, mac: str | None = None) -> None:

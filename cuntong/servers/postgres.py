@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,15 @@ class Postgres:
         )
         self.proc = procs.start(argv, self.data_dir.parent / "postgres.log")
         procs.wait_for_port(self.port, self.host, timeout, self.proc)
+        # The port opens before recovery ends ("the database system is starting up").
+        ready = procs.find_binary("pg_isready")
+        deadline = time.monotonic() + timeout
+        while subprocess.run(
+            [ready, "-q", "-h", self.host, "-p", str(self.port)], check=False
+        ).returncode:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise TimeoutError(f"PostgreSQL on port {self.port} did not become ready")
+            time.sleep(0.1)
         return self
 
     def stop(self) -> None:

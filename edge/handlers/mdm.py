@@ -1,7 +1,8 @@
 """Device-management commands on the terminal (the MDM functions banks ask for).
 
 Configuration and shadow deltas, the customer screen lock, wiping local customer data,
-log collection, the peripheral self-test, reboot and agent restart. State that must survive
+log collection, reboot and agent restart (the peripheral self-test is the agent's own
+``peripheral_selftest``). State that must survive
 a restart (configuration, lock) lives in small JSON files in the agent's state folder,
 written atomically. Power actions run through an injected callable after the reply has had
 time to leave, so the cloud's command record closes before the terminal goes away.
@@ -41,11 +42,9 @@ class Mdm:
     def __init__(
         self,
         state_dir: Path,
-        peripherals: Callable[[], dict[str, str]],
         power: Callable[[str], None],
     ) -> None:
         self.dir = state_dir
-        self.peripherals = peripherals
         self.power = power
         self.config_path = state_dir / "config.json"
         self.screen_path = state_dir / "screen.json"
@@ -61,7 +60,6 @@ class Mdm:
             "unlock_screen": self.unlock_screen,
             "wipe": self.wipe,
             "collect_logs": self.collect_logs,
-            "selftest": self.selftest,
             "reboot": self.reboot,
             "restart_agent": self.restart_agent,
         }
@@ -106,7 +104,7 @@ class Mdm:
         _write(self.screen_path, {"locked": False, "message": ""})
         return self.screen
 
-    # --- data, logs, self-test -----------------------------------------------------------
+    # --- data and logs -----------------------------------------------------------------
 
     async def wipe(self, args: dict[str, Any]) -> dict[str, Any]:
         """Remove local customer data and configuration; identity stays so it can report."""
@@ -140,13 +138,6 @@ class Mdm:
             return out
 
         return {"logs": await asyncio.to_thread(tails)}
-
-    async def selftest(self, args: dict[str, Any]) -> dict[str, Any]:
-        states = self.peripherals()
-        return {
-            "peripherals": states,
-            "passed": all(s in ("ok", "absent") for s in states.values()),
-        }
 
     # --- power ---------------------------------------------------------------------------
 

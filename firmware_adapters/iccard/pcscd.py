@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -23,6 +25,24 @@ from firmware_adapters.errors import DeviceAbsent
 RUN_DIR = Path("/run/pcscd")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 READER_NAME = "Virtual PCD 00 00"
+
+
+def free_port_pair(host: str = "127.0.0.1", low: int = 20_000, high: int = 32_000) -> int:
+    """A port P with P and P+1 both free, below the kernel's ephemeral range.
+
+    vpcd listens on P and P+1 (two slots per reader). A port the kernel hands out for
+    outgoing connections (32768 and up) may be taken as P+1 by the time pcscd binds it,
+    which made the reader silently vanish on a busy machine.
+    """
+    for port in random.sample(range(low, high, 2), 200):
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind((host, port))
+                b.bind((host, port + 1))
+            return port
+        except OSError:
+            continue
+    raise OSError(f"no free port pair between {low} and {high}")
 
 
 def reader_conf(port: int) -> str:

@@ -120,7 +120,7 @@
     ];
   }
 
-  const COMMANDS = ["ping", "selftest", "collect_logs", "lock_screen", "unlock_screen", "restart_agent", "reboot", "wipe"];
+  const COMMANDS = ["ping", "peripheral_selftest", "collect_logs", "lock_screen", "unlock_screen", "restart_agent", "reboot", "wipe"];
 
   async function terminal(id) {
     const enc = encodeURIComponent(id);

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cuntong import procs
-from firmware_adapters.iccard.pcscd import Pcscd
+from firmware_adapters.iccard.pcscd import Pcscd, free_port_pair
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.idcard.simulator import IdCardSimulator, sample_card
 from firmware_adapters.pinpad.simulator import PinPadSimulator
@@ -34,7 +33,7 @@ def pinpad_pty(tmp_path: Path) -> Iterator[PtyServer]:
 @pytest.fixture(scope="session")
 def pcscd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     """The real pcscd as a child process, with vpcd listening on a free port."""
-    daemon = Pcscd(procs.free_port(), tmp_path_factory.mktemp("pcscd")).start()
+    daemon = Pcscd(free_port_pair(), tmp_path_factory.mktemp("pcscd")).start()
     try:
         yield daemon
     finally:

@@ -73,7 +73,7 @@ async def test_dashboard_overview_terminals_commands_and_rollouts(
             json={
                 "name": "自检 self-test",
                 "group": "dash",
-                "action": "selftest",
+                "action": "peripheral_selftest",
                 "rollback_action": None,
                 "plan": {"canary": 1, "wave_size": 1, "min_finished": 1},
             },

@@ -110,7 +110,7 @@ async def test_command_to_offline_terminal_waits_for_it_or_expires(
         await eventually(lambda: _online(http, back))
         await agents.stop(back)
         r = await http.post(
-            "/api/v1/fleet/commands", json={"name": "selftest", "terminals": [back]}
+            "/api/v1/fleet/commands", json={"name": "peripheral_selftest", "terminals": [back]}
         )
         waiting = r.json()["commands"][0]
         r = await http.post(
@@ -123,7 +123,7 @@ async def test_command_to_offline_terminal_waits_for_it_or_expires(
 
         await agents.start(back)  # the terminal returns: its queue is delivered
         done = await eventually(lambda: _final(http, waiting))
-        assert done["state"] == "succeeded" and "peripherals" in done["result"]
+        assert done["state"] == "succeeded" and "results" in done["result"]
 
 
 async def test_shadow_delta_reaches_terminal_and_drift_clears(

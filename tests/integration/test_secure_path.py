@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud.security import broker_services
 from cuntong import envelope, procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -37,7 +38,7 @@ def secured(
     pki = tmp_path / "cloud"
     now = dt.datetime.now(dt.UTC)
     cfg, _ = wiring.secure_broker(
-        pki, procs.free_port(), now, services={"api": "cloud", "tester": "cloud"}
+        pki, procs.free_port(), now, services=broker_services("api") | {"tester": "cloud"}
     )
     broker = Broker(cfg, tmp_path / "mosquitto").start()
     cloud = start_cloud(

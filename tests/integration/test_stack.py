@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -80,6 +81,9 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert sorted(t["id"] for t in enrolled) == ["SX-00001", "SX-00002"]
         assert httpx.get(f"{api}/api/v1/provisioning/terminals").status_code == 401
         assert _anonymous_refused(broker_port)
+        # Terminals enrol over HTTPS with a server certificate from our CA.
+        claim = json.loads((tmp_path / "terminals" / "SX-00001" / "claim.json").read_text())
+        assert claim["enrol_url"].startswith("https://")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert "stopped" in out.read_text()

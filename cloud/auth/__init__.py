@@ -1,0 +1,1 @@
+"""People and access: accounts, roles, login sessions, RBAC, masking, audit, rate limits."""

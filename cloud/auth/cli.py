@@ -1,0 +1,62 @@
+"""``cuntong accounts create|list``: manage people's accounts from the shell.
+
+The first admin has to come from somewhere: ``cuntong accounts create root --role admin``
+(password from ``$CUNTONG_ACCOUNT_PASSWORD`` or prompted). Wire in with
+``from cloud.auth.cli import add_parser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import os
+
+from cloud.auth import service
+from cloud.auth.models import Account
+from cloud.auth.roles import Role
+from cloud.db import close_db, open_db
+from cuntong.errors import ConfigError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``accounts`` on the ``cuntong`` command's sub-parsers."""
+    p = subparsers.add_parser("accounts", help="people's accounts and roles")
+    p.add_argument(
+        "--db-url",
+        default=os.environ.get("CUNTONG_CLOUD_DB_URL", "sqlite://cuntong.sqlite3"),
+        help="default: $CUNTONG_CLOUD_DB_URL or sqlite://cuntong.sqlite3",
+    )
+    sub = p.add_subparsers(dest="accounts_action", required=True)
+    create = sub.add_parser("create", help="a new account")
+    create.add_argument("id", help="login name (a teller's id for tellers)")
+    create.add_argument("--role", action="append", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", default="", help="display name")
+    create.set_defaults(func=lambda args: asyncio.run(_create(args)))
+    listing = sub.add_parser("list", help="accounts and their roles")
+    listing.set_defaults(func=lambda args: asyncio.run(_list(args)))
+
+
+async def _create(args: argparse.Namespace) -> None:
+    password = os.environ.get("CUNTONG_ACCOUNT_PASSWORD") or getpass.getpass("password: ")
+    await open_db(args.db_url)
+    try:
+        await service.create_account(
+            args.id, password, args.role, dt.datetime.now(dt.UTC), args.name
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    finally:
+        await close_db()
+    print(f"created {args.id} ({', '.join(sorted(args.role))})")
+
+
+async def _list(args: argparse.Namespace) -> None:
+    await open_db(args.db_url)
+    try:
+        for account in await Account.all().order_by("id"):
+            flag = " (disabled)" if account.disabled else ""
+            print(f"{account.id}\t{','.join(account.roles)}\t{account.display_name}{flag}")
+    finally:
+        await close_db()

@@ -1,0 +1,42 @@
+"""Roles and what each may see (data, not code).
+
+``REVEAL`` says which roles may see which personal field in full; everyone else sees the
+masked form, and every full reveal is written to the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    TELLER = "teller"
+    SUPERVISOR = "supervisor"
+    REVIEWER = "reviewer"
+    FLEET_OPERATOR = "fleet_operator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+#: Roles that may see a session's evidence whoever served it (tellers see only their own).
+SEE_ALL_SESSIONS = frozenset({Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR})
+
+#: field -> roles that may reveal it in full. Tellers work from the masked form: they have
+#: the customer on video and the card in the reader; a full ID number is a supervisor's or
+#: auditor's need (fraud follow-up, court requests), not a teller's.
+REVEAL: Mapping[str, frozenset[Role]] = {
+    "id_number": frozenset({Role.SUPERVISOR, Role.AUDITOR}),
+    "card_number": frozenset({Role.SUPERVISOR, Role.AUDITOR}),
+    "phone": frozenset({Role.SUPERVISOR, Role.AUDITOR, Role.REVIEWER}),
+    "name": frozenset({Role.TELLER, Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR}),
+}
+
+
+def may_reveal(roles: frozenset[Role], field: str) -> bool:
+    return bool(roles & REVEAL.get(field, frozenset()))
+
+
+def may_view_session(account_id: str, roles: frozenset[Role], operator_id: str) -> bool:
+    """A teller sees the sessions they served; supervisors, reviewers, auditors see all."""
+    return operator_id == account_id or bool(roles & SEE_ALL_SESSIONS)

@@ -1,0 +1,119 @@
+"""Archiving a finished session's evidence, and deleting it when retention ends.
+
+The teller-session service calls ``archive`` once a session ends, with the timeline it kept
+(``chain.Timeline``), the files the terminal uploaded and the customer's identity as read
+from the ID card. Deleting removes the package files, keeps the index row (marked deleted,
+personal data wiped) and writes an audit entry — the record that evidence existed and who
+removed it outlives the evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cloud.auth import audit
+from cloud.evidence import package, retention
+from cloud.evidence.chain import Timeline
+from cloud.evidence.errors import RetentionError
+from cloud.evidence.models import EvidenceRecord
+from cloud.oversight import Oversight
+from provisioning import suite as suite_lib
+
+
+async def archive(
+    ov: Oversight,
+    *,
+    session_id: str,
+    business: str,
+    operator_id: str,
+    supervisor_id: str | None,
+    outcome: str,
+    timeline: Timeline,
+    files: Sequence[package.EvidenceFile],
+    customer: Mapping[str, str],
+    now: dt.datetime,
+) -> EvidenceRecord:
+    spec = ov.catalogue.get(business)
+    # RFC 3161 wants serials unique per TSA; 63 random bits need no shared counter.
+    serial = secrets.randbits(63)
+
+    def seal_and_write() -> Path:
+        # Encrypting recordings and writing them is CPU and disk work: off the event loop.
+        doc, sealed = package.build(
+            session_id=session_id,
+            business=business,
+            operator={"teller_id": operator_id, "supervisor_id": supervisor_id},
+            timeline=timeline,
+            files=files,
+            keys=ov.evidence_keys,
+            now=now,
+            serial=serial,
+        )
+        return package.write(ov.evidence_dir / package.safe_name(session_id), doc, sealed)
+
+    directory = await asyncio.to_thread(seal_and_write)
+    key = ov.evidence_keys.data_key(timeline.suite, session_id)
+    customer_blob = suite_lib.encrypt(
+        timeline.suite,
+        key,
+        json.dumps(dict(customer)).encode(),
+        aad=b"customer:" + session_id.encode(),
+    )
+    return await EvidenceRecord.create(
+        session_id=session_id,
+        business=business,
+        operator_id=operator_id,
+        supervisor_id=supervisor_id,
+        outcome=outcome,
+        package_dir=str(directory),
+        chain_head=timeline.head,
+        customer_sealed=customer_blob,
+        created_at=now,
+        retain_until=retention.retain_until(spec, now),
+    )
+
+
+def customer_of(ov: Oversight, record: EvidenceRecord) -> dict[str, Any]:
+    if not record.customer_sealed:
+        return {}
+    key = ov.evidence_keys.data_key(ov.suite, record.session_id)
+    aad = b"customer:" + record.session_id.encode()
+    return dict(json.loads(suite_lib.decrypt(ov.suite, key, record.customer_sealed, aad=aad)))
+
+
+async def delete(ov: Oversight, record: EvidenceRecord, actor: str, now: dt.datetime) -> None:
+    reason = retention.why_not_deletable(
+        record.retain_until, record.legal_hold, record.deleted_at is not None, now
+    )
+    if reason:
+        raise RetentionError(f"evidence of session {record.session_id}: {reason}")
+    await asyncio.to_thread(shutil.rmtree, record.package_dir, ignore_errors=True)
+    record.deleted_at = now
+    record.customer_sealed = b""
+    await record.save(update_fields=["deleted_at", "customer_sealed"])
+    await audit.record(
+        actor,
+        "evidence_delete",
+        record.session_id,
+        now,
+        business=record.business,
+        chain_head=record.chain_head,
+        retain_until=record.retain_until.isoformat(),
+    )
+
+
+async def purge_expired(ov: Oversight, actor: str, now: dt.datetime) -> list[str]:
+    """Delete every package whose retention has ended and is not on hold."""
+    due = await EvidenceRecord.filter(
+        retain_until__lte=now, legal_hold=False, deleted_at__isnull=True
+    )
+    for record in due:
+        await delete(ov, record, actor, now)
+    return [r.session_id for r in due]

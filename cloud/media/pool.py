@@ -1,0 +1,152 @@
+"""The Janus nodes the cloud uses, as one object: rooms placed, opened, closed; tokens.
+
+``JanusPool`` keeps, per node, an admin API client and one long-lived control session with
+a VideoRoom handle (the backend's own token, added at start). ``open_room`` places the room
+on the least-loaded node (``nodes.NodeRegistry``) and creates it there, recording into that
+node's folder; ``grant``/``revoke`` add and remove per-participant tokens on a node.
+Nodes that do not answer start unhealthy; ``check_health`` (the owner runs it every few
+seconds) marks nodes up or down in the registry and reconnects restarted ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+
+import httpx
+
+from cloud.media.errors import JanusError, VideoRoomError
+from cloud.media.janus import JanusAdmin, JanusClient
+from cloud.media.nodes import Node, NodeRegistry
+from cloud.media.videoroom import RoomSpec, VideoRoom
+
+#: VideoRoom's "no such room": closing a room Janus already lost is not an error.
+NO_SUCH_ROOM = 426
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAccess:
+    """How the cloud reaches one Janus node (secrets come from its settings, not code)."""
+
+    name: str
+    url: str
+    admin_url: str
+    admin_secret: str = field(repr=False)
+    room_admin_key: str = field(repr=False)
+    rec_dir: str
+    capacity: int = 50
+    record: bool = True
+
+
+@dataclass
+class _Link:
+    """The open connection to one node; closing ``stack`` ends session and clients."""
+
+    stack: contextlib.AsyncExitStack
+    admin: JanusAdmin
+    control: VideoRoom
+
+
+class JanusPool:
+    def __init__(
+        self, nodes: list[NodeAccess], *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.registry = NodeRegistry()
+        self._access = {n.name: n for n in nodes}
+        self._transport = transport
+        self._links: dict[str, _Link] = {}
+
+    async def __aenter__(self) -> JanusPool:
+        """Connect to every node that answers; the others start unhealthy."""
+        for access in self._access.values():
+            node = Node(access.name, access.url, access.admin_url, access.capacity)
+            self.registry.add(node)
+            node.healthy = await self._reconnect(access)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for name in list(self._links):
+            await self._links.pop(name).stack.aclose()
+
+    async def _reconnect(self, access: NodeAccess) -> bool:
+        """(Re)open the admin client and the control session; False if the node is down."""
+        old = self._links.pop(access.name, None)
+        if old is not None:
+            await old.stack.aclose()
+        stack = contextlib.AsyncExitStack()
+        try:
+            admin = JanusAdmin(access.admin_url, access.admin_secret, transport=self._transport)
+            await stack.enter_async_context(admin)
+            service_token = f"backend-{secrets.token_urlsafe(16)}"
+            await admin.add_token(service_token)
+            client = JanusClient(access.url, service_token, transport=self._transport)
+            await stack.enter_async_context(client)
+            session = await stack.enter_async_context(client.session())
+            control = await VideoRoom.attach(session)
+        except JanusError:
+            await stack.aclose()
+            return False
+        self._links[access.name] = _Link(stack, admin, control)
+        return True
+
+    async def check_health(self) -> dict[str, bool]:
+        """Ask every node for ``info``; reconnect nodes that came back (e.g. a restarted
+        Janus, which forgot our session and token). Updates the registry; run every few s."""
+        health = {}
+        for name, access in self._access.items():
+            link = self._links.get(name)
+            ok = False
+            if link is not None and not link.control.session.failed:
+                try:
+                    await link.control.session.client.info()
+                    ok = True
+                except JanusError:
+                    ok = False
+            if not ok:
+                ok = await self._reconnect(access)
+            self.registry.set_health(name, ok)
+            health[name] = ok
+        return health
+
+    def _link(self, node: Node) -> _Link:
+        link = self._links.get(node.name)
+        if link is None:
+            raise JanusError(f"Janus node {node.name} is not connected")
+        return link
+
+    async def open_room(self, room: str) -> Node:
+        """Place and create a room; on failure nothing stays counted."""
+        node = self.registry.place(room)
+        access = self._access[node.name]
+        spec = RoomSpec(room, record=access.record, rec_dir=access.rec_dir)
+        try:
+            await self._link(node).control.create_room(spec, access.room_admin_key)
+        except BaseException:
+            self.registry.release(room)
+            raise
+        return node
+
+    async def close_room(self, room: str) -> Node | None:
+        """Destroy the room (Janus closes its recordings) and forget its placement."""
+        node = self.registry.node_of(room)
+        if node is None:
+            return None
+        try:
+            await self._link(node).control.destroy_room(room)
+        except VideoRoomError as err:
+            if err.code != NO_SUCH_ROOM:
+                raise
+        finally:
+            self.registry.release(room)
+        return node
+
+    async def grant(self, node: Node, token: str) -> None:
+        """Let ``token`` use the Janus API (VideoRoom only) on this node."""
+        await self._link(node).admin.add_token(token)
+
+    async def revoke(self, node: Node, token: str) -> None:
+        await self._link(node).admin.remove_token(token)
+
+    def rec_dir(self, node: Node) -> str:
+        return self._access[node.name].rec_dir

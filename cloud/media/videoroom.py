@@ -1,0 +1,155 @@
+"""The Janus VideoRoom plugin's requests, on one attached handle.
+
+A teller session uses one room (id = session id; the Janus config sets ``string_ids``):
+the terminal and the teller each publish one audio+video feed and subscribe to the other's.
+Only the backend creates and destroys rooms (they need the room admin key); with
+``record`` on, Janus writes one ``.mjr`` file per published stream into ``rec_dir``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.media.errors import VideoRoomError
+from cloud.media.janus import JanusEvent, JanusSession
+
+PLUGIN = "janus.plugin.videoroom"
+Json = dict[str, Any]
+
+
+def record_base(room: str, feed: str) -> str:
+    """The recording ``filename`` a publisher gets; Janus appends ``-<kind>-<mindex>.mjr``."""
+    return f"{room}-{feed}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSpec:
+    """What a teller-session room looks like; kept as data so the service can log it."""
+
+    room: str
+    record: bool = False
+    rec_dir: str | None = None
+    publishers: int = 2
+    audiocodec: str = "opus"
+    videocodec: str = "vp8"
+    #: Upper bound for each publisher's video, bits/s (rural uplinks are thin).
+    bitrate: int = 512_000
+    #: Ask publishers for a keyframe this often (s), so a late subscriber sees video quickly.
+    fir_freq: int = 5
+    description: str = ""
+
+    def create_body(self, admin_key: str | None) -> Json:
+        body: Json = {
+            "request": "create",
+            "room": self.room,
+            "permanent": False,
+            "is_private": True,
+            "description": self.description or f"teller session {self.room}",
+            "publishers": self.publishers,
+            "audiocodec": self.audiocodec,
+            "videocodec": self.videocodec,
+            "bitrate": self.bitrate,
+            "fir_freq": self.fir_freq,
+            "record": self.record,
+        }
+        if self.rec_dir is not None:
+            body["rec_dir"] = self.rec_dir
+        if admin_key is not None:
+            body["admin_key"] = admin_key
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A publisher in a room: its feed id and Janus's SDP answer to its offer."""
+
+    feed: str
+    private_id: int | None
+    answer: Json
+    publishers: list[Json]
+
+
+def _check(event: JanusEvent, expect: str) -> Json:
+    data = event.data
+    if "error_code" in data:
+        raise VideoRoomError(str(data.get("error", "")), int(data["error_code"]))
+    if data.get("videoroom") != expect:
+        raise VideoRoomError(f"expected {expect!r}, got {data!r}")
+    return data
+
+
+class VideoRoom:
+    """One handle attached to the VideoRoom plugin."""
+
+    def __init__(self, session: JanusSession, handle_id: int) -> None:
+        self.session = session
+        self.handle_id = handle_id
+
+    @classmethod
+    async def attach(cls, session: JanusSession) -> VideoRoom:
+        return cls(session, await session.attach(PLUGIN))
+
+    async def _ask(self, body: Json, jsep: Json | None = None, wait: float = 10.0) -> JanusEvent:
+        return await self.session.message(self.handle_id, body, jsep, wait)
+
+    async def create_room(self, spec: RoomSpec, admin_key: str | None = None) -> str:
+        data = _check(await self._ask(spec.create_body(admin_key)), "created")
+        return str(data["room"])
+
+    async def destroy_room(self, room: str) -> None:
+        _check(await self._ask({"request": "destroy", "room": room}), "destroyed")
+
+    async def exists(self, room: str) -> bool:
+        data = _check(await self._ask({"request": "exists", "room": room}), "success")
+        return bool(data["exists"])
+
+    async def participants(self, room: str) -> list[Json]:
+        data = await self._ask({"request": "listparticipants", "room": room})
+        return list(_check(data, "participants")["participants"])
+
+    async def publish(self, room: str, feed: str, offer: Json, display: str = "") -> Joined:
+        """Join as publisher ``feed`` (e.g. "customer") with an SDP offer; returns Janus's
+        answer, which arrives as an event on the long poll."""
+        body: Json = {
+            "request": "joinandconfigure",
+            "ptype": "publisher",
+            "room": room,
+            "id": feed,
+            "display": display or feed,
+            # Only used when the room records: names the .mjr files after room and role.
+            "filename": record_base(room, feed),
+        }
+        event = await self._ask(body, offer)
+        data = _check(event, "joined")
+        if event.jsep is None:
+            raise VideoRoomError("joined without an SDP answer")
+        return Joined(str(data["id"]), data.get("private_id"), event.jsep, data["publishers"])
+
+    async def subscribe(self, room: str, feeds: list[str], private_id: int | None = None) -> Json:
+        """Join as subscriber to these feeds; returns Janus's SDP offer to answer via start."""
+        body: Json = {
+            "request": "join",
+            "ptype": "subscriber",
+            "room": room,
+            "streams": [{"feed": f} for f in feeds],
+        }
+        if private_id is not None:
+            body["private_id"] = private_id
+        event = await self._ask(body)
+        _check(event, "attached")
+        if event.jsep is None:
+            raise VideoRoomError("attached without an SDP offer")
+        return event.jsep
+
+    async def start(self, answer: Json) -> None:
+        """Complete a subscription with the subscriber's SDP answer."""
+        data = _check(await self._ask({"request": "start"}, answer), "event")
+        if data.get("started") != "ok":
+            raise VideoRoomError(f"subscription not started: {data!r}")
+
+    async def leave(self) -> None:
+        await self._ask({"request": "leave"})
+
+    async def detach(self) -> None:
+        await self.session.detach(self.handle_id)

@@ -1,0 +1,1 @@
+"""Operations: teller KPIs, Erlang C staffing, the monitoring big screen."""

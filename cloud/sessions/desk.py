@@ -1,0 +1,454 @@
+"""The teller desk: one owner that drives sessions, routing and media together.
+
+The desk is where the pure pieces meet: each session's state machine (``state``), the
+routing board (``routing``), the Janus rooms and tokens (a ``MediaRooms``, in production
+``cloud.media.pool.JanusPool``) and TURN credentials. It knows nothing of MQTT, WebSockets
+or HTTP: it tells participants what happened through an injected ``notify(address,
+message)`` and hands each transition record to an injected ``persist``. The web app and the
+MQTT bridge call its methods and deliver its messages.
+
+Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` first):
+
+    queued          to terminal  position, expected_wait (s or null), ring
+    offer           to teller    session, business, language, elderly, expires (epoch s)
+    offer_withdrawn to teller    session, cause (timeout, customer left)
+    connect         to terminal  the customer's media grant (see ``Grant.message``); sent
+                                 again, same token, when a transfer brings a new teller
+                                 (subscribe to the new ``peer_feed``)
+    ended           to both      session, cause (to the old teller only on transfer)
+    failed          to both      session, cause
+
+The teller's own grant is the return value of ``accept`` (the teller's client asked).
+Operations run one at a time (an asyncio lock); ``run`` ticks the clock-driven parts
+(offer timeouts, wrap-up limits, queue announcements). Not thread-safe: one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from cloud.media.errors import MediaError
+from cloud.media.nodes import Node
+from cloud.sessions import state as st
+from cloud.sessions.errors import RoutingError
+from cloud.sessions.estimate import HandleTimes, queue_status
+from cloud.sessions.grants import CUSTOMER, TELLER, Grant, Message, TurnConfig, make_grant
+from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.state import Event, Session, State, Transition
+
+Notify = Callable[[str, Message], Awaitable[None]]
+Persist = Callable[[Transition, "SessionFacts"], Awaitable[None]]
+AfterCall = Callable[[str, Node], Awaitable[None]]
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialised(
+    method: Callable[Concatenate[Desk, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Desk, P], Coroutine[Any, Any, R]]:
+    """One operation at a time: methods await media and notify calls, and a second
+    operation (a hang-up arriving during an accept) must not see the board half-changed."""
+
+    async def wrapper(self: Desk, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with self._lock:
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, method)  # name and docstring, for help() and logs
+    return wrapper
+
+
+class MediaRooms(Protocol):
+    async def open_room(self, room: str) -> Node: ...
+    async def close_room(self, room: str) -> Node | None: ...
+    async def grant(self, node: Node, token: str) -> None: ...
+    async def revoke(self, node: Node, token: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What is known about a session besides its transitions, for the database row."""
+
+    terminal_id: str
+    business: str
+    language: str
+    elderly: bool
+    janus_node: str | None = None
+
+
+@dataclass
+class _Call:
+    """What the desk keeps about a session beyond its state machine."""
+
+    session: Session
+    terminal_id: str
+    business: str
+    language: str
+    elderly: bool
+    teller_id: str | None = None
+    node: Node | None = None
+    customer: Grant | None = None
+    teller: Grant | None = None
+
+    @property
+    def facts(self) -> SessionFacts:
+        node = None if self.node is None else self.node.name
+        return SessionFacts(self.terminal_id, self.business, self.language, self.elderly, node)
+
+
+class Desk:
+    def __init__(
+        self,
+        board: Board,
+        media: MediaRooms,
+        notify: Notify,
+        clock: Callable[[], datetime],
+        *,
+        persist: Persist | None = None,
+        after_call: AfterCall | None = None,
+        turn: TurnConfig | None = None,
+        times: HandleTimes | None = None,
+    ) -> None:
+        self.board = board
+        self.media = media
+        self.notify = notify
+        self.clock = clock
+        self.persist = persist
+        self.after_call = after_call
+        self.turn = turn
+        self.times = times or HandleTimes()
+        self.calls: dict[str, _Call] = {}
+        self._lock = asyncio.Lock()
+
+    # -- customer side -------------------------------------------------------------------
+
+    @_serialised
+    async def request(
+        self, session_id: str, terminal_id: str, business: str, language: str, elderly: bool
+    ) -> None:
+        """A customer at a terminal asks for a teller."""
+        if session_id in self.calls:
+            raise RoutingError(f"session {session_id} already exists")
+        now = self.clock()
+        session = st.new_session(session_id, now, f"terminal {terminal_id}")
+        self.board.enqueue(session_id, business, language, now.timestamp(), elderly)
+        call = _Call(session, terminal_id, business, language, elderly)
+        self.calls[session_id] = call
+        await self._save(session.history[0], call)
+        await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
+        await self._announce(session_id)
+        await self._dispatch()
+
+    @_serialised
+    async def abandon(self, session_id: str, cause: str = "customer left") -> None:
+        """The customer gave up before being connected."""
+        await self._abandon(session_id, cause)
+
+    async def _abandon(self, session_id: str, cause: str) -> None:
+        call = self._call(session_id)
+        await self._apply(session_id, Event.ABANDON, self.clock(), cause)
+        await self._unqueue(session_id, cause)
+        await self._release(call)  # a transferred customer was still in the room
+        self.calls.pop(session_id)
+        await self._dispatch()
+
+    # -- teller side ---------------------------------------------------------------------
+
+    @_serialised
+    async def teller_state(self, teller_id: str, new: TellerState) -> None:
+        """Available, break or offline (busy and wrap-up come from calls). Leaving wrap-up
+        this way closes the session being wrapped up; a teller in a call must end it first."""
+        teller = self.board.tellers.get(teller_id)
+        if teller is None:
+            raise RoutingError(f"unknown teller {teller_id}")
+        if new is TellerState.BUSY or teller.state is TellerState.BUSY:
+            raise RoutingError(f"teller {teller_id}: busy is set and ended by calls only")
+        if teller.state is TellerState.WRAP_UP:
+            await self._close_wrap_up(teller_id)
+        cancelled = self.board.set_state(teller_id, new, self.clock().timestamp())
+        if cancelled is not None:
+            cause = f"teller went {new}"
+            await self._apply(cancelled.request_id, Event.DECLINE, self.clock(), cause, teller_id)
+        await self._dispatch()
+
+    @_serialised
+    async def accept(self, teller_id: str, session_id: str) -> Grant:
+        """The teller takes the offered call: open a room, grant both sides, connect."""
+        offer = self.board.offers.get(session_id)
+        if offer is None or offer.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} holds no offer for {session_id}")
+        now = self.clock()
+        self.board.accept(session_id, now.timestamp())
+        call = self._call(session_id)
+        call.teller_id = teller_id
+        await self._apply(session_id, Event.ACCEPT, now, "teller accepted", teller_id)
+        try:
+            if call.node is None:  # a transferred customer is still in the room
+                call.node = await self.media.open_room(session_id)
+            if call.customer is None:
+                call.customer = self._grant(call, CUSTOMER)
+                await self.media.grant(call.node, call.customer.token)
+            call.teller = self._grant(call, TELLER)
+            await self.media.grant(call.node, call.teller.token)
+        except Exception as err:
+            await self._fail(session_id, f"media: {err}")
+            raise
+        call.customer = replace(call.customer, peer_feed=call.teller.feed)
+        await self.notify(f"terminal:{call.terminal_id}", call.customer.message())
+        return call.teller
+
+    @_serialised
+    async def transfer(
+        self, teller_id: str, session_id: str, business: str, language: str, cause: str
+    ) -> None:
+        """The teller hands the customer on to another skill; the customer stays in the
+        room and waits (with a head start) for the next teller, who joins the same room."""
+        call = self._call(session_id)
+        if call.session.state is not State.CONNECTED or call.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} is not connected to {session_id}")
+        if business not in self.board.policy.businesses:
+            raise RoutingError(f"unknown business type {business!r}")
+        if language not in self.board.policy.languages:
+            raise RoutingError(f"unknown language {language!r}")
+        now = self.clock()
+        await self._apply(session_id, Event.TRANSFER, now, cause, teller_id)
+        connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
+        self.times.observe(call.business, (now - connected[-1]).total_seconds())
+        self.board.hang_up(teller_id, now.timestamp())
+        if call.node is not None and call.teller is not None:
+            await self.media.revoke(call.node, call.teller.token)
+        call.teller, call.teller_id = None, None
+        call.business, call.language = business, language
+        self.board.enqueue(session_id, business, language, now.timestamp(), call.elderly, True)
+        await self._apply(session_id, Event.ENQUEUE, now, f"transfer to {business}/{language}")
+        await self.notify(
+            f"teller:{teller_id}", {"type": "ended", "session": session_id, "cause": "transferred"}
+        )
+        await self._announce(session_id)
+        await self._dispatch()
+
+    @_serialised
+    async def decline(self, teller_id: str, session_id: str) -> None:
+        offer = self.board.offers.get(session_id)
+        if offer is None or offer.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} holds no offer for {session_id}")
+        self.board.decline(session_id, self.clock().timestamp())
+        await self._apply(session_id, Event.DECLINE, self.clock(), "teller declined", teller_id)
+        await self._dispatch()
+
+    @_serialised
+    async def hang_up(self, session_id: str, cause: str) -> None:
+        """Either side ended the call: release media, teller to wrap-up."""
+        await self._hang_up(session_id, cause)
+
+    async def _hang_up(self, session_id: str, cause: str) -> None:
+        call = self._call(session_id)
+        await self._apply(session_id, Event.HANG_UP, self.clock(), cause, call.teller_id)
+        if call.teller_id is not None:
+            self.board.hang_up(call.teller_id, self.clock().timestamp())
+        await self._release(call)
+        await self._tell_both(call, {"type": "ended", "session": session_id, "cause": cause})
+
+    @_serialised
+    async def finish_wrap_up(self, teller_id: str) -> None:
+        """The teller is done with the paperwork: close the session, back to available."""
+        teller = self.board.tellers.get(teller_id)
+        if teller is None or teller.state is not TellerState.WRAP_UP:
+            raise RoutingError(f"teller {teller_id} is not in wrap-up")
+        await self._close_wrap_up(teller_id)
+        self.board.set_state(teller_id, TellerState.AVAILABLE, self.clock().timestamp())
+        await self._dispatch()
+
+    @_serialised
+    async def customer_ended(self, session_id: str, cause: str = "customer ended") -> None:
+        """The terminal says the customer is done, whatever the session's state: an
+        abandon before connection, a hang-up during the call."""
+        state = self._call(session_id).session.state
+        if state is State.CONNECTED:
+            await self._hang_up(session_id, cause)
+        else:
+            await self._abandon(session_id, cause)
+
+    @_serialised
+    async def fail(self, session_id: str, cause: str) -> None:
+        """Media or signalling broke: end the session, free the teller."""
+        await self._fail(session_id, cause)
+
+    async def _fail(self, session_id: str, cause: str) -> None:
+        call = self._call(session_id)
+        await self._apply(session_id, Event.FAIL, self.clock(), cause, call.teller_id)
+        await self._unqueue(session_id, cause)
+        await self._release(call)
+        if call.teller_id is not None:
+            self.board.set_state(call.teller_id, TellerState.AVAILABLE, self.clock().timestamp())
+        await self._tell_both(call, {"type": "failed", "session": session_id, "cause": cause})
+        self.calls.pop(session_id)
+
+    # -- the clock -----------------------------------------------------------------------
+
+    @_serialised
+    async def tick(self) -> None:
+        """Expire offers, end overlong wrap-ups, make new offers. Call about once a second."""
+        await self._dispatch()
+
+    @_serialised
+    async def announce_positions(self) -> None:
+        """Tell every waiting customer their place and expected wait (every few seconds)."""
+        for request in list(self.board.waiting()):
+            await self._announce(request.id)
+
+    async def run(self, tick_every: float = 1.0, announce_every: float = 5.0) -> None:
+        """Tick and announce until cancelled; the desk's owner runs this as one task."""
+        loop = asyncio.get_running_loop()
+        announced = -math.inf
+        while True:
+            await self.tick()
+            if loop.time() - announced >= announce_every:
+                await self.announce_positions()
+                announced = loop.time()
+            await asyncio.sleep(tick_every)
+
+    # -- views (no lock: they only read) -------------------------------------------------
+
+    def teller_view(self, teller_id: str) -> Message:
+        """A teller's state, open offer and current session, for their screen."""
+        teller = self.board.tellers.get(teller_id)
+        if teller is None:
+            raise RoutingError(f"unknown teller {teller_id}")
+        offer = self.board.offer_to(teller_id)
+        call = next((c for c in self.calls.values() if c.teller_id == teller_id), None)
+        return {
+            "teller": teller_id,
+            "state": teller.state.value,
+            "offer": None if offer is None else offer.request_id,
+            "session": None if call is None else call.session.id,
+            "session_state": None if call is None else call.session.state.value,
+        }
+
+    def teller_of(self, session_id: str) -> str | None:
+        """The teller currently on a session (None while it waits)."""
+        return self._call(session_id).teller_id
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _call(self, session_id: str) -> _Call:
+        try:
+            return self.calls[session_id]
+        except KeyError:
+            raise RoutingError(f"unknown session {session_id}") from None
+
+    async def _unqueue(self, session_id: str, cause: str) -> None:
+        """Take a request off the board, telling a teller who holds its offer."""
+        if session_id not in self.board.requests:
+            return
+        offer = self.board.offers.get(session_id)
+        self.board.abandon(session_id, self.clock().timestamp())
+        if offer is not None:
+            await self.notify(
+                f"teller:{offer.teller_id}",
+                {"type": "offer_withdrawn", "session": session_id, "cause": cause},
+            )
+
+    async def _save(self, record: Transition, call: _Call) -> None:
+        if self.persist is not None:
+            await self.persist(record, call.facts)
+
+    async def _apply(
+        self, session_id: str, event: Event, at: datetime, cause: str, teller: str | None = None
+    ) -> None:
+        call = self._call(session_id)
+        call.session, record = st.apply(call.session, event, at, cause, teller)
+        await self._save(record, call)
+
+    async def _dispatch(self) -> None:
+        now = self.clock()
+        expired, ended = self.board.tick(now.timestamp())
+        for offer in expired:
+            await self._apply(
+                offer.request_id, Event.OFFER_TIMEOUT, now, "no answer", offer.teller_id
+            )
+            await self.notify(
+                f"teller:{offer.teller_id}",
+                {"type": "offer_withdrawn", "session": offer.request_id, "cause": "timeout"},
+            )
+        for teller_id in ended:
+            await self._close_wrap_up(teller_id, "wrap-up time limit")
+        for offer in self.board.dispatch(now.timestamp()):
+            call = self._call(offer.request_id)
+            request = self.board.requests[offer.request_id]
+            await self._apply(
+                offer.request_id, Event.OFFER, now, f"ring {offer.ring}", offer.teller_id
+            )
+            await self.notify(
+                f"teller:{offer.teller_id}",
+                {
+                    "type": "offer",
+                    "session": offer.request_id,
+                    "terminal": call.terminal_id,
+                    "business": request.business,
+                    "language": request.language,
+                    "elderly": request.elderly,
+                    "expires": offer.expires,
+                },
+            )
+
+    async def _announce(self, session_id: str) -> None:
+        status = queue_status(self.board, session_id, self.clock().timestamp(), self.times)
+        await self.notify(
+            f"terminal:{self._call(session_id).terminal_id}",
+            {
+                "type": "queued",
+                "session": session_id,
+                "position": status.position,
+                "expected_wait": status.expected_wait,
+                "ring": status.ring,
+            },
+        )
+
+    def _grant(self, call: _Call, role: str) -> Grant:
+        assert call.node is not None and call.teller_id is not None
+        return make_grant(
+            call.session.id, role, call.node.url, call.terminal_id, call.teller_id,
+            self.clock(), self.turn,
+        )  # fmt: skip
+
+    async def _release(self, call: _Call) -> None:
+        """Revoke the participants' tokens and destroy the room (Janus closes recordings)."""
+        node, call.node = call.node, None
+        if node is None:
+            return
+        # Best effort: on a node that died, tokens and room died with it.
+        for grant in (call.customer, call.teller):
+            if grant is not None:
+                with contextlib.suppress(MediaError):
+                    await self.media.revoke(node, grant.token)
+        call.customer = call.teller = None
+        with contextlib.suppress(MediaError):
+            await self.media.close_room(call.session.id)
+        if self.after_call is not None:
+            await self.after_call(call.session.id, node)
+
+    async def _close_wrap_up(self, teller_id: str, cause: str = "wrap-up done") -> None:
+        for call in list(self.calls.values()):
+            if call.teller_id == teller_id and call.session.state is State.WRAP_UP:
+                await self._close(call, cause)
+
+    async def _close(self, call: _Call, cause: str) -> None:
+        await self._apply(call.session.id, Event.CLOSE, self.clock(), cause, call.teller_id)
+        handled = st.handle_time(call.session)
+        if handled is not None:
+            self.times.observe(call.business, handled.total_seconds())
+        self.calls.pop(call.session.id)
+
+    async def _tell_both(self, call: _Call, message: Message) -> None:
+        await self.notify(f"terminal:{call.terminal_id}", message)
+        if call.teller_id is not None:
+            await self.notify(f"teller:{call.teller_id}", message)

@@ -1,0 +1,92 @@
+"""Persisting teller sessions with tortoise: the desk's ``persist`` and the way back.
+
+``save`` writes one transition and brings the session row up to date in one database
+transaction; ``load`` rebuilds a ``state.Session`` by replaying the stored records, so a
+restarted cloud sees exactly the history it wrote (and a tampered history fails replay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from tortoise.transactions import in_transaction
+
+from cloud.sessions import state as st
+from cloud.sessions.desk import SessionFacts
+from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
+from cloud.sessions.state import Event, State, Transition
+
+
+async def save(record: Transition, facts: SessionFacts) -> None:
+    """Store one transition; the first one (the request) creates the session row."""
+    async with in_transaction():
+        row = await TellerSession.get_or_none(id=record.session_id)
+        if row is None:
+            row = await TellerSession.create(
+                id=record.session_id,
+                terminal_id=facts.terminal_id,
+                business=facts.business,
+                language=facts.language,
+                elderly=facts.elderly,
+                state=record.to_state.value,
+                requested_at=record.at,
+                updated_at=record.at,
+            )
+        row.state = record.to_state.value
+        row.updated_at = record.at
+        row.teller_id = record.teller_id or row.teller_id
+        row.janus_node = facts.janus_node or row.janus_node
+        await row.save()
+        await SessionTransition.create(
+            session=row,
+            at=record.at,
+            event=record.event.value,
+            from_state=None if record.from_state is None else record.from_state.value,
+            to_state=record.to_state.value,
+            cause=record.cause[:255],
+            teller_id=record.teller_id,
+        )
+
+
+async def load(session_id: str) -> st.Session:
+    """The session as its stored history says; ValueError/InvalidTransition if inconsistent."""
+    rows = await SessionTransition.filter(session_id=session_id).order_by("id")
+    records = [
+        Transition(
+            session_id,
+            r.at,
+            Event(r.event),
+            None if r.from_state is None else State(r.from_state),
+            State(r.to_state),
+            r.cause,
+            r.teller_id,
+        )
+        for r in rows
+    ]
+    return st.replay(session_id, records)
+
+
+async def set_recording(session_id: str, path: str, sha256: str) -> None:
+    await TellerSession.filter(id=session_id).update(recording_path=path, recording_sha256=sha256)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_teller_token(teller_id: str) -> str:
+    """A new API token for a teller (replacing any old one); only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    updated = await TellerProfile.filter(id=teller_id).update(token_sha256=_digest(token))
+    if not updated:
+        raise KeyError(f"unknown teller {teller_id}")
+    return token
+
+
+async def teller_for_token(token: str) -> str | None:
+    """The teller a token belongs to, or None (usable as the router's ``teller_auth``)."""
+    if not token:
+        return None
+    profile = await TellerProfile.get_or_none(token_sha256=_digest(token))
+    return None if profile is None else profile.id

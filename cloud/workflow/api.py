@@ -1,0 +1,191 @@
+"""Workflow routes: the teller walks a session's steps; a supervisor authorises."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from tortoise.exceptions import IntegrityError
+
+from cloud.auth.deps import Principal, require
+from cloud.auth.roles import Role, may_view_session
+from cloud.workflow import engine, service, store
+from cloud.workflow.errors import (
+    CatalogueError,
+    SecondPersonRequired,
+    WorkflowError,
+)
+
+router = APIRouter(prefix="/api/v1/workflow", tags=["workflow"])
+Teller = Annotated[Principal, Depends(require(Role.TELLER))]
+Participant = Annotated[
+    Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR))
+]
+
+
+class StartRequest(BaseModel):
+    business: str
+
+
+class StepRequest(BaseModel):
+    step: str
+    passed: bool = True
+    liveness_score: float | None = Field(None, ge=0, le=100)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class FinishRequest(BaseModel):
+    outcome: engine.Outcome = engine.Outcome.COMPLETED
+    #: As read from the ID card / bank card; stored encrypted, shown masked.
+    customer: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkflowPublic(BaseModel):
+    session_id: str
+    business: str
+    risk: str
+    teller_id: str
+    steps: list[str]
+    done: list[dict[str, Any]]
+    next_step: str | None
+    outcome: str | None
+    chain_head: str
+
+
+def _public(loaded: store.Loaded) -> WorkflowPublic:
+    wf = loaded.workflow
+    return WorkflowPublic(
+        session_id=wf.session_id,
+        business=wf.business.code,
+        risk=wf.business.risk,
+        teller_id=wf.teller_id,
+        steps=list(wf.business.steps),
+        done=[
+            {
+                "step": r.step,
+                "actor": r.actor,
+                "at": r.at,
+                "passed": r.passed,
+                "detail": dict(r.detail),
+            }
+            for r in wf.records
+        ],
+        next_step=wf.next_step,
+        outcome=wf.outcome,
+        chain_head=loaded.timeline.head,
+    )
+
+
+async def _visible(request: Request, session_id: str, who: Principal) -> store.Loaded:
+    try:
+        loaded = await service.get(request.app.state.oversight, session_id)
+    except service.NoSuchWorkflow:
+        loaded = None
+    if loaded is None or not may_view_session(who.account_id, who.roles, loaded.workflow.teller_id):
+        raise HTTPException(404, "no such session")
+    return loaded
+
+
+def _http(err: WorkflowError) -> HTTPException:
+    if isinstance(err, SecondPersonRequired):
+        return HTTPException(403, str(err))
+    return HTTPException(409, str(err))
+
+
+@router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
+async def start(
+    session_id: str, body: StartRequest, request: Request, who: Teller
+) -> WorkflowPublic:
+    ov = request.app.state.oversight
+    try:
+        loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
+    except CatalogueError as err:
+        raise HTTPException(422, str(err)) from err
+    except IntegrityError as err:
+        raise HTTPException(409, f"session {session_id} already has a workflow") from err
+    return _public(loaded)
+
+
+@router.get("/{session_id}", response_model=WorkflowPublic)
+async def view(session_id: str, request: Request, who: Participant) -> WorkflowPublic:
+    return _public(await _visible(request, session_id, who))
+
+
+@router.post("/{session_id}/steps", response_model=WorkflowPublic)
+async def record_step(
+    session_id: str,
+    body: StepRequest,
+    request: Request,
+    who: Annotated[Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER))],
+) -> WorkflowPublic:
+    ov = request.app.state.oversight
+    loaded = await _visible(request, session_id, who)
+    actor = engine.Actor(who.account_id, frozenset(who.roles))
+    try:
+        loaded = await service.record_step(
+            ov,
+            session_id,
+            body.step,
+            actor,
+            ov.clock(),
+            passed=body.passed,
+            liveness_score=body.liveness_score,
+            detail=body.detail,
+            loaded=loaded,
+        )
+    except WorkflowError as err:
+        raise _http(err) from err
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    return _public(loaded)
+
+
+#: Largest file a teller desk uploads in one request (a voucher photo, an e-signature).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+@router.put("/{session_id}/files/{name}", response_model=WorkflowPublic)
+async def capture_file(
+    session_id: str,
+    name: str,
+    request: Request,
+    who: Teller,
+    role: Annotated[str, Query(pattern="^(voucher|e_signature|recording)$")],
+) -> WorkflowPublic:
+    """Upload a voucher image or e-signature (raw body); sealed into the package at finish."""
+    ov = request.app.state.oversight
+    loaded = await _visible(request, session_id, who)
+    if loaded.workflow.teller_id != who.account_id:
+        raise HTTPException(404, "no such session")
+    if int(request.headers.get("content-length") or 0) > MAX_FILE_BYTES:
+        raise HTTPException(413, f"at most {MAX_FILE_BYTES} bytes")
+    data = await request.body()
+    if len(data) > MAX_FILE_BYTES:
+        raise HTTPException(413, f"at most {MAX_FILE_BYTES} bytes")
+    try:
+        loaded = await service.capture_file(
+            ov, session_id, name, role, data, who.account_id, ov.clock()
+        )
+    except WorkflowError as err:
+        raise _http(err) from err
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    return _public(loaded)
+
+
+@router.post("/{session_id}/finish", response_model=WorkflowPublic)
+async def finish(
+    session_id: str, body: FinishRequest, request: Request, who: Teller
+) -> WorkflowPublic:
+    ov = request.app.state.oversight
+    loaded = await _visible(request, session_id, who)
+    if loaded.workflow.teller_id != who.account_id:
+        raise HTTPException(404, "no such session")
+    try:
+        loaded = await service.finish(
+            ov, session_id, body.outcome, ov.clock(), customer=body.customer, loaded=loaded
+        )
+    except WorkflowError as err:
+        raise _http(err) from err
+    return _public(loaded)

@@ -1,0 +1,29 @@
+"""The workflow package's exceptions (all under ``cuntong.errors.CuntongError``)."""
+
+from __future__ import annotations
+
+from cuntong.errors import ConfigError, CuntongError
+
+
+class CatalogueError(ConfigError, ValueError):
+    """The business catalogue file is malformed; the message names the file, entry and field."""
+
+
+class WorkflowError(CuntongError, ValueError):
+    """A step was recorded that the rules do not allow."""
+
+
+class StepOutOfOrder(WorkflowError):
+    """The step is not the next required one (steps cannot be skipped or repeated)."""
+
+
+class SecondPersonRequired(WorkflowError):
+    """A step needs a second, authorised person (not the serving teller)."""
+
+
+class WorkflowIncomplete(WorkflowError):
+    """The session tried to complete with required steps still outstanding."""
+
+
+class WorkflowClosed(WorkflowError):
+    """The workflow already has an outcome."""

@@ -1,0 +1,205 @@
+"""Running a session's workflow against the database, in-process.
+
+The workflow routes use these, and so can the teller-session service (``cloud/sessions``):
+``start`` when a teller accepts a call, ``append_event`` for what the terminal reports
+(recording segments with their digests, link quality), ``record_step`` as the teller walks
+the steps, ``finish`` when the session ends — which seals the evidence package (with the
+recording segments and images the caller passes) and queues the session for quality review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cloud.auth.masking import mask_fields
+from cloud.evidence import package
+from cloud.evidence import service as evidence
+from cloud.evidence.chain import Timeline
+from cloud.evidence.models import EvidenceRecord
+from cloud.evidence.package import EvidenceFile
+from cloud.oversight import Oversight
+from cloud.quality import service as quality
+from cloud.workflow import engine, store
+from cloud.workflow.errors import WorkflowClosed, WorkflowError
+from provisioning import suite as suite_lib
+
+
+class NoSuchWorkflow(WorkflowError, LookupError):
+    """No workflow was started for this session."""
+
+
+async def start(
+    ov: Oversight, session_id: str, business: str, teller_id: str, now: dt.datetime
+) -> store.Loaded:
+    wf = engine.start(ov.catalogue.get(business), session_id, teller_id, now)
+    timeline = Timeline(ov.suite)
+    timeline.append("session_start", teller_id, now, {"business": business})
+    return await store.create(wf, timeline)
+
+
+async def get(ov: Oversight, session_id: str) -> store.Loaded:
+    loaded = await store.load(ov.catalogue, ov.suite, session_id)
+    if loaded is None:
+        raise NoSuchWorkflow(f"no workflow for session {session_id}")
+    return loaded
+
+
+async def append_event(
+    ov: Oversight, session_id: str, kind: str, actor: str, now: dt.datetime, data: Mapping[str, Any]
+) -> store.Loaded:
+    """Put a non-step fact on the timeline (personal fields are masked first)."""
+    loaded = await get(ov, session_id)
+    loaded.timeline.append(kind, actor, now, mask_fields(data))
+    return await store.save(loaded)
+
+
+async def record_step(
+    ov: Oversight,
+    session_id: str,
+    step: str,
+    who: engine.Actor,
+    now: dt.datetime,
+    *,
+    passed: bool = True,
+    liveness_score: float | None = None,
+    detail: Mapping[str, Any] | None = None,
+    loaded: store.Loaded | None = None,
+) -> store.Loaded:
+    """The serving teller records a step; anyone else records it as the second person.
+
+    Pass ``loaded`` if the caller already read the workflow (saves a query; a stale copy
+    fails the save with StaleWorkflow rather than overwriting).
+    """
+    loaded = loaded or await get(ov, session_id)
+    second = who.id != loaded.workflow.teller_id
+    wf, record = engine.record_step(
+        loaded.workflow,
+        step,
+        who,
+        now,
+        passed=passed,
+        liveness_score=liveness_score,
+        liveness_threshold=ov.catalogue.liveness_threshold,
+        reviewer=who if second else None,
+        detail=mask_fields(detail or {}),
+    )
+    loaded.workflow = wf
+    loaded.timeline.append("step", who.id, now, {**record.detail, "step": step, "passed": passed})
+    return await store.save(loaded)
+
+
+def _staging(ov: Oversight, session_id: str) -> Path:
+    return ov.evidence_dir / ".staging" / package.safe_name(session_id)
+
+
+async def capture_file(
+    ov: Oversight, session_id: str, name: str, role: str, data: bytes, actor: str, now: dt.datetime
+) -> store.Loaded:
+    """Keep a voucher image, e-signature or recording for the package, sealed at rest.
+
+    The timeline commits to the file's digest at capture time, so a file swapped before
+    the package is sealed is caught as surely as one swapped after.
+    """
+    if role not in package.ROLES:
+        raise ValueError(f"role must be one of {sorted(package.ROLES)}")
+    loaded = await get(ov, session_id)
+    if loaded.workflow.outcome is not None:
+        raise WorkflowClosed(f"session {session_id} already {loaded.workflow.outcome}")
+    target = _staging(ov, session_id) / package.safe_name(name)
+    if target.exists():
+        raise WorkflowError(f"file {name} already captured")
+    key = ov.evidence_keys.data_key(ov.suite, session_id)
+    sealed = suite_lib.encrypt(ov.suite, key, data, aad=f"staging:{session_id}/{name}".encode())
+    digest = suite_lib.digest(ov.suite, data).hex()
+    loaded.timeline.append(
+        "file_captured", actor, now, {"name": name, "role": role, "digest": digest}
+    )
+    loaded = await store.save(loaded)
+    await asyncio.to_thread(_write, target, sealed)
+    return loaded
+
+
+def _write(target: Path, blob: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(blob)
+
+
+def _staged(ov: Oversight, loaded: store.Loaded) -> list[EvidenceFile]:
+    """The captured files, decrypted and checked against the digests on the timeline."""
+    session_id = loaded.workflow.session_id
+    key = ov.evidence_keys.data_key(ov.suite, session_id)
+    files = []
+    for event in loaded.timeline.events:
+        if event.kind != "file_captured":
+            continue
+        name, role = str(event.data["name"]), str(event.data["role"])
+        try:
+            blob = (_staging(ov, session_id) / name).read_bytes()
+            aad = f"staging:{session_id}/{name}".encode()
+            data = suite_lib.decrypt(ov.suite, key, blob, aad=aad)
+        except (OSError, suite_lib.DecryptError) as err:
+            raise WorkflowError(f"captured file {name} is missing or was altered") from err
+        if suite_lib.digest(ov.suite, data).hex() != event.data["digest"]:
+            raise WorkflowError(f"captured file {name} changed since capture")
+        files.append(EvidenceFile(name, role, data))
+    return files
+
+
+async def finish(
+    ov: Oversight,
+    session_id: str,
+    outcome: engine.Outcome,
+    now: dt.datetime,
+    *,
+    files: Sequence[EvidenceFile] = (),
+    customer: Mapping[str, str] | None = None,
+    loaded: store.Loaded | None = None,
+) -> store.Loaded:
+    """Close the workflow, seal its evidence package and queue it for quality review.
+
+    ``completed`` fails (WorkflowIncomplete) while any required step is outstanding.
+    """
+    loaded = loaded or await get(ov, session_id)
+    if await EvidenceRecord.exists(session_id=session_id):
+        raise WorkflowClosed(f"session {session_id} already finished and sealed")
+    wf = loaded.workflow
+    if outcome is engine.Outcome.COMPLETED:
+        wf = engine.complete(wf, now)
+    elif outcome is engine.Outcome.ABANDONED:
+        wf = engine.abandon(wf, now)
+    elif wf.outcome is None:
+        raise WorkflowError("a workflow is rejected by a failed step, not by finish()")
+    staged = await asyncio.to_thread(_staged, ov, loaded)
+    loaded.workflow = wf
+    loaded.timeline.append("session_end", wf.teller_id, now, {"outcome": wf.outcome})
+    loaded = await store.save(loaded)
+    supervisor = next((r.actor for r in wf.records if r.step == "supervisor_authorisation"), None)
+    await evidence.archive(
+        ov,
+        session_id=session_id,
+        business=wf.business.code,
+        operator_id=wf.teller_id,
+        supervisor_id=supervisor,
+        outcome=str(wf.outcome),
+        timeline=loaded.timeline,
+        files=[*staged, *files],
+        customer=customer or {},
+        now=now,
+    )
+    await asyncio.to_thread(shutil.rmtree, _staging(ov, session_id), ignore_errors=True)
+    liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
+    await quality.consider(
+        ov.catalogue,
+        session_id=session_id,
+        business=wf.business.code,
+        teller_id=wf.teller_id,
+        liveness_score=liveness,
+        closed_at=now,
+        salt=ov.qa_salt,
+    )
+    return loaded

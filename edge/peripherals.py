@@ -1,0 +1,66 @@
+"""The terminal's devices as the agent sees them: configured adapters, or the simulator.
+
+With ``peripherals_file`` (JSON, the ``firmware_adapters.registry`` format) the agent drives
+the real adapters (serial ID reader and PIN pad, PC/SC IC card, V4L2 camera, or their
+simulators on pseudo-terminals); otherwise, in simulation, ``SimulatedTerminal`` stands in.
+Health states go into every telemetry sample; the ``peripheral_selftest`` command runs each
+device's self-test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edge.simulation import SimulatedTerminal
+from firmware_adapters.base import Adapter
+from firmware_adapters.errors import PeripheralError
+from firmware_adapters.registry import build_adapters, health, states
+
+log = logging.getLogger("cuntong.peripherals")
+
+
+class Peripherals:
+    def __init__(self, adapters: dict[str, Adapter], sim: SimulatedTerminal | None) -> None:
+        self.adapters = adapters
+        self.sim = sim
+
+    @classmethod
+    def from_config(cls, path: Path | None, sim: SimulatedTerminal | None) -> Peripherals:
+        adapters = build_adapters(json.loads(path.read_text())) if path else {}
+        return cls(adapters, sim)
+
+    async def open(self) -> None:
+        for adapter in self.adapters.values():
+            try:
+                await adapter.open()
+            except PeripheralError as err:
+                # Unplugged at boot is a state to report, not a reason to stay down.
+                log.warning("peripheral %s not available: %s", adapter.name, err)
+
+    async def close(self) -> None:
+        for adapter in self.adapters.values():
+            with contextlib.suppress(PeripheralError):
+                await adapter.close()
+
+    def states(self) -> dict[str, str]:
+        if self.adapters:
+            return states(self.adapters)
+        return self.sim.peripheral_states() if self.sim else {}
+
+    def details(self) -> dict[str, Any]:
+        return health(self.adapters) if self.adapters else {}
+
+    async def self_test(self) -> list[dict[str, Any]]:
+        if not self.adapters:
+            return [
+                {"name": name, "kind": "simulated", "passed": state == "ok", "detail": state}
+                for name, state in self.states().items()
+            ]
+        results = await asyncio.gather(*(a.self_test() for a in self.adapters.values()))
+        return [asdict(r) for r in results]

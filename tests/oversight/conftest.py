@@ -1,0 +1,81 @@
+"""Oversight fixtures: the real cloud app (create_app) on SQLite and PostgreSQL, a movable
+clock, cheap password hashing, and logged-in clients per role."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+from cloud.api.app import create_app
+from cloud.auth import service
+from cloud.evidence.keys import EvidenceKeys
+from cloud.oversight import Oversight
+from cloud.workflow.catalogue import load_catalogue
+from cuntong.settings import CloudSettings
+from provisioning import suite as suite_lib
+from tests.integration.conftest import db_url  # noqa: F401 - the two-backend fixture
+
+PASSWORD = "correct horse battery"
+#: Argon2id with tiny cost: the tests check behaviour, not hashing strength.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@dataclass
+class Clock:
+    now: dt.datetime
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@dataclass
+class Cloud:
+    app: object
+    ov: Oversight
+    clock: Clock
+    http: httpx.AsyncClient
+
+    async def client(self, account: str, *roles: str) -> httpx.AsyncClient:
+        """An HTTP client logged in as a new account holding ``roles``."""
+        await service.create_account(account, PASSWORD, roles, self.clock(), hasher=FAST_HASHER)
+        r = await self.http.post(
+            "/api/v1/auth/login", json={"username": account, "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
+        return httpx.AsyncClient(
+            transport=self.http._transport,
+            base_url="http://cloud",
+            headers={"authorization": f"Bearer {r.json()['token']}"},
+        )
+
+
+@pytest.fixture
+async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:  # noqa: F811
+    # Tortoise caches each model's INSERT text per connection *name* ("default"), so a
+    # process that moves from SQLite ("?") to PostgreSQL ("$1") would reuse the wrong one.
+    EXECUTOR_CACHE.clear()
+    app = create_app(CloudSettings(db_url=db_url, ingest=False))
+    clock = Clock(dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC))
+    ov = Oversight(
+        load_catalogue(),
+        EvidenceKeys.generate(),
+        tmp_path / "evidence",
+        suite_lib.Suite.SM,
+        clock=clock,
+        hasher=FAST_HASHER,
+    )
+    app.state.oversight = ov
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
+            yield Cloud(app, ov, clock, http)

@@ -1,0 +1,97 @@
+"""Workflow rules: order, second person, low liveness, outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from cloud.workflow import engine
+from cloud.workflow.catalogue import load_catalogue
+from cloud.workflow.engine import Actor, Outcome
+from cloud.workflow.errors import (
+    SecondPersonRequired,
+    StepOutOfOrder,
+    WorkflowClosed,
+    WorkflowIncomplete,
+)
+
+NOW = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+TELLER = Actor("t-1", frozenset({"teller"}))
+SUPERVISOR = Actor("s-1", frozenset({"supervisor"}))
+REVIEWER = Actor("r-1", frozenset({"reviewer"}))
+CAT = load_catalogue()
+
+
+def _walk_until(wf: engine.Workflow, stop: str | None) -> engine.Workflow:
+    while wf.next_step != stop:
+        step = wf.next_step
+        assert step is not None
+        wf, _ = engine.record_step(wf, step, TELLER, NOW, liveness_score=95)
+    return wf
+
+
+def test_high_risk_business_cannot_complete_without_supervisor() -> None:
+    wf = engine.start(CAT.get("password_reset"), "s1", "t-1", NOW)
+    wf = _walk_until(wf, "supervisor_authorisation")
+    with pytest.raises(WorkflowIncomplete, match="supervisor_authorisation"):
+        engine.complete(wf, NOW)
+    with pytest.raises(SecondPersonRequired):
+        engine.record_step(wf, "supervisor_authorisation", TELLER, NOW)
+    # A supervisor who is also the serving teller is still not a second person.
+    with pytest.raises(SecondPersonRequired):
+        engine.record_step(
+            wf, "supervisor_authorisation", Actor("t-1", frozenset({"supervisor"})), NOW
+        )
+    with pytest.raises(SecondPersonRequired):
+        engine.record_step(wf, "supervisor_authorisation", REVIEWER, NOW)
+    wf, rec = engine.record_step(wf, "supervisor_authorisation", SUPERVISOR, NOW)
+    assert rec.actor == "s-1"
+    done = engine.complete(wf, NOW + dt.timedelta(minutes=5))
+    assert done.outcome is Outcome.COMPLETED and done.ended_at == NOW + dt.timedelta(minutes=5)
+    assert [r.step for r in done.records] == list(CAT.get("password_reset").steps)
+
+
+def test_steps_cannot_be_skipped_or_repeated() -> None:
+    wf = engine.start(CAT.get("card_loss"), "s2", "t-1", NOW)
+    with pytest.raises(StepOutOfOrder, match="next step is 'dual_recording'"):
+        engine.record_step(wf, "id_card_read", TELLER, NOW)
+    wf, _ = engine.record_step(wf, "dual_recording", TELLER, NOW)
+    with pytest.raises(StepOutOfOrder):
+        engine.record_step(wf, "dual_recording", TELLER, NOW)
+
+
+def test_low_liveness_needs_manual_review_by_second_person() -> None:
+    wf = _walk_until(engine.start(CAT.get("card_loss"), "s3", "t-1", NOW), "liveness")
+    with pytest.raises(SecondPersonRequired):
+        engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=62)
+    with pytest.raises(SecondPersonRequired):
+        engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=62, reviewer=TELLER)
+    passed, rec = engine.record_step(
+        wf, "liveness", TELLER, NOW, liveness_score=62, reviewer=REVIEWER
+    )
+    assert passed.next_step == "e_signature"
+    assert rec.detail == {"score": 62, "threshold": 80.0, "manual_review_by": "r-1"}
+    _, rec = engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=80)
+    assert "manual_review_by" not in rec.detail
+    with pytest.raises(ValueError, match="score"):
+        engine.record_step(wf, "liveness", TELLER, NOW)
+
+
+def test_failed_step_rejects_and_closes() -> None:
+    wf = _walk_until(engine.start(CAT.get("card_loss"), "s4", "t-1", NOW), "id_online_check")
+    wf, _ = engine.record_step(wf, "id_online_check", TELLER, NOW, passed=False)
+    assert wf.outcome is Outcome.REJECTED
+    with pytest.raises(WorkflowClosed):
+        engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=99)
+    with pytest.raises(WorkflowClosed):
+        engine.complete(wf, NOW)
+
+
+def test_low_risk_completes_without_second_person_and_abandon() -> None:
+    wf = _walk_until(engine.start(CAT.get("balance_inquiry"), "s5", "t-1", NOW), None)
+    assert engine.complete(wf, NOW).outcome is Outcome.COMPLETED
+    gone = engine.abandon(engine.start(CAT.get("pension"), "s6", "t-1", NOW), NOW)
+    assert gone.outcome is Outcome.ABANDONED
+    with pytest.raises(ValueError, match="naive"):
+        engine.start(CAT.get("pension"), "s7", "t-1", dt.datetime(2026, 1, 1))  # noqa: DTZ001

@@ -1,0 +1,121 @@
+"""aiortc peers standing in for a terminal and a teller: synthetic video, a 440 Hz tone.
+
+Shared by the media integration test and ``bench/sessions.py``. The tracks are cheap on
+purpose (flat frames whose brightness moves, a sine tone) so two publishers and two
+subscribers fit on a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from av import AudioFrame, VideoFrame
+
+from cloud.media.videoroom import Joined, VideoRoom
+
+WIDTH, HEIGHT = 320, 240
+TONE_HZ = 440
+
+
+class ToneTrack(AudioStreamTrack):
+    """A 440 Hz sine at about a third of full scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._n = 0
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()  # silence, correctly timed
+        rate = frame.sample_rate
+        samples = array.array(
+            "h",
+            (
+                int(10_000 * math.sin(2 * math.pi * TONE_HZ * (self._n + i) / rate))
+                for i in range(frame.samples)
+            ),
+        )
+        self._n += frame.samples
+        frame.planes[0].update(samples.tobytes())
+        return frame
+
+
+class BarsTrack(VideoStreamTrack):
+    """Flat 320×240 frames whose brightness steps every frame (so VP8 has work to do)."""
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame(WIDTH, HEIGHT, "yuv420p")
+        shade = (pts // 3000) % 200 + 28
+        for i, plane in enumerate(frame.planes):
+            plane.update(bytes([shade if i == 0 else 128]) * plane.buffer_size)
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+@dataclass
+class Received:
+    """What a subscriber got: frame counts, first-video time, loudest audio sample, size."""
+
+    frames: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
+    first_video: asyncio.Future[float] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    loudest: int = 0
+    size: tuple[int, int] = (0, 0)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def consume(self, track: MediaStreamTrack) -> None:
+        self.tasks.append(asyncio.create_task(self._pull(track)))
+
+    async def _pull(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames[track.kind] += 1
+                if isinstance(frame, VideoFrame):
+                    self.size = (frame.width, frame.height)
+                    if not self.first_video.done():
+                        self.first_video.set_result(time.monotonic())
+                elif isinstance(frame, AudioFrame):
+                    pcm = array.array("h", bytes(frame.planes[0]))
+                    self.loudest = max(self.loudest, max(map(abs, pcm), default=0))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def publish(room: VideoRoom, room_id: str, feed: str) -> tuple[RTCPeerConnection, Joined]:
+    """Publish a tone and moving frames as ``feed``; returns the connection and the join."""
+    pc = RTCPeerConnection()
+    pc.addTrack(ToneTrack())
+    pc.addTrack(BarsTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+    joined = await room.publish(room_id, feed, offer)
+    await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
+    return pc, joined
+
+
+async def subscribe(
+    room: VideoRoom, room_id: str, feeds: list[str]
+) -> tuple[RTCPeerConnection, Received]:
+    """Subscribe to feeds; frames are counted into the returned Received as they arrive."""
+    pc = RTCPeerConnection()
+    received = Received()
+    pc.on("track", received.consume)
+    offer = await room.subscribe(room_id, feeds)
+    await pc.setRemoteDescription(RTCSessionDescription(**offer))
+    await pc.setLocalDescription(await pc.createAnswer())
+    await room.start({"type": "answer", "sdp": pc.localDescription.sdp})
+    return pc, received

@@ -1,0 +1,172 @@
+"""A teller in headless Chromium joins with the desk's grant through teller-media.js.
+
+The browser (fake camera and microphone) is the teller; an aiortc peer is the customer.
+Both see the other's video, and the archived recording holds the browser's streams too,
+so the JavaScript client keeps the grant and recording-name contracts the Python side
+relies on. The page is served from a loopback HTTP server, the origin Janus's CORS
+setting allows (Chromium refuses loopback requests from a page that is not itself local).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import async_playwright
+
+from cloud.media.archive import Archiver
+from cloud.media.errors import RecordingError
+from cloud.media.janus import JanusClient
+from cloud.media.pool import JanusPool, NodeAccess
+from cloud.media.recording import RecordingResult
+from cloud.media.videoroom import VideoRoom
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
+from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.skills import Skills
+from cuntong import procs
+from cuntong.servers.janus import Janus, JanusConfig
+from tests.teller.peers import publish, subscribe
+
+STATIC = Path(__file__).resolve().parents[2] / "cloud" / "sessions" / "static"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGE = """<!doctype html><title>teller</title><script type="module">
+import { joinRoom } from "./teller-media.js";
+window.start = async (grant) => {
+  const stream = await navigator.mediaDevices.getUserMedia(
+    {audio: true, video: {width: 320, height: 240}});
+  window.call = await joinRoom(grant, stream, (s) => { window.remote = s; });
+};
+window.decoded = async () => {
+  let n = 0;
+  (await window.call.subscriber.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0;
+  });
+  return n;
+};
+</script>"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[str]:
+    """The teller page and teller-media.js on a loopback HTTP server; yields its origin."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    (root / "teller-media.js").write_text((STATIC / "teller-media.js").read_text())
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def cors_janus(tmp_path: Path, site: str) -> Iterator[Janus]:
+    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
+                      cors_origin=site)  # fmt: skip
+    server = Janus(cfg, tmp_path / "janus-cors").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_browser_teller_joins_with_the_desk_grant(
+    cors_janus: Janus, site: str, tmp_path: Path
+) -> None:
+    janus = cors_janus
+    rec_dir, archive = tmp_path / "rec", tmp_path / "archive"
+    rec_dir.mkdir()
+    inbox: list[tuple[str, Message]] = []
+    archived: dict[str, RecordingResult] = {}
+
+    async def notify(address: str, message: Message) -> None:
+        inbox.append((address, message))
+
+    async def on_done(room: str, result: RecordingResult) -> None:
+        archived[room] = result
+
+    async def on_error(room: str, err: RecordingError) -> None:
+        raise AssertionError(f"{room}: {err}")
+
+    board = Board()
+    now = datetime.now(UTC).timestamp()
+    board.add_teller("web", Skills.of({"pension": 5}, {"cmn", "zh-shaanxi"}), now)
+    board.set_state("web", TellerState.AVAILABLE, now)
+    node = NodeAccess("j1", janus.url, janus.admin_url, janus.cfg.admin_secret,
+                      janus.cfg.room_admin_key, str(rec_dir))  # fmt: skip
+    async with JanusPool([node]) as pool:
+        archiver = Archiver(pool.rec_dir, archive, on_done, on_error)
+        desk = Desk(board, pool, notify, lambda: datetime.now(UTC),
+                    after_call=archiver.after_call)  # fmt: skip
+        await desk.request("s-web", "T0101", "pension", "zh-shaanxi", elderly=True)
+        teller_grant = (await desk.accept("web", "s-web")).message()
+        customer = next(m for a, m in inbox if a == "terminal:T0101" and m["type"] == "connect")
+
+        async with (
+            JanusClient(customer["janus_url"], customer["token"]) as client,
+            client.session() as session,
+            async_playwright() as pw,
+        ):
+            pub = await VideoRoom.attach(session)
+            customer_pc, _ = await publish(pub, "s-web", customer["feed"])
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = await browser.new_page()
+            await page.goto(f"{site}/index.html")
+            await page.evaluate("grant => window.start(grant)", teller_grant)
+            for _ in range(40):
+                if await page.evaluate("window.decoded()") >= 10:
+                    break
+                await asyncio.sleep(0.25)
+            assert await page.evaluate("window.decoded()") >= 10  # the customer, in the browser
+
+            sub = await VideoRoom.attach(session)
+            view, got = await subscribe(sub, "s-web", [customer["peer_feed"]])
+            await asyncio.wait_for(got.first_video, 15)
+            await asyncio.sleep(1.5)
+            assert got.size == (320, 240) and got.frames["audio"] > 20  # the browser's camera
+
+            await got.stop()
+            await view.close()
+            await customer_pc.close()
+            await page.evaluate("window.call.leave()")
+            await browser.close()
+        await desk.hang_up("s-web", "done")
+        worker = asyncio.create_task(archiver.run())
+        await asyncio.wait_for(archiver.queue.join(), 30)
+        worker.cancel()
+
+    streams = archived["s-web"].streams
+    assert [(s.title, s.codec) for s in streams] == [
+        ("customer audio", "opus"),
+        ("customer video", "vp8"),
+        ("teller-web audio", "opus"),
+        ("teller-web video", "vp8"),
+    ]

@@ -1,0 +1,151 @@
+"""End to end through the desk: a real Janus, aiortc participants joining with the grants the
+desk hands out, a transfer to a second teller, and the archived recording of all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from cloud.media.archive import Archiver
+from cloud.media.errors import RecordingError
+from cloud.media.janus import JanusClient, JanusSession
+from cloud.media.pool import JanusPool, NodeAccess
+from cloud.media.recording import RecordingResult
+from cloud.media.videoroom import VideoRoom
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
+from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.skills import Skills
+from cloud.sessions.state import Event
+from cuntong.servers.janus import Janus
+from tests.teller.peers import Received, publish, subscribe
+
+TALK = 1.5  # seconds of conversation per leg
+
+
+@dataclass
+class Participant:
+    """One side in the room, joined with nothing but its grant message."""
+
+    stack: contextlib.AsyncExitStack
+    session: JanusSession
+    pcs: list[RTCPeerConnection]
+    got: list[Received]
+
+    @classmethod
+    async def join(cls, grant: dict[str, Any]) -> Participant:
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(JanusClient(grant["janus_url"], grant["token"]))
+        session = await stack.enter_async_context(client.session())
+        handle = await VideoRoom.attach(session)
+        pc, _ = await publish(handle, grant["room"], grant["feed"])
+        # Others can subscribe once Janus has the media flowing (before that: 428 no such feed).
+        while (await session.next_event(handle.handle_id, wait=15)).kind != "webrtcup":
+            pass
+        return cls(stack, session, [pc], [])
+
+    async def watch(self, room: str, feed: str) -> Received:
+        pc, got = await subscribe(await VideoRoom.attach(self.session), room, [feed])
+        self.pcs.append(pc)
+        self.got.append(got)
+        await asyncio.wait_for(got.first_video, 15)
+        return got
+
+    async def leave(self) -> None:
+        for got in self.got:
+            await got.stop()
+        for pc in self.pcs:
+            await pc.close()
+        await self.stack.aclose()
+
+
+async def test_transferred_call_end_to_end(janus: Janus, tmp_path: Path) -> None:
+    rec_dir, archive = tmp_path / "rec", tmp_path / "archive"
+    rec_dir.mkdir()
+    inbox: list[tuple[str, Message]] = []
+    records: list[Event] = []
+    archived: dict[str, RecordingResult] = {}
+
+    async def notify(address: str, message: Message) -> None:
+        inbox.append((address, message))
+
+    async def persist(record: Any, facts: Any) -> None:
+        records.append(record.event)
+
+    async def on_done(room: str, result: RecordingResult) -> None:
+        archived[room] = result
+
+    async def on_error(room: str, err: RecordingError) -> None:
+        raise AssertionError(f"{room}: {err}")
+
+    def last(address: str, kind: str) -> Message:
+        return [m for a, m in inbox if a == address and m["type"] == kind][-1]
+
+    now = datetime.now(UTC).timestamp()
+    board = Board()
+    board.add_teller("t1", Skills.of({"cash_deposit": 5}, {"cmn"}), now)
+    board.add_teller("loans", Skills.of({"agri_loan": 5}, {"cmn"}), now)
+    node = NodeAccess(
+        "j1", janus.url, janus.admin_url, janus.cfg.admin_secret, janus.cfg.room_admin_key,
+        str(rec_dir),
+    )  # fmt: skip
+    async with JanusPool([node]) as pool:
+        archiver = Archiver(pool.rec_dir, archive, on_done, on_error)
+        desk = Desk(
+            board, pool, notify, lambda: datetime.now(UTC),
+            persist=persist, after_call=archiver.after_call,
+        )  # fmt: skip
+        await desk.teller_state("t1", TellerState.AVAILABLE)
+        await desk.request("s-77", "T0077", "cash_deposit", "cmn", elderly=True)
+        assert last("teller:t1", "offer")["session"] == "s-77"
+
+        # First leg: the customer and teller t1.
+        first_grant = (await desk.accept("t1", "s-77")).message()
+        customer = await Participant.join(last("terminal:T0077", "connect"))
+        teller = await Participant.join(first_grant)
+        await teller.watch("s-77", "customer")
+        seen = await customer.watch("s-77", last("terminal:T0077", "connect")["peer_feed"])
+        await asyncio.sleep(TALK)
+        assert seen.loudest > 3000 and seen.frames["video"] > 10
+
+        # Transfer to the loans desk; t1 leaves, the customer stays in the room.
+        await desk.transfer("t1", "s-77", "agri_loan", "cmn", "asks about a farm loan")
+        await teller.leave()
+        await desk.teller_state("loans", TellerState.AVAILABLE)
+        assert last("teller:loans", "offer")["business"] == "agri_loan"
+        second_grant = (await desk.accept("loans", "s-77")).message()
+        reconnect = last("terminal:T0077", "connect")
+        assert reconnect["peer_feed"] == "teller-loans"
+        loans = await Participant.join(second_grant)
+        await loans.watch("s-77", "customer")
+        await customer.watch("s-77", reconnect["peer_feed"])
+        await asyncio.sleep(TALK)
+
+        # Hang-up: the desk closes the room; the archiver builds the file.
+        await desk.hang_up("s-77", "customer pressed end")
+        for side in (customer, loans):
+            await side.leave()
+        worker = asyncio.create_task(archiver.run())
+        await asyncio.wait_for(archiver.queue.join(), 30)
+        worker.cancel()
+        await desk.finish_wrap_up("loans")
+
+    assert records == [
+        Event.REQUEST, Event.ENQUEUE, Event.OFFER, Event.ACCEPT, Event.TRANSFER,
+        Event.ENQUEUE, Event.OFFER, Event.ACCEPT, Event.HANG_UP, Event.CLOSE,
+    ]  # fmt: skip
+    result = archived["s-77"]
+    assert [s.title for s in result.streams] == [
+        "customer audio", "customer video", "teller-loans audio", "teller-loans video",
+        "teller-t1 audio", "teller-t1 video",
+    ]  # fmt: skip
+    customer_secs = result.streams[0].seconds
+    assert all(s.seconds >= TALK - 0.3 for s in result.streams)
+    assert customer_secs >= 2 * TALK  # the customer was there for both legs

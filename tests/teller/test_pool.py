@@ -1,0 +1,107 @@
+"""JanusPool and the desk against real Janus nodes: placement, rooms, tokens that work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cloud.media.errors import JanusError, JanusUnauthorized, NoMediaCapacity
+from cloud.media.janus import JanusClient
+from cloud.media.pool import JanusPool, NodeAccess
+from cloud.media.videoroom import VideoRoom
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
+from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.skills import Skills
+from cuntong.servers.janus import Janus
+
+
+def access(name: str, server: Janus, rec_dir: Path, capacity: int) -> NodeAccess:
+    return NodeAccess(
+        name,
+        server.url,
+        server.admin_url,
+        server.cfg.admin_secret,
+        server.cfg.room_admin_key,
+        str(rec_dir),
+        capacity,
+    )
+
+
+async def room_exists(server: Janus, token: str, room: str) -> bool:
+    async with JanusClient(server.url, token) as client, client.session() as session:
+        return await (await VideoRoom.attach(session)).exists(room)
+
+
+async def test_pool_places_rooms_and_grants_tokens(
+    janus: Janus, second_janus: Janus, tmp_path: Path
+) -> None:
+    nodes = [access("a", janus, tmp_path, 1), access("b", second_janus, tmp_path, 1)]
+    servers = {"a": janus, "b": second_janus}
+    async with JanusPool(nodes) as pool:
+        first, second = await pool.open_room("r1"), await pool.open_room("r2")
+        assert {first.name, second.name} == {"a", "b"}
+        with pytest.raises(NoMediaCapacity):
+            await pool.open_room("r3")
+        await pool.grant(first, "guest")
+        assert await room_exists(servers[first.name], "guest", "r1")
+        assert not await room_exists(servers[first.name], "guest", "r2")  # r2 is elsewhere
+        await pool.revoke(first, "guest")
+        with pytest.raises(JanusUnauthorized):
+            await room_exists(servers[first.name], "guest", "r1")
+        await pool.grant(first, "guest")
+        assert (await pool.close_room("r1")) is first
+        assert not await room_exists(servers[first.name], "guest", "r1")
+        assert await pool.close_room("r1") is None
+        assert (await pool.open_room("r3")).name == first.name  # capacity freed
+
+
+async def test_desk_grants_work_on_janus_until_hang_up(janus: Janus, tmp_path: Path) -> None:
+    inbox: list[tuple[str, Message]] = []
+
+    async def notify(address: str, message: Message) -> None:
+        inbox.append((address, message))
+
+    board = Board()
+    now = datetime.now(UTC)
+    board.add_teller("t1", Skills.of({"pension": 5}, {"cmn"}), now.timestamp())
+    board.set_state("t1", TellerState.AVAILABLE, now.timestamp())
+    async with JanusPool([access("a", janus, tmp_path, 10)]) as pool:
+        desk = Desk(board, pool, notify, lambda: datetime.now(UTC))
+        await desk.request("sess-9", "T9", "pension", "cmn", elderly=True)
+        teller_grant = await desk.accept("t1", "sess-9")
+        customer = next(m for a, m in inbox if a == "terminal:T9" and m["type"] == "connect")
+        for token in (customer["token"], teller_grant.token):
+            assert await room_exists(janus, token, "sess-9")
+        await desk.hang_up("sess-9", "done")
+        with pytest.raises(JanusUnauthorized):
+            await room_exists(janus, customer["token"], "sess-9")
+        assert pool.registry.nodes["a"].rooms == 0
+
+
+async def test_health_check_follows_a_node_down_and_back(
+    janus: Janus, second_janus: Janus, tmp_path: Path
+) -> None:
+    nodes = [access("a", janus, tmp_path, 5), access("b", second_janus, tmp_path, 5)]
+    async with JanusPool(nodes) as pool:
+        assert await pool.check_health() == {"a": True, "b": True}
+        janus.stop()
+        assert await pool.check_health() == {"a": False, "b": True}
+        assert {(await pool.open_room(f"r{n}")).name for n in range(3)} == {"b"}
+        janus.start()  # same ports and secrets: a restarted node that forgot everything
+        assert await pool.check_health() == {"a": True, "b": True}
+        node = await pool.open_room("r9")
+        assert node.name == "a"  # least loaded again
+        await pool.grant(node, "guest")
+        assert await room_exists(janus, "guest", "r9")
+
+
+async def test_pool_starts_with_a_dead_node_marked_down(janus: Janus, tmp_path: Path) -> None:
+    dead = NodeAccess("dead", "http://127.0.0.1:9/janus", "http://127.0.0.1:9/admin", "x", "y", "/")
+    async with JanusPool([dead, access("a", janus, tmp_path, 5)]) as pool:
+        assert not pool.registry.nodes["dead"].healthy
+        assert (await pool.open_room("r1")).name == "a"
+        with pytest.raises(JanusError):
+            await pool.grant(pool.registry.nodes["dead"], "t")

@@ -1,0 +1,96 @@
+"""Sessions persisted with tortoise (SQLite here): the desk's records come back as written."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from tortoise import Tortoise
+
+from cloud.sessions import store
+from cloud.sessions.errors import InvalidTransition
+from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
+from cloud.sessions.state import Event, State
+from tests.teller.desk_rig import T0, rig
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[None]:
+    config = {
+        "connections": {"default": f"sqlite://{tmp_path / 'cloud.sqlite3'}"},
+        "apps": {"models": {"models": ["cloud.sessions.models"], "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+    await Tortoise.init(config=config)
+    await Tortoise.generate_schemas()
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+async def test_desk_history_round_trips_through_the_database(db: None) -> None:
+    r = rig("t1")
+    r.desk.persist = store.save
+    await r.desk.request("s1", "T0042", "pension", "zh-shaanxi", elderly=True)
+    r.advance(20)
+    await r.desk.tick()  # the offer to t1 times out; t1 is held back, nobody else
+    r.advance(60)
+    await r.desk.tick()  # re-offered after the hold and the cooldown
+    await r.desk.accept("t1", "s1")
+    r.advance(240)
+    await r.desk.hang_up("s1", "teller ended")
+    await store.set_recording("s1", "/archive/s1.mkv", "ab" * 32)
+
+    row = await TellerSession.get(id="s1")
+    assert (row.terminal_id, row.business, row.language, row.elderly) == (
+        "T0042",
+        "pension",
+        "zh-shaanxi",
+        True,
+    )
+    assert (row.state, row.teller_id, row.janus_node) == ("wrap-up", "t1", "j1")
+    assert row.requested_at == T0 and row.updated_at == T0 + timedelta(seconds=320)
+    assert (row.recording_path, row.recording_sha256) == ("/archive/s1.mkv", "ab" * 32)
+
+    loaded = await store.load("s1")
+    assert loaded.state is State.WRAP_UP
+    assert [t.event for t in loaded.history] == [
+        Event.REQUEST,
+        Event.ENQUEUE,
+        Event.OFFER,
+        Event.OFFER_TIMEOUT,
+        Event.OFFER,
+        Event.ACCEPT,
+        Event.HANG_UP,
+    ]
+    assert loaded.history == r.desk.calls["s1"].session.history
+
+
+async def test_tampered_history_does_not_load(db: None) -> None:
+    r = rig("t1")
+    r.desk.persist = store.save
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await r.desk.accept("t1", "s1")
+    offer = await SessionTransition.get(session_id="s1", event="offer")
+    await offer.delete()
+    with pytest.raises(InvalidTransition):
+        await store.load("s1")
+
+
+async def test_teller_tokens_are_stored_hashed(db: None) -> None:
+    await TellerProfile.create(id="t1", name="Wang", businesses={"pension": 4}, languages=["cmn"])
+    token = await store.issue_teller_token("t1")
+    assert await store.teller_for_token(token) == "t1"
+    row = await TellerProfile.get(id="t1")
+    assert row.token_sha256 is not None and token not in row.token_sha256
+    assert await store.teller_for_token("guess") is None
+    assert await store.teller_for_token("") is None
+    newer = await store.issue_teller_token("t1")
+    assert await store.teller_for_token(token) is None  # replaced
+    assert await store.teller_for_token(newer) == "t1"
+    with pytest.raises(KeyError):
+        await store.issue_teller_token("nobody")
