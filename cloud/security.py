@@ -31,9 +31,11 @@ from provisioning.service import Provisioner
 
 
 def broker_services(*instances: str) -> dict[str, str]:
-    """Broker ACL entries for cloud processes: each ingesting instance holds two links
-    (business over MQTT 5, telemetry over 3.1.1), each with its own certificate."""
-    return {name: "cloud" for instance in instances for name in (instance, f"{instance}-telemetry")}
+    """Broker ACL entries for cloud processes: each ingesting instance holds three links
+    (business over MQTT 5, telemetry over 3.1.1, the fleet command sender — see
+    ``fleet.sender.INSTANCE_SUFFIX``), each with its own certificate."""
+    links = ("", "-telemetry", "-fleet")
+    return {f"{instance}{suffix}": "cloud" for instance in instances for suffix in links}
 
 
 @dataclass

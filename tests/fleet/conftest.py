@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.security import broker_services
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -63,7 +64,8 @@ async def agents(tmp_path: Path, broker: Broker) -> AsyncIterator[Agents]:
 @pytest.fixture
 def secured(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[tuple[Broker, CloudProcess]]:
     pki = tmp_path / "cloud"
-    services = {"api": "cloud", f"api{INSTANCE_SUFFIX}": "cloud"}
+    services = broker_services("api")
+    assert f"api{INSTANCE_SUFFIX}" in services  # the stack's ACL lets the sender in
     cfg, _ = wiring.secure_broker(
         pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
     )
