@@ -11,9 +11,9 @@ class FleetSettings(BaseSettings):
 
     #: A terminal offline longer than this raises an alert (a village power cut is normal
     #: for minutes; a day is not).
-    offline_alert_after_s: float = Field(1800.0, gt=0)
-    disk_alert_pct: float = Field(90.0, gt=0, le=100)
-    temp_alert_c: float = Field(70.0)
-    alert_interval_s: float = Field(10.0, gt=0)
+    offline_alert_after_s: float = Field(default=1800.0, gt=0)
+    disk_alert_pct: float = Field(default=90.0, gt=0, le=100)
+    temp_alert_c: float = Field(default=70.0)
+    alert_interval_s: float = Field(default=10.0, gt=0)
     #: Where new and cleared alerts are POSTed as JSON; empty: no webhook.
     alert_webhook_url: str = ""

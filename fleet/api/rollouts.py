@@ -19,14 +19,16 @@ router = APIRouter(prefix="/api/v1/fleet/rollouts", tags=["fleet rollouts"])
 
 
 class PlanIn(BaseModel):
-    canary: int = Field(1, ge=0)
-    wave_size: int = Field(100, ge=1)
-    max_per_minute: int = Field(1000, ge=1)
-    window: str | None = Field(None, description="local maintenance window, e.g. 22:00-06:00")
-    utc_offset_min: int = Field(480, ge=-720, le=840)
-    abort_failure_pct: float = Field(10, ge=0, le=100)
-    abort_timeout_pct: float = Field(10, ge=0, le=100)
-    min_finished: int = Field(10, ge=1)
+    canary: int = Field(default=1, ge=0)
+    wave_size: int = Field(default=100, ge=1)
+    max_per_minute: int = Field(default=1000, ge=1)
+    window: str | None = Field(
+        default=None, description="local maintenance window, e.g. 22:00-06:00"
+    )
+    utc_offset_min: int = Field(default=480, ge=-720, le=840)
+    abort_failure_pct: float = Field(default=10, ge=0, le=100)
+    abort_timeout_pct: float = Field(default=10, ge=0, le=100)
+    min_finished: int = Field(default=10, ge=1)
     rollback: bool = True
 
 
