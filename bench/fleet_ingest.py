@@ -41,7 +41,7 @@ from cuntong import envelope, procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.victoria import VictoriaMetrics
 from cuntong.topics import Channel, topic
-from tests.helpers import start_cloud
+from tests.helpers import CloudProcess, start_cloud
 
 METRICS = {"cpu_pct": 12.5, "mem_pct": 31.0, "disk_pct": 40.2, "temp_c": 33.1, "rtt_ms": 80.0}
 PERIPHERALS = {"id_reader": "ok", "pin_pad": "ok", "ic_reader": "ok", "camera": "ok"}
@@ -118,7 +118,9 @@ async def _paced(rate: float, seconds: float, send_batch: Callable[[int], Awaita
     return sent
 
 
-async def run_fleet(args: argparse.Namespace, broker_port: int, api: str) -> dict[str, object]:
+async def run_fleet(
+    args: argparse.Namespace, broker_port: int, cloud: CloudProcess
+) -> dict[str, object]:
     me = psutil.Process()
     rss_before = me.memory_info().rss
     terminals = [LightTerminal(f"B-{i:05d}", broker_port) for i in range(args.terminals)]
@@ -138,7 +140,7 @@ async def run_fleet(args: argparse.Namespace, broker_port: int, api: str) -> dic
         "sim_rss_per_terminal_kb": round(rss_per_terminal / 1024, 1),
     }
 
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    async with cloud.client() as http:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             page = (await http.get("/api/v1/terminals?status=online&page_size=1")).json()
@@ -365,7 +367,7 @@ def main() -> None:
         CUNTONG_CLOUD_INGEST_FLUSH_MS="200",
     )
     try:
-        result = asyncio.run(run_fleet(args, broker.cfg.port, cloud.url))
+        result = asyncio.run(run_fleet(args, broker.cfg.port, cloud))
         result["cloud_api_ingest_rss_mb"] = round(
             psutil.Process(cloud.proc.pid).memory_info().rss / 2**20, 1
         )

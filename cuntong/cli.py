@@ -219,11 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_cmd_ingest)
 
     # Sub-commands the other packages bring (imports are light: argparse only).
+    from cloud.auth.cli import add_parser as accounts
+    from cloud.evidence.cli import add_parser as evidence
     from firmware_adapters.cli import add_parser as peripherals
     from models.cli import add_parser as models
     from provisioning.cli import add_parser as provision
 
-    for add in (provision, peripherals, models):
+    for add in (provision, accounts, evidence, peripherals, models):
         add(sub)
     return parser
 

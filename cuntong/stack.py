@@ -59,6 +59,7 @@ class Stack:
     telemetry_interval_s: float = 5.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     enrol_port: int = 0
+    people: dict[str, str] = field(default_factory=dict)
 
     def run(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -101,9 +102,37 @@ class Stack:
         env.update({k: str(v) for k, v in values.items()})
         return env
 
+    @property
+    def db_url(self) -> str:
+        return f"sqlite://{self.state_dir / 'cloud.sqlite3'}"
+
+    def _people(self) -> dict[str, str]:
+        """Demo accounts (made once, kept 0600): an administrator and a fleet operator."""
+        path = self.pki_dir / "demo-accounts.json"
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        self.pki_dir.mkdir(parents=True, exist_ok=True)
+        people = {"admin": "admin", "ops": "fleet_operator", "supervisor": "supervisor"}
+        passwords = {}
+        for account, role in people.items():
+            password = secrets.token_urlsafe(12)
+            env = self._env(CUNTONG_ACCOUNT_PASSWORD=password)
+            argv = [sys.executable, "-m", "cuntong", "accounts", "--db-url", self.db_url]
+            subprocess.run(
+                [*argv, "create", account, "--role", role],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            passwords[account] = password
+        write_private(path, json.dumps(passwords, indent=2).encode())
+        return passwords
+
     def _start_api(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
+        self.people = self._people()
         env = self._env(
-            CUNTONG_CLOUD_DB_URL=f"sqlite://{self.state_dir / 'cloud.sqlite3'}",
+            CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
             CUNTONG_CLOUD_API_PORT=port,
@@ -246,6 +275,9 @@ class Stack:
             f"  one terminal      {api}/api/v1/terminals/SX-00001\n"
             f"  its telemetry     {api}/api/v1/terminals/SX-00001/telemetry?minutes=10\n"
             f"  health            {api}/healthz\n"
+            f"  big screen        {api}/api/v1/ops/screen\n"
+            f"  accounts          {', '.join(self.people)} (passwords in "
+            f"{self.pki_dir / 'demo-accounts.json'}; POST {api}/api/v1/auth/login)\n"
             f"  telemetry store   {vm.url}/vmui  (VictoriaMetrics, PromQL)\n"
             f"  terminal enrolment https://127.0.0.1:{self.enrol_port}/api/v1/enrol  (our CA)\n"
             f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"

@@ -32,6 +32,7 @@ def routers() -> list[APIRouter]:
         shadows_api.router,
         rollouts_api.router,
         packages.router,
+        packages.downloads,
         alerts.router,
         dashboard.router,
     ]

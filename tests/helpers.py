@@ -35,20 +35,39 @@ async def eventually(
     raise AssertionError(f"condition not met in {timeout}s; last value: {last!r}")
 
 
+OPERATOR = "ops"
+OPERATOR_PASSWORD = "fleet-operator-password-for-tests"
+
+
 @dataclass
 class CloudProcess:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    token: str = ""
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10)
+        """An HTTP client logged in as a fleet operator (the terminals API needs a role)."""
+        return httpx.AsyncClient(
+            base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+
+def create_account(db_url: str, account: str, password: str, *roles: str) -> None:
+    """Through the real `cuntong accounts create`, as an administrator would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+    env["CUNTONG_ACCOUNT_PASSWORD"] = password
+    argv = [sys.executable, "-m", "cuntong", "accounts", "--db-url", db_url, "create", account]
+    for role in roles:
+        argv += ["--role", role]
+    subprocess.run(argv, env=env, check=True, capture_output=True, timeout=60)
 
 
 def start_cloud(
     tmp: Path, db_url: str, broker_port: int, tsdb_url: str, **extra: str
 ) -> CloudProcess:
     port = procs.free_port()
+    create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
     env |= {
         "CUNTONG_CLOUD_DB_URL": db_url,
@@ -68,7 +87,13 @@ def start_cloud(
             raise RuntimeError(f"cloud API exited:\n{log.read_text()}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return CloudProcess(url, proc, log)
+                login = httpx.post(
+                    f"{url}/api/v1/auth/login",
+                    json={"username": OPERATOR, "password": OPERATOR_PASSWORD},
+                    timeout=10,
+                )
+                login.raise_for_status()
+                return CloudProcess(url, proc, log, login.json()["token"])
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 
 from cloud import oversight
 from cloud.api.routes import health, terminals
+from cloud.auth.api import enrol_rate_limit
 from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
 from cloud.security import Security, require_admin
@@ -69,7 +70,11 @@ def create_app(settings: CloudSettings) -> FastAPI:
     for router in fleet.routers():
         app.include_router(router)
     if security is not None:
-        app.include_router(enrol_api.make_router(security.provisioner))
+        # Per-address limit: slows claim-token guessing (a refused attempt counts too).
+        app.include_router(
+            enrol_api.make_router(security.provisioner),
+            dependencies=[Depends(enrol_rate_limit)],
+        )
         if settings.admin_token:
             app.include_router(
                 admin_api.make_admin_router(

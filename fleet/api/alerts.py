@@ -8,10 +8,10 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from fleet.alerting import LIVE, public
-from fleet.api.deps import Operator, now
+from fleet.api.deps import Operator, Readers, now
 from fleet.models import AlertDoc
 
-router = APIRouter(prefix="/api/v1/fleet/alerts", tags=["fleet alerts"])
+router = APIRouter(prefix="/api/v1/fleet/alerts", tags=["fleet alerts"], dependencies=Readers)
 
 
 class AckIn(BaseModel):

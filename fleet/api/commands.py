@@ -12,12 +12,12 @@ from tortoise.functions import Count
 
 from fleet import lifecycle as lc
 from fleet import registry
-from fleet.api.deps import Operator, Sender, now
+from fleet.api.deps import Operator, Readers, Sender, now
 from fleet.api.packages import complete_args
 from fleet.models import FleetCommand
 from fleet.store import apply, as_lifecycle, enqueue, public
 
-router = APIRouter(prefix="/api/v1/fleet/commands", tags=["fleet commands"])
+router = APIRouter(prefix="/api/v1/fleet/commands", tags=["fleet commands"], dependencies=Readers)
 
 
 class CommandIn(BaseModel):

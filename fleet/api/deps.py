@@ -1,4 +1,9 @@
-"""Dependencies of the fleet routers: the operator guard and the command sender."""
+"""Dependencies of the fleet routers: who may read and operate, and the command sender.
+
+Reading the fleet is for the same roles as the terminals API (``FLEET_READERS``);
+changing it — commands, shadows, groups, tags, rollouts, packages, alerts — needs the
+``fleet_operator`` role (``cloud.auth``; there is no implicit super-user).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,14 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials
 
-from cloud.security import _bearer, require_admin
+from cloud.api.routes.terminals import FLEET_READERS
+from cloud.auth.deps import require
+from cloud.auth.roles import Role
 from fleet.sender import CommandSender
 
-
-async def operator(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Operator routes need the admin token when one is configured (development: open)."""
-    if request.app.state.settings.admin_token:
-        await require_admin(request, credentials)
+Readers = [Depends(require(*FLEET_READERS))]
+Operator = [Depends(require(Role.FLEET_OPERATOR))]
 
 
 def _sender(request: Request) -> CommandSender:
@@ -33,4 +33,3 @@ def now() -> dt.datetime:
 
 
 Sender = Annotated[CommandSender, Depends(_sender)]
-Operator = [Depends(operator)]

@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from fleet.api.deps import Operator
+from fleet.api.deps import Operator, Readers
 from fleet.packages import PackageExists, PackageStore
 
-router = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"])
+router = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"], dependencies=Readers)
+#: Terminals download without an operator login: what they install is signed, not secret.
+downloads = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"])
 
 MAX_PACKAGE_BYTES = 512 * 1024 * 1024
 
@@ -67,7 +69,7 @@ async def install_args(
         raise HTTPException(404, str(err)) from err
 
 
-@router.get("/{component}/{version}/payload")
+@downloads.get("/{component}/{version}/payload")
 async def payload(component: str, version: str, store: Store) -> FileResponse:
     """Range requests are honoured (Starlette), so an interrupted download resumes."""
     _names(store, component, version)

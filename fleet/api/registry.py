@@ -9,11 +9,11 @@ from pydantic import BaseModel, Field
 
 from cloud.models import Terminal
 from fleet import registry
-from fleet.api.deps import Operator
+from fleet.api.deps import Operator, Readers
 from fleet.models import Group
 from fleet.query import Facts, Selector, region_tree
 
-router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])
+router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"], dependencies=Readers)
 
 
 class TagsIn(BaseModel):

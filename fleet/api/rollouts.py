@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 
 from fleet import registry, rollouts
 from fleet import rollout as ro
-from fleet.api.deps import Operator, now
+from fleet.api.deps import Operator, Readers, now
 from fleet.api.packages import complete_args
 from fleet.models import RolloutDoc, RolloutTarget
 
-router = APIRouter(prefix="/api/v1/fleet/rollouts", tags=["fleet rollouts"])
+router = APIRouter(prefix="/api/v1/fleet/rollouts", tags=["fleet rollouts"], dependencies=Readers)
 
 
 class PlanIn(BaseModel):

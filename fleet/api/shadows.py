@@ -8,10 +8,10 @@ from fastapi import APIRouter, HTTPException
 
 from cloud.models import Terminal
 from fleet import shadows
-from fleet.api.deps import Operator, Sender, now
+from fleet.api.deps import Operator, Readers, Sender, now
 from fleet.models import ShadowDoc
 
-router = APIRouter(prefix="/api/v1/fleet/shadows", tags=["fleet shadows"])
+router = APIRouter(prefix="/api/v1/fleet/shadows", tags=["fleet shadows"], dependencies=Readers)
 
 
 @router.get("/drift")

@@ -5,10 +5,39 @@
   let lang = localStorage.getItem("cuntong.lang") || "zh";
   const t = (k) => (I18N[lang] && I18N[lang][k]) || k;
   const view = document.getElementById("view");
-  const tokenInput = document.getElementById("token");
-  tokenInput.value = sessionStorage.getItem("cuntong.token") || "";
-  tokenInput.addEventListener("change", () => sessionStorage.setItem("cuntong.token", tokenInput.value));
+  let token = sessionStorage.getItem("cuntong.token") || "";
   let timer = null;
+
+  // Operators sign in with their cloud account (POST /api/v1/auth/login); the bearer token
+  // lives in this tab's sessionStorage only.
+  function showAccount() {
+    const user = sessionStorage.getItem("cuntong.user") || "";
+    document.getElementById("login").hidden = !!token;
+    document.getElementById("who").hidden = !token;
+    document.getElementById("logout").hidden = !token;
+    document.getElementById("who").textContent = user;
+  }
+  document.getElementById("login").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const username = document.getElementById("username").value;
+    const password = document.getElementById("password").value;
+    const r = await fetch("/api/v1/auth/login", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username, password }) });
+    if (!r.ok) { toast(`${r.status} ${(await r.text()).slice(0, 120)}`); return; }
+    token = (await r.json()).token;
+    sessionStorage.setItem("cuntong.token", token);
+    sessionStorage.setItem("cuntong.user", username);
+    document.getElementById("password").value = "";
+    showAccount();
+    render();
+  });
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => null);
+    token = "";
+    sessionStorage.removeItem("cuntong.token");
+    showAccount();
+    render();
+  });
 
   function h(tag, attrs, ...kids) {
     const n = document.createElement(tag);
@@ -27,8 +56,14 @@
 
   async function api(path, opts) {
     const headers = { "Content-Type": "application/json" };
-    if (tokenInput.value) headers.Authorization = `Bearer ${tokenInput.value}`;
+    if (token) headers.Authorization = `Bearer ${token}`;
     const r = await fetch(path, Object.assign({ headers }, opts || {}));
+    if (r.status === 401) {
+      token = "";
+      sessionStorage.removeItem("cuntong.token");
+      showAccount();
+      throw new Error(t("loginFirst"));
+    }
     if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
     return r.status === 204 ? null : r.json();
   }
@@ -253,5 +288,6 @@
   });
   window.addEventListener("hashchange", render);
   applyLang();
+  showAccount();
   render();
 })();

@@ -1,7 +1,7 @@
 // UI strings in Chinese and English; the choice is kept in localStorage.
 window.I18N = {
   zh: {
-    brand: "村村通 · 终端运维平台", brandSub: "远程视频银行 · 终端集中运维", token: "操作员令牌",
+    brand: "村村通 · 终端运维平台", brandSub: "远程视频银行 · 终端集中运维", username: "用户名", password: "密码", login: "登录", logout: "退出", loginFirst: "请先以运维人员身份登录",
     navOverview: "总览", navTerminals: "终端", navRollouts: "升级发布", navAlerts: "告警", langSwitch: "English",
     overview: "终端总览", total: "终端总数", online: "在线", onlinePct: "在线率", activeAlerts: "活动告警",
     versions: "版本分布", regions: "区域", terminals: "终端列表", id: "终端编号", status: "状态", region: "区域",
@@ -24,7 +24,7 @@ window.I18N = {
     open: "未确认", acked: "已确认", cleared: "已清除", critical: "严重", major: "重要", warning: "警告",
   },
   en: {
-    brand: "Cuntong · Fleet Operations", brandSub: "Remote video banking · terminal management", token: "Operator token",
+    brand: "Cuntong · Fleet Operations", brandSub: "Remote video banking · terminal management", username: "Username", password: "Password", login: "Sign in", logout: "Sign out", loginFirst: "Please sign in as a fleet operator",
     navOverview: "Overview", navTerminals: "Terminals", navRollouts: "Rollouts", navAlerts: "Alerts", langSwitch: "中文",
     overview: "Fleet overview", total: "Terminals", online: "Online", onlinePct: "Online rate", activeAlerts: "Active alerts",
     versions: "Versions", regions: "Regions", terminals: "Terminals", id: "Terminal", status: "Status", region: "Region",

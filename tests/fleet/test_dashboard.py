@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.fleet.conftest import Agents
-from tests.helpers import CloudProcess, eventually
+from tests.helpers import OPERATOR, OPERATOR_PASSWORD, CloudProcess, eventually
 from tests.integration.agents import new_id
 
 CHROMIUM = "/usr/bin/chromium"
@@ -84,7 +84,12 @@ async def test_dashboard_overview_terminals_commands_and_rollouts(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     await page.goto(f"{cloud.url}/fleet/")
+    await expect(page.locator("#view")).to_contain_text("请先以运维人员身份登录")
+    await page.fill("#username", OPERATOR)
+    await page.fill("#password", OPERATOR_PASSWORD)
+    await page.click("#login button")
     await expect(page.locator("h1")).to_have_text("终端总览")
+    await expect(page.locator("#who")).to_have_text(OPERATOR)
     await expect(page.locator("#kpi-online .kpi")).to_contain_text("2")
     await expect(page.locator("#region-tree")).to_contain_text("陕西省")
     await shot(page, SHOTS / "overview.png")

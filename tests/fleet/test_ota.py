@@ -20,9 +20,8 @@ from provisioning import keys as keys_lib
 from tests.fleet.conftest import Agents
 from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id
-from tests.integration.test_secure_path import TOKEN, _enrolled_agent
+from tests.integration.test_secure_path import _enrolled_agent
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, a stand-in ONNX model
 
 
@@ -101,11 +100,9 @@ def _trust(tmp_path: Path) -> ed25519.Ed25519PublicKey:
 
 
 async def _publish(http: httpx.AsyncClient, component: str, version: str) -> dict[str, Any]:
-    r = await http.put(
-        f"/api/v1/fleet/packages/{component}/{version}", content=PAYLOAD, headers=AUTH
-    )
+    r = await http.put(f"/api/v1/fleet/packages/{component}/{version}", content=PAYLOAD)
     assert r.status_code == 201, r.text
-    r = await http.get(f"/api/v1/fleet/packages/{component}/{version}/install-args", headers=AUTH)
+    r = await http.get(f"/api/v1/fleet/packages/{component}/{version}/install-args")
     return r.json()  # type: ignore[no-any-return]
 
 
@@ -178,9 +175,7 @@ async def test_ota_command_installs_and_a_bad_signature_installs_nothing(
 
             async def run(args: dict[str, Any]) -> dict[str, Any]:
                 body = {"name": "ota_install", "terminals": [tid], "args": args}
-                cid = (await http.post("/api/v1/fleet/commands", json=body, headers=AUTH)).json()[
-                    "commands"
-                ][0]
+                cid = (await http.post("/api/v1/fleet/commands", json=body)).json()["commands"][0]
 
                 async def final() -> dict[str, Any] | None:
                     c = (await http.get(f"/api/v1/fleet/commands/{cid}")).json()

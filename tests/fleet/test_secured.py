@@ -6,11 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from cuntong.servers.mosquitto import Broker
 from tests.fleet.conftest import Agents
 from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id
-from tests.integration.test_secure_path import TOKEN, _enrolled_agent
+from tests.integration.test_secure_path import _enrolled_agent
 
 
 async def test_signed_command_waits_offline_and_is_verified_on_return(
@@ -19,11 +21,11 @@ async def test_signed_command_waits_offline_and_is_verified_on_return(
     _, cloud = secured
     tid = new_id("SF")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
     body = {"name": "set_config", "terminals": [tid], "args": {"config": {"volume": 3}}}
-    async with cloud.client() as http:
-        assert (await http.post("/api/v1/fleet/commands", json=body)).status_code == 401
-        r = await http.post("/api/v1/fleet/commands", json=body, headers=auth)
+    async with httpx.AsyncClient(base_url=cloud.url) as anonymous:
+        assert (await anonymous.post("/api/v1/fleet/commands", json=body)).status_code == 401
+    async with cloud.client() as http:  # logged in as a fleet operator
+        r = await http.post("/api/v1/fleet/commands", json=body)
         cid = r.json()["commands"][0]
         assert (await http.get(f"/api/v1/fleet/commands/{cid}")).json()["state"] == "queued"
         runner = Agents(tmp_path, 0)

@@ -209,3 +209,21 @@ async def test_event_without_a_valid_mac_is_refused(
         assert await eventually(stored) == [10**15 + 1]
         stats = (await http.get("/healthz")).json()["ingest_stats"]
     assert stats["rejected"]["bad_mac"] >= 2
+
+
+async def test_enrolment_is_rate_limited_per_address(
+    secured: tuple[Path, Broker, CloudProcess],
+) -> None:
+    _, _, cloud = secured
+    guess = {
+        "claim_token": "guessed.token",
+        "terminal_id": "GUESS-1",
+        "hardware_model": "ZN-E100",
+        "region": {"province": "陕西省", "city": "宝鸡市", "county": "陈仓区", "village": "东风村"},
+        "csr_pem": "",
+    }
+    async with cloud.client() as http:
+        codes = [(await http.post("/api/v1/enrol", json=guess)).status_code for _ in range(30)]
+    assert 429 in codes
+    assert set(codes[:5]) <= {403, 422}  # refused on its merits before the limit bites
+    assert codes[-1] == 429

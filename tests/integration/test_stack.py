@@ -65,9 +65,17 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert api, out.read_text()
         text = out.read_text()
         broker_port = int(re.search(r"mqtts://127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
+        people = json.loads((tmp_path / "cloud" / "demo-accounts.json").read_text())
+        login = httpx.post(
+            f"{api}/api/v1/auth/login", json={"username": "ops", "password": people["ops"]}
+        )
+        ops = {"Authorization": f"Bearer {login.json()['token']}"}
+        assert httpx.get(f"{api}/api/v1/terminals").status_code == 401
         online = 0
         while time.monotonic() < deadline and online < 2:
-            body = httpx.get(f"{api}/api/v1/terminals", params={"status": "online"}).json()
+            body = httpx.get(
+                f"{api}/api/v1/terminals", params={"status": "online"}, headers=ops
+            ).json()
             online = body["total"]
             time.sleep(0.3)
         assert online == 2, body

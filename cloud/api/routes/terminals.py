@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from cloud.api.deps import Reader
 from cloud.api.schemas import (
@@ -18,10 +18,20 @@ from cloud.api.schemas import (
     TerminalPage,
     TerminalSummary,
 )
+from cloud.auth.deps import require
+from cloud.auth.roles import Role
 from cloud.models import Terminal, TerminalEvent
 from cuntong.envelope import TELEMETRY_FIELDS
 
-router = APIRouter(prefix="/api/v1/terminals", tags=["terminals"])
+#: Who may look at the fleet: its operators, and the people who answer for the terminals'
+#: business (supervisors, auditors). Tellers and reviewers work on sessions, not devices.
+FLEET_READERS = (Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN)
+
+router = APIRouter(
+    prefix="/api/v1/terminals",
+    tags=["terminals"],
+    dependencies=[Depends(require(*FLEET_READERS))],
+)
 
 MAX_POINTS = 11_000  # the store's own cap per series and query
 

@@ -1,0 +1,68 @@
+"""No route of the whole cloud app ships without a guard, and the fleet API checks roles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from cloud.api.app import create_app
+from cloud.auth.deps import unguarded_routes
+from cuntong.settings import CloudSettings
+from tests.helpers import CloudProcess, create_account
+
+#: Open on purpose, each for a stated reason.
+PUBLIC = frozenset(
+    {
+        "GET /healthz",  # liveness probe for load balancers; no personal data
+        "POST /api/v1/auth/login",  # how a login starts (rate-limited)
+        "GET /api/v1/ops/screen",  # a static page; the data it polls is guarded
+        # Terminals enrol before they have any identity: the claim token or the current
+        # key's signature is the credential (provisioning.api).
+        "POST /api/v1/enrol",
+        "POST /api/v1/enrol/renew",
+        "GET /api/v1/enrol/ca",
+        "GET /api/v1/enrol/crl",
+    }
+)
+
+#: The factory's machine credential (a bearer token), not a person: see cloud.security.
+FACTORY_TOKEN_ROUTES = frozenset(
+    {
+        "GET /api/v1/provisioning/claims",
+        "POST /api/v1/provisioning/claims",
+        "POST /api/v1/provisioning/claims/{claim_id}/revoke",
+        "GET /api/v1/provisioning/terminals",
+        "POST /api/v1/provisioning/terminals/{terminal_id}/{action}",
+    }
+)
+
+
+def test_every_route_of_the_secured_app_is_guarded(tmp_path: Path) -> None:
+    settings = CloudSettings(
+        state_dir=tmp_path / "cloud", admin_token="x" * 32, db_url="sqlite://:memory:"
+    )
+    app = create_app(settings)
+    missing = unguarded_routes([app.router], PUBLIC | FACTORY_TOKEN_ROUTES)
+    # FastAPI's own documentation routes are plain Starlette routes, not APIRoutes.
+    assert missing == []
+    paths = set(app.openapi()["paths"])
+    assert {"/api/v1/terminals", "/api/v1/provisioning/claims", "/api/v1/enrol"} <= paths
+    assert len(paths) >= 30  # the check above saw the whole app, not an empty router
+
+
+async def test_terminals_api_needs_a_fleet_role(tmp_path: Path, cloud: CloudProcess) -> None:
+    async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as anonymous:
+        assert (await anonymous.get("/api/v1/terminals")).status_code == 401
+        db_url = f"sqlite://{tmp_path / 'cloud.sqlite3'}"
+        create_account(db_url, "teller-7", "a-teller-password-123", "teller")
+        login = await anonymous.post(
+            "/api/v1/auth/login", json={"username": "teller-7", "password": "a-teller-password-123"}
+        )
+        token = login.json()["token"]
+        as_teller = await anonymous.get(
+            "/api/v1/terminals", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert as_teller.status_code == 403
+    async with cloud.client() as operator:
+        assert (await operator.get("/api/v1/terminals")).status_code == 200
