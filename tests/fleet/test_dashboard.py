@@ -90,6 +90,7 @@ async def test_dashboard_overview_terminals_commands_and_rollouts(
     await page.click("#login button")
     await expect(page.locator("h1")).to_have_text("终端总览")
     await expect(page.locator("#who")).to_have_text(OPERATOR)
+    await expect(page.locator("#login")).to_be_hidden()
     await expect(page.locator("#kpi-online .kpi")).to_contain_text("2")
     await expect(page.locator("#region-tree")).to_contain_text("陕西省")
     await shot(page, SHOTS / "overview.png")
