@@ -5,17 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, Field
 
 from fleet.alerting import LIVE, public
-from fleet.api.deps import Operator, Readers, now
+from fleet.api.deps import Operator, Readers, Who, audited, now
 from fleet.models import AlertDoc
 
 router = APIRouter(prefix="/api/v1/fleet/alerts", tags=["fleet alerts"], dependencies=Readers)
-
-
-class AckIn(BaseModel):
-    by: str = Field("operator", max_length=64)
 
 
 @router.get("")
@@ -42,20 +37,22 @@ async def _alert(alert_id: int) -> AlertDoc:
 
 
 @router.post("/{alert_id}/ack", dependencies=Operator)
-async def ack(alert_id: int, body: AckIn) -> dict[str, Any]:
+async def ack(alert_id: int, who: Who) -> dict[str, Any]:
     alert = await _alert(alert_id)
     if alert.state != "open":
         raise HTTPException(409, f"cannot acknowledge a {alert.state} alert")
-    alert.state, alert.acked_at, alert.acked_by = "acked", now(), body.by
+    alert.state, alert.acked_at, alert.acked_by = "acked", now(), who.account_id
     await alert.save()
+    await audited(who, "fleet_alert_ack", str(alert_id))
     return public(alert)
 
 
 @router.post("/{alert_id}/clear", dependencies=Operator)
-async def clear(alert_id: int) -> dict[str, Any]:
+async def clear(alert_id: int, who: Who) -> dict[str, Any]:
     alert = await _alert(alert_id)
     if alert.state == "cleared":
         raise HTTPException(409, "already cleared")
     alert.state, alert.cleared_at = "cleared", now()
     await alert.save()
+    await audited(who, "fleet_alert_clear", str(alert_id))
     return public(alert)

@@ -12,7 +12,7 @@ from tortoise.functions import Count
 
 from fleet import lifecycle as lc
 from fleet import registry
-from fleet.api.deps import Operator, Readers, Sender, now
+from fleet.api.deps import Operator, Readers, Sender, Who, audited, now
 from fleet.api.packages import complete_args
 from fleet.models import FleetCommand
 from fleet.store import apply, as_lifecycle, enqueue, public
@@ -38,7 +38,7 @@ class CommandIn(BaseModel):
 
 
 @router.post("", status_code=201, dependencies=Operator)
-async def send(body: CommandIn, sender: Sender, request: Request) -> dict[str, Any]:
+async def send(body: CommandIn, sender: Sender, request: Request, who: Who) -> dict[str, Any]:
     spec = lc.COMMANDS.get(body.name)
     if spec is None:
         raise HTTPException(422, f"unknown command {body.name!r}; known: {sorted(lc.COMMANDS)}")
@@ -55,6 +55,8 @@ async def send(body: CommandIn, sender: Sender, request: Request) -> dict[str, A
     batch = uuid.uuid4().hex
     ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
     ids = await enqueue(targets, body.name, args, now(), ttl, batch)
+    target = f"group:{body.group}" if body.group else ",".join(targets[:20])
+    await audited(who, f"fleet_command:{body.name}", target, batch=batch, count=len(ids))
     sender.kick()
     return {"batch": batch, "count": len(ids), "commands": ids[:1000]}
 
@@ -83,7 +85,7 @@ async def get_command(command_id: str) -> dict[str, Any]:
 
 
 @router.post("/{command_id}/cancel", dependencies=Operator)
-async def cancel(command_id: str) -> dict[str, Any]:
+async def cancel(command_id: str, who: Who) -> dict[str, Any]:
     row = await FleetCommand.get_or_none(id=command_id)
     if row is None:
         raise HTTPException(404, f"command {command_id!r} not found")
@@ -92,6 +94,7 @@ async def cancel(command_id: str) -> dict[str, Any]:
     except lc.TransitionError as err:
         raise HTTPException(409, str(err)) from err
     await row.save()
+    await audited(who, "fleet_command_cancel", row.terminal_id, command=row.id)
     return public(row)
 
 

@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from cloud.api.routes.terminals import FLEET_READERS
-from cloud.auth.deps import require
+from cloud.auth import audit
+from cloud.auth.deps import Principal, require
 from cloud.auth.roles import Role
 from fleet.sender import CommandSender
 
@@ -33,3 +34,10 @@ def now() -> dt.datetime:
 
 
 Sender = Annotated[CommandSender, Depends(_sender)]
+#: The signed-in fleet operator, for routes that record who did what.
+Who = Annotated[Principal, Depends(require(Role.FLEET_OPERATOR))]
+
+
+async def audited(who: Principal, action: str, target: str, **detail: object) -> None:
+    """Every fleet change goes to the audit log (who, what, on which terminals or job)."""
+    await audit.record(who.account_id, action, target, now(), **detail)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from fleet.api.deps import Operator, Readers
+from fleet.api.deps import Operator, Readers, Who, audited
 from fleet.packages import PackageExists, PackageStore
 
 router = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"], dependencies=Readers)
@@ -40,7 +40,9 @@ async def list_packages(store: Store) -> list[dict[str, Any]]:
 
 
 @router.put("/{component}/{version}", status_code=201, dependencies=Operator)
-async def publish(component: str, version: str, request: Request, store: Store) -> dict[str, Any]:
+async def publish(
+    component: str, version: str, request: Request, store: Store, who: Who
+) -> dict[str, Any]:
     """The request body is the artefact itself (agent bundle, adapter, ONNX model)."""
     _names(store, component, version)
     payload = await request.body()
@@ -50,6 +52,7 @@ async def publish(component: str, version: str, request: Request, store: Store) 
         manifest = store.publish(component, version, payload)
     except PackageExists as err:
         raise HTTPException(409, str(err)) from err
+    await audited(who, "fleet_package_publish", f"{component} {version}", sha256=manifest.sha256)
     return {
         "component": component,
         "version": version,

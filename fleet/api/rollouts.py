@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from fleet import registry, rollouts
 from fleet import rollout as ro
-from fleet.api.deps import Operator, Readers, now
+from fleet.api.deps import Operator, Readers, Who, audited, now
 from fleet.api.packages import complete_args
 from fleet.models import RolloutDoc, RolloutTarget
 
@@ -75,7 +75,7 @@ async def _progress(doc: RolloutDoc) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, dependencies=Operator)
-async def create(body: RolloutIn, request: Request) -> dict[str, Any]:
+async def create(body: RolloutIn, request: Request, who: Who) -> dict[str, Any]:
     args = complete_args(request, body.action, body.args)
     rollback_args = dict(body.rollback_args)
     if body.rollback_action == "ota_rollback" and "component" in args:
@@ -96,6 +96,7 @@ async def create(body: RolloutIn, request: Request) -> dict[str, Any]:
         raise HTTPException(404, f"group {body.group!r} not found") from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
+    await audited(who, "fleet_rollout_create", doc.id, group=body.group, command=body.action)
     return await _progress(doc)
 
 
@@ -148,7 +149,7 @@ _OPS: dict[str, Callable[[ro.Rollout], ro.Rollout]] = {
 
 @router.post("/{rollout_id}/{op}", dependencies=Operator)
 async def operate(
-    rollout_id: str, op: Literal["pause", "resume", "cancel"], request: Request
+    rollout_id: str, op: Literal["pause", "resume", "cancel"], request: Request, who: Who
 ) -> dict[str, Any]:
     engine: rollouts.RolloutEngine | None = getattr(request.app.state, "rollouts", None)
     doc = await _doc(rollout_id)
@@ -162,4 +163,5 @@ async def operate(
         except ValueError as err:
             raise HTTPException(409, str(err)) from err
         await rollouts.save(doc, before, after, now())
+    await audited(who, f"fleet_rollout_{op}", doc.id)
     return await _progress(doc)

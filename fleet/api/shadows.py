@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 
 from cloud.models import Terminal
 from fleet import shadows
-from fleet.api.deps import Operator, Readers, Sender, now
+from fleet.api.deps import Operator, Readers, Sender, Who, audited, now
 from fleet.models import ShadowDoc
 
 router = APIRouter(prefix="/api/v1/fleet/shadows", tags=["fleet shadows"], dependencies=Readers)
@@ -32,11 +32,14 @@ async def get_shadow(terminal_id: str) -> dict[str, Any]:
 
 
 @router.patch("/{terminal_id}/desired", dependencies=Operator)
-async def patch_desired(terminal_id: str, patch: dict[str, Any], sender: Sender) -> dict[str, Any]:
+async def patch_desired(
+    terminal_id: str, patch: dict[str, Any], sender: Sender, who: Who
+) -> dict[str, Any]:
     """A JSON merge patch on desired (``null`` removes a key); delivery is queued."""
     try:
         doc = await shadows.set_desired(terminal_id, patch, now())
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
+    await audited(who, "fleet_shadow_desired", terminal_id, patch=patch)
     sender.kick()
     return shadows.public(doc)

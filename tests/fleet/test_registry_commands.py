@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.fleet.conftest import Agents
-from tests.helpers import CloudProcess, eventually
+from tests.helpers import OPERATOR, CloudProcess, create_account, eventually
 from tests.integration.agents import new_id
 
 
@@ -65,7 +66,7 @@ async def test_groups_select_by_region_tag_and_version(cloud: CloudProcess, agen
 
 
 async def test_commands_to_a_group_are_answered_and_recorded(
-    cloud: CloudProcess, agents: Agents
+    cloud: CloudProcess, agents: Agents, tmp_path: Path
 ) -> None:
     a, b = new_id("CA"), new_id("CB")
     agent_a = await agents.start(a)
@@ -99,6 +100,24 @@ async def test_commands_to_a_group_are_answered_and_recorded(
             "/api/v1/fleet/commands", json={"name": "format_c", "terminals": [a]}
         )
         assert unknown.status_code == 422
+    # Every command is in the audit log under the operator who sent it.
+    create_account(
+        f"sqlite://{tmp_path / 'cloud.sqlite3'}", "aud", "auditor-password-1234", "auditor"
+    )
+    async with httpx.AsyncClient(base_url=cloud.url) as anyone:
+        login = await anyone.post(
+            "/api/v1/auth/login", json={"username": "aud", "password": "auditor-password-1234"}
+        )
+        entries = (
+            await anyone.get(
+                "/api/v1/audit",
+                params={"actor": OPERATOR},
+                headers={"Authorization": f"Bearer {login.json()['token']}"},
+            )
+        ).json()
+    actions = {(e["action"], e["target"]) for e in entries}
+    assert ("fleet_command:ping", "group:two") in actions
+    assert ("fleet_command:lock_screen", a) in actions
 
 
 async def test_command_to_offline_terminal_waits_for_it_or_expires(
