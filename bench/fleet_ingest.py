@@ -226,21 +226,10 @@ async def run_fleet(
         sent = await _paced(args.rate, args.seconds, bulk_batch)
         send_s = time.perf_counter() - t0
         cpu1 = me.cpu_times()
-        landed = await _drain(http, base, sent, 60)
-        landed_s = time.perf_counter() - t0
-        stats = await _ingest_stats(http)
-        result["throughput_phase"] = {
-            "publishers": args.publishers,
-            "sent": sent,
-            "send_rate_msg_s": round(sent / send_s),
-            "landed": landed,
-            "landed_rate_msg_s": round(landed / landed_s),
-            "lag_ms": stats["lag_ms"],
-            "load_generator_cpu_cores": round(
-                (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / send_s, 2
-            ),
-        }
-        result["rejected"] = stats["rejected"]
+        cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+        report = await _throughput_report(http, base, sent, t0, send_s, cpu_s)
+        result["throughput_phase"] = {"publishers": args.publishers, **report}
+        result["rejected"] = (await _ingest_stats(http))["rejected"]
         for p in publishers:
             await p.close()
     await asyncio.gather(*(t.close() for t in terminals), return_exceptions=True)
@@ -312,21 +301,28 @@ async def _throughput_mosquitto_pub(
     for _, proc in pubs:
         assert proc.stdin is not None
         proc.stdin.close()
+    cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    report = await _throughput_report(http, base, sent, t0, send_s, cpu_s)
+    for _, proc in pubs:
+        await proc.wait()
+    return {"generator": f"{args.publishers} × mosquitto_pub -l, QoS 1", **report}
+
+
+async def _throughput_report(
+    http: httpx.AsyncClient, base: int, sent: int, t0: float, send_s: float, cpu_s: float
+) -> dict[str, object]:
+    """Wait for ingest to land what was sent, then the phase's figures."""
     landed = await _drain(http, base, sent, 60)
     landed_s = time.perf_counter() - t0
     stats = await _ingest_stats(http)
-    for _, proc in pubs:
-        await proc.wait()
     return {
-        "generator": f"{args.publishers} × mosquitto_pub -l, QoS 1",
         "sent": sent,
         "send_rate_msg_s": round(sent / send_s),
         "landed": landed,
         "landed_rate_msg_s": round(landed / landed_s),
         "lag_ms": stats["lag_ms"],
-        "load_generator_cpu_cores": round(
-            (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / send_s, 2
-        ),
+        "per_process_lag_ms": stats["per_process_lag_ms"],
+        "load_generator_cpu_cores": round(cpu_s / send_s, 2),
     }
 
 
