@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cuntong import envelope, procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
+from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
 from cuntong.topics import Channel, topic
 from tests.helpers import CloudProcess, start_cloud
@@ -86,8 +87,24 @@ class LightTerminal:
         await self.client.__aexit__(None, None, None)
 
 
+#: Every cloud process running ingest (the first is the one `http` talks to).
+INGESTS: list[str] = []
+
+
 async def _ingest_stats(http: httpx.AsyncClient) -> dict[str, object]:
-    return (await http.get("/healthz")).json()["ingest_stats"]  # type: ignore[no-any-return]
+    """Ingest counters summed over every ingest process; lag is the worst process's."""
+    each = [(await http.get(f"{url}/healthz")).json()["ingest_stats"] for url in INGESTS]
+    lags = [s["lag_ms"] for s in each if s["lag_ms"]]
+    rejected: dict[str, int] = {}
+    for s in each:
+        for reason, n in s["rejected"].items():
+            rejected[reason] = rejected.get(reason, 0) + n
+    return {
+        "points_written": sum(s["points_written"] for s in each),
+        "rejected": rejected,
+        "lag_ms": {k: max(lag[k] for lag in lags) for k in ("p50", "p99", "max")} if lags else {},
+        "per_process_lag_ms": [s["lag_ms"] for s in each] if len(each) > 1 else None,
+    }
 
 
 async def _drain(http: httpx.AsyncClient, base: int, sent: int, wait_s: float) -> int:
@@ -209,21 +226,10 @@ async def run_fleet(
         sent = await _paced(args.rate, args.seconds, bulk_batch)
         send_s = time.perf_counter() - t0
         cpu1 = me.cpu_times()
-        landed = await _drain(http, base, sent, 60)
-        landed_s = time.perf_counter() - t0
-        stats = await _ingest_stats(http)
-        result["throughput_phase"] = {
-            "publishers": args.publishers,
-            "sent": sent,
-            "send_rate_msg_s": round(sent / send_s),
-            "landed": landed,
-            "landed_rate_msg_s": round(landed / landed_s),
-            "lag_ms": stats["lag_ms"],
-            "load_generator_cpu_cores": round(
-                (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / send_s, 2
-            ),
-        }
-        result["rejected"] = stats["rejected"]
+        cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+        report = await _throughput_report(http, base, sent, t0, send_s, cpu_s)
+        result["throughput_phase"] = {"publishers": args.publishers, **report}
+        result["rejected"] = (await _ingest_stats(http))["rejected"]
         for p in publishers:
             await p.close()
     await asyncio.gather(*(t.close() for t in terminals), return_exceptions=True)
@@ -295,21 +301,28 @@ async def _throughput_mosquitto_pub(
     for _, proc in pubs:
         assert proc.stdin is not None
         proc.stdin.close()
+    cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    report = await _throughput_report(http, base, sent, t0, send_s, cpu_s)
+    for _, proc in pubs:
+        await proc.wait()
+    return {"generator": f"{args.publishers} × mosquitto_pub -l, QoS 1", **report}
+
+
+async def _throughput_report(
+    http: httpx.AsyncClient, base: int, sent: int, t0: float, send_s: float, cpu_s: float
+) -> dict[str, object]:
+    """Wait for ingest to land what was sent, then the phase's figures."""
     landed = await _drain(http, base, sent, 60)
     landed_s = time.perf_counter() - t0
     stats = await _ingest_stats(http)
-    for _, proc in pubs:
-        await proc.wait()
     return {
-        "generator": f"{args.publishers} × mosquitto_pub -l, QoS 1",
         "sent": sent,
         "send_rate_msg_s": round(sent / send_s),
         "landed": landed,
         "landed_rate_msg_s": round(landed / landed_s),
         "lag_ms": stats["lag_ms"],
-        "load_generator_cpu_cores": round(
-            (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / send_s, 2
-        ),
+        "per_process_lag_ms": stats["per_process_lag_ms"],
+        "load_generator_cpu_cores": round(cpu_s / send_s, 2),
     }
 
 
@@ -354,18 +367,38 @@ def main() -> None:
         help="throughput phase load generator",
     )
     parser.add_argument("--agent-seconds", type=float, default=60)
+    parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=1,
+        help="cloud processes sharing the telemetry subscription (more than 1: PostgreSQL)",
+    )
     args = parser.parse_args()
     _raise_fd_limit()
     state = Path(tempfile.mkdtemp(prefix="cuntong-bench-"))
     broker = Broker(BrokerConfig(port=procs.free_port()), state / "mosquitto").start()
     vm = VictoriaMetrics(procs.free_port(), state / "vm" / "data").start()
-    cloud = start_cloud(
-        state,
-        f"sqlite://{state / 'cloud.sqlite3'}",
-        broker.cfg.port,
-        vm.url,
-        CUNTONG_CLOUD_INGEST_FLUSH_MS="200",
-    )
+    pg = None
+    db_url = f"sqlite://{state / 'cloud.sqlite3'}"
+    if args.ingest_processes > 1:
+        # Several writers: the scale-out database, as deployed.
+        pg = Postgres(procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data")
+        pg.start()
+        db_url = pg.url
+    clouds = [
+        start_cloud(
+            state,
+            db_url,
+            broker.cfg.port,
+            vm.url,
+            create_operator=(i == 0),
+            CUNTONG_CLOUD_INGEST_FLUSH_MS="200",
+            CUNTONG_CLOUD_INGEST_CLIENT_ID=f"bench-ingest-{i}",
+        )
+        for i in range(args.ingest_processes)
+    ]
+    cloud = clouds[0]
+    INGESTS.extend(c.url for c in clouds)
     try:
         result = asyncio.run(run_fleet(args, broker.cfg.port, cloud))
         result["cloud_api_ingest_rss_mb"] = round(
@@ -373,9 +406,13 @@ def main() -> None:
         )
         result |= measure_agent(broker.cfg.port, state, args.agent_seconds)
     finally:
-        procs.stop(cloud.proc)
+        for c in clouds:
+            procs.stop(c.proc)
         vm.stop()
         broker.stop()
+        if pg is not None:
+            pg.stop()
+            pg.remove()
     print(json.dumps(result, indent=2, ensure_ascii=False))
     cmd = " ".join(
         [
@@ -388,6 +425,7 @@ def main() -> None:
             f"--publishers {args.publishers}",
             f"--generator {args.generator}",
             f"--agent-seconds {args.agent_seconds:g}",
+            f"--ingest-processes {args.ingest_processes}",
         ]
     )
     print(f"reproduce: {cmd}")

@@ -45,6 +45,7 @@ def line_for(t: envelope.Telemetry) -> str:
     fields += [
         f"peripheral_{name}={PERIPHERAL_CODES[state]}" for name, state in t.peripherals.items()
     ]
+    fields += [f"peripheral_{name}_faults={n}" for name, n in t.faults.items()]
     return f"{MEASUREMENT},terminal_id={t.terminal_id} {','.join(sorted(fields))} {t.ts_ms}"
 
 
@@ -55,6 +56,8 @@ def point_for(t: envelope.Telemetry) -> Point:
         point = point.field(name, float(value))
     for name, state in t.peripherals.items():
         point = point.field(f"peripheral_{name}", float(PERIPHERAL_CODES[state]))
+    for name, n in t.faults.items():
+        point = point.field(f"peripheral_{name}_faults", float(n))
     return point.time(t.ts_ms, WritePrecision.MS)
 
 

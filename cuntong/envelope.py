@@ -11,7 +11,7 @@ redelivery and spool replays can produce.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -45,8 +45,17 @@ class Telemetry:
     metrics: dict[str, float]
     peripherals: dict[str, str]
     versions: dict[str, str]
+    #: Fault count per peripheral since the agent started (absent for simulated devices).
+    faults: dict[str, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
+        body: dict[str, Any] = {
+            "metrics": self.metrics,
+            "peripherals": self.peripherals,
+            "versions": self.versions,
+        }
+        if self.faults:
+            body["peripheral_faults"] = self.faults
         return _dump(
             {
                 "v": ENVELOPE_VERSION,
@@ -54,11 +63,7 @@ class Telemetry:
                 "tid": self.terminal_id,
                 "seq": self.seq,
                 "ts": self.ts_ms,
-                "body": {
-                    "metrics": self.metrics,
-                    "peripherals": self.peripherals,
-                    "versions": self.versions,
-                },
+                "body": body,
             }
         )
 
@@ -183,7 +188,14 @@ def parse_telemetry(
     if bad:
         raise WireError(f"unknown peripheral states {bad}")
     versions = _str_map(body.get("versions", {}), "body.versions")
-    return Telemetry(tid, _int(obj, "seq", 1), _int(obj, "ts"), metrics, peripherals, versions)
+    faults = body.get("peripheral_faults", {})
+    if not isinstance(faults, dict) or len(faults) > 32 or set(faults) - set(peripherals):
+        raise WireError("body.peripheral_faults must map reported peripherals to counts")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in faults.values()):
+        raise WireError("body.peripheral_faults counts must be integers >= 0")
+    return Telemetry(
+        tid, _int(obj, "seq", 1), _int(obj, "ts"), metrics, peripherals, versions, faults
+    )
 
 
 def parse_event(

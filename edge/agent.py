@@ -114,6 +114,7 @@ class Agent:
             "metrics": self.sampler.sample(),
             "peripherals": peripherals,
             "versions": self.versions,
+            "peripheral_faults": self.peripherals.fault_counts(),
         }
         seq = self.spool.put(Kind.TELEMETRY, self._ms(), body)
         self._wake.set()

@@ -53,6 +53,10 @@ class Peripherals:
             return states(self.adapters)
         return self.sim.peripheral_states() if self.sim else {}
 
+    def fault_counts(self) -> dict[str, int]:
+        """Faults per configured device since start (for telemetry; none when simulated)."""
+        return {name: a.health().faults for name, a in self.adapters.items()}
+
     def details(self) -> dict[str, Any]:
         return health(self.adapters) if self.adapters else {}
 

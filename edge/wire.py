@@ -16,6 +16,7 @@ def encode(terminal_id: str, entry: Entry) -> tuple[str, bytes]:
             entry.body["metrics"],
             entry.body.get("peripherals", {}),
             entry.body.get("versions", {}),
+            entry.body.get("peripheral_faults", {}),
         )
         return topic(terminal_id, Channel.TELEMETRY), msg.to_bytes()
     msg = envelope.Event(

@@ -64,10 +64,16 @@ def create_account(db_url: str, account: str, password: str, *roles: str) -> Non
 
 
 def start_cloud(
-    tmp: Path, db_url: str, broker_port: int, tsdb_url: str, **extra: str
+    tmp: Path,
+    db_url: str,
+    broker_port: int,
+    tsdb_url: str,
+    create_operator: bool = True,
+    **extra: str,
 ) -> CloudProcess:
     port = procs.free_port()
-    create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
+    if create_operator:
+        create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
     env |= {
         "CUNTONG_CLOUD_DB_URL": db_url,

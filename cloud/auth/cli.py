@@ -13,10 +13,7 @@ import datetime as dt
 import getpass
 import os
 
-from cloud.auth import service
-from cloud.auth.models import Account
 from cloud.auth.roles import Role
-from cloud.db import close_db, open_db
 from cuntong.errors import ConfigError
 
 
@@ -38,7 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.set_defaults(func=lambda args: asyncio.run(_list(args)))
 
 
+# The database layer is imported inside the commands: building the `cuntong` parser must
+# stay cheap, since every process (the edge agent too) builds it.
+
+
 async def _create(args: argparse.Namespace) -> None:
+    from cloud.auth import service
+    from cloud.db import close_db, open_db
+
     password = os.environ.get("CUNTONG_ACCOUNT_PASSWORD") or getpass.getpass("password: ")
     await open_db(args.db_url)
     try:
@@ -53,6 +57,9 @@ async def _create(args: argparse.Namespace) -> None:
 
 
 async def _list(args: argparse.Namespace) -> None:
+    from cloud.auth.models import Account
+    from cloud.db import close_db, open_db
+
     await open_db(args.db_url)
     try:
         for account in await Account.all().order_by("id"):

@@ -330,7 +330,9 @@ class IngestConsumer:
         rows = []
         for t in health.values():
             at = _dt(t.ts_ms)
-            body = json.dumps({"metrics": t.metrics, "peripherals": t.peripherals})
+            body = json.dumps(
+                {"metrics": t.metrics, "peripherals": t.peripherals, "peripheral_faults": t.faults}
+            )
             versions = json.dumps(t.versions)
             rows.append([body, at, at, t.seq, versions, t.versions.get("agent", ""), t.terminal_id])
         await conn.execute_many(sql, rows)

@@ -74,6 +74,8 @@ async def test_peripheral_health_and_selftest_through_the_agent(
             # What the next telemetry sample reports:
             states = agent.peripherals.states()
             assert states["id_reader"] != "ok" and states["pin_pad"] == "ok"
+            faults = agent.peripherals.fault_counts()
+            assert faults["id_reader"] >= 1 and faults["pin_pad"] == 0
         finally:
             agent.stop()
             await run

@@ -59,6 +59,8 @@ def test_line_protocol_matches_influxdb_client_point() -> None:
         {"cpu_pct": 12.5, "temp_c": 31, "spool_depth": 0},
         {"pin_pad": "fault", "camera": "ok"},
         {},
+        {"pin_pad": 4},
     )
     assert line_for(t) == point_for(t).to_line_protocol()
+    assert "peripheral_pin_pad_faults=4" in line_for(t)
     assert line_for(t).endswith(" 1795611623000")

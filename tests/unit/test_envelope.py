@@ -12,6 +12,7 @@ TELEMETRY = envelope.Telemetry(
     {"cpu_pct": 12.5, "temp_c": 31.0},
     {"id_reader": "ok", "pin_pad": "fault"},
     {"agent": "0.1.0"},
+    {"pin_pad": 3},
 )
 
 
@@ -52,6 +53,8 @@ def _mutated(**changes: object) -> bytes:
         (_mutated(body__metrics__warp=1), "unknown metric"),
         (_mutated(body__peripherals__pin_pad="on fire"), "unknown peripheral states"),
         (_mutated(body__versions__agent=1), "strings to strings"),
+        (_mutated(body__peripheral_faults__pin_pad=-1), "integers >= 0"),
+        (_mutated(body__peripheral_faults__camera=1), "reported peripherals"),
     ],
 )
 def test_bad_telemetry_is_refused_with_a_reason(payload: bytes, reason: str) -> None:
