@@ -49,9 +49,6 @@ async def shot(page: Page, path: Path) -> None:
     assert (img[:56, :, 2] > 140).mean() > 0.5 and (img < 80).all(axis=2).mean() > 0.001
 
 
-SHOTS = Path("/tmp/fleet-dashboard-shots")
-
-
 async def test_dashboard_overview_terminals_commands_and_rollouts(
     tmp_path: Path, cloud: CloudProcess, agents: Agents, browser: Browser
 ) -> None:
@@ -93,21 +90,21 @@ async def test_dashboard_overview_terminals_commands_and_rollouts(
     await expect(page.locator("#login")).to_be_hidden()
     await expect(page.locator("#kpi-online .kpi")).to_contain_text("2")
     await expect(page.locator("#region-tree")).to_contain_text("陕西省")
-    await shot(page, SHOTS / "overview.png")
+    await shot(page, tmp_path / "overview.png")
 
     await page.click("text=English")
     await expect(page.locator("h1")).to_have_text("Fleet overview")
     await page.click("#region-tree >> text=渭滨区")
     await expect(page.locator("#terminal-table tbody tr")).to_have_count(1)
     await expect(page.locator("#terminal-table")).to_contain_text(b)
-    await shot(page, SHOTS / "terminals.png")
+    await shot(page, tmp_path / "terminals.png")
 
     await page.click(f"#terminal-table >> text={b}")
     await expect(page.locator("h1")).to_contain_text(b)
     await page.click("[data-command=lock_screen]")
     await expect(page.locator("#view")).to_contain_text("succeeded", timeout=15_000)
     await expect(page.locator("#charts svg path").first).to_be_attached(timeout=20_000)
-    await shot(page, SHOTS / "terminal.png")
+    await shot(page, tmp_path / "terminal.png")
     assert agents.running[b][0].mdm.screen["locked"] is True
 
     await page.click("text=Rollouts")
@@ -115,5 +112,5 @@ async def test_dashboard_overview_terminals_commands_and_rollouts(
     await page.click("#rollout-table >> text=self-test")
     await expect(page.locator("#waves tbody tr")).to_have_count(2)
     await expect(page.locator("#waves")).to_contain_text("succeeded 1")
-    await shot(page, SHOTS / "rollout.png")
+    await shot(page, tmp_path / "rollout.png")
     assert errors == []
