@@ -23,6 +23,13 @@ PUBLIC = frozenset(
         "POST /api/v1/enrol/renew",
         "GET /api/v1/enrol/ca",
         "GET /api/v1/enrol/crl",
+        # The fleet dashboard's page and its static files; every call it makes is guarded.
+        "GET /fleet",
+        "GET /fleet/",
+        "GET /fleet/static/{name}",
+        # OTA payloads: terminals fetch them with Range requests and verify the signed
+        # manifest before installing; they hold no personal data.
+        "GET /api/v1/fleet/packages/{component}/{version}/payload",
     }
 )
 
