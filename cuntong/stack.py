@@ -270,6 +270,7 @@ class Stack:
         api = f"http://127.0.0.1:{api_port}"
         print(
             "\ncuntong is running:\n"
+            f"  fleet dashboard   {api}/fleet  (log in as ops or admin)\n"
             f"  API docs          {api}/docs\n"
             f"  terminals         {api}/api/v1/terminals\n"
             f"  one terminal      {api}/api/v1/terminals/SX-00001\n"
