@@ -155,12 +155,14 @@ async def rollout(
     }
 
 
-async def run(args: argparse.Namespace, port: int, api: str) -> dict[str, Any]:
+async def run(args: argparse.Namespace, port: int, api: str, token: str) -> dict[str, Any]:
     replies = Replies()
     ids = [f"B{i:05d}" for i in range(args.terminals)]
     async with (
         SimFleet("127.0.0.1", port) as fleet,
-        httpx.AsyncClient(base_url=api, timeout=60) as http,
+        httpx.AsyncClient(
+            base_url=api, timeout=60, headers={"Authorization": f"Bearer {token}"}
+        ) as http,
     ):
         t0 = time.monotonic()
         await fleet.add([SimTerminal(t, "127.0.0.1", port, replies, REGION) for t in ids])
@@ -193,7 +195,7 @@ def main() -> None:
     vm = VictoriaMetrics(procs.free_port(), state / "vm" / "data").start()
     cloud = start_cloud(state, f"sqlite://{state / 'cloud.sqlite3'}", broker.cfg.port, vm.url)
     try:
-        result = asyncio.run(run(args, broker.cfg.port, cloud.url))
+        result = asyncio.run(run(args, broker.cfg.port, cloud.url, cloud.token))
     finally:
         procs.stop(cloud.proc)
         vm.stop()
