@@ -111,6 +111,7 @@ def routers() -> list[APIRouter]:
 def install(app: FastAPI, settings: CloudSettings) -> None:
     """Attach the oversight services and routers to the cloud API."""
     app.state.oversight = Oversight.build(settings)
+    app.state.oversight.enrol_per_address = RateLimiter(settings.enrol_per_minute, 60.0)
     for router in routers():
         app.include_router(router)
     _after_startup(app, harden_audit_log)

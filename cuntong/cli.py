@@ -82,6 +82,20 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
     while not stop.is_set():
         try:
             return await establish(settings.state_dir, settings.claim_file, datetime.now(UTC))
+        except httpx.HTTPStatusError as err:
+            # Throttled (429) or the service failing: wait as told, or back off.
+            told = err.response.headers.get("Retry-After", "")
+            wait = (
+                float(told)
+                if told.isdigit()
+                else backoff.delay(
+                    attempt, settings.backoff_base_s, settings.backoff_cap_s, random.random()
+                )
+            )
+            attempt += 1
+            log.warning("enrolment answered %s; retry in %.1fs", err.response.status_code, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
         except (httpx.HTTPError, OSError) as err:
             wait = backoff.delay(
                 attempt, settings.backoff_base_s, settings.backoff_cap_s, random.random()

@@ -129,6 +129,9 @@ class CloudSettings(_Base):
     #: Bearer token for the operator routes (claims, revocation). Empty: routes not mounted.
     admin_token: str = ""
     crypto_suite: str = "standard"
+    #: Enrolment attempts per minute from one address (claim-token guessing). A factory
+    #: line or a village cell behind one NAT address enrols many terminals: size it.
+    enrol_per_minute: int = Field(20, ge=1)
     #: Where terminals reach the broker (handed over at enrolment); defaults to broker_host.
     public_broker_host: str = ""
 

@@ -138,6 +138,8 @@ class Stack:
             CUNTONG_CLOUD_API_PORT=port,
             CUNTONG_CLOUD_STATE_DIR=self.pki_dir,
             CUNTONG_CLOUD_TERMINAL_API_PORT=self.enrol_port,
+            # The whole simulated batch enrols from this one address at start.
+            CUNTONG_CLOUD_ENROL_PER_MINUTE=max(20, 2 * self.terminals),
             CUNTONG_CLOUD_ADMIN_TOKEN=self.admin_token,
         )
         proc = procs.start(
