@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,8 +44,6 @@ SIM_VILLAGES: tuple[tuple[str, str, str, str], ...] = (
 def _port(preferred: int) -> int:
     """The usual port when it is free, else any free one (a second stack, a busy laptop)."""
     try:
-        import socket
-
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", preferred))
         return preferred

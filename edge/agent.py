@@ -27,8 +27,9 @@ import httpx
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cuntong import __version__, backoff, envelope
+from cuntong import __version__, envelope
 from cuntong.errors import CuntongError
+from cuntong.mqtt_link import keep_connected
 from cuntong.settings import AgentSettings
 from cuntong.topics import Channel, command_filter, topic
 from edge import commands, wire
@@ -201,39 +202,38 @@ class Agent:
         )
 
     async def _link_loop(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                async with self._client() as client:
-                    attempt = 0
-                    self.connects += 1
+        await keep_connected(
+            self._client,
+            self._online,
+            name=f"terminal {self.tid}",
+            base_s=self.s.backoff_base_s,
+            cap_s=self.s.backoff_cap_s,
+            on_down=self.connected.clear,
+            draw=self._draw,
+        )
+
+    async def _online(self, client: aiomqtt.Client) -> None:
+        self.connects += 1
+        await client.publish(
+            topic(self.tid, Channel.STATUS), self._status(True), qos=1, retain=True
+        )
+        await client.subscribe(command_filter(self.tid), qos=1)
+        self.connected.set()
+        log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
+        try:
+            await self._serve(client)
+        finally:
+            self.connected.clear()
+            if self._stopping.is_set() or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                # A goodbye the cloud sees at once; the will covers the ungraceful case.
+                with contextlib.suppress(aiomqtt.MqttError):
                     await client.publish(
-                        topic(self.tid, Channel.STATUS), self._status(True), qos=1, retain=True
+                        topic(self.tid, Channel.STATUS),
+                        self._status(False),
+                        qos=1,
+                        retain=True,
+                        timeout=2,
                     )
-                    await client.subscribe(command_filter(self.tid), qos=1)
-                    self.connected.set()
-                    log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
-                    try:
-                        await self._serve(client)
-                    finally:
-                        self.connected.clear()
-                        if self._stopping.is_set() or asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                            with contextlib.suppress(aiomqtt.MqttError):
-                                await client.publish(
-                                    topic(self.tid, Channel.STATUS),
-                                    self._status(False),
-                                    qos=1,
-                                    retain=True,
-                                    timeout=2,
-                                )
-            except aiomqtt.MqttError as err:
-                self.connected.clear()
-                wait = backoff.delay(
-                    attempt, self.s.backoff_base_s, self.s.backoff_cap_s, self._draw()
-                )
-                attempt += 1
-                log.warning("link down (%s); retry %d in %.1fs", err, attempt, wait)
-                await asyncio.sleep(wait)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         drain = asyncio.create_task(self._drain(client))

@@ -19,7 +19,6 @@ import copy
 import datetime as dt
 import json
 import logging
-import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,8 +28,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import Security
-from cuntong import backoff, envelope, topics
+from cuntong import envelope, topics
 from cuntong.errors import WireError
+from cuntong.mqtt_link import keep_connected
 from cuntong.settings import CloudSettings
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
@@ -132,32 +132,29 @@ class CommandSender:
         )
 
     async def _link_loop(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                async with self._client() as client:
-                    attempt = 0
-                    await client.subscribe(
-                        [
-                            (topics.subscription(topics.Channel.STATUS), 1),
-                            (topics.subscription(topics.Channel.CMD_REPLY), 1),
-                        ]
-                    )
-                    deliver = asyncio.create_task(self._deliver_loop(client))
-                    self.ready.set()
-                    try:
-                        async for message in client.messages:
-                            await self._handle(message)
-                    finally:
-                        deliver.cancel()
-                        await asyncio.gather(deliver, return_exceptions=True)
-            except aiomqtt.MqttError as err:
-                self.ready.clear()
-                self.online.clear()
-                wait = backoff.delay(attempt, 0.5, 5.0, random.random())
-                attempt += 1
-                log.warning("fleet sender link down (%s); retry in %.1fs", err, wait)
-                await asyncio.sleep(wait)
+        def down() -> None:
+            self.ready.clear()
+            self.online.clear()
+
+        await keep_connected(
+            self._client, self._serve, name="fleet sender", base_s=0.5, cap_s=5.0, on_down=down
+        )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(
+            [
+                (topics.subscription(topics.Channel.STATUS), 1),
+                (topics.subscription(topics.Channel.CMD_REPLY), 1),
+            ]
+        )
+        deliver = asyncio.create_task(self._deliver_loop(client))
+        self.ready.set()
+        try:
+            async for message in client.messages:
+                await self._handle(message)
+        finally:
+            deliver.cancel()
+            await asyncio.gather(deliver, return_exceptions=True)
 
     async def _handle(self, message: aiomqtt.Message) -> None:
         payload = message.payload if isinstance(message.payload, bytes) else b""

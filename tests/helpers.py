@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 import httpx
 
 from cuntong import procs
+from cuntong.servers.mosquitto import Broker
+from cuntong.servers.postgres import Postgres
+from provisioning import wiring
 
 T = TypeVar("T")
 
@@ -51,6 +58,17 @@ class CloudProcess:
         return httpx.AsyncClient(
             base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {self.token}"}
         )
+
+
+async def fresh_database(pg: Postgres, prefix: str = "t") -> str:
+    """A new, empty database on the test cluster; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"postgres://{pg.user}@{pg.host}:{pg.port}/{name}"
 
 
 def create_account(db_url: str, account: str, password: str, *roles: str) -> None:
@@ -105,3 +123,35 @@ def start_cloud(
         time.sleep(0.1)
     procs.stop(proc)
     raise TimeoutError(f"cloud API not healthy:\n{log.read_text()}")
+
+
+#: The factory token the secured test clouds accept on the provisioning routes.
+FACTORY_TOKEN = "operator-token-for-tests-0123456789"
+
+
+@contextlib.contextmanager
+def secured_cloud(
+    tmp: Path, tsdb_url: str, services: dict[str, str]
+) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """The secured default on free ports: an mTLS-only broker whose ACL admits
+    ``services``, and the cloud API with its CA and keys under ``tmp/cloud``."""
+    pki = tmp / "cloud"
+    cfg, _ = wiring.secure_broker(
+        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
+    )
+    broker = Broker(cfg, tmp / "mosquitto").start()
+    try:
+        cloud = start_cloud(
+            tmp,
+            f"sqlite://{tmp / 'cloud.sqlite3'}",
+            broker.cfg.port,
+            tsdb_url,
+            CUNTONG_CLOUD_STATE_DIR=str(pki),
+            CUNTONG_CLOUD_ADMIN_TOKEN=FACTORY_TOKEN,
+        )
+        try:
+            yield pki, broker, cloud
+        finally:
+            procs.stop(cloud.proc)
+    finally:
+        broker.stop()

@@ -8,11 +8,6 @@ from fastapi import Depends, Request
 
 from cloud.ingest.consumer import IngestConsumer
 from cloud.tsdb import TelemetryReader
-from cuntong.settings import CloudSettings
-
-
-def _settings(request: Request) -> CloudSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def _reader(request: Request) -> TelemetryReader:
@@ -23,6 +18,5 @@ def _ingest(request: Request) -> IngestConsumer | None:
     return request.app.state.ingest  # type: ignore[no-any-return]
 
 
-Settings = Annotated[CloudSettings, Depends(_settings)]
 Reader = Annotated[TelemetryReader, Depends(_reader)]
 Ingest = Annotated[IngestConsumer | None, Depends(_ingest)]

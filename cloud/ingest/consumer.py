@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import socket
 import time
 from dataclasses import dataclass, field
@@ -29,14 +28,14 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tortoise import Tortoise
-from tortoise.exceptions import IntegrityError
 
 from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
 from cloud.models import Terminal, TerminalEvent
 from cloud.security import Security
 from cloud.tsdb import TelemetryWriter, line_for
-from cuntong import backoff, envelope, topics
+from cuntong import envelope, topics
 from cuntong.errors import WireError
+from cuntong.mqtt_link import keep_connected
 from cuntong.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
@@ -167,7 +166,20 @@ class IngestConsumer:
         )
 
     async def _link(self, link: Link) -> None:
-        attempt = 0
+        def down() -> None:
+            self._subscribed.discard(link)
+            self.ready.clear()
+
+        await keep_connected(
+            lambda: self._client(link),
+            lambda client: self._consume(link, client),
+            name=f"ingest {link.name.lower()}",
+            base_s=0.5,
+            cap_s=5.0,
+            on_down=down,
+        )
+
+    async def _consume(self, link: Link, client: aiomqtt.Client) -> None:
         group = self.s.ingest_group
         filters = (
             [(topics.subscription(topics.Channel.TELEMETRY, group), 1)]
@@ -177,28 +189,17 @@ class IngestConsumer:
                 (topics.subscription(topics.Channel.STATUS), 1),
             ]
         )
-        while True:
-            try:
-                async with self._client(link) as client:
-                    attempt = 0
-                    await client.subscribe(filters)
-                    self._subscribed.add(link)
-                    if len(self._subscribed) == len(Link):
-                        self.ready.set()
-                    log.info("ingest %s link subscribed (group %s)", link.name.lower(), group)
-                    async for message in client.messages:
-                        payload = message.payload
-                        if not isinstance(payload, bytes | bytearray):
-                            payload = b""
-                        mac = _user_property(message, "mac") if link is Link.BUSINESS else None
-                        await self.handle(str(message.topic), bytes(payload), mac)
-            except aiomqtt.MqttError as err:
-                self._subscribed.discard(link)
-                self.ready.clear()
-                wait = backoff.delay(attempt, 0.5, 5.0, random.random())
-                attempt += 1
-                log.warning("ingest %s link down (%s); retry in %.1fs", link.name, err, wait)
-                await asyncio.sleep(wait)
+        await client.subscribe(filters)
+        self._subscribed.add(link)
+        if len(self._subscribed) == len(Link):
+            self.ready.set()
+        log.info("ingest %s link subscribed (group %s)", link.name.lower(), group)
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = b""
+            mac = _user_property(message, "mac") if link is Link.BUSINESS else None
+            await self.handle(str(message.topic), bytes(payload), mac)
 
     async def handle(self, topic_name: str, payload: bytes, mac: str | None = None) -> None:
         """Take one message; bad ones are counted and logged, never raised."""
@@ -346,13 +347,7 @@ class IngestConsumer:
             )
             for e in events
         ]
-        try:
-            await TerminalEvent.bulk_create(rows, ignore_conflicts=True)
-        except IntegrityError:
-            # A backend without ON CONFLICT support for this shape: fall back row by row.
-            for row in rows:
-                if not await TerminalEvent.exists(terminal_id=row.terminal_id, seq=row.seq):
-                    await row.save()
+        await TerminalEvent.bulk_create(rows, ignore_conflicts=True)
 
     async def _store_status(self, statuses: dict[str, envelope.Status]) -> None:
         if not statuses:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,10 +14,8 @@ from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
 from fleet.sender import INSTANCE_SUFFIX
-from provisioning import wiring
-from tests.helpers import CloudProcess, start_cloud
+from tests.helpers import CloudProcess, secured_cloud, start_cloud
 from tests.integration.agents import make_agent
-from tests.integration.test_secure_path import TOKEN
 
 
 @pytest.fixture
@@ -63,23 +60,7 @@ async def agents(tmp_path: Path, broker: Broker) -> AsyncIterator[Agents]:
 
 @pytest.fixture
 def secured(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[tuple[Broker, CloudProcess]]:
-    pki = tmp_path / "cloud"
     services = broker_services("api")
     assert f"api{INSTANCE_SUFFIX}" in services  # the stack's ACL lets the sender in
-    cfg, _ = wiring.secure_broker(
-        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
-    )
-    broker = Broker(cfg, tmp_path / "mosquitto").start()
-    cloud = start_cloud(
-        tmp_path,
-        f"sqlite://{tmp_path / 'cloud.sqlite3'}",
-        broker.cfg.port,
-        victoria.url,
-        CUNTONG_CLOUD_STATE_DIR=str(pki),
-        CUNTONG_CLOUD_ADMIN_TOKEN=TOKEN,
-    )
-    try:
+    with secured_cloud(tmp_path, victoria.url, services) as (_, broker, cloud):
         yield broker, cloud
-    finally:
-        procs.stop(cloud.proc)
-        broker.stop()

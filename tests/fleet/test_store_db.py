@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
@@ -19,6 +17,7 @@ from fleet import registry
 from fleet.models import FleetCommand
 from fleet.query import Selector
 from fleet.store import apply, as_lifecycle, enqueue, save
+from tests.helpers import fresh_database
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
@@ -29,13 +28,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[No
         url = f"sqlite://{tmp_path / 'fleet.sqlite3'}"
     else:
         pg: Postgres = request.getfixturevalue("postgres_server")
-        name = f"f_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user, database="postgres")
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        url = f"postgres://{pg.user}@{pg.host}:{pg.port}/{name}"
+        url = await fresh_database(pg, "f")
     # tortoise caches INSERT statements per (connection name, table), not per dialect: a
     # SQLite test earlier in this process would hand PostgreSQL "?" placeholders.
     EXECUTOR_CACHE.clear()

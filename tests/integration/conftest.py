@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
-from tests.helpers import CloudProcess, start_cloud
+from tests.helpers import CloudProcess, fresh_database, start_cloud
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -23,13 +21,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield f"sqlite://{tmp_path / 'cloud.sqlite3'}"
         return
     pg: Postgres = request.getfixturevalue("postgres_server")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(host=pg.host, port=pg.port, user=pg.user, database="postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield f"postgres://{pg.user}@{pg.host}:{pg.port}/{name}"
+    yield await fresh_database(pg)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import broker_services
-from cuntong import envelope, procs
+from cuntong import envelope
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
@@ -25,35 +25,19 @@ from provisioning import keys as keys_lib
 from provisioning import wiring
 from provisioning.commands import Command, sign_command
 from provisioning.protocol import FactoryClaim, Region
-from tests.helpers import CloudProcess, eventually, start_cloud
+from tests.helpers import FACTORY_TOKEN, CloudProcess, eventually, secured_cloud
 from tests.integration.agents import agent_settings, new_id
 
-TOKEN = "operator-token-for-tests-0123456789"
+TOKEN = FACTORY_TOKEN
 
 
 @pytest.fixture
 def secured(
     tmp_path: Path, victoria: VictoriaMetrics
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
-    pki = tmp_path / "cloud"
-    now = dt.datetime.now(dt.UTC)
-    cfg, _ = wiring.secure_broker(
-        pki, procs.free_port(), now, services=broker_services("api") | {"tester": "cloud"}
-    )
-    broker = Broker(cfg, tmp_path / "mosquitto").start()
-    cloud = start_cloud(
-        tmp_path,
-        f"sqlite://{tmp_path / 'cloud.sqlite3'}",
-        broker.cfg.port,
-        victoria.url,
-        CUNTONG_CLOUD_STATE_DIR=str(pki),
-        CUNTONG_CLOUD_ADMIN_TOKEN=TOKEN,
-    )
-    try:
-        yield pki, broker, cloud
-    finally:
-        procs.stop(cloud.proc)
-        broker.stop()
+    services = broker_services("api") | {"tester": "cloud"}
+    with secured_cloud(tmp_path, victoria.url, services) as stack:
+        yield stack
 
 
 async def _enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str) -> Agent:
