@@ -6,6 +6,7 @@ generated under the state folder. Prints the URLs; Ctrl-C stops everything in re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -106,25 +107,28 @@ class Stack:
         return f"sqlite://{self.state_dir / 'cloud.sqlite3'}"
 
     def _people(self) -> dict[str, str]:
-        """Demo accounts (made once, kept 0600): an administrator and a fleet operator."""
+        """Demo accounts, made once (passwords kept 0600): admin, fleet operator, supervisor."""
         path = self.pki_dir / "demo-accounts.json"
         if path.exists():
             return dict(json.loads(path.read_text()))
         self.pki_dir.mkdir(parents=True, exist_ok=True)
-        people = {"admin": "admin", "ops": "fleet_operator", "supervisor": "supervisor"}
-        passwords = {}
-        for account, role in people.items():
-            password = secrets.token_urlsafe(12)
-            env = self._env(CUNTONG_ACCOUNT_PASSWORD=password)
-            argv = [sys.executable, "-m", "cuntong", "accounts", "--db-url", self.db_url]
-            subprocess.run(
-                [*argv, "create", account, "--role", role],
-                env=env,
-                check=True,
-                capture_output=True,
-                timeout=120,
-            )
-            passwords[account] = password
+        roles = {"admin": "admin", "ops": "fleet_operator", "supervisor": "supervisor"}
+        passwords = {account: secrets.token_urlsafe(12) for account in roles}
+
+        async def create() -> None:
+            # Before the API starts, in this process: one database open for all three.
+            from cloud.auth.service import create_account
+            from cloud.db import close_db, open_db
+
+            await open_db(self.db_url)
+            try:
+                now = datetime.now(UTC)
+                for account, role in roles.items():
+                    await create_account(account, passwords[account], [role], now)
+            finally:
+                await close_db()
+
+        asyncio.run(create())
         write_private(path, json.dumps(passwords, indent=2).encode())
         return passwords
 

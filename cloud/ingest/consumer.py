@@ -139,12 +139,14 @@ class IngestConsumer:
     def _client(self, link: Link) -> aiomqtt.Client:
         instance = self.s.service_instance + link.suffix
         tls = self.security.mqtt_tls(instance, datetime.now(UTC)) if self.security else None
-        identifier = self.security.client_id(instance) if self.security else self.client_id
+        identifier = (
+            self.security.client_id(instance) if self.security else self.client_id + link.suffix
+        )
         if link is Link.TELEMETRY:
             return aiomqtt.Client(
                 self.s.broker_host,
                 self.s.broker_port,
-                identifier=identifier if self.security else f"{identifier}{link.suffix}",
+                identifier=identifier,
                 tls_context=tls,
                 protocol=aiomqtt.ProtocolVersion.V311,
                 clean_session=False,
