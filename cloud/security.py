@@ -31,10 +31,11 @@ from provisioning.service import Provisioner
 
 
 def broker_services(*instances: str) -> dict[str, str]:
-    """Broker ACL entries for cloud processes: each ingesting instance holds three links
+    """Broker ACL entries for cloud processes: each ingesting instance holds four links
     (business over MQTT 5, telemetry over 3.1.1, the fleet command sender — see
-    ``fleet.sender.INSTANCE_SUFFIX``), each with its own certificate."""
-    links = ("", "-telemetry", "-fleet")
+    ``fleet.sender.INSTANCE_SUFFIX`` — and the teller desk's terminal link), each with its
+    own certificate."""
+    links = ("", "-telemetry", "-fleet", "-desk")
     return {f"{instance}{suffix}": "cloud" for instance in instances for suffix in links}
 
 

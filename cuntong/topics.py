@@ -13,6 +13,10 @@ cuntong/v1/t/<id>/event                    T → C      1       business event (
 cuntong/v1/t/<id>/cmd/<name>               C → T      1       command request (MQTT 5 response
                                                               topic + correlation data)
 cuntong/v1/t/<id>/cmd-reply                T → C      1       command result
+cuntong/v1/t/<id>/session                  T → C      1       the customer's teller-session
+                                                              messages (request, cancel, ...)
+cuntong/v1/t/<id>/desk                     C → T      1       the teller desk's messages to the
+                                                              terminal (queued, connect, ended)
 =========================================  =========  ======  ==================================
 """
 
@@ -32,6 +36,9 @@ class Channel(StrEnum):
     EVENT = "event"
     CMD = "cmd"
     CMD_REPLY = "cmd-reply"
+    #: Live call signalling: not spooled, a request only makes sense while online.
+    SESSION = "session"
+    DESK = "desk"
 
 
 def valid_terminal_id(terminal_id: str) -> bool:

@@ -45,7 +45,9 @@ TERMINAL_GRANTS: tuple[tuple[str, str], ...] = (
     ("write", Channel.TELEMETRY.value),
     ("write", Channel.EVENT.value),
     ("write", Channel.CMD_REPLY.value),
+    ("write", Channel.SESSION.value),
     ("read", f"{Channel.CMD.value}/#"),
+    ("read", Channel.DESK.value),
 )
 
 _ALL = f"{ROOT}/+"
@@ -58,6 +60,8 @@ SERVICE_ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("read", f"{_ALL}/{Channel.EVENT.value}"),
         ("read", f"{_ALL}/{Channel.CMD_REPLY.value}"),
         ("write", f"{_ALL}/{Channel.CMD.value}/#"),
+        ("read", f"{_ALL}/{Channel.SESSION.value}"),
+        ("write", f"{_ALL}/{Channel.DESK.value}"),
     ),
     # Read-only observer (dashboards, tests).
     "monitor": (("read", f"{ROOT}/#"),),
