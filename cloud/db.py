@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
+
+if TYPE_CHECKING:
+    import asyncpg
 
 #: Every module holding models; packages that add models append here.
 MODEL_MODULES: list[str] = [
@@ -22,11 +26,23 @@ MODEL_MODULES: list[str] = [
 ]
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query.
+
+    By default every connection returned to the pool runs ``RESET ALL; UNLISTEN *; …``: one
+    more round trip per query, since tortoise takes a pooled connection per statement. The
+    cloud sets no session state (no SET, LISTEN, advisory locks or open cursors), and an open
+    transaction is still rolled back by asyncpg before this hook runs.
+    """
+
+
 def tortoise_config(db_url: str) -> dict[str, Any]:
+    connection: str | dict[str, Any] = db_url
     if db_url.startswith("postgres://"):
-        db_url = "asyncpg://" + db_url.removeprefix("postgres://")
+        connection = expand_db_url("asyncpg://" + db_url.removeprefix("postgres://"))
+        connection["credentials"]["reset"] = _keep_session
     return {
-        "connections": {"default": db_url},
+        "connections": {"default": connection},
         "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",

@@ -25,6 +25,7 @@ from cloud.auth.deps import Principal
 from cloud.auth.harden import harden_audit_log
 from cloud.auth.ratelimit import RateLimiter
 from cloud.evidence.keys import EvidenceKeys, load_or_create
+from cloud.evidence.sealer import Sealer
 from cloud.ops.kpi import ContactRecord
 from cloud.workflow.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
 from cuntong.settings import CloudSettings
@@ -76,6 +77,8 @@ class Oversight:
     principals: TokenCache[Principal] = field(default_factory=TokenCache)
     #: Terminal enrolment attempts per client address (see ``cloud.auth.api.enrol_rate_limit``).
     enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
+    #: Seals evidence packages in a worker process (see cloud.evidence.sealer).
+    sealer: Sealer = field(default_factory=Sealer)
 
     #: Where KPIs and staffing read finished contacts from, and the big screen reads live
     #: queue and teller states; the teller-session service plugs its own in (see docs).
@@ -118,13 +121,19 @@ def install(app: FastAPI, settings: CloudSettings) -> None:
 
 
 def _after_startup(app: FastAPI, hook: Callable[[], Awaitable[None]]) -> None:
-    """Run ``hook`` once the app's own lifespan has opened the database."""
+    """Run ``hook`` once the app's own lifespan has opened the database; the sealing
+    worker of whichever ``Oversight`` the app holds by then runs for the lifespan."""
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
         async with inner(app_) as state:
             await hook()
-            yield state
+            sealer = app_.state.oversight.sealer
+            await sealer.start()  # so the first finish does not wait for a worker to start
+            try:
+                yield state
+            finally:
+                sealer.close()
 
     app.router.lifespan_context = lifespan

@@ -14,15 +14,18 @@ import datetime as dt
 import json
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tortoise.transactions import in_transaction
 
 from cloud.auth import audit
 from cloud.evidence import package, retention
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import RetentionError
 from cloud.evidence.models import EvidenceRecord
+from cloud.evidence.sealer import Captured, KeyBytes, PackageExists, SealJob, place
 from cloud.oversight import Oversight
 from provisioning import suite as suite_lib
 
@@ -39,26 +42,36 @@ async def archive(
     files: Sequence[package.EvidenceFile],
     customer: Mapping[str, str],
     now: dt.datetime,
+    staging: Path | None = None,
+    captured: Sequence[Captured] = (),
+    alongside: Callable[[], Awaitable[object]] | None = None,
 ) -> EvidenceRecord:
-    spec = ov.catalogue.get(business)
-    # RFC 3161 wants serials unique per TSA; 63 random bits need no shared counter.
-    serial = secrets.randbits(63)
+    """Seal a finished session's evidence in the sealing worker, move it into place and
+    index it.
 
-    def seal_and_write() -> Path:
-        # Encrypting recordings and writing them is CPU and disk work: off the event loop.
-        doc, sealed = package.build(
-            session_id=session_id,
-            business=business,
-            operator={"teller_id": operator_id, "supervisor_id": supervisor_id},
-            timeline=timeline,
-            files=files,
-            keys=ov.evidence_keys,
-            now=now,
-            serial=serial,
-        )
-        return package.write(ov.evidence_dir / package.safe_name(session_id), doc, sealed)
-
-    directory = await asyncio.to_thread(seal_and_write)
+    ``captured`` files are read from ``staging`` and checked by the worker
+    (CapturedFileError). ``alongside`` runs in the index row's transaction (the workflow's
+    close): both land or neither does, and then the package is removed again. SealerFailed
+    if the worker died (nothing written); PackageExists if another finish got there first.
+    """
+    job = SealJob(
+        session_id=session_id,
+        business=business,
+        operator={"teller_id": operator_id, "supervisor_id": supervisor_id},
+        timeline=timeline,
+        target=ov.evidence_dir / package.safe_name(session_id),
+        now=now,
+        # RFC 3161 wants serials unique per TSA; 63 random bits need no shared counter.
+        serial=secrets.randbits(63),
+        files=tuple(files),
+        staging=staging,
+        captured=tuple(captured),
+    )
+    await ov.sealer.seal(KeyBytes.of(ov.evidence_keys), job)
+    try:
+        directory = place(job)
+    except OSError as err:
+        raise PackageExists(f"session {session_id}: a package is already in place") from err
     key = ov.evidence_keys.data_key(timeline.suite, session_id)
     customer_blob = suite_lib.encrypt(
         timeline.suite,
@@ -66,18 +79,25 @@ async def archive(
         json.dumps(dict(customer)).encode(),
         aad=b"customer:" + session_id.encode(),
     )
-    return await EvidenceRecord.create(
-        session_id=session_id,
-        business=business,
-        operator_id=operator_id,
-        supervisor_id=supervisor_id,
-        outcome=outcome,
-        package_dir=str(directory),
-        chain_head=timeline.head,
-        customer_sealed=customer_blob,
-        created_at=now,
-        retain_until=retention.retain_until(spec, now),
-    )
+    try:
+        async with in_transaction():
+            if alongside is not None:
+                await alongside()
+            return await EvidenceRecord.create(
+                session_id=session_id,
+                business=business,
+                operator_id=operator_id,
+                supervisor_id=supervisor_id,
+                outcome=outcome,
+                package_dir=str(directory),
+                chain_head=timeline.head,
+                customer_sealed=customer_blob,
+                created_at=now,
+                retain_until=retention.retain_until(ov.catalogue.get(business), now),
+            )
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+        raise
 
 
 def customer_of(ov: Oversight, record: EvidenceRecord) -> dict[str, Any]:

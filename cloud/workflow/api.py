@@ -10,6 +10,7 @@ from tortoise.exceptions import IntegrityError
 
 from cloud.auth.deps import Principal, require
 from cloud.auth.roles import Role, may_view_session
+from cloud.evidence.sealer import SealerFailed
 from cloud.workflow import engine, service, store
 from cloud.workflow.errors import (
     CatalogueError,
@@ -188,4 +189,6 @@ async def finish(
         )
     except WorkflowError as err:
         raise _http(err) from err
+    except SealerFailed as err:
+        raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
     return _public(loaded)

@@ -22,6 +22,7 @@ from cloud.evidence import service as evidence
 from cloud.evidence.chain import Timeline
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.package import EvidenceFile
+from cloud.evidence.sealer import Captured, CapturedFileError, PackageExists, staging_aad
 from cloud.oversight import Oversight
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
@@ -114,7 +115,7 @@ async def capture_file(
     if target.exists():
         raise WorkflowError(f"file {name} already captured")
     key = ov.evidence_keys.data_key(ov.suite, session_id)
-    sealed = suite_lib.encrypt(ov.suite, key, data, aad=f"staging:{session_id}/{name}".encode())
+    sealed = suite_lib.encrypt(ov.suite, key, data, aad=staging_aad(session_id, name))
     digest = suite_lib.digest(ov.suite, data).hex()
     loaded.timeline.append(
         "file_captured", actor, now, {"name": name, "role": role, "digest": digest}
@@ -127,27 +128,6 @@ async def capture_file(
 def _write(target: Path, blob: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(blob)
-
-
-def _staged(ov: Oversight, loaded: store.Loaded) -> list[EvidenceFile]:
-    """The captured files, decrypted and checked against the digests on the timeline."""
-    session_id = loaded.workflow.session_id
-    key = ov.evidence_keys.data_key(ov.suite, session_id)
-    files = []
-    for event in loaded.timeline.events:
-        if event.kind != "file_captured":
-            continue
-        name, role = str(event.data["name"]), str(event.data["role"])
-        try:
-            blob = (_staging(ov, session_id) / name).read_bytes()
-            aad = f"staging:{session_id}/{name}".encode()
-            data = suite_lib.decrypt(ov.suite, key, blob, aad=aad)
-        except (OSError, suite_lib.DecryptError) as err:
-            raise WorkflowError(f"captured file {name} is missing or was altered") from err
-        if suite_lib.digest(ov.suite, data).hex() != event.data["digest"]:
-            raise WorkflowError(f"captured file {name} changed since capture")
-        files.append(EvidenceFile(name, role, data))
-    return files
 
 
 async def finish(
@@ -174,23 +154,40 @@ async def finish(
         wf = engine.abandon(wf, now)
     elif wf.outcome is None:
         raise WorkflowError("a workflow is rejected by a failed step, not by finish()")
-    staged = await asyncio.to_thread(_staged, ov, loaded)
-    loaded.workflow = wf
-    loaded.timeline.append("session_end", wf.teller_id, now, {"outcome": wf.outcome})
-    loaded = await store.save(loaded)
+    # A copy: until the package is sealed and indexed, nothing of the close is kept.
+    timeline = Timeline(loaded.timeline.suite, list(loaded.timeline.events))
+    timeline.append("session_end", wf.teller_id, now, {"outcome": wf.outcome})
     supervisor = next((r.actor for r in wf.records if r.step == "supervisor_authorisation"), None)
-    await evidence.archive(
-        ov,
-        session_id=session_id,
-        business=wf.business.code,
-        operator_id=wf.teller_id,
-        supervisor_id=supervisor,
-        outcome=str(wf.outcome),
-        timeline=loaded.timeline,
-        files=[*staged, *files],
-        customer=customer or {},
-        now=now,
-    )
+    captured = [
+        Captured(str(e.data["name"]), str(e.data["role"]), str(e.data["digest"]))
+        for e in timeline.events
+        if e.kind == "file_captured"
+    ]
+    closed: list[store.Loaded] = []
+
+    async def close() -> None:
+        closed.append(await store.save(store.Loaded(wf, timeline, loaded.version)))
+
+    try:
+        await evidence.archive(
+            ov,
+            session_id=session_id,
+            business=wf.business.code,
+            operator_id=wf.teller_id,
+            supervisor_id=supervisor,
+            outcome=str(wf.outcome),
+            timeline=timeline,
+            files=files,
+            customer=customer or {},
+            now=now,
+            staging=_staging(ov, session_id),
+            captured=captured,
+            alongside=close,  # the close and the evidence index land together or not at all
+        )
+    except CapturedFileError as err:
+        raise WorkflowError(str(err)) from err
+    except PackageExists as err:
+        raise WorkflowClosed(str(err)) from err
     await asyncio.to_thread(shutil.rmtree, _staging(ov, session_id), ignore_errors=True)
     liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
     await quality.consider(
@@ -202,4 +199,4 @@ async def finish(
         closed_at=now,
         salt=ov.qa_salt,
     )
-    return loaded
+    return closed[0]
