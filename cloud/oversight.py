@@ -134,6 +134,6 @@ def _after_startup(app: FastAPI, hook: Callable[[], Awaitable[None]]) -> None:
             try:
                 yield state
             finally:
-                sealer.close()
+                await sealer.aclose()
 
     app.router.lifespan_context = lifespan

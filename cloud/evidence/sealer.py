@@ -1,227 +1,167 @@
-"""Sealing evidence packages in a worker process, off the API's event loop.
+"""Sealing evidence packages in a dedicated worker process, off the API's event loop.
 
-Hashing, encrypting, signing and writing a package is CPU work. In a thread it still holds
-the GIL, and every socket write of the event loop then waits for it (at 200 requests/s the
-API's p99 was set by that wait, not by the sealing itself). So a ``Sealer`` sends each job
-to a worker process (``ProcessPoolExecutor``, forkserver) and awaits the finished package.
+Hashing, encrypting, signing and writing a package is CPU work. In a thread it holds the
+GIL, and every socket write of the event loop then waits for it (at 200 requests/s that
+wait, not the sealing, set the API's p99). A ``Sealer`` keeps one worker process (forked
+from a forkserver, not from the threaded API process) on a socket pair the event loop reads
+directly: a job is one length-prefixed pickle out, the reply one back — no executor
+threads in the API process to wake or to take the GIL.
 
-The worker only ever writes into a temporary directory beside the target and never renames
-it; the caller moves the finished package into place (``place``) and records it. If the
-worker dies mid-job the request fails with ``SealerFailed``, the temporary directory is
-removed, nothing is in place, and the next job gets a fresh worker.
-
-The job carries the key material as raw bytes (keys do not pickle); worker and API run on
-the same host as the same user, which already holds the key files.
+The worker writes only into the job's partial directory (``sealjob``). If it dies, every
+job it held fails with ``SealerFailed`` and its partial directories are removed: nothing is
+in place, and the next job starts a fresh worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
+import itertools
 import multiprocessing
-import os
+import pickle
 import shutil
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import signal
+import socket
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
-from cloud.evidence import package
-from cloud.evidence.chain import Timeline
+from cloud.evidence import sealjob
 from cloud.evidence.errors import EvidenceError
-from cloud.evidence.keys import EvidenceKeys
-from provisioning import suite as suite_lib
+from cloud.evidence.sealjob import KeyBytes, SealJob
 
 
 class SealerFailed(EvidenceError):
     """The sealing worker died or could not start; nothing was written, retry later."""
 
 
-class PackageExists(EvidenceError):
-    """A package for the session is already in place (another finish got there first)."""
+def _frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(4, "big") + data
 
 
-class CapturedFileError(EvidenceError):
-    """A file captured for the package is missing or no longer matches its digest."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyBytes:
-    """``EvidenceKeys`` as raw bytes, to cross into the worker."""
-
-    seal: bytes
-    tsa: bytes
-    data_master: bytes
-
-    @classmethod
-    def of(cls, keys: EvidenceKeys) -> KeyBytes:
-        def raw(key: ed25519.Ed25519PrivateKey) -> bytes:
-            return key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-
-        return cls(raw(keys.seal), raw(keys.tsa), keys.data_master)
-
-    def keys(self) -> EvidenceKeys:
-        return EvidenceKeys(
-            ed25519.Ed25519PrivateKey.from_private_bytes(self.seal),
-            ed25519.Ed25519PrivateKey.from_private_bytes(self.tsa),
-            self.data_master,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Captured:
-    """A file kept sealed at rest in staging, with its plaintext digest from the timeline."""
-
-    name: str
-    role: str
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class SealJob:
-    session_id: str
-    business: str
-    operator: dict[str, Any]
-    timeline: Timeline
-    #: where the package goes once complete (``place`` moves it there)
-    target: Path
-    now: dt.datetime
-    serial: int
-    #: files handed over in memory
-    files: tuple[package.EvidenceFile, ...] = ()
-    #: files captured during the session, sealed at rest under ``staging``
-    staging: Path | None = None
-    captured: tuple[Captured, ...] = ()
-
-    @property
-    def partial(self) -> Path:
-        """The worker's directory while it writes (unique per job: the serial)."""
-        return self.target.with_name(f".{self.target.name}.partial-{self.serial}")
-
-
-def staging_aad(session_id: str, name: str) -> bytes:
-    return f"staging:{session_id}/{name}".encode()
-
-
-def read_captured(
-    keys: EvidenceKeys,
-    suite: suite_lib.Suite,
-    session_id: str,
-    staging: Path,
-    files: Sequence[Captured],
-) -> list[package.EvidenceFile]:
-    """The captured files, decrypted and checked against the digests on the timeline."""
-    key = keys.data_key(suite, session_id)
-    out = []
-    for f in files:
-        try:
-            blob = (staging / f.name).read_bytes()
-            data = suite_lib.decrypt(suite, key, blob, aad=staging_aad(session_id, f.name))
-        except (OSError, suite_lib.DecryptError) as err:
-            raise CapturedFileError(f"captured file {f.name} is missing or was altered") from err
-        if suite_lib.digest(suite, data).hex() != f.digest:
-            raise CapturedFileError(f"captured file {f.name} changed since capture")
-        out.append(package.EvidenceFile(f.name, f.role, data))
-    return out
-
-
-def seal(keys: KeyBytes, job: SealJob) -> Path:
-    """Build the package and write it to ``job.partial`` (runs in the worker)."""
-    ev_keys = keys.keys()
-    files = list(job.files)
-    if job.captured and job.staging is not None:
-        files = (
-            read_captured(ev_keys, job.timeline.suite, job.session_id, job.staging, job.captured)
-            + files
-        )
-    doc, sealed = package.build(
-        session_id=job.session_id,
-        business=job.business,
-        operator=job.operator,
-        timeline=job.timeline,
-        files=files,
-        keys=ev_keys,
-        now=job.now,
-        serial=job.serial,
-    )
-    shutil.rmtree(job.partial, ignore_errors=True)
-    return package.write(job.partial, doc, sealed)
-
-
-def _warm() -> int:
-    return os.getpid()
-
-
-def place(job: SealJob) -> Path:
-    """Move a finished package into place; OSError if something already is there."""
+def _portable(err: Exception) -> Exception:
+    """The exception itself if it crosses the pipe, else an EvidenceError naming it."""
     try:
-        # rename() onto an existing non-empty directory fails: the first finisher wins.
-        job.partial.rename(job.target)
-    except OSError:
-        shutil.rmtree(job.partial, ignore_errors=True)
-        raise
-    return job.target
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        return EvidenceError(f"{type(err).__name__}: {err}")
+    return err
+
+
+def _serve(sock: socket.socket) -> None:
+    """The worker: seal jobs one after another until the API closes its end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the API's to handle
+    with sock, sock.makefile("rwb") as stream:
+        while len(header := stream.read(4)) == 4:
+            ident, keys, job = pickle.loads(stream.read(int.from_bytes(header, "big")))
+            reply: tuple[int, bool, Path | Exception]
+            try:
+                reply = (ident, True, sealjob.seal(keys, job))
+            except Exception as err:
+                reply = (ident, False, _portable(err))
+            stream.write(_frame(reply))
+            stream.flush()
 
 
 @dataclass
 class Sealer:
-    """A pool of sealing worker processes, started on first use (or by ``start``)."""
+    """One sealing worker process, started by ``start`` (or the first job) and restarted
+    after it died."""
 
-    workers: int = 1
-    _pool: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _proc: BaseProcess | None = field(default=None, repr=False)
+    _writer: asyncio.StreamWriter | None = field(default=None, repr=False)
+    _replies: asyncio.Task[None] | None = field(default=None, repr=False)
+    _pending: dict[int, tuple[asyncio.Future[Path], SealJob]] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=itertools.count, repr=False)
+    _starting: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # forkserver: a fork of a small server process, not of the threaded API process.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        return self._pool
-
-    async def start(self) -> list[int]:
-        """Start the workers now (so the first request does not pay for it); their pids."""
-        loop = asyncio.get_running_loop()
-        pool = self._executor()
-        pids = await asyncio.gather(
-            *(loop.run_in_executor(pool, _warm) for _ in range(self.workers))
-        )
-        return sorted(set(pids))
+    async def start(self) -> int:
+        """Start the worker now (so the first request does not wait for it); its pid."""
+        async with self._starting:
+            if self._writer is None or self._proc is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload([__name__])
+                ours, theirs = socket.socketpair()
+                proc = context.Process(
+                    target=_serve, args=(theirs,), name="cuntong-sealer", daemon=True
+                )
+                try:
+                    await asyncio.to_thread(proc.start)  # the forkserver may be starting
+                finally:
+                    theirs.close()
+                reader, self._writer = await asyncio.open_connection(sock=ours)
+                self._proc = proc
+                self._replies = asyncio.create_task(self._read(reader, proc), name="sealer")
+            assert self._proc.pid is not None
+            return self._proc.pid
 
     async def seal(self, keys: KeyBytes, job: SealJob) -> Path:
         """The finished package in ``job.partial``; SealerFailed if the worker died."""
-        loop = asyncio.get_running_loop()
+        await self.start()
+        assert self._writer is not None
+        ident = next(self._ids)
+        done: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = (done, job)
         try:
-            return await loop.run_in_executor(self._executor(), seal, keys, job)
-        except BrokenProcessPool as err:
-            self._discard()
+            self._writer.write(_frame((ident, keys, job)))
+            await self._writer.drain()
+        except ConnectionError:
+            pass  # the reader fails the job with the worker's death
+        try:
+            return await done
+        finally:
+            self._pending.pop(ident, None)
+
+    async def _read(self, reader: asyncio.StreamReader, proc: BaseProcess) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(4)
+                size = int.from_bytes(header, "big")
+                ident, ok, value = pickle.loads(await reader.readexactly(size))
+                done, _ = self._pending.pop(ident, (None, None))
+                if done is not None and not done.done():
+                    (done.set_result if ok else done.set_exception)(value)
+                elif ok:
+                    # The request gave up (cancelled): its package is nobody's.
+                    await asyncio.to_thread(shutil.rmtree, value, ignore_errors=True)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._lost(proc)
+
+    def _lost(self, proc: BaseProcess) -> None:
+        """The worker is gone: fail what it held, clean their partial directories."""
+        if self._proc is proc:
+            self._proc, self._writer = None, None
+        proc.join(0)
+        for ident, (done, job) in list(self._pending.items()):
+            del self._pending[ident]
             shutil.rmtree(job.partial, ignore_errors=True)
-            raise SealerFailed(
-                f"evidence sealing worker died while sealing session {job.session_id}; "
-                "nothing was written, finish again"
-            ) from err
+            if not done.done():
+                done.set_exception(
+                    SealerFailed(
+                        f"evidence sealing worker died while sealing session {job.session_id}; "
+                        "nothing was written, finish again"
+                    )
+                )
 
     def pids(self) -> list[int]:
-        """The worker processes' ids (for monitoring and tests)."""
-        procs = getattr(self._pool, "_processes", None) or {}
-        return sorted(procs)
+        """The worker's process id, if it runs (for monitoring and tests)."""
+        proc = self._proc
+        return [proc.pid] if proc is not None and proc.pid and proc.is_alive() else []
 
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    async def aclose(self) -> None:
+        """Close the worker's socket (it exits after its current job) and wait for it."""
+        proc, writer, replies = self._proc, self._writer, self._replies
+        self._proc = self._writer = self._replies = None
+        if writer is not None:
+            writer.close()
+        if proc is not None:
+            await asyncio.to_thread(proc.join, 10)
+            if proc.is_alive():
+                proc.kill()
+                await asyncio.to_thread(proc.join, 5)
+        if replies is not None:
+            replies.cancel()
+            await asyncio.gather(replies, return_exceptions=True)

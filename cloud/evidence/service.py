@@ -25,7 +25,7 @@ from cloud.evidence import package, retention
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import RetentionError
 from cloud.evidence.models import EvidenceRecord
-from cloud.evidence.sealer import Captured, KeyBytes, PackageExists, SealJob, place
+from cloud.evidence.sealjob import Captured, KeyBytes, PackageExists, SealJob, place
 from cloud.oversight import Oversight
 from provisioning import suite as suite_lib
 
