@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -155,7 +159,35 @@ async def rollout(
     }
 
 
-async def run(args: argparse.Namespace, port: int, api: str, token: str) -> dict[str, Any]:
+class CpuMeter:
+    """CPU seconds of each process of the benchmark over a phase (cores = CPU s / wall s)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def _sample(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            total = sum(proc.cpu_times()[:2])
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += sum(child.cpu_times()[:2])
+            out[name] = total
+        return out
+
+    @contextlib.contextmanager
+    def phase(self, into: dict[str, Any]) -> Iterator[None]:
+        before, t0 = self._sample(), time.monotonic()
+        load = os.getloadavg()[0]
+        yield
+        after, wall = self._sample(), time.monotonic() - t0
+        into["cpu_cores"] = {k: round((after[k] - before[k]) / wall, 2) for k in after}
+        into["load_average_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+
+
+async def run(
+    args: argparse.Namespace, port: int, api: str, token: str, cpu: CpuMeter
+) -> dict[str, Any]:
     replies = Replies()
     ids = [f"B{i:05d}" for i in range(args.terminals)]
     async with (
@@ -176,8 +208,14 @@ async def run(args: argparse.Namespace, port: int, api: str, token: str) -> dict
             "connect_s": round(connect_s, 2),
             "all_online_in_api_s": round(online_s, 2),
         }
-        result["broadcast"] = await broadcast(http, fleet, args.terminals)
-        result["rollout"] = await rollout(http, replies, args.terminals, args.canary, args.wave)
+        measured: dict[str, Any] = {}
+        with cpu.phase(measured):
+            measured |= await broadcast(http, fleet, args.terminals)
+        result["broadcast"] = measured
+        measured = {}
+        with cpu.phase(measured):
+            measured |= await rollout(http, replies, args.terminals, args.canary, args.wave)
+        result["rollout"] = measured
         return result
 
 
@@ -195,7 +233,10 @@ def main() -> None:
     vm = VictoriaMetrics(procs.free_port(), state / "vm" / "data").start()
     cloud = start_cloud(state, f"sqlite://{state / 'cloud.sqlite3'}", broker.cfg.port, vm.url)
     try:
-        result = asyncio.run(run(args, broker.cfg.port, cloud.url, cloud.token))
+        assert broker.proc is not None
+        pids = {"cloud": cloud.proc.pid, "broker": broker.proc.pid, "load_generator": os.getpid()}
+        cpu = CpuMeter(pids)
+        result = asyncio.run(run(args, broker.cfg.port, cloud.url, cloud.token, cpu))
     finally:
         procs.stop(cloud.proc)
         vm.stop()

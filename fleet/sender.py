@@ -20,10 +20,12 @@ import datetime as dt
 import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -34,7 +36,7 @@ from cuntong.mqtt_link import keep_connected
 from cuntong.settings import CloudSettings
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
-from fleet.store import apply, as_lifecycle, save
+from fleet.store import apply, as_lifecycle, save, update_many
 from provisioning.commands import Command, sign_command
 
 log = logging.getLogger("cuntong.fleet.sender")
@@ -45,9 +47,9 @@ INSTANCE_SUFFIX = "-fleet"
 SESSION_EXPIRY_S = 24 * 3600
 #: Rows per database round trip (well inside SQLite's and PostgreSQL's parameter limits).
 DB_CHUNK = 5000
-#: Publishes awaiting their PUBACK at once. aiomqtt scans every pending call on each new
-#: one, so ten thousand in flight cost O(n²); a window keeps the pipe full without that.
-PUBLISH_WINDOW = 200
+#: How long the broker may take to acknowledge a delivery run, and how often to look.
+PUBLISH_TIMEOUT_S = 15.0
+PUBACK_POLL_S = 0.02
 SWEEP_S = 0.5
 
 ResultHook = Callable[[FleetCommand], Awaitable[None]]
@@ -55,6 +57,17 @@ OnlineHook = Callable[[list[str]], Awaitable[None]]
 #: paho builds its property tables in every ``Properties()``; copying a blank one is cheaper,
 #: which matters when a broadcast publishes ten thousand commands.
 _BLANK_PUBLISH = Properties(PacketTypes.PUBLISH)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """A command on its way out, as delivered (``command.state`` is SENT)."""
+
+    id: str
+    terminal_id: str
+    name: str
+    args: dict[str, Any]
+    command: lc.Lifecycle
 
 
 def _now() -> dt.datetime:
@@ -197,55 +210,78 @@ class CommandSender:
             back, self._came_online = self._came_online, []
             for hook in self.on_online:
                 await hook(back)
+        # Plain values, not ORM objects: a broadcast is ten thousand rows, and building a
+        # model (five parsed datetimes) per row cost more than the query.
         queued = await FleetCommand.filter(state=lc.State.QUEUED.value).values_list(
-            "id", "terminal_id"
+            "id", "terminal_id", "name", "args", "created_at", "expires_at", "timeout_s"
         )
-        ids = [cid for cid, tid in queued if tid in self.online]
-        publishing: list[FleetCommand] = []
-        for start in range(0, len(ids), DB_CHUNK):
+        now = self.clock()
+        outgoing: list[_Outgoing] = []
+        updates: list[list[Any]] = []
+        for cid, tid, name, args, created, expires, timeout_s in queued:
+            if tid not in self.online:
+                continue
+            c = lc.deliver(lc.Lifecycle(lc.State.QUEUED, created, expires, timeout_s), now)
+            updates.append([c.state.value, c.sent_at, c.finished_at, c.deadline, cid])
+            if c.state is lc.State.SENT:
+                outgoing.append(_Outgoing(cid, tid, name, args, c))
+        # Marked sent before publishing, so a fast reply always finds its command "sent".
+        for start in range(0, len(updates), DB_CHUNK):
             async with self._lock:
-                rows = await FleetCommand.filter(
-                    id__in=ids[start : start + DB_CHUNK], state=lc.State.QUEUED.value
+                await update_many(
+                    ("state", "sent_at", "finished_at", "deadline_at"),
+                    updates[start : start + DB_CHUNK],
+                    only_in=lc.State.QUEUED,
                 )
-                now = self.clock()
-                for row in rows:
-                    apply(row, lc.deliver(as_lifecycle(row), now))
-                await save(rows, ("state", "sent_at", "finished_at", "deadline_at"))
-            publishing += [r for r in rows if r.state == lc.State.SENT.value]
-        # Marked sent before publishing, so a fast reply always finds its command "sent";
-        # all publishes are in flight together (the broker acknowledges them in a stream).
-        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        await self._publish_all(client, outgoing)
+        return len(outgoing)
 
-        async def publish(row: FleetCommand) -> None:
-            async with window:
-                await self._publish(client, row, row.sent_at or now)
-
-        try:
-            await asyncio.gather(*(publish(r) for r in publishing))
-        except aiomqtt.MqttError:
-            await FleetCommand.filter(
-                id__in=[r.id for r in publishing], state=lc.State.SENT.value
-            ).update(state=lc.State.QUEUED.value, sent_at=None)
-            raise
-        return len(publishing)
-
-    async def _publish(self, client: aiomqtt.Client, row: FleetCommand, now: dt.datetime) -> None:
+    def _message(self, o: _Outgoing) -> tuple[str, bytes, Properties]:
         if self.security is not None:
-            issued, expires = lc.signature_window(as_lifecycle(row), now)
-            command = Command(row.id, row.terminal_id, row.name, row.args, issued, expires)
+            issued, expires = lc.signature_window(o.command, o.command.sent_at or self.clock())
+            command = Command(o.id, o.terminal_id, o.name, o.args, issued, expires)
             payload = sign_command(self.security.keys.command_key, command)
         else:
-            payload = json.dumps(row.args, ensure_ascii=False).encode()
+            payload = json.dumps(o.args, ensure_ascii=False).encode()
         props = copy.copy(_BLANK_PUBLISH)
-        props.ResponseTopic = topics.topic(row.terminal_id, topics.Channel.CMD_REPLY)
-        props.CorrelationData = row.id.encode()
-        await client.publish(
-            topics.topic(row.terminal_id, topics.Channel.CMD, row.name),
-            payload,
-            qos=1,
-            properties=props,
-            timeout=15,
-        )
+        props.ResponseTopic = topics.topic(o.terminal_id, topics.Channel.CMD_REPLY)
+        props.CorrelationData = o.id.encode()
+        return topics.topic(o.terminal_id, topics.Channel.CMD, o.name), payload, props
+
+    async def _publish_all(self, client: aiomqtt.Client, outgoing: list[_Outgoing]) -> None:
+        """Hand every publish to the MQTT client at once, then wait for all PUBACKs.
+
+        aiomqtt's ``publish`` awaits each PUBACK with its own future and scans every pending
+        call per publish; for a broadcast that was the sender's largest cost. paho's own
+        ``publish`` only queues the packet (paho keeps ``max_inflight_messages`` in flight and
+        sends the rest as acknowledgements come back), so the broker gets one stream.
+        Commands not acknowledged in time go back to the queue and the link is restarted.
+        """
+        paho = client._client  # aiomqtt's paho client: queueing a publish is non-blocking
+        pending = []
+        for o in outgoing:
+            topic, payload, props = self._message(o)
+            info = paho.publish(topic, payload, qos=1, properties=props)
+            pending.append((o.id, info))
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break  # the link is down: the rest stay queued too
+        submitted = len(pending)
+        deadline = asyncio.get_running_loop().time() + PUBLISH_TIMEOUT_S
+        while pending:
+            pending = [(cid, i) for cid, i in pending if not i.is_published()]
+            failed = any(i.rc != mqtt.MQTT_ERR_SUCCESS for _, i in pending)
+            if pending and (failed or asyncio.get_running_loop().time() > deadline):
+                unsent = [cid for cid, _ in pending] + [o.id for o in outgoing[submitted:]]
+                await self._requeue(unsent)
+                raise aiomqtt.MqttError(f"{len(unsent)} commands not acknowledged by the broker")
+            if pending:
+                await asyncio.sleep(PUBACK_POLL_S)
+
+    async def _requeue(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), DB_CHUNK):
+            await FleetCommand.filter(
+                id__in=ids[start : start + DB_CHUNK], state=lc.State.SENT.value
+            ).update(state=lc.State.QUEUED.value, sent_at=None)
 
     # --- replies and timeouts ------------------------------------------------------------
 
@@ -262,27 +298,38 @@ class CommandSender:
 
     async def record_replies(self, batch: dict[str, tuple[str, bool, dict[str, Any]]]) -> None:
         ids = list(batch)
-        done: list[FleetCommand] = []
+        done: list[str] = []
+        hooked: list[str] = []
         for start in range(0, len(ids), DB_CHUNK):
             async with self._lock:
-                rows = await FleetCommand.filter(id__in=ids[start : start + DB_CHUNK])
+                rows = await FleetCommand.filter(
+                    id__in=ids[start : start + DB_CHUNK], state=lc.State.SENT.value
+                ).values_list(
+                    "id", "terminal_id", "name", "created_at", "expires_at", "timeout_s", "sent_at"
+                )
                 now = self.clock()
-                for row in rows:
-                    tid, ok, result = batch[row.id]
+                updates: list[list[Any]] = []
+                for cid, terminal_id, name, created, expires, timeout_s, sent in rows:
+                    tid, ok, result = batch[cid]
                     # Only the addressed terminal can answer (the topic names who sent it).
-                    if tid != row.terminal_id or row.state != lc.State.SENT.value:
+                    if tid != terminal_id:
                         continue
-                    apply(row, lc.on_reply(as_lifecycle(row), ok, now))
-                    row.result = result
-                    done.append(row)
-                await save(rows, ("state", "finished_at", "deadline_at", "result"))
+                    sent_c = lc.Lifecycle(lc.State.SENT, created, expires, timeout_s, sent)
+                    c = lc.on_reply(sent_c, ok, now)
+                    updates.append([c.state.value, c.finished_at, c.deadline, result, cid])
+                    done.append(cid)
+                    if name in self.on_result:
+                        hooked.append(cid)
+                await update_many(
+                    ("state", "finished_at", "deadline_at", "result"),
+                    updates,
+                    only_in=lc.State.SENT,
+                )
         self._recorded(done)
-        for row in done:
-            hook = self.on_result.get(row.name)
-            if hook is not None:
-                await hook(row)
+        for row in await FleetCommand.filter(id__in=hooked) if hooked else []:
+            await self.on_result[row.name](row)
 
-    def _recorded(self, rows: list[FleetCommand]) -> None:
+    def _recorded(self, rows: Sequence[object]) -> None:
         if rows:
             for callback in self.on_recorded:
                 callback()

@@ -91,24 +91,33 @@ async def save(rows: list[FleetCommand], fields: tuple[str, ...]) -> None:
     For a broadcast to thousands of terminals this is an order of magnitude faster than
     the ORM's bulk update (which builds one CASE expression per field and batch).
     """
-    if not rows:
+    await update_many(fields, [[*(getattr(r, f) for f in fields), r.id] for r in rows])
+
+
+async def update_many(
+    fields: tuple[str, ...], values: list[list[Any]], only_in: lc.State | None = None
+) -> None:
+    """``save`` for plain value rows: each is ``[*fields, id]``; with ``only_in``, a command
+    that has left that state meanwhile (cancelled, swept) is left alone."""
+    if not values:
         return
     conn = Tortoise.get_connection("default")
     postgres = conn.capabilities.dialect == "postgres"
-    marks = [f"${i}" if postgres else "?" for i in range(1, len(fields) + 2)]
+    marks = [f"${i}" if postgres else "?" for i in range(1, len(fields) + 3)]
     cast = "::jsonb" if postgres else ""
     assignments = ", ".join(
         f'"{f}" = {m}{cast if f in _JSON_FIELDS else ""}'
         for f, m in zip(fields, marks, strict=False)
     )
-    sql = f'UPDATE "{FleetCommand._meta.db_table}" SET {assignments} WHERE "id" = {marks[-1]}'
-    values = []
-    for row in rows:
-        line = []
-        for f in fields:
-            v = getattr(row, f)
-            line.append(
-                json.dumps(v, ensure_ascii=False) if f in _JSON_FIELDS and v is not None else v
-            )
-        values.append([*line, row.id])
+    where = f'"id" = {marks[len(fields)]}'
+    if only_in is not None:
+        where += f' AND "state" = {marks[len(fields) + 1]}'
+    sql = f'UPDATE "{FleetCommand._meta.db_table}" SET {assignments} WHERE {where}'
+    json_at = [i for i, f in enumerate(fields) if f in _JSON_FIELDS]
+    for line in values:
+        for i in json_at:
+            if line[i] is not None:
+                line[i] = json.dumps(line[i], ensure_ascii=False)
+        if only_in is not None:
+            line.append(only_in.value)
     await conn.execute_many(sql, values)
