@@ -237,20 +237,32 @@ def _abort(r: Rollout, plan: Plan, reason: str) -> tuple[Rollout, list[Action]]:
 
 def record(r: Rollout, terminal_id: str, outcome: str) -> tuple[Rollout, list[Action]]:
     """A target's command finished: 'succeeded', 'failed' or 'timed_out'."""
-    t = r.targets.get(terminal_id)
-    if t is None:
-        return r, []
+    return record_all(r, [(terminal_id, outcome, None)])
+
+
+def record_all(
+    r: Rollout, outcomes: Iterable[tuple[str, str, T | None]]
+) -> tuple[Rollout, list[Action]]:
+    """``record`` for many finished commands at once, in order: ``(terminal, outcome,
+    expected)``, an outcome ignored unless its target is in the ``expected`` state (if
+    given). One copy of the target table, however many outcomes (a wave is thousands)."""
+    targets = dict(r.targets)
     actions: list[Action] = []
-    if t.state is T.RUNNING:
-        new = T(outcome)
-        if new is T.SUCCEEDED and r.phase is Phase.ROLLING_BACK:
-            new = T.ROLLING_BACK
-            actions.append(Action("rollback", terminal_id))
-    elif t.state is T.ROLLING_BACK:
-        new = T.ROLLED_BACK if outcome == T.SUCCEEDED else T.ROLLBACK_FAILED
-    else:
-        return r, []
-    return replace(r, targets={**r.targets, terminal_id: replace(t, state=new)}), actions
+    for terminal_id, outcome, expected in outcomes:
+        t = targets.get(terminal_id)
+        if t is None or (expected is not None and t.state is not expected):
+            continue
+        if t.state is T.RUNNING:
+            new = T(outcome)
+            if new is T.SUCCEEDED and r.phase is Phase.ROLLING_BACK:
+                new = T.ROLLING_BACK
+                actions.append(Action("rollback", terminal_id))
+        elif t.state is T.ROLLING_BACK:
+            new = T.ROLLED_BACK if outcome == T.SUCCEEDED else T.ROLLBACK_FAILED
+        else:
+            continue
+        targets[terminal_id] = replace(t, state=new)
+    return replace(r, targets=targets), actions
 
 
 def pause(r: Rollout) -> Rollout:

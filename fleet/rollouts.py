@@ -129,6 +129,9 @@ class RolloutEngine:
         self._seen: dict[str, set[str]] = {}
         #: Per rollout, outcomes finished before this were read on an earlier beat.
         self._since: dict[str, dt.datetime] = {}
+        #: Per rollout, the state this engine last saved and the doc's ``updated_at`` then:
+        #: while nobody else wrote the rollout, the next beat need not read its targets back.
+        self._saved: dict[str, tuple[dt.datetime, ro.Rollout]] = {}
         self._wake = asyncio.Event()
         self.lock = asyncio.Lock()
 
@@ -159,22 +162,19 @@ class RolloutEngine:
             query = query.filter(finished_at__gte=since - dt.timedelta(seconds=5))
         self._since[doc.id] = self.clock()
         rows = await query.values_list("id", "terminal_id", "batch", "state")
-        actions: list[ro.Action] = []
+        finished = []
         for cid, tid, batch, state in rows:
             if cid in seen:
                 continue
             seen.add(cid)
             expect = ro.T.RUNNING if batch.endswith("-i") else ro.T.ROLLING_BACK
-            target = r.targets.get(tid)
-            if target is None or target.state is not expect:
-                continue
-            r, more = ro.record(r, tid, _OUTCOME[state])
-            actions += more
-        return r, actions
+            finished.append((tid, _OUTCOME[state], expect))
+        return ro.record_all(r, finished)
 
     async def advance(self, doc: RolloutDoc) -> ro.Rollout:
         now = self.clock()
-        before = await load(doc)
+        saved = self._saved.get(doc.id)
+        before = saved[1] if saved and saved[0] == doc.updated_at else await load(doc)
         r, actions = await self._outcomes(doc, before)
         r, more = ro.step(r, ro.Plan.from_dict(doc.plan), now)
         actions += more
@@ -203,6 +203,7 @@ class RolloutEngine:
         if installs or rollbacks:
             self.kick()
         await save(doc, before, r, now)
+        self._saved[doc.id] = (doc.updated_at, r)
         if r.phase is not before.phase and r.phase in (ro.Phase.ROLLING_BACK, ro.Phase.ABORTED):
             log.warning("rollout %s aborted: %s", doc.id, r.reason)
             for hook in self.on_abort:
@@ -210,4 +211,5 @@ class RolloutEngine:
         if r.phase in ro.FINAL_PHASES:
             self._seen.pop(doc.id, None)
             self._since.pop(doc.id, None)
+            self._saved.pop(doc.id, None)
         return r

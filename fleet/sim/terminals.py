@@ -99,8 +99,9 @@ class SimTerminal:
 
     async def _on_publish(self, msg: mqtt5.Publish) -> None:
         assert self._writer is not None
-        if msg.qos == 1:
-            self._writer.write(mqtt5.puback(msg.packet_id))
+        # The PUBACK and the reply leave in one write: ten thousand terminals answering a
+        # broadcast at once are one system call each, not two.
+        out = mqtt5.puback(msg.packet_id) if msg.qos == 1 else b""
         name = msg.topic.rsplit("/", 1)[-1]
         self.received.append((name, time.monotonic()))
         try:
@@ -108,24 +109,22 @@ class SimTerminal:
         except ValueError:
             args = {}
         outcome = self.behaviour(self.tid, name, args)
-        ok, result = await outcome if inspect.isawaitable(outcome) else outcome
+        if inspect.isawaitable(outcome):
+            if out:
+                self._writer.write(out)
+                out = b""
+            outcome = await outcome
+        ok, result = outcome
         response = msg.props.get(mqtt5.RESPONSE_TOPIC)
-        if response is None:
-            return
-        props: dict[int, Any] = {}
-        corr = msg.props.get(mqtt5.CORRELATION_DATA)
-        if corr is not None:
-            props[mqtt5.CORRELATION_DATA] = corr
-        self._writer.write(
-            mqtt5.Publish(
-                response,
-                json.dumps({"ok": ok, "result": result}).encode(),
-                1,
-                False,
-                self._next_id(),
-                props,
-            ).to_bytes()
-        )
+        if response is not None:
+            props: dict[int, Any] = {}
+            corr = msg.props.get(mqtt5.CORRELATION_DATA)
+            if corr is not None:
+                props[mqtt5.CORRELATION_DATA] = corr
+            body = json.dumps({"ok": ok, "result": result}).encode()
+            out += mqtt5.Publish(response, body, 1, False, self._next_id(), props).to_bytes()
+        if out:
+            self._writer.write(out)
 
     async def close(self, graceful: bool = True) -> None:
         """Graceful: offline status, then DISCONNECT. Otherwise drop the link (the will fires)."""
