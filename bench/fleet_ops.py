@@ -169,7 +169,8 @@ class CpuMeter:
         out = {}
         for name, proc in self.procs.items():
             total = sum(proc.cpu_times()[:2])
-            for child in proc.children(recursive=True):
+            # The benchmark process's children are the servers, each counted on its own.
+            for child in [] if proc.pid == os.getpid() else proc.children(recursive=True):
                 with contextlib.suppress(psutil.NoSuchProcess):
                     total += sum(child.cpu_times()[:2])
             out[name] = total
@@ -209,8 +210,10 @@ async def run(
             "all_online_in_api_s": round(online_s, 2),
         }
         measured: dict[str, Any] = {}
+        print(f"{args.terminals} terminals online; broadcast", file=sys.stderr, flush=True)
         with cpu.phase(measured):
             measured |= await broadcast(http, fleet, args.terminals)
+        print("rollout", file=sys.stderr, flush=True)
         result["broadcast"] = measured
         measured = {}
         with cpu.phase(measured):
