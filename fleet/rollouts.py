@@ -129,9 +129,6 @@ class RolloutEngine:
         self._seen: dict[str, set[str]] = {}
         #: Per rollout, outcomes finished before this were read on an earlier beat.
         self._since: dict[str, dt.datetime] = {}
-        #: Per rollout, the state this engine last saved and the doc's ``updated_at`` then:
-        #: while nobody else wrote the rollout, the next beat need not read its targets back.
-        self._saved: dict[str, tuple[dt.datetime, ro.Rollout]] = {}
         self._wake = asyncio.Event()
         self.lock = asyncio.Lock()
 
@@ -173,8 +170,7 @@ class RolloutEngine:
 
     async def advance(self, doc: RolloutDoc) -> ro.Rollout:
         now = self.clock()
-        saved = self._saved.get(doc.id)
-        before = saved[1] if saved and saved[0] == doc.updated_at else await load(doc)
+        before = await load(doc)
         r, actions = await self._outcomes(doc, before)
         r, more = ro.step(r, ro.Plan.from_dict(doc.plan), now)
         actions += more
@@ -203,7 +199,6 @@ class RolloutEngine:
         if installs or rollbacks:
             self.kick()
         await save(doc, before, r, now)
-        self._saved[doc.id] = (doc.updated_at, r)
         if r.phase is not before.phase and r.phase in (ro.Phase.ROLLING_BACK, ro.Phase.ABORTED):
             log.warning("rollout %s aborted: %s", doc.id, r.reason)
             for hook in self.on_abort:
@@ -211,5 +206,4 @@ class RolloutEngine:
         if r.phase in ro.FINAL_PHASES:
             self._seen.pop(doc.id, None)
             self._since.pop(doc.id, None)
-            self._saved.pop(doc.id, None)
         return r
