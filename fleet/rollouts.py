@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from fleet import lifecycle as lc
 from fleet import registry
 from fleet import rollout as ro
@@ -60,29 +62,36 @@ async def create(
     r = ro.plan_waves(await registry.members(group), plan)
     if not r.targets:
         raise ValueError(f"group {group!r} has no terminals")
-    doc = await RolloutDoc.create(
-        id=uuid.uuid4().hex[:16],
-        name=name,
-        group=group,
-        action=action,
-        args=args,
-        rollback_action=rollback_action if plan.rollback else None,
-        rollback_args=rollback_args or {},
-        plan=plan.to_dict(),
-        phase=r.phase.value,
-        waves=r.waves,
-        created_at=now,
-        updated_at=now,
-    )
-    await RolloutTarget.bulk_create(
-        [
-            RolloutTarget(
-                rollout_id=doc.id, terminal_id=tid, wave=t.wave, state=t.state.value, updated_at=now
-            )
-            for tid, t in r.targets.items()
-        ],
-        batch_size=1000,
-    )
+    # One transaction: the engine must not see the rollout before all its targets (it
+    # would plan the waves over the part inserted so far).
+    async with in_transaction():
+        doc = await RolloutDoc.create(
+            id=uuid.uuid4().hex[:16],
+            name=name,
+            group=group,
+            action=action,
+            args=args,
+            rollback_action=rollback_action if plan.rollback else None,
+            rollback_args=rollback_args or {},
+            plan=plan.to_dict(),
+            phase=r.phase.value,
+            waves=r.waves,
+            created_at=now,
+            updated_at=now,
+        )
+        await RolloutTarget.bulk_create(
+            [
+                RolloutTarget(
+                    rollout_id=doc.id,
+                    terminal_id=tid,
+                    wave=t.wave,
+                    state=t.state.value,
+                    updated_at=now,
+                )
+                for tid, t in r.targets.items()
+            ],
+            batch_size=1000,
+        )
     return doc
 
 
@@ -129,6 +138,10 @@ class RolloutEngine:
         self._seen: dict[str, set[str]] = {}
         #: Per rollout, outcomes finished before this were read on an earlier beat.
         self._since: dict[str, dt.datetime] = {}
+        #: Per rollout, the state this engine last saved and the doc's ``updated_at`` then:
+        #: while nobody else wrote the rollout, the next beat need not read 10,000 targets
+        #: back (``create`` commits the doc and its targets together, so none is missed).
+        self._saved: dict[str, tuple[dt.datetime, ro.Rollout]] = {}
         self._wake = asyncio.Event()
         self.lock = asyncio.Lock()
 
@@ -170,7 +183,8 @@ class RolloutEngine:
 
     async def advance(self, doc: RolloutDoc) -> ro.Rollout:
         now = self.clock()
-        before = await load(doc)
+        saved = self._saved.get(doc.id)
+        before = saved[1] if saved and saved[0] == doc.updated_at else await load(doc)
         r, actions = await self._outcomes(doc, before)
         r, more = ro.step(r, ro.Plan.from_dict(doc.plan), now)
         actions += more
@@ -199,6 +213,7 @@ class RolloutEngine:
         if installs or rollbacks:
             self.kick()
         await save(doc, before, r, now)
+        self._saved[doc.id] = (doc.updated_at, r)
         if r.phase is not before.phase and r.phase in (ro.Phase.ROLLING_BACK, ro.Phase.ABORTED):
             log.warning("rollout %s aborted: %s", doc.id, r.reason)
             for hook in self.on_abort:
@@ -206,4 +221,5 @@ class RolloutEngine:
         if r.phase in ro.FINAL_PHASES:
             self._seen.pop(doc.id, None)
             self._since.pop(doc.id, None)
+            self._saved.pop(doc.id, None)
         return r
