@@ -6,6 +6,10 @@
 //   ...
 //   await call.leave();
 //
+// With a fourth argument `{ onData(text) }` the call also carries the VideoRoom data channel
+// (publish with data, subscribe with data): `call.send(text)` goes to the peer's subscription,
+// `onData` gets the peer's text messages. Without it nothing changes (media only).
+//
 // `grant` is the desk's connect message (janus_url, token, room, feed, peer_feed,
 // ice_servers). The browser publishes as `feed` and subscribes to `peer_feed` once that
 // participant's media is up (Janus answers 428 "no such feed" until then, so it retries).
@@ -107,7 +111,23 @@ function gathered(pc) {
   });
 }
 
-export async function joinRoom(grant, localStream, onRemoteStream) {
+// Our outgoing data channel: messages sent before it opens wait, in order.
+function outgoing(publisher) {
+  const channel = publisher.createDataChannel("cuntong", { ordered: true });
+  const waiting = [];
+  channel.addEventListener("open", () => waiting.splice(0).forEach((m) => channel.send(m)));
+  return {
+    channel,
+    send(text) {
+      if (channel.readyState === "open") channel.send(text);
+      else if (channel.readyState === "connecting") waiting.push(text);
+      else throw new Error(`data channel ${channel.readyState}`);
+    },
+  };
+}
+
+export async function joinRoom(grant, localStream, onRemoteStream, options) {
+  const onData = options && options.onData;
   const session = await JanusSession.create(grant.janus_url, grant.token);
   const config = { iceServers: grant.ice_servers || [] };
 
@@ -115,6 +135,8 @@ export async function joinRoom(grant, localStream, onRemoteStream) {
   // <room>-<feed>-<kind>-<mindex>.mjr, the contract cloud/media/recording.py reads.
   const publisher = new RTCPeerConnection(config);
   localStream.getTracks().forEach((t) => publisher.addTrack(t, localStream));
+  // Janus relays what a publisher sends on its data channel to the feed's subscribers.
+  const data = onData ? outgoing(publisher) : null;
   await publisher.setLocalDescription(await publisher.createOffer());
   await gathered(publisher);
   const pubHandle = await session.attach();
@@ -131,6 +153,16 @@ export async function joinRoom(grant, localStream, onRemoteStream) {
     remote.addTrack(e.track);
     onRemoteStream(remote);
   });
+  if (onData) {
+    // Janus relays data to a subscriber only once the subscriber has opened a channel
+    // itself (janus.js does the same); it then sends on the channel with the publisher's
+    // label: ours when the labels match, else one it opens.
+    const listen = (channel) => channel.addEventListener("message", (m) => {
+      if (typeof m.data === "string") onData(m.data);
+    });
+    listen(subscriber.createDataChannel("cuntong"));
+    subscriber.addEventListener("datachannel", (e) => listen(e.channel));
+  }
   const subHandle = await session.attach();
   let attached;
   for (;;) {
@@ -153,6 +185,11 @@ export async function joinRoom(grant, localStream, onRemoteStream) {
   return {
     publisher,
     subscriber,
+    dataChannel: data && data.channel,
+    send(text) {
+      if (!data) throw new Error("joined without a data channel");
+      data.send(text);
+    },
     async leave() {
       publisher.close();
       subscriber.close();
