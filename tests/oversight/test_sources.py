@@ -7,13 +7,18 @@ import datetime as dt
 from cloud.ops import sources
 from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.routing import Board, TellerState
-from cloud.sessions.skills import BUSINESSES, Skills
+from cloud.sessions.skills import Skills, business_table
 from cloud.workflow.catalogue import load_catalogue
 from tests.oversight.conftest import Cloud
 
 
-def test_every_routed_business_is_in_the_workflow_catalogue() -> None:
-    assert set(BUSINESSES) <= set(load_catalogue().businesses)
+def test_routing_uses_the_workflow_catalogue() -> None:
+    catalogue = load_catalogue()
+    table = business_table()
+    assert set(table) == set(catalogue.businesses)
+    for code, business in table.items():
+        assert business.group == catalogue.get(code).group
+        assert business.high_risk == (catalogue.get(code).risk == "high")
 
 
 async def _session(
