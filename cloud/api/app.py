@@ -15,6 +15,7 @@ from cloud.auth.api import enrol_rate_limit
 from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
 from cloud.security import Security, require_admin
+from cloud.sessions import api as teller_api
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from cuntong import __version__
 from cuntong.settings import CloudSettings
@@ -33,6 +34,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
         app.state.settings = settings
         app.state.reader = TelemetryReader(settings.tsdb_url)
         app.state.ingest = None
+        app.state.desk = app.state.teller_outbox = None
         tasks = []
         writer = None
         stop = asyncio.Event()
@@ -69,6 +71,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     oversight.install(app, settings)
     for router in fleet.routers():
         app.include_router(router)
+    app.include_router(teller_api.router)
     if security is not None:
         # Per-address limit: slows claim-token guessing (a refused attempt counts too).
         app.include_router(

@@ -41,6 +41,7 @@ from cloud.sessions.errors import RoutingError
 from cloud.sessions.estimate import HandleTimes, queue_status
 from cloud.sessions.grants import CUSTOMER, TELLER, Grant, Message, TurnConfig, make_grant
 from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Session, State, Transition
 
 Notify = Callable[[str, Message], Awaitable[None]]
@@ -177,6 +178,12 @@ class Desk:
         if cancelled is not None:
             cause = f"teller went {new}"
             await self._apply(cancelled.request_id, Event.DECLINE, self.clock(), cause, teller_id)
+        await self._dispatch()
+
+    @_serialised
+    async def set_skills(self, teller_id: str, skills: Skills) -> None:
+        """Put a teller on the board, or change their skills (from their profile)."""
+        self.board.set_skills(teller_id, skills, self.clock().timestamp())
         await self._dispatch()
 
     @_serialised
