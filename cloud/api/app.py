@@ -16,6 +16,7 @@ from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
 from cloud.security import Security, require_admin
 from cloud.sessions import api as teller_api
+from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from cuntong import __version__
 from cuntong.settings import CloudSettings
@@ -34,7 +35,6 @@ def create_app(settings: CloudSettings) -> FastAPI:
         app.state.settings = settings
         app.state.reader = TelemetryReader(settings.tsdb_url)
         app.state.ingest = None
-        app.state.desk = app.state.teller_outbox = None
         tasks = []
         writer = None
         stop = asyncio.Event()
@@ -47,13 +47,16 @@ def create_app(settings: CloudSettings) -> FastAPI:
             app.state.ingest = IngestConsumer(settings, writer, security)
             tasks.append(asyncio.create_task(app.state.ingest.run(), name="ingest"))
         tasks += fleet.start(app, settings, security)  # fleet operations' background tasks
+        media = contextlib.AsyncExitStack()  # the desk's Janus sessions
         try:
+            tasks += await teller_desk.start(app, settings, security, media)
             yield
         finally:
             stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await media.aclose()
             if writer is not None:
                 await writer.close()
             await app.state.reader.close()

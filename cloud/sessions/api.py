@@ -9,8 +9,11 @@ the teller role, at the handshake (HTTP 403). A teller comes onto the desk's boa
 the skills of their ``TellerProfile`` the first time they call ``/me`` or connect.
 
 The app puts ``desk`` (a ``cloud.sessions.desk.Desk``, or None when no media server is
-configured) and ``teller_outbox`` (the ``cloud.sessions.outbox.Outbox`` the WebSocket
-subscribes to) on ``app.state``. Desk refusals become 409, media failures 502, no desk 503.
+configured), ``teller_outbox`` (the ``cloud.sessions.outbox.Outbox`` the WebSocket
+subscribes to) and ``desk_watch`` (``cloud.sessions.watch.Watch``: a teller whose last
+connection closes mid-call is hung up after a grace period) on ``app.state``
+(``cloud.sessions.wiring.start`` does). Desk refusals become 409, media failures 502, no
+desk 503.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from cloud.sessions.models import SessionTransition, TellerProfile, TellerSessio
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
+from cloud.sessions.watch import Watch
 
 router = APIRouter(prefix="/api/v1/teller", tags=["teller"])
 
@@ -191,15 +195,9 @@ async def customer_panel(session_id: str, request: Request, who: PanelReader) ->
 def _current_teller(request: Request, session_id: str, stored: str | None) -> str | None:
     """Who has the call now: the desk's live view (offer or call), else the stored teller."""
     desk: Desk | None = getattr(request.app.state, "desk", None)
-    if desk is None:
+    if desk is None or session_id not in desk.calls:
         return stored
-    offer = desk.board.offers.get(session_id)
-    if offer is not None:
-        return offer.teller_id
-    call = desk.calls.get(session_id)
-    if call is not None:
-        return call.teller_id
-    return stored
+    return desk.watcher_of(session_id)
 
 
 @router.get("/profiles")
@@ -251,6 +249,9 @@ async def events(websocket: WebSocket, token: str = "") -> None:
         await websocket.close()
         return
     await websocket.accept()
+    watch: Watch | None = getattr(websocket.app.state, "desk_watch", None)
+    if watch is not None:
+        watch.teller_joined(teller_id)
     with outbox.subscribe(teller_id) as queue:
 
         async def pump() -> None:
@@ -268,3 +269,5 @@ async def events(websocket: WebSocket, token: str = "") -> None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await sender
+    if watch is not None:  # after unsubscribing: is another connection of theirs still open?
+        watch.teller_left(teller_id)

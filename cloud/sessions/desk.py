@@ -340,6 +340,37 @@ class Desk:
             "session_state": None if call is None else call.session.state.value,
         }
 
+    def live_sessions_of_terminal(self, terminal_id: str) -> list[str]:
+        """The terminal's sessions that still need it (waiting or in a call; not wrap-up)."""
+        return [
+            c.session.id
+            for c in self.calls.values()
+            if c.terminal_id == terminal_id and c.session.state is not State.WRAP_UP
+        ]
+
+    def call_of_teller(self, teller_id: str) -> str | None:
+        """The session a teller is connected to now, if any."""
+        return next(
+            (
+                c.session.id
+                for c in self.calls.values()
+                if c.teller_id == teller_id and c.session.state is State.CONNECTED
+            ),
+            None,
+        )
+
+    def watcher_of(self, session_id: str) -> str | None:
+        """The teller who should hear about a session: offered it or serving it."""
+        offer = self.board.offers.get(session_id)
+        if offer is not None:
+            return offer.teller_id
+        call = self.calls.get(session_id)
+        return None if call is None else call.teller_id
+
+    def terminal_of(self, session_id: str) -> str | None:
+        call = self.calls.get(session_id)
+        return None if call is None else call.terminal_id
+
     def teller_of(self, session_id: str) -> str | None:
         """The teller currently on a session (None while it waits)."""
         return self._call(session_id).teller_id
