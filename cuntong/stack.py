@@ -42,6 +42,17 @@ SIM_VILLAGES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+#: The demo accounts ``cuntong up`` makes (account -> role).
+DEMO_ROLES = {
+    "admin": "admin",
+    "ops": "fleet_operator",
+    "supervisor": "supervisor",
+    "teller1": "teller",
+    "teller2": "teller",
+}
+DEMO_TELLER_LANGUAGES = ("cmn", "zh-shaanxi")
+
+
 def _port(preferred: int) -> int:
     """The usual port when it is free, else any free one (a second stack, a busy laptop)."""
     try:
@@ -107,30 +118,38 @@ class Stack:
         return f"sqlite://{self.state_dir / 'cloud.sqlite3'}"
 
     def _people(self) -> dict[str, str]:
-        """Demo accounts, made once (passwords kept 0600): admin, fleet operator, supervisor."""
+        """Demo accounts, made once (passwords kept 0600): admin, fleet operator, supervisor
+        and two tellers who serve every business in Mandarin and the Shaanxi dialect. A
+        state folder from before the tellers existed gets them added."""
         path = self.pki_dir / "demo-accounts.json"
-        if path.exists():
-            return dict(json.loads(path.read_text()))
+        known = dict(json.loads(path.read_text())) if path.exists() else {}
+        missing = {a: r for a, r in DEMO_ROLES.items() if a not in known}
+        if not missing:
+            return known
         self.pki_dir.mkdir(parents=True, exist_ok=True)
-        roles = {"admin": "admin", "ops": "fleet_operator", "supervisor": "supervisor"}
-        passwords = {account: secrets.token_urlsafe(12) for account in roles}
+        passwords = {account: secrets.token_urlsafe(12) for account in missing}
 
         async def create() -> None:
-            # Before the API starts, in this process: one database open for all three.
+            # Before the API starts, in this process: one database open for all of them.
             from cloud.auth.service import create_account
             from cloud.db import close_db, open_db
+            from cloud.sessions import profiles
 
             await open_db(self.db_url)
             try:
                 now = datetime.now(UTC)
-                for account, role in roles.items():
+                for account, role in missing.items():
                     await create_account(account, passwords[account], [role], now)
+                    if role == "teller":
+                        every = profiles.parse_skill_args(["*=3"])
+                        await profiles.set_profile(account, every, DEMO_TELLER_LANGUAGES, now)
             finally:
                 await close_db()
 
         asyncio.run(create())
-        write_private(path, json.dumps(passwords, indent=2).encode())
-        return passwords
+        known |= passwords
+        write_private(path, json.dumps(known, indent=2).encode())
+        return known
 
     def _start_api(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
         self.people = self._people()
