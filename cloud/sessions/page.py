@@ -7,8 +7,9 @@ look (the fleet dashboard's ``/fleet/static/style.css``) all come from this clou
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 router = APIRouter(prefix="/teller", tags=["teller app"], include_in_schema=False)
@@ -39,3 +40,13 @@ async def asset(name: str) -> FileResponse:
     if name not in ASSETS:
         raise HTTPException(404, "not found")
     return FileResponse(ROOT / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/businesses")
+async def businesses(request: Request) -> list[dict[str, Any]]:
+    """The business catalogue's codes and names (the transfer list, names on offers)."""
+    catalogue = request.app.state.oversight.catalogue
+    return [
+        {"code": b.code, "name_zh": b.name_zh, "name_en": b.name_en, "risk": b.risk.value}
+        for b in catalogue.businesses.values()
+    ]

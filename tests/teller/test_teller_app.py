@@ -18,30 +18,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+import orjson
 import pytest
 import uvicorn
 from playwright.async_api import Page, async_playwright, expect
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.api.app import create_app
 from cloud.auth import service
-from cloud.auth.deps import authenticate
-from cloud.auth.roles import Role
+from cloud.auth.masking import mask_id_number, mask_name
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.errors import VideoRoomError
 from cloud.media.janus import JanusClient
-from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.videoroom import VideoRoom
 from cloud.oversight import Oversight
-from cloud.sessions import api as teller_api
+from cloud.sessions import profiles
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
-from cloud.sessions.outbox import Outbox
-from cloud.sessions.routing import Board
-from cloud.sessions.skills import Skills
+from cloud.sessions.models import TellerSession
 from cloud.workflow import service as workflow
 from cloud.workflow.catalogue import load_catalogue
-from cuntong import procs
+from cuntong import procs, topics
 from cuntong.servers.janus import Janus, JanusConfig
+from cuntong.servers.mosquitto import Broker
 from cuntong.settings import CloudSettings
 from provisioning import suite as suite_lib
 from tests.helpers import eventually
@@ -61,6 +61,16 @@ FLAGS = [
     "--no-first-run",
 ]
 TELLER = "teller-li"
+TERMINAL = "T0101"
+REQUEST_ID = "0123456789abcdef0123456789abcdef"
+CUSTOMER = {"name": "张三丰", "id_number": "610102199001011234"}
+VERDICT = {
+    "score": 93,
+    "passed": True,
+    "models": {"passive": "v1"},
+    "reasons": [],
+    "frames": "ab12",
+}
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium missing")
 
@@ -70,61 +80,70 @@ class Desked:
     url: str
     desk: Desk
     ov: Oversight
-    connects: asyncio.Queue[Message]
+    terminal: aiomqtt.Client
+    #: What the desk sent the terminal over MQTT, in order.
+    inbox: asyncio.Queue[Message]
+
+    async def say(self, message: Message) -> None:
+        """The terminal publishes on its session topic, as the agent does."""
+        await self.terminal.publish(
+            topics.topic(TERMINAL, topics.Channel.SESSION), orjson.dumps(message), qos=1
+        )
+
+    async def next(self, kind: str) -> Message:
+        while (message := await asyncio.wait_for(self.inbox.get(), 15))["type"] != kind:
+            pass
+        return message
 
 
 @pytest.fixture
-async def desked(tmp_path: Path) -> AsyncIterator[Desked]:
-    """The cloud app on a loopback port with a desk on a real Janus (CORS for that origin)."""
+async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
+    """The cloud app as configured for production (desk, Janus pool, MQTT link) on a
+    loopback port; Janus allows that origin (CORS); a terminal on the broker."""
+    EXECUTOR_CACHE.clear()  # another test may have used PostgreSQL under the same name
     port = procs.free_port()
     origin = f"http://127.0.0.1:{port}"
-    app = create_app(CloudSettings(db_url=f"sqlite://{tmp_path / 'cloud.sqlite3'}", ingest=False))
+    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
+                      cors_origin=origin)  # fmt: skip
+    janus = Janus(cfg, tmp_path / "janus").start()
+    settings = CloudSettings(
+        db_url=f"sqlite://{tmp_path / 'cloud.sqlite3'}", ingest=False,
+        broker_host=broker.cfg.host, broker_port=broker.cfg.port,
+        janus_url=janus.url, janus_admin_url=janus.admin_url,
+        janus_admin_secret=cfg.admin_secret, janus_room_key=cfg.room_admin_key,
+        janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive",
+    )  # fmt: skip
+    app = create_app(settings)
     ov = Oversight(
         load_catalogue(), EvidenceKeys.generate(), tmp_path / "evidence", suite_lib.Suite.SM,
         hasher=FAST_HASHER,
     )  # fmt: skip
     app.state.oversight = ov
-    if not any(getattr(r, "path", "") == "/api/v1/teller/me" for r in app.routes):
-        app.include_router(teller_api.router)  # until the desk is wired into create_app
-    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
-                      cors_origin=origin)  # fmt: skip
-    janus = Janus(cfg, tmp_path / "janus").start()
-    connects: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def to_terminal(terminal: str, message: Message) -> None:
-        if message["type"] == "connect":
-            connects.put_nowait(message)
-
-    async def teller_auth(token: str) -> str | None:
-        who = await authenticate(token, datetime.now(UTC), ov.principals)
-        return who.account_id if who is not None and Role.TELLER in who.roles else None
-
-    node = NodeAccess("j1", janus.url, janus.admin_url, cfg.admin_secret, cfg.room_admin_key,
-                      str(tmp_path / "rec"))  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
     try:
-        async with app.router.lifespan_context(app), JanusPool([node]) as pool:
-            await service.create_account(
-                TELLER, PASSWORD, ["teller"], datetime.now(UTC), "李柜员", hasher=FAST_HASHER
-            )
-            outbox = Outbox(terminal_sink=to_terminal)
-            board = Board()
-            board.add_teller(TELLER, Skills.of({"cash_deposit": 5}, {"cmn"}), 0.0)
-            desk = Desk(board, pool, outbox.notify, lambda: datetime.now(UTC))
-            app.state.desk, app.state.teller_outbox = desk, outbox
-            app.state.teller_auth = teller_auth
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, port=port, lifespan="off", log_level="warning", ws="websockets-sansio"
-                )  # type: ignore[arg-type]
-            )
-            tasks = [asyncio.create_task(server.serve()), asyncio.create_task(desk.run())]
+        async with (
+            app.router.lifespan_context(app),
+            aiomqtt.Client(broker.cfg.host, broker.cfg.port, identifier=TERMINAL,
+                           protocol=aiomqtt.ProtocolVersion.V5) as terminal,
+        ):  # fmt: skip
+            now = datetime.now(UTC)
+            await service.create_account(TELLER, PASSWORD, ["teller"], now, hasher=FAST_HASHER)
+            await profiles.set_profile(TELLER, {"cash_deposit": 5}, ["cmn"], now)
+            await terminal.subscribe(topics.topic(TERMINAL, topics.Channel.DESK), qos=1)
+            inbox: asyncio.Queue[Message] = asyncio.Queue()
 
-            async def started() -> bool:
-                return server.started
+            async def listen() -> None:
+                async for message in terminal.messages:
+                    inbox.put_nowait(orjson.loads(bytes(message.payload)))  # type: ignore[arg-type]
 
-            await eventually(started)
+            tasks = [asyncio.create_task(server.serve()), asyncio.create_task(listen())]
+
+            async def ready() -> bool:
+                return server.started and app.state.desk_link.ready.is_set()
+
+            await eventually(ready)
             try:
-                yield Desked(origin, desk, ov, connects)
+                yield Desked(origin, app.state.desk, ov, terminal, inbox)
             finally:
                 server.should_exit = True
                 tasks[1].cancel()
@@ -176,12 +195,18 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await page.press("#password", "Enter")
         await expect(page.locator("#who")).to_have_text(TELLER)
         await expect(page.locator("#idle")).to_contain_text("已离线")
+        await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
 
         await page.keyboard.press("Alt+1")  # 示闲
         await expect(page.locator("#state-badge")).to_have_text("示闲")
         assert desked.desk.teller_view(TELLER)["state"] == "available"
 
-        await desked.desk.request("s-app", "T0101", "cash_deposit", "cmn", elderly=True)
+        await desked.say({"type": "request", "request_id": REQUEST_ID, "business": "cash_deposit",
+                          "language": "cmn", "elderly": True,
+                          "customer": CUSTOMER})  # fmt: skip
+        queued = await desked.next("queued")
+        assert queued["request_id"] == REQUEST_ID
+        sid = queued["session"]
         await expect(page.locator("#offer")).to_be_visible()
         await expect(page.locator("#offer-facts")).to_contain_text("助农存款")
         await expect(page.locator("#offer-facts")).to_contain_text("老年客户")
@@ -191,8 +216,9 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await expect(page.locator("#accept")).to_be_focused()
         await page.keyboard.press("Enter")  # accept
 
-        grant = await asyncio.wait_for(desked.connects.get(), 10)
+        grant = await desked.next("connect")
         terminal = await customer_joins(grant, stack)
+        await desked.say({"type": "liveness", "session": sid, "verdict": VERDICT})
         await expect(page.locator("#offer")).to_be_hidden()
         assert await page.evaluate("window.tellerApp.ringing") is False
 
@@ -203,6 +229,14 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         width, first = await frames(page)
         await asyncio.sleep(1.0)
         assert width == 320 and (await frames(page))[1] > first
+
+        # The customer panel: masked name and ID number, the liveness verdict when it comes.
+        await expect(page.locator("#customer-name")).to_have_text(mask_name(CUSTOMER["name"]))
+        await expect(page.locator("#customer-id")).to_have_text(
+            mask_id_number(CUSTOMER["id_number"])
+        )
+        await expect(page.locator("#liveness")).to_contain_text("通过 · 得分 93")
+        await expect(page.locator("#customer-body")).to_contain_text("接通")  # history
 
         # The workflow checklist: steps in order, each unlocked by what the terminal sent.
         steps = page.locator("#steps li")
@@ -248,7 +282,10 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         wrap_left = int(await page.text_content("#wrap-left") or 0)
         assert 100 <= wrap_left <= 120
         assert desked.desk.teller_view(TELLER)["state"] == "wrap-up"
-        loaded = await workflow.get(desked.ov, "s-app")
+        ended = await desked.next("ended")
+        assert ended["session"] == sid and ended["cause"] == "办结｜存款 500 元"
+        assert (await TellerSession.get(id=sid)).resolved is True
+        loaded = await workflow.get(desked.ov, sid)
         assert loaded.workflow.outcome == "completed"
         assert [r.step for r in loaded.workflow.records] == [
             "card_read",

@@ -2,7 +2,7 @@
 // (teller-call.js), end it with an outcome and notes, wrap up. Plain ES modules, no library.
 // Text from the server always goes through textContent (h()), never innerHTML.
 
-import { STRINGS, BUSINESSES, LANGUAGES } from "./teller-i18n.js";
+import { STRINGS, LANGUAGES } from "./teller-i18n.js";
 import { Call, h } from "./teller-call.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,10 +20,15 @@ const app = {
   socket: null,
   ringing: false,
   bannerKey: null,
+  businesses: [], // the catalogue: [{code, name_zh, name_en, risk}]
 };
 window.tellerApp = app; // for the browser tests and for support staff poking at a desk
 
 const t = (k) => STRINGS[app.lang][k] || STRINGS.zh[k] || k;
+function businessName(code) {
+  const b = app.businesses.find((x) => x.code === code);
+  return b ? b[`name_${app.lang}`] : code;
+}
 
 // --- small helpers ------------------------------------------------------------------------
 
@@ -149,12 +154,14 @@ $("logout").addEventListener("click", async () => {
 
 function signOut(why) {
   app.token = "";
+  app.me = null;
   sessionStorage.removeItem("cuntong.teller.token");
   if (app.socket) app.socket.close();
   app.socket = null;
   app.offer = null;
   ring(false);
   showView();
+  render();
   banner(why);
 }
 
@@ -167,6 +174,7 @@ async function enterDesk() {
     return;
   }
   connectEvents();
+  app.businesses = await api("/teller/businesses").catch(() => []);
   render();
   const current = document.querySelector(`#states [data-state="${app.me.state}"]`);
   (current || document.querySelector("#states button")).focus();
@@ -176,7 +184,7 @@ function showView() {
   const inside = !!app.token;
   $("login-view").hidden = inside;
   $("desk").hidden = !inside;
-  $("states").hidden = $("who").hidden = $("logout").hidden = $("state-badge").hidden = !inside;
+  $("who").hidden = $("logout").hidden = !inside;
   $("who").textContent = app.user;
   if (!inside) $("username").focus();
 }
@@ -227,6 +235,10 @@ function onEvent(msg) {
     ring(true);
     render();
     $("accept").focus();
+    // Who is calling, if the terminal read the ID card (masked; best effort).
+    api(`/api/v1/teller/sessions/${encodeURIComponent(msg.session)}`).then((panel) => {
+      if (app.offer === msg && panel.customer) { msg.customer = panel.customer; render(); }
+    }).catch(() => {});
   } else if (msg.type === "offer_withdrawn") {
     if (app.offer && app.offer.session === msg.session) {
       app.offer = null;
@@ -234,6 +246,8 @@ function onEvent(msg) {
       toast(t("offerWithdrawn") + (msg.cause || ""));
       refreshMe();
     }
+  } else if (msg.type === "liveness") {
+    if (app.call && app.call.session === msg.session) app.call.onLiveness(msg.verdict);
   } else if (msg.type === "ended" || msg.type === "failed") {
     if (app.call && app.call.session === msg.session) callOver(msg);
     else refreshMe();
@@ -255,7 +269,7 @@ async function accept() {
     refreshMe();
     return;
   }
-  const call = new Call({ api, t, lang: () => app.lang, toast, banner, fail }, offer);
+  const call = new Call({ api, t, lang: () => app.lang, toast, banner, fail, businessName }, offer);
   app.call = call;
   app.wrap = null;
   app.me = Object.assign({}, app.me, { state: "busy", session: offer.session });
@@ -312,11 +326,11 @@ function openEnd(mode) {
 }
 
 function fillTransfer() {
-  const opts = (table, current) => Object.entries(table[app.lang]).map(([code, name]) =>
+  const opts = (pairs, current) => pairs.map(([code, name]) =>
     h("option", { value: code, selected: code === current ? "" : null }, name));
   const offer = (app.call && app.call.offer) || {};
-  $("transfer-business").replaceChildren(...opts(BUSINESSES, offer.business));
-  $("transfer-language").replaceChildren(...opts(LANGUAGES, offer.language));
+  $("transfer-business").replaceChildren(...opts(app.businesses.map((b) => [b.code, b[`name_${app.lang}`]]), offer.business));
+  $("transfer-language").replaceChildren(...opts(Object.entries(LANGUAGES[app.lang]), offer.language));
 }
 
 $("end-form").addEventListener("change", () => {
@@ -334,10 +348,12 @@ $("end-form").addEventListener("submit", async (e) => {
   $("end-confirm").disabled = true;
   try {
     if (outcome === "transfer") {
+      await resolved(call.session, false);
       await api(`/api/v1/teller/sessions/${encodeURIComponent(call.session)}/transfer`, { method: "POST",
         body: JSON.stringify({ business: $("transfer-business").value, language: $("transfer-language").value, cause: notes || label }) });
     } else {
       if (call) await call.finish(OUTCOMES[outcome]);
+      if (call) await resolved(call.session, outcome === "done");
       if (mode === "call") {
         // The outcome and the teller's notes travel as the hang-up cause (kept with the session).
         await api(`/api/v1/teller/sessions/${encodeURIComponent(call.session)}/hang-up`, { method: "POST",
@@ -354,6 +370,14 @@ $("end-form").addEventListener("submit", async (e) => {
     $("end-confirm").disabled = false;
   }
 });
+
+// First-contact resolution, for the KPI; an older desk without the route is no reason to fail.
+async function resolved(session, yes) {
+  await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/outcome`,
+    { method: "POST", body: JSON.stringify({ resolved: yes }) }).catch((err) => {
+    if (err.status !== 404 && err.status !== 405) throw err;
+  });
+}
 
 $("hangup").addEventListener("click", () => app.call && openEnd("call"));
 $("transfer").addEventListener("click", () => {
@@ -431,6 +455,8 @@ function translateStatic() {
 function render() {
   translateStatic();
   const state = app.me ? app.me.state : "offline";
+  // The state controls appear once the desk has told us where we stand.
+  $("states").hidden = $("state-badge").hidden = !(app.token && app.me);
   $("state-badge").textContent = t(state);
   document.querySelectorAll("#states button").forEach((b) => {
     b.setAttribute("aria-checked", String(b.dataset.state === state));
@@ -440,8 +466,9 @@ function render() {
   if (app.offer) {
     const o = app.offer;
     $("offer-facts").replaceChildren(
-      h("div", {}, h("b", {}, BUSINESSES[app.lang][o.business] || o.business)),
+      h("div", {}, h("b", {}, businessName(o.business))),
       h("div", {}, `${t("language")}：${LANGUAGES[app.lang][o.language] || o.language}`),
+      o.customer ? h("div", {}, `${t("name")}：${o.customer.name}`) : null,
       o.elderly ? h("span", { class: "badge major" }, t("elderly")) : null);
   }
   $("wrapup").hidden = !app.wrap || !!app.call;

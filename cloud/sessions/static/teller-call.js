@@ -4,7 +4,7 @@
 
 import { joinRoom } from "./teller-media.js";
 import { encode, Reassembler, ProtocolError, checkInbound, formMessage, FORMS } from "./teller-data.js";
-import { STEPS, BUSINESSES, LANGUAGES } from "./teller-i18n.js";
+import { STEPS, LANGUAGES } from "./teller-i18n.js";
 
 export function h(tag, attrs, ...kids) {
   const n = document.createElement(tag);
@@ -24,6 +24,9 @@ const $ = (id) => document.getElementById(id);
 const NEEDS = { liveness: "needsLiveness", e_signature: "needsSignature", voucher_capture: "needsVoucher" };
 const SECOND_PERSON = new Set(["supervisor_authorisation"]);
 
+// The desk's offer names codes ("cash_deposit"); the panel gives objects ({code, name_zh, ...}).
+const codeOf = (v) => (v && typeof v === "object" ? v.code : v);
+
 function b64ToBlob(b64, mime) {
   const bin = atob(b64);
   const bytes = new Uint8Array(bin.length);
@@ -32,7 +35,8 @@ function b64ToBlob(b64, mime) {
 }
 
 export class Call {
-  // ctx: { api(path, opts), t(key), lang(), toast(msg), banner(key|null), fail(err) }
+  // ctx: { api(path, opts), t(key), lang(), toast(msg), banner(key|null), fail(err),
+  //        businessName(code) }
   constructor(ctx, offer) {
     this.ctx = ctx;
     this.offer = offer;
@@ -183,7 +187,7 @@ export class Call {
       this.workflow = await this.ctx.api(path);
     } catch (err) {
       if (err.status !== 404) throw err;
-      this.workflow = await this.ctx.api(`${path}/start`, { method: "POST", body: JSON.stringify({ business: this.offer.business }) });
+      this.workflow = await this.ctx.api(`${path}/start`, { method: "POST", body: JSON.stringify({ business: codeOf(this.offer.business) }) });
     }
     this.renderSteps();
     // A supervisor authorises from their own screen: look for it while that step is next.
@@ -196,7 +200,7 @@ export class Call {
 
   recordStep(step, passed) {
     const body = { step, passed, detail: {} };
-    if (step === "liveness") body.liveness_score = this.liveness().score;
+    if (step === "liveness") body.liveness_score = Number(this.liveness().score);
     if (step === "e_signature") body.detail = { form_id: this.signature.form_id, strokes: this.signature.strokes.length };
     if (step === "voucher_capture") body.detail = { images: this.documents.filter((d) => d.kind === "voucher").length };
     return this.write(() => this.ctx.api(`/api/v1/workflow/${encodeURIComponent(this.session)}/steps`,
@@ -233,8 +237,14 @@ export class Call {
   }
 
   liveness() {
-    const p = this.panel || {};
-    return p.liveness || (p.customer && p.customer.liveness) || null;
+    return (this.panel && this.panel.liveness) || this.verdict || null;
+  }
+
+  // The desk tells us when the terminal's liveness verdict arrives.
+  onLiveness(verdict) {
+    this.verdict = verdict;
+    this.renderPanel();
+    this.renderSteps();
   }
 
   // --- rendering ----------------------------------------------------------------------
@@ -249,25 +259,28 @@ export class Call {
   renderPanel() {
     const t = this.ctx.t, lang = this.ctx.lang();
     const p = Object.assign({}, this.offer, this.panel || {});
-    const names = p.business_names || {};
-    const business = names[lang] || (lang === "zh" ? p.business_name : null) || BUSINESSES[lang][p.business] || p.business;
+    const code = codeOf(p.business);
+    const business = (p.business && p.business[`name_${lang}`]) || this.ctx.businessName(code);
+    const language = codeOf(p.language);
     const customer = p.customer || {};
     const verdict = this.liveness();
     const rows = [
       [t("business"), business],
-      [t("language"), LANGUAGES[lang][p.language] || p.language],
+      [t("language"), LANGUAGES[lang][language] || (p.language && p.language.name) || language],
       [t("elderly"), p.elderly ? t("yes") : t("no")],
-      [t("terminal"), p.terminal || p.terminal_id || "—"],
-      [t("name"), customer.name || "—"],
-      [t("idNumber"), customer.id_number || "—"],
-      [t("waited"), p.wait_s !== undefined && p.wait_s !== null ? `${Math.round(p.wait_s)} ${t("seconds")}` : "—"],
+      [t("terminal"), p.terminal || "—"],
+      [t("name"), h("span", { id: "customer-name" }, customer.name || "—")],
+      [t("idNumber"), h("span", { id: "customer-id" }, customer.id_number || "—")],
+      [t("waited"), typeof p.waited_s === "number" ? `${Math.round(p.waited_s)} ${t("seconds")}` : "—"],
       [t("liveness"), verdict
-        ? h("span", { class: `badge ${verdict.passed ? "ok" : "failed"}` }, `${verdict.passed ? t("passed") : t("notPassed")} · ${t("score")} ${verdict.score}`)
-        : h("span", { class: "muted" }, t("livenessPending"))],
+        ? h("span", { id: "liveness", class: `badge ${verdict.passed ? "ok" : "failed"}` },
+          `${verdict.passed ? t("passed") : t("notPassed")} · ${t("score")} ${verdict.score}`)
+        : h("span", { id: "liveness", class: "muted" }, t("livenessPending"))],
     ];
     if (Array.isArray(p.history) && p.history.length) {
-      rows.push([t("history"), p.history.slice(-3).map((e) => h("div", { class: "muted" },
-        typeof e === "string" ? e : [e.at ? new Date(e.at).toLocaleDateString() : "", " ", e.business || e.state || e.to || "", " ", e.outcome || e.cause || ""].join("")))]);
+      const time = (iso) => new Date(iso).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+      rows.push([t("history"), h("div", { class: "history" }, p.history.slice(-4).map((e) =>
+        h("div", { class: "muted" }, `${time(e.at)} ${t(`s_${e.to}`)}${e.cause ? " · " + e.cause : ""}`)))]);
     }
     $("customer-body").replaceChildren(...rows.flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)]));
   }

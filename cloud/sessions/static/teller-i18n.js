@@ -34,6 +34,8 @@ export const STRINGS = {
     errVideo: "视频连接中断，正在等待恢复…", errJoin: "视频接通失败，请结束本次办理后重试。",
     errIncomplete: "还有步骤未完成，不能选择“办结”。", errData: "客户屏通道未连接，暂时无法推送。",
     errGeneric: "操作失败：", errSecondPerson: "此步骤需要主管本人授权。",
+    s_requested: "发起", s_queued: "排队", s_offered: "分配柜员", s_connected: "接通", "s_wrap-up": "整理",
+    s_closed: "结束", s_abandoned: "客户离开", s_failed: "失败", s_transferred: "转办",
   },
   en: {
     brand: "Cuntong · Teller desk", brandSub: "Remote video banking · teller seat", langSwitch: "中文",
@@ -65,10 +67,13 @@ export const STRINGS = {
     errVideo: "Video interrupted, waiting for it to recover…", errJoin: "Video could not connect; end this session and try again.",
     errIncomplete: "Steps are still open: “Completed” is not possible yet.", errData: "The customer screen link is not up yet.",
     errGeneric: "Failed: ", errSecondPerson: "This step needs the supervisor in person.",
+    s_requested: "requested", s_queued: "queued", s_offered: "offered", s_connected: "connected", "s_wrap-up": "wrap-up",
+    s_closed: "closed", s_abandoned: "customer left", s_failed: "failed", s_transferred: "transferred",
   },
 };
 
-// Step names (cloud/workflow/catalogue.py STEPS), business and language names.
+// Step names (cloud/workflow/catalogue.py STEPS) and language names; business names come
+// from the server's catalogue (GET /teller/businesses).
 export const STEPS = {
   zh: {
     dual_recording: "双录开始并告知客户", id_card_read: "读取二代身份证", id_online_check: "公民身份联网核查",
@@ -80,21 +85,6 @@ export const STEPS = {
     id_online_check: "Online identity check", liveness: "Passive liveness", active_liveness: "Active liveness",
     card_read: "Read the bank card", pin_entry: "Customer PIN entry", voucher_capture: "Capture the voucher",
     e_signature: "Customer e-signature", supervisor_authorisation: "Supervisor authorisation",
-  },
-};
-
-export const BUSINESSES = {
-  zh: {
-    balance_inquiry: "余额及流水查询", cash_deposit: "助农存款", pension: "养老金领取资格认证",
-    account_opening: "个人账户开立", account_change: "账户信息变更", card_loss: "银行卡挂失",
-    card_replacement: "补卡换卡", large_transfer: "大额转账复核", fraud_report: "涉诈止付",
-    agri_loan: "农户小额贷款申请", loan_repayment: "贷款还款", insurance: "代理保险销售",
-  },
-  en: {
-    balance_inquiry: "Balance and statement inquiry", cash_deposit: "Assisted deposit", pension: "Pension eligibility check",
-    account_opening: "Personal account opening", account_change: "Account details change", card_loss: "Card loss report",
-    card_replacement: "Card replacement", large_transfer: "Large transfer review", fraud_report: "Suspected-fraud stop payment",
-    agri_loan: "Farmer micro-loan application", loan_repayment: "Loan repayment", insurance: "Agency insurance sale",
   },
 };
 
