@@ -10,7 +10,9 @@ wrap-up countdown runs, English is switched on and remembered, wrap-up is finish
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import aiomqtt
 import orjson
 import pytest
 import uvicorn
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, Route, async_playwright, expect
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.api.app import create_app
@@ -47,6 +49,7 @@ from provisioning import suite as suite_lib
 from tests.helpers import eventually
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM, shot
+from tests.teller.datachannel import MAX_MESSAGE, Reassembler, document_jpeg, encode
 from tests.teller.peers import TerminalData, publish_with_data, subscribe
 
 FLAGS = [
@@ -60,6 +63,7 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+STATIC = Path(__file__).resolve().parents[2] / "cloud" / "sessions" / "static"
 TELLER = "teller-li"
 TERMINAL = "T0101"
 REQUEST_ID = "0123456789abcdef0123456789abcdef"
@@ -90,10 +94,18 @@ class Desked:
             topics.topic(TERMINAL, topics.Channel.SESSION), orjson.dumps(message), qos=1
         )
 
-    async def next(self, kind: str) -> Message:
-        while (message := await asyncio.wait_for(self.inbox.get(), 15))["type"] != kind:
-            pass
-        return message
+    async def next(self, kind: str, **fields: Any) -> Message:
+        """The next desk message of that type (and those field values); others are skipped."""
+        while True:
+            message = await asyncio.wait_for(self.inbox.get(), 15)
+            if message["type"] == kind and all(message.get(k) == v for k, v in fields.items()):
+                return message
+
+    async def request(self, request_id: str) -> str:
+        """A customer asks for a teller; returns the session id the desk gave it."""
+        await self.say({"type": "request", "request_id": request_id, "business": "cash_deposit",
+                        "language": "cmn", "elderly": True, "customer": CUSTOMER})  # fmt: skip
+        return str((await self.next("queued", request_id=request_id))["session"])
 
 
 @pytest.fixture
@@ -174,6 +186,14 @@ async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Te
     return terminal
 
 
+async def signed_in(page: Page, url: str) -> None:
+    await page.goto(f"{url}/teller")
+    await page.fill("#username", TELLER)
+    await page.fill("#password", PASSWORD)
+    await page.press("#password", "Enter")
+    await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
+
+
 async def frames(page: Page) -> Any:
     return await page.evaluate(
         "() => { const v = document.getElementById('remote');"
@@ -201,12 +221,7 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await expect(page.locator("#state-badge")).to_have_text("示闲")
         assert desked.desk.teller_view(TELLER)["state"] == "available"
 
-        await desked.say({"type": "request", "request_id": REQUEST_ID, "business": "cash_deposit",
-                          "language": "cmn", "elderly": True,
-                          "customer": CUSTOMER})  # fmt: skip
-        queued = await desked.next("queued")
-        assert queued["request_id"] == REQUEST_ID
-        sid = queued["session"]
+        sid = await desked.request(REQUEST_ID)
         await expect(page.locator("#offer")).to_be_visible()
         await expect(page.locator("#offer-facts")).to_contain_text("助农存款")
         await expect(page.locator("#offer-facts")).to_contain_text("老年客户")
@@ -267,8 +282,17 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await expect(steps.nth(2)).to_have_class("done")
         await shot(page, tmp_path / "call.png")
 
+        await page.fill("#screen-title", "存款确认")
+        await page.fill("#screen-text", "存入 500 元")
+        await page.press("#screen-text", "Enter")
+
+        async def synced() -> bool:
+            return len(terminal.heard) == 4
+
+        await eventually(synced)
+        assert terminal.heard[-1] == {"type": "screen", "title": "存款确认", "text": "存入 500 元"}
         heard = [m["type"] for m in terminal.heard]
-        assert heard == ["capture", "form", "sign"]
+        assert heard == ["capture", "form", "sign", "screen"]
         assert [m["type"] for m in terminal.sent] == ["document", "answer", "signature"]
 
         # End: outcome and notes, then wrap-up with its countdown.
@@ -305,3 +329,133 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         assert desked.desk.teller_view(TELLER)["state"] == "available"
         await shot(page, tmp_path / "english.png")
         assert errors == []
+
+
+async def test_offers_declined_and_withdrawn_breaks_and_plain_errors(desked: Desked) -> None:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{desked.url}/teller")
+        await page.fill("#username", TELLER)
+        await page.fill("#password", "wrong password")
+        await page.click("#login button")
+        await expect(page.locator("#banner")).to_have_text("用户名或密码不正确。")
+        await signed_in(page, desked.url)
+        await expect(page.locator("#banner")).to_be_hidden()
+        await page.click("#states [data-state=available]")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+
+        first = await desked.request("1" * 32)
+        await expect(page.locator("#offer")).to_be_visible()
+        await page.keyboard.press("Escape")  # decline
+        await expect(page.locator("#offer")).to_be_hidden()
+        assert await page.evaluate("window.tellerApp.ringing") is False
+        view = desked.desk.teller_view(TELLER)
+        assert view["state"] == "available" and view["offer"] is None
+
+        # The next customer is offered (the declined one waits for someone else), then leaves.
+        second = await desked.request("2" * 32)
+        await expect(page.locator("#offer")).to_be_visible()
+        assert desked.desk.teller_view(TELLER)["offer"] == second != first
+        await desked.say({"type": "cancel", "session": second, "cause": "customer left"})
+        await expect(page.locator("#offer")).to_be_hidden()
+        await expect(page.locator("#toast")).to_contain_text("来电已撤回")
+        assert await page.evaluate("window.tellerApp.ringing") is False
+
+        await page.keyboard.press("Alt+2")
+        await expect(page.locator("#state-badge")).to_have_text("小休")
+        assert desked.desk.teller_view(TELLER)["state"] == "break"
+        await browser.close()
+        assert errors == []
+
+
+async def test_customer_hangs_up_and_the_outcome_is_recorded_in_wrap_up(desked: Desked) -> None:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1366, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await signed_in(page, desked.url)
+        await page.keyboard.press("Alt+1")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        sid = await desked.request(REQUEST_ID)
+        await page.click("#accept")
+        await expect(page.locator("#steps li")).to_have_count(3)
+        await expect(page.locator("#hangup")).to_be_enabled()
+        # The customer leaves before their media ever came up.
+        await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
+        await expect(page.locator("#wrapup")).to_be_visible()
+        await expect(page.locator("#toast")).to_contain_text("customer ended")
+        await page.click("#record-outcome")
+        await expect(page.locator("#transfer-choice")).to_be_hidden()  # the call is over
+        await page.check("input[name=outcome][value=not_done]")
+        await page.fill("#notes", "客户临时有事")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrap-outcome")).to_contain_text("未办结 · 客户临时有事")
+        assert (await workflow.get(desked.ov, sid)).workflow.outcome == "abandoned"
+        assert (await TellerSession.get(id=sid)).resolved is False
+        # No Janus session is left polling for a customer who never published.
+        assert await page.evaluate("window.tellerApp.call") is None
+        await page.keyboard.press("Alt+w")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        assert desked.desk.teller_view(TELLER)["state"] == "available"
+        await browser.close()
+        assert errors == []
+
+
+PROTOCOL_CHECKS = """async ([fromPython, big]) => {
+  const m = await import("/teller/static/teller-data.js");
+  const r = new m.Reassembler();
+  let got = null;
+  for (const text of [...fromPython].reverse()) got = r.push(text) || got;  // any order
+  const chunks = m.encode(big);
+  const refused = [];
+  for (const bad of ["not json", "[1]", '{"no": "type"}',
+                     '{"type":"chunk","id":"x","index":3,"count":2,"data":""}']) {
+    try { r.push(bad); refused.push(false); }
+    catch (e) { refused.push(e instanceof m.ProtocolError); }
+  }
+  let badDocument = false;
+  try { m.checkInbound({type: "document", kind: "passport", mime: "image/jpeg", data_b64: ""}); }
+  catch (e) { badDocument = e instanceof m.ProtocolError; }
+  return {
+    same: JSON.stringify(got) === JSON.stringify(big),
+    chunks,
+    largest: Math.max(...chunks.map((t) => new TextEncoder().encode(t).length)),
+    small: m.encode({type: "screen", title: "存款", text: "请稍候"}),
+    refused,
+    badDocument,
+  };
+}"""
+
+
+async def test_the_browser_and_the_terminal_speak_the_same_chunked_protocol() -> None:
+    """teller-data.js against tests/teller/datachannel.py: chunks either way, garbage refused."""
+    jpeg = base64.b64encode(document_jpeg("voucher")).decode()
+    big = {"type": "document", "kind": "voucher", "mime": "image/jpeg", "data_b64": jpeg,
+           "note": "凭证"}  # fmt: skip
+    from_python = encode(big)
+    assert len(from_python) > 2
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page()
+
+        async def serve(route: Route) -> None:
+            name = route.request.url.rsplit("/", 1)[-1]
+            body = (STATIC / name).read_text() if name.endswith(".js") else "<!doctype html>"
+            kind = "text/javascript" if name.endswith(".js") else "text/html"
+            await route.fulfill(status=200, content_type=kind, body=body)
+
+        await page.route("http://teller.test/**", serve)
+        await page.goto("http://teller.test/teller")
+        out = await page.evaluate(PROTOCOL_CHECKS, [from_python, big])
+        await browser.close()
+    assert out["same"] is True
+    assert out["largest"] <= MAX_MESSAGE and len(out["chunks"]) > 2
+    terminal = Reassembler()
+    assert [terminal.push(c) for c in out["chunks"]][-1] == big
+    assert out["small"] == [json.dumps({"type": "screen", "title": "存款", "text": "请稍候"},
+                                       ensure_ascii=False, separators=(",", ":"))]  # fmt: skip
+    assert out["refused"] == [True, True, True, True] and out["badDocument"] is True

@@ -170,7 +170,7 @@ async function enterDesk() {
   try {
     app.me = await api("/api/v1/teller/me");
   } catch (err) {
-    banner(err.status === 404 || err.status === 403 ? "errForbidden" : err.status === 503 ? "errDesk" : "errNetwork");
+    banner({ 403: "errForbidden", 404: "errNoProfile", 503: "errDesk" }[err.status] || "errNetwork");
     return;
   }
   connectEvents();

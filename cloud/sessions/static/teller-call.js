@@ -56,6 +56,7 @@ export class Call {
     this.stream = null;
     this.queue = Promise.resolve(); // workflow writes, one at a time (the store refuses stale saves)
     this.timers = [];
+    this.abort = new AbortController(); // the call ended before the customer's media came
   }
 
   // --- media --------------------------------------------------------------------------
@@ -67,15 +68,17 @@ export class Call {
       this.ctx.banner("errCamera");
       throw err;
     }
+    if (this.abort.signal.aborted) { this.stream.getTracks().forEach((t) => t.stop()); return; }
     $("self").srcObject = this.stream;
     try {
       this.media = await joinRoom(grant, this.stream, (remote) => {
         if ($("remote").srcObject !== remote) $("remote").srcObject = remote;
-      }, { onData: (text) => this.receive(text) });
+      }, { onData: (text) => this.receive(text), signal: this.abort.signal });
     } catch (err) {
-      this.ctx.banner("errJoin");
+      if (!this.abort.signal.aborted) this.ctx.banner("errJoin");
       throw err;
     }
+    if (this.abort.signal.aborted) { await this.media.leave(); return; } // ended meanwhile
     const channel = this.media.dataChannel;
     channel.addEventListener("open", () => { this.dataOpen = true; this.renderTools(); });
     channel.addEventListener("close", () => { this.dataOpen = false; this.renderTools(); });
@@ -90,6 +93,7 @@ export class Call {
   }
 
   async leave() {
+    this.abort.abort();
     this.timers.forEach(clearInterval);
     if (this.media) await this.media.leave().catch(() => {});
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());

@@ -9,6 +9,8 @@
 // With a fourth argument `{ onData(text) }` the call also carries the VideoRoom data channel
 // (publish with data, subscribe with data): `call.send(text)` goes to the peer's subscription,
 // `onData` gets the peer's text messages. Without it nothing changes (media only).
+// `{ signal }` (an AbortSignal) gives up waiting for a peer that never publishes: the
+// Janus session is destroyed and joinRoom rejects.
 //
 // `grant` is the desk's connect message (janus_url, token, room, feed, peer_feed,
 // ice_servers). The browser publishes as `feed` and subscribes to `peer_feed` once that
@@ -128,6 +130,7 @@ function outgoing(publisher) {
 
 export async function joinRoom(grant, localStream, onRemoteStream, options) {
   const onData = options && options.onData;
+  const signal = options && options.signal;
   const session = await JanusSession.create(grant.janus_url, grant.token);
   const config = { iceServers: grant.ice_servers || [] };
 
@@ -174,6 +177,12 @@ export async function joinRoom(grant, localStream, onRemoteStream, options) {
     } catch (err) {
       if (err.code !== 428) throw err; // 428: the peer has not published yet
       await new Promise((r) => setTimeout(r, 500));
+      if (signal && signal.aborted) {
+        publisher.close();
+        subscriber.close();
+        await session.destroy();
+        throw new Error("join abandoned: the peer never published");
+      }
     }
   }
   await subscriber.setRemoteDescription(attached.jsep);
