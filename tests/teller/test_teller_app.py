@@ -186,9 +186,9 @@ async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Te
     return terminal
 
 
-async def signed_in(page: Page, url: str) -> None:
+async def signed_in(page: Page, url: str, teller: str = TELLER) -> None:
     await page.goto(f"{url}/teller")
-    await page.fill("#username", TELLER)
+    await page.fill("#username", teller)
     await page.fill("#password", PASSWORD)
     await page.press("#password", "Enter")
     await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
@@ -459,3 +459,44 @@ async def test_the_browser_and_the_terminal_speak_the_same_chunked_protocol() ->
     assert out["small"] == [json.dumps({"type": "screen", "title": "存款", "text": "请稍候"},
                                        ensure_ascii=False, separators=(",", ":"))]  # fmt: skip
     assert out["refused"] == [True, True, True, True] and out["badDocument"] is True
+
+
+async def test_a_transfer_hands_the_customer_to_the_next_teller(desked: Desked) -> None:
+    now = datetime.now(UTC)
+    await service.create_account("teller-wang", PASSWORD, ["teller"], now, hasher=FAST_HASHER)
+    await profiles.set_profile("teller-wang", {"pension": 5}, ["cmn"], now)
+    async with async_playwright() as pw, contextlib.AsyncExitStack() as stack:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        stack.push_async_callback(browser.close)
+        first = await (await browser.new_context()).new_page()
+        second = await (await browser.new_context()).new_page()
+        errors: list[str] = []
+        for page in (first, second):
+            page.on("pageerror", lambda e: errors.append(str(e)))
+        await signed_in(first, desked.url)
+        await first.keyboard.press("Alt+1")
+        await signed_in(second, desked.url, "teller-wang")
+        await second.keyboard.press("Alt+1")
+        await expect(second.locator("#state-badge")).to_have_text("示闲")
+
+        sid = await desked.request(REQUEST_ID)
+        await first.click("#accept")
+        await customer_joins(await desked.next("connect"), stack)
+        await first.wait_for_function("document.getElementById('remote').videoWidth > 0")
+
+        await first.click("#transfer")
+        await expect(first.locator("#transfer-fields")).to_be_visible()
+        await first.select_option("#transfer-business", "pension")
+        await first.fill("#notes", "客户要办养老金认证")
+        await first.click("#end-confirm")
+        await expect(first.locator("#wrapup")).to_be_visible()
+        await expect(first.locator("#wrap-outcome")).to_contain_text("转办 · 客户要办养老金认证")
+
+        await expect(second.locator("#offer-facts")).to_contain_text("养老金领取资格认证")
+        await second.keyboard.press("Enter")
+        again = await desked.next("connect", session=sid)
+        assert again["peer_feed"] == "teller-teller-wang"  # the terminal subscribes anew
+        await second.wait_for_function("document.getElementById('remote').videoWidth > 0")
+        await expect(second.locator("#steps")).to_contain_text("转出柜员")
+        assert desked.desk.teller_of(sid) == "teller-wang"
+        assert errors == []

@@ -346,6 +346,7 @@ $("end-form").addEventListener("submit", async (e) => {
   const label = t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[outcome]);
   const showError = (msg) => { $("end-error").textContent = msg; $("end-error").hidden = false; };
   $("end-confirm").disabled = true;
+  if (mode === "call") call.ending = { outcome, notes }; // the desk's "ended" may come first
   try {
     if (outcome === "transfer") {
       await resolved(call.session, false);
@@ -365,6 +366,7 @@ $("end-form").addEventListener("submit", async (e) => {
     else { app.wrap.recorded = { outcome, notes }; render(); }
     toast(t("outcomeSaved"));
   } catch (err) {
+    if (mode === "call") call.ending = null;
     showError(err.incomplete ? t("errIncomplete") : explain(err));
   } finally {
     $("end-confirm").disabled = false;
@@ -392,15 +394,12 @@ async function callOver(msg, recorded) {
   const call = app.call;
   if (!call) return;
   app.call = null;
+  recorded = recorded || call.ending || null;
   await call.leave();
   if (msg.type === "failed") banner(null, "errVideo");
   toast((msg.type === "failed" ? t("callFailed") : t("callEnded")) + (msg.cause || ""));
-  if (msg.type === "failed" || (recorded && recorded.outcome === "transfer")) {
-    // A failed call frees the teller at once; a transfer puts them in wrap-up (desk rules).
-    if (msg.type !== "failed") startWrap(call.session, call, recorded);
-  } else {
-    startWrap(call.session, call, recorded || null);
-  }
+  // A failed call frees the teller at once; any other ending (a transfer too) is wrapped up.
+  if (msg.type !== "failed") startWrap(call.session, call, recorded);
   await refreshMe();
   render();
 }

@@ -191,7 +191,14 @@ export class Call {
       this.workflow = await this.ctx.api(path);
     } catch (err) {
       if (err.status !== 404) throw err;
-      this.workflow = await this.ctx.api(`${path}/start`, { method: "POST", body: JSON.stringify({ business: codeOf(this.offer.business) }) });
+      try {
+        this.workflow = await this.ctx.api(`${path}/start`, { method: "POST", body: JSON.stringify({ business: codeOf(this.offer.business) }) });
+      } catch (err2) {
+        // 409: a workflow exists that is not ours to see: the teller who transferred the
+        // customer to us started it (the workflow API keeps one per session).
+        if (err2.status !== 409) throw err2;
+        this.workflowNote = "workflowElsewhere";
+      }
     }
     this.renderSteps();
     // A supervisor authorises from their own screen: look for it while that step is next.
@@ -300,7 +307,10 @@ export class Call {
   renderSteps() {
     const t = this.ctx.t, lang = this.ctx.lang();
     const wf = this.workflow;
-    if (!wf) { $("steps").replaceChildren(); return; }
+    if (!wf) {
+      $("steps").replaceChildren(...(this.workflowNote ? [h("li", { class: "note muted" }, t(this.workflowNote))] : []));
+      return;
+    }
     const done = new Map(wf.done.map((r) => [r.step, r]));
     $("steps").replaceChildren(...wf.steps.map((step) => {
       const rec = done.get(step);
