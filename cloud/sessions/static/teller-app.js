@@ -343,18 +343,20 @@ $("end-form").addEventListener("submit", async (e) => {
   const outcome = $("end-form").elements.outcome.value;
   const notes = $("notes").value.trim();
   const call = mode === "call" ? app.call : app.wrap && app.wrap.call;
+  const session = mode === "call" ? call.session : app.wrap.session;
   const label = t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[outcome]);
   const showError = (msg) => { $("end-error").textContent = msg; $("end-error").hidden = false; };
   $("end-confirm").disabled = true;
   if (mode === "call") call.ending = { outcome, notes }; // the desk's "ended" may come first
   try {
     if (outcome === "transfer") {
-      await resolved(call.session, false);
-      await api(`/api/v1/teller/sessions/${encodeURIComponent(call.session)}/transfer`, { method: "POST",
+      await resolved(session, false);
+      await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/transfer`, { method: "POST",
         body: JSON.stringify({ business: $("transfer-business").value, language: $("transfer-language").value, cause: notes || label }) });
     } else {
       if (call) await call.finish(OUTCOMES[outcome]);
-      if (call) await resolved(call.session, outcome === "done");
+      else await finishWorkflow(session, OUTCOMES[outcome]); // after a reload in wrap-up
+      await resolved(session, outcome === "done");
       if (mode === "call") {
         // The outcome and the teller's notes travel as the hang-up cause (kept with the session).
         await api(`/api/v1/teller/sessions/${encodeURIComponent(call.session)}/hang-up`, { method: "POST",
@@ -372,6 +374,15 @@ $("end-form").addEventListener("submit", async (e) => {
     $("end-confirm").disabled = false;
   }
 });
+
+// Close a session's workflow we no longer hold in memory; gone or already closed is fine.
+async function finishWorkflow(session, outcome) {
+  await api(`/api/v1/workflow/${encodeURIComponent(session)}/finish`,
+    { method: "POST", body: JSON.stringify({ outcome }) }).catch((err) => {
+    if (err.status === 409 && outcome === "completed" && /outstanding/.test(err.detail)) throw Object.assign(err, { incomplete: true });
+    if (err.status !== 404 && err.status !== 409) throw err;
+  });
+}
 
 // First-contact resolution, for the KPI; an older desk without the route is no reason to fail.
 async function resolved(session, yes) {
