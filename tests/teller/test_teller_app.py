@@ -32,7 +32,7 @@ from cloud.auth import service
 from cloud.auth.masking import mask_id_number, mask_name
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.errors import VideoRoomError
-from cloud.media.janus import JanusClient
+from cloud.media.janus import JanusClient, JanusSession
 from cloud.media.videoroom import VideoRoom
 from cloud.oversight import Oversight
 from cloud.sessions import profiles
@@ -164,18 +164,41 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
         janus.stop()
 
 
-async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> TerminalData:
+@dataclass
+class Customer:
+    """The terminal in the call: its Janus session, its publication, its data end."""
+
+    grant: Message
+    session: JanusSession
+    stack: contextlib.AsyncExitStack
+    terminal: TerminalData
+    publication: VideoRoom | None = None
+
+    async def publish(self) -> None:
+        """Publish tone, bars and data as the grant's feed (again after a network change)."""
+        self.publication = await VideoRoom.attach(self.session)
+        pc, _, channel = await publish_with_data(self.publication, self.grant["room"],
+                                                 self.grant["feed"])  # fmt: skip
+        self.stack.push_async_callback(pc.close)
+        self.terminal.outgoing = channel
+
+    async def drop(self) -> None:
+        """The terminal's network changed: its publication leaves the room."""
+        assert self.publication is not None
+        await self.publication.leave()
+
+
+async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Customer:
     """The terminal's side: publish tone, bars and data; subscribe to the teller with data."""
     client = await stack.enter_async_context(JanusClient(grant["janus_url"], grant["token"]))
     session = await stack.enter_async_context(client.session())
-    pc, _, channel = await publish_with_data(await VideoRoom.attach(session), grant["room"],
-                                             grant["feed"])  # fmt: skip
-    stack.push_async_callback(pc.close)
-    terminal = TerminalData(channel)
+    customer = Customer(grant, session, stack, TerminalData(None))  # type: ignore[arg-type]
+    await customer.publish()
     for _ in range(60):  # the teller publishes once the browser has its camera
         try:
-            view, got = await subscribe(await VideoRoom.attach(session), grant["room"],
-                                        [grant["peer_feed"]], terminal.on_text)  # fmt: skip
+            room = await VideoRoom.attach(session)
+            hear = customer.terminal.on_text
+            view, got = await subscribe(room, grant["room"], [grant["peer_feed"]], hear)
             break
         except VideoRoomError as err:
             if err.code != 428:
@@ -183,7 +206,7 @@ async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Te
             await asyncio.sleep(0.25)
     stack.push_async_callback(view.close)
     stack.push_async_callback(got.stop)
-    return terminal
+    return customer
 
 
 async def signed_in(page: Page, url: str, teller: str = TELLER) -> None:
@@ -232,7 +255,8 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await page.keyboard.press("Enter")  # accept
 
         grant = await desked.next("connect")
-        terminal = await customer_joins(grant, stack)
+        customer = await customer_joins(grant, stack)
+        terminal = customer.terminal
         await desked.say({"type": "liveness", "session": sid, "verdict": VERDICT})
         await expect(page.locator("#offer")).to_be_hidden()
         assert await page.evaluate("window.tellerApp.ringing") is False
@@ -244,6 +268,18 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         width, first = await frames(page)
         await asyncio.sleep(1.0)
         assert width == 320 and (await frames(page))[1] > first
+
+        # The terminal's network changes: it republishes; the page subscribes again.
+        await customer.drop()
+        await expect(page.locator("#banner")).to_contain_text("等待客户重新连接")
+        await customer.publish()
+        await expect(page.locator("#banner")).to_be_hidden(timeout=15_000)
+        await page.wait_for_function(
+            "document.getElementById('remote').videoWidth > 0", timeout=20_000
+        )
+        _, again = await frames(page)
+        await asyncio.sleep(1.0)
+        assert (await frames(page))[1] > again
 
         # The customer panel: masked name and ID number, the liveness verdict when it comes.
         await expect(page.locator("#customer-name")).to_have_text(mask_name(CUSTOMER["name"]))

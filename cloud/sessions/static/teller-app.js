@@ -46,7 +46,7 @@ function banner(key, only) {
   app.bannerKey = key;
   $("banner").hidden = !key;
   $("banner").textContent = key ? t(key) : "";
-  $("banner").className = `banner${key && key !== "errLink" && key !== "errVideo" ? " bad" : ""}`;
+  $("banner").className = `banner${key && !["errLink", "errVideo", "errPeerGone"].includes(key) ? " bad" : ""}`;
 }
 
 class ApiError extends Error {
@@ -407,7 +407,8 @@ async function callOver(msg, recorded) {
   app.call = null;
   recorded = recorded || call.ending || null;
   await call.leave();
-  if (msg.type === "failed") banner(null, "errVideo");
+  banner(null, "errVideo");
+  banner(null, "errPeerGone");
   toast((msg.type === "failed" ? t("callFailed") : t("callEnded")) + (msg.cause || ""));
   // A failed call frees the teller at once; any other ending (a transfer too) is wrapped up.
   if (msg.type !== "failed") startWrap(call.session, call, recorded);

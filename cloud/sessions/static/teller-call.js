@@ -73,7 +73,12 @@ export class Call {
     try {
       this.media = await joinRoom(grant, this.stream, (remote) => {
         if ($("remote").srcObject !== remote) $("remote").srcObject = remote;
-      }, { onData: (text) => this.receive(text), signal: this.abort.signal });
+      }, {
+        onData: (text) => this.receive(text),
+        signal: this.abort.signal,
+        // The customer's terminal republishes after a network change: say so meanwhile.
+        onPeer: (state) => this.ctx.banner(state === "gone" ? "errPeerGone" : null, "errPeerGone"),
+      });
     } catch (err) {
       if (!this.abort.signal.aborted) this.ctx.banner("errJoin");
       throw err;
@@ -83,12 +88,11 @@ export class Call {
     channel.addEventListener("open", () => { this.dataOpen = true; this.renderTools(); });
     channel.addEventListener("close", () => { this.dataOpen = false; this.renderTools(); });
     if (channel.readyState === "open") this.dataOpen = true;
-    for (const pc of [this.media.publisher, this.media.subscriber]) {
-      pc.addEventListener("connectionstatechange", () => {
-        const bad = ["disconnected", "failed"].includes(pc.connectionState);
-        this.ctx.banner(bad ? "errVideo" : null, "errVideo");
-      });
-    }
+    const pc = this.media.publisher; // our own link to the media server
+    pc.addEventListener("connectionstatechange", () => {
+      const bad = ["disconnected", "failed"].includes(pc.connectionState);
+      this.ctx.banner(bad ? "errVideo" : null, "errVideo");
+    });
     this.renderTools();
   }
 
