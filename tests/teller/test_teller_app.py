@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -403,6 +404,24 @@ async def test_offers_declined_and_withdrawn_breaks_and_plain_errors(desked: Des
         await page.keyboard.press("Alt+2")
         await expect(page.locator("#state-badge")).to_have_text("小休")
         assert desked.desk.teller_view(TELLER)["state"] == "break"
+
+        # The network goes: a plain banner, then back by itself.
+        await page.context.set_offline(True)
+        await expect(page.locator("#banner")).to_have_text("与服务器的连接已断开，正在重新连接…")
+        await page.context.set_offline(False)
+        await expect(page.locator("#banner")).to_be_hidden(timeout=15_000)
+
+        # Only the app's own files are served.
+        async with httpx.AsyncClient(base_url=desked.url) as http:
+            assert (
+                (await http.get("/teller/static/teller-app.js"))
+                .headers["content-type"]
+                .startswith("text/javascript")
+            )
+            assert (await http.get("/teller/static/..%2Fpage.py")).status_code == 404
+            assert (await http.get("/teller/static/app.js")).status_code == 404
+            names = {b["code"]: b["name_zh"] for b in (await http.get("/teller/businesses")).json()}
+            assert names["cash_deposit"] == "助农存款"
         await browser.close()
         assert errors == []
 

@@ -218,6 +218,17 @@ function connectEvents(delay = 1000) {
   });
 }
 
+// The browser knows before the socket does when the network goes: say so, and reconnect
+// at once when it is back rather than waiting for the back-off.
+window.addEventListener("offline", () => {
+  if (!app.token) return;
+  banner("errLink");
+  if (app.socket) app.socket.close();
+});
+window.addEventListener("online", () => {
+  if (app.token && (!app.socket || app.socket.readyState > 1)) connectEvents();
+});
+
 async function refreshMe() {
   try {
     app.me = await api("/api/v1/teller/me");
