@@ -71,9 +71,9 @@ class Watch:
             for session_id in self.desk.live_sessions_of_terminal(terminal_id):
                 await self._end(self.desk.fail(session_id, TERMINAL_LOST), session_id)
         for teller_id in self.tellers.due(now):
-            session_id = self.desk.call_of_teller(teller_id)
-            if session_id is not None and not self.outbox.connected(teller_id):
-                await self._end(self.desk.hang_up(session_id, TELLER_GONE), session_id)
+            call = self.desk.call_of_teller(teller_id)
+            if call is not None and not self.outbox.connected(teller_id):
+                await self._end(self.desk.hang_up(call, TELLER_GONE), call)
 
     @staticmethod
     async def _end(action: Awaitable[None], session_id: str) -> None:
