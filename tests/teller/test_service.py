@@ -152,10 +152,23 @@ async def test_malformed_messages_are_counted_and_the_link_survives(service: Ser
         assert (await term.expect("refused"))["reason"] == "unknown business"
         await term.send({"type": "hang_up", "session": "someone-elses"})
         request_id = await term.request("pension")
-        assert (await term.expect("queued"))["request_id"] == request_id
+        first = await term.expect("queued")
+        assert first["request_id"] == request_id
+        # Asking again ends the terminal's old request: its session is no longer theirs.
+        again = await term.request("pension")
+        second = await term.expect("queued")
+        assert second["request_id"] == again and second["session"] != first["session"]
+        refused_before = (await service.health())["desk_stats"]["refused"]  # type: ignore[index]
+        await term.send({"type": "cancel", "session": first["session"]})
+
+        async def refused_again() -> bool:
+            stats = (await service.health())["desk_stats"]
+            return stats["refused"] == refused_before + 1  # type: ignore[index,no-any-return]
+
+        await eventually(refused_again)
     stats = (await service.health())["desk_stats"]
     assert isinstance(stats, dict)
-    assert stats["malformed"] == 3 and stats["refused"] >= 3 and stats["requests"] == 1
+    assert stats["malformed"] == 3 and stats["refused"] >= 4 and stats["requests"] == 2
 
 
 async def test_grace_periods_for_a_lost_terminal_and_a_lost_teller(service: Service) -> None:
