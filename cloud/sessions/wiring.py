@@ -99,6 +99,7 @@ async def start(
         settings.janus_admin_secret,
         settings.janus_room_key,
         str(settings.janus_rec_dir),
+        public_url=settings.janus_public_url,
     )
     pool = await stack.enter_async_context(JanusPool([node]))
     link = DeskLink(settings, security)
