@@ -34,7 +34,8 @@ COMPONENT = "model.liveness"
 MANIFEST = "manifest.json"
 ONNX = "onnx/"
 MAX_BYTES = 256 * 1024 * 1024  # far above any terminal-sized model set
-MAX_FILES = 32
+#: Each model is one entry of the terminal's reported versions, which carry at most 32.
+MAX_MODELS = 16
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Bundle:
     files: Mapping[str, bytes]
 
     def __post_init__(self) -> None:
+        if len(self.manifest.models) > MAX_MODELS:
+            raise BundleError(f"bundle has more than {MAX_MODELS} models")
         named = {m.file for m in self.manifest.models}
         if set(self.files) != named:
             missing, extra = sorted(named - set(self.files)), sorted(set(self.files) - named)
@@ -117,8 +120,8 @@ class Bundle:
 def _members(tar: tarfile.TarFile) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for info in tar:
-        if len(out) > MAX_FILES:
-            raise BundleError(f"bundle has more than {MAX_FILES} members")
+        if len(out) > MAX_MODELS:
+            raise BundleError(f"bundle has more than {MAX_MODELS} models")
         name = info.name
         if not info.isreg():
             raise BundleError(f"bundle member {name!r} is not a regular file")

@@ -62,6 +62,7 @@ MANIFEST = GOOD.manifest.to_bytes()
         (_tar((tarfile.TarInfo("../evil"), b"x")), "neither manifest.json nor onnx/<file>"),
         (_tar((tarfile.TarInfo("onnx/sub/a.onnx"), b"x")), "neither"),
         (_tar((_symlink(), b"")), "not a regular file"),
+        (_tar(*((tarfile.TarInfo(f"onnx/{i}.onnx"), b"x") for i in range(18))), "more than 16"),
         (_tar((tarfile.TarInfo("manifest.json"), MANIFEST)), "missing ["),
         (
             _tar(
