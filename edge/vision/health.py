@@ -108,9 +108,8 @@ def _analyze(models: ModelSet, frame: np.ndarray) -> pipeline.FrameAnalysis:
 
 
 def _score(model: OnnxModel, frame: np.ndarray, face: Face) -> float:
-    spec = model.entry.classifier
-    assert spec is not None  # the manifest refuses a passive entry without one
-    probs = classifier.probabilities(pipeline.passive_output(model, frame, face), spec)
+    raw, spec = pipeline.passive_output(model, frame, face)
+    probs = classifier.probabilities(raw, spec)
     if spec.bona_fide_index >= probs.size:
         raise Unhealthy(
             f"{model.entry.label}: bona_fide_index {spec.bona_fide_index} but the model "
