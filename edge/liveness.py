@@ -164,7 +164,7 @@ class Liveness:
 
     def ota_kind(self) -> Kind:
         """How ``edge.ota.Ota`` checks a model bundle before and after it takes a slot."""
-        return Kind(health=self._health, validate=self._validate)
+        return Kind(health=self._health, validate=self._validate, checked_in_process=True)
 
     async def _validate(self, payload: Path) -> None:
         """Refuse, before any slot changes, a bundle that is malformed, unsigned or corrupted."""

@@ -61,6 +61,9 @@ class Kind:
 
     health: HealthCheck = payload_intact
     validate: Validate | None = None
+    #: The health check runs inside the agent (not in a restarted one): a trial found at
+    #: start means the check never finished (the agent crashed in it) and rolls back at once.
+    checked_in_process: bool = False
 
 
 def read_slots(state_dir: Path, component: str) -> ota_slots.Slots:
@@ -176,7 +179,9 @@ class Ota:
         for path in sorted(base.glob("*/slots.json")) if base.exists() else []:
             component = path.parent.name
             before = self.slots(component)
-            after = ota_slots.boot(before)
+            kind = self.kinds.get(component)
+            crashed = before.trial and kind is not None and kind.checked_in_process
+            after = ota_slots.rollback(before) if crashed else ota_slots.boot(before)
             self._save(component, after)
             if before.trial and not after.trial:
                 rolled.append(component)

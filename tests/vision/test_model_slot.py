@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,26 @@ async def test_a_check_runs_on_the_installed_bundle(terminal: Terminal, head: np
     result = await terminal.liveness.check("password_reset")
     assert result.models[PROBE] == "2026.1"
     assert result.reasons == ("CHALLENGE_ABORTED",)  # three still frames: no challenge done
+
+
+async def test_an_agent_that_died_in_the_health_check_rolls_back_at_its_next_start(
+    terminal: Terminal,
+) -> None:
+    await terminal.install("bank-1", bank_bundle(BANK))
+    real = terminal.liveness.ota_kind()
+
+    async def dies(component: str, slot: Path) -> bool:
+        raise SystemExit("onnxruntime took the process down")  # what a segfault amounts to
+
+    terminal.ota.kinds = {COMPONENT: replace(real, health=dies)}
+    with pytest.raises(SystemExit):
+        await terminal.install("bank-2", bank_bundle(BANK, "2026.2"))
+    assert terminal.ota.slots(COMPONENT).trial
+    assert terminal.liveness.versions()[COMPONENT] == "bank-1"  # a trial is never used
+
+    restarted = Terminal(terminal.ota.state_dir)  # the supervisor starts the agent again
+    assert restarted.ota.on_boot() == [COMPONENT]
+    s = restarted.ota.slots(COMPONENT)
+    assert (s.active, s.trial) == ("b", False)
+    assert restarted.liveness.versions()[COMPONENT] == "bank-1"
+    assert restarted.events[-1]["state"] == "rolled_back"
