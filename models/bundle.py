@@ -1,4 +1,4 @@
-"""A model bundle: one manifest and the ONNX files it names, as one OTA payload. Pure.
+"""A model bundle: one manifest and the ONNX files it names, as one OTA payload.
 
 A bank replaces the terminal's whole model set (detector, landmarks, passive ensemble) by
 publishing a bundle as the fleet package ``model.liveness``. The bundle is an uncompressed
@@ -13,7 +13,7 @@ the same models always give the same bundle and the same package SHA-256.
 
 What the bundle's bytes prove is checked elsewhere: `verify` checks every entry's Ed25519
 signature and every file's SHA-256 (`models.registry.verify`); the terminal's health check
-(`edge.vision.health`) loads and runs them.
+(`edge.vision.health`) loads and runs them. Pure (bytes in, bytes out) but for `from_folder`.
 """
 
 from __future__ import annotations

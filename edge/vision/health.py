@@ -52,6 +52,8 @@ class Report:
 def health_frame() -> np.ndarray:
     """The built-in face frame as an RGB uint8 array."""
     bgr = cv2.imdecode(np.frombuffer(FRAME.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:  # the agent's own install is damaged: no bundle can be judged
+        raise Unhealthy(f"the built-in health frame {FRAME} does not decode")
     return np.ascontiguousarray(bgr[..., ::-1])
 
 

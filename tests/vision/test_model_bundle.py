@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import tarfile
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.vision import health
+from models import cli
 from models.build import bundle as bundle_cli
 from models.bundle import Bundle
 from models.errors import BundleError, ModelRefused, Unhealthy
@@ -154,3 +156,13 @@ def test_cli_builds_a_signed_bundle_and_refuses_an_untrusted_one(
     built = Bundle.parse((tmp_path / "b.tar").read_bytes())
     assert len(built.verify(trusting(BANK))) == 4
     assert (folder / "manifest.json").read_bytes() == unsigned.manifest.to_bytes()  # untouched
+
+
+def test_cuntong_models_bundle_writes_the_same_bytes_every_time(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="cuntong")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    for name in ("one.tar", "two.tar"):
+        args = parser.parse_args(["models", "bundle", "--out", str(tmp_path / name)])
+        assert args.func(args) == 0
+    one, two = (tmp_path / "one.tar").read_bytes(), (tmp_path / "two.tar").read_bytes()
+    assert one == two == Bundle.from_folder(DEFAULT_MANIFEST).to_bytes()
