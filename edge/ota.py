@@ -6,12 +6,12 @@ before a byte is downloaded; the download resumes from a partial file with an HT
 request; the payload's size and SHA-256 are checked before it is copied into the inactive
 slot; the slot is switched on trial, the health check runs, and a failed check (or an agent
 that starts twice on trial without committing, see ``edge.ota_slots.boot``) rolls back.
+Progress goes to the cloud as ``ota_progress`` events (spooled, so none are lost offline).
 
 Components differ in what "valid" and "healthy" mean, so each may have a `Kind` (a row in
 the ``kinds`` table): ``validate`` looks inside a downloaded payload before any slot changes
 (a refusal installs nothing), ``health`` runs on trial (False, or a PackageRefused naming the
-fault, rolls back). A model bundle is both checked this way (``edge.liveness``).
-Progress goes to the cloud as ``ota_progress`` events (spooled, so none are lost offline).
+fault, rolls back). A model bundle is checked both ways (``edge.liveness``).
 """
 
 from __future__ import annotations
