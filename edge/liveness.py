@@ -45,11 +45,18 @@ FrameSource = Callable[[], AsyncIterator["np.ndarray"]]
 Prompt = Callable[[str], Awaitable[None]]
 #: The bundle "version" of the models shipped with the agent.
 FACTORY = "factory"
+SHIPPED = DEFAULT_MANIFEST.parent / "onnx"
 
 
 async def _log_prompt(text: str) -> None:
     # The customer screen shows this; until it exists the prompt goes to the log.
     log.info("challenge prompt: %s", text)
+
+
+def read_bundle(payload: Path) -> Bundle:
+    """The bundle in an OTA payload, with the files a thin bundle left out taken from the
+    models this agent ships (each must match its signed SHA-256)."""
+    return Bundle.parse(payload.read_bytes()).complete(SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class Source:
 
         if self.payload is None:
             return ModelSet.load(DEFAULT_MANIFEST, trusted)
-        return ModelSet.from_bundle(Bundle.parse(self.payload.read_bytes()), trusted)
+        return ModelSet.from_bundle(read_bundle(self.payload), trusted)
 
     def model_versions(self) -> dict[str, str]:
         if self.payload is None:
@@ -169,7 +176,7 @@ class Liveness:
     async def _validate(self, payload: Path) -> None:
         """Refuse, before any slot changes, a bundle that is malformed, unsigned or corrupted."""
         try:
-            bundle = Bundle.parse(await asyncio.to_thread(payload.read_bytes))
+            bundle = await asyncio.to_thread(read_bundle, payload)
             await asyncio.to_thread(bundle.verify, self._trust())
         except ModelError as err:
             raise PackageRefused("bad_model_bundle", str(err)) from err
@@ -180,7 +187,7 @@ class Liveness:
 
         version = PackageManifest.parse((slot / "manifest.json").read_bytes()).version
         try:
-            bundle = Bundle.parse(await asyncio.to_thread((slot / "payload").read_bytes))
+            bundle = await asyncio.to_thread(read_bundle, slot / "payload")
             models, report = await asyncio.to_thread(
                 health.check_bundle, bundle, self._trust(), self.budget or health.Budget()
             )

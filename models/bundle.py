@@ -5,19 +5,24 @@ publishing a bundle as the fleet package ``model.liveness``. The bundle is an un
 POSIX tar with exactly these members, in this order:
 
     manifest.json          the same format as models/manifest.json (signed entries)
-    onnx/<file>            one per manifest entry, named by the entry's `file`
+    onnx/<file>            each entry's file, named by the entry's `file` (a thin bundle:
+                           only those the agent does not ship)
 
-Nothing else is accepted: no folders, links, devices, extra or missing files, and no path
-outside ``onnx/``. `to_bytes` is deterministic (sorted members, zero times and owners), so
-the same models always give the same bundle and the same package SHA-256.
+Nothing else is accepted: no folders, links, devices, files the manifest does not name, and
+no path outside ``onnx/``. A *thin* bundle leaves out files the agent ships (`thin`); the
+terminal takes them from its own models folder when their SHA-256 matches (`complete`).
+`to_bytes` is deterministic (sorted members, zero times and owners), so the same models
+always give the same bundle and the same package SHA-256.
 
 What the bundle's bytes prove is checked elsewhere: `verify` checks every entry's Ed25519
 signature and every file's SHA-256 (`models.registry.verify`); the terminal's health check
-(`edge.vision.health`) loads and runs them. Pure (bytes in, bytes out) but for `from_folder`.
+(`edge.vision.health`) loads and runs them. Pure (bytes in, bytes out) but for
+`from_folder`, `complete` and `thin`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from collections.abc import Mapping
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import BundleError, ManifestError
-from models.manifest import Manifest
+from models.manifest import Manifest, ModelEntry
 from models.registry import VerifiedModel, verify
 from models.signing import TrustedKeys
 
@@ -48,13 +53,9 @@ class Bundle:
     def __post_init__(self) -> None:
         if len(self.manifest.models) > MAX_MODELS:
             raise BundleError(f"bundle has more than {MAX_MODELS} models")
-        named = {m.file for m in self.manifest.models}
-        if set(self.files) != named:
-            missing, extra = sorted(named - set(self.files)), sorted(set(self.files) - named)
-            raise BundleError(
-                f"bundle files do not match its manifest: missing {missing}, "
-                f"not in the manifest {extra}"
-            )
+        extra = sorted(set(self.files) - {m.file for m in self.manifest.models})
+        if extra:
+            raise BundleError(f"bundle files not in its manifest: {extra}")
         try:
             self.manifest.by_role("face_detector")
             self.manifest.by_role("face_landmarks")
@@ -76,9 +77,41 @@ class Bundle:
         """Model name → version, for every model the bundle carries."""
         return {m.name: m.version for m in self.manifest.models}
 
+    @property
+    def missing(self) -> list[ModelEntry]:
+        """Entries whose file the bundle leaves to the terminal (a thin bundle)."""
+        return [m for m in self.manifest.models if m.file not in self.files]
+
     def verify(self, trusted: TrustedKeys) -> list[VerifiedModel]:
         """Every model, checked against its signed entry; ModelRefused names the first bad one."""
+        if self.missing:
+            raise BundleError(f"bundle lacks {[m.file for m in self.missing]}: complete it first")
         return [verify(m, self.files[m.file], trusted) for m in self.manifest.models]
+
+    def complete(self, shipped: Path) -> Bundle:
+        """Each file the bundle leaves out taken from ``shipped`` (the models folder the agent
+        ships), if a file of that name there has the signed SHA-256; else BundleError."""
+        files = dict(self.files)
+        for m in self.missing:
+            path = shipped / m.file
+            data = path.read_bytes() if path.is_file() else b""
+            if hashlib.sha256(data).hexdigest() != m.sha256:
+                raise BundleError(
+                    f"model {m.label} ({m.file}) is neither in the bundle nor shipped with "
+                    "this agent"
+                )
+            files[m.file] = data
+        return Bundle(self.manifest, files)
+
+    def thin(self, shipped: Path) -> Bundle:
+        """Without the files ``shipped`` holds byte for byte: a bank's own classifier alone
+        travels (kilobytes, not megabytes, over a village link)."""
+        kept = {
+            name: data
+            for name, data in self.files.items()
+            if not ((shipped / name).is_file() and (shipped / name).read_bytes() == data)
+        }
+        return Bundle(self.manifest, kept)
 
     def to_bytes(self) -> bytes:
         out = io.BytesIO()

@@ -30,6 +30,7 @@ from models.errors import Unhealthy
 from models.signing import TrustedKeys
 
 FRAME = Path(__file__).with_name("health_face.jpg")
+TIMED_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,15 @@ def check(
 ) -> Report:
     """Run the pipeline on the built-in frame; Unhealthy names what is wrong."""
     frame = health_frame()
-    _analyze(models, frame)  # warm-up: onnxruntime allocates on the first run
-    started = clock()
-    result = _analyze(models, frame)
-    frame_ms = (clock() - started) * 1000
+    result = _analyze(models, frame)  # warm-up: onnxruntime allocates on the first run
+    times = []
+    for _ in range(TIMED_RUNS):
+        started = clock()
+        _analyze(models, frame)
+        times.append((clock() - started) * 1000)
+    # The fastest run: a busy core (a video call, an update) slows some runs, never all,
+    # while a model too heavy for the terminal is slow in every one.
+    frame_ms = min(times)
     if result.faces != 1 or result.face is None:
         raise Unhealthy(
             f"detector {models.detector.entry.label} found {result.faces} faces in the "

@@ -1,14 +1,17 @@
 """Build a model bundle (the ``model.liveness`` OTA payload) from a model folder.
 
     python -m models.build.bundle --out bank-2026.1.tar [--manifest DIR/manifest.json]
-                                  [--key bank.pem] [--keys models/keys] [--no-health]
+                                  [--key bank.pem] [--keys models/keys] [--no-health] [--thin]
 
 Reads the manifest and the ONNX files it names from ``onnx/`` beside it, signs every entry
 with ``--key`` if given (in the bundle only; the folder is left as it is), then checks what a
 terminal will check: every signature against the public keys in ``--keys`` (what the
 terminals trust) and every SHA-256, and, unless ``--no-health``, the health check on the
-built-in frame (loads onnxruntime). Nothing is written if a check fails. Publish the file as
-the fleet package ``model.liveness`` under a new version, then roll it out to a group:
+built-in frame (loads onnxruntime). Nothing is written if a check fails. ``--thin`` leaves
+out the files the agents ship byte for byte (``models/onnx``): a bank's own classifier alone
+travels, and terminals take the rest from their own folder after checking its SHA-256.
+Publish the file as the fleet package ``model.liveness`` under a new version, then roll it
+out to a group:
 
     PUT /api/v1/fleet/packages/model.liveness/<version>     (body = the bundle file)
 """
@@ -56,11 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--key", type=Path, help="Ed25519 private key (PEM) to sign every entry")
     ap.add_argument("--keys", type=Path, default=DEFAULT_KEY_DIR, help="keys terminals trust")
     ap.add_argument("--no-health", action="store_true", help="skip the onnxruntime check")
+    ap.add_argument("--thin", action="store_true", help="leave out the models agents ship")
     args = ap.parse_args(argv)
     try:
         bundle = build(args.manifest, args.key, args.keys, not args.no_health)
     except ModelError as err:
         raise SystemExit(f"refused, nothing written: {err}") from err
+    if args.thin:
+        bundle = bundle.thin(DEFAULT_MANIFEST.parent / "onnx")
+        print(f"thin: {len(bundle.missing)} models left to the agents' own copies")
     data = bundle.to_bytes()
     args.out.write_bytes(data)
     models = ", ".join(f"{n}@{v}" for n, v in bundle.versions.items())

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.liveness import SHIPPED
 from edge.vision import health
 from models import cli
 from models.build import bundle as bundle_cli
@@ -65,20 +66,35 @@ MANIFEST = GOOD.manifest.to_bytes()
         (_tar((tarfile.TarInfo("onnx/sub/a.onnx"), b"x")), "neither"),
         (_tar((_symlink(), b"")), "not a regular file"),
         (_tar(*((tarfile.TarInfo(f"onnx/{i}.onnx"), b"x") for i in range(18))), "more than 16"),
-        (_tar((tarfile.TarInfo("manifest.json"), MANIFEST)), "missing ["),
         (
             _tar(
                 (tarfile.TarInfo("manifest.json"), MANIFEST),
                 *((tarfile.TarInfo(f"onnx/{n}"), d) for n, d in GOOD.files.items()),
                 (tarfile.TarInfo("onnx/extra.onnx"), b"x"),
             ),
-            "not in the manifest ['extra.onnx']",
+            "not in its manifest: ['extra.onnx']",
         ),
     ],
 )
 def test_malformed_bundles_are_refused(raw: bytes, message: str) -> None:
     with pytest.raises(BundleError, match=message.replace("[", r"\[")):
         Bundle.parse(raw)
+
+
+def test_a_thin_bundle_carries_the_banks_model_and_takes_the_rest_from_the_agent(
+    tmp_path: Path,
+) -> None:
+    full = bank_bundle(BANK)
+    thin = Bundle.parse(full.thin(SHIPPED).to_bytes())
+    assert list(thin.files) == ["bank_probe.onnx"] and len(thin.to_bytes()) < 16_000
+    assert [m.file for m in thin.missing] == sorted(GOOD.files)
+    with pytest.raises(BundleError, match="complete it first"):
+        thin.verify(trusting(BANK))
+    assert thin.complete(SHIPPED) == full
+    for name in GOOD.files:
+        (tmp_path / name).write_bytes(b"an older agent's model")
+    with pytest.raises(BundleError, match="neither in the bundle nor shipped with this agent"):
+        thin.complete(tmp_path)
 
 
 def test_signatures_and_digests_are_checked() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.liveness import FACTORY, Liveness
+from edge.liveness import FACTORY, SHIPPED, Liveness
 from edge.ota import Ota
 from fleet import package
 from models.bundle import COMPONENT, Bundle
@@ -89,6 +89,13 @@ async def test_factory_models_until_a_bundle_is_installed_then_the_bundle_at_onc
     assert (await terminal.models_in_use())[PROBE] == "2026.1"
     states = [e["state"] for e in terminal.events]
     assert states.count("healthy") == 2 and states[-1] == "rolled_back"
+
+
+async def test_a_thin_bundle_installs_with_the_models_the_agent_ships(terminal: Terminal) -> None:
+    await terminal.install("bank-thin", bank_bundle(BANK, "2026.3").thin(SHIPPED))
+    assert terminal.liveness.versions()[f"{COMPONENT}/{PROBE}"] == "2026.3"
+    assert (await terminal.models_in_use())[PROBE] == "2026.3"
+    assert terminal.events[-1]["state"] == "healthy"
 
 
 async def test_first_rollback_returns_to_the_factory_models(terminal: Terminal) -> None:
