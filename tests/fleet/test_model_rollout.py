@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cuntong.servers.mosquitto import Broker
 from edge.agent import Agent
-from edge.liveness import FACTORY
+from edge.liveness import FACTORY, SHIPPED
 from edge.vision.runtime import ModelSet
 from models.bundle import COMPONENT, Bundle
 from tests.fleet.conftest import Agents
@@ -112,7 +112,8 @@ async def test_bundle_rolls_out_to_a_group_reports_its_versions_and_rolls_back(
         async with cloud.client() as http:
             factory = f"{COMPONENT}={FACTORY}"
             await eventually(lambda: _at(http, prefix, 2, factory))
-            await _publish(http, "bank-1", bank_bundle(BANK, "2026.1"))
+            # Thin: only the bank's classifier travels; the terminals add the models they ship.
+            await _publish(http, "bank-1", bank_bundle(BANK, "2026.1").thin(SHIPPED))
             group = {"name": f"mb-{prefix}", "kind": "static", "members": ids}
             assert (await http.post("/api/v1/fleet/groups", json=group)).status_code == 201
 
