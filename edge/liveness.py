@@ -45,6 +45,7 @@ FrameSource = Callable[[], AsyncIterator["np.ndarray"]]
 Prompt = Callable[[str], Awaitable[None]]
 #: The bundle "version" of the models shipped with the agent.
 FACTORY = "factory"
+UNKNOWN = "unknown"  # reported when the slot record cannot be read
 SHIPPED = DEFAULT_MANIFEST.parent / "onnx"
 
 
@@ -127,12 +128,19 @@ class Liveness:
         return Source(version, payload) if version and payload.exists() else Source(FACTORY)
 
     def versions(self) -> dict[str, str]:
-        """For telemetry and status: the bundle version and each model's version."""
-        src = self.source()
+        """For telemetry and status: the bundle version and each model's version.
+
+        Never raises: telemetry must go on with a damaged slot record or bundle (the next
+        check fails with the reason instead)."""
+        try:
+            src = self.source()
+        except (ValueError, TypeError, OSError) as err:
+            log.warning("cannot read the %s slots: %s", COMPONENT, err)
+            return {COMPONENT: UNKNOWN}
         if self._versions is None or self._versions[0] != src:
             try:
                 self._versions = (src, src.model_versions())
-            except (ModelError, OSError) as err:  # telemetry must go on; the check will fail
+            except (ModelError, OSError) as err:
                 log.warning("cannot read the model versions of bundle %s: %s", src.version, err)
                 self._versions = (src, {})
         models = {f"{COMPONENT}/{name}": v for name, v in self._versions[1].items()}

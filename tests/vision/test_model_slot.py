@@ -21,6 +21,7 @@ from edge.liveness import FACTORY, SHIPPED, Liveness
 from edge.ota import Ota
 from fleet import package
 from models.bundle import COMPONENT, Bundle
+from models.errors import ModelError
 from tests.vision.bundles import PROBE, bank_bundle, corrupted, trusting
 
 BANK = Ed25519PrivateKey.generate()
@@ -173,3 +174,17 @@ async def test_an_agent_that_died_in_the_health_check_rolls_back_at_its_next_sta
     assert (s.active, s.trial) == ("b", False)
     assert restarted.liveness.versions()[COMPONENT] == "bank-1"
     assert restarted.events[-1]["state"] == "rolled_back"
+
+
+async def test_a_damaged_slot_record_does_not_stop_telemetry(terminal: Terminal) -> None:
+    await terminal.install("bank-1", bank_bundle(BANK))
+    (terminal.ota.root / "slots" / COMPONENT / "slots.json").write_text("{not json")
+    assert terminal.liveness.versions() == {COMPONENT: "unknown"}
+    (terminal.ota.root / "slots" / COMPONENT / "b" / "payload").write_bytes(b"garbage")
+    (terminal.ota.root / "slots" / COMPONENT / "slots.json").write_text(
+        '{"active": "b", "versions": {"b": "bank-1"}}'
+    )
+    assert terminal.liveness.versions() == {COMPONENT: "bank-1"}  # no model versions to tell
+    restarted = Terminal(terminal.ota.state_dir)  # nothing cached: the check reads the slot
+    with pytest.raises(ModelError, match="not a model bundle"):
+        await restarted.models_in_use()
