@@ -140,7 +140,9 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
                            protocol=aiomqtt.ProtocolVersion.V5) as terminal,
         ):  # fmt: skip
             now = datetime.now(UTC)
-            await service.create_account(TELLER, PASSWORD, ["teller"], now, hasher=FAST_HASHER)
+            await service.create_account(
+                TELLER, PASSWORD, ["teller"], now, "李柜员", hasher=FAST_HASHER
+            )
             await profiles.set_profile(TELLER, {"cash_deposit": 5}, ["cmn"], now)
             await terminal.subscribe(topics.topic(TERMINAL, topics.Channel.DESK), qos=1)
             inbox: asyncio.Queue[Message] = asyncio.Queue()
@@ -237,7 +239,7 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await page.fill("#username", TELLER)
         await page.fill("#password", PASSWORD)
         await page.press("#password", "Enter")
-        await expect(page.locator("#who")).to_have_text(TELLER)
+        await expect(page.locator("#who")).to_have_text("李柜员")  # the display name
         await expect(page.locator("#idle")).to_contain_text("已离线")
         await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
 

@@ -480,6 +480,7 @@ function render() {
   // The state controls appear once the desk has told us where we stand.
   $("states").hidden = $("state-badge").hidden = !(app.token && app.me);
   $("state-badge").textContent = t(state);
+  $("who").textContent = (app.me && app.me.name) || app.user; // display name once /me says it
   document.querySelectorAll("#states button").forEach((b) => {
     b.setAttribute("aria-checked", String(b.dataset.state === state));
     b.disabled = !!app.call || state === "busy";
