@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
+
+from cloud.auth.deps import require
+from cloud.auth.roles import Role
 
 router = APIRouter(prefix="/teller", tags=["teller app"], include_in_schema=False)
 
@@ -42,7 +45,7 @@ async def asset(name: str) -> FileResponse:
     return FileResponse(ROOT / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/businesses")
+@router.get("/businesses", dependencies=[Depends(require(Role.TELLER, Role.SUPERVISOR))])
 async def businesses(request: Request) -> list[dict[str, Any]]:
     """The business catalogue's codes and names (the transfer list, names on offers)."""
     catalogue = request.app.state.oversight.catalogue

@@ -422,7 +422,12 @@ async def test_offers_declined_and_withdrawn_breaks_and_plain_errors(desked: Des
             )
             assert (await http.get("/teller/static/..%2Fpage.py")).status_code == 404
             assert (await http.get("/teller/static/app.js")).status_code == 404
-            names = {b["code"]: b["name_zh"] for b in (await http.get("/teller/businesses")).json()}
+            assert (await http.get("/teller/businesses")).status_code == 401
+            token = await page.evaluate("window.tellerApp.token")
+            catalogue = await http.get(
+                "/teller/businesses", headers={"Authorization": f"Bearer {token}"}
+            )
+            names = {b["code"]: b["name_zh"] for b in catalogue.json()}
             assert names["cash_deposit"] == "助农存款"
         await browser.close()
         assert errors == []
