@@ -88,6 +88,7 @@ class Desked:
     terminal: aiomqtt.Client
     #: What the desk sent the terminal over MQTT, in order.
     inbox: asyncio.Queue[Message]
+    janus: Janus
 
     async def say(self, message: Message) -> None:
         """The terminal publishes on its session topic, as the agent does."""
@@ -102,9 +103,9 @@ class Desked:
             if message["type"] == kind and all(message.get(k) == v for k, v in fields.items()):
                 return message
 
-    async def request(self, request_id: str) -> str:
+    async def request(self, request_id: str, business: str = "cash_deposit") -> str:
         """A customer asks for a teller; returns the session id the desk gave it."""
-        await self.say({"type": "request", "request_id": request_id, "business": "cash_deposit",
+        await self.say({"type": "request", "request_id": request_id, "business": business,
                         "language": "cmn", "elderly": True, "customer": CUSTOMER})  # fmt: skip
         return str((await self.next("queued", request_id=request_id))["session"])
 
@@ -143,7 +144,7 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
             await service.create_account(
                 TELLER, PASSWORD, ["teller"], now, "李柜员", hasher=FAST_HASHER
             )
-            await profiles.set_profile(TELLER, {"cash_deposit": 5}, ["cmn"], now)
+            await profiles.set_profile(TELLER, {"cash_deposit": 5, "card_loss": 5}, ["cmn"], now)
             await terminal.subscribe(topics.topic(TERMINAL, topics.Channel.DESK), qos=1)
             inbox: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -158,7 +159,7 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
 
             await eventually(ready)
             try:
-                yield Desked(origin, app.state.desk, ov, terminal, inbox)
+                yield Desked(origin, app.state.desk, ov, terminal, inbox, janus)
             finally:
                 server.should_exit = True
                 tasks[1].cancel()
@@ -433,7 +434,83 @@ async def test_offers_declined_and_withdrawn_breaks_and_plain_errors(desked: Des
         assert errors == []
 
 
-async def test_customer_hangs_up_and_the_outcome_is_recorded_in_wrap_up(desked: Desked) -> None:
+async def login(http: httpx.AsyncClient, account: str) -> httpx.AsyncClient:
+    """The client, signed in as ``account``."""
+    r = await http.post("/api/v1/auth/login", json={"username": account, "password": PASSWORD})
+    http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    return http
+
+
+async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: Desked) -> None:
+    """Card loss is high-risk: liveness waits for the terminal's verdict, the last step for a
+    supervisor, and 办结 for both; the customer hangs up and the outcome is recorded in
+    wrap-up."""
+    await service.create_account(
+        "sup-zhao", PASSWORD, ["supervisor"], datetime.now(UTC), hasher=FAST_HASHER
+    )
+    async with (
+        async_playwright() as pw,
+        contextlib.AsyncExitStack() as stack,
+        httpx.AsyncClient(base_url=desked.url) as teller,
+        httpx.AsyncClient(base_url=desked.url) as supervisor,
+    ):
+        await login(teller, TELLER)
+        await login(supervisor, "sup-zhao")
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        stack.push_async_callback(browser.close)
+        page = await browser.new_page(viewport={"width": 1366, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await signed_in(page, desked.url)
+        await page.keyboard.press("Alt+1")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        sid = await desked.request(REQUEST_ID, "card_loss")
+        # The first steps were done already (here through the API, as the teller).
+        steps = f"/api/v1/workflow/{sid}"
+        r = await teller.post(f"{steps}/start", json={"business": "card_loss"})
+        assert r.status_code == 201, r.text
+        for step in ("dual_recording", "id_card_read", "id_online_check"):
+            assert (await teller.post(f"{steps}/steps", json={"step": step})).status_code == 200
+
+        await page.click("#accept")
+        await customer_joins(await desked.next("connect"), stack)
+        await expect(page.locator("#steps li.done")).to_have_count(3)
+        liveness = page.locator("#steps li[data-step=liveness]")
+        await expect(liveness).to_contain_text("等待活体结果")
+        await expect(liveness.locator("button.step-do")).to_be_disabled()
+        await desked.say({"type": "liveness", "session": sid, "verdict": VERDICT})
+        await liveness.locator("button.step-do").click()
+        await expect(liveness).to_have_class("done")
+        await expect(page.locator("button#ask-sign")).to_be_enabled(timeout=10_000)
+        await page.click("#ask-sign")
+        await page.click("#steps li[data-step=e_signature] button.step-do")
+        last = page.locator("#steps li[data-step=supervisor_authorisation]")
+        await expect(last).to_contain_text("需主管授权（第二人）")
+        await expect(last.locator("button")).to_have_count(0)  # the teller cannot tick it
+        await page.click("#hangup")
+        await page.click("#end-confirm")  # 办结 is the default
+        await expect(page.locator("#end-error")).to_have_text("还有步骤未完成，不能选择“办结”。")
+        await page.click("#end-cancel")
+        step = {"step": "supervisor_authorisation"}
+        assert (await supervisor.post(f"{steps}/steps", json=step)).status_code == 200
+        await expect(last).to_have_class("done", timeout=10_000)  # the page watched for it
+        records = (await workflow.get(desked.ov, sid)).workflow.records
+        assert records[3].detail["score"] == 93 and records[5].actor == "sup-zhao"
+
+        await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
+        await expect(page.locator("#wrapup")).to_be_visible()
+        await expect(page.locator("#toast")).to_contain_text("customer ended")
+        await page.click("#record-outcome")
+        await expect(page.locator("#transfer-choice")).to_be_hidden()  # the call is over
+        await page.fill("#notes", "挂失完成")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrap-outcome")).to_contain_text("办结 · 挂失完成")
+        assert (await workflow.get(desked.ov, sid)).workflow.outcome == "completed"
+        assert (await TellerSession.get(id=sid)).resolved is True
+        assert errors == []
+
+
+async def test_a_customer_who_leaves_before_their_video_comes(desked: Desked) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = await browser.new_page(viewport={"width": 1366, "height": 900})
@@ -445,21 +522,24 @@ async def test_customer_hangs_up_and_the_outcome_is_recorded_in_wrap_up(desked: 
         sid = await desked.request(REQUEST_ID)
         await page.click("#accept")
         await expect(page.locator("#steps li")).to_have_count(3)
-        await expect(page.locator("#hangup")).to_be_enabled()
-        # The customer leaves before their media ever came up.
+        grant_url = desked.janus.url
+        janus_calls: list[str] = []
+        page.on("request", lambda r: r.url.startswith(grant_url) and janus_calls.append(r.url))
         await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
         await expect(page.locator("#wrapup")).to_be_visible()
-        await expect(page.locator("#toast")).to_contain_text("customer ended")
         await page.click("#record-outcome")
-        await expect(page.locator("#transfer-choice")).to_be_hidden()  # the call is over
         await page.check("input[name=outcome][value=not_done]")
         await page.fill("#notes", "客户临时有事")
         await page.click("#end-confirm")
         await expect(page.locator("#wrap-outcome")).to_contain_text("未办结 · 客户临时有事")
         assert (await workflow.get(desked.ov, sid)).workflow.outcome == "abandoned"
         assert (await TellerSession.get(id=sid)).resolved is False
-        # No Janus session is left polling for a customer who never published.
-        assert await page.evaluate("window.tellerApp.call") is None
+        # The browser stops asking Janus for a customer who never published (the desk
+        # revoked the grant; the page gave up its join and its session).
+        await asyncio.sleep(1.5)
+        asked = len(janus_calls)
+        await asyncio.sleep(2.0)
+        assert asked > 0 and len(janus_calls) == asked
         await page.keyboard.press("Alt+w")
         await expect(page.locator("#state-badge")).to_have_text("示闲")
         assert desked.desk.teller_view(TELLER)["state"] == "available"

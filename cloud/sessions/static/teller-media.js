@@ -51,6 +51,13 @@ class JanusSession {
         if (!this.closed) await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
+      if (events && events.janus === "error") {
+        // 458: the session is gone; 403: our token was revoked (the desk ended the call).
+        // Either way nothing more will come: stop, rather than ask again in a tight loop.
+        if ([403, 458].includes(events.error && events.error.code)) this.closed = true;
+        else await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
       for (const ev of Array.isArray(events) ? events : [events]) {
         const resolve = this.waiters.get(ev.transaction);
         if (ev.janus === "event" && resolve) {
@@ -142,6 +149,15 @@ export async function joinRoom(grant, localStream, onRemoteStream, options) {
   const signal = options && options.signal;
   const onPeer = options && options.onPeer;
   const session = await JanusSession.create(grant.janus_url, grant.token);
+  try {
+    return await join(session, grant, localStream, onRemoteStream, onData, signal, onPeer);
+  } catch (err) {
+    await session.destroy(); // stops the long poll too (a revoked token cannot destroy)
+    throw err;
+  }
+}
+
+async function join(session, grant, localStream, onRemoteStream, onData, signal, onPeer) {
   const config = { iceServers: grant.ice_servers || [] };
 
   // Publish: our camera and microphone as grant.feed. The filename names the recording
@@ -164,7 +180,13 @@ export async function joinRoom(grant, localStream, onRemoteStream, options) {
   // the subscription is dropped and made again once the peer is back.
   let closed = false;
   const aborted = () => closed || !!(signal && signal.aborted);
-  let current = await subscribe(session, grant, config, onRemoteStream, onData, aborted);
+  let current;
+  try {
+    current = await subscribe(session, grant, config, onRemoteStream, onData, aborted);
+  } catch (err) {
+    publisher.close();
+    throw err;
+  }
   let renewing = null;
   session.onEvent = (ev) => {
     const d = (ev.janus === "event" && ev.sender === pubHandle && ev.plugindata && ev.plugindata.data) || {};
@@ -183,7 +205,6 @@ export async function joinRoom(grant, localStream, onRemoteStream, options) {
   };
   if (current === null) {
     publisher.close();
-    await session.destroy();
     throw new Error("join abandoned: the peer never published");
   }
 
@@ -234,7 +255,10 @@ async function subscribe(session, grant, config, onRemoteStream, onData, stop) {
       });
       break;
     } catch (err) {
-      if (err.code !== 428) throw err; // 428: the peer has not published yet
+      if (err.code !== 428) { // 428: the peer has not published yet
+        pc.close();
+        throw err;
+      }
       await new Promise((r) => setTimeout(r, 500));
       if (stop()) {
         pc.close();
