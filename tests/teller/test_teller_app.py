@@ -25,7 +25,7 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from playwright.async_api import Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.api.app import create_app
@@ -219,6 +219,16 @@ async def signed_in(page: Page, url: str, teller: str = TELLER) -> None:
     await page.fill("#password", PASSWORD)
     await page.press("#password", "Enter")
     await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
+
+
+async def available(browser: Browser, url: str, errors: list[str]) -> Page:
+    """A new page, signed in as the teller and set 示闲; page errors go to ``errors``."""
+    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await signed_in(page, url)
+    await page.keyboard.press("Alt+1")
+    await expect(page.locator("#state-badge")).to_have_text("示闲")
+    return page
 
 
 async def frames(page: Page) -> Any:
@@ -458,12 +468,8 @@ async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: 
         await login(supervisor, "sup-zhao")
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         stack.push_async_callback(browser.close)
-        page = await browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        await signed_in(page, desked.url)
-        await page.keyboard.press("Alt+1")
-        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        page = await available(browser, desked.url, errors)
         sid = await desked.request(REQUEST_ID, "card_loss")
         # The first steps were done already (here through the API, as the teller).
         steps = f"/api/v1/workflow/{sid}"
@@ -513,12 +519,8 @@ async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: 
 async def test_a_customer_who_leaves_before_their_video_comes(desked: Desked) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = await browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        await signed_in(page, desked.url)
-        await page.keyboard.press("Alt+1")
-        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        page = await available(browser, desked.url, errors)
         sid = await desked.request(REQUEST_ID)
         await page.click("#accept")
         await expect(page.locator("#steps li")).to_have_count(3)
