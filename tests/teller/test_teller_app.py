@@ -516,7 +516,7 @@ async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: 
         assert errors == []
 
 
-async def test_a_customer_who_leaves_before_their_video_comes(desked: Desked) -> None:
+async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: Desked) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         errors: list[str] = []
@@ -545,6 +545,22 @@ async def test_a_customer_who_leaves_before_their_video_comes(desked: Desked) ->
         await page.keyboard.press("Alt+w")
         await expect(page.locator("#state-badge")).to_have_text("示闲")
         assert desked.desk.teller_view(TELLER)["state"] == "available"
+
+        # The next call: the page is reloaded mid-call; the call can still be ended.
+        sid = await desked.request("3" * 32)
+        await expect(page.locator("#accept")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#state-badge")).to_have_text("通话中")
+        await page.reload()
+        await expect(page.locator("#idle")).to_contain_text("页面已重新载入")
+        await page.keyboard.press("Alt+e")
+        await page.check("input[name=outcome][value=not_done]")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrapup")).to_be_visible()
+        ended = await desked.next("ended", session=sid)
+        assert ended["cause"] == "未办结"
+        await page.keyboard.press("Alt+w")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
         await browser.close()
         assert errors == []
 

@@ -354,11 +354,12 @@ $("end-form").addEventListener("submit", async (e) => {
   const outcome = $("end-form").elements.outcome.value;
   const notes = $("notes").value.trim();
   const call = mode === "call" ? app.call : app.wrap && app.wrap.call;
-  const session = mode === "call" ? call.session : app.wrap.session;
+  // A call without media here (the page was reloaded mid-call) still ends by its id.
+  const session = mode === "call" ? (call ? call.session : orphan()) : app.wrap.session;
   const label = t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[outcome]);
   const showError = (msg) => { $("end-error").textContent = msg; $("end-error").hidden = false; };
   $("end-confirm").disabled = true;
-  if (mode === "call") call.ending = { outcome, notes }; // the desk's "ended" may come first
+  if (call && mode === "call") call.ending = { outcome, notes }; // "ended" may come first
   try {
     if (outcome === "transfer") {
       await resolved(session, false);
@@ -370,16 +371,17 @@ $("end-form").addEventListener("submit", async (e) => {
       await resolved(session, outcome === "done");
       if (mode === "call") {
         // The outcome and the teller's notes travel as the hang-up cause (kept with the session).
-        await api(`/api/v1/teller/sessions/${encodeURIComponent(call.session)}/hang-up`, { method: "POST",
+        await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/hang-up`, { method: "POST",
           body: JSON.stringify({ cause: `${label}${notes ? "｜" + notes : ""}`.slice(0, 200) }) });
       }
     }
     $("end-dialog").close();
-    if (mode === "call") callOver({ type: "ended", session: call.session, cause: label }, { outcome, notes });
+    if (mode === "call" && call) callOver({ type: "ended", session, cause: label }, { outcome, notes });
+    else if (mode === "call") { startWrap(session, null, { outcome, notes }); refreshMe(); }
     else { app.wrap.recorded = { outcome, notes }; render(); }
     toast(t("outcomeSaved"));
   } catch (err) {
-    if (mode === "call") call.ending = null;
+    if (call && mode === "call") call.ending = null;
     showError(err.incomplete ? t("errIncomplete") : explain(err));
   } finally {
     $("end-confirm").disabled = false;
@@ -403,7 +405,10 @@ async function resolved(session, yes) {
   });
 }
 
-$("hangup").addEventListener("click", () => app.call && openEnd("call"));
+// The desk has us in a call this page holds no media for (reloaded mid-call).
+const orphan = () => (!app.call && app.me && app.me.state === "busy" && app.me.session) || null;
+
+$("hangup").addEventListener("click", () => (app.call || orphan()) && openEnd("call"));
 $("transfer").addEventListener("click", () => {
   if (!app.call) return;
   openEnd("call");
@@ -503,7 +508,9 @@ function render() {
   }
   const idle = { available: "idleAvailable", break: "idleBreak", offline: "idleOffline" }[state];
   $("idle").textContent = app.call ? ($("remote").videoWidth ? "" : t("remoteWaiting")) : app.offer || app.wrap ? "" : t(idle || "idleOffline");
-  $("hangup").disabled = $("transfer").disabled = !app.call;
+  $("transfer").disabled = !app.call;
+  $("hangup").disabled = !app.call && !orphan();
+  if (orphan()) $("idle").textContent = t("idleOrphan");
   $("call-session").textContent = app.call ? app.call.session : "";
   const shown = app.call || (app.wrap && app.wrap.call);
   if (shown) shown.render();
@@ -545,7 +552,7 @@ document.addEventListener("keydown", (e) => {
   if (app.offer && e.key === "Escape") { e.preventDefault(); decline(); return; }
   if (!e.altKey) return;
   const action = { 1: () => setState("available"), 2: () => setState("break"), 3: () => setState("offline"),
-    e: () => app.call && openEnd("call"), w: () => app.wrap && !app.call && $("wrap-done").click() }[e.key.toLowerCase()];
+    e: () => (app.call || orphan()) && openEnd("call"), w: () => app.wrap && !app.call && $("wrap-done").click() }[e.key.toLowerCase()];
   if (action) { e.preventDefault(); action(); }
 });
 
