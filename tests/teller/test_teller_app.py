@@ -51,7 +51,7 @@ from tests.helpers import eventually
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM, shot
 from tests.teller.datachannel import MAX_MESSAGE, Reassembler, document_jpeg, encode
-from tests.teller.peers import TerminalData, publish_with_data, subscribe
+from tests.teller.peers import Received, TerminalData, publish_with_data, subscribe
 
 FLAGS = [
     "--use-fake-device-for-media-stream",
@@ -177,6 +177,8 @@ class Customer:
     stack: contextlib.AsyncExitStack
     terminal: TerminalData
     publication: VideoRoom | None = None
+    #: What the terminal receives from the teller's feed (frames, first video, size).
+    seen: Received | None = None
 
     async def publish(self) -> None:
         """Publish tone, bars and data as the grant's feed (again after a network change)."""
@@ -210,6 +212,7 @@ async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Cu
             await asyncio.sleep(0.25)
     stack.push_async_callback(view.close)
     stack.push_async_callback(got.stop)
+    customer.seen = got
     return customer
 
 
@@ -294,6 +297,10 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         _, again = await frames(page)
         await asyncio.sleep(1.0)
         assert (await frames(page))[1] > again
+        # ... and the terminal sees and hears the teller's camera and microphone.
+        assert customer.seen is not None
+        await asyncio.wait_for(customer.seen.first_video, 15)
+        assert customer.seen.size == (640, 480) and customer.seen.frames["audio"] > 20
 
         # The customer panel: masked name and ID number, the liveness verdict when it comes.
         await expect(page.locator("#customer-name")).to_have_text(mask_name(CUSTOMER["name"]))
@@ -318,6 +325,8 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await page.click("#steps li.next button.step-do")
         await expect(steps.nth(1)).to_have_class("done")
 
+        await page.click("button[data-capture=id_card]")
+        await expect(page.locator("#documents img[data-kind=id_card]")).to_be_visible()
         await page.click("button[data-form=confirm]")
         await expect(page.locator("#replies")).to_contain_text("您确认办理本项业务吗：是")
         await page.click("#ask-sign")
@@ -337,13 +346,13 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await page.press("#screen-text", "Enter")
 
         async def synced() -> bool:
-            return len(terminal.heard) == 4
+            return len(terminal.heard) == 5
 
         await eventually(synced)
         assert terminal.heard[-1] == {"type": "screen", "title": "存款确认", "text": "存入 500 元"}
         heard = [m["type"] for m in terminal.heard]
-        assert heard == ["capture", "form", "sign", "screen"]
-        assert [m["type"] for m in terminal.sent] == ["document", "answer", "signature"]
+        assert heard == ["capture", "capture", "form", "sign", "screen"]
+        assert [m["type"] for m in terminal.sent] == ["document", "document", "answer", "signature"]
 
         # End: outcome and notes, then wrap-up with its countdown.
         await page.keyboard.press("Alt+e")
