@@ -269,6 +269,7 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         left = int(await page.text_content("#offer-left") or 0)
         assert 10 <= left <= 20
         await expect(page.locator("#accept")).to_be_focused()
+        await shot(page, tmp_path / "offer.png")
         await page.keyboard.press("Enter")  # accept
 
         grant = await desked.next("connect")

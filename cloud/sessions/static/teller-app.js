@@ -511,7 +511,9 @@ function render() {
   $("transfer").disabled = !app.call;
   $("hangup").disabled = !app.call && !orphan();
   if (orphan()) $("idle").textContent = t("idleOrphan");
-  $("call-session").textContent = app.call ? app.call.session : "";
+  // The session's tail is enough to read out to a colleague; the whole id is the tooltip.
+  $("call-session").textContent = app.call ? `#${app.call.session.slice(-8)}` : "";
+  $("call-session").title = app.call ? app.call.session : "";
   const shown = app.call || (app.wrap && app.wrap.call);
   if (shown) shown.render();
   else {
