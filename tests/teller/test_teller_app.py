@@ -266,6 +266,7 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await expect(page.locator("#offer-facts")).to_contain_text("助农存款")
         await expect(page.locator("#offer-facts")).to_contain_text("老年客户")
         assert await page.evaluate("window.tellerApp.ringing") is True
+        await page.wait_for_function("window.tellerApp.rings >= 1")  # the tone is playing
         left = int(await page.text_content("#offer-left") or 0)
         assert 10 <= left <= 20
         await expect(page.locator("#accept")).to_be_focused()
