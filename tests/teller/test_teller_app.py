@@ -670,4 +670,11 @@ async def test_a_transfer_hands_the_customer_to_the_next_teller(desked: Desked) 
         await second.wait_for_function("document.getElementById('remote').videoWidth > 0")
         await expect(second.locator("#steps")).to_contain_text("转出柜员")
         assert desked.desk.teller_of(sid) == "teller-wang"
+
+        # The terminal never comes back: the desk fails the call; no wrap-up for a failure.
+        await desked.desk.fail(sid, "terminal link lost")
+        await expect(second.locator("#toast")).to_have_text("通话失败：terminal link lost")
+        await expect(second.locator("#state-badge")).to_have_text("示闲")
+        await expect(second.locator("#wrapup")).to_be_hidden()
+        assert await second.evaluate("window.tellerApp.call") is None
         assert errors == []
