@@ -1,10 +1,15 @@
-"""The teller web app (/teller) in real headless Chromium, against the real cloud app, desk,
-Janus and an aiortc customer that answers on the data channel as a simulated terminal does.
+"""The teller web app (/teller) in real headless Chromium, against the cloud app as
+production wires it (desk, Janus pool, MQTT desk link), a real Janus and Mosquitto, a
+terminal speaking MQTT and an aiortc customer that answers on the data channel as a
+simulated terminal does.
 
-One walk through a teller's call: sign in, 示闲, an offer rings, Enter accepts, both videos
-play, the workflow checklist is walked (a voucher photo and an e-signature arrive over the
-data channel, chunked), a form is answered, the call ends with an outcome and notes, the
-wrap-up countdown runs, English is switched on and remembered, wrap-up is finished.
+The main walk: sign in, 示闲, an offer rings, Enter accepts, video both ways (also after the
+terminal republishes), the workflow checklist is walked (a voucher photo and an e-signature
+arrive over the data channel, chunked), a form is answered, the call ends with an outcome
+and notes, the wrap-up countdown runs, English is switched on and remembered, wrap-up is
+finished. The other tests: declines, withdrawals, breaks and plain errors; liveness and
+supervisor steps; a customer who leaves early and a reloaded page; a transfer and a failed
+call; the chunked protocol between the browser and the terminal's side.
 """
 
 from __future__ import annotations
