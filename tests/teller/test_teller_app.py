@@ -37,6 +37,7 @@ from cloud.api.app import create_app
 from cloud.auth import service
 from cloud.auth.masking import mask_id_number, mask_name
 from cloud.evidence.keys import EvidenceKeys
+from cloud.evidence.models import EvidenceRecord
 from cloud.media.errors import VideoRoomError
 from cloud.media.janus import JanusClient, JanusSession
 from cloud.media.videoroom import VideoRoom
@@ -239,6 +240,11 @@ async def available(browser: Browser, url: str, errors: list[str]) -> Page:
     return page
 
 
+def notes_of(loaded: Any) -> list[str]:
+    """The teller's notes on a workflow's evidence timeline."""
+    return [e.data["text"] for e in loaded.timeline.events if e.kind == "teller_notes"]
+
+
 async def frames(page: Page) -> Any:
     return await page.evaluate(
         "() => { const v = document.getElementById('remote');"
@@ -377,6 +383,7 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         assert (await TellerSession.get(id=sid)).resolved is True
         loaded = await workflow.get(desked.ov, sid)
         assert loaded.workflow.outcome == "completed"
+        assert notes_of(loaded) == ["存款 500 元"]  # on the sealed evidence timeline
         assert [r.step for r in loaded.workflow.records] == [
             "card_read",
             "voucher_capture",
@@ -527,8 +534,13 @@ async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: 
         await page.fill("#notes", "挂失完成")
         await page.click("#end-confirm")
         await expect(page.locator("#wrap-outcome")).to_contain_text("办结 · 挂失完成")
-        assert (await workflow.get(desked.ov, sid)).workflow.outcome == "completed"
+        loaded = await workflow.get(desked.ov, sid)
+        assert loaded.workflow.outcome == "completed" and notes_of(loaded) == ["挂失完成"]
         assert (await TellerSession.get(id=sid)).resolved is True
+        # Notes are the serving teller's, and only until the package is sealed.
+        late = {"text": "补记"}
+        assert (await teller.post(f"{steps}/notes", json=late)).status_code == 409
+        assert (await supervisor.post(f"{steps}/notes", json=late)).status_code == 403
         assert errors == []
 
 
@@ -563,18 +575,26 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         assert desked.desk.teller_view(TELLER)["state"] == "available"
 
         # The next call: the page is reloaded mid-call; the call can still be ended.
+        # The next call: a step fails, then the page is reloaded mid-call; the call can
+        # still be ended, and a failed step rules out 办结.
         sid = await desked.request("3" * 32)
         await expect(page.locator("#accept")).to_be_focused()
         await page.keyboard.press("Enter")
         await expect(page.locator("#state-badge")).to_have_text("通话中")
+        await page.click("#steps li.next button.step-fail")
+        await expect(page.locator("#steps li").first).to_have_class("failed")
         await page.reload()
         await expect(page.locator("#idle")).to_contain_text("页面已重新载入")
         await page.keyboard.press("Alt+e")
+        await page.click("#end-confirm")  # 办结
+        await expect(page.locator("#end-error")).to_have_text("有步骤未通过，不能选择“办结”。")
         await page.check("input[name=outcome][value=not_done]")
         await page.click("#end-confirm")
         await expect(page.locator("#wrapup")).to_be_visible()
         ended = await desked.next("ended", session=sid)
         assert ended["cause"] == "未办结"
+        assert (await workflow.get(desked.ov, sid)).workflow.outcome == "rejected"
+        assert await EvidenceRecord.exists(session_id=sid)  # sealed as the failed step decided
         await page.keyboard.press("Alt+w")
         await expect(page.locator("#state-badge")).to_have_text("示闲")
         await browser.close()

@@ -3,7 +3,7 @@
 // Text from the server always goes through textContent (h()), never innerHTML.
 
 import { STRINGS, LANGUAGES } from "./teller-i18n.js";
-import { Call, h } from "./teller-call.js";
+import { Call, closeWorkflow, h } from "./teller-call.js";
 
 const $ = (id) => document.getElementById(id);
 const WRAP_UP_S = 120; // the desk's default wrap-up limit (routing.Policy.wrap_up_limit)
@@ -369,11 +369,15 @@ $("end-form").addEventListener("submit", async (e) => {
   try {
     if (outcome === "transfer") {
       await resolved(session, false);
+      if (notes) { // on the timeline too; the workflow stays open for the session
+        await api(`/api/v1/workflow/${encodeURIComponent(session)}/notes`, { method: "POST",
+          body: JSON.stringify({ text: notes }) }).catch((err) => { if (![404, 409].includes(err.status)) throw err; });
+      }
       await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/transfer`, { method: "POST",
         body: JSON.stringify({ business: $("transfer-business").value, language: $("transfer-language").value, cause: notes || label }) });
     } else {
-      if (call) await call.finish(OUTCOMES[outcome]);
-      else await finishWorkflow(session, OUTCOMES[outcome]); // after a reload in wrap-up
+      if (call) await call.finish(OUTCOMES[outcome], notes);
+      else await closeWorkflow(api, session, OUTCOMES[outcome], notes); // after a reload
       await resolved(session, outcome === "done");
       if (mode === "call") {
         // The outcome and the teller's notes travel as the hang-up cause (kept with the session).
@@ -388,20 +392,11 @@ $("end-form").addEventListener("submit", async (e) => {
     toast(t("outcomeSaved"));
   } catch (err) {
     if (call && mode === "call") call.ending = null;
-    showError(err.incomplete ? t("errIncomplete") : explain(err));
+    showError(err.incomplete ? t("errIncomplete") : err.rejected ? t("errRejected") : explain(err));
   } finally {
     $("end-confirm").disabled = false;
   }
 });
-
-// Close a session's workflow we no longer hold in memory; gone or already closed is fine.
-async function finishWorkflow(session, outcome) {
-  await api(`/api/v1/workflow/${encodeURIComponent(session)}/finish`,
-    { method: "POST", body: JSON.stringify({ outcome }) }).catch((err) => {
-    if (err.status === 409 && outcome === "completed" && /outstanding/.test(err.detail)) throw Object.assign(err, { incomplete: true });
-    if (err.status !== 404 && err.status !== 409) throw err;
-  });
-}
 
 // First-contact resolution, for the KPI; an older desk without the route is no reason to fail.
 async function resolved(session, yes) {

@@ -34,6 +34,29 @@ function b64ToBlob(b64, mime) {
   return new Blob([bytes], { type: mime });
 }
 
+const refusal = (why) => Object.assign(new Error(why), { [why]: true });
+
+// Notes onto the session's evidence timeline, then finish (which seals the package).
+// "completed" is refused while steps are open or after a failed step; a failed step has
+// decided the outcome already ("rejected"), which is what gets sealed. No workflow, or one
+// sealed already: nothing to do. Resolves the workflow, or null when there is none.
+export async function closeWorkflow(api, session, outcome, notes) {
+  const path = `/api/v1/workflow/${encodeURIComponent(session)}`;
+  const closed = (wf) => (err) => { if (err.status === 409) return wf; throw err; };
+  let wf;
+  try {
+    wf = await api(path);
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
+  if (outcome === "completed" && wf.outcome === "rejected") throw refusal("rejected");
+  if (outcome === "completed" && wf.next_step) throw refusal("incomplete");
+  if (notes) wf = await api(`${path}/notes`, { method: "POST", body: JSON.stringify({ text: notes }) }).catch(closed(wf));
+  const sealed = wf.outcome === "rejected" ? "rejected" : outcome;
+  return api(`${path}/finish`, { method: "POST", body: JSON.stringify({ outcome: sealed }) }).catch(closed(wf));
+}
+
 export class Call {
   // ctx: { api(path, opts), t(key), lang(), toast(msg), banner(key|null), fail(err),
   //        businessName(code) }
@@ -222,15 +245,12 @@ export class Call {
       { method: "POST", body: JSON.stringify(body) }));
   }
 
-  // Closes the workflow; resolves true when it is closed (already closed counts).
-  async finish(outcome) {
-    if (!this.workflow) return true;
+  // Closes the workflow with the teller's notes on its timeline (see closeWorkflow).
+  async finish(outcome, notes) {
     await this.queue;
-    if (this.workflow.outcome) return true;
-    if (outcome === "completed" && this.workflow.next_step) throw Object.assign(new Error("incomplete"), { incomplete: true });
-    this.workflow = await this.ctx.api(`/api/v1/workflow/${encodeURIComponent(this.session)}/finish`,
-      { method: "POST", body: JSON.stringify({ outcome }) });
-    return true;
+    if (!this.workflow) return;
+    this.workflow = (await closeWorkflow(this.ctx.api, this.session, outcome, notes)) || this.workflow;
+    this.renderSteps();
   }
 
   // --- customer panel -----------------------------------------------------------------
