@@ -384,6 +384,8 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         loaded = await workflow.get(desked.ov, sid)
         assert loaded.workflow.outcome == "completed"
         assert notes_of(loaded) == ["存款 500 元"]  # on the sealed evidence timeline
+        kept = [e.data for e in loaded.timeline.events if e.kind == "file_captured"]
+        assert sorted(f["role"] for f in kept) == ["e_signature", "voucher"]  # the evidence
         assert [r.step for r in loaded.workflow.records] == [
             "card_read",
             "voucher_capture",

@@ -182,8 +182,10 @@ export class Call {
 
   onSignature(msg) {
     this.signature = msg;
+    this.signatures = (this.signatures || 0) + 1; // a customer may be asked to sign again
+    const name = `signature-${this.signatures}-${msg.form_id}.png`;
     this.drawSignature();
-    $("signature").toBlob((png) => this.keep(`signature-${msg.form_id}.png`, "e_signature", png), "image/png");
+    $("signature").toBlob((png) => this.keep(name, "e_signature", png), "image/png");
   }
 
   onDocument(msg) {
