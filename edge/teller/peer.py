@@ -222,6 +222,10 @@ class RoomPeer:
         pc.on("track", self._consume)
         pc.on("datachannel", self._on_channel)
         await pc.setRemoteDescription(RTCSessionDescription(**offer))
+        # Janus relays a publisher's data to a subscriber only once the subscriber itself
+        # opened a channel (its "data ready"); the relayed messages then come on a channel
+        # Janus opens, named after the publisher.
+        self._on_channel(pc.createDataChannel(DATA_LABEL))
         await pc.setLocalDescription(await pc.createAnswer())
         await self._sub_room.start({"type": "answer", "sdp": pc.localDescription.sdp})
 
