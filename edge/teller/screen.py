@@ -77,6 +77,9 @@ class Screen:
         self.client, self.media = client, media
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
+        self._closing = asyncio.Event()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._jpeg_cache: dict[str, tuple[Any, bytes]] = {}
         self.actions: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "/ask": self._ask,
             "/end": lambda body: self.client.end(),
@@ -92,6 +95,11 @@ class Screen:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Video streams end on their own at the next tick: a cancelled connection handler
+        # would make asyncio's stream callback log an error.
+        self._closing.set()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=2)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -100,6 +108,10 @@ class Screen:
     # --- requests --------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
         try:
             method, path, body = await read_request(reader)
             if method == "GET" and path.startswith("/video/"):
@@ -159,14 +171,22 @@ class Screen:
     # --- video -----------------------------------------------------------------------
 
     def _frame(self, which: str) -> bytes | None:
+        """The latest frame of one view as JPEG; encoded once per new frame, not per viewer."""
         from edge.teller import jpeg
 
         if which == "teller":
             peer = self.client.peer
             frame = getattr(getattr(peer, "incoming", None), "frame", None)
-            return jpeg.encode_frame(frame) if frame is not None else None
-        pixels = self.media.latest() if self.media is not None else None
-        return jpeg.encode_rgb(pixels) if pixels is not None else None
+        else:
+            frame = self.media.latest() if self.media is not None else None
+        if frame is None:
+            return None
+        cached = self._jpeg_cache.get(which)
+        if cached is not None and cached[0] is frame:
+            return cached[1]
+        still = jpeg.encode_rgb(frame) if which == "self" else jpeg.encode_frame(frame)
+        self._jpeg_cache[which] = (frame, still)
+        return still
 
     async def _video(self, path: str, writer: asyncio.StreamWriter) -> None:
         which = path.removeprefix("/video/").split(".")[0]
@@ -185,11 +205,10 @@ class Screen:
                 f"Content-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\r\n"
             ).encode()
         )
-        last = None
-        while True:
+        # Every tick, changed or not: browsers show a part once the next one begins.
+        while not self._closing.is_set():
             still = await asyncio.to_thread(self._frame, which)
-            if still is not None and still != last:
-                last = still
+            if still is not None:
                 writer.write(
                     f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                     f"Content-Length: {len(still)}\r\n\r\n".encode()

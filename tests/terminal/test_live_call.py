@@ -171,7 +171,8 @@ async def test_call_media_data_channel_and_republish(
                     JanusClient(janus_node.url, teller_token) as c,
                     c.session() as s,
                 ):
-                    names = {p["id"] for p in await (await VideoRoom.attach(s)).participants(session)}
+                    room = await VideoRoom.attach(s)
+                    names = {p["id"] for p in await room.participants(session)}
                 assert names == {"customer", "teller"}
                 before = teller.seen.video
                 await teller.subscribe_customer()  # the teller page resubscribes the same way
