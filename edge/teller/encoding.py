@@ -15,6 +15,8 @@ from typing import Any
 from edge.vision.roi import EncoderSettings
 
 _current: EncoderSettings | None = None
+#: aiortc's own VP8 bounds (min, default, max), to put back.
+AIORTC_VP8 = (250_000, 500_000, 1_500_000)
 
 
 def apply(settings: EncoderSettings) -> None:
@@ -52,3 +54,12 @@ def configure_opus(encoder: Any, settings: EncoderSettings) -> None:
         options |= {"fec": "1", "packet_loss": "5"}
     encoder.codec.options = options
     encoder.resampler = AudioResampler(format="s16", layout=layout, rate=48000, frame_size=960)
+
+
+def reset() -> None:
+    """Back to aiortc's defaults (for a process that also runs other WebRTC peers)."""
+    global _current
+    from aiortc.codecs import vpx
+
+    _current = None
+    vpx.MIN_BITRATE, vpx.DEFAULT_BITRATE, vpx.MAX_BITRATE = AIORTC_VP8

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,13 +37,14 @@ class FaceAware:
         self.faces_seen = 0
 
     @classmethod
-    async def load(cls) -> FaceAware | None:
+    async def load(cls, manifest: Path | None = None) -> FaceAware | None:
         """With the terminal's verified models; None (plain video) when they are missing."""
         from edge.vision.runtime import ModelSet
         from models.errors import ModelError
+        from models.registry import DEFAULT_MANIFEST
 
         try:
-            models = await asyncio.to_thread(ModelSet.load)
+            models = await asyncio.to_thread(ModelSet.load, manifest or DEFAULT_MANIFEST)
         except (ModelError, OSError, ValueError) as err:
             log.info("face-aware video off: %s", err)
             return None

@@ -37,6 +37,7 @@ class CallMedia:
         self.camera = camera  # a firmware_adapters camera, or None
         self.audio_device = audio_device
         self.link_kbps = link_kbps
+        self.ceiling_kbps = link_kbps  # measured rates never exceed the configured link
         self.face_aware = face_aware
         self.settings: EncoderSettings | None = None
         self.preprocess: FaceAware | None = None

@@ -37,10 +37,12 @@ from av import VideoFrame
 from cloud.media.errors import JanusError, VideoRoomError
 from cloud.media.janus import JanusClient, JanusSession
 from cloud.media.videoroom import VideoRoom
+from edge.teller import linkrate
 from edge.teller.messages import Grant
 
 log = logging.getLogger("cuntong.teller.peer")
 
+ADAPT_EVERY_S = 5.0
 NO_SUCH_FEED = 428
 ID_EXISTS = 436
 DATA_LABEL = "cuntong"
@@ -49,8 +51,12 @@ DATA_LABEL = "cuntong"
 class MediaSource(Protocol):
     """Builds fresh tracks for each publication (``media.CallMedia``)."""
 
+    link_kbps: float
+    ceiling_kbps: float
+
     async def prepare(self) -> None: ...
     def tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]: ...  # (audio, video)
+    def fit(self, link_kbps: float, loss: float = 0.0) -> None: ...
 
 
 def rtc_config(grant: Grant) -> RTCConfiguration:
@@ -95,6 +101,7 @@ class RoomPeer:
         self._channel: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
+        self._adapt: asyncio.Task[None] | None = None
         self._lost_reported = False
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -167,6 +174,7 @@ class RoomPeer:
         await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
         self.publications += 1
         self._watch = asyncio.create_task(self._watch_room(), name="janus-room-events")
+        self._adapt = asyncio.create_task(self._adapt_loop(pc), name="link-rate")
         if any(str(p.get("id")) == self.grant.peer_feed for p in joined.publishers):
             await self._try_subscribe()
 
@@ -178,6 +186,23 @@ class RoomPeer:
         if not self._lost_reported:
             self._lost_reported = True
             self.on_event("lost")
+
+    async def _adapt_loop(self, pc: RTCPeerConnection) -> None:
+        """Fit the media to the link as the receiver reports say (loss).
+
+        Janus's REMB already steers VP8 within the bounds ``fit`` sets; it is not read back
+        here, because the encoder's target is clamped by those very bounds and would hold
+        the rate down once lowered."""
+        while True:
+            await asyncio.sleep(ADAPT_EVERY_S)
+            loss = 0.0
+            for stat in (await pc.getStats()).values():
+                if getattr(stat, "type", "") == "remote-inbound-rtp":
+                    loss = max(loss, (getattr(stat, "fractionLost", 0) or 0) / 256)
+            rate = linkrate.next_rate(self.media.link_kbps, self.media.ceiling_kbps, loss)
+            if linkrate.worth_refit(self.media.link_kbps, rate):
+                log.info("link now %.0f kbit/s (loss %.1f%%)", rate, loss * 100)
+                self.media.fit(rate, loss)
 
     async def _watch_room(self) -> None:
         """Events on the publisher handle: media up, the teller (un)publishing, failure."""
@@ -262,11 +287,12 @@ class RoomPeer:
     # --- teardown --------------------------------------------------------------------
 
     async def _teardown(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        for task in (self._watch, self._adapt):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch = self._adapt = None
         for task in list(self._tasks):
             task.cancel()
         await self._drop_subscription()

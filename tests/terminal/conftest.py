@@ -15,11 +15,19 @@ from cloud.security import broker_services
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
+from edge.teller import encoding
 from tests.helpers import CloudProcess, secured_cloud
 from tests.teller.conftest import _janus
 
 #: The scripted desk's service certificate (role "cloud": reads session, writes desk).
 DESK_SERVICE = "desk-script"
+
+
+@pytest.fixture(autouse=True)
+def aiortc_defaults() -> Iterator[None]:
+    """Calls here set aiortc's codec bounds for a thin link; other tests expect its own."""
+    yield
+    encoding.reset()
 
 
 @pytest.fixture(scope="module")

@@ -153,3 +153,22 @@ def test_session_messages_round_trip() -> None:
     assert messages.parse_desk(messages.to_bytes(GRANT)) == GRANT
     with pytest.raises(messages.BadMessage):
         messages.rating("s1", 6)
+
+
+def test_link_rate_follows_loss_within_the_configured_link() -> None:
+    from edge.teller import linkrate
+    from edge.vision.roi import encoder_settings
+
+    rate, seen = 400.0, []
+    for loss in (0.3, 0.3, 0.3, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0):
+        rate = linkrate.next_rate(rate, 400, loss)
+        seen.append(rate)
+    assert seen[2] < 250 and seen[3] == seen[2]  # cut hard, then hold on light loss
+    assert seen[-1] == 400  # grows back, never past the link
+    assert linkrate.next_rate(130, 400, 0.9) == linkrate.FLOOR_KBPS
+    assert linkrate.next_rate(400, 400, 0.0, remb_kbps=250) == 250
+    small, big = encoder_settings(seen[2]), encoder_settings(400)
+    assert small.width * small.fps < big.width * big.fps  # the picture follows the rate
+    assert linkrate.worth_refit(400, 300) and not linkrate.worth_refit(400, 380)
+    with pytest.raises(ValueError):
+        linkrate.next_rate(400, 400, 1.5)

@@ -16,10 +16,12 @@ import datetime as dt
 import statistics
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cloud.media.janus import JanusClient
 from cloud.media.videoroom import VideoRoom
+from cuntong import procs
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
 from edge.agent import Agent
@@ -71,7 +73,9 @@ async def test_call_media_data_channel_and_republish(
     pki, broker, cloud = secured
     tid = new_id("CALL")
     # No vision models needed here: face-aware video is tested on its own.
-    agent = await enrolled_agent(tmp_path, cloud, tid, face_aware=False)
+    agent = await enrolled_agent(
+        tmp_path, cloud, tid, face_aware=False, screen_port=procs.free_port()
+    )
     run = asyncio.create_task(agent.run())
     try:
         await asyncio.wait_for(agent.connected.wait(), 15)
@@ -106,6 +110,12 @@ async def test_call_media_data_channel_and_republish(
                 assert peer is not None
                 await eventually(lambda: _async(peer.incoming.frames["video"] >= 10), 20)
                 assert teller.seen.size == (480, 360)  # the 400 kbit/s rung, not 640x480
+                # The agent's customer screen shows the call and the teller's video.
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.screen.port}") as h:
+                    assert (await h.get("/state")).json()["message"] == "正在和柜员通话"
+                    still = await h.get("/video/teller.jpg")
+                    assert still.headers["content-type"] == "image/jpeg"
+                    assert still.content[:2] == b"\xff\xd8"
                 assert teller.seen.loudest > 3000  # the tone
                 assert teller.seen.latencies, "no capture stamp readable at the teller"
                 median = statistics.median(teller.seen.latencies)
