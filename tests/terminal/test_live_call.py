@@ -12,7 +12,6 @@ sees it again. Hang-up, liveness and rating reach the desk as the contract says.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import statistics
 from pathlib import Path
 
@@ -25,11 +24,9 @@ from cuntong import procs
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
 from edge.agent import Agent
-from edge.identity import establish
 from edge.teller import view
 from edge.teller.call import Phase
-from provisioning.protocol import FactoryClaim, Region
-from tests.helpers import FACTORY_TOKEN, CloudProcess, eventually
+from tests.helpers import CloudProcess, enrolled_link, eventually
 from tests.integration.agents import agent_settings, new_id
 from tests.terminal.teller_side import (
     TellerPeer,
@@ -42,29 +39,8 @@ pytestmark = pytest.mark.servers
 
 
 async def enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str, **kw: object) -> Agent:
-    async with cloud.client() as http:
-        ca = (await http.get("/api/v1/enrol/ca")).text
-        claim = await http.post(
-            "/api/v1/provisioning/claims",
-            json={"uses": 1, "days": 1},
-            headers={"Authorization": f"Bearer {FACTORY_TOKEN}"},
-        )
-        assert claim.status_code == 201, claim.text
     settings = agent_settings(tmp_path, 1, tid, **kw)
-    settings.state_dir.mkdir(parents=True)
-    (settings.state_dir / "claim.json").write_text(
-        FactoryClaim(
-            enrol_url=cloud.url,
-            ca_pem=ca,
-            claim_token=claim.json()["token"],
-            terminal_id=tid,
-            hardware_model="ZN-E100",
-            region=Region(province="陕西省", city="宝鸡市", county="陈仓区", village="东风村"),
-        ).model_dump_json()
-    )
-    link = await establish(settings.state_dir, None, dt.datetime.now(dt.UTC))
-    assert link is not None
-    return Agent(settings, link=link)
+    return Agent(settings, link=await enrolled_link(cloud.url, settings.state_dir, tid))
 
 
 async def test_call_media_data_channel_and_republish(
