@@ -96,13 +96,14 @@ class Agent:
         self._mqtt: aiomqtt.Client | None = None
         self.screen: Any = None  # the customer screen server while it runs
         self._desk_topic = topic(self.tid, Channel.DESK)
-        seed = zlib.crc32(self.tid.encode())
+        # A simulated terminal answers the teller's forms itself, unless its screen is
+        # served: then a person at the demo answers them there.
+        auto = settings.simulate and not settings.screen_port
+        rng = random.Random(zlib.crc32(self.tid.encode()))
         self.teller = TellerClient(
             self._publish_session,
             self._make_peer,
-            lambda send: Paperwork(
-                send, self.media.capture, settings.simulate, random.Random(seed)
-            ),
+            lambda send: Paperwork(send, self.media.capture, auto, rng),
             lambda: datetime.now(UTC),
         )
         self.handlers: dict[str, commands.Handler] = {

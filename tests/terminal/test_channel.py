@@ -114,3 +114,25 @@ def test_the_screen_speaks_plain_chinese() -> None:
         assert view.message(Call(notice=notice)) == text
     shown = view.view(waiting, Paperwork(lambda t: True, None), t0 + timedelta(seconds=42))  # type: ignore[arg-type]
     assert shown["seconds"] == 42 and shown["phase"] == "waiting" and len(shown["menu"]) <= 6
+
+
+async def test_a_simulated_terminal_answers_and_signs_by_itself() -> None:
+    out: list[str] = []
+
+    async def capture(kind: str) -> bytes:
+        from edge.teller import jpeg
+
+        return jpeg.synthetic_document(kind)
+
+    pw = Paperwork(lambda t: out.append(t) is None, capture, simulate=True)
+    for msg in (FORM, {"type": "sign", "form_id": "f1"}, {"type": "capture", "kind": "id_card"}):
+        pw.on_text(channel.encode(msg)[0])
+    for task in list(pw._tasks):
+        await task
+    r = channel.Reassembler()
+    got = [channel.parse(w, channel.TERMINAL_TYPES) for w in map(r.feed, out) if w]
+    assert got[0] == channel.answer("f1", {"ok": True, "to": "活期", "note": "模拟"})
+    assert got[1]["type"] == "signature" and len(got[1]["strokes"]) == 3
+    assert got[2]["kind"] == "id_card" and base64.b64decode(got[2]["data_b64"])[:2] == b"\xff\xd8"
+    assert len(out) > 3  # the document came in chunks
+    assert pw.form is None and pw.sign is None

@@ -12,6 +12,7 @@ sees it again. Hang-up, liveness and rating reach the desk as the contract says.
 from __future__ import annotations
 
 import asyncio
+import base64
 import statistics
 from pathlib import Path
 
@@ -36,6 +37,17 @@ from tests.terminal.teller_side import (
 )
 
 pytestmark = pytest.mark.servers
+
+FORM = {
+    "type": "form",
+    "form_id": "f1",
+    "title": "确认信息",
+    "fields": [
+        {"name": "ok", "label": "本人办理", "kind": "confirm"},
+        {"name": "bank", "label": "到账", "kind": "choice", "options": ["A"]},
+        {"name": "note", "label": "备注", "kind": "text"},
+    ],
+}
 
 
 async def enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str, **kw: object) -> Agent:
@@ -86,55 +98,52 @@ async def test_call_media_data_channel_and_republish(
                 assert peer is not None
                 await eventually(lambda: _async(peer.incoming.frames["video"] >= 10), 20)
                 assert teller.seen.size == (480, 360)  # the 400 kbit/s rung, not 640x480
-                # The agent's customer screen shows the call and the teller's video.
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.screen.port}") as h:
-                    assert (await h.get("/state")).json()["message"] == "正在和柜员通话"
-                    still = await h.get("/video/teller.jpg")
-                    assert still.headers["content-type"] == "image/jpeg"
-                    assert still.content[:2] == b"\xff\xd8"
                 assert teller.seen.loudest > 3000  # the tone
                 assert teller.seen.latencies, "no capture stamp readable at the teller"
                 median = statistics.median(teller.seen.latencies)
                 print(f"glass-to-glass latency median {median:.0f} ms")
                 assert 0 <= median < 1500
 
-                # Data channel: the simulated customer answers by itself.
-                async def screen_shown() -> bool:
-                    teller.send({"type": "screen", "title": "养老金认证", "text": "请看镜头"})
-                    await asyncio.sleep(0.3)
-                    return agent.teller.paperwork.screen is not None
+                # The agent's customer screen shows the call and the teller's video; with the
+                # screen served, the customer answers there (a simulated terminal without a
+                # screen answers by itself: test_channel).
+                screen = httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.screen.port}")
+                async with screen:
+                    assert (await screen.get("/state")).json()["message"] == "正在和柜员通话"
+                    still = await screen.get("/video/teller.jpg")
+                    assert still.headers["content-type"] == "image/jpeg"
+                    assert still.content[:2] == b"\xff\xd8"
 
-                await eventually(screen_shown, 15, every=0.2)
-                assert agent.teller.paperwork.screen == {"title": "养老金认证", "text": "请看镜头"}
-                teller.send(
-                    {
-                        "type": "form",
-                        "form_id": "f1",
-                        "title": "确认信息",
-                        "fields": [
-                            {"name": "ok", "label": "本人办理", "kind": "confirm"},
-                            {"name": "bank", "label": "到账", "kind": "choice", "options": ["A"]},
-                            {"name": "note", "label": "备注", "kind": "text"},
-                        ],
-                    }
-                )
-                teller.send({"type": "sign", "form_id": "f1"})
-                teller.send({"type": "capture", "kind": "id_card"})
+                    async def screen_shown() -> object:
+                        teller.send({"type": "screen", "title": "养老金认证", "text": "请看镜头"})
+                        await asyncio.sleep(0.3)
+                        return (await screen.get("/state")).json()["screen"]
+
+                    shown = await eventually(screen_shown, 15, every=0.2)
+                    assert shown == {"title": "养老金认证", "text": "请看镜头"}
+                    teller.send(FORM)
+                    teller.send({"type": "sign", "form_id": "f1"})
+                    teller.send({"type": "capture", "kind": "id_card"})
+
+                    async def pending() -> object:
+                        state = (await screen.get("/state")).json()
+                        return state["form"] and state["sign"]
+
+                    await eventually(pending, 15)
+                    values = {"ok": True, "bank": "A", "note": "张三本人"}
+                    r = await screen.post("/answer", json={"form_id": "f1", "values": values})
+                    assert r.status_code == 200 and r.json()["form"] is None
+                    strokes = [[[10, 20, 0], [30, 40, 16], [50, 45, 33]]]
+                    sign = {"form_id": "f1", "width": 600, "height": 200, "strokes": strokes}
+                    assert (await screen.post("/signature", json=sign)).status_code == 200
+                    assert (await screen.post("/answer", json={"form_id": "f1"})).status_code == 409
 
                 def got(kind: str) -> dict | None:
                     return next((t for t in teller.seen.texts if t["type"] == kind), None)
 
-                await eventually(lambda: _async(got("document")), 15)
-                assert got("answer") == {
-                    "type": "answer",
-                    "form_id": "f1",
-                    "values": {"ok": True, "bank": "A", "note": "模拟"},
-                }
-                sig = got("signature")
-                assert sig and sig["form_id"] == "f1" and len(sig["strokes"]) == 3
-                assert all(len(p) == 3 for s in sig["strokes"] for p in s)
-                import base64
-
+                await eventually(lambda: _async(got("document") and got("signature")), 15)
+                assert got("answer") == {"type": "answer", "form_id": "f1", "values": values}
+                assert got("signature") == {"type": "signature", **sign}
                 jpeg = base64.b64decode(got("document")["data_b64"])  # type: ignore[index]
                 assert jpeg[:2] == b"\xff\xd8" and len(jpeg) > 16 * 1024  # came in chunks
 
