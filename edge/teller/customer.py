@@ -54,6 +54,11 @@ def synthetic_strokes(
 class SimulatedCustomer:
     seed: int
     every_s: float
+    #: How long they wait in the queue before giving up, and how long they talk (s).
+    patience: tuple[float, float] = (120.0, 600.0)
+    talk: tuple[float, float] = (30.0, 120.0)
+    #: How long they read "满意吗?" before pressing a button.
+    read_s: float = 3.0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,12 +75,11 @@ class SimulatedCustomer:
         return self.rng.random() < 0.4  # most of a village's daytime customers are older
 
     def patience_s(self) -> float:
-        """How long they wait in the queue before giving up."""
-        return self.rng.uniform(120, 600)
+        return self.rng.uniform(*self.patience)
 
     def talk_s(self) -> float:
         """How long they stay in the call if the teller does not end it first."""
-        return self.rng.uniform(30, 120)
+        return self.rng.uniform(*self.talk)
 
     def score(self) -> int:
         return self.rng.choices((5, 4, 3, 2, 1), (60, 25, 8, 4, 3))[0]

@@ -17,7 +17,6 @@ from edge.teller.client import TellerClient
 from edge.teller.customer import SimulatedCustomer
 
 log = logging.getLogger("cuntong.teller.visits")
-RATE_AFTER_S = 3.0  # the customer reads the question before pressing a button
 
 
 async def _until(client: TellerClient, done: set[Phase] | frozenset[Phase], limit: float) -> bool:
@@ -48,7 +47,7 @@ async def visit(client: TellerClient, customer: SimulatedCustomer) -> None:
     if not talked:
         await client.end("customer ended")
     if client.call.phase is Phase.RATING:
-        await asyncio.sleep(RATE_AFTER_S)
+        await asyncio.sleep(customer.read_s)
         await client.rate(customer.score())
 
 

@@ -191,3 +191,30 @@ async def test_call_media_data_channel_and_republish(
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_simulated_customer_asks_and_garbage_from_the_desk_is_counted(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+) -> None:
+    pki, broker, cloud = secured
+    tid = new_id("SIMC")
+    agent = await enrolled_agent(tmp_path, cloud, tid, sim_teller_every_s=0.5)
+    run = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 15)
+        async with scripted_desk(pki, broker.cfg.port, tid) as desk:
+            await desk.say({"type": "ended"})  # no session: refused by the agent, counted
+            request = await desk.next("request", timeout=20)
+            assert request["business"] in {code for code, _ in view.MENU}
+            await desk.say(
+                {"type": "refused", "request_id": request["request_id"], "reason": "closed"}
+            )
+            # (Taken at once: the next simulated customer may already be asking.)
+            refused = await eventually(
+                lambda: _async(agent.teller.call if agent.teller.call.notice == "refused" else None)
+            )
+            assert view.message(refused) == "这项业务暂时不能视频办理,请到网点办理"
+            assert agent.teller.bad_messages == 1
+    finally:
+        agent.stop()
+        await asyncio.wait_for(run, 15)
