@@ -91,6 +91,11 @@ class CallMedia:
         audio = sources.microphone(self.audio_device) if self.audio_device else sources.ToneTrack()
         return audio, self.video
 
+    @property
+    def speaker(self) -> str:
+        """ALSA device the teller's voice plays on ("" in simulation: it is only counted)."""
+        return "" if self.simulate else (self.audio_device or "default")
+
     def latest(self) -> np.ndarray | None:
         """The last frame the camera sent (RGB), for the self view."""
         return self.video.latest if self.video is not None else None

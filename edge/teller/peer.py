@@ -53,6 +53,7 @@ class MediaSource(Protocol):
 
     link_kbps: float
     ceiling_kbps: float
+    speaker: str
 
     async def prepare(self) -> None: ...
     def tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]: ...  # (audio, video)
@@ -258,7 +259,32 @@ class RoomPeer:
         channel.on("message", lambda m: self.on_text(m if isinstance(m, str) else m.decode()))
 
     def _consume(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.media.speaker:
+            self._play(track)
+            return
         task = asyncio.create_task(self._pull(track), name=f"teller-{track.kind}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _play(self, track: MediaStreamTrack) -> None:
+        """The teller's voice on the terminal's speaker (ALSA through PyAV)."""
+        from aiortc.contrib.media import MediaRecorder
+
+        async def play() -> None:
+            try:
+                recorder = MediaRecorder(self.media.speaker, format="alsa")
+                recorder.addTrack(track)
+                await recorder.start()
+            except (OSError, ValueError) as err:  # PyAV's errors derive from these
+                log.warning("no speaker %r (%s): the teller is not heard", self.media.speaker, err)
+                await self._pull(track)
+                return
+            try:
+                await asyncio.Event().wait()  # until the call's teardown cancels us
+            finally:
+                await recorder.stop()
+
+        task = asyncio.create_task(play(), name="teller-voice")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -293,8 +319,10 @@ class RoomPeer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._watch = self._adapt = None
-        for task in list(self._tasks):
+        pulls = list(self._tasks)
+        for task in pulls:
             task.cancel()
+        await asyncio.gather(*pulls, return_exceptions=True)  # a speaker closes its device
         await self._drop_subscription()
         pc, self._pub_pc, self._pub_room, self._channel = self._pub_pc, None, None, None
         if pc is not None:
