@@ -85,7 +85,7 @@ class Agent:
         self.versions = {"agent": __version__}
         self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
-        self.liveness = Liveness(camera_frames(camera) if camera else None)
+        self.liveness = Liveness(camera_frames(camera) if camera else None, prompt=self._prompt)
         self.media = CallMedia(
             settings.simulate,
             camera,
@@ -160,6 +160,13 @@ class Agent:
             raise ConnectionError("the terminal is offline")
         await client.publish(topic(self.tid, Channel.SESSION), payload, qos=1, timeout=10)
 
+    async def _prompt(self, text: str) -> None:
+        await self.teller.show_prompt(text)  # the customer screen shows the challenge step
+
+    def _locked(self) -> str | None:
+        screen = self.mdm.screen
+        return str(screen.get("message") or "暂停服务") if screen.get("locked") else None
+
     def _make_peer(
         self, grant: Grant, on_text: Callable[[str], None], on_event: Callable[[str], None]
     ) -> Peer:
@@ -189,7 +196,7 @@ class Agent:
                 from edge.teller.screen import Screen
 
                 self.screen = await screen.enter_async_context(
-                    Screen(self.teller, self.media, self.s.screen_port)
+                    Screen(self.teller, self.media, self.s.screen_port, locked=self._locked)
                 )
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -397,7 +404,10 @@ class Agent:
         business_type = args.get("business_type")
         if not isinstance(business_type, str) or not business_type:
             raise ValueError("business_type (a string) is required")
-        result = await self.liveness.check(business_type)
+        try:
+            result = await self.liveness.check(business_type)
+        finally:
+            await self.teller.show_prompt(None)
         # Only the verdict travels, as a business event the session can cite (never frames).
         self.emit_event("liveness_result", result.to_dict())
         await self.teller.liveness(result.to_dict())  # stored with the call, if one is on

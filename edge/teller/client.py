@@ -63,6 +63,8 @@ class TellerClient:
         self._lock = asyncio.Lock()
         self._media_task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()  # set on every state change (the screen waits on it)
+        #: A liveness challenge step being shown to the customer, if one is running.
+        self.prompt: str | None = None
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -94,6 +96,11 @@ class TellerClient:
 
     async def liveness(self, verdict: dict[str, Any]) -> None:
         await self.handle(call.LivenessDone(verdict))
+
+    async def show_prompt(self, text: str | None) -> None:
+        """The liveness check's prompt for the screen (None: the check is over)."""
+        self.prompt = text or None
+        self.changed.set()
 
     def link_changed(self) -> None:
         """The agent's network dropped or changed: republish if a call is on."""

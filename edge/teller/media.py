@@ -106,7 +106,8 @@ class CallMedia:
 
         if self.simulate:
             return jpeg.synthetic_document(kind)
-        frame = self.latest()
-        if frame is None and self.camera is not None:
-            frame = (await self.camera.read_frame()).pixels
+        # A fresh full-resolution frame: the call's frames are scaled down for the link.
+        frame = (await self.camera.read_frame()).pixels if self.camera is not None else None
+        if frame is None:
+            frame = self.latest()
         return jpeg.encode_rgb(frame) if frame is not None else None

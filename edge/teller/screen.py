@@ -73,8 +73,15 @@ def response(status: int, body: bytes, ctype: str = "application/json") -> bytes
 class Screen:
     """``async with Screen(client, media, port)``: serve the page while the block runs."""
 
-    def __init__(self, client: TellerClient, media: Any, port: int, host: str = "127.0.0.1"):
-        self.client, self.media = client, media
+    def __init__(
+        self,
+        client: TellerClient,
+        media: Any,
+        port: int,
+        host: str = "127.0.0.1",
+        locked: Callable[[], str | None] = lambda: None,
+    ):
+        self.client, self.media, self.locked = client, media, locked
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
         self._closing = asyncio.Event()
@@ -133,8 +140,7 @@ class Screen:
             page = resources.files("edge.teller").joinpath("static", name).read_bytes()
             return response(200, page, ctype)
         if method == "GET" and path == "/state":
-            state = view.view(self.client.call, self.client.paperwork, self.client.clock())
-            return response(200, orjson.dumps(state))
+            return response(200, orjson.dumps(self._state()))
         action = self.actions.get(path)
         if method != "POST" or action is None:
             raise HttpError(404, f"no {method} {path}")
@@ -142,11 +148,16 @@ class Screen:
             args = orjson.loads(body or b"{}")
             if not isinstance(args, dict):
                 raise ValueError("a JSON object is expected")
+            if path == "/ask" and self.locked() is not None:
+                raise ValueError("the terminal is locked")
             await action(args)
         except (ValueError, KeyError, TypeError) as err:
             raise HttpError(409, str(err)) from None
-        state = view.view(self.client.call, self.client.paperwork, self.client.clock())
-        return response(200, orjson.dumps(state))
+        return response(200, orjson.dumps(self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        c = self.client
+        return view.view(c.call, c.paperwork, c.clock(), c.prompt, self.locked())
 
     async def _ask(self, args: dict[str, Any]) -> None:
         await self.client.ask(str(args["business"]), elderly=bool(args.get("elderly", False)))

@@ -60,7 +60,8 @@ def adapter_grab(camera: object) -> Grab:
 
 
 class CameraTrack(VideoStreamTrack):
-    """Video at a settable size and rate; ``latest`` is the last frame sent (RGB)."""
+    """Video at a settable size and rate; ``latest`` is the last camera frame (RGB, before
+    preprocessing: the self view shows what the camera sees)."""
 
     def __init__(
         self,
@@ -89,9 +90,9 @@ class CameraTrack(VideoStreamTrack):
             self._due += 1.0 / self.fps
             await asyncio.sleep(max(0.0, self._due - now))
         pixels = await self.grab(self.width, self.height)
+        self.latest = pixels  # the camera's view, before any compression aid
         if self.preprocess is not None:
             pixels = await self.preprocess(pixels)
-        self.latest = pixels
         frame = VideoFrame.from_ndarray(pixels, format="rgb24")
         frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)

@@ -54,11 +54,22 @@ def message(call: Call) -> str:
     return PHASE_TEXT[call.phase]
 
 
-def view(call: Call, paperwork: Any, now: datetime) -> dict[str, Any]:
-    """The screen's whole state as JSON-ready data."""
+def view(
+    call: Call,
+    paperwork: Any,
+    now: datetime,
+    prompt: str | None = None,
+    locked: str | None = None,
+) -> dict[str, Any]:
+    """The screen's whole state as JSON-ready data.
+
+    ``prompt``: a liveness challenge step ("请眨眼") in progress, shown instead of the usual
+    sentence; ``locked``: the operator's lock message (``lock_screen`` command): the screen
+    shows only that and offers nothing."""
     return {
         "phase": call.phase.value,
-        "message": message(call),
+        "locked": locked is not None,
+        "message": locked or prompt or message(call),
         "notice": call.notice,
         "position": call.position,
         "expected_wait": call.expected_wait,

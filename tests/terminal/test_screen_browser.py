@@ -58,10 +58,16 @@ async def test_customer_journey_on_the_screen(tmp_path: Path) -> None:
         lambda send: Paperwork(send, no_capture),
         lambda: dt.datetime.now(dt.UTC),
     )
-    async with Screen(client, SelfView(), 0) as screen, async_playwright() as pw:
+    lock: list[str | None] = ["暂停服务,请到网点办理"]  # the operator's lock_screen message
+    screen_server = Screen(client, SelfView(), 0, locked=lambda: lock[0])
+    async with screen_server as screen, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await page.goto(f"http://127.0.0.1:{screen.port}/")
+        message = page.locator("#message")
+        await message.filter(has_text="暂停服务,请到网点办理").wait_for(timeout=5000)
+        assert not await page.get_by_role("button", name="视频柜员").is_visible()
+        lock[0] = None
         await page.get_by_role("button", name="视频柜员").click()
         await page.get_by_role("button", name="养老金认证").click()
         await eventually(lambda: _true(published))
@@ -81,7 +87,6 @@ async def test_customer_journey_on_the_screen(tmp_path: Path) -> None:
                 }
             )
         )
-        message = page.locator("#message")
         await message.filter(has_text="前面还有 2 位,预计等待 3 分钟").wait_for(timeout=5000)
         font_px = await message.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
         assert font_px >= 48  # large type for older eyes
@@ -109,7 +114,11 @@ async def test_customer_journey_on_the_screen(tmp_path: Path) -> None:
         await page.wait_for_function(
             "document.getElementById('self').naturalWidth === 320", timeout=10000
         )
+        await client.show_prompt("请慢慢眨眼")  # a liveness check during the call
+        await message.filter(has_text="请慢慢眨眼").wait_for(timeout=5000)
         shot = await page.screenshot(path=str(tmp_path / "call.png"))
+        await client.show_prompt(None)
+        await message.filter(has_text="正在和柜员通话").wait_for(timeout=5000)
         assert len(shot) > 20_000  # video, not a blank page
 
         room = rooms[0]

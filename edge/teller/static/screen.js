@@ -24,8 +24,9 @@ function show(section) {
 function render() {
   if (!state) return;
   const phase = state.phase;
-  $("message").textContent = choosing && phase === "idle" ? "请选择业务" : state.message;
-  if (phase === "idle") show(choosing ? "choose" : "idle");
+  $("message").textContent = choosing && phase === "idle" && !state.locked ? "请选择业务" : state.message;
+  if (state.locked) show(null);  // out of service: the message only, nothing to press
+  else if (phase === "idle") show(choosing ? "choose" : "idle");
   else if (phase === "waiting") show("waiting");
   else if (phase === "rating") show("rating");
   else show("call");
