@@ -61,7 +61,10 @@ class TellerClient:
         self.ignored = 0
         self.bad_messages = 0
         self._lock = asyncio.Lock()
+        #: Joining or rejoining the room (a rejoin supersedes a join still in progress).
         self._media_task: asyncio.Task[None] | None = None
+        #: Following a transferred call's next teller (never cancels a join).
+        self._follow_task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()  # set on every state change (the screen waits on it)
         #: A liveness challenge step being shown to the customer, if one is running.
         self.prompt: str | None = None
@@ -146,7 +149,9 @@ class TellerClient:
     async def _join(self, grant: Grant) -> None:
         if self.peer is not None and self.peer.grant.room == grant.room:
             if self.peer.grant.peer_feed != grant.peer_feed:
-                self._in_background(self.peer.follow(grant.peer_feed))
+                self._follow_task = asyncio.get_running_loop().create_task(
+                    self._follow(self.peer, grant.peer_feed)
+                )
             return
         await self._leave()
         self.paperwork.reset()
@@ -169,17 +174,24 @@ class TellerClient:
         except Exception as err:  # the desk fails the session after its grace period
             log.warning("republishing failed: %s", err)
 
+    async def _follow(self, peer: Peer, peer_feed: str) -> None:
+        try:
+            await peer.follow(peer_feed)
+        except Exception as err:  # the old teller's feed is gone either way; log and wait
+            log.warning("following the next teller failed: %s", err)
+
     def _media_event(self, what: str) -> None:
         event: call.Event = call.MediaUp() if what == "up" else call.LinkLost()
         asyncio.get_running_loop().create_task(self.handle(event))
 
     async def _leave(self) -> None:
         peer, self.peer = self.peer, None
-        if self._media_task is not None:
-            self._media_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._media_task
-            self._media_task = None
+        for task in (self._media_task, self._follow_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._media_task = self._follow_task = None
         if peer is not None:
             await peer.close()
 

@@ -22,6 +22,7 @@ class FakeRoom:
         self.grant, self.on_text, self.on_event = grant, on_text, on_event
         self.publications = 0
         self.sent: list[dict[str, Any]] = []
+        self.followed: list[str] = []
         self.incoming = Incoming()
 
     async def start(self) -> None:
@@ -34,7 +35,7 @@ class FakeRoom:
         await self.start()
 
     async def follow(self, peer_feed: str) -> None:
-        pass
+        self.followed.append(peer_feed)
 
     async def close(self) -> None:
         pass

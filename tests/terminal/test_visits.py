@@ -71,3 +71,29 @@ async def test_a_customer_talks_then_hangs_up_and_rates() -> None:
     kinds = [m["type"] for m in published]
     assert kinds == ["request", "hang_up", "rating"]
     assert 1 <= published[2]["score"] <= 5 and client.call.phase is Phase.IDLE
+
+
+async def test_a_transfer_follows_the_next_teller_in_the_same_room() -> None:
+    published: list[dict[str, Any]] = []
+    client = _client(published)
+    await client.ask("card_loss")
+    rid = published[0]["request_id"]
+    grant = {
+        "type": "connect",
+        "session": "s3",
+        "role": "customer",
+        "janus_url": "http://127.0.0.1:1/janus",
+        "token": "t",
+        "room": "s3",
+        "feed": "customer",
+        "peer_feed": "teller-1",
+        "ice_servers": [],
+    }
+    await client.on_desk(orjson.dumps({"type": "queued", "request_id": rid, "session": "s3"}))
+    await client.on_desk(orjson.dumps(grant))
+    room = client.peer
+    assert isinstance(room, FakeRoom)
+    await client.on_desk(orjson.dumps({**grant, "peer_feed": "teller-2"}))
+    await asyncio.sleep(0.05)
+    assert client.peer is room and room.followed == ["teller-2"]  # same seat, next teller
+    assert client.call.phase is Phase.IN_CALL
