@@ -148,6 +148,9 @@ class CloudSettings(_Base):
     #: The teller desk's media server (Janus HTTP API, e.g. http://127.0.0.1:8088/janus).
     #: Empty: no desk runs and the teller routes answer 503.
     janus_url: str = ""
+    #: The Janus API URL terminals and teller browsers are given (e.g. the reverse proxy's
+    #: https://bank.example/janus); default janus_url.
+    janus_public_url: str = ""
     janus_admin_url: str = ""
     janus_admin_secret: str = Field("", repr=False)
     #: VideoRoom's room admin key: only the desk creates rooms.

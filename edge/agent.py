@@ -48,6 +48,7 @@ from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
 from edge.teller.messages import Grant
 from edge.teller.paperwork import Paperwork
+from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 
 log = logging.getLogger("cuntong.agent")
@@ -85,13 +86,19 @@ class Agent:
         self.versions = {"agent": __version__}
         self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
-        self.liveness = Liveness(camera_frames(camera) if camera else None, prompt=self._prompt)
+        self.liveness = Liveness(
+            camera_frames(camera) if camera else None,
+            prompt=self._prompt,
+            state_dir=settings.state_dir,
+        )
         self.media = CallMedia(
             settings.simulate,
             camera,
             settings.audio_device or ("" if settings.simulate else "default"),
             settings.link_kbps,
             settings.face_aware,
+            # The liveness check's models (the committed OTA bundle), loaded once for both.
+            models=self.liveness.models,
         )
         self._mqtt: aiomqtt.Client | None = None
         self.screen: Any = None  # the customer screen server while it runs
@@ -115,7 +122,8 @@ class Agent:
         self.mdm = Mdm(settings.state_dir, lambda action: self.stop())
         self.handlers.update(self.mdm.table())
         trust = link.command_key if link else None  # packages are signed by the command key
-        self.ota = Ota(settings.state_dir, trust, self.emit_event)
+        kinds = {MODEL_BUNDLE: self.liveness.ota_kind()}  # model bundles: checked, then used
+        self.ota = Ota(settings.state_dir, trust, self.emit_event, kinds=kinds)
         self.handlers.update(self.ota.table())
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
@@ -141,12 +149,16 @@ class Agent:
         body = {
             "metrics": self.sampler.sample(),
             "peripherals": peripherals,
-            "versions": self.versions,
+            "versions": self.all_versions(),
             "peripheral_faults": self.peripherals.fault_counts(),
         }
         seq = self.spool.put(Kind.TELEMETRY, self._ms(), body)
         self._wake.set()
         return seq
+
+    def all_versions(self) -> dict[str, str]:
+        """Component versions reported to the fleet: the agent's and the model bundle's."""
+        return {**self.versions, **self.liveness.versions()}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -243,7 +255,7 @@ class Agent:
             if v
         }
         return envelope.Status(
-            self.tid, online, self._ms(), self.versions, region, self.s.hw_model
+            self.tid, online, self._ms(), self.all_versions(), region, self.s.hw_model
         ).to_bytes()
 
     def _client(self) -> aiomqtt.Client:

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from cloud.auth import audit
 from cloud.auth.deps import Principal, authenticate, require
+from cloud.auth.models import Account
 from cloud.auth.roles import SEE_ALL_SESSIONS, Role, may_view_session
 from cloud.media.errors import MediaError
 from cloud.sessions import profiles, store
@@ -121,8 +122,10 @@ async def me(desk: DeskDep, teller_id: TellerId) -> dict[str, Any]:
     await on_board(desk, teller_id)
     view = desk.teller_view(teller_id)
     skills = desk.board.tellers[teller_id].skills
+    account = await Account.get_or_none(id=teller_id)
     return {
         **view,
+        "name": account.display_name if account is not None else "",
         "skills": {"businesses": dict(skills.businesses), "languages": sorted(skills.languages)},
     }
 

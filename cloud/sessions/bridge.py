@@ -222,6 +222,13 @@ class DeskLink:
         if message.language not in policy.languages:
             await self._refuse(terminal_id, message.request_id, "unknown language")
             return
+        for stale in desk.live_sessions_of_terminal(terminal_id):
+            # One customer at a time: a terminal asking again has given up on the old one
+            # (its agent restarted, or the customer walked away and another pressed).
+            try:
+                await desk.customer_ended(stale, "terminal sent a new request")
+            except SessionError as err:
+                log.info("session %s: %s", stale, err)
         session_id = uuid.uuid4().hex
         self._first_queued[session_id] = message.request_id
         try:

@@ -9,6 +9,7 @@ details, liveness verdict and rating, the teller's outcome, the archived recordi
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -66,6 +67,22 @@ async def load(session_id: str) -> st.Session:
         for r in rows
     ]
     return st.replay(session_id, records)
+
+
+async def end_unfinished(now: datetime, cause: str = "desk restarted") -> list[str]:
+    """Close out sessions a previous desk left open (its board died with its process):
+    wrap-ups close, everything else fails. Returns the session ids ended."""
+    ended = []
+    open_states = [s.value for s in State if s not in st.TERMINAL]
+    for row in await TellerSession.filter(state__in=open_states).order_by("requested_at"):
+        session = await load(row.id)
+        event = Event.CLOSE if session.state is State.WRAP_UP else Event.FAIL
+        at = max(now, session.history[-1].at)
+        _, record = st.apply(session, event, at, cause, row.teller_id)
+        facts = SessionFacts(row.terminal_id, row.business, row.language, row.elderly)
+        await save(record, facts)
+        ended.append(row.id)
+    return ended
 
 
 async def set_recording(session_id: str, path: str, sha256: str) -> None:

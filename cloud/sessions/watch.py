@@ -9,7 +9,8 @@ missing party was needed for:
 - a terminal still offline after ``terminal_grace`` s: each of its live sessions fails
   with cause "terminal link lost" (a waiting customer is gone too, not only a call);
 - a teller still without a connection after ``teller_grace`` s: their call is hung up
-  with cause "teller disconnected" (a normal hang-up, so the recording is archived).
+  with cause "teller disconnected" (a normal hang-up, so the recording is archived); an
+  available teller without a call goes offline, so calls are not offered to nobody.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cloud.sessions.absence import Absences
 from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
 from cloud.sessions.outbox import Outbox
+from cloud.sessions.routing import TellerState
 
 log = logging.getLogger("cuntong.desk.watch")
 
@@ -58,7 +60,7 @@ class Watch:
 
     def teller_left(self, teller_id: str) -> None:
         """A teller's connection closed; they are missing once no other one is open."""
-        if not self.outbox.connected(teller_id) and self.desk.call_of_teller(teller_id):
+        if not self.outbox.connected(teller_id):
             self.tellers.gone(teller_id, self._now())
 
     def teller_joined(self, teller_id: str) -> None:
@@ -71,16 +73,21 @@ class Watch:
             for session_id in self.desk.live_sessions_of_terminal(terminal_id):
                 await self._end(self.desk.fail(session_id, TERMINAL_LOST), session_id)
         for teller_id in self.tellers.due(now):
-            session_id = self.desk.call_of_teller(teller_id)
-            if session_id is not None and not self.outbox.connected(teller_id):
-                await self._end(self.desk.hang_up(session_id, TELLER_GONE), session_id)
+            if self.outbox.connected(teller_id):
+                continue
+            call = self.desk.call_of_teller(teller_id)
+            if call is not None:
+                await self._end(self.desk.hang_up(call, TELLER_GONE), call)
+            elif self.desk.board.tellers[teller_id].state is TellerState.AVAILABLE:
+                # Nobody is there to answer: stop offering them calls.
+                await self._end(self.desk.teller_state(teller_id, TellerState.OFFLINE), "-")
 
     @staticmethod
     async def _end(action: Awaitable[None], session_id: str) -> None:
         try:
             await action
         except SessionError as err:  # it ended some other way meanwhile
-            log.info("session %s: %s", session_id, err)
+            log.info("%s: %s", session_id, err)
 
     async def run(self, every: float = 0.5) -> None:
         while True:

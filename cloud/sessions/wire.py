@@ -17,6 +17,7 @@ Desk messages to the terminal (``cuntong/v1/t/<id>/desk``) are the desk's own di
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -117,7 +118,7 @@ def _rating(obj: dict[str, Any]) -> Rating:
     return Rating(_text(obj, "session", 64), score)
 
 
-_PARSERS: Final = {
+_PARSERS: Final[dict[str, Callable[[dict[str, Any]], SessionMessage]]] = {
     "request": _request,
     "cancel": lambda o: Cancel(_text(o, "session", 64), _text(o, "cause", 200, "customer left")),
     "hang_up": lambda o: HangUp(_text(o, "session", 64), _text(o, "cause", 200, "customer ended")),
@@ -140,8 +141,7 @@ def parse(payload: bytes) -> SessionMessage:
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
         raise BadSessionMessage(f"unknown type {kind!r}")
-    message: SessionMessage = parser(obj)
-    return message
+    return parser(obj)
 
 
 def to_bytes(message: SessionMessage) -> bytes:

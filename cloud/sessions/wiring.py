@@ -7,7 +7,8 @@ With ``janus_url`` configured it builds, inside the app's lifespan:
 - ``Archiver``: after each call, ``.mjr`` files -> one checked ``.mkv`` in ``archive_dir``,
   path and SHA-256 stored on the session (``store.set_recording``);
 - ``Desk`` on a ``Board`` routed by the oversight catalogue's business table, persisting
-  every transition (``store.save``), with every enabled teller profile on the board;
+  every transition (``store.save``), with every enabled teller profile on the board
+  (sessions a previous desk left open are ended first: its board died with it);
 - ``Watch`` for the grace periods of terminals and tellers that vanish mid-call;
 
 puts ``desk``, ``teller_outbox``, ``desk_link`` and ``desk_watch`` on ``app.state``, plugs
@@ -99,11 +100,15 @@ async def start(
         settings.janus_admin_secret,
         settings.janus_room_key,
         str(settings.janus_rec_dir),
+        public_url=settings.janus_public_url,
     )
     pool = await stack.enter_async_context(JanusPool([node]))
     link = DeskLink(settings, security)
     outbox = Outbox(terminal_sink=link.send)
     archiver = Archiver(pool.rec_dir, archive_dir(settings), _on_archived, _on_archive_error)
+    stale = await store.end_unfinished(_now())
+    if stale:
+        log.warning("ended %d sessions left open by a previous desk", len(stale))
     table = business_table(ov.catalogue)
     board = Board(Policy(businesses=table))
     now = _now()

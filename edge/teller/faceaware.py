@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,18 +38,24 @@ class FaceAware:
         self.faces_seen = 0
 
     @classmethod
-    async def load(cls, manifest: Path | None = None) -> FaceAware | None:
-        """With the terminal's verified models; None (plain video) when they are missing."""
+    async def load(
+        cls, models: Callable[[], Awaitable[ModelSet]] | None = None, manifest: Path | None = None
+    ) -> FaceAware | None:
+        """With the terminal's verified models (``models``: the agent's liveness loader, so
+        one set serves both; else the shipped ``manifest``); None (plain video) without."""
         from edge.vision.runtime import ModelSet
         from models.errors import ModelError
         from models.registry import DEFAULT_MANIFEST
 
         try:
-            models = await asyncio.to_thread(ModelSet.load, manifest or DEFAULT_MANIFEST)
+            if models is not None:
+                loaded = await models()
+            else:
+                loaded = await asyncio.to_thread(ModelSet.load, manifest or DEFAULT_MANIFEST)
         except (ModelError, OSError, ValueError) as err:
             log.info("face-aware video off: %s", err)
             return None
-        return cls(models)
+        return cls(loaded)
 
     def _process(self, frame: np.ndarray) -> np.ndarray:
         from edge.vision.pipeline import detect

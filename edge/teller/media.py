@@ -11,6 +11,7 @@ captures. In simulation the camera is the synthetic test pattern and the microph
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from edge.teller.faceaware import FaceAware
     from edge.teller.sources import CameraTrack
     from edge.vision.roi import EncoderSettings
+    from edge.vision.runtime import ModelSet
 
 log = logging.getLogger("cuntong.teller.media")
 
@@ -32,6 +34,7 @@ class CallMedia:
         audio_device: str = "",
         link_kbps: float = 400.0,
         face_aware: bool = True,
+        models: Callable[[], Awaitable[ModelSet]] | None = None,
     ) -> None:
         self.simulate = simulate
         self.camera = camera  # a firmware_adapters camera, or None
@@ -39,6 +42,7 @@ class CallMedia:
         self.link_kbps = link_kbps
         self.ceiling_kbps = link_kbps  # measured rates never exceed the configured link
         self.face_aware = face_aware
+        self.models = models
         self.settings: EncoderSettings | None = None
         self.preprocess: FaceAware | None = None
         self.video: CameraTrack | None = None
@@ -54,7 +58,7 @@ class CallMedia:
         self.settings = encoder_settings(self.link_kbps)
         encoding.apply(self.settings)
         if self.face_aware:
-            self.preprocess = await FaceAware.load()
+            self.preprocess = await FaceAware.load(self.models)
         self._prepared = True
         log.info(
             "call media: %dx%d@%d, video %d kbit/s, audio %d kbit/s mono, face-aware %s",

@@ -38,7 +38,7 @@ async def test_a_teller_is_an_account_with_the_teller_role(tc: TellerCloud) -> N
         "offer": None,
         "session": None,
     }
-    assert me["skills"]["languages"] == ["cmn"]
+    assert me["skills"]["languages"] == ["cmn"] and me["name"] == ""
 
 
 async def test_a_call_through_the_routes(tc: TellerCloud) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -28,7 +29,7 @@ from cloud.security import broker_services
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
-from tests.helpers import CloudProcess, eventually, secured_cloud
+from tests.helpers import CloudProcess, create_account, eventually, secured_cloud
 from tests.teller.service_rig import Teller, Terminal, terminal
 from tests.teller.test_desk_call import TALK, Participant
 
@@ -53,6 +54,18 @@ class Service:
         ]  # fmt: skip
         await asyncio.to_thread(subprocess.run, argv, env=env, check=True, timeout=60)
         return await Teller.login(self.cloud.url, account, PASSWORD)
+
+    async def login(self, account: str, role: str) -> httpx.AsyncClient:
+        db_url = f"sqlite://{self.tmp / 'cloud.sqlite3'}"
+        await asyncio.to_thread(create_account, db_url, account, PASSWORD, role)
+        async with httpx.AsyncClient(base_url=self.cloud.url) as http:
+            r = await http.post(
+                "/api/v1/auth/login", json={"username": account, "password": PASSWORD}
+            )
+        token = r.json()["token"]
+        return httpx.AsyncClient(
+            base_url=self.cloud.url, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def terminal(self, tid: str) -> contextlib.AbstractAsyncContextManager[Terminal]:
         return terminal(self.tmp, self.cloud, self.broker.cfg.port, tid)
@@ -137,6 +150,17 @@ async def test_a_call_end_to_end(service: Service) -> None:
     assert [h["to"] for h in panel["history"]] == [  # type: ignore[union-attr]
         "requested", "queued", "offered", "connected", "wrap-up", "closed",
     ]  # fmt: skip
+
+    # The supervisor's KPIs and big screen read the real session.
+    boss = await service.login("boss", "supervisor")
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    kpis = (await boss.get("/api/v1/ops/kpis", params={"since": since})).json()["overall"]
+    assert (kpis["offered"], kpis["handled"], kpis["fcr"], kpis["satisfaction"]) == (
+        1, 1, 1.0, 5.0,
+    )  # fmt: skip
+    screen = (await boss.get("/api/v1/ops/overview")).json()
+    assert screen["tellers"] == {"available": 1} and screen["queue_now"] == 0
+    await boss.aclose()
     await teller.close()
 
 
@@ -152,10 +176,23 @@ async def test_malformed_messages_are_counted_and_the_link_survives(service: Ser
         assert (await term.expect("refused"))["reason"] == "unknown business"
         await term.send({"type": "hang_up", "session": "someone-elses"})
         request_id = await term.request("pension")
-        assert (await term.expect("queued"))["request_id"] == request_id
+        first = await term.expect("queued")
+        assert first["request_id"] == request_id
+        # Asking again ends the terminal's old request: its session is no longer theirs.
+        again = await term.request("pension")
+        second = await term.expect("queued")
+        assert second["request_id"] == again and second["session"] != first["session"]
+        refused_before = (await service.health())["desk_stats"]["refused"]  # type: ignore[index]
+        await term.send({"type": "cancel", "session": first["session"]})
+
+        async def refused_again() -> bool:
+            stats = (await service.health())["desk_stats"]
+            return stats["refused"] == refused_before + 1  # type: ignore[index,no-any-return]
+
+        await eventually(refused_again)
     stats = (await service.health())["desk_stats"]
     assert isinstance(stats, dict)
-    assert stats["malformed"] == 3 and stats["refused"] >= 3 and stats["requests"] == 1
+    assert stats["malformed"] == 3 and stats["refused"] >= 4 and stats["requests"] == 2
 
 
 async def test_grace_periods_for_a_lost_terminal_and_a_lost_teller(service: Service) -> None:

@@ -97,3 +97,20 @@ async def test_terminal_reports_are_stored_for_its_own_sessions_only(db: None) -
         "ab" * 16, "张三", "610102199001011234",
     )  # fmt: skip
     assert (row.liveness, row.rating, row.resolved) == (verdict, 4, True)
+
+
+async def test_sessions_left_open_by_a_dead_desk_are_ended(db: None) -> None:
+    r = rig("t1", "t2")
+    r.desk.persist = store.save
+    for sid in ("wrapped", "talking", "waiting"):
+        await r.desk.request(sid, "T1", "pension", "cmn", elderly=False)
+    await r.desk.accept("t1", "wrapped")  # the first request went to t1 (longest idle)
+    await r.desk.hang_up("wrapped", "done")  # t1 wraps it up
+    await r.desk.accept("t2", "talking")
+    r.advance(5)
+    ended = await store.end_unfinished(r.now[0])
+    assert sorted(ended) == ["talking", "waiting", "wrapped"]
+    states = {s.id: s.state for s in await TellerSession.all()}
+    assert states == {"wrapped": "closed", "talking": "failed", "waiting": "failed"}
+    assert (await store.load("talking")).history[-1].cause == "desk restarted"
+    assert await store.end_unfinished(r.now[0]) == []

@@ -66,3 +66,15 @@ async def test_teller_disconnected_past_the_grace_is_hung_up() -> None:
     assert r.desk.calls["s1"].session.state is State.WRAP_UP
     assert r.records[-1].cause == "teller disconnected"
     assert r.after == ["s1@j1"]  # released like any hang-up: the recording is archived
+
+
+async def test_an_available_teller_who_left_goes_offline() -> None:
+    r = rig("t1", "t2")
+    outbox = Outbox()
+    watch = Watch(r.desk, outbox, r.desk.clock, terminal_grace=30, teller_grace=10)
+    watch.teller_left("t1")
+    r.advance(10)
+    await watch.check()
+    assert r.desk.board.tellers["t1"].state.value == "offline"
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    assert r.desk.board.offers["s1"].teller_id == "t2"

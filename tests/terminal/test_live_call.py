@@ -199,10 +199,11 @@ async def test_simulated_customer_asks_and_garbage_from_the_desk_is_counted(
     pki, broker, cloud = secured
     tid = new_id("SIMC")
     agent = await enrolled_agent(tmp_path, cloud, tid, sim_teller_every_s=0.5)
-    run = asyncio.create_task(agent.run())
-    try:
-        await asyncio.wait_for(agent.connected.wait(), 15)
-        async with scripted_desk(pki, broker.cfg.port, tid) as desk:
+    # The desk listens before the agent starts: requests are live, never queued for later.
+    async with scripted_desk(pki, broker.cfg.port, tid) as desk:
+        run = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(agent.connected.wait(), 15)
             await desk.say({"type": "ended"})  # no session: refused by the agent, counted
             request = await desk.next("request", timeout=20)
             assert request["business"] in {code for code, _ in view.MENU}
@@ -215,6 +216,6 @@ async def test_simulated_customer_asks_and_garbage_from_the_desk_is_counted(
             )
             assert view.message(refused) == "这项业务暂时不能视频办理,请到网点办理"
             assert agent.teller.bad_messages == 1
-    finally:
-        agent.stop()
-        await asyncio.wait_for(run, 15)
+        finally:
+            agent.stop()
+            await asyncio.wait_for(run, 15)

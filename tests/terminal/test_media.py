@@ -62,7 +62,7 @@ async def test_thin_link_settings_reach_aiortc_and_face_aware_video_runs() -> No
 
 
 async def test_without_vision_models_the_call_sends_plain_video(tmp_path: Path) -> None:
-    assert await FaceAware.load(tmp_path / "missing-manifest.json") is None
+    assert await FaceAware.load(manifest=tmp_path / "missing-manifest.json") is None
 
 
 def test_the_synthetic_camera_stamp_gives_glass_to_glass_delay() -> None:
