@@ -74,3 +74,13 @@ def test_the_synthetic_camera_stamp_gives_glass_to_glass_delay() -> None:
     midnight = dt.datetime(2026, 5, 1, 23, 59, 59, 950_000, tzinfo=dt.UTC)
     next_day = midnight + dt.timedelta(milliseconds=100)
     assert sources.latency_ms(sources.synthetic_frame(1, midnight, 320, 240), next_day) == 100
+
+
+async def test_face_aware_video_shares_the_liveness_models(tmp_path: Path) -> None:
+    from edge.liveness import Liveness
+
+    liveness = Liveness(None, state_dir=tmp_path)  # no bundle installed: the factory set
+    media = CallMedia(simulate=True, models=liveness.models)
+    await media.prepare()
+    assert isinstance(media.preprocess, FaceAware)
+    assert media.preprocess.models is await liveness.models()  # one set in memory, not two
