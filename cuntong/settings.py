@@ -79,6 +79,17 @@ class AgentSettings(_Base):
     #: JSON peripheral configuration (``firmware_adapters.registry`` format); without it
     #: a simulated terminal uses simulated devices and a real one reports none.
     peripherals_file: Path | None = None
+    #: The customer screen page on 127.0.0.1 (``edge.teller.screen``); 0 = not served.
+    screen_port: int = Field(0, ge=0, le=65535)
+    #: Simulation: a simulated customer asks for a video teller on average this often (s);
+    #: 0 = never. Off by default; the demo switches it on for some terminals.
+    sim_teller_every_s: float = Field(0.0, ge=0)
+    #: The link rate calls are fitted to (kbit/s) until measured: Opus, VP8 bounds, size, fps.
+    link_kbps: float = Field(400.0, gt=0)
+    #: ALSA device for the call's microphone ("" = a test tone in simulation, else "default").
+    audio_device: str = ""
+    #: Face-aware compression of the call video when the vision models are installed.
+    face_aware: bool = True
 
     @field_validator("terminal_id")
     @classmethod

@@ -92,6 +92,8 @@ class Stack:
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
         api_port = _port(8000)
         self.enrol_port = _port(8443)
+        # The first terminal's customer screen: a person at the demo plays the customer.
+        self.screen_port = _port(8090)
         previous = signal.signal(
             signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt)
         )
@@ -330,6 +332,7 @@ class Stack:
             CUNTONG_AGENT_COUNTY=county,
             CUNTONG_AGENT_VILLAGE=village,
             **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
+            **self._teller_env(i),
         )
         proc = procs.start(
             [sys.executable, "-m", "cuntong", "agent"],
@@ -337,6 +340,21 @@ class Stack:
             env=env,
         )
         self.children.append((tid, proc))
+
+    def _teller_env(self, i: int) -> dict[str, object]:
+        """Terminal 1 serves its customer screen; terminals 2 and 3 hold simulated
+        customers who ask for a teller every few minutes (without face-aware video, to
+        spare the demo machine's cores)."""
+        if self.janus is None:
+            return {}
+        if i == 0:
+            return {"CUNTONG_AGENT_SCREEN_PORT": self.screen_port}
+        if i <= 2:
+            return {
+                "CUNTONG_AGENT_SIM_TELLER_EVERY_S": 240,
+                "CUNTONG_AGENT_FACE_AWARE": "false",
+            }
+        return {}
 
     def _print_urls(self, broker: Broker, vm: VictoriaMetrics, api_port: int) -> None:
         api = f"http://127.0.0.1:{api_port}"
@@ -349,6 +367,7 @@ class Stack:
             "\ncuntong is running:\n"
             f"  fleet dashboard   {api}/fleet  (log in as ops or admin)\n"
             f"  teller desk       {desk}\n"
+            f"  customer screen   {self._screen_url()}\n"
             f"  API docs          {api}/docs\n"
             f"  terminals         {api}/api/v1/terminals\n"
             f"  one terminal      {api}/api/v1/terminals/SX-00001\n"
@@ -366,6 +385,11 @@ class Stack:
             "Ctrl-C stops everything.",
             flush=True,
         )
+
+    def _screen_url(self) -> str:
+        if self.janus is None:
+            return "off (no teller desk)"
+        return f"http://127.0.0.1:{self.screen_port}/  (terminal SX-00001: press 视频柜员)"
 
     def _watch(self) -> None:
         while True:
