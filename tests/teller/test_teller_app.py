@@ -52,8 +52,10 @@ from cuntong import procs, topics
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.settings import CloudSettings
+from edge.agent import Agent
 from provisioning import suite as suite_lib
 from tests.helpers import eventually
+from tests.integration.agents import agent_settings
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM, shot
 from tests.teller.datachannel import MAX_MESSAGE, Reassembler, document_jpeg, encode
@@ -95,6 +97,7 @@ class Desked:
     #: What the desk sent the terminal over MQTT, in order.
     inbox: asyncio.Queue[Message]
     janus: Janus
+    broker_port: int
 
     async def say(self, message: Message) -> None:
         """The terminal publishes on its session topic, as the agent does."""
@@ -165,7 +168,7 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
 
             await eventually(ready)
             try:
-                yield Desked(origin, app.state.desk, ov, terminal, inbox, janus)
+                yield Desked(origin, app.state.desk, ov, terminal, inbox, janus, broker.cfg.port)
             finally:
                 server.should_exit = True
                 tasks[1].cancel()
@@ -705,3 +708,39 @@ async def test_a_transfer_hands_the_customer_to_the_next_teller(desked: Desked) 
         await expect(second.locator("#wrapup")).to_be_hidden()
         assert await second.evaluate("window.tellerApp.call") is None
         assert errors == []
+
+
+async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_path: Path) -> None:
+    """A simulated agent (edge.Agent) asks for a teller over MQTT and answers the page's
+    form, signature and capture requests by itself over the data channel."""
+    tid = "SX-APP-01"
+    settings = agent_settings(tmp_path / "agents", desked.broker_port, tid, face_aware=False)
+    agent = Agent(settings)
+    run = asyncio.create_task(agent.run())
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            errors: list[str] = []
+            page = await available(browser, desked.url, errors)
+            await asyncio.wait_for(agent.connected.wait(), 15)
+            await agent.teller.ask("cash_deposit", elderly=False, customer=CUSTOMER)
+            await expect(page.locator("#offer-facts")).to_contain_text("助农存款")
+            await page.keyboard.press("Enter")
+            await page.wait_for_function(
+                "document.getElementById('remote').videoWidth > 0", timeout=20_000
+            )
+            await expect(page.locator("button[data-form=card]")).to_be_enabled(timeout=15_000)
+            await page.click("button[data-form=card]")
+            await expect(page.locator("#replies")).to_contain_text("请选择要办理的卡片：借记卡")
+            await page.click("#ask-sign")
+            await expect(page.locator("#signature-box")).to_be_visible()
+            await page.click("button[data-capture=voucher]")
+            await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible(
+                timeout=15_000
+            )
+            assert await page.evaluate("window.tellerApp.call.badMessages") == 0
+            await browser.close()
+            assert errors == []
+    finally:
+        agent.stop()
+        await asyncio.wait_for(run, 15)
