@@ -4,7 +4,7 @@ Shared by the media integration test and ``bench/sessions.py``. The tracks are c
 purpose (flat frames whose brightness moves, a sine tone) so two publishers and two
 subscribers fit on a loaded 2-core machine. ``publish_with_data`` and ``subscribe(...,
 on_text=)`` add the VideoRoom data channel; ``TerminalData`` answers the teller's messages
-the way a simulated terminal does (``tests/teller/datachannel.py``).
+with the terminal's own code (``tests/teller/datachannel.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import array
 import asyncio
 import contextlib
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamT
 from av import AudioFrame, VideoFrame
 
 from cloud.media.videoroom import Joined, VideoRoom
-from tests.teller.datachannel import Message, Reassembler, encode, reply
+from edge.teller import channel
+from tests.teller.datachannel import Message, reply
 
 WIDTH, HEIGHT = 320, 240
 TONE_HZ = 440
@@ -155,16 +157,16 @@ class TerminalData:
     outgoing: RTCDataChannel
     heard: list[Message] = field(default_factory=list)
     sent: list[Message] = field(default_factory=list)
-    reassembler: Reassembler = field(default_factory=Reassembler)
+    reassembler: channel.Reassembler = field(default_factory=channel.Reassembler)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     def on_text(self, text: str | bytes) -> None:
-        if not isinstance(text, str):
+        whole = self.reassembler.feed(text)
+        if whole is None:
             return
-        message = self.reassembler.push(text)
-        if message is None:
-            return
+        message = channel.parse(whole, channel.TELLER_TYPES)
         self.heard.append(message)
-        for answer in reply(message):
+        for answer in reply(message, self.rng):
             self.sent.append(answer)
-            for part in encode(answer):
+            for part in channel.encode(answer):
                 self.outgoing.send(part)

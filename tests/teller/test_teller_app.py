@@ -15,7 +15,6 @@ call; the chunked protocol between the browser and the terminal's side.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import shutil
@@ -53,12 +52,13 @@ from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.settings import CloudSettings
 from edge.agent import Agent
+from edge.teller import channel
+from edge.teller.jpeg import synthetic_document
 from provisioning import suite as suite_lib
 from tests.helpers import eventually
 from tests.integration.agents import agent_settings
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM, shot
-from tests.teller.datachannel import MAX_MESSAGE, Reassembler, document_jpeg, encode
 from tests.teller.peers import Received, TerminalData, publish_with_data, subscribe
 
 FLAGS = [
@@ -633,11 +633,10 @@ PROTOCOL_CHECKS = """async ([fromPython, big]) => {
 
 
 async def test_the_browser_and_the_terminal_speak_the_same_chunked_protocol() -> None:
-    """teller-data.js against tests/teller/datachannel.py: chunks either way, garbage refused."""
-    jpeg = base64.b64encode(document_jpeg("voucher")).decode()
-    big = {"type": "document", "kind": "voucher", "mime": "image/jpeg", "data_b64": jpeg,
-           "note": "凭证"}  # fmt: skip
-    from_python = encode(big)
+    """teller-data.js against the terminal's codec (edge.teller.channel): chunks either way,
+    garbage refused."""
+    big = channel.document("voucher", synthetic_document("voucher"))
+    from_python = channel.encode(big)
     assert len(from_python) > 2
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -654,9 +653,10 @@ async def test_the_browser_and_the_terminal_speak_the_same_chunked_protocol() ->
         out = await page.evaluate(PROTOCOL_CHECKS, [from_python, big])
         await browser.close()
     assert out["same"] is True
-    assert out["largest"] <= MAX_MESSAGE and len(out["chunks"]) > 2
-    terminal = Reassembler()
-    assert [terminal.push(c) for c in out["chunks"]][-1] == big
+    assert out["largest"] <= channel.MAX_TEXT and len(out["chunks"]) > 2
+    terminal = channel.Reassembler()
+    whole = [terminal.feed(c) for c in out["chunks"]][-1]
+    assert whole is not None and channel.parse(whole, channel.TERMINAL_TYPES) == big
     assert out["small"] == [json.dumps({"type": "screen", "title": "存款", "text": "请稍候"},
                                        ensure_ascii=False, separators=(",", ":"))]  # fmt: skip
     assert out["refused"] == [True, True, True, True] and out["badDocument"] is True
