@@ -25,15 +25,16 @@ async def consider(
     reason = rules.review_reason(catalogue, business, session_id, liveness_score, closed_at, salt)
     if reason is None:
         return None
-    item, _ = await ReviewItem.get_or_create(
+    item = ReviewItem(
         session_id=session_id,
-        defaults={
-            "business": business,
-            "teller_id": teller_id,
-            "reason": reason,
-            "queued_at": closed_at,
-        },
+        business=business,
+        teller_id=teller_id,
+        reason=reason,
+        queued_at=closed_at,
     )
+    # One idempotent statement (INSERT … ON CONFLICT DO NOTHING), not get_or_create's
+    # transaction of two: finish queues the session inside the transaction that closes it.
+    await ReviewItem.bulk_create([item], ignore_conflicts=True)
     return item
 
 

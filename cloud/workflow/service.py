@@ -164,9 +164,19 @@ async def finish(
         if e.kind == "file_captured"
     ]
     closed: list[store.Loaded] = []
+    liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
 
     async def close() -> None:
         closed.append(await store.save(store.Loaded(wf, timeline, loaded.version)))
+        await quality.consider(
+            ov.catalogue,
+            session_id=session_id,
+            business=wf.business.code,
+            teller_id=wf.teller_id,
+            liveness_score=liveness,
+            closed_at=now,
+            salt=ov.qa_salt,
+        )
 
     try:
         await evidence.archive(
@@ -182,21 +192,12 @@ async def finish(
             now=now,
             staging=_staging(ov, session_id),
             captured=captured,
-            alongside=close,  # the close and the evidence index land together or not at all
+            # The close, the review queue and the evidence index land together or not at all.
+            alongside=close,
         )
     except CapturedFileError as err:
         raise WorkflowError(str(err)) from err
     except PackageExists as err:
         raise WorkflowClosed(str(err)) from err
     await asyncio.to_thread(shutil.rmtree, _staging(ov, session_id), ignore_errors=True)
-    liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
-    await quality.consider(
-        ov.catalogue,
-        session_id=session_id,
-        business=wf.business.code,
-        teller_id=wf.teller_id,
-        liveness_score=liveness,
-        closed_at=now,
-        salt=ov.qa_salt,
-    )
     return closed[0]
