@@ -143,6 +143,16 @@ async def test_alerts_open_once_clear_and_reach_the_webhook(
             return got if [a["kind"] for a in got] == ["offline"] else None
 
         await eventually(offline)
+
+        async def offline_posted() -> bool:
+            # The webhook is posted after the alert is stored: wait for it, not for luck.
+            return any(
+                (b["event"], b["alert"]["kind"], b["alert"]["terminal_id"])
+                == ("opened", "offline", tid)
+                for b in hook.bodies
+            )
+
+        await eventually(offline_posted)
     events = [
         (b["event"], b["alert"]["kind"]) for b in hook.bodies if b["alert"]["terminal_id"] == tid
     ]
