@@ -6,6 +6,8 @@
 //   ...
 //   await call.leave();
 //
+// A fourth argument, `options`, may set `iceTransportPolicy: "relay"` (TURN only: for
+// networks where a direct path to Janus must not be tried, and for testing the relay).
 // `grant` is the desk's connect message (janus_url, token, room, feed, peer_feed,
 // ice_servers). The browser publishes as `feed` and subscribes to `peer_feed` once that
 // participant's media is up (Janus answers 428 "no such feed" until then, so it retries).
@@ -107,9 +109,12 @@ function gathered(pc) {
   });
 }
 
-export async function joinRoom(grant, localStream, onRemoteStream) {
+export async function joinRoom(grant, localStream, onRemoteStream, options = {}) {
   const session = await JanusSession.create(grant.janus_url, grant.token);
-  const config = { iceServers: grant.ice_servers || [] };
+  const config = {
+    iceServers: grant.ice_servers || [],
+    iceTransportPolicy: options.iceTransportPolicy || "all",
+  };
 
   // Publish: our camera and microphone as grant.feed. The filename names the recording
   // <room>-<feed>-<kind>-<mindex>.mjr, the contract cloud/media/recording.py reads.
