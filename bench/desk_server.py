@@ -4,9 +4,9 @@ The desk (routing, session states, Janus rooms, tokens, recording archive) behin
 teller API (``cloud.sessions.api``: WebSocket offers, accept, hang-up, wrap-up), so the
 benchmark measures this process's CPU apart from Janus's and the load generator's. Two
 stand-ins, because neither is wired into the API yet: teller tokens are a fixed table
-(``bench-teller-<i>`` for the load, ``bench-probe-<i>`` for the latency probe; no
-database), and the terminal's side (a session request and the
-``connect`` message, which will travel over MQTT) is two bench routes:
+(``bench-<business>-<i>``, from ``--tellers pension=30,insurance=1``; no database),
+and the terminal's side (a session request and the ``connect`` message, which will
+travel over MQTT) is two bench routes:
 
 - ``POST /bench/sessions {session, terminal, business}`` — the customer presses "video teller";
 - ``GET /bench/terminals/{terminal}/connect`` — waits for that terminal's grant.
@@ -46,15 +46,12 @@ from cloud.sessions.routing import Board
 from cloud.sessions.skills import Skills
 
 LANGUAGE = "cmn"
-#: Load sessions and probe sessions ask for different business types, so each kind is
-#: offered only to its own tellers (the load generator's or the probe's).
-LOAD, PROBE = "pension", "insurance"
 
 
 class SessionIn(BaseModel):
     session: str
     terminal: str
-    business: str = LOAD
+    business: str
 
 
 def build_app(args: argparse.Namespace) -> FastAPI:
@@ -78,8 +75,13 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     async def on_error(room: str, err: RecordingError) -> None:
         archived[room] = {"error": str(err)}
 
-    tokens = {f"bench-teller-{i}": f"t{i}" for i in range(args.tellers)}
-    tokens |= {f"bench-probe-{i}": f"p{i}" for i in range(args.probe_tellers)}
+    # Each load worker (and the probe) asks for its own business type and has its own
+    # tellers, skilled in that one only, so offers never cross between processes.
+    skills = {}
+    for spec in args.tellers.split(","):
+        business, count = spec.split("=")
+        skills |= {f"{business}-{i}": business for i in range(int(count))}
+    tokens = {f"bench-{teller}": teller for teller in skills}
 
     async def teller_auth(token: str) -> str | None:
         return tokens.get(token)
@@ -98,8 +100,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
 
             board = Board()
             now = datetime.now(UTC).timestamp()
-            for teller in tokens.values():
-                business = PROBE if teller.startswith("p") else LOAD
+            for teller, business in skills.items():
                 board.add_teller(teller, Skills.of({business: 5}, {LANGUAGE}), now)
             outbox = Outbox(terminal_sink=terminal_sink)
             desk = Desk(board, pool, outbox.notify, lambda: datetime.now(UTC),
@@ -145,8 +146,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     for name in ("janus-url", "admin-url", "admin-secret", "room-key", "rec-dir", "archive-dir"):
         parser.add_argument(f"--{name}", required=True)
-    parser.add_argument("--tellers", type=int, default=100)
-    parser.add_argument("--probe-tellers", type=int, default=2)
+    parser.add_argument("--tellers", required=True, help="business=count,... e.g. pension=30")
     parser.add_argument("--archive-every", type=int, default=10)
     args = parser.parse_args()
     config = uvicorn.Config(build_app(args), "127.0.0.1", args.port, log_level="warning",

@@ -222,9 +222,11 @@ class StampTrack(VideoStreamTrack):
         super().__init__()
         rng = np.random.default_rng(7)
         self._base = _picture(0, rng)
+        self.sent = 0
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
+        self.sent += 1
         picture = self._base.copy()
         picture[200:260, (pts // 3000 * 8) % (WIDTH - 60) :][:, :60] = 230  # some motion
         barcode.draw(picture[:HEIGHT], barcode.stamp_ms(time.time()))
