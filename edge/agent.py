@@ -41,6 +41,7 @@ from edge.ota import Ota
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
+from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 
 log = logging.getLogger("cuntong.agent")
@@ -78,7 +79,9 @@ class Agent:
         self.versions = {"agent": __version__}
         self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
-        self.liveness = Liveness(camera_frames(camera) if camera else None)
+        self.liveness = Liveness(
+            camera_frames(camera) if camera else None, state_dir=settings.state_dir
+        )
         self.handlers: dict[str, commands.Handler] = {
             "ping": self._cmd_ping,
             "peripheral_selftest": self._cmd_selftest,
@@ -88,7 +91,8 @@ class Agent:
         self.mdm = Mdm(settings.state_dir, lambda action: self.stop())
         self.handlers.update(self.mdm.table())
         trust = link.command_key if link else None  # packages are signed by the command key
-        self.ota = Ota(settings.state_dir, trust, self.emit_event)
+        kinds = {MODEL_BUNDLE: self.liveness.ota_kind()}  # model bundles: checked, then used
+        self.ota = Ota(settings.state_dir, trust, self.emit_event, kinds=kinds)
         self.handlers.update(self.ota.table())
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
@@ -114,12 +118,16 @@ class Agent:
         body = {
             "metrics": self.sampler.sample(),
             "peripherals": peripherals,
-            "versions": self.versions,
+            "versions": self.all_versions(),
             "peripheral_faults": self.peripherals.fault_counts(),
         }
         seq = self.spool.put(Kind.TELEMETRY, self._ms(), body)
         self._wake.set()
         return seq
+
+    def all_versions(self) -> dict[str, str]:
+        """Component versions reported to the fleet: the agent's and the model bundle's."""
+        return {**self.versions, **self.liveness.versions()}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -175,7 +183,7 @@ class Agent:
             if v
         }
         return envelope.Status(
-            self.tid, online, self._ms(), self.versions, region, self.s.hw_model
+            self.tid, online, self._ms(), self.all_versions(), region, self.s.hw_model
         ).to_bytes()
 
     def _client(self) -> aiomqtt.Client:

@@ -7,6 +7,11 @@ request; the payload's size and SHA-256 are checked before it is copied into the
 slot; the slot is switched on trial, the health check runs, and a failed check (or an agent
 that starts twice on trial without committing, see ``edge.ota_slots.boot``) rolls back.
 Progress goes to the cloud as ``ota_progress`` events (spooled, so none are lost offline).
+
+Components differ in what "valid" and "healthy" mean, so each may have a `Kind` (a row in
+the ``kinds`` table): ``validate`` looks inside a downloaded payload before any slot changes
+(a refusal installs nothing), ``health`` runs on trial (False, or a PackageRefused naming the
+fault, rolls back). A model bundle is checked both ways (``edge.liveness``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,8 @@ PROGRESS_EVERY_S = 1.0
 
 Emit = Callable[[str, dict[str, Any]], int]
 HealthCheck = Callable[[str, Path], Awaitable[bool]]
+#: Looks inside a downloaded payload; raises PackageRefused to install nothing.
+Validate = Callable[[Path], Awaitable[None]]
 
 
 async def payload_intact(component: str, slot_dir: Path) -> bool:
@@ -45,6 +53,34 @@ async def payload_intact(component: str, slot_dir: Path) -> bool:
     manifest = Manifest.parse((slot_dir / "manifest.json").read_bytes())
     digest = await asyncio.to_thread(_sha256, slot_dir / "payload")
     return digest == manifest.sha256
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one component is checked: before it takes a slot, and on trial in it."""
+
+    health: HealthCheck = payload_intact
+    validate: Validate | None = None
+    #: The health check runs inside the agent (not in a restarted one): a trial found at
+    #: start means the check never finished (the agent crashed in it) and rolls back at once.
+    checked_in_process: bool = False
+
+
+def read_slots(state_dir: Path, component: str) -> ota_slots.Slots:
+    """The component's A/B slots as recorded under ``state_dir`` (empty if never installed)."""
+    path = slots_path(state_dir, component)
+    if not path.exists():
+        return ota_slots.Slots()
+    return ota_slots.Slots.from_dict(json.loads(path.read_text()))
+
+
+def slots_path(state_dir: Path, component: str) -> Path:
+    return state_dir / "ota" / "slots" / component / "slots.json"
+
+
+def slot_dir(state_dir: Path, component: str, slot: str) -> Path:
+    """Where a slot's ``payload`` and signed ``manifest.json`` live."""
+    return state_dir / "ota" / "slots" / component / slot
 
 
 def _sha256(path: Path) -> str:
@@ -102,12 +138,15 @@ class Ota:
         emit: Emit,
         health: HealthCheck = payload_intact,
         http: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(timeout=30),
+        kinds: Mapping[str, Kind] = {},
     ) -> None:
+        self.state_dir = state_dir
         self.root = state_dir / "ota"
         self.trust = trust
         self.emit = emit
         self.health = health
         self.http = http
+        self.kinds = kinds
         #: Bytes fetched by the last download (0 on a full resume), for tests and progress.
         self.last_fetched = 0
 
@@ -120,24 +159,18 @@ class Ota:
 
     # --- slot bookkeeping ----------------------------------------------------------------
 
-    def _slots_path(self, component: str) -> Path:
-        return self.root / "slots" / component / "slots.json"
-
     def slots(self, component: str) -> ota_slots.Slots:
-        path = self._slots_path(component)
-        if not path.exists():
-            return ota_slots.Slots()
-        return ota_slots.Slots.from_dict(json.loads(path.read_text()))
+        return read_slots(self.state_dir, component)
 
     def _save(self, component: str, s: ota_slots.Slots) -> None:
-        path = self._slots_path(component)
+        path = slots_path(self.state_dir, component)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(s.to_dict()))
         os.replace(tmp, path)
 
     def slot_dir(self, component: str, slot: str) -> Path:
-        return self.root / "slots" / component / slot
+        return slot_dir(self.state_dir, component, slot)
 
     def on_boot(self) -> list[str]:
         """At agent start: count trial boots; components rolled back by the watchdog."""
@@ -146,7 +179,9 @@ class Ota:
         for path in sorted(base.glob("*/slots.json")) if base.exists() else []:
             component = path.parent.name
             before = self.slots(component)
-            after = ota_slots.boot(before)
+            kind = self.kinds.get(component)
+            crashed = before.trial and kind is not None and kind.checked_in_process
+            after = ota_slots.rollback(before) if crashed else ota_slots.boot(before)
             self._save(component, after)
             if before.trial and not after.trial:
                 rolled.append(component)
@@ -199,6 +234,14 @@ class Ota:
             part.unlink()
             self._report(m.component, m.version, "refused", reason="digest_mismatch")
             raise ValueError("refused: payload does not match its signed manifest")
+        kind = self.kinds.get(m.component)
+        if kind is not None and kind.validate is not None:
+            try:
+                await kind.validate(part)
+            except PackageRefused as err:
+                part.unlink()
+                self._report(m.component, m.version, "refused", reason=err.reason, detail=str(err))
+                raise ValueError(f"refused: {err}") from err
         return await self._activate(m, raw, part)
 
     async def _activate(self, m: Manifest, raw: bytes, part: Path) -> dict[str, Any]:
@@ -212,13 +255,19 @@ class Ota:
         self._report(m.component, m.version, "installed", slot=before.inactive)
         trial = ota_slots.switch(before, m.version)
         self._save(m.component, trial)
-        if await self.health(m.component, target):
+        kind = self.kinds.get(m.component)
+        health = kind.health if kind is not None else self.health
+        try:
+            healthy, why = await health(m.component, target), "health check failed"
+        except PackageRefused as err:
+            healthy, why = False, f"health check failed ({err})"
+        if healthy:
             self._save(m.component, ota_slots.commit(trial))
             self._report(m.component, m.version, "healthy", slot=trial.active)
             return {"component": m.component, "version": m.version, "slot": trial.active}
         self._save(m.component, ota_slots.rollback(trial))
-        self._report(m.component, m.version, "rolled_back", slot=before.active)
-        raise ValueError(f"health check failed; rolled back to slot {before.active}")
+        self._report(m.component, m.version, "rolled_back", slot=before.active, detail=why)
+        raise ValueError(f"{why}; rolled back to slot {before.active}")
 
     async def rollback(self, args: dict[str, Any]) -> dict[str, Any]:
         component = str(args["component"])

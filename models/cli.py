@@ -1,4 +1,4 @@
-"""`cuntong models …`: verify and sign the model folder, and run the evaluation tiers.
+"""`cuntong models …`: verify, sign and bundle the model folder; run the evaluation tiers.
 
 Wire in with `models.cli.add_parser(subparsers)`; each sub-command delegates to the module's
 own `main(argv)`, so `python -m models.build.sign …` and `cuntong models sign …` are the same.
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, list[str]]] = {
     "verify": ("check every model's SHA-256 and signature", "models.build.sign", ["verify"]),
     "sign": ("re-sign manifest entries with an Ed25519 key", "models.build.sign", ["sign"]),
     "keygen": ("make an Ed25519 signing key pair", "models.build.sign", ["keygen"]),
+    "bundle": ("build a model bundle, the model.liveness OTA package", "models.build.bundle", []),
     "pad-report": ("ISO/IEC 30107-3 report on a labelled folder", "models.eval.iso30107", []),
     "robustness": ("score drift under simulated attacks (not APCER)", "models.eval.robustness", []),
     "correctness": ("pipeline on fixed inputs", "models.eval.correctness", []),

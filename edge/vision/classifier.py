@@ -49,15 +49,21 @@ def to_input(face: np.ndarray, spec: ClassifierSpec) -> np.ndarray:
     return np.ascontiguousarray(x[None], dtype=np.float32)
 
 
-def bona_fide(output: np.ndarray, spec: ClassifierSpec) -> float:
-    """The bona fide probability from the model's raw output vector."""
+def probabilities(output: np.ndarray, spec: ClassifierSpec) -> np.ndarray:
+    """The model's raw output vector after its activation (not clipped: the health check
+    refuses a model whose "probabilities" leave 0-1)."""
     v = output.reshape(-1).astype(np.float64)
     if spec.activation == "softmax":
         e = np.exp(v - v.max())
         v = e / e.sum()
     elif spec.activation == "sigmoid":
         v = 1.0 / (1.0 + np.exp(-np.clip(v, -80, 80)))
-    return float(np.clip(v[spec.bona_fide_index], 0.0, 1.0))
+    return v
+
+
+def bona_fide(output: np.ndarray, spec: ClassifierSpec) -> float:
+    """The bona fide probability from the model's raw output vector."""
+    return float(np.clip(probabilities(output, spec)[spec.bona_fide_index], 0.0, 1.0))
 
 
 def ensemble(scores: list[float]) -> float | None:

@@ -13,7 +13,8 @@ import numpy as np
 
 from edge.vision import blazeface, classifier, facemesh
 from edge.vision.errors import BadFrame
-from edge.vision.runtime import ModelSet
+from edge.vision.runtime import ModelSet, OnnxModel
+from models.manifest import ClassifierSpec
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,18 @@ def landmarks(models: ModelSet, frame: np.ndarray, face: blazeface.Face) -> face
     return facemesh.measure(mesh, presence)
 
 
+def passive_output(
+    model: OnnxModel, frame: np.ndarray, face: blazeface.Face
+) -> tuple[np.ndarray, ClassifierSpec]:
+    """One passive classifier's raw output on the face crop its manifest entry asks for."""
+    spec = model.entry.classifier
+    assert spec is not None  # the manifest refuses a passive entry without one
+    out = model.run(classifier.to_input(classifier.crop(frame, face.box, spec), spec))
+    return (out[spec.output_name] if spec.output_name else next(iter(out.values()))), spec
+
+
 def passive_scores(models: ModelSet, frame: np.ndarray, face: blazeface.Face) -> list[float]:
-    scores = []
-    for model in models.passive:
-        spec = model.entry.classifier
-        assert spec is not None  # the manifest refuses a passive entry without one
-        out = model.run(classifier.to_input(classifier.crop(frame, face.box, spec), spec))
-        raw = out[spec.output_name] if spec.output_name else next(iter(out.values()))
-        scores.append(classifier.bona_fide(raw, spec))
-    return scores
+    return [classifier.bona_fide(*passive_output(m, frame, face)) for m in models.passive]
 
 
 def analyze(

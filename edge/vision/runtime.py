@@ -7,12 +7,14 @@ bytes only, so no file that failed its SHA-256 or signature check ever reaches t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from models.bundle import Bundle
 from models.errors import ModelRefused
 from models.manifest import Manifest, ModelEntry
 from models.registry import DEFAULT_MANIFEST, VerifiedModel, load_verified, read_manifest
@@ -71,6 +73,17 @@ class ModelSet:
         def load(entry: ModelEntry) -> OnnxModel:
             return OnnxModel.from_verified(load_verified(entry.name, manifest_path, trusted))
 
+        return cls.build(manifest, load)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, trusted: TrustedKeys | None = None) -> ModelSet:
+        """Verify and load a model bundle (an OTA payload) from memory; refuse all on any fault."""
+        verified = {v.entry.name: v for v in bundle.verify(trusted or TrustedKeys.from_dir())}
+        return cls.build(bundle.manifest, lambda e: OnnxModel.from_verified(verified[e.name]))
+
+    @classmethod
+    def build(cls, manifest: Manifest, load: Callable[[ModelEntry], OnnxModel]) -> ModelSet:
+        """The detector, landmarks and ensemble that ``manifest`` names, each through ``load``."""
         return cls(
             detector=load(manifest.by_role("face_detector")),
             landmarks=load(manifest.by_role("face_landmarks")),

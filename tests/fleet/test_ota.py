@@ -22,7 +22,7 @@ from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id
 from tests.integration.test_secure_path import _enrolled_agent
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, a stand-in ONNX model
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, a stand-in adapter (model bundles: checked)
 
 
 def test_slots_switch_commit_rollback_and_boot_watchdog() -> None:
@@ -163,7 +163,7 @@ async def test_ota_command_installs_and_a_bad_signature_installs_nothing(
     runner.running[tid] = (agent, asyncio.create_task(agent.run()))
     try:
         async with cloud.client() as http:
-            good = await _publish(http, "model.liveness", "3.0")
+            good = await _publish(http, "adapter.camera", "3.0")
             forged_key = ed25519.Ed25519PrivateKey.generate()
             manifest = base64.b64decode(good["manifest"])
             bad = {
@@ -188,9 +188,9 @@ async def test_ota_command_installs_and_a_bad_signature_installs_nothing(
             assert not (tmp_path / tid / "ota" / "slots").exists()
             assert not (tmp_path / tid / "ota" / "downloads").exists()  # not even downloaded
 
-            done = await run({"component": "model.liveness", "version": "3.0"})
+            done = await run({"component": "adapter.camera", "version": "3.0"})
             assert done["state"] == "succeeded", done
-            assert agent.ota.slots("model.liveness").versions == {"b": "3.0"}
+            assert agent.ota.slots("adapter.camera").versions == {"b": "3.0"}
 
             async def progress() -> list[str] | None:
                 r = await http.get(f"/api/v1/terminals/{tid}/events")
