@@ -5,7 +5,7 @@ starts several of these (and one ``--live`` probe) and drives them over stdin/st
 one JSON object per line:
 
 - ``{"cmd": "start", "n": 5, "first": 100}`` → places calls s0100..s0104, answers
-  ``{"setup": [ms...], "phases": [[accept, grant, joined] ms...]}``;
+  ``{"setup": [ms...], "phases": [[accept, grant, joined] ms...], "failed": [why...]}``;
 - ``{"cmd": "snap"}`` → ``{"rx": {kind: [received, lost]}, "sent": frames,
   "arrived": frames, "legs": n, "ages": {"to_teller": [...], "to_customer": [...]}}``;
 - ``{"cmd": "end"}`` → hangs every call up, ``{"ended": n}``; ``{"cmd": "quit"}``.
@@ -88,19 +88,24 @@ async def serve(args: argparse.Namespace) -> None:
         await tellers.start()
         print(json.dumps({"ready": True}), flush=True)
 
-        async def one(session: str) -> Call:
+        async def one(session: str) -> Call | str:
             async with limit:
-                return await place_call(http, tellers, session, args.business, add_media)
+                try:
+                    return await place_call(http, tellers, session, args.business, add_media)
+                except Exception as err:  # a saturated machine: report it, carry on
+                    return f"{session}: {type(err).__name__}: {err}"
 
         while line := await asyncio.to_thread(sys.stdin.readline):
             cmd = json.loads(line)
             if cmd["cmd"] == "start":
                 ids = [f"s{cmd['first'] + i:04d}" for i in range(cmd["n"])]
-                new = list(await asyncio.gather(*(one(s) for s in ids)))
+                placed = await asyncio.gather(*(one(s) for s in ids))
+                new = [c for c in placed if isinstance(c, Call)]
                 calls += new
                 reply: dict[str, Any] = {
                     "setup": [c.setup_ms for c in new],
                     "phases": [c.phases_ms for c in new],
+                    "failed": [c for c in placed if isinstance(c, str)],
                 }
             elif cmd["cmd"] == "snap":
                 reply = await snapshot(calls)

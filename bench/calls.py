@@ -34,7 +34,6 @@ import json
 import os
 import pickle
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,16 +212,15 @@ async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]
         "ramp_s": ramp,
         "per_call": per_call,
         "setup": [x for p in placed for x in p["setup"]],
-        "phases": [
-            statistics.median(ph[i] for p in placed for ph in p["phases"]) for i in range(3)
-        ],
+        "failed": [x for p in placed for x in p["failed"]],
+        "phases": [pct([ph[i] for p in placed for ph in p["phases"]], 0.5) for i in range(3)],
         "cpu": {k: (cpu_after[k] - cpu_before[k]) / wall * 100 for k in cpu_after},
         "loss": loss,
         "sent_fps": (load_after["sent"] - load_before["sent"]) / wall / legs,
         "fps": (load_after["arrived"] - load_before["arrived"]) / wall / legs,
         "probe": {
-            "setup_ms": probed["setup"][0],
-            "phases_ms": probed["phases"][0],
+            "setup_ms": probed["setup"][0] if probed["setup"] else float("nan"),
+            "phases_ms": probed["phases"][0] if probed["phases"] else [float("nan")] * 3,
             **{k: v[skip[k] :] for k, v in after[-1]["ages"].items()},
         },
     }
@@ -294,7 +292,7 @@ def report(r: dict[str, Any]) -> str:
         f" ramp {r['ramp_s']:.1f} s, CPU per call set up: desk {r['per_call']['desk']:.0f} ms,"
         f" janus {r['per_call']['janus']:.0f} ms",
         f"  setup (accept -> keyframe both sides) ms: p50 {pct(s, 0.5):.0f} "
-        f"p95 {pct(s, 0.95):.0f} max {max(s):.0f}; medians: accept answered "
+        f"p95 {pct(s, 0.95):.0f} max {max(s, default=0):.0f}; medians: accept answered "
         "{:.0f}, terminal grant {:.0f}, both joined {:.0f}".format(*r["phases"]),
         f"  CPU % of one core: janus {c['janus']:.0f}, desk {c['desk']:.0f}, "
         f"load generator {c['load']:.0f}, probe {c['probe']:.0f}; "
@@ -303,6 +301,8 @@ def report(r: dict[str, Any]) -> str:
         f"video {r['loss']['video']:.2f} %; {r['fps']:.1f} video frames/s per receiver "
         f"(clip sent at {r['sent_fps']:.1f})",
     ]
+    if r["failed"]:
+        lines.append(f"  {len(r['failed'])} calls failed to set up, e.g. {r['failed'][0]}")
     for label, key in (("terminal->teller", "to_teller"), ("teller->terminal", "to_customer")):
         ages = p[key]
         lines.append(
