@@ -6,7 +6,7 @@ one JSON object per line:
 
 - ``{"cmd": "start", "n": 5, "first": 100}`` → places calls s0100..s0104, answers
   ``{"setup": [ms...], "phases": [[accept, grant, joined] ms...], "failed": [why...]}``;
-- ``{"cmd": "snap"}`` → ``{"rx": {kind: [received, lost]}, "sent": frames,
+- ``{"cmd": "snap"}`` → ``{"rx": {stream: [kind, received, lost]}, "sent": frames,
   "arrived": frames, "legs": n, "ages": {"to_teller": [...], "to_customer": [...]}}``;
 - ``{"cmd": "end"}`` → hangs every call up, ``{"ended": n}``; ``{"cmd": "quit"}``.
 
@@ -56,11 +56,10 @@ def media_for(args: argparse.Namespace) -> Any:
 
 async def snapshot(calls: list[Call]) -> dict[str, Any]:
     legs: list[Leg] = [leg for c in calls for leg in (c.customer, c.teller)]
-    rx = {"audio": [0, 0], "video": [0, 0]}
+    rx = {}  # "<leg>/<ssrc>": [kind, received, lost], so streams can be matched later
     for leg in legs:
-        for kind, (got, lost) in (await leg.received()).items():
-            rx[kind][0] += got
-            rx[kind][1] += lost
+        for ssrc, stream in (await leg.received()).items():
+            rx[f"{id(leg)}/{ssrc}"] = list(stream)
     sent = sum(
         s.track.sent
         for leg in legs

@@ -163,16 +163,19 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
-def merge(snaps: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"rx": {"audio": [0, 0], "video": [0, 0]}, "sent": 0, "arrived": 0,
-                           "legs": 0}  # fmt: skip
-    for snap in snaps:
-        for kind in ("audio", "video"):
-            for i in (0, 1):
-                out["rx"][kind][i] += snap["rx"][kind][i]
-        for key in ("sent", "arrived", "legs"):
-            out[key] += snap[key]
-    return out
+def loss_in_window(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:
+    """Packets lost / expected per kind, over the streams received at both snapshots."""
+    totals = {"audio": [0, 0], "video": [0, 0]}
+    for b, a in zip(before, after, strict=True):
+        for key, (kind, got, lost) in a["rx"].items():
+            if key in b["rx"]:
+                totals[kind][0] += got - b["rx"][key][1]
+                totals[kind][1] += lost - b["rx"][key][2]
+    return {k: 100 * lost / max(1, got + lost) for k, (got, lost) in totals.items()}
+
+
+def summed(snaps: list[dict[str, Any]], key: str) -> int:
+    return sum(int(s[key]) for s in snaps)
 
 
 async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]:
@@ -199,13 +202,8 @@ async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]
     after = await asyncio.gather(*(w.ask("snap") for w in everyone))
     await asyncio.gather(*(w.ask("end") for w in everyone))
 
-    load_before, load_after = merge(list(before[:-1])), merge(list(after[:-1]))
-    loss = {}
-    for kind in ("audio", "video"):
-        got = load_after["rx"][kind][0] - load_before["rx"][kind][0]
-        lost = load_after["rx"][kind][1] - load_before["rx"][kind][1]
-        loss[kind] = 100 * lost / max(1, got + lost)
-    legs = max(1, load_after["legs"])
+    load_before, load_after = list(before[:-1]), list(after[:-1])
+    legs = max(1, summed(load_after, "legs"))
     skip = {k: len(v) for k, v in before[-1]["ages"].items()}  # ages from inside the window
     return {
         "n": n,
@@ -215,9 +213,9 @@ async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]
         "failed": [x for p in placed for x in p["failed"]],
         "phases": [pct([ph[i] for p in placed for ph in p["phases"]], 0.5) for i in range(3)],
         "cpu": {k: (cpu_after[k] - cpu_before[k]) / wall * 100 for k in cpu_after},
-        "loss": loss,
-        "sent_fps": (load_after["sent"] - load_before["sent"]) / wall / legs,
-        "fps": (load_after["arrived"] - load_before["arrived"]) / wall / legs,
+        "loss": loss_in_window(load_before, load_after),
+        "sent_fps": (summed(load_after, "sent") - summed(load_before, "sent")) / wall / legs,
+        "fps": (summed(load_after, "arrived") - summed(load_before, "arrived")) / wall / legs,
         "probe": {
             "setup_ms": probed["setup"][0] if probed["setup"] else float("nan"),
             "phases_ms": probed["phases"][0] if probed["phases"] else [float("nan")] * 3,

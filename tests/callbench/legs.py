@@ -115,14 +115,13 @@ class Leg:
 
         self.tasks.append(asyncio.create_task(pull()))
 
-    async def received(self) -> dict[str, tuple[int, int]]:
-        """(packets received, packets lost) per kind, from the RTP receivers' statistics."""
-        out = {"audio": (0, 0), "video": (0, 0)}
-        for stats in (await self.subscriber.getStats()).values():
-            if stats.type == "inbound-rtp":
-                got, lost = out[stats.kind]
-                out[stats.kind] = (got + stats.packetsReceived, lost + stats.packetsLost)
-        return out
+    async def received(self) -> dict[int, tuple[str, int, int]]:
+        """Per received RTP stream (SSRC): kind, packets received, packets lost so far."""
+        return {
+            stats.ssrc: (stats.kind, stats.packetsReceived, stats.packetsLost)
+            for stats in (await self.subscriber.getStats()).values()
+            if stats.type == "inbound-rtp"
+        }
 
     async def leave(self) -> None:
         for task in self.tasks:
