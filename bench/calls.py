@@ -163,6 +163,21 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
+def udp_drops() -> int:
+    """Datagrams the kernel dropped because a receiving socket's buffer was full (v4 + v6):
+    on one host, the sign that some receiver (Janus or a generator) did not read in time."""
+    drops = 0
+    with contextlib.suppress(OSError):
+        rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+        udp = [r for r in rows if r[0] == "Udp:"]
+        drops += int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/snmp6").read_text().splitlines():
+            if line.startswith("Udp6RcvbufErrors"):
+                drops += int(line.split()[1])
+    return drops
+
+
 def loss_in_window(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:
     """Packets lost / expected per kind, over the streams received at both snapshots."""
     totals = {"audio": [0, 0], "video": [0, 0]}
@@ -196,9 +211,10 @@ async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]
 
     everyone = [*rig.workers, rig.probe]
     before = await asyncio.gather(*(w.ask("snap") for w in everyone))
-    cpu_before, t0 = cpu_seconds(pids), time.monotonic()
+    cpu_before, t0, drops = cpu_seconds(pids), time.monotonic(), udp_drops()
     await asyncio.sleep(window)
     cpu_after, wall = cpu_seconds(pids), time.monotonic() - t0
+    drops = udp_drops() - drops
     after = await asyncio.gather(*(w.ask("snap") for w in everyone))
     await asyncio.gather(*(w.ask("end") for w in everyone))
 
@@ -214,6 +230,7 @@ async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]
         "phases": [pct([ph[i] for p in placed for ph in p["phases"]], 0.5) for i in range(3)],
         "cpu": {k: (cpu_after[k] - cpu_before[k]) / wall * 100 for k in cpu_after},
         "loss": loss_in_window(load_before, load_after),
+        "udp_drops": drops,
         "sent_fps": (summed(load_after, "sent") - summed(load_before, "sent")) / wall / legs,
         "fps": (summed(load_after, "arrived") - summed(load_before, "arrived")) / wall / legs,
         "probe": {
@@ -297,7 +314,8 @@ def report(r: dict[str, Any]) -> str:
         f"machine total {c['machine']:.0f} of 200 (others {c['machine'] - ours:.0f})",
         f"  receivers: packets lost audio {r['loss']['audio']:.2f} %, "
         f"video {r['loss']['video']:.2f} %; {r['fps']:.1f} video frames/s per receiver "
-        f"(clip sent at {r['sent_fps']:.1f})",
+        f"(clip sent at {r['sent_fps']:.1f}); UDP datagrams dropped by the kernel "
+        f"(full receive buffers, whole machine): {r['udp_drops']}",
     ]
     if r["failed"]:
         lines.append(f"  {len(r['failed'])} calls failed to set up, e.g. {r['failed'][0]}")
