@@ -252,11 +252,11 @@ async def wait_archive(http: httpx.AsyncClient, calls: int) -> dict[str, Any]:
     return dict(status["archived"])
 
 
-async def run(steps: list[int], window: float, workers: int) -> None:
+async def run(steps: list[int], window: float, workers: int, clip_seconds: float) -> None:
     print(f"machine: {os.cpu_count()} cores; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     t_clip = time.monotonic()
-    clip = media.encode_clip()
+    clip = media.encode_clip(clip_seconds)
     took = time.monotonic() - t_clip
     print(f"clip: {len(clip.frames)} VP8 frames 640x360 @ {media.FPS} fps, "
           f"{clip.video_kbps:.0f} kbit/s + Opus, encoded once in {took:.1f} s; "
@@ -337,8 +337,10 @@ def main() -> None:
     parser.add_argument("--steps", default="10,25,50")
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2, choices=range(1, 5))
+    parser.add_argument("--clip-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    asyncio.run(run([int(n) for n in args.steps.split(",")], args.window, args.workers))
+    steps = [int(n) for n in args.steps.split(",")]
+    asyncio.run(run(steps, args.window, args.workers, args.clip_seconds))
 
 
 if __name__ == "__main__":
