@@ -164,8 +164,9 @@ async def test_call_through_coturn_with_relay_only_ice(
                 assert pairs[side], side
                 for pair in pairs[side]:
                     assert (pair["local"], pair["state"]) == ("relay", "succeeded"), pair
-            assert pairs["subscriber"][0]["bytesReceived"] > 10_000
-            assert pairs["publisher"][0]["bytesSent"] > 10_000
+            # the relayed pairs carry the media (the customer's flat frames are small)
+            assert pairs["subscriber"][0]["bytesReceived"] > 2_000
+            assert pairs["publisher"][0]["bytesSent"] > 2_000
 
             await asyncio.wait_for(got.first_video, 20)  # the browser's camera, relayed
             assert set(nominated_types(pub_pc)) == set(nominated_types(sub_pc)) == {"relay"}
