@@ -17,12 +17,15 @@ Measured apart (psutil CPU time over a steady window, % of one core):
 Per session: the terminal asks the desk for a teller (a bench route standing in for
 MQTT), the offer reaches a teller over the API's WebSocket, the teller accepts over HTTP,
 the terminal gets its grant, both join. Call setup = accept → first keyframe arrived on
-both sides. At each step N (default 10, 25, 50) the steady state is measured: CPU per
-process, packets lost as seen by every receiver (RTP sequence gaps before
-retransmission), video frames per second arriving vs sent. Afterwards every tenth call's
-recording is archived by the desk (janus-pp-rec, ffmpeg, ffprobe check) and counted.
+both sides. At each step N (default 10, 15, 20, 25, 30, 40, 50) the steady state is
+measured: CPU per process, packets lost as seen by every receiver (RTP sequence gaps,
+aiortc's inbound-rtp statistics), video frames per second arriving vs sent, datagrams the
+kernel dropped for full receive buffers. The ramp stops at the first step the machine
+does not sustain (a call fails to set up, frames or packets go missing, the generator
+falls behind). Afterwards every tenth call's recording is archived by the desk
+(janus-pp-rec, ffmpeg, ffprobe check) and counted.
 
-    .venv/bin/python bench/calls.py [--steps 10,25,50] [--window 15] [--workers 2]
+    .venv/bin/python bench/calls.py [--steps 10,15,20,25,30,40,50] [--window 10] [--workers 2]
 """
 
 from __future__ import annotations
@@ -283,6 +286,9 @@ async def run(steps: list[int], window: float, workers: int, clip_seconds: float
             results.append(await step(rig, n, window, first))
             first += n + 1
             print(report(results[-1]), flush=True)
+            if why := saturated(results[-1]):
+                print(f"  -> saturated at {n} calls ({why}): no larger steps", flush=True)
+                break
         async with httpx.AsyncClient(base_url=rig.desk_url, timeout=30) as http:
             archived = await wait_archive(http, first)
         for w in [*rig.workers, rig.probe]:
@@ -297,6 +303,20 @@ async def run(steps: list[int], window: float, workers: int, clip_seconds: float
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"reproduce: .venv/bin/python bench/calls.py --steps {','.join(map(str, steps))} "
           f"--window {window:g} --workers {workers}")  # fmt: skip
+
+
+def saturated(r: dict[str, Any]) -> str:
+    """Why this step is past what the machine sustains ("" if it is not)."""
+    reasons = []
+    if r["failed"]:
+        reasons.append(f"{len(r['failed'])} calls failed to set up")
+    if r["sent_fps"] < 0.9 * media.FPS:
+        reasons.append("the generator cannot send at full rate")
+    if r["fps"] < 0.9 * media.FPS:
+        reasons.append("receivers get under 90 % of the frames")
+    if max(r["loss"].values()) > 1.0:
+        reasons.append("over 1 % packet loss")
+    return "; ".join(reasons)
 
 
 def report(r: dict[str, Any]) -> str:
@@ -334,8 +354,8 @@ def report(r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="10,25,50")
-    parser.add_argument("--window", type=float, default=15.0)
+    parser.add_argument("--steps", default="10,15,20,25,30,40,50")
+    parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, choices=range(1, 5))
     parser.add_argument("--clip-seconds", type=float, default=10.0)
     args = parser.parse_args()

@@ -83,7 +83,7 @@ async def place_call(
     terminal = f"T-{session}"
     body = {"session": session, "terminal": terminal, "business": business}
     (await http.post("/bench/sessions", json=body)).raise_for_status()
-    token = await asyncio.wait_for(offered, 30)
+    token = await asyncio.wait_for(offered, 20)
     t0 = time.monotonic()
     answer = await http.post(f"/api/v1/teller/sessions/{session}/accept", headers=bearer(token))
     answer.raise_for_status()
@@ -95,7 +95,7 @@ async def place_call(
     )
     t_joined = time.monotonic()
     pictures = (customer.arrivals.picture.wait(), teller.arrivals.picture.wait())
-    await asyncio.wait_for(asyncio.gather(*pictures), 30)
+    await asyncio.wait_for(asyncio.gather(*pictures), 15)
     last = max(customer.arrivals.first_picture or 0, teller.arrivals.first_picture or 0)
     phases = tuple((t - t0) * 1e3 for t in (t_accepted, t_granted, t_joined))
     return Call(session, token, customer, teller, (last - t0) * 1e3, phases)  # type: ignore[arg-type]
