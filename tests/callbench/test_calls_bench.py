@@ -22,3 +22,13 @@ def test_one_call_each_through_desk_and_janus() -> None:
     assert ages is not None and int(ages.group(2)) > 10 and int(ages.group(1)) < 1000
     archived = re.search(r"recordings: (\d+) sampled calls archived by the desk, (\d+) valid", out)
     assert archived is not None and archived.group(1) == archived.group(2) != "0"
+
+
+def test_browser_reads_the_capture_time_of_every_frame() -> None:
+    glass = BENCH.parent / "glass.py"
+    argv = [sys.executable, str(glass), "3"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=True).stdout
+    found = re.search(r"frames read (\d+) \(unreadable (\d+)\); ms: p50 (\d+)", out)
+    assert found is not None, out
+    read, unread, p50 = map(int, found.groups())
+    assert read > 30 and unread <= read // 10 and 0 < p50 < 1000
