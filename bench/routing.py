@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloud.sessions.estimate import HandleTimes, queue_status
 from cloud.sessions.routing import Board, TellerState
-from cloud.sessions.skills import BUSINESSES, Skills
+from cloud.sessions.skills import Skills, business_table
 
 REQUESTS = 1000
 TELLERS = 120
@@ -38,7 +38,7 @@ LANGS = [("cmn", 70), ("zh-shaanxi", 12), ("zh-sichuan", 5), ("csl", 3), ("ug", 
 
 def make_board(rng: random.Random) -> Board:
     board = Board()
-    names = sorted(BUSINESSES)
+    names = sorted(business_table())
     for n in range(TELLERS):
         businesses = {b: rng.randint(1, 5) for b in rng.sample(names, rng.randint(3, 8))}
         languages = {"cmn"}
@@ -64,8 +64,8 @@ def main() -> None:
     board = make_board(rng)
     langs = [code for code, _ in LANGS]
     weights = [w for _, w in LANGS]
-    risky = [b for b, v in BUSINESSES.items() if v.high_risk]
-    plain = [b for b, v in BUSINESSES.items() if not v.high_risk]
+    risky = [b for b, v in business_table().items() if v.high_risk]
+    plain = [b for b, v in business_table().items() if not v.high_risk]
 
     enqueue_ms: list[float] = []
     for n in range(REQUESTS):

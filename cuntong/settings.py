@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,6 +79,17 @@ class AgentSettings(_Base):
     #: JSON peripheral configuration (``firmware_adapters.registry`` format); without it
     #: a simulated terminal uses simulated devices and a real one reports none.
     peripherals_file: Path | None = None
+    #: The customer screen page on 127.0.0.1 (``edge.teller.screen``); 0 = not served.
+    screen_port: int = Field(0, ge=0, le=65535)
+    #: Simulation: a simulated customer asks for a video teller on average this often (s);
+    #: 0 = never. Off by default; the demo switches it on for some terminals.
+    sim_teller_every_s: float = Field(0.0, ge=0)
+    #: The link rate calls are fitted to (kbit/s) until measured: Opus, VP8 bounds, size, fps.
+    link_kbps: float = Field(400.0, gt=0)
+    #: ALSA device for the call's microphone ("" = a test tone in simulation, else "default").
+    audio_device: str = ""
+    #: Face-aware compression of the call video when the vision models are installed.
+    face_aware: bool = True
 
     @field_validator("terminal_id")
     @classmethod
@@ -134,6 +145,27 @@ class CloudSettings(_Base):
     enrol_per_minute: int = Field(20, ge=1)
     #: Where terminals reach the broker (handed over at enrolment); defaults to broker_host.
     public_broker_host: str = ""
+    #: The teller desk's media server (Janus HTTP API, e.g. http://127.0.0.1:8088/janus).
+    #: Empty: no desk runs and the teller routes answer 503.
+    janus_url: str = ""
+    #: The Janus API URL terminals and teller browsers are given (e.g. the reverse proxy's
+    #: https://bank.example/janus); default janus_url.
+    janus_public_url: str = ""
+    janus_admin_url: str = ""
+    janus_admin_secret: str = Field("", repr=False)
+    #: VideoRoom's room admin key: only the desk creates rooms.
+    janus_room_key: str = Field("", repr=False)
+    #: Where Janus writes ``.mjr`` recordings (the archiver must run on the Janus host).
+    janus_rec_dir: Path | None = None
+    #: Where archived call recordings go; default ``<state_dir>/recordings`` (or a temp dir).
+    archive_dir: Path | None = None
+    #: coturn's ``static-auth-secret`` and the TURN URLs put in media grants; empty: none.
+    turn_secret: str = Field("", repr=False)
+    turn_urls: list[str] = Field(default_factory=list)
+    #: A terminal offline during a call gets this long to come back before the call fails.
+    terminal_grace_s: float = Field(30.0, gt=0)
+    #: A teller whose screen disconnected mid-call gets this long before it is hung up.
+    teller_grace_s: float = Field(30.0, gt=0)
 
     @field_validator("crypto_suite")
     @classmethod
@@ -148,6 +180,20 @@ class CloudSettings(_Base):
         if value and len(value) < 24:
             raise ValueError("must be at least 24 characters (or empty to disable)")
         return value
+
+    @model_validator(mode="after")
+    def _janus_complete(self) -> CloudSettings:
+        if self.janus_url:
+            missing = [
+                name
+                for name in ("janus_admin_url", "janus_admin_secret", "janus_room_key")
+                if not getattr(self, name)
+            ]
+            if self.janus_rec_dir is None:
+                missing.append("janus_rec_dir")
+            if missing:
+                raise ValueError(f"janus_url is set, so {', '.join(missing)} must be too")
+        return self
 
     @field_validator("db_url")
     @classmethod

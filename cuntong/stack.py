@@ -1,7 +1,9 @@
 """``cuntong up``: the whole system on one machine, as child processes.
 
-Broker, telemetry store, cloud API (with ingest) and N simulated terminals, each with config
-generated under the state folder. Prints the URLs; Ctrl-C stops everything in reverse order.
+Broker, telemetry store, Janus and coturn (the teller desk's media), cloud API (with ingest
+and the desk) and N simulated terminals, each with config generated under the state folder.
+Prints the URLs; Ctrl-C stops everything in reverse order. Without Janus or coturn
+installed the stack still runs, with the desk off (said at start).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import httpx
 
 from cloud.security import broker_services
 from cuntong import procs
+from cuntong.errors import MissingBinary
+from cuntong.servers.coturn import Coturn, CoturnConfig
+from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from provisioning.files import ensure_private_dir, write_private
@@ -40,6 +45,17 @@ SIM_VILLAGES: tuple[tuple[str, str, str, str], ...] = (
     ("陕西省", "榆林市", "米脂县", "高西沟村"),
     ("陕西省", "安康市", "平利县", "龙头村"),
 )
+
+
+#: The demo accounts ``cuntong up`` makes (account -> role).
+DEMO_ROLES = {
+    "admin": "admin",
+    "ops": "fleet_operator",
+    "supervisor": "supervisor",
+    "teller1": "teller",
+    "teller2": "teller",
+}
+DEMO_TELLER_LANGUAGES = ("cmn", "zh-shaanxi")
 
 
 def _port(preferred: int) -> int:
@@ -60,6 +76,9 @@ class Stack:
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     enrol_port: int = 0
     people: dict[str, str] = field(default_factory=dict)
+    #: The teller desk's media servers, when installed.
+    janus: Janus | None = None
+    coturn: Coturn | None = None
 
     def run(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -73,12 +92,15 @@ class Stack:
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
         api_port = _port(8000)
         self.enrol_port = _port(8443)
+        # The first terminal's customer screen: a person at the demo plays the customer.
+        self.screen_port = _port(8090)
         previous = signal.signal(
             signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt)
         )
         try:
             broker.start()
             vm.start()
+            self._start_media(api_port)
             self._start_api(broker, vm, api_port)
             self._factory_claims(
                 f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
@@ -92,6 +114,9 @@ class Stack:
         finally:
             for _name, proc in reversed(self.children):
                 procs.stop(proc)
+            for media in (self.coturn, self.janus):
+                if media is not None:
+                    media.stop()
             vm.stop()
             broker.stop()
             signal.signal(signal.SIGTERM, previous)
@@ -107,34 +132,78 @@ class Stack:
         return f"sqlite://{self.state_dir / 'cloud.sqlite3'}"
 
     def _people(self) -> dict[str, str]:
-        """Demo accounts, made once (passwords kept 0600): admin, fleet operator, supervisor."""
+        """Demo accounts, made once (passwords kept 0600): admin, fleet operator, supervisor
+        and two tellers who serve every business in Mandarin and the Shaanxi dialect. A
+        state folder from before the tellers existed gets them added."""
         path = self.pki_dir / "demo-accounts.json"
-        if path.exists():
-            return dict(json.loads(path.read_text()))
+        known = dict(json.loads(path.read_text())) if path.exists() else {}
+        missing = {a: r for a, r in DEMO_ROLES.items() if a not in known}
+        if not missing:
+            return known
         self.pki_dir.mkdir(parents=True, exist_ok=True)
-        roles = {"admin": "admin", "ops": "fleet_operator", "supervisor": "supervisor"}
-        passwords = {account: secrets.token_urlsafe(12) for account in roles}
+        passwords = {account: secrets.token_urlsafe(12) for account in missing}
 
         async def create() -> None:
-            # Before the API starts, in this process: one database open for all three.
+            # Before the API starts, in this process: one database open for all of them.
             from cloud.auth.service import create_account
             from cloud.db import close_db, open_db
+            from cloud.sessions import profiles
 
             await open_db(self.db_url)
             try:
                 now = datetime.now(UTC)
-                for account, role in roles.items():
+                for account, role in missing.items():
                     await create_account(account, passwords[account], [role], now)
+                    if role == "teller":
+                        every = profiles.parse_skill_args(["*=3"])
+                        await profiles.set_profile(account, every, DEMO_TELLER_LANGUAGES, now)
             finally:
                 await close_db()
 
         asyncio.run(create())
-        write_private(path, json.dumps(passwords, indent=2).encode())
-        return passwords
+        known |= passwords
+        write_private(path, json.dumps(known, indent=2).encode())
+        return known
+
+    def _start_media(self, api_port: int) -> None:
+        """Janus (VideoRoom, recording) and coturn for the teller desk; skipped, with a
+        message, where they are not installed."""
+        cfg = JanusConfig(
+            _port(8088),
+            _port(7088),
+            # The teller page (served by the API) calls the Janus API from the browser.
+            cors_origin=f"http://127.0.0.1:{api_port}",
+        )
+        try:
+            self.janus = Janus(cfg, self.state_dir / "janus").start()
+        except MissingBinary as err:
+            print(f"teller desk off: {err}", flush=True)
+            return
+        try:
+            self.coturn = Coturn(CoturnConfig(_port(3478)), self.state_dir / "coturn").start()
+        except MissingBinary as err:
+            print(f"teller desk without TURN relay: {err}", flush=True)
+
+    def _media_env(self) -> dict[str, object]:
+        if self.janus is None:
+            return {}
+        env: dict[str, object] = {
+            "CUNTONG_CLOUD_JANUS_URL": self.janus.url,
+            "CUNTONG_CLOUD_JANUS_ADMIN_URL": self.janus.admin_url,
+            "CUNTONG_CLOUD_JANUS_ADMIN_SECRET": self.janus.cfg.admin_secret,
+            "CUNTONG_CLOUD_JANUS_ROOM_KEY": self.janus.cfg.room_admin_key,
+            "CUNTONG_CLOUD_JANUS_REC_DIR": self.state_dir / "janus" / "recordings",
+            "CUNTONG_CLOUD_ARCHIVE_DIR": self.state_dir / "recordings",
+        }
+        if self.coturn is not None:
+            env["CUNTONG_CLOUD_TURN_SECRET"] = self.coturn.cfg.static_auth_secret
+            env["CUNTONG_CLOUD_TURN_URLS"] = json.dumps([self.coturn.url])
+        return env
 
     def _start_api(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
         self.people = self._people()
         env = self._env(
+            **self._media_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
@@ -263,6 +332,7 @@ class Stack:
             CUNTONG_AGENT_COUNTY=county,
             CUNTONG_AGENT_VILLAGE=village,
             **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
+            **self._teller_env(i),
         )
         proc = procs.start(
             [sys.executable, "-m", "cuntong", "agent"],
@@ -271,11 +341,33 @@ class Stack:
         )
         self.children.append((tid, proc))
 
+    def _teller_env(self, i: int) -> dict[str, object]:
+        """Terminal 1 serves its customer screen; terminals 2 and 3 hold simulated
+        customers who ask for a teller every few minutes (without face-aware video, to
+        spare the demo machine's cores)."""
+        if self.janus is None:
+            return {}
+        if i == 0:
+            return {"CUNTONG_AGENT_SCREEN_PORT": self.screen_port}
+        if i <= 2:
+            return {
+                "CUNTONG_AGENT_SIM_TELLER_EVERY_S": 240,
+                "CUNTONG_AGENT_FACE_AWARE": "false",
+            }
+        return {}
+
     def _print_urls(self, broker: Broker, vm: VictoriaMetrics, api_port: int) -> None:
         api = f"http://127.0.0.1:{api_port}"
+        desk = (
+            f"{api}/teller  (log in as teller1 or teller2; media via {self.janus.url})"
+            if self.janus is not None
+            else "off (Janus not installed)"
+        )
         print(
             "\ncuntong is running:\n"
             f"  fleet dashboard   {api}/fleet  (log in as ops or admin)\n"
+            f"  teller desk       {desk}\n"
+            f"  customer screen   {self._screen_url()}\n"
             f"  API docs          {api}/docs\n"
             f"  terminals         {api}/api/v1/terminals\n"
             f"  one terminal      {api}/api/v1/terminals/SX-00001\n"
@@ -293,6 +385,11 @@ class Stack:
             "Ctrl-C stops everything.",
             flush=True,
         )
+
+    def _screen_url(self) -> str:
+        if self.janus is None:
+            return "off (no teller desk)"
+        return f"http://127.0.0.1:{self.screen_port}/  (terminal SX-00001: press 视频柜员)"
 
     def _watch(self) -> None:
         while True:

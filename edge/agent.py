@@ -7,7 +7,10 @@ is reachable. The link reconnects with full-jitter exponential backoff.
 Tasks while running:
 - ``_telemetry_loop``: sample health every interval into the spool (runs offline too);
 - ``_link_loop``: connect, announce presence (retained; the will says offline), subscribe
-  to commands, then drain the spool and answer commands until the link drops.
+  to commands and the teller desk's messages, then drain the spool and answer commands
+  until the link drops;
+- the customer screen (``screen_port``) and, in simulation, a customer who asks for a
+  video teller now and then (``sim_teller_every_s``); see ``edge.teller``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from edge.ota import Ota
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
+from edge.teller.client import Peer, TellerClient
+from edge.teller.media import CallMedia
+from edge.teller.messages import Grant
+from edge.teller.paperwork import Paperwork
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 
@@ -80,7 +87,31 @@ class Agent:
         self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
         self.liveness = Liveness(
-            camera_frames(camera) if camera else None, state_dir=settings.state_dir
+            camera_frames(camera) if camera else None,
+            prompt=self._prompt,
+            state_dir=settings.state_dir,
+        )
+        self.media = CallMedia(
+            settings.simulate,
+            camera,
+            settings.audio_device or ("" if settings.simulate else "default"),
+            settings.link_kbps,
+            settings.face_aware,
+            # The liveness check's models (the committed OTA bundle), loaded once for both.
+            models=self.liveness.models,
+        )
+        self._mqtt: aiomqtt.Client | None = None
+        self.screen: Any = None  # the customer screen server while it runs
+        self._desk_topic = topic(self.tid, Channel.DESK)
+        # A simulated terminal answers the teller's forms itself, unless its screen is
+        # served: then a person at the demo answers them there.
+        auto = settings.simulate and not settings.screen_port
+        rng = random.Random(zlib.crc32(self.tid.encode()))
+        self.teller = TellerClient(
+            self._publish_session,
+            self._make_peer,
+            lambda send: Paperwork(send, self.media.capture, auto, rng),
+            lambda: datetime.now(UTC),
         )
         self.handlers: dict[str, commands.Handler] = {
             "ping": self._cmd_ping,
@@ -132,6 +163,29 @@ class Agent:
     def stop(self) -> None:
         self._stopping.set()
 
+    # --- the teller call ---------------------------------------------------------------
+
+    async def _publish_session(self, payload: bytes) -> None:
+        """Live call signalling: sent now or not at all (never spooled)."""
+        client = self._mqtt
+        if client is None or not self.connected.is_set():
+            raise ConnectionError("the terminal is offline")
+        await client.publish(topic(self.tid, Channel.SESSION), payload, qos=1, timeout=10)
+
+    async def _prompt(self, text: str) -> None:
+        await self.teller.show_prompt(text)  # the customer screen shows the challenge step
+
+    def _locked(self) -> str | None:
+        screen = self.mdm.screen
+        return str(screen.get("message") or "暂停服务") if screen.get("locked") else None
+
+    def _make_peer(
+        self, grant: Grant, on_text: Callable[[str], None], on_event: Callable[[str], None]
+    ) -> Peer:
+        from edge.teller.peer import RoomPeer  # aiortc only once a call connects
+
+        return RoomPeer(grant, self.media, on_text, on_event)
+
     # --- the loops -----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -143,10 +197,19 @@ class Agent:
         ]
         if self.sim is not None:
             tasks.append(asyncio.create_task(self._customer_loop(), name="customers"))
+            if self.s.sim_teller_every_s > 0:
+                tasks.append(asyncio.create_task(self._teller_visits(), name="teller-visits"))
         if self.link is not None:
             tasks.append(asyncio.create_task(self._renew_loop(), name="renewal"))
         stop = asyncio.create_task(self._stopping.wait())
+        screen = contextlib.AsyncExitStack()
         try:
+            if self.s.screen_port:
+                from edge.teller.screen import Screen
+
+                self.screen = await screen.enter_async_context(
+                    Screen(self.teller, self.media, self.s.screen_port, locked=self._locked)
+                )
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stop:
@@ -155,6 +218,8 @@ class Agent:
             for task in [*tasks, stop]:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
+            await self.teller.close()
+            await screen.aclose()
             await self.peripherals.close()
             self.spool.close()
 
@@ -170,6 +235,13 @@ class Agent:
             event = self.sim.customer_event()
             if event:
                 self.emit_event(*event)
+
+    async def _teller_visits(self) -> None:
+        from edge.teller.customer import SimulatedCustomer
+        from edge.teller.visits import visits
+
+        customer = SimulatedCustomer(zlib.crc32(self.tid.encode()), self.s.sim_teller_every_s)
+        await visits(self.teller, customer)
 
     def _status(self, online: bool) -> bytes:
         region = {
@@ -226,12 +298,17 @@ class Agent:
             topic(self.tid, Channel.STATUS), self._status(True), qos=1, retain=True
         )
         await client.subscribe(command_filter(self.tid), qos=1)
+        await client.subscribe(self._desk_topic, qos=1)
+        self._mqtt = client
         self.connected.set()
         log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
+        if self.connects > 1:
+            self.teller.link_changed()  # back after a drop: a call on must republish
         try:
             await self._serve(client)
         finally:
             self.connected.clear()
+            self._mqtt = None
             if self._stopping.is_set() or asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 # A goodbye the cloud sees at once; the will covers the ungraceful case.
                 with contextlib.suppress(aiomqtt.MqttError):
@@ -306,6 +383,12 @@ class Agent:
         running: set[asyncio.Task[None]] = set()
         try:
             async for message in client.messages:
+                if str(message.topic) == self._desk_topic:
+                    # In order and at once: the call's state machine is quick, media is not
+                    # awaited here.
+                    payload = message.payload if isinstance(message.payload, bytes) else b""
+                    await self.teller.on_desk(payload)
+                    continue
                 task = asyncio.create_task(self._answer(client, message))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -333,9 +416,13 @@ class Agent:
         business_type = args.get("business_type")
         if not isinstance(business_type, str) or not business_type:
             raise ValueError("business_type (a string) is required")
-        result = await self.liveness.check(business_type)
+        try:
+            result = await self.liveness.check(business_type)
+        finally:
+            await self.teller.show_prompt(None)
         # Only the verdict travels, as a business event the session can cite (never frames).
         self.emit_event("liveness_result", result.to_dict())
+        await self.teller.liveness(result.to_dict())  # stored with the call, if one is on
         return result.to_dict()
 
     async def _cmd_selftest(self, args: dict[str, Any]) -> dict[str, Any]:

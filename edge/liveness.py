@@ -158,6 +158,10 @@ class Liveness:
         log.info("liveness models: bundle %s %s", src.version, self._models[1].versions)
         return self._models[1]
 
+    async def models(self) -> ModelSet:
+        """The models checks use now (the call's face-aware video shares them)."""
+        return await self._current()
+
     async def check(self, business_type: str) -> VisionResult:
         from edge.vision.session import LivenessCheck
         from edge.vision.verdict import Policy

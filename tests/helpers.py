@@ -21,7 +21,9 @@ import httpx
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.postgres import Postgres
+from edge.identity import SecureLink, establish
 from provisioning import wiring
+from provisioning.protocol import FactoryClaim, Region
 
 T = TypeVar("T")
 
@@ -131,10 +133,11 @@ FACTORY_TOKEN = "operator-token-for-tests-0123456789"
 
 @contextlib.contextmanager
 def secured_cloud(
-    tmp: Path, tsdb_url: str, services: dict[str, str]
+    tmp: Path, tsdb_url: str, services: dict[str, str], **extra: str
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
     """The secured default on free ports: an mTLS-only broker whose ACL admits
-    ``services``, and the cloud API with its CA and keys under ``tmp/cloud``."""
+    ``services``, and the cloud API with its CA and keys under ``tmp/cloud`` (``extra``:
+    more ``CUNTONG_CLOUD_*`` environment)."""
     pki = tmp / "cloud"
     cfg, _ = wiring.secure_broker(
         pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
@@ -148,6 +151,7 @@ def secured_cloud(
             tsdb_url,
             CUNTONG_CLOUD_STATE_DIR=str(pki),
             CUNTONG_CLOUD_ADMIN_TOKEN=FACTORY_TOKEN,
+            **extra,
         )
         try:
             yield pki, broker, cloud
@@ -155,3 +159,35 @@ def secured_cloud(
             procs.stop(cloud.proc)
     finally:
         broker.stop()
+
+
+async def enrolled_link(cloud_url: str, state_dir: Path, tid: str) -> SecureLink:
+    """Play the factory and the first boot: a one-use claim for ``tid`` written into
+    ``state_dir``, then enrolment; the terminal's mTLS link to the broker."""
+    async with httpx.AsyncClient(base_url=cloud_url, timeout=10) as http:
+        ca = (await http.get("/api/v1/enrol/ca")).text
+        claim = await http.post(
+            "/api/v1/provisioning/claims",
+            json={"uses": 1, "days": 1},
+            headers={"Authorization": f"Bearer {FACTORY_TOKEN}"},
+        )
+        assert claim.status_code == 201, claim.text
+    _write_claim(
+        state_dir,
+        FactoryClaim(
+            enrol_url=cloud_url,
+            ca_pem=ca,
+            claim_token=claim.json()["token"],
+            terminal_id=tid,
+            hardware_model="ZN-E100",
+            region=Region(province="陕西省", city="宝鸡市", county="陈仓区", village="东风村"),
+        ),
+    )
+    link = await establish(state_dir, None, dt.datetime.now(dt.UTC))
+    assert link is not None
+    return link
+
+
+def _write_claim(state_dir: Path, claim: FactoryClaim) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "claim.json").write_text(claim.model_dump_json())

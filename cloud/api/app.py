@@ -15,6 +15,8 @@ from cloud.auth.api import enrol_rate_limit
 from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
 from cloud.security import Security, require_admin
+from cloud.sessions import api as teller_api
+from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from cuntong import __version__
 from cuntong.settings import CloudSettings
@@ -45,13 +47,16 @@ def create_app(settings: CloudSettings) -> FastAPI:
             app.state.ingest = IngestConsumer(settings, writer, security)
             tasks.append(asyncio.create_task(app.state.ingest.run(), name="ingest"))
         tasks += fleet.start(app, settings, security)  # fleet operations' background tasks
+        media = contextlib.AsyncExitStack()  # the desk's Janus sessions
         try:
+            tasks += await teller_desk.start(app, settings, security, media)
             yield
         finally:
             stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await media.aclose()
             if writer is not None:
                 await writer.close()
             await app.state.reader.close()
@@ -69,6 +74,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     oversight.install(app, settings)
     for router in fleet.routers():
         app.include_router(router)
+    app.include_router(teller_api.router)
     if security is not None:
         # Per-address limit: slows claim-token guessing (a refused attempt counts too).
         app.include_router(

@@ -1,7 +1,9 @@
 """``cuntong accounts create|list``: manage people's accounts from the shell.
 
 The first admin has to come from somewhere: ``cuntong accounts create root --role admin``
-(password from ``$CUNTONG_ACCOUNT_PASSWORD`` or prompted). Wire in with
+(password from ``$CUNTONG_ACCOUNT_PASSWORD`` or prompted). A teller with skills:
+``cuntong accounts create wang --role teller --skill '*=3' --skill card_loss=5
+--language cmn --language zh-shaanxi``. Wire in with
 ``from cloud.auth.cli import add_parser``.
 """
 
@@ -30,6 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("id", help="login name (a teller's id for tellers)")
     create.add_argument("--role", action="append", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", default="", help="display name")
+    create.add_argument(
+        "--skill",
+        action="append",
+        default=[],
+        metavar="CODE=LEVEL",
+        help="a teller's business (catalogue code) and proficiency 1-5; '*=3' for every "
+        "business (repeat; later entries win)",
+    )
+    create.add_argument(
+        "--language", action="append", default=[], help="a teller's language code (repeat)"
+    )
     create.set_defaults(func=lambda args: asyncio.run(_create(args)))
     listing = sub.add_parser("list", help="accounts and their roles")
     listing.set_defaults(func=lambda args: asyncio.run(_list(args)))
@@ -42,18 +55,30 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 async def _create(args: argparse.Namespace) -> None:
     from cloud.auth import service
     from cloud.db import close_db, open_db
+    from cloud.sessions import profiles
 
+    teller = Role.TELLER.value in args.role
+    if (args.skill or args.language) and not teller:
+        raise ConfigError("--skill and --language are for accounts with --role teller")
+    try:
+        businesses = profiles.parse_skill_args(args.skill)
+        if teller and (businesses or args.language):
+            profiles.check(businesses, args.language)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     password = os.environ.get("CUNTONG_ACCOUNT_PASSWORD") or getpass.getpass("password: ")
+    now = dt.datetime.now(dt.UTC)
     await open_db(args.db_url)
     try:
-        await service.create_account(
-            args.id, password, args.role, dt.datetime.now(dt.UTC), args.name
-        )
+        await service.create_account(args.id, password, args.role, now, args.name)
+        if teller and (businesses or args.language):
+            await profiles.set_profile(args.id, businesses, args.language, now)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     finally:
         await close_db()
-    print(f"created {args.id} ({', '.join(sorted(args.role))})")
+    skills = f"; skills {len(businesses)} businesses, {', '.join(args.language)}" if teller else ""
+    print(f"created {args.id} ({', '.join(sorted(args.role))}){skills}")
 
 
 async def _list(args: argparse.Namespace) -> None:

@@ -95,8 +95,15 @@ def guarded_by(route: Any) -> frozenset[Role] | None:
 
     if not isinstance(route, APIRoute):
         return None
-    for dep in route.dependant.dependencies:
+    return _roles_in(route.dependant)
+
+
+def _roles_in(dependant: Any) -> frozenset[Role] | None:
+    """The first ``require`` in a dependency tree (a dependency may itself need one)."""
+    for dep in dependant.dependencies:
         roles = getattr(dep.call, "roles", None)
+        if roles is None:
+            roles = _roles_in(dep)
         if roles is not None:
             return roles  # type: ignore[no-any-return]
     return None

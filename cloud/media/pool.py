@@ -37,6 +37,9 @@ class NodeAccess:
     rec_dir: str
     capacity: int = 50
     record: bool = True
+    #: The Janus API URL participants are given in their grants (through the reverse
+    #: proxy); default ``url``, which the backend itself uses.
+    public_url: str = ""
 
 
 @dataclass
@@ -60,7 +63,8 @@ class JanusPool:
     async def __aenter__(self) -> JanusPool:
         """Connect to every node that answers; the others start unhealthy."""
         for access in self._access.values():
-            node = Node(access.name, access.url, access.admin_url, access.capacity)
+            url = access.public_url or access.url
+            node = Node(access.name, url, access.admin_url, access.capacity)
             self.registry.add(node)
             node.healthy = await self._reconnect(access)
         return self

@@ -9,8 +9,9 @@ live routing ``Board`` (queue and tellers). These adapters turn them into what
 
 Mapping (pure functions below): offered = first time queued (else requested); answered =
 the teller's ``accept``; ended = ``close`` after wrap-up (talk + wrap-up = handle time), or
-the ``abandon``/``fail`` time. First-contact resolution and satisfaction are not recorded by
-the session service yet, so they stay ``None`` (and the KPI shows "no data").
+the ``abandon``/``fail`` time. First-contact resolution is the teller's outcome
+(``POST /api/v1/teller/sessions/{id}/outcome``), satisfaction the terminal's ``rating``;
+``None`` where none was given (the KPI counts only known ones).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def contact_from_transitions(
     requested_at: dt.datetime,
     teller_id: str | None,
     transitions: Iterable[tuple[dt.datetime, str, str]],
+    resolved: bool | None = None,
+    rating: int | None = None,
 ) -> ContactRecord:
     """``transitions``: (at, event, to_state) oldest first."""
     offered = answered = ended = None
@@ -41,7 +44,16 @@ def contact_from_transitions(
             answered = at
         if event in ("close", "abandon", "fail") or (event == "hang_up" and ended is None):
             ended = at
-    return ContactRecord(session_id, business, offered or requested_at, answered, ended, teller_id)
+    return ContactRecord(
+        session_id,
+        business,
+        offered or requested_at,
+        answered,
+        ended,
+        teller_id,
+        resolved_first_contact=resolved if answered is not None else None,
+        satisfaction=rating,
+    )
 
 
 async def session_contacts(since: dt.datetime, until: dt.datetime) -> list[ContactRecord]:
@@ -57,7 +69,13 @@ async def session_contacts(since: dt.datetime, until: dt.datetime) -> list[Conta
         by_session.setdefault(session_id, []).append((at, event, to_state))
     return [
         contact_from_transitions(
-            s.id, s.business, s.requested_at, s.teller_id, by_session.get(s.id, [])
+            s.id,
+            s.business,
+            s.requested_at,
+            s.teller_id,
+            by_session.get(s.id, []),
+            s.resolved,
+            s.rating,
         )
         for s in sessions
     ]

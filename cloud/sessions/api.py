@@ -1,61 +1,77 @@
-"""/api/v1/teller: what a teller's screen calls, and the WebSocket it listens on.
+"""/api/v1/teller: what a teller's screen calls, the WebSocket it listens on, the
+customer panel, and the supervisors' skill settings.
 
-The app that mounts ``router`` puts three things on ``app.state``:
+Tellers are oversight accounts (``cloud.auth``) holding the ``teller`` role: they log in
+with ``POST /api/v1/auth/login`` and send ``Authorization: Bearer <token>``; the teller id
+is the account id. The WebSocket takes the same token as a ``token`` query parameter
+(browsers cannot set headers on WebSockets) and refuses a bad one, or an account without
+the teller role, at the handshake (HTTP 403). A teller comes onto the desk's board with
+the skills of their ``TellerProfile`` the first time they call ``/me`` or connect.
 
-- ``desk``: the ``cloud.sessions.desk.Desk`` (its ``notify`` being ``outbox.notify``);
-- ``teller_outbox``: the ``cloud.sessions.outbox.Outbox`` the WebSocket subscribes to;
-- ``teller_auth``: ``async (token) -> teller id | None``, e.g. ``store.teller_for_token``.
-
-Every route acts as the teller the bearer token belongs to (the WebSocket takes the token
-as a ``token`` query parameter, as browsers cannot set headers on WebSockets, and refuses
-a bad one at the handshake with HTTP 403). Desk
-refusals become 409, media failures 502, a missing desk 503.
+The app puts ``desk`` (a ``cloud.sessions.desk.Desk``, or None when no media server is
+configured), ``teller_outbox`` (the ``cloud.sessions.outbox.Outbox`` the WebSocket
+subscribes to) and ``desk_watch`` (``cloud.sessions.watch.Watch``: a teller whose last
+connection closes mid-call is hung up after a grace period) on ``app.state``
+(``cloud.sessions.wiring.start`` does). Desk refusals become 409, media failures 502, no
+desk 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
+from cloud.auth import audit
+from cloud.auth.deps import Principal, authenticate, require
+from cloud.auth.models import Account
+from cloud.auth.roles import SEE_ALL_SESSIONS, Role, may_view_session
 from cloud.media.errors import MediaError
+from cloud.sessions import profiles, store
 from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
 from cloud.sessions.grants import Message
+from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
 from cloud.sessions.outbox import Outbox
+from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
+from cloud.sessions.watch import Watch
 
 router = APIRouter(prefix="/api/v1/teller", tags=["teller"])
 
-TellerAuth = Callable[[str], Awaitable[str | None]]
 T = TypeVar("T")
 
 
 def _desk(request: Request) -> Desk:
     desk = getattr(request.app.state, "desk", None)
     if desk is None:
-        raise HTTPException(503, "the teller desk is not running")
+        raise HTTPException(503, "the teller desk is not running (no media server configured)")
     return desk  # type: ignore[no-any-return]
 
 
-async def _teller(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    scheme, _, token = (authorization or "").partition(" ")
-    auth: TellerAuth | None = getattr(request.app.state, "teller_auth", None)
-    teller_id = None
-    if scheme.lower() == "bearer" and auth is not None:
-        teller_id = await auth(token.strip())
-    if teller_id is None:
-        raise HTTPException(401, "a valid teller token is required")
-    return teller_id
+async def _teller(who: Annotated[Principal, Depends(require(Role.TELLER))]) -> str:
+    return who.account_id
 
 
 DeskDep = Annotated[Desk, Depends(_desk)]
 TellerId = Annotated[str, Depends(_teller)]
+Manager = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.ADMIN))]
+PanelReader = Annotated[Principal, Depends(require(Role.TELLER, *sorted(SEE_ALL_SESSIONS)))]
+
+
+async def on_board(desk: Desk, teller_id: str) -> None:
+    """Bring a teller onto the desk's board with their profile's skills, once."""
+    if teller_id in desk.board.tellers:
+        return
+    skills = await profiles.teller_skills(teller_id, desk.board.policy.businesses)
+    if skills is None:
+        raise HTTPException(404, f"{teller_id} has no teller profile: a supervisor sets skills")
+    await desk.set_skills(teller_id, skills)
 
 
 async def _run(action: Awaitable[T]) -> T:
@@ -91,16 +107,32 @@ class HangUpIn(BaseModel):
     cause: str = Field(default="teller ended the call", max_length=200)
 
 
+class OutcomeIn(BaseModel):
+    resolved: bool
+
+
+class ProfileIn(BaseModel):
+    #: catalogue business code -> proficiency 1-5
+    businesses: dict[str, int]
+    languages: list[str] = Field(min_length=1)
+
+
 @router.get("/me")
 async def me(desk: DeskDep, teller_id: TellerId) -> dict[str, Any]:
-    try:
-        return desk.teller_view(teller_id)
-    except SessionError as err:
-        raise HTTPException(404, str(err)) from err
+    await on_board(desk, teller_id)
+    view = desk.teller_view(teller_id)
+    skills = desk.board.tellers[teller_id].skills
+    account = await Account.get_or_none(id=teller_id)
+    return {
+        **view,
+        "name": account.display_name if account is not None else "",
+        "skills": {"businesses": dict(skills.businesses), "languages": sorted(skills.languages)},
+    }
 
 
 @router.post("/me/state", status_code=204)
 async def set_state(body: StateIn, desk: DeskDep, teller_id: TellerId) -> None:
+    await on_board(desk, teller_id)
     await _run(desk.teller_state(teller_id, TellerState(body.state)))
 
 
@@ -132,16 +164,97 @@ async def transfer(session_id: str, body: TransferIn, desk: DeskDep, teller_id: 
     await _run(desk.transfer(teller_id, session_id, body.business, body.language, body.cause))
 
 
+@router.post("/sessions/{session_id}/outcome", status_code=204)
+async def outcome(session_id: str, body: OutcomeIn, teller_id: TellerId) -> None:
+    """The teller's verdict for first-contact resolution (during the call or wrap-up)."""
+    row = await TellerSession.get_or_none(id=session_id)
+    if row is None:
+        raise HTTPException(404, f"unknown session {session_id}")
+    if row.teller_id != teller_id:
+        raise HTTPException(409, f"session {session_id} is not your call")
+    await store.set_outcome(session_id, body.resolved)
+
+
+@router.get("/sessions/{session_id}")
+async def customer_panel(session_id: str, request: Request, who: PanelReader) -> dict[str, Any]:
+    """The customer panel: business, language, wait, masked customer, liveness, history.
+    A teller reads only the session they are offered or serving; every read is audited."""
+    row = await TellerSession.get_or_none(id=session_id)
+    if row is None:
+        raise HTTPException(404, f"unknown session {session_id}")
+    owner = _current_teller(request, session_id, row.teller_id)
+    if not may_view_session(who.account_id, who.roles, owner or ""):
+        raise HTTPException(403, f"session {session_id} is not yours")
+    ov = request.app.state.oversight
+    steps = [
+        Step(r.at, r.event, r.from_state, r.to_state, r.cause, r.teller_id)
+        for r in await SessionTransition.filter(session_id=session_id).order_by("id")
+    ]
+    now = ov.clock()
+    await audit.record(who.account_id, "session_view", session_id, now)
+    return panel(row, steps, ov.catalogue, now, owner)
+
+
+def _current_teller(request: Request, session_id: str, stored: str | None) -> str | None:
+    """Who has the call now: the desk's live view (offer or call), else the stored teller."""
+    desk: Desk | None = getattr(request.app.state, "desk", None)
+    if desk is None or session_id not in desk.calls:
+        return stored
+    return desk.watcher_of(session_id)
+
+
+@router.get("/profiles")
+async def list_profiles(_: Manager) -> list[dict[str, Any]]:
+    """Every teller's stored skills."""
+    return [
+        {"teller": p.id, "businesses": p.businesses, "languages": p.languages}
+        for p in await TellerProfile.all().order_by("id")
+    ]
+
+
+@router.put("/profiles/{teller_id}")
+async def put_profile(
+    teller_id: str, body: ProfileIn, request: Request, who: Manager
+) -> dict[str, Any]:
+    """Set a teller account's skills; a running desk routes on them from its next decision."""
+    now = request.app.state.oversight.clock()
+    desk: Desk | None = getattr(request.app.state, "desk", None)
+    table = None if desk is None else desk.board.policy.businesses
+    try:
+        skills = await profiles.set_profile(teller_id, body.businesses, body.languages, now, table)
+    except LookupError as err:
+        raise HTTPException(404, str(err)) from err
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    await audit.record(
+        who.account_id, "teller_skills", teller_id, now,
+        businesses=body.businesses, languages=sorted(body.languages),
+    )  # fmt: skip
+    if desk is not None:
+        await desk.set_skills(teller_id, skills)
+    return {"teller": teller_id, "businesses": body.businesses, "languages": body.languages}
+
+
 @router.websocket("/events")
 async def events(websocket: WebSocket, token: str = "") -> None:
     """The teller's message stream (offers, withdrawals, endings), as JSON text frames."""
-    auth: TellerAuth | None = getattr(websocket.app.state, "teller_auth", None)
+    ov = websocket.app.state.oversight
     outbox: Outbox | None = getattr(websocket.app.state, "teller_outbox", None)
-    teller_id = await auth(token) if auth is not None and token else None
-    if teller_id is None or outbox is None:
+    desk: Desk | None = getattr(websocket.app.state, "desk", None)
+    who = await authenticate(token, ov.clock(), ov.principals) if token else None
+    if who is None or Role.TELLER not in who.roles or outbox is None or desk is None:
         await websocket.close()  # before accept: the handshake is refused (HTTP 403)
         return
+    teller_id = who.account_id
+    try:
+        await on_board(desk, teller_id)
+    except HTTPException:
+        await websocket.close()
+        return
     await websocket.accept()
+    watch: Watch | None = getattr(websocket.app.state, "desk_watch", None)
+    if watch is not None:
+        watch.teller_joined(teller_id)
     with outbox.subscribe(teller_id) as queue:
 
         async def pump() -> None:
@@ -159,3 +272,5 @@ async def events(websocket: WebSocket, token: str = "") -> None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await sender
+    if watch is not None:  # after unsubscribing: is another connection of theirs still open?
+        watch.teller_left(teller_id)

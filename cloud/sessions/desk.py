@@ -41,6 +41,7 @@ from cloud.sessions.errors import RoutingError
 from cloud.sessions.estimate import HandleTimes, queue_status
 from cloud.sessions.grants import CUSTOMER, TELLER, Grant, Message, TurnConfig, make_grant
 from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Session, State, Transition
 
 Notify = Callable[[str, Message], Awaitable[None]]
@@ -177,6 +178,12 @@ class Desk:
         if cancelled is not None:
             cause = f"teller went {new}"
             await self._apply(cancelled.request_id, Event.DECLINE, self.clock(), cause, teller_id)
+        await self._dispatch()
+
+    @_serialised
+    async def set_skills(self, teller_id: str, skills: Skills) -> None:
+        """Put a teller on the board, or change their skills (from their profile)."""
+        self.board.set_skills(teller_id, skills, self.clock().timestamp())
         await self._dispatch()
 
     @_serialised
@@ -332,6 +339,37 @@ class Desk:
             "session": None if call is None else call.session.id,
             "session_state": None if call is None else call.session.state.value,
         }
+
+    def live_sessions_of_terminal(self, terminal_id: str) -> list[str]:
+        """The terminal's sessions that still need it (waiting or in a call; not wrap-up)."""
+        return [
+            c.session.id
+            for c in self.calls.values()
+            if c.terminal_id == terminal_id and c.session.state is not State.WRAP_UP
+        ]
+
+    def call_of_teller(self, teller_id: str) -> str | None:
+        """The session a teller is connected to now, if any."""
+        return next(
+            (
+                c.session.id
+                for c in self.calls.values()
+                if c.teller_id == teller_id and c.session.state is State.CONNECTED
+            ),
+            None,
+        )
+
+    def watcher_of(self, session_id: str) -> str | None:
+        """The teller who should hear about a session: offered it or serving it."""
+        offer = self.board.offers.get(session_id)
+        if offer is not None:
+            return offer.teller_id
+        call = self.calls.get(session_id)
+        return None if call is None else call.teller_id
+
+    def terminal_of(self, session_id: str) -> str | None:
+        call = self.calls.get(session_id)
+        return None if call is None else call.terminal_id
 
     def teller_of(self, session_id: str) -> str | None:
         """The teller currently on a session (None while it waits)."""

@@ -4,7 +4,8 @@ CuntongError
 └── SessionError            a session or routing operation that the rules refuse
     ├── InvalidTransition   an event the session's current state does not allow
     ├── ClockWentBack       an event stamped earlier than the session's last record
-    └── RoutingError        the routing board was asked about an unknown or busy party
+    ├── RoutingError        the routing board was asked about an unknown or busy party
+    └── BadSessionMessage   a terminal's session message the contract does not allow
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class ClockWentBack(SessionError):
 
 class RoutingError(SessionError):
     """Unknown teller or request, or an operation that does not fit its current state."""
+
+
+class BadSessionMessage(SessionError, ValueError):
+    """A terminal's session message that the contract does not allow (counted, dropped)."""

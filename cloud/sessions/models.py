@@ -1,26 +1,28 @@
-"""Database models of teller sessions: tellers, sessions, and every state transition.
+"""Database models of teller sessions: tellers' skills, sessions, every state transition.
 
-App label ``models`` (as ``cloud.db`` configures it); add ``"cloud.sessions.models"`` to
-``cloud.db.MODEL_MODULES``. A session row holds the latest state and the facts routing
-needed; ``SessionTransition`` rows are the audit trail, enough to ``state.replay`` it.
+App label ``models`` (``cloud.db.MODEL_MODULES`` lists ``"cloud.sessions.models"``). A teller
+is an oversight account (``cloud.auth.models.Account``) holding the ``teller`` role; its
+``TellerProfile`` (same id) says what it can serve. A session row holds the latest state,
+the facts routing needed and what the terminal reported (customer, liveness, rating);
+``SessionTransition`` rows are the audit trail, enough to ``state.replay`` it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
 
 
 class TellerProfile(Model):
+    #: The teller's account id (``cloud.auth.models.Account.id``).
     id = fields.CharField(max_length=64, primary_key=True)
-    name = fields.CharField(max_length=64, default="")
-    #: business type -> proficiency 1-5 (see cloud.sessions.skills.BUSINESSES)
+    #: business code (the workflow catalogue's) -> proficiency 1-5
     businesses: fields.Field[dict[str, int]] = fields.JSONField(default=dict)
     #: language codes (see cloud.sessions.skills.LANGUAGES)
     languages: fields.Field[list[str]] = fields.JSONField(default=list)
-    #: SHA-256 (hex) of the teller's API token; the token itself is never stored.
-    token_sha256 = fields.CharField(max_length=64, null=True, unique=True)
-    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField()
 
     class Meta:
         table = "teller_profile"
@@ -39,6 +41,17 @@ class TellerSession(Model):
     updated_at = fields.DatetimeField()
     recording_path = fields.CharField(max_length=512, null=True)
     recording_sha256 = fields.CharField(max_length=64, null=True)
+    #: The terminal's request id (echoed in the first ``queued``).
+    request_id = fields.CharField(max_length=64, null=True)
+    #: As read from the ID card at the terminal; shown masked (cloud.auth.masking).
+    customer_name = fields.CharField(max_length=64, null=True)
+    customer_id_number = fields.CharField(max_length=32, null=True)
+    #: The agent's liveness verdict, as it sent it.
+    liveness: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
+    #: The customer's rating after the call (1-5).
+    rating = fields.SmallIntField(null=True)
+    #: The teller's outcome: was the customer's matter resolved in this contact?
+    resolved = fields.BooleanField(null=True)
 
     class Meta:
         table = "teller_session"

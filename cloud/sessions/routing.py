@@ -33,13 +33,13 @@ from enum import StrEnum
 
 from cloud.sessions.errors import RoutingError
 from cloud.sessions.skills import (
-    BUSINESSES,
     DEFAULT_RINGS,
     LANGUAGES,
     Business,
     Language,
     Ring,
     Skills,
+    business_table,
     check_rings,
     qualifies,
 )
@@ -70,7 +70,7 @@ class Policy:
     elderly_head_start: float = 180.0
     #: A customer handed on by a teller has already waited once; do not send them to the back.
     transfer_head_start: float = 300.0
-    businesses: Mapping[str, Business] = field(default_factory=lambda: BUSINESSES)
+    businesses: Mapping[str, Business] = field(default_factory=business_table)
     languages: Mapping[str, Language] = field(default_factory=lambda: LANGUAGES)
 
     def __post_init__(self) -> None:
@@ -149,6 +149,17 @@ class Board:
             raise RoutingError(f"teller {teller_id} already on the board")
         teller = Teller(teller_id, skills, TellerState.OFFLINE, now, now)
         self.tellers[teller_id] = teller
+        return teller
+
+    def set_skills(self, teller_id: str, skills: Skills, now: float) -> Teller:
+        """Give a teller new skills (adding them, off duty, if not on the board yet). An
+        open offer or a call goes on; the new skills count from the next decision."""
+        teller = self.tellers.get(teller_id)
+        if teller is None:
+            return self.add_teller(teller_id, skills, now)
+        teller.skills = skills
+        teller.fit.clear()
+        self._staffed_ring.clear()
         return teller
 
     def remove_teller(self, teller_id: str, now: float) -> None:

@@ -2,8 +2,9 @@
 
 All tables are data a bank can edit without touching the routing code:
 
-- ``BUSINESSES``: each business type's group (used when a ring widens to "anyone in the
-  group") and whether it is high-risk (suspected fraud, card loss: served first).
+- ``business_table``: each business type's group (used when a ring widens to "anyone in
+  the group") and whether it is high-risk (served first), derived from the one business
+  catalogue, ``cloud/workflow/businesses.toml``; a request's business is any catalogue code.
 - ``LANGUAGES``: what the customer chose at the terminal, and which teller languages may
   stand in once a ring allows fallback. Dialects fall back to Mandarin; Chinese Sign
   Language never does (a deaf customer gains nothing from a hearing-only teller); minority
@@ -12,15 +13,19 @@ All tables are data a bank can edit without touching the routing code:
 - ``Ring``: Genesys-style bullseye. A request starts in ring 0 (exact skills, high
   proficiency) and widens as it waits; rings must only ever widen.
 
-Proficiency is 1–5 as in Amazon Connect. Everything here is pure.
+Proficiency is 1–5 as in Amazon Connect. Everything here is pure, except that the shipped
+catalogue is read from its file on first use.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
+
+from cloud.workflow.catalogue import Catalogue, Risk, load_catalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +43,21 @@ class Language:
     minority: bool = False
 
 
-BUSINESSES: Final[Mapping[str, Business]] = {
-    "balance_inquiry": Business("deposits"),
-    "cash_deposit": Business("deposits"),
-    "pension": Business("deposits"),
-    "account_opening": Business("accounts"),
-    "account_change": Business("accounts"),
-    "card_loss": Business("cards", high_risk=True),
-    "card_replacement": Business("cards"),
-    "large_transfer": Business("transfers", high_risk=True),
-    "fraud_report": Business("transfers", high_risk=True),
-    "agri_loan": Business("credit"),
-    "loan_repayment": Business("credit"),
-    "insurance": Business("wealth"),
-}
+def business_table(catalogue: Catalogue | None = None) -> Mapping[str, Business]:
+    """Routing's view of the workflow catalogue: each business code's group, and whether
+    it is high-risk (the catalogue's ``risk = "high"``). Without a catalogue, the shipped
+    one (read once)."""
+    if catalogue is None:
+        return _shipped_table()
+    return {
+        code: Business(b.group, b.risk is Risk.HIGH) for code, b in catalogue.businesses.items()
+    }
+
+
+@functools.cache
+def _shipped_table() -> Mapping[str, Business]:
+    return business_table(load_catalogue())
+
 
 LANGUAGES: Final[Mapping[str, Language]] = {
     "cmn": Language("Mandarin (Putonghua)"),
@@ -117,9 +123,10 @@ class Skills:
         cls,
         businesses: Mapping[str, int],
         languages: set[str] | frozenset[str] | tuple[str, ...],
-        catalogue: Mapping[str, Business] = BUSINESSES,
+        catalogue: Mapping[str, Business] | None = None,
     ) -> Skills:
         """Skills with the group set filled in; unknown business types are refused."""
+        catalogue = business_table() if catalogue is None else catalogue
         for name, level in businesses.items():
             if name not in catalogue:
                 raise ValueError(f"unknown business type {name!r}")
@@ -145,10 +152,11 @@ def qualifies(
     business: str,
     language: str,
     ring: Ring,
-    catalogue: Mapping[str, Business] = BUSINESSES,
+    catalogue: Mapping[str, Business] | None = None,
     languages: Mapping[str, Language] = LANGUAGES,
 ) -> bool:
     """Does a teller with these skills qualify for (business, language) in this ring?"""
+    catalogue = business_table() if catalogue is None else catalogue
     if not speaks(skills, language, ring, languages):
         return False
     if skills.businesses.get(business, 0) >= ring.min_proficiency:

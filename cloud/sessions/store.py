@@ -3,18 +3,20 @@
 ``save`` writes one transition and brings the session row up to date in one database
 transaction; ``load`` rebuilds a ``state.Session`` by replaying the stored records, so a
 restarted cloud sees exactly the history it wrote (and a tampered history fails replay).
+The ``set_*`` functions store what arrives beside the transitions: the terminal's request
+details, liveness verdict and rating, the teller's outcome, the archived recording.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
+from datetime import datetime
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from cloud.sessions import state as st
 from cloud.sessions.desk import SessionFacts
-from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
+from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.state import Event, State, Transition
 
 
@@ -67,26 +69,48 @@ async def load(session_id: str) -> st.Session:
     return st.replay(session_id, records)
 
 
+async def end_unfinished(now: datetime, cause: str = "desk restarted") -> list[str]:
+    """Close out sessions a previous desk left open (its board died with its process):
+    wrap-ups close, everything else fails. Returns the session ids ended."""
+    ended = []
+    open_states = [s.value for s in State if s not in st.TERMINAL]
+    for row in await TellerSession.filter(state__in=open_states).order_by("requested_at"):
+        session = await load(row.id)
+        event = Event.CLOSE if session.state is State.WRAP_UP else Event.FAIL
+        at = max(now, session.history[-1].at)
+        _, record = st.apply(session, event, at, cause, row.teller_id)
+        facts = SessionFacts(row.terminal_id, row.business, row.language, row.elderly)
+        await save(record, facts)
+        ended.append(row.id)
+    return ended
+
+
 async def set_recording(session_id: str, path: str, sha256: str) -> None:
     await TellerSession.filter(id=session_id).update(recording_path=path, recording_sha256=sha256)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+async def set_request(session_id: str, request_id: str, customer: dict[str, str] | None) -> None:
+    """What the terminal's request said besides routing facts (its id, the ID card read)."""
+    customer = customer or {}
+    await TellerSession.filter(id=session_id).update(
+        request_id=request_id,
+        customer_name=customer.get("name"),
+        customer_id_number=customer.get("id_number"),
+    )
 
 
-async def issue_teller_token(teller_id: str) -> str:
-    """A new API token for a teller (replacing any old one); only its hash is stored."""
-    token = secrets.token_urlsafe(32)
-    updated = await TellerProfile.filter(id=teller_id).update(token_sha256=_digest(token))
-    if not updated:
-        raise KeyError(f"unknown teller {teller_id}")
-    return token
+async def set_liveness(session_id: str, terminal_id: str, verdict: dict[str, Any]) -> bool:
+    """Store the agent's liveness verdict; False if no such session of that terminal."""
+    n = await TellerSession.filter(id=session_id, terminal_id=terminal_id).update(liveness=verdict)
+    return bool(n)
 
 
-async def teller_for_token(token: str) -> str | None:
-    """The teller a token belongs to, or None (usable as the router's ``teller_auth``)."""
-    if not token:
-        return None
-    profile = await TellerProfile.get_or_none(token_sha256=_digest(token))
-    return None if profile is None else profile.id
+async def set_rating(session_id: str, terminal_id: str, score: int) -> bool:
+    """Store the customer's rating (1-5); False if no such session of that terminal."""
+    n = await TellerSession.filter(id=session_id, terminal_id=terminal_id).update(rating=score)
+    return bool(n)
+
+
+async def set_outcome(session_id: str, resolved: bool) -> None:
+    """The teller's outcome: was the matter resolved at this first contact?"""
+    await TellerSession.filter(id=session_id).update(resolved=resolved)

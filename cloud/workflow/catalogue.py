@@ -63,6 +63,17 @@ class Business:
     #: Share of ordinary sessions sampled for quality inspection (0.0–1.0).
     qa_sample_rate: float
     launched_on: dt.date
+    #: Teller-desk skill group (routing widens to "anyone in the group" after a while).
+    group: str = ""
+
+    @property
+    def name_zh(self) -> str:
+        return self.name.partition(" / ")[0]
+
+    @property
+    def name_en(self) -> str:
+        zh, sep, en = self.name.partition(" / ")
+        return en if sep else zh
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +150,16 @@ _DEFAULT_FIELDS = {
     "qa_sample_rate",
     "launched_on",
 }
-_FIELDS = {"code", "name", "risk", "steps", "retention_days", "qa_sample_rate", "launched_on"}
+_FIELDS = {
+    "code",
+    "name",
+    "group",
+    "risk",
+    "steps",
+    "retention_days",
+    "qa_sample_rate",
+    "launched_on",
+}
 
 
 def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
@@ -155,6 +175,9 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
     name = row.get("name")
     if not isinstance(name, str) or not name:
         raise CatalogueError(f"{where}: 'name' must be a non-empty string")
+    group = row.get("group")
+    if not isinstance(group, str) or not group.isidentifier():
+        raise CatalogueError(f"{where}: 'group' must be an identifier like 'cards'")
     try:
         risk = Risk(str(row.get("risk")))
     except ValueError:
@@ -182,7 +205,7 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
             launched = None
     if not isinstance(launched, dt.date) or isinstance(launched, dt.datetime):
         raise CatalogueError(f"{where}: 'launched_on' must be a date (YYYY-MM-DD)")
-    return Business(code, name, risk, tuple(steps), retention, rate, launched)
+    return Business(code, name, risk, tuple(steps), retention, rate, launched, group)
 
 
 def _number(

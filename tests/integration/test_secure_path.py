@@ -20,12 +20,10 @@ from cuntong import envelope
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
-from edge.identity import establish
 from provisioning import keys as keys_lib
 from provisioning import wiring
 from provisioning.commands import Command, sign_command
-from provisioning.protocol import FactoryClaim, Region
-from tests.helpers import FACTORY_TOKEN, CloudProcess, eventually, secured_cloud
+from tests.helpers import FACTORY_TOKEN, CloudProcess, enrolled_link, eventually, secured_cloud
 from tests.integration.agents import agent_settings, new_id
 
 TOKEN = FACTORY_TOKEN
@@ -41,28 +39,8 @@ def secured(
 
 
 async def _enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str) -> Agent:
-    async with cloud.client() as http:
-        ca = (await http.get("/api/v1/enrol/ca")).text
-        claim = await http.post(
-            "/api/v1/provisioning/claims",
-            json={"uses": 1, "days": 1},
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        assert claim.status_code == 201, claim.text
     settings = agent_settings(tmp_path, 1, tid, simulate=False)
-    settings.state_dir.mkdir(parents=True)
-    (settings.state_dir / "claim.json").write_text(
-        FactoryClaim(
-            enrol_url=cloud.url,
-            ca_pem=ca,
-            claim_token=claim.json()["token"],
-            terminal_id=tid,
-            hardware_model="ZN-E100",
-            region=Region(province="陕西省", city="宝鸡市", county="陈仓区", village="东风村"),
-        ).model_dump_json()
-    )
-    link = await establish(settings.state_dir, None, dt.datetime.now(dt.UTC))
-    assert link is not None
+    link = await enrolled_link(cloud.url, settings.state_dir, tid)
     return Agent(settings, link=link)
 
 

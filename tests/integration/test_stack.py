@@ -79,6 +79,20 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             online = body["total"]
             time.sleep(0.3)
         assert online == 2, body
+        # The teller desk runs on Janus: a demo teller logs in and is on the board.
+        assert re.search(r"teller desk\s+http://\S+/teller", text), text
+        login = httpx.post(
+            f"{api}/api/v1/auth/login",
+            json={"username": "teller1", "password": people["teller1"]},
+        )
+        me = httpx.get(
+            f"{api}/api/v1/teller/me",
+            headers={"Authorization": f"Bearer {login.json()['token']}"},
+        )
+        assert me.status_code == 200 and me.json()["state"] == "offline", me.text
+        assert set(me.json()["skills"]["languages"]) == {"cmn", "zh-shaanxi"}
+        health = httpx.get(f"{api}/healthz").json()
+        assert health["desk_link"] == "ok", health
         # Secured by default: the terminals enrolled with their factory claims, and the
         # broker refuses anyone without a client certificate from our CA.
         token = (tmp_path / "cloud" / "admin-token").read_text().strip()

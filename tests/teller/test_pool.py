@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,3 +106,15 @@ async def test_pool_starts_with_a_dead_node_marked_down(janus: Janus, tmp_path: 
         assert (await pool.open_room("r1")).name == "a"
         with pytest.raises(JanusError):
             await pool.grant(pool.registry.nodes["dead"], "t")
+
+
+async def test_grants_carry_the_public_url_while_the_backend_uses_its_own(
+    janus: Janus, tmp_path: Path
+) -> None:
+    public = dataclasses.replace(
+        access("a", janus, tmp_path, 1), public_url="https://bank.example/janus"
+    )
+    async with JanusPool([public]) as pool:
+        node = await pool.open_room("r1")  # created through the loopback URL
+        assert node.url == "https://bank.example/janus"
+        assert await pool.close_room("r1") is node

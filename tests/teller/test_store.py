@@ -11,7 +11,7 @@ from tortoise import Tortoise
 
 from cloud.sessions import store
 from cloud.sessions.errors import InvalidTransition
-from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
+from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.state import Event, State
 from tests.teller.desk_rig import T0, rig
 
@@ -81,16 +81,36 @@ async def test_tampered_history_does_not_load(db: None) -> None:
         await store.load("s1")
 
 
-async def test_teller_tokens_are_stored_hashed(db: None) -> None:
-    await TellerProfile.create(id="t1", name="Wang", businesses={"pension": 4}, languages=["cmn"])
-    token = await store.issue_teller_token("t1")
-    assert await store.teller_for_token(token) == "t1"
-    row = await TellerProfile.get(id="t1")
-    assert row.token_sha256 is not None and token not in row.token_sha256
-    assert await store.teller_for_token("guess") is None
-    assert await store.teller_for_token("") is None
-    newer = await store.issue_teller_token("t1")
-    assert await store.teller_for_token(token) is None  # replaced
-    assert await store.teller_for_token(newer) == "t1"
-    with pytest.raises(KeyError):
-        await store.issue_teller_token("nobody")
+async def test_terminal_reports_are_stored_for_its_own_sessions_only(db: None) -> None:
+    r = rig("t1")
+    r.desk.persist = store.save
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await store.set_request("s1", "ab" * 16, {"name": "张三", "id_number": "610102199001011234"})
+    verdict = {"score": 91, "passed": True}
+    assert await store.set_liveness("s1", "T1", verdict)
+    assert not await store.set_liveness("s1", "T-OTHER", {"score": 0})  # not its session
+    assert not await store.set_rating("nope", "T1", 5)
+    assert await store.set_rating("s1", "T1", 4)
+    await store.set_outcome("s1", resolved=True)
+    row = await TellerSession.get(id="s1")
+    assert (row.request_id, row.customer_name, row.customer_id_number) == (
+        "ab" * 16, "张三", "610102199001011234",
+    )  # fmt: skip
+    assert (row.liveness, row.rating, row.resolved) == (verdict, 4, True)
+
+
+async def test_sessions_left_open_by_a_dead_desk_are_ended(db: None) -> None:
+    r = rig("t1", "t2")
+    r.desk.persist = store.save
+    for sid in ("wrapped", "talking", "waiting"):
+        await r.desk.request(sid, "T1", "pension", "cmn", elderly=False)
+    await r.desk.accept("t1", "wrapped")  # the first request went to t1 (longest idle)
+    await r.desk.hang_up("wrapped", "done")  # t1 wraps it up
+    await r.desk.accept("t2", "talking")
+    r.advance(5)
+    ended = await store.end_unfinished(r.now[0])
+    assert sorted(ended) == ["talking", "waiting", "wrapped"]
+    states = {s.id: s.state for s in await TellerSession.all()}
+    assert states == {"wrapped": "closed", "talking": "failed", "waiting": "failed"}
+    assert (await store.load("talking")).history[-1].cause == "desk restarted"
+    assert await store.end_unfinished(r.now[0]) == []

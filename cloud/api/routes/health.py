@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from tortoise import Tortoise
 
 from cloud.api.deps import Ingest
@@ -13,7 +13,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz(ingest: Ingest, response: Response) -> dict[str, Any]:
+async def healthz(ingest: Ingest, request: Request, response: Response) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     try:
         await Tortoise.get_connection("default").execute_query("SELECT 1")
@@ -23,6 +23,11 @@ async def healthz(ingest: Ingest, response: Response) -> dict[str, Any]:
     if ingest is not None:
         checks["ingest"] = "ok" if ingest.ready.is_set() else "connecting"
         checks["ingest_stats"] = ingest.stats.as_dict()
+    link = getattr(request.app.state, "desk_link", None)
+    if link is not None:
+        # Reported, not required: the API serves without the desk's terminal link.
+        checks["desk_link"] = "ok" if link.ready.is_set() else "connecting"
+        checks["desk_stats"] = link.stats.as_dict()
     healthy = checks["database"] == "ok" and checks.get("ingest", "ok") == "ok"
     if not healthy:
         response.status_code = 503

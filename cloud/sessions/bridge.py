@@ -1,0 +1,276 @@
+"""The desk's MQTT link to terminals: session messages in, desk messages out.
+
+Subscribes to every terminal's ``session`` topic (requests, cancels, hang-ups, liveness
+verdicts, ratings; parsed by ``wire``) and ``status`` topic (presence, for the grace period
+of a terminal that drops mid-call), and is the ``Outbox``'s terminal sink: desk messages go
+to ``cuntong/v1/t/<id>/desk`` at QoS 1. The first ``queued`` of a request carries the
+terminal's ``request_id`` so it can tell its own request's answer.
+
+A malformed or refused message is counted (``stats``, shown on ``/healthz``) and logged,
+never raised: one broken terminal must not take the link down for ten thousand. In secured
+mode the link uses the service certificate ``svc.<instance>-desk``. Session messages are
+not queued for a desk that is away (clean session): a request only makes sense live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiomqtt
+import orjson
+
+from cloud.security import Security
+from cloud.sessions import store, wire
+from cloud.sessions.desk import Desk
+from cloud.sessions.errors import BadSessionMessage, SessionError
+from cloud.sessions.grants import Message
+from cloud.sessions.watch import Watch
+from cuntong import envelope, topics
+from cuntong.errors import WireError
+from cuntong.mqtt_link import keep_connected
+from cuntong.settings import CloudSettings
+
+log = logging.getLogger("cuntong.desk.link")
+
+#: This link's service certificate is ``svc.<service_instance>-desk`` (see
+#: ``cloud.security.broker_services``).
+INSTANCE_SUFFIX = "-desk"
+#: Request ids remembered per link, so a QoS 1 redelivery does not queue a customer twice.
+REMEMBERED_REQUESTS = 10_000
+
+
+@dataclass
+class LinkStats:
+    received: int = 0
+    malformed: int = 0
+    #: Well-formed but refused: unknown business, someone else's session, no desk.
+    refused: int = 0
+    requests: int = 0
+    published: int = 0
+    publish_failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class DeskLink:
+    def __init__(self, settings: CloudSettings, security: Security | None = None) -> None:
+        self.s = settings
+        self.security = security
+        #: Set by the owner once the desk exists (the desk's notify is this link's sink).
+        self.desk: Desk | None = None
+        self.watch: Watch | None = None
+        self.stats = LinkStats()
+        self.ready = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._first_queued: dict[str, str] = {}  # session id -> the terminal's request id
+        self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
+        if security is not None:
+            self.client_id = security.client_id(settings.service_instance + INSTANCE_SUFFIX)
+        else:
+            self.client_id = f"cuntong-desk-{socket.gethostname()}"[:64]
+
+    # -- the link ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        def down() -> None:
+            self.ready.clear()
+            self._client = None
+
+        await keep_connected(
+            self._make_client, self._serve, name="desk", base_s=0.5, cap_s=5.0, on_down=down
+        )
+
+    def _make_client(self) -> aiomqtt.Client:
+        tls = None
+        if self.security is not None:
+            tls = self.security.mqtt_tls(self.s.service_instance + INSTANCE_SUFFIX, _now())
+        return aiomqtt.Client(
+            self.s.broker_host,
+            self.s.broker_port,
+            identifier=self.client_id,
+            tls_context=tls,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            timeout=10,
+        )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(
+            [
+                (topics.subscription(topics.Channel.SESSION), 1),
+                (topics.subscription(topics.Channel.STATUS), 1),
+            ]
+        )
+        self._client = client
+        self.ready.set()
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            try:
+                parsed = topics.parse(str(message.topic))
+            except ValueError:
+                continue
+            try:
+                if parsed.channel is topics.Channel.STATUS:
+                    self._status(parsed.terminal_id, payload)
+                else:
+                    await self.handle(parsed.terminal_id, payload)
+            except Exception:  # a bug in one message's handling must not end the link
+                log.exception("terminal %s: handling a message failed", parsed.terminal_id)
+
+    async def send(self, terminal_id: str, message: Message) -> None:
+        """The outbox's terminal sink: publish one desk message (QoS 1)."""
+        session = message.get("session")
+        if message.get("type") == "queued" and session in self._first_queued:
+            message = {**message, "request_id": self._first_queued.pop(session)}
+        client = self._client
+        if client is None:
+            self.stats.publish_failed += 1
+            log.warning("desk link down: %s for %s not sent", message.get("type"), terminal_id)
+            return
+        try:
+            await client.publish(
+                topics.topic(terminal_id, topics.Channel.DESK),
+                wire.desk_bytes(message),
+                qos=1,
+                timeout=10,
+            )
+            self.stats.published += 1
+        except aiomqtt.MqttError as err:
+            self.stats.publish_failed += 1
+            log.warning("publishing to %s failed: %s", terminal_id, err)
+
+    # -- what terminals say --------------------------------------------------------------
+
+    def _status(self, terminal_id: str, payload: bytes) -> None:
+        try:
+            online = envelope.parse_status(payload, terminal_id).online
+        except WireError as err:
+            self.stats.malformed += 1
+            log.warning("terminal %s: bad status: %s", terminal_id, err)
+            return
+        if self.watch is not None:
+            if online:
+                self.watch.terminal_online(terminal_id)
+            else:
+                self.watch.terminal_offline(terminal_id)
+
+    async def handle(self, terminal_id: str, payload: bytes) -> None:
+        """One message from a terminal's ``session`` topic."""
+        self.stats.received += 1
+        try:
+            message = wire.parse(payload)
+        except BadSessionMessage as err:
+            self.stats.malformed += 1
+            log.warning("terminal %s: malformed session message: %s", terminal_id, err)
+            request_id = _request_id_of(payload)
+            if request_id is not None:
+                await self._refuse(terminal_id, request_id, f"bad message: {err}")
+            return
+        desk = self.desk
+        if desk is None:
+            self._refused(terminal_id, "the desk is not running")
+            if isinstance(message, wire.Request):
+                await self._refuse(terminal_id, message.request_id, "the desk is not running")
+            return
+        match message:
+            case wire.Request():
+                await self._request(desk, terminal_id, message)
+            case wire.Cancel() | wire.HangUp():
+                if self._owns(desk, terminal_id, message.session):
+                    try:
+                        await desk.customer_ended(message.session, message.cause)
+                    except SessionError as err:
+                        self._refused(terminal_id, str(err))
+            case wire.Liveness():
+                if await store.set_liveness(message.session, terminal_id, message.verdict):
+                    teller = desk.watcher_of(message.session)
+                    if teller is not None:
+                        await desk.notify(
+                            f"teller:{teller}",
+                            {
+                                "type": "liveness",
+                                "session": message.session,
+                                "verdict": message.verdict,
+                            },
+                        )
+                else:
+                    self._refused(terminal_id, f"liveness for unknown {message.session}")
+            case wire.Rating():
+                if not await store.set_rating(message.session, terminal_id, message.score):
+                    self._refused(terminal_id, f"rating for unknown {message.session}")
+
+    async def _request(self, desk: Desk, terminal_id: str, message: wire.Request) -> None:
+        key = (terminal_id, message.request_id)
+        if key in self._seen:
+            return  # a redelivery of a request already queued
+        policy = desk.board.policy
+        if message.business not in policy.businesses:
+            await self._refuse(terminal_id, message.request_id, "unknown business")
+            return
+        if message.language not in policy.languages:
+            await self._refuse(terminal_id, message.request_id, "unknown language")
+            return
+        for stale in desk.live_sessions_of_terminal(terminal_id):
+            # One customer at a time: a terminal asking again has given up on the old one
+            # (its agent restarted, or the customer walked away and another pressed).
+            try:
+                await desk.customer_ended(stale, "terminal sent a new request")
+            except SessionError as err:
+                log.info("session %s: %s", stale, err)
+        session_id = uuid.uuid4().hex
+        self._first_queued[session_id] = message.request_id
+        try:
+            await desk.request(
+                session_id, terminal_id, message.business, message.language, message.elderly
+            )
+        except SessionError as err:
+            self._first_queued.pop(session_id, None)
+            await self._refuse(terminal_id, message.request_id, str(err))
+            return
+        self._first_queued.pop(session_id, None)  # sent with the first queued, or moot
+        self.stats.requests += 1
+        self._seen[key] = session_id
+        while len(self._seen) > REMEMBERED_REQUESTS:
+            self._seen.popitem(last=False)
+        customer = None if message.customer is None else asdict(message.customer)
+        await store.set_request(session_id, message.request_id, customer)
+
+    def _owns(self, desk: Desk, terminal_id: str, session_id: str) -> bool:
+        if desk.terminal_of(session_id) == terminal_id:
+            return True
+        self._refused(terminal_id, f"session {session_id} is not its live session")
+        return False
+
+    def _refused(self, terminal_id: str, why: str) -> None:
+        self.stats.refused += 1
+        log.warning("terminal %s: refused: %s", terminal_id, why)
+
+    async def _refuse(self, terminal_id: str, request_id: str, reason: str) -> None:
+        self._refused(terminal_id, reason)
+        await self.send(
+            terminal_id, {"type": "refused", "request_id": request_id, "reason": reason}
+        )
+
+
+def _request_id_of(payload: bytes) -> str | None:
+    """The request id of a malformed request, when there is one to answer to."""
+    try:
+        obj: Any = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or obj.get("type") != "request":
+        return None
+    request_id = obj.get("request_id")
+    return request_id if isinstance(request_id, str) and len(request_id) <= 64 else None

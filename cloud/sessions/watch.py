@@ -1,0 +1,98 @@
+"""Grace periods for vanished participants: a terminal whose link dropped, a teller whose
+screen disconnected.
+
+The MQTT link reports terminals going offline (their last will) and coming back; the
+teller WebSocket reports its last connection closing and a new one opening. ``Watch``
+keeps one ``Absences`` clock for each and, once a grace period is over, ends what the
+missing party was needed for:
+
+- a terminal still offline after ``terminal_grace`` s: each of its live sessions fails
+  with cause "terminal link lost" (a waiting customer is gone too, not only a call);
+- a teller still without a connection after ``teller_grace`` s: their call is hung up
+  with cause "teller disconnected" (a normal hang-up, so the recording is archived); an
+  available teller without a call goes offline, so calls are not offered to nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from cloud.sessions.absence import Absences
+from cloud.sessions.desk import Desk
+from cloud.sessions.errors import SessionError
+from cloud.sessions.outbox import Outbox
+from cloud.sessions.routing import TellerState
+
+log = logging.getLogger("cuntong.desk.watch")
+
+TERMINAL_LOST = "terminal link lost"
+TELLER_GONE = "teller disconnected"
+
+
+class Watch:
+    def __init__(
+        self,
+        desk: Desk,
+        outbox: Outbox,
+        clock: Callable[[], datetime],
+        terminal_grace: float = 30.0,
+        teller_grace: float = 30.0,
+    ) -> None:
+        self.desk = desk
+        self.outbox = outbox
+        self.clock = clock
+        self.terminals = Absences(terminal_grace)
+        self.tellers = Absences(teller_grace)
+
+    def _now(self) -> float:
+        return self.clock().timestamp()
+
+    def terminal_offline(self, terminal_id: str) -> None:
+        if self.desk.live_sessions_of_terminal(terminal_id):
+            self.terminals.gone(terminal_id, self._now())
+
+    def terminal_online(self, terminal_id: str) -> None:
+        if self.terminals.back(terminal_id):
+            log.info("terminal %s is back within its grace period", terminal_id)
+
+    def teller_left(self, teller_id: str) -> None:
+        """A teller's connection closed; they are missing once no other one is open."""
+        if not self.outbox.connected(teller_id):
+            self.tellers.gone(teller_id, self._now())
+
+    def teller_joined(self, teller_id: str) -> None:
+        self.tellers.back(teller_id)
+
+    async def check(self) -> None:
+        """End what the grace periods no longer cover."""
+        now = self._now()
+        for terminal_id in self.terminals.due(now):
+            for session_id in self.desk.live_sessions_of_terminal(terminal_id):
+                await self._end(self.desk.fail(session_id, TERMINAL_LOST), session_id)
+        for teller_id in self.tellers.due(now):
+            if self.outbox.connected(teller_id):
+                continue
+            call = self.desk.call_of_teller(teller_id)
+            if call is not None:
+                await self._end(self.desk.hang_up(call, TELLER_GONE), call)
+            elif self.desk.board.tellers[teller_id].state is TellerState.AVAILABLE:
+                # Nobody is there to answer: stop offering them calls.
+                await self._end(self.desk.teller_state(teller_id, TellerState.OFFLINE), "-")
+
+    @staticmethod
+    async def _end(action: Awaitable[None], session_id: str) -> None:
+        try:
+            await action
+        except SessionError as err:  # it ended some other way meanwhile
+            log.info("%s: %s", session_id, err)
+
+    async def run(self, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("grace-period check failed")

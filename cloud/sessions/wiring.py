@@ -1,0 +1,141 @@
+"""How the cloud app runs the teller desk: ``start(app, settings, security, stack)``.
+
+With ``janus_url`` configured it builds, inside the app's lifespan:
+
+- ``JanusPool`` over the one configured node (its control session lives in ``stack``);
+- ``DeskLink`` (MQTT, terminals) and the ``Outbox`` whose terminal sink it is;
+- ``Archiver``: after each call, ``.mjr`` files -> one checked ``.mkv`` in ``archive_dir``,
+  path and SHA-256 stored on the session (``store.set_recording``);
+- ``Desk`` on a ``Board`` routed by the oversight catalogue's business table, persisting
+  every transition (``store.save``), with every enabled teller profile on the board
+  (sessions a previous desk left open are ended first: its board died with it);
+- ``Watch`` for the grace periods of terminals and tellers that vanish mid-call;
+
+puts ``desk``, ``teller_outbox``, ``desk_link`` and ``desk_watch`` on ``app.state``, plugs
+the oversight KPI and big-screen sources into real session data, and returns the
+background tasks (desk clock, archiver, Janus health, link, watch). Without Janus the desk
+stays off (teller routes answer 503) but KPIs still read stored sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from cloud.media.archive import Archiver
+from cloud.media.errors import RecordingError
+from cloud.media.pool import JanusPool, NodeAccess
+from cloud.media.recording import RecordingResult
+from cloud.ops import sources
+from cloud.security import Security
+from cloud.sessions import profiles, store
+from cloud.sessions.bridge import DeskLink
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import TurnConfig
+from cloud.sessions.outbox import Outbox
+from cloud.sessions.routing import Board, Policy
+from cloud.sessions.skills import business_table
+from cloud.sessions.watch import Watch
+from cuntong.settings import CloudSettings
+
+log = logging.getLogger("cuntong.desk")
+
+JANUS_HEALTH_S = 5.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def archive_dir(settings: CloudSettings) -> Path:
+    if settings.archive_dir is not None:
+        return settings.archive_dir
+    base = settings.state_dir or Path(tempfile.gettempdir()) / "cuntong-dev-oversight"
+    return base / "recordings"
+
+
+async def _on_archived(room: str, result: RecordingResult) -> None:
+    await store.set_recording(room, str(result.path), result.sha256)
+    log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+
+
+async def _on_archive_error(room: str, err: RecordingError) -> None:
+    log.error("session %s: recording not archived: %s", room, err)
+
+
+async def _janus_health(pool: JanusPool) -> None:
+    while True:
+        await asyncio.sleep(JANUS_HEALTH_S)
+        try:
+            for name, ok in (await pool.check_health()).items():
+                if not ok:
+                    log.warning("Janus node %s is down", name)
+        except Exception:
+            log.exception("Janus health check failed")
+
+
+async def start(
+    app: FastAPI,
+    settings: CloudSettings,
+    security: Security | None,
+    stack: contextlib.AsyncExitStack,
+) -> list[asyncio.Task[None]]:
+    ov = app.state.oversight
+    ov.contacts = sources.session_contacts
+    app.state.desk = app.state.teller_outbox = app.state.desk_link = app.state.desk_watch = None
+    if not settings.janus_url:
+        return []
+    assert settings.janus_rec_dir is not None  # the settings refuse Janus without it
+    settings.janus_rec_dir.mkdir(parents=True, exist_ok=True)
+    node = NodeAccess(
+        "janus-1",
+        settings.janus_url,
+        settings.janus_admin_url,
+        settings.janus_admin_secret,
+        settings.janus_room_key,
+        str(settings.janus_rec_dir),
+        public_url=settings.janus_public_url,
+    )
+    pool = await stack.enter_async_context(JanusPool([node]))
+    link = DeskLink(settings, security)
+    outbox = Outbox(terminal_sink=link.send)
+    archiver = Archiver(pool.rec_dir, archive_dir(settings), _on_archived, _on_archive_error)
+    stale = await store.end_unfinished(_now())
+    if stale:
+        log.warning("ended %d sessions left open by a previous desk", len(stale))
+    table = business_table(ov.catalogue)
+    board = Board(Policy(businesses=table))
+    now = _now()
+    for teller_id, skills in (await profiles.on_duty_skills(table)).items():
+        board.add_teller(teller_id, skills, now.timestamp())
+    turn = None
+    if settings.turn_secret and settings.turn_urls:
+        turn = TurnConfig(settings.turn_secret, tuple(settings.turn_urls))
+    desk = Desk(
+        board,
+        pool,
+        outbox.notify,
+        _now,
+        persist=store.save,
+        after_call=archiver.after_call,
+        turn=turn,
+    )
+    watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
+    link.desk, link.watch = desk, watch
+    app.state.desk, app.state.teller_outbox = desk, outbox
+    app.state.desk_link, app.state.desk_watch = link, watch
+    ov.live = sources.board_live(lambda: board, _now)
+    log.info("teller desk on %s with %d tellers", settings.janus_url, len(board.tellers))
+    return [
+        asyncio.create_task(desk.run(), name="desk"),
+        asyncio.create_task(archiver.run(), name="desk-archiver"),
+        asyncio.create_task(_janus_health(pool), name="desk-janus-health"),
+        asyncio.create_task(link.run(), name="desk-link"),
+        asyncio.create_task(watch.run(), name="desk-watch"),
+    ]

@@ -1,0 +1,212 @@
+"""The terminal's call client: the pure ``call`` state machine driven over the agent's link.
+
+The agent hands in desk messages (``on_desk``) and link changes (``link_changed``); the
+customer screen (or the simulated customer) hands in the customer's choices (``ask``,
+``end``, ``rate``); the liveness command hands in its verdict. Each becomes a ``call`` event;
+the resulting actions are carried out here: session messages published through the
+agent's MQTT link (never spooled: a call only makes sense while online), and the room
+joined, rejoined or left through a ``RoomPeer`` built by ``peer_factory`` (aiortc is only
+imported when the first call connects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from edge.teller import call, messages
+from edge.teller.call import Call, Phase
+from edge.teller.messages import Grant
+from edge.teller.paperwork import Paperwork
+
+log = logging.getLogger("cuntong.teller")
+
+Publish = Callable[[bytes], Awaitable[None]]
+
+
+class Peer(Protocol):
+    """What the client needs of the media adapter (``peer.RoomPeer``)."""
+
+    grant: Grant
+    publications: int
+
+    async def start(self) -> None: ...
+    async def republish(self) -> None: ...
+    async def follow(self, peer_feed: str) -> None: ...
+    async def close(self) -> None: ...
+    def send(self, text: str) -> bool: ...
+
+
+PeerFactory = Callable[[Grant, Callable[[str], None], Callable[[str], None]], Peer]
+
+
+class TellerClient:
+    def __init__(
+        self,
+        publish: Publish,
+        peer_factory: PeerFactory,
+        paperwork_factory: Callable[[Callable[[str], bool]], Paperwork],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._publish = publish
+        self._peer_factory = peer_factory
+        self.clock = clock
+        self.call = Call(since=clock())
+        self.peer: Peer | None = None
+        self.paperwork = paperwork_factory(self._send_text)
+        self.ignored = 0
+        self.bad_messages = 0
+        self._lock = asyncio.Lock()
+        #: Joining or rejoining the room (a rejoin supersedes a join still in progress).
+        self._media_task: asyncio.Task[None] | None = None
+        #: Following a transferred call's next teller (never cancels a join).
+        self._follow_task: asyncio.Task[None] | None = None
+        self.changed = asyncio.Event()  # set on every state change (the screen waits on it)
+        #: A liveness challenge step being shown to the customer, if one is running.
+        self.prompt: str | None = None
+
+    # --- inputs ------------------------------------------------------------------------
+
+    async def on_desk(self, payload: bytes) -> None:
+        try:
+            msg = messages.parse_desk(payload)
+        except messages.BadMessage as err:
+            self.bad_messages += 1
+            log.warning("desk message refused: %s", err)
+            return
+        await self.handle(call.DeskSays(msg))
+
+    async def ask(
+        self,
+        business: str,
+        elderly: bool = False,
+        customer: dict[str, str] | None = None,
+        language: str = "cmn",
+    ) -> None:
+        await self.handle(
+            call.Ask(business, messages.new_request_id(), language, elderly, customer)
+        )
+
+    async def end(self, cause: str = "customer ended") -> None:
+        await self.handle(call.CustomerEnds(cause))
+
+    async def rate(self, score: int | None) -> None:
+        await self.handle(call.Rated(score))
+
+    async def liveness(self, verdict: dict[str, Any]) -> None:
+        await self.handle(call.LivenessDone(verdict))
+
+    async def show_prompt(self, text: str | None) -> None:
+        """The liveness check's prompt for the screen (None: the check is over)."""
+        self.prompt = text or None
+        self.changed.set()
+
+    def link_changed(self) -> None:
+        """The agent's network dropped or changed: republish if a call is on."""
+        if self.call.phase in call.IN_ROOM:
+            asyncio.get_running_loop().create_task(self.handle(call.LinkLost()))
+
+    # --- the machine -----------------------------------------------------------------
+
+    async def handle(self, event: call.Event) -> Call:
+        async with self._lock:  # events apply in order; actions see the state they made
+            before = self.call
+            try:
+                outcome = call.step(self.call, event, self.clock())
+            except messages.BadMessage as err:
+                self.bad_messages += 1
+                log.warning("desk message refused: %s", err)
+                return self.call
+            if outcome.ignored is not None:
+                self.ignored += 1
+                log.info("call event ignored: %s", outcome.ignored.reason)
+            self.call = outcome.call
+            for action in outcome.actions:
+                await self._do(action)
+            if self.call != before:
+                self.changed.set()
+            return self.call
+
+    async def _do(self, action: call.Action) -> None:
+        if isinstance(action, call.Send):
+            try:
+                await self._publish(messages.to_bytes(action.msg))
+            except Exception as err:  # the link's own errors; the screen says offline
+                log.warning("%s not sent: %s", action.msg["type"], err)
+                if action.msg["type"] == "request":
+                    self.call = Call(since=self.clock(), notice="offline")
+        elif isinstance(action, call.Join):
+            await self._join(action.grant)
+        elif isinstance(action, call.Rejoin):
+            self._in_background(self._rejoin())
+        elif isinstance(action, call.Leave):
+            await self._leave()
+
+    async def _join(self, grant: Grant) -> None:
+        if self.peer is not None and self.peer.grant.room == grant.room:
+            if self.peer.grant.peer_feed != grant.peer_feed:
+                self._follow_task = asyncio.get_running_loop().create_task(
+                    self._follow(self.peer, grant.peer_feed)
+                )
+            return
+        await self._leave()
+        self.paperwork.reset()
+        self.peer = self._peer_factory(grant, self.paperwork.on_text, self._media_event)
+        self._in_background(self._start(self.peer))
+
+    async def _start(self, peer: Peer) -> None:
+        try:
+            await peer.start()
+        except Exception as err:  # Janus unreachable or refusing: same path as a lost link
+            log.warning("joining the room failed: %s", err)
+            self._media_event("lost")  # as its own task: this one is replaced by the rejoin
+
+    async def _rejoin(self) -> None:
+        peer = self.peer
+        if peer is None:
+            return
+        try:
+            await peer.republish()
+        except Exception as err:  # the desk fails the session after its grace period
+            log.warning("republishing failed: %s", err)
+
+    async def _follow(self, peer: Peer, peer_feed: str) -> None:
+        try:
+            await peer.follow(peer_feed)
+        except Exception as err:  # the old teller's feed is gone either way; log and wait
+            log.warning("following the next teller failed: %s", err)
+
+    def _media_event(self, what: str) -> None:
+        event: call.Event = call.MediaUp() if what == "up" else call.LinkLost()
+        asyncio.get_running_loop().create_task(self.handle(event))
+
+    async def _leave(self) -> None:
+        peer, self.peer = self.peer, None
+        for task in (self._media_task, self._follow_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._media_task = self._follow_task = None
+        if peer is not None:
+            await peer.close()
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        if self._media_task is not None and not self._media_task.done():
+            self._media_task.cancel()
+        self._media_task = asyncio.get_running_loop().create_task(run())
+
+    def _send_text(self, text: str) -> bool:
+        return self.peer.send(text) if self.peer is not None else False
+
+    async def close(self) -> None:
+        if self.call.phase in call.IN_ROOM or self.call.phase is Phase.WAITING:
+            await self.end("terminal shutting down")
+        await self._leave()

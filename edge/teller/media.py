@@ -1,0 +1,117 @@
+"""What the terminal sends in a call: camera and microphone fitted to the measured link.
+
+``CallMedia`` is built once by the agent (cheap: nothing heavy is imported until
+``prepare``, which runs when the first call connects). ``prepare`` applies the weak-link
+encoder settings for the link rate (``edge.vision.roi.encoder_settings``) and loads the
+face-aware preprocessor when the terminal has its verified vision models; ``tracks`` gives
+fresh tracks for each publication; ``snapshot_jpeg`` serves the self view and document
+captures. In simulation the camera is the synthetic test pattern and the microphone a tone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from aiortc.mediastreams import MediaStreamTrack
+
+    from edge.teller.faceaware import FaceAware
+    from edge.teller.sources import CameraTrack
+    from edge.vision.roi import EncoderSettings
+    from edge.vision.runtime import ModelSet
+
+log = logging.getLogger("cuntong.teller.media")
+
+
+class CallMedia:
+    def __init__(
+        self,
+        simulate: bool,
+        camera: Any = None,
+        audio_device: str = "",
+        link_kbps: float = 400.0,
+        face_aware: bool = True,
+        models: Callable[[], Awaitable[ModelSet]] | None = None,
+    ) -> None:
+        self.simulate = simulate
+        self.camera = camera  # a firmware_adapters camera, or None
+        self.audio_device = audio_device
+        self.link_kbps = link_kbps
+        self.ceiling_kbps = link_kbps  # measured rates never exceed the configured link
+        self.face_aware = face_aware
+        self.models = models
+        self.settings: EncoderSettings | None = None
+        self.preprocess: FaceAware | None = None
+        self.video: CameraTrack | None = None
+        self._prepared = False
+
+    async def prepare(self) -> None:
+        if self._prepared:
+            return
+        from edge.teller import encoding
+        from edge.teller.faceaware import FaceAware
+        from edge.vision.roi import encoder_settings
+
+        self.settings = encoder_settings(self.link_kbps)
+        encoding.apply(self.settings)
+        if self.face_aware:
+            self.preprocess = await FaceAware.load(self.models)
+        self._prepared = True
+        log.info(
+            "call media: %dx%d@%d, video %d kbit/s, audio %d kbit/s mono, face-aware %s",
+            self.settings.width,
+            self.settings.height,
+            self.settings.fps,
+            self.settings.video_bps // 1000,
+            self.settings.audio_bps // 1000,
+            "on" if self.preprocess else "off",
+        )
+
+    def fit(self, link_kbps: float, loss: float = 0.0) -> None:
+        """A new link measure: encoder bounds and the camera's size and rate follow it."""
+        from edge.teller import encoding
+        from edge.vision.roi import encoder_settings
+
+        self.link_kbps = link_kbps
+        self.settings = encoder_settings(link_kbps, loss)
+        encoding.apply(self.settings)
+        if self.video is not None:
+            self.video.fit(self.settings.width, self.settings.height, self.settings.fps)
+
+    def tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]:
+        from edge.teller import sources
+
+        assert self.settings is not None, "prepare() first"
+        s = self.settings
+        grab = (
+            sources.adapter_grab(self.camera)
+            if self.camera is not None and not self.simulate
+            else sources.synthetic_grab()
+        )
+        self.video = sources.CameraTrack(grab, s.width, s.height, s.fps, self.preprocess)
+        audio = sources.microphone(self.audio_device) if self.audio_device else sources.ToneTrack()
+        return audio, self.video
+
+    @property
+    def speaker(self) -> str:
+        """ALSA device the teller's voice plays on ("" in simulation: it is only counted)."""
+        return "" if self.simulate else (self.audio_device or "default")
+
+    def latest(self) -> np.ndarray | None:
+        """The last frame the camera sent (RGB), for the self view."""
+        return self.video.latest if self.video is not None else None
+
+    async def capture(self, kind: str) -> bytes | None:
+        """A document photo as JPEG: the live camera frame (a synthetic card in simulation)."""
+        from edge.teller import jpeg
+
+        if self.simulate:
+            return jpeg.synthetic_document(kind)
+        # A fresh full-resolution frame: the call's frames are scaled down for the link.
+        frame = (await self.camera.read_frame()).pixels if self.camera is not None else None
+        if frame is None:
+            frame = self.latest()
+        return jpeg.encode_rgb(frame) if frame is not None else None

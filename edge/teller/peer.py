@@ -1,0 +1,337 @@
+"""The terminal in a call's Janus room: aiortc publisher + subscriber (the media adapter).
+
+With the desk's grant the terminal opens a Janus session (token auth), publishes camera,
+microphone and a data channel as ``grant.feed`` (VideoRoom ``joinandconfigure``), and
+subscribes to ``peer_feed`` as soon as the teller publishes (at once when the teller is
+already in the room, else on the room's ``publishers`` event). The teller's video is kept as
+its latest frame for the customer screen; the teller's audio goes to the speaker or is
+drained. ``follow(peer_feed)`` switches the subscription on a transfer.
+
+``republish()`` rebuilds everything on a fresh Janus session with the same grant: after the
+terminal's network dropped or changed, the old session and its handles are torn down
+(which removes the stale ``customer`` publisher from the room) and the new publication takes
+its place; a 436 "user ID exists" while Janus has not yet noticed the old one is retried.
+
+Reports go through ``on_event``: ``"up"`` when the publication is up (webrtcup), ``"lost"``
+when the Janus session or the peer connection failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import VideoFrame
+
+from cloud.media.errors import JanusError, VideoRoomError
+from cloud.media.janus import JanusClient, JanusSession
+from cloud.media.videoroom import VideoRoom
+from edge.teller import linkrate
+from edge.teller.messages import Grant
+
+log = logging.getLogger("cuntong.teller.peer")
+
+ADAPT_EVERY_S = 5.0
+NO_SUCH_FEED = 428
+ID_EXISTS = 436
+DATA_LABEL = "cuntong"
+
+
+class MediaSource(Protocol):
+    """Builds fresh tracks for each publication (``media.CallMedia``)."""
+
+    link_kbps: float
+    ceiling_kbps: float
+    speaker: str
+
+    async def prepare(self) -> None: ...
+    def tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]: ...  # (audio, video)
+    def fit(self, link_kbps: float, loss: float = 0.0) -> None: ...
+
+
+def rtc_config(grant: Grant) -> RTCConfiguration:
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in grant.ice_servers
+        if s.get("urls")
+    ]
+    return RTCConfiguration(iceServers=servers or None)
+
+
+@dataclass
+class Incoming:
+    """What arrived from the teller: the latest video frame, counts, the audio level."""
+
+    frame: VideoFrame | None = None
+    frames: dict[str, int] = field(default_factory=lambda: {"audio": 0, "video": 0})
+    loudest: int = 0
+
+
+class RoomPeer:
+    def __init__(
+        self,
+        grant: Grant,
+        media: MediaSource,
+        on_text: Callable[[str], None],
+        on_event: Callable[[str], None],
+    ) -> None:
+        self.grant = grant
+        self.media = media
+        self.on_text, self.on_event = on_text, on_event
+        self.incoming = Incoming()
+        self.video: MediaStreamTrack | None = None  # the track being published now
+        self.publications = 0
+        self._client: JanusClient | None = None
+        self._session_cm: Any = None
+        self._session: JanusSession | None = None
+        self._pub_pc: RTCPeerConnection | None = None
+        self._sub_pc: RTCPeerConnection | None = None
+        self._pub_room: VideoRoom | None = None
+        self._sub_room: VideoRoom | None = None
+        self._channel: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
+        self._adapt: asyncio.Task[None] | None = None
+        self._lost_reported = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the room; raises JanusError when Janus cannot be reached or refuses."""
+        await self.media.prepare()
+        self._client = JanusClient(self.grant.janus_url, self.grant.token)
+        await self._client.__aenter__()
+        self._session_cm = self._client.session(keepalive_every=10.0)
+        self._session = await self._session_cm.__aenter__()
+        try:
+            await self._publish()
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def republish(self, attempts: int = 30, pause: float = 1.0) -> None:
+        """The same grant, a fresh Janus session: publish (and subscribe) again."""
+        for attempt in range(attempts):
+            await self._teardown()
+            try:
+                await self.start()
+                return
+            except VideoRoomError as err:
+                if err.code != ID_EXISTS:
+                    raise
+                log.info("old publication still in the room; retry %d", attempt + 1)
+            except (JanusError, OSError) as err:
+                log.info("republish failed (%s); retry %d", err, attempt + 1)
+            await asyncio.sleep(pause)
+        raise JanusError("could not republish into the room")
+
+    async def close(self) -> None:
+        await self._teardown()
+
+    # --- what the call uses ----------------------------------------------------------
+
+    def send(self, text: str) -> bool:
+        """Send one data-channel text to the teller; False when the channel is not open."""
+        if self._channel is None or self._channel.readyState != "open":
+            return False
+        self._channel.send(text)
+        return True
+
+    async def follow(self, peer_feed: str) -> None:
+        """Subscribe to another teller's feed (a transfer)."""
+        self.grant = Grant(**{**self.grant.__dict__, "peer_feed": peer_feed})
+        await self._drop_subscription()
+        await self._try_subscribe()
+
+    # --- publishing ------------------------------------------------------------------
+
+    async def _publish(self) -> None:
+        assert self._session is not None
+        self._lost_reported = False
+        pc = RTCPeerConnection(rtc_config(self.grant))
+        self._pub_pc = pc
+        audio, video = self.media.tracks()
+        self.video = video
+        pc.addTrack(audio)
+        pc.addTrack(video)
+        self._channel = pc.createDataChannel(DATA_LABEL)
+        pc.on("connectionstatechange", lambda: self._pc_state(pc))
+        await pc.setLocalDescription(await pc.createOffer())
+        self._pub_room = await VideoRoom.attach(self._session)
+        joined = await self._pub_room.publish(
+            self.grant.room, self.grant.feed, {"type": "offer", "sdp": pc.localDescription.sdp}
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
+        self.publications += 1
+        self._watch = asyncio.create_task(self._watch_room(), name="janus-room-events")
+        self._adapt = asyncio.create_task(self._adapt_loop(pc), name="link-rate")
+        if any(str(p.get("id")) == self.grant.peer_feed for p in joined.publishers):
+            await self._try_subscribe()
+
+    def _pc_state(self, pc: RTCPeerConnection) -> None:
+        if pc is self._pub_pc and pc.connectionState == "failed":
+            self._lost()
+
+    def _lost(self) -> None:
+        if not self._lost_reported:
+            self._lost_reported = True
+            self.on_event("lost")
+
+    async def _adapt_loop(self, pc: RTCPeerConnection) -> None:
+        """Fit the media to the link as the receiver reports say (loss).
+
+        Janus's REMB already steers VP8 within the bounds ``fit`` sets; it is not read back
+        here, because the encoder's target is clamped by those very bounds and would hold
+        the rate down once lowered."""
+        while True:
+            await asyncio.sleep(ADAPT_EVERY_S)
+            loss = 0.0
+            for stat in (await pc.getStats()).values():
+                if getattr(stat, "type", "") == "remote-inbound-rtp":
+                    loss = max(loss, (getattr(stat, "fractionLost", 0) or 0) / 256)
+            rate = linkrate.next_rate(self.media.link_kbps, self.media.ceiling_kbps, loss)
+            if linkrate.worth_refit(self.media.link_kbps, rate):
+                log.info("link now %.0f kbit/s (loss %.1f%%)", rate, loss * 100)
+                self.media.fit(rate, loss)
+
+    async def _watch_room(self) -> None:
+        """Events on the publisher handle: media up, the teller (un)publishing, failure."""
+        session, room = self._session, self._pub_room
+        assert session is not None and room is not None
+        while True:
+            try:
+                event = await session.next_event(room.handle_id, wait=2.0)
+            except JanusError:
+                if session.failed:
+                    self._lost()
+                    return
+                continue
+            data = event.data
+            if event.kind == "webrtcup":
+                self.on_event("up")
+            elif event.kind == "hangup":
+                self._lost()
+            feeds = {str(p.get("id")) for p in data.get("publishers", []) or []}
+            if self.grant.peer_feed in feeds and self._sub_pc is None:
+                await self._try_subscribe()
+            gone = {str(data.get(k)) for k in ("unpublished", "leaving") if k in data}
+            if self.grant.peer_feed in gone:
+                await self._drop_subscription()
+
+    # --- subscribing -----------------------------------------------------------------
+
+    async def _try_subscribe(self) -> None:
+        try:
+            await self._subscribe()
+        except VideoRoomError as err:
+            if err.code != NO_SUCH_FEED:
+                raise
+            await self._drop_subscription()  # not published yet: its event will bring us back
+
+    async def _subscribe(self) -> None:
+        assert self._session is not None
+        self._sub_room = await VideoRoom.attach(self._session)
+        offer = await self._sub_room.subscribe(self.grant.room, [self.grant.peer_feed])
+        pc = RTCPeerConnection(rtc_config(self.grant))
+        self._sub_pc = pc
+        pc.on("track", self._consume)
+        pc.on("datachannel", self._on_channel)
+        await pc.setRemoteDescription(RTCSessionDescription(**offer))
+        # Janus relays a publisher's data to a subscriber only once the subscriber itself
+        # opened a channel (its "data ready"); the relayed messages then come on a channel
+        # Janus opens, named after the publisher.
+        self._on_channel(pc.createDataChannel(DATA_LABEL))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self._sub_room.start({"type": "answer", "sdp": pc.localDescription.sdp})
+
+    def _on_channel(self, channel: Any) -> None:
+        channel.on("message", lambda m: self.on_text(m if isinstance(m, str) else m.decode()))
+
+    def _consume(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.media.speaker:
+            self._play(track)
+            return
+        task = asyncio.create_task(self._pull(track), name=f"teller-{track.kind}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _play(self, track: MediaStreamTrack) -> None:
+        """The teller's voice on the terminal's speaker (ALSA through PyAV)."""
+        from aiortc.contrib.media import MediaRecorder
+
+        async def play() -> None:
+            try:
+                recorder = MediaRecorder(self.media.speaker, format="alsa")
+                recorder.addTrack(track)
+                await recorder.start()
+            except (OSError, ValueError) as err:  # PyAV's errors derive from these
+                log.warning("no speaker %r (%s): the teller is not heard", self.media.speaker, err)
+                await self._pull(track)
+                return
+            try:
+                await asyncio.Event().wait()  # until the call's teardown cancels us
+            finally:
+                await recorder.stop()
+
+        task = asyncio.create_task(play(), name="teller-voice")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pull(self, track: MediaStreamTrack) -> None:
+        import numpy as np
+
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.incoming.frames[track.kind] += 1
+                if isinstance(frame, VideoFrame):
+                    self.incoming.frame = frame
+                elif self.incoming.frames["audio"] % 25 == 1:  # a level twice a second
+                    pcm = np.frombuffer(bytes(frame.planes[0]), np.int16)
+                    self.incoming.loudest = max(self.incoming.loudest, int(np.abs(pcm).max()))
+
+    async def _drop_subscription(self) -> None:
+        pc, room = self._sub_pc, self._sub_room
+        self._sub_pc = self._sub_room = None
+        if room is not None:
+            with contextlib.suppress(JanusError):
+                await room.detach()
+        if pc is not None:
+            await pc.close()
+
+    # --- teardown --------------------------------------------------------------------
+
+    async def _teardown(self) -> None:
+        for task in (self._watch, self._adapt):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch = self._adapt = None
+        pulls = list(self._tasks)
+        for task in pulls:
+            task.cancel()
+        await asyncio.gather(*pulls, return_exceptions=True)  # a speaker closes its device
+        await self._drop_subscription()
+        pc, self._pub_pc, self._pub_room, self._channel = self._pub_pc, None, None, None
+        if pc is not None:
+            await pc.close()
+        # Destroying the session removes its handles: the room forgets this publisher.
+        if self._session_cm is not None:
+            with contextlib.suppress(JanusError, OSError, TimeoutError):
+                await asyncio.wait_for(self._session_cm.__aexit__(None, None, None), 5)
+            self._session_cm = self._session = None
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+            self._client = None
