@@ -83,7 +83,8 @@ async def serve(args: argparse.Namespace) -> None:
     calls: list[Call] = []
     limit = asyncio.Semaphore(4)  # calls being set up at once by this worker
     async with httpx.AsyncClient(base_url=args.desk, timeout=60) as http:
-        tellers = Tellers(http, [f"bench-{args.business}-{i}" for i in range(args.tellers)])
+        tokens = (await http.get(f"/bench/tellers/{args.business}")).json()
+        tellers = Tellers(http, tokens[: args.tellers])
         await tellers.start()
         print(json.dumps({"ready": True}), flush=True)
 

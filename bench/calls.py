@@ -135,7 +135,7 @@ def start_servers(tellers: str) -> Rig:
         "--janus-url", janus.url, "--admin-url", janus.admin_url,
         "--admin-secret", cfg.admin_secret, "--room-key", cfg.room_admin_key,
         "--rec-dir", str(state / "rec"), "--archive-dir", str(state / "archive"),
-        "--tellers", tellers,
+        "--tellers", tellers, "--state-dir", str(state),
     ]  # fmt: skip
     desk = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert desk.stdout is not None
