@@ -16,6 +16,7 @@ from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
 from cloud.security import Security, require_admin
 from cloud.sessions import api as teller_api
+from cloud.sessions import page as teller_page
 from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from cuntong import __version__
@@ -75,6 +76,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     for router in fleet.routers():
         app.include_router(router)
     app.include_router(teller_api.router)
+    app.include_router(teller_page.router)  # the teller web app's static files
     if security is not None:
         # Per-address limit: slows claim-token guessing (a refused attempt counts too).
         app.include_router(

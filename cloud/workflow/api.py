@@ -10,6 +10,7 @@ from tortoise.exceptions import IntegrityError
 
 from cloud.auth.deps import Principal, require
 from cloud.auth.roles import Role, may_view_session
+from cloud.evidence.models import EvidenceRecord
 from cloud.workflow import engine, service, store
 from cloud.workflow.errors import (
     CatalogueError,
@@ -171,6 +172,29 @@ async def capture_file(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
+    return _public(loaded)
+
+
+class NotesRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=1000)
+
+
+@router.post("/{session_id}/notes", response_model=WorkflowPublic)
+async def notes(
+    session_id: str, body: NotesRequest, request: Request, who: Teller
+) -> WorkflowPublic:
+    """The serving teller's notes on the session, kept on its evidence timeline (before
+    finish seals the package; personal fields in them are not parsed out, so tellers are
+    told to write what was done, not the customer's numbers)."""
+    ov = request.app.state.oversight
+    loaded = await _visible(request, session_id, who)
+    if loaded.workflow.teller_id != who.account_id:
+        raise HTTPException(404, "no such session")
+    if await EvidenceRecord.exists(session_id=session_id):
+        raise HTTPException(409, f"session {session_id} is already sealed")
+    loaded = await service.append_event(
+        ov, session_id, "teller_notes", who.account_id, ov.clock(), {"text": body.text}
+    )
     return _public(loaded)
 
 

@@ -6,16 +6,14 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, async_playwright, expect
 
 from tests.fleet.conftest import Agents
 from tests.helpers import OPERATOR, OPERATOR_PASSWORD, CloudProcess, eventually
 from tests.integration.agents import new_id
+from tests.screens import CHROMIUM, shot
 
-CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -37,16 +35,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield b
         finally:
             await b.close()
-
-
-async def shot(page: Page, path: Path) -> None:
-    """Screenshot and check it shows a page, not a blank canvas."""
-    png = await page.screenshot(path=str(path), full_page=True)
-    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    assert img is not None and img.shape[0] > 300 and img.shape[1] > 600
-    assert float(img.std()) > 20, f"{path.name} looks empty"
-    # The brand red of the top bar and some dark text must both be there.
-    assert (img[:56, :, 2] > 140).mean() > 0.5 and (img < 80).all(axis=2).mean() > 0.001
 
 
 async def test_dashboard_overview_terminals_commands_and_rollouts(

@@ -27,6 +27,10 @@ PUBLIC = frozenset(
         "GET /fleet",
         "GET /fleet/",
         "GET /fleet/static/{name}",
+        # The teller app's page and its static files; every call it makes is guarded.
+        "GET /teller",
+        "GET /teller/",
+        "GET /teller/static/{name}",
         # OTA payloads: terminals fetch them with Range requests and verify the signed
         # manifest before installing; they hold no personal data.
         "GET /api/v1/fleet/packages/{component}/{version}/payload",

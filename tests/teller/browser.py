@@ -17,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.screens import CHROMIUM
+
+__all__ = ["CHROMIUM", "FLAGS", "PAGE", "serve_page"]
+
 STATIC = Path(__file__).resolve().parents[2] / "cloud" / "sessions" / "static"
-CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",

@@ -2,7 +2,9 @@
 
 Shared by the media integration test and ``bench/sessions.py``. The tracks are cheap on
 purpose (flat frames whose brightness moves, a sine tone) so two publishers and two
-subscribers fit on a loaded 2-core machine.
+subscribers fit on a loaded 2-core machine. ``publish_with_data`` and ``subscribe(...,
+on_text=)`` add the VideoRoom data channel; ``TerminalData`` answers the teller's messages
+with the terminal's own code (``tests/teller/datachannel.py``).
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import array
 import asyncio
 import contextlib
 import math
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
 from cloud.media.videoroom import Joined, VideoRoom
+from edge.teller import channel
+from tests.teller.datachannel import Message, reply
 
 WIDTH, HEIGHT = 320, 240
 TONE_HZ = 440
@@ -98,24 +104,69 @@ class Received:
 async def publish(room: VideoRoom, room_id: str, feed: str) -> tuple[RTCPeerConnection, Joined]:
     """Publish a tone and moving frames as ``feed``; returns the connection and the join."""
     pc = RTCPeerConnection()
+    return pc, await _publish(pc, room, room_id, feed)
+
+
+async def publish_with_data(
+    room: VideoRoom, room_id: str, feed: str
+) -> tuple[RTCPeerConnection, Joined, RTCDataChannel]:
+    """``publish`` plus a data channel, which Janus relays to the feed's subscribers."""
+    pc = RTCPeerConnection()
+    channel = pc.createDataChannel("cuntong")
+    return pc, await _publish(pc, room, room_id, feed), channel
+
+
+async def _publish(pc: RTCPeerConnection, room: VideoRoom, room_id: str, feed: str) -> Joined:
     pc.addTrack(ToneTrack())
     pc.addTrack(BarsTrack())
     await pc.setLocalDescription(await pc.createOffer())
     offer = {"type": "offer", "sdp": pc.localDescription.sdp}
     joined = await room.publish(room_id, feed, offer)
     await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
-    return pc, joined
+    return joined
 
 
 async def subscribe(
-    room: VideoRoom, room_id: str, feeds: list[str]
+    room: VideoRoom,
+    room_id: str,
+    feeds: list[str],
+    on_text: Callable[[str], None] | None = None,
 ) -> tuple[RTCPeerConnection, Received]:
-    """Subscribe to feeds; frames are counted into the returned Received as they arrive."""
+    """Subscribe to feeds; frames are counted into the returned Received as they arrive.
+    ``on_text`` gets the text messages the feeds send on their data channels."""
     pc = RTCPeerConnection()
     received = Received()
     pc.on("track", received.consume)
+    if on_text is not None:
+        # Janus relays data to a subscriber only once the subscriber has opened a channel
+        # (as janus.js does); it sends on the channel with the publisher's label, ours if the
+        # labels match, or a new one it opens.
+        pc.createDataChannel("cuntong").on("message", on_text)
+        pc.on("datachannel", lambda channel: channel.on("message", on_text))
     offer = await room.subscribe(room_id, feeds)
     await pc.setRemoteDescription(RTCSessionDescription(**offer))
     await pc.setLocalDescription(await pc.createAnswer())
     await room.start({"type": "answer", "sdp": pc.localDescription.sdp})
     return pc, received
+
+
+@dataclass
+class TerminalData:
+    """A simulated terminal's end of the data channel: hears the teller, answers by itself."""
+
+    outgoing: RTCDataChannel
+    heard: list[Message] = field(default_factory=list)
+    sent: list[Message] = field(default_factory=list)
+    reassembler: channel.Reassembler = field(default_factory=channel.Reassembler)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    def on_text(self, text: str | bytes) -> None:
+        whole = self.reassembler.feed(text)
+        if whole is None:
+            return
+        message = channel.parse(whole, channel.TELLER_TYPES)
+        self.heard.append(message)
+        for answer in reply(message, self.rng):
+            self.sent.append(answer)
+            for part in channel.encode(answer):
+                self.outgoing.send(part)

@@ -6,8 +6,16 @@
 //   ...
 //   await call.leave();
 //
-// A fourth argument, `options`, may set `iceTransportPolicy: "relay"` (TURN only: for
-// networks where a direct path to Janus must not be tried, and for testing the relay).
+// With a fourth argument `{ onData(text) }` the call also carries the VideoRoom data channel
+// (publish with data, subscribe with data): `call.send(text)` goes to the peer's subscription,
+// `onData` gets the peer's text messages. Without it nothing changes (media only).
+// `{ signal }` (an AbortSignal) gives up waiting for a peer that never publishes: the
+// Janus session is destroyed and joinRoom rejects. When the peer unpublishes (a terminal
+// republishing after a network change) the subscription is made again once it is back;
+// `{ onPeer(state) }` hears "gone" and "back", and `onRemoteStream` gets the new stream.
+// `{ iceTransportPolicy: "relay" }` uses TURN only (networks where a direct path to Janus
+// must not be tried, and the relay test).
+//
 // `grant` is the desk's connect message (janus_url, token, room, feed, peer_feed,
 // ice_servers). The browser publishes as `feed` and subscribes to `peer_feed` once that
 // participant's media is up (Janus answers 428 "no such feed" until then, so it retries).
@@ -45,11 +53,20 @@ class JanusSession {
         if (!this.closed) await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
+      if (events && events.janus === "error") {
+        // 458: the session is gone; 403: our token was revoked (the desk ended the call).
+        // Either way nothing more will come: stop, rather than ask again in a tight loop.
+        if ([403, 458].includes(events.error && events.error.code)) this.closed = true;
+        else await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
       for (const ev of Array.isArray(events) ? events : [events]) {
         const resolve = this.waiters.get(ev.transaction);
         if (ev.janus === "event" && resolve) {
           this.waiters.delete(ev.transaction);
           resolve(ev);
+        } else if (this.onEvent && ev.janus !== "keepalive") {
+          this.onEvent(ev); // room notifications: who published, who left
         }
       }
     }
@@ -73,6 +90,11 @@ class JanusSession {
     const data = answer.plugindata.data;
     if (data.error_code) throw new JanusError(data.error_code, data.error);
     return { data, jsep: answer.jsep };
+  }
+
+  async detach(handle) {
+    await post(`${this.url}/${this.id}/${handle}`, { janus: "detach", transaction: tx(), token: this.token })
+      .catch(() => {});
   }
 
   async destroy() {
@@ -109,17 +131,44 @@ function gathered(pc) {
   });
 }
 
-export async function joinRoom(grant, localStream, onRemoteStream, options = {}) {
-  const session = await JanusSession.create(grant.janus_url, grant.token);
-  const config = {
-    iceServers: grant.ice_servers || [],
-    iceTransportPolicy: options.iceTransportPolicy || "all",
+// Our outgoing data channel: messages sent before it opens wait, in order.
+function outgoing(publisher) {
+  const channel = publisher.createDataChannel("cuntong", { ordered: true });
+  const waiting = [];
+  channel.addEventListener("open", () => waiting.splice(0).forEach((m) => channel.send(m)));
+  return {
+    channel,
+    send(text) {
+      if (channel.readyState === "open") channel.send(text);
+      else if (channel.readyState === "connecting") waiting.push(text);
+      else throw new Error(`data channel ${channel.readyState}`);
+    },
   };
+}
+
+export async function joinRoom(grant, localStream, onRemoteStream, options) {
+  const onData = options && options.onData;
+  const signal = options && options.signal;
+  const onPeer = options && options.onPeer;
+  const policy = (options && options.iceTransportPolicy) || "all";
+  const session = await JanusSession.create(grant.janus_url, grant.token);
+  try {
+    return await join(session, grant, localStream, onRemoteStream, onData, signal, onPeer, policy);
+  } catch (err) {
+    await session.destroy(); // stops the long poll too (a revoked token cannot destroy)
+    throw err;
+  }
+}
+
+async function join(session, grant, localStream, onRemoteStream, onData, signal, onPeer, policy) {
+  const config = { iceServers: grant.ice_servers || [], iceTransportPolicy: policy };
 
   // Publish: our camera and microphone as grant.feed. The filename names the recording
   // <room>-<feed>-<kind>-<mindex>.mjr, the contract cloud/media/recording.py reads.
   const publisher = new RTCPeerConnection(config);
   localStream.getTracks().forEach((t) => publisher.addTrack(t, localStream));
+  // Janus relays what a publisher sends on its data channel to the feed's subscribers.
+  const data = onData ? outgoing(publisher) : null;
   await publisher.setLocalDescription(await publisher.createOffer());
   await gathered(publisher);
   const pubHandle = await session.attach();
@@ -129,39 +178,100 @@ export async function joinRoom(grant, localStream, onRemoteStream, options = {})
   }, { type: "offer", sdp: publisher.localDescription.sdp });
   await publisher.setRemoteDescription(joined.jsep);
 
-  // Subscribe to the other side, waiting for it to publish.
-  const subscriber = new RTCPeerConnection(config);
+  // Subscribe to the other side, waiting for it to publish. When the peer unpublishes
+  // (a terminal whose network changed republishes into the same room with the same grant)
+  // the subscription is dropped and made again once the peer is back.
+  let closed = false;
+  const aborted = () => closed || !!(signal && signal.aborted);
+  let current;
+  try {
+    current = await subscribe(session, grant, config, onRemoteStream, onData, aborted);
+  } catch (err) {
+    publisher.close();
+    throw err;
+  }
+  let renewing = null;
+  session.onEvent = (ev) => {
+    const d = (ev.janus === "event" && ev.sender === pubHandle && ev.plugindata && ev.plugindata.data) || {};
+    if (String(d.unpublished) !== grant.peer_feed && String(d.leaving) !== grant.peer_feed) return;
+    if (renewing || closed) return;
+    if (onPeer) onPeer("gone");
+    const old = current;
+    renewing = (async () => {
+      old.pc.close();
+      await session.detach(old.handle);
+      current = await subscribe(session, grant, config, onRemoteStream, onData, aborted);
+      if (onPeer) onPeer("back");
+    })().catch((err) => {
+      if (!closed) console.warn("resubscribe:", err);
+    }).finally(() => { renewing = null; });
+  };
+  if (current === null) {
+    publisher.close();
+    throw new Error("join abandoned: the peer never published");
+  }
+
+  return {
+    publisher,
+    get subscriber() {
+      return current.pc;
+    },
+    dataChannel: data && data.channel,
+    send(text) {
+      if (!data) throw new Error("joined without a data channel");
+      data.send(text);
+    },
+    async leave() {
+      closed = true;
+      publisher.close();
+      if (current) current.pc.close();
+      await session.destroy();
+    },
+  };
+}
+
+// One subscription to grant.peer_feed: resolves {pc, handle}, or null if `stop()` turned
+// true while the peer had not published yet (Janus answers 428 "no such feed" until then).
+async function subscribe(session, grant, config, onRemoteStream, onData, stop) {
+  const pc = new RTCPeerConnection(config);
   const remote = new MediaStream();
-  subscriber.addEventListener("track", (e) => {
+  pc.addEventListener("track", (e) => {
     remote.addTrack(e.track);
     onRemoteStream(remote);
   });
-  const subHandle = await session.attach();
+  if (onData) {
+    // Janus relays data to a subscriber only once the subscriber has opened a channel
+    // itself (janus.js does the same); it then sends on the channel with the publisher's
+    // label: ours when the labels match, else one it opens.
+    const listen = (channel) => channel.addEventListener("message", (m) => {
+      if (typeof m.data === "string") onData(m.data);
+    });
+    listen(pc.createDataChannel("cuntong"));
+    pc.addEventListener("datachannel", (e) => listen(e.channel));
+  }
+  const handle = await session.attach();
   let attached;
   for (;;) {
     try {
-      attached = await session.message(subHandle, {
+      attached = await session.message(handle, {
         request: "join", ptype: "subscriber", room: grant.room, streams: [{ feed: grant.peer_feed }],
       });
       break;
     } catch (err) {
-      if (err.code !== 428) throw err; // 428: the peer has not published yet
+      if (err.code !== 428) { // 428: the peer has not published yet
+        pc.close();
+        throw err;
+      }
       await new Promise((r) => setTimeout(r, 500));
+      if (stop()) {
+        pc.close();
+        return null;
+      }
     }
   }
-  await subscriber.setRemoteDescription(attached.jsep);
-  await subscriber.setLocalDescription(await subscriber.createAnswer());
-  await gathered(subscriber);
-  await session.message(subHandle, { request: "start" },
-                        { type: "answer", sdp: subscriber.localDescription.sdp });
-
-  return {
-    publisher,
-    subscriber,
-    async leave() {
-      publisher.close();
-      subscriber.close();
-      await session.destroy();
-    },
-  };
+  await pc.setRemoteDescription(attached.jsep);
+  await pc.setLocalDescription(await pc.createAnswer());
+  await gathered(pc);
+  await session.message(handle, { request: "start" }, { type: "answer", sdp: pc.localDescription.sdp });
+  return { pc, handle };
 }

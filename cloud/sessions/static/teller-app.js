@@ -1,0 +1,566 @@
+// The teller desk page: sign in, set a state, take offers (ring + countdown), run the call
+// (teller-call.js), end it with an outcome and notes, wrap up. Plain ES modules, no library.
+// Text from the server always goes through textContent (h()), never innerHTML.
+
+import { STRINGS, LANGUAGES } from "./teller-i18n.js";
+import { Call, closeWorkflow, h } from "./teller-call.js";
+
+const $ = (id) => document.getElementById(id);
+const WRAP_UP_S = 120; // the desk's default wrap-up limit (routing.Policy.wrap_up_limit)
+const OUTCOMES = { done: "completed", not_done: "abandoned" }; // -> workflow outcome
+
+const app = {
+  lang: localStorage.getItem("cuntong.lang") === "en" ? "en" : "zh",
+  token: sessionStorage.getItem("cuntong.teller.token") || "",
+  user: sessionStorage.getItem("cuntong.teller.user") || "",
+  me: null, // GET /api/v1/teller/me
+  offer: null, // the open offer message
+  call: null, // the Call in progress
+  wrap: null, // {session, endsAt, recorded, call}
+  socket: null,
+  ringing: false,
+  bannerKey: null,
+  businesses: [], // the catalogue: [{code, name_zh, name_en, risk}]
+  rings: 0,
+};
+window.tellerApp = app; // for the browser tests and for support staff poking at a desk
+
+const t = (k) => STRINGS[app.lang][k] || STRINGS.zh[k] || k;
+function businessName(code) {
+  const b = app.businesses.find((x) => x.code === code);
+  return b ? b[`name_${app.lang}`] : code;
+}
+
+// --- small helpers ------------------------------------------------------------------------
+
+function toast(msg) {
+  const el = $("toast");
+  el.textContent = msg;
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (el.hidden = true), 3000);
+}
+
+// One banner at a time; `only` clears it only if that banner is the one showing.
+function banner(key, only) {
+  if (key === null && only && app.bannerKey !== only) return;
+  app.bannerKey = key;
+  $("banner").hidden = !key;
+  $("banner").textContent = key ? t(key) : "";
+  $("banner").className = `banner${key && !["errLink", "errVideo", "errPeerGone"].includes(key) ? " bad" : ""}`;
+}
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(`${status} ${detail}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+async function api(path, opts) {
+  const o = Object.assign({ method: "GET" }, opts || {});
+  o.headers = Object.assign({ "Content-Type": "application/json" }, o.headers || {});
+  if (app.token) o.headers.Authorization = `Bearer ${app.token}`;
+  let r;
+  try {
+    r = await fetch(path, o);
+  } catch (err) {
+    throw new ApiError(0, "network");
+  }
+  if (!r.ok) {
+    let detail = "";
+    try { detail = (await r.json()).detail; } catch (err) { /* not JSON */ }
+    if (r.status === 401 && app.token) signOut("errExpired");
+    throw new ApiError(r.status, typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return r.status === 204 ? null : r.json();
+}
+
+// Plain words for a failed request (the server's English detail goes to the console).
+function explain(err) {
+  if (!(err instanceof ApiError)) return t("errGeneric") + err.message;
+  console.warn("teller api:", err.status, err.detail);
+  const key = { 0: "errNetwork", 401: "errExpired", 409: "errConflict", 502: "errMedia", 503: "errDesk" }[err.status];
+  if (key) return t(key);
+  if (err.status === 403) return t(/second person/.test(err.detail) ? "errSecondPerson" : "errForbidden");
+  return t("errGeneric") + err.status;
+}
+const fail = (err) => toast(explain(err));
+
+// --- the ring: a WebAudio tone, nothing downloaded ------------------------------------------
+
+let audio = null;
+function unlockAudio() {
+  // Browsers start audio only after a user gesture: signing in is one.
+  if (!audio && window.AudioContext) audio = new AudioContext();
+  if (audio && audio.state === "suspended") audio.resume().catch(() => {});
+}
+// After a reload there was no sign-in click: the first click or key anywhere will do.
+document.addEventListener("pointerdown", unlockAudio);
+document.addEventListener("keydown", unlockAudio);
+
+function ringBurst() {
+  if (!audio) return;
+  if (audio.state === "running") app.rings++; // bursts actually played (tests read this)
+  const now = audio.currentTime;
+  const gain = audio.createGain();
+  gain.connect(audio.destination);
+  gain.gain.setValueAtTime(0, now);
+  for (const [start, stop] of [[0, 0.4], [0.6, 1.0]]) {
+    gain.gain.linearRampToValueAtTime(0.18, now + start + 0.02);
+    gain.gain.setValueAtTime(0.18, now + stop - 0.02);
+    gain.gain.linearRampToValueAtTime(0, now + stop);
+  }
+  for (const f of [450, 900]) {
+    const osc = audio.createOscillator();
+    osc.frequency.value = f;
+    osc.connect(gain);
+    osc.start(now);
+    osc.stop(now + 1.05);
+  }
+}
+function ring(on) {
+  if (on === app.ringing) return;
+  app.ringing = on;
+  clearInterval(ring.timer);
+  if (on) {
+    ringBurst();
+    ring.timer = setInterval(ringBurst, 2500);
+  }
+}
+
+// --- sign-in ----------------------------------------------------------------------------
+
+$("login").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  unlockAudio();
+  const username = $("username").value.trim();
+  try {
+    const r = await api("/api/v1/auth/login", { method: "POST", body: JSON.stringify({ username, password: $("password").value }) });
+    app.token = r.token;
+    app.user = username;
+    sessionStorage.setItem("cuntong.teller.token", app.token);
+    sessionStorage.setItem("cuntong.teller.user", username);
+    $("password").value = "";
+    banner(null);
+    await enterDesk();
+  } catch (err) {
+    banner(err.status === 401 ? "errLogin" : err.status === 0 ? "errNetwork" : null);
+    if (err.status !== 401 && err.status !== 0) fail(err);
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  if (app.call) return; // finish the call first
+  await api("/api/v1/teller/me/state", { method: "POST", body: JSON.stringify({ state: "offline" }) }).catch(() => null);
+  await api("/api/v1/auth/logout", { method: "POST" }).catch(() => null);
+  signOut(null);
+});
+
+function signOut(why) {
+  app.token = "";
+  app.me = null;
+  sessionStorage.removeItem("cuntong.teller.token");
+  if (app.socket) app.socket.close();
+  app.socket = null;
+  app.offer = null;
+  ring(false);
+  showView();
+  render();
+  banner(why);
+}
+
+async function enterDesk() {
+  showView();
+  try {
+    app.me = await api("/api/v1/teller/me");
+  } catch (err) {
+    banner({ 403: "errForbidden", 404: "errNoProfile", 503: "errDesk" }[err.status] || "errNetwork");
+    return;
+  }
+  connectEvents();
+  app.businesses = await api("/teller/businesses").catch(() => []);
+  render();
+  const current = document.querySelector(`#states [data-state="${app.me.state}"]`);
+  (current || document.querySelector("#states button")).focus();
+}
+
+function showView() {
+  const inside = !!app.token;
+  $("login-view").hidden = inside;
+  $("desk").hidden = !inside;
+  $("who").hidden = $("logout").hidden = !inside;
+  $("who").textContent = app.user;
+  if (!inside) $("username").focus();
+}
+
+// --- the desk's events --------------------------------------------------------------------
+
+function connectEvents(delay = 1000) {
+  if (!app.token) return;
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/api/v1/teller/events?token=${encodeURIComponent(app.token)}`);
+  app.socket = ws;
+  let alive = false;
+  const ping = setInterval(() => ws.readyState === 1 && ws.send("ping"), 20000);
+  ws.addEventListener("message", (e) => {
+    let msg;
+    try { msg = JSON.parse(e.data); } catch (err) { return; }
+    if (msg.type === "hello") {
+      alive = true;
+      banner(null, "errLink");
+      refreshMe();
+    } else {
+      onEvent(msg);
+    }
+  });
+  ws.addEventListener("close", () => {
+    clearInterval(ping);
+    if (app.socket !== ws || !app.token) return;
+    banner("errLink");
+    const next = alive ? 1000 : Math.min(delay * 2, 10000);
+    setTimeout(() => app.socket === ws && connectEvents(next), next);
+  });
+}
+
+// The browser knows before the socket does when the network goes: say so, and reconnect
+// at once when it is back rather than waiting for the back-off.
+window.addEventListener("offline", () => {
+  if (!app.token) return;
+  banner("errLink");
+  if (app.socket) app.socket.close();
+});
+window.addEventListener("online", () => {
+  if (app.token && (!app.socket || app.socket.readyState > 1)) connectEvents();
+});
+
+async function refreshMe() {
+  try {
+    app.me = await api("/api/v1/teller/me");
+  } catch (err) {
+    return;
+  }
+  if (app.me.state === "wrap-up" && !app.wrap && app.me.session) startWrap(app.me.session, null, false);
+  if (app.me.state !== "wrap-up" && app.wrap && !app.call) app.wrap = null;
+  render();
+}
+
+function onEvent(msg) {
+  if (msg.type === "offer") {
+    app.offer = msg;
+    ring(true);
+    render();
+    $("accept").focus();
+    // Who is calling, if the terminal read the ID card (masked; best effort).
+    api(`/api/v1/teller/sessions/${encodeURIComponent(msg.session)}`).then((panel) => {
+      if (app.offer === msg && panel.customer) { msg.customer = panel.customer; render(); }
+    }).catch(() => {});
+  } else if (msg.type === "offer_withdrawn") {
+    if (app.offer && app.offer.session === msg.session) {
+      app.offer = null;
+      ring(false);
+      toast(t("offerWithdrawn") + (msg.cause || ""));
+      refreshMe();
+    }
+  } else if (msg.type === "liveness") {
+    if (app.call && app.call.session === msg.session) app.call.onLiveness(msg.verdict);
+  } else if (msg.type === "ended" || msg.type === "failed") {
+    if (app.call && app.call.session === msg.session) callOver(msg);
+    else refreshMe();
+  }
+}
+
+// --- offer --------------------------------------------------------------------------------
+
+async function accept() {
+  const offer = app.offer;
+  if (!offer) return;
+  ring(false);
+  app.offer = null;
+  let grant;
+  try {
+    grant = await api(`/api/v1/teller/sessions/${encodeURIComponent(offer.session)}/accept`, { method: "POST" });
+  } catch (err) {
+    fail(err);
+    refreshMe();
+    return;
+  }
+  const call = new Call({ api, t, lang: () => app.lang, toast, banner, fail, businessName }, offer);
+  app.call = call;
+  app.wrap = null;
+  app.me = Object.assign({}, app.me, { state: "busy", session: offer.session });
+  render();
+  $("hangup").focus();
+  await Promise.all([
+    call.join(grant).catch((err) => console.warn("join:", err)),
+    call.loadPanel().catch(fail),
+    call.loadWorkflow().catch(fail),
+  ]);
+  render();
+}
+
+async function decline() {
+  const offer = app.offer;
+  if (!offer) return;
+  ring(false);
+  app.offer = null;
+  render();
+  await api(`/api/v1/teller/sessions/${encodeURIComponent(offer.session)}/decline`, { method: "POST" }).catch(fail);
+  refreshMe();
+}
+
+$("accept").addEventListener("click", accept);
+$("decline").addEventListener("click", decline);
+
+// --- state selector -----------------------------------------------------------------------
+
+async function setState(state) {
+  if (!app.me || app.call || app.me.state === state) return;
+  try {
+    await api("/api/v1/teller/me/state", { method: "POST", body: JSON.stringify({ state }) });
+    if (app.wrap) app.wrap = null; // leaving wrap-up closes it
+  } catch (err) {
+    fail(err);
+  }
+  await refreshMe();
+}
+document.querySelectorAll("#states button").forEach((b) => b.addEventListener("click", () => setState(b.dataset.state)));
+
+// --- ending: outcome, notes, transfer -----------------------------------------------------
+
+function openEnd(mode) {
+  const d = $("end-dialog");
+  d.dataset.mode = mode; // "call": still connected; "wrap": the call is over
+  $("transfer-choice").hidden = mode !== "call";
+  $("end-form").elements.outcome.value = "done";
+  $("transfer-fields").hidden = true;
+  $("end-error").hidden = true;
+  $("notes").value = "";
+  fillTransfer();
+  d.showModal();
+  $("end-form").querySelector("input[name=outcome]").focus();
+}
+
+function fillTransfer() {
+  const opts = (pairs, current) => pairs.map(([code, name]) =>
+    h("option", { value: code, selected: code === current ? "" : null }, name));
+  const offer = (app.call && app.call.offer) || {};
+  $("transfer-business").replaceChildren(...opts(app.businesses.map((b) => [b.code, b[`name_${app.lang}`]]), offer.business));
+  $("transfer-language").replaceChildren(...opts(Object.entries(LANGUAGES[app.lang]), offer.language));
+}
+
+$("end-form").addEventListener("change", () => {
+  $("transfer-fields").hidden = $("end-form").elements.outcome.value !== "transfer";
+});
+$("end-cancel").addEventListener("click", () => $("end-dialog").close());
+$("end-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const mode = $("end-dialog").dataset.mode;
+  const outcome = $("end-form").elements.outcome.value;
+  const notes = $("notes").value.trim();
+  const call = mode === "call" ? app.call : app.wrap && app.wrap.call;
+  // A call without media here (the page was reloaded mid-call) still ends by its id.
+  const session = mode === "call" ? (call ? call.session : orphan()) : app.wrap.session;
+  const label = t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[outcome]);
+  const showError = (msg) => { $("end-error").textContent = msg; $("end-error").hidden = false; };
+  $("end-confirm").disabled = true;
+  if (call && mode === "call") call.ending = { outcome, notes }; // "ended" may come first
+  try {
+    if (outcome === "transfer") {
+      await resolved(session, false);
+      if (notes) { // on the timeline too; the workflow stays open for the session
+        await api(`/api/v1/workflow/${encodeURIComponent(session)}/notes`, { method: "POST",
+          body: JSON.stringify({ text: notes }) }).catch((err) => { if (![404, 409].includes(err.status)) throw err; });
+      }
+      await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/transfer`, { method: "POST",
+        body: JSON.stringify({ business: $("transfer-business").value, language: $("transfer-language").value, cause: notes || label }) });
+    } else {
+      if (call) await call.finish(OUTCOMES[outcome], notes);
+      else await closeWorkflow(api, session, OUTCOMES[outcome], notes); // after a reload
+      await resolved(session, outcome === "done");
+      if (mode === "call") {
+        // The outcome and the teller's notes travel as the hang-up cause (kept with the session).
+        await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/hang-up`, { method: "POST",
+          body: JSON.stringify({ cause: `${label}${notes ? "｜" + notes : ""}`.slice(0, 200) }) });
+      }
+    }
+    $("end-dialog").close();
+    if (mode === "call" && call) callOver({ type: "ended", session, cause: label }, { outcome, notes });
+    else if (mode === "call") { startWrap(session, null, { outcome, notes }); refreshMe(); }
+    else { app.wrap.recorded = { outcome, notes }; render(); }
+    toast(t("outcomeSaved"));
+  } catch (err) {
+    if (call && mode === "call") call.ending = null;
+    showError(err.incomplete ? t("errIncomplete") : err.rejected ? t("errRejected") : explain(err));
+  } finally {
+    $("end-confirm").disabled = false;
+  }
+});
+
+// First-contact resolution, for the KPI; an older desk without the route is no reason to fail.
+async function resolved(session, yes) {
+  await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/outcome`,
+    { method: "POST", body: JSON.stringify({ resolved: yes }) }).catch((err) => {
+    if (err.status !== 404 && err.status !== 405) throw err;
+  });
+}
+
+// The desk has us in a call this page holds no media for (reloaded mid-call).
+const orphan = () => (!app.call && app.me && app.me.state === "busy" && app.me.session) || null;
+
+$("hangup").addEventListener("click", () => (app.call || orphan()) && openEnd("call"));
+$("transfer").addEventListener("click", () => {
+  if (!app.call) return;
+  openEnd("call");
+  $("end-form").elements.outcome.value = "transfer";
+  $("transfer-fields").hidden = false;
+});
+
+// The call is over (we ended it, the customer did, or it failed): media down, wrap-up on.
+async function callOver(msg, recorded) {
+  const call = app.call;
+  if (!call) return;
+  app.call = null;
+  recorded = recorded || call.ending || null;
+  await call.leave();
+  banner(null, "errVideo");
+  banner(null, "errPeerGone");
+  toast((msg.type === "failed" ? t("callFailed") : t("callEnded")) + (msg.cause || ""));
+  // A failed call frees the teller at once; any other ending (a transfer too) is wrapped up.
+  if (msg.type !== "failed") startWrap(call.session, call, recorded);
+  await refreshMe();
+  render();
+}
+
+function startWrap(session, call, recorded) {
+  app.wrap = { session, call, recorded, endsAt: Date.now() + WRAP_UP_S * 1000 };
+  render();
+  $("wrap-done").focus();
+}
+
+$("wrap-done").addEventListener("click", async () => {
+  try {
+    await api("/api/v1/teller/me/wrap-up-done", { method: "POST" });
+  } catch (err) {
+    if (err.status !== 409) { fail(err); return; } // 409: the desk already ended it
+  }
+  app.wrap = null;
+  await refreshMe();
+  render();
+});
+
+// --- the customer screen tools ------------------------------------------------------------
+
+document.querySelectorAll("[data-form]").forEach((b) => b.addEventListener("click", () => app.call && app.call.pushForm(b.dataset.form)));
+document.querySelectorAll("[data-capture]").forEach((b) => b.addEventListener("click", () => app.call && app.call.capture(b.dataset.capture)));
+$("ask-sign").addEventListener("click", () => app.call && app.call.askSign());
+$("screen").addEventListener("submit", (e) => {
+  e.preventDefault();
+  if (app.call) app.call.syncScreen($("screen-title").value, $("screen-text").value);
+});
+
+// --- language -----------------------------------------------------------------------------
+
+$("lang").addEventListener("click", () => {
+  app.lang = app.lang === "zh" ? "en" : "zh";
+  localStorage.setItem("cuntong.lang", app.lang);
+  render();
+});
+
+function translateStatic() {
+  document.documentElement.lang = app.lang === "zh" ? "zh-CN" : "en";
+  document.title = t("brand");
+  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
+  document.querySelectorAll("[data-i18n-ph]").forEach((n) => (n.placeholder = t(n.dataset.i18nPh)));
+  document.querySelectorAll("[data-i18n-label]").forEach((n) => n.setAttribute("aria-label", t(n.dataset.i18nLabel)));
+  $("lang").textContent = t("langSwitch");
+  if (app.bannerKey) $("banner").textContent = t(app.bannerKey);
+}
+
+// --- rendering ----------------------------------------------------------------------------
+
+function render() {
+  translateStatic();
+  const state = app.me ? app.me.state : "offline";
+  // The state controls appear once the desk has told us where we stand.
+  $("states").hidden = $("state-badge").hidden = !(app.token && app.me);
+  $("state-badge").textContent = t(state);
+  $("who").textContent = (app.me && app.me.name) || app.user; // display name once /me says it
+  document.querySelectorAll("#states button").forEach((b) => {
+    b.setAttribute("aria-checked", String(b.dataset.state === state));
+    b.disabled = !!app.call || state === "busy";
+  });
+  $("offer").hidden = !app.offer;
+  if (app.offer) {
+    const o = app.offer;
+    $("offer-facts").replaceChildren(
+      h("div", {}, h("b", {}, businessName(o.business))),
+      h("div", {}, `${t("language")}：${LANGUAGES[app.lang][o.language] || o.language}`),
+      o.customer ? h("div", {}, `${t("name")}：${o.customer.name}`) : null,
+      o.elderly ? h("span", { class: "badge major" }, t("elderly")) : null);
+  }
+  $("wrapup").hidden = !app.wrap || !!app.call;
+  if (app.wrap) {
+    const rec = app.wrap.recorded;
+    $("wrap-outcome").replaceChildren(rec
+      ? h("div", {}, `${t("outcome")}：`, h("b", {}, t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[rec.outcome])), rec.notes ? ` · ${rec.notes}` : "")
+      : h("button", { type: "button", class: "secondary", id: "record-outcome", onclick: () => openEnd("wrap") }, t("recordOutcome")));
+  }
+  const idle = { available: "idleAvailable", break: "idleBreak", offline: "idleOffline" }[state];
+  $("idle").textContent = app.call ? ($("remote").videoWidth ? "" : t("remoteWaiting")) : app.offer || app.wrap ? "" : t(idle || "idleOffline");
+  $("transfer").disabled = !app.call;
+  $("hangup").disabled = !app.call && !orphan();
+  if (orphan()) $("idle").textContent = t("idleOrphan");
+  // The session's tail is enough to read out to a colleague; the whole id is the tooltip.
+  $("call-session").textContent = app.call ? `#${app.call.session.slice(-8)}` : "";
+  $("call-session").title = app.call ? app.call.session : "";
+  const shown = app.call || (app.wrap && app.wrap.call);
+  if (shown) shown.render();
+  else {
+    $("customer-body").replaceChildren(h("div", { class: "muted" }, t("noCustomer")));
+    $("steps").replaceChildren();
+    $("replies").replaceChildren();
+    $("signature-box").hidden = $("documents-box").hidden = true;
+    document.querySelectorAll("#tools button").forEach((b) => (b.disabled = true));
+  }
+  if (!app.call) document.querySelectorAll("#tools button").forEach((b) => (b.disabled = true));
+}
+
+// Countdowns and the call clock.
+setInterval(() => {
+  if (app.offer) {
+    const left = Math.max(0, Math.ceil(app.offer.expires - Date.now() / 1000));
+    $("offer-left").textContent = left;
+    if (left === 0) { app.offer = null; ring(false); render(); refreshMe(); }
+  }
+  if (app.call) {
+    const s = Math.floor((Date.now() - app.call.startedAt) / 1000);
+    $("call-time").textContent = `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+    if ($("remote").videoWidth && $("idle").textContent) $("idle").textContent = "";
+  }
+  if (app.wrap && !app.call) {
+    const left = Math.max(0, Math.ceil((app.wrap.endsAt - Date.now()) / 1000));
+    $("wrap-left").textContent = left;
+    if (left === 0) { app.wrap = null; refreshMe(); }
+  }
+}, 250);
+
+// --- keyboard -----------------------------------------------------------------------------
+
+document.addEventListener("keydown", (e) => {
+  if ($("end-dialog").open) return; // the dialog has its own keys (Esc closes it)
+  const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+  if (app.offer && e.key === "Enter" && !typing && document.activeElement.id !== "decline") { e.preventDefault(); accept(); return; }
+  if (app.offer && e.key === "Escape") { e.preventDefault(); decline(); return; }
+  if (!e.altKey) return;
+  const action = { 1: () => setState("available"), 2: () => setState("break"), 3: () => setState("offline"),
+    e: () => (app.call || orphan()) && openEnd("call"), w: () => app.wrap && !app.call && $("wrap-done").click() }[e.key.toLowerCase()];
+  if (action) { e.preventDefault(); action(); }
+});
+
+// --- start --------------------------------------------------------------------------------
+
+translateStatic();
+if (app.token) enterDesk(); else showView();
+render();

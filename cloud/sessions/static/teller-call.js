@@ -1,0 +1,396 @@
+// One accepted call on the teller desk: media (teller-media.js), the data channel to the
+// customer's screen (teller-data.js), the customer panel and the workflow checklist.
+// The page (teller-app.js) creates a Call on accept and drops it when the call ends.
+
+import { joinRoom } from "./teller-media.js";
+import { encode, Reassembler, ProtocolError, checkInbound, formMessage, FORMS } from "./teller-data.js";
+import { STEPS, LANGUAGES } from "./teller-i18n.js";
+
+export function h(tag, attrs, ...kids) {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) n.setAttribute(k, v);
+  }
+  for (const kid of kids.flat(Infinity)) {
+    if (kid === null || kid === undefined) continue;
+    n.appendChild(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return n;
+}
+
+const $ = (id) => document.getElementById(id);
+// Steps the teller cannot tick until the terminal has delivered something.
+const NEEDS = { liveness: "needsLiveness", e_signature: "needsSignature", voucher_capture: "needsVoucher" };
+const SECOND_PERSON = new Set(["supervisor_authorisation"]);
+
+// The desk's offer names codes ("cash_deposit"); the panel gives objects ({code, name_zh, ...}).
+const codeOf = (v) => (v && typeof v === "object" ? v.code : v);
+
+function b64ToBlob(b64, mime) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new Blob([bytes], { type: mime });
+}
+
+const refusal = (why) => Object.assign(new Error(why), { [why]: true });
+
+// Notes onto the session's evidence timeline, then finish (which seals the package).
+// "completed" is refused while steps are open or after a failed step; a failed step has
+// decided the outcome already ("rejected"), which is what gets sealed. No workflow, or one
+// sealed already: nothing to do. Resolves the workflow, or null when there is none.
+export async function closeWorkflow(api, session, outcome, notes) {
+  const path = `/api/v1/workflow/${encodeURIComponent(session)}`;
+  const closed = (wf) => (err) => { if (err.status === 409) return wf; throw err; };
+  let wf;
+  try {
+    wf = await api(path);
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
+  if (outcome === "completed" && wf.outcome === "rejected") throw refusal("rejected");
+  if (outcome === "completed" && wf.next_step) throw refusal("incomplete");
+  if (notes) wf = await api(`${path}/notes`, { method: "POST", body: JSON.stringify({ text: notes }) }).catch(closed(wf));
+  const sealed = wf.outcome === "rejected" ? "rejected" : outcome;
+  return api(`${path}/finish`, { method: "POST", body: JSON.stringify({ outcome: sealed }) }).catch(closed(wf));
+}
+
+export class Call {
+  // ctx: { api(path, opts), t(key), lang(), toast(msg), banner(key|null), fail(err),
+  //        businessName(code) }
+  constructor(ctx, offer) {
+    this.ctx = ctx;
+    this.offer = offer;
+    this.session = offer.session;
+    this.startedAt = Date.now();
+    this.panel = null;
+    this.workflow = null;
+    this.replies = [];
+    this.forms = new Map(); // form_id -> form message
+    this.signature = null;
+    this.documents = [];
+    this.seq = 0;
+    this.reassembler = new Reassembler();
+    this.badMessages = 0;
+    this.dataOpen = false;
+    this.media = null;
+    this.stream = null;
+    this.queue = Promise.resolve(); // workflow writes, one at a time (the store refuses stale saves)
+    this.timers = [];
+    this.abort = new AbortController(); // the call ended before the customer's media came
+  }
+
+  // --- media --------------------------------------------------------------------------
+
+  async join(grant) {
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    } catch (err) {
+      this.ctx.banner("errCamera");
+      throw err;
+    }
+    if (this.abort.signal.aborted) { this.stream.getTracks().forEach((t) => t.stop()); return; }
+    $("self").srcObject = this.stream;
+    try {
+      this.media = await joinRoom(grant, this.stream, (remote) => {
+        if ($("remote").srcObject !== remote) $("remote").srcObject = remote;
+      }, {
+        onData: (text) => this.receive(text),
+        signal: this.abort.signal,
+        // The customer's terminal republishes after a network change: say so meanwhile.
+        onPeer: (state) => this.ctx.banner(state === "gone" ? "errPeerGone" : null, "errPeerGone"),
+      });
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.ctx.banner("errJoin");
+      throw err;
+    }
+    if (this.abort.signal.aborted) { await this.media.leave(); return; } // ended meanwhile
+    const channel = this.media.dataChannel;
+    channel.addEventListener("open", () => { this.dataOpen = true; this.renderTools(); });
+    channel.addEventListener("close", () => { this.dataOpen = false; this.renderTools(); });
+    if (channel.readyState === "open") this.dataOpen = true;
+    const pc = this.media.publisher; // our own link to the media server
+    pc.addEventListener("connectionstatechange", () => {
+      const bad = ["disconnected", "failed"].includes(pc.connectionState);
+      this.ctx.banner(bad ? "errVideo" : null, "errVideo");
+    });
+    this.renderTools();
+  }
+
+  async leave() {
+    this.abort.abort();
+    this.timers.forEach(clearInterval);
+    if (this.media) await this.media.leave().catch(() => {});
+    if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    $("remote").srcObject = null;
+    $("self").srcObject = null;
+    this.dataOpen = false;
+  }
+
+  // --- data channel -------------------------------------------------------------------
+
+  send(message) {
+    if (!this.media || !this.dataOpen) {
+      this.ctx.toast(this.ctx.t("errData"));
+      return false;
+    }
+    for (const text of encode(message)) this.media.send(text);
+    return true;
+  }
+
+  pushForm(key) {
+    const form = formMessage(key, ++this.seq);
+    if (!this.send(form)) return;
+    this.forms.set(form.form_id, form);
+    this.lastForm = form.form_id;
+    this.ctx.toast(this.ctx.t("formSent") + form.title);
+  }
+
+  capture(kind) {
+    if (this.send({ type: "capture", kind })) this.ctx.toast(this.ctx.t("captureRequested") + this.ctx.t(kind));
+  }
+
+  askSign() {
+    const formId = this.lastForm || `sign-${++this.seq}`;
+    if (this.send({ type: "sign", form_id: formId })) this.ctx.toast(this.ctx.t("signRequested"));
+  }
+
+  syncScreen(title, text) {
+    if (this.send({ type: "screen", title, text })) this.ctx.toast(this.ctx.t("sent"));
+  }
+
+  receive(text) {
+    let msg;
+    try {
+      msg = this.reassembler.push(text);
+      if (msg === null) return; // more chunks to come
+      checkInbound(msg);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.badMessages++; // counted and logged, never fatal
+      console.warn("data channel:", err.message);
+      return;
+    }
+    if (msg.type === "answer") this.replies.push(msg);
+    if (msg.type === "signature") this.onSignature(msg);
+    if (msg.type === "document") this.onDocument(msg);
+    this.renderReplies();
+    this.renderSteps();
+  }
+
+  onSignature(msg) {
+    this.signature = msg;
+    this.signatures = (this.signatures || 0) + 1; // a customer may be asked to sign again
+    const name = `signature-${this.signatures}-${msg.form_id}.png`;
+    this.drawSignature();
+    $("signature").toBlob((png) => this.keep(name, "e_signature", png), "image/png");
+  }
+
+  onDocument(msg) {
+    const n = this.documents.push(msg);
+    if (msg.kind === "voucher") {
+      const ext = msg.mime === "image/png" ? "png" : "jpg";
+      this.keep(`voucher-${n}.${ext}`, "voucher", b64ToBlob(msg.data_b64, msg.mime));
+    }
+  }
+
+  // Evidence goes into the session's workflow package as soon as it arrives.
+  keep(name, role, blob) {
+    if (!this.workflow) return;
+    this.write(() => this.ctx.api(`/api/v1/workflow/${encodeURIComponent(this.session)}/files/${encodeURIComponent(name)}?role=${role}`,
+      { method: "PUT", body: blob, headers: { "Content-Type": blob.type } }));
+  }
+
+  // --- workflow -----------------------------------------------------------------------
+
+  write(action) {
+    this.queue = this.queue.then(action).then((wf) => {
+      if (wf) this.workflow = wf;
+      this.renderSteps();
+      return wf;
+    }).catch((err) => { this.ctx.fail(err); return null; });
+    return this.queue;
+  }
+
+  async loadWorkflow() {
+    const path = `/api/v1/workflow/${encodeURIComponent(this.session)}`;
+    try {
+      this.workflow = await this.ctx.api(path);
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      try {
+        this.workflow = await this.ctx.api(`${path}/start`, { method: "POST", body: JSON.stringify({ business: codeOf(this.offer.business) }) });
+      } catch (err2) {
+        // 409: a workflow exists that is not ours to see: the teller who transferred the
+        // customer to us started it (the workflow API keeps one per session).
+        if (err2.status !== 409) throw err2;
+        this.workflowNote = "workflowElsewhere";
+      }
+    }
+    this.renderSteps();
+    // A supervisor authorises from their own screen: look for it while that step is next.
+    this.timers.push(setInterval(() => {
+      if (this.workflow && SECOND_PERSON.has(this.workflow.next_step)) {
+        this.ctx.api(path).then((wf) => { this.workflow = wf; this.renderSteps(); }).catch(() => {});
+      }
+    }, 3000));
+  }
+
+  recordStep(step, passed) {
+    const body = { step, passed, detail: {} };
+    if (step === "liveness") body.liveness_score = Number(this.liveness().score);
+    if (step === "e_signature") body.detail = { form_id: this.signature.form_id, strokes: this.signature.strokes.length };
+    if (step === "voucher_capture") body.detail = { images: this.documents.filter((d) => d.kind === "voucher").length };
+    return this.write(() => this.ctx.api(`/api/v1/workflow/${encodeURIComponent(this.session)}/steps`,
+      { method: "POST", body: JSON.stringify(body) }));
+  }
+
+  // Closes the workflow with the teller's notes on its timeline (see closeWorkflow).
+  async finish(outcome, notes) {
+    await this.queue;
+    if (!this.workflow) return;
+    this.workflow = (await closeWorkflow(this.ctx.api, this.session, outcome, notes)) || this.workflow;
+    this.renderSteps();
+  }
+
+  // --- customer panel -----------------------------------------------------------------
+
+  async loadPanel() {
+    const load = async () => {
+      try {
+        this.panel = await this.ctx.api(`/api/v1/teller/sessions/${encodeURIComponent(this.session)}`);
+      } catch (err) {
+        if (![404, 405].includes(err.status)) throw err;
+        this.panel = null; // an older desk: the offer's facts are all there is
+      }
+      this.renderPanel();
+      this.renderSteps();
+    };
+    await load();
+    // The liveness verdict may arrive during the call.
+    this.timers.push(setInterval(() => { if (!this.liveness()) load().catch(() => {}); }, 4000));
+  }
+
+  liveness() {
+    return (this.panel && this.panel.liveness) || this.verdict || null;
+  }
+
+  // The desk tells us when the terminal's liveness verdict arrives.
+  onLiveness(verdict) {
+    this.verdict = verdict;
+    this.renderPanel();
+    this.renderSteps();
+  }
+
+  // --- rendering ----------------------------------------------------------------------
+
+  render() {
+    this.renderPanel();
+    this.renderSteps();
+    this.renderTools();
+    this.renderReplies();
+  }
+
+  renderPanel() {
+    const t = this.ctx.t, lang = this.ctx.lang();
+    const p = Object.assign({}, this.offer, this.panel || {});
+    const code = codeOf(p.business);
+    const business = (p.business && p.business[`name_${lang}`]) || this.ctx.businessName(code);
+    const language = codeOf(p.language);
+    const customer = p.customer || {};
+    const verdict = this.liveness();
+    const rows = [
+      [t("business"), business],
+      [t("language"), LANGUAGES[lang][language] || (p.language && p.language.name) || language],
+      [t("elderly"), p.elderly ? t("yes") : t("no")],
+      [t("terminal"), p.terminal || "—"],
+      [t("name"), h("span", { id: "customer-name" }, customer.name || "—")],
+      [t("idNumber"), h("span", { id: "customer-id" }, customer.id_number || "—")],
+      [t("waited"), typeof p.waited_s === "number" ? `${Math.round(p.waited_s)} ${t("seconds")}` : "—"],
+      [t("liveness"), verdict
+        ? h("span", { id: "liveness", class: `badge ${verdict.passed ? "ok" : "failed"}` },
+          `${verdict.passed ? t("passed") : t("notPassed")} · ${t("score")} ${verdict.score}`)
+        : h("span", { id: "liveness", class: "muted" }, t("livenessPending"))],
+    ];
+    if (Array.isArray(p.history) && p.history.length) {
+      const time = (iso) => new Date(iso).toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+      rows.push([t("history"), h("div", { class: "history" }, p.history.slice(-4).map((e) =>
+        h("div", { class: "muted" }, `${time(e.at)} ${t(`s_${e.to}`)}${e.cause ? " · " + e.cause : ""}`)))]);
+    }
+    $("customer-body").replaceChildren(...rows.flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)]));
+  }
+
+  stepHint(step) {
+    if (SECOND_PERSON.has(step)) return "waitingSupervisor";
+    if (step === "liveness" && !this.liveness()) return NEEDS.liveness;
+    if (step === "e_signature" && !this.signature) return NEEDS.e_signature;
+    if (step === "voucher_capture" && !this.documents.some((d) => d.kind === "voucher")) return NEEDS.voucher_capture;
+    return null;
+  }
+
+  renderSteps() {
+    const t = this.ctx.t, lang = this.ctx.lang();
+    const wf = this.workflow;
+    if (!wf) {
+      $("steps").replaceChildren(...(this.workflowNote ? [h("li", { class: "note muted" }, t(this.workflowNote))] : []));
+      return;
+    }
+    const done = new Map(wf.done.map((r) => [r.step, r]));
+    $("steps").replaceChildren(...wf.steps.map((step) => {
+      const rec = done.get(step);
+      const isNext = !wf.outcome && wf.next_step === step;
+      const cls = rec ? (rec.passed ? "done" : "failed") : isNext ? "next" : "";
+      const hint = isNext ? this.stepHint(step) : null;
+      const kids = [h("span", { class: "step-name" }, STEPS[lang][step] || step,
+        SECOND_PERSON.has(step) && !rec ? h("div", { class: "hint" }, t("needsSupervisor")) : null,
+        hint && !SECOND_PERSON.has(step) ? h("div", { class: "hint" }, t(hint)) : null)];
+      if (isNext && !SECOND_PERSON.has(step)) {
+        kids.push(h("button", { type: "button", class: "step-do", "data-step": step, disabled: hint ? "" : null,
+          onclick: () => this.recordStep(step, true) }, t("stepDone")));
+        kids.push(h("button", { type: "button", class: "secondary step-fail", "data-step": step,
+          onclick: () => this.recordStep(step, false) }, t("failStep")));
+      }
+      return h("li", { class: cls, "data-step": step }, kids);
+    }));
+  }
+
+  renderTools() {
+    document.querySelectorAll("#tools button").forEach((b) => { b.disabled = !this.dataOpen; });
+  }
+
+  renderReplies() {
+    const t = this.ctx.t;
+    $("replies").replaceChildren(...this.replies.map((r) => {
+      const form = this.forms.get(r.form_id);
+      const label = (name) => ((form && form.fields.find((f) => f.name === name)) || { label: name }).label;
+      const values = Object.entries(r.values).map(([k, v]) =>
+        `${label(k).replace(/[？?：:]$/, "")}：${v === true ? t("yes") : v === false ? t("no") : v}`);
+      return h("li", { "data-form": r.form_id }, h("b", {}, form ? form.title : r.form_id), " · ", values.join("；"));
+    }));
+    $("signature-box").hidden = !this.signature;
+    $("documents-box").hidden = !this.documents.length;
+    $("documents").replaceChildren(...this.documents.map((d) => h("figure", {},
+      h("img", { src: `data:${d.mime};base64,${d.data_b64}`, alt: t(d.kind), "data-kind": d.kind }),
+      h("figcaption", {}, t(d.kind)))));
+  }
+
+  drawSignature() {
+    const s = this.signature, canvas = $("signature");
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#fff";
+    g.fillRect(0, 0, canvas.width, canvas.height);
+    const k = Math.min(canvas.width / s.width, canvas.height / s.height);
+    g.strokeStyle = "#1d2733";
+    g.lineWidth = 3;
+    g.lineCap = g.lineJoin = "round";
+    for (const stroke of s.strokes) {
+      g.beginPath();
+      stroke.forEach(([x, y], i) => (i ? g.lineTo(x * k, y * k) : g.moveTo(x * k, y * k)));
+      g.stroke();
+    }
+  }
+}
+
+export { FORMS };

@@ -1,0 +1,746 @@
+"""The teller web app (/teller) in real headless Chromium, against the cloud app as
+production wires it (desk, Janus pool, MQTT desk link), a real Janus and Mosquitto, a
+terminal speaking MQTT and an aiortc customer that answers on the data channel as a
+simulated terminal does.
+
+The main walk: sign in, 示闲, an offer rings, Enter accepts, video both ways (also after the
+terminal republishes), the workflow checklist is walked (a voucher photo and an e-signature
+arrive over the data channel, chunked), a form is answered, the call ends with an outcome
+and notes, the wrap-up countdown runs, English is switched on and remembered, wrap-up is
+finished. The other tests: declines, withdrawals, breaks and plain errors; liveness and
+supervisor steps; a customer who leaves early and a reloaded page; a transfer and a failed
+call; the chunked protocol between the browser and the terminal's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import orjson
+import pytest
+import uvicorn
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+from cloud.api.app import create_app
+from cloud.auth import service
+from cloud.auth.masking import mask_id_number, mask_name
+from cloud.evidence.keys import EvidenceKeys
+from cloud.evidence.models import EvidenceRecord
+from cloud.media.errors import VideoRoomError
+from cloud.media.janus import JanusClient, JanusSession
+from cloud.media.videoroom import VideoRoom
+from cloud.oversight import Oversight
+from cloud.sessions import profiles
+from cloud.sessions.desk import Desk
+from cloud.sessions.grants import Message
+from cloud.sessions.models import TellerSession
+from cloud.workflow import service as workflow
+from cloud.workflow.catalogue import load_catalogue
+from cuntong import procs, topics
+from cuntong.servers.janus import Janus, JanusConfig
+from cuntong.servers.mosquitto import Broker
+from cuntong.settings import CloudSettings
+from edge.agent import Agent
+from edge.teller import channel
+from edge.teller.jpeg import synthetic_document
+from provisioning import suite as suite_lib
+from tests.helpers import eventually
+from tests.integration.agents import agent_settings
+from tests.oversight.conftest import FAST_HASHER, PASSWORD
+from tests.screens import CHROMIUM, shot
+from tests.teller.peers import Received, TerminalData, publish_with_data, subscribe
+
+FLAGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STATIC = Path(__file__).resolve().parents[2] / "cloud" / "sessions" / "static"
+TELLER = "teller-li"
+TERMINAL = "T0101"
+REQUEST_ID = "0123456789abcdef0123456789abcdef"
+CUSTOMER = {"name": "张三丰", "id_number": "610102199001011234"}
+VERDICT = {
+    "score": 93,
+    "passed": True,
+    "models": {"passive": "v1"},
+    "reasons": [],
+    "frames": "ab12",
+}
+
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium missing")
+
+
+@dataclass
+class Desked:
+    url: str
+    desk: Desk
+    ov: Oversight
+    terminal: aiomqtt.Client
+    #: What the desk sent the terminal over MQTT, in order.
+    inbox: asyncio.Queue[Message]
+    janus: Janus
+    broker_port: int
+
+    async def say(self, message: Message) -> None:
+        """The terminal publishes on its session topic, as the agent does."""
+        await self.terminal.publish(
+            topics.topic(TERMINAL, topics.Channel.SESSION), orjson.dumps(message), qos=1
+        )
+
+    async def next(self, kind: str, **fields: Any) -> Message:
+        """The next desk message of that type (and those field values); others are skipped."""
+        while True:
+            message = await asyncio.wait_for(self.inbox.get(), 15)
+            if message["type"] == kind and all(message.get(k) == v for k, v in fields.items()):
+                return message
+
+    async def request(self, request_id: str, business: str = "cash_deposit") -> str:
+        """A customer asks for a teller; returns the session id the desk gave it."""
+        await self.say({"type": "request", "request_id": request_id, "business": business,
+                        "language": "cmn", "elderly": True, "customer": CUSTOMER})  # fmt: skip
+        return str((await self.next("queued", request_id=request_id))["session"])
+
+
+@pytest.fixture
+async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
+    """The cloud app as configured for production (desk, Janus pool, MQTT link) on a
+    loopback port; Janus allows that origin (CORS); a terminal on the broker."""
+    EXECUTOR_CACHE.clear()  # another test may have used PostgreSQL under the same name
+    port = procs.free_port()
+    origin = f"http://127.0.0.1:{port}"
+    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
+                      cors_origin=origin)  # fmt: skip
+    janus = Janus(cfg, tmp_path / "janus").start()
+    settings = CloudSettings(
+        db_url=f"sqlite://{tmp_path / 'cloud.sqlite3'}", ingest=False,
+        broker_host=broker.cfg.host, broker_port=broker.cfg.port,
+        janus_url=janus.url, janus_admin_url=janus.admin_url,
+        janus_admin_secret=cfg.admin_secret, janus_room_key=cfg.room_admin_key,
+        janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive",
+    )  # fmt: skip
+    app = create_app(settings)
+    ov = Oversight(
+        load_catalogue(), EvidenceKeys.generate(), tmp_path / "evidence", suite_lib.Suite.SM,
+        hasher=FAST_HASHER,
+    )  # fmt: skip
+    app.state.oversight = ov
+    server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            aiomqtt.Client(broker.cfg.host, broker.cfg.port, identifier=TERMINAL,
+                           protocol=aiomqtt.ProtocolVersion.V5) as terminal,
+        ):  # fmt: skip
+            now = datetime.now(UTC)
+            await service.create_account(
+                TELLER, PASSWORD, ["teller"], now, "李柜员", hasher=FAST_HASHER
+            )
+            await profiles.set_profile(TELLER, {"cash_deposit": 5, "card_loss": 5}, ["cmn"], now)
+            await terminal.subscribe(topics.topic(TERMINAL, topics.Channel.DESK), qos=1)
+            inbox: asyncio.Queue[Message] = asyncio.Queue()
+
+            async def listen() -> None:
+                async for message in terminal.messages:
+                    inbox.put_nowait(orjson.loads(bytes(message.payload)))  # type: ignore[arg-type]
+
+            tasks = [asyncio.create_task(server.serve()), asyncio.create_task(listen())]
+
+            async def ready() -> bool:
+                return server.started and app.state.desk_link.ready.is_set()
+
+            await eventually(ready)
+            try:
+                yield Desked(origin, app.state.desk, ov, terminal, inbox, janus, broker.cfg.port)
+            finally:
+                server.should_exit = True
+                tasks[1].cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        janus.stop()
+
+
+@dataclass
+class Customer:
+    """The terminal in the call: its Janus session, its publication, its data end."""
+
+    grant: Message
+    session: JanusSession
+    stack: contextlib.AsyncExitStack
+    terminal: TerminalData
+    publication: VideoRoom | None = None
+    #: What the terminal receives from the teller's feed (frames, first video, size).
+    seen: Received | None = None
+
+    async def publish(self) -> None:
+        """Publish tone, bars and data as the grant's feed (again after a network change)."""
+        self.publication = await VideoRoom.attach(self.session)
+        pc, _, channel = await publish_with_data(self.publication, self.grant["room"],
+                                                 self.grant["feed"])  # fmt: skip
+        self.stack.push_async_callback(pc.close)
+        self.terminal.outgoing = channel
+
+    async def drop(self) -> None:
+        """The terminal's network changed: its publication leaves the room."""
+        assert self.publication is not None
+        await self.publication.leave()
+
+
+async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Customer:
+    """The terminal's side: publish tone, bars and data; subscribe to the teller with data."""
+    client = await stack.enter_async_context(JanusClient(grant["janus_url"], grant["token"]))
+    session = await stack.enter_async_context(client.session())
+    customer = Customer(grant, session, stack, TerminalData(None))  # type: ignore[arg-type]
+    await customer.publish()
+    for _ in range(60):  # the teller publishes once the browser has its camera
+        try:
+            room = await VideoRoom.attach(session)
+            hear = customer.terminal.on_text
+            view, got = await subscribe(room, grant["room"], [grant["peer_feed"]], hear)
+            break
+        except VideoRoomError as err:
+            if err.code != 428:
+                raise
+            await asyncio.sleep(0.25)
+    stack.push_async_callback(view.close)
+    stack.push_async_callback(got.stop)
+    customer.seen = got
+    return customer
+
+
+async def signed_in(page: Page, url: str, teller: str = TELLER) -> None:
+    await page.goto(f"{url}/teller")
+    await page.fill("#username", teller)
+    await page.fill("#password", PASSWORD)
+    await page.press("#password", "Enter")
+    await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
+
+
+async def available(browser: Browser, url: str, errors: list[str]) -> Page:
+    """A new page, signed in as the teller and set 示闲; page errors go to ``errors``."""
+    page = await browser.new_page(viewport={"width": 1366, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await signed_in(page, url)
+    await page.keyboard.press("Alt+1")
+    await expect(page.locator("#state-badge")).to_have_text("示闲")
+    return page
+
+
+def notes_of(loaded: Any) -> list[str]:
+    """The teller's notes on a workflow's evidence timeline."""
+    return [e.data["text"] for e in loaded.timeline.events if e.kind == "teller_notes"]
+
+
+async def frames(page: Page) -> Any:
+    return await page.evaluate(
+        "() => { const v = document.getElementById('remote');"
+        " return [v.videoWidth, v.getVideoPlaybackQuality().totalVideoFrames]; }"
+    )
+
+
+async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_path: Path) -> None:
+    async with async_playwright() as pw, contextlib.AsyncExitStack() as stack:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        stack.push_async_callback(browser.close)
+        page = await browser.new_page(viewport={"width": 1366, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{desked.url}/teller")
+        await expect(page.locator("#login h1")).to_have_text("柜员登录")
+        await page.fill("#username", TELLER)
+        await page.fill("#password", PASSWORD)
+        await page.press("#password", "Enter")
+        await expect(page.locator("#who")).to_have_text("李柜员")  # the display name
+        await expect(page.locator("#idle")).to_contain_text("已离线")
+        await expect(page.locator("#states")).to_be_visible()  # the desk answered /me
+
+        await page.keyboard.press("Alt+1")  # 示闲
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        assert desked.desk.teller_view(TELLER)["state"] == "available"
+
+        sid = await desked.request(REQUEST_ID)
+        await expect(page.locator("#offer")).to_be_visible()
+        await expect(page.locator("#offer-facts")).to_contain_text("助农存款")
+        await expect(page.locator("#offer-facts")).to_contain_text("老年客户")
+        assert await page.evaluate("window.tellerApp.ringing") is True
+        await page.wait_for_function("window.tellerApp.rings >= 1")  # the tone is playing
+        left = int(await page.text_content("#offer-left") or 0)
+        assert 10 <= left <= 20
+        await expect(page.locator("#accept")).to_be_focused()
+        await shot(page, tmp_path / "offer.png")
+        await page.keyboard.press("Enter")  # accept
+
+        grant = await desked.next("connect")
+        customer = await customer_joins(grant, stack)
+        terminal = customer.terminal
+        await desked.say({"type": "liveness", "session": sid, "verdict": VERDICT})
+        await expect(page.locator("#offer")).to_be_hidden()
+        assert await page.evaluate("window.tellerApp.ringing") is False
+
+        # The customer's video plays and keeps moving.
+        await page.wait_for_function(
+            "document.getElementById('remote').videoWidth > 0", timeout=20_000
+        )
+        width, first = await frames(page)
+        await asyncio.sleep(1.0)
+        assert width == 320 and (await frames(page))[1] > first
+
+        # The terminal's network changes: it republishes; the page subscribes again.
+        await customer.drop()
+        await expect(page.locator("#banner")).to_contain_text("等待客户重新连接")
+        await customer.publish()
+        await expect(page.locator("#banner")).to_be_hidden(timeout=15_000)
+        await page.wait_for_function(
+            "document.getElementById('remote').videoWidth > 0", timeout=20_000
+        )
+        _, again = await frames(page)
+        await asyncio.sleep(1.0)
+        assert (await frames(page))[1] > again
+        # ... and the terminal sees and hears the teller's camera and microphone.
+        assert customer.seen is not None
+        await asyncio.wait_for(customer.seen.first_video, 15)
+        assert customer.seen.size == (640, 480) and customer.seen.frames["audio"] > 20
+
+        # The customer panel: masked name and ID number, the liveness verdict when it comes.
+        await expect(page.locator("#customer-name")).to_have_text(mask_name(CUSTOMER["name"]))
+        await expect(page.locator("#customer-id")).to_have_text(
+            mask_id_number(CUSTOMER["id_number"])
+        )
+        await expect(page.locator("#liveness")).to_contain_text("通过 · 得分 93")
+        await expect(page.locator("#customer-body")).to_contain_text("接通")  # history
+
+        # The workflow checklist: steps in order, each unlocked by what the terminal sent.
+        steps = page.locator("#steps li")
+        await expect(steps).to_have_count(3)
+        await expect(steps.nth(0)).to_contain_text("读取银行卡")
+        await expect(page.locator("#steps [data-step=voucher_capture]")).not_to_have_class("next")
+        await expect(page.locator("button[data-form=confirm]")).to_be_enabled(timeout=10_000)
+        await page.click("#steps li.next button.step-do")
+        await expect(steps.nth(0)).to_have_class("done")
+        await expect(page.locator("#steps li.next button.step-do")).to_be_disabled()  # no photo
+
+        await page.click("button[data-capture=voucher]")
+        await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible()
+        await page.click("#steps li.next button.step-do")
+        await expect(steps.nth(1)).to_have_class("done")
+
+        await page.click("button[data-capture=id_card]")
+        await expect(page.locator("#documents img[data-kind=id_card]")).to_be_visible()
+        await page.click("button[data-form=confirm]")
+        await expect(page.locator("#replies")).to_contain_text("您确认办理本项业务吗：是")
+        await page.click("#ask-sign")
+        await expect(page.locator("#signature-box")).to_be_visible()
+        inked = await page.evaluate(
+            "() => { const c = document.getElementById('signature');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 100) n++; return n; }"
+        )
+        assert inked > 300  # the strokes are drawn
+        await page.click("#steps li.next button.step-do")
+        await expect(steps.nth(2)).to_have_class("done")
+        await shot(page, tmp_path / "call.png")
+
+        await page.fill("#screen-title", "存款确认")
+        await page.fill("#screen-text", "存入 500 元")
+        await page.press("#screen-text", "Enter")
+
+        async def synced() -> bool:
+            return len(terminal.heard) == 5
+
+        await eventually(synced)
+        assert terminal.heard[-1] == {"type": "screen", "title": "存款确认", "text": "存入 500 元"}
+        heard = [m["type"] for m in terminal.heard]
+        assert heard == ["capture", "capture", "form", "sign", "screen"]
+        assert [m["type"] for m in terminal.sent] == ["document", "document", "answer", "signature"]
+
+        # End: outcome and notes, then wrap-up with its countdown.
+        await page.keyboard.press("Alt+e")
+        await expect(page.locator("#end-dialog")).to_be_visible()
+        await page.check("input[name=outcome][value=done]")
+        await page.fill("#notes", "存款 500 元")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrapup")).to_be_visible()
+        await expect(page.locator("#wrap-outcome")).to_contain_text("办结")
+        wrap_left = int(await page.text_content("#wrap-left") or 0)
+        assert 100 <= wrap_left <= 120
+        assert desked.desk.teller_view(TELLER)["state"] == "wrap-up"
+        ended = await desked.next("ended")
+        assert ended["session"] == sid and ended["cause"] == "办结｜存款 500 元"
+        assert (await TellerSession.get(id=sid)).resolved is True
+        loaded = await workflow.get(desked.ov, sid)
+        assert loaded.workflow.outcome == "completed"
+        assert notes_of(loaded) == ["存款 500 元"]  # on the sealed evidence timeline
+        kept = [e.data for e in loaded.timeline.events if e.kind == "file_captured"]
+        assert sorted(f["role"] for f in kept) == ["e_signature", "voucher"]  # the evidence
+        assert [r.step for r in loaded.workflow.records] == [
+            "card_read",
+            "voucher_capture",
+            "e_signature",
+        ]
+        await shot(page, tmp_path / "wrap-up.png")
+
+        # English, remembered across a reload; then finish the wrap-up.
+        await page.click("#lang")
+        await expect(page.locator("#wrap-done")).to_have_text("Wrap-up done")
+        await page.reload()
+        await expect(page.locator("#lang")).to_have_text("中文")
+        await expect(page.locator("#state-badge")).to_have_text("Wrap-up")
+        await page.click("#wrap-done")
+        await expect(page.locator("#state-badge")).to_have_text("Available")
+        assert desked.desk.teller_view(TELLER)["state"] == "available"
+        await shot(page, tmp_path / "english.png")
+        assert errors == []
+
+
+async def test_offers_declined_and_withdrawn_breaks_and_plain_errors(desked: Desked) -> None:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{desked.url}/teller")
+        await page.fill("#username", TELLER)
+        await page.fill("#password", "wrong password")
+        await page.click("#login button")
+        await expect(page.locator("#banner")).to_have_text("用户名或密码不正确。")
+        await signed_in(page, desked.url)
+        await expect(page.locator("#banner")).to_be_hidden()
+        await page.click("#states [data-state=available]")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+
+        first = await desked.request("1" * 32)
+        await expect(page.locator("#offer")).to_be_visible()
+        await page.keyboard.press("Escape")  # decline
+        await expect(page.locator("#offer")).to_be_hidden()
+        assert await page.evaluate("window.tellerApp.ringing") is False
+        view = desked.desk.teller_view(TELLER)
+        assert view["state"] == "available" and view["offer"] is None
+
+        # The next customer is offered (the declined one waits for someone else), then leaves.
+        second = await desked.request("2" * 32)
+        await expect(page.locator("#offer")).to_be_visible()
+        assert desked.desk.teller_view(TELLER)["offer"] == second != first
+        await desked.say({"type": "cancel", "session": second, "cause": "customer left"})
+        await expect(page.locator("#offer")).to_be_hidden()
+        await expect(page.locator("#toast")).to_contain_text("来电已撤回")
+        assert await page.evaluate("window.tellerApp.ringing") is False
+
+        await page.keyboard.press("Alt+2")
+        await expect(page.locator("#state-badge")).to_have_text("小休")
+        assert desked.desk.teller_view(TELLER)["state"] == "break"
+
+        # The network goes: a plain banner, then back by itself.
+        await page.context.set_offline(True)
+        await expect(page.locator("#banner")).to_have_text("与服务器的连接已断开，正在重新连接…")
+        await page.context.set_offline(False)
+        await expect(page.locator("#banner")).to_be_hidden(timeout=15_000)
+
+        # Only the app's own files are served.
+        async with httpx.AsyncClient(base_url=desked.url) as http:
+            assert (
+                (await http.get("/teller/static/teller-app.js"))
+                .headers["content-type"]
+                .startswith("text/javascript")
+            )
+            assert (await http.get("/teller/static/..%2Fpage.py")).status_code == 404
+            assert (await http.get("/teller/static/app.js")).status_code == 404
+            assert (await http.get("/teller/businesses")).status_code == 401
+            token = await page.evaluate("window.tellerApp.token")
+            catalogue = await http.get(
+                "/teller/businesses", headers={"Authorization": f"Bearer {token}"}
+            )
+            names = {b["code"]: b["name_zh"] for b in catalogue.json()}
+            assert names["cash_deposit"] == "助农存款"
+        await browser.close()
+        assert errors == []
+
+
+async def login(http: httpx.AsyncClient, account: str) -> httpx.AsyncClient:
+    """The client, signed in as ``account``."""
+    r = await http.post("/api/v1/auth/login", json={"username": account, "password": PASSWORD})
+    http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    return http
+
+
+async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: Desked) -> None:
+    """Card loss is high-risk: liveness waits for the terminal's verdict, the last step for a
+    supervisor, and 办结 for both; the customer hangs up and the outcome is recorded in
+    wrap-up."""
+    await service.create_account(
+        "sup-zhao", PASSWORD, ["supervisor"], datetime.now(UTC), hasher=FAST_HASHER
+    )
+    async with (
+        async_playwright() as pw,
+        contextlib.AsyncExitStack() as stack,
+        httpx.AsyncClient(base_url=desked.url) as teller,
+        httpx.AsyncClient(base_url=desked.url) as supervisor,
+    ):
+        await login(teller, TELLER)
+        await login(supervisor, "sup-zhao")
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        stack.push_async_callback(browser.close)
+        errors: list[str] = []
+        page = await available(browser, desked.url, errors)
+        sid = await desked.request(REQUEST_ID, "card_loss")
+        # The first steps were done already (here through the API, as the teller).
+        steps = f"/api/v1/workflow/{sid}"
+        r = await teller.post(f"{steps}/start", json={"business": "card_loss"})
+        assert r.status_code == 201, r.text
+        for step in ("dual_recording", "id_card_read", "id_online_check"):
+            assert (await teller.post(f"{steps}/steps", json={"step": step})).status_code == 200
+
+        await page.click("#accept")
+        await customer_joins(await desked.next("connect"), stack)
+        await expect(page.locator("#steps li.done")).to_have_count(3)
+        liveness = page.locator("#steps li[data-step=liveness]")
+        await expect(liveness).to_contain_text("等待活体结果")
+        await expect(liveness.locator("button.step-do")).to_be_disabled()
+        await desked.say({"type": "liveness", "session": sid, "verdict": VERDICT})
+        await liveness.locator("button.step-do").click()
+        await expect(liveness).to_have_class("done")
+        await expect(page.locator("button#ask-sign")).to_be_enabled(timeout=10_000)
+        await page.click("#ask-sign")
+        await page.click("#steps li[data-step=e_signature] button.step-do")
+        last = page.locator("#steps li[data-step=supervisor_authorisation]")
+        await expect(last).to_contain_text("需主管授权（第二人）")
+        await expect(last.locator("button")).to_have_count(0)  # the teller cannot tick it
+        await page.click("#hangup")
+        await page.click("#end-confirm")  # 办结 is the default
+        await expect(page.locator("#end-error")).to_have_text("还有步骤未完成，不能选择“办结”。")
+        await page.click("#end-cancel")
+        step = {"step": "supervisor_authorisation"}
+        assert (await supervisor.post(f"{steps}/steps", json=step)).status_code == 200
+        await expect(last).to_have_class("done", timeout=10_000)  # the page watched for it
+        records = (await workflow.get(desked.ov, sid)).workflow.records
+        assert records[3].detail["score"] == 93 and records[5].actor == "sup-zhao"
+
+        await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
+        await expect(page.locator("#wrapup")).to_be_visible()
+        await expect(page.locator("#toast")).to_contain_text("customer ended")
+        await page.click("#record-outcome")
+        await expect(page.locator("#transfer-choice")).to_be_hidden()  # the call is over
+        await page.fill("#notes", "挂失完成")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrap-outcome")).to_contain_text("办结 · 挂失完成")
+        loaded = await workflow.get(desked.ov, sid)
+        assert loaded.workflow.outcome == "completed" and notes_of(loaded) == ["挂失完成"]
+        assert (await TellerSession.get(id=sid)).resolved is True
+        # Notes are the serving teller's, and only until the package is sealed.
+        late = {"text": "补记"}
+        assert (await teller.post(f"{steps}/notes", json=late)).status_code == 409
+        assert (await supervisor.post(f"{steps}/notes", json=late)).status_code == 403
+        assert errors == []
+
+
+async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: Desked) -> None:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        errors: list[str] = []
+        page = await available(browser, desked.url, errors)
+        sid = await desked.request(REQUEST_ID)
+        await page.click("#accept")
+        await expect(page.locator("#steps li")).to_have_count(3)
+        grant_url = desked.janus.url
+        janus_calls: list[str] = []
+        page.on("request", lambda r: r.url.startswith(grant_url) and janus_calls.append(r.url))
+        await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
+        await expect(page.locator("#wrapup")).to_be_visible()
+        await page.click("#record-outcome")
+        await page.check("input[name=outcome][value=not_done]")
+        await page.fill("#notes", "客户临时有事")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrap-outcome")).to_contain_text("未办结 · 客户临时有事")
+        assert (await workflow.get(desked.ov, sid)).workflow.outcome == "abandoned"
+        assert (await TellerSession.get(id=sid)).resolved is False
+        # The browser stops asking Janus for a customer who never published (the desk
+        # revoked the grant; the page gave up its join and its session).
+        await asyncio.sleep(1.5)
+        asked = len(janus_calls)
+        await asyncio.sleep(2.0)
+        assert asked > 0 and len(janus_calls) == asked
+        await page.keyboard.press("Alt+w")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        assert desked.desk.teller_view(TELLER)["state"] == "available"
+
+        # The next call: the page is reloaded mid-call; the call can still be ended.
+        # The next call: a step fails, then the page is reloaded mid-call; the call can
+        # still be ended, and a failed step rules out 办结.
+        sid = await desked.request("3" * 32)
+        await expect(page.locator("#accept")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#state-badge")).to_have_text("通话中")
+        await page.click("#steps li.next button.step-fail")
+        await expect(page.locator("#steps li").first).to_have_class("failed")
+        await page.reload()
+        await expect(page.locator("#idle")).to_contain_text("页面已重新载入")
+        await page.keyboard.press("Alt+e")
+        await page.click("#end-confirm")  # 办结
+        await expect(page.locator("#end-error")).to_have_text("有步骤未通过，不能选择“办结”。")
+        await page.check("input[name=outcome][value=not_done]")
+        await page.click("#end-confirm")
+        await expect(page.locator("#wrapup")).to_be_visible()
+        ended = await desked.next("ended", session=sid)
+        assert ended["cause"] == "未办结"
+        assert (await workflow.get(desked.ov, sid)).workflow.outcome == "rejected"
+        assert await EvidenceRecord.exists(session_id=sid)  # sealed as the failed step decided
+        await page.keyboard.press("Alt+w")
+        await expect(page.locator("#state-badge")).to_have_text("示闲")
+        await browser.close()
+        assert errors == []
+
+
+PROTOCOL_CHECKS = """async ([fromPython, big]) => {
+  const m = await import("/teller/static/teller-data.js");
+  const r = new m.Reassembler();
+  let got = null;
+  for (const text of [...fromPython].reverse()) got = r.push(text) || got;  // any order
+  const chunks = m.encode(big);
+  const refused = [];
+  for (const bad of ["not json", "[1]", '{"no": "type"}',
+                     '{"type":"chunk","id":"x","index":3,"count":2,"data":""}']) {
+    try { r.push(bad); refused.push(false); }
+    catch (e) { refused.push(e instanceof m.ProtocolError); }
+  }
+  let badDocument = false;
+  try { m.checkInbound({type: "document", kind: "passport", mime: "image/jpeg", data_b64: ""}); }
+  catch (e) { badDocument = e instanceof m.ProtocolError; }
+  return {
+    same: JSON.stringify(got) === JSON.stringify(big),
+    chunks,
+    largest: Math.max(...chunks.map((t) => new TextEncoder().encode(t).length)),
+    small: m.encode({type: "screen", title: "存款", text: "请稍候"}),
+    refused,
+    badDocument,
+  };
+}"""
+
+
+async def test_the_browser_and_the_terminal_speak_the_same_chunked_protocol() -> None:
+    """teller-data.js against the terminal's codec (edge.teller.channel): chunks either way,
+    garbage refused."""
+    big = channel.document("voucher", synthetic_document("voucher"))
+    from_python = channel.encode(big)
+    assert len(from_python) > 2
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page()
+
+        async def serve(route: Route) -> None:
+            name = route.request.url.rsplit("/", 1)[-1]
+            body = (STATIC / name).read_text() if name.endswith(".js") else "<!doctype html>"
+            kind = "text/javascript" if name.endswith(".js") else "text/html"
+            await route.fulfill(status=200, content_type=kind, body=body)
+
+        await page.route("http://teller.test/**", serve)
+        await page.goto("http://teller.test/teller")
+        out = await page.evaluate(PROTOCOL_CHECKS, [from_python, big])
+        await browser.close()
+    assert out["same"] is True
+    assert out["largest"] <= channel.MAX_TEXT and len(out["chunks"]) > 2
+    terminal = channel.Reassembler()
+    whole = [terminal.feed(c) for c in out["chunks"]][-1]
+    assert whole is not None and channel.parse(whole, channel.TERMINAL_TYPES) == big
+    assert out["small"] == [json.dumps({"type": "screen", "title": "存款", "text": "请稍候"},
+                                       ensure_ascii=False, separators=(",", ":"))]  # fmt: skip
+    assert out["refused"] == [True, True, True, True] and out["badDocument"] is True
+
+
+async def test_a_transfer_hands_the_customer_to_the_next_teller(desked: Desked) -> None:
+    now = datetime.now(UTC)
+    await service.create_account("teller-wang", PASSWORD, ["teller"], now, hasher=FAST_HASHER)
+    await profiles.set_profile("teller-wang", {"pension": 5}, ["cmn"], now)
+    async with async_playwright() as pw, contextlib.AsyncExitStack() as stack:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        stack.push_async_callback(browser.close)
+        first = await (await browser.new_context()).new_page()
+        second = await (await browser.new_context()).new_page()
+        errors: list[str] = []
+        for page in (first, second):
+            page.on("pageerror", lambda e: errors.append(str(e)))
+        await signed_in(first, desked.url)
+        await first.keyboard.press("Alt+1")
+        await signed_in(second, desked.url, "teller-wang")
+        await second.keyboard.press("Alt+1")
+        await expect(second.locator("#state-badge")).to_have_text("示闲")
+
+        sid = await desked.request(REQUEST_ID)
+        await first.click("#accept")
+        await customer_joins(await desked.next("connect"), stack)
+        await first.wait_for_function("document.getElementById('remote').videoWidth > 0")
+
+        await first.click("#transfer")
+        await expect(first.locator("#transfer-fields")).to_be_visible()
+        await first.select_option("#transfer-business", "pension")
+        await first.fill("#notes", "客户要办养老金认证")
+        await first.click("#end-confirm")
+        await expect(first.locator("#wrapup")).to_be_visible()
+        await expect(first.locator("#wrap-outcome")).to_contain_text("转办 · 客户要办养老金认证")
+
+        await expect(second.locator("#offer-facts")).to_contain_text("养老金领取资格认证")
+        await second.keyboard.press("Enter")
+        again = await desked.next("connect", session=sid)
+        assert again["peer_feed"] == "teller-teller-wang"  # the terminal subscribes anew
+        await second.wait_for_function("document.getElementById('remote').videoWidth > 0")
+        await expect(second.locator("#steps")).to_contain_text("转出柜员")
+        assert desked.desk.teller_of(sid) == "teller-wang"
+
+        # The terminal never comes back: the desk fails the call; no wrap-up for a failure.
+        await desked.desk.fail(sid, "terminal link lost")
+        await expect(second.locator("#toast")).to_have_text("通话失败：terminal link lost")
+        await expect(second.locator("#state-badge")).to_have_text("示闲")
+        await expect(second.locator("#wrapup")).to_be_hidden()
+        assert await second.evaluate("window.tellerApp.call") is None
+        assert errors == []
+
+
+async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_path: Path) -> None:
+    """A simulated agent (edge.Agent) asks for a teller over MQTT and answers the page's
+    form, signature and capture requests by itself over the data channel."""
+    tid = "SX-APP-01"
+    settings = agent_settings(tmp_path / "agents", desked.broker_port, tid, face_aware=False)
+    agent = Agent(settings)
+    run = asyncio.create_task(agent.run())
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            errors: list[str] = []
+            page = await available(browser, desked.url, errors)
+            await asyncio.wait_for(agent.connected.wait(), 15)
+            await agent.teller.ask("cash_deposit", elderly=False, customer=CUSTOMER)
+            await expect(page.locator("#offer-facts")).to_contain_text("助农存款")
+            await page.keyboard.press("Enter")
+            await page.wait_for_function(
+                "document.getElementById('remote').videoWidth > 0", timeout=20_000
+            )
+            await expect(page.locator("button[data-form=card]")).to_be_enabled(timeout=15_000)
+            await page.click("button[data-form=card]")
+            await expect(page.locator("#replies")).to_contain_text("请选择要办理的卡片：借记卡")
+            await page.click("#ask-sign")
+            await expect(page.locator("#signature-box")).to_be_visible()
+            await page.click("button[data-capture=voucher]")
+            await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible(
+                timeout=15_000
+            )
+            assert await page.evaluate("window.tellerApp.call.badMessages") == 0
+            await browser.close()
+            assert errors == []
+    finally:
+        agent.stop()
+        await asyncio.wait_for(run, 15)
