@@ -41,6 +41,7 @@ from cloud.sessions.outbox import Outbox
 from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
 from cloud.sessions.watch import Watch
+from cloud.workflow import service as workflow
 
 router = APIRouter(prefix="/api/v1/teller", tags=["teller"])
 
@@ -142,9 +143,12 @@ async def wrap_up_done(desk: DeskDep, teller_id: TellerId) -> None:
 
 
 @router.post("/sessions/{session_id}/accept")
-async def accept(session_id: str, desk: DeskDep, teller_id: TellerId) -> Message:
-    """Take the offered call; the answer is this teller's media grant."""
+async def accept(session_id: str, request: Request, desk: DeskDep, teller_id: TellerId) -> Message:
+    """Take the offered call; the answer is this teller's media grant. A transferred
+    customer's workflow comes along: the steps walked so far, now served by this teller."""
     grant = await _run(desk.accept(teller_id, session_id))
+    ov = request.app.state.oversight
+    await workflow.hand_over(ov, session_id, teller_id, ov.clock())
     return grant.message()
 
 

@@ -86,6 +86,15 @@ def start(business: Business, session_id: str, teller_id: str, now: dt.datetime)
     return Workflow(session_id, business, teller_id, now)
 
 
+def hand_over(wf: Workflow, teller_id: str) -> Workflow:
+    """A transferred customer's workflow goes on with the teller who took the call: the
+    steps already walked stay, and from now on that teller is the serving one (the one
+    who may not be the second person)."""
+    if wf.outcome is not None:
+        raise WorkflowClosed(f"session {wf.session_id} is closed; nothing to hand over")
+    return dataclasses.replace(wf, teller_id=teller_id)
+
+
 def _second_person(wf: Workflow, who: Actor | None, roles: frozenset[str], what: str) -> Actor:
     if who is None or who.id == wf.teller_id or not (who.roles & roles):
         raise SecondPersonRequired(

@@ -94,6 +94,20 @@ async def record_step(
     return await store.save(loaded)
 
 
+async def hand_over(
+    ov: Oversight, session_id: str, teller_id: str, now: dt.datetime
+) -> store.Loaded | None:
+    """After a transfer, the accepting teller serves the session's workflow (None when the
+    first teller never started one, or already serves it)."""
+    loaded = await store.load(ov.catalogue, ov.suite, session_id)
+    if loaded is None or loaded.workflow.teller_id == teller_id:
+        return None
+    previous = loaded.workflow.teller_id
+    loaded.workflow = engine.hand_over(loaded.workflow, teller_id)
+    loaded.timeline.append("handover", teller_id, now, {"from": previous, "to": teller_id})
+    return await store.save(loaded)
+
+
 def _staging(ov: Oversight, session_id: str) -> Path:
     return ov.evidence_dir / ".staging" / package.safe_name(session_id)
 

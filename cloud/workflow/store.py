@@ -75,6 +75,7 @@ async def load(catalogue: Catalogue, suite: suite_lib.Suite, session_id: str) ->
 async def save(loaded: Loaded) -> Loaded:
     wf = loaded.workflow
     changed = await WorkflowState.filter(session_id=wf.session_id, version=loaded.version).update(
+        teller_id=wf.teller_id,
         records=[_record_json(r) for r in wf.records],
         events=[e.to_json() for e in loaded.timeline.events],
         outcome=wf.outcome.value if wf.outcome else None,

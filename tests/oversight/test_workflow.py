@@ -95,3 +95,23 @@ def test_low_risk_completes_without_second_person_and_abandon() -> None:
     assert gone.outcome is Outcome.ABANDONED
     with pytest.raises(ValueError, match="naive"):
         engine.start(CAT.get("pension"), "s7", "t-1", dt.datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_a_transferred_workflow_keeps_its_steps_under_the_new_teller() -> None:
+    wf = engine.start(CAT.get("password_reset"), "s6", "t-1", NOW)
+    wf, _ = engine.record_step(wf, wf.next_step or "", TELLER, NOW)
+    moved = engine.hand_over(wf, "t-2")
+    assert moved.teller_id == "t-2" and moved.records == wf.records
+    # The high-risk rule still holds after the hand-over: a supervisor authorises.
+    with pytest.raises(SecondPersonRequired):
+        engine.record_step(
+            _walk_until(moved, "supervisor_authorisation"),
+            "supervisor_authorisation",
+            Actor("t-2", frozenset({"teller"})),
+            NOW,
+        )
+    moved = _walk_until(moved, "supervisor_authorisation")
+    wf2, rec = engine.record_step(moved, "supervisor_authorisation", SUPERVISOR, NOW)
+    assert rec.actor == "s-1"
+    with pytest.raises(WorkflowClosed):
+        engine.hand_over(engine.complete(wf2, NOW), "t-3")

@@ -3,22 +3,15 @@
 The browser (fake camera and microphone) is the teller; an aiortc peer is the customer.
 Both see the other's video, and the archived recording holds the browser's streams too,
 so the JavaScript client keeps the grant and recording-name contracts the Python side
-relies on. The page is served from a loopback HTTP server, the origin Janus's CORS
-setting allows (Chromium refuses loopback requests from a page that is not itself local).
+relies on. The page and the fixtures are in ``browser.py`` and ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
 from playwright.async_api import async_playwright
 
 from cloud.media.archive import Archiver
@@ -31,71 +24,9 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
-from cuntong import procs
-from cuntong.servers.janus import Janus, JanusConfig
+from cuntong.servers.janus import Janus
+from tests.teller.browser import CHROMIUM, FLAGS
 from tests.teller.peers import publish, subscribe
-
-STATIC = Path(__file__).resolve().parents[2] / "cloud" / "sessions" / "static"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PAGE = """<!doctype html><title>teller</title><script type="module">
-import { joinRoom } from "./teller-media.js";
-window.start = async (grant) => {
-  const stream = await navigator.mediaDevices.getUserMedia(
-    {audio: true, video: {width: 320, height: 240}});
-  window.call = await joinRoom(grant, stream, (s) => { window.remote = s; });
-};
-window.decoded = async () => {
-  let n = 0;
-  (await window.call.subscriber.getStats()).forEach((r) => {
-    if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0;
-  });
-  return n;
-};
-</script>"""
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[str]:
-    """The teller page and teller-media.js on a loopback HTTP server; yields its origin."""
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "index.html").write_text(PAGE)
-    (root / "teller-media.js").write_text((STATIC / "teller-media.js").read_text())
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture
-def cors_janus(tmp_path: Path, site: str) -> Iterator[Janus]:
-    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
-                      cors_origin=site)  # fmt: skip
-    server = Janus(cfg, tmp_path / "janus-cors").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_browser_teller_joins_with_the_desk_grant(

@@ -698,7 +698,13 @@ async def test_a_transfer_hands_the_customer_to_the_next_teller(desked: Desked) 
         again = await desked.next("connect", session=sid)
         assert again["peer_feed"] == "teller-teller-wang"  # the terminal subscribes anew
         await second.wait_for_function("document.getElementById('remote').videoWidth > 0")
-        await expect(second.locator("#steps")).to_contain_text("转出柜员")
+        # The workflow came with the customer: same steps, now served by the second teller.
+        loaded = await workflow.get(desked.ov, sid)
+        assert loaded.workflow.teller_id == "teller-wang"
+        moves = [e.data for e in loaded.timeline.events if e.kind == "handover"]
+        assert len(moves) == 1 and moves[0]["to"] == "teller-wang" != moves[0]["from"]
+        await expect(second.locator("#steps li").first).to_be_visible()
+        await expect(second.locator("#steps")).not_to_contain_text("转出柜员")
         assert desked.desk.teller_of(sid) == "teller-wang"
 
         # The terminal never comes back: the desk fails the call; no wrap-up for a failure.

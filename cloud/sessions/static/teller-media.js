@@ -13,6 +13,8 @@
 // Janus session is destroyed and joinRoom rejects. When the peer unpublishes (a terminal
 // republishing after a network change) the subscription is made again once it is back;
 // `{ onPeer(state) }` hears "gone" and "back", and `onRemoteStream` gets the new stream.
+// `{ iceTransportPolicy: "relay" }` uses TURN only (networks where a direct path to Janus
+// must not be tried, and the relay test).
 //
 // `grant` is the desk's connect message (janus_url, token, room, feed, peer_feed,
 // ice_servers). The browser publishes as `feed` and subscribes to `peer_feed` once that
@@ -148,17 +150,18 @@ export async function joinRoom(grant, localStream, onRemoteStream, options) {
   const onData = options && options.onData;
   const signal = options && options.signal;
   const onPeer = options && options.onPeer;
+  const policy = (options && options.iceTransportPolicy) || "all";
   const session = await JanusSession.create(grant.janus_url, grant.token);
   try {
-    return await join(session, grant, localStream, onRemoteStream, onData, signal, onPeer);
+    return await join(session, grant, localStream, onRemoteStream, onData, signal, onPeer, policy);
   } catch (err) {
     await session.destroy(); // stops the long poll too (a revoked token cannot destroy)
     throw err;
   }
 }
 
-async function join(session, grant, localStream, onRemoteStream, onData, signal, onPeer) {
-  const config = { iceServers: grant.ice_servers || [] };
+async function join(session, grant, localStream, onRemoteStream, onData, signal, onPeer, policy) {
+  const config = { iceServers: grant.ice_servers || [], iceTransportPolicy: policy };
 
   // Publish: our camera and microphone as grant.feed. The filename names the recording
   // <room>-<feed>-<kind>-<mindex>.mjr, the contract cloud/media/recording.py reads.
