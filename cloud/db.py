@@ -40,12 +40,13 @@ def tortoise_config(db_url: str) -> dict[str, Any]:
     if db_url.startswith("asyncpg://"):
         connection["credentials"]["reset"] = _keep_session
     elif db_url.startswith("sqlite://"):
-        # WAL (tortoise's default) with synchronous=NORMAL: a commit no longer waits for
-        # fsync (at 200 requests/s that wait serialised every query behind the one
-        # connection). The database cannot be corrupted this way; an OS crash or power cut
-        # can lose the last transactions, as it can the evidence files (not fsynced either).
-        # PostgreSQL is the deployment for durability at scale; ?synchronous=FULL restores it.
-        connection["credentials"].setdefault("synchronous", "NORMAL")
+        # WAL with synchronous=FULL: a commit survives a power cut, which a bank's record of
+        # sessions and business events needs (ingest acknowledges terminals after it). A
+        # deployment that prefers speed may pass ?synchronous=NORMAL (WAL keeps the file
+        # intact, but an OS crash can lose the last transactions); at 200 teller requests/s
+        # that halves SQLite's tail (docs/benchmarks/oversight.md). PostgreSQL is the
+        # deployment for scale.
+        connection["credentials"].setdefault("synchronous", "FULL")
     return {
         "connections": {"default": connection},
         "apps": {"models": {"models": MODEL_MODULES, "default_connection": "default"}},
