@@ -382,7 +382,9 @@ def main() -> None:
     db_url = f"sqlite://{state / 'cloud.sqlite3'}"
     if args.ingest_processes > 1:
         # Several writers: the scale-out database, as deployed.
-        pg = Postgres(procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data")
+        pg = Postgres(
+            procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data", durable=True
+        )
         pg.start()
         db_url = pg.url
     clouds = [

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cuntong import procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
+from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
 from fleet.sim.terminals import SimFleet, SimTerminal
 from tests.helpers import start_cloud
@@ -227,14 +228,25 @@ def main() -> None:
     parser.add_argument("--terminals", type=int, default=10_000)
     parser.add_argument("--canary", type=int, default=100)
     parser.add_argument("--wave", type=int, default=2500)
-    parser.add_argument("--db", default="sqlite", choices=["sqlite"])
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throw-away PostgreSQL (fsync on) for the cloud"
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     state = Path(tempfile.mkdtemp(prefix="cuntong-bench-fleet-"))
     broker = Broker(BrokerConfig(port=procs.free_port()), state / "mosquitto").start()
     vm = VictoriaMetrics(procs.free_port(), state / "vm" / "data").start()
-    cloud = start_cloud(state, f"sqlite://{state / 'cloud.sqlite3'}", broker.cfg.port, vm.url)
+    pg = None
+    db_url = f"sqlite://{state / 'cloud.sqlite3'}"
+    if args.postgres:
+        # The scale-out database, as deployed (durable commits); its own directory, since
+        # the server runs as `postgres`.
+        pg = Postgres(
+            procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data", durable=True
+        )
+        db_url = pg.start().url
+    cloud = start_cloud(state, db_url, broker.cfg.port, vm.url)
     try:
         assert broker.proc is not None
         pids = {"cloud": cloud.proc.pid, "broker": broker.proc.pid, "load_generator": os.getpid()}
@@ -244,10 +256,15 @@ def main() -> None:
         procs.stop(cloud.proc)
         vm.stop()
         broker.stop()
+        if pg is not None:
+            pg.stop()
+            pg.remove()
+    result["database"] = "postgresql" if pg else "sqlite"
     print(json.dumps(result, indent=2, ensure_ascii=False))
     print(
         "reproduce: .venv/bin/python bench/fleet_ops.py "
         f"--terminals {args.terminals} --canary {args.canary} --wave {args.wave}"
+        + (" --postgres" if args.postgres else "")
     )
 
 

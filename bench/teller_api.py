@@ -152,14 +152,18 @@ def main() -> None:
     parser.add_argument("--tellers", type=int, default=40)
     parser.add_argument("--db-url", default="")
     parser.add_argument(
-        "--postgres", action="store_true", help="start a throw-away PostgreSQL (fsync off)"
+        "--postgres",
+        action="store_true",
+        help="start a throw-away PostgreSQL (fsync on, as deployed)",
     )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cuntong-bench-"))
     pg = None
     if args.postgres:
         # Its own directory: the server runs as `postgres`, which cannot enter ours.
-        pg = Postgres(procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data")
+        pg = Postgres(
+            procs.free_port(), Path(tempfile.mkdtemp(prefix="cuntong-pg-")) / "data", durable=True
+        )
         pg.start()
         args.db_url = f"postgres://{pg.user}@{pg.host}:{pg.port}/postgres"
     db_url = args.db_url or f"sqlite://{tmp / 'cloud.sqlite3'}"

@@ -29,6 +29,8 @@ class Postgres:
     data_dir: Path
     host: str = "127.0.0.1"
     user: str = "postgres"
+    #: Tests throw their database away, so they skip fsync; benchmarks measure it on.
+    durable: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,7 +65,7 @@ class Postgres:
                 "-k",
                 str(self.data_dir),
                 "-c",
-                "fsync=off",
+                f"fsync={'on' if self.durable else 'off'}",
             ]
         )
         self.proc = procs.start(argv, self.data_dir.parent / "postgres.log")
