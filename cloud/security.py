@@ -13,8 +13,9 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import aiomqtt
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -37,6 +38,38 @@ def broker_services(*instances: str) -> dict[str, str]:
     own certificate."""
     links = ("", "-telemetry", "-fleet", "-desk")
     return {f"{instance}{suffix}": "cloud" for instance in instances for suffix in links}
+
+
+def service_client_id(
+    settings: CloudSettings, security: Security | None, suffix: str, dev_id: str
+) -> str:
+    """The client id of one of this instance's links: secured, the broker makes the link
+    certificate's CN the client id, so ask for that; in development mode, ``dev_id``."""
+    if security is None:
+        return dev_id[:64]
+    return security.client_id(settings.service_instance + suffix)
+
+
+def service_client(
+    settings: CloudSettings,
+    security: Security | None,
+    suffix: str,
+    client_id: str,
+    **options: Any,
+) -> aiomqtt.Client:
+    """An MQTT client for one of this instance's links (``suffix`` names the link's own
+    certificate, see ``broker_services``); ``options`` are the link's aiomqtt options."""
+    tls = None
+    if security is not None:
+        tls = security.mqtt_tls(settings.service_instance + suffix, dt.datetime.now(dt.UTC))
+    return aiomqtt.Client(
+        settings.broker_host,
+        settings.broker_port,
+        identifier=client_id,
+        tls_context=tls,
+        timeout=10,
+        **options,
+    )
 
 
 @dataclass

@@ -121,7 +121,9 @@ def _dump(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
 
-def _load(payload: bytes, limit: int) -> dict[str, Any]:
+def json_object(payload: bytes, limit: int) -> dict[str, Any]:
+    """A size-checked JSON object from the network (any of our wire formats); WireError
+    (PayloadTooLarge for the size) on anything else."""
     if len(payload) > limit:
         raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds {limit}")
     try:
@@ -129,7 +131,12 @@ def _load(payload: bytes, limit: int) -> dict[str, Any]:
     except orjson.JSONDecodeError as err:  # also raised for invalid UTF-8
         raise WireError(f"not JSON: {err}") from err
     if not isinstance(obj, dict):
-        raise WireError("envelope is not a JSON object")
+        raise WireError("not a JSON object")
+    return obj
+
+
+def _load(payload: bytes, limit: int) -> dict[str, Any]:
+    obj = json_object(payload, limit)
     if obj.get("v") != ENVELOPE_VERSION:
         raise WireError(f"unsupported envelope version {obj.get('v')!r}")
     return obj

@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.security import Security
+from cloud.security import Security, service_client, service_client_id
 from cuntong import envelope, topics
 from cuntong.errors import WireError
 from cuntong.mqtt_link import keep_connected
@@ -113,10 +113,9 @@ class CommandSender:
         self._replies: dict[str, tuple[str, bool, dict[str, Any]]] = {}
         self._replied = asyncio.Event()
         self._lock = asyncio.Lock()
-        if security is not None:
-            self.client_id = security.client_id(settings.service_instance + INSTANCE_SUFFIX)
-        else:
-            self.client_id = f"cuntong-fleet-{socket.gethostname()}"[:64]
+        self.client_id = service_client_id(
+            settings, security, INSTANCE_SUFFIX, f"cuntong-fleet-{socket.gethostname()}"
+        )
 
     def kick(self) -> None:
         """New commands are queued: deliver now rather than at the next beat."""
@@ -135,14 +134,11 @@ class CommandSender:
     def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        tls = None
-        if self.security is not None:
-            tls = self.security.mqtt_tls(self.s.service_instance + INSTANCE_SUFFIX, _now())
-        return aiomqtt.Client(
-            self.s.broker_host,
-            self.s.broker_port,
-            identifier=self.client_id,
-            tls_context=tls,
+        return service_client(
+            self.s,
+            self.security,
+            INSTANCE_SUFFIX,
+            self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
@@ -151,7 +147,6 @@ class CommandSender:
             # to send: with a broadcast queued, the window bounds that scan (2,000 cost
             # 20 million steps per 10,000 commands).
             max_inflight_messages=MAX_INFLIGHT,
-            timeout=10,
         )
 
     async def _link_loop(self) -> None:

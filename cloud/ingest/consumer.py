@@ -31,7 +31,7 @@ from tortoise import Tortoise
 
 from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
 from cloud.models import Terminal, TerminalEvent
-from cloud.security import Security
+from cloud.security import Security, service_client, service_client_id
 from cloud.tsdb import TelemetryWriter, line_for
 from cuntong import envelope, topics
 from cuntong.errors import WireError
@@ -137,34 +137,30 @@ class IngestConsumer:
             await asyncio.gather(*links, return_exceptions=True)
 
     def _client(self, link: Link) -> aiomqtt.Client:
-        instance = self.s.service_instance + link.suffix
-        tls = self.security.mqtt_tls(instance, datetime.now(UTC)) if self.security else None
-        identifier = (
-            self.security.client_id(instance) if self.security else self.client_id + link.suffix
+        identifier = service_client_id(
+            self.s, self.security, link.suffix, self.client_id + link.suffix
         )
         if link is Link.TELEMETRY:
-            return aiomqtt.Client(
-                self.s.broker_host,
-                self.s.broker_port,
-                identifier=identifier,
-                tls_context=tls,
+            return service_client(
+                self.s,
+                self.security,
+                link.suffix,
+                identifier,
                 protocol=aiomqtt.ProtocolVersion.V311,
                 clean_session=False,
                 max_queued_incoming_messages=200_000,
-                timeout=10,
             )
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        return aiomqtt.Client(
-            self.s.broker_host,
-            self.s.broker_port,
-            identifier=identifier,
-            tls_context=tls,
+        return service_client(
+            self.s,
+            self.security,
+            link.suffix,
+            identifier,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
             max_queued_incoming_messages=200_000,
-            timeout=10,
         )
 
     async def _link(self, link: Link) -> None:

@@ -15,7 +15,6 @@ not queued for a desk that is away (clean session): a request only makes sense l
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import socket
 import uuid
@@ -26,7 +25,7 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from cloud.security import Security
+from cloud.security import Security, service_client, service_client_id
 from cloud.sessions import store, wire
 from cloud.sessions.desk import Desk
 from cloud.sessions.errors import BadSessionMessage, SessionError
@@ -60,10 +59,6 @@ class LinkStats:
         return asdict(self)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class DeskLink:
     def __init__(self, settings: CloudSettings, security: Security | None = None) -> None:
         self.s = settings
@@ -76,10 +71,9 @@ class DeskLink:
         self._client: aiomqtt.Client | None = None
         self._first_queued: dict[str, str] = {}  # session id -> the terminal's request id
         self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
-        if security is not None:
-            self.client_id = security.client_id(settings.service_instance + INSTANCE_SUFFIX)
-        else:
-            self.client_id = f"cuntong-desk-{socket.gethostname()}"[:64]
+        self.client_id = service_client_id(
+            settings, security, INSTANCE_SUFFIX, f"cuntong-desk-{socket.gethostname()}"
+        )
 
     # -- the link ------------------------------------------------------------------------
 
@@ -93,17 +87,13 @@ class DeskLink:
         )
 
     def _make_client(self) -> aiomqtt.Client:
-        tls = None
-        if self.security is not None:
-            tls = self.security.mqtt_tls(self.s.service_instance + INSTANCE_SUFFIX, _now())
-        return aiomqtt.Client(
-            self.s.broker_host,
-            self.s.broker_port,
-            identifier=self.client_id,
-            tls_context=tls,
+        return service_client(
+            self.s,
+            self.security,
+            INSTANCE_SUFFIX,
+            self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=True,
-            timeout=10,
         )
 
     async def _serve(self, client: aiomqtt.Client) -> None:

@@ -24,6 +24,8 @@ from typing import Any, Final
 import orjson
 
 from cloud.sessions.errors import BadSessionMessage
+from cuntong.envelope import json_object
+from cuntong.errors import WireError
 
 MAX_BYTES: Final = 16 * 1024
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -129,14 +131,10 @@ _PARSERS: Final[dict[str, Callable[[dict[str, Any]], SessionMessage]]] = {
 
 def parse(payload: bytes) -> SessionMessage:
     """One session message; BadSessionMessage on anything the contract does not allow."""
-    if len(payload) > MAX_BYTES:
-        raise BadSessionMessage(f"{len(payload)} bytes exceeds {MAX_BYTES}")
     try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError as err:
-        raise BadSessionMessage(f"not JSON: {err}") from err
-    if not isinstance(obj, dict):
-        raise BadSessionMessage("must be a JSON object")
+        obj = json_object(payload, MAX_BYTES)
+    except WireError as err:
+        raise BadSessionMessage(str(err)) from err
     kind = obj.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:

@@ -15,6 +15,9 @@ from typing import Any
 
 import orjson
 
+from cuntong.envelope import json_object
+from cuntong.errors import WireError
+
 MAX_BYTES = 16 * 1024
 DESK_TYPES = frozenset({"queued", "refused", "connect", "ended", "failed"})
 SESSION_TYPES = frozenset({"request", "cancel", "hang_up", "liveness", "rating"})
@@ -68,14 +71,10 @@ def to_bytes(msg: dict[str, Any]) -> bytes:
 
 
 def _parse(payload: bytes, known: frozenset[str]) -> dict[str, Any]:
-    if len(payload) > MAX_BYTES:
-        raise BadMessage(f"message of {len(payload)} bytes exceeds {MAX_BYTES}")
     try:
-        msg = orjson.loads(payload)
-    except orjson.JSONDecodeError as err:
-        raise BadMessage(f"not JSON: {err}") from None
-    if not isinstance(msg, dict):
-        raise BadMessage("not a JSON object")
+        msg = json_object(payload, MAX_BYTES)
+    except WireError as err:
+        raise BadMessage(str(err)) from None
     if msg.get("type") not in known:
         raise BadMessage(f"unknown message type {msg.get('type')!r}")
     if msg["type"] in NEEDS_SESSION and not isinstance(msg.get("session"), str):
