@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -51,13 +49,6 @@ JANUS_HEALTH_S = 5.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def archive_dir(settings: CloudSettings) -> Path:
-    if settings.archive_dir is not None:
-        return settings.archive_dir
-    base = settings.state_dir or Path(tempfile.gettempdir()) / "cuntong-dev-oversight"
-    return base / "recordings"
 
 
 async def _on_archived(room: str, result: RecordingResult) -> None:
@@ -105,7 +96,9 @@ async def start(
     pool = await stack.enter_async_context(JanusPool([node]))
     link = DeskLink(settings, security)
     outbox = Outbox(terminal_sink=link.send)
-    archiver = Archiver(pool.rec_dir, archive_dir(settings), _on_archived, _on_archive_error)
+    # Beside the evidence packages unless set: the same state folder Oversight chose.
+    archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
+    archiver = Archiver(pool.rec_dir, archive, _on_archived, _on_archive_error)
     stale = await store.end_unfinished(_now())
     if stale:
         log.warning("ended %d sessions left open by a previous desk", len(stale))
