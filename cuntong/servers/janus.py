@@ -47,6 +47,9 @@ class JanusConfig:
     #: Seconds without a keepalive before Janus drops a session.
     session_timeout: int = 60
     debug_level: int = 4
+    #: Media threads. 0 is Janus's default, a thread per handle (four per recorded call);
+    #: N > 0 shares N event loops among all handles: fewer context switches under load.
+    event_loops: int = 0
     #: Public address to put in candidates when Janus is behind 1:1 NAT (cloud hosts).
     nat_1_1: str = ""
     #: The web app's origin, sent as Access-Control-Allow-Origin so browsers there may call
@@ -88,6 +91,8 @@ def config_files(
         "session_timeout": cfg.session_timeout,
         "server_name": f"cuntong-janus-{cfg.http_port}",
     }
+    if cfg.event_loops:
+        general["event_loops"] = cfg.event_loops
     media = {"rtp_port_range": f"{cfg.rtp_ports[0]}-{cfg.rtp_ports[1]}"}
     nat: dict[str, object] = {"nice_debug": False, "ice_ignore_list": "vmnet"}
     if cfg.ice_enforce:

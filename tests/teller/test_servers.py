@@ -39,6 +39,9 @@ def test_config_keeps_only_videoroom_and_http() -> None:
     assert 'ip = "127.0.0.1"' in http and 'admin_ip = "127.0.0.1"' in http
     assert "admin_port = 7088" in http and "port = 8088" in http
     assert 'admin_key = "rk"' in files["janus.plugin.videoroom.jcfg"]
+    assert "event_loops" not in core  # Janus's own default: a thread per handle
+    shared = config_files(JanusConfig(1, 2, event_loops=2), Path("/x/etc"), INSTALLED)
+    assert "event_loops = 2" in shared["janus.jcfg"]
     # Generated secrets differ per instance and stay out of repr (logs).
     a, b = JanusConfig(1, 2), JanusConfig(1, 2)
     assert a.admin_secret != b.admin_secret and a.admin_secret not in repr(a)
