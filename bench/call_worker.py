@@ -1,18 +1,19 @@
 """One load-generator process for ``bench/calls.py``: places, watches and ends calls on command.
 
-aiortc is pure Python per packet, so one process tops out at one core; ``bench/calls.py``
-starts several of these (and one ``--live`` probe) and drives them over stdin/stdout,
-one JSON object per line:
+``bench/calls.py`` starts several of these (and one ``--live`` probe) and drives them
+over stdin/stdout, one JSON object per line:
 
 - ``{"cmd": "start", "n": 5, "first": 100}`` → places calls s0100..s0104, answers
   ``{"setup": [ms...], "phases": [[accept, grant, joined] ms...], "failed": [why...]}``;
 - ``{"cmd": "snap"}`` → ``{"rx": {stream: [kind, received, lost]}, "sent": frames,
-  "arrived": frames, "legs": n, "ages": {"to_teller": [...], "to_customer": [...]}}``;
+  "arrived": frames, "legs": n, "late_ms": [worst, p99], "bad_srtp": n, "ages": {...}}``;
 - ``{"cmd": "end"}`` → hangs every call up, ``{"ended": n}``; ``{"cmd": "quit"}``.
 
 A load worker sends the pre-encoded clip (``--clip``, made once by ``bench/calls.py``)
-and counts frames without decoding; the ``--live`` probe sends live-encoded frames with
-the capture-time barcode and decodes, for glass-to-glass latency. Each worker has its
+through ``fastpath`` and counts packets and frames there, without decoding (with
+``--aiortc-rtp``, through aiortc's own RTP sender and receivers instead); the ``--live``
+probe sends live-encoded frames with the capture-time barcode and decodes, for
+glass-to-glass latency. Each worker has its
 own tellers on the desk (``--business``), so offers never cross between workers.
 """
 
@@ -23,6 +24,7 @@ import asyncio
 import json
 import pickle
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,13 @@ from aiortc import RTCPeerConnection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.callbench import media
+from tests.callbench import fastpath, media
 from tests.callbench.desk_calls import Call, Tellers, end_call, place_call
 from tests.callbench.legs import Leg
 
 
-def media_for(args: argparse.Namespace) -> Any:
+def media_for(args: argparse.Namespace) -> tuple[Callable[[RTCPeerConnection], None], bool]:
+    """What each leg publishes, and whether its receivers count off the socket."""
     if args.live:
         tone = media.Clip([], [], media.encode_tone(2.0))
 
@@ -44,14 +47,16 @@ def media_for(args: argparse.Namespace) -> Any:
             pc.addTrack(media.OpusTrack(tone))
             pc.addTrack(media.StampTrack())
 
-        return live
+        return live, False
     clip: media.Clip = pickle.loads(Path(args.clip).read_bytes())
-    media.count_instead_of_decoding()
+    if args.aiortc_rtp:
+        media.count_instead_of_decoding()
+        return (lambda pc: media.add_clip(pc, clip)), False
+    return PUMPS.setdefault("clip", fastpath.Pump(fastpath.Packetised.of(clip))).add_clip, True
 
-    def replay(pc: RTCPeerConnection) -> None:
-        media.add_clip(pc, clip)
 
-    return replay
+#: The process's one ``fastpath.Pump`` (created on first use, inside the event loop).
+PUMPS: dict[str, fastpath.Pump] = {}
 
 
 async def snapshot(calls: list[Call]) -> dict[str, Any]:
@@ -65,11 +70,17 @@ async def snapshot(calls: list[Call]) -> dict[str, Any]:
         for leg in legs
         for s in leg.publisher.getSenders()
         if isinstance(s.track, media.ClipTrack | media.StampTrack)
+        or (isinstance(s.track, fastpath.PacedTrack) and s.track.kind == "video")
     )
+    lateness = [late for pump in PUMPS.values() for late in pump.lateness]
+    for pump in PUMPS.values():
+        pump.lateness.clear()
     return {
         "rx": rx,
         "sent": sent,
-        "arrived": sum(leg.arrivals.frames["video"] for leg in legs),
+        "late_ms": [max(lateness, default=0.0) * 1e3, pct(lateness, 0.99) * 1e3],
+        "bad_srtp": sum(leg.inbound.bad for leg in legs if leg.inbound is not None),
+        "arrived": sum(leg.video_frames() for leg in legs),
         "legs": len(legs),
         "ages": {
             "to_teller": [a for c in calls for a in c.teller.arrivals.ages_ms],
@@ -78,8 +89,13 @@ async def snapshot(calls: list[Call]) -> dict[str, Any]:
     }
 
 
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
+
+
 async def serve(args: argparse.Namespace) -> None:
-    add_media = media_for(args)
+    add_media, fast_receive = media_for(args)
     calls: list[Call] = []
     limit = asyncio.Semaphore(4)  # calls being set up at once by this worker
     async with httpx.AsyncClient(base_url=args.desk, timeout=60) as http:
@@ -91,7 +107,9 @@ async def serve(args: argparse.Namespace) -> None:
         async def one(session: str) -> Call | str:
             async with limit:
                 try:
-                    return await place_call(http, tellers, session, args.business, add_media)
+                    return await place_call(
+                        http, tellers, session, args.business, add_media, fast_receive
+                    )
                 except Exception as err:  # a saturated machine: report it, carry on
                     return f"{session}: {type(err).__name__}: {err}"
 
@@ -125,6 +143,8 @@ def main() -> None:
     parser.add_argument("--tellers", type=int, required=True)
     parser.add_argument("--clip", help="the pickled pre-encoded clip")
     parser.add_argument("--live", action="store_true", help="live stamped frames, decoded")
+    parser.add_argument("--aiortc-rtp", action="store_true",
+                        help="send and count through aiortc's own RTP path (slow)")  # fmt: skip
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -7,9 +7,12 @@ Measured apart (psutil CPU time over a steady window, % of one core):
   teller API and its WebSockets, the recording archive);
 - **the load generator**: ``--workers`` processes (``bench/call_worker.py``); for each
   session a terminal (customer) and a teller, each an aiortc peer publishing a 640×360
-  VP8 clip and an Opus tone encoded once here at start (replayed as ``av.Packet``s, no
-  encoder), and subscribing to the other side with receivers that count reassembled
-  frames instead of decoding them;
+  VP8 clip and an Opus tone encoded once here at start, and subscribing to the other
+  side. aiortc sets every PeerConnection up (ICE, DTLS, SRTP keys, RTCP); the packets
+  themselves go out and are counted through ``tests/callbench/fastpath.py`` (prepared
+  RTP headers, libsrtp, ``sendto``; on receipt libsrtp, then sequence and frame counters),
+  because aiortc's own per-packet Python costs ~7 % of a core per call and would make
+  the generator, not the system, the limit (``--aiortc-rtp`` measures that way);
 - **the probe**: one more worker with one live call (frames encoded live, carrying their
   capture time as a barcode; both sides decode and read it): glass-to-glass latency
   terminal → teller and back, through the encoder, Janus, the jitter buffer, the decoder.
@@ -17,15 +20,17 @@ Measured apart (psutil CPU time over a steady window, % of one core):
 Per session: the terminal asks the desk for a teller (a bench route standing in for
 MQTT), the offer reaches a teller over the API's WebSocket, the teller accepts over HTTP,
 the terminal gets its grant, both join. Call setup = accept → first keyframe arrived on
-both sides. At each step N (default 10, 15, 20, 25, 30, 40, 50) the steady state is
+both sides. At each step N (default 10, 20, 30, 40, 50, 60) the steady state is
 measured: CPU per process, packets lost as seen by every receiver (RTP sequence gaps,
-aiortc's inbound-rtp statistics), video frames per second arriving vs sent, datagrams the
-kernel dropped for full receive buffers. The ramp stops at the first step the machine
-does not sustain (a call fails to set up, frames or packets go missing, the generator
-falls behind). Afterwards every tenth call's recording is archived by the desk
-(janus-pp-rec, ffmpeg, ffprobe check) and counted.
+packets failing SRTP authentication), video frames per second arriving vs sent, how far
+the generator's timer runs behind, datagrams the kernel dropped for full receive
+buffers. The ramp stops at the first step the machine does not sustain (a call fails to
+set up, frames or packets go missing, the generator falls behind a frame). Afterwards
+every tenth call's recording is archived by the desk (janus-pp-rec, ffmpeg, ffprobe
+check) and counted.
 
-    .venv/bin/python bench/calls.py [--steps 10,15,20,25,30,40,50] [--window 10] [--workers 2]
+    .venv/bin/python bench/calls.py [--steps 10,20,30,40,50,60] [--window 10] [--workers 2]
+        [--janus-loops N] [--aiortc-rtp]
 """
 
 from __future__ import annotations
@@ -123,11 +128,11 @@ class Rig:
         }
 
 
-def start_servers(tellers: str) -> Rig:
+def start_servers(tellers: str, janus_loops: int) -> Rig:
     state = Path(tempfile.mkdtemp(prefix="cuntong-bench-calls-"))
     (state / "rec").mkdir()
     cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
-                      debug_level=3, session_timeout=120)  # fmt: skip
+                      debug_level=3, session_timeout=120, event_loops=janus_loops)  # fmt: skip
     janus = Janus(cfg, state / "janus").start()
     port = procs.free_port()
     argv = [
@@ -235,6 +240,9 @@ async def step(rig: Rig, n: int, window: float, first_id: int) -> dict[str, Any]
         "loss": loss_in_window(load_before, load_after),
         "udp_drops": drops,
         "sent_fps": (summed(load_after, "sent") - summed(load_before, "sent")) / wall / legs,
+        # the generator's timer, over the window: worst and p99 delay behind the schedule
+        "late_ms": [max(w["late_ms"][i] for w in load_after) for i in (0, 1)],
+        "bad_srtp": summed(load_after, "bad_srtp") - summed(load_before, "bad_srtp"),
         "fps": (summed(load_after, "arrived") - summed(load_before, "arrived")) / wall / legs,
         "probe": {
             "setup_ms": probed["setup"][0] if probed["setup"] else float("nan"),
@@ -255,7 +263,9 @@ async def wait_archive(http: httpx.AsyncClient, calls: int) -> dict[str, Any]:
     return dict(status["archived"])
 
 
-async def run(steps: list[int], window: float, workers: int, clip_seconds: float) -> None:
+async def run(
+    steps: list[int], window: float, workers: int, clip_seconds: float, flags: argparse.Namespace
+) -> None:
     print(f"machine: {os.cpu_count()} cores; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     t_clip = time.monotonic()
@@ -267,7 +277,8 @@ async def run(steps: list[int], window: float, workers: int, clip_seconds: float
     per_worker = max(steps) // workers + 1
     loads = BUSINESSES[:workers]
     tellers = ",".join([*(f"{b}={per_worker}" for b in loads), f"{BUSINESSES[-1]}=1"])
-    rig = start_servers(tellers)
+    rig = start_servers(tellers, flags.janus_loops)
+    rtp = ["--aiortc-rtp"] if flags.aiortc_rtp else []
     results = []
     try:
         clip_file = rig.state / "clip.pickle"
@@ -275,7 +286,7 @@ async def run(steps: list[int], window: float, workers: int, clip_seconds: float
         rig.workers = list(
             await asyncio.gather(
                 *(
-                    Worker.start(rig.desk_url, b, per_worker, "--clip", str(clip_file))
+                    Worker.start(rig.desk_url, b, per_worker, "--clip", str(clip_file), *rtp)
                     for b in loads
                 )
             )
@@ -301,8 +312,11 @@ async def run(steps: list[int], window: float, workers: int, clip_seconds: float
     for room, r in sorted(archived.items())[:2]:
         print(f"  {room}: {r}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    extra = (" --aiortc-rtp" if flags.aiortc_rtp else "") + (
+        f" --janus-loops {flags.janus_loops}" if flags.janus_loops else ""
+    )
     print(f"reproduce: .venv/bin/python bench/calls.py --steps {','.join(map(str, steps))} "
-          f"--window {window:g} --workers {workers}")  # fmt: skip
+          f"--window {window:g} --workers {workers}{extra}")  # fmt: skip
 
 
 def saturated(r: dict[str, Any]) -> str:
@@ -316,6 +330,10 @@ def saturated(r: dict[str, Any]) -> str:
         reasons.append("receivers get under 90 % of the frames")
     if max(r["loss"].values()) > 1.0:
         reasons.append("over 1 % packet loss")
+    if r["late_ms"][1] > 1000 / media.FPS:
+        reasons.append("the generator's timer runs over a frame late")
+    if r["bad_srtp"]:
+        reasons.append("receivers got packets that fail SRTP authentication")
     return "; ".join(reasons)
 
 
@@ -335,7 +353,10 @@ def report(r: dict[str, Any]) -> str:
         f"  receivers: packets lost audio {r['loss']['audio']:.2f} %, "
         f"video {r['loss']['video']:.2f} %; {r['fps']:.1f} video frames/s per receiver "
         f"(clip sent at {r['sent_fps']:.1f}); UDP datagrams dropped by the kernel "
-        f"(full receive buffers, whole machine): {r['udp_drops']}",
+        f"(full receive buffers, whole machine): {r['udp_drops']}; "
+        f"failing SRTP: {r['bad_srtp']}",
+        f"  generator timer behind schedule: p99 {r['late_ms'][1]:.1f} ms, "
+        f"worst {r['late_ms'][0]:.1f} ms",
     ]
     if r["failed"]:
         lines.append(f"  {len(r['failed'])} calls failed to set up, e.g. {r['failed'][0]}")
@@ -354,13 +375,18 @@ def report(r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="10,15,20,25,30,40,50")
+    parser.add_argument("--steps", default="10,20,30,40,50,60")
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, choices=range(1, 5))
     parser.add_argument("--clip-seconds", type=float, default=10.0)
+    parser.add_argument("--janus-loops", type=int, default=0,
+                        help="Janus event_loops (0: its default, a thread per handle)")  # fmt: skip
+    parser.add_argument("--aiortc-rtp", action="store_true",
+                        help="simulated peers send and count through aiortc's own RTP path "
+                        "(~7 %% of a core per call) instead of fastpath.py")  # fmt: skip
     args = parser.parse_args()
     steps = [int(n) for n in args.steps.split(",")]
-    asyncio.run(run(steps, args.window, args.workers, args.clip_seconds))
+    asyncio.run(run(steps, args.window, args.workers, args.clip_seconds, args))
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ async def place_call(
     session: str,
     business: str,
     add_media: Callable[[RTCPeerConnection], None],
+    fast_receive: bool = False,
 ) -> Call:
     """A terminal asks, a teller accepts, both join; returns once both see a picture."""
     offered = tellers.expect(session)
@@ -91,7 +92,8 @@ async def place_call(
     connect_msg = (await http.get(f"/bench/terminals/{terminal}/connect", timeout=40)).json()
     t_granted = time.monotonic()
     customer, teller = await asyncio.gather(
-        Leg.join(connect_msg, add_media), Leg.join(answer.json(), add_media)
+        Leg.join(connect_msg, add_media, fast_receive),
+        Leg.join(answer.json(), add_media, fast_receive),
     )
     t_joined = time.monotonic()
     pictures = (customer.arrivals.picture.wait(), teller.arrivals.picture.wait())

@@ -26,6 +26,7 @@ from cloud.media.errors import VideoRoomError
 from cloud.media.janus import JanusClient
 from cloud.media.videoroom import VideoRoom
 from tests.callbench import barcode
+from tests.callbench.fastpath import Inbound
 from tests.callbench.media import HEIGHT, Assembled
 
 NO_SUCH_FEED = 428
@@ -44,19 +45,19 @@ class Arrivals:
         if isinstance(item, Assembled):
             self.frames[item.kind] += 1
             if item.keyframe and self.first_picture is None:
-                self._first(item.at)
+                self.first(item.at)
         elif isinstance(item, VideoFrame):
             self.frames["video"] += 1
             now = time.time()
             if self.first_picture is None:
-                self._first(time.monotonic())
+                self.first(time.monotonic())
             stamp = barcode.read(item.to_ndarray(format="yuv420p")[:HEIGHT])
             if stamp is not None:
                 self.ages_ms.append(barcode.age_ms(stamp, now))
         else:
             self.frames["audio"] += 1
 
-    def _first(self, at: float) -> None:
+    def first(self, at: float) -> None:
         self.first_picture = at
         self.picture.set()
 
@@ -70,10 +71,15 @@ class Leg:
     subscriber: RTCPeerConnection
     arrivals: Arrivals
     tasks: list[asyncio.Task[None]]
+    #: set when packets are counted off the socket (``fastpath``) instead of by aiortc
+    inbound: Inbound | None = None
 
     @classmethod
     async def join(
-        cls, grant: dict[str, Any], add_media: Callable[[RTCPeerConnection], None]
+        cls,
+        grant: dict[str, Any],
+        add_media: Callable[[RTCPeerConnection], None],
+        fast_receive: bool = False,
     ) -> Leg:
         stack = contextlib.AsyncExitStack()
         client = await stack.enter_async_context(JanusClient(grant["janus_url"], grant["token"]))
@@ -104,6 +110,8 @@ class Leg:
         subscriber.on("track", leg._consume)
         await subscriber.setRemoteDescription(RTCSessionDescription(**sub_offer))
         await subscriber.setLocalDescription(await subscriber.createAnswer())
+        if fast_receive:
+            leg.inbound = Inbound(subscriber, leg.arrivals.first)
         await sub.start({"type": "answer", "sdp": subscriber.localDescription.sdp})
         return leg
 
@@ -117,11 +125,19 @@ class Leg:
 
     async def received(self) -> dict[int, tuple[str, int, int]]:
         """Per received RTP stream (SSRC): kind, packets received, packets lost so far."""
+        if self.inbound is not None:
+            return {ssrc: (s.kind, s.received, s.lost) for ssrc, s in self.inbound.streams.items()}
         return {
             stats.ssrc: (stats.kind, stats.packetsReceived, stats.packetsLost)
             for stats in (await self.subscriber.getStats()).values()
             if stats.type == "inbound-rtp"
         }
+
+    def video_frames(self) -> int:
+        """Complete video frames received so far."""
+        if self.inbound is not None:
+            return sum(s.frames for s in self.inbound.streams.values())
+        return self.arrivals.frames["video"]
 
     async def leave(self) -> None:
         for task in self.tasks:

@@ -8,16 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "calls.py"
 
 
-def test_one_call_each_through_desk_and_janus() -> None:
+# The aiortc variant also runs Janus with a shared event loop, so both settings are used.
+AIORTC_RTP = ["--aiortc-rtp", "--janus-loops", "1"]
+
+
+@pytest.mark.parametrize("rtp", [[], AIORTC_RTP], ids=["fast", "aiortc"])
+def test_one_call_each_through_desk_and_janus(rtp: list[str]) -> None:
     argv = [sys.executable, str(BENCH), "--steps", "1", "--window", "2", "--workers", "1",
-            "--clip-seconds", "2"]  # fmt: skip
+            "--clip-seconds", "2", *rtp]  # fmt: skip
     run = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
     out = run.stdout
     assert run.returncode == 0, out + run.stderr[-3000:]
     assert "1 concurrent recorded calls" in out and "failed to set up" not in out, out
+    assert "failing SRTP: 0" in out and "saturated" not in out, out
     frames = re.search(r"([\d.]+) video frames/s per receiver", out)
     assert frames is not None and float(frames.group(1)) > 10, out
     ages = re.search(r"terminal->teller ms: p50 (\d+) .* \((\d+) frames\)", out)
