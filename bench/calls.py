@@ -312,9 +312,7 @@ async def run(
     for room, r in sorted(archived.items())[:2]:
         print(f"  {room}: {r}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    extra = (" --aiortc-rtp" if flags.aiortc_rtp else "") + (
-        f" --janus-loops {flags.janus_loops}" if flags.janus_loops else ""
-    )
+    extra = (" --aiortc-rtp" if flags.aiortc_rtp else "") + f" --janus-loops {flags.janus_loops}"
     print(f"reproduce: .venv/bin/python bench/calls.py --steps {','.join(map(str, steps))} "
           f"--window {window:g} --workers {workers}{extra}")  # fmt: skip
 
@@ -334,6 +332,11 @@ def saturated(r: dict[str, Any]) -> str:
         reasons.append("the generator's timer runs over a frame late")
     if r["bad_srtp"]:
         reasons.append("receivers got packets that fail SRTP authentication")
+    # The targets, for the probe call set up and measured under this load
+    if pct(r["probe"]["to_teller"], 0.99) > 150:
+        reasons.append("the probe's glass-to-glass p99 passes 150 ms")
+    if not r["probe"]["setup_ms"] < 1000:
+        reasons.append("the probe's call setup passes 1 s")
     return "; ".join(reasons)
 
 
@@ -379,8 +382,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, choices=range(1, 5))
     parser.add_argument("--clip-seconds", type=float, default=10.0)
-    parser.add_argument("--janus-loops", type=int, default=0,
-                        help="Janus event_loops (0: its default, a thread per handle)")  # fmt: skip
+    parser.add_argument("--janus-loops", type=int, default=os.cpu_count() or 1,
+                        help="Janus event_loops, as cuntong up sets it (default: one per "
+                        "core; 0: Janus's own default, a thread per handle)")  # fmt: skip
     parser.add_argument("--aiortc-rtp", action="store_true",
                         help="simulated peers send and count through aiortc's own RTP path "
                         "(~7 %% of a core per call) instead of fastpath.py")  # fmt: skip

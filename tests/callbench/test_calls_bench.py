@@ -13,7 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "calls.py"
 
 
-# The aiortc variant also runs Janus with a shared event loop, so both settings are used.
+# The aiortc variant also runs Janus on one shared event loop (the default here: a loop per core).
 AIORTC_RTP = ["--aiortc-rtp", "--janus-loops", "1"]
 
 
