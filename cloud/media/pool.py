@@ -3,7 +3,8 @@
 ``JanusPool`` keeps, per node, an admin API client and one long-lived control session with
 a VideoRoom handle (the backend's own token, added at start). ``open_room`` places the room
 on the least-loaded node (``nodes.NodeRegistry``) and creates it there, recording into that
-node's folder; ``grant``/``revoke`` add and remove per-participant tokens on a node.
+node's folder; ``grant``/``revoke`` add and remove per-participant tokens on a node;
+``kick`` removes a participant left behind in a room.
 Nodes that do not answer start unhealthy; ``check_health`` (the owner runs it every few
 seconds) marks nodes up or down in the registry and reconnects restarted ones.
 """
@@ -23,6 +24,8 @@ from cloud.media.videoroom import RoomSpec, VideoRoom
 
 #: VideoRoom's "no such room": closing a room Janus already lost is not an error.
 NO_SUCH_ROOM = 426
+#: VideoRoom's "no such feed": kicking someone who already left is not an error either.
+NO_SUCH_FEED = 428
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,15 @@ class JanusPool:
         finally:
             self.registry.release(room)
         return node
+
+    async def kick(self, node: Node, room: str, feed: str) -> None:
+        """Remove a participant still in the room (e.g. a crashed browser's publisher,
+        which Janus keeps until ICE or its session times out); gone already is fine."""
+        try:
+            await self._link(node).control.kick(room, feed)
+        except VideoRoomError as err:
+            if err.code != NO_SUCH_FEED:
+                raise
 
     async def grant(self, node: Node, token: str) -> None:
         """Let ``token`` use the Janus API (VideoRoom only) on this node."""

@@ -148,6 +148,14 @@ class VideoRoom:
         if data.get("started") != "ok":
             raise VideoRoomError(f"subscription not started: {data!r}")
 
+    async def kick(self, room: str, feed: str, secret: str | None = None) -> None:
+        """Throw participant ``feed`` out of the room (its media is hung up, its subscribers
+        hear it leave). Rooms made by ``create_room`` have no secret; pass one if they do."""
+        body: Json = {"request": "kick", "room": room, "id": feed}
+        if secret is not None:
+            body["secret"] = secret
+        _check(await self._ask(body), "success")
+
     async def leave(self) -> None:
         await self._ask({"request": "leave"})
 

@@ -84,14 +84,14 @@ async def _run(action: Awaitable[T]) -> T:
         raise HTTPException(502, str(err)) from err
 
 
-def _own(desk: Desk, teller_id: str, session_id: str) -> None:
-    """The session must be this teller's current call."""
+def _own(desk: Desk, teller_id: str, session_id: str, refuse: int = 409) -> None:
+    """The session must be this teller's current call (else ``refuse``; unknown: 404)."""
     try:
         owner = desk.teller_of(session_id)
     except SessionError as err:
         raise HTTPException(404, str(err)) from err
     if owner != teller_id:
-        raise HTTPException(409, f"session {session_id} is not your call")
+        raise HTTPException(refuse, f"session {session_id} is not your call")
 
 
 class StateIn(BaseModel):
@@ -150,6 +150,21 @@ async def accept(session_id: str, request: Request, desk: DeskDep, teller_id: Te
     ov = request.app.state.oversight
     await workflow.hand_over(ov, session_id, teller_id, ov.clock())
     return grant.message()
+
+
+@router.post("/sessions/{session_id}/rejoin")
+async def rejoin(session_id: str, request: Request, desk: DeskDep, teller_id: TellerId) -> Message:
+    """The serving teller's page lost the call's media (reloaded, crashed): a fresh grant
+    (the old one is revoked), with the offer's facts under ``call`` to rebuild the view.
+    Another teller's call 403, a call not connected (waiting, wrap-up) 409."""
+    _own(desk, teller_id, session_id, refuse=403)
+    grant = await _run(desk.rejoin(teller_id, session_id))
+    now = request.app.state.oversight.clock()
+    await audit.record(teller_id, "teller_rejoin", session_id, now, feed=grant.feed)
+    watch: Watch | None = getattr(request.app.state, "desk_watch", None)
+    if watch is not None:
+        watch.teller_rejoined(teller_id)
+    return {**grant.message(), "call": desk.call_facts(session_id)}
 
 
 @router.post("/sessions/{session_id}/decline", status_code=204)

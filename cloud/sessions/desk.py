@@ -14,11 +14,13 @@ Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` firs
     offer_withdrawn to teller    session, cause (timeout, customer left)
     connect         to terminal  the customer's media grant (see ``Grant.message``); sent
                                  again, same token, when a transfer brings a new teller
-                                 (subscribe to the new ``peer_feed``)
+                                 or the teller rejoins on a fresh feed (subscribe to the
+                                 new ``peer_feed``)
     ended           to both      session, cause (to the old teller only on transfer)
     failed          to both      session, cause
 
-The teller's own grant is the return value of ``accept`` (the teller's client asked).
+The teller's own grant is the return value of ``accept`` (the teller's client asked), and
+of ``rejoin`` when the teller's page lost its media mid-call (reloaded, crashed).
 Operations run one at a time (an asyncio lock); ``run`` ticks the clock-driven parts
 (offer timeouts, wrap-up limits, queue announcements). Not thread-safe: one event loop.
 """
@@ -30,7 +32,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -39,7 +41,15 @@ from cloud.media.nodes import Node
 from cloud.sessions import state as st
 from cloud.sessions.errors import RoutingError
 from cloud.sessions.estimate import HandleTimes, queue_status
-from cloud.sessions.grants import CUSTOMER, TELLER, Grant, Message, TurnConfig, make_grant
+from cloud.sessions.grants import (
+    CUSTOMER,
+    TELLER,
+    Grant,
+    Message,
+    TurnConfig,
+    free_rejoin,
+    make_grant,
+)
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Session, State, Transition
@@ -72,6 +82,7 @@ class MediaRooms(Protocol):
     async def close_room(self, room: str) -> Node | None: ...
     async def grant(self, node: Node, token: str) -> None: ...
     async def revoke(self, node: Node, token: str) -> None: ...
+    async def kick(self, node: Node, room: str, feed: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ class _Call:
     node: Node | None = None
     customer: Grant | None = None
     teller: Grant | None = None
+    #: Every teller feed published in this room, so a new grant never reuses one (its
+    #: recording files would be overwritten).
+    feeds: set[str] = field(default_factory=set)
 
     @property
     def facts(self) -> SessionFacts:
@@ -211,6 +225,31 @@ class Desk:
         call.customer = replace(call.customer, peer_feed=call.teller.feed)
         await self.notify(f"terminal:{call.terminal_id}", call.customer.message())
         return call.teller
+
+    @_serialised
+    async def rejoin(self, teller_id: str, session_id: str) -> Grant:
+        """The teller serving a call lost its media (a reloaded page, a crashed browser):
+        a new grant on a fresh feed. The old token is revoked, the old publisher kicked out
+        of the room if Janus still holds it, and the terminal is sent ``connect`` again
+        (same token) with the new ``peer_feed``, which it follows as after a transfer.
+        Only the serving teller, only while connected (not in wrap-up)."""
+        call = self._call(session_id)
+        if call.teller_id != teller_id:
+            raise RoutingError(f"teller {teller_id} is not serving {session_id}")
+        if call.session.state is not State.CONNECTED:
+            raise RoutingError(f"session {session_id} is {call.session.state}, not connected")
+        assert call.node is not None and call.teller is not None and call.customer is not None
+        old, new = call.teller, self._grant(call, TELLER)
+        await self.media.grant(call.node, new.token)
+        call.teller = new
+        # Best effort: a token or publisher Janus already dropped is no reason to fail.
+        with contextlib.suppress(MediaError):
+            await self.media.revoke(call.node, old.token)
+        with contextlib.suppress(MediaError):
+            await self.media.kick(call.node, session_id, old.feed)
+        call.customer = replace(call.customer, peer_feed=new.feed)
+        await self.notify(f"terminal:{call.terminal_id}", call.customer.message())
+        return new
 
     @_serialised
     async def transfer(
@@ -375,6 +414,20 @@ class Desk:
         """The teller currently on a session (None while it waits)."""
         return self._call(session_id).teller_id
 
+    def call_facts(self, session_id: str) -> Message:
+        """What the teller's offer said about a session, and when it last connected (epoch
+        s), for a page that lost both (reloaded mid-call)."""
+        call = self._call(session_id)
+        connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
+        return {
+            "session": session_id,
+            "terminal": call.terminal_id,
+            "business": call.business,
+            "language": call.language,
+            "elderly": call.elderly,
+            "connected_at": connected[-1].timestamp() if connected else None,
+        }
+
     # -- internals -----------------------------------------------------------------------
 
     def _call(self, session_id: str) -> _Call:
@@ -452,11 +505,16 @@ class Desk:
         )
 
     def _grant(self, call: _Call, role: str) -> Grant:
+        """A grant; a teller's on a feed this room has not seen yet."""
         assert call.node is not None and call.teller_id is not None
-        return make_grant(
+        rejoins = free_rejoin(call.teller_id, call.feeds)
+        grant = make_grant(
             call.session.id, role, call.node.url, call.terminal_id, call.teller_id,
-            self.clock(), self.turn,
+            self.clock(), self.turn, rejoins,
         )  # fmt: skip
+        if role == TELLER:
+            call.feeds.add(grant.feed)
+        return grant
 
     async def _release(self, call: _Call) -> None:
         """Revoke the participants' tokens and destroy the room (Janus closes recordings)."""

@@ -3,7 +3,11 @@
 Each grant carries a fresh random token (added to the node's stored tokens by the desk,
 removed at hang-up) and the feeds: the customer publishes as ``customer``, each teller
 as ``teller-<id>``, so a transferred call records every teller instead of overwriting
-one. With a ``TurnConfig``, the grant holds time-limited TURN credentials too.
+one. A teller who rejoins their call (a reloaded page) publishes as ``teller-<id>~<n>``:
+a fresh feed, so the recording gets a new segment rather than overwriting the first, and
+the terminal follows it as it follows a transfer (``~`` is not allowed in account ids, so
+no other teller's feed can look the same). With a ``TurnConfig``, the grant holds
+time-limited TURN credentials too.
 """
 
 from __future__ import annotations
@@ -54,8 +58,18 @@ class Grant:
         }
 
 
-def teller_feed(teller_id: str) -> str:
-    return f"{TELLER}-{teller_id}"
+def teller_feed(teller_id: str, rejoins: int = 0) -> str:
+    """The feed a teller publishes as, after ``rejoins`` rejoins of the same call."""
+    base = f"{TELLER}-{teller_id}"
+    return f"{base}~{rejoins}" if rejoins else base
+
+
+def free_rejoin(teller_id: str, used: set[str] | frozenset[str]) -> int:
+    """The lowest ``rejoins`` whose feed is not in ``used`` (feeds already in the room)."""
+    n = 0
+    while teller_feed(teller_id, n) in used:
+        n += 1
+    return n
 
 
 def make_grant(
@@ -66,11 +80,15 @@ def make_grant(
     teller_id: str,
     now: datetime,
     turn: TurnConfig | None = None,
+    rejoins: int = 0,
 ) -> Grant:
-    """A grant for ``role`` (customer or teller) in the session's room (named after it)."""
+    """A grant for ``role`` (customer or teller) in the session's room (named after it);
+    ``rejoins`` picks the teller's feed (see ``teller_feed``)."""
     if role not in (CUSTOMER, TELLER):
         raise ValueError(f"unknown role {role!r}")
-    feed, peer = (CUSTOMER, teller_feed(teller_id))
+    if rejoins < 0:
+        raise ValueError(f"rejoins must be >= 0, not {rejoins}")
+    feed, peer = (CUSTOMER, teller_feed(teller_id, rejoins))
     if role == TELLER:
         feed, peer = peer, feed
     servers: tuple[dict[str, object], ...] = ()

@@ -8,7 +8,8 @@ missing party was needed for:
 
 - a terminal still offline after ``terminal_grace`` s: each of its live sessions fails
   with cause "terminal link lost" (a waiting customer is gone too, not only a call);
-- a teller still without a connection after ``teller_grace`` s: their call is hung up
+- a teller still without a connection after ``teller_grace`` s (a rejoin of their call's
+  media restarts it): their call is hung up
   with cause "teller disconnected" (a normal hang-up, so the recording is archived); an
   available teller without a call goes offline, so calls are not offered to nobody.
 """
@@ -65,6 +66,14 @@ class Watch:
 
     def teller_joined(self, teller_id: str) -> None:
         self.tellers.back(teller_id)
+
+    def teller_rejoined(self, teller_id: str) -> None:
+        """The teller took their call's media back (a reloaded page): they are there now.
+        Without an open connection their grace period starts again from now, so a page
+        that never reconnects its event stream is still hung up in the end."""
+        self.tellers.back(teller_id)
+        if not self.outbox.connected(teller_id):
+            self.tellers.gone(teller_id, self._now())
 
     async def check(self) -> None:
         """End what the grace periods no longer cover."""

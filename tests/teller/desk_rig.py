@@ -26,6 +26,7 @@ class FakeMedia:
     rooms: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)
     closed: list[str] = field(default_factory=list)
+    kicked: list[tuple[str, str]] = field(default_factory=list)
     broken: bool = False
     node: Node = field(default_factory=lambda: Node("j1", "http://j1/janus", "http://j1/a", 10))
 
@@ -45,6 +46,9 @@ class FakeMedia:
 
     async def revoke(self, node: Node, token: str) -> None:
         self.tokens.discard(token)
+
+    async def kick(self, node: Node, room: str, feed: str) -> None:
+        self.kicked.append((room, feed))
 
 
 @dataclass

@@ -16,6 +16,9 @@ const app = {
   me: null, // GET /api/v1/teller/me
   offer: null, // the open offer message
   call: null, // the Call in progress
+  accepting: null, // the session whose accept is on its way (its grant is not here yet)
+  rejoining: null, // the session whose media this page is taking back (after a reload)
+  rejoinFailed: null, // ... and one it could not: the call can only be ended from here
   wrap: null, // {session, endsAt, recorded, call}
   socket: null,
   ringing: false,
@@ -181,6 +184,7 @@ async function enterDesk() {
   }
   connectEvents();
   app.businesses = await api("/teller/businesses").catch(() => []);
+  maybeRejoin();
   render();
   const current = document.querySelector(`#states [data-state="${app.me.state}"]`);
   (current || document.querySelector("#states button")).focus();
@@ -243,6 +247,7 @@ async function refreshMe() {
   }
   if (app.me.state === "wrap-up" && !app.wrap && app.me.session) startWrap(app.me.session, null, false);
   if (app.me.state !== "wrap-up" && app.wrap && !app.call) app.wrap = null;
+  maybeRejoin();
   render();
 }
 
@@ -279,14 +284,48 @@ async function accept() {
   ring(false);
   app.offer = null;
   let grant;
+  app.accepting = offer.session;
   try {
     grant = await api(`/api/v1/teller/sessions/${encodeURIComponent(offer.session)}/accept`, { method: "POST" });
   } catch (err) {
     fail(err);
     refreshMe();
     return;
+  } finally {
+    app.accepting = null;
   }
+  await startCall(offer, grant);
+}
+
+// The desk has us in a call this page holds no media for (the page was reloaded or the
+// browser crashed mid-call): take a fresh grant and carry on. The panel and the workflow
+// checklist come back from the server; the terminal follows our new feed.
+async function rejoin(session) {
+  app.rejoining = session;
+  render();
+  let grant;
+  try {
+    grant = await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/rejoin`, { method: "POST" });
+  } catch (err) {
+    app.rejoinFailed = session; // not again: the call can still be ended (orphan())
+    if (err.status !== 409) fail(err); // 409: it ended meanwhile
+    return;
+  } finally {
+    app.rejoining = null;
+    render();
+  }
+  const call = grant.call; // what the offer said, and when the call connected
+  await startCall(Object.assign({ type: "offer" }, call), grant, call.connected_at);
+}
+
+function maybeRejoin() {
+  const session = orphan();
+  if (session && app.rejoinFailed !== session) rejoin(session);
+}
+
+async function startCall(offer, grant, connectedAt) {
   const call = new Call({ api, t, lang: () => app.lang, toast, banner, fail, businessName }, offer);
+  if (connectedAt) call.startedAt = connectedAt * 1000;
   app.call = call;
   app.wrap = null;
   app.me = Object.assign({}, app.me, { state: "busy", session: offer.session });
@@ -406,8 +445,10 @@ async function resolved(session, yes) {
   });
 }
 
-// The desk has us in a call this page holds no media for (reloaded mid-call).
-const orphan = () => (!app.call && app.me && app.me.state === "busy" && app.me.session) || null;
+// The desk has us in a call this page holds no media for (reloaded mid-call) and is not
+// about to (an accept or a rejoin on its way).
+const orphan = () => (!app.call && !app.accepting && !app.rejoining && app.me
+  && app.me.state === "busy" && app.me.session) || null;
 
 $("hangup").addEventListener("click", () => (app.call || orphan()) && openEnd("call"));
 $("transfer").addEventListener("click", () => {
@@ -511,7 +552,8 @@ function render() {
   $("idle").textContent = app.call ? ($("remote").videoWidth ? "" : t("remoteWaiting")) : app.offer || app.wrap ? "" : t(idle || "idleOffline");
   $("transfer").disabled = !app.call;
   $("hangup").disabled = !app.call && !orphan();
-  if (orphan()) $("idle").textContent = t("idleOrphan");
+  if (orphan()) $("idle").textContent = t(app.rejoinFailed === orphan() ? "idleOrphan" : "rejoining");
+  if (app.rejoining) $("idle").textContent = t("rejoining");
   // The session's tail is enough to read out to a colleague; the whole id is the tooltip.
   $("call-session").textContent = app.call ? `#${app.call.session.slice(-8)}` : "";
   $("call-session").title = app.call ? app.call.session : "";
