@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from cloud.media.errors import RecordingError
-from cloud.media.mjr import HEADER_READ, MjrHeader
+from cloud.media.mjr import HEADER_READ, MAGIC, MjrHeader
 from cloud.media.videoroom import record_base
+from cuntong.errors import WireError
 
 #: janus-pp-rec output extension per codec (what it can write without transcoding).
 PP_EXTENSION: Final = {
@@ -188,12 +189,27 @@ class RecordingResult:
     streams: list[StreamInfo]
 
 
+def never_written(head: bytes) -> bool:
+    """Janus writes the magic when it opens a recording and the header with the first
+    packet: a file holding no more than the magic is a stream that carried nothing (a
+    data channel nobody spoke on, a teller page reloaded before it sent a message)."""
+    return len(head) <= len(MAGIC) and MAGIC.startswith(head)
+
+
 def scan(rec_dir: Path, room: str) -> list[Track]:
-    """Tracks of one room in a recording folder (reads each file's header)."""
+    """Tracks of one room in a recording folder (reads each file's header); empty
+    recordings are skipped, a damaged one is a RecordingError."""
     tracks = []
     for path in sorted(rec_dir.glob(f"{glob_escape(record_base(room, ''))}*.mjr")):
         with path.open("rb") as f:
-            track = track_of(room, path, MjrHeader.parse(f.read(HEADER_READ)))
+            head = f.read(HEADER_READ)
+        if never_written(head):
+            continue
+        try:
+            header = MjrHeader.parse(head)
+        except WireError as err:
+            raise RecordingError(f"{path.name}: {err}") from err
+        track = track_of(room, path, header)
         if track is not None:
             tracks.append(track)
     return tracks

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aiortc import (
@@ -150,7 +150,7 @@ class RoomPeer:
 
     async def follow(self, peer_feed: str) -> None:
         """Subscribe to another teller's feed (a transfer)."""
-        self.grant = Grant(**{**self.grant.__dict__, "peer_feed": peer_feed})
+        self.grant = replace(self.grant, peer_feed=peer_feed)
         await self._drop_subscription()
         await self._try_subscribe()
 
