@@ -579,15 +579,22 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         await expect(page.locator("#state-badge")).to_have_text("示闲")
         assert desked.desk.teller_view(TELLER)["state"] == "available"
 
-        # The next call: the page is reloaded mid-call; the call can still be ended.
-        # The next call: a step fails, then the page is reloaded mid-call; the call can
-        # still be ended, and a failed step rules out 办结.
+        # The next call: a step fails, then the page is reloaded mid-call and cannot take
+        # the call's media back (the media server fails the rejoin); the call can still be
+        # ended, and a failed step rules out 办结. (A rejoin that works: tests/rejoin.)
         sid = await desked.request("3" * 32)
         await expect(page.locator("#accept")).to_be_focused()
         await page.keyboard.press("Enter")
         await expect(page.locator("#state-badge")).to_have_text("通话中")
         await page.click("#steps li.next button.step-fail")
         await expect(page.locator("#steps li").first).to_have_class("failed")
+        rejoins: list[str] = []
+
+        async def media_down(route: Route) -> None:
+            rejoins.append(route.request.url)
+            await route.fulfill(status=502, json={"detail": "Janus node janus-1 is down"})
+
+        await page.route("**/rejoin", media_down)
         await page.reload()
         await expect(page.locator("#idle")).to_contain_text("页面已重新载入")
         await page.keyboard.press("Alt+e")
@@ -602,6 +609,7 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         assert await EvidenceRecord.exists(session_id=sid)  # sealed as the failed step decided
         await page.keyboard.press("Alt+w")
         await expect(page.locator("#state-badge")).to_have_text("示闲")
+        assert len(rejoins) == 1 and sid in rejoins[0]  # asked once, not on every refresh
         await browser.close()
         assert errors == []
 
@@ -716,10 +724,13 @@ async def test_a_transfer_hands_the_customer_to_the_next_teller(desked: Desked) 
         assert errors == []
 
 
-async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_path: Path) -> None:
-    """A simulated agent (edge.Agent) asks for a teller over MQTT and answers the page's
-    form, signature and capture requests by itself over the data channel."""
-    tid = "SX-APP-01"
+@contextlib.asynccontextmanager
+async def agent_in_call(
+    desked: Desked, tmp_path: Path, tid: str
+) -> AsyncIterator[tuple[Agent, Page, list[str]]]:
+    """A real terminal agent (``edge.Agent``, simulated) asks for a teller over MQTT; the
+    signed-in page (示闲) takes the call with Enter and plays the customer's video. Yields
+    the agent, the page and the page's errors; closes the browser and stops the agent."""
     settings = agent_settings(tmp_path / "agents", desked.broker_port, tid, face_aware=False)
     agent = Agent(settings)
     run = asyncio.create_task(agent.run())
@@ -735,18 +746,25 @@ async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_p
             await page.wait_for_function(
                 "document.getElementById('remote').videoWidth > 0", timeout=20_000
             )
-            await expect(page.locator("button[data-form=card]")).to_be_enabled(timeout=15_000)
-            await page.click("button[data-form=card]")
-            await expect(page.locator("#replies")).to_contain_text("请选择要办理的卡片：借记卡")
-            await page.click("#ask-sign")
-            await expect(page.locator("#signature-box")).to_be_visible()
-            await page.click("button[data-capture=voucher]")
-            await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible(
-                timeout=15_000
-            )
-            assert await page.evaluate("window.tellerApp.call.badMessages") == 0
+            yield agent, page, errors
             await browser.close()
-            assert errors == []
     finally:
         agent.stop()
         await asyncio.wait_for(run, 15)
+
+
+async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_path: Path) -> None:
+    """A simulated agent (edge.Agent) asks for a teller over MQTT and answers the page's
+    form, signature and capture requests by itself over the data channel."""
+    async with agent_in_call(desked, tmp_path, "SX-APP-01") as (_, page, errors):
+        await expect(page.locator("button[data-form=card]")).to_be_enabled(timeout=15_000)
+        await page.click("button[data-form=card]")
+        await expect(page.locator("#replies")).to_contain_text("请选择要办理的卡片：借记卡")
+        await page.click("#ask-sign")
+        await expect(page.locator("#signature-box")).to_be_visible()
+        await page.click("button[data-capture=voucher]")
+        await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible(
+            timeout=15_000
+        )
+        assert await page.evaluate("window.tellerApp.call.badMessages") == 0
+    assert errors == []
