@@ -104,6 +104,9 @@ class RoomPeer:
         self._watch: asyncio.Task[None] | None = None
         self._adapt: asyncio.Task[None] | None = None
         self._lost_reported = False
+        # A room event (the teller published) and a follow (the desk's connect) can both
+        # ask to subscribe at once; one subscription at a time, or one of them would leak.
+        self._sub_lock = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -151,7 +154,8 @@ class RoomPeer:
     async def follow(self, peer_feed: str) -> None:
         """Subscribe to another teller's feed (a transfer)."""
         self.grant = replace(self.grant, peer_feed=peer_feed)
-        await self._drop_subscription()
+        async with self._sub_lock:
+            await self._drop_subscription()
         await self._try_subscribe()
 
     # --- publishing ------------------------------------------------------------------
@@ -227,17 +231,22 @@ class RoomPeer:
                 await self._try_subscribe()
             gone = {str(data.get(k)) for k in ("unpublished", "leaving") if k in data}
             if self.grant.peer_feed in gone:
-                await self._drop_subscription()
+                async with self._sub_lock:
+                    await self._drop_subscription()
 
     # --- subscribing -----------------------------------------------------------------
 
     async def _try_subscribe(self) -> None:
-        try:
-            await self._subscribe()
-        except VideoRoomError as err:
-            if err.code != NO_SUCH_FEED:
-                raise
-            await self._drop_subscription()  # not published yet: its event will bring us back
+        """Subscribe to ``peer_feed`` unless a subscription is up already."""
+        async with self._sub_lock:
+            if self._sub_pc is not None:
+                return
+            try:
+                await self._subscribe()
+            except VideoRoomError as err:
+                if err.code != NO_SUCH_FEED:
+                    raise
+                await self._drop_subscription()  # not published yet: its event brings us back
 
     async def _subscribe(self) -> None:
         assert self._session is not None
