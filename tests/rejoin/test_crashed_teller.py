@@ -13,16 +13,13 @@ from typing import Any
 
 import pytest
 
-from cloud.media.archive import Archiver
-from cloud.media.errors import JanusUnauthorized, RecordingError
-from cloud.media.pool import JanusPool, NodeAccess
-from cloud.media.recording import RecordingResult
+from cloud.media.errors import JanusUnauthorized
 from cloud.media.videoroom import VideoRoom
-from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
+from tests.teller.recorded_desk import recorded_desk
 from tests.teller.test_desk_call import TALK, Participant
 
 ROOM = "s-crash"
@@ -31,32 +28,14 @@ ROOM = "s-crash"
 async def test_a_crashed_pages_publisher_is_kicked_and_the_call_goes_on(
     janus: Janus, tmp_path: Path
 ) -> None:
-    rec_dir, archive = tmp_path / "rec", tmp_path / "archive"
-    rec_dir.mkdir()
-    inbox: list[tuple[str, Message]] = []
-    archived: dict[str, RecordingResult] = {}
-
-    async def notify(address: str, message: Message) -> None:
-        inbox.append((address, message))
-
-    async def on_done(room: str, result: RecordingResult) -> None:
-        archived[room] = result
-
-    async def on_error(room: str, err: RecordingError) -> None:
-        raise AssertionError(f"{room}: {err}")
-
-    def connects() -> list[Message]:
-        return [m for a, m in inbox if a == "terminal:T0088" and m["type"] == "connect"]
-
     board = Board()
     board.add_teller("t1", Skills.of({"cash_deposit": 5}, {"cmn"}), datetime.now(UTC).timestamp())
-    node = NodeAccess(
-        "j1", janus.url, janus.admin_url, janus.cfg.admin_secret, janus.cfg.room_admin_key,
-        str(rec_dir),
-    )  # fmt: skip
-    async with JanusPool([node]) as pool:
-        archiver = Archiver(pool.rec_dir, archive, on_done, on_error)
-        desk = Desk(board, pool, notify, lambda: datetime.now(UTC), after_call=archiver.after_call)
+    async with recorded_desk(janus, tmp_path, board) as rd:
+        desk = rd.desk
+
+        def connects() -> list[Message]:
+            return [m for a, m in rd.inbox if a == "terminal:T0088" and m["type"] == "connect"]
+
         await desk.teller_state("t1", TellerState.AVAILABLE)
         await desk.request(ROOM, "T0088", "cash_deposit", "cmn", elderly=False)
         first = (await desk.accept("t1", ROOM)).message()
@@ -93,11 +72,9 @@ async def test_a_crashed_pages_publisher_is_kicked_and_the_call_goes_on(
         await desk.hang_up(ROOM, "customer pressed end")
         for side in (customer, reopened, crashed):
             await side.leave()
-        worker = asyncio.create_task(archiver.run())
-        await asyncio.wait_for(archiver.queue.join(), 30)
-        worker.cancel()
+        await rd.archive()
 
-    result = archived[ROOM]
+    result = rd.archived[ROOM]
     assert [s.title for s in result.streams] == [
         "customer audio", "customer video", "teller-t1 audio", "teller-t1 video",
         "teller-t1~1 audio", "teller-t1~1 video",

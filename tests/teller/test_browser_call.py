@@ -14,52 +14,29 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from cloud.media.archive import Archiver
-from cloud.media.errors import RecordingError
 from cloud.media.janus import JanusClient
-from cloud.media.pool import JanusPool, NodeAccess
-from cloud.media.recording import RecordingResult
 from cloud.media.videoroom import VideoRoom
-from cloud.sessions.desk import Desk
-from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
 from tests.teller.browser import CHROMIUM, FLAGS
 from tests.teller.peers import publish, subscribe
+from tests.teller.recorded_desk import recorded_desk
 
 
 async def test_browser_teller_joins_with_the_desk_grant(
     cors_janus: Janus, site: str, tmp_path: Path
 ) -> None:
     janus = cors_janus
-    rec_dir, archive = tmp_path / "rec", tmp_path / "archive"
-    rec_dir.mkdir()
-    inbox: list[tuple[str, Message]] = []
-    archived: dict[str, RecordingResult] = {}
-
-    async def notify(address: str, message: Message) -> None:
-        inbox.append((address, message))
-
-    async def on_done(room: str, result: RecordingResult) -> None:
-        archived[room] = result
-
-    async def on_error(room: str, err: RecordingError) -> None:
-        raise AssertionError(f"{room}: {err}")
-
     board = Board()
     now = datetime.now(UTC).timestamp()
     board.add_teller("web", Skills.of({"pension": 5}, {"cmn", "zh-shaanxi"}), now)
     board.set_state("web", TellerState.AVAILABLE, now)
-    node = NodeAccess("j1", janus.url, janus.admin_url, janus.cfg.admin_secret,
-                      janus.cfg.room_admin_key, str(rec_dir))  # fmt: skip
-    async with JanusPool([node]) as pool:
-        archiver = Archiver(pool.rec_dir, archive, on_done, on_error)
-        desk = Desk(board, pool, notify, lambda: datetime.now(UTC),
-                    after_call=archiver.after_call)  # fmt: skip
+    async with recorded_desk(janus, tmp_path, board) as rd:
+        desk = rd.desk
         await desk.request("s-web", "T0101", "pension", "zh-shaanxi", elderly=True)
         teller_grant = (await desk.accept("web", "s-web")).message()
-        customer = next(m for a, m in inbox if a == "terminal:T0101" and m["type"] == "connect")
+        customer = rd.last("terminal:T0101", "connect")
 
         async with (
             JanusClient(customer["janus_url"], customer["token"]) as client,
@@ -90,11 +67,9 @@ async def test_browser_teller_joins_with_the_desk_grant(
             await page.evaluate("window.call.leave()")
             await browser.close()
         await desk.hang_up("s-web", "done")
-        worker = asyncio.create_task(archiver.run())
-        await asyncio.wait_for(archiver.queue.join(), 30)
-        worker.cancel()
+        await rd.archive()
 
-    streams = archived["s-web"].streams
+    streams = rd.archived["s-web"].streams
     assert [(s.title, s.codec) for s in streams] == [
         ("customer audio", "opus"),
         ("customer video", "vp8"),

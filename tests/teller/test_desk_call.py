@@ -13,19 +13,14 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from cloud.media.archive import Archiver
-from cloud.media.errors import RecordingError
 from cloud.media.janus import JanusClient, JanusSession
-from cloud.media.pool import JanusPool, NodeAccess
-from cloud.media.recording import RecordingResult
 from cloud.media.videoroom import VideoRoom
-from cloud.sessions.desk import Desk
-from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event
 from cuntong.servers.janus import Janus
 from tests.teller.peers import Received, publish, subscribe
+from tests.teller.recorded_desk import recorded_desk
 
 TALK = 1.5  # seconds of conversation per leg
 
@@ -67,41 +62,17 @@ class Participant:
 
 
 async def test_transferred_call_end_to_end(janus: Janus, tmp_path: Path) -> None:
-    rec_dir, archive = tmp_path / "rec", tmp_path / "archive"
-    rec_dir.mkdir()
-    inbox: list[tuple[str, Message]] = []
     records: list[Event] = []
-    archived: dict[str, RecordingResult] = {}
-
-    async def notify(address: str, message: Message) -> None:
-        inbox.append((address, message))
 
     async def persist(record: Any, facts: Any) -> None:
         records.append(record.event)
-
-    async def on_done(room: str, result: RecordingResult) -> None:
-        archived[room] = result
-
-    async def on_error(room: str, err: RecordingError) -> None:
-        raise AssertionError(f"{room}: {err}")
-
-    def last(address: str, kind: str) -> Message:
-        return [m for a, m in inbox if a == address and m["type"] == kind][-1]
 
     now = datetime.now(UTC).timestamp()
     board = Board()
     board.add_teller("t1", Skills.of({"cash_deposit": 5}, {"cmn"}), now)
     board.add_teller("loans", Skills.of({"agri_loan": 5}, {"cmn"}), now)
-    node = NodeAccess(
-        "j1", janus.url, janus.admin_url, janus.cfg.admin_secret, janus.cfg.room_admin_key,
-        str(rec_dir),
-    )  # fmt: skip
-    async with JanusPool([node]) as pool:
-        archiver = Archiver(pool.rec_dir, archive, on_done, on_error)
-        desk = Desk(
-            board, pool, notify, lambda: datetime.now(UTC),
-            persist=persist, after_call=archiver.after_call,
-        )  # fmt: skip
+    async with recorded_desk(janus, tmp_path, board, persist=persist) as rd:
+        desk, last = rd.desk, rd.last
         await desk.teller_state("t1", TellerState.AVAILABLE)
         await desk.request("s-77", "T0077", "cash_deposit", "cmn", elderly=True)
         assert last("teller:t1", "offer")["session"] == "s-77"
@@ -132,16 +103,14 @@ async def test_transferred_call_end_to_end(janus: Janus, tmp_path: Path) -> None
         await desk.hang_up("s-77", "customer pressed end")
         for side in (customer, loans):
             await side.leave()
-        worker = asyncio.create_task(archiver.run())
-        await asyncio.wait_for(archiver.queue.join(), 30)
-        worker.cancel()
+        await rd.archive()
         await desk.finish_wrap_up("loans")
 
     assert records == [
         Event.REQUEST, Event.ENQUEUE, Event.OFFER, Event.ACCEPT, Event.TRANSFER,
         Event.ENQUEUE, Event.OFFER, Event.ACCEPT, Event.HANG_UP, Event.CLOSE,
     ]  # fmt: skip
-    result = archived["s-77"]
+    result = rd.archived["s-77"]
     assert [s.title for s in result.streams] == [
         "customer audio", "customer video", "teller-loans audio", "teller-loans video",
         "teller-t1 audio", "teller-t1 video",
