@@ -560,6 +560,11 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         grant_url = desked.janus.url
         janus_calls: list[str] = []
         page.on("request", lambda r: r.url.startswith(grant_url) and janus_calls.append(r.url))
+
+        async def asking() -> bool:  # the page waits for the customer (on a busy machine
+            return bool(janus_calls)  # its camera can take a while to start)
+
+        await eventually(asking)
         await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
         await expect(page.locator("#wrapup")).to_be_visible()
         await page.click("#record-outcome")
