@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from playwright.async_api import Page, async_playwright, expect
@@ -14,7 +15,7 @@ from cloud.auth import service
 from cloud.auth.models import AuditEntry
 from cloud.workflow import service as workflow
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
-from tests.screens import CHROMIUM
+from tests.screens import CHROMIUM, shot
 from tests.teller.test_teller_app import (
     FLAGS,
     TELLER,
@@ -42,7 +43,7 @@ async def playing(page: Page, video: str) -> int:
     )
 
 
-async def test_a_supervisor_listens_in_and_everyone_is_told(desked: Desked) -> None:
+async def test_a_supervisor_listens_in_and_everyone_is_told(desked: Desked, tmp_path: Path) -> None:
     await service.create_account(
         SUPERVISOR, PASSWORD, ["supervisor"], datetime.now(UTC), "王主管", hasher=FAST_HASHER
     )
@@ -74,6 +75,7 @@ async def test_a_supervisor_listens_in_and_everyone_is_told(desked: Desked) -> N
         await watch.press("#password", "Enter")
         row = watch.locator(f"#live tr[data-session='{sid}']")
         await expect(row).to_contain_text(TELLER)
+        await expect(row).to_contain_text("助农存款 · 老年客户")  # the catalogue's name
         await row.locator("button.watch").click()
 
         # Both sides play on the supervisor's page, and keep moving.
@@ -81,6 +83,7 @@ async def test_a_supervisor_listens_in_and_everyone_is_told(desked: Desked) -> N
         await watch.wait_for_timeout(1500)
         later = [await playing(watch, v) for v in ("v-customer", "v-teller")]
         assert all(b > a for a, b in zip(first, later, strict=True)), (first, later)
+        await shot(watch, tmp_path / "watch.png")
 
         # The teller sees who listens; the terminal is told (its screen says so).
         await expect(page.locator("#call-guests")).to_contain_text(SUPERVISOR)

@@ -6,6 +6,7 @@ const app = {
   token: sessionStorage.getItem("cuntong.watch.token") || "",
   user: sessionStorage.getItem("cuntong.watch.user") || "",
   live: [],
+  names: {}, // business code -> Chinese name
   watching: null, // { session, call }
 };
 
@@ -40,7 +41,8 @@ function render() {
   const rows = app.live.map((c) => {
     const tr = document.createElement("tr");
     tr.dataset.session = c.session;
-    for (const text of [c.business, c.teller, c.terminal, elapsed(c.since), c.guests.join("、") || "—"]) {
+    const business = (app.names[c.business] || c.business) + (c.elderly ? " · 老年客户" : "");
+    for (const text of [business, c.teller, c.terminal, elapsed(c.since), c.guests.join("、") || "—"]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
@@ -66,6 +68,9 @@ function render() {
 async function refresh() {
   if (!app.token) return;
   try {
+    if (!Object.keys(app.names).length) {
+      for (const b of await api("/teller/businesses")) app.names[b.code] = b.name_zh;
+    }
     app.live = await api("/api/v1/teller/live");
   } catch (err) {
     say(`读取通话列表失败：${err.message}`);
