@@ -571,6 +571,11 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         sid = await desked.request(REQUEST_ID)
         await page.click("#accept")
         await expect(page.locator("#steps li")).to_have_count(3)
+        # The page is joining (asking Janus for the customer's feed) when the customer goes.
+        for _ in range(100):
+            if janus_calls:
+                break
+            await asyncio.sleep(0.1)
         await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
         await expect(page.locator("#wrapup")).to_be_visible()
         await page.click("#record-outcome")
