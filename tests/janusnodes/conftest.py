@@ -1,21 +1,5 @@
-"""Fixtures: two real Janus nodes (VideoRoom, HTTP + admin API, token auth) per test."""
+"""Fixtures: the teller tests' real Janus nodes (``janus``, ``second_janus``), shared."""
 
-from __future__ import annotations
+from tests.teller.conftest import janus, second_janus
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from cuntong.servers.janus import Janus
-from tests.teller.conftest import _janus
-
-
-@pytest.fixture
-def janus_a(tmp_path: Path) -> Iterator[Janus]:
-    yield from _janus(tmp_path / "janus-a")
-
-
-@pytest.fixture
-def janus_b(tmp_path: Path) -> Iterator[Janus]:
-    yield from _janus(tmp_path / "janus-b")
+__all__ = ["janus", "second_janus"]

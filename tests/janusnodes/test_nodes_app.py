@@ -46,10 +46,10 @@ def archived_file(path: Path) -> tuple[int, str, list[tuple[str, str]]]:
 
 
 async def test_concurrent_calls_land_on_different_nodes_and_archive_from_each(
-    janus_a: Janus, janus_b: Janus, broker: Broker, tmp_path: Path
+    janus: Janus, second_janus: Janus, broker: Broker, tmp_path: Path
 ) -> None:
     rec = {"a": tmp_path / "rec-a", "b": tmp_path / "rec-b"}
-    servers = {"a": janus_a, "b": janus_b}
+    servers = {"a": janus, "b": second_janus}
     nodes = [node_entry(name, servers[name], rec[name], capacity=4) for name in ("a", "b")]
     async with cloud(tmp_path, broker, nodes) as c:
         calls = {"s-1": ("T0001", "t1"), "s-2": ("T0002", "t2")}
@@ -92,13 +92,13 @@ async def test_concurrent_calls_land_on_different_nodes_and_archive_from_each(
 
 
 async def test_draining_and_down_nodes_get_no_calls(
-    janus_a: Janus, janus_b: Janus, broker: Broker, tmp_path: Path
+    janus: Janus, second_janus: Janus, broker: Broker, tmp_path: Path
 ) -> None:
     down = procs.free_port()  # nothing listens there: the node is down at start
     nodes = [
-        node_entry("a", janus_a, tmp_path / "rec-a", draining=True),
-        node_entry("b", janus_b, tmp_path / "rec-b", capacity=10),
-        {**node_entry("c", janus_b, tmp_path / "rec-c"),
+        node_entry("a", janus, tmp_path / "rec-a", draining=True),
+        node_entry("b", second_janus, tmp_path / "rec-b", capacity=10),
+        {**node_entry("c", second_janus, tmp_path / "rec-c"),
          "url": f"http://127.0.0.1:{down}/janus", "admin_url": f"http://127.0.0.1:{down}/admin"},
     ]  # fmt: skip
     async with cloud(tmp_path, broker, nodes) as c:
@@ -109,10 +109,10 @@ async def test_draining_and_down_nodes_get_no_calls(
             {"name": "c", "healthy": False, "draining": False, "rooms": 0, "capacity": 50},
         ]
         text = json.dumps(health)
-        assert janus_a.cfg.admin_secret not in text and janus_a.url not in text
+        assert janus.cfg.admin_secret not in text and janus.url not in text
         for i in (1, 2, 3):
             teller, _ = await c.call(f"s-{i}", f"T000{i}", f"t{i}")
-            assert teller["janus_url"] == janus_b.url and await room_exists(teller)
+            assert teller["janus_url"] == second_janus.url and await room_exists(teller)
             assert c.pool.registry.node_of(f"s-{i}") is c.pool.registry.nodes["b"]
         health = (await c.http.get("/healthz")).json()
         assert [n["rooms"] for n in health["media_nodes"]] == [0, 3, 0]
