@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.api.app import create_app
+from cloud.auth import service
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.pool import JanusPool
 from cloud.oversight import Oversight
@@ -31,7 +33,7 @@ from cuntong.servers.mosquitto import Broker
 from cuntong.settings import CloudSettings
 from provisioning import suite as suite_lib
 from tests.helpers import eventually
-from tests.oversight.conftest import FAST_HASHER
+from tests.oversight.conftest import FAST_HASHER, PASSWORD
 
 BUSINESS = "cash_deposit"
 
@@ -65,6 +67,17 @@ class Cloud:
     def pool(self) -> JanusPool:
         pool: JanusPool = self.app.state.media_pool
         return pool
+
+    async def login(self, account: str, role: str) -> dict[str, str]:
+        """Headers for a new account holding ``role``."""
+        await service.create_account(
+            account, PASSWORD, [role], datetime.now(UTC), hasher=FAST_HASHER
+        )
+        r = await self.http.post(
+            "/api/v1/auth/login", json={"username": account, "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
 
     async def call(self, session: str, terminal: str, teller: str) -> tuple[Message, Message]:
         """A customer asks, ``teller`` (new on the board, available) accepts: the teller's

@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from cloud.auth.models import AuditEntry
 from cloud.media.janus import JanusClient
 from cloud.media.videoroom import VideoRoom
 from cloud.sessions.grants import Message
@@ -116,3 +117,22 @@ async def test_draining_and_down_nodes_get_no_calls(
             assert c.pool.registry.node_of(f"s-{i}") is c.pool.registry.nodes["b"]
         health = (await c.http.get("/healthz")).json()
         assert [n["rooms"] for n in health["media_nodes"]] == [0, 3, 0]
+
+        # An operator ends a's draining (upgrade done) at run time: the next call goes there.
+        ops, teller = await c.login("ops", "fleet_operator"), await c.login("li", "teller")
+        undrain = "/api/v1/ops/media/nodes/a/draining"
+        assert (
+            await c.http.put(undrain, json={"draining": False}, headers=teller)
+        ).status_code == 403
+        r = await c.http.put(undrain, json={"draining": False}, headers=ops)
+        assert r.json() == {"name": "a", "healthy": True, "draining": False, "rooms": 0,
+                            "capacity": 50}  # fmt: skip
+        await c.call("s-4", "T0004", "t4")
+        assert c.pool.registry.node_of("s-4") is c.pool.registry.nodes["a"]
+        r = await c.http.get("/api/v1/ops/media/nodes", headers=ops)
+        assert [(n["name"], n["rooms"]) for n in r.json()] == [("a", 1), ("b", 3), ("c", 0)]
+        missing = await c.http.put("/api/v1/ops/media/nodes/zz/draining", json={"draining": True},
+                                   headers=ops)  # fmt: skip
+        assert missing.status_code == 404
+        entries = await AuditEntry.filter(action="media_undrain")
+        assert [(e.actor, e.target) for e in entries] == [("ops", "a")]
