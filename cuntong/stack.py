@@ -421,6 +421,7 @@ class Stack:
             "\ncuntong is running:\n"
             f"  fleet dashboard   {api}/fleet  (log in as ops or admin)\n"
             f"  teller desk       {desk}\n"
+            f"  supervisor watch  {api}/teller/watch  (listen in on calls; log in as supervisor)\n"
             f"  customer screen   {self._screen_url()}\n"
             f"  API docs          {api}/docs\n"
             f"  terminals         {api}/api/v1/terminals\n"
