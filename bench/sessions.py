@@ -13,6 +13,11 @@ Loopback only, so this is the cost of signalling, ICE, DTLS and the first keyfra
 of the network; a village uplink adds its round trips on top.
 
     .venv/bin/python bench/sessions.py [rounds]
+
+The issue's other session targets have their own scripts: ``bench/calls.py`` (concurrent
+recorded calls through the desk, call setup from accept to first picture on both sides,
+glass-to-glass latency), ``bench/glass.py`` (glass-to-glass into Chromium) and
+``bench/routing.py`` (routing decision time with 1,000 queued).
 """
 
 from __future__ import annotations

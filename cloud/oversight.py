@@ -105,10 +105,12 @@ def routers() -> list[APIRouter]:
     from cloud.auth import api as auth_api
     from cloud.evidence import api as evidence_api
     from cloud.ops import api as ops_api
+    from cloud.ops import media as media_api
     from cloud.quality import api as quality_api
     from cloud.workflow import api as workflow_api
 
-    return [m.router for m in (auth_api, evidence_api, quality_api, ops_api, workflow_api)]
+    modules = (auth_api, evidence_api, quality_api, ops_api, media_api, workflow_api)
+    return [m.router for m in modules]
 
 
 def install(app: FastAPI, settings: CloudSettings) -> None:

@@ -202,7 +202,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 def _cmd_up(args: argparse.Namespace) -> None:
     from cuntong.stack import Stack
 
-    Stack(state_dir=args.state_dir, terminals=args.terminals).run()
+    Stack(state_dir=args.state_dir, terminals=args.terminals, janus_nodes=args.janus_nodes).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole system on this machine")
     up.add_argument("--terminals", type=int, default=3, help="simulated terminals (default 3)")
     up.add_argument("--state-dir", type=Path, default=Path(".state"), help="default ./.state")
+    up.add_argument("--janus-nodes", type=int, default=0,
+                    help="local Janus nodes (default 1, or $CUNTONG_UP_JANUS_NODES)")  # fmt: skip
     up.set_defaults(func=_cmd_up)
 
     agent = sub.add_parser("agent", help="run one terminal's edge agent")

@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,6 +107,83 @@ class AgentSettings(_Base):
         return value
 
 
+#: Concurrent recorded calls one Janus node takes by default: what ``bench/calls.py``
+#: sustains on a 2-core node (docs/benchmarks/teller.md). Size each node from that bench
+#: run on its own hardware.
+DEFAULT_NODE_CAPACITY = 50
+#: The name of the node the single ``janus_*`` settings define.
+FIRST_NODE = "janus-1"
+
+
+class JanusNode(BaseModel):
+    """One Janus media node the teller desk may place calls on (a ``janus_nodes`` entry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Shown in /healthz and logs; letters, digits, '.', '-' and '_'.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    #: The Janus HTTP API the cloud uses (e.g. http://10.0.0.12:8088/janus).
+    url: str
+    #: The Janus API URL participants are given in grants; default ``url``.
+    public_url: str = ""
+    admin_url: str
+    admin_secret: str = Field(min_length=1, repr=False)
+    #: VideoRoom's room admin key on that node.
+    room_key: str = Field(min_length=1, repr=False)
+    #: Where that Janus writes ``.mjr`` recordings (a path on the Janus host).
+    rec_dir: Path
+    #: Where the cloud reads that folder, when it is mounted elsewhere; default ``rec_dir``.
+    read_dir: Path | None = None
+    #: Concurrent recorded calls this node takes (see DEFAULT_NODE_CAPACITY).
+    capacity: int = Field(DEFAULT_NODE_CAPACITY, gt=0)
+    #: Takes no new calls (its calls finish where they are): set before an upgrade.
+    draining: bool = False
+
+    @field_validator("url", "admin_url", "public_url")
+    @classmethod
+    def _http(cls, value: str, info: ValidationInfo) -> str:
+        optional = info.field_name == "public_url" and not value
+        if not optional and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+def parse_nodes(raw: object) -> list[JanusNode]:
+    """``janus_nodes`` entries (JSON or TOML tables) as nodes; one ValueError naming every
+    bad node (by name, else position) and field, and any name or URL used twice."""
+    if not isinstance(raw, list | tuple):
+        raise ValueError("must be a list of node tables (name, url, admin_url, ...)")
+    nodes, problems = [], []
+    for i, entry in enumerate(raw, 1):
+        try:
+            nodes.append(entry if isinstance(entry, JanusNode) else JanusNode.model_validate(entry))
+        except ValidationError as err:
+            label = entry.get("name") if isinstance(entry, dict) else None
+            where = f"node {label!r}" if label else f"node #{i}"
+            for e in err.errors():
+                field = ".".join(map(str, e["loc"])) or "entry"
+                problems.append(f"{where}: {field}: {_msg(e['msg'])}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    unique_names(nodes)
+    return nodes
+
+
+def _msg(text: str) -> str:
+    return text.removeprefix("Value error, ")
+
+
+def unique_names(nodes: list[JanusNode]) -> None:
+    """ValueError when two nodes share a name or a Janus API URL (a node counted twice)."""
+    for key in ("name", "url"):
+        seen: set[str] = set()
+        for node in nodes:
+            value = getattr(node, key)
+            if value in seen:
+                raise ValueError(f"node {node.name!r}: {key} {value!r} is used by another node")
+            seen.add(value)
+
+
 class CloudSettings(_Base):
     """The cloud API and its ingest consumer."""
 
@@ -157,6 +242,12 @@ class CloudSettings(_Base):
     janus_room_key: str = Field("", repr=False)
     #: Where Janus writes ``.mjr`` recordings (the archiver must run on the Janus host).
     janus_rec_dir: Path | None = None
+    #: Concurrent recorded calls node janus-1 takes (size it with bench/calls.py).
+    janus_capacity: int = Field(DEFAULT_NODE_CAPACITY, gt=0)
+    #: More Janus nodes, as a JSON list in the environment or ``[[cloud.janus_nodes]]``
+    #: tables in the TOML file: see ``JanusNode``. With the ``janus_*`` settings above
+    #: too, those are node janus-1 and these come after it.
+    janus_nodes: list[JanusNode] = Field(default_factory=list)
     #: Where archived call recordings go; default ``<state_dir>/recordings`` (or a temp dir).
     archive_dir: Path | None = None
     #: coturn's ``static-auth-secret`` and the TURN URLs put in media grants; empty: none.
@@ -193,7 +284,40 @@ class CloudSettings(_Base):
                 missing.append("janus_rec_dir")
             if missing:
                 raise ValueError(f"janus_url is set, so {', '.join(missing)} must be too")
+        try:
+            nodes = self.media_nodes()
+        except ValidationError as err:
+            bad = "; ".join(f"janus_{e['loc'][0]}: {_msg(e['msg'])}" for e in err.errors())
+            raise ValueError(f"node {FIRST_NODE!r} (the janus_* settings): {bad}") from err
+        try:
+            unique_names(nodes)
+        except ValueError as err:
+            raise ValueError(f"janus_nodes: {err} ({FIRST_NODE} is janus_url's node)") from err
         return self
+
+    @field_validator("janus_nodes", mode="before")
+    @classmethod
+    def _nodes(cls, value: object) -> list[JanusNode]:
+        return parse_nodes(value)
+
+    def media_nodes(self) -> list[JanusNode]:
+        """Every Janus node the desk uses: janus-1 from the ``janus_*`` settings (when
+        ``janus_url`` is set), then ``janus_nodes``. Empty: no desk."""
+        nodes = list(self.janus_nodes)
+        if self.janus_url:
+            assert self.janus_rec_dir is not None  # _janus_complete
+            first = JanusNode(
+                name=FIRST_NODE,
+                url=self.janus_url,
+                public_url=self.janus_public_url,
+                admin_url=self.janus_admin_url,
+                admin_secret=self.janus_admin_secret,
+                room_key=self.janus_room_key,
+                rec_dir=self.janus_rec_dir,
+                capacity=self.janus_capacity,
+            )
+            nodes.insert(0, first)
+        return nodes
 
     @field_validator("db_url")
     @classmethod
@@ -211,9 +335,10 @@ def load(cls: type[T], **overrides: Any) -> T:
     try:
         return cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
+        prefix = cls.model_config.get("env_prefix", "")
         problems = "; ".join(
-            f"{cls.model_config.get('env_prefix', '')}{'.'.join(map(str, e['loc'])).upper()}: "
-            f"{e['msg']}"
+            # A check across settings has no location: its message names them.
+            (f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "") + e["msg"]
             for e in err.errors()
         )
         raise ConfigError(f"invalid {cls.__name__}: {problems}") from err

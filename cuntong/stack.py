@@ -2,6 +2,8 @@
 
 Broker, telemetry store, Janus and coturn (the teller desk's media), cloud API (with ingest
 and the desk) and N simulated terminals, each with config generated under the state folder.
+One Janus node by default; ``CUNTONG_UP_JANUS_NODES=N`` (or ``Stack(janus_nodes=N)``) starts
+N on distinct ports, sharing the RTP port range, all registered with the desk.
 Prints the URLs; Ctrl-C stops everything in reverse order. Without Janus or coturn
 installed the stack still runs, with the desk off (said at start).
 """
@@ -25,7 +27,7 @@ import httpx
 
 from cloud.security import broker_services
 from cuntong import procs
-from cuntong.errors import MissingBinary
+from cuntong.errors import ConfigError, MissingBinary
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
@@ -57,6 +59,9 @@ DEMO_ROLES = {
 }
 DEMO_TELLER_LANGUAGES = ("cmn", "zh-shaanxi")
 
+#: How many local Janus nodes ``cuntong up`` starts when ``Stack.janus_nodes`` is 0.
+JANUS_NODES_ENV = "CUNTONG_UP_JANUS_NODES"
+
 
 def _port(preferred: int) -> int:
     """The usual port when it is free, else any free one (a second stack, a busy laptop)."""
@@ -76,11 +81,15 @@ class Stack:
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     enrol_port: int = 0
     people: dict[str, str] = field(default_factory=dict)
-    #: The teller desk's media servers, when installed.
+    #: Local Janus nodes for the desk; 0: ``$CUNTONG_UP_JANUS_NODES``, else 1.
+    janus_nodes: int = 0
+    #: The teller desk's media servers, when installed: janus-1, janus-2 … janus-N.
     janus: Janus | None = None
+    more_janus: list[Janus] = field(default_factory=list)
     coturn: Coturn | None = None
 
     def run(self) -> None:
+        self.node_count()  # a bad node count stops the stack before anything starts
         self.state_dir = self.state_dir.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # The default stack is secured: an mTLS-only broker with per-terminal ACLs, and
@@ -100,7 +109,7 @@ class Stack:
         try:
             broker.start()
             vm.start()
-            self._start_media(api_port)
+            self.start_media(api_port)
             self._start_api(broker, vm, api_port)
             self._factory_claims(
                 f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
@@ -114,9 +123,7 @@ class Stack:
         finally:
             for _name, proc in reversed(self.children):
                 procs.stop(proc)
-            for media in (self.coturn, self.janus):
-                if media is not None:
-                    media.stop()
+            self.stop_media()
             vm.stop()
             broker.stop()
             signal.signal(signal.SIGTERM, previous)
@@ -165,29 +172,60 @@ class Stack:
         write_private(path, json.dumps(known, indent=2).encode())
         return known
 
-    def _start_media(self, api_port: int) -> None:
-        """Janus (VideoRoom, recording) and coturn for the teller desk; skipped, with a
-        message, where they are not installed."""
-        cfg = JanusConfig(
-            _port(8088),
-            _port(7088),
-            # Shared media threads, one per core: bench/calls.py sustains 60 recorded calls
-            # on 2 cores this way against ~50 with Janus's thread per handle.
-            event_loops=os.cpu_count() or 1,
-            # The teller page (served by the API) calls the Janus API from the browser.
-            cors_origin=f"http://127.0.0.1:{api_port}",
-        )
+    def node_count(self) -> int:
+        """Janus nodes to start: ``janus_nodes``, else ``$CUNTONG_UP_JANUS_NODES``, else 1."""
+        raw = self.janus_nodes or os.environ.get(JANUS_NODES_ENV, "1")
         try:
-            self.janus = Janus(cfg, self.state_dir / "janus").start()
-        except MissingBinary as err:
-            print(f"teller desk off: {err}", flush=True)
-            return
+            count = int(raw)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ConfigError(f"{JANUS_NODES_ENV}: {raw!r} is not a node count (1 or more)")
+        return count
+
+    def _janus_dir(self, i: int) -> Path:
+        # Node janus-1 keeps the folder a one-node stack always had.
+        return self.state_dir / ("janus" if i == 0 else f"janus-{i + 1}")
+
+    def start_media(self, api_port: int) -> None:
+        """Janus nodes (VideoRoom, recording) and coturn for the teller desk; skipped, with
+        a message, where they are not installed."""
+        count = self.node_count()
+        for i in range(count):
+            cfg = JanusConfig(
+                # janus-1 on the usual ports, janus-2 on 8188/7188, janus-3 on 8288/7288 …
+                _port(8088 + 100 * i),
+                _port(7088 + 100 * i),
+                # Shared media threads, one per core: bench/calls.py sustains 60 recorded
+                # calls on 2 cores this way against ~50 with Janus's thread per handle.
+                # Nodes on one machine share its cores.
+                event_loops=max(1, (os.cpu_count() or 1) // count),
+                # The teller page (served by the API) calls the Janus API from the browser.
+                cors_origin=f"http://127.0.0.1:{api_port}",
+            )
+            try:
+                node = Janus(cfg, self._janus_dir(i)).start()
+            except MissingBinary as err:
+                print(f"teller desk off: {err}", flush=True)
+                return
+            if i == 0:
+                self.janus = node
+            else:
+                self.more_janus.append(node)
         try:
             self.coturn = Coturn(CoturnConfig(_port(3478)), self.state_dir / "coturn").start()
         except MissingBinary as err:
             print(f"teller desk without TURN relay: {err}", flush=True)
 
-    def _media_env(self) -> dict[str, object]:
+    def stop_media(self) -> None:
+        for media in (self.coturn, *reversed(self.more_janus), self.janus):
+            if media is not None:
+                media.stop()
+        self.coturn, self.more_janus, self.janus = None, [], None
+
+    def media_env(self) -> dict[str, object]:
+        """The cloud's media settings: janus-1 in the ``janus_*`` settings, the other
+        nodes as ``janus_nodes`` (JSON), TURN when coturn runs."""
         if self.janus is None:
             return {}
         env: dict[str, object] = {
@@ -195,9 +233,22 @@ class Stack:
             "CUNTONG_CLOUD_JANUS_ADMIN_URL": self.janus.admin_url,
             "CUNTONG_CLOUD_JANUS_ADMIN_SECRET": self.janus.cfg.admin_secret,
             "CUNTONG_CLOUD_JANUS_ROOM_KEY": self.janus.cfg.room_admin_key,
-            "CUNTONG_CLOUD_JANUS_REC_DIR": self.state_dir / "janus" / "recordings",
+            "CUNTONG_CLOUD_JANUS_REC_DIR": self._janus_dir(0) / "recordings",
             "CUNTONG_CLOUD_ARCHIVE_DIR": self.state_dir / "recordings",
         }
+        if self.more_janus:
+            nodes = [
+                {
+                    "name": f"janus-{i + 1}",
+                    "url": node.url,
+                    "admin_url": node.admin_url,
+                    "admin_secret": node.cfg.admin_secret,
+                    "room_key": node.cfg.room_admin_key,
+                    "rec_dir": str(self._janus_dir(i) / "recordings"),
+                }
+                for i, node in enumerate(self.more_janus, 1)
+            ]
+            env["CUNTONG_CLOUD_JANUS_NODES"] = json.dumps(nodes)
         if self.coturn is not None:
             env["CUNTONG_CLOUD_TURN_SECRET"] = self.coturn.cfg.static_auth_secret
             env["CUNTONG_CLOUD_TURN_URLS"] = json.dumps([self.coturn.url])
@@ -206,7 +257,7 @@ class Stack:
     def _start_api(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
         self.people = self._people()
         env = self._env(
-            **self._media_env(),
+            **self.media_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
@@ -362,7 +413,7 @@ class Stack:
     def _print_urls(self, broker: Broker, vm: VictoriaMetrics, api_port: int) -> None:
         api = f"http://127.0.0.1:{api_port}"
         desk = (
-            f"{api}/teller  (log in as teller1 or teller2; media via {self.janus.url})"
+            f"{api}/teller  (log in as teller1 or teller2; media via {self._janus_urls()})"
             if self.janus is not None
             else "off (Janus not installed)"
         )
@@ -370,6 +421,7 @@ class Stack:
             "\ncuntong is running:\n"
             f"  fleet dashboard   {api}/fleet  (log in as ops or admin)\n"
             f"  teller desk       {desk}\n"
+            f"  supervisor watch  {api}/teller/watch  (listen in on calls; log in as supervisor)\n"
             f"  customer screen   {self._screen_url()}\n"
             f"  API docs          {api}/docs\n"
             f"  terminals         {api}/api/v1/terminals\n"
@@ -388,6 +440,10 @@ class Stack:
             "Ctrl-C stops everything.",
             flush=True,
         )
+
+    def _janus_urls(self) -> str:
+        nodes = [n for n in (self.janus, *self.more_janus) if n is not None]
+        return ", ".join(n.url for n in nodes)
 
     def _screen_url(self) -> str:
         if self.janus is None:

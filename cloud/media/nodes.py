@@ -38,6 +38,16 @@ class Node:
     def accepting(self) -> bool:
         return self.healthy and not self.draining and self.rooms < self.capacity
 
+    def status(self) -> dict[str, object]:
+        """What operators see (/healthz): state and load, no addresses or secrets."""
+        return {
+            "name": self.name,
+            "healthy": self.healthy,
+            "draining": self.draining,
+            "rooms": self.rooms,
+            "capacity": self.capacity,
+        }
+
 
 def least_loaded(nodes: Iterable[Node]) -> Node:
     """The node a new room should go to; NoMediaCapacity when none can take it."""

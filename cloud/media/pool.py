@@ -43,6 +43,10 @@ class NodeAccess:
     #: The Janus API URL participants are given in their grants (through the reverse
     #: proxy); default ``url``, which the backend itself uses.
     public_url: str = ""
+    #: Starts draining (no new rooms), e.g. a node being upgraded.
+    draining: bool = False
+    #: Where the archiver reads ``rec_dir`` when it is mounted elsewhere; default rec_dir.
+    read_dir: str = ""
 
 
 @dataclass
@@ -67,7 +71,9 @@ class JanusPool:
         """Connect to every node that answers; the others start unhealthy."""
         for access in self._access.values():
             url = access.public_url or access.url
-            node = Node(access.name, url, access.admin_url, access.capacity)
+            node = Node(
+                access.name, url, access.admin_url, access.capacity, draining=access.draining
+            )
             self.registry.add(node)
             node.healthy = await self._reconnect(access)
         return self
@@ -165,4 +171,6 @@ class JanusPool:
         await self._link(node).admin.remove_token(token)
 
     def rec_dir(self, node: Node) -> str:
-        return self._access[node.name].rec_dir
+        """Where the archiver finds this node's recordings."""
+        access = self._access[node.name]
+        return access.read_dir or access.rec_dir

@@ -42,6 +42,7 @@ from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
 from cloud.sessions.watch import Watch
 from cloud.workflow import service as workflow
+from cloud.workflow.service import NoSuchWorkflow
 
 router = APIRouter(prefix="/api/v1/teller", tags=["teller"])
 
@@ -63,6 +64,8 @@ DeskDep = Annotated[Desk, Depends(_desk)]
 TellerId = Annotated[str, Depends(_teller)]
 Manager = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.ADMIN))]
 PanelReader = Annotated[Principal, Depends(require(Role.TELLER, *sorted(SEE_ALL_SESSIONS)))]
+#: Who may join a call in progress as a third party (watch and listen).
+Watcher = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
 
 
 async def on_board(desk: Desk, teller_id: str) -> None:
@@ -192,6 +195,38 @@ async def outcome(session_id: str, body: OutcomeIn, teller_id: TellerId) -> None
     if row.teller_id != teller_id:
         raise HTTPException(409, f"session {session_id} is not your call")
     await store.set_outcome(session_id, body.resolved)
+
+
+@router.get("/live")
+async def live_calls(desk: DeskDep, who: Watcher) -> list[Message]:
+    """Calls in progress (session, business, teller, terminal, since, who is watching)."""
+    return desk.live_calls()
+
+
+@router.post("/sessions/{session_id}/watch")
+async def watch_call(session_id: str, request: Request, desk: DeskDep, who: Watcher) -> Message:
+    """Join a call in progress as a third party; the answer is a grant that subscribes to
+    the customer and the teller. Both are told; the audit log and the session's evidence
+    timeline record who joined."""
+    grant = await _run(desk.join_guest(session_id, who.account_id))
+    await _guest_event(request, who.account_id, session_id, "guest_joined")
+    return grant.message()
+
+
+@router.post("/sessions/{session_id}/watch/leave", status_code=204)
+async def leave_call(session_id: str, request: Request, desk: DeskDep, who: Watcher) -> None:
+    await _run(desk.leave_guest(session_id, who.account_id))
+    await _guest_event(request, who.account_id, session_id, "guest_left")
+
+
+async def _guest_event(request: Request, account: str, session_id: str, kind: str) -> None:
+    ov = request.app.state.oversight
+    now = ov.clock()
+    await audit.record(account, f"session_{kind}", session_id, now)
+    # A session without a workflow (a desk run without the catalogue's steps) has no
+    # timeline to add to; the audit entry above still stands.
+    with contextlib.suppress(NoSuchWorkflow):
+        await workflow.append_event(ov, session_id, kind, account, now, {})
 
 
 @router.get("/sessions/{session_id}")

@@ -18,6 +18,8 @@ Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` firs
                                  new ``peer_feed``)
     ended           to both      session, cause (to the old teller only on transfer)
     failed          to both      session, cause
+    guest           to both      session, guest (account), present: a third party joined
+                                 (``join_guest``: watches and listens) or left the call
 
 The teller's own grant is the return value of ``accept`` (the teller's client asked), and
 of ``rejoin`` when the teller's page lost its media mid-call (reloaded, crashed).
@@ -49,6 +51,7 @@ from cloud.sessions.grants import (
     TurnConfig,
     free_rejoin,
     make_grant,
+    make_guest_grant,
 )
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
@@ -112,6 +115,8 @@ class _Call:
     #: Every teller feed published in this room, so a new grant never reuses one (its
     #: recording files would be overwritten).
     feeds: set[str] = field(default_factory=set)
+    #: third parties watching the call (account -> grant)
+    guests: dict[str, Grant] = field(default_factory=dict)
 
     @property
     def facts(self) -> SessionFacts:
@@ -232,7 +237,9 @@ class Desk:
         a new grant on a fresh feed. The old token is revoked, the old publisher kicked out
         of the room if Janus still holds it, and the terminal is sent ``connect`` again
         (same token) with the new ``peer_feed``, which it follows as after a transfer.
-        Only the serving teller, only while connected (not in wrap-up)."""
+        Guests keep their grants (the customer's feed is unchanged); ``live_calls`` shows
+        the new ``teller_feed``, and a watching page joins again to see it. Only the
+        serving teller, only while connected (not in wrap-up)."""
         call = self._call(session_id)
         if call.teller_id != teller_id:
             raise RoutingError(f"teller {teller_id} is not serving {session_id}")
@@ -271,7 +278,12 @@ class Desk:
         self.board.hang_up(teller_id, now.timestamp())
         if call.node is not None and call.teller is not None:
             await self.media.revoke(call.node, call.teller.token)
+        for grant in call.guests.values():  # they watched this teller; they join anew
+            if call.node is not None:
+                with contextlib.suppress(MediaError):
+                    await self.media.revoke(call.node, grant.token)
         call.teller, call.teller_id = None, None
+        call.guests.clear()
         call.business, call.language = business, language
         self.board.enqueue(session_id, business, language, now.timestamp(), call.elderly, True)
         await self._apply(session_id, Event.ENQUEUE, now, f"transfer to {business}/{language}")
@@ -280,6 +292,62 @@ class Desk:
         )
         await self._announce(session_id)
         await self._dispatch()
+
+    @_serialised
+    async def join_guest(self, session_id: str, account: str) -> Grant:
+        """A supervisor or customer manager joins a connected call to watch and listen:
+        the grant subscribes to the customer and the teller; both are told who is there."""
+        call = self.calls.get(session_id)
+        if call is None or call.session.state is not State.CONNECTED:
+            raise RoutingError(f"{session_id} is not a call in progress")
+        if account == call.teller_id:
+            raise RoutingError(f"{account} is the teller serving {session_id}")
+        assert call.node is not None and call.teller is not None  # connected
+        old = call.guests.pop(account, None)
+        if old is not None:  # joining again (a reloaded page): the old token goes
+            with contextlib.suppress(MediaError):
+                await self.media.revoke(call.node, old.token)
+        grant = make_guest_grant(
+            session_id, call.node.url, account, call.teller.feed, self.clock(), self.turn
+        )
+        await self.media.grant(call.node, grant.token)
+        call.guests[account] = grant
+        await self._tell_both(call, _guest(session_id, account, present=True))
+        return grant
+
+    @_serialised
+    async def leave_guest(self, session_id: str, account: str) -> None:
+        call = self.calls.get(session_id)
+        grant = None if call is None else call.guests.pop(account, None)
+        if call is None or grant is None:
+            raise RoutingError(f"{account} is not watching {session_id}")
+        if call.node is not None:
+            with contextlib.suppress(MediaError):
+                await self.media.revoke(call.node, grant.token)
+        await self._tell_both(call, _guest(session_id, account, present=False))
+
+    def live_calls(self) -> list[Message]:
+        """Calls in progress, oldest first: what a supervisor chooses from to watch."""
+        out = []
+        for call in self.calls.values():
+            if call.session.state is not State.CONNECTED:
+                continue
+            since = [r.at for r in call.session.history if r.to_state is State.CONNECTED][-1]
+            out.append(
+                {
+                    "session": call.session.id,
+                    "business": call.business,
+                    "language": call.language,
+                    "elderly": call.elderly,
+                    "teller": call.teller_id,
+                    # changes when the teller rejoins: a watching page joins again
+                    "teller_feed": None if call.teller is None else call.teller.feed,
+                    "terminal": call.terminal_id,
+                    "since": since.isoformat(),
+                    "guests": sorted(call.guests),
+                }
+            )
+        return sorted(out, key=lambda c: c["since"])
 
     @_serialised
     async def decline(self, teller_id: str, session_id: str) -> None:
@@ -522,11 +590,12 @@ class Desk:
         if node is None:
             return
         # Best effort: on a node that died, tokens and room died with it.
-        for grant in (call.customer, call.teller):
+        for grant in (call.customer, call.teller, *call.guests.values()):
             if grant is not None:
                 with contextlib.suppress(MediaError):
                     await self.media.revoke(node, grant.token)
         call.customer = call.teller = None
+        call.guests.clear()
         with contextlib.suppress(MediaError):
             await self.media.close_room(call.session.id)
         if self.after_call is not None:
@@ -548,3 +617,8 @@ class Desk:
         await self.notify(f"terminal:{call.terminal_id}", message)
         if call.teller_id is not None:
             await self.notify(f"teller:{call.teller_id}", message)
+
+
+def _guest(session_id: str, account: str, present: bool) -> Message:
+    """Told to the teller and the terminal: a third party joined (or left) the call."""
+    return {"type": "guest", "session": session_id, "guest": account, "present": present}

@@ -6,8 +6,10 @@ as ``teller-<id>``, so a transferred call records every teller instead of overwr
 one. A teller who rejoins their call (a reloaded page) publishes as ``teller-<id>~<n>``:
 a fresh feed, so the recording gets a new segment rather than overwriting the first, and
 the terminal follows it as it follows a transfer (``~`` is not allowed in account ids, so
-no other teller's feed can look the same). With a ``TurnConfig``, the grant holds
-time-limited TURN credentials too.
+no other teller's feed can look the same). A third party (a supervisor or customer
+manager joining the call) publishes as ``guest-<account>`` and watches both the customer
+and the teller's current feed. With a ``TurnConfig``, the grant holds time-limited TURN
+credentials too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from cloud.media.turn import turn_credentials
 
 Message = dict[str, Any]
-CUSTOMER, TELLER = "customer", "teller"
+CUSTOMER, TELLER, GUEST = "customer", "teller", "guest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class Grant:
     feed: str  # publish as this
     peer_feed: str  # subscribe to this
     ice_servers: tuple[dict[str, object], ...]
+    #: a guest's further feeds to subscribe to (the teller's, besides the customer's)
+    watch: tuple[str, ...] = ()
 
     def message(self) -> Message:
         """The ``connect`` message (to the terminal; the teller gets it as an HTTP answer)."""
@@ -55,6 +59,7 @@ class Grant:
             "feed": self.feed,
             "peer_feed": self.peer_feed,
             "ice_servers": list(self.ice_servers),
+            **({"watch": list(self.watch)} if self.watch else {}),
         }
 
 
@@ -91,10 +96,38 @@ def make_grant(
     feed, peer = (CUSTOMER, teller_feed(teller_id, rejoins))
     if role == TELLER:
         feed, peer = peer, feed
-    servers: tuple[dict[str, object], ...] = ()
-    if turn is not None:
-        user = terminal_id if role == CUSTOMER else feed
-        cred = turn_credentials(turn.secret, user, now, turn.ttl)
-        servers = (cred.ice_server(list(turn.urls)),)
+    servers = _ice_servers(turn, terminal_id if role == CUSTOMER else feed, now)
     token = f"{role}-{secrets.token_urlsafe(18)}"
     return Grant(session_id, role, janus_url, token, session_id, feed, peer, servers)
+
+
+def _ice_servers(
+    turn: TurnConfig | None, user: str, now: datetime
+) -> tuple[dict[str, object], ...]:
+    """Time-limited TURN credentials for ``user`` (none without a TURN server)."""
+    if turn is None:
+        return ()
+    return (turn_credentials(turn.secret, user, now, turn.ttl).ice_server(list(turn.urls)),)
+
+
+def guest_feed(account: str) -> str:
+    return f"{GUEST}-{account}"
+
+
+def make_guest_grant(
+    session_id: str,
+    janus_url: str,
+    account: str,
+    teller: str,
+    now: datetime,
+    turn: TurnConfig | None = None,
+) -> Grant:
+    """A third party's grant: publish as ``guest-<account>``, watch the customer and
+    ``teller``, the feed the teller publishes now (``teller-<id>``, or after a rejoin
+    ``teller-<id>~<n>``)."""
+    feed = guest_feed(account)
+    token = f"{GUEST}-{secrets.token_urlsafe(18)}"
+    return Grant(
+        session_id, GUEST, janus_url, token, session_id, feed, CUSTOMER,
+        _ice_servers(turn, feed, now), (teller,),
+    )  # fmt: skip

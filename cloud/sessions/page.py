@@ -1,4 +1,5 @@
-"""/teller: the teller's web app (plain HTML, CSS and ES modules shipped in the package).
+"""/teller: the teller's web app, and /teller/watch, the supervisor's page for listening in
+on a call (plain HTML, CSS and ES modules shipped in the package).
 
 No build step and nothing fetched from the internet: the page, its scripts and the shared
 look (the fleet dashboard's ``/fleet/static/style.css``) all come from this cloud.
@@ -26,6 +27,7 @@ ASSETS = {
     "teller-data.js": "text/javascript",
     "teller-i18n.js": "text/javascript",
     "teller-media.js": "text/javascript",
+    "teller-watch.js": "text/javascript",
 }
 
 
@@ -35,6 +37,14 @@ async def index() -> FileResponse:
     # no-cache: a teller keeps the tab open all day; a redeploy must reach them on reload.
     return FileResponse(
         ROOT / "teller.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.get("/watch")
+async def watch_page() -> FileResponse:
+    """The supervisor's page: calls in progress, listening in on one."""
+    return FileResponse(
+        ROOT / "teller-watch.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
     )
 
 

@@ -1,8 +1,11 @@
 """How the cloud app runs the teller desk: ``start(app, settings, security, stack)``.
 
-With ``janus_url`` configured it builds, inside the app's lifespan:
+With Janus nodes configured (``janus_url`` for node janus-1 and/or ``janus_nodes``:
+``CloudSettings.media_nodes``) it builds, inside the app's lifespan:
 
-- ``JanusPool`` over the one configured node (its control session lives in ``stack``);
+- ``JanusPool`` over every node (their control sessions live in ``stack``), rooms placed on
+  the least loaded healthy node that is not draining; the pool is ``app.state.media_pool``
+  (/healthz shows its nodes);
 - ``DeskLink`` (MQTT, terminals) and the ``Outbox`` whose terminal sink it is;
 - ``Archiver``: after each call, ``.mjr`` files -> one checked ``.mkv`` in ``archive_dir``,
   path and SHA-256 stored on the session (``store.set_recording``);
@@ -40,7 +43,7 @@ from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.watch import Watch
-from cuntong.settings import CloudSettings
+from cuntong.settings import CloudSettings, JanusNode
 
 log = logging.getLogger("cuntong.desk")
 
@@ -64,11 +67,30 @@ async def _janus_health(pool: JanusPool) -> None:
     while True:
         await asyncio.sleep(JANUS_HEALTH_S)
         try:
+            was = {n.name: n.healthy for n in pool.registry.nodes.values()}
             for name, ok in (await pool.check_health()).items():
                 if not ok:
                     log.warning("Janus node %s is down", name)
+                elif not was.get(name, True):
+                    log.info("Janus node %s is back", name)
         except Exception:
             log.exception("Janus health check failed")
+
+
+def node_access(node: JanusNode) -> NodeAccess:
+    """How the pool reaches one configured node."""
+    return NodeAccess(
+        node.name,
+        node.url,
+        node.admin_url,
+        node.admin_secret,
+        node.room_key,
+        str(node.rec_dir),
+        node.capacity,
+        public_url=node.public_url,
+        draining=node.draining,
+        read_dir=str(node.read_dir or ""),
+    )
 
 
 async def start(
@@ -80,20 +102,15 @@ async def start(
     ov = app.state.oversight
     ov.contacts = sources.session_contacts
     app.state.desk = app.state.teller_outbox = app.state.desk_link = app.state.desk_watch = None
-    if not settings.janus_url:
+    app.state.media_pool = None
+    nodes = settings.media_nodes()
+    if not nodes:
         return []
-    assert settings.janus_rec_dir is not None  # the settings refuse Janus without it
-    settings.janus_rec_dir.mkdir(parents=True, exist_ok=True)
-    node = NodeAccess(
-        "janus-1",
-        settings.janus_url,
-        settings.janus_admin_url,
-        settings.janus_admin_secret,
-        settings.janus_room_key,
-        str(settings.janus_rec_dir),
-        public_url=settings.janus_public_url,
-    )
-    pool = await stack.enter_async_context(JanusPool([node]))
+    for node in nodes:  # a node on this host writes there; a remote one is mounted there
+        (node.read_dir or node.rec_dir).mkdir(parents=True, exist_ok=True)
+    pool = await stack.enter_async_context(JanusPool([node_access(n) for n in nodes]))
+    for down in (n for n in pool.registry.nodes.values() if not n.healthy):
+        log.warning("Janus node %s is down at start: no rooms there until it answers", down.name)
     link = DeskLink(settings, security)
     outbox = Outbox(terminal_sink=link.send)
     # Beside the evidence packages unless set: the same state folder Oversight chose.
@@ -123,8 +140,10 @@ async def start(
     link.desk, link.watch = desk, watch
     app.state.desk, app.state.teller_outbox = desk, outbox
     app.state.desk_link, app.state.desk_watch = link, watch
+    app.state.media_pool = pool
     ov.live = sources.board_live(lambda: board, _now)
-    log.info("teller desk on %s with %d tellers", settings.janus_url, len(board.tellers))
+    names = ", ".join(n.name for n in nodes)
+    log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
     return [
         asyncio.create_task(desk.run(), name="desk"),
         asyncio.create_task(archiver.run(), name="desk-archiver"),

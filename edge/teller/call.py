@@ -52,6 +52,8 @@ class Call:
     #: The customer left before the desk named the session: cancel when it does.
     cancel_pending: bool = False
     connected_once: bool = False
+    #: third parties the desk says are listening in (the screen tells the customer)
+    guests: tuple[str, ...] = ()
 
 
 # -- events -----------------------------------------------------------------------------
@@ -244,6 +246,13 @@ def _desk(call: Call, msg: dict[str, Any], now: datetime) -> Outcome:
         if call.phase in IN_ROOM:  # a transfer: the next teller's feed
             return Outcome(replace(call, grant=grant), (Join(grant),))
         return _ignore(call, f"connect while {call.phase}")
+    if kind == "guest":
+        if call.phase not in IN_ROOM:
+            return _ignore(call, f"guest while {call.phase}")
+        guests = set(call.guests) - {msg.get("guest")}
+        if msg.get("present") is True:
+            guests.add(str(msg.get("guest")))
+        return Outcome(replace(call, guests=tuple(sorted(guests))))
     # ended / failed
     cause = str(msg.get("cause", ""))
     if call.phase in IN_ROOM:

@@ -19,7 +19,7 @@ from cuntong.envelope import json_object
 from cuntong.errors import WireError
 
 MAX_BYTES = 16 * 1024
-DESK_TYPES = frozenset({"queued", "refused", "connect", "ended", "failed"})
+DESK_TYPES = frozenset({"queued", "refused", "connect", "ended", "failed", "guest"})
 SESSION_TYPES = frozenset({"request", "cancel", "hang_up", "liveness", "rating"})
 #: Everything but the request (which the session answers) and a refusal (of a request).
 NEEDS_SESSION = (DESK_TYPES | SESSION_TYPES) - {"request", "refused"}

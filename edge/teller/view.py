@@ -46,7 +46,13 @@ def wait_text(position: int | None, expected_wait: float | None) -> str:
     return f"{head},预计等待 {minutes} 分钟"
 
 
+#: The customer is told whenever someone else listens in (a supervisor joined the call).
+GUEST_TEXT = "正在和柜员通话,银行主管也在旁听"
+
+
 def message(call: Call) -> str:
+    if call.phase is Phase.IN_CALL and call.guests:
+        return GUEST_TEXT
     if call.phase is Phase.WAITING:
         return wait_text(call.position, call.expected_wait)
     if call.phase is Phase.IDLE and call.notice in NOTICES:

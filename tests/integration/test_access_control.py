@@ -30,6 +30,7 @@ PUBLIC = frozenset(
         # The teller app's page and its static files; every call it makes is guarded.
         "GET /teller",
         "GET /teller/",
+        "GET /teller/watch",
         "GET /teller/static/{name}",
         # OTA payloads: terminals fetch them with Range requests and verify the signed
         # manifest before installing; they hold no personal data.

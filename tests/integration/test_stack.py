@@ -38,6 +38,7 @@ def test_missing_binary_says_how_to_get_it() -> None:
 def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+    env["CUNTONG_UP_JANUS_NODES"] = "2"  # media scales out: two local Janus nodes
     with out.open("wb") as sink:
         proc = subprocess.Popen(
             [
@@ -93,6 +94,10 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert set(me.json()["skills"]["languages"]) == {"cmn", "zh-shaanxi"}
         health = httpx.get(f"{api}/healthz").json()
         assert health["desk_link"] == "ok", health
+        assert [(n["name"], n["healthy"]) for n in health["media_nodes"]] == [
+            ("janus-1", True),
+            ("janus-2", True),
+        ], health
         # Secured by default: the terminals enrolled with their factory claims, and the
         # broker refuses anyone without a client certificate from our CA.
         token = (tmp_path / "cloud" / "admin-token").read_text().strip()

@@ -116,3 +116,16 @@ async def test_a_rejoin_without_an_event_stream_restarts_the_grace_period() -> N
     await watch.check()  # never connected its stream: hung up 30 s after the rejoin
     assert r.desk.calls["s1"].session.state is State.WRAP_UP
     assert r.records[-1].cause == TELLER_GONE
+
+
+async def test_a_guest_sees_the_teller_feed_change_and_joins_again_to_watch_it() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await r.desk.accept("t1", "s1")
+    first = await r.desk.join_guest("s1", "sup")
+    assert first.watch == ("teller-t1",)
+    await r.desk.rejoin("t1", "s1")
+    (live,) = r.desk.live_calls()
+    assert live["teller_feed"] == "teller-t1~1" and live["guests"] == ["sup"]
+    again = await r.desk.join_guest("s1", "sup")  # what the watch page does on that change
+    assert again.watch == ("teller-t1~1",) and first.token not in r.media.tokens

@@ -258,3 +258,42 @@ async def test_customer_ended_picks_abandon_or_hang_up(accepted: bool, last: Eve
     await r.desk.customer_ended("s1")
     assert r.events("s1")[-1] is last
     assert r.media.rooms == set() and r.media.tokens == set()
+
+
+async def test_a_supervisor_listens_in_on_live_calls_only() -> None:
+    r = rig("t1")
+    await r.desk.request("s1", "T1", "cash_deposit", "cmn", elderly=True)
+    with pytest.raises(RoutingError):  # queued, not a call yet
+        await r.desk.join_guest("s1", "sup")
+    teller = await r.desk.accept("t1", "s1")
+    with pytest.raises(RoutingError):
+        await r.desk.join_guest("s1", "t1")  # the serving teller is already in it
+    guest = await r.desk.join_guest("s1", "sup")
+    assert (guest.role, guest.feed, guest.peer_feed, guest.watch) == (
+        "guest", "guest-sup", "customer", (teller.feed,),
+    )  # fmt: skip
+    assert guest.message()["watch"] == [teller.feed] and guest.token in r.media.tokens
+    told = {"type": "guest", "session": "s1", "guest": "sup", "present": True}
+    assert r.messages("terminal:T1", "guest") == [told] == r.messages("teller:t1", "guest")
+    assert [c["guests"] for c in r.desk.live_calls()] == [["sup"]]
+    again = await r.desk.join_guest("s1", "sup")  # a reloaded page: the old token goes
+    assert guest.token not in r.media.tokens and again.token in r.media.tokens
+    await r.desk.leave_guest("s1", "sup")
+    assert again.token not in r.media.tokens
+    assert r.messages("teller:t1", "guest")[-1]["present"] is False
+    with pytest.raises(RoutingError):
+        await r.desk.leave_guest("s1", "sup")
+    # Hang-up revokes a guest's token with everyone else's.
+    last = await r.desk.join_guest("s1", "sup")
+    await r.desk.hang_up("s1", "done")
+    assert last.token not in r.media.tokens and r.desk.live_calls() == []
+
+
+async def test_a_transfer_ends_the_listening_in() -> None:
+    r = rig("t1", "t2")
+    await r.desk.request("s1", "T1", "cash_deposit", "cmn", elderly=False)
+    await r.desk.accept("t1", "s1")
+    guest = await r.desk.join_guest("s1", "sup")
+    await r.desk.transfer("t1", "s1", "pension", "cmn", "pension question")
+    assert guest.token not in r.media.tokens
+    assert r.desk.live_calls() == []  # queued again: the supervisor joins the next teller anew

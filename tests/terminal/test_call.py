@@ -8,6 +8,7 @@ import pytest
 
 from edge.teller import call, messages
 from edge.teller.call import Call, Phase
+from edge.teller.view import GUEST_TEXT, message
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 RID = "a" * 32
@@ -80,6 +81,24 @@ def test_a_transfer_follows_the_next_teller() -> None:
     state, actions = run([call.DeskSays({**GRANT, "peer_feed": "teller-9"})], state)
     assert state.phase is Phase.IN_CALL
     assert [a.grant.peer_feed for a in actions] == ["teller-9"]  # type: ignore[union-attr]
+
+
+def test_the_customer_is_told_while_a_supervisor_listens_in() -> None:
+    state, _ = run([ASK, QUEUED, call.DeskSays(GRANT), call.MediaUp()])
+    assert message(state) != GUEST_TEXT
+    joined = desk(type="guest", session="s1", guest="sup1", present=True)
+    second = desk(type="guest", session="s1", guest="sup2", present=True)
+    state, actions = run([joined, second], state)
+    assert state.guests == ("sup1", "sup2") and actions == []
+    assert message(state) == GUEST_TEXT
+    state, _ = run([desk(type="guest", session="s1", guest="sup1", present=False)], state)
+    assert state.guests == ("sup2",)
+    state, _ = run([desk(type="guest", session="s1", guest="sup2", present=False)], state)
+    assert state.guests == () and message(state) != GUEST_TEXT
+    # Not in a call: ignored; the message is part of the desk's contract.
+    idle, _ = run([ASK, QUEUED, joined])
+    assert idle.guests == ()
+    assert messages.parse_desk(messages.to_bytes(joined.msg))["guest"] == "sup1"
 
 
 def test_desk_ends_and_fails() -> None:

@@ -28,6 +28,10 @@ async def healthz(ingest: Ingest, request: Request, response: Response) -> dict[
         # Reported, not required: the API serves without the desk's terminal link.
         checks["desk_link"] = "ok" if link.ready.is_set() else "connecting"
         checks["desk_stats"] = link.stats.as_dict()
+    pool = getattr(request.app.state, "media_pool", None)
+    if pool is not None:
+        # Reported, not required: a node down or draining only narrows where calls go.
+        checks["media_nodes"] = [n.status() for n in pool.registry.nodes.values()]
     healthy = checks["database"] == "ok" and checks.get("ingest", "ok") == "ok"
     if not healthy:
         response.status_code = 503

@@ -270,6 +270,15 @@ function onEvent(msg) {
     }
   } else if (msg.type === "liveness") {
     if (app.call && app.call.session === msg.session) app.call.onLiveness(msg.verdict);
+  } else if (msg.type === "guest") {
+    // A supervisor joined (or left) the call to watch and listen: the teller must know.
+    if (app.call && app.call.session === msg.session) {
+      const guests = new Set(app.call.guests || []);
+      if (msg.present) guests.add(msg.guest); else guests.delete(msg.guest);
+      app.call.guests = [...guests].sort();
+      toast(t(msg.present ? "guestJoined" : "guestLeft") + msg.guest);
+      render();
+    }
   } else if (msg.type === "ended" || msg.type === "failed") {
     if (app.call && app.call.session === msg.session) callOver(msg);
     else refreshMe();
@@ -557,6 +566,9 @@ function render() {
   // The session's tail is enough to read out to a colleague; the whole id is the tooltip.
   $("call-session").textContent = app.call ? `#${app.call.session.slice(-8)}` : "";
   $("call-session").title = app.call ? app.call.session : "";
+  const guests = (app.call && app.call.guests) || [];
+  $("call-guests").hidden = !guests.length;
+  $("call-guests").textContent = guests.length ? t("watching") + guests.join("、") : "";
   const shown = app.call || (app.wrap && app.wrap.call);
   if (shown) shown.render();
   else {

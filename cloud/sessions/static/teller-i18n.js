@@ -24,7 +24,7 @@ export const STRINGS = {
     wrapLeft: "秒后自动结束整理", wrapDone: "完成整理", outcomeSaved: "办理结果已登记",
     recordOutcome: "登记办理结果", callTime: "通话时长", selfView: "本人", remoteWaiting: "等待客户视频…",
     yes: "是", no: "否", sent: "已发送", formSent: "表单已推送：", signRequested: "已请客户签名",
-    captureRequested: "已请终端拍摄：", offerWithdrawn: "来电已撤回：", callEnded: "通话已结束：",
+    captureRequested: "已请终端拍摄：", offerWithdrawn: "来电已撤回：", guestJoined: "主管加入旁听：", guestLeft: "主管已离开：", watching: "旁听中：", callEnded: "通话已结束：",
     callFailed: "通话失败：", transferred: "已转办", keyHelp: "快捷键：Alt+1 示闲 · Alt+2 小休 · Alt+3 离线 · 来电时 Enter 接听 / Esc 拒绝 · Alt+E 结束办理 · Alt+W 完成整理",
     // banners and errors, in plain words
     errNetwork: "网络连接异常，请检查网络后重试。", errLink: "与服务器的连接已断开，正在重新连接…",
@@ -58,7 +58,7 @@ export const STRINGS = {
     wrapLeft: "s until wrap-up ends by itself", wrapDone: "Wrap-up done", outcomeSaved: "Outcome recorded",
     recordOutcome: "Record the outcome", callTime: "Call time", selfView: "Me", remoteWaiting: "Waiting for the customer's video…",
     yes: "yes", no: "no", sent: "Sent", formSent: "Form pushed: ", signRequested: "Signature requested",
-    captureRequested: "Capture requested: ", offerWithdrawn: "Call withdrawn: ", callEnded: "Call ended: ",
+    captureRequested: "Capture requested: ", offerWithdrawn: "Call withdrawn: ", guestJoined: "Supervisor listening in: ", guestLeft: "Supervisor left: ", watching: "Listening in: ", callEnded: "Call ended: ",
     callFailed: "Call failed: ", transferred: "Transferred", keyHelp: "Keys: Alt+1 available · Alt+2 break · Alt+3 offline · on a call offer Enter accepts / Esc declines · Alt+E end session · Alt+W wrap-up done",
     errNetwork: "Network problem: check the connection and try again.", errLink: "Lost the connection to the server, reconnecting…",
     errLogin: "Wrong username or password.", errExpired: "Your sign-in expired; please sign in again.", errConflict: "That did not work: the state changed; see the current state.",

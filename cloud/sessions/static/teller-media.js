@@ -275,3 +275,35 @@ async function subscribe(session, grant, config, onRemoteStream, onData, stop) {
   await session.message(handle, { request: "start" }, { type: "answer", sdp: pc.localDescription.sdp });
   return { pc, handle };
 }
+
+// A third party's view of a call (a supervisor listening in): subscribe to grant.peer_feed
+// (the customer) and every feed in grant.watch (the teller), publish nothing.
+// onRemoteStream(feed, stream) is called per feed; `{ signal }` gives up waiting for feeds.
+export async function watchRoom(grant, onRemoteStream, options) {
+  const signal = options && options.signal;
+  const config = { iceServers: grant.ice_servers || [] };
+  const session = await JanusSession.create(grant.janus_url, grant.token);
+  let closed = false;
+  const stop = () => closed || !!(signal && signal.aborted);
+  const subs = [];
+  try {
+    for (const feed of [grant.peer_feed, ...(grant.watch || [])]) {
+      const sub = await subscribe(session, { ...grant, peer_feed: feed }, config,
+        (stream) => onRemoteStream(feed, stream), null, stop);
+      if (sub === null) throw new Error(`watch abandoned: ${feed} never published`);
+      subs.push(sub);
+    }
+  } catch (err) {
+    subs.forEach((s) => s.pc.close());
+    await session.destroy();
+    throw err;
+  }
+  return {
+    subscribers: subs.map((s) => s.pc),
+    async leave() {
+      closed = true;
+      subs.forEach((s) => s.pc.close());
+      await session.destroy();
+    },
+  };
+}
