@@ -483,8 +483,8 @@ class Desk:
         return self._call(session_id).teller_id
 
     def call_facts(self, session_id: str) -> Message:
-        """What the teller's offer said about a session, and when it last connected (epoch
-        s), for a page that lost both (reloaded mid-call)."""
+        """What the teller's offer said about a session, when it last connected (epoch s)
+        and who listens in, for a page that lost all that (reloaded mid-call)."""
         call = self._call(session_id)
         connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
         return {
@@ -494,6 +494,7 @@ class Desk:
             "language": call.language,
             "elderly": call.elderly,
             "connected_at": connected[-1].timestamp() if connected else None,
+            "guests": sorted(call.guests),
         }
 
     # -- internals -----------------------------------------------------------------------

@@ -335,6 +335,7 @@ function maybeRejoin() {
 async function startCall(offer, grant, connectedAt) {
   const call = new Call({ api, t, lang: () => app.lang, toast, banner, fail, businessName }, offer);
   if (connectedAt) call.startedAt = connectedAt * 1000;
+  if (offer.guests) call.guests = offer.guests; // a rejoin: who listens in already
   app.call = call;
   app.wrap = null;
   app.me = Object.assign({}, app.me, { state: "busy", session: offer.session });
