@@ -12,6 +12,8 @@ seconds) marks nodes up or down in the registry and reconnects restarted ones.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 
@@ -26,6 +28,12 @@ from cloud.media.videoroom import RoomSpec, VideoRoom
 NO_SUCH_ROOM = 426
 #: VideoRoom's "no such feed": kicking someone who already left is not an error either.
 NO_SUCH_FEED = 428
+
+
+def room_secret(room_admin_key: str, room: str) -> str:
+    """A room's secret (edit, kick, destroy), derived from the node's room admin key: a
+    restarted desk can still close rooms it made, and participants never learn it."""
+    return hmac.new(room_admin_key.encode(), room.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +140,8 @@ class JanusPool:
         """Place and create a room; on failure nothing stays counted."""
         node = self.registry.place(room)
         access = self._access[node.name]
-        spec = RoomSpec(room, record=access.record, rec_dir=access.rec_dir)
+        spec = RoomSpec(room, record=access.record, rec_dir=access.rec_dir,
+                        secret=room_secret(access.room_admin_key, room))  # fmt: skip
         try:
             await self._link(node).control.create_room(spec, access.room_admin_key)
         except BaseException:
@@ -146,7 +155,8 @@ class JanusPool:
         if node is None:
             return None
         try:
-            await self._link(node).control.destroy_room(room)
+            secret = room_secret(self._access[node.name].room_admin_key, room)
+            await self._link(node).control.destroy_room(room, secret)
         except VideoRoomError as err:
             if err.code != NO_SUCH_ROOM:
                 raise
@@ -158,7 +168,8 @@ class JanusPool:
         """Remove a participant still in the room (e.g. a crashed browser's publisher,
         which Janus keeps until ICE or its session times out); gone already is fine."""
         try:
-            await self._link(node).control.kick(room, feed)
+            secret = room_secret(self._access[node.name].room_admin_key, room)
+            await self._link(node).control.kick(room, feed, secret)
         except VideoRoomError as err:
             if err.code != NO_SUCH_FEED:
                 raise

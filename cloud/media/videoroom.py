@@ -8,7 +8,7 @@ Only the backend creates and destroys rooms (they need the room admin key); with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.media.errors import VideoRoomError
@@ -38,6 +38,9 @@ class RoomSpec:
     #: Ask publishers for a keyframe this often (s), so a late subscriber sees video quickly.
     fir_freq: int = 5
     description: str = ""
+    #: Needed to edit, kick from or destroy the room: only the backend holds it, so a
+    #: participant's token is good for joining, never for managing the room.
+    secret: str | None = field(default=None, repr=False)
 
     def create_body(self, admin_key: str | None) -> Json:
         body: Json = {
@@ -55,6 +58,8 @@ class RoomSpec:
         }
         if self.rec_dir is not None:
             body["rec_dir"] = self.rec_dir
+        if self.secret is not None:
+            body["secret"] = self.secret
         if admin_key is not None:
             body["admin_key"] = admin_key
         return body
@@ -97,8 +102,11 @@ class VideoRoom:
         data = _check(await self._ask(spec.create_body(admin_key)), "created")
         return str(data["room"])
 
-    async def destroy_room(self, room: str) -> None:
-        _check(await self._ask({"request": "destroy", "room": room}), "destroyed")
+    async def destroy_room(self, room: str, secret: str | None = None) -> None:
+        body: Json = {"request": "destroy", "room": room}
+        if secret is not None:
+            body["secret"] = secret
+        _check(await self._ask(body), "destroyed")
 
     async def exists(self, room: str) -> bool:
         data = _check(await self._ask({"request": "exists", "room": room}), "success")
@@ -150,7 +158,7 @@ class VideoRoom:
 
     async def kick(self, room: str, feed: str, secret: str | None = None) -> None:
         """Throw participant ``feed`` out of the room (its media is hung up, its subscribers
-        hear it leave). Rooms made by ``create_room`` have no secret; pass one if they do."""
+        hear it leave). A room created with a secret needs it."""
         body: Json = {"request": "kick", "room": room, "id": feed}
         if secret is not None:
             body["secret"] = secret

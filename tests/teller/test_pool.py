@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.media.errors import JanusError, JanusUnauthorized, NoMediaCapacity
+from cloud.media.errors import JanusError, JanusUnauthorized, NoMediaCapacity, VideoRoomError
 from cloud.media.janus import JanusClient
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.videoroom import VideoRoom
@@ -17,6 +17,9 @@ from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
+
+#: VideoRoom's answers without the room's secret: missing (429), wrong (433).
+MISSING_ELEMENT, UNAUTHORIZED = 429, 433
 
 
 def access(name: str, server: Janus, rec_dir: Path, capacity: int) -> NodeAccess:
@@ -118,3 +121,28 @@ async def test_grants_carry_the_public_url_while_the_backend_uses_its_own(
         node = await pool.open_room("r1")  # created through the loopback URL
         assert node.url == "https://bank.example/janus"
         assert await pool.close_room("r1") is node
+
+
+async def test_participants_cannot_manage_the_room_only_the_desk_can(
+    janus: Janus, tmp_path: Path
+) -> None:
+    async with JanusPool([access("a", janus, tmp_path, 2)]) as pool:
+        node = await pool.open_room("r-secret")
+        await pool.grant(node, "participant")
+        async with JanusClient(janus.url, "participant") as client, client.session() as session:
+            room = await VideoRoom.attach(session)
+            # A participant's token joins rooms; it cannot kick anyone or end the call.
+            with pytest.raises(VideoRoomError) as refused:
+                await room.kick("r-secret", "customer")
+            assert refused.value.code == MISSING_ELEMENT
+            with pytest.raises(VideoRoomError) as refused:
+                await room.kick("r-secret", "customer", secret="guessed")
+            assert refused.value.code == UNAUTHORIZED
+            for secret in (None, "guessed"):
+                with pytest.raises(VideoRoomError) as refused:
+                    await room.destroy_room("r-secret", secret)
+                assert refused.value.code in (MISSING_ELEMENT, UNAUTHORIZED)
+            assert await room.exists("r-secret")
+            await pool.kick(node, "r-secret", "customer")  # nobody there: fine, and allowed
+            assert await pool.close_room("r-secret") is node
+            assert not await room.exists("r-secret")
