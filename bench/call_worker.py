@@ -38,8 +38,11 @@ from tests.callbench.desk_calls import Call, Tellers, end_call, place_call
 from tests.callbench.legs import Leg
 
 
-def media_for(args: argparse.Namespace) -> tuple[Callable[[RTCPeerConnection], None], bool]:
-    """What each leg publishes, and whether its receivers count off the socket."""
+def media_for(
+    args: argparse.Namespace,
+) -> tuple[Callable[[RTCPeerConnection], None], fastpath.Pump | None]:
+    """What each leg publishes, and the pump that sends it when receivers count off the
+    socket (``fastpath``); None when aiortc sends and receives."""
     if args.live:
         tone = media.Clip([], [], media.encode_tone(2.0))
 
@@ -47,19 +50,16 @@ def media_for(args: argparse.Namespace) -> tuple[Callable[[RTCPeerConnection], N
             pc.addTrack(media.OpusTrack(tone))
             pc.addTrack(media.StampTrack())
 
-        return live, False
+        return live, None
     clip: media.Clip = pickle.loads(Path(args.clip).read_bytes())
     if args.aiortc_rtp:
         media.count_instead_of_decoding()
-        return (lambda pc: media.add_clip(pc, clip)), False
-    return PUMPS.setdefault("clip", fastpath.Pump(fastpath.Packetised.of(clip))).add_clip, True
+        return (lambda pc: media.add_clip(pc, clip)), None
+    pump = fastpath.Pump(fastpath.Packetised.of(clip))
+    return pump.add_clip, pump
 
 
-#: The process's one ``fastpath.Pump`` (created on first use, inside the event loop).
-PUMPS: dict[str, fastpath.Pump] = {}
-
-
-async def snapshot(calls: list[Call]) -> dict[str, Any]:
+async def snapshot(calls: list[Call], pump: fastpath.Pump | None) -> dict[str, Any]:
     legs: list[Leg] = [leg for c in calls for leg in (c.customer, c.teller)]
     rx = {}  # "<leg>/<ssrc>": [kind, received, lost], so streams can be matched later
     for leg in legs:
@@ -72,9 +72,9 @@ async def snapshot(calls: list[Call]) -> dict[str, Any]:
         if isinstance(s.track, media.ClipTrack | media.StampTrack)
         or (isinstance(s.track, fastpath.PacedTrack) and s.track.kind == "video")
     )
-    lateness = [late for pump in PUMPS.values() for late in pump.lateness]
-    for pump in PUMPS.values():
-        pump.lateness.clear()
+    lateness = [] if pump is None else pump.lateness
+    if pump is not None:
+        pump.lateness = []
     return {
         "rx": rx,
         "sent": sent,
@@ -95,7 +95,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    add_media, fast_receive = media_for(args)
+    add_media, pump = media_for(args)
     calls: list[Call] = []
     limit = asyncio.Semaphore(4)  # calls being set up at once by this worker
     async with httpx.AsyncClient(base_url=args.desk, timeout=60) as http:
@@ -108,7 +108,7 @@ async def serve(args: argparse.Namespace) -> None:
             async with limit:
                 try:
                     return await place_call(
-                        http, tellers, session, args.business, add_media, fast_receive
+                        http, tellers, session, args.business, add_media, pump is not None
                     )
                 except Exception as err:  # a saturated machine: report it, carry on
                     return f"{session}: {type(err).__name__}: {err}"
@@ -126,7 +126,7 @@ async def serve(args: argparse.Namespace) -> None:
                     "failed": [c for c in placed if isinstance(c, str)],
                 }
             elif cmd["cmd"] == "snap":
-                reply = await snapshot(calls)
+                reply = await snapshot(calls, pump)
             elif cmd["cmd"] == "end":
                 await asyncio.gather(*(end_call(http, c) for c in calls))
                 reply, calls = {"ended": len(calls)}, []

@@ -141,7 +141,7 @@ class JanusPool:
         node = self.registry.place(room)
         access = self._access[node.name]
         spec = RoomSpec(room, record=access.record, rec_dir=access.rec_dir,
-                        secret=room_secret(access.room_admin_key, room))  # fmt: skip
+                        secret=self._secret(node, room))  # fmt: skip
         try:
             await self._link(node).control.create_room(spec, access.room_admin_key)
         except BaseException:
@@ -155,8 +155,7 @@ class JanusPool:
         if node is None:
             return None
         try:
-            secret = room_secret(self._access[node.name].room_admin_key, room)
-            await self._link(node).control.destroy_room(room, secret)
+            await self._link(node).control.destroy_room(room, self._secret(node, room))
         except VideoRoomError as err:
             if err.code != NO_SUCH_ROOM:
                 raise
@@ -168,11 +167,13 @@ class JanusPool:
         """Remove a participant still in the room (e.g. a crashed browser's publisher,
         which Janus keeps until ICE or its session times out); gone already is fine."""
         try:
-            secret = room_secret(self._access[node.name].room_admin_key, room)
-            await self._link(node).control.kick(room, feed, secret)
+            await self._link(node).control.kick(room, feed, self._secret(node, room))
         except VideoRoomError as err:
             if err.code != NO_SUCH_FEED:
                 raise
+
+    def _secret(self, node: Node, room: str) -> str:
+        return room_secret(self._access[node.name].room_admin_key, room)
 
     async def grant(self, node: Node, token: str) -> None:
         """Let ``token`` use the Janus API (VideoRoom only) on this node."""

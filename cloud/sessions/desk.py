@@ -119,6 +119,12 @@ class _Call:
     guests: dict[str, Grant] = field(default_factory=dict)
 
     @property
+    def connected_at(self) -> datetime | None:
+        """When the call last connected (a transfer connects it again)."""
+        times = [r.at for r in self.session.history if r.to_state is State.CONNECTED]
+        return times[-1] if times else None
+
+    @property
     def facts(self) -> SessionFacts:
         node = None if self.node is None else self.node.name
         return SessionFacts(self.terminal_id, self.business, self.language, self.elderly, node)
@@ -249,9 +255,8 @@ class Desk:
         old, new = call.teller, self._grant(call, TELLER)
         await self.media.grant(call.node, new.token)
         call.teller = new
-        # Best effort: a token or publisher Janus already dropped is no reason to fail.
-        with contextlib.suppress(MediaError):
-            await self.media.revoke(call.node, old.token)
+        await self._revoke(call.node, old)
+        # Best effort: a publisher Janus already dropped is no reason to fail.
         with contextlib.suppress(MediaError):
             await self.media.kick(call.node, session_id, old.feed)
         call.customer = replace(call.customer, peer_feed=new.feed)
@@ -273,15 +278,12 @@ class Desk:
             raise RoutingError(f"unknown language {language!r}")
         now = self.clock()
         await self._apply(session_id, Event.TRANSFER, now, cause, teller_id)
-        connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
-        self.times.observe(call.business, (now - connected[-1]).total_seconds())
+        assert call.connected_at is not None  # it was connected a moment ago
+        self.times.observe(call.business, (now - call.connected_at).total_seconds())
         self.board.hang_up(teller_id, now.timestamp())
         if call.node is not None and call.teller is not None:
             await self.media.revoke(call.node, call.teller.token)
-        for grant in call.guests.values():  # they watched this teller; they join anew
-            if call.node is not None:
-                with contextlib.suppress(MediaError):
-                    await self.media.revoke(call.node, grant.token)
+        await self._revoke(call.node, *call.guests.values())  # they watched this teller
         call.teller, call.teller_id = None, None
         call.guests.clear()
         call.business, call.language = business, language
@@ -303,10 +305,8 @@ class Desk:
         if account == call.teller_id:
             raise RoutingError(f"{account} is the teller serving {session_id}")
         assert call.node is not None and call.teller is not None  # connected
-        old = call.guests.pop(account, None)
-        if old is not None:  # joining again (a reloaded page): the old token goes
-            with contextlib.suppress(MediaError):
-                await self.media.revoke(call.node, old.token)
+        # Joining again (a reloaded page): the old token goes.
+        await self._revoke(call.node, call.guests.pop(account, None))
         grant = make_guest_grant(
             session_id, call.node.url, account, call.teller.feed, self.clock(), self.turn
         )
@@ -321,30 +321,22 @@ class Desk:
         grant = None if call is None else call.guests.pop(account, None)
         if call is None or grant is None:
             raise RoutingError(f"{account} is not watching {session_id}")
-        if call.node is not None:
-            with contextlib.suppress(MediaError):
-                await self.media.revoke(call.node, grant.token)
+        await self._revoke(call.node, grant)
         await self._tell_both(call, _guest(session_id, account, present=False))
 
     def live_calls(self) -> list[Message]:
         """Calls in progress, oldest first: what a supervisor chooses from to watch."""
         out = []
         for call in self.calls.values():
-            if call.session.state is not State.CONNECTED:
+            if call.session.state is not State.CONNECTED or call.connected_at is None:
                 continue
-            since = [r.at for r in call.session.history if r.to_state is State.CONNECTED][-1]
             out.append(
                 {
-                    "session": call.session.id,
-                    "business": call.business,
-                    "language": call.language,
-                    "elderly": call.elderly,
+                    **_about(call),
                     "teller": call.teller_id,
                     # changes when the teller rejoins: a watching page joins again
                     "teller_feed": None if call.teller is None else call.teller.feed,
-                    "terminal": call.terminal_id,
-                    "since": since.isoformat(),
-                    "guests": sorted(call.guests),
+                    "since": call.connected_at.isoformat(),
                 }
             )
         return sorted(out, key=lambda c: c["since"])
@@ -486,16 +478,8 @@ class Desk:
         """What the teller's offer said about a session, when it last connected (epoch s)
         and who listens in, for a page that lost all that (reloaded mid-call)."""
         call = self._call(session_id)
-        connected = [r.at for r in call.session.history if r.to_state is State.CONNECTED]
-        return {
-            "session": session_id,
-            "terminal": call.terminal_id,
-            "business": call.business,
-            "language": call.language,
-            "elderly": call.elderly,
-            "connected_at": connected[-1].timestamp() if connected else None,
-            "guests": sorted(call.guests),
-        }
+        connected = call.connected_at
+        return {**_about(call), "connected_at": connected.timestamp() if connected else None}
 
     # -- internals -----------------------------------------------------------------------
 
@@ -590,17 +574,23 @@ class Desk:
         node, call.node = call.node, None
         if node is None:
             return
-        # Best effort: on a node that died, tokens and room died with it.
-        for grant in (call.customer, call.teller, *call.guests.values()):
-            if grant is not None:
-                with contextlib.suppress(MediaError):
-                    await self.media.revoke(node, grant.token)
+        await self._revoke(node, call.customer, call.teller, *call.guests.values())
         call.customer = call.teller = None
         call.guests.clear()
-        with contextlib.suppress(MediaError):
+        with contextlib.suppress(MediaError):  # a node that died took its room with it
             await self.media.close_room(call.session.id)
         if self.after_call is not None:
             await self.after_call(call.session.id, node)
+
+    async def _revoke(self, node: Node | None, *grants: Grant | None) -> None:
+        """Take these grants' tokens back. Best effort: on a node that died, or that already
+        dropped a token, there is nothing left to take."""
+        if node is None:
+            return
+        for grant in grants:
+            if grant is not None:
+                with contextlib.suppress(MediaError):
+                    await self.media.revoke(node, grant.token)
 
     async def _close_wrap_up(self, teller_id: str, cause: str = "wrap-up done") -> None:
         for call in list(self.calls.values()):
@@ -623,3 +613,15 @@ class Desk:
 def _guest(session_id: str, account: str, present: bool) -> Message:
     """Told to the teller and the terminal: a third party joined (or left) the call."""
     return {"type": "guest", "session": session_id, "guest": account, "present": present}
+
+
+def _about(call: _Call) -> Message:
+    """A call as a supervisor's list and a reloaded teller page both describe it."""
+    return {
+        "session": call.session.id,
+        "terminal": call.terminal_id,
+        "business": call.business,
+        "language": call.language,
+        "elderly": call.elderly,
+        "guests": sorted(call.guests),
+    }
