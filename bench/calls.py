@@ -56,7 +56,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.janus import Janus, JanusConfig
 from tests.callbench import media
 

@@ -1,6 +1,6 @@
 """The cloud with its teller desk in a process of its own, for the call load benchmark.
 
-The real cloud app (``cloud.api.app.create_app`` on SQLite, ingest off) with the desk as
+The real cloud app (``cuntong.app.create_app`` on SQLite, ingest off) with the desk as
 ``cloud.sessions.wiring`` builds it: routing board over the catalogue's business table,
 session states persisted to the database (``store.save``), ``JanusPool`` (rooms,
 per-call tokens), the teller API (oversight accounts with the teller role: offers over
@@ -38,7 +38,6 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloud.api.app import create_app
 from cloud.auth import service
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.archive import Archiver
@@ -54,8 +53,9 @@ from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import Skills, business_table
 from cloud.workflow.catalogue import load_catalogue
-from cuntong.settings import CloudSettings
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from cuntong.app import create_app
 
 LANGUAGE = "cmn"
 PASSWORD = "bench teller password"

@@ -25,7 +25,7 @@ import httpx
 from fastapi import FastAPI
 from tortoise import Tortoise
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib

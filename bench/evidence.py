@@ -25,7 +25,7 @@ from cloud.evidence import package
 from cloud.evidence.chain import Timeline
 from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.verify import verify
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 STEPS = ("dual_recording", "id_card_read", "id_online_check", "liveness", "active_liveness",
          "card_read", "pin_entry", "e_signature", "supervisor_authorisation")  # fmt: skip

@@ -37,11 +37,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cuntong import envelope, procs
+from common import envelope, procs
+from common.topics import Channel, topic
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
-from cuntong.topics import Channel, topic
 from tests.helpers import CloudProcess, start_cloud
 
 METRICS = {"cpu_pct": 12.5, "mem_pct": 31.0, "disk_pct": 40.2, "temp_c": 33.1, "rtt_ms": 80.0}

@@ -37,7 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics

@@ -32,7 +32,7 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
-from cuntong import procs
+from common import procs
 from cuntong.servers.janus import Janus, JanusConfig
 from tests.callbench import barcode, media
 from tests.callbench.legs import Leg

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloud.media.janus import JanusAdmin, JanusClient
 from cloud.media.recording import finish_recording
-from cloud.media.videoroom import RoomSpec, VideoRoom
-from cuntong import procs
+from common import procs
 from cuntong.servers.janus import Janus, JanusConfig
+from janus_client.janus import JanusAdmin, JanusClient
+from janus_client.videoroom import RoomSpec, VideoRoom
 from tests.teller.peers import publish
 
 

@@ -31,7 +31,7 @@ import psutil
 
 from cloud.auth import service
 from cloud.db import close_db, open_db
-from cuntong import procs
+from common import procs
 from cuntong.servers.postgres import Postgres
 
 PASSWORD = "bench password 1"

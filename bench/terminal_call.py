@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.janus import Janus, JanusConfig
 from edge.teller import encoding
 from edge.teller.call import Phase

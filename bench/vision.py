@@ -22,7 +22,7 @@ import numpy as np
 
 from edge.vision import pipeline, roi
 from edge.vision.runtime import ModelSet
-from models.eval import compression
+from modeltools.eval import compression
 
 COMMAND = ".venv/bin/python bench/vision.py [--cpu N]"
 

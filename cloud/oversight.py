@@ -28,8 +28,8 @@ from cloud.evidence.keys import EvidenceKeys, load_or_create
 from cloud.evidence.sealer import Sealer
 from cloud.ops.kpi import ContactRecord
 from cloud.workflow.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
-from cuntong.settings import CloudSettings
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
+from common.settings import CloudSettings
 
 
 def _utcnow() -> dt.datetime:

@@ -19,10 +19,10 @@ import aiomqtt
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cuntong.settings import CloudSettings
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from common.wire import commands as signed
 from provisioning import ca as ca_lib
-from provisioning import commands as signed
-from provisioning import suite as suite_lib
 from provisioning import wiring
 from provisioning.ca import service_name
 from provisioning.files import ensure_private_dir, write_private

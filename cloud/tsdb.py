@@ -17,7 +17,7 @@ import httpx
 from influxdb_client import Point, WritePrecision
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
-from cuntong import envelope
+from common import envelope
 
 MEASUREMENT = "terminal"
 
@@ -35,7 +35,7 @@ def line_for(t: envelope.Telemetry) -> str:
 
     Built directly rather than with influxdb-client's ``Point``, which costs about 35 µs per
     sample: at 10,000 samples/s that alone is a third of a core. No escaping is needed: the
-    terminal id is restricted to ``[A-Za-z0-9_-]`` (``cuntong.topics``), field names come
+    terminal id is restricted to ``[A-Za-z0-9_-]`` (``common.topics``), field names come
     from fixed tables and values are floats. ``Point`` produces the same line (tested).
 
     The terminal id is the only tag, so a series never splits when a terminal's region or

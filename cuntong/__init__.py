@@ -1,7 +1,9 @@
 """cuntong (村村通): edge-cloud system for remote video banking on rural self-service terminals.
 
-This package holds what every process shares: the wire protocol (topics, envelopes), the
-settings classes, the exception tree, the child-process helpers and the `cuntong` command.
+This package is the launcher, the top layer: the ``cuntong`` command, ``cuntong up`` and the
+development server launchers. It may import every other package; nothing imports it.
 """
 
-__version__ = "0.1.0"
+from common import __version__
+
+__all__ = ["__version__"]

@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.errors import CuntongError
 from cuntong import __version__
-from cuntong.errors import CuntongError
 
 if TYPE_CHECKING:
-    from cuntong.settings import AgentSettings
+    from common.settings import AgentSettings
     from edge.identity import SecureLink
 
 
@@ -41,7 +41,7 @@ def _run_until_signal(main: Callable[[asyncio.Event], object]) -> None:
 
 
 def _cmd_agent(args: argparse.Namespace) -> None:
-    from cuntong.settings import AgentSettings, load
+    from common.settings import AgentSettings, load
     from edge.agent import Agent
 
     settings = load(
@@ -73,7 +73,7 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
 
     import httpx
 
-    from cuntong import backoff
+    from common import backoff
     from edge.identity import establish
     from provisioning.errors import ProvisioningError
 
@@ -115,8 +115,8 @@ def _cmd_api(args: argparse.Namespace) -> None:
 
     import uvicorn
 
-    from cloud.api.app import create_app
-    from cuntong.settings import CloudSettings, load
+    from common.settings import CloudSettings, load
+    from cuntong.app import create_app
 
     settings = load(CloudSettings, api_host=args.host, api_port=args.port)
     app = create_app(settings)
@@ -172,7 +172,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     from cloud.db import close_db, open_db
     from cloud.ingest.consumer import IngestConsumer
     from cloud.tsdb import TelemetryWriter
-    from cuntong.settings import CloudSettings, load
+    from common.settings import CloudSettings, load
 
     settings = load(CloudSettings)
 
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cloud.auth.cli import add_parser as accounts
     from cloud.evidence.cli import add_parser as evidence
     from firmware_adapters.cli import add_parser as peripherals
-    from models.cli import add_parser as models
+    from modeltools.cli import add_parser as models
     from provisioning.cli import add_parser as provision
 
     for add in (provision, accounts, evidence, peripherals, models):

@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 
 from cloud.security import broker_services
-from cuntong import procs
-from cuntong.errors import ConfigError, MissingBinary
+from common import procs
+from common.errors import ConfigError, MissingBinary
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker

@@ -30,11 +30,11 @@ import httpx
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cuntong import __version__, envelope
-from cuntong.errors import CuntongError
-from cuntong.mqtt_link import keep_connected
-from cuntong.settings import AgentSettings
-from cuntong.topics import Channel, command_filter, topic
+from common import __version__, envelope
+from common.errors import CuntongError
+from common.mqtt_link import keep_connected
+from common.settings import AgentSettings
+from common.topics import Channel, command_filter, topic
 from edge import commands, wire
 from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler

@@ -1,6 +1,6 @@
 """Health sampling: what a terminal reports in each telemetry message.
 
-Each metric is a row in a table: its name (one of ``cuntong.envelope.TELEMETRY_FIELDS``) and
+Each metric is a row in a table: its name (one of ``common.envelope.TELEMETRY_FIELDS``) and
 the function that reads it. Readings that the hardware cannot give (no temperature sensor in
 a container) are left out rather than faked; the simulator supplies its own.
 """

@@ -14,8 +14,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioning import commands as signed
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
+from common.wire import commands as signed
 from provisioning.device import Identity, enrolment_client, ensure_identity, read_claim
 from provisioning.keys import load_command_public_key
 from provisioning.protocol import FactoryClaim

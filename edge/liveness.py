@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.wire.package import Manifest as PackageManifest
+from common.wire.package import PackageRefused
 from edge.ota import Kind, read_slots, slot_dir
-from fleet.package import Manifest as PackageManifest
-from fleet.package import PackageRefused
 from models.bundle import COMPONENT, Bundle
 from models.errors import ModelError
 from models.registry import DEFAULT_MANIFEST, read_manifest

@@ -32,10 +32,10 @@ from typing import Any
 
 import httpx
 
+from common.wire.commands import VerifyKey
+from common.wire.package import Manifest, PackageRefused, verify
 from edge import ota_slots
 from edge.commands import Handler
-from fleet.package import Manifest, PackageRefused, verify
-from provisioning.commands import VerifyKey
 
 log = logging.getLogger("cuntong.ota")
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cuntong.errors import SpoolFull
+from common.errors import SpoolFull
 
 
 class Kind(StrEnum):

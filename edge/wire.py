@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cuntong import envelope
-from cuntong.topics import Channel, topic
+from common import envelope
+from common.topics import Channel, topic
 from edge.spool import Entry, Kind
 
 

@@ -1,4 +1,4 @@
-"""The peripherals' exception tree (one branch of `cuntong.errors.CuntongError`).
+"""The peripherals' exception tree (one branch of `common.errors.CuntongError`).
 
     PeripheralError
     ├── DeviceAbsent        the port / reader / camera is not there (unplugged, wrong path)
@@ -18,7 +18,7 @@ these with `raise ... from err`; the adapter stays usable and counts the fault.
 
 from __future__ import annotations
 
-from cuntong.errors import CuntongError, WireError
+from common.errors import CuntongError, WireError
 
 
 class PeripheralError(CuntongError):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cuntong.errors import ConfigError
+from common.errors import ConfigError
 from firmware_adapters.base import Adapter
 
 

@@ -10,7 +10,7 @@
 
 A command waits in ``queued`` while its terminal is offline, for as long as its own expiry
 allows (hours or days). It is signed only when delivered, with a signature window capped by
-``provisioning.commands.MAX_TTL`` — so a long-lived command never needs a long-lived
+``common.wire.commands.MAX_TTL`` — so a long-lived command never needs a long-lived
 signature. ``timeout_s`` bounds the wait for the reply after delivery.
 """
 
@@ -20,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from provisioning.commands import MAX_TTL
+from common.wire.commands import MAX_TTL
 
 
 class State(StrEnum):

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fleet.package import Manifest, describe, sign
-from provisioning.commands import SigningKey
+from common.wire.commands import SigningKey
+from common.wire.package import Manifest, describe, sign
 
 
 class PackageExists(ValueError):

@@ -30,14 +30,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import Security, service_client, service_client_id
-from cuntong import envelope, topics
-from cuntong.errors import WireError
-from cuntong.mqtt_link import keep_connected
-from cuntong.settings import CloudSettings
+from common import envelope, topics
+from common.errors import WireError
+from common.mqtt_link import keep_connected
+from common.settings import CloudSettings
+from common.wire.commands import Command, sign_command
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
 from fleet.store import apply, as_lifecycle, save, update_many
-from provisioning.commands import Command, sign_command
 
 log = logging.getLogger("cuntong.fleet.sender")
 

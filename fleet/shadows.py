@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from common.wire import shadow as sh
 from fleet import lifecycle as lc
-from fleet import shadow as sh
 from fleet.models import FleetCommand, ShadowDoc
 from fleet.store import enqueue
 

@@ -13,7 +13,7 @@ import datetime as dt
 from fastapi import APIRouter, FastAPI
 
 from cloud.security import Security
-from cuntong.settings import CloudSettings
+from common.settings import CloudSettings
 from fleet import shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, commands, dashboard, packages, registry

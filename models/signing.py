@@ -3,7 +3,7 @@
 A public key file holds the raw 32-byte key in base64 on one line (`*.pub`). Its key id is the
 first 16 hex digits of SHA-256 over the raw key, so a signature names the key that made it.
 The project's public key ships in `models/keys/`; a bank adds its own `.pub` there (or points
-the terminal at its own key folder) and re-signs with `python -m models.build.sign`.
+the terminal at its own key folder) and re-signs with `python -m modeltools.build.sign`.
 """
 
 from __future__ import annotations

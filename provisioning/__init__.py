@@ -2,6 +2,6 @@
 rotation, revocation, signed commands and the crypto-suite switch.
 
 See docs/provisioning.md. The agent imports ``provisioning.device`` and
-``provisioning.commands``; the cloud ``provisioning.api``, ``provisioning.admin_api`` and
+``common.wire.commands``; the cloud ``provisioning.api``, ``provisioning.admin_api`` and
 ``provisioning.wiring``; the stack ``provisioning.wiring.secure_broker``.
 """

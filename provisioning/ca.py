@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cuntong.topics import valid_terminal_id
+from common.topics import valid_terminal_id
 from provisioning.errors import EnrolmentRefused
 from provisioning.files import ensure_private_dir, write_private
 

@@ -6,7 +6,10 @@
         │                      or out of scope (``reason`` says which)
         ├── EnrolmentRefused   the request itself is refused (bad CSR, taken terminal id,
         │                      revoked or unknown device on renewal)
-        └── CommandRefused     a cloud → terminal command failed verification (``reason``)
+
+    Refusal (common.errors)
+    └── CommandRefused     a cloud → terminal command failed verification (``reason``);
+                           it lives with the command codec in the bottom layer
 
 Every refusal carries a short machine-readable ``reason`` so the API can answer it and the
 agent can report it on ``cmd-reply`` without string matching.
@@ -14,18 +17,18 @@ agent can report it on ``cmd-reply`` without string matching.
 
 from __future__ import annotations
 
-from cuntong.errors import CuntongError
+from common.errors import CommandRefused, CuntongError, Refusal
 
 
 class ProvisioningError(CuntongError):
     """Root of provisioning errors."""
 
 
-class _Refusal(ProvisioningError):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+__all__ = ["ClaimRefused", "CommandRefused", "EnrolmentRefused", "ProvisioningError"]
+
+
+class _Refusal(ProvisioningError, Refusal):
+    pass
 
 
 class ClaimRefused(_Refusal):
@@ -34,7 +37,3 @@ class ClaimRefused(_Refusal):
 
 class EnrolmentRefused(_Refusal):
     """The enrolment or renewal request is refused for a reason other than the claim."""
-
-
-class CommandRefused(_Refusal):
-    """A command envelope is expired, replayed, badly signed or not for this terminal."""

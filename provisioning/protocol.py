@@ -57,7 +57,7 @@ class EnrolmentResponse(BaseModel):
     not_after: str  # ISO 8601
     broker: BrokerAddress
     config: dict[str, Any]
-    suite: str  # crypto suite name, see provisioning.suite
+    suite: str  # crypto suite name, see common.suite
     command_key_pem: str  # cloud's command-signing public key
     event_mac_key: str  # hex, this terminal's event MAC key
 

@@ -21,6 +21,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from common.suite import Suite
 from provisioning import claims
 from provisioning.ca import CertificateAuthority, Issued
 from provisioning.errors import ClaimRefused, EnrolmentRefused
@@ -40,7 +41,6 @@ from provisioning.protocol import (
     RenewalRequest,
     renewal_message,
 )
-from provisioning.suite import Suite
 
 #: A renewal request signed further than this from the cloud's clock is refused.
 RENEWAL_SKEW = dt.timedelta(minutes=5)

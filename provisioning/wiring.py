@@ -18,10 +18,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from cuntong.servers.mosquitto import BrokerConfig
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
 from provisioning import keys as keys_lib
+from provisioning.broker import BrokerConfig
 from provisioning.device import client_ssl_context, renewal_due
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import BrokerAddress, FactoryClaim, Region

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics

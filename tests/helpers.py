@@ -18,7 +18,7 @@ from typing import TypeVar
 import asyncpg
 import httpx
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.postgres import Postgres
 from edge.identity import SecureLink, establish

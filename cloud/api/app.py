@@ -1,13 +1,19 @@
-"""The FastAPI application: built by ``create_app(settings)``, nothing at import time."""
+"""The FastAPI application: built by ``create_app(settings, extensions)``, nothing at import time.
+
+Packages above the cloud (fleet operations) plug in as ``Extension``s: routers to mount and
+background tasks to start. The composition root that chooses them is the launcher's
+``cuntong.app.create_app``; the cloud never imports them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from cloud import oversight
 from cloud.api.routes import health, terminals
@@ -19,14 +25,23 @@ from cloud.sessions import api as teller_api
 from cloud.sessions import page as teller_page
 from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
-from cuntong import __version__
-from cuntong.settings import CloudSettings
-from fleet import wiring as fleet
+from common import __version__
+from common.settings import CloudSettings
 from provisioning import admin_api
 from provisioning import api as enrol_api
 
 
-def create_app(settings: CloudSettings) -> FastAPI:
+class Extension(Protocol):
+    """A package that adds routes and background tasks to the cloud app."""
+
+    def routers(self) -> list[APIRouter]: ...
+
+    def start(
+        self, app: FastAPI, settings: CloudSettings, security: Security | None
+    ) -> list[asyncio.Task[None]]: ...
+
+
+def create_app(settings: CloudSettings, extensions: Sequence[Extension] = ()) -> FastAPI:
     # Secured mode needs the CA and keys before the routes exist; both live on disk.
     security = Security.build(settings, datetime.now(UTC)) if settings.state_dir else None
 
@@ -47,7 +62,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
             )
             app.state.ingest = IngestConsumer(settings, writer, security)
             tasks.append(asyncio.create_task(app.state.ingest.run(), name="ingest"))
-        tasks += fleet.start(app, settings, security)  # fleet operations' background tasks
+        for extension in extensions:  # e.g. fleet operations' background tasks
+            tasks += extension.start(app, settings, security)
         media = contextlib.AsyncExitStack()  # the desk's Janus sessions
         try:
             tasks += await teller_desk.start(app, settings, security, media)
@@ -73,8 +89,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(terminals.router)
     # Oversight (accounts, RBAC, audit, evidence, quality, ops): services + routers.
     oversight.install(app, settings)
-    for router in fleet.routers():
-        app.include_router(router)
+    for extension in extensions:
+        for router in extension.routers():
+            app.include_router(router)
     app.include_router(teller_api.router)
     app.include_router(teller_page.router)  # the teller web app's static files
     if security is not None:

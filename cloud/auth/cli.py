@@ -16,7 +16,7 @@ import getpass
 import os
 
 from cloud.auth.roles import Role
-from cuntong.errors import ConfigError
+from common.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

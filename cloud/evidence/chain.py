@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.evidence.canonical import canonical
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 GENESIS = "0" * 64
 

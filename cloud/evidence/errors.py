@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cuntong.errors import CuntongError
+from common.errors import CuntongError
 
 
 class EvidenceError(CuntongError):

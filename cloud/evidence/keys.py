@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 from provisioning.files import ensure_private_dir, write_private
 
 

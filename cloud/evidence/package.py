@@ -4,7 +4,7 @@ Layout::
 
     <dir>/package.json     {"format", "manifest", "seal", "timestamp"}
     <dir>/files/<name>     each recording segment, voucher image and e-signature,
-                           encrypted at rest (provisioning.suite.encrypt, per-session key,
+                           encrypted at rest (common.suite.encrypt, per-session key,
                            the file name as associated data)
 
 The manifest names the session, business, serving teller and any second person, the
@@ -27,7 +27,7 @@ from cloud.evidence.canonical import canonical
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import PackageFormatError
 from cloud.evidence.keys import EvidenceKeys, key_id, public_pem
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 FORMAT = "cuntong-evidence/1"
 ROLES = frozenset({"recording", "voucher", "e_signature"})

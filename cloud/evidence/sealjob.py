@@ -25,7 +25,7 @@ from cloud.evidence import package
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import EvidenceError
 from cloud.evidence.keys import EvidenceKeys
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 
 class PackageExists(EvidenceError):

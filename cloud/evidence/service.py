@@ -27,7 +27,7 @@ from cloud.evidence.errors import RetentionError
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealjob import Captured, KeyBytes, PackageExists, SealJob, place
 from cloud.oversight import Oversight
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 
 async def archive(

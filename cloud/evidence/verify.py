@@ -26,7 +26,7 @@ from cloud.evidence import chain, package, process, tsa
 from cloud.evidence.canonical import canonical
 from cloud.evidence.keys import key_id, load_public, session_data_key
 from cloud.workflow.catalogue import Catalogue
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 
 @dataclass

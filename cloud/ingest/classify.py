@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
-from cuntong import envelope, topics
-from cuntong.errors import PayloadTooLarge, WireError
+from common import envelope, topics
+from common.errors import PayloadTooLarge, WireError
 
 Message = envelope.Telemetry | envelope.Event | envelope.Status
 

@@ -33,10 +33,10 @@ from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
 from cloud.models import Terminal, TerminalEvent
 from cloud.security import Security, service_client, service_client_id
 from cloud.tsdb import TelemetryWriter, line_for
-from cuntong import envelope, topics
-from cuntong.errors import WireError
-from cuntong.mqtt_link import keep_connected
-from cuntong.settings import CloudSettings
+from common import envelope, topics
+from common.errors import WireError
+from common.mqtt_link import keep_connected
+from common.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
 

@@ -1,43 +1,31 @@
-"""Errors of the media layer.
+"""Errors of the cloud's media layer: the Janus client's tree plus the pool's own.
 
 CuntongError
-└── MediaError
-    ├── JanusError            Janus answered ``"janus": "error"`` or could not be reached
-    │   ├── JanusUnauthorized wrong or missing token / admin secret (Janus code 403)
-    │   ├── JanusTimeout      an asynchronous answer (e.g. the SDP answer) did not come
-    │   └── VideoRoomError    the VideoRoom plugin refused a request (its error_code)
+└── MediaError                (janus_client.errors)
+    ├── JanusError …          (janus_client.errors)
     ├── NoMediaCapacity       no healthy Janus node has room for another call
     └── RecordingError        a recording could not be turned into a checked file
 """
 
 from __future__ import annotations
 
-from cuntong.errors import CuntongError
+from janus_client.errors import (
+    JanusError,
+    JanusTimeout,
+    JanusUnauthorized,
+    MediaError,
+    VideoRoomError,
+)
 
-
-class MediaError(CuntongError):
-    """Root of the media layer's errors."""
-
-
-class JanusError(MediaError):
-    """Janus refused a request or could not be reached."""
-
-    def __init__(self, reason: str, code: int | None = None) -> None:
-        super().__init__(f"janus error {code}: {reason}" if code is not None else reason)
-        self.code = code
-        self.reason = reason
-
-
-class JanusUnauthorized(JanusError):
-    """Wrong or missing token or admin secret."""
-
-
-class JanusTimeout(JanusError):
-    """An event Janus should have sent (SDP answer, plugin reply) did not arrive in time."""
-
-
-class VideoRoomError(JanusError):
-    """The VideoRoom plugin answered with an error_code (e.g. 426 no such room)."""
+__all__ = [
+    "JanusError",
+    "JanusTimeout",
+    "JanusUnauthorized",
+    "MediaError",
+    "NoMediaCapacity",
+    "RecordingError",
+    "VideoRoomError",
+]
 
 
 class NoMediaCapacity(MediaError):

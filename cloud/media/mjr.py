@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from cuntong.errors import WireError
+from common.errors import WireError
 
 MAGIC: Final = b"MJR00002"
 KINDS: Final = {"a": "audio", "v": "video", "d": "data"}

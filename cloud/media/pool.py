@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from cloud.media.errors import JanusError, VideoRoomError
-from cloud.media.janus import JanusAdmin, JanusClient
 from cloud.media.nodes import Node, NodeRegistry
-from cloud.media.videoroom import RoomSpec, VideoRoom
+from janus_client.janus import JanusAdmin, JanusClient
+from janus_client.videoroom import RoomSpec, VideoRoom
 
 #: VideoRoom's "no such room": closing a room Janus already lost is not an error.
 NO_SUCH_ROOM = 426

@@ -29,8 +29,8 @@ from typing import Any, Final
 
 from cloud.media.errors import RecordingError
 from cloud.media.mjr import HEADER_READ, MAGIC, MjrHeader
-from cloud.media.videoroom import record_base
-from cuntong.errors import WireError
+from common.errors import WireError
+from janus_client.videoroom import record_base
 
 #: janus-pp-rec output extension per codec (what it can write without transcoding).
 PP_EXTENSION: Final = {

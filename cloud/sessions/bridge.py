@@ -31,10 +31,10 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.errors import BadSessionMessage, SessionError
 from cloud.sessions.grants import Message
 from cloud.sessions.watch import Watch
-from cuntong import envelope, topics
-from cuntong.errors import WireError
-from cuntong.mqtt_link import keep_connected
-from cuntong.settings import CloudSettings
+from common import envelope, topics
+from common.errors import WireError
+from common.mqtt_link import keep_connected
+from common.settings import CloudSettings
 
 log = logging.getLogger("cuntong.desk.link")
 

@@ -10,7 +10,7 @@ CuntongError
 
 from __future__ import annotations
 
-from cuntong.errors import CuntongError
+from common.errors import CuntongError
 
 
 class SessionError(CuntongError):

@@ -24,8 +24,8 @@ from typing import Any, Final
 import orjson
 
 from cloud.sessions.errors import BadSessionMessage
-from cuntong.envelope import json_object
-from cuntong.errors import WireError
+from common.envelope import json_object
+from common.errors import WireError
 
 MAX_BYTES: Final = 16 * 1024
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")

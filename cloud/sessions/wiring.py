@@ -43,7 +43,7 @@ from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.watch import Watch
-from cuntong.settings import CloudSettings, JanusNode
+from common.settings import CloudSettings, JanusNode
 
 log = logging.getLogger("cuntong.desk")
 

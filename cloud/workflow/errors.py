@@ -1,8 +1,8 @@
-"""The workflow package's exceptions (all under ``cuntong.errors.CuntongError``)."""
+"""The workflow package's exceptions (all under ``common.errors.CuntongError``)."""
 
 from __future__ import annotations
 
-from cuntong.errors import ConfigError, CuntongError
+from common.errors import ConfigError, CuntongError
 
 
 class CatalogueError(ConfigError, ValueError):

@@ -27,7 +27,7 @@ from cloud.oversight import Oversight
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
 from cloud.workflow.errors import WorkflowClosed, WorkflowError
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 
 class NoSuchWorkflow(WorkflowError, LookupError):

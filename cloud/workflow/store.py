@@ -15,7 +15,7 @@ from cloud.workflow import engine
 from cloud.workflow.catalogue import Catalogue
 from cloud.workflow.errors import WorkflowError
 from cloud.workflow.models import WorkflowState
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 
 class StaleWorkflow(WorkflowError):

@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cuntong import procs
+from common import procs
 
 
 @dataclass(frozen=True, slots=True)

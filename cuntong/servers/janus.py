@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from cuntong import procs
+from common import procs
 
 #: Debian's module folders (janus 1.1.2, amd64).
 MODULES_ROOT: Final = Path("/usr/lib/x86_64-linux-gnu/janus")

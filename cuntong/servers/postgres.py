@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cuntong import procs
+from common import procs
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cuntong import procs
+from common import procs
 
 
 @dataclass

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.wire.shadow import merge
 from edge.commands import Handler
-from fleet.shadow import merge
 
 LOG_TAIL_BYTES = 8 * 1024
 POWER_DELAY_S = 1.0

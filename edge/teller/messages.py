@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from cuntong.envelope import json_object
-from cuntong.errors import WireError
+from common.envelope import json_object
+from common.errors import WireError
 
 MAX_BYTES = 16 * 1024
 DESK_TYPES = frozenset({"queued", "refused", "connect", "ended", "failed", "guest"})

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.teller import channel
+from common.wire import datachannel as channel
 from edge.teller.customer import auto_answer, synthetic_strokes
 
 log = logging.getLogger("cuntong.teller.paperwork")

@@ -34,11 +34,11 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
-from cloud.media.errors import JanusError, VideoRoomError
-from cloud.media.janus import JanusClient, JanusSession
-from cloud.media.videoroom import VideoRoom
 from edge.teller import linkrate
 from edge.teller.messages import Grant
+from janus_client.errors import JanusError, VideoRoomError
+from janus_client.janus import JanusClient, JanusSession
+from janus_client.videoroom import VideoRoom
 
 log = logging.getLogger("cuntong.teller.peer")
 

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from cuntong import procs
+from common import procs
 from firmware_adapters.errors import DeviceAbsent
 
 RUN_DIR = Path("/run/pcscd")

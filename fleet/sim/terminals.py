@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from cuntong import envelope
-from cuntong.topics import Channel, command_filter, topic
+from common import envelope
+from common.topics import Channel, command_filter, topic
 from fleet.sim import mqtt5
 
 Result = tuple[bool, dict[str, Any]]

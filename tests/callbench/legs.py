@@ -23,8 +23,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
 from cloud.media.errors import VideoRoomError
-from cloud.media.janus import JanusClient
-from cloud.media.videoroom import VideoRoom
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
 from tests.callbench import barcode
 from tests.callbench.fastpath import Inbound
 from tests.callbench.media import HEIGHT, Assembled

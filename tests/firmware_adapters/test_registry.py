@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cuntong.errors import ConfigError
+from common.errors import ConfigError
 from firmware_adapters.camera.adapter import Camera
 from firmware_adapters.iccard.pcscd import READER_NAME
 from firmware_adapters.iccard.vpcd import VirtualCardSlot

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cloud.security import broker_services
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent

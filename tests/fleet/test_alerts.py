@@ -13,7 +13,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from cuntong import envelope, procs
+from common import envelope, procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from fleet import alerts as al

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from common.wire import package
 from cuntong.servers.mosquitto import Broker
 from edge import ota_slots
 from edge.ota import Ota
-from fleet import package
 from provisioning import keys as keys_lib
 from tests.fleet.conftest import Agents
 from tests.helpers import CloudProcess, eventually

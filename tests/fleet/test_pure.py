@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from common.wire import shadow as sh
 from fleet import lifecycle as lc
-from fleet import shadow as sh
 from fleet.query import Facts, Selector, region_tree
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)

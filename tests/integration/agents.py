@@ -8,8 +8,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from cuntong import procs
-from cuntong.settings import AgentSettings, load
+from common import procs
+from common.settings import AgentSettings, load
 from edge.agent import Agent
 
 REGION = {"province": "陕西省", "city": "宝鸡市", "county": "陈仓区", "village": "东风村"}

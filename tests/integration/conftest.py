@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
-from cloud.api.app import create_app
 from cloud.auth.deps import unguarded_routes
-from cuntong.settings import CloudSettings
+from common.settings import CloudSettings
+from cuntong.app import create_app
 from tests.helpers import CloudProcess, create_account
 
 #: Open on purpose, each for a stated reason.

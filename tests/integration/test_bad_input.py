@@ -10,7 +10,7 @@ from typing import Any
 import aiomqtt
 
 from cloud.tsdb import TelemetryReader
-from cuntong import envelope
+from common import envelope
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from tests.helpers import CloudProcess, eventually

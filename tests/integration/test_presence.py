@@ -6,7 +6,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker
 from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id, spawn_agent

@@ -16,13 +16,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import broker_services
-from cuntong import envelope
+from common import envelope
+from common.wire.commands import Command, sign_command
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
 from provisioning import keys as keys_lib
 from provisioning import wiring
-from provisioning.commands import Command, sign_command
 from tests.helpers import FACTORY_TOKEN, CloudProcess, enrolled_link, eventually, secured_cloud
 from tests.integration.agents import agent_settings, new_id
 

@@ -17,8 +17,8 @@ import aiomqtt
 import httpx
 import pytest
 
-from cuntong import procs
-from cuntong.errors import MissingBinary
+from common import procs
+from common.errors import MissingBinary
 
 
 def test_missing_binary_says_how_to_get_it() -> None:

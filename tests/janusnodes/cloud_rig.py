@@ -17,7 +17,6 @@ import httpx
 from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from cloud.api.app import create_app
 from cloud.auth import service
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.pool import JanusPool
@@ -27,11 +26,12 @@ from cloud.sessions.grants import Message
 from cloud.sessions.routing import TellerState
 from cloud.sessions.skills import Skills
 from cloud.workflow.catalogue import load_catalogue
-from cuntong import topics
+from common import suite as suite_lib
+from common import topics
+from common.settings import CloudSettings
+from cuntong.app import create_app
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
-from cuntong.settings import CloudSettings
-from provisioning import suite as suite_lib
 from tests.helpers import eventually
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 

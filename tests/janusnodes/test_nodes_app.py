@@ -12,13 +12,13 @@ import subprocess
 from pathlib import Path
 
 from cloud.auth.models import AuditEntry
-from cloud.media.janus import JanusClient
-from cloud.media.videoroom import VideoRoom
 from cloud.sessions.grants import Message
 from cloud.sessions.models import TellerSession
-from cuntong import procs
+from common import procs
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
 from tests.helpers import eventually
 from tests.janusnodes.cloud_rig import cloud, node_entry
 from tests.teller.test_desk_call import Participant

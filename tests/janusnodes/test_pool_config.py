@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cloud.media.pool import JanusPool
 from cloud.sessions.wiring import node_access
-from cuntong import procs
-from cuntong.settings import JanusNode
+from common import procs
+from common.settings import JanusNode
 
 
 def configured(name: str, port: int, **extra: object) -> JanusNode:

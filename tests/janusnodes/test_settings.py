@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cuntong.errors import ConfigError
-from cuntong.settings import DEFAULT_NODE_CAPACITY, CloudSettings, load
+from common.errors import ConfigError
+from common.settings import DEFAULT_NODE_CAPACITY, CloudSettings, load
 
 SINGLE = {
     "janus_url": "http://10.0.0.11:8088/janus",

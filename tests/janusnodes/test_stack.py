@@ -10,8 +10,8 @@ import pytest
 
 from cloud.media.pool import JanusPool
 from cloud.sessions.wiring import node_access
-from cuntong.errors import ConfigError
-from cuntong.settings import CloudSettings, load
+from common.errors import ConfigError
+from common.settings import CloudSettings, load
 from cuntong.stack import JANUS_NODES_ENV, Stack
 
 

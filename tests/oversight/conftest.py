@@ -13,13 +13,13 @@ import pytest
 from argon2 import PasswordHasher
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from cloud.api.app import create_app
 from cloud.auth import service
 from cloud.evidence.keys import EvidenceKeys
 from cloud.oversight import Oversight
 from cloud.workflow.catalogue import load_catalogue
-from cuntong.settings import CloudSettings
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from cuntong.app import create_app
 from tests.integration.conftest import db_url  # noqa: F401 - the two-backend fixture
 
 PASSWORD = "correct horse battery"

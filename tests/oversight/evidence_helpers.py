@@ -10,7 +10,7 @@ from cloud.evidence import package
 from cloud.evidence.chain import Timeline
 from cloud.evidence.keys import EvidenceKeys
 from cloud.workflow.catalogue import load_catalogue
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 
 START = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
 

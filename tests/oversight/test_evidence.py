@@ -13,7 +13,7 @@ from cloud.evidence.cli import add_parser
 from cloud.evidence.errors import PackageFormatError
 from cloud.evidence.keys import EvidenceKeys, load_or_create, public_pem
 from cloud.evidence.verify import verify
-from provisioning import suite as suite_lib
+from common import suite as suite_lib
 from tests.oversight.evidence_helpers import START, session_package
 
 KEYS = EvidenceKeys.generate()

@@ -10,7 +10,7 @@ from playwright.async_api import async_playwright
 
 from cloud.models import Terminal
 from cloud.oversight import LiveState
-from cuntong import procs
+from common import procs
 from tests.helpers import eventually
 from tests.oversight.conftest import FAST_HASHER, PASSWORD, Cloud
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from tortoise import Tortoise
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.mosquitto import Broker
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib

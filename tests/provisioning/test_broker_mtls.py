@@ -11,7 +11,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from cuntong.topics import Channel, topic
+from common.topics import Channel, topic
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
 from tests.provisioning.conftest import MakeTerminal, MtlsBroker, mqtt_client, probe

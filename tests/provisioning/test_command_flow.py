@@ -11,9 +11,9 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cuntong.topics import Channel, topic
-from provisioning import device
-from provisioning.commands import (
+from common.suite import Suite
+from common.topics import Channel, topic
+from common.wire.commands import (
     Command,
     ReplayCache,
     event_tag,
@@ -21,9 +21,9 @@ from provisioning.commands import (
     sign_command,
     verify_command,
 )
+from provisioning import device
 from provisioning.errors import CommandRefused
 from provisioning.keys import load_command_public_key
-from provisioning.suite import Suite
 from tests.provisioning.conftest import Cloud, MakeTerminal, enrol_request, mqtt_client
 
 pytestmark = pytest.mark.servers

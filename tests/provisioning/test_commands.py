@@ -8,8 +8,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from provisioning import suite as suite_lib
-from provisioning.commands import (
+from common import suite as suite_lib
+from common.suite import Suite
+from common.wire.commands import (
     MAX_TTL,
     Command,
     ReplayCache,
@@ -19,7 +20,6 @@ from provisioning.commands import (
     verify_command,
 )
 from provisioning.errors import CommandRefused
-from provisioning.suite import Suite
 
 NOW = dt.datetime(2026, 5, 1, 8, 0, tzinfo=dt.UTC)
 KEY = ed25519.Ed25519PrivateKey.generate()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from cuntong.topics import Channel, topic
+from common.topics import Channel, topic
 from provisioning import ca as ca_lib
 from provisioning import device
 from provisioning.errors import ClaimRefused, EnrolmentRefused

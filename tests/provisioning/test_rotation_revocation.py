@@ -9,7 +9,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from cuntong.topics import Channel, topic
+from common.topics import Channel, topic
 from provisioning import device
 from provisioning.errors import EnrolmentRefused
 from provisioning.protocol import RenewalRequest

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from cuntong import procs
+from common import procs
+from common.topics import Channel, topic
 from cuntong.servers.mosquitto import Broker
-from cuntong.topics import Channel, topic
 from provisioning import device, wiring
 from provisioning.api import make_router
 from tests.provisioning.conftest import SHAANXI, mqtt_client

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from cloud.media.errors import JanusUnauthorized
-from cloud.media.videoroom import VideoRoom
 from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
+from janus_client.videoroom import VideoRoom
 from tests.teller.recorded_desk import recorded_desk
 from tests.teller.test_desk_call import TALK, Participant
 

@@ -16,7 +16,6 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from cloud.api.app import create_app
 from cloud.auth import service
 from cloud.evidence.keys import EvidenceKeys
 from cloud.oversight import Oversight
@@ -25,9 +24,10 @@ from cloud.sessions.desk import SessionFacts
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.state import Transition
 from cloud.workflow.catalogue import load_catalogue
-from cuntong import procs
-from cuntong.settings import CloudSettings
-from provisioning import suite as suite_lib
+from common import procs
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from cuntong.app import create_app
 from tests.teller.desk_rig import Rig, rig
 
 PASSWORD = "correct horse battery"

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cuntong import procs
+from common import procs
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
 from tests.teller.browser import serve_page

@@ -1,6 +1,6 @@
 """What a simulated terminal answers on the data channel, built from the terminal's own code.
 
-``edge.teller.channel`` (the message codec and chunking), ``edge.teller.customer`` (forms
+``common.wire.datachannel`` (the message codec and chunking), ``edge.teller.customer`` (forms
 answered as the contract says: confirm = true, first option, text "模拟"; synthetic
 signature strokes) and ``edge.teller.jpeg`` (a synthetic document photo): the teller tests
 speak exactly what terminals speak.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from edge.teller import channel
+from common.wire import datachannel as channel
 from edge.teller.customer import auto_answer, synthetic_strokes
 from edge.teller.jpeg import synthetic_document
 

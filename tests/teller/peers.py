@@ -22,8 +22,8 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
-from cloud.media.videoroom import Joined, VideoRoom
-from edge.teller import channel
+from common.wire import datachannel as channel
+from janus_client.videoroom import Joined, VideoRoom
 from tests.teller.datachannel import Message, reply
 
 WIDTH, HEIGHT = 320, 240

@@ -18,7 +18,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from cuntong import envelope, topics
+from common import envelope, topics
 from tests.helpers import CloudProcess, enrolled_link
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from cloud.media.janus import JanusClient
-from cloud.media.videoroom import VideoRoom
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
 from tests.teller.browser import CHROMIUM, FLAGS
 from tests.teller.peers import publish, subscribe
 from tests.teller.recorded_desk import recorded_desk

@@ -13,12 +13,12 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from cloud.media.janus import JanusClient, JanusSession
-from cloud.media.videoroom import VideoRoom
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event
 from cuntong.servers.janus import Janus
+from janus_client.janus import JanusClient, JanusSession
+from janus_client.videoroom import VideoRoom
 from tests.teller.peers import Received, publish, subscribe
 from tests.teller.recorded_desk import recorded_desk
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from cloud.media.errors import JanusError, JanusTimeout, JanusUnauthorized, VideoRoomError
-from cloud.media.janus import JanusAdmin, JanusClient, JanusEvent
-from cloud.media.videoroom import RoomSpec, VideoRoom
+from janus_client.janus import JanusAdmin, JanusClient, JanusEvent
+from janus_client.videoroom import RoomSpec, VideoRoom
 from tests.teller.fake_janus import FakeJanus
 
 URL = "http://janus.test/janus"

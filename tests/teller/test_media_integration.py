@@ -17,11 +17,11 @@ import pytest
 
 from cloud.media.archive import Archiver
 from cloud.media.errors import JanusUnauthorized, RecordingError, VideoRoomError
-from cloud.media.janus import JanusAdmin, JanusClient
 from cloud.media.nodes import Node
 from cloud.media.recording import RecordingResult
-from cloud.media.videoroom import RoomSpec, VideoRoom
 from cuntong.servers.janus import Janus
+from janus_client.janus import JanusAdmin, JanusClient
+from janus_client.videoroom import RoomSpec, VideoRoom
 from tests.teller.peers import HEIGHT, WIDTH, publish, subscribe
 
 CALL_SECONDS = 3.0

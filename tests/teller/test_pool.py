@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from cloud.media.errors import JanusError, JanusUnauthorized, NoMediaCapacity, VideoRoomError
-from cloud.media.janus import JanusClient
 from cloud.media.pool import JanusPool, NodeAccess
-from cloud.media.videoroom import VideoRoom
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
 
 #: VideoRoom's answers without the room's secret: missing (429), wrong (433).
 MISSING_ELEMENT, UNAUTHORIZED = 429, 433

@@ -32,14 +32,11 @@ import uvicorn
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from cloud.api.app import create_app
 from cloud.auth import service
 from cloud.auth.masking import mask_id_number, mask_name
 from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.models import EvidenceRecord
 from cloud.media.errors import VideoRoomError
-from cloud.media.janus import JanusClient, JanusSession
-from cloud.media.videoroom import VideoRoom
 from cloud.oversight import Oversight
 from cloud.sessions import profiles
 from cloud.sessions.desk import Desk
@@ -47,14 +44,17 @@ from cloud.sessions.grants import Message
 from cloud.sessions.models import TellerSession
 from cloud.workflow import service as workflow
 from cloud.workflow.catalogue import load_catalogue
-from cuntong import procs, topics
+from common import procs, topics
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from common.wire import datachannel as channel
+from cuntong.app import create_app
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
-from cuntong.settings import CloudSettings
 from edge.agent import Agent
-from edge.teller import channel
 from edge.teller.jpeg import synthetic_document
-from provisioning import suite as suite_lib
+from janus_client.janus import JanusClient, JanusSession
+from janus_client.videoroom import VideoRoom
 from tests.helpers import eventually
 from tests.integration.agents import agent_settings
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
@@ -656,7 +656,7 @@ PROTOCOL_CHECKS = """async ([fromPython, big]) => {
 
 
 async def test_the_browser_and_the_terminal_speak_the_same_chunked_protocol() -> None:
-    """teller-data.js against the terminal's codec (edge.teller.channel): chunks either way,
+    """teller-data.js against the terminal's codec (common.wire.datachannel): chunks either way,
     garbage refused."""
     big = channel.document("voucher", synthetic_document("voucher"))
     from_python = channel.encode(big)

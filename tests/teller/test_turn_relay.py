@@ -29,16 +29,16 @@ from aiortc import (
 )
 from playwright.async_api import Page, async_playwright
 
-from cloud.media.janus import JanusClient
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.turn import turn_credentials
-from cloud.media.videoroom import VideoRoom
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message, TurnConfig
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.coturn import Coturn
 from cuntong.servers.janus import Janus
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
 from tests.teller.browser import CHROMIUM, FLAGS
 from tests.teller.peers import BarsTrack, Received, ToneTrack
 

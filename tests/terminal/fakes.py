@@ -8,7 +8,8 @@ from typing import Any
 
 from av import VideoFrame
 
-from edge.teller import channel, messages
+from common.wire import datachannel as channel
+from edge.teller import messages
 from edge.teller.peer import Incoming
 from firmware_adapters.camera.synthetic import synthetic_frame
 

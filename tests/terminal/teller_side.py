@@ -23,12 +23,13 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
-from cloud.media.janus import JanusAdmin, JanusClient
-from cloud.media.videoroom import RoomSpec, VideoRoom
+from common.topics import Channel, topic
+from common.wire import datachannel as channel
 from cuntong.servers.janus import Janus
-from cuntong.topics import Channel, topic
-from edge.teller import channel, messages
+from edge.teller import messages
 from edge.teller.sources import latency_ms
+from janus_client.janus import JanusAdmin, JanusClient
+from janus_client.videoroom import RoomSpec, VideoRoom
 from provisioning import wiring
 from tests.teller.peers import BarsTrack, ToneTrack
 from tests.terminal.conftest import DESK_SERVICE

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge.teller import channel, view
+from common.wire import datachannel as channel
+from edge.teller import view
 from edge.teller.call import Call, Phase
 from edge.teller.customer import SimulatedCustomer, auto_answer, synthetic_strokes
 from edge.teller.paperwork import Paperwork

@@ -19,14 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cloud.media.janus import JanusClient
-from cloud.media.videoroom import VideoRoom
-from cuntong import procs
+from common import procs
 from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
 from edge.agent import Agent
 from edge.teller import view
 from edge.teller.call import Call, Phase
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
 from tests.helpers import CloudProcess, enrolled_link, eventually
 from tests.integration.agents import agent_settings, new_id
 from tests.terminal.teller_side import (

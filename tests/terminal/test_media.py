@@ -15,7 +15,7 @@ from edge.teller import sources
 from edge.teller.faceaware import FaceAware
 from edge.teller.media import CallMedia
 from edge.vision import roi
-from models.eval import compression
+from modeltools.eval import compression
 
 
 def _high_freq(img: np.ndarray) -> float:

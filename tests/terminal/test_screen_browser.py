@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from playwright.async_api import async_playwright
 
-from edge.teller import channel, messages
+from common.wire import datachannel as channel
+from edge.teller import messages
 from edge.teller.client import TellerClient
 from edge.teller.paperwork import Paperwork
 from edge.teller.screen import Screen

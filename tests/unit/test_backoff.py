@@ -1,6 +1,6 @@
 import pytest
 
-from cuntong import backoff
+from common import backoff
 
 
 def test_ceiling_doubles_up_to_the_cap() -> None:

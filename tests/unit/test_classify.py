@@ -2,8 +2,8 @@ import pytest
 
 from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
 from cloud.tsdb import line_for, point_for
-from cuntong import envelope
-from cuntong.errors import PayloadTooLarge, WireError
+from common import envelope
+from common.errors import PayloadTooLarge, WireError
 
 
 def test_classify_by_topic() -> None:

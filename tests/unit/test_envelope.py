@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from cuntong import envelope
-from cuntong.errors import PayloadTooLarge, WireError
+from common import envelope
+from common.errors import PayloadTooLarge, WireError
 
 TELEMETRY = envelope.Telemetry(
     "SX-00001",

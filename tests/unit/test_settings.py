@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cuntong.errors import ConfigError
-from cuntong.settings import AgentSettings, CloudSettings, load
+from common.errors import ConfigError
+from common.settings import AgentSettings, CloudSettings, load
 
 
 def test_environment_then_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

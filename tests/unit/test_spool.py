@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cuntong.errors import SpoolFull
+from common.errors import SpoolFull
 from edge.spool import Kind, Spool
 
 NOW_MS = 1_795_611_623_000

@@ -1,7 +1,7 @@
 import pytest
 
-from cuntong import topics
-from cuntong.topics import Channel
+from common import topics
+from common.topics import Channel
 
 
 def test_topic_round_trips_through_parse() -> None:

@@ -13,11 +13,11 @@ from onnx import TensorProto, helper
 
 from edge.vision import classifier, pipeline
 from edge.vision.runtime import ModelSet
-from models.build.common import publish
 from models.errors import ModelRefused
 from models.manifest import ClassifierSpec, ModelEntry
 from models.registry import DEFAULT_MANIFEST
 from models.signing import TrustedKeys
+from modeltools.build.common import publish
 
 
 def probe_model(layout: str, size: int = 32) -> bytes:

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from models import cli
+from modeltools import cli
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -9,7 +9,7 @@ import pytest
 from edge.vision import blazeface, pipeline
 from edge.vision.errors import BadFrame
 from edge.vision.runtime import ModelSet
-from models.eval import correctness
+from modeltools.eval import correctness
 
 
 def test_detector_finds_the_astronaut_face(models: ModelSet, astronaut: np.ndarray) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from edge.vision.runtime import ModelSet
-from models.eval import iso30107, robustness
-from models.train import attacks
+from modeltools.eval import iso30107, robustness
+from modeltools.train import attacks
 
 BONA = np.array([90.0, 80.0, 60.0, 95.0])
 ATTACKS = {"print": np.array([10.0, 75.0, 20.0]), "screen": np.array([5.0, 5.0])}

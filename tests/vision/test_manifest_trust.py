@@ -10,11 +10,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.vision.runtime import ModelSet
-from models.build import sign as sign_tool
 from models.errors import ManifestError, ModelRefused
 from models.manifest import ClassifierSpec, Manifest
 from models.registry import DEFAULT_MANIFEST, load_verified, read_manifest
 from models.signing import TrustedKeys, sign
+from modeltools.build import sign as sign_tool
 
 SHIPPED = read_manifest()
 

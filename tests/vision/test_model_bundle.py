@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.liveness import SHIPPED
 from edge.vision import health
-from models import cli
-from models.build import bundle as bundle_cli
 from models.bundle import Bundle
 from models.errors import BundleError, ModelRefused, Unhealthy
 from models.registry import DEFAULT_MANIFEST
 from models.signing import TrustedKeys, key_id, public_key_text, sign
+from modeltools import cli
+from modeltools.build import bundle as bundle_cli
 from tests.vision.bundles import PROBE, bank_bundle, corrupted, trusting
 
 BANK = Ed25519PrivateKey.generate()

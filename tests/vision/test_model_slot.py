@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from common.wire import package
 from edge.liveness import FACTORY, SHIPPED, Liveness
 from edge.ota import Ota
-from fleet import package
 from models.bundle import COMPONENT, Bundle
 from models.errors import ModelError
 from tests.vision.bundles import PROBE, bank_bundle, corrupted, trusting

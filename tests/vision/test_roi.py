@@ -8,7 +8,7 @@ import pytest
 
 from edge.vision import pipeline, roi
 from edge.vision.runtime import ModelSet
-from models.eval import compression
+from modeltools.eval import compression
 
 
 @pytest.fixture(scope="module")

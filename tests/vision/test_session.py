@@ -20,7 +20,7 @@ from edge.vision.pipeline import FrameAnalysis
 from edge.vision.runtime import ModelSet
 from edge.vision.session import LivenessCheck
 from edge.vision.verdict import FrameDigest, Policy, VisionResult, decide
-from models.train import attacks
+from modeltools.train import attacks
 from tests.vision.faces import acted
 
 ACTION_OF = {v: k for k, v in PROMPTS.items()}

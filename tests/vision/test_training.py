@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 
 from models.registry import load_verified
-from models.train import datagen, features, passive
+from modeltools.train import datagen, features, passive
 
 
 def test_data_generator_is_seeded_and_labelled() -> None:

@@ -21,7 +21,7 @@ from cloud.api.schemas import (
 from cloud.auth.deps import require
 from cloud.auth.roles import Role
 from cloud.models import Terminal, TerminalEvent
-from cuntong.envelope import TELEMETRY_FIELDS
+from common.envelope import TELEMETRY_FIELDS
 
 #: Who may look at the fleet: its operators, and the people who answer for the terminals'
 #: business (supervisors, auditors). Tellers and reviewers work on sessions, not devices.

@@ -31,8 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from provisioning import suite as suite_lib
-from provisioning.errors import CommandRefused
+from common import suite as suite_lib
+from common.errors import CommandRefused
 
 VERSION = 1
 MAX_TTL = dt.timedelta(minutes=10)

@@ -1,6 +1,6 @@
 """Tier (c): the ISO/IEC 30107-3 presentation attack detection report on a labelled folder.
 
-    python -m models.eval.iso30107 FOLDER [--threshold 70] [--out DIR]
+    python -m modeltools.eval.iso30107 FOLDER [--threshold 70] [--out DIR]
 
 FOLDER holds `bona_fide/*.{png,jpg}` and `attack/<PAI species>/*.{png,jpg}` (for example
 `attack/print_a4`, `attack/phone_replay`). Each image goes through the terminal pipeline

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from cloud.media.errors import JanusError, JanusTimeout, JanusUnauthorized
+from janus_client.errors import JanusError, JanusTimeout, JanusUnauthorized
 
 Json = dict[str, Any]
 

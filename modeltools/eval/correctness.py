@@ -1,6 +1,6 @@
 """Tier (a): the pipeline does the right thing on fixed inputs.
 
-    python -m models.eval.correctness
+    python -m modeltools.eval.correctness
 
 Fixed frames built from the scikit-image astronaut photograph (public domain) and plain
 arrays: one face, no face, two faces, a tiny face, a dark frame. Each must give exactly the

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cuntong.errors import MissingBinary
+from common.errors import MissingBinary
 
 #: How to get each server binary on Debian, for the one-line error when it is missing.
 INSTALL_HINTS: dict[str, str] = {

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from provisioning.errors import ProvisioningError
+from common.errors import DecryptError
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -28,10 +28,6 @@ TAG_BYTES = 16
 class Suite(StrEnum):
     STANDARD = "standard"
     SM = "sm"
-
-
-class DecryptError(ProvisioningError, ValueError):
-    """Ciphertext was tampered with, truncated or made under another key."""
 
 
 @dataclass(frozen=True, slots=True)

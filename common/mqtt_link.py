@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
-from cuntong import backoff
+from common import backoff
 
 log = logging.getLogger("cuntong.mqtt")
 

@@ -1,10 +1,10 @@
 """Rebuild the face detector and face landmark ONNX models from the mediapipe wheel.
 
-    python -m models.build.mediapipe_models [--key PRIVATE.pem] [--cache DIR] [--check]
+    python -m modeltools.build.mediapipe_models [--key PRIVATE.pem] [--cache DIR] [--check]
 
 Fetches `mediapipe==0.10.21` (Apache-2.0) with `pip download --no-deps` (the wheel is read as
 a zip, never installed), checks the wheel and each .tflite against pinned SHA-256 values,
-converts them with `models.build.tflite_onnx`, checks the ONNX outputs against the TFLite
+converts them with `modeltools.build.tflite_onnx`, checks the ONNX outputs against the TFLite
 interpreter from `ai-edge-litert` when it is installed, and writes `models/onnx/*.onnx` plus
 their manifest entries. The converter is deterministic, so a rebuild gives byte-identical files
 and the committed signatures stay valid.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.build.common import check_reproduced, publish
-from models.build.tflite_onnx import convert
 from models.manifest import ModelEntry
+from modeltools.build.common import check_reproduced, publish
+from modeltools.build.tflite_onnx import convert
 
 MEDIAPIPE = "0.10.21"
 WHEEL = f"mediapipe-{MEDIAPIPE}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -112,7 +112,7 @@ def build(cache: Path, key: Path | None, check: bool = False) -> int:
                     "member": member,
                     "member_sha256": sha,
                     "converter": "models/build/tflite_onnx.py (fp16 weights upcast to fp32)",
-                    "build": "python -m models.build.mediapipe_models",
+                    "build": "python -m modeltools.build.mediapipe_models",
                 },
             )
             done = publish(entry, onnx_bytes, key)

@@ -1,7 +1,7 @@
 """`cuntong models …`: verify, sign and bundle the model folder; run the evaluation tiers.
 
-Wire in with `models.cli.add_parser(subparsers)`; each sub-command delegates to the module's
-own `main(argv)`, so `python -m models.build.sign …` and `cuntong models sign …` are the same.
+Wire in with `modeltools.cli.add_parser(subparsers)`; each sub-command delegates to the module's
+own `main(argv)`, so `python -m modeltools.build.sign …` and `cuntong models sign …` are the same.
 """
 
 from __future__ import annotations
@@ -13,13 +13,21 @@ import importlib
 # imported only when their command runs: they pull in onnxruntime and OpenCV (~100 MB), which
 # every other `cuntong` process (the edge agent above all) must not pay for.
 COMMANDS: dict[str, tuple[str, str, list[str]]] = {
-    "verify": ("check every model's SHA-256 and signature", "models.build.sign", ["verify"]),
-    "sign": ("re-sign manifest entries with an Ed25519 key", "models.build.sign", ["sign"]),
-    "keygen": ("make an Ed25519 signing key pair", "models.build.sign", ["keygen"]),
-    "bundle": ("build a model bundle, the model.liveness OTA package", "models.build.bundle", []),
-    "pad-report": ("ISO/IEC 30107-3 report on a labelled folder", "models.eval.iso30107", []),
-    "robustness": ("score drift under simulated attacks (not APCER)", "models.eval.robustness", []),
-    "correctness": ("pipeline on fixed inputs", "models.eval.correctness", []),
+    "verify": ("check every model's SHA-256 and signature", "modeltools.build.sign", ["verify"]),
+    "sign": ("re-sign manifest entries with an Ed25519 key", "modeltools.build.sign", ["sign"]),
+    "keygen": ("make an Ed25519 signing key pair", "modeltools.build.sign", ["keygen"]),
+    "bundle": (
+        "build a model bundle, the model.liveness OTA package",
+        "modeltools.build.bundle",
+        [],
+    ),
+    "pad-report": ("ISO/IEC 30107-3 report on a labelled folder", "modeltools.eval.iso30107", []),
+    "robustness": (
+        "score drift under simulated attacks (not APCER)",
+        "modeltools.eval.robustness",
+        [],
+    ),
+    "correctness": ("pipeline on fixed inputs", "modeltools.eval.correctness", []),
 }
 
 

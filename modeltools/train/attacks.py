@@ -5,7 +5,7 @@ and a seeded `numpy.random.Generator`, and returns what the terminal camera woul
 model the artefacts passive anti-spoofing literature relies on — halftone dots, screen moiré,
 reduced gamut and raised blacks, specular glare, recapture blur — and nothing else: no paper
 edges, no hands, no 3-D masks, no real camera optics. Used by the training data generator and
-by the robustness suite (`models.eval.robustness`), with different seeds and strengths.
+by the robustness suite (`modeltools.eval.robustness`), with different seeds and strengths.
 """
 
 from __future__ import annotations

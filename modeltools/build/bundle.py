@@ -1,6 +1,6 @@
 """Build a model bundle (the ``model.liveness`` OTA payload) from a model folder.
 
-    python -m models.build.bundle --out bank-2026.1.tar [--manifest DIR/manifest.json]
+    python -m modeltools.build.bundle --out bank-2026.1.tar [--manifest DIR/manifest.json]
                                   [--key bank.pem] [--keys models/keys] [--no-health] [--thin]
 
 Reads the manifest and the ONNX files it names from ``onnx/`` beside it, signs every entry

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from provisioning.commands import SigningKey, VerifyKey
+from common.wire.commands import SigningKey, VerifyKey
 
 DOMAIN = b"cuntong-package-v1\n"
 #: agent, a peripheral adapter, or an ONNX model.

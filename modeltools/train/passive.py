@@ -1,6 +1,6 @@
 """Train the passive anti-spoofing baseline and publish it as a signed ONNX model.
 
-    python -m models.train.passive [--key PRIVATE.pem] [--check]
+    python -m modeltools.train.passive [--key PRIVATE.pem] [--check]
 
 Seeds are fixed (data 20261125, weights 7), the features are the ONNX graph's own, and the
 MLP head (40 → 16 → 2) is fitted with full-batch Adam in numpy, so the same command gives the
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.build.common import check_reproduced, publish
 from models.manifest import ClassifierSpec, ModelEntry
-from models.train import datagen, features
+from modeltools.build.common import check_reproduced, publish
+from modeltools.train import datagen, features
 
 DATA_SEED, INIT_SEED = 20261125, 7
 N_PER_CLASS, HIDDEN, EPOCHS, LR, L2 = 1500, 16, 600, 0.01, 1e-3
@@ -118,7 +118,7 @@ def main() -> None:
             "data": "models/train/datagen.py: simulated print/screen attacks on scikit-image "
             "sample photos (one real face); no real attack presentations",
             "seeds": {"data": DATA_SEED, "init": INIT_SEED},
-            "build": "python -m models.train.passive",
+            "build": "python -m modeltools.train.passive",
         },
         classifier=SPEC,
     )

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 
-from cuntong.errors import PayloadTooLarge, WireError
+from common.errors import PayloadTooLarge, WireError
 
 ENVELOPE_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 16 * 1024

@@ -1,9 +1,9 @@
 """Tier (b): how the passive ensemble's scores move under simulated attack artefacts.
 
-    python -m models.eval.robustness [--n 40] [--baseline models/eval/robustness-baseline.json]
+    python -m modeltools.eval.robustness [--n 40] [--baseline models/eval/robustness-baseline.json]
                                      [--out report.json]
 
-Each artefact of `models.train.attacks` (print, screen, halftone, moiré, gamut, glare,
+Each artefact of `modeltools.train.attacks` (print, screen, halftone, moiré, gamut, glare,
 recapture blur) is applied at three strengths to scenes drawn with a seed the training never
 used, and the ensemble scores them. Reported per artefact and strength: mean score (0-100) and
 the share scored at or above the threshold. With `--baseline` it prints the drift against an
@@ -25,7 +25,7 @@ import numpy as np
 from edge.vision.blazeface import Face
 from edge.vision.pipeline import passive_scores
 from edge.vision.runtime import ModelSet
-from models.train import attacks, datagen
+from modeltools.train import attacks, datagen
 
 EVAL_SEED = 4_242_001  # never used by training (models/train/passive.py)
 STRENGTHS = (0.5, 1.0, 1.5)

@@ -1,8 +1,8 @@
 """Make keys, sign manifest entries, and verify a model folder the way a terminal does.
 
-    python -m models.build.sign keygen bank.pem --pub models/keys/bank.pub
-    python -m models.build.sign sign --key bank.pem [--manifest models/manifest.json] [NAME ...]
-    python -m models.build.sign verify [--manifest models/manifest.json] [--keys models/keys]
+    python -m modeltools.build.sign keygen bank.pem --pub models/keys/bank.pub
+    python -m modeltools.build.sign sign --key bank.pem [--manifest models/manifest.json] [NAME ...]
+    python -m modeltools.build.sign verify [--manifest models/manifest.json] [--keys models/keys]
 
 `keygen` writes an unencrypted PKCS#8 Ed25519 private key (mode 0600; keep it off the
 terminals and out of the repository) and its `.pub`. `sign` re-signs the named entries (all

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud.media.errors import VideoRoomError
-from cloud.media.janus import JanusEvent, JanusSession
+from janus_client.errors import VideoRoomError
+from janus_client.janus import JanusEvent, JanusSession
 
 PLUGIN = "janus.plugin.videoroom"
 Json = dict[str, Any]

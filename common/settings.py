@@ -27,8 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cuntong.errors import ConfigError
-from cuntong.topics import valid_terminal_id
+from common.errors import ConfigError
+from common.topics import valid_terminal_id
 
 
 class _Base(BaseSettings):

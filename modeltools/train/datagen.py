@@ -17,8 +17,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from models.train import attacks
-from models.train.features import SIZE
+from modeltools.train import attacks
+from modeltools.train.features import SIZE
 
 FACE_BOX = (178, 81, 272, 175)  # the astronaut's face in the 512×512 photograph
 

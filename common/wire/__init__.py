@@ -1,0 +1,6 @@
+"""Wire formats that two processes share: both ends import the same codec.
+
+``commands`` signed cloud → terminal commands and event MACs, ``package`` OTA package
+manifests, ``shadow`` configuration shadow documents, ``datachannel`` the teller ↔ terminal
+data-channel messages.
+"""

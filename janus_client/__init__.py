@@ -1,0 +1,4 @@
+"""A Janus client both the terminal and the cloud use: the HTTP/long-poll API and VideoRoom.
+
+Imports only ``common``; the cloud's media pool and the terminal's peer sit on it.
+"""
