@@ -25,9 +25,10 @@ from cloud.evidence import package, retention
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import RetentionError
 from cloud.evidence.models import EvidenceRecord
-from cloud.evidence.sealjob import Captured, KeyBytes, PackageExists, SealJob, place
+from cloud.evidence.sealjob import Captured, KeyBytes, SealJob, place
 from cloud.oversight import Oversight
 from common import suite as suite_lib
+from common.errors import PackageExists
 
 
 async def archive(

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
+from common.errors import PackageExists
 from fleet.api.deps import Operator, Readers, Who, audited
-from fleet.packages import PackageExists, PackageStore
+from fleet.packages import PackageStore
 
 router = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"], dependencies=Readers)
 #: Terminals download without an operator login: what they install is signed, not secret.
