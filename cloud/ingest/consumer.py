@@ -15,7 +15,6 @@ inserted with the (terminal, seq) unique key, so repeats insert nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -36,6 +35,7 @@ from cloud.tsdb import TelemetryWriter, line_for
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
+from common.periodic import run_every
 from common.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
@@ -233,28 +233,23 @@ class IngestConsumer:
         if len(pending) >= self.s.ingest_batch_size:
             self._flush_now.set()
 
+    def _write_failed(self, _err: Exception) -> None:
+        self.stats.write_errors += 1
+
     async def _flush_loop(self) -> None:
-        interval = self.s.ingest_flush_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), interval)
-            self._flush_now.clear()
-            try:
-                await self.flush()
-            except Exception:
-                # The batch stays pending and is retried next round; the store may be restarting.
-                self.stats.write_errors += 1
-                log.exception("flush failed; will retry")
-                await asyncio.sleep(1)
+        # A failed batch stays pending and is retried next round; the store may be restarting.
+        await run_every(
+            self.flush, self.s.ingest_flush_ms / 1000, name="flush (will retry)",
+            wake=self._flush_now, first_wait=True, on_error=self._write_failed, backoff_s=1,
+            logger=log,
+        )  # fmt: skip
 
     async def _state_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.s.state_flush_ms / 1000)
-            try:
-                await self.flush_state()
-            except Exception:
-                self.stats.write_errors += 1
-                log.exception("terminal state update failed; will retry")
+        await run_every(
+            self.flush_state, self.s.state_flush_ms / 1000,
+            name="terminal state update (will retry)", first_wait=True,
+            on_error=self._write_failed, logger=log,
+        )  # fmt: skip
 
     async def flush_state(self) -> None:
         health, self._health = self._health, {}
