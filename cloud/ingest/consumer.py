@@ -239,7 +239,7 @@ class IngestConsumer:
     async def _flush_loop(self) -> None:
         # A failed batch stays pending and is retried next round; the store may be restarting.
         await run_every(
-            self.flush, self.s.ingest_flush_ms / 1000, name="flush (will retry)",
+            self.flush, self.s.ingest_flush_ms / 1000, name="ingest flush",
             wake=self._flush_now, first_wait=True, on_error=self._write_failed, backoff_s=1,
             logger=log,
         )  # fmt: skip
@@ -247,7 +247,7 @@ class IngestConsumer:
     async def _state_loop(self) -> None:
         await run_every(
             self.flush_state, self.s.state_flush_ms / 1000,
-            name="terminal state update (will retry)", first_wait=True,
+            name="terminal state update", first_wait=True,
             on_error=self._write_failed, logger=log,
         )  # fmt: skip
 
