@@ -1,4 +1,4 @@
-"""The layer contracts (pyproject.toml, docs/architecture.md) hold, and an upward import breaks them."""
+"""The layer contracts (pyproject.toml, docs/architecture.md) hold; an upward import breaks them."""
 
 from __future__ import annotations
 
