@@ -28,7 +28,7 @@ import httpx
 from cloud.security import broker_services
 from common import procs
 from common.errors import ConfigError, MissingBinary
-from cuntong.servers.coturn import Coturn, CoturnConfig
+from cuntong.servers.coturn import Coturn, CoturnConfig, host_addresses
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -213,7 +213,9 @@ class Stack:
             else:
                 self.more_janus.append(node)
         try:
-            self.coturn = Coturn(CoturnConfig(_port(3478)), self.state_dir / "coturn").start()
+            # Relays only to this host's media nodes; every other private range is denied.
+            turn = CoturnConfig(_port(3478), allowed_peer_ips=host_addresses())
+            self.coturn = Coturn(turn, self.state_dir / "coturn").start()
         except MissingBinary as err:
             print(f"teller desk without TURN relay: {err}", flush=True)
 
