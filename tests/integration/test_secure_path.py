@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import broker_services
-from common import envelope
+from common import envelope, procs
 from common.wire.commands import Command, sign_command
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -24,7 +24,7 @@ from edge.agent import Agent
 from provisioning import keys as keys_lib
 from provisioning import wiring
 from tests.helpers import FACTORY_TOKEN, CloudProcess, enrolled_link, eventually, secured_cloud
-from tests.integration.agents import agent_settings, new_id
+from tests.integration.agents import agent_settings, new_id, spawn_agent
 
 TOKEN = FACTORY_TOKEN
 
@@ -189,3 +189,58 @@ async def test_enrolment_is_rate_limited_per_address(
     assert 429 in codes
     assert set(codes[:5]) <= {403, 422}  # refused on its merits before the limit bites
     assert codes[-1] == 429
+
+
+async def test_a_replayed_command_stays_refused_after_the_agent_restarts(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+) -> None:
+    """A signed command captured off the wire and republished inside its validity window:
+    refused ``replayed`` by the running agent process and, after that process is stopped
+    and a new one started on the same state folder, refused again (``edge.replay``)."""
+    pki, broker, cloud = secured
+    tid = new_id("RPL")
+    await enrolled_link(cloud.url, tmp_path / tid, tid)  # first boot: identity on disk
+    now = dt.datetime.now(dt.UTC)
+    keys = keys_lib.load_or_create(pki)
+    captured = sign_command(
+        keys.command_key,
+        Command(uuid.uuid4().hex, tid, "ping", {"n": 1}, now, now + dt.timedelta(minutes=5)),
+    )
+    tls = wiring.service_tls_context(pki, "tester", now)
+    reply_topic = f"cuntong/v1/t/{tid}/cmd-reply"
+
+    async def send_to_fresh_agent(corr: bytes) -> dict[str, Any]:
+        proc = spawn_agent(tmp_path, broker.cfg.port, tid)
+        try:
+            async with aiomqtt.Client(
+                "127.0.0.1",
+                broker.cfg.port,
+                identifier="svc.tester",
+                protocol=aiomqtt.ProtocolVersion.V5,
+                tls_context=tls,
+            ) as mqtt:
+                await mqtt.subscribe(reply_topic, qos=1)
+                await mqtt.subscribe(f"cuntong/v1/t/{tid}/status", qos=1)
+                async with asyncio.timeout(20):  # the new process is online
+                    async for message in mqtt.messages:
+                        status = json.loads(message.payload)  # type: ignore[arg-type]
+                        if status.get("online") is True:
+                            break
+                props = Properties(PacketTypes.PUBLISH)
+                props.ResponseTopic = reply_topic
+                props.CorrelationData = corr
+                await mqtt.publish(
+                    f"cuntong/v1/t/{tid}/cmd/ping", captured, qos=1, properties=props
+                )
+                async with asyncio.timeout(20):
+                    async for message in mqtt.messages:
+                        if message.topic.matches(reply_topic):
+                            return json.loads(message.payload)  # type: ignore[no-any-return,arg-type]
+            raise AssertionError("no reply")
+        finally:
+            procs.stop(proc)
+
+    first = await send_to_fresh_agent(b"first")
+    assert first["ok"] is True and first["result"]["echo"] == {"n": 1}
+    again = await send_to_fresh_agent(b"after-restart")
+    assert again["ok"] is False and again["result"]["reason"] == "replayed"
