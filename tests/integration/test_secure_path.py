@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -23,8 +24,16 @@ from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
 from provisioning import keys as keys_lib
 from provisioning import wiring
-from tests.helpers import FACTORY_TOKEN, CloudProcess, enrolled_link, eventually, secured_cloud
+from tests.helpers import (
+    FACTORY_TOKEN,
+    CloudProcess,
+    enrolled_link,
+    eventually,
+    secured_cloud,
+    start_cloud,
+)
 from tests.integration.agents import agent_settings, new_id, spawn_agent
+from tests.provisioning.conftest import probe
 
 TOKEN = FACTORY_TOKEN
 
@@ -244,3 +253,59 @@ async def test_a_replayed_command_stays_refused_after_the_agent_restarts(
     assert first["ok"] is True and first["result"]["echo"] == {"n": 1}
     again = await send_to_fresh_agent(b"after-restart")
     assert again["ok"] is False and again["result"]["reason"] == "replayed"
+
+
+def _reloads(broker: Broker) -> int:
+    return (broker.state_dir / "mosquitto.log").read_text().count("Reloading config")
+
+
+async def test_api_restarts_do_not_reload_the_broker_and_revocation_still_holds(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess], victoria: VictoriaMetrics
+) -> None:
+    """Two agent processes send telemetry every second; one terminal is revoked (one
+    reload, an operator action); then the API process is restarted three times. The
+    broker neither reloads again nor dies, the revoked terminal stays refused, and the
+    broker exits cleanly on SIGTERM at the end (its log is complete only then)."""
+    pki, broker, cloud = secured
+    assert broker.proc is not None
+    victim, bystander = new_id("REV"), new_id("OK")
+    links = {
+        tid: await enrolled_link(cloud.url, tmp_path / tid, tid) for tid in (victim, bystander)
+    }
+    agents = [spawn_agent(tmp_path, broker.cfg.port, tid) for tid in links]
+    restarted: list[CloudProcess] = []
+    try:
+        async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as http:
+            revoked = await http.post(
+                f"/api/v1/provisioning/terminals/{victim}/revoke",
+                headers={"Authorization": f"Bearer {FACTORY_TOKEN}"},
+            )
+            assert revoked.status_code == 200, revoked.text
+        assert "revoked" in await probe(broker.cfg.port, links[victim].tls)
+
+        procs.stop(cloud.proc)
+        for _ in range(3):
+            api = start_cloud(
+                tmp_path,
+                f"sqlite://{tmp_path / 'cloud.sqlite3'}",
+                broker.cfg.port,
+                victoria.url,
+                create_operator=False,
+                CUNTONG_CLOUD_STATE_DIR=str(pki),
+                CUNTONG_CLOUD_ADMIN_TOKEN=FACTORY_TOKEN,
+            )
+            restarted.append(api)
+            await asyncio.sleep(1.0)  # the lifespan's CRL check runs at start
+            procs.stop(api.proc)
+        assert broker.proc.poll() is None, "broker died"
+        assert "revoked" in await probe(broker.cfg.port, links[victim].tls)
+        assert all(agent.poll() is None for agent in agents)
+        # SIGTERM with persistence and terminals still connected (sessions with expiry and
+        # last wills): a clean exit, not a crash.
+        assert procs.stop(broker.proc) == 0
+    finally:
+        for agent in agents:
+            procs.stop(agent)
+        for api in restarted:
+            procs.stop(api.proc)
+    assert _reloads(broker) == 1  # the revocation's, none from the three API starts
