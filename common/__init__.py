@@ -1,0 +1,1 @@
+"""What every cuntong process shares: the bottom layer."""
