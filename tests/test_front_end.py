@@ -1,11 +1,13 @@
 """The front end's one module style, on the real servers: every page loads only ES modules,
 every module it imports is served, and the shared ones (``common/web``: ``/ui/dom.js``,
 ``/ui/i18n.js``, ``/ui/login.js``) come from the cloud app and from the agent's customer-screen
-server alike, nothing else under ``/ui/``. Every page's English names every Chinese key.
+server alike, nothing else under ``/ui/``. Every page's English names every Chinese key, and
+the pages that used to be Chinese only (or carry both languages at once) switch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -18,13 +20,18 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from playwright.async_api import async_playwright, expect
 
 from cloud.api.app import create_app
 from common import web
+from cuntong import procs
 from cuntong.settings import CloudSettings
 from edge.teller.client import TellerClient
 from edge.teller.paperwork import Paperwork
 from edge.teller.screen import Screen
+from tests.helpers import eventually
+from tests.screens import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUD_PAGES = ["/teller", "/teller/watch", "/fleet/", "/api/v1/ops/screen"]
@@ -166,3 +173,49 @@ def test_every_dictionary_has_both_languages_for_every_key() -> None:
     assert len(found) >= 6  # teller, steps, languages, watch, fleet, customer screen
     for name, (zh, en) in found.items():
         assert sorted(zh) == sorted(en), name
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium missing")
+async def test_the_newly_translated_pages_switch_to_english(
+    tmp_path: Path, screen_get: Get
+) -> None:
+    """The big screen and the watch page by their button, the customer screen by the shared
+    choice; Chinese before, no script errors."""
+    app = create_app(CloudSettings(db_url=f"sqlite://{tmp_path / 'c.sqlite3'}", ingest=False))
+    port = procs.free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    screen_url = str((await screen_get("/")).url)
+    try:
+
+        async def started() -> bool:
+            return server.started
+
+        await eventually(started)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(f"http://127.0.0.1:{port}/api/v1/ops/screen")
+            await expect(page.locator("h2").first).to_have_text("今日会话")
+            await page.click("#lang")
+            await expect(page.locator("h2").first).to_have_text("Sessions today")
+            await expect(page.locator("#user")).to_have_attribute("placeholder", "Username")
+            await page.click("#lang")  # back to Chinese for the next page
+            await page.goto(f"http://127.0.0.1:{port}/teller/watch")
+            await expect(page.locator("#login h1")).to_have_text("主管登录")
+            await page.click("#lang")
+            await expect(page.locator("#login h1")).to_have_text("Supervisor sign-in")
+            # The customer screen has no switch: the browser's shared choice decides.
+            kiosk = await browser.new_page()
+            kiosk.on("pageerror", lambda e: errors.append(str(e)))
+            await kiosk.add_init_script("localStorage.setItem('cuntong.lang', 'en')")
+            await kiosk.goto(screen_url)
+            await expect(kiosk.locator("#start")).to_have_text("Video teller")
+            await expect(kiosk.locator("#skip")).to_have_text("Skip")
+            await browser.close()
+        assert errors == []
+    finally:
+        server.should_exit = True
+        await task
