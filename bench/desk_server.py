@@ -39,6 +39,7 @@ from pydantic import BaseModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloud.auth import service
+from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
@@ -52,7 +53,6 @@ from cloud.sessions.grants import Message
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import Skills, business_table
-from cloud.workflow.catalogue import load_catalogue
 from common import suite as suite_lib
 from common.settings import CloudSettings
 from cuntong.app import create_app
