@@ -46,7 +46,8 @@ class Oversight:
     login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(120, 60.0))
     #: Who each bearer token stands for, for a couple of seconds (see cloud.auth.cache).
     principals: TokenCache[Principal] = field(default_factory=TokenCache)
-    #: Terminal enrolment attempts per client address (see ``cloud.api.routes.auth.enrol_rate_limit``).
+    #: Terminal enrolment attempts per client address
+    #: (see ``cloud.api.routes.auth.enrol_rate_limit``).
     enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
     #: Seals evidence packages in a worker process (see cloud.evidence.sealer).
     sealer: Sealer = field(default_factory=Sealer)

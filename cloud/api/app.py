@@ -19,6 +19,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from cloud.api import ui
 from cloud.api.deps import CloudServices, require_admin
 from cloud.api.routes import (
     auth,
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_router(settings, security, extensions))
     app.include_router(teller_page.router)  # the teller web app's static files
+    app.include_router(ui.router)  # the modules every page shares (common.web)
     for extension in extensions:
         for page in extension.pages():
             app.include_router(page)
