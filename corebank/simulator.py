@@ -95,7 +95,7 @@ class Core:
         ).fetchone()
         if row is None:
             raise Refused(404, "account_unknown", f"no account {account!r}")
-        return row
+        return int(row[0]), int(row[1]), int(row[2])
 
     def post(self, p: PostingIn, now: dt.datetime) -> tuple[dict[str, Any], bool]:
         body_hash = hashlib.sha256(

@@ -130,11 +130,11 @@ class PinPadSimulator:
                     alg, mkey = self.slots[master]
                     key_hex, _, expected = args[2:].partition(":")
                     key = crypto.decrypt(alg, mkey, bytes.fromhex(key_hex))
-                    kcv = crypto.key_check_value(alg, key).hex().upper()
-                    if expected and not kcv.startswith(expected.upper()):
+                    check = crypto.key_check_value(alg, key).hex().upper()
+                    if expected and not check.startswith(expected.upper()):
                         return "E6"  # garbled in transit or under another master: keep the old
                     self.slots[slot] = (alg, key)
-                    return "00" + kcv
+                    return "00" + check
                 case "8":
                     return self._component_part(int(args[0]), args[1], args[2], args[3:])
                 case "3":
