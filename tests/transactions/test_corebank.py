@@ -3,6 +3,10 @@ exactly-once posting when answers are lost, reconciliation, refusals, the PIN-tr
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+
 import httpx
 import pytest
 
@@ -52,6 +56,44 @@ async def test_a_post_whose_answer_is_lost_is_retried_and_applied_once(
     result = await core.post(withdrawal(acct))
     assert result.duplicate and result.attempts == 2  # the retry found the first one applied
     assert result.reference.startswith("CB")
+    state = await admin(core_server, "GET", f"/v1/accounts/{acct}")
+    assert (state["balance_fen"], state["postings"]) == (80_000, 1)
+
+
+CLIENT = """
+import asyncio, json, sys
+from corebank import CoreBankClient, Posting
+url, secret, posting = sys.argv[1], sys.argv[2], Posting(**json.loads(sys.argv[3]))
+async def main():
+    async with CoreBankClient(url, secret, timeout=60, attempts=1) as core:
+        await core.post(posting)
+asyncio.run(main())
+"""
+
+
+async def test_a_client_killed_after_sending_leaves_one_posting(
+    core_server: CoreBankServer, core: CoreBankClient
+) -> None:
+    acct = await account(core_server, "A-killed")
+    posting = withdrawal(acct)
+    # the core commits, then holds the answer 5 s: the client is killed while it waits
+    await admin(core_server, "POST", "/v1/faults", {"delay_answer_s": 5, "count": 1})
+    args = json.dumps({k: v for k, v in posting.body().items() if k != "idempotency_key"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENT, core_server.url, core_server.secret, args
+    )
+    try:
+        for _ in range(300):
+            if await core.reconcile(posting.key) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert proc.returncode is None  # still waiting for its answer
+    finally:
+        proc.kill()
+        await proc.wait()
+    # the worker that takes over posts the same business of the same session again
+    result = await core.post(posting)
+    assert result.duplicate
     state = await admin(core_server, "GET", f"/v1/accounts/{acct}")
     assert (state["balance_fen"], state["postings"]) == (80_000, 1)
 
