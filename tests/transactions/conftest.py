@@ -1,5 +1,6 @@
 """Fixtures for the money-moving parts: the HSM service over SoftHSM2 and the core simulator,
-each a real child process, plus the peripheral simulators (real pty, real pcscd + vpcd)."""
+each a real child process; the peripheral simulators (real pty, real pcscd + vpcd) come from
+tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ from corebank import CoreBankClient
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.hsm import HsmServer
 from hsm import HsmClient
-from tests.firmware_adapters.conftest import card_slot, pcscd_server, pinpad_pty
-
-__all__ = ["card_slot", "pcscd_server", "pinpad_pty"]
 
 
 @pytest.fixture(scope="session")
