@@ -7,25 +7,11 @@ import asyncio
 import json
 import sys
 
-import httpx
 import pytest
 
 from corebank import CoreBankClient, CorePending, CoreRefused, Posting, idempotency_key
 from cuntong.servers.corebank import CoreBankServer
-
-
-async def admin(server: CoreBankServer, method: str, path: str, body: object = None) -> dict:
-    async with httpx.AsyncClient(
-        base_url=server.url, headers={"Authorization": f"Bearer {server.secret}"}, timeout=5
-    ) as http:
-        resp = await http.request(method, path, json=body)
-        assert resp.is_success, resp.text
-        return resp.json()
-
-
-async def account(server: CoreBankServer, name: str, balance_fen: int = 100_000) -> str:
-    await admin(server, "POST", "/v1/accounts", {"account": name, "balance_fen": balance_fen})
-    return name
+from tests.transactions.parts import account, admin
 
 
 def withdrawal(acct: str, session: str = "", amount: int = 20_000) -> Posting:

@@ -3,12 +3,9 @@ a real ARQC; the HSM service recomputes it from the issuer master key inside Sof
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import datetime as dt
 import logging
 import os
-import uuid
 
 import pytest
 
@@ -17,42 +14,8 @@ from firmware_adapters.iccard.adapter import IcCardReader
 from firmware_adapters.iccard.card import CDOL1, PDOL, CardProfile, PbocCard
 from firmware_adapters.iccard.pcscd import READER_NAME
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
-from firmware_adapters.pinpad import crypto
 from hsm import HsmClient
-
-
-def kcv(value: bytes) -> bytes:
-    return crypto.key_check_value("D", value)
-
-
-async def issuer_key(hsm: HsmClient) -> tuple[str, bytes]:
-    """An IMK-AC loaded into the HSM by two components; its clear value personalises cards."""
-    imk = os.urandom(16)
-    first = os.urandom(16)
-    second = bytes(a ^ b for a, b in zip(imk, first, strict=True))
-    name = f"IMK-AC:{uuid.uuid4().hex[:8]}"
-    await hsm.import_key(name, "IMK-AC", [(first, kcv(first)), (second, kcv(second))])
-    return name, imk
-
-
-def new_card(imk: bytes, atc: int = 0x29) -> PbocCard:
-    """A card of its own (a fresh PAN) so the HSM's ATC table starts clean for it."""
-    body = f"62170028{int.from_bytes(os.urandom(4), 'big') % 10**10:010d}"
-    check = next(d for d in "0123456789" if emv.luhn_ok(body + d))
-    return PbocCard(CardProfile(pan=body + check, imk=imk, atc=atc))
-
-
-async def present(reader: IcCardReader, slot: VirtualCardSlot, card: PbocCard) -> None:
-    await asyncio.to_thread(slot.insert, card)
-    for _ in range(20):
-        if await reader.wait_for_event(0.5) == "inserted":
-            return
-    pytest.fail("pcscd never reported the card")
-
-
-def desk_transaction(amount_fen: int = 50_000) -> emv.Transaction:
-    """The desk's side: amount and a fresh unpredictable number for this request."""
-    return emv.Transaction(amount_fen, os.urandom(4), dt.datetime.now(dt.UTC), kind=0x01)
+from tests.transactions.parts import desk_transaction, issuer_key, new_card, present
 
 
 async def test_arqc_from_the_card_verifies_and_forgeries_and_replays_do_not(

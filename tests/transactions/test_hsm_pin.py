@@ -4,7 +4,6 @@ it, the pad's format 0 block is translated to the zone key and verified inside t
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import httpx
@@ -12,45 +11,11 @@ import pytest
 
 from cuntong.servers.hsm import HsmServer
 from firmware_adapters.errors import DeviceStatusError
-from firmware_adapters.pinpad import crypto
-from firmware_adapters.pinpad.adapter import PinPad
-from firmware_adapters.pinpad.simulator import PinPadSimulator
 from firmware_adapters.pty_server import PtyServer
 from hsm import HsmClient, HsmRefused
+from tests.transactions.parts import components, customer_types, keyed_pad, pad
 
 PAN = "6217002870012345672"
-
-
-def customer_types(server: PtyServer, keys: str) -> None:
-    sim = server.responder
-    assert isinstance(sim, PinPadSimulator)
-    with server.lock:
-        sim.key_script = keys
-
-
-def components() -> list[tuple[bytes, bytes]]:
-    """Two custodians' components, each with the KCV printed on its slip."""
-    return [(v, crypto.key_check_value("D", v)) for v in (os.urandom(16), os.urandom(16))]
-
-
-async def keyed_pad(pad: PinPad, hsm: HsmClient, tag: str) -> tuple[str, str, str]:
-    """Master key into pad and HSM from the same components; a TPK from the HSM into the pad.
-
-    Returns the names of the TPK, a ZPK and a PVK in the HSM."""
-    parts = components()
-    tmk = await hsm.import_key(f"TMK:{tag}", "TMK", parts)
-    pad_kcv = await pad.load_master_key_components(0, "D", (parts[0], parts[1]))
-    assert pad_kcv[:3].hex().upper() == tmk.kcv  # both sides hold the same master key
-    tpk = await hsm.generate_key(f"TPK:{tag}", "TPK", under=tmk.name)
-    assert tpk.encrypted is not None and len(tpk.encrypted) == 16
-    await pad.load_working_key(0, 1, tpk.encrypted, bytes.fromhex(tpk.kcv))
-    zpk = await hsm.generate_key(f"ZPK:{tag}", "ZPK")
-    pvk = await hsm.generate_key(f"PVK:{tag}", "PVK")
-    return tpk.name, zpk.name, pvk.name
-
-
-def pad(server: PtyServer) -> PinPad:
-    return PinPad("pinpad", str(server.link), 9600, timeout=2.0)
 
 
 async def test_pin_block_from_the_pad_is_translated_and_verified_in_the_hsm(
