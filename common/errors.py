@@ -25,6 +25,9 @@
     ├── ProvisioningError        provisioning.errors
     ├── PeripheralError          firmware_adapters.errors (device absent, timeout, frames …)
     ├── MediaError               janus_client.errors (JanusError …), cloud.media.errors
+    ├── HsmError                 hsm.errors (HsmRefused, also a Refusal; HsmUnavailable)
+    ├── CoreBankError            corebank.errors (CoreRefused, also a Refusal; CorePending);
+    │                            the core simulator's own refusals are corebank.simulator.Refused
     ├── ModelError               models.errors (manifest, bundle, refused, unhealthy);
     │   └── UnsupportedModel     modeltools.build.tflite_onnx (ValueError)
     ├── VisionError              edge.vision.errors (BadFrame)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from cloud.models import Terminal
+from cloud import Terminal
 from common.periodic import run_every
 from fleet import alerts as al
 from fleet.models import AlertDoc, RolloutDoc
