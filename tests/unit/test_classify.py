@@ -1,6 +1,9 @@
+from collections.abc import Sequence
+
 import pytest
 
-from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
+from cloud.ingest.classify import IngestStats, Seen, TelemetryDeduper, Window, classify
+from cloud.ingest.poison import write_isolating
 from cloud.tsdb import line_for, point_for
 from common import envelope
 from common.errors import PayloadTooLarge, WireError
@@ -64,3 +67,63 @@ def test_line_protocol_matches_influxdb_client_point() -> None:
     assert line_for(t) == point_for(t).to_line_protocol()
     assert "peripheral_pin_pad_faults=4" in line_for(t)
     assert line_for(t).endswith(" 1795611623000")
+
+
+def test_envelope_refuses_seq_and_ts_the_database_cannot_hold() -> None:
+    ok = envelope.Event("T1", envelope.MAX_SEQ, envelope.MAX_TS_MS, "x", {})
+    assert envelope.parse_event(ok.to_bytes(), "T1") == ok
+    for seq, ts in [(2**63, 1), (1, 10**15)]:
+        with pytest.raises(WireError, match="must be an integer in"):
+            envelope.parse_event(envelope.Event("T1", seq, ts, "x", {}).to_bytes(), "T1")
+
+
+def test_peripheral_names_must_be_plain() -> None:
+    forged = envelope.Telemetry("T1", 1, 2, {}, {"x\nterminal,terminal_id=T2 cpu_pct": "ok"}, {})
+    with pytest.raises(WireError, match="peripheral names"):
+        envelope.parse_telemetry(forged.to_bytes(), "T1")
+
+
+def test_line_protocol_escapes_hostile_names_like_point() -> None:
+    # Built past the envelope's checks, as a future table or a bug might: still one record.
+    t = envelope.Telemetry("T1", 1, 5, {}, {"a\nterminal,terminal_id=T2 x=1 9": "ok"}, {})
+    line = line_for(t)
+    assert "\n" not in line
+    assert line == point_for(t).to_line_protocol()
+
+
+def test_window_trusts_backlog_but_not_the_future() -> None:
+    w = Window(past_ms=86_400_000, future_ms=60_000)
+    now = 1_800_000_000_000
+    assert w.problem(now - 86_000_000, now) is None
+    assert w.problem(now + 59_000, now) is None
+    assert "ahead" in (w.problem(now + 10 * 365 * 86_400_000, now) or "")
+    assert "behind" in (w.problem(now - 86_400_001, now) or "")
+
+
+def test_a_seq_jump_does_not_move_the_mark() -> None:
+    d = TelemetryDeduper(max_step=1000)
+    assert d.check("A", 5) is Seen.NEW
+    assert d.check("A", 5_000_000_000_000_000) is Seen.JUMP
+    assert d.check("A", 6) is Seen.NEW
+    assert d.check("B", 1001) is Seen.JUMP  # unknown terminal: measured from 0
+
+
+async def test_write_isolating_finds_the_poison_rows_and_lands_the_rest() -> None:
+    landed: list[int] = []
+
+    async def write(rows: Sequence[int]) -> None:
+        if any(r < 0 for r in rows):
+            raise OverflowError("too big")
+        landed.extend(rows)
+
+    refused = await write_isolating([1, -2, 3, 4, -5, 6, 7], write)
+    assert [r for r, _ in refused] == [-2, -5]
+    assert sorted(landed) == [1, 3, 4, 6, 7]
+
+
+async def test_write_isolating_retries_an_outage_whole() -> None:
+    async def down(rows: Sequence[int]) -> None:
+        raise ConnectionRefusedError("store down")
+
+    with pytest.raises(ConnectionRefusedError):
+        await write_isolating([1, 2, 3], down)

@@ -21,7 +21,11 @@ async def healthz(ingest: Ingest, request: Request, response: Response) -> dict[
     except Exception as err:
         checks["database"] = f"error: {err}"
     if ingest is not None:
-        checks["ingest"] = "ok" if ingest.ready.is_set() else "connecting"
+        if ingest.write_failing:
+            # Messages stay unacknowledged (the broker keeps them) until writes succeed.
+            checks["ingest"] = "degraded: store writes failing"
+        else:
+            checks["ingest"] = "ok" if ingest.ready.is_set() else "connecting"
         checks["ingest_stats"] = ingest.stats.as_dict()
     link = getattr(request.app.state, "desk_link", None)
     if link is not None:
