@@ -57,9 +57,15 @@ class Window:
 class Seen(Enum):
     NEW = "new"
     REPEAT = "repeat"
-    #: Further above the mark than any terminal's spool can have moved: never trusted,
-    #: or one forged number would make all the terminal's real telemetry look like repeats.
+    #: A sequence no spool can have reached, or a jump far above the mark not (yet)
+    #: confirmed by the next message: never trusted, or one forged number would make all the
+    #: terminal's real telemetry look like repeats.
     JUMP = "jump"
+
+
+#: A fresh spool numbers its messages from its creation time in ms × 1000
+#: (``edge.spool``), one more per message: no honest sequence is above the clock × 1000.
+SEQ_PER_MS = 1000
 
 
 @dataclass
@@ -69,23 +75,39 @@ class TelemetryDeduper:
     A terminal drains its spool in order, so on the telemetry topic its sequence numbers only
     rise; anything at or below the mark is a redelivery. Bounded: the least recently heard
     terminals are forgotten first (the store's own de-duplication is the second line).
+
+    The mark only moves to believable numbers: never above the receive clock × 1000 (plus
+    the clock-skew allowance), and never more than ``max_step`` above the mark unless the
+    next message confirms the jump (a wiped spool restarts its numbers at the clock).
     """
 
     capacity: int = 200_000
-    #: Largest step above the mark (0 for a terminal not heard from) a sequence may take.
+    #: Largest rise over the mark a sequence may take unconfirmed.
     max_step: int = 10**9
+    #: Clock skew allowed to a terminal, as for timestamps.
+    future_ms: int = 600_000
     _marks: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    #: Per terminal, the last unconfirmed jump.
+    _jumps: dict[str, int] = field(default_factory=dict)
 
-    def is_new(self, terminal_id: str, seq: int) -> bool:
-        return self.check(terminal_id, seq) is Seen.NEW
+    def is_new(self, terminal_id: str, seq: int, now_ms: int) -> bool:
+        return self.check(terminal_id, seq, now_ms) is Seen.NEW
 
-    def check(self, terminal_id: str, seq: int) -> Seen:
-        """Classify ``seq`` against the mark and, if new, move the mark to it."""
+    def check(self, terminal_id: str, seq: int, now_ms: int) -> Seen:
+        """Classify ``seq`` received at ``now_ms``; if new, move the mark to it."""
         mark = self._marks.get(terminal_id)
         if mark is not None and seq <= mark:
             return Seen.REPEAT
-        if seq - (mark or 0) > self.max_step:
+        if seq > (now_ms + self.future_ms) * SEQ_PER_MS:
             return Seen.JUMP
+        if mark is not None and seq - mark > self.max_step:
+            jump = self._jumps.get(terminal_id)
+            if jump is None or not jump < seq <= jump + self.max_step:
+                if len(self._jumps) >= self.capacity:
+                    self._jumps.clear()
+                self._jumps[terminal_id] = seq
+                return Seen.JUMP
+        self._jumps.pop(terminal_id, None)
         self._marks[terminal_id] = seq
         self._marks.move_to_end(terminal_id)
         if len(self._marks) > self.capacity:

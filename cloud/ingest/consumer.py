@@ -126,10 +126,12 @@ class IngestConsumer:
         self.writer = writer
         self.security = security
         self.stats = IngestStats()
-        self.dedup = TelemetryDeduper(max_step=settings.ingest_max_seq_step)
         self.window = Window(
             past_ms=int(settings.ingest_ts_past_s * 1000),
             future_ms=int(settings.ingest_ts_future_s * 1000),
+        )
+        self.dedup = TelemetryDeduper(
+            max_step=settings.ingest_max_seq_step, future_ms=self.window.future_ms
         )
         #: Set while flushes fail; /healthz reports ingest degraded meanwhile.
         self.write_failing = False
@@ -291,12 +293,12 @@ class IngestConsumer:
             pending.status.pop(msg.terminal_id, None)
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
-            seen = self.dedup.check(msg.terminal_id, msg.seq)
+            seen = self.dedup.check(msg.terminal_id, msg.seq, now_ms)
             if seen is Seen.REPEAT:
                 self.stats.duplicates += 1
                 return
             if seen is Seen.JUMP:
-                detail = f"seq {msg.seq} jumps more than {self.dedup.max_step} over the mark"
+                detail = f"seq {msg.seq} is beyond the clock or jumps unconfirmed over the mark"
                 self._dead_letter(msg, payload, "seq_jump", detail, now_ms)
                 return
             pending.points.append(line_for(msg))

@@ -2,7 +2,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from cloud.ingest.classify import IngestStats, Seen, TelemetryDeduper, Window, classify
+from cloud.ingest.classify import (
+    SEQ_PER_MS,
+    IngestStats,
+    Seen,
+    TelemetryDeduper,
+    Window,
+    classify,
+)
 from cloud.ingest.poison import write_isolating
 from cloud.tsdb import line_for, point_for
 from common import envelope
@@ -26,17 +33,20 @@ def test_telemetry_on_the_event_topic_is_refused() -> None:
         classify("elsewhere/T1", b"{}", 16384)
 
 
+NOW = 1_800_000_000_000
+
+
 def test_deduper_drops_repeats_and_forgets_oldest_terminals() -> None:
     d = TelemetryDeduper(capacity=2)
-    assert d.is_new("A", 5)
-    assert not d.is_new("A", 5)
-    assert not d.is_new("A", 4)
-    assert d.is_new("A", 6)
-    assert d.is_new("B", 1)
-    assert d.is_new("C", 1)  # evicts A, the least recently heard
-    assert d.is_new("A", 3)
+    assert d.is_new("A", 5, NOW)
+    assert not d.is_new("A", 5, NOW)
+    assert not d.is_new("A", 4, NOW)
+    assert d.is_new("A", 6, NOW)
+    assert d.is_new("B", 1, NOW)
+    assert d.is_new("C", 1, NOW)  # evicts A, the least recently heard
+    assert d.is_new("A", 3, NOW)
     d.seed("D", 10)
-    assert not d.is_new("D", 10)
+    assert not d.is_new("D", 10, NOW)
 
 
 def test_stats_count_reject_kinds() -> None:
@@ -101,11 +111,25 @@ def test_window_trusts_backlog_but_not_the_future() -> None:
 
 
 def test_a_seq_jump_does_not_move_the_mark() -> None:
+    d = TelemetryDeduper(max_step=1000, future_ms=60_000)
+    start = NOW * SEQ_PER_MS  # a spool created now numbers from here
+    assert d.check("A", start + 1, NOW) is Seen.NEW
+    assert d.check("A", 5 * 10**15, NOW) is Seen.JUMP  # beyond any spool's clock
+    assert d.check("A", start + 2, NOW) is Seen.NEW
+    assert d.check("A", start + 10**9, NOW) is Seen.JUMP  # far above the mark, once
+    assert d.check("A", start + 3, NOW) is Seen.NEW
+    assert d.check("B", 5 * 10**15, NOW) is Seen.JUMP  # unknown terminal: the clock bounds it
+    assert d.check("B", 7, NOW) is Seen.NEW
+
+
+def test_a_wiped_spool_restarting_at_the_clock_is_followed_once_confirmed() -> None:
     d = TelemetryDeduper(max_step=1000)
-    assert d.check("A", 5) is Seen.NEW
-    assert d.check("A", 5_000_000_000_000_000) is Seen.JUMP
-    assert d.check("A", 6) is Seen.NEW
-    assert d.check("B", 1001) is Seen.JUMP  # unknown terminal: measured from 0
+    old = (NOW - 86_400_000) * SEQ_PER_MS
+    assert d.check("A", old + 1, NOW) is Seen.NEW
+    fresh = NOW * SEQ_PER_MS
+    assert d.check("A", fresh + 1, NOW) is Seen.JUMP
+    assert d.check("A", fresh + 2, NOW) is Seen.NEW
+    assert d.check("A", old + 2, NOW) is Seen.REPEAT
 
 
 async def test_write_isolating_finds_the_poison_rows_and_lands_the_rest() -> None:
