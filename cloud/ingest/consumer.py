@@ -405,13 +405,12 @@ class IngestConsumer:
             await self._store_status(batch.status)
             batch.status = {}
         if batch.points:
-            refused = await write_isolating(batch.points, self.writer.write)
-            bad = {line for line, _ in refused}
-            for t in batch.telemetry:
-                line = line_for(t)
-                if line in bad:
-                    err = next(e for row, e in refused if row == line)
-                    self._refused(batch, t, repr(err))
+            refused = dict(await write_isolating(batch.points, self.writer.write))
+            if refused:  # rare: skip rebuilding every line when all landed
+                for t in batch.telemetry:
+                    err = refused.get(line_for(t))
+                    if err is not None:
+                        self._refused(batch, t, repr(err))
             self.stats.landed([t.ts_ms for t in batch.telemetry], time.time())
             batch.points, batch.telemetry = [], []
         if batch.events:
