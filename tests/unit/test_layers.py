@@ -22,6 +22,7 @@ PACKAGES = (
     "modeltools",
     "firmware_adapters",
     "provisioning",
+    "idcheck",
 )
 
 
