@@ -23,6 +23,8 @@
     │
     │   package branches, each drawn in its own errors module:
     ├── ProvisioningError        provisioning.errors
+    ├── IdCheckError             idcheck.errors (service down; RequestRefused, also a Refusal;
+    │                            AnswerInvalid, also a WireError)
     ├── PeripheralError          firmware_adapters.errors (device absent, timeout, frames …)
     ├── MediaError               janus_client.errors (JanusError …), cloud.media.errors
     ├── HsmError                 hsm.errors (HsmRefused, also a Refusal; HsmUnavailable)

@@ -22,7 +22,7 @@ from fleet.registry import GroupNotFound
 ROOT = Path(__file__).parent.parent.parent
 PACKAGES = (
     "common", "janus_client", "provisioning", "firmware_adapters", "models", "cloud", "edge",
-    "fleet", "modeltools", "cuntong", "hsm", "corebank",
+    "fleet", "modeltools", "cuntong", "hsm", "corebank", "idcheck",
 )  # fmt: skip
 BUILTIN_ERRORS = {
     name for name, obj in vars(builtins).items()
