@@ -138,5 +138,5 @@ def test_suite_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUNTONG_CLOUD_CRYPTO_SUITE", "sm")
     assert Suite(load(CloudSettings).crypto_suite) is Suite.SM
     monkeypatch.setenv("CUNTONG_CLOUD_CRYPTO_SUITE", "rot13")
-    with pytest.raises(ConfigError, match="crypto_suite"):
+    with pytest.raises(ConfigError, match="CRYPTO_SUITE"):
         load(CloudSettings)
