@@ -16,7 +16,7 @@ from cloud.security import Security
 from common.settings import CloudSettings
 from fleet import shadows
 from fleet.alerting import AlertMonitor
-from fleet.api import alerts, commands, dashboard, packages, registry
+from fleet.api import alerts, broker, commands, dashboard, packages, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.packages import PackageStore
@@ -34,6 +34,7 @@ def routers() -> list[APIRouter]:
         packages.router,
         packages.downloads,
         alerts.router,
+        broker.router,
         dashboard.router,
     ]
 
@@ -58,6 +59,8 @@ def start(
     app: FastAPI, settings: CloudSettings, security: Security | None
 ) -> list[asyncio.Task[None]]:
     app.state.fleet = app.state.rollouts = app.state.packages = None
+    # The broker's control link: the operator's disable / enable (fleet.api.broker).
+    app.state.broker_admin = security.admin if security is not None else None
     if security is not None and settings.state_dir is not None:
         app.state.packages = PackageStore(
             settings.state_dir / "packages", security.keys.command_key
@@ -68,6 +71,8 @@ def start(
     app.state.rollouts = engine(app.state.fleet)
     monitor = AlertMonitor(FleetSettings(), lambda: dt.datetime.now(dt.UTC))
     app.state.rollouts.on_abort.append(monitor.rollout_aborted)
+    if app.state.ingest is not None:  # rejected messages and flaps, per terminal
+        app.state.ingest.on_signal.append(monitor.signal)
     return [
         asyncio.create_task(app.state.fleet.run(), name="fleet-sender"),
         asyncio.create_task(app.state.rollouts.run(), name="fleet-rollouts"),

@@ -99,17 +99,6 @@ def service_roles() -> dict[str, list[dict[str, Any]]]:
     return {name: _grants_to_acls(grants) for name, grants in SERVICE_ROLES.items()}
 
 
-def valid_terminal_id(terminal_id: str) -> bool:
-    """Ids become topic levels and role names: no wildcards, separators or control bytes."""
-    return (
-        bool(terminal_id)
-        and len(terminal_id) <= 64
-        and terminal_id.isprintable()
-        and not any(c in terminal_id for c in "/+#$ ")
-        and "." not in terminal_id  # a dot marks service identities (svc.<instance>)
-    )
-
-
 def initial_config(
     services: Mapping[str, str],
     terminals: Iterable[str] = (),

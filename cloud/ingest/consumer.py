@@ -20,6 +20,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -98,6 +99,11 @@ class IngestConsumer:
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
+        #: Per-terminal signals, called as ``(terminal_id, signal)``: a rejected message
+        #: ("malformed", "oversized", "bad_mac") or a presence change ("online"/"offline").
+        #: Fleet's misbehaviour watch listens (``fleet.misbehaviour``).
+        self.on_signal: list[Callable[[str, str], None]] = []
+        self._online: dict[str, bool] = {}
         if security is not None:
             self.client_id = security.client_id(settings.service_instance)
         else:
@@ -204,8 +210,10 @@ class IngestConsumer:
         try:
             msg = classify(topic_name, payload, self.s.max_payload_bytes)
         except WireError as err:
-            self.stats.reject(err)
+            reason = self.stats.reject(err)
             log.warning("rejected message on %s: %s", topic_name[:120], err)
+            with contextlib.suppress(ValueError):
+                self._signal(topics.parse(topic_name).terminal_id, reason)
             return
         if (
             isinstance(msg, envelope.Event)
@@ -215,10 +223,14 @@ class IngestConsumer:
             # Tampered in transit, or not from the terminal's own key: never stored.
             self.stats.rejected["bad_mac"] += 1
             log.warning("event %s/%s has a missing or wrong MAC", msg.terminal_id, msg.seq)
+            self._signal(msg.terminal_id, "bad_mac")
             return
         self.stats.accepted[type(msg).__name__.lower()] += 1
         pending = self._pending
         if isinstance(msg, envelope.Status):
+            if self._online.get(msg.terminal_id, msg.online) != msg.online:
+                self._signal(msg.terminal_id, "online" if msg.online else "offline")
+            self._online[msg.terminal_id] = msg.online
             pending.status.pop(msg.terminal_id, None)
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
@@ -232,6 +244,10 @@ class IngestConsumer:
             pending.events.append(msg)
         if len(pending) >= self.s.ingest_batch_size:
             self._flush_now.set()
+
+    def _signal(self, terminal_id: str, signal: str) -> None:
+        for listener in self.on_signal:
+            listener(terminal_id, signal)
 
     async def _flush_loop(self) -> None:
         interval = self.s.ingest_flush_ms / 1000
