@@ -16,7 +16,7 @@ MODEL_MODULES: list[str] = [
     "cloud.evidence.models",
     "cloud.quality.models",
     "cloud.workflow.models",
-    # teller sessions (read by cloud.ops.sources)
+    # teller sessions (read by cloud.sessions.sources)
     "cloud.sessions.models",
     # fleet operations: tags, groups, shadows, commands, rollouts, alerts
     "fleet.models",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -58,6 +59,11 @@ class _TomlSection(TomlConfigSettingsSource):
         super().__init__(settings_cls, toml_file=path)
         self.toml_data = self.toml_data.get(section, {}) if section else self.toml_data
         self.init_kwargs = self.toml_data
+
+
+#: The base for settings classes that live in packages above this one (``fleet.settings``):
+#: environment variables, then the ``[toml_section]`` of the ``CUNTONG_CONFIG`` file.
+SettingsBase = _Base
 
 
 class AgentSettings(_Base):
@@ -257,6 +263,12 @@ class CloudSettings(_Base):
     terminal_grace_s: float = Field(30.0, gt=0)
     #: A teller whose screen disconnected mid-call gets this long before it is hung up.
     teller_grace_s: float = Field(30.0, gt=0)
+    #: The business catalogue a bank supplies (TOML or JSON, see ``cloud.catalogue``); unset:
+    #: the built-in ``cloud/businesses.toml``. Its variable keeps its first name,
+    #: ``CUNTONG_CATALOGUE`` (no ``CLOUD_``).
+    catalogue: Path | None = Field(
+        None, validation_alias=AliasChoices("catalogue", "CUNTONG_CATALOGUE")
+    )
 
     @field_validator("crypto_suite")
     @classmethod

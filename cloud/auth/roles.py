@@ -40,3 +40,8 @@ def may_reveal(roles: frozenset[Role], field: str) -> bool:
 def may_view_session(account_id: str, roles: frozenset[Role], operator_id: str) -> bool:
     """A teller sees the sessions they served; supervisors, reviewers, auditors see all."""
     return operator_id == account_id or bool(roles & SEE_ALL_SESSIONS)
+
+
+#: Who may look at the fleet: its operators, and the people who answer for the terminals'
+#: business (supervisors, auditors). Tellers and reviewers work on sessions, not devices.
+FLEET_READERS = (Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN)

@@ -9,25 +9,15 @@ revoke it (``/api/v1/provisioning``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 
 from common.topics import valid_terminal_id
-from fleet.api.deps import Operator, Readers, Who, audited
+from fleet.api.deps import Broker, Operator, Readers, Who, audited
 from provisioning.dynsec import BrokerAdmin, BrokerAdminError, ClientState
 
-router = APIRouter(prefix="/api/v1/fleet/terminals", tags=["fleet broker"], dependencies=Readers)
-
-
-def _admin(request: Request) -> BrokerAdmin:
-    admin = getattr(request.app.state, "broker_admin", None)
-    if admin is None:
-        raise HTTPException(503, "broker control needs the secured mode (CUNTONG_CLOUD_STATE_DIR)")
-    return admin  # type: ignore[no-any-return]
-
-
-Admin = Annotated[BrokerAdmin, Depends(_admin)]
+router = APIRouter(prefix="/fleet/terminals", tags=["fleet broker"], dependencies=Readers)
 
 
 def _public(state: ClientState) -> dict[str, Any]:
@@ -55,12 +45,12 @@ async def _known(admin: BrokerAdmin, terminal_id: str) -> ClientState:
 
 
 @router.get("/{terminal_id}/broker")
-async def broker_state(terminal_id: str, admin: Admin) -> dict[str, Any]:
+async def broker_state(terminal_id: str, admin: Broker) -> dict[str, Any]:
     return _public(await _known(admin, terminal_id))
 
 
 @router.post("/{terminal_id}/broker/disable", dependencies=Operator)
-async def disable(terminal_id: str, admin: Admin, who: Who) -> dict[str, Any]:
+async def disable(terminal_id: str, admin: Broker, who: Who) -> dict[str, Any]:
     await _known(admin, terminal_id)
     try:
         state = await admin.disable(terminal_id)
@@ -71,7 +61,7 @@ async def disable(terminal_id: str, admin: Admin, who: Who) -> dict[str, Any]:
 
 
 @router.post("/{terminal_id}/broker/enable", dependencies=Operator)
-async def enable(terminal_id: str, admin: Admin, who: Who) -> dict[str, Any]:
+async def enable(terminal_id: str, admin: Broker, who: Who) -> dict[str, Any]:
     await _known(admin, terminal_id)
     try:
         state = await admin.enable(terminal_id)

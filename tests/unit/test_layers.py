@@ -22,6 +22,8 @@ PACKAGES = (
     "modeltools",
     "firmware_adapters",
     "provisioning",
+    "hsm",
+    "corebank",
 )
 
 

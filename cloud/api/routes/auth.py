@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
+from cloud.api.deps import Now, OversightDep, any_account, require
 from cloud.auth import audit, service
-from cloud.auth.deps import Principal, any_account, require, token_digest
+from cloud.auth.deps import Principal, token_digest
 from cloud.auth.models import Account, AuditEntry
 from cloud.auth.roles import Role
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(tags=["auth"])
 
 
 class LoginRequest(BaseModel):
@@ -60,17 +61,16 @@ def _limited(retry_after: float) -> HTTPException:
     return HTTPException(429, "too many attempts", {"Retry-After": str(int(retry_after) + 1)})
 
 
-async def enrol_rate_limit(request: Request) -> None:
+async def enrol_rate_limit(request: Request, ov: OversightDep) -> None:
     """Dependency for the enrolment router: slows claim-token guessing per address."""
-    limiter = request.app.state.oversight.enrol_per_address
+    limiter = ov.enrol_per_address
     now = time.monotonic()
     if not limiter.allow(_client(request), now):
         raise _limited(limiter.retry_after(_client(request), now))
 
 
 @router.post("/auth/login", response_model=LoginResponse)
-async def login(body: LoginRequest, request: Request) -> LoginResponse:
-    ov = request.app.state.oversight
+async def login(body: LoginRequest, request: Request, ov: OversightDep) -> LoginResponse:
     now, tick = ov.clock(), time.monotonic()
     for limiter, key in (
         (ov.login_per_address, _client(request)),
@@ -92,11 +92,13 @@ async def login(body: LoginRequest, request: Request) -> LoginResponse:
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(request: Request, who: Annotated[Principal, Depends(any_account())]) -> Response:
+async def logout(
+    request: Request, ov: OversightDep, who: Annotated[Principal, Depends(any_account())]
+) -> Response:
     token = request.headers["authorization"].partition(" ")[2]
     await service.logout(token)
-    request.app.state.oversight.principals.drop(token_digest(token))
-    await audit.record(who.account_id, "logout", "", request.app.state.oversight.clock())
+    ov.principals.drop(token_digest(token))
+    await audit.record(who.account_id, "logout", "", ov.clock())
     return Response(status_code=204)
 
 
@@ -107,9 +109,8 @@ async def me(who: Annotated[Principal, Depends(any_account())]) -> Account:
 
 @router.post("/accounts", response_model=AccountPublic, status_code=201)
 async def create_account(
-    body: AccountCreate, request: Request, who: Annotated[Principal, Depends(require(Role.ADMIN))]
+    body: AccountCreate, ov: OversightDep, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> Account:
-    ov = request.app.state.oversight
     try:
         account = await service.create_account(
             body.id, body.password, body.roles, ov.clock(), body.display_name, ov.hasher
@@ -133,7 +134,7 @@ async def list_accounts(_: Annotated[Principal, Depends(require(Role.ADMIN))]) -
 
 @router.get("/audit", response_model=list[AuditPublic])
 async def audit_log(
-    request: Request,
+    now: Now,
     who: Annotated[Principal, Depends(require(Role.AUDITOR))],
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -143,7 +144,5 @@ async def audit_log(
         query = query.filter(actor=actor)
     entries = await query
     # Reading the audit log is itself something an auditor is accountable for.
-    await audit.record(
-        who.account_id, "audit_view", actor or "*", request.app.state.oversight.clock()
-    )
+    await audit.record(who.account_id, "audit_view", actor or "*", now)
     return entries

@@ -10,15 +10,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
+from cloud.api.deps import OversightDep, require
 from cloud.auth import audit
-from cloud.auth.deps import Principal, require
+from cloud.auth.deps import Principal
 from cloud.auth.masking import mask_fields
 from cloud.auth.roles import Role, may_reveal, may_view_session
 from cloud.evidence import service
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.verify import verify
 
-router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
+router = APIRouter(prefix="/evidence", tags=["evidence"])
 
 Viewer = Annotated[
     Principal,
@@ -65,8 +66,7 @@ def _public(record: EvidenceRecord, customer: dict[str, Any]) -> EvidencePublic:
 
 
 @router.get("/{session_id}", response_model=EvidencePublic)
-async def view(session_id: str, request: Request, who: Viewer) -> EvidencePublic:
-    ov = request.app.state.oversight
+async def view(session_id: str, ov: OversightDep, who: Viewer) -> EvidencePublic:
     record = await _visible(session_id, who)
     await audit.record(who.account_id, "evidence_view", session_id, ov.clock())
     return _public(record, mask_fields(service.customer_of(ov, record)))
@@ -74,9 +74,8 @@ async def view(session_id: str, request: Request, who: Viewer) -> EvidencePublic
 
 @router.post("/{session_id}/reveal")
 async def reveal(
-    session_id: str, body: RevealRequest, request: Request, who: Viewer
+    session_id: str, body: RevealRequest, ov: OversightDep, who: Viewer
 ) -> dict[str, str]:
-    ov = request.app.state.oversight
     record = await _visible(session_id, who)
     customer = service.customer_of(ov, record)
     if body.field not in customer:
@@ -94,9 +93,9 @@ async def reveal(
 async def verify_package(
     session_id: str,
     request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR))],
 ) -> dict[str, Any]:
-    ov = request.app.state.oversight
     record = await _visible(session_id, who)
     if record.deleted_at is not None:
         raise HTTPException(410, "evidence deleted after its retention period")
@@ -116,9 +115,9 @@ async def legal_hold(
     session_id: str,
     body: HoldRequest,
     request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(require(Role.AUDITOR))],
 ) -> EvidencePublic:
-    ov = request.app.state.oversight
     record = await _visible(session_id, who)
     record.legal_hold = body.hold
     await record.save(update_fields=["legal_hold"])
@@ -130,7 +129,6 @@ async def legal_hold(
 
 @router.post("/purge")
 async def purge(
-    request: Request, who: Annotated[Principal, Depends(require(Role.ADMIN))]
+    ov: OversightDep, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> dict[str, list[str]]:
-    ov = request.app.state.oversight
     return {"deleted": await service.purge_expired(ov, who.account_id, ov.clock())}
