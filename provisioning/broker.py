@@ -1,29 +1,24 @@
-"""Mosquitto configuration: ``BrokerConfig`` and ``config_text``, plus mTLS, ACL and CRL.
+"""Mosquitto configuration: ``BrokerConfig`` and ``config_text``, plus mTLS, authorisation
+and CRL.
 
 ``prepare(ca, dir, hosts, now)`` writes the broker's files; ``broker_config(port, files)``
 turns the stack's one listener into a TLS listener that requires a client certificate
 signed by our CA, takes the certificate CN as the MQTT username
 (``use_identity_as_username``) *and* as the client id (``use_username_as_clientid``: a
 terminal cannot take over another terminal's session by borrowing its client id), checks
-the CRL, and applies the ACL below. Anonymous and password logins are refused.
+the CRL, and authorises through the dynamic-security plugin. Anonymous and password logins
+are refused.
 
-Least privilege, per terminal (``%u`` = its certificate CN = its terminal id)::
+Least privilege, per terminal: a role ``t:<id>`` with ``grants.TERMINAL_GRANTS`` for its
+own subtree (publish its uplink, subscribe its ``cmd/#`` and ``desk``). Unlike Mosquitto
+2.0's ``acl_file``, which granted every SUBSCRIBE and filtered only at delivery, the plugin
+refuses a foreign SUBSCRIBE with SUBACK 0x87, so no terminal can join ingest's ``$share``
+group. Cloud services are clients ``svc.<instance>`` with a role from
+``grants.SERVICE_ROLES``. Terminal rights change at run time over the plugin's control
+topic (``dynsec.BrokerAdmin``): no reload.
 
-    write  cuntong/v1/t/%u/status      (online/offline; also the last will)
-    write  cuntong/v1/t/%u/telemetry
-    write  cuntong/v1/t/%u/event
-    write  cuntong/v1/t/%u/cmd-reply
-    read   cuntong/v1/t/%u/cmd/#       (commands: receive only, never send)
-
-A terminal can neither read its own uplink (nothing to gain) nor write commands, even to
-itself. Cloud services are ``user svc.<instance>`` entries with a role from
-``SERVICE_ROLES``. Mosquitto 2.0's ``acl_file`` grants every SUBSCRIBE and filters at
-delivery with the read rules, so a subscription to a foreign subtree succeeds but never
-delivers a message. That leaves a known hole (a terminal can join a ``$share`` group and
-take a share of the fleet's messages): see docs/provisioning.md, "open defect".
-
-Mosquitto reads the CRL and the ACL file only at start and on SIGHUP: after rewriting them
-call ``reload(pid_file)`` (the config names a ``pid_file`` for that). Reload rarely:
+Mosquitto reads the CRL only at start and on SIGHUP: after rewriting it call
+``reload(pid_file)`` (the config names a ``pid_file`` for that). Reload rarely:
 ``crl_outdated`` says when a CRL must really be rewritten (2.0.11 can crash on SIGHUP).
 """
 
