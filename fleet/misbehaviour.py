@@ -2,10 +2,11 @@
 counted over a window, an alert past a threshold). Pure: time is an argument.
 
 Signals come from ingest (``IngestConsumer.on_signal``): each rejected message
-(``malformed``, ``oversized``, ``bad_mac``) and each presence change (``online`` /
-``offline``, i.e. a connect that flaps). ``Watch.record(terminal_id, signal, now)`` keeps
-them for ``window``; ``Watch.conditions(now)`` names the terminals past a threshold with
-the evidence, as alert conditions for ``fleet.alerting``.
+(``malformed``, ``oversized``, ``bad_mac``; ``quarantined`` for a dead-lettered one) and
+each presence change (``online`` / ``offline``, i.e. a connect that flaps).
+``Watch.record(terminal_id, signal, now)`` keeps them for ``window``;
+``Watch.conditions(now)`` names the terminals past a threshold with the evidence, as alert
+conditions for ``fleet.alerting``.
 
 Not counted: subscriptions the broker refused. Mosquitto 2.0.11 gives no per-client signal
 for them below debug logging (a granted SUBSCRIBE is logged with ``log_type subscribe``, a
@@ -20,7 +21,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 #: Signals that are rejected messages; the rest are presence changes.
-REJECTS = frozenset({"malformed", "oversized", "bad_mac", "out_of_bounds", "quarantined"})
+REJECTS = frozenset({"malformed", "oversized", "bad_mac", "quarantined"})
 FLAPS = frozenset({"online", "offline"})
 
 #: The alert kind (``fleet.alerts.Kind.MISBEHAVING``).
