@@ -22,6 +22,7 @@ go to the dead-letter table (``cloud.ingest.models``) so one terminal cannot sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
