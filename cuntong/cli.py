@@ -4,6 +4,7 @@
     cuntong agent                 one terminal's edge agent
     cuntong api                   the cloud API (with the ingest consumer unless disabled)
     cuntong ingest                a standalone ingest consumer (scale out: run several)
+    cuntong db | backup           operations (see cuntong.ops_cli)
 
 Settings come from CUNTONG_* environment variables and the TOML file named by
 CUNTONG_CONFIG; flags override both.
@@ -281,11 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Sub-commands the other packages bring (imports are light: argparse only).
     from cloud.cli import add_parser as accounts
     from cloud.evidence.cli import add_parser as evidence
+    from cuntong.ops_cli import add_parser as operations
     from firmware_adapters.cli import add_parser as peripherals
     from modeltools.cli import add_parser as models
     from provisioning.cli import add_parser as provision
 
-    for add in (provision, accounts, evidence, peripherals, models):
+    for add in (provision, accounts, evidence, peripherals, models, operations):
         add(sub)
     return parser
 
