@@ -1,8 +1,9 @@
-"""Operations commands: ``cuntong db`` and ``cuntong backup``.
+"""Operations commands: ``cuntong db``, ``cuntong backup`` and ``cuntong deploy``.
 
     cuntong db upgrade | status                    schema migrations (see cloud.db)
     cuntong backup create --out FILE               see cuntong.backup
     cuntong backup restore FILE --state-dir DIR    into an empty deployment
+    cuntong deploy render --inventory FILE --out DIR   see cuntong.deploy
 
 Defaults come from the cloud settings (``CUNTONG_CLOUD_*``, the TOML file); the backup
 passphrase from ``--passphrase-file`` or ``$CUNTONG_BACKUP_PASSPHRASE``.
@@ -49,6 +50,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument("--recordings", type=Path, help="default <state-dir>/recordings")
     back.add_argument("--passphrase-file", type=Path)
     back.set_defaults(func=_cmd_backup_restore)
+
+    deploy = subparsers.add_parser("deploy", help="render a deployment for systemd hosts")
+    d_sub = deploy.add_subparsers(dest="deploy_action", required=True)
+    render = d_sub.add_parser("render", help="units and configuration from an inventory")
+    render.add_argument("--inventory", type=Path, required=True, help="TOML inventory")
+    render.add_argument("--out", type=Path, required=True, help="folder to write (per host)")
+    render.set_defaults(func=_cmd_deploy_render)
 
 
 def _cloud_settings():  # type: ignore[no-untyped-def]
@@ -134,3 +142,10 @@ def _cmd_backup_restore(args: argparse.Namespace) -> None:
         _wrapper(args.passphrase_file),
     )
     print("restored " + ", ".join(f"{part}: {n}" for part, n in counts.items()))
+
+
+def _cmd_deploy_render(args: argparse.Namespace) -> None:
+    from cuntong.deploy import render_inventory
+
+    written = render_inventory(args.inventory, args.out)
+    print(f"wrote {len(written)} files under {args.out}")
