@@ -52,6 +52,7 @@ class AlertMonitor:
             dt.timedelta(seconds=settings.offline_alert_after_s),
             settings.disk_alert_pct,
             settings.temp_alert_c,
+            settings.flap_alert_count,
         )
 
     async def run(self) -> None:
