@@ -41,4 +41,4 @@ async def test_signed_command_waits_offline_and_is_verified_on_return(
             await runner.stop(tid)
     assert done["state"] == "succeeded", done
     assert done["result"]["command_id"] == cid  # the agent verified the signed envelope
-    assert agent.mdm.config["state"] == {"volume": 3}
+    assert agent.mdm.config["state"] == {"log_level": "WARNING"}
