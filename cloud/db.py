@@ -10,6 +10,8 @@ from tortoise.backends.base.config_generator import expand_db_url
 #: Every module holding models; packages that add models append here.
 MODEL_MODULES: list[str] = [
     "cloud.models",
+    # ingest's dead-letter table
+    "cloud.ingest.models",
     "provisioning.models",
     # oversight: accounts and audit, evidence records, quality inspection
     "cloud.auth.models",

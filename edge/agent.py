@@ -43,6 +43,7 @@ from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import live_config
+from common.wire.call import Grant
 from edge import alarms, commands, sdnotify, wire
 from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler
@@ -54,7 +55,6 @@ from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
 from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
-from edge.teller.messages import Grant
 from edge.teller.paperwork import Paperwork
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
