@@ -6,6 +6,9 @@ encoder settings for the link rate (``edge.vision.roi.encoder_settings``) and lo
 face-aware preprocessor when the terminal has its verified vision models; ``tracks`` gives
 fresh tracks for each publication; ``snapshot_jpeg`` serves the self view and document
 captures. In simulation the camera is the synthetic test pattern and the microphone a tone.
+A terminal that is not simulated and has no camera configured never sends a made-up
+picture: ``tracks`` raises ``CameraMissing`` (the call fails) and the agent reports the
+camera as a peripheral fault.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ if TYPE_CHECKING:
     from edge.vision.roi import EncoderSettings
     from edge.vision.runtime import ModelSet
 
+from common.errors import CuntongError
+
 log = logging.getLogger("cuntong.teller.media")
+
+
+class CameraMissing(CuntongError):
+    """The terminal has no camera configured: there is no picture to send."""
 
 
 class CallMedia:
@@ -86,11 +95,12 @@ class CallMedia:
 
         assert self.settings is not None, "prepare() first"
         s = self.settings
-        grab = (
-            sources.adapter_grab(self.camera)
-            if self.camera is not None and not self.simulate
-            else sources.synthetic_grab()
-        )
+        if self.simulate:
+            grab = sources.synthetic_grab()
+        elif self.camera is not None:
+            grab = sources.adapter_grab(self.camera)
+        else:
+            raise CameraMissing("no camera configured (peripherals file): no picture to send")
         self.video = sources.CameraTrack(grab, s.width, s.height, s.fps, self.preprocess)
         audio = sources.microphone(self.audio_device) if self.audio_device else sources.ToneTrack()
         return audio, self.video
