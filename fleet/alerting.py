@@ -3,7 +3,6 @@ outcome de-duplicated, and tells a webhook about alerts opened and cleared."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 import httpx
 
 from cloud import Terminal
+from common.periodic import run_every
 from fleet import alerts as al
 from fleet.models import AlertDoc, RolloutDoc
 from fleet.settings import FleetSettings
@@ -55,12 +55,7 @@ class AlertMonitor:
         )
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.evaluate()
-            except Exception:  # a bad beat must not end alerting for good
-                log.exception("alert evaluation failed")
-            await asyncio.sleep(self.s.alert_interval_s)
+        await run_every(self.evaluate, self.s.alert_interval_s, name="alert evaluation", logger=log)
 
     async def evaluate(self) -> al.Plan:
         now = self.clock()

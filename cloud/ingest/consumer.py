@@ -22,7 +22,6 @@ go to the dead-letter table (``cloud.ingest.models``) so one terminal cannot sto
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -46,6 +45,7 @@ from cloud.tsdb import TelemetryWriter, line_for
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
+from common.periodic import run_every
 from common.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
@@ -338,29 +338,24 @@ class IngestConsumer:
         self._pending.dead.append(_dead_row(msg.terminal_id, kind, reason, detail, payload, now_ms))
         self.stats.dead_lettered[reason] += 1
 
+    def _write_failed(self, _err: Exception) -> None:
+        self.stats.write_errors += 1
+
     async def _flush_loop(self) -> None:
-        interval = self.s.ingest_flush_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), interval)
-            self._flush_now.clear()
-            try:
-                await self.flush()
-            except Exception:
-                # The batch stays pending (unacknowledged) and is retried next round; the
-                # store may be restarting. Rows it refused on their merits never get here.
-                self.stats.write_errors += 1
-                log.exception("flush failed; will retry")
-                await asyncio.sleep(1)
+        # A failed batch stays pending (unacknowledged) and is retried next round; the store
+        # may be restarting. Rows it refused on their merits never get here.
+        await run_every(
+            self.flush, self.s.ingest_flush_ms / 1000, name="ingest flush",
+            wake=self._flush_now, first_wait=True, on_error=self._write_failed, backoff_s=1,
+            logger=log,
+        )  # fmt: skip
 
     async def _state_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.s.state_flush_ms / 1000)
-            try:
-                await self.flush_state()
-            except Exception:
-                self.stats.write_errors += 1
-                log.exception("terminal state update failed; will retry")
+        await run_every(
+            self.flush_state, self.s.state_flush_ms / 1000,
+            name="terminal state update", first_wait=True,
+            on_error=self._write_failed, logger=log,
+        )  # fmt: skip
 
     async def flush_state(self) -> None:
         health, self._health = self._health, {}
