@@ -42,6 +42,7 @@ class CallMedia:
         camera: Any = None,
         audio_device: str = "",
         link_kbps: float = 400.0,
+        link_loss: float = 0.0,
         face_aware: bool = True,
         models: Callable[[], Awaitable[ModelSet]] | None = None,
     ) -> None:
@@ -49,6 +50,9 @@ class CallMedia:
         self.camera = camera  # a firmware_adapters camera, or None
         self.audio_device = audio_device
         self.link_kbps = link_kbps
+        #: the loss the link is known for: the first call's Opus encoder is created with
+        #: in-band FEC from the start at 3% or more (an encoder is not reconfigured mid-call)
+        self.link_loss = link_loss
         self.ceiling_kbps = link_kbps  # measured rates never exceed the configured link
         self.face_aware = face_aware
         self.models = models
@@ -64,7 +68,7 @@ class CallMedia:
         from edge.teller.faceaware import FaceAware
         from edge.vision.roi import encoder_settings
 
-        self.settings = encoder_settings(self.link_kbps)
+        self.settings = encoder_settings(self.link_kbps, self.link_loss)
         encoding.apply(self.settings)
         if self.face_aware:
             self.preprocess = await FaceAware.load(self.models)
