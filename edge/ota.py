@@ -64,6 +64,16 @@ class Kind:
     #: The health check runs inside the agent (not in a restarted one): a trial found at
     #: start means the check never finished (the agent crashed in it) and rolls back at once.
     checked_in_process: bool = False
+    #: The component runs in a process of its own that must start again to use a new
+    #: version (the agent itself): installing unpacks it (``unpack``) and switches its slot
+    #: on trial with a deadline, and the trial ends in the restarted process
+    #: (``edge.agent_slots``); the reply says ``RESTART`` instead of "healthy".
+    unpack: Callable[[Path, Path], None] | None = None
+    trial_s: float = 0.0
+
+
+#: In an ``ota_install`` result: the new version is on trial and runs after a restart.
+RESTART = "restart_for_trial"
 
 
 def read_slots(state_dir: Path, component: str) -> ota_slots.Slots:
@@ -139,6 +149,8 @@ class Ota:
         health: HealthCheck = payload_intact,
         http: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(timeout=30),
         kinds: Mapping[str, Kind] = {},
+        restart: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state_dir = state_dir
         self.root = state_dir / "ota"
@@ -147,6 +159,9 @@ class Ota:
         self.health = health
         self.http = http
         self.kinds = kinds
+        #: Asks for the process to start again (a rollback of a component that restarts).
+        self.restart = restart
+        self.clock = clock
         #: Bytes fetched by the last download (0 on a full resume), for tests and progress.
         self.last_fetched = 0
 
@@ -180,6 +195,8 @@ class Ota:
             component = path.parent.name
             before = self.slots(component)
             kind = self.kinds.get(component)
+            if kind is not None and kind.unpack is not None:
+                continue  # counted by the launcher before this process started
             crashed = before.trial and kind is not None and kind.checked_in_process
             after = ota_slots.rollback(before) if crashed else ota_slots.boot(before)
             self._save(component, after)
@@ -252,10 +269,27 @@ class Ota:
         target.mkdir(parents=True)
         os.replace(part, target / "payload")
         (target / "manifest.json").write_bytes(raw)
+        kind = self.kinds.get(m.component)
+        if kind is not None and kind.unpack is not None:
+            try:
+                await asyncio.to_thread(kind.unpack, target / "payload", target)
+            except PackageRefused as err:
+                shutil.rmtree(target)
+                self._report(m.component, m.version, "refused", reason=err.reason, detail=str(err))
+                raise ValueError(f"refused: {err}") from err
         self._report(m.component, m.version, "installed", slot=before.inactive)
+        if kind is not None and kind.unpack is not None:
+            until = self.clock() + kind.trial_s
+            self._save(m.component, ota_slots.switch(before, m.version, until))
+            self._report(m.component, m.version, "on_trial", slot=before.inactive)
+            return {
+                "component": m.component,
+                "version": m.version,
+                "slot": before.inactive,
+                RESTART: True,
+            }
         trial = ota_slots.switch(before, m.version)
         self._save(m.component, trial)
-        kind = self.kinds.get(m.component)
         health = kind.health if kind is not None else self.health
         try:
             healthy, why = await health(m.component, target), "health check failed"
@@ -281,6 +315,10 @@ class Ota:
         self._report(
             component, after.versions.get(after.active, ""), "rolled_back", slot=after.active
         )
+        kind = self.kinds.get(component)
+        if kind is not None and kind.unpack is not None and self.restart is not None:
+            # The reply leaves first; then the launcher starts the slot gone back to.
+            asyncio.get_running_loop().call_later(1.0, self.restart, f"{component} rollback")
         return {
             "component": component,
             "slot": after.active,
