@@ -149,6 +149,8 @@ class Agent:
             agent_slots.COMPONENT: OtaKind(
                 validate=_check_agent_wheel,
                 unpack=agent_slots.unpack,
+                apply_delta=agent_slots.apply_delta,
+                release=agent_slots.release_sha256,
                 trial_s=settings.agent_trial_s,
             ),
         }

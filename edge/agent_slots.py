@@ -21,6 +21,7 @@ its self-test; after a rollback the old one answers that the update failed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -28,7 +29,8 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from common.wire.package import PackageRefused
+from common.wire import delta as delta_wire
+from common.wire.package import Manifest, PackageRefused
 from edge import ota_slots
 
 COMPONENT = "agent"
@@ -81,6 +83,35 @@ def unpack(payload: Path, slot_dir: Path) -> None:
         shutil.rmtree(target)
     with zipfile.ZipFile(payload) as archive:
         archive.extractall(target)
+    _release(slot_dir, hashlib.sha256(payload.read_bytes()).hexdigest())
+
+
+def _release(slot_dir: Path, sha256: str) -> None:
+    """What a delta must start from: the SHA-256 of the full wheel this slot holds."""
+    (slot_dir / "release.json").write_text(json.dumps({"sha256": sha256}))
+
+
+def release_sha256(slot_dir: Path) -> str | None:
+    try:
+        return str(json.loads((slot_dir / "release.json").read_text())["sha256"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def apply_delta(payload: Path, base_slot: Path, slot_dir: Path) -> None:
+    """Build ``slot_dir/site`` from the installed ``base_slot`` and a delta; refused
+    (PackageRefused) unless the base is the delta's and every file matches its hash."""
+    d = delta_wire.parse(payload.read_bytes())
+    signed = Manifest.parse((slot_dir / "manifest.json").read_bytes())
+    if (d.component, d.version) != (signed.component, signed.version):
+        raise PackageRefused("delta_mismatch", f"delta is for {d.component} {d.version}")
+    if release_sha256(base_slot) != d.base_sha256:
+        raise PackageRefused("base_mismatch", f"installed slot is not {d.base_version}")
+    target = slot_dir / "site"
+    if target.exists():
+        shutil.rmtree(target)
+    delta_wire.apply(d, base_slot / "site", target)
+    _release(slot_dir, d.sha256)
 
 
 def point(state_dir: Path, slot: str) -> None:

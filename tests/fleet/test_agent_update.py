@@ -9,11 +9,13 @@ version by ``fleet.agent_release``; the rollout engine drives them unchanged.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,54 @@ async def test_a_version_that_crashes_rolls_back_and_the_rollout_aborts(
     assert not agent_slots.pending_path(canary).exists()  # the update was answered
     log = (terminals.root / f"{failed['terminal_id']}.log").read_text()
     assert "0.3.0 crashes on start" in log
+
+
+async def test_a_patch_release_ships_as_a_delta_and_a_corrupted_one_changes_nothing(
+    wheel: bytes, cloud_and_broker: CloudProcess, terminals: Terminals, tmp_path: Path
+) -> None:
+    cloud = cloud_and_broker
+    sim = "edge/simulation.py"
+    with zipfile.ZipFile(io.BytesIO(wheel)) as z:
+        patched = z.read(sim) + b"\n# 0.2.1: a patch release\n"
+    async with cloud.client() as http:
+        for version, payload in [
+            ("0.2.0", stamp(wheel, "0.2.0")),
+            ("0.2.1", stamp(wheel, "0.2.1", {sim: patched})),
+        ]:
+            r = await http.put(f"/api/v1/fleet/packages/agent/{version}", content=payload)
+            assert r.status_code == 201, r.text
+        made = await http.post("/api/v1/fleet/packages/agent/0.2.1/deltas", json={"from": "0.2.0"})
+        assert made.status_code == 201, made.text
+        assert made.json()["size"] <= made.json()["full_size"] * 0.2
+        bad = await http.post("/api/v1/fleet/packages/agent/0.2.1/deltas", json={"from": 7})
+        assert bad.status_code == 422 and "from" in bad.text
+        prefix, (tid,) = await _start_group(http, terminals, cloud, 1)
+        group = prefix.lower()
+        assert (await _rollout(http, group, "0.2.0", {"canary": 1}))["phase"] == "succeeded"
+        await eventually(lambda: _online_with(http, prefix, "0.2.0", 1), timeout=30)
+        state = terminals.root / tid
+        before = agent_slots.read(state)
+
+        # Corrupt the delta on the cloud's disk: the terminal picks it (its slot matches),
+        # the digest does not match the signed manifest, and nothing changes.
+        stored = tmp_path / "cloud" / "packages" / "agent" / "0.2.1" / "deltas" / "0.2.0"
+        good = (stored / "payload").read_bytes()
+        (stored / "payload").write_bytes(good[:-10] + bytes(10))
+        refused = await _rollout(http, group, "0.2.1", {"canary": 1})
+        assert refused["phase"] in ("aborted", "rolled_back"), refused
+        assert agent_slots.read(state) == before
+        assert os.readlink(agent_slots.current_link(state)) == before.active
+        assert not (agent_slots.base(state) / f"{before.inactive}.staging").exists()
+        await eventually(lambda: _online_with(http, prefix, "0.2.0", 1), timeout=30)
+
+        (stored / "payload").write_bytes(good)
+        done = await _rollout(http, group, "0.2.1", {"canary": 1})
+        assert done["phase"] == "succeeded", (done["reason"], done["waves"])
+        await eventually(lambda: _online_with(http, prefix, "0.2.1", 1), timeout=30)
+        events = (await http.get(f"/api/v1/terminals/{tid}/events")).json()
+    progress = [e["data"] for e in events if e["type"] == "ota_progress"]
+    assert any(p["state"] == "refused" and p["reason"] == "digest_mismatch" for p in progress)
+    installed = [p for p in progress if p["state"] == "installed" and p["version"] == "0.2.1"]
+    assert [p["delta"] for p in installed] == [True]
+    site = agent_slots.site(state, agent_slots.read(state).active)
+    assert (site / sim).read_bytes() == patched

@@ -77,3 +77,47 @@ def test_a_payload_that_is_no_agent_wheel_is_refused(
     payload.write_bytes(b"not a zip")
     with pytest.raises(PackageRefused, match="not_a_wheel"):
         agent_slots.check_wheel(payload)
+
+
+def test_a_delta_rebuilds_the_target_and_a_wrong_file_is_refused(tmp_path: Path) -> None:
+    from common.wire import delta as delta_wire
+    from common.wire.package import describe
+
+    base = stamp(_wheel({**AGENT, "edge/big.py": b"x" * 10_000}), "0.2.0")
+    target = stamp(_wheel({**AGENT, "edge/big.py": b"x" * 10_000, "edge/new.py": b"n"}), "0.2.1")
+    raw = delta_wire.build("agent", "0.2.0", base, "0.2.1", target)
+    d = delta_wire.parse(raw)
+    assert set(d.changed) == {"common/__init__.py", "edge/new.py"}  # big.py did not change
+    base_slot = tmp_path / "a"
+    base_slot.mkdir()
+    (tmp_path / "base.whl").write_bytes(base)
+    agent_slots.unpack(tmp_path / "base.whl", base_slot)
+
+    def staged(payload: bytes, name: str) -> Path:
+        slot = tmp_path / name
+        slot.mkdir()
+        (slot / "payload").write_bytes(payload)
+        (slot / "manifest.json").write_bytes(describe("agent", "0.2.1", payload).to_bytes())
+        return slot
+
+    good = staged(raw, "b")
+    agent_slots.apply_delta(good / "payload", base_slot, good)
+    assert (good / "site" / "edge" / "new.py").read_bytes() == b"n"
+    assert agent_slots.release_sha256(good) == d.sha256  # a later delta can start here
+
+    # Signed and intact in transit, but a file's content does not match its hash.
+    wrong = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(wrong, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, b"tampered" if info.filename == "files/edge/new.py" else data)
+    bad = staged(wrong.getvalue(), "c")
+    with pytest.raises(PackageRefused, match="delta_mismatch"):
+        agent_slots.apply_delta(bad / "payload", base_slot, bad)
+    # Against a slot that is not its base: refused before anything is written.
+    other = staged(raw, "d")
+    with pytest.raises(PackageRefused, match="base_mismatch"):
+        agent_slots.apply_delta(other / "payload", good, other)
+    assert not (other / "site").exists()
+    with pytest.raises(PackageRefused, match="not_a_delta"):
+        delta_wire.parse(b"garbage")
