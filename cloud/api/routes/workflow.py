@@ -54,6 +54,8 @@ class WorkflowPublic(BaseModel):
     next_step: str | None
     outcome: str | None
     chain_head: str
+    #: What the business posts to the core at confirm (kind, fields), or None.
+    posting: dict[str, Any] | None = None
 
 
 def _public(loaded: store.Loaded) -> WorkflowPublic:
@@ -77,6 +79,11 @@ def _public(loaded: store.Loaded) -> WorkflowPublic:
         next_step=wf.next_step,
         outcome=wf.outcome,
         chain_head=loaded.timeline.head,
+        posting=(
+            {"kind": wf.business.posting.kind, "fields": list(wf.business.posting.fields)}
+            if wf.business.posting
+            else None
+        ),
     )
 
 
