@@ -3,11 +3,43 @@ steps over the API, and ask the real core simulator what it holds."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.catalogue import load_catalogue
+from cloud.evidence.keys import EvidenceKeys
+from cloud.oversight import Oversight
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from cuntong.app import create_app
 from cuntong.servers.corebank import CoreBankServer
+from tests.oversight.conftest import FAST_HASHER, Clock, Cloud
+
+
+@asynccontextmanager
+async def cloud_with_core(
+    tmp: Path, core: CoreBankServer | None, **settings: object
+) -> AsyncIterator[Cloud]:
+    """The real cloud app in-process on SQLite, talking to the real core simulator."""
+    EXECUTOR_CACHE.clear()
+    clock = Clock(dt.datetime.now(dt.UTC))
+    ov = Oversight(load_catalogue(), EvidenceKeys.generate(), tmp / "evidence",
+                   suite_lib.Suite.STANDARD, clock=clock, hasher=FAST_HASHER)  # fmt: skip
+    if core is not None:
+        settings |= {"core_url": core.url, "core_secret_file": core.state_dir / "core.secret"}
+    cfg = CloudSettings(db_url=f"sqlite://{tmp / 'cloud.sqlite3'}", ingest=False, **settings)  # type: ignore[arg-type]
+    app = create_app(cfg, oversight=ov)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
+            yield Cloud(app, ov, clock, http)
+
 
 #: card_loss's steps in catalogue order; the supervisor records the last.
 CARD_LOSS_STEPS = ("dual_recording", "id_card_read", "id_online_check", "liveness", "e_signature")

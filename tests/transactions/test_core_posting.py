@@ -3,52 +3,22 @@ completes only when the core confirms, and a lost answer is settled by reconcili
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
-from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from cloud.catalogue import load_catalogue
-from cloud.evidence.keys import EvidenceKeys
-from cloud.oversight import Oversight
 from cloud.workflow.models import WorkflowState
-from common import suite as suite_lib
-from common.settings import CloudSettings
 from corebank import idempotency_key
-from cuntong.app import create_app
 from cuntong.servers.corebank import CoreBankServer
 from tests.helpers import eventually
-from tests.oversight.conftest import FAST_HASHER, Clock, Cloud
 from tests.transactions.posting_helpers import (
+    cloud_with_core,
     core_account,
     open_account,
     set_faults,
     walk_card_loss,
 )
-
-
-@asynccontextmanager
-async def _cloud(
-    tmp: Path, core: CoreBankServer | None, **settings: object
-) -> AsyncIterator[Cloud]:
-    """The real cloud app in-process on SQLite, talking to the real core simulator."""
-    EXECUTOR_CACHE.clear()
-    clock = Clock(dt.datetime.now(dt.UTC))
-    ov = Oversight(load_catalogue(), EvidenceKeys.generate(), tmp / "evidence",
-                   suite_lib.Suite.STANDARD, clock=clock, hasher=FAST_HASHER)  # fmt: skip
-    if core is not None:
-        settings |= {"core_url": core.url, "core_secret_file": core.state_dir / "core.secret"}
-    cfg = CloudSettings(db_url=f"sqlite://{tmp / 'cloud.sqlite3'}", ingest=False, **settings)  # type: ignore[arg-type]
-    app = create_app(cfg, oversight=ov)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:
-            yield Cloud(app, ov, clock, http)
 
 
 def _ids() -> tuple[str, str]:
@@ -61,7 +31,7 @@ async def test_card_loss_posts_once_and_completes_on_the_core_answer(
 ) -> None:
     session, account = _ids()
     await open_account(core_server, account)
-    async with _cloud(tmp_path, core_server) as cloud:
+    async with cloud_with_core(tmp_path, core_server) as cloud:
         alice = await cloud.client("alice", "teller")
         sup = await cloud.client("sup", "supervisor")
         await walk_card_loss(alice, sup, session)
@@ -96,7 +66,7 @@ async def test_core_refusal_shows_its_reason_and_the_business_stays_open(
     tmp_path: Path, core_server: CoreBankServer
 ) -> None:
     session, _ = _ids()
-    async with _cloud(tmp_path, core_server) as cloud:
+    async with cloud_with_core(tmp_path, core_server) as cloud:
         alice = await cloud.client("alice", "teller")
         sup = await cloud.client("sup", "supervisor")
         await walk_card_loss(alice, sup, session)
@@ -124,7 +94,7 @@ async def test_core_that_times_out_leaves_the_call_pending_and_nothing_is_lost(
     session, account = _ids()
     await open_account(core_server, account)
     # Reconciliation only at start-up here, so "pending" stays pending until we confirm.
-    async with _cloud(tmp_path, core_server, core_timeout_s=0.3, core_attempts=1,
+    async with cloud_with_core(tmp_path, core_server, core_timeout_s=0.3, core_attempts=1,
                       core_reconcile_s=3600) as cloud:  # fmt: skip
         alice = await cloud.client("alice", "teller")
         sup = await cloud.client("sup", "supervisor")
@@ -154,7 +124,7 @@ async def test_core_outage_before_arrival_is_posted_again_by_the_reconciler(
     key and sends the same posting again, which the core applies once."""
     session, account = _ids()
     await open_account(core_server, account)
-    async with _cloud(tmp_path, core_server, core_timeout_s=1.0, core_attempts=2,
+    async with cloud_with_core(tmp_path, core_server, core_timeout_s=1.0, core_attempts=2,
                       core_reconcile_s=0.5) as cloud:  # fmt: skip
         alice = await cloud.client("alice", "teller")
         sup = await cloud.client("sup", "supervisor")
@@ -173,7 +143,7 @@ async def test_core_outage_before_arrival_is_posted_again_by_the_reconciler(
 
 async def test_without_a_core_the_business_cannot_confirm_a_posting(tmp_path: Path) -> None:
     session, account = _ids()
-    async with _cloud(tmp_path, None) as cloud:
+    async with cloud_with_core(tmp_path, None) as cloud:
         alice = await cloud.client("alice", "teller")
         sup = await cloud.client("sup", "supervisor")
         await walk_card_loss(alice, sup, session)
