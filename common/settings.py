@@ -80,6 +80,12 @@ class AgentSettings(_Base):
     keepalive_s: int = Field(30, ge=5, le=3600)
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_cap_s: float = Field(60.0, gt=0)
+    #: The flap guard: the reconnect backoff starts over only after the link stayed up
+    #: this long; a link that drops sooner keeps the longer delay.
+    link_stable_s: float = Field(60.0, ge=0)
+    #: The rotating log under ``<state_dir>/logs``: bytes per file and rotated files kept.
+    log_max_bytes: int = Field(1_000_000, ge=10_000)
+    log_backups: int = Field(5, ge=1, le=50)
     spool_max_rows: int = Field(50_000, ge=10)
     province: str = ""
     city: str = ""
