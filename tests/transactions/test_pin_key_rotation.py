@@ -18,6 +18,7 @@ from common import procs
 from cuntong.servers.hsm import HsmServer
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
+from edge.handlers.pinpad import PinPadKeys
 from firmware_adapters.errors import DeviceStatusError
 from firmware_adapters.pinpad.adapter import PinPad
 from firmware_adapters.pty_server import PtyServer
@@ -212,3 +213,20 @@ async def test_rotation_through_the_fleet_loads_the_pad_and_switches_the_hsm(
         agent.stop()
         await run
         procs.stop(cloud.proc)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ({"kcv": "ABCDEF"}, "encrypted_key"),
+        ({"encrypted_key": "zz" * 16, "kcv": "ABCDEF"}, "encrypted_key"),
+        ({"encrypted_key": "00" * 16, "kcv": "AB"}, "kcv"),
+        ({"encrypted_key": "00" * 16, "kcv": "ABCDEF", "slot": 0}, "master key"),
+        ({"encrypted_key": "00" * 16, "kcv": "ABCDEF"}, "no PIN pad"),
+    ],
+)
+async def test_agent_refuses_a_key_load_naming_what_is_wrong(
+    args: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        await PinPadKeys({}).load_working_key(args)
