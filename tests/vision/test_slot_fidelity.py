@@ -4,7 +4,10 @@ ONNX input shape is checked against the manifest, and every refusal names its mo
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
+import shutil
 
 import cv2
 import numpy as np
@@ -19,7 +22,9 @@ from models.bundle import Bundle
 from models.errors import ManifestError, ModelRefused
 from models.manifest import ClassifierSpec, Manifest, ModelEntry
 from models.registry import DEFAULT_MANIFEST
-from models.signing import sign
+from models.signing import DEFAULT_KEY_DIR, public_key_text, sign
+from modeltools import cli
+from modeltools.eval import iso30107
 from tests.vision.bundles import trusting
 
 SIZE = 80
@@ -193,3 +198,59 @@ def test_new_fields_stay_out_of_entries_signed_before_them() -> None:
     assert "crop" not in d and "interpolation" not in d
     assert spec().to_dict()["crop"] == "scaled_shifted"
     assert ClassifierSpec.from_dict(spec().to_dict()) == spec()
+
+
+@pytest.fixture()
+def bank_files(tmp_path, key: Ed25519PrivateKey, astronaut: np.ndarray):  # type: ignore[no-untyped-def]
+    """A bank's bundle file, the keys its terminals trust, and a labelled image folder."""
+    bundle = bank_set(key, {"bank-shifted": spec()}).thin(DEFAULT_MANIFEST.parent / "onnx")
+    (tmp_path / "bank.tar").write_bytes(bundle.to_bytes())
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "bank.pub").write_text(public_key_text(key.public_key()))
+    shutil.copy(DEFAULT_KEY_DIR / "cuntong-models.pub", keys)  # the shipped detector and mesh
+    for label in ("bona_fide", "attack/print"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "data" / label / "a.png"), astronaut[..., ::-1])
+    return tmp_path
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="cuntong")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_models_score_prints_each_models_raw_output_and_crop(
+    bank_files, key: Ed25519PrivateKey, astronaut: np.ndarray, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    image = str(bank_files / "data/bona_fide/a.png")
+    argv = ["models", "score", image, "--bundle", str(bank_files / "bank.tar")]
+    assert _cli([*argv, "--keys", str(bank_files / "keys"), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    (member,) = result["members"]
+    assert member["model"] == "bank-shifted@1" and member["crop"] == "scaled_shifted"
+    expected = reference(astronaut, tuple(result["face_box"]), 2.7)
+    assert np.abs(np.array(member["raw"]["logits"]) - expected).max() < 0.05  # box rounded
+    probs = np.exp(expected) / np.exp(expected).sum()
+    assert result["ensemble_score"] == round(100 * member["bona_fide"])
+    assert abs(member["bona_fide"] - probs[1]) < 0.02
+    # The terminal's keys only (no bank key): refused, naming the model.
+    with pytest.raises(SystemExit, match="bank-shifted@1"):
+        _cli(argv)
+
+
+def test_pad_report_evaluates_a_banks_bundle(bank_files) -> None:  # type: ignore[no-untyped-def]
+    report = iso30107.main(
+        [
+            str(bank_files / "data"),
+            "--out",
+            str(bank_files / "report"),
+            "--bundle",
+            str(bank_files / "bank.tar"),
+            "--keys",
+            str(bank_files / "keys"),
+        ]
+    )
+    assert report.models["bank-shifted"] == "1" and "cuntong-passive-baseline" not in report.models
