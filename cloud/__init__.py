@@ -3,7 +3,7 @@
 What packages above it (fleet, the launcher) may use is ``__all__`` below; everything
 else is internal. The names resolve on first use (PEP 562 ``__getattr__``), so importing
 one cloud module does not load the whole API (FastAPI routers, the desk, Janus pool).
-``docs/architecture-deps.md`` explains the choice; ``tests/unit/test_public_surface.py``
+``docs/architecture.md`` explains the choice; ``tests/unit/test_public_surface.py``
 pins the list.
 """
 

@@ -220,6 +220,14 @@ class CloudSettings(_Base):
     #: to the telemetry store on every flush).
     state_flush_ms: int = Field(2000, ge=10)
     max_payload_bytes: int = Field(16 * 1024, ge=256)
+    #: A terminal timestamp older than this before the receive time is not trusted (the
+    #: message goes to the dead-letter table with the receive time). Long: a terminal's
+    #: spool may hold days of backlog after an outage.
+    ingest_ts_past_s: float = Field(14 * 24 * 3600.0, gt=0)
+    #: ... and one further ahead than this (clock skew of a terminal without time sync).
+    ingest_ts_future_s: float = Field(600.0, gt=0)
+    #: Largest rise of a terminal's telemetry sequence over its last mark that is believed.
+    ingest_max_seq_step: int = Field(10**9, ge=1)
     offline_after_s: float = Field(120.0, gt=0)
     #: Where the CA, the cloud's keys and service certificates live. Set, the cloud runs
     #: secured: mTLS to the broker, enrolment routes, event MACs required. Unset: the

@@ -24,6 +24,7 @@ PACKAGES = (
     "provisioning",
     "hsm",
     "corebank",
+    "idcheck",
 )
 
 

@@ -23,7 +23,11 @@ async def healthz(
     except Exception as err:
         checks["database"] = f"error: {err}"
     if ingest is not None:
-        checks["ingest"] = "ok" if ingest.ready.is_set() else "connecting"
+        if ingest.write_failing:
+            # Messages stay unacknowledged (the broker keeps them) until writes succeed.
+            checks["ingest"] = "degraded: store writes failing"
+        else:
+            checks["ingest"] = "ok" if ingest.ready.is_set() else "connecting"
         checks["ingest_stats"] = ingest.stats.as_dict()
     if link is not None:
         # Reported, not required: the API serves without the desk's terminal link.
