@@ -1,7 +1,8 @@
 """The active liveness challenge, as Chinese bank apps run it: blink, open mouth, shake head.
 
 The steps come in a random order (so a replayed video of an earlier session fails), each with a
-screen prompt (text; no voice prompts exist yet) and a time limit, and each is judged from
+screen prompt (text; `edge.prompts` synthesises voice files of the same texts, not yet
+played) and a time limit, and each is judged from
 face mesh measures only:
 
     blink  eyes seen open, then closed (EAR 35% below its open value), then open
