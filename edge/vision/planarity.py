@@ -50,11 +50,11 @@ MAX_YAW_DEG = 75.0  # the nose-between-cheeks yaw reads ~2× a rendered head's t
 MIN_TURNED = 2  # frames per side
 CUT_SHIFT = 0.6  # face widths
 CUT_SCALE = 0.35
-FACE_CHANGE = 0.06  # similarity-normalised RMS landmark difference, in eye-corner distances
+FACE_CHANGE = 0.06  # affine-normalised RMS landmark difference, in eye-corner distances
 # Parallax (RMS homography error / eye-corner distance) → bona fide probability: linear from
-# FLAT to DEEP; rendered heads turned 15° each way measure 0.033-0.059
-# (modeltools.eval.planarity, docs/benchmarks.md).
-# Set on the rendered attacks of modeltools.eval.planarity; docs/benchmarks.md has the figures.
+# FLAT to DEEP. Rendered heads turned 15-22° each way measure 0.033-0.068; rendered prints and
+# screens never read as turned both ways (modeltools.eval.planarity, docs/benchmarks.md).
+# Set on those renders, not on recorded customers.
 FLAT, DEEP = 0.015, 0.030
 
 
