@@ -14,7 +14,9 @@ head shake (0 → a → 0 → −a → 0 in steps of a/3), rendered by `modeltoo
 Each sequence goes through the real detector and mesh and `edge.vision.planarity`; its score
 is 100 × `Planarity.bona_fide`, and a sequence with a consistency fault (track cut, changed
 face, implausible pose) scores 0, as the verdict treats it. Reported: the threshold where
-BPCER is at most 5%, APCER per attack at it, and both at the policy threshold 70.
+BPCER is at most 5%, APCER per attack at it, and both at the policy threshold 70. Then the
+*forced turn* variant: the same frames with the yaw taken from the render instead of the
+mesh, so a flat picture counts as turned: what parallax alone separates.
 """
 
 from __future__ import annotations
@@ -66,19 +68,25 @@ def sequence(amplitude: float) -> list[float]:
     return out + [-y for y in out[1:]]
 
 
-def track(models: ModelSet, frames: list[np.ndarray]) -> Planarity:
-    """The planarity state after the frames, as the liveness check would build it."""
+def track(models: ModelSet, frames: list[np.ndarray], yaws: list[float] | None = None) -> Planarity:
+    """The planarity state after the frames, as the liveness check would build it. With
+    `yaws`, each frame's yaw is taken from there instead of the mesh's reading: the *forced
+    turn* variant, which measures parallax alone, as if a flat picture did read as turned."""
     state = Planarity()
-    for frame in frames:
+    for i, frame in enumerate(frames):
         faces = pipeline.detect(models, frame)
         if len(faces) != 1:
             continue
         x, m = facemesh.preprocess(frame, faces[0])
         mesh, presence = facemesh.decode(*models.landmarks.run(x).values())
-        state = state.feed(
-            facemesh.to_frame(mesh, m), faces[0].box, facemesh.measure(mesh, presence).yaw
-        )
+        yaw = facemesh.measure(mesh, presence).yaw if yaws is None else yaws[i]
+        state = state.feed(facemesh.to_frame(mesh, m), faces[0].box, yaw)
     return state
+
+
+def forced_yaws(amplitude: float) -> list[float]:
+    """The rendered turn as the mesh reads a head's (about twice the true angle)."""
+    return [2 * y for y in sequence(amplitude)]
 
 
 def score(state: Planarity) -> float:
@@ -90,14 +98,18 @@ class Presentations:
     bona: list[float]
     attacks: dict[str, list[float]]
     parallax: dict[str, list[float]]
+    forced_bona: list[float]
+    forced_attacks: dict[str, list[float]]
 
 
 def presentations(
     models: ModelSet, faces: list[int], amplitudes: tuple[float, ...] = AMPLITUDES
 ) -> Presentations:
     """Every face's head, print and screen sequence, scored."""
-    kinds = ("bona_fide", "print", "screen")
-    out = Presentations([], {"print": [], "screen": []}, {k: [] for k in kinds})
+    kinds = ("bona_fide", "print", "screen", "print_forced_turn", "screen_forced_turn")
+    out = Presentations(
+        [], {"print": [], "screen": []}, {k: [] for k in kinds}, [], {"print": [], "screen": []}
+    )
     for i in faces:
         photo = lfw_frame(i)
         model = render.face_model(models, photo)
@@ -107,14 +119,19 @@ def presentations(
             "screen": attacks.screen_attack(photo, rng),
         }
         for a in amplitudes:
-            head = track(models, [render.render(model, y, flat=False) for y in sequence(a)])
+            frames = [render.render(model, y, flat=False) for y in sequence(a)]
+            head = track(models, frames)
             out.bona.append(score(head))
+            out.forced_bona.append(score(track(models, frames, forced_yaws(a))))
             out.parallax["bona_fide"].append(head.parallax)
             for kind, texture in textures.items():
                 flat = [render.render(model, y, flat=True, texture=texture) for y in sequence(a)]
                 state = track(models, flat)
                 out.attacks[kind].append(score(state))
                 out.parallax[kind].append(state.parallax)
+                forced = track(models, flat, forced_yaws(a))
+                out.forced_attacks[kind].append(score(forced))
+                out.parallax[f"{kind}_forced_turn"].append(forced.parallax)
     return out
 
 
@@ -135,6 +152,10 @@ def report(p: Presentations) -> dict[str, object]:
         "at_policy_70": {
             "bpcer": bpcer(bona, 70),
             "apcer": {k: apcer(np.array(v), 70) for k, v in p.attacks.items()},
+        },
+        "forced_turn": {
+            "bpcer_at_70": bpcer(np.array(p.forced_bona), 70),
+            "apcer_at_70": {k: apcer(np.array(v), 70) for k, v in p.forced_attacks.items()},
         },
         "parallax_max": {k: round(float(np.max(v)), 4) for k, v in p.parallax.items()},
         "parallax_min": {k: round(float(np.min(v)), 4) for k, v in p.parallax.items()},

@@ -43,6 +43,26 @@ def test_rendered_head_passes_and_flat_pictures_fail(models: ModelSet, faces: li
         assert printed < 70 and screen < 70, f"LFW face {i}: print {printed}, screen {screen}"
 
 
+def test_parallax_alone_separates_even_when_a_picture_reads_as_turned(
+    models: ModelSet, faces: list[int]
+) -> None:
+    """Flat pictures mostly fail because they never read as a head turn; here the yaw comes
+    from the render instead, so only the homography residual can tell them apart."""
+    yaws = ev.forced_yaws(AMPLITUDE)
+    for i in faces:
+        photo = ev.lfw_frame(i)
+        model = render.face_model(models, photo)
+        head = ev.track(
+            models, [render.render(model, y, False) for y in ev.sequence(AMPLITUDE)], yaws
+        )
+        printed = attacks.print_attack(photo, np.random.default_rng(i))
+        flat = ev.track(
+            models, [render.render(model, y, True, printed) for y in ev.sequence(AMPLITUDE)], yaws
+        )
+        assert flat.turned and head.turned
+        assert flat.parallax < 0.015 < 0.030 < head.parallax, (i, flat.parallax, head.parallax)
+
+
 def test_a_cut_to_a_different_face_is_caught(models: ModelSet) -> None:
     """LFW 3 and 39 differ by 0.10 eye-corner distances after the best affine map (about
     half the 66 pairs of 12 LFW faces differ by more than the 0.06 limit: geometry, not face
