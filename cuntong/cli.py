@@ -96,7 +96,13 @@ def _cmd_agent(args: argparse.Namespace) -> None:
         simulate=args.simulate or None,
     )
 
+    from edge import logs
+
+    logs.install(settings.state_dir / "logs", settings.log_max_bytes, settings.log_backups)
+    exit_code = 0
+
     async def main(stop: asyncio.Event) -> None:
+        nonlocal exit_code
         link = await _secure_link(settings, stop)
         if stop.is_set():
             return
@@ -105,8 +111,13 @@ def _cmd_agent(args: argparse.Namespace) -> None:
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
         agent.stop()
         await run
+        exit_code = agent.exit_code
 
     _run_until_signal(main)
+    if exit_code:
+        # reboot / restart_agent: the supervisor starts the agent again (edge.agent).
+        logging.shutdown()
+        sys.exit(exit_code)
 
 
 async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLink | None:
