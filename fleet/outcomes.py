@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from cloud.quality.models import ReviewItem
-from cloud.sessions.models import TellerSession
+from cloud import ReviewItem, TellerSession
 from fleet import registry
 from fleet.model_outcomes import Outcome, outcome, summarise
 from fleet.models import Group

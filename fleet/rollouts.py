@@ -20,7 +20,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from cloud.sessions.models import TellerSession
+from cloud import TellerSession
 from common.periodic import run_every
 from fleet import lifecycle as lc
 from fleet import registry
