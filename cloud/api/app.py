@@ -26,6 +26,7 @@ from cloud.sessions import page as teller_page
 from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from common import __version__
+from common.http import install_error_handlers
 from common.settings import CloudSettings
 from provisioning import admin_api
 from provisioning import api as enrol_api
@@ -85,6 +86,7 @@ def create_app(settings: CloudSettings, extensions: Sequence[Extension] = ()) ->
         description="村村通 remote video banking: terminals, telemetry and fleet operations.",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(terminals.router)
     # Oversight (accounts, RBAC, audit, evidence, quality, ops): services + routers.

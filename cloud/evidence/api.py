@@ -17,6 +17,7 @@ from cloud.auth.roles import Role, may_reveal, may_view_session
 from cloud.evidence import service
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.verify import verify
+from common.http import SessionIdPath
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
 
@@ -65,7 +66,7 @@ def _public(record: EvidenceRecord, customer: dict[str, Any]) -> EvidencePublic:
 
 
 @router.get("/{session_id}", response_model=EvidencePublic)
-async def view(session_id: str, request: Request, who: Viewer) -> EvidencePublic:
+async def view(session_id: SessionIdPath, request: Request, who: Viewer) -> EvidencePublic:
     ov = request.app.state.oversight
     record = await _visible(session_id, who)
     await audit.record(who.account_id, "evidence_view", session_id, ov.clock())
@@ -74,7 +75,7 @@ async def view(session_id: str, request: Request, who: Viewer) -> EvidencePublic
 
 @router.post("/{session_id}/reveal")
 async def reveal(
-    session_id: str, body: RevealRequest, request: Request, who: Viewer
+    session_id: SessionIdPath, body: RevealRequest, request: Request, who: Viewer
 ) -> dict[str, str]:
     ov = request.app.state.oversight
     record = await _visible(session_id, who)
@@ -92,7 +93,7 @@ async def reveal(
 
 @router.get("/{session_id}/verify")
 async def verify_package(
-    session_id: str,
+    session_id: SessionIdPath,
     request: Request,
     who: Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR))],
 ) -> dict[str, Any]:
@@ -113,7 +114,7 @@ async def verify_package(
 
 @router.put("/{session_id}/legal-hold", response_model=EvidencePublic)
 async def legal_hold(
-    session_id: str,
+    session_id: SessionIdPath,
     body: HoldRequest,
     request: Request,
     who: Annotated[Principal, Depends(require(Role.AUDITOR))],

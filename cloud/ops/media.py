@@ -16,6 +16,7 @@ from cloud.auth import audit
 from cloud.auth.deps import Principal, require
 from cloud.auth.roles import Role
 from cloud.media.pool import JanusPool
+from common.http import NamePath
 
 router = APIRouter(prefix="/api/v1/ops/media", tags=["ops"])
 Viewer = Annotated[Principal, Depends(require(Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.ADMIN))]
@@ -41,7 +42,7 @@ async def nodes(request: Request, _: Viewer) -> list[dict[str, Any]]:
 
 @router.put("/nodes/{name}/draining")
 async def set_draining(
-    name: str, body: Draining, request: Request, who: Operator
+    name: NamePath, body: Draining, request: Request, who: Operator
 ) -> dict[str, Any]:
     """Stop (or resume) placing new calls on a node; its calls finish where they are."""
     registry = _pool(request).registry

@@ -13,6 +13,7 @@ from cloud.auth.deps import Principal, require
 from cloud.auth.roles import Role
 from cloud.quality import rules, service
 from cloud.quality.models import ReviewItem
+from common.http import SessionIdPath
 
 router = APIRouter(prefix="/api/v1/quality", tags=["quality"])
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
@@ -54,7 +55,7 @@ async def queue(
 
 @router.post("/{session_id}/score", response_model=ItemPublic)
 async def submit_score(
-    session_id: str, body: ScoreRequest, request: Request, who: Reviewer
+    session_id: SessionIdPath, body: ScoreRequest, request: Request, who: Reviewer
 ) -> ReviewItem:
     ov = request.app.state.oversight
     if await ReviewItem.get_or_none(session_id=session_id) is None:

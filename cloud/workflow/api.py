@@ -18,6 +18,7 @@ from cloud.workflow.errors import (
     SecondPersonRequired,
     WorkflowError,
 )
+from common.http import SessionIdPath
 
 router = APIRouter(prefix="/api/v1/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
@@ -97,7 +98,7 @@ def _http(err: WorkflowError) -> HTTPException:
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: str, body: StartRequest, request: Request, who: Teller
+    session_id: SessionIdPath, body: StartRequest, request: Request, who: Teller
 ) -> WorkflowPublic:
     ov = request.app.state.oversight
     try:
@@ -110,13 +111,13 @@ async def start(
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
-async def view(session_id: str, request: Request, who: Participant) -> WorkflowPublic:
+async def view(session_id: SessionIdPath, request: Request, who: Participant) -> WorkflowPublic:
     return _public(await _visible(request, session_id, who))
 
 
 @router.post("/{session_id}/steps", response_model=WorkflowPublic)
 async def record_step(
-    session_id: str,
+    session_id: SessionIdPath,
     body: StepRequest,
     request: Request,
     who: Annotated[Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER))],
@@ -149,7 +150,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 
 @router.put("/{session_id}/files/{name}", response_model=WorkflowPublic)
 async def capture_file(
-    session_id: str,
+    session_id: SessionIdPath,
     name: str,
     request: Request,
     who: Teller,
@@ -182,7 +183,7 @@ class NotesRequest(BaseModel):
 
 @router.post("/{session_id}/notes", response_model=WorkflowPublic)
 async def notes(
-    session_id: str, body: NotesRequest, request: Request, who: Teller
+    session_id: SessionIdPath, body: NotesRequest, request: Request, who: Teller
 ) -> WorkflowPublic:
     """The serving teller's notes on the session, kept on its evidence timeline (before
     finish seals the package; personal fields in them are not parsed out, so tellers are
@@ -201,7 +202,7 @@ async def notes(
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
 async def finish(
-    session_id: str, body: FinishRequest, request: Request, who: Teller
+    session_id: SessionIdPath, body: FinishRequest, request: Request, who: Teller
 ) -> WorkflowPublic:
     ov = request.app.state.oversight
     loaded = await _visible(request, session_id, who)
