@@ -46,6 +46,8 @@ class Grant:
     ice_servers: tuple[dict[str, object], ...]
     #: a guest's further feeds to subscribe to (the teller's, besides the customer's)
     watch: tuple[str, ...] = ()
+    #: the room's join PIN (``cloud.media.pool.room_pin``): every join carries it
+    pin: str = field(default="", repr=False)
 
     def message(self) -> Message:
         """The ``connect`` message (to the terminal; the teller gets it as an HTTP answer)."""
@@ -60,6 +62,7 @@ class Grant:
             "peer_feed": self.peer_feed,
             "ice_servers": list(self.ice_servers),
             **({"watch": list(self.watch)} if self.watch else {}),
+            **({"pin": self.pin} if self.pin else {}),
         }
 
 
@@ -86,6 +89,7 @@ def make_grant(
     now: datetime,
     turn: TurnConfig | None = None,
     rejoins: int = 0,
+    pin: str = "",
 ) -> Grant:
     """A grant for ``role`` (customer or teller) in the session's room (named after it);
     ``rejoins`` picks the teller's feed (see ``teller_feed``)."""
@@ -98,7 +102,7 @@ def make_grant(
         feed, peer = peer, feed
     servers = _ice_servers(turn, terminal_id if role == CUSTOMER else feed, now)
     token = f"{role}-{secrets.token_urlsafe(18)}"
-    return Grant(session_id, role, janus_url, token, session_id, feed, peer, servers)
+    return Grant(session_id, role, janus_url, token, session_id, feed, peer, servers, pin=pin)
 
 
 def _ice_servers(
@@ -121,6 +125,7 @@ def make_guest_grant(
     teller: str,
     now: datetime,
     turn: TurnConfig | None = None,
+    pin: str = "",
 ) -> Grant:
     """A third party's grant: publish as ``guest-<account>``, watch the customer and
     ``teller``, the feed the teller publishes now (``teller-<id>``, or after a rejoin
@@ -129,5 +134,5 @@ def make_guest_grant(
     token = f"{GUEST}-{secrets.token_urlsafe(18)}"
     return Grant(
         session_id, GUEST, janus_url, token, session_id, feed, CUSTOMER,
-        _ice_servers(turn, feed, now), (teller,),
+        _ice_servers(turn, feed, now), (teller,), pin,
     )  # fmt: skip

@@ -44,6 +44,8 @@ class Grant:
     feed: str
     peer_feed: str
     ice_servers: tuple[dict[str, Any], ...] = field(default=())
+    #: the room's join PIN; empty for a room without one
+    pin: str = field(default="", repr=False)
 
     @classmethod
     def from_message(cls, msg: dict[str, Any]) -> Grant:
@@ -57,7 +59,10 @@ class Grant:
         servers = msg.get("ice_servers") or []
         if not isinstance(servers, list) or not all(isinstance(s, dict) for s in servers):
             raise BadMessage("ice_servers must be a list of objects")
-        return cls(**values, peer_feed=peer, ice_servers=tuple(servers))
+        pin = msg.get("pin", "")
+        if not isinstance(pin, str):
+            raise BadMessage("pin must be a string")
+        return cls(**values, peer_feed=peer, ice_servers=tuple(servers), pin=pin)
 
 
 def to_bytes(msg: dict[str, Any]) -> bytes:
