@@ -4,18 +4,31 @@ Each server the system needs (Mosquitto, VictoriaMetrics, PostgreSQL, the cloud 
 runs as a child process with a config file generated under a state folder. These helpers
 find the binary (with a one-line hint when it is missing), pick free loopback ports, wait for
 a port to answer and stop processes politely, then firmly.
+
+No orphans: each child runs in its own process group (so ``stop`` reaches whatever it forks)
+and, on Linux, asks the kernel for SIGKILL when the thread that started it dies
+(``PR_SET_PDEATHSIG``), so a launcher killed outright (SIGKILL, a crash, a CI runner giving
+up) does not leave its servers running. The kernel ties that to the starting *thread*: a
+child started off the main thread (``asyncio.to_thread``) would die when the worker thread
+is retired, so only children started on the main thread get it; the others rely on ``stop``.
+Grandchildren a server forks itself are reached by ``stop`` (same group), not by the
+parent-death signal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common.errors import MissingBinary
@@ -33,6 +46,12 @@ INSTALL_HINTS: dict[str, str] = {
 }
 
 _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postgresql/15/bin")
+
+log = logging.getLogger("cuntong.procs")
+
+_PR_SET_PDEATHSIG = 1
+# Resolved once here: between fork and exec the child should only call, not load.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
 def find_binary(name: str) -> str:
@@ -76,29 +95,71 @@ def start(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, output appended to a log file."""
+    """Start a child in its own process group, output appended to a log file; it dies with
+    this process (see the module docstring for the limits)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    tie = _prctl is not None and threading.current_thread() is threading.main_thread()
+    with log_path.open("ab") as out:
         return subprocess.Popen(
             list(argv),
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with(os.getpid()) if tie else None,
         )
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+def _die_with(parent: int) -> Callable[[], None]:
+    """Runs in the child between fork and exec: SIGKILL me when my parent dies. Only a
+    pre-resolved C call and two syscalls, which is what is safe there."""
+
+    def arm() -> None:
+        assert _prctl is not None
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took hold
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0, name: str = "") -> int:
     """SIGTERM the child's process group, SIGKILL it if it has not gone within timeout."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+    stop_all([(name or _label(proc), proc)], timeout)
+    return proc.returncode
+
+
+def stop_all(
+    named: Sequence[tuple[str, subprocess.Popen[bytes]]], timeout: float = 10.0
+) -> list[str]:
+    """SIGTERM every child's process group at once, wait for all of them up to one
+    deadline, then SIGKILL the groups still there and log their names. Returns those names
+    (empty when everyone stopped in time)."""
+    for _name, proc in named:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    stuck: list[str] = []
+    for name, proc in named:
         try:
-            proc.wait(timeout)
+            proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            stuck.append(name)
+    for name, proc in named:
+        if name in stuck:
+            log.warning(
+                "%s (pid %d) still running %.0fs after SIGTERM: killed", name, proc.pid, timeout
+            )
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return proc.returncode
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+    return stuck
+
+
+def _label(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args if isinstance(proc.args, list | tuple) else [proc.args]
+    return " ".join(str(a) for a in args[:4])

@@ -7,6 +7,11 @@
 
 Settings come from CUNTONG_* environment variables and the TOML file named by
 CUNTONG_CONFIG; flags override both.
+
+Every command stops on SIGINT or SIGTERM, set explicitly: a process started as a background
+job of a non-interactive shell (nohup, CI runners) inherits SIGINT as ignored. The
+long-running ones (agent, api, ingest) give their shutdown ``STOP_GRACE_S``; past it they log
+the tasks still running and exit hard.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,15 +37,50 @@ if TYPE_CHECKING:
     from edge.identity import SecureLink
 
 
-def _run_until_signal(main: Callable[[asyncio.Event], object]) -> None:
+#: Seconds a long-running command's shutdown may take once it is asked to stop.
+STOP_GRACE_S = 8.0
+
+log = logging.getLogger("cuntong")
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[object, object, None]]) -> None:
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await main(stop)  # type: ignore[misc]
+        work = asyncio.create_task(main(stop))
+        asked = asyncio.create_task(stop.wait())
+        await asyncio.wait([work, asked], return_when=asyncio.FIRST_COMPLETED)
+        asked.cancel()
+        if not work.done():
+            await asyncio.wait([work], timeout=STOP_GRACE_S)
+            if not work.done():
+                _give_up()
+        await work
 
     asyncio.run(runner())
+
+
+def _give_up() -> None:
+    """The shutdown overran its deadline: say what was still running, then exit hard (our
+    own children get SIGKILL from the kernel, see ``common.procs``)."""
+    stuck = [t for t in asyncio.all_tasks() if not t.done()]
+    for task in stuck:
+        frames = task.get_stack(limit=1)
+        where = f"{frames[0].f_code.co_filename}:{frames[0].f_lineno}" if frames else "?"
+        log.error(
+            "still running %.0fs after the stop signal: %s at %s",
+            STOP_GRACE_S,
+            task.get_name(),
+            where,
+        )
+    logging.shutdown()
+    os._exit(1)
 
 
 def _cmd_agent(args: argparse.Namespace) -> None:
@@ -151,6 +192,8 @@ def _cmd_api(args: argparse.Namespace) -> None:
                 port=settings.api_port,
                 log_level="warning",
                 proxy_headers=False,
+                # Open WebSockets (teller pages) would otherwise hold the shutdown forever.
+                timeout_graceful_shutdown=5,
             )
         )
     ]
@@ -173,6 +216,7 @@ def _cmd_api(args: argparse.Namespace) -> None:
                     lifespan="off",  # one lifespan (one ingest) for both listeners
                     log_level="warning",
                     proxy_headers=False,
+                    timeout_graceful_shutdown=5,
                 )
             )
         )
@@ -272,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Explicit, so an inherited "ignore" does not make the process deaf to Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

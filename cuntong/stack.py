@@ -4,19 +4,29 @@ Broker, telemetry store, Janus and coturn (the teller desk's media), cloud API (
 and the desk) and N simulated terminals, each with config generated under the state folder.
 One Janus node by default; ``CUNTONG_UP_JANUS_NODES=N`` (or ``Stack(janus_nodes=N)``) starts
 N on distinct ports, sharing the RTP port range, all registered with the desk.
-Prints the URLs; Ctrl-C stops everything in reverse order. Without Janus or coturn
-installed the stack still runs, with the desk off (said at start).
+Prints the URLs; Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order, each step
+with a deadline after which the stragglers are killed (and named in the output). Its own
+children (API, terminals, peripheral simulators) are supervised: one that exits is started
+again with backoff. Children die with the launcher even when it is killed outright
+(``common.procs``). Without Janus or coturn installed the stack still runs, with the desk
+off (said at start).
+
+The ``CUNTONG_*`` environment passes through to the children: settings the stack does not
+need to own (``CUNTONG_AGENT_TELEMETRY_INTERVAL_S``, the simulated customers' rate …) keep
+the value the environment gives them; ports, folders, identities and the wiring between the
+processes are the stack's and override the environment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import random
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,10 +38,11 @@ import httpx
 from cloud.security import broker_services
 from common import procs
 from common.errors import ConfigError, MissingBinary
-from cuntong.servers.coturn import Coturn, CoturnConfig
+from cuntong.servers.coturn import Coturn, CoturnConfig, host_addresses
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
+from cuntong.supervisor import Child, Supervisor
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import FactoryClaim, Region
 from provisioning.wiring import secure_broker
@@ -62,6 +73,23 @@ DEMO_TELLER_LANGUAGES = ("cmn", "zh-shaanxi")
 #: How many local Janus nodes ``cuntong up`` starts when ``Stack.janus_nodes`` is 0.
 JANUS_NODES_ENV = "CUNTONG_UP_JANUS_NODES"
 
+#: Seconds each stage of the shutdown waits after SIGTERM before it kills the stragglers.
+STOP_DEADLINE_S = 10.0
+
+log = logging.getLogger("cuntong.up")
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _already_stopping(signum: int, _frame: object) -> None:
+    print(
+        f"{signal.Signals(signum).name}: already stopping (each step is killed after "
+        f"{STOP_DEADLINE_S:.0f}s)",
+        flush=True,
+    )
+
 
 def _port(preferred: int) -> int:
     """The usual port when it is free, else any free one (a second stack, a busy laptop)."""
@@ -77,8 +105,9 @@ def _port(preferred: int) -> int:
 class Stack:
     state_dir: Path
     terminals: int = 3
+    #: The agents' sample period unless ``CUNTONG_AGENT_TELEMETRY_INTERVAL_S`` is set.
     telemetry_interval_s: float = 5.0
-    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     enrol_port: int = 0
     people: dict[str, str] = field(default_factory=dict)
     #: Local Janus nodes for the desk; 0: ``$CUNTONG_UP_JANUS_NODES``, else 1.
@@ -103,9 +132,9 @@ class Stack:
         self.enrol_port = _port(8443)
         # The first terminal's customer screen: a person at the demo plays the customer.
         self.screen_port = _port(8090)
-        previous = signal.signal(
-            signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt)
-        )
+        # Explicitly: a background job of a non-interactive shell (nohup, CI runners)
+        # inherits SIGINT as ignored, and Python would then never raise KeyboardInterrupt.
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             broker.start()
             vm.start()
@@ -121,17 +150,35 @@ class Stack:
         except KeyboardInterrupt:
             print("\nstopping …", flush=True)
         finally:
-            for _name, proc in reversed(self.children):
-                procs.stop(proc)
+            for sig in previous:
+                signal.signal(sig, _already_stopping)
+            stuck = self.stop_children()
             self.stop_media()
             vm.stop()
             broker.stop()
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if stuck:
+                print("killed after the deadline:", ", ".join(stuck), flush=True)
             print("stopped; logs and data are in", self.state_dir, flush=True)
 
-    def _env(self, **values: object) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
-        env.update({k: str(v) for k, v in values.items()})
+    def stop_children(self) -> list[str]:
+        """Terminals and their simulators first (they say goodbye through the broker),
+        then the API; each stage SIGKILLs what is left after ``STOP_DEADLINE_S``."""
+        api = [c for c in self.supervisor.children if c.name == "api"]
+        rest = [c for c in self.supervisor.children if c.name != "api"]
+        stuck = Supervisor(rest).stop(STOP_DEADLINE_S) + Supervisor(api).stop(STOP_DEADLINE_S)
+        for name in stuck:
+            log.warning("%s did not stop within %.0fs of SIGTERM: killed", name, STOP_DEADLINE_S)
+        return stuck
+
+    def _env(self, defaults: dict[str, object], **owned: object) -> dict[str, str]:
+        """The children's environment: ours, then ``defaults`` where it says nothing, then
+        the ``owned`` wiring (ports, folders, identities) over everything."""
+        env = dict(os.environ)
+        for key, value in defaults.items():
+            env.setdefault(key, str(value))
+        env.update({k: str(v) for k, v in owned.items()})
         return env
 
     @property
@@ -213,7 +260,9 @@ class Stack:
             else:
                 self.more_janus.append(node)
         try:
-            self.coturn = Coturn(CoturnConfig(_port(3478)), self.state_dir / "coturn").start()
+            # Relays only to this host's media nodes; every other private range is denied.
+            turn = CoturnConfig(_port(3478), allowed_peer_ips=host_addresses())
+            self.coturn = Coturn(turn, self.state_dir / "coturn").start()
         except MissingBinary as err:
             print(f"teller desk without TURN relay: {err}", flush=True)
 
@@ -257,6 +306,8 @@ class Stack:
     def _start_api(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
         self.people = self._people()
         env = self._env(
+            # The whole simulated batch enrols from this one address at start.
+            {"CUNTONG_CLOUD_ENROL_PER_MINUTE": max(20, 2 * self.terminals)},
             **self.media_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
@@ -264,14 +315,13 @@ class Stack:
             CUNTONG_CLOUD_API_PORT=port,
             CUNTONG_CLOUD_STATE_DIR=self.pki_dir,
             CUNTONG_CLOUD_TERMINAL_API_PORT=self.enrol_port,
-            # The whole simulated batch enrols from this one address at start.
-            CUNTONG_CLOUD_ENROL_PER_MINUTE=max(20, 2 * self.terminals),
             CUNTONG_CLOUD_ADMIN_TOKEN=self.admin_token,
         )
-        proc = procs.start(
-            [sys.executable, "-m", "cuntong", "api"], self.state_dir / "api.log", env=env
+        child = Child(
+            "api", [sys.executable, "-m", "cuntong", "api"], self.state_dir / "api.log", env
         )
-        self.children.append(("api", proc))
+        proc = self.supervisor.add(child, time.monotonic()).proc
+        assert proc is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -345,17 +395,13 @@ class Stack:
         links = {"idcard": folder / "idcard.tty", "pinpad": folder / "pinpad.tty"}
         for kind, link in links.items():
             link.unlink(missing_ok=True)
-            proc = procs.start(
-                [
-                    sys.executable,
-                    "-m",
-                    f"firmware_adapters.{kind}.simulator",
-                    "--pty-link",
-                    str(link),
-                ],
+            argv = [sys.executable, "-m", f"firmware_adapters.{kind}.simulator"]
+            simulator = Child(
+                f"{tid} {kind} simulator",
+                [*argv, "--pty-link", str(link)],
                 folder / f"{kind}-simulator.log",
             )
-            self.children.append((f"{tid} {kind} simulator", proc))
+            self.supervisor.add(simulator, time.monotonic())
         deadline = time.monotonic() + 15
         while not all(link.exists() for link in links.values()):
             if time.monotonic() > deadline:
@@ -379,23 +425,30 @@ class Stack:
         tid = self._tid(i)
         devices = self._device_simulators(tid) if with_devices else None
         env = self._env(
+            {
+                "CUNTONG_AGENT_TELEMETRY_INTERVAL_S": self.telemetry_interval_s,
+                "CUNTONG_AGENT_SIMULATE": "true",
+                **self._teller_env(i),
+            },
             CUNTONG_AGENT_TERMINAL_ID=tid,
             CUNTONG_AGENT_STATE_DIR=self._terminal_dir(tid),
-            CUNTONG_AGENT_TELEMETRY_INTERVAL_S=self.telemetry_interval_s,
-            CUNTONG_AGENT_SIMULATE="true",
             CUNTONG_AGENT_PROVINCE=province,
             CUNTONG_AGENT_CITY=city,
             CUNTONG_AGENT_COUNTY=county,
             CUNTONG_AGENT_VILLAGE=village,
             **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
-            **self._teller_env(i),
+            **({"CUNTONG_AGENT_SCREEN_PORT": self.screen_port} if self._screen(i) else {}),
         )
-        proc = procs.start(
+        agent = Child(
+            tid,
             [sys.executable, "-m", "cuntong", "agent"],
             self.state_dir / "terminals" / f"{tid}.log",
-            env=env,
+            env,
         )
-        self.children.append((tid, proc))
+        self.supervisor.add(agent, time.monotonic())
+
+    def _screen(self, i: int) -> bool:
+        return self.janus is not None and i == 0
 
     def _teller_env(self, i: int) -> dict[str, object]:
         """Terminal 1 serves its customer screen; terminals 2 and 3 hold simulated
@@ -403,9 +456,7 @@ class Stack:
         spare the demo machine's cores)."""
         if self.janus is None:
             return {}
-        if i == 0:
-            return {"CUNTONG_AGENT_SCREEN_PORT": self.screen_port}
-        if i <= 2:
+        if 1 <= i <= 2:
             return {
                 "CUNTONG_AGENT_SIM_TELLER_EVERY_S": 240,
                 "CUNTONG_AGENT_FACE_AWARE": "false",
@@ -453,8 +504,7 @@ class Stack:
         return f"http://127.0.0.1:{self.screen_port}/  (terminal SX-00001: press 视频柜员)"
 
     def _watch(self) -> None:
+        """Until a signal: start again, with backoff, any child that exited."""
         while True:
-            time.sleep(1)
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see its log")
+            time.sleep(0.5)
+            self.supervisor.tick(time.monotonic(), random.random())

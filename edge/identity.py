@@ -3,8 +3,8 @@
 A thin shell over ``provisioning.device`` (which does the work and is tested there). With a
 factory claim (``claim.json``) or an identity already installed, the agent runs secured:
 mTLS to the broker address the cloud handed over at enrolment, every command checked
-against the cloud's signing key and a replay cache, every event tagged with a MAC. With
-neither, it runs in the anonymous development mode the spine's tests use.
+against the cloud's signing key and a replay cache kept across restarts, every event
+tagged with a MAC. With neither, it runs in the anonymous development mode the spine's tests use.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from common import suite as suite_lib
 from common.wire import commands as signed
+from edge.replay import open_replay_cache
 from provisioning.device import Identity, enrolment_client, ensure_identity, read_claim
 from provisioning.keys import load_command_public_key
 from provisioning.protocol import FactoryClaim
@@ -34,7 +35,9 @@ class SecureLink:
     replay: signed.ReplayCache = field(default_factory=signed.ReplayCache)
 
     @classmethod
-    def load(cls, identity: Identity, claim: FactoryClaim | None) -> SecureLink:
+    def load(cls, identity: Identity, claim: FactoryClaim | None, now: dt.datetime) -> SecureLink:
+        """The link for ``identity``; its replay cache is reloaded from the identity folder
+        (``edge.replay``), so commands run before a restart stay refused after it."""
         info = identity.info()
         suite = suite_lib.Suite(info["suite"])
         return cls(
@@ -46,6 +49,7 @@ class SecureLink:
             command_key=load_command_public_key(info["command_key_pem"].encode()),
             suite=suite,
             mac_key=bytes.fromhex(info["event_mac_key"]),
+            replay=open_replay_cache(identity.directory, now),
         )
 
     def event_tag(self, payload: bytes) -> str:
@@ -80,4 +84,4 @@ async def establish(
     if claim is not None:
         async with enrolment_client(claim) as http:
             await ensure_identity(http, identity, claim, now)
-    return SecureLink.load(identity, claim)
+    return SecureLink.load(identity, claim, now)

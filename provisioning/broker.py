@@ -19,10 +19,12 @@ A terminal can neither read its own uplink (nothing to gain) nor write commands,
 itself. Cloud services are ``user svc.<instance>`` entries with a role from
 ``SERVICE_ROLES``. Mosquitto 2.0's ``acl_file`` grants every SUBSCRIBE and filters at
 delivery with the read rules, so a subscription to a foreign subtree succeeds but never
-delivers a message.
+delivers a message. That leaves a known hole (a terminal can join a ``$share`` group and
+take a share of the fleet's messages): see docs/provisioning.md, "open defect".
 
 Mosquitto reads the CRL and the ACL file only at start and on SIGHUP: after rewriting them
-call ``reload(pid_file)`` (the config names a ``pid_file`` for that).
+call ``reload(pid_file)`` (the config names a ``pid_file`` for that). Reload rarely:
+``crl_outdated`` says when a CRL must really be rewritten (2.0.11 can crash on SIGHUP).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
 
 from common.topics import ROOT, Channel
 from provisioning.ca import CertificateAuthority, key_pem, new_key, service_name
@@ -79,6 +83,8 @@ def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
         "log_type error",
         "log_type warning",
         "log_type notice",
+        # "Reloading config." is logged at this level: reloads are rare and worth seeing.
+        "log_type information",
         "connection_messages false",
         *cfg.extra_lines,
     ]
@@ -158,9 +164,29 @@ def prepare(
     write_public(files.cafile, ca.ca_bundle_pem)
     write_public(files.certfile, issued.chain_pem)
     write_private(files.keyfile, key_pem(key))
-    write_public(files.crlfile, ca.crl(revoked, now))
+    # Keep a CRL the cloud published (it lists the revocations; ``revoked`` may not): the
+    # broker starts enforcing it, and the API need not reload the broker to restore it.
+    if crl_outdated(files.crlfile, {serial for serial, _ in revoked}, now, exact=False):
+        write_public(files.crlfile, ca.crl(revoked, now))
     write_public(files.aclfile, acl_text(services).encode())
     return files
+
+
+def crl_outdated(
+    crl_path: Path, revoked: set[int], now: dt.datetime, *, exact: bool = True
+) -> bool:
+    """True if the CRL at ``crl_path`` is missing, unreadable, past half its validity, or
+    does not list every serial in ``revoked`` (with ``exact``: plus at most one other, the
+    revocation publisher's canary)."""
+    try:
+        crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+    except (OSError, ValueError):
+        return True
+    issued, expires = crl.last_update_utc, crl.next_update_utc
+    if expires is None or now >= issued + (expires - issued) / 2:
+        return True
+    listed = {entry.serial_number for entry in crl}
+    return not revoked <= listed or (exact and len(listed - revoked) > 1)
 
 
 def config_lines(files: BrokerFiles) -> tuple[str, ...]:

@@ -12,8 +12,12 @@ already connected. ``RevocationPublisher`` therefore
    expiry. The broker drops the old connection and its queued commands; the terminal's
    reconnect then fails the CRL check.
 
-Call ``publish(now)`` on a timer too (daily is plenty): OpenSSL refuses every client once
-the CRL passes its next-update time (7 days by default).
+Call ``publish(now)`` on a timer too (``keep_crl_fresh``): OpenSSL refuses every client once
+the CRL passes its next-update time (7 days by default). ``publish`` only rewrites the CRL
+and reloads the broker when it must: when the revoked serials differ from the CRL the
+broker already has, or when that CRL is past half its validity. An API start therefore
+no longer reloads the broker: Debian 12's Mosquitto 2.0.11 can crash on SIGHUP under load
+(see docs/provisioning.md, "Broker reloads").
 """
 
 from __future__ import annotations
@@ -56,17 +60,22 @@ class RevocationPublisher:
         for terminal_id in terminal_ids:
             await self.kick(terminal_id, now)
 
-    async def publish(self, now: dt.datetime) -> None:
-        """Write the CRL and, if we run the broker, make it enforce the new list."""
+    async def publish(self, now: dt.datetime) -> bool:
+        """Write the CRL and, if we run the broker, make it enforce the new list. Does
+        nothing (returns False) while the CRL on disk still says the same and is fresh."""
+        listed = await revoked_serials(now)
+        if not broker_lib.crl_outdated(self.files.crlfile, {serial for serial, _ in listed}, now):
+            return False
         with tempfile.TemporaryDirectory(prefix="cuntong-canary-") as tmp:
             canary_ctx, canary_serial = self._credentials("crl-canary", now, Path(tmp))
-            revoked = [*await revoked_serials(now), (canary_serial, now)]
+            revoked = [*listed, (canary_serial, now)]
             ensure_private_dir(self.files.directory)
             write_public(self.files.crlfile, self.ca.crl(revoked, now))
             if not self._ours():
-                return
+                return True
             broker_lib.reload(self.files.pidfile)
             await self._until_refused(canary_ctx)
+        return True
 
     def _ours(self) -> bool:
         return self.reload_broker and self.files.pidfile.exists()
@@ -112,7 +121,8 @@ async def keep_crl_fresh(
     stop: asyncio.Event,
     every_s: float = 12 * 3600,
 ) -> None:
-    """Republish the CRL now and every ``every_s`` until ``stop`` (run it in the API lifespan)."""
+    """Check the CRL now and every ``every_s`` until ``stop`` (run it in the API lifespan);
+    it is republished, and the broker reloaded, only when revocations changed or it ages."""
     while not stop.is_set():
         await publisher.publish(clock())
         with contextlib.suppress(TimeoutError):

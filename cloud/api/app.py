@@ -16,6 +16,7 @@ from typing import Protocol
 from fastapi import APIRouter, Depends, FastAPI
 
 from cloud import oversight
+from cloud.api import ui
 from cloud.api.routes import health, terminals
 from cloud.auth.api import enrol_rate_limit
 from cloud.db import close_db, open_db
@@ -96,6 +97,7 @@ def create_app(settings: CloudSettings, extensions: Sequence[Extension] = ()) ->
             app.include_router(router)
     app.include_router(teller_api.router)
     app.include_router(teller_page.router)  # the teller web app's static files
+    app.include_router(ui.router)  # the modules every page shares (common.web)
     if security is not None:
         # Per-address limit: slows claim-token guessing (a refused attempt counts too).
         app.include_router(

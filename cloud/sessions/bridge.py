@@ -8,8 +8,13 @@ terminal's ``request_id`` so it can tell its own request's answer.
 
 A malformed or refused message is counted (``stats``, shown on ``/healthz``) and logged,
 never raised: one broken terminal must not take the link down for ten thousand. In secured
-mode the link uses the service certificate ``svc.<instance>-desk``. Session messages are
-not queued for a desk that is away (clean session): a request only makes sense live.
+mode the link uses the service certificate ``svc.<instance>-desk``.
+
+The link keeps a persistent MQTT 5 session (``clean_start=False``, expiry
+``SESSION_EXPIRY_S``) under a client id that is stable per desk instance (the service
+certificate's, else ``cuntong-desk-<host>``): what terminals send while the desk restarts
+(a customer pressing 视频柜员, a hang-up) waits in the broker and is handled when it is
+back. Past the expiry the broker forgets the session and such messages are lost.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 import aiomqtt
 import orjson
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud.security import Security, service_client, service_client_id
 from cloud.sessions import store, wire
@@ -43,6 +50,9 @@ log = logging.getLogger("cuntong.desk.link")
 INSTANCE_SUFFIX = "-desk"
 #: Request ids remembered per link, so a QoS 1 redelivery does not queue a customer twice.
 REMEMBERED_REQUESTS = 10_000
+#: How long the broker keeps the desk's session (and what terminals send) while it is away:
+#: long enough for a restart or a deploy, short of queueing customers who have long gone.
+SESSION_EXPIRY_S = 600
 
 
 @dataclass
@@ -87,13 +97,16 @@ class DeskLink:
         )
 
     def _make_client(self) -> aiomqtt.Client:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
         return service_client(
             self.s,
             self.security,
             INSTANCE_SUFFIX,
             self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
+            clean_start=False,
+            properties=props,
         )
 
     async def _serve(self, client: aiomqtt.Client) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,15 +127,29 @@ class ReplayCache:
     """
 
     capacity: int = 10_000
+    #: Called with each admitted id and its expiry before ``admit`` returns, i.e. before the
+    #: command runs. The agent journals it to disk there (``edge.replay``), so a restart
+    #: does not forget what it already executed; if the hook raises, the command is refused.
+    on_admit: Callable[[str, dt.datetime], None] | None = None
     _expiry: dict[str, dt.datetime] = field(default_factory=dict)
+
+    def restore(self, entries: Iterable[tuple[str, dt.datetime]], now: dt.datetime) -> None:
+        """Remember ids admitted before (e.g. by a previous run); expired ones are dropped."""
+        self._expiry.update((k, v) for k, v in entries if v > now)
+
+    def live(self, now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+        """The ids still worth remembering at ``now``."""
+        return [(k, v) for k, v in self._expiry.items() if v > now]
 
     def admit(self, command_id: str, expires_at: dt.datetime, now: dt.datetime) -> None:
         if command_id in self._expiry:
             raise CommandRefused("replayed", command_id)
         if len(self._expiry) >= self.capacity:
-            self._expiry = {k: v for k, v in self._expiry.items() if v > now}
+            self._expiry = dict(self.live(now))
             if len(self._expiry) >= self.capacity:
                 raise CommandRefused("replay_cache_full", "too many live commands")
+        if self.on_admit is not None:
+            self.on_admit(command_id, expires_at)
         self._expiry[command_id] = expires_at
 
     def __len__(self) -> int:

@@ -29,14 +29,17 @@ class BadChannelMessage(ValueError):
     """Data-channel text that is not a message of the contract."""
 
 
-def encode(msg: dict[str, Any]) -> list[str]:
-    """The texts to send for one message: itself, or its chunks when it is too large."""
+def encode(msg: dict[str, Any], chunk_id: str | None = None) -> list[str]:
+    """The texts to send for one message: itself, or its chunks when it is too large.
+
+    ``chunk_id`` names the chunks (random when not given): tests pass one to get the same
+    texts every time, as ``encode(message, chunkId)`` in teller-data.js does."""
     text = orjson.dumps(msg).decode()
     if len(text.encode()) <= MAX_TEXT:
         return [text]
     data = base64.b64encode(text.encode()).decode()
     count = math.ceil(len(data) / CHUNK_DATA)
-    cid = secrets.token_hex(8)
+    cid = chunk_id or secrets.token_hex(8)
     return [
         orjson.dumps(
             {

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from common import procs
+from provisioning.files import write_private
 
 #: Debian's module folders (janus 1.1.2, amd64).
 MODULES_ROOT: Final = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -185,7 +186,8 @@ class Janus:
         cfg_dir = self.state_dir / "etc"
         cfg_dir.mkdir(parents=True, exist_ok=True)
         for name, text in config_files(self.cfg, cfg_dir, installed_modules()).items():
-            (cfg_dir / name).write_text(text)
+            # admin_secret and the rooms' admin_key: readable by the service only.
+            write_private(cfg_dir / name, text.encode())
         argv = [binary, "-F", str(cfg_dir), "-C", str(cfg_dir / "janus.jcfg"), "-o"]
         self.proc = procs.start(argv, self.log_path)
         try:

@@ -1,7 +1,8 @@
 """The customer screen, served by the agent on 127.0.0.1 (``CUNTONG_AGENT_SCREEN_PORT``).
 
 A deliberately small HTTP/1.1 server on ``asyncio.start_server`` (no web framework in the
-agent): the page and its script, ``GET /state`` (what to show, from ``view.view``), a few
+agent): the page and its modules (its own, and ``/ui/*``, the ones every page shares:
+``common.web``), ``GET /state`` (what to show, from ``view.view``), a few
 ``POST`` actions (the customer's buttons), and the two videos as MJPEG streams
 (``multipart/x-mixed-replace``, which every browser shows in a plain ``<img>``): the
 teller's received frames and the customer's own camera. Each connection carries one
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from common import web
 from edge.teller import view
 from edge.teller.client import TellerClient
 
@@ -30,6 +32,7 @@ BOUNDARY = "cuntongframe"
 STATIC = {
     "/": ("screen.html", "text/html; charset=utf-8"),
     "/screen.js": ("screen.js", "text/javascript; charset=utf-8"),
+    "/screen-i18n.js": ("screen-i18n.js", "text/javascript; charset=utf-8"),
     "/screen.css": ("screen.css", "text/css; charset=utf-8"),
 }
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Too Large"}
@@ -139,6 +142,11 @@ class Screen:
             name, ctype = STATIC[path]
             page = resources.files("edge.teller").joinpath("static", name).read_bytes()
             return response(200, page, ctype)
+        if method == "GET" and path.startswith("/ui/"):
+            shared = web.asset(path.removeprefix("/ui/"))  # a whitelist, as in the cloud
+            if shared is None:
+                raise HttpError(404, f"no {path}")
+            return response(200, *shared)
         if method == "GET" and path == "/state":
             return response(200, orjson.dumps(self._state()))
         action = self.actions.get(path)

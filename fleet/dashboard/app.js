@@ -1,293 +1,266 @@
-// Fleet dashboard: plain JS, hash routes, polling the fleet API every 2 s on live pages.
-// All text from the API goes through textContent (h()), never innerHTML.
-(function () {
-  "use strict";
-  let lang = localStorage.getItem("cuntong.lang") || "zh";
-  const t = (k) => (I18N[lang] && I18N[lang][k]) || k;
-  const view = document.getElementById("view");
-  let token = sessionStorage.getItem("cuntong.token") || "";
-  let timer = null;
+// Fleet dashboard: an ES module, hash routes, polling the fleet API every 2 s on live pages.
+// All text from the API goes through textContent (h()), never innerHTML. The DOM helpers,
+// the i18n and the sign-in are the ones every page shares (/ui/*, common/web).
+import { $, h, toast } from "/ui/dom.js";
+import { lang, register, t, toggleLang, translate } from "/ui/i18n.js";
+import { forget, loginForm, remembered, signOut } from "/ui/login.js";
+import { lineChart } from "./chart.js";
+import { STRINGS } from "./i18n.js";
 
-  // Operators sign in with their cloud account (POST /api/v1/auth/login); the bearer token
-  // lives in this tab's sessionStorage only.
-  function showAccount() {
-    const user = sessionStorage.getItem("cuntong.user") || "";
-    document.getElementById("login").hidden = !!token;
-    document.getElementById("who").hidden = !token;
-    document.getElementById("logout").hidden = !token;
-    document.getElementById("who").textContent = user;
-  }
-  document.getElementById("login").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const username = document.getElementById("username").value;
-    const password = document.getElementById("password").value;
-    const r = await fetch("/api/v1/auth/login", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username, password }) });
-    if (!r.ok) { toast(`${r.status} ${(await r.text()).slice(0, 120)}`); return; }
-    token = (await r.json()).token;
-    sessionStorage.setItem("cuntong.token", token);
-    sessionStorage.setItem("cuntong.user", username);
-    document.getElementById("password").value = "";
+register(STRINGS);
+// Operators sign in with their cloud account; the token lives in this tab only (/ui/login.js).
+const SIGN_IN = "cuntong";
+const view = $("view");
+let token = remembered(SIGN_IN).token;
+let timer = null;
+
+function showAccount() {
+  $("login").hidden = !!token;
+  $("who").hidden = !token;
+  $("logout").hidden = !token;
+  $("who").textContent = remembered(SIGN_IN).user;
+}
+loginForm($("login"), SIGN_IN, {
+  onSignedIn: (signedIn) => {
+    token = signedIn.token;
     showAccount();
     render();
-  });
-  document.getElementById("logout").addEventListener("click", async () => {
-    await fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => null);
-    token = "";
-    sessionStorage.removeItem("cuntong.token");
-    showAccount();
-    render();
-  });
-
-  function h(tag, attrs, ...kids) {
-    const n = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
-      else if (v !== null && v !== undefined && v !== false) n.setAttribute(k, v);
-    }
-    for (const kid of kids.flat(Infinity)) {
-      if (kid === null || kid === undefined) continue;
-      n.appendChild(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-    }
-    return n;
-  }
-  const badge = (text, cls) => h("span", { class: `badge ${cls || text}` }, t(text));
-  const fmt = (iso) => (iso ? new Date(iso).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB") : "—");
-
-  async function api(path, opts) {
-    const headers = { "Content-Type": "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const r = await fetch(path, Object.assign({ headers }, opts || {}));
-    if (r.status === 401) {
-      token = "";
-      sessionStorage.removeItem("cuntong.token");
-      showAccount();
-      throw new Error(t("loginFirst"));
-    }
-    if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
-    return r.status === 204 ? null : r.json();
-  }
-  function toast(msg) {
-    const el = document.getElementById("toast");
-    el.textContent = msg;
-    el.hidden = false;
-    setTimeout(() => (el.hidden = true), 3000);
-  }
-  function table(cols, rows, onClick) {
-    if (!rows.length) return h("p", { class: "muted" }, t("none"));
-    return h("table", {},
-      h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, t(c[0]))))),
-      h("tbody", {}, rows.map((r) => h("tr", onClick ? { class: "click", onclick: () => onClick(r) } : {},
-        cols.map((c) => h("td", {}, c[1](r)))))));
-  }
-  function stackedBar(states, total) {
-    const colors = { succeeded: "#1f8a4c", rolled_back: "#60a5fa", running: "#d08a00", rolling_back: "#d08a00",
-      failed: "#c0392b", timed_out: "#8e44ad", cancelled: "#b0b8c1", pending: "#eef1f5" };
-    return h("div", { class: "bar", title: JSON.stringify(states) },
-      Object.entries(states).map(([s, n]) => h("span", { style: `width:${(100 * n) / (total || 1)}%;background:${colors[s] || "#999"}` })));
-  }
-
-  // --- pages ---------------------------------------------------------------------------
-
-  async function overview() {
-    const [o, alerts, tree, rolls] = await Promise.all([
-      api("/api/v1/fleet/overview"), api("/api/v1/fleet/alerts"), api("/api/v1/fleet/regions"),
-      api("/api/v1/fleet/rollouts?limit=5")]);
-    const versions = Object.entries(o.versions).map(([comp, counts]) =>
-      h("div", {}, h("b", {}, comp), " ", Object.entries(counts).map(([v, n]) => h("span", { class: "badge" }, `${v} × ${n}`))));
-    return [
-      h("h1", {}, t("overview")),
-      h("div", { class: "cards" },
-        h("div", { class: "card", id: "kpi-total" }, t("total"), h("div", { class: "kpi" }, o.total)),
-        h("div", { class: "card", id: "kpi-online" }, t("online"), h("div", { class: "kpi" }, o.online, h("small", {}, ` / ${o.total}`))),
-        h("div", { class: "card" }, t("onlinePct"), h("div", { class: "kpi" }, `${o.online_pct}%`)),
-        h("div", { class: "card" }, t("activeAlerts"), h("div", { class: "kpi" }, alerts.length))),
-      h("div", { class: "grid2" },
-        h("div", { class: "card" }, h("h2", {}, t("versions")), versions.length ? versions : t("none")),
-        h("div", { class: "card tree", id: "region-tree" }, h("h2", {}, t("regions")), regionTree(tree, {}))),
-      h("div", { class: "grid2", style: "margin-top:14px" },
-        h("div", { class: "card" }, h("h2", {}, t("activeAlerts")), alertTable(alerts.slice(0, 8), false)),
-        h("div", { class: "card" }, h("h2", {}, t("rollouts")), rolloutTable(rolls))),
-    ];
-  }
-
-  function regionTree(node, path) {
-    return h("ul", {}, node.children.map((c) => {
-      const p = Object.assign({}, path, { [c.level]: c.name });
-      return h("li", {},
-        h("span", { class: "node", onclick: () => { location.hash = "#/terminals?" + new URLSearchParams(p); } },
-          `${c.name} `, h("span", { class: "muted" }, `${c.online}/${c.total}`)),
-        c.level !== "county" ? regionTree(c, p) : null);
-    }));
-  }
-
-  async function terminals(params) {
-    const q = new URLSearchParams(params);
-    const data = await api("/api/v1/fleet/terminals?" + q);
-    const field = (name, ph) => h("input", { name, placeholder: ph || t(name), value: params.get(name) || "" });
-    const form = h("form", { class: "filters", onsubmit: (e) => {
-      e.preventDefault();
-      const next = new URLSearchParams();
-      for (const el of e.target.elements) if (el.name && el.value) next.set(el.name, el.value);
-      location.hash = "#/terminals?" + next;
-    } },
-      field("q", t("search")), field("province"), field("city"), field("county"), field("hw_model", t("model")), field("tag", t("tags")),
-      h("select", { name: "status" }, ["", "online", "offline"].map((s) =>
-        h("option", { value: s, selected: params.get("status") === s ? "selected" : null }, s ? t(s + "_s") : t("all")))),
-      h("button", { type: "submit" }, t("filter")));
-    const page = Number(params.get("page") || 1);
-    const go = (n) => { params.set("page", n); location.hash = "#/terminals?" + params; };
-    return [
-      h("h1", {}, t("terminals"), " ", h("span", { class: "muted" }, `(${data.total})`)),
-      form,
-      h("div", { class: "card", id: "terminal-table" }, table([
-        ["id", (r) => r.id],
-        ["status", (r) => badge(r.status)],
-        ["region", (r) => [r.region.province, r.region.city, r.region.county, r.region.village].filter(Boolean).join(" / ")],
-        ["model", (r) => r.hw_model],
-        ["agent", (r) => r.versions.agent || "—"],
-        ["tags", (r) => r.tags.map((x) => h("span", { class: "badge" }, x))],
-      ], data.items, (r) => (location.hash = "#/terminal/" + encodeURIComponent(r.id)))),
-      h("div", { class: "pager" },
-        h("button", { class: "secondary", disabled: page <= 1 ? "disabled" : null, onclick: () => go(page - 1) }, t("prev")),
-        `${t("page")} ${page}`,
-        h("button", { class: "secondary", disabled: page * data.page_size >= data.total ? "disabled" : null, onclick: () => go(page + 1) }, t("next"))),
-    ];
-  }
-
-  const COMMANDS = ["ping", "peripheral_selftest", "collect_logs", "lock_screen", "unlock_screen", "restart_agent", "reboot", "wipe"];
-
-  async function terminal(id) {
-    const enc = encodeURIComponent(id);
-    const [d, tel, shadow, cmds, alerts] = await Promise.all([
-      api(`/api/v1/terminals/${enc}`),
-      api(`/api/v1/terminals/${enc}/telemetry?minutes=30&step_s=5`).catch(() => ({ series: [] })),
-      api(`/api/v1/fleet/shadows/${enc}`).catch(() => null),
-      api(`/api/v1/fleet/commands?terminal_id=${enc}&limit=10`),
-      api(`/api/v1/fleet/alerts?terminal_id=${enc}`)]);
-    const metrics = (d.health && d.health.metrics) || {};
-    const peripherals = (d.health && d.health.peripherals) || {};
-    const send = async (name) => {
-      if (name === "wipe" && !confirm(t("confirmWipe"))) return;
-      try {
-        await api("/api/v1/fleet/commands", { method: "POST", body: JSON.stringify({ name, terminals: [id], confirm: name === "wipe" }) });
-        toast(`${t("sent")}: ${t(name)}`);
-        render();
-      } catch (e) { toast(e.message); }
-    };
-    const charts = ["cpu_pct", "mem_pct", "temp_c", "rtt_ms"].map((m) => {
-      const s = tel.series.find((x) => x.metric === m);
-      return h("div", { class: "card chart-card" }, lineChart(s ? s.points : [], t(m)));
-    });
-    return [
-      h("h1", {}, `${t("terminal")} ${d.id} `, badge(d.status)),
-      h("div", { class: "grid2" },
-        h("div", { class: "card", id: "health" }, h("h2", {}, t("health")),
-          h("div", { class: "kv" },
-            h("div", {}, t("region")), h("div", {}, [d.region.province, d.region.city, d.region.county, d.region.village].join(" / ")),
-            h("div", {}, t("model")), h("div", {}, d.hw_model || "—"),
-            h("div", {}, t("agent")), h("div", {}, d.agent_version || "—"),
-            Object.entries(metrics).map(([k, v]) => [h("div", {}, t(k)), h("div", {}, Number(v).toFixed(1))]),
-            h("div", {}, t("peripherals")), h("div", {}, Object.entries(peripherals).map(([k, v]) => h("span", { class: `badge ${v}` }, `${k}: ${v}`))))),
-        h("div", { class: "card" }, h("h2", {}, t("commands")),
-          h("div", { class: "actions", id: "command-buttons" }, COMMANDS.map((c) =>
-            h("button", { class: c === "wipe" || c === "reboot" ? "danger" : "secondary", "data-command": c, onclick: () => send(c) }, t(c)))),
-          h("h2", { style: "margin-top:16px" }, t("recent")),
-          table([["name", (r) => t(r.name)], ["state", (r) => badge(r.state)], ["created", (r) => fmt(r.created_at)]], cmds))),
-      h("h2", { style: "margin-top:18px" }, t("telemetry")),
-      h("div", { class: "grid2", id: "charts" }, charts),
-      h("div", { class: "grid2", style: "margin-top:14px" },
-        h("div", { class: "card" }, h("h2", {}, t("shadow"), " ", shadow ? badge(shadow.in_sync ? "inSync" : "drift", shadow.in_sync ? "ok" : "failed") : null),
-          shadow ? h("div", { class: "kv" },
-            h("div", {}, `${t("desired")} v${shadow.desired_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.desired))),
-            h("div", {}, `${t("reported")} v${shadow.reported_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.reported)))) : t("none")),
-        h("div", { class: "card" }, h("h2", {}, t("alerts")), alertTable(alerts, false))),
-    ];
-  }
-
-  function alertTable(rows, actions) {
-    const act = async (a, op) => { try { await api(`/api/v1/fleet/alerts/${a.id}/${op}`, { method: "POST", body: "{}" }); render(); } catch (e) { toast(e.message); } };
-    const cols = [["severity", (a) => badge(a.severity)], ["kind", (a) => t(a.kind)], ["id", (a) => a.terminal_id || a.subject],
-      ["message", (a) => a.message], ["state", (a) => badge(a.state)], ["last", (a) => fmt(a.last_at)]];
-    if (actions) cols.push(["", (a) => h("span", { class: "actions" },
-      a.state === "open" ? h("button", { class: "secondary", onclick: () => act(a, "ack") }, t("ack")) : null,
-      h("button", { class: "secondary", onclick: () => act(a, "clear") }, t("clear")))]);
-    return table(cols, rows);
-  }
-
-  async function alerts() {
-    return [h("h1", {}, t("alerts")), h("div", { class: "card", id: "alert-table" }, alertTable(await api("/api/v1/fleet/alerts"), true))];
-  }
-
-  function rolloutTable(rows) {
-    return table([
-      ["name", (r) => r.name], ["group", (r) => r.group], ["phase", (r) => badge(r.phase)],
-      ["progress", (r) => h("div", { style: "width:220px" }, stackedBar(r.states, r.total))],
-      ["created", (r) => fmt(r.created_at)]], rows, (r) => (location.hash = "#/rollout/" + r.id));
-  }
-
-  async function rollouts() {
-    const rows = await api("/api/v1/fleet/rollouts");
-    return [h("h1", {}, t("rollouts")), h("div", { class: "card", id: "rollout-table" }, rolloutTable(rows))];
-  }
-
-  async function rollout(id) {
-    const [r, targets] = await Promise.all([
-      api(`/api/v1/fleet/rollouts/${id}`), api(`/api/v1/fleet/rollouts/${id}/targets?limit=200`)]);
-    const op = async (name) => { try { await api(`/api/v1/fleet/rollouts/${id}/${name}`, { method: "POST" }); render(); } catch (e) { toast(e.message); } };
-    return [
-      h("h1", {}, `${t("rollout")} ${r.name} `, badge(r.phase)),
-      r.reason ? h("p", { class: "muted" }, `${t("reason")}: ${r.reason}`) : null,
-      h("div", { class: "actions", style: "margin-bottom:14px" },
-        h("button", { class: "secondary", onclick: () => op("pause") }, t("pause")),
-        h("button", { class: "secondary", onclick: () => op("resume") }, t("resume")),
-        h("button", { class: "danger", onclick: () => op("cancel") }, t("cancel"))),
-      h("div", { class: "card", id: "waves" }, h("h2", {}, t("progress")), table([
-        ["wave", (w) => (w.wave === 0 ? "canary" : w.wave)], ["total", (w) => w.total],
-        ["progress", (w) => h("div", { style: "width:300px" }, stackedBar(w.states, w.total))],
-        ["state", (w) => Object.entries(w.states).map(([s, n]) => h("span", { class: `badge ${s}` }, `${s} ${n}`))]], r.waves)),
-      h("div", { class: "card", style: "margin-top:14px" }, h("h2", {}, t("targets")), table([
-        ["id", (x) => x.terminal_id], ["wave", (x) => x.wave], ["state", (x) => badge(x.state)], ["last", (x) => fmt(x.updated_at)]], targets,
-        (x) => (location.hash = "#/terminal/" + encodeURIComponent(x.terminal_id)))),
-    ];
-  }
-
-  // --- routing -------------------------------------------------------------------------
-
-  const LIVE = new Set(["overview", "terminal", "rollouts", "rollout", "alerts"]);
-  async function render() {
-    const [path, query] = (location.hash.slice(2) || "overview").split("?");
-    const [route, arg] = path.split("/");
-    document.querySelectorAll(".sidebar a").forEach((a) =>
-      a.classList.toggle("active", a.dataset.route === route || a.dataset.route + "s" === route || route === a.dataset.route.replace(/s$/, "")));
-    const pages = { overview, terminals: () => terminals(new URLSearchParams(query || "")), terminal: () => terminal(decodeURIComponent(arg)),
-      rollouts, rollout: () => rollout(arg), alerts };
-    const page = pages[route] || overview;
-    try {
-      const content = await page();
-      view.replaceChildren(...[content].flat().filter(Boolean));
-      view.dataset.page = route;
-    } catch (e) {
-      view.replaceChildren(h("div", { class: "card" }, h("h2", {}, "⚠"), e.message));
-    }
-    clearTimeout(timer);
-    if (LIVE.has(route)) timer = setTimeout(render, 2000);
-  }
-  function applyLang() {
-    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-    document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
-    document.querySelectorAll("[data-i18n-ph]").forEach((n) => (n.placeholder = t(n.dataset.i18nPh)));
-    document.getElementById("lang").textContent = t("langSwitch");
-    document.title = t("brand");
-  }
-  document.getElementById("lang").addEventListener("click", () => {
-    lang = lang === "zh" ? "en" : "zh";
-    localStorage.setItem("cuntong.lang", lang);
-    applyLang();
-    render();
-  });
-  window.addEventListener("hashchange", render);
-  applyLang();
+  },
+  onFailed: (err) => toast(`${t("loginFailed")} (${err.status || t("network")})`),
+});
+$("logout").addEventListener("click", async () => {
+  await signOut(SIGN_IN, token);
+  token = "";
   showAccount();
   render();
-})();
+});
+
+const badge = (text, cls) => h("span", { class: `badge ${cls || text}` }, t(text));
+const fmt = (iso) => (iso ? new Date(iso).toLocaleString(lang() === "zh" ? "zh-CN" : "en-GB") : "—");
+
+async function api(path, opts) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(path, Object.assign({ headers }, opts || {}));
+  if (r.status === 401) {
+    token = "";
+    forget(SIGN_IN);
+    showAccount();
+    throw new Error(t("loginFirst"));
+  }
+  if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
+  return r.status === 204 ? null : r.json();
+}
+function table(cols, rows, onClick) {
+  if (!rows.length) return h("p", { class: "muted" }, t("none"));
+  return h("table", {},
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, t(c[0]))))),
+    h("tbody", {}, rows.map((r) => h("tr", onClick ? { class: "click", onclick: () => onClick(r) } : {},
+      cols.map((c) => h("td", {}, c[1](r)))))));
+}
+function stackedBar(states, total) {
+  const colors = { succeeded: "#1f8a4c", rolled_back: "#60a5fa", running: "#d08a00", rolling_back: "#d08a00",
+    failed: "#c0392b", timed_out: "#8e44ad", cancelled: "#b0b8c1", pending: "#eef1f5" };
+  return h("div", { class: "bar", title: JSON.stringify(states) },
+    Object.entries(states).map(([s, n]) => h("span", { style: `width:${(100 * n) / (total || 1)}%;background:${colors[s] || "#999"}` })));
+}
+
+// --- pages ---------------------------------------------------------------------------
+
+async function overview() {
+  const [o, alerts, tree, rolls] = await Promise.all([
+    api("/api/v1/fleet/overview"), api("/api/v1/fleet/alerts"), api("/api/v1/fleet/regions"),
+    api("/api/v1/fleet/rollouts?limit=5")]);
+  const versions = Object.entries(o.versions).map(([comp, counts]) =>
+    h("div", {}, h("b", {}, comp), " ", Object.entries(counts).map(([v, n]) => h("span", { class: "badge" }, `${v} × ${n}`))));
+  return [
+    h("h1", {}, t("overview")),
+    h("div", { class: "cards" },
+      h("div", { class: "card", id: "kpi-total" }, t("total"), h("div", { class: "kpi" }, o.total)),
+      h("div", { class: "card", id: "kpi-online" }, t("online"), h("div", { class: "kpi" }, o.online, h("small", {}, ` / ${o.total}`))),
+      h("div", { class: "card" }, t("onlinePct"), h("div", { class: "kpi" }, `${o.online_pct}%`)),
+      h("div", { class: "card" }, t("activeAlerts"), h("div", { class: "kpi" }, alerts.length))),
+    h("div", { class: "grid2" },
+      h("div", { class: "card" }, h("h2", {}, t("versions")), versions.length ? versions : t("none")),
+      h("div", { class: "card tree", id: "region-tree" }, h("h2", {}, t("regions")), regionTree(tree, {}))),
+    h("div", { class: "grid2", style: "margin-top:14px" },
+      h("div", { class: "card" }, h("h2", {}, t("activeAlerts")), alertTable(alerts.slice(0, 8), false)),
+      h("div", { class: "card" }, h("h2", {}, t("rollouts")), rolloutTable(rolls))),
+  ];
+}
+
+function regionTree(node, path) {
+  return h("ul", {}, node.children.map((c) => {
+    const p = Object.assign({}, path, { [c.level]: c.name });
+    return h("li", {},
+      h("span", { class: "node", onclick: () => { location.hash = "#/terminals?" + new URLSearchParams(p); } },
+        `${c.name} `, h("span", { class: "muted" }, `${c.online}/${c.total}`)),
+      c.level !== "county" ? regionTree(c, p) : null);
+  }));
+}
+
+async function terminals(params) {
+  const q = new URLSearchParams(params);
+  const data = await api("/api/v1/fleet/terminals?" + q);
+  const field = (name, ph) => h("input", { name, placeholder: ph || t(name), value: params.get(name) || "" });
+  const form = h("form", { class: "filters", onsubmit: (e) => {
+    e.preventDefault();
+    const next = new URLSearchParams();
+    for (const el of e.target.elements) if (el.name && el.value) next.set(el.name, el.value);
+    location.hash = "#/terminals?" + next;
+  } },
+    field("q", t("search")), field("province"), field("city"), field("county"), field("hw_model", t("model")), field("tag", t("tags")),
+    h("select", { name: "status" }, ["", "online", "offline"].map((s) =>
+      h("option", { value: s, selected: params.get("status") === s ? "selected" : null }, s ? t(s + "_s") : t("all")))),
+    h("button", { type: "submit" }, t("filter")));
+  const page = Number(params.get("page") || 1);
+  const go = (n) => { params.set("page", n); location.hash = "#/terminals?" + params; };
+  return [
+    h("h1", {}, t("terminals"), " ", h("span", { class: "muted" }, `(${data.total})`)),
+    form,
+    h("div", { class: "card", id: "terminal-table" }, table([
+      ["id", (r) => r.id],
+      ["status", (r) => badge(r.status)],
+      ["region", (r) => [r.region.province, r.region.city, r.region.county, r.region.village].filter(Boolean).join(" / ")],
+      ["model", (r) => r.hw_model],
+      ["agent", (r) => r.versions.agent || "—"],
+      ["tags", (r) => r.tags.map((x) => h("span", { class: "badge" }, x))],
+    ], data.items, (r) => (location.hash = "#/terminal/" + encodeURIComponent(r.id)))),
+    h("div", { class: "pager" },
+      h("button", { class: "secondary", disabled: page <= 1 ? "disabled" : null, onclick: () => go(page - 1) }, t("prev")),
+      `${t("page")} ${page}`,
+      h("button", { class: "secondary", disabled: page * data.page_size >= data.total ? "disabled" : null, onclick: () => go(page + 1) }, t("next"))),
+  ];
+}
+
+const COMMANDS = ["ping", "peripheral_selftest", "collect_logs", "lock_screen", "unlock_screen", "restart_agent", "reboot", "wipe"];
+
+async function terminal(id) {
+  const enc = encodeURIComponent(id);
+  const [d, tel, shadow, cmds, alerts] = await Promise.all([
+    api(`/api/v1/terminals/${enc}`),
+    api(`/api/v1/terminals/${enc}/telemetry?minutes=30&step_s=5`).catch(() => ({ series: [] })),
+    api(`/api/v1/fleet/shadows/${enc}`).catch(() => null),
+    api(`/api/v1/fleet/commands?terminal_id=${enc}&limit=10`),
+    api(`/api/v1/fleet/alerts?terminal_id=${enc}`)]);
+  const metrics = (d.health && d.health.metrics) || {};
+  const peripherals = (d.health && d.health.peripherals) || {};
+  const send = async (name) => {
+    if (name === "wipe" && !confirm(t("confirmWipe"))) return;
+    try {
+      await api("/api/v1/fleet/commands", { method: "POST", body: JSON.stringify({ name, terminals: [id], confirm: name === "wipe" }) });
+      toast(`${t("sent")}: ${t(name)}`);
+      render();
+    } catch (e) { toast(e.message); }
+  };
+  const charts = ["cpu_pct", "mem_pct", "temp_c", "rtt_ms"].map((m) => {
+    const s = tel.series.find((x) => x.metric === m);
+    return h("div", { class: "card chart-card" }, lineChart(s ? s.points : [], t(m)));
+  });
+  return [
+    h("h1", {}, `${t("terminal")} ${d.id} `, badge(d.status)),
+    h("div", { class: "grid2" },
+      h("div", { class: "card", id: "health" }, h("h2", {}, t("health")),
+        h("div", { class: "kv" },
+          h("div", {}, t("region")), h("div", {}, [d.region.province, d.region.city, d.region.county, d.region.village].join(" / ")),
+          h("div", {}, t("model")), h("div", {}, d.hw_model || "—"),
+          h("div", {}, t("agent")), h("div", {}, d.agent_version || "—"),
+          Object.entries(metrics).map(([k, v]) => [h("div", {}, t(k)), h("div", {}, Number(v).toFixed(1))]),
+          h("div", {}, t("peripherals")), h("div", {}, Object.entries(peripherals).map(([k, v]) => h("span", { class: `badge ${v}` }, `${k}: ${v}`))))),
+      h("div", { class: "card" }, h("h2", {}, t("commands")),
+        h("div", { class: "actions", id: "command-buttons" }, COMMANDS.map((c) =>
+          h("button", { class: c === "wipe" || c === "reboot" ? "danger" : "secondary", "data-command": c, onclick: () => send(c) }, t(c)))),
+        h("h2", { style: "margin-top:16px" }, t("recent")),
+        table([["name", (r) => t(r.name)], ["state", (r) => badge(r.state)], ["created", (r) => fmt(r.created_at)]], cmds))),
+    h("h2", { style: "margin-top:18px" }, t("telemetry")),
+    h("div", { class: "grid2", id: "charts" }, charts),
+    h("div", { class: "grid2", style: "margin-top:14px" },
+      h("div", { class: "card" }, h("h2", {}, t("shadow"), " ", shadow ? badge(shadow.in_sync ? "inSync" : "drift", shadow.in_sync ? "ok" : "failed") : null),
+        shadow ? h("div", { class: "kv" },
+          h("div", {}, `${t("desired")} v${shadow.desired_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.desired))),
+          h("div", {}, `${t("reported")} v${shadow.reported_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.reported)))) : t("none")),
+      h("div", { class: "card" }, h("h2", {}, t("alerts")), alertTable(alerts, false))),
+  ];
+}
+
+function alertTable(rows, actions) {
+  const act = async (a, op) => { try { await api(`/api/v1/fleet/alerts/${a.id}/${op}`, { method: "POST", body: "{}" }); render(); } catch (e) { toast(e.message); } };
+  const cols = [["severity", (a) => badge(a.severity)], ["kind", (a) => t(a.kind)], ["id", (a) => a.terminal_id || a.subject],
+    ["message", (a) => a.message], ["state", (a) => badge(a.state)], ["last", (a) => fmt(a.last_at)]];
+  if (actions) cols.push(["", (a) => h("span", { class: "actions" },
+    a.state === "open" ? h("button", { class: "secondary", onclick: () => act(a, "ack") }, t("ack")) : null,
+    h("button", { class: "secondary", onclick: () => act(a, "clear") }, t("clear")))]);
+  return table(cols, rows);
+}
+
+async function alerts() {
+  return [h("h1", {}, t("alerts")), h("div", { class: "card", id: "alert-table" }, alertTable(await api("/api/v1/fleet/alerts"), true))];
+}
+
+function rolloutTable(rows) {
+  return table([
+    ["name", (r) => r.name], ["group", (r) => r.group], ["phase", (r) => badge(r.phase)],
+    ["progress", (r) => h("div", { style: "width:220px" }, stackedBar(r.states, r.total))],
+    ["created", (r) => fmt(r.created_at)]], rows, (r) => (location.hash = "#/rollout/" + r.id));
+}
+
+async function rollouts() {
+  const rows = await api("/api/v1/fleet/rollouts");
+  return [h("h1", {}, t("rollouts")), h("div", { class: "card", id: "rollout-table" }, rolloutTable(rows))];
+}
+
+async function rollout(id) {
+  const [r, targets] = await Promise.all([
+    api(`/api/v1/fleet/rollouts/${id}`), api(`/api/v1/fleet/rollouts/${id}/targets?limit=200`)]);
+  const op = async (name) => { try { await api(`/api/v1/fleet/rollouts/${id}/${name}`, { method: "POST" }); render(); } catch (e) { toast(e.message); } };
+  return [
+    h("h1", {}, `${t("rollout")} ${r.name} `, badge(r.phase)),
+    r.reason ? h("p", { class: "muted" }, `${t("reason")}: ${r.reason}`) : null,
+    h("div", { class: "actions", style: "margin-bottom:14px" },
+      h("button", { class: "secondary", onclick: () => op("pause") }, t("pause")),
+      h("button", { class: "secondary", onclick: () => op("resume") }, t("resume")),
+      h("button", { class: "danger", onclick: () => op("cancel") }, t("cancel"))),
+    h("div", { class: "card", id: "waves" }, h("h2", {}, t("progress")), table([
+      ["wave", (w) => (w.wave === 0 ? "canary" : w.wave)], ["total", (w) => w.total],
+      ["progress", (w) => h("div", { style: "width:300px" }, stackedBar(w.states, w.total))],
+      ["state", (w) => Object.entries(w.states).map(([s, n]) => h("span", { class: `badge ${s}` }, `${s} ${n}`))]], r.waves)),
+    h("div", { class: "card", style: "margin-top:14px" }, h("h2", {}, t("targets")), table([
+      ["id", (x) => x.terminal_id], ["wave", (x) => x.wave], ["state", (x) => badge(x.state)], ["last", (x) => fmt(x.updated_at)]], targets,
+      (x) => (location.hash = "#/terminal/" + encodeURIComponent(x.terminal_id)))),
+  ];
+}
+
+// --- routing -------------------------------------------------------------------------
+
+const LIVE = new Set(["overview", "terminal", "rollouts", "rollout", "alerts"]);
+async function render() {
+  const [path, query] = (location.hash.slice(2) || "overview").split("?");
+  const [route, arg] = path.split("/");
+  document.querySelectorAll(".sidebar a").forEach((a) =>
+    a.classList.toggle("active", a.dataset.route === route || a.dataset.route + "s" === route || route === a.dataset.route.replace(/s$/, "")));
+  const pages = { overview, terminals: () => terminals(new URLSearchParams(query || "")), terminal: () => terminal(decodeURIComponent(arg)),
+    rollouts, rollout: () => rollout(arg), alerts };
+  const page = pages[route] || overview;
+  try {
+    const content = await page();
+    view.replaceChildren(...[content].flat().filter(Boolean));
+    view.dataset.page = route;
+  } catch (e) {
+    view.replaceChildren(h("div", { class: "card" }, h("h2", {}, "⚠"), e.message));
+  }
+  clearTimeout(timer);
+  if (LIVE.has(route)) timer = setTimeout(render, 2000);
+}
+function applyLang() {
+  translate(document, "brand");
+  $("lang").textContent = t("langSwitch");
+}
+$("lang").addEventListener("click", () => {
+  toggleLang();
+  applyLang();
+  render();
+});
+window.addEventListener("hashchange", render);
+applyLang();
+showAccount();
+render();

@@ -1,5 +1,5 @@
 // A small SVG line chart: points are [unix seconds, value] pairs.
-window.lineChart = function (points, label, color) {
+export function lineChart(points, label, color) {
   const W = 600, H = 160, P = 28;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -34,4 +34,4 @@ window.lineChart = function (points, label, color) {
   const last = points[points.length - 1];
   el("circle", { cx: sx(last[0]), cy: sy(last[1]), r: 3, fill: color || "#a4161a" });
   return svg;
-};
+}

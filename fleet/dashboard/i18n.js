@@ -1,7 +1,8 @@
-// UI strings in Chinese and English; the choice is kept in localStorage.
-window.I18N = {
+// The fleet dashboard's strings in Chinese (default) and English, registered with the shared
+// i18n (/ui/i18n.js: current language, then zh, then the key). No DOM: tests import it in node.
+export const STRINGS = {
   zh: {
-    brand: "村村通 · 终端运维平台", brandSub: "远程视频银行 · 终端集中运维", username: "用户名", password: "密码", login: "登录", logout: "退出", loginFirst: "请先以运维人员身份登录",
+    brand: "村村通 · 终端运维平台", brandSub: "远程视频银行 · 终端集中运维", username: "用户名", password: "密码", login: "登录", logout: "退出", loginFirst: "请先以运维人员身份登录", loginFailed: "登录失败", network: "网络异常",
     navOverview: "总览", navTerminals: "终端", navRollouts: "升级发布", navAlerts: "告警", langSwitch: "English",
     overview: "终端总览", total: "终端总数", online: "在线", onlinePct: "在线率", activeAlerts: "活动告警",
     versions: "版本分布", regions: "区域", terminals: "终端列表", id: "终端编号", status: "状态", region: "区域",
@@ -24,7 +25,7 @@ window.I18N = {
     open: "未确认", acked: "已确认", cleared: "已清除", critical: "严重", major: "重要", warning: "警告",
   },
   en: {
-    brand: "Cuntong · Fleet Operations", brandSub: "Remote video banking · terminal management", username: "Username", password: "Password", login: "Sign in", logout: "Sign out", loginFirst: "Please sign in as a fleet operator",
+    brand: "Cuntong · Fleet Operations", brandSub: "Remote video banking · terminal management", username: "Username", password: "Password", login: "Sign in", logout: "Sign out", loginFirst: "Please sign in as a fleet operator", loginFailed: "Sign-in failed", network: "network",
     navOverview: "Overview", navTerminals: "Terminals", navRollouts: "Rollouts", navAlerts: "Alerts", langSwitch: "中文",
     overview: "Fleet overview", total: "Terminals", online: "Online", onlinePct: "Online rate", activeAlerts: "Active alerts",
     versions: "Versions", regions: "Regions", terminals: "Terminals", id: "Terminal", status: "Status", region: "Region",
@@ -42,5 +43,9 @@ window.I18N = {
     offline: "Offline", peripheral_fault: "Peripheral fault", disk_full: "Disk almost full", high_temperature: "High temperature",
     rollout_aborted: "Rollout aborted", cpu_pct: "CPU %", mem_pct: "Memory %", temp_c: "Temp °C", rtt_ms: "RTT ms", disk_pct: "Disk %",
     agent_rss_mb: "Agent RSS MB", uptime_s: "Uptime s", spool_depth: "Spool depth",
+    // States keep their API names in English (operators search logs for them).
+    running: "running", succeeded: "succeeded", failed: "failed", queued: "queued", timed_out: "timed_out", expired: "expired",
+    cancelled: "cancelled", rolling_back: "rolling_back", rolled_back: "rolled_back", aborted: "aborted", paused: "paused",
+    open: "open", acked: "acked", cleared: "cleared", critical: "critical", major: "major", warning: "warning",
   },
 };

@@ -32,6 +32,8 @@ PUBLIC = frozenset(
         "GET /teller/",
         "GET /teller/watch",
         "GET /teller/static/{name}",
+        # The modules those pages share (common.web: DOM helpers, i18n, the sign-in form).
+        "GET /ui/{name}",
         # OTA payloads: terminals fetch them with Range requests and verify the signed
         # manifest before installing; they hold no personal data.
         "GET /api/v1/fleet/packages/{component}/{version}/payload",

@@ -11,20 +11,29 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import broker_services
-from common import envelope
+from common import envelope, procs
 from common.wire.commands import Command, sign_command
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
 from provisioning import keys as keys_lib
 from provisioning import wiring
-from tests.helpers import FACTORY_TOKEN, CloudProcess, enrolled_link, eventually, secured_cloud
-from tests.integration.agents import agent_settings, new_id
+from tests.helpers import (
+    FACTORY_TOKEN,
+    CloudProcess,
+    enrolled_link,
+    eventually,
+    secured_cloud,
+    start_cloud,
+)
+from tests.integration.agents import agent_settings, new_id, spawn_agent
+from tests.provisioning.conftest import probe
 
 TOKEN = FACTORY_TOKEN
 
@@ -189,3 +198,114 @@ async def test_enrolment_is_rate_limited_per_address(
     assert 429 in codes
     assert set(codes[:5]) <= {403, 422}  # refused on its merits before the limit bites
     assert codes[-1] == 429
+
+
+async def test_a_replayed_command_stays_refused_after_the_agent_restarts(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+) -> None:
+    """A signed command captured off the wire and republished inside its validity window:
+    refused ``replayed`` by the running agent process and, after that process is stopped
+    and a new one started on the same state folder, refused again (``edge.replay``)."""
+    pki, broker, cloud = secured
+    tid = new_id("RPL")
+    await enrolled_link(cloud.url, tmp_path / tid, tid)  # first boot: identity on disk
+    now = dt.datetime.now(dt.UTC)
+    keys = keys_lib.load_or_create(pki)
+    captured = sign_command(
+        keys.command_key,
+        Command(uuid.uuid4().hex, tid, "ping", {"n": 1}, now, now + dt.timedelta(minutes=5)),
+    )
+    tls = wiring.service_tls_context(pki, "tester", now)
+    reply_topic = f"cuntong/v1/t/{tid}/cmd-reply"
+
+    async def send_to_fresh_agent(corr: bytes) -> dict[str, Any]:
+        proc = spawn_agent(tmp_path, broker.cfg.port, tid)
+        try:
+            async with aiomqtt.Client(
+                "127.0.0.1",
+                broker.cfg.port,
+                identifier="svc.tester",
+                protocol=aiomqtt.ProtocolVersion.V5,
+                tls_context=tls,
+            ) as mqtt:
+                await mqtt.subscribe(reply_topic, qos=1)
+                await mqtt.subscribe(f"cuntong/v1/t/{tid}/status", qos=1)
+                async with asyncio.timeout(20):  # the new process is online
+                    async for message in mqtt.messages:
+                        status = json.loads(message.payload)  # type: ignore[arg-type]
+                        if status.get("online") is True:
+                            break
+                props = Properties(PacketTypes.PUBLISH)
+                props.ResponseTopic = reply_topic
+                props.CorrelationData = corr
+                await mqtt.publish(
+                    f"cuntong/v1/t/{tid}/cmd/ping", captured, qos=1, properties=props
+                )
+                async with asyncio.timeout(20):
+                    async for message in mqtt.messages:
+                        if message.topic.matches(reply_topic):
+                            return json.loads(message.payload)  # type: ignore[no-any-return,arg-type]
+            raise AssertionError("no reply")
+        finally:
+            procs.stop(proc)
+
+    first = await send_to_fresh_agent(b"first")
+    assert first["ok"] is True and first["result"]["echo"] == {"n": 1}
+    again = await send_to_fresh_agent(b"after-restart")
+    assert again["ok"] is False and again["result"]["reason"] == "replayed"
+
+
+def _reloads(broker: Broker) -> int:
+    return (broker.state_dir / "mosquitto.log").read_text().count("Reloading config")
+
+
+async def test_api_restarts_do_not_reload_the_broker_and_revocation_still_holds(
+    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess], victoria: VictoriaMetrics
+) -> None:
+    """Two agent processes send telemetry every second; one terminal is revoked (one
+    reload, an operator action); then the API process is restarted three times. The
+    broker neither reloads again nor dies, the revoked terminal stays refused, and the
+    broker exits cleanly on SIGTERM at the end (its log is complete only then)."""
+    pki, broker, cloud = secured
+    assert broker.proc is not None
+    victim, bystander = new_id("REV"), new_id("OK")
+    links = {
+        tid: await enrolled_link(cloud.url, tmp_path / tid, tid) for tid in (victim, bystander)
+    }
+    agents = [spawn_agent(tmp_path, broker.cfg.port, tid) for tid in links]
+    restarted: list[CloudProcess] = []
+    try:
+        async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as http:
+            revoked = await http.post(
+                f"/api/v1/provisioning/terminals/{victim}/revoke",
+                headers={"Authorization": f"Bearer {FACTORY_TOKEN}"},
+            )
+            assert revoked.status_code == 200, revoked.text
+        assert "revoked" in await probe(broker.cfg.port, links[victim].tls)
+
+        procs.stop(cloud.proc)
+        for _ in range(3):
+            api = start_cloud(
+                tmp_path,
+                f"sqlite://{tmp_path / 'cloud.sqlite3'}",
+                broker.cfg.port,
+                victoria.url,
+                create_operator=False,
+                CUNTONG_CLOUD_STATE_DIR=str(pki),
+                CUNTONG_CLOUD_ADMIN_TOKEN=FACTORY_TOKEN,
+            )
+            restarted.append(api)
+            await asyncio.sleep(1.0)  # the lifespan's CRL check runs at start
+            procs.stop(api.proc)
+        assert broker.proc.poll() is None, "broker died"
+        assert "revoked" in await probe(broker.cfg.port, links[victim].tls)
+        assert all(agent.poll() is None for agent in agents)
+        # SIGTERM with persistence and terminals still connected (sessions with expiry and
+        # last wills): a clean exit, not a crash.
+        assert procs.stop(broker.proc) == 0
+    finally:
+        for agent in agents:
+            procs.stop(agent)
+        for api in restarted:
+            procs.stop(api.proc)
+    assert _reloads(broker) == 1  # the revocation's, none from the three API starts

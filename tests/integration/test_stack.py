@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 40
@@ -117,8 +119,10 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", broker_port), timeout=1).close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        # Its children die with it (common.procs); the group takes anything in between.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def _anonymous_refused(port: int) -> bool:

@@ -48,7 +48,9 @@ def second_janus(tmp_path: Path) -> Iterator[Janus]:
 
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[Coturn]:
-    cfg = CoturnConfig(procs.free_port(), allow_loopback_peers=True)
+    cfg = CoturnConfig(
+        procs.free_port(), allow_loopback_peers=True, allowed_peer_ips=("127.0.0.1",)
+    )
     server = Coturn(cfg, tmp_path / "coturn").start()
     try:
         yield server
@@ -83,7 +85,7 @@ def host_address() -> str:
 def relay_coturn(tmp_path: Path) -> Iterator[Coturn]:
     """coturn listening and relaying on the host's address, so relayed media reaches Janus."""
     ip = host_address()
-    cfg = CoturnConfig(procs.free_port(ip), listen_ip=ip, relay_ip=ip)
+    cfg = CoturnConfig(procs.free_port(ip), listen_ip=ip, relay_ip=ip, allowed_peer_ips=(ip,))
     server = Coturn(cfg, tmp_path / "relay-coturn").start()
     try:
         yield server

@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from aioice import stun
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
 
 from cloud.media.turn import turn_credentials
-from cuntong.servers.coturn import Coturn
+from cuntong.servers.coturn import Coturn, config_path
 from cuntong.servers.janus import Janus, JanusConfig, config_files
 
 INSTALLED = {
@@ -123,3 +124,50 @@ async def test_coturn_allocates_only_with_valid_unexpired_credentials(coturn: Co
             await create_turn_endpoint(
                 asyncio.DatagramProtocol, server, cred.username, cred.password
             )
+
+
+async def test_coturn_refuses_private_peers_and_keeps_its_secret_private(coturn: Coturn) -> None:
+    """A CreatePermission for 10.0.0.1 is refused (403) while the configured media node
+    (127.0.0.1 here) is permitted. Only STUN messages to coturn on loopback are sent: the
+    permission is asked for, no data is relayed, no packet leaves for a private address."""
+    server = ("127.0.0.1", coturn.cfg.port)
+    secret = coturn.cfg.static_auth_secret
+    cred = turn_credentials(secret, "teller-1", datetime.now(UTC))
+    transport, _ = await create_turn_endpoint(
+        asyncio.DatagramProtocol, server, cred.username, cred.password
+    )
+    try:
+        turn = transport._TurnTransport__inner_protocol  # type: ignore[attr-defined]
+
+        def permission(ip: str) -> stun.Message:
+            request = stun.Message(
+                message_method=stun.Method.CREATE_PERMISSION, message_class=stun.Class.REQUEST
+            )
+            request.attributes["XOR-PEER-ADDRESS"] = (ip, 9)
+            return request
+
+        with pytest.raises(TransactionFailed, match="403"):
+            await turn.request(permission("10.0.0.1"))
+        response, _ = await turn.request(permission("127.0.0.1"))
+        assert response.message_class == stun.Class.RESPONSE
+    finally:
+        transport.close()
+    _secret_only_in_private_config(coturn)
+
+
+def _secret_only_in_private_config(coturn: Coturn) -> None:
+    assert coturn.proc is not None
+    secret = coturn.cfg.static_auth_secret
+    cmdline = Path(f"/proc/{coturn.proc.pid}/cmdline").read_bytes()
+    assert secret.encode() not in cmdline
+    conf = config_path(coturn.state_dir)
+    assert secret in conf.read_text()
+    assert conf.stat().st_mode & 0o777 == 0o600
+
+
+def test_janus_configs_holding_secrets_are_owner_only(janus: Janus) -> None:
+    folder = janus.state_dir / "etc"
+    written = sorted(folder.glob("*.jcfg"))
+    assert {p.name for p in written} >= {"janus.jcfg", "janus.plugin.videoroom.jcfg"}
+    assert janus.cfg.admin_secret in (folder / "janus.jcfg").read_text()
+    assert {p.name: p.stat().st_mode & 0o777 for p in written} == {p.name: 0o600 for p in written}

@@ -1,18 +1,23 @@
 // The teller desk page: sign in, set a state, take offers (ring + countdown), run the call
 // (teller-call.js), end it with an outcome and notes, wrap up. Plain ES modules, no library.
-// Text from the server always goes through textContent (h()), never innerHTML.
+// Text from the server always goes through textContent (h()), never innerHTML. The DOM
+// helpers, the i18n and the sign-in are the ones every page shares (/ui/*, common/web).
 
+import { $, h, mmss, toast } from "/ui/dom.js";
+import { lang, register, t, toggleLang, translate } from "/ui/i18n.js";
+import { LoginError, loginForm, remembered, signOut as endSignIn } from "/ui/login.js";
 import { STRINGS, LANGUAGES } from "./teller-i18n.js";
-import { Call, closeWorkflow, h } from "./teller-call.js";
+import { Call, closeWorkflow } from "./teller-call.js";
 
-const $ = (id) => document.getElementById(id);
+register(STRINGS);
+const SIGN_IN = "cuntong.teller"; // this page's sign-in in sessionStorage (/ui/login.js)
 const WRAP_UP_S = 120; // the desk's default wrap-up limit (routing.Policy.wrap_up_limit)
 const OUTCOMES = { done: "completed", not_done: "abandoned" }; // -> workflow outcome
 
 const app = {
-  lang: localStorage.getItem("cuntong.lang") === "en" ? "en" : "zh",
-  token: sessionStorage.getItem("cuntong.teller.token") || "",
-  user: sessionStorage.getItem("cuntong.teller.user") || "",
+  get lang() { return lang(); }, // the shared choice (/ui/i18n.js)
+  token: remembered(SIGN_IN).token,
+  user: remembered(SIGN_IN).user,
   me: null, // GET /api/v1/teller/me
   offer: null, // the open offer message
   call: null, // the Call in progress
@@ -28,21 +33,12 @@ const app = {
 };
 window.tellerApp = app; // for the browser tests and for support staff poking at a desk
 
-const t = (k) => STRINGS[app.lang][k] || STRINGS.zh[k] || k;
 function businessName(code) {
   const b = app.businesses.find((x) => x.code === code);
   return b ? b[`name_${app.lang}`] : code;
 }
 
 // --- small helpers ------------------------------------------------------------------------
-
-function toast(msg) {
-  const el = $("toast");
-  el.textContent = msg;
-  el.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => (el.hidden = true), 3000);
-}
 
 // One banner at a time; `only` clears it only if that banner is the one showing.
 function banner(key, only) {
@@ -82,7 +78,7 @@ async function api(path, opts) {
 
 // Plain words for a failed request (the server's English detail goes to the console).
 function explain(err) {
-  if (!(err instanceof ApiError)) return t("errGeneric") + err.message;
+  if (!(err instanceof ApiError || err instanceof LoginError)) return t("errGeneric") + err.message;
   console.warn("teller api:", err.status, err.detail);
   const key = { 0: "errNetwork", 401: "errExpired", 409: "errConflict", 502: "errMedia", 503: "errDesk" }[err.status];
   if (key) return t(key);
@@ -135,36 +131,30 @@ function ring(on) {
 
 // --- sign-in ----------------------------------------------------------------------------
 
-$("login").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  unlockAudio();
-  const username = $("username").value.trim();
-  try {
-    const r = await api("/api/v1/auth/login", { method: "POST", body: JSON.stringify({ username, password: $("password").value }) });
-    app.token = r.token;
-    app.user = username;
-    sessionStorage.setItem("cuntong.teller.token", app.token);
-    sessionStorage.setItem("cuntong.teller.user", username);
-    $("password").value = "";
+loginForm($("login"), SIGN_IN, {
+  before: unlockAudio, // signing in is the user gesture that lets the ring play
+  onSignedIn: async ({ token, user }) => {
+    app.token = token;
+    app.user = user;
     banner(null);
     await enterDesk();
-  } catch (err) {
+  },
+  onFailed: (err) => {
     banner(err.status === 401 ? "errLogin" : err.status === 0 ? "errNetwork" : null);
     if (err.status !== 401 && err.status !== 0) fail(err);
-  }
+  },
 });
 
 $("logout").addEventListener("click", async () => {
   if (app.call) return; // finish the call first
   await api("/api/v1/teller/me/state", { method: "POST", body: JSON.stringify({ state: "offline" }) }).catch(() => null);
-  await api("/api/v1/auth/logout", { method: "POST" }).catch(() => null);
   signOut(null);
 });
 
 function signOut(why) {
+  endSignIn(SIGN_IN, app.token); // the server forgets the token too (best effort)
   app.token = "";
   app.me = null;
-  sessionStorage.removeItem("cuntong.teller.token");
   if (app.socket) app.socket.close();
   app.socket = null;
   app.offer = null;
@@ -514,17 +504,12 @@ $("screen").addEventListener("submit", (e) => {
 // --- language -----------------------------------------------------------------------------
 
 $("lang").addEventListener("click", () => {
-  app.lang = app.lang === "zh" ? "en" : "zh";
-  localStorage.setItem("cuntong.lang", app.lang);
+  toggleLang();
   render();
 });
 
 function translateStatic() {
-  document.documentElement.lang = app.lang === "zh" ? "zh-CN" : "en";
-  document.title = t("brand");
-  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
-  document.querySelectorAll("[data-i18n-ph]").forEach((n) => (n.placeholder = t(n.dataset.i18nPh)));
-  document.querySelectorAll("[data-i18n-label]").forEach((n) => n.setAttribute("aria-label", t(n.dataset.i18nLabel)));
+  translate(document, "brand");
   $("lang").textContent = t("langSwitch");
   if (app.bannerKey) $("banner").textContent = t(app.bannerKey);
 }
@@ -590,8 +575,7 @@ setInterval(() => {
     if (left === 0) { app.offer = null; ring(false); render(); refreshMe(); }
   }
   if (app.call) {
-    const s = Math.floor((Date.now() - app.call.startedAt) / 1000);
-    $("call-time").textContent = `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+    $("call-time").textContent = mmss((Date.now() - app.call.startedAt) / 1000);
     if ($("remote").videoWidth && $("idle").textContent) $("idle").textContent = "";
   }
   if (app.wrap && !app.call) {

@@ -2,24 +2,11 @@
 // customer's screen (teller-data.js), the customer panel and the workflow checklist.
 // The page (teller-app.js) creates a Call on accept and drops it when the call ends.
 
+import { $, h } from "/ui/dom.js";
 import { joinRoom } from "./teller-media.js";
 import { encode, Reassembler, ProtocolError, checkInbound, formMessage, FORMS } from "./teller-data.js";
 import { STEPS, LANGUAGES } from "./teller-i18n.js";
 
-export function h(tag, attrs, ...kids) {
-  const n = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
-    else if (v !== null && v !== undefined && v !== false) n.setAttribute(k, v);
-  }
-  for (const kid of kids.flat(Infinity)) {
-    if (kid === null || kid === undefined) continue;
-    n.appendChild(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-  }
-  return n;
-}
-
-const $ = (id) => document.getElementById(id);
 // Steps the teller cannot tick until the terminal has delivered something.
 const NEEDS = { liveness: "needsLiveness", e_signature: "needsSignature", voucher_capture: "needsVoucher" };
 const SECOND_PERSON = new Set(["supervisor_authorisation"]);

@@ -1,6 +1,7 @@
-// UI strings of the teller app in Chinese (default) and English; the choice is kept in
-// localStorage under the same key as the fleet dashboard's, so one switch serves both.
-// Form texts pushed to the customer's screen stay Chinese whatever the teller reads.
+// UI strings of the teller app and of the supervisor's watch page in Chinese (default) and
+// English, registered with the shared i18n (/ui/i18n.js: current language, then zh, then the
+// key). Form texts pushed to the customer's screen stay Chinese whatever the teller reads.
+// No DOM here: tests import this module in node to check both languages have every key.
 
 export const STRINGS = {
   zh: {
@@ -91,4 +92,26 @@ export const STEPS = {
 export const LANGUAGES = {
   zh: { cmn: "普通话", "zh-shaanxi": "陕西话", "zh-sichuan": "四川话", csl: "中国手语", ug: "维吾尔语", bo: "藏语", ii: "彝语", mn: "蒙古语" },
   en: { cmn: "Mandarin", "zh-shaanxi": "Shaanxi dialect", "zh-sichuan": "Sichuan dialect", csl: "Chinese Sign Language", ug: "Uyghur", bo: "Tibetan", ii: "Nuosu (Yi)", mn: "Mongolian" },
+};
+
+// The supervisor's watch page (teller-watch.html).
+export const WATCH = {
+  zh: {
+    watchBrand: "村村通 · 主管旁听", watchSub: "进行中的视频柜员通话", langSwitch: "English", logout: "退出",
+    watchLogin: "主管登录", account: "账号", password: "密码", login: "登录", errLogin: "登录失败：",
+    liveCalls: "进行中的通话", business: "业务", teller: "柜员", terminal: "终端", duration: "时长", listeners: "旁听",
+    noCalls: "暂无进行中的通话", listening: "正在旁听", listen: "旁听", elderly: "老年客户",
+    watchNote: "只看只听：客户和柜员都会收到“主管旁听”的提示，旁听记入审计和该笔业务的证据时间线。",
+    customerSide: "客户", tellerSide: "柜员", leave: "离开旁听", errList: "读取通话列表失败：",
+    watchOver: "通话已结束或已转接，旁听结束。", errWatch: "无法旁听：",
+  },
+  en: {
+    watchBrand: "Cuntong · Listening in", watchSub: "Video teller calls in progress", langSwitch: "中文", logout: "Sign out",
+    watchLogin: "Supervisor sign-in", account: "Username", password: "Password", login: "Sign in", errLogin: "Sign-in failed: ",
+    liveCalls: "Calls in progress", business: "Business", teller: "Teller", terminal: "Terminal", duration: "Duration", listeners: "Listening",
+    noCalls: "No calls in progress", listening: "Listening in", listen: "Listen in", elderly: "elderly customer",
+    watchNote: "Watch and listen only: the customer and the teller are both told a supervisor is listening; it goes into the audit log and the session's evidence timeline.",
+    customerSide: "Customer", tellerSide: "Teller", leave: "Stop listening", errList: "Could not read the calls: ",
+    watchOver: "The call ended or was transferred; listening stopped.", errWatch: "Cannot listen in: ",
+  },
 };

@@ -1,12 +1,18 @@
 // The supervisor's page: calls in progress, and listening in on one (watch and listen only).
+// DOM helpers, i18n and sign-in are the ones every page shares (/ui/*, common/web).
+import { $, h, mmss } from "/ui/dom.js";
+import { lang, register, t, toggleLang, translate } from "/ui/i18n.js";
+import { forget, loginForm, remembered } from "/ui/login.js";
+import { WATCH } from "./teller-i18n.js";
 import { watchRoom } from "./teller-media.js";
 
-const $ = (id) => document.getElementById(id);
+register(WATCH);
+const SIGN_IN = "cuntong.watch"; // this page's sign-in in sessionStorage (/ui/login.js)
 const app = {
-  token: sessionStorage.getItem("cuntong.watch.token") || "",
-  user: sessionStorage.getItem("cuntong.watch.user") || "",
+  token: remembered(SIGN_IN).token,
+  user: remembered(SIGN_IN).user,
   live: [],
-  names: {}, // business code -> Chinese name
+  names: {}, // business code -> {name_zh, name_en, ...} (GET /teller/businesses)
   watching: null, // { session, call }
 };
 
@@ -27,36 +33,23 @@ function say(text) {
   $("banner").hidden = !text;
 }
 
-function elapsed(since) {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000));
-  return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
-}
+const elapsed = (since) => mmss(Math.round((Date.now() - Date.parse(since)) / 1000));
 
 function render() {
+  translate(document, "watchBrand");
+  $("lang").textContent = t("langSwitch");
   const inside = !!app.token;
   $("login-view").hidden = inside;
   $("watch-view").hidden = !inside;
   $("who").hidden = $("logout").hidden = !inside;
   $("who").textContent = app.user;
   const rows = app.live.map((c) => {
-    const tr = document.createElement("tr");
-    tr.dataset.session = c.session;
-    const business = (app.names[c.business] || c.business) + (c.elderly ? " · 老年客户" : "");
-    for (const text of [business, c.teller, c.terminal, elapsed(c.since), c.guests.join("、") || "—"]) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.append(td);
-    }
-    const td = document.createElement("td");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "watch";
-    button.textContent = "旁听";
-    button.disabled = !!app.watching;
-    button.addEventListener("click", () => watch(c.session));
-    td.append(button);
-    tr.append(td);
-    return tr;
+    const named = app.names[c.business];
+    const business = (named ? named[`name_${lang()}`] : c.business) + (c.elderly ? ` · ${t("elderly")}` : "");
+    const cells = [business, c.teller, c.terminal, elapsed(c.since), c.guests.join("、") || "—"];
+    return h("tr", { "data-session": c.session }, cells.map((text) => h("td", {}, text)),
+      h("td", {}, h("button", { type: "button", class: "watch", disabled: app.watching ? "" : null,
+        onclick: () => watch(c.session) }, t("listen"))));
   });
   $("live").replaceChildren(...rows);
   $("none").hidden = app.live.length > 0;
@@ -69,16 +62,16 @@ async function refresh() {
   if (!app.token) return;
   try {
     if (!Object.keys(app.names).length) {
-      for (const b of await api("/teller/businesses")) app.names[b.code] = b.name_zh;
+      for (const b of await api("/teller/businesses")) app.names[b.code] = b;
     }
     app.live = await api("/api/v1/teller/live");
   } catch (err) {
-    say(`读取通话列表失败：${err.message}`);
+    say(t("errList") + err.message);
     return;
   }
   if (app.watching && !app.live.some((c) => c.session === app.watching.session)) {
     await stopWatching(false);
-    say("通话已结束或已转接，旁听结束。");
+    say(t("watchOver"));
   }
   // The teller rejoined the call (their page was reloaded) on a new feed: join again.
   const w = app.watching;
@@ -101,7 +94,7 @@ async function watch(session) {
     }, { signal: AbortSignal.timeout(20000) });
   } catch (err) {
     app.watching = null;
-    say(`无法旁听：${err.message}`);
+    say(t("errWatch") + err.message);
   }
   render();
 }
@@ -122,28 +115,25 @@ async function stopWatching(tellDesk) {
 function signOut() {
   stopWatching(true);
   app.token = app.user = "";
-  sessionStorage.removeItem("cuntong.watch.token");
-  sessionStorage.removeItem("cuntong.watch.user");
+  forget(SIGN_IN);
   render();
 }
 
-$("login").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  $("login-error").textContent = "";
-  const username = $("username").value.trim();
-  try {
-    const r = await api("/api/v1/auth/login", { method: "POST", body: JSON.stringify({ username, password: $("password").value }) });
-    app.token = r.token;
-    app.user = username;
-    sessionStorage.setItem("cuntong.watch.token", app.token);
-    sessionStorage.setItem("cuntong.watch.user", username);
+loginForm($("login"), SIGN_IN, {
+  before: () => ($("login-error").textContent = ""),
+  onSignedIn: async ({ token, user }) => {
+    app.token = token;
+    app.user = user;
     await refresh();
-  } catch (err) {
-    $("login-error").textContent = `登录失败：${err.message}`;
-  }
-  render();
+    render();
+  },
+  onFailed: (err) => ($("login-error").textContent = t("errLogin") + (err.detail || err.status)),
 });
 $("logout").addEventListener("click", signOut);
+$("lang").addEventListener("click", () => {
+  toggleLang();
+  render();
+});
 $("leave").addEventListener("click", () => stopWatching(true));
 window.addEventListener("pagehide", () => { if (app.watching) stopWatching(true); });
 

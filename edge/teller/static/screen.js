@@ -1,8 +1,12 @@
 // The customer screen: polls /state, shows one simple screen at a time, posts the buttons.
-"use strict";
+// An ES module; the DOM helpers and the i18n are the ones every page shares (/ui/*, served
+// by this agent from common/web), the words are in screen-i18n.js.
+import { $, h } from "/ui/dom.js";
+import { register, t, translate } from "/ui/i18n.js";
+import { STRINGS } from "/screen-i18n.js";
 
-const $ = (id) => document.getElementById(id);
-const SCORES = [[5, "非常满意"], [4, "满意"], [3, "一般"], [2, "不满意"], [1, "很不满意"]];
+register(STRINGS);
+const SCORES = [5, 4, 3, 2, 1];
 const SECTIONS = ["idle", "choose", "waiting", "call", "rating"];
 let state = null;
 let choosing = false;
@@ -24,7 +28,7 @@ function show(section) {
 function render() {
   if (!state) return;
   const phase = state.phase;
-  $("message").textContent = choosing && phase === "idle" && !state.locked ? "请选择业务" : state.message;
+  $("message").textContent = choosing && phase === "idle" && !state.locked ? t("choose") : state.message;
   if (state.locked) show(null);  // out of service: the message only, nothing to press
   else if (phase === "idle") show(choosing ? "choose" : "idle");
   else if (phase === "waiting") show("waiting");
@@ -52,49 +56,33 @@ function renderForm(form) {
   if (formShown === form.form_id) return;
   formShown = form.form_id;
   formValues = {};
-  $("form-title").textContent = form.title || "请确认";
-  const box = $("fields");
-  box.replaceChildren();
-  for (const f of form.fields) {
-    const div = document.createElement("div");
-    div.className = "field";
-    const label = document.createElement("p");
-    label.textContent = f.label || f.name;
-    div.append(label);
-    const options = f.kind === "confirm" ? [[true, "是,确认"], [false, "否"]]
+  $("form-title").textContent = form.title || t("formTitle");
+  $("fields").replaceChildren(...form.fields.map((f) => {
+    const options = f.kind === "confirm" ? [[true, t("yesConfirm")], [false, t("no")]]
       : f.kind === "choice" ? f.options.map((o) => [o, o]) : null;
-    if (options) {
-      const row = document.createElement("div");
-      row.className = "row";
-      for (const [value, text] of options) {
-        const b = document.createElement("button");
-        b.className = "choice";
-        b.textContent = text;
-        b.setAttribute("aria-pressed", "false");
-        b.onclick = () => {
-          formValues[f.name] = value;
-          for (const other of row.children) other.setAttribute("aria-pressed", "false");
-          b.setAttribute("aria-pressed", "true");
-        };
-        row.append(b);
-      }
-      div.append(row);
-    } else {
-      const input = document.createElement("input");
-      input.oninput = () => { formValues[f.name] = input.value; };
-      div.append(input);
+    if (!options) {
+      const input = h("input", { oninput: () => { formValues[f.name] = input.value; } });
+      return h("div", { class: "field" }, h("p", {}, f.label || f.name), input);
     }
-    box.append(div);
-  }
+    const row = h("div", { class: "row" }, options.map(([value, text]) => {
+      const b = h("button", { class: "choice", "aria-pressed": "false", onclick: () => {
+        formValues[f.name] = value;
+        for (const other of row.children) other.setAttribute("aria-pressed", "false");
+        b.setAttribute("aria-pressed", "true");
+      } }, text);
+      return b;
+    }));
+    return h("div", { class: "field" }, h("p", {}, f.label || f.name), row);
+  }));
 }
 
 async function poll() {
   try {
     const r = await fetch("/state");
     if (r.ok) { state = await r.json(); render(); }
-    else $("message").textContent = "终端出了点问题,请稍候";
+    else $("message").textContent = t("trouble");
   } catch (e) {
-    $("message").textContent = "终端出了点问题,请稍候";
+    $("message").textContent = t("trouble");
   }
   setTimeout(poll, 500);
 }
@@ -142,12 +130,8 @@ function setup() {
   $("submit").onclick = async () => {
     if (state.form) await post("/answer", {form_id: state.form.form_id, values: formValues});
   };
-  for (const [score, text] of SCORES) {
-    const b = document.createElement("button");
-    b.textContent = text;
-    b.onclick = () => post("/rate", {score});
-    $("scores").append(b);
-  }
+  $("scores").replaceChildren(...SCORES.map((score) =>
+    h("button", { onclick: () => post("/rate", {score}) }, t(`score${score}`))));
   setupPad();
 }
 
@@ -155,15 +139,11 @@ async function buildMenu() {
   // The menu comes with the first state: the agent decides which businesses to offer.
   const r = await fetch("/state");
   state = await r.json();
-  for (const item of state.menu) {
-    const b = document.createElement("button");
-    b.textContent = item.label;
-    b.dataset.code = item.code;
-    b.onclick = async () => { choosing = false; await post("/ask", {business: item.code}); };
-    $("menu").append(b);
-  }
+  $("menu").replaceChildren(...state.menu.map((item) => h("button", { "data-code": item.code,
+    onclick: async () => { choosing = false; await post("/ask", {business: item.code}); } }, item.label)));
   render();
 }
 
+translate(document, "title");
 setup();
 buildMenu().then(poll);
