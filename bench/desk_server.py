@@ -38,7 +38,9 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cloud.api import deps
 from cloud.auth import service
+from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
@@ -52,7 +54,6 @@ from cloud.sessions.grants import Message
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import Skills, business_table
-from cloud.workflow.catalogue import load_catalogue
 from common import suite as suite_lib
 from common.settings import CloudSettings
 from cuntong.app import create_app
@@ -81,6 +82,7 @@ class Bench:
         self.tokens: dict[str, list[str]] = {}
         self.archived: dict[str, Any] = {}
         self.calls = 0
+        self.desk: Desk | None = None  # set once the desk is built
 
     def grant_for(self, terminal: str) -> asyncio.Future[Message]:
         return self.grants.setdefault(terminal, asyncio.get_running_loop().create_future())
@@ -104,7 +106,9 @@ def add_routes(app: FastAPI, bench: Bench) -> None:
     @app.post("/bench/sessions", status_code=204)
     async def request_session(body: SessionIn) -> None:
         bench.grant_for(body.terminal)  # ready before the desk can answer
-        desk: Desk = app.state.desk
+        desk = bench.desk
+        if desk is None:
+            raise HTTPException(503, "desk not built yet")
         await desk.request(body.session, body.terminal, body.business, LANGUAGE, False)
 
     @app.get("/bench/terminals/{terminal}/connect")
@@ -128,10 +132,10 @@ def add_routes(app: FastAPI, bench: Bench) -> None:
 
 async def serve(args: argparse.Namespace) -> None:
     state = Path(args.state_dir)
-    app = create_app(CloudSettings(db_url=f"sqlite://{state / 'cloud.sqlite3'}", ingest=False))
-    app.state.oversight = Oversight(load_catalogue(), EvidenceKeys.generate(),
-                                    state / "evidence", suite_lib.Suite.STANDARD,
-                                    hasher=FAST_HASHER)  # fmt: skip
+    ov = Oversight(load_catalogue(), EvidenceKeys.generate(), state / "evidence",
+                   suite_lib.Suite.STANDARD, hasher=FAST_HASHER)  # fmt: skip
+    settings = CloudSettings(db_url=f"sqlite://{state / 'cloud.sqlite3'}", ingest=False)
+    app = create_app(settings, oversight=ov)
     bench = Bench()
     add_routes(app, bench)
     config = uvicorn.Config(app, "127.0.0.1", args.port, log_level="warning",
@@ -151,7 +155,7 @@ async def serve(args: argparse.Namespace) -> None:
             if bench.calls % args.archive_every == 1 or args.archive_every == 1:
                 await archiver.after_call(room, node)
 
-        table = business_table(app.state.oversight.catalogue)
+        table = business_table(ov.catalogue)
         board = Board(Policy(businesses=table))
         for spec in args.tellers.split(","):
             business, count = spec.split("=")
@@ -168,7 +172,9 @@ async def serve(args: argparse.Namespace) -> None:
         outbox = Outbox(terminal_sink=bench.terminal_sink)
         desk = Desk(board, pool, outbox.notify, now, persist=store.save,
                     after_call=after_call)  # fmt: skip
-        app.state.desk, app.state.teller_outbox = desk, outbox
+        bench.desk = desk
+        app.dependency_overrides[deps.desk_or_none] = lambda: desk
+        app.dependency_overrides[deps.outbox_or_none] = lambda: outbox
         tasks = [asyncio.create_task(desk.run()), asyncio.create_task(archiver.run())]
         print("ready", flush=True)
         try:

@@ -10,13 +10,15 @@ from tortoise.backends.base.config_generator import expand_db_url
 #: Every module holding models; packages that add models append here.
 MODEL_MODULES: list[str] = [
     "cloud.models",
+    # ingest's dead-letter table
+    "cloud.ingest.models",
     "provisioning.models",
     # oversight: accounts and audit, evidence records, quality inspection
     "cloud.auth.models",
     "cloud.evidence.models",
     "cloud.quality.models",
     "cloud.workflow.models",
-    # teller sessions (read by cloud.ops.sources)
+    # teller sessions (read by cloud.sessions.sources)
     "cloud.sessions.models",
     # fleet operations: tags, groups, shadows, commands, rollouts, alerts
     "fleet.models",

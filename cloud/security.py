@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import aiomqtt
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from common import suite as suite_lib
 from common.settings import CloudSettings
@@ -119,17 +116,3 @@ def terminal_api_tls(state_dir: Path, hosts: Iterable[str], now: dt.datetime) ->
     write_private(folder / "key.pem", ca_lib.key_pem(key))
     write_private(folder / "cert.pem", issued.chain_pem)
     return folder / "cert.pem", folder / "key.pem"
-
-
-_bearer = HTTPBearer(auto_error=False)
-
-
-async def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Operator routes: a bearer token compared in constant time (RBAC comes with accounts)."""
-    expected: str = request.app.state.settings.admin_token
-    given = credentials.credentials if credentials else ""
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(401, "operator token required", {"WWW-Authenticate": "Bearer"})

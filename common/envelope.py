@@ -11,6 +11,7 @@ redelivery and spool replays can produce.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,6 +36,17 @@ TELEMETRY_FIELDS: Final[dict[str, tuple[float, float]]] = {
 }
 
 PERIPHERAL_STATES: Final = frozenset({"ok", "degraded", "fault", "absent"})
+
+#: Peripheral names become series names in the telemetry store (``peripheral_<name>``), so
+#: they are held to what a series name may safely be: no spaces, commas, quotes or newlines
+#: that line protocol or PromQL would read as syntax.
+PERIPHERAL_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+#: Sequence numbers are stored in signed 64-bit columns.
+MAX_SEQ: Final = 2**63 - 1
+#: The last millisecond a timestamp column can hold (9999-12-31T23:59:59.999Z). Whether a
+#: timestamp is *plausible* depends on when it arrived: the ingest consumer judges that.
+MAX_TS_MS: Final = 253_402_300_799_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +154,19 @@ def _load(payload: bytes, limit: int) -> dict[str, Any]:
     return obj
 
 
-def _int(obj: dict[str, Any], key: str, minimum: int = 0) -> int:
+def _int(obj: dict[str, Any], key: str, minimum: int, maximum: int) -> int:
     value = obj.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise WireError(f"field {key!r} must be an integer >= {minimum}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise WireError(f"field {key!r} must be an integer in [{minimum}, {maximum}]")
     return value
+
+
+def _seq(obj: dict[str, Any]) -> int:
+    return _int(obj, "seq", 1, MAX_SEQ)
+
+
+def _ts(obj: dict[str, Any]) -> int:
+    return _int(obj, "ts", 0, MAX_TS_MS)
 
 
 def _str_map(value: Any, what: str, max_items: int = 32) -> dict[str, str]:
@@ -191,6 +211,9 @@ def parse_telemetry(
             raise WireError(f"metric {name!r}={value} outside {bounds}")
         metrics[name] = float(value)
     peripherals = _str_map(body.get("peripherals", {}), "body.peripherals")
+    names = [k for k in peripherals if not PERIPHERAL_NAME.fullmatch(k)]
+    if names:
+        raise WireError(f"peripheral names {names!r} do not match {PERIPHERAL_NAME.pattern}")
     bad = {k: v for k, v in peripherals.items() if v not in PERIPHERAL_STATES}
     if bad:
         raise WireError(f"unknown peripheral states {bad}")
@@ -200,9 +223,7 @@ def parse_telemetry(
         raise WireError("body.peripheral_faults must map reported peripherals to counts")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in faults.values()):
         raise WireError("body.peripheral_faults counts must be integers >= 0")
-    return Telemetry(
-        tid, _int(obj, "seq", 1), _int(obj, "ts"), metrics, peripherals, versions, faults
-    )
+    return Telemetry(tid, _seq(obj), _ts(obj), metrics, peripherals, versions, faults)
 
 
 def parse_event(
@@ -219,7 +240,7 @@ def parse_event(
     data = body.get("data", {})
     if not isinstance(data, dict):
         raise WireError("body.data must be an object")
-    return Event(tid, _int(obj, "seq", 1), _int(obj, "ts"), etype, data)
+    return Event(tid, _seq(obj), _ts(obj), etype, data)
 
 
 def parse_status(
@@ -236,7 +257,7 @@ def parse_status(
     return Status(
         tid,
         online,
-        _int(obj, "ts"),
+        _ts(obj),
         _str_map(obj.get("versions", {}), "versions"),
         _str_map(obj.get("region", {}), "region", max_items=8),
         hw_model,

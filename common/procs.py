@@ -43,6 +43,7 @@ INSTALL_HINTS: dict[str, str] = {
     "janus": "apt-get install janus (or run scripts/install.sh)",
     "turnserver": "apt-get install coturn (or run scripts/install.sh)",
     "mosquitto_pub": "apt-get install mosquitto-clients (or run scripts/install.sh)",
+    "softhsm2-util": "apt-get install softhsm2 (or run scripts/install.sh)",
 }
 
 _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postgresql/15/bin")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -58,6 +59,11 @@ class _TomlSection(TomlConfigSettingsSource):
         super().__init__(settings_cls, toml_file=path)
         self.toml_data = self.toml_data.get(section, {}) if section else self.toml_data
         self.init_kwargs = self.toml_data
+
+
+#: The base for settings classes that live in packages above this one (``fleet.settings``):
+#: environment variables, then the ``[toml_section]`` of the ``CUNTONG_CONFIG`` file.
+SettingsBase = _Base
 
 
 class AgentSettings(_Base):
@@ -214,6 +220,14 @@ class CloudSettings(_Base):
     #: to the telemetry store on every flush).
     state_flush_ms: int = Field(2000, ge=10)
     max_payload_bytes: int = Field(16 * 1024, ge=256)
+    #: A terminal timestamp older than this before the receive time is not trusted (the
+    #: message goes to the dead-letter table with the receive time). Long: a terminal's
+    #: spool may hold days of backlog after an outage.
+    ingest_ts_past_s: float = Field(14 * 24 * 3600.0, gt=0)
+    #: ... and one further ahead than this (clock skew of a terminal without time sync).
+    ingest_ts_future_s: float = Field(600.0, gt=0)
+    #: Largest rise of a terminal's telemetry sequence over its last mark that is believed.
+    ingest_max_seq_step: int = Field(10**9, ge=1)
     offline_after_s: float = Field(120.0, gt=0)
     #: Where the CA, the cloud's keys and service certificates live. Set, the cloud runs
     #: secured: mTLS to the broker, enrolment routes, event MACs required. Unset: the
@@ -257,6 +271,12 @@ class CloudSettings(_Base):
     terminal_grace_s: float = Field(30.0, gt=0)
     #: A teller whose screen disconnected mid-call gets this long before it is hung up.
     teller_grace_s: float = Field(30.0, gt=0)
+    #: The business catalogue a bank supplies (TOML or JSON, see ``cloud.catalogue``); unset:
+    #: the built-in ``cloud/businesses.toml``. Its variable keeps its first name,
+    #: ``CUNTONG_CATALOGUE`` (no ``CLOUD_``).
+    catalogue: Path | None = Field(
+        None, validation_alias=AliasChoices("catalogue", "CUNTONG_CATALOGUE")
+    )
 
     @field_validator("crypto_suite")
     @classmethod

@@ -10,11 +10,13 @@ from fastapi import FastAPI
 
 import fleet.wiring
 from cloud.api.app import create_app as create_cloud_app
+from cloud.oversight import Oversight
 from common.settings import CloudSettings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: CloudSettings) -> FastAPI:
-    """The whole API: accounts, terminals, the teller desk, oversight and fleet operations."""
-    return create_cloud_app(settings, extensions=[fleet.wiring])
+def create_app(settings: CloudSettings, *, oversight: Oversight | None = None) -> FastAPI:
+    """The whole API: accounts, terminals, the teller desk, oversight and fleet operations.
+    ``oversight``: tests pass their own (fixed clock, cheap password hashing)."""
+    return create_cloud_app(settings, extensions=[fleet.wiring], oversight=oversight)

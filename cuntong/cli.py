@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_cmd_ingest)
 
     # Sub-commands the other packages bring (imports are light: argparse only).
-    from cloud.auth.cli import add_parser as accounts
+    from cloud.cli import add_parser as accounts
     from cloud.evidence.cli import add_parser as evidence
     from firmware_adapters.cli import add_parser as peripherals
     from modeltools.cli import add_parser as models

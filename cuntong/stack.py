@@ -38,7 +38,9 @@ import httpx
 from cloud.security import broker_services
 from common import procs
 from common.errors import ConfigError, MissingBinary
+from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.coturn import Coturn, CoturnConfig, host_addresses
+from cuntong.servers.hsm import HsmServer
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -116,6 +118,9 @@ class Stack:
     janus: Janus | None = None
     more_janus: list[Janus] = field(default_factory=list)
     coturn: Coturn | None = None
+    #: The money-moving services (docs/transactions.md); not yet driven by the call workflow.
+    hsm: HsmServer | None = None
+    core: CoreBankServer | None = None
 
     def run(self) -> None:
         self.node_count()  # a bad node count stops the stack before anything starts
@@ -139,6 +144,7 @@ class Stack:
             broker.start()
             vm.start()
             self.start_media(api_port)
+            self.start_money_services()
             self._start_api(broker, vm, api_port)
             self._factory_claims(
                 f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
@@ -154,6 +160,9 @@ class Stack:
                 signal.signal(sig, _already_stopping)
             stuck = self.stop_children()
             self.stop_media()
+            for service in (self.core, self.hsm):
+                if service is not None:
+                    service.stop()
             vm.stop()
             broker.stop()
             for sig, handler in previous.items():
@@ -487,11 +496,35 @@ class Stack:
             f"  telemetry store   {vm.url}/vmui  (VictoriaMetrics, PromQL)\n"
             f"  terminal enrolment https://127.0.0.1:{self.enrol_port}/api/v1/enrol  (our CA)\n"
             f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"
+            f"{self._money_urls() if self.core is not None else ''}"
             f"  operator token    {self.pki_dir / 'admin-token'}  (Bearer, for "
             f"{api}/api/v1/provisioning/…)\n"
             f"  simulated terminals: {self.terminals}; state and logs in {self.state_dir}\n"
             "Ctrl-C stops everything.",
             flush=True,
+        )
+
+    def start_money_services(self) -> None:
+        """The HSM service over SoftHSM2 (when installed) and the core-banking simulator."""
+        try:
+            procs.find_binary("softhsm2-util")
+        except MissingBinary:
+            self.hsm = None
+        else:
+            self.hsm = HsmServer(_port(7700), self.state_dir / "hsm").start()
+        self.core = CoreBankServer(_port(7800), self.state_dir / "corebank").start()
+
+    def _money_urls(self) -> str:
+        hsm = (
+            f"{self.hsm.url}  (secret in {self.hsm.state_dir / 'hsm.secret'})"
+            if self.hsm is not None
+            else "off (softhsm2 not installed)"
+        )
+        core = f"{self.core.url}  (secret in {self.core.state_dir / 'core.secret'})"
+        return (
+            f"  HSM service       {hsm}\n"
+            f"  core simulator    {core}\n"
+            "                    (both real; calls do not use them yet: docs/transactions.md)\n"
         )
 
     def _janus_urls(self) -> str:

@@ -68,6 +68,9 @@ class SerialLink:
         self.baudrate = baudrate
         self._opener = opener
         self._port: Port | None = None
+        # frames that arrived in the same chunk as the one read_frame returned, per decoder
+        # (a PIN pad's key events and its end-of-entry often come in one read)
+        self._backlog: dict[int, list[bytes]] = {}
 
     @property
     def is_open(self) -> bool:
@@ -93,6 +96,8 @@ class SerialLink:
 
     async def read_frame(self, decoder: Decoder, within: float) -> bytes:
         """The next complete frame from the decoder, within `within` seconds."""
+        if backlog := self._backlog.get(id(decoder)):
+            return backlog.pop(0)
         deadline = time.monotonic() + within
         while True:
             remaining = deadline - time.monotonic()
@@ -105,11 +110,13 @@ class SerialLink:
             chunk = await self.read_some(min(remaining, 0.2))
             frames = decoder.feed(chunk) if chunk else []
             if frames:
+                self._backlog[id(decoder)] = frames[1:]
                 return frames[0]
 
     async def exchange(self, request: bytes, decoder: Decoder, within: float) -> bytes:
         """Send one request frame and return the first complete answer frame."""
         await self.open()
+        self._backlog.clear()  # a new exchange starts clean, as the flushed input does
         await self._guarded(_flush_input)
         await self.write(request)
         return await self.read_frame(decoder, within)

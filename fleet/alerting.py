@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from cloud.models import Terminal
+from cloud import Terminal
 from fleet import alerts as al
 from fleet.models import AlertDoc, RolloutDoc
 from fleet.settings import FleetSettings

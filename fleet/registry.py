@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloud.models import Terminal
+from cloud import Terminal
 from fleet.models import Group, TerminalTags
 from fleet.query import Facts, Selector
 

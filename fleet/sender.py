@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud.security import Security, service_client, service_client_id
+from cloud import Security, service_client, service_client_id
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected

@@ -1,13 +1,19 @@
-"""Fleet settings (``CUNTONG_FLEET_*``), built once when the cloud app starts."""
+"""Fleet settings (``CUNTONG_FLEET_*``, or ``[fleet]`` in the ``CUNTONG_CONFIG`` TOML file),
+built once when the cloud app starts."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.settings import SettingsBase
 
 
-class FleetSettings(BaseSettings):
+class FleetSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="CUNTONG_FLEET_", extra="forbid")
+    toml_section: ClassVar[str] = "fleet"
 
     #: A terminal offline longer than this raises an alert (a village power cut is normal
     #: for minutes; a day is not).

@@ -1,8 +1,9 @@
-"""How the cloud app takes in fleet operations: ``routers()`` and ``start(app, ...)``.
+"""How the cloud app takes in fleet operations: ``routers()``, ``pages()`` and ``start``.
 
-``start`` puts the command sender (``app.state.fleet``), the rollout engine
-(``app.state.rollouts``) and, in secured mode, the package store (``app.state.packages``)
-on the app and returns their background tasks; sender and engine run wherever ingest does.
+``start`` builds the fleet's services once (``fleet.api.deps.FleetServices``: the command
+sender, the rollout engine and, in secured mode, the package store), keeps them where
+``fleet.api.deps`` reads them, and returns their background tasks; sender and engine run
+wherever ingest does.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import datetime as dt
 
 from fastapi import APIRouter, FastAPI
 
-from cloud.security import Security
+from cloud import CloudServices, Security
 from common.settings import CloudSettings
 from fleet import shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, commands, dashboard, packages, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
+from fleet.api.deps import FleetServices, install
 from fleet.packages import PackageStore
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
@@ -26,6 +28,7 @@ from fleet.settings import FleetSettings
 
 
 def routers() -> list[APIRouter]:
+    """The fleet's JSON routers (the app mounts them under ``/api/v1``)."""
     return [
         registry.router,
         commands.router,
@@ -34,8 +37,12 @@ def routers() -> list[APIRouter]:
         packages.router,
         packages.downloads,
         alerts.router,
-        dashboard.router,
     ]
+
+
+def pages() -> list[APIRouter]:
+    """The fleet dashboard (``/fleet``)."""
+    return [dashboard.router]
 
 
 def sender(settings: CloudSettings, security: Security | None) -> CommandSender:
@@ -55,21 +62,22 @@ def engine(sender: CommandSender) -> RolloutEngine:
 
 
 def start(
-    app: FastAPI, settings: CloudSettings, security: Security | None
+    app: FastAPI, services: CloudServices, security: Security | None
 ) -> list[asyncio.Task[None]]:
-    app.state.fleet = app.state.rollouts = app.state.packages = None
+    settings = services.settings
+    store = None
     if security is not None and settings.state_dir is not None:
-        app.state.packages = PackageStore(
-            settings.state_dir / "packages", security.keys.command_key
-        )
+        store = PackageStore(settings.state_dir / "packages", security.keys.command_key)
     if not settings.ingest:
+        install(app, FleetServices(None, None, store))
         return []
-    app.state.fleet = sender(settings, security)
-    app.state.rollouts = engine(app.state.fleet)
+    command_sender = sender(settings, security)
+    rollout_engine = engine(command_sender)
+    install(app, FleetServices(command_sender, rollout_engine, store))
     monitor = AlertMonitor(FleetSettings(), lambda: dt.datetime.now(dt.UTC))
-    app.state.rollouts.on_abort.append(monitor.rollout_aborted)
+    rollout_engine.on_abort.append(monitor.rollout_aborted)
     return [
-        asyncio.create_task(app.state.fleet.run(), name="fleet-sender"),
-        asyncio.create_task(app.state.rollouts.run(), name="fleet-rollouts"),
+        asyncio.create_task(command_sender.run(), name="fleet-sender"),
+        asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
         asyncio.create_task(monitor.run(), name="fleet-alerts"),
     ]

@@ -11,6 +11,11 @@ classifier without code changes, so a bank can drop in its own model:
                    "box_expand": 1.5, "activation": "softmax", "bona_fide_index": 1}
 
 `passive_ensemble` names the passive classifiers whose bona fide scores are averaged.
+A model may live in an installed Python package instead of `models/onnx/`: `"package":
+"face_recognition_models/models"` names the import name and the folder inside it, and `file`
+the bare file name there; `"runtime": "dlib"` says dlib, not onnxruntime, runs it. Both fields
+are left out of the signed bytes when they have their defaults, so older signatures hold.
+
 Pure code: parsing and canonical bytes only; file and signature checks live in `registry`.
 """
 
@@ -23,7 +28,9 @@ from typing import Any
 from models.errors import ManifestError
 
 FORMAT = 1
-ROLES = ("face_detector", "face_landmarks", "passive_classifier")
+ROLES = ("face_detector", "face_landmarks", "passive_classifier", "face_aligner", "face_embedder")
+#: How a model file is run: onnxruntime, or dlib (the face-match default, docs/vision.md)
+RUNTIMES = ("onnx", "dlib")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = ("softmax", "sigmoid", "none")
@@ -112,9 +119,18 @@ class ModelEntry:
     provenance: dict[str, Any]
     classifier: ClassifierSpec | None = None
     signature: Signature | None = None
+    runtime: str = "onnx"
+    package: str | None = None  # "import_name/sub/folder" holding `file`, else models/onnx/
 
     def __post_init__(self) -> None:
         _check(self.role in ROLES, f"{self.name}: role must be one of {ROLES}")
+        _check(self.runtime in RUNTIMES, f"{self.name}: runtime must be one of {RUNTIMES}")
+        if self.package is not None:
+            parts = self.package.split("/")
+            _check(
+                all(p and p != ".." for p in parts) and parts[0].isidentifier(),
+                f"{self.name}: package must be 'import_name[/folder...]'",
+            )
         _check(
             len(self.sha256) == 64 and all(c in "0123456789abcdef" for c in self.sha256),
             f"{self.name}: sha256 must be 64 lower-case hex digits",
@@ -143,6 +159,8 @@ class ModelEntry:
                 provenance=dict(d["provenance"]),
                 classifier=ClassifierSpec.from_dict(spec) if spec is not None else None,
                 signature=Signature(str(sig["key_id"]), str(sig["ed25519"])) if sig else None,
+                runtime=str(d.get("runtime", "onnx")),
+                package=str(d["package"]) if d.get("package") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, ManifestError):
@@ -161,6 +179,10 @@ class ModelEntry:
         }
         if self.classifier is not None:
             d["classifier"] = self.classifier.to_dict()
+        if self.runtime != "onnx":
+            d["runtime"] = self.runtime
+        if self.package is not None:
+            d["package"] = self.package
         return d
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the file and the reason, so a corrupted download or an unsigned bank model never
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from models.manifest import Manifest, ModelEntry
 from models.signing import TrustedKeys
 
 DEFAULT_MANIFEST = Path(__file__).parent / "manifest.json"
+#: The face-match models (docs/vision.md): same format and trust rules, separate from the
+#: liveness set so a liveness bundle (`model.liveness`) does not have to carry them.
+FACE_MATCH_MANIFEST = Path(__file__).parent / "face_match.json"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,17 @@ def verify(entry: ModelEntry, data: bytes, trusted: TrustedKeys) -> VerifiedMode
     return VerifiedModel(entry, data)
 
 
+def model_path(entry: ModelEntry, manifest_path: Path = DEFAULT_MANIFEST) -> Path:
+    """Where `entry`'s file is: models/onnx/ beside the manifest, or inside its package."""
+    if entry.package is None:
+        return manifest_path.parent / "onnx" / entry.file
+    import_name, *folders = entry.package.split("/")
+    spec = importlib.util.find_spec(import_name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelRefused(f"model {entry.label}: package {import_name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)), *folders, entry.file)
+
+
 def load_verified(
     name: str,
     manifest_path: Path = DEFAULT_MANIFEST,
@@ -53,7 +68,7 @@ def load_verified(
     """Read model `name` from the manifest's folder and verify it."""
     manifest = read_manifest(manifest_path)
     entry = manifest.get(name)
-    path = manifest_path.parent / "onnx" / entry.file
+    path = model_path(entry, manifest_path)
     try:
         data = path.read_bytes()
     except OSError as err:

@@ -78,7 +78,9 @@ def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
         "autosave_interval 30",
         # Queued QoS 1 messages for persistent sessions: commands to offline terminals wait here.
         "max_queued_messages 100000",
-        "max_inflight_messages 100",
+        # Ingest acknowledges a message only once its batch is stored (up to
+        # ingest_batch_size, 5,000 by default): unacknowledged messages count as in flight.
+        "max_inflight_messages 10000",
         "log_dest stdout",
         "log_type error",
         "log_type warning",

@@ -12,6 +12,10 @@ from common import procs
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
+from firmware_adapters.iccard.pcscd import Pcscd, free_port_pair
+from firmware_adapters.iccard.vpcd import VirtualCardSlot
+from firmware_adapters.pinpad.simulator import PinPadSimulator
+from firmware_adapters.pty_server import PtyServer
 
 
 @pytest.fixture
@@ -44,3 +48,31 @@ def postgres_server() -> Iterator[Postgres]:
     finally:
         pg.stop()
         pg.remove()
+
+
+@pytest.fixture
+def pinpad_pty(tmp_path: Path) -> Iterator[PtyServer]:
+    """A simulated PIN pad at 9600 baud whose customer types 123654 then enter."""
+    server = PtyServer(PinPadSimulator("123654#", 0.01), tmp_path / "pinpad.tty", 9600)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pcscd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
+    """The real pcscd as a child process, with vpcd listening on a free port."""
+    daemon = Pcscd(free_port_pair(), tmp_path_factory.mktemp("pcscd")).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def card_slot(pcscd_server: Pcscd) -> Iterator[VirtualCardSlot]:
+    """The first virtual reader's slot, empty at the start and end of each test."""
+    slot = VirtualCardSlot(pcscd_server.port)
+    try:
+        yield slot
+    finally:
+        slot.remove()

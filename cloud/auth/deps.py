@@ -1,12 +1,13 @@
-"""``require(role, ...)``: the FastAPI dependency that guards every route.
+"""Who a bearer token stands for (``authenticate``), and which roles guard a route.
+
+The FastAPI dependency itself, ``require(role, ...)``, lives with the app's other
+dependencies in ``cloud.api.deps`` (it reads the oversight services)::
 
     router = APIRouter(dependencies=[Depends(require(Role.FLEET_OPERATOR, Role.ADMIN))])
     async def view(who: Annotated[Principal, Depends(require(Role.AUDITOR))]) -> ...
 
-A request carries ``Authorization: Bearer <token>`` from ``POST /api/v1/auth/login``. No
-token, an unknown, revoked or expired one, or a disabled account: 401. A valid login without
-any of the listed roles: 403. There is no implicit super-user: ``admin`` manages accounts
-and must be listed on a route to pass it.
+It marks itself with ``mark_roles`` so ``guarded_by``/``unguarded_routes`` can tell, in a
+test, that no router ships unguarded.
 """
 
 from __future__ import annotations
@@ -14,18 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import APIRoute
 
 from cloud.auth.cache import TokenCache
 from cloud.auth.models import LoginSession
 from cloud.auth.roles import Role
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +34,6 @@ class Principal:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _unauthorised(why: str) -> HTTPException:
-    return HTTPException(401, why, {"WWW-Authenticate": "Bearer"})
 
 
 async def authenticate(
@@ -59,40 +53,17 @@ async def authenticate(
     return who
 
 
-def require(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting a logged-in account holding any of ``roles``."""
-    allowed = frozenset(Role(r) for r in roles)
-    if not allowed:
-        raise ValueError("require() needs at least one role")
+T = TypeVar("T")
 
-    async def dependency(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if credentials is None:
-            raise _unauthorised("login required")
-        ov = request.app.state.oversight
-        who = await authenticate(credentials.credentials, ov.clock(), ov.principals)
-        if who is None:
-            raise _unauthorised("login expired or invalid")
-        if not who.roles & allowed:
-            raise HTTPException(403, f"needs role {' or '.join(sorted(allowed))}")
-        request.state.principal = who
-        return who
 
-    dependency.roles = allowed  # type: ignore[attr-defined]  # read by guarded_by()
+def mark_roles(dependency: T, roles: frozenset[Role]) -> T:
+    """Record on a guard dependency the roles it admits (read by ``guarded_by``)."""
+    dependency.roles = roles  # type: ignore[attr-defined]
     return dependency
-
-
-def any_account() -> Callable[..., Awaitable[Principal]]:
-    """Any logged-in account (e.g. logout, who-am-I)."""
-    return require(*Role)
 
 
 def guarded_by(route: Any) -> frozenset[Role] | None:
     """The roles a route admits, or None if no ``require`` guards it."""
-    from fastapi.routing import APIRoute
-
     if not isinstance(route, APIRoute):
         return None
     return _roles_in(route.dependant)
@@ -109,22 +80,24 @@ def _roles_in(dependant: Any) -> frozenset[Role] | None:
     return None
 
 
-def unguarded_routes(routers: Iterable[Any], public: frozenset[str]) -> list[str]:
-    """``METHOD path`` of every route in ``routers`` (APIRouters) without a ``require``
-    guard, except those named in ``public``. For a test, so no router ships unguarded.
+def unguarded_routes(routers: Iterable[Any], public: frozenset[str], prefix: str = "") -> list[str]:
+    """``METHOD path`` of every route in ``routers`` (APIRouters mounted at ``prefix``)
+    without a ``require`` guard, except those named in ``public`` (full paths, as served).
+    For a test, so no router ships unguarded.
     """
-    from fastapi.routing import APIRoute
-
     missing = []
     for router in routers:
         for route in router.routes:
             inner = getattr(route, "original_router", None)  # a nested include
             if inner is not None:
-                missing += unguarded_routes([inner], public)
+                context = getattr(route, "include_context", None)
+                at = prefix + (getattr(context, "prefix", "") or "")
+                missing += unguarded_routes([inner], public, at)
             elif isinstance(route, APIRoute) and guarded_by(route) is None:
+                path = prefix + route.path
                 missing += [
-                    f"{m} {route.path}"
+                    f"{m} {path}"
                     for m in sorted(route.methods or ())
-                    if f"{m} {route.path}" not in public
+                    if f"{m} {path}" not in public
                 ]
     return missing

@@ -42,6 +42,11 @@ def may_view_session(account_id: str, roles: frozenset[Role], operator_id: str) 
     return operator_id == account_id or bool(roles & SEE_ALL_SESSIONS)
 
 
+#: Who may look at the fleet: its operators, and the people who answer for the terminals'
+#: business (supervisors, auditors). Tellers and reviewers work on sessions, not devices.
+FLEET_READERS = (Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN)
+
+
 #: Who may grant (or take away) each role over the API. ``admin`` manages the workforce;
 #: the two oversight roles are granted only by someone already holding them, so an admin
 #: alone cannot make a supervisor (who authorises high-risk steps and listens in to calls)

@@ -11,9 +11,9 @@ import json
 import time
 from pathlib import Path
 
+from cloud.catalogue import DEFAULT_PATH, load_catalogue
 from cloud.evidence.keys import load_public
 from cloud.evidence.verify import verify
-from cloud.workflow.catalogue import DEFAULT_PATH, load_catalogue
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cloud.workflow.catalogue import Business
+from cloud.catalogue import Business
 
 
 def retain_until(business: Business, closed_at: dt.datetime) -> dt.datetime:

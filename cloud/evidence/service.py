@@ -16,22 +16,40 @@ import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tortoise.transactions import in_transaction
 
 from cloud.auth import audit
+from cloud.catalogue import Catalogue
 from cloud.evidence import package, retention
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import RetentionError
+from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.models import EvidenceRecord
+from cloud.evidence.sealer import Sealer
 from cloud.evidence.sealjob import Captured, KeyBytes, PackageExists, SealJob, place
-from cloud.oversight import Oversight
 from common import suite as suite_lib
 
 
+class Vault(Protocol):
+    """What archiving and deleting need from the oversight services
+    (``cloud.oversight.Oversight`` is one; declared here so this layer does not import it)."""
+
+    @property
+    def catalogue(self) -> Catalogue: ...
+    @property
+    def evidence_keys(self) -> EvidenceKeys: ...
+    @property
+    def evidence_dir(self) -> Path: ...
+    @property
+    def suite(self) -> suite_lib.Suite: ...
+    @property
+    def sealer(self) -> Sealer: ...
+
+
 async def archive(
-    ov: Oversight,
+    ov: Vault,
     *,
     session_id: str,
     business: str,
@@ -100,7 +118,7 @@ async def archive(
         raise
 
 
-def customer_of(ov: Oversight, record: EvidenceRecord) -> dict[str, Any]:
+def customer_of(ov: Vault, record: EvidenceRecord) -> dict[str, Any]:
     if not record.customer_sealed:
         return {}
     key = ov.evidence_keys.data_key(ov.suite, record.session_id)
@@ -108,7 +126,7 @@ def customer_of(ov: Oversight, record: EvidenceRecord) -> dict[str, Any]:
     return dict(json.loads(suite_lib.decrypt(ov.suite, key, record.customer_sealed, aad=aad)))
 
 
-async def delete(ov: Oversight, record: EvidenceRecord, actor: str, now: dt.datetime) -> None:
+async def delete(ov: Vault, record: EvidenceRecord, actor: str, now: dt.datetime) -> None:
     reason = retention.why_not_deletable(
         record.retain_until, record.legal_hold, record.deleted_at is not None, now
     )
@@ -129,7 +147,7 @@ async def delete(ov: Oversight, record: EvidenceRecord, actor: str, now: dt.date
     )
 
 
-async def purge_expired(ov: Oversight, actor: str, now: dt.datetime) -> list[str]:
+async def purge_expired(ov: Vault, actor: str, now: dt.datetime) -> list[str]:
     """Delete every package whose retention has ended and is not on hold."""
     due = await EvidenceRecord.filter(
         retain_until__lte=now, legal_hold=False, deleted_at__isnull=True

@@ -22,10 +22,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from cloud.catalogue import Catalogue
 from cloud.evidence import chain, package, process, tsa
 from cloud.evidence.canonical import canonical
 from cloud.evidence.keys import key_id, load_public, session_data_key
-from cloud.workflow.catalogue import Catalogue
 from common import suite as suite_lib
 
 

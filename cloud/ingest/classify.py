@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
+from enum import Enum
 
 from common import envelope, topics
 from common.errors import PayloadTooLarge, WireError
@@ -32,6 +33,41 @@ def classify(topic_name: str, payload: bytes, limit: int) -> Message:
             raise WireError(f"ingest does not consume {parsed.channel.value} messages")
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """How far a terminal's own timestamp may stray from the moment ingest received it.
+
+    The past side is long (a terminal's spool drains a day or more of backlog after an
+    outage); the future side is short (clock skew only). A timestamp outside is not
+    trusted: the message is quarantined with the receive time instead.
+    """
+
+    past_ms: int
+    future_ms: int
+
+    def problem(self, ts_ms: int, now_ms: int) -> str | None:
+        """Why ``ts_ms`` cannot be trusted at ``now_ms``, or None if it can."""
+        if ts_ms > now_ms + self.future_ms:
+            return f"ts {ts_ms} is {ts_ms - now_ms} ms ahead of receive time {now_ms}"
+        if ts_ms < now_ms - self.past_ms:
+            return f"ts {ts_ms} is {now_ms - ts_ms} ms behind receive time {now_ms}"
+        return None
+
+
+class Seen(Enum):
+    NEW = "new"
+    REPEAT = "repeat"
+    #: A sequence no spool can have reached, or a jump far above the mark not (yet)
+    #: confirmed by the next message: never trusted, or one forged number would make all the
+    #: terminal's real telemetry look like repeats.
+    JUMP = "jump"
+
+
+#: A fresh spool numbers its messages from its creation time in ms × 1000
+#: (``edge.spool``), one more per message: no honest sequence is above the clock × 1000.
+SEQ_PER_MS = 1000
+
+
 @dataclass
 class TelemetryDeduper:
     """Drops telemetry whose sequence number is not above the terminal's high-water mark.
@@ -39,20 +75,44 @@ class TelemetryDeduper:
     A terminal drains its spool in order, so on the telemetry topic its sequence numbers only
     rise; anything at or below the mark is a redelivery. Bounded: the least recently heard
     terminals are forgotten first (the store's own de-duplication is the second line).
+
+    The mark only moves to believable numbers: never above the receive clock × 1000 (plus
+    the clock-skew allowance), and never more than ``max_step`` above the mark unless the
+    next message confirms the jump (a wiped spool restarts its numbers at the clock).
     """
 
     capacity: int = 200_000
+    #: Largest rise over the mark a sequence may take unconfirmed.
+    max_step: int = 10**9
+    #: Clock skew allowed to a terminal, as for timestamps.
+    future_ms: int = 600_000
     _marks: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    #: Per terminal, the last unconfirmed jump.
+    _jumps: dict[str, int] = field(default_factory=dict)
 
-    def is_new(self, terminal_id: str, seq: int) -> bool:
+    def is_new(self, terminal_id: str, seq: int, now_ms: int) -> bool:
+        return self.check(terminal_id, seq, now_ms) is Seen.NEW
+
+    def check(self, terminal_id: str, seq: int, now_ms: int) -> Seen:
+        """Classify ``seq`` received at ``now_ms``; if new, move the mark to it."""
         mark = self._marks.get(terminal_id)
         if mark is not None and seq <= mark:
-            return False
+            return Seen.REPEAT
+        if seq > (now_ms + self.future_ms) * SEQ_PER_MS:
+            return Seen.JUMP
+        if mark is not None and seq - mark > self.max_step:
+            jump = self._jumps.get(terminal_id)
+            if jump is None or not jump < seq <= jump + self.max_step:
+                if len(self._jumps) >= self.capacity:
+                    self._jumps.clear()
+                self._jumps[terminal_id] = seq
+                return Seen.JUMP
+        self._jumps.pop(terminal_id, None)
         self._marks[terminal_id] = seq
         self._marks.move_to_end(terminal_id)
         if len(self._marks) > self.capacity:
             self._marks.popitem(last=False)
-        return True
+        return Seen.NEW
 
     def seed(self, terminal_id: str, seq: int) -> None:
         """Start from the mark stored in the database (after an ingest restart)."""
@@ -69,6 +129,8 @@ class IngestStats:
     duplicates: int = 0
     points_written: int = 0
     write_errors: int = 0
+    #: Messages kept in the dead-letter table instead of being stored (by reason kind).
+    dead_lettered: Counter[str] = field(default_factory=Counter)
     #: End-to-end lag (terminal timestamp → written to the store) of recent points, in ms.
     lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
@@ -97,5 +159,6 @@ class IngestStats:
             "duplicates": self.duplicates,
             "points_written": self.points_written,
             "write_errors": self.write_errors,
+            "dead_lettered": dict(self.dead_lettered),
             "lag_ms": self.lag_percentiles(),
         }

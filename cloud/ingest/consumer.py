@@ -10,6 +10,13 @@ subscriptions also bring every terminal's retained presence on start.
 Telemetry points are written to the store in batches (size or time, whichever first);
 terminal state is coalesced to one database update per terminal per flush; events are
 inserted with the (terminal, seq) unique key, so repeats insert nothing.
+
+Acknowledgement is manual: a QoS 1 message is acknowledged to the broker only after the
+flush holding it has committed to the database and the telemetry store has answered. A
+consumer killed before that gets the message again from its persistent session, and the
+(terminal, seq) keys drop the copy. Messages that are authentic but cannot be trusted or
+stored (timestamp outside the receive window, a sequence jump, a row the store refuses)
+go to the dead-letter table (``cloud.ingest.models``) so one terminal cannot stop the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -29,7 +37,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tortoise import Tortoise
 
-from cloud.ingest.classify import IngestStats, TelemetryDeduper, classify
+from cloud.ingest.classify import IngestStats, Seen, TelemetryDeduper, Window, classify
+from cloud.ingest.models import IngestDeadLetter
+from cloud.ingest.poison import write_isolating
 from cloud.models import Terminal, TerminalEvent
 from cloud.security import Security, service_client, service_client_id
 from cloud.tsdb import TelemetryWriter, line_for
@@ -68,6 +78,10 @@ class Link(Enum):
         return str(self.value)
 
 
+#: Acknowledges one received message to the broker (its PUBACK), once it is stored.
+Ack = Callable[[], None]
+
+
 @dataclass
 class _Pending:
     points: list[str] = field(default_factory=list)
@@ -75,9 +89,33 @@ class _Pending:
     events: list[envelope.Event] = field(default_factory=list)
     #: Latest presence per terminal, in arrival order (the will carries an old timestamp).
     status: dict[str, envelope.Status] = field(default_factory=dict)
+    dead: list[IngestDeadLetter] = field(default_factory=list)
+    #: Every message in (or dropped from) this batch, acknowledged after it is stored.
+    acks: list[Ack] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.points) + len(self.events) + len(self.status)
+        # Messages from the broker each bring an ack; ``handle`` called directly brings none.
+        return max(len(self.acks), len(self.points) + len(self.events) + len(self.status))
+
+    def absorb(self, newer: _Pending) -> None:
+        """Take what arrived while this batch was being written, after this batch."""
+        self.points.extend(newer.points)
+        self.telemetry.extend(newer.telemetry)
+        self.events.extend(newer.events)
+        self.dead.extend(newer.dead)
+        self.acks.extend(newer.acks)
+        for tid, st in newer.status.items():
+            self.status.pop(tid, None)
+            self.status[tid] = st
+
+
+def _acker(client: aiomqtt.Client, mid: int, qos: int) -> Ack:
+    def ack() -> None:
+        # After a reconnect this is the old session's client: the ack goes nowhere, and the
+        # broker redelivers the message to the new session, where (terminal, seq) drops it.
+        client._client.ack(mid, qos)  # aiomqtt exposes no manual ack
+
+    return ack
 
 
 class IngestConsumer:
@@ -88,7 +126,15 @@ class IngestConsumer:
         self.writer = writer
         self.security = security
         self.stats = IngestStats()
-        self.dedup = TelemetryDeduper()
+        self.window = Window(
+            past_ms=int(settings.ingest_ts_past_s * 1000),
+            future_ms=int(settings.ingest_ts_future_s * 1000),
+        )
+        self.dedup = TelemetryDeduper(
+            max_step=settings.ingest_max_seq_step, future_ms=self.window.future_ms
+        )
+        #: Set while flushes fail; /healthz reports ingest degraded meanwhile.
+        self.write_failing = False
         self.ready = asyncio.Event()
         self._pending = _Pending()
         self._known: set[str] = set()
@@ -137,6 +183,12 @@ class IngestConsumer:
             await asyncio.gather(*links, return_exceptions=True)
 
     def _client(self, link: Link) -> aiomqtt.Client:
+        client = self._new_client(link)
+        # Before connecting: the persistent session's queue arrives right after CONNACK.
+        client._client.manual_ack_set(True)  # aiomqtt exposes no manual ack
+        return client
+
+    def _new_client(self, link: Link) -> aiomqtt.Client:
         identifier = service_client_id(
             self.s, self.security, link.suffix, self.client_id + link.suffix
         )
@@ -197,15 +249,30 @@ class IngestConsumer:
             if not isinstance(payload, bytes | bytearray):
                 payload = b""
             mac = _user_property(message, "mac") if link is Link.BUSINESS else None
-            await self.handle(str(message.topic), bytes(payload), mac)
+            ack = _acker(client, message.mid, message.qos) if message.qos else None
+            await self.handle(str(message.topic), bytes(payload), mac, ack)
 
-    async def handle(self, topic_name: str, payload: bytes, mac: str | None = None) -> None:
-        """Take one message; bad ones are counted and logged, never raised."""
+    async def handle(
+        self, topic_name: str, payload: bytes, mac: str | None = None, ack: Ack | None = None
+    ) -> None:
+        """Take one message; bad ones are counted and logged, never raised. ``ack`` is
+        called after the next flush that stores everything received before it (repeats and
+        rejects included, so acknowledgements keep the broker's order)."""
+        pending = self._pending
+        if ack is not None:
+            pending.acks.append(ack)
+        self._take(pending, topic_name, payload, mac)
+        if len(pending) >= self.s.ingest_batch_size:
+            self._flush_now.set()
+
+    def _take(self, pending: _Pending, topic_name: str, payload: bytes, mac: str | None) -> None:
+        now_ms = int(time.time() * 1000)
         try:
             msg = classify(topic_name, payload, self.s.max_payload_bytes)
         except WireError as err:
             self.stats.reject(err)
             log.warning("rejected message on %s: %s", topic_name[:120], err)
+            self._dead_letter_malformed(topic_name, payload, mac, err, now_ms)
             return
         if (
             isinstance(msg, envelope.Event)
@@ -216,22 +283,60 @@ class IngestConsumer:
             self.stats.rejected["bad_mac"] += 1
             log.warning("event %s/%s has a missing or wrong MAC", msg.terminal_id, msg.seq)
             return
+        if not isinstance(msg, envelope.Status):
+            problem = self.window.problem(msg.ts_ms, now_ms)
+            if problem is not None:
+                self._dead_letter(msg, payload, "ts_window", problem, now_ms)
+                return
         self.stats.accepted[type(msg).__name__.lower()] += 1
-        pending = self._pending
         if isinstance(msg, envelope.Status):
             pending.status.pop(msg.terminal_id, None)
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
-            if not self.dedup.is_new(msg.terminal_id, msg.seq):
+            seen = self.dedup.check(msg.terminal_id, msg.seq, now_ms)
+            if seen is Seen.REPEAT:
                 self.stats.duplicates += 1
+                return
+            if seen is Seen.JUMP:
+                detail = f"seq {msg.seq} is beyond the clock or jumps unconfirmed over the mark"
+                self._dead_letter(msg, payload, "seq_jump", detail, now_ms)
                 return
             pending.points.append(line_for(msg))
             pending.telemetry.append(msg)
             self._health[msg.terminal_id] = msg
         else:
             pending.events.append(msg)
-        if len(pending) >= self.s.ingest_batch_size:
-            self._flush_now.set()
+
+    def _dead_letter_malformed(
+        self, topic_name: str, payload: bytes, mac: str | None, err: WireError, now_ms: int
+    ) -> None:
+        """Keep an authentic but malformed *event*: business events are never silently
+        dropped. Malformed telemetry and status are only counted (high volume, no value)."""
+        try:
+            parsed = topics.parse(topic_name)
+        except ValueError:
+            return
+        if parsed.channel is not topics.Channel.EVENT:
+            return
+        tid = parsed.terminal_id
+        if self.security is not None and not self.security.event_authentic(tid, payload, mac):
+            self.stats.rejected["bad_mac"] += 1
+            return
+        self._pending.dead.append(_dead_row(tid, "event", "malformed", str(err), payload, now_ms))
+        self.stats.dead_lettered["malformed"] += 1
+
+    def _dead_letter(
+        self,
+        msg: envelope.Telemetry | envelope.Event,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        now_ms: int,
+    ) -> None:
+        kind = type(msg).__name__.lower()
+        log.warning("dead-lettered %s %s/%s: %s", kind, msg.terminal_id, msg.seq, detail)
+        self._pending.dead.append(_dead_row(msg.terminal_id, kind, reason, detail, payload, now_ms))
+        self.stats.dead_lettered[reason] += 1
 
     async def _flush_loop(self) -> None:
         interval = self.s.ingest_flush_ms / 1000
@@ -242,7 +347,8 @@ class IngestConsumer:
             try:
                 await self.flush()
             except Exception:
-                # The batch stays pending and is retried next round; the store may be restarting.
+                # The batch stays pending (unacknowledged) and is retried next round; the
+                # store may be restarting. Rows it refused on their merits never get here.
                 self.stats.write_errors += 1
                 log.exception("flush failed; will retry")
                 await asyncio.sleep(1)
@@ -268,31 +374,63 @@ class IngestConsumer:
             raise
 
     async def flush(self) -> None:
+        """Store the pending batch, then acknowledge its messages to the broker.
+
+        Each part is cleared from the batch once written, so a retry after a failure does
+        not write it again. A row the store refuses on its merits is found by splitting and
+        dead-lettered; the rest of the batch lands."""
         async with self._lock:
             batch = self._pending
-            if not len(batch):
+            if not len(batch) and not batch.dead:
                 return
             self._pending = _Pending()
             try:
-                await self._ensure_terminals(
-                    {*batch.status, *(t.terminal_id for t in batch.telemetry)}
-                    | {e.terminal_id for e in batch.events}
-                )
-                await self._store_status(batch.status)
-                await self.writer.write(batch.points)
-                self.stats.landed([t.ts_ms for t in batch.telemetry], time.time())
-                await self._store_events(batch.events)
+                await self._store(batch)
             except Exception:
+                self.write_failing = True
                 # Put the batch back in front of anything that arrived meanwhile.
-                newer = self._pending
-                batch.points.extend(newer.points)
-                batch.telemetry.extend(newer.telemetry)
-                batch.events.extend(newer.events)
-                for tid, st in newer.status.items():
-                    batch.status.pop(tid, None)
-                    batch.status[tid] = st
+                batch.absorb(self._pending)
                 self._pending = batch
                 raise
+            self.write_failing = False
+            for ack in batch.acks:
+                ack()
+
+    async def _store(self, batch: _Pending) -> None:
+        await self._ensure_terminals(
+            {*batch.status, *(t.terminal_id for t in batch.telemetry)}
+            | {e.terminal_id for e in batch.events}
+        )
+        if batch.status:
+            await self._store_status(batch.status)
+            batch.status = {}
+        if batch.points:
+            refused = dict(await write_isolating(batch.points, self.writer.write))
+            if refused:  # rare: skip rebuilding every line when all landed
+                for t in batch.telemetry:
+                    err = refused.get(line_for(t))
+                    if err is not None:
+                        self._refused(batch, t, repr(err))
+            self.stats.landed([t.ts_ms for t in batch.telemetry], time.time())
+            batch.points, batch.telemetry = [], []
+        if batch.events:
+            for e, err in await write_isolating(batch.events, self._store_events):
+                self._refused(batch, e, repr(err))
+            batch.events = []
+        if batch.dead:
+            await IngestDeadLetter.bulk_create(batch.dead)
+            batch.dead = []
+
+    def _refused(
+        self, batch: _Pending, msg: envelope.Telemetry | envelope.Event, detail: str
+    ) -> None:
+        kind = type(msg).__name__.lower()
+        log.error("store refused %s %s/%s: %s", kind, msg.terminal_id, msg.seq, detail)
+        row = _dead_row(
+            msg.terminal_id, kind, "store_refused", detail, msg.to_bytes(), int(time.time() * 1000)
+        )
+        batch.dead.append(row)
+        self.stats.dead_lettered["store_refused"] += 1
 
     async def _ensure_terminals(self, ids: set[str]) -> None:
         unknown = ids - self._known
@@ -336,7 +474,7 @@ class IngestConsumer:
             rows.append([body, at, at, t.seq, versions, t.versions.get("agent", ""), t.terminal_id])
         await conn.execute_many(sql, rows)
 
-    async def _store_events(self, events: list[envelope.Event]) -> None:
+    async def _store_events(self, events: Sequence[envelope.Event]) -> None:
         if not events:
             return
         rows = [
@@ -378,3 +516,16 @@ class IngestConsumer:
             ],
             batch_size=500,
         )
+
+
+def _dead_row(
+    terminal_id: str, kind: str, reason: str, detail: str, payload: bytes, now_ms: int
+) -> IngestDeadLetter:
+    return IngestDeadLetter(
+        terminal_id=terminal_id[:64],
+        kind=kind,
+        reason=reason,
+        detail=detail[:500],
+        payload=payload.decode("utf-8", "replace"),
+        received_at=_dt(now_ms),
+    )

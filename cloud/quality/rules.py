@@ -21,7 +21,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cloud.workflow.catalogue import Catalogue
+from cloud.catalogue import Catalogue
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 
+from cloud.catalogue import Catalogue
 from cloud.quality import rules
 from cloud.quality.models import ReviewItem
-from cloud.workflow.catalogue import Catalogue
 
 
 async def consider(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud.auth.masking import mask_id_number, mask_name
+from cloud.catalogue import Catalogue
 from cloud.sessions.skills import LANGUAGES
-from cloud.workflow.catalogue import Catalogue
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ All tables are data a bank can edit without touching the routing code:
 
 - ``business_table``: each business type's group (used when a ring widens to "anyone in
   the group") and whether it is high-risk (served first), derived from the one business
-  catalogue, ``cloud/workflow/businesses.toml``; a request's business is any catalogue code.
+  catalogue, ``cloud/businesses.toml``; a request's business is any catalogue code.
 - ``LANGUAGES``: what the customer chose at the terminal, and which teller languages may
   stand in once a ring allows fallback. Dialects fall back to Mandarin; Chinese Sign
   Language never does (a deaf customer gains nothing from a hearing-only teller); minority
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from cloud.workflow.catalogue import Catalogue, Risk, load_catalogue
+from cloud.catalogue import Catalogue, Risk, load_catalogue
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,10 @@
-"""How the cloud app runs the teller desk: ``start(app, settings, security, stack)``.
+"""How the cloud app runs the teller desk: ``start(settings, security, oversight, stack)``.
 
 With Janus nodes configured (``janus_url`` for node janus-1 and/or ``janus_nodes``:
 ``CloudSettings.media_nodes``) it builds, inside the app's lifespan:
 
 - ``JanusPool`` over every node (their control sessions live in ``stack``), rooms placed on
-  the least loaded healthy node that is not draining; the pool is ``app.state.media_pool``
-  (/healthz shows its nodes);
+  the least loaded healthy node that is not draining (/healthz shows its nodes);
 - ``DeskLink`` (MQTT, terminals) and the ``Outbox`` whose terminal sink it is;
 - ``Archiver``: after each call, ``.mjr`` files -> one checked ``.mkv`` in ``archive_dir``,
   path and SHA-256 stored on the session (``store.set_recording``);
@@ -14,10 +13,10 @@ With Janus nodes configured (``janus_url`` for node janus-1 and/or ``janus_nodes
   (sessions a previous desk left open are ended first: its board died with it);
 - ``Watch`` for the grace periods of terminals and tellers that vanish mid-call;
 
-puts ``desk``, ``teller_outbox``, ``desk_link`` and ``desk_watch`` on ``app.state``, plugs
-the oversight KPI and big-screen sources into real session data, and returns the
-background tasks (desk clock, archiver, Janus health, link, watch). Without Janus the desk
-stays off (teller routes answer 503) but KPIs still read stored sessions.
+and returns them as one ``DeskServices`` (the routes get each as a dependency, see
+``cloud.api.deps``) with the background tasks (desk clock, archiver, Janus health, link,
+watch). Without Janus the desk stays off (``None``: teller routes answer 503) but KPIs
+still read stored sessions (``sources.session_contacts``, which the app always serves).
 """
 
 from __future__ import annotations
@@ -25,17 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from fastapi import FastAPI
 
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.recording import RecordingResult
-from cloud.ops import sources
+from cloud.ops.feeds import LiveSource
+from cloud.oversight import Oversight
 from cloud.security import Security
-from cloud.sessions import profiles, store
+from cloud.sessions import profiles, sources, store
 from cloud.sessions.bridge import DeskLink
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import TurnConfig
@@ -48,6 +47,19 @@ from common.settings import CloudSettings, JanusNode
 log = logging.getLogger("cuntong.desk")
 
 JANUS_HEALTH_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeskServices:
+    """The running teller desk, built once in the app's lifespan."""
+
+    desk: Desk
+    outbox: Outbox
+    link: DeskLink
+    watch: Watch
+    pool: JanusPool
+    #: The big screen's queue and teller counts, read from the desk's board.
+    live: LiveSource
 
 
 def _now() -> datetime:
@@ -94,18 +106,14 @@ def node_access(node: JanusNode) -> NodeAccess:
 
 
 async def start(
-    app: FastAPI,
     settings: CloudSettings,
     security: Security | None,
+    ov: Oversight,
     stack: contextlib.AsyncExitStack,
-) -> list[asyncio.Task[None]]:
-    ov = app.state.oversight
-    ov.contacts = sources.session_contacts
-    app.state.desk = app.state.teller_outbox = app.state.desk_link = app.state.desk_watch = None
-    app.state.media_pool = None
+) -> tuple[DeskServices | None, list[asyncio.Task[None]]]:
     nodes = settings.media_nodes()
     if not nodes:
-        return []
+        return None, []
     for node in nodes:  # a node on this host writes there; a remote one is mounted there
         (node.read_dir or node.rec_dir).mkdir(parents=True, exist_ok=True)
     pool = await stack.enter_async_context(JanusPool([node_access(n) for n in nodes]))
@@ -138,13 +146,10 @@ async def start(
     )
     watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
     link.desk, link.watch = desk, watch
-    app.state.desk, app.state.teller_outbox = desk, outbox
-    app.state.desk_link, app.state.desk_watch = link, watch
-    app.state.media_pool = pool
-    ov.live = sources.board_live(lambda: board, _now)
+    live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
-    return [
+    return DeskServices(desk, outbox, link, watch, pool, live), [
         asyncio.create_task(desk.run(), name="desk"),
         asyncio.create_task(archiver.run(), name="desk-archiver"),
         asyncio.create_task(_janus_health(pool), name="desk-janus-health"),

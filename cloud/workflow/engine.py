@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cloud.workflow.catalogue import STEPS, Business
+from cloud.catalogue import STEPS, Business
 from cloud.workflow.errors import (
     SecondPersonRequired,
     StepOutOfOrder,

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import ConfigError, CuntongError
-
-
-class CatalogueError(ConfigError, ValueError):
-    """The business catalogue file is malformed; the message names the file, entry and field."""
+from common.errors import CuntongError
 
 
 class WorkflowError(CuntongError, ValueError):

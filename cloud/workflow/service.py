@@ -14,7 +14,7 @@ import datetime as dt
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cloud.auth.masking import mask_fields
 from cloud.evidence import package
@@ -23,11 +23,17 @@ from cloud.evidence.chain import Timeline
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.package import EvidenceFile
 from cloud.evidence.sealjob import Captured, CapturedFileError, PackageExists, staging_aad
-from cloud.oversight import Oversight
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
 from cloud.workflow.errors import WorkflowClosed, WorkflowError
 from common import suite as suite_lib
+
+
+class Workbench(evidence.Vault, Protocol):
+    """What a workflow needs from the oversight services (``cloud.oversight.Oversight``)."""
+
+    @property
+    def qa_salt(self) -> bytes: ...
 
 
 class NoSuchWorkflow(WorkflowError, LookupError):
@@ -35,7 +41,7 @@ class NoSuchWorkflow(WorkflowError, LookupError):
 
 
 async def start(
-    ov: Oversight, session_id: str, business: str, teller_id: str, now: dt.datetime
+    ov: Workbench, session_id: str, business: str, teller_id: str, now: dt.datetime
 ) -> store.Loaded:
     wf = engine.start(ov.catalogue.get(business), session_id, teller_id, now)
     timeline = Timeline(ov.suite)
@@ -43,7 +49,7 @@ async def start(
     return await store.create(wf, timeline)
 
 
-async def get(ov: Oversight, session_id: str) -> store.Loaded:
+async def get(ov: Workbench, session_id: str) -> store.Loaded:
     loaded = await store.load(ov.catalogue, ov.suite, session_id)
     if loaded is None:
         raise NoSuchWorkflow(f"no workflow for session {session_id}")
@@ -51,7 +57,7 @@ async def get(ov: Oversight, session_id: str) -> store.Loaded:
 
 
 async def append_event(
-    ov: Oversight, session_id: str, kind: str, actor: str, now: dt.datetime, data: Mapping[str, Any]
+    ov: Workbench, session_id: str, kind: str, actor: str, now: dt.datetime, data: Mapping[str, Any]
 ) -> store.Loaded:
     """Put a non-step fact on the timeline (personal fields are masked first)."""
     loaded = await get(ov, session_id)
@@ -60,7 +66,7 @@ async def append_event(
 
 
 async def record_step(
-    ov: Oversight,
+    ov: Workbench,
     session_id: str,
     step: str,
     who: engine.Actor,
@@ -95,7 +101,7 @@ async def record_step(
 
 
 async def hand_over(
-    ov: Oversight, session_id: str, teller_id: str, now: dt.datetime
+    ov: Workbench, session_id: str, teller_id: str, now: dt.datetime
 ) -> store.Loaded | None:
     """After a transfer, the accepting teller serves the session's workflow (None when the
     first teller never started one, or already serves it)."""
@@ -108,12 +114,12 @@ async def hand_over(
     return await store.save(loaded)
 
 
-def _staging(ov: Oversight, session_id: str) -> Path:
+def _staging(ov: Workbench, session_id: str) -> Path:
     return ov.evidence_dir / ".staging" / package.safe_name(session_id)
 
 
 async def capture_file(
-    ov: Oversight, session_id: str, name: str, role: str, data: bytes, actor: str, now: dt.datetime
+    ov: Workbench, session_id: str, name: str, role: str, data: bytes, actor: str, now: dt.datetime
 ) -> store.Loaded:
     """Keep a voucher image, e-signature or recording for the package, sealed at rest.
 
@@ -145,7 +151,7 @@ def _write(target: Path, blob: bytes) -> None:
 
 
 async def finish(
-    ov: Oversight,
+    ov: Workbench,
     session_id: str,
     outcome: engine.Outcome,
     now: dt.datetime,

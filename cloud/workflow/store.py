@@ -10,9 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from cloud.catalogue import Catalogue
 from cloud.evidence.chain import Event, Timeline
 from cloud.workflow import engine
-from cloud.workflow.catalogue import Catalogue
 from cloud.workflow.errors import WorkflowError
 from cloud.workflow.models import WorkflowState
 from common import suite as suite_lib

@@ -1,6 +1,6 @@
 """The businesses the customer screen offers (few, big buttons): catalogue code and label.
 
-Codes are ``cloud/workflow/businesses.toml`` entries; the labels are what an elderly
+Codes are ``cloud/businesses.toml`` entries; the labels are what an elderly
 customer reads on the button. Six at most: more would not fit one screen at this size.
 """
 

@@ -3,6 +3,7 @@
     async with IcCardReader("iccard", reader="Virtual PCD 00 00") as reader:
         event = await reader.wait_for_event(within=5.0)   # "inserted" / "removed" / None
         card = await reader.read_card()                    # CardData, PAN masked in repr
+        proof = await reader.request_cryptogram(tx)        # ARQC over tx (amount, desk nonce)
 
 The read: SELECT PSE (directory via READ RECORD) or PPSE, or each known AID directly; choose
 the application; SELECT it; GPO with the PDOL filled; READ RECORD over the AFL. A card
@@ -105,7 +106,36 @@ class IcCardReader(AdapterBase):
         log.info("%s read %r in %.0f ms", self.name, data, self.last_latency_ms)
         return data
 
+    async def request_cryptogram(self, tx: emv.Transaction) -> emv.CardProof:
+        """Read the card, then ask it for an ARQC over `tx` (GENERATE AC, first cut)."""
+        async with self.operation():
+            pcsc, reader = await self._ensure()
+            conn = await self._call(pcsc.connect, reader)
+            try:
+                data, aip, records = await self._read_full(pcsc, conn)
+                everything = [e for rec in records for e in rec]
+                cdol1 = tlv.find(everything, 0x8C)
+                if not cdol1:
+                    raise FieldInvalid("card records carry no CDOL1 (8C)")
+                cdol1_data = emv.cdol_data(emv.parse_dol(cdol1), tx)
+                answer = await self._exchange(pcsc, conn, apdu.generate_ac(apdu.ARQC, cdol1_data))
+                if not answer.ok:
+                    raise FieldInvalid(f"GENERATE AC refused: {answer.sw:04X}")
+            finally:
+                await asyncio.to_thread(_disconnect_quietly, pcsc, conn)
+        cid, atc, ac, iad = emv.parse_generate_ac(answer.data)
+        proof = emv.CardProof(
+            data.pan, data.pan_sequence, aip, atc, cid, ac, iad, cdol1, cdol1_data
+        )
+        log.info("%s cryptogram %r", self.name, proof)
+        return proof
+
     async def _read(self, pcsc: Pcsc, conn: Connection) -> emv.CardData:
+        return (await self._read_full(pcsc, conn))[0]
+
+    async def _read_full(
+        self, pcsc: Pcsc, conn: Connection
+    ) -> tuple[emv.CardData, bytes, list[list[tlv.Tlv]]]:
         async def send(command: bytes) -> apdu.Response:
             return await self._exchange(pcsc, conn, command)
 
@@ -118,7 +148,7 @@ class IcCardReader(AdapterBase):
         gpo = await send(apdu.gpo(pdol_data))
         if not gpo.ok:
             raise FieldInvalid(f"GET PROCESSING OPTIONS refused: {gpo.sw:04X}")
-        _aip, afl = emv.parse_gpo(gpo.data)
+        aip, afl = emv.parse_gpo(gpo.data)
         records = []
         for entry in afl:
             for number in range(entry.first, entry.last + 1):
@@ -126,7 +156,7 @@ class IcCardReader(AdapterBase):
                 if not rec.ok:
                     raise FieldInvalid(f"READ RECORD {entry.sfi}/{number}: {rec.sw:04X}")
                 records.append(tlv.parse(rec.data))
-        return emv.card_data(app, records)
+        return emv.card_data(app, records), aip, records
 
     async def _applications(
         self, send: Callable[[bytes], Awaitable[apdu.Response]]

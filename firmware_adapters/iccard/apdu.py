@@ -26,6 +26,14 @@ def read_record(sfi: int, record: int) -> bytes:
     return bytes([0x00, 0xB2, record, (sfi << 3) | 0x04, 0x00])
 
 
+def generate_ac(p1: int, cdol_data: bytes) -> bytes:
+    """GENERATE APPLICATION CRYPTOGRAM: 80 AE P1 00 Lc data 00 (P1 80 = ARQC, 40 TC, 00 AAC)."""
+    return bytes([0x80, 0xAE, p1, 0x00, len(cdol_data)]) + cdol_data + b"\x00"
+
+
+ARQC = 0x80
+
+
 def get_data(tag: int) -> bytes:
     """GET DATA for a two-byte tag (9F17 PIN tries left, 9F36 ATC): 80 CA t1 t2 00."""
     return bytes([0x80, 0xCA, tag >> 8, tag & 0xFF, 0x00])

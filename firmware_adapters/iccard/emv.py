@@ -136,6 +136,38 @@ def pdol_data(dol: list[tuple[int, int]], now: dt.datetime, unpredictable: bytes
     values[0x9A] = bytes.fromhex(now.strftime("%y%m%d"))
     values[0x9F21] = bytes.fromhex(now.strftime("%H%M%S"))
     values[0x9F37] = unpredictable
+    return dol_data(dol, values)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """What the card's cryptogram covers; `unpredictable` is the desk's 4-byte nonce."""
+
+    amount_fen: int
+    unpredictable: bytes
+    when: dt.datetime
+    kind: int = 0x00  # 9C transaction type: 00 goods and services, 01 cash, 31 inquiry
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.amount_fen < 10**12:
+            raise FieldInvalid("amount out of range")
+        if len(self.unpredictable) != 4:
+            raise FieldInvalid("the unpredictable number is 4 bytes")
+
+
+def cdol_data(dol: list[tuple[int, int]], tx: Transaction) -> bytes:
+    """The values a CDOL asks for on GENERATE AC: the transaction, then the terminal's data."""
+    values = dict(TERMINAL_DATA)
+    values[0x9F02] = bytes.fromhex(f"{tx.amount_fen:012d}")
+    values[0x9A] = bytes.fromhex(tx.when.strftime("%y%m%d"))
+    values[0x9F21] = bytes.fromhex(tx.when.strftime("%H%M%S"))
+    values[0x9C] = bytes([tx.kind])
+    values[0x9F37] = tx.unpredictable
+    return dol_data(dol, values)
+
+
+def dol_data(dol: list[tuple[int, int]], values: dict[int, bytes]) -> bytes:
+    """Values for a data object list, each cut or zero-padded to its requested length."""
     out = b""
     for tag, length in dol:
         value = values.get(tag, b"")[:length]
@@ -220,3 +252,60 @@ def _expiry(yymmdd: bytes | None, track2_hex: str) -> dt.date:
     except ValueError as err:
         raise FieldInvalid(f"expiry {text!r} is not a date") from err
     return first_next - dt.timedelta(days=1)  # cards expire at the end of the month
+
+
+@dataclass(frozen=True)
+class CardProof:
+    """The card's answer to GENERATE AC and what a verifier needs to recompute it.
+
+    The PAN travels in clear only to the HSM request; repr and `pan_masked` hide it.
+    """
+
+    pan: str = field(repr=False)
+    pan_sequence: int | None
+    aip: bytes
+    atc: int
+    cid: int
+    cryptogram: bytes
+    iad: bytes
+    cdol1: bytes
+    cdol1_data: bytes
+
+    @property
+    def pan_masked(self) -> str:
+        return mask_pan(self.pan)
+
+    @property
+    def is_arqc(self) -> bool:
+        return self.cid & 0xC0 == 0x80
+
+    def __repr__(self) -> str:
+        return (
+            f"CardProof(pan={self.pan_masked}, atc={self.atc}, cid={self.cid:02X}, "
+            f"ac={self.cryptogram.hex().upper()})"
+        )
+
+
+def parse_generate_ac(data: bytes) -> tuple[int, int, bytes, bytes]:
+    """(CID, ATC, cryptogram, issuer application data) from a format 1 (80) or 2 (77) answer."""
+    elements = tlv.parse(data)
+    if not elements:
+        raise FieldInvalid("empty GENERATE AC answer")
+    if elements[0].tag == 0x80:
+        v = elements[0].value
+        if len(v) < 11:
+            raise FieldInvalid("GENERATE AC format 1 answer too short")
+        cid, atc, ac, iad = v[0], v[1:3], v[3:11], v[11:]
+    elif elements[0].tag == 0x77:
+        cid_b = tlv.find(elements, 0x9F27) or b""
+        atc = tlv.find(elements, 0x9F36) or b""
+        ac = tlv.find(elements, 0x9F26) or b""
+        iad = tlv.find(elements, 0x9F10) or b""
+        if len(cid_b) != 1:
+            raise FieldInvalid("GENERATE AC answer without a CID (9F27)")
+        cid = cid_b[0]
+    else:
+        raise FieldInvalid(f"GENERATE AC answer with tag {elements[0].tag:X}")
+    if len(atc) != 2 or len(ac) != 8:
+        raise FieldInvalid("GENERATE AC answer without a 2-byte ATC and an 8-byte cryptogram")
+    return cid, int.from_bytes(atc, "big"), ac, iad

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,6 +26,11 @@ from firmware_adapters.idcard.frame import (
     Response,
 )
 from firmware_adapters.idcard.text import IdCardText, id_check_digit
+
+#: The simulated cards' photo: a 102x126 JPEG (the size of a decoded ID-card photo) cropped
+#: from edge/vision/health_face.jpg (scikit-image's `astronaut`, public domain), quality 45 so
+#: a read-base answer stays under the protocol's 0x0A00 frame limit.
+SIM_PHOTO = Path(__file__).with_name("sim_photo.jpg")
 
 #: fault name -> what the simulated reader does instead of answering normally
 FAULTS: dict[str, str] = {
@@ -69,10 +73,9 @@ def sample_card(index: int = 0) -> SimCard:
         valid_from=dt.date(2016, 5, 4),
         valid_until=None if index % 2 == 0 else dt.date(2036, 5, 4),
     )
-    photo = b"".join(
-        hashlib.sha256(f"wlt{index}:{i}".encode()).digest() for i in range(32)
-    )  # stands in for the 1024-byte encrypted .wlt photo
-    return SimCard(text=text, photo_wlt=photo, serial=bytes([index]) * 8)
+    # A real reader sends 1024 bytes of WLT; the simulator sends the decoded image instead
+    # (photo.SimulatorPhotoDecoder passes it through).
+    return SimCard(text=text, photo_wlt=SIM_PHOTO.read_bytes(), serial=bytes([index]) * 8)
 
 
 def apply_fault(frame: bytes, fault: str | None) -> list[bytes]:
@@ -181,7 +184,9 @@ def _card_from_json(obj: dict[str, str]) -> SimCard:
         address=obj.get("address", base.text.address),
         id_number=obj.get("id_number", base.text.id_number),
         issuer=obj.get("issuer", base.text.issuer),
-        valid_from=base.text.valid_from,
+        valid_from=dt.date.fromisoformat(obj["valid_from"])
+        if "valid_from" in obj
+        else base.text.valid_from,
         valid_until=dt.date.fromisoformat(until) if until else base.text.valid_until,
     )
     return SimCard(text=text, photo_wlt=base.photo_wlt, serial=base.serial)

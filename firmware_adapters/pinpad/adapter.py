@@ -69,15 +69,27 @@ class PinPad(SerialAdapter):
         """Load a terminal master key in plain text (done in the secure room); returns KCV."""
         return bytes.fromhex(await self.command(f"1{slot}{alg}{key.hex().upper()}"))
 
+    async def load_master_key_components(
+        self, slot: int, alg: str, components: tuple[tuple[bytes, bytes], tuple[bytes, bytes]]
+    ) -> bytes:
+        """Dual control: two custodians' (component, KCV) pairs; the pad XORs them.
+
+        The pad checks each component against its KCV and refuses (E6) a mistyped one, so a
+        wrong master key is never installed. Returns the combined key's KCV.
+        """
+        answer = ""
+        for part, (value, kcv) in enumerate(components, 1):
+            answer = await self.command(f"8{slot}{alg}{part}{value.hex().upper()}:{kcv.hex()}")
+        return bytes.fromhex(answer)
+
     async def load_working_key(
         self, master_slot: int, slot: int, encrypted_key: bytes, expected_kcv: bytes | None = None
     ) -> bytes:
-        """Load a working key sent encrypted under a master key; verifies the KCV if given."""
-        kcv = bytes.fromhex(await self.command(f"2{master_slot}{slot}{encrypted_key.hex()}"))
-        if expected_kcv is not None and kcv[: len(expected_kcv)] != expected_kcv:
-            self.counters.record_fault(DeviceStatusError("key check value mismatch", "KCV"))
-            raise DeviceStatusError(f"slot {slot}: key check value {kcv.hex()} mismatch", "KCV")
-        return kcv
+        """Load a working key sent encrypted under a master key; with `expected_kcv` the pad
+        refuses (E6) a key whose check value differs and keeps the one it had."""
+        check = f":{expected_kcv.hex().upper()}" if expected_kcv else ""
+        answer = await self.command(f"2{master_slot}{slot}{encrypted_key.hex()}{check}")
+        return bytes.fromhex(answer)
 
     async def enter_pin(
         self,

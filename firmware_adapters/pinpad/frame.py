@@ -21,11 +21,12 @@ OVERHEAD = 1 + 3 + 1 + 2
 #: command code -> meaning (host -> pad)
 COMMANDS: dict[str, str] = {
     "1": "load master key in plain text: 1 <slot> <alg> <key hex>",
-    "2": "load working key under a master key: 2 <master> <slot> <key hex>",
+    "2": "load working key under a master key: 2 <master> <slot> <key hex>[:<KCV hex>]",
     "3": "device information",
     "5": "cancel PIN entry",
     "6": "start PIN entry: 6 <slot> <format> <min 2> <max 2> <timeout 3> <PAN>",
     "7": "read the encrypted PIN block",
+    "8": "load a master key component: 8 <slot> <alg> <part 1|2> <component hex>:<KCV hex>",
 }
 
 #: status answers (pad -> host)

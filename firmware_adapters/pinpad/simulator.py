@@ -58,6 +58,7 @@ class PinPadSimulator:
         self._entry: _Entry | None = None
         self._block: bytes | None = None
         self._random = rng  # format 4 fill
+        self._component: tuple[int, str, bytes] | None = None  # first custodian's part
 
     def inject(self, fault: str) -> None:
         if fault not in FAULTS:
@@ -127,9 +128,15 @@ class PinPadSimulator:
                     if master not in self.slots:
                         return "E1"
                     alg, mkey = self.slots[master]
-                    key = crypto.decrypt(alg, mkey, bytes.fromhex(args[2:]))
+                    key_hex, _, expected = args[2:].partition(":")
+                    key = crypto.decrypt(alg, mkey, bytes.fromhex(key_hex))
+                    check = crypto.key_check_value(alg, key).hex().upper()
+                    if expected and not check.startswith(expected.upper()):
+                        return "E6"  # garbled in transit or under another master: keep the old
                     self.slots[slot] = (alg, key)
-                    return "00" + crypto.key_check_value(alg, key).hex().upper()
+                    return "00" + check
+                case "8":
+                    return self._component_part(int(args[0]), args[1], args[2], args[3:])
                 case "3":
                     return "00CUNTONG-SIMPAD/1 slots=" + ",".join(map(str, sorted(self.slots)))
                 case "5":
@@ -144,6 +151,26 @@ class PinPadSimulator:
         except (ValueError, IndexError, FieldInvalid):
             return "E3"
         return "E0"
+
+    def _component_part(self, slot: int, alg: str, part: str, rest: str) -> str:
+        """Dual control: two custodians each key in a component with its check value."""
+        value_hex, _, kcv = rest.partition(":")
+        value = bytes.fromhex(value_hex)
+        if not kcv or not crypto.key_check_value(alg, value).hex().upper().startswith(kcv.upper()):
+            self._component = None
+            return "E6"
+        if part == "1":
+            self._component = (slot, alg, value)
+            return "00"
+        if part != "2" or self._component is None or self._component[:2] != (slot, alg):
+            self._component = None
+            return "E3"
+        first, self._component = self._component[2], None
+        if len(first) != len(value):
+            return "E3"
+        key = bytes(a ^ b for a, b in zip(first, value, strict=True))
+        self.slots[slot] = (alg, key)
+        return "00" + crypto.key_check_value(alg, key).hex().upper()
 
     def _start(self, args: str, now: float) -> str:
         if self._entry is not None:

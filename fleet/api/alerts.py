@@ -11,7 +11,7 @@ from fleet.alerting import LIVE, public
 from fleet.api.deps import Operator, Readers, Who, audited, now
 from fleet.models import AlertDoc
 
-router = APIRouter(prefix="/api/v1/fleet/alerts", tags=["fleet alerts"], dependencies=Readers)
+router = APIRouter(prefix="/fleet/alerts", tags=["fleet alerts"], dependencies=Readers)
 
 
 @router.get("")

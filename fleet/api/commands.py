@@ -13,12 +13,12 @@ from tortoise.functions import Count
 from common.http import BatchPath, CommandIdPath, StateQuery, TerminalIdQuery
 from fleet import lifecycle as lc
 from fleet import registry
-from fleet.api.deps import Operator, Readers, Sender, Who, audited, now
+from fleet.api.deps import Operator, PackagesOrNone, Readers, Sender, Who, audited, now
 from fleet.api.packages import complete_args
 from fleet.models import FleetCommand
 from fleet.store import apply, as_lifecycle, enqueue, public
 
-router = APIRouter(prefix="/api/v1/fleet/commands", tags=["fleet commands"], dependencies=Readers)
+router = APIRouter(prefix="/fleet/commands", tags=["fleet commands"], dependencies=Readers)
 
 
 class CommandIn(BaseModel):
@@ -39,7 +39,9 @@ class CommandIn(BaseModel):
 
 
 @router.post("", status_code=201, dependencies=Operator)
-async def send(body: CommandIn, sender: Sender, request: Request, who: Who) -> dict[str, Any]:
+async def send(
+    body: CommandIn, sender: Sender, packages: PackagesOrNone, request: Request, who: Who
+) -> dict[str, Any]:
     spec = lc.COMMANDS.get(body.name)
     if spec is None:
         raise HTTPException(422, f"unknown command {body.name!r}; known: {sorted(lc.COMMANDS)}")
@@ -52,7 +54,7 @@ async def send(body: CommandIn, sender: Sender, request: Request, who: Who) -> d
             raise HTTPException(404, f"group {body.group!r} not found") from err
     else:
         targets = sorted(set(body.terminals))
-    args = complete_args(request, body.name, body.args)
+    args = complete_args(packages, str(request.base_url), body.name, body.args)
     batch = uuid.uuid4().hex
     ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
     ids = await enqueue(targets, body.name, args, now(), ttl, batch)

@@ -1,39 +1,89 @@
-"""Dependencies of the fleet routers: who may read and operate, and the command sender.
+"""Dependencies of the fleet routers: who may read and operate, and the fleet's services.
 
 Reading the fleet is for the same roles as the terminals API (``FLEET_READERS``);
 changing it — commands, shadows, groups, tags, rollouts, packages, alerts — needs the
 ``fleet_operator`` role (``cloud.auth``; there is no implicit super-user).
+
+The services (``FleetServices``) are built once when the app starts (``fleet.wiring.start``
+calls ``install``) and ``services`` below is the only reader. A test replaces one with
+``app.dependency_overrides[deps.sender_or_none] = lambda: fake``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException
+from starlette.requests import HTTPConnection
 
-from cloud.api.routes.terminals import FLEET_READERS
-from cloud.auth import audit
-from cloud.auth.deps import Principal, require
-from cloud.auth.roles import Role
+from cloud import FLEET_READERS, Principal, Role, audit, require
+from fleet.packages import PackageStore
+from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
 
 Readers = [Depends(require(*FLEET_READERS))]
 Operator = [Depends(require(Role.FLEET_OPERATOR))]
 
 
-def _sender(request: Request) -> CommandSender:
-    sender = getattr(request.app.state, "fleet", None)
-    if sender is None:
+@dataclass(frozen=True, slots=True)
+class FleetServices:
+    #: The command sender and the rollout engine run only where ingest does.
+    sender: CommandSender | None
+    rollouts: RolloutEngine | None
+    #: Packages need the secured mode (the command signing key).
+    packages: PackageStore | None
+
+
+def install(app: FastAPI, services: FleetServices) -> None:
+    """Keep the fleet's services on the app (once, at start-up)."""
+    app.state.fleet_services = services
+
+
+def services(conn: HTTPConnection) -> FleetServices:
+    built: FleetServices = conn.app.state.fleet_services
+    return built
+
+
+Services = Annotated[FleetServices, Depends(services)]
+
+
+def sender_or_none(s: Services) -> CommandSender | None:
+    return s.sender
+
+
+def rollouts_or_none(s: Services) -> RolloutEngine | None:
+    return s.rollouts
+
+
+def packages_or_none(s: Services) -> PackageStore | None:
+    return s.packages
+
+
+def sender(found: Annotated[CommandSender | None, Depends(sender_or_none)]) -> CommandSender:
+    if found is None:
         raise HTTPException(503, "the fleet command sender is not running (ingest disabled)")
-    return sender  # type: ignore[no-any-return]
+    return found
+
+
+def packages(found: Annotated[PackageStore | None, Depends(packages_or_none)]) -> PackageStore:
+    if found is None:
+        raise HTTPException(503, "packages need the secured mode (a signing key)")
+    return found
+
+
+Sender = Annotated[CommandSender, Depends(sender)]
+Store = Annotated[PackageStore, Depends(packages)]
+#: The rollout engine, or None where this process does not ingest (routes answer 503).
+PackagesOrNone = Annotated[PackageStore | None, Depends(packages_or_none)]
+RolloutsOrNone = Annotated[RolloutEngine | None, Depends(rollouts_or_none)]
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-Sender = Annotated[CommandSender, Depends(_sender)]
 #: The signed-in fleet operator, for routes that record who did what.
 Who = Annotated[Principal, Depends(require(Role.FLEET_OPERATOR))]
 

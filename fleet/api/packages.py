@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from fleet.api.deps import Operator, Readers, Who, audited
+from fleet.api import deps
+from fleet.api.deps import Operator, Readers, Store, Who, audited
 from fleet.packages import PackageExists, PackageStore
 
-router = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"], dependencies=Readers)
+router = APIRouter(prefix="/fleet/packages", tags=["fleet packages"], dependencies=Readers)
 #: Terminals download without an operator login: what they install is signed, not secret.
-downloads = APIRouter(prefix="/api/v1/fleet/packages", tags=["fleet packages"])
+downloads = APIRouter(prefix="/fleet/packages", tags=["fleet packages"])
 
 MAX_PACKAGE_BYTES = 512 * 1024 * 1024
-
-
-def _store(request: Request) -> PackageStore:
-    store = getattr(request.app.state, "packages", None)
-    if store is None:
-        raise HTTPException(503, "packages need the secured mode (a signing key)")
-    return store  # type: ignore[no-any-return]
-
-
-Store = Annotated[PackageStore, Depends(_store)]
 
 
 def _names(store: PackageStore, component: str, version: str) -> None:
@@ -82,18 +73,21 @@ async def payload(component: str, version: str, store: Store) -> FileResponse:
     return FileResponse(path, media_type="application/octet-stream")
 
 
-def complete_args(request: Request, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """``ota_install`` named by component and version gets its URL, manifest and signature."""
+def complete_args(
+    store: PackageStore | None, base_url: str, name: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    """``ota_install`` named by component and version gets its URL, manifest and signature
+    (``base_url``: where terminals reach this API)."""
     if name != "ota_install" or "manifest" in args:
         return args
     if not {"component", "version"} <= args.keys():
         raise HTTPException(422, "ota_install needs component and version")
-    store = _store(request)
+    store = deps.packages(store)  # 503 without the secured mode
     _names(store, str(args["component"]), str(args["version"]))
     try:
         return {
             **args,
-            **store.install_args(args["component"], args["version"], str(request.base_url)),
+            **store.install_args(args["component"], args["version"], base_url),
         }
     except LookupError as err:
         raise HTTPException(404, str(err)) from err

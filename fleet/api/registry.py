@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from cloud.models import Terminal
+from cloud import Terminal
 from common.http import NamePath, Page, TerminalIdPath
 from fleet import registry
 from fleet.api.deps import Operator, Readers
 from fleet.models import Group
 from fleet.query import Facts, Selector, region_tree
 
-router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"], dependencies=Readers)
+router = APIRouter(prefix="/fleet", tags=["fleet"], dependencies=Readers)
 
 
 class TagsIn(BaseModel):

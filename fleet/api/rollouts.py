@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 from common.http import RolloutIdPath, StateQuery
 from fleet import registry, rollouts
 from fleet import rollout as ro
-from fleet.api.deps import Operator, Readers, Who, audited, now
+from fleet.api.deps import Operator, PackagesOrNone, Readers, RolloutsOrNone, Who, audited, now
 from fleet.api.packages import complete_args
 from fleet.models import RolloutDoc, RolloutTarget
 
-router = APIRouter(prefix="/api/v1/fleet/rollouts", tags=["fleet rollouts"], dependencies=Readers)
+router = APIRouter(prefix="/fleet/rollouts", tags=["fleet rollouts"], dependencies=Readers)
 
 
 class PlanIn(BaseModel):
@@ -76,8 +76,10 @@ async def _progress(doc: RolloutDoc) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, dependencies=Operator)
-async def create(body: RolloutIn, request: Request, who: Who) -> dict[str, Any]:
-    args = complete_args(request, body.action, body.args)
+async def create(
+    body: RolloutIn, packages: PackagesOrNone, request: Request, who: Who
+) -> dict[str, Any]:
+    args = complete_args(packages, str(request.base_url), body.action, body.args)
     rollback_args = dict(body.rollback_args)
     if body.rollback_action == "ota_rollback" and "component" in args:
         rollback_args.setdefault("component", args["component"])
@@ -145,9 +147,11 @@ _OPS: dict[str, Callable[[ro.Rollout], ro.Rollout]] = {
 
 @router.post("/{rollout_id}/{op}", dependencies=Operator)
 async def operate(
-    rollout_id: RolloutIdPath, op: Literal["pause", "resume", "cancel"], request: Request, who: Who
+    rollout_id: RolloutIdPath,
+    op: Literal["pause", "resume", "cancel"],
+    engine: RolloutsOrNone,
+    who: Who,
 ) -> dict[str, Any]:
-    engine: rollouts.RolloutEngine | None = getattr(request.app.state, "rollouts", None)
     doc = await _doc(rollout_id)
     if engine is None:
         raise HTTPException(503, "the rollout engine is not running")

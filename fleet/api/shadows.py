@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from cloud.models import Terminal
+from cloud import Terminal
 from common.http import TerminalIdPath
 from fleet import shadows
 from fleet.api.deps import Operator, Readers, Sender, Who, audited, now
 from fleet.models import ShadowDoc
 
-router = APIRouter(prefix="/api/v1/fleet/shadows", tags=["fleet shadows"], dependencies=Readers)
+router = APIRouter(prefix="/fleet/shadows", tags=["fleet shadows"], dependencies=Readers)
 
 
 @router.get("/drift")

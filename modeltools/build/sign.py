@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models.errors import ModelRefused
 from models.manifest import Manifest
-from models.registry import DEFAULT_MANIFEST, load_verified, read_manifest
+from models.registry import DEFAULT_MANIFEST, load_verified, model_path, read_manifest
 from models.signing import DEFAULT_KEY_DIR, TrustedKeys, key_id, load_private_key, public_key_text
 from models.signing import sign as sign_entry
 
@@ -48,7 +48,7 @@ def sign(key_path: Path, manifest_path: Path, names: list[str]) -> list[str]:
     for entry in manifest.models:
         if names and entry.name not in names:
             continue
-        data = (manifest_path.parent / "onnx" / entry.file).read_bytes()
+        data = model_path(entry, manifest_path).read_bytes()
         if hashlib.sha256(data).hexdigest() != entry.sha256:
             raise SystemExit(f"{entry.file} does not match its SHA-256: rebuild it, then sign")
         manifest = manifest.replace(sign_entry(entry, key))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,22 @@ def test_oversized_declared_length_is_refused_on_encode() -> None:
 
     with pytest.raises(FrameOversized):
         encode("0" * 1000)
+
+
+async def test_key_events_arriving_in_one_read_are_all_counted(tmp_path: Path) -> None:
+    """A fast typist and a busy host: key events and the end of entry pile up and arrive in
+    one read; each is still counted (the link keeps the frames after the first)."""
+    sim = PinPadSimulator("123654#", key_interval=0.0)
+    pressed: list[int] = []
+
+    def busy_host(n: int) -> None:
+        pressed.append(n)
+        time.sleep(0.1)  # blocks the loop on purpose: the pad's next frames queue up
+
+    with PtyServer(sim, tmp_path / "fast.tty", 9600) as server:
+        async with pad(server) as p:
+            await p.load_master_key(0, "S", TMK)
+            await p.load_working_key(0, 1, PIK_UNDER_TMK, PIK_KCV)
+            block = await p.enter_pin(1, "S", PAN, on_key=busy_host)
+    assert pressed == [1, 2, 3, 4, 5, 6]
+    assert block.block == SM4_PIN_BLOCK

@@ -22,7 +22,8 @@ async def test_garbage_does_not_stop_ingest(
 ) -> None:
     tid = new_id("BAD")
     base = f"cuntong/v1/t/{tid}"
-    good = envelope.Telemetry(tid, 10, 1_795_611_623_000, {"cpu_pct": 42.0}, {}, {"agent": "x"})
+    now_ms = int(time.time() * 1000)
+    good = envelope.Telemetry(tid, 10, now_ms, {"cpu_pct": 42.0}, {}, {"agent": "x"})
     forged = envelope.Telemetry("SOMEONE-ELSE", 11, 1, {"cpu_pct": 1.0}, {}, {})
     garbage: list[tuple[str, bytes]] = [
         (f"{base}/telemetry", b"\x00\xff\xfe"),

@@ -155,8 +155,10 @@ async def test_event_without_a_valid_mac_is_refused(
     tid = new_id("MAC")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
     assert agent.link is not None
-    forged = envelope.Event(tid, 10**15, 1, "card_loss_reported", {"amount": 1}).to_bytes()
-    honest = envelope.Event(tid, 10**15 + 1, 1, "card_loss_reported", {"amount": 1}).to_bytes()
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    forged = envelope.Event(tid, 10**15, now_ms, "card_loss_reported", {"amount": 1}).to_bytes()
+    honest_event = envelope.Event(tid, 10**15 + 1, now_ms, "card_loss_reported", {"amount": 1})
+    honest = honest_event.to_bytes()
     props_bad = Properties(PacketTypes.PUBLISH)
     props_bad.UserProperty = [("mac", agent.link.event_tag(honest))]  # tag of other bytes
     props_good = Properties(PacketTypes.PUBLISH)

@@ -100,6 +100,12 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             ("janus-1", True),
             ("janus-2", True),
         ], health
+        # The money-moving services run (calls do not drive them yet): the HSM service over
+        # SoftHSM2 and the core simulator answer, and refuse a request without their secret.
+        for label, guarded in (("HSM service", "/v1/keys"), ("core simulator", "/v1/postings/x")):
+            url = re.search(rf"{label}\s+(http://\S+)", text).group(1)  # type: ignore[union-attr]
+            assert httpx.get(f"{url}/healthz").json() == {"ok": True}, label
+            assert httpx.get(f"{url}{guarded}").status_code == 401, label
         # Secured by default: the terminals enrolled with their factory claims, and the
         # broker refuses anyone without a client certificate from our CA.
         token = (tmp_path / "cloud" / "admin-token").read_text().strip()

@@ -9,6 +9,7 @@ and the big screen; the agent's screen server serves the customer screen.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -85,8 +86,18 @@ SCREEN_PAGES = ("/", "/screen.js", "/screen.css", "/ui/dom.js")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel, built and unpacked into a folder outside the checkout."""
     out = tmp_path_factory.mktemp("wheel")
+    # A copy of the source, so the build leaves nothing in the checkout (setuptools builds in
+    # the source folder, and a stale build/ there could hide a missing file).
+    source = out / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".state", "build", "*.egg-info", "__pycache__", ".*_cache"
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         check=True,
         timeout=300,
     )

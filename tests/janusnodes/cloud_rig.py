@@ -17,7 +17,9 @@ import httpx
 from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.api import deps
 from cloud.auth import service
+from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.media.pool import JanusPool
 from cloud.oversight import Oversight
@@ -25,7 +27,6 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
 from cloud.sessions.routing import TellerState
 from cloud.sessions.skills import Skills
-from cloud.workflow.catalogue import load_catalogue
 from common import suite as suite_lib
 from common import topics
 from common.settings import CloudSettings
@@ -60,13 +61,15 @@ class Cloud:
 
     @property
     def desk(self) -> Desk:
-        desk: Desk = self.app.state.desk
-        return desk
+        running = deps.services_of(self.app).desk
+        assert running is not None
+        return running.desk
 
     @property
     def pool(self) -> JanusPool:
-        pool: JanusPool = self.app.state.media_pool
-        return pool
+        running = deps.services_of(self.app).desk
+        assert running is not None
+        return running.pool
 
     async def login(self, account: str, role: str) -> dict[str, str]:
         """Headers for a new account holding ``role``."""
@@ -105,11 +108,11 @@ async def cloud(
         broker_host=broker.cfg.host, broker_port=broker.cfg.port,
         janus_nodes=json.loads(json.dumps(nodes)), archive_dir=tmp_path / "archive",
     )  # fmt: skip
-    app = create_app(settings)
-    app.state.oversight = Oversight(
+    ov = Oversight(
         load_catalogue(), EvidenceKeys.generate(), tmp_path / "evidence", suite_lib.Suite.SM,
         hasher=FAST_HASHER,
     )  # fmt: skip
+    app = create_app(settings, oversight=ov)
     async with (
         app.router.lifespan_context(app),
         aiomqtt.Client(broker.cfg.host, broker.cfg.port, identifier="terminals",
@@ -127,7 +130,8 @@ async def cloud(
         reader = asyncio.create_task(listen())
 
         async def ready() -> bool:
-            return bool(app.state.desk_link.ready.is_set())
+            running = deps.services_of(app).desk
+            return running is not None and running.link.ready.is_set()
 
         try:
             await eventually(ready)

@@ -11,13 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.auth import service
 from cloud.auth.ratelimit import LoginThrottle
+from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.oversight import Oversight
-from cloud.workflow.catalogue import load_catalogue
 from common import suite as suite_lib
 from common.settings import CloudSettings
 from cuntong.app import create_app
@@ -41,7 +42,7 @@ class Clock:
 
 @dataclass
 class Cloud:
-    app: object
+    app: FastAPI
     ov: Oversight
     clock: Clock
     http: httpx.AsyncClient
@@ -65,7 +66,6 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:  # noqa: F
     # Tortoise caches each model's INSERT text per connection *name* ("default"), so a
     # process that moves from SQLite ("?") to PostgreSQL ("$1") would reuse the wrong one.
     EXECUTOR_CACHE.clear()
-    app = create_app(CloudSettings(db_url=db_url, ingest=False))
     clock = Clock(dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC))
     ov = Oversight(
         load_catalogue(),
@@ -77,7 +77,7 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:  # noqa: F
         # the real limits, with per-account delays short enough for tests
         login_throttle=LoginThrottle(base_delay_s=0.01, max_delay_s=0.05),
     )
-    app.state.oversight = ov
+    app = create_app(CloudSettings(db_url=db_url, ingest=False), oversight=ov)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as http:

@@ -6,10 +6,10 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from cloud.catalogue import load_catalogue
 from cloud.evidence import package
 from cloud.evidence.chain import Timeline
 from cloud.evidence.keys import EvidenceKeys
-from cloud.workflow.catalogue import load_catalogue
 from common import suite as suite_lib
 
 START = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from cloud.workflow.catalogue import DEFAULT_PATH, Risk, load_catalogue, parse_catalogue
-from cloud.workflow.errors import CatalogueError
+from cloud.catalogue import DEFAULT_PATH, CatalogueError, Risk, load_catalogue, parse_catalogue
 
 
 def _doc() -> dict[str, Any]:

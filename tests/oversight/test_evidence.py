@@ -150,8 +150,8 @@ def test_timeline_rejects_naive_time() -> None:
 
 
 def test_process_check_against_the_catalogue(tmp_path: Path) -> None:
+    from cloud.catalogue import load_catalogue
     from cloud.evidence import process
-    from cloud.workflow.catalogue import load_catalogue
 
     cat = load_catalogue()
     pkg = session_package(tmp_path, KEYS)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cloud.api import deps
 from cloud.models import Terminal
+from cloud.ops.feeds import LiveState
 from cloud.ops.kpi import ContactRecord
-from cloud.oversight import LiveState
 from tests.oversight.conftest import Cloud
 
 
@@ -28,8 +29,8 @@ async def test_kpis_staffing_overview_and_screen(cloud: Cloud) -> None:
     async def live() -> LiveState:
         return LiveState(queued=4, longest_wait_s=31.5, tellers={"available": 3, "busy": 12})
 
-    cloud.ov.contacts = contacts
-    cloud.ov.live = live
+    cloud.app.dependency_overrides[deps.contacts] = lambda: contacts
+    cloud.app.dependency_overrides[deps.live] = lambda: live
     await Terminal.create(id="T-1", online=True)
     await Terminal.create(id="T-2", online=False)
 

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
+from cloud.catalogue import load_catalogue
 from cloud.quality import rules, service
 from cloud.quality.models import ReviewItem
-from cloud.workflow.catalogue import load_catalogue
 from tests.oversight.conftest import Cloud
 
 CAT = load_catalogue()

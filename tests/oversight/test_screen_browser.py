@@ -8,8 +8,9 @@ import pytest
 import uvicorn
 from playwright.async_api import async_playwright
 
+from cloud.api import deps
 from cloud.models import Terminal
-from cloud.oversight import LiveState
+from cloud.ops.feeds import LiveState
 from common import procs
 from tests.helpers import eventually
 from tests.oversight.conftest import FAST_HASHER, PASSWORD, Cloud
@@ -24,7 +25,7 @@ async def test_big_screen_logs_in_and_shows_the_overview(cloud: Cloud) -> None:
     async def live() -> LiveState:
         return LiveState(queued=7, longest_wait_s=42.4, tellers={"available": 5, "busy": 9})
 
-    cloud.ov.live = live
+    cloud.app.dependency_overrides[deps.live] = lambda: live
     await Terminal.create(id="T-1", online=True)
     await service.create_account(
         "wall", PASSWORD, ["fleet_operator"], cloud.clock(), hasher=FAST_HASHER

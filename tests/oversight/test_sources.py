@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cloud.ops import sources
+from cloud.api import deps
+from cloud.catalogue import load_catalogue
+from cloud.sessions import sources
 from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills, business_table
-from cloud.workflow.catalogue import load_catalogue
 from tests.oversight.conftest import Cloud
 
 
@@ -69,10 +70,9 @@ async def test_kpis_from_session_transitions_and_live_board(cloud: Cloud) -> Non
     board.add_teller("bob", Skills.of({"card_loss": 3}, {"cmn"}), now)
     board.set_state("bob", TellerState.BREAK, now)
     board.enqueue("r1", "card_loss", "cmn", now - 30)
-    cloud.ov.contacts = sources.session_contacts
-    cloud.ov.live = sources.board_live(
-        lambda: board, lambda: dt.datetime.fromtimestamp(now, dt.UTC)
-    )
+    cloud.app.dependency_overrides[deps.contacts] = lambda: sources.session_contacts
+    live = sources.board_live(lambda: board, lambda: dt.datetime.fromtimestamp(now, dt.UTC))
+    cloud.app.dependency_overrides[deps.live] = lambda: live
 
     sup = await cloud.client("sup", "supervisor")
     kpis = (await sup.get("/api/v1/ops/kpis")).json()

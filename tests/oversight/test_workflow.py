@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from cloud.catalogue import load_catalogue
 from cloud.workflow import engine
-from cloud.workflow.catalogue import load_catalogue
 from cloud.workflow.engine import Actor, Outcome
 from cloud.workflow.errors import (
     SecondPersonRequired,

@@ -16,14 +16,15 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.api import deps
 from cloud.auth import service
+from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.oversight import Oversight
 from cloud.sessions import store
 from cloud.sessions.desk import SessionFacts
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.state import Transition
-from cloud.workflow.catalogue import load_catalogue
 from common import procs
 from common import suite as suite_lib
 from common.settings import CloudSettings
@@ -63,14 +64,15 @@ class TellerCloud:
 @contextlib.asynccontextmanager
 async def teller_cloud(tmp_path: Path, *tellers: str) -> AsyncIterator[TellerCloud]:
     EXECUTOR_CACHE.clear()  # another test may have used PostgreSQL under the same name
-    app = create_app(CloudSettings(db_url=f"sqlite://{tmp_path / 'cloud.sqlite3'}", ingest=False))
-    app.state.oversight = Oversight(
+    ov = Oversight(
         load_catalogue(),
         EvidenceKeys.generate(),
         tmp_path / "evidence",
         suite_lib.Suite.STANDARD,
         hasher=FAST_HASHER,
     )
+    settings = CloudSettings(db_url=f"sqlite://{tmp_path / 'cloud.sqlite3'}", ingest=False)
+    app = create_app(settings, oversight=ov)
     r = rig(*tellers)
     keep = r.desk.persist
     assert keep is not None
@@ -89,7 +91,8 @@ async def teller_cloud(tmp_path: Path, *tellers: str) -> AsyncIterator[TellerClo
         async with asyncio.timeout(10):
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
                 await asyncio.sleep(0.02)
-        app.state.desk, app.state.teller_outbox = r.desk, outbox
+        app.dependency_overrides[deps.desk_or_none] = lambda: r.desk
+        app.dependency_overrides[deps.outbox_or_none] = lambda: outbox
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=url) as http:
             yield TellerCloud(app, r, outbox, url, http)

@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from cloud.api import deps
 from cloud.auth.models import AuditEntry
 from cloud.sessions import store
 from cloud.sessions.state import Event
@@ -95,7 +96,7 @@ async def test_media_failure_is_502_and_no_desk_is_503(tc: TellerCloud) -> None:
     t1 = await tc.login("t1", "teller")
     await tc.rig.desk.request("s1", "T1", "pension", "cmn", elderly=False)
     assert (await t1.post("/api/v1/teller/sessions/s1/accept")).status_code == 502
-    tc.app.state.desk = None
+    tc.app.dependency_overrides[deps.desk_or_none] = lambda: None
     assert (await t1.get("/api/v1/teller/me")).status_code == 503
     await t1.aclose()
 

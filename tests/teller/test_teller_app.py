@@ -32,8 +32,10 @@ import uvicorn
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.api import deps
 from cloud.auth import service
 from cloud.auth.masking import mask_id_number, mask_name
+from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.models import EvidenceRecord
 from cloud.media.errors import VideoRoomError
@@ -43,7 +45,6 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.grants import Message
 from cloud.sessions.models import TellerSession
 from cloud.workflow import service as workflow
-from cloud.workflow.catalogue import load_catalogue
 from common import procs, topics
 from common import suite as suite_lib
 from common.settings import CloudSettings
@@ -136,12 +137,11 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
         janus_admin_secret=cfg.admin_secret, janus_room_key=cfg.room_admin_key,
         janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive",
     )  # fmt: skip
-    app = create_app(settings)
     ov = Oversight(
         load_catalogue(), EvidenceKeys.generate(), tmp_path / "evidence", suite_lib.Suite.SM,
         hasher=FAST_HASHER,
     )  # fmt: skip
-    app.state.oversight = ov
+    app = create_app(settings, oversight=ov)
     server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
     try:
         async with (
@@ -164,11 +164,14 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
             tasks = [asyncio.create_task(server.serve()), asyncio.create_task(listen())]
 
             async def ready() -> bool:
-                return server.started and app.state.desk_link.ready.is_set()
+                running = deps.services_of(app).desk
+                return server.started and running is not None and running.link.ready.is_set()
 
             await eventually(ready)
             try:
-                yield Desked(origin, app.state.desk, ov, terminal, inbox, janus, broker.cfg.port)
+                running = deps.services_of(app).desk
+                assert running is not None
+                yield Desked(origin, running.desk, ov, terminal, inbox, janus, broker.cfg.port)
             finally:
                 server.should_exit = True
                 tasks[1].cancel()

@@ -22,6 +22,9 @@ PACKAGES = (
     "modeltools",
     "firmware_adapters",
     "provisioning",
+    "hsm",
+    "corebank",
+    "idcheck",
 )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from cloud.api.deps import Reader
+from cloud.api.deps import Reader, require
 from cloud.api.schemas import (
     EventOut,
     Presence,
@@ -18,18 +18,15 @@ from cloud.api.schemas import (
     TerminalPage,
     TerminalSummary,
 )
-from cloud.auth.deps import require
-from cloud.auth.roles import Role
+from cloud.auth import roles
 from cloud.models import Terminal, TerminalEvent
 from common.envelope import TELEMETRY_FIELDS
 from common.http import Page, TerminalIdPath
 
-#: Who may look at the fleet: its operators, and the people who answer for the terminals'
-#: business (supervisors, auditors). Tellers and reviewers work on sessions, not devices.
-FLEET_READERS = (Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN)
+FLEET_READERS = roles.FLEET_READERS
 
 router = APIRouter(
-    prefix="/api/v1/terminals",
+    prefix="/terminals",
     tags=["terminals"],
     dependencies=[Depends(require(*FLEET_READERS))],
 )

@@ -7,38 +7,39 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from cloud.auth.deps import Principal, require
+from cloud.api.deps import Contacts, Live, Now, require
+from cloud.auth.deps import Principal
 from cloud.auth.roles import Role
 from cloud.models import Terminal
 from cloud.ops import kpi
 from cloud.quality.service import quality_by_teller
 
-router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
+router = APIRouter(prefix="/ops", tags=["ops"])
 Supervisor = Annotated[Principal, Depends(require(Role.SUPERVISOR))]
-SCREEN = Path(__file__).with_name("static") / "screen.html"
+SCREEN = Path(__file__).parents[2] / "ops" / "static" / "screen.html"
 
 
 def _window(
-    request: Request, since: dt.datetime | None, until: dt.datetime | None
+    now: dt.datetime, since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[dt.datetime, dt.datetime]:
-    now: dt.datetime = request.app.state.oversight.clock()
     until = until or now
     return since or until.replace(hour=0, minute=0, second=0, microsecond=0), until
 
 
 @router.get("/kpis")
 async def teller_kpis(
-    request: Request,
+    now: Now,
+    contacts: Contacts,
     _: Supervisor,
     since: Annotated[dt.datetime | None, Query()] = None,
     until: Annotated[dt.datetime | None, Query()] = None,
 ) -> dict[str, Any]:
     """Per-teller and overall KPIs over [since, until) (default: today so far, UTC)."""
-    start, end = _window(request, since, until)
-    records = await request.app.state.oversight.contacts(start, end)
+    start, end = _window(now, since, until)
+    records = await contacts(start, end)
     quality = await quality_by_teller(start, end)
     return {
         "since": start,
@@ -50,7 +51,8 @@ async def teller_kpis(
 
 @router.get("/staffing")
 async def staffing(
-    request: Request,
+    now: Now,
+    contacts: Contacts,
     _: Supervisor,
     since: Annotated[dt.datetime | None, Query()] = None,
     until: Annotated[dt.datetime | None, Query()] = None,
@@ -59,8 +61,8 @@ async def staffing(
     shrinkage: Annotated[float, Query(ge=0, lt=1)] = 0.3,
 ) -> list[dict[str, Any]]:
     """Erlang C agents per half-hour from the arrivals and handle times observed."""
-    start, end = _window(request, since, until)
-    records = await request.app.state.oversight.contacts(start, end)
+    start, end = _window(now, since, until)
+    records = await contacts(start, end)
     plan = kpi.staffing_plan(records, target_sl=target_sl, target_s=target_s, shrinkage=shrinkage)
     return [
         {"start": p.start, "calls": p.calls, "aht_s": p.aht_s, **asdict(p.staffing)} for p in plan
@@ -69,14 +71,15 @@ async def staffing(
 
 @router.get("/overview")
 async def overview(
-    request: Request,
+    now: Now,
+    contacts: Contacts,
+    live_source: Live,
     _: Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.FLEET_OPERATOR))],
 ) -> dict[str, Any]:
     """The big screen's numbers: sessions today, queue now, tellers by state, terminals."""
-    ov = request.app.state.oversight
-    start, end = _window(request, None, None)
-    today = kpi.kpis(await ov.contacts(start, end))
-    live = await ov.live()
+    start, end = _window(now, None, None)
+    today = kpi.kpis(await contacts(start, end))
+    live = await live_source()
     return {
         "at": end,
         "sessions_today": today.offered,

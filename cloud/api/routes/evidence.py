@@ -10,8 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
+from cloud.api.deps import OversightDep, require
 from cloud.auth import audit
-from cloud.auth.deps import Principal, require
+from cloud.auth.deps import Principal
 from cloud.auth.masking import mask_fields
 from cloud.auth.roles import Role, may_reveal, may_view_session
 from cloud.evidence import service
@@ -19,7 +20,7 @@ from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.verify import verify
 from common.http import SessionIdPath
 
-router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
+router = APIRouter(prefix="/evidence", tags=["evidence"])
 
 Viewer = Annotated[
     Principal,
@@ -66,8 +67,7 @@ def _public(record: EvidenceRecord, customer: dict[str, Any]) -> EvidencePublic:
 
 
 @router.get("/{session_id}", response_model=EvidencePublic)
-async def view(session_id: SessionIdPath, request: Request, who: Viewer) -> EvidencePublic:
-    ov = request.app.state.oversight
+async def view(session_id: SessionIdPath, ov: OversightDep, who: Viewer) -> EvidencePublic:
     record = await _visible(session_id, who)
     await audit.record(who.account_id, "evidence_view", session_id, ov.clock())
     return _public(record, mask_fields(service.customer_of(ov, record)))
@@ -75,9 +75,8 @@ async def view(session_id: SessionIdPath, request: Request, who: Viewer) -> Evid
 
 @router.post("/{session_id}/reveal")
 async def reveal(
-    session_id: SessionIdPath, body: RevealRequest, request: Request, who: Viewer
+    session_id: SessionIdPath, body: RevealRequest, ov: OversightDep, who: Viewer
 ) -> dict[str, str]:
-    ov = request.app.state.oversight
     record = await _visible(session_id, who)
     customer = service.customer_of(ov, record)
     if body.field not in customer:
@@ -95,9 +94,9 @@ async def reveal(
 async def verify_package(
     session_id: SessionIdPath,
     request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR))],
 ) -> dict[str, Any]:
-    ov = request.app.state.oversight
     record = await _visible(session_id, who)
     if record.deleted_at is not None:
         raise HTTPException(410, "evidence deleted after its retention period")
@@ -117,9 +116,9 @@ async def legal_hold(
     session_id: SessionIdPath,
     body: HoldRequest,
     request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(require(Role.AUDITOR))],
 ) -> EvidencePublic:
-    ov = request.app.state.oversight
     record = await _visible(session_id, who)
     record.legal_hold = body.hold
     await record.save(update_fields=["legal_hold"])
@@ -131,7 +130,6 @@ async def legal_hold(
 
 @router.post("/purge")
 async def purge(
-    request: Request, who: Annotated[Principal, Depends(require(Role.ADMIN))]
+    ov: OversightDep, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> dict[str, list[str]]:
-    ov = request.app.state.oversight
     return {"deleted": await service.purge_expired(ov, who.account_id, ov.clock())}

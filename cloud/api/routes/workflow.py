@@ -8,19 +8,18 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
-from cloud.auth.deps import Principal, require
+from cloud.api.deps import OversightDep, require
+from cloud.auth.deps import Principal
 from cloud.auth.roles import Role, may_view_session
+from cloud.catalogue import CatalogueError
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealer import SealerFailed
+from cloud.oversight import Oversight
 from cloud.workflow import engine, service, store
-from cloud.workflow.errors import (
-    CatalogueError,
-    SecondPersonRequired,
-    WorkflowError,
-)
+from cloud.workflow.errors import SecondPersonRequired, WorkflowError
 from common.http import SessionIdPath
 
-router = APIRouter(prefix="/api/v1/workflow", tags=["workflow"])
+router = APIRouter(prefix="/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
 Participant = Annotated[
     Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR))
@@ -80,9 +79,9 @@ def _public(loaded: store.Loaded) -> WorkflowPublic:
     )
 
 
-async def _visible(request: Request, session_id: str, who: Principal) -> store.Loaded:
+async def _visible(ov: Oversight, session_id: str, who: Principal) -> store.Loaded:
     try:
-        loaded = await service.get(request.app.state.oversight, session_id)
+        loaded = await service.get(ov, session_id)
     except service.NoSuchWorkflow:
         loaded = None
     if loaded is None or not may_view_session(who.account_id, who.roles, loaded.workflow.teller_id):
@@ -98,9 +97,8 @@ def _http(err: WorkflowError) -> HTTPException:
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: SessionIdPath, body: StartRequest, request: Request, who: Teller
+    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
-    ov = request.app.state.oversight
     try:
         loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
     except CatalogueError as err:
@@ -111,8 +109,8 @@ async def start(
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
-async def view(session_id: SessionIdPath, request: Request, who: Participant) -> WorkflowPublic:
-    return _public(await _visible(request, session_id, who))
+async def view(session_id: SessionIdPath, ov: OversightDep, who: Participant) -> WorkflowPublic:
+    return _public(await _visible(ov, session_id, who))
 
 
 @router.post("/{session_id}/steps", response_model=WorkflowPublic)
@@ -120,10 +118,10 @@ async def record_step(
     session_id: SessionIdPath,
     body: StepRequest,
     request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER))],
 ) -> WorkflowPublic:
-    ov = request.app.state.oversight
-    loaded = await _visible(request, session_id, who)
+    loaded = await _visible(ov, session_id, who)
     actor = engine.Actor(who.account_id, frozenset(who.roles))
     try:
         loaded = await service.record_step(
@@ -153,12 +151,12 @@ async def capture_file(
     session_id: SessionIdPath,
     name: str,
     request: Request,
+    ov: OversightDep,
     who: Teller,
     role: Annotated[str, Query(pattern="^(voucher|e_signature|recording)$")],
 ) -> WorkflowPublic:
     """Upload a voucher image or e-signature (raw body); sealed into the package at finish."""
-    ov = request.app.state.oversight
-    loaded = await _visible(request, session_id, who)
+    loaded = await _visible(ov, session_id, who)
     if loaded.workflow.teller_id != who.account_id:
         raise HTTPException(404, "no such session")
     if int(request.headers.get("content-length") or 0) > MAX_FILE_BYTES:
@@ -183,13 +181,12 @@ class NotesRequest(BaseModel):
 
 @router.post("/{session_id}/notes", response_model=WorkflowPublic)
 async def notes(
-    session_id: SessionIdPath, body: NotesRequest, request: Request, who: Teller
+    session_id: SessionIdPath, body: NotesRequest, request: Request, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
     """The serving teller's notes on the session, kept on its evidence timeline (before
     finish seals the package; personal fields in them are not parsed out, so tellers are
     told to write what was done, not the customer's numbers)."""
-    ov = request.app.state.oversight
-    loaded = await _visible(request, session_id, who)
+    loaded = await _visible(ov, session_id, who)
     if loaded.workflow.teller_id != who.account_id:
         raise HTTPException(404, "no such session")
     if await EvidenceRecord.exists(session_id=session_id):
@@ -202,10 +199,9 @@ async def notes(
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
 async def finish(
-    session_id: SessionIdPath, body: FinishRequest, request: Request, who: Teller
+    session_id: SessionIdPath, body: FinishRequest, request: Request, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
-    ov = request.app.state.oversight
-    loaded = await _visible(request, session_id, who)
+    loaded = await _visible(ov, session_id, who)
     if loaded.workflow.teller_id != who.account_id:
         raise HTTPException(404, "no such session")
     try:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
+from cloud.api.deps import OversightDep, require
 from cloud.auth import audit
-from cloud.auth.deps import Principal, require
+from cloud.auth.deps import Principal
 from cloud.auth.roles import Role
 from cloud.quality import rules, service
 from cloud.quality.models import ReviewItem
 from common.http import SessionIdPath
 
-router = APIRouter(prefix="/api/v1/quality", tags=["quality"])
+router = APIRouter(prefix="/quality", tags=["quality"])
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
 
 
@@ -55,9 +56,8 @@ async def queue(
 
 @router.post("/{session_id}/score", response_model=ItemPublic)
 async def submit_score(
-    session_id: SessionIdPath, body: ScoreRequest, request: Request, who: Reviewer
+    session_id: SessionIdPath, body: ScoreRequest, ov: OversightDep, who: Reviewer
 ) -> ReviewItem:
-    ov = request.app.state.oversight
     if await ReviewItem.get_or_none(session_id=session_id) is None:
         raise HTTPException(404, "not in the review queue")
     try:

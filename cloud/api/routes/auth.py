@@ -11,13 +11,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
+from cloud.api.deps import Now, OversightDep, any_account, require
 from cloud.auth import audit, service
-from cloud.auth.deps import Principal, any_account, require, token_digest
+from cloud.auth.deps import Principal, token_digest
 from cloud.auth.models import Account, AuditEntry
 from cloud.auth.roles import Role, grant_refusal
+from cloud.oversight import Oversight
 from common.http import AccountIdPath
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(tags=["auth"])
 
 
 class LoginRequest(BaseModel):
@@ -62,17 +64,16 @@ def _limited(retry_after: float) -> HTTPException:
     return HTTPException(429, "too many attempts", {"Retry-After": str(int(retry_after) + 1)})
 
 
-async def enrol_rate_limit(request: Request) -> None:
+async def enrol_rate_limit(request: Request, ov: OversightDep) -> None:
     """Dependency for the enrolment router: slows claim-token guessing per address."""
-    limiter = request.app.state.oversight.enrol_per_address
+    limiter = ov.enrol_per_address
     now = time.monotonic()
     if not limiter.allow(_client(request), now):
         raise _limited(limiter.retry_after(_client(request), now))
 
 
 @router.post("/auth/login", response_model=LoginResponse)
-async def login(body: LoginRequest, request: Request) -> LoginResponse:
-    ov = request.app.state.oversight
+async def login(body: LoginRequest, request: Request, ov: OversightDep) -> LoginResponse:
     now, tick, address = ov.clock(), time.monotonic(), _client(request)
     throttle = ov.login_throttle
     if not ov.login_per_address.allow(address, tick):
@@ -100,11 +101,13 @@ async def login(body: LoginRequest, request: Request) -> LoginResponse:
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(request: Request, who: Annotated[Principal, Depends(any_account())]) -> Response:
+async def logout(
+    request: Request, ov: OversightDep, who: Annotated[Principal, Depends(any_account())]
+) -> Response:
     token = request.headers["authorization"].partition(" ")[2]
     await service.logout(token)
-    request.app.state.oversight.principals.drop(token_digest(token))
-    await audit.record(who.account_id, "logout", "", request.app.state.oversight.clock())
+    ov.principals.drop(token_digest(token))
+    await audit.record(who.account_id, "logout", "", ov.clock())
     return Response(status_code=204)
 
 
@@ -115,9 +118,8 @@ async def me(who: Annotated[Principal, Depends(any_account())]) -> Account:
 
 @router.post("/accounts", response_model=AccountPublic, status_code=201)
 async def create_account(
-    body: AccountCreate, request: Request, who: Annotated[Principal, Depends(require(Role.ADMIN))]
+    body: AccountCreate, ov: OversightDep, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> Account:
-    ov = request.app.state.oversight
     for role in body.roles:
         if (why := grant_refusal(who.roles, role)) is not None:
             await audit.record(who.account_id, "role_grant_denied", body.id, ov.clock(), role=role)
@@ -139,9 +141,8 @@ async def create_account(
 
 
 async def _change_role(
-    request: Request, who: Principal, account_id: str, role: Role, add: bool
+    ov: Oversight, who: Principal, account_id: str, role: Role, add: bool
 ) -> Account:
-    ov = request.app.state.oversight
     action = "role_grant" if add else "role_revoke"
     if (why := grant_refusal(who.roles, role)) is not None:
         await audit.record(who.account_id, f"{action}_denied", account_id, ov.clock(), role=role)
@@ -164,23 +165,23 @@ async def _change_role(
 async def grant_role(
     account_id: AccountIdPath,
     role: Role,
-    request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(any_account())],
 ) -> Account:
     """Grant ``role`` (who may: ``cloud.auth.roles.GRANTED_BY``); takes effect within the
     token cache's 2 s in every API process."""
-    return await _change_role(request, who, account_id, role, add=True)
+    return await _change_role(ov, who, account_id, role, add=True)
 
 
 @router.delete("/accounts/{account_id}/roles/{role}", response_model=AccountPublic)
 async def revoke_role(
     account_id: AccountIdPath,
     role: Role,
-    request: Request,
+    ov: OversightDep,
     who: Annotated[Principal, Depends(any_account())],
 ) -> Account:
     """Take ``role`` away; the same people who may grant it may revoke it."""
-    return await _change_role(request, who, account_id, role, add=False)
+    return await _change_role(ov, who, account_id, role, add=False)
 
 
 @router.get("/accounts", response_model=list[AccountPublic])
@@ -190,7 +191,7 @@ async def list_accounts(_: Annotated[Principal, Depends(require(Role.ADMIN))]) -
 
 @router.get("/audit", response_model=list[AuditPublic])
 async def audit_log(
-    request: Request,
+    now: Now,
     who: Annotated[Principal, Depends(require(Role.AUDITOR))],
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -200,7 +201,5 @@ async def audit_log(
         query = query.filter(actor=actor)
     entries = await query
     # Reading the audit log is itself something an auditor is accountable for.
-    await audit.record(
-        who.account_id, "audit_view", actor or "*", request.app.state.oversight.clock()
-    )
+    await audit.record(who.account_id, "audit_view", actor or "*", now)
     return entries

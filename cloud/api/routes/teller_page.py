@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from cloud.auth.deps import require
+from cloud.api.deps import OversightDep, require
 from cloud.auth.roles import Role
 
 router = APIRouter(prefix="/teller", tags=["teller app"], include_in_schema=False)
 
-ROOT = Path(__file__).resolve().parent / "static"
+ROOT = Path(__file__).resolve().parents[2] / "sessions" / "static"
 #: Only these files are served: no directory listing, no path tricks.
 ASSETS = {
     "teller.css": "text/css",
@@ -56,9 +56,9 @@ async def asset(name: str) -> FileResponse:
 
 
 @router.get("/businesses", dependencies=[Depends(require(Role.TELLER, Role.SUPERVISOR))])
-async def businesses(request: Request) -> list[dict[str, Any]]:
+async def businesses(ov: OversightDep) -> list[dict[str, Any]]:
     """The business catalogue's codes and names (the transfer list, names on offers)."""
-    catalogue = request.app.state.oversight.catalogue
+    catalogue = ov.catalogue
     return [
         {"code": b.code, "name_zh": b.name_zh, "name_en": b.name_en, "risk": b.risk.value}
         for b in catalogue.businesses.values()

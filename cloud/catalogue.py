@@ -17,9 +17,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cloud.workflow.errors import CatalogueError
+from common.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).with_name("businesses.toml")
+
+
+class CatalogueError(ConfigError, ValueError):
+    """The business catalogue file is malformed; the message names the file, entry and field."""
 
 
 class Risk(StrEnum):

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
+from cloud.api.deps import Now, PoolDep, require
 from cloud.auth import audit
-from cloud.auth.deps import Principal, require
+from cloud.auth.deps import Principal
 from cloud.auth.roles import Role
-from cloud.media.pool import JanusPool
 from common.http import NamePath
 
-router = APIRouter(prefix="/api/v1/ops/media", tags=["ops"])
+router = APIRouter(prefix="/ops/media", tags=["ops"])
 Viewer = Annotated[Principal, Depends(require(Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.ADMIN))]
 Operator = Annotated[Principal, Depends(require(Role.FLEET_OPERATOR, Role.ADMIN))]
 
@@ -27,30 +27,22 @@ class Draining(BaseModel):
     draining: bool
 
 
-def _pool(request: Request) -> JanusPool:
-    pool: JanusPool | None = getattr(request.app.state, "media_pool", None)
-    if pool is None:
-        raise HTTPException(503, "the teller desk is off: no Janus nodes configured")
-    return pool
-
-
 @router.get("/nodes")
-async def nodes(request: Request, _: Viewer) -> list[dict[str, Any]]:
+async def nodes(pool: PoolDep, _: Viewer) -> list[dict[str, Any]]:
     """Every node: name, healthy, draining, rooms, capacity (as on /healthz)."""
-    return [n.status() for n in _pool(request).registry.nodes.values()]
+    return [n.status() for n in pool.registry.nodes.values()]
 
 
 @router.put("/nodes/{name}/draining")
 async def set_draining(
-    name: NamePath, body: Draining, request: Request, who: Operator
+    name: NamePath, body: Draining, pool: PoolDep, now: Now, who: Operator
 ) -> dict[str, Any]:
     """Stop (or resume) placing new calls on a node; its calls finish where they are."""
-    registry = _pool(request).registry
+    registry = pool.registry
     node = registry.nodes.get(name)
     if node is None:
         raise HTTPException(404, f"no Janus node {name!r}")
     registry.drain(name, body.draining)
     action = "media_drain" if body.draining else "media_undrain"
-    now = request.app.state.oversight.clock()
     await audit.record(who.account_id, action, name, now, rooms=node.rooms)
     return node.status()

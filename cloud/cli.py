@@ -4,7 +4,7 @@ The first admin has to come from somewhere: ``cuntong accounts create root --rol
 (password from ``$CUNTONG_ACCOUNT_PASSWORD`` or prompted). A teller with skills:
 ``cuntong accounts create wang --role teller --skill '*=3' --skill card_loss=5
 --language cmn --language zh-shaanxi``. Wire in with
-``from cloud.auth.cli import add_parser``.
+``from cloud.cli import add_parser``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 
 from cloud.auth.roles import Role
 from common.errors import ConfigError
+from common.settings import CloudSettings, load
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,8 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = subparsers.add_parser("accounts", help="people's accounts and roles")
     p.add_argument(
         "--db-url",
-        default=os.environ.get("CUNTONG_CLOUD_DB_URL", "sqlite://cuntong.sqlite3"),
-        help="default: $CUNTONG_CLOUD_DB_URL or sqlite://cuntong.sqlite3",
+        default=None,
+        help="default: the cloud settings' db_url ($CUNTONG_CLOUD_DB_URL, the TOML file, "
+        "else sqlite://cuntong.sqlite3)",
     )
     sub = p.add_subparsers(dest="accounts_action", required=True)
     create = sub.add_parser("create", help="a new account")
@@ -48,6 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.set_defaults(func=lambda args: asyncio.run(_list(args)))
 
 
+def _db_url(args: argparse.Namespace) -> str:
+    """``--db-url``, else what the cloud itself would use (read when a command runs, not when
+    the parser is built: the edge agent builds this parser too)."""
+    return str(args.db_url or load(CloudSettings).db_url)
+
+
 # The database layer is imported inside the commands: building the `cuntong` parser must
 # stay cheap, since every process (the edge agent too) builds it.
 
@@ -68,7 +76,7 @@ async def _create(args: argparse.Namespace) -> None:
         raise ConfigError(str(err)) from err
     password = os.environ.get("CUNTONG_ACCOUNT_PASSWORD") or getpass.getpass("password: ")
     now = dt.datetime.now(dt.UTC)
-    await open_db(args.db_url)
+    await open_db(_db_url(args))
     try:
         await service.create_account(args.id, password, args.role, now, args.name)
         if teller and (businesses or args.language):
@@ -85,7 +93,7 @@ async def _list(args: argparse.Namespace) -> None:
     from cloud.auth.models import Account
     from cloud.db import close_db, open_db
 
-    await open_db(args.db_url)
+    await open_db(_db_url(args))
     try:
         for account in await Account.all().order_by("id"):
             flag = " (disabled)" if account.disabled else ""

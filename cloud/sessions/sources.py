@@ -2,10 +2,11 @@
 
 ``cloud/sessions`` keeps each session's state transitions (``SessionTransition``) and the
 live routing ``Board`` (queue and tellers). These adapters turn them into what
-``cloud/ops`` consumes, without that package knowing about ops:
+``cloud/ops`` consumes (``cloud.ops.feeds``), without that package knowing about sessions;
+the app serves them to the ops routes as the ``Contacts`` and ``Live`` dependencies:
 
-    app.state.oversight.contacts = sources.session_contacts
-    app.state.oversight.live = sources.board_live(lambda: app.state.desk.board, clock)
+    contacts = sources.session_contacts
+    live = sources.board_live(lambda: desk.board, clock)
 
 Mapping (pure functions below): offered = first time queued (else requested); answered =
 the teller's ``accept``; ended = ``close`` after wrap-up (talk + wrap-up = handle time), or
@@ -20,8 +21,8 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
+from cloud.ops.feeds import LiveState
 from cloud.ops.kpi import ContactRecord
-from cloud.oversight import LiveState
 from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.routing import Board
 

@@ -8,12 +8,11 @@ is the account id. The WebSocket takes the same token as a ``token`` query param
 the teller role, at the handshake (HTTP 403). A teller comes onto the desk's board with
 the skills of their ``TellerProfile`` the first time they call ``/me`` or connect.
 
-The app puts ``desk`` (a ``cloud.sessions.desk.Desk``, or None when no media server is
-configured), ``teller_outbox`` (the ``cloud.sessions.outbox.Outbox`` the WebSocket
-subscribes to) and ``desk_watch`` (``cloud.sessions.watch.Watch``: a teller whose last
-connection closes mid-call is hung up after a grace period) on ``app.state``
-(``cloud.sessions.wiring.start`` does). Desk refusals become 409, media failures 502, no
-desk 503.
+The routes get the running desk as dependencies (``cloud.api.deps``): the ``Desk``, the
+``Outbox`` the WebSocket subscribes to and the ``Watch`` (a teller whose last connection
+closes mid-call is hung up after a grace period); ``cloud.sessions.wiring.start`` builds
+them, or none when no media server is configured. Desk refusals become 409, media failures
+502, no desk 503.
 """
 
 from __future__ import annotations
@@ -23,45 +22,45 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
+from cloud.api.deps import (
+    DeskDep,
+    DeskOrNone,
+    Now,
+    OutboxOrNone,
+    OversightDep,
+    WatchOrNone,
+    require,
+)
 from cloud.auth import audit
-from cloud.auth.deps import Principal, authenticate, require
+from cloud.auth.deps import Principal, authenticate
 from cloud.auth.models import Account
 from cloud.auth.roles import SEE_ALL_SESSIONS, Role, may_view_session
 from cloud.media.errors import MediaError
+from cloud.oversight import Oversight
 from cloud.sessions import profiles, store
 from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
 from cloud.sessions.grants import Message
 from cloud.sessions.models import SessionTransition, TellerProfile, TellerSession
-from cloud.sessions.outbox import Outbox
 from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
-from cloud.sessions.watch import Watch
 from cloud.workflow import service as workflow
 from cloud.workflow.service import NoSuchWorkflow
 from common.http import AccountIdPath, SessionIdPath
 
-router = APIRouter(prefix="/api/v1/teller", tags=["teller"])
+router = APIRouter(prefix="/teller", tags=["teller"])
 
 T = TypeVar("T")
-
-
-def _desk(request: Request) -> Desk:
-    desk = getattr(request.app.state, "desk", None)
-    if desk is None:
-        raise HTTPException(503, "the teller desk is not running (no media server configured)")
-    return desk  # type: ignore[no-any-return]
 
 
 async def _teller(who: Annotated[Principal, Depends(require(Role.TELLER))]) -> str:
     return who.account_id
 
 
-DeskDep = Annotated[Desk, Depends(_desk)]
 TellerId = Annotated[str, Depends(_teller)]
 Manager = Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.ADMIN))]
 PanelReader = Annotated[Principal, Depends(require(Role.TELLER, *sorted(SEE_ALL_SESSIONS)))]
@@ -88,7 +87,7 @@ async def _run(action: Awaitable[T]) -> T:
         raise HTTPException(502, str(err)) from err
 
 
-def _own(desk: Desk, teller_id: str, session_id: SessionIdPath, refuse: int = 409) -> None:
+def _own(desk: Desk, teller_id: str, session_id: str, refuse: int = 409) -> None:
     """The session must be this teller's current call (else ``refuse``; unknown: 404)."""
     try:
         owner = desk.teller_of(session_id)
@@ -148,28 +147,30 @@ async def wrap_up_done(desk: DeskDep, teller_id: TellerId) -> None:
 
 @router.post("/sessions/{session_id}/accept")
 async def accept(
-    session_id: SessionIdPath, request: Request, desk: DeskDep, teller_id: TellerId
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskDep, teller_id: TellerId
 ) -> Message:
     """Take the offered call; the answer is this teller's media grant. A transferred
     customer's workflow comes along: the steps walked so far, now served by this teller."""
     grant = await _run(desk.accept(teller_id, session_id))
-    ov = request.app.state.oversight
     await workflow.hand_over(ov, session_id, teller_id, ov.clock())
     return grant.message()
 
 
 @router.post("/sessions/{session_id}/rejoin")
 async def rejoin(
-    session_id: SessionIdPath, request: Request, desk: DeskDep, teller_id: TellerId
+    session_id: SessionIdPath,
+    ov: OversightDep,
+    watch: WatchOrNone,
+    desk: DeskDep,
+    teller_id: TellerId,
 ) -> Message:
     """The serving teller's page lost the call's media (reloaded, crashed): a fresh grant
     (the old one is revoked), with the offer's facts under ``call`` to rebuild the view.
     Another teller's call 403, a call not connected (waiting, wrap-up) 409."""
     _own(desk, teller_id, session_id, refuse=403)
     grant = await _run(desk.rejoin(teller_id, session_id))
-    now = request.app.state.oversight.clock()
+    now = ov.clock()
     await audit.record(teller_id, "teller_rejoin", session_id, now, feed=grant.feed)
-    watch: Watch | None = getattr(request.app.state, "desk_watch", None)
     if watch is not None:
         watch.teller_rejoined(teller_id)
     return {**grant.message(), "call": desk.call_facts(session_id)}
@@ -214,28 +215,25 @@ async def live_calls(desk: DeskDep, who: Watcher) -> list[Message]:
 
 @router.post("/sessions/{session_id}/watch")
 async def watch_call(
-    session_id: SessionIdPath, request: Request, desk: DeskDep, who: Watcher
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskDep, who: Watcher
 ) -> Message:
     """Join a call in progress as a third party; the answer is a grant that subscribes to
     the customer and the teller. Both are told; the audit log and the session's evidence
     timeline record who joined."""
     grant = await _run(desk.join_guest(session_id, who.account_id))
-    await _guest_event(request, who.account_id, session_id, "guest_joined")
+    await _guest_event(ov, who.account_id, session_id, "guest_joined")
     return grant.message()
 
 
 @router.post("/sessions/{session_id}/watch/leave", status_code=204)
 async def leave_call(
-    session_id: SessionIdPath, request: Request, desk: DeskDep, who: Watcher
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskDep, who: Watcher
 ) -> None:
     await _run(desk.leave_guest(session_id, who.account_id))
-    await _guest_event(request, who.account_id, session_id, "guest_left")
+    await _guest_event(ov, who.account_id, session_id, "guest_left")
 
 
-async def _guest_event(
-    request: Request, account: str, session_id: SessionIdPath, kind: str
-) -> None:
-    ov = request.app.state.oversight
+async def _guest_event(ov: Oversight, account: str, session_id: str, kind: str) -> None:
     now = ov.clock()
     await audit.record(account, f"session_{kind}", session_id, now)
     # A session without a workflow (a desk run without the catalogue's steps) has no
@@ -246,17 +244,16 @@ async def _guest_event(
 
 @router.get("/sessions/{session_id}")
 async def customer_panel(
-    session_id: SessionIdPath, request: Request, who: PanelReader
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskOrNone, who: PanelReader
 ) -> dict[str, Any]:
     """The customer panel: business, language, wait, masked customer, liveness, history.
     A teller reads only the session they are offered or serving; every read is audited."""
     row = await TellerSession.get_or_none(id=session_id)
     if row is None:
         raise HTTPException(404, f"unknown session {session_id}")
-    owner = _current_teller(request, session_id, row.teller_id)
+    owner = _current_teller(desk, session_id, row.teller_id)
     if not may_view_session(who.account_id, who.roles, owner or ""):
         raise HTTPException(403, f"session {session_id} is not yours")
-    ov = request.app.state.oversight
     steps = [
         Step(r.at, r.event, r.from_state, r.to_state, r.cause, r.teller_id)
         for r in await SessionTransition.filter(session_id=session_id).order_by("id")
@@ -266,9 +263,8 @@ async def customer_panel(
     return panel(row, steps, ov.catalogue, now, owner)
 
 
-def _current_teller(request: Request, session_id: SessionIdPath, stored: str | None) -> str | None:
+def _current_teller(desk: Desk | None, session_id: str, stored: str | None) -> str | None:
     """Who has the call now: the desk's live view (offer or call), else the stored teller."""
-    desk: Desk | None = getattr(request.app.state, "desk", None)
     if desk is None or session_id not in desk.calls:
         return stored
     return desk.watcher_of(session_id)
@@ -285,11 +281,9 @@ async def list_profiles(_: Manager) -> list[dict[str, Any]]:
 
 @router.put("/profiles/{teller_id}")
 async def put_profile(
-    teller_id: AccountIdPath, body: ProfileIn, request: Request, who: Manager
+    teller_id: AccountIdPath, body: ProfileIn, now: Now, desk: DeskOrNone, who: Manager
 ) -> dict[str, Any]:
     """Set a teller account's skills; a running desk routes on them from its next decision."""
-    now = request.app.state.oversight.clock()
-    desk: Desk | None = getattr(request.app.state, "desk", None)
     table = None if desk is None else desk.board.policy.businesses
     try:
         skills = await profiles.set_profile(teller_id, body.businesses, body.languages, now, table)
@@ -307,11 +301,15 @@ async def put_profile(
 
 
 @router.websocket("/events")
-async def events(websocket: WebSocket, token: str = "") -> None:
+async def events(
+    websocket: WebSocket,
+    ov: OversightDep,
+    outbox: OutboxOrNone,
+    desk: DeskOrNone,
+    watch: WatchOrNone,
+    token: str = "",
+) -> None:
     """The teller's message stream (offers, withdrawals, endings), as JSON text frames."""
-    ov = websocket.app.state.oversight
-    outbox: Outbox | None = getattr(websocket.app.state, "teller_outbox", None)
-    desk: Desk | None = getattr(websocket.app.state, "desk", None)
     who = await authenticate(token, ov.clock(), ov.principals) if token else None
     if who is None or Role.TELLER not in who.roles or outbox is None or desk is None:
         await websocket.close()  # before accept: the handshake is refused (HTTP 403)
@@ -323,7 +321,6 @@ async def events(websocket: WebSocket, token: str = "") -> None:
         await websocket.close()
         return
     await websocket.accept()
-    watch: Watch | None = getattr(websocket.app.state, "desk_watch", None)
     if watch is not None:
         watch.teller_joined(teller_id)
     with outbox.subscribe(teller_id) as queue:
