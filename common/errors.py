@@ -1,20 +1,51 @@
-"""The project's one exception tree.
+"""The project's one exception tree: every error cuntong raises is a ``CuntongError``.
 
     CuntongError
-    ├── ConfigError          a setting is missing or invalid; the process refuses to start
-    ├── WireError            bytes from the network that do not parse (ValueError too)
-    │   └── PayloadTooLarge  a message above the size limit
-    ├── SpoolFull            the store-and-forward spool cannot take a business event
-    ├── MissingBinary        a server program the stack needs is not installed
-    ├── CryptoError          the crypto suite refused (DecryptError: a sealed value is bad)
-    └── Refusal              a request refused for a short machine-readable ``reason``
-        └── CommandRefused   a cloud → terminal command failed verification
+    ├── ConfigError              a setting is missing or invalid; the process refuses to start
+    │   └── CatalogueError       cloud.workflow: the business catalogue does not load (ValueError)
+    ├── WireError                bytes from the network that do not parse (ValueError too)
+    │   ├── PayloadTooLarge      a message above the size limit
+    │   ├── CallError            common.wire.call: a call signalling message off the contract
+    │   ├── BadChannelMessage    common.wire.datachannel: data-channel text off the contract
+    │   └── FrameError           firmware_adapters: a serial frame (truncated, checksum, …)
+    ├── SpoolFull                the store-and-forward spool cannot take a business event
+    ├── MissingBinary            a server program the stack needs is not installed
+    ├── CryptoError              the crypto suite refused
+    │   └── DecryptError         a sealed value is bad (ValueError)
+    ├── PackageExists            a write-once package is already in place: an OTA version
+    │                            already published (fleet), a session's evidence package
+    │                            already sealed (cloud.evidence); never overwritten (ValueError)
+    ├── Refusal                  a request refused for a short machine-readable ``reason``
+    │   ├── CommandRefused       a cloud → terminal command failed verification
+    │   ├── PackageRefused       common.wire.package: an OTA manifest or payload not to
+    │   │                        install (ValueError)
+    │   └── ClaimRefused, EnrolmentRefused   provisioning (also ProvisioningError)
+    │
+    │   package branches, each drawn in its own errors module:
+    ├── ProvisioningError        provisioning.errors
+    ├── IdCheckError             idcheck.errors (service down; RequestRefused, also a Refusal;
+    │                            AnswerInvalid, also a WireError)
+    ├── PeripheralError          firmware_adapters.errors (device absent, timeout, frames …)
+    ├── MediaError               janus_client.errors (JanusError …), cloud.media.errors
+    ├── HsmError                 hsm.errors (HsmRefused, also a Refusal; HsmUnavailable)
+    ├── CoreBankError            corebank.errors (CoreRefused, also a Refusal; CorePending);
+    │                            the core simulator's own refusals are corebank.simulator.Refused
+    ├── ModelError               models.errors (manifest, bundle, refused, unhealthy);
+    │   └── UnsupportedModel     modeltools.build.tflite_onnx (ValueError)
+    ├── VisionError              edge.vision.errors (BadFrame)
+    ├── HttpError                edge.teller.screen: a request the customer screen answers
+    │                            with a 4xx (ValueError)
+    ├── AuthError                cloud.auth.errors
+    ├── SessionError             cloud.sessions.errors (transitions, clock, routing)
+    ├── WorkflowError            cloud.workflow.errors (ValueError)
+    ├── EvidenceError            cloud.evidence.errors (format, retention, sealer, captured files)
+    ├── QualityError             cloud.quality.service (ReviewConflict, ValueError)
+    └── FleetError               fleet.errors (TransitionError ValueError, GroupNotFound
+                                 LookupError)
 
-Each package hangs its own branch under CuntongError (provisioning, media, sessions, fleet,
-workflow, evidence, vision, adapters …); ``docs/architecture.md`` lists them.
-
-Adapters catch library exceptions (paho, pyserial, pyscard, ...) at their boundary and
-re-raise one of these with `raise ... from err`.
+Where an error is also a ``ValueError`` (or ``LookupError``), callers written against the
+built-in keep working. Adapters catch library exceptions (paho, pyserial, pyscard, ...) at
+their boundary and re-raise one of these with ``raise ... from err``.
 """
 
 
@@ -48,6 +79,10 @@ class CryptoError(CuntongError):
 
 class DecryptError(CryptoError, ValueError):
     """A sealed value does not decrypt: wrong key, wrong suite, or tampered."""
+
+
+class PackageExists(CuntongError, ValueError):
+    """A write-once package (an OTA version, a session's evidence package) already exists."""
 
 
 class Refusal(CuntongError):

@@ -90,6 +90,26 @@ def wait_for_port(
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, what: str, timeout: float = 30.0
+) -> None:
+    """Wait until ``url`` answers 200; RuntimeError with the log's tail if the child exits,
+    TimeoutError (after stopping it) if it never gets healthy."""
+    import httpx  # only the HTTP-speaking children need it
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop(proc)
+    raise TimeoutError(f"{what} not healthy:\n{log_path.read_text()[-2000:]}")
+
+
 def start(
     argv: Sequence[str],
     log_path: Path,

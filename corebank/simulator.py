@@ -30,6 +30,8 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from common.errors import CuntongError
+
 PIN_TRIES = 3
 
 SCHEMA = """
@@ -74,7 +76,9 @@ class FaultsIn(BaseModel):
     fail_before: Annotated[int, Field(ge=0, le=100)] = 0
 
 
-class Refused(Exception):
+class Refused(CuntongError):
+    """A request the simulated core refuses; answered as ``status`` with ``reason``."""
+
     def __init__(self, status: int, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.status, self.reason, self.detail = status, reason, detail

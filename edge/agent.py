@@ -35,6 +35,7 @@ from common.errors import CuntongError
 from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
+from common.wire.call import Grant
 from edge import commands, wire
 from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler
@@ -46,7 +47,6 @@ from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
 from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
-from edge.teller.messages import Grant
 from edge.teller.paperwork import Paperwork
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused

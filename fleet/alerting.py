@@ -3,7 +3,6 @@ outcome de-duplicated, and tells a webhook about alerts opened and cleared."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -12,7 +11,9 @@ from typing import Any
 import httpx
 
 from cloud import Terminal
+from common.periodic import run_every
 from fleet import alerts as al
+from fleet import misbehaviour as mb
 from fleet.models import AlertDoc, RolloutDoc
 from fleet.settings import FleetSettings
 
@@ -53,14 +54,20 @@ class AlertMonitor:
             settings.disk_alert_pct,
             settings.temp_alert_c,
         )
+        self.watch = mb.Watch(
+            mb.Thresholds(
+                dt.timedelta(seconds=settings.misbehaviour_window_s),
+                settings.misbehaviour_rejects,
+                settings.misbehaviour_flaps,
+            )
+        )
+
+    def signal(self, terminal_id: str, signal: str) -> None:
+        """Ingest's per-terminal signal (``IngestConsumer.on_signal``)."""
+        self.watch.record(terminal_id, signal, self.clock())
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.evaluate()
-            except Exception:  # a bad beat must not end alerting for good
-                log.exception("alert evaluation failed")
-            await asyncio.sleep(self.s.alert_interval_s)
+        await run_every(self.evaluate, self.s.alert_interval_s, name="alert evaluation", logger=log)
 
     async def evaluate(self) -> al.Plan:
         now = self.clock()
@@ -72,6 +79,7 @@ class AlertMonitor:
                 tid, online, changed, health.get("metrics", {}), health.get("peripherals", {})
             )
             active |= al.conditions(state, now, self.rules)
+        active |= self.watch.conditions(now)
         live = await AlertDoc.filter(state__in=LIVE, kind__in=[k.value for k in al.TERMINAL_KINDS])
         by_key = {(a.kind, a.terminal_id, a.subject): a for a in live}
         plan = al.reconcile(by_key, active)

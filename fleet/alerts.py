@@ -23,6 +23,8 @@ class Kind(StrEnum):
     DISK_FULL = "disk_full"
     HIGH_TEMPERATURE = "high_temperature"
     ROLLOUT_ABORTED = "rollout_aborted"
+    #: Rejected messages or a flapping connection past a threshold (``fleet.misbehaviour``).
+    MISBEHAVING = "misbehaving"
 
 
 SEVERITY: dict[Kind, str] = {
@@ -31,6 +33,7 @@ SEVERITY: dict[Kind, str] = {
     Kind.DISK_FULL: "warning",
     Kind.HIGH_TEMPERATURE: "warning",
     Kind.ROLLOUT_ABORTED: "critical",
+    Kind.MISBEHAVING: "major",
 }
 #: Kinds derived from terminal state, which ``reconcile`` may clear by itself.
 TERMINAL_KINDS = frozenset(Kind) - {Kind.ROLLOUT_ABORTED}

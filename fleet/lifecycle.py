@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from common.wire.commands import MAX_TTL
+from fleet.errors import TransitionError
 
 
 class State(StrEnum):
@@ -63,10 +64,6 @@ COMMANDS: dict[str, Spec] = {
     "ota_install": Spec(900, dt.timedelta(days=7)),
     "ota_rollback": Spec(300, dt.timedelta(days=7)),
 }
-
-
-class TransitionError(ValueError):
-    """A transition the state machine does not allow (e.g. a reply to a final command)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from common.errors import PackageExists
 from common.wire.commands import SigningKey
 from common.wire.package import Manifest, describe, sign
-
-
-class PackageExists(ValueError):
-    pass
 
 
 class PackageStore:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from cloud import Terminal
+from fleet.errors import GroupNotFound
 from fleet.models import Group, TerminalTags
 from fleet.query import Facts, Selector
-
-
-class GroupNotFound(LookupError):
-    pass
-
 
 _COLUMNS = ("id", "province", "city", "county", "village", "hw_model", "agent_version")
 _COLUMNS_MORE = ("versions", "online")

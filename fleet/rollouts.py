@@ -9,7 +9,6 @@ writes back only the targets that changed. Install and rollback commands carry t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from common.periodic import run_every
 from fleet import lifecycle as lc
 from fleet import registry
 from fleet import rollout as ro
@@ -150,16 +150,13 @@ class RolloutEngine:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                for doc in await RolloutDoc.filter(phase__in=LIVE):
-                    async with self.lock:
-                        await self.advance(doc)
-            except Exception:  # one bad beat must not end rollouts for good
-                log.exception("rollout beat failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.beat_s)
-            self._wake.clear()
+        await run_every(self.beat, self.beat_s, name="rollout beat", wake=self._wake, logger=log)
+
+    async def beat(self) -> None:
+        """Advance every live rollout once."""
+        for doc in await RolloutDoc.filter(phase__in=LIVE):
+            async with self.lock:
+                await self.advance(doc)
 
     async def _outcomes(self, doc: RolloutDoc, r: ro.Rollout) -> tuple[ro.Rollout, list[ro.Action]]:
         seen = self._seen.setdefault(doc.id, set())

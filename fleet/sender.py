@@ -33,6 +33,7 @@ from cloud import Security, service_client, service_client_id
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
+from common.periodic import run_every
 from common.settings import CloudSettings
 from common.wire.commands import Command, sign_command
 from fleet import lifecycle as lc
@@ -301,15 +302,17 @@ class CommandSender:
     # --- replies and timeouts ------------------------------------------------------------
 
     async def _reply_loop(self) -> None:
-        while True:
-            await self._replied.wait()
-            await asyncio.sleep(0.05)  # gather a burst into one write
-            self._replied.clear()
-            batch, self._replies = self._replies, {}
-            try:
-                await self.record_replies(batch)
-            except Exception:  # a database hiccup must not stop reply recording for good
-                log.exception("recording %d replies failed", len(batch))
+        await run_every(
+            self._record_burst, None, name="recording replies", wake=self._replied,
+            first_wait=True, logger=log,
+        )  # fmt: skip
+
+    async def _record_burst(self) -> None:
+        await asyncio.sleep(0.05)  # gather a burst into one write
+        self._replied.clear()
+        batch, self._replies = self._replies, {}
+        if batch:
+            await self.record_replies(batch)
 
     async def record_replies(self, batch: dict[str, tuple[str, bool, dict[str, Any]]]) -> None:
         ids = list(batch)
@@ -350,12 +353,7 @@ class CommandSender:
                 callback()
 
     async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_S)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("command sweep failed")
+        await run_every(self.sweep, SWEEP_S, name="command sweep", first_wait=True, logger=log)
 
     async def sweep(self) -> int:
         """Time out sent commands past their deadline and expire queued ones past expiry."""

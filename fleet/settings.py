@@ -23,3 +23,9 @@ class FleetSettings(SettingsBase):
     alert_interval_s: float = Field(default=10.0, gt=0)
     #: Where new and cleared alerts are POSTed as JSON; empty: no webhook.
     alert_webhook_url: str = ""
+    #: Misbehaviour (``fleet.misbehaviour``): within this window, this many rejected
+    #: messages (malformed, oversized, bad MAC) or online/offline changes from one terminal
+    #: raise a ``misbehaving`` alert; 0 switches a count off.
+    misbehaviour_window_s: float = Field(default=600.0, gt=0)
+    misbehaviour_rejects: int = Field(default=20, ge=0)
+    misbehaviour_flaps: int = Field(default=10, ge=0)

@@ -28,10 +28,6 @@ from cloud.evidence.keys import EvidenceKeys
 from common import suite as suite_lib
 
 
-class PackageExists(EvidenceError):
-    """A package for the session is already in place (another finish got there first)."""
-
-
 class CapturedFileError(EvidenceError):
     """A file captured for the package is missing or no longer matches its digest."""
 

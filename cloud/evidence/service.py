@@ -28,8 +28,9 @@ from cloud.evidence.errors import RetentionError
 from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealer import Sealer
-from cloud.evidence.sealjob import Captured, KeyBytes, PackageExists, SealJob, place
+from cloud.evidence.sealjob import Captured, KeyBytes, SealJob, place
 from common import suite as suite_lib
+from common.errors import PackageExists
 
 
 class Vault(Protocol):

@@ -46,6 +46,7 @@ from cloud.tsdb import TelemetryWriter, line_for
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
+from common.periodic import run_every
 from common.settings import CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
@@ -144,6 +145,12 @@ class IngestConsumer:
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
+        #: Per-terminal signals, called as ``(terminal_id, signal)``: a rejected message
+        #: ("malformed", "oversized", "bad_mac", "quarantined" when dead-lettered) or a
+        #: presence change ("online"/"offline").
+        #: Fleet's misbehaviour watch listens (``fleet.misbehaviour``).
+        self.on_signal: list[Callable[[str, str], None]] = []
+        self._online: dict[str, bool] = {}
         if security is not None:
             self.client_id = security.client_id(settings.service_instance)
         else:
@@ -270,8 +277,10 @@ class IngestConsumer:
         try:
             msg = classify(topic_name, payload, self.s.max_payload_bytes)
         except WireError as err:
-            self.stats.reject(err)
+            reason = self.stats.reject(err)
             log.warning("rejected message on %s: %s", topic_name[:120], err)
+            with contextlib.suppress(ValueError):
+                self._signal(topics.parse(topic_name).terminal_id, reason)
             self._dead_letter_malformed(topic_name, payload, mac, err, now_ms)
             return
         if (
@@ -282,6 +291,7 @@ class IngestConsumer:
             # Tampered in transit, or not from the terminal's own key: never stored.
             self.stats.rejected["bad_mac"] += 1
             log.warning("event %s/%s has a missing or wrong MAC", msg.terminal_id, msg.seq)
+            self._signal(msg.terminal_id, "bad_mac")
             return
         if not isinstance(msg, envelope.Status):
             problem = self.window.problem(msg.ts_ms, now_ms)
@@ -290,6 +300,9 @@ class IngestConsumer:
                 return
         self.stats.accepted[type(msg).__name__.lower()] += 1
         if isinstance(msg, envelope.Status):
+            if self._online.get(msg.terminal_id, msg.online) != msg.online:
+                self._signal(msg.terminal_id, "online" if msg.online else "offline")
+            self._online[msg.terminal_id] = msg.online
             pending.status.pop(msg.terminal_id, None)
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
@@ -337,30 +350,30 @@ class IngestConsumer:
         log.warning("dead-lettered %s %s/%s: %s", kind, msg.terminal_id, msg.seq, detail)
         self._pending.dead.append(_dead_row(msg.terminal_id, kind, reason, detail, payload, now_ms))
         self.stats.dead_lettered[reason] += 1
+        self._signal(msg.terminal_id, "quarantined")
+
+    def _signal(self, terminal_id: str, signal: str) -> None:
+        for listener in self.on_signal:
+            listener(terminal_id, signal)
+
+    def _write_failed(self, _err: Exception) -> None:
+        self.stats.write_errors += 1
 
     async def _flush_loop(self) -> None:
-        interval = self.s.ingest_flush_ms / 1000
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), interval)
-            self._flush_now.clear()
-            try:
-                await self.flush()
-            except Exception:
-                # The batch stays pending (unacknowledged) and is retried next round; the
-                # store may be restarting. Rows it refused on their merits never get here.
-                self.stats.write_errors += 1
-                log.exception("flush failed; will retry")
-                await asyncio.sleep(1)
+        # A failed batch stays pending (unacknowledged) and is retried next round; the store
+        # may be restarting. Rows it refused on their merits never get here.
+        await run_every(
+            self.flush, self.s.ingest_flush_ms / 1000, name="ingest flush",
+            wake=self._flush_now, first_wait=True, on_error=self._write_failed, backoff_s=1,
+            logger=log,
+        )  # fmt: skip
 
     async def _state_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.s.state_flush_ms / 1000)
-            try:
-                await self.flush_state()
-            except Exception:
-                self.stats.write_errors += 1
-                log.exception("terminal state update failed; will retry")
+        await run_every(
+            self.flush_state, self.s.state_flush_ms / 1000,
+            name="terminal state update", first_wait=True,
+            on_error=self._write_failed, logger=log,
+        )  # fmt: skip
 
     async def flush_state(self) -> None:
         health, self._health = self._health, {}

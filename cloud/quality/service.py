@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from cloud.catalogue import Catalogue
 from cloud.quality import rules
 from cloud.quality.models import ReviewItem
+from common.errors import CuntongError
 
 
 async def consider(
@@ -38,7 +39,11 @@ async def consider(
     return item
 
 
-class ReviewConflict(ValueError):
+class QualityError(CuntongError):
+    """Root of the quality-review errors."""
+
+
+class ReviewConflict(QualityError, ValueError):
     """The item is claimed by someone else, already scored, or the reviewer served it."""
 
 

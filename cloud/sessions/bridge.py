@@ -1,10 +1,12 @@
 """The desk's MQTT link to terminals: session messages in, desk messages out.
 
 Subscribes to every terminal's ``session`` topic (requests, cancels, hang-ups, liveness
-verdicts, ratings; parsed by ``wire``) and ``status`` topic (presence, for the grace period
-of a terminal that drops mid-call), and is the ``Outbox``'s terminal sink: desk messages go
-to ``cuntong/v1/t/<id>/desk`` at QoS 1. The first ``queued`` of a request carries the
-terminal's ``request_id`` so it can tell its own request's answer.
+verdicts, ratings; parsed by the call codec ``common.wire.call`` the terminal shares) and
+``status`` topic (presence, for the grace period of a terminal that drops mid-call), and is
+the ``Outbox``'s terminal sink: desk messages go to ``cuntong/v1/t/<id>/desk`` at QoS 1,
+encoded by the same codec (a message it refuses is a desk bug: logged, not sent). The
+first ``queued`` of a request carries the terminal's ``request_id`` so it can tell its own
+request's answer.
 
 A malformed or refused message is counted (``stats``, shown on ``/healthz``) and logged,
 never raised: one broken terminal must not take the link down for ten thousand. In secured
@@ -33,15 +35,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud.security import Security, service_client, service_client_id
-from cloud.sessions import store, wire
+from cloud.sessions import store
 from cloud.sessions.desk import Desk
-from cloud.sessions.errors import BadSessionMessage, SessionError
+from cloud.sessions.errors import SessionError
 from cloud.sessions.grants import Message
 from cloud.sessions.watch import Watch
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
 from common.settings import CloudSettings
+from common.wire import call as wire
 
 log = logging.getLogger("cuntong.desk.link")
 
@@ -143,9 +146,15 @@ class DeskLink:
             log.warning("desk link down: %s for %s not sent", message.get("type"), terminal_id)
             return
         try:
+            payload = wire.desk_from_dict(message).to_bytes()
+        except wire.CallError as err:  # a desk bug: say so rather than confuse the terminal
+            self.stats.publish_failed += 1
+            log.error("%s for %s not sent: %s", message.get("type"), terminal_id, err)
+            return
+        try:
             await client.publish(
                 topics.topic(terminal_id, topics.Channel.DESK),
-                wire.desk_bytes(message),
+                payload,
                 qos=1,
                 timeout=10,
             )
@@ -173,8 +182,8 @@ class DeskLink:
         """One message from a terminal's ``session`` topic."""
         self.stats.received += 1
         try:
-            message = wire.parse(payload)
-        except BadSessionMessage as err:
+            message = wire.parse_session(payload)
+        except wire.CallError as err:
             self.stats.malformed += 1
             log.warning("terminal %s: malformed session message: %s", terminal_id, err)
             request_id = _request_id_of(payload)
@@ -262,9 +271,7 @@ class DeskLink:
 
     async def _refuse(self, terminal_id: str, request_id: str, reason: str) -> None:
         self._refused(terminal_id, reason)
-        await self.send(
-            terminal_id, {"type": "refused", "request_id": request_id, "reason": reason}
-        )
+        await self.send(terminal_id, wire.Refused(request_id, reason).to_dict())
 
 
 def _request_id_of(payload: bytes) -> str | None:

@@ -44,9 +44,6 @@ from cloud.sessions import state as st
 from cloud.sessions.errors import RoutingError
 from cloud.sessions.estimate import HandleTimes, queue_status
 from cloud.sessions.grants import (
-    CUSTOMER,
-    TELLER,
-    Grant,
     Message,
     TurnConfig,
     free_rejoin,
@@ -56,6 +53,8 @@ from cloud.sessions.grants import (
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Session, State, Transition
+from common.wire import call as wire
+from common.wire.call import CUSTOMER, TELLER, Grant
 
 Notify = Callable[[str, Message], Awaitable[None]]
 Persist = Callable[[Transition, "SessionFacts"], Awaitable[None]]
@@ -290,9 +289,7 @@ class Desk:
         call.business, call.language = business, language
         self.board.enqueue(session_id, business, language, now.timestamp(), call.elderly, True)
         await self._apply(session_id, Event.ENQUEUE, now, f"transfer to {business}/{language}")
-        await self.notify(
-            f"teller:{teller_id}", {"type": "ended", "session": session_id, "cause": "transferred"}
-        )
+        await self.notify(f"teller:{teller_id}", wire.Ended(session_id, "transferred").to_dict())
         await self._announce(session_id)
         await self._dispatch()
 
@@ -363,7 +360,7 @@ class Desk:
         if call.teller_id is not None:
             self.board.hang_up(call.teller_id, self.clock().timestamp())
         await self._release(call)
-        await self._tell_both(call, {"type": "ended", "session": session_id, "cause": cause})
+        await self._tell_both(call, wire.Ended(session_id, cause).to_dict())
 
     @_serialised
     async def finish_wrap_up(self, teller_id: str) -> None:
@@ -397,7 +394,7 @@ class Desk:
         await self._release(call)
         if call.teller_id is not None:
             self.board.set_state(call.teller_id, TellerState.AVAILABLE, self.clock().timestamp())
-        await self._tell_both(call, {"type": "failed", "session": session_id, "cause": cause})
+        await self._tell_both(call, wire.Failed(session_id, cause).to_dict())
         self.calls.pop(session_id)
 
     # -- the clock -----------------------------------------------------------------------
@@ -550,13 +547,7 @@ class Desk:
         status = queue_status(self.board, session_id, self.clock().timestamp(), self.times)
         await self.notify(
             f"terminal:{self._call(session_id).terminal_id}",
-            {
-                "type": "queued",
-                "session": session_id,
-                "position": status.position,
-                "expected_wait": status.expected_wait,
-                "ring": status.ring,
-            },
+            wire.Queued(session_id, status.position, status.expected_wait, status.ring).to_dict(),
         )
 
     def _grant(self, call: _Call, role: str) -> Grant:
@@ -592,7 +583,7 @@ class Desk:
         for grant in grants:
             if grant is not None:
                 with contextlib.suppress(MediaError):
-                    await self.media.revoke(node, grant.session_id, grant.token)
+                    await self.media.revoke(node, grant.room, grant.token)
 
     async def _close_wrap_up(self, teller_id: str, cause: str = "wrap-up done") -> None:
         for call in list(self.calls.values()):
@@ -614,7 +605,7 @@ class Desk:
 
 def _guest(session_id: str, account: str, present: bool) -> Message:
     """Told to the teller and the terminal: a third party joined (or left) the call."""
-    return {"type": "guest", "session": session_id, "guest": account, "present": present}
+    return wire.Guest(session_id, account, present).to_dict()
 
 
 def _about(call: _Call) -> Message:

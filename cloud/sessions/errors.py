@@ -4,8 +4,10 @@ CuntongError
 └── SessionError            a session or routing operation that the rules refuse
     ├── InvalidTransition   an event the session's current state does not allow
     ├── ClockWentBack       an event stamped earlier than the session's last record
-    ├── RoutingError        the routing board was asked about an unknown or busy party
-    └── BadSessionMessage   a terminal's session message the contract does not allow
+    └── RoutingError        the routing board was asked about an unknown or busy party
+
+A terminal's session message the contract does not allow is a ``common.wire.call.CallError``
+(a ``WireError``): the call codec is shared with the terminal.
 """
 
 from __future__ import annotations
@@ -33,7 +35,3 @@ class ClockWentBack(SessionError):
 
 class RoutingError(SessionError):
     """Unknown teller or request, or an operation that does not fit its current state."""
-
-
-class BadSessionMessage(SessionError, ValueError):
-    """A terminal's session message that the contract does not allow (counted, dropped)."""

@@ -1,5 +1,8 @@
 """What a participant gets to join a call: a Janus token, the room, the feeds, TURN (pure).
 
+The ``Grant`` itself is the call codec's (``common.wire.call``): the terminal parses the
+same class from its ``connect`` message.
+
 Each grant carries a fresh random token (added to the node's stored tokens by the desk,
 removed at hang-up) and the feeds: the customer publishes as ``customer``, each teller
 as ``teller-<id>``, so a transferred call records every teller instead of overwriting
@@ -20,9 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cloud.media.turn import turn_credentials
+from common.wire.call import CUSTOMER, GUEST, TELLER, Grant
 
 Message = dict[str, Any]
-CUSTOMER, TELLER, GUEST = "customer", "teller", "guest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,40 +33,6 @@ class TurnConfig:
     secret: str = field(repr=False)
     urls: tuple[str, ...]
     ttl: timedelta = timedelta(hours=2)
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Everything one participant needs to join the call's room."""
-
-    session_id: str
-    role: str
-    janus_url: str
-    token: str
-    room: str
-    feed: str  # publish as this
-    peer_feed: str  # subscribe to this
-    ice_servers: tuple[dict[str, object], ...]
-    #: a guest's further feeds to subscribe to (the teller's, besides the customer's)
-    watch: tuple[str, ...] = ()
-    #: the room's join PIN (``cloud.media.pool.room_pin``): every join carries it
-    pin: str = field(default="", repr=False)
-
-    def message(self) -> Message:
-        """The ``connect`` message (to the terminal; the teller gets it as an HTTP answer)."""
-        return {
-            "type": "connect",
-            "session": self.session_id,
-            "role": self.role,
-            "janus_url": self.janus_url,
-            "token": self.token,
-            "room": self.room,
-            "feed": self.feed,
-            "peer_feed": self.peer_feed,
-            "ice_servers": list(self.ice_servers),
-            **({"watch": list(self.watch)} if self.watch else {}),
-            **({"pin": self.pin} if self.pin else {}),
-        }
 
 
 def teller_feed(teller_id: str, rejoins: int = 0) -> str:

@@ -16,7 +16,6 @@ missing party was needed for:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -26,6 +25,7 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import TellerState
+from common.periodic import run_every
 
 log = logging.getLogger("cuntong.desk.watch")
 
@@ -99,9 +99,4 @@ class Watch:
             log.info("%s: %s", session_id, err)
 
     async def run(self, every: float = 0.5) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.check()
-            except Exception:
-                log.exception("grace-period check failed")
+        await run_every(self.check, every, name="grace-period check", first_wait=True, logger=log)

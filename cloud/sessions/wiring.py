@@ -42,6 +42,7 @@ from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.watch import Watch
+from common.periodic import run_every
 from common.settings import CloudSettings, JanusNode
 
 log = logging.getLogger("cuntong.desk")
@@ -76,17 +77,15 @@ async def _on_archive_error(room: str, err: RecordingError) -> None:
 
 
 async def _janus_health(pool: JanusPool) -> None:
-    while True:
-        await asyncio.sleep(JANUS_HEALTH_S)
-        try:
-            was = {n.name: n.healthy for n in pool.registry.nodes.values()}
-            for name, ok in (await pool.check_health()).items():
-                if not ok:
-                    log.warning("Janus node %s is down", name)
-                elif not was.get(name, True):
-                    log.info("Janus node %s is back", name)
-        except Exception:
-            log.exception("Janus health check failed")
+    async def check() -> None:
+        was = {n.name: n.healthy for n in pool.registry.nodes.values()}
+        for name, ok in (await pool.check_health()).items():
+            if not ok:
+                log.warning("Janus node %s is down", name)
+            elif not was.get(name, True):
+                log.info("Janus node %s is back", name)
+
+    await run_every(check, JANUS_HEALTH_S, name="Janus health check", first_wait=True, logger=log)
 
 
 def node_access(node: JanusNode) -> NodeAccess:

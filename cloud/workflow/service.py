@@ -22,11 +22,12 @@ from cloud.evidence import service as evidence
 from cloud.evidence.chain import Timeline
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.package import EvidenceFile
-from cloud.evidence.sealjob import Captured, CapturedFileError, PackageExists, staging_aad
+from cloud.evidence.sealjob import Captured, CapturedFileError, staging_aad
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
 from cloud.workflow.errors import WorkflowClosed, WorkflowError
 from common import suite as suite_lib
+from common.errors import PackageExists
 
 
 class Workbench(evidence.Vault, Protocol):

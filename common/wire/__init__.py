@@ -2,5 +2,5 @@
 
 ``commands`` signed cloud → terminal commands and event MACs, ``package`` OTA package
 manifests, ``shadow`` configuration shadow documents, ``datachannel`` the teller ↔ terminal
-data-channel messages.
+data-channel messages, ``call`` the call signalling between a terminal and the desk.
 """

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from common.errors import WireError
+
 MAX_TEXT = 16 * 1024
 #: Base64 bytes per chunk: the chunk's JSON wrapper must still fit in MAX_TEXT.
 CHUNK_DATA = 12 * 1024
@@ -25,7 +27,7 @@ FIELD_KINDS = frozenset({"confirm", "choice", "text"})
 MAX_PENDING = 8  # partial messages kept at once; a peer that never finishes cannot grow us
 
 
-class BadChannelMessage(ValueError):
+class BadChannelMessage(WireError):
     """Data-channel text that is not a message of the contract."""
 
 

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from common.errors import Refusal
 from common.wire.commands import SigningKey, VerifyKey
 
 DOMAIN = b"cuntong-package-v1\n"
@@ -26,12 +27,8 @@ COMPONENT = re.compile(r"^(agent|adapter\.[a-z0-9_]{1,32}|model\.[a-z0-9_]{1,32}
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$")
 
 
-class PackageRefused(ValueError):
+class PackageRefused(Refusal, ValueError):
     """A manifest or payload that must not be installed; ``reason`` says why."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from edge.teller import messages
-from edge.teller.messages import Grant
+from common.wire import call as wire
+from common.wire.call import Grant
 
 
 class Phase(StrEnum):
@@ -72,7 +72,7 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class DeskSays:
-    msg: dict[str, Any]
+    msg: wire.DeskMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ Event = Ask | DeskSays | MediaUp | LinkLost | CustomerEnds | LivenessDone | Rate
 class Send:
     """Publish on the session topic."""
 
-    msg: dict[str, Any]
+    msg: wire.SessionMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +164,9 @@ def step(call: Call, event: Event, now: datetime) -> Outcome:
     if isinstance(event, Ask):
         if call.phase not in (Phase.IDLE, Phase.RATING):
             return _ignore(call, f"ask while {call.phase}")
-        msg = messages.request(
-            event.request_id, event.business, event.language, event.elderly, event.customer
+        customer = wire.Customer.from_dict(event.customer) if event.customer else None
+        msg = wire.Request(
+            event.request_id, event.business, event.language, event.elderly, customer
         )
         fresh = Call(Phase.WAITING, event.request_id, event.business, since=now)
         return Outcome(fresh, (Send(msg),))
@@ -185,14 +186,14 @@ def step(call: Call, event: Event, now: datetime) -> Outcome:
     if isinstance(event, LivenessDone):
         if call.phase not in IN_ROOM or call.session is None:
             return _ignore(call, "liveness verdict outside a call")
-        return Outcome(call, (Send(messages.liveness(call.session, event.verdict)),))
+        return Outcome(call, (Send(wire.Liveness(call.session, event.verdict)),))
     if isinstance(event, Rated):
         if call.phase is not Phase.RATING:
             return _ignore(call, f"rating while {call.phase}")
         idle = Call(since=now, notice=call.notice, cause=call.cause)
         if event.score is None or call.session is None:
             return Outcome(idle)
-        return Outcome(idle, (Send(messages.rating(call.session, event.score)),))
+        return Outcome(idle, (Send(wire.Rating(call.session, event.score)),))
     raise TypeError(f"not a call event: {event!r}")
 
 
@@ -201,60 +202,60 @@ def _customer_ends(call: Call, cause: str, now: datetime) -> Outcome:
         idle = Call(since=now, notice="cancelled", request_id=call.request_id)
         if call.session is None:
             return Outcome(replace(idle, cancel_pending=True))
-        return Outcome(idle, (Send(messages.cancel(call.session, cause)),))
+        return Outcome(idle, (Send(wire.Cancel(call.session, cause)),))
     if call.phase in IN_ROOM and call.session is not None:
         after = _to(call, Phase.RATING, now, notice="ended", cause=cause, grant=None)
-        return Outcome(after, (Send(messages.hang_up(call.session, cause)), Leave()))
+        return Outcome(after, (Send(wire.HangUp(call.session, cause)), Leave()))
     return _ignore(call, f"customer ends while {call.phase}")
 
 
-def _ours(call: Call, msg: dict[str, Any]) -> bool:
-    if msg.get("request_id") and msg["request_id"] == call.request_id:
+def _ours(call: Call, msg: wire.DeskMessage) -> bool:
+    request_id = getattr(msg, "request_id", None)
+    if request_id and request_id == call.request_id:
         return True
-    return call.session is not None and msg.get("session") == call.session
+    return call.session is not None and getattr(msg, "session", None) == call.session
 
 
-def _desk(call: Call, msg: dict[str, Any], now: datetime) -> Outcome:
-    kind = msg["type"]
-    if call.cancel_pending and msg.get("request_id") == call.request_id and "session" in msg:
+def _desk(call: Call, msg: wire.DeskMessage, now: datetime) -> Outcome:
+    kind = msg.type
+    if call.cancel_pending and isinstance(msg, wire.Queued) and msg.request_id == call.request_id:
         # The desk queued (or even connected) a request the customer already gave up.
         done = replace(call, cancel_pending=False)
-        return Outcome(done, (Send(messages.cancel(msg["session"], "customer left")),))
+        return Outcome(done, (Send(wire.Cancel(msg.session, "customer left")),))
     if not _ours(call, msg):
         return _ignore(call, f"{kind} for another session")
-    if kind == "queued":
+    if isinstance(msg, wire.Queued):
         if call.phase is not Phase.WAITING:
             return _ignore(call, f"queued while {call.phase}")
-        wait = msg.get("expected_wait")
         return Outcome(
             replace(
                 call,
-                session=msg["session"],
-                position=int(msg.get("position") or 0),
-                expected_wait=float(wait) if isinstance(wait, int | float) else None,
+                session=msg.session,
+                position=int(msg.position or 0),
+                expected_wait=None if msg.expected_wait is None else float(msg.expected_wait),
             )
         )
-    if kind == "refused":
+    if isinstance(msg, wire.Refused):
         if call.phase is not Phase.WAITING:
             return _ignore(call, f"refused while {call.phase}")
-        return Outcome(Call(since=now, notice="refused", cause=str(msg.get("reason", ""))))
-    if kind == "connect":
-        grant = Grant.from_message(msg)
+        return Outcome(Call(since=now, notice="refused", cause=msg.reason))
+    if isinstance(msg, wire.Connect):
+        grant = msg.grant
         if call.phase is Phase.WAITING:
             after = _to(call, Phase.CONNECTING, now, session=grant.session, grant=grant)
             return Outcome(after, (Join(grant),))
         if call.phase in IN_ROOM:  # a transfer: the next teller's feed
             return Outcome(replace(call, grant=grant), (Join(grant),))
         return _ignore(call, f"connect while {call.phase}")
-    if kind == "guest":
+    if isinstance(msg, wire.Guest):
         if call.phase not in IN_ROOM:
             return _ignore(call, f"guest while {call.phase}")
-        guests = set(call.guests) - {msg.get("guest")}
-        if msg.get("present") is True:
-            guests.add(str(msg.get("guest")))
+        guests = set(call.guests) - {msg.guest}
+        if msg.present:
+            guests.add(msg.guest)
         return Outcome(replace(call, guests=tuple(sorted(guests))))
     # ended / failed
-    cause = str(msg.get("cause", ""))
+    cause = msg.cause
     if call.phase in IN_ROOM:
         after = _to(call, Phase.RATING, now, notice=kind, cause=cause, grant=None)
         if not call.connected_once and call.phase is Phase.CONNECTING:

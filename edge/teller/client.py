@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from edge.teller import call, messages
+from common.wire import call as wire
+from common.wire.call import Grant
+from edge.teller import call
 from edge.teller.call import Call, Phase
-from edge.teller.messages import Grant
 from edge.teller.paperwork import Paperwork
 
 log = logging.getLogger("cuntong.teller")
@@ -73,8 +74,8 @@ class TellerClient:
 
     async def on_desk(self, payload: bytes) -> None:
         try:
-            msg = messages.parse_desk(payload)
-        except messages.BadMessage as err:
+            msg = wire.parse_desk(payload)
+        except wire.CallError as err:
             self.bad_messages += 1
             log.warning("desk message refused: %s", err)
             return
@@ -87,9 +88,7 @@ class TellerClient:
         customer: dict[str, str] | None = None,
         language: str = "cmn",
     ) -> None:
-        await self.handle(
-            call.Ask(business, messages.new_request_id(), language, elderly, customer)
-        )
+        await self.handle(call.Ask(business, wire.new_request_id(), language, elderly, customer))
 
     async def end(self, cause: str = "customer ended") -> None:
         await self.handle(call.CustomerEnds(cause))
@@ -117,7 +116,7 @@ class TellerClient:
             before = self.call
             try:
                 outcome = call.step(self.call, event, self.clock())
-            except messages.BadMessage as err:
+            except wire.CallError as err:
                 self.bad_messages += 1
                 log.warning("desk message refused: %s", err)
                 return self.call
@@ -134,10 +133,10 @@ class TellerClient:
     async def _do(self, action: call.Action) -> None:
         if isinstance(action, call.Send):
             try:
-                await self._publish(messages.to_bytes(action.msg))
+                await self._publish(action.msg.to_bytes())
             except Exception as err:  # the link's own errors; the screen says offline
-                log.warning("%s not sent: %s", action.msg["type"], err)
-                if action.msg["type"] == "request":
+                log.warning("%s not sent: %s", action.msg.type, err)
+                if isinstance(action.msg, wire.Request):
                     self.call = Call(since=self.clock(), notice="offline")
         elif isinstance(action, call.Join):
             await self._join(action.grant)

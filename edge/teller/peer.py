@@ -34,8 +34,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from common.wire.call import Grant
 from edge.teller import linkrate
-from edge.teller.messages import Grant
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom

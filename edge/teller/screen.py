@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from common import web
+from common.errors import CuntongError
 from edge.teller import view
 from edge.teller.client import TellerClient
 
@@ -38,7 +39,9 @@ STATIC = {
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Too Large"}
 
 
-class HttpError(ValueError):
+class HttpError(CuntongError, ValueError):
+    """A request the customer screen's server answers with ``status`` (4xx)."""
+
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status

@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
+from common.errors import PackageExists
 from fleet.api import deps
 from fleet.api.deps import Operator, Readers, Store, Who, audited
-from fleet.packages import PackageExists, PackageStore
+from fleet.packages import PackageStore
 
 router = APIRouter(prefix="/fleet/packages", tags=["fleet packages"], dependencies=Readers)
 #: Terminals download without an operator login: what they install is signed, not secret.

@@ -137,12 +137,22 @@ const COMMANDS = ["ping", "peripheral_selftest", "collect_logs", "lock_screen", 
 
 async function terminal(id) {
   const enc = encodeURIComponent(id);
-  const [d, tel, shadow, cmds, alerts] = await Promise.all([
+  const [d, tel, shadow, cmds, alerts, broker] = await Promise.all([
     api(`/api/v1/terminals/${enc}`),
     api(`/api/v1/terminals/${enc}/telemetry?minutes=30&step_s=5`).catch(() => ({ series: [] })),
     api(`/api/v1/fleet/shadows/${enc}`).catch(() => null),
     api(`/api/v1/fleet/commands?terminal_id=${enc}&limit=10`),
-    api(`/api/v1/fleet/alerts?terminal_id=${enc}`)]);
+    api(`/api/v1/fleet/alerts?terminal_id=${enc}`),
+    // Null where the broker has no client for it (development mode, revoked, not enrolled).
+    api(`/api/v1/fleet/terminals/${enc}/broker`).catch(() => null)]);
+  const brokerOp = async (op) => {
+    if (op === "disable" && !confirm(t("confirmDisable"))) return;
+    try {
+      await api(`/api/v1/fleet/terminals/${enc}/broker/${op}`, { method: "POST", body: "{}" });
+      toast(t(op === "disable" ? "brokerDisabled" : "brokerEnabled"));
+      render();
+    } catch (e) { toast(e.message); }
+  };
   const metrics = (d.health && d.health.metrics) || {};
   const peripherals = (d.health && d.health.peripherals) || {};
   const send = async (name) => {
@@ -170,6 +180,12 @@ async function terminal(id) {
       h("div", { class: "card" }, h("h2", {}, t("commands")),
         h("div", { class: "actions", id: "command-buttons" }, COMMANDS.map((c) =>
           h("button", { class: c === "wipe" || c === "reboot" ? "danger" : "secondary", "data-command": c, onclick: () => send(c) }, t(c)))),
+        // Cut the terminal off the broker at once (no reload), or let it back; audited.
+        broker ? h("div", { class: "actions", id: "broker-access" },
+          badge(broker.enabled ? "brokerAllowed" : "brokerCut", broker.enabled ? "ok" : "failed"),
+          broker.enabled
+            ? h("button", { class: "danger", "data-broker": "disable", onclick: () => brokerOp("disable") }, t("disableAtBroker"))
+            : h("button", { class: "secondary", "data-broker": "enable", onclick: () => brokerOp("enable") }, t("enableAtBroker"))) : null,
         h("h2", { style: "margin-top:16px" }, t("recent")),
         table([["name", (r) => t(r.name)], ["state", (r) => badge(r.state)], ["created", (r) => fmt(r.created_at)]], cmds))),
     h("h2", { style: "margin-top:18px" }, t("telemetry")),

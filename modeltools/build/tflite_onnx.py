@@ -18,6 +18,8 @@ import onnx
 import tflite
 from onnx import TensorProto, helper, numpy_helper
 
+from models.errors import ModelError
+
 OPSET = 14  # HardSwish arrived in opset 14
 IR_VERSION = 8  # readable by every onnxruntime from 1.10 on
 
@@ -30,7 +32,7 @@ _NP_TYPES = {
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 
-class UnsupportedModel(ValueError):
+class UnsupportedModel(ModelError, ValueError):
     """The TFLite model uses an op or a feature this converter does not handle."""
 
 

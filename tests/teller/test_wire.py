@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.sessions import wire
-from cloud.sessions.errors import BadSessionMessage
+from common.wire import call as wire
 
 RID = "0123456789abcdef" * 2
 
@@ -21,12 +20,14 @@ VALID = [
 
 @pytest.mark.parametrize("message", VALID, ids=lambda m: m.type)
 def test_round_trip(message: wire.SessionMessage) -> None:
-    assert wire.parse(wire.to_bytes(message)) == message
+    assert wire.parse_session(wire.to_bytes(message)) == message
 
 
 def test_defaults_from_the_contract() -> None:
-    assert wire.parse(b'{"type":"cancel","session":"s1"}') == wire.Cancel("s1", "customer left")
-    request = wire.parse(
+    assert wire.parse_session(b'{"type":"cancel","session":"s1"}') == wire.Cancel(
+        "s1", "customer left"
+    )
+    request = wire.parse_session(
         b'{"type":"request","request_id":"' + RID.encode() + b'","business":"x","language":"cmn"}'
     )
     assert request == wire.Request(RID, "x", "cmn", False, None)
@@ -60,6 +61,6 @@ def test_defaults_from_the_contract() -> None:
     ],
 )
 def test_garbage_is_refused(payload: bytes, why: str) -> None:
-    with pytest.raises(BadSessionMessage, match=why) as err:
-        wire.parse(payload)
+    with pytest.raises(wire.CallError, match=why) as err:
+        wire.parse_session(payload)
     assert isinstance(err.value, ValueError)

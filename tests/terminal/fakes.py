@@ -8,8 +8,8 @@ from typing import Any
 
 from av import VideoFrame
 
+from common.wire import call as wire
 from common.wire import datachannel as channel
-from edge.teller import messages
 from edge.teller.peer import Incoming
 from firmware_adapters.camera.synthetic import synthetic_frame
 
@@ -18,7 +18,7 @@ class FakeRoom:
     """Stands in for ``peer.RoomPeer``: up at once, a teller frame, records what is sent."""
 
     def __init__(
-        self, grant: messages.Grant, on_text: Callable[[str], None], on_event: Callable[..., Any]
+        self, grant: wire.Grant, on_text: Callable[[str], None], on_event: Callable[..., Any]
     ) -> None:
         self.grant, self.on_text, self.on_event = grant, on_text, on_event
         self.publications = 0

@@ -24,9 +24,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from common.topics import Channel, topic
+from common.wire import call as wire
 from common.wire import datachannel as channel
 from cuntong.servers.janus import Janus
-from edge.teller import messages
 from edge.teller.sources import latency_ms
 from janus_client.janus import JanusAdmin, JanusClient
 from janus_client.videoroom import RoomSpec, VideoRoom
@@ -77,7 +77,7 @@ async def scripted_desk(pki: Path, port: int, tid: str) -> AsyncIterator[Scripte
                     desk.online.set()
                     async for message in mqtt.messages:
                         assert isinstance(message.payload, bytes)
-                        desk.inbox.put_nowait(messages.parse_session(message.payload))
+                        desk.inbox.put_nowait(wire.parse_session(message.payload).to_dict())
             except aiomqtt.MqttError:
                 desk.online.clear()
                 await asyncio.sleep(0.2)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge.teller import call, messages
+from common.wire import call as wire
+from edge.teller import call
 from edge.teller.call import Call, Phase
 from edge.teller.view import GUEST_TEXT, message
 
@@ -34,12 +35,17 @@ def run(events: list[call.Event], start: Call | None = None) -> tuple[Call, list
     return state, actions
 
 
+def says(msg: dict[str, object]) -> call.DeskSays:
+    """A desk message as the terminal gets it: through the call codec."""
+    return call.DeskSays(wire.desk_from_dict(msg))
+
+
 def desk(**msg: object) -> call.DeskSays:
-    return call.DeskSays(dict(msg))
+    return says(dict(msg))
 
 
 def sent(actions: list[call.Action]) -> list[str]:
-    return [a.msg["type"] for a in actions if isinstance(a, call.Send)]
+    return [a.msg.type for a in actions if isinstance(a, call.Send)]
 
 
 ASK = call.Ask("pension", RID, elderly=True)
@@ -54,7 +60,7 @@ def test_a_whole_call() -> None:
         2,
         90.0,
     )
-    state, more = run([call.DeskSays(GRANT), call.MediaUp()], state)
+    state, more = run([says(GRANT), call.MediaUp()], state)
     assert state.phase is Phase.IN_CALL and state.connected_once
     assert [type(a) for a in more] == [call.Join]
     assert more[0].grant.ice_servers[0]["username"] == "u"  # type: ignore[union-attr]
@@ -63,28 +69,28 @@ def test_a_whole_call() -> None:
     assert state.phase is Phase.RATING
     state, more = run([call.Rated(5)], state)
     assert state.phase is Phase.IDLE
-    assert more == [call.Send({"type": "rating", "session": "s1", "score": 5})]
+    assert more == [call.Send(wire.Rating("s1", 5))]
     assert sent(actions) == ["request"]
 
 
 def test_link_lost_rejoins_with_the_same_grant_once() -> None:
-    state, _ = run([ASK, QUEUED, call.DeskSays(GRANT), call.MediaUp()])
+    state, _ = run([ASK, QUEUED, says(GRANT), call.MediaUp()])
     state, actions = run([call.LinkLost(), call.LinkLost()], state)
     assert state.phase is Phase.RECONNECTING and state.notice == "link_lost"
-    assert actions == [call.Rejoin(messages.Grant.from_message(GRANT))]  # one, not two
+    assert actions == [call.Rejoin(wire.Grant.from_message(GRANT))]  # one, not two
     state, _ = run([call.MediaUp()], state)
     assert state.phase is Phase.IN_CALL and state.notice is None
 
 
 def test_a_transfer_follows_the_next_teller() -> None:
-    state, _ = run([ASK, QUEUED, call.DeskSays(GRANT), call.MediaUp()])
-    state, actions = run([call.DeskSays({**GRANT, "peer_feed": "teller-9"})], state)
+    state, _ = run([ASK, QUEUED, says(GRANT), call.MediaUp()])
+    state, actions = run([says({**GRANT, "peer_feed": "teller-9"})], state)
     assert state.phase is Phase.IN_CALL
     assert [a.grant.peer_feed for a in actions] == ["teller-9"]  # type: ignore[union-attr]
 
 
 def test_the_customer_is_told_while_a_supervisor_listens_in() -> None:
-    state, _ = run([ASK, QUEUED, call.DeskSays(GRANT), call.MediaUp()])
+    state, _ = run([ASK, QUEUED, says(GRANT), call.MediaUp()])
     assert message(state) != GUEST_TEXT
     joined = desk(type="guest", session="s1", guest="sup1", present=True)
     second = desk(type="guest", session="s1", guest="sup2", present=True)
@@ -98,16 +104,16 @@ def test_the_customer_is_told_while_a_supervisor_listens_in() -> None:
     # Not in a call: ignored; the message is part of the desk's contract.
     idle, _ = run([ASK, QUEUED, joined])
     assert idle.guests == ()
-    assert messages.parse_desk(messages.to_bytes(joined.msg))["guest"] == "sup1"
+    assert wire.parse_desk(joined.msg.to_bytes()) == joined.msg
 
 
 def test_desk_ends_and_fails() -> None:
-    state, _ = run([ASK, QUEUED, call.DeskSays(GRANT), call.MediaUp()])
+    state, _ = run([ASK, QUEUED, says(GRANT), call.MediaUp()])
     ended, actions = run([desk(type="ended", session="s1", cause="teller ended")], state)
     assert (ended.phase, ended.notice, ended.cause) == (Phase.RATING, "ended", "teller ended")
     assert actions == [call.Leave()]
     # Failed before any media flowed: nothing to rate, straight back with a notice.
-    state, _ = run([ASK, QUEUED, call.DeskSays(GRANT)])
+    state, _ = run([ASK, QUEUED, says(GRANT)])
     failed, _ = run([desk(type="failed", session="s1", cause="media")], state)
     assert (failed.phase, failed.notice) == (Phase.IDLE, "failed")
 
@@ -125,7 +131,11 @@ def test_refused_and_messages_for_others_are_ignored() -> None:
 def test_cancel_before_and_after_the_desk_named_the_session() -> None:
     state, actions = run([ASK, QUEUED, call.CustomerEnds("customer left")])
     assert state.phase is Phase.IDLE and sent(actions) == ["request", "cancel"]
-    assert actions[-1].msg == {"type": "cancel", "session": "s1", "cause": "customer left"}  # type: ignore[union-attr]
+    assert actions[-1].msg.to_dict() == {
+        "type": "cancel",
+        "session": "s1",
+        "cause": "customer left",
+    }  # type: ignore[union-attr]
     # Gave up before the desk answered: cancelled as soon as it names the session.
     state, actions = run([ASK, call.CustomerEnds()])
     assert state.cancel_pending and sent(actions) == ["request"]
@@ -156,22 +166,23 @@ def test_asking_twice_is_ignored() -> None:
     ],
 )
 def test_garbage_from_the_desk_is_refused(payload: bytes) -> None:
-    with pytest.raises(messages.BadMessage):
-        messages.parse_desk(payload)
+    with pytest.raises(wire.CallError):
+        wire.parse_desk(payload)
 
 
 def test_session_messages_round_trip() -> None:
+    customer = wire.Customer("张三", "61010219900101123X")  # the desk refuses a short ID
     for msg in (
-        messages.request(RID, "pension", "cmn", True, {"name": "张三", "id_number": "6101"}),
-        messages.cancel("s1"),
-        messages.hang_up("s1"),
-        messages.liveness("s1", {"score": 88, "passed": True}),
-        messages.rating("s1", 4),
+        wire.Request(RID, "pension", "cmn", True, customer),
+        wire.Cancel("s1"),
+        wire.HangUp("s1"),
+        wire.Liveness("s1", {"score": 88, "passed": True}),
+        wire.Rating("s1", 4),
     ):
-        assert messages.parse_session(messages.to_bytes(msg)) == msg
-    assert messages.parse_desk(messages.to_bytes(GRANT)) == GRANT
-    with pytest.raises(messages.BadMessage):
-        messages.rating("s1", 6)
+        assert wire.parse_session(msg.to_bytes()) == msg
+    assert wire.parse_desk(wire.desk_from_dict(GRANT).to_bytes()).to_dict() == GRANT
+    with pytest.raises(wire.CallError):
+        wire.Rating("s1", 6)
 
 
 def test_link_rate_follows_loss_within_the_configured_link() -> None:

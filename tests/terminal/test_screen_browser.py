@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from playwright.async_api import async_playwright
 
+from common.wire import call as wire
 from common.wire import datachannel as channel
-from edge.teller import messages
 from edge.teller.client import TellerClient
 from edge.teller.paperwork import Paperwork
 from edge.teller.screen import Screen
@@ -46,7 +46,7 @@ async def test_customer_journey_on_the_screen(tmp_path: Path) -> None:
     async def publish(payload: bytes) -> None:
         published.append(orjson.loads(payload))
 
-    def make_room(grant: messages.Grant, on_text: Any, on_event: Any) -> FakeRoom:
+    def make_room(grant: wire.Grant, on_text: Any, on_event: Any) -> FakeRoom:
         rooms.append(FakeRoom(grant, on_text, on_event))
         return rooms[-1]
 

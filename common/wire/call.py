@@ -1,0 +1,537 @@
+"""The call signalling between a terminal and the desk, over MQTT: one codec for both ends.
+
+Pure: bytes in, a typed message out, and back. Every message is one JSON object with a
+``"type"`` (the contract is ``docs/teller.md``, "Terminal link"):
+
+Terminal → desk on ``cuntong/v1/t/<id>/session`` (``parse_session``):
+
+    request   request_id (32 hex), business, language, elderly, customer {name, id_number}?
+    cancel    session, cause        the customer left before connection
+    hang_up   session, cause        the customer ended the call
+    liveness  session, verdict {}   the agent's liveness verdict, stored with the session
+    rating    session, score 1-5    after the call
+
+Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
+
+    queued    session, position, expected_wait, ring, request_id (the first one only)
+    refused   request_id, reason    a request the desk will not queue
+    connect   a ``Grant``: session, role, janus_url, token, room, feed, peer_feed,
+              ice_servers, watch?, pin? (the room's join PIN; every join carries it)
+    ended     session, cause
+    failed    session, cause
+    guest     session, guest, present   a third party joined or left the call
+
+A message is checked when it is made (so a terminal cannot send what the desk would refuse)
+and when it is parsed; anything the contract does not allow raises ``CallError`` (a
+``WireError``, so a ``ValueError`` too) naming what is wrong. ``to_bytes`` gives the exact
+bytes the wire carries (key order included) and ``parse(to_bytes(m)) == m``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, TypeVar
+
+import orjson
+
+from common.envelope import json_object
+from common.errors import WireError
+
+MAX_BYTES: Final = 16 * 1024
+CUSTOMER, TELLER, GUEST = "customer", "teller", "guest"
+ROLES: Final = frozenset({CUSTOMER, TELLER, GUEST})
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+_ID_NUMBER = re.compile(r"[0-9]{17}[0-9X]")
+
+Json = dict[str, Any]
+T = TypeVar("T")
+
+
+class CallError(WireError):
+    """A call message the contract does not allow (the receiver counts and drops it)."""
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
+# -- checks shared by making and parsing -------------------------------------------------
+
+
+def _text(value: object, key: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise CallError(f"'{key}' must be a string of 1-{limit} characters")
+    return value
+
+
+def _nonempty(value: object, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise CallError(f"connect field '{key}' must be a non-empty string")
+    return value
+
+
+def _optional_number(value: object, key: str, kind: type | tuple[type, ...]) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        raise CallError(f"'{key}' must be a number or null")
+
+
+def _dump(obj: Json) -> bytes:
+    data = orjson.dumps(obj)
+    if len(data) > MAX_BYTES:
+        raise CallError(f"message of {len(data)} bytes exceeds {MAX_BYTES}")
+    return data
+
+
+class _Message:
+    """What every call message does: ``to_dict``, ``to_bytes`` / ``bytes(m)``, ``parse``."""
+
+    type: ClassVar[str]
+
+    def to_dict(self) -> Json:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Any:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        return _dump(self.to_dict())
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Any:
+        """This one message type from bytes; CallError for anything else."""
+        obj = _object(payload)
+        if obj.get("type") != cls.type:
+            raise CallError(f"expected type {cls.type!r}, not {obj.get('type')!r}")
+        return cls.from_dict(obj)
+
+
+# -- terminal → desk ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Who the ID card says the customer is (sent with a request when read)."""
+
+    name: str
+    id_number: str
+
+    def __post_init__(self) -> None:
+        _text(self.name, "name", 64)
+        _text(self.id_number, "id_number", 18)
+        if not _ID_NUMBER.fullmatch(self.id_number):
+            raise CallError("'customer.id_number' must be an 18-character ID number")
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Customer:
+        if not isinstance(raw, dict):
+            raise CallError("'customer' must be an object")
+        return cls(raw.get("name"), raw.get("id_number"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_Message):
+    type: ClassVar[str] = "request"
+    request_id: str
+    business: str
+    language: str = "cmn"
+    elderly: bool = False
+    customer: Customer | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.request_id, "request_id", 32)
+        if not _REQUEST_ID.fullmatch(self.request_id):
+            raise CallError("'request_id' must be 32 lowercase hex digits")
+        if not isinstance(self.elderly, bool):
+            raise CallError("'elderly' must be true or false")
+        if self.customer is not None and not isinstance(self.customer, Customer):
+            raise CallError("'customer' must be an object")
+        _text(self.business, "business", 64)
+        _text(self.language, "language", 16)
+
+    def to_dict(self) -> Json:
+        obj: Json = {
+            "type": self.type,
+            "request_id": self.request_id,
+            "business": self.business,
+            "language": self.language,
+            "elderly": self.elderly,
+        }
+        if self.customer is not None:
+            obj["customer"] = {"name": self.customer.name, "id_number": self.customer.id_number}
+        return obj
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Request:
+        raw = obj.get("customer")
+        customer = None if raw is None else Customer.from_dict(raw)
+        return cls(
+            obj.get("request_id"),  # type: ignore[arg-type]
+            obj.get("business"),  # type: ignore[arg-type]
+            obj.get("language"),  # type: ignore[arg-type]
+            obj.get("elderly", False),
+            customer,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(_Message):
+    type: ClassVar[str] = "cancel"
+    session: str
+    cause: str = "customer left"
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        _text(self.cause, "cause", 200)
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session, "cause": self.cause}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Cancel:
+        return cls(obj.get("session"), obj.get("cause", "customer left"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp(_Message):
+    type: ClassVar[str] = "hang_up"
+    session: str
+    cause: str = "customer ended"
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        _text(self.cause, "cause", 200)
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session, "cause": self.cause}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> HangUp:
+        return cls(obj.get("session"), obj.get("cause", "customer ended"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness(_Message):
+    """The agent's liveness verdict, carried as the agent made it (the desk stores it)."""
+
+    type: ClassVar[str] = "liveness"
+    session: str
+    verdict: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.verdict, dict) or not self.verdict:
+            raise CallError("'verdict' must be a non-empty object")
+        _text(self.session, "session", 64)
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session, "verdict": self.verdict}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Liveness:
+        return cls(obj.get("session"), obj.get("verdict"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Rating(_Message):
+    type: ClassVar[str] = "rating"
+    session: str
+    score: int
+
+    def __post_init__(self) -> None:
+        score = self.score
+        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+            raise CallError("'score' must be an integer 1-5")
+        _text(self.session, "session", 64)
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session, "score": self.score}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Rating:
+        return cls(obj.get("session"), obj.get("score"))  # type: ignore[arg-type]
+
+
+SessionMessage = Request | Cancel | HangUp | Liveness | Rating
+
+# -- desk → terminal ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Queued(_Message):
+    """Where a request stands; the first one also names the terminal's ``request_id``."""
+
+    type: ClassVar[str] = "queued"
+    session: str
+    position: int | None = None
+    #: seconds; None when no teller on duty can serve the request at all
+    expected_wait: float | None = None
+    ring: int | None = None
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        _optional_number(self.position, "position", int)
+        _optional_number(self.expected_wait, "expected_wait", (int, float))
+        _optional_number(self.ring, "ring", int)
+        if self.request_id is not None:
+            _text(self.request_id, "request_id", 32)
+
+    def to_dict(self) -> Json:
+        obj: Json = {
+            "type": self.type,
+            "session": self.session,
+            "position": self.position,
+            "expected_wait": self.expected_wait,
+            "ring": self.ring,
+        }
+        if self.request_id is not None:
+            obj["request_id"] = self.request_id
+        return obj
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Queued:
+        return cls(
+            obj.get("session"),  # type: ignore[arg-type]
+            obj.get("position"),
+            obj.get("expected_wait"),
+            obj.get("ring"),
+            obj.get("request_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refused(_Message):
+    """A request the desk will not queue (unknown business, no desk, a bad message …)."""
+
+    type: ClassVar[str] = "refused"
+    request_id: str
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        # up to 64: the desk answers a malformed request by the id it sent, hex or not
+        _text(self.request_id, "request_id", 64)
+        if not isinstance(self.reason, str):
+            raise CallError("'reason' must be a string")
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "request_id": self.request_id, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Refused:
+        return cls(obj.get("request_id"), obj.get("reason", ""))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Everything one participant needs to join the call's room: the terminal gets it as
+    ``connect``, a teller or a guest as an HTTP answer (``message()``)."""
+
+    session: str
+    role: str
+    janus_url: str
+    token: str
+    room: str
+    feed: str  # publish as this
+    peer_feed: str  # subscribe to this
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    #: a guest's further feeds to subscribe to (the teller's, besides the customer's)
+    watch: tuple[str, ...] = field(default=())
+    #: the room's join PIN (``cloud.media.pool.room_pin``): every join carries it; empty
+    #: for a room without one
+    pin: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        if self.role not in ROLES:
+            raise CallError(f"'role' must be one of {sorted(ROLES)}, not {self.role!r}")
+        for key in ("janus_url", "token", "room", "feed", "peer_feed"):
+            _nonempty(getattr(self, key), key)
+        if not isinstance(self.ice_servers, tuple) or not all(
+            isinstance(s, dict) for s in self.ice_servers
+        ):
+            raise CallError("'ice_servers' must be a list of objects")
+        if not isinstance(self.watch, tuple) or not all(
+            isinstance(w, str) and w for w in self.watch
+        ):
+            raise CallError("'watch' must be a list of feed names")
+        if not isinstance(self.pin, str) or len(self.pin) > 128:
+            raise CallError("'pin' must be a string of at most 128 characters")
+
+    def message(self) -> Json:
+        """The ``connect`` message (to the terminal; the teller gets it as an HTTP answer)."""
+        return Connect(self).to_dict()
+
+    @classmethod
+    def from_message(cls, obj: Json) -> Grant:
+        for key in ("session", "role", "janus_url", "token", "room", "feed", "peer_feed"):
+            if key not in obj:
+                raise CallError(f"connect without {key!r}")
+        servers = obj.get("ice_servers") or []
+        watch = obj.get("watch") or []
+        if not isinstance(servers, list):
+            raise CallError("'ice_servers' must be a list of objects")
+        if not isinstance(watch, list):
+            raise CallError("'watch' must be a list of feed names")
+        return cls(
+            obj["session"], obj["role"], obj["janus_url"], obj["token"], obj["room"],
+            obj["feed"], obj["peer_feed"], tuple(servers), tuple(watch), obj.get("pin", ""),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Connect(_Message):
+    """A grant for the terminal: join the call's room."""
+
+    type: ClassVar[str] = "connect"
+    grant: Grant
+
+    @property
+    def session(self) -> str:
+        return self.grant.session
+
+    def to_dict(self) -> Json:
+        g = self.grant
+        return {
+            "type": self.type,
+            "session": g.session,
+            "role": g.role,
+            "janus_url": g.janus_url,
+            "token": g.token,
+            "room": g.room,
+            "feed": g.feed,
+            "peer_feed": g.peer_feed,
+            "ice_servers": list(g.ice_servers),
+            **({"watch": list(g.watch)} if g.watch else {}),
+            **({"pin": g.pin} if g.pin else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Connect:
+        return cls(Grant.from_message(obj))
+
+
+@dataclass(frozen=True, slots=True)
+class Ended(_Message):
+    type: ClassVar[str] = "ended"
+    session: str
+    cause: str = ""
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        if not isinstance(self.cause, str):
+            raise CallError("'cause' must be a string")
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session, "cause": self.cause}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Ended:
+        return cls(obj.get("session"), obj.get("cause", ""))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(_Message):
+    type: ClassVar[str] = "failed"
+    session: str
+    cause: str = ""
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        if not isinstance(self.cause, str):
+            raise CallError("'cause' must be a string")
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session, "cause": self.cause}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Failed:
+        return cls(obj.get("session"), obj.get("cause", ""))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Guest(_Message):
+    """A third party (supervisor, customer manager) joined or left the call."""
+
+    type: ClassVar[str] = "guest"
+    session: str
+    guest: str
+    present: bool
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        _text(self.guest, "guest", 64)
+        if not isinstance(self.present, bool):
+            raise CallError("'present' must be true or false")
+
+    def to_dict(self) -> Json:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "guest": self.guest,
+            "present": self.present,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> Guest:
+        return cls(obj.get("session"), obj.get("guest"), obj.get("present"))  # type: ignore[arg-type]
+
+
+DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest
+
+# -- parsing -----------------------------------------------------------------------------
+
+_SESSION: Final[dict[str, Callable[[Json], SessionMessage]]] = {
+    c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating)
+}
+_DESK: Final[dict[str, Callable[[Json], DeskMessage]]] = {
+    c.type: c.from_dict for c in (Queued, Refused, Connect, Ended, Failed, Guest)
+}
+
+
+def _object(payload: bytes) -> Json:
+    try:
+        return json_object(payload, MAX_BYTES)
+    except CallError:
+        raise
+    except WireError as err:
+        raise CallError(str(err)) from err
+
+
+def _pick(table: dict[str, Callable[[Json], T]], obj: Json) -> T:
+    kind = obj.get("type")
+    parser = table.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise CallError(f"unknown type {kind!r}")
+    return parser(obj)
+
+
+def session_from_dict(obj: Json) -> SessionMessage:
+    """A terminal → desk message from its JSON object."""
+    return _pick(_SESSION, obj)
+
+
+def desk_from_dict(obj: Json) -> DeskMessage:
+    """A desk → terminal message from its JSON object (the desk's outbox holds these)."""
+    return _pick(_DESK, obj)
+
+
+def parse_session(payload: bytes) -> SessionMessage:
+    """One terminal → desk message; CallError on anything the contract does not allow."""
+    return session_from_dict(_object(payload))
+
+
+def parse_desk(payload: bytes) -> DeskMessage:
+    """One desk → terminal message; CallError on anything the contract does not allow."""
+    return desk_from_dict(_object(payload))
+
+
+def to_bytes(message: SessionMessage | DeskMessage) -> bytes:
+    """The message as the wire carries it (``parse_*(to_bytes(m)) == m``)."""
+    return message.to_bytes()
