@@ -50,6 +50,10 @@ _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postgresql/15/bin")
 
 log = logging.getLogger("cuntong.procs")
 
+#: The exit status of a child that asks its supervisor to start it again now (EX_TEMPFAIL):
+#: the agent after a reboot or restart_agent command. Not counted as a crash.
+RESTART_EXIT = 75
+
 _PR_SET_PDEATHSIG = 1
 # Resolved once here: between fork and exec the child should only call, not load.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None

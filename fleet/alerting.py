@@ -53,6 +53,7 @@ class AlertMonitor:
             dt.timedelta(seconds=settings.offline_alert_after_s),
             settings.disk_alert_pct,
             settings.temp_alert_c,
+            settings.flap_alert_count,
         )
         self.watch = mb.Watch(
             mb.Thresholds(

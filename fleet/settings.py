@@ -20,6 +20,8 @@ class FleetSettings(SettingsBase):
     offline_alert_after_s: float = Field(default=1800.0, gt=0)
     disk_alert_pct: float = Field(default=90.0, gt=0, le=100)
     temp_alert_c: float = Field(default=70.0)
+    #: A terminal whose link dropped this often in 10 minutes raises a flapping alert.
+    flap_alert_count: int = Field(default=5, ge=2)
     alert_interval_s: float = Field(default=10.0, gt=0)
     #: Where new and cleared alerts are POSTed as JSON; empty: no webhook.
     alert_webhook_url: str = ""

@@ -13,6 +13,7 @@ __all__ = [
     "api",
     "ca",
     "device",
+    "dynsec",
     "errors",
     "files",
     "keys",
