@@ -19,6 +19,7 @@ from cloud.oversight import Oversight
 from cloud.workflow import corepost, engine, service, store
 from cloud.workflow.errors import SecondPersonRequired, WorkflowError
 from cloud.workflow.posting import PostingInputError
+from common.http import SessionIdPath
 
 router = APIRouter(prefix="/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
@@ -105,7 +106,7 @@ def _http(err: WorkflowError) -> HTTPException:
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: str, body: StartRequest, ov: OversightDep, who: Teller
+    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
     try:
         loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
@@ -117,13 +118,13 @@ async def start(
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
-async def view(session_id: str, ov: OversightDep, who: Participant) -> WorkflowPublic:
+async def view(session_id: SessionIdPath, ov: OversightDep, who: Participant) -> WorkflowPublic:
     return _public(await _visible(ov, session_id, who))
 
 
 @router.post("/{session_id}/steps", response_model=WorkflowPublic)
 async def record_step(
-    session_id: str,
+    session_id: SessionIdPath,
     body: StepRequest,
     request: Request,
     ov: OversightDep,
@@ -156,7 +157,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 
 @router.put("/{session_id}/files/{name}", response_model=WorkflowPublic)
 async def capture_file(
-    session_id: str,
+    session_id: SessionIdPath,
     name: str,
     request: Request,
     ov: OversightDep,
@@ -189,7 +190,7 @@ class NotesRequest(BaseModel):
 
 @router.post("/{session_id}/notes", response_model=WorkflowPublic)
 async def notes(
-    session_id: str, body: NotesRequest, request: Request, ov: OversightDep, who: Teller
+    session_id: SessionIdPath, body: NotesRequest, request: Request, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
     """The serving teller's notes on the session, kept on its evidence timeline (before
     finish seals the package; personal fields in them are not parsed out, so tellers are
@@ -207,7 +208,7 @@ async def notes(
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
 async def finish(
-    session_id: str,
+    session_id: SessionIdPath,
     body: FinishRequest,
     request: Request,
     ov: OversightDep,
@@ -268,7 +269,7 @@ def _posting(p: corepost.PostingStatus) -> PostingPublic:
 
 @router.post("/{session_id}/confirm", response_model=ConfirmPublic)
 async def confirm(
-    session_id: str, body: ConfirmRequest, ov: OversightDep, who: Teller, core: CoreOrNone
+    session_id: SessionIdPath, body: ConfirmRequest, ov: OversightDep, who: Teller, core: CoreOrNone
 ) -> Any:
     """Complete the business: post it to the core (once) when its catalogue entry says so,
     and complete only when the core confirms. 200: completed (or the core refused: see
@@ -297,7 +298,7 @@ async def confirm(
 
 
 @router.get("/{session_id}/posting", response_model=PostingPublic)
-async def posting(session_id: str, ov: OversightDep, who: Participant) -> PostingPublic:
+async def posting(session_id: SessionIdPath, ov: OversightDep, who: Participant) -> PostingPublic:
     """Where the session's core posting stands (the teller page polls it while 处理中)."""
     await _visible(ov, session_id, who)
     return _posting(await corepost.status(session_id))
