@@ -20,6 +20,7 @@ from cloud.workflow import corepost, engine, service, store
 from cloud.workflow.errors import SecondPersonRequired, WorkflowError
 from cloud.workflow.posting import PostingInputError
 from common.http import SessionIdPath
+from corebank import CoreBankClient
 
 router = APIRouter(prefix="/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
@@ -59,7 +60,7 @@ class WorkflowPublic(BaseModel):
     posting: dict[str, Any] | None = None
 
 
-def _public(loaded: store.Loaded) -> WorkflowPublic:
+def _public(loaded: store.Loaded, core: CoreBankClient | None = None) -> WorkflowPublic:
     wf = loaded.workflow
     return WorkflowPublic(
         session_id=wf.session_id,
@@ -80,9 +81,11 @@ def _public(loaded: store.Loaded) -> WorkflowPublic:
         next_step=wf.next_step,
         outcome=wf.outcome,
         chain_head=loaded.timeline.head,
+        # What confirm will post: only where a core is attached (without one, a posting
+        # business completes through finish and its timeline says it was not posted).
         posting=(
             {"kind": wf.business.posting.kind, "fields": list(wf.business.posting.fields)}
-            if wf.business.posting
+            if wf.business.posting and core is not None
             else None
         ),
     )
@@ -118,8 +121,10 @@ async def start(
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
-async def view(session_id: SessionIdPath, ov: OversightDep, who: Participant) -> WorkflowPublic:
-    return _public(await _visible(ov, session_id, who))
+async def view(
+    session_id: SessionIdPath, ov: OversightDep, who: Participant, core: CoreOrNone
+) -> WorkflowPublic:
+    return _public(await _visible(ov, session_id, who), core)
 
 
 @router.post("/{session_id}/steps", response_model=WorkflowPublic)
@@ -190,7 +195,12 @@ class NotesRequest(BaseModel):
 
 @router.post("/{session_id}/notes", response_model=WorkflowPublic)
 async def notes(
-    session_id: SessionIdPath, body: NotesRequest, request: Request, ov: OversightDep, who: Teller
+    session_id: SessionIdPath,
+    body: NotesRequest,
+    request: Request,
+    ov: OversightDep,
+    who: Teller,
+    core: CoreOrNone,
 ) -> WorkflowPublic:
     """The serving teller's notes on the session, kept on its evidence timeline (before
     finish seals the package; personal fields in them are not parsed out, so tellers are
@@ -203,7 +213,7 @@ async def notes(
     loaded = await service.append_event(
         ov, session_id, "teller_notes", who.account_id, ov.clock(), {"text": body.text}
     )
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
@@ -291,7 +301,7 @@ async def confirm(
         raise _http(err) from err
     except SealerFailed as err:
         raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
-    out = ConfirmPublic(posting=_posting(done.status), workflow=_public(done.loaded))
+    out = ConfirmPublic(posting=_posting(done.status), workflow=_public(done.loaded, core))
     if done.status.status == corepost.PENDING:
         return JSONResponse(out.model_dump(mode="json"), 202)
     return out
