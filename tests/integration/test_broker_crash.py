@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,12 @@ from cloud.tsdb import TelemetryReader
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.agent import Agent
+from tests.crashrig import produce, stored_stamps
 from tests.helpers import CloudProcess, enrolled_link, eventually, secured_cloud
 from tests.integration.agents import agent_settings, new_id
 
 AGENTS = 3
-#: Seconds between one agent's messages while the load runs (telemetry; every fourth an event).
+#: Seconds between one agent's messages while the load runs.
 STEP_S = 0.03
 
 
@@ -36,35 +37,6 @@ def secured(
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
     with secured_cloud(tmp_path, victoria.url, broker_services("api")) as stack:
         yield stack
-
-
-async def _load(
-    agent: Agent, stop: asyncio.Event, samples: dict[int, int], events: list[int]
-) -> None:
-    """Produce through the agent's own API; ``samples`` maps seq → the sample's timestamp."""
-    n = 0
-    last_ts = 0
-    while not stop.is_set():
-        if n % 4 == 3:
-            events.append(agent.emit_event("card_inserted", {"n": n}))
-        else:
-            seq = agent.record_telemetry()
-            (entry,) = agent.spool.peek_after(seq - 1, 1)
-            assert entry.ts_ms > last_ts  # one sample per ms: the store keys points by time
-            samples[seq], last_ts = entry.ts_ms, entry.ts_ms
-        n += 1
-        await asyncio.sleep(STEP_S)
-
-
-def _stamps(
-    reader: TelemetryReader, tid: str, want: set[int]
-) -> Callable[[], Awaitable[list[int] | None]]:
-    async def probe() -> list[int] | None:
-        series = await reader.export(f'terminal_cpu_pct{{terminal_id="{tid}"}}')
-        got = [t for s in series for t in s["timestamps"]]
-        return got if want <= set(got) else None
-
-    return probe
 
 
 async def test_broker_kill_9_under_load_loses_no_event_and_no_sample(
@@ -87,7 +59,8 @@ async def test_broker_kill_9_under_load_loses_no_event_and_no_sample(
         for a in agents:
             await asyncio.wait_for(a.connected.wait(), 15)
         loads = [
-            asyncio.create_task(_load(a, stop, samples[i], events[i])) for i, a in enumerate(agents)
+            asyncio.create_task(produce(a, stop, samples[i], events[i], STEP_S))
+            for i, a in enumerate(agents)
         ]
         await asyncio.sleep(2)
         broker.kill()  # mid-stream: PUBACKed messages not yet delivered or saved die with it
@@ -116,7 +89,9 @@ async def test_broker_kill_9_under_load_loses_no_event_and_no_sample(
         try:
             for a, produced in zip(agents, samples, strict=True):
                 # Fails, showing what is stored, unless every produced sample is there.
-                got = await eventually(_stamps(reader, a.tid, set(produced.values())), timeout=20)
+                got = await eventually(
+                    stored_stamps(reader, a.tid, set(produced.values())), timeout=20
+                )
                 assert len(got) == len(set(got)), "a sample is stored twice"
         finally:
             await reader.close()
