@@ -89,6 +89,10 @@ class AgentSettings(_Base):
     log_max_bytes: int = Field(1_000_000, ge=10_000)
     log_backups: int = Field(5, ge=1, le=50)
     spool_max_rows: int = Field(50_000, ge=10)
+    #: A message the cloud has not confirmed storing (``cuntong/v1/t/<id>/ack``) this long
+    #: after it was sent is sent again, with everything unconfirmed after it. Reconnecting
+    #: sends them again at once anyway.
+    ack_timeout_s: float = Field(60.0, gt=0)
     province: str = ""
     city: str = ""
     county: str = ""

@@ -1,14 +1,18 @@
 """The edge agent: one MQTT 5 link per terminal, telemetry, events and commands.
 
 Everything the terminal sends goes through the on-disk spool first, so a dropped village link
-or an agent restart loses nothing; the drain task empties the spool in order while the broker
-is reachable. The link reconnects with full-jitter exponential backoff.
+or an agent restart loses nothing; the drain task sends the spool in order while the broker
+is reachable, and a message leaves the spool only when ingest confirms it stored it (on
+``cuntong/v1/t/<id>/ack``, ``common.wire.ack``), not on the broker's PUBACK: a broker killed
+before it delivered or saved a message loses nothing either. Unconfirmed messages are sent
+again on every new connection and after ``ack_timeout_s``. The link reconnects with
+full-jitter exponential backoff.
 
 Tasks while running:
 - ``_telemetry_loop``: sample health every interval into the spool (runs offline too);
 - ``_link_loop``: connect, announce presence (retained; the will says offline), subscribe
-  to commands and the teller desk's messages, then drain the spool and answer commands
-  until the link drops;
+  to commands, the teller desk's messages and storage confirmations, then drain the spool
+  and answer commands until the link drops;
 - the customer screen (``screen_port``) and, in simulation, a customer who asks for a
   video teller now and then (``sim_teller_every_s``); see ``edge.teller``;
 - under a supervisor that asks for it (``NOTIFY_SOCKET``): ready and watchdog
@@ -44,7 +48,7 @@ from common.errors import CuntongError, SpoolFull
 from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
-from common.wire import live_config
+from common.wire import ack, live_config
 from common.wire.call import Grant
 from edge import agent_slots, alarms, commands, ota_slots, sdnotify, wire
 from edge.handlers.mdm import Mdm
@@ -125,6 +129,12 @@ class Agent:
         self._mqtt: aiomqtt.Client | None = None
         self.screen: Any = None  # the customer screen server while it runs
         self._desk_topic = topic(self.tid, Channel.DESK)
+        self._ack_topic = topic(self.tid, Channel.ACK)
+        #: Sequence number → when it was last sent (monotonic), for messages sent on this
+        #: connection and not yet confirmed; ``resends`` counts passes that sent them again.
+        self._sent: dict[int, float] = {}
+        self.resends = 0
+        self.confirmed = 0
         # A simulated terminal answers the teller's forms itself, unless its screen is
         # served: then a person at the demo answers them there.
         auto = settings.simulate and not settings.screen_port
@@ -412,6 +422,7 @@ class Agent:
         )
         await client.subscribe(command_filter(self.tid), qos=1)
         await client.subscribe(self._desk_topic, qos=1)
+        await client.subscribe(self._ack_topic, qos=1)
         self._mqtt = client
         self.connected.set()
         log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
@@ -448,17 +459,57 @@ class Agent:
             await asyncio.gather(drain, cmds, stop, return_exceptions=True)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        """Send the spool in order. Rows stay until the cloud confirms them (``_on_ack``);
+        this task starts with every connection, so a new link sends everything unconfirmed
+        again, and so does an oldest row left unconfirmed for ``ack_timeout_s`` (the broker
+        restarted and ingest had not yet subscribed, or a confirmation was lost)."""
+        sent_upto = 0  # everything up to here went out on this connection
+        self._sent.clear()
+        timeout = self.s.ack_timeout_s
         while True:
             self._wake.clear()
-            entries = self.spool.peek(DRAIN_WINDOW)
+            now = time.monotonic()
+            oldest = self.spool.oldest()
+            if oldest is not None and oldest <= sent_upto:
+                waited = now - self._sent.get(oldest, now - timeout)
+                if waited >= timeout:
+                    log.info(
+                        "unconfirmed for %.0f s: sending the spool again from %s", waited, oldest
+                    )
+                    sent_upto = 0
+                    self._sent.clear()
+                    self.resends += 1
+            entries = self.spool.peek_after(sent_upto, DRAIN_WINDOW)
             if not entries:
-                await self._wake.wait()
+                left = timeout
+                if oldest is not None and oldest <= sent_upto:
+                    left = max(0.05, self._sent.get(oldest, now) + timeout - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
                 continue
             started = time.monotonic()
             await asyncio.gather(*(self._publish(client, e) for e in entries))
             if len(entries) == 1:
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
-            self.spool.ack([e.seq for e in entries])
+            for e in entries:
+                self._sent.setdefault(e.seq, started)
+            sent_upto = entries[-1].seq
+
+    def _on_ack(self, payload: bytes) -> None:
+        """The cloud stored these messages: only now do they leave the spool."""
+        try:
+            stored = ack.parse(payload)
+        except ValueError as err:
+            log.warning("storage confirmation ignored: %s", err)
+            return
+        self.confirmed += self.spool.confirm(stored.ranges)
+        for lo, hi in stored.ranges:
+            if hi - lo < 4 * DRAIN_WINDOW:
+                for seq in range(lo, hi + 1):
+                    self._sent.pop(seq, None)
+            else:
+                for seq in [s for s in self._sent if lo <= s <= hi]:
+                    del self._sent[seq]
 
     async def _publish(self, client: aiomqtt.Client, entry: Entry) -> None:
         topic_name, payload = wire.encode(self.tid, entry)
@@ -496,6 +547,9 @@ class Agent:
         running: set[asyncio.Task[None]] = set()
         try:
             async for message in client.messages:
+                if str(message.topic) == self._ack_topic:
+                    self._on_ack(message.payload if isinstance(message.payload, bytes) else b"")
+                    continue
                 if str(message.topic) == self._desk_topic:
                     # In order and at once: the call's state machine is quick, media is not
                     # awaited here.
