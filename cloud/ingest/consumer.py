@@ -47,7 +47,7 @@ from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
 from common.periodic import run_every
-from common.settings import CloudSettings
+from common.settings import BrokerEndpoint, CloudSettings
 
 log = logging.getLogger("cuntong.ingest")
 
@@ -141,7 +141,7 @@ class IngestConsumer:
         self._known: set[str] = set()
         self._flush_now = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._subscribed: set[Link] = set()
+        self._subscribed: set[tuple[Link, BrokerEndpoint]] = set()
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
@@ -178,9 +178,12 @@ class IngestConsumer:
         event MACs; telemetry over MQTT 3.1.1 in the shared group. Telemetry uses no MQTT 5
         property, and paho decodes a 3.1.1 PUBLISH about 40% cheaper (no per-message
         Properties object), which is most of ingest's cost per sample."""
+        # Failover: both links on every broker (a terminal is on one of them at a time;
+        # (terminal, seq) drops what a failover sends twice).
         links = [
-            asyncio.create_task(self._link(Link.BUSINESS), name="ingest-business"),
-            asyncio.create_task(self._link(Link.TELEMETRY), name="ingest-telemetry"),
+            asyncio.create_task(self._link(link, e), name=f"ingest-{link.name.lower()}-{e.label}")
+            for e in self.s.broker_endpoints()
+            for link in (Link.BUSINESS, Link.TELEMETRY)
         ]
         try:
             await asyncio.gather(*links)
@@ -189,13 +192,13 @@ class IngestConsumer:
                 task.cancel()
             await asyncio.gather(*links, return_exceptions=True)
 
-    def _client(self, link: Link) -> aiomqtt.Client:
-        client = self._new_client(link)
+    def _client(self, link: Link, endpoint: BrokerEndpoint) -> aiomqtt.Client:
+        client = self._new_client(link, endpoint)
         # Before connecting: the persistent session's queue arrives right after CONNACK.
         client._client.manual_ack_set(True)  # aiomqtt exposes no manual ack
         return client
 
-    def _new_client(self, link: Link) -> aiomqtt.Client:
+    def _new_client(self, link: Link, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         identifier = service_client_id(
             self.s, self.security, link.suffix, self.client_id + link.suffix
         )
@@ -205,6 +208,7 @@ class IngestConsumer:
                 self.security,
                 link.suffix,
                 identifier,
+                endpoint,
                 protocol=aiomqtt.ProtocolVersion.V311,
                 clean_session=False,
                 max_queued_incoming_messages=200_000,
@@ -216,27 +220,28 @@ class IngestConsumer:
             self.security,
             link.suffix,
             identifier,
+            endpoint,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
             max_queued_incoming_messages=200_000,
         )
 
-    async def _link(self, link: Link) -> None:
+    async def _link(self, link: Link, endpoint: BrokerEndpoint) -> None:
         def down() -> None:
-            self._subscribed.discard(link)
+            self._subscribed.discard((link, endpoint))
             self.ready.clear()
 
         await keep_connected(
-            lambda: self._client(link),
-            lambda client: self._consume(link, client),
-            name=f"ingest {link.name.lower()}",
+            lambda: self._client(link, endpoint),
+            lambda client: self._consume(link, client, endpoint),
+            name=f"ingest {link.name.lower()} ({endpoint.label})",
             base_s=0.5,
             cap_s=5.0,
             on_down=down,
         )
 
-    async def _consume(self, link: Link, client: aiomqtt.Client) -> None:
+    async def _consume(self, link: Link, client: aiomqtt.Client, endpoint: BrokerEndpoint) -> None:
         group = self.s.ingest_group
         filters = (
             [(topics.subscription(topics.Channel.TELEMETRY, group), 1)]
@@ -247,8 +252,8 @@ class IngestConsumer:
             ]
         )
         await client.subscribe(filters)
-        self._subscribed.add(link)
-        if len(self._subscribed) == len(Link):
+        self._subscribed.add((link, endpoint))
+        if len(self._subscribed) == len(Link) * len(self.s.broker_endpoints()):
             self.ready.set()
         log.info("ingest %s link subscribed (group %s)", link.name.lower(), group)
         async for message in client.messages:

@@ -22,7 +22,7 @@ from cloud import FLEET_READERS, Principal, Role, audit, require
 from fleet.packages import PackageStore
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
-from provisioning.dynsec import BrokerAdmin
+from provisioning.fanout import BrokerAdmins
 
 Readers = [Depends(require(*FLEET_READERS))]
 Operator = [Depends(require(Role.FLEET_OPERATOR))]
@@ -36,7 +36,7 @@ class FleetServices:
     #: Packages need the secured mode (the command signing key).
     packages: PackageStore | None
     #: The broker's dynamic-security control (secured mode): disable / enable a terminal.
-    broker: BrokerAdmin | None = None
+    broker: BrokerAdmins | None = None
 
 
 def install(app: FastAPI, services: FleetServices) -> None:
@@ -83,13 +83,13 @@ PackagesOrNone = Annotated[PackageStore | None, Depends(packages_or_none)]
 RolloutsOrNone = Annotated[RolloutEngine | None, Depends(rollouts_or_none)]
 
 
-def broker_admin(s: Services) -> BrokerAdmin:
+def broker_admin(s: Services) -> BrokerAdmins:
     if s.broker is None:
         raise HTTPException(503, "broker control needs the secured mode (CUNTONG_CLOUD_STATE_DIR)")
     return s.broker
 
 
-Broker = Annotated[BrokerAdmin, Depends(broker_admin)]
+Broker = Annotated[BrokerAdmins, Depends(broker_admin)]
 
 
 def now() -> dt.datetime:
