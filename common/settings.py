@@ -7,9 +7,10 @@ message naming the setting; nothing is built at import time.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -55,7 +57,14 @@ def parse_endpoints(raw: object) -> list[BrokerEndpoint]:
     """``brokers`` entries ("host:port" strings, or tables with host, port, public_host) as
     endpoints; one ValueError naming every bad entry, and any endpoint listed twice."""
     if isinstance(raw, str):
-        raw = [part for part in raw.split(",") if part.strip()]
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"not a JSON list: {err}") from err
+        else:
+            raw = [part for part in text.split(",") if part.strip()]
     if not isinstance(raw, list | tuple):
         raise ValueError('must be a list of "host:port" strings or {host, port} tables')
     endpoints, problems = [], []
@@ -130,7 +139,7 @@ class AgentSettings(_Base):
     broker_port: int = Field(1883, ge=1, le=65535)
     #: Development mode's failover list (JSON list or "host:port,host:port"); empty: the
     #: one broker_host/broker_port. Secured, the list comes from the cloud at enrolment.
-    brokers: list[BrokerEndpoint] = Field(default_factory=list)
+    brokers: Annotated[list[BrokerEndpoint], NoDecode] = Field(default_factory=list)
     #: Secured: when no broker of the list answers, ask the enrolment API for the current
     #: list at most this often (a fleet that lost its broker must not hammer the API).
     broker_list_every_s: float = Field(30.0, gt=0)
@@ -276,7 +285,7 @@ class CloudSettings(_Base):
     #: Broker failover: every broker of the fleet, in the order terminals try them (JSON
     #: list or "host:port,host:port" in the environment, a list in TOML). Every cloud link
     #: subscribes on each. Empty: the one broker_host/broker_port.
-    brokers: list[BrokerEndpoint] = Field(default_factory=list)
+    brokers: Annotated[list[BrokerEndpoint], NoDecode] = Field(default_factory=list)
     tsdb_url: str = "http://127.0.0.1:8428"
     tsdb_org: str = "cuntong"
     tsdb_bucket: str = "telemetry"
