@@ -25,6 +25,7 @@ Live configuration from the shadow (``common.wire.live_config``) is applied by
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -32,6 +33,7 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -47,12 +49,14 @@ from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import live_config
 from common.wire.call import Grant
-from edge import alarms, commands, sdnotify, wire
+from edge import agent_slots, alarms, commands, ota_slots, sdnotify, wire
 from edge.handlers.mdm import Mdm
+from edge.handlers.pinpad import PinPadKeys
 from edge.health import HealthSampler
 from edge.identity import SecureLink
 from edge.liveness import Liveness, camera_frames
-from edge.ota import Ota
+from edge.ota import RESTART, Ota
+from edge.ota import Kind as OtaKind
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
@@ -147,9 +151,27 @@ class Agent:
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
         self.mdm = Mdm(settings.state_dir, self._power, self.apply_config, self.spool.wipe)
         self.handlers.update(self.mdm.table())
+        self.handlers.update(PinPadKeys(self.peripherals.adapters).table())
         trust = link.command_key if link else None  # packages are signed by the command key
-        kinds = {MODEL_BUNDLE: self.liveness.ota_kind()}  # model bundles: checked, then used
-        self.ota = Ota(settings.state_dir, trust, self.emit_event, kinds=kinds)
+        kinds = {
+            MODEL_BUNDLE: self.liveness.ota_kind(),  # model bundles: checked, then used
+            # The agent itself: a wheel unpacked into a slot, tried in a restarted process.
+            agent_slots.COMPONENT: OtaKind(
+                validate=_check_agent_wheel,
+                unpack=agent_slots.unpack,
+                apply_delta=agent_slots.apply_delta,
+                release=agent_slots.release_sha256,
+                trial_s=settings.agent_trial_s,
+            ),
+        }
+        self.ota = Ota(
+            settings.state_dir,
+            trust,
+            self.emit_event,
+            kinds=kinds,
+            restart=self._power,
+            clock=clock,
+        )
         self.handlers.update(self.ota.table())
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
@@ -266,6 +288,7 @@ class Agent:
             tasks.append(asyncio.create_task(self._renew_loop(), name="renewal"))
         if sdnotify.watchdog_s() is not None:
             tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
+        tasks.append(asyncio.create_task(self._agent_trial(), name="agent-trial"))
         stop = asyncio.create_task(self._stopping.wait())
         screen = contextlib.AsyncExitStack()
         try:
@@ -522,6 +545,21 @@ class Agent:
         reply = await self._execute(name, payload)
         req = message.properties
         response_topic = getattr(req, "ResponseTopic", None) if req else None
+        if reply.ok and reply.result.get(RESTART):
+            # A new agent version is on trial: it answers this command itself once it has
+            # passed (or this version does, after a rollback). Save where the answer goes.
+            correlation = getattr(req, "CorrelationData", None) if req else None
+            agent_slots.save_pending(
+                self.s.state_dir,
+                agent_slots.Pending(
+                    str(reply.result.get("version", "")),
+                    str(response_topic or ""),
+                    base64.b64encode(correlation or b"").decode(),
+                    reply.result.get("command_id"),
+                ),
+            )
+            self._power("agent update")
+            return
         if not response_topic:
             log.warning("command %s without response topic; reply dropped", name)
             return
@@ -545,6 +583,107 @@ class Agent:
         await self.teller.liveness(result.to_dict())  # stored with the call, if one is on
         return result.to_dict()
 
+    # --- self-update: the trial of a new agent version ----------------------------------
+
+    async def _agent_trial(self) -> None:
+        await self._agent_trial_once()
+        await self._stopping.wait()  # the run's tasks end only with the agent
+
+    async def _agent_trial_once(self) -> None:
+        """On trial: connect, report the version, pass the self-test before the deadline,
+        then commit and answer the update; otherwise go back to the previous slot. Not on
+        trial but with an update unanswered: that update was rolled back; say so."""
+        state = self.s.state_dir
+        slots = agent_slots.read(state)
+        pending = agent_slots.read_pending(state)
+        running = __version__
+        if slots.trial and slots.versions.get(slots.active) == running:
+            left = (slots.trial_until or self._clock()) - self._clock()
+            try:
+                why = await asyncio.wait_for(self._trial_checks(), max(left, 0.0))
+            except TimeoutError:
+                why = "not connected and self-tested before the trial deadline"
+            if why is None:
+                agent_slots.save(state, ota_slots.commit(agent_slots.read(state)))
+                log.info("agent %s committed in slot %s", running, slots.active)
+                self.emit_event(
+                    "ota_progress",
+                    {
+                        "component": "agent",
+                        "version": running,
+                        "state": "healthy",
+                        "slot": slots.active,
+                    },
+                )
+                await self._answer_update(
+                    pending, True, {"component": "agent", "version": running, "slot": slots.active}
+                )
+                return
+            log.error("agent %s failed its trial (%s): rolling back", running, why)
+            agent_slots.save(state, ota_slots.rollback(agent_slots.read(state)))
+            self.emit_event(
+                "ota_progress",
+                {"component": "agent", "version": running, "state": "rolled_back", "detail": why},
+            )
+            self._power("agent rollback")
+            return
+        if pending is not None and pending.version != running:
+            self.emit_event(
+                "ota_progress",
+                {
+                    "component": "agent",
+                    "version": pending.version,
+                    "state": "rolled_back",
+                    "slot": slots.active,
+                    "detail": "did not pass its trial",
+                },
+            )
+            await self._answer_update(
+                pending,
+                False,
+                {
+                    "error": f"agent {pending.version} did not pass its trial; back on {running}",
+                    "rolled_back_locally": True,
+                },
+            )
+
+    async def _trial_checks(self) -> str | None:
+        """None when the new version is connected, has reported itself and passes its
+        self-test; else what failed."""
+        await self.connected.wait()  # the status with the versions went out first
+        results = await self.peripherals.self_test()
+        failed = [r for r in results if not r["passed"]]
+        if failed:
+            return "self-test failed: " + ", ".join(str(r.get("name", "?")) for r in failed)
+        return None
+
+    async def _answer_update(
+        self, pending: agent_slots.Pending | None, ok: bool, result: dict[str, Any]
+    ) -> None:
+        if pending is None:
+            return
+        if pending.command_id is not None:
+            result = {**result, "command_id": pending.command_id}
+        while True:
+            await self.connected.wait()
+            client = self._mqtt
+            if client is None or not pending.response_topic:
+                break
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = pending.correlation_bytes
+            try:
+                await client.publish(
+                    pending.response_topic,
+                    commands.Reply(ok, result).to_bytes(),
+                    qos=1,
+                    properties=props,
+                    timeout=10,
+                )
+                break
+            except aiomqtt.MqttError:
+                await asyncio.sleep(1)  # the link dropped: answer on the next connection
+        agent_slots.clear_pending(self.s.state_dir)
+
     async def _cmd_selftest(self, args: dict[str, Any]) -> dict[str, Any]:
         results = await self.peripherals.self_test()
         return {"passed": all(r["passed"] for r in results), "results": results}
@@ -562,3 +701,7 @@ def _dev_brokers(settings: AgentSettings) -> tuple[BrokerAddress, ...]:
 
 def _hp(broker: BrokerAddress) -> tuple[str, int]:
     return broker.host, broker.port
+
+
+async def _check_agent_wheel(payload: Path) -> None:
+    await asyncio.to_thread(agent_slots.check_wheel, payload)
