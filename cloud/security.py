@@ -18,15 +18,18 @@ from typing import Any
 import aiomqtt
 
 from common import suite as suite_lib
-from common.settings import CloudSettings
+from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import commands as signed
 from provisioning import ca as ca_lib
+from provisioning import keys as keys_lib
 from provisioning import wiring
 from provisioning.ca import service_name
-from provisioning.dynsec import BrokerAdmin, BrokerAdminError
+from provisioning.dynsec import BrokerAdminError
+from provisioning.fanout import BrokerAdmins, Revocations
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.keys import CloudKeys
-from provisioning.revocation import RevocationPublisher, keep_crl_fresh
+from provisioning.protocol import BrokerAddress
+from provisioning.revocation import keep_crl_fresh
 from provisioning.service import Provisioner, broker_roster
 
 log = logging.getLogger("cuntong.cloud.security")
@@ -62,16 +65,20 @@ def service_client(
     security: Security | None,
     suffix: str,
     client_id: str,
+    endpoint: BrokerEndpoint | None = None,
     **options: Any,
 ) -> aiomqtt.Client:
     """An MQTT client for one of this instance's links (``suffix`` names the link's own
-    certificate, see ``broker_services``); ``options`` are the link's aiomqtt options."""
+    certificate, see ``broker_services``) to ``endpoint`` (default: the first broker; with
+    failover each link has one client per broker, under the same client id: the brokers
+    are separate servers); ``options`` are the link's aiomqtt options."""
     tls = None
     if security is not None:
         tls = security.mqtt_tls(settings.service_instance + suffix, dt.datetime.now(dt.UTC))
+    endpoint = endpoint or settings.broker_endpoints()[0]
     return aiomqtt.Client(
-        settings.broker_host,
-        settings.broker_port,
+        endpoint.host,
+        endpoint.port,
         identifier=client_id,
         tls_context=tls,
         timeout=10,
@@ -85,21 +92,38 @@ class Security:
     keys: CloudKeys
     suite: suite_lib.Suite
     settings: CloudSettings
-    admin: BrokerAdmin | None = None
+    #: Every broker's dynamic-security control (one per ``broker_endpoints()`` entry).
+    admin: BrokerAdmins | None = None
 
     @classmethod
     def build(cls, s: CloudSettings, now: dt.datetime) -> Security:
+        """Rights, revocations and CRLs on every broker of ``s.broker_endpoints()`` (broker
+        ``i`` keeps its files in ``wiring.broker_tls_dir(i)``); terminals get the list in
+        that order, each at its public host."""
         assert s.state_dir is not None
-        host = s.public_broker_host or s.broker_host
-        admin = wiring.broker_admin(
-            s.state_dir, s.broker_host, s.broker_port, s.service_instance + ADMIN_SUFFIX
+        endpoints = s.broker_endpoints()
+        instance = s.service_instance + ADMIN_SUFFIX
+        each = [wiring.broker_admin(s.state_dir, e.host, e.port, instance) for e in endpoints]
+        admins = BrokerAdmins(each)
+        publishers = [
+            wiring.revocation_publisher(s.state_dir, e.host, e.port, now, admin, index=i)
+            for i, (e, admin) in enumerate(zip(endpoints, each, strict=True))
+        ]
+        addresses = [
+            BrokerAddress(host=host, port=e.port, server_name=host)
+            for e in endpoints
+            for host in [e.public_host or s.public_broker_host or e.host]
+        ]
+        prov = Provisioner(
+            ca=ca_lib.load_or_create(s.state_dir, now),
+            keys=keys_lib.load_or_create(s.state_dir),
+            broker=addresses[0],
+            more_brokers=addresses[1:],
+            on_revoked=Revocations(publishers, admins),
+            on_enrolled=admins.enrolled,
         )
-        publisher = wiring.revocation_publisher(
-            s.state_dir, s.broker_host, s.broker_port, now, admin
-        )
-        prov = wiring.cloud_provisioner(s.state_dir, host, s.broker_port, now, publisher, admin)
         prov.suite = suite_lib.Suite(s.crypto_suite)
-        return cls(prov, prov.keys, prov.suite, s, admin)
+        return cls(prov, prov.keys, prov.suite, s, admins)
 
     def mqtt_tls(self, instance: str, now: dt.datetime) -> ssl.SSLContext:
         assert self.settings.state_dir is not None
@@ -130,8 +154,18 @@ class Security:
         First brings the broker's terminal clients in line with the registry."""
         await self.sync_broker()
         publisher = self.provisioner.on_revoked
-        assert isinstance(publisher, RevocationPublisher)
-        await keep_crl_fresh(publisher, lambda: dt.datetime.now(dt.UTC), stop)
+        assert isinstance(publisher, Revocations)
+        heal = (
+            asyncio.create_task(self.admin.heal(broker_roster, stop), name="broker-heal")
+            if self.admin is not None
+            else None
+        )
+        try:
+            await keep_crl_fresh(publisher, lambda: dt.datetime.now(dt.UTC), stop)
+        finally:
+            if heal is not None:
+                heal.cancel()
+                await asyncio.gather(heal, return_exceptions=True)
 
 
 def terminal_api_tls(state_dir: Path, hosts: Iterable[str], now: dt.datetime) -> tuple[Path, Path]:

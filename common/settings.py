@@ -7,9 +7,10 @@ message naming the setting; nothing is built at import time.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -23,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -30,6 +32,66 @@ from pydantic_settings import (
 
 from common.errors import ConfigError
 from common.topics import valid_terminal_id
+
+
+class BrokerEndpoint(BaseModel):
+    """One MQTT broker of a failover list (a ``brokers`` entry): ``"host:port"`` or a table.
+
+    Mosquitto has no clustering: every broker is a separate server with the same CA, server
+    certificate names and dynamic-security roles; terminals use one at a time, in list order,
+    and cloud services subscribe on all of them (docs/operations.md, "Broker failover")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    #: Where terminals reach this broker, if not at ``host`` (NAT, a public name).
+    public_host: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_endpoints(raw: object) -> list[BrokerEndpoint]:
+    """``brokers`` entries ("host:port" strings, or tables with host, port, public_host) as
+    endpoints; one ValueError naming every bad entry, and any endpoint listed twice."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"not a JSON list: {err}") from err
+        else:
+            raw = [part for part in text.split(",") if part.strip()]
+    if not isinstance(raw, list | tuple):
+        raise ValueError('must be a list of "host:port" strings or {host, port} tables')
+    endpoints, problems = [], []
+    for i, entry in enumerate(raw, 1):
+        if isinstance(entry, BrokerEndpoint):
+            endpoints.append(entry)
+            continue
+        if isinstance(entry, str):
+            host, sep, port = entry.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                problems.append(f'broker #{i}: {entry!r} is not "host:port"')
+                continue
+            entry = {"host": host, "port": int(port)}
+        try:
+            endpoints.append(BrokerEndpoint.model_validate(entry))
+        except ValidationError as err:
+            for e in err.errors():
+                field = ".".join(map(str, e["loc"])) or "entry"
+                problems.append(f"broker #{i}: {field}: {_msg(e['msg'])}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    seen: set[tuple[str, int]] = set()
+    for endpoint in endpoints:
+        if (endpoint.host, endpoint.port) in seen:
+            raise ValueError(f"broker {endpoint.label} is listed twice")
+        seen.add((endpoint.host, endpoint.port))
+    return endpoints
 
 
 class _Base(BaseSettings):
@@ -75,6 +137,12 @@ class AgentSettings(_Base):
     terminal_id: str
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(1883, ge=1, le=65535)
+    #: Development mode's failover list (JSON list or "host:port,host:port"); empty: the
+    #: one broker_host/broker_port. Secured, the list comes from the cloud at enrolment.
+    brokers: Annotated[list[BrokerEndpoint], NoDecode] = Field(default_factory=list)
+    #: Secured: when no broker of the list answers, ask the enrolment API for the current
+    #: list at most this often (a fleet that lost its broker must not hammer the API).
+    broker_list_every_s: float = Field(30.0, gt=0)
     state_dir: Path = Path("/var/lib/cuntong-agent")
     telemetry_interval_s: float = Field(15.0, gt=0, le=3600)
     keepalive_s: int = Field(30, ge=5, le=3600)
@@ -123,6 +191,15 @@ class AgentSettings(_Base):
         if not valid_terminal_id(value):
             raise ValueError("letters, digits, '-' and '_' only, 1-64 characters")
         return value
+
+    @field_validator("brokers", mode="before")
+    @classmethod
+    def _brokers(cls, value: object) -> list[BrokerEndpoint]:
+        return parse_endpoints(value)
+
+    def broker_endpoints(self) -> list[BrokerEndpoint]:
+        """The brokers to try in order: ``brokers``, else broker_host:broker_port."""
+        return list(self.brokers) or [BrokerEndpoint(host=self.broker_host, port=self.broker_port)]
 
 
 #: Concurrent recorded calls one Janus node takes by default: what ``bench/calls.py``
@@ -211,6 +288,10 @@ class CloudSettings(_Base):
     db_url: str = "sqlite://cuntong.sqlite3"
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(1883, ge=1, le=65535)
+    #: Broker failover: every broker of the fleet, in the order terminals try them (JSON
+    #: list or "host:port,host:port" in the environment, a list in TOML). Every cloud link
+    #: subscribes on each. Empty: the one broker_host/broker_port.
+    brokers: Annotated[list[BrokerEndpoint], NoDecode] = Field(default_factory=list)
     tsdb_url: str = "http://127.0.0.1:8428"
     tsdb_org: str = "cuntong"
     tsdb_bucket: str = "telemetry"
@@ -360,6 +441,20 @@ class CloudSettings(_Base):
             )
             nodes.insert(0, first)
         return nodes
+
+    @field_validator("brokers", mode="before")
+    @classmethod
+    def _brokers(cls, value: object) -> list[BrokerEndpoint]:
+        return parse_endpoints(value)
+
+    def broker_endpoints(self) -> list[BrokerEndpoint]:
+        """Every broker: ``brokers``, else broker_host:broker_port (with public_broker_host)."""
+        if self.brokers:
+            return list(self.brokers)
+        single = BrokerEndpoint(
+            host=self.broker_host, port=self.broker_port, public_host=self.public_broker_host
+        )
+        return [single]
 
     @field_validator("db_url")
     @classmethod

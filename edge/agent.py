@@ -6,7 +6,9 @@ is reachable, and a message leaves the spool only when ingest confirms it stored
 ``cuntong/v1/t/<id>/ack``, ``common.wire.ack``), not on the broker's PUBACK: a broker killed
 before it delivered or saved a message loses nothing either. Unconfirmed messages are sent
 again on every new connection and after ``ack_timeout_s``. The link reconnects with
-full-jitter exponential backoff.
+full-jitter exponential backoff, each attempt to the next broker of its failover list
+(``common.failover``); when a whole round fails, a secured agent asks the enrolment API for
+the current list (a broker that moved is followed).
 
 Tasks while running:
 - ``_telemetry_loop``: sample health every interval into the spool (runs offline too);
@@ -45,6 +47,7 @@ from paho.mqtt.properties import Properties
 
 from common import __version__, envelope, procs
 from common.errors import CuntongError, SpoolFull
+from common.failover import Rotation
 from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
@@ -66,6 +69,7 @@ from edge.teller.media import CallMedia
 from edge.teller.paperwork import Paperwork
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
+from provisioning.protocol import BrokerAddress
 
 log = logging.getLogger("cuntong.agent")
 
@@ -127,6 +131,10 @@ class Agent:
             models=self.liveness.models,
         )
         self._mqtt: aiomqtt.Client | None = None
+        #: Broker failover: the enrolment answer's list (secured) or the settings' (dev mode).
+        self.brokers = Rotation(tuple(link.brokers) if link else _dev_brokers(settings))
+        self._refresh: asyncio.Task[None] | None = None
+        self._refreshed_at = float("-inf")
         self.screen: Any = None  # the customer screen server while it runs
         self._desk_topic = topic(self.tid, Channel.DESK)
         self._ack_topic = topic(self.tid, Channel.ACK)
@@ -378,15 +386,10 @@ class Agent:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         status_topic = topic(self.tid, Channel.STATUS)
-        # Secured, the broker is the one the cloud named at enrolment.
-        host, port = (
-            (self.link.broker_host, self.link.broker_port)
-            if self.link
-            else (self.s.broker_host, self.s.broker_port)
-        )
+        broker = self.brokers.current  # secured: from the list the cloud handed over
         return aiomqtt.Client(
-            host,
-            port,
+            broker.host,
+            broker.port,
             identifier=self.tid,
             protocol=aiomqtt.ProtocolVersion.V5,
             keepalive=self.s.keepalive_s,
@@ -404,11 +407,36 @@ class Agent:
             name=f"terminal {self.tid}",
             base_s=self.s.backoff_base_s,
             cap_s=self.s.backoff_cap_s,
-            on_down=self.connected.clear,
+            on_down=self._link_down,
             draw=self._draw,
             stable_s=self.s.link_stable_s,
             on_retry=self._on_retry,
         )
+
+    def _link_down(self) -> None:
+        """The broker failed (refused, unreachable or dropped): the next attempt goes to the
+        next broker of the list; after a full round the cloud is asked for a new list."""
+        self.connected.clear()
+        failed = self.brokers.current
+        nxt = self.brokers.failed()
+        if nxt != failed:
+            log.warning("broker %s:%d failed; next %s:%d", failed.host, failed.port, *_hp(nxt))
+        due = self._clock() - self._refreshed_at >= self.s.broker_list_every_s
+        if self.brokers.round_failed and self.link is not None and self._refresh is None and due:
+            self._refreshed_at = self._clock()
+            self._refresh = asyncio.create_task(self._refresh_brokers(), name="broker-list")
+
+    async def _refresh_brokers(self) -> None:
+        assert self.link is not None
+        try:
+            brokers = await self.link.refresh_brokers()
+        except (CuntongError, httpx.HTTPError, OSError, ValueError) as err:
+            log.warning("broker list not refreshed (%s); will retry after the next round", err)
+            return
+        finally:
+            self._refresh = None
+        if brokers is not None and self.brokers.replace(brokers):
+            log.warning("broker list changed: %s", ", ".join(f"{b.host}:{b.port}" for b in brokers))
 
     def _on_retry(self, attempt: int, wait_s: float) -> None:
         self.link_backoff_s = round(wait_s, 3)
@@ -417,6 +445,7 @@ class Agent:
 
     async def _online(self, client: aiomqtt.Client) -> None:
         self.connects += 1
+        self.brokers.connected()
         await client.publish(
             topic(self.tid, Channel.STATUS), self._status(True), qos=1, retain=True
         )
@@ -425,7 +454,8 @@ class Agent:
         await client.subscribe(self._ack_topic, qos=1)
         self._mqtt = client
         self.connected.set()
-        log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
+        mode = "mTLS" if self.link else "anonymous dev mode"
+        log.info("connected to %s:%d (%s)", *_hp(self.brokers.current), mode)
         if self.connects > 1:
             self.teller.link_changed()  # back after a drop: a call on must republish
         try:
@@ -714,6 +744,17 @@ class Agent:
 
     async def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "ts": self._ms(), "spool_depth": self.spool.depth(), "echo": args}
+
+
+def _dev_brokers(settings: AgentSettings) -> tuple[BrokerAddress, ...]:
+    return tuple(
+        BrokerAddress(host=e.host, port=e.port, server_name=e.host)
+        for e in settings.broker_endpoints()
+    )
+
+
+def _hp(broker: BrokerAddress) -> tuple[str, int]:
+    return broker.host, broker.port
 
 
 async def _check_agent_wheel(payload: Path) -> None:

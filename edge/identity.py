@@ -2,7 +2,8 @@
 
 A thin shell over ``provisioning.device`` (which does the work and is tested there). With a
 factory claim (``claim.json``) or an identity already installed, the agent runs secured:
-mTLS to the broker address the cloud handed over at enrolment, every command checked
+mTLS to the brokers the cloud handed over at enrolment (tried in order, the list refreshed
+from the enrolment API when none answers), every command checked
 against the cloud's signing key and a replay cache kept across restarts, every event
 tagged with a MAC. With neither, it runs in the anonymous development mode the spine's tests use.
 """
@@ -17,9 +18,15 @@ from pathlib import Path
 from common import suite as suite_lib
 from common.wire import commands as signed
 from edge.replay import open_replay_cache
-from provisioning.device import Identity, enrolment_client, ensure_identity, read_claim
+from provisioning.device import (
+    Identity,
+    enrolment_client,
+    ensure_identity,
+    fetch_brokers,
+    read_claim,
+)
 from provisioning.keys import load_command_public_key
-from provisioning.protocol import FactoryClaim
+from provisioning.protocol import BrokerAddress, FactoryClaim
 
 
 @dataclass
@@ -27,8 +34,8 @@ class SecureLink:
     identity: Identity
     claim: FactoryClaim | None
     tls: ssl.SSLContext
-    broker_host: str
-    broker_port: int
+    #: The brokers to try in order (failover); refreshed from the cloud when none answers.
+    brokers: list[BrokerAddress]
     command_key: signed.VerifyKey
     suite: suite_lib.Suite
     mac_key: bytes
@@ -44,13 +51,33 @@ class SecureLink:
             identity=identity,
             claim=claim,
             tls=identity.ssl_context(),
-            broker_host=info["broker"]["host"],
-            broker_port=int(info["broker"]["port"]),
+            brokers=identity.brokers(),
             command_key=load_command_public_key(info["command_key_pem"].encode()),
             suite=suite,
             mac_key=bytes.fromhex(info["event_mac_key"]),
             replay=open_replay_cache(identity.directory, now),
         )
+
+    @property
+    def broker_host(self) -> str:
+        return self.brokers[0].host
+
+    @property
+    def broker_port(self) -> int:
+        return self.brokers[0].port
+
+    async def refresh_brokers(self) -> list[BrokerAddress] | None:
+        """Ask the enrolment API for the current broker list and store it; None without a
+        claim (no enrolment URL to ask) or when the list did not change."""
+        if self.claim is None:
+            return None
+        async with enrolment_client(self.claim) as http:
+            brokers = await fetch_brokers(http)
+        if brokers == self.brokers:
+            return None
+        self.identity.update_brokers(brokers)
+        self.brokers = brokers
+        return brokers
 
     def event_tag(self, payload: bytes) -> str:
         return signed.event_tag(self.suite, self.mac_key, payload)
@@ -69,6 +96,7 @@ class SecureLink:
             renewed = await ensure_identity(http, self.identity, self.claim, now)
         if renewed:
             self.tls = self.identity.ssl_context()
+            self.brokers = self.identity.brokers()  # the renewal answer's list
         return renewed
 
 

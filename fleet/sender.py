@@ -1,7 +1,9 @@
 """The cloud's command sender: delivers queued commands over MQTT 5 and records replies.
 
 Commands wait in the database (``fleet.store``) until their terminal is online — the sender
-follows every terminal's retained presence itself, so a returning terminal gets its queue
+follows every terminal's retained presence itself, on every broker of the failover list
+(``CloudSettings.broker_endpoints``; a command goes through the broker its terminal is on,
+``common.failover.Presence``), so a returning terminal gets its queue
 at once rather than after the next ingest flush. Each command is signed at delivery (in
 secured mode) with a window inside ``MAX_TTL``, published with the terminal's ``cmd-reply``
 topic as MQTT 5 response topic and the command id as correlation data. Replies are batched
@@ -32,9 +34,10 @@ from paho.mqtt.properties import Properties
 from cloud import Security, service_client, service_client_id
 from common import envelope, topics
 from common.errors import WireError
+from common.failover import Presence
 from common.mqtt_link import keep_connected
 from common.periodic import run_every
-from common.settings import CloudSettings
+from common.settings import BrokerEndpoint, CloudSettings
 from common.wire.commands import Command, sign_command
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
@@ -103,7 +106,11 @@ class CommandSender:
         self.s = settings
         self.security = security
         self.clock = clock
-        self.online: set[str] = set()
+        #: Failover: one link per broker; each terminal's commands go through the broker
+        #: its latest retained status came from.
+        self.endpoints = settings.broker_endpoints()
+        self.presence: Presence[int] = Presence()
+        self._clients: dict[int, aiomqtt.Client] = {}
         self.ready = asyncio.Event()
         self.on_result: dict[str, ResultHook] = {}
         self.on_online: list[OnlineHook] = []
@@ -132,7 +139,7 @@ class CommandSender:
                 task.cancel()
             await asyncio.gather(sweep, replies, return_exceptions=True)
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         return service_client(
@@ -140,6 +147,7 @@ class CommandSender:
             self.security,
             INSTANCE_SUFFIX,
             self.client_id,
+            endpoint,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
@@ -151,31 +159,57 @@ class CommandSender:
         )
 
     async def _link_loop(self) -> None:
+        """One link per broker (failover: a terminal is on one of them at a time), and one
+        delivery loop that sends each command through the broker its terminal is on."""
+        links = [
+            asyncio.create_task(self._link(i, e), name=f"fleet-link-{e.label}")
+            for i, e in enumerate(self.endpoints)
+        ]
+        deliver = asyncio.create_task(self._deliver_loop(), name="fleet-deliver")
+        try:
+            await asyncio.gather(*links, deliver)
+        finally:
+            for task in (*links, deliver):
+                task.cancel()
+            await asyncio.gather(*links, deliver, return_exceptions=True)
+
+    async def _link(self, index: int, endpoint: BrokerEndpoint) -> None:
         def down() -> None:
+            self._clients.pop(index, None)
             self.ready.clear()
-            self.online.clear()
+            self.presence.broker_lost(index)
 
         await keep_connected(
-            self._client, self._serve, name="fleet sender", base_s=0.5, cap_s=5.0, on_down=down
+            lambda: self._client(endpoint),
+            lambda client: self._serve(index, client),
+            name=f"fleet sender ({endpoint.label})",
+            base_s=0.5,
+            cap_s=5.0,
+            on_down=down,
         )
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, index: int, client: aiomqtt.Client) -> None:
         await client.subscribe(
             [
                 (topics.subscription(topics.Channel.STATUS), 1),
                 (topics.subscription(topics.Channel.CMD_REPLY), 1),
             ]
         )
-        deliver = asyncio.create_task(self._deliver_loop(client))
-        self.ready.set()
+        self._clients[index] = client
+        if len(self._clients) == len(self.endpoints):
+            self.ready.set()
         try:
             async for message in client.messages:
-                await self._handle(message)
+                await self._handle(index, message)
         finally:
-            deliver.cancel()
-            await asyncio.gather(deliver, return_exceptions=True)
+            self._clients.pop(index, None)
 
-    async def _handle(self, message: aiomqtt.Message) -> None:
+    @property
+    def online(self) -> set[str]:
+        """Terminals online on some broker this sender is linked to."""
+        return self.presence.online()
+
+    async def _handle(self, index: int, message: aiomqtt.Message) -> None:
         payload = message.payload if isinstance(message.payload, bytes) else b""
         try:
             parsed = topics.parse(str(message.topic))
@@ -184,15 +218,12 @@ class CommandSender:
         tid = parsed.terminal_id
         if parsed.channel is topics.Channel.STATUS:
             try:
-                online = envelope.parse_status(payload, tid).online
+                status = envelope.parse_status(payload, tid)
             except WireError:
                 return
-            if online and tid not in self.online:
-                self.online.add(tid)
+            if self.presence.update(tid, index, status.online, status.ts_ms):
                 self._came_online.append(tid)  # hooks run in batches before delivery
                 self._wake.set()
-            elif not online:
-                self.online.discard(tid)
             return
         corr = getattr(message.properties, "CorrelationData", None)
         if not corr:
@@ -203,15 +234,19 @@ class CommandSender:
 
     # --- delivery ------------------------------------------------------------------------
 
-    async def _deliver_loop(self, client: aiomqtt.Client) -> None:
+    async def _deliver_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             self._wake.clear()
-            await self.deliver(client)
+            try:
+                await self.deliver()
+            except aiomqtt.MqttError as err:  # requeued; that broker's link reconnects
+                log.warning("delivery interrupted: %s", err)
 
-    async def deliver(self, client: aiomqtt.Client) -> int:
-        """Send every queued command whose terminal is online; returns how many were sent."""
+    async def deliver(self) -> int:
+        """Send every queued command whose terminal is online, each through the broker it
+        is on; returns how many were sent."""
         if self._came_online:
             back, self._came_online = self._came_online, []
             for hook in self.on_online:
@@ -222,15 +257,16 @@ class CommandSender:
             "id", "terminal_id", "name", "args", "created_at", "expires_at", "timeout_s"
         )
         now = self.clock()
-        outgoing: list[_Outgoing] = []
+        outgoing: dict[int, list[_Outgoing]] = {}
         updates: list[list[Any]] = []
         for cid, tid, name, args, created, expires, timeout_s in queued:
-            if tid not in self.online:
+            broker = self.presence.where(tid)
+            if broker is None or broker not in self._clients:
                 continue
             c = lc.deliver(lc.Lifecycle(lc.State.QUEUED, created, expires, timeout_s), now)
             updates.append([c.state.value, c.sent_at, c.finished_at, c.deadline, cid])
             if c.state is lc.State.SENT:
-                outgoing.append(_Outgoing(cid, tid, name, args, c))
+                outgoing.setdefault(broker, []).append(_Outgoing(cid, tid, name, args, c))
         # Marked sent before publishing, so a fast reply always finds its command "sent".
         for start in range(0, len(updates), DB_CHUNK):
             async with self._lock:
@@ -239,8 +275,19 @@ class CommandSender:
                     updates[start : start + DB_CHUNK],
                     only_in=lc.State.QUEUED,
                 )
-        await self._publish_all(client, outgoing)
-        return len(outgoing)
+        failed: list[str] = []
+        for broker, batch in outgoing.items():
+            client = self._clients.get(broker)
+            try:
+                if client is None:  # the link dropped meanwhile: back to the queue
+                    await self._requeue([o.id for o in batch])
+                    raise aiomqtt.MqttError(f"{len(batch)} commands: broker link down")
+                await self._publish_all(client, batch)
+            except aiomqtt.MqttError as err:
+                failed.append(f"{self.endpoints[broker].label}: {err}")
+        if failed:
+            raise aiomqtt.MqttError("; ".join(failed))
+        return sum(len(batch) for batch in outgoing.values())
 
     def _message(self, o: _Outgoing) -> tuple[str, bytes, Properties]:
         if self.security is not None:

@@ -3,7 +3,8 @@ rotation, revocation, signed commands and the crypto-suite switch.
 
 See docs/provisioning.md. The agent imports ``provisioning.device`` and
 ``common.wire.commands``; the cloud ``provisioning.api``, ``provisioning.admin_api`` and
-``provisioning.wiring``; the stack ``provisioning.wiring.secure_broker``.
+``provisioning.wiring`` (``provisioning.fanout`` for several brokers); the stack
+``provisioning.wiring.secure_broker``.
 """
 
 #: The modules other packages may use. Internal: ``broker`` (the launcher writes the broker's
@@ -15,6 +16,7 @@ __all__ = [
     "device",
     "dynsec",
     "errors",
+    "fanout",
     "files",
     "keys",
     "protocol",

@@ -6,6 +6,7 @@
     POST /api/v1/enrol/renew  RenewalRequest (signed by key)   -> EnrolmentResponse
     GET  /api/v1/enrol/ca     root CA certificate (PEM)
     GET  /api/v1/enrol/crl    current CRL (PEM)
+    GET  /api/v1/enrol/brokers BrokerList: the brokers terminals try, in order (failover)
 
 Refusals answer 403 (claim), 400 (a malformed CSR or terminal id) or 409 (a conflict)
 with ``{"detail": {"reason": ...}}``. These routes are unauthenticated by design (the claim
@@ -22,7 +23,12 @@ from collections.abc import Callable
 from fastapi import APIRouter, HTTPException, Response
 
 from provisioning.errors import ClaimRefused, EnrolmentRefused
-from provisioning.protocol import EnrolmentRequest, EnrolmentResponse, RenewalRequest
+from provisioning.protocol import (
+    BrokerList,
+    EnrolmentRequest,
+    EnrolmentResponse,
+    RenewalRequest,
+)
 from provisioning.service import Provisioner, revoked_serials
 
 PEM = "application/x-pem-file"
@@ -72,5 +78,9 @@ def make_router(
     async def crl() -> Response:
         now = clock()
         return Response(provisioner.ca.crl(await revoked_serials(now), now), media_type=PEM)
+
+    @router.get("/brokers", response_model=BrokerList)
+    async def brokers() -> BrokerList:
+        return BrokerList(brokers=provisioner.brokers())
 
     return router

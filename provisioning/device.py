@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,13 @@ from provisioning import ca as ca_lib
 from provisioning.errors import ClaimRefused, EnrolmentRefused
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import (
+    BrokerAddress,
+    BrokerList,
     EnrolmentRequest,
     EnrolmentResponse,
     FactoryClaim,
     RenewalRequest,
+    broker_addresses,
     renewal_message,
 )
 
@@ -109,6 +113,17 @@ class Identity:
         """The enrolment answer minus the certificate: terminal id, broker, config, keys."""
         data: dict[str, Any] = json.loads(self.info_path.read_text())
         return data
+
+    def brokers(self) -> list[BrokerAddress]:
+        """The brokers to try, in order (the enrolment answer's, or the last refreshed)."""
+        return broker_addresses(self.info())
+
+    def update_brokers(self, brokers: Sequence[BrokerAddress]) -> None:
+        """Store a refreshed broker list, so a restart uses it too."""
+        info = self.info()
+        info["broker"] = brokers[0].model_dump()
+        info["brokers"] = [b.model_dump() for b in brokers]
+        write_private(self.info_path, json.dumps(info, indent=2).encode())
 
     def ssl_context(self) -> ssl.SSLContext:
         """Client context for the broker: our chain and key, trusting only our root CA."""
@@ -200,6 +215,15 @@ async def ensure_identity(
         await renew(client, identity, now)
         return True
     return False
+
+
+async def fetch_brokers(
+    client: httpx.AsyncClient, path: str = "/api/v1/enrol/brokers"
+) -> list[BrokerAddress]:
+    """The cloud's current broker list (``client`` trusts only our root CA)."""
+    response = await client.get(path)
+    response.raise_for_status()
+    return BrokerList.model_validate(response.json()).brokers
 
 
 def read_claim(path: Path) -> FactoryClaim:

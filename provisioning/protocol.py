@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 _NAME = Field(min_length=1, max_length=64)
 
@@ -44,10 +44,21 @@ class RenewalRequest(BaseModel):
 
 
 class BrokerAddress(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     host: str
     port: int
     #: Name to verify in the broker's certificate (may differ from host behind NAT).
     server_name: str
+
+
+class BrokerList(BaseModel):
+    """``GET /api/v1/enrol/brokers``: the brokers a terminal tries, in order (failover).
+
+    A terminal that reached none of its brokers asks for this over the enrolment API (TLS
+    verified against the root CA of its claim), so a broker that moved is followed."""
+
+    brokers: list[BrokerAddress] = Field(min_length=1)
 
 
 class EnrolmentResponse(BaseModel):
@@ -55,11 +66,21 @@ class EnrolmentResponse(BaseModel):
     certificate_pem: str  # leaf + issuing CA
     ca_pem: str  # root CA, the terminal's trust anchor
     not_after: str  # ISO 8601
+    #: The first broker, for terminals that predate failover lists.
     broker: BrokerAddress
+    #: Every broker in the order to try them (``broker`` first); empty from an older cloud.
+    brokers: list[BrokerAddress] = Field(default_factory=list)
     config: dict[str, Any]
     suite: str  # crypto suite name, see common.suite
     command_key_pem: str  # cloud's command-signing public key
     event_mac_key: str  # hex, this terminal's event MAC key
+
+
+def broker_addresses(info: dict[str, Any]) -> list[BrokerAddress]:
+    """The failover list of a stored enrolment answer (``enrolment.json``): ``brokers``, or
+    the single ``broker`` an older cloud handed over."""
+    raw = info.get("brokers") or [info["broker"]]
+    return [BrokerAddress.model_validate(entry) for entry in raw]
 
 
 def renewal_message(terminal_id: str, csr_pem: bytes, signed_at: int) -> bytes:

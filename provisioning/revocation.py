@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiomqtt
 
@@ -123,8 +124,12 @@ class RevocationPublisher:
         raise TimeoutError("broker did not apply the new CRL after SIGHUP")
 
 
+class CrlPublisher(Protocol):
+    async def publish(self, now: dt.datetime) -> bool: ...
+
+
 async def keep_crl_fresh(
-    publisher: RevocationPublisher,
+    publisher: CrlPublisher,
     clock: Callable[[], dt.datetime],
     stop: asyncio.Event,
     every_s: float = 12 * 3600,

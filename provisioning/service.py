@@ -60,6 +60,8 @@ class Provisioner:
     ca: CertificateAuthority
     keys: CloudKeys
     broker: BrokerAddress
+    #: Failover brokers after ``broker``, in the order terminals try them.
+    more_brokers: Sequence[BrokerAddress] = ()
     suite: Suite = Suite.STANDARD
     cert_days: int = 90
     #: The initial configuration handed to a terminal at enrolment and renewal.
@@ -206,11 +208,16 @@ class Provisioner:
             ca_pem=self.ca.root_pem.decode(),
             not_after=issued.cert.not_valid_after_utc.isoformat(),
             broker=self.broker,
+            brokers=self.brokers(),
             config=self.config_for(terminal),
             suite=self.suite.value,
             command_key_pem=self.keys.command_public_pem.decode(),
             event_mac_key=self.keys.event_mac_key(self.suite, terminal.id).hex(),
         )
+
+    def brokers(self) -> list[BrokerAddress]:
+        """Every broker a terminal may use, in order (the answer of ``/enrol/brokers``)."""
+        return [self.broker, *self.more_brokers]
 
     # -- revocation ---------------------------------------------------------------------
 

@@ -34,6 +34,12 @@ from provisioning.service import Provisioner
 BROKER_TLS_DIR = "broker-tls"
 
 
+def broker_tls_dir(index: int) -> str:
+    """The folder (under the cloud's state dir) of the ``index``-th broker of a failover
+    list: each keeps its own dynamic-security file, CRL and pid file, all under one CA."""
+    return BROKER_TLS_DIR if index == 0 else f"{BROKER_TLS_DIR}-{index + 1}"
+
+
 def secure_broker(
     state_dir: Path,
     port: int,
@@ -41,11 +47,14 @@ def secure_broker(
     hosts: Iterable[str] = ("127.0.0.1", "localhost"),
     services: Mapping[str, str] = broker_lib.DEFAULT_SERVICES,
     host: str = "127.0.0.1",
+    index: int = 0,
 ) -> tuple[BrokerConfig, broker_lib.BrokerFiles]:
     """CA (created on first start), broker certificate, CRL and the dynamic-security state
-    (service roles; terminals the broker saved are kept); the mTLS BrokerConfig."""
+    (service roles; terminals the broker saved are kept); the mTLS BrokerConfig. ``index``:
+    which broker of a failover list (its own folder, ``broker_tls_dir``)."""
     authority = ca_lib.load_or_create(state_dir, now)
-    files = broker_lib.prepare(authority, state_dir / BROKER_TLS_DIR, hosts, now, services=services)
+    folder = state_dir / broker_tls_dir(index)
+    files = broker_lib.prepare(authority, folder, hosts, now, services=services)
     return broker_lib.broker_config(port, files, host), files
 
 
@@ -79,10 +88,12 @@ def revocation_publisher(
     broker_port: int,
     now: dt.datetime,
     admin: BrokerAdmin | None = None,
+    index: int = 0,
 ) -> RevocationPublisher:
-    """Client deletion + CRL writer + broker reload + kick for the stack's broker."""
+    """Client deletion + CRL writer + broker reload + kick for the stack's broker (the
+    ``index``-th of a failover list)."""
     authority = ca_lib.load_or_create(state_dir, now)
-    files = broker_lib.BrokerFiles(state_dir / BROKER_TLS_DIR)
+    files = broker_lib.BrokerFiles(state_dir / broker_tls_dir(index))
     return RevocationPublisher(authority, files, broker_host, broker_port, admin=admin)
 
 

@@ -89,9 +89,10 @@ def start_cloud(
     broker_port: int,
     tsdb_url: str,
     create_operator: bool = True,
+    port: int | None = None,
     **extra: str,
 ) -> CloudProcess:
-    port = procs.free_port()
+    port = port or procs.free_port()
     if create_operator:
         create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}

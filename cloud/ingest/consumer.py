@@ -60,7 +60,7 @@ from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
 from common.periodic import run_every
-from common.settings import CloudSettings
+from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import ack as stored_ack
 
 log = logging.getLogger("cuntong.ingest")
@@ -163,9 +163,11 @@ class IngestConsumer:
         self._known: set[str] = set()
         self._flush_now = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._subscribed: set[Link] = set()
-        #: The business link while connected: storage confirmations go out on it.
-        self._confirmer: aiomqtt.Client | None = None
+        self._subscribed: set[tuple[Link, BrokerEndpoint]] = set()
+        #: The business link on each broker while connected: storage confirmations go out on
+        #: every one (a terminal is subscribed on the broker it is connected to; a broker it is
+        #: not on drops the publish, and an extra confirmation of a forgotten row is a no-op).
+        self._confirmers: dict[BrokerEndpoint, aiomqtt.Client] = {}
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
@@ -202,9 +204,12 @@ class IngestConsumer:
         event MACs; telemetry over MQTT 3.1.1 in the shared group. Telemetry uses no MQTT 5
         property, and paho decodes a 3.1.1 PUBLISH about 40% cheaper (no per-message
         Properties object), which is most of ingest's cost per sample."""
+        # Failover: both links on every broker (a terminal is on one of them at a time;
+        # (terminal, seq) drops what a failover sends twice).
         links = [
-            asyncio.create_task(self._link(Link.BUSINESS), name="ingest-business"),
-            asyncio.create_task(self._link(Link.TELEMETRY), name="ingest-telemetry"),
+            asyncio.create_task(self._link(link, e), name=f"ingest-{link.name.lower()}-{e.label}")
+            for e in self.s.broker_endpoints()
+            for link in (Link.BUSINESS, Link.TELEMETRY)
         ]
         try:
             await asyncio.gather(*links)
@@ -213,13 +218,13 @@ class IngestConsumer:
                 task.cancel()
             await asyncio.gather(*links, return_exceptions=True)
 
-    def _client(self, link: Link) -> aiomqtt.Client:
-        client = self._new_client(link)
+    def _client(self, link: Link, endpoint: BrokerEndpoint) -> aiomqtt.Client:
+        client = self._new_client(link, endpoint)
         # Before connecting: the persistent session's queue arrives right after CONNACK.
         client._client.manual_ack_set(True)  # aiomqtt exposes no manual ack
         return client
 
-    def _new_client(self, link: Link) -> aiomqtt.Client:
+    def _new_client(self, link: Link, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         identifier = service_client_id(
             self.s, self.security, link.suffix, self.client_id + link.suffix
         )
@@ -229,6 +234,7 @@ class IngestConsumer:
                 self.security,
                 link.suffix,
                 identifier,
+                endpoint,
                 protocol=aiomqtt.ProtocolVersion.V311,
                 clean_session=False,
                 max_queued_incoming_messages=200_000,
@@ -240,29 +246,30 @@ class IngestConsumer:
             self.security,
             link.suffix,
             identifier,
+            endpoint,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
             max_queued_incoming_messages=200_000,
         )
 
-    async def _link(self, link: Link) -> None:
+    async def _link(self, link: Link, endpoint: BrokerEndpoint) -> None:
         def down() -> None:
-            self._subscribed.discard(link)
+            self._subscribed.discard((link, endpoint))
             self.ready.clear()
             if link is Link.BUSINESS:
-                self._confirmer = None
+                self._confirmers.pop(endpoint, None)
 
         await keep_connected(
-            lambda: self._client(link),
-            lambda client: self._consume(link, client),
-            name=f"ingest {link.name.lower()}",
+            lambda: self._client(link, endpoint),
+            lambda client: self._consume(link, client, endpoint),
+            name=f"ingest {link.name.lower()} ({endpoint.label})",
             base_s=0.5,
             cap_s=5.0,
             on_down=down,
         )
 
-    async def _consume(self, link: Link, client: aiomqtt.Client) -> None:
+    async def _consume(self, link: Link, client: aiomqtt.Client, endpoint: BrokerEndpoint) -> None:
         group = self.s.ingest_group
         filters = (
             [(topics.subscription(topics.Channel.TELEMETRY, group), 1)]
@@ -274,9 +281,9 @@ class IngestConsumer:
         )
         await client.subscribe(filters)
         if link is Link.BUSINESS:
-            self._confirmer = client
-        self._subscribed.add(link)
-        if len(self._subscribed) == len(Link):
+            self._confirmers[endpoint] = client
+        self._subscribed.add((link, endpoint))
+        if len(self._subscribed) == len(Link) * len(self.s.broker_endpoints()):
             self.ready.set()
         log.info("ingest %s link subscribed (group %s)", link.name.lower(), group)
         async for message in client.messages:
@@ -446,16 +453,17 @@ class IngestConsumer:
     async def _confirm(self, confirm: dict[str, set[int]]) -> None:
         """Tell each terminal which of its messages are stored; its spool then forgets them.
         A confirmation lost on the way (link down) only makes the terminal send again."""
-        client = self._confirmer
-        if not confirm or client is None:
+        clients = list(self._confirmers.values())
+        if not confirm or not clients:
             return
 
-        async def one(tid: str, seqs: set[int]) -> None:
+        async def one(client: aiomqtt.Client, tid: str, seqs: set[int]) -> None:
             body = bytes(stored_ack.Stored.of(seqs))
             await client.publish(topics.topic(tid, topics.Channel.ACK), body, qos=1, timeout=10)
 
         results = await asyncio.gather(
-            *(one(tid, seqs) for tid, seqs in confirm.items()), return_exceptions=True
+            *(one(c, tid, seqs) for c in clients for tid, seqs in confirm.items()),
+            return_exceptions=True,
         )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:

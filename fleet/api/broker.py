@@ -16,7 +16,8 @@ from fastapi import APIRouter, HTTPException
 from common.http import TerminalIdPath
 from common.topics import valid_terminal_id
 from fleet.api.deps import Broker, Operator, Readers, Who, audited
-from provisioning.dynsec import BrokerAdmin, BrokerAdminError, ClientState
+from provisioning.dynsec import BrokerAdminError, ClientState
+from provisioning.fanout import BrokerAdmins
 
 router = APIRouter(prefix="/fleet/terminals", tags=["fleet broker"], dependencies=Readers)
 
@@ -31,7 +32,7 @@ def _public(state: ClientState) -> dict[str, Any]:
     }
 
 
-async def _known(admin: BrokerAdmin, terminal_id: str) -> ClientState:
+async def _known(admin: BrokerAdmins, terminal_id: str) -> ClientState:
     if not valid_terminal_id(terminal_id):
         raise HTTPException(422, f"invalid terminal id {terminal_id!r}")
     try:

@@ -23,7 +23,7 @@ from fleet.packages import PackageStore
 from fleet.pinkeys import PinKeyRotation
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
-from provisioning.dynsec import BrokerAdmin
+from provisioning.fanout import BrokerAdmins
 
 Readers = [Depends(require(*FLEET_READERS))]
 Operator = [Depends(require(Role.FLEET_OPERATOR))]
@@ -37,7 +37,7 @@ class FleetServices:
     #: Packages need the secured mode (the command signing key).
     packages: PackageStore | None
     #: The broker's dynamic-security control (secured mode): disable / enable a terminal.
-    broker: BrokerAdmin | None = None
+    broker: BrokerAdmins | None = None
     #: PIN key rotation (``fleet.pinkeys``): where ingest runs and an HSM is configured.
     pin_keys: PinKeyRotation | None = None
 
@@ -86,13 +86,13 @@ PackagesOrNone = Annotated[PackageStore | None, Depends(packages_or_none)]
 RolloutsOrNone = Annotated[RolloutEngine | None, Depends(rollouts_or_none)]
 
 
-def broker_admin(s: Services) -> BrokerAdmin:
+def broker_admin(s: Services) -> BrokerAdmins:
     if s.broker is None:
         raise HTTPException(503, "broker control needs the secured mode (CUNTONG_CLOUD_STATE_DIR)")
     return s.broker
 
 
-Broker = Annotated[BrokerAdmin, Depends(broker_admin)]
+Broker = Annotated[BrokerAdmins, Depends(broker_admin)]
 
 
 def pin_keys(s: Services) -> PinKeyRotation:
