@@ -14,6 +14,9 @@ let formValues = {};
 let formShown = null;
 let strokes = [];
 let startedAt = 0;
+let language = "cmn";
+let elderly = false;
+let playing = null;  // the prompt {key, text, audio} the screen shows and last spoke
 
 async function post(path, body) {
   const r = await fetch(path, {method: "POST", body: JSON.stringify(body || {})});
@@ -25,16 +28,39 @@ function show(section) {
   for (const s of SECTIONS) $(s).hidden = s !== section;
 }
 
+// The sentence on the screen is the one spoken: both come from the same catalogue row.
+function current(inCall) {
+  if (!state.locked && inCall && state.sign) return state.prompts.sign;
+  if (!state.locked && inCall && state.form) return state.prompts.form;
+  if (choosing && state.phase === "idle" && !state.locked) return state.prompts.choose;
+  return state.voice;
+}
+
+function speak(said, again) {
+  const audio = $("voice");
+  audio.volume = Math.max(0, Math.min(1, state.volume / 100));
+  if (!again && playing && playing.audio === said.audio) return;
+  playing = said;
+  audio.src = said.audio;
+  audio.currentTime = 0;
+  audio.play().catch(() => {});  // no sound device: the text is still there
+}
+
 function render() {
   if (!state) return;
   const phase = state.phase;
-  $("message").textContent = choosing && phase === "idle" && !state.locked ? t("choose") : state.message;
+  const inCall = ["connecting", "in_call", "reconnecting"].includes(phase);
+  const said = current(inCall);
+  $("message").textContent = said.text;
+  $("form-says").textContent = state.prompts.form.text;
+  $("sign-says").textContent = state.prompts.sign.text;
+  $("language-says").textContent = state.prompts.language.text;
+  speak(said, false);
   if (state.locked) show(null);  // out of service: the message only, nothing to press
   else if (phase === "idle") show(choosing ? "choose" : "idle");
   else if (phase === "waiting") show("waiting");
   else if (phase === "rating") show("rating");
   else show("call");
-  const inCall = ["connecting", "in_call", "reconnecting"].includes(phase);
   // The video streams run only while a call is on: no decoding for an empty screen.
   for (const [id, src] of [["teller", "/video/teller.mjpg"], ["self", "/video/self.mjpg"]]) {
     const img = $(id);
@@ -76,13 +102,18 @@ function renderForm(form) {
   }));
 }
 
+function trouble() {
+  // the catalogue's sentence when the agent ever answered; this page's own words otherwise
+  $("message").textContent = state ? state.prompts.trouble.text : t("trouble");
+}
+
 async function poll() {
   try {
     const r = await fetch("/state");
     if (r.ok) { state = await r.json(); render(); }
-    else $("message").textContent = t("trouble");
+    else trouble();
   } catch (e) {
-    $("message").textContent = t("trouble");
+    trouble();
   }
   setTimeout(poll, 500);
 }
@@ -123,6 +154,11 @@ function setupPad() {
 
 function setup() {
   $("start").onclick = () => { choosing = true; render(); };
+  $("again").onclick = () => { if (state && playing) speak(playing, true); };
+  $("elderly").onclick = () => {
+    elderly = !elderly;
+    $("elderly").setAttribute("aria-pressed", String(elderly));
+  };
   $("back").onclick = () => { choosing = false; render(); };
   $("cancel").onclick = () => post("/end");
   $("hangup").onclick = () => post("/end");
@@ -140,7 +176,17 @@ async function buildMenu() {
   const r = await fetch("/state");
   state = await r.json();
   $("menu").replaceChildren(...state.menu.map((item) => h("button", { "data-code": item.code,
-    onclick: async () => { choosing = false; await post("/ask", {business: item.code}); } }, item.label)));
+    onclick: async () => { choosing = false; await post("/ask", {business: item.code, language, elderly}); } },
+    item.label)));
+  $("languages").replaceChildren(...state.languages.map((lang) => {
+    const b = h("button", { class: "choice", "data-code": lang.code,
+      "aria-pressed": String(lang.code === language), onclick: () => {
+        language = lang.code;
+        for (const other of $("languages").children) other.setAttribute("aria-pressed", "false");
+        b.setAttribute("aria-pressed", "true");
+      } }, lang.label);
+    return b;
+  }));
   render();
 }
 
