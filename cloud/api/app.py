@@ -19,7 +19,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from cloud.api import ui
+from cloud.api import corelink, ui
 from cloud.api.deps import CloudServices, require_admin
 from cloud.api.routes import (
     auth,
@@ -43,6 +43,7 @@ from cloud.sessions import sources
 from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from common import __version__
+from common.http import install_error_handlers
 from common.settings import CloudSettings
 from provisioning import admin_api
 from provisioning import api as enrol_api
@@ -139,6 +140,10 @@ def create_app(
                 tasks.append(asyncio.create_task(ingest.run(), name="ingest"))
             desk, desk_tasks = await teller_desk.start(settings, security, ov, media)
             tasks += desk_tasks
+            core = corelink.client(settings)
+            if core is not None:
+                await media.enter_async_context(core)  # closed with the desk's sessions
+                tasks.append(corelink.reconciler(settings, ov, core))
             services = CloudServices(
                 settings,
                 ov,
@@ -147,6 +152,7 @@ def create_app(
                 desk,
                 contacts=sources.session_contacts,
                 live=desk.live if desk is not None else no_live,
+                core=core,
             )
             app.state.services = services  # read only by cloud.api.deps.services
             for extension in extensions:  # e.g. fleet operations' background tasks
@@ -170,6 +176,7 @@ def create_app(
         description="村村通 remote video banking: terminals, telemetry and fleet operations.",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router(settings, security, extensions))
     app.include_router(teller_page.router)  # the teller web app's static files

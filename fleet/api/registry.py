@@ -1,14 +1,17 @@
-"""/api/v1/fleet: search terminals, tag them, the region tree, static and saved-query groups."""
+"""/api/v1/fleet: search terminals, tag them, the region tree, static and saved-query groups,
+and liveness outcomes per model version."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from cloud import Terminal
-from fleet import registry
+from common.http import NamePath, Page, TerminalIdPath
+from fleet import outcomes, registry
 from fleet.api.deps import Operator, Readers
 from fleet.models import Group
 from fleet.query import Facts, Selector, region_tree
@@ -59,8 +62,8 @@ async def search(
     tag: Annotated[list[str], Query(description="required tag; repeatable")] = [],  # noqa: B006
     status: Literal["online", "offline"] | None = None,
     q: Annotated[str | None, Query(max_length=64)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Page = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     versions = dict(v.split("=", 1) for v in version if "=" in v)
     sel = _selector(
@@ -88,7 +91,7 @@ async def search(
 
 
 @router.put("/terminals/{terminal_id}/tags", dependencies=Operator)
-async def put_tags(terminal_id: str, body: TagsIn) -> dict[str, Any]:
+async def put_tags(terminal_id: TerminalIdPath, body: TagsIn) -> dict[str, Any]:
     if not await Terminal.exists(id=terminal_id):
         raise HTTPException(404, f"terminal {terminal_id!r} not found")
     return {"terminal_id": terminal_id, "tags": await registry.set_tags(terminal_id, body.tags)}
@@ -117,6 +120,22 @@ async def overview() -> dict[str, Any]:
     }
 
 
+@router.get("/model-outcomes")
+async def model_outcomes(
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+    period: Annotated[str, Query(pattern="^(hour|day|week)$")] = "day",
+) -> dict[str, Any]:
+    """Liveness pass, manual-review and quality-inspection overturn rates per model version,
+    group and period, from real sessions (fleet.model_outcomes)."""
+    until = dt.datetime.now(dt.UTC)
+    step = {
+        "hour": dt.timedelta(hours=1),
+        "day": dt.timedelta(days=1),
+        "week": dt.timedelta(weeks=1),
+    }
+    return await outcomes.report(until - dt.timedelta(days=days), until, step[period])
+
+
 @router.get("/groups")
 async def list_groups() -> list[dict[str, Any]]:
     return [_group(g) for g in await Group.all().order_by("name")]
@@ -139,13 +158,13 @@ async def create_group(body: GroupIn) -> dict[str, Any]:
 
 
 @router.delete("/groups/{name}", status_code=204, dependencies=Operator)
-async def delete_group(name: str) -> None:
+async def delete_group(name: NamePath) -> None:
     if not await Group.filter(name=name).delete():
         raise HTTPException(404, f"group {name!r} not found")
 
 
 @router.get("/groups/{name}/terminals")
-async def group_terminals(name: str) -> dict[str, Any]:
+async def group_terminals(name: NamePath) -> dict[str, Any]:
     try:
         ids = await registry.members(name)
     except registry.GroupNotFound as err:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from common.http import RolloutIdPath, StateQuery
 from fleet import registry, rollouts
 from fleet import rollout as ro
 from fleet.api.deps import Operator, PackagesOrNone, Readers, RolloutsOrNone, Who, audited, now
@@ -30,6 +31,11 @@ class PlanIn(BaseModel):
     abort_timeout_pct: float = Field(default=10, ge=0, le=100)
     min_finished: int = Field(default=10, ge=1)
     rollback: bool = True
+    #: Business threshold: abort when the targets' liveness manual-review rate exceeds the
+    #: control group's by more than this many percentage points.
+    abort_review_points: float | None = Field(default=None, ge=0, le=100)
+    control_group: str | None = None
+    min_sessions: int = Field(default=20, ge=1)
 
 
 class RolloutIn(BaseModel):
@@ -42,7 +48,7 @@ class RolloutIn(BaseModel):
     plan: PlanIn = PlanIn()
 
 
-async def _doc(rollout_id: str) -> RolloutDoc:
+async def _doc(rollout_id: RolloutIdPath) -> RolloutDoc:
     doc = await RolloutDoc.get_or_none(id=rollout_id)
     if doc is None:
         raise HTTPException(404, f"rollout {rollout_id!r} not found")
@@ -108,14 +114,14 @@ async def list_rollouts(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list
 
 
 @router.get("/{rollout_id}")
-async def get_rollout(rollout_id: str) -> dict[str, Any]:
+async def get_rollout(rollout_id: RolloutIdPath) -> dict[str, Any]:
     return await _progress(await _doc(rollout_id))
 
 
 @router.get("/{rollout_id}/targets")
 async def targets(
-    rollout_id: str,
-    state: str | None = None,
+    rollout_id: RolloutIdPath,
+    state: StateQuery = None,
     wave: int | None = None,
     updated_since: Annotated[
         datetime | None, Query(description="only targets changed at or after this time")
@@ -146,7 +152,10 @@ _OPS: dict[str, Callable[[ro.Rollout], ro.Rollout]] = {
 
 @router.post("/{rollout_id}/{op}", dependencies=Operator)
 async def operate(
-    rollout_id: str, op: Literal["pause", "resume", "cancel"], engine: RolloutsOrNone, who: Who
+    rollout_id: RolloutIdPath,
+    op: Literal["pause", "resume", "cancel"],
+    engine: RolloutsOrNone,
+    who: Who,
 ) -> dict[str, Any]:
     doc = await _doc(rollout_id)
     if engine is None:

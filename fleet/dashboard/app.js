@@ -246,6 +246,26 @@ async function rollout(id) {
   ];
 }
 
+// Liveness outcomes per model version (real sessions): by group, one row per day.
+function pct(v) { return v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`; }
+async function models(params) {
+  const group = params.get("group") || "all";
+  const data = await api("/api/v1/fleet/model-outcomes?days=30&period=day");
+  const groups = [...new Set(data.rows.map((r) => r.group))].sort();
+  const rows = data.rows.filter((r) => r.group === group)
+    .sort((a, b) => (a.model + b.period_start).localeCompare(b.model + a.period_start));
+  return [
+    h("h1", {}, t("modelOutcomes")),
+    h("p", { class: "muted" }, t("modelOutcomesNote")),
+    h("div", { class: "actions", style: "margin-bottom:14px" }, groups.map((g) =>
+      h("button", { class: g === group ? "" : "secondary", onclick: () => (location.hash = "#/models?group=" + encodeURIComponent(g)) }, g))),
+    h("div", { class: "card", id: "model-outcomes" }, table([
+      ["modelVersion", (r) => r.model], ["day", (r) => r.period_start.slice(0, 10)], ["sessions", (r) => r.sessions],
+      ["passRate", (r) => pct(r.pass_rate)], ["reviewRate", (r) => pct(r.manual_review_rate)],
+      ["overturnRate", (r) => `${pct(r.overturn_rate)} (${r.qa_scored_passes})`]], rows)),
+  ];
+}
+
 // --- routing -------------------------------------------------------------------------
 
 const LIVE = new Set(["overview", "terminal", "rollouts", "rollout", "alerts"]);
@@ -255,7 +275,7 @@ async function render() {
   document.querySelectorAll(".sidebar a").forEach((a) =>
     a.classList.toggle("active", a.dataset.route === route || a.dataset.route + "s" === route || route === a.dataset.route.replace(/s$/, "")));
   const pages = { overview, terminals: () => terminals(new URLSearchParams(query || "")), terminal: () => terminal(decodeURIComponent(arg)),
-    rollouts, rollout: () => rollout(arg), alerts };
+    rollouts, rollout: () => rollout(arg), alerts, models: () => models(new URLSearchParams(query || "")) };
   const page = pages[route] || overview;
   try {
     const content = await page();

@@ -4,6 +4,9 @@ export const STRINGS = {
   zh: {
     brand: "村村通 · 终端运维平台", brandSub: "远程视频银行 · 终端集中运维", username: "用户名", password: "密码", login: "登录", logout: "退出", loginFirst: "请先以运维人员身份登录", loginFailed: "登录失败", network: "网络异常",
     navOverview: "总览", navTerminals: "终端", navRollouts: "升级发布", navAlerts: "告警", langSwitch: "English",
+    navModels: "活体模型", modelOutcomes: "活体模型版本效果", modelVersion: "模型版本", day: "日期", sessions: "会话数",
+    passRate: "通过率", reviewRate: "转人工率", overturnRate: "质检推翻率（已质检通过数）",
+    modelOutcomesNote: "来自真实会话：每个模型版本按分组、按日统计。推翻 = 活体通过但质检不合格。",
     overview: "终端总览", total: "终端总数", online: "在线", onlinePct: "在线率", activeAlerts: "活动告警",
     versions: "版本分布", regions: "区域", terminals: "终端列表", id: "终端编号", status: "状态", region: "区域",
     model: "型号", agent: "代理版本", tags: "标签", search: "编号前缀", all: "全部", filter: "筛选",
@@ -30,6 +33,9 @@ export const STRINGS = {
   en: {
     brand: "Cuntong · Fleet Operations", brandSub: "Remote video banking · terminal management", username: "Username", password: "Password", login: "Sign in", logout: "Sign out", loginFirst: "Please sign in as a fleet operator", loginFailed: "Sign-in failed", network: "network",
     navOverview: "Overview", navTerminals: "Terminals", navRollouts: "Rollouts", navAlerts: "Alerts", langSwitch: "中文",
+    navModels: "Liveness models", modelOutcomes: "Liveness outcomes per model version", modelVersion: "Model version", day: "Day", sessions: "Sessions",
+    passRate: "Pass rate", reviewRate: "Manual review rate", overturnRate: "QA overturn rate (scored passes)",
+    modelOutcomesNote: "From real sessions, per model version, by group and day. Overturn = liveness passed, quality inspection failed.",
     overview: "Fleet overview", total: "Terminals", online: "Online", onlinePct: "Online rate", activeAlerts: "Active alerts",
     versions: "Versions", regions: "Regions", terminals: "Terminals", id: "Terminal", status: "Status", region: "Region",
     model: "Model", agent: "Agent", tags: "Tags", search: "ID prefix", all: "All", filter: "Filter",

@@ -66,7 +66,11 @@ async def test_high_risk_session_needs_supervisor_then_seals_evidence(cloud: Clo
     assert (record.operator_id, record.supervisor_id) == ("alice", "sup")
     trusted = [cloud.ov.evidence_keys.seal.public_key(), cloud.ov.evidence_keys.tsa.public_key()]
     report = verify(Path(record.package_dir), trusted)
-    assert report.ok and report.events == len(state.events) == 8
+    assert report.ok and report.events == len(state.events) == 9
+    # No core configured here: the timeline says the card_loss was not posted.
+    assert [e["data"] for e in state.events if e["kind"] == "core_not_posted"] == [
+        {"reason": "no core configured"}
+    ]
     # Liveness 61 < 70: the whole session goes to full manual quality review.
     assert (await ReviewItem.get(session_id="S-1")).reason == "low_liveness"
     assert (await alice.get("/api/v1/evidence/S-1")).json()["customer"][

@@ -5,18 +5,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
-from cloud.api.deps import OversightDep, require
+from cloud.api.deps import CoreOrNone, OversightDep, require
 from cloud.auth.deps import Principal
 from cloud.auth.roles import Role, may_view_session
 from cloud.catalogue import CatalogueError
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealer import SealerFailed
 from cloud.oversight import Oversight
-from cloud.workflow import engine, service, store
+from cloud.workflow import corepost, engine, service, store
 from cloud.workflow.errors import SecondPersonRequired, WorkflowError
+from cloud.workflow.posting import PostingInputError
+from common.http import SessionIdPath
+from corebank import CoreBankClient
 
 router = APIRouter(prefix="/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
@@ -52,9 +56,11 @@ class WorkflowPublic(BaseModel):
     next_step: str | None
     outcome: str | None
     chain_head: str
+    #: What the business posts to the core at confirm (kind, fields), or None.
+    posting: dict[str, Any] | None = None
 
 
-def _public(loaded: store.Loaded) -> WorkflowPublic:
+def _public(loaded: store.Loaded, core: CoreBankClient | None = None) -> WorkflowPublic:
     wf = loaded.workflow
     return WorkflowPublic(
         session_id=wf.session_id,
@@ -75,6 +81,13 @@ def _public(loaded: store.Loaded) -> WorkflowPublic:
         next_step=wf.next_step,
         outcome=wf.outcome,
         chain_head=loaded.timeline.head,
+        # What confirm will post: only where a core is attached (without one, a posting
+        # business completes through finish and its timeline says it was not posted).
+        posting=(
+            {"kind": wf.business.posting.kind, "fields": list(wf.business.posting.fields)}
+            if wf.business.posting and core is not None
+            else None
+        ),
     )
 
 
@@ -96,7 +109,7 @@ def _http(err: WorkflowError) -> HTTPException:
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: str, body: StartRequest, ov: OversightDep, who: Teller
+    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
     try:
         loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
@@ -108,13 +121,15 @@ async def start(
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
-async def view(session_id: str, ov: OversightDep, who: Participant) -> WorkflowPublic:
-    return _public(await _visible(ov, session_id, who))
+async def view(
+    session_id: SessionIdPath, ov: OversightDep, who: Participant, core: CoreOrNone
+) -> WorkflowPublic:
+    return _public(await _visible(ov, session_id, who), core)
 
 
 @router.post("/{session_id}/steps", response_model=WorkflowPublic)
 async def record_step(
-    session_id: str,
+    session_id: SessionIdPath,
     body: StepRequest,
     request: Request,
     ov: OversightDep,
@@ -147,7 +162,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 
 @router.put("/{session_id}/files/{name}", response_model=WorkflowPublic)
 async def capture_file(
-    session_id: str,
+    session_id: SessionIdPath,
     name: str,
     request: Request,
     ov: OversightDep,
@@ -180,7 +195,12 @@ class NotesRequest(BaseModel):
 
 @router.post("/{session_id}/notes", response_model=WorkflowPublic)
 async def notes(
-    session_id: str, body: NotesRequest, request: Request, ov: OversightDep, who: Teller
+    session_id: SessionIdPath,
+    body: NotesRequest,
+    request: Request,
+    ov: OversightDep,
+    who: Teller,
+    core: CoreOrNone,
 ) -> WorkflowPublic:
     """The serving teller's notes on the session, kept on its evidence timeline (before
     finish seals the package; personal fields in them are not parsed out, so tellers are
@@ -193,22 +213,102 @@ async def notes(
     loaded = await service.append_event(
         ov, session_id, "teller_notes", who.account_id, ov.clock(), {"text": body.text}
     )
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
 async def finish(
-    session_id: str, body: FinishRequest, request: Request, ov: OversightDep, who: Teller
+    session_id: SessionIdPath,
+    body: FinishRequest,
+    request: Request,
+    ov: OversightDep,
+    who: Teller,
+    core: CoreOrNone,
 ) -> WorkflowPublic:
+    """Close the session. A business that posts to the core completes through ``confirm``
+    (here ``completed`` answers 409 until the core has confirmed it)."""
     loaded = await _visible(ov, session_id, who)
     if loaded.workflow.teller_id != who.account_id:
         raise HTTPException(404, "no such session")
     try:
         loaded = await service.finish(
-            ov, session_id, body.outcome, ov.clock(), customer=body.customer, loaded=loaded
+            ov,
+            session_id,
+            body.outcome,
+            ov.clock(),
+            customer=body.customer,
+            loaded=loaded,
+            require_core=core is not None,
         )
     except WorkflowError as err:
         raise _http(err) from err
     except SealerFailed as err:
         raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
     return _public(loaded)
+
+
+Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+class ConfirmRequest(BaseModel):
+    """The teller's "done": the fields the business's catalogue posting asks for."""
+
+    #: The core's account reference (businesses without a card step, e.g. card_loss).
+    account: Account | None = None
+    amount_fen: int | None = Field(None, gt=0, le=10**12)
+    #: As read from the ID card / bank card; stored encrypted, shown masked.
+    customer: dict[str, str] = Field(default_factory=dict)
+
+
+class PostingPublic(BaseModel):
+    #: none (posts nothing), pending (处理中), applied (成功), refused (失败)
+    status: str
+    reference: str | None
+    reason: str | None
+    detail: str | None
+
+
+class ConfirmPublic(BaseModel):
+    posting: PostingPublic
+    workflow: WorkflowPublic
+
+
+def _posting(p: corepost.PostingStatus) -> PostingPublic:
+    return PostingPublic(status=p.status, reference=p.reference, reason=p.reason, detail=p.detail)
+
+
+@router.post("/{session_id}/confirm", response_model=ConfirmPublic)
+async def confirm(
+    session_id: SessionIdPath, body: ConfirmRequest, ov: OversightDep, who: Teller, core: CoreOrNone
+) -> Any:
+    """Complete the business: post it to the core (once) when its catalogue entry says so,
+    and complete only when the core confirms. 200: completed (or the core refused: see
+    ``posting``); 202: no answer from the core yet (处理中, the reconciler settles it and
+    the next confirm completes)."""
+    loaded = await _visible(ov, session_id, who)
+    if loaded.workflow.teller_id != who.account_id:
+        raise HTTPException(404, "no such session")
+    fields = body.model_dump(exclude={"customer"}, exclude_none=True)
+    try:
+        done = await corepost.confirm(
+            ov, core, session_id, fields, ov.clock(), customer=body.customer, loaded=loaded
+        )
+    except corepost.CoreUnavailable as err:
+        raise HTTPException(503, str(err)) from err
+    except PostingInputError as err:
+        raise HTTPException(422, str(err)) from err
+    except WorkflowError as err:
+        raise _http(err) from err
+    except SealerFailed as err:
+        raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
+    out = ConfirmPublic(posting=_posting(done.status), workflow=_public(done.loaded, core))
+    if done.status.status == corepost.PENDING:
+        return JSONResponse(out.model_dump(mode="json"), 202)
+    return out
+
+
+@router.get("/{session_id}/posting", response_model=PostingPublic)
+async def posting(session_id: SessionIdPath, ov: OversightDep, who: Participant) -> PostingPublic:
+    """Where the session's core posting stands (the teller page polls it while 处理中)."""
+    await _visible(ov, session_id, who)
+    return _posting(await corepost.status(session_id))
