@@ -60,6 +60,7 @@ ROWS: Final[dict[str, str]] = {
     "notice.offline": "网络连不上,请稍后再试",
     "notice.cancelled": "已经取消了",
     "notice.ended": "通话已结束",
+    "still_there": "您还在吗?还要办理的话,请按一下屏幕",
     "trouble": "终端出了点问题,请稍候",
     "locked": "暂停服务",
 }

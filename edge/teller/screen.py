@@ -102,10 +102,12 @@ class Screen:
         locked: Callable[[], str | None] = lambda: None,
         voice: Voice | None = None,
         volume: Callable[[], int] = lambda: 80,
+        timeouts: dict[str, dict[str, int]] = view.TIMEOUTS,
     ):
         self.client, self.media, self.locked = client, media, locked
         self.voice = voice or Voice(Path(tempfile.mkdtemp(prefix="cuntong-voice-")))
         self.volume = volume
+        self.timeouts = timeouts
         self._spoken: OrderedDict[str, str] = OrderedDict()  # audio id -> sentence
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
@@ -189,7 +191,9 @@ class Screen:
 
     def _state(self) -> dict[str, Any]:
         c = self.client
-        state = view.view(c.call, c.paperwork, c.clock(), c.prompt, self.locked(), self.volume())
+        state = view.view(
+            c.call, c.paperwork, c.clock(), c.prompt, self.locked(), self.volume(), self.timeouts
+        )
         for said in (state["voice"], *state["prompts"].values()):
             self._spoken[said["audio"].removeprefix("/voice/").removesuffix(".wav")] = said["text"]
         while len(self._spoken) > SPOKEN_LIMIT:

@@ -84,7 +84,12 @@ def _spoken(call: Call, prompt: str | None, locked: str | None) -> prompts.Said:
 #: Rows the page itself shows at a button press (choosing a business, a language, a form,
 #: the signature pad, a failed poll): sent with every state, so the page shows and plays
 #: catalogue text without words of its own.
-SCREEN_ROWS = ("choose", "language", "form", "sign", "trouble")
+SCREEN_ROWS = ("choose", "language", "form", "sign", "still_there", "trouble")
+
+#: Screens that give up when nobody touches them: seconds of no touch, and how long before
+#: that the page asks "您还在吗?" out loud. Generous on purpose: nothing rushes the customer.
+#: Choosing returns to the start; rating is skipped (the call itself is never timed out).
+TIMEOUTS = {"choose": {"after_s": 180, "warn_s": 60}, "rating": {"after_s": 120, "warn_s": 45}}
 
 
 def view(
@@ -94,6 +99,7 @@ def view(
     prompt: str | None = None,
     locked: str | None = None,
     volume: int = 80,
+    timeouts: dict[str, dict[str, int]] = TIMEOUTS,
 ) -> dict[str, Any]:
     """The screen's whole state as JSON-ready data.
 
@@ -109,6 +115,7 @@ def view(
         "message": spoken.text,
         "voice": spoken.to_dict(),
         "volume": volume,
+        "timeouts": timeouts,
         "prompts": {key: prompts.say(key).to_dict() for key in SCREEN_ROWS},
         "languages": [{"code": c, "label": label} for c, label in prompts.LANGUAGES],
         "notice": call.notice,

@@ -147,6 +147,31 @@ async def test_the_screen_speaks_what_it_shows(tmp_path: Path) -> None:
         await asyncio.sleep(0)
 
 
+async def test_a_timed_screen_asks_before_it_gives_up(tmp_path: Path) -> None:
+    published: list[dict[str, Any]] = []
+    heard: list[str] = []
+    short = {"choose": {"after_s": 6, "warn_s": 3}, "rating": {"after_s": 6, "warn_s": 3}}
+    server = Screen(_client(published), None, 0, voice=Voice(tmp_path / "v"), timeouts=short)
+    async with server as screen, async_playwright() as pw:
+        base = f"http://127.0.0.1:{screen.port}"
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 1024})
+        page.on("response", lambda r: heard.append(r.url.removeprefix(base)))
+        await page.goto(base + "/")
+        await page.get_by_role("button", name="视频柜员").click()
+        message = page.locator("#message")
+        await message.filter(has_text=prompts.ROWS["choose"]).wait_for(timeout=5000)
+        # nobody touches: asked out loud first, then back to the start
+        still = prompts.say("still_there")
+        await message.filter(has_text=still.text).wait_for(timeout=10_000)
+        await eventually(lambda: _true(f"/voice/{still.audio_id}.wav" in heard))
+        assert await page.get_by_role("button", name="养老金认证").is_visible()  # not yet gone
+        await message.filter(has_text=prompts.ROWS["idle"]).wait_for(timeout=10_000)
+        assert await page.get_by_role("button", name="视频柜员").is_visible()
+        assert published == []  # giving up sent nothing
+        await browser.close()
+
+
 # -- contrast, from the stylesheet itself -------------------------------------------------
 
 

@@ -17,6 +17,8 @@ let startedAt = 0;
 let language = "cmn";
 let elderly = false;
 let playing = null;  // the prompt {key, text, audio} the screen shows and last spoke
+let touched = Date.now();  // the last touch, or the moment a timed screen appeared
+let timedScreen = null;  // "choose" or "rating" while one of those is up
 
 async function post(path, body) {
   const r = await fetch(path, {method: "POST", body: JSON.stringify(body || {})});
@@ -30,6 +32,7 @@ function show(section) {
 
 // The sentence on the screen is the one spoken: both come from the same catalogue row.
 function current(inCall) {
+  if (timedScreen && stillThere()) return state.prompts.still_there;
   if (!state.locked && inCall && state.sign) return state.prompts.sign;
   if (!state.locked && inCall && state.form) return state.prompts.form;
   if (choosing && state.phase === "idle" && !state.locked) return state.prompts.choose;
@@ -46,9 +49,27 @@ function speak(said, again) {
   audio.play().catch(() => {});  // no sound device: the text is still there
 }
 
+// Generous timeouts, announced: a minute (or 45 s) before a screen gives up, it asks
+// "您还在吗?" out loud; any touch starts the wait again.
+function idleFor() { return (Date.now() - touched) / 1000; }
+function stillThere() {
+  const limit = state.timeouts[timedScreen];
+  return limit && idleFor() >= limit.after_s - limit.warn_s;
+}
+function timeUp() {
+  const limit = state.timeouts[timedScreen];
+  if (!limit || idleFor() < limit.after_s) return;
+  touched = Date.now();
+  if (timedScreen === "choose") { choosing = false; render(); }
+  else if (timedScreen === "rating") post("/rate", {score: null});
+}
+
 function render() {
   if (!state) return;
   const phase = state.phase;
+  const timed = state.locked ? null : phase === "rating" ? "rating"
+    : phase === "idle" && choosing ? "choose" : null;
+  if (timed !== timedScreen) { timedScreen = timed; touched = Date.now(); }
   const inCall = ["connecting", "in_call", "reconnecting"].includes(phase);
   const said = current(inCall);
   $("message").textContent = said.text;
@@ -115,6 +136,7 @@ async function poll() {
   } catch (e) {
     trouble();
   }
+  if (state) timeUp();
   setTimeout(poll, 500);
 }
 
@@ -153,6 +175,7 @@ function setupPad() {
 }
 
 function setup() {
+  document.addEventListener("pointerdown", () => { touched = Date.now(); }, true);
   $("start").onclick = () => { choosing = true; render(); };
   $("again").onclick = () => { if (state && playing) speak(playing, true); };
   $("elderly").onclick = () => {
