@@ -41,6 +41,10 @@ ROWS: Final[dict[str, str]] = {
     "waiting.ahead_busy": "前面还有 {ahead} 位,柜员都在忙,请稍候",
     "waiting.next_minutes": "马上就轮到您了,预计等待 {minutes} 分钟",
     "waiting.ahead_minutes": "前面还有 {ahead} 位,预计等待 {minutes} 分钟",
+    # ring-back: a long queue, the customer may step away and is called back
+    "ring_back.button": "有空了叫我",
+    "ring_back.waiting": "好的,柜员有空时,屏幕会响铃叫您,您可以先坐下歇歇",
+    "ring_back.called": "柜员来了,请回到屏幕前",
     # the call
     "connecting": "柜员来了,正在接通",
     "in_call": "正在和柜员通话",

@@ -4,7 +4,8 @@ A deliberately small HTTP/1.1 server on ``asyncio.start_server`` (no web framewo
 agent): the page and its modules (its own, and ``/ui/*``, the ones every page shares:
 ``common.web``), ``GET /state`` (what to show, from ``view.view``), a few
 ``POST`` actions (the customer's buttons), the spoken prompts (``GET /voice/<id>.wav``,
-only for sentences a state handed out: ``edge.teller.voice``), and the two videos as MJPEG streams
+only for sentences a state handed out: ``edge.teller.voice``; ``/chime.wav`` before a
+ring-back's call), and the two videos as MJPEG streams
 (``multipart/x-mixed-replace``, which every browser shows in a plain ``<img>``): the
 teller's received frames and the customer's own camera. Each connection carries one
 request; a video stream lasts until the page goes.
@@ -28,7 +29,7 @@ from common import web
 from common.errors import CuntongError
 from edge.teller import prompts, view
 from edge.teller.client import TellerClient
-from edge.teller.voice import Voice, VoiceError
+from edge.teller.voice import Voice, VoiceError, chime
 
 log = logging.getLogger("cuntong.teller.screen")
 
@@ -109,6 +110,7 @@ class Screen:
         self.volume = volume
         self.timeouts = timeouts
         self._spoken: OrderedDict[str, str] = OrderedDict()  # audio id -> sentence
+        self._chime = chime()
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
         self._closing = asyncio.Event()
@@ -117,6 +119,7 @@ class Screen:
         self.actions: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "/ask": self._ask,
             "/end": lambda body: self.client.end(),
+            "/ring_back": lambda body: self.client.ring_back(),
             "/rate": self._rate,
             "/answer": self._answer,
             "/signature": self._signature,
@@ -171,6 +174,8 @@ class Screen:
             if shared is None:
                 raise HttpError(404, f"no {path}")
             return response(200, *shared)
+        if method == "GET" and path == "/chime.wav":
+            return response(200, self._chime, "audio/wav")
         if method == "GET" and path.startswith("/voice/") and path.endswith(".wav"):
             return await self._audio(path.removeprefix("/voice/").removesuffix(".wav"))
         if method == "GET" and path == "/state":

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.teller import prompts
-from edge.teller.call import Call, Phase
+from edge.teller.call import Call, Phase, ring_back_offered
 from edge.teller.menu import MENU
 
 #: notice code -> the sentence the screen shows after it (a catalogue row each).
@@ -54,10 +54,28 @@ def wait_text(position: int | None, expected_wait: float | None) -> str:
 GUEST_TEXT = prompts.text("in_call.guest")
 
 
-def said(call: Call) -> prompts.Said:
+#: After a ring-back, "柜员来了,请回到屏幕前" stays up this long into the call: the customer
+#: is walking back, and the chime and sentence must not be cut by the call starting.
+CALLED_BACK_S = 20.0
+
+
+def called_back(call: Call, now: datetime | None) -> bool:
+    if not call.ring_back:
+        return False
+    if call.phase is Phase.CONNECTING:
+        return True
+    in_call = call.phase is Phase.IN_CALL and call.since is not None and now is not None
+    return in_call and (now - call.since).total_seconds() < CALLED_BACK_S  # type: ignore[operator]
+
+
+def said(call: Call, now: datetime | None = None) -> prompts.Said:
     """The catalogue row the screen shows (and speaks) for this call."""
     if call.phase is Phase.IN_CALL and call.guests:
         return prompts.say("in_call.guest")
+    if call.phase is Phase.WAITING and call.ring_back:
+        return prompts.say("ring_back.waiting")
+    if called_back(call, now):
+        return prompts.say("ring_back.called")
     if call.phase is Phase.WAITING:
         return wait_said(call.position, call.expected_wait)
     if call.phase is Phase.IDLE and call.notice in NOTICES:
@@ -72,19 +90,21 @@ def message(call: Call) -> str:
 UNLISTED = "unlisted"
 
 
-def _spoken(call: Call, prompt: str | None, locked: str | None) -> prompts.Said:
+def _spoken(call: Call, prompt: str | None, locked: str | None, now: datetime) -> prompts.Said:
     if locked is not None:
         return prompts.Said(prompts.key_of(locked) or "locked", locked)
     if prompt:
         # a step outside the catalogue is still shown and spoken; the catalogue test fails on it
         return prompts.Said(prompts.key_of(prompt) or UNLISTED, prompt)
-    return said(call)
+    return said(call, now)
 
 
 #: Rows the page itself shows at a button press (choosing a business, a language, a form,
 #: the signature pad, a failed poll): sent with every state, so the page shows and plays
 #: catalogue text without words of its own.
-SCREEN_ROWS = ("choose", "language", "form", "sign", "still_there", "trouble")
+SCREEN_ROWS = (
+    "choose", "language", "form", "sign", "still_there", "ring_back.button", "trouble",
+)  # fmt: skip
 
 #: Screens that give up when nobody touches them: seconds of no touch, and how long before
 #: that the page asks "您还在吗?" out loud. Generous on purpose: nothing rushes the customer.
@@ -108,7 +128,7 @@ def view(
     shows only that and offers nothing. ``voice``: the same sentence as a catalogue row
     and its audio file; ``volume`` (0-100, the live configuration's ``voice_volume``) is
     how loud the page plays it."""
-    spoken = _spoken(call, prompt, locked)
+    spoken = _spoken(call, prompt, locked, now)
     return {
         "phase": call.phase.value,
         "locked": locked is not None,
@@ -116,6 +136,9 @@ def view(
         "voice": spoken.to_dict(),
         "volume": volume,
         "timeouts": timeouts,
+        # a long queue: offer to call the customer back; called back: ring before speaking
+        "ring_back_offer": locked is None and ring_back_offered(call),
+        "chime": called_back(call, now),
         "prompts": {key: prompts.say(key).to_dict() for key in SCREEN_ROWS},
         "languages": [{"code": c, "label": label} for c, label in prompts.LANGUAGES],
         "notice": call.notice,

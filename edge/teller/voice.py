@@ -13,11 +13,15 @@ file the agent's screen server hands out (``GET /voice/<audio_id>.wav``).
 from __future__ import annotations
 
 import asyncio
+import io
+import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import wave
 from pathlib import Path
 
 from common.errors import CuntongError
@@ -76,6 +80,25 @@ class Voice:
                 await asyncio.to_thread(synthesize, sentence, path)
         self._locks.pop(path.name, None)
         return await asyncio.to_thread(path.read_bytes)
+
+
+def chime(rate: int = 22050) -> bytes:
+    """A two-note door chime (E6 then C6, 0.45 s each, fading) as a WAV file: the ring
+    before "柜员来了" when a customer who asked to be called back is called."""
+    frames = bytearray()
+    for freq in (1318.5, 1046.5):
+        n = int(rate * 0.45)
+        for i in range(n):
+            fade = (1 - i / n) ** 2
+            sample = int(0.5 * 32767 * fade * math.sin(2 * math.pi * freq * i / rate))
+            frames += struct.pack("<h", sample)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return out.getvalue()
 
 
 def build(cache_dir: Path) -> list[Path]:

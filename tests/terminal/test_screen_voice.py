@@ -22,6 +22,7 @@ import httpx
 import orjson
 from playwright.async_api import Page, async_playwright
 
+from common.wire import call as wire
 from edge.teller import prompts
 from edge.teller.client import TellerClient
 from edge.teller.paperwork import Paperwork
@@ -143,6 +144,19 @@ async def test_the_screen_speaks_what_it_shows(tmp_path: Path) -> None:
         await eventually(lambda: _true(f"/voice/{waiting.audio_id}.wav" in heard))
         await eventually(lambda: page.eval_on_selector("#voice", "a => a.volume === 0.9"))
         assert await _too_small(page) == []
+
+        # nobody on duty: the desk cannot say how long, so the screen offers a ring-back
+        queued = wire.Queued("s-ring", 2, None, None, request["request_id"])
+        await client.on_desk(queued.to_bytes())
+        ring = page.get_by_role("button", name=prompts.ROWS["ring_back.button"])
+        await ring.wait_for(timeout=5000)
+        assert await _too_small(page) == []
+        await ring.click()
+        rest = prompts.say("ring_back.waiting")
+        await page.locator("#message").filter(has_text=rest.text).wait_for(timeout=5000)
+        await eventually(lambda: _true(f"/voice/{rest.audio_id}.wav" in heard))
+        assert not await ring.is_visible()
+        assert client.call.ring_back and published[1:] == []  # still queued, nothing sent
         await browser.close()
         await asyncio.sleep(0)
 

@@ -12,6 +12,7 @@ import itertools
 import math
 import struct
 import wave
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +24,7 @@ from edge.teller.call import Call, Phase
 from edge.vision.challenge import PROMPTS as LIVENESS_STEPS
 
 NOW = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
 PAPERWORK = SimpleNamespace(screen=None, form=None, sign=None)
 NOTICES = (None, "refused", "failed", "link_lost", "offline", "cancelled", "ended", "odd")
 
@@ -32,12 +34,11 @@ def every_state() -> list[dict[str, object]]:
     steps and the operator's lock."""
     out = []
     queue = [(None, None), (1, None), (1, 30.0), (1, 300.0), (4, None), (4, 600.0)]
-    for phase, notice, (position, wait), guests in itertools.product(
-        Phase, NOTICES, queue, ((), ("supervisor",))
+    for phase, notice, (position, wait), guests, ring_back, since in itertools.product(
+        Phase, NOTICES, queue, ((), ("supervisor",)), (False, True), (NOW, NOW - HOUR)
     ):
-        call = Call(
-            phase=phase, notice=notice, position=position, expected_wait=wait, guests=guests
-        )
+        call = Call(phase, None, None, "s1", position, wait, None, since, notice)
+        call = replace(call, guests=guests, ring_back=ring_back)
         out.append(view.view(call, PAPERWORK, NOW))
     for step in LIVENESS_STEPS.values():
         out.append(view.view(Call(phase=Phase.IN_CALL), PAPERWORK, NOW, prompt=step))
@@ -47,7 +48,9 @@ def every_state() -> list[dict[str, object]]:
 
 def test_every_state_the_view_can_produce_has_a_prompt() -> None:
     states = every_state()
-    assert len(states) > 500
+    assert len(states) > 2000
+    keys = {state["voice"]["key"] for state in states}  # the walk reaches the new states
+    assert {"ring_back.waiting", "ring_back.called", "in_call.guest", "liveness.blink"} <= keys
     for state in states:
         said = state["voice"]
         assert said["key"] in prompts.ROWS, f"{state['message']!r} has no catalogue row"

@@ -44,7 +44,10 @@ function speak(said, again) {
   audio.volume = Math.max(0, Math.min(1, state.volume / 100));
   if (!again && playing && playing.audio === said.audio) return;
   playing = said;
-  audio.src = said.audio;
+  // called back: the chime first, then the sentence, so someone sitting nearby looks up
+  const chimeFirst = state.chime && !again;
+  audio.onended = chimeFirst ? () => { audio.onended = null; audio.src = said.audio; audio.play().catch(() => {}); } : null;
+  audio.src = chimeFirst ? "/chime.wav" : said.audio;
   audio.currentTime = 0;
   audio.play().catch(() => {});  // no sound device: the text is still there
 }
@@ -76,6 +79,8 @@ function render() {
   $("form-says").textContent = state.prompts.form.text;
   $("sign-says").textContent = state.prompts.sign.text;
   $("language-says").textContent = state.prompts.language.text;
+  $("ring-back").textContent = state.prompts["ring_back.button"].text;
+  $("ring-back").hidden = !state.ring_back_offer;
   speak(said, false);
   if (state.locked) show(null);  // out of service: the message only, nothing to press
   else if (phase === "idle") show(choosing ? "choose" : "idle");
@@ -184,6 +189,7 @@ function setup() {
   };
   $("back").onclick = () => { choosing = false; render(); };
   $("cancel").onclick = () => post("/end");
+  $("ring-back").onclick = () => post("/ring_back");
   $("hangup").onclick = () => post("/end");
   $("skip").onclick = () => post("/rate", {score: null});
   $("submit").onclick = async () => {
