@@ -44,6 +44,10 @@ INSTALL_HINTS: dict[str, str] = {
     "turnserver": "apt-get install coturn (or run scripts/install.sh)",
     "mosquitto_pub": "apt-get install mosquitto-clients (or run scripts/install.sh)",
     "softhsm2-util": "apt-get install softhsm2 (or run scripts/install.sh)",
+    "pulseaudio": "apt-get install pulseaudio (or run scripts/install.sh)",
+    "paplay": "apt-get install pulseaudio-utils (or run scripts/install.sh)",
+    "parecord": "apt-get install pulseaudio-utils (or run scripts/install.sh)",
+    "espeak-ng": "apt-get install espeak-ng (or run scripts/install.sh)",
 }
 
 _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postgresql/15/bin")

@@ -77,6 +77,7 @@ DRAIN_WINDOW = 50
 RENEW_CHECK_S = 6 * 3600
 SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued for a terminal offline up to a week
 RESTART_EXIT = procs.RESTART_EXIT
+DEFAULT_VOICE_VOLUME = 80  # the screen's prompts until the live configuration says otherwise
 
 
 class Agent:
@@ -109,6 +110,7 @@ class Agent:
         self.exit_code = 0
         self.telemetry_interval_s = settings.telemetry_interval_s
         self.sim_customer_every_s = settings.telemetry_interval_s * 2
+        self.voice_volume = DEFAULT_VOICE_VOLUME
         self.serial = commands.Serial()  # one command at a time per component
         self.flaps = alarms.Window(alarms.FLAP_SPAN_S)
         self.spool_refused = alarms.Window(alarms.SPOOL_SPAN_S)
@@ -249,6 +251,9 @@ class Agent:
         logging.getLogger("cuntong").setLevel(level)
         if config.screen is not None:
             self.mdm.set_screen(config.screen.locked, config.screen.message)
+        self.voice_volume = (
+            config.voice_volume if config.voice_volume is not None else DEFAULT_VOICE_VOLUME
+        )
         every = config.sim_customer_every_s
         self.sim_customer_every_s = every if every is not None else self.s.telemetry_interval_s * 2
         self._reconfigured.set()  # the loops pick the new periods up at once
@@ -304,9 +309,17 @@ class Agent:
         try:
             if self.s.screen_port:
                 from edge.teller.screen import Screen
+                from edge.teller.voice import Voice
 
                 self.screen = await screen.enter_async_context(
-                    Screen(self.teller, self.media, self.s.screen_port, locked=self._locked)
+                    Screen(
+                        self.teller,
+                        self.media,
+                        self.s.screen_port,
+                        locked=self._locked,
+                        voice=Voice(self.s.state_dir / "voice"),
+                        volume=lambda: self.voice_volume,
+                    )
                 )
             sdnotify.notify("READY=1")
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)

@@ -49,6 +49,9 @@ from common.mqtt_link import keep_connected
 from common.settings import CloudSettings
 from common.wire import call as wire
 
+#: A customer this old or older is served ahead (``Policy.elderly_head_start``).
+ELDERLY_AGE = 60
+
 log = logging.getLogger("cuntong.desk.link")
 
 #: This link's service certificate is ``svc.<service_instance>-desk`` (see
@@ -250,10 +253,13 @@ class DeskLink:
                 log.info("session %s: %s", stale, err)
         session_id = uuid.uuid4().hex
         self._first_queued[session_id] = message.request_id
+        # Age from the ID card when the customer started with it; otherwise their own word.
+        card = message.customer
+        elderly = message.elderly or (
+            card is not None and card.age(desk.clock().date()) >= ELDERLY_AGE
+        )
         try:
-            await desk.request(
-                session_id, terminal_id, message.business, message.language, message.elderly
-            )
+            await desk.request(session_id, terminal_id, message.business, message.language, elderly)
         except SessionError as err:
             self._first_queued.pop(session_id, None)
             await self._refuse(terminal_id, message.request_id, str(err))

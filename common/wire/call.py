@@ -6,6 +6,7 @@ Pure: bytes in, a typed message out, and back. Every message is one JSON object 
 Terminal → desk on ``cuntong/v1/t/<id>/session`` (``parse_session``):
 
     request   request_id (32 hex), business, language, elderly, customer {name, id_number}?
+              (the desk also treats a customer whose ID number says 60 or over as elderly)
     cancel    session, cause        the customer left before connection
     hang_up   session, cause        the customer ended the call
     liveness  session, verdict {}   the agent's liveness verdict, stored with the session
@@ -33,6 +34,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, ClassVar, Final, TypeVar
 
 import orjson
@@ -128,6 +130,20 @@ class Customer:
         _text(self.id_number, "id_number", 18)
         if not _ID_NUMBER.fullmatch(self.id_number):
             raise CallError("'customer.id_number' must be an 18-character ID number")
+        self.birth_date()
+
+    def birth_date(self) -> date:
+        """The birth date the ID number carries (digits 7-14, GB 11643)."""
+        digits = self.id_number[6:14]
+        try:
+            return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+        except ValueError:
+            raise CallError(f"'customer.id_number' holds no valid birth date {digits!r}") from None
+
+    def age(self, today: date) -> int:
+        """Whole years on ``today`` (pure: the caller's clock)."""
+        born = self.birth_date()
+        return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
     @classmethod
     def from_dict(cls, raw: object) -> Customer:

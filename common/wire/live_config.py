@@ -37,6 +37,8 @@ class LiveConfig(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     #: The customer screen's lock and message.
     screen: Screen | None = None
+    #: How loud the customer screen speaks its prompts, 0-100 (left out: 80).
+    voice_volume: int | None = Field(None, ge=0, le=100)
     #: Simulation only: seconds between simulated customer events (0 = none).
     sim_customer_every_s: float | None = Field(None, ge=0, le=86_400)
 

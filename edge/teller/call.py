@@ -54,6 +54,9 @@ class Call:
     connected_once: bool = False
     #: third parties the desk says are listening in (the screen tells the customer)
     guests: tuple[str, ...] = ()
+    #: the customer asked to be called back (a long queue) and may have stepped away: the
+    #: request stays queued, and when the desk connects the screen rings and calls them
+    ring_back: bool = False
 
 
 # -- events -----------------------------------------------------------------------------
@@ -81,6 +84,11 @@ class MediaUp:
 
 
 @dataclass(frozen=True, slots=True)
+class RingBack:
+    """The customer chose "call me when a teller is free" while the queue is long."""
+
+
+@dataclass(frozen=True, slots=True)
 class LinkLost:
     """The terminal's network dropped or changed during the call."""
 
@@ -100,7 +108,18 @@ class Rated:
     score: int | None  # None: the customer walked away without rating
 
 
-Event = Ask | DeskSays | MediaUp | LinkLost | CustomerEnds | LivenessDone | Rated
+Event = Ask | DeskSays | MediaUp | RingBack | LinkLost | CustomerEnds | LivenessDone | Rated
+
+#: The ring-back is offered when the desk expects a wait this long, or cannot say (no teller
+#: on duty can serve the request now).
+RING_BACK_AFTER_S = 300.0
+
+
+def ring_back_offered(call: Call) -> bool:
+    """Whether the screen offers "call me when a teller is free" now."""
+    if call.phase is not Phase.WAITING or call.ring_back or call.session is None:
+        return False
+    return call.expected_wait is None or call.expected_wait >= RING_BACK_AFTER_S
 
 
 # -- actions ----------------------------------------------------------------------------
@@ -170,6 +189,10 @@ def step(call: Call, event: Event, now: datetime) -> Outcome:
         )
         fresh = Call(Phase.WAITING, event.request_id, event.business, since=now)
         return Outcome(fresh, (Send(msg),))
+    if isinstance(event, RingBack):
+        if not ring_back_offered(call):
+            return _ignore(call, f"ring-back not offered while {call.phase}")
+        return Outcome(replace(call, ring_back=True))
     if isinstance(event, MediaUp):
         if call.phase not in (Phase.CONNECTING, Phase.RECONNECTING):
             return _ignore(call, f"media up while {call.phase}")

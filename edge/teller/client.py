@@ -90,6 +90,12 @@ class TellerClient:
     ) -> None:
         await self.handle(call.Ask(business, wire.new_request_id(), language, elderly, customer))
 
+    async def ring_back(self) -> None:
+        """The customer chose to be called back; ValueError when it is not on offer."""
+        if not call.ring_back_offered(self.call):
+            raise ValueError("ring-back is offered only while a long queue is waited")
+        await self.handle(call.RingBack())
+
     async def end(self, cause: str = "customer ended") -> None:
         await self.handle(call.CustomerEnds(cause))
 

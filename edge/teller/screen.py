@@ -3,7 +3,9 @@
 A deliberately small HTTP/1.1 server on ``asyncio.start_server`` (no web framework in the
 agent): the page and its modules (its own, and ``/ui/*``, the ones every page shares:
 ``common.web``), ``GET /state`` (what to show, from ``view.view``), a few
-``POST`` actions (the customer's buttons), and the two videos as MJPEG streams
+``POST`` actions (the customer's buttons), the spoken prompts (``GET /voice/<id>.wav``,
+only for sentences a state handed out: ``edge.teller.voice``; ``/chime.wav`` before a
+ring-back's call), and the two videos as MJPEG streams
 (``multipart/x-mixed-replace``, which every browser shows in a plain ``<img>``): the
 teller's received frames and the customer's own camera. Each connection carries one
 request; a video stream lasts until the page goes.
@@ -14,16 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from common import web
 from common.errors import CuntongError
-from edge.teller import view
+from edge.teller import prompts, view
 from edge.teller.client import TellerClient
+from edge.teller.voice import Voice, VoiceError, chime
 
 log = logging.getLogger("cuntong.teller.screen")
 
@@ -36,7 +42,16 @@ STATIC = {
     "/screen-i18n.js": ("screen-i18n.js", "text/javascript; charset=utf-8"),
     "/screen.css": ("screen.css", "text/css; charset=utf-8"),
 }
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 413: "Too Large"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Too Large",
+    503: "Unavailable",
+}
+#: sentences whose audio the server hands out; an old queue position falls out first
+SPOKEN_LIMIT = 256
 
 
 class HttpError(CuntongError, ValueError):
@@ -86,8 +101,16 @@ class Screen:
         port: int,
         host: str = "127.0.0.1",
         locked: Callable[[], str | None] = lambda: None,
+        voice: Voice | None = None,
+        volume: Callable[[], int] = lambda: 80,
+        timeouts: dict[str, dict[str, int]] = view.TIMEOUTS,
     ):
         self.client, self.media, self.locked = client, media, locked
+        self.voice = voice or Voice(Path(tempfile.mkdtemp(prefix="cuntong-voice-")))
+        self.volume = volume
+        self.timeouts = timeouts
+        self._spoken: OrderedDict[str, str] = OrderedDict()  # audio id -> sentence
+        self._chime = chime()
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
         self._closing = asyncio.Event()
@@ -96,6 +119,7 @@ class Screen:
         self.actions: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
             "/ask": self._ask,
             "/end": lambda body: self.client.end(),
+            "/ring_back": lambda body: self.client.ring_back(),
             "/rate": self._rate,
             "/answer": self._answer,
             "/signature": self._signature,
@@ -150,6 +174,10 @@ class Screen:
             if shared is None:
                 raise HttpError(404, f"no {path}")
             return response(200, *shared)
+        if method == "GET" and path == "/chime.wav":
+            return response(200, self._chime, "audio/wav")
+        if method == "GET" and path.startswith("/voice/") and path.endswith(".wav"):
+            return await self._audio(path.removeprefix("/voice/").removesuffix(".wav"))
         if method == "GET" and path == "/state":
             return response(200, orjson.dumps(self._state()))
         action = self.actions.get(path)
@@ -168,10 +196,37 @@ class Screen:
 
     def _state(self) -> dict[str, Any]:
         c = self.client
-        return view.view(c.call, c.paperwork, c.clock(), c.prompt, self.locked())
+        state = view.view(
+            c.call, c.paperwork, c.clock(), c.prompt, self.locked(), self.volume(), self.timeouts
+        )
+        for said in (state["voice"], *state["prompts"].values()):
+            self._spoken[said["audio"].removeprefix("/voice/").removesuffix(".wav")] = said["text"]
+        while len(self._spoken) > SPOKEN_LIMIT:
+            self._spoken.popitem(last=False)
+        return state
+
+    async def _audio(self, audio_id: str) -> bytes:
+        sentence = self._spoken.get(audio_id)
+        if sentence is None:
+            raise HttpError(404, f"no prompt {audio_id!r}: ask /state for the current one")
+        try:
+            wav = await self.voice.wav(sentence)
+        except VoiceError as err:
+            log.error("prompt not synthesised: %s", err)
+            raise HttpError(503, str(err)) from None
+        self._spoken.move_to_end(audio_id)
+        return response(200, wav, "audio/wav")
 
     async def _ask(self, args: dict[str, Any]) -> None:
-        await self.client.ask(str(args["business"]), elderly=bool(args.get("elderly", False)))
+        language = args.get("language", "cmn")
+        if language not in prompts.LANGUAGE_CODES:
+            raise ValueError(
+                f"unknown language {language!r}: one of {sorted(prompts.LANGUAGE_CODES)}"
+            )
+        elderly = args.get("elderly", False)
+        if not isinstance(elderly, bool):
+            raise ValueError("'elderly' must be true or false")
+        await self.client.ask(str(args["business"]), elderly=elderly, language=language)
 
     async def _rate(self, args: dict[str, Any]) -> None:
         score = args.get("score")

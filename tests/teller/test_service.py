@@ -43,14 +43,15 @@ class Service:
     broker: Broker
     cloud: CloudProcess
 
-    async def teller(self, account: str) -> Teller:
-        """A teller account with every business in Mandarin, via `cuntong accounts`."""
+    async def teller(self, account: str, languages: tuple[str, ...] = ("cmn",)) -> Teller:
+        """A teller account with every business in ``languages`` (Mandarin unless told),
+        via `cuntong accounts`."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
         env["CUNTONG_ACCOUNT_PASSWORD"] = PASSWORD
         argv = [
             sys.executable, "-m", "cuntong", "accounts", "--db-url",
             f"sqlite://{self.tmp / 'cloud.sqlite3'}", "create", account, "--role", "teller",
-            "--skill", "*=3", "--language", "cmn",
+            "--skill", "*=3", *(arg for lang in languages for arg in ("--language", lang)),
         ]  # fmt: skip
         await asyncio.to_thread(subprocess.run, argv, env=env, check=True, timeout=60)
         return await Teller.login(self.cloud.url, account, PASSWORD)

@@ -7,6 +7,7 @@ same bytes, and today's producers still make them.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import orjson
@@ -146,6 +147,16 @@ def test_a_terminal_cannot_make_what_the_desk_refuses() -> None:
         wire.Liveness("s1", {"pad": "x" * 17000}).to_bytes()
     with pytest.raises(wire.CallError, match="expected type 'cancel'"):
         wire.Cancel.parse(captured("session-hang_up"))
+
+
+def test_customer_age_comes_from_the_id_number() -> None:
+    card = wire.Customer("王秀英", "110105194912310021")
+    assert card.birth_date() == dt.date(1949, 12, 31)
+    assert card.age(dt.date(2026, 12, 30)) == 76
+    assert card.age(dt.date(2009, 12, 30)) == 59  # the day before the 60th birthday
+    assert card.age(dt.date(2009, 12, 31)) == 60
+    with pytest.raises(wire.CallError, match="no valid birth date '19491331'"):
+        wire.Customer("王秀英", "110105194913310021")
 
 
 def test_a_grant_carries_its_rooms_pin() -> None:

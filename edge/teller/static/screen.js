@@ -14,6 +14,11 @@ let formValues = {};
 let formShown = null;
 let strokes = [];
 let startedAt = 0;
+let language = "cmn";
+let elderly = false;
+let playing = null;  // the prompt {key, text, audio} the screen shows and last spoke
+let touched = Date.now();  // the last touch, or the moment a timed screen appeared
+let timedScreen = null;  // "choose" or "rating" while one of those is up
 
 async function post(path, body) {
   const r = await fetch(path, {method: "POST", body: JSON.stringify(body || {})});
@@ -25,16 +30,63 @@ function show(section) {
   for (const s of SECTIONS) $(s).hidden = s !== section;
 }
 
+// The sentence on the screen is the one spoken: both come from the same catalogue row.
+function current(inCall) {
+  if (timedScreen && stillThere()) return state.prompts.still_there;
+  if (!state.locked && inCall && state.sign) return state.prompts.sign;
+  if (!state.locked && inCall && state.form) return state.prompts.form;
+  if (choosing && state.phase === "idle" && !state.locked) return state.prompts.choose;
+  return state.voice;
+}
+
+function speak(said, again) {
+  const audio = $("voice");
+  audio.volume = Math.max(0, Math.min(1, state.volume / 100));
+  if (!again && playing && playing.audio === said.audio) return;
+  playing = said;
+  // called back: the chime first, then the sentence, so someone sitting nearby looks up
+  const chimeFirst = state.chime && !again;
+  audio.onended = chimeFirst ? () => { audio.onended = null; audio.src = said.audio; audio.play().catch(() => {}); } : null;
+  audio.src = chimeFirst ? "/chime.wav" : said.audio;
+  audio.currentTime = 0;
+  audio.play().catch(() => {});  // no sound device: the text is still there
+}
+
+// Generous timeouts, announced: a minute (or 45 s) before a screen gives up, it asks
+// "您还在吗?" out loud; any touch starts the wait again.
+function idleFor() { return (Date.now() - touched) / 1000; }
+function stillThere() {
+  const limit = state.timeouts[timedScreen];
+  return limit && idleFor() >= limit.after_s - limit.warn_s;
+}
+function timeUp() {
+  const limit = state.timeouts[timedScreen];
+  if (!limit || idleFor() < limit.after_s) return;
+  touched = Date.now();
+  if (timedScreen === "choose") { choosing = false; render(); }
+  else if (timedScreen === "rating") post("/rate", {score: null});
+}
+
 function render() {
   if (!state) return;
   const phase = state.phase;
-  $("message").textContent = choosing && phase === "idle" && !state.locked ? t("choose") : state.message;
+  const timed = state.locked ? null : phase === "rating" ? "rating"
+    : phase === "idle" && choosing ? "choose" : null;
+  if (timed !== timedScreen) { timedScreen = timed; touched = Date.now(); }
+  const inCall = ["connecting", "in_call", "reconnecting"].includes(phase);
+  const said = current(inCall);
+  $("message").textContent = said.text;
+  $("form-says").textContent = state.prompts.form.text;
+  $("sign-says").textContent = state.prompts.sign.text;
+  $("language-says").textContent = state.prompts.language.text;
+  $("ring-back").textContent = state.prompts["ring_back.button"].text;
+  $("ring-back").hidden = !state.ring_back_offer;
+  speak(said, false);
   if (state.locked) show(null);  // out of service: the message only, nothing to press
   else if (phase === "idle") show(choosing ? "choose" : "idle");
   else if (phase === "waiting") show("waiting");
   else if (phase === "rating") show("rating");
   else show("call");
-  const inCall = ["connecting", "in_call", "reconnecting"].includes(phase);
   // The video streams run only while a call is on: no decoding for an empty screen.
   for (const [id, src] of [["teller", "/video/teller.mjpg"], ["self", "/video/self.mjpg"]]) {
     const img = $(id);
@@ -76,14 +128,20 @@ function renderForm(form) {
   }));
 }
 
+function trouble() {
+  // the catalogue's sentence when the agent ever answered; this page's own words otherwise
+  $("message").textContent = state ? state.prompts.trouble.text : t("trouble");
+}
+
 async function poll() {
   try {
     const r = await fetch("/state");
     if (r.ok) { state = await r.json(); render(); }
-    else $("message").textContent = t("trouble");
+    else trouble();
   } catch (e) {
-    $("message").textContent = t("trouble");
+    trouble();
   }
+  if (state) timeUp();
   setTimeout(poll, 500);
 }
 
@@ -122,9 +180,16 @@ function setupPad() {
 }
 
 function setup() {
+  document.addEventListener("pointerdown", () => { touched = Date.now(); }, true);
   $("start").onclick = () => { choosing = true; render(); };
+  $("again").onclick = () => { if (state && playing) speak(playing, true); };
+  $("elderly").onclick = () => {
+    elderly = !elderly;
+    $("elderly").setAttribute("aria-pressed", String(elderly));
+  };
   $("back").onclick = () => { choosing = false; render(); };
   $("cancel").onclick = () => post("/end");
+  $("ring-back").onclick = () => post("/ring_back");
   $("hangup").onclick = () => post("/end");
   $("skip").onclick = () => post("/rate", {score: null});
   $("submit").onclick = async () => {
@@ -140,7 +205,17 @@ async function buildMenu() {
   const r = await fetch("/state");
   state = await r.json();
   $("menu").replaceChildren(...state.menu.map((item) => h("button", { "data-code": item.code,
-    onclick: async () => { choosing = false; await post("/ask", {business: item.code}); } }, item.label)));
+    onclick: async () => { choosing = false; await post("/ask", {business: item.code, language, elderly}); } },
+    item.label)));
+  $("languages").replaceChildren(...state.languages.map((lang) => {
+    const b = h("button", { class: "choice", "data-code": lang.code,
+      "aria-pressed": String(lang.code === language), onclick: () => {
+        language = lang.code;
+        for (const other of $("languages").children) other.setAttribute("aria-pressed", "false");
+        b.setAttribute("aria-pressed", "true");
+      } }, lang.label);
+    return b;
+  }));
   render();
 }
 

@@ -1,0 +1,111 @@
+"""Ring-back: a customer facing a long queue asks to be called when a teller is free.
+
+Pure first (the call machine and the screen's view), then end to end with the real agent and
+the real desk: no teller on duty, so the desk cannot say how long; the customer chooses
+ring-back; a teller comes on duty and accepts; the terminal's screen rings (the chime) and
+says 柜员来了,请回到屏幕前 while the call starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import wave
+from io import BytesIO
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from common.wire import call as wire
+from edge.agent import Agent
+from edge.teller import call, prompts, view
+from edge.teller.call import Call
+from edge.teller.voice import chime
+from tests.helpers import enrolled_link, eventually
+from tests.integration.agents import agent_settings
+from tests.teller.conftest import janus  # noqa: F401 - the service fixture's Janus
+from tests.teller.test_service import Service, _link_ready, service  # noqa: F401
+
+NOW = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
+PAPERWORK = SimpleNamespace(screen=None, form=None, sign=None)
+RID = "5f1c0a9e7b3d4c2a8e6f0b1d3c5a7e9f"
+
+
+def _queued(wait: float | None) -> Call:
+    asked = call.step(Call(), call.Ask("pension", RID), NOW).call
+    return call.step(asked, call.DeskSays(wire.Queued("s1", 3, wait, None, RID)), NOW).call
+
+
+def test_ring_back_is_offered_only_on_a_long_or_unknown_wait() -> None:
+    assert not call.ring_back_offered(_queued(120.0))
+    assert call.step(_queued(120.0), call.RingBack(), NOW).ignored is not None
+    for wait in (call.RING_BACK_AFTER_S, None):
+        waiting = _queued(wait)
+        assert view.view(waiting, PAPERWORK, NOW)["ring_back_offer"] is True
+        chosen = call.step(waiting, call.RingBack(), NOW)
+        assert chosen.actions == () and chosen.call.ring_back  # the request stays queued
+        state = view.view(chosen.call, PAPERWORK, NOW)
+        assert state["message"] == prompts.ROWS["ring_back.waiting"]
+        assert state["ring_back_offer"] is False
+
+
+def test_the_call_back_rings_and_says_so_for_the_first_seconds() -> None:
+    chosen = call.step(_queued(None), call.RingBack(), NOW).call
+    grant = wire.Grant("s1", "customer", "http://j", "t", "r", "f", "p")
+    connecting = call.step(chosen, call.DeskSays(wire.Connect(grant)), NOW).call
+    state = view.view(connecting, PAPERWORK, NOW)
+    assert (state["message"], state["chime"]) == (prompts.ROWS["ring_back.called"], True)
+    talking = call.step(connecting, call.MediaUp(), NOW).call
+    assert view.view(talking, PAPERWORK, NOW + dt.timedelta(seconds=5))["chime"] is True
+    later = view.view(talking, PAPERWORK, NOW + dt.timedelta(seconds=view.CALLED_BACK_S))
+    assert (later["message"], later["chime"]) == (prompts.ROWS["in_call"], False)
+
+
+def test_the_chime_is_a_wav_with_sound() -> None:
+    with wave.open(BytesIO(chime())) as w:
+        assert 0.8 < w.getnframes() / w.getframerate() < 1.0
+        assert max(w.readframes(w.getnframes())) > 0
+
+
+async def _is(value: object) -> object:
+    return value
+
+
+@pytest.mark.servers
+async def test_ring_back_end_to_end(service: Service, tmp_path: Path) -> None:  # noqa: F811
+    teller = await service.teller("zhou")
+    await teller.open()  # logged in, not yet on duty: nobody can serve the request
+    await eventually(lambda: _link_ready(service))
+    tid = "SX-RING-01"
+    settings = agent_settings(tmp_path / "agents", 1, tid, face_aware=False)
+    agent = Agent(settings, link=await enrolled_link(service.cloud.url, settings.state_dir, tid))
+    run = asyncio.create_task(agent.run())
+    client = agent.teller
+
+    def screen() -> dict[str, object]:
+        return view.view(client.call, client.paperwork, client.clock())
+
+    try:
+        await asyncio.wait_for(agent.connected.wait(), 15)
+        await client.ask("pension")
+        await eventually(lambda: _is(screen()["ring_back_offer"]), 20)
+        await client.ring_back()
+        assert screen()["message"] == prompts.ROWS["ring_back.waiting"]
+
+        await teller.post("/me/state", {"state": "available"})  # a teller frees up
+        offer = await teller.event("offer", timeout=20)
+        await teller.post(f"/sessions/{offer['session']}/accept")
+
+        async def rang() -> dict[str, object] | None:
+            state = screen()
+            return state if state["chime"] else None
+
+        state = await eventually(rang, 20)
+        assert state["message"] == prompts.ROWS["ring_back.called"]
+        assert client.call.session == offer["session"]
+        await client.end()
+    finally:
+        agent.stop()
+        await asyncio.wait_for(run, 15)
+        await teller.close()
