@@ -340,6 +340,11 @@ class Stack:
                 raise RuntimeError(f"cloud API exited; see {self.state_dir / 'api.log'}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    # The terminals' HTTPS listener is a second server in the same process and
+                    # may answer a moment later; the factory reads the CA from it next.
+                    procs.wait_for_port(
+                        self.enrol_port, "127.0.0.1", max(1.0, deadline - time.monotonic()), proc
+                    )
                     return
             except httpx.HTTPError:
                 pass
