@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,9 +45,13 @@ from edge.ota import Ota
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
+from edge.steps.idcard import IdCardStep
+from edge.steps.liveness import LivenessStep
+from edge.steps.runner import Handler, StepRunner
 from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
 from edge.teller.paperwork import Paperwork
+from firmware_adapters.idcard.adapter import IdCardReader
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 
@@ -113,6 +117,7 @@ class Agent:
             lambda send: Paperwork(send, self.media.capture, auto, rng),
             lambda: datetime.now(UTC),
         )
+        self.teller.steps = self._step_runner(camera)
         self.handlers: dict[str, commands.Handler] = {
             "ping": self._cmd_ping,
             "peripheral_selftest": self._cmd_selftest,
@@ -171,6 +176,29 @@ class Agent:
         if client is None or not self.connected.is_set():
             raise ConnectionError("the terminal is offline")
         await client.publish(topic(self.tid, Channel.SESSION), payload, qos=1, timeout=10)
+
+    def _step_runner(self, camera: Any) -> StepRunner | None:
+        """The device steps this terminal can perform for the desk, signed with its enrolled
+        key; None without one (development mode: the desk's requests go unanswered and only
+        a supervisor's override passes those steps)."""
+        link = self.link
+        if link is None:
+            return None
+        identity = link.identity
+        handlers: dict[str, Handler] = {}
+        reader = next((a for a in self.peripherals.adapters.values() if a.kind == "idcard"), None)
+        if isinstance(reader, IdCardReader):
+            handlers["id_card_read"] = IdCardStep(
+                lambda: _opened(reader), lambda: datetime.now(UTC).date()
+            )
+        if camera is not None:
+            live = LivenessStep(self.liveness.check, lambda: self.teller.call.business or "")
+            handlers["liveness"] = handlers["active_liveness"] = live
+
+        def credentials() -> tuple[Any, str]:
+            return identity.key(), identity.cert_path.read_text()
+
+        return StepRunner(credentials, handlers, lambda: datetime.now(UTC))
 
     async def _prompt(self, text: str) -> None:
         await self.teller.show_prompt(text)  # the customer screen shows the challenge step
@@ -431,3 +459,9 @@ class Agent:
 
     async def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "ts": self._ms(), "spool_depth": self.spool.depth(), "echo": args}
+
+
+@contextlib.asynccontextmanager
+async def _opened(adapter: IdCardReader) -> AsyncIterator[IdCardReader]:
+    """The agent's ID-card reader is opened once at start; a step borrows it as it is."""
+    yield adapter

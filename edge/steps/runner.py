@@ -20,18 +20,19 @@ from edge.steps.sign import Done, sign_result
 log = logging.getLogger("cuntong.steps")
 
 Handler = Callable[[StepRequest], Awaitable[Done]]
+#: The device key and certificate (PEM) to sign with, read at each step: a renewal
+#: switches both between two steps.
+Credentials = Callable[[], tuple[ec.EllipticCurvePrivateKey, str]]
 
 
 class StepRunner:
     def __init__(
         self,
-        key: ec.EllipticCurvePrivateKey,
-        certificate_pem: str,
+        credentials: Credentials,
         handlers: Mapping[str, Handler],
         clock: Callable[[], dt.datetime],
     ) -> None:
-        self.key = key
-        self.certificate_pem = certificate_pem
+        self.credentials = credentials
         self.handlers = dict(handlers)
         self.clock = clock
 
@@ -45,4 +46,5 @@ class StepRunner:
             except (CuntongError, ValueError, OSError, TimeoutError) as err:
                 log.warning("step %s failed: %s", request.step, err)
                 done = Done("error", f"{type(err).__name__}: {err}")
-        return sign_result(self.key, self.certificate_pem, request, done, self.clock())
+        key, certificate_pem = self.credentials()
+        return sign_result(key, certificate_pem, request, done, self.clock())

@@ -168,7 +168,7 @@ class Screen:
 
     def _state(self) -> dict[str, Any]:
         c = self.client
-        return view.view(c.call, c.paperwork, c.clock(), c.prompt, self.locked())
+        return view.view(c.call, c.paperwork, c.clock(), c.prompt, self.locked(), c.step)
 
     async def _ask(self, args: dict[str, Any]) -> None:
         await self.client.ask(str(args["business"]), elderly=bool(args.get("elderly", False)))

@@ -46,6 +46,19 @@ def wait_text(position: int | None, expected_wait: float | None) -> str:
     return f"{head},预计等待 {minutes} 分钟"
 
 
+#: What the customer is asked to do while the terminal performs a device step for the desk
+#: (shown in large type, like the liveness prompts that replace it during a challenge).
+STEP_TEXT = {
+    "id_card_read": "请把身份证放在读卡区",
+    "face_match": "请看着摄像头,正在核对您和身份证照片",
+    "liveness": "请看着摄像头,保持不动",
+    "active_liveness": "请看着摄像头,按提示做动作",
+    "card_read": "请插入银行卡",
+    "pin_entry": "请在密码键盘上输入密码,输完按确认",
+    "voucher_capture": "请把凭证放在拍摄区",
+    "e_signature": "请在屏幕上签名",
+}
+
 #: The customer is told whenever someone else listens in (a supervisor joined the call).
 GUEST_TEXT = "正在和柜员通话,银行主管也在旁听"
 
@@ -66,16 +79,19 @@ def view(
     now: datetime,
     prompt: str | None = None,
     locked: str | None = None,
+    step: str | None = None,
 ) -> dict[str, Any]:
     """The screen's whole state as JSON-ready data.
 
     ``prompt``: a liveness challenge step ("请眨眼") in progress, shown instead of the usual
     sentence; ``locked``: the operator's lock message (``lock_screen`` command): the screen
-    shows only that and offers nothing."""
+    shows only that and offers nothing; ``step``: the device step the terminal performs now
+    (``STEP_TEXT``)."""
     return {
         "phase": call.phase.value,
         "locked": locked is not None,
-        "message": locked or prompt or message(call),
+        "message": locked or prompt or STEP_TEXT.get(step or "") or message(call),
+        "step": step,
         "notice": call.notice,
         "position": call.position,
         "expected_wait": call.expected_wait,
