@@ -47,6 +47,7 @@ from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
 from edge.steps.idcard import IdCardStep
 from edge.steps.liveness import LivenessStep
+from edge.steps.paperwork import WHAT, PaperworkStep
 from edge.steps.runner import Handler, StepRunner
 from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
@@ -191,6 +192,8 @@ class Agent:
             handlers["id_card_read"] = IdCardStep(
                 lambda: _opened(reader), lambda: datetime.now(UTC).date()
             )
+        for step in WHAT:  # the customer's signature and voucher photo, over the data channel
+            handlers[step] = PaperworkStep(step, lambda: self.teller.paperwork.delivered)
         if camera is not None:
             live = LivenessStep(self.liveness.check, lambda: self.teller.call.business or "")
             handlers["liveness"] = handlers["active_liveness"] = live

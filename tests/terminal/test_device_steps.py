@@ -99,3 +99,33 @@ async def test_the_terminal_reads_the_card_and_publishes_a_signed_result(tmp_pat
     await asyncio.sleep(0.05)
     assert len(published) == before
     assert all(orjson.loads(p)["type"] != "error" for p in published)
+
+
+def test_signature_and_voucher_steps_sign_what_the_paperwork_delivered() -> None:
+    from edge.steps.paperwork import PaperworkStep
+
+    sent: list[str] = []
+
+    async def no_capture(kind: str) -> None:
+        return None
+
+    paper = Paperwork(lambda text: sent.append(text) or True, no_capture)
+    step = PaperworkStep("e_signature", lambda: paper.delivered)
+    ask = wire.StepRequest("s1", "e_signature", "ef" * 16)
+    early = asyncio.run(step(ask))
+    assert early.outcome == "failed" and "ask for one first" in early.reason
+    paper.on_text(sent_sign("F-1"))
+    paper.signature("F-1", 600, 200, [[[1.0, 2.0, 0.0], [3.0, 4.0, 16.0]]])
+    done = asyncio.run(step(ask))
+    assert done.outcome == "passed" and done.masked["strokes"] == 1
+    assert len(done.masked["sha256"]) == 64 and done.full == done.masked
+    paper.reset()
+    assert asyncio.run(step(ask)).outcome == "failed"  # a new call starts empty
+
+
+def sent_sign(form_id: str) -> str:
+    """The teller's ``sign`` message as the data channel carries it."""
+    from common.wire import datachannel as channel
+
+    (part,) = channel.encode({"type": "sign", "form_id": form_id})
+    return part
