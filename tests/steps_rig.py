@@ -9,16 +9,23 @@ simulator — never a hand-written result.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from common.wire.call import StepRequest, StepResult
 from edge.steps.idcard import IdCardStep
+from edge.steps.liveness import verdict_result
 from edge.steps.sign import Done, sign_result
+from edge.vision.challenge import Challenge
+from edge.vision.pipeline import FrameAnalysis
+from edge.vision.verdict import FrameDigest, Policy, decide
 from firmware_adapters.idcard.adapter import IdCardReader
 from firmware_adapters.idcard.photo import SimulatorPhotoDecoder
 from firmware_adapters.idcard.simulator import IdCardSimulator, SimCard
@@ -59,3 +66,17 @@ async def id_reader(tmp_path: Path, card: SimCard) -> AsyncIterator[IdCardStep]:
             )
 
         yield IdCardStep(reader, lambda: dt.date(2026, 11, 25))
+
+
+def agent_verdict(passive: float, business: str = "password_reset") -> Done:
+    """A liveness step result around the verdict the agent's own producer makes
+    (``edge.vision.verdict.decide`` over frame analyses and a passed challenge)."""
+    challenge = dataclasses.replace(
+        Challenge.start(0.0, random.Random(7)), outcome="passed", step=3
+    )
+    digest = FrameDigest()
+    for i in range(4):
+        digest.update(np.full((8, 8, 3), i, np.uint8))
+    analyses = [FrameAnalysis(1, (), passive=passive) for _ in range(4)]
+    verdict = decide(analyses, challenge, Policy(), business, {"passive": "minifasnet-v2"}, digest)
+    return verdict_result(verdict)

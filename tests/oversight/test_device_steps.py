@@ -6,11 +6,9 @@ identity check runs against the real gateway simulator process."""
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 
@@ -22,16 +20,12 @@ from cloud.workflow.models import WorkflowState
 from common import procs
 from common.wire.call import StepRequest
 from cuntong.servers.idcheck import IdentityGateway
-from edge.steps.liveness import verdict_result
 from edge.steps.sign import Done
-from edge.vision.challenge import Challenge
-from edge.vision.pipeline import FrameAnalysis
-from edge.vision.verdict import FrameDigest, Policy, decide
 from firmware_adapters.idcard.simulator import make_id_number, sample_card
 from idcheck import IdentityClient
 from provisioning import ca as ca_lib
 from tests.oversight.conftest import Cloud
-from tests.steps_rig import Terminal, enrol, id_reader
+from tests.steps_rig import Terminal, agent_verdict, enrol, id_reader
 
 KEY = b"cloud-key-for-the-identity-gateway"
 CARD = sample_card(0)  # 王美娜, long-term card
@@ -94,19 +88,6 @@ async def _accept(cloud: Cloud, session: str, result, terminal_id: str = TID):  
     return await steps.accept(
         cloud.ov, cloud.ov.device_issuers, terminal_id, session, result, cloud.clock()
     )
-
-
-def agent_verdict(passive: float, business: str = BUSINESS) -> Done:
-    """A liveness verdict made by the agent's own producer (``edge.vision.verdict.decide``)."""
-    challenge = dataclasses.replace(
-        Challenge.start(0.0, random.Random(7)), outcome="passed", step=3
-    )
-    digest = FrameDigest()
-    for i in range(4):
-        digest.update(np.full((8, 8, 3), i, np.uint8))
-    analyses = [FrameAnalysis(1, (), passive=passive) for _ in range(4)]
-    verdict = decide(analyses, challenge, Policy(), business, {"passive": "minifasnet-v2"}, digest)
-    return verdict_result(verdict)
 
 
 async def test_a_teller_cannot_mark_a_device_step_done(cloud: Cloud) -> None:

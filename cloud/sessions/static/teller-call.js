@@ -223,9 +223,11 @@ export class Call {
       }
     }
     this.renderSteps();
-    // A supervisor authorises from their own screen: look for it while that step is next.
+    // A supervisor authorises (or overrides a device step) from their own screen: look for
+    // it while such a step is next.
     this.timers.push(setInterval(() => {
-      if (this.workflow && SECOND_PERSON.has(this.workflow.next_step)) {
+      const next = this.workflow && this.workflow.next_step;
+      if (next && (SECOND_PERSON.has(next) || DEVICE_STEPS.has(next) || CLOUD_STEPS.has(next))) {
         this.ctx.api(path).then((wf) => { this.workflow = wf; this.renderSteps(); }).catch(() => {});
       }
     }, 3000));
