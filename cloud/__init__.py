@@ -19,7 +19,9 @@ if TYPE_CHECKING:  # for type checkers only; at run time see __getattr__
     from cloud.auth.deps import Principal
     from cloud.auth.roles import FLEET_READERS, Role
     from cloud.models import Terminal
+    from cloud.quality.models import ReviewItem
     from cloud.security import Security, service_client, service_client_id
+    from cloud.sessions.models import TellerSession
 
 #: name -> module that defines it
 _HOME = {
@@ -27,8 +29,10 @@ _HOME = {
     "Extension": "cloud.api.app",
     "FLEET_READERS": "cloud.auth.roles",
     "Principal": "cloud.auth.deps",
+    "ReviewItem": "cloud.quality.models",
     "Role": "cloud.auth.roles",
     "Security": "cloud.security",
+    "TellerSession": "cloud.sessions.models",
     "Terminal": "cloud.models",
     "audit": "cloud.auth.audit",
     "create_app": "cloud.api.app",
@@ -42,8 +46,10 @@ __all__ = [
     "CloudServices",
     "Extension",
     "Principal",
+    "ReviewItem",
     "Role",
     "Security",
+    "TellerSession",
     "Terminal",
     "audit",
     "create_app",

@@ -2,7 +2,8 @@
 
 Data, not code: ``businesses.toml`` (next to this module, or any file a bank supplies) lists
 each business with its risk level, the ordered steps the teller must walk through, how long
-its evidence is kept and the quality-inspection sampling rate. ``load_catalogue`` validates
+its evidence is kept, the quality-inspection sampling rate and what it posts to the bank's core
+(``posting``: the kind, and the fields the teller's confirm supplies). ``load_catalogue`` validates
 everything once at start-up and raises ``CatalogueError`` naming the file, the entry and the
 field, so a typo stops the cloud instead of silently dropping a step.
 """
@@ -57,6 +58,20 @@ STEPS: Mapping[str, StepKind] = {
 #: Steps every high-risk business must contain (checked at load).
 HIGH_RISK_REQUIRES = ("supervisor_authorisation", "dual_recording")
 
+#: Posting kinds the core knows (``corebank.adapter.KINDS``) and the fields a posting may
+#: take from the teller's confirm: ``account`` (the core's account reference, when no card
+#: step read it) and ``amount_fen`` (required for a debit or credit).
+POSTING_KINDS = ("debit", "credit", "inquiry", "record")
+POSTING_FIELDS = ("account", "amount_fen")
+
+
+@dataclass(frozen=True, slots=True)
+class PostingSpec:
+    """What a business posts to the core when the teller confirms it."""
+
+    kind: str
+    fields: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class Business:
@@ -70,8 +85,12 @@ class Business:
     launched_on: dt.date
     #: Teller-desk skill group (routing widens to "anyone in the group" after a while).
     group: str = ""
-    #: Face-match similarity (0-100) at or above which the live face matches the ID photo.
-    face_match_threshold: float = 70.0
+    #: What the business posts to the core on completion; None: nothing (it completes at
+    #: the teller's confirm without the core).
+    posting: PostingSpec | None = None
+    #: Face-match similarity (0-100) at or above which the live face matches the ID photo:
+    #: 100 × (1 − distance / 1.2) of the embeddings, 50 being dlib's own 0.6 distance.
+    face_match_threshold: float = 50.0
 
     @property
     def name_zh(self) -> str:
@@ -168,6 +187,7 @@ _FIELDS = {
     "retention_days",
     "qa_sample_rate",
     "launched_on",
+    "posting",
 }
 
 
@@ -214,10 +234,36 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
             launched = None
     if not isinstance(launched, dt.date) or isinstance(launched, dt.datetime):
         raise CatalogueError(f"{where}: 'launched_on' must be a date (YYYY-MM-DD)")
-    face = _number(merged, "face_match_threshold", where, 0, 100, 70.0)
+    face = _number(merged, "face_match_threshold", where, 1, 99, 50.0)
     if "face_match" in steps and "id_card_read" not in steps[: steps.index("face_match")]:
         raise CatalogueError(f"{where}: face_match needs id_card_read before it (the ID photo)")
-    return Business(code, name, risk, tuple(steps), retention, rate, launched, group, face)
+    posting = _posting(row.get("posting"), where)
+    return Business(code, name, risk, tuple(steps), retention, rate, launched, group, posting, face)
+
+
+def _posting(raw: Any, where: str) -> PostingSpec | None:
+    if raw is None:
+        return None
+    where = f"{where} posting"
+    if not isinstance(raw, dict):
+        raise CatalogueError(f'{where}: must be a table like {{ kind = "record" }}')
+    unknown = set(raw) - {"kind", "fields"}
+    if unknown:
+        raise CatalogueError(f"{where}: unknown key(s) {sorted(unknown)}")
+    kind = raw.get("kind")
+    if kind not in POSTING_KINDS:
+        raise CatalogueError(f"{where}: 'kind' must be one of {list(POSTING_KINDS)}, got {kind!r}")
+    fields = raw.get("fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise CatalogueError(f"{where}: 'fields' must be a list of field names")
+    for name in fields:
+        if name not in POSTING_FIELDS:
+            raise CatalogueError(f"{where}: unknown field {name!r} (known: {list(POSTING_FIELDS)})")
+    if len(set(fields)) != len(fields):
+        raise CatalogueError(f"{where}: a field is listed twice")
+    if kind in ("debit", "credit") and "amount_fen" not in fields:
+        raise CatalogueError(f"{where}: a {kind} needs the field 'amount_fen'")
+    return PostingSpec(kind, tuple(fields))
 
 
 def _number(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,19 +23,28 @@ from common.wire import commands as signed
 from provisioning import ca as ca_lib
 from provisioning import wiring
 from provisioning.ca import service_name
+from provisioning.dynsec import BrokerAdmin, BrokerAdminError
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.keys import CloudKeys
 from provisioning.revocation import RevocationPublisher, keep_crl_fresh
-from provisioning.service import Provisioner
+from provisioning.service import Provisioner, broker_roster
+
+log = logging.getLogger("cuntong.cloud.security")
+
+
+#: The link that drives the broker's dynamic-security plugin.
+ADMIN_SUFFIX = "-admin"
 
 
 def broker_services(*instances: str) -> dict[str, str]:
     """Broker ACL entries for cloud processes: each ingesting instance holds four links
     (business over MQTT 5, telemetry over 3.1.1, the fleet command sender — see
     ``fleet.sender.INSTANCE_SUFFIX`` — and the teller desk's terminal link), each with its
-    own certificate."""
+    own certificate), plus its ``-admin`` control link."""
     links = ("", "-telemetry", "-fleet", "-desk")
-    return {f"{instance}{suffix}": "cloud" for instance in instances for suffix in links}
+    roles = {f"{instance}{suffix}": "cloud" for instance in instances for suffix in links}
+    # The broker's dynamic-security control (terminal rights), the only admin identity.
+    return roles | {f"{instance}{ADMIN_SUFFIX}": "admin" for instance in instances}
 
 
 def service_client_id(
@@ -75,15 +85,21 @@ class Security:
     keys: CloudKeys
     suite: suite_lib.Suite
     settings: CloudSettings
+    admin: BrokerAdmin | None = None
 
     @classmethod
     def build(cls, s: CloudSettings, now: dt.datetime) -> Security:
         assert s.state_dir is not None
         host = s.public_broker_host or s.broker_host
-        publisher = wiring.revocation_publisher(s.state_dir, s.broker_host, s.broker_port, now)
-        prov = wiring.cloud_provisioner(s.state_dir, host, s.broker_port, now, publisher)
+        admin = wiring.broker_admin(
+            s.state_dir, s.broker_host, s.broker_port, s.service_instance + ADMIN_SUFFIX
+        )
+        publisher = wiring.revocation_publisher(
+            s.state_dir, s.broker_host, s.broker_port, now, admin
+        )
+        prov = wiring.cloud_provisioner(s.state_dir, host, s.broker_port, now, publisher, admin)
         prov.suite = suite_lib.Suite(s.crypto_suite)
-        return cls(prov, prov.keys, prov.suite, s)
+        return cls(prov, prov.keys, prov.suite, s, admin)
 
     def mqtt_tls(self, instance: str, now: dt.datetime) -> ssl.SSLContext:
         assert self.settings.state_dir is not None
@@ -98,8 +114,21 @@ class Security:
         key = self.keys.event_mac_key(self.suite, terminal_id)
         return signed.event_tag_valid(key, payload, tag)
 
+    async def sync_broker(self) -> None:
+        """Give every enrolled terminal its broker client and role, and none to revoked ones
+        (idempotent; a terminal an operator disabled stays disabled)."""
+        if self.admin is None:
+            return
+        active, removed = await broker_roster()
+        try:
+            await self.admin.sync(active, removed)
+        except BrokerAdminError as err:
+            log.warning("broker rights not synchronised: %s", err)
+
     async def keep_crl_fresh(self, stop: asyncio.Event) -> None:
-        """Without a fresh CRL, OpenSSL refuses every client once it passes next-update."""
+        """Without a fresh CRL, OpenSSL refuses every client once it passes next-update.
+        First brings the broker's terminal clients in line with the registry."""
+        await self.sync_broker()
         publisher = self.provisioner.on_revoked
         assert isinstance(publisher, RevocationPublisher)
         await keep_crl_fresh(publisher, lambda: dt.datetime.now(dt.UTC), stop)

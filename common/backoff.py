@@ -21,3 +21,16 @@ def delay(attempt: int, base_s: float, cap_s: float, draw: float) -> float:
     if not 0.0 <= draw < 1.0:
         raise ValueError("draw must be in [0, 1)")
     return draw * ceiling(attempt, base_s, cap_s)
+
+
+def next_attempt(attempt: int, up_for_s: float | None, stable_s: float) -> int:
+    """The attempt number after a link drop (the flap guard).
+
+    ``up_for_s`` is how long the link had stayed up before it dropped (None: it never came
+    up). Only a link that stayed up ``stable_s`` starts the backoff over; a link that
+    connects and drops again at once keeps climbing, so a flapping terminal slows down
+    instead of hammering the broker at the base delay.
+    """
+    if up_for_s is not None and up_for_s >= stable_s:
+        return 0
+    return attempt + 1

@@ -33,6 +33,10 @@ TELEMETRY_FIELDS: Final[dict[str, tuple[float, float]]] = {
     "rtt_ms": (0.0, 600_000.0),
     "uptime_s": (0.0, 1e10),
     "spool_depth": (0.0, 1e9),
+    # Alarms (edge.alarms): counts within a recent window, and the last reconnect wait.
+    "spool_refused": (0.0, 1e9),
+    "link_flaps": (0.0, 1e9),
+    "link_backoff_s": (0.0, 86_400.0),
 }
 
 PERIPHERAL_STATES: Final = frozenset({"ok", "degraded", "fault", "absent"})

@@ -2,7 +2,8 @@
 
 The one reconnect loop behind the edge agent, the ingest links and the fleet command
 sender. What a link does while connected is the caller's ``serve``; what it resets when the
-link drops is ``on_down``.
+link drops is ``on_down``. The backoff starts over only after a link stayed up
+``stable_s`` (the flap guard, ``common.backoff.next_attempt``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
@@ -28,18 +30,26 @@ async def keep_connected(
     cap_s: float,
     on_down: Callable[[], None] = lambda: None,
     draw: Callable[[], float] = random.random,
+    stable_s: float = 0.0,
+    on_retry: Callable[[int, float], None] = lambda attempt, wait: None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run forever (until cancelled); ``serve`` returning ends the loop too."""
-    attempt = 0
+    """Run forever (until cancelled); ``serve`` returning ends the loop too.
+
+    ``on_retry(attempt, wait)`` hears each scheduled retry (0-based attempt, seconds)."""
+    attempt = -1  # the first drop makes it 0: the base delay
     while True:
+        up_at: float | None = None
         try:
             async with make_client() as client:
-                attempt = 0
+                up_at = clock()
                 await serve(client)
                 return
         except aiomqtt.MqttError as err:
             on_down()
+            up_for = None if up_at is None else clock() - up_at
+            attempt = backoff.next_attempt(attempt, up_for, stable_s)
             wait = backoff.delay(attempt, base_s, cap_s, draw())
-            attempt += 1
-            log.warning("%s link down (%s); retry %d in %.1fs", name, err, attempt, wait)
+            on_retry(attempt, wait)
+            log.warning("%s link down (%s); retry %d in %.1fs", name, err, attempt + 1, wait)
             await asyncio.sleep(wait)

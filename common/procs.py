@@ -50,6 +50,10 @@ _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/lib/postgresql/15/bin")
 
 log = logging.getLogger("cuntong.procs")
 
+#: The exit status of a child that asks its supervisor to start it again now (EX_TEMPFAIL):
+#: the agent after a reboot or restart_agent command. Not counted as a crash.
+RESTART_EXIT = 75
+
 _PR_SET_PDEATHSIG = 1
 # Resolved once here: between fork and exec the child should only call, not load.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
@@ -88,6 +92,26 @@ def wait_for_port(
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, what: str, timeout: float = 30.0
+) -> None:
+    """Wait until ``url`` answers 200; RuntimeError with the log's tail if the child exits,
+    TimeoutError (after stopping it) if it never gets healthy."""
+    import httpx  # only the HTTP-speaking children need it
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop(proc)
+    raise TimeoutError(f"{what} not healthy:\n{log_path.read_text()[-2000:]}")
 
 
 def start(

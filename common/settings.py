@@ -80,6 +80,12 @@ class AgentSettings(_Base):
     keepalive_s: int = Field(30, ge=5, le=3600)
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_cap_s: float = Field(60.0, gt=0)
+    #: The flap guard: the reconnect backoff starts over only after the link stayed up
+    #: this long; a link that drops sooner keeps the longer delay.
+    link_stable_s: float = Field(60.0, ge=0)
+    #: The rotating log under ``<state_dir>/logs``: bytes per file and rotated files kept.
+    log_max_bytes: int = Field(1_000_000, ge=10_000)
+    log_backups: int = Field(5, ge=1, le=50)
     spool_max_rows: int = Field(50_000, ge=10)
     province: str = ""
     city: str = ""
@@ -271,6 +277,16 @@ class CloudSettings(_Base):
     terminal_grace_s: float = Field(30.0, gt=0)
     #: A teller whose screen disconnected mid-call gets this long before it is hung up.
     teller_grace_s: float = Field(30.0, gt=0)
+    #: The bank's core system (``corebank`` adapter; the simulator in tests and ``cuntong
+    #: up``). Empty: businesses whose catalogue entry posts to the core cannot complete.
+    core_url: str = ""
+    #: File holding the core's bearer secret (mode 0600, as ``CoreBankServer`` writes it).
+    core_secret_file: Path | None = None
+    #: Each attempt's timeout, and how many attempts (retried with backoff, one key).
+    core_timeout_s: float = Field(3.0, gt=0)
+    core_attempts: int = Field(4, ge=1, le=20)
+    #: How often postings whose answer was lost are reconciled (also once at start-up).
+    core_reconcile_s: float = Field(30.0, gt=0)
     #: The business catalogue a bank supplies (TOML or JSON, see ``cloud.catalogue``); unset:
     #: the built-in ``cloud/businesses.toml``. Its variable keeps its first name,
     #: ``CUNTONG_CATALOGUE`` (no ``CLOUD_``).

@@ -45,11 +45,6 @@ _TABLE: dict[Suite, _Algorithms] = {
 _BY_MAC_NAME = {algo.mac_name: suite for suite, algo in _TABLE.items()}
 
 
-def from_env(default: Suite = Suite.STANDARD) -> Suite:
-    """The suite named by ``CUNTONG_CRYPTO_SUITE`` (ValueError on an unknown name)."""
-    return Suite(os.environ.get("CUNTONG_CRYPTO_SUITE", default.value))
-
-
 def key_bytes(suite: Suite) -> int:
     """Length of a payload-encryption key for this suite."""
     return _TABLE[suite].key_bytes

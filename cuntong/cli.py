@@ -4,6 +4,7 @@
     cuntong agent                 one terminal's edge agent
     cuntong api                   the cloud API (with the ingest consumer unless disabled)
     cuntong ingest                a standalone ingest consumer (scale out: run several)
+    cuntong db | backup | deploy  operations (see cuntong.ops_cli)
 
 Settings come from CUNTONG_* environment variables and the TOML file named by
 CUNTONG_CONFIG; flags override both.
@@ -27,6 +28,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common import sdnotify
 from common.errors import CuntongError
 from cuntong import __version__
 
@@ -94,7 +96,13 @@ def _cmd_agent(args: argparse.Namespace) -> None:
         simulate=args.simulate or None,
     )
 
+    from edge import logs
+
+    logs.install(settings.state_dir / "logs", settings.log_max_bytes, settings.log_backups)
+    exit_code = 0
+
     async def main(stop: asyncio.Event) -> None:
+        nonlocal exit_code
         link = await _secure_link(settings, stop)
         if stop.is_set():
             return
@@ -103,8 +111,13 @@ def _cmd_agent(args: argparse.Namespace) -> None:
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
         agent.stop()
         await run
+        exit_code = agent.exit_code
 
     _run_until_signal(main)
+    if exit_code:
+        # reboot / restart_agent: the supervisor starts the agent again (edge.agent).
+        logging.shutdown()
+        sys.exit(exit_code)
 
 
 async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLink | None:
@@ -151,6 +164,19 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
     return None
 
 
+def _notifying_server():  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Tells systemd the stop began as the signal arrives (uvicorn takes the signal)."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            sdnotify.notify("STOPPING=1")
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    return Server
+
+
 def _cmd_api(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime
 
@@ -161,8 +187,9 @@ def _cmd_api(args: argparse.Namespace) -> None:
 
     settings = load(CloudSettings, api_host=args.host, api_port=args.port)
     app = create_app(settings)
+    server_class = _notifying_server()
     servers = [
-        uvicorn.Server(
+        server_class(
             uvicorn.Config(
                 app,
                 host=settings.api_host,
@@ -182,7 +209,7 @@ def _cmd_api(args: argparse.Namespace) -> None:
             settings.state_dir, {host, "localhost", "127.0.0.1"}, datetime.now(UTC)
         )
         servers.append(
-            uvicorn.Server(
+            server_class(
                 uvicorn.Config(
                     app,
                     host=host,
@@ -204,7 +231,10 @@ def _cmd_api(args: argparse.Namespace) -> None:
         while not servers[0].started and not main.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.05)
         tasks = [main, *(asyncio.create_task(s.serve()) for s in servers[1:])]
+        watchdog = sdnotify.start_watchdog() if servers[0].started else None
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if watchdog is not None:
+            watchdog.cancel()
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks)
@@ -234,7 +264,11 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
             security = Security.build(settings, datetime.now(UTC))
         consumer = IngestConsumer(settings, writer, security)
         run = asyncio.create_task(consumer.run())
+        watchdog = sdnotify.start_watchdog()
         await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+        sdnotify.notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.cancel()
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
         await writer.close()
@@ -281,11 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Sub-commands the other packages bring (imports are light: argparse only).
     from cloud.cli import add_parser as accounts
     from cloud.evidence.cli import add_parser as evidence
+    from cuntong.ops_cli import add_parser as operations
     from firmware_adapters.cli import add_parser as peripherals
     from modeltools.cli import add_parser as models
     from provisioning.cli import add_parser as provision
 
-    for add in (provision, accounts, evidence, peripherals, models):
+    for add in (provision, accounts, evidence, peripherals, models, operations):
         add(sub)
     return parser
 

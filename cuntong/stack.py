@@ -74,6 +74,8 @@ DEMO_TELLER_LANGUAGES = ("cmn", "zh-shaanxi")
 
 #: How many local Janus nodes ``cuntong up`` starts when ``Stack.janus_nodes`` is 0.
 JANUS_NODES_ENV = "CUNTONG_UP_JANUS_NODES"
+#: The demo customer's account in the simulated core (``cuntong up`` opens it).
+DEMO_ACCOUNT = "DEMO-0001"
 
 #: Seconds each stage of the shutdown waits after SIGTERM before it kills the stragglers.
 STOP_DEADLINE_S = 10.0
@@ -318,6 +320,7 @@ class Stack:
             # The whole simulated batch enrols from this one address at start.
             {"CUNTONG_CLOUD_ENROL_PER_MINUTE": max(20, 2 * self.terminals)},
             **self.media_env(),
+            **self.core_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
@@ -511,6 +514,23 @@ class Stack:
         else:
             self.hsm = HsmServer(_port(7700), self.state_dir / "hsm").start()
         self.core = CoreBankServer(_port(7800), self.state_dir / "corebank").start()
+        # The demo customer's account in the simulated core (what a teller types for a
+        # card_loss, whose customer has no card to read).
+        httpx.post(
+            f"{self.core.url}/v1/accounts",
+            json={"account": DEMO_ACCOUNT, "balance_fen": 100_000},
+            headers={"Authorization": f"Bearer {self.core.secret}"},
+            timeout=10,
+        ).raise_for_status()
+
+    def core_env(self) -> dict[str, object]:
+        """The cloud's core-banking settings (the simulator), when it runs."""
+        if self.core is None:
+            return {}
+        return {
+            "CUNTONG_CLOUD_CORE_URL": self.core.url,
+            "CUNTONG_CLOUD_CORE_SECRET_FILE": self.core.state_dir / "core.secret",
+        }
 
     def _money_urls(self) -> str:
         hsm = (
@@ -522,7 +542,8 @@ class Stack:
         return (
             f"  HSM service       {hsm}\n"
             f"  core simulator    {core}\n"
-            "                    (both real; calls do not use them yet: docs/transactions.md)\n"
+            f"                    demo account {DEMO_ACCOUNT}; the teller's confirm posts to\n"
+            "                    the core (docs/transactions.md: the HSM is not wired yet)\n"
         )
 
     def _janus_urls(self) -> str:

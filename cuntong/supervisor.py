@@ -30,9 +30,14 @@ class Restarts:
     stable_s: float = 60.0
     failures: int = 0
 
-    def after_exit(self, started_at: float, exited_at: float, draw: float) -> float:
+    def after_exit(
+        self, started_at: float, exited_at: float, draw: float, returncode: int | None = None
+    ) -> float:
         """The time to start again, for a child started at ``started_at`` seen gone at
-        ``exited_at`` (same clock)."""
+        ``exited_at`` (same clock). A child that exited with ``procs.RESTART_EXIT`` asked
+        for the restart (the agent after a reboot command): at once, not a failure."""
+        if returncode == procs.RESTART_EXIT:
+            return exited_at
         if exited_at - started_at >= self.stable_s:
             self.failures = 0
         wait = backoff.delay(self.failures, self.base_s, self.cap_s, draw)
@@ -77,7 +82,9 @@ class Supervisor:
             if child.due is None:
                 if child.proc is None or child.proc.poll() is None:
                     continue
-                child.due = child.restarts.after_exit(child.started_at, now, draw)
+                child.due = child.restarts.after_exit(
+                    child.started_at, now, draw, child.proc.returncode
+                )
                 log.warning(
                     "%s exited with %s; starting it again in %.1fs (see %s)",
                     child.name,

@@ -10,7 +10,14 @@ Tasks while running:
   to commands and the teller desk's messages, then drain the spool and answer commands
   until the link drops;
 - the customer screen (``screen_port``) and, in simulation, a customer who asks for a
-  video teller now and then (``sim_teller_every_s``); see ``edge.teller``.
+  video teller now and then (``sim_teller_every_s``); see ``edge.teller``;
+- under a supervisor that asks for it (``NOTIFY_SOCKET``): ready and watchdog
+  notifications (``edge.sdnotify``).
+
+Live configuration from the shadow (``common.wire.live_config``) is applied by
+``apply_config`` without a restart. ``reboot`` and ``restart_agent`` end ``run`` with
+``exit_code`` set to ``RESTART_EXIT``: the supervisor (systemd on a terminal,
+``cuntong.supervisor`` in ``cuntong up``) starts the agent again at once.
 """
 
 from __future__ import annotations
@@ -23,20 +30,22 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import httpx
+import numpy as np
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from common import __version__, envelope
-from common.errors import CuntongError
+from common import __version__, envelope, procs
+from common.errors import CuntongError, SpoolFull
 from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
+from common.wire import live_config
 from common.wire.call import Grant
-from edge import commands, wire
+from edge import alarms, commands, sdnotify, wire
 from edge.handlers.mdm import Mdm
 from edge.health import HealthSampler
 from edge.identity import SecureLink
@@ -45,6 +54,7 @@ from edge.ota import Ota
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
+from edge.steps.facematch import FaceMatchStep
 from edge.steps.idcard import IdCardStep
 from edge.steps.liveness import LivenessStep
 from edge.steps.paperwork import WHAT, PaperworkStep
@@ -56,11 +66,15 @@ from firmware_adapters.idcard.adapter import IdCardReader
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 
+if TYPE_CHECKING:
+    from edge.vision.facematch import FaceMatcher
+
 log = logging.getLogger("cuntong.agent")
 
 DRAIN_WINDOW = 50
 RENEW_CHECK_S = 6 * 3600
 SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued for a terminal offline up to a week
+RESTART_EXIT = procs.RESTART_EXIT
 
 
 class Agent:
@@ -88,6 +102,15 @@ class Agent:
         self.connects = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._reconfigured = asyncio.Event()
+        #: 0, or RESTART_EXIT once a power command asked for a restart.
+        self.exit_code = 0
+        self.telemetry_interval_s = settings.telemetry_interval_s
+        self.sim_customer_every_s = settings.telemetry_interval_s * 2
+        self.serial = commands.Serial()  # one command at a time per component
+        self.flaps = alarms.Window(alarms.FLAP_SPAN_S)
+        self.spool_refused = alarms.Window(alarms.SPOOL_SPAN_S)
+        self.link_backoff_s = 0.0
         self.versions = {"agent": __version__}
         self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
@@ -118,6 +141,7 @@ class Agent:
             lambda send: Paperwork(send, self.media.capture, auto, rng),
             lambda: datetime.now(UTC),
         )
+        self._matcher: FaceMatcher | None = None
         self.teller.steps = self._step_runner(camera)
         self.handlers: dict[str, commands.Handler] = {
             "ping": self._cmd_ping,
@@ -125,7 +149,7 @@ class Agent:
             "liveness_check": self._cmd_liveness,
         }
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
-        self.mdm = Mdm(settings.state_dir, lambda action: self.stop())
+        self.mdm = Mdm(settings.state_dir, self._power, self.apply_config, self.spool.wipe)
         self.handlers.update(self.mdm.table())
         trust = link.command_key if link else None  # packages are signed by the command key
         kinds = {MODEL_BUNDLE: self.liveness.ota_kind()}  # model bundles: checked, then used
@@ -134,6 +158,9 @@ class Agent:
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
             "spool_depth": lambda: float(self.spool.depth()),
+            alarms.SPOOL_REFUSED: lambda: float(self.spool_refused.count(self._clock())),
+            alarms.LINK_FLAPS: lambda: float(self.flaps.count(self._clock())),
+            alarms.LINK_BACKOFF: lambda: self.link_backoff_s,
         }
         if self.sim is not None:
             extra["temp_c"] = self.sim.temperature
@@ -145,8 +172,17 @@ class Agent:
     # --- what the rest of the terminal calls -------------------------------------------
 
     def emit_event(self, etype: str, data: dict[str, Any]) -> int:
-        """Queue a business event; it reaches the cloud once, whenever the link allows."""
-        seq = self.spool.put(Kind.EVENT, self._ms(), {"type": etype, "data": data})
+        """Queue a business event; it reaches the cloud once, whenever the link allows.
+
+        Raises ``SpoolFull`` past the spool's hard limit, after counting it in the
+        ``spool_refused`` alarm that the next telemetry sample carries."""
+        try:
+            seq = self.spool.put(Kind.EVENT, self._ms(), {"type": etype, "data": data})
+        except SpoolFull:
+            self.spool_refused.add(self._clock())
+            log.error("spool full: business event %s refused", etype)
+            self.record_telemetry()  # the alarm goes out with the next drain
+            raise
         self._wake.set()
         return seq
 
@@ -169,6 +205,27 @@ class Agent:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _power(self, action: str) -> None:
+        """reboot / restart_agent: end the agent and ask the supervisor for a new start."""
+        log.warning("%s requested: exiting for the supervisor to start the agent again", action)
+        self.exit_code = RESTART_EXIT
+        self.stop()
+
+    def apply_config(self, config: live_config.LiveConfig) -> None:
+        """Apply a checked live configuration now; a field left out returns to the start-up
+        setting."""
+        self.telemetry_interval_s = config.telemetry_interval_s or self.s.telemetry_interval_s
+        link = config.link_kbps or self.s.link_kbps
+        self.media.link_kbps = self.media.ceiling_kbps = link
+        level = config.log_level or "INFO"
+        logging.getLogger("cuntong").setLevel(level)
+        if config.screen is not None:
+            self.mdm.set_screen(config.screen.locked, config.screen.message)
+        every = config.sim_customer_every_s
+        self.sim_customer_every_s = every if every is not None else self.s.telemetry_interval_s * 2
+        self._reconfigured.set()  # the loops pick the new periods up at once
+        log.info("configuration applied: %s", live_config.reported(config))
+
     # --- the teller call ---------------------------------------------------------------
 
     async def _publish_session(self, payload: bytes) -> None:
@@ -188,20 +245,33 @@ class Agent:
         identity = link.identity
         handlers: dict[str, Handler] = {}
         reader = next((a for a in self.peripherals.adapters.values() if a.kind == "idcard"), None)
+        id_step: IdCardStep | None = None
         if isinstance(reader, IdCardReader):
-            handlers["id_card_read"] = IdCardStep(
-                lambda: _opened(reader), lambda: datetime.now(UTC).date()
-            )
+            id_step = IdCardStep(lambda: _opened(reader), lambda: datetime.now(UTC).date())
+            handlers["id_card_read"] = id_step
         for step in WHAT:  # the customer's signature and voucher photo, over the data channel
             handlers[step] = PaperworkStep(step, lambda: self.teller.paperwork.delivered)
         if camera is not None:
             live = LivenessStep(self.liveness.check, lambda: self.teller.call.business or "")
             handlers["liveness"] = handlers["active_liveness"] = live
+            if id_step is not None:
+                handlers["face_match"] = FaceMatchStep(
+                    self._face_matcher, id_step.photos.get, lambda: _one_frame(camera)
+                )
 
         def credentials() -> tuple[Any, str]:
             return identity.key(), identity.cert_path.read_text()
 
         return StepRunner(credentials, handlers, lambda: datetime.now(UTC))
+
+    async def _face_matcher(self) -> FaceMatcher:
+        """The face-match models (``models/face_match.json``), loaded at the first match."""
+        if self._matcher is None:
+            from edge.vision.facematch import FaceMatcher
+
+            detector = (await self.liveness.models()).detector
+            self._matcher = await asyncio.to_thread(FaceMatcher.load, detector)
+        return self._matcher
 
     async def _prompt(self, text: str) -> None:
         await self.teller.show_prompt(text)  # the customer screen shows the challenge step
@@ -221,6 +291,10 @@ class Agent:
 
     async def run(self) -> None:
         self.ota.on_boot()  # a second start on trial without a commit rolls back
+        try:
+            self.apply_config(self.mdm.live())  # the configuration the shadow last set
+        except live_config.InvalidConfig as err:
+            log.warning("stored configuration ignored: %s", err)
         await self.peripherals.open()
         tasks = [
             asyncio.create_task(self._telemetry_loop(), name="telemetry"),
@@ -232,6 +306,8 @@ class Agent:
                 tasks.append(asyncio.create_task(self._teller_visits(), name="teller-visits"))
         if self.link is not None:
             tasks.append(asyncio.create_task(self._renew_loop(), name="renewal"))
+        if sdnotify.watchdog_s() is not None:
+            tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
         stop = asyncio.create_task(self._stopping.wait())
         screen = contextlib.AsyncExitStack()
         try:
@@ -241,11 +317,13 @@ class Agent:
                 self.screen = await screen.enter_async_context(
                     Screen(self.teller, self.media, self.s.screen_port, locked=self._locked)
                 )
+            sdnotify.notify("READY=1")
             done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stop:
                     task.result()  # a loop that ended on its own is a bug: raise it
         finally:
+            sdnotify.notify("STOPPING=1")
             for task in [*tasks, stop]:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
@@ -254,18 +332,42 @@ class Agent:
             await self.peripherals.close()
             self.spool.close()
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, or less if the configuration changes (a new period applies at once)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reconfigured.wait(), seconds)
+
     async def _telemetry_loop(self) -> None:
         while True:
             self.record_telemetry()
-            await asyncio.sleep(self.s.telemetry_interval_s)
+            started = self._clock()
+            while True:
+                self._reconfigured.clear()
+                left = started + self.telemetry_interval_s - self._clock()
+                if left <= 0:
+                    break
+                await self._pause(left)
 
     async def _customer_loop(self) -> None:
         assert self.sim is not None
         while True:
-            await asyncio.sleep(self.s.telemetry_interval_s * 2)
+            every = self.sim_customer_every_s
+            if every <= 0:
+                await self._reconfigured.wait()
+                await asyncio.sleep(0)
+                continue
+            await asyncio.sleep(every)
             event = self.sim.customer_event()
             if event:
-                self.emit_event(*event)
+                with contextlib.suppress(SpoolFull):  # counted in the spool alarm
+                    self.emit_event(*event)
+
+    async def _watchdog_loop(self) -> None:
+        period = sdnotify.watchdog_s()
+        assert period is not None
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(period / 2)
 
     async def _teller_visits(self) -> None:
         from edge.teller.customer import SimulatedCustomer
@@ -321,7 +423,14 @@ class Agent:
             cap_s=self.s.backoff_cap_s,
             on_down=self.connected.clear,
             draw=self._draw,
+            stable_s=self.s.link_stable_s,
+            on_retry=self._on_retry,
         )
+
+    def _on_retry(self, attempt: int, wait_s: float) -> None:
+        self.link_backoff_s = round(wait_s, 3)
+        if attempt > 0:
+            self.flaps.add(self._clock())  # a drop before the link proved stable
 
     async def _online(self, client: aiomqtt.Client) -> None:
         self.connects += 1
@@ -389,13 +498,13 @@ class Agent:
 
     async def _execute(self, name: str, payload: bytes) -> commands.Reply:
         if self.link is None:
-            return await commands.dispatch(self.handlers, name, payload)
+            return await commands.dispatch(self.handlers, name, payload, self.serial)
         try:
             command = self.link.verify(payload, self.tid, name, datetime.now(UTC))
         except CommandRefused as err:
             log.warning("command %s refused: %s", name, err.reason)
             return commands.Reply(False, {"error": "refused", "reason": err.reason})
-        reply = await commands.run(self.handlers, name, dict(command.args))
+        reply = await commands.run(self.handlers, name, dict(command.args), self.serial)
         return commands.Reply(reply.ok, {**reply.result, "command_id": command.id})
 
     async def _renew_loop(self) -> None:
@@ -468,3 +577,14 @@ class Agent:
 async def _opened(adapter: IdCardReader) -> AsyncIterator[IdCardReader]:
     """The agent's ID-card reader is opened once at start; a step borrows it as it is."""
     yield adapter
+
+
+async def _one_frame(camera: Any) -> np.ndarray:
+    """One live RGB frame from the terminal camera (for the face match)."""
+    stream = camera.frames()
+    try:
+        async for frame in stream:
+            return np.ascontiguousarray(frame.pixels)
+    finally:
+        await stream.aclose()
+    raise OSError("the camera gave no frame")

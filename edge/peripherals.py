@@ -4,7 +4,8 @@ With ``peripherals_file`` (JSON, the ``firmware_adapters.registry`` format) the 
 the real adapters (serial ID reader and PIN pad, PC/SC IC card, V4L2 camera, or their
 simulators on pseudo-terminals); otherwise, in simulation, ``SimulatedTerminal`` stands in.
 Health states go into every telemetry sample; the ``peripheral_selftest`` command runs each
-device's self-test.
+device's self-test. A terminal that is not simulated and has no camera configured reports
+``camera: fault`` (a teller call needs one; nothing stands in for it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from firmware_adapters.errors import PeripheralError
 from firmware_adapters.registry import build_adapters, health, states
 
 log = logging.getLogger("cuntong.peripherals")
+
+#: The name a missing camera is reported under.
+MISSING_CAMERA = "camera"
 
 
 class Peripherals:
@@ -49,9 +53,15 @@ class Peripherals:
                 await adapter.close()
 
     def states(self) -> dict[str, str]:
-        if self.adapters:
-            return states(self.adapters)
-        return self.sim.peripheral_states() if self.sim else {}
+        if self.sim is not None and not self.adapters:
+            return self.sim.peripheral_states()
+        found = states(self.adapters) if self.adapters else {}
+        if self.sim is None and not self.camera_configured():
+            found[MISSING_CAMERA] = "fault"
+        return found
+
+    def camera_configured(self) -> bool:
+        return any(a.kind == "camera" for a in self.adapters.values())
 
     def fault_counts(self) -> dict[str, int]:
         """Faults per configured device since start (for telemetry; none when simulated)."""
@@ -61,10 +71,21 @@ class Peripherals:
         return health(self.adapters) if self.adapters else {}
 
     async def self_test(self) -> list[dict[str, Any]]:
-        if not self.adapters:
+        if self.sim is not None and not self.adapters:
             return [
                 {"name": name, "kind": "simulated", "passed": state == "ok", "detail": state}
                 for name, state in self.states().items()
             ]
         results = await asyncio.gather(*(a.self_test() for a in self.adapters.values()))
-        return [asdict(r) for r in results]
+        out = [asdict(r) for r in results]
+        if self.sim is None and not self.camera_configured():
+            out.append(
+                {
+                    "name": MISSING_CAMERA,
+                    "kind": "camera",
+                    "passed": False,
+                    "detail": "no camera configured",
+                    "latency_ms": 0.0,
+                }
+            )
+        return out

@@ -59,6 +59,9 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: an event the agent accepted must survive a power cut in a village shop.
         self._db.execute("PRAGMA synchronous=FULL")
+        # Acknowledged rows hold customers' business payloads: zero them on delete rather
+        # than leave them readable in free pages (the wipe then only has the WAL to clear).
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
         if fresh:
             # Start sequence numbers at the clock (in microsecond-ish units), so a spool that
@@ -112,6 +115,24 @@ class Spool:
     def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
-    def wipe(self) -> None:
-        """Forget everything queued (the fleet's 'wipe local data' command)."""
-        self._db.execute("DELETE FROM spool")
+    def pending_events(self) -> int:
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM spool WHERE kind = ?", (Kind.EVENT.value,)
+            ).fetchone()[0]
+        )
+
+    def wipe(self, drop_pending: bool) -> int:
+        """The fleet's 'wipe local data': forget queued telemetry (and, with
+        ``drop_pending``, business events not yet delivered), then rewrite the file and
+        empty the write-ahead log so no delivered payload survives on disk. Returns the
+        number of rows removed."""
+        if drop_pending:
+            gone = self._db.execute("DELETE FROM spool").rowcount
+        else:
+            gone = self._db.execute(
+                "DELETE FROM spool WHERE kind = ?", (Kind.TELEMETRY.value,)
+            ).rowcount
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone

@@ -4,3 +4,7 @@ Pure state machines live in ``fleet/*.py`` (no I/O, time is an argument); the to
 models in ``fleet.models``; the routers in ``fleet.api``; the MQTT command sender in
 ``fleet.sender``.
 """
+
+#: What other packages may use: ``wiring`` (the launcher plugs it into the cloud app as an
+#: ``Extension``).
+__all__ = ["wiring"]

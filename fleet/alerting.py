@@ -13,6 +13,7 @@ import httpx
 from cloud import Terminal
 from common.periodic import run_every
 from fleet import alerts as al
+from fleet import misbehaviour as mb
 from fleet.models import AlertDoc, RolloutDoc
 from fleet.settings import FleetSettings
 
@@ -52,7 +53,19 @@ class AlertMonitor:
             dt.timedelta(seconds=settings.offline_alert_after_s),
             settings.disk_alert_pct,
             settings.temp_alert_c,
+            settings.flap_alert_count,
         )
+        self.watch = mb.Watch(
+            mb.Thresholds(
+                dt.timedelta(seconds=settings.misbehaviour_window_s),
+                settings.misbehaviour_rejects,
+                settings.misbehaviour_flaps,
+            )
+        )
+
+    def signal(self, terminal_id: str, signal: str) -> None:
+        """Ingest's per-terminal signal (``IngestConsumer.on_signal``)."""
+        self.watch.record(terminal_id, signal, self.clock())
 
     async def run(self) -> None:
         await run_every(self.evaluate, self.s.alert_interval_s, name="alert evaluation", logger=log)
@@ -67,6 +80,7 @@ class AlertMonitor:
                 tid, online, changed, health.get("metrics", {}), health.get("peripherals", {})
             )
             active |= al.conditions(state, now, self.rules)
+        active |= self.watch.conditions(now)
         live = await AlertDoc.filter(state__in=LIVE, kind__in=[k.value for k in al.TERMINAL_KINDS])
         by_key = {(a.kind, a.terminal_id, a.subject): a for a in live}
         plan = al.reconcile(by_key, active)

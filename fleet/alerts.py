@@ -23,6 +23,10 @@ class Kind(StrEnum):
     DISK_FULL = "disk_full"
     HIGH_TEMPERATURE = "high_temperature"
     ROLLOUT_ABORTED = "rollout_aborted"
+    #: Rejected messages or a flapping connection past a threshold (``fleet.misbehaviour``).
+    MISBEHAVING = "misbehaving"
+    LINK_FLAPPING = "link_flapping"
+    SPOOL_FULL = "spool_full"
 
 
 SEVERITY: dict[Kind, str] = {
@@ -31,6 +35,9 @@ SEVERITY: dict[Kind, str] = {
     Kind.DISK_FULL: "warning",
     Kind.HIGH_TEMPERATURE: "warning",
     Kind.ROLLOUT_ABORTED: "critical",
+    Kind.MISBEHAVING: "major",
+    Kind.LINK_FLAPPING: "warning",
+    Kind.SPOOL_FULL: "critical",  # business events are being refused on the terminal
 }
 #: Kinds derived from terminal state, which ``reconcile`` may clear by itself.
 TERMINAL_KINDS = frozenset(Kind) - {Kind.ROLLOUT_ABORTED}
@@ -43,6 +50,8 @@ class Rules:
     offline_after: dt.timedelta
     disk_pct: float
     temp_c: float
+    #: Link drops in the agent's window (``edge.alarms.FLAP_SPAN_S``) that make a flap.
+    flaps: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,15 @@ def conditions(t: TerminalState, now: dt.datetime, rules: Rules) -> dict[Key, st
     disk = t.metrics.get("disk_pct")
     if disk is not None and disk >= rules.disk_pct:
         out[(Kind.DISK_FULL, t.id, "")] = f"disk {disk:.0f}% full"
+    # Metric names as the agent reports them (edge.alarms; fleet may not import edge).
+    flaps = t.metrics.get("link_flaps")
+    if flaps is not None and flaps >= rules.flaps:
+        out[(Kind.LINK_FLAPPING, t.id, "")] = f"link dropped {flaps:.0f} times in 10 min"
+    refused = t.metrics.get("spool_refused")
+    if refused:
+        out[(Kind.SPOOL_FULL, t.id, "")] = (
+            f"spool full: {refused:.0f} business events refused in the last hour"
+        )
     temp = t.metrics.get("temp_c")
     if temp is not None and temp >= rules.temp_c:
         out[(Kind.HIGH_TEMPERATURE, t.id, "")] = f"temperature {temp:.1f} °C"

@@ -15,6 +15,12 @@ Phases::
 A wave starts only when the one before it has finished and the thresholds still hold; the
 thresholds are evaluated over every finished target once ``min_finished`` have finished
 (or a wave completes), so a canary of ten can stop a rollout to ten thousand.
+
+Besides device health, a rollout can abort on a business threshold (``abort_review_points``):
+when the manual-review rate of the liveness sessions on terminals that took the new version
+exceeds the control group's by more than that many percentage points, once both sides have
+``min_sessions`` sessions since the rollout started. The engine counts the sessions
+(``Business``); this module only compares.
 """
 
 from __future__ import annotations
@@ -97,6 +103,12 @@ class Plan:
     #: Thresholds are judged once this many targets have finished (or a wave completes).
     min_finished: int = 10
     rollback: bool = True
+    #: Abort when the targets' manual-review rate exceeds ``control_group``'s by more than
+    #: this many percentage points (None: no business threshold).
+    abort_review_points: float | None = None
+    control_group: str | None = None
+    #: The business threshold is judged once each side has this many liveness sessions.
+    min_sessions: int = 20
 
     def __post_init__(self) -> None:
         if self.canary < 0 or self.wave_size < 1 or self.max_per_minute < 1:
@@ -104,6 +116,13 @@ class Plan:
         for pct in (self.abort_failure_pct, self.abort_timeout_pct):
             if not 0 <= pct <= 100:
                 raise ValueError("abort thresholds are percentages (0-100)")
+        if self.abort_review_points is not None:
+            if not 0 <= self.abort_review_points <= 100:
+                raise ValueError("abort_review_points is percentage points (0-100)")
+            if not self.control_group:
+                raise ValueError("abort_review_points needs a control_group to compare with")
+        if self.min_sessions < 1:
+            raise ValueError("min_sessions must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +135,9 @@ class Plan:
             "abort_timeout_pct": self.abort_timeout_pct,
             "min_finished": self.min_finished,
             "rollback": self.rollback,
+            "abort_review_points": self.abort_review_points,
+            "control_group": self.control_group,
+            "min_sessions": self.min_sessions,
         }
 
     @classmethod
@@ -124,6 +146,17 @@ class Plan:
         window = values.pop("window", None)
         offset = values.pop("utc_offset_min", 480)
         return cls(**values, window=Window.parse(window, offset) if window else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Business:
+    """Liveness sessions since the rollout started: on terminals that took the new version
+    (treatment) and in the control group; counted by the engine."""
+
+    sessions: int
+    manual_review: int
+    control_sessions: int
+    control_manual_review: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +216,26 @@ def _breach(r: Rollout, plan: Plan, wave_done: bool) -> str:
     return ""
 
 
-def step(r: Rollout, plan: Plan, now: dt.datetime) -> tuple[Rollout, list[Action]]:
+def _business_breach(plan: Plan, b: Business | None) -> str:
+    if plan.abort_review_points is None or b is None:
+        return ""
+    if min(b.sessions, b.control_sessions) < plan.min_sessions:
+        return ""
+    treated = 100 * b.manual_review / b.sessions
+    control = 100 * b.control_manual_review / b.control_sessions
+    if treated - control > plan.abort_review_points:
+        return (
+            f"manual review {treated:.1f}% ({b.manual_review}/{b.sessions}) is "
+            f"{treated - control:.1f} points over control group {plan.control_group!r} "
+            f"{control:.1f}% ({b.control_manual_review}/{b.control_sessions}), above "
+            f"{plan.abort_review_points} points"
+        )
+    return ""
+
+
+def step(
+    r: Rollout, plan: Plan, now: dt.datetime, business: Business | None = None
+) -> tuple[Rollout, list[Action]]:
     if r.phase is Phase.ROLLING_BACK:
         if all(t.state is not T.ROLLING_BACK for t in r.targets.values()):
             return replace(r, phase=Phase.ROLLED_BACK), []
@@ -192,7 +244,7 @@ def step(r: Rollout, plan: Plan, now: dt.datetime) -> tuple[Rollout, list[Action
         return r, []
     wave_states = [t.state for t in r.targets.values() if t.wave == r.wave]
     wave_done = all(s in SETTLED for s in wave_states)
-    reason = _breach(r, plan, wave_done)
+    reason = _breach(r, plan, wave_done) or _business_breach(plan, business)
     if reason:
         return _abort(r, plan, reason)
     if wave_done:

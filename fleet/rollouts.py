@@ -4,6 +4,9 @@ Each beat reads the rollout's targets and the outcomes of its commands, lets the
 machine decide, queues the resulting install / rollback commands (``fleet.store``) and
 writes back only the targets that changed. Install and rollback commands carry the batch
 ``<rollout id>-i`` / ``<rollout id>-r``, which is how their outcomes find their way back.
+A plan with a business threshold (``abort_review_points``) also counts, each beat, the
+liveness sessions on the terminals that took the new version (since each took it) and in the
+control group (since the rollout started), from the cloud's session records.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from cloud import TellerSession
 from common.periodic import run_every
 from fleet import lifecycle as lc
 from fleet import registry
@@ -123,6 +127,32 @@ async def save(doc: RolloutDoc, before: ro.Rollout, after: ro.Rollout, now: dt.d
     await doc.save(update_fields=["phase", "wave", "reason", "updated_at"])
 
 
+async def business_counts(doc: RolloutDoc, r: ro.Rollout, plan: ro.Plan) -> ro.Business:
+    """Liveness sessions and manual reviews: on targets that took the new version (since
+    each did) and in the control group (since the rollout started, targets excluded)."""
+    started = {
+        tid: t.started_at
+        for tid, t in r.targets.items()
+        if t.state is ro.T.SUCCEEDED and t.started_at is not None
+    }
+    assert plan.control_group is not None  # Plan refuses a threshold without one
+    control = set(await registry.members(plan.control_group)) - set(r.targets)
+    ids = [*started, *control]
+    rows = await TellerSession.filter(
+        terminal_id__in=ids, requested_at__gte=doc.created_at, liveness__isnull=False
+    ).values_list("terminal_id", "requested_at", "liveness")
+    treated = [
+        v for tid, at, v in rows if tid in started and at >= started[tid] and isinstance(v, dict)
+    ]
+    base = [v for tid, _, v in rows if tid in control and isinstance(v, dict)]
+    return ro.Business(
+        sessions=len(treated),
+        manual_review=sum(v.get("decision") == "manual_review" for v in treated),
+        control_sessions=len(base),
+        control_manual_review=sum(v.get("decision") == "manual_review" for v in base),
+    )
+
+
 class RolloutEngine:
     def __init__(
         self,
@@ -183,7 +213,9 @@ class RolloutEngine:
         saved = self._saved.get(doc.id)
         before = saved[1] if saved and saved[0] == doc.updated_at else await load(doc)
         r, actions = await self._outcomes(doc, before)
-        r, more = ro.step(r, ro.Plan.from_dict(doc.plan), now)
+        plan = ro.Plan.from_dict(doc.plan)
+        business = await business_counts(doc, r, plan) if plan.abort_review_points else None
+        r, more = ro.step(r, plan, now, business)
         actions += more
         installs = [a.terminal_id for a in actions if a.kind == "install"]
         rollbacks = [a.terminal_id for a in actions if a.kind == "rollback"]

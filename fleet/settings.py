@@ -20,6 +20,14 @@ class FleetSettings(SettingsBase):
     offline_alert_after_s: float = Field(default=1800.0, gt=0)
     disk_alert_pct: float = Field(default=90.0, gt=0, le=100)
     temp_alert_c: float = Field(default=70.0)
+    #: A terminal whose link dropped this often in 10 minutes raises a flapping alert.
+    flap_alert_count: int = Field(default=5, ge=2)
     alert_interval_s: float = Field(default=10.0, gt=0)
     #: Where new and cleared alerts are POSTed as JSON; empty: no webhook.
     alert_webhook_url: str = ""
+    #: Misbehaviour (``fleet.misbehaviour``): within this window, this many rejected
+    #: messages (malformed, oversized, bad MAC) or online/offline changes from one terminal
+    #: raise a ``misbehaving`` alert; 0 switches a count off.
+    misbehaviour_window_s: float = Field(default=600.0, gt=0)
+    misbehaviour_rejects: int = Field(default=20, ge=0)
+    misbehaviour_flaps: int = Field(default=10, ge=0)

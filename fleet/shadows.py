@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from common.wire import live_config
 from common.wire import shadow as sh
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand, ShadowDoc
@@ -58,6 +59,8 @@ async def set_desired(terminal_id: str, patch: Mapping[str, Any], now: dt.dateti
     doc = await load(terminal_id)
     before = as_shadow(doc)
     after = sh.set_desired(before, patch)
+    # The agent checks the same schema; refusing here names the field before it travels.
+    live_config.check(after.desired)
     if after is not before:
         doc.desired, doc.desired_version, doc.desired_at = after.desired, after.desired_version, now
         await doc.save()

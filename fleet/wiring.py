@@ -17,7 +17,7 @@ from cloud import CloudServices, Security
 from common.settings import CloudSettings
 from fleet import shadows
 from fleet.alerting import AlertMonitor
-from fleet.api import alerts, commands, dashboard, packages, registry
+from fleet.api import alerts, broker, commands, dashboard, packages, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.api.deps import FleetServices, install
@@ -37,6 +37,7 @@ def routers() -> list[APIRouter]:
         packages.router,
         packages.downloads,
         alerts.router,
+        broker.router,
     ]
 
 
@@ -66,16 +67,20 @@ def start(
 ) -> list[asyncio.Task[None]]:
     settings = services.settings
     store = None
+    # The broker's control link: the operator's disable / enable (fleet.api.broker).
+    admin = security.admin if security is not None else None
     if security is not None and settings.state_dir is not None:
         store = PackageStore(settings.state_dir / "packages", security.keys.command_key)
     if not settings.ingest:
-        install(app, FleetServices(None, None, store))
+        install(app, FleetServices(None, None, store, admin))
         return []
     command_sender = sender(settings, security)
     rollout_engine = engine(command_sender)
-    install(app, FleetServices(command_sender, rollout_engine, store))
+    install(app, FleetServices(command_sender, rollout_engine, store, admin))
     monitor = AlertMonitor(FleetSettings(), lambda: dt.datetime.now(dt.UTC))
     rollout_engine.on_abort.append(monitor.rollout_aborted)
+    if services.ingest is not None:  # rejected messages and flaps, per terminal
+        services.ingest.on_signal.append(monitor.signal)
     return [
         asyncio.create_task(command_sender.run(), name="fleet-sender"),
         asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),

@@ -2,3 +2,6 @@
 
 Imports only ``common``; the cloud's media pool and the terminal's peer sit on it.
 """
+
+#: The modules other packages may use.
+__all__ = ["errors", "janus", "videoroom"]

@@ -34,6 +34,15 @@ RUNTIMES = ("onnx", "dlib")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 ACTIVATIONS = ("softmax", "sigmoid", "none")
+# square_replicate: the box made square from its longer side × box_expand, about its centre,
+#   border pixels replicated where it leaves the frame (the default, the shipped baseline's).
+# scaled_shifted: the box itself (not squared) × box_expand, the factor capped so the crop
+#   fits in the frame, the crop shifted inside the frame rather than padded, then stretched
+#   to input_size (as many public anti-spoofing models were trained).
+CROPS = ("square_replicate", "scaled_shifted")
+# area: area averaging when shrinking, bilinear when enlarging (the default); bilinear and
+#   nearest: OpenCV's INTER_LINEAR and INTER_NEAREST either way.
+INTERPOLATIONS = ("area", "bilinear", "nearest")
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,9 @@ class ClassifierSpec:
     """How to feed a face crop to an ONNX classifier and read its bona fide score.
 
     Pixels (0-255) are multiplied by `scale`, then `(x - mean) / std` per channel in
-    `channel_order`. The crop is the detector's face box, grown about its centre by
-    `box_expand` (1.0 = the box itself) and made square, resized to `input_size` (h, w).
+    `channel_order`. The crop is the detector's face box grown about its centre by
+    `box_expand` (1.0 = the box itself), cut as `crop` says (`CROPS`) and resized to
+    `input_size` (h, w) with `interpolation` (`INTERPOLATIONS`).
     `activation` turns the output vector into probabilities ("none" = already are);
     `bona_fide_index` picks the bona fide entry (for a single sigmoid output use 0).
     """
@@ -57,6 +67,8 @@ class ClassifierSpec:
     activation: str = "softmax"
     bona_fide_index: int = 1
     output_name: str | None = None
+    crop: str = "square_replicate"
+    interpolation: str = "area"
 
     def __post_init__(self) -> None:
         h, w = self.input_size
@@ -68,6 +80,8 @@ class ClassifierSpec:
         _check(all(s > 0 for s in self.std), "classifier.std must be positive")
         _check(self.box_expand >= 1.0, "classifier.box_expand must be >= 1.0")
         _check(self.bona_fide_index >= 0, "classifier.bona_fide_index must be >= 0")
+        _check(self.crop in CROPS, f"classifier.crop must be one of {CROPS}")
+        _check(self.interpolation in INTERPOLATIONS, f"classifier.interpolation: {INTERPOLATIONS}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClassifierSpec:
@@ -83,6 +97,8 @@ class ClassifierSpec:
                 activation=str(d.get("activation", "softmax")),
                 bona_fide_index=int(d.get("bona_fide_index", 1)),
                 output_name=d.get("output_name"),
+                crop=str(d.get("crop", "square_replicate")),
+                interpolation=str(d.get("interpolation", "area")),
             )
         except (KeyError, TypeError, IndexError, ValueError) as err:
             if isinstance(err, ManifestError):
@@ -93,8 +109,14 @@ class ClassifierSpec:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        # Fields left at their defaults stay out, so entries signed before they existed keep
+        # the same canonical bytes (and signatures).
         if self.output_name is None:
             del d["output_name"]
+        if self.crop == "square_replicate":
+            del d["crop"]
+        if self.interpolation == "area":
+            del d["interpolation"]
         return d
 
 
@@ -157,7 +179,7 @@ class ModelEntry:
                 sha256=str(d["sha256"]).lower(),
                 licence=str(d["licence"]),
                 provenance=dict(d["provenance"]),
-                classifier=ClassifierSpec.from_dict(spec) if spec is not None else None,
+                classifier=_spec(d, spec) if spec is not None else None,
                 signature=Signature(str(sig["key_id"]), str(sig["ed25519"])) if sig else None,
                 runtime=str(d.get("runtime", "onnx")),
                 package=str(d["package"]) if d.get("package") is not None else None,
@@ -246,6 +268,14 @@ class Manifest:
             "passive_ensemble": list(self.passive_ensemble),
         }
         return (json.dumps(d, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _spec(entry: dict[str, Any], block: Any) -> ClassifierSpec:
+    """The classifier block; a refusal names the model it belongs to."""
+    try:
+        return ClassifierSpec.from_dict(block)
+    except ManifestError as err:
+        raise ManifestError(f"model {entry.get('name', '?')!r}: {err}") from err
 
 
 def canonical_json(d: dict[str, Any]) -> bytes:

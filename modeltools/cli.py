@@ -22,6 +22,16 @@ COMMANDS: dict[str, tuple[str, str, list[str]]] = {
         [],
     ),
     "pad-report": ("ISO/IEC 30107-3 report on a labelled folder", "modeltools.eval.iso30107", []),
+    "score": (
+        "each passive model's raw output, crop and the ensemble score on images",
+        "modeltools.eval.score",
+        [],
+    ),
+    "planarity": (
+        "APCER/BPCER of the planarity check on rendered attacks",
+        "modeltools.eval.planarity",
+        [],
+    ),
     "robustness": (
         "score drift under simulated attacks (not APCER)",
         "modeltools.eval.robustness",

@@ -5,3 +5,20 @@ See docs/provisioning.md. The agent imports ``provisioning.device`` and
 ``common.wire.commands``; the cloud ``provisioning.api``, ``provisioning.admin_api`` and
 ``provisioning.wiring``; the stack ``provisioning.wiring.secure_broker``.
 """
+
+#: The modules other packages may use. Internal: ``broker`` (the launcher writes the broker's
+#: files through ``wiring``), ``claims``, ``models``, ``cli`` and ``cli_actions``.
+__all__ = [
+    "admin_api",
+    "api",
+    "ca",
+    "device",
+    "dynsec",
+    "errors",
+    "files",
+    "keys",
+    "protocol",
+    "revocation",
+    "service",
+    "wiring",
+]

@@ -1,29 +1,24 @@
-"""Mosquitto configuration: ``BrokerConfig`` and ``config_text``, plus mTLS, ACL and CRL.
+"""Mosquitto configuration: ``BrokerConfig`` and ``config_text``, plus mTLS, authorisation
+and CRL.
 
 ``prepare(ca, dir, hosts, now)`` writes the broker's files; ``broker_config(port, files)``
 turns the stack's one listener into a TLS listener that requires a client certificate
 signed by our CA, takes the certificate CN as the MQTT username
 (``use_identity_as_username``) *and* as the client id (``use_username_as_clientid``: a
 terminal cannot take over another terminal's session by borrowing its client id), checks
-the CRL, and applies the ACL below. Anonymous and password logins are refused.
+the CRL, and authorises through the dynamic-security plugin. Anonymous and password logins
+are refused.
 
-Least privilege, per terminal (``%u`` = its certificate CN = its terminal id)::
+Least privilege, per terminal: a role ``t:<id>`` with ``grants.TERMINAL_GRANTS`` for its
+own subtree (publish its uplink, subscribe its ``cmd/#`` and ``desk``). Unlike Mosquitto
+2.0's ``acl_file``, which granted every SUBSCRIBE and filtered only at delivery, the plugin
+refuses a foreign SUBSCRIBE with SUBACK 0x87, so no terminal can join ingest's ``$share``
+group. Cloud services are clients ``svc.<instance>`` with a role from
+``grants.SERVICE_ROLES``. Terminal rights change at run time over the plugin's control
+topic (``dynsec.BrokerAdmin``): no reload.
 
-    write  cuntong/v1/t/%u/status      (online/offline; also the last will)
-    write  cuntong/v1/t/%u/telemetry
-    write  cuntong/v1/t/%u/event
-    write  cuntong/v1/t/%u/cmd-reply
-    read   cuntong/v1/t/%u/cmd/#       (commands: receive only, never send)
-
-A terminal can neither read its own uplink (nothing to gain) nor write commands, even to
-itself. Cloud services are ``user svc.<instance>`` entries with a role from
-``SERVICE_ROLES``. Mosquitto 2.0's ``acl_file`` grants every SUBSCRIBE and filters at
-delivery with the read rules, so a subscription to a foreign subtree succeeds but never
-delivers a message. That leaves a known hole (a terminal can join a ``$share`` group and
-take a share of the fleet's messages): see docs/provisioning.md, "open defect".
-
-Mosquitto reads the CRL and the ACL file only at start and on SIGHUP: after rewriting them
-call ``reload(pid_file)`` (the config names a ``pid_file`` for that). Reload rarely:
+Mosquitto reads the CRL only at start and on SIGHUP: after rewriting it call
+``reload(pid_file)`` (the config names a ``pid_file`` for that). Reload rarely:
 ``crl_outdated`` says when a CRL must really be rewritten (2.0.11 can crash on SIGHUP).
 """
 
@@ -31,6 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import glob
+import json
 import os
 import signal
 from collections.abc import Iterable, Mapping
@@ -39,9 +36,26 @@ from pathlib import Path
 
 from cryptography import x509
 
-from common.topics import ROOT, Channel
-from provisioning.ca import CertificateAuthority, key_pem, new_key, service_name
+from common.errors import MissingBinary
+from provisioning import dynsec
+from provisioning.ca import CertificateAuthority, key_pem, new_key
 from provisioning.files import ensure_private_dir, write_private, write_public
+from provisioning.grants import DEFAULT_SERVICES, SERVICE_ROLES, TERMINAL_GRANTS
+
+__all__ = [
+    "DEFAULT_SERVICES",
+    "SERVICE_ROLES",
+    "TERMINAL_GRANTS",
+    "BrokerConfig",
+    "BrokerFiles",
+    "broker_config",
+    "config_lines",
+    "config_text",
+    "crl_outdated",
+    "dynsec_plugin",
+    "prepare",
+    "reload",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,50 +107,6 @@ def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: (access, channel suffix) for every terminal, applied through ``pattern`` rules.
-TERMINAL_GRANTS: tuple[tuple[str, str], ...] = (
-    ("write", Channel.STATUS.value),
-    ("write", Channel.TELEMETRY.value),
-    ("write", Channel.EVENT.value),
-    ("write", Channel.CMD_REPLY.value),
-    ("write", Channel.SESSION.value),
-    ("read", f"{Channel.CMD.value}/#"),
-    ("read", Channel.DESK.value),
-)
-
-_ALL = f"{ROOT}/+"
-#: What each kind of cloud service may do on the broker.
-SERVICE_ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
-    # Ingest and command sender: reads every terminal's uplink, writes commands.
-    "cloud": (
-        ("read", f"{_ALL}/{Channel.STATUS.value}"),
-        ("read", f"{_ALL}/{Channel.TELEMETRY.value}"),
-        ("read", f"{_ALL}/{Channel.EVENT.value}"),
-        ("read", f"{_ALL}/{Channel.CMD_REPLY.value}"),
-        ("write", f"{_ALL}/{Channel.CMD.value}/#"),
-        ("read", f"{_ALL}/{Channel.SESSION.value}"),
-        ("write", f"{_ALL}/{Channel.DESK.value}"),
-    ),
-    # Read-only observer (dashboards, tests).
-    "monitor": (("read", f"{ROOT}/#"),),
-}
-#: Service instances (certificate CN ``svc.<instance>``) and their role. The broker makes
-#: the CN the client id, so every process connecting needs its own instance name:
-#: e.g. {"api": "cloud", "ingest-1": "cloud", "ingest-2": "cloud"}.
-DEFAULT_SERVICES: Mapping[str, str] = {"cloud": "cloud", "monitor": "monitor"}
-
-
-def acl_text(services: Mapping[str, str] = DEFAULT_SERVICES) -> str:
-    """The mosquitto ``acl_file`` contents."""
-    lines = ["# generated by cuntong provisioning; edits are overwritten", ""]
-    lines += ["# every terminal: its own subtree, least privilege"]
-    lines += [f"pattern {access} {ROOT}/%u/{suffix}" for access, suffix in TERMINAL_GRANTS]
-    for name, role in services.items():
-        lines += ["", f"# {role}", f"user {service_name(name)}"]
-        lines += [f"topic {access} {topic}" for access, topic in SERVICE_ROLES[role]]
-    return "\n".join(lines) + "\n"
-
-
 @dataclass(frozen=True, slots=True)
 class BrokerFiles:
     """Where the broker's TLS material, CRL, ACL and pid file live."""
@@ -147,7 +117,8 @@ class BrokerFiles:
     certfile = property(lambda self: self.directory / "server.pem")
     keyfile = property(lambda self: self.directory / "server-key.pem")
     crlfile = property(lambda self: self.directory / "crl.pem")
-    aclfile = property(lambda self: self.directory / "acl")
+    #: The dynamic-security plugin's state (roles, clients); the broker rewrites it.
+    dynsecfile = property(lambda self: self.directory / "dynsec.json")
     pidfile = property(lambda self: self.directory / "mosquitto.pid")
 
 
@@ -158,8 +129,11 @@ def prepare(
     now: dt.datetime,
     revoked: Iterable[tuple[int, dt.datetime]] = (),
     services: Mapping[str, str] = DEFAULT_SERVICES,
+    terminals: Iterable[str] = (),
 ) -> BrokerFiles:
-    """Write CA bundle, a fresh server certificate for ``hosts``, the CRL and the ACL."""
+    """Write CA bundle, a fresh server certificate for ``hosts``, the CRL and the plugin's
+    state (``services``' clients and roles; a client and role per id in ``terminals``, for
+    terminals known before the cloud can add them, e.g. a claim batch's ids)."""
     files = BrokerFiles(ensure_private_dir(directory))
     key = new_key()
     issued = ca.issue_server(key.public_key(), hosts, now)
@@ -170,8 +144,19 @@ def prepare(
     # broker starts enforcing it, and the API need not reload the broker to restore it.
     if crl_outdated(files.crlfile, {serial for serial, _ in revoked}, now, exact=False):
         write_public(files.crlfile, ca.crl(revoked, now))
-    write_public(files.aclfile, acl_text(services).encode())
+    # Service entries are rewritten; terminal clients the broker saved (enrolled, disabled)
+    # are kept, so a stack restart neither forgets nor re-enables a terminal.
+    write_private(files.dynsecfile, dynsec_json(files.dynsecfile, services, terminals))
     return files
+
+
+def dynsec_json(path: Path, services: Mapping[str, str], terminals: Iterable[str] = ()) -> bytes:
+    try:
+        saved = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        saved = None
+    config = dynsec.initial_config(services, terminals, saved)
+    return json.dumps(config, indent=2, ensure_ascii=False).encode()
 
 
 def crl_outdated(
@@ -201,10 +186,36 @@ def config_lines(files: BrokerFiles) -> tuple[str, ...]:
         "require_certificate true",
         "use_identity_as_username true",
         "use_username_as_clientid true",
-        f"acl_file {files.aclfile}",
+        # Authorisation by the dynamic-security plugin, checked at SUBSCRIBE (see dynsec).
+        f"plugin {dynsec_plugin()}",
+        f"plugin_opt_config_file {files.dynsecfile}",
         # SIGHUP target; written as the user the stack runs as (BrokerConfig's `user` line),
         # who also owns the 0700 TLS folder re-read on reload.
         f"pid_file {files.pidfile}",
+    )
+
+
+#: Where Debian and most distributions install the plugin.
+PLUGIN_GLOBS = (
+    "/usr/lib/*/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto/mosquitto_dynamic_security.so",
+)
+
+
+def dynsec_plugin() -> str:
+    """The plugin's path (``$CUNTONG_MOSQUITTO_DYNSEC`` first)."""
+    given = os.environ.get("CUNTONG_MOSQUITTO_DYNSEC")
+    if given:
+        return given
+    for pattern in PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise MissingBinary(
+        "mosquitto_dynamic_security.so not found (Debian: package mosquitto); "
+        "set CUNTONG_MOSQUITTO_DYNSEC"
     )
 
 

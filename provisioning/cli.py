@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 from pathlib import Path
 
 
@@ -23,12 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Register ``provision`` on the ``cuntong`` command's sub-parsers."""
     p = subparsers.add_parser("provision", help="device identity: CA, claims, terminals")
     p.add_argument(
-        "--state-dir", type=Path, default=Path(os.environ.get("CUNTONG_STATE_DIR", ".state"))
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="default: the cloud's state_dir setting ($CUNTONG_CLOUD_STATE_DIR), else .state",
     )
     p.add_argument(
         "--db-url",
-        default=os.environ.get("CUNTONG_CLOUD_DB_URL"),
-        help="default: $CUNTONG_CLOUD_DB_URL or sqlite://<state-dir>/cloud.sqlite3",
+        default=None,
+        help="default: the cloud's db_url setting ($CUNTONG_CLOUD_DB_URL) when it is set, "
+        "else sqlite://<state-dir>/cloud.sqlite3",
     )
     p.add_argument("--broker-host", default="127.0.0.1")
     p.add_argument("--broker-port", type=int, default=8883)
@@ -68,6 +71,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> None:
     """Entry point the ``cuntong`` command calls."""
+    from common.settings import CloudSettings, load
     from provisioning import cli_actions
 
+    # Defaults come from the cloud's settings (environment or TOML), never read here directly.
+    cloud = load(CloudSettings)
+    if args.state_dir is None:
+        args.state_dir = cloud.state_dir or Path(".state")
+    if args.db_url is None and "db_url" in cloud.model_fields_set:
+        args.db_url = cloud.db_url
     asyncio.run(cli_actions.dispatch(args, dt.datetime.now(dt.UTC)))

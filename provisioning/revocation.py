@@ -1,4 +1,5 @@
-"""Make a revocation bite: republish the CRL, reload mosquitto, disconnect the terminal.
+"""Make a revocation bite: delete the terminal's broker client (dynamic security, no reload),
+republish the CRL, reload mosquitto, disconnect the terminal.
 
 Mosquitto reads its ``crlfile`` only at start and on SIGHUP, and never re-checks clients
 already connected. ``RevocationPublisher`` therefore
@@ -36,6 +37,7 @@ import aiomqtt
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
 from provisioning.device import client_ssl_context, new_csr
+from provisioning.dynsec import BrokerAdmin
 from provisioning.files import ensure_private_dir, write_private, write_public
 from provisioning.service import revoked_serials
 
@@ -52,8 +54,14 @@ class RevocationPublisher:
     #: skipped while the broker's pid file is absent (broker not running here).
     reload_broker: bool = True
     reload_timeout: float = 10.0
+    #: The broker's dynamic-security control: a revoked terminal's client and role are
+    #: deleted at once, no reload needed (the broker disconnects it and a reconnect may
+    #: neither publish nor subscribe). The CRL below stays the second line.
+    admin: BrokerAdmin | None = None
 
     async def __call__(self, terminal_ids: Sequence[str], now: dt.datetime) -> None:
+        if self.admin is not None:
+            await self.admin.remove_terminals(terminal_ids)
         await self.publish(now)
         if not self._ours():
             return  # not our broker: it enforces the CRL once its operator reloads it

@@ -46,6 +46,9 @@ from provisioning.protocol import (
 RENEWAL_SKEW = dt.timedelta(minutes=5)
 
 OnRevoked = Callable[[Sequence[str], dt.datetime], Awaitable[None]]
+#: Called with the ids of newly enrolled terminals (normally ``dynsec.BrokerAdmin``'s
+#: ``enrolled``, which gives each its broker client and role).
+OnEnrolled = Callable[[Sequence[str], dt.datetime], Awaitable[None]]
 
 
 def _no_config(terminal: ProvTerminal) -> dict[str, Any]:
@@ -62,6 +65,7 @@ class Provisioner:
     #: The initial configuration handed to a terminal at enrolment and renewal.
     config_for: Callable[[ProvTerminal], dict[str, Any]] = field(default=_no_config)
     on_revoked: OnRevoked | None = None
+    on_enrolled: OnEnrolled | None = None
 
     # -- claims -------------------------------------------------------------------------
 
@@ -123,6 +127,8 @@ class Provisioner:
             terminal = await self._register(request, existing, claim_id, region, issued, now)
         except IntegrityError as err:  # a concurrent enrolment registered the same id
             raise EnrolmentRefused("terminal_exists", request.terminal_id) from err
+        if self.on_enrolled is not None:
+            await self.on_enrolled([terminal.id], now)
         return self._answer(terminal, issued)
 
     async def _register(
@@ -229,6 +235,13 @@ class Provisioner:
     async def decommission(self, terminal_id: str, now: dt.datetime) -> int:
         """Take a terminal out of service: revoked, and its id free for a later enrolment."""
         return await self.revoke_terminal(terminal_id, now, status=DECOMMISSIONED)
+
+
+async def broker_roster() -> tuple[list[str], list[str]]:
+    """(active, removed) terminal ids: who must and who must not have broker rights."""
+    rows = await ProvTerminal.all().values_list("id", "status")
+    active = [tid for tid, status in rows if status == ACTIVE]
+    return active, [tid for tid, status in rows if status != ACTIVE]
 
 
 async def revoked_serials(now: dt.datetime) -> list[tuple[int, dt.datetime]]:

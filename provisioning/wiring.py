@@ -1,9 +1,11 @@
 """Helpers the stack launcher, the cloud and the agent call to switch provisioning on.
 
 Stack: ``cfg, files = secure_broker(state_dir, port, now)`` then ``Broker(cfg, ...).start()``
-gives an mTLS-only broker. Cloud: ``service_tls_context(state_dir, "api", now)`` per
-process (the broker uses the CN as client id, so each process has its own instance name),
-``revocation_publisher(...)`` and ``cloud_provisioner(..., publisher)`` for the routers, and
+gives an mTLS-only broker with dynamic-security authorisation. Cloud:
+``service_tls_context(state_dir, "api", now)`` per process (the broker uses the CN as
+client id, so each process has its own instance name),
+``broker_admin(...)`` (the control link), ``revocation_publisher(..., admin)`` and
+``cloud_provisioner(..., publisher, admin)`` for the routers, and
 ``keep_crl_fresh(publisher, clock, stop)`` as a lifespan task. Agent:
 ``device.ensure_identity(...)`` then ``Identity(dir).ssl_context()``. Simulated factory:
 ``write_factory_claims(...)`` writes each terminal's ``claim.json``.
@@ -23,6 +25,7 @@ from provisioning import ca as ca_lib
 from provisioning import keys as keys_lib
 from provisioning.broker import BrokerConfig
 from provisioning.device import client_ssl_context, renewal_due
+from provisioning.dynsec import BrokerAdmin
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import BrokerAddress, FactoryClaim, Region
 from provisioning.revocation import RevocationPublisher
@@ -39,7 +42,8 @@ def secure_broker(
     services: Mapping[str, str] = broker_lib.DEFAULT_SERVICES,
     host: str = "127.0.0.1",
 ) -> tuple[BrokerConfig, broker_lib.BrokerFiles]:
-    """CA (created on first start), broker certificate, CRL and ACL; the mTLS BrokerConfig."""
+    """CA (created on first start), broker certificate, CRL and the dynamic-security state
+    (service roles; terminals the broker saved are kept); the mTLS BrokerConfig."""
     authority = ca_lib.load_or_create(state_dir, now)
     files = broker_lib.prepare(authority, state_dir / BROKER_TLS_DIR, hosts, now, services=services)
     return broker_lib.broker_config(port, files, host), files
@@ -60,13 +64,26 @@ def service_tls_context(state_dir: Path, instance: str, now: dt.datetime) -> ssl
     return client_ssl_context(ca_path, cert_path, key_path)
 
 
+def broker_admin(state_dir: Path, broker_host: str, broker_port: int, instance: str) -> BrokerAdmin:
+    """The dynamic-security control link as service ``instance`` (role ``admin``)."""
+    return BrokerAdmin(
+        broker_host,
+        broker_port,
+        lambda: service_tls_context(state_dir, instance, dt.datetime.now(dt.UTC)),
+    )
+
+
 def revocation_publisher(
-    state_dir: Path, broker_host: str, broker_port: int, now: dt.datetime
+    state_dir: Path,
+    broker_host: str,
+    broker_port: int,
+    now: dt.datetime,
+    admin: BrokerAdmin | None = None,
 ) -> RevocationPublisher:
-    """CRL writer + broker reload + kick for the stack's broker (files under the state dir)."""
+    """Client deletion + CRL writer + broker reload + kick for the stack's broker."""
     authority = ca_lib.load_or_create(state_dir, now)
     files = broker_lib.BrokerFiles(state_dir / BROKER_TLS_DIR)
-    return RevocationPublisher(authority, files, broker_host, broker_port)
+    return RevocationPublisher(authority, files, broker_host, broker_port, admin=admin)
 
 
 def cloud_provisioner(
@@ -75,13 +92,17 @@ def cloud_provisioner(
     broker_port: int,
     now: dt.datetime,
     publisher: RevocationPublisher | None = None,
+    admin: BrokerAdmin | None = None,
 ) -> Provisioner:
-    """The Provisioner for the cloud API; revocations reload and kick when the broker is ours."""
+    """The Provisioner for the cloud API; revocations reload and kick when the broker is ours;
+    with ``admin``, enrolment gives the terminal its broker rights and revocation takes them."""
     return Provisioner(
         ca=ca_lib.load_or_create(state_dir, now),
         keys=keys_lib.load_or_create(state_dir),
         broker=BrokerAddress(host=broker_host, port=broker_port, server_name=broker_host),
-        on_revoked=publisher or revocation_publisher(state_dir, broker_host, broker_port, now),
+        on_revoked=publisher
+        or revocation_publisher(state_dir, broker_host, broker_port, now, admin),
+        on_enrolled=admin.enrolled if admin is not None else None,
     )
 
 

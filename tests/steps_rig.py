@@ -25,6 +25,7 @@ from edge.steps.liveness import verdict_result
 from edge.steps.sign import Done, sign_result
 from edge.vision.challenge import Challenge
 from edge.vision.pipeline import FrameAnalysis
+from edge.vision.planarity import Planarity
 from edge.vision.verdict import FrameDigest, Policy, decide
 from firmware_adapters.idcard.adapter import IdCardReader
 from firmware_adapters.idcard.photo import SimulatorPhotoDecoder
@@ -78,5 +79,8 @@ def agent_verdict(passive: float, business: str = "password_reset") -> Done:
     for i in range(4):
         digest.update(np.full((8, 8, 3), i, np.uint8))
     analyses = [FrameAnalysis(1, (), passive=passive) for _ in range(4)]
-    verdict = decide(analyses, challenge, Policy(), business, {"passive": "minifasnet-v2"}, digest)
+    # a real face's parallax on both sides of the turn (as tests/vision/test_session.py)
+    deep = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)))
+    models = {"passive": "minifasnet-v2"}
+    verdict = decide(analyses, challenge, Policy(), business, models, digest, deep)
     return verdict_result(verdict)

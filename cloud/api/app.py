@@ -19,7 +19,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from cloud.api import ui
+from cloud.api import corelink, ui
 from cloud.api.deps import CloudServices, require_admin
 from cloud.api.routes import (
     auth,
@@ -139,6 +139,10 @@ def create_app(
                 tasks.append(asyncio.create_task(ingest.run(), name="ingest"))
             desk, desk_tasks = await teller_desk.start(settings, security, ov, media)
             tasks += desk_tasks
+            core = corelink.client(settings)
+            if core is not None:
+                await media.enter_async_context(core)  # closed with the desk's sessions
+                tasks.append(corelink.reconciler(settings, ov, core))
             services = CloudServices(
                 settings,
                 ov,
@@ -147,6 +151,7 @@ def create_app(
                 desk,
                 contacts=sources.session_contacts,
                 live=desk.live if desk is not None else no_live,
+                core=core,
             )
             app.state.services = services  # read only by cloud.api.deps.services
             for extension in extensions:  # e.g. fleet operations' background tasks

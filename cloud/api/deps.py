@@ -39,6 +39,7 @@ from cloud.sessions.watch import Watch
 from cloud.sessions.wiring import DeskServices
 from cloud.tsdb import TelemetryReader
 from common.settings import CloudSettings
+from corebank import CoreBankClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class CloudServices:
     desk: DeskServices | None
     contacts: ContactSource
     live: LiveSource
+    #: The bank's core (``core_url``); None when no core is configured.
+    core: CoreBankClient | None = None
 
 
 def services_of(app: FastAPI) -> CloudServices:
@@ -93,7 +96,12 @@ def live(s: Services) -> LiveSource:
     return s.live
 
 
+def core_or_none(s: Services) -> CoreBankClient | None:
+    return s.core
+
+
 SettingsDep = Annotated[CloudSettings, Depends(settings)]
+CoreOrNone = Annotated[CoreBankClient | None, Depends(core_or_none)]
 OversightDep = Annotated[Oversight, Depends(oversight)]
 Reader = Annotated[TelemetryReader, Depends(reader)]
 Ingest = Annotated[IngestConsumer | None, Depends(ingest)]

@@ -149,8 +149,11 @@ class IngestStats:
 
         return {"p50": pick(0.50), "p99": pick(0.99), "max": round(ordered[-1], 1)}
 
-    def reject(self, err: WireError) -> None:
-        self.rejected["oversized" if isinstance(err, PayloadTooLarge) else "malformed"] += 1
+    def reject(self, err: WireError) -> str:
+        """Count a rejected message; returns the reason counted."""
+        reason = "oversized" if isinstance(err, PayloadTooLarge) else "malformed"
+        self.rejected[reason] += 1
+        return reason
 
     def as_dict(self) -> dict[str, object]:
         return {

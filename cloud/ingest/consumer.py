@@ -22,6 +22,7 @@ go to the dead-letter table (``cloud.ingest.models``) so one terminal cannot sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -144,6 +145,12 @@ class IngestConsumer:
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
+        #: Per-terminal signals, called as ``(terminal_id, signal)``: a rejected message
+        #: ("malformed", "oversized", "bad_mac", "quarantined" when dead-lettered) or a
+        #: presence change ("online"/"offline").
+        #: Fleet's misbehaviour watch listens (``fleet.misbehaviour``).
+        self.on_signal: list[Callable[[str, str], None]] = []
+        self._online: dict[str, bool] = {}
         if security is not None:
             self.client_id = security.client_id(settings.service_instance)
         else:
@@ -270,8 +277,10 @@ class IngestConsumer:
         try:
             msg = classify(topic_name, payload, self.s.max_payload_bytes)
         except WireError as err:
-            self.stats.reject(err)
+            reason = self.stats.reject(err)
             log.warning("rejected message on %s: %s", topic_name[:120], err)
+            with contextlib.suppress(ValueError):
+                self._signal(topics.parse(topic_name).terminal_id, reason)
             self._dead_letter_malformed(topic_name, payload, mac, err, now_ms)
             return
         if (
@@ -282,6 +291,7 @@ class IngestConsumer:
             # Tampered in transit, or not from the terminal's own key: never stored.
             self.stats.rejected["bad_mac"] += 1
             log.warning("event %s/%s has a missing or wrong MAC", msg.terminal_id, msg.seq)
+            self._signal(msg.terminal_id, "bad_mac")
             return
         if not isinstance(msg, envelope.Status):
             problem = self.window.problem(msg.ts_ms, now_ms)
@@ -290,6 +300,9 @@ class IngestConsumer:
                 return
         self.stats.accepted[type(msg).__name__.lower()] += 1
         if isinstance(msg, envelope.Status):
+            if self._online.get(msg.terminal_id, msg.online) != msg.online:
+                self._signal(msg.terminal_id, "online" if msg.online else "offline")
+            self._online[msg.terminal_id] = msg.online
             pending.status.pop(msg.terminal_id, None)
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
@@ -337,6 +350,11 @@ class IngestConsumer:
         log.warning("dead-lettered %s %s/%s: %s", kind, msg.terminal_id, msg.seq, detail)
         self._pending.dead.append(_dead_row(msg.terminal_id, kind, reason, detail, payload, now_ms))
         self.stats.dead_lettered[reason] += 1
+        self._signal(msg.terminal_id, "quarantined")
+
+    def _signal(self, terminal_id: str, signal: str) -> None:
+        for listener in self.on_signal:
+            listener(terminal_id, signal)
 
     def _write_failed(self, _err: Exception) -> None:
         self.stats.write_errors += 1

@@ -163,6 +163,32 @@ class JanusPool:
             self.registry.release(room)
         return node
 
+    async def close_left_room(self, node_name: str, room: str) -> Node | None:
+        """Destroy a room a previous process opened on ``node_name`` (this pool never
+        placed it, so the registry does not know it); gone already is fine. Returns the
+        node, or None if no such node is configured any more."""
+        node = self.registry.nodes.get(node_name)
+        if node is None:
+            return None
+        try:
+            await self._link(node).control.destroy_room(room, self._secret(node, room))
+        except VideoRoomError as err:
+            if err.code != NO_SUCH_ROOM:
+                raise
+        return node
+
+    async def find_room(self, room: str) -> Node | None:
+        """The connected node that has ``room`` (asking each), for a room a previous
+        process opened without recording where; None if no node answers that it has it."""
+        for node in self.registry.nodes.values():
+            link = self._links.get(node.name)
+            if link is None:
+                continue
+            with contextlib.suppress(JanusError):
+                if await link.control.exists(room):
+                    return node
+        return None
+
     async def kick(self, node: Node, room: str, feed: str) -> None:
         """Remove a participant still in the room (e.g. a crashed browser's publisher,
         which Janus keeps until ICE or its session times out); gone already is fine."""

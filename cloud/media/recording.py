@@ -18,6 +18,7 @@ verdicts out); ``finish_recording`` runs the programs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -238,7 +239,15 @@ async def run(argv: Sequence[str]) -> bytes:
         )
     except OSError as exc:
         raise RecordingError(f"cannot run {argv[0]}: {exc}") from exc
-    out, errout = await proc.communicate()
+    try:
+        out, errout = await proc.communicate()
+    except BaseException:
+        # Cancelled (the app stopping mid-archive) or failed: never leave the program running
+        # with its pipes open; a transport collected later, in another loop, warns and breaks.
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
     if proc.returncode != 0:
         tail = errout.decode(errors="replace")[-600:]
         raise RecordingError(f"{Path(argv[0]).name} exited {proc.returncode}: {tail}")

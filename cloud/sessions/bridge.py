@@ -16,7 +16,9 @@ The link keeps a persistent MQTT 5 session (``clean_start=False``, expiry
 ``SESSION_EXPIRY_S``) under a client id that is stable per desk instance (the service
 certificate's, else ``cuntong-desk-<host>``): what terminals send while the desk restarts
 (a customer pressing 视频柜员, a hang-up) waits in the broker and is handled when it is
-back. Past the expiry the broker forgets the session and such messages are lost.
+back. Past the expiry the broker forgets the session and such messages are lost. A hang-up
+or cancel of a session a restarted desk ended is accepted and answered with how it ended
+(``stats.late``), not refused.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cloud.sessions import store
 from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
 from cloud.sessions.grants import Message
+from cloud.sessions.state import State
 from cloud.sessions.watch import Watch
 from cloud.workflow.errors import WorkflowError
 from common import envelope, topics
@@ -71,6 +74,8 @@ class LinkStats:
     requests: int = 0
     published: int = 0
     publish_failed: int = 0
+    #: Hang-ups and cancels of the terminal's own session that had already ended.
+    late: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -207,6 +212,8 @@ class DeskLink:
             case wire.Request():
                 await self._request(desk, terminal_id, message)
             case wire.Cancel() | wire.HangUp():
+                if await self._late(desk, terminal_id, message.session):
+                    return
                 if self._owns(desk, terminal_id, message.session):
                     try:
                         await desk.customer_ended(message.session, message.cause)
@@ -287,6 +294,23 @@ class DeskLink:
             self._seen.popitem(last=False)
         customer = None if message.customer is None else asdict(message.customer)
         await store.set_request(session_id, message.request_id, customer)
+
+    async def _late(self, desk: Desk, terminal_id: str, session_id: str) -> bool:
+        """A hang-up or cancel for the terminal's own session that a restarted desk ended
+        (``store.RESTARTED``): accepted, and answered with how it ended so the terminal
+        can close its screen. False if the message is not such a one (a session the
+        terminal gave up by asking again is still refused: it is no longer theirs)."""
+        if desk.terminal_of(session_id) is not None:
+            return False
+        finished = await store.finished_of_terminal(session_id, terminal_id)
+        if finished is None or finished[1] != store.RESTARTED:
+            return False
+        state, cause = finished
+        self.stats.late += 1
+        log.info("terminal %s: late hang-up of %s session %s", terminal_id, state, session_id)
+        end = wire.Failed if state is State.FAILED else wire.Ended
+        await self.send(terminal_id, end(session_id, cause).to_dict())
+        return True
 
     def _owns(self, desk: Desk, terminal_id: str, session_id: str) -> bool:
         if desk.terminal_of(session_id) == terminal_id:

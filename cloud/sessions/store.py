@@ -9,6 +9,7 @@ details, liveness verdict and rating, the teller's outcome, the archived recordi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -69,9 +70,29 @@ async def load(session_id: str) -> st.Session:
     return st.replay(session_id, records)
 
 
-async def end_unfinished(now: datetime, cause: str = "desk restarted") -> list[str]:
+#: The cause a restarted desk records on the sessions its predecessor left open.
+RESTARTED = "desk restarted"
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOpen:
+    """A session a previous desk left open, as ``end_unfinished`` ended it: who to tell
+    and which Janus room (if any) holds its recording."""
+
+    session_id: str
+    terminal_id: str
+    teller_id: str | None
+    #: The node its room was opened on; None if it never got a room.
+    janus_node: str | None
+    #: Its state when the desk died (``wrap-up`` sessions close, the rest fail).
+    was: State
+    #: Already archived (by the previous desk, before it died).
+    archived: bool
+
+
+async def end_unfinished(now: datetime, cause: str = RESTARTED) -> list[LeftOpen]:
     """Close out sessions a previous desk left open (its board died with its process):
-    wrap-ups close, everything else fails. Returns the session ids ended."""
+    wrap-ups close, everything else fails. Returns what was ended, oldest first."""
     ended = []
     open_states = [s.value for s in State if s not in st.TERMINAL]
     for row in await TellerSession.filter(state__in=open_states).order_by("requested_at"):
@@ -81,8 +102,28 @@ async def end_unfinished(now: datetime, cause: str = "desk restarted") -> list[s
         _, record = st.apply(session, event, at, cause, row.teller_id)
         facts = SessionFacts(row.terminal_id, row.business, row.language, row.elderly)
         await save(record, facts)
-        ended.append(row.id)
+        ended.append(
+            LeftOpen(
+                row.id,
+                row.terminal_id,
+                row.teller_id,
+                row.janus_node,
+                session.state,
+                row.recording_path is not None,
+            )
+        )
     return ended
+
+
+async def finished_of_terminal(session_id: str, terminal_id: str) -> tuple[State, str] | None:
+    """The final state of ``terminal_id``'s session ``session_id`` and the cause it ended
+    with, if it is over (closed, failed, abandoned); None if there is no such finished
+    session of that terminal."""
+    row = await TellerSession.get_or_none(id=session_id, terminal_id=terminal_id)
+    if row is None or State(row.state) not in st.TERMINAL:
+        return None
+    last = await SessionTransition.filter(session_id=session_id).order_by("-id").first()
+    return State(row.state), "" if last is None else last.cause
 
 
 async def set_recording(session_id: str, path: str, sha256: str) -> None:

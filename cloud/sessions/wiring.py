@@ -9,8 +9,10 @@ With Janus nodes configured (``janus_url`` for node janus-1 and/or ``janus_nodes
 - ``Archiver``: after each call, ``.mjr`` files -> one checked ``.mkv`` in ``archive_dir``,
   path and SHA-256 stored on the session (``store.set_recording``);
 - ``Desk`` on a ``Board`` routed by the oversight catalogue's business table, persisting
-  every transition (``store.save``), with every enabled teller profile on the board
-  (sessions a previous desk left open are ended first: its board died with it);
+  every transition (``store.save``), with every enabled teller profile on the board;
+- sessions a previous desk left open ended first (its board died with it): their rooms
+  closed and recordings archived, their customers and tellers told ``desk restarted``
+  (``recovery``);
 - ``Watch`` for the grace periods of terminals and tellers that vanish mid-call;
 
 and returns them as one ``DeskServices`` (the routes get each as a dependency, see
@@ -35,7 +37,7 @@ from cloud.media.recording import RecordingResult
 from cloud.ops.feeds import LiveSource
 from cloud.oversight import Oversight
 from cloud.security import Security
-from cloud.sessions import profiles, sources, store
+from cloud.sessions import profiles, recovery, sources, store
 from cloud.sessions.bridge import DeskLink, StepSink
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import TurnConfig
@@ -149,7 +151,12 @@ async def start(
     archiver = Archiver(pool.rec_dir, archive, _on_archived, _on_archive_error)
     stale = await store.end_unfinished(_now())
     if stale:
-        log.warning("ended %d sessions left open by a previous desk", len(stale))
+        archiving = await recovery.close_rooms(stale, pool, archiver.after_call)
+        log.warning(
+            "ended %d sessions left open by a previous desk (%d recordings to archive)",
+            len(stale),
+            archiving,
+        )
     table = business_table(ov.catalogue)
     board = Board(Policy(businesses=table))
     now = _now()
@@ -179,4 +186,5 @@ async def start(
         asyncio.create_task(_janus_health(pool), name="desk-janus-health"),
         asyncio.create_task(link.run(), name="desk-link"),
         asyncio.create_task(watch.run(), name="desk-watch"),
+        asyncio.create_task(recovery.tell(stale, outbox, link.ready), name="desk-restart-notices"),
     ]

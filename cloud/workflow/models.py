@@ -26,3 +26,27 @@ class WorkflowState(Model):
 
     class Meta:
         table = "workflow_state"
+
+
+class CorePostingRow(Model):
+    """A business outcome posted (or being posted) to the bank's core.
+
+    Written as ``pending`` *before* the post is sent, so a process killed while waiting
+    for the answer leaves the key behind for the reconciler (``cloud.workflow.corepost``).
+    ``body`` is the exact posting: a re-post under the same key must carry the same content.
+    """
+
+    session_id = fields.CharField(max_length=64, primary_key=True)
+    business = fields.CharField(max_length=64)
+    idem_key = fields.CharField(max_length=80, unique=True)
+    body: fields.Field[dict[str, Any]] = fields.JSONField()
+    #: pending (sent, no answer yet), applied (the core confirmed), refused (the core said no)
+    status = fields.CharField(max_length=16, db_index=True)
+    reference = fields.CharField(max_length=32, null=True)
+    reason = fields.CharField(max_length=64, null=True)
+    detail = fields.CharField(max_length=256, null=True)
+    created_at = fields.DatetimeField()
+    settled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "core_posting"

@@ -25,7 +25,8 @@ from cloud.evidence.package import EvidenceFile
 from cloud.evidence.sealjob import Captured, CapturedFileError, staging_aad
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
-from cloud.workflow.errors import WorkflowClosed, WorkflowError
+from cloud.workflow.errors import WorkflowClosed, WorkflowError, WorkflowIncomplete
+from cloud.workflow.models import CorePostingRow
 from common import suite as suite_lib
 from common.errors import PackageExists
 
@@ -151,23 +152,39 @@ async def finish(
     files: Sequence[EvidenceFile] = (),
     customer: Mapping[str, str] | None = None,
     loaded: store.Loaded | None = None,
+    require_core: bool = False,
 ) -> store.Loaded:
     """Close the workflow, seal its evidence package and queue it for quality review.
 
-    ``completed`` fails (WorkflowIncomplete) while any required step is outstanding.
+    ``completed`` fails (WorkflowIncomplete) while any required step is outstanding, and,
+    for a business whose catalogue entry posts to the core, until the core has confirmed
+    the posting (``cloud.workflow.corepost.confirm``). ``require_core`` False (a cloud with
+    no core configured): such a business completes, and its timeline says it was not posted.
     """
     loaded = loaded or await get(ov, session_id)
     if await EvidenceRecord.exists(session_id=session_id):
         raise WorkflowClosed(f"session {session_id} already finished and sealed")
     wf = loaded.workflow
+    unposted = False
     if outcome is engine.Outcome.COMPLETED:
         wf = engine.complete(wf, now)
+        if wf.business.posting is not None and not await CorePostingRow.exists(
+            session_id=session_id, status="applied"
+        ):
+            if require_core:
+                raise WorkflowIncomplete(
+                    f"session {session_id}: the core has not confirmed the "
+                    f"{wf.business.code} posting (confirm the business first)"
+                )
+            unposted = True
     elif outcome is engine.Outcome.ABANDONED:
         wf = engine.abandon(wf, now)
     elif wf.outcome is None:
         raise WorkflowError("a workflow is rejected by a failed step, not by finish()")
     # A copy: until the package is sealed and indexed, nothing of the close is kept.
     timeline = Timeline(loaded.timeline.suite, list(loaded.timeline.events))
+    if unposted:
+        timeline.append("core_not_posted", "core", now, {"reason": "no core configured"})
     timeline.append("session_end", wf.teller_id, now, {"outcome": wf.outcome})
     supervisor = next((r.actor for r in wf.records if r.step == "supervisor_authorisation"), None)
     captured = [

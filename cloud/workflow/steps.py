@@ -25,8 +25,7 @@ from cloud.workflow.errors import StepOutOfOrder, WorkflowError
 from cloud.workflow.service import Workbench, get
 from common import suite as suite_lib
 from common.wire.call import DEVICE_STEPS, StepRequest, StepResult, new_nonce
-from idcheck.errors import AnswerInvalid, IdentityServiceDown, RequestRefused
-from idcheck.outcomes import OUTCOMES, SERVICE_DOWN
+from idcheck import OUTCOMES, SERVICE_DOWN, AnswerInvalid, IdentityServiceDown, RequestRefused
 
 
 class StepWaiting(WorkflowError):

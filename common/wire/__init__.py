@@ -1,6 +1,7 @@
 """Wire formats that two processes share: both ends import the same codec.
 
 ``commands`` signed cloud → terminal commands and event MACs, ``package`` OTA package
-manifests, ``shadow`` configuration shadow documents, ``datachannel`` the teller ↔ terminal
-data-channel messages, ``call`` the call signalling between a terminal and the desk.
+manifests, ``shadow`` configuration shadow documents, ``live_config`` the schema a desired
+document must pass, ``datachannel`` the teller ↔ terminal data-channel messages, ``call`` the
+call signalling between a terminal and the desk.
 """

@@ -11,11 +11,8 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from common import procs
 
@@ -49,17 +46,8 @@ class CoreBankServer:
             argv.append("--faults")
         log = self.state_dir / "corebank.log"
         self.proc = procs.start(argv, log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"core simulator exited:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"core simulator not healthy:\n{log.read_text()[-2000:]}")
+        procs.wait_healthy(f"{self.url}/healthz", self.proc, log, "core simulator", timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -12,11 +12,8 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from common import procs
 
@@ -73,17 +70,8 @@ class HsmServer:
                 "--port", str(self.port), "--token-label", self.label]  # fmt: skip
         log = self.state_dir / "hsm.log"
         self.proc = procs.start(argv, log, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"HSM service exited:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"HSM service not healthy:\n{log.read_text()[-2000:]}")
+        procs.wait_healthy(f"{self.url}/healthz", self.proc, log, "HSM service", timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:

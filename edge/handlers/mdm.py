@@ -1,11 +1,18 @@
 """Device-management commands on the terminal (the MDM functions banks ask for).
 
-Configuration and shadow deltas, the customer screen lock, wiping local customer data,
-log collection, reboot and agent restart (the peripheral self-test is the agent's own
-``peripheral_selftest``). State that must survive
-a restart (configuration, lock) lives in small JSON files in the agent's state folder,
-written atomically. Power actions run through an injected callable after the reply has had
-time to leave, so the cloud's command record closes before the terminal goes away.
+Live configuration (shadow deltas, checked against ``common.wire.live_config`` and applied
+without a restart), the customer screen lock, wiping what the terminal keeps about
+customers, log collection, reboot and agent restart (the peripheral self-test is the
+agent's own ``peripheral_selftest``). State that must survive a restart (configuration,
+lock) lives in small JSON files in the agent's state folder, written atomically. Power
+actions run through an injected callable after the reply has had time to leave, so the
+cloud's command record closes before the terminal goes away.
+
+What ``wipe`` removes (docs/terminal.md, "What the terminal keeps about customers"):
+delivered business events still readable in the spool file or its write-ahead log (and,
+with ``drop_pending``, events not yet delivered), the ``data/`` folder (document photos
+and receipts cached for a call), and the agent's logs. Configuration, the screen lock,
+the identity and OTA slots stay: they hold nothing about customers.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.wire import live_config
 from common.wire.shadow import merge
+from edge import logs
 from edge.commands import Handler
 
-LOG_TAIL_BYTES = 8 * 1024
+#: The most a collect_logs bundle carries (it travels in one MQTT reply).
+LOG_BUNDLE_MAX_BYTES = 64 * 1024
 POWER_DELAY_S = 1.0
 
 
@@ -43,9 +53,13 @@ class Mdm:
         self,
         state_dir: Path,
         power: Callable[[str], None],
+        apply: Callable[[live_config.LiveConfig], None] = lambda config: None,
+        wipe_spool: Callable[[bool], int] = lambda drop_pending: 0,
     ) -> None:
         self.dir = state_dir
         self.power = power
+        self.apply = apply
+        self.wipe_spool = wipe_spool
         self.config_path = state_dir / "config.json"
         self.screen_path = state_dir / "screen.json"
         #: Customer data the wipe command removes (cached ID photos, receipts, recordings).
@@ -70,30 +84,41 @@ class Mdm:
     def config(self) -> dict[str, Any]:
         return _read(self.config_path, {"version": 0, "state": {}})
 
+    def live(self) -> live_config.LiveConfig:
+        """The stored configuration as checked at the time it was applied."""
+        return live_config.check(self.config["state"])
+
+    def _accept(self, version: int, state: dict[str, Any]) -> dict[str, Any]:
+        config = live_config.check(state)  # InvalidConfig (a ValueError) names the field
+        self.apply(config)
+        reported = live_config.reported(config)
+        _write(self.config_path, {"version": version, "state": reported})
+        return {"version": version, "reported": reported}
+
     async def shadow_delta(self, args: dict[str, Any]) -> dict[str, Any]:
         version, delta = args["version"], args["delta"]
         if not isinstance(version, int) or not isinstance(delta, dict):
             raise ValueError("shadow_delta needs an integer version and an object delta")
         current = self.config
-        if version >= current["version"]:
-            current = {"version": version, "state": merge(current["state"], delta)}
-            _write(self.config_path, current)
-        return {"version": current["version"], "reported": current["state"]}
+        if version < current["version"]:  # a stale delta: report what is applied
+            return {"version": current["version"], "reported": current["state"]}
+        return self._accept(version, merge(current["state"], delta))
 
     async def set_config(self, args: dict[str, Any]) -> dict[str, Any]:
         patch = args["config"]
         if not isinstance(patch, dict):
             raise ValueError("set_config needs a config object")
         current = self.config
-        current["state"] = merge(current["state"], patch)
-        _write(self.config_path, current)
-        return {"version": current["version"], "reported": current["state"]}
+        return self._accept(current["version"], merge(current["state"], patch))
 
     # --- customer screen -----------------------------------------------------------------
 
     @property
     def screen(self) -> dict[str, Any]:
         return _read(self.screen_path, {"locked": False, "message": ""})
+
+    def set_screen(self, locked: bool, message: str) -> None:
+        _write(self.screen_path, {"locked": locked, "message": message if locked else ""})
 
     async def lock_screen(self, args: dict[str, Any]) -> dict[str, Any]:
         message = str(args.get("message", "暂停服务 Out of service"))[:200]
@@ -107,37 +132,39 @@ class Mdm:
     # --- data and logs -----------------------------------------------------------------
 
     async def wipe(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Remove local customer data and configuration; identity stays so it can report."""
+        """Remove what the terminal keeps about customers (see the module docstring)."""
+        drop_pending = bool(args.get("drop_pending", False))
 
-        def remove() -> tuple[int, int]:
+        def remove() -> dict[str, Any]:
             files = size = 0
+            for folder in (self.data_dir, self.log_dir):
+                if folder.exists():
+                    for p in folder.rglob("*"):
+                        if p.is_file():
+                            files, size = files + 1, size + p.stat().st_size
             if self.data_dir.exists():
-                for p in self.data_dir.rglob("*"):
-                    if p.is_file():
-                        files, size = files + 1, size + p.stat().st_size
                 shutil.rmtree(self.data_dir)
-            for p in (self.config_path, self.screen_path):
-                if p.exists():
-                    files, size = files + 1, size + p.stat().st_size
-                    p.unlink()
             self.data_dir.mkdir(parents=True)
-            return files, size
+            for p in logs.files(self.log_dir):
+                # The live log is emptied in place (its handler keeps the file open).
+                if p.name == logs.LOG_NAME:
+                    with p.open("r+b") as f:
+                        f.truncate(0)
+                else:
+                    p.unlink()
+            rows = self.wipe_spool(drop_pending)
+            return {"wiped_files": files, "wiped_bytes": size, "spool_rows_removed": rows}
 
-        files, size = await asyncio.to_thread(remove)
-        return {"wiped_files": files, "wiped_bytes": size}
+        return await asyncio.to_thread(remove)
 
     async def collect_logs(self, args: dict[str, Any]) -> dict[str, Any]:
-        limit = min(int(args.get("max_bytes", LOG_TAIL_BYTES)), LOG_TAIL_BYTES)
-
-        def tails() -> dict[str, str]:
-            out: dict[str, str] = {}
-            for p in sorted(self.log_dir.glob("*.log")) if self.log_dir.exists() else []:
-                with p.open("rb") as f:
-                    f.seek(max(0, p.stat().st_size - limit))
-                    out[p.name] = f.read().decode(errors="replace")
-            return out
-
-        return {"logs": await asyncio.to_thread(tails)}
+        """The newest redacted log lines, at most ``max_bytes`` (≤ 64 KiB)."""
+        limit = args.get("max_bytes", LOG_BUNDLE_MAX_BYTES)
+        if not isinstance(limit, int) or limit <= 0:
+            raise ValueError("max_bytes must be a positive integer")
+        limit = min(limit, LOG_BUNDLE_MAX_BYTES)
+        text, truncated = await asyncio.to_thread(logs.bundle, self.log_dir, limit)
+        return {"log": text, "bytes": len(text.encode()), "truncated": truncated}
 
     # --- power ---------------------------------------------------------------------------
 

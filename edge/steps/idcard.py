@@ -71,5 +71,6 @@ class IdCardStep:
         async with self.reader() as reader:
             record = await reader.read_card()
         if record.photo is not None:
-            self.photos = {request.session: record.photo}  # one customer at a time
+            self.photos.clear()  # one customer at a time
+            self.photos[request.session] = record.photo
         return card_result(record, self.today())

@@ -6,6 +6,9 @@ encoder settings for the link rate (``edge.vision.roi.encoder_settings``) and lo
 face-aware preprocessor when the terminal has its verified vision models; ``tracks`` gives
 fresh tracks for each publication; ``snapshot_jpeg`` serves the self view and document
 captures. In simulation the camera is the synthetic test pattern and the microphone a tone.
+A terminal that is not simulated and has no camera configured never sends a made-up
+picture: ``tracks`` raises ``CameraMissing`` (the call fails) and the agent reports the
+camera as a peripheral fault.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ if TYPE_CHECKING:
     from edge.vision.roi import EncoderSettings
     from edge.vision.runtime import ModelSet
 
+from common.errors import CuntongError
+
 log = logging.getLogger("cuntong.teller.media")
+
+
+class CameraMissing(CuntongError):
+    """The terminal has no camera configured: there is no picture to send."""
 
 
 class CallMedia:
@@ -33,6 +42,7 @@ class CallMedia:
         camera: Any = None,
         audio_device: str = "",
         link_kbps: float = 400.0,
+        link_loss: float = 0.0,
         face_aware: bool = True,
         models: Callable[[], Awaitable[ModelSet]] | None = None,
     ) -> None:
@@ -40,6 +50,9 @@ class CallMedia:
         self.camera = camera  # a firmware_adapters camera, or None
         self.audio_device = audio_device
         self.link_kbps = link_kbps
+        #: the loss the link is known for: the first call's Opus encoder is created with
+        #: in-band FEC from the start at 3% or more (an encoder is not reconfigured mid-call)
+        self.link_loss = link_loss
         self.ceiling_kbps = link_kbps  # measured rates never exceed the configured link
         self.face_aware = face_aware
         self.models = models
@@ -55,7 +68,7 @@ class CallMedia:
         from edge.teller.faceaware import FaceAware
         from edge.vision.roi import encoder_settings
 
-        self.settings = encoder_settings(self.link_kbps)
+        self.settings = encoder_settings(self.link_kbps, self.link_loss)
         encoding.apply(self.settings)
         if self.face_aware:
             self.preprocess = await FaceAware.load(self.models)
@@ -86,11 +99,12 @@ class CallMedia:
 
         assert self.settings is not None, "prepare() first"
         s = self.settings
-        grab = (
-            sources.adapter_grab(self.camera)
-            if self.camera is not None and not self.simulate
-            else sources.synthetic_grab()
-        )
+        if self.simulate:
+            grab = sources.synthetic_grab()
+        elif self.camera is not None:
+            grab = sources.adapter_grab(self.camera)
+        else:
+            raise CameraMissing("no camera configured (peripherals file): no picture to send")
         self.video = sources.CameraTrack(grab, s.width, s.height, s.fps, self.preprocess)
         audio = sources.microphone(self.audio_device) if self.audio_device else sources.ToneTrack()
         return audio, self.video

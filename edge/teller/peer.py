@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -60,13 +61,17 @@ class MediaSource(Protocol):
     def fit(self, link_kbps: float, loss: float = 0.0) -> None: ...
 
 
-def rtc_config(grant: Grant) -> RTCConfiguration:
+def rtc_config(grant: Grant, relay_only: bool = False) -> RTCConfiguration:
+    """The grant's ICE servers; ``relay_only`` gathers no host candidate, so every packet
+    goes through the grant's TURN server (how the weak-link tests route the whole call
+    through the impairment relay in front of coturn)."""
     servers = [
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
         for s in grant.ice_servers
         if s.get("urls")
     ]
-    return RTCConfiguration(iceServers=servers or None)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers or None, iceTransportPolicy=policy)
 
 
 @dataclass
@@ -85,8 +90,10 @@ class RoomPeer:
         media: MediaSource,
         on_text: Callable[[str], None],
         on_event: Callable[[str], None],
+        relay_only: bool = False,
     ) -> None:
         self.grant = grant
+        self.relay_only = relay_only
         self.media = media
         self.on_text, self.on_event = on_text, on_event
         self.incoming = Incoming()
@@ -163,7 +170,7 @@ class RoomPeer:
     async def _publish(self) -> None:
         assert self._session is not None
         self._lost_reported = False
-        pc = RTCPeerConnection(rtc_config(self.grant))
+        pc = RTCPeerConnection(rtc_config(self.grant, self.relay_only))
         self._pub_pc = pc
         audio, video = self.media.tracks()
         self.video = video
@@ -252,7 +259,7 @@ class RoomPeer:
         assert self._session is not None
         self._sub_room = await VideoRoom.attach(self._session)
         offer = await self._sub_room.subscribe(self.grant.room, [self.grant.peer_feed])
-        pc = RTCPeerConnection(rtc_config(self.grant))
+        pc = RTCPeerConnection(rtc_config(self.grant, self.relay_only))
         self._sub_pc = pc
         pc.on("track", self._consume)
         pc.on("datachannel", self._on_channel)

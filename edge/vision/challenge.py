@@ -1,11 +1,14 @@
 """The active liveness challenge, as Chinese bank apps run it: blink, open mouth, shake head.
 
 The steps come in a random order (so a replayed video of an earlier session fails), each with a
-voice/screen prompt and a time limit, and each is judged from face mesh measures only:
+screen prompt (text; `edge.prompts` synthesises voice files of the same texts, not yet
+played) and a time limit, and each is judged from
+face mesh measures only:
 
     blink  eyes seen open, then closed (EAR 35% below its open value), then open
     mouth  mouth seen closed, then open (MAR above OPEN_MAR), then closed again
-    shake  head turned past YAW_DEG to one side and past it to the other
+    shake  head turned past YAW_DEG to one side and past it to the other, in at least
+           SHAKE_FRAMES frames each way (what `planarity` needs to measure the turn)
 
 Pure state machine: `Challenge.feed(measures, now)` takes the current frame's measures (None
 when no usable face) and the time in seconds, and returns the updated challenge.
@@ -23,6 +26,7 @@ OPEN_EAR, CLOSED_EAR = 0.20, 0.12
 CLOSED_FRACTION = 0.65  # eyes count as closed when EAR falls 35% below the open value seen
 CLOSED_MAR, OPEN_MAR = 0.25, 0.35  # a smile showing teeth reads about 0.18
 YAW_DEG = 15.0
+SHAKE_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class StepProgress:
 
     phase: int = 0  # 0 = nothing yet; the step passes when phase reaches 3 (shake: 2 sides)
     open_ear: float = 0.0  # the largest eye opening seen, the blink's own baseline
-    sides: frozenset[int] = frozenset()
+    turns: tuple[int, int] = (0, 0)  # frames seen turned right, left
 
 
 def advance(action: str, p: StepProgress, m: Measures) -> StepProgress:
@@ -52,9 +56,10 @@ def advance(action: str, p: StepProgress, m: Measures) -> StepProgress:
             return replace(p, phase=2)
         return p
     if action == "shake":
-        side = 1 if m.yaw >= YAW_DEG else -1 if m.yaw <= -YAW_DEG else 0
-        sides = p.sides | {side} if side else p.sides
-        return replace(p, sides=sides, phase=3 if len(sides) == 2 else len(sides))
+        right, left = p.turns
+        turns = (right + (m.yaw >= YAW_DEG), left + (m.yaw <= -YAW_DEG))
+        done = sum(n >= SHAKE_FRAMES for n in turns)
+        return replace(p, turns=turns, phase=3 if done == 2 else done)
     raise ValueError(f"unknown challenge action {action!r}")
 
 

@@ -1,8 +1,9 @@
-"""One frame through the models: quality gates, face detection, passive score, landmarks.
+"""One frame through the models: quality gates, face detection, passive scores, landmarks.
 
 `analyze(models, frame)` is synchronous and CPU-bound (about 6 ms on one core); the session
-adapter calls it through `asyncio.to_thread`. It returns measures and reason codes only: the
-face crop lives in local variables and is gone when the call returns.
+adapter calls it through `asyncio.to_thread`. It returns measures, reason codes and the
+landmarks (which the session feeds to `planarity` and drops at once): the face crop lives in
+local variables and is gone when the call returns.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FrameAnalysis:
     passive: float | None = None  # ensemble bona fide probability, 0-1
     member_scores: tuple[float, ...] = field(default=())
     measures: facemesh.Measures | None = None
+    points: np.ndarray | None = field(default=None, repr=False)  # 468×2 landmarks, frame px
 
     @property
     def usable(self) -> bool:
@@ -65,11 +67,14 @@ def detect(models: ModelSet, frame: np.ndarray) -> list[blazeface.Face]:
     return blazeface.decode(out["regressors"], out["classificators"], lb)
 
 
-def landmarks(models: ModelSet, frame: np.ndarray, face: blazeface.Face) -> facemesh.Measures:
-    x, _ = facemesh.preprocess(frame, face)
+def landmarks(
+    models: ModelSet, frame: np.ndarray, face: blazeface.Face
+) -> tuple[facemesh.Measures, np.ndarray]:
+    """The challenge's measures and the 468 landmarks in frame pixels (for planarity)."""
+    x, m = facemesh.preprocess(frame, face)
     out = models.landmarks.run(x)
     mesh, presence = facemesh.decode(*out.values())
-    return facemesh.measure(mesh, presence)
+    return facemesh.measure(mesh, presence), facemesh.to_frame(mesh, m)
 
 
 def passive_output(
@@ -102,11 +107,13 @@ def analyze(
     if face.width < gates.min_face_px:
         return FrameAnalysis(faces=1, reasons=("FACE_TOO_SMALL",), face=face)
     members = passive_scores(models, frame, face)
+    measures, points = landmarks(models, frame, face) if with_landmarks else (None, None)
     return FrameAnalysis(
         faces=1,
         reasons=(),
         face=face,
         passive=classifier.ensemble(members),
         member_scores=tuple(members),
-        measures=landmarks(models, frame, face) if with_landmarks else None,
+        measures=measures,
+        points=points,
     )

@@ -119,13 +119,13 @@ class EncoderSettings:
 def encoder_settings(link_kbps: float, loss: float = 0.0) -> EncoderSettings:
     """Opus 16-24 kbit/s mono and the richest VP8 rung the remaining budget carries.
 
-    Loss above 3% turns on Opus in-band FEC and 40 ms packets (fewer headers), and costs the
-    video 10% of its budget for retransmissions.
+    Loss of 3% or more (the village 4G link's usual) turns on Opus in-band FEC and 40 ms
+    packets (fewer headers), and costs the video 10% of its budget for retransmissions.
     """
     if link_kbps <= 0:
         raise ValueError("link rate must be positive")
     audio = 16_000 if link_kbps < 400 else 24_000
-    lossy = loss > 0.03
+    lossy = loss >= 0.03
     budget = link_kbps * 1000 * (1 - PACKET_OVERHEAD) - audio
     if lossy:
         budget *= 0.9

@@ -3,6 +3,9 @@
 One intra-op thread keeps a terminal's second core free for video and the agent, and makes
 per-frame latency predictable. Sessions are created from `models.registry.VerifiedModel`
 bytes only, so no file that failed its SHA-256 or signature check ever reaches the runtime.
+A classifier whose ONNX input shape contradicts its manifest `input_size` or `layout` is
+refused at load (so at bundle build, with the health check, and at install), and every
+refusal or run failure names the model.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edge.vision.classifier import check_input_shape
 from models.bundle import Bundle
 from models.errors import ModelRefused
 from models.manifest import Manifest, ModelEntry
@@ -38,6 +42,11 @@ class OnnxModel:
             session = ort.InferenceSession(verified.data, opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own untyped errors
             raise ModelRefused(f"model {verified.entry.label} does not load: {err}") from err
+        spec = verified.entry.classifier
+        if spec is not None:
+            fault = check_input_shape(list(session.get_inputs()[0].shape), spec)
+            if fault:
+                raise ModelRefused(f"model {verified.entry.label}: {fault}")
         return cls(verified.entry, session)
 
     @property
@@ -46,7 +55,11 @@ class OnnxModel:
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(None, {self.input_name: x}), strict=True))
+        try:
+            outputs = self.session.run(None, {self.input_name: x})
+        except Exception as err:  # onnxruntime raises its own untyped errors (shapes, types)
+            raise ModelRefused(f"model {self.entry.label} does not run: {err}") from err
+        return dict(zip(names, outputs, strict=True))
 
 
 @dataclass

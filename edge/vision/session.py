@@ -3,7 +3,8 @@
 `LivenessCheck.run(frames, business_type)` draws a random challenge order, prompts each step,
 analyses every frame on a worker thread (`asyncio.to_thread`, one onnxruntime thread), feeds
 the measures to the challenge, and stops at the outcome, at a step's time limit, or when the
-stream ends or stalls. Frames are hashed and dropped as they go: the check keeps no frame,
+stream ends or stalls. Frames are hashed and dropped as they go; the planarity track holds
+the rigid landmarks of one reference frame until the check returns: the check keeps no frame,
 crop or landmark after it returns, and writes nothing to disk.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from edge.vision.challenge import Challenge
 from edge.vision.pipeline import FrameAnalysis, Gates, analyze
+from edge.vision.planarity import Planarity
 from edge.vision.runtime import ModelSet
 from edge.vision.verdict import FrameDigest, Policy, VisionResult, decide
 
@@ -44,7 +46,7 @@ class LivenessCheck:
 
     async def run(self, frames: AsyncIterator[np.ndarray], business_type: str) -> VisionResult:
         challenge = Challenge.start(self.clock(), self.rng, self.step_timeout)
-        digest, analyses = FrameDigest(), []
+        digest, analyses, planarity = FrameDigest(), [], Planarity()
         await self.prompt(challenge.prompt or "")
         try:
             while challenge.outcome is None:
@@ -67,6 +69,9 @@ class LivenessCheck:
                     analyze, self.models, frame, self.gates
                 )
                 del frame  # the only reference this check held
+                if result.usable and result.points is not None and result.measures is not None:
+                    assert result.face is not None  # usable frames have one face
+                    planarity = planarity.feed(result.points, result.face.box, result.measures.yaw)
                 analyses.append(_without_geometry(result))
                 before = challenge.prompt
                 challenge = challenge.feed(result.measures if result.usable else None, self.clock())
@@ -76,7 +81,9 @@ class LivenessCheck:
             close = getattr(frames, "aclose", None)  # release the camera's generator now
             if close is not None:
                 await close()
-        return decide(analyses, challenge, self.policy, business_type, self.models.versions, digest)
+        return decide(
+            analyses, challenge, self.policy, business_type, self.models.versions, digest, planarity
+        )
 
 
 def _without_geometry(a: FrameAnalysis) -> FrameAnalysis:

@@ -2,13 +2,18 @@
 
 Only this message leaves the terminal: a 0-100 score, the decision, the threshold applied, the
 model versions, reason codes, the challenge order, and a SHA-256 chained over the raw frames
-(so the cloud can later match a recording to the check without ever receiving the frames).
+the check analysed. The digest fingerprints the check's exact input: the same digest in two
+sessions means byte-identical frames were fed twice (an injected replay). It can NOT be
+matched to the call recording (frames are dropped, the recording is lossy VP8).
 `VisionResult.parse` accepts exactly these fields and nothing else.
 
-Score = 100 × the median ensemble bona fide probability over usable frames if the active
-challenge passed, else 0 (a failed or timed-out challenge is no evidence of liveness). The
-session passes when the score reaches the business type's threshold and no blocking reason
-was raised; otherwise it goes to manual review by a remote teller.
+Score, when the active challenge passed (else 0: a failed challenge is no evidence of
+liveness): 100 × the planarity check's bona fide value (`edge.vision.planarity`: did the face
+move like a head during the shake), or, when the manifest's passive ensemble has members, the
+lower of that and the median ensemble probability over usable frames: a bank's certified
+model can only add refusals to the geometry, never overrule it. The session passes when the
+score reaches the business type's threshold and no blocking reason was raised; otherwise it
+goes to manual review by a remote teller.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from edge.vision.challenge import Challenge
 from edge.vision.pipeline import FrameAnalysis
+from edge.vision.planarity import Planarity
 
 DEFAULT_THRESHOLD = 70
 REASONS = {
@@ -33,9 +39,22 @@ REASONS = {
     "PASSIVE_BELOW_THRESHOLD": "passive anti-spoofing score below the policy threshold",
     "CHALLENGE_TIMEOUT": "an active challenge step was not completed in time",
     "CHALLENGE_ABORTED": "the video ended before the active challenge finished",
+    "FLAT_FACE": "the face moved like a flat picture (print, photo, screen) during the turn",
+    "NO_HEAD_TURN": "the head did not turn far enough both ways to measure its depth",
+    "TRACK_CUT": "the face jumped between frames (a cut or a swap)",
+    "FACE_CHANGED": "the face's landmark geometry changed during the check",
+    "IMPLAUSIBLE_POSE": "a head pose a customer facing the terminal cannot take",
 }
 BLOCKING = frozenset(
-    {"MULTIPLE_FACES", "NO_USABLE_FRAME", "CHALLENGE_TIMEOUT", "CHALLENGE_ABORTED"}
+    {
+        "MULTIPLE_FACES",
+        "NO_USABLE_FRAME",
+        "CHALLENGE_TIMEOUT",
+        "CHALLENGE_ABORTED",
+        "TRACK_CUT",
+        "FACE_CHANGED",
+        "IMPLAUSIBLE_POSE",
+    }
 )
 
 
@@ -121,20 +140,29 @@ def decide(
     business_type: str,
     models: dict[str, str],
     digest: FrameDigest,
+    planarity: Planarity,
 ) -> VisionResult:
-    """Combine per-frame analyses and the challenge outcome into the routed result."""
+    """Combine per-frame analyses, the challenge outcome and the planarity track into the
+    routed result."""
     threshold = policy.threshold(business_type)
     reasons = {r for a in analyses for r in a.reasons}
-    passive = [a.passive for a in analyses if a.usable and a.passive is not None]
-    if not any(a.usable for a in analyses):
+    usable = [a for a in analyses if a.usable]
+    passive = [a.passive for a in usable if a.passive is not None]
+    if not usable:
         reasons.add("NO_USABLE_FRAME")
     if challenge.outcome not in (None, "passed"):
         reasons.add(challenge.outcome)
     elif challenge.outcome is None:
         reasons.add("CHALLENGE_ABORTED")
-    live = challenge.outcome == "passed" and passive
-    score = round(100 * float(np.median(passive))) if live else 0
-    if live and score < threshold:
+    live = challenge.outcome == "passed" and bool(usable)
+    if live:
+        reasons |= planarity.reasons
+    geometry = planarity.bona_fide
+    bona_fide = min(geometry, float(np.median(passive))) if passive else geometry
+    score = round(100 * bona_fide) if live else 0
+    if live and planarity.turned and 100 * geometry < threshold:
+        reasons.add("FLAT_FACE")
+    if live and passive and 100 * float(np.median(passive)) < threshold:
         reasons.add("PASSIVE_BELOW_THRESHOLD")
     decision = "pass" if score >= threshold and not reasons & BLOCKING else "manual_review"
     return VisionResult(

@@ -22,6 +22,7 @@ from cloud import FLEET_READERS, Principal, Role, audit, require
 from fleet.packages import PackageStore
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
+from provisioning.dynsec import BrokerAdmin
 
 Readers = [Depends(require(*FLEET_READERS))]
 Operator = [Depends(require(Role.FLEET_OPERATOR))]
@@ -34,6 +35,8 @@ class FleetServices:
     rollouts: RolloutEngine | None
     #: Packages need the secured mode (the command signing key).
     packages: PackageStore | None
+    #: The broker's dynamic-security control (secured mode): disable / enable a terminal.
+    broker: BrokerAdmin | None = None
 
 
 def install(app: FastAPI, services: FleetServices) -> None:
@@ -78,6 +81,15 @@ Store = Annotated[PackageStore, Depends(packages)]
 #: The rollout engine, or None where this process does not ingest (routes answer 503).
 PackagesOrNone = Annotated[PackageStore | None, Depends(packages_or_none)]
 RolloutsOrNone = Annotated[RolloutEngine | None, Depends(rollouts_or_none)]
+
+
+def broker_admin(s: Services) -> BrokerAdmin:
+    if s.broker is None:
+        raise HTTPException(503, "broker control needs the secured mode (CUNTONG_CLOUD_STATE_DIR)")
+    return s.broker
+
+
+Broker = Annotated[BrokerAdmin, Depends(broker_admin)]
 
 
 def now() -> dt.datetime:

@@ -1,14 +1,16 @@
-"""/api/v1/fleet: search terminals, tag them, the region tree, static and saved-query groups."""
+"""/api/v1/fleet: search terminals, tag them, the region tree, static and saved-query groups,
+and liveness outcomes per model version."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from cloud import Terminal
-from fleet import registry
+from fleet import outcomes, registry
 from fleet.api.deps import Operator, Readers
 from fleet.models import Group
 from fleet.query import Facts, Selector, region_tree
@@ -115,6 +117,22 @@ async def overview() -> dict[str, Any]:
         "online_pct": round(100 * online / len(found), 1) if found else 0.0,
         "versions": versions,
     }
+
+
+@router.get("/model-outcomes")
+async def model_outcomes(
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+    period: Annotated[str, Query(pattern="^(hour|day|week)$")] = "day",
+) -> dict[str, Any]:
+    """Liveness pass, manual-review and quality-inspection overturn rates per model version,
+    group and period, from real sessions (fleet.model_outcomes)."""
+    until = dt.datetime.now(dt.UTC)
+    step = {
+        "hour": dt.timedelta(hours=1),
+        "day": dt.timedelta(days=1),
+        "week": dt.timedelta(weeks=1),
+    }
+    return await outcomes.report(until - dt.timedelta(days=days), until, step[period])
 
 
 @router.get("/groups")

@@ -30,6 +30,11 @@ class PlanIn(BaseModel):
     abort_timeout_pct: float = Field(default=10, ge=0, le=100)
     min_finished: int = Field(default=10, ge=1)
     rollback: bool = True
+    #: Business threshold: abort when the targets' liveness manual-review rate exceeds the
+    #: control group's by more than this many percentage points.
+    abort_review_points: float | None = Field(default=None, ge=0, le=100)
+    control_group: str | None = None
+    min_sessions: int = Field(default=20, ge=1)
 
 
 class RolloutIn(BaseModel):

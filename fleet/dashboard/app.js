@@ -137,12 +137,22 @@ const COMMANDS = ["ping", "peripheral_selftest", "collect_logs", "lock_screen", 
 
 async function terminal(id) {
   const enc = encodeURIComponent(id);
-  const [d, tel, shadow, cmds, alerts] = await Promise.all([
+  const [d, tel, shadow, cmds, alerts, broker] = await Promise.all([
     api(`/api/v1/terminals/${enc}`),
     api(`/api/v1/terminals/${enc}/telemetry?minutes=30&step_s=5`).catch(() => ({ series: [] })),
     api(`/api/v1/fleet/shadows/${enc}`).catch(() => null),
     api(`/api/v1/fleet/commands?terminal_id=${enc}&limit=10`),
-    api(`/api/v1/fleet/alerts?terminal_id=${enc}`)]);
+    api(`/api/v1/fleet/alerts?terminal_id=${enc}`),
+    // Null where the broker has no client for it (development mode, revoked, not enrolled).
+    api(`/api/v1/fleet/terminals/${enc}/broker`).catch(() => null)]);
+  const brokerOp = async (op) => {
+    if (op === "disable" && !confirm(t("confirmDisable"))) return;
+    try {
+      await api(`/api/v1/fleet/terminals/${enc}/broker/${op}`, { method: "POST", body: "{}" });
+      toast(t(op === "disable" ? "brokerDisabled" : "brokerEnabled"));
+      render();
+    } catch (e) { toast(e.message); }
+  };
   const metrics = (d.health && d.health.metrics) || {};
   const peripherals = (d.health && d.health.peripherals) || {};
   const send = async (name) => {
@@ -170,6 +180,12 @@ async function terminal(id) {
       h("div", { class: "card" }, h("h2", {}, t("commands")),
         h("div", { class: "actions", id: "command-buttons" }, COMMANDS.map((c) =>
           h("button", { class: c === "wipe" || c === "reboot" ? "danger" : "secondary", "data-command": c, onclick: () => send(c) }, t(c)))),
+        // Cut the terminal off the broker at once (no reload), or let it back; audited.
+        broker ? h("div", { class: "actions", id: "broker-access" },
+          badge(broker.enabled ? "brokerAllowed" : "brokerCut", broker.enabled ? "ok" : "failed"),
+          broker.enabled
+            ? h("button", { class: "danger", "data-broker": "disable", onclick: () => brokerOp("disable") }, t("disableAtBroker"))
+            : h("button", { class: "secondary", "data-broker": "enable", onclick: () => brokerOp("enable") }, t("enableAtBroker"))) : null,
         h("h2", { style: "margin-top:16px" }, t("recent")),
         table([["name", (r) => t(r.name)], ["state", (r) => badge(r.state)], ["created", (r) => fmt(r.created_at)]], cmds))),
     h("h2", { style: "margin-top:18px" }, t("telemetry")),
@@ -230,6 +246,26 @@ async function rollout(id) {
   ];
 }
 
+// Liveness outcomes per model version (real sessions): by group, one row per day.
+function pct(v) { return v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`; }
+async function models(params) {
+  const group = params.get("group") || "all";
+  const data = await api("/api/v1/fleet/model-outcomes?days=30&period=day");
+  const groups = [...new Set(data.rows.map((r) => r.group))].sort();
+  const rows = data.rows.filter((r) => r.group === group)
+    .sort((a, b) => (a.model + b.period_start).localeCompare(b.model + a.period_start));
+  return [
+    h("h1", {}, t("modelOutcomes")),
+    h("p", { class: "muted" }, t("modelOutcomesNote")),
+    h("div", { class: "actions", style: "margin-bottom:14px" }, groups.map((g) =>
+      h("button", { class: g === group ? "" : "secondary", onclick: () => (location.hash = "#/models?group=" + encodeURIComponent(g)) }, g))),
+    h("div", { class: "card", id: "model-outcomes" }, table([
+      ["modelVersion", (r) => r.model], ["day", (r) => r.period_start.slice(0, 10)], ["sessions", (r) => r.sessions],
+      ["passRate", (r) => pct(r.pass_rate)], ["reviewRate", (r) => pct(r.manual_review_rate)],
+      ["overturnRate", (r) => `${pct(r.overturn_rate)} (${r.qa_scored_passes})`]], rows)),
+  ];
+}
+
 // --- routing -------------------------------------------------------------------------
 
 const LIVE = new Set(["overview", "terminal", "rollouts", "rollout", "alerts"]);
@@ -239,7 +275,7 @@ async function render() {
   document.querySelectorAll(".sidebar a").forEach((a) =>
     a.classList.toggle("active", a.dataset.route === route || a.dataset.route + "s" === route || route === a.dataset.route.replace(/s$/, "")));
   const pages = { overview, terminals: () => terminals(new URLSearchParams(query || "")), terminal: () => terminal(decodeURIComponent(arg)),
-    rollouts, rollout: () => rollout(arg), alerts };
+    rollouts, rollout: () => rollout(arg), alerts, models: () => models(new URLSearchParams(query || "")) };
   const page = pages[route] || overview;
   try {
     const content = await page();

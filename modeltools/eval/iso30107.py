@@ -1,6 +1,7 @@
 """Tier (c): the ISO/IEC 30107-3 presentation attack detection report on a labelled folder.
 
     python -m modeltools.eval.iso30107 FOLDER [--threshold 70] [--out DIR]
+                                       [--bundle BANK.tar] [--keys DIR]
 
 FOLDER holds `bona_fide/*.{png,jpg}` and `attack/<PAI species>/*.{png,jpg}` (for example
 `attack/print_a4`, `attack/phone_replay`). Each image goes through the terminal pipeline
@@ -8,6 +9,9 @@ FOLDER holds `bona_fide/*.{png,jpg}` and `attack/<PAI species>/*.{png,jpg}` (for
 APCER per PAI species and its maximum, BPCER, both at the policy threshold; BPCER20 and
 BPCER100 (BPCER where APCER_max is 5% / 1%); the images the pipeline could not score (no
 usable face: ISO 30107-3's failure to acquire, reported, not hidden); and a DET curve as SVG.
+`--bundle` evaluates a bank's model bundle instead of the installed models, trusting the keys
+in `--keys` (`modeltools.eval.models`). Still images score the passive ensemble only: the
+planarity check needs the head turn, so it is not in this report (`modeltools.eval.planarity`).
 
 An attack is "accepted" when its score (0-100) reaches the threshold; a bona fide
 presentation is "rejected" when its score falls below it.
@@ -189,14 +193,15 @@ def score_folder(folder: Path, models) -> tuple[np.ndarray, dict[str, np.ndarray
 
 
 def main(argv: list[str] | None = None) -> Report:
-    from edge.vision.runtime import ModelSet
+    from modeltools.eval import models as model_options
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--threshold", type=float, default=70)
     ap.add_argument("--out", type=Path, default=Path("pad-report"))
+    model_options.add_arguments(ap)
     args = ap.parse_args(argv)
-    models = ModelSet.load()
+    models = model_options.load(args)
     bona, attacks, unscored = score_folder(args.folder, models)
     if not len(bona) or not attacks:
         raise SystemExit("need scored bona fide images and at least one attack species")

@@ -101,4 +101,11 @@ async def test_dashboard_overview_terminals_commands_and_rollouts(
     await expect(page.locator("#waves tbody tr")).to_have_count(2)
     await expect(page.locator("#waves")).to_contain_text("succeeded 1")
     await shot(page, tmp_path / "rollout.png")
+
+    # Liveness outcomes per model version: these agents ran no session, so the page (and
+    # the real API behind it) shows the "all" group and an empty table; the figures
+    # themselves are tested against real session records in test_model_outcomes.py.
+    await page.click("text=Liveness models")
+    await expect(page.locator("h1")).to_have_text("Liveness outcomes per model version")
+    await expect(page.locator("#model-outcomes")).to_be_visible()
     assert errors == []

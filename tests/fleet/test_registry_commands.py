@@ -154,12 +154,13 @@ async def test_shadow_delta_reaches_terminal_and_drift_clears(
         await eventually(lambda: _online(http, tid))
         await agents.stop(tid)
         r = await http.patch(
-            f"/api/v1/fleet/shadows/{tid}/desired", json={"volume": 6, "screen": {"lang": "zh"}}
+            f"/api/v1/fleet/shadows/{tid}/desired",
+            json={"telemetry_interval_s": 2.0, "screen": {"locked": True}},
         )
         assert r.json()["desired_version"] == 1 and r.json()["in_sync"] is False
         drift = (await http.get("/api/v1/fleet/shadows/drift")).json()
         assert [d["terminal_id"] for d in drift] == [tid]
-        assert drift[0]["delta"] == {"volume": 6, "screen": {"lang": "zh"}}
+        assert drift[0]["delta"] == {"telemetry_interval_s": 2.0, "screen": {"locked": True}}
 
         agent = await agents.start(tid)
 
@@ -168,7 +169,10 @@ async def test_shadow_delta_reaches_terminal_and_drift_clears(
             return s if s["in_sync"] else None
 
         s = await eventually(synced)
-        assert s["reported"] == {"volume": 6, "screen": {"lang": "zh"}}
+        assert s["reported"] == {
+            "telemetry_interval_s": 2.0,
+            "screen": {"locked": True, "message": ""},
+        }
         assert s["reported_version"] == 1
-        assert agent.mdm.config["state"]["volume"] == 6
+        assert agent.telemetry_interval_s == 2.0 and agent.mdm.screen["locked"]
         assert (await http.get("/api/v1/fleet/shadows/drift")).json() == []

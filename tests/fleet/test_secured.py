@@ -21,7 +21,7 @@ async def test_signed_command_waits_offline_and_is_verified_on_return(
     _, cloud = secured
     tid = new_id("SF")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
-    body = {"name": "set_config", "terminals": [tid], "args": {"config": {"volume": 3}}}
+    body = {"name": "set_config", "terminals": [tid], "args": {"config": {"log_level": "WARNING"}}}
     async with httpx.AsyncClient(base_url=cloud.url) as anonymous:
         assert (await anonymous.post("/api/v1/fleet/commands", json=body)).status_code == 401
     async with cloud.client() as http:  # logged in as a fleet operator
@@ -41,4 +41,4 @@ async def test_signed_command_waits_offline_and_is_verified_on_return(
             await runner.stop(tid)
     assert done["state"] == "succeeded", done
     assert done["result"]["command_id"] == cid  # the agent verified the signed envelope
-    assert agent.mdm.config["state"] == {"volume": 3}
+    assert agent.mdm.config["state"] == {"log_level": "WARNING"}

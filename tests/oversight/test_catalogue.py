@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from cloud.catalogue import DEFAULT_PATH, CatalogueError, Risk, load_catalogue, parse_catalogue
+from cloud.catalogue import (
+    DEFAULT_PATH,
+    CatalogueError,
+    PostingSpec,
+    Risk,
+    load_catalogue,
+    parse_catalogue,
+)
 
 
 def _doc() -> dict[str, Any]:
@@ -30,6 +37,12 @@ def test_shipped_catalogue_has_twenty_businesses_with_rules() -> None:
     assert cat.get("password_reset").qa_sample_rate == 0.2
     assert cat.get("cash_deposit").qa_sample_rate == 0.05  # from [defaults]
     assert cat.liveness_threshold == 80 and cat.manual_review_below == 70
+    # What posts to the core is data: card_loss records against the account the teller
+    # names (no card is present), a deposit credits an amount, an inquiry posts no money.
+    assert cat.get("card_loss").posting == PostingSpec("record", ("account",))
+    assert cat.get("cash_deposit").posting == PostingSpec("credit", ("amount_fen",))
+    assert cat.get("password_reset").posting == PostingSpec("record", ())
+    assert cat.get("account_opening_intent").posting is None
 
 
 def test_json_catalogue_is_accepted(tmp_path: Path) -> None:
@@ -54,6 +67,16 @@ def test_json_catalogue_is_accepted(tmp_path: Path) -> None:
         (lambda d: d["business"][2].update(colour="red"), "business[2] 'card_loss': unknown field"),
         (lambda d: d["defaults"].pop("retention_days"), "'retention_days' is required"),
         (lambda d: d["business"][3]["steps"].append("pin_entry"), "listed twice"),
+        (lambda d: d["business"][2]["posting"].update(kind="transfer"),
+         "business[2] 'card_loss' posting: 'kind' must be one of"),
+        (lambda d: d["business"][2]["posting"].update(fields=["account", "iban"]),
+         "business[2] 'card_loss' posting: unknown field 'iban'"),
+        (lambda d: d["business"][2].update(posting={"kind": "debit"}),
+         "'card_loss' posting: a debit needs the field 'amount_fen'"),
+        (lambda d: d["business"][2].update(posting="record"),
+         "'card_loss' posting: must be a table"),
+        (lambda d: d["business"][2]["posting"].update(ledger="x"),
+         "'card_loss' posting: unknown key(s) ['ledger']"),
     ],
 )  # fmt: skip
 def test_bad_catalogue_names_entry_and_field(mutate: Any, message: str) -> None:

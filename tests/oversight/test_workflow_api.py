@@ -88,6 +88,10 @@ async def test_high_risk_session_needs_supervisor_then_seals_evidence(
     trusted = [cloud.ov.evidence_keys.seal.public_key(), cloud.ov.evidence_keys.tsa.public_key()]
     report = verify(Path(record.package_dir), trusted)
     assert report.ok and report.events == len(state.events)
+    # No core configured here: the timeline says the card_loss was not posted.
+    assert [e["data"] for e in state.events if e["kind"] == "core_not_posted"] == [
+        {"reason": "no core configured"}
+    ]
     # A supervisor's override sends the whole session to full manual quality review.
     assert (await ReviewItem.get(session_id="S-1")).reason == "supervisor_override"
     assert (await alice.get("/api/v1/evidence/S-1")).json()["customer"][

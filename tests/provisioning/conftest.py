@@ -24,6 +24,7 @@ from provisioning import keys as keys_lib
 from provisioning.api import make_router
 from provisioning.cli_actions import tortoise_config
 from provisioning.device import client_ssl_context, new_csr
+from provisioning.dynsec import BrokerAdmin
 from provisioning.files import write_private
 from provisioning.protocol import BrokerAddress, EnrolmentRequest, Region
 from provisioning.revocation import RevocationPublisher
@@ -50,11 +51,21 @@ class MtlsBroker:
         return self.broker.cfg.port
 
 
+#: Terminal ids the tests issue certificates for straight from the CA (not through the
+#: enrolment API): the broker knows them from the start, as for a claim batch's ids.
+KNOWN_TERMINALS = (
+    *(f"T000{i}" for i in range(1, 10)),
+    *(f"T{c}" for c in "ABCDEFGH"),
+)
+
+
 @pytest.fixture
 def mtls_broker(
     tmp_path: Path, ca: ca_lib.CertificateAuthority, now: dt.datetime
 ) -> Iterator[MtlsBroker]:
-    files = broker_lib.prepare(ca, tmp_path / "broker-tls", ["127.0.0.1", "localhost"], now)
+    files = broker_lib.prepare(
+        ca, tmp_path / "broker-tls", ["127.0.0.1", "localhost"], now, terminals=KNOWN_TERMINALS
+    )
     b = Broker(broker_lib.broker_config(procs.free_port(), files), tmp_path / "mosquitto")
     b.start()
     try:
@@ -187,6 +198,21 @@ class Cloud:
     broker: MtlsBroker | None
 
 
+def _service_tls(
+    ca: ca_lib.CertificateAuthority, instance: str, now: dt.datetime, tmp_path: Path
+) -> Callable[[], ssl.SSLContext]:
+    """A service identity's TLS context (for ``BrokerAdmin``)."""
+    key = ca_lib.new_key()
+    issued = ca.issue_service(key.public_key(), instance, now)
+    folder = tmp_path / "services" / instance
+    folder.mkdir(parents=True, exist_ok=True)
+    write_private(folder / "key.pem", ca_lib.key_pem(key))
+    write_private(folder / "cert.pem", issued.chain_pem)
+    write_private(folder / "ca.pem", ca.root_pem)
+    ctx = client_ssl_context(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    return lambda: ctx
+
+
 async def _cloud(
     tmp_path: Path, ca: ca_lib.CertificateAuthority, now: dt.datetime, mtls: MtlsBroker | None
 ) -> AsyncIterator[Cloud]:
@@ -198,7 +224,9 @@ async def _cloud(
         config_for=lambda t: {"telemetry_interval_s": 60, "village": t.village},
     )
     if mtls is not None:
-        provisioner.on_revoked = RevocationPublisher(ca, mtls.files, "127.0.0.1", port)
+        admin = BrokerAdmin("127.0.0.1", port, _service_tls(ca, "admin", now, tmp_path))
+        provisioner.on_enrolled = admin.enrolled
+        provisioner.on_revoked = RevocationPublisher(ca, mtls.files, "127.0.0.1", port, admin=admin)
     clock = Clock(now)
     app = FastAPI()
     app.include_router(make_router(provisioner, clock))

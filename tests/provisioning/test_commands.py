@@ -9,6 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from common import suite as suite_lib
+from common.errors import ConfigError
+from common.settings import CloudSettings, load
 from common.suite import Suite
 from common.wire.commands import (
     MAX_TTL,
@@ -132,8 +134,9 @@ def test_payload_encryption_round_trips_and_detects_tampering(suite: Suite) -> N
 
 
 def test_suite_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CUNTONG_CRYPTO_SUITE", "sm")
-    assert suite_lib.from_env() is Suite.SM
-    monkeypatch.setenv("CUNTONG_CRYPTO_SUITE", "rot13")
-    with pytest.raises(ValueError):
-        suite_lib.from_env()
+    # The suite is a cloud setting, read only through the settings class.
+    monkeypatch.setenv("CUNTONG_CLOUD_CRYPTO_SUITE", "sm")
+    assert Suite(load(CloudSettings).crypto_suite) is Suite.SM
+    monkeypatch.setenv("CUNTONG_CLOUD_CRYPTO_SUITE", "rot13")
+    with pytest.raises(ConfigError, match="CRYPTO_SUITE"):
+        load(CloudSettings)

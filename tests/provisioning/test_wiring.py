@@ -25,10 +25,13 @@ async def test_stack_cloud_and_agent_wiring(db: None, tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
     state = tmp_path / "state"
     port = procs.free_port()
-    cfg, _files = wiring.secure_broker(state, port, now, services={"api": "cloud"})
+    services = {"api": "cloud", "api-admin": "admin"}
+    cfg, _files = wiring.secure_broker(state, port, now, services=services)
     broker = Broker(cfg, tmp_path / "mosquitto").start()
     try:
-        provisioner = wiring.cloud_provisioner(state, "127.0.0.1", port, now)
+        # Enrolment gives the terminal its broker client and role over the control link.
+        admin = wiring.broker_admin(state, "127.0.0.1", port, "api-admin")
+        provisioner = wiring.cloud_provisioner(state, "127.0.0.1", port, now, admin=admin)
         await wiring.write_factory_claims(
             provisioner,
             "http://cloud",
@@ -53,7 +56,8 @@ async def test_stack_cloud_and_agent_wiring(db: None, tmp_path: Path) -> None:
             mqtt_client(port, identity.ssl_context()) as agent,
             mqtt_client(port, api_ctx) as api,
         ):
-            await agent.subscribe("cuntong/v1/t/SX-00001/cmd/#", qos=1)
+            granted = await agent.subscribe("cuntong/v1/t/SX-00001/cmd/#", qos=1)
+            assert [int(getattr(c, "value", c)) for c in granted] == [1]
             await api.publish(cmd, b"ping", qos=1)
             async with asyncio.timeout(5):
                 message = await anext(aiter(agent.messages))

@@ -1,17 +1,25 @@
 """The desk across a restart of the cloud API: what a terminal sends while it is down is
-answered once it is back (its MQTT session persists in the broker)."""
+answered once it is back (its MQTT session persists in the broker); a call that was open when
+the API died (kill -9) is ended by the new desk, which closes its Janus room, archives its
+recording, tells the customer and the teller, and accepts the customer's late hang-up."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 
 from common import procs
-from tests.helpers import start_cloud
-from tests.teller.test_service import Service, service  # noqa: F401 - the fixture
+from janus_client.videoroom import VideoRoom
+from tests.helpers import CloudProcess, eventually, start_cloud
+from tests.teller.service_rig import Teller
+from tests.teller.test_desk_call import TALK, Participant
+from tests.teller.test_service import PASSWORD, Service, service  # noqa: F401 - the fixture
 
 
 async def _desk_up(url: str) -> None:
@@ -23,33 +31,104 @@ async def _desk_up(url: str) -> None:
     raise AssertionError("desk link not up")
 
 
+def _env_of(cloud: CloudProcess) -> dict[str, str]:
+    """The running API's settings, to start its successor with the same ones."""
+    return {
+        k: v
+        for k, v in psutil.Process(cloud.proc.pid).environ().items()
+        if k.startswith("CUNTONG_CLOUD_") and k != "CUNTONG_CLOUD_API_PORT"
+    }
+
+
+def _restart(svc: Service, env: dict[str, str], tmp_path: Path) -> CloudProcess:
+    env = dict(env)
+    return start_cloud(
+        tmp_path,
+        env.pop("CUNTONG_CLOUD_DB_URL"),
+        svc.broker.cfg.port,
+        env.pop("CUNTONG_CLOUD_TSDB_URL"),
+        False,
+        **env,
+    )
+
+
 async def test_a_request_sent_while_the_desk_is_down_is_answered_after_it_restarts(
     service: Service,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     old = service.cloud
     await _desk_up(old.url)  # the desk's session exists in the broker
-    env = {
-        k: v
-        for k, v in psutil.Process(old.proc.pid).environ().items()
-        if k.startswith("CUNTONG_CLOUD_") and k != "CUNTONG_CLOUD_API_PORT"
-    }
+    env = _env_of(old)
     async with service.terminal("SX-R0001") as terminal:
         await asyncio.to_thread(procs.stop, old.proc)
         request_id = await terminal.request()
         await asyncio.sleep(0.5)  # it is in the broker now, not in any desk
         assert terminal.inbox.empty()
-        new = await asyncio.to_thread(
-            start_cloud,
-            tmp_path,
-            env.pop("CUNTONG_CLOUD_DB_URL"),
-            service.broker.cfg.port,
-            env.pop("CUNTONG_CLOUD_TSDB_URL"),
-            False,
-            **env,
-        )
+        new = await asyncio.to_thread(_restart, service, env, tmp_path)
         try:
             answer = await terminal.expect("queued", timeout=30)
             assert answer["request_id"] == request_id, answer
         finally:
             await asyncio.to_thread(procs.stop, new.proc)
+
+
+async def test_a_call_open_across_a_desk_kill_is_archived_and_its_parties_are_told(
+    service: Service,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    old = service.cloud
+    teller = await service.teller("zhao")
+    await teller.open()
+    await teller.post("/me/state", {"state": "available"})
+    await _desk_up(old.url)
+    env = _env_of(old)
+    async with service.terminal("SX-R0002") as term, contextlib.AsyncExitStack() as media:
+        await term.request()
+        session = (await term.expect("queued"))["session"]
+        await teller.event("offer")
+        grant = (await teller.post(f"/sessions/{session}/accept")).json()
+        customer = await Participant.join(await term.expect("connect"))
+        media.push_async_callback(_leave, customer)
+        media.push_async_callback(_leave, await Participant.join(grant))
+        await asyncio.sleep(TALK)  # Janus records both sides
+        old.proc.kill()  # kill -9: the old desk gets no chance to tidy up
+        await asyncio.to_thread(old.proc.wait)
+        await teller.close()
+
+        new = await asyncio.to_thread(_restart, service, env, tmp_path)
+        try:
+            told = {"type": "failed", "session": session, "cause": "desk restarted"}
+            assert await term.expect("failed", timeout=30) == told
+            # The teller's next page load opens the event stream: the news is there.
+            again = await Teller.login(new.url, "zhao", PASSWORD)
+            await again.open()
+            assert await again.event("failed") == told
+            room = await VideoRoom.attach(customer.session)
+            assert not await room.exists(session)  # the new desk closed it
+
+            async def archived() -> dict[str, Any] | None:
+                panel = await again.get(f"/sessions/{session}")
+                return panel if panel["recording"] else None
+
+            panel = await eventually(archived, timeout=60)
+            assert [h["to"] for h in panel["history"]][-1] == "failed"
+            path = Path(panel["recording"]["path"])
+            data = await asyncio.to_thread(path.read_bytes)
+            assert path.parent == service.tmp / "archive" and len(data) > 10_000
+            assert hashlib.sha256(data).hexdigest() == panel["recording"]["sha256"]
+
+            # The customer's hang-up, sent late (they missed the news): accepted and
+            # answered with how the session ended; not refused.
+            await term.send({"type": "hang_up", "session": session})
+            assert await term.expect("failed") == told
+            async with httpx.AsyncClient(base_url=new.url) as http:
+                stats = (await http.get("/healthz")).json()["desk_stats"]
+            assert (stats["late"], stats["refused"]) == (1, 0), stats
+            await again.close()
+        finally:
+            await asyncio.to_thread(procs.stop, new.proc)
+
+
+async def _leave(side: Participant) -> None:
+    with contextlib.suppress(Exception):  # its room is gone: leaving is tidying up only
+        await side.leave()

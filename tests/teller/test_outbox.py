@@ -28,3 +28,15 @@ async def test_routes_by_address_and_drops_oldest_for_stalled_readers() -> None:
     assert sent == [("T7", {"type": "queued"})]
     with pytest.raises(ValueError):
         await outbox.notify("fax:123", {})
+
+
+async def test_held_messages_wait_for_the_tellers_next_connection() -> None:
+    outbox = Outbox(queue_size=2)
+    for n in (1, 2, 3):
+        await outbox.hold("t1", {"n": n})  # nobody connected: kept, the latest two
+    with outbox.subscribe("t1") as queue:
+        assert [queue.get_nowait()["n"] for _ in range(queue.qsize())] == [2, 3]
+        await outbox.hold("t1", {"n": 4})  # connected: delivered at once
+        assert queue.get_nowait() == {"n": 4}
+    with outbox.subscribe("t1") as queue:
+        assert queue.empty()  # delivered once, not on every connection

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from tortoise import Tortoise
 
-from cloud.sessions import store
+from cloud.sessions import recovery, store
 from cloud.sessions.errors import InvalidTransition
 from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.state import Event, State
+from common.wire import call as wire
+from tests.steps_rig import agent_verdict
 from tests.teller.desk_rig import T0, rig
 
 
@@ -86,7 +88,7 @@ async def test_terminal_reports_are_stored_for_its_own_sessions_only(db: None) -
     r.desk.persist = store.save
     await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
     await store.set_request("s1", "ab" * 16, {"name": "张三", "id_number": "610102199001011234"})
-    verdict = {"score": 91, "passed": True}
+    verdict = agent_verdict(0.91).masked
     assert await store.set_liveness("s1", "T1", verdict)
     assert not await store.set_liveness("s1", "T-OTHER", {"score": 0})  # not its session
     assert not await store.set_rating("nope", "T1", 5)
@@ -109,8 +111,34 @@ async def test_sessions_left_open_by_a_dead_desk_are_ended(db: None) -> None:
     await r.desk.accept("t2", "talking")
     r.advance(5)
     ended = await store.end_unfinished(r.now[0])
-    assert sorted(ended) == ["talking", "waiting", "wrapped"]
+    assert sorted(e.session_id for e in ended) == ["talking", "waiting", "wrapped"]
+    by_id = {e.session_id: e for e in ended}
+    assert (by_id["talking"].teller_id, by_id["talking"].was) == ("t2", State.CONNECTED)
+    # The wrap-up's node was stored with its hang-up; a call's accept is stored before its
+    # room opens, so a connected call has none yet (recovery asks the nodes instead).
+    assert by_id["wrapped"].janus_node == "j1" and by_id["waiting"].janus_node is None
+    assert by_id["wrapped"].was is State.WRAP_UP and by_id["waiting"].teller_id is None
+    assert await store.finished_of_terminal("talking", "T1") == (State.FAILED, "desk restarted")
+    assert await store.finished_of_terminal("talking", "T2") is None
     states = {s.id: s.state for s in await TellerSession.all()}
     assert states == {"wrapped": "closed", "talking": "failed", "waiting": "failed"}
     assert (await store.load("talking")).history[-1].cause == "desk restarted"
     assert await store.end_unfinished(r.now[0]) == []
+
+
+def test_who_is_told_what_after_a_restart() -> None:
+    def left(was: State, teller: str | None) -> store.LeftOpen:
+        return store.LeftOpen("s1", "T1", teller, "j1", was, archived=False)
+
+    failed = {"type": "failed", "session": "s1", "cause": "desk restarted"}
+    talking = recovery.notices(left(State.CONNECTED, "t1"))
+    assert (talking.terminal, talking.teller_id, talking.teller) == (failed, "t1", failed)
+    waiting = recovery.notices(left(State.QUEUED, None))
+    assert (waiting.terminal, waiting.teller) == (failed, None)
+    wrap_up = recovery.notices(left(State.WRAP_UP, "t1"))
+    assert wrap_up.terminal is None  # the customer heard ``ended`` when the call ended
+    assert wrap_up.teller == {"type": "ended", "session": "s1", "cause": "desk restarted"}
+    # Each one is a message of the one call codec, as the terminal's agent parses them.
+    for message in (talking.terminal, wrap_up.teller):
+        assert message is not None
+        assert wire.parse_desk(wire.desk_from_dict(message).to_bytes()).to_dict() == message

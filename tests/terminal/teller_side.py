@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,10 @@ class Seen:
     loudest: int = 0
     latencies: list[float] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)
+    #: monotonic arrival of every video frame, and (arrival, pts) of every audio frame:
+    #: what the weak-link tests and bench read freezes, frame rate and audio gaps from
+    video_at: list[float] = field(default_factory=list)
+    audio_at: list[tuple[float, int]] = field(default_factory=list)
     texts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -138,6 +143,7 @@ class TellerPeer:
         self._tasks: list[asyncio.Task[None]] = []
         self._reassembler = channel.Reassembler()
         self.channel: Any = None
+        self.on_video: Callable[[VideoFrame], None] | None = None
 
     @contextlib.asynccontextmanager
     async def joined(self) -> AsyncIterator[TellerPeer]:
@@ -193,6 +199,9 @@ class TellerPeer:
             while True:
                 frame = await track.recv()
                 if isinstance(frame, VideoFrame):
+                    self.seen.video_at.append(time.monotonic())
+                    if self.on_video is not None:
+                        self.on_video(frame)
                     self.seen.video += 1
                     self.seen.size = (frame.width, frame.height)
                     if self.seen.video % 5 == 0:
@@ -201,6 +210,7 @@ class TellerPeer:
                         if delay is not None:
                             self.seen.latencies.append(delay)
                 else:
+                    self.seen.audio_at.append((time.monotonic(), int(frame.pts or 0)))
                     self.seen.audio += 1
                     pcm = np.frombuffer(bytes(frame.planes[0]), np.int16)
                     self.seen.loudest = max(self.seen.loudest, int(np.abs(pcm).max()))

@@ -54,9 +54,11 @@ def acted(models: ModelSet, frame: np.ndarray) -> dict[str, list[np.ndarray]]:
     """For each challenge action, the frames a cooperative customer would show."""
     pts = mesh_points(models, frame)
     (face,) = pipeline.detect(models, frame)
+    right, left = turn(frame, face.box, 40), turn(frame, face.box, -55)
     return {
         "neutral": [frame],
         "blink": [frame, close_eyes(frame, pts), frame],
         "mouth": [frame, open_mouth(frame, pts), frame],
-        "shake": [frame, turn(frame, face.box, 40), turn(frame, face.box, -55), frame],
+        # A slow shake: each side held for two frames (the challenge and planarity need both).
+        "shake": [frame, right, right, left, left, frame],
     }

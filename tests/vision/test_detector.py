@@ -38,7 +38,8 @@ def test_landmarks_measure_open_eyes_and_a_frontal_face(
     models: ModelSet, astronaut: np.ndarray
 ) -> None:
     (face,) = pipeline.detect(models, astronaut)
-    m = pipeline.landmarks(models, astronaut, face)
+    m, points = pipeline.landmarks(models, astronaut, face)
+    assert points.shape == (468, 2)
     assert m.presence > 0.9
     assert 0.2 < m.ear < 0.4
     assert m.mar < 0.3

@@ -12,18 +12,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
-from cloud.api.deps import OversightDep, Services, require
+from cloud.api.deps import CoreOrNone, OversightDep, Services, require
 from cloud.auth.deps import Principal
 from cloud.auth.roles import Role, may_view_session
 from cloud.catalogue import STEPS, CatalogueError
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealer import SealerFailed
 from cloud.oversight import Oversight
-from cloud.workflow import engine, service, steps, store
+from cloud.workflow import corepost, engine, service, steps, store
 from cloud.workflow.errors import DeviceStepOnly, SecondPersonRequired, WorkflowError
+from cloud.workflow.posting import PostingInputError
 
 router = APIRouter(prefix="/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
@@ -68,6 +70,8 @@ class WorkflowPublic(BaseModel):
     chain_head: str
     #: What the last action means, in the teller's words (an online check's answer).
     notice: str | None = None
+    #: What the business posts to the core at confirm (kind, fields), or None.
+    posting: dict[str, Any] | None = None
 
 
 def _public(loaded: store.Loaded, notice: str | None = None) -> WorkflowPublic:
@@ -92,6 +96,11 @@ def _public(loaded: store.Loaded, notice: str | None = None) -> WorkflowPublic:
         outcome=wf.outcome,
         chain_head=loaded.timeline.head,
         notice=notice,
+        posting=(
+            {"kind": wf.business.posting.kind, "fields": list(wf.business.posting.fields)}
+            if wf.business.posting
+            else None
+        ),
     )
 
 
@@ -278,17 +287,97 @@ async def notes(
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
 async def finish(
-    session_id: str, body: FinishRequest, request: Request, ov: OversightDep, who: Teller
+    session_id: str,
+    body: FinishRequest,
+    request: Request,
+    ov: OversightDep,
+    who: Teller,
+    core: CoreOrNone,
 ) -> WorkflowPublic:
+    """Close the session. A business that posts to the core completes through ``confirm``
+    (here ``completed`` answers 409 until the core has confirmed it)."""
     loaded = await _visible(ov, session_id, who)
     if loaded.workflow.teller_id != who.account_id:
         raise HTTPException(404, "no such session")
     try:
         loaded = await service.finish(
-            ov, session_id, body.outcome, ov.clock(), customer=body.customer, loaded=loaded
+            ov,
+            session_id,
+            body.outcome,
+            ov.clock(),
+            customer=body.customer,
+            loaded=loaded,
+            require_core=core is not None,
         )
     except WorkflowError as err:
         raise _http(err) from err
     except SealerFailed as err:
         raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
     return _public(loaded)
+
+
+Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+class ConfirmRequest(BaseModel):
+    """The teller's "done": the fields the business's catalogue posting asks for."""
+
+    #: The core's account reference (businesses without a card step, e.g. card_loss).
+    account: Account | None = None
+    amount_fen: int | None = Field(None, gt=0, le=10**12)
+    #: As read from the ID card / bank card; stored encrypted, shown masked.
+    customer: dict[str, str] = Field(default_factory=dict)
+
+
+class PostingPublic(BaseModel):
+    #: none (posts nothing), pending (处理中), applied (成功), refused (失败)
+    status: str
+    reference: str | None
+    reason: str | None
+    detail: str | None
+
+
+class ConfirmPublic(BaseModel):
+    posting: PostingPublic
+    workflow: WorkflowPublic
+
+
+def _posting(p: corepost.PostingStatus) -> PostingPublic:
+    return PostingPublic(status=p.status, reference=p.reference, reason=p.reason, detail=p.detail)
+
+
+@router.post("/{session_id}/confirm", response_model=ConfirmPublic)
+async def confirm(
+    session_id: str, body: ConfirmRequest, ov: OversightDep, who: Teller, core: CoreOrNone
+) -> Any:
+    """Complete the business: post it to the core (once) when its catalogue entry says so,
+    and complete only when the core confirms. 200: completed (or the core refused: see
+    ``posting``); 202: no answer from the core yet (处理中, the reconciler settles it and
+    the next confirm completes)."""
+    loaded = await _visible(ov, session_id, who)
+    if loaded.workflow.teller_id != who.account_id:
+        raise HTTPException(404, "no such session")
+    fields = body.model_dump(exclude={"customer"}, exclude_none=True)
+    try:
+        done = await corepost.confirm(
+            ov, core, session_id, fields, ov.clock(), customer=body.customer, loaded=loaded
+        )
+    except corepost.CoreUnavailable as err:
+        raise HTTPException(503, str(err)) from err
+    except PostingInputError as err:
+        raise HTTPException(422, str(err)) from err
+    except WorkflowError as err:
+        raise _http(err) from err
+    except SealerFailed as err:
+        raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
+    out = ConfirmPublic(posting=_posting(done.status), workflow=_public(done.loaded))
+    if done.status.status == corepost.PENDING:
+        return JSONResponse(out.model_dump(mode="json"), 202)
+    return out
+
+
+@router.get("/{session_id}/posting", response_model=PostingPublic)
+async def posting(session_id: str, ov: OversightDep, who: Participant) -> PostingPublic:
+    """Where the session's core posting stands (the teller page polls it while 处理中)."""
+    await _visible(ov, session_id, who)
+    return _posting(await corepost.status(session_id))

@@ -417,8 +417,10 @@ $("end-form").addEventListener("submit", async (e) => {
       await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/transfer`, { method: "POST",
         body: JSON.stringify({ business: $("transfer-business").value, language: $("transfer-language").value, cause: notes || label }) });
     } else {
-      if (call) await call.finish(OUTCOMES[outcome], notes);
-      else await closeWorkflow(api, session, OUTCOMES[outcome], notes); // after a reload
+      // The core's answer to a posting business: 处理中, then 成功 with its reference.
+      const core = (p) => showError({ pending: "处理中 / processing…", applied: `成功 / posted ${p.reference}` }[p.status] || "");
+      if (call) await call.finish(OUTCOMES[outcome], notes, core);
+      else await closeWorkflow(api, session, OUTCOMES[outcome], notes, core); // after a reload
       await resolved(session, outcome === "done");
       if (mode === "call") {
         // The outcome and the teller's notes travel as the hang-up cause (kept with the session).

@@ -31,7 +31,9 @@ const refusal = (why) => Object.assign(new Error(why), { [why]: true });
 // "completed" is refused while steps are open or after a failed step; a failed step has
 // decided the outcome already ("rejected"), which is what gets sealed. No workflow, or one
 // sealed already: nothing to do. Resolves the workflow, or null when there is none.
-export async function closeWorkflow(api, session, outcome, notes) {
+// A business that posts to the core completes through confirm; `status(posting)` hears
+// 处理中 (pending), 成功 (applied) or 失败 (refused, with the core's reason).
+export async function closeWorkflow(api, session, outcome, notes, status = () => {}) {
   const path = `/api/v1/workflow/${encodeURIComponent(session)}`;
   const closed = (wf) => (err) => { if (err.status === 409) return wf; throw err; };
   let wf;
@@ -44,8 +46,24 @@ export async function closeWorkflow(api, session, outcome, notes) {
   if (outcome === "completed" && wf.outcome === "rejected") throw refusal("rejected");
   if (outcome === "completed" && wf.next_step) throw refusal("incomplete");
   if (notes) wf = await api(`${path}/notes`, { method: "POST", body: JSON.stringify({ text: notes }) }).catch(closed(wf));
+  if (outcome === "completed" && wf.posting) return confirmWithCore(api, path, wf, status);
   const sealed = wf.outcome === "rejected" ? "rejected" : outcome;
   return api(`${path}/finish`, { method: "POST", body: JSON.stringify({ outcome: sealed }) }).catch(closed(wf));
+}
+
+// The fields the catalogue's posting asks for, then confirm until the core has answered
+// (a lost answer is settled by the cloud's reconciler; we ask again every 2 s).
+async function confirmWithCore(api, path, wf, status) {
+  const body = {};
+  if (wf.posting.fields.includes("account")) body.account = (prompt("核心账号 / core account") || "").trim();
+  if (wf.posting.fields.includes("amount_fen")) body.amount_fen = Math.round(Number(prompt("金额（元）/ amount (yuan)")) * 100);
+  for (;;) {
+    const r = await api(`${path}/confirm`, { method: "POST", body: JSON.stringify(body) });
+    status(r.posting);
+    if (r.posting.status === "refused") throw new Error(`失败 / failed: ${r.posting.reason}`);
+    if (r.posting.status !== "pending") return r.workflow;
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
 }
 
 export class Call {
@@ -275,10 +293,10 @@ export class Call {
   }
 
   // Closes the workflow with the teller's notes on its timeline (see closeWorkflow).
-  async finish(outcome, notes) {
+  async finish(outcome, notes, status) {
     await this.queue;
     if (!this.workflow) return;
-    this.workflow = (await closeWorkflow(this.ctx.api, this.session, outcome, notes)) || this.workflow;
+    this.workflow = (await closeWorkflow(this.ctx.api, this.session, outcome, notes, status)) || this.workflow;
     this.renderSteps();
   }
 

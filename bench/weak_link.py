@@ -1,0 +1,146 @@
+"""The terminal's call over a village link: 300 kbit/s, 200 ms RTT, 3% loss, with and without
+2 s outages, measured for as long as a real consultation (2 minutes by default).
+
+Real Janus and coturn; the terminal's own ``TellerClient``/``RoomPeer``/``CallMedia`` with
+relay-only ICE through the user-space impairment relay (``cuntong.servers.udprelay``) in
+front of coturn, so every packet of the terminal's call crosses the impaired link in both
+directions; the teller is an aiortc peer on loopback (``tests/teller/weaklink.py``).
+Measured at the teller, on what it decoded from the terminal:
+
+- setup:      connect message handed to the terminal -> the teller decodes the first frame
+- freezes:    gaps between decoded video frames over 500 ms (count, longest)
+- fps:        decoded video frames per second over the whole call
+- audio:      holes in the decoded audio timeline (aiortc's decoder conceals nothing, so
+              this is what reached the decoder after Opus FEC: see docs/benchmarks.md)
+- adaptation: the terminal's sent kbit/s and its link-rate estimate every 5 s
+- face found: BlazeFace on every 3rd decoded frame (the terminal's own detector model)
+
+    .venv/bin/python bench/weak_link.py [seconds] [--outages-every S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+
+from common import procs
+from cuntong.servers.coturn import Coturn, CoturnConfig
+from cuntong.servers.janus import Janus, JanusConfig
+from edge.vision import pipeline
+from edge.vision.runtime import ModelSet
+from tests.teller.conftest import host_address
+from tests.teller.weaklink import audio_gaps, freezes, village, weak_call
+
+SAMPLE_EVERY_S = 5.0
+
+
+async def sent_bytes(pc: Any) -> int:
+    return sum(
+        getattr(s, "bytesSent", 0)
+        for s in (await pc.getStats()).values()
+        if getattr(s, "type", "") == "outbound-rtp"
+    )
+
+
+async def one_call(
+    janus: Janus, coturn: Coturn, models: ModelSet, seconds: float, outage_every: float
+) -> dict[str, Any]:
+    link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
+    room = f"weak-{int(outage_every)}"
+    faces = {"checked": 0, "found": 0}
+    frame_no = 0
+
+    def look(frame: Any) -> None:
+        nonlocal frame_no
+        frame_no += 1
+        if frame_no % 3:
+            return
+        faces["checked"] += 1
+        faces["found"] += bool(pipeline.detect(models, frame.to_ndarray(format="rgb24")))
+
+    async with weak_call(janus, coturn, link, link, room=room) as call:
+        seen, peer, relay = call.teller.seen, call.peer, call.relay
+        call.teller.on_video = look
+        start, v0, a0 = time.monotonic(), len(seen.video_at), len(seen.audio_at)
+        samples: list[tuple[float, int, int]] = []
+        last_bytes, next_outage = await sent_bytes(peer._pub_pc), outage_every
+        outages = 0
+        while (elapsed := time.monotonic() - start) < seconds:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            elapsed = time.monotonic() - start
+            now_bytes = await sent_bytes(peer._pub_pc)
+            kbps = round((now_bytes - last_bytes) * 8 / 1000 / SAMPLE_EVERY_S)
+            samples.append((round(elapsed), kbps, round(peer.media.link_kbps)))
+            last_bytes = now_bytes
+            if outage_every and elapsed >= next_outage and elapsed < seconds - 10:
+                relay.outage(2.0)
+                outages += 1
+                next_outage += outage_every
+        video = seen.video_at[v0:]
+        audio = seen.audio_at[a0:]
+        wall = time.monotonic() - start
+        gaps = audio_gaps(audio)
+        stuck = freezes(video)
+        return {
+            "config": "300 kbit/s, 200 ms RTT, 3% loss"
+            + (f", 2 s outage every {outage_every:g} s" if outage_every else ""),
+            "seconds": round(wall),
+            "setup_ms": round(call.setup_s * 1000),
+            "freezes_over_500ms": len(stuck),
+            "longest_freeze_ms": round(max(stuck, default=0) * 1000),
+            "fps": round(len(video) / wall, 1),
+            "audio_gaps": len(gaps),
+            "audio_gaps_over_200ms": sum(g > 0.2 for g in gaps),
+            "longest_audio_gap_ms": round(max(gaps, default=0) * 1000),
+            "audio_missing_pct": round(100 * sum(gaps) / wall, 2),
+            "outages": outages,
+            "face_found_pct": round(100 * faces["found"] / max(faces["checked"], 1), 1),
+            "frames_checked": faces["checked"],
+            "sent_kbps_every_5s": [k for _, k, _ in samples],
+            "link_estimate_kbps": [e for _, _, e in samples],
+            "uplink_lost": relay.up.stats.lost,
+            "uplink_queue_dropped": relay.up.stats.queue_dropped,
+            "uplink_delivered": relay.up.stats.delivered,
+        }
+
+
+async def main(seconds: float, outage_every: float, both: bool) -> None:
+    state = Path(tempfile.mkdtemp(prefix="bench-weak-"))
+    ip = host_address()
+    janus = Janus(
+        JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1"), state / "j"
+    ).start()
+    coturn = Coturn(
+        CoturnConfig(procs.free_port(ip), listen_ip=ip, relay_ip=ip, allowed_peer_ips=(ip,)),
+        state / "c",
+    ).start()
+    models = ModelSet.load()
+    try:
+        for every in (0.0, outage_every) if both else (outage_every,):
+            result = await one_call(janus, coturn, models, seconds, every)
+            print(orjson.dumps(result).decode(), flush=True)
+    finally:
+        coturn.stop()
+        janus.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("seconds", type=float, nargs="?", default=120.0)
+    ap.add_argument("--outages-every", type=float, default=30.0)
+    ap.add_argument("--only-outages", action="store_true")
+    args = ap.parse_args()
+    asyncio.run(main(args.seconds, args.outages_every, not args.only_outages))

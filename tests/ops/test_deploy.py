@@ -1,0 +1,203 @@
+"""`cuntong deploy render` and the sd_notify protocol the rendered units rely on.
+
+The units are checked by systemd's own `systemd-analyze verify`, HAProxy's configuration by
+`haproxy -c`; readiness and watchdog pings are read from a real Unix datagram socket that a
+real `cuntong api` process is pointed at, as systemd would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from common import procs, sdnotify
+from cuntong.deploy import ROLES
+
+INVENTORY = """
+[deployment]
+prefix = "{prefix}"
+db_url = "postgres://cuntong@10.20.0.5:5432/cuntong"
+
+[[hosts]]
+name = "cloud-1"
+address = "10.20.0.11"
+roles = ["api", "ingest", "haproxy"]
+
+[[hosts]]
+name = "cloud-2"
+address = "10.20.0.12"
+roles = ["api"]
+
+[[hosts]]
+name = "broker-1"
+address = "10.20.0.21"
+roles = ["mosquitto", "victoria-metrics"]
+
+[[hosts]]
+name = "media-1"
+address = "10.20.0.31"
+roles = ["janus", "coturn"]
+"""
+
+
+def _cuntong(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cuntong", *argv],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> Path:
+    inventory = tmp_path / "inventory.toml"
+    # bin/cuntong must exist for systemd-analyze: this virtualenv stands in for /opt/cuntong.
+    inventory.write_text(INVENTORY.format(prefix=sys.prefix))
+    out = tmp_path / "out"
+    done = _cuntong("deploy", "render", "--inventory", str(inventory), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _unit(out: Path, host: str, role: str) -> dict[str, list[str]]:
+    text = (out / host / "etc/systemd/system" / f"cuntong-{role}.service").read_text()
+    keys: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            keys.setdefault(key, []).append(value)
+    return keys
+
+
+def test_render_writes_units_users_and_private_secrets(rendered: Path) -> None:
+    placed = {
+        (host.name, unit.name.removeprefix("cuntong-").removesuffix(".service"))
+        for host in rendered.iterdir()
+        if host.is_dir()
+        for unit in (host / "etc/systemd/system").iterdir()
+    }
+    assert {role for _, role in placed} == set(ROLES)
+    assert ("cloud-2", "api") in placed and ("cloud-2", "ingest") not in placed
+    for host, role in placed:
+        unit = _unit(rendered, host, role)
+        assert unit["User"] == [f"cuntong-{role}"] and unit["Restart"] == ["always"]
+        users = (rendered / host / "etc/sysusers.d/cuntong.conf").read_text()
+        assert f"u cuntong-{role} " in users
+    for role in ("api", "ingest"):
+        unit = _unit(rendered, "cloud-1", role)
+        assert unit["Type"] == ["notify"] and unit["WatchdogSec"] == ["30"]
+    # Secrets: 0600 in the render, and owned by the service's user once installed.
+    env = rendered / "cloud-1/etc/cuntong/api/cloud.env"
+    assert env.stat().st_mode & 0o777 == 0o600
+    tmpfiles = (rendered / "cloud-1/etc/tmpfiles.d/cuntong.conf").read_text()
+    assert "z /etc/cuntong/api/cloud.env 0600 cuntong-api cuntong-api -" in tmpfiles
+    assert "CUNTONG_CLOUD_INGEST=false" in env.read_text()  # ingest has its own unit there
+    turn = rendered / "media-1/etc/cuntong/coturn/turnserver.conf"
+    assert turn.stat().st_mode & 0o777 == 0o600
+    secret = next(ln for ln in env.read_text().splitlines() if "TURN_SECRET" in ln)
+    assert f"static-auth-secret={secret.split('=', 1)[1]}" in turn.read_text()
+    mosquitto = (rendered / "broker-1/etc/cuntong/mosquitto/mosquitto.conf").read_text()
+    assert "user cuntong-mosquitto" in mosquitto and "listener 8883 10.20.0.21" in mosquitto
+    haproxy = (rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg").read_text()
+    assert "server cloud-1 10.20.0.11:8000 check" in haproxy
+    assert "server cloud-2 10.20.0.12:8000 check" in haproxy
+
+
+def test_render_again_keeps_the_secrets(rendered: Path, tmp_path: Path) -> None:
+    before = (rendered / "secrets.json").read_text()
+    done = _cuntong(
+        "deploy", "render", "--inventory", str(tmp_path / "inventory.toml"), "--out", str(rendered)
+    )
+    assert done.returncode == 0 and (rendered / "secrets.json").read_text() == before
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_accepts_the_units(rendered: Path, tmp_path: Path) -> None:
+    units = sorted(str(p) for p in rendered.glob("*/etc/systemd/system/*.service"))
+    done = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # ... and the same check refuses a broken one, so it is not a check that cannot fail.
+    broken = tmp_path / "cuntong-broken.service"
+    broken.write_text(
+        Path(units[0]).read_text().replace("ExecStart=", "ExecStart=/nonexistent/x #")
+    )
+    bad = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True)
+    assert bad.returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
+def test_haproxy_accepts_its_config(rendered: Path) -> None:
+    cfg = rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg"
+    done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_bad_inventory_is_named(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(INVENTORY.format(prefix="/opt/x").replace('"coturn"', '"cotrun"'))
+    done = _cuntong("deploy", "render", "--inventory", str(inventory), "--out", str(tmp_path))
+    assert done.returncode == 2 and "unknown role(s) cotrun" in done.stderr
+
+
+def test_sd_notify_speaks_to_a_datagram_socket(tmp_path: Path) -> None:
+    for name in (str(tmp_path / "n.sock"), f"@cuntong-test-{os.getpid()}"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind("\0" + name[1:] if name.startswith("@") else name)
+            assert sdnotify.notify("READY=1\nSTATUS=up", {"NOTIFY_SOCKET": name})
+            assert sock.recv(4096) == b"READY=1\nSTATUS=up"
+    assert not sdnotify.notify("READY=1", {})
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert sdnotify.watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+    assert sdnotify.watchdog_interval({}) is None
+
+
+def test_the_api_reports_ready_pings_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+        port = procs.free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+        env |= {
+            "NOTIFY_SOCKET": str(path),
+            "WATCHDOG_USEC": "400000",  # a ping every 0.2 s
+            "CUNTONG_CLOUD_DB_URL": f"sqlite://{tmp_path / 'api.sqlite3'}",
+            "CUNTONG_CLOUD_INGEST": "false",
+            "CUNTONG_CLOUD_API_PORT": str(port),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cuntong", "api"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            got = [sock.recv(4096)]
+            assert got == [b"READY=1"]
+            # Ready means serving: the port is open by now.
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass
+            got += [sock.recv(4096) for _ in range(3)]
+            assert got[1:] == [b"WATCHDOG=1"] * 3
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while (msg := sock.recv(4096)) == b"WATCHDOG=1" and time.monotonic() < deadline:
+                pass
+            assert msg == b"STOPPING=1"
+            assert proc.wait(timeout=30) in (0, 130)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

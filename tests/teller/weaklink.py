@@ -1,0 +1,130 @@
+"""A terminal's call over a simulated village link: the harness of the weak-link tests and bench.
+
+The terminal is the real ``TellerClient`` with ``RoomPeer`` and ``CallMedia`` (simulated
+camera with a face, tone microphone), its ICE relay-only and its TURN server the
+``UdpRelay`` in front of coturn: every packet the terminal sends or receives passes the
+impaired link. The teller is an aiortc peer on loopback straight to Janus (the desk side
+of the call sits in the cloud, on a good network). coturn listens and relays on this host's
+own address (``relay_coturn``: Janus offers no loopback candidates), the relay listens on
+127.0.0.1: nothing leaves the machine.
+
+``freezes`` and ``audio_gaps`` read what the teller received (``Seen``): pure functions of
+the arrival times and audio timestamps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+
+from cloud.media.turn import turn_credentials
+from cuntong.servers.coturn import Coturn
+from cuntong.servers.impair import Impairment
+from cuntong.servers.janus import Janus
+from cuntong.servers.udprelay import UdpRelay
+from edge.teller import encoding
+from edge.teller.call import Phase
+from edge.teller.client import TellerClient
+from edge.teller.media import CallMedia
+from edge.teller.paperwork import Paperwork
+from edge.teller.peer import RoomPeer
+from tests.helpers import eventually
+from tests.terminal.teller_side import TellerPeer, connect_message, open_room
+
+OPUS_FRAME_PTS = 960  # 20 ms at 48 kHz: aiortc's decoder hands out 20 ms frames
+
+
+def village(rate_kbps: float = 300, rtt_ms: float = 200, loss: float = 0.03) -> Impairment:
+    """One direction of the village link: half the RTT, a tenth of it as jitter."""
+    return Impairment(rate_kbps=rate_kbps, delay_ms=rtt_ms / 2, jitter_ms=rtt_ms / 20, loss=loss)
+
+
+@dataclass
+class WeakCall:
+    relay: UdpRelay
+    client: TellerClient
+    teller: TellerPeer
+    setup_s: float
+
+    @property
+    def peer(self) -> RoomPeer:
+        peer = self.client.peer
+        assert isinstance(peer, RoomPeer)
+        return peer
+
+
+async def _is(value: bool) -> bool:
+    return value
+
+
+@contextlib.asynccontextmanager
+async def weak_call(
+    janus: Janus,
+    coturn: Coturn,
+    up: Impairment,
+    down: Impairment,
+    link_kbps: float = 300,
+    seed: int = 1,
+    room: str = "weak",
+) -> AsyncIterator[WeakCall]:
+    """Connect a call over the impaired link; yields once the teller sees the customer."""
+    customer_token, teller_token = await open_room(janus, room)
+    # The terminal sizes its encoders from the loss it expects, as the agent does from its
+    # configured link: above 3% loss that means Opus in-band FEC and 40 ms packets.
+    media = CallMedia(simulate=True, link_kbps=link_kbps, link_loss=up.loss, face_aware=False)
+    now = dt.datetime.now(dt.UTC)
+    cred = turn_credentials(coturn.cfg.static_auth_secret, "terminal-weak", now)
+
+    async def publish(payload: bytes) -> None:
+        return None
+
+    async def no_capture(kind: str) -> None:
+        return None
+
+    async with UdpRelay((coturn.cfg.listen_ip, coturn.cfg.port), up, down, seed=seed) as relay:
+        turn_url = f"turn:{relay.address[0]}:{relay.address[1]}?transport=udp"
+        client = TellerClient(
+            publish,
+            lambda grant, on_text, on_event: RoomPeer(
+                grant, media, on_text, on_event, relay_only=True
+            ),
+            lambda send: Paperwork(send, no_capture),
+            lambda: dt.datetime.now(dt.UTC),
+        )
+        await client.ask("pension")
+        rid = client.call.request_id
+        await client.on_desk(orjson.dumps({"type": "queued", "request_id": rid, "session": room}))
+        teller = TellerPeer(janus, teller_token, room)
+        async with teller.joined():
+            connect = connect_message(janus, room, customer_token, room)
+            connect["ice_servers"] = [cred.ice_server([turn_url])]
+            t0 = time.monotonic()
+            await client.on_desk(orjson.dumps(connect))
+            await eventually(lambda: _is(client.call.phase is Phase.IN_CALL), 60, every=0.02)
+            await teller.subscribe_customer()
+            await eventually(lambda: _is(teller.seen.video > 0), 60, every=0.02)
+            call = WeakCall(relay, client, teller, time.monotonic() - t0)
+            try:
+                yield call
+            finally:
+                await client.end()
+                encoding.reset()
+
+
+def freezes(arrivals: list[float], threshold_s: float = 0.5) -> list[float]:
+    """Gaps between consecutive received video frames longer than ``threshold_s``."""
+    return [b - a for a, b in itertools.pairwise(arrivals) if b - a > threshold_s]
+
+
+def audio_gaps(frames: list[tuple[float, int]], frame_pts: int = OPUS_FRAME_PTS) -> list[float]:
+    """Holes in the received audio timeline, in seconds: a jump in the decoder's timestamps
+    beyond one frame is audio that never came out of the decoder (loss not concealed)."""
+    pts = sorted(p for _, p in frames)
+    return [(b - a - frame_pts) / 48_000 for a, b in itertools.pairwise(pts)
+            if b - a > frame_pts]  # fmt: skip
