@@ -20,7 +20,7 @@ from cryptography import x509
 from cloud.auth import passwords
 from cloud.auth.cache import TokenCache
 from cloud.auth.deps import Principal
-from cloud.auth.ratelimit import RateLimiter
+from cloud.auth.ratelimit import LoginThrottle, RateLimiter
 from cloud.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
 from cloud.evidence.keys import EvidenceKeys, load_or_create
 from cloud.evidence.sealer import Sealer
@@ -43,9 +43,10 @@ class Oversight:
     clock: Callable[[], dt.datetime] = _utcnow
     hasher: PasswordHasher = passwords.HASHER
     session_ttl: dt.timedelta = dt.timedelta(hours=8)
-    #: Login attempts: per account name, and per client address (generous: a branch's
-    #: tellers share one NAT address and log in together at shift start).
-    login_per_account: RateLimiter = field(default_factory=lambda: RateLimiter(5, 60.0))
+    #: Login attempts per client address (generous: a branch's tellers share one NAT
+    #: address and log in together at shift start), and wrong passwords per account and
+    #: address with a per-account delay instead of a lock (see cloud.auth.ratelimit).
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     login_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(120, 60.0))
     #: Who each bearer token stands for, for a couple of seconds (see cloud.auth.cache).
     principals: TokenCache[Principal] = field(default_factory=TokenCache)

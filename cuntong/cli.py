@@ -33,6 +33,8 @@ from common.errors import CuntongError
 from cuntong import __version__
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
     from common.settings import AgentSettings
     from edge.identity import SecureLink
 
@@ -164,6 +166,24 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
     return None
 
 
+ENROL_PREFIX = "/api/v1/enrol"
+
+
+def without_prefix(app: ASGIApp, prefix: str) -> ASGIApp:
+    """``app`` answering 404 to HTTP requests under ``prefix`` (lifespan passes through)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == prefix or path.startswith(prefix + "/")):
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def _notifying_server():  # type: ignore[no-untyped-def]
     import uvicorn
 
@@ -187,11 +207,14 @@ def _cmd_api(args: argparse.Namespace) -> None:
 
     settings = load(CloudSettings, api_host=args.host, api_port=args.port)
     app = create_app(settings)
+    terminal_listener = settings.state_dir is not None and bool(settings.terminal_api_port)
     server_class = _notifying_server()
     servers = [
         server_class(
             uvicorn.Config(
-                app,
+                # With a terminals' HTTPS listener, enrolment is served there only: the
+                # operator port is plain HTTP and a claim token must not cross it.
+                without_prefix(app, ENROL_PREFIX) if terminal_listener else app,
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",
@@ -201,7 +224,8 @@ def _cmd_api(args: argparse.Namespace) -> None:
             )
         )
     ]
-    if settings.state_dir is not None and settings.terminal_api_port:
+    if terminal_listener:
+        assert settings.state_dir is not None
         from cloud.security import terminal_api_tls
 
         host = settings.terminal_api_host

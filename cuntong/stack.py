@@ -376,7 +376,9 @@ class Stack:
         if not new:
             return
         auth = {"Authorization": f"Bearer {self.admin_token}"}
-        ca_pem = httpx.get(f"{api}/api/v1/enrol/ca", timeout=10).text
+        # The factory runs on this host: the CA it hands terminals comes from the local
+        # enrolment listener (the only one that serves enrolment), read before trusting it.
+        ca_pem = httpx.get(f"{enrol_url}/api/v1/enrol/ca", timeout=10, verify=False).text
         created = httpx.post(
             f"{api}/api/v1/provisioning/claims",
             json={"uses": len(new), "days": 1, "id_prefix": "SX-", "label": "cuntong up"},

@@ -47,6 +47,7 @@ from common.wire import live_config
 from common.wire.call import Grant
 from edge import alarms, commands, sdnotify, wire
 from edge.handlers.mdm import Mdm
+from edge.handlers.pinpad import PinPadKeys
 from edge.health import HealthSampler
 from edge.identity import SecureLink
 from edge.liveness import Liveness, camera_frames
@@ -151,6 +152,7 @@ class Agent:
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
         self.mdm = Mdm(settings.state_dir, self._power, self.apply_config, self.spool.wipe)
         self.handlers.update(self.mdm.table())
+        self.handlers.update(PinPadKeys(self.peripherals.adapters).table())
         trust = link.command_key if link else None  # packages are signed by the command key
         kinds = {MODEL_BUNDLE: self.liveness.ota_kind()}  # model bundles: checked, then used
         self.ota = Ota(settings.state_dir, trust, self.emit_event, kinds=kinds)

@@ -43,6 +43,7 @@ COMPONENT_OF: dict[str, str] = {
     "restart_agent": "power",
     "peripheral_selftest": "peripherals",
     "liveness_check": "camera",
+    "pinpad_load_working_key": "pinpad",
 }
 #: Commands whose ``component`` argument names what they act on.
 BY_ARGUMENT = frozenset({"ota_install", "ota_rollback"})

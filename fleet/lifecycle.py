@@ -63,6 +63,9 @@ COMMANDS: dict[str, Spec] = {
     # OTA: download, verify, install into the inactive slot, switch, health check.
     "ota_install": Spec(900, dt.timedelta(days=7)),
     "ota_rollback": Spec(300, dt.timedelta(days=7)),
+    # A new PIN key under the pad's master key (fleet.pinkeys); a day to reach the terminal,
+    # by when the next rotation is due.
+    "pinpad_load_working_key": Spec(30, dt.timedelta(hours=24)),
 }
 
 

@@ -3,9 +3,10 @@ built once when the cloud app starts."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import SettingsBase
@@ -31,3 +32,15 @@ class FleetSettings(SettingsBase):
     misbehaviour_window_s: float = Field(default=600.0, gt=0)
     misbehaviour_rejects: int = Field(default=20, ge=0)
     misbehaviour_flaps: int = Field(default=10, ge=0)
+    #: PIN key rotation (``fleet.pinkeys``): how often every keyed PIN pad gets a new working
+    #: key, through the HSM service at ``hsm_url`` (bearer secret in ``hsm_secret_file``, the
+    #: service's ``STATE/hsm.secret``). An empty ``hsm_url`` switches rotation off.
+    pin_key_rotation_s: float = Field(default=86400.0, gt=0)
+    hsm_url: str = ""
+    hsm_secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _hsm_secret_named(self) -> FleetSettings:
+        if self.hsm_url and self.hsm_secret_file is None:
+            raise ValueError("hsm_url is set but hsm_secret_file is not (the HSM's hsm.secret)")
+        return self

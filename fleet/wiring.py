@@ -17,14 +17,16 @@ from cloud import CloudServices, Security
 from common.settings import CloudSettings
 from fleet import shadows
 from fleet.alerting import AlertMonitor
-from fleet.api import alerts, broker, commands, dashboard, packages, registry
+from fleet.api import alerts, broker, commands, dashboard, packages, pinkeys, registry
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.api.deps import FleetServices, install
 from fleet.packages import PackageStore
+from fleet.pinkeys import LOAD, PinKeyRotation
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
 from fleet.settings import FleetSettings
+from hsm import HsmClient
 
 
 def routers() -> list[APIRouter]:
@@ -38,6 +40,7 @@ def routers() -> list[APIRouter]:
         packages.downloads,
         alerts.router,
         broker.router,
+        pinkeys.router,
     ]
 
 
@@ -76,13 +79,30 @@ def start(
         return []
     command_sender = sender(settings, security)
     rollout_engine = engine(command_sender)
-    install(app, FleetServices(command_sender, rollout_engine, store, admin))
-    monitor = AlertMonitor(FleetSettings(), lambda: dt.datetime.now(dt.UTC))
+    fleet_settings = FleetSettings()
+    rotation = pin_keys(fleet_settings, command_sender)
+    install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation))
+    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC))
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
-    return [
+    tasks = [
         asyncio.create_task(command_sender.run(), name="fleet-sender"),
         asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
         asyncio.create_task(monitor.run(), name="fleet-alerts"),
     ]
+    if rotation is not None:
+        tasks.append(asyncio.create_task(rotation.run(), name="fleet-pin-keys"))
+    return tasks
+
+
+def pin_keys(s: FleetSettings, command_sender: CommandSender) -> PinKeyRotation | None:
+    """The PIN key rotation job, its reply hook installed on the sender; None without an HSM."""
+    if not s.hsm_url or s.hsm_secret_file is None:
+        return None
+    hsm = HsmClient(s.hsm_url, s.hsm_secret_file.read_text().strip())
+    rotation = PinKeyRotation(
+        hsm, command_sender.kick, lambda: dt.datetime.now(dt.UTC), s.pin_key_rotation_s
+    )
+    command_sender.on_result[LOAD] = rotation.on_result
+    return rotation

@@ -115,6 +115,27 @@ class HsmClient:
         enc = data.pop("encrypted")
         return KeyInfo(**data, encrypted=bytes.fromhex(enc) if enc else None)
 
+    async def stage_rotation(self, name: str, under: str) -> KeyInfo:
+        """A new TPK for `name`, exported under `under` (its TMK) and kept as `<name>.next`:
+        `name` stays the current key until `promote`; PIN blocks under either translate."""
+        data = await self._call("POST", "/v1/keys/rotate", {"name": name, "under": under})
+        enc = data.pop("encrypted")
+        return KeyInfo(**data, encrypted=bytes.fromhex(enc))
+
+    async def pending_kcv(self, name: str) -> str | None:
+        """The KCV of the key staged to replace `name`, None when no rotation is in flight."""
+        data = await self._call("GET", f"/v1/keys/{name}/pending")
+        return data["pending_kcv"]  # type: ignore[no-any-return]
+
+    async def promote(self, name: str) -> KeyInfo:
+        """The terminal confirmed: the staged key becomes `name`, the old one is destroyed."""
+        return KeyInfo(**await self._call("POST", "/v1/keys/promote", {"name": name}))
+
+    async def discard_rotation(self, name: str) -> bool:
+        """The terminal refused (or never answered): drop the staged key, keep `name`."""
+        data = await self._call("POST", "/v1/keys/discard", {"name": name})
+        return bool(data["discarded"])
+
     async def translate_pin(
         self, block: bytes, pan: str, source: str, destination: str, fmt: str = "0"
     ) -> bytes:

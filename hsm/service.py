@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from hsm import pins
 from hsm.errors import HsmError, HsmRefused
-from hsm.token import KINDS, Token
+from hsm.token import KINDS, PENDING, Token
 
 log = logging.getLogger("hsm.service")
 
@@ -61,6 +61,15 @@ class GenerateKey(BaseModel):
     kind: str
     alg: Alg = "3DES"
     under: Name | None = None
+
+
+class Rotate(BaseModel):
+    name: Name
+    under: Name
+
+
+class KeyName(BaseModel):
+    name: Name
 
 
 class Translate(BaseModel):
@@ -126,23 +135,55 @@ class Service:
             raise HsmRefused("bad_request", "a format 0 PIN block is 8 bytes")
         return pins.decode_format0(self.token.decrypt_pin_block(key, block), pan)
 
+    def _clear_pin_rotating(self, key: str, block_hex: str, pan: str, fmt: str) -> str:
+        """As `_clear_pin`; while a TPK rotation is in flight (``<key>.next`` staged), a block
+        that does not decrypt under the current key is tried under the staged one: the pad
+        may already use the new key before the cloud has recorded its confirmation."""
+        try:
+            return self._clear_pin(key, block_hex, pan, fmt)
+        except HsmRefused as err:
+            if err.reason != "pin_block_invalid" or self.token.pending(key) is None:
+                raise
+            return self._clear_pin(key + PENDING, block_hex, pan, fmt)
+
+    def stage(self, req: Rotate) -> dict[str, str | None]:
+        """A new TPK for ``name`` under its TMK, kept as ``<name>.next`` until promoted."""
+        if req.name.endswith(PENDING):
+            raise HsmRefused("bad_request", f"name the current key, not {req.name!r}")
+        try:
+            kind = self.token.kind_of(req.name)
+        except HsmRefused:
+            kind = "TPK"  # no key yet: the first one goes in the same way
+        if kind != "TPK":
+            raise HsmRefused("key_kind", f"{req.name!r} is a {kind}; only TPKs are rotated")
+        stored, exported = self.token.generate(req.name + PENDING, "TPK", req.under)
+        assert exported is not None
+        return {"name": stored.name, "kind": stored.kind, "kcv": stored.kcv,
+                "under": req.under, "encrypted": exported.hex().upper()}  # fmt: skip
+
+    def promote(self, req: KeyName) -> dict[str, str]:
+        if self.token.pending(req.name) is None:
+            raise HsmRefused("key_unknown", f"no rotation of {req.name!r} in flight", 404)
+        stored = self.token.promote(req.name)
+        return {"name": stored.name, "kind": stored.kind, "kcv": stored.kcv}
+
     def translate(self, req: Translate) -> dict[str, str]:
-        pin = self._clear_pin(req.source, req.pin_block, req.pan, req.format)
+        pin = self._clear_pin_rotating(req.source, req.pin_block, req.pan, req.format)
         out = self.token.encrypt_pin_block(req.destination, pins.encode_format0(pin, req.pan))
         return {"pin_block": out.hex().upper(), "format": "0"}
 
     def pvv(self, req: PinCheck) -> dict[str, str]:
-        pin = self._clear_pin(req.key, req.pin_block, req.pan, req.format)
+        pin = self._clear_pin_rotating(req.key, req.pin_block, req.pan, req.format)
         return {"pvv": self.token.pvv(req.pvk, pins.encode_format0(pin, req.pan))}
 
     def change(self, req: PinChange) -> dict[str, str]:
-        pin = self._clear_pin(req.key, req.pin_block, req.pan, req.format)
-        again = self._clear_pin(req.key, req.confirmation_block, req.pan, req.format)
+        pin = self._clear_pin_rotating(req.key, req.pin_block, req.pan, req.format)
+        again = self._clear_pin_rotating(req.key, req.confirmation_block, req.pan, req.format)
         pins.check_new_pin(pin, again)
         return {"pvv": self.token.pvv(req.pvk, pins.encode_format0(pin, req.pan))}
 
     def verify(self, req: PinVerify) -> dict[str, bool]:
-        pin = self._clear_pin(req.key, req.pin_block, req.pan, req.format)
+        pin = self._clear_pin_rotating(req.key, req.pin_block, req.pan, req.format)
         pvv = self.token.pvv(req.pvk, pins.encode_format0(pin, req.pan))
         return {"verified": hmac.compare_digest(pvv, req.pvv)}
 
@@ -216,6 +257,23 @@ def create_app(service: Service, secret: str) -> FastAPI:
             "under": req.under,
             "encrypted": exported.hex().upper() if exported else None,
         }
+
+    @app.get("/v1/keys/{name}/pending", dependencies=auth)
+    async def pending(name: str) -> dict[str, str | None]:
+        staged = tok.pending(name)
+        return {"name": name, "pending_kcv": staged.kcv if staged else None}
+
+    @app.post("/v1/keys/rotate", dependencies=auth, status_code=201)
+    async def rotate(req: Rotate) -> dict[str, str | None]:
+        return service.stage(req)
+
+    @app.post("/v1/keys/promote", dependencies=auth)
+    async def promote(req: KeyName) -> dict[str, str]:
+        return service.promote(req)
+
+    @app.post("/v1/keys/discard", dependencies=auth)
+    async def discard(req: KeyName) -> dict[str, bool]:
+        return {"discarded": tok.discard(req.name)}
 
     @app.post("/v1/pin/translate", dependencies=auth)
     async def translate(req: Translate) -> dict[str, str]:

@@ -42,6 +42,9 @@ KINDS: dict[str, str] = {
 }
 #: kinds that may encrypt another key for export
 KEK_KINDS = {"TMK"}
+#: A working key being rotated in waits under ``<name>.next`` until the terminal confirms it
+#: loaded it; the key under ``<name>`` stays current until then.
+PENDING = ".next"
 
 
 def _odd_parity(key: bytes) -> bytes:
@@ -158,6 +161,33 @@ class Token:
         stored = self._store(name, kind, value)
         del value
         return stored, exported
+
+    def pending(self, name: str) -> StoredKey | None:
+        """The key staged to replace ``name`` (None when no rotation is in flight)."""
+        staged = name + PENDING
+        try:
+            return StoredKey(staged, self.kind_of(staged), self.kcv(staged))
+        except HsmRefused:
+            return None
+
+    def promote(self, name: str) -> StoredKey:
+        """The staged key becomes ``name``; the key it replaces is destroyed."""
+        staged = self._find(name + PENDING)
+        for old in list(self._session.get_objects({Attribute.LABEL: name})):
+            old.destroy()
+        self._keys.pop(name, None)
+        staged[Attribute.LABEL] = name  # CKA_LABEL is modifiable (PKCS#11 v2.40, 4.4)
+        self._keys.pop(name + PENDING, None)
+        self._keys[name] = staged
+        return StoredKey(name, self.kind_of(name), self.kcv(name))
+
+    def discard(self, name: str) -> bool:
+        """Drop the key staged for ``name``, if any (the terminal refused or never answered)."""
+        found = list(self._session.get_objects({Attribute.LABEL: name + PENDING}))
+        for obj in found:
+            obj.destroy()
+        self._keys.pop(name + PENDING, None)
+        return bool(found)
 
     # ---- ciphers -----------------------------------------------------------------------------
 

@@ -41,6 +41,13 @@ class RoomSpec:
     #: Needed to edit, kick from or destroy the room: only the backend holds it, so a
     #: participant's token is good for joining, never for managing the room.
     secret: str | None = field(default=None, repr=False)
+    #: The room's access list: with it (even empty), a publisher's join must carry one of
+    #: these tokens (``VideoRoom.allow`` adds more later). Janus 1.1.2 does not check it for
+    #: subscribers: ``pin`` covers those. None: no list (tests, tools).
+    allowed: tuple[str, ...] | None = field(default=None, repr=False)
+    #: Needed to join the room at all, as publisher or subscriber (Janus checks the access
+    #: list on publishers only): the desk gives it to the room's participants alone.
+    pin: str | None = field(default=None, repr=False)
 
     def create_body(self, admin_key: str | None) -> Json:
         body: Json = {
@@ -60,6 +67,10 @@ class RoomSpec:
             body["rec_dir"] = self.rec_dir
         if self.secret is not None:
             body["secret"] = self.secret
+        if self.allowed is not None:
+            body["allowed"] = list(self.allowed)
+        if self.pin is not None:
+            body["pin"] = self.pin
         if admin_key is not None:
             body["admin_key"] = admin_key
         return body
@@ -108,6 +119,26 @@ class VideoRoom:
             body["secret"] = secret
         _check(await self._ask(body), "destroyed")
 
+    async def allow(
+        self, room: str, tokens: list[str], secret: str | None = None, add: bool = True
+    ) -> None:
+        """Add ``tokens`` to (or, ``add=False``, remove them from) the room's access list."""
+        body: Json = {
+            "request": "allowed",
+            "room": room,
+            "action": "add" if add else "remove",
+            "allowed": tokens,
+        }
+        if secret is not None:
+            body["secret"] = secret
+        _check(await self._ask(body), "success")
+
+    def _with_token(self, body: Json) -> Json:
+        # A room with an access list admits a join only with a listed token in the body;
+        # ours is the one this session already uses on the Janus API.
+        token = self.session.client.token
+        return body if token is None else {**body, "token": token}
+
     async def exists(self, room: str) -> bool:
         data = _check(await self._ask({"request": "exists", "room": room}), "success")
         return bool(data["exists"])
@@ -116,7 +147,9 @@ class VideoRoom:
         data = await self._ask({"request": "listparticipants", "room": room})
         return list(_check(data, "participants")["participants"])
 
-    async def publish(self, room: str, feed: str, offer: Json, display: str = "") -> Joined:
+    async def publish(
+        self, room: str, feed: str, offer: Json, display: str = "", pin: str | None = None
+    ) -> Joined:
         """Join as publisher ``feed`` (e.g. "customer") with an SDP offer; returns Janus's
         answer, which arrives as an event on the long poll."""
         body: Json = {
@@ -128,13 +161,21 @@ class VideoRoom:
             # Only used when the room records: names the .mjr files after room and role.
             "filename": record_base(room, feed),
         }
-        event = await self._ask(body, offer)
+        if pin is not None:
+            body["pin"] = pin
+        event = await self._ask(self._with_token(body), offer)
         data = _check(event, "joined")
         if event.jsep is None:
             raise VideoRoomError("joined without an SDP answer")
         return Joined(str(data["id"]), data.get("private_id"), event.jsep, data["publishers"])
 
-    async def subscribe(self, room: str, feeds: list[str], private_id: int | None = None) -> Json:
+    async def subscribe(
+        self,
+        room: str,
+        feeds: list[str],
+        private_id: int | None = None,
+        pin: str | None = None,
+    ) -> Json:
         """Join as subscriber to these feeds; returns Janus's SDP offer to answer via start."""
         body: Json = {
             "request": "join",
@@ -144,7 +185,9 @@ class VideoRoom:
         }
         if private_id is not None:
             body["private_id"] = private_id
-        event = await self._ask(body)
+        if pin is not None:
+            body["pin"] = pin
+        event = await self._ask(self._with_token(body))
         _check(event, "attached")
         if event.jsep is None:
             raise VideoRoomError("attached without an SDP offer")

@@ -23,6 +23,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.params import Depends
 from pydantic import BaseModel, Field
 
+from common.http import ClaimIdPath, TerminalIdPath
 from provisioning.errors import EnrolmentRefused
 from provisioning.models import ProvClaim, ProvTerminal
 from provisioning.service import Provisioner
@@ -102,7 +103,7 @@ def make_admin_router(
         return _public(ClaimCreated, claim, token=token)  # type: ignore[no-any-return]
 
     @router.post("/claims/{claim_id}/revoke", status_code=204)
-    async def revoke_claim(claim_id: str) -> None:
+    async def revoke_claim(claim_id: ClaimIdPath) -> None:
         if not await provisioner.revoke_claim(claim_id, clock()):
             raise HTTPException(404, {"reason": "unknown_claim"})
 
@@ -117,7 +118,7 @@ def make_admin_router(
 
     @router.post("/terminals/{terminal_id}/{action}", status_code=200)
     async def end_terminal(
-        terminal_id: str, action: Literal["revoke", "decommission"]
+        terminal_id: TerminalIdPath, action: Literal["revoke", "decommission"]
     ) -> dict[str, int]:
         operation = provisioner.revoke_terminal if action == "revoke" else provisioner.decommission
         try:

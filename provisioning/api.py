@@ -7,9 +7,11 @@
     GET  /api/v1/enrol/ca     root CA certificate (PEM)
     GET  /api/v1/enrol/crl    current CRL (PEM)
 
-Refusals answer 403 (claim) or 409 (request) with ``{"detail": {"reason": ...}}``. These
-routes are unauthenticated by design (the claim or the key signature is the credential);
-serve them over HTTPS with a server certificate from ``CertificateAuthority.issue_server``.
+Refusals answer 403 (claim), 400 (a malformed CSR or terminal id) or 409 (a conflict)
+with ``{"detail": {"reason": ...}}``. These routes are unauthenticated by design (the claim
+or the key signature is the credential); serve them over HTTPS with a server certificate from
+``CertificateAuthority.issue_server`` (``cuntong api`` serves them on its terminals' HTTPS
+listener only, when one is configured).
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from provisioning.protocol import EnrolmentRequest, EnrolmentResponse, RenewalRe
 from provisioning.service import Provisioner, revoked_serials
 
 PEM = "application/x-pem-file"
+
+
+#: Refusals that say the request itself is malformed (400); the others are conflicts with
+#: the registry's state (409: the id is taken, the device is revoked).
+MALFORMED = frozenset({"bad_csr", "bad_terminal_id"})
+
+
+def _status(err: EnrolmentRefused) -> int:
+    return 400 if err.reason in MALFORMED else 409
 
 
 def _utcnow() -> dt.datetime:
@@ -44,7 +55,7 @@ def make_router(
         except ClaimRefused as err:
             raise HTTPException(403, {"reason": err.reason, "detail": err.detail}) from err
         except EnrolmentRefused as err:
-            raise HTTPException(409, {"reason": err.reason, "detail": err.detail}) from err
+            raise HTTPException(_status(err), {"reason": err.reason, "detail": err.detail}) from err
 
     @router.post("/renew", response_model=EnrolmentResponse)
     async def renew(request: RenewalRequest) -> EnrolmentResponse:
@@ -53,11 +64,11 @@ def make_router(
         except EnrolmentRefused as err:
             raise HTTPException(409, {"reason": err.reason, "detail": err.detail}) from err
 
-    @router.get("/ca")
+    @router.get("/ca", response_class=Response, responses={200: {"content": {PEM: {}}}})
     async def root_ca() -> Response:
         return Response(provisioner.ca.root_pem, media_type=PEM)
 
-    @router.get("/crl")
+    @router.get("/crl", response_class=Response, responses={200: {"content": {PEM: {}}}})
     async def crl() -> Response:
         now = clock()
         return Response(provisioner.ca.crl(await revoked_serials(now), now), media_type=PEM)

@@ -200,9 +200,14 @@ def public_key_of_csr(csr_pem: bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPubl
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as err:
         raise EnrolmentRefused("bad_csr", "not a PEM certificate request") from err
-    if not csr.is_signature_valid:
+    try:
+        # Both parse the key: a point that is not on its curve is refused here, by name.
+        key = csr.public_key()
+        signed = csr.is_signature_valid
+    except ValueError as err:
+        raise EnrolmentRefused("bad_csr", f"CSR public key is invalid: {err}") from err
+    if not signed:
         raise EnrolmentRefused("bad_csr", "CSR signature does not verify")
-    key = csr.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1"):
         return key
     if isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048:

@@ -215,7 +215,7 @@ def enrolment_client(claim: FactoryClaim) -> httpx.AsyncClient:
 
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> EnrolmentResponse:
     response = await client.post(path, json=body)
-    if response.status_code in (401, 403, 409, 422):
+    if response.status_code in (400, 401, 403, 409, 422):
         detail = response.json().get("detail", {})
         reason = detail.get("reason", "refused") if isinstance(detail, dict) else "refused"
         error = ClaimRefused if response.status_code == 403 else EnrolmentRefused

@@ -43,6 +43,7 @@ from cloud.sessions import sources
 from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from common import __version__
+from common.http import install_error_handlers
 from common.settings import CloudSettings
 from provisioning import admin_api
 from provisioning import api as enrol_api
@@ -175,6 +176,7 @@ def create_app(
         description="村村通 remote video banking: terminals, telemetry and fleet operations.",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router(settings, security, extensions))
     app.include_router(teller_page.router)  # the teller web app's static files

@@ -3,8 +3,9 @@
 ``JanusPool`` keeps, per node, an admin API client and one long-lived control session with
 a VideoRoom handle (the backend's own token, added at start). ``open_room`` places the room
 on the least-loaded node (``nodes.NodeRegistry``) and creates it there, recording into that
-node's folder; ``grant``/``revoke`` add and remove per-participant tokens on a node;
-``kick`` removes a participant left behind in a room.
+node's folder; ``grant``/``revoke`` add and remove per-participant tokens on a node and on
+the room's access list (a token joins its own room only); ``kick`` removes a participant
+left behind in a room.
 Nodes that do not answer start unhealthy; ``check_health`` (the owner runs it every few
 seconds) marks nodes up or down in the registry and reconnects restarted ones.
 """
@@ -28,6 +29,12 @@ from janus_client.videoroom import RoomSpec, VideoRoom
 NO_SUCH_ROOM = 426
 #: VideoRoom's "no such feed": kicking someone who already left is not an error either.
 NO_SUCH_FEED = 428
+
+
+def room_pin(room_admin_key: str, room: str) -> str:
+    """A room's join PIN, also derived from the room admin key: Janus checks it on every
+    join (publisher and subscriber), and only the room's own grants carry it."""
+    return hmac.new(room_admin_key.encode(), b"pin:" + room.encode(), hashlib.sha256).hexdigest()
 
 
 def room_secret(room_admin_key: str, room: str) -> str:
@@ -140,8 +147,11 @@ class JanusPool:
         """Place and create a room; on failure nothing stays counted."""
         node = self.registry.place(room)
         access = self._access[node.name]
+        # Scoped to its call: a subscriber needs the room's PIN (only its grants carry it),
+        # a publisher also a token on the room's list (``grant`` adds them).
         spec = RoomSpec(room, record=access.record, rec_dir=access.rec_dir,
-                        secret=self._secret(node, room))  # fmt: skip
+                        secret=self._secret(node, room), allowed=(),
+                        pin=self.room_pin(node, room))  # fmt: skip
         try:
             await self._link(node).control.create_room(spec, access.room_admin_key)
         except BaseException:
@@ -198,15 +208,31 @@ class JanusPool:
             if err.code != NO_SUCH_FEED:
                 raise
 
+    def room_pin(self, node: Node, room: str) -> str:
+        """The PIN a participant's grant carries to join ``room``."""
+        return room_pin(self._access[node.name].room_admin_key, room)
+
     def _secret(self, node: Node, room: str) -> str:
         return room_secret(self._access[node.name].room_admin_key, room)
 
-    async def grant(self, node: Node, token: str) -> None:
-        """Let ``token`` use the Janus API (VideoRoom only) on this node."""
-        await self._link(node).admin.add_token(token)
+    async def grant(self, node: Node, room: str, token: str) -> None:
+        """Let ``token`` join ``room`` and no other: the Janus API on this node (VideoRoom
+        only) and the room's access list. A join into another room is refused by Janus
+        (``UNAUTHORIZED``, "not in the allowed list")."""
+        link = self._link(node)
+        await link.admin.add_token(token)
+        await link.control.allow(room, [token], self._secret(node, room))
 
-    async def revoke(self, node: Node, token: str) -> None:
-        await self._link(node).admin.remove_token(token)
+    async def revoke(self, node: Node, room: str, token: str) -> None:
+        """Take ``token`` back: off the node first (it is dead at once), then off the room's
+        list (a room already destroyed has no list left)."""
+        link = self._link(node)
+        await link.admin.remove_token(token)
+        try:
+            await link.control.allow(room, [token], self._secret(node, room), add=False)
+        except VideoRoomError as err:
+            if err.code != NO_SUCH_ROOM:
+                raise
 
     def rec_dir(self, node: Node) -> str:
         """Where the archiver finds this node's recordings."""

@@ -82,9 +82,10 @@ def _serialised(
 class MediaRooms(Protocol):
     async def open_room(self, room: str) -> Node: ...
     async def close_room(self, room: str) -> Node | None: ...
-    async def grant(self, node: Node, token: str) -> None: ...
-    async def revoke(self, node: Node, token: str) -> None: ...
+    async def grant(self, node: Node, room: str, token: str) -> None: ...
+    async def revoke(self, node: Node, room: str, token: str) -> None: ...
     async def kick(self, node: Node, room: str, feed: str) -> None: ...
+    def room_pin(self, node: Node, room: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,9 +227,9 @@ class Desk:
                 call.node = await self.media.open_room(session_id)
             if call.customer is None:
                 call.customer = self._grant(call, CUSTOMER)
-                await self.media.grant(call.node, call.customer.token)
+                await self.media.grant(call.node, session_id, call.customer.token)
             call.teller = self._grant(call, TELLER)
-            await self.media.grant(call.node, call.teller.token)
+            await self.media.grant(call.node, session_id, call.teller.token)
         except Exception as err:
             await self._fail(session_id, f"media: {err}")
             raise
@@ -252,7 +253,7 @@ class Desk:
             raise RoutingError(f"session {session_id} is {call.session.state}, not connected")
         assert call.node is not None and call.teller is not None and call.customer is not None
         old, new = call.teller, self._grant(call, TELLER)
-        await self.media.grant(call.node, new.token)
+        await self.media.grant(call.node, session_id, new.token)
         call.teller = new
         await self._revoke(call.node, old)
         # Best effort: a publisher Janus already dropped is no reason to fail.
@@ -281,7 +282,7 @@ class Desk:
         self.times.observe(call.business, (now - call.connected_at).total_seconds())
         self.board.hang_up(teller_id, now.timestamp())
         if call.node is not None and call.teller is not None:
-            await self.media.revoke(call.node, call.teller.token)
+            await self.media.revoke(call.node, session_id, call.teller.token)
         await self._revoke(call.node, *call.guests.values())  # they watched this teller
         call.teller, call.teller_id = None, None
         call.guests.clear()
@@ -305,9 +306,10 @@ class Desk:
         # Joining again (a reloaded page): the old token goes.
         await self._revoke(call.node, call.guests.pop(account, None))
         grant = make_guest_grant(
-            session_id, call.node.url, account, call.teller.feed, self.clock(), self.turn
-        )
-        await self.media.grant(call.node, grant.token)
+            session_id, call.node.url, account, call.teller.feed, self.clock(), self.turn,
+            self.media.room_pin(call.node, session_id),
+        )  # fmt: skip
+        await self.media.grant(call.node, session_id, grant.token)
         call.guests[account] = grant
         await self._tell_both(call, _guest(session_id, account, present=True))
         return grant
@@ -554,7 +556,7 @@ class Desk:
         rejoins = free_rejoin(call.teller_id, call.feeds)
         grant = make_grant(
             call.session.id, role, call.node.url, call.terminal_id, call.teller_id,
-            self.clock(), self.turn, rejoins,
+            self.clock(), self.turn, rejoins, self.media.room_pin(call.node, call.session.id),
         )  # fmt: skip
         if role == TELLER:
             call.feeds.add(grant.feed)
@@ -581,7 +583,7 @@ class Desk:
         for grant in grants:
             if grant is not None:
                 with contextlib.suppress(MediaError):
-                    await self.media.revoke(node, grant.token)
+                    await self.media.revoke(node, grant.room, grant.token)
 
     async def _close_wrap_up(self, teller_id: str, cause: str = "wrap-up done") -> None:
         for call in list(self.calls.values()):

@@ -58,6 +58,7 @@ def make_grant(
     now: datetime,
     turn: TurnConfig | None = None,
     rejoins: int = 0,
+    pin: str = "",
 ) -> Grant:
     """A grant for ``role`` (customer or teller) in the session's room (named after it);
     ``rejoins`` picks the teller's feed (see ``teller_feed``)."""
@@ -70,7 +71,7 @@ def make_grant(
         feed, peer = peer, feed
     servers = _ice_servers(turn, terminal_id if role == CUSTOMER else feed, now)
     token = f"{role}-{secrets.token_urlsafe(18)}"
-    return Grant(session_id, role, janus_url, token, session_id, feed, peer, servers)
+    return Grant(session_id, role, janus_url, token, session_id, feed, peer, servers, pin=pin)
 
 
 def _ice_servers(
@@ -93,6 +94,7 @@ def make_guest_grant(
     teller: str,
     now: datetime,
     turn: TurnConfig | None = None,
+    pin: str = "",
 ) -> Grant:
     """A third party's grant: publish as ``guest-<account>``, watch the customer and
     ``teller``, the feed the teller publishes now (``teller-<id>``, or after a rejoin
@@ -101,5 +103,5 @@ def make_guest_grant(
     token = f"{GUEST}-{secrets.token_urlsafe(18)}"
     return Grant(
         session_id, GUEST, janus_url, token, session_id, feed, CUSTOMER,
-        _ice_servers(turn, feed, now), (teller,),
+        _ice_servers(turn, feed, now), (teller,), pin,
     )  # fmt: skip

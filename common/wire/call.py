@@ -18,7 +18,7 @@ Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
     queued    session, position, expected_wait, ring, request_id (the first one only)
     refused   request_id, reason    a request the desk will not queue
     connect   a ``Grant``: session, role, janus_url, token, room, feed, peer_feed,
-              ice_servers, watch?
+              ice_servers, watch?, pin? (the room's join PIN; every join carries it)
     ended     session, cause
     failed    session, cause
     guest     session, guest, present   a third party joined or left the call
@@ -477,6 +477,9 @@ class Grant:
     ice_servers: tuple[dict[str, Any], ...] = ()
     #: a guest's further feeds to subscribe to (the teller's, besides the customer's)
     watch: tuple[str, ...] = field(default=())
+    #: the room's join PIN (``cloud.media.pool.room_pin``): every join carries it; empty
+    #: for a room without one
+    pin: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         _text(self.session, "session", 64)
@@ -492,6 +495,8 @@ class Grant:
             isinstance(w, str) and w for w in self.watch
         ):
             raise CallError("'watch' must be a list of feed names")
+        if not isinstance(self.pin, str) or len(self.pin) > 128:
+            raise CallError("'pin' must be a string of at most 128 characters")
 
     def message(self) -> Json:
         """The ``connect`` message (to the terminal; the teller gets it as an HTTP answer)."""
@@ -510,7 +515,7 @@ class Grant:
             raise CallError("'watch' must be a list of feed names")
         return cls(
             obj["session"], obj["role"], obj["janus_url"], obj["token"], obj["room"],
-            obj["feed"], obj["peer_feed"], tuple(servers), tuple(watch),
+            obj["feed"], obj["peer_feed"], tuple(servers), tuple(watch), obj.get("pin", ""),
         )  # fmt: skip
 
 
@@ -538,6 +543,7 @@ class Connect(_Message):
             "peer_feed": g.peer_feed,
             "ice_servers": list(g.ice_servers),
             **({"watch": list(g.watch)} if g.watch else {}),
+            **({"pin": g.pin} if g.pin else {}),
         }
 
     @classmethod

@@ -181,7 +181,10 @@ class RoomPeer:
         await pc.setLocalDescription(await pc.createOffer())
         self._pub_room = await VideoRoom.attach(self._session)
         joined = await self._pub_room.publish(
-            self.grant.room, self.grant.feed, {"type": "offer", "sdp": pc.localDescription.sdp}
+            self.grant.room,
+            self.grant.feed,
+            {"type": "offer", "sdp": pc.localDescription.sdp},
+            pin=self.grant.pin or None,
         )
         await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
         self.publications += 1
@@ -258,7 +261,9 @@ class RoomPeer:
     async def _subscribe(self) -> None:
         assert self._session is not None
         self._sub_room = await VideoRoom.attach(self._session)
-        offer = await self._sub_room.subscribe(self.grant.room, [self.grant.peer_feed])
+        offer = await self._sub_room.subscribe(
+            self.grant.room, [self.grant.peer_feed], pin=self.grant.pin or None
+        )
         pc = RTCPeerConnection(rtc_config(self.grant, self.relay_only))
         self._sub_pc = pc
         pc.on("track", self._consume)

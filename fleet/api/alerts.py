@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
+from common.http import IntIdPath, TerminalIdQuery
 from fleet.alerting import LIVE, public
 from fleet.api.deps import Operator, Readers, Who, audited, now
 from fleet.models import AlertDoc
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/fleet/alerts", tags=["fleet alerts"], dependencies=R
 @router.get("")
 async def list_alerts(
     state: Literal["active", "open", "acked", "cleared", "all"] = "active",
-    terminal_id: str | None = None,
+    terminal_id: TerminalIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     query = AlertDoc.all()
@@ -37,7 +38,7 @@ async def _alert(alert_id: int) -> AlertDoc:
 
 
 @router.post("/{alert_id}/ack", dependencies=Operator)
-async def ack(alert_id: int, who: Who) -> dict[str, Any]:
+async def ack(alert_id: IntIdPath, who: Who) -> dict[str, Any]:
     alert = await _alert(alert_id)
     if alert.state != "open":
         raise HTTPException(409, f"cannot acknowledge a {alert.state} alert")
@@ -48,7 +49,7 @@ async def ack(alert_id: int, who: Who) -> dict[str, Any]:
 
 
 @router.post("/{alert_id}/clear", dependencies=Operator)
-async def clear(alert_id: int, who: Who) -> dict[str, Any]:
+async def clear(alert_id: IntIdPath, who: Who) -> dict[str, Any]:
     alert = await _alert(alert_id)
     if alert.state == "cleared":
         raise HTTPException(409, "already cleared")

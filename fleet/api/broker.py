@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from common.http import TerminalIdPath
 from common.topics import valid_terminal_id
 from fleet.api.deps import Broker, Operator, Readers, Who, audited
 from provisioning.dynsec import BrokerAdmin, BrokerAdminError, ClientState
@@ -45,12 +46,12 @@ async def _known(admin: BrokerAdmin, terminal_id: str) -> ClientState:
 
 
 @router.get("/{terminal_id}/broker")
-async def broker_state(terminal_id: str, admin: Broker) -> dict[str, Any]:
+async def broker_state(terminal_id: TerminalIdPath, admin: Broker) -> dict[str, Any]:
     return _public(await _known(admin, terminal_id))
 
 
 @router.post("/{terminal_id}/broker/disable", dependencies=Operator)
-async def disable(terminal_id: str, admin: Broker, who: Who) -> dict[str, Any]:
+async def disable(terminal_id: TerminalIdPath, admin: Broker, who: Who) -> dict[str, Any]:
     await _known(admin, terminal_id)
     try:
         state = await admin.disable(terminal_id)
@@ -61,7 +62,7 @@ async def disable(terminal_id: str, admin: Broker, who: Who) -> dict[str, Any]:
 
 
 @router.post("/{terminal_id}/broker/enable", dependencies=Operator)
-async def enable(terminal_id: str, admin: Broker, who: Who) -> dict[str, Any]:
+async def enable(terminal_id: TerminalIdPath, admin: Broker, who: Who) -> dict[str, Any]:
     await _known(admin, terminal_id)
     try:
         state = await admin.enable(terminal_id)

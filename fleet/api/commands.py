@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from tortoise.functions import Count
 
+from common.http import BatchPath, CommandIdPath, StateQuery, TerminalIdQuery
 from fleet import lifecycle as lc
 from fleet import registry
 from fleet.api.deps import Operator, PackagesOrNone, Readers, Sender, Who, audited, now
@@ -64,7 +65,7 @@ async def send(
 
 
 @router.get("/batches/{batch}")
-async def batch_progress(batch: str) -> dict[str, Any]:
+async def batch_progress(batch: BatchPath) -> dict[str, Any]:
     """Counts per state for a broadcast: what the operator watches while it runs."""
     rows = (
         await FleetCommand.filter(batch=batch)
@@ -79,7 +80,7 @@ async def batch_progress(batch: str) -> dict[str, Any]:
 
 
 @router.get("/{command_id}")
-async def get_command(command_id: str) -> dict[str, Any]:
+async def get_command(command_id: CommandIdPath) -> dict[str, Any]:
     row = await FleetCommand.get_or_none(id=command_id)
     if row is None:
         raise HTTPException(404, f"command {command_id!r} not found")
@@ -87,7 +88,7 @@ async def get_command(command_id: str) -> dict[str, Any]:
 
 
 @router.post("/{command_id}/cancel", dependencies=Operator)
-async def cancel(command_id: str, who: Who) -> dict[str, Any]:
+async def cancel(command_id: CommandIdPath, who: Who) -> dict[str, Any]:
     row = await FleetCommand.get_or_none(id=command_id)
     if row is None:
         raise HTTPException(404, f"command {command_id!r} not found")
@@ -102,8 +103,8 @@ async def cancel(command_id: str, who: Who) -> dict[str, Any]:
 
 @router.get("")
 async def list_commands(
-    terminal_id: str | None = None,
-    state: str | None = None,
+    terminal_id: TerminalIdQuery = None,
+    state: StateQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
     query = FleetCommand.all()

@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 
 from cloud import FLEET_READERS, Principal, Role, audit, require
 from fleet.packages import PackageStore
+from fleet.pinkeys import PinKeyRotation
 from fleet.rollouts import RolloutEngine
 from fleet.sender import CommandSender
 from provisioning.dynsec import BrokerAdmin
@@ -37,6 +38,8 @@ class FleetServices:
     packages: PackageStore | None
     #: The broker's dynamic-security control (secured mode): disable / enable a terminal.
     broker: BrokerAdmin | None = None
+    #: PIN key rotation (``fleet.pinkeys``): where ingest runs and an HSM is configured.
+    pin_keys: PinKeyRotation | None = None
 
 
 def install(app: FastAPI, services: FleetServices) -> None:
@@ -90,6 +93,17 @@ def broker_admin(s: Services) -> BrokerAdmin:
 
 
 Broker = Annotated[BrokerAdmin, Depends(broker_admin)]
+
+
+def pin_keys(s: Services) -> PinKeyRotation:
+    if s.pin_keys is None:
+        raise HTTPException(
+            503, "PIN key rotation is off: set CUNTONG_FLEET_HSM_URL (and ingest must run here)"
+        )
+    return s.pin_keys
+
+
+PinKeys = Annotated[PinKeyRotation, Depends(pin_keys)]
 
 
 def now() -> dt.datetime:

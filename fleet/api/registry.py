@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from cloud import Terminal
+from common.http import NamePath, Page, TerminalIdPath
 from fleet import outcomes, registry
 from fleet.api.deps import Operator, Readers
 from fleet.models import Group
@@ -61,8 +62,8 @@ async def search(
     tag: Annotated[list[str], Query(description="required tag; repeatable")] = [],  # noqa: B006
     status: Literal["online", "offline"] | None = None,
     q: Annotated[str | None, Query(max_length=64)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Page = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     versions = dict(v.split("=", 1) for v in version if "=" in v)
     sel = _selector(
@@ -90,7 +91,7 @@ async def search(
 
 
 @router.put("/terminals/{terminal_id}/tags", dependencies=Operator)
-async def put_tags(terminal_id: str, body: TagsIn) -> dict[str, Any]:
+async def put_tags(terminal_id: TerminalIdPath, body: TagsIn) -> dict[str, Any]:
     if not await Terminal.exists(id=terminal_id):
         raise HTTPException(404, f"terminal {terminal_id!r} not found")
     return {"terminal_id": terminal_id, "tags": await registry.set_tags(terminal_id, body.tags)}
@@ -157,13 +158,13 @@ async def create_group(body: GroupIn) -> dict[str, Any]:
 
 
 @router.delete("/groups/{name}", status_code=204, dependencies=Operator)
-async def delete_group(name: str) -> None:
+async def delete_group(name: NamePath) -> None:
     if not await Group.filter(name=name).delete():
         raise HTTPException(404, f"group {name!r} not found")
 
 
 @router.get("/groups/{name}/terminals")
-async def group_terminals(name: str) -> dict[str, Any]:
+async def group_terminals(name: NamePath) -> dict[str, Any]:
     try:
         ids = await registry.members(name)
     except registry.GroupNotFound as err:

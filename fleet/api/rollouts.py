@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from common.http import RolloutIdPath, StateQuery
 from fleet import registry, rollouts
 from fleet import rollout as ro
 from fleet.api.deps import Operator, PackagesOrNone, Readers, RolloutsOrNone, Who, audited, now
@@ -47,7 +48,7 @@ class RolloutIn(BaseModel):
     plan: PlanIn = PlanIn()
 
 
-async def _doc(rollout_id: str) -> RolloutDoc:
+async def _doc(rollout_id: RolloutIdPath) -> RolloutDoc:
     doc = await RolloutDoc.get_or_none(id=rollout_id)
     if doc is None:
         raise HTTPException(404, f"rollout {rollout_id!r} not found")
@@ -113,14 +114,14 @@ async def list_rollouts(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list
 
 
 @router.get("/{rollout_id}")
-async def get_rollout(rollout_id: str) -> dict[str, Any]:
+async def get_rollout(rollout_id: RolloutIdPath) -> dict[str, Any]:
     return await _progress(await _doc(rollout_id))
 
 
 @router.get("/{rollout_id}/targets")
 async def targets(
-    rollout_id: str,
-    state: str | None = None,
+    rollout_id: RolloutIdPath,
+    state: StateQuery = None,
     wave: int | None = None,
     updated_since: Annotated[
         datetime | None, Query(description="only targets changed at or after this time")
@@ -151,7 +152,10 @@ _OPS: dict[str, Callable[[ro.Rollout], ro.Rollout]] = {
 
 @router.post("/{rollout_id}/{op}", dependencies=Operator)
 async def operate(
-    rollout_id: str, op: Literal["pause", "resume", "cancel"], engine: RolloutsOrNone, who: Who
+    rollout_id: RolloutIdPath,
+    op: Literal["pause", "resume", "cancel"],
+    engine: RolloutsOrNone,
+    who: Who,
 ) -> dict[str, Any]:
     doc = await _doc(rollout_id)
     if engine is None:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from cloud import Terminal
+from common.http import TerminalIdPath
 from fleet import shadows
 from fleet.api.deps import Operator, Readers, Sender, Who, audited, now
 from fleet.models import ShadowDoc
@@ -22,7 +23,7 @@ async def drift() -> list[dict[str, Any]]:
 
 
 @router.get("/{terminal_id}")
-async def get_shadow(terminal_id: str) -> dict[str, Any]:
+async def get_shadow(terminal_id: TerminalIdPath) -> dict[str, Any]:
     doc = await ShadowDoc.get_or_none(terminal_id=terminal_id)
     if doc is None:
         if not await Terminal.exists(id=terminal_id):
@@ -33,7 +34,7 @@ async def get_shadow(terminal_id: str) -> dict[str, Any]:
 
 @router.patch("/{terminal_id}/desired", dependencies=Operator)
 async def patch_desired(
-    terminal_id: str, patch: dict[str, Any], sender: Sender, who: Who
+    terminal_id: TerminalIdPath, patch: dict[str, Any], sender: Sender, who: Who
 ) -> dict[str, Any]:
     """A JSON merge patch on desired (``null`` removes a key); delivery is queued."""
     try:

@@ -90,13 +90,15 @@ class Leg:
         await publisher.setLocalDescription(await publisher.createOffer())
         pub = await VideoRoom.attach(session)
         offer = {"type": "offer", "sdp": publisher.localDescription.sdp}
-        joined = await pub.publish(grant["room"], grant["feed"], offer)
+        joined = await pub.publish(grant["room"], grant["feed"], offer, pin=grant.get("pin"))
         await publisher.setRemoteDescription(RTCSessionDescription(**joined.answer))
 
         sub = await VideoRoom.attach(session)
         for _ in range(150):
             try:
-                sub_offer = await sub.subscribe(grant["room"], [grant["peer_feed"]])
+                sub_offer = await sub.subscribe(
+                    grant["room"], [grant["peer_feed"]], pin=grant.get("pin")
+                )
                 break
             except VideoRoomError as err:
                 if err.code != NO_SUCH_FEED:

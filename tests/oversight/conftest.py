@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.auth import service
+from cloud.auth.ratelimit import LoginThrottle
 from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.oversight import Oversight
@@ -93,6 +94,8 @@ async def cloud(
             if "identity_gateway" in request.fixturenames
             else None
         ),
+        # the real limits, with per-account delays short enough for tests
+        login_throttle=LoginThrottle(base_delay_s=0.01, max_delay_s=0.05),
     )
     app = create_app(CloudSettings(db_url=db_url, ingest=False), oversight=ov)
     async with app.router.lifespan_context(app):

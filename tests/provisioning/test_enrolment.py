@@ -137,7 +137,7 @@ async def test_bad_csr_refused(cloud: Cloud) -> None:
         "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
     )
     response = await cloud.http.post("/api/v1/enrol", json=body)
-    assert response.status_code == 409 and response.json()["detail"]["reason"] == "bad_csr"
+    assert response.status_code == 400 and response.json()["detail"]["reason"] == "bad_csr"
 
 
 def test_renewal_timing_is_a_function_of_validity(ca: ca_lib.CertificateAuthority) -> None:

@@ -25,6 +25,7 @@ class FakeMedia:
 
     rooms: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)
+    room_of: dict[str, str] = field(default_factory=dict)  # token -> the room it joins
     closed: list[str] = field(default_factory=list)
     kicked: list[tuple[str, str]] = field(default_factory=list)
     broken: bool = False
@@ -41,11 +42,17 @@ class FakeMedia:
         self.closed.append(room)
         return self.node
 
-    async def grant(self, node: Node, token: str) -> None:
+    async def grant(self, node: Node, room: str, token: str) -> None:
+        assert room in self.rooms, f"grant into {room}, which is not open"
         self.tokens.add(token)
+        self.room_of[token] = room
 
-    async def revoke(self, node: Node, token: str) -> None:
+    async def revoke(self, node: Node, room: str, token: str) -> None:
         self.tokens.discard(token)
+        self.room_of.pop(token, None)
+
+    def room_pin(self, node: Node, room: str) -> str:
+        return f"pin-{room}"
 
     async def kick(self, node: Node, room: str, feed: str) -> None:
         self.kicked.append((room, feed))

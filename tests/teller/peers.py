@@ -101,27 +101,31 @@ class Received:
                 await task
 
 
-async def publish(room: VideoRoom, room_id: str, feed: str) -> tuple[RTCPeerConnection, Joined]:
+async def publish(
+    room: VideoRoom, room_id: str, feed: str, pin: str | None = None
+) -> tuple[RTCPeerConnection, Joined]:
     """Publish a tone and moving frames as ``feed``; returns the connection and the join."""
     pc = RTCPeerConnection()
-    return pc, await _publish(pc, room, room_id, feed)
+    return pc, await _publish(pc, room, room_id, feed, pin)
 
 
 async def publish_with_data(
-    room: VideoRoom, room_id: str, feed: str
+    room: VideoRoom, room_id: str, feed: str, pin: str | None = None
 ) -> tuple[RTCPeerConnection, Joined, RTCDataChannel]:
     """``publish`` plus a data channel, which Janus relays to the feed's subscribers."""
     pc = RTCPeerConnection()
     channel = pc.createDataChannel("cuntong")
-    return pc, await _publish(pc, room, room_id, feed), channel
+    return pc, await _publish(pc, room, room_id, feed, pin), channel
 
 
-async def _publish(pc: RTCPeerConnection, room: VideoRoom, room_id: str, feed: str) -> Joined:
+async def _publish(
+    pc: RTCPeerConnection, room: VideoRoom, room_id: str, feed: str, pin: str | None = None
+) -> Joined:
     pc.addTrack(ToneTrack())
     pc.addTrack(BarsTrack())
     await pc.setLocalDescription(await pc.createOffer())
     offer = {"type": "offer", "sdp": pc.localDescription.sdp}
-    joined = await room.publish(room_id, feed, offer)
+    joined = await room.publish(room_id, feed, offer, pin=pin)
     await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
     return joined
 
@@ -131,6 +135,7 @@ async def subscribe(
     room_id: str,
     feeds: list[str],
     on_text: Callable[[str], None] | None = None,
+    pin: str | None = None,
 ) -> tuple[RTCPeerConnection, Received]:
     """Subscribe to feeds; frames are counted into the returned Received as they arrive.
     ``on_text`` gets the text messages the feeds send on their data channels."""
@@ -143,7 +148,7 @@ async def subscribe(
         # labels match, or a new one it opens.
         pc.createDataChannel("cuntong").on("message", on_text)
         pc.on("datachannel", lambda channel: channel.on("message", on_text))
-    offer = await room.subscribe(room_id, feeds)
+    offer = await room.subscribe(room_id, feeds, pin=pin)
     await pc.setRemoteDescription(RTCSessionDescription(**offer))
     await pc.setLocalDescription(await pc.createAnswer())
     await room.start({"type": "answer", "sdp": pc.localDescription.sdp})

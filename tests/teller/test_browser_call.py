@@ -44,7 +44,7 @@ async def test_browser_teller_joins_with_the_desk_grant(
             async_playwright() as pw,
         ):
             pub = await VideoRoom.attach(session)
-            customer_pc, _ = await publish(pub, "s-web", customer["feed"])
+            customer_pc, _ = await publish(pub, "s-web", customer["feed"], customer["pin"])
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = await browser.new_page()
             await page.goto(f"{site}/index.html")
@@ -56,7 +56,7 @@ async def test_browser_teller_joins_with_the_desk_grant(
             assert await page.evaluate("window.decoded()") >= 10  # the customer, in the browser
 
             sub = await VideoRoom.attach(session)
-            view, got = await subscribe(sub, "s-web", [customer["peer_feed"]])
+            view, got = await subscribe(sub, "s-web", [customer["peer_feed"]], pin=customer["pin"])
             await asyncio.wait_for(got.first_video, 15)
             await asyncio.sleep(1.5)
             assert got.size == (320, 240) and got.frames["audio"] > 20  # the browser's camera

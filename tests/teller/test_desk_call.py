@@ -33,6 +33,7 @@ class Participant:
     session: JanusSession
     pcs: list[RTCPeerConnection]
     got: list[Received]
+    pin: str  # the room's join PIN, from the grant
 
     @classmethod
     async def join(cls, grant: dict[str, Any]) -> Participant:
@@ -40,14 +41,14 @@ class Participant:
         client = await stack.enter_async_context(JanusClient(grant["janus_url"], grant["token"]))
         session = await stack.enter_async_context(client.session())
         handle = await VideoRoom.attach(session)
-        pc, _ = await publish(handle, grant["room"], grant["feed"])
+        pc, _ = await publish(handle, grant["room"], grant["feed"], grant["pin"])
         # Others can subscribe once Janus has the media flowing (before that: 428 no such feed).
         while (await session.next_event(handle.handle_id, wait=15)).kind != "webrtcup":
             pass
-        return cls(stack, session, [pc], [])
+        return cls(stack, session, [pc], [], grant["pin"])
 
     async def watch(self, room: str, feed: str) -> Received:
-        pc, got = await subscribe(await VideoRoom.attach(self.session), room, [feed])
+        pc, got = await subscribe(await VideoRoom.attach(self.session), room, [feed], pin=self.pin)
         self.pcs.append(pc)
         self.got.append(got)
         await asyncio.wait_for(got.first_video, 15)

@@ -213,8 +213,9 @@ class Customer:
     async def publish(self) -> None:
         """Publish tone, bars and data as the grant's feed (again after a network change)."""
         self.publication = await VideoRoom.attach(self.session)
-        pc, _, channel = await publish_with_data(self.publication, self.grant["room"],
-                                                 self.grant["feed"])  # fmt: skip
+        pc, _, channel = await publish_with_data(
+            self.publication, self.grant["room"], self.grant["feed"], self.grant.get("pin")
+        )
         self.stack.push_async_callback(pc.close)
         self.terminal.outgoing = channel
 
@@ -234,7 +235,9 @@ async def customer_joins(grant: Message, stack: contextlib.AsyncExitStack) -> Cu
         try:
             room = await VideoRoom.attach(session)
             hear = customer.terminal.on_text
-            view, got = await subscribe(room, grant["room"], [grant["peer_feed"]], hear)
+            view, got = await subscribe(
+                room, grant["room"], [grant["peer_feed"]], hear, pin=grant.get("pin")
+            )
             break
         except VideoRoomError as err:
             if err.code != 428:

@@ -92,7 +92,7 @@ async def customer_call(
     assert candidate_types(pub_pc.localDescription.sdp) == {"relay"}
     pub = await VideoRoom.attach(session)
     offer = {"type": "offer", "sdp": pub_pc.localDescription.sdp}
-    joined = await pub.publish(grant["room"], grant["feed"], offer)
+    joined = await pub.publish(grant["room"], grant["feed"], offer, pin=grant.get("pin"))
     await pub_pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
 
     sub = await VideoRoom.attach(session)
@@ -104,7 +104,9 @@ async def customer_call(
             break
         await asyncio.sleep(0.25)
     await sub_pc.setRemoteDescription(
-        RTCSessionDescription(**await sub.subscribe(grant["room"], [grant["peer_feed"]]))
+        RTCSessionDescription(
+            **await sub.subscribe(grant["room"], [grant["peer_feed"]], pin=grant.get("pin"))
+        )
     )
     await sub_pc.setLocalDescription(await sub_pc.createAnswer())
     await sub.start({"type": "answer", "sdp": sub_pc.localDescription.sdp})

@@ -79,9 +79,11 @@ def test_the_terminal_machine_makes_the_captured_bytes() -> None:
     assert bytes(rated.actions[0].msg) == captured("session-rating")  # type: ignore[union-attr]
 
 
-def _same_but_token(made: dict[str, object], name: str) -> None:
-    """A grant's token is random: everything else, key order included, is as captured."""
+def _same_but_token(made: dict[str, object], name: str, pin: str) -> None:
+    """A grant's token is random: everything else, key order included, is as captured,
+    plus the room's join PIN last (the grants were captured before rooms had PINs)."""
     want = orjson.loads(captured(name))
+    assert made.pop("pin") == pin
     assert list(made) == list(want)
     assert {**made, "token": want["token"]} == want
 
@@ -99,8 +101,9 @@ async def test_the_desk_makes_the_captured_bytes() -> None:
     r.advance(5)
     await r.desk.accept("t1", "s1")
     (connect,) = r.messages("terminal:T0042", "connect")
-    _same_but_token(connect, "desk-connect")
-    _same_but_token((await r.desk.join_guest("s1", "sup1")).message(), "teller-guest-grant")
+    _same_but_token(connect, "desk-connect", "pin-s1")
+    guest = (await r.desk.join_guest("s1", "sup1")).message()
+    _same_but_token(guest, "teller-guest-grant", "pin-s1")
     assert bytes(wire.desk_from_dict(r.messages("terminal:T0042", "guest")[-1])) == captured(
         "desk-guest"
     )
@@ -143,6 +146,17 @@ def test_a_terminal_cannot_make_what_the_desk_refuses() -> None:
         wire.Liveness("s1", {"pad": "x" * 17000}).to_bytes()
     with pytest.raises(wire.CallError, match="expected type 'cancel'"):
         wire.Cancel.parse(captured("session-hang_up"))
+
+
+def test_a_grant_carries_its_rooms_pin() -> None:
+    grant = wire.Grant("s1", "customer", "http://j/janus", "t", "s1", "customer", "teller-t1",
+                       pin="ab" * 32)  # fmt: skip
+    data = wire.Connect(grant).to_bytes()
+    assert orjson.loads(data)["pin"] == "ab" * 32
+    assert wire.parse_desk(data) == wire.Connect(grant)
+    assert "pin" not in orjson.loads(captured("desk-connect"))  # a room without one
+    with pytest.raises(wire.CallError, match="pin"):
+        wire.parse_desk(orjson.dumps({**orjson.loads(data), "pin": 7}))
 
 
 # -- device steps ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Annotated
@@ -14,7 +15,9 @@ from cloud.api.deps import Now, OversightDep, any_account, require
 from cloud.auth import audit, service
 from cloud.auth.deps import Principal, token_digest
 from cloud.auth.models import Account, AuditEntry
-from cloud.auth.roles import Role
+from cloud.auth.roles import Role, grant_refusal
+from cloud.oversight import Oversight
+from common.http import AccountIdPath
 
 router = APIRouter(tags=["auth"])
 
@@ -71,20 +74,26 @@ async def enrol_rate_limit(request: Request, ov: OversightDep) -> None:
 
 @router.post("/auth/login", response_model=LoginResponse)
 async def login(body: LoginRequest, request: Request, ov: OversightDep) -> LoginResponse:
-    now, tick = ov.clock(), time.monotonic()
-    for limiter, key in (
-        (ov.login_per_address, _client(request)),
-        (ov.login_per_account, body.username),
-    ):
-        if not limiter.allow(key, tick):
-            await audit.record(body.username, "login_throttled", _client(request), now)
-            raise _limited(limiter.retry_after(key, tick))
+    now, tick, address = ov.clock(), time.monotonic(), _client(request)
+    throttle = ov.login_throttle
+    if not ov.login_per_address.allow(address, tick):
+        await audit.record(body.username, "login_throttled", address, now, by="address")
+        raise _limited(ov.login_per_address.retry_after(address, tick))
+    if (wait := throttle.refused_for(body.username, address, tick)) is not None:
+        await audit.record(body.username, "login_throttled", address, now, by="account+address")
+        raise _limited(wait)
+    # Wrong passwords on this account from anywhere slow every attempt on it; they never
+    # refuse one, so a guesser cannot keep its teller from logging in elsewhere.
+    if (delay := throttle.delay(body.username, tick)) > 0:
+        await asyncio.sleep(delay)
     result = await service.login(body.username, body.password, now, ov.session_ttl, ov.hasher)
     if result is None:
-        await audit.record(body.username, "login_failed", _client(request), now)
+        throttle.failed(body.username, address, time.monotonic())
+        await audit.record(body.username, "login_failed", address, now)
         raise HTTPException(401, "wrong account name or password")
+    throttle.succeeded(body.username, address)
     token, session = result
-    await audit.record(body.username, "login", _client(request), now)
+    await audit.record(body.username, "login", address, now)
     account = await session.account
     return LoginResponse(
         token=token, expires_at=session.expires_at, roles=[Role(r) for r in account.roles]
@@ -111,6 +120,10 @@ async def me(who: Annotated[Principal, Depends(any_account())]) -> Account:
 async def create_account(
     body: AccountCreate, ov: OversightDep, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> Account:
+    for role in body.roles:
+        if (why := grant_refusal(who.roles, role)) is not None:
+            await audit.record(who.account_id, "role_grant_denied", body.id, ov.clock(), role=role)
+            raise HTTPException(403, f"{why}: create the account, then PUT its role")
     try:
         account = await service.create_account(
             body.id, body.password, body.roles, ov.clock(), body.display_name, ov.hasher
@@ -125,6 +138,50 @@ async def create_account(
         roles=[Role(r) for r in account.roles],
     )
     return account
+
+
+async def _change_role(
+    ov: Oversight, who: Principal, account_id: str, role: Role, add: bool
+) -> Account:
+    action = "role_grant" if add else "role_revoke"
+    if (why := grant_refusal(who.roles, role)) is not None:
+        await audit.record(who.account_id, f"{action}_denied", account_id, ov.clock(), role=role)
+        raise HTTPException(403, why)
+    if account_id == who.account_id:
+        raise HTTPException(403, "an account cannot change its own roles")
+    account = await Account.get_or_none(id=account_id)
+    if account is None:
+        raise HTTPException(404, f"no account {account_id}")
+    roles = set(account.roles) | {role.value} if add else set(account.roles) - {role.value}
+    if not roles:
+        raise HTTPException(409, f"{account_id} would be left without a role; disable it instead")
+    account.roles = sorted(roles)
+    await account.save(update_fields=["roles"])
+    await audit.record(who.account_id, action, account_id, ov.clock(), role=role)
+    return account
+
+
+@router.put("/accounts/{account_id}/roles/{role}", response_model=AccountPublic)
+async def grant_role(
+    account_id: AccountIdPath,
+    role: Role,
+    ov: OversightDep,
+    who: Annotated[Principal, Depends(any_account())],
+) -> Account:
+    """Grant ``role`` (who may: ``cloud.auth.roles.GRANTED_BY``); takes effect within the
+    token cache's 2 s in every API process."""
+    return await _change_role(ov, who, account_id, role, add=True)
+
+
+@router.delete("/accounts/{account_id}/roles/{role}", response_model=AccountPublic)
+async def revoke_role(
+    account_id: AccountIdPath,
+    role: Role,
+    ov: OversightDep,
+    who: Annotated[Principal, Depends(any_account())],
+) -> Account:
+    """Take ``role`` away; the same people who may grant it may revoke it."""
+    return await _change_role(ov, who, account_id, role, add=False)
 
 
 @router.get("/accounts", response_model=list[AccountPublic])

@@ -18,6 +18,7 @@ from cloud.auth.roles import Role, may_reveal, may_view_session
 from cloud.evidence import service
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.verify import verify
+from common.http import SessionIdPath
 
 router = APIRouter(prefix="/evidence", tags=["evidence"])
 
@@ -66,7 +67,7 @@ def _public(record: EvidenceRecord, customer: dict[str, Any]) -> EvidencePublic:
 
 
 @router.get("/{session_id}", response_model=EvidencePublic)
-async def view(session_id: str, ov: OversightDep, who: Viewer) -> EvidencePublic:
+async def view(session_id: SessionIdPath, ov: OversightDep, who: Viewer) -> EvidencePublic:
     record = await _visible(session_id, who)
     await audit.record(who.account_id, "evidence_view", session_id, ov.clock())
     return _public(record, mask_fields(service.customer_of(ov, record)))
@@ -74,7 +75,7 @@ async def view(session_id: str, ov: OversightDep, who: Viewer) -> EvidencePublic
 
 @router.post("/{session_id}/reveal")
 async def reveal(
-    session_id: str, body: RevealRequest, ov: OversightDep, who: Viewer
+    session_id: SessionIdPath, body: RevealRequest, ov: OversightDep, who: Viewer
 ) -> dict[str, str]:
     record = await _visible(session_id, who)
     customer = service.customer_of(ov, record)
@@ -91,7 +92,7 @@ async def reveal(
 
 @router.get("/{session_id}/verify")
 async def verify_package(
-    session_id: str,
+    session_id: SessionIdPath,
     request: Request,
     ov: OversightDep,
     who: Annotated[Principal, Depends(require(Role.SUPERVISOR, Role.REVIEWER, Role.AUDITOR))],
@@ -112,7 +113,7 @@ async def verify_package(
 
 @router.put("/{session_id}/legal-hold", response_model=EvidencePublic)
 async def legal_hold(
-    session_id: str,
+    session_id: SessionIdPath,
     body: HoldRequest,
     request: Request,
     ov: OversightDep,

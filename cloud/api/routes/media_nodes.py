@@ -16,6 +16,7 @@ from cloud.api.deps import Now, PoolDep, require
 from cloud.auth import audit
 from cloud.auth.deps import Principal
 from cloud.auth.roles import Role
+from common.http import NamePath
 
 router = APIRouter(prefix="/ops/media", tags=["ops"])
 Viewer = Annotated[Principal, Depends(require(Role.FLEET_OPERATOR, Role.SUPERVISOR, Role.ADMIN))]
@@ -34,7 +35,7 @@ async def nodes(pool: PoolDep, _: Viewer) -> list[dict[str, Any]]:
 
 @router.put("/nodes/{name}/draining")
 async def set_draining(
-    name: str, body: Draining, pool: PoolDep, now: Now, who: Operator
+    name: NamePath, body: Draining, pool: PoolDep, now: Now, who: Operator
 ) -> dict[str, Any]:
     """Stop (or resume) placing new calls on a node; its calls finish where they are."""
     registry = pool.registry

@@ -14,6 +14,7 @@ from cloud.auth.deps import Principal
 from cloud.auth.roles import Role
 from cloud.quality import rules, service
 from cloud.quality.models import ReviewItem
+from common.http import SessionIdPath
 
 router = APIRouter(prefix="/quality", tags=["quality"])
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
@@ -55,7 +56,7 @@ async def queue(
 
 @router.post("/{session_id}/score", response_model=ItemPublic)
 async def submit_score(
-    session_id: str, body: ScoreRequest, ov: OversightDep, who: Reviewer
+    session_id: SessionIdPath, body: ScoreRequest, ov: OversightDep, who: Reviewer
 ) -> ReviewItem:
     if await ReviewItem.get_or_none(session_id=session_id) is None:
         raise HTTPException(404, "not in the review queue")

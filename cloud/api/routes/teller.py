@@ -50,6 +50,7 @@ from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
 from cloud.workflow import service as workflow
 from cloud.workflow.service import NoSuchWorkflow
+from common.http import AccountIdPath, SessionIdPath
 
 router = APIRouter(prefix="/teller", tags=["teller"])
 
@@ -145,7 +146,9 @@ async def wrap_up_done(desk: DeskDep, teller_id: TellerId) -> None:
 
 
 @router.post("/sessions/{session_id}/accept")
-async def accept(session_id: str, ov: OversightDep, desk: DeskDep, teller_id: TellerId) -> Message:
+async def accept(
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskDep, teller_id: TellerId
+) -> Message:
     """Take the offered call; the answer is this teller's media grant. A transferred
     customer's workflow comes along: the steps walked so far, now served by this teller."""
     grant = await _run(desk.accept(teller_id, session_id))
@@ -155,7 +158,11 @@ async def accept(session_id: str, ov: OversightDep, desk: DeskDep, teller_id: Te
 
 @router.post("/sessions/{session_id}/rejoin")
 async def rejoin(
-    session_id: str, ov: OversightDep, watch: WatchOrNone, desk: DeskDep, teller_id: TellerId
+    session_id: SessionIdPath,
+    ov: OversightDep,
+    watch: WatchOrNone,
+    desk: DeskDep,
+    teller_id: TellerId,
 ) -> Message:
     """The serving teller's page lost the call's media (reloaded, crashed): a fresh grant
     (the old one is revoked), with the offer's facts under ``call`` to rebuild the view.
@@ -170,23 +177,27 @@ async def rejoin(
 
 
 @router.post("/sessions/{session_id}/decline", status_code=204)
-async def decline(session_id: str, desk: DeskDep, teller_id: TellerId) -> None:
+async def decline(session_id: SessionIdPath, desk: DeskDep, teller_id: TellerId) -> None:
     await _run(desk.decline(teller_id, session_id))
 
 
 @router.post("/sessions/{session_id}/hang-up", status_code=204)
-async def hang_up(session_id: str, body: HangUpIn, desk: DeskDep, teller_id: TellerId) -> None:
+async def hang_up(
+    session_id: SessionIdPath, body: HangUpIn, desk: DeskDep, teller_id: TellerId
+) -> None:
     _own(desk, teller_id, session_id)
     await _run(desk.hang_up(session_id, body.cause))
 
 
 @router.post("/sessions/{session_id}/transfer", status_code=204)
-async def transfer(session_id: str, body: TransferIn, desk: DeskDep, teller_id: TellerId) -> None:
+async def transfer(
+    session_id: SessionIdPath, body: TransferIn, desk: DeskDep, teller_id: TellerId
+) -> None:
     await _run(desk.transfer(teller_id, session_id, body.business, body.language, body.cause))
 
 
 @router.post("/sessions/{session_id}/outcome", status_code=204)
-async def outcome(session_id: str, body: OutcomeIn, teller_id: TellerId) -> None:
+async def outcome(session_id: SessionIdPath, body: OutcomeIn, teller_id: TellerId) -> None:
     """The teller's verdict for first-contact resolution (during the call or wrap-up)."""
     row = await TellerSession.get_or_none(id=session_id)
     if row is None:
@@ -203,7 +214,9 @@ async def live_calls(desk: DeskDep, who: Watcher) -> list[Message]:
 
 
 @router.post("/sessions/{session_id}/watch")
-async def watch_call(session_id: str, ov: OversightDep, desk: DeskDep, who: Watcher) -> Message:
+async def watch_call(
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskDep, who: Watcher
+) -> Message:
     """Join a call in progress as a third party; the answer is a grant that subscribes to
     the customer and the teller. Both are told; the audit log and the session's evidence
     timeline record who joined."""
@@ -213,7 +226,9 @@ async def watch_call(session_id: str, ov: OversightDep, desk: DeskDep, who: Watc
 
 
 @router.post("/sessions/{session_id}/watch/leave", status_code=204)
-async def leave_call(session_id: str, ov: OversightDep, desk: DeskDep, who: Watcher) -> None:
+async def leave_call(
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskDep, who: Watcher
+) -> None:
     await _run(desk.leave_guest(session_id, who.account_id))
     await _guest_event(ov, who.account_id, session_id, "guest_left")
 
@@ -229,7 +244,7 @@ async def _guest_event(ov: Oversight, account: str, session_id: str, kind: str) 
 
 @router.get("/sessions/{session_id}")
 async def customer_panel(
-    session_id: str, ov: OversightDep, desk: DeskOrNone, who: PanelReader
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskOrNone, who: PanelReader
 ) -> dict[str, Any]:
     """The customer panel: business, language, wait, masked customer, liveness, history.
     A teller reads only the session they are offered or serving; every read is audited."""
@@ -266,7 +281,7 @@ async def list_profiles(_: Manager) -> list[dict[str, Any]]:
 
 @router.put("/profiles/{teller_id}")
 async def put_profile(
-    teller_id: str, body: ProfileIn, now: Now, desk: DeskOrNone, who: Manager
+    teller_id: AccountIdPath, body: ProfileIn, now: Now, desk: DeskOrNone, who: Manager
 ) -> dict[str, Any]:
     """Set a teller account's skills; a running desk routes on them from its next decision."""
     table = None if desk is None else desk.board.policy.businesses

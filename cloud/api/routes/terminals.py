@@ -21,6 +21,7 @@ from cloud.api.schemas import (
 from cloud.auth import roles
 from cloud.models import Terminal, TerminalEvent
 from common.envelope import TELEMETRY_FIELDS
+from common.http import Page, TerminalIdPath
 
 FLEET_READERS = roles.FLEET_READERS
 
@@ -44,7 +45,7 @@ def _summary(t: Terminal) -> dict[str, object]:
     }
 
 
-async def _get(terminal_id: str) -> Terminal:
+async def _get(terminal_id: TerminalIdPath) -> Terminal:
     terminal = await Terminal.get_or_none(id=terminal_id)
     if terminal is None:
         raise HTTPException(404, f"terminal {terminal_id!r} not found")
@@ -59,7 +60,7 @@ async def list_terminals(
     county: str | None = None,
     version: Annotated[str | None, Query(description="agent version")] = None,
     q: Annotated[str | None, Query(max_length=64, description="terminal id prefix")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Page = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TerminalPage:
     query = Terminal.all()
@@ -83,7 +84,7 @@ async def list_terminals(
 
 
 @router.get("/{terminal_id}", response_model=TerminalDetail)
-async def get_terminal(terminal_id: str) -> TerminalDetail:
+async def get_terminal(terminal_id: TerminalIdPath) -> TerminalDetail:
     t = await _get(terminal_id)
     return TerminalDetail.model_validate(
         _summary(t)
@@ -99,7 +100,7 @@ async def get_terminal(terminal_id: str) -> TerminalDetail:
 
 @router.get("/{terminal_id}/telemetry", response_model=TelemetryOut)
 async def telemetry(
-    terminal_id: str,
+    terminal_id: TerminalIdPath,
     reader: Reader,
     metric: Annotated[list[str] | None, Query(description="metrics; default all")] = None,
     minutes: Annotated[int, Query(ge=1, le=60 * 24 * 90)] = 60,
@@ -129,7 +130,7 @@ async def telemetry(
 
 @router.get("/{terminal_id}/events", response_model=list[EventOut])
 async def events(
-    terminal_id: str,
+    terminal_id: TerminalIdPath,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
     await _get(terminal_id)

@@ -26,6 +26,8 @@ from cloud.oversight import Oversight
 from cloud.workflow import corepost, engine, service, steps, store
 from cloud.workflow.errors import DeviceStepOnly, SecondPersonRequired, WorkflowError
 from cloud.workflow.posting import PostingInputError
+from common.http import SessionIdPath
+from corebank import CoreBankClient
 
 router = APIRouter(prefix="/workflow", tags=["workflow"])
 Teller = Annotated[Principal, Depends(require(Role.TELLER))]
@@ -74,7 +76,9 @@ class WorkflowPublic(BaseModel):
     posting: dict[str, Any] | None = None
 
 
-def _public(loaded: store.Loaded, notice: str | None = None) -> WorkflowPublic:
+def _public(
+    loaded: store.Loaded, core: CoreBankClient | None = None, notice: str | None = None
+) -> WorkflowPublic:
     wf = loaded.workflow
     return WorkflowPublic(
         session_id=wf.session_id,
@@ -96,9 +100,11 @@ def _public(loaded: store.Loaded, notice: str | None = None) -> WorkflowPublic:
         outcome=wf.outcome,
         chain_head=loaded.timeline.head,
         notice=notice,
+        # What confirm will post: only where a core is attached (without one, a posting
+        # business completes through finish and its timeline says it was not posted).
         posting=(
             {"kind": wf.business.posting.kind, "fields": list(wf.business.posting.fields)}
-            if wf.business.posting
+            if wf.business.posting and core is not None
             else None
         ),
     )
@@ -122,7 +128,7 @@ def _http(err: WorkflowError) -> HTTPException:
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: str, body: StartRequest, ov: OversightDep, who: Teller
+    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller
 ) -> WorkflowPublic:
     try:
         loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
@@ -134,13 +140,15 @@ async def start(
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
-async def view(session_id: str, ov: OversightDep, who: Participant) -> WorkflowPublic:
-    return _public(await _visible(ov, session_id, who))
+async def view(
+    session_id: SessionIdPath, ov: OversightDep, who: Participant, core: CoreOrNone
+) -> WorkflowPublic:
+    return _public(await _visible(ov, session_id, who), core)
 
 
 @router.post("/{session_id}/steps", response_model=WorkflowPublic)
 async def record_step(
-    session_id: str,
+    session_id: SessionIdPath,
     body: StepRequest,
     request: Request,
     ov: OversightDep,
@@ -188,7 +196,7 @@ async def ask_step(
     except WorkflowError as err:
         raise _http(err) from err
     await desk.notify(f"terminal:{terminal}", request.to_dict())
-    return _public(loaded, f"asked terminal {terminal} for {step}")
+    return _public(loaded, notice=f"asked terminal {terminal} for {step}")
 
 
 @router.post("/{session_id}/steps/id_online_check/run", response_model=WorkflowPublic)
@@ -205,7 +213,7 @@ async def online_check(session_id: str, ov: OversightDep, who: Teller) -> Workfl
         raise HTTPException(503, str(err), headers={"Retry-After": "5"}) from err
     except WorkflowError as err:
         raise _http(err) from err
-    return _public(loaded, words)
+    return _public(loaded, notice=words)
 
 
 @router.post("/{session_id}/steps/{step}/override", response_model=WorkflowPublic)
@@ -236,7 +244,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 
 @router.put("/{session_id}/files/{name}", response_model=WorkflowPublic)
 async def capture_file(
-    session_id: str,
+    session_id: SessionIdPath,
     name: str,
     request: Request,
     ov: OversightDep,
@@ -269,7 +277,12 @@ class NotesRequest(BaseModel):
 
 @router.post("/{session_id}/notes", response_model=WorkflowPublic)
 async def notes(
-    session_id: str, body: NotesRequest, request: Request, ov: OversightDep, who: Teller
+    session_id: SessionIdPath,
+    body: NotesRequest,
+    request: Request,
+    ov: OversightDep,
+    who: Teller,
+    core: CoreOrNone,
 ) -> WorkflowPublic:
     """The serving teller's notes on the session, kept on its evidence timeline (before
     finish seals the package; personal fields in them are not parsed out, so tellers are
@@ -282,12 +295,12 @@ async def notes(
     loaded = await service.append_event(
         ov, session_id, "teller_notes", who.account_id, ov.clock(), {"text": body.text}
     )
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 @router.post("/{session_id}/finish", response_model=WorkflowPublic)
 async def finish(
-    session_id: str,
+    session_id: SessionIdPath,
     body: FinishRequest,
     request: Request,
     ov: OversightDep,
@@ -348,7 +361,7 @@ def _posting(p: corepost.PostingStatus) -> PostingPublic:
 
 @router.post("/{session_id}/confirm", response_model=ConfirmPublic)
 async def confirm(
-    session_id: str, body: ConfirmRequest, ov: OversightDep, who: Teller, core: CoreOrNone
+    session_id: SessionIdPath, body: ConfirmRequest, ov: OversightDep, who: Teller, core: CoreOrNone
 ) -> Any:
     """Complete the business: post it to the core (once) when its catalogue entry says so,
     and complete only when the core confirms. 200: completed (or the core refused: see
@@ -370,14 +383,14 @@ async def confirm(
         raise _http(err) from err
     except SealerFailed as err:
         raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
-    out = ConfirmPublic(posting=_posting(done.status), workflow=_public(done.loaded))
+    out = ConfirmPublic(posting=_posting(done.status), workflow=_public(done.loaded, core))
     if done.status.status == corepost.PENDING:
         return JSONResponse(out.model_dump(mode="json"), 202)
     return out
 
 
 @router.get("/{session_id}/posting", response_model=PostingPublic)
-async def posting(session_id: str, ov: OversightDep, who: Participant) -> PostingPublic:
+async def posting(session_id: SessionIdPath, ov: OversightDep, who: Participant) -> PostingPublic:
     """Where the session's core posting stands (the teller page polls it while 处理中)."""
     await _visible(ov, session_id, who)
     return _posting(await corepost.status(session_id))

@@ -175,6 +175,8 @@ async function join(session, grant, localStream, onRemoteStream, onData, signal,
   const joined = await session.message(pubHandle, {
     request: "joinandconfigure", ptype: "publisher", room: grant.room, id: grant.feed,
     display: grant.feed, filename: `${grant.room}-${grant.feed}`,
+    // the room admits only its own participants: the desk's token for it and its PIN
+    token: grant.token, pin: grant.pin,
   }, { type: "offer", sdp: publisher.localDescription.sdp });
   await publisher.setRemoteDescription(joined.jsep);
 
@@ -255,6 +257,7 @@ async function subscribe(session, grant, config, onRemoteStream, onData, stop) {
     try {
       attached = await session.message(handle, {
         request: "join", ptype: "subscriber", room: grant.room, streams: [{ feed: grant.peer_feed }],
+        token: grant.token, pin: grant.pin,
       });
       break;
     } catch (err) {
