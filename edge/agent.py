@@ -143,6 +143,7 @@ class Agent:
             lambda: datetime.now(UTC),
         )
         self._matcher: FaceMatcher | None = None
+        self.camera = camera
         self.teller.steps = self._step_runner(camera)
         self.handlers: dict[str, commands.Handler] = {
             "ping": self._cmd_ping,
@@ -245,6 +246,14 @@ class Agent:
         if link is None:
             return None
         identity = link.identity
+
+        def credentials() -> tuple[Any, str]:
+            return identity.key(), identity.cert_path.read_text()
+
+        return StepRunner(credentials, self.step_handlers(camera), lambda: datetime.now(UTC))
+
+    def step_handlers(self, camera: Any) -> dict[str, Handler]:
+        """The device steps this terminal's peripherals can perform (a table)."""
         handlers: dict[str, Handler] = {}
         reader = next((a for a in self.peripherals.adapters.values() if a.kind == "idcard"), None)
         id_step: IdCardStep | None = None
@@ -260,11 +269,7 @@ class Agent:
                 handlers["face_match"] = FaceMatchStep(
                     self._face_matcher, id_step.photos.get, lambda: _one_frame(camera)
                 )
-
-        def credentials() -> tuple[Any, str]:
-            return identity.key(), identity.cert_path.read_text()
-
-        return StepRunner(credentials, handlers, lambda: datetime.now(UTC))
+        return handlers
 
     async def _face_matcher(self) -> FaceMatcher:
         """The face-match models (``models/face_match.json``), loaded at the first match."""

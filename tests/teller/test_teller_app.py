@@ -57,6 +57,7 @@ from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from edge.agent import Agent
 from edge.steps.paperwork import delivered_result
+from edge.steps.runner import StepRunner
 from edge.steps.sign import Done
 from edge.teller.jpeg import synthetic_document
 from firmware_adapters.idcard.simulator import sample_card
@@ -105,6 +106,8 @@ class Desked:
     broker_port: int
     #: The terminal's enrolled key and certificate (its CA is the one the cloud trusts).
     device: Terminal
+    #: That CA, to enrol further terminals (a real agent's key).
+    authority: ca_lib.CertificateAuthority
 
     async def answer_step(self, step: str, done: Done) -> None:
         """The desk asked the terminal for ``step``: answer with ``done`` signed by the
@@ -188,8 +191,9 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
                 assert running is not None
                 device = enrol(authority, TERMINAL, now)
                 yield Desked(
-                    origin, running.desk, ov, terminal, inbox, janus, broker.cfg.port, device
-                )
+                    origin, running.desk, ov, terminal, inbox, janus, broker.cfg.port, device,
+                    authority,
+                )  # fmt: skip
             finally:
                 server.should_exit = True
                 tasks[1].cancel()
@@ -871,4 +875,45 @@ async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_p
             timeout=15_000
         )
         assert await page.evaluate("window.tellerApp.call.badMessages") == 0
+    assert errors == []
+
+
+async def test_the_real_agent_performs_and_signs_the_desks_step_requests(
+    desked: Desked, tmp_path: Path
+) -> None:
+    """The real agent (edge.Agent, simulated customer answering the screen) gets the desk's
+    step requests over MQTT, performs them with its own step handlers and answers with
+    results signed by its key (enrolled here with the CA the cloud trusts; a dev-mode agent
+    has no key of its own); the cloud verifies them and the page shows each step done."""
+    tid = "SX-APP-02"
+    async with agent_in_call(desked, tmp_path, tid) as (agent, page, errors):
+        own = enrol(desked.authority, tid, datetime.now(UTC))
+        agent.teller.steps = StepRunner(
+            lambda: (own.key, own.certificate_pem),
+            agent.step_handlers(agent.camera),
+            lambda: datetime.now(UTC),
+        )
+        sid = str(await page.evaluate("window.tellerApp.call.session"))
+        steps = page.locator("#steps li")
+        await expect(steps.nth(0)).to_have_class("next", timeout=10_000)  # 读取银行卡
+        await page.click("#steps li.next button.step-ask")
+        # No card handler on this terminal: the request is answered "cannot perform".
+        await expect(steps.nth(0)).to_contain_text("cannot perform card_read", timeout=15_000)
+        await supervisor_overrides(desked, sid, "card_read")
+        await expect(steps.nth(1)).to_have_class("next", timeout=10_000)
+        await page.click("#steps li.next button.step-ask")  # before any voucher photo
+        await expect(steps.nth(1)).to_contain_text("capture the voucher first", timeout=15_000)
+        await page.click("button[data-capture=voucher]")
+        await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible(
+            timeout=15_000
+        )
+        await page.click("#steps li.next button.step-ask")
+        await expect(steps.nth(1)).to_have_class("done", timeout=15_000)
+        await page.click("#ask-sign")  # the simulated customer signs at once
+        await expect(page.locator("#signature-box")).to_be_visible()
+        await page.click("#steps li.next button.step-ask")
+        await expect(steps.nth(2)).to_have_class("done", timeout=15_000)
+        records = (await workflow.get(desked.ov, sid)).workflow.records
+        assert [r.actor for r in records[1:]] == [f"terminal:{tid}"] * 2
+        assert len(records[2].detail["digest"]) == 64
     assert errors == []
