@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from cloud.auth.models import AuditEntry
 from cloud.quality.models import ReviewItem
 from cloud.workflow import service, steps
 from cloud.workflow.engine import Actor
@@ -277,4 +278,9 @@ async def test_an_override_sends_the_session_to_full_review(
     state = await WorkflowState.get(session_id="S-9")
     audit = [e for e in state.events if e["kind"] == "step" and e["data"].get("override")]
     assert audit and audit[0]["actor"] == "sup" and audit[0]["data"]["reason"] == "camera offline"
+    logged = await AuditEntry.get(action="step_override", target="S-9")
+    assert logged.actor == "sup" and logged.detail == {
+        "step": "liveness",
+        "reason": "camera offline",
+    }
     assert (await service.get(cloud.ov, "S-9")).workflow.outcome == "completed"

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
 from cloud.api.deps import CoreOrNone, OversightDep, Services, require
+from cloud.auth import audit
 from cloud.auth.deps import Principal
 from cloud.auth.roles import Role, may_view_session
 from cloud.catalogue import STEPS, CatalogueError
@@ -235,6 +236,10 @@ async def override_step(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
+    # Besides the session's timeline: the audit log, where overrides are looked for.
+    await audit.record(
+        who.account_id, "step_override", session_id, ov.clock(), step=step, reason=body.reason
+    )
     return _public(loaded)
 
 
