@@ -38,6 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import procs
+from common.wire import live_config
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
@@ -62,6 +63,11 @@ class Replies:
 
     def __call__(self, tid: str, name: str, args: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         self.at[(tid, name)] = time.monotonic()
+        if name == "set_config":
+            # What a real agent answers (edge.handlers.mdm): the configuration it checked,
+            # applied and reports back, made with the same schema code.
+            applied = live_config.reported(live_config.check(args["config"]))
+            return True, {"version": 0, "reported": applied}
         return True, {"version": args.get("version", "")}
 
 
@@ -102,6 +108,39 @@ async def broadcast(http: httpx.AsyncClient, fleet: SimFleet, n: int) -> dict[st
         "acked_in_api_p99_s": _pct(acked_at, 99),
         "acked_within_5s_pct": round(100 * sum(a <= 5 for a in acked_at) / n, 2),
         "acked_total": len(acked_at),
+    }
+
+
+async def configure(http: httpx.AsyncClient, replies: Replies, n: int) -> dict[str, Any]:
+    """The operator's click for a group's configuration: one ``set_config`` to the group
+    (``POST /api/v1/fleet/commands``), timed from the POST until the API shows the last
+    terminal's reply (the configuration it reports back)."""
+    t0 = time.monotonic()
+    body = {
+        "name": "set_config",
+        "group": "all",
+        "args": {"config": {"telemetry_interval_s": 30}},
+    }
+    r = await http.post("/api/v1/fleet/commands", json=body)
+    r.raise_for_status()
+    batch = r.json()["batch"]
+    post_s = time.monotonic() - t0
+    done = 0
+    while time.monotonic() - t0 < 120:
+        states = (await http.get(f"/api/v1/fleet/commands/batches/{batch}")).json()["states"]
+        done = states.get("succeeded", 0)
+        if done >= n:
+            break
+        await asyncio.sleep(0.1)
+    last_in_api_s = time.monotonic() - t0
+    answered = [at - t0 for (_, name), at in replies.at.items() if name == "set_config"]
+    return {
+        "terminals": n,
+        "post_s": round(post_s, 3),
+        "reported_total": done,
+        "last_terminal_answered_s": round(max(answered), 3) if answered else None,
+        "answered_p50_s": _pct(answered, 50),
+        "last_visible_in_api_s": round(last_in_api_s, 3),
     }
 
 
@@ -211,6 +250,12 @@ async def run(
             "all_online_in_api_s": round(online_s, 2),
         }
         measured: dict[str, Any] = {}
+        if args.config_only:
+            print(f"{args.terminals} terminals online; configuration", file=sys.stderr)
+            with cpu.phase(measured):
+                measured |= await configure(http, replies, args.terminals)
+            result["configuration"] = measured
+            return result
         print(f"{args.terminals} terminals online; broadcast", file=sys.stderr, flush=True)
         with cpu.phase(measured):
             measured |= await broadcast(http, fleet, args.terminals)
@@ -228,6 +273,9 @@ def main() -> None:
     parser.add_argument("--terminals", type=int, default=10_000)
     parser.add_argument("--canary", type=int, default=100)
     parser.add_argument("--wave", type=int, default=2500)
+    parser.add_argument(
+        "--config-only", action="store_true", help="only the group configuration change"
+    )
     parser.add_argument(
         "--postgres", action="store_true", help="a throw-away PostgreSQL (fsync on) for the cloud"
     )
@@ -265,6 +313,7 @@ def main() -> None:
         "reproduce: .venv/bin/python bench/fleet_ops.py "
         f"--terminals {args.terminals} --canary {args.canary} --wave {args.wave}"
         + (" --postgres" if args.postgres else "")
+        + (" --config-only" if args.config_only else "")
     )
 
 

@@ -83,10 +83,16 @@ class AgentSettings(_Base):
     #: The flap guard: the reconnect backoff starts over only after the link stayed up
     #: this long; a link that drops sooner keeps the longer delay.
     link_stable_s: float = Field(60.0, ge=0)
+    #: How long a new agent version has to connect, report and pass its self-test.
+    agent_trial_s: float = Field(120.0, gt=0, le=3600)
     #: The rotating log under ``<state_dir>/logs``: bytes per file and rotated files kept.
     log_max_bytes: int = Field(1_000_000, ge=10_000)
     log_backups: int = Field(5, ge=1, le=50)
     spool_max_rows: int = Field(50_000, ge=10)
+    #: A message the cloud has not confirmed storing (``cuntong/v1/t/<id>/ack``) this long
+    #: after it was sent is sent again, with everything unconfirmed after it. Reconnecting
+    #: sends them again at once anyway.
+    ack_timeout_s: float = Field(60.0, gt=0)
     province: str = ""
     city: str = ""
     county: str = ""

@@ -17,6 +17,9 @@ cuntong/v1/t/<id>/session                  T → C      1       the customer's t
                                                               messages (request, cancel, ...)
 cuntong/v1/t/<id>/desk                     C → T      1       the teller desk's messages to the
                                                               terminal (queued, connect, ended)
+cuntong/v1/t/<id>/ack                      C → T      1       the sequence numbers the cloud has
+                                                              stored (``common.wire.ack``); the
+                                                              spool keeps a message until then
 =========================================  =========  ======  ==================================
 """
 
@@ -39,6 +42,9 @@ class Channel(StrEnum):
     #: Live call signalling: not spooled, a request only makes sense while online.
     SESSION = "session"
     DESK = "desk"
+    #: Storage confirmations: ingest publishes them after the database and the telemetry
+    #: store have answered; only then does the terminal's spool forget the messages.
+    ACK = "ack"
 
 
 def valid_terminal_id(terminal_id: str) -> bool:

@@ -325,6 +325,26 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
     return written
 
 
+def agent_unit(prefix: Path) -> str:
+    """The terminal's unit: systemd starts ``edge.launcher``, which counts a trial start (or
+    goes back to the previous slot) and execs the agent from the current slot. Exec keeps
+    the agent the main process, so ``NotifyAccess=main`` takes its READY and watchdog
+    pings; a hung agent is killed after ``WatchdogSec`` and started again, which on trial
+    counts towards the rollback (docs/fleet.md, "Agent self-update")."""
+    return _unit(
+        "agent",
+        "terminal edge agent (A/B slots)",
+        f"{prefix / 'bin' / 'python'} -m edge.launcher",
+        notify=True,
+        watchdog=True,
+        extra=(
+            "NotifyAccess=main",
+            f"Environment=CUNTONG_AGENT_STATE_DIR={STATE / 'agent'}",
+            f"WorkingDirectory={STATE / 'agent'}",
+        ),
+    )
+
+
 def render_inventory(inventory: Path, out: Path) -> list[Path]:
     deployment, hosts = load_inventory(inventory)
     out.mkdir(parents=True, exist_ok=True)

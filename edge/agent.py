@@ -1,14 +1,18 @@
 """The edge agent: one MQTT 5 link per terminal, telemetry, events and commands.
 
 Everything the terminal sends goes through the on-disk spool first, so a dropped village link
-or an agent restart loses nothing; the drain task empties the spool in order while the broker
-is reachable. The link reconnects with full-jitter exponential backoff.
+or an agent restart loses nothing; the drain task sends the spool in order while the broker
+is reachable, and a message leaves the spool only when ingest confirms it stored it (on
+``cuntong/v1/t/<id>/ack``, ``common.wire.ack``), not on the broker's PUBACK: a broker killed
+before it delivered or saved a message loses nothing either. Unconfirmed messages are sent
+again on every new connection and after ``ack_timeout_s``. The link reconnects with
+full-jitter exponential backoff.
 
 Tasks while running:
 - ``_telemetry_loop``: sample health every interval into the spool (runs offline too);
 - ``_link_loop``: connect, announce presence (retained; the will says offline), subscribe
-  to commands and the teller desk's messages, then drain the spool and answer commands
-  until the link drops;
+  to commands, the teller desk's messages and storage confirmations, then drain the spool
+  and answer commands until the link drops;
 - the customer screen (``screen_port``) and, in simulation, a customer who asks for a
   video teller now and then (``sim_teller_every_s``); see ``edge.teller``;
 - under a supervisor that asks for it (``NOTIFY_SOCKET``): ready and watchdog
@@ -23,6 +27,7 @@ Live configuration from the shadow (``common.wire.live_config``) is applied by
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -30,6 +35,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -43,15 +49,16 @@ from common.errors import CuntongError, SpoolFull
 from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
-from common.wire import live_config
+from common.wire import ack, live_config
 from common.wire.call import Grant
-from edge import alarms, commands, sdnotify, wire
+from edge import agent_slots, alarms, commands, ota_slots, sdnotify, wire
 from edge.handlers.mdm import Mdm
 from edge.handlers.pinpad import PinPadKeys
 from edge.health import HealthSampler
 from edge.identity import SecureLink
 from edge.liveness import Liveness, camera_frames
-from edge.ota import Ota
+from edge.ota import RESTART, Ota
+from edge.ota import Kind as OtaKind
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
@@ -132,6 +139,12 @@ class Agent:
         self._mqtt: aiomqtt.Client | None = None
         self.screen: Any = None  # the customer screen server while it runs
         self._desk_topic = topic(self.tid, Channel.DESK)
+        self._ack_topic = topic(self.tid, Channel.ACK)
+        #: Sequence number → when it was last sent (monotonic), for messages sent on this
+        #: connection and not yet confirmed; ``resends`` counts passes that sent them again.
+        self._sent: dict[int, float] = {}
+        self.resends = 0
+        self.confirmed = 0
         # A simulated terminal answers the teller's forms itself, unless its screen is
         # served: then a person at the demo answers them there.
         auto = settings.simulate and not settings.screen_port
@@ -155,8 +168,25 @@ class Agent:
         self.handlers.update(self.mdm.table())
         self.handlers.update(PinPadKeys(self.peripherals.adapters).table())
         trust = link.command_key if link else None  # packages are signed by the command key
-        kinds = {MODEL_BUNDLE: self.liveness.ota_kind()}  # model bundles: checked, then used
-        self.ota = Ota(settings.state_dir, trust, self.emit_event, kinds=kinds)
+        kinds = {
+            MODEL_BUNDLE: self.liveness.ota_kind(),  # model bundles: checked, then used
+            # The agent itself: a wheel unpacked into a slot, tried in a restarted process.
+            agent_slots.COMPONENT: OtaKind(
+                validate=_check_agent_wheel,
+                unpack=agent_slots.unpack,
+                apply_delta=agent_slots.apply_delta,
+                release=agent_slots.release_sha256,
+                trial_s=settings.agent_trial_s,
+            ),
+        }
+        self.ota = Ota(
+            settings.state_dir,
+            trust,
+            self.emit_event,
+            kinds=kinds,
+            restart=self._power,
+            clock=clock,
+        )
         self.handlers.update(self.ota.table())
         extra: dict[str, Callable[[], float | None]] = {
             "rtt_ms": lambda: self.rtt_ms,
@@ -315,6 +345,7 @@ class Agent:
             tasks.append(asyncio.create_task(self._renew_loop(), name="renewal"))
         if sdnotify.watchdog_s() is not None:
             tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
+        tasks.append(asyncio.create_task(self._agent_trial(), name="agent-trial"))
         stop = asyncio.create_task(self._stopping.wait())
         screen = contextlib.AsyncExitStack()
         try:
@@ -446,6 +477,7 @@ class Agent:
         )
         await client.subscribe(command_filter(self.tid), qos=1)
         await client.subscribe(self._desk_topic, qos=1)
+        await client.subscribe(self._ack_topic, qos=1)
         self._mqtt = client
         self.connected.set()
         log.info("connected (%s)", "mTLS" if self.link else "anonymous dev mode")
@@ -482,17 +514,57 @@ class Agent:
             await asyncio.gather(drain, cmds, stop, return_exceptions=True)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        """Send the spool in order. Rows stay until the cloud confirms them (``_on_ack``);
+        this task starts with every connection, so a new link sends everything unconfirmed
+        again, and so does an oldest row left unconfirmed for ``ack_timeout_s`` (the broker
+        restarted and ingest had not yet subscribed, or a confirmation was lost)."""
+        sent_upto = 0  # everything up to here went out on this connection
+        self._sent.clear()
+        timeout = self.s.ack_timeout_s
         while True:
             self._wake.clear()
-            entries = self.spool.peek(DRAIN_WINDOW)
+            now = time.monotonic()
+            oldest = self.spool.oldest()
+            if oldest is not None and oldest <= sent_upto:
+                waited = now - self._sent.get(oldest, now - timeout)
+                if waited >= timeout:
+                    log.info(
+                        "unconfirmed for %.0f s: sending the spool again from %s", waited, oldest
+                    )
+                    sent_upto = 0
+                    self._sent.clear()
+                    self.resends += 1
+            entries = self.spool.peek_after(sent_upto, DRAIN_WINDOW)
             if not entries:
-                await self._wake.wait()
+                left = timeout
+                if oldest is not None and oldest <= sent_upto:
+                    left = max(0.05, self._sent.get(oldest, now) + timeout - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
                 continue
             started = time.monotonic()
             await asyncio.gather(*(self._publish(client, e) for e in entries))
             if len(entries) == 1:
                 self.rtt_ms = round((time.monotonic() - started) * 1000, 2)
-            self.spool.ack([e.seq for e in entries])
+            for e in entries:
+                self._sent.setdefault(e.seq, started)
+            sent_upto = entries[-1].seq
+
+    def _on_ack(self, payload: bytes) -> None:
+        """The cloud stored these messages: only now do they leave the spool."""
+        try:
+            stored = ack.parse(payload)
+        except ValueError as err:
+            log.warning("storage confirmation ignored: %s", err)
+            return
+        self.confirmed += self.spool.confirm(stored.ranges)
+        for lo, hi in stored.ranges:
+            if hi - lo < 4 * DRAIN_WINDOW:
+                for seq in range(lo, hi + 1):
+                    self._sent.pop(seq, None)
+            else:
+                for seq in [s for s in self._sent if lo <= s <= hi]:
+                    del self._sent[seq]
 
     async def _publish(self, client: aiomqtt.Client, entry: Entry) -> None:
         topic_name, payload = wire.encode(self.tid, entry)
@@ -530,6 +602,9 @@ class Agent:
         running: set[asyncio.Task[None]] = set()
         try:
             async for message in client.messages:
+                if str(message.topic) == self._ack_topic:
+                    self._on_ack(message.payload if isinstance(message.payload, bytes) else b"")
+                    continue
                 if str(message.topic) == self._desk_topic:
                     # In order and at once: the call's state machine is quick, media is not
                     # awaited here.
@@ -549,6 +624,21 @@ class Agent:
         reply = await self._execute(name, payload)
         req = message.properties
         response_topic = getattr(req, "ResponseTopic", None) if req else None
+        if reply.ok and reply.result.get(RESTART):
+            # A new agent version is on trial: it answers this command itself once it has
+            # passed (or this version does, after a rollback). Save where the answer goes.
+            correlation = getattr(req, "CorrelationData", None) if req else None
+            agent_slots.save_pending(
+                self.s.state_dir,
+                agent_slots.Pending(
+                    str(reply.result.get("version", "")),
+                    str(response_topic or ""),
+                    base64.b64encode(correlation or b"").decode(),
+                    reply.result.get("command_id"),
+                ),
+            )
+            self._power("agent update")
+            return
         if not response_topic:
             log.warning("command %s without response topic; reply dropped", name)
             return
@@ -572,12 +662,117 @@ class Agent:
         await self.teller.liveness(result.to_dict())  # stored with the call, if one is on
         return result.to_dict()
 
+    # --- self-update: the trial of a new agent version ----------------------------------
+
+    async def _agent_trial(self) -> None:
+        await self._agent_trial_once()
+        await self._stopping.wait()  # the run's tasks end only with the agent
+
+    async def _agent_trial_once(self) -> None:
+        """On trial: connect, report the version, pass the self-test before the deadline,
+        then commit and answer the update; otherwise go back to the previous slot. Not on
+        trial but with an update unanswered: that update was rolled back; say so."""
+        state = self.s.state_dir
+        slots = agent_slots.read(state)
+        pending = agent_slots.read_pending(state)
+        running = __version__
+        if slots.trial and slots.versions.get(slots.active) == running:
+            left = (slots.trial_until or self._clock()) - self._clock()
+            try:
+                why = await asyncio.wait_for(self._trial_checks(), max(left, 0.0))
+            except TimeoutError:
+                why = "not connected and self-tested before the trial deadline"
+            if why is None:
+                agent_slots.save(state, ota_slots.commit(agent_slots.read(state)))
+                log.info("agent %s committed in slot %s", running, slots.active)
+                self.emit_event(
+                    "ota_progress",
+                    {
+                        "component": "agent",
+                        "version": running,
+                        "state": "healthy",
+                        "slot": slots.active,
+                    },
+                )
+                await self._answer_update(
+                    pending, True, {"component": "agent", "version": running, "slot": slots.active}
+                )
+                return
+            log.error("agent %s failed its trial (%s): rolling back", running, why)
+            agent_slots.save(state, ota_slots.rollback(agent_slots.read(state)))
+            self.emit_event(
+                "ota_progress",
+                {"component": "agent", "version": running, "state": "rolled_back", "detail": why},
+            )
+            self._power("agent rollback")
+            return
+        if pending is not None and pending.version != running:
+            self.emit_event(
+                "ota_progress",
+                {
+                    "component": "agent",
+                    "version": pending.version,
+                    "state": "rolled_back",
+                    "slot": slots.active,
+                    "detail": "did not pass its trial",
+                },
+            )
+            await self._answer_update(
+                pending,
+                False,
+                {
+                    "error": f"agent {pending.version} did not pass its trial; back on {running}",
+                    "rolled_back_locally": True,
+                },
+            )
+
+    async def _trial_checks(self) -> str | None:
+        """None when the new version is connected, has reported itself and passes its
+        self-test; else what failed."""
+        await self.connected.wait()  # the status with the versions went out first
+        results = await self.peripherals.self_test()
+        failed = [r for r in results if not r["passed"]]
+        if failed:
+            return "self-test failed: " + ", ".join(str(r.get("name", "?")) for r in failed)
+        return None
+
+    async def _answer_update(
+        self, pending: agent_slots.Pending | None, ok: bool, result: dict[str, Any]
+    ) -> None:
+        if pending is None:
+            return
+        if pending.command_id is not None:
+            result = {**result, "command_id": pending.command_id}
+        while True:
+            await self.connected.wait()
+            client = self._mqtt
+            if client is None or not pending.response_topic:
+                break
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = pending.correlation_bytes
+            try:
+                await client.publish(
+                    pending.response_topic,
+                    commands.Reply(ok, result).to_bytes(),
+                    qos=1,
+                    properties=props,
+                    timeout=10,
+                )
+                break
+            except aiomqtt.MqttError:
+                await asyncio.sleep(1)  # the link dropped: answer on the next connection
+        agent_slots.clear_pending(self.s.state_dir)
+
     async def _cmd_selftest(self, args: dict[str, Any]) -> dict[str, Any]:
         results = await self.peripherals.self_test()
         return {"passed": all(r["passed"] for r in results), "results": results}
 
     async def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True, "ts": self._ms(), "spool_depth": self.spool.depth(), "echo": args}
+
+
+async def _check_agent_wheel(payload: Path) -> None:
+    await asyncio.to_thread(agent_slots.check_wheel, payload)
 
 
 @contextlib.asynccontextmanager

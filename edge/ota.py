@@ -64,6 +64,20 @@ class Kind:
     #: The health check runs inside the agent (not in a restarted one): a trial found at
     #: start means the check never finished (the agent crashed in it) and rolls back at once.
     checked_in_process: bool = False
+    #: The component runs in a process of its own that must start again to use a new
+    #: version (the agent itself): installing unpacks it (``unpack``) and switches its slot
+    #: on trial with a deadline, and the trial ends in the restarted process
+    #: (``edge.agent_slots``); the reply says ``RESTART`` instead of "healthy".
+    unpack: Callable[[Path, Path], None] | None = None
+    trial_s: float = 0.0
+    #: Builds a slot from the installed one and a delta (payload, active slot, new slot);
+    #: ``release`` tells which full release a slot holds (what a delta must start from).
+    apply_delta: Callable[[Path, Path, Path], None] | None = None
+    release: Callable[[Path], str | None] | None = None
+
+
+#: In an ``ota_install`` result: the new version is on trial and runs after a restart.
+RESTART = "restart_for_trial"
 
 
 def read_slots(state_dir: Path, component: str) -> ota_slots.Slots:
@@ -139,6 +153,8 @@ class Ota:
         health: HealthCheck = payload_intact,
         http: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(timeout=30),
         kinds: Mapping[str, Kind] = {},
+        restart: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state_dir = state_dir
         self.root = state_dir / "ota"
@@ -147,6 +163,9 @@ class Ota:
         self.health = health
         self.http = http
         self.kinds = kinds
+        #: Asks for the process to start again (a rollback of a component that restarts).
+        self.restart = restart
+        self.clock = clock
         #: Bytes fetched by the last download (0 on a full resume), for tests and progress.
         self.last_fetched = 0
 
@@ -180,6 +199,8 @@ class Ota:
             component = path.parent.name
             before = self.slots(component)
             kind = self.kinds.get(component)
+            if kind is not None and kind.unpack is not None:
+                continue  # counted by the launcher before this process started
             crashed = before.trial and kind is not None and kind.checked_in_process
             after = ota_slots.rollback(before) if crashed else ota_slots.boot(before)
             self._save(component, after)
@@ -195,9 +216,29 @@ class Ota:
             "ota_progress", {"component": component, "version": version, "state": state, **extra}
         )
 
+    def _delta_for(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """The offered delta whose base is the installed slot, if any (else the full)."""
+        kind = self.kinds.get(str(args.get("component")))
+        offered = args.get("deltas")
+        if kind is None or kind.apply_delta is None or kind.release is None:
+            return None
+        if not isinstance(offered, list):
+            return None
+        s = self.slots(str(args["component"]))
+        if s.trial:
+            return None
+        have = kind.release(self.slot_dir(str(args["component"]), s.active))
+        for d in offered:
+            if isinstance(d, dict) and have is not None and d.get("from_sha256") == have:
+                return d
+        return None
+
     async def install(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.trust is None:
             raise ValueError("refused: no trusted package key on this terminal")
+        delta = self._delta_for(args)
+        if delta is not None:
+            args = {**args, **{k: delta[k] for k in ("url", "manifest", "signature")}}
         try:
             raw = base64.b64decode(args["manifest"], validate=True)
             signature = base64.b64decode(args["signature"], validate=True)
@@ -212,7 +253,7 @@ class Ota:
             raise ValueError(f"refused: {err}") from err
         work = self.root / "downloads"
         work.mkdir(parents=True, exist_ok=True)
-        part = work / f"{m.component}-{m.version}.part"
+        part = work / f"{m.component}-{m.version}{'.delta' if delta else ''}.part"
         last = [0.0]
 
         def progress(done: int) -> None:
@@ -235,14 +276,58 @@ class Ota:
             self._report(m.component, m.version, "refused", reason="digest_mismatch")
             raise ValueError("refused: payload does not match its signed manifest")
         kind = self.kinds.get(m.component)
-        if kind is not None and kind.validate is not None:
+        # A delta is checked as it is applied (``_stage``); a full payload here.
+        if kind is not None and kind.validate is not None and delta is None:
             try:
                 await kind.validate(part)
             except PackageRefused as err:
                 part.unlink()
                 self._report(m.component, m.version, "refused", reason=err.reason, detail=str(err))
                 raise ValueError(f"refused: {err}") from err
+        if kind is not None and kind.unpack is not None:
+            return await self._stage(kind, m, raw, part, delta is not None)
         return await self._activate(m, raw, part)
+
+    async def _stage(
+        self, kind: Kind, m: Manifest, raw: bytes, part: Path, is_delta: bool
+    ) -> dict[str, Any]:
+        """A component that restarts: build the new slot beside the old ones (unpack, or
+        apply the delta to the active slot), put it in place only once it is whole, and
+        switch on trial. A refusal leaves every slot and the slot record as they were."""
+        before = self.slots(m.component)
+        target = self.slot_dir(m.component, before.inactive)
+        staging = target.with_name(f"{before.inactive}.staging")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        os.replace(part, staging / "payload")
+        (staging / "manifest.json").write_bytes(raw)
+        try:
+            if is_delta:
+                assert kind.apply_delta is not None
+                active = self.slot_dir(m.component, before.active)
+                await asyncio.to_thread(kind.apply_delta, staging / "payload", active, staging)
+            else:
+                assert kind.unpack is not None
+                await asyncio.to_thread(kind.unpack, staging / "payload", staging)
+        except PackageRefused as err:
+            shutil.rmtree(staging)
+            self._report(m.component, m.version, "refused", reason=err.reason, detail=str(err))
+            raise ValueError(f"refused: {err}") from err
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        self._report(m.component, m.version, "installed", slot=before.inactive, delta=is_delta)
+        until = self.clock() + kind.trial_s
+        self._save(m.component, ota_slots.switch(before, m.version, until))
+        self._report(m.component, m.version, "on_trial", slot=before.inactive)
+        return {
+            "component": m.component,
+            "version": m.version,
+            "slot": before.inactive,
+            "delta": is_delta,
+            RESTART: True,
+        }
 
     async def _activate(self, m: Manifest, raw: bytes, part: Path) -> dict[str, Any]:
         before = self.slots(m.component)
@@ -253,9 +338,9 @@ class Ota:
         os.replace(part, target / "payload")
         (target / "manifest.json").write_bytes(raw)
         self._report(m.component, m.version, "installed", slot=before.inactive)
+        kind = self.kinds.get(m.component)
         trial = ota_slots.switch(before, m.version)
         self._save(m.component, trial)
-        kind = self.kinds.get(m.component)
         health = kind.health if kind is not None else self.health
         try:
             healthy, why = await health(m.component, target), "health check failed"
@@ -281,6 +366,10 @@ class Ota:
         self._report(
             component, after.versions.get(after.active, ""), "rolled_back", slot=after.active
         )
+        kind = self.kinds.get(component)
+        if kind is not None and kind.unpack is not None and self.restart is not None:
+            # The reply leaves first; then the launcher starts the slot gone back to.
+            asyncio.get_running_loop().call_later(1.0, self.restart, f"{component} rollback")
         return {
             "component": component,
             "slot": after.active,

@@ -1,9 +1,13 @@
-"""Store-and-forward spool: every message a terminal sends waits here until the broker acks it.
+"""Store-and-forward spool: every message a terminal sends waits here until the cloud has
+stored it.
 
 SQLite on the terminal's disk, so the queue survives an agent restart or a power cut.
 Messages leave in the order they entered. Each row's id is the message's sequence number on
-the wire; the cloud drops repeats of a sequence number, so a message re-sent after a lost
-PUBACK is stored once.
+the wire. A row is deleted only when ingest confirms it stored that sequence number
+(``confirm``, fed by ``common.wire.ack``), not when the broker acknowledges the PUBLISH: a
+broker that dies before delivering or saving a message would otherwise lose it. The agent
+sends rows again that stay unconfirmed; the cloud drops repeats of a sequence number, so a
+message sent twice is stored once.
 
 The spool is bounded. Past ``max_rows`` the oldest half of the telemetry is thinned (every
 second sample goes), so the history keeps its span at a coarser step. Business events are
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -108,9 +113,30 @@ class Spool:
         ).fetchall()
         return [Entry(seq, Kind(kind), ts, json.loads(body)) for seq, kind, ts, body in rows]
 
-    def ack(self, seqs: list[int]) -> None:
-        """Remove messages the broker has acknowledged."""
-        self._db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
+    def peek_after(self, seq: int, limit: int) -> list[Entry]:
+        """The oldest ``limit`` messages numbered above ``seq``: what a drain that has
+        already sent everything up to ``seq`` sends next."""
+        rows = self._db.execute(
+            "SELECT seq, kind, ts_ms, body FROM spool WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [Entry(seq, Kind(kind), ts, json.loads(body)) for seq, kind, ts, body in rows]
+
+    def oldest(self) -> int | None:
+        """The lowest sequence number still held, or None when empty."""
+        row = self._db.execute("SELECT min(seq) FROM spool").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def confirm(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Remove the messages the cloud has stored (inclusive ranges of sequence numbers);
+        returns how many rows went. Numbers no longer held (thinned, or confirmed twice) are
+        ignored."""
+        gone = 0
+        for lo, hi in ranges:
+            gone += self._db.execute(
+                "DELETE FROM spool WHERE seq BETWEEN ? AND ?", (lo, hi)
+            ).rowcount
+        return gone
 
     def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])

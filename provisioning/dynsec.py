@@ -115,8 +115,11 @@ def initial_config(
     }
     kept_roles: dict[str, Any] = {}
     for role in (keep or {}).get("roles", []):
-        if str(role.get("rolename", "")).startswith("t:"):
-            kept_roles[role["rolename"]] = role
+        name = str(role.get("rolename", ""))
+        if name.startswith("t:"):
+            # A kept terminal's role gets today's grants (a terminal enrolled before a
+            # channel was added, such as ``ack``, gains it); who holds the role is kept.
+            kept_roles[name] = {"rolename": name, "acls": terminal_acls(name[2:])}
     for client in (keep or {}).get("clients", []):
         name = str(client.get("username", ""))
         if name and not name.startswith("svc.") and name not in clients:

@@ -15,6 +15,7 @@ TERMINAL_GRANTS: tuple[tuple[str, str], ...] = (
     ("write", Channel.SESSION.value),
     ("read", f"{Channel.CMD.value}/#"),
     ("read", Channel.DESK.value),
+    ("read", Channel.ACK.value),
 )
 
 _ALL = f"{ROOT}/+"
@@ -29,6 +30,8 @@ SERVICE_ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("write", f"{_ALL}/{Channel.CMD.value}/#"),
         ("read", f"{_ALL}/{Channel.SESSION.value}"),
         ("write", f"{_ALL}/{Channel.DESK.value}"),
+        # Ingest confirms storage to each terminal (its spool keeps messages until then).
+        ("write", f"{_ALL}/{Channel.ACK.value}"),
     ),
     # Read-only observer (dashboards, tests).
     "monitor": (("read", f"{ROOT}/#"),),

@@ -1,5 +1,6 @@
-"""Kill the cloud API (and its ingest) with SIGKILL just after a terminal's message, restart
-it on the same database, and count what was stored: shared by the test and bench/crashloss.py."""
+"""Crash rigs shared by the tests and bench/crashloss.py: kill the cloud API (and its ingest)
+with SIGKILL just after a terminal's message, restart it on the same database, and count what
+was stored; and the load and the store probe for killing the broker under real agents."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import aiomqtt
 from cloud.tsdb import TelemetryReader
 from common import envelope, procs
 from common.topics import Channel, topic
+from edge.agent import Agent
 from tests.helpers import CloudProcess, start_cloud
 
 
@@ -108,6 +111,38 @@ class CrashRig:
 
     def stop(self) -> None:
         procs.stop(self.cloud.proc)
+
+
+async def produce(
+    agent: Agent, stop: asyncio.Event, samples: dict[int, int], events: list[int], step_s: float
+) -> None:
+    """Telemetry (every fourth message an event) through the agent's own API, one per
+    ``step_s``, until ``stop``; ``samples`` maps seq → the sample's timestamp."""
+    n = 0
+    last_ts = 0
+    while not stop.is_set():
+        if n % 4 == 3:
+            events.append(agent.emit_event("card_inserted", {"n": n}))
+        else:
+            seq = agent.record_telemetry()
+            (entry,) = agent.spool.peek_after(seq - 1, 1)
+            assert entry.ts_ms > last_ts  # one sample per ms: the store keys points by time
+            samples[seq], last_ts = entry.ts_ms, entry.ts_ms
+        n += 1
+        await asyncio.sleep(step_s)
+
+
+def stored_stamps(
+    reader: TelemetryReader, tid: str, want: set[int]
+) -> Callable[[], Awaitable[list[int] | None]]:
+    """A probe for ``eventually``: the stored timestamps once all of ``want`` are there."""
+
+    async def probe() -> list[int] | None:
+        series = await reader.export(f'terminal_cpu_pct{{terminal_id="{tid}"}}')
+        got = [t for s in series for t in s["timestamps"]]
+        return got if want <= set(got) else None
+
+    return probe
 
 
 #: The production flush interval (the issue's figures were taken with it).

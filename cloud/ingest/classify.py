@@ -129,6 +129,8 @@ class IngestStats:
     duplicates: int = 0
     points_written: int = 0
     write_errors: int = 0
+    #: Storage confirmations to terminals that could not be published (they re-send).
+    confirm_errors: int = 0
     #: Messages kept in the dead-letter table instead of being stored (by reason kind).
     dead_lettered: Counter[str] = field(default_factory=Counter)
     #: End-to-end lag (terminal timestamp → written to the store) of recent points, in ms.
@@ -162,6 +164,7 @@ class IngestStats:
             "duplicates": self.duplicates,
             "points_written": self.points_written,
             "write_errors": self.write_errors,
+            "confirm_errors": self.confirm_errors,
             "dead_lettered": dict(self.dead_lettered),
             "lag_ms": self.lag_percentiles(),
         }

@@ -14,9 +14,22 @@ inserted with the (terminal, seq) unique key, so repeats insert nothing.
 Acknowledgement is manual: a QoS 1 message is acknowledged to the broker only after the
 flush holding it has committed to the database and the telemetry store has answered. A
 consumer killed before that gets the message again from its persistent session, and the
-(terminal, seq) keys drop the copy. Messages that are authentic but cannot be trusted or
-stored (timestamp outside the receive window, a sequence jump, a row the store refuses)
-go to the dead-letter table (``cloud.ingest.models``) so one terminal cannot stop the rest.
+(terminal, seq) keys drop the copy. After the same flush, each terminal is told which of its
+sequence numbers are now stored (``cuntong/v1/t/<id>/ack``, ``common.wire.ack``): its spool
+keeps every message until then, so a broker killed with messages it had acknowledged but
+not delivered or saved, or restarted without ingest's shared subscription, loses nothing;
+the terminal sends them again.
+
+Telemetry at or below a terminal's high-water mark is written again rather than dropped: a
+spool's re-send can arrive after newer samples (the broker lost the first copy), and
+VictoriaMetrics' 1 ms de-duplication keeps one point per timestamp, so a real repeat costs a
+write and a lost-then-resent sample is not thrown away as a repeat.
+
+Messages that are authentic but cannot be trusted or stored (timestamp outside the receive
+window, a sequence jump, a row the store refuses) go to the dead-letter table
+(``cloud.ingest.models``) so one terminal cannot stop the rest; they are confirmed too (the
+cloud holds them). A malformed message has no sequence number to confirm, and an event with a
+wrong MAC is not confirmed: the terminal keeps them and sends them again.
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ from common.errors import WireError
 from common.mqtt_link import keep_connected
 from common.periodic import run_every
 from common.settings import CloudSettings
+from common.wire import ack as stored_ack
 
 log = logging.getLogger("cuntong.ingest")
 
@@ -93,6 +107,12 @@ class _Pending:
     dead: list[IngestDeadLetter] = field(default_factory=list)
     #: Every message in (or dropped from) this batch, acknowledged after it is stored.
     acks: list[Ack] = field(default_factory=list)
+    #: Per terminal, the sequence numbers this batch stores (or already held, or
+    #: dead-letters): confirmed to the terminal after the batch is stored.
+    confirm: dict[str, set[int]] = field(default_factory=dict)
+
+    def stored(self, terminal_id: str, seq: int) -> None:
+        self.confirm.setdefault(terminal_id, set()).add(seq)
 
     def __len__(self) -> int:
         # Messages from the broker each bring an ack; ``handle`` called directly brings none.
@@ -105,6 +125,8 @@ class _Pending:
         self.events.extend(newer.events)
         self.dead.extend(newer.dead)
         self.acks.extend(newer.acks)
+        for tid, seqs in newer.confirm.items():
+            self.confirm.setdefault(tid, set()).update(seqs)
         for tid, st in newer.status.items():
             self.status.pop(tid, None)
             self.status[tid] = st
@@ -142,6 +164,8 @@ class IngestConsumer:
         self._flush_now = asyncio.Event()
         self._lock = asyncio.Lock()
         self._subscribed: set[Link] = set()
+        #: The business link while connected: storage confirmations go out on it.
+        self._confirmer: aiomqtt.Client | None = None
         #: Latest telemetry per terminal, written to the database on a slower beat than the
         #: store: the terminals table shows current health, the store keeps the history.
         self._health: dict[str, envelope.Telemetry] = {}
@@ -226,6 +250,8 @@ class IngestConsumer:
         def down() -> None:
             self._subscribed.discard(link)
             self.ready.clear()
+            if link is Link.BUSINESS:
+                self._confirmer = None
 
         await keep_connected(
             lambda: self._client(link),
@@ -247,6 +273,8 @@ class IngestConsumer:
             ]
         )
         await client.subscribe(filters)
+        if link is Link.BUSINESS:
+            self._confirmer = client
         self._subscribed.add(link)
         if len(self._subscribed) == len(Link):
             self.ready.set()
@@ -282,7 +310,7 @@ class IngestConsumer:
             with contextlib.suppress(ValueError):
                 self._signal(topics.parse(topic_name).terminal_id, reason)
             self._dead_letter_malformed(topic_name, payload, mac, err, now_ms)
-            return
+            return  # no sequence number to confirm: the terminal sends it again
         if (
             isinstance(msg, envelope.Event)
             and self.security is not None
@@ -297,6 +325,7 @@ class IngestConsumer:
             problem = self.window.problem(msg.ts_ms, now_ms)
             if problem is not None:
                 self._dead_letter(msg, payload, "ts_window", problem, now_ms)
+                pending.stored(msg.terminal_id, msg.seq)
                 return
         self.stats.accepted[type(msg).__name__.lower()] += 1
         if isinstance(msg, envelope.Status):
@@ -307,18 +336,22 @@ class IngestConsumer:
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
             seen = self.dedup.check(msg.terminal_id, msg.seq, now_ms)
-            if seen is Seen.REPEAT:
-                self.stats.duplicates += 1
-                return
+            pending.stored(msg.terminal_id, msg.seq)
             if seen is Seen.JUMP:
                 detail = f"seq {msg.seq} is beyond the clock or jumps unconfirmed over the mark"
                 self._dead_letter(msg, payload, "seq_jump", detail, now_ms)
                 return
+            # A repeat is written again (the store keeps one point per timestamp): it may be
+            # a sample the broker lost the first time, re-sent after newer ones arrived.
             pending.points.append(line_for(msg))
             pending.telemetry.append(msg)
-            self._health[msg.terminal_id] = msg
+            if seen is Seen.REPEAT:
+                self.stats.duplicates += 1
+            else:
+                self._health[msg.terminal_id] = msg
         else:
             pending.events.append(msg)
+            pending.stored(msg.terminal_id, msg.seq)
 
     def _dead_letter_malformed(
         self, topic_name: str, payload: bytes, mac: str | None, err: WireError, now_ms: int
@@ -408,6 +441,26 @@ class IngestConsumer:
             self.write_failing = False
             for ack in batch.acks:
                 ack()
+        await self._confirm(batch.confirm)
+
+    async def _confirm(self, confirm: dict[str, set[int]]) -> None:
+        """Tell each terminal which of its messages are stored; its spool then forgets them.
+        A confirmation lost on the way (link down) only makes the terminal send again."""
+        client = self._confirmer
+        if not confirm or client is None:
+            return
+
+        async def one(tid: str, seqs: set[int]) -> None:
+            body = bytes(stored_ack.Stored.of(seqs))
+            await client.publish(topics.topic(tid, topics.Channel.ACK), body, qos=1, timeout=10)
+
+        results = await asyncio.gather(
+            *(one(tid, seqs) for tid, seqs in confirm.items()), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            self.stats.confirm_errors += len(failed)
+            log.warning("%d storage confirmations not sent: %s", len(failed), failed[0])
 
     async def _store(self, batch: _Pending) -> None:
         await self._ensure_terminals(

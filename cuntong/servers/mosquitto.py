@@ -6,6 +6,8 @@ Its configuration (``BrokerConfig``, ``config_text``) is production code and liv
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,4 +40,11 @@ class Broker:
     def stop(self) -> None:
         if self.proc is not None:
             procs.stop(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no last save of sessions or queued messages."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
             self.proc = None

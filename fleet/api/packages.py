@@ -53,6 +53,28 @@ async def publish(
     }
 
 
+@router.post("/{component}/{version}/deltas", status_code=201, dependencies=Operator)
+async def publish_delta(
+    component: str, version: str, body: dict[str, Any], store: Store, who: Who
+) -> dict[str, Any]:
+    """A patch release as a delta against a published base: ``{"from": "<version>"}``."""
+    base = body.get("from")
+    if not isinstance(base, str):
+        raise HTTPException(422, "from: the base version (a string) is required")
+    _names(store, component, version)
+    _names(store, component, base)
+    try:
+        made = store.publish_delta(component, version, base)
+    except LookupError as err:
+        raise HTTPException(404, str(err)) from err
+    except PackageExists as err:
+        raise HTTPException(409, str(err)) from err
+    except ValueError as err:  # a base or target that is no wheel
+        raise HTTPException(422, f"cannot build a delta: {err}") from err
+    await audited(who, "fleet_package_delta", f"{component} {version} from {base}")
+    return made
+
+
 @router.get("/{component}/{version}/install-args", dependencies=Operator)
 async def install_args(
     component: str, version: str, request: Request, store: Store
@@ -71,6 +93,16 @@ async def payload(component: str, version: str, store: Store) -> FileResponse:
     path = store.folder(component, version) / "payload"
     if not path.exists():
         raise HTTPException(404, "package not found")
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@downloads.get("/{component}/{version}/deltas/{base}/payload")
+async def delta_payload(component: str, version: str, base: str, store: Store) -> FileResponse:
+    _names(store, component, version)
+    _names(store, component, base)
+    path = store.delta_folder(component, version, base) / "payload"
+    if not path.exists():
+        raise HTTPException(404, "delta not found")
     return FileResponse(path, media_type="application/octet-stream")
 
 

@@ -26,7 +26,8 @@ from paho.mqtt.properties import Properties
 
 from common import backoff, envelope, procs
 from common.errors import SpoolFull
-from common.wire import live_config
+from common.topics import Channel, topic
+from common.wire import ack, live_config
 from cuntong.servers.mosquitto import Broker
 from cuntong.supervisor import Child, Restarts, Supervisor
 from edge import alarms, commands
@@ -241,9 +242,19 @@ async def test_wipe_leaves_nothing_about_customers(
     state = tmp_path / tid
     task = await running(agent)
     try:
+        await cloud_side.subscribe(topic(tid, Channel.EVENT), qos=1)
         customer = {"name": NAME, "id_number": ID_NUMBER, "card_number": CARD}
         for i in range(5):
             agent.emit_event("account_opened", {**customer, "n": i})
+        # Play ingest: take the events off the broker, then confirm them as stored.
+        seqs: list[int] = []
+        async with asyncio.timeout(15):
+            async for message in cloud_side.messages:
+                assert isinstance(message.payload, bytes)
+                seqs.append(envelope.parse_event(message.payload, tid, 65536).seq)
+                if len(seqs) == 5:
+                    break
+        await cloud_side.publish(topic(tid, Channel.ACK), bytes(ack.Stored.of(seqs)), qos=1)
 
         async def delivered() -> bool:
             return agent.spool.pending_events() == 0

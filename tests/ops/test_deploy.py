@@ -201,3 +201,21 @@ def test_the_api_reports_ready_pings_the_watchdog_and_says_stopping(tmp_path: Pa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_accepts_the_terminal_agent_unit(tmp_path: Path) -> None:
+    from cuntong.deploy import agent_unit
+
+    unit = tmp_path / "cuntong-agent.service"
+    unit.write_text(agent_unit(Path(sys.prefix)))
+    text = unit.read_text()
+    assert "Type=notify" in text and "WatchdogSec=" in text and "-m edge.launcher" in text
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    broken = tmp_path / "broken-agent.service"
+    broken.write_text(text.replace("Type=notify", "Type=nonsense"))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(broken)], capture_output=True, text=True
+    )
+    assert done.returncode != 0 or "nonsense" in done.stderr

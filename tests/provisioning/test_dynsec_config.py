@@ -18,7 +18,11 @@ def test_terminal_role_is_exactly_its_own_grants() -> None:
     sends = [t for kind, t in acls if kind == "publishClientSend"]
     subs = [t for kind, t in acls if kind == "subscribePattern"]
     assert len(sends) + len(subs) == len(TERMINAL_GRANTS)
-    assert subs == ["cuntong/v1/t/SX-1/cmd/#", "cuntong/v1/t/SX-1/desk"]
+    assert subs == [
+        "cuntong/v1/t/SX-1/cmd/#",
+        "cuntong/v1/t/SX-1/desk",
+        "cuntong/v1/t/SX-1/ack",
+    ]
     assert config["defaultACLAccess"]["subscribe"] is False
     assert config["defaultACLAccess"]["publishClientSend"] is False
     # Only the admin role may drive the plugin.
@@ -45,3 +49,16 @@ def test_saved_terminals_survive_and_services_are_rewritten() -> None:
     assert "svc.old" not in users and "svc.api" in users
     assert users["SX-2"]["disabled"] is True and users["SX-2"]["roles"] == []
     assert users["SX-1"]["roles"] == [{"rolename": "t:SX-1"}]
+
+
+def test_a_terminal_enrolled_before_a_new_channel_gains_it_on_prepare() -> None:
+    """Roles saved by an older broker lack the ``ack`` grant; ``prepare`` rewrites them from
+    today's table, so an enrolled terminal can subscribe to its storage confirmations."""
+    saved = dynsec.initial_config({"api": "cloud"}, ["SX-1"])
+    for role in saved["roles"]:
+        if role["rolename"] == "t:SX-1":
+            role["acls"] = [a for a in role["acls"] if not a["topic"].endswith("/ack")]
+    assert "cuntong/v1/t/SX-1/ack" not in [t for _, t in _acls(saved, "t:SX-1")]
+    config = dynsec.initial_config({"api": "cloud"}, [], saved)
+    assert ("subscribePattern", "cuntong/v1/t/SX-1/ack") in _acls(config, "t:SX-1")
+    assert ("publishClientSend", "cuntong/v1/t/+/ack") in _acls(config, "cloud")

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import SpoolFull
+from common.wire import ack
 from edge.spool import Kind, Spool
 
 NOW_MS = 1_795_611_623_000
@@ -21,7 +22,7 @@ def test_messages_leave_in_order_and_survive_reopening(tmp_path: Path) -> None:
     assert seqs == sorted(seqs)
     assert [e.body["data"]["i"] for e in entries[:5]] == list(range(5))
     assert entries[5].kind is Kind.TELEMETRY
-    reopened.ack(seqs[:2])
+    assert reopened.confirm([(seqs[0], seqs[1])]) == 2
     assert [e.seq for e in reopened.peek(10)][:1] == [seqs[2]]
     # Numbering carries on after a restart; it never goes back.
     assert reopened.put(Kind.EVENT, NOW_MS, {"type": "e", "data": {}}) > entries[-1].seq
@@ -60,3 +61,21 @@ def test_events_beyond_the_hard_limit_raise_instead_of_vanishing(tmp_path: Path)
     with pytest.raises(SpoolFull):
         spool.put(Kind.EVENT, NOW_MS, {"type": "e", "data": {}})
     assert spool.depth() == spool.hard_limit
+
+
+def test_rows_stay_until_the_cloud_confirms_exactly_their_numbers(tmp_path: Path) -> None:
+    """The broker's PUBACK deletes nothing: only a storage confirmation does, and only the
+    numbers it names (a gap in the middle stays to be sent again)."""
+    spool = Spool(tmp_path / "s.sqlite3", max_rows=100, now_ms=NOW_MS)
+    seqs = [spool.put(Kind.TELEMETRY, NOW_MS + i, {"metrics": {}}) for i in range(6)]
+    # Ingest stored all but the third: the confirmation is built by the producer's codec.
+    stored = ack.parse(bytes(ack.Stored.of(seqs[:2] + seqs[3:])))
+    assert stored.ranges == ((seqs[0], seqs[1]), (seqs[3], seqs[5]))
+    assert spool.confirm(stored.ranges) == 5
+    assert [e.seq for e in spool.peek(10)] == [seqs[2]]
+    assert spool.oldest() == seqs[2]
+    assert spool.confirm(stored.ranges) == 0  # confirmed twice: nothing more goes
+    # A drain that has sent up to seq[2] sends only what came after.
+    later = spool.put(Kind.EVENT, NOW_MS, {"type": "e", "data": {}})
+    assert [e.seq for e in spool.peek_after(seqs[2], 10)] == [later]
+    assert [e.seq for e in spool.peek_after(0, 10)] == [seqs[2], later]

@@ -1,0 +1,196 @@
+"""The agent's own A/B slots: each version in a folder of its own, one symlink says which runs.
+
+A slot (``<state>/ota/slots/agent/<a|b>/``) holds the signed ``manifest.json``, the
+``payload`` (the project's wheel, as ``pip wheel`` builds it) and ``site/``, the wheel
+unpacked: a ``--target``-style folder that goes first on ``PYTHONPATH``. Third-party
+dependencies are not in the slot: they come from the base environment the launcher runs in
+(docs/fleet.md, "Agent self-update", says what that leaves out).
+
+``current`` (a symlink beside the slots) names the slot that runs. It is switched with a
+rename of a fresh symlink over it, so a power cut leaves the old or the new one, never none.
+The launcher (``edge.launcher``, what systemd or ``cuntong.supervisor`` starts) calls
+``prepare`` before every start: it counts trial starts (``edge.ota_slots.boot``: a second
+start on trial, or a start past the trial's deadline, goes back to the previous slot),
+points ``current`` at the active slot and returns the environment to run it with.
+
+An update's command reply waits for the new version (``Pending``): the old agent saves where
+the reply goes, the new one answers once it has connected, reported its version and passed
+its self-test; after a rollback the old one answers that the update failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from common.wire import delta as delta_wire
+from common.wire.package import Manifest, PackageRefused
+from edge import ota_slots
+
+COMPONENT = "agent"
+#: How long a new agent version has to connect, report and pass its self-test.
+TRIAL_S = 120.0
+#: Files a payload must hold to be an agent at all.
+REQUIRED = ("cuntong/__main__.py", "edge/agent.py", "common/__init__.py")
+MAX_UNPACKED = 256 * 1024 * 1024
+
+
+def base(state_dir: Path) -> Path:
+    return state_dir / "ota" / "slots" / COMPONENT
+
+
+def current_link(state_dir: Path) -> Path:
+    return base(state_dir) / "current"
+
+
+def site(state_dir: Path, slot: str) -> Path:
+    return base(state_dir) / slot / "site"
+
+
+def check_wheel(payload: Path) -> None:
+    """Refuse a payload that is not an agent wheel, or that would unpack outside its slot."""
+    try:
+        with zipfile.ZipFile(payload) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise PackageRefused("not_a_wheel", f"agent payload is not a wheel: {err}") from err
+    names = set()
+    total = 0
+    for info in infos:
+        path = PurePosixPath(info.filename)
+        if path.is_absolute() or ".." in path.parts:
+            raise PackageRefused("unsafe_path", f"agent payload names {info.filename!r}")
+        names.add(info.filename)
+        total += info.file_size
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        raise PackageRefused("not_an_agent", f"agent payload lacks {', '.join(missing)}")
+    if total > MAX_UNPACKED:
+        raise PackageRefused("too_large", f"agent payload unpacks to {total} bytes")
+
+
+def unpack(payload: Path, slot_dir: Path) -> None:
+    """Unpack a checked wheel into ``slot_dir/site`` (replacing what was there)."""
+    check_wheel(payload)
+    target = slot_dir / "site"
+    if target.exists():
+        shutil.rmtree(target)
+    with zipfile.ZipFile(payload) as archive:
+        archive.extractall(target)
+    _release(slot_dir, hashlib.sha256(payload.read_bytes()).hexdigest())
+
+
+def _release(slot_dir: Path, sha256: str) -> None:
+    """What a delta must start from: the SHA-256 of the full wheel this slot holds."""
+    (slot_dir / "release.json").write_text(json.dumps({"sha256": sha256}))
+
+
+def release_sha256(slot_dir: Path) -> str | None:
+    try:
+        return str(json.loads((slot_dir / "release.json").read_text())["sha256"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def apply_delta(payload: Path, base_slot: Path, slot_dir: Path) -> None:
+    """Build ``slot_dir/site`` from the installed ``base_slot`` and a delta; refused
+    (PackageRefused) unless the base is the delta's and every file matches its hash."""
+    d = delta_wire.parse(payload.read_bytes())
+    signed = Manifest.parse((slot_dir / "manifest.json").read_bytes())
+    if (d.component, d.version) != (signed.component, signed.version):
+        raise PackageRefused("delta_mismatch", f"delta is for {d.component} {d.version}")
+    if release_sha256(base_slot) != d.base_sha256:
+        raise PackageRefused("base_mismatch", f"installed slot is not {d.base_version}")
+    target = slot_dir / "site"
+    if target.exists():
+        shutil.rmtree(target)
+    delta_wire.apply(d, base_slot / "site", target)
+    _release(slot_dir, d.sha256)
+
+
+def point(state_dir: Path, slot: str) -> None:
+    """Make ``current`` name ``slot``, atomically (a new symlink renamed over the old)."""
+    link = current_link(state_dir)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name("current.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(slot)
+    os.replace(tmp, link)
+
+
+def read(state_dir: Path) -> ota_slots.Slots:
+    path = base(state_dir) / "slots.json"
+    if not path.exists():
+        return ota_slots.Slots()
+    return ota_slots.Slots.from_dict(json.loads(path.read_text()))
+
+
+def save(state_dir: Path, s: ota_slots.Slots) -> None:
+    path = base(state_dir) / "slots.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(s.to_dict()))
+    os.replace(tmp, path)
+
+
+def prepare(state_dir: Path, env: dict[str, str], now: float) -> tuple[dict[str, str], str]:
+    """Before a start: count the trial start (or roll back), point ``current`` at the slot
+    to run, and the environment that runs it. The slot's name is returned too; a slot with
+    nothing unpacked (the factory install) runs from the base environment."""
+    before = read(state_dir)
+    after = ota_slots.boot(before, now)
+    if after != before:
+        save(state_dir, after)
+    slot = after.active
+    point(state_dir, slot)
+    env = dict(env)
+    env["CUNTONG_AGENT_SLOT"] = slot
+    code = current_link(state_dir) / "site"
+    if code.is_dir():
+        rest = env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(code) + (os.pathsep + rest if rest else "")
+    return env, slot
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Where the reply to an agent update goes, kept across the restart it needs."""
+
+    version: str
+    response_topic: str
+    correlation: str  # base64 of the MQTT 5 correlation data
+    command_id: str | None = None
+
+    @property
+    def correlation_bytes(self) -> bytes:
+        return base64.b64decode(self.correlation)
+
+
+def pending_path(state_dir: Path) -> Path:
+    return base(state_dir) / "pending.json"
+
+
+def save_pending(state_dir: Path, p: Pending) -> None:
+    path = pending_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(p)))
+    os.replace(tmp, path)
+
+
+def read_pending(state_dir: Path) -> Pending | None:
+    try:
+        return Pending(**json.loads(pending_path(state_dir).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+
+
+def clear_pending(state_dir: Path) -> None:
+    pending_path(state_dir).unlink(missing_ok=True)
