@@ -375,7 +375,7 @@ class StepResult(_Message):
         for key in keys:
             if key not in obj:
                 raise CallError(f"step_result without {key!r}")
-        return cls(*(obj[k] for k in keys), obj.get("full"))
+        return cls(**{k: obj[k] for k in keys}, full=obj.get("full"))
 
 
 def signing_input(session: str, step: str, nonce: str, time: str, digest: str) -> bytes:
