@@ -3,8 +3,10 @@
 Starts ``cuntong api`` as a child process (SQLite by default, or ``--db-url``), creates
 ``--tellers`` teller accounts and logs them in, then replays a teller's working pattern at
 ``--rate`` requests/s for ``--seconds``: each teller repeatedly starts a pension-check
-session, views it, records its two steps (ID card read, liveness), asks who-am-I, and
-finishes it — which seals an evidence package and runs the quality-review draw. Each
+session, views it, records its ID card read as failed (device steps pass only on a
+terminal's signed result, which this load has no terminal for, so the teller's write is
+the failure that rejects the business), asks who-am-I, views it again, and finishes it as
+rejected — which seals an evidence package. Each
 teller's requests are sequential (steps have an order); latency is measured from the
 request's *scheduled* time, so a slow server is charged for the queueing it causes
 (no coordinated omission). The load generator runs on the same 2-core machine.
@@ -53,11 +55,11 @@ def _ops(session: str) -> list[tuple[str, str, dict[str, object] | None]]:
     return [
         ("POST", f"{base}/start", {"business": "pension"}),
         ("GET", base, None),
-        ("POST", f"{base}/steps", {"step": "id_card_read"}),
+        ("POST", f"{base}/steps", {"step": "id_card_read", "passed": False}),
         ("GET", "/api/v1/auth/me", None),
-        ("POST", f"{base}/steps", {"step": "liveness", "liveness_score": 93}),
         ("GET", base, None),
-        ("POST", f"{base}/finish", {"customer": {"name": "王美娜"}}),
+        ("GET", base, None),
+        ("POST", f"{base}/finish", {"outcome": "rejected", "customer": {"name": "王美娜"}}),
     ]
 
 

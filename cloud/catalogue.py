@@ -45,6 +45,7 @@ STEPS: Mapping[str, StepKind] = {
     "dual_recording": StepKind("双录开始并告知客户 / start dual recording, inform customer"),
     "id_card_read": StepKind("读取二代身份证 / read ID card"),
     "id_online_check": StepKind("公民身份联网核查 / online identity check"),
+    "face_match": StepKind("人证比对 / live face against the ID photo"),
     "liveness": StepKind("静默活体 ≥ 阈值，否则人工复核 / passive liveness or manual review"),
     "active_liveness": StepKind("动作活体 / active liveness (blink, turn)"),
     "card_read": StepKind("读取银行卡 / read bank card"),
@@ -87,6 +88,9 @@ class Business:
     #: What the business posts to the core on completion; None: nothing (it completes at
     #: the teller's confirm without the core).
     posting: PostingSpec | None = None
+    #: Face-match similarity (0-100) at or above which the live face matches the ID photo:
+    #: 100 × (1 − distance / 1.2) of the embeddings, 50 being dlib's own 0.6 distance.
+    face_match_threshold: float = 50.0
 
     @property
     def name_zh(self) -> str:
@@ -171,8 +175,10 @@ _DEFAULT_FIELDS = {
     "retention_days",
     "qa_sample_rate",
     "launched_on",
+    "face_match_threshold",
 }
 _FIELDS = {
+    "face_match_threshold",
     "code",
     "name",
     "group",
@@ -228,8 +234,11 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
             launched = None
     if not isinstance(launched, dt.date) or isinstance(launched, dt.datetime):
         raise CatalogueError(f"{where}: 'launched_on' must be a date (YYYY-MM-DD)")
+    face = _number(merged, "face_match_threshold", where, 1, 99, 50.0)
+    if "face_match" in steps and "id_card_read" not in steps[: steps.index("face_match")]:
+        raise CatalogueError(f"{where}: face_match needs id_card_read before it (the ID photo)")
     posting = _posting(row.get("posting"), where)
-    return Business(code, name, risk, tuple(steps), retention, rate, launched, group, posting)
+    return Business(code, name, risk, tuple(steps), retention, rate, launched, group, posting, face)
 
 
 def _posting(raw: Any, where: str) -> PostingSpec | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from cryptography import x509
 
 from cloud.auth import passwords
 from cloud.auth.cache import TokenCache
@@ -23,8 +24,10 @@ from cloud.auth.ratelimit import LoginThrottle, RateLimiter
 from cloud.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
 from cloud.evidence.keys import EvidenceKeys, load_or_create
 from cloud.evidence.sealer import Sealer
+from cloud.workflow.steps import IdentityCheck
 from common import suite as suite_lib
 from common.settings import CloudSettings
+from provisioning import ca as ca_lib
 
 
 def _utcnow() -> dt.datetime:
@@ -52,6 +55,12 @@ class Oversight:
     enrol_per_address: RateLimiter = field(default_factory=lambda: RateLimiter(20, 60.0))
     #: Seals evidence packages in a worker process (see cloud.evidence.sealer).
     sealer: Sealer = field(default_factory=Sealer)
+    #: The CA certificates that issue terminal certificates: a device step's signed result
+    #: is trusted only under one of them (none in the anonymous development mode).
+    device_issuers: tuple[x509.Certificate, ...] = ()
+    #: The bank's gateway to the citizen identity service (None: not configured, and the
+    #: online check waits for a supervisor's override).
+    identity: IdentityCheck | None = None
 
     @property
     def qa_salt(self) -> bytes:
@@ -65,10 +74,26 @@ class Oversight:
         catalogue = load_catalogue(settings.catalogue or DEFAULT_PATH)
         base = settings.state_dir or Path(tempfile.gettempdir()) / "cuntong-dev-oversight"
         keys = load_or_create(base)
+        issuers: tuple[x509.Certificate, ...] = ()
+        if settings.state_dir is not None:
+            authority = ca_lib.load_or_create(settings.state_dir, _utcnow())
+            issuers = (authority.issuing,)
         return cls(
             catalogue,
             keys,
             base / "evidence",
             suite_lib.Suite(settings.crypto_suite),
             enrol_per_address=RateLimiter(settings.enrol_per_minute, 60.0),
+            device_issuers=issuers,
+            identity=_identity_client(settings),
         )
+
+
+def _identity_client(settings: CloudSettings) -> IdentityCheck | None:
+    if not settings.idcheck_url:
+        return None
+    from idcheck.client import IdentityClient
+
+    return IdentityClient(
+        settings.idcheck_url, settings.idcheck_key.encode(), settings.idcheck_key_id
+    )

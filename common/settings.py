@@ -380,6 +380,12 @@ class CloudSettings(_Base):
     catalogue: Path | None = Field(
         None, validation_alias=AliasChoices("catalogue", "CUNTONG_CATALOGUE")
     )
+    #: The bank's gateway to the citizen identity service (``idcheck``), for the cloud's own
+    #: ``id_online_check``; unset, that step waits for a supervisor's override.
+    idcheck_url: str = ""
+    #: Its shared HMAC key (as text) and the key id the cloud signs with.
+    idcheck_key: str = ""
+    idcheck_key_id: str = "cloud"
 
     @field_validator("crypto_suite")
     @classmethod

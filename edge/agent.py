@@ -35,13 +35,14 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import httpx
+import numpy as np
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -64,12 +65,21 @@ from edge.ota import Kind as OtaKind
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
+from edge.steps.facematch import FaceMatchStep
+from edge.steps.idcard import IdCardStep
+from edge.steps.liveness import LivenessStep
+from edge.steps.paperwork import WHAT, PaperworkStep
+from edge.steps.runner import Handler, StepRunner
 from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
 from edge.teller.paperwork import Paperwork
+from firmware_adapters.idcard.adapter import IdCardReader
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 from provisioning.protocol import BrokerAddress
+
+if TYPE_CHECKING:
+    from edge.vision.facematch import FaceMatcher
 
 log = logging.getLogger("cuntong.agent")
 
@@ -155,6 +165,9 @@ class Agent:
             lambda send: Paperwork(send, self.media.capture, auto, rng),
             lambda: datetime.now(UTC),
         )
+        self._matcher: FaceMatcher | None = None
+        self.camera = camera
+        self.teller.steps = self._step_runner(camera)
         self.handlers: dict[str, commands.Handler] = {
             "ping": self._cmd_ping,
             "peripheral_selftest": self._cmd_selftest,
@@ -267,6 +280,48 @@ class Agent:
         if client is None or not self.connected.is_set():
             raise ConnectionError("the terminal is offline")
         await client.publish(topic(self.tid, Channel.SESSION), payload, qos=1, timeout=10)
+
+    def _step_runner(self, camera: Any) -> StepRunner | None:
+        """The device steps this terminal can perform for the desk, signed with its enrolled
+        key; None without one (development mode: the desk's requests go unanswered and only
+        a supervisor's override passes those steps)."""
+        link = self.link
+        if link is None:
+            return None
+        identity = link.identity
+
+        def credentials() -> tuple[Any, str]:
+            return identity.key(), identity.cert_path.read_text()
+
+        return StepRunner(credentials, self.step_handlers(camera), lambda: datetime.now(UTC))
+
+    def step_handlers(self, camera: Any) -> dict[str, Handler]:
+        """The device steps this terminal's peripherals can perform (a table)."""
+        handlers: dict[str, Handler] = {}
+        reader = next((a for a in self.peripherals.adapters.values() if a.kind == "idcard"), None)
+        id_step: IdCardStep | None = None
+        if isinstance(reader, IdCardReader):
+            id_step = IdCardStep(lambda: _opened(reader), lambda: datetime.now(UTC).date())
+            handlers["id_card_read"] = id_step
+        for step in WHAT:  # the customer's signature and voucher photo, over the data channel
+            handlers[step] = PaperworkStep(step, lambda: self.teller.paperwork.delivered)
+        if camera is not None:
+            live = LivenessStep(self.liveness.check, lambda: self.teller.call.business or "")
+            handlers["liveness"] = handlers["active_liveness"] = live
+            if id_step is not None:
+                handlers["face_match"] = FaceMatchStep(
+                    self._face_matcher, id_step.photos.get, lambda: _one_frame(camera)
+                )
+        return handlers
+
+    async def _face_matcher(self) -> FaceMatcher:
+        """The face-match models (``models/face_match.json``), loaded at the first match."""
+        if self._matcher is None:
+            from edge.vision.facematch import FaceMatcher
+
+            detector = (await self.liveness.models()).detector
+            self._matcher = await asyncio.to_thread(FaceMatcher.load, detector)
+        return self._matcher
 
     async def _prompt(self, text: str) -> None:
         await self.teller.show_prompt(text)  # the customer screen shows the challenge step
@@ -772,3 +827,20 @@ def _hp(broker: BrokerAddress) -> tuple[str, int]:
 
 async def _check_agent_wheel(payload: Path) -> None:
     await asyncio.to_thread(agent_slots.check_wheel, payload)
+
+
+@contextlib.asynccontextmanager
+async def _opened(adapter: IdCardReader) -> AsyncIterator[IdCardReader]:
+    """The agent's ID-card reader is opened once at start; a step borrows it as it is."""
+    yield adapter
+
+
+async def _one_frame(camera: Any) -> np.ndarray:
+    """One live RGB frame from the terminal camera (for the face match)."""
+    stream = camera.frames()
+    try:
+        async for frame in stream:
+            return np.ascontiguousarray(frame.pixels)
+    finally:
+        await stream.aclose()
+    raise OSError("the camera gave no frame")

@@ -10,10 +10,11 @@ bounded retries), `simulator` (the gateway as a real HTTP process for tests and 
 
 from idcheck.client import IdentityAnswer, IdentityClient
 from idcheck.errors import AnswerInvalid, IdCheckError, IdentityServiceDown, RequestRefused
-from idcheck.outcomes import OUTCOMES, Outcome, StepText
+from idcheck.outcomes import OUTCOMES, SERVICE_DOWN, Outcome, StepText
 
 __all__ = [
     "OUTCOMES",
+    "SERVICE_DOWN",
     "AnswerInvalid",
     "IdCheckError",
     "IdentityAnswer",

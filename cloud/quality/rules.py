@@ -53,9 +53,15 @@ def review_reason(
     liveness_score: float | None,
     closed_at: dt.datetime,
     salt: bytes,
+    overridden: bool = False,
 ) -> str | None:
-    """Why this session goes to review, or None if it does not."""
+    """Why this session goes to review, or None if it does not.
+
+    ``liveness_score`` is the terminal's signed verdict's score (never a typed one);
+    ``overridden``: a supervisor passed a device step by override (always full review)."""
     spec = catalogue.get(business)
+    if overridden:
+        return "supervisor_override"
     if liveness_score is not None and liveness_score < catalogue.manual_review_below:
         return "low_liveness"
     if (closed_at.date() - spec.launched_on).days < catalogue.new_business_days:

@@ -21,9 +21,12 @@ async def consider(
     liveness_score: float | None,
     closed_at: dt.datetime,
     salt: bytes,
+    overridden: bool = False,
 ) -> ReviewItem | None:
     """Called when a session ends: queue it for review if the rules select it."""
-    reason = rules.review_reason(catalogue, business, session_id, liveness_score, closed_at, salt)
+    reason = rules.review_reason(
+        catalogue, business, session_id, liveness_score, closed_at, salt, overridden
+    )
     if reason is None:
         return None
     item = ReviewItem(

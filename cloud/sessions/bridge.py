@@ -28,6 +28,7 @@ import logging
 import socket
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from cloud.sessions.errors import SessionError
 from cloud.sessions.grants import Message
 from cloud.sessions.state import State
 from cloud.sessions.watch import Watch
+from cloud.workflow.errors import WorkflowError
 from common import envelope, topics
 from common.errors import WireError
 from common.mqtt_link import keep_connected
@@ -51,6 +53,8 @@ from common.wire import call as wire
 
 #: A customer this old or older is served ahead (``Policy.elderly_head_start``).
 ELDERLY_AGE = 60
+
+StepSink = Callable[[str, str, wire.StepResult], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger("cuntong.desk.link")
 
@@ -87,6 +91,9 @@ class DeskLink:
         #: Set by the owner once the desk exists (the desk's notify is this link's sink).
         self.desk: Desk | None = None
         self.watch: Watch | None = None
+        #: Set by the owner: checks and records a device step's result for a session and
+        #: returns what the teller is told (``cloud.sessions.wiring``).
+        self.on_step: StepSink | None = None
         self.stats = LinkStats()
         self.ready = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -232,6 +239,28 @@ class DeskLink:
             case wire.Rating():
                 if not await store.set_rating(message.session, terminal_id, message.score):
                     self._refused(terminal_id, f"rating for unknown {message.session}")
+            case wire.StepResult():
+                await self._step_result(desk, terminal_id, message)
+
+    async def _step_result(self, desk: Desk, terminal_id: str, result: wire.StepResult) -> None:
+        """A device step's signed result: checked against the terminal's live session (a
+        result naming another session is refused by the check), then told to the teller."""
+        live = desk.live_sessions_of_terminal(terminal_id)
+        if self.on_step is None or not live:
+            self._refused(
+                terminal_id, f"step result with no live session to take it ({result.step})"
+            )
+            return
+        session_id = result.session if result.session in live else live[0]
+        try:
+            answer = await self.on_step(terminal_id, session_id, result)
+        except WorkflowError as err:
+            self._refused(terminal_id, f"step result refused: {err}")
+            answer = {"outcome": "refused", "reason": str(err), "masked": {}}
+        teller = desk.watcher_of(session_id)
+        if teller is not None:
+            message = {"type": "step_result", "session": session_id, "step": result.step, **answer}
+            await desk.notify(f"teller:{teller}", message)
 
     async def _request(self, desk: Desk, terminal_id: str, message: wire.Request) -> None:
         key = (terminal_id, message.request_id)

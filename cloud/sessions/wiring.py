@@ -28,6 +28,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
@@ -37,15 +38,17 @@ from cloud.ops.feeds import LiveSource
 from cloud.oversight import Oversight
 from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
-from cloud.sessions.bridge import DeskLink
+from cloud.sessions.bridge import DeskLink, StepSink
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.watch import Watch
+from cloud.workflow import steps
 from common.periodic import run_every
 from common.settings import CloudSettings, JanusNode
+from common.wire.call import StepResult
 
 log = logging.getLogger("cuntong.desk")
 
@@ -88,6 +91,27 @@ async def _janus_health(pool: JanusPool) -> None:
                 log.info("Janus node %s is back", name)
 
     await run_every(check, JANUS_HEALTH_S, name="Janus health check", first_wait=True, logger=log)
+
+
+def step_sink(ov: Oversight) -> StepSink:
+    """What the desk link does with a device step's result: verify and record it."""
+
+    async def accept(terminal_id: str, session_id: str, result: StepResult) -> dict[str, Any]:
+        _, verified, passed = await steps.accept(
+            ov, ov.device_issuers, terminal_id, session_id, result, ov.clock()
+        )
+        return {
+            # a result the terminal calls passed may still fail the cloud's reading (a
+            # face-match score under the business's threshold)
+            "outcome": "failed"
+            if verified.outcome == "passed" and not passed
+            else verified.outcome,
+            "passed": passed,
+            "reason": verified.reason,
+            "masked": dict(verified.masked),
+        }
+
+    return accept
 
 
 def node_access(node: JanusNode) -> NodeAccess:
@@ -152,6 +176,7 @@ async def start(
     )
     watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
     link.desk, link.watch = desk, watch
+    link.on_step = step_sink(ov)
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))

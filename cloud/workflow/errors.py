@@ -23,3 +23,13 @@ class WorkflowIncomplete(WorkflowError):
 
 class WorkflowClosed(WorkflowError):
     """The workflow already has an outcome."""
+
+
+class DeviceStepOnly(WorkflowError):
+    """A teller tried to mark a step done that only the terminal (or the cloud's own check)
+    can pass: ask the terminal for it, or have a supervisor override it."""
+
+
+class StepResultRefused(WorkflowError):
+    """A terminal's step result the cloud does not trust: unknown signer, bad signature,
+    replayed or unknown nonce, another session's result (the message says which)."""

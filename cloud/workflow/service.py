@@ -75,27 +75,18 @@ async def record_step(
     now: dt.datetime,
     *,
     passed: bool = True,
-    liveness_score: float | None = None,
     detail: Mapping[str, Any] | None = None,
     loaded: store.Loaded | None = None,
 ) -> store.Loaded:
     """The serving teller records a step; anyone else records it as the second person.
+    Device steps pass only through ``cloud.workflow.steps`` (verified results, overrides).
 
     Pass ``loaded`` if the caller already read the workflow (saves a query; a stale copy
     fails the save with StaleWorkflow rather than overwriting).
     """
     loaded = loaded or await get(ov, session_id)
-    second = who.id != loaded.workflow.teller_id
     wf, record = engine.record_step(
-        loaded.workflow,
-        step,
-        who,
-        now,
-        passed=passed,
-        liveness_score=liveness_score,
-        liveness_threshold=ov.catalogue.liveness_threshold,
-        reviewer=who if second else None,
-        detail=mask_fields(detail or {}),
+        loaded.workflow, step, who, now, passed=passed, detail=mask_fields(detail or {})
     )
     loaded.workflow = wf
     loaded.timeline.append("step", who.id, now, {**record.detail, "step": step, "passed": passed})
@@ -202,7 +193,7 @@ async def finish(
         if e.kind == "file_captured"
     ]
     closed: list[store.Loaded] = []
-    liveness = next((r.detail.get("score") for r in wf.records if r.step == "liveness"), None)
+    liveness = engine.liveness_score(wf)
 
     async def close() -> None:
         closed.append(await store.save(store.Loaded(wf, timeline, loaded.version)))
@@ -214,6 +205,7 @@ async def finish(
             liveness_score=liveness,
             closed_at=now,
             salt=ov.qa_salt,
+            overridden=engine.overridden(wf),
         )
 
     try:

@@ -11,6 +11,8 @@ Terminal → desk on ``cuntong/v1/t/<id>/session`` (``parse_session``):
     hang_up   session, cause        the customer ended the call
     liveness  session, verdict {}   the agent's liveness verdict, stored with the session
     rating    session, score 1-5    after the call
+    step_result  session, step, nonce, time, outcome, reason, masked {}, full {}?, digest,
+              signature, certificate   a device step's result, signed by the terminal
 
 Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
 
@@ -21,6 +23,15 @@ Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
     ended     session, cause
     failed    session, cause
     guest     session, guest, present   a third party joined or left the call
+    step      session, step, nonce, params {}   perform one device step (``DEVICE_STEPS``)
+
+A ``step_result`` is signed (ECDSA P-256, SHA-256, DER, base64) with the terminal's enrolled
+device key over ``signing_input()``: session, step, nonce, time and ``digest``, the SHA-256 of
+the full result (``result_digest(full)``, canonical JSON). ``masked`` is what a teller may
+see; ``full`` (the fields the cloud needs, e.g. the ID read's name and number for the online
+check; images only by their digest) travels inside the mTLS link and is never shown or stored
+in clear. ``certificate`` is the terminal's leaf certificate (PEM), which the cloud checks
+against its CA before it trusts the signature.
 
 A message is checked when it is made (so a terminal cannot send what the desk would refuse)
 and when it is parsed; anything the contract does not allow raises ``CallError`` (a
@@ -30,6 +41,8 @@ bytes the wire carries (key order included) and ``parse(to_bytes(m)) == m``.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import re
 import secrets
 from collections.abc import Callable
@@ -54,6 +67,33 @@ T = TypeVar("T")
 
 class CallError(WireError):
     """A call message the contract does not allow (the receiver counts and drops it)."""
+
+
+#: Every step a terminal performs itself; the teller can ask for one, never mark it done.
+DEVICE_STEPS: Final = (
+    "id_card_read",
+    "face_match",
+    "liveness",
+    "active_liveness",
+    "card_read",
+    "pin_entry",
+    "voucher_capture",
+    "e_signature",
+)
+STEP_OUTCOMES: Final = frozenset({"passed", "failed", "error"})
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_SIGNING_LABEL: Final = b"cuntong-step-result-v1"
+
+
+def new_nonce() -> str:
+    """A fresh step nonce: 32 lowercase hex digits (the desk issues one per request)."""
+    return secrets.token_hex(16)
+
+
+def result_digest(full: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a step's full result as canonical JSON (sorted keys, UTF-8)."""
+    return hashlib.sha256(orjson.dumps(full, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def new_request_id() -> str:
@@ -274,7 +314,101 @@ class Rating(_Message):
         return cls(obj.get("session"), obj.get("score"))  # type: ignore[arg-type]
 
 
-SessionMessage = Request | Cancel | HangUp | Liveness | Rating
+@dataclass(frozen=True, slots=True)
+class StepResult(_Message):
+    """What the terminal did for one step request, signed with its device key."""
+
+    type: ClassVar[str] = "step_result"
+    session: str
+    step: str
+    nonce: str
+    #: When the terminal finished the step: ISO 8601 UTC with offset.
+    time: str
+    #: passed, failed (the step ran and its answer is no: expired card, no match), error
+    #: (the device could not do it: reader missing, timeout)
+    outcome: str
+    reason: str
+    masked: dict[str, Any]
+    digest: str
+    signature: str
+    certificate: str
+    full: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        _step_fields(self.step, self.nonce)
+        if not isinstance(self.time, str):
+            raise CallError("'time' must be an ISO 8601 time with offset")
+        self.at  # noqa: B018 - checks it parses
+        if self.outcome not in STEP_OUTCOMES:
+            raise CallError(f"'outcome' must be one of {sorted(STEP_OUTCOMES)}")
+        if not isinstance(self.reason, str) or len(self.reason) > 200:
+            raise CallError("'reason' must be a string of at most 200 characters")
+        if not isinstance(self.masked, dict):
+            raise CallError("'masked' must be an object")
+        if self.full is not None and not isinstance(self.full, dict):
+            raise CallError("'full' must be an object or absent")
+        if not isinstance(self.digest, str) or not _DIGEST.fullmatch(self.digest):
+            raise CallError("'digest' must be 64 lowercase hex digits (SHA-256)")
+        _text(self.signature, "signature", 200)
+        _text(self.certificate, "certificate", 4096)
+
+    @property
+    def at(self) -> dt.datetime:
+        try:
+            at = dt.datetime.fromisoformat(self.time)
+        except ValueError:
+            raise CallError("'time' must be an ISO 8601 time with offset") from None
+        if at.tzinfo is None:
+            raise CallError("'time' must carry its UTC offset")
+        return at
+
+    def signing_input(self) -> bytes:
+        return signing_input(self.session, self.step, self.nonce, self.time, self.digest)
+
+    def to_dict(self) -> Json:
+        obj: Json = {
+            "type": self.type,
+            "session": self.session,
+            "step": self.step,
+            "nonce": self.nonce,
+            "time": self.time,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "masked": self.masked,
+            "digest": self.digest,
+            "signature": self.signature,
+            "certificate": self.certificate,
+        }
+        if self.full is not None:
+            obj["full"] = self.full
+        return obj
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> StepResult:
+        keys = ("session", "step", "nonce", "time", "outcome", "reason", "masked", "digest",
+                "signature", "certificate")  # fmt: skip
+        for key in keys:
+            if key not in obj:
+                raise CallError(f"step_result without {key!r}")
+        return cls(**{k: obj[k] for k in keys}, full=obj.get("full"))
+
+
+def signing_input(session: str, step: str, nonce: str, time: str, digest: str) -> bytes:
+    """The exact bytes a step result's signature covers (one field a line, labelled)."""
+    return b"\n".join(
+        (_SIGNING_LABEL, *(part.encode() for part in (session, step, nonce, time, digest)))
+    )
+
+
+def _step_fields(step: object, nonce: object) -> None:
+    if step not in DEVICE_STEPS:
+        raise CallError(f"'step' must be a device step, one of {list(DEVICE_STEPS)}")
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise CallError("'nonce' must be 32 lowercase hex digits")
+
+
+SessionMessage = Request | Cancel | HangUp | Liveness | Rating | StepResult
 
 # -- desk → terminal ---------------------------------------------------------------------
 
@@ -499,15 +633,46 @@ class Guest(_Message):
         return cls(obj.get("session"), obj.get("guest"), obj.get("present"))  # type: ignore[arg-type]
 
 
-DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest
+@dataclass(frozen=True, slots=True)
+class StepRequest(_Message):
+    """The desk asks the terminal to perform one device step, with a fresh nonce."""
+
+    type: ClassVar[str] = "step"
+    session: str
+    step: str
+    nonce: str
+    #: step inputs, e.g. the business's face-match threshold; never personal data
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        _step_fields(self.step, self.nonce)
+        if not isinstance(self.params, dict):
+            raise CallError("'params' must be an object")
+
+    def to_dict(self) -> Json:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "step": self.step,
+            "nonce": self.nonce,
+            "params": self.params,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> StepRequest:
+        return cls(obj.get("session"), obj.get("step"), obj.get("nonce"), obj.get("params", {}))  # type: ignore[arg-type]
+
+
+DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest
 
 # -- parsing -----------------------------------------------------------------------------
 
 _SESSION: Final[dict[str, Callable[[Json], SessionMessage]]] = {
-    c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating)
+    c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating, StepResult)
 }
 _DESK: Final[dict[str, Callable[[Json], DeskMessage]]] = {
-    c.type: c.from_dict for c in (Queued, Refused, Connect, Ended, Failed, Guest)
+    c.type: c.from_dict for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest)
 }
 
 

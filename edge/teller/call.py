@@ -151,7 +151,14 @@ class Leave:
     pass
 
 
-Action = Send | Join | Rejoin | Leave
+@dataclass(frozen=True, slots=True)
+class RunStep:
+    """Perform a device step the desk asked for, and send its signed result."""
+
+    request: wire.StepRequest
+
+
+Action = Send | Join | Rejoin | Leave | RunStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +277,10 @@ def _desk(call: Call, msg: wire.DeskMessage, now: datetime) -> Outcome:
         if call.phase in IN_ROOM:  # a transfer: the next teller's feed
             return Outcome(replace(call, grant=grant), (Join(grant),))
         return _ignore(call, f"connect while {call.phase}")
+    if isinstance(msg, wire.StepRequest):
+        if call.phase not in IN_ROOM:
+            return _ignore(call, f"step request while {call.phase}")
+        return Outcome(call, (RunStep(msg),))
     if isinstance(msg, wire.Guest):
         if call.phase not in IN_ROOM:
             return _ignore(call, f"guest while {call.phase}")

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from common.wire import call as wire
 from common.wire.call import Grant
+from edge.steps.runner import StepRunner
 from edge.teller import call
 from edge.teller.call import Call, Phase
 from edge.teller.paperwork import Paperwork
@@ -69,6 +70,13 @@ class TellerClient:
         self.changed = asyncio.Event()  # set on every state change (the screen waits on it)
         #: A liveness challenge step being shown to the customer, if one is running.
         self.prompt: str | None = None
+        #: Performs the desk's device-step requests (set by the agent when it has an
+        #: enrolled key to sign with; without one a request is logged and left unanswered,
+        #: and the teller's supervisor overrides the step).
+        self.steps: StepRunner | None = None
+        #: The device step being performed now (the customer screen shows it).
+        self.step: str | None = None
+        self._step_task: asyncio.Task[None] | None = None
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -150,6 +158,27 @@ class TellerClient:
             self._in_background(self._rejoin())
         elif isinstance(action, call.Leave):
             await self._leave()
+        elif isinstance(action, call.RunStep):
+            if self._step_task is not None and not self._step_task.done():
+                log.warning("step %s asked while %s runs: ignored", action.request.step, self.step)
+                return
+            self._step_task = asyncio.get_running_loop().create_task(self._run_step(action.request))
+
+    async def _run_step(self, request: wire.StepRequest) -> None:
+        runner = self.steps
+        if runner is None:
+            log.warning("step %s asked, but this terminal cannot sign results", request.step)
+            return
+        self.step = request.step
+        self.changed.set()
+        try:
+            result = await runner.run(request)
+            await self._publish(result.to_bytes())
+        except Exception as err:  # the link's own errors: the teller asks again
+            log.warning("step %s result not sent: %s", request.step, err)
+        finally:
+            self.step = None
+            self.changed.set()
 
     async def _join(self, grant: Grant) -> None:
         if self.peer is not None and self.peer.grant.room == grant.room:

@@ -10,6 +10,8 @@ back as one ``document`` message, split into chunks by ``channel.encode``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -36,12 +38,16 @@ class Paperwork:
     sign: dict[str, Any] | None = None
     sent: dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    #: What the customer delivered in this call, by its digest (the device steps
+    #: ``e_signature`` and ``voucher_capture`` sign these): "signature", "voucher", "id_card".
+    delivered: dict[str, dict[str, Any]] = field(default_factory=dict)
     _reassembler: channel.Reassembler = field(default_factory=channel.Reassembler)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def reset(self) -> None:
         """A new call starts with a clean screen."""
         self.screen = self.form = self.sign = None
+        self.delivered = {}
 
     def on_text(self, text: str) -> None:
         """One data-channel text from the teller (maybe a chunk)."""
@@ -91,11 +97,20 @@ class Paperwork:
         if self.sign is None or self.sign["form_id"] != form_id:
             raise ValueError(f"no signature asked for {form_id!r}")
         self.sign = None
-        return self._send(channel.signature(form_id, width, height, strokes))
+        sent = self._send(channel.signature(form_id, width, height, strokes))
+        if sent:
+            drawn = json.dumps([width, height, strokes], separators=(",", ":")).encode()
+            self.delivered["signature"] = {
+                "form_id": form_id,
+                "strokes": len(strokes),
+                "sha256": hashlib.sha256(drawn).hexdigest(),
+            }
+        return sent
 
     async def _capture(self, kind: str) -> None:
         jpeg = await self.capture(kind)
         if jpeg is None:
             log.warning("capture of %s asked, but there is no camera frame", kind)
             return
-        self._send(channel.document(kind, jpeg))
+        if self._send(channel.document(kind, jpeg)):
+            self.delivered[kind] = {"bytes": len(jpeg), "sha256": hashlib.sha256(jpeg).hexdigest()}

@@ -54,6 +54,15 @@ ROWS: Final[dict[str, str]] = {
     "liveness.blink": "请眨眨眼",
     "liveness.mouth": "请张张嘴",
     "liveness.shake": "请缓慢摇头",
+    # device steps the terminal performs for the desk (edge.teller.view.STEP_TEXT)
+    "step.id_card_read": "请把身份证放在读卡区",
+    "step.face_match": "请看着摄像头,正在核对您和身份证照片",
+    "step.liveness": "请看着摄像头,保持不动",
+    "step.active_liveness": "请看着摄像头,按提示做动作",
+    "step.card_read": "请插入银行卡",
+    "step.pin_entry": "请在密码键盘上输入密码,输完按确认",
+    "step.voucher_capture": "请把凭证放在拍摄区",
+    "step.e_signature": "请在屏幕上签名",
     # signing a form the teller pushed
     "form": "请看清楚,再按“提交”",
     "sign": "请在下面签名,写好了按“确认签名”",

@@ -197,7 +197,14 @@ class Screen:
     def _state(self) -> dict[str, Any]:
         c = self.client
         state = view.view(
-            c.call, c.paperwork, c.clock(), c.prompt, self.locked(), self.volume(), self.timeouts
+            c.call,
+            c.paperwork,
+            c.clock(),
+            c.prompt,
+            self.locked(),
+            self.volume(),
+            self.timeouts,
+            c.step,
         )
         for said in (state["voice"], *state["prompts"].values()):
             self._spoken[said["audio"].removeprefix("/voice/").removesuffix(".wav")] = said["text"]

@@ -50,6 +50,15 @@ def wait_text(position: int | None, expected_wait: float | None) -> str:
     return wait_said(position, expected_wait).text
 
 
+#: What the customer is asked to do while the terminal performs a device step for the desk
+#: (shown in large type and spoken, like the liveness prompts that replace it during a
+#: challenge): the catalogue's ``step.<name>`` rows.
+STEP_TEXT = {
+    key.removeprefix("step."): sentence
+    for key, sentence in prompts.ROWS.items()
+    if key.startswith("step.")
+}
+
 #: The customer is told whenever someone else listens in (a supervisor joined the call).
 GUEST_TEXT = prompts.text("in_call.guest")
 
@@ -90,12 +99,17 @@ def message(call: Call) -> str:
 UNLISTED = "unlisted"
 
 
-def _spoken(call: Call, prompt: str | None, locked: str | None, now: datetime) -> prompts.Said:
+def _spoken(
+    call: Call, prompt: str | None, locked: str | None, now: datetime, step: str | None = None
+) -> prompts.Said:
     if locked is not None:
         return prompts.Said(prompts.key_of(locked) or "locked", locked)
     if prompt:
         # a step outside the catalogue is still shown and spoken; the catalogue test fails on it
         return prompts.Said(prompts.key_of(prompt) or UNLISTED, prompt)
+    if step:
+        sentence = STEP_TEXT.get(step)
+        return prompts.say(f"step.{step}") if sentence else prompts.Said(UNLISTED, step)
     return said(call, now)
 
 
@@ -120,15 +134,17 @@ def view(
     locked: str | None = None,
     volume: int = 80,
     timeouts: dict[str, dict[str, int]] = TIMEOUTS,
+    step: str | None = None,
 ) -> dict[str, Any]:
     """The screen's whole state as JSON-ready data.
 
     ``prompt``: a liveness challenge step ("请眨眼") in progress, shown instead of the usual
     sentence; ``locked``: the operator's lock message (``lock_screen`` command): the screen
-    shows only that and offers nothing. ``voice``: the same sentence as a catalogue row
-    and its audio file; ``volume`` (0-100, the live configuration's ``voice_volume``) is
-    how loud the page plays it."""
-    spoken = _spoken(call, prompt, locked, now)
+    shows only that and offers nothing; ``step``: the device step the terminal performs now
+    (``STEP_TEXT``). ``voice``: the same sentence as a catalogue row and its audio file;
+    ``volume`` (0-100, the live configuration's ``voice_volume``) is how loud the page
+    plays it."""
+    spoken = _spoken(call, prompt, locked, now, step)
     return {
         "phase": call.phase.value,
         "locked": locked is not None,
@@ -141,6 +157,7 @@ def view(
         "chime": called_back(call, now),
         "prompts": {key: prompts.say(key).to_dict() for key in SCREEN_ROWS},
         "languages": [{"code": c, "label": label} for c, label in prompts.LANGUAGES],
+        "step": step,
         "notice": call.notice,
         "position": call.position,
         "expected_wait": call.expected_wait,

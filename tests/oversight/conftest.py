@@ -22,6 +22,7 @@ from cloud.oversight import Oversight
 from common import suite as suite_lib
 from common.settings import CloudSettings
 from cuntong.app import create_app
+from provisioning import ca as ca_lib
 from tests.integration.conftest import db_url  # noqa: F401 - the two-backend fixture
 
 PASSWORD = "correct horse battery"
@@ -62,7 +63,20 @@ class Cloud:
 
 
 @pytest.fixture
-async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:  # noqa: F811
+def terminal_ca(tmp_path: Path) -> ca_lib.CertificateAuthority:
+    """The CA that enrols this test's terminals (the cloud trusts its issuing certificate)."""
+    return ca_lib.load_or_create(tmp_path / "ca", dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+
+
+@pytest.fixture
+async def cloud(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+    terminal_ca: ca_lib.CertificateAuthority,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Cloud]:
+    """The real app; a test that also asks for ``identity_gateway`` (a running simulator)
+    gets a cloud whose online identity check goes to it."""
     # Tortoise caches each model's INSERT text per connection *name* ("default"), so a
     # process that moves from SQLite ("?") to PostgreSQL ("$1") would reuse the wrong one.
     EXECUTOR_CACHE.clear()
@@ -74,6 +88,12 @@ async def cloud(db_url: str, tmp_path: Path) -> AsyncIterator[Cloud]:  # noqa: F
         suite_lib.Suite.SM,
         clock=clock,
         hasher=FAST_HASHER,
+        device_issuers=(terminal_ca.issuing,),
+        identity=(
+            request.getfixturevalue("identity_gateway")
+            if "identity_gateway" in request.fixturenames
+            else None
+        ),
         # the real limits, with per-account delays short enough for tests
         login_throttle=LoginThrottle(base_delay_s=0.01, max_delay_s=0.05),
     )

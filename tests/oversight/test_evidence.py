@@ -32,7 +32,7 @@ def test_intact_package_verifies(tmp_path: Path, suite: suite_lib.Suite) -> None
     pkg = session_package(tmp_path, KEYS, suite)
     report = verify(pkg, TRUST, KEYS.data_master)
     assert report.ok, report.problems
-    assert report.events == 1 + 3 + 9 + 1 and report.files == 5
+    assert report.events == 1 + 3 + 10 + 1 and report.files == 5
     assert not report.warnings
     # Files are encrypted at rest: the plaintext voucher bytes are not on disk.
     assert b"voucher" not in (pkg / "files" / "voucher-1.jpg").read_bytes()
@@ -40,11 +40,11 @@ def test_intact_package_verifies(tmp_path: Path, suite: suite_lib.Suite) -> None
 
 def test_edited_event_fails_at_that_event(tmp_path: Path) -> None:
     pkg = session_package(tmp_path, KEYS)
-    _edit(pkg, lambda d: d["manifest"]["events"][7]["data"].update(passed=False))
+    _edit(pkg, lambda d: d["manifest"]["events"][8]["data"].update(passed=False))
     problems = verify(pkg, TRUST).problems
-    assert any(p.startswith("event 7 (step liveness by t-1") for p in problems)
-    assert "content altered" in next(p for p in problems if p.startswith("event 7"))
-    assert not any(p.startswith(("event 6", "event 8")) for p in problems)
+    assert any(p.startswith("event 8 (step liveness by t-1") for p in problems)
+    assert "content altered" in next(p for p in problems if p.startswith("event 8"))
+    assert not any(p.startswith(("event 7", "event 9")) for p in problems)
     assert any(p.startswith("seal: signature invalid") for p in problems)
 
 
@@ -136,7 +136,7 @@ def test_keys_persist_and_cli_exit_codes(
     key = ["--data-key", str(tmp_path / "state" / "keys" / "evidence-data-master.key")]
     args = parser.parse_args(["evidence", "verify", str(pkg), *trust, *key])
     args.func(args)
-    assert capsys.readouterr().out.startswith("INTACT: session sess-0001, 14 events, 5 files")
+    assert capsys.readouterr().out.startswith("INTACT: session sess-0001, 15 events, 5 files")
     _edit(pkg, lambda d: d["manifest"]["operator"].update(teller_id="t-9"))
     with pytest.raises(SystemExit) as exit_:
         args.func(args)

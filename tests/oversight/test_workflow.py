@@ -1,4 +1,8 @@
-"""Workflow rules: order, second person, low liveness, outcome."""
+"""Workflow rules: order, second person, device steps and overrides, outcome.
+
+Device steps are passed here with ``record_device_step``, as ``cloud.workflow.steps.accept``
+does after verifying a terminal's signed result (that checking is tested in
+``test_device_steps.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from cloud.catalogue import load_catalogue
 from cloud.workflow import engine
 from cloud.workflow.engine import Actor, Outcome
 from cloud.workflow.errors import (
+    DeviceStepOnly,
     SecondPersonRequired,
     StepOutOfOrder,
     WorkflowClosed,
@@ -27,7 +32,10 @@ def _walk_until(wf: engine.Workflow, stop: str | None) -> engine.Workflow:
     while wf.next_step != stop:
         step = wf.next_step
         assert step is not None
-        wf, _ = engine.record_step(wf, step, TELLER, NOW, liveness_score=95)
+        if step in engine.MACHINE_STEPS:
+            wf, _ = engine.record_device_step(wf, step, "terminal:SX-1", NOW, {"score": 95})
+        else:
+            wf, _ = engine.record_step(wf, step, TELLER, NOW)
     return wf
 
 
@@ -61,21 +69,32 @@ def test_steps_cannot_be_skipped_or_repeated() -> None:
         engine.record_step(wf, "dual_recording", TELLER, NOW)
 
 
-def test_low_liveness_needs_manual_review_by_second_person() -> None:
+def test_device_steps_pass_only_by_result_or_supervisor_override() -> None:
     wf = _walk_until(engine.start(CAT.get("card_loss"), "s3", "t-1", NOW), "liveness")
-    with pytest.raises(SecondPersonRequired):
-        engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=62)
-    with pytest.raises(SecondPersonRequired):
-        engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=62, reviewer=TELLER)
-    passed, rec = engine.record_step(
-        wf, "liveness", TELLER, NOW, liveness_score=62, reviewer=REVIEWER
-    )
-    assert passed.next_step == "e_signature"
-    assert rec.detail == {"score": 62, "threshold": 80.0, "manual_review_by": "r-1"}
-    _, rec = engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=80)
-    assert "manual_review_by" not in rec.detail
-    with pytest.raises(ValueError, match="score"):
+    with pytest.raises(DeviceStepOnly, match="done by the terminal"):
         engine.record_step(wf, "liveness", TELLER, NOW)
+    with pytest.raises(DeviceStepOnly, match="done by the cloud"):
+        engine.record_step(
+            _walk_until(engine.start(CAT.get("card_loss"), "s3b", "t-1", NOW), "id_online_check"),
+            "id_online_check",
+            SUPERVISOR,
+            NOW,
+        )
+    for who in (TELLER, REVIEWER, Actor("t-1", frozenset({"supervisor"}))):
+        with pytest.raises(SecondPersonRequired):
+            engine.override(wf, "liveness", who, "camera broken", NOW)
+    with pytest.raises(ValueError, match="written reason"):
+        engine.override(wf, "liveness", SUPERVISOR, "  ", NOW)
+    with pytest.raises(StepOutOfOrder):
+        engine.override(wf, "e_signature", SUPERVISOR, "not a device step", NOW)
+    assert not engine.overridden(wf)
+    passed, rec = engine.override(wf, "liveness", SUPERVISOR, " camera broken ", NOW)
+    assert passed.next_step == "e_signature" and engine.overridden(passed)
+    assert (rec.actor, rec.detail) == ("s-1", {"override": True, "reason": "camera broken"})
+    # The liveness score the rules read is the terminal's, from its verified result.
+    assert engine.liveness_score(wf) is None
+    scored, _ = engine.record_device_step(wf, "liveness", "terminal:SX-1", NOW, {"score": 88})
+    assert engine.liveness_score(scored) == 88.0
 
 
 def test_failed_step_rejects_and_closes() -> None:
@@ -83,7 +102,7 @@ def test_failed_step_rejects_and_closes() -> None:
     wf, _ = engine.record_step(wf, "id_online_check", TELLER, NOW, passed=False)
     assert wf.outcome is Outcome.REJECTED
     with pytest.raises(WorkflowClosed):
-        engine.record_step(wf, "liveness", TELLER, NOW, liveness_score=99)
+        engine.record_device_step(wf, "liveness", "terminal:SX-1", NOW, {"score": 99})
     with pytest.raises(WorkflowClosed):
         engine.complete(wf, NOW)
 

@@ -9,9 +9,13 @@ import pytest
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.verify import verify
 from cloud.quality.models import ReviewItem
-from cloud.workflow import service, store
+from cloud.workflow import service, steps, store
+from cloud.workflow.engine import Actor
 from cloud.workflow.models import WorkflowState
+from firmware_adapters.idcard.simulator import sample_card
+from provisioning import ca as ca_lib
 from tests.oversight.conftest import Cloud
+from tests.steps_rig import enrol, id_reader
 
 CUSTOMER = {"name": "王美娜", "id_number": "610102199001011234"}
 
@@ -20,7 +24,19 @@ async def _step(client, session: str, step: str, **body: object):  # type: ignor
     return await client.post(f"/api/v1/workflow/{session}/steps", json={"step": step, **body})
 
 
-async def test_high_risk_session_needs_supervisor_then_seals_evidence(cloud: Cloud) -> None:
+async def _override(sup, session: str, step: str):  # type: ignore[no-untyped-def]
+    """A supervisor passes a device step (these tests are about the workflow and its
+    evidence; signed device results are ``test_device_steps.py``'s subject)."""
+    r = await sup.post(
+        f"/api/v1/workflow/{session}/steps/{step}/override", json={"reason": "device test rig"}
+    )
+    assert r.status_code == 200, r.text
+    return r
+
+
+async def test_high_risk_session_needs_supervisor_then_seals_evidence(
+    cloud: Cloud, tmp_path: Path, terminal_ca: ca_lib.CertificateAuthority
+) -> None:
     alice = await cloud.client("alice", "teller")
     bob = await cloud.client("bob", "teller")
     sup = await cloud.client("sup", "supervisor")
@@ -37,15 +53,19 @@ async def test_high_risk_session_needs_supervisor_then_seals_evidence(cloud: Clo
     skipped = await _step(alice, "S-1", "e_signature")
     assert skipped.status_code == 409 and "next step is 'dual_recording'" in skipped.text
     assert (await _step(bob, "S-1", "dual_recording")).status_code == 404  # not bob's session
-    for step in ("dual_recording", "id_card_read", "id_online_check"):
-        detail = {"id_number": CUSTOMER["id_number"]} if step == "id_card_read" else {}
-        assert (await _step(alice, "S-1", step, detail=detail)).status_code == 200
-    low = await _step(alice, "S-1", "liveness", liveness_score=61)
-    assert low.status_code == 403 and "second person" in low.text
-    reviewed = await _step(rev, "S-1", "liveness", liveness_score=61)
-    assert reviewed.status_code == 200
-    assert reviewed.json()["done"][-1]["detail"]["manual_review_by"] == "rev"
-    assert (await _step(alice, "S-1", "e_signature")).status_code == 200
+    assert (await _step(alice, "S-1", "dual_recording")).status_code == 200
+    # The ID read: the terminal's signed result, read over the serial simulator.
+    terminal = enrol(terminal_ca, "SX-00001", cloud.clock())
+    teller = Actor("alice", frozenset({"teller"}))
+    _, request = await steps.ask(cloud.ov, "S-1", "id_card_read", teller, "SX-00001", cloud.clock())
+    async with id_reader(tmp_path, sample_card(0)) as handler:
+        result = terminal.sign(request, await handler(request), cloud.clock())
+    await steps.accept(cloud.ov, cloud.ov.device_issuers, "SX-00001", "S-1", result, cloud.clock())
+    for step in ("id_online_check", "face_match"):
+        assert (await _step(rev, "S-1", step)).status_code == 403  # nobody marks these done
+        await _override(sup, "S-1", step)
+    await _override(sup, "S-1", "liveness")
+    await _override(sup, "S-1", "e_signature")
 
     early = await alice.post("/api/v1/workflow/S-1/finish", json={"customer": CUSTOMER})
     assert early.status_code == 409 and "supervisor_authorisation" in early.text
@@ -60,19 +80,20 @@ async def test_high_risk_session_needs_supervisor_then_seals_evidence(cloud: Clo
 
     # The ID number went onto the timeline masked, and the package verifies.
     state = await WorkflowState.get(session_id="S-1")
-    read = next(e for e in state.events if e["data"].get("step") == "id_card_read")
-    assert read["data"]["id_number"] == "6101**********1234"
+    read = next(e for e in state.events if e["kind"] == "step_result")
+    assert read["data"]["masked"]["id_number"] == result.masked["id_number"]
+    assert result.masked["id_number"].startswith("6101**********")
     record = await EvidenceRecord.get(session_id="S-1")
     assert (record.operator_id, record.supervisor_id) == ("alice", "sup")
     trusted = [cloud.ov.evidence_keys.seal.public_key(), cloud.ov.evidence_keys.tsa.public_key()]
     report = verify(Path(record.package_dir), trusted)
-    assert report.ok and report.events == len(state.events) == 9
+    assert report.ok and report.events == len(state.events)
     # No core configured here: the timeline says the card_loss was not posted.
     assert [e["data"] for e in state.events if e["kind"] == "core_not_posted"] == [
         {"reason": "no core configured"}
     ]
-    # Liveness 61 < 70: the whole session goes to full manual quality review.
-    assert (await ReviewItem.get(session_id="S-1")).reason == "low_liveness"
+    # A supervisor's override sends the whole session to full manual quality review.
+    assert (await ReviewItem.get(session_id="S-1")).reason == "supervisor_override"
     assert (await alice.get("/api/v1/evidence/S-1")).json()["customer"][
         "id_number"
     ] == "6101**********1234"
@@ -109,6 +130,7 @@ async def test_rejected_session_is_sealed_once(cloud: Cloud) -> None:
 
 async def test_captured_files_are_sealed_into_the_package(cloud: Cloud) -> None:
     alice = await cloud.client("alice", "teller")
+    sup = await cloud.client("sup", "supervisor")
     bob = await cloud.client("bob", "teller")
     await alice.post("/api/v1/workflow/S-4/start", json={"business": "cash_deposit"})
     url = "/api/v1/workflow/S-4/files"
@@ -123,7 +145,7 @@ async def test_captured_files_are_sealed_into_the_package(cloud: Cloud) -> None:
         await alice.put(f"{url}/sig.png?role=e_signature", content=b"PNG sig")
     ).status_code == 200
     for step in ("card_read", "voucher_capture", "e_signature"):
-        assert (await _step(alice, "S-4", step)).status_code == 200
+        await _override(sup, "S-4", step)
     done = await alice.post("/api/v1/workflow/S-4/finish", json={})
     assert done.status_code == 200, done.text
     record = await EvidenceRecord.get(session_id="S-4")
@@ -136,6 +158,7 @@ async def test_captured_files_are_sealed_into_the_package(cloud: Cloud) -> None:
 
 async def test_file_altered_in_staging_stops_the_seal(cloud: Cloud) -> None:
     alice = await cloud.client("alice", "teller")
+    sup = await cloud.client("sup", "supervisor")
     await alice.post("/api/v1/workflow/S-5/start", json={"business": "loan_repayment"})
     await alice.put("/api/v1/workflow/S-5/files/sig.png?role=e_signature", content=b"sig")
     staged = cloud.ov.evidence_dir / ".staging" / "S-5" / "sig.png"
@@ -143,7 +166,7 @@ async def test_file_altered_in_staging_stops_the_seal(cloud: Cloud) -> None:
     blob[-1] ^= 1
     staged.write_bytes(bytes(blob))
     for step in ("card_read", "pin_entry", "e_signature"):
-        await _step(alice, "S-5", step)
+        await _override(sup, "S-5", step)
     refused = await alice.post("/api/v1/workflow/S-5/finish", json={})
     assert refused.status_code == 409 and "sig.png is missing or was altered" in refused.text
     assert not await EvidenceRecord.exists(session_id="S-5")

@@ -1,3 +1,3 @@
 """The oversight suite's cloud fixture (real app, SQLite and PostgreSQL) for these tests."""
 
-from tests.oversight.conftest import cloud, db_url  # noqa: F401
+from tests.oversight.conftest import cloud, db_url, terminal_ca  # noqa: F401

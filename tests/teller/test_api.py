@@ -16,6 +16,7 @@ from cloud.api import deps
 from cloud.auth.models import AuditEntry
 from cloud.sessions import store
 from cloud.sessions.state import Event
+from tests.steps_rig import agent_verdict
 from tests.teller.api_rig import TellerCloud, teller_cloud
 
 
@@ -125,7 +126,7 @@ async def test_customer_panel_is_masked_own_and_audited(tc: TellerCloud) -> None
     assert (await other.get("/api/v1/teller/sessions/s1")).status_code == 403
     assert (await mine.get("/api/v1/teller/sessions/nope")).status_code == 404
 
-    verdict = {"score": 93, "passed": True, "reasons": []}
+    verdict = agent_verdict(0.93).masked
     assert await store.set_liveness("s1", "T0042", verdict)
     assert (await mine.post("/api/v1/teller/sessions/s1/accept")).status_code == 200
     panel = (await auditor.get("/api/v1/teller/sessions/s1")).json()

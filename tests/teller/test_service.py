@@ -30,6 +30,7 @@ from cuntong.servers.janus import Janus
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from tests.helpers import CloudProcess, create_account, eventually, secured_cloud
+from tests.steps_rig import agent_verdict
 from tests.teller.service_rig import Teller, Terminal, terminal
 from tests.teller.test_desk_call import TALK, Participant
 
@@ -121,7 +122,7 @@ async def test_a_call_end_to_end(service: Service) -> None:
         agent = await Participant.join(grant)
         heard = await agent.watch(session, "customer")
         seen = await customer.watch(session, connect["peer_feed"])
-        verdict = {"score": 92, "passed": True, "reasons": [], "model_versions": {"x": "1"}}
+        verdict = agent_verdict(0.92).masked
         await term.send({"type": "liveness", "session": session, "verdict": verdict})
         assert (await teller.event("liveness"))["verdict"] == verdict
         await asyncio.sleep(TALK)

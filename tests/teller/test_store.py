@@ -14,6 +14,7 @@ from cloud.sessions.errors import InvalidTransition
 from cloud.sessions.models import SessionTransition, TellerSession
 from cloud.sessions.state import Event, State
 from common.wire import call as wire
+from tests.steps_rig import agent_verdict
 from tests.teller.desk_rig import T0, rig
 
 
@@ -87,7 +88,7 @@ async def test_terminal_reports_are_stored_for_its_own_sessions_only(db: None) -
     r.desk.persist = store.save
     await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)
     await store.set_request("s1", "ab" * 16, {"name": "张三", "id_number": "610102199001011234"})
-    verdict = {"score": 91, "passed": True}
+    verdict = agent_verdict(0.91).masked
     assert await store.set_liveness("s1", "T1", verdict)
     assert not await store.set_liveness("s1", "T-OTHER", {"score": 0})  # not its session
     assert not await store.set_rating("nope", "T1", 5)

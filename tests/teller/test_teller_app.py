@@ -15,7 +15,9 @@ call; the chunked protocol between the browser and the terminal's side.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -48,18 +50,25 @@ from cloud.workflow import service as workflow
 from common import procs, topics
 from common import suite as suite_lib
 from common.settings import CloudSettings
+from common.wire import call as wire
 from common.wire import datachannel as channel
 from cuntong.app import create_app
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from edge.agent import Agent
+from edge.steps.paperwork import delivered_result
+from edge.steps.runner import StepRunner
+from edge.steps.sign import Done
 from edge.teller.jpeg import synthetic_document
+from firmware_adapters.idcard.simulator import sample_card
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
+from provisioning import ca as ca_lib
 from tests.helpers import eventually
 from tests.integration.agents import agent_settings
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM, shot
+from tests.steps_rig import Terminal, agent_verdict, enrol, id_reader
 from tests.teller.peers import Received, TerminalData, publish_with_data, subscribe
 
 FLAGS = [
@@ -78,13 +87,9 @@ TELLER = "teller-li"
 TERMINAL = "T0101"
 REQUEST_ID = "0123456789abcdef0123456789abcdef"
 CUSTOMER = {"name": "张三丰", "id_number": "610102199001011234"}
-VERDICT = {
-    "score": 93,
-    "passed": True,
-    "models": {"passive": "v1"},
-    "reasons": [],
-    "frames": "ab12",
-}
+#: The liveness verdict as the agent's own producer makes it (edge.vision.verdict.decide):
+#: the badge must read its real fields ("decision"), not a made-up "passed".
+VERDICT = agent_verdict(0.93, "cash_deposit").masked
 
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium missing")
 
@@ -99,6 +104,18 @@ class Desked:
     inbox: asyncio.Queue[Message]
     janus: Janus
     broker_port: int
+    #: The terminal's enrolled key and certificate (its CA is the one the cloud trusts).
+    device: Terminal
+    #: That CA, to enrol further terminals (a real agent's key).
+    authority: ca_lib.CertificateAuthority
+
+    async def answer_step(self, step: str, done: Done) -> None:
+        """The desk asked the terminal for ``step``: answer with ``done`` signed by the
+        terminal's key, as ``edge.steps`` does."""
+        asked = wire.desk_from_dict(await self.next("step", step=step))
+        assert isinstance(asked, wire.StepRequest)
+        result = self.device.sign(asked, done, datetime.now(UTC))
+        await self.say(result.to_dict())
 
     async def say(self, message: Message) -> None:
         """The terminal publishes on its session topic, as the agent does."""
@@ -137,9 +154,10 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
         janus_admin_secret=cfg.admin_secret, janus_room_key=cfg.room_admin_key,
         janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive",
     )  # fmt: skip
+    authority = ca_lib.load_or_create(tmp_path / "ca", datetime.now(UTC))
     ov = Oversight(
         load_catalogue(), EvidenceKeys.generate(), tmp_path / "evidence", suite_lib.Suite.SM,
-        hasher=FAST_HASHER,
+        hasher=FAST_HASHER, device_issuers=(authority.issuing,),
     )  # fmt: skip
     app = create_app(settings, oversight=ov)
     server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))
@@ -171,7 +189,11 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
             try:
                 running = deps.services_of(app).desk
                 assert running is not None
-                yield Desked(origin, running.desk, ov, terminal, inbox, janus, broker.cfg.port)
+                device = enrol(authority, TERMINAL, now)
+                yield Desked(
+                    origin, running.desk, ov, terminal, inbox, janus, broker.cfg.port, device,
+                    authority,
+                )  # fmt: skip
             finally:
                 server.should_exit = True
                 tasks[1].cancel()
@@ -338,13 +360,21 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
         await expect(steps.nth(0)).to_contain_text("读取银行卡")
         await expect(page.locator("#steps [data-step=voucher_capture]")).not_to_have_class("next")
         await expect(page.locator("button[data-form=confirm]")).to_be_enabled(timeout=10_000)
-        await page.click("#steps li.next button.step-do")
-        await expect(steps.nth(0)).to_have_class("done")
-        await expect(page.locator("#steps li.next button.step-do")).to_be_disabled()  # no photo
+        # card_read: this terminal has no card handler yet, so the desk's request goes
+        # unanswered and a supervisor overrides the step (with a written reason).
+        await expect(page.locator("#steps li.next button.step-do")).to_have_count(0)
+        await page.click("#steps li.next button.step-ask")
+        await desked.next("step", step="card_read")
+        await expect(steps.nth(0)).to_contain_text("已请终端执行")
+        await supervisor_overrides(desked, sid, "card_read")
+        await expect(steps.nth(0)).to_have_class("done", timeout=10_000)
+        await expect(steps.nth(0)).to_contain_text("主管越权通过")
 
         await page.click("button[data-capture=voucher]")
         await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible()
-        await page.click("#steps li.next button.step-do")
+        await page.click("#steps li.next button.step-ask")
+        voucher = next(m for m in terminal.sent if m["type"] == "document")
+        await desked.answer_step("voucher_capture", delivered(voucher))
         await expect(steps.nth(1)).to_have_class("done")
 
         await page.click("button[data-capture=id_card]")
@@ -359,7 +389,9 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
             " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 100) n++; return n; }"
         )
         assert inked > 300  # the strokes are drawn
-        await page.click("#steps li.next button.step-do")
+        await page.click("#steps li.next button.step-ask")
+        signed = next(m for m in terminal.sent if m["type"] == "signature")
+        await desked.answer_step("e_signature", delivered(signed))
         await expect(steps.nth(2)).to_have_class("done")
         await shot(page, tmp_path / "call.png")
 
@@ -478,6 +510,34 @@ async def test_offers_declined_and_withdrawn_breaks_and_plain_errors(desked: Des
         assert errors == []
 
 
+def delivered(message: dict[str, Any]) -> Done:
+    """The step result the terminal's paperwork step makes for what it sent on the data
+    channel (``edge.steps.paperwork``: the digest of the photo or of the strokes)."""
+    if message["type"] == "signature":
+        drawn = json.dumps([message["width"], message["height"], message["strokes"]],
+                           separators=(",", ":")).encode()  # fmt: skip
+        item = {"form_id": message["form_id"], "strokes": len(message["strokes"]),
+                "sha256": hashlib.sha256(drawn).hexdigest()}  # fmt: skip
+        return delivered_result("e_signature", {"signature": item})
+    jpeg = base64.b64decode(message["data_b64"])
+    item = {"bytes": len(jpeg), "sha256": hashlib.sha256(jpeg).hexdigest()}
+    return delivered_result("voucher_capture", {message["kind"]: item})
+
+
+async def supervisor_overrides(desked: Desked, sid: str, step: str) -> None:
+    """A supervisor passes a device step from their own client, with a written reason."""
+    account = f"sup-{step}"
+    await service.create_account(
+        account, PASSWORD, ["supervisor"], datetime.now(UTC), hasher=FAST_HASHER
+    )
+    async with httpx.AsyncClient(base_url=desked.url) as sup:
+        await login(sup, account)
+        r = await sup.post(
+            f"/api/v1/workflow/{sid}/steps/{step}/override", json={"reason": "读卡器故障，主管核对"}
+        )
+        assert r.status_code == 200, r.text
+
+
 async def login(http: httpx.AsyncClient, account: str) -> httpx.AsyncClient:
     """The client, signed in as ``account``."""
     r = await http.post("/api/v1/auth/login", json={"username": account, "password": PASSWORD})
@@ -485,10 +545,13 @@ async def login(http: httpx.AsyncClient, account: str) -> httpx.AsyncClient:
     return http
 
 
-async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: Desked) -> None:
-    """Card loss is high-risk: liveness waits for the terminal's verdict, the last step for a
-    supervisor, and 办结 for both; the customer hangs up and the outcome is recorded in
-    wrap-up."""
+async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(
+    desked: Desked, tmp_path: Path
+) -> None:
+    """Card loss is high-risk: the teller asks the terminal for the ID read and liveness
+    and each passes on its signed result (masked fields and the real verdict's badge on the
+    page), a supervisor overrides what has no device here and authorises the last step;
+    the customer hangs up and the outcome is recorded in wrap-up."""
     await service.create_account(
         "sup-zhao", PASSWORD, ["supervisor"], datetime.now(UTC), hasher=FAST_HASHER
     )
@@ -505,25 +568,48 @@ async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: 
         errors: list[str] = []
         page = await available(browser, desked.url, errors)
         sid = await desked.request(REQUEST_ID, "card_loss")
-        # The first steps were done already (here through the API, as the teller).
+        # Dual recording was started already (here through the API, as the teller).
         steps = f"/api/v1/workflow/{sid}"
         r = await teller.post(f"{steps}/start", json={"business": "card_loss"})
         assert r.status_code == 201, r.text
-        for step in ("dual_recording", "id_card_read", "id_online_check"):
-            assert (await teller.post(f"{steps}/steps", json={"step": step})).status_code == 200
+        r = await teller.post(f"{steps}/steps", json={"step": "dual_recording"})
+        assert r.status_code == 200, r.text
+        # Ticking a device step through the API is refused.
+        r = await teller.post(f"{steps}/steps", json={"step": "id_card_read"})
+        assert r.status_code == 403 and "done by the terminal" in r.text
 
         await page.click("#accept")
         await customer_joins(await desked.next("connect"), stack)
-        await expect(page.locator("#steps li.done")).to_have_count(3)
+        await expect(page.locator("#steps li.done")).to_have_count(1)
+        # The ID card: the teller asks, the terminal reads it (serial simulator) and signs.
+        read = page.locator("#steps li[data-step=id_card_read]")
+        await expect(read.locator("button.step-do")).to_have_count(0)
+        await read.locator("button.step-ask").click()
+        async with id_reader(tmp_path, sample_card(0)) as handler:
+            asked = wire.desk_from_dict(await desked.next("step", step="id_card_read"))
+            assert isinstance(asked, wire.StepRequest)
+            done = await handler(asked)
+        await desked.say(desked.device.sign(asked, done, datetime.now(UTC)).to_dict())
+        await expect(read).to_have_class("done", timeout=10_000)
+        await expect(page.locator("#customer-name")).to_have_text("王*娜")
+        await expect(page.locator("#customer-id")).to_have_text(done.masked["id_number"])
+        # No identity gateway here, and no face-match handler: a supervisor overrides both.
+        await supervisor_overrides(desked, sid, "id_online_check")
+        await supervisor_overrides(desked, sid, "face_match")
         liveness = page.locator("#steps li[data-step=liveness]")
-        await expect(liveness).to_contain_text("等待活体结果")
-        await expect(liveness.locator("button.step-do")).to_be_disabled()
-        await desked.say({"type": "liveness", "session": sid, "verdict": VERDICT})
-        await liveness.locator("button.step-do").click()
+        await expect(liveness).to_have_class("next", timeout=10_000)
+        await expect(page.locator("#liveness")).to_contain_text("等待终端结果")
+        await liveness.locator("button.step-ask").click()
+        await desked.answer_step("liveness", agent_verdict(0.93, "card_loss"))
         await expect(liveness).to_have_class("done")
+        await expect(page.locator("#liveness")).to_contain_text("通过 · 得分 93")
+        await expect(page.locator("#liveness")).to_have_class("badge ok")
         await expect(page.locator("button#ask-sign")).to_be_enabled(timeout=10_000)
         await page.click("#ask-sign")
-        await page.click("#steps li[data-step=e_signature] button.step-do")
+        await page.click("#steps li[data-step=e_signature] button.step-ask")
+        strokes = [[[10.0, 10.0, 0.0], [50.0, 40.0, 16.0]]]
+        signature = channel.signature("F-sign", 600, 200, strokes)
+        await desked.answer_step("e_signature", delivered(signature))
         last = page.locator("#steps li[data-step=supervisor_authorisation]")
         await expect(last).to_contain_text("需主管授权（第二人）")
         await expect(last.locator("button")).to_have_count(0)  # the teller cannot tick it
@@ -535,7 +621,8 @@ async def test_liveness_and_supervisor_steps_then_the_customer_hangs_up(desked: 
         assert (await supervisor.post(f"{steps}/steps", json=step)).status_code == 200
         await expect(last).to_have_class("done", timeout=10_000)  # the page watched for it
         records = (await workflow.get(desked.ov, sid)).workflow.records
-        assert records[3].detail["score"] == 93 and records[5].actor == "sup-zhao"
+        assert records[4].detail["score"] == 93 and records[4].actor == f"terminal:{TERMINAL}"
+        assert records[2].detail["override"] and records[6].actor == "sup-zhao"
 
         await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
         await expect(page.locator("#wrapup")).to_be_visible()
@@ -788,4 +875,45 @@ async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_p
             timeout=15_000
         )
         assert await page.evaluate("window.tellerApp.call.badMessages") == 0
+    assert errors == []
+
+
+async def test_the_real_agent_performs_and_signs_the_desks_step_requests(
+    desked: Desked, tmp_path: Path
+) -> None:
+    """The real agent (edge.Agent, simulated customer answering the screen) gets the desk's
+    step requests over MQTT, performs them with its own step handlers and answers with
+    results signed by its key (enrolled here with the CA the cloud trusts; a dev-mode agent
+    has no key of its own); the cloud verifies them and the page shows each step done."""
+    tid = "SX-APP-02"
+    async with agent_in_call(desked, tmp_path, tid) as (agent, page, errors):
+        own = enrol(desked.authority, tid, datetime.now(UTC))
+        agent.teller.steps = StepRunner(
+            lambda: (own.key, own.certificate_pem),
+            agent.step_handlers(agent.camera),
+            lambda: datetime.now(UTC),
+        )
+        sid = str(await page.evaluate("window.tellerApp.call.session"))
+        steps = page.locator("#steps li")
+        await expect(steps.nth(0)).to_have_class("next", timeout=10_000)  # 读取银行卡
+        await page.click("#steps li.next button.step-ask")
+        # No card handler on this terminal: the request is answered "cannot perform".
+        await expect(steps.nth(0)).to_contain_text("cannot perform card_read", timeout=15_000)
+        await supervisor_overrides(desked, sid, "card_read")
+        await expect(steps.nth(1)).to_have_class("next", timeout=10_000)
+        await page.click("#steps li.next button.step-ask")  # before any voucher photo
+        await expect(steps.nth(1)).to_contain_text("capture the voucher first", timeout=15_000)
+        await page.click("button[data-capture=voucher]")
+        await expect(page.locator("#documents img[data-kind=voucher]")).to_be_visible(
+            timeout=15_000
+        )
+        await page.click("#steps li.next button.step-ask")
+        await expect(steps.nth(1)).to_have_class("done", timeout=15_000)
+        await page.click("#ask-sign")  # the simulated customer signs at once
+        await expect(page.locator("#signature-box")).to_be_visible()
+        await page.click("#steps li.next button.step-ask")
+        await expect(steps.nth(2)).to_have_class("done", timeout=15_000)
+        records = (await workflow.get(desked.ov, sid)).workflow.records
+        assert [r.actor for r in records[1:]] == [f"terminal:{tid}"] * 2
+        assert len(records[2].detail["digest"]) == 64
     assert errors == []

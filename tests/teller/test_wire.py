@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.wire import call as wire
+from tests.steps_rig import agent_verdict
 
 RID = "0123456789abcdef" * 2
 
@@ -13,7 +14,7 @@ VALID = [
     wire.Request(RID, "pension", "cmn"),
     wire.Cancel("s1", "customer left"),
     wire.HangUp("s1", "customer ended"),
-    wire.Liveness("s1", {"score": 91, "passed": True, "reasons": [], "frames_sha256": "ab"}),
+    wire.Liveness("s1", agent_verdict(0.91).masked),
     wire.Rating("s1", 5),
 ]
 

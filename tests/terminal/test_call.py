@@ -10,6 +10,7 @@ from common.wire import call as wire
 from edge.teller import call
 from edge.teller.call import Call, Phase
 from edge.teller.view import GUEST_TEXT, message
+from tests.steps_rig import agent_verdict
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 RID = "a" * 32
@@ -176,7 +177,7 @@ def test_session_messages_round_trip() -> None:
         wire.Request(RID, "pension", "cmn", True, customer),
         wire.Cancel("s1"),
         wire.HangUp("s1"),
-        wire.Liveness("s1", {"score": 88, "passed": True}),
+        wire.Liveness("s1", agent_verdict(0.88).masked),
         wire.Rating("s1", 4),
     ):
         assert wire.parse_session(msg.to_bytes()) == msg

@@ -18,6 +18,7 @@ from edge.agent import Agent
 from edge.teller.call import Phase
 from tests.helpers import enrolled_link, eventually
 from tests.integration.agents import agent_settings
+from tests.steps_rig import agent_verdict
 from tests.teller.conftest import janus  # noqa: F401 - the service fixture's Janus
 from tests.teller.test_desk_call import Participant
 from tests.teller.test_service import Service, _link_ready, service  # noqa: F401
@@ -55,7 +56,7 @@ async def test_agent_calls_a_teller_through_the_real_desk(service: Service, tmp_
         await eventually(lambda: _is(heard.frames["video"] >= 20 and heard.loudest > 3000), 20)
         assert heard.size == (480, 360)
 
-        await agent.teller.liveness({"score": 93, "passed": True, "reasons": []})
+        await agent.teller.liveness(agent_verdict(0.93).masked)
         assert (await teller.event("liveness"))["verdict"]["score"] == 93
         await agent.teller.end()
         assert (await teller.event("ended"))["session"] == session

@@ -29,6 +29,7 @@ from janus_client.janus import JanusClient
 from janus_client.videoroom import VideoRoom
 from tests.helpers import CloudProcess, enrolled_link, eventually
 from tests.integration.agents import agent_settings, new_id
+from tests.steps_rig import agent_verdict
 from tests.terminal.teller_side import (
     TellerPeer,
     connect_message,
@@ -148,12 +149,13 @@ async def test_call_media_data_channel_and_republish(
                 assert jpeg[:2] == b"\xff\xd8" and len(jpeg) > 16 * 1024  # came in chunks
 
                 # Liveness verdict during the call goes with the session.
-                await agent.teller.liveness({"score": 91, "passed": True})
+                verdict = agent_verdict(0.91).masked
+                await agent.teller.liveness(verdict)
                 live = await desk.next("liveness")
                 assert live == {
                     "type": "liveness",
                     "session": session,
-                    "verdict": {"score": 91, "passed": True},
+                    "verdict": verdict,
                 }
 
                 # The link drops: the broker restarts under the call.

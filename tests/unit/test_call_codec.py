@@ -31,8 +31,8 @@ def captured(name: str) -> bytes:
 
 def test_every_message_type_is_captured() -> None:
     kinds = {orjson.loads(p.read_bytes())["type"] for p in CAPTURED}
-    assert kinds == {"request", "cancel", "hang_up", "liveness", "rating"} | {
-        "queued", "refused", "connect", "ended", "failed", "guest",
+    assert kinds == {"request", "cancel", "hang_up", "liveness", "rating", "step_result"} | {
+        "queued", "refused", "connect", "ended", "failed", "guest", "step",
     }  # fmt: skip
 
 
@@ -168,3 +168,58 @@ def test_a_grant_carries_its_rooms_pin() -> None:
     assert "pin" not in orjson.loads(captured("desk-connect"))  # a room without one
     with pytest.raises(wire.CallError, match="pin"):
         wire.parse_desk(orjson.dumps({**orjson.loads(data), "pin": 7}))
+
+
+# -- device steps ------------------------------------------------------------------------
+# ``desk-step.json`` is a StepRequest as the desk makes it; ``session-step_result.json`` the
+# answer the terminal's own code made (edge.steps: the ID card read over the serial
+# simulator, signed by an enrolled test terminal whose CA is ``step-issuer.pem``).
+
+
+def test_a_captured_step_result_verifies_with_the_clouds_checker() -> None:
+    import datetime as dt
+
+    from cryptography import x509
+
+    from cloud.workflow.device import check_result
+
+    request = wire.parse_desk(captured("desk-step"))
+    result = wire.parse_session(captured("session-step_result"))
+    assert isinstance(request, wire.StepRequest) and isinstance(result, wire.StepResult)
+    assert (result.session, result.step, result.nonce) == (
+        request.session, request.step, request.nonce,
+    )  # fmt: skip
+    assert result.full is not None and result.digest == wire.result_digest(result.full)
+    assert result.masked["name"] == "王*娜"
+    issuer = x509.load_pem_x509_certificate((FIXTURES / "step-issuer.pem").read_bytes())
+    verified = check_result(
+        result, session_id=request.session, terminal_id="SX-00001",
+        issued={request.nonce: request.step}, answered=(), issuers=[issuer],
+        now=dt.datetime(2026, 11, 25, 9, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    assert verified.signer == "SX-00001" and verified.outcome == "passed"
+
+
+def test_the_signature_covers_session_step_nonce_time_and_digest() -> None:
+    result = wire.parse_session(captured("session-step_result"))
+    assert isinstance(result, wire.StepResult)
+    lines = result.signing_input().split(b"\n")
+    fields = (result.session, result.step, result.nonce, result.time, result.digest)
+    assert lines == [b"cuntong-step-result-v1", *(f.encode() for f in fields)]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "why"),
+    [
+        (lambda o: {**o, "step": "dance"}, "'step' must be a device step"),
+        (lambda o: {**o, "nonce": "123"}, "'nonce' must be 32 lowercase hex"),
+        (lambda o: {**o, "time": "2026-11-25T09:00:00"}, "UTC offset"),
+        (lambda o: {**o, "outcome": "maybe"}, "'outcome' must be one of"),
+        (lambda o: {**o, "digest": "xyz"}, "'digest' must be 64"),
+        (lambda o: {k: v for k, v in o.items() if k != "signature"}, "without 'signature'"),
+    ],
+)
+def test_a_malformed_step_result_is_refused_by_name(mutate, why: str) -> None:  # type: ignore[no-untyped-def]
+    obj = orjson.loads(captured("session-step_result"))
+    with pytest.raises(wire.CallError, match=why):
+        wire.parse_session(orjson.dumps(mutate(obj)))

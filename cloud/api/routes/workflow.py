@@ -1,4 +1,11 @@
-"""Workflow routes: the teller walks a session's steps; a supervisor authorises."""
+"""Workflow routes: the teller walks a session's steps; a supervisor authorises.
+
+Device steps (``common.wire.call.DEVICE_STEPS``) are asked of the session's terminal
+(``POST …/steps/{step}/ask``) and pass on its signed, verified result (the desk link hands
+results to ``cloud.workflow.steps.accept``); ``id_online_check`` is the cloud's own call
+(``POST …/steps/id_online_check/run``). Neither can be marked done through ``…/steps``;
+when a device fails or is missing a supervisor overrides (``…/steps/{step}/override``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +16,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from tortoise.exceptions import IntegrityError
 
-from cloud.api.deps import CoreOrNone, OversightDep, require
+from cloud.api.deps import CoreOrNone, OversightDep, Services, require
+from cloud.auth import audit
 from cloud.auth.deps import Principal
 from cloud.auth.roles import Role, may_view_session
-from cloud.catalogue import CatalogueError
+from cloud.catalogue import STEPS, CatalogueError
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealer import SealerFailed
 from cloud.oversight import Oversight
-from cloud.workflow import corepost, engine, service, store
-from cloud.workflow.errors import SecondPersonRequired, WorkflowError
+from cloud.workflow import corepost, engine, service, steps, store
+from cloud.workflow.errors import DeviceStepOnly, SecondPersonRequired, WorkflowError
 from cloud.workflow.posting import PostingInputError
 from common.http import SessionIdPath
 from corebank import CoreBankClient
@@ -34,10 +42,17 @@ class StartRequest(BaseModel):
 
 
 class StepRequest(BaseModel):
+    """A step a person records (a device step only as failed: no typed liveness score)."""
+
+    model_config = {"extra": "forbid"}
+
     step: str
     passed: bool = True
-    liveness_score: float | None = Field(None, ge=0, le=100)
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class OverrideRequest(BaseModel):
+    reason: str = Field(min_length=engine.MIN_OVERRIDE_REASON, max_length=500)
 
 
 class FinishRequest(BaseModel):
@@ -56,11 +71,15 @@ class WorkflowPublic(BaseModel):
     next_step: str | None
     outcome: str | None
     chain_head: str
+    #: What the last action means, in the teller's words (an online check's answer).
+    notice: str | None = None
     #: What the business posts to the core at confirm (kind, fields), or None.
     posting: dict[str, Any] | None = None
 
 
-def _public(loaded: store.Loaded, core: CoreBankClient | None = None) -> WorkflowPublic:
+def _public(
+    loaded: store.Loaded, core: CoreBankClient | None = None, notice: str | None = None
+) -> WorkflowPublic:
     wf = loaded.workflow
     return WorkflowPublic(
         session_id=wf.session_id,
@@ -81,6 +100,7 @@ def _public(loaded: store.Loaded, core: CoreBankClient | None = None) -> Workflo
         next_step=wf.next_step,
         outcome=wf.outcome,
         chain_head=loaded.timeline.head,
+        notice=notice,
         # What confirm will post: only where a core is attached (without one, a posting
         # business completes through finish and its timeline says it was not posted).
         posting=(
@@ -102,7 +122,7 @@ async def _visible(ov: Oversight, session_id: str, who: Principal) -> store.Load
 
 
 def _http(err: WorkflowError) -> HTTPException:
-    if isinstance(err, SecondPersonRequired):
+    if isinstance(err, SecondPersonRequired | DeviceStepOnly):
         return HTTPException(403, str(err))
     return HTTPException(409, str(err))
 
@@ -145,7 +165,6 @@ async def record_step(
             actor,
             ov.clock(),
             passed=body.passed,
-            liveness_score=body.liveness_score,
             detail=body.detail,
             loaded=loaded,
         )
@@ -153,6 +172,74 @@ async def record_step(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
+    return _public(loaded)
+
+
+def _known_step(step: str) -> None:
+    if step not in STEPS:
+        raise HTTPException(422, f"unknown step {step!r} (known: {sorted(STEPS)})")
+
+
+@router.post("/{session_id}/steps/{step}/ask", response_model=WorkflowPublic)
+async def ask_step(
+    session_id: str, step: str, ov: OversightDep, s: Services, who: Teller
+) -> WorkflowPublic:
+    """Ask the session's terminal to perform a device step (a fresh nonce each time)."""
+    _known_step(step)
+    loaded = await _visible(ov, session_id, who)
+    desk = s.desk.desk if s.desk is not None else None
+    terminal = desk.terminal_of(session_id) if desk is not None else None
+    if desk is None or terminal is None:
+        raise HTTPException(409, f"session {session_id} has no terminal in a call to ask")
+    actor = engine.Actor(who.account_id, frozenset(who.roles))
+    try:
+        loaded, request = await steps.ask(ov, session_id, step, actor, terminal, ov.clock())
+    except WorkflowError as err:
+        raise _http(err) from err
+    await desk.notify(f"terminal:{terminal}", request.to_dict())
+    return _public(loaded, notice=f"asked terminal {terminal} for {step}")
+
+
+@router.post("/{session_id}/steps/id_online_check/run", response_model=WorkflowPublic)
+async def online_check(session_id: str, ov: OversightDep, who: Teller) -> WorkflowPublic:
+    """The cloud's own identity check with the data of the terminal's signed ID read.
+
+    A down service answers 503 and the step waits (ask again, or a supervisor overrides);
+    a 'not found', mismatch or deceased answer fails the step (the business is rejected)."""
+    await _visible(ov, session_id, who)
+    actor = engine.Actor(who.account_id, frozenset(who.roles))
+    try:
+        loaded, words = await steps.online_check(ov, ov.identity, session_id, actor, ov.clock())
+    except steps.StepWaiting as err:
+        raise HTTPException(503, str(err), headers={"Retry-After": "5"}) from err
+    except WorkflowError as err:
+        raise _http(err) from err
+    return _public(loaded, notice=words)
+
+
+@router.post("/{session_id}/steps/{step}/override", response_model=WorkflowPublic)
+async def override_step(
+    session_id: str,
+    step: str,
+    body: OverrideRequest,
+    ov: OversightDep,
+    who: Annotated[Principal, Depends(require(Role.SUPERVISOR))],
+) -> WorkflowPublic:
+    """A supervisor (not the serving teller) passes a device step whose device failed or is
+    missing, with a written reason; the session goes to full quality review."""
+    _known_step(step)
+    loaded = await _visible(ov, session_id, who)
+    actor = engine.Actor(who.account_id, frozenset(who.roles))
+    try:
+        loaded = await steps.override(ov, session_id, step, actor, body.reason, ov.clock())
+    except WorkflowError as err:
+        raise _http(err) from err
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    # Besides the session's timeline: the audit log, where overrides are looked for.
+    await audit.record(
+        who.account_id, "step_override", session_id, ov.clock(), step=step, reason=body.reason
+    )
     return _public(loaded)
 
 

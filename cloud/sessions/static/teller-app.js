@@ -260,6 +260,8 @@ function onEvent(msg) {
     }
   } else if (msg.type === "liveness") {
     if (app.call && app.call.session === msg.session) app.call.onLiveness(msg.verdict);
+  } else if (msg.type === "step_result") {
+    if (app.call && app.call.session === msg.session) app.call.onStepResult(msg);
   } else if (msg.type === "guest") {
     // A supervisor joined (or left) the call to watch and listen: the teller must know.
     if (app.call && app.call.session === msg.session) {

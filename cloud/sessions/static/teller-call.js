@@ -7,8 +7,12 @@ import { joinRoom } from "./teller-media.js";
 import { encode, Reassembler, ProtocolError, checkInbound, formMessage, FORMS } from "./teller-data.js";
 import { STEPS, LANGUAGES } from "./teller-i18n.js";
 
-// Steps the teller cannot tick until the terminal has delivered something.
-const NEEDS = { liveness: "needsLiveness", e_signature: "needsSignature", voucher_capture: "needsVoucher" };
+// Steps the terminal performs (common/wire/call.py DEVICE_STEPS): the teller asks for them
+// and they pass on the terminal's signed, cloud-verified result, never by a tick here.
+const DEVICE_STEPS = new Set(["id_card_read", "face_match", "liveness", "active_liveness",
+  "card_read", "pin_entry", "voucher_capture", "e_signature"]);
+// The cloud's own call, made with the data of the terminal's signed ID read.
+const CLOUD_STEPS = new Set(["id_online_check"]);
 const SECOND_PERSON = new Set(["supervisor_authorisation"]);
 
 // The desk's offer names codes ("cash_deposit"); the panel gives objects ({code, name_zh, ...}).
@@ -76,6 +80,8 @@ export class Call {
     this.forms = new Map(); // form_id -> form message
     this.signature = null;
     this.documents = [];
+    this.stepNotes = {}; // step -> the last answer about it, in the teller's words
+    this.idCard = null; // the masked fields of this call's signed ID read
     this.seq = 0;
     this.reassembler = new Reassembler();
     this.badMessages = 0;
@@ -235,21 +241,55 @@ export class Call {
       }
     }
     this.renderSteps();
-    // A supervisor authorises from their own screen: look for it while that step is next.
+    // A supervisor authorises (or overrides a device step) from their own screen: look for
+    // it while such a step is next.
     this.timers.push(setInterval(() => {
-      if (this.workflow && SECOND_PERSON.has(this.workflow.next_step)) {
+      const next = this.workflow && this.workflow.next_step;
+      if (next && (SECOND_PERSON.has(next) || DEVICE_STEPS.has(next) || CLOUD_STEPS.has(next))) {
         this.ctx.api(path).then((wf) => { this.workflow = wf; this.renderSteps(); }).catch(() => {});
       }
     }, 3000));
   }
 
+  // Only a failure is recorded by hand for device steps (it rejects the business); other
+  // steps (dual recording) the teller marks done.
   recordStep(step, passed) {
     const body = { step, passed, detail: {} };
-    if (step === "liveness") body.liveness_score = Number(this.liveness().score);
-    if (step === "e_signature") body.detail = { form_id: this.signature.form_id, strokes: this.signature.strokes.length };
-    if (step === "voucher_capture") body.detail = { images: this.documents.filter((d) => d.kind === "voucher").length };
     return this.write(() => this.ctx.api(`/api/v1/workflow/${encodeURIComponent(this.session)}/steps`,
       { method: "POST", body: JSON.stringify(body) }));
+  }
+
+  // Ask the terminal for a device step (a fresh nonce each time), or run the cloud's own
+  // online identity check; the answer arrives as a step_result message (onStepResult).
+  askStep(step) {
+    const base = `/api/v1/workflow/${encodeURIComponent(this.session)}/steps/${step}`;
+    const path = CLOUD_STEPS.has(step) ? `${base}/run` : `${base}/ask`;
+    this.stepNotes[step] = this.ctx.t(CLOUD_STEPS.has(step) ? "checking" : "asked");
+    this.renderSteps();
+    return this.write(async () => {
+      try {
+        const wf = await this.ctx.api(path, { method: "POST" });
+        if (wf.notice && CLOUD_STEPS.has(step)) this.stepNotes[step] = wf.notice;
+        return wf;
+      } catch (err) {
+        this.stepNotes[step] = err.message || String(err);
+        throw err;
+      }
+    });
+  }
+
+  // The desk forwards each verified (or refused) result of a device step.
+  onStepResult(msg) {
+    const masked = msg.masked || {};
+    if (msg.step === "id_card_read" && msg.passed) this.idCard = masked;
+    if ((msg.step === "liveness" || msg.step === "active_liveness") && masked.decision) this.verdict = masked;
+    const words = msg.passed ? this.ctx.t("passed") : `${this.ctx.t("notPassed")}: ${msg.reason || msg.outcome}`;
+    this.stepNotes[msg.step] = masked.customer_text && !msg.passed ? `${words}（${masked.customer_text}）` : words;
+    this.ctx.api(`/api/v1/workflow/${encodeURIComponent(this.session)}`)
+      .then((wf) => { this.workflow = wf; this.renderPanel(); this.renderSteps(); })
+      .catch(() => {});
+    this.renderPanel();
+    this.renderSteps();
   }
 
   // Closes the workflow with the teller's notes on its timeline (see closeWorkflow).
@@ -304,8 +344,11 @@ export class Call {
     const code = codeOf(p.business);
     const business = (p.business && p.business[`name_${lang}`]) || this.ctx.businessName(code);
     const language = codeOf(p.language);
-    const customer = p.customer || {};
+    // The signed ID read of this call wins over what the terminal said at request time.
+    const customer = this.idCard || p.customer || {};
     const verdict = this.liveness();
+    // The agent's verdict (edge/vision/verdict.py) says "decision": "pass" | "manual_review".
+    const live = verdict && verdict.decision === "pass";
     const rows = [
       [t("business"), business],
       [t("language"), LANGUAGES[lang][language] || (p.language && p.language.name) || language],
@@ -315,8 +358,8 @@ export class Call {
       [t("idNumber"), h("span", { id: "customer-id" }, customer.id_number || "—")],
       [t("waited"), typeof p.waited_s === "number" ? `${Math.round(p.waited_s)} ${t("seconds")}` : "—"],
       [t("liveness"), verdict
-        ? h("span", { id: "liveness", class: `badge ${verdict.passed ? "ok" : "failed"}` },
-          `${verdict.passed ? t("passed") : t("notPassed")} · ${t("score")} ${verdict.score}`)
+        ? h("span", { id: "liveness", class: `badge ${live ? "ok" : "failed"}` },
+          `${live ? t("passed") : t("notPassed")} · ${t("score")} ${verdict.score}`)
         : h("span", { id: "liveness", class: "muted" }, t("livenessPending"))],
     ];
     if (Array.isArray(p.history) && p.history.length) {
@@ -329,9 +372,8 @@ export class Call {
 
   stepHint(step) {
     if (SECOND_PERSON.has(step)) return "waitingSupervisor";
-    if (step === "liveness" && !this.liveness()) return NEEDS.liveness;
-    if (step === "e_signature" && !this.signature) return NEEDS.e_signature;
-    if (step === "voucher_capture" && !this.documents.some((d) => d.kind === "voucher")) return NEEDS.voucher_capture;
+    if (DEVICE_STEPS.has(step)) return "byTerminal";
+    if (CLOUD_STEPS.has(step)) return "byCloud";
     return null;
   }
 
@@ -348,12 +390,21 @@ export class Call {
       const isNext = !wf.outcome && wf.next_step === step;
       const cls = rec ? (rec.passed ? "done" : "failed") : isNext ? "next" : "";
       const hint = isNext ? this.stepHint(step) : null;
+      const note = this.stepNotes[step];
       const kids = [h("span", { class: "step-name" }, STEPS[lang][step] || step,
         SECOND_PERSON.has(step) && !rec ? h("div", { class: "hint" }, t("needsSupervisor")) : null,
-        hint && !SECOND_PERSON.has(step) ? h("div", { class: "hint" }, t(hint)) : null)];
-      if (isNext && !SECOND_PERSON.has(step)) {
-        kids.push(h("button", { type: "button", class: "step-do", "data-step": step, disabled: hint ? "" : null,
+        hint && !SECOND_PERSON.has(step) ? h("div", { class: "hint" }, t(hint)) : null,
+        rec && rec.detail && rec.detail.override ? h("div", { class: "hint" }, `${t("overridden")}: ${rec.detail.reason}`) : null,
+        note && !rec ? h("div", { class: "hint step-note" }, note) : null)];
+      const machine = DEVICE_STEPS.has(step) || CLOUD_STEPS.has(step);
+      if (isNext && machine) {
+        kids.push(h("button", { type: "button", class: "step-ask", "data-step": step,
+          onclick: () => this.askStep(step) }, t(CLOUD_STEPS.has(step) ? "runCheck" : "askTerminal")));
+      } else if (isNext && !SECOND_PERSON.has(step)) {
+        kids.push(h("button", { type: "button", class: "step-do", "data-step": step,
           onclick: () => this.recordStep(step, true) }, t("stepDone")));
+      }
+      if (isNext && !SECOND_PERSON.has(step)) {
         kids.push(h("button", { type: "button", class: "secondary step-fail", "data-step": step,
           onclick: () => this.recordStep(step, false) }, t("failStep")));
       }

@@ -15,7 +15,9 @@ export const STRINGS = {
     liveness: "活体检测", livenessPending: "等待终端结果", passed: "通过", notPassed: "未通过", score: "得分",
     history: "历史", noCustomer: "暂无客户", workflow: "办理步骤", stepDone: "完成", needsSupervisor: "需主管授权（第二人）",
     waitingSupervisor: "等待主管授权…", workflowElsewhere: "本会话的办理步骤由转出柜员登记（转办客户）。", needsLiveness: "等待活体结果", needsSignature: "先请客户签名",
-    needsVoucher: "先拍摄凭证", failStep: "不通过", tools: "客户屏操作", pushForm: "推送表单", formConfirm: "确认办理",
+    needsVoucher: "先拍摄凭证", failStep: "不通过", askTerminal: "请终端执行", runCheck: "联网核查",
+    byTerminal: "由终端执行并签名，结果核验后自动通过", byCloud: "云端用终端签名的身份证信息联网核查", asked: "已请终端执行，等待结果…",
+    checking: "正在联网核查…", overridden: "主管越权通过", tools: "客户屏操作", pushForm: "推送表单", formConfirm: "确认办理",
     formRisk: "风险告知", formCard: "选择卡片", captureId: "拍身份证", captureVoucher: "拍凭证", askSign: "请客户签名",
     screenSync: "同步客户屏", screenTitle: "标题", screenText: "显示内容", send: "发送", replies: "客户回复",
     answerTo: "回复", signature: "电子签名", documents: "证件与凭证", id_card: "身份证", voucher: "凭证",
@@ -49,7 +51,9 @@ export const STRINGS = {
     liveness: "Liveness", livenessPending: "waiting for the terminal", passed: "passed", notPassed: "failed", score: "score",
     history: "History", noCustomer: "No customer", workflow: "Steps", stepDone: "Done", needsSupervisor: "Needs a supervisor (second person)",
     waitingSupervisor: "Waiting for the supervisor…", workflowElsewhere: "This session's steps are kept by the teller who transferred the customer.", needsLiveness: "Waiting for the liveness result", needsSignature: "Ask for a signature first",
-    needsVoucher: "Capture the voucher first", failStep: "Fail", tools: "Customer screen", pushForm: "Push a form", formConfirm: "Confirm business",
+    needsVoucher: "Capture the voucher first", failStep: "Fail", askTerminal: "Ask the terminal", runCheck: "Check online",
+    byTerminal: "Done and signed by the terminal; passes once the result verifies", byCloud: "The cloud checks the signed ID read online", asked: "Asked the terminal, waiting…",
+    checking: "Checking online…", overridden: "Overridden by supervisor", tools: "Customer screen", pushForm: "Push a form", formConfirm: "Confirm business",
     formRisk: "Risk notice", formCard: "Choose a card", captureId: "Capture ID card", captureVoucher: "Capture voucher", askSign: "Ask for signature",
     screenSync: "Sync customer screen", screenTitle: "Title", screenText: "Text shown", send: "Send", replies: "Customer replies",
     answerTo: "Reply to", signature: "E-signature", documents: "ID card and vouchers", id_card: "ID card", voucher: "Voucher",
@@ -77,13 +81,13 @@ export const STRINGS = {
 // from the server's catalogue (GET /teller/businesses).
 export const STEPS = {
   zh: {
-    dual_recording: "双录开始并告知客户", id_card_read: "读取二代身份证", id_online_check: "公民身份联网核查",
+    dual_recording: "双录开始并告知客户", id_card_read: "读取二代身份证", id_online_check: "公民身份联网核查", face_match: "人证比对",
     liveness: "静默活体检测", active_liveness: "动作活体检测", card_read: "读取银行卡", pin_entry: "客户输入密码",
     voucher_capture: "凭证拍照", e_signature: "客户电子签名", supervisor_authorisation: "主管授权",
   },
   en: {
     dual_recording: "Start dual recording, inform the customer", id_card_read: "Read the ID card",
-    id_online_check: "Online identity check", liveness: "Passive liveness", active_liveness: "Active liveness",
+    id_online_check: "Online identity check", face_match: "Face against ID photo", liveness: "Passive liveness", active_liveness: "Active liveness",
     card_read: "Read the bank card", pin_entry: "Customer PIN entry", voucher_capture: "Capture the voucher",
     e_signature: "Customer e-signature", supervisor_authorisation: "Supervisor authorisation",
   },

@@ -1,0 +1,140 @@
+"""Checking a terminal's signed step result before a device step may pass (pure).
+
+``check_result`` takes the result, the terminal the session belongs to, the nonces the desk
+issued for the session (and which of them were already answered), the CA certificates that
+issue terminal certificates, and ``now``. It refuses, with ``StepResultRefused`` naming the
+cause, in this order: a result for another session, a replayed nonce, a nonce never issued
+(or issued for another step), a certificate not issued by our CA, not valid now or naming
+another terminal (an unknown signer), a signature that does not verify, and a ``full``
+result whose digest is not the signed one. Step order is the engine's rule
+(``engine.record_device_step``).
+
+Not checked here yet: revocation of the terminal's certificate (the broker already refuses a
+revoked terminal's connection; a result signed before revocation still verifies).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cloud.workflow.errors import StepResultRefused
+from common.wire.call import StepResult, result_digest
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A step result the cloud checked: what goes on the timeline and into the evidence."""
+
+    step: str
+    nonce: str
+    outcome: str
+    reason: str
+    masked: Mapping[str, Any]
+    digest: str
+    signature: str
+    certificate: str
+    signer: str
+    signer_serial: str
+    at: dt.datetime
+    full: Mapping[str, Any] | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        """The signed result as the timeline keeps it (no ``full``: masked and digest)."""
+        return {
+            "step": self.step,
+            "nonce": self.nonce,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "masked": dict(self.masked),
+            "digest": self.digest,
+            "time": self.at.isoformat(),
+            "signature": self.signature,
+            "certificate": self.certificate,
+            "signer": self.signer,
+            "signer_serial": self.signer_serial,
+        }
+
+
+def _cn(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else ""
+    return value if isinstance(value, str) else value.decode()
+
+
+def _signer(
+    pem: str, terminal_id: str, issuers: Sequence[x509.Certificate], now: dt.datetime
+) -> x509.Certificate:
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as err:
+        raise StepResultRefused(f"unknown signer: the certificate does not parse ({err})") from err
+    for issuer in issuers:
+        try:
+            cert.verify_directly_issued_by(issuer)
+            break
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    else:
+        raise StepResultRefused("unknown signer: the certificate is not issued by our CA")
+    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        raise StepResultRefused("unknown signer: the terminal's certificate is not valid now")
+    if _cn(cert) != terminal_id:
+        raise StepResultRefused(
+            f"unknown signer: the result is signed by terminal {_cn(cert)!r}, "
+            f"not by {terminal_id!r} which serves this session"
+        )
+    return cert
+
+
+def check_result(
+    result: StepResult,
+    *,
+    session_id: str,
+    terminal_id: str,
+    issued: Mapping[str, str],
+    answered: Iterable[str],
+    issuers: Sequence[x509.Certificate],
+    now: dt.datetime,
+) -> Verified:
+    """``issued``: nonce -> step the desk asked for; ``answered``: nonces already used."""
+    if result.session != session_id:
+        raise StepResultRefused(
+            f"a result for another session ({result.session}) sent in session {session_id}"
+        )
+    if result.nonce in set(answered):
+        raise StepResultRefused(f"replayed nonce: {result.nonce} was already answered")
+    asked = issued.get(result.nonce)
+    if asked is None:
+        raise StepResultRefused(f"nonce {result.nonce} was never issued in this session")
+    if asked != result.step:
+        raise StepResultRefused(f"nonce {result.nonce} was issued for {asked}, not {result.step}")
+    cert = _signer(result.certificate, terminal_id, issuers, now)
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise StepResultRefused("unknown signer: the terminal's key is not an EC key")
+    try:
+        key.verify(
+            base64.b64decode(result.signature, validate=True),
+            result.signing_input(),
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except (InvalidSignature, binascii.Error, ValueError) as err:
+        raise StepResultRefused("the result's signature does not verify") from err
+    if result.full is not None and result_digest(result.full) != result.digest:
+        raise StepResultRefused("the full result does not match the signed digest")
+    return Verified(
+        result.step, result.nonce, result.outcome, result.reason, result.masked,
+        result.digest, result.signature, result.certificate, terminal_id,
+        format(cert.serial_number, "x"), result.at, result.full,
+    )  # fmt: skip

@@ -1,0 +1,249 @@
+"""Device steps against the database: ask the terminal, accept its signed result, let a
+supervisor override, and run the cloud's own online identity check.
+
+The timeline keeps the whole exchange, so the evidence package holds it: a
+``step_requested`` event per request (step, nonce, terminal), a ``step_result`` event per
+verified result (masked data, digest, signature, the terminal's certificate; the full data
+only sealed under the session's evidence key, for the online check), ``id_online_check``
+events, and the ``step`` record of a pass or an override.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+from cryptography import x509
+
+from cloud.evidence.chain import Timeline
+from cloud.workflow import engine, store
+from cloud.workflow.device import Verified, check_result
+from cloud.workflow.errors import StepOutOfOrder, WorkflowError
+from cloud.workflow.service import Workbench, get
+from common import suite as suite_lib
+from common.wire.call import DEVICE_STEPS, StepRequest, StepResult, new_nonce
+from idcheck import OUTCOMES, SERVICE_DOWN, AnswerInvalid, IdentityServiceDown, RequestRefused
+
+
+class StepWaiting(WorkflowError):
+    """The step cannot be decided now (the identity service is down): try again later or
+    have a supervisor override it. The call goes on."""
+
+
+class IdentityCheck(Protocol):
+    """What the online check needs of ``idcheck.client.IdentityClient``."""
+
+    async def check(self, session_id: str, name: str, id_number: str) -> Any: ...
+
+
+def _serving(loaded: store.Loaded, who: engine.Actor) -> None:
+    if who.id != loaded.workflow.teller_id:
+        raise engine.SecondPersonRequired(
+            f"only the serving teller asks the terminal for a step in {loaded.workflow.session_id}"
+        )
+
+
+def _issued(timeline: Timeline, terminal_id: str) -> dict[str, str]:
+    return {
+        str(e.data["nonce"]): str(e.data["step"])
+        for e in timeline.events
+        if e.kind == "step_requested" and e.data.get("terminal") == terminal_id
+    }
+
+
+def _answered(timeline: Timeline) -> set[str]:
+    return {str(e.data["nonce"]) for e in timeline.events if e.kind == "step_result"}
+
+
+async def ask(
+    ov: Workbench,
+    session_id: str,
+    step: str,
+    who: engine.Actor,
+    terminal_id: str,
+    now: dt.datetime,
+) -> tuple[store.Loaded, StepRequest]:
+    """The serving teller asks the session's terminal for the next step (a fresh nonce)."""
+    loaded = await get(ov, session_id)
+    _serving(loaded, who)
+    wf = loaded.workflow
+    if step not in DEVICE_STEPS:
+        raise StepOutOfOrder(f"{step!r} is not a step the terminal performs")
+    if wf.outcome is not None or wf.next_step != step:
+        raise StepOutOfOrder(
+            f"session {session_id}: next step is {wf.next_step!r}, cannot ask for {step!r}"
+        )
+    params: dict[str, Any] = {"business": wf.business.code}
+    if step == "face_match":
+        params["threshold"] = wf.business.face_match_threshold
+    request = StepRequest(session_id, step, new_nonce(), params)
+    loaded.timeline.append(
+        "step_requested",
+        who.id,
+        now,
+        {"step": step, "nonce": request.nonce, "terminal": terminal_id},
+    )
+    return await store.save(loaded), request
+
+
+def _full_aad(session_id: str, nonce: str) -> bytes:
+    return f"step-full|{session_id}|{nonce}".encode()
+
+
+def _passes(wf: engine.Workflow, verified: Verified) -> tuple[bool, dict[str, Any]]:
+    """The cloud's own reading of a verified result: passed, and the step record's detail."""
+    detail: dict[str, Any] = {
+        "nonce": verified.nonce,
+        "digest": verified.digest,
+        "signer": verified.signer,
+    }
+    masked = verified.masked
+    ok = verified.outcome == "passed"
+    if verified.step in ("liveness", "active_liveness"):
+        detail["score"] = masked.get("score")
+        detail["models"] = masked.get("models")
+        ok = ok and masked.get("decision") == "pass"
+    elif verified.step == "face_match":
+        score = masked.get("score")
+        detail["score"], detail["threshold"] = score, wf.business.face_match_threshold
+        detail["models"] = masked.get("models")
+        good = isinstance(score, int | float) and score >= wf.business.face_match_threshold
+        ok = ok and good
+    elif verified.step == "id_card_read":
+        detail.update({k: masked.get(k) for k in ("name", "id_number", "age", "elderly")})
+    return ok, detail
+
+
+async def accept(
+    ov: Workbench,
+    issuers: Sequence[x509.Certificate],
+    terminal_id: str,
+    session_id: str,
+    result: StepResult,
+    now: dt.datetime,
+) -> tuple[store.Loaded, Verified, bool]:
+    """A terminal's result for its live session ``session_id``: verified, kept on the
+    timeline, and the step passed if the result says so. Returns (loaded, verified, passed).
+
+    StepResultRefused for anything untrustworthy (nothing is recorded then);
+    StepOutOfOrder if the step is no longer the next one."""
+    loaded = await get(ov, session_id)
+    verified = check_result(
+        result,
+        session_id=session_id,
+        terminal_id=terminal_id,
+        issued=_issued(loaded.timeline, terminal_id),
+        answered=_answered(loaded.timeline),
+        issuers=issuers,
+        now=now,
+    )
+    wf = loaded.workflow
+    if wf.outcome is not None or wf.next_step != verified.step:
+        raise StepOutOfOrder(
+            f"session {session_id}: next step is {wf.next_step!r}, a result for "
+            f"{verified.step!r} is out of order"
+        )
+    event = verified.evidence()
+    if verified.full is not None:
+        key = ov.evidence_keys.data_key(ov.suite, session_id)
+        sealed = suite_lib.encrypt(
+            ov.suite,
+            key,
+            orjson.dumps(dict(verified.full)),
+            aad=_full_aad(session_id, verified.nonce),
+        )
+        event["sealed_full"] = base64.b64encode(sealed).decode()
+    loaded.timeline.append("step_result", f"terminal:{terminal_id}", now, event)
+    passed, detail = _passes(wf, verified)
+    if passed:
+        loaded.workflow, _ = engine.record_device_step(
+            wf, verified.step, f"terminal:{terminal_id}", now, detail
+        )
+        step_event = {**detail, "step": verified.step, "passed": True}
+        loaded.timeline.append("step", f"terminal:{terminal_id}", now, step_event)
+    return await store.save(loaded), verified, passed
+
+
+async def override(
+    ov: Workbench, session_id: str, step: str, who: engine.Actor, reason: str, now: dt.datetime
+) -> store.Loaded:
+    """A supervisor passes a device step whose device failed or is missing (audited on the
+    timeline; the session goes to full quality review when it closes)."""
+    loaded = await get(ov, session_id)
+    loaded.workflow, record = engine.override(loaded.workflow, step, who, reason, now)
+    loaded.timeline.append("step", who.id, now, {**record.detail, "step": step, "passed": True})
+    return await store.save(loaded)
+
+
+def _id_read(ov: Workbench, loaded: store.Loaded) -> Mapping[str, Any]:
+    for event in reversed(loaded.timeline.events):
+        if event.kind == "step" and event.data.get("step") == "id_card_read":
+            if event.data.get("override"):
+                raise StepWaiting("the ID read was overridden: no card data for an online check")
+            nonce = event.data.get("nonce")
+            break
+    else:
+        raise StepOutOfOrder("no passed ID card read in this session")
+    for event in loaded.timeline.events:
+        if event.kind == "step_result" and event.data.get("nonce") == nonce:
+            sealed = base64.b64decode(str(event.data["sealed_full"]))
+            key = ov.evidence_keys.data_key(ov.suite, loaded.workflow.session_id)
+            plain = suite_lib.decrypt(
+                ov.suite, key, sealed, aad=_full_aad(loaded.workflow.session_id, str(nonce))
+            )
+            data: Mapping[str, Any] = orjson.loads(plain)
+            return data
+    raise StepOutOfOrder("the ID card read's result is missing from the timeline")
+
+
+async def online_check(
+    ov: Workbench,
+    identity: IdentityCheck | None,
+    session_id: str,
+    who: engine.Actor,
+    now: dt.datetime,
+) -> tuple[store.Loaded, str]:
+    """The cloud's own 联网核查 with the name and number of the terminal's signed ID read.
+
+    Returns the workflow and the teller's words. A down service raises StepWaiting (nothing
+    recorded but the attempt: ask again, or a supervisor overrides); a 'not found', name
+    mismatch or deceased answer fails the step, which rejects the business."""
+    loaded = await get(ov, session_id)
+    _serving(loaded, who)
+    wf = loaded.workflow
+    if wf.outcome is not None or wf.next_step != "id_online_check":
+        raise StepOutOfOrder(
+            f"session {session_id}: next step is {wf.next_step!r}, not 'id_online_check'"
+        )
+    card = _id_read(ov, loaded)
+    try:
+        if identity is None:
+            raise IdentityServiceDown("no identity gateway is configured for this cloud")
+        answer = await identity.check(session_id, str(card["name"]), str(card["id_number"]))
+    except (IdentityServiceDown, RequestRefused, AnswerInvalid) as err:
+        loaded.timeline.append(
+            "id_online_check", "cloud", now, {"outcome": "service_down", "error": str(err)[:200]}
+        )
+        await store.save(loaded)
+        raise StepWaiting(f"{SERVICE_DOWN.teller_text} ({err})") from err
+    text = OUTCOMES[answer.outcome]
+    detail = {
+        "outcome": str(answer.outcome),
+        "query_id": answer.query_id,
+        "result_text": answer.result_text,
+        "customer_text": text.customer_text,
+    }
+    loaded.timeline.append("id_online_check", "cloud", now, detail)
+    if text.passes:
+        loaded.workflow, _ = engine.record_device_step(wf, "id_online_check", "cloud", now, detail)
+    else:
+        loaded.workflow, _ = engine.record_step(
+            wf, "id_online_check", engine.Actor("cloud", frozenset()), now, passed=False,
+            detail=detail,
+        )  # fmt: skip
+    step_event = {**detail, "step": "id_online_check", "passed": text.passes}
+    loaded.timeline.append("step", "cloud", now, step_event)
+    return await store.save(loaded), text.teller_text
