@@ -136,9 +136,9 @@ class Agent:
         self.media = CallMedia(
             settings.simulate,
             camera,
-            settings.audio_device or ("" if settings.simulate else "default"),
-            settings.link_kbps,
-            settings.face_aware,
+            audio_device=settings.audio_device or ("" if settings.simulate else "default"),
+            link_kbps=settings.link_kbps,
+            face_aware=settings.face_aware,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )

@@ -40,6 +40,7 @@ class CallMedia:
         self,
         simulate: bool,
         camera: Any = None,
+        *,  # by name: a parameter added in the middle must not shift the others
         audio_device: str = "",
         link_kbps: float = 400.0,
         link_loss: float = 0.0,
