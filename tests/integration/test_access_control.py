@@ -23,6 +23,9 @@ PUBLIC = frozenset(
         "POST /api/v1/enrol/renew",
         "GET /api/v1/enrol/ca",
         "GET /api/v1/enrol/crl",
+        # Where the brokers are: a terminal that reaches no broker asks (over TLS checked
+        # against its claim's root); broker addresses are what enrolment hands out anyway.
+        "GET /api/v1/enrol/brokers",
         # The fleet dashboard's page and its static files; every call it makes is guarded.
         "GET /fleet",
         "GET /fleet/",
@@ -37,6 +40,8 @@ PUBLIC = frozenset(
         # OTA payloads: terminals fetch them with Range requests and verify the signed
         # manifest before installing; they hold no personal data.
         "GET /api/v1/fleet/packages/{component}/{version}/payload",
+        # A delta of such a payload: signed like it, each file checked against its hash.
+        "GET /api/v1/fleet/packages/{component}/{version}/deltas/{base}/payload",
     }
 )
 
