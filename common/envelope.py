@@ -193,14 +193,19 @@ def _envelope(obj: dict[str, Any], kind: str, terminal_id: str | None) -> str:
     return tid
 
 
+def _body(obj: dict[str, Any]) -> dict[str, Any]:
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise WireError("field 'body' must be an object")
+    return body
+
+
 def parse_telemetry(
     payload: bytes, terminal_id: str | None = None, limit: int = MAX_PAYLOAD_BYTES
 ) -> Telemetry:
     obj = _load(payload, limit)
     tid = _envelope(obj, "telemetry", terminal_id)
-    body = obj.get("body")
-    if not isinstance(body, dict):
-        raise WireError("field 'body' must be an object")
+    body = _body(obj)
     raw_metrics = body.get("metrics")
     if not isinstance(raw_metrics, dict):
         raise WireError("body.metrics must be an object")
@@ -235,9 +240,7 @@ def parse_event(
 ) -> Event:
     obj = _load(payload, limit)
     tid = _envelope(obj, "event", terminal_id)
-    body = obj.get("body")
-    if not isinstance(body, dict):
-        raise WireError("field 'body' must be an object")
+    body = _body(obj)
     etype = body.get("type")
     if not isinstance(etype, str) or not 0 < len(etype) <= 64:
         raise WireError("body.type must be a non-empty string of at most 64 characters")
