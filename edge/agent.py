@@ -82,6 +82,8 @@ if TYPE_CHECKING:
     from edge.vision.facematch import FaceMatcher
 
 log = logging.getLogger("cuntong.agent")
+#: Self-test tries a new version gets during its trial before it is rolled back.
+TRIAL_SELF_TESTS = 3
 
 DRAIN_WINDOW = 50
 RENEW_CHECK_S = 6 * 3600
@@ -773,11 +775,18 @@ class Agent:
         """None when the new version is connected, has reported itself and passes its
         self-test; else what failed."""
         await self.connected.wait()  # the status with the versions went out first
-        results = await self.peripherals.self_test()
-        failed = [r for r in results if not r["passed"]]
-        if failed:
-            return "self-test failed: " + ", ".join(str(r.get("name", "?")) for r in failed)
-        return None
+        # A device can answer its first exchange badly right after the restart (the old
+        # process may have left a reply half-read on the serial line): a few tries, then
+        # the verdict. A version that breaks a peripheral still fails every try.
+        failed: list[dict[str, Any]] = []
+        for attempt in range(TRIAL_SELF_TESTS):
+            if attempt:
+                await asyncio.sleep(1.0)
+            results = await self.peripherals.self_test()
+            failed = [r for r in results if not r["passed"]]
+            if not failed:
+                return None
+        return "self-test failed: " + ", ".join(str(r.get("name", "?")) for r in failed)
 
     async def _answer_update(
         self, pending: agent_slots.Pending | None, ok: bool, result: dict[str, Any]
