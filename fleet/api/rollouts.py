@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from cloud import audit
 from common.http import RolloutIdPath, StateQuery
 from fleet import registry, rollouts
 from fleet import rollout as ro
@@ -36,6 +37,13 @@ class PlanIn(BaseModel):
     abort_review_points: float | None = Field(default=None, ge=0, le=100)
     control_group: str | None = None
     min_sessions: int = Field(default=20, ge=1)
+    #: Significance guard: abort when a liveness rate of the targets differs from the
+    #: control group's by Fisher's exact test at this family-wise level.
+    abort_alpha: float | None = Field(default=None, gt=0, lt=1)
+    abort_rates: list[Literal["pass_rate", "manual_review_rate", "overturn_rate"]] = Field(
+        default_factory=lambda: list(ro.RATES), min_length=1
+    )
+    abort_alternative: Literal["two-sided", "worse"] = "two-sided"
 
 
 class RolloutIn(BaseModel):
@@ -55,7 +63,13 @@ async def _doc(rollout_id: RolloutIdPath) -> RolloutDoc:
     return doc
 
 
-async def _progress(doc: RolloutDoc) -> dict[str, Any]:
+async def _progress(
+    doc: RolloutDoc, guards: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``guards``: the business guard's abort records (rate, counts, p-values) by rollout,
+    if already read."""
+    if guards is None:
+        guards = await audit.latest(rollouts.GUARD_ABORT, [doc.id])
     rows = await RolloutTarget.filter(rollout_id=doc.id).values_list("wave", "state")
     waves: list[dict[str, int]] = [{} for _ in range(doc.waves)]
     total: dict[str, int] = {}
@@ -75,6 +89,7 @@ async def _progress(doc: RolloutDoc) -> dict[str, Any]:
         "states": total,
         "total": len(rows),
         "plan": doc.plan,
+        "guard_abort": guards.get(doc.id),
         "created_at": doc.created_at,
         "updated_at": doc.updated_at,
     }
@@ -110,7 +125,9 @@ async def create(
 
 @router.get("")
 async def list_rollouts(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
-    return [await _progress(d) for d in await RolloutDoc.all().order_by("-created_at").limit(limit)]
+    docs = await RolloutDoc.all().order_by("-created_at").limit(limit)
+    guards = await audit.latest(rollouts.GUARD_ABORT, [d.id for d in docs])
+    return [await _progress(d, guards) for d in docs]
 
 
 @router.get("/{rollout_id}")
