@@ -17,6 +17,10 @@ from fleet.api.deps import Operator, PackagesOrNone, Readers, RolloutsOrNone, Wh
 from fleet.api.packages import complete_args
 from fleet.models import RolloutDoc, RolloutTarget
 
+RateName = Literal["manual_review_rate", "overturn_rate", "pass_rate"]
+_RATES: tuple[RateName, ...] = ("manual_review_rate", "overturn_rate", "pass_rate")
+assert _RATES == ro.RATES
+
 router = APIRouter(prefix="/fleet/rollouts", tags=["fleet rollouts"], dependencies=Readers)
 
 
@@ -40,9 +44,7 @@ class PlanIn(BaseModel):
     #: Significance guard: abort when a liveness rate of the targets differs from the
     #: control group's by Fisher's exact test at this family-wise level.
     abort_alpha: float | None = Field(default=None, gt=0, lt=1)
-    abort_rates: list[Literal["pass_rate", "manual_review_rate", "overturn_rate"]] = Field(
-        default_factory=lambda: list(ro.RATES), min_length=1
-    )
+    abort_rates: list[RateName] = Field(default_factory=lambda: list(_RATES), min_length=1)
     abort_alternative: Literal["two-sided", "worse"] = "two-sided"
 
 
