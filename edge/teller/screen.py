@@ -210,6 +210,8 @@ class Screen:
             c.step,
             c.id_shown,
         )
+        steps = c.steps
+        state["can_read_id"] = steps is not None and "id_card_read" in steps.handlers
         read = [state["id_read"]["said"]] if state["id_read"] else []
         for said in (state["voice"], *state["prompts"].values(), *read):
             self._spoken[said["audio"].removeprefix("/voice/").removesuffix(".wav")] = said["text"]

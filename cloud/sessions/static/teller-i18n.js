@@ -112,6 +112,10 @@ export const WATCH = {
     watchNote: "只看只听：客户和柜员都会收到“主管旁听”的提示，旁听记入审计和该笔业务的证据时间线。",
     customerSide: "客户", tellerSide: "柜员", leave: "离开旁听", errList: "读取通话列表失败：",
     watchOver: "通话已结束或已转接，旁听结束。", errWatch: "无法旁听：",
+    steps: "办理步骤", showSteps: "步骤", stepsOf: "办理步骤", stepDone: "已通过", stepFailed: "未通过", stepNext: "待办",
+    stepLater: "未开始", overridden: "主管越权通过", overrideReason: "越权理由（必填，记入审计与证据）",
+    override: "主管越权通过", overrideHint: "仅在终端设备故障或缺失时使用；本笔业务将进入全面质检。",
+    errOverride: "越权未成功：", errSteps: "读取办理步骤失败：", noWorkflow: "柜员尚未开始办理步骤", closeSteps: "关闭",
   },
   en: {
     watchBrand: "Cuntong · Listening in", watchSub: "Video teller calls in progress", langSwitch: "中文", logout: "Sign out",
@@ -121,5 +125,9 @@ export const WATCH = {
     watchNote: "Watch and listen only: the customer and the teller are both told a supervisor is listening; it goes into the audit log and the session's evidence timeline.",
     customerSide: "Customer", tellerSide: "Teller", leave: "Stop listening", errList: "Could not read the calls: ",
     watchOver: "The call ended or was transferred; listening stopped.", errWatch: "Cannot listen in: ",
+    steps: "Steps", showSteps: "Steps", stepsOf: "Steps of the session", stepDone: "passed", stepFailed: "failed", stepNext: "next",
+    stepLater: "not yet", overridden: "Overridden by supervisor", overrideReason: "Reason for the override (required; audited and kept as evidence)",
+    override: "Override", overrideHint: "Only when the terminal's device failed or is missing; the session goes to full quality review.",
+    errOverride: "Override refused: ", errSteps: "Could not read the steps: ", noWorkflow: "The teller has not started the steps yet", closeSteps: "Close",
   },
 };
