@@ -34,14 +34,11 @@ from tests.integration.agents import agent_settings
 from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM
 from tests.steps_rig import enrol, id_reader
-from tests.teller.test_teller_app import (  # noqa: F401 - the fixture
-    FLAGS,
-    Desked,
-    available,
-    desked,
-    login,
-    pytestmark,
-)
+from tests.teller import test_teller_app as rig
+from tests.teller.test_teller_app import FLAGS, Desked, available, login
+
+pytestmark = rig.pytestmark
+desked = rig.desked  # the fixture: the cloud app with desk, Janus, Mosquitto
 
 
 async def test_id_read_before_queueing_photo_during_the_call_and_the_override_screen(
@@ -143,10 +140,9 @@ async def test_id_read_before_queueing_photo_during_the_call_and_the_override_sc
             await agent.teller.end()
             await expect(page.locator("#wrapup")).to_be_visible(timeout=15_000)
             await expect(page.locator("#id-photo")).to_have_count(0)
-            gone = await page.evaluate(
-                "url => fetch(url).then(() => false, () => true)", url
-            )
+            gone = await page.evaluate("url => fetch(url).then(() => false, () => true)", url)
             assert gone is True
+
             async def dropped() -> bool:
                 return not reader.photos
 
