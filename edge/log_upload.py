@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from common.errors import CuntongError
 from common.wire import log_upload as wire
 from edge import logs
 from edge.identity import SecureLink
@@ -148,7 +149,7 @@ class Uploader:
             }
 
 
-class _Unavailable(Exception):
+class _Unavailable(CuntongError):
     """The cloud answered 502-504 (restarting, behind a proxy): worth another try."""
 
 
