@@ -86,6 +86,8 @@ def start(
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
+    if services.desk is not None:  # joins outside a grant's room, per terminal
+        services.desk.gate.on_signal.append(monitor.signal)
     tasks = [
         asyncio.create_task(command_sender.run(), name="fleet-sender"),
         asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
