@@ -4,9 +4,10 @@ counted over a window, an alert past a threshold). Pure: time is an argument.
 Signals come from ingest (``IngestConsumer.on_signal``): each rejected message
 (``malformed``, ``oversized``, ``bad_mac``; ``quarantined`` for a dead-lettered one) and
 each presence change (``online`` / ``offline``, i.e. a connect that flaps); from the
-broker's log (``provisioning.brokerlog``): each SUBSCRIBE the broker refused
-(``subscribe_refused``); and from the Janus signalling gate (``cloud.sessions.gate``):
-each join outside the terminal's grant's room (``media_refused``).
+broker's log (``fleet.brokerwatch``): each SUBSCRIBE and PUBLISH the broker refused
+(``subscribe_refused``, ``publish_refused``); and from the Janus signalling gate
+(``cloud.sessions.gate``): each join outside the terminal's grant's room
+(``media_refused``).
 ``Watch.record(terminal_id, signal, now)`` keeps them for ``window``;
 ``Watch.conditions(now)`` names the terminals past a threshold with the evidence, as alert
 conditions for ``fleet.alerting``. Rejected messages and refused requests count together
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 #: Signals that are rejected messages.
 MESSAGES = frozenset({"malformed", "oversized", "bad_mac", "quarantined"})
 #: Signals that are requests the broker or the media gate refused.
-REFUSALS = frozenset({"subscribe_refused", "media_refused"})
+REFUSALS = frozenset({"subscribe_refused", "publish_refused", "media_refused"})
 #: Everything that counts toward the ``rejects`` threshold; the rest are presence changes.
 REJECTS = MESSAGES | REFUSALS
 FLAPS = frozenset({"online", "offline"})

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from cloud import CloudServices, Security
 from common.settings import CloudSettings
-from fleet import shadows
+from fleet import brokerwatch, shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, broker, commands, dashboard, packages, pinkeys, registry
 from fleet.api import rollouts as rollouts_api
@@ -82,7 +82,7 @@ def start(
     fleet_settings = FleetSettings()
     rotation = pin_keys(fleet_settings, command_sender)
     install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation))
-    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC))
+    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC), broker=admin)
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
@@ -93,6 +93,9 @@ def start(
         asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
         asyncio.create_task(monitor.run(), name="fleet-alerts"),
     ]
+    if fleet_settings.broker_log_files:  # refused SUBSCRIBEs and PUBLISHes, per terminal
+        follow = brokerwatch.follow(fleet_settings.broker_log_files, monitor.signal)
+        tasks.append(asyncio.create_task(follow, name="fleet-broker-refusals"))
     if rotation is not None:
         tasks.append(asyncio.create_task(rotation.run(), name="fleet-pin-keys"))
     return tasks
