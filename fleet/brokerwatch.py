@@ -28,13 +28,15 @@ CHUNK = 1 << 20
 
 
 class LogFollower:
-    """Reads whole lines appended to ``path`` since the last call (``tail -F``)."""
+    """Reads whole lines appended to ``path`` since the last call (``tail -F``); the first
+    open starts at the end unless ``from_start``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, from_start: bool = False) -> None:
         self.path = path
         self._file: BinaryIO | None = None
         self._inode: int | None = None
         self._rest = b""
+        self._skip = not from_start
 
     def close(self) -> None:
         if self._file is not None:
@@ -45,14 +47,15 @@ class LogFollower:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
+            self._skip = False  # when it appears, all of it is new
             return []
         if self._file is None or st.st_ino != self._inode or st.st_size < self._file.tell():
-            first = self._file is None and self._inode is None
             self.close()
             self._file = self.path.open("rb")
             self._inode, self._rest = st.st_ino, b""
-            if first:
-                self._file.seek(0, os.SEEK_END)  # what came before we started is old news
+            if self._skip:  # what came before we started is old news
+                self._file.seek(0, os.SEEK_END)
+                self._skip = False
         data = self._rest + self._file.read(CHUNK)
         *lines, self._rest = data.split(b"\n")
         return [line.decode("utf-8", "replace") for line in lines]
