@@ -225,6 +225,20 @@ async function rollouts() {
   return [h("h1", {}, t("rollouts")), h("div", { class: "card", id: "rollout-table" }, rolloutTable(rows))];
 }
 
+// The business guard's record of an abort: each rate's counts on both sides and its p-value.
+function guardCard(g) {
+  const share = (x, n) => `${x}/${n} (${pct(n ? x / n : null)})`;
+  const rows = g.tests || [];
+  return h("div", { class: "card", id: "guard-abort", style: "margin-bottom:14px" },
+    h("h2", {}, `${t("guardAbort")} · ${t("controlGroup")}: ${g.control_group}`),
+    table([
+      ["rate", (x) => t(x.rate)], ["newVersion", (x) => share(x.treated, x.treated_of)],
+      ["controlGroup", (x) => share(x.control, x.control_of)],
+      ["pValue", (x) => (x.p_value === null ? t("tooFew") : x.p_value.toPrecision(3))],
+      ["level", (x) => `${x.level.toPrecision(3)} (${x.alternative})`],
+      ["breached", (x) => (x.breached ? badge("breached", "failed") : "")]], rows));
+}
+
 async function rollout(id) {
   const [r, targets] = await Promise.all([
     api(`/api/v1/fleet/rollouts/${id}`), api(`/api/v1/fleet/rollouts/${id}/targets?limit=200`)]);
@@ -232,6 +246,7 @@ async function rollout(id) {
   return [
     h("h1", {}, `${t("rollout")} ${r.name} `, badge(r.phase)),
     r.reason ? h("p", { class: "muted" }, `${t("reason")}: ${r.reason}`) : null,
+    r.guard_abort ? guardCard(r.guard_abort) : null,
     h("div", { class: "actions", style: "margin-bottom:14px" },
       h("button", { class: "secondary", onclick: () => op("pause") }, t("pause")),
       h("button", { class: "secondary", onclick: () => op("resume") }, t("resume")),
