@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -134,15 +135,24 @@ FACTORY_TOKEN = "operator-token-for-tests-0123456789"
 
 @contextlib.contextmanager
 def secured_cloud(
-    tmp: Path, tsdb_url: str, services: dict[str, str], **extra: str
+    tmp: Path,
+    tsdb_url: str,
+    services: dict[str, str],
+    *,
+    refusal_log: bool = False,
+    **extra: str,
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
     """The secured default on free ports: an mTLS-only broker whose ACL admits
     ``services``, and the cloud API with its CA and keys under ``tmp/cloud`` (``extra``:
-    more ``CUNTONG_CLOUD_*`` environment)."""
+    more ``CUNTONG_CLOUD_*`` environment). ``refusal_log``: the broker logs its refusals
+    to a file and the cloud's fleet follows it (``fleet.brokerwatch``)."""
     pki = tmp / "cloud"
-    cfg, _ = wiring.secure_broker(
-        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
-    )
+    cfg, files = wiring.secure_broker(
+        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services,
+        refusal_log=refusal_log,
+    )  # fmt: skip
+    if refusal_log:
+        extra["CUNTONG_FLEET_BROKER_LOG_FILES"] = json.dumps([str(files.logfile)])
     broker = Broker(cfg, tmp / "mosquitto").start()
     try:
         cloud = start_cloud(

@@ -40,6 +40,7 @@ from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
 from cloud.sessions.bridge import DeskLink, IdReadCheck, IdReadSink, StepSink
 from cloud.sessions.desk import Desk
+from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
@@ -66,6 +67,8 @@ class DeskServices:
     pool: JanusPool
     #: The big screen's queue and teller counts, read from the desk's board.
     live: LiveSource
+    #: Participants' Janus signalling through the cloud (``/media/janus/<node>``).
+    gate: JanusGate
 
 
 def _now() -> datetime:
@@ -215,7 +218,9 @@ async def start(
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
-    return DeskServices(desk, outbox, link, watch, pool, live), [
+    gate = JanusGate(pool, desk, _now)
+    stack.push_async_callback(gate.aclose)
+    return DeskServices(desk, outbox, link, watch, pool, live, gate), [
         asyncio.create_task(desk.run(), name="desk"),
         asyncio.create_task(archiver.run(), name="desk-archiver"),
         asyncio.create_task(_janus_health(pool), name="desk-janus-health"),
