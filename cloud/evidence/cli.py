@@ -72,8 +72,12 @@ def _cmd_verify(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     catalogue = load_catalogue(args.catalogue)
     try:
-        device_ca = load_certificates(path.read_bytes() for path in args.device_ca)
-    except ValueError as err:
+        device_ca = (
+            load_certificates(path.read_bytes() for path in args.device_ca)
+            if args.device_ca
+            else []
+        )
+    except (OSError, ValueError) as err:
         raise SystemExit(f"--device-ca: {err}") from err
     crl = args.crl.read_bytes() if args.crl else None
     report = verify(
@@ -81,7 +85,7 @@ def _cmd_verify(args: argparse.Namespace) -> None:
         trusted,
         master,
         catalogue,
-        device_ca=device_ca if args.device_ca else (),
+        device_ca=device_ca,
         crl=crl,
         recording=args.recording,
     )

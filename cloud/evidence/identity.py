@@ -218,9 +218,16 @@ def check(
     teller_id: str | None,
     issuers: Sequence[x509.Certificate],
     revoked: Revoked,
+    *,
+    legacy: bool = False,
 ) -> IdentityReport:
-    """Every signed step result and every device step of a sealed timeline, checked."""
+    """Every signed step result and every device step of a sealed timeline, checked.
+
+    ``legacy``: the package was sealed without an identity section (before terminals
+    signed their steps); a device step passed without a signed result is then a warning,
+    not a failure."""
     report = IdentityReport()
+    unproven: list[str] = []
     requested: dict[str, tuple[str, str]] = {}
     answered: set[str] = set()
     verified: set[str] = set()
@@ -253,11 +260,18 @@ def check(
                     report.problems.append(
                         f"step {step} (event {event.seq}): overridden by the serving teller"
                     )
+            elif str(data.get("nonce")) not in verified and legacy:
+                unproven.append(step)
             elif str(data.get("nonce")) not in verified:
                 report.problems.append(
                     f"step {step} (event {event.seq}): passed as {event.actor}'s without a "
                     "verified terminal result (forged or missing)"
                 )
+    if unproven:
+        report.warnings.append(
+            f"identity: sealed without an identity section (before terminals signed their "
+            f"steps): device steps {unproven} passed without a terminal's signed result"
+        )
     if (report.results or requested) and not issuers:
         report.warnings.append(
             "identity: terminal certificates not checked against a CA (the package names "

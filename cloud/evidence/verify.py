@@ -219,7 +219,14 @@ def _check_identity(
             "identity: revocation not checked (the package keeps no revocation list; pass --crl)"
         )
     teller = doc["manifest"].get("operator", {}).get("teller_id")
-    found = identity.check(events, report.session_id, teller, issuers, revoked)
+    found = identity.check(
+        events,
+        report.session_id,
+        teller,
+        issuers,
+        revoked,
+        legacy="identity" not in doc["manifest"],
+    )
     report.problems += found.problems
     report.warnings += found.warnings
     report.signed_steps = found.results
@@ -248,7 +255,9 @@ def _check_recording(
                 f"{addendum.NAME}: the sealed manifest already names the recording"
             )
     if not isinstance(entry, dict) or "sha256" not in entry:
-        report.warnings.append("recording: the package names no call recording")
+        # Recording segments sealed as files (a terminal-side recorder) are the recording.
+        if not any(f.get("role") == "recording" for f in doc["manifest"].get("files", [])):
+            report.warnings.append("recording: the package names no call recording")
         if recording is not None:
             report.problems.append("recording: a file was given but the package names none")
         return

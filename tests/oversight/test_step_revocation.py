@@ -20,9 +20,9 @@ from cloud.workflow.errors import StepResultRefused
 from common.settings import CloudSettings
 from cuntong.app import create_app
 from edge.steps.sign import sign_result
+from firmware_adapters.idcard.simulator import sample_card
 from provisioning import device
 from tests.provisioning.conftest import enrol_request
-from firmware_adapters.idcard.simulator import sample_card
 from tests.steps_rig import id_reader
 
 ADMIN = "operator-token-" + "x" * 24
