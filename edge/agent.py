@@ -53,7 +53,7 @@ from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import ack, live_config
-from common.wire.call import Grant
+from common.wire.call import Grant, before_queue_session
 from edge import agent_slots, alarms, commands, ota_slots, sdnotify, wire
 from edge.handlers.mdm import Mdm
 from edge.handlers.pinpad import PinPadKeys
@@ -161,10 +161,12 @@ class Agent:
         # served: then a person at the demo answers them there.
         auto = settings.simulate and not settings.screen_port
         rng = random.Random(zlib.crc32(self.tid.encode()))
+        #: The ID-card step (its photo of this call's card), when there is a reader.
+        self.id_step: IdCardStep | None = None
         self.teller = TellerClient(
             self._publish_session,
             self._make_peer,
-            lambda send: Paperwork(send, self.media.capture, auto, rng),
+            lambda send: Paperwork(send, self._capture, auto, rng),
             lambda: datetime.now(UTC),
         )
         self._matcher: FaceMatcher | None = None
@@ -305,6 +307,8 @@ class Agent:
         if isinstance(reader, IdCardReader):
             id_step = IdCardStep(lambda: _opened(reader), lambda: datetime.now(UTC).date())
             handlers["id_card_read"] = id_step
+            self.id_step = id_step
+            self.teller.on_call_over.append(id_step.photos.clear)
         for step in WHAT:  # the customer's signature and voucher photo, over the data channel
             handlers[step] = PaperworkStep(step, lambda: self.teller.paperwork.delivered)
         if camera is not None:
@@ -312,9 +316,29 @@ class Agent:
             handlers["liveness"] = handlers["active_liveness"] = live
             if id_step is not None:
                 handlers["face_match"] = FaceMatchStep(
-                    self._face_matcher, id_step.photos.get, lambda: _one_frame(camera)
+                    self._face_matcher, self.id_photo, lambda: _one_frame(camera)
                 )
         return handlers
+
+    def id_photo(self, session: str | None) -> bytes | None:
+        """The decoded photo of the ID card read for this call: read in the session, or
+        before queueing for the request that became it (先刷身份证). Never leaves the
+        terminal except to the serving teller's page over the call's data channel."""
+        step = self.id_step
+        if step is None or session is None:
+            return None
+        photo = step.photos.get(session)
+        call = self.teller.call
+        if photo is None and call.session == session and call.request_id:
+            photo = step.photos.get(before_queue_session(call.request_id))
+        return photo
+
+    async def _capture(self, kind: str) -> bytes | None:
+        """What the teller asked to see over the data channel: a camera photo of a
+        document, or (``id_photo``) the photo of the ID card read for this call."""
+        if kind == "id_photo":
+            return self.id_photo(self.teller.call.session)
+        return await self.media.capture(kind)
 
     async def _face_matcher(self) -> FaceMatcher:
         """The face-match models (``models/face_match.json``), loaded at the first match."""

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from cloud.evidence.chain import Event
-from common.wire.call import DEVICE_STEPS, signing_input
+from common.wire.call import DEVICE_STEPS, before_queue_session, signing_input
 
 #: serial number -> when it was revoked
 Revoked = Mapping[int, dt.datetime]
@@ -183,7 +183,9 @@ def _result_problem(
         return f"replayed nonce: {nonce} was already answered", summary
     try:
         time = str(data.get("signed_time") or data["time"])
-        expected = signing_input(session_id, step, nonce, time, str(data["digest"]))
+        # An ID read made before queueing is bound to its request, not to this session.
+        signed_session = before_queue_session(nonce) if data.get("before_queue") else session_id
+        expected = signing_input(signed_session, step, nonce, time, str(data["digest"]))
         cert = x509.load_pem_x509_certificate(str(data["certificate"]).encode())
         at = dt.datetime.fromisoformat(event.at)
     except (KeyError, ValueError) as err:
