@@ -35,7 +35,7 @@ from cloud.sessions.models import TellerSession
 from cloud.workflow import steps
 from cloud.workflow.engine import Actor
 from common import suite as suite_lib
-from common.wire.call import StepRequest, StepResult
+from common.wire.call import StepRequest, StepResult, before_queue_session, new_request_id
 from firmware_adapters.idcard.simulator import sample_card
 from provisioning import ca as ca_lib
 from tests.oversight.conftest import Cloud
@@ -300,3 +300,31 @@ async def test_a_recording_archived_after_sealing_is_added_beside_the_package(
     assert any(
         "recording.json: seal invalid" in p for p in _check(cloud, pkg, terminal_ca).problems
     )
+
+
+async def test_an_id_read_made_before_queueing_verifies_in_the_package(
+    cloud: Cloud, tmp_path: Path, terminal: Terminal, terminal_ca: ca_lib.CertificateAuthority
+) -> None:
+    """先刷身份证: the read is signed for its request (session ``before-queue:<id>``), taken
+    as the session's ``id_card_read``; the verifier binds it to that request."""
+    teller = await cloud.client("t-E-5", "teller")
+    actor = Actor("t-E-5", frozenset({"teller"}))
+    r = await teller.post("/api/v1/workflow/E-5/start", json={"business": "pension"})
+    assert r.status_code == 201, r.text
+    now = cloud.clock()
+    request_id = new_request_id()
+    request = StepRequest(before_queue_session(request_id), "id_card_read", request_id, {})
+    async with id_reader(tmp_path, CARD) as read:
+        early = terminal.sign(request, await read(request), now)
+    cloud.clock.advance(seconds=60)
+    await steps.accept_before_queue(
+        cloud.ov, cloud.ov.device_issuers, TID, "E-5", request_id, early, cloud.clock()
+    )
+    _, request = await steps.ask(cloud.ov, "E-5", "liveness", actor, TID, cloud.clock())
+    verdict = terminal.sign(request, agent_verdict(0.93, "pension"), cloud.clock())
+    await steps.accept(cloud.ov, cloud.ov.device_issuers, TID, "E-5", verdict, cloud.clock())
+    r = await teller.post("/api/v1/workflow/E-5/finish", json={})
+    assert r.status_code == 200 and r.json()["outcome"] == "completed", r.text
+    report = _check(cloud, cloud.ov.evidence_dir / "E-5", terminal_ca)
+    assert report.ok, report.problems
+    assert [s["step"] for s in report.signed_steps] == ["id_card_read", "liveness"]
