@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cloud.evidence import service as evidence_service
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
 from cloud.media.pool import JanusPool, NodeAccess
@@ -75,9 +77,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _on_archived(room: str, result: RecordingResult) -> None:
-    await store.set_recording(room, str(result.path), result.sha256)
-    log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+def _on_archived(ov: Oversight) -> Callable[[str, RecordingResult], Awaitable[None]]:
+    async def done(room: str, result: RecordingResult) -> None:
+        await store.set_recording(room, str(result.path), result.sha256)
+        log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+        # Sealed before the recording was ready: its SHA-256 goes beside the package.
+        if await evidence_service.add_recording(
+            ov, room, str(result.path), result.sha256, ov.clock()
+        ):
+            log.info("session %s: recording added to its sealed evidence", room)
+
+    return done
 
 
 async def _on_archive_error(room: str, err: RecordingError) -> None:
@@ -185,7 +195,7 @@ async def start(
     outbox = Outbox(terminal_sink=link.send)
     # Beside the evidence packages unless set: the same state folder Oversight chose.
     archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
-    archiver = Archiver(pool.rec_dir, archive, _on_archived, _on_archive_error)
+    archiver = Archiver(pool.rec_dir, archive, _on_archived(ov), _on_archive_error)
     stale = await store.end_unfinished(_now())
     if stale:
         archiving = await recovery.close_rooms(stale, pool, archiver.after_call)
