@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tortoise import Tortoise
@@ -482,27 +483,31 @@ class IngestConsumer:
             self.write_failing = False
             for ack in batch.acks:
                 ack()
-        await self._confirm(batch.confirm)
+        self._confirm(batch.confirm)
 
-    async def _confirm(self, confirm: dict[str, set[int]]) -> None:
+    def _confirm(self, confirm: dict[str, set[int]]) -> None:
         """Tell each terminal which of its messages are stored; its spool then forgets them.
-        A confirmation lost on the way (link down) only makes the terminal send again."""
+
+        One message per terminal per flush, ranges coalesced, at QoS 0 and straight into
+        paho's send queue: a confirmation lost on the way (link down) only makes the
+        terminal send again, which it does on every reconnect anyway, so QoS 1 would buy
+        nothing but a PUBACK and in-flight tracking per terminal per flush, and awaiting
+        each publish held up the next flush (``docs/benchmarks.md``)."""
         clients = list(self._confirmers.values())
         if not confirm or not clients:
             return
-
-        async def one(client: aiomqtt.Client, tid: str, seqs: set[int]) -> None:
+        failed = 0
+        for tid, seqs in confirm.items():
+            name = topics.topic(tid, topics.Channel.ACK)
             body = bytes(stored_ack.Stored.of(seqs))
-            await client.publish(topics.topic(tid, topics.Channel.ACK), body, qos=1, timeout=10)
-
-        results = await asyncio.gather(
-            *(one(c, tid, seqs) for c in clients for tid, seqs in confirm.items()),
-            return_exceptions=True,
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
+            for client in clients:
+                # aiomqtt's publish awaits the write; paho's queues it (aiomqtt has no
+                # fire-and-forget form).
+                if client._client.publish(name, body, qos=0).rc != mqtt.MQTT_ERR_SUCCESS:
+                    failed += 1
         if failed:
-            self.stats.confirm_errors += len(failed)
-            log.warning("%d storage confirmations not sent: %s", len(failed), failed[0])
+            self.stats.confirm_errors += failed
+            log.warning("%d storage confirmations not sent (link down)", failed)
 
     async def _store(self, batch: _Pending) -> None:
         await self._ensure_terminals(
