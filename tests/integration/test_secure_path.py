@@ -320,7 +320,12 @@ async def test_api_restarts_under_load_lose_no_sample_and_never_reload_the_broke
             await asyncio.wait_for(a.connected.wait(), 15)
         # The sample each agent takes as it starts is part of what it produced.
         await eventually(lambda: _true(all(a.spool.depth() == 0 for a in agents)), timeout=30)
-        baseline = [set(await _stamps(reader, a.tid)) for a in agents]
+        # Exactly one each (the telemetry interval is an hour); wait until the store shows it.
+        baseline = [
+            set(await eventually(lambda tid=a.tid: _stamps(reader, tid), timeout=30))
+            for a in agents
+        ]
+        assert [len(b) for b in baseline] == [1] * len(agents)
         loads = [
             asyncio.create_task(produce(a, stop, samples[i], events[i], LOAD_STEP_S))
             for i, a in enumerate(agents)
