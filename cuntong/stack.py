@@ -488,7 +488,8 @@ class Stack:
     def _print_urls(self, broker: Broker, vm: VictoriaMetrics, api_port: int) -> None:
         api = f"http://127.0.0.1:{api_port}"
         desk = (
-            f"{api}/teller  (log in as teller1 or teller2; media via {self._janus_urls()})"
+            f"{api}/teller  (log in as teller1 or teller2; media signalling "
+            f"through {api}/media/janus/<node> to {self._janus_urls()})"
             if self.janus is not None
             else "off (Janus not installed)"
         )

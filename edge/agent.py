@@ -33,6 +33,7 @@ import base64
 import contextlib
 import logging
 import random
+import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -368,7 +369,15 @@ class Agent:
     ) -> Peer:
         from edge.teller.peer import RoomPeer  # aiortc only once a call connects
 
-        return RoomPeer(grant, self.media, on_text, on_event)
+        claim = self.link.claim if self.link is not None else None
+        if claim is None:
+            return RoomPeer(grant, self.media, on_text, on_event)
+        # The cloud's signalling gate is on the address the terminal enrols at, whose
+        # certificate chains to the root in the factory claim.
+        tls = ssl.create_default_context(cadata=claim.ca_pem)
+        return RoomPeer(
+            grant, self.media, on_text, on_event, cloud_url=claim.enrol_url, cloud_tls=tls
+        )
 
     # --- the loops -----------------------------------------------------------------------
 
