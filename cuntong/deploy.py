@@ -228,10 +228,17 @@ def _role_files(
         )
         return files, unit
     if role == "mosquitto":
+        from provisioning import brokerplugin
         from provisioning.broker import BrokerFiles, broker_config, config_text
 
         tls = BrokerFiles(STATE / "mosquitto" / "tls")
-        text = config_text(broker_config(PORTS["mosquitto"], tls, host.address), STATE / role)
+        # The refusal plugin is compiled on the broker host before the first start (gcc,
+        # mosquitto-dev and libmosquitto-dev installed there), once per source version.
+        plugin = STATE / role / brokerplugin.plugin_name()
+        src = cfg / "cuntong_refusals.c"
+        build = " ".join(brokerplugin.compile_argv("/usr/bin/gcc", src, plugin))
+        cfg_ = broker_config(PORTS["mosquitto"], tls, host.address, refusals=plugin)
+        text = config_text(cfg_, STATE / role)
         text = "\n".join(
             f"user cuntong-{role}" if line.startswith("user ") else line
             for line in text.splitlines()
@@ -242,8 +249,10 @@ def _role_files(
             f"/usr/sbin/mosquitto -c {cfg / 'mosquitto.conf'}",
             notify=True,
             watchdog=False,
+            extra=(f"ExecStartPre=/bin/sh -c 'test -f {plugin} || {build}'",),
         )
-        return {"mosquitto.conf": (text + "\n", 0o640)}, unit
+        code = brokerplugin.source().decode()
+        return {"mosquitto.conf": (text + "\n", 0o640), src.name: (code, 0o640)}, unit
     if role == "janus":
         from cuntong.servers.janus import JanusConfig, config_files, installed_modules
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common.errors import MissingBinary
 
-__all__ = ["PLUGIN_ENV", "build", "source"]
+__all__ = ["PLUGIN_ENV", "build", "compile_argv", "plugin_name", "source"]
 
 PLUGIN_ENV = "CUNTONG_MOSQUITTO_REFUSALS"
 INSTALL_HINT = "apt install gcc mosquitto-dev libmosquitto-dev (scripts/apt-packages.txt)"
@@ -33,6 +33,16 @@ INSTALL_HINT = "apt install gcc mosquitto-dev libmosquitto-dev (scripts/apt-pack
 
 def source() -> bytes:
     return resources.files("provisioning").joinpath("broker_plugin/cuntong_refusals.c").read_bytes()
+
+
+def plugin_name() -> str:
+    """The built plugin's file name: it carries the source's digest (an upgrade rebuilds)."""
+    return f"cuntong_refusals-{hashlib.sha256(source()).hexdigest()[:16]}.so"
+
+
+def compile_argv(compiler: str, src: Path, out: Path) -> list[str]:
+    """How the plugin is compiled (here, and by a rendered broker unit's ExecStartPre)."""
+    return [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out), str(src)]
 
 
 def build(folder: Path) -> Path:
@@ -44,7 +54,7 @@ def build(folder: Path) -> Path:
             raise MissingBinary(f"{PLUGIN_ENV}={given}: no such file")
         return Path(given)
     code = source()
-    target = folder / f"cuntong_refusals-{hashlib.sha256(code).hexdigest()[:16]}.so"
+    target = folder / plugin_name()
     if target.is_file():
         return target
     compiler = shutil.which(os.environ.get("CC", "gcc"))
@@ -54,8 +64,13 @@ def build(folder: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=folder) as work:
         src, out = Path(work) / "cuntong_refusals.c", Path(work) / "plugin.so"
         src.write_bytes(code)
-        argv = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out), str(src)]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            compile_argv(compiler, src, out),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if done.returncode != 0:
             raise MissingBinary(
                 f"building the broker's refusal plugin failed ({INSTALL_HINT}):\n"
