@@ -329,6 +329,10 @@ class CloudSettings(_Base):
     #: This process's service instance (its certificate is ``svc.<instance>``, which the
     #: broker also makes its client id): give each cloud process its own.
     service_instance: str = "api"
+    #: Replicas: the cloud's singletons (desk, command sender, rollouts, alerting,
+    #: reconcilers) run on the one API replica holding the database lease (``cloud.lease``);
+    #: a leader that stops renewing is replaced after at most this long.
+    lease_ttl_s: float = Field(3.0, gt=0.2, le=60)
     #: Bearer token for the operator routes (claims, revocation). Empty: routes not mounted.
     admin_token: str = ""
     crypto_suite: str = "standard"

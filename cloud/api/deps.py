@@ -16,6 +16,7 @@ dependency (e.g. ``desk_or_none``, ``contacts``, ``live``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,9 @@ class CloudServices:
     live: LiveSource
     #: The bank's core (``core_url``); None when no core is configured.
     core: CoreBankClient | None = None
+    #: Set while this replica holds the cloud's lease and runs its singletons (the desk
+    #: among them); None in apps built without one.
+    leading: asyncio.Event | None = None
 
 
 def services_of(app: FastAPI) -> CloudServices:
@@ -145,14 +149,23 @@ LinkOrNone = Annotated[DeskLink | None, Depends(link_or_none)]
 PoolOrNone = Annotated[JanusPool | None, Depends(pool_or_none)]
 
 
-def desk(found: DeskOrNone) -> Desk:
+def _why_no_desk(s: CloudServices) -> str:
+    if not s.settings.media_nodes():
+        return "the teller desk is not running (no media server configured)"
+    # Replicas: the desk runs on the one holding the lease (``cloud.lease``).
+    return "the teller desk is not running on this replica (a standby; see /healthz/leader)"
+
+
+def desk(found: DeskOrNone, s: Services) -> Desk:
     if found is None:
-        raise HTTPException(503, "the teller desk is not running (no media server configured)")
+        raise HTTPException(503, _why_no_desk(s))
     return found
 
 
-def pool(found: PoolOrNone) -> JanusPool:
+def pool(found: PoolOrNone, s: Services) -> JanusPool:
     if found is None:
+        if s.settings.media_nodes():
+            raise HTTPException(503, _why_no_desk(s))
         raise HTTPException(503, "the teller desk is off: no Janus nodes configured")
     return found
 
