@@ -56,9 +56,7 @@ async def _wire_watch(port: int) -> AsyncIterator[collections.Counter[str]]:
     ready = asyncio.Event()
 
     async def watch() -> None:
-        async with aiomqtt.Client(
-            "127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5
-        ) as client:
+        async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5) as client:
             await client.subscribe("cuntong/v1/t/+/cmd/#", qos=1)
             ready.set()
             async for message in client.messages:
@@ -113,9 +111,7 @@ async def test_lease_moves_between_replicas_and_no_command_goes_out_twice(
         async with _wire_watch(broker.cfg.port) as seen:
             # Routes work on the standby; the leader's sender delivers.
             first = await _send(b, tids, 1)
-            await eventually(
-                lambda: _all(b, first, {"succeeded"}), timeout=30, every=0.3
-            )
+            await eventually(lambda: _all(b, first, {"succeeded"}), timeout=30, every=0.3)
 
             # A paused leader: b takes over; commands queued meanwhile go out once, and
             # a woken a does not act on the lease it lost.
