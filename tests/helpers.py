@@ -162,11 +162,16 @@ def secured_cloud(
         broker.stop()
 
 
-async def enrolled_link(cloud_url: str, state_dir: Path, tid: str) -> SecureLink:
+async def enrolled_link(
+    cloud_url: str, state_dir: Path, tid: str, enrol_url: str | None = None
+) -> SecureLink:
     """Play the factory and the first boot: a one-use claim for ``tid`` written into
-    ``state_dir``, then enrolment; the terminal's mTLS link to the broker."""
+    ``state_dir``, then enrolment; the terminal's mTLS link to the broker. ``enrol_url``:
+    the terminals' HTTPS listener, where the cloud has one (enrolment is served only there)."""
+    async with httpx.AsyncClient(base_url=enrol_url or cloud_url, timeout=10, verify=False) as e:
+        # Read before trusting, as the factory does (the claim then pins this root).
+        ca = (await e.get("/api/v1/enrol/ca")).text
     async with httpx.AsyncClient(base_url=cloud_url, timeout=10) as http:
-        ca = (await http.get("/api/v1/enrol/ca")).text
         claim = await http.post(
             "/api/v1/provisioning/claims",
             json={"uses": 1, "days": 1},
@@ -176,7 +181,7 @@ async def enrolled_link(cloud_url: str, state_dir: Path, tid: str) -> SecureLink
     _write_claim(
         state_dir,
         FactoryClaim(
-            enrol_url=cloud_url,
+            enrol_url=enrol_url or cloud_url,
             ca_pem=ca,
             claim_token=claim.json()["token"],
             terminal_id=tid,

@@ -140,6 +140,11 @@ async def set_request(session_id: str, request_id: str, customer: dict[str, str]
     )
 
 
+async def request_known(request_id: str) -> bool:
+    """Whether a session was already queued for this terminal request id (a replay)."""
+    return await TellerSession.filter(request_id=request_id).exists()
+
+
 async def set_liveness(session_id: str, terminal_id: str, verdict: dict[str, Any]) -> bool:
     """Store the agent's liveness verdict; False if no such session of that terminal."""
     n = await TellerSession.filter(id=session_id, terminal_id=terminal_id).update(liveness=verdict)

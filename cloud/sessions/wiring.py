@@ -38,17 +38,17 @@ from cloud.ops.feeds import LiveSource
 from cloud.oversight import Oversight
 from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
-from cloud.sessions.bridge import DeskLink, StepSink
+from cloud.sessions.bridge import DeskLink, IdReadCheck, IdReadSink, StepSink
 from cloud.sessions.desk import Desk
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.watch import Watch
-from cloud.workflow import steps
+from cloud.workflow import device, steps
 from common.periodic import run_every
 from common.settings import CloudSettings, JanusNode
-from common.wire.call import StepResult
+from common.wire.call import Request, StepResult
 
 log = logging.getLogger("cuntong.desk")
 
@@ -100,18 +100,52 @@ def step_sink(ov: Oversight) -> StepSink:
         _, verified, passed = await steps.accept(
             ov, ov.device_issuers, terminal_id, session_id, result, ov.clock()
         )
-        return {
-            # a result the terminal calls passed may still fail the cloud's reading (a
-            # face-match score under the business's threshold)
-            "outcome": "failed"
-            if verified.outcome == "passed" and not passed
-            else verified.outcome,
-            "passed": passed,
-            "reason": verified.reason,
-            "masked": dict(verified.masked),
-        }
+        # a result the terminal calls passed may still fail the cloud's reading (a
+        # face-match score under the business's threshold)
+        return _told(verified, passed)
 
     return accept
+
+
+def _told(verified: Any, passed: bool) -> dict[str, Any]:
+    return {
+        "outcome": "failed" if verified.outcome == "passed" and not passed else verified.outcome,
+        "passed": passed,
+        "reason": verified.reason,
+        "masked": dict(verified.masked),
+    }
+
+
+def id_read_check(ov: Oversight) -> IdReadCheck:
+    """How the desk link checks an ID read made before queueing (先刷身份证)."""
+
+    def check(terminal_id: str, request: Request, used: set[str]) -> dict[str, Any]:
+        assert request.id_read is not None
+        verified = device.check_before_queue(
+            request.id_read,
+            request_id=request.request_id,
+            terminal_id=terminal_id,
+            used=used,
+            issuers=ov.device_issuers,
+            now=ov.clock(),
+        )
+        return dict(verified.masked)
+
+    return check
+
+
+def id_read_sink(ov: Oversight) -> IdReadSink:
+    """How the desk link records a before-queue read as the session's ``id_card_read``."""
+
+    async def take(
+        terminal_id: str, session_id: str, request_id: str, result: StepResult
+    ) -> dict[str, Any]:
+        _, verified, passed = await steps.accept_before_queue(
+            ov, ov.device_issuers, terminal_id, session_id, request_id, result, ov.clock()
+        )
+        return _told(verified, passed)
+
+    return take
 
 
 def node_access(node: JanusNode) -> NodeAccess:
@@ -177,6 +211,7 @@ async def start(
     watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
     link.desk, link.watch = desk, watch
     link.on_step = step_sink(ov)
+    link.check_id_read, link.on_id_read = id_read_check(ov), id_read_sink(ov)
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))

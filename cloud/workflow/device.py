@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cloud.workflow.errors import StepResultRefused
-from common.wire.call import StepResult, result_digest
+from common.wire.call import StepResult, before_queue_session, result_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +138,49 @@ def check_result(
         result.digest, result.signature, result.certificate, terminal_id,
         format(cert.serial_number, "x"), result.at, result.full,
     )  # fmt: skip
+
+
+#: How old an ID read made before queueing may be when the desk receives its request, and
+#: how far ahead of the cloud's clock its signed time may run (terminal clocks drift).
+BEFORE_QUEUE_MAX_AGE = dt.timedelta(minutes=10)
+BEFORE_QUEUE_SKEW = dt.timedelta(minutes=2)
+
+
+def check_before_queue(
+    result: StepResult,
+    *,
+    request_id: str,
+    terminal_id: str,
+    used: Iterable[str],
+    issuers: Sequence[x509.Certificate],
+    now: dt.datetime,
+    fresh: bool = True,
+) -> Verified:
+    """An ID read the customer made before queueing (先刷身份证), sent with request
+    ``request_id``: checked as an in-call result whose session is
+    ``before_queue_session(request_id)`` and whose nonce is the request id, so it cannot be
+    moved to another request nor pass as an in-call result. ``used``: request ids already
+    taken (a replayed request). ``fresh``: also refuse a read signed more than
+    ``BEFORE_QUEUE_MAX_AGE`` before ``now`` (or too far ahead of it) — checked when the
+    desk receives the request; the workflow re-checks the rest when it takes the read."""
+    if result.step != "id_card_read":
+        raise StepResultRefused(f"a {result.step} result cannot be read before queueing")
+    verified = check_result(
+        result,
+        session_id=before_queue_session(request_id),
+        terminal_id=terminal_id,
+        issued={request_id: "id_card_read"},
+        answered=used,
+        issuers=issuers,
+        now=now,
+    )
+    if fresh:
+        age = now - verified.at
+        if age > BEFORE_QUEUE_MAX_AGE:
+            raise StepResultRefused(
+                f"stale ID read: signed {int(age.total_seconds())} s before the request "
+                f"reached the desk (at most {int(BEFORE_QUEUE_MAX_AGE.total_seconds())} s)"
+            )
+        if -age > BEFORE_QUEUE_SKEW:
+            raise StepResultRefused("the ID read's signed time is ahead of the cloud's clock")
+    return verified

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from cloud.evidence.chain import Timeline
 from cloud.workflow import engine, store
-from cloud.workflow.device import Verified, check_result
+from cloud.workflow.device import Verified, check_before_queue, check_result
 from cloud.workflow.errors import StepOutOfOrder, WorkflowError
 from cloud.workflow.service import Workbench, get
 from common import suite as suite_lib
@@ -140,13 +140,26 @@ async def accept(
         issuers=issuers,
         now=now,
     )
+    return await _record(ov, loaded, terminal_id, verified, now)
+
+
+async def _record(
+    ov: Workbench,
+    loaded: store.Loaded,
+    terminal_id: str,
+    verified: Verified,
+    now: dt.datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[store.Loaded, Verified, bool]:
+    """A verified result onto the timeline (full data sealed), the step passed if it says so."""
+    session_id = loaded.workflow.session_id
     wf = loaded.workflow
     if wf.outcome is not None or wf.next_step != verified.step:
         raise StepOutOfOrder(
             f"session {session_id}: next step is {wf.next_step!r}, a result for "
             f"{verified.step!r} is out of order"
         )
-    event = verified.evidence()
+    event = {**verified.evidence(), **(extra or {})}
     if verified.full is not None:
         key = ov.evidence_keys.data_key(ov.suite, session_id)
         sealed = suite_lib.encrypt(
@@ -165,6 +178,44 @@ async def accept(
         step_event = {**detail, "step": verified.step, "passed": True}
         loaded.timeline.append("step", f"terminal:{terminal_id}", now, step_event)
     return await store.save(loaded), verified, passed
+
+
+async def accept_before_queue(
+    ov: Workbench,
+    issuers: Sequence[x509.Certificate],
+    terminal_id: str,
+    session_id: str,
+    request_id: str,
+    result: StepResult,
+    now: dt.datetime,
+) -> tuple[store.Loaded, Verified, bool]:
+    """The ID read the customer made before queueing (先刷身份证), taken as this session's
+    ``id_card_read`` when the teller reaches that step: the terminal is not asked again.
+
+    Checked as an in-call result bound to its request (``device.check_before_queue``; its
+    freshness was checked when the desk received the request), and its nonce (the request
+    id) is put on the timeline as issued to the terminal before the call, so the evidence
+    shows what the signature was bound to and the nonce can never be answered twice."""
+    loaded = await get(ov, session_id)
+    verified = check_before_queue(
+        result,
+        request_id=request_id,
+        terminal_id=terminal_id,
+        used=_answered(loaded.timeline),
+        issuers=issuers,
+        now=now,
+        fresh=False,
+    )
+    loaded.timeline.append(
+        "step_requested",
+        f"terminal:{terminal_id}",
+        now,
+        {"step": "id_card_read", "nonce": request_id, "terminal": terminal_id,
+         "before_queue": True},
+    )  # fmt: skip
+    # the session the signature covers is not this one: say which, for a verifier
+    extra = {"before_queue": True, "signed_session": result.session}
+    return await _record(ov, loaded, terminal_id, verified, now, extra)
 
 
 async def override(
