@@ -191,7 +191,7 @@ def _cloud_env(
 
 #: Routes that need the teller desk (its board, live feed, sessions): only the replica
 #: holding the cloud's lease runs it (``cloud.lease``), so they go to the ``desk`` backend.
-DESK_PATHS = ("/api/v1/teller", "/api/v1/ops", "/api/v1/workflow")
+DESK_PATHS = ("/api/v1/teller", "/api/v1/ops", "/api/v1/workflow", "/media/janus")
 
 
 def haproxy_config(

@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from cloud import CloudServices, Security
 from common.settings import CloudSettings
-from fleet import shadows
+from fleet import brokerwatch, shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, broker, commands, dashboard, packages, pinkeys, registry
 from fleet.api import logs as logs_api
@@ -91,16 +91,23 @@ def start(
     fleet_settings = FleetSettings()
     rotation = pin_keys(fleet_settings, command_sender)
     install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation, logs))
-    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC))
+    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC), broker=admin)
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
+    # Joins outside a grant's room, per terminal: the desk's gate exists on the leader only,
+    # built anew at each of its terms.
+    services.on_desk.append(lambda desk: desk.gate.on_signal.append(monitor.signal))
     # Singletons: the cloud runs them on the replica that holds its lease (``cloud.lease``).
     jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
         ("fleet-sender", command_sender.run),
         ("fleet-rollouts", rollout_engine.run),
         ("fleet-alerts", monitor.run),
     ]
+    broker_logs = fleet_settings.broker_log_files
+    if broker_logs:  # refused SUBSCRIBEs and PUBLISHes, per terminal (the leader's monitor)
+        refusals = lambda: brokerwatch.follow(broker_logs, monitor.signal)  # noqa: E731
+        jobs.append(("fleet-broker-refusals", refusals))
     if rotation is not None:
         jobs.append(("fleet-pin-keys", rotation.run))
     return jobs

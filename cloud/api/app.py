@@ -33,6 +33,7 @@ from cloud.api.routes import (
     auth,
     evidence,
     health,
+    janus_gate,
     media_nodes,
     ops,
     quality,
@@ -182,6 +183,9 @@ def create_app(
                         jobs.append(corelink.reconciler(settings, ov, core))
                     jobs += [asyncio.create_task(run(), name=name) for name, run in singletons]
                     live = desk.live if desk is not None else no_live
+                    if desk is not None:
+                        for hook in base.on_desk:
+                            hook(desk)
                     app.state.services = dataclasses.replace(base, desk=desk, live=live)
                     serving.set()
                     try:
@@ -219,6 +223,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(janus_gate.router)  # participants' Janus signalling (issue 21)
     app.include_router(api_router(settings, security, extensions))
     app.include_router(teller_page.router)  # the teller web app's static files
     app.include_router(ui.router)  # the modules every page shares (common.web)

@@ -20,7 +20,7 @@ import asyncio
 import datetime as dt
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -61,6 +61,9 @@ class CloudServices:
     #: Set while this replica holds the cloud's lease and runs its singletons (the desk
     #: among them); None in apps built without one.
     leading: asyncio.Event | None = None
+    #: Called with each desk the leader builds (extensions hook into its parts here: the
+    #: desk does not exist when they start, and is built anew at every leader's term).
+    on_desk: list[Callable[[DeskServices], None]] = field(default_factory=list)
 
 
 def services_of(app: FastAPI) -> CloudServices:
