@@ -91,6 +91,16 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+def unpredictable_number(nonce: str) -> bytes:
+    """The EMV unpredictable number (9F37, 4 bytes) a ``card_read`` step binds the card's
+    cryptogram to: the first 4 bytes of the desk's step nonce. The terminal puts it in the
+    card's GENERATE AC; the cloud checks the card's CDOL1 data carries it before it asks
+    the HSM, so a cryptogram made for another request is refused."""
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise CallError("'nonce' must be 32 lowercase hex digits")
+    return bytes.fromhex(nonce[:8])
+
+
 def result_digest(full: dict[str, Any]) -> str:
     """SHA-256 (hex) of a step's full result as canonical JSON (sorted keys, UTF-8)."""
     return hashlib.sha256(orjson.dumps(full, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -1,0 +1,231 @@
+"""The ``card_read`` and ``pin_entry`` steps in a call, every part real: the terminal's own
+handlers (``edge.steps.card``) read the emulated card through pcscd + vpcd with GENERATE AC
+over the desk's nonce, and take the PIN on the pad simulator over a pty; the terminal signs
+with its enrolled key; the cloud verifies the signature, then asks the HSM service (ARQC,
+PIN) and the core simulator (account, PVV, wrong-PIN count); the teller's confirm posts once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from cloud.workflow import steps
+from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, CardChecks  # noqa: F401
+from cloud.workflow.engine import Actor
+from cloud.workflow.models import CorePostingRow, WorkflowState
+from common.masking import mask_pan
+from common.wire.call import StepRequest
+from corebank import CoreBankClient
+from cuntong.servers.corebank import CoreBankServer
+from cuntong.servers.hsm import HsmServer
+from edge.steps.card import CardStep, PinStep
+from edge.steps.paperwork import delivered_result
+from edge.steps.sign import Done
+from firmware_adapters.iccard.adapter import IcCardReader
+from firmware_adapters.iccard.card import PbocCard
+from firmware_adapters.iccard.pcscd import READER_NAME
+from firmware_adapters.iccard.vpcd import VirtualCardSlot
+from firmware_adapters.pty_server import PtyServer
+from hsm import HsmClient
+from tests.oversight.conftest import Cloud
+from tests.steps_rig import Terminal, authority, enrol
+from tests.transactions.parts import (
+    account,
+    admin,
+    customer_types,
+    issuer_key,
+    keyed_pad,
+    new_card,
+    pad,
+    present,
+)
+from tests.transactions.posting_helpers import cloud_with_core, core_account
+
+TID = "SX-00001"
+TELLER = Actor("alice", frozenset({"teller"}))
+PIN, WRONG = "731946", "731947"
+
+
+@dataclass
+class Bank:
+    """One test's keys in the shared HSM, its customer's card and account in the core."""
+
+    checks: CardChecks
+    card: PbocCard
+    account: str
+    tpk: str
+    pvk: str
+
+
+@pytest.fixture
+async def bank(
+    pinpad_pty: PtyServer, hsm: HsmClient, core: CoreBankClient, core_server: CoreBankServer
+) -> Bank:
+    """The issuer's side, done with the producers' own code: an IMK by two components, the
+    pad keyed from the HSM, a card personalised with the IMK, an account, and the card
+    registered in the core under the HSM's token with the PVV of the PIN typed on the pad."""
+    tag = uuid.uuid4().hex[:8]
+    imk_name, imk = await issuer_key(hsm)
+    card = new_card(imk)
+    pan = card.profile.pan
+    acct = await account(core_server, f"A-{tag}", 100_000)
+    async with pad(pinpad_pty) as p:
+        tpk, _zpk, pvk = await keyed_pad(p, hsm, tag)
+        customer_types(pinpad_pty, PIN + "#")
+        pvv = await hsm.make_pvv((await p.enter_pin(1, "0", pan)).block, pan, tpk, pvk)
+    token = await hsm.card_token(pan, card.profile.pan_sequence)
+    await admin(core_server, "POST", "/v1/cards", {"card_token": token, "account": acct,
+                                                   "pvv": pvv})  # fmt: skip
+    checks = CardChecks(hsm, core, imk_name, pvk, tpk=lambda _terminal: tpk)
+    return Bank(checks, card, acct, tpk, pvk)
+
+
+@pytest.fixture
+async def terminal_and_cloud(
+    tmp_path: Path, bank: Bank, core_server: CoreBankServer
+) -> AsyncIterator[tuple[Terminal, Cloud]]:
+    now = dt.datetime.now(dt.UTC)
+    ca = authority(tmp_path / "ca", now)
+    fields = {"device_issuers": (ca.issuing,), "cards": bank.checks}
+    async with cloud_with_core(tmp_path, core_server, fields) as cloud:
+        yield enrol(ca, TID, now), cloud
+
+
+def card_step() -> CardStep:
+    return CardStep(lambda: IcCardReader("iccard", READER_NAME), lambda: dt.datetime.now(dt.UTC))
+
+
+async def _start(cloud: Cloud, session: str, business: str) -> httpx.AsyncClient:
+    teller = await cloud.client("alice", "teller")
+    r = await teller.post(f"/api/v1/workflow/{session}/start", json={"business": business})
+    assert r.status_code == 201, r.text
+    return teller
+
+
+async def _ask(cloud: Cloud, session: str, step: str) -> StepRequest:
+    _, request = await steps.ask(cloud.ov, session, step, TELLER, TID, cloud.clock())
+    return request
+
+
+async def _answer(cloud: Cloud, terminal: Terminal, request: StepRequest, done: Done):  # type: ignore[no-untyped-def]
+    """The terminal signs ``done`` as its answer to ``request``; the cloud decides."""
+    result = terminal.sign(request, done, cloud.clock())
+    _, verified, passed = await steps.accept(
+        cloud.ov, cloud.ov.device_issuers, TID, request.session, result, cloud.clock(),
+        cloud.ov.cards,
+    )  # fmt: skip
+    return verified, passed
+
+
+async def _insert(slot: VirtualCardSlot, card: PbocCard) -> None:
+    async with IcCardReader("iccard", READER_NAME) as reader:
+        await present(reader, slot, card)
+
+
+async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_once(
+    tmp_path: Path,
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    pinpad_pty: PtyServer,
+    card_slot: VirtualCardSlot,
+    core_server: CoreBankServer,
+    hsm_server: HsmServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    terminal, cloud = terminal_and_cloud
+    session = f"S-{uuid.uuid4().hex[:8]}"
+    teller = await _start(cloud, session, "loan_repayment")  # card_read, pin_entry, e_signature
+    await _insert(card_slot, bank.card)
+    cards = card_step()
+
+    # A forged cryptogram (the terminal signs it, but the HSM recomputes the ARQC).
+    request = await _ask(cloud, session, "card_read")
+    done = await cards(request)
+    forged_ac = format(int(done.full["arqc"], 16) ^ 1, "016X")
+    forged = Done(done.outcome, done.reason, done.masked, {**done.full, "arqc": forged_ac}, True)
+    verified, passed = await _answer(cloud, terminal, request, forged)
+    assert not passed and "does not verify" in verified.reason
+
+    # A genuine cryptogram, but made for another request's nonce.
+    second = await _ask(cloud, session, "card_read")
+    verified, passed = await _answer(cloud, terminal, second, await cards(request))
+    assert not passed and "another request" in verified.reason
+
+    # The genuine answer to this request passes; the account comes from the core.
+    third = await _ask(cloud, session, "card_read")
+    verified, passed = await _answer(cloud, terminal, third, await cards(third))
+    assert passed, verified.reason
+    pan = bank.card.profile.pan
+    assert verified.masked["card_masked"] == mask_pan(pan) and pan[4:-4] not in mask_pan(pan)
+    assert verified.masked["account"] == bank.account and "card_token" not in verified.masked
+
+    # PIN: a wrong one fails with the tries left on the customer's screen; the right passes.
+    async with pad(pinpad_pty) as p:
+        pins = PinStep(lambda: p, cards.pans.get)
+        customer_types(pinpad_pty, WRONG + "#")
+        ask = await _ask(cloud, session, "pin_entry")
+        assert ask.params["pin"] == "verify"
+        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        assert not passed and verified.masked["tries_left"] == 2
+        assert verified.masked["customer_text"] == "密码错误,请重新输入。还可尝试2次"
+        customer_types(pinpad_pty, PIN + "#")
+        ask = await _ask(cloud, session, "pin_entry")
+        done = await pins(ask)
+        assert set(done.full) == {"pin_block", "format", "key_slot"}  # only the ciphertext
+        verified, passed = await _answer(cloud, terminal, ask, done)
+    assert passed and verified.masked["tries_left"] == 3, verified.reason
+
+    signature = {"signature": {"sha256": "ab" * 32, "strokes": 3}}
+    sign = await _ask(cloud, session, "e_signature")
+    _, passed = await _answer(cloud, terminal, sign, delivered_result("e_signature", signature))
+    assert passed
+
+    before = await core_account(core_server, bank.account)
+    url = f"/api/v1/workflow/{session}/confirm"
+    done_r = await teller.post(url, json={"amount_fen": 20_000})
+    assert done_r.status_code == 200, done_r.text
+    assert done_r.json()["posting"]["status"] == "applied"
+    after = await core_account(core_server, bank.account)
+    assert after["postings"] == before["postings"] + 1
+    assert after["balance_fen"] == before["balance_fen"] - 20_000
+    row = await CorePostingRow.get(session_id=session)
+    assert row.body["account"] == bank.account
+    assert row.body["proofs"] == {"arqc_verified": True, "atc": verified_atc(row),
+                                  "pin_verified": True}  # fmt: skip
+
+    # No clear PIN and no clear card number outside the pad, the HSM and the sealed result.
+    state = await WorkflowState.get(session_id=session)
+    places = {
+        "timeline": orjson.dumps(state.events),
+        "posting": orjson.dumps(row.body),
+        "cloud log": caplog.text.encode(),
+        "cloud db": (tmp_path / "cloud.sqlite3").read_bytes(),
+        "hsm log": (hsm_server.state_dir / "hsm.log").read_bytes(),
+        "core log": (core_server.state_dir / "corebank.log").read_bytes(),
+        **{f"core {f.name}": f.read_bytes() for f in core_server.state_dir.glob("*.sqlite3*")},
+        **{
+            f"evidence {f.name}": f.read_bytes()
+            for f in cloud.ov.evidence_dir.rglob("*")
+            if f.is_file()
+        },
+    }
+    for where, data in places.items():
+        assert PIN.encode() not in data and WRONG.encode() not in data, where
+        assert pan.encode() not in data, where
+    assert any(name.startswith("evidence") for name in places)  # the package was sealed
+
+
+def verified_atc(row: CorePostingRow) -> int:
+    atc = row.body["proofs"]["atc"]
+    assert isinstance(atc, int) and atc > 0x29
+    return atc
