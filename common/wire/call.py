@@ -24,6 +24,9 @@ Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
     failed    session, cause
     guest     session, guest, present   a third party joined or left the call
     step      session, step, nonce, params {}   perform one device step (``DEVICE_STEPS``)
+    step_outcome  session, step, passed, text   the cloud's verdict on a step result, and
+              what the customer screen says about it ("" for nothing: e.g. a wrong PIN's
+              tries left, or the card locked after the third)
 
 A ``step_result`` is signed (ECDSA P-256, SHA-256, DER, base64) with the terminal's enrolled
 device key over ``signing_input()``: session, step, nonce, time and ``digest``, the SHA-256 of
@@ -674,7 +677,40 @@ class StepRequest(_Message):
         return cls(obj.get("session"), obj.get("step"), obj.get("nonce"), obj.get("params", {}))  # type: ignore[arg-type]
 
 
-DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest
+@dataclass(frozen=True, slots=True)
+class StepOutcome(_Message):
+    """The cloud's verdict on a device step's result, with the customer screen's words."""
+
+    type: ClassVar[str] = "step_outcome"
+    session: str
+    step: str
+    passed: bool
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        if self.step not in DEVICE_STEPS:
+            raise CallError(f"'step' must be a device step, one of {list(DEVICE_STEPS)}")
+        if not isinstance(self.passed, bool):
+            raise CallError("'passed' must be true or false")
+        if not isinstance(self.text, str) or len(self.text) > 200:
+            raise CallError("'text' must be a string of at most 200 characters")
+
+    def to_dict(self) -> Json:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "step": self.step,
+            "passed": self.passed,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> StepOutcome:
+        return cls(obj.get("session"), obj.get("step"), obj.get("passed"), obj.get("text", ""))  # type: ignore[arg-type]
+
+
+DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest | StepOutcome
 
 # -- parsing -----------------------------------------------------------------------------
 
@@ -682,7 +718,8 @@ _SESSION: Final[dict[str, Callable[[Json], SessionMessage]]] = {
     c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating, StepResult)
 }
 _DESK: Final[dict[str, Callable[[Json], DeskMessage]]] = {
-    c.type: c.from_dict for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest)
+    c.type: c.from_dict
+    for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest, StepOutcome)
 }
 
 
