@@ -7,6 +7,8 @@ PIN) and the core simulator (account, PVV, wrong-PIN count); the teller's confir
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import uuid
@@ -18,7 +20,7 @@ import httpx
 import orjson
 import pytest
 
-from cloud.workflow import steps
+from cloud.workflow import service, steps
 from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, CardChecks  # noqa: F401
 from cloud.workflow.engine import Actor
 from cloud.workflow.models import CorePostingRow, WorkflowState
@@ -67,8 +69,19 @@ class Bank:
 
 
 @pytest.fixture
+async def core_for_steps(core_server: CoreBankServer) -> AsyncIterator[CoreBankClient]:
+    """The cloud's core client for the steps, with a timeout generous for a loaded machine
+    (a PIN count is not retried: a lost answer would count twice)."""
+    async with CoreBankClient(core_server.url, core_server.secret, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
 async def bank(
-    pinpad_pty: PtyServer, hsm: HsmClient, core: CoreBankClient, core_server: CoreBankServer
+    pinpad_pty: PtyServer,
+    hsm: HsmClient,
+    core_for_steps: CoreBankClient,
+    core_server: CoreBankServer,
 ) -> Bank:
     """The issuer's side, done with the producers' own code: an IMK by two components, the
     pad keyed from the HSM, a card personalised with the IMK, an account, and the card
@@ -85,7 +98,7 @@ async def bank(
     token = await hsm.card_token(pan, card.profile.pan_sequence)
     await admin(core_server, "POST", "/v1/cards", {"card_token": token, "account": acct,
                                                    "pvv": pvv})  # fmt: skip
-    checks = CardChecks(hsm, core, imk_name, pvk, tpk=lambda _terminal: tpk)
+    checks = CardChecks(hsm, core_for_steps, imk_name, pvk, tpk=lambda _terminal: tpk)
     return Bank(checks, card, acct, tpk, pvk)
 
 
@@ -104,8 +117,10 @@ def card_step() -> CardStep:
     return CardStep(lambda: IcCardReader("iccard", READER_NAME), lambda: dt.datetime.now(dt.UTC))
 
 
-async def _start(cloud: Cloud, session: str, business: str) -> httpx.AsyncClient:
-    teller = await cloud.client("alice", "teller")
+async def _start(
+    cloud: Cloud, session: str, business: str, teller: httpx.AsyncClient | None = None
+) -> httpx.AsyncClient:
+    teller = teller or await cloud.client("alice", "teller")
     r = await teller.post(f"/api/v1/workflow/{session}/start", json={"business": business})
     assert r.status_code == 201, r.text
     return teller
@@ -229,3 +244,65 @@ def verified_atc(row: CorePostingRow) -> int:
     atc = row.body["proofs"]["atc"]
     assert isinstance(atc, int) and atc > 0x29
     return atc
+
+
+async def test_three_wrong_pins_lock_the_card_in_the_core_and_the_screen_says_so(
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    pinpad_pty: PtyServer,
+    card_slot: VirtualCardSlot,
+    core_server: CoreBankServer,
+) -> None:
+    terminal, cloud = terminal_and_cloud
+    session = f"S-{uuid.uuid4().hex[:8]}"
+    await _start(cloud, session, "loan_repayment")
+    await _insert(card_slot, bank.card)
+    cards = card_step()
+    request = await _ask(cloud, session, "card_read")
+    _, passed = await _answer(cloud, terminal, request, await cards(request))
+    assert passed
+    customer_types(pinpad_pty, WRONG + "#")
+    words = []
+    async with pad(pinpad_pty) as p:
+        pins = PinStep(lambda: p, cards.pans.get)
+        for _ in range(3):
+            ask = await _ask(cloud, session, "pin_entry")
+            verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+            assert not passed
+            assert "customer_text" in verified.masked, verified.reason
+            words.append(verified.masked["customer_text"])
+        assert words[:2] == ["密码错误,请重新输入。还可尝试2次", "密码错误,请重新输入。还可尝试1次"]
+        assert words[2] == LOCKED_TEXT and verified.masked["locked"] is True
+        assert (await core_account(core_server, bank.account))["locked"] is True
+        # Locked: even the right PIN does not pass now.
+        customer_types(pinpad_pty, PIN + "#")
+        ask = await _ask(cloud, session, "pin_entry")
+        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+    assert not passed and verified.masked["customer_text"] == LOCKED_TEXT
+    loaded = await service.get(cloud.ov, session)
+    assert loaded.workflow.next_step == "pin_entry" and loaded.workflow.outcome is None
+    checks = [e.data for e in loaded.timeline.events if e.kind == "card_check"]
+    assert [c["passed"] for c in checks] == [True, False, False, False, False]
+
+
+async def test_a_cloned_card_replaying_an_old_counter_is_refused(
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    card_slot: VirtualCardSlot,
+) -> None:
+    """The card is used once; a copy of it (same PAN and key) whose counter is behind
+    answers a fresh request with a cryptogram that verifies, but its ATC was seen."""
+    terminal, cloud = terminal_and_cloud
+    first, second = f"S-{uuid.uuid4().hex[:8]}", f"S-{uuid.uuid4().hex[:8]}"
+    teller = await _start(cloud, first, "loan_repayment")
+    await _insert(card_slot, bank.card)
+    request = await _ask(cloud, first, "card_read")
+    _, passed = await _answer(cloud, terminal, request, await card_step()(request))
+    assert passed
+    await asyncio.to_thread(card_slot.remove)
+    clone = PbocCard(dataclasses.replace(bank.card.profile, atc=bank.card.profile.atc - 5))
+    await _start(cloud, second, "loan_repayment", teller)
+    await _insert(card_slot, clone)
+    request = await _ask(cloud, second, "card_read")
+    verified, passed = await _answer(cloud, terminal, request, await card_step()(request))
+    assert not passed and "seen before" in verified.reason
