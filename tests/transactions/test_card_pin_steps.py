@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from cloud.workflow import service, steps
-from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, CardChecks  # noqa: F401
+from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, CardChecks
 from cloud.workflow.engine import Actor
 from cloud.workflow.models import CorePostingRow, WorkflowState
 from common.masking import mask_pan
@@ -29,7 +29,7 @@ from common.wire.call import StepRequest
 from corebank import CoreBankClient
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.hsm import HsmServer
-from edge.steps.card import CardStep, PinStep
+from edge.steps.card import AGAIN_TEXT, CardStep, PinStep
 from edge.steps.paperwork import delivered_result
 from edge.steps.sign import Done
 from firmware_adapters.iccard.adapter import IcCardReader
@@ -306,3 +306,101 @@ async def test_a_cloned_card_replaying_an_old_counter_is_refused(
     request = await _ask(cloud, second, "card_read")
     verified, passed = await _answer(cloud, terminal, request, await card_step()(request))
     assert not passed and "seen before" in verified.reason
+
+
+#: password_reset's identity steps: tested for real in tests/oversight/test_device_steps.py
+#: and the all-parts test; here a supervisor passes them so the test is about card and PIN.
+IDENTITY = ("id_card_read", "id_online_check", "face_match", "liveness", "active_liveness")
+NEW_PIN = "482915"
+
+
+async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lock(
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    pinpad_pty: PtyServer,
+    card_slot: VirtualCardSlot,
+    core_server: CoreBankServer,
+    core_for_steps: CoreBankClient,
+    hsm: HsmClient,
+) -> None:
+    terminal, cloud = terminal_and_cloud
+    for _ in range(3):  # the customer forgot the PIN and locked the card at an ATM
+        await core_for_steps.record_pin_check(bank.account, False)
+    assert (await core_account(core_server, bank.account))["locked"] is True
+    session = f"S-{uuid.uuid4().hex[:8]}"
+    teller = await _start(cloud, session, "password_reset")
+    sup = await cloud.client("sup", "supervisor")
+    url = f"/api/v1/workflow/{session}"
+    r = await teller.post(f"{url}/steps", json={"step": "dual_recording"})
+    assert r.status_code == 200, r.text
+    for step in IDENTITY:
+        r = await sup.post(f"{url}/steps/{step}/override", json={"reason": "card/PIN test"})
+        assert r.status_code == 200, r.text
+
+    await _insert(card_slot, bank.card)
+    cards = card_step()
+    request = await _ask(cloud, session, "card_read")
+    verified, passed = await _answer(cloud, terminal, request, await cards(request))
+    assert passed and verified.masked["locked"] is True  # a locked card may reset its PIN
+
+    second_entry: list[str] = []
+
+    async def screen(text: str | None) -> None:
+        if text == AGAIN_TEXT and second_entry:
+            customer_types(pinpad_pty, second_entry.pop() + "#")
+
+    async with pad(pinpad_pty) as p:
+        pins = PinStep(lambda: p, cards.pans.get, screen)
+        # The confirmation differs from the new PIN: refused inside the HSM, with words.
+        customer_types(pinpad_pty, NEW_PIN + "#")
+        second_entry.append("582914")
+        ask = await _ask(cloud, session, "pin_entry")
+        assert ask.params["pin"] == "new"
+        done = await pins(ask)
+        assert set(done.full) == {"pin_block", "confirmation_block", "format", "key_slot"}
+        verified, passed = await _answer(cloud, terminal, ask, done)
+        assert not passed and verified.masked["customer_text"] == MISMATCH_TEXT
+        # Twice the same, but all one digit: too weak.
+        customer_types(pinpad_pty, "111111#")
+        ask = await _ask(cloud, session, "pin_entry")
+        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        assert not passed and "pin_weak" in verified.reason
+        # The new PIN twice.
+        customer_types(pinpad_pty, NEW_PIN + "#")
+        ask = await _ask(cloud, session, "pin_entry")
+        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        assert passed, verified.reason
+        assert "pvv" not in verified.masked  # neither the teller nor the screen sees it
+
+    signature = {"signature": {"sha256": "cd" * 32, "strokes": 5}}
+    sign = await _ask(cloud, session, "e_signature")
+    _, passed = await _answer(cloud, terminal, sign, delivered_result("e_signature", signature))
+    assert passed
+    r = await sup.post(f"{url}/steps", json={"step": "supervisor_authorisation"})
+    assert r.status_code == 200, r.text
+
+    before = (await core_account(core_server, bank.account))["postings"]
+    done_r = await teller.post(f"{url}/confirm", json={})
+    assert done_r.status_code == 200, done_r.text
+    assert done_r.json()["posting"]["status"] == "applied"
+    assert done_r.json()["workflow"]["outcome"] == "completed"
+    again = await teller.post(f"{url}/confirm", json={})
+    assert again.status_code == 409  # completed: nothing is posted twice
+    after = await core_account(core_server, bank.account)
+    assert after["postings"] == before + 1 and after["locked"] is False
+    row = await CorePostingRow.get(session_id=session)
+    assert row.body["kind"] == "record" and row.body["account"] == bank.account
+    assert row.body["proofs"]["arqc_verified"] is True and "new_pvv" in row.body["proofs"]
+
+    # The core now holds the new PIN's PVV: the new PIN verifies in the HSM, the old does not.
+    token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
+    card = await core_for_steps.card(token)
+    assert card.pvv == row.body["proofs"]["new_pvv"] and not card.locked
+    pan = bank.card.profile.pan
+    async with pad(pinpad_pty) as p:
+        customer_types(pinpad_pty, NEW_PIN + "#")
+        new_block = (await p.enter_pin(1, "0", pan)).block
+        customer_types(pinpad_pty, PIN + "#")
+        old_block = (await p.enter_pin(1, "0", pan)).block
+    assert await hsm.verify_pin(new_block, pan, bank.tpk, bank.pvk, card.pvv)
+    assert not await hsm.verify_pin(old_block, pan, bank.tpk, bank.pvk, card.pvv)
