@@ -9,141 +9,43 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
-from cloud.workflow import service, steps
-from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, CardChecks
-from cloud.workflow.engine import Actor
+from cloud.workflow import service
+from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT
 from cloud.workflow.models import CorePostingRow, WorkflowState
 from common.masking import mask_pan
-from common.wire.call import StepRequest
 from corebank import CoreBankClient
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.hsm import HsmServer
-from edge.steps.card import AGAIN_TEXT, CardStep, PinStep
+from edge.steps.card import AGAIN_TEXT, PinStep
 from edge.steps.paperwork import delivered_result
 from edge.steps.sign import Done
-from firmware_adapters.iccard.adapter import IcCardReader
 from firmware_adapters.iccard.card import PbocCard
-from firmware_adapters.iccard.pcscd import READER_NAME
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.pty_server import PtyServer
 from hsm import HsmClient
 from tests.oversight.conftest import Cloud
-from tests.steps_rig import Terminal, authority, enrol
-from tests.transactions.parts import (
-    account,
-    admin,
-    customer_types,
-    issuer_key,
-    keyed_pad,
-    new_card,
-    pad,
-    present,
-)
-from tests.transactions.posting_helpers import cloud_with_core, core_account
-
-TID = "SX-00001"
-TELLER = Actor("alice", frozenset({"teller"}))
-PIN, WRONG = "731946", "731947"
-
-
-@dataclass
-class Bank:
-    """One test's keys in the shared HSM, its customer's card and account in the core."""
-
-    checks: CardChecks
-    card: PbocCard
-    account: str
-    tpk: str
-    pvk: str
-
-
-@pytest.fixture
-async def core_for_steps(core_server: CoreBankServer) -> AsyncIterator[CoreBankClient]:
-    """The cloud's core client for the steps, with a timeout generous for a loaded machine
-    (a PIN count is not retried: a lost answer would count twice)."""
-    async with CoreBankClient(core_server.url, core_server.secret, timeout=10.0) as client:
-        yield client
-
-
-@pytest.fixture
-async def bank(
-    pinpad_pty: PtyServer,
-    hsm: HsmClient,
-    core_for_steps: CoreBankClient,
-    core_server: CoreBankServer,
-) -> Bank:
-    """The issuer's side, done with the producers' own code: an IMK by two components, the
-    pad keyed from the HSM, a card personalised with the IMK, an account, and the card
-    registered in the core under the HSM's token with the PVV of the PIN typed on the pad."""
-    tag = uuid.uuid4().hex[:8]
-    imk_name, imk = await issuer_key(hsm)
-    card = new_card(imk)
-    pan = card.profile.pan
-    acct = await account(core_server, f"A-{tag}", 100_000)
-    async with pad(pinpad_pty) as p:
-        tpk, _zpk, pvk = await keyed_pad(p, hsm, tag)
-        customer_types(pinpad_pty, PIN + "#")
-        pvv = await hsm.make_pvv((await p.enter_pin(1, "0", pan)).block, pan, tpk, pvk)
-    token = await hsm.card_token(pan, card.profile.pan_sequence)
-    await admin(core_server, "POST", "/v1/cards", {"card_token": token, "account": acct,
-                                                   "pvv": pvv})  # fmt: skip
-    checks = CardChecks(hsm, core_for_steps, imk_name, pvk, tpk=lambda _terminal: tpk)
-    return Bank(checks, card, acct, tpk, pvk)
+from tests.steps_rig import Terminal
+from tests.transactions import card_rig
+from tests.transactions.card_rig import PIN, WRONG, Bank, answer, card_step, insert, start
+from tests.transactions.card_rig import ask as ask_step
+from tests.transactions.parts import customer_types, pad
+from tests.transactions.posting_helpers import core_account
 
 
 @pytest.fixture
 async def terminal_and_cloud(
     tmp_path: Path, bank: Bank, core_server: CoreBankServer
 ) -> AsyncIterator[tuple[Terminal, Cloud]]:
-    now = dt.datetime.now(dt.UTC)
-    ca = authority(tmp_path / "ca", now)
-    fields = {"device_issuers": (ca.issuing,), "cards": bank.checks}
-    async with cloud_with_core(tmp_path, core_server, fields) as cloud:
-        yield enrol(ca, TID, now), cloud
-
-
-def card_step() -> CardStep:
-    return CardStep(lambda: IcCardReader("iccard", READER_NAME), lambda: dt.datetime.now(dt.UTC))
-
-
-async def _start(
-    cloud: Cloud, session: str, business: str, teller: httpx.AsyncClient | None = None
-) -> httpx.AsyncClient:
-    teller = teller or await cloud.client("alice", "teller")
-    r = await teller.post(f"/api/v1/workflow/{session}/start", json={"business": business})
-    assert r.status_code == 201, r.text
-    return teller
-
-
-async def _ask(cloud: Cloud, session: str, step: str) -> StepRequest:
-    _, request = await steps.ask(cloud.ov, session, step, TELLER, TID, cloud.clock())
-    return request
-
-
-async def _answer(cloud: Cloud, terminal: Terminal, request: StepRequest, done: Done):  # type: ignore[no-untyped-def]
-    """The terminal signs ``done`` as its answer to ``request``; the cloud decides."""
-    result = terminal.sign(request, done, cloud.clock())
-    _, verified, passed = await steps.accept(
-        cloud.ov, cloud.ov.device_issuers, TID, request.session, result, cloud.clock(),
-        cloud.ov.cards,
-    )  # fmt: skip
-    return verified, passed
-
-
-async def _insert(slot: VirtualCardSlot, card: PbocCard) -> None:
-    async with IcCardReader("iccard", READER_NAME) as reader:
-        await present(reader, slot, card)
+    async with card_rig.terminal_and_cloud(tmp_path, bank, core_server) as both:
+        yield both
 
 
 async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_once(
@@ -159,26 +61,26 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     caplog.set_level(logging.DEBUG)
     terminal, cloud = terminal_and_cloud
     session = f"S-{uuid.uuid4().hex[:8]}"
-    teller = await _start(cloud, session, "loan_repayment")  # card_read, pin_entry, e_signature
-    await _insert(card_slot, bank.card)
+    teller = await start(cloud, session, "loan_repayment")  # card_read, pin_entry, e_signature
+    await insert(card_slot, bank.card)
     cards = card_step()
 
     # A forged cryptogram (the terminal signs it, but the HSM recomputes the ARQC).
-    request = await _ask(cloud, session, "card_read")
+    request = await ask_step(cloud, session, "card_read")
     done = await cards(request)
     forged_ac = format(int(done.full["arqc"], 16) ^ 1, "016X")
     forged = Done(done.outcome, done.reason, done.masked, {**done.full, "arqc": forged_ac}, True)
-    verified, passed = await _answer(cloud, terminal, request, forged)
+    verified, passed = await answer(cloud, terminal, request, forged)
     assert not passed and "does not verify" in verified.reason
 
     # A genuine cryptogram, but made for another request's nonce.
-    second = await _ask(cloud, session, "card_read")
-    verified, passed = await _answer(cloud, terminal, second, await cards(request))
+    second = await ask_step(cloud, session, "card_read")
+    verified, passed = await answer(cloud, terminal, second, await cards(request))
     assert not passed and "another request" in verified.reason
 
     # The genuine answer to this request passes; the account comes from the core.
-    third = await _ask(cloud, session, "card_read")
-    verified, passed = await _answer(cloud, terminal, third, await cards(third))
+    third = await ask_step(cloud, session, "card_read")
+    verified, passed = await answer(cloud, terminal, third, await cards(third))
     assert passed, verified.reason
     pan = bank.card.profile.pan
     assert verified.masked["card_masked"] == mask_pan(pan) and pan[4:-4] not in mask_pan(pan)
@@ -188,21 +90,21 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     async with pad(pinpad_pty) as p:
         pins = PinStep(lambda: p, cards.pans.get)
         customer_types(pinpad_pty, WRONG + "#")
-        ask = await _ask(cloud, session, "pin_entry")
+        ask = await ask_step(cloud, session, "pin_entry")
         assert ask.params["pin"] == "verify"
-        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        verified, passed = await answer(cloud, terminal, ask, await pins(ask))
         assert not passed and verified.masked["tries_left"] == 2
         assert verified.masked["customer_text"] == "密码错误,请重新输入。还可尝试2次"
         customer_types(pinpad_pty, PIN + "#")
-        ask = await _ask(cloud, session, "pin_entry")
+        ask = await ask_step(cloud, session, "pin_entry")
         done = await pins(ask)
         assert set(done.full) == {"pin_block", "format", "key_slot"}  # only the ciphertext
-        verified, passed = await _answer(cloud, terminal, ask, done)
+        verified, passed = await answer(cloud, terminal, ask, done)
     assert passed and verified.masked["tries_left"] == 3, verified.reason
 
     signature = {"signature": {"sha256": "ab" * 32, "strokes": 3}}
-    sign = await _ask(cloud, session, "e_signature")
-    _, passed = await _answer(cloud, terminal, sign, delivered_result("e_signature", signature))
+    sign = await ask_step(cloud, session, "e_signature")
+    _, passed = await answer(cloud, terminal, sign, delivered_result("e_signature", signature))
     assert passed
 
     before = await core_account(core_server, bank.account)
@@ -255,19 +157,19 @@ async def test_three_wrong_pins_lock_the_card_in_the_core_and_the_screen_says_so
 ) -> None:
     terminal, cloud = terminal_and_cloud
     session = f"S-{uuid.uuid4().hex[:8]}"
-    await _start(cloud, session, "loan_repayment")
-    await _insert(card_slot, bank.card)
+    await start(cloud, session, "loan_repayment")
+    await insert(card_slot, bank.card)
     cards = card_step()
-    request = await _ask(cloud, session, "card_read")
-    _, passed = await _answer(cloud, terminal, request, await cards(request))
+    request = await ask_step(cloud, session, "card_read")
+    _, passed = await answer(cloud, terminal, request, await cards(request))
     assert passed
     customer_types(pinpad_pty, WRONG + "#")
     words = []
     async with pad(pinpad_pty) as p:
         pins = PinStep(lambda: p, cards.pans.get)
         for _ in range(3):
-            ask = await _ask(cloud, session, "pin_entry")
-            verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+            ask = await ask_step(cloud, session, "pin_entry")
+            verified, passed = await answer(cloud, terminal, ask, await pins(ask))
             assert not passed
             assert "customer_text" in verified.masked, verified.reason
             words.append(verified.masked["customer_text"])
@@ -276,8 +178,8 @@ async def test_three_wrong_pins_lock_the_card_in_the_core_and_the_screen_says_so
         assert (await core_account(core_server, bank.account))["locked"] is True
         # Locked: even the right PIN does not pass now.
         customer_types(pinpad_pty, PIN + "#")
-        ask = await _ask(cloud, session, "pin_entry")
-        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        ask = await ask_step(cloud, session, "pin_entry")
+        verified, passed = await answer(cloud, terminal, ask, await pins(ask))
     assert not passed and verified.masked["customer_text"] == LOCKED_TEXT
     loaded = await service.get(cloud.ov, session)
     assert loaded.workflow.next_step == "pin_entry" and loaded.workflow.outcome is None
@@ -294,17 +196,17 @@ async def test_a_cloned_card_replaying_an_old_counter_is_refused(
     answers a fresh request with a cryptogram that verifies, but its ATC was seen."""
     terminal, cloud = terminal_and_cloud
     first, second = f"S-{uuid.uuid4().hex[:8]}", f"S-{uuid.uuid4().hex[:8]}"
-    teller = await _start(cloud, first, "loan_repayment")
-    await _insert(card_slot, bank.card)
-    request = await _ask(cloud, first, "card_read")
-    _, passed = await _answer(cloud, terminal, request, await card_step()(request))
+    teller = await start(cloud, first, "loan_repayment")
+    await insert(card_slot, bank.card)
+    request = await ask_step(cloud, first, "card_read")
+    _, passed = await answer(cloud, terminal, request, await card_step()(request))
     assert passed
     await asyncio.to_thread(card_slot.remove)
     clone = PbocCard(dataclasses.replace(bank.card.profile, atc=bank.card.profile.atc - 5))
-    await _start(cloud, second, "loan_repayment", teller)
-    await _insert(card_slot, clone)
-    request = await _ask(cloud, second, "card_read")
-    verified, passed = await _answer(cloud, terminal, request, await card_step()(request))
+    await start(cloud, second, "loan_repayment", teller)
+    await insert(card_slot, clone)
+    request = await ask_step(cloud, second, "card_read")
+    verified, passed = await answer(cloud, terminal, request, await card_step()(request))
     assert not passed and "seen before" in verified.reason
 
 
@@ -328,7 +230,7 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
         await core_for_steps.record_pin_check(bank.account, False)
     assert (await core_account(core_server, bank.account))["locked"] is True
     session = f"S-{uuid.uuid4().hex[:8]}"
-    teller = await _start(cloud, session, "password_reset")
+    teller = await start(cloud, session, "password_reset")
     sup = await cloud.client("sup", "supervisor")
     url = f"/api/v1/workflow/{session}"
     r = await teller.post(f"{url}/steps", json={"step": "dual_recording"})
@@ -337,10 +239,10 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
         r = await sup.post(f"{url}/steps/{step}/override", json={"reason": "card/PIN test"})
         assert r.status_code == 200, r.text
 
-    await _insert(card_slot, bank.card)
+    await insert(card_slot, bank.card)
     cards = card_step()
-    request = await _ask(cloud, session, "card_read")
-    verified, passed = await _answer(cloud, terminal, request, await cards(request))
+    request = await ask_step(cloud, session, "card_read")
+    verified, passed = await answer(cloud, terminal, request, await cards(request))
     assert passed and verified.masked["locked"] is True  # a locked card may reset its PIN
 
     second_entry: list[str] = []
@@ -354,27 +256,27 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
         # The confirmation differs from the new PIN: refused inside the HSM, with words.
         customer_types(pinpad_pty, NEW_PIN + "#")
         second_entry.append("582914")
-        ask = await _ask(cloud, session, "pin_entry")
+        ask = await ask_step(cloud, session, "pin_entry")
         assert ask.params["pin"] == "new"
         done = await pins(ask)
         assert set(done.full) == {"pin_block", "confirmation_block", "format", "key_slot"}
-        verified, passed = await _answer(cloud, terminal, ask, done)
+        verified, passed = await answer(cloud, terminal, ask, done)
         assert not passed and verified.masked["customer_text"] == MISMATCH_TEXT
         # Twice the same, but all one digit: too weak.
         customer_types(pinpad_pty, "111111#")
-        ask = await _ask(cloud, session, "pin_entry")
-        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        ask = await ask_step(cloud, session, "pin_entry")
+        verified, passed = await answer(cloud, terminal, ask, await pins(ask))
         assert not passed and "pin_weak" in verified.reason
         # The new PIN twice.
         customer_types(pinpad_pty, NEW_PIN + "#")
-        ask = await _ask(cloud, session, "pin_entry")
-        verified, passed = await _answer(cloud, terminal, ask, await pins(ask))
+        ask = await ask_step(cloud, session, "pin_entry")
+        verified, passed = await answer(cloud, terminal, ask, await pins(ask))
         assert passed, verified.reason
         assert "pvv" not in verified.masked  # neither the teller nor the screen sees it
 
     signature = {"signature": {"sha256": "cd" * 32, "strokes": 5}}
-    sign = await _ask(cloud, session, "e_signature")
-    _, passed = await _answer(cloud, terminal, sign, delivered_result("e_signature", signature))
+    sign = await ask_step(cloud, session, "e_signature")
+    _, passed = await answer(cloud, terminal, sign, delivered_result("e_signature", signature))
     assert passed
     r = await sup.post(f"{url}/steps", json={"step": "supervisor_authorisation"})
     assert r.status_code == 200, r.text
