@@ -56,7 +56,7 @@ def _bytes(full: Mapping[str, Any], name: str) -> bytes:
     return bytes.fromhex(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Proof:
     """A card result as the HSM client reads it (``hsm.client.CardProofLike``)."""
 
