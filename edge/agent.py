@@ -53,8 +53,9 @@ from common.mqtt_link import keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import ack, live_config
-from common.wire.call import Grant
-from edge import agent_slots, alarms, commands, ota_slots, sdnotify, wire
+from common.wire.call import Grant, before_queue_session
+from edge import agent_slots, alarms, commands, log_upload, ota_slots, sdnotify, wire
+from edge.handlers import mdm as mdm_handler
 from edge.handlers.mdm import Mdm
 from edge.handlers.pinpad import PinPadKeys
 from edge.health import HealthSampler
@@ -166,10 +167,12 @@ class Agent:
         # served: then a person at the demo answers them there.
         auto = settings.simulate and not settings.screen_port
         rng = random.Random(zlib.crc32(self.tid.encode()))
+        #: The ID-card step (its photo of this call's card), when there is a reader.
+        self.id_step: IdCardStep | None = None
         self.teller = TellerClient(
             self._publish_session,
             self._make_peer,
-            lambda send: Paperwork(send, self.media.capture, auto, rng),
+            lambda send: Paperwork(send, self._capture, auto, rng),
             lambda: datetime.now(UTC),
         )
         self._matcher: FaceMatcher | None = None
@@ -181,7 +184,13 @@ class Agent:
             "liveness_check": self._cmd_liveness,
         }
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
-        self.mdm = Mdm(settings.state_dir, self._power, self.apply_config, self.spool.wipe)
+        self.mdm = Mdm(
+            settings.state_dir,
+            self._power,
+            self.apply_config,
+            self.spool.wipe,
+            uploader=log_upload.from_link(link),
+        )
         self.handlers.update(self.mdm.table())
         self.handlers.update(PinPadKeys(self.peripherals.adapters).table())
         trust = link.command_key if link else None  # packages are signed by the command key
@@ -310,10 +319,13 @@ class Agent:
         if isinstance(reader, IdCardReader):
             id_step = IdCardStep(lambda: _opened(reader), lambda: datetime.now(UTC).date())
             handlers["id_card_read"] = id_step
+            self.id_step = id_step
+            self.teller.on_call_over.append(id_step.photos.clear)
         card = next((a for a in self.peripherals.adapters.values() if a.kind == "iccard"), None)
         if isinstance(card, IcCardReader):
             card_step = CardStep(lambda: _opened(card), lambda: datetime.now(UTC))
             handlers["card_read"] = card_step
+            self.teller.on_call_over.append(card_step.pans.clear)  # the number stays no longer
             pad = next(
                 (a for a in self.peripherals.adapters.values() if isinstance(a, PinPad)), None
             )
@@ -326,9 +338,29 @@ class Agent:
             handlers["liveness"] = handlers["active_liveness"] = live
             if id_step is not None:
                 handlers["face_match"] = FaceMatchStep(
-                    self._face_matcher, id_step.photos.get, lambda: _one_frame(camera)
+                    self._face_matcher, self.id_photo, lambda: _one_frame(camera)
                 )
         return handlers
+
+    def id_photo(self, session: str | None) -> bytes | None:
+        """The decoded photo of the ID card read for this call: read in the session, or
+        before queueing for the request that became it (先刷身份证). Never leaves the
+        terminal except to the serving teller's page over the call's data channel."""
+        step = self.id_step
+        if step is None or session is None:
+            return None
+        photo = step.photos.get(session)
+        call = self.teller.call
+        if photo is None and call.session == session and call.request_id:
+            photo = step.photos.get(before_queue_session(call.request_id))
+        return photo
+
+    async def _capture(self, kind: str) -> bytes | None:
+        """What the teller asked to see over the data channel: a camera photo of a
+        document, or (``id_photo``) the photo of the ID card read for this call."""
+        if kind == "id_photo":
+            return self.id_photo(self.teller.call.session)
+        return await self.media.capture(kind)
 
     async def _face_matcher(self) -> FaceMatcher:
         """The face-match models (``models/face_match.json``), loaded at the first match."""
@@ -642,7 +674,10 @@ class Agent:
         except CommandRefused as err:
             log.warning("command %s refused: %s", name, err.reason)
             return commands.Reply(False, {"error": "refused", "reason": err.reason})
-        reply = await commands.run(self.handlers, name, dict(command.args), self.serial)
+        args = dict(command.args)
+        if name == "collect_logs":  # the verified id names the log upload
+            args[mdm_handler.COMMAND_ID] = command.id
+        reply = await commands.run(self.handlers, name, args, self.serial)
         return commands.Reply(reply.ok, {**reply.result, "command_id": command.id})
 
     async def _renew_loop(self) -> None:

@@ -55,6 +55,12 @@ from common.wire import call as wire
 ELDERLY_AGE = 60
 
 StepSink = Callable[[str, str, wire.StepResult], Awaitable[dict[str, Any]]]
+#: Checks an ID read made before queueing (terminal, request): its masked data, or raises
+#: ``WorkflowError`` (``cloud.workflow.device.check_before_queue``).
+IdReadCheck = Callable[[str, wire.Request, set[str]], dict[str, Any]]
+#: Takes a session's before-queue read as its ``id_card_read`` step (terminal, session,
+#: request id, result): what the teller is told, as ``StepSink``.
+IdReadSink = Callable[[str, str, str, wire.StepResult], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger("cuntong.desk.link")
 
@@ -94,6 +100,13 @@ class DeskLink:
         #: Set by the owner: checks and records a device step's result for a session and
         #: returns what the teller is told (``cloud.sessions.wiring``).
         self.on_step: StepSink | None = None
+        #: Set by the owner: checks and takes ID reads made before queueing (先刷身份证).
+        self.check_id_read: IdReadCheck | None = None
+        self.on_id_read: IdReadSink | None = None
+        #: session id -> (terminal, request id, the verified read, its masked data): held in
+        #: memory only until the teller reaches ``id_card_read`` (a restarted desk forgets
+        #: them: the teller then asks the terminal as usual).
+        self.id_reads: dict[str, tuple[str, str, wire.StepResult, dict[str, Any]]] = {}
         self.stats = LinkStats()
         self.ready = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -287,11 +300,15 @@ class DeskLink:
                 log.info("session %s: %s", stale, err)
         session_id = uuid.uuid4().hex
         self._first_queued[session_id] = message.request_id
+        read = await self._id_read(desk, terminal_id, message)
         # Age from the ID card when the customer started with it; otherwise their own word.
         card = message.customer
-        elderly = message.elderly or (
-            card is not None and card.age(desk.clock().date()) >= ELDERLY_AGE
-        )
+        if read is not None and read.get("age") is not None:
+            elderly = bool(read.get("elderly"))  # the signed card's age, not a button
+        else:
+            elderly = message.elderly or (
+                card is not None and card.age(desk.clock().date()) >= ELDERLY_AGE
+            )
         try:
             await desk.request(session_id, terminal_id, message.business, message.language, elderly)
         except SessionError as err:
@@ -304,7 +321,49 @@ class DeskLink:
         while len(self._seen) > REMEMBERED_REQUESTS:
             self._seen.popitem(last=False)
         customer = None if message.customer is None else asdict(message.customer)
+        if read is not None and message.id_read is not None:
+            full = message.id_read.full or {}
+            customer = {"name": str(full.get("name")), "id_number": str(full.get("id_number"))}
+            self.id_reads[session_id] = (terminal_id, message.request_id, message.id_read, read)
         await store.set_request(session_id, message.request_id, customer)
+
+    async def _id_read(
+        self, desk: Desk, terminal_id: str, message: wire.Request
+    ) -> dict[str, Any] | None:
+        """The masked data of the request's before-queue ID read if it verifies and the card
+        passed its checks; None otherwise (the customer queues all the same, and the teller
+        asks the terminal in the call)."""
+        if message.id_read is None or self.check_id_read is None:
+            return None
+        for gone in [sid for sid in self.id_reads if desk.terminal_of(sid) is None]:
+            del self.id_reads[gone]  # calls that ended before the teller took the read
+        used = {message.request_id} if await store.request_known(message.request_id) else set()
+        try:
+            masked = self.check_id_read(terminal_id, message, used)
+        except WorkflowError as err:
+            self._refused(terminal_id, f"ID read before queueing refused: {err}")
+            return None
+        if message.id_read.outcome != "passed":
+            return None  # the screen told the customer why; the teller reads it again
+        return masked
+
+    async def use_id_read(self, desk: Desk, session_id: str) -> bool:
+        """The teller reached ``id_card_read``: take the read made before queueing, if one
+        is held for the session, and tell the teller as for an in-call result. False when
+        there is none (ask the terminal)."""
+        held = self.id_reads.pop(session_id, None)
+        if held is None or self.on_id_read is None:
+            return False
+        terminal_id, request_id, result, _ = held
+        if desk.terminal_of(session_id) != terminal_id:
+            return False
+        answer = await self.on_id_read(terminal_id, session_id, request_id, result)
+        teller = desk.watcher_of(session_id)
+        if teller is not None:
+            message = {"type": "step_result", "session": session_id, "step": result.step,
+                       "before_queue": True, **answer}  # fmt: skip
+            await desk.notify(f"teller:{teller}", message)
+        return True
 
     async def _late(self, desk: Desk, terminal_id: str, session_id: str) -> bool:
         """A hang-up or cancel for the terminal's own session that a restarted desk ended

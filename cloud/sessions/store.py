@@ -130,6 +130,14 @@ async def set_recording(session_id: str, path: str, sha256: str) -> None:
     await TellerSession.filter(id=session_id).update(recording_path=path, recording_sha256=sha256)
 
 
+async def recording_of(session_id: str) -> tuple[str, str] | None:
+    """The archived recording's path and SHA-256, None until it is archived."""
+    row = await TellerSession.get_or_none(id=session_id)
+    if row is None or not row.recording_path or not row.recording_sha256:
+        return None
+    return row.recording_path, row.recording_sha256
+
+
 async def set_request(session_id: str, request_id: str, customer: dict[str, str] | None) -> None:
     """What the terminal's request said besides routing facts (its id, the ID card read)."""
     customer = customer or {}
@@ -138,6 +146,11 @@ async def set_request(session_id: str, request_id: str, customer: dict[str, str]
         customer_name=customer.get("name"),
         customer_id_number=customer.get("id_number"),
     )
+
+
+async def request_known(request_id: str) -> bool:
+    """Whether a session was already queued for this terminal request id (a replay)."""
+    return await TellerSession.filter(request_id=request_id).exists()
 
 
 async def set_liveness(session_id: str, terminal_id: str, verdict: dict[str, Any]) -> bool:

@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cloud.evidence import service as evidence_service
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
 from cloud.media.pool import JanusPool, NodeAccess
@@ -38,17 +40,18 @@ from cloud.ops.feeds import LiveSource
 from cloud.oversight import Oversight
 from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
-from cloud.sessions.bridge import DeskLink, StepSink
+from cloud.sessions.bridge import DeskLink, IdReadCheck, IdReadSink, StepSink
 from cloud.sessions.desk import Desk
+from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.watch import Watch
-from cloud.workflow import steps
+from cloud.workflow import device, steps
 from common.periodic import run_every
 from common.settings import CloudSettings, JanusNode
-from common.wire.call import StepResult
+from common.wire.call import Request, StepResult
 
 log = logging.getLogger("cuntong.desk")
 
@@ -66,15 +69,25 @@ class DeskServices:
     pool: JanusPool
     #: The big screen's queue and teller counts, read from the desk's board.
     live: LiveSource
+    #: Participants' Janus signalling through the cloud (``/media/janus/<node>``).
+    gate: JanusGate
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _on_archived(room: str, result: RecordingResult) -> None:
-    await store.set_recording(room, str(result.path), result.sha256)
-    log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+def _on_archived(ov: Oversight) -> Callable[[str, RecordingResult], Awaitable[None]]:
+    async def done(room: str, result: RecordingResult) -> None:
+        await store.set_recording(room, str(result.path), result.sha256)
+        log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+        # Sealed before the recording was ready: its SHA-256 goes beside the package.
+        if await evidence_service.add_recording(
+            ov, room, str(result.path), result.sha256, ov.clock()
+        ):
+            log.info("session %s: recording added to its sealed evidence", room)
+
+    return done
 
 
 async def _on_archive_error(room: str, err: RecordingError) -> None:
@@ -100,18 +113,52 @@ def step_sink(ov: Oversight) -> StepSink:
         _, verified, passed = await steps.accept(
             ov, ov.device_issuers, terminal_id, session_id, result, ov.clock(), ov.cards
         )
-        return {
-            # a result the terminal calls passed may still fail the cloud's reading (a
-            # face-match score under the business's threshold)
-            "outcome": "failed"
-            if verified.outcome == "passed" and not passed
-            else verified.outcome,
-            "passed": passed,
-            "reason": verified.reason,
-            "masked": dict(verified.masked),
-        }
+        # a result the terminal calls passed may still fail the cloud's reading (a
+        # face-match score under the business's threshold)
+        return _told(verified, passed)
 
     return accept
+
+
+def _told(verified: Any, passed: bool) -> dict[str, Any]:
+    return {
+        "outcome": "failed" if verified.outcome == "passed" and not passed else verified.outcome,
+        "passed": passed,
+        "reason": verified.reason,
+        "masked": dict(verified.masked),
+    }
+
+
+def id_read_check(ov: Oversight) -> IdReadCheck:
+    """How the desk link checks an ID read made before queueing (先刷身份证)."""
+
+    def check(terminal_id: str, request: Request, used: set[str]) -> dict[str, Any]:
+        assert request.id_read is not None
+        verified = device.check_before_queue(
+            request.id_read,
+            request_id=request.request_id,
+            terminal_id=terminal_id,
+            used=used,
+            issuers=ov.device_issuers,
+            now=ov.clock(),
+        )
+        return dict(verified.masked)
+
+    return check
+
+
+def id_read_sink(ov: Oversight) -> IdReadSink:
+    """How the desk link records a before-queue read as the session's ``id_card_read``."""
+
+    async def take(
+        terminal_id: str, session_id: str, request_id: str, result: StepResult
+    ) -> dict[str, Any]:
+        _, verified, passed = await steps.accept_before_queue(
+            ov, ov.device_issuers, terminal_id, session_id, request_id, result, ov.clock()
+        )
+        return _told(verified, passed)
+
+    return take
 
 
 def node_access(node: JanusNode) -> NodeAccess:
@@ -148,7 +195,7 @@ async def start(
     outbox = Outbox(terminal_sink=link.send)
     # Beside the evidence packages unless set: the same state folder Oversight chose.
     archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
-    archiver = Archiver(pool.rec_dir, archive, _on_archived, _on_archive_error)
+    archiver = Archiver(pool.rec_dir, archive, _on_archived(ov), _on_archive_error)
     stale = await store.end_unfinished(_now())
     if stale:
         archiving = await recovery.close_rooms(stale, pool, archiver.after_call)
@@ -177,10 +224,13 @@ async def start(
     watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
     link.desk, link.watch = desk, watch
     link.on_step = step_sink(ov)
+    link.check_id_read, link.on_id_read = id_read_check(ov), id_read_sink(ov)
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
-    return DeskServices(desk, outbox, link, watch, pool, live), [
+    gate = JanusGate(pool, desk, _now)
+    stack.push_async_callback(gate.aclose)
+    return DeskServices(desk, outbox, link, watch, pool, live, gate), [
         asyncio.create_task(desk.run(), name="desk"),
         asyncio.create_task(archiver.run(), name="desk-archiver"),
         asyncio.create_task(_janus_health(pool), name="desk-janus-health"),

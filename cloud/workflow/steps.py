@@ -19,15 +19,17 @@ from typing import Any, Protocol
 import orjson
 from cryptography import x509
 
+from cloud.auth import audit
 from cloud.evidence.chain import Timeline
 from cloud.workflow import engine, store
 from cloud.workflow.cardcheck import CardChecks, Reading
-from cloud.workflow.device import Verified, check_result
-from cloud.workflow.errors import StepOutOfOrder, WorkflowError
+from cloud.workflow.device import Verified, check_before_queue, check_result
+from cloud.workflow.errors import StepOutOfOrder, StepResultRefused, WorkflowError
 from cloud.workflow.service import Workbench, get
 from common import suite as suite_lib
 from common.wire.call import DEVICE_STEPS, StepRequest, StepResult, new_nonce
 from idcheck import OUTCOMES, SERVICE_DOWN, AnswerInvalid, IdentityServiceDown, RequestRefused
+from provisioning.service import revoked_serials
 
 
 class StepWaiting(WorkflowError):
@@ -138,25 +140,48 @@ async def accept(
     the cloud's reason, and its masked data the reading (``customer_text`` for the screen).
     Without ``cards`` (no HSM or core configured) they never pass: a supervisor overrides.
 
-    StepResultRefused for anything untrustworthy (nothing is recorded then);
-    StepOutOfOrder if the step is no longer the next one."""
+    StepResultRefused for anything untrustworthy (nothing is recorded on the timeline
+    then; the refusal is audited); StepOutOfOrder if the step is no longer the next one."""
     loaded = await get(ov, session_id)
-    verified = check_result(
-        result,
-        session_id=session_id,
-        terminal_id=terminal_id,
-        issued=_issued(loaded.timeline, terminal_id),
-        answered=_answered(loaded.timeline),
-        issuers=issuers,
-        now=now,
-    )
+    try:
+        verified = check_result(
+            result,
+            session_id=session_id,
+            terminal_id=terminal_id,
+            issued=_issued(loaded.timeline, terminal_id),
+            answered=_answered(loaded.timeline),
+            issuers=issuers,
+            now=now,
+            revoked=dict(await revoked_serials(now)),
+        )
+    except StepResultRefused as err:
+        await audit.record(
+            f"terminal:{terminal_id}", "step_result_refused", session_id, now,
+            step=result.step, nonce=result.nonce, reason=str(err),
+        )  # fmt: skip
+        raise
+    return await _record(ov, loaded, terminal_id, verified, now, cards=cards)
+
+
+async def _record(
+    ov: Workbench,
+    loaded: store.Loaded,
+    terminal_id: str,
+    verified: Verified,
+    now: dt.datetime,
+    extra: Mapping[str, Any] | None = None,
+    cards: CardChecks | None = None,
+) -> tuple[store.Loaded, Verified, bool]:
+    """A verified result onto the timeline (full data sealed), the step passed if it says so
+    (a card or PIN step: if the HSM and the core say so)."""
+    session_id = loaded.workflow.session_id
     wf = loaded.workflow
     if wf.outcome is not None or wf.next_step != verified.step:
         raise StepOutOfOrder(
             f"session {session_id}: next step is {wf.next_step!r}, a result for "
             f"{verified.step!r} is out of order"
         )
-    event = verified.evidence()
+    event = {**verified.evidence(), **(extra or {})}
     if verified.full is not None:
         key = ov.evidence_keys.data_key(ov.suite, session_id)
         sealed = suite_lib.encrypt(
@@ -191,6 +216,45 @@ async def accept(
         step_event = {**detail, "step": verified.step, "passed": True}
         loaded.timeline.append("step", f"terminal:{terminal_id}", now, step_event)
     return await store.save(loaded), verified, passed
+
+
+async def accept_before_queue(
+    ov: Workbench,
+    issuers: Sequence[x509.Certificate],
+    terminal_id: str,
+    session_id: str,
+    request_id: str,
+    result: StepResult,
+    now: dt.datetime,
+) -> tuple[store.Loaded, Verified, bool]:
+    """The ID read the customer made before queueing (先刷身份证), taken as this session's
+    ``id_card_read`` when the teller reaches that step: the terminal is not asked again.
+
+    Checked as an in-call result bound to its request (``device.check_before_queue``; its
+    freshness was checked when the desk received the request), and its nonce (the request
+    id) is put on the timeline as issued to the terminal before the call, so the evidence
+    shows what the signature was bound to and the nonce can never be answered twice."""
+    loaded = await get(ov, session_id)
+    verified = check_before_queue(
+        result,
+        request_id=request_id,
+        terminal_id=terminal_id,
+        used=_answered(loaded.timeline),
+        issuers=issuers,
+        now=now,
+        fresh=False,
+        revoked=dict(await revoked_serials(now)),
+    )
+    loaded.timeline.append(
+        "step_requested",
+        f"terminal:{terminal_id}",
+        now,
+        {"step": "id_card_read", "nonce": request_id, "terminal": terminal_id,
+         "before_queue": True},
+    )  # fmt: skip
+    # the session the signature covers is not this one: say which, for a verifier
+    extra = {"before_queue": True, "signed_session": result.session}
+    return await _record(ov, loaded, terminal_id, verified, now, extra)
 
 
 async def override(

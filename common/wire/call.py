@@ -5,8 +5,9 @@ Pure: bytes in, a typed message out, and back. Every message is one JSON object 
 
 Terminal → desk on ``cuntong/v1/t/<id>/session`` (``parse_session``):
 
-    request   request_id (32 hex), business, language, elderly, customer {name, id_number}?
-              (the desk also treats a customer whose ID number says 60 or over as elderly)
+    request   request_id (32 hex), business, language, elderly, customer {name, id_number}?,
+              id_read {step_result}? (the desk also treats a customer whose ID number says 60
+              or over as elderly)
     cancel    session, cause        the customer left before connection
     hang_up   session, cause        the customer ended the call
     liveness  session, verdict {}   the agent's liveness verdict, stored with the session
@@ -35,6 +36,15 @@ see; ``full`` (the fields the cloud needs, e.g. the ID read's name and number fo
 check; images only by their digest) travels inside the mTLS link and is never shown or stored
 in clear. ``certificate`` is the terminal's leaf certificate (PEM), which the cloud checks
 against its CA before it trusts the signature.
+
+**先刷身份证.** A customer may read the ID card before queueing: the terminal reads it
+with the same ``id_card_read`` handler and signs a ``step_result`` whose session is
+``before_queue_session(request_id)`` and whose nonce is the request's own ``request_id``
+(fresh and random per request), and sends it as the request's ``id_read``. The cloud checks
+it as an in-call result (``cloud.workflow.device.check_result``), plus freshness: the signed
+time must be recent when the desk receives the request, and a request id is used once. The
+signed session name keeps such a read from ever passing as an in-call result, or for
+another request.
 
 A message is checked when it is made (so a terminal cannot send what the desk would refuse)
 and when it is parsed; anything the contract does not allow raises ``CallError`` (a
@@ -87,6 +97,13 @@ STEP_OUTCOMES: Final = frozenset({"passed", "failed", "error"})
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _SIGNING_LABEL: Final = b"cuntong-step-result-v1"
+#: The session name a read made before queueing is signed for (then the request id).
+BEFORE_QUEUE: Final = "before-queue:"
+
+
+def before_queue_session(request_id: str) -> str:
+    """The ``session`` of an ID read made before queueing for request ``request_id``."""
+    return BEFORE_QUEUE + request_id
 
 
 def new_nonce() -> str:
@@ -213,11 +230,20 @@ class Request(_Message):
     language: str = "cmn"
     elderly: bool = False
     customer: Customer | None = None
+    #: The ID card read before queueing, signed for this request (see the module's notes).
+    id_read: StepResult | None = None
 
     def __post_init__(self) -> None:
         _text(self.request_id, "request_id", 32)
         if not _REQUEST_ID.fullmatch(self.request_id):
             raise CallError("'request_id' must be 32 lowercase hex digits")
+        read = self.id_read
+        if read is not None:
+            if not isinstance(read, StepResult) or read.step != "id_card_read":
+                raise CallError("'id_read' must be an id_card_read step result")
+            bound = (before_queue_session(self.request_id), self.request_id)
+            if (read.session, read.nonce) != bound:
+                raise CallError("'id_read' was not made for this request")
         if not isinstance(self.elderly, bool):
             raise CallError("'elderly' must be true or false")
         if self.customer is not None and not isinstance(self.customer, Customer):
@@ -235,18 +261,24 @@ class Request(_Message):
         }
         if self.customer is not None:
             obj["customer"] = {"name": self.customer.name, "id_number": self.customer.id_number}
+        if self.id_read is not None:
+            obj["id_read"] = self.id_read.to_dict()
         return obj
 
     @classmethod
     def from_dict(cls, obj: Json) -> Request:
         raw = obj.get("customer")
         customer = None if raw is None else Customer.from_dict(raw)
+        read = obj.get("id_read")
+        if read is not None and not isinstance(read, dict):
+            raise CallError("'id_read' must be an object")
         return cls(
             obj.get("request_id"),  # type: ignore[arg-type]
             obj.get("business"),  # type: ignore[arg-type]
             obj.get("language"),  # type: ignore[arg-type]
             obj.get("elderly", False),
             customer,
+            None if read is None else StepResult.from_dict(read),
         )
 
 

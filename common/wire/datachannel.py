@@ -140,9 +140,11 @@ def signature(
 
 
 def document(kind: str, jpeg: bytes) -> dict[str, Any]:
+    """A photo for the teller: a camera JPEG, or the ID card's decoded photo (``id_photo``:
+    JPEG or PNG, as the vendor's WLT decoder gives it)."""
     return {
         "type": "document",
         "kind": kind,
-        "mime": "image/jpeg",
+        "mime": "image/png" if jpeg.startswith(b"\x89PNG\r\n\x1a\n") else "image/jpeg",
         "data_b64": base64.b64encode(jpeg).decode(),
     }

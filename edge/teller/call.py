@@ -71,6 +71,8 @@ class Ask:
     language: str = "cmn"
     elderly: bool = False
     customer: dict[str, str] | None = None
+    #: The ID card read before queueing (先刷身份证), signed for ``request_id``.
+    id_read: wire.StepResult | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +201,9 @@ def step(call: Call, event: Event, now: datetime) -> Outcome:
             return _ignore(call, f"ask while {call.phase}")
         customer = wire.Customer.from_dict(event.customer) if event.customer else None
         msg = wire.Request(
-            event.request_id, event.business, event.language, event.elderly, customer
-        )
+            event.request_id, event.business, event.language, event.elderly, customer,
+            event.id_read,
+        )  # fmt: skip
         fresh = Call(Phase.WAITING, event.request_id, event.business, since=now)
         return Outcome(fresh, (Send(msg),))
     if isinstance(event, RingBack):

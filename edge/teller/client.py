@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,6 +27,10 @@ from edge.teller.call import Call, Phase
 from edge.teller.paperwork import Paperwork
 
 log = logging.getLogger("cuntong.teller")
+
+#: How long a card read before queueing is kept for the request (the desk refuses one signed
+#: more than ten minutes before it arrives: ``cloud.workflow.device.BEFORE_QUEUE_MAX_AGE``).
+ID_READ_KEEP_S = 8 * 60
 
 Publish = Callable[[bytes], Awaitable[None]]
 
@@ -77,6 +82,14 @@ class TellerClient:
         #: The device step being performed now (the customer screen shows it).
         self.step: str | None = None
         self._step_task: asyncio.Task[None] | None = None
+        #: 先刷身份证: the ID read the customer made before queueing (signed for the request
+        #: id it carries as its nonce) and when, sent with the next request; and what the
+        #: screen shows of it (masked fields, the customer's words on a refusal).
+        self.id_read: wire.StepResult | None = None
+        self._id_read_at = 0.0
+        self.id_shown: dict[str, Any] | None = None
+        #: Called when a call is over (the ID photo kept for face match is dropped).
+        self.on_call_over: list[Callable[[], None]] = []
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -96,7 +109,68 @@ class TellerClient:
         customer: dict[str, str] | None = None,
         language: str = "cmn",
     ) -> None:
-        await self.handle(call.Ask(business, wire.new_request_id(), language, elderly, customer))
+        read = self.fresh_id_read()
+        self.forget_id_read()
+        request_id = read.nonce if read is not None else wire.new_request_id()
+        await self.handle(call.Ask(business, request_id, language, elderly, customer, read))
+
+    def fresh_id_read(self) -> wire.StepResult | None:
+        """The before-queue read, while the desk would still take it as fresh."""
+        if self.id_read is None or time.monotonic() - self._id_read_at > ID_READ_KEEP_S:
+            return None
+        return self.id_read
+
+    def forget_id_read(self) -> None:
+        self.id_read, self.id_shown = None, None
+        self.changed.set()
+
+    def call_over(self) -> None:
+        """The customer is gone (call over, or they left the menu): drop what their card
+        left on the terminal (the read, the photo kept for face match)."""
+        self.forget_id_read()
+        for over in self.on_call_over:
+            over()
+
+    async def read_id_first(self) -> dict[str, Any]:
+        """先刷身份证: read the ID card now, before asking for a teller, with the same
+        ``id_card_read`` handler the desk's requests use, signed for a fresh request id
+        (the nonce; ``wire.before_queue_session`` names it). Returns what the screen shows.
+        ValueError when the terminal is in a call, or cannot sign (development mode)."""
+        if self.call.phase not in (Phase.IDLE, Phase.RATING):
+            raise ValueError("the ID card is read first only before asking for a teller")
+        runner = self.steps
+        if runner is None or "id_card_read" not in runner.handlers:
+            raise ValueError("this terminal cannot read and sign an ID card")
+        if self.step is not None:
+            raise ValueError(f"the terminal is busy with {self.step}")
+        request_id = wire.new_request_id()
+        request = wire.StepRequest(
+            wire.before_queue_session(request_id), "id_card_read", request_id,
+            {"before_queue": True},
+        )  # fmt: skip
+        self.forget_id_read()
+        self.step = "id_card_read"
+        self.changed.set()
+        try:
+            result = await runner.run(request)
+        finally:
+            self.step = None
+            self.changed.set()
+        masked = result.masked
+        shown = {
+            "outcome": result.outcome,
+            "name": masked.get("name"),
+            "id_number": masked.get("id_number"),
+            "elderly": bool(masked.get("elderly")),
+            # expired, wrong check digit, not yet valid (the screen words it); none: the
+            # reader could not read a card
+            "refused": masked.get("refused"),
+        }
+        if result.outcome == "passed":
+            self.id_read, self._id_read_at = result, time.monotonic()
+        self.id_shown = shown
+        self.changed.set()
+        return shown
 
     async def ring_back(self) -> None:
         """The customer chose to be called back; ValueError when it is not on offer."""
@@ -142,6 +216,9 @@ class TellerClient:
                 await self._do(action)
             if self.call != before:
                 self.changed.set()
+                resting = (Phase.IDLE, Phase.RATING)
+                if before.phase not in resting and self.call.phase in resting:
+                    self.call_over()
             return self.call
 
     async def _do(self, action: call.Action) -> None:

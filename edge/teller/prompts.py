@@ -34,6 +34,14 @@ ROWS: Final[dict[str, str]] = {
     "idle": "需要帮忙吗?请按“视频柜员”",
     "choose": "请选择业务",
     "language": "您说普通话还是陕西话?请按一下",
+    # 先刷身份证: the ID card read before queueing (optional; the card checks' own words,
+    # firmware_adapters.idcard.check.REASONS, for a refused card)
+    "id_first.button": "先刷身份证",
+    "id_first.read": "身份证读好了,请选择业务",
+    "id_first.bad_check_digit": "身份证号码校验失败，请重新放置身份证或使用其他有效证件",
+    "id_first.not_yet_valid": "身份证尚未生效，请使用有效证件",
+    "id_first.expired": "身份证已过期，请使用有效证件",
+    "id_first.error": "没有读到身份证,请把身份证放好再按一次,也可以不刷直接选业务",
     # waiting in the queue
     "waiting": "正在为您排队,请稍候",
     "waiting.next": "马上就轮到您了,请稍候",

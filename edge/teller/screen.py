@@ -28,6 +28,7 @@ import orjson
 from common import web
 from common.errors import CuntongError
 from edge.teller import prompts, view
+from edge.teller.call import Phase
 from edge.teller.client import TellerClient
 from edge.teller.voice import Voice, VoiceError, chime
 
@@ -123,6 +124,8 @@ class Screen:
             "/rate": self._rate,
             "/answer": self._answer,
             "/signature": self._signature,
+            "/read_id": self._read_id,
+            "/forget_id": lambda body: self._forget_id(),
         }
 
     async def __aenter__(self) -> Screen:
@@ -205,8 +208,12 @@ class Screen:
             self.volume(),
             self.timeouts,
             c.step,
+            c.id_shown,
         )
-        for said in (state["voice"], *state["prompts"].values()):
+        steps = c.steps
+        state["can_read_id"] = steps is not None and "id_card_read" in steps.handlers
+        read = [state["id_read"]["said"]] if state["id_read"] else []
+        for said in (state["voice"], *state["prompts"].values(), *read):
             self._spoken[said["audio"].removeprefix("/voice/").removesuffix(".wav")] = said["text"]
         while len(self._spoken) > SPOKEN_LIMIT:
             self._spoken.popitem(last=False)
@@ -234,6 +241,17 @@ class Screen:
         if not isinstance(elderly, bool):
             raise ValueError("'elderly' must be true or false")
         await self.client.ask(str(args["business"]), elderly=elderly, language=language)
+
+    async def _read_id(self, args: dict[str, Any]) -> None:
+        """先刷身份证: read the card now; the answer's state says what was read."""
+        if self.locked() is not None:
+            raise ValueError("the terminal is locked")
+        await self.client.read_id_first()
+
+    async def _forget_id(self) -> None:
+        """The customer left the menu: what their card left here is dropped."""
+        if self.client.call.phase in (Phase.IDLE, Phase.RATING):
+            self.client.call_over()
 
     async def _rate(self, args: dict[str, Any]) -> None:
         score = args.get("score")

@@ -118,7 +118,28 @@ def _spoken(
 #: catalogue text without words of its own.
 SCREEN_ROWS = (
     "choose", "language", "form", "sign", "still_there", "ring_back.button", "trouble",
+    "id_first.button",
 )  # fmt: skip
+
+#: Card refusals the customer screen words from the catalogue (``id_first.<reason>``).
+ID_REFUSALS = ("bad_check_digit", "not_yet_valid", "expired")
+
+
+def id_first_said(shown: dict[str, Any]) -> prompts.Said:
+    """What the screen says after the customer read the ID card before queueing."""
+    if shown.get("outcome") == "passed":
+        return prompts.say("id_first.read")
+    reason = shown.get("refused")
+    return prompts.say(f"id_first.{reason}" if reason in ID_REFUSALS else "id_first.error")
+
+
+def id_first(shown: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The before-queue read as the screen shows it: masked name and number, no photo."""
+    if shown is None:
+        return None
+    keep = ("outcome", "name", "id_number", "elderly", "refused")
+    return {**{k: shown.get(k) for k in keep}, "said": id_first_said(shown).to_dict()}
+
 
 #: Screens that give up when nobody touches them: seconds of no touch, and how long before
 #: that the page asks "您还在吗?" out loud. Generous on purpose: nothing rushes the customer.
@@ -135,6 +156,7 @@ def view(
     volume: int = 80,
     timeouts: dict[str, dict[str, int]] = TIMEOUTS,
     step: str | None = None,
+    id_shown: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The screen's whole state as JSON-ready data.
 
@@ -143,7 +165,7 @@ def view(
     shows only that and offers nothing; ``step``: the device step the terminal performs now
     (``STEP_TEXT``). ``voice``: the same sentence as a catalogue row and its audio file;
     ``volume`` (0-100, the live configuration's ``voice_volume``) is how loud the page
-    plays it."""
+    plays it. ``id_shown``: the ID card read before queueing (先刷身份证), if any."""
     spoken = _spoken(call, prompt, locked, now, step)
     return {
         "phase": call.phase.value,
@@ -158,6 +180,7 @@ def view(
         "prompts": {key: prompts.say(key).to_dict() for key in SCREEN_ROWS},
         "languages": [{"code": c, "label": label} for c, label in prompts.LANGUAGES],
         "step": step,
+        "id_read": id_first(id_shown) if call.phase is Phase.IDLE else None,
         "notice": call.notice,
         "position": call.position,
         "expected_wait": call.expected_wait,

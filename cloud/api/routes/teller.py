@@ -32,6 +32,7 @@ from cloud.api.deps import (
     Now,
     OutboxOrNone,
     OversightDep,
+    Services,
     WatchOrNone,
     require,
 )
@@ -244,10 +245,12 @@ async def _guest_event(ov: Oversight, account: str, session_id: str, kind: str) 
 
 @router.get("/sessions/{session_id}")
 async def customer_panel(
-    session_id: SessionIdPath, ov: OversightDep, desk: DeskOrNone, who: PanelReader
+    session_id: SessionIdPath, ov: OversightDep, desk: DeskOrNone, s: Services, who: PanelReader
 ) -> dict[str, Any]:
     """The customer panel: business, language, wait, masked customer, liveness, history.
-    A teller reads only the session they are offered or serving; every read is audited."""
+    A teller reads only the session they are offered or serving; every read is audited.
+    ``id_read``: the masked fields of the ID card the customer read before queueing
+    (先刷身份证, verified by the desk), until the teller takes it as the ID step."""
     row = await TellerSession.get_or_none(id=session_id)
     if row is None:
         raise HTTPException(404, f"unknown session {session_id}")
@@ -260,7 +263,11 @@ async def customer_panel(
     ]
     now = ov.clock()
     await audit.record(who.account_id, "session_view", session_id, now)
-    return panel(row, steps, ov.catalogue, now, owner)
+    out = panel(row, steps, ov.catalogue, now, owner)
+    held = s.desk.link.id_reads.get(session_id) if s.desk is not None else None
+    if held is not None:
+        out["id_read"] = {k: held[3].get(k) for k in ("name", "id_number", "age", "elderly")}
+    return out
 
 
 def _current_teller(desk: Desk | None, session_id: str, stored: str | None) -> str | None:

@@ -82,6 +82,12 @@ export class Call {
     this.documents = [];
     this.stepNotes = {}; // step -> the last answer about it, in the teller's words
     this.idCard = null; // the masked fields of this call's signed ID read
+    // The ID card's photo, shown while the call runs and never kept: an object URL of the
+    // bytes the terminal sent over the data channel, shown only when their SHA-256 is the
+    // one the terminal signed in the ID read (masked.photo_sha256). Dropped at leave().
+    this.idPhoto = null; // { url, sha256 }
+    this.idPhotoAsked = false;
+    this.idPhotoNote = null;
     this.seq = 0;
     this.reassembler = new Reassembler();
     this.badMessages = 0;
@@ -119,9 +125,9 @@ export class Call {
     }
     if (this.abort.signal.aborted) { await this.media.leave(); return; } // ended meanwhile
     const channel = this.media.dataChannel;
-    channel.addEventListener("open", () => { this.dataOpen = true; this.renderTools(); });
+    channel.addEventListener("open", () => { this.dataOpen = true; this.renderTools(); this.askIdPhoto(); });
     channel.addEventListener("close", () => { this.dataOpen = false; this.renderTools(); });
-    if (channel.readyState === "open") this.dataOpen = true;
+    if (channel.readyState === "open") { this.dataOpen = true; this.askIdPhoto(); }
     const pc = this.media.publisher; // our own link to the media server
     pc.addEventListener("connectionstatechange", () => {
       const bad = ["disconnected", "failed"].includes(pc.connectionState);
@@ -131,6 +137,7 @@ export class Call {
   }
 
   async leave() {
+    this.dropIdPhoto();
     this.abort.abort();
     this.timers.forEach(clearInterval);
     if (this.media) await this.media.leave().catch(() => {});
@@ -200,11 +207,51 @@ export class Call {
   }
 
   onDocument(msg) {
+    if (msg.kind === "id_photo") { this.onIdPhoto(msg); return; } // shown, never kept
     const n = this.documents.push(msg);
     if (msg.kind === "voucher") {
       const ext = msg.mime === "image/png" ? "png" : "jpg";
       this.keep(`voucher-${n}.${ext}`, "voucher", b64ToBlob(msg.data_b64, msg.mime));
     }
+  }
+
+  // --- the ID card's photo (shown during the call only) ---------------------------------
+
+  // Ask the terminal for the photo of the card read in this call, once the signed read has
+  // passed and the data channel is open (the photo never goes through the cloud).
+  askIdPhoto() {
+    if (!this.idCard || !this.idCard.photo_sha256 || this.idPhoto || this.idPhotoAsked) return;
+    if (!this.media || !this.dataOpen) return;
+    this.idPhotoAsked = true;
+    for (const text of encode({ type: "capture", kind: "id_photo" })) this.media.send(text);
+  }
+
+  async onIdPhoto(msg) {
+    const bytes = Uint8Array.from(atob(msg.data_b64), (c) => c.charCodeAt(0));
+    const want = this.idCard && this.idCard.photo_sha256;
+    let got = null;
+    if (globalThis.crypto && crypto.subtle) {
+      const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      got = Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+    }
+    if (this.abort.signal.aborted) return; // the call ended meanwhile: show nothing
+    if (!want || got !== want) {
+      this.idPhotoNote = "idPhotoMismatch"; // not the photo the terminal signed: not shown
+      this.renderPanel();
+      return;
+    }
+    this.dropIdPhoto();
+    this.idPhoto = { url: URL.createObjectURL(new Blob([bytes], { type: msg.mime })), sha256: got };
+    this.idPhotoNote = null;
+    this.renderPanel();
+  }
+
+  dropIdPhoto() {
+    if (this.idPhoto) URL.revokeObjectURL(this.idPhoto.url);
+    this.idPhoto = null;
+    this.idPhotoAsked = false;
+    const img = document.getElementById("id-photo");
+    if (img) img.remove();
   }
 
   // Evidence goes into the session's workflow package as soon as it arrives.
@@ -281,7 +328,11 @@ export class Call {
   // The desk forwards each verified (or refused) result of a device step.
   onStepResult(msg) {
     const masked = msg.masked || {};
-    if (msg.step === "id_card_read" && msg.passed) this.idCard = masked;
+    if (msg.step === "id_card_read" && msg.passed) {
+      if (this.idPhoto && this.idPhoto.sha256 !== masked.photo_sha256) this.dropIdPhoto();
+      this.idCard = masked;
+      this.askIdPhoto();
+    }
     if ((msg.step === "liveness" || msg.step === "active_liveness") && masked.decision) this.verdict = masked;
     const words = msg.passed ? this.ctx.t("passed") : `${this.ctx.t("notPassed")}: ${msg.reason || msg.outcome}`;
     this.stepNotes[msg.step] = masked.customer_text && !msg.passed ? `${words}（${masked.customer_text}）` : words;
@@ -344,8 +395,9 @@ export class Call {
     const code = codeOf(p.business);
     const business = (p.business && p.business[`name_${lang}`]) || this.ctx.businessName(code);
     const language = codeOf(p.language);
-    // The signed ID read of this call wins over what the terminal said at request time.
-    const customer = this.idCard || p.customer || {};
+    // The signed ID read of this call wins over what the terminal said at request time;
+    // a card read before queueing (先刷身份证, verified by the desk) shows from the answer.
+    const customer = this.idCard || p.id_read || p.customer || {};
     const verdict = this.liveness();
     // The agent's verdict (edge/vision/verdict.py) says "decision": "pass" | "manual_review".
     const live = verdict && verdict.decision === "pass";
@@ -353,9 +405,13 @@ export class Call {
       [t("business"), business],
       [t("language"), LANGUAGES[lang][language] || (p.language && p.language.name) || language],
       [t("elderly"), p.elderly ? t("yes") : t("no")],
+      ...(p.id_read && !this.idCard ? [[t("idRead"), h("span", { id: "id-read-first", class: "badge ok" }, t("idReadFirst"))]] : []),
       [t("terminal"), p.terminal || "—"],
       [t("name"), h("span", { id: "customer-name" }, customer.name || "—")],
       [t("idNumber"), h("span", { id: "customer-id" }, customer.id_number || "—")],
+      [t("idPhoto"), this.idPhoto
+        ? h("img", { id: "id-photo", class: "id-photo", src: this.idPhoto.url, alt: t("idPhoto") })
+        : h("span", { id: "id-photo-none", class: "muted" }, t(this.idPhotoNote || "idPhotoNone"))],
       [t("waited"), typeof p.waited_s === "number" ? `${Math.round(p.waited_s)} ${t("seconds")}` : "—"],
       [t("liveness"), verdict
         ? h("span", { id: "liveness", class: `badge ${live ? "ok" : "failed"}` },
@@ -398,8 +454,10 @@ export class Call {
         note && !rec ? h("div", { class: "hint step-note" }, note) : null)];
       const machine = DEVICE_STEPS.has(step) || CLOUD_STEPS.has(step);
       if (isNext && machine) {
+        const readFirst = step === "id_card_read" && this.panel && this.panel.id_read;
         kids.push(h("button", { type: "button", class: "step-ask", "data-step": step,
-          onclick: () => this.askStep(step) }, t(CLOUD_STEPS.has(step) ? "runCheck" : "askTerminal")));
+          onclick: () => this.askStep(step) },
+          t(CLOUD_STEPS.has(step) ? "runCheck" : readFirst ? "useIdRead" : "askTerminal")));
       } else if (isNext && !SECOND_PERSON.has(step)) {
         kids.push(h("button", { type: "button", class: "step-do", "data-step": step,
           onclick: () => this.recordStep(step, true) }, t("stepDone")));

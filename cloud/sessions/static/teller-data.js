@@ -10,7 +10,8 @@ export const CHUNK_CHARS = 12 * 1024;
 export const MAX_PARTS = 1400;
 // Kinds a terminal may send us, and the document kinds and image types we show.
 export const INBOUND = new Set(["answer", "signature", "document"]);
-export const DOCUMENT_KINDS = new Set(["id_card", "voucher"]);
+// id_photo: the photo of the ID card read in this call (shown during the call, never kept).
+export const DOCUMENT_KINDS = new Set(["id_card", "voucher", "id_photo"]);
 export const IMAGE_TYPES = new Set(["image/jpeg", "image/png"]);
 
 function utf8ToBase64(text) {

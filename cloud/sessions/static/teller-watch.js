@@ -3,7 +3,7 @@
 import { $, h, mmss } from "/ui/dom.js";
 import { lang, register, t, toggleLang, translate } from "/ui/i18n.js";
 import { forget, loginForm, remembered } from "/ui/login.js";
-import { WATCH } from "./teller-i18n.js";
+import { STEPS, WATCH } from "./teller-i18n.js";
 import { watchRoom } from "./teller-media.js";
 
 register(WATCH);
@@ -14,7 +14,13 @@ const app = {
   live: [],
   names: {}, // business code -> {name_zh, name_en, ...} (GET /teller/businesses)
   watching: null, // { session, call }
+  steps: null, // { session, workflow, error }: the session whose steps are open
 };
+
+// Steps a machine performs (common/wire/call.py DEVICE_STEPS, and the cloud's own online
+// check): only these can be overridden, by a supervisor, when the device failed or is missing.
+const MACHINE_STEPS = new Set(["id_card_read", "face_match", "liveness", "active_liveness",
+  "card_read", "pin_entry", "voucher_capture", "e_signature", "id_online_check"]);
 
 async function api(path, init = {}) {
   const headers = { "Content-Type": "application/json" };
@@ -23,7 +29,8 @@ async function api(path, init = {}) {
   if (r.status === 401 && app.token) signOut();
   if (!r.ok) {
     const body = await r.json().catch(() => ({}));
-    throw new Error(body.detail || `HTTP ${r.status}`);
+    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || "");
+    throw Object.assign(new Error(detail || `HTTP ${r.status}`), { status: r.status });
   }
   return r.status === 204 ? null : r.json();
 }
@@ -49,13 +56,81 @@ function render() {
     const cells = [business, c.teller, c.terminal, elapsed(c.since), c.guests.join("、") || "—"];
     return h("tr", { "data-session": c.session }, cells.map((text) => h("td", {}, text)),
       h("td", {}, h("button", { type: "button", class: "watch", disabled: app.watching ? "" : null,
-        onclick: () => watch(c.session) }, t("listen"))));
+        onclick: () => watch(c.session) }, t("listen")),
+        h("button", { type: "button", class: "secondary show-steps", onclick: () => openSteps(c.session) },
+          t("showSteps"))));
   });
   $("live").replaceChildren(...rows);
   $("none").hidden = app.live.length > 0;
   $("live-count").textContent = app.live.length ? `(${app.live.length})` : "";
   $("watching").hidden = !app.watching;
   $("watching-session").textContent = app.watching ? `#${app.watching.session.slice(-8)}` : "";
+  renderSteps();
+}
+
+// --- a session's steps, and the override of a device step (supervisors only: the API
+// answers 403 to anyone else, and the teller's own page has no such button) ------------
+
+async function openSteps(session) {
+  app.steps = { session, workflow: null, error: "" };
+  await loadSteps();
+}
+
+async function loadSteps() {
+  const open = app.steps;
+  if (!open) return;
+  try {
+    open.workflow = await api(`/api/v1/workflow/${encodeURIComponent(open.session)}`);
+    open.error = "";
+  } catch (err) {
+    open.workflow = null;
+    open.error = err.status === 404 ? t("noWorkflow") : t("errSteps") + err.message;
+  }
+  renderSteps();
+}
+
+async function override(step, reason) {
+  const open = app.steps;
+  try {
+    open.workflow = await api(`/api/v1/workflow/${encodeURIComponent(open.session)}/steps/${step}/override`,
+      { method: "POST", body: JSON.stringify({ reason }) });
+    open.error = "";
+  } catch (err) {
+    open.error = t("errOverride") + err.message;
+  }
+  renderSteps();
+}
+
+function renderSteps() {
+  const open = app.steps;
+  $("steps-card").hidden = !open;
+  if (!open) return;
+  $("steps-session").textContent = `#${open.session.slice(-8)}`;
+  $("steps-error").textContent = open.error || "";
+  const wf = open.workflow;
+  if (!wf) { $("sup-steps").replaceChildren(); return; }
+  // keep what the supervisor is typing across the 3-second refresh
+  const typing = document.getElementById("override-reason");
+  const draft = typing ? typing.value : "";
+  const done = new Map(wf.done.map((r) => [r.step, r]));
+  $("sup-steps").replaceChildren(...wf.steps.map((step) => {
+    const rec = done.get(step);
+    const next = !wf.outcome && wf.next_step === step;
+    const state = rec ? (rec.passed ? "done" : "failed") : next ? "next" : "";
+    const words = rec ? (rec.passed ? t("stepDone") : t("stepFailed")) : next ? t("stepNext") : t("stepLater");
+    const kids = [h("span", { class: "step-name" }, STEPS[lang()][step] || step), " · ", h("span", { class: "muted" }, words)];
+    if (rec && rec.detail && rec.detail.override) {
+      kids.push(h("div", { class: "hint" }, `${t("overridden")} (${rec.actor}): ${rec.detail.reason}`));
+    }
+    if (next && MACHINE_STEPS.has(step)) {
+      const reason = h("textarea", { id: "override-reason", rows: "2", placeholder: t("overrideReason"), "aria-label": t("overrideReason") });
+      reason.value = draft;
+      kids.push(h("div", { class: "override-form" }, reason,
+        h("button", { type: "button", class: "override", "data-step": step,
+          onclick: () => override(step, reason.value.trim()) }, t("override"))));
+    }
+    return h("li", { class: state, "data-step": step }, kids);
+  }));
 }
 
 async function refresh() {
@@ -69,6 +144,8 @@ async function refresh() {
     say(t("errList") + err.message);
     return;
   }
+  if (app.steps && !app.live.some((c) => c.session === app.steps.session)) app.steps = null;
+  else if (app.steps && !document.activeElement.matches("#override-reason")) await loadSteps();
   if (app.watching && !app.live.some((c) => c.session === app.watching.session)) {
     await stopWatching(false);
     say(t("watchOver"));
@@ -114,6 +191,7 @@ async function stopWatching(tellDesk) {
 
 function signOut() {
   stopWatching(true);
+  app.steps = null;
   app.token = app.user = "";
   forget(SIGN_IN);
   render();
@@ -135,6 +213,7 @@ $("lang").addEventListener("click", () => {
   render();
 });
 $("leave").addEventListener("click", () => stopWatching(true));
+$("close-steps").addEventListener("click", () => { app.steps = null; render(); });
 window.addEventListener("pagehide", () => { if (app.watching) stopWatching(true); });
 
 render();

@@ -19,6 +19,7 @@ let elderly = false;
 let playing = null;  // the prompt {key, text, audio} the screen shows and last spoke
 let touched = Date.now();  // the last touch, or the moment a timed screen appeared
 let timedScreen = null;  // "choose" or "rating" while one of those is up
+let reading = false;  // 先刷身份证: the card is being read
 
 async function post(path, body) {
   const r = await fetch(path, {method: "POST", body: JSON.stringify(body || {})});
@@ -35,7 +36,11 @@ function current(inCall) {
   if (timedScreen && stillThere()) return state.prompts.still_there;
   if (!state.locked && inCall && state.sign) return state.prompts.sign;
   if (!state.locked && inCall && state.form) return state.prompts.form;
-  if (choosing && state.phase === "idle" && !state.locked) return state.prompts.choose;
+  if (choosing && state.phase === "idle" && !state.locked) {
+    if (state.step) return state.voice;  // "请把身份证放在读卡区" while the card is read
+    if (state.id_read) return state.id_read.said;  // read, or why not, in plain words
+    return state.prompts.choose;
+  }
   return state.voice;
 }
 
@@ -63,7 +68,7 @@ function timeUp() {
   const limit = state.timeouts[timedScreen];
   if (!limit || idleFor() < limit.after_s) return;
   touched = Date.now();
-  if (timedScreen === "choose") { choosing = false; render(); }
+  if (timedScreen === "choose") { choosing = false; post("/forget_id"); render(); }
   else if (timedScreen === "rating") post("/rate", {score: null});
 }
 
@@ -98,8 +103,25 @@ function render() {
     $("pushed-title").textContent = state.screen.title;
     $("pushed-text").textContent = state.screen.text;
   }
+  renderIdRead();
   renderForm(inCall ? state.form : null);
   $("sign").hidden = !(inCall && state.sign);
+}
+
+// 先刷身份证: optional; the card read shows masked (张*三), never its photo; a card whose
+// holder is 60 or over sets "我已满 60 岁" (the desk takes the age from the signed read).
+function renderIdRead() {
+  const read = state.id_read;
+  $("read-id").textContent = reading ? t("reading") : state.prompts["id_first.button"].text;
+  $("read-id").disabled = reading;
+  $("read-id").hidden = !state.can_read_id;  // no reader, or no key to sign with
+  $("id-read").hidden = !read || read.outcome !== "passed";
+  $("id-read").dataset.outcome = read ? read.outcome : "";
+  if (read && read.outcome === "passed") {
+    $("id-read-name").textContent = read.name || "";
+    $("id-read-number").textContent = read.id_number || "";
+    if (read.elderly && !elderly) { elderly = true; $("elderly").setAttribute("aria-pressed", "true"); }
+  }
 }
 
 function renderForm(form) {
@@ -187,7 +209,19 @@ function setup() {
     elderly = !elderly;
     $("elderly").setAttribute("aria-pressed", String(elderly));
   };
-  $("back").onclick = () => { choosing = false; render(); };
+  $("back").onclick = () => { choosing = false; post("/forget_id"); render(); };
+  $("read-id").onclick = async () => {
+    if (reading) return;
+    reading = true;
+    render();
+    try {
+      // the answer comes when the card is read (or not); /state meanwhile says what to do
+      if (!(await post("/read_id"))) trouble();
+    } finally {
+      reading = false;
+      render();
+    }
+  };
   $("cancel").onclick = () => post("/end");
   $("ring-back").onclick = () => post("/ring_back");
   $("hangup").onclick = () => post("/end");
