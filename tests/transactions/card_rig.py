@@ -127,7 +127,4 @@ async def answer(cloud: Cloud, terminal: Terminal, request: StepRequest, done: D
 
 async def insert(slot: VirtualCardSlot, card: PbocCard) -> None:
     async with IcCardReader("iccard", READER_NAME) as reader:
-        # learn the empty slot first: a reader that first looks after pcscd already saw
-        # the card would wait for an insertion that has already happened
-        await reader.wait_for_event(0.1)
         await present(reader, slot, card)
