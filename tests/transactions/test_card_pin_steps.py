@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,24 +19,28 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cloud.workflow import service
+from cloud.workflow import service, steps
 from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT
 from cloud.workflow.models import CorePostingRow, WorkflowState
+from common import procs
 from common.masking import mask_pan
 from corebank import CoreBankClient
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.hsm import HsmServer
 from edge.steps.card import AGAIN_TEXT, PinStep
 from edge.steps.paperwork import delivered_result
+from edge.steps.runner import StepRunner
 from edge.steps.sign import Done
 from firmware_adapters.iccard.card import PbocCard
+from firmware_adapters.iccard.pcscd import READER_NAME
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.pty_server import PtyServer
 from hsm import HsmClient
+from tests.integration.agents import make_agent
 from tests.oversight.conftest import Cloud
 from tests.steps_rig import Terminal
 from tests.transactions import card_rig
-from tests.transactions.card_rig import PIN, WRONG, Bank, answer, card_step, insert, start
+from tests.transactions.card_rig import PIN, TID, WRONG, Bank, answer, card_step, insert, start
 from tests.transactions.card_rig import ask as ask_step
 from tests.transactions.parts import customer_types, pad
 from tests.transactions.posting_helpers import core_account
@@ -306,3 +312,45 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
         old_block = (await p.enter_pin(1, "0", pan)).block
     assert await hsm.verify_pin(new_block, pan, bank.tpk, bank.pvk, card.pvv)
     assert not await hsm.verify_pin(old_block, pan, bank.tpk, bank.pvk, card.pvv)
+
+
+async def test_the_agent_with_a_card_reader_and_pin_pad_performs_both_steps(
+    tmp_path: Path,
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    pinpad_pty: PtyServer,
+    card_slot: VirtualCardSlot,
+) -> None:
+    """The agent (``edge.Agent``) built from a peripherals file with the PC/SC reader and
+    the PIN pad registers its own card and PIN handlers; its step runner signs them."""
+    terminal, cloud = terminal_and_cloud
+    config = tmp_path / "peripherals.json"
+    config.write_text(json.dumps({
+        "pin_pad": {"kind": "pinpad", "port": str(pinpad_pty.link), "baudrate": 9600},
+        "card": {"kind": "iccard", "reader": READER_NAME},
+    }))  # fmt: skip
+    agent = make_agent(tmp_path / "agents", procs.free_port(), TID, peripherals_file=config)
+    handlers = agent.step_handlers(None)
+    assert {"card_read", "pin_entry"} <= set(handlers)
+    runner = StepRunner(
+        lambda: (terminal.key, terminal.certificate_pem), handlers, lambda: dt.datetime.now(dt.UTC)
+    )
+    session = f"S-{uuid.uuid4().hex[:8]}"
+    await start(cloud, session, "loan_repayment")
+    await insert(card_slot, bank.card)
+    pin_pad = agent.peripherals.adapters["pin_pad"]
+    async with pin_pad:
+        request = await ask_step(cloud, session, "card_read")
+        _, verified, passed = await steps.accept(
+            cloud.ov, cloud.ov.device_issuers, TID, session, await runner.run(request),
+            cloud.clock(), cloud.ov.cards,
+        )  # fmt: skip
+        assert passed and verified.masked["account"] == bank.account, verified.reason
+        customer_types(pinpad_pty, PIN + "#")
+        request = await ask_step(cloud, session, "pin_entry")
+        result = await runner.run(request)
+    assert result.full is not None and set(result.full) == {"pin_block", "format", "key_slot"}
+    _, verified, passed = await steps.accept(
+        cloud.ov, cloud.ov.device_issuers, TID, session, result, cloud.clock(), cloud.ov.cards
+    )
+    assert passed, verified.reason
