@@ -390,6 +390,16 @@ class CloudSettings(_Base):
     #: Its shared HMAC key (as text) and the key id the cloud signs with.
     idcheck_key: str = ""
     idcheck_key_id: str = "cloud"
+    #: The HSM service (``hsm``) the ``card_read`` and ``pin_entry`` steps are checked by
+    #: (ARQC, PIN), with the file holding its bearer secret (``STATE/hsm.secret``, 0600).
+    #: Unset (or no ``core_url``): those steps never pass on their own; a supervisor
+    #: overrides them.
+    hsm_url: str = ""
+    hsm_secret_file: Path | None = None
+    #: The names of the issuer's ARQC master key and the PIN verification key in the HSM;
+    #: a terminal's PIN key is ``TPK:<terminal>`` (as the rotation job keeps it).
+    hsm_imk: str = "IMK-AC:issuer"
+    hsm_pvk: str = "PVK:bank"
 
     @field_validator("crypto_suite")
     @classmethod

@@ -636,7 +636,9 @@ class Stack:
             f"  HSM service       {hsm}\n"
             f"  core simulator    {core}\n"
             f"                    demo account {DEMO_ACCOUNT}; the teller's confirm posts to\n"
-            "                    the core (docs/transactions.md: the HSM is not wired yet)\n"
+            "                    the core. The demo keys no PIN pad and issues no card, so a\n"
+            "                    call's card and PIN steps need a supervisor's override\n"
+            "                    (docs/transactions.md, 'Card and PIN steps in a call')\n"
         )
 
     def _janus_urls(self) -> str:

@@ -323,6 +323,11 @@ class DeskLink:
         if teller is not None:
             message = {"type": "step_result", "session": session_id, "step": result.step, **answer}
             await desk.notify(f"teller:{teller}", message)
+        text = answer.get("masked", {}).get("customer_text")
+        if answer.get("outcome") != "refused" and isinstance(text, str) and text:
+            # the cloud's words for the customer (a wrong PIN's tries left, a locked card)
+            outcome = wire.StepOutcome(session_id, result.step, bool(answer.get("passed")), text)
+            await self.send(terminal_id, outcome.to_dict())
 
     async def _request(self, desk: Desk, terminal_id: str, message: wire.Request) -> None:
         key = (terminal_id, message.request_id)
