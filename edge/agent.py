@@ -54,7 +54,8 @@ from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import ack, live_config
 from common.wire.call import Grant, before_queue_session
-from edge import agent_slots, alarms, commands, ota_slots, sdnotify, wire
+from edge import agent_slots, alarms, commands, log_upload, ota_slots, sdnotify, wire
+from edge.handlers import mdm as mdm_handler
 from edge.handlers.mdm import Mdm
 from edge.handlers.pinpad import PinPadKeys
 from edge.health import HealthSampler
@@ -179,7 +180,13 @@ class Agent:
             "liveness_check": self._cmd_liveness,
         }
         # Fleet MDM commands; power actions stop the agent and its supervisor restarts it.
-        self.mdm = Mdm(settings.state_dir, self._power, self.apply_config, self.spool.wipe)
+        self.mdm = Mdm(
+            settings.state_dir,
+            self._power,
+            self.apply_config,
+            self.spool.wipe,
+            uploader=log_upload.from_link(link),
+        )
         self.handlers.update(self.mdm.table())
         self.handlers.update(PinPadKeys(self.peripherals.adapters).table())
         trust = link.command_key if link else None  # packages are signed by the command key
@@ -655,7 +662,10 @@ class Agent:
         except CommandRefused as err:
             log.warning("command %s refused: %s", name, err.reason)
             return commands.Reply(False, {"error": "refused", "reason": err.reason})
-        reply = await commands.run(self.handlers, name, dict(command.args), self.serial)
+        args = dict(command.args)
+        if name == "collect_logs":  # the verified id names the log upload
+            args[mdm_handler.COMMAND_ID] = command.id
+        reply = await commands.run(self.handlers, name, args, self.serial)
         return commands.Reply(reply.ok, {**reply.result, "command_id": command.id})
 
     async def _renew_loop(self) -> None:

@@ -15,12 +15,14 @@ from fastapi import APIRouter, FastAPI
 
 from cloud import CloudServices, Security
 from common.settings import CloudSettings
-from fleet import shadows
+from fleet import brokerwatch, shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, broker, commands, dashboard, packages, pinkeys, registry
+from fleet.api import logs as logs_api
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.api.deps import FleetServices, install
+from fleet.logstore import LogStore
 from fleet.packages import PackageStore
 from fleet.pinkeys import LOAD, PinKeyRotation
 from fleet.rollouts import RolloutEngine
@@ -41,6 +43,8 @@ def routers() -> list[APIRouter]:
         alerts.router,
         broker.router,
         pinkeys.router,
+        logs_api.router,
+        logs_api.uploads,
     ]
 
 
@@ -69,28 +73,36 @@ def start(
     app: FastAPI, services: CloudServices, security: Security | None
 ) -> list[asyncio.Task[None]]:
     settings = services.settings
-    store = None
+    store = logs = None
     # The broker's control link: the operator's disable / enable (fleet.api.broker).
     admin = security.admin if security is not None else None
     if security is not None and settings.state_dir is not None:
         store = PackageStore(settings.state_dir / "packages", security.keys.command_key)
+        logs = LogStore(
+            settings.state_dir / "fleet-logs", security.suite, security.provisioner.ca.issuing
+        )
     if not settings.ingest:
-        install(app, FleetServices(None, None, store, admin))
+        install(app, FleetServices(None, None, store, admin, logs=logs))
         return []
     command_sender = sender(settings, security)
     rollout_engine = engine(command_sender)
     fleet_settings = FleetSettings()
     rotation = pin_keys(fleet_settings, command_sender)
-    install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation))
-    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC))
+    install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation, logs))
+    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC), broker=admin)
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
+    if services.desk is not None:  # joins outside a grant's room, per terminal
+        services.desk.gate.on_signal.append(monitor.signal)
     tasks = [
         asyncio.create_task(command_sender.run(), name="fleet-sender"),
         asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
         asyncio.create_task(monitor.run(), name="fleet-alerts"),
     ]
+    if fleet_settings.broker_log_files:  # refused SUBSCRIBEs and PUBLISHes, per terminal
+        follow = brokerwatch.follow(fleet_settings.broker_log_files, monitor.signal)
+        tasks.append(asyncio.create_task(follow, name="fleet-broker-refusals"))
     if rotation is not None:
         tasks.append(asyncio.create_task(rotation.run(), name="fleet-pin-keys"))
     return tasks
