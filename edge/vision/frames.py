@@ -86,7 +86,11 @@ class FrameThread:
         limit without blocking, so the hard limit (a kill) is never reached."""
         if self.native_id is None or self.policy != REALTIME:
             return
-        os.sched_setscheduler(self.native_id, os.SCHED_OTHER, os.sched_param(0))
+        try:
+            os.sched_setscheduler(self.native_id, os.SCHED_OTHER, os.sched_param(0))
+        except OSError as err:  # the thread is gone (the agent is stopping)
+            log.warning("liveness frame thread not demoted: %s", err)
+            return
         self.policy, self.refused = ORDINARY, why
         log.warning("liveness frames moved to ordinary scheduling: %s", why)
 
