@@ -141,6 +141,7 @@ class Agent:
             camera_frames(camera) if camera else None,
             prompt=self._prompt,
             state_dir=settings.state_dir,
+            rt_priority=settings.liveness_rt_priority,
         )
         self.media = CallMedia(
             settings.simulate,
@@ -403,6 +404,7 @@ class Agent:
         except live_config.InvalidConfig as err:
             log.warning("stored configuration ignored: %s", err)
         await self.peripherals.open()
+        self.liveness.watch_rt_time()
         tasks = [
             asyncio.create_task(self._telemetry_loop(), name="telemetry"),
             asyncio.create_task(self._link_loop(), name="link"),
@@ -446,6 +448,7 @@ class Agent:
             await self.teller.close()
             await screen.aclose()
             await self.peripherals.close()
+            self.liveness.close()
             self.spool.close()
 
     async def _pause(self, seconds: float) -> None:

@@ -228,8 +228,22 @@ def test_systemd_accepts_the_terminal_agent_unit(tmp_path: Path) -> None:
     unit.write_text(agent_unit(Path(sys.prefix)))
     text = unit.read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text and "-m edge.launcher" in text
+    # The liveness frame thread's real-time grant (tests/vision/test_frame_thread.py runs it).
+    for line in (
+        "AmbientCapabilities=CAP_SYS_NICE",
+        "CapabilityBoundingSet=CAP_SYS_NICE",
+        "LimitRTTIME=200ms:2s",
+        "Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY=10",
+    ):
+        assert line in text.splitlines()
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    # verify only warns about a value it cannot parse: none may be ignored.
+    assert "Failed to parse" not in done.stderr and "Unknown" not in done.stderr, done.stderr
+    bad = tmp_path / "bad-rt-agent.service"
+    bad.write_text(text.replace("LimitRTTIME=200ms:2s", "LimitRTTIME=soon"))
+    done = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
+    assert "Failed to parse" in done.stderr and "soon" in done.stderr
     broken = tmp_path / "broken-agent.service"
     broken.write_text(text.replace("Type=notify", "Type=nonsense"))
     done = subprocess.run(
