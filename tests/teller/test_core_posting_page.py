@@ -6,7 +6,8 @@ One card-loss call, ended as 办结 from the call: the teller first types an acc
 does not know and the page shows the core's refusal by name, with the dialog still open;
 then the core hangs (the simulator's hold switch: nothing applied, nothing answered), the
 cloud answers 202 after its timeout and the page shows 处理中 — never 成功 — while a second
-submission does nothing; released, the core applies the posting and the page's next ask
+submission does nothing; the teller stops waiting and confirms again (处理中 again, the same
+key); released, the core applies the posting and the page's next ask
 finds it: 成功 with the core's ``CB…`` reference, kept in the wrap-up. The core's own
 database then holds exactly one posting for the session, with that reference, and the
 sealed evidence timeline has the refusal and the reference once each.
@@ -97,7 +98,7 @@ async def test_the_page_shows_refusal_then_processing_then_success_and_posts_onc
     await service.create_account(
         "sup-post", PASSWORD, ["supervisor"], datetime.now(UTC), hasher=FAST_HASHER
     )
-    typed = [stranger, account]  # what the teller types at each account prompt
+    typed = [stranger, account, account]  # what the teller types at each account prompt
     asked: list[str] = []
     confirms: list[int] = []
 
@@ -165,6 +166,17 @@ async def test_the_page_shows_refusal_then_processing_then_success_and_posts_onc
         assert "applied" not in before and "pending" in before, before
         await page.screenshot(path=str(tmp_path / "pending.png"))
 
+        # The teller stops waiting (取消): the dialog closes, the posting stays with the
+        # cloud; 办结 again asks the core about the same key — 处理中 again, nothing posted.
+        await page.click("#end-cancel")
+        await expect(page.locator("#end-dialog")).to_be_hidden()
+        await expect(page.locator("#toast")).to_contain_text("核心仍在处理")
+        await page.click("#hangup")
+        await page.fill("#notes", "挂失")
+        await page.click("#end-confirm")
+        await expect(core_line).to_have_attribute("data-status", "pending", timeout=20_000)
+        assert len(asked) == 3 and core_postings(core_server, sid) == []
+
         # The core answers: the page's next confirm finds the posting — 成功 with the
         # reference, in the wrap-up; the dialog is gone.
         await faults(core_server, "POST", hold=False)
@@ -186,7 +198,7 @@ async def test_the_page_shows_refusal_then_processing_then_success_and_posts_onc
         assert loaded.workflow.outcome == "completed"
         kinds = [e.kind for e in loaded.timeline.events]
         assert kinds.count("core_refused") == 1 and kinds.count("core_posted") == 1
-        assert rig.notes_of(loaded) == ["挂失"]  # once, though confirmed twice
+        assert rig.notes_of(loaded) == ["挂失"]  # once, though confirmed three times
         posted = next(e.data for e in loaded.timeline.events if e.kind == "core_posted")
         assert posted["reference"] == reference
         assert 202 in confirms and confirms[-1] == 200

@@ -25,8 +25,8 @@ const app = {
   rejoining: null, // the session whose media this page is taking back (after a reload)
   rejoinFailed: null, // ... and one it could not: the call can only be ended from here
   wrap: null, // {session, endsAt, recorded: {outcome, notes, reference}, call}
-  ending: false, // the end dialog's submission is under way (a second one is ignored)
-  coreWait: null, // its AbortController while the core's answer to a posting is awaited
+  ending: null, // the end dialog's submission under way, {wait: AbortController while
+  // the core's answer to a posting is awaited}; a second submission meanwhile is ignored
   socket: null,
   ringing: false,
   bannerKey: null,
@@ -397,10 +397,16 @@ function fillTransfer() {
 $("end-form").addEventListener("change", () => {
   $("transfer-fields").hidden = $("end-form").elements.outcome.value !== "transfer";
 });
-// While the core's answer to a posting is awaited (app.coreWait), cancelling the dialog
-// stops the waiting only: the posting stays with the cloud, whose reconciler settles it,
-// and 办结 again asks for the answer (same idempotency key, never a second posting).
-const stopCoreWait = () => { if (app.coreWait) app.coreWait.abort(); };
+// While the core's answer to a posting is awaited, cancelling the dialog stops the waiting
+// only: the posting stays with the cloud, whose reconciler settles it, and 办结 again asks
+// for the answer (same idempotency key, never a second posting).
+function stopCoreWait() {
+  if (!app.ending || !app.ending.wait) return;
+  app.ending.wait.abort();
+  app.ending = null; // a new submission may start at once
+  if (app.call) app.call.ending = null;
+  $("end-confirm").disabled = false;
+}
 $("end-cancel").addEventListener("click", () => { stopCoreWait(); $("end-dialog").close(); });
 $("end-dialog").addEventListener("cancel", stopCoreWait); // Escape
 
@@ -422,6 +428,7 @@ function showCore(p) {
 $("end-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   if (app.ending) return; // one submission at a time: a second click or Enter does nothing
+  const run = { wait: null };
   const mode = $("end-dialog").dataset.mode;
   const outcome = $("end-form").elements.outcome.value;
   const notes = $("notes").value.trim();
@@ -431,7 +438,7 @@ $("end-form").addEventListener("submit", async (e) => {
   const label = t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[outcome]);
   const showError = (msg) => { $("end-error").textContent = msg; $("end-error").hidden = false; };
   $("end-error").hidden = true;
-  app.ending = true;
+  app.ending = run;
   $("end-confirm").disabled = true;
   let posted = null;
   if (call && mode === "call") call.ending = { outcome, notes }; // "ended" may come first
@@ -447,11 +454,16 @@ $("end-form").addEventListener("submit", async (e) => {
     } else {
       // A business that posts to the core: 处理中 until the core answers, then 成功 with its
       // reference (kept in the wrap-up) or 失败 with its reason (the dialog stays open).
-      app.coreWait = new AbortController();
+      // Only while that answer is awaited may 取消 / Escape stop the waiting (run.wait).
+      const wait = new AbortController();
       const core = {
-        status: (p) => { posted = p; showCore(p); },
+        status: (p) => {
+          posted = p;
+          run.wait = ["sending", "pending"].includes(p.status) ? wait : null;
+          showCore(p);
+        },
         ask: (field) => prompt(t(field === "account" ? "coreAccount" : "coreAmount")),
-        signal: app.coreWait.signal,
+        signal: wait.signal,
       };
       if (call) await call.finish(OUTCOMES[outcome], notes, core);
       else await closeWorkflow(api, session, OUTCOMES[outcome], notes, core); // after a reload
@@ -470,18 +482,19 @@ $("end-form").addEventListener("submit", async (e) => {
     else { app.wrap.recorded = recorded; render(); }
     toast(t("outcomeSaved") + (reference ? ` · ${t("coreApplied")}${reference}` : ""));
   } catch (err) {
+    if (err.coreWaiting) { toast(t("coreWaiting")); return; } // the teller closed the dialog
     if (call && mode === "call") call.ending = null;
-    if (err.coreWaiting) toast(t("coreWaiting")); // the teller closed the dialog meanwhile
-    else if (err.coreRefused) showCore(err.posting); // by name, in the dialog
+    if (err.coreRefused) showCore(err.posting); // by name, in the dialog
     else if (err.coreField) showError(t("errCoreField") + t(err.field === "account" ? "coreAccount" : "coreAmount"));
     else {
       if (posted) showCore(null); // 处理中 no longer holds: what went wrong is below
       showError(err.incomplete ? t("errIncomplete") : err.rejected ? t("errRejected") : explain(err));
     }
   } finally {
-    app.ending = false;
-    app.coreWait = null;
-    $("end-confirm").disabled = false;
+    if (app.ending === run) {
+      app.ending = null;
+      $("end-confirm").disabled = false;
+    }
   }
 });
 

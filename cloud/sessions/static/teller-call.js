@@ -95,8 +95,15 @@ function askFields(fields, ask) {
 async function confirmWithCore(api, path, body, core) {
   const status = core.status || (() => {});
   status({ status: "sending" });
+  const stopped = () => core.signal && core.signal.aborted;
   for (;;) {
-    const r = await api(`${path}/confirm`, { method: "POST", body: JSON.stringify(body) });
+    let r;
+    try {
+      r = await api(`${path}/confirm`, { method: "POST", body: JSON.stringify(body), signal: core.signal });
+    } catch (err) {
+      if (stopped()) throw refusal("coreWaiting"); // the posting stays with the cloud
+      throw err;
+    }
     status(r.posting);
     if (r.posting.status === "refused") throw Object.assign(refusal("coreRefused"), { posting: r.posting });
     if (r.posting.status === "applied" || r.posting.status === "none") return r.workflow;
@@ -104,7 +111,7 @@ async function confirmWithCore(api, path, body, core) {
       const timer = setTimeout(ok, 2000);
       if (core.signal) core.signal.addEventListener("abort", () => { clearTimeout(timer); ok(); }, { once: true });
     });
-    if (core.signal && core.signal.aborted) throw refusal("coreWaiting");
+    if (stopped()) throw refusal("coreWaiting");
   }
 }
 
