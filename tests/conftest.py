@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,14 @@ from firmware_adapters.iccard.pcscd import Pcscd, free_port_pair
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.pinpad.simulator import PinPadSimulator
 from firmware_adapters.pty_server import PtyServer
+
+
+@pytest.fixture
+def desk_settings() -> dict[str, Any]:
+    """More CloudSettings for the teller rig's cloud (``tests.teller.test_teller_app.desked``);
+    a test module overrides this fixture (the core-posting page test attaches the real core
+    simulator)."""
+    return {}
 
 
 @pytest.fixture

@@ -139,13 +139,6 @@ class Desked:
 
 
 @pytest.fixture
-def desk_settings() -> dict[str, Any]:
-    """More CloudSettings for ``desked``'s cloud; a test module overrides this fixture (the
-    core-posting page test attaches the real core simulator)."""
-    return {}
-
-
-@pytest.fixture
 async def desked(
     tmp_path: Path, broker: Broker, desk_settings: dict[str, Any]
 ) -> AsyncIterator[Desked]:
