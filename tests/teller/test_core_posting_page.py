@@ -6,11 +6,12 @@ One card-loss call, ended as 办结 from the call: the teller first types an acc
 does not know and the page shows the core's refusal by name, with the dialog still open;
 then the core hangs (the simulator's hold switch: nothing applied, nothing answered), the
 cloud answers 202 after its timeout and the page shows 处理中 — never 成功 — while a second
-submission does nothing; the teller stops waiting and confirms again (处理中 again, the same
-key); released, the core applies the posting and the page's next ask
-finds it: 成功 with the core's ``CB…`` reference, kept in the wrap-up. The core's own
-database then holds exactly one posting for the session, with that reference, and the
-sealed evidence timeline has the refusal and the reference once each.
+submission does nothing; the teller stops waiting, is refused 未办结 (money may have moved)
+and confirms again (处理中 again, the same key); released, the core applies the posting
+and the page's next ask finds it: 成功 with the core's ``CB…`` reference, kept in the
+wrap-up. The core's own database then holds exactly one posting for the session, with
+that reference, and the sealed evidence timeline has the refusal, the reference and the
+notes once each.
 """
 
 from __future__ import annotations
@@ -172,10 +173,22 @@ async def test_the_page_shows_refusal_then_processing_then_success_and_posts_onc
         await expect(page.locator("#end-dialog")).to_be_hidden()
         await expect(page.locator("#toast")).to_contain_text("核心仍在处理")
         await page.click("#hangup")
-        await page.fill("#notes", "挂失")
+        # 未办结 while money may have moved is refused, saying why; the dialog stays.
+        await page.check("input[name=outcome][value=not_done]")
         await page.click("#end-confirm")
-        await expect(core_line).to_have_attribute("data-status", "pending", timeout=20_000)
-        assert len(asked) == 3 and core_postings(core_server, sid) == []
+        await expect(page.locator("#end-error")).to_contain_text("不能登记为“未办结”")
+        await expect(core_line).to_have_attribute("data-status", "pending")
+        assert (await workflow.get(desked.ov, sid)).workflow.outcome is None
+        await page.check("input[name=outcome][value=done]")
+        await page.fill("#notes", "挂失")
+        answered = len(confirms)
+        await page.click("#end-confirm")
+        await eventually(lambda: _true(len(asked) == 3))  # 办结 asks for the account again
+        await expect(page.locator("#end-error")).to_be_hidden()
+        await eventually(lambda: _true(202 in confirms[answered:]), timeout=30)
+        await expect(core_line).to_have_attribute("data-status", "pending")
+        await expect(core_line).to_contain_text("处理中")
+        assert core_postings(core_server, sid) == []
 
         # The core answers: the page's next confirm finds the posting — 成功 with the
         # reference, in the wrap-up; the dialog is gone.

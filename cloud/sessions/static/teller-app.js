@@ -485,6 +485,10 @@ $("end-form").addEventListener("submit", async (e) => {
     if (err.coreWaiting) { toast(t("coreWaiting")); return; } // the teller closed the dialog
     if (call && mode === "call") call.ending = null;
     if (err.coreRefused) showCore(err.posting); // by name, in the dialog
+    else if (err.coreInDoubt) {
+      showCore(err.posting);
+      showError(t(err.posting.status === "applied" ? "coreInDoubtApplied" : "coreInDoubtPending"));
+    }
     else if (err.coreField) showError(t("errCoreField") + t(err.field === "account" ? "coreAccount" : "coreAmount"));
     else {
       if (posted) showCore(null); // 处理中 no longer holds: what went wrong is below

@@ -38,7 +38,14 @@ const refusal = (why) => Object.assign(new Error(why), { [why]: true });
 // stops waiting for a pending answer.
 export async function closeWorkflow(api, session, outcome, notes, core = {}) {
   const path = `/api/v1/workflow/${encodeURIComponent(session)}`;
-  const closed = (wf) => (err) => { if (err.status === 409) return wf; throw err; };
+  // A 409 means "sealed already" only if the workflow now has an outcome; otherwise the
+  // refusal stands (e.g. the server will not seal a business whose posting is in doubt).
+  const closed = (wf) => async (err) => {
+    if (err.status !== 409) throw err;
+    const now = await api(path).catch(() => null);
+    if (now && !now.outcome) throw err;
+    return now || wf;
+  };
   // Notes go onto the timeline once: a confirm tried again (after the core refused) does
   // not repeat what is there already.
   const addNotes = async (wf) => {
@@ -60,6 +67,11 @@ export async function closeWorkflow(api, session, outcome, notes, core = {}) {
     const body = askFields(wf.posting.fields, core.ask || askByPrompt); // before anything is written
     await addNotes(wf);
     return confirmWithCore(api, path, body, core);
+  }
+  if (outcome !== "completed" && wf.posting && !wf.outcome) {
+    // Money may have moved: pending at the core, or applied, is not "not done".
+    const posting = await api(`${path}/posting`);
+    if (["pending", "applied"].includes(posting.status)) throw Object.assign(refusal("coreInDoubt"), { posting });
   }
   wf = await addNotes(wf);
   const sealed = wf.outcome === "rejected" ? "rejected" : outcome;
