@@ -91,8 +91,12 @@ def start_cloud(
     tsdb_url: str,
     create_operator: bool = True,
     port: int | None = None,
+    *,
+    ready_s: float = 30.0,
     **extra: str,
 ) -> CloudProcess:
+    """Start ``cuntong api``; returns once ``/healthz`` says healthy (ingest subscribed) and
+    the operator can log in, or raises after ``ready_s``."""
     port = port or procs.free_port()
     if create_operator:
         create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
@@ -109,7 +113,7 @@ def start_cloud(
     log = tmp / f"api-{port}.log"
     proc = procs.start([sys.executable, "-m", "cuntong", "api"], log, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"cloud API exited:\n{log.read_text()}")

@@ -81,7 +81,7 @@ def _unit(out: Path, host: str, role: str) -> dict[str, list[str]]:
     return keys
 
 
-def test_render_writes_units_users_and_private_secrets(rendered: Path) -> None:
+def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path: Path) -> None:
     placed = {
         (host.name, unit.name.removeprefix("cuntong-").removesuffix(".service"))
         for host in rendered.iterdir()
@@ -110,6 +110,23 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path) -> None:
     assert f"static-auth-secret={secret.split('=', 1)[1]}" in turn.read_text()
     mosquitto = (rendered / "broker-1/etc/cuntong/mosquitto/mosquitto.conf").read_text()
     assert "user cuntong-mosquitto" in mosquitto and "listener 8883 10.20.0.21" in mosquitto
+    # Issue 21: the refusal plugin is loaded before dynamic-security, and the broker unit
+    # compiles it from the rendered source before the first start.
+    plugins = [ln for ln in mosquitto.splitlines() if ln.startswith("plugin ")]
+    assert len(plugins) == 2 and "cuntong_refusals-" in plugins[0], plugins
+    assert "dynamic_security" in plugins[1], plugins
+    unit = (rendered / "broker-1/etc/systemd/system/cuntong-mosquitto.service").read_text()
+    pre = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPre="))
+    so = plugins[0].split(" ", 1)[1]
+    assert (
+        f"test -f {so} || /usr/bin/gcc" in pre
+        and "/etc/cuntong/mosquitto/cuntong_refusals.c" in pre
+    )
+    source = rendered / "broker-1/etc/cuntong/mosquitto/cuntong_refusals.c"
+    argv = pre.split("|| ", 1)[1].rstrip("'").replace(so, str(tmp_path / "p.so"))
+    argv = argv.replace("/etc/cuntong/mosquitto/cuntong_refusals.c", str(source))
+    subprocess.run(argv.split(), check=True, timeout=120)  # the shipped source builds
+    assert (tmp_path / "p.so").stat().st_size > 0
     haproxy = (rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg").read_text()
     assert "server cloud-1 10.20.0.11:8000 check" in haproxy
     assert "server cloud-2 10.20.0.12:8000 check" in haproxy
