@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,14 @@ def broker_plugin_built_once(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield
     finally:
         patch.undo()
+
+
+@pytest.fixture
+def desk_settings() -> dict[str, Any]:
+    """More CloudSettings for the teller rig's cloud (``tests.teller.test_teller_app.desked``);
+    a test module overrides this fixture (the core-posting page test attaches the real core
+    simulator)."""
+    return {}
 
 
 @pytest.fixture
