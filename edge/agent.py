@@ -32,6 +32,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import random
 import time
 import zlib
@@ -128,7 +129,11 @@ class Agent:
         self.flaps = alarms.Window(alarms.FLAP_SPAN_S)
         self.spool_refused = alarms.Window(alarms.SPOOL_SPAN_S)
         self.link_backoff_s = 0.0
-        self.versions = {"agent": __version__}
+        self.versions = {
+            "agent": __version__,
+            # The dependency versions the running slot carries (``edge.launcher`` says which).
+            **agent_slots.running_deps(settings.state_dir, os.environ.get(agent_slots.SLOT_ENV)),
+        }
         self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
         self.liveness = Liveness(

@@ -41,6 +41,8 @@ from common.wire.package import AGENT_DEPS, AGENT_REQUIREMENTS, Manifest, Packag
 from edge import ota_slots
 
 COMPONENT = "agent"
+#: Set by the launcher for the agent it starts: the slot it runs from.
+SLOT_ENV = "CUNTONG_AGENT_SLOT"
 #: How long a new agent version has to connect, report and pass its self-test.
 TRIAL_S = 120.0
 #: Files a payload must hold to be an agent at all.
@@ -165,6 +167,18 @@ def install_deps(slot_dir: Path) -> dict[str, str]:
     return found
 
 
+def running_deps(state_dir: Path, slot: str | None) -> dict[str, str]:
+    """The dependency versions the slot this agent runs from carries, as reported in
+    ``versions`` (``agent/<project>``): what the fleet sees a release brought along."""
+    folder = deps(state_dir, slot) if slot else None
+    if folder is None or not folder.is_dir():
+        return {}
+    return {
+        f"{COMPONENT}/{_normalise(d.metadata['Name'])}": d.version
+        for d in metadata.distributions(path=[str(folder)])
+    }
+
+
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -245,7 +259,7 @@ def prepare(state_dir: Path, env: dict[str, str], now: float) -> tuple[dict[str,
     slot = after.active
     point(state_dir, slot)
     env = dict(env)
-    env["CUNTONG_AGENT_SLOT"] = slot
+    env[SLOT_ENV] = slot
     code = current_link(state_dir) / "site"
     if code.is_dir():
         # The slot's code, then its own dependency versions, then the base environment.

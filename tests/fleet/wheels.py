@@ -22,9 +22,7 @@ def tiny_wheel(
     info = f"{dist}-{version}.dist-info"
     content = {
         **files,
-        f"{info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ).encode(),
+        f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n").encode(),
         f"{info}/WHEEL": (
             f"Wheel-Version: 1.0\nGenerator: cuntong-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
         ).encode(),
