@@ -285,24 +285,25 @@ class Pending:
         return base64.b64decode(self.correlation)
 
 
-def pending_path(state_dir: Path) -> Path:
-    return base(state_dir) / "pending.json"
+def pending_path(state_dir: Path, component: str = COMPONENT) -> Path:
+    """Beside the component's slots (the agent's, or an adapter's: both restart)."""
+    return state_dir / "ota" / "slots" / component / "pending.json"
 
 
-def save_pending(state_dir: Path, p: Pending) -> None:
-    path = pending_path(state_dir)
+def save_pending(state_dir: Path, p: Pending, component: str = COMPONENT) -> None:
+    path = pending_path(state_dir, component)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(p)))
     os.replace(tmp, path)
 
 
-def read_pending(state_dir: Path) -> Pending | None:
+def read_pending(state_dir: Path, component: str = COMPONENT) -> Pending | None:
     try:
-        return Pending(**json.loads(pending_path(state_dir).read_text()))
+        return Pending(**json.loads(pending_path(state_dir, component).read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
 
 
-def clear_pending(state_dir: Path) -> None:
-    pending_path(state_dir).unlink(missing_ok=True)
+def clear_pending(state_dir: Path, component: str = COMPONENT) -> None:
+    pending_path(state_dir, component).unlink(missing_ok=True)

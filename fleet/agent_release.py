@@ -1,23 +1,28 @@
-"""Agent releases: the project's wheel, stamped with the version it reports.
+"""Agent and adapter releases: the project's wheel, stamped with the version it reports,
+carrying the locked dependencies the terminal's base install lacks; and adapter packages.
 
 A release is the wheel ``pip wheel`` builds from the source tree; ``stamp`` writes the
 release version into ``common/__init__.py`` (what the agent reports in ``versions``) and
 may replace other files (a patch release). The result is uploaded as the ``agent``
 package (``PUT /api/v1/fleet/packages/agent/<version>``) and rolled out like any other.
 The wheel's RECORD is left as built: terminals check the signed manifest's SHA-256 of the
-whole wheel, not RECORD.
+whole wheel, not RECORD. ``with_deps`` adds, under ``agent-deps/``, the wheels of the
+pins of a lock that differ from the base install's lock, and the hash-pinned requirements
+the terminal installs them by (``edge.agent_slots.install_deps``). ``adapter_package``
+builds an ``adapter.<kind>`` package (``edge.adapter_slots``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.wire.package import AGENT_DEPS, AGENT_REQUIREMENTS
+from common.wire.package import ADAPTER_INDEX, AGENT_DEPS, AGENT_REQUIREMENTS
 
 VERSION_FILE = "common/__init__.py"
 
@@ -166,4 +171,23 @@ def _add(package: bytes, files: dict[str, bytes]) -> bytes:
             # Wheels are compressed already: stored, so a delta's changed wheel is the
             # wheel's own size.
             dst.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)
+    return out.getvalue()
+
+
+# --- adapter packages -----------------------------------------------------------------------
+
+
+def adapter_package(kind: str, module: str, files: dict[str, bytes]) -> bytes:
+    """An ``adapter.<kind>`` package: ``adapter.json`` naming the kind and the module, and the
+    module's files (paths under ``<module>/``, or ``<module>.py``). The module's
+    ``build(config)`` returns the driver for one configured device of that kind
+    (``edge.adapter_slots`` loads it on the terminal)."""
+    stray = [n for n in files if n.split("/", 1)[0] not in (module, f"{module}.py")]
+    if stray:
+        raise ValueError(f"{stray[0]} is outside module {module}")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(ADAPTER_INDEX, json.dumps({"kind": kind, "module": module}, sort_keys=True))
+        for name, data in sorted(files.items()):
+            z.writestr(name, data)
     return out.getvalue()
