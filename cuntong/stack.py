@@ -41,6 +41,7 @@ from common.errors import ConfigError, MissingBinary
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.coturn import Coturn, CoturnConfig, host_addresses
 from cuntong.servers.hsm import HsmServer
+from cuntong.servers.idcheck import IdentityGateway, demo_identities, gateway_key
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
@@ -123,6 +124,8 @@ class Stack:
     #: The money-moving services (docs/transactions.md); not yet driven by the call workflow.
     hsm: HsmServer | None = None
     core: CoreBankServer | None = None
+    #: The citizen-identity gateway simulator the cloud's online check asks (docs/identity.md).
+    idcheck: IdentityGateway | None = None
 
     def run(self) -> None:
         self.node_count()  # a bad node count stops the stack before anything starts
@@ -147,6 +150,7 @@ class Stack:
             vm.start()
             self.start_media(api_port)
             self.start_money_services()
+            self.start_identity_gateway()
             self._start_api(broker, vm, api_port)
             self._factory_claims(
                 f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
@@ -321,6 +325,7 @@ class Stack:
             {"CUNTONG_CLOUD_ENROL_PER_MINUTE": max(20, 2 * self.terminals)},
             **self.media_env(),
             **self.core_env(),
+            **self.idcheck_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
@@ -505,6 +510,7 @@ class Stack:
             f"  terminal enrolment https://127.0.0.1:{self.enrol_port}/api/v1/enrol  (our CA)\n"
             f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"
             f"{self._money_urls() if self.core is not None else ''}"
+            f"{self._idcheck_url()}"
             f"  operator token    {self.pki_dir / 'admin-token'}  (Bearer, for "
             f"{api}/api/v1/provisioning/…)\n"
             f"  simulated terminals: {self.terminals}; state and logs in {self.state_dir}\n"
@@ -529,6 +535,32 @@ class Stack:
             headers={"Authorization": f"Bearer {self.core.secret}"},
             timeout=10,
         ).raise_for_status()
+
+    def start_identity_gateway(self) -> None:
+        """The identity-gateway simulator, supervised like the terminals (started again if
+        it exits; stopped with them)."""
+        folder = self.state_dir / "idcheck"
+        self.idcheck = IdentityGateway(_port(7900), folder, gateway_key(folder), demo_identities())
+        child = Child("identity gateway", self.idcheck.argv(), folder / "idcheck.log")
+        proc = self.supervisor.add(child, time.monotonic()).proc
+        procs.wait_for_port(self.idcheck.port, self.idcheck.host, 15, proc)
+
+    def idcheck_env(self) -> dict[str, object]:
+        """The cloud's ``id_online_check`` goes to the simulator, when it runs."""
+        if self.idcheck is None:
+            return {}
+        return {
+            "CUNTONG_CLOUD_IDCHECK_URL": self.idcheck.url,
+            "CUNTONG_CLOUD_IDCHECK_KEY": self.idcheck.key.decode(),
+        }
+
+    def _idcheck_url(self) -> str:
+        if self.idcheck is None:
+            return ""
+        return (
+            f"  identity gateway  {self.idcheck.url}  (联网核查 simulator; key in "
+            f"{self.idcheck.work_dir / 'gateway.key'}; identities in docs/identity.md)\n"
+        )
 
     def core_env(self) -> dict[str, object]:
         """The cloud's core-banking settings (the simulator), when it runs."""

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from cloud import CloudServices, Security
 from common.settings import CloudSettings
-from fleet import shadows
+from fleet import brokerwatch, shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, broker, commands, dashboard, packages, pinkeys, registry
 from fleet.api import logs as logs_api
@@ -89,15 +89,20 @@ def start(
     fleet_settings = FleetSettings()
     rotation = pin_keys(fleet_settings, command_sender)
     install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation, logs))
-    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC))
+    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC), broker=admin)
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
+    if services.desk is not None:  # joins outside a grant's room, per terminal
+        services.desk.gate.on_signal.append(monitor.signal)
     tasks = [
         asyncio.create_task(command_sender.run(), name="fleet-sender"),
         asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
         asyncio.create_task(monitor.run(), name="fleet-alerts"),
     ]
+    if fleet_settings.broker_log_files:  # refused SUBSCRIBEs and PUBLISHes, per terminal
+        follow = brokerwatch.follow(fleet_settings.broker_log_files, monitor.signal)
+        tasks.append(asyncio.create_task(follow, name="fleet-broker-refusals"))
     if rotation is not None:
         tasks.append(asyncio.create_task(rotation.run(), name="fleet-pin-keys"))
     return tasks

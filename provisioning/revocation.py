@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import ssl
 import tempfile
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ from provisioning.device import client_ssl_context, new_csr
 from provisioning.dynsec import BrokerAdmin
 from provisioning.files import ensure_private_dir, write_private, write_public
 from provisioning.service import revoked_serials
+
+log = logging.getLogger("cuntong.revocation")
 
 KICK_CERT_DAYS = 2 / (24 * 60)  # two minutes
 
@@ -137,7 +140,9 @@ async def keep_crl_fresh(
     """Check the CRL now and every ``every_s`` until ``stop`` (run it in the API lifespan);
     it is republished, and the broker reloaded, only when revocations changed or it ages."""
     while not stop.is_set():
-        await publisher.publish(clock())
+        changed = await publisher.publish(clock())
+        # Said every time: an operator (and the restart test) can see the start's check ran.
+        log.info("CRL checked: %s", "republished" if changed else "unchanged, no reload")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
 

@@ -48,14 +48,16 @@ def secure_broker(
     services: Mapping[str, str] = broker_lib.DEFAULT_SERVICES,
     host: str = "127.0.0.1",
     index: int = 0,
+    refusal_log: bool = False,
 ) -> tuple[BrokerConfig, broker_lib.BrokerFiles]:
     """CA (created on first start), broker certificate, CRL and the dynamic-security state
     (service roles; terminals the broker saved are kept); the mTLS BrokerConfig. ``index``:
-    which broker of a failover list (its own folder, ``broker_tls_dir``)."""
+    which broker of a failover list (its own folder, ``broker_tls_dir``); ``refusal_log``:
+    log refused SUBSCRIBEs and PUBLISHes (``provisioning.brokerlog``)."""
     authority = ca_lib.load_or_create(state_dir, now)
     folder = state_dir / broker_tls_dir(index)
     files = broker_lib.prepare(authority, folder, hosts, now, services=services)
-    return broker_lib.broker_config(port, files, host), files
+    return broker_lib.broker_config(port, files, host, refusal_log=refusal_log), files
 
 
 def service_tls_context(state_dir: Path, instance: str, now: dt.datetime) -> ssl.SSLContext:

@@ -25,6 +25,7 @@ from cloud.api.routes import (
     auth,
     evidence,
     health,
+    janus_gate,
     media_nodes,
     ops,
     quality,
@@ -178,6 +179,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(janus_gate.router)  # participants' Janus signalling (issue 21)
     app.include_router(api_router(settings, security, extensions))
     app.include_router(teller_page.router)  # the teller web app's static files
     app.include_router(ui.router)  # the modules every page shares (common.web)

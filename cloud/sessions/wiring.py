@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cloud.evidence import service as evidence_service
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
 from cloud.media.pool import JanusPool, NodeAccess
@@ -40,6 +42,7 @@ from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
 from cloud.sessions.bridge import DeskLink, IdReadCheck, IdReadSink, StepSink
 from cloud.sessions.desk import Desk
+from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
@@ -66,15 +69,25 @@ class DeskServices:
     pool: JanusPool
     #: The big screen's queue and teller counts, read from the desk's board.
     live: LiveSource
+    #: Participants' Janus signalling through the cloud (``/media/janus/<node>``).
+    gate: JanusGate
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _on_archived(room: str, result: RecordingResult) -> None:
-    await store.set_recording(room, str(result.path), result.sha256)
-    log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+def _on_archived(ov: Oversight) -> Callable[[str, RecordingResult], Awaitable[None]]:
+    async def done(room: str, result: RecordingResult) -> None:
+        await store.set_recording(room, str(result.path), result.sha256)
+        log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+        # Sealed before the recording was ready: its SHA-256 goes beside the package.
+        if await evidence_service.add_recording(
+            ov, room, str(result.path), result.sha256, ov.clock()
+        ):
+            log.info("session %s: recording added to its sealed evidence", room)
+
+    return done
 
 
 async def _on_archive_error(room: str, err: RecordingError) -> None:
@@ -182,7 +195,7 @@ async def start(
     outbox = Outbox(terminal_sink=link.send)
     # Beside the evidence packages unless set: the same state folder Oversight chose.
     archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
-    archiver = Archiver(pool.rec_dir, archive, _on_archived, _on_archive_error)
+    archiver = Archiver(pool.rec_dir, archive, _on_archived(ov), _on_archive_error)
     stale = await store.end_unfinished(_now())
     if stale:
         archiving = await recovery.close_rooms(stale, pool, archiver.after_call)
@@ -215,7 +228,9 @@ async def start(
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
-    return DeskServices(desk, outbox, link, watch, pool, live), [
+    gate = JanusGate(pool, desk, _now)
+    stack.push_async_callback(gate.aclose)
+    return DeskServices(desk, outbox, link, watch, pool, live, gate), [
         asyncio.create_task(desk.run(), name="desk"),
         asyncio.create_task(archiver.run(), name="desk-archiver"),
         asyncio.create_task(_janus_health(pool), name="desk-janus-health"),

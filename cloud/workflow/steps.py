@@ -18,14 +18,16 @@ from typing import Any, Protocol
 import orjson
 from cryptography import x509
 
+from cloud.auth import audit
 from cloud.evidence.chain import Timeline
 from cloud.workflow import engine, store
 from cloud.workflow.device import Verified, check_before_queue, check_result
-from cloud.workflow.errors import StepOutOfOrder, WorkflowError
+from cloud.workflow.errors import StepOutOfOrder, StepResultRefused, WorkflowError
 from cloud.workflow.service import Workbench, get
 from common import suite as suite_lib
 from common.wire.call import DEVICE_STEPS, StepRequest, StepResult, new_nonce
 from idcheck import OUTCOMES, SERVICE_DOWN, AnswerInvalid, IdentityServiceDown, RequestRefused
+from provisioning.service import revoked_serials
 
 
 class StepWaiting(WorkflowError):
@@ -128,18 +130,26 @@ async def accept(
     """A terminal's result for its live session ``session_id``: verified, kept on the
     timeline, and the step passed if the result says so. Returns (loaded, verified, passed).
 
-    StepResultRefused for anything untrustworthy (nothing is recorded then);
-    StepOutOfOrder if the step is no longer the next one."""
+    StepResultRefused for anything untrustworthy (nothing is recorded on the timeline
+    then; the refusal is audited); StepOutOfOrder if the step is no longer the next one."""
     loaded = await get(ov, session_id)
-    verified = check_result(
-        result,
-        session_id=session_id,
-        terminal_id=terminal_id,
-        issued=_issued(loaded.timeline, terminal_id),
-        answered=_answered(loaded.timeline),
-        issuers=issuers,
-        now=now,
-    )
+    try:
+        verified = check_result(
+            result,
+            session_id=session_id,
+            terminal_id=terminal_id,
+            issued=_issued(loaded.timeline, terminal_id),
+            answered=_answered(loaded.timeline),
+            issuers=issuers,
+            now=now,
+            revoked=dict(await revoked_serials(now)),
+        )
+    except StepResultRefused as err:
+        await audit.record(
+            f"terminal:{terminal_id}", "step_result_refused", session_id, now,
+            step=result.step, nonce=result.nonce, reason=str(err),
+        )  # fmt: skip
+        raise
     return await _record(ov, loaded, terminal_id, verified, now)
 
 
@@ -205,6 +215,7 @@ async def accept_before_queue(
         issuers=issuers,
         now=now,
         fresh=False,
+        revoked=dict(await revoked_serials(now)),
     )
     loaded.timeline.append(
         "step_requested",

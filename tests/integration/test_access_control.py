@@ -37,6 +37,12 @@ PUBLIC = frozenset(
         "GET /teller/static/{name}",
         # The modules those pages share (common.web: DOM helpers, i18n, the sign-in form).
         "GET /ui/{name}",
+        # Participants' Janus API through the cloud's gate: the grant's Janus token is the
+        # credential, checked by Janus itself (cloud.api.routes.janus_gate).
+        "GET /media/janus/{node}",
+        "POST /media/janus/{node}",
+        "GET /media/janus/{node}/{path:path}",
+        "POST /media/janus/{node}/{path:path}",
         # OTA payloads: terminals fetch them with Range requests and verify the signed
         # manifest before installing; they hold no personal data.
         "GET /api/v1/fleet/packages/{component}/{version}/payload",

@@ -7,6 +7,7 @@ exits is started again while the rest keeps running.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from firmware_adapters.idcard.simulator import sample_card
+from idcheck import IdentityClient
 
 READY = "Ctrl-C stops everything."
 
@@ -88,6 +92,15 @@ def _agent(up: _Up, tid: str) -> psutil.Process | None:
     return None
 
 
+def _child(up: _Up, word: str) -> psutil.Process | None:
+    """The launcher's child whose command line has ``word`` as one of its arguments."""
+    for p in up.family():
+        with contextlib.suppress(psutil.Error):
+            if word in p.cmdline():
+                return p
+    return None
+
+
 def _wait_for(probe, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -132,9 +145,30 @@ def test_sigint_stops_it_even_when_ignored_and_a_lost_agent_comes_back(tmp_path:
         assert httpx.get(f"{api}/healthz").status_code == 200
         assert second.is_running()
 
+        # Issue 15: the identity gateway runs as a child, the cloud asks it, and it answers
+        # a signed check for the demo card in SX-00001's reader.
+        gateway_url = re.search(r"identity gateway\s+(http://\S+)", text).group(1)  # type: ignore[union-attr]
+        gateway = _child(up, "idcheck.simulator")
+        assert gateway is not None, out.read_text()
+        cloud_api = _child(up, "api")
+        assert (
+            cloud_api is not None
+            and cloud_api.environ()["CUNTONG_CLOUD_IDCHECK_URL"] == gateway_url
+        )
+        key = (tmp_path / "idcheck" / "gateway.key").read_bytes().strip()
+        assert oct((tmp_path / "idcheck" / "gateway.key").stat().st_mode & 0o777) == "0o600"
+        card = sample_card(0)
+        answer = asyncio.run(
+            IdentityClient(gateway_url, key, "cloud").check(
+                "S-up", card.text.name, card.text.id_number
+            )
+        )
+        assert answer.outcome == "match" and answer.session_id == "S-up"
+
         family = up.family()
         names = {p.name() for p in family}
         assert {"mosquitto", "janus"} <= names, names
+        assert gateway.pid in {p.pid for p in family}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, out.read_text()
         assert "stopped" in out.read_text()

@@ -40,6 +40,7 @@ from cloud.auth.masking import mask_id_number, mask_name
 from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.models import EvidenceRecord
+from cloud.evidence.verify import Report, verify
 from cloud.media.errors import VideoRoomError
 from cloud.oversight import Oversight
 from cloud.sessions import profiles
@@ -283,6 +284,11 @@ async def frames(page: Page) -> Any:
     )
 
 
+async def _verified_with_recording(package: Path, recording: Path) -> Report | None:
+    report = await asyncio.to_thread(verify, package, recording=recording)
+    return report if report.ok and report.recording is not None else None
+
+
 async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_path: Path) -> None:
     async with async_playwright() as pw, contextlib.AsyncExitStack() as stack:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -432,6 +438,16 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
             "voucher_capture",
             "e_signature",
         ]
+        # The recording, archived once the call is over, is named by the sealed package
+        # (beside it, in recording.json, when it was archived after the seal).
+        package = desked.ov.evidence_dir / sid
+        row = await eventually(
+            lambda: TellerSession.get_or_none(id=sid, recording_sha256__isnull=False), 60
+        )
+        report = await eventually(
+            lambda: _verified_with_recording(package, Path(str(row.recording_path))), 30
+        )
+        assert report.recording["sha256"] == row.recording_sha256, report
         await shot(page, tmp_path / "wrap-up.png")
 
         # English, remembered across a reload; then finish the wrap-up.
