@@ -40,7 +40,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiomqtt
 import httpx
@@ -69,6 +69,7 @@ from edge.ota import Kind as OtaKind
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
 from edge.spool import Entry, Kind, Spool
+from edge.steps.card import CardStep, PinStep
 from edge.steps.facematch import FaceMatchStep
 from edge.steps.idcard import IdCardStep
 from edge.steps.liveness import LivenessStep
@@ -77,7 +78,9 @@ from edge.steps.runner import Handler, StepRunner
 from edge.teller.client import Peer, TellerClient
 from edge.teller.media import CallMedia
 from edge.teller.paperwork import Paperwork
+from firmware_adapters.iccard.adapter import IcCardReader
 from firmware_adapters.idcard.adapter import IdCardReader
+from firmware_adapters.pinpad.adapter import PinPad
 from firmware_adapters.registry import BUILDERS as ADAPTER_KINDS
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
@@ -87,6 +90,8 @@ if TYPE_CHECKING:
     from edge.vision.facematch import FaceMatcher
 
 log = logging.getLogger("cuntong.agent")
+#: An adapter a step borrows (``_opened``).
+A = TypeVar("A")
 #: Self-test tries a new version gets during its trial before it is rolled back.
 TRIAL_SELF_TESTS = 3
 
@@ -339,6 +344,16 @@ class Agent:
             handlers["id_card_read"] = id_step
             self.id_step = id_step
             self.teller.on_call_over.append(id_step.photos.clear)
+        card = next((a for a in self.peripherals.adapters.values() if a.kind == "iccard"), None)
+        if isinstance(card, IcCardReader):
+            card_step = CardStep(lambda: _opened(card), lambda: datetime.now(UTC))
+            handlers["card_read"] = card_step
+            self.teller.on_call_over.append(card_step.pans.clear)  # the number stays no longer
+            pad = next(
+                (a for a in self.peripherals.adapters.values() if isinstance(a, PinPad)), None
+            )
+            if pad is not None:
+                handlers["pin_entry"] = PinStep(lambda: pad, card_step.pans.get, self._prompt)
         for step in WHAT:  # the customer's signature and voucher photo, over the data channel
             handlers[step] = PaperworkStep(step, lambda: self.teller.paperwork.delivered)
         if camera is not None:
@@ -960,8 +975,8 @@ async def _check_agent_wheel(payload: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _opened(adapter: IdCardReader) -> AsyncIterator[IdCardReader]:
-    """The agent's ID-card reader is opened once at start; a step borrows it as it is."""
+async def _opened(adapter: A) -> AsyncIterator[A]:
+    """The agent's readers are opened once at start; a step borrows one as it is."""
     yield adapter
 
 

@@ -111,7 +111,7 @@ def step_sink(ov: Oversight) -> StepSink:
 
     async def accept(terminal_id: str, session_id: str, result: StepResult) -> dict[str, Any]:
         _, verified, passed = await steps.accept(
-            ov, ov.device_issuers, terminal_id, session_id, result, ov.clock()
+            ov, ov.device_issuers, terminal_id, session_id, result, ov.clock(), ov.cards
         )
         # a result the terminal calls passed may still fail the cloud's reading (a
         # face-match score under the business's threshold)
