@@ -2,14 +2,16 @@
 
 ``start`` builds the fleet's services once (``fleet.api.deps.FleetServices``: the command
 sender, the rollout engine and, in secured mode, the package store), keeps them where
-``fleet.api.deps`` reads them, and returns their background tasks; sender and engine run
-wherever ingest does.
+``fleet.api.deps`` reads them, and returns their background jobs: singletons, which the
+cloud runs only on the API replica that holds its lease (``cloud.lease``); sender and engine
+need ingest on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -71,7 +73,7 @@ def engine(sender: CommandSender) -> RolloutEngine:
 
 def start(
     app: FastAPI, services: CloudServices, security: Security | None
-) -> list[asyncio.Task[None]]:
+) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
     settings = services.settings
     store = logs = None
     # The broker's control link: the operator's disable / enable (fleet.api.broker).
@@ -93,19 +95,22 @@ def start(
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
-    if services.desk is not None:  # joins outside a grant's room, per terminal
-        services.desk.gate.on_signal.append(monitor.signal)
-    tasks = [
-        asyncio.create_task(command_sender.run(), name="fleet-sender"),
-        asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
-        asyncio.create_task(monitor.run(), name="fleet-alerts"),
+    # Joins outside a grant's room, per terminal: the desk's gate exists on the leader only,
+    # built anew at each of its terms.
+    services.on_desk.append(lambda desk: desk.gate.on_signal.append(monitor.signal))
+    # Singletons: the cloud runs them on the replica that holds its lease (``cloud.lease``).
+    jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+        ("fleet-sender", command_sender.run),
+        ("fleet-rollouts", rollout_engine.run),
+        ("fleet-alerts", monitor.run),
     ]
-    if fleet_settings.broker_log_files:  # refused SUBSCRIBEs and PUBLISHes, per terminal
-        follow = brokerwatch.follow(fleet_settings.broker_log_files, monitor.signal)
-        tasks.append(asyncio.create_task(follow, name="fleet-broker-refusals"))
+    broker_logs = fleet_settings.broker_log_files
+    if broker_logs:  # refused SUBSCRIBEs and PUBLISHes, per terminal (the leader's monitor)
+        refusals = lambda: brokerwatch.follow(broker_logs, monitor.signal)  # noqa: E731
+        jobs.append(("fleet-broker-refusals", refusals))
     if rotation is not None:
-        tasks.append(asyncio.create_task(rotation.run(), name="fleet-pin-keys"))
-    return tasks
+        jobs.append(("fleet-pin-keys", rotation.run))
+    return jobs
 
 
 def pin_keys(s: FleetSettings, command_sender: CommandSender) -> PinKeyRotation | None:

@@ -25,6 +25,9 @@ Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
     failed    session, cause
     guest     session, guest, present   a third party joined or left the call
     step      session, step, nonce, params {}   perform one device step (``DEVICE_STEPS``)
+    step_outcome  session, step, passed, text   the cloud's verdict on a step result, and
+              what the customer screen says about it ("" for nothing: e.g. a wrong PIN's
+              tries left, or the card locked after the third)
 
 A ``step_result`` is signed (ECDSA P-256, SHA-256, DER, base64) with the terminal's enrolled
 device key over ``signing_input()``: session, step, nonce, time and ``digest``, the SHA-256 of
@@ -106,6 +109,16 @@ def before_queue_session(request_id: str) -> str:
 def new_nonce() -> str:
     """A fresh step nonce: 32 lowercase hex digits (the desk issues one per request)."""
     return secrets.token_hex(16)
+
+
+def unpredictable_number(nonce: str) -> bytes:
+    """The EMV unpredictable number (9F37, 4 bytes) a ``card_read`` step binds the card's
+    cryptogram to: the first 4 bytes of the desk's step nonce. The terminal puts it in the
+    card's GENERATE AC; the cloud checks the card's CDOL1 data carries it before it asks
+    the HSM, so a cryptogram made for another request is refused."""
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise CallError("'nonce' must be 32 lowercase hex digits")
+    return bytes.fromhex(nonce[:8])
 
 
 def result_digest(full: dict[str, Any]) -> str:
@@ -510,6 +523,23 @@ class Refused(_Message):
         return cls(obj.get("request_id"), obj.get("reason", ""))  # type: ignore[arg-type]
 
 
+def absolute_janus_url(janus_url: str, cloud_url: str | None) -> str:
+    """A grant's Janus URL made absolute. A path (``/media/janus/<node>``, the cloud's
+    signalling gate, which a secured cloud hands out) lies on the cloud address the
+    participant already uses: the teller page's origin, a terminal's enrolment URL
+    (``cloud_url``, its path prefix kept). A full http(s) URL is used as it is."""
+    if janus_url.startswith(("http://", "https://")):
+        return janus_url
+    if not janus_url.startswith("/"):
+        raise CallError(f"'janus_url' must be an http(s) URL or a path, not {janus_url!r}")
+    if not cloud_url:
+        raise CallError(
+            f"the grant's Janus URL {janus_url!r} is on the cloud, and this terminal knows "
+            "no cloud address (no factory claim with an enrolment URL)"
+        )
+    return cloud_url.rstrip("/") + janus_url
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """Everything one participant needs to join the call's room: the terminal gets it as
@@ -696,7 +726,40 @@ class StepRequest(_Message):
         return cls(obj.get("session"), obj.get("step"), obj.get("nonce"), obj.get("params", {}))  # type: ignore[arg-type]
 
 
-DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest
+@dataclass(frozen=True, slots=True)
+class StepOutcome(_Message):
+    """The cloud's verdict on a device step's result, with the customer screen's words."""
+
+    type: ClassVar[str] = "step_outcome"
+    session: str
+    step: str
+    passed: bool
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        if self.step not in DEVICE_STEPS:
+            raise CallError(f"'step' must be a device step, one of {list(DEVICE_STEPS)}")
+        if not isinstance(self.passed, bool):
+            raise CallError("'passed' must be true or false")
+        if not isinstance(self.text, str) or len(self.text) > 200:
+            raise CallError("'text' must be a string of at most 200 characters")
+
+    def to_dict(self) -> Json:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "step": self.step,
+            "passed": self.passed,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> StepOutcome:
+        return cls(obj.get("session"), obj.get("step"), obj.get("passed"), obj.get("text", ""))  # type: ignore[arg-type]
+
+
+DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest | StepOutcome
 
 # -- parsing -----------------------------------------------------------------------------
 
@@ -704,7 +767,8 @@ _SESSION: Final[dict[str, Callable[[Json], SessionMessage]]] = {
     c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating, StepResult)
 }
 _DESK: Final[dict[str, Callable[[Json], DeskMessage]]] = {
-    c.type: c.from_dict for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest)
+    c.type: c.from_dict
+    for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest, StepOutcome)
 }
 
 

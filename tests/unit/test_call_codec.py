@@ -32,7 +32,7 @@ def captured(name: str) -> bytes:
 def test_every_message_type_is_captured() -> None:
     kinds = {orjson.loads(p.read_bytes())["type"] for p in CAPTURED}
     assert kinds == {"request", "cancel", "hang_up", "liveness", "rating", "step_result"} | {
-        "queued", "refused", "connect", "ended", "failed", "guest", "step",
+        "queued", "refused", "connect", "ended", "failed", "guest", "step", "step_outcome",
     }  # fmt: skip
 
 
