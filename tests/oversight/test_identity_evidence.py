@@ -203,8 +203,8 @@ async def test_forged_step_results_are_named_even_when_resealed(
     seq = _results(events, "id_card_read")["seq"]
     problems = forged("digest", digest).problems
     assert problems[0] == (
-        f"step id_card_read (event {seq}): "
-        "the signed bytes do not bind this session, step, nonce, time and digest"
+        f"step id_card_read (event {seq}): the signed bytes do not bind this session, step, "
+        "nonce, time, digest, outcome and masked data"
     )
     # ...and the step it passed is no longer backed by a verified result.
     assert all(p.startswith("step id_card_read") for p in problems)
@@ -220,6 +220,35 @@ async def test_forged_step_results_are_named_even_when_resealed(
     assert any(
         p.startswith("step id_card_read") and "signature does not verify" in p
         for p in forged("rebound", rebound).problems
+    )
+
+    # The kept masked data or score edited (a better liveness score, another name): the
+    # terminal's signature covers them, so the edit is named at that result.
+    def masked(events: list[dict[str, Any]]) -> None:
+        _results(events, "liveness")["data"]["masked"]["score"] = 99
+
+    assert any(
+        p.startswith("step liveness") and "do not bind" in p
+        for p in forged("masked", masked).problems
+    )
+
+    # The terminal said "failed"; the kept result and its signed bytes say so (a genuine
+    # signature), but the step was recorded as passed: named, since only a result signed
+    # as passed can pass a device step.
+    def failed_but_passed(events: list[dict[str, Any]]) -> None:
+        request = StepRequest("E-2", "liveness", results[1].nonce, {})
+        said = terminal.sign(request, agent_verdict(0.2, "pension"), results[1].at)
+        assert said.outcome == "failed"
+        data = _results(events, "liveness")["data"]
+        data.update(
+            outcome=said.outcome, reason=said.reason, masked=said.masked, digest=said.digest,
+            signature=said.signature, signed_time=said.time,
+            signed=base64.b64encode(said.signing_input()).decode(),
+        )  # fmt: skip
+
+    assert any(
+        p.startswith("step liveness") and "passed on a result the terminal signed as 'failed'" in p
+        for p in forged("failed", failed_but_passed).problems
     )
 
     # A wrong signer: another enrolled terminal signs the same liveness verdict.
