@@ -505,9 +505,11 @@ class Stack:
             **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
             **({"CUNTONG_AGENT_SCREEN_PORT": self.screen_port} if self._screen(i) else {}),
         )
+        # The launcher (as systemd starts it on a terminal): it runs the agent from its
+        # current slot, so an agent update over the air takes effect in the demo too.
         agent = Child(
             tid,
-            [sys.executable, "-m", "cuntong", "agent"],
+            [sys.executable, "-m", "edge.launcher"],
             self.state_dir / "terminals" / f"{tid}.log",
             env,
         )
