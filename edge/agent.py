@@ -362,9 +362,12 @@ class Agent:
             live = LivenessStep(self.liveness.check, lambda: self.teller.call.business or "")
             handlers["liveness"] = handlers["active_liveness"] = live
             if id_step is not None:
-                handlers["face_match"] = FaceMatchStep(
-                    self._face_matcher, self.id_photo, lambda: _one_frame(camera)
-                )
+                face = FaceMatchStep(self._face_matcher, self.id_photo, lambda: _one_frame(camera))
+                handlers["face_match"] = face
+                # The ID photo's face is embedded once, when its read passes, and dropped
+                # with the photo when the customer is gone.
+                id_step.on_photo = face.id_faces.prepare
+                self.teller.on_call_over.append(face.id_faces.clear)
         return handlers
 
     def id_photo(self, session: str | None) -> bytes | None:

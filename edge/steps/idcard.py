@@ -61,11 +61,18 @@ def card_result(record: IdCardRecord, today: dt.date) -> Done:
 class IdCardStep:
     """Handler for ``id_card_read``; keeps the last photo for this session's face match."""
 
-    def __init__(self, reader: ReaderFactory, today: Callable[[], dt.date]) -> None:
+    def __init__(
+        self,
+        reader: ReaderFactory,
+        today: Callable[[], dt.date],
+        on_photo: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.reader = reader
         self.today = today
         #: session id -> the decoded photo read in that session (never leaves the terminal)
         self.photos: dict[str, bytes] = {}
+        #: told the photo of a read that passed (the face match embeds it once, then)
+        self.on_photo = on_photo
 
     async def __call__(self, request: StepRequest) -> Done:
         async with self.reader() as reader:
@@ -73,4 +80,7 @@ class IdCardStep:
         if record.photo is not None:
             self.photos.clear()  # one customer at a time
             self.photos[request.session] = record.photo
-        return card_result(record, self.today())
+        done = card_result(record, self.today())
+        if done.outcome == "passed" and record.photo is not None and self.on_photo is not None:
+            self.on_photo(record.photo)
+        return done

@@ -2,6 +2,8 @@
 
     matcher = FaceMatcher.load(detector)              # verified models from models/face_match.json
     report = matcher.compare(live_rgb, id_photo_rgb, threshold=0.6)
+    id_face = matcher.id_embedding(id_photo_rgb)      # once per card read, in memory only
+    report = matcher.compare_embedding(live_rgb, id_face, threshold=0.6)
     report.distance, report.matched, report.models    # all that leaves the terminal
 
 The default embedder is dlib's ResNet face-recognition network with its 5-point aligner (both
@@ -177,13 +179,20 @@ class FaceMatcher:
             raise NoFace(f"{what}: {len(faces)} faces found, need exactly one")
         return self.embedder.embed(rgb, faces[0].box)
 
+    def id_embedding(self, id_photo: np.ndarray) -> np.ndarray:
+        """The ID photo's face embedding, to compute once per card read (it is most of the
+        cost of a match, with the live frame's): kept in memory by the caller, never stored."""
+        return self.face_embedding(id_photo, "ID photo")
+
     def compare(self, live: np.ndarray, id_photo: np.ndarray, threshold: float) -> FaceMatchReport:
         """Match the live frame's face against the ID photo's at the caller's threshold."""
-        result = match(
-            self.face_embedding(live, "live frame"),
-            self.face_embedding(id_photo, "ID photo"),
-            threshold,
-        )
+        return self.compare_embedding(live, self.id_embedding(id_photo), threshold)
+
+    def compare_embedding(
+        self, live: np.ndarray, id_embedding: np.ndarray, threshold: float
+    ) -> FaceMatchReport:
+        """Match the live frame's face against an ID photo's embedding (``id_embedding``)."""
+        result = match(self.face_embedding(live, "live frame"), id_embedding, threshold)
         report = FaceMatchReport(
             result.distance, result.score, threshold, result.matched, self.models
         )
