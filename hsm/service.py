@@ -217,10 +217,15 @@ class Service:
         if not hmac.compare_digest(expected, bytes.fromhex(req.arqc)):
             return {"verified": False, "reason": "cryptogram_mismatch", "atc": req.atc}
         card = hmac.new(self._secret, digits.encode(), hashlib.sha256).hexdigest()
-        row = self._db.execute("SELECT atc FROM atc WHERE card = ?", (card,)).fetchone()
-        if row is not None and req.atc <= row[0]:
+        # One statement, committed (and fsynced) before the answer: the counter moves only
+        # forward, and an ATC at or below the last one accepted changes no row.
+        moved = self._db.execute(
+            "INSERT INTO atc VALUES (?, ?) ON CONFLICT (card) DO UPDATE SET atc = excluded.atc"
+            " WHERE excluded.atc > atc.atc",
+            (card, req.atc),
+        ).rowcount
+        if moved != 1:
             return {"verified": False, "reason": "atc_replayed", "atc": req.atc}
-        self._db.execute("INSERT OR REPLACE INTO atc VALUES (?, ?)", (card, req.atc))
         token = self.card_token(CardRef(pan=req.pan, pan_sequence=req.pan_sequence))
         return {"verified": True, "reason": "", "atc": req.atc, "card_token": token}
 

@@ -73,7 +73,9 @@ class Token:
             self._session = lib.get_token(token_label=label).open(user_pin=pin, rw=True)
         except pkcs11.PKCS11Error as err:
             raise HsmError(f"cannot open token {label!r}: {type(err).__name__}") from err
+        #: name -> key handle, name -> kind: one find per key, not one per command
         self._keys: dict[str, Any] = {}
+        self._kinds: dict[str, str] = {}
 
     def close(self) -> None:
         self._session.close()
@@ -93,11 +95,19 @@ class Token:
         return self._keys[name]
 
     def kind_of(self, name: str) -> str:
-        return bytes(self._find(name)[Attribute.ID]).decode()
+        # A key's kind (CKA_ID) is fixed at creation; cached with its handle, and dropped
+        # with it wherever a key of that name is replaced (store, promote, discard).
+        if name not in self._kinds:
+            self._kinds[name] = bytes(self._find(name)[Attribute.ID]).decode()
+        return self._kinds[name]
+
+    def _forget(self, name: str) -> None:
+        self._keys.pop(name, None)
+        self._kinds.pop(name, None)
 
     def _need(self, name: str, *kinds: str) -> Any:
         key = self._find(name)
-        kind = bytes(key[Attribute.ID]).decode()
+        kind = self.kind_of(name)
         if kind not in kinds:
             raise HsmRefused("key_kind", f"{name!r} is a {kind}, this needs {'/'.join(kinds)}")
         return key
@@ -121,7 +131,7 @@ class Token:
             raise HsmRefused("bad_request", "keys are double-length 3DES (16 bytes)")
         for old in list(self._session.get_objects({Attribute.LABEL: name})):
             old.destroy()  # a rotation replaces the key of that name
-        self._keys.pop(name, None)
+        self._forget(name)
         self._keys[name] = self._session.create_object(
             {
                 Attribute.CLASS: ObjectClass.SECRET_KEY,
@@ -175,9 +185,9 @@ class Token:
         staged = self._find(name + PENDING)
         for old in list(self._session.get_objects({Attribute.LABEL: name})):
             old.destroy()
-        self._keys.pop(name, None)
+        self._forget(name)
         staged[Attribute.LABEL] = name  # CKA_LABEL is modifiable (PKCS#11 v2.40, 4.4)
-        self._keys.pop(name + PENDING, None)
+        self._forget(name + PENDING)
         self._keys[name] = staged
         return StoredKey(name, self.kind_of(name), self.kcv(name))
 
@@ -186,7 +196,7 @@ class Token:
         found = list(self._session.get_objects({Attribute.LABEL: name + PENDING}))
         for obj in found:
             obj.destroy()
-        self._keys.pop(name + PENDING, None)
+        self._forget(name + PENDING)
         return bool(found)
 
     # ---- ciphers -----------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from firmware_adapters.iccard.adapter import IcCardReader
 from firmware_adapters.iccard.card import CDOL1, PDOL, CardProfile, PbocCard
 from firmware_adapters.iccard.pcscd import READER_NAME
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
-from hsm import HsmClient
-from tests.transactions.parts import desk_transaction, issuer_key, new_card, present
+from hsm import HsmClient, HsmRefused
+from tests.transactions.parts import desk_transaction, issuer_key, kcv, new_card, present
 
 
 async def test_arqc_from_the_card_verifies_and_forgeries_and_replays_do_not(
@@ -91,3 +91,31 @@ async def test_card_and_hsm_agree_across_pan_lengths_sequence_numbers_and_atcs(
             proof = generate_ac_directly(card, desk_transaction(123))
             assert (await hsm.verify_arqc(imk_name, proof)).verified, (pan, proof.atc)
         assert card.atc == 0x0103
+
+
+async def test_an_issuer_key_reloaded_under_its_name_is_the_one_used_next(
+    hsm: HsmClient,
+) -> None:
+    """The service keeps key handles (and kinds) between commands; a key loaded again under
+    the same name (a rotation of the IMK) replaces the kept handle: cards of the old key no
+    longer verify, cards of the new one do, and the replay table still holds."""
+    imk_name, old_imk = await issuer_key(hsm)
+    old_card = new_card(old_imk)
+    first_proof = generate_ac_directly(old_card, desk_transaction())
+    assert (await hsm.verify_arqc(imk_name, first_proof)).verified
+    new_imk = os.urandom(16)
+    first = os.urandom(16)
+    second = bytes(a ^ b for a, b in zip(new_imk, first, strict=True))
+    await hsm.import_key(imk_name, "IMK-AC", [(first, kcv(first)), (second, kcv(second))])
+    stale = await hsm.verify_arqc(imk_name, generate_ac_directly(old_card, desk_transaction()))
+    assert (stale.verified, stale.reason) == (False, "cryptogram_mismatch")
+    fresh = new_card(new_imk)
+    proof = generate_ac_directly(fresh, desk_transaction())
+    assert (await hsm.verify_arqc(imk_name, proof)).verified
+    again = await hsm.verify_arqc(imk_name, proof)
+    assert (again.verified, again.reason) == (False, "atc_replayed")
+    # A key of another kind loaded under the name is refused for the ARQC, not used as one.
+    await hsm.import_key(imk_name, "PVK", [(first, kcv(first)), (second, kcv(second))])
+    with pytest.raises(HsmRefused) as err:
+        await hsm.verify_arqc(imk_name, generate_ac_directly(fresh, desk_transaction()))
+    assert err.value.reason == "key_kind"
