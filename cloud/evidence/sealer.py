@@ -35,6 +35,10 @@ class SealerFailed(EvidenceError):
     """The sealing worker died or could not start; nothing was written, retry later."""
 
 
+#: The worker's first bytes: it is running ``_serve`` and takes jobs without further delay.
+READY = b"RDY\n"
+
+
 def _frame(obj: Any) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return len(data).to_bytes(4, "big") + data
@@ -53,6 +57,8 @@ def _serve(sock: socket.socket) -> None:
     """The worker: seal jobs one after another until the API closes its end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the API's to handle
     with sock, sock.makefile("rwb") as stream:
+        stream.write(READY)  # after the child's own start-up (it imports the parent's main)
+        stream.flush()
         while len(header := stream.read(4)) == 4:
             ident, keys, job = pickle.loads(stream.read(int.from_bytes(header, "big")))
             reply: tuple[int, bool, Path | Exception]
@@ -77,7 +83,8 @@ class Sealer:
     _starting: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def start(self) -> int:
-        """Start the worker now (so the first request does not wait for it); its pid."""
+        """Start the worker now and wait until it takes jobs (so the first request does not
+        wait for it); its pid. SealerFailed if it exits during its start-up."""
         async with self._starting:
             if self._writer is None or self._proc is None:
                 context = multiprocessing.get_context("forkserver")
@@ -90,7 +97,24 @@ class Sealer:
                     await asyncio.to_thread(proc.start)  # the forkserver may be starting
                 finally:
                     theirs.close()
-                reader, self._writer = await asyncio.open_connection(sock=ours)
+                reader, writer = await asyncio.open_connection(sock=ours)
+                # Forked is not ready: the child still imports the parent's main module
+                # (multiprocessing's start-up; seconds for a large one under load). Wait for
+                # its first bytes here, so that wait is the app's start-up, not a request's.
+                try:
+                    ready = await reader.readexactly(len(READY))
+                except (asyncio.IncompleteReadError, ConnectionError) as err:
+                    ready = b""
+                    cause: BaseException | None = err
+                else:
+                    cause = None
+                if ready != READY:
+                    writer.close()
+                    await asyncio.to_thread(proc.join, 5)
+                    raise SealerFailed(
+                        f"the evidence sealing worker did not start (exit code {proc.exitcode})"
+                    ) from cause
+                self._writer = writer
                 self._proc = proc
                 self._replies = asyncio.create_task(self._read(reader, proc), name="sealer")
             assert self._proc.pid is not None
