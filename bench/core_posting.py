@@ -56,6 +56,8 @@ async def run(server: CoreBankServer, tmp: Path, n: int) -> None:
             ms.append((time.perf_counter() - t0) * 1e3)
             assert r.status_code == 200 and r.json()["posting"]["status"] == "applied", r.text
     print(figures("confirm → core confirmed", ms))
+    slowest = sorted(range(len(ms)), key=lambda i: -ms[i])[:3]
+    print("slowest: " + ", ".join(f"#{i} {ms[i]:.0f} ms" for i in slowest))
 
 
 def main() -> None:

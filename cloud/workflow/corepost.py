@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,30 @@ from cloud.workflow.posting import Proofs, build_posting
 from corebank import CoreBankClient, CorePending, CoreRefused, Posting, PostResult
 
 log = logging.getLogger("cuntong.corepost")
+
+#: A confirm slower than this logs where its time went (the posting's phases), so a stall
+#: in production names its phase: the database, the core or the sealing.
+SLOW_CONFIRM_S = 1.0
+
+
+class _Phases:
+    """Wall time per phase of one confirm (monotonic clock; for the slow-confirm log)."""
+
+    def __init__(self) -> None:
+        self.start = self.mark = time.perf_counter()
+        self.spent: list[tuple[str, float]] = []
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.spent.append((phase, now - self.mark))
+        self.mark = now
+
+    def report(self, session_id: str) -> None:
+        total = time.perf_counter() - self.start
+        if total >= SLOW_CONFIRM_S:
+            parts = ", ".join(f"{phase} {spent * 1e3:.0f} ms" for phase, spent in self.spent)
+            log.warning("slow confirm of %s: %.0f ms (%s)", session_id, total * 1e3, parts)
+
 
 PENDING, APPLIED, REFUSED = "pending", "applied", "refused"
 
@@ -87,6 +112,23 @@ async def confirm(
     loaded: store.Loaded | None = None,
 ) -> Confirmed:
     """Post the business (once) and complete it when the core confirms; see the module."""
+    phases = _Phases()
+    try:
+        return await _confirm(ov, core, session_id, fields, now, phases, customer, loaded)
+    finally:
+        phases.report(session_id)
+
+
+async def _confirm(
+    ov: service.Workbench,
+    core: CoreBankClient | None,
+    session_id: str,
+    fields: Mapping[str, Any],
+    now: dt.datetime,
+    phases: _Phases,
+    customer: Mapping[str, str] | None,
+    loaded: store.Loaded | None,
+) -> Confirmed:
     loaded = loaded or await service.get(ov, session_id)
     wf = loaded.workflow
     engine.complete(wf, now)  # every step passed, not closed yet (raises otherwise)
@@ -99,22 +141,28 @@ async def confirm(
     if core is None:
         raise CoreUnavailable(f"{wf.business.code} posts to the core; no core is configured")
     row = await CorePostingRow.get_or_none(session_id=session_id)
+    phases.done("load")
     if row is None or row.status == REFUSED:
         posting = build_posting(wf, spec, fields, Proofs.from_records(wf.records))
         _IN_FLIGHT.add(posting.key)
         try:
             row = await _write_ahead(row, posting, now)
+            phases.done("write-ahead row")
             result = await _send(core, posting)
+            phases.done("core post")
             await _settle(ov, row, result, now)
+            phases.done("answer on timeline and row")
         finally:
             _IN_FLIGHT.discard(posting.key)
     elif row.status == PENDING:
         await _reconcile_one(ov, core, row, now)
+        phases.done("reconcile")
     if row.status != APPLIED:
         return Confirmed(PostingStatus.of(row), await service.get(ov, session_id))
     loaded = await service.finish(
         ov, session_id, engine.Outcome.COMPLETED, now, customer=customer, require_core=True
     )
+    phases.done("finish and seal")
     return Confirmed(PostingStatus.of(row), loaded)
 
 
