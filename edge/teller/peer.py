@@ -36,7 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from common.wire.call import Grant
-from edge.teller import linkrate
+from edge.teller import linkrate, receive
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -269,6 +269,7 @@ class RoomPeer:
         pc.on("track", self._consume)
         pc.on("datachannel", self._on_channel)
         await pc.setRemoteDescription(RTCSessionDescription(**offer))
+        receive.install(pc)  # bounded jitter buffers, Opus FEC/PLC (before any packet)
         # Janus relays a publisher's data to a subscriber only once the subscriber itself
         # opened a channel (its "data ready"); the relayed messages then come on a channel
         # Janus opens, named after the publisher.
