@@ -289,8 +289,13 @@ class RoomPeer:
         task.add_done_callback(self._tasks.discard)
 
     def _play(self, track: MediaStreamTrack) -> None:
-        """The teller's voice on the terminal's speaker (ALSA through PyAV)."""
+        """The teller's voice on the terminal's speaker (ALSA through PyAV, or a PulseAudio
+        sink: the echo canceller's)."""
         from aiortc.contrib.media import MediaRecorder
+
+        if self.media.speaker.startswith("pulse:"):
+            self._spawn(self._play_pulse(track, self.media.speaker.removeprefix("pulse:")))
+            return
 
         async def play() -> None:
             try:
@@ -306,9 +311,26 @@ class RoomPeer:
             finally:
                 await recorder.stop()
 
-        task = asyncio.create_task(play(), name="teller-voice")
+        self._spawn(play())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro, name="teller-voice")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _play_pulse(self, track: MediaStreamTrack, sink: str) -> None:
+        from edge.teller.sources import PulseSpeaker
+
+        try:
+            async with PulseSpeaker(sink) as play:
+                with contextlib.suppress(MediaStreamError):
+                    while True:
+                        frame = await track.recv()
+                        self.incoming.frames["audio"] += 1
+                        await play(frame)
+        except OSError as err:  # no pacat, or the sound server went away
+            log.warning("no speaker %r (%s): the teller is not heard", sink, err)
+            await self._pull(track)
 
     async def _pull(self, track: MediaStreamTrack) -> None:
         import numpy as np
