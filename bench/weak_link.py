@@ -131,6 +131,9 @@ async def one_call(
             "longest_concealed_ms": round(max(plc, default=0) * 1000),
             "teller_jb_skips": jb.skips if jb else None,
             "teller_jb_discarded": jb.discarded if jb else None,
+            "teller_keyframe_waits_ms": [round(w * 1000) for w in jb.keyframe_waits]
+            if jb
+            else None,
             "outages": outages,
             "face_found_pct": round(100 * faces["found"] / max(faces["checked"], 1), 1),
             "frames_checked": faces["checked"],

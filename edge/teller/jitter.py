@@ -64,9 +64,12 @@ class VideoJitterBuffer(JitterBuffer):
         self._hole_since = 0.0
         self._want_keyframe = False
         self._last_pli = float("-inf")
-        #: holes given up on, and delta frames discarded while waiting for a keyframe
+        #: holes given up on, delta frames discarded while waiting for a keyframe, and how
+        #: long each wait for a keyframe took (s)
         self.skips = 0
         self.discarded = 0
+        self.keyframe_waits: list[float] = []
+        self._skipped_at = 0.0
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         now = self._clock()
@@ -80,12 +83,14 @@ class VideoJitterBuffer(JitterBuffer):
         elif frame is None and now - self._hole_since >= self.max_wait_s:
             self._skip(hole)
             self.skips += 1
+            self._skipped_at = now
             self._hole = None
             self._want_keyframe = True
             frame = self._remove_frame(seq)
         if frame is not None and self._want_keyframe:
             if vp8_keyframe(frame.data):
                 self._want_keyframe = False
+                self.keyframe_waits.append(now - self._skipped_at)
             else:
                 self.discarded += 1
                 frame = None
