@@ -37,6 +37,7 @@ import orjson
 from common import procs
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
+from edge.teller import jitter
 from edge.teller.jitter import VideoJitterBuffer
 from edge.vision import pipeline
 from edge.vision.runtime import ModelSet
@@ -172,8 +173,11 @@ if __name__ == "__main__":
     ap.add_argument("seconds", type=float, nargs="?", default=120.0)
     ap.add_argument("--outages-every", type=float, default=30.0)
     ap.add_argument("--only-outages", action="store_true")
+    ap.add_argument("--max-wait", type=float, help="the video jitter buffer's wait for a hole (s)")
     ap.add_argument(
         "--stock-teller", action="store_true", help="the teller on aiortc's own receiver"
     )
     args = ap.parse_args()
+    if args.max_wait is not None:
+        jitter.VIDEO_MAX_WAIT_S = args.max_wait
     asyncio.run(main(args.seconds, args.outages_every, not args.only_outages, args.stock_teller))

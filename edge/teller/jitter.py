@@ -9,7 +9,7 @@ in ``bench/weak_link.py`` (docs/benchmarks/weak-link.md): this, not the encoder,
 (aiortc/aiortc#543).
 
 - ``VideoJitterBuffer`` keeps aiortc's frame assembly but times each hole with an injected
-  clock: after ``max_wait_s`` (enough for a NACK round trip) it drops the incomplete frame,
+  clock: after ``max_wait_s`` (enough for a NACK to be answered) it drops the incomplete frame,
   asks for a keyframe (the receiver sends a PLI when ``add`` says so) and discards delta
   frames until a VP8 keyframe comes, asking again every ``pli_every_s`` (a PLI can be lost
   too). The decoder never sees a frame whose reference is missing.
@@ -34,6 +34,10 @@ from aiortc.utils import uint16_add, uint16_gt
 __all__ = ["AudioJitterBuffer", "VideoJitterBuffer", "vp8_keyframe", "vp8_starts_frame"]
 
 Clock = Callable[[], float]
+#: how long a hole in the video may stall the picture before it is given up on: a NACK's
+#: round trip over the village link (200 ms RTT), Janus's NACK delay and a queue; at 0.35 s
+#: most skipped holes would still have been repaired (docs/benchmarks/weak-link.md)
+VIDEO_MAX_WAIT_S = 0.55
 
 
 def vp8_starts_frame(payload: bytes) -> bool:
@@ -53,12 +57,13 @@ class VideoJitterBuffer(JitterBuffer):
         self,
         clock: Clock,
         capacity: int = 512,
-        max_wait_s: float = 0.35,
+        max_wait_s: float | None = None,
         pli_every_s: float = 0.5,
     ) -> None:
         super().__init__(capacity, prefetch=0, is_video=True)
         self._clock = clock
-        self.max_wait_s, self.pli_every_s = max_wait_s, pli_every_s
+        self.max_wait_s = VIDEO_MAX_WAIT_S if max_wait_s is None else max_wait_s
+        self.pli_every_s = pli_every_s
         self._newest: int | None = None
         self._hole: int | None = None  # the sequence number of the hole being timed
         self._hole_since = 0.0
