@@ -94,7 +94,8 @@ class CallMedia:
         from edge.vision.roi import encoder_settings
 
         self.link_kbps = link_kbps
-        self.settings = encoder_settings(link_kbps, loss)
+        # a link known to be lossy stays fitted as lossy through a clean interval
+        self.settings = encoder_settings(link_kbps, max(loss, self.link_loss))
         encoding.apply(self.settings)
         if self.video is not None:
             self.video.fit(self.settings.width, self.settings.height, self.settings.fps)

@@ -203,3 +203,7 @@ def test_link_rate_follows_loss_within_the_configured_link() -> None:
     assert linkrate.worth_refit(400, 300) and not linkrate.worth_refit(400, 380)
     with pytest.raises(ValueError):
         linkrate.next_rate(400, 400, 1.5)
+    # On a link known to lose 3%, 3-4% loss is no congestion: the rate grows back.
+    assert linkrate.next_rate(200, 400, 0.035, expected_loss=0.03) > 200
+    assert linkrate.next_rate(200, 400, 0.035) == 200
+    assert linkrate.next_rate(200, 400, 0.2, expected_loss=0.03) < 200
