@@ -8,8 +8,15 @@
 - ``face_match``: the step's handler on one core with the shipped face-match models: the
   ID photo read in the session against a live frame, through the signature and the cloud's
   check.
+- ``active_liveness``: the agent's own ``Liveness.check`` (the shipped liveness models,
+  warm) through the step's handler, the signature and the cloud's check, with a
+  cooperative customer in front of a camera delivering ``--fps`` frames a second on the
+  real clock: after each prompt the customer keeps still for ``--react-s`` (their reaction
+  time), then acts it out (``tests.vision.faces.acted``: blink, mouth, head shake on a real
+  photograph). Slow frames are not queued: the camera hands over the next frame on its own
+  schedule, as a real one drops what the reader did not take.
 
-    PYTHONPATH=. .venv/bin/python bench/device_steps.py --runs 20
+    PYTHONPATH=. .venv/bin/python bench/device_steps.py --runs 20 --liveness-runs 5
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import datetime as dt
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +43,20 @@ from common import suite as suite_lib
 from common.settings import CloudSettings
 from common.wire.call import StepRequest
 from cuntong.app import create_app
+from edge.liveness import Liveness
 from edge.steps.facematch import FaceMatchStep
+from edge.steps.liveness import LivenessStep
+from edge.vision.challenge import PROMPTS
 from edge.vision.facematch import FaceMatcher
 from edge.vision.runtime import ModelSet
 from firmware_adapters.idcard.simulator import sample_card
 from provisioning import ca as ca_lib
 from tests.oversight.conftest import FAST_HASHER
 from tests.steps_rig import enrol, id_reader
+from tests.vision.faces import acted
 
 TELLER = Actor("t-1", frozenset({"teller"}))
+ACTION_OF = {prompt: action for action, prompt in PROMPTS.items()}
 
 
 def summary(name: str, ms: list[float]) -> str:
@@ -108,10 +121,64 @@ async def face_matches(tmp: Path, runs: int) -> list[float]:
     return out
 
 
+class Cooperative:
+    """A customer who does what the screen says, after a human reaction time."""
+
+    def __init__(self, frames: dict[str, list[np.ndarray]], fps: float, react_s: float):
+        self.frames, self.interval, self.react_s = frames, 1.0 / fps, react_s
+        self.action, self.since = "neutral", 0.0
+
+    async def hear(self, prompt: str) -> None:
+        self.action, self.since = ACTION_OF.get(prompt, "neutral"), time.monotonic()
+
+    async def stream(self) -> AsyncIterator[np.ndarray]:
+        tick, k = time.monotonic(), 0
+        while True:
+            acting = time.monotonic() - self.since >= self.react_s
+            shown = self.frames[self.action if acting else "neutral"]
+            yield shown[k % len(shown)]
+            k += 1
+            tick += self.interval
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            tick = max(tick, time.monotonic() - self.interval)  # a late reader skips frames
+
+
+async def active_liveness(tmp: Path, runs: int, fps: float, react_s: float) -> list[float]:
+    now = dt.datetime.now(dt.UTC)
+    authority = ca_lib.load_or_create(tmp / "ca3", now)
+    terminal = enrol(authority, "SX-00001", now)
+    models = ModelSet.load()
+    customer = Cooperative(acted(models, data.astronaut()), fps, react_s)
+    liveness = Liveness(customer.stream, prompt=customer.hear)
+    await liveness.models()  # a terminal has its models loaded before any call
+    step = LivenessStep(liveness.check, lambda: "password_reset")
+    out = []
+    for i in range(runs):
+        ask = StepRequest("s1", "active_liveness", f"{i:032x}", {})
+        start = time.perf_counter()
+        done = await step(ask)
+        result = terminal.sign(ask, done, dt.datetime.now(dt.UTC))
+        check_result(result, session_id="s1", terminal_id="SX-00001",
+                     issued={ask.nonce: "active_liveness"}, answered=(),
+                     issuers=[authority.issuing], now=dt.datetime.now(dt.UTC))  # fmt: skip
+        out.append((time.perf_counter() - start) * 1e3)
+        assert done.outcome == "passed", done.reason
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--liveness-runs", type=int, default=5)
+    parser.add_argument("--fps", type=float, default=10.0, help="camera frames a second")
+    parser.add_argument("--react-s", type=float, default=0.6, help="customer reaction time")
+    parser.add_argument("--only", choices=["id_card_read", "face_match", "active_liveness"])
     args = parser.parse_args()
+    if args.only == "active_liveness":
+        with tempfile.TemporaryDirectory() as tmp:
+            ms = await active_liveness(Path(tmp), args.liveness_runs, args.fps, args.react_s)
+            print(summary(f"active_liveness at {args.fps:g} fps, reaction {args.react_s:g} s", ms))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         print(
             summary(
@@ -123,6 +190,8 @@ async def main() -> None:
                 "face_match step incl. signing and check", await face_matches(Path(tmp), args.runs)
             )
         )
+        ms = await active_liveness(Path(tmp), args.liveness_runs, args.fps, args.react_s)
+        print(summary(f"active_liveness at {args.fps:g} fps, reaction {args.react_s:g} s", ms))
 
 
 if __name__ == "__main__":

@@ -89,6 +89,8 @@ class LightTerminal:
 
 #: Every cloud process running ingest (the first is the one `http` talks to).
 INGESTS: list[str] = []
+#: Pids whose CPU the throughput phase reports per landed sample.
+SERVED: dict[str, list[int]] = {"broker": [], "cloud": []}
 
 
 async def _ingest_stats(http: httpx.AsyncClient) -> dict[str, object]:
@@ -294,6 +296,7 @@ async def _throughput_mosquitto_pub(
 
     me = psutil.Process()
     base = int((await _ingest_stats(http))["points_written"])  # type: ignore[call-overload]
+    served0 = _served_cpu_s()
     cpu0, t0 = me.cpu_times(), time.perf_counter()
     sent = await _paced(args.rate, args.seconds, batch)
     send_s = time.perf_counter() - t0
@@ -303,9 +306,26 @@ async def _throughput_mosquitto_pub(
         proc.stdin.close()
     cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     report = await _throughput_report(http, base, sent, t0, send_s, cpu_s)
+    # CPU the broker and the cloud processes spent per landed sample: the cost of the path
+    # itself, much less sensitive than rates to other jobs sharing the cores.
+    served = {k: v - served0[k] for k, v in _served_cpu_s().items()}
+    landed = max(1, int(report["landed"]))  # type: ignore[call-overload]
+    report["cpu_us_per_landed"] = {k: round(v * 1e6 / landed, 1) for k, v in served.items()}
     for _, proc in pubs:
         await proc.wait()
     return {"generator": f"{args.publishers} × mosquitto_pub -l, QoS 1", **report}
+
+
+def _served_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) so far of the broker and of all cloud processes."""
+    out = {}
+    for name, pids in (("broker", SERVED["broker"]), ("cloud", SERVED["cloud"])):
+        total = 0.0
+        for pid in pids:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        out[name] = total
+    return out
 
 
 async def _throughput_report(
@@ -401,6 +421,9 @@ def main() -> None:
     ]
     cloud = clouds[0]
     INGESTS.extend(c.url for c in clouds)
+    assert broker.proc is not None
+    SERVED["broker"].append(broker.proc.pid)
+    SERVED["cloud"].extend(c.proc.pid for c in clouds)
     try:
         result = asyncio.run(run_fleet(args, broker.cfg.port, cloud))
         result["cloud_api_ingest_rss_mb"] = round(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # for type checkers only; at run time see __getattr__
     from cloud.auth import audit
     from cloud.auth.deps import Principal
     from cloud.auth.roles import FLEET_READERS, Role
+    from cloud.lease import LeaseLost, fenced
     from cloud.models import Terminal
     from cloud.quality.models import ReviewItem
     from cloud.security import Security, service_client, service_client_id
@@ -28,6 +29,7 @@ _HOME = {
     "CloudServices": "cloud.api.deps",
     "Extension": "cloud.api.app",
     "FLEET_READERS": "cloud.auth.roles",
+    "LeaseLost": "cloud.lease",
     "Principal": "cloud.auth.deps",
     "ReviewItem": "cloud.quality.models",
     "Role": "cloud.auth.roles",
@@ -36,6 +38,7 @@ _HOME = {
     "Terminal": "cloud.models",
     "audit": "cloud.auth.audit",
     "create_app": "cloud.api.app",
+    "fenced": "cloud.lease",
     "require": "cloud.api.deps",
     "service_client": "cloud.security",
     "service_client_id": "cloud.security",
@@ -45,6 +48,7 @@ __all__ = [
     "FLEET_READERS",
     "CloudServices",
     "Extension",
+    "LeaseLost",
     "Principal",
     "ReviewItem",
     "Role",
@@ -53,6 +57,7 @@ __all__ = [
     "Terminal",
     "audit",
     "create_app",
+    "fenced",
     "require",
     "service_client",
     "service_client_id",

@@ -91,6 +91,9 @@ class Business:
     #: Face-match similarity (0-100) at or above which the live face matches the ID photo:
     #: 100 × (1 − distance / 1.2) of the embeddings, 50 being dlib's own 0.6 distance.
     face_match_threshold: float = 50.0
+    #: What the ``pin_entry`` step does: ``verify`` the customer's PIN against the card's
+    #: (the HSM, the core counting wrong ones), or take a ``new`` PIN twice (password reset).
+    pin_entry: str = "verify"
 
     @property
     def name_zh(self) -> str:
@@ -188,6 +191,7 @@ _FIELDS = {
     "qa_sample_rate",
     "launched_on",
     "posting",
+    "pin_entry",
 }
 
 
@@ -238,7 +242,12 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
     if "face_match" in steps and "id_card_read" not in steps[: steps.index("face_match")]:
         raise CatalogueError(f"{where}: face_match needs id_card_read before it (the ID photo)")
     posting = _posting(row.get("posting"), where)
-    return Business(code, name, risk, tuple(steps), retention, rate, launched, group, posting, face)
+    pin = row.get("pin_entry", "verify")
+    if pin not in ("verify", "new"):
+        raise CatalogueError(f"{where}: 'pin_entry' must be 'verify' or 'new', not {pin!r}")
+    return Business(
+        code, name, risk, tuple(steps), retention, rate, launched, group, posting, face, pin
+    )
 
 
 def _posting(raw: Any, where: str) -> PostingSpec | None:

@@ -45,3 +45,19 @@ class TerminalEvent(Model):
         table = "terminal_event"
         # The de-duplication key: a spool replay or QoS 1 redelivery inserts nothing.
         unique_together = (("terminal", "seq"),)
+
+
+class LeaderLease(Model):
+    """Which API replica runs the cloud's singletons (``cloud.lease``): one row per lease.
+
+    ``expires_at`` is in seconds since the epoch on the database's clock (never a replica's:
+    replicas on different hosts disagree); ``epoch`` is the fencing token, bumped at every
+    change of hands, which a leader's writes check."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    holder = fields.CharField(max_length=128, default="")
+    epoch = fields.BigIntField(default=0)
+    expires_at = fields.FloatField(default=0.0)
+
+    class Meta:
+        table = "leader_lease"

@@ -24,8 +24,10 @@ from cloud.auth.ratelimit import LoginThrottle, RateLimiter
 from cloud.catalogue import DEFAULT_PATH, Catalogue, load_catalogue
 from cloud.evidence.keys import EvidenceKeys, load_or_create
 from cloud.evidence.sealer import Sealer
+from cloud.workflow.cardcheck import CardChecks
 from cloud.workflow.steps import IdentityCheck
 from common import suite as suite_lib
+from common.errors import ConfigError
 from common.settings import CloudSettings
 from provisioning import ca as ca_lib
 
@@ -61,6 +63,9 @@ class Oversight:
     #: The bank's gateway to the citizen identity service (None: not configured, and the
     #: online check waits for a supervisor's override).
     identity: IdentityCheck | None = None
+    #: The HSM and core calls that decide the ``card_read`` and ``pin_entry`` steps (None:
+    #: not configured, and those steps wait for a supervisor's override).
+    cards: CardChecks | None = None
 
     @property
     def qa_salt(self) -> bytes:
@@ -86,6 +91,7 @@ class Oversight:
             enrol_per_address=RateLimiter(settings.enrol_per_minute, 60.0),
             device_issuers=issuers,
             identity=_identity_client(settings),
+            cards=_card_checks(settings),
         )
 
 
@@ -97,3 +103,29 @@ def _identity_client(settings: CloudSettings) -> IdentityCheck | None:
     return IdentityClient(
         settings.idcheck_url, settings.idcheck_key.encode(), settings.idcheck_key_id
     )
+
+
+def _secret(path: Path | None, what: str) -> str:
+    if path is None:
+        raise ConfigError(f"{what}_url is set, so {what}_secret_file must be too")
+    try:
+        return path.read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"{what}_secret_file {path}: {err.strerror}") from err
+
+
+def _card_checks(settings: CloudSettings) -> CardChecks | None:
+    """The card and PIN steps' HSM and core clients, when both are configured."""
+    if not settings.hsm_url or not settings.core_url:
+        return None
+    from corebank import CoreBankClient
+    from hsm import HsmClient
+
+    hsm = HsmClient(settings.hsm_url, _secret(settings.hsm_secret_file, "hsm"))
+    core = CoreBankClient(
+        settings.core_url,
+        _secret(settings.core_secret_file, "core"),
+        timeout=settings.core_timeout_s,
+        attempts=1,  # a lookup or a PIN count is asked again by the teller, not retried
+    )
+    return CardChecks(hsm, core, settings.hsm_imk, settings.hsm_pvk)

@@ -169,6 +169,27 @@ def _seq(obj: dict[str, Any]) -> int:
     return _int(obj, "seq", 1, MAX_SEQ)
 
 
+def salvage_seq(payload: bytes, limit: int) -> int | None:
+    """The sequence number a message that failed to parse still carries, or None.
+
+    A terminal's spool numbers every message it sends and keeps it until the cloud confirms
+    that number, so a message the cloud keeps aside (dead-lettered) must still be confirmed
+    or the terminal sends it forever. Reads ``seq`` from any JSON object of at most
+    ``limit`` bytes (oversized ones included), whatever else is wrong with it."""
+    if len(payload) > limit:
+        return None
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return _seq(obj)
+    except WireError:
+        return None
+
+
 def _ts(obj: dict[str, Any]) -> int:
     return _int(obj, "ts", 0, MAX_TS_MS)
 

@@ -19,6 +19,8 @@
     │   ├── CommandRefused       a cloud → terminal command failed verification
     │   ├── PackageRefused       common.wire.package: an OTA manifest or payload not to
     │   │                        install (ValueError)
+    │   ├── UploadRefused        common.wire.log_upload: a log-upload manifest or chunk the
+    │   │                        cloud will not take (ValueError)
     │   └── ClaimRefused, EnrolmentRefused   provisioning (also ProvisioningError)
     │
     │   package branches, each drawn in its own errors module:

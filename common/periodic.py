@@ -11,6 +11,9 @@ policy, the same for every loop in cuntong:
 - cancellation stops it: ``CancelledError`` is never caught here, so cancelling the task
   that runs the loop ends it at its current await.
 
+Inside a leader's term (``common.lease``) a beat is skipped once the term has lapsed, so a
+paused old leader that wakes after losing its lease does not act before it is stopped.
+
 ``first_wait`` waits one interval (or for ``wake``) before the first beat. ``sleep`` is the
 clock seam: tests pass a fake that records the pauses instead of waiting them out.
 """
@@ -20,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
+
+from common import lease
 
 log = logging.getLogger("cuntong.periodic")
 
@@ -69,7 +75,8 @@ async def run_every(
         await _pause(interval_s, wake, sleep)
     while True:
         try:
-            await beat()
+            if lease.acting(time.monotonic()):
+                await beat()
         except Exception as err:  # the policy: log, count, go on (cancellation is not caught)
             logger.exception("%s failed", name)
             if on_error is not None:

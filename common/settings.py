@@ -191,6 +191,11 @@ class AgentSettings(_Base):
     echo_cancel: bool = False
     #: Face-aware compression of the call video when the vision models are installed.
     face_aware: bool = True
+    #: SCHED_FIFO priority of the liveness check's frame thread (1-99; 0 = ordinary
+    #: scheduling). Needs CAP_SYS_NICE (the rendered unit grants it) or RLIMIT_RTPRIO >=
+    #: it; without, the thread logs a warning and runs ordinary. The rendered systemd unit
+    #: sets it; a development agent runs ordinary.
+    liveness_rt_priority: int = Field(0, ge=0, le=99)
 
     @field_validator("terminal_id")
     @classmethod
@@ -336,6 +341,10 @@ class CloudSettings(_Base):
     #: This process's service instance (its certificate is ``svc.<instance>``, which the
     #: broker also makes its client id): give each cloud process its own.
     service_instance: str = "api"
+    #: Replicas: the cloud's singletons (desk, command sender, rollouts, alerting,
+    #: reconcilers) run on the one API replica holding the database lease (``cloud.lease``);
+    #: a leader that stops renewing is replaced after at most this long.
+    lease_ttl_s: float = Field(3.0, gt=0.2, le=60)
     #: Bearer token for the operator routes (claims, revocation). Empty: routes not mounted.
     admin_token: str = ""
     crypto_suite: str = "standard"
@@ -393,6 +402,16 @@ class CloudSettings(_Base):
     #: Its shared HMAC key (as text) and the key id the cloud signs with.
     idcheck_key: str = ""
     idcheck_key_id: str = "cloud"
+    #: The HSM service (``hsm``) the ``card_read`` and ``pin_entry`` steps are checked by
+    #: (ARQC, PIN), with the file holding its bearer secret (``STATE/hsm.secret``, 0600).
+    #: Unset (or no ``core_url``): those steps never pass on their own; a supervisor
+    #: overrides them.
+    hsm_url: str = ""
+    hsm_secret_file: Path | None = None
+    #: The names of the issuer's ARQC master key and the PIN verification key in the HSM;
+    #: a terminal's PIN key is ``TPK:<terminal>`` (as the rotation job keeps it).
+    hsm_imk: str = "IMK-AC:issuer"
+    hsm_pvk: str = "PVK:bank"
 
     @field_validator("crypto_suite")
     @classmethod

@@ -6,10 +6,18 @@ is settled by `reconcile(key)`. Wrong PINs are counted by the core; the third lo
 See docs/transactions.md.
 """
 
-from corebank.adapter import CoreBankClient, PinTries, Posting, PostResult, idempotency_key
+from corebank.adapter import (
+    CardRecord,
+    CoreBankClient,
+    PinTries,
+    Posting,
+    PostResult,
+    idempotency_key,
+)
 from corebank.errors import CoreBankError, CorePending, CoreRefused
 
 __all__ = [
+    "CardRecord",
     "CoreBankClient",
     "CoreBankError",
     "CorePending",

@@ -85,6 +85,16 @@ class PinTries:
     locked: bool
 
 
+@dataclass(frozen=True)
+class CardRecord:
+    """What the core knows of a card (asked by the HSM's card token, never the number)."""
+
+    account: str
+    pvv: str = field(repr=False)
+    locked: bool
+    tries_left: int
+
+
 class CoreBankClient:
     """Posts to the core over HTTP with timeouts, retries under one key, and reconcile."""
 
@@ -150,6 +160,17 @@ class CoreBankClient:
             return None
         data = _answer(resp)
         return PostResult(key, data["reference"], True)
+
+    async def card(self, token: str) -> CardRecord:
+        """The card's account and PIN verification value; CoreRefused(card_unknown)."""
+        try:
+            resp = await self._http.get(f"/v1/cards/{token}")
+        except httpx.HTTPError as err:
+            raise CorePending("card", f"{type(err).__name__}") from err
+        data = _answer(resp)
+        return CardRecord(
+            str(data["account"]), str(data["pvv"]), bool(data["locked"]), int(data["tries_left"])
+        )
 
     async def record_pin_check(self, account: str, ok: bool) -> PinTries:
         """Tell the core the HSM's verdict on a PIN; CoreRefused(card_locked) once locked."""

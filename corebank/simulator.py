@@ -6,11 +6,18 @@ It keeps accounts (balance, wrong-PIN count, lock) and postings keyed by idempot
 the same key with the same content answers the first posting's reference again
 (`duplicate: true`), the same key with other content is refused (409). Each posting gets a
 reference number `CB<yyyymmdd><8 digits>`. Three wrong PINs in a row lock the card; a right
-one resets the count. Every /v1 request needs `Authorization: Bearer <secret>`.
+one resets the count. Cards are known by the HSM's card token (never the number): each has
+its account and the PVV of its PIN; a posting whose proofs carry ``new_pvv`` (a verified
+PIN reset) sets that card's PVV and lifts the lock in the same transaction.
+Every /v1 request needs `Authorization: Bearer <secret>`.
 
 With `--faults`, tests can make it lose answers: POST /v1/faults {"delay_answer_s": 2,
 "count": 1} commits the next posting, then holds the answer past the client's timeout (a
-lost answer as the client sees it); {"fail_before": 1} answers 503 without applying.
+lost answer as the client sees it); {"fail_before": 1} answers 503 without applying;
+{"hold": true} makes the core hang: every posting waits, applying nothing and answering
+nothing, until a later call without it (each call sets the whole switch) lets them all go on;
+a held posting whose client gave up meanwhile is still applied then (the same key applies
+once). GET /v1/faults shows the switch and how many postings are held.
 Accounts are created through POST /v1/accounts (test and demo data).
 """
 
@@ -43,6 +50,8 @@ CREATE TABLE IF NOT EXISTS postings (
     reference TEXT NOT NULL, body_hash TEXT NOT NULL, account TEXT NOT NULL,
     business TEXT NOT NULL, kind TEXT NOT NULL, amount_fen INTEGER NOT NULL,
     session_id TEXT NOT NULL, proofs TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cards (
+    card_token TEXT PRIMARY KEY, account TEXT NOT NULL, pvv TEXT NOT NULL);
 """
 
 Ref = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -65,6 +74,12 @@ class AccountIn(BaseModel):
     balance_fen: Annotated[int, Field(ge=0)] = 0
 
 
+class CardIn(BaseModel):
+    card_token: Annotated[str, Field(pattern=r"^ct-[0-9a-f]{40}$")]
+    account: Ref
+    pvv: Annotated[str, Field(pattern=r"^[0-9A-F]{8}$")]
+
+
 class PinCheckIn(BaseModel):
     account: Ref
     ok: bool
@@ -74,6 +89,7 @@ class FaultsIn(BaseModel):
     delay_answer_s: Annotated[float, Field(ge=0, le=60)] = 0.0
     count: Annotated[int, Field(ge=0, le=100)] = 1
     fail_before: Annotated[int, Field(ge=0, le=100)] = 0
+    hold: bool = False
 
 
 class Refused(CuntongError):
@@ -92,6 +108,9 @@ class Core:
         self.db.executescript(SCHEMA)
         self.delays: list[float] = []
         self.fail_before = 0
+        #: While set, postings wait here (the core hangs); released by clearing the hold.
+        self.hold: asyncio.Event | None = None
+        self.held = 0
 
     def account(self, account: str) -> tuple[int, int, int]:
         row = self.db.execute(
@@ -113,7 +132,10 @@ class Core:
                 raise Refused(409, "idempotency_conflict", "key reused with other content")
             return {"reference": row[0], "duplicate": True, "status": "applied"}, False
         balance, _failures, locked = self.account(p.account)
-        if locked:
+        new_pvv = p.proofs.get("new_pvv")
+        if new_pvv is not None and not (isinstance(new_pvv, str) and len(new_pvv) == 8):
+            raise Refused(422, "bad_request", "proofs.new_pvv must be 8 hex digits")
+        if locked and new_pvv is None:  # a PIN reset is how a locked card is opened again
             raise Refused(423, "card_locked", "three wrong PINs locked this card")
         delta = {"debit": -p.amount_fen, "credit": p.amount_fen}.get(p.kind, 0)
         if balance + delta < 0:
@@ -134,6 +156,12 @@ class Core:
                 "UPDATE accounts SET balance_fen = balance_fen + ? WHERE account = ?",
                 (delta, p.account),
             )
+            if new_pvv is not None:  # the new PIN (checked in the HSM) and the lock lifted
+                self.db.execute("UPDATE cards SET pvv = ? WHERE account = ?", (new_pvv, p.account))
+                self.db.execute(
+                    "UPDATE accounts SET pin_failures = 0, locked = 0 WHERE account = ?",
+                    (p.account,),
+                )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -172,6 +200,12 @@ def create_app(core: Core, secret: str, faults: bool) -> FastAPI:
 
     @app.post("/v1/postings", dependencies=auth)
     async def post(p: PostingIn) -> JSONResponse:
+        if core.hold is not None:
+            core.held += 1
+            try:
+                await core.hold.wait()  # the core hangs; the client may give up meanwhile
+            finally:
+                core.held -= 1
         if core.fail_before:
             core.fail_before -= 1
             return JSONResponse({"reason": "unavailable", "detail": "simulated outage"}, 503)
@@ -206,6 +240,26 @@ def create_app(core: Core, secret: str, faults: bool) -> FastAPI:
         return {"account": account, "balance_fen": balance, "pin_failures": failures,
                 "locked": bool(locked), "postings": count}  # fmt: skip
 
+    @app.post("/v1/cards", dependencies=auth, status_code=201)
+    async def issue_card(c: CardIn) -> dict[str, Any]:
+        core.account(c.account)  # the account must exist
+        core.db.execute(
+            "INSERT OR REPLACE INTO cards (card_token, account, pvv) VALUES (?, ?, ?)",
+            (c.card_token, c.account, c.pvv),
+        )
+        return {"card_token": c.card_token, "account": c.account}
+
+    @app.get("/v1/cards/{token}", dependencies=auth)
+    async def get_card(token: str) -> dict[str, Any]:
+        row = core.db.execute(
+            "SELECT account, pvv FROM cards WHERE card_token = ?", (token,)
+        ).fetchone()
+        if row is None:
+            raise Refused(404, "card_unknown", "no card with this token")
+        _balance, failures, locked = core.account(row[0])
+        return {"account": row[0], "pvv": row[1], "locked": bool(locked),
+                "tries_left": PIN_TRIES - failures}  # fmt: skip
+
     @app.post("/v1/pin-checks", dependencies=auth)
     async def pin_check(c: PinCheckIn) -> dict[str, Any]:
         return core.pin_check(c.account, c.ok)
@@ -216,7 +270,20 @@ def create_app(core: Core, secret: str, faults: bool) -> FastAPI:
         async def set_faults(f: FaultsIn) -> dict[str, Any]:
             core.delays = [f.delay_answer_s] * f.count if f.delay_answer_s else []
             core.fail_before = f.fail_before
-            return {"delays": core.delays, "fail_before": core.fail_before}
+            if f.hold and core.hold is None:
+                core.hold = asyncio.Event()
+            elif not f.hold and core.hold is not None:
+                core.hold.set()  # the held postings go on, in the order they came
+                core.hold = None
+            return faults_now()
+
+        @app.get("/v1/faults", dependencies=auth)
+        async def get_faults() -> dict[str, Any]:
+            return faults_now()
+
+        def faults_now() -> dict[str, Any]:
+            return {"delays": core.delays, "fail_before": core.fail_before,
+                    "hold": core.hold is not None, "held": core.held}  # fmt: skip
 
     return app
 

@@ -304,7 +304,12 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 def _cmd_up(args: argparse.Namespace) -> None:
     from cuntong.stack import Stack
 
-    Stack(state_dir=args.state_dir, terminals=args.terminals, janus_nodes=args.janus_nodes).run()
+    Stack(
+        state_dir=args.state_dir,
+        terminals=args.terminals,
+        janus_nodes=args.janus_nodes,
+        api_replicas=args.api_replicas,
+    ).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", type=Path, default=Path(".state"), help="default ./.state")
     up.add_argument("--janus-nodes", type=int, default=0,
                     help="local Janus nodes (default 1, or $CUNTONG_UP_JANUS_NODES)")  # fmt: skip
+    up.add_argument("--api-replicas", type=int, default=1,
+                    help="API processes on one database, HAProxy in front (default 1)")  # fmt: skip
     up.set_defaults(func=_cmd_up)
 
     agent = sub.add_parser("agent", help="run one terminal's edge agent")

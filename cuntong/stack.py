@@ -7,9 +7,16 @@ N on distinct ports, sharing the RTP port range, all registered with the desk.
 Prints the URLs; Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order, each step
 with a deadline after which the stragglers are killed (and named in the output). Its own
 children (API, terminals, peripheral simulators) are supervised: one that exits is started
-again with backoff. Children die with the launcher even when it is killed outright
-(``common.procs``). Without Janus or coturn installed the stack still runs, with the desk
-off (said at start).
+again with backoff; an agent that stops its watchdog pings (``$CUNTONG_UP_AGENT_WATCHDOG_S``,
+default 30 s) is killed and started again (``cuntong.supervisor``). Children die with the
+launcher even when it is killed outright (``common.procs``). Without Janus or coturn
+installed the stack still runs, with the desk off (said at start).
+
+``--api-replicas N`` (``Stack(api_replicas=N)``) starts N API processes on the one SQLite
+file, each with its own service certificates (``api``, ``api-2`` …), and HAProxy in front
+(``cuntong.deploy.haproxy_config``): the printed URLs are HAProxy's; the desk runs on the
+replica holding the lease (``cloud.lease``). Only the first serves the terminals' enrolment
+listener.
 
 The ``CUNTONG_*`` environment passes through to the children: settings the stack does not
 need to own (``CUNTONG_AGENT_TELEMETRY_INTERVAL_S``, the simulated customers' rate …) keep
@@ -38,13 +45,15 @@ import httpx
 from cloud.security import broker_services
 from common import procs
 from common.errors import ConfigError, MissingBinary
+from cuntong.deploy import haproxy_config
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.coturn import Coturn, CoturnConfig, host_addresses
 from cuntong.servers.hsm import HsmServer
+from cuntong.servers.idcheck import IdentityGateway, demo_identities, gateway_key
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
-from cuntong.supervisor import Child, Supervisor
+from cuntong.supervisor import Child, Supervisor, agent_watchdog
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import FactoryClaim, Region
 from provisioning.wiring import secure_broker
@@ -123,19 +132,28 @@ class Stack:
     #: The money-moving services (docs/transactions.md); not yet driven by the call workflow.
     hsm: HsmServer | None = None
     core: CoreBankServer | None = None
+    #: The citizen-identity gateway simulator the cloud's online check asks (docs/identity.md).
+    idcheck: IdentityGateway | None = None
+    #: API processes on the one database; more than one runs HAProxy in front of them.
+    api_replicas: int = 1
 
     def run(self) -> None:
         self.node_count()  # a bad node count stops the stack before anything starts
+        if self.api_replicas < 1:
+            raise ConfigError(f"--api-replicas must be at least 1, not {self.api_replicas}")
         self.state_dir = self.state_dir.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # The default stack is secured: an mTLS-only broker with per-terminal ACLs, and
         # terminals that enrol with a factory claim (see docs/provisioning.md).
         cfg, _ = secure_broker(
-            self.pki_dir, _port(8883), datetime.now(UTC), services=broker_services("api")
+            self.pki_dir,
+            _port(8883),
+            datetime.now(UTC),
+            services=broker_services(*self.instances),
         )
         broker = Broker(cfg, self.state_dir / "mosquitto")
         vm = VictoriaMetrics(_port(8428), self.state_dir / "victoria-metrics" / "data")
-        api_port = _port(8000)
+        api_port = _port(8000)  # HAProxy's, with replicas
         self.enrol_port = _port(8443)
         # The first terminal's customer screen: a person at the demo plays the customer.
         self.screen_port = _port(8090)
@@ -147,7 +165,8 @@ class Stack:
             vm.start()
             self.start_media(api_port)
             self.start_money_services()
-            self._start_api(broker, vm, api_port)
+            self.start_identity_gateway()
+            self._start_apis(broker, vm, api_port)
             self._factory_claims(
                 f"http://127.0.0.1:{api_port}", f"https://127.0.0.1:{self.enrol_port}"
             )
@@ -176,8 +195,8 @@ class Stack:
     def stop_children(self) -> list[str]:
         """Terminals and their simulators first (they say goodbye through the broker),
         then the API; each stage SIGKILLs what is left after ``STOP_DEADLINE_S``."""
-        api = [c for c in self.supervisor.children if c.name == "api"]
-        rest = [c for c in self.supervisor.children if c.name != "api"]
+        api = [c for c in self.supervisor.children if c.name.startswith("api")]
+        rest = [c for c in self.supervisor.children if not c.name.startswith("api")]
         stuck = Supervisor(rest).stop(STOP_DEADLINE_S) + Supervisor(api).stop(STOP_DEADLINE_S)
         for name in stuck:
             log.warning("%s did not stop within %.0fs of SIGTERM: killed", name, STOP_DEADLINE_S)
@@ -314,37 +333,68 @@ class Stack:
             env["CUNTONG_CLOUD_TURN_URLS"] = json.dumps([self.coturn.url])
         return env
 
-    def _start_api(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
-        self.people = self._people()
+    @property
+    def instances(self) -> list[str]:
+        """The API replicas' service instances (their broker certificates): api, api-2 …"""
+        return ["api"] + [f"api-{i + 1}" for i in range(1, self.api_replicas)]
+
+    def _start_apis(self, broker: Broker, vm: VictoriaMetrics, port: int) -> None:
+        """One API on ``port``, or the replicas on ports of their own and HAProxy on it."""
+        if self.api_replicas == 1:
+            self._start_api(broker, vm, port)
+            return
+        apis = []
+        for i, instance in enumerate(self.instances):
+            own = procs.free_port()
+            self._start_api(broker, vm, own, instance, enrol=(i == 0))
+            apis.append((instance, "127.0.0.1", own))
+        cfg = self.state_dir / "haproxy.cfg"
+        # maxconn: HAProxy needs twice that many open files; a demo needs few.
+        cfg.write_text(haproxy_config("127.0.0.1", port, apis, maxconn=2000))
+        argv = [procs.find_binary("haproxy"), "-db", "-f", str(cfg)]
+        child = Child("haproxy", argv, self.state_dir / "haproxy.log", self._env({}))
+        proc = self.supervisor.add(child, time.monotonic()).proc
+        procs.wait_for_port(port, "127.0.0.1", 15, proc)
+
+    def _start_api(
+        self,
+        broker: Broker,
+        vm: VictoriaMetrics,
+        port: int,
+        instance: str = "api",
+        enrol: bool = True,
+    ) -> None:
+        self.people = self.people or self._people()
         env = self._env(
             # The whole simulated batch enrols from this one address at start.
             {"CUNTONG_CLOUD_ENROL_PER_MINUTE": max(20, 2 * self.terminals)},
             **self.media_env(),
             **self.core_env(),
+            **self.idcheck_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
             CUNTONG_CLOUD_TSDB_URL=vm.url,
             CUNTONG_CLOUD_API_PORT=port,
             CUNTONG_CLOUD_STATE_DIR=self.pki_dir,
-            CUNTONG_CLOUD_TERMINAL_API_PORT=self.enrol_port,
+            CUNTONG_CLOUD_TERMINAL_API_PORT=self.enrol_port if enrol else 0,
             CUNTONG_CLOUD_ADMIN_TOKEN=self.admin_token,
+            CUNTONG_CLOUD_SERVICE_INSTANCE=instance,
         )
-        child = Child(
-            "api", [sys.executable, "-m", "cuntong", "api"], self.state_dir / "api.log", env
-        )
+        log_path = self.state_dir / f"{instance}.log"
+        child = Child(instance, [sys.executable, "-m", "cuntong", "api"], log_path, env)
         proc = self.supervisor.add(child, time.monotonic()).proc
         assert proc is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"cloud API exited; see {self.state_dir / 'api.log'}")
+                raise RuntimeError(f"cloud API exited; see {log_path}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     # The terminals' HTTPS listener is a second server in the same process and
                     # may answer a moment later; the factory reads the CA from it next.
-                    procs.wait_for_port(
-                        self.enrol_port, "127.0.0.1", max(1.0, deadline - time.monotonic()), proc
-                    )
+                    if enrol:
+                        left = max(1.0, deadline - time.monotonic())
+                        procs.wait_for_port(self.enrol_port, "127.0.0.1", left, proc)
                     return
             except httpx.HTTPError:
                 pass
@@ -456,11 +506,15 @@ class Stack:
             **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
             **({"CUNTONG_AGENT_SCREEN_PORT": self.screen_port} if self._screen(i) else {}),
         )
+        # The launcher (as systemd starts it on a terminal): it runs the agent from its
+        # current slot, so an agent update over the air takes effect in the demo too. The
+        # agent's watchdog pings are heard, and a hung agent restarted, as under systemd.
         agent = Child(
             tid,
-            [sys.executable, "-m", "cuntong", "agent"],
+            [sys.executable, "-m", "edge.launcher"],
             self.state_dir / "terminals" / f"{tid}.log",
             env,
+            watchdog=agent_watchdog(os.environ),
         )
         self.supervisor.add(agent, time.monotonic())
 
@@ -483,7 +537,8 @@ class Stack:
     def _print_urls(self, broker: Broker, vm: VictoriaMetrics, api_port: int) -> None:
         api = f"http://127.0.0.1:{api_port}"
         desk = (
-            f"{api}/teller  (log in as teller1 or teller2; media via {self._janus_urls()})"
+            f"{api}/teller  (log in as teller1 or teller2; media signalling "
+            f"through {api}/media/janus/<node> to {self._janus_urls()})"
             if self.janus is not None
             else "off (Janus not installed)"
         )
@@ -505,11 +560,22 @@ class Stack:
             f"  terminal enrolment https://127.0.0.1:{self.enrol_port}/api/v1/enrol  (our CA)\n"
             f"  MQTT broker       mqtts://127.0.0.1:{broker.cfg.port}  (MQTT 5, mTLS only)\n"
             f"{self._money_urls() if self.core is not None else ''}"
+            f"{self._idcheck_url()}"
             f"  operator token    {self.pki_dir / 'admin-token'}  (Bearer, for "
             f"{api}/api/v1/provisioning/…)\n"
+            f"{self._replicas_line()}"
             f"  simulated terminals: {self.terminals}; state and logs in {self.state_dir}\n"
             "Ctrl-C stops everything.",
             flush=True,
+        )
+
+    def _replicas_line(self) -> str:
+        if self.api_replicas == 1:
+            return ""
+        return (
+            f"  API replicas      {self.api_replicas} behind HAProxy (the URLs above; logs "
+            f"{', '.join(i + '.log' for i in self.instances)}; the desk runs on the one "
+            "whose /healthz/leader is 200)\n"
         )
 
     def start_money_services(self) -> None:
@@ -529,6 +595,32 @@ class Stack:
             headers={"Authorization": f"Bearer {self.core.secret}"},
             timeout=10,
         ).raise_for_status()
+
+    def start_identity_gateway(self) -> None:
+        """The identity-gateway simulator, supervised like the terminals (started again if
+        it exits; stopped with them)."""
+        folder = self.state_dir / "idcheck"
+        self.idcheck = IdentityGateway(_port(7900), folder, gateway_key(folder), demo_identities())
+        child = Child("identity gateway", self.idcheck.argv(), folder / "idcheck.log")
+        proc = self.supervisor.add(child, time.monotonic()).proc
+        procs.wait_for_port(self.idcheck.port, self.idcheck.host, 15, proc)
+
+    def idcheck_env(self) -> dict[str, object]:
+        """The cloud's ``id_online_check`` goes to the simulator, when it runs."""
+        if self.idcheck is None:
+            return {}
+        return {
+            "CUNTONG_CLOUD_IDCHECK_URL": self.idcheck.url,
+            "CUNTONG_CLOUD_IDCHECK_KEY": self.idcheck.key.decode(),
+        }
+
+    def _idcheck_url(self) -> str:
+        if self.idcheck is None:
+            return ""
+        return (
+            f"  identity gateway  {self.idcheck.url}  (联网核查 simulator; key in "
+            f"{self.idcheck.work_dir / 'gateway.key'}; identities in docs/identity.md)\n"
+        )
 
     def core_env(self) -> dict[str, object]:
         """The cloud's core-banking settings (the simulator), when it runs."""
@@ -550,7 +642,9 @@ class Stack:
             f"  HSM service       {hsm}\n"
             f"  core simulator    {core}\n"
             f"                    demo account {DEMO_ACCOUNT}; the teller's confirm posts to\n"
-            "                    the core (docs/transactions.md: the HSM is not wired yet)\n"
+            "                    the core. The demo keys no PIN pad and issues no card, so a\n"
+            "                    call's card and PIN steps need a supervisor's override\n"
+            "                    (docs/transactions.md, 'Card and PIN steps in a call')\n"
         )
 
     def _janus_urls(self) -> str:

@@ -10,16 +10,20 @@ from typing import Any
 
 import httpx
 
-from cloud import Terminal
+from cloud import Terminal, audit
 from common.periodic import run_every
 from fleet import alerts as al
 from fleet import misbehaviour as mb
 from fleet.models import AlertDoc, RolloutDoc
 from fleet.settings import FleetSettings
+from provisioning.dynsec import BrokerAdminError
+from provisioning.fanout import BrokerAdmins
 
 log = logging.getLogger("cuntong.fleet.alerts")
 
 LIVE = ["open", "acked"]
+#: Who the audit log names for a disable the system did (``misbehaviour_auto_disable``).
+AUTO_ACTOR = "system:misbehaviour"
 
 
 def public(a: AlertDoc) -> dict[str, Any]:
@@ -45,10 +49,13 @@ class AlertMonitor:
         settings: FleetSettings,
         clock: Callable[[], dt.datetime],
         http: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(timeout=5),
+        broker: BrokerAdmins | None = None,
     ) -> None:
         self.s = settings
         self.clock = clock
         self.http = http
+        #: The brokers' control, for ``misbehaviour_auto_disable`` (None: not secured).
+        self.broker = broker
         self.rules = al.Rules(
             dt.timedelta(seconds=settings.offline_alert_after_s),
             settings.disk_alert_pct,
@@ -118,7 +125,34 @@ class AlertMonitor:
             for a in cleared:
                 a.state, a.cleared_at = "cleared", now
         await self.notify([("opened", a) for a in opened] + [("cleared", a) for a in cleared])
+        if self.s.misbehaviour_auto_disable:
+            for a in opened:
+                if a.kind == mb.KIND:
+                    await self.auto_disable(a)
         return plan
+
+    async def auto_disable(self, alert: AlertDoc) -> None:
+        """Disable the alert's terminal at the broker, as the operator's button does, and
+        audit it under ``AUTO_ACTOR`` with the evidence. A broker that does not answer is
+        logged; the alert stays open for the operator."""
+        if self.broker is None:
+            log.warning("misbehaviour_auto_disable is on but no broker control (not secured)")
+            return
+        try:
+            await self.broker.disable(alert.terminal_id)
+        except BrokerAdminError as err:
+            log.error("auto-disable of %s failed: %s", alert.terminal_id, err)
+            return
+        await audit.record(
+            AUTO_ACTOR,
+            "fleet_broker_disable",
+            alert.terminal_id,
+            self.clock(),
+            auto=True,
+            alert=alert.id,
+            evidence=alert.message,
+        )
+        log.warning("terminal %s disabled at the broker: %s", alert.terminal_id, alert.message)
 
     async def rollout_aborted(self, doc: RolloutDoc) -> None:
         """Hook for the rollout engine: one critical alert per aborted rollout."""

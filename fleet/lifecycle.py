@@ -52,7 +52,8 @@ COMMANDS: dict[str, Spec] = {
     "ping": Spec(10, dt.timedelta(minutes=10)),
     "reboot": Spec(120),
     "restart_agent": Spec(60),
-    "collect_logs": Spec(120),
+    # With ``upload``: bundle, then chunks over HTTPS that resume after drops.
+    "collect_logs": Spec(900),
     "peripheral_selftest": Spec(60),
     "liveness_check": Spec(60),
     "set_config": Spec(30),

@@ -3,15 +3,15 @@ counted over a window, an alert past a threshold). Pure: time is an argument.
 
 Signals come from ingest (``IngestConsumer.on_signal``): each rejected message
 (``malformed``, ``oversized``, ``bad_mac``; ``quarantined`` for a dead-lettered one) and
-each presence change (``online`` / ``offline``, i.e. a connect that flaps).
+each presence change (``online`` / ``offline``, i.e. a connect that flaps); from the
+broker's log (``fleet.brokerwatch``): each SUBSCRIBE and PUBLISH the broker refused
+(``subscribe_refused``, ``publish_refused``); and from the Janus signalling gate
+(``cloud.sessions.gate``): each join outside the terminal's grant's room
+(``media_refused``).
 ``Watch.record(terminal_id, signal, now)`` keeps them for ``window``;
 ``Watch.conditions(now)`` names the terminals past a threshold with the evidence, as alert
-conditions for ``fleet.alerting``.
-
-Not counted: subscriptions the broker refused. Mosquitto 2.0.11 gives no per-client signal
-for them below debug logging (a granted SUBSCRIBE is logged with ``log_type subscribe``, a
-refused one only as "Received SUBSCRIBE" at debug level), and the dynamic-security plugin
-reports nothing. See docs/provisioning.md.
+conditions for ``fleet.alerting``. Rejected messages and refused requests count together
+toward the ``rejects`` threshold.
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ import datetime as dt
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-#: Signals that are rejected messages; the rest are presence changes.
-REJECTS = frozenset({"malformed", "oversized", "bad_mac", "quarantined"})
+#: Signals that are rejected messages.
+MESSAGES = frozenset({"malformed", "oversized", "bad_mac", "quarantined"})
+#: Signals that are requests the broker or the media gate refused.
+REFUSALS = frozenset({"subscribe_refused", "publish_refused", "media_refused"})
+#: Everything that counts toward the ``rejects`` threshold; the rest are presence changes.
+REJECTS = MESSAGES | REFUSALS
 FLAPS = frozenset({"online", "offline"})
 
 #: The alert kind (``fleet.alerts.Kind.MISBEHAVING``).
@@ -45,9 +49,11 @@ class Evidence:
 
     def message(self, window: dt.timedelta) -> str:
         parts = []
-        if self.rejects:
-            detail = ", ".join(f"{k} {n}" for k, n in sorted(self.rejects.items()))
-            parts.append(f"{sum(self.rejects.values())} rejected messages ({detail})")
+        for kinds, label in ((MESSAGES, "rejected messages"), (REFUSALS, "refused requests")):
+            counts = sorted((k, n) for k, n in self.rejects.items() if k in kinds)
+            if counts:
+                detail = ", ".join(f"{k} {n}" for k, n in counts)
+                parts.append(f"{sum(n for _, n in counts)} {label} ({detail})")
         if self.flaps:
             parts.append(f"{self.flaps} online/offline changes")
         return f"{'; '.join(parts)} in {int(window.total_seconds())} s"

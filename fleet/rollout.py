@@ -16,11 +16,27 @@ A wave starts only when the one before it has finished and the thresholds still 
 thresholds are evaluated over every finished target once ``min_finished`` have finished
 (or a wave completes), so a canary of ten can stop a rollout to ten thousand.
 
-Besides device health, a rollout can abort on a business threshold (``abort_review_points``):
-when the manual-review rate of the liveness sessions on terminals that took the new version
-exceeds the control group's by more than that many percentage points, once both sides have
-``min_sessions`` sessions since the rollout started. The engine counts the sessions
-(``Business``); this module only compares.
+Besides device health, a rollout can abort on the liveness outcomes of the terminals that
+took the new version (treatment) against a control group's (``Business``: the engine counts
+the sessions, this module only compares), with either rule or both:
+
+* ``abort_alpha``: a significance test. For each rate in ``abort_rates`` (pass rate,
+  manual-review rate, quality-overturn rate) Fisher's exact test of the treatment's count
+  against the control's (``fleet.significance``), at ``abort_alpha / len(abort_rates)``
+  each (Bonferroni: the chance that any one of the rates aborts a rollout whose new version
+  behaves exactly like the old stays under ``abort_alpha`` at one look). Two-sided by
+  default: a liveness model that suddenly passes more customers is as suspect as one that
+  sends more to a teller; ``abort_alternative="worse"`` tests only the harmful direction
+  (pass rate down, review and overturn rates up). A rate is tested once both sides have
+  ``min_sessions`` in its denominator (sessions; for the overturn rate, passes a quality
+  reviewer scored).
+* ``abort_review_points``: the manual-review rate exceeds the control's by more than that
+  many percentage points once both sides have ``min_sessions`` sessions (no test: a fixed
+  business limit).
+
+The engine looks at every beat, so a long rollout takes many looks at the same growing
+sample: the chance of a false abort over its whole life is above ``abort_alpha`` (no
+sequential correction); choose a small one.
 """
 
 from __future__ import annotations
@@ -30,6 +46,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from fleet.model_outcomes import Rates
+from fleet.significance import fisher_exact
+
+#: The liveness rates a rollout can abort on (``Plan.abort_rates``), in the order they are
+#: tested (an abort names the first that breaches). While a verdict is either "pass" or
+#: "manual_review", the pass rate is one minus the manual-review rate: two-sided, both give
+#: the same p-value, so the review rate, the one tellers feel, comes first.
+RATES = ("manual_review_rate", "overturn_rate", "pass_rate")
+_RATE_LABEL = {
+    "pass_rate": "pass rate",
+    "manual_review_rate": "manual-review rate",
+    "overturn_rate": "QA-overturn rate",
+}
+#: The harmful direction of each rate, for ``abort_alternative="worse"``.
+_WORSE = {"pass_rate": "less", "manual_review_rate": "greater", "overturn_rate": "greater"}
 
 
 class Phase(StrEnum):
@@ -107,8 +139,15 @@ class Plan:
     #: this many percentage points (None: no business threshold).
     abort_review_points: float | None = None
     control_group: str | None = None
-    #: The business threshold is judged once each side has this many liveness sessions.
+    #: Business thresholds are judged once each side has this many liveness sessions (for
+    #: the overturn rate: passes a quality reviewer scored).
     min_sessions: int = 20
+    #: Abort when a rate in ``abort_rates`` differs from ``control_group``'s by Fisher's
+    #: exact test at this family-wise level (None: no significance test).
+    abort_alpha: float | None = None
+    abort_rates: tuple[str, ...] = RATES
+    #: "two-sided" (any difference) or "worse" (only the harmful direction of each rate).
+    abort_alternative: str = "two-sided"
 
     def __post_init__(self) -> None:
         if self.canary < 0 or self.wave_size < 1 or self.max_per_minute < 1:
@@ -121,6 +160,17 @@ class Plan:
                 raise ValueError("abort_review_points is percentage points (0-100)")
             if not self.control_group:
                 raise ValueError("abort_review_points needs a control_group to compare with")
+        if self.abort_alpha is not None:
+            if not 0 < self.abort_alpha < 1:
+                raise ValueError(f"abort_alpha must be between 0 and 1, not {self.abort_alpha}")
+            if not self.control_group:
+                raise ValueError("abort_alpha needs a control_group to compare with")
+        if not self.abort_rates or set(self.abort_rates) - set(RATES):
+            raise ValueError(f"abort_rates must be a non-empty list from {list(RATES)}")
+        if self.abort_alternative not in ("two-sided", "worse"):
+            raise ValueError(
+                f"abort_alternative must be 'two-sided' or 'worse', not {self.abort_alternative!r}"
+            )
         if self.min_sessions < 1:
             raise ValueError("min_sessions must be at least 1")
 
@@ -138,25 +188,111 @@ class Plan:
             "abort_review_points": self.abort_review_points,
             "control_group": self.control_group,
             "min_sessions": self.min_sessions,
+            "abort_alpha": self.abort_alpha,
+            "abort_rates": list(self.abort_rates),
+            "abort_alternative": self.abort_alternative,
         }
+
+    @property
+    def watches_business(self) -> bool:
+        """Whether the engine must count liveness sessions for this plan."""
+        return self.abort_review_points is not None or self.abort_alpha is not None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Plan:
         values = dict(raw)
         window = values.pop("window", None)
         offset = values.pop("utc_offset_min", 480)
+        if "abort_rates" in values:
+            values["abort_rates"] = tuple(values["abort_rates"])
         return cls(**values, window=Window.parse(window, offset) if window else None)
 
 
 @dataclass(frozen=True, slots=True)
 class Business:
-    """Liveness sessions since the rollout started: on terminals that took the new version
+    """Liveness outcomes since the rollout started: on terminals that took the new version
     (treatment) and in the control group; counted by the engine."""
 
-    sessions: int
-    manual_review: int
-    control_sessions: int
-    control_manual_review: int
+    treated: Rates
+    control: Rates
+
+
+@dataclass(frozen=True, slots=True)
+class RateTest:
+    """One rate of the treatment against the control's, as the significance guard saw it."""
+
+    rate: str
+    treated: int  # events (passes, manual reviews, overturns) ...
+    treated_of: int  # ... of this many (sessions; scored passes for the overturn rate)
+    control: int
+    control_of: int
+    #: Fisher's exact p-value; None while a side has fewer than ``min_sessions``.
+    p_value: float | None
+    alternative: str  # "two-sided" | "greater" | "less"
+    level: float  # the level this rate is tested at (alpha / number of rates)
+    alpha: float
+
+    @property
+    def breached(self) -> bool:
+        return self.p_value is not None and self.p_value < self.level
+
+    def describe(self, control_group: str | None) -> str:
+        t, c = 100 * self.treated / self.treated_of, 100 * self.control / self.control_of
+        return (
+            f"{_RATE_LABEL[self.rate]} {t:.1f}% ({self.treated}/{self.treated_of}) vs control "
+            f"group {control_group!r} {c:.1f}% ({self.control}/{self.control_of}): Fisher's "
+            f"exact p={self.p_value:.3g} ({self.alternative}) < {self.level:.3g} "
+            f"(alpha {self.alpha:g} over {round(self.alpha / self.level)} rates)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "treated": self.treated,
+            "treated_of": self.treated_of,
+            "control": self.control,
+            "control_of": self.control_of,
+            "p_value": self.p_value,
+            "alternative": self.alternative,
+            "level": self.level,
+            "alpha": self.alpha,
+            "breached": self.breached,
+        }
+
+
+def _counts(rate: str, r: Rates) -> tuple[int, int]:
+    if rate == "pass_rate":
+        return r.passed, r.sessions
+    if rate == "manual_review_rate":
+        return r.manual_review, r.sessions
+    return r.overturned, r.qa_scored_passes
+
+
+def rate_tests(plan: Plan, b: Business) -> list[RateTest]:
+    """The significance guard's test of every rate in ``plan.abort_rates`` (empty without
+    ``abort_alpha``); each carries both counts and its p-value, breached or not."""
+    if plan.abort_alpha is None:
+        return []
+    level = plan.abort_alpha / len(plan.abort_rates)
+    out = []
+    for rate in plan.abort_rates:
+        x1, n1 = _counts(rate, b.treated)
+        x2, n2 = _counts(rate, b.control)
+        side = "two-sided" if plan.abort_alternative == "two-sided" else _WORSE[rate]
+        p = None if min(n1, n2) < plan.min_sessions else fisher_exact(x1, n1, x2, n2, side)  # type: ignore[arg-type]
+        out.append(RateTest(rate, x1, n1, x2, n2, p, side, level, plan.abort_alpha))
+    return out
+
+
+def business_breach(plan: Plan, b: Business | None) -> tuple[str, RateTest | None]:
+    """Why the liveness outcomes abort the rollout ("" if they do not), and the test that
+    did it (None for the points rule)."""
+    if b is None:
+        return "", None
+    for test in rate_tests(plan, b):
+        if test.breached:
+            return test.describe(plan.control_group), test
+    return _review_points_breach(plan, b), None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,18 +352,17 @@ def _breach(r: Rollout, plan: Plan, wave_done: bool) -> str:
     return ""
 
 
-def _business_breach(plan: Plan, b: Business | None) -> str:
-    if plan.abort_review_points is None or b is None:
+def _review_points_breach(plan: Plan, b: Business) -> str:
+    t, c = b.treated, b.control
+    if plan.abort_review_points is None or min(t.sessions, c.sessions) < plan.min_sessions:
         return ""
-    if min(b.sessions, b.control_sessions) < plan.min_sessions:
-        return ""
-    treated = 100 * b.manual_review / b.sessions
-    control = 100 * b.control_manual_review / b.control_sessions
+    treated = 100 * t.manual_review / t.sessions
+    control = 100 * c.manual_review / c.sessions
     if treated - control > plan.abort_review_points:
         return (
-            f"manual review {treated:.1f}% ({b.manual_review}/{b.sessions}) is "
+            f"manual review {treated:.1f}% ({t.manual_review}/{t.sessions}) is "
             f"{treated - control:.1f} points over control group {plan.control_group!r} "
-            f"{control:.1f}% ({b.control_manual_review}/{b.control_sessions}), above "
+            f"{control:.1f}% ({c.manual_review}/{c.sessions}), above "
             f"{plan.abort_review_points} points"
         )
     return ""
@@ -244,7 +379,7 @@ def step(
         return r, []
     wave_states = [t.state for t in r.targets.values() if t.wave == r.wave]
     wave_done = all(s in SETTLED for s in wave_states)
-    reason = _breach(r, plan, wave_done) or _business_breach(plan, business)
+    reason = _breach(r, plan, wave_done) or business_breach(plan, business)[0]
     if reason:
         return _abort(r, plan, reason)
     if wave_done:

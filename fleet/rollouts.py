@@ -4,9 +4,12 @@ Each beat reads the rollout's targets and the outcomes of its commands, lets the
 machine decide, queues the resulting install / rollback commands (``fleet.store``) and
 writes back only the targets that changed. Install and rollback commands carry the batch
 ``<rollout id>-i`` / ``<rollout id>-r``, which is how their outcomes find their way back.
-A plan with a business threshold (``abort_review_points``) also counts, each beat, the
-liveness sessions on the terminals that took the new version (since each took it) and in the
-control group (since the rollout started), from the cloud's session records.
+A plan with a business guard (``abort_alpha``, ``abort_review_points``) also counts, each
+beat, the liveness outcomes on the terminals that took the new version (since each took it)
+and in the control group (since the rollout started): the verdicts in the cloud's session
+records and the quality reviewers' results on them. An abort by the guard is written to the
+audit log (``fleet_rollout_abort``: which rate, both counts, the p-value and the level), which
+the rollout API and the dashboard show.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from cloud import TellerSession
+from cloud import ReviewItem, TellerSession, audit
 from common.periodic import run_every
 from fleet import lifecycle as lc
+from fleet import model_outcomes as mo
 from fleet import registry
 from fleet import rollout as ro
 from fleet.models import FleetCommand, RolloutDoc, RolloutTarget
@@ -41,6 +45,9 @@ _OUTCOME = {
     lc.State.CANCELLED.value: "timed_out",
 }
 FINAL_STATES = list(_OUTCOME)
+#: The audit log's actor and action for an abort by the business guard.
+ENGINE_ACTOR = "rollout-engine"
+GUARD_ABORT = "fleet_rollout_abort"
 
 AbortHook = Callable[[RolloutDoc], Awaitable[None]]
 
@@ -128,29 +135,62 @@ async def save(doc: RolloutDoc, before: ro.Rollout, after: ro.Rollout, now: dt.d
 
 
 async def business_counts(doc: RolloutDoc, r: ro.Rollout, plan: ro.Plan) -> ro.Business:
-    """Liveness sessions and manual reviews: on targets that took the new version (since
-    each did) and in the control group (since the rollout started, targets excluded)."""
+    """Liveness outcomes (decision, quality review): on targets that took the new version
+    (since each did) and in the control group (since the rollout started, targets
+    excluded)."""
     started = {
         tid: t.started_at
         for tid, t in r.targets.items()
         if t.state is ro.T.SUCCEEDED and t.started_at is not None
     }
-    assert plan.control_group is not None  # Plan refuses a threshold without one
+    assert plan.control_group is not None  # Plan refuses a business guard without one
     control = set(await registry.members(plan.control_group)) - set(r.targets)
     ids = [*started, *control]
     rows = await TellerSession.filter(
         terminal_id__in=ids, requested_at__gte=doc.created_at, liveness__isnull=False
-    ).values_list("terminal_id", "requested_at", "liveness")
-    treated = [
-        v for tid, at, v in rows if tid in started and at >= started[tid] and isinstance(v, dict)
-    ]
-    base = [v for tid, _, v in rows if tid in control and isinstance(v, dict)]
-    return ro.Business(
-        sessions=len(treated),
-        manual_review=sum(v.get("decision") == "manual_review" for v in treated),
-        control_sessions=len(base),
-        control_manual_review=sum(v.get("decision") == "manual_review" for v in base),
-    )
+    ).values_list("id", "terminal_id", "requested_at", "liveness")
+    reviewed: dict[str, bool] = {}
+    for chunk in _chunks([sid for sid, *_ in rows]):
+        reviewed.update(
+            await ReviewItem.filter(session_id__in=chunk, passed__isnull=False).values_list(
+                "session_id", "passed"
+            )
+        )
+    treated, base = [], []
+    for sid, tid, at, v in rows:
+        o = mo.outcome(tid, at, v, reviewed.get(sid)) if isinstance(v, dict) else None
+        if o is None:
+            continue
+        if tid in started and at >= started[tid]:
+            treated.append(o)
+        elif tid in control:
+            base.append(o)
+    return ro.Business(treated=mo.rates(treated), control=mo.rates(base))
+
+
+async def record_guard_abort(
+    doc: RolloutDoc, plan: ro.Plan, business: ro.Business, reason: str, now: dt.datetime
+) -> None:
+    """The audit entry of an abort by the business guard: every rate's test (the breached
+    one first), both sides' counts, the p-values."""
+    tests = ro.rate_tests(plan, business)
+    breached = [t for t in tests if t.breached]
+    t, c = business.treated, business.control
+    await audit.record(
+        ENGINE_ACTOR,
+        GUARD_ABORT,
+        doc.id,
+        now,
+        reason=reason,
+        rate=breached[0].rate if breached else "manual_review_rate",
+        rule="significance" if breached else "review_points",
+        control_group=plan.control_group,
+        treated=t.to_dict() | {"passed": t.passed, "manual_review": t.manual_review,
+                               "overturned": t.overturned},
+        control=c.to_dict() | {"passed": c.passed, "manual_review": c.manual_review,
+                               "overturned": c.overturned},
+        tests=[x.to_dict() for x in breached + [x for x in tests if not x.breached]],
+    )  # fmt: skip
 
 
 class RolloutEngine:
@@ -214,7 +254,7 @@ class RolloutEngine:
         before = saved[1] if saved and saved[0] == doc.updated_at else await load(doc)
         r, actions = await self._outcomes(doc, before)
         plan = ro.Plan.from_dict(doc.plan)
-        business = await business_counts(doc, r, plan) if plan.abort_review_points else None
+        business = await business_counts(doc, r, plan) if plan.watches_business else None
         r, more = ro.step(r, plan, now, business)
         actions += more
         installs = [a.terminal_id for a in actions if a.kind == "install"]
@@ -245,6 +285,9 @@ class RolloutEngine:
         self._saved[doc.id] = (doc.updated_at, r)
         if r.phase is not before.phase and r.phase in (ro.Phase.ROLLING_BACK, ro.Phase.ABORTED):
             log.warning("rollout %s aborted: %s", doc.id, r.reason)
+            guard_reason = ro.business_breach(plan, business)[0]
+            if business is not None and guard_reason and guard_reason == r.reason:
+                await record_guard_abort(doc, plan, business, r.reason, now)
             for hook in self.on_abort:
                 await hook(doc)
         if r.phase in ro.FINAL_PHASES:

@@ -9,6 +9,10 @@ secured mode) with a window inside ``MAX_TTL``, published with the terminal's ``
 topic as MQTT 5 response topic and the command id as correlation data. Replies are batched
 into the database; a sweep times out unanswered commands and expires unsent ones.
 
+With API replicas the sender is a singleton run by the lease holder (``cloud.lease``); the
+marking of commands as sent is fenced by the lease's epoch, so no two replicas send one
+command.
+
 Hooks (``on_result[name]``, ``on_online``) let shadows and rollouts react without the
 sender knowing them.
 """
@@ -31,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud import Security, service_client, service_client_id
+from cloud import LeaseLost, Security, fenced, service_client, service_client_id
 from common import envelope, topics
 from common.errors import WireError
 from common.failover import Presence
@@ -243,6 +247,8 @@ class CommandSender:
                 await self.deliver()
             except aiomqtt.MqttError as err:  # requeued; that broker's link reconnects
                 log.warning("delivery interrupted: %s", err)
+            except LeaseLost as err:  # another replica leads now: this one stops sending
+                log.warning("delivery refused: %s", err)
 
     async def deliver(self) -> int:
         """Send every queued command whose terminal is online, each through the broker it
@@ -268,12 +274,15 @@ class CommandSender:
             if c.state is lc.State.SENT:
                 outgoing.setdefault(broker, []).append(_Outgoing(cid, tid, name, args, c))
         # Marked sent before publishing, so a fast reply always finds its command "sent".
-        for start in range(0, len(updates), DB_CHUNK):
-            async with self._lock:
+        # Fenced (``cloud.fenced``): with API replicas, only the lease's current holder
+        # marks; a paused old leader's marking is refused (LeaseLost) and it sends nothing.
+        async with self._lock, fenced() as conn:
+            for start in range(0, len(updates), DB_CHUNK):
                 await update_many(
                     ("state", "sent_at", "finished_at", "deadline_at"),
                     updates[start : start + DB_CHUNK],
                     only_in=lc.State.QUEUED,
+                    conn=conn,
                 )
         failed: list[str] = []
         for broker, batch in outgoing.items():

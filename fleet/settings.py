@@ -32,6 +32,14 @@ class FleetSettings(SettingsBase):
     misbehaviour_window_s: float = Field(default=600.0, gt=0)
     misbehaviour_rejects: int = Field(default=20, ge=0)
     misbehaviour_flaps: int = Field(default=10, ge=0)
+    #: Broker logs to follow for refused SUBSCRIBEs and PUBLISHes (``fleet.brokerwatch``);
+    #: each broker must log with ``refusal_log`` (debug level: see docs/provisioning.md
+    #: for the cost). Empty: refusals are not counted.
+    broker_log_files: list[Path] = Field(default_factory=list)
+    #: Disable a terminal at the broker as soon as its ``misbehaving`` alert opens (the
+    #: operator's one-click disable, done by the system and audited as such). Off: the
+    #: alert only tells.
+    misbehaviour_auto_disable: bool = False
     #: PIN key rotation (``fleet.pinkeys``): how often every keyed PIN pad gets a new working
     #: key, through the HSM service at ``hsm_url`` (bearer secret in ``hsm_secret_file``, the
     #: service's ``STATE/hsm.secret``). An empty ``hsm_url`` switches rotation off.

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
@@ -95,13 +96,17 @@ async def save(rows: list[FleetCommand], fields: tuple[str, ...]) -> None:
 
 
 async def update_many(
-    fields: tuple[str, ...], values: list[list[Any]], only_in: lc.State | None = None
+    fields: tuple[str, ...],
+    values: list[list[Any]],
+    only_in: lc.State | None = None,
+    conn: BaseDBAsyncClient | None = None,
 ) -> None:
     """``save`` for plain value rows: each is ``[*fields, id]``; with ``only_in``, a command
-    that has left that state meanwhile (cancelled, swept) is left alone."""
+    that has left that state meanwhile (cancelled, swept) is left alone. ``conn``: inside
+    that transaction (the sender's fenced one)."""
     if not values:
         return
-    conn = Tortoise.get_connection("default")
+    conn = conn or Tortoise.get_connection("default")
     postgres = conn.capabilities.dialect == "postgres"
     marks = [f"${i}" if postgres else "?" for i in range(1, len(fields) + 3)]
     cast = "::jsonb" if postgres else ""

@@ -2,25 +2,29 @@
 
 ``start`` builds the fleet's services once (``fleet.api.deps.FleetServices``: the command
 sender, the rollout engine and, in secured mode, the package store), keeps them where
-``fleet.api.deps`` reads them, and returns their background tasks; sender and engine run
-wherever ingest does.
+``fleet.api.deps`` reads them, and returns their background jobs: singletons, which the
+cloud runs only on the API replica that holds its lease (``cloud.lease``); sender and engine
+need ingest on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
 from cloud import CloudServices, Security
 from common.settings import CloudSettings
-from fleet import shadows
+from fleet import brokerwatch, shadows
 from fleet.alerting import AlertMonitor
 from fleet.api import alerts, broker, commands, dashboard, packages, pinkeys, registry
+from fleet.api import logs as logs_api
 from fleet.api import rollouts as rollouts_api
 from fleet.api import shadows as shadows_api
 from fleet.api.deps import FleetServices, install
+from fleet.logstore import LogStore
 from fleet.packages import PackageStore
 from fleet.pinkeys import LOAD, PinKeyRotation
 from fleet.rollouts import RolloutEngine
@@ -41,6 +45,8 @@ def routers() -> list[APIRouter]:
         alerts.router,
         broker.router,
         pinkeys.router,
+        logs_api.router,
+        logs_api.uploads,
     ]
 
 
@@ -67,33 +73,44 @@ def engine(sender: CommandSender) -> RolloutEngine:
 
 def start(
     app: FastAPI, services: CloudServices, security: Security | None
-) -> list[asyncio.Task[None]]:
+) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
     settings = services.settings
-    store = None
+    store = logs = None
     # The broker's control link: the operator's disable / enable (fleet.api.broker).
     admin = security.admin if security is not None else None
     if security is not None and settings.state_dir is not None:
         store = PackageStore(settings.state_dir / "packages", security.keys.command_key)
+        logs = LogStore(
+            settings.state_dir / "fleet-logs", security.suite, security.provisioner.ca.issuing
+        )
     if not settings.ingest:
-        install(app, FleetServices(None, None, store, admin))
+        install(app, FleetServices(None, None, store, admin, logs=logs))
         return []
     command_sender = sender(settings, security)
     rollout_engine = engine(command_sender)
     fleet_settings = FleetSettings()
     rotation = pin_keys(fleet_settings, command_sender)
-    install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation))
-    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC))
+    install(app, FleetServices(command_sender, rollout_engine, store, admin, rotation, logs))
+    monitor = AlertMonitor(fleet_settings, lambda: dt.datetime.now(dt.UTC), broker=admin)
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
-    tasks = [
-        asyncio.create_task(command_sender.run(), name="fleet-sender"),
-        asyncio.create_task(rollout_engine.run(), name="fleet-rollouts"),
-        asyncio.create_task(monitor.run(), name="fleet-alerts"),
+    # Joins outside a grant's room, per terminal: the desk's gate exists on the leader only,
+    # built anew at each of its terms.
+    services.on_desk.append(lambda desk: desk.gate.on_signal.append(monitor.signal))
+    # Singletons: the cloud runs them on the replica that holds its lease (``cloud.lease``).
+    jobs: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+        ("fleet-sender", command_sender.run),
+        ("fleet-rollouts", rollout_engine.run),
+        ("fleet-alerts", monitor.run),
     ]
+    broker_logs = fleet_settings.broker_log_files
+    if broker_logs:  # refused SUBSCRIBEs and PUBLISHes, per terminal (the leader's monitor)
+        refusals = lambda: brokerwatch.follow(broker_logs, monitor.signal)  # noqa: E731
+        jobs.append(("fleet-broker-refusals", refusals))
     if rotation is not None:
-        tasks.append(asyncio.create_task(rotation.run(), name="fleet-pin-keys"))
-    return tasks
+        jobs.append(("fleet-pin-keys", rotation.run))
+    return jobs
 
 
 def pin_keys(s: FleetSettings, command_sender: CommandSender) -> PinKeyRotation | None:

@@ -46,6 +46,9 @@ class ArqcResult:
     verified: bool
     reason: str  # "" when verified; cryptogram_mismatch or atc_replayed otherwise
     atc: int
+    #: The card's token (a keyed hash of PAN and PSN) when verified: the core knows the
+    #: card by it, never by its number.
+    card_token: str = ""
 
 
 class HsmClient:
@@ -178,4 +181,12 @@ class HsmClient:
             "arqc": proof.cryptogram.hex(),
         }
         data = await self._call("POST", "/v1/arqc/verify", body)
-        return ArqcResult(bool(data["verified"]), str(data["reason"]), int(data["atc"]))
+        return ArqcResult(
+            bool(data["verified"]), str(data["reason"]), int(data["atc"]),
+            str(data.get("card_token", "")),
+        )  # fmt: skip
+
+    async def card_token(self, pan: str, pan_sequence: int | None) -> str:
+        """The token the core registers a card under (the issuer's side, at issuance)."""
+        body = {"pan": pan, "pan_sequence": pan_sequence}
+        return str((await self._call("POST", "/v1/cards/token", body))["card_token"])

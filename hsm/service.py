@@ -96,6 +96,11 @@ class PinVerify(PinCheck):
     pvv: Annotated[str, Field(pattern=r"^[0-9A-F]{8}$")]
 
 
+class CardRef(BaseModel):
+    pan: Pan
+    pan_sequence: Annotated[int, Field(ge=0, le=99)] | None = None
+
+
 class ArqcVerify(BaseModel):
     imk: Name
     pan: Pan
@@ -114,6 +119,11 @@ def _private_file(path: Path) -> str:
     return path.read_text().strip()
 
 
+def _card_digits(pan: str, pan_sequence: int | None) -> str:
+    """Option A's Y: the rightmost 16 digits of PAN ‖ PSN (PSN 00 when absent)."""
+    return (pan + f"{pan_sequence or 0:02d}")[-16:].rjust(16, "0")
+
+
 def _sm4_refused(alg_or_format: str) -> None:
     if alg_or_format in ("SM4", "S"):
         raise HsmRefused("sm4_unsupported", SM4_LIMIT, 501)
@@ -126,6 +136,11 @@ class Service:
         self.token = token
         self._secret = secret.encode()
         self._db = sqlite3.connect(state_dir / "atc.sqlite3", isolation_level=None)
+        # WAL with synchronous=FULL: each accepted ATC is one append and one fsync of the
+        # log (the rollback journal took several), and still durable across a power loss,
+        # which a replay table must be: a lost row would let an old cryptogram pass again.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS atc (card TEXT PRIMARY KEY, atc INTEGER)")
 
     def _clear_pin(self, key: str, block_hex: str, pan: str, fmt: str) -> str:
@@ -191,7 +206,7 @@ class Service:
         iad = bytes.fromhex(req.iad)
         if len(iad) < 7:
             raise HsmRefused("bad_request", "issuer application data without a CVR (bytes 4-7)")
-        digits = (req.pan + f"{req.pan_sequence or 0:02d}")[-16:].rjust(16, "0")
+        digits = _card_digits(req.pan, req.pan_sequence)
         mac_input = (
             bytes.fromhex(req.cdol1_data)
             + bytes.fromhex(req.aip)
@@ -206,7 +221,16 @@ class Service:
         if row is not None and req.atc <= row[0]:
             return {"verified": False, "reason": "atc_replayed", "atc": req.atc}
         self._db.execute("INSERT OR REPLACE INTO atc VALUES (?, ?)", (card, req.atc))
-        return {"verified": True, "reason": "", "atc": req.atc}
+        token = self.card_token(CardRef(pan=req.pan, pan_sequence=req.pan_sequence))
+        return {"verified": True, "reason": "", "atc": req.atc, "card_token": token}
+
+    def card_token(self, req: CardRef) -> str:
+        """The card's stand-in for everyone but this service: a keyed hash of PAN and PAN
+        sequence number. The issuer registers a card in its core under it, and a verified
+        ARQC answers it, so the core is asked by token, never by card number."""
+        digits = (req.pan + f"{req.pan_sequence or 0:02d}").encode()
+        mac = hmac.new(self._secret, b"card-token|" + digits, hashlib.sha256).hexdigest()
+        return f"ct-{mac[:40]}"
 
 
 def create_app(service: Service, secret: str) -> FastAPI:
@@ -290,6 +314,10 @@ def create_app(service: Service, secret: str) -> FastAPI:
     @app.post("/v1/pin/verify", dependencies=auth)
     async def verify(req: PinVerify) -> dict[str, bool]:
         return service.verify(req)
+
+    @app.post("/v1/cards/token", dependencies=auth)
+    async def card_token(req: CardRef) -> dict[str, str]:
+        return {"card_token": service.card_token(req)}
 
     @app.post("/v1/arqc/verify", dependencies=auth)
     async def arqc(req: ArqcVerify) -> dict[str, object]:

@@ -12,6 +12,7 @@ See docs/provisioning.md. The agent imports ``provisioning.device`` and
 __all__ = [
     "admin_api",
     "api",
+    "brokerlog",
     "ca",
     "device",
     "dynsec",

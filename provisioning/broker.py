@@ -38,6 +38,7 @@ from cryptography import x509
 
 from common.errors import MissingBinary
 from provisioning import dynsec
+from provisioning.brokerlog import REFUSAL_LOG
 from provisioning.ca import CertificateAuthority, key_pem, new_key
 from provisioning.files import ensure_private_dir, write_private, write_public
 from provisioning.grants import DEFAULT_SERVICES, SERVICE_ROLES, TERMINAL_GRANTS
@@ -68,6 +69,10 @@ class BrokerConfig:
     persistence: bool = True
     #: Extra mosquitto.conf lines (TLS listeners, ACL files) added by provisioning.
     extra_lines: tuple[str, ...] = field(default=())
+    #: Log to this file instead of stdout. Mosquitto flushes every line it writes to a
+    #: file, but block-buffers stdout into a pipe or file: a reader following the log
+    #: (``refusal_log``) needs the file.
+    log_file: str = ""
 
 
 def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
@@ -95,7 +100,7 @@ def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
         # Ingest acknowledges a message only once its batch is stored (up to
         # ingest_batch_size, 5,000 by default): unacknowledged messages count as in flight.
         "max_inflight_messages 10000",
-        "log_dest stdout",
+        f"log_dest file {cfg.log_file}" if cfg.log_file else "log_dest stdout",
         "log_type error",
         "log_type warning",
         "log_type notice",
@@ -120,6 +125,8 @@ class BrokerFiles:
     #: The dynamic-security plugin's state (roles, clients); the broker rewrites it.
     dynsecfile = property(lambda self: self.directory / "dynsec.json")
     pidfile = property(lambda self: self.directory / "mosquitto.pid")
+    #: The broker's log with ``refusal_log`` (``fleet.brokerwatch`` follows it).
+    logfile = property(lambda self: self.directory / "mosquitto.log")
 
 
 def prepare(
@@ -176,8 +183,11 @@ def crl_outdated(
     return not revoked <= listed or (exact and len(listed - revoked) > 1)
 
 
-def config_lines(files: BrokerFiles) -> tuple[str, ...]:
-    """Listener options (they follow the listener line) plus the global ACL and pid file."""
+def config_lines(files: BrokerFiles, refusals: Path | None = None) -> tuple[str, ...]:
+    """Listener options (they follow the listener line) plus the global ACL and pid file.
+    ``refusals``: the refusal plugin (``provisioning.brokerplugin``), loaded first so its
+    ACL callback is asked before the dynamic-security plugin's."""
+    first = (f"plugin {refusals}",) if refusals is not None else ()
     return (
         f"cafile {files.cafile}",
         f"certfile {files.certfile}",
@@ -187,6 +197,7 @@ def config_lines(files: BrokerFiles) -> tuple[str, ...]:
         "use_identity_as_username true",
         "use_username_as_clientid true",
         # Authorisation by the dynamic-security plugin, checked at SUBSCRIBE (see dynsec).
+        *first,
         f"plugin {dynsec_plugin()}",
         f"plugin_opt_config_file {files.dynsecfile}",
         # SIGHUP target; written as the user the stack runs as (BrokerConfig's `user` line),
@@ -219,10 +230,26 @@ def dynsec_plugin() -> str:
     )
 
 
-def broker_config(port: int, files: BrokerFiles, host: str = "127.0.0.1") -> BrokerConfig:
-    """The default stack's broker: one mTLS listener, no anonymous access."""
+def broker_config(
+    port: int,
+    files: BrokerFiles,
+    host: str = "127.0.0.1",
+    *,
+    refusal_log: bool = False,
+    refusals: Path | None = None,
+) -> BrokerConfig:
+    """The default stack's broker: one mTLS listener, no anonymous access. ``refusals``:
+    the refusal plugin, which reports each terminal's refused SUBSCRIBE to the cloud (on by
+    default in ``provisioning.wiring.secure_broker``). With ``refusal_log`` it also logs at
+    debug level, the deep-debugging path that also shows refused PUBLISHes
+    (``provisioning.brokerlog``; the cost is in docs/fleet.md)."""
+    extra = config_lines(files, refusals) + (REFUSAL_LOG if refusal_log else ())
     return BrokerConfig(
-        port=port, host=host, allow_anonymous=False, extra_lines=config_lines(files)
+        port=port,
+        host=host,
+        allow_anonymous=False,
+        extra_lines=extra,
+        log_file=str(files.logfile) if refusal_log else "",
     )
 
 

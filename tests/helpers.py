@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -90,8 +91,12 @@ def start_cloud(
     tsdb_url: str,
     create_operator: bool = True,
     port: int | None = None,
+    *,
+    ready_s: float = 30.0,
     **extra: str,
 ) -> CloudProcess:
+    """Start ``cuntong api``; returns once ``/healthz`` says healthy (ingest subscribed) and
+    the operator can log in, or raises after ``ready_s``."""
     port = port or procs.free_port()
     if create_operator:
         create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
@@ -108,7 +113,7 @@ def start_cloud(
     log = tmp / f"api-{port}.log"
     proc = procs.start([sys.executable, "-m", "cuntong", "api"], log, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"cloud API exited:\n{log.read_text()}")
@@ -134,15 +139,24 @@ FACTORY_TOKEN = "operator-token-for-tests-0123456789"
 
 @contextlib.contextmanager
 def secured_cloud(
-    tmp: Path, tsdb_url: str, services: dict[str, str], **extra: str
+    tmp: Path,
+    tsdb_url: str,
+    services: dict[str, str],
+    *,
+    refusal_log: bool = False,
+    **extra: str,
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
     """The secured default on free ports: an mTLS-only broker whose ACL admits
     ``services``, and the cloud API with its CA and keys under ``tmp/cloud`` (``extra``:
-    more ``CUNTONG_CLOUD_*`` environment)."""
+    more ``CUNTONG_CLOUD_*`` environment). ``refusal_log``: the broker logs its refusals
+    to a file and the cloud's fleet follows it (``fleet.brokerwatch``)."""
     pki = tmp / "cloud"
-    cfg, _ = wiring.secure_broker(
-        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services
-    )
+    cfg, files = wiring.secure_broker(
+        pki, procs.free_port(), dt.datetime.now(dt.UTC), services=services,
+        refusal_log=refusal_log,
+    )  # fmt: skip
+    if refusal_log:
+        extra["CUNTONG_FLEET_BROKER_LOG_FILES"] = json.dumps([str(files.logfile)])
     broker = Broker(cfg, tmp / "mosquitto").start()
     try:
         cloud = start_cloud(
@@ -162,11 +176,16 @@ def secured_cloud(
         broker.stop()
 
 
-async def enrolled_link(cloud_url: str, state_dir: Path, tid: str) -> SecureLink:
+async def enrolled_link(
+    cloud_url: str, state_dir: Path, tid: str, enrol_url: str | None = None
+) -> SecureLink:
     """Play the factory and the first boot: a one-use claim for ``tid`` written into
-    ``state_dir``, then enrolment; the terminal's mTLS link to the broker."""
+    ``state_dir``, then enrolment; the terminal's mTLS link to the broker. ``enrol_url``:
+    the terminals' HTTPS listener, where the cloud has one (enrolment is served only there)."""
+    async with httpx.AsyncClient(base_url=enrol_url or cloud_url, timeout=10, verify=False) as e:
+        # Read before trusting, as the factory does (the claim then pins this root).
+        ca = (await e.get("/api/v1/enrol/ca")).text
     async with httpx.AsyncClient(base_url=cloud_url, timeout=10) as http:
-        ca = (await http.get("/api/v1/enrol/ca")).text
         claim = await http.post(
             "/api/v1/provisioning/claims",
             json={"uses": 1, "days": 1},
@@ -176,7 +195,7 @@ async def enrolled_link(cloud_url: str, state_dir: Path, tid: str) -> SecureLink
     _write_claim(
         state_dir,
         FactoryClaim(
-            enrol_url=cloud_url,
+            enrol_url=enrol_url or cloud_url,
             ca_pem=ca,
             claim_token=claim.json()["token"],
             terminal_id=tid,

@@ -4,6 +4,13 @@ Every JSON route is mounted once under ``/api/v1`` (``API_PREFIX``); pages (the 
 the fleet dashboard) and ``/healthz`` sit at the root. The lifespan builds the services once
 (``cloud.api.deps.CloudServices``) and routes receive them as dependencies.
 
+Replicas: every API process serves every route, ingests (the shared subscription spreads
+the load) and keeps its CRL fresh; the singletons — the teller desk (board, archiver, the
+desk's terminal link), the core reconciler and the extensions' jobs (command sender,
+rollouts, alerting) — run only on the replica holding the database lease
+(``cloud.lease.lead``). On the others ``services.desk`` is None, so teller routes answer
+503 there: a load balancer sends them to the leader (``/healthz/leader``).
+
 Packages above the cloud (fleet operations) plug in as ``Extension``s: routers to mount and
 background tasks to start. The composition root that chooses them is the launcher's
 ``cuntong.app.create_app``; the cloud never imports them.
@@ -13,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
 
@@ -25,6 +33,7 @@ from cloud.api.routes import (
     auth,
     evidence,
     health,
+    janus_gate,
     media_nodes,
     ops,
     quality,
@@ -36,6 +45,7 @@ from cloud.api.routes import (
 from cloud.auth.harden import harden_audit_log
 from cloud.db import close_db, open_db
 from cloud.ingest.consumer import IngestConsumer
+from cloud.lease import CLOUD, Lease, holder_id, lead
 from cloud.ops.feeds import no_live
 from cloud.oversight import Oversight
 from cloud.security import Security
@@ -44,6 +54,7 @@ from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from common import __version__
 from common.http import install_error_handlers
+from common.lease import Tenure
 from common.settings import CloudSettings
 from provisioning import admin_api
 from provisioning import api as enrol_api
@@ -61,6 +72,10 @@ OVERSIGHT_ROUTERS = (
 )
 
 
+#: A background job of which one runs among all replicas: (task name, the coroutine to run).
+Singleton = tuple[str, Callable[[], Coroutine[Any, Any, None]]]
+
+
 class Extension(Protocol):
     """A package that adds routes and background tasks to the cloud app."""
 
@@ -74,8 +89,9 @@ class Extension(Protocol):
 
     def start(
         self, app: FastAPI, services: CloudServices, security: Security | None
-    ) -> list[asyncio.Task[None]]:
-        """Build the extension's services once and return its background tasks."""
+    ) -> list[Singleton]:
+        """Build the extension's services once and return its background jobs: singletons,
+        run only on the replica that holds the cloud's lease (``cloud.lease``)."""
         ...
 
 
@@ -126,7 +142,9 @@ def create_app(
         tasks = []
         writer = ingest = None
         stop = asyncio.Event()
-        media = contextlib.AsyncExitStack()  # the desk's Janus sessions
+        stack = contextlib.AsyncExitStack()  # the core link
+        lease = Lease(CLOUD, holder_id(), settings.lease_ttl_s)
+        serving = asyncio.Event()  # this replica leads and its singletons are up
         try:
             await harden_audit_log()
             await ov.sealer.start()  # so the first finish does not wait for a worker to start
@@ -138,32 +156,59 @@ def create_app(
                 )
                 ingest = IngestConsumer(settings, writer, security)
                 tasks.append(asyncio.create_task(ingest.run(), name="ingest"))
-            desk, desk_tasks = await teller_desk.start(settings, security, ov, media)
-            tasks += desk_tasks
             core = corelink.client(settings)
             if core is not None:
-                await media.enter_async_context(core)  # closed with the desk's sessions
-                tasks.append(corelink.reconciler(settings, ov, core))
-            services = CloudServices(
+                await stack.enter_async_context(core)
+            base = CloudServices(
                 settings,
                 ov,
                 reader,
                 ingest,
-                desk,
+                None,
                 contacts=sources.session_contacts,
-                live=desk.live if desk is not None else no_live,
+                live=no_live,
                 core=core,
+                leading=serving,
             )
-            app.state.services = services  # read only by cloud.api.deps.services
-            for extension in extensions:  # e.g. fleet operations' background tasks
-                tasks += extension.start(app, services, security)
+            app.state.services = base  # read only by cloud.api.deps.services
+            singletons: list[Singleton] = []
+            for extension in extensions:  # e.g. fleet operations' sender and rollouts
+                singletons += extension.start(app, base, security)
+
+            async def term(_tenure: Tenure) -> None:
+                """What the leader replica runs: every singleton of the cloud."""
+                async with contextlib.AsyncExitStack() as media:  # the desk's Janus sessions
+                    desk, jobs = await teller_desk.start(settings, security, ov, media)
+                    if core is not None:
+                        jobs.append(corelink.reconciler(settings, ov, core))
+                    jobs += [asyncio.create_task(run(), name=name) for name, run in singletons]
+                    live = desk.live if desk is not None else no_live
+                    if desk is not None:
+                        for hook in base.on_desk:
+                            hook(desk)
+                    app.state.services = dataclasses.replace(base, desk=desk, live=live)
+                    serving.set()
+                    try:
+                        await asyncio.gather(*jobs)
+                    finally:
+                        serving.clear()
+                        app.state.services = base
+                        for job in jobs:
+                            job.cancel()
+                        await asyncio.gather(*jobs, return_exceptions=True)
+
+            tasks.append(asyncio.create_task(lead(lease, term), name="lease"))
+            # One replica (or the first of several) serves with its desk up; a standby, or a
+            # replica restarted before its old lease expired, starts serving meanwhile.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(serving.wait(), settings.lease_ttl_s + 1.0)
             yield
         finally:
             stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await media.aclose()
+            await stack.aclose()
             if writer is not None:
                 await writer.close()
             await reader.close()
@@ -178,6 +223,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(janus_gate.router)  # participants' Janus signalling (issue 21)
     app.include_router(api_router(settings, security, extensions))
     app.include_router(teller_page.router)  # the teller web app's static files
     app.include_router(ui.router)  # the modules every page shares (common.web)

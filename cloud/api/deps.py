@@ -16,10 +16,11 @@ dependency (e.g. ``desk_or_none``, ``contacts``, ``live``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -57,6 +58,12 @@ class CloudServices:
     live: LiveSource
     #: The bank's core (``core_url``); None when no core is configured.
     core: CoreBankClient | None = None
+    #: Set while this replica holds the cloud's lease and runs its singletons (the desk
+    #: among them); None in apps built without one.
+    leading: asyncio.Event | None = None
+    #: Called with each desk the leader builds (extensions hook into its parts here: the
+    #: desk does not exist when they start, and is built anew at every leader's term).
+    on_desk: list[Callable[[DeskServices], None]] = field(default_factory=list)
 
 
 def services_of(app: FastAPI) -> CloudServices:
@@ -145,14 +152,23 @@ LinkOrNone = Annotated[DeskLink | None, Depends(link_or_none)]
 PoolOrNone = Annotated[JanusPool | None, Depends(pool_or_none)]
 
 
-def desk(found: DeskOrNone) -> Desk:
+def _why_no_desk(s: CloudServices) -> str:
+    if not s.settings.media_nodes():
+        return "the teller desk is not running (no media server configured)"
+    # Replicas: the desk runs on the one holding the lease (``cloud.lease``).
+    return "the teller desk is not running on this replica (a standby; see /healthz/leader)"
+
+
+def desk(found: DeskOrNone, s: Services) -> Desk:
     if found is None:
-        raise HTTPException(503, "the teller desk is not running (no media server configured)")
+        raise HTTPException(503, _why_no_desk(s))
     return found
 
 
-def pool(found: PoolOrNone) -> JanusPool:
+def pool(found: PoolOrNone, s: Services) -> JanusPool:
     if found is None:
+        if s.settings.media_nodes():
+            raise HTTPException(503, _why_no_desk(s))
         raise HTTPException(503, "the teller desk is off: no Janus nodes configured")
     return found
 

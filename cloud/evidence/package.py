@@ -8,8 +8,11 @@ Layout::
                            the file name as associated data)
 
 The manifest names the session, business, serving teller and any second person, the
-hash-chained event timeline and its head, and for every file the digest of its plaintext
-and of its sealed bytes (so an auditor checks integrity without the decryption key). The
+hash-chained event timeline and its head (with every terminal's signed step result and
+every supervisor's override), for every file the digest of its plaintext and of its sealed
+bytes (so an auditor checks integrity without the decryption key), and the ``identity``
+section: the terminals' CA, the revocations known at sealing and the call recording's
+reference and SHA-256. The
 cloud's seal key signs ``canonical(manifest)``; the cloud TSA stamps the seal signature.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,8 +60,13 @@ def build(
     keys: EvidenceKeys,
     now: dt.datetime,
     serial: int,
+    identity: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The package document and the sealed file bytes by name (nothing written yet)."""
+    """The package document and the sealed file bytes by name (nothing written yet).
+
+    ``identity``: what the customer's identity proof is checked against offline (the
+    terminals' CA certificates, the revocations known at sealing, the recording's
+    reference and SHA-256; ``cloud.evidence.identity``)."""
     suite = timeline.suite
     data_key = keys.data_key(suite, session_id)
     entries = []
@@ -88,6 +96,8 @@ def build(
         "chain_head": timeline.head,
         "files": entries,
     }
+    if identity is not None:
+        manifest["identity"] = dict(identity)
     signature = keys.seal.sign(canonical(manifest))
     seal = {
         "alg": "ed25519",

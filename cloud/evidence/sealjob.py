@@ -83,6 +83,8 @@ class SealJob:
     #: files captured during the session, sealed at rest under ``staging``
     staging: Path | None = None
     captured: tuple[Captured, ...] = ()
+    #: the manifest's ``identity`` section (``package.build``)
+    identity: dict[str, Any] | None = None
 
     @property
     def partial(self) -> Path:
@@ -134,6 +136,7 @@ def seal(keys: KeyBytes, job: SealJob) -> Path:
         keys=ev_keys,
         now=job.now,
         serial=job.serial,
+        identity=job.identity,
     )
     shutil.rmtree(job.partial, ignore_errors=True)
     return package.write(job.partial, doc, sealed)

@@ -22,7 +22,7 @@ from tortoise.transactions import in_transaction
 
 from cloud.auth import audit
 from cloud.catalogue import Catalogue
-from cloud.evidence import package, retention
+from cloud.evidence import addendum, package, retention
 from cloud.evidence.chain import Timeline
 from cloud.evidence.errors import RetentionError
 from cloud.evidence.keys import EvidenceKeys
@@ -64,6 +64,7 @@ async def archive(
     staging: Path | None = None,
     captured: Sequence[Captured] = (),
     alongside: Callable[[], Awaitable[object]] | None = None,
+    identity: Mapping[str, Any] | None = None,
 ) -> EvidenceRecord:
     """Seal a finished session's evidence in the sealing worker, move it into place and
     index it.
@@ -85,6 +86,7 @@ async def archive(
         files=tuple(files),
         staging=staging,
         captured=tuple(captured),
+        identity=dict(identity) if identity is not None else None,
     )
     await ov.sealer.seal(KeyBytes.of(ov.evidence_keys), job)
     try:
@@ -156,3 +158,23 @@ async def purge_expired(ov: Vault, actor: str, now: dt.datetime) -> list[str]:
     for record in due:
         await delete(ov, record, actor, now)
     return [r.session_id for r in due]
+
+
+async def add_recording(
+    ov: Vault, session_id: str, reference: str, sha256: str, now: dt.datetime
+) -> bool:
+    """Put the call recording's reference and SHA-256 beside a sealed package (its
+    ``recording.json`` addendum) when the recording was archived after sealing. False when
+    there is no live package yet (sealing will take the recording then) or it already names
+    the recording."""
+    record = await EvidenceRecord.get_or_none(session_id=session_id, deleted_at__isnull=True)
+    if record is None:
+        return False
+    directory = Path(record.package_dir)
+    document = await asyncio.to_thread(package.read_document, directory)
+    if (document["manifest"].get("identity") or {}).get("recording"):
+        return False
+    entry = addendum.recording_entry(reference, sha256)
+    doc = addendum.build(document, entry, ov.evidence_keys.seal, now)
+    await asyncio.to_thread(addendum.write, directory, doc)
+    return True

@@ -9,21 +9,30 @@ Checks, in order, and reports every failure (not only the first):
 4. every file: sealed bytes against the signed digest; with the data key also decrypts and
    checks the plaintext digest;
 5. with a catalogue, the process: steps in order, completed only with every required step,
-   supervisor authorisation by a second person (``process.check``).
+   supervisor authorisation by a second person (``process.check``);
+6. the identity proof (``identity.check``): every terminal's signed step result against the
+   terminals' CA (``device_ca`` given by the caller, else the one the package names, with a
+   warning), its nonce/session/step binding and the certificate's revocation at the time
+   the cloud received it (the package's revocations, plus a CRL the caller passes); every
+   device step that passed is a verified result or a supervisor's override (listed);
+7. the call recording: its reference and SHA-256 (manifest, or the ``recording.json``
+   addendum when it was archived after sealing), and with the file, that it still hashes so.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cloud.catalogue import Catalogue
-from cloud.evidence import chain, package, process, tsa
+from cloud.evidence import addendum, chain, identity, package, process, tsa
 from cloud.evidence.canonical import canonical
 from cloud.evidence.keys import key_id, load_public, session_data_key
 from common import suite as suite_lib
@@ -38,6 +47,10 @@ class Report:
     bytes_hashed: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: verified terminal results (step, nonce, signer, serial, fingerprint, event)
+    signed_steps: list[dict[str, Any]] = field(default_factory=list)
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    recording: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,10 +85,17 @@ def verify(
     trusted: Sequence[ed25519.Ed25519PublicKey] = (),
     data_master: bytes | None = None,
     catalogue: Catalogue | None = None,
+    *,
+    device_ca: Sequence[x509.Certificate] = (),
+    crl: bytes | None = None,
+    recording: Path | None = None,
 ) -> Report:
     """Verify the package in ``directory`` (raises PackageFormatError if it is not one).
 
-    With a ``catalogue`` it also checks the sealed steps against the business's process.
+    With a ``catalogue`` it also checks the sealed steps against the business's process;
+    ``device_ca``: the terminals' CA certificates to trust (else the package's, warned);
+    ``crl``: a PEM CRL from provisioning (``GET /api/v1/enrol/crl``); ``recording``: the
+    recording file to hash against the sealed SHA-256.
     """
     doc = package.read_document(directory)
     manifest: dict[str, Any] = doc["manifest"]
@@ -126,6 +146,9 @@ def verify(
         else:
             report.problems += process.check(events, business.steps, manifest.get("operator", {}))
 
+    _check_identity(doc, events, device_ca, crl, report)
+    _check_recording(directory, doc, key, recording, report)
+
     data_key = session_data_key(suite, data_master, report.session_id) if data_master else None
     for entry in manifest.get("files", []):
         _check_file(directory, entry, suite, data_key, report)
@@ -159,3 +182,98 @@ def _check_file(
             return
         if suite_lib.digest(suite, plain).hex() != entry.get("digest"):
             report.problems.append(f"file {name}: plaintext digest mismatch")
+
+
+def _check_identity(
+    doc: dict[str, Any],
+    events: Sequence[chain.Event],
+    device_ca: Sequence[x509.Certificate],
+    crl: bytes | None,
+    report: Report,
+) -> None:
+    section = doc["manifest"].get("identity") or {}
+    issuers = list(device_ca)
+    if not issuers and section.get("device_ca"):
+        try:
+            issuers = identity.load_certificates(section["device_ca"])
+        except ValueError as err:
+            report.problems.append(f"identity: the package's device CA is unreadable ({err})")
+        else:
+            report.warnings.append(
+                "identity: terminal certificates checked against the CA named inside the "
+                "package; pass --device-ca to check them against the bank's own"
+            )
+    try:
+        revoked = identity.revocations_from_json(section.get("revoked"))
+    except (KeyError, TypeError, ValueError) as err:
+        report.problems.append(f"identity: the sealed revocation list is unreadable ({err})")
+        revoked = {}
+    if crl is not None:
+        try:
+            for serial, at in identity.revocations_from_crl(crl, issuers).items():
+                revoked[serial] = min(at, revoked.get(serial, at))
+        except ValueError as err:
+            report.problems.append(f"identity: CRL not usable: {err}")
+    elif any(e.kind == "step_result" for e in events) and "revoked" not in section:
+        report.warnings.append(
+            "identity: revocation not checked (the package keeps no revocation list; pass --crl)"
+        )
+    teller = doc["manifest"].get("operator", {}).get("teller_id")
+    found = identity.check(
+        events,
+        report.session_id,
+        teller,
+        issuers,
+        revoked,
+        legacy="identity" not in doc["manifest"],
+    )
+    report.problems += found.problems
+    report.warnings += found.warnings
+    report.signed_steps = found.results
+    report.overrides = found.overrides
+
+
+def _check_recording(
+    directory: Path,
+    doc: dict[str, Any],
+    seal_key: ed25519.Ed25519PublicKey | None,
+    recording: Path | None,
+    report: Report,
+) -> None:
+    entry = (doc["manifest"].get("identity") or {}).get("recording")
+    try:
+        extra = addendum.read(directory)
+    except ValueError as err:
+        report.problems.append(f"{addendum.NAME}: {err}")
+        extra = None
+    if extra is not None:
+        report.problems += addendum.check(extra, doc, seal_key)
+        if entry is None:
+            entry = extra.get("recording")
+        else:
+            report.problems.append(
+                f"{addendum.NAME}: the sealed manifest already names the recording"
+            )
+    if not isinstance(entry, dict) or "sha256" not in entry:
+        # Recording segments sealed as files (a terminal-side recorder) are the recording.
+        if not any(f.get("role") == "recording" for f in doc["manifest"].get("files", [])):
+            report.warnings.append("recording: the package names no call recording")
+        if recording is not None:
+            report.problems.append("recording: a file was given but the package names none")
+        return
+    report.recording = dict(entry)
+    if recording is None:
+        return
+    digest = hashlib.sha256()
+    try:
+        with recording.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                report.bytes_hashed += len(chunk)
+    except OSError as err:
+        report.problems.append(f"recording: {recording} unreadable ({err})")
+        return
+    if digest.hexdigest() != entry["sha256"]:
+        report.problems.append(
+            f"recording: {recording} does not match the sealed SHA-256 (altered or another file)"
+        )

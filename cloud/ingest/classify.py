@@ -5,6 +5,8 @@ No I/O here; the consumer feeds bytes in and acts on the typed results.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -31,6 +33,32 @@ def classify(topic_name: str, payload: bytes, limit: int) -> Message:
             return envelope.parse_status(payload, tid, limit)
         case _:
             raise WireError(f"ingest does not consume {parsed.channel.value} messages")
+
+
+#: Bytes of one dead-lettered message kept in the table (the rest is cut, its size and
+#: digest noted). A terminal can publish up to the broker's limit; an operator needs the head.
+MAX_KEPT_BYTES = 1024 * 1024
+#: Largest message whose sequence number ingest still reads to confirm it (oversized ones
+#: included): the spool's rows are at most this big in practice.
+MAX_SALVAGE_BYTES = 4 * 1024 * 1024
+
+
+def kept_payload(payload: bytes) -> tuple[str, str]:
+    """How a dead-lettered message is kept: ``(text, note)``. UTF-8 text without NUL is
+    kept as it is; anything else as ``base64:`` and the exact bytes (a text column holds
+    neither invalid UTF-8 nor NUL). ``note`` says what was done, for the row's detail."""
+    kept = payload[:MAX_KEPT_BYTES]
+    note = ""
+    if len(payload) > MAX_KEPT_BYTES:
+        digest = hashlib.sha256(payload).hexdigest()
+        note = f"; first {MAX_KEPT_BYTES} of {len(payload)} bytes kept, sha256 {digest}"
+    try:
+        text: str | None = kept.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        return "base64:" + base64.b64encode(kept).decode(), "; payload kept as base64" + note
+    return text, note
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,6 @@ wrong MAC is not confirmed: the terminal keeps them and sends them again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -46,11 +45,20 @@ from datetime import UTC, datetime
 from enum import Enum
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tortoise import Tortoise
 
-from cloud.ingest.classify import IngestStats, Seen, TelemetryDeduper, Window, classify
+from cloud.ingest.classify import (
+    MAX_SALVAGE_BYTES,
+    IngestStats,
+    Seen,
+    TelemetryDeduper,
+    Window,
+    classify,
+    kept_payload,
+)
 from cloud.ingest.models import IngestDeadLetter
 from cloud.ingest.poison import write_isolating
 from cloud.models import Terminal, TerminalEvent
@@ -62,6 +70,7 @@ from common.mqtt_link import keep_connected
 from common.periodic import run_every
 from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import ack as stored_ack
+from common.wire.refusal import BrokerRefusal
 
 log = logging.getLogger("cuntong.ingest")
 
@@ -277,6 +286,7 @@ class IngestConsumer:
             else [
                 (topics.subscription(topics.Channel.EVENT), 1),
                 (topics.subscription(topics.Channel.STATUS), 1),
+                (topics.BROKER_REFUSED, 1),  # the broker's refusal plugin
             ]
         )
         await client.subscribe(filters)
@@ -290,6 +300,11 @@ class IngestConsumer:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = b""
+            if str(message.topic) == topics.BROKER_REFUSED:
+                self._broker_refused(bytes(payload))
+                if message.qos:  # acknowledged in the broker's order, with the next flush
+                    self._pending.acks.append(_acker(client, message.mid, message.qos))
+                continue
             mac = _user_property(message, "mac") if link is Link.BUSINESS else None
             ack = _acker(client, message.mid, message.qos) if message.qos else None
             await self.handle(str(message.topic), bytes(payload), mac, ack)
@@ -314,25 +329,25 @@ class IngestConsumer:
         except WireError as err:
             reason = self.stats.reject(err)
             log.warning("rejected message on %s: %s", topic_name[:120], err)
-            with contextlib.suppress(ValueError):
-                self._signal(topics.parse(topic_name).terminal_id, reason)
-            self._dead_letter_malformed(topic_name, payload, mac, err, now_ms)
-            return  # no sequence number to confirm: the terminal sends it again
+            self._dead_letter_unparsed(pending, topic_name, payload, mac, reason, str(err), now_ms)
+            return
         if (
             isinstance(msg, envelope.Event)
             and self.security is not None
             and not self.security.event_authentic(msg.terminal_id, payload, mac)
         ):
-            # Tampered in transit, or not from the terminal's own key: never stored.
+            # Tampered in transit, or not from the terminal's own key: never stored as an
+            # event. Kept aside and confirmed: only the terminal's certificate may publish on
+            # its topic, and a key that does not match will not match on the next try either.
             self.stats.rejected["bad_mac"] += 1
-            log.warning("event %s/%s has a missing or wrong MAC", msg.terminal_id, msg.seq)
-            self._signal(msg.terminal_id, "bad_mac")
+            self._dead_letter(
+                pending, msg, payload, "bad_mac", _mac_problem(mac), now_ms, signal="bad_mac"
+            )
             return
         if not isinstance(msg, envelope.Status):
             problem = self.window.problem(msg.ts_ms, now_ms)
             if problem is not None:
-                self._dead_letter(msg, payload, "ts_window", problem, now_ms)
-                pending.stored(msg.terminal_id, msg.seq)
+                self._dead_letter(pending, msg, payload, "ts_window", problem, now_ms)
                 return
         self.stats.accepted[type(msg).__name__.lower()] += 1
         if isinstance(msg, envelope.Status):
@@ -343,11 +358,11 @@ class IngestConsumer:
             pending.status[msg.terminal_id] = msg
         elif isinstance(msg, envelope.Telemetry):
             seen = self.dedup.check(msg.terminal_id, msg.seq, now_ms)
-            pending.stored(msg.terminal_id, msg.seq)
             if seen is Seen.JUMP:
                 detail = f"seq {msg.seq} is beyond the clock or jumps unconfirmed over the mark"
-                self._dead_letter(msg, payload, "seq_jump", detail, now_ms)
+                self._dead_letter(pending, msg, payload, "seq_jump", detail, now_ms)
                 return
+            pending.stored(msg.terminal_id, msg.seq)
             # A repeat is written again (the store keeps one point per timestamp): it may be
             # a sample the broker lost the first time, re-sent after newer ones arrived.
             pending.points.append(line_for(msg))
@@ -360,37 +375,78 @@ class IngestConsumer:
             pending.events.append(msg)
             pending.stored(msg.terminal_id, msg.seq)
 
-    def _dead_letter_malformed(
-        self, topic_name: str, payload: bytes, mac: str | None, err: WireError, now_ms: int
+    def _dead_letter_unparsed(
+        self,
+        pending: _Pending,
+        topic_name: str,
+        payload: bytes,
+        mac: str | None,
+        reason: str,
+        detail: str,
+        now_ms: int,
     ) -> None:
-        """Keep an authentic but malformed *event*: business events are never silently
-        dropped. Malformed telemetry and status are only counted (high volume, no value)."""
+        """Keep a message that did not parse, with its exact bytes, and confirm its sequence
+        number when it still has a readable one: the terminal then stops sending it. One
+        with none cannot be confirmed (a terminal's own spool never sends such a message)."""
         try:
             parsed = topics.parse(topic_name)
         except ValueError:
+            # Not on a terminal's topic: the subscriptions make this unreachable; nobody
+            # to attribute it to.
+            log.error("message on foreign topic %r dropped", topic_name[:120])
             return
-        if parsed.channel is not topics.Channel.EVENT:
-            return
-        tid = parsed.terminal_id
-        if self.security is not None and not self.security.event_authentic(tid, payload, mac):
+        tid, kind = parsed.terminal_id, parsed.channel.value
+        self._signal(tid, reason)
+        if (
+            parsed.channel is topics.Channel.EVENT
+            and self.security is not None
+            and not self.security.event_authentic(tid, payload, mac)
+        ):
             self.stats.rejected["bad_mac"] += 1
-            return
-        self._pending.dead.append(_dead_row(tid, "event", "malformed", str(err), payload, now_ms))
-        self.stats.dead_lettered["malformed"] += 1
+            reason, detail = "bad_mac", f"{_mac_problem(mac)}; also {detail}"
+        seq = (
+            envelope.salvage_seq(payload, MAX_SALVAGE_BYTES)
+            if parsed.channel is not topics.Channel.STATUS
+            else None
+        )
+        if seq is not None:
+            pending.stored(tid, seq)
+        pending.dead.append(_dead_row(tid, kind, seq, reason, detail, payload, now_ms))
+        self.stats.dead_lettered[reason] += 1
 
     def _dead_letter(
         self,
+        pending: _Pending,
         msg: envelope.Telemetry | envelope.Event,
         payload: bytes,
         reason: str,
         detail: str,
         now_ms: int,
+        signal: str = "quarantined",
     ) -> None:
+        """Keep a message aside instead of storing it, and confirm it."""
         kind = type(msg).__name__.lower()
         log.warning("dead-lettered %s %s/%s: %s", kind, msg.terminal_id, msg.seq, detail)
-        self._pending.dead.append(_dead_row(msg.terminal_id, kind, reason, detail, payload, now_ms))
+        pending.dead.append(
+            _dead_row(msg.terminal_id, kind, msg.seq, reason, detail, payload, now_ms)
+        )
+        pending.stored(msg.terminal_id, msg.seq)
         self.stats.dead_lettered[reason] += 1
-        self._signal(msg.terminal_id, "quarantined")
+        self._signal(msg.terminal_id, signal)
+
+    def _broker_refused(self, payload: bytes) -> None:
+        """A terminal's SUBSCRIBE the broker refused (its refusal plugin's report): a
+        ``subscribe_refused`` for the misbehaviour watch. Only a broker publishes here."""
+        try:
+            refused = BrokerRefusal.parse(payload)
+        except WireError as err:
+            log.warning("unreadable refusal report from the broker: %s", err)
+            return
+        log.warning(
+            "broker refused %s's subscription to %r", refused.username, refused.filter[:200]
+        )
+        if topics.valid_terminal_id(refused.username):
+            self._signal(refused.username, "subscribe_refused")
 
     def _signal(self, terminal_id: str, signal: str) -> None:
         for listener in self.on_signal:
@@ -448,27 +504,31 @@ class IngestConsumer:
             self.write_failing = False
             for ack in batch.acks:
                 ack()
-        await self._confirm(batch.confirm)
+        self._confirm(batch.confirm)
 
-    async def _confirm(self, confirm: dict[str, set[int]]) -> None:
+    def _confirm(self, confirm: dict[str, set[int]]) -> None:
         """Tell each terminal which of its messages are stored; its spool then forgets them.
-        A confirmation lost on the way (link down) only makes the terminal send again."""
+
+        One message per terminal per flush, ranges coalesced, at QoS 0 and straight into
+        paho's send queue: a confirmation lost on the way (link down) only makes the
+        terminal send again, which it does on every reconnect anyway, so QoS 1 would buy
+        nothing but a PUBACK and in-flight tracking per terminal per flush, and awaiting
+        each publish held up the next flush (``docs/benchmarks.md``)."""
         clients = list(self._confirmers.values())
         if not confirm or not clients:
             return
-
-        async def one(client: aiomqtt.Client, tid: str, seqs: set[int]) -> None:
+        failed = 0
+        for tid, seqs in confirm.items():
+            name = topics.topic(tid, topics.Channel.ACK)
             body = bytes(stored_ack.Stored.of(seqs))
-            await client.publish(topics.topic(tid, topics.Channel.ACK), body, qos=1, timeout=10)
-
-        results = await asyncio.gather(
-            *(one(c, tid, seqs) for c in clients for tid, seqs in confirm.items()),
-            return_exceptions=True,
-        )
-        failed = [r for r in results if isinstance(r, BaseException)]
+            for client in clients:
+                # aiomqtt's publish awaits the write; paho's queues it (aiomqtt has no
+                # fire-and-forget form).
+                if client._client.publish(name, body, qos=0).rc != mqtt.MQTT_ERR_SUCCESS:
+                    failed += 1
         if failed:
-            self.stats.confirm_errors += len(failed)
-            log.warning("%d storage confirmations not sent: %s", len(failed), failed[0])
+            self.stats.confirm_errors += failed
+            log.warning("%d storage confirmations not sent (link down)", failed)
 
     async def _store(self, batch: _Pending) -> None:
         await self._ensure_terminals(
@@ -492,7 +552,9 @@ class IngestConsumer:
                 self._refused(batch, e, repr(err))
             batch.events = []
         if batch.dead:
-            await IngestDeadLetter.bulk_create(batch.dead)
+            # A copy of a row already kept (redelivery, re-send, another ingest instance
+            # receiving the same event) is dropped by (terminal, kind, seq).
+            await IngestDeadLetter.bulk_create(batch.dead, ignore_conflicts=True)
             batch.dead = []
 
     def _refused(
@@ -500,8 +562,9 @@ class IngestConsumer:
     ) -> None:
         kind = type(msg).__name__.lower()
         log.error("store refused %s %s/%s: %s", kind, msg.terminal_id, msg.seq, detail)
+        now_ms = int(time.time() * 1000)
         row = _dead_row(
-            msg.terminal_id, kind, "store_refused", detail, msg.to_bytes(), int(time.time() * 1000)
+            msg.terminal_id, kind, msg.seq, "store_refused", detail, msg.to_bytes(), now_ms
         )
         batch.dead.append(row)
         self.stats.dead_lettered["store_refused"] += 1
@@ -592,14 +655,27 @@ class IngestConsumer:
         )
 
 
+def _mac_problem(mac: str | None) -> str:
+    return "event has no MAC" if not mac else f"event MAC {mac[:80]!r} does not verify"
+
+
 def _dead_row(
-    terminal_id: str, kind: str, reason: str, detail: str, payload: bytes, now_ms: int
+    terminal_id: str,
+    kind: str,
+    seq: int | None,
+    reason: str,
+    detail: str,
+    payload: bytes,
+    now_ms: int,
 ) -> IngestDeadLetter:
+    text, note = kept_payload(payload)
+    detail = detail.replace("\x00", "\\x00")  # a text column cannot hold NUL
     return IngestDeadLetter(
         terminal_id=terminal_id[:64],
         kind=kind,
+        seq=seq,
         reason=reason,
-        detail=detail[:500],
-        payload=payload.decode("utf-8", "replace"),
+        detail=detail[: 500 - len(note)] + note,
+        payload=text,
         received_at=_dt(now_ms),
     )

@@ -234,6 +234,12 @@ class JanusPool:
             if err.code != NO_SUCH_ROOM:
                 raise
 
+    def api_url(self, node_name: str) -> str | None:
+        """Where the cloud itself reaches a node's Janus API (what the signalling gate
+        forwards to); None for a node not configured."""
+        access = self._access.get(node_name)
+        return None if access is None else access.url
+
     def rec_dir(self, node: Node) -> str:
         """Where the archiver finds this node's recordings."""
         access = self._access[node.name]

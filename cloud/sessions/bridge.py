@@ -8,6 +8,12 @@ encoded by the same codec (a message it refuses is a desk bug: logged, not sent)
 first ``queued`` of a request carries the terminal's ``request_id`` so it can tell its own
 request's answer.
 
+Broker failover: the link subscribes on every broker of the ordered list
+(``CloudSettings.broker_endpoints``), follows which one each terminal is on from its
+retained status (``common.failover.Presence``: stale news from a broker it left is
+ignored) and answers it through that one, so a terminal that failed over to the second
+broker can still ask for a teller and hear the desk.
+
 A malformed or refused message is counted (``stats``, shown on ``/healthz``) and logged,
 never raised: one broken terminal must not take the link down for ten thousand. In secured
 mode the link uses the service certificate ``svc.<instance>-desk``.
@@ -47,8 +53,9 @@ from cloud.sessions.watch import Watch
 from cloud.workflow.errors import WorkflowError
 from common import envelope, topics
 from common.errors import WireError
+from common.failover import Presence
 from common.mqtt_link import keep_connected
-from common.settings import CloudSettings
+from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import call as wire
 
 #: A customer this old or older is served ahead (``Policy.elderly_head_start``).
@@ -108,8 +115,13 @@ class DeskLink:
         #: them: the teller then asks the terminal as usual).
         self.id_reads: dict[str, tuple[str, str, wire.StepResult, dict[str, Any]]] = {}
         self.stats = LinkStats()
+        #: Set while the link is up on at least one broker.
         self.ready = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        #: Broker failover: one link per broker of the ordered list; each terminal is
+        #: answered through the broker its latest retained status came from.
+        self.endpoints = settings.broker_endpoints()
+        self.presence: Presence[int] = Presence()
+        self._clients: dict[int, aiomqtt.Client] = {}
         self._first_queued: dict[str, str] = {}  # session id -> the terminal's request id
         self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.client_id = service_client_id(
@@ -119,15 +131,37 @@ class DeskLink:
     # -- the link ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        links = [
+            asyncio.create_task(self._link(i, e), name=f"desk-link-{e.label}")
+            for i, e in enumerate(self.endpoints)
+        ]
+        try:
+            await asyncio.gather(*links)
+        finally:
+            for task in links:
+                task.cancel()
+            await asyncio.gather(*links, return_exceptions=True)
+
+    async def _link(self, index: int, endpoint: BrokerEndpoint) -> None:
         def down() -> None:
-            self.ready.clear()
-            self._client = None
+            self._clients.pop(index, None)
+            if not self._clients:
+                self.ready.clear()
+            # Its terminals are away until heard on another broker (the grace period runs).
+            for terminal_id in self.presence.broker_lost(index):
+                if self.watch is not None:
+                    self.watch.terminal_offline(terminal_id)
 
         await keep_connected(
-            self._make_client, self._serve, name="desk", base_s=0.5, cap_s=5.0, on_down=down
+            lambda: self._make_client(endpoint),
+            lambda client: self._serve(index, client),
+            name=f"desk ({endpoint.label})",
+            base_s=0.5,
+            cap_s=5.0,
+            on_down=down,
         )
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         return service_client(
@@ -135,40 +169,52 @@ class DeskLink:
             self.security,
             INSTANCE_SUFFIX,
             self.client_id,
+            endpoint,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
         )
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, index: int, client: aiomqtt.Client) -> None:
         await client.subscribe(
             [
                 (topics.subscription(topics.Channel.SESSION), 1),
                 (topics.subscription(topics.Channel.STATUS), 1),
             ]
         )
-        self._client = client
+        self._clients[index] = client
         self.ready.set()
-        async for message in client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            try:
-                parsed = topics.parse(str(message.topic))
-            except ValueError:
-                continue
-            try:
-                if parsed.channel is topics.Channel.STATUS:
-                    self._status(parsed.terminal_id, payload)
-                else:
-                    await self.handle(parsed.terminal_id, payload)
-            except Exception:  # a bug in one message's handling must not end the link
-                log.exception("terminal %s: handling a message failed", parsed.terminal_id)
+        try:
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                try:
+                    parsed = topics.parse(str(message.topic))
+                except ValueError:
+                    continue
+                try:
+                    if parsed.channel is topics.Channel.STATUS:
+                        self._status(index, parsed.terminal_id, payload)
+                    else:
+                        await self.handle(parsed.terminal_id, payload)
+                except Exception:  # a bug in one message's handling must not end the link
+                    log.exception("terminal %s: handling a message failed", parsed.terminal_id)
+        finally:
+            self._clients.pop(index, None)
+
+    def _client_for(self, terminal_id: str) -> aiomqtt.Client | None:
+        """The link to the broker the terminal is on; unknown there, any link that is up
+        (a terminal that has not been heard of yet is likeliest on the first)."""
+        broker = self.presence.where(terminal_id)
+        if broker is not None and broker in self._clients:
+            return self._clients[broker]
+        return next((self._clients[i] for i in sorted(self._clients)), None)
 
     async def send(self, terminal_id: str, message: Message) -> None:
         """The outbox's terminal sink: publish one desk message (QoS 1)."""
         session = message.get("session")
         if message.get("type") == "queued" and session in self._first_queued:
             message = {**message, "request_id": self._first_queued.pop(session)}
-        client = self._client
+        client = self._client_for(terminal_id)
         if client is None:
             self.stats.publish_failed += 1
             log.warning("desk link down: %s for %s not sent", message.get("type"), terminal_id)
@@ -193,13 +239,16 @@ class DeskLink:
 
     # -- what terminals say --------------------------------------------------------------
 
-    def _status(self, terminal_id: str, payload: bytes) -> None:
+    def _status(self, index: int, terminal_id: str, payload: bytes) -> None:
         try:
-            online = envelope.parse_status(payload, terminal_id).online
+            status = envelope.parse_status(payload, terminal_id)
         except WireError as err:
             self.stats.malformed += 1
             log.warning("terminal %s: bad status: %s", terminal_id, err)
             return
+        # Stale retained news from a broker the terminal has left does not count.
+        self.presence.update(terminal_id, index, status.online, status.ts_ms)
+        online = self.presence.where(terminal_id) is not None
         if self.watch is not None:
             if online:
                 self.watch.terminal_online(terminal_id)
@@ -274,6 +323,11 @@ class DeskLink:
         if teller is not None:
             message = {"type": "step_result", "session": session_id, "step": result.step, **answer}
             await desk.notify(f"teller:{teller}", message)
+        text = answer.get("masked", {}).get("customer_text")
+        if answer.get("outcome") != "refused" and isinstance(text, str) and text:
+            # the cloud's words for the customer (a wrong PIN's tries left, a locked card)
+            outcome = wire.StepOutcome(session_id, result.step, bool(answer.get("passed")), text)
+            await self.send(terminal_id, outcome.to_dict())
 
     async def _request(self, desk: Desk, terminal_id: str, message: wire.Request) -> None:
         key = (terminal_id, message.request_id)

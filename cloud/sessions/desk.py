@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from cloud.media.errors import MediaError
+from cloud.media.gate import Holder
 from cloud.media.nodes import Node
 from cloud.sessions import state as st
 from cloud.sessions.errors import RoutingError
@@ -464,6 +465,24 @@ class Desk:
             return offer.teller_id
         call = self.calls.get(session_id)
         return None if call is None else call.teller_id
+
+    def holder(self, token: str) -> Holder | None:
+        """Who holds the live grant with this Janus token (for ``cloud.media.gate``);
+        None for a token no live call granted (revoked, or another desk's)."""
+        for session_id, call in self.calls.items():
+            grants: list[tuple[Grant | None, str]] = [
+                (call.customer, f"terminal:{call.terminal_id}")
+            ]
+            if call.teller is not None:
+                grants.append((call.teller, call.teller.feed.removeprefix(f"{TELLER}-")))
+            grants += [(g, account) for account, g in call.guests.items()]
+            for grant, actor in grants:
+                if grant is not None and grant.token == token:
+                    actor = actor.split("~", 1)[0]  # a rejoined teller's feed: teller-<id>~<n>
+                    return Holder(
+                        session_id, grant.role, grant.feed, call.terminal_id, grant.room, actor
+                    )
+        return None
 
     def terminal_of(self, session_id: str) -> str | None:
         call = self.calls.get(session_id)

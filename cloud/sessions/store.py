@@ -130,6 +130,14 @@ async def set_recording(session_id: str, path: str, sha256: str) -> None:
     await TellerSession.filter(id=session_id).update(recording_path=path, recording_sha256=sha256)
 
 
+async def recording_of(session_id: str) -> tuple[str, str] | None:
+    """The archived recording's path and SHA-256, None until it is archived."""
+    row = await TellerSession.get_or_none(id=session_id)
+    if row is None or not row.recording_path or not row.recording_sha256:
+        return None
+    return row.recording_path, row.recording_sha256
+
+
 async def set_request(session_id: str, request_id: str, customer: dict[str, str] | None) -> None:
     """What the terminal's request said besides routing facts (its id, the ID card read)."""
     customer = customer or {}

@@ -26,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cloud.evidence import service as evidence_service
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
+from cloud.media.gate import gate_path
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.recording import RecordingResult
 from cloud.ops.feeds import LiveSource
@@ -40,6 +43,7 @@ from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
 from cloud.sessions.bridge import DeskLink, IdReadCheck, IdReadSink, StepSink
 from cloud.sessions.desk import Desk
+from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import Board, Policy
@@ -66,15 +70,25 @@ class DeskServices:
     pool: JanusPool
     #: The big screen's queue and teller counts, read from the desk's board.
     live: LiveSource
+    #: Participants' Janus signalling through the cloud (``/media/janus/<node>``).
+    gate: JanusGate
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _on_archived(room: str, result: RecordingResult) -> None:
-    await store.set_recording(room, str(result.path), result.sha256)
-    log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+def _on_archived(ov: Oversight) -> Callable[[str, RecordingResult], Awaitable[None]]:
+    async def done(room: str, result: RecordingResult) -> None:
+        await store.set_recording(room, str(result.path), result.sha256)
+        log.info("session %s archived: %s (%d bytes)", room, result.path, result.size)
+        # Sealed before the recording was ready: its SHA-256 goes beside the package.
+        if await evidence_service.add_recording(
+            ov, room, str(result.path), result.sha256, ov.clock()
+        ):
+            log.info("session %s: recording added to its sealed evidence", room)
+
+    return done
 
 
 async def _on_archive_error(room: str, err: RecordingError) -> None:
@@ -98,7 +112,7 @@ def step_sink(ov: Oversight) -> StepSink:
 
     async def accept(terminal_id: str, session_id: str, result: StepResult) -> dict[str, Any]:
         _, verified, passed = await steps.accept(
-            ov, ov.device_issuers, terminal_id, session_id, result, ov.clock()
+            ov, ov.device_issuers, terminal_id, session_id, result, ov.clock(), ov.cards
         )
         # a result the terminal calls passed may still fail the cloud's reading (a
         # face-match score under the business's threshold)
@@ -148,8 +162,11 @@ def id_read_sink(ov: Oversight) -> IdReadSink:
     return take
 
 
-def node_access(node: JanusNode) -> NodeAccess:
-    """How the pool reaches one configured node."""
+def node_access(node: JanusNode, *, gated: bool = False) -> NodeAccess:
+    """How the pool reaches one configured node. ``gated``: grants carry the cloud's
+    signalling gate (``/media/janus/<node>``, relative to the cloud address each
+    participant uses) unless the node names its own ``public_url``."""
+    public_url = node.public_url or (gate_path(node.name) if gated else "")
     return NodeAccess(
         node.name,
         node.url,
@@ -158,7 +175,7 @@ def node_access(node: JanusNode) -> NodeAccess:
         node.room_key,
         str(node.rec_dir),
         node.capacity,
-        public_url=node.public_url,
+        public_url=public_url,
         draining=node.draining,
         read_dir=str(node.read_dir or ""),
     )
@@ -175,14 +192,19 @@ async def start(
         return None, []
     for node in nodes:  # a node on this host writes there; a remote one is mounted there
         (node.read_dir or node.rec_dir).mkdir(parents=True, exist_ok=True)
-    pool = await stack.enter_async_context(JanusPool([node_access(n) for n in nodes]))
+    # Secured (cuntong up, deploy render): participants signal through the cloud's gate,
+    # which audits a join outside its grant's room; terminals resolve the path against
+    # their enrolment URL. Development terminals know no cloud address: Janus's own URL.
+    gated = security is not None
+    access = [node_access(n, gated=gated) for n in nodes]
+    pool = await stack.enter_async_context(JanusPool(access))
     for down in (n for n in pool.registry.nodes.values() if not n.healthy):
         log.warning("Janus node %s is down at start: no rooms there until it answers", down.name)
     link = DeskLink(settings, security)
     outbox = Outbox(terminal_sink=link.send)
     # Beside the evidence packages unless set: the same state folder Oversight chose.
     archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
-    archiver = Archiver(pool.rec_dir, archive, _on_archived, _on_archive_error)
+    archiver = Archiver(pool.rec_dir, archive, _on_archived(ov), _on_archive_error)
     stale = await store.end_unfinished(_now())
     if stale:
         archiving = await recovery.close_rooms(stale, pool, archiver.after_call)
@@ -215,7 +237,9 @@ async def start(
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
-    return DeskServices(desk, outbox, link, watch, pool, live), [
+    gate = JanusGate(pool, desk, _now)
+    stack.push_async_callback(gate.aclose)
+    return DeskServices(desk, outbox, link, watch, pool, live, gate), [
         asyncio.create_task(desk.run(), name="desk"),
         asyncio.create_task(archiver.run(), name="desk-archiver"),
         asyncio.create_task(_janus_health(pool), name="desk-janus-health"),

@@ -5,12 +5,14 @@ issued for the session (and which of them were already answered), the CA certifi
 issue terminal certificates, and ``now``. It refuses, with ``StepResultRefused`` naming the
 cause, in this order: a result for another session, a replayed nonce, a nonce never issued
 (or issued for another step), a certificate not issued by our CA, not valid now or naming
-another terminal (an unknown signer), a signature that does not verify, and a ``full``
-result whose digest is not the signed one. Step order is the engine's rule
+another terminal (an unknown signer), a revoked certificate, a signature that does not
+verify, and a ``full`` result whose digest is not the signed one. Step order is the engine's rule
 (``engine.record_device_step``).
 
-Not checked here yet: revocation of the terminal's certificate (the broker already refuses a
-revoked terminal's connection; a result signed before revocation still verifies).
+A certificate the provisioning registry lists as revoked (``revoked``: serial -> when) is
+refused as a "revoked signer" from its revocation time on. The signer rules are the
+evidence verifier's (``cloud.evidence.identity.signer_problem``), so a sealed package is
+checked offline by the same rules.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from cloud.evidence.identity import Revoked, fingerprint, signer_problem
 from cloud.workflow.errors import StepResultRefused
 from common.wire.call import StepResult, before_queue_session, result_digest
 
@@ -48,6 +50,10 @@ class Verified:
     signer_serial: str
     at: dt.datetime
     full: Mapping[str, Any] | None = None
+    #: the exact bytes the terminal signed, its own time string, the certificate's SHA-256
+    signed: bytes = b""
+    signed_time: str = ""
+    fingerprint: str = ""
 
     def evidence(self) -> dict[str, Any]:
         """The signed result as the timeline keeps it (no ``full``: masked and digest)."""
@@ -63,37 +69,26 @@ class Verified:
             "certificate": self.certificate,
             "signer": self.signer,
             "signer_serial": self.signer_serial,
+            "signer_fingerprint": self.fingerprint,
+            "signed_time": self.signed_time,
+            "signed": base64.b64encode(self.signed).decode(),
         }
 
 
-def _cn(cert: x509.Certificate) -> str:
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else ""
-    return value if isinstance(value, str) else value.decode()
-
-
 def _signer(
-    pem: str, terminal_id: str, issuers: Sequence[x509.Certificate], now: dt.datetime
+    pem: str,
+    terminal_id: str,
+    issuers: Sequence[x509.Certificate],
+    now: dt.datetime,
+    revoked: Revoked,
 ) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError as err:
         raise StepResultRefused(f"unknown signer: the certificate does not parse ({err})") from err
-    for issuer in issuers:
-        try:
-            cert.verify_directly_issued_by(issuer)
-            break
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-    else:
-        raise StepResultRefused("unknown signer: the certificate is not issued by our CA")
-    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
-        raise StepResultRefused("unknown signer: the terminal's certificate is not valid now")
-    if _cn(cert) != terminal_id:
-        raise StepResultRefused(
-            f"unknown signer: the result is signed by terminal {_cn(cert)!r}, "
-            f"not by {terminal_id!r} which serves this session"
-        )
+    problem = signer_problem(cert, terminal_id, issuers, now, revoked)
+    if problem is not None:
+        raise StepResultRefused(problem)
     return cert
 
 
@@ -106,8 +101,10 @@ def check_result(
     answered: Iterable[str],
     issuers: Sequence[x509.Certificate],
     now: dt.datetime,
+    revoked: Revoked | None = None,
 ) -> Verified:
-    """``issued``: nonce -> step the desk asked for; ``answered``: nonces already used."""
+    """``issued``: nonce -> step the desk asked for; ``answered``: nonces already used;
+    ``revoked``: serial -> revocation time of the terminals' revoked certificates."""
     if result.session != session_id:
         raise StepResultRefused(
             f"a result for another session ({result.session}) sent in session {session_id}"
@@ -119,7 +116,7 @@ def check_result(
         raise StepResultRefused(f"nonce {result.nonce} was never issued in this session")
     if asked != result.step:
         raise StepResultRefused(f"nonce {result.nonce} was issued for {asked}, not {result.step}")
-    cert = _signer(result.certificate, terminal_id, issuers, now)
+    cert = _signer(result.certificate, terminal_id, issuers, now, revoked or {})
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise StepResultRefused("unknown signer: the terminal's key is not an EC key")
@@ -137,6 +134,7 @@ def check_result(
         result.step, result.nonce, result.outcome, result.reason, result.masked,
         result.digest, result.signature, result.certificate, terminal_id,
         format(cert.serial_number, "x"), result.at, result.full,
+        signed=result.signing_input(), signed_time=result.time, fingerprint=fingerprint(cert),
     )  # fmt: skip
 
 
@@ -155,6 +153,7 @@ def check_before_queue(
     issuers: Sequence[x509.Certificate],
     now: dt.datetime,
     fresh: bool = True,
+    revoked: Revoked | None = None,
 ) -> Verified:
     """An ID read the customer made before queueing (先刷身份证), sent with request
     ``request_id``: checked as an in-call result whose session is
@@ -173,6 +172,7 @@ def check_before_queue(
         answered=used,
         issuers=issuers,
         now=now,
+        revoked=revoked,
     )
     if fresh:
         age = now - verified.at

@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography import x509
+
 from cloud.auth.masking import mask_fields
-from cloud.evidence import package
+from cloud.evidence import identity, package
 from cloud.evidence import service as evidence
 from cloud.evidence.chain import Timeline
 from cloud.evidence.models import EvidenceRecord
@@ -25,10 +27,16 @@ from cloud.evidence.package import EvidenceFile
 from cloud.evidence.sealjob import Captured, CapturedFileError, staging_aad
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
-from cloud.workflow.errors import WorkflowClosed, WorkflowError, WorkflowIncomplete
+from cloud.workflow.errors import (
+    PostingInDoubt,
+    WorkflowClosed,
+    WorkflowError,
+    WorkflowIncomplete,
+)
 from cloud.workflow.models import CorePostingRow
 from common import suite as suite_lib
 from common.errors import PackageExists
+from provisioning.service import revoked_serials
 
 
 class Workbench(evidence.Vault, Protocol):
@@ -36,6 +44,8 @@ class Workbench(evidence.Vault, Protocol):
 
     @property
     def qa_salt(self) -> bytes: ...
+    @property
+    def device_issuers(self) -> tuple[x509.Certificate, ...]: ...
 
 
 class NoSuchWorkflow(WorkflowError, LookupError):
@@ -143,6 +153,23 @@ def _write(target: Path, blob: bytes) -> None:
     target.write_bytes(blob)
 
 
+async def _no_posting_in_doubt(session_id: str) -> None:
+    """Money may have moved: a posting still pending at the core (the reconciler may yet
+    see it applied) or applied already cannot be sealed as not done."""
+    row = await CorePostingRow.get_or_none(session_id=session_id)
+    if row is None or row.status not in ("pending", "applied"):
+        return
+    if row.status == "pending":
+        raise PostingInDoubt(
+            f"session {session_id}: the {row.business} posting is pending at the core; it "
+            "cannot be closed as not done until the core has answered"
+        )
+    raise PostingInDoubt(
+        f"session {session_id}: the core applied the {row.business} posting "
+        f"({row.reference}); confirm the business, it cannot be closed as not done"
+    )
+
+
 async def finish(
     ov: Workbench,
     session_id: str,
@@ -153,6 +180,7 @@ async def finish(
     customer: Mapping[str, str] | None = None,
     loaded: store.Loaded | None = None,
     require_core: bool = False,
+    recording: Mapping[str, Any] | None = None,
 ) -> store.Loaded:
     """Close the workflow, seal its evidence package and queue it for quality review.
 
@@ -160,6 +188,8 @@ async def finish(
     for a business whose catalogue entry posts to the core, until the core has confirmed
     the posting (``cloud.workflow.corepost.confirm``). ``require_core`` False (a cloud with
     no core configured): such a business completes, and its timeline says it was not posted.
+    ``recording``: the call recording's reference and SHA-256 if it is archived already
+    (otherwise ``cloud.evidence.service.add_recording`` adds it beside the package later).
     """
     loaded = loaded or await get(ov, session_id)
     if await EvidenceRecord.exists(session_id=session_id):
@@ -178,6 +208,8 @@ async def finish(
                 )
             unposted = True
     elif outcome is engine.Outcome.ABANDONED:
+        if wf.business.posting is not None:
+            await _no_posting_in_doubt(session_id)
         wf = engine.abandon(wf, now)
     elif wf.outcome is None:
         raise WorkflowError("a workflow is rejected by a failed step, not by finish()")
@@ -224,6 +256,7 @@ async def finish(
             captured=captured,
             # The close, the review queue and the evidence index land together or not at all.
             alongside=close,
+            identity=await _identity_section(ov, recording, now),
         )
     except CapturedFileError as err:
         raise WorkflowError(str(err)) from err
@@ -231,3 +264,16 @@ async def finish(
         raise WorkflowClosed(str(err)) from err
     await asyncio.to_thread(shutil.rmtree, _staging(ov, session_id), ignore_errors=True)
     return closed[0]
+
+
+async def _identity_section(
+    ov: Workbench, recording: Mapping[str, Any] | None, now: dt.datetime
+) -> dict[str, Any]:
+    """What the package's identity proof is checked against offline: the terminals' CA,
+    the certificates revoked by sealing time (a result signed after its certificate's
+    revocation is refused at receipt and named by the verifier) and the recording."""
+    return {
+        "device_ca": [identity.certificate_pem(c) for c in ov.device_issuers],
+        "revoked": identity.revocations_to_json(await revoked_serials(now)),
+        "recording": dict(recording) if recording else None,
+    }

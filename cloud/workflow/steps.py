@@ -11,6 +11,7 @@ events, and the ``step`` record of a pass or an override.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -18,14 +19,17 @@ from typing import Any, Protocol
 import orjson
 from cryptography import x509
 
+from cloud.auth import audit
 from cloud.evidence.chain import Timeline
 from cloud.workflow import engine, store
+from cloud.workflow.cardcheck import CardChecks, Reading
 from cloud.workflow.device import Verified, check_before_queue, check_result
-from cloud.workflow.errors import StepOutOfOrder, WorkflowError
+from cloud.workflow.errors import StepOutOfOrder, StepResultRefused, WorkflowError
 from cloud.workflow.service import Workbench, get
 from common import suite as suite_lib
 from common.wire.call import DEVICE_STEPS, StepRequest, StepResult, new_nonce
 from idcheck import OUTCOMES, SERVICE_DOWN, AnswerInvalid, IdentityServiceDown, RequestRefused
+from provisioning.service import revoked_serials
 
 
 class StepWaiting(WorkflowError):
@@ -79,6 +83,8 @@ async def ask(
     params: dict[str, Any] = {"business": wf.business.code}
     if step == "face_match":
         params["threshold"] = wf.business.face_match_threshold
+    elif step == "pin_entry":
+        params["pin"] = wf.business.pin_entry  # "verify", or "new" (password reset)
     request = StepRequest(session_id, step, new_nonce(), params)
     loaded.timeline.append(
         "step_requested",
@@ -124,23 +130,37 @@ async def accept(
     session_id: str,
     result: StepResult,
     now: dt.datetime,
+    cards: CardChecks | None = None,
 ) -> tuple[store.Loaded, Verified, bool]:
     """A terminal's result for its live session ``session_id``: verified, kept on the
     timeline, and the step passed if the result says so. Returns (loaded, verified, passed).
 
-    StepResultRefused for anything untrustworthy (nothing is recorded then);
-    StepOutOfOrder if the step is no longer the next one."""
+    ``card_read`` and ``pin_entry`` pass only on the HSM's and the core's word
+    (``cards``, see ``cloud.workflow.cardcheck``); the returned ``verified`` then carries
+    the cloud's reason, and its masked data the reading (``customer_text`` for the screen).
+    Without ``cards`` (no HSM or core configured) they never pass: a supervisor overrides.
+
+    StepResultRefused for anything untrustworthy (nothing is recorded on the timeline
+    then; the refusal is audited); StepOutOfOrder if the step is no longer the next one."""
     loaded = await get(ov, session_id)
-    verified = check_result(
-        result,
-        session_id=session_id,
-        terminal_id=terminal_id,
-        issued=_issued(loaded.timeline, terminal_id),
-        answered=_answered(loaded.timeline),
-        issuers=issuers,
-        now=now,
-    )
-    return await _record(ov, loaded, terminal_id, verified, now)
+    try:
+        verified = check_result(
+            result,
+            session_id=session_id,
+            terminal_id=terminal_id,
+            issued=_issued(loaded.timeline, terminal_id),
+            answered=_answered(loaded.timeline),
+            issuers=issuers,
+            now=now,
+            revoked=dict(await revoked_serials(now)),
+        )
+    except StepResultRefused as err:
+        await audit.record(
+            f"terminal:{terminal_id}", "step_result_refused", session_id, now,
+            step=result.step, nonce=result.nonce, reason=str(err),
+        )  # fmt: skip
+        raise
+    return await _record(ov, loaded, terminal_id, verified, now, cards=cards)
 
 
 async def _record(
@@ -150,8 +170,10 @@ async def _record(
     verified: Verified,
     now: dt.datetime,
     extra: Mapping[str, Any] | None = None,
+    cards: CardChecks | None = None,
 ) -> tuple[store.Loaded, Verified, bool]:
-    """A verified result onto the timeline (full data sealed), the step passed if it says so."""
+    """A verified result onto the timeline (full data sealed), the step passed if it says so
+    (a card or PIN step: if the HSM and the core say so)."""
     session_id = loaded.workflow.session_id
     wf = loaded.workflow
     if wf.outcome is not None or wf.next_step != verified.step:
@@ -171,6 +193,22 @@ async def _record(
         event["sealed_full"] = base64.b64encode(sealed).decode()
     loaded.timeline.append("step_result", f"terminal:{terminal_id}", now, event)
     passed, detail = _passes(wf, verified)
+    if verified.step in CARD_STEPS and passed:
+        reading = await _card_reading(ov, cards, loaded, terminal_id, verified)
+        passed = reading.passed
+        detail.update(reading.detail)
+        check = {"step": verified.step, "nonce": verified.nonce, "passed": passed,
+                 "reason": reading.reason[:200], **_public(reading.detail)}  # fmt: skip
+        if reading.customer_text:
+            check["customer_text"] = reading.customer_text
+        loaded.timeline.append("card_check", "cloud", now, check)
+        verified = dataclasses.replace(
+            verified,
+            reason=reading.reason,
+            masked={**verified.masked, **_public(reading.detail),
+                    **({"customer_text": reading.customer_text} if reading.customer_text
+                       else {})},
+        )  # fmt: skip
     if passed:
         loaded.workflow, _ = engine.record_device_step(
             wf, verified.step, f"terminal:{terminal_id}", now, detail
@@ -205,6 +243,7 @@ async def accept_before_queue(
         issuers=issuers,
         now=now,
         fresh=False,
+        revoked=dict(await revoked_serials(now)),
     )
     loaded.timeline.append(
         "step_requested",
@@ -238,8 +277,52 @@ def _id_read(ov: Workbench, loaded: store.Loaded) -> Mapping[str, Any]:
             break
     else:
         raise StepOutOfOrder("no passed ID card read in this session")
+    return _sealed_full(ov, loaded, str(nonce))
+
+
+#: Steps the cloud decides with the HSM and the core (``cloud.workflow.cardcheck``).
+CARD_STEPS = ("card_read", "pin_entry")
+#: Reading details never shown to the teller or the customer screen.
+_PRIVATE = ("pvv", "card_token")
+
+
+def _public(detail: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in detail.items() if k not in _PRIVATE}
+
+
+async def _card_reading(
+    ov: Workbench,
+    cards: CardChecks | None,
+    loaded: store.Loaded,
+    terminal_id: str,
+    verified: Verified,
+) -> Reading:
+    if cards is None:
+        return Reading(
+            False, "no HSM and core are configured: the step waits for a supervisor's override"
+        )
+    if verified.step == "card_read":
+        return await cards.card(verified.full, verified.nonce)
+    record = next(
+        (r for r in reversed(loaded.workflow.records) if r.step == "card_read" and r.passed),
+        None,
+    )
+    nonce = record.detail.get("nonce") if record is not None else None
+    if record is None or record.detail.get("override") or not isinstance(nonce, str):
+        return Reading(False, "no verified card read in this session to check the PIN for")
+    card = _sealed_full(ov, loaded, nonce)
+    mode = loaded.workflow.business.pin_entry
+    return await cards.pin(terminal_id, card, record.detail, verified.full, mode)
+
+
+def _sealed_full(ov: Workbench, loaded: store.Loaded, nonce: str) -> Mapping[str, Any]:
+    """The full result of the step answered with ``nonce``, unsealed."""
     for event in loaded.timeline.events:
-        if event.kind == "step_result" and event.data.get("nonce") == nonce:
+        if (
+            event.kind == "step_result"
+            and event.data.get("nonce") == nonce
+            and "sealed_full" in event.data
+        ):
             sealed = base64.b64decode(str(event.data["sealed_full"]))
             key = ov.evidence_keys.data_key(ov.suite, loaded.workflow.session_id)
             plain = suite_lib.decrypt(
@@ -247,7 +330,7 @@ def _id_read(ov: Workbench, loaded: store.Loaded) -> Mapping[str, Any]:
             )
             data: Mapping[str, Any] = orjson.loads(plain)
             return data
-    raise StepOutOfOrder("the ID card read's result is missing from the timeline")
+    raise StepOutOfOrder(f"the full result answered with nonce {nonce} is not on the timeline")
 
 
 async def online_check(

@@ -4,5 +4,5 @@
 manifests, ``shadow`` configuration shadow documents, ``live_config`` the schema a desired
 document must pass, ``datachannel`` the teller ↔ terminal data-channel messages, ``call`` the
 call signalling between a terminal and the desk, ``ack`` ingest's storage confirmations to a
-terminal's spool.
+terminal's spool, ``log_upload`` a terminal's log bundle in signed chunks.
 """

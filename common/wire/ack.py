@@ -1,11 +1,12 @@
 """Storage confirmations, cloud → terminal on ``cuntong/v1/t/<id>/ack``.
 
-Ingest publishes one after a flush has committed to the database and the telemetry store has
-answered, naming the sequence numbers of that terminal's messages it now holds (stored, or
-already stored before, or kept in the dead-letter table). The terminal's spool deletes exactly
-those rows; anything unconfirmed is sent again after a reconnect or after the agent's
-``ack_timeout_s``. The broker's PUBACK no longer ends a message's life on the terminal: a
-broker killed before it delivered or saved a message cannot lose it.
+Ingest publishes one (QoS 0: a lost one only means the terminal sends again) after a flush
+has committed to the database and the telemetry store has answered, naming the sequence
+numbers of that terminal's messages it now holds (stored, or already stored before, or kept in
+the dead-letter table). The terminal's spool deletes exactly those rows; anything unconfirmed
+is sent again after a reconnect or after the agent's ``ack_timeout_s``. The broker's PUBACK no
+longer ends a message's life on the terminal: a broker killed before it delivered or saved a
+message cannot lose it.
 
 Exact sequence numbers, not a "everything up to N" watermark: telemetry is split round robin
 between ingest consumers (a shared subscription) and events travel on another link, so one

@@ -25,10 +25,17 @@ Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
     failed    session, cause
     guest     session, guest, present   a third party joined or left the call
     step      session, step, nonce, params {}   perform one device step (``DEVICE_STEPS``)
+    step_outcome  session, step, passed, text   the cloud's verdict on a step result, and
+              what the customer screen says about it ("" for nothing: e.g. a wrong PIN's
+              tries left, or the card locked after the third)
 
 A ``step_result`` is signed (ECDSA P-256, SHA-256, DER, base64) with the terminal's enrolled
-device key over ``signing_input()``: session, step, nonce, time and ``digest``, the SHA-256 of
-the full result (``result_digest(full)``, canonical JSON). ``masked`` is what a teller may
+device key over ``signing_input()``: session, step, nonce, time, ``digest`` (the SHA-256 of
+the full result, ``result_digest(full)``, canonical JSON), the ``outcome``, and the SHA-256
+of what is shown (``shown_digest``: ``reason`` and ``masked`` as canonical JSON), so the
+pass/fail, the scores the cloud reads from ``masked`` and the masked data kept in the
+evidence are the terminal's own (``cuntong-step-result-v2``; v1 signed no outcome, reason
+or masked data and is refused). ``masked`` is what a teller may
 see; ``full`` (the fields the cloud needs, e.g. the ID read's name and number for the online
 check; images only by their digest) travels inside the mTLS link and is never shown or stored
 in clear. ``certificate`` is the terminal's leaf certificate (PEM), which the cloud checks
@@ -93,7 +100,10 @@ DEVICE_STEPS: Final = (
 STEP_OUTCOMES: Final = frozenset({"passed", "failed", "error"})
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_SIGNING_LABEL: Final = b"cuntong-step-result-v1"
+_SIGNING_LABEL: Final = b"cuntong-step-result-v2"
+#: The label of the first format, which covered session, step, nonce, time and digest only;
+#: the evidence verifier recognises it in packages sealed before v2 (and says what it lacks).
+SIGNING_LABEL_V1: Final = b"cuntong-step-result-v1"
 #: The session name a read made before queueing is signed for (then the request id).
 BEFORE_QUEUE: Final = "before-queue:"
 
@@ -106,6 +116,16 @@ def before_queue_session(request_id: str) -> str:
 def new_nonce() -> str:
     """A fresh step nonce: 32 lowercase hex digits (the desk issues one per request)."""
     return secrets.token_hex(16)
+
+
+def unpredictable_number(nonce: str) -> bytes:
+    """The EMV unpredictable number (9F37, 4 bytes) a ``card_read`` step binds the card's
+    cryptogram to: the first 4 bytes of the desk's step nonce. The terminal puts it in the
+    card's GENERATE AC; the cloud checks the card's CDOL1 data carries it before it asks
+    the HSM, so a cryptogram made for another request is refused."""
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
+        raise CallError("'nonce' must be 32 lowercase hex digits")
+    return bytes.fromhex(nonce[:8])
 
 
 def result_digest(full: dict[str, Any]) -> str:
@@ -396,7 +416,10 @@ class StepResult(_Message):
         return at
 
     def signing_input(self) -> bytes:
-        return signing_input(self.session, self.step, self.nonce, self.time, self.digest)
+        return signing_input(
+            self.session, self.step, self.nonce, self.time, self.digest,
+            self.outcome, shown_digest(self.reason, self.masked),
+        )  # fmt: skip
 
     def to_dict(self) -> Json:
         obj: Json = {
@@ -426,11 +449,25 @@ class StepResult(_Message):
         return cls(**{k: obj[k] for k in keys}, full=obj.get("full"))
 
 
-def signing_input(session: str, step: str, nonce: str, time: str, digest: str) -> bytes:
-    """The exact bytes a step result's signature covers (one field a line, labelled)."""
-    return b"\n".join(
-        (_SIGNING_LABEL, *(part.encode() for part in (session, step, nonce, time, digest)))
-    )
+def signing_input(
+    session: str, step: str, nonce: str, time: str, digest: str, outcome: str, shown: str
+) -> bytes:
+    """The exact bytes a step result's signature covers (one field a line, labelled);
+    ``shown`` is ``shown_digest(reason, masked)``."""
+    parts = (session, step, nonce, time, digest, outcome, shown)
+    return b"\n".join((_SIGNING_LABEL, *(part.encode() for part in parts)))
+
+
+def signing_input_v1(session: str, step: str, nonce: str, time: str, digest: str) -> bytes:
+    """The bytes the first format signed (no outcome, reason or masked data): only for
+    checking evidence packages sealed before v2."""
+    parts = (session, step, nonce, time, digest)
+    return b"\n".join((SIGNING_LABEL_V1, *(part.encode() for part in parts)))
+
+
+def shown_digest(reason: str, masked: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a step result's ``reason`` and ``masked`` as canonical JSON."""
+    return result_digest({"reason": reason, "masked": masked})
 
 
 def _step_fields(step: object, nonce: object) -> None:
@@ -508,6 +545,23 @@ class Refused(_Message):
     @classmethod
     def from_dict(cls, obj: Json) -> Refused:
         return cls(obj.get("request_id"), obj.get("reason", ""))  # type: ignore[arg-type]
+
+
+def absolute_janus_url(janus_url: str, cloud_url: str | None) -> str:
+    """A grant's Janus URL made absolute. A path (``/media/janus/<node>``, the cloud's
+    signalling gate, which a secured cloud hands out) lies on the cloud address the
+    participant already uses: the teller page's origin, a terminal's enrolment URL
+    (``cloud_url``, its path prefix kept). A full http(s) URL is used as it is."""
+    if janus_url.startswith(("http://", "https://")):
+        return janus_url
+    if not janus_url.startswith("/"):
+        raise CallError(f"'janus_url' must be an http(s) URL or a path, not {janus_url!r}")
+    if not cloud_url:
+        raise CallError(
+            f"the grant's Janus URL {janus_url!r} is on the cloud, and this terminal knows "
+            "no cloud address (no factory claim with an enrolment URL)"
+        )
+    return cloud_url.rstrip("/") + janus_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -696,7 +750,40 @@ class StepRequest(_Message):
         return cls(obj.get("session"), obj.get("step"), obj.get("nonce"), obj.get("params", {}))  # type: ignore[arg-type]
 
 
-DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest
+@dataclass(frozen=True, slots=True)
+class StepOutcome(_Message):
+    """The cloud's verdict on a device step's result, with the customer screen's words."""
+
+    type: ClassVar[str] = "step_outcome"
+    session: str
+    step: str
+    passed: bool
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+        if self.step not in DEVICE_STEPS:
+            raise CallError(f"'step' must be a device step, one of {list(DEVICE_STEPS)}")
+        if not isinstance(self.passed, bool):
+            raise CallError("'passed' must be true or false")
+        if not isinstance(self.text, str) or len(self.text) > 200:
+            raise CallError("'text' must be a string of at most 200 characters")
+
+    def to_dict(self) -> Json:
+        return {
+            "type": self.type,
+            "session": self.session,
+            "step": self.step,
+            "passed": self.passed,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> StepOutcome:
+        return cls(obj.get("session"), obj.get("step"), obj.get("passed"), obj.get("text", ""))  # type: ignore[arg-type]
+
+
+DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest | StepOutcome
 
 # -- parsing -----------------------------------------------------------------------------
 
@@ -704,7 +791,8 @@ _SESSION: Final[dict[str, Callable[[Json], SessionMessage]]] = {
     c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating, StepResult)
 }
 _DESK: Final[dict[str, Callable[[Json], DeskMessage]]] = {
-    c.type: c.from_dict for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest)
+    c.type: c.from_dict
+    for c in (Queued, Refused, Connect, Ended, Failed, Guest, StepRequest, StepOutcome)
 }
 
 

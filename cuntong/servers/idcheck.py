@@ -1,8 +1,15 @@
-"""The identity-gateway simulator (`python -m idcheck.simulator`) as a child process."""
+"""The identity-gateway simulator (`python -m idcheck.simulator`) as a child process.
+
+The tests start it with `IdentityGateway.start()`; `cuntong up` runs the same command
+(`argv()`) as a supervised child over `demo_identities()` with a key kept under its state
+folder (`gateway_key`), and points the cloud's `idcheck` client at it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -11,6 +18,30 @@ from pathlib import Path
 import httpx
 
 from common import procs
+from firmware_adapters.idcard.simulator import sample_card
+
+
+def demo_identities() -> list[dict[str, str]]:
+    """The citizen records the demo gateway knows: the two cards in SX-00001's simulated
+    reader (王美娜, 张建国) are on record and match; 李秀英 (``sample_card(2)``) is
+    registered deceased. Any other number is "not found"; a known number with another
+    name is a name mismatch."""
+    cards = [sample_card(i) for i in range(3)]
+    return [
+        {"id_number": c.text.id_number, "name": c.text.name, "status": status}
+        for c, status in zip(cards, ("normal", "normal", "deceased"), strict=True)
+    ]
+
+
+def gateway_key(folder: Path) -> bytes:
+    """The cloud's shared key with the gateway: made once, kept 0600 in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "gateway.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_bytes().strip()
 
 
 @dataclass
@@ -30,13 +61,20 @@ class IdentityGateway:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> IdentityGateway:
+        self.proc = procs.start(self.argv(), self.work_dir / "idcheck.log")
+        procs.wait_for_port(self.port, self.host, timeout, self.proc)
+        return self
+
+    def argv(self) -> list[str]:
+        """Write the identities and key under ``work_dir``; the command that serves them."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         ids = self.work_dir / "identities.json"
         ids.write_text(json.dumps(self.identities, ensure_ascii=False), encoding="utf-8")
         key_file = self.work_dir / "gateway.key"
-        key_file.write_bytes(self.key)
+        if not key_file.exists() or key_file.read_bytes().strip() != self.key:
+            key_file.write_bytes(self.key)
         key_file.chmod(0o600)
-        argv = [
+        return [
             sys.executable,
             "-m",
             "idcheck.simulator",
@@ -51,9 +89,6 @@ class IdentityGateway:
             "--hang-s",
             str(self.hang_s),
         ]
-        self.proc = procs.start(argv, self.work_dir / "idcheck.log")
-        procs.wait_for_port(self.port, self.host, timeout, self.proc)
-        return self
 
     def set_mode(self, mode: str) -> None:
         """'up', 'down' (503) or 'hang' (hold each request, then 503)."""

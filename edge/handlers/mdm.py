@@ -26,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from common.wire import live_config
+from common.wire import log_upload as upload_wire
 from common.wire.shadow import merge
-from edge import logs
+from edge import log_upload, logs
 from edge.commands import Handler
 
+#: The argument the agent adds to a verified ``collect_logs``: the signed command's id, which
+#: names the upload (the cloud takes one only while that command is open).
+COMMAND_ID = "command_id"
 #: The most a collect_logs bundle carries (it travels in one MQTT reply).
 LOG_BUNDLE_MAX_BYTES = 64 * 1024
 POWER_DELAY_S = 1.0
@@ -55,11 +59,14 @@ class Mdm:
         power: Callable[[str], None],
         apply: Callable[[live_config.LiveConfig], None] = lambda config: None,
         wipe_spool: Callable[[bool], int] = lambda drop_pending: 0,
+        uploader: Callable[[], log_upload.Uploader] | None = None,
     ) -> None:
         self.dir = state_dir
         self.power = power
         self.apply = apply
         self.wipe_spool = wipe_spool
+        #: Where ``collect_logs`` with ``upload`` sends the bundle (None: not enrolled).
+        self.uploader = uploader
         self.config_path = state_dir / "config.json"
         self.screen_path = state_dir / "screen.json"
         #: Customer data the wipe command removes (cached ID photos, receipts, recordings).
@@ -158,13 +165,42 @@ class Mdm:
         return await asyncio.to_thread(remove)
 
     async def collect_logs(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The newest redacted log lines, at most ``max_bytes`` (≤ 64 KiB)."""
+        """With ``upload``: every log file, redacted and compressed, uploaded over HTTPS in
+        signed chunks that resume after a drop (``edge.log_upload``). Without: the newest
+        redacted log lines in the reply, at most ``max_bytes`` (≤ 64 KiB)."""
+        if args.get("upload"):
+            return await self._upload_logs(args)
         limit = args.get("max_bytes", LOG_BUNDLE_MAX_BYTES)
         if not isinstance(limit, int) or limit <= 0:
             raise ValueError("max_bytes must be a positive integer")
         limit = min(limit, LOG_BUNDLE_MAX_BYTES)
         text, truncated = await asyncio.to_thread(logs.bundle, self.log_dir, limit)
         return {"log": text, "bytes": len(text.encode()), "truncated": truncated}
+
+    async def _upload_logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        upload_id = args.get(COMMAND_ID)
+        if self.uploader is None or not isinstance(upload_id, str):
+            raise ValueError("log upload needs an enrolled terminal (secured mode, factory claim)")
+        chunk = args.get("chunk_bytes", upload_wire.DEFAULT_CHUNK)
+        if (
+            not isinstance(chunk, int)
+            or not upload_wire.MIN_CHUNK <= chunk <= upload_wire.MAX_CHUNK
+        ):
+            raise ValueError(
+                f"chunk_bytes must be an integer {upload_wire.MIN_CHUNK}-{upload_wire.MAX_CHUNK}"
+            )
+        uploader = self.uploader()
+        folder = self.data_dir / "log-uploads"
+        made: dict[str, Any] = {}
+
+        def make() -> bytes:
+            data, made["text_bytes"], made["truncated"] = log_upload.bundle(self.log_dir)
+            return data
+
+        data = await asyncio.to_thread(log_upload.kept, folder, upload_id, make)
+        result = await uploader.upload(upload_id, data, chunk)
+        (folder / f"{upload_id}.tgz").unlink(missing_ok=True)  # the cloud holds it now
+        return {**result, **made}
 
     # --- power ---------------------------------------------------------------------------
 

@@ -160,7 +160,14 @@ class RunStep:
     request: wire.StepRequest
 
 
-Action = Send | Join | Rejoin | Leave | RunStep
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Show the cloud's words about a step on the customer screen ("" clears them)."""
+
+    text: str
+
+
+Action = Send | Join | Rejoin | Leave | RunStep | Notify
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +291,10 @@ def _desk(call: Call, msg: wire.DeskMessage, now: datetime) -> Outcome:
         if call.phase not in IN_ROOM:
             return _ignore(call, f"step request while {call.phase}")
         return Outcome(call, (RunStep(msg),))
+    if isinstance(msg, wire.StepOutcome):
+        if call.phase not in IN_ROOM or msg.session != call.session:
+            return _ignore(call, f"step outcome while {call.phase}")
+        return Outcome(call, (Notify(msg.text),))
     if isinstance(msg, wire.Guest):
         if call.phase not in IN_ROOM:
             return _ignore(call, f"guest while {call.phase}")

@@ -235,6 +235,8 @@ class TellerClient:
             self._in_background(self._rejoin())
         elif isinstance(action, call.Leave):
             await self._leave()
+        elif isinstance(action, call.Notify):
+            await self.show_prompt(action.text or None)
         elif isinstance(action, call.RunStep):
             if self._step_task is not None and not self._step_task.done():
                 log.warning("step %s asked while %s runs: ignored", action.request.step, self.step)
@@ -247,6 +249,7 @@ class TellerClient:
             log.warning("step %s asked, but this terminal cannot sign results", request.step)
             return
         self.step = request.step
+        self.prompt = None  # the last step's words (a wrong PIN's tries left) are done
         self.changed.set()
         try:
             result = await runner.run(request)

@@ -16,6 +16,7 @@ ASSETS = {
     "app.js": "text/javascript",
     "chart.js": "text/javascript",
     "i18n.js": "text/javascript",
+    "schema.js": "text/javascript",
 }
 
 

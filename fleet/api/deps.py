@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from starlette.requests import HTTPConnection
 
 from cloud import FLEET_READERS, Principal, Role, audit, require
+from fleet.logstore import LogStore
 from fleet.packages import PackageStore
 from fleet.pinkeys import PinKeyRotation
 from fleet.rollouts import RolloutEngine
@@ -40,6 +41,8 @@ class FleetServices:
     broker: BrokerAdmins | None = None
     #: PIN key rotation (``fleet.pinkeys``): where ingest runs and an HSM is configured.
     pin_keys: PinKeyRotation | None = None
+    #: Log bundles terminals upload (secured mode): ``fleet.logstore``.
+    logs: LogStore | None = None
 
 
 def install(app: FastAPI, services: FleetServices) -> None:
@@ -93,6 +96,15 @@ def broker_admin(s: Services) -> BrokerAdmins:
 
 
 Broker = Annotated[BrokerAdmins, Depends(broker_admin)]
+
+
+def log_store(s: Services) -> LogStore:
+    if s.logs is None:
+        raise HTTPException(503, "log uploads need the secured mode (CUNTONG_CLOUD_STATE_DIR)")
+    return s.logs
+
+
+Logs = Annotated[LogStore, Depends(log_store)]
 
 
 def pin_keys(s: Services) -> PinKeyRotation:

@@ -9,12 +9,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from cloud import audit
 from common.http import RolloutIdPath, StateQuery
 from fleet import registry, rollouts
 from fleet import rollout as ro
 from fleet.api.deps import Operator, PackagesOrNone, Readers, RolloutsOrNone, Who, audited, now
 from fleet.api.packages import complete_args
 from fleet.models import RolloutDoc, RolloutTarget
+
+RateName = Literal["manual_review_rate", "overturn_rate", "pass_rate"]
+_RATES: tuple[RateName, ...] = ("manual_review_rate", "overturn_rate", "pass_rate")
+assert _RATES == ro.RATES
 
 router = APIRouter(prefix="/fleet/rollouts", tags=["fleet rollouts"], dependencies=Readers)
 
@@ -36,6 +41,11 @@ class PlanIn(BaseModel):
     abort_review_points: float | None = Field(default=None, ge=0, le=100)
     control_group: str | None = None
     min_sessions: int = Field(default=20, ge=1)
+    #: Significance guard: abort when a liveness rate of the targets differs from the
+    #: control group's by Fisher's exact test at this family-wise level.
+    abort_alpha: float | None = Field(default=None, gt=0, lt=1)
+    abort_rates: list[RateName] = Field(default_factory=lambda: list(_RATES), min_length=1)
+    abort_alternative: Literal["two-sided", "worse"] = "two-sided"
 
 
 class RolloutIn(BaseModel):
@@ -55,7 +65,13 @@ async def _doc(rollout_id: RolloutIdPath) -> RolloutDoc:
     return doc
 
 
-async def _progress(doc: RolloutDoc) -> dict[str, Any]:
+async def _progress(
+    doc: RolloutDoc, guards: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``guards``: the business guard's abort records (rate, counts, p-values) by rollout,
+    if already read."""
+    if guards is None:
+        guards = await audit.latest(rollouts.GUARD_ABORT, [doc.id])
     rows = await RolloutTarget.filter(rollout_id=doc.id).values_list("wave", "state")
     waves: list[dict[str, int]] = [{} for _ in range(doc.waves)]
     total: dict[str, int] = {}
@@ -75,6 +91,7 @@ async def _progress(doc: RolloutDoc) -> dict[str, Any]:
         "states": total,
         "total": len(rows),
         "plan": doc.plan,
+        "guard_abort": guards.get(doc.id),
         "created_at": doc.created_at,
         "updated_at": doc.updated_at,
     }
@@ -110,7 +127,9 @@ async def create(
 
 @router.get("")
 async def list_rollouts(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict[str, Any]]:
-    return [await _progress(d) for d in await RolloutDoc.all().order_by("-created_at").limit(limit)]
+    docs = await RolloutDoc.all().order_by("-created_at").limit(limit)
+    guards = await audit.latest(rollouts.GUARD_ABORT, [d.id for d in docs])
+    return [await _progress(d, guards) for d in docs]
 
 
 @router.get("/{rollout_id}")

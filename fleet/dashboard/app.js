@@ -6,6 +6,7 @@ import { lang, register, t, toggleLang, translate } from "/ui/i18n.js";
 import { forget, loginForm, remembered, signOut } from "/ui/login.js";
 import { lineChart } from "./chart.js";
 import { STRINGS } from "./i18n.js";
+import { firstError, mergePatch } from "./schema.js";
 
 register(STRINGS);
 // Operators sign in with their cloud account; the token lives in this tab only (/ui/login.js).
@@ -48,7 +49,13 @@ async function api(path, opts) {
     showAccount();
     throw new Error(t("loginFirst"));
   }
-  if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
+  if (!r.ok) {
+    const text = await r.text();
+    const err = new Error(`${r.status} ${text.slice(0, 200)}`);
+    err.status = r.status;
+    try { err.detail = JSON.parse(text).detail; } catch (_) { err.detail = null; }
+    throw err;
+  }
   return r.status === 204 ? null : r.json();
 }
 function table(cols, rows, onClick) {
@@ -135,8 +142,69 @@ async function terminals(params) {
 
 const COMMANDS = ["ping", "peripheral_selftest", "collect_logs", "lock_screen", "unlock_screen", "restart_agent", "reboot", "wipe"];
 
+// The desired-shadow editor's draft survives the 2 s refresh (which skips a page being
+// edited); the schema is fetched once.
+let draft = null;
+let schema = null;
+
+function shadowEditor(id, shadow) {
+  if (!draft || draft.id !== id) draft = { id, text: JSON.stringify(shadow.desired, null, 2), error: "", dirty: false };
+  const error = h("div", { class: "field-error", id: "shadow-error" }, draft.error);
+  const apply = h("button", { id: "shadow-apply", disabled: draft.error ? "disabled" : null }, t("applyShadow"));
+  const box = h("textarea", { id: "shadow-edit", rows: "6", spellcheck: "false" });
+  box.value = draft.text;
+  const show = (message) => {
+    draft.error = message;
+    error.textContent = message;
+    apply.disabled = !!message;
+    box.classList.toggle("invalid", !!message);
+  };
+  // Check as the operator types: JSON first, then the schema the API enforces.
+  const validate = () => {
+    let doc;
+    try { doc = JSON.parse(box.value); } catch (e) { show(`JSON: ${e.message}`); return null; }
+    const bad = schema ? firstError(schema, doc) : null;
+    show(bad ? `${bad.field}: ${bad.error}` : "");
+    return bad ? null : doc;
+  };
+  box.addEventListener("input", () => { draft.text = box.value; draft.dirty = true; validate(); });
+  apply.addEventListener("click", async () => {
+    const doc = validate();
+    if (!doc) return;
+    try {
+      await api(`/api/v1/fleet/shadows/${encodeURIComponent(id)}/desired`, { method: "PATCH", body: JSON.stringify(mergePatch(shadow.desired, doc)) });
+      draft = null;
+      toast(t("shadowSent"));
+      render();
+    } catch (e) {
+      // The API's refusal names the field too (what the dashboard's check did not catch).
+      show(e.detail && e.detail.field ? `${e.detail.field}: ${e.detail.error}` : e.message);
+    }
+  });
+  if (draft.error) box.classList.add("invalid");
+  return h("div", { id: "shadow-editor" }, h("label", { for: "shadow-edit" }, t("editDesired")), box, error,
+    h("div", { class: "actions" }, apply,
+      h("button", { class: "secondary", onclick: () => { draft = null; render(); } }, t("cancel"))));
+}
+
+async function downloadLogs(upload) {
+  try {
+    const r = await fetch(`/api/v1/fleet/log-uploads/${encodeURIComponent(upload.upload_id)}/bundle`, { headers: { Authorization: `Bearer ${token}` } });
+    if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
+    const url = URL.createObjectURL(await r.blob());
+    const a = h("a", { href: url, download: `logs-${upload.terminal_id}-${upload.upload_id}.tgz` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (e) { toast(e.message); }
+}
+
 async function terminal(id) {
   const enc = encodeURIComponent(id);
+  if (!schema) schema = await api("/api/v1/fleet/shadows/schema").catch(() => null);
+  // Null for a reader who is not a fleet operator (the logs are for operators only).
+  const uploads = api(`/api/v1/fleet/log-uploads?terminal_id=${enc}`).catch(() => null);
   const [d, tel, shadow, cmds, alerts, broker] = await Promise.all([
     api(`/api/v1/terminals/${enc}`),
     api(`/api/v1/terminals/${enc}/telemetry?minutes=30&step_s=5`).catch(() => ({ series: [] })),
@@ -153,12 +221,15 @@ async function terminal(id) {
       render();
     } catch (e) { toast(e.message); }
   };
+  const logs = await uploads;
   const metrics = (d.health && d.health.metrics) || {};
   const peripherals = (d.health && d.health.peripherals) || {};
   const send = async (name) => {
     if (name === "wipe" && !confirm(t("confirmWipe"))) return;
     try {
-      await api("/api/v1/fleet/commands", { method: "POST", body: JSON.stringify({ name, terminals: [id], confirm: name === "wipe" }) });
+      // 收集日志 uploads every log file (redacted, compressed) over HTTPS; see 终端日志 below.
+      const args = name === "collect_logs" ? { upload: true } : {};
+      await api("/api/v1/fleet/commands", { method: "POST", body: JSON.stringify({ name, terminals: [id], args, confirm: name === "wipe" }) });
       toast(`${t("sent")}: ${t(name)}`);
       render();
     } catch (e) { toast(e.message); }
@@ -194,8 +265,13 @@ async function terminal(id) {
       h("div", { class: "card" }, h("h2", {}, t("shadow"), " ", shadow ? badge(shadow.in_sync ? "inSync" : "drift", shadow.in_sync ? "ok" : "failed") : null),
         shadow ? h("div", { class: "kv" },
           h("div", {}, `${t("desired")} v${shadow.desired_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.desired))),
-          h("div", {}, `${t("reported")} v${shadow.reported_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.reported)))) : t("none")),
+          h("div", {}, `${t("reported")} v${shadow.reported_version}`), h("div", {}, h("code", {}, JSON.stringify(shadow.reported)))) : t("none"),
+        shadow ? shadowEditor(id, shadow) : null),
       h("div", { class: "card" }, h("h2", {}, t("alerts")), alertTable(alerts, false))),
+    logs ? h("div", { class: "card", id: "log-uploads", style: "margin-top:14px" }, h("h2", {}, t("logUploads")),
+      table([["created", (u) => fmt(u.created_at)], ["state", (u) => badge(u.state === "complete" ? "stored" : "uploading", u.state === "complete" ? "ok" : "running")],
+        ["size", (u) => `${(u.size / 1024).toFixed(1)} KiB`], ["sha256", (u) => h("code", {}, u.sha256.slice(0, 16))],
+        ["", (u) => (u.state === "complete" ? h("button", { class: "secondary", "data-download": u.upload_id, onclick: () => downloadLogs(u) }, t("download")) : null)]], logs)) : null,
   ];
 }
 
@@ -225,6 +301,20 @@ async function rollouts() {
   return [h("h1", {}, t("rollouts")), h("div", { class: "card", id: "rollout-table" }, rolloutTable(rows))];
 }
 
+// The business guard's record of an abort: each rate's counts on both sides and its p-value.
+function guardCard(g) {
+  const share = (x, n) => `${x}/${n} (${pct(n ? x / n : null)})`;
+  const rows = g.tests || [];
+  return h("div", { class: "card", id: "guard-abort", style: "margin-bottom:14px" },
+    h("h2", {}, `${t("guardAbort")} · ${t("controlGroup")}: ${g.control_group}`),
+    table([
+      ["rate", (x) => t(x.rate)], ["newVersion", (x) => share(x.treated, x.treated_of)],
+      ["controlGroup", (x) => share(x.control, x.control_of)],
+      ["pValue", (x) => (x.p_value === null ? t("tooFew") : x.p_value.toPrecision(3))],
+      ["level", (x) => `${x.level.toPrecision(3)} (${x.alternative})`],
+      ["breached", (x) => (x.breached ? badge("breached", "failed") : "")]], rows));
+}
+
 async function rollout(id) {
   const [r, targets] = await Promise.all([
     api(`/api/v1/fleet/rollouts/${id}`), api(`/api/v1/fleet/rollouts/${id}/targets?limit=200`)]);
@@ -232,6 +322,7 @@ async function rollout(id) {
   return [
     h("h1", {}, `${t("rollout")} ${r.name} `, badge(r.phase)),
     r.reason ? h("p", { class: "muted" }, `${t("reason")}: ${r.reason}`) : null,
+    r.guard_abort ? guardCard(r.guard_abort) : null,
     h("div", { class: "actions", style: "margin-bottom:14px" },
       h("button", { class: "secondary", onclick: () => op("pause") }, t("pause")),
       h("button", { class: "secondary", onclick: () => op("resume") }, t("resume")),
@@ -269,7 +360,13 @@ async function models(params) {
 // --- routing -------------------------------------------------------------------------
 
 const LIVE = new Set(["overview", "terminal", "rollouts", "rollout", "alerts"]);
-async function render() {
+async function render(auto) {
+  // The periodic refresh leaves a page alone while its shadow edit is in progress.
+  if (auto === true && draft && draft.dirty && location.hash.startsWith("#/terminal/")) {
+    clearTimeout(timer);
+    timer = setTimeout(() => render(true), 2000);
+    return;
+  }
   const [path, query] = (location.hash.slice(2) || "overview").split("?");
   const [route, arg] = path.split("/");
   document.querySelectorAll(".sidebar a").forEach((a) =>
@@ -285,7 +382,7 @@ async function render() {
     view.replaceChildren(h("div", { class: "card" }, h("h2", {}, "⚠"), e.message));
   }
   clearTimeout(timer);
-  if (LIVE.has(route)) timer = setTimeout(render, 2000);
+  if (LIVE.has(route)) timer = setTimeout(() => render(true), 2000);
 }
 function applyLang() {
   translate(document, "brand");
@@ -296,7 +393,7 @@ $("lang").addEventListener("click", () => {
   applyLang();
   render();
 });
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => render());
 applyLang();
 showAccount();
 render();

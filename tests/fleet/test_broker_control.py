@@ -116,6 +116,19 @@ async def test_hijacking_subscriber_is_refused_and_no_telemetry_is_lost(
         await asyncio.sleep(1)
         assert await stored_samples(victoria, honest_id) == sent
 
+    # With default settings (no debug log), the broker's refusal plugin reported each
+    # refused filter: ingest counted them, and the alert names the thief.
+    async with cloud.client() as http:
+
+        async def alert() -> list[dict[str, Any]] | None:
+            r = await http.get("/api/v1/fleet/alerts")
+            found = [a for a in r.json() if a["kind"] == "misbehaving"]
+            return found or None
+
+        (found,) = await eventually(alert, timeout=30)
+        assert found["terminal_id"] == thief_id
+        assert found["message"].startswith("4 refused requests (subscribe_refused 4)"), found
+
 
 async def _disconnected(client: aiomqtt.Client) -> bool:
     """True once the broker has dropped ``client``."""
@@ -200,3 +213,81 @@ async def test_misbehaving_terminal_raises_an_alert_naming_it_and_the_evidence(
             (a["kind"], a["terminal_id"]) for a in (await http.get("/api/v1/fleet/alerts")).json()
         }
         assert ("misbehaving", good_id) not in kinds
+
+
+@pytest.fixture
+def watched_stack(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """The secured stack with the broker logging refusals, followed by the fleet, and
+    automatic disable on."""
+    extra = {
+        "CUNTONG_FLEET_MISBEHAVIOUR_REJECTS": "3",
+        "CUNTONG_FLEET_MISBEHAVIOUR_FLAPS": "0",
+        "CUNTONG_FLEET_ALERT_INTERVAL_S": "0.3",
+        "CUNTONG_FLEET_MISBEHAVIOUR_AUTO_DISABLE": "true",
+    }
+    with secured_cloud(
+        tmp_path, victoria.url, broker_services("api"), refusal_log=True, **extra
+    ) as s:
+        yield s
+
+
+async def test_refused_subscriptions_raise_the_alert_and_auto_disable_cuts_the_terminal_off(
+    tmp_path: Path, watched_stack: tuple[Path, Broker, CloudProcess]
+) -> None:
+    _, broker, cloud = watched_stack
+    thief_id, honest_id = new_id("SUB"), new_id("FINE")
+    thief = await enrolled_link(cloud.url, tmp_path / thief_id, thief_id)
+    honest = await enrolled_link(cloud.url, tmp_path / honest_id, honest_id)
+    group = CloudSettings().ingest_group
+    async with mqtt(broker, honest.tls) as h:
+        # One refused subscribe from an honest terminal stays below the threshold.
+        assert codes(await h.subscribe("#", qos=1)) == [NOT_AUTHORIZED]
+        client = mqtt(broker, thief.tls)
+        await client.__aenter__()
+        try:
+            assert codes(await client.subscribe(f"cuntong/v1/t/{thief_id}/cmd/#", qos=1)) == [1]
+            for refused in (subscription(Channel.TELEMETRY, group), "#"):
+                assert codes(await client.subscribe(refused, qos=1)) == [NOT_AUTHORIZED]
+            # A second SUBSCRIBE, mixing a granted and a refused filter.
+            mixed = await client.subscribe(
+                [(f"cuntong/v1/t/{thief_id}/desk", 1), (f"cuntong/v1/t/{honest_id}/cmd/#", 1)]
+            )
+            assert codes(mixed) == [1, NOT_AUTHORIZED]
+            async with cloud.client() as http:
+
+                async def alert() -> list[dict[str, Any]] | None:
+                    r = await http.get("/api/v1/fleet/alerts")
+                    found = [a for a in r.json() if a["kind"] == "misbehaving"]
+                    return found or None
+
+                (found,) = await eventually(alert, timeout=30)
+                assert found["terminal_id"] == thief_id
+                assert found["message"].startswith("3 refused requests (subscribe_refused 3)"), (
+                    found
+                )
+                # Automatic disable (the setting is on): dropped at once, and its valid
+                # certificate can do nothing when it comes back.
+                assert await _disconnected(client)
+                state = (await http.get(f"/api/v1/fleet/terminals/{thief_id}/broker")).json()
+                assert state["enabled"] is False, state
+                honest_state = (
+                    await http.get(f"/api/v1/fleet/terminals/{honest_id}/broker")
+                ).json()
+                assert honest_state["enabled"] is True, honest_state
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+        async with mqtt(broker, thief.tls) as again:
+            own = f"cuntong/v1/t/{thief_id}/cmd/#"
+            assert codes(await again.subscribe(own, qos=1)) == [NOT_AUTHORIZED]
+
+    with sqlite3.connect(tmp_path / "cloud.sqlite3") as db:
+        rows = db.execute(
+            "select actor, action, target, detail from audit_entry"
+            " where action like 'fleet_broker_%' order by id"
+        ).fetchall()
+    assert [r[:3] for r in rows] == [("system:misbehaviour", "fleet_broker_disable", thief_id)]
+    detail = json.loads(rows[0][3])
+    assert detail["auto"] is True and "subscribe_refused 3" in detail["evidence"]

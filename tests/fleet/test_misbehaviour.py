@@ -45,3 +45,15 @@ def test_zero_switches_a_count_off_and_unknown_signals_are_refused() -> None:
     assert w.conditions(T0) == {}
     with pytest.raises(ValueError, match="unknown misbehaviour signal"):
         w.record("SX-4", "sneezed", T0)
+
+
+def test_refused_requests_count_with_rejected_messages_and_are_named_apart() -> None:
+    w = Watch(Thresholds(WINDOW, rejects=3, flaps=0))
+    w.record("SX-5", "malformed", T0)
+    w.record("SX-5", "subscribe_refused", T0)
+    assert w.conditions(T0) == {}
+    w.record("SX-5", "media_refused", T0)
+    assert w.conditions(T0) == {
+        (KIND, "SX-5", ""): "1 rejected messages (malformed 1); "
+        "2 refused requests (media_refused 1, subscribe_refused 1) in 600 s"
+    }

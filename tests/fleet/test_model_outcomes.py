@@ -1,13 +1,18 @@
 """Liveness outcomes per model version from session records, and a model rollout that aborts
-on the manual-review business threshold, on both databases the cloud supports (PostgreSQL as
-a real child process).
+on its business guard (a significance test of the pass, manual-review and QA-overturn rates
+against a control group, or a fixed manual-review threshold), on both databases the cloud
+supports (PostgreSQL as a real child process).
 
-The verdicts stored in the sessions are made by the terminal's own code
-(`edge.vision.verdict.decide`), as the cloud stores what the agent sent.
+Every record is made by its producer: the verdicts by the terminal's own code
+(`edge.vision.verdict.decide`), the session rows by the desk's store
+(`cloud.sessions.store.save` of the request transition, `set_liveness` of the verdict the
+agent sent), the quality reviews by `cloud.quality.service` (`consider` when the session
+ends, `submit` of a reviewer's checklist).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,10 +20,15 @@ from pathlib import Path
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.auth import audit
+from cloud.catalogue import load_catalogue
 from cloud.db import close_db, open_db
 from cloud.models import Terminal
-from cloud.quality.models import ReviewItem
-from cloud.sessions.models import TellerSession
+from cloud.quality import rules
+from cloud.quality import service as quality
+from cloud.sessions import state as st
+from cloud.sessions import store
+from cloud.sessions.desk import SessionFacts
 from cuntong.servers.postgres import Postgres
 from edge.vision.challenge import Challenge
 from edge.vision.pipeline import FrameAnalysis
@@ -28,6 +38,7 @@ from fleet import lifecycle as lc
 from fleet import model_outcomes as mo
 from fleet import outcomes, rollouts
 from fleet import rollout as ro
+from fleet.api import rollouts as rollouts_api
 from fleet.models import FleetCommand, Group, RolloutDoc
 from tests.helpers import fresh_database
 
@@ -64,21 +75,37 @@ def verdict(passed: bool, models: dict[str, str]) -> dict[str, object]:
 
 
 _n = 0
+#: The shipped catalogue, with every password reset sampled for quality review.
+CATALOGUE = load_catalogue()
+CATALOGUE = dataclasses.replace(
+    CATALOGUE,
+    businesses={
+        **CATALOGUE.businesses,
+        "password_reset": dataclasses.replace(CATALOGUE.get("password_reset"), qa_sample_rate=1.0),
+    },
+)
+FULL = {k: item.points for k, item in rules.CHECKLIST.items()}
+#: A reviewer's checklist that fails the session: the identity was not verified.
+FAILED = {**FULL, "identity_verified": 0}
 
 
 async def session(tid: str, at: dt.datetime, v: dict[str, object], qa: bool | None = None) -> None:
+    """One teller session as the desk records it: the request transition (which creates the
+    row), the terminal's verdict, the review queue at its end and, if `qa` is given, a
+    reviewer's checklist that passes or fails it."""
     global _n
     _n += 1
     sid = f"s{_n:04d}"
-    await TellerSession.create(
-        id=sid, terminal_id=tid, business="password_reset", language="zh", state="closed",
-        requested_at=at, updated_at=at, liveness=v,
+    record = st.new_session(sid, at).history[0]
+    await store.save(record, SessionFacts(tid, "password_reset", "zh", elderly=False))
+    assert await store.set_liveness(sid, tid, v)
+    queued = await quality.consider(
+        CATALOGUE, session_id=sid, business="password_reset", teller_id="t1",
+        liveness_score=float(v["score"]), closed_at=at, salt=b"q" * 32,  # type: ignore[arg-type]
     )  # fmt: skip
+    assert queued is not None  # every password reset is sampled here
     if qa is not None:
-        await ReviewItem.create(
-            session_id=sid, business="password_reset", teller_id="t1", reason="sampled",
-            queued_at=at, reviewed_at=at, passed=qa,
-        )  # fmt: skip
+        await quality.submit(sid, "r1", FULL if qa else FAILED, "", at)
 
 
 async def _fleet() -> None:
@@ -107,11 +134,13 @@ async def test_outcomes_per_model_version_group_and_day(db: None) -> None:
     assert rows[("blazeface-short-range@0.10.21+onnx.1", "all", "2026-11-25")]["sessions"] == 3
 
 
-async def _rollout_with_sessions(treated_reviews: int, points: float) -> ro.Rollout:
-    """A model rollout to the pilot group (both installs succeed), 4 sessions on the new
-    version of which `treated_reviews` go to manual review, 4 control sessions with 1."""
+async def _rollout(
+    plan: ro.Plan, treated: list[tuple[bool, bool | None]], control: list[tuple[bool, bool | None]]
+) -> tuple[RolloutDoc, ro.Rollout]:
+    """A model rollout to the pilot group (both installs succeed), then liveness sessions
+    on the new version (`treated`, alternating P1/P2) and in the control group (`control`,
+    C1/C2), each `(passed, qa)`, then one beat of the engine."""
     await _fleet()
-    plan = ro.Plan(canary=0, abort_review_points=points, control_group="control", min_sessions=4)
     args = {"component": "model.liveness", "version": "bank-2026.2"}
     back = {"component": "model.liveness"}
     doc = await rollouts.create(
@@ -123,12 +152,30 @@ async def _rollout_with_sessions(treated_reviews: int, points: float) -> ro.Roll
     await FleetCommand.filter(batch=f"{doc.id}-i").update(
         state=lc.State.SUCCEEDED.value, finished_at=T0
     )
-    for i in range(4):
-        at = T0 + dt.timedelta(minutes=10 + i)
-        await session("P1" if i % 2 else "P2", at, verdict(i >= treated_reviews, NEW))
-        await session("C1" if i % 2 else "C2", at, verdict(i >= 1, OLD))
+    for side, models, terminals in ((treated, NEW, ("P1", "P2")), (control, OLD, ("C1", "C2"))):
+        for i, (passed, qa) in enumerate(side):
+            at = T0 + dt.timedelta(minutes=10, seconds=i)
+            await session(terminals[i % 2], at, verdict(passed, models), qa)
     clock[0] = T0 + dt.timedelta(minutes=30)
-    return await engine.advance(await RolloutDoc.get(id=doc.id))
+    doc = await RolloutDoc.get(id=doc.id)
+    return doc, await engine.advance(doc)
+
+
+def _sessions(n: int, reviews: int = 0, overturned: int = 0) -> list[tuple[bool, bool | None]]:
+    """`n` sessions, the first `reviews` sent to manual review; of the passes, the first
+    `overturned` failed by a quality reviewer and the rest passed by one."""
+    out: list[tuple[bool, bool | None]] = []
+    for i in range(n):
+        passed = i >= reviews
+        out.append((passed, (i - reviews >= overturned) if passed else None))
+    return out
+
+
+async def _rollout_with_sessions(treated_reviews: int, points: float) -> ro.Rollout:
+    """The fixed-threshold rule: 4 sessions on the new version of which `treated_reviews`
+    go to manual review, 4 control sessions with 1."""
+    plan = ro.Plan(canary=0, abort_review_points=points, control_group="control", min_sessions=4)
+    return (await _rollout(plan, _sessions(4, treated_reviews), _sessions(4, 1)))[1]
 
 
 async def test_a_model_rollout_aborts_on_the_manual_review_threshold(db: None) -> None:
@@ -143,12 +190,112 @@ async def test_a_model_rollout_within_the_threshold_goes_on(db: None) -> None:
     assert r.phase is ro.Phase.SUCCEEDED  # 50% vs 25%: 25 points, under 30
 
 
-def test_business_threshold_needs_a_control_group_and_enough_sessions() -> None:
+def _guard(**kw: object) -> ro.Plan:
+    values: dict[str, object] = {"min_sessions": 20, **kw}
+    return ro.Plan(canary=0, abort_alpha=0.01, control_group="control", **values)  # type: ignore[arg-type]
+
+
+async def test_a_significant_rise_in_manual_reviews_aborts_and_is_recorded(db: None) -> None:
+    # 15 of 30 to manual review against 3 of 30: Fisher's exact p = 0.0015 two-sided.
+    doc, r = await _rollout(_guard(), _sessions(30, reviews=15), _sessions(30, reviews=3))
+    assert r.phase is ro.Phase.ROLLING_BACK
+    assert r.reason.startswith(
+        "manual-review rate 50.0% (15/30) vs control group 'control' 10.0% (3/30)"
+    )
+    assert "Fisher's exact p=0.00" in r.reason and "(alpha 0.01 over 3 rates)" in r.reason
+    entry = (await audit.latest(rollouts.GUARD_ABORT, [doc.id]))[doc.id]
+    assert entry["rule"] == "significance" and entry["rate"] == "manual_review_rate"
+    assert entry["reason"] == r.reason and entry["control_group"] == "control"
+    assert (entry["treated"]["sessions"], entry["treated"]["manual_review"]) == (30, 15)
+    assert (entry["control"]["sessions"], entry["control"]["manual_review"]) == (30, 3)
+    tests = {t["rate"]: t for t in entry["tests"]}
+    review = tests["manual_review_rate"]
+    assert (review["treated"], review["treated_of"], review["control"], review["control_of"]) == (
+        15, 30, 3, 30,
+    )  # fmt: skip
+    assert review["p_value"] == pytest.approx(0.0015064, rel=1e-3) and review["breached"]
+    assert review["level"] == pytest.approx(0.01 / 3)
+    # The pass rate is its complement; the new version's 15 reviewed passes are under the
+    # 20 the plan wants before it judges the overturn rate.
+    assert tests["pass_rate"]["p_value"] == pytest.approx(review["p_value"])
+    assert (tests["pass_rate"]["treated"], tests["pass_rate"]["control"]) == (15, 27)
+    overturn = tests["overturn_rate"]
+    assert (overturn["treated_of"], overturn["control_of"]) == (15, 27)
+    assert overturn["p_value"] is None and not overturn["breached"]
+    # What the API (and so the dashboard) shows for the rollout.
+    shown = await rollouts_api.get_rollout(doc.id)
+    assert shown["guard_abort"]["rate"] == "manual_review_rate" and shown["reason"] == r.reason
+    listed = await rollouts_api.list_rollouts(limit=5)
+    assert listed[0]["guard_abort"]["tests"] == entry["tests"]
+
+
+async def test_a_rise_in_qa_overturns_alone_aborts_on_that_rate(db: None) -> None:
+    # Both sides pass every session; reviewers fail 10 of 20 new-version passes, 0 of 20 old.
+    doc, r = await _rollout(_guard(), _sessions(20, overturned=10), _sessions(20, overturned=0))
+    assert r.phase is ro.Phase.ROLLING_BACK
+    assert r.reason.startswith(
+        "QA-overturn rate 50.0% (10/20) vs control group 'control' 0.0% (0/20)"
+    )
+    entry = (await audit.latest(rollouts.GUARD_ABORT, [doc.id]))[doc.id]
+    assert entry["rate"] == "overturn_rate"
+    assert entry["tests"][0]["p_value"] == pytest.approx(0.00043592, rel=1e-3)
+    assert {t["rate"]: t["p_value"] for t in entry["tests"][1:]} == {
+        "manual_review_rate": 1.0,
+        "pass_rate": 1.0,
+    }
+
+
+async def test_a_difference_within_chance_does_not_abort(db: None) -> None:
+    # 5 of 30 against 3 of 30 (p = 0.71), and an overturn each side.
+    doc, r = await _rollout(
+        _guard(), _sessions(30, reviews=5, overturned=1), _sessions(30, reviews=3, overturned=1)
+    )
+    assert r.phase is ro.Phase.SUCCEEDED, r.reason
+    assert await audit.latest(rollouts.GUARD_ABORT, [doc.id]) == {}
+
+
+async def test_too_few_sessions_are_not_judged(db: None) -> None:
+    # The same 15-of-30 rise, but the plan wants 40 sessions a side before it judges.
+    _, r = await _rollout(
+        _guard(min_sessions=40), _sessions(30, reviews=15), _sessions(30, reviews=3)
+    )
+    assert r.phase is ro.Phase.SUCCEEDED
+
+
+async def test_worse_only_lets_a_higher_pass_rate_through(db: None) -> None:
+    # The new version passes 30 of 30 against 15 of 30: a two-sided guard stops a model
+    # that suddenly passes everyone; "worse" tests only the harmful directions.
+    _, r = await _rollout(_guard(), _sessions(30), _sessions(30, reviews=15))
+    assert r.phase is ro.Phase.ROLLING_BACK
+    assert r.reason.startswith("manual-review rate 0.0% (0/30) vs control group 'control' 50.0%")
+    await _clear()
+    _, r = await _rollout(
+        _guard(abort_alternative="worse"), _sessions(30), _sessions(30, reviews=15)
+    )
+    assert r.phase is ro.Phase.SUCCEEDED, r.reason
+
+
+async def _clear() -> None:
+    for model in (Terminal, Group, RolloutDoc, FleetCommand):
+        await model.all().delete()
+
+
+def test_business_guard_needs_a_control_group_and_enough_sessions() -> None:
     with pytest.raises(ValueError, match="control_group"):
         ro.Plan(abort_review_points=5)
+    with pytest.raises(ValueError, match="control_group"):
+        ro.Plan(abort_alpha=0.01)
+    with pytest.raises(ValueError, match="abort_alpha must be between 0 and 1"):
+        ro.Plan(abort_alpha=1.5, control_group="c")
+    with pytest.raises(ValueError, match="abort_rates"):
+        ro.Plan(abort_alpha=0.01, control_group="c", abort_rates=("speed",))
+    with pytest.raises(ValueError, match="abort_alternative"):
+        ro.Plan(abort_alpha=0.01, control_group="c", abort_alternative="greater")
     plan = ro.Plan(abort_review_points=5, control_group="c", min_sessions=10)
     assert ro.Plan.from_dict(plan.to_dict()) == plan
+    guarded = _guard(abort_rates=("overturn_rate",))
+    assert ro.Plan.from_dict(guarded.to_dict()) == guarded
     r = ro.plan_waves(["a"], plan)
-    few = ro.Business(sessions=9, manual_review=9, control_sessions=50, control_manual_review=0)
+    few = ro.Business(mo.rates([]), mo.rates([]))
     assert ro.step(r, plan, T0, few)[0].phase is ro.Phase.RUNNING
     assert mo.review_points_over_control(mo.Rates(), mo.Rates()) is None

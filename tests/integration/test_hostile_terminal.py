@@ -4,6 +4,8 @@ mark, not write into another terminal's series (issue 21)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +22,7 @@ from paho.mqtt.properties import Properties
 from cloud.security import broker_services
 from cloud.tsdb import TelemetryReader
 from common import envelope
+from common.wire import ack as stored_ack
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from edge.identity import SecureLink
@@ -216,6 +219,45 @@ async def test_a_peripheral_name_cannot_write_another_terminals_point(
         finally:
             await reader.close()
     assert victim_series == []
+
+
+async def test_a_bad_mac_is_kept_once_and_confirmed_and_garbage_kept_whole(
+    tmp_path: Path, secured: Stack
+) -> None:
+    """An event whose MAC does not verify is never stored as an event; it is dead-lettered
+    (once, however often it comes) and its seq confirmed, so a terminal with a wrong key
+    does not loop. Bytes with no readable seq are kept exactly, and cannot be confirmed."""
+    _, _, cloud = secured
+    async with terminal(tmp_path, secured, "MAC") as evil:
+        await evil.mqtt.subscribe(f"cuntong/v1/t/{evil.tid}/ack", qos=1)
+        now = _now_ms()
+        forged = envelope.Event(evil.tid, 5, now, "card_inserted", {}).to_bytes()
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("mac", "not-the-mac")]
+        topic_name = f"cuntong/v1/t/{evil.tid}/event"
+        for _ in range(2):
+            await evil.mqtt.publish(topic_name, forged, qos=1, properties=props)
+        garbage = b"\xff\x00 not json"
+        await evil.event(garbage)
+        await evil.event(envelope.Event(evil.tid, 6, now, "card_removed", {}).to_bytes())
+
+        confirmed: set[int] = set()
+        async with asyncio.timeout(30):
+            async for message in evil.mqtt.messages:
+                assert isinstance(message.payload, bytes)
+                confirmed.update(stored_ack.parse(message.payload).seqs())
+                if {5, 6} <= confirmed:
+                    break
+        await eventually(lambda: _async(len(_dead_letters(tmp_path, evil.tid)) == 2))
+        assert [e["seq"] for e in await _events(cloud, evil.tid)] == [6]
+    rows = _rows(
+        tmp_path,
+        "SELECT seq, reason, payload FROM ingest_dead_letter WHERE terminal_id = ? ORDER BY id",
+        evil.tid,
+    )
+    assert [(seq, reason) for seq, reason, _ in rows] == [(5, "bad_mac"), (None, "malformed")]
+    assert rows[0][2] == forged.decode()
+    assert base64.b64decode(rows[1][2].removeprefix("base64:")) == garbage
 
 
 async def _async(value: bool) -> bool:

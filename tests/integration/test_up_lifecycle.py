@@ -1,18 +1,21 @@
 """`cuntong up` as CI runs it: deaf-by-default to Ctrl-C, killed outright, losing a child.
 
 A background job of a non-interactive shell inherits SIGINT as ignored; the launcher must
-still stop on it. Killed with SIGKILL, it must not leave its servers running. A child that
-exits is started again while the rest keeps running.
+still stop on it. Killed with SIGKILL, it must not leave its servers running. An agent that
+hangs (frozen with SIGSTOP: no more watchdog pings) is killed and started again while the
+rest keeps running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +25,16 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
+
+from common.wire.call import absolute_janus_url
+from firmware_adapters.idcard.simulator import sample_card
+from idcheck import IdentityClient
+from janus_client.errors import VideoRoomError
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
+from tests.helpers import eventually
+from tests.teller.service_rig import Teller
 
 READY = "Ctrl-C stops everything."
 
@@ -88,6 +101,15 @@ def _agent(up: _Up, tid: str) -> psutil.Process | None:
     return None
 
 
+def _child(up: _Up, word: str) -> psutil.Process | None:
+    """The launcher's child whose command line has ``word`` as one of its arguments."""
+    for p in up.family():
+        with contextlib.suppress(psutil.Error):
+            if word in p.cmdline():
+                return p
+    return None
+
+
 def _wait_for(probe, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -110,7 +132,7 @@ def _sample_times(vm_url: str, tid: str) -> list[int]:
 
 def test_sigint_stops_it_even_when_ignored_and_a_lost_agent_comes_back(tmp_path: Path) -> None:
     # Issue 14: the documented setting reaches the agents through `cuntong up`.
-    env = _env(CUNTONG_AGENT_TELEMETRY_INTERVAL_S="1")
+    env = _env(CUNTONG_AGENT_TELEMETRY_INTERVAL_S="1", CUNTONG_UP_AGENT_WATCHDOG_S="10")
     with _up(tmp_path, env) as up:
         proc, out = up.proc, up.out
         text = out.read_text()
@@ -124,17 +146,44 @@ def test_sigint_stops_it_even_when_ignored_and_a_lost_agent_comes_back(tmp_path:
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) < 4000, gaps
 
-        # A child that dies is started again; the rest of the demo keeps running.
-        first.kill()
-        second = _wait_for(lambda: (p := _agent(up, "SX-00001")) and p.pid != first.pid and p)
+        # Issue 18: the agent is watched over its own notify socket, as systemd would.
+        assert first.environ()["NOTIFY_SOCKET"] == str(tmp_path / "terminals" / "SX-00001.notify")
+        assert first.environ()["WATCHDOG_USEC"] == "10000000"
+        # An agent that hangs is killed and started again; the rest of the demo keeps running.
+        first.suspend()  # SIGSTOP: its event loop, so its WATCHDOG=1 pings, stop
+        second = _wait_for(
+            lambda: (p := _agent(up, "SX-00001")) and p.pid != first.pid and p, timeout=120
+        )
         assert proc.poll() is None, out.read_text()
+        assert f"SX-00001 (pid {first.pid}) hung: no WATCHDOG=1" in out.read_text()
         assert "SX-00001 started again" in out.read_text()
         assert httpx.get(f"{api}/healthz").status_code == 200
         assert second.is_running()
 
+        # Issue 15: the identity gateway runs as a child, the cloud asks it, and it answers
+        # a signed check for the demo card in SX-00001's reader.
+        gateway_url = re.search(r"identity gateway\s+(http://\S+)", text).group(1)  # type: ignore[union-attr]
+        gateway = _child(up, "idcheck.simulator")
+        assert gateway is not None, out.read_text()
+        cloud_api = _child(up, "api")
+        assert (
+            cloud_api is not None
+            and cloud_api.environ()["CUNTONG_CLOUD_IDCHECK_URL"] == gateway_url
+        )
+        key = (tmp_path / "idcheck" / "gateway.key").read_bytes().strip()
+        assert oct((tmp_path / "idcheck" / "gateway.key").stat().st_mode & 0o777) == "0o600"
+        card = sample_card(0)
+        answer = asyncio.run(
+            IdentityClient(gateway_url, key, "cloud").check(
+                "S-up", card.text.name, card.text.id_number
+            )
+        )
+        assert answer.outcome == "match" and answer.session_id == "S-up"
+
         family = up.family()
         names = {p.name() for p in family}
         assert {"mosquitto", "janus"} <= names, names
+        assert gateway.pid in {p.pid for p in family}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, out.read_text()
         assert "stopped" in out.read_text()
@@ -152,3 +201,74 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
         proc.wait(10)
         _gone, alive = psutil.wait_procs(family, timeout=15)
         assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+async def _call_through_the_gate(api: str, screen: str, password: str) -> str:
+    """The demo's teller takes SX-00001's call. Both grants carry the cloud's signalling
+    gate; the terminal publishes through it (its grant holds only the gate's path), the
+    teller subscribes through it, then aims its token at another room: refused. Returns
+    the session."""
+    teller = await Teller.login(api, "teller1", password)
+    await teller.open()
+    try:
+        await teller.post("/me/state", {"state": "available"})
+        async with httpx.AsyncClient(timeout=20) as http:
+
+            async def screen_up() -> bool:
+                try:
+                    return (await http.get(f"{screen}state")).status_code == 200
+                except httpx.TransportError:
+                    return False  # the terminal's agent is still starting
+
+            await eventually(screen_up, timeout=90)
+            asked = await http.post(f"{screen}ask", json={"business": "card_loss"})
+            assert asked.status_code == 200, asked.text
+        offer = await teller.event("offer", timeout=60)
+        session = offer["session"]
+        grant = (await teller.post(f"/sessions/{session}/accept")).json()
+        assert grant["janus_url"] == "/media/janus/janus-1", grant  # the gate, not Janus
+        url = absolute_janus_url(grant["janus_url"], api)
+        async with JanusClient(url, grant["token"]) as client, client.session() as js:
+
+            async def subscribed() -> dict[str, object] | None:
+                try:
+                    return await (await VideoRoom.attach(js)).subscribe(
+                        session, [grant["peer_feed"]], pin=grant["pin"]
+                    )
+                except VideoRoomError as err:
+                    if err.code != 428:  # the terminal has not published yet
+                        raise
+                    return None
+
+            offer_sdp = await eventually(subscribed, timeout=90)
+            assert offer_sdp["type"] == "offer"  # the terminal's media, signalled via the gate
+            with pytest.raises(VideoRoomError) as refused:
+                await (await VideoRoom.attach(js)).subscribe(
+                    "someone-elses-call", ["customer"], pin=grant["pin"]
+                )
+            assert refused.value.code == 433
+        await teller.post(f"/sessions/{session}/hang-up", {"cause": "done"})
+        return str(session)
+    finally:
+        await teller.close()
+
+
+def test_calls_signal_through_the_cloud_gate_which_audits_a_cross_room_join(
+    tmp_path: Path,
+) -> None:
+    """Issue 21 as shipped: `cuntong up` hands out gate URLs with no configuration."""
+    with _up(tmp_path, _env()) as up:
+        text = up.out.read_text()
+        api = re.search(r"terminals\s+(http://\S+)/api/v1/terminals", text).group(1)  # type: ignore[union-attr]
+        screen = re.search(r"customer screen\s+(http://\S+/)", text).group(1)  # type: ignore[union-attr]
+        api_env = _wait_for(lambda: _child(up, "api")).environ()
+        assert "CUNTONG_CLOUD_JANUS_PUBLIC_URL" not in api_env  # nothing configured it
+        people = json.loads((tmp_path / "cloud" / "demo-accounts.json").read_text())
+        _wait_for(lambda: httpx.get(f"{api}/healthz").json().get("desk_link") == "ok", 60)
+        session = asyncio.run(_call_through_the_gate(api, screen, people["teller1"]))
+        with sqlite3.connect(tmp_path / "cloud.sqlite3") as db:
+            rows = db.execute(
+                "select actor, target, detail from audit_entry where action = 'media_join_refused'"
+            ).fetchall()
+        assert [(actor, target) for actor, target, _ in rows] == [("teller1", "someone-elses-call")]
+        assert json.loads(rows[0][2])["session"] == session

@@ -76,7 +76,8 @@ async def cloud(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Cloud]:
     """The real app; a test that also asks for ``identity_gateway`` (a running simulator)
-    gets a cloud whose online identity check goes to it."""
+    gets a cloud whose online identity check goes to it, and one that asks for
+    ``card_checks`` a cloud whose card and PIN steps go to that HSM and core."""
     # Tortoise caches each model's INSERT text per connection *name* ("default"), so a
     # process that moves from SQLite ("?") to PostgreSQL ("$1") would reuse the wrong one.
     EXECUTOR_CACHE.clear()
@@ -92,6 +93,11 @@ async def cloud(
         identity=(
             request.getfixturevalue("identity_gateway")
             if "identity_gateway" in request.fixturenames
+            else None
+        ),
+        cards=(
+            request.getfixturevalue("card_checks")
+            if "card_checks" in request.fixturenames
             else None
         ),
         # the real limits, with per-account delays short enough for tests

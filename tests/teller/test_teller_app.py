@@ -40,6 +40,7 @@ from cloud.auth.masking import mask_id_number, mask_name
 from cloud.catalogue import load_catalogue
 from cloud.evidence.keys import EvidenceKeys
 from cloud.evidence.models import EvidenceRecord
+from cloud.evidence.verify import Report, verify
 from cloud.media.errors import VideoRoomError
 from cloud.oversight import Oversight
 from cloud.sessions import profiles
@@ -138,7 +139,9 @@ class Desked:
 
 
 @pytest.fixture
-async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
+async def desked(
+    tmp_path: Path, broker: Broker, desk_settings: dict[str, Any]
+) -> AsyncIterator[Desked]:
     """The cloud app as configured for production (desk, Janus pool, MQTT link) on a
     loopback port; Janus allows that origin (CORS); a terminal on the broker."""
     EXECUTOR_CACHE.clear()  # another test may have used PostgreSQL under the same name
@@ -152,7 +155,7 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
         broker_host=broker.cfg.host, broker_port=broker.cfg.port,
         janus_url=janus.url, janus_admin_url=janus.admin_url,
         janus_admin_secret=cfg.admin_secret, janus_room_key=cfg.room_admin_key,
-        janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive",
+        janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive", **desk_settings,
     )  # fmt: skip
     authority = ca_lib.load_or_create(tmp_path / "ca", datetime.now(UTC))
     ov = Oversight(
@@ -281,6 +284,11 @@ async def frames(page: Page) -> Any:
         "() => { const v = document.getElementById('remote');"
         " return [v.videoWidth, v.getVideoPlaybackQuality().totalVideoFrames]; }"
     )
+
+
+async def _verified_with_recording(package: Path, recording: Path) -> Report | None:
+    report = await asyncio.to_thread(verify, package, recording=recording)
+    return report if report.ok and report.recording is not None else None
 
 
 async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_path: Path) -> None:
@@ -432,6 +440,16 @@ async def test_a_teller_takes_a_call_from_offer_to_wrap_up(desked: Desked, tmp_p
             "voucher_capture",
             "e_signature",
         ]
+        # The recording, archived once the call is over, is named by the sealed package
+        # (beside it, in recording.json, when it was archived after the seal).
+        package = desked.ov.evidence_dir / sid
+        row = await eventually(
+            lambda: TellerSession.get_or_none(id=sid, recording_sha256__isnull=False), 60
+        )
+        report = await eventually(
+            lambda: _verified_with_recording(package, Path(str(row.recording_path))), 30
+        )
+        assert report.recording["sha256"] == row.recording_sha256, report
         await shot(page, tmp_path / "wrap-up.png")
 
         # English, remembered across a reload; then finish the wrap-up.

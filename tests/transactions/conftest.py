@@ -12,7 +12,9 @@ from common import procs
 from corebank import CoreBankClient
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.hsm import HsmServer
+from firmware_adapters.pty_server import PtyServer
 from hsm import HsmClient
+from tests.transactions.card_rig import Bank, issue
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +50,20 @@ async def core(core_server: CoreBankServer) -> AsyncIterator[CoreBankClient]:
     async with CoreBankClient(core_server.url, core_server.secret, timeout=0.5,
                               backoff_base_s=0.05, backoff_cap_s=0.2) as client:  # fmt: skip
         yield client
+
+
+@pytest.fixture
+async def core_for_steps(core_server: CoreBankServer) -> AsyncIterator[CoreBankClient]:
+    """The cloud's core client for the card and PIN steps, with a timeout generous for a
+    loaded machine (a PIN count is not retried: a lost answer would count twice)."""
+    async with CoreBankClient(core_server.url, core_server.secret, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+async def bank(
+    pinpad_pty: PtyServer, hsm: HsmClient, core_for_steps: CoreBankClient,
+    core_server: CoreBankServer,
+) -> Bank:  # fmt: skip
+    """This test's keys in the HSM, its customer's card, account and PIN (``card_rig``)."""
+    return await issue(pinpad_pty, hsm, core_for_steps, core_server)

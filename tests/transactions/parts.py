@@ -79,6 +79,10 @@ def new_card(imk: bytes, atc: int = 0x29) -> PbocCard:
 
 
 async def present(reader: IcCardReader, slot: VirtualCardSlot, card: PbocCard) -> None:
+    # Learn the empty slot first: a reader whose first look comes after pcscd has already
+    # seen the card takes "present" as its starting state and waits for an insertion that
+    # has happened (seen under load as "pcscd never reported the card").
+    await reader.wait_for_event(0.1)
     await asyncio.to_thread(slot.insert, card)
     for _ in range(20):
         if await reader.wait_for_event(0.5) == "inserted":

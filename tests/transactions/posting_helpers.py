@@ -24,13 +24,18 @@ from tests.oversight.conftest import FAST_HASHER, Clock, Cloud
 
 @asynccontextmanager
 async def cloud_with_core(
-    tmp: Path, core: CoreBankServer | None, **settings: object
+    tmp: Path,
+    core: CoreBankServer | None,
+    oversight: dict[str, Any] | None = None,
+    **settings: object,
 ) -> AsyncIterator[Cloud]:
-    """The real cloud app in-process on SQLite, talking to the real core simulator."""
+    """The real cloud app in-process on SQLite, talking to the real core simulator
+    (``oversight``: more ``Oversight`` fields, e.g. ``device_issuers`` and ``cards``)."""
     EXECUTOR_CACHE.clear()
     clock = Clock(dt.datetime.now(dt.UTC))
     ov = Oversight(load_catalogue(), EvidenceKeys.generate(), tmp / "evidence",
-                   suite_lib.Suite.STANDARD, clock=clock, hasher=FAST_HASHER)  # fmt: skip
+                   suite_lib.Suite.STANDARD, clock=clock, hasher=FAST_HASHER,
+                   **(oversight or {}))  # fmt: skip
     if core is not None:
         settings |= {"core_url": core.url, "core_secret_file": core.state_dir / "core.secret"}
     cfg = CloudSettings(db_url=f"sqlite://{tmp / 'cloud.sqlite3'}", ingest=False, **settings)  # type: ignore[arg-type]

@@ -1,14 +1,18 @@
+import base64
+import hashlib
 from collections.abc import Sequence
 
 import pytest
 
 from cloud.ingest.classify import (
+    MAX_KEPT_BYTES,
     SEQ_PER_MS,
     IngestStats,
     Seen,
     TelemetryDeduper,
     Window,
     classify,
+    kept_payload,
 )
 from cloud.ingest.poison import write_isolating
 from cloud.tsdb import line_for, point_for
@@ -151,3 +155,33 @@ async def test_write_isolating_retries_an_outage_whole() -> None:
 
     with pytest.raises(ConnectionRefusedError):
         await write_isolating([1, 2, 3], down)
+
+
+def test_a_rejected_message_keeps_its_seq_when_it_has_one() -> None:
+    """What ingest confirms to the terminal for a message it dead-letters (issue 14)."""
+    unknown = envelope.Telemetry("T1", 41, 2, {"cpu_pct": 1.0}, {}, {}).to_bytes()
+    unknown = unknown.replace(b'"cpu_pct"', b'"newer_metric"')
+    with pytest.raises(WireError, match="unknown metric"):
+        classify("cuntong/v1/t/T1/telemetry", unknown, 16384)
+    assert envelope.salvage_seq(unknown, 16384) == 41
+    big = envelope.Event("T1", 42, 3, "note", {"blob": "x" * 20_000}).to_bytes()
+    with pytest.raises(PayloadTooLarge):
+        classify("cuntong/v1/t/T1/event", big, 16384)
+    assert envelope.salvage_seq(big, 1 << 20) == 42
+    assert envelope.salvage_seq(big, 1000) is None  # past the salvage limit: not even read
+    for hopeless in (b"\xff\x00", b"[1]", b'{"seq": 0}', b'{"seq": 2e3}', b'{"seq": true}'):
+        assert envelope.salvage_seq(hopeless, 16384) is None, hopeless
+    assert envelope.salvage_seq(b'{"seq": 9223372036854775808}', 16384) is None
+
+
+def test_dead_letters_keep_the_exact_bytes() -> None:
+    text = '{"v":1,"note":"取款"}'.encode()
+    assert kept_payload(text) == (text.decode(), "")
+    for raw in (b"\xff\xfe garbage", b'{"a":"\x00"}'):  # not UTF-8; NUL, which text refuses
+        kept, note = kept_payload(raw)
+        assert kept.startswith("base64:") and "base64" in note
+        assert base64.b64decode(kept.removeprefix("base64:")) == raw
+    huge = b"y" * (MAX_KEPT_BYTES + 10)
+    kept, note = kept_payload(huge)
+    assert len(kept) == MAX_KEPT_BYTES
+    assert f"of {len(huge)} bytes" in note and hashlib.sha256(huge).hexdigest() in note

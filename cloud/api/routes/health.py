@@ -1,4 +1,8 @@
-"""/healthz: is this process able to do its job, and what has ingest seen."""
+"""/healthz: is this process able to do its job, and what has ingest seen.
+
+``/healthz/leader``: 200 only on the replica that holds the cloud's lease and runs its
+singletons (the teller desk among them), 503 on a standby; a load balancer's health check
+for the routes that must reach the desk (HAProxy's ``desk`` backend, ``cuntong.deploy``)."""
 
 from __future__ import annotations
 
@@ -7,16 +11,18 @@ from typing import Any
 from fastapi import APIRouter, Response
 from tortoise import Tortoise
 
-from cloud.api.deps import Ingest, LinkOrNone, PoolOrNone
+from cloud.api.deps import Ingest, LinkOrNone, PoolOrNone, Services
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
 async def healthz(
-    ingest: Ingest, link: LinkOrNone, pool: PoolOrNone, response: Response
+    ingest: Ingest, link: LinkOrNone, pool: PoolOrNone, s: Services, response: Response
 ) -> dict[str, Any]:
     checks: dict[str, Any] = {}
+    if s.leading is not None:  # reported, not required: a standby serves all but the desk
+        checks["leader"] = s.leading.is_set()
     try:
         await Tortoise.get_connection("default").execute_query("SELECT 1")
         checks["database"] = "ok"
@@ -40,3 +46,11 @@ async def healthz(
     if not healthy:
         response.status_code = 503
     return {"status": "ok" if healthy else "degraded", **checks}
+
+
+@router.get("/healthz/leader")
+async def leader(s: Services, response: Response) -> dict[str, Any]:
+    leading = s.leading is not None and s.leading.is_set()
+    if not leading:
+        response.status_code = 503
+    return {"leader": leading}

@@ -21,9 +21,12 @@ from cloud.auth import audit
 from cloud.auth.deps import Principal
 from cloud.auth.roles import Role, may_view_session
 from cloud.catalogue import STEPS, CatalogueError
+from cloud.evidence import service as evidence_service
+from cloud.evidence.addendum import recording_entry
 from cloud.evidence.models import EvidenceRecord
 from cloud.evidence.sealer import SealerFailed
 from cloud.oversight import Oversight
+from cloud.sessions import store as session_store
 from cloud.workflow import corepost, engine, service, steps, store
 from cloud.workflow.errors import DeviceStepOnly, SecondPersonRequired, WorkflowError
 from cloud.workflow.posting import PostingInputError
@@ -330,6 +333,7 @@ async def finish(
     loaded = await _visible(ov, session_id, who)
     if loaded.workflow.teller_id != who.account_id:
         raise HTTPException(404, "no such session")
+    recorded = await session_store.recording_of(session_id)
     try:
         loaded = await service.finish(
             ov,
@@ -339,11 +343,15 @@ async def finish(
             customer=body.customer,
             loaded=loaded,
             require_core=core is not None,
+            recording=recording_entry(*recorded) if recorded else None,
         )
     except WorkflowError as err:
         raise _http(err) from err
     except SealerFailed as err:
         raise HTTPException(503, str(err), headers={"Retry-After": "1"}) from err
+    # Archived while we sealed: the archiver found no package yet, so add it here.
+    if recorded is None and (late := await session_store.recording_of(session_id)):
+        await evidence_service.add_recording(ov, session_id, *late, ov.clock())
     return _public(loaded)
 
 

@@ -1,0 +1,170 @@
+"""Issue 21: a join outside a grant's room is refused *and audited*. The real cloud app
+(uvicorn on loopback, its real desk and Janus pool) in front of a real Janus: grants carry
+the cloud's gate (``/media/janus/janus-1``), participants signal through it with the
+project's own Janus client, and a terminal's token aimed at another call's room is
+refused, written to the audit log naming the grant's holder and the room, and reported
+to the misbehaviour watch as a rejected act of that terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+
+from cloud.api.deps import services_of
+from cloud.catalogue import load_catalogue
+from cloud.evidence.keys import EvidenceKeys
+from cloud.media.errors import VideoRoomError
+from cloud.oversight import Oversight
+from cloud.sessions.desk import Desk
+from cloud.sessions.gate import SIGNAL
+from cloud.sessions.routing import TellerState
+from cloud.sessions.skills import Skills
+from common import procs
+from common import suite as suite_lib
+from common.settings import CloudSettings
+from cuntong.app import create_app
+from cuntong.servers.janus import Janus
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
+from tests.helpers import eventually
+from tests.teller import peers
+
+UNAUTHORIZED, NO_SUCH_FEED = 433, 428
+
+
+@dataclass
+class GatedCloud:
+    desk: Desk
+    gate_url: str
+    signals: list[tuple[str, str]]
+    db: Path
+
+
+@contextlib.asynccontextmanager
+async def gated_cloud(tmp_path: Path, janus: Janus) -> AsyncIterator[GatedCloud]:
+    port = procs.free_port()
+    gate_url = f"http://127.0.0.1:{port}/media/janus/janus-1"
+    settings = CloudSettings(
+        db_url=f"sqlite://{tmp_path / 'cloud.sqlite3'}",
+        ingest=False,
+        janus_url=janus.url,
+        janus_public_url=gate_url,  # what grants carry: the cloud's gate
+        janus_admin_url=janus.admin_url,
+        janus_admin_secret=janus.cfg.admin_secret,
+        janus_room_key=janus.cfg.room_admin_key,
+        janus_rec_dir=tmp_path / "rec",
+        archive_dir=tmp_path / "archive",
+    )
+    ov = Oversight(
+        load_catalogue(),
+        EvidenceKeys.generate(),
+        tmp_path / "evidence",
+        suite_lib.Suite.STANDARD,
+        hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
+    app = create_app(settings, oversight=ov)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                await asyncio.sleep(0.05)
+        desk_services = services_of(app).desk
+        assert desk_services is not None
+        signals: list[tuple[str, str]] = []
+        desk_services.gate.on_signal.append(lambda tid, s: signals.append((tid, s)))
+        yield GatedCloud(desk_services.desk, gate_url, signals, tmp_path / "cloud.sqlite3")
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def audit_rows(db: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "select actor, target, detail from audit_entry where action = 'media_join_refused'"
+        ).fetchall()
+
+
+@pytest.mark.servers
+async def test_a_cross_room_join_through_the_gate_is_refused_and_audited(
+    tmp_path: Path, janus: Janus
+) -> None:
+    async with gated_cloud(tmp_path, janus) as cloud:
+        desk = cloud.desk
+        now = datetime.now(UTC).timestamp()
+        for teller in ("t1", "t2"):
+            desk.board.add_teller(teller, Skills.of({"pension": 5}, {"cmn"}), now)
+            desk.board.set_state(teller, TellerState.AVAILABLE, now)
+        await desk.request("call-1", "GT-1", "pension", "cmn", elderly=False)
+        await desk.request("call-2", "GT-2", "pension", "cmn", elderly=False)
+        teller_1 = await desk.accept("t1", "call-1")
+        await desk.accept("t2", "call-2")
+        customer_1, customer_2 = desk.calls["call-1"].customer, desk.calls["call-2"].customer
+        assert customer_1 is not None and customer_2 is not None
+        assert customer_1.janus_url == cloud.gate_url  # grants carry the gate
+
+        # Call 1's own participants work through the gate: publish, then subscribe.
+        async with (
+            JanusClient(customer_1.janus_url, customer_1.token) as c1,
+            c1.session() as s1,
+        ):
+            pc, _ = await peers.publish(await VideoRoom.attach(s1), "call-1", "customer",
+                                        customer_1.pin)  # fmt: skip
+            async with JanusClient(teller_1.janus_url, teller_1.token) as t1, t1.session() as st:
+
+                async def subscribed() -> dict[str, object] | None:
+                    room = await VideoRoom.attach(st)
+                    try:
+                        return await room.subscribe("call-1", ["customer"], pin=teller_1.pin)
+                    except VideoRoomError as err:
+                        if err.code != NO_SUCH_FEED:
+                            raise
+                        return None
+
+                assert (await eventually(subscribed, timeout=20))["type"] == "offer"
+            assert audit_rows(cloud.db) == []  # nothing refused so far
+
+            # Terminal GT-2's token (a stolen terminal) aims at call 1, even with call 1's PIN.
+            async with (
+                JanusClient(customer_2.janus_url, customer_2.token) as thief,
+                thief.session() as stolen,
+            ):
+                with pytest.raises(VideoRoomError) as refused:
+                    await (await VideoRoom.attach(stolen)).subscribe(
+                        "call-1", ["customer"], pin=customer_1.pin
+                    )
+                assert refused.value.code == UNAUTHORIZED
+                with pytest.raises(VideoRoomError) as refused:
+                    offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+                    await (await VideoRoom.attach(stolen)).publish(
+                        "call-1", "intruder", offer, pin=customer_1.pin
+                    )
+                assert refused.value.code == UNAUTHORIZED
+            await pc.close()
+
+        rows = audit_rows(cloud.db)
+        assert [(actor, target) for actor, target, _ in rows] == [
+            ("terminal:GT-2", "call-1"),
+            ("terminal:GT-2", "call-1"),
+        ]
+        detail = json.loads(rows[0][2])
+        assert detail["session"] == "call-2" and detail["terminal"] == "GT-2"
+        assert detail["role"] == "customer" and detail["request"] == "join"
+        assert cloud.signals == [("GT-2", SIGNAL), ("GT-2", SIGNAL)]
+        await desk.hang_up("call-1", "done")
+        await desk.hang_up("call-2", "done")
