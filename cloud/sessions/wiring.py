@@ -48,7 +48,7 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
-from cloud.sessions.routing import Board, Policy
+from cloud.sessions.routing import ON_DUTY, Board, Policy
 from cloud.sessions.skills import business_table
 from cloud.sessions.state import State
 from cloud.sessions.watch import Watch
@@ -246,8 +246,9 @@ async def start(
     )
     await desk.adopt(adopted, tellers)
     watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
-    for teller_id in {a.teller_id for a in adopted if a.teller_id is not None}:
-        watch.teller_left(teller_id)  # hung up unless their page reconnects in their grace
+    for teller_id, teller in board.tellers.items():  # on duty as the previous desk left them:
+        if teller.state in ON_DUTY:  # missing until their page reconnects (grace periods)
+            watch.teller_left(teller_id)
     if adopted:
         log.warning(
             "adopted %d sessions a previous desk left open (%d waiting, %d in a call)",

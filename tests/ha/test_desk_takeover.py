@@ -1,6 +1,7 @@
 """The teller desk changes hands without losing a caller (issue 17, item 2): two real
 ``cuntong api`` replicas on one database, Janus, an mTLS Mosquitto, enrolled terminals on
-MQTT, a teller on HTTP + WebSocket with an aiortc call through Janus. The leader is killed
+MQTT, a teller on HTTP + WebSocket with an aiortc call through Janus, HAProxy in front (the
+participants' Janus signalling goes through the leader's gate). The leader is killed
 (SIGKILL) while one call is live and three customers wait; the standby takes the lease and
 adopts the board the leader kept in the database:
 
@@ -22,7 +23,9 @@ import httpx
 
 from common import procs
 from janus_client.videoroom import VideoRoom
+from tests.ha.rig import haproxy
 from tests.helpers import CloudProcess, eventually
+from tests.teller.peers import Received
 from tests.teller.service_rig import Teller, Terminal
 from tests.teller.test_desk_call import TALK, Participant
 from tests.teller.test_desk_restart import _desk_up, _env_of, _restart
@@ -61,25 +64,34 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
     await teller.open()
     await teller.post("/me/state", {"state": "available"})
     await _desk_up(old.url)
-    standby = await asyncio.to_thread(_restart, service, _env_of(old), tmp_path)
+    # The standby's teller grace is the default's 30 s, not the fixture's 2 s: a teller page
+    # must have time to reach the new leader (HAProxy notices the takeover in seconds).
+    env = {
+        **_env_of(old),
+        "CUNTONG_CLOUD_TELLER_GRACE_S": "30",
+        "CUNTONG_CLOUD_INGEST_CLIENT_ID": "ingest-standby",  # its own broker session
+    }
+    standby = await asyncio.to_thread(_restart, service, env, tmp_path)
     try:
         assert await _leads(old) and not await _leads(standby)
         async with contextlib.AsyncExitStack() as stack:
+            proxy = stack.enter_context(haproxy(tmp_path, [old, standby]))
             talking = await stack.enter_async_context(service.terminal("SX-H0001"))
             waiting = [await stack.enter_async_context(service.terminal(t)) for t in WAITING]
             await talking.request()
             session = (await talking.expect("queued"))["session"]
             await teller.event("offer")
             grant = (await teller.post(f"/sessions/{session}/accept")).json()
-            customer = await Participant.join(await talking.expect("connect"))
+            customer = await Participant.join(await talking.expect("connect"), proxy)
             stack.push_async_callback(_leave, customer)
-            agent = await Participant.join(grant)
+            agent = await Participant.join(grant, proxy)
             stack.push_async_callback(_leave, agent)
 
             sessions = []
             for term in waiting:  # one after another: their order is their arrival
                 await term.request()
                 sessions.append((await term.expect("queued"))["session"])
+            heard = await agent.watch(session, "customer")
             await asyncio.sleep(TALK)  # Janus records both sides
             told = [await _last_position(t, s) for t, s in zip(waiting, sessions, strict=True)]
             assert told == [1, 2, 3], told
@@ -98,18 +110,20 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             assert [m["session"] for m in again] == sessions
             assert [m["position"] for m in again] == told
 
-            # the live call is adopted: its room is there, the teller's page gets it back
+            # the live call is adopted: the teller's page (through HAProxy, which now sends
+            # desk paths to the new leader) gets it back; its room is there, asked through
+            # the new leader's gate with the customer's old token
+            page = await Teller.login(proxy, "qian", PASSWORD)
+            me = await eventually(lambda: _me(page), timeout=30)
+            await page.open()
             room = await VideoRoom.attach(customer.session)
             assert await room.exists(session)
-            page = await Teller.login(standby.url, "qian", PASSWORD)
-            await page.open()
-            me = await page.get("/me")
             assert (me["session"], me["session_state"], me["state"]) == (
                 session, "connected", "busy",
             )  # fmt: skip
-            heard = await agent.watch(session, "customer")  # media still flows both ways
-            await asyncio.sleep(TALK)
-            assert heard.frames["video"] > 10
+            # media never left Janus: what the teller receives keeps coming
+            before = heard.frames["video"]
+            await eventually(lambda: _more(heard, before), timeout=30)
 
             # hang-up and wrap-up on the new leader; the next customer is the first waiting
             await page.post(f"/sessions/{session}/hang-up", {"cause": "done"})
@@ -135,6 +149,17 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             await page.close()
     finally:
         await asyncio.to_thread(procs.stop, standby.proc)
+
+
+async def _more(got: Received, than: int) -> bool:
+    await asyncio.sleep(0.5)
+    return got.frames["video"] > than + 10
+
+
+async def _me(page: Teller) -> dict[str, Any] | None:
+    """The teller's view, once the desk answers through HAProxy."""
+    r = await page.http.get("/api/v1/teller/me")
+    return r.json() if r.status_code == 200 else None  # type: ignore[no-any-return]
 
 
 def _drain(term: Terminal) -> list[dict[str, Any]]:
