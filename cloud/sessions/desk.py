@@ -271,8 +271,13 @@ class Desk:
         self.board.enqueue(session_id, business, language, now.timestamp(), elderly)
         call = _Call(session, terminal_id, business, language, elderly)
         self.calls[session_id] = call
-        await self._save(session.history[0], call)
-        await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
+        try:
+            await self._save(session.history[0], call)
+            await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
+        except BaseException:  # not stored: not on the board either (never offered half-made)
+            self.board.abandon(session_id, now.timestamp())
+            self.calls.pop(session_id)
+            raise
         await self._announce(session_id)
         await self._dispatch()
 

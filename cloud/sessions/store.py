@@ -23,27 +23,29 @@ from cloud.sessions.state import Event, State, Transition
 
 
 async def save(record: Transition, facts: SessionFacts) -> None:
-    """Store one transition; the first one (the request) creates the session row."""
+    """Store one transition; the first one (the request) creates the session row.
+
+    The transaction writes first (no read before it): on a SQLite file shared by API
+    replicas, a transaction that reads and then writes is refused at once ("database is
+    locked") when another replica wrote in between, where a first write waits its turn."""
     async with in_transaction():
-        row = await TellerSession.get_or_none(id=record.session_id)
-        if row is None:
-            row = await TellerSession.create(
+        values: dict[str, Any] = {"state": record.to_state.value, "updated_at": record.at}
+        if record.teller_id:
+            values["teller_id"] = record.teller_id
+        if facts.janus_node:
+            values["janus_node"] = facts.janus_node
+        if not await TellerSession.filter(id=record.session_id).update(**values):
+            await TellerSession.create(
                 id=record.session_id,
                 terminal_id=facts.terminal_id,
                 business=facts.business,
                 language=facts.language,
                 elderly=facts.elderly,
-                state=record.to_state.value,
                 requested_at=record.at,
-                updated_at=record.at,
+                **values,
             )
-        row.state = record.to_state.value
-        row.updated_at = record.at
-        row.teller_id = record.teller_id or row.teller_id
-        row.janus_node = facts.janus_node or row.janus_node
-        await row.save()
         await SessionTransition.create(
-            session=row,
+            session_id=record.session_id,
             at=record.at,
             event=record.event.value,
             from_state=None if record.from_state is None else record.from_state.value,
@@ -192,14 +194,13 @@ async def keep_call(session_id: str, kept: Kept) -> None:
 
 async def keep_teller(teller_id: str, kept: KeptTeller) -> None:
     """Store a teller's state on the board (``Desk.keep``)."""
-    await DeskTeller.update_or_create(
-        id=teller_id,
-        defaults={
-            "state": kept.state.value,
-            "state_since": kept.state_since,
-            "idle_since": kept.idle_since,
-        },
-    )
+    values = {
+        "state": kept.state.value,
+        "state_since": kept.state_since,
+        "idle_since": kept.idle_since,
+    }
+    if not await DeskTeller.filter(id=teller_id).update(**values):  # a write first (``save``)
+        await DeskTeller.create(id=teller_id, **values)
 
 
 class Keeper:
