@@ -22,9 +22,13 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 from playwright.sync_api import sync_playwright
 
 from cloud.workflow.cardcheck import LOCKED_TEXT, WRONG_PIN_TEXT
+from cuntong import stack
+from cuntong.demobank import DemoCard
+from firmware_adapters.iccard.pcscd import SOCKET_ENV
 from tests.integration.test_up_lifecycle import READY, _env, _up
 
 CHROMIUM = "/usr/bin/chromium"
@@ -152,3 +156,19 @@ def test_the_demo_card_is_decided_by_the_hsm_and_the_screen_says_the_tries_left(
         assert up.proc.wait(60) == 0, up.out.read_text()
         _gone, alive = psutil.wait_procs(family, timeout=15)
         assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+def test_without_a_pcsc_reader_the_banner_says_why_and_the_steps_wait_for_an_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pcscd or vpcd missing: the card reader is not started, nothing else breaks, and the
+    banner says why and that a supervisor's override is what remains."""
+    monkeypatch.setattr(stack, "VPCD_DRIVER", tmp_path / "no-libifdvpcd.so")
+    up = stack.Stack(tmp_path)
+    up.demo_card = DemoCard("6217***********1234", "DEMO-0001", tmp_path / "c.json", True)
+    env = up.start_card_reader("SX-00001")
+    assert up.supervisor.children == []  # no card reader child to restart forever
+    assert env == {SOCKET_ENV: str(tmp_path / "pcscd" / "run" / "pcscd.comm")}
+    lines = up._card_lines()
+    assert "off: no PC/SC card reader" in lines and "apt-get install" in lines, lines
+    assert "supervisor's override" in lines, lines
