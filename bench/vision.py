@@ -11,6 +11,12 @@
    measured on a machine whose other jobs would otherwise preempt it. `--fps 15` feeds the
    frames at a camera's rate instead of back to back (a back-to-back run under SCHED_FIFO
    hits the RT throttle every second). The load average and the policy are printed.
+   `--agent-thread PRIO` instead runs each frame the way the agent does: an asyncio loop
+   (ordinary scheduling) hands it to `edge.vision.frames.FrameThread(PRIO)`, the agent's
+   own frame thread, which takes SCHED_FIFO where permitted and falls back (with the
+   warning) where not. Printed: the pipeline's wall clock on that thread, and the wall clock
+   from the loop's hand-off to the result back in the loop (which adds the ordinary loop
+   thread's wake-up).
 2. Face-aware compression (edge.vision.roi.BackgroundSmoother) vs plain VP8 (libvpx via
    PyAV, real-time CBR): bits the plain encode needs for the face-crop PSNR / SSIM that the
    face-aware encode reaches at 300 kbit/s (log-rate interpolation along plain encodes at
@@ -21,17 +27,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import time
 
 import numpy as np
 
 from edge.vision import pipeline, roi
+from edge.vision.frames import FrameThread
 from edge.vision.planarity import Planarity
 from edge.vision.runtime import ModelSet
 from modeltools.eval import compression
 
-COMMAND = ".venv/bin/python bench/vision.py [--cpu N] [--latency-only] [--fps 15] [--realtime PRIO]"
+COMMAND = (
+    ".venv/bin/python bench/vision.py [--cpu N] [--latency-only] [--fps 15] "
+    "[--realtime PRIO | --agent-thread PRIO]"
+)
 
 
 def latency(models: ModelSet, frames: list[np.ndarray], n: int, fps: float | None = None) -> None:
@@ -82,6 +94,53 @@ def latency(models: ModelSet, frames: list[np.ndarray], n: int, fps: float | Non
         )
 
 
+def agent_path(models: ModelSet, frames: list[np.ndarray], n: int, fps: float, prio: int) -> None:
+    """Frames through the agent's FrameThread from an ordinary asyncio loop, as the check."""
+
+    def one(f: np.ndarray, track: Planarity) -> tuple[Planarity, float, float]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        result = pipeline.analyze(models, f)
+        assert result.points is not None and result.face and result.measures
+        track = track.feed(result.points, result.face.box, result.measures.yaw)
+        return track, (time.perf_counter() - t0) * 1000, (time.thread_time() - c0) * 1000
+
+    async def run() -> tuple[list[float], list[float], list[float], str]:
+        thread = FrameThread(prio)
+        policy = await asyncio.to_thread(thread.start)
+        track, wall, on_thread, cpu = Planarity(), [], [], []
+        for f in frames[:10]:
+            await thread.run(pipeline.analyze, models, f)  # warm-up
+        start = time.monotonic()
+        for i in range(n):
+            await asyncio.sleep(max(0.0, start + i / fps - time.monotonic()))
+            t0 = time.perf_counter()
+            track, w, c = await thread.run(one, frames[i % len(frames)], track)
+            wall.append((time.perf_counter() - t0) * 1000)
+            on_thread.append(w)
+            cpu.append(c)
+        thread.close()
+        return wall, on_thread, cpu, policy
+
+    wall, on_thread, cpu, policy = asyncio.run(run())
+    print(f"\n## Agent path: FrameThread({prio}), {n} frames paced at {fps:g} frames/s (ms)\n")
+    loop = "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER"
+    print(
+        f"frame thread {policy}; event loop {loop}; "
+        f"load average after the run {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n"
+    )
+    print("| measure | p50 | p99 | max | over 15 ms |\n| --- | ---: | ---: | ---: | ---: |")
+    for k, v in (
+        ("pipeline on the frame thread, wall clock", on_thread),
+        ("hand-off from the loop to the result back in it, wall clock", wall),
+        ("frame thread CPU time", cpu),
+    ):
+        a = np.asarray(v)
+        print(
+            f"| {k} | {np.percentile(a, 50):.2f} | {np.percentile(a, 99):.2f} | {a.max():.2f} "
+            f"| {int((a > 15).sum())} of {a.size} |"
+        )
+
+
 def compress(models: ModelSet, frames: list[np.ndarray]) -> None:
     boxes = [pipeline.detect(models, f)[0].box for f in frames]
     smoother = roi.BackgroundSmoother()
@@ -124,7 +183,12 @@ def main() -> None:
     ap.add_argument(
         "--realtime", type=int, metavar="PRIO", help="run under SCHED_FIFO at PRIO (1-99, root)"
     )
+    ap.add_argument(
+        "--agent-thread", type=int, metavar="PRIO",
+        help="run frames through the agent's FrameThread(PRIO) (0: ordinary scheduling)",
+    )  # fmt: skip
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cpu = sorted(os.sched_getaffinity(0))[0] if args.cpu is None else args.cpu
     os.sched_setaffinity(0, {cpu})
     if args.realtime is not None:
@@ -135,7 +199,10 @@ def main() -> None:
     frames = compression.synthetic_video(args.video_frames)
     print(f"# bench/vision.py — reproduce with: {COMMAND}")
     print(f"models: {', '.join(f'{k}@{v}' for k, v in models.versions.items())}")
-    latency(models, frames, args.frames, args.fps)
+    if args.agent_thread is not None:
+        agent_path(models, frames, args.frames, args.fps or 15.0, args.agent_thread)
+    else:
+        latency(models, frames, args.frames, args.fps)
     if not args.latency_only:
         compress(models, frames)
 

@@ -184,6 +184,11 @@ class AgentSettings(_Base):
     audio_device: str = ""
     #: Face-aware compression of the call video when the vision models are installed.
     face_aware: bool = True
+    #: SCHED_FIFO priority of the liveness check's frame thread (1-99; 0 = ordinary
+    #: scheduling). Needs CAP_SYS_NICE (the rendered unit grants it) or RLIMIT_RTPRIO >=
+    #: it; without, the thread logs a warning and runs ordinary. The rendered systemd unit
+    #: sets it; a development agent runs ordinary.
+    liveness_rt_priority: int = Field(0, ge=0, le=99)
 
     @field_validator("terminal_id")
     @classmethod

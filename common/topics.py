@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 ROOT = "cuntong/v1/t"
+#: Where the broker's refusal plugin reports a terminal's refused SUBSCRIBE
+#: (``provisioning.brokerplugin``); cloud-only, outside every terminal's subtree.
+BROKER_REFUSED = "cuntong/v1/broker/refused"
 _TERMINAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 

@@ -13,7 +13,11 @@ Every /v1 request needs `Authorization: Bearer <secret>`.
 
 With `--faults`, tests can make it lose answers: POST /v1/faults {"delay_answer_s": 2,
 "count": 1} commits the next posting, then holds the answer past the client's timeout (a
-lost answer as the client sees it); {"fail_before": 1} answers 503 without applying.
+lost answer as the client sees it); {"fail_before": 1} answers 503 without applying;
+{"hold": true} makes the core hang: every posting waits, applying nothing and answering
+nothing, until a later call without it (each call sets the whole switch) lets them all go on;
+a held posting whose client gave up meanwhile is still applied then (the same key applies
+once). GET /v1/faults shows the switch and how many postings are held.
 Accounts are created through POST /v1/accounts (test and demo data).
 """
 
@@ -85,6 +89,7 @@ class FaultsIn(BaseModel):
     delay_answer_s: Annotated[float, Field(ge=0, le=60)] = 0.0
     count: Annotated[int, Field(ge=0, le=100)] = 1
     fail_before: Annotated[int, Field(ge=0, le=100)] = 0
+    hold: bool = False
 
 
 class Refused(CuntongError):
@@ -103,6 +108,9 @@ class Core:
         self.db.executescript(SCHEMA)
         self.delays: list[float] = []
         self.fail_before = 0
+        #: While set, postings wait here (the core hangs); released by clearing the hold.
+        self.hold: asyncio.Event | None = None
+        self.held = 0
 
     def account(self, account: str) -> tuple[int, int, int]:
         row = self.db.execute(
@@ -192,6 +200,12 @@ def create_app(core: Core, secret: str, faults: bool) -> FastAPI:
 
     @app.post("/v1/postings", dependencies=auth)
     async def post(p: PostingIn) -> JSONResponse:
+        if core.hold is not None:
+            core.held += 1
+            try:
+                await core.hold.wait()  # the core hangs; the client may give up meanwhile
+            finally:
+                core.held -= 1
         if core.fail_before:
             core.fail_before -= 1
             return JSONResponse({"reason": "unavailable", "detail": "simulated outage"}, 503)
@@ -256,7 +270,20 @@ def create_app(core: Core, secret: str, faults: bool) -> FastAPI:
         async def set_faults(f: FaultsIn) -> dict[str, Any]:
             core.delays = [f.delay_answer_s] * f.count if f.delay_answer_s else []
             core.fail_before = f.fail_before
-            return {"delays": core.delays, "fail_before": core.fail_before}
+            if f.hold and core.hold is None:
+                core.hold = asyncio.Event()
+            elif not f.hold and core.hold is not None:
+                core.hold.set()  # the held postings go on, in the order they came
+                core.hold = None
+            return faults_now()
+
+        @app.get("/v1/faults", dependencies=auth)
+        async def get_faults() -> dict[str, Any]:
+            return faults_now()
+
+        def faults_now() -> dict[str, Any]:
+            return {"delays": core.delays, "fail_before": core.fail_before,
+                    "hold": core.hold is not None, "held": core.held}  # fmt: skip
 
     return app
 

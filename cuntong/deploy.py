@@ -256,10 +256,17 @@ def _role_files(
         )
         return files, unit
     if role == "mosquitto":
+        from provisioning import brokerplugin
         from provisioning.broker import BrokerFiles, broker_config, config_text
 
         tls = BrokerFiles(STATE / "mosquitto" / "tls")
-        text = config_text(broker_config(PORTS["mosquitto"], tls, host.address), STATE / role)
+        # The refusal plugin is compiled on the broker host before the first start (gcc,
+        # mosquitto-dev and libmosquitto-dev installed there), once per source version.
+        plugin = STATE / role / brokerplugin.plugin_name()
+        src = cfg / "cuntong_refusals.c"
+        build = " ".join(brokerplugin.compile_argv("/usr/bin/gcc", src, plugin))
+        cfg_ = broker_config(PORTS["mosquitto"], tls, host.address, refusals=plugin)
+        text = config_text(cfg_, STATE / role)
         text = "\n".join(
             f"user cuntong-{role}" if line.startswith("user ") else line
             for line in text.splitlines()
@@ -270,8 +277,10 @@ def _role_files(
             f"/usr/sbin/mosquitto -c {cfg / 'mosquitto.conf'}",
             notify=True,
             watchdog=False,
+            extra=(f"ExecStartPre=/bin/sh -c 'test -f {plugin} || {build}'",),
         )
-        return {"mosquitto.conf": (text + "\n", 0o640)}, unit
+        code = brokerplugin.source().decode()
+        return {"mosquitto.conf": (text + "\n", 0o640), src.name: (code, 0o640)}, unit
     if role == "janus":
         from cuntong.servers.janus import JanusConfig, config_files, installed_modules
 
@@ -353,12 +362,30 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
     return written
 
 
+#: SCHED_FIFO priority of the agent's liveness frame thread (edge.vision.frames): above
+#: every ordinary thread, well below the kernel's own real-time threads (50 and up).
+LIVENESS_RT_PRIORITY = 10
+#: CPU time a real-time thread may take without blocking before the kernel signals (soft)
+#: and kills (hard) the agent; one frame takes ~10 ms and the thread blocks between frames.
+LIVENESS_RT_TIME = "200ms:2s"
+
+
 def agent_unit(prefix: Path) -> str:
     """The terminal's unit: systemd starts ``edge.launcher``, which counts a trial start (or
     goes back to the previous slot) and execs the agent from the current slot. Exec keeps
     the agent the main process, so ``NotifyAccess=main`` takes its READY and watchdog
     pings; a hung agent is killed after ``WatchdogSec`` and started again, which on trial
-    counts towards the rollback (docs/fleet.md, "Agent self-update")."""
+    counts towards the rollback (docs/fleet.md, "Agent self-update").
+
+    The liveness check's frame thread asks for SCHED_FIFO at ``LIVENESS_RT_PRIORITY``
+    (``edge.vision.frames``). The unit gives the agent's user ``CAP_SYS_NICE`` as its only
+    capability (ambient, so it survives the launcher's exec; the bounding set is that one
+    capability; ``NoNewPrivileges`` stays) and bounds real-time use with ``LimitRTTIME=``:
+    a frame that runs past the soft limit without blocking gets SIGXCPU, on which the agent
+    moves the thread back to ordinary scheduling; past the hard limit the kernel kills the
+    agent and systemd restarts it. (``LimitRTPRIO=`` would permit the policy without any
+    capability; it is not used because it could not be exercised here: raising that hard
+    limit needs CAP_SYS_RESOURCE, which the test machine's root lacks.)"""
     return _unit(
         "agent",
         "terminal edge agent (A/B slots)",
@@ -368,6 +395,11 @@ def agent_unit(prefix: Path) -> str:
         extra=(
             "NotifyAccess=main",
             f"Environment=CUNTONG_AGENT_STATE_DIR={STATE / 'agent'}",
+            f"Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY={LIVENESS_RT_PRIORITY}",
+            "AmbientCapabilities=CAP_SYS_NICE",
+            "CapabilityBoundingSet=CAP_SYS_NICE",
+            f"LimitRTTIME={LIVENESS_RT_TIME}",
+            "RestrictRealtime=no",
             f"WorkingDirectory={STATE / 'agent'}",
         ),
     )

@@ -531,9 +531,11 @@ class Stack:
             **({"CUNTONG_AGENT_SCREEN_PORT": self.screen_port} if self._screen(i) else {}),
             **reader_env,
         )
+        # The launcher (as systemd starts it on a terminal): it runs the agent from its
+        # current slot, so an agent update over the air takes effect in the demo too.
         agent = Child(
             tid,
-            [sys.executable, "-m", "cuntong", "agent"],
+            [sys.executable, "-m", "edge.launcher"],
             self.state_dir / "terminals" / f"{tid}.log",
             env,
         )
@@ -558,7 +560,8 @@ class Stack:
     def _print_urls(self, broker: Broker, vm: VictoriaMetrics, api_port: int) -> None:
         api = f"http://127.0.0.1:{api_port}"
         desk = (
-            f"{api}/teller  (log in as teller1 or teller2; media via {self._janus_urls()})"
+            f"{api}/teller  (log in as teller1 or teller2; media signalling "
+            f"through {api}/media/janus/<node> to {self._janus_urls()})"
             if self.janus is not None
             else "off (Janus not installed)"
         )

@@ -18,7 +18,9 @@ and each model's version go into the agent's ``versions`` (telemetry and status)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ from models.signing import TrustedKeys
 if TYPE_CHECKING:
     import numpy as np
 
+    from edge.vision.frames import FrameThread
     from edge.vision.health import Budget
     from edge.vision.runtime import ModelSet
     from edge.vision.verdict import Policy, VisionResult
@@ -98,6 +101,7 @@ class Liveness:
         state_dir: Path | None = None,
         trusted: TrustedKeys | None = None,
         budget: Budget | None = None,
+        rt_priority: int = 0,
     ) -> None:
         self.frames = frames
         self.policy = policy
@@ -106,6 +110,10 @@ class Liveness:
         #: The model signing keys this terminal trusts (default: models/keys/*.pub).
         self.trusted = trusted
         self.budget = budget
+        #: SCHED_FIFO priority of the frame thread (0: ordinary scheduling); falls back to
+        #: ordinary scheduling with a warning where the terminal does not permit it.
+        self.rt_priority = rt_priority
+        self.frame_thread: FrameThread | None = None
         self._models: tuple[Source, ModelSet] | None = None
         self._healthy: tuple[Source, ModelSet] | None = None  # passed health, maybe not yet used
         self._versions: tuple[Source, dict[str, str]] | None = None
@@ -162,6 +170,37 @@ class Liveness:
         """The models checks use now (the call's face-aware video shares them)."""
         return await self._current()
 
+    async def _frame_thread(self) -> FrameThread:
+        from edge.vision.frames import FrameThread
+
+        if self.frame_thread is None:
+            self.frame_thread = FrameThread(self.rt_priority)
+            await asyncio.to_thread(self.frame_thread.start)
+        return self.frame_thread
+
+    def close(self) -> None:
+        if self.frame_thread is not None:
+            self.frame_thread.close()
+        if self.rt_priority:
+            with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGXCPU)
+
+    def demote(self) -> None:
+        """SIGXCPU: a frame ran past the real-time time limit; run ordinary from now on."""
+        if self.frame_thread is not None:
+            self.frame_thread.demote()
+
+    def watch_rt_time(self) -> bool:
+        """Demote the frame thread on SIGXCPU (the unit's LimitRTTIME soft limit) instead of
+        letting the default action end the agent; only from the main thread's loop."""
+        if self.rt_priority == 0:
+            return False
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGXCPU, self.demote)
+        except (RuntimeError, ValueError, NotImplementedError):
+            return False  # not the main thread (an in-process test agent)
+        return True
+
     async def check(self, business_type: str) -> VisionResult:
         from edge.vision.session import LivenessCheck
         from edge.vision.verdict import Policy
@@ -172,7 +211,12 @@ class Liveness:
             raise ValueError("a liveness check is already running")
         async with self._busy:
             models = await self._current()
-            check = LivenessCheck(models, policy=self.policy or Policy(), prompt=self.prompt)
+            check = LivenessCheck(
+                models,
+                policy=self.policy or Policy(),
+                prompt=self.prompt,
+                frame_thread=await self._frame_thread(),
+            )
             stream = self.frames()
             try:
                 return await check.run(stream, business_type)

@@ -1,5 +1,8 @@
 """Follows the brokers' logs and tells the misbehaviour watch what they refused: each
-refused SUBSCRIBE (``subscribe_refused``) and PUBLISH (``publish_refused``) of a terminal.
+refused PUBLISH (``publish_refused``) of a terminal, and each refused SUBSCRIBE
+(``subscribe_refused``) inside its own subtree. A filter outside it is refused and
+reported by the broker's refusal plugin (``provisioning.brokerplugin``, on by default),
+which ingest counts; the log does not count it twice.
 
 The broker must log with ``refusal_log`` on (``provisioning.broker.broker_config``); the
 lines are read by ``provisioning.brokerlog``. The file is followed like ``tail -F``:
@@ -17,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from common.topics import valid_terminal_id
-from provisioning.brokerlog import RefusalLog
+from common.topics import ROOT, valid_terminal_id
+from provisioning.brokerlog import Refusal, RefusalLog
 
 log = logging.getLogger("cuntong.fleet.brokerwatch")
 
@@ -61,6 +64,16 @@ class LogFollower:
         return [line.decode("utf-8", "replace") for line in lines]
 
 
+def counted(refusal: Refusal) -> bool:
+    """A terminal's refusal the broker's refusal plugin did not already report: every
+    refused PUBLISH, and a refused filter inside the terminal's own subtree (the plugin
+    reports, and counts, only filters outside it; docs/fleet.md)."""
+    if not valid_terminal_id(refusal.client_id):
+        return False  # a cloud service, not a terminal
+    own = f"{ROOT}/{refusal.client_id}/"
+    return refusal.kind == "publish" or refusal.topic.startswith(own)
+
+
 async def follow(paths: list[Path], signal: Callable[[str, str], None], every: float = 0.5) -> None:
     """Run for ever: every ``every`` s, read the new lines of each broker log and call
     ``signal(terminal_id, "subscribe_refused" | "publish_refused")`` per refusal."""
@@ -75,7 +88,7 @@ async def follow(paths: list[Path], signal: Callable[[str, str], None], every: f
                     continue
                 for line in lines:
                     for refusal in parser.feed(line):
-                        if valid_terminal_id(refusal.client_id):
+                        if counted(refusal):
                             signal(refusal.client_id, SIGNALS[refusal.kind])
             await asyncio.sleep(every)
     finally:

@@ -63,6 +63,11 @@ async def _call(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -
     return check_reply(reply) if isinstance(reply, dict) else reply
 
 
+#: Pauses before asking an unreachable long poll again (about 7 s in all, well inside
+#: Janus's 60 s session timeout); then the session counts as lost.
+POLL_RETRY_S = (0.5, 1.0, 2.0, 3.5)
+
+
 @dataclass(frozen=True, slots=True)
 class JanusEvent:
     """One asynchronous message from Janus for a handle."""
@@ -233,15 +238,25 @@ class JanusSession:
             self._queues[sender].put_nowait(JanusEvent.parse(msg))
 
     async def _poll(self) -> None:
+        retries = 0
         while True:
             try:
                 batch = await self.client.get(f"/{self.id}", {"maxev": 10, "rid": _tx()})
             except JanusError as err:
+                # Unreachable (no Janus error code): a blip on the path, e.g. the cloud's
+                # signalling gate restarting behind its load balancer, is tried again
+                # within Janus's session timeout. An answer from Janus (no such session,
+                # token revoked) is final at once.
+                if err.code is None and retries < len(POLL_RETRY_S):
+                    await asyncio.sleep(POLL_RETRY_S[retries])
+                    retries += 1
+                    continue
                 self._failure = err
                 for waiter in self._pending.values():
                     if not waiter.done():
                         waiter.set_exception(err)
                 return
+            retries = 0
             for msg in batch if isinstance(batch, list) else [batch]:
                 self._route(msg)
 

@@ -37,6 +37,11 @@ COMMANDS: dict[str, tuple[str, str, list[str]]] = {
         "modeltools.eval.robustness",
         [],
     ),
+    "mean-shape": (
+        "rebuild (or --check) the mean face shape of the rendered 3D heads",
+        "modeltools.eval.mean_shape",
+        [],
+    ),
     "correctness": ("pipeline on fixed inputs", "modeltools.eval.correctness", []),
 }
 

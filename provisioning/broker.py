@@ -183,8 +183,11 @@ def crl_outdated(
     return not revoked <= listed or (exact and len(listed - revoked) > 1)
 
 
-def config_lines(files: BrokerFiles) -> tuple[str, ...]:
-    """Listener options (they follow the listener line) plus the global ACL and pid file."""
+def config_lines(files: BrokerFiles, refusals: Path | None = None) -> tuple[str, ...]:
+    """Listener options (they follow the listener line) plus the global ACL and pid file.
+    ``refusals``: the refusal plugin (``provisioning.brokerplugin``), loaded first so its
+    ACL callback is asked before the dynamic-security plugin's."""
+    first = (f"plugin {refusals}",) if refusals is not None else ()
     return (
         f"cafile {files.cafile}",
         f"certfile {files.certfile}",
@@ -194,6 +197,7 @@ def config_lines(files: BrokerFiles) -> tuple[str, ...]:
         "use_identity_as_username true",
         "use_username_as_clientid true",
         # Authorisation by the dynamic-security plugin, checked at SUBSCRIBE (see dynsec).
+        *first,
         f"plugin {dynsec_plugin()}",
         f"plugin_opt_config_file {files.dynsecfile}",
         # SIGHUP target; written as the user the stack runs as (BrokerConfig's `user` line),
@@ -227,13 +231,19 @@ def dynsec_plugin() -> str:
 
 
 def broker_config(
-    port: int, files: BrokerFiles, host: str = "127.0.0.1", *, refusal_log: bool = False
+    port: int,
+    files: BrokerFiles,
+    host: str = "127.0.0.1",
+    *,
+    refusal_log: bool = False,
+    refusals: Path | None = None,
 ) -> BrokerConfig:
-    """The default stack's broker: one mTLS listener, no anonymous access. With
-    ``refusal_log`` it also logs at debug level, so refused SUBSCRIBEs and PUBLISHes can
-    be counted per terminal (``provisioning.brokerlog``; the cost is in
-    docs/provisioning.md)."""
-    extra = config_lines(files) + (REFUSAL_LOG if refusal_log else ())
+    """The default stack's broker: one mTLS listener, no anonymous access. ``refusals``:
+    the refusal plugin, which reports each terminal's refused SUBSCRIBE to the cloud (on by
+    default in ``provisioning.wiring.secure_broker``). With ``refusal_log`` it also logs at
+    debug level, the deep-debugging path that also shows refused PUBLISHes
+    (``provisioning.brokerlog``; the cost is in docs/fleet.md)."""
+    extra = config_lines(files, refusals) + (REFUSAL_LOG if refusal_log else ())
     return BrokerConfig(
         port=port,
         host=host,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common.topics import ROOT, Channel
+from common.topics import BROKER_REFUSED, ROOT, Channel
 
 #: (access, channel suffix) for every terminal: a role per terminal (``dynsec.terminal_acls``).
 TERMINAL_GRANTS: tuple[tuple[str, str], ...] = (
@@ -32,6 +32,8 @@ SERVICE_ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("write", f"{_ALL}/{Channel.DESK.value}"),
         # Ingest confirms storage to each terminal (its spool keeps messages until then).
         ("write", f"{_ALL}/{Channel.ACK.value}"),
+        # The broker's refusal plugin reports refused subscriptions here; ingest counts them.
+        ("read", BROKER_REFUSED),
     ),
     # Read-only observer (dashboards, tests).
     "monitor": (("read", f"{ROOT}/#"),),

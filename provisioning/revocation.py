@@ -1,24 +1,34 @@
 """Make a revocation bite: delete the terminal's broker client (dynamic security, no reload),
-republish the CRL, reload mosquitto, disconnect the terminal.
+end its session, republish the CRL, reload mosquitto, cut off a connection made meanwhile.
 
 Mosquitto reads its ``crlfile`` only at start and on SIGHUP, and never re-checks clients
-already connected. ``RevocationPublisher`` therefore
+already connected. ``RevocationPublisher`` therefore, per revoked terminal
 
-1. writes a fresh CRL (all revoked, unexpired serials, plus a throw-away *canary* serial);
-2. sends SIGHUP through the broker's pid file and waits until a TLS handshake with the
+1. deletes its dynamic-security client and role (``admin``): the broker disconnects it at
+   once, and a reconnect may neither publish nor subscribe;
+2. ends its session *before* the reload (``kick``): it connects with a two-minute
+   certificate for that terminal id (the broker sets the client id to the CN, so this is the
+   terminal's client id), with clean start and no session expiry, and leaves. The broker
+   drops the old session (online or offline) and its queued commands;
+3. writes a fresh CRL (all revoked, unexpired serials, plus a throw-away *canary* serial),
+   sends SIGHUP through the broker's pid file and waits until a TLS handshake with the
    canary certificate is refused, so it knows the broker now enforces the new CRL;
-3. disconnects each revoked terminal that is still online by taking over its session: it
-   connects with a two-minute certificate for that terminal id (the broker sets the client
-   id to the CN, so this is the terminal's client id), with clean start and no session
-   expiry. The broker drops the old connection and its queued commands; the terminal's
-   reconnect then fails the CRL check.
+4. disconnects a connection the terminal made between 2 and 3 (``BrokerAdmin.cut_off``:
+   the broker kicks live connections only); its reconnect then fails the CRL check.
+
+Why this order: on Debian 12's Mosquitto 2.0.11 a SIGHUP lists every *offline* session
+with a session expiry a second time in the broker's expiry list; taking such a session over
+afterwards (a kick, or the terminal coming back) frees it while the list still points to it,
+and the broker later crashes (SIGTERM aborts in ``will_delay__remove``, or it segfaults).
+Ending the revoked terminal's session before the reload, and cutting it off afterwards
+without a takeover, keeps the revocation itself away from that trigger; see
+docs/provisioning.md, "Broker reloads (issue 14)", for the experiment and what remains.
 
 Call ``publish(now)`` on a timer too (``keep_crl_fresh``): OpenSSL refuses every client once
 the CRL passes its next-update time (7 days by default). ``publish`` only rewrites the CRL
 and reloads the broker when it must: when the revoked serials differ from the CRL the
 broker already has, or when that CRL is past half its validity. An API start therefore
-no longer reloads the broker: Debian 12's Mosquitto 2.0.11 can crash on SIGHUP under load
-(see docs/provisioning.md, "Broker reloads").
+no longer reloads the broker.
 """
 
 from __future__ import annotations
@@ -66,11 +76,22 @@ class RevocationPublisher:
     async def __call__(self, terminal_ids: Sequence[str], now: dt.datetime) -> None:
         if self.admin is not None:
             await self.admin.remove_terminals(terminal_ids)
-        await self.publish(now)
         if not self._ours():
-            return  # not our broker: it enforces the CRL once its operator reloads it
+            # Not our broker: it enforces the CRL once its operator reloads it.
+            await self.publish(now)
+            return
+        # No session of a revoked terminal may be offline when the broker reloads (module
+        # docstring): end each one now, while a takeover is still safe.
         for terminal_id in terminal_ids:
             await self.kick(terminal_id, now)
+        reloaded = await self.publish(now)
+        if self.admin is not None:
+            await self.admin.cut_off(terminal_ids)
+        elif reloaded:
+            # Without the plugin only a takeover disconnects; the session it could free was
+            # ended by the kick above unless the terminal came back within these moments.
+            for terminal_id in terminal_ids:
+                await self.kick(terminal_id, now)
 
     async def publish(self, now: dt.datetime) -> bool:
         """Write the CRL and, if we run the broker, make it enforce the new list. Does
@@ -93,7 +114,8 @@ class RevocationPublisher:
         return self.reload_broker and self.files.pidfile.exists()
 
     async def kick(self, terminal_id: str, now: dt.datetime) -> None:
-        """Disconnect ``terminal_id`` if it is connected (session takeover)."""
+        """End ``terminal_id``'s session, connected or not (takeover with clean start; the
+        kick's own session expires as it leaves). Only before a reload: see above."""
         with tempfile.TemporaryDirectory(prefix="cuntong-kick-") as tmp:
             ctx, _ = self._credentials(terminal_id, now, Path(tmp))
             async with aiomqtt.Client(

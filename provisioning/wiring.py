@@ -21,6 +21,7 @@ from pathlib import Path
 from cryptography import x509
 
 from provisioning import broker as broker_lib
+from provisioning import brokerplugin
 from provisioning import ca as ca_lib
 from provisioning import keys as keys_lib
 from provisioning.broker import BrokerConfig
@@ -49,15 +50,20 @@ def secure_broker(
     host: str = "127.0.0.1",
     index: int = 0,
     refusal_log: bool = False,
+    refusals: bool = True,
 ) -> tuple[BrokerConfig, broker_lib.BrokerFiles]:
     """CA (created on first start), broker certificate, CRL and the dynamic-security state
     (service roles; terminals the broker saved are kept); the mTLS BrokerConfig. ``index``:
     which broker of a failover list (its own folder, ``broker_tls_dir``); ``refusal_log``:
-    log refused SUBSCRIBEs and PUBLISHes (``provisioning.brokerlog``)."""
+    log refused SUBSCRIBEs and PUBLISHes (``provisioning.brokerlog``); ``refusals``: load
+    the refusal plugin (built into ``state_dir/broker-plugin`` on first use), which
+    refuses and reports a terminal's SUBSCRIBE outside its subtree."""
     authority = ca_lib.load_or_create(state_dir, now)
     folder = state_dir / broker_tls_dir(index)
     files = broker_lib.prepare(authority, folder, hosts, now, services=services)
-    return broker_lib.broker_config(port, files, host, refusal_log=refusal_log), files
+    plugin = brokerplugin.build(state_dir / "broker-plugin") if refusals else None
+    cfg = broker_lib.broker_config(port, files, host, refusal_log=refusal_log, refusals=plugin)
+    return cfg, files
 
 
 def service_tls_context(state_dir: Path, instance: str, now: dt.datetime) -> ssl.SSLContext:

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,28 @@ from firmware_adapters.iccard.pcscd import SOCKET_ENV, Pcscd, free_port_pair
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.pinpad.simulator import PinPadSimulator
 from firmware_adapters.pty_server import PtyServer
+from provisioning import brokerplugin
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_plugin_built_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The broker's refusal plugin compiled once for the run, not once per state folder:
+    every broker the suite starts (and its child processes) loads this build."""
+    built = brokerplugin.build(tmp_path_factory.mktemp("broker-plugin"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv(brokerplugin.PLUGIN_ENV, str(built))
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
+@pytest.fixture
+def desk_settings() -> dict[str, Any]:
+    """More CloudSettings for the teller rig's cloud (``tests.teller.test_teller_app.desked``);
+    a test module overrides this fixture (the core-posting page test attaches the real core
+    simulator)."""
+    return {}
 
 
 @pytest.fixture

@@ -70,6 +70,7 @@ from common.mqtt_link import keep_connected
 from common.periodic import run_every
 from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import ack as stored_ack
+from common.wire.refusal import BrokerRefusal
 
 log = logging.getLogger("cuntong.ingest")
 
@@ -285,6 +286,7 @@ class IngestConsumer:
             else [
                 (topics.subscription(topics.Channel.EVENT), 1),
                 (topics.subscription(topics.Channel.STATUS), 1),
+                (topics.BROKER_REFUSED, 1),  # the broker's refusal plugin
             ]
         )
         await client.subscribe(filters)
@@ -298,6 +300,11 @@ class IngestConsumer:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = b""
+            if str(message.topic) == topics.BROKER_REFUSED:
+                self._broker_refused(bytes(payload))
+                if message.qos:  # acknowledged in the broker's order, with the next flush
+                    self._pending.acks.append(_acker(client, message.mid, message.qos))
+                continue
             mac = _user_property(message, "mac") if link is Link.BUSINESS else None
             ack = _acker(client, message.mid, message.qos) if message.qos else None
             await self.handle(str(message.topic), bytes(payload), mac, ack)
@@ -426,6 +433,20 @@ class IngestConsumer:
         pending.stored(msg.terminal_id, msg.seq)
         self.stats.dead_lettered[reason] += 1
         self._signal(msg.terminal_id, signal)
+
+    def _broker_refused(self, payload: bytes) -> None:
+        """A terminal's SUBSCRIBE the broker refused (its refusal plugin's report): a
+        ``subscribe_refused`` for the misbehaviour watch. Only a broker publishes here."""
+        try:
+            refused = BrokerRefusal.parse(payload)
+        except WireError as err:
+            log.warning("unreadable refusal report from the broker: %s", err)
+            return
+        log.warning(
+            "broker refused %s's subscription to %r", refused.username, refused.filter[:200]
+        )
+        if topics.valid_terminal_id(refused.username):
+            self._signal(refused.username, "subscribe_refused")
 
     def _signal(self, terminal_id: str, signal: str) -> None:
         for listener in self.on_signal:

@@ -10,7 +10,12 @@ join with its token, refuses one aimed at a room other than its grant's before J
 does, and the route audits it naming the grant's holder. Janus keeps its own checks, so
 a request that bypasses the gate is still refused, only not audited.
 
-Only ``join`` and ``joinandconfigure`` name a room; every other request passes unread.
+By default (``cloud.sessions.wiring``) a secured cloud hands out grants whose Janus URL
+is this gate's path, ``/media/janus/<node>`` (``gate_path``), relative to the cloud address
+the participant already uses: the teller page's origin, a terminal's enrolment URL.
+
+Only ``join`` and ``joinandconfigure`` name a room (VideoRoom compares request names
+case-insensitively, so the gate does too); every other request passes unread.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 JOINS = frozenset({"join", "joinandconfigure"})
 #: VideoRoom's ``JANUS_VIDEOROOM_ERROR_UNAUTHORIZED``, what Janus answers a bad PIN or token.
 UNAUTHORIZED = 433
+#: Where the cloud serves the gate (``cloud.api.routes.janus_gate``).
+PREFIX = "/media/janus"
 #: What may follow ``/media/janus/<node>``: the API root, ``info``, a session, a handle.
 PATH = re.compile(r"^(info|\d{1,20}(/\d{1,20})?)?$")
 #: Janus API bodies (an SDP offer is a few KB; nothing legitimate comes near this).
@@ -50,18 +57,27 @@ class JoinAttempt:
     ptype: str
 
 
+def gate_path(node: str) -> str:
+    """The gate of one node, as a path on the cloud: what grants carry by default."""
+    return f"{PREFIX}/{node}"
+
+
 def join_attempt(message: object) -> JoinAttempt | None:
     """The join a Janus API request carries (``janus: message`` with a VideoRoom join
     body), else None. The token is the one Janus authenticates the request with."""
-    if not isinstance(message, dict) or message.get("janus") != "message":
+    # Janus and VideoRoom match request names with strcasecmp: "JOIN" is a join too.
+    if not isinstance(message, dict) or str(message.get("janus", "")).lower() != "message":
         return None
     body = message.get("body")
-    if not isinstance(body, dict) or body.get("request") not in JOINS:
+    if not isinstance(body, dict):
+        return None
+    request = str(body.get("request", "")).lower()
+    if request not in JOINS:
         return None
     return JoinAttempt(
         token=str(message.get("token", "")),
         room=str(body.get("room", "")),
-        request=str(body["request"]),
+        request=request,
         ptype=str(body.get("ptype", "")),
     )
 

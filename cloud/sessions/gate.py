@@ -31,6 +31,15 @@ log = logging.getLogger("cuntong.sessions.gate")
 SIGNAL = "media_refused"
 #: Janus holds a long poll up to 30 s; leave room for a slow node.
 TIMEOUT = httpx.Timeout(10.0, read=65.0)
+#: Every participant holds one long poll open through the gate (a node's 50 calls are
+#: 100-150 at once), so the pool to the nodes is not capped: httpx's default of 100
+#: connections would make the 101st participant wait, then fail, while polls sit idle.
+#: Kept-alive connections spare a TCP handshake on each request.
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+
+
+def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +58,7 @@ class JanusGate:
     pool: JanusPool
     desk: Desk
     clock: Callable[[], datetime]
-    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=TIMEOUT))
+    http: httpx.AsyncClient = field(default_factory=_client)
     on_signal: list[Callable[[str, str], None]] = field(default_factory=list)
 
     async def aclose(self) -> None:

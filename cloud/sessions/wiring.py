@@ -34,6 +34,7 @@ from typing import Any
 from cloud.evidence import service as evidence_service
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
+from cloud.media.gate import gate_path
 from cloud.media.pool import JanusPool, NodeAccess
 from cloud.media.recording import RecordingResult
 from cloud.ops.feeds import LiveSource
@@ -161,8 +162,11 @@ def id_read_sink(ov: Oversight) -> IdReadSink:
     return take
 
 
-def node_access(node: JanusNode) -> NodeAccess:
-    """How the pool reaches one configured node."""
+def node_access(node: JanusNode, *, gated: bool = False) -> NodeAccess:
+    """How the pool reaches one configured node. ``gated``: grants carry the cloud's
+    signalling gate (``/media/janus/<node>``, relative to the cloud address each
+    participant uses) unless the node names its own ``public_url``."""
+    public_url = node.public_url or (gate_path(node.name) if gated else "")
     return NodeAccess(
         node.name,
         node.url,
@@ -171,7 +175,7 @@ def node_access(node: JanusNode) -> NodeAccess:
         node.room_key,
         str(node.rec_dir),
         node.capacity,
-        public_url=node.public_url,
+        public_url=public_url,
         draining=node.draining,
         read_dir=str(node.read_dir or ""),
     )
@@ -188,7 +192,12 @@ async def start(
         return None, []
     for node in nodes:  # a node on this host writes there; a remote one is mounted there
         (node.read_dir or node.rec_dir).mkdir(parents=True, exist_ok=True)
-    pool = await stack.enter_async_context(JanusPool([node_access(n) for n in nodes]))
+    # Secured (cuntong up, deploy render): participants signal through the cloud's gate,
+    # which audits a join outside its grant's room; terminals resolve the path against
+    # their enrolment URL. Development terminals know no cloud address: Janus's own URL.
+    gated = security is not None
+    access = [node_access(n, gated=gated) for n in nodes]
+    pool = await stack.enter_async_context(JanusPool(access))
     for down in (n for n in pool.registry.nodes.values() if not n.healthy):
         log.warning("Janus node %s is down at start: no rooms there until it answers", down.name)
     link = DeskLink(settings, security)

@@ -33,3 +33,8 @@ class DeviceStepOnly(WorkflowError):
 class StepResultRefused(WorkflowError):
     """A terminal's step result the cloud does not trust: unknown signer, bad signature,
     replayed or unknown nonce, another session's result (the message says which)."""
+
+
+class PostingInDoubt(WorkflowError):
+    """The session cannot close as not done: its business is pending at the core (the
+    answer may still be yes) or the core has applied it already."""

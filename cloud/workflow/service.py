@@ -27,7 +27,12 @@ from cloud.evidence.package import EvidenceFile
 from cloud.evidence.sealjob import Captured, CapturedFileError, staging_aad
 from cloud.quality import service as quality
 from cloud.workflow import engine, store
-from cloud.workflow.errors import WorkflowClosed, WorkflowError, WorkflowIncomplete
+from cloud.workflow.errors import (
+    PostingInDoubt,
+    WorkflowClosed,
+    WorkflowError,
+    WorkflowIncomplete,
+)
 from cloud.workflow.models import CorePostingRow
 from common import suite as suite_lib
 from common.errors import PackageExists
@@ -148,6 +153,23 @@ def _write(target: Path, blob: bytes) -> None:
     target.write_bytes(blob)
 
 
+async def _no_posting_in_doubt(session_id: str) -> None:
+    """Money may have moved: a posting still pending at the core (the reconciler may yet
+    see it applied) or applied already cannot be sealed as not done."""
+    row = await CorePostingRow.get_or_none(session_id=session_id)
+    if row is None or row.status not in ("pending", "applied"):
+        return
+    if row.status == "pending":
+        raise PostingInDoubt(
+            f"session {session_id}: the {row.business} posting is pending at the core; it "
+            "cannot be closed as not done until the core has answered"
+        )
+    raise PostingInDoubt(
+        f"session {session_id}: the core applied the {row.business} posting "
+        f"({row.reference}); confirm the business, it cannot be closed as not done"
+    )
+
+
 async def finish(
     ov: Workbench,
     session_id: str,
@@ -186,6 +208,8 @@ async def finish(
                 )
             unposted = True
     elif outcome is engine.Outcome.ABANDONED:
+        if wf.business.posting is not None:
+            await _no_posting_in_doubt(session_id)
         wf = engine.abandon(wf, now)
     elif wf.outcome is None:
         raise WorkflowError("a workflow is rejected by a failed step, not by finish()")

@@ -523,6 +523,23 @@ class Refused(_Message):
         return cls(obj.get("request_id"), obj.get("reason", ""))  # type: ignore[arg-type]
 
 
+def absolute_janus_url(janus_url: str, cloud_url: str | None) -> str:
+    """A grant's Janus URL made absolute. A path (``/media/janus/<node>``, the cloud's
+    signalling gate, which a secured cloud hands out) lies on the cloud address the
+    participant already uses: the teller page's origin, a terminal's enrolment URL
+    (``cloud_url``, its path prefix kept). A full http(s) URL is used as it is."""
+    if janus_url.startswith(("http://", "https://")):
+        return janus_url
+    if not janus_url.startswith("/"):
+        raise CallError(f"'janus_url' must be an http(s) URL or a path, not {janus_url!r}")
+    if not cloud_url:
+        raise CallError(
+            f"the grant's Janus URL {janus_url!r} is on the cloud, and this terminal knows "
+            "no cloud address (no factory claim with an enrolment URL)"
+        )
+    return cloud_url.rstrip("/") + janus_url
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """Everything one participant needs to join the call's room: the terminal gets it as

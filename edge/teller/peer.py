@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import httpx
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -35,7 +37,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
-from common.wire.call import Grant
+from common.wire.call import Grant, absolute_janus_url
 from edge.teller import linkrate
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
@@ -91,9 +93,15 @@ class RoomPeer:
         on_text: Callable[[str], None],
         on_event: Callable[[str], None],
         relay_only: bool = False,
+        *,
+        cloud_url: str | None = None,
+        cloud_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.grant = grant
         self.relay_only = relay_only
+        #: Where a grant's Janus path (the cloud's signalling gate) lies: the terminal's
+        #: enrolment URL, trusted through the factory claim's root CA (``cloud_tls``).
+        self.cloud_url, self.cloud_tls = cloud_url, cloud_tls
         self.media = media
         self.on_text, self.on_event = on_text, on_event
         self.incoming = Incoming()
@@ -120,7 +128,10 @@ class RoomPeer:
     async def start(self) -> None:
         """Join the room; raises JanusError when Janus cannot be reached or refuses."""
         await self.media.prepare()
-        self._client = JanusClient(self.grant.janus_url, self.grant.token)
+        url = absolute_janus_url(self.grant.janus_url, self.cloud_url)
+        gated = url != self.grant.janus_url and url.startswith("https://")
+        transport = httpx.AsyncHTTPTransport(verify=self.cloud_tls) if gated else None
+        self._client = JanusClient(url, self.grant.token, transport=transport)
         await self._client.__aenter__()
         self._session_cm = self._client.session(keepalive_every=10.0)
         self._session = await self._session_cm.__aenter__()

@@ -1,7 +1,8 @@
 """One liveness check over a live frame stream: the async shell around the pure parts.
 
 `LivenessCheck.run(frames, business_type)` draws a random challenge order, prompts each step,
-analyses every frame on a worker thread (`asyncio.to_thread`, one onnxruntime thread), feeds
+analyses every frame on a worker thread (the agent's `FrameThread`, at real-time priority
+when permitted; else `asyncio.to_thread`; one onnxruntime thread either way), feeds
 the measures to the challenge, and stops at the outcome, at a step's time limit, or when the
 stream ends or stalls. Frames are hashed and dropped as they go; the planarity track holds
 the rigid landmarks of one reference frame until the check returns: the check keeps no frame,
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.vision.challenge import Challenge
+from edge.vision.frames import FrameThread
 from edge.vision.pipeline import FrameAnalysis, Gates, analyze
 from edge.vision.planarity import Planarity
 from edge.vision.runtime import ModelSet
@@ -43,6 +45,8 @@ class LivenessCheck:
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=lambda: random.Random(secrets.randbits(64)))
     prompt: Prompt = _no_prompt
+    #: Where frames are analysed (None: a default worker thread, ordinary scheduling).
+    frame_thread: FrameThread | None = None
 
     async def run(self, frames: AsyncIterator[np.ndarray], business_type: str) -> VisionResult:
         challenge = Challenge.start(self.clock(), self.rng, self.step_timeout)
@@ -65,8 +69,10 @@ class LivenessCheck:
                 except StopAsyncIteration:
                     break
                 digest.update(frame)
-                result: FrameAnalysis = await asyncio.to_thread(
-                    analyze, self.models, frame, self.gates
+                result: FrameAnalysis = await (
+                    self.frame_thread.run(analyze, self.models, frame, self.gates)
+                    if self.frame_thread is not None
+                    else asyncio.to_thread(analyze, self.models, frame, self.gates)
                 )
                 del frame  # the only reference this check held
                 if result.usable and result.points is not None and result.measures is not None:

@@ -1,13 +1,16 @@
 """APCER at BPCER 5% of the planarity check on rendered presentations (ISO/IEC 30107-3 terms).
 
-    python -m modeltools.eval.planarity [--faces 12] [--json OUT]
+    python -m modeltools.eval.planarity [--faces 12] [--head mean|self] [--json OUT]
 
 Faces: frontal faces of scikit-image's `lfw_subset` (Labeled Faces in the Wild, 25×25 grey,
 upscaled 8×: blurry, but several people and none of them the astronaut the old baseline was
 trained on). For each face and each turn amplitude, three presentations of the challenge's
 head shake (0 → a → 0 → −a → 0 in steps of a/3), rendered by `modeltools.eval.render`:
 
-    bona_fide   the face's own mesh as a textured 3D head, turning
+    bona_fide   a textured 3D head turning: with `--head mean` (the default) the mean face
+                shape of the LFW fold this face is not in (`modeltools.eval.mean_shape`),
+                fitted to the face and textured with it; with `--head self` the face's own
+                mesh depth estimate (the earlier, circular head)
     print       the photograph through the simulated print artefacts, as a plane turning
     screen      the photograph through the simulated screen artefacts, as a plane turning
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -33,12 +36,13 @@ from skimage import data
 from edge.vision import facemesh, pipeline
 from edge.vision.planarity import Planarity
 from edge.vision.runtime import ModelSet
-from modeltools.eval import render
+from modeltools.eval import mean_shape, render
 from modeltools.eval.iso30107 import apcer, bpcer
 from modeltools.train import attacks
 
 AMPLITUDES = (15.0, 22.0)  # degrees the head (or the picture) turns each way
 BLOCKING = {"TRACK_CUT", "FACE_CHANGED", "IMPLAUSIBLE_POSE"}
+HEADS = ("mean", "self")
 
 
 def lfw_frame(index: int) -> np.ndarray:
@@ -84,6 +88,17 @@ def track(models: ModelSet, frames: list[np.ndarray], yaws: list[float] | None =
     return state
 
 
+def bona_fide_head(models: ModelSet, index: int, how: str = "mean") -> render.FaceModel:
+    """LFW face `index` as a bona fide 3D head: on the mean shape that left it out, or
+    (`how="self"`) on its own mesh depth estimate."""
+    photo = render.face_model(models, lfw_frame(index))
+    if how == "self":
+        return photo
+    if how != "mean":
+        raise ValueError(f"unknown head geometry {how!r}: expected one of {HEADS}")
+    return render.head_model(photo, mean_shape.shape_for(index).points)
+
+
 def forced_yaws(amplitude: float) -> list[float]:
     """The rendered turn as the mesh reads a head's (about twice the true angle)."""
     return [2 * y for y in sequence(amplitude)]
@@ -100,10 +115,17 @@ class Presentations:
     parallax: dict[str, list[float]]
     forced_bona: list[float]
     forced_attacks: dict[str, list[float]]
+    #: Per bona fide sequence, in the same order: (LFW face, amplitude, reason codes).
+    bona_detail: list[tuple[int, float, list[str]]] = field(default_factory=list)
+    #: Per sequence of every list above: the amplitude it was turned by.
+    amplitude: list[float] = field(default_factory=list)
 
 
 def presentations(
-    models: ModelSet, faces: list[int], amplitudes: tuple[float, ...] = AMPLITUDES
+    models: ModelSet,
+    faces: list[int],
+    amplitudes: tuple[float, ...] = AMPLITUDES,
+    how: str = "mean",
 ) -> Presentations:
     """Every face's head, print and screen sequence, scored."""
     kinds = ("bona_fide", "print", "screen", "print_forced_turn", "screen_forced_turn")
@@ -113,15 +135,18 @@ def presentations(
     for i in faces:
         photo = lfw_frame(i)
         model = render.face_model(models, photo)
+        bona = bona_fide_head(models, i, how)
         rng = np.random.default_rng(i)
         textures = {
             "print": attacks.print_attack(photo, rng),
             "screen": attacks.screen_attack(photo, rng),
         }
         for a in amplitudes:
-            frames = [render.render(model, y, flat=False) for y in sequence(a)]
+            frames = [render.render(bona, y, flat=False) for y in sequence(a)]
             head = track(models, frames)
             out.bona.append(score(head))
+            out.bona_detail.append((i, a, sorted(head.reasons)))
+            out.amplitude.append(a)
             out.forced_bona.append(score(track(models, frames, forced_yaws(a))))
             out.parallax["bona_fide"].append(head.parallax)
             for kind, texture in textures.items():
@@ -141,6 +166,22 @@ def threshold_at_bpcer(bona: list[float], target: float = 0.05) -> float:
     return max(t for t in candidates if bpcer(np.array(bona), t) <= target)
 
 
+def _at(p: Presentations, amplitude: float) -> dict[str, object]:
+    """APCER at BPCER 5% among the sequences turned by one amplitude."""
+    keep = [k for k, a in enumerate(p.amplitude) if a == amplitude]
+    bona = [p.bona[k] for k in keep]
+    t = threshold_at_bpcer(bona)
+    return {
+        "bona_fide_sequences": len(bona),
+        "threshold_at_bpcer5": t,
+        "bpcer_at_it": bpcer(np.array(bona), t),
+        "apcer_at_bpcer5": {
+            kind: apcer(np.array([v[k] for k in keep]), t) for kind, v in p.attacks.items()
+        },
+        "bpcer_at_70": bpcer(np.array(bona), 70),
+    }
+
+
 def report(p: Presentations) -> dict[str, object]:
     t = threshold_at_bpcer(p.bona)
     bona = np.array(p.bona)
@@ -157,6 +198,12 @@ def report(p: Presentations) -> dict[str, object]:
             "bpcer_at_70": bpcer(np.array(p.forced_bona), 70),
             "apcer_at_70": {k: apcer(np.array(v), 70) for k, v in p.forced_attacks.items()},
         },
+        "per_amplitude": {f"{a:g}": _at(p, a) for a in dict.fromkeys(p.amplitude)},
+        "bona_fide_refused_at_70": [
+            {"lfw": i, "amplitude": a, "score": round(s, 1), "reasons": r}
+            for (i, a, r), s in zip(p.bona_detail, p.bona, strict=True)
+            if s < 70
+        ],
         "parallax_max": {k: round(float(np.max(v)), 4) for k, v in p.parallax.items()},
         "parallax_min": {k: round(float(np.min(v)), 4) for k, v in p.parallax.items()},
     }
@@ -165,11 +212,19 @@ def report(p: Presentations) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=12)
+    ap.add_argument(
+        "--head", choices=HEADS, default="mean",
+        help="bona fide geometry: mean shape of other faces (default) or the face's own depth",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     models = ModelSet.load()
     faces = frontal_faces(models, args.faces)
-    result = {"faces": faces, **report(presentations(models, faces))}
+    result = {
+        "faces": faces,
+        "bona_fide_head": args.head,
+        **report(presentations(models, faces, how=args.head)),
+    }
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

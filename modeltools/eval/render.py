@@ -1,16 +1,22 @@
 """Rendered presentations for the planarity check: a flat picture turning, and a 3D head turning.
 
 Both start from one frontal face photograph and the shipped face mesh's reading of it: 468
-landmarks with depth (`face_model`). The *head* is that mesh, triangulated and textured with
-the photograph, turned about a vertical axis through the face and seen through a pinhole
-camera; the background is the photograph as a plane behind the face. The *flat picture* is
-the same photograph with every depth set to zero: a print or a screen held up and turned.
-A print gets `modeltools.train.attacks.print_attack` texture, a screen `screen_attack`.
+landmarks (`face_model`). The *head* (`head_model`) is a mean 3D face shape made from other
+faces (`modeltools.eval.mean_shape`), fitted to the photograph's landmarks by a similarity
+(scale, in-plane rotation, shift), triangulated and textured with the photograph at the
+landmarks the mesh read there; it turns about a vertical axis through the face and is seen
+through a pinhole camera; the background is the photograph as a plane behind the face. The
+*flat picture* is the same photograph with every depth set to zero: a print or a screen held
+up and turned. A print gets `modeltools.train.attacks.print_attack` texture, a screen
+`screen_attack`.
 
 What this is: geometry an attacker with a print or a phone produces, and the parallax a head
 produces, with the texture of real faces. What it is not: a real camera, real lighting, real
-ears and hair (they turn as part of the background plane), or a real attack. The depth is the
-mesh model's estimate for that photograph, not a scan.
+ears and hair (they turn as part of the background plane), or a real attack. The head's
+depth is a mean of the mesh model's estimates of *other* faces, not MediaPipe's canonical
+model and not a scan. `face_model` alone (`self_depth`) is the earlier head: the mesh's own
+depth estimate of the very photograph, which the same mesh then measures (circular); it is
+kept to reproduce the earlier figures.
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ CAMERA_DISTANCE = 3.5  # face widths: a face ~15 cm wide about 50 cm from the te
 
 @dataclass(frozen=True, eq=False)
 class FaceModel:
-    """A photograph and its mesh: points (468×3, frame px; z toward the camera negative)."""
+    """A photograph and a head: points (468×3, frame px; z toward the camera negative) and
+    where each point's texture is in the photograph (`uv`, 468×2; by default the points)."""
 
     image: np.ndarray
     points: np.ndarray
     triangles: np.ndarray
+    uv: np.ndarray | None = None
+
+    @property
+    def texture_points(self) -> np.ndarray:
+        return self.points[:, :2] if self.uv is None else self.uv
 
 
 def face_model(models: ModelSet, image: np.ndarray) -> FaceModel:
@@ -50,13 +62,29 @@ def face_model(models: ModelSet, image: np.ndarray) -> FaceModel:
     return FaceModel(image, points, Delaunay(xy).simplices)
 
 
+def head_model(photo: FaceModel, shape: np.ndarray) -> FaceModel:
+    """`shape` (468×3, e.g. a `mean_shape.MeanShape`'s points) fitted to the photograph's
+    landmarks by the least-squares similarity of its x, y onto them, depth scaled alike,
+    and textured from the photograph at those landmarks."""
+    uv = photo.points[:, :2]
+    src = shape[:, :2] - shape[:, :2].mean(0)
+    dst = uv - uv.mean(0)
+    u, sv, vt = np.linalg.svd(dst.T @ src)  # Umeyama, 2D, no reflection
+    d = np.sign(np.linalg.det(u @ vt))
+    rot = u @ np.diag([1.0, d]) @ vt
+    scale = (sv * [1.0, d]).sum() / (src**2).sum()
+    xy = scale * src @ rot.T + uv.mean(0)
+    points = np.column_stack([xy, scale * (shape[:, 2] - shape[:, 2].mean())])
+    return FaceModel(photo.image, points, Delaunay(xy).simplices, uv.copy())
+
+
 def render(
     model: FaceModel, yaw_deg: float, flat: bool, texture: np.ndarray | None = None
 ) -> np.ndarray:
     """The frame a camera sees with the head (or the flat picture) turned by `yaw_deg`."""
     image = model.image if texture is None else texture
     h, w = image.shape[:2]
-    pts = model.points.copy()
+    pts, uv = model.points.copy(), model.texture_points
     if flat:
         pts[:, 2] = 0.0
     centre = pts[:, :2].mean(0)
@@ -75,7 +103,7 @@ def render(
     screen, z = project(pts), _turned_depth(pts, centre, yaw_deg)
     # Painter's algorithm: far triangles first.
     for tri in sorted(model.triangles, key=lambda t: -z[t].mean()):
-        _paste(image, out, pts[tri, :2].astype(np.float32), screen[tri].astype(np.float32))
+        _paste(image, out, uv[tri].astype(np.float32), screen[tri].astype(np.float32))
     return out
 
 

@@ -116,6 +116,19 @@ async def test_hijacking_subscriber_is_refused_and_no_telemetry_is_lost(
         await asyncio.sleep(1)
         assert await stored_samples(victoria, honest_id) == sent
 
+    # With default settings (no debug log), the broker's refusal plugin reported each
+    # refused filter: ingest counted them, and the alert names the thief.
+    async with cloud.client() as http:
+
+        async def alert() -> list[dict[str, Any]] | None:
+            r = await http.get("/api/v1/fleet/alerts")
+            found = [a for a in r.json() if a["kind"] == "misbehaving"]
+            return found or None
+
+        (found,) = await eventually(alert, timeout=30)
+        assert found["terminal_id"] == thief_id
+        assert found["message"].startswith("4 refused requests (subscribe_refused 4)"), found
+
 
 async def _disconnected(client: aiomqtt.Client) -> bool:
     """True once the broker has dropped ``client``."""

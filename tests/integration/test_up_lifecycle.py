@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,9 +24,16 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
+from common.wire.call import absolute_janus_url
 from firmware_adapters.idcard.simulator import sample_card
 from idcheck import IdentityClient
+from janus_client.errors import VideoRoomError
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom
+from tests.helpers import eventually
+from tests.teller.service_rig import Teller
 
 READY = "Ctrl-C stops everything."
 
@@ -186,3 +194,74 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
         proc.wait(10)
         _gone, alive = psutil.wait_procs(family, timeout=15)
         assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+async def _call_through_the_gate(api: str, screen: str, password: str) -> str:
+    """The demo's teller takes SX-00001's call. Both grants carry the cloud's signalling
+    gate; the terminal publishes through it (its grant holds only the gate's path), the
+    teller subscribes through it, then aims its token at another room: refused. Returns
+    the session."""
+    teller = await Teller.login(api, "teller1", password)
+    await teller.open()
+    try:
+        await teller.post("/me/state", {"state": "available"})
+        async with httpx.AsyncClient(timeout=20) as http:
+
+            async def screen_up() -> bool:
+                try:
+                    return (await http.get(f"{screen}state")).status_code == 200
+                except httpx.TransportError:
+                    return False  # the terminal's agent is still starting
+
+            await eventually(screen_up, timeout=90)
+            asked = await http.post(f"{screen}ask", json={"business": "card_loss"})
+            assert asked.status_code == 200, asked.text
+        offer = await teller.event("offer", timeout=60)
+        session = offer["session"]
+        grant = (await teller.post(f"/sessions/{session}/accept")).json()
+        assert grant["janus_url"] == "/media/janus/janus-1", grant  # the gate, not Janus
+        url = absolute_janus_url(grant["janus_url"], api)
+        async with JanusClient(url, grant["token"]) as client, client.session() as js:
+
+            async def subscribed() -> dict[str, object] | None:
+                try:
+                    return await (await VideoRoom.attach(js)).subscribe(
+                        session, [grant["peer_feed"]], pin=grant["pin"]
+                    )
+                except VideoRoomError as err:
+                    if err.code != 428:  # the terminal has not published yet
+                        raise
+                    return None
+
+            offer_sdp = await eventually(subscribed, timeout=90)
+            assert offer_sdp["type"] == "offer"  # the terminal's media, signalled via the gate
+            with pytest.raises(VideoRoomError) as refused:
+                await (await VideoRoom.attach(js)).subscribe(
+                    "someone-elses-call", ["customer"], pin=grant["pin"]
+                )
+            assert refused.value.code == 433
+        await teller.post(f"/sessions/{session}/hang-up", {"cause": "done"})
+        return str(session)
+    finally:
+        await teller.close()
+
+
+def test_calls_signal_through_the_cloud_gate_which_audits_a_cross_room_join(
+    tmp_path: Path,
+) -> None:
+    """Issue 21 as shipped: `cuntong up` hands out gate URLs with no configuration."""
+    with _up(tmp_path, _env()) as up:
+        text = up.out.read_text()
+        api = re.search(r"terminals\s+(http://\S+)/api/v1/terminals", text).group(1)  # type: ignore[union-attr]
+        screen = re.search(r"customer screen\s+(http://\S+/)", text).group(1)  # type: ignore[union-attr]
+        api_env = _wait_for(lambda: _child(up, "api")).environ()
+        assert "CUNTONG_CLOUD_JANUS_PUBLIC_URL" not in api_env  # nothing configured it
+        people = json.loads((tmp_path / "cloud" / "demo-accounts.json").read_text())
+        _wait_for(lambda: httpx.get(f"{api}/healthz").json().get("desk_link") == "ok", 60)
+        session = asyncio.run(_call_through_the_gate(api, screen, people["teller1"]))
+        with sqlite3.connect(tmp_path / "cloud.sqlite3") as db:
+            rows = db.execute(
+                "select actor, target, detail from audit_entry where action = 'media_join_refused'"
+            ).fetchall()
+        assert [(actor, target) for actor, target, _ in rows] == [("teller1", "someone-elses-call")]
+        assert json.loads(rows[0][2])["session"] == session

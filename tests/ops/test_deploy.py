@@ -81,7 +81,7 @@ def _unit(out: Path, host: str, role: str) -> dict[str, list[str]]:
     return keys
 
 
-def test_render_writes_units_users_and_private_secrets(rendered: Path) -> None:
+def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path: Path) -> None:
     placed = {
         (host.name, unit.name.removeprefix("cuntong-").removesuffix(".service"))
         for host in rendered.iterdir()
@@ -110,6 +110,23 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path) -> None:
     assert f"static-auth-secret={secret.split('=', 1)[1]}" in turn.read_text()
     mosquitto = (rendered / "broker-1/etc/cuntong/mosquitto/mosquitto.conf").read_text()
     assert "user cuntong-mosquitto" in mosquitto and "listener 8883 10.20.0.21" in mosquitto
+    # Issue 21: the refusal plugin is loaded before dynamic-security, and the broker unit
+    # compiles it from the rendered source before the first start.
+    plugins = [ln for ln in mosquitto.splitlines() if ln.startswith("plugin ")]
+    assert len(plugins) == 2 and "cuntong_refusals-" in plugins[0], plugins
+    assert "dynamic_security" in plugins[1], plugins
+    unit = (rendered / "broker-1/etc/systemd/system/cuntong-mosquitto.service").read_text()
+    pre = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPre="))
+    so = plugins[0].split(" ", 1)[1]
+    assert (
+        f"test -f {so} || /usr/bin/gcc" in pre
+        and "/etc/cuntong/mosquitto/cuntong_refusals.c" in pre
+    )
+    source = rendered / "broker-1/etc/cuntong/mosquitto/cuntong_refusals.c"
+    argv = pre.split("|| ", 1)[1].rstrip("'").replace(so, str(tmp_path / "p.so"))
+    argv = argv.replace("/etc/cuntong/mosquitto/cuntong_refusals.c", str(source))
+    subprocess.run(argv.split(), check=True, timeout=120)  # the shipped source builds
+    assert (tmp_path / "p.so").stat().st_size > 0
     haproxy = (rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg").read_text()
     assert "server cloud-1 10.20.0.11:8000 check" in haproxy
     assert "server cloud-2 10.20.0.12:8000 check" in haproxy
@@ -211,8 +228,22 @@ def test_systemd_accepts_the_terminal_agent_unit(tmp_path: Path) -> None:
     unit.write_text(agent_unit(Path(sys.prefix)))
     text = unit.read_text()
     assert "Type=notify" in text and "WatchdogSec=" in text and "-m edge.launcher" in text
+    # The liveness frame thread's real-time grant (tests/vision/test_frame_thread.py runs it).
+    for line in (
+        "AmbientCapabilities=CAP_SYS_NICE",
+        "CapabilityBoundingSet=CAP_SYS_NICE",
+        "LimitRTTIME=200ms:2s",
+        "Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY=10",
+    ):
+        assert line in text.splitlines()
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    # verify only warns about a value it cannot parse: none may be ignored.
+    assert "Failed to parse" not in done.stderr and "Unknown" not in done.stderr, done.stderr
+    bad = tmp_path / "bad-rt-agent.service"
+    bad.write_text(text.replace("LimitRTTIME=200ms:2s", "LimitRTTIME=soon"))
+    done = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
+    assert "Failed to parse" in done.stderr and "soon" in done.stderr
     broken = tmp_path / "broken-agent.service"
     broken.write_text(text.replace("Type=notify", "Type=nonsense"))
     done = subprocess.run(

@@ -16,6 +16,7 @@ from aiortc import RTCPeerConnection
 from cloud.sessions.routing import Board, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event
+from common.wire.call import absolute_janus_url
 from cuntong.servers.janus import Janus
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -36,9 +37,11 @@ class Participant:
     pin: str  # the room's join PIN, from the grant
 
     @classmethod
-    async def join(cls, grant: dict[str, Any]) -> Participant:
+    async def join(cls, grant: dict[str, Any], cloud_url: str | None = None) -> Participant:
+        """``cloud_url``: where a grant's gate path lies (a secured cloud hands one out)."""
         stack = contextlib.AsyncExitStack()
-        client = await stack.enter_async_context(JanusClient(grant["janus_url"], grant["token"]))
+        url = absolute_janus_url(grant["janus_url"], cloud_url)
+        client = await stack.enter_async_context(JanusClient(url, grant["token"]))
         session = await stack.enter_async_context(client.session())
         handle = await VideoRoom.attach(session)
         pc, _ = await publish(handle, grant["room"], grant["feed"], grant["pin"])

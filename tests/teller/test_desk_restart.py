@@ -15,6 +15,8 @@ import httpx
 import psutil
 
 from common import procs
+from common.wire.call import absolute_janus_url
+from janus_client.janus import JanusClient
 from janus_client.videoroom import VideoRoom
 from tests.helpers import CloudProcess, eventually, start_cloud
 from tests.teller.service_rig import Teller
@@ -87,9 +89,10 @@ async def test_a_call_open_across_a_desk_kill_is_archived_and_its_parties_are_to
         session = (await term.expect("queued"))["session"]
         await teller.event("offer")
         grant = (await teller.post(f"/sessions/{session}/accept")).json()
-        customer = await Participant.join(await term.expect("connect"))
+        connect = await term.expect("connect")
+        customer = await Participant.join(connect, service.cloud.url)
         media.push_async_callback(_leave, customer)
-        media.push_async_callback(_leave, await Participant.join(grant))
+        media.push_async_callback(_leave, await Participant.join(grant, service.cloud.url))
         await asyncio.sleep(TALK)  # Janus records both sides
         old.proc.kill()  # kill -9: the old desk gets no chance to tidy up
         await asyncio.to_thread(old.proc.wait)
@@ -103,8 +106,11 @@ async def test_a_call_open_across_a_desk_kill_is_archived_and_its_parties_are_to
             again = await Teller.login(new.url, "zhao", PASSWORD)
             await again.open()
             assert await again.event("failed") == told
-            room = await VideoRoom.attach(customer.session)
-            assert not await room.exists(session)  # the new desk closed it
+            # Asked through the new cloud's gate (the old one is gone with its port).
+            url = absolute_janus_url(connect["janus_url"], new.url)
+            async with JanusClient(url, connect["token"]) as probe, probe.session() as js:
+                room = await VideoRoom.attach(js)
+                assert not await room.exists(session)  # the new desk closed it
 
             async def archived() -> dict[str, Any] | None:
                 panel = await again.get(f"/sessions/{session}")

@@ -118,8 +118,10 @@ async def test_a_call_end_to_end(service: Service) -> None:
         grant = (await teller.post(f"/sessions/{session}/accept")).json()
         connect = await term.expect("connect")
         assert connect["peer_feed"] == grant["feed"] == "teller-wang"
-        customer = await Participant.join(connect)
-        agent = await Participant.join(grant)
+        # A secured cloud's grants carry its signalling gate: both sides signal through it.
+        assert connect["janus_url"] == grant["janus_url"] == "/media/janus/janus-1"
+        customer = await Participant.join(connect, service.cloud.url)
+        agent = await Participant.join(grant, service.cloud.url)
         heard = await agent.watch(session, "customer")
         seen = await customer.watch(session, connect["peer_feed"])
         verdict = agent_verdict(0.92).masked

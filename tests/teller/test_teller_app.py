@@ -139,7 +139,9 @@ class Desked:
 
 
 @pytest.fixture
-async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
+async def desked(
+    tmp_path: Path, broker: Broker, desk_settings: dict[str, Any]
+) -> AsyncIterator[Desked]:
     """The cloud app as configured for production (desk, Janus pool, MQTT link) on a
     loopback port; Janus allows that origin (CORS); a terminal on the broker."""
     EXECUTOR_CACHE.clear()  # another test may have used PostgreSQL under the same name
@@ -153,7 +155,7 @@ async def desked(tmp_path: Path, broker: Broker) -> AsyncIterator[Desked]:
         broker_host=broker.cfg.host, broker_port=broker.cfg.port,
         janus_url=janus.url, janus_admin_url=janus.admin_url,
         janus_admin_secret=cfg.admin_secret, janus_room_key=cfg.room_admin_key,
-        janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive",
+        janus_rec_dir=tmp_path / "rec", archive_dir=tmp_path / "archive", **desk_settings,
     )  # fmt: skip
     authority = ca_lib.load_or_create(tmp_path / "ca", datetime.now(UTC))
     ov = Oversight(

@@ -85,6 +85,23 @@ async def test_core_refusal_shows_its_reason_and_the_business_stays_open(
         assert kinds.count("core_refused") == 1 and kinds.count("core_posted") == 1
 
 
+async def test_a_refused_posting_can_be_closed_as_not_done(
+    tmp_path: Path, core_server: CoreBankServer
+) -> None:
+    """Nothing moved at the core: the teller may end the business as not done (a pending
+    posting may not: see the timeout test below)."""
+    session, account = _ids()
+    async with cloud_with_core(tmp_path, core_server) as cloud:
+        alice = await cloud.client("alice", "teller")
+        sup = await cloud.client("sup", "supervisor")
+        await walk_card_loss(alice, sup, session)
+        url = f"/api/v1/workflow/{session}"
+        refused = await alice.post(f"{url}/confirm", json={"account": account})
+        assert refused.json()["posting"]["reason"] == "account_unknown"
+        ended = await alice.post(f"{url}/finish", json={"outcome": "abandoned"})
+        assert ended.status_code == 200 and ended.json()["outcome"] == "abandoned", ended.text
+
+
 async def test_core_that_times_out_leaves_the_call_pending_and_nothing_is_lost(
     tmp_path: Path, core_server: CoreBankServer
 ) -> None:
@@ -107,6 +124,9 @@ async def test_core_that_times_out_leaves_the_call_pending_and_nothing_is_lost(
         assert pending.json()["workflow"]["outcome"] is None
         assert (await alice.get(f"{url}/posting")).json()["status"] == "pending"
         assert (await alice.post(f"{url}/finish", json={})).status_code == 409
+        # Nor can it be sealed as not done: the core may have applied it (here it has).
+        abandon = await alice.post(f"{url}/finish", json={"outcome": "abandoned"})
+        assert abandon.status_code == 409 and "pending at the core" in abandon.text
         assert (await core_account(core_server, account))["postings"] == 1  # committed there
 
         done = await alice.post(f"{url}/confirm", json={"account": account})

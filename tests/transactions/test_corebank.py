@@ -9,8 +9,16 @@ import sys
 
 import pytest
 
-from corebank import CoreBankClient, CorePending, CoreRefused, Posting, idempotency_key
+from corebank import (
+    CoreBankClient,
+    CorePending,
+    CoreRefused,
+    Posting,
+    PostResult,
+    idempotency_key,
+)
 from cuntong.servers.corebank import CoreBankServer
+from tests.helpers import eventually
 from tests.transactions.parts import account, admin
 
 
@@ -109,6 +117,41 @@ async def test_a_pending_post_is_resolved_by_reconciliation(core_server: CoreBan
         # a worker that restarts and posts again gets the same reference, no second debit
         again = await c.post(posting)
         assert (again.reference, again.duplicate) == (settled.reference, True)
+    state = await admin(core_server, "GET", f"/v1/accounts/{acct}")
+    assert (state["balance_fen"], state["postings"]) == (80_000, 1)
+
+
+async def test_a_hung_core_applies_nothing_until_released_then_each_key_once(
+    core_server: CoreBankServer,
+) -> None:
+    """The hold switch: postings wait inside the core (nothing applied, nothing answered),
+    the inquiry still answers "never arrived", a second post under the key waits too;
+    released, the held postings go on and the key is applied once."""
+    acct = await account(core_server, "A-hung")
+    posting = withdrawal(acct, session="S-hung")
+    await admin(core_server, "POST", "/v1/faults", {"hold": True})
+    try:
+        async with CoreBankClient(core_server.url, core_server.secret, timeout=0.3,
+                                  attempts=1) as c:  # fmt: skip
+            with pytest.raises(CorePending):
+                await c.post(posting)
+            with pytest.raises(CorePending):
+                await c.post(posting)  # the same key again: held as well
+            assert (await admin(core_server, "GET", "/v1/faults"))["held"] == 2
+            assert await c.reconcile(posting.key) is None  # not applied while hung
+            state = await admin(core_server, "GET", f"/v1/accounts/{acct}")
+            assert (state["balance_fen"], state["postings"]) == (100_000, 0)
+            released = await admin(core_server, "POST", "/v1/faults", {"hold": False})
+            assert released["hold"] is False
+
+            async def settled() -> PostResult | None:
+                held = (await admin(core_server, "GET", "/v1/faults"))["held"]
+                return await c.reconcile(posting.key) if held == 0 else None
+
+            found = await eventually(settled, timeout=15)
+            assert found.reference.startswith("CB")
+    finally:
+        await admin(core_server, "POST", "/v1/faults", {})
     state = await admin(core_server, "GET", f"/v1/accounts/{acct}")
     assert (state["balance_fen"], state["postings"]) == (80_000, 1)
 

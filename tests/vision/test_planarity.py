@@ -3,7 +3,9 @@ turning (print, screen) is refused, a textured 3D head turning passes; and the c
 checks fire on a cut, a swapped face and an impossible pose.
 
 The presentations come from the producer's own code (`modeltools.eval.render` via
-`modeltools.eval.planarity`) through the shipped detector and mesh.
+`modeltools.eval.planarity`) through the shipped detector and mesh. The 3D heads are the
+mean face shape of the LFW fold the face is not in (`modeltools.eval.mean_shape`), so no
+head is drawn on its own mesh's depth estimate.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import pytest
 
 from edge.vision.planarity import Planarity
 from edge.vision.runtime import ModelSet
+from modeltools.eval import mean_shape, render
 from modeltools.eval import planarity as ev
-from modeltools.eval import render
 from modeltools.train import attacks
 
 AMPLITUDE = 22.0  # at 15° one of the 24 benchmark heads (LFW 10) reads too little turn
@@ -35,8 +37,11 @@ def test_rendered_head_passes_and_flat_pictures_fail(models: ModelSet, faces: li
     for i in faces:
         photo = ev.lfw_frame(i)
         model = render.face_model(models, photo)
+        bona = ev.bona_fide_head(models, i)
+        assert i not in mean_shape.shape_for(i).faces  # never its own reading
+        assert bona.points is not model.points and bona.uv is not None
         rng = np.random.default_rng(i)
-        head = _score(models, model, flat=False)
+        head = _score(models, bona, flat=False)
         printed = _score(models, model, True, attacks.print_attack(photo, rng))
         screen = _score(models, model, True, attacks.screen_attack(photo, rng))
         assert head >= 70, f"LFW face {i}: rendered head scored {head}"
@@ -52,8 +57,9 @@ def test_parallax_alone_separates_even_when_a_picture_reads_as_turned(
     for i in faces:
         photo = ev.lfw_frame(i)
         model = render.face_model(models, photo)
+        bona = ev.bona_fide_head(models, i)
         head = ev.track(
-            models, [render.render(model, y, False) for y in ev.sequence(AMPLITUDE)], yaws
+            models, [render.render(bona, y, False) for y in ev.sequence(AMPLITUDE)], yaws
         )
         printed = attacks.print_attack(photo, np.random.default_rng(i))
         flat = ev.track(
@@ -61,6 +67,22 @@ def test_parallax_alone_separates_even_when_a_picture_reads_as_turned(
         )
         assert flat.turned and head.turned
         assert flat.parallax < 0.015 < 0.030 < head.parallax, (i, flat.parallax, head.parallax)
+
+
+def test_the_mean_shape_leaves_each_face_out_and_rebuilds_from_the_shipped_models(
+    models: ModelSet,
+) -> None:
+    """The stored mean shape is what `python -m modeltools.eval.mean_shape` makes from the
+    shipped mesh and the installed LFW subset; its two folds share no face, so every face
+    has a shape that did not average it."""
+    folds = mean_shape.load()
+    assert len(folds) == 2 and not folds[0].faces & folds[1].faces
+    assert all(len(f.faces) >= 20 for f in folds)
+    for i in (*folds[0].faces, *folds[1].faces):
+        assert i not in mean_shape.shape_for(i).faces
+    assert mean_shape.check(models) <= mean_shape.TOLERANCE
+    nose, cheek = mean_shape.shape_for(3).points[[1, 234]]
+    assert nose[2] < 0 < cheek[2]  # the nose nearer the camera than the cheeks
 
 
 def test_a_cut_to_a_different_face_is_caught(models: ModelSet) -> None:

@@ -24,7 +24,9 @@ const app = {
   accepting: null, // the session whose accept is on its way (its grant is not here yet)
   rejoining: null, // the session whose media this page is taking back (after a reload)
   rejoinFailed: null, // ... and one it could not: the call can only be ended from here
-  wrap: null, // {session, endsAt, recorded, call}
+  wrap: null, // {session, endsAt, recorded: {outcome, notes, reference}, call}
+  ending: null, // the end dialog's submission under way, {wait: AbortController while
+  // the core's answer to a posting is awaited}; a second submission meanwhile is ignored
   socket: null,
   ringing: false,
   bannerKey: null,
@@ -377,6 +379,7 @@ function openEnd(mode) {
   $("end-form").elements.outcome.value = "done";
   $("transfer-fields").hidden = true;
   $("end-error").hidden = true;
+  $("end-core").hidden = true;
   $("notes").value = "";
   fillTransfer();
   d.showModal();
@@ -394,9 +397,38 @@ function fillTransfer() {
 $("end-form").addEventListener("change", () => {
   $("transfer-fields").hidden = $("end-form").elements.outcome.value !== "transfer";
 });
-$("end-cancel").addEventListener("click", () => $("end-dialog").close());
+// While the core's answer to a posting is awaited, cancelling the dialog stops the waiting
+// only: the posting stays with the cloud, whose reconciler settles it, and 办结 again asks
+// for the answer (same idempotency key, never a second posting).
+function stopCoreWait() {
+  if (!app.ending || !app.ending.wait) return;
+  app.ending.wait.abort();
+  app.ending = null; // a new submission may start at once
+  if (app.call) app.call.ending = null;
+  $("end-confirm").disabled = false;
+}
+$("end-cancel").addEventListener("click", () => { stopCoreWait(); $("end-dialog").close(); });
+$("end-dialog").addEventListener("cancel", stopCoreWait); // Escape
+
+// The core's answer, in the dialog: 处理中, 成功 with the core's reference, 失败 by name.
+function showCore(p) {
+  const el = $("end-core");
+  if (!p || p.status === "none") { el.hidden = true; return; }
+  const reason = (r) => (STRINGS[app.lang][`core_${r}`] ? `${t(`core_${r}`)} (${r})` : r);
+  el.textContent = {
+    sending: t("corePending"), pending: t("corePending"),
+    applied: `${t("coreApplied")}${p.reference}`,
+    refused: `${t("coreRefused")}${reason(p.reason)}`,
+  }[p.status] || "";
+  el.className = `core-status ${p.status === "sending" ? "pending" : p.status}`;
+  el.dataset.status = p.status;
+  el.hidden = false;
+}
+
 $("end-form").addEventListener("submit", async (e) => {
   e.preventDefault();
+  if (app.ending) return; // one submission at a time: a second click or Enter does nothing
+  const run = { wait: null };
   const mode = $("end-dialog").dataset.mode;
   const outcome = $("end-form").elements.outcome.value;
   const notes = $("notes").value.trim();
@@ -405,7 +437,10 @@ $("end-form").addEventListener("submit", async (e) => {
   const session = mode === "call" ? (call ? call.session : orphan()) : app.wrap.session;
   const label = t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[outcome]);
   const showError = (msg) => { $("end-error").textContent = msg; $("end-error").hidden = false; };
+  $("end-error").hidden = true;
+  app.ending = run;
   $("end-confirm").disabled = true;
+  let posted = null;
   if (call && mode === "call") call.ending = { outcome, notes }; // "ended" may come first
   try {
     if (outcome === "transfer") {
@@ -417,8 +452,19 @@ $("end-form").addEventListener("submit", async (e) => {
       await api(`/api/v1/teller/sessions/${encodeURIComponent(session)}/transfer`, { method: "POST",
         body: JSON.stringify({ business: $("transfer-business").value, language: $("transfer-language").value, cause: notes || label }) });
     } else {
-      // The core's answer to a posting business: 处理中, then 成功 with its reference.
-      const core = (p) => showError({ pending: "处理中 / processing…", applied: `成功 / posted ${p.reference}` }[p.status] || "");
+      // A business that posts to the core: 处理中 until the core answers, then 成功 with its
+      // reference (kept in the wrap-up) or 失败 with its reason (the dialog stays open).
+      // Only while that answer is awaited may 取消 / Escape stop the waiting (run.wait).
+      const wait = new AbortController();
+      const core = {
+        status: (p) => {
+          posted = p;
+          run.wait = ["sending", "pending"].includes(p.status) ? wait : null;
+          showCore(p);
+        },
+        ask: (field) => prompt(t(field === "account" ? "coreAccount" : "coreAmount")),
+        signal: wait.signal,
+      };
       if (call) await call.finish(OUTCOMES[outcome], notes, core);
       else await closeWorkflow(api, session, OUTCOMES[outcome], notes, core); // after a reload
       await resolved(session, outcome === "done");
@@ -429,15 +475,30 @@ $("end-form").addEventListener("submit", async (e) => {
       }
     }
     $("end-dialog").close();
-    if (mode === "call" && call) callOver({ type: "ended", session, cause: label }, { outcome, notes });
-    else if (mode === "call") { startWrap(session, null, { outcome, notes }); refreshMe(); }
-    else { app.wrap.recorded = { outcome, notes }; render(); }
-    toast(t("outcomeSaved"));
+    const reference = posted && posted.status === "applied" ? posted.reference : null;
+    const recorded = { outcome, notes, reference };
+    if (mode === "call" && call) callOver({ type: "ended", session, cause: label }, recorded);
+    else if (mode === "call") { startWrap(session, null, recorded); refreshMe(); }
+    else { app.wrap.recorded = recorded; render(); }
+    toast(t("outcomeSaved") + (reference ? ` · ${t("coreApplied")}${reference}` : ""));
   } catch (err) {
+    if (err.coreWaiting) { toast(t("coreWaiting")); return; } // the teller closed the dialog
     if (call && mode === "call") call.ending = null;
-    showError(err.incomplete ? t("errIncomplete") : err.rejected ? t("errRejected") : explain(err));
+    if (err.coreRefused) showCore(err.posting); // by name, in the dialog
+    else if (err.coreInDoubt) {
+      showCore(err.posting);
+      showError(t(err.posting.status === "applied" ? "coreInDoubtApplied" : "coreInDoubtPending"));
+    }
+    else if (err.coreField) showError(t("errCoreField") + t(err.field === "account" ? "coreAccount" : "coreAmount"));
+    else {
+      if (posted) showCore(null); // 处理中 no longer holds: what went wrong is below
+      showError(err.incomplete ? t("errIncomplete") : err.rejected ? t("errRejected") : explain(err));
+    }
   } finally {
-    $("end-confirm").disabled = false;
+    if (app.ending === run) {
+      app.ending = null;
+      $("end-confirm").disabled = false;
+    }
   }
 });
 
@@ -544,7 +605,8 @@ function render() {
   if (app.wrap) {
     const rec = app.wrap.recorded;
     $("wrap-outcome").replaceChildren(rec
-      ? h("div", {}, `${t("outcome")}：`, h("b", {}, t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[rec.outcome])), rec.notes ? ` · ${rec.notes}` : "")
+      ? h("div", {}, `${t("outcome")}：`, h("b", {}, t({ done: "outcomeDone", not_done: "outcomeNotDone", transfer: "outcomeTransfer" }[rec.outcome])), rec.notes ? ` · ${rec.notes}` : "",
+        rec.reference ? h("div", { id: "wrap-core", class: "core-status applied" }, `${t("coreApplied")}${rec.reference}`) : null)
       : h("button", { type: "button", class: "secondary", id: "record-outcome", onclick: () => openEnd("wrap") }, t("recordOutcome")));
   }
   const idle = { available: "idleAvailable", break: "idleBreak", offline: "idleOffline" }[state];

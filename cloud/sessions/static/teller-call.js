@@ -31,11 +31,29 @@ const refusal = (why) => Object.assign(new Error(why), { [why]: true });
 // "completed" is refused while steps are open or after a failed step; a failed step has
 // decided the outcome already ("rejected"), which is what gets sealed. No workflow, or one
 // sealed already: nothing to do. Resolves the workflow, or null when there is none.
-// A business that posts to the core completes through confirm; `status(posting)` hears
-// 处理中 (pending), 成功 (applied) or 失败 (refused, with the core's reason).
-export async function closeWorkflow(api, session, outcome, notes, status = () => {}) {
+// A business that posts to the core completes through confirm (see confirmWithCore);
+// `core` is { status(posting), ask(field), signal }: status hears 处理中 ("sending",
+// "pending"), 成功 ("applied", with the core's reference) or 失败 ("refused", with its
+// reason); ask(field) gives a catalogue field ("account", "amount_fen"); aborting signal
+// stops waiting for a pending answer.
+export async function closeWorkflow(api, session, outcome, notes, core = {}) {
   const path = `/api/v1/workflow/${encodeURIComponent(session)}`;
-  const closed = (wf) => (err) => { if (err.status === 409) return wf; throw err; };
+  // A 409 means "sealed already" only if the workflow now has an outcome; otherwise the
+  // refusal stands (e.g. the server will not seal a business whose posting is in doubt).
+  const closed = (wf) => async (err) => {
+    if (err.status !== 409) throw err;
+    const now = await api(path).catch(() => null);
+    if (now && !now.outcome) throw err;
+    return now || wf;
+  };
+  // Notes go onto the timeline once: a confirm tried again (after the core refused) does
+  // not repeat what is there already.
+  const addNotes = async (wf) => {
+    if (!notes || notesPosted.get(session) === notes) return wf;
+    const added = await api(`${path}/notes`, { method: "POST", body: JSON.stringify({ text: notes }) }).catch(closed(wf));
+    notesPosted.set(session, notes);
+    return added;
+  };
   let wf;
   try {
     wf = await api(path);
@@ -45,24 +63,67 @@ export async function closeWorkflow(api, session, outcome, notes, status = () =>
   }
   if (outcome === "completed" && wf.outcome === "rejected") throw refusal("rejected");
   if (outcome === "completed" && wf.next_step) throw refusal("incomplete");
-  if (notes) wf = await api(`${path}/notes`, { method: "POST", body: JSON.stringify({ text: notes }) }).catch(closed(wf));
-  if (outcome === "completed" && wf.posting) return confirmWithCore(api, path, wf, status);
+  if (outcome === "completed" && wf.posting && !wf.outcome) {
+    const body = askFields(wf.posting.fields, core.ask || askByPrompt); // before anything is written
+    await addNotes(wf);
+    return confirmWithCore(api, path, body, core);
+  }
+  if (outcome !== "completed" && wf.posting && !wf.outcome) {
+    // Money may have moved: pending at the core, or applied, is not "not done".
+    const posting = await api(`${path}/posting`);
+    if (["pending", "applied"].includes(posting.status)) throw Object.assign(refusal("coreInDoubt"), { posting });
+  }
+  wf = await addNotes(wf);
   const sealed = wf.outcome === "rejected" ? "rejected" : outcome;
   return api(`${path}/finish`, { method: "POST", body: JSON.stringify({ outcome: sealed }) }).catch(closed(wf));
 }
 
-// The fields the catalogue's posting asks for, then confirm until the core has answered
-// (a lost answer is settled by the cloud's reconciler; we ask again every 2 s).
-async function confirmWithCore(api, path, wf, status) {
+const notesPosted = new Map(); // session -> the notes text last put on its timeline
+
+const askByPrompt = (field) => prompt(field === "account" ? "核心账号 / core account" : "金额（元）/ amount (yuan)");
+
+// The confirm body from the catalogue's posting fields; a field left empty (or an amount
+// that is not a positive number of yuan) is refused here, by name, before anything is sent.
+function askFields(fields, ask) {
   const body = {};
-  if (wf.posting.fields.includes("account")) body.account = (prompt("核心账号 / core account") || "").trim();
-  if (wf.posting.fields.includes("amount_fen")) body.amount_fen = Math.round(Number(prompt("金额（元）/ amount (yuan)")) * 100);
+  for (const field of fields) {
+    const raw = String(ask(field) ?? "").trim();
+    if (field === "amount_fen") {
+      const yuan = Number(raw);
+      if (!raw || !Number.isFinite(yuan) || yuan <= 0) throw Object.assign(refusal("coreField"), { field });
+      body.amount_fen = Math.round(yuan * 100);
+    } else {
+      if (!raw) throw Object.assign(refusal("coreField"), { field });
+      body[field] = raw;
+    }
+  }
+  return body;
+}
+
+// Confirm until the core has answered. The first confirm posts (the cloud writes the
+// posting ahead and sends it once under its idempotency key); while the answer is pending
+// (202) we confirm again every 2 s, which asks the core about that key (the cloud's
+// reconciler does too) and never posts a second time. 成功 only on the core's yes.
+async function confirmWithCore(api, path, body, core) {
+  const status = core.status || (() => {});
+  status({ status: "sending" });
+  const stopped = () => core.signal && core.signal.aborted;
   for (;;) {
-    const r = await api(`${path}/confirm`, { method: "POST", body: JSON.stringify(body) });
+    let r;
+    try {
+      r = await api(`${path}/confirm`, { method: "POST", body: JSON.stringify(body), signal: core.signal });
+    } catch (err) {
+      if (stopped()) throw refusal("coreWaiting"); // the posting stays with the cloud
+      throw err;
+    }
     status(r.posting);
-    if (r.posting.status === "refused") throw new Error(`失败 / failed: ${r.posting.reason}`);
-    if (r.posting.status !== "pending") return r.workflow;
-    await new Promise((ok) => setTimeout(ok, 2000));
+    if (r.posting.status === "refused") throw Object.assign(refusal("coreRefused"), { posting: r.posting });
+    if (r.posting.status === "applied" || r.posting.status === "none") return r.workflow;
+    await new Promise((ok) => {
+      const timer = setTimeout(ok, 2000);
+      if (core.signal) core.signal.addEventListener("abort", () => { clearTimeout(timer); ok(); }, { once: true });
+    });
+    if (stopped()) throw refusal("coreWaiting");
   }
 }
 
@@ -344,10 +405,10 @@ export class Call {
   }
 
   // Closes the workflow with the teller's notes on its timeline (see closeWorkflow).
-  async finish(outcome, notes, status) {
+  async finish(outcome, notes, core) {
     await this.queue;
     if (!this.workflow) return;
-    this.workflow = (await closeWorkflow(this.ctx.api, this.session, outcome, notes, status)) || this.workflow;
+    this.workflow = (await closeWorkflow(this.ctx.api, this.session, outcome, notes, core)) || this.workflow;
     this.renderSteps();
   }
 
