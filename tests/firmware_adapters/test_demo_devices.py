@@ -5,6 +5,7 @@ customer file."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -43,6 +44,11 @@ async def test_a_card_from_its_file_answers_arqcs_the_issuer_verifies_and_keeps_
     async with IcCardReader("iccard", READER_NAME) as reader:
         await inserted(reader, card_slot, card)
         proof = await reader.request_cryptogram(tx)
+        # pulled, and seen pulled: the next test's reader starts from an empty slot
+        await asyncio.to_thread(card_slot.remove)
+        for _ in range(40):
+            if await reader.wait_for_event(0.5) == "removed":
+                break
     assert proof.atc == 0x2A and read_card(path).atc == 0x2A  # written back before answering
     # the issuer's side, from the IMK: derive the card key, recompute the cryptogram
     key = cryptogram.card_master_key(imk, proof.pan, proof.pan_sequence)
