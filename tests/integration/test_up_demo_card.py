@@ -96,6 +96,13 @@ def test_the_demo_card_is_decided_by_the_hsm_and_the_screen_says_the_tries_left(
                     if "/voice/" in resp.url and resp.status == 200 else None)  # fmt: skip
             page.goto(screen + "/")
 
+            # The terminal's link is up (its screen may serve before it: an ask then is
+            # dropped as "offline"), as the fleet sees it.
+            ops = {"username": "ops", "password": passwords["ops"]}
+            token = httpx.post(f"{api}/api/v1/auth/login", json=ops).json()["token"]
+            fleet = {"Authorization": f"Bearer {token}"}
+            _until(lambda: httpx.get(f"{api}/api/v1/terminals/SX-00001", headers=fleet)
+                   .json().get("status") == "online", "SX-00001 online")  # fmt: skip
             # The customer asks for a teller; teller1 takes the call; the terminal joins.
             r = kiosk.post("/ask", json={"business": BUSINESS})
             assert r.status_code == 200, r.text
