@@ -4,7 +4,10 @@ are due to end, pass after pass, and which service links belong to other instanc
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+from common.mqtt_link import SESSION_NEVER_EXPIRES
+from provisioning.broker import BrokerConfig, config_text
 from provisioning.revocation import OFFLINE_SESSION_LIMIT, SessionSweep, stale_service_links
 
 NOW = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
@@ -44,3 +47,12 @@ def test_only_other_instances_leader_links_are_stale() -> None:
     ]  # fmt: skip
     assert stale_service_links(names, "api") == ["api2-desk", "api2-fleet", "b-desk"]
     assert stale_service_links(names, "api2") == ["api-desk", "api-fleet", "b-desk"]
+
+
+def test_the_broker_config_keeps_never_expiring_sessions_out_of_the_expiry_list() -> None:
+    """2.0.11 lists never-expiring sessions (and a reload double-lists them) only when
+    ``persistent_client_expiration`` is set; the queue bound stays."""
+    text = config_text(BrokerConfig(port=1883), Path("/tmp/state"))
+    assert "persistent_client_expiration" not in text
+    assert "max_queued_messages 100000" in text
+    assert SESSION_NEVER_EXPIRES == 0xFFFFFFFF
