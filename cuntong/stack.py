@@ -7,9 +7,10 @@ N on distinct ports, sharing the RTP port range, all registered with the desk.
 Prints the URLs; Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order, each step
 with a deadline after which the stragglers are killed (and named in the output). Its own
 children (API, terminals, peripheral simulators) are supervised: one that exits is started
-again with backoff. Children die with the launcher even when it is killed outright
-(``common.procs``). Without Janus or coturn installed the stack still runs, with the desk
-off (said at start).
+again with backoff; an agent that stops its watchdog pings (``$CUNTONG_UP_AGENT_WATCHDOG_S``,
+default 30 s) is killed and started again (``cuntong.supervisor``). Children die with the
+launcher even when it is killed outright (``common.procs``). Without Janus or coturn
+installed the stack still runs, with the desk off (said at start).
 
 ``--api-replicas N`` (``Stack(api_replicas=N)``) starts N API processes on the one SQLite
 file, each with its own service certificates (``api``, ``api-2`` …), and HAProxy in front
@@ -52,7 +53,7 @@ from cuntong.servers.idcheck import IdentityGateway, demo_identities, gateway_ke
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
-from cuntong.supervisor import Child, Supervisor
+from cuntong.supervisor import Child, Supervisor, agent_watchdog
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import FactoryClaim, Region
 from provisioning.wiring import secure_broker
@@ -506,12 +507,14 @@ class Stack:
             **({"CUNTONG_AGENT_SCREEN_PORT": self.screen_port} if self._screen(i) else {}),
         )
         # The launcher (as systemd starts it on a terminal): it runs the agent from its
-        # current slot, so an agent update over the air takes effect in the demo too.
+        # current slot, so an agent update over the air takes effect in the demo too. The
+        # agent's watchdog pings are heard, and a hung agent restarted, as under systemd.
         agent = Child(
             tid,
             [sys.executable, "-m", "edge.launcher"],
             self.state_dir / "terminals" / f"{tid}.log",
             env,
+            watchdog=agent_watchdog(os.environ),
         )
         self.supervisor.add(agent, time.monotonic())
 
