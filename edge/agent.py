@@ -166,7 +166,9 @@ class Agent:
             camera,
             audio_device=settings.audio_device or ("" if settings.simulate else "default"),
             link_kbps=settings.link_kbps,
+            link_loss=settings.link_loss,
             face_aware=settings.face_aware,
+            echo_cancel=settings.echo_cancel,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )
