@@ -10,12 +10,16 @@ A freed context does not always crash a small broker (its memory is often still 
 ``--valgrind`` runs the broker under valgrind (Debian package ``valgrind``) and also prints
 how many invalid reads/writes it saw and the first function named in each.
 
-Steps: ``svc:A`` a service client ``svc.A`` with a persistent session (expiry 3,600 s, or
-``--expiry``) and a subscription; ``drop:A`` closes its socket without DISCONNECT;
-``back:A`` the same client id connects again (session takeover); ``term:T`` terminal T gets
-its broker client and connects as ``edge.agent`` does (persistent session, a will);
+Steps: ``svc:A`` a service client ``svc.A`` with a persistent session (expiry ``--expiry``,
+by default what the cloud's links ask: ``SESSION_NEVER_EXPIRES``) and a subscription;
+``drop:A`` closes A's (or terminal A's) socket without DISCONNECT; ``back:A`` the same
+client id connects again (session takeover); ``term:T`` terminal T gets its broker client
+and connects as ``edge.agent`` does (persistent session with ``--terminal-expiry``, by
+default the agent's ``SESSION_EXPIRY_S``, and a will); ``return:T`` terminal T connects
+again after a drop (takeover);
 ``revoke:T`` deletes T's dynamic-security client (the broker kicks T); ``kick:T`` a
-clean-start takeover of T's session (``RevocationPublisher.kick``); ``cut:T`` the kick
+clean-start takeover of T's session (``RevocationPublisher.kick``, also what the cloud's
+session sweep does to a terminal offline a week); ``cut:T`` the kick
 without a takeover (``BrokerAdmin.cut_off``); ``hup`` SIGHUP; ``load`` 300 QoS 1 messages.
 """
 
@@ -39,7 +43,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common import procs
+from common.mqtt_link import SESSION_NEVER_EXPIRES
 from cuntong.servers.mosquitto import Broker
+from edge.agent import SESSION_EXPIRY_S as AGENT_EXPIRY
 from provisioning import ca as ca_lib
 from provisioning import wiring
 from provisioning.device import client_ssl_context, new_csr
@@ -50,6 +56,11 @@ SERVICES = {"a": "cloud", "c": "cloud", "admin": "admin"}
 
 #: Named scenarios: the revocation as it was, as it is now, and one factor changed at a time.
 SCENARIOS = {
+    # A fleet as it always is at a reload: offline terminals and an offline service link;
+    # afterwards one terminal and the service come back and the sweep ends another's session.
+    # Run it with ``--terminal-expiry 604800 --expiry 600`` for the expiries used before.
+    "fleet-reload": "svc:c svc:a term:T term:U term:V drop:a drop:T drop:U hup "
+    "back:a return:T kick:U load",
     "revocation-before": "svc:c term:T revoke:T hup kick:T load",
     "revocation-now": "svc:c term:T revoke:T kick:T hup cut:T load",
     "no-reload": "svc:c term:T revoke:T kick:T load",
@@ -64,6 +75,7 @@ class Rig:
     pki: Path
     port: int
     expiry: int
+    terminal_expiry: int
     live: dict[str, mqtt.Client] = dataclasses.field(default_factory=dict)
 
     def _connect(self, client_id: str, ctx: object, expiry: int, will: bool) -> mqtt.Client:
@@ -114,7 +126,9 @@ class Rig:
         elif kind == "term":
             admin = wiring.broker_admin(self.pki, "127.0.0.1", self.port, "admin")
             asyncio.run(admin.add_terminals([arg]))
-            self.live[arg] = self.terminal(arg, 7 * 24 * 3600)
+            self.live[arg] = self.terminal(arg, self.terminal_expiry)
+        elif kind == "return":
+            self.live[arg] = self.terminal(arg, self.terminal_expiry)
         elif kind == "drop":
             client = self.live.pop(arg)
             client.loop_stop()
@@ -144,7 +158,7 @@ class Rig:
         time.sleep(0.3)
 
 
-def run(steps: list[str], expiry: int, valgrind: bool) -> str:
+def run(steps: list[str], expiry: int, terminal_expiry: int, valgrind: bool) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="cuntong-reload-"))
     wrapper = tmp / "bin" / "mosquitto"
     logs = tmp / "valgrind"
@@ -163,7 +177,7 @@ def run(steps: list[str], expiry: int, valgrind: bool) -> str:
             pki, procs.free_port(), dt.datetime.now(dt.UTC), services=SERVICES
         )
         broker = Broker(cfg, tmp / "mosquitto").start(timeout=60)
-        rig = Rig(pki, cfg.port, expiry)
+        rig = Rig(pki, cfg.port, expiry, terminal_expiry)
         for step in steps:
             rig.step(step, broker)
         for client in rig.live.values():
@@ -186,13 +200,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", nargs="*", help=f"names {sorted(SCENARIOS)} or steps")
     parser.add_argument("--valgrind", action="store_true")
-    parser.add_argument("--expiry", type=int, default=3600, help="service session expiry (s)")
+    parser.add_argument(
+        "--expiry", type=int, default=SESSION_NEVER_EXPIRES, help="service session expiry (s)"
+    )
+    parser.add_argument(
+        "--terminal-expiry", type=int, default=AGENT_EXPIRY, help="terminal session expiry (s)"
+    )
     args = parser.parse_args()
     chosen = args.scenario or list(SCENARIOS)
     for name in chosen:
         steps = SCENARIOS.get(name, name).split()
-        print(f"{name:36} {run(steps, args.expiry, args.valgrind)}", flush=True)
-    print(f"reproduce: .venv/bin/python bench/broker_reload.py {'--valgrind ' * args.valgrind}...")
+        verdict = run(steps, args.expiry, args.terminal_expiry, args.valgrind)
+        print(f"{name:36} {verdict}", flush=True)
+    print(
+        "reproduce: .venv/bin/python bench/broker_reload.py"
+        f" {'--valgrind ' * args.valgrind}--expiry {args.expiry}"
+        f" --terminal-expiry {args.terminal_expiry} {' '.join(args.scenario)}"
+    )
 
 
 if __name__ == "__main__":

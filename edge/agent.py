@@ -52,7 +52,7 @@ from paho.mqtt.properties import Properties
 from common import __version__, envelope, procs
 from common.errors import CuntongError, SpoolFull
 from common.failover import Rotation
-from common.mqtt_link import keep_connected
+from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import ack, live_config
@@ -98,7 +98,11 @@ TRIAL_SELF_TESTS = 3
 
 DRAIN_WINDOW = 50
 RENEW_CHECK_S = 6 * 3600
-SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued for a terminal offline up to a week
+#: The broker keeps the session (and the commands queued for it) until the cloud ends it,
+#: once the terminal has been away a week (``cloud.security.Security.sweep_sessions``). Never
+#: a finite expiry: Mosquitto 2.0.11 crashes on such sessions after a reload
+#: (``SESSION_NEVER_EXPIRES``).
+SESSION_EXPIRY_S = SESSION_NEVER_EXPIRES
 RESTART_EXIT = procs.RESTART_EXIT
 DEFAULT_VOICE_VOLUME = 80  # the screen's prompts until the live configuration says otherwise
 
@@ -162,7 +166,9 @@ class Agent:
             camera,
             audio_device=settings.audio_device or ("" if settings.simulate else "default"),
             link_kbps=settings.link_kbps,
+            link_loss=settings.link_loss,
             face_aware=settings.face_aware,
+            echo_cancel=settings.echo_cancel,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )

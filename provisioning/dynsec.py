@@ -326,6 +326,11 @@ class BrokerAdmin:
         """Disconnect revoked terminals still connected (``cut_off``); no takeover."""
         await self.checked([c for tid in terminal_ids for c in cut_off(tid)])
 
+    async def client_names(self) -> list[str]:
+        """Every username the plugin knows (terminals and services)."""
+        (response,) = await self.checked([{"command": "listClients"}])
+        return [str(name) for name in response.get("data", {}).get("clients", [])]
+
     async def disable(self, terminal_id: str) -> ClientState:
         await self.checked(disable_terminal(terminal_id))
         return await self.state(terminal_id)

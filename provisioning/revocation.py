@@ -129,11 +129,30 @@ class RevocationPublisher:
             ):
                 pass
 
+    async def kick_service(self, instance: str, now: dt.datetime) -> None:
+        """End the session of service ``instance`` (``svc.<instance>``) the same way, with a
+        throw-away two-minute certificate (the instance's own files are not touched)."""
+        with tempfile.TemporaryDirectory(prefix="cuntong-kick-") as tmp:
+            ctx, _ = self._credentials(instance, now, Path(tmp), service=True)
+            async with aiomqtt.Client(
+                self.broker_host,
+                self.broker_port,
+                tls_context=ctx,
+                identifier=ca_lib.service_name(instance),
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                timeout=10,
+            ):
+                pass
+
     def _credentials(
-        self, identity: str, now: dt.datetime, folder: Path
+        self, identity: str, now: dt.datetime, folder: Path, service: bool = False
     ) -> tuple[ssl.SSLContext, int]:
         key = ca_lib.new_key()
-        issued = self.ca.issue_device(new_csr(key, identity), identity, now, KICK_CERT_DAYS)
+        if service:
+            issued = self.ca.issue_service(key.public_key(), identity, now, KICK_CERT_DAYS)
+        else:
+            issued = self.ca.issue_device(new_csr(key, identity), identity, now, KICK_CERT_DAYS)
         key_path = write_private(folder / "key.pem", ca_lib.key_pem(key))
         cert_path = write_private(folder / "cert.pem", issued.chain_pem)
         ca_path = write_private(folder / "ca.pem", self.ca.root_pem)
@@ -147,6 +166,52 @@ class RevocationPublisher:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError("broker did not apply the new CRL after SIGHUP")
+
+
+#: The broker never expires our sessions (``common.mqtt_link.SESSION_NEVER_EXPIRES``); the
+#: cloud ends a terminal's once it has been offline this long (the expiry agents used to ask).
+OFFLINE_SESSION_LIMIT = dt.timedelta(days=7)
+#: How far back a new leader's first sweep looks past the limit (a leader gap longer than
+#: this leaves such sessions to the broker's queue bound).
+SWEEP_LOOKBACK = dt.timedelta(days=30)
+
+
+@dataclass
+class SessionSweep:
+    """Which terminals' sessions are due to end, pass after pass (pure).
+
+    ``due(now)`` is the range of last-seen times whose terminals crossed ``limit`` since the
+    previous pass (on the first pass: the ``lookback`` before that); ``done(end)`` records
+    a pass that ended every session of its range, so each session is ended about once."""
+
+    limit: dt.timedelta = OFFLINE_SESSION_LIMIT
+    lookback: dt.timedelta = SWEEP_LOOKBACK
+    done_until: dt.datetime | None = None
+
+    def due(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        end = now - self.limit
+        start = end - self.lookback if self.done_until is None else self.done_until
+        return min(start, end), end
+
+    def done(self, end: dt.datetime) -> None:
+        self.done_until = end
+
+
+def stale_service_links(usernames: Sequence[str], own_instance: str) -> list[str]:
+    """The leader-only links (the desk's and the fleet sender's) of *other* instances, from
+    the broker's client names: their sessions only hoard messages until ended."""
+    mine = {ca_lib.service_name(own_instance + s) for s in LEADER_LINKS}
+    return sorted(
+        name.removeprefix(ca_lib.SERVICE_PREFIX)
+        for name in usernames
+        if name.startswith(ca_lib.SERVICE_PREFIX)
+        and name.endswith(LEADER_LINKS)
+        and name not in mine
+    )
+
+
+#: Suffixes of the service links only the lease holder runs (``fleet.sender``, the desk).
+LEADER_LINKS = ("-desk", "-fleet")
 
 
 class CrlPublisher(Protocol):

@@ -265,6 +265,20 @@ def test_calls_signal_through_the_cloud_gate_which_audits_a_cross_room_join(
         assert "CUNTONG_CLOUD_JANUS_PUBLIC_URL" not in api_env  # nothing configured it
         people = json.loads((tmp_path / "cloud" / "demo-accounts.json").read_text())
         _wait_for(lambda: httpx.get(f"{api}/healthz").json().get("desk_link") == "ok", 60)
+        # The terminal's link is up as the fleet sees it: its screen may serve before the
+        # agent's MQTT link is, and an ask made then is dropped as "offline".
+        ops = {"username": "ops", "password": people["ops"]}
+        fleet = {
+            "Authorization": "Bearer "
+            + httpx.post(f"{api}/api/v1/auth/login", json=ops).json()["token"]
+        }
+        _wait_for(
+            lambda: (
+                httpx.get(f"{api}/api/v1/terminals/SX-00001", headers=fleet).json().get("status")
+                == "online"
+            ),
+            90,
+        )
         session = asyncio.run(_call_through_the_gate(api, screen, people["teller1"]))
         with sqlite3.connect(tmp_path / "cloud.sqlite3") as db:
             rows = db.execute(

@@ -1,20 +1,28 @@
 """The kiosk launcher (scripts/kiosk/cuntong-screen) shows the customer screen and starts a
 crashed Chromium again; its systemd unit is well-formed.
 
-The launcher runs for real against a real ``Screen`` server, with Chromium headless (no
-display here); the page's polls of ``/state`` show it is up. The test kills Chromium the
-way a crash does (SIGKILL) and waits for a new one whose page polls again.
+The launcher runs for real against a real ``Screen`` server: with Chromium headless, on an
+Xvfb display, and as the unit runs it, inside cage as an unprivileged user; the page's polls
+of ``/state`` show it is up. The tests kill Chromium the way a crash does (SIGKILL) and wait
+for a new one whose page polls again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import os
+import pwd
+import re
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from edge.teller.client import TellerClient
 from edge.teller.paperwork import Paperwork
@@ -116,3 +124,233 @@ def test_the_unit_restarts_the_launcher_always() -> None:
     # cage is a terminal's package, not this machine's: its absence is the one complaint
     complaints = [line for line in done.stderr.splitlines() if line and "/usr/bin/cage" not in line]
     assert complaints == []
+
+
+async def test_the_kiosk_fills_a_real_display_and_comes_back_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    """The launcher on an X display (Xvfb): Chromium's kiosk window covers the whole screen
+    and shows the customer screen; after a crash the new window covers it again."""
+    server, display = await asyncio.to_thread(_xvfb, (1280, 800))
+    try:
+        async with CountingScreen(_client(), None, 0, voice=None) as screen:
+            env = {
+                **os.environ,
+                "DISPLAY": display,
+                "CUNTONG_AGENT_SCREEN_PORT": str(screen.port),
+                "CUNTONG_KIOSK_RESTART_S": "0.5",
+                "CUNTONG_KIOSK_PROFILE": str(tmp_path / "profile"),
+                "CUNTONG_KIOSK_FLAGS": "--no-sandbox --disable-gpu --ozone-platform=x11",
+            }
+            launcher = await asyncio.create_subprocess_exec(
+                str(LAUNCHER), env=env, stderr=asyncio.subprocess.PIPE
+            )
+            try:
+                first = await eventually(lambda: _browser(launcher.pid), timeout=30)
+                await eventually(lambda: _at_least(screen, 3), timeout=60)
+                await eventually(lambda: _full_screen_window(display, (1280, 800)), timeout=60)
+                os.kill(first, signal.SIGKILL)  # a crash
+
+                async def another() -> int | None:
+                    pid = await _browser(launcher.pid)
+                    return pid if pid not in (None, first) else None
+
+                await eventually(another, timeout=30)
+                polls = screen.polls
+                await eventually(lambda: _at_least(screen, polls + 3), timeout=60)
+                await eventually(lambda: _full_screen_window(display, (1280, 800)), timeout=60)
+            finally:
+                launcher.terminate()
+                await asyncio.wait_for(launcher.communicate(), 15)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _xvfb(size: tuple[int, int]) -> tuple[subprocess.Popen[bytes], str]:
+    """An X server on a free display number (``-displayfd``), and that display."""
+    xvfb = shutil.which("Xvfb")
+    assert xvfb, "Xvfb missing: scripts/apt-packages.txt lists xvfb"
+    read, write = os.pipe()
+    screen = f"{size[0]}x{size[1]}x24"
+    server = subprocess.Popen(
+        [xvfb, "-displayfd", str(write), "-screen", "0", screen, "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as f:
+        return server, f":{f.readline().strip()}"
+
+
+async def _browser(launcher: int) -> int | None:
+    kids = [p for p in _children(launcher) if "chrom" in _name(p)]
+    return kids[0] if kids else None
+
+
+async def _full_screen_window(display: str, size: tuple[int, int]) -> bool:
+    """A Chromium top-level window over the whole screen (``xwininfo``), painted."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["xwininfo", "-display", display, "-root", "-children"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    for line in done.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("0x") and "chromium" in line.lower():
+            found = re.search(r"(\d+)x(\d+)\+(-?\d+)\+(-?\d+)\s+\S+$", line)  # 1279x799+0+0
+            if found is None:
+                continue
+            w, h, x, y = (int(v) for v in found.groups())
+            # Chromium on X without a window manager keeps one pixel short of the screen
+            covers = (x, y) == (0, 0) and w >= size[0] - 1 and h >= size[1] - 1
+            if covers:
+                return await asyncio.to_thread(_painted_corner, display, size)
+    return False
+
+
+def _painted_corner(display: str, size: tuple[int, int]) -> bool:
+    """The page is drawn into the screen's far corner (an empty X screen is black there)."""
+    from PIL import ImageGrab
+
+    shot = ImageGrab.grab(xdisplay=display)
+    if os.environ.get("CUNTONG_KIOSK_SHOT"):
+        shot.save(os.environ["CUNTONG_KIOSK_SHOT"])
+    return bool(shot.convert("RGB").getpixel((size[0] - 5, size[1] - 5)) != (0, 0, 0))
+
+
+async def test_the_unit_command_fills_a_cage_output_and_comes_back_after_a_crash() -> None:
+    """The unit's own ``ExecStart`` (cage and the launcher), with the unit's environment, as
+    an unprivileged user: Chromium runs native Wayland (the launcher unsets DISPLAY), its
+    window covers cage's whole output in a ``grim`` screenshot with the customer screen's
+    colours on it, and a killed Chromium is started again and covers it again.
+
+    cage runs on wlroots' X11 backend inside Xvfb, not its headless one: cage 0.1.4 (Debian
+    12) scans Chromium's full-screen buffer out directly there, and the frame it composites
+    for a screenshot is then stale (docs/terminal.md, "Kiosk")."""
+    for tool in ("cage", "grim", "Xvfb"):
+        assert shutil.which(tool), f"{tool} missing: scripts/apt-packages.txt lists it"
+    user = _run_user()
+    home = Path(tempfile.mkdtemp(prefix="cuntong-cage-"))
+    os.chown(home, *user)
+    runtime = home / "run"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, *user)
+    launcher = home / "cuntong-screen"  # the checkout may sit where the run user cannot read
+    shutil.copy(LAUNCHER, launcher)
+    launcher.chmod(0o755)
+    command = _unit_value("ExecStart").split()
+    command[-1] = str(launcher)  # /opt/cuntong/scripts/kiosk/cuntong-screen on a terminal
+    server, display = await asyncio.to_thread(_xvfb, (1280, 800))
+    try:
+        async with CountingScreen(_client(), None, 0, voice=None) as screen:
+            env = {
+                "PATH": "/usr/bin:/bin",
+                **dict(v.split("=", 1) for v in _unit_values("Environment")),
+                "XDG_RUNTIME_DIR": str(runtime),  # systemd's RuntimeDirectory= on a terminal
+                "HOME": str(home),
+                "CUNTONG_AGENT_SCREEN_PORT": str(screen.port),
+                "CUNTONG_KIOSK_RESTART_S": "0.5",
+                "WLR_BACKENDS": "x11",
+                "DISPLAY": display,
+            }
+            as_user: dict[str, Any] = {"user": user[0], "group": user[1], "extra_groups": []}
+            if os.geteuid() != 0:
+                as_user = {}
+            cage = await asyncio.create_subprocess_exec(
+                *command, env=env, stderr=asyncio.subprocess.DEVNULL, **as_user
+            )
+            try:
+                shell = await eventually(lambda: _launcher_under(cage.pid), timeout=30)
+                first = await eventually(lambda: _browser(shell), timeout=30)
+                assert b"--ozone-platform=wayland" in _proc(first, "cmdline").split(b"\0")
+                environ = _proc(first, "environ").split(b"\0")
+                assert not [v for v in environ if v.startswith(b"DISPLAY=")]  # no X, no Xwayland
+                await eventually(lambda: _at_least(screen, 3), timeout=60)
+                await eventually(lambda: _cage_shows_the_screen(runtime, as_user), timeout=60)
+                os.kill(first, signal.SIGKILL)  # a crash
+
+                async def another() -> int | None:
+                    pid = await _browser(shell)
+                    return pid if pid not in (None, first) else None
+
+                await eventually(another, timeout=30)
+                polls = screen.polls
+                await eventually(lambda: _at_least(screen, polls + 3), timeout=60)
+                await eventually(lambda: _cage_shows_the_screen(runtime, as_user), timeout=60)
+            finally:
+                shell_pid = await _launcher_under(cage.pid)
+                if shell_pid:
+                    os.kill(shell_pid, signal.SIGTERM)  # cage exits with its one client
+                try:
+                    await asyncio.wait_for(cage.wait(), 20)
+                except TimeoutError:
+                    cage.kill()
+                    await cage.wait()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _run_user() -> tuple[int, int]:
+    """An unprivileged user to run cage as (cage refuses root): ``nobody`` when root."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid()
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root with no 'nobody' user to run cage as (it refuses root)")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _unit_values(key: str) -> list[str]:
+    return [
+        line.split("=", 1)[1].strip()
+        for line in UNIT.read_text().splitlines()
+        if line.startswith(f"{key}=")
+    ]
+
+
+def _unit_value(key: str) -> str:
+    (value,) = _unit_values(key)
+    return value
+
+
+def _proc(pid: int, what: str) -> bytes:
+    return Path(f"/proc/{pid}/{what}").read_bytes()
+
+
+def _sockets(runtime: Path) -> list[str]:
+    return sorted(p.name for p in runtime.glob("wayland-*") if p.is_socket())
+
+
+async def _launcher_under(cage: int) -> int | None:
+    kids = [p for p in _children(cage) if _name(p).strip() == "cuntong-screen"]
+    return kids[0] if kids else None
+
+
+async def _cage_shows_the_screen(runtime: Path, as_user: dict[str, Any]) -> bool:
+    """``grim`` of cage's output: no black left at its corners (an empty cage output is
+    black, and cage shows its one window as a rectangle from the top left), and the idle
+    screen's yellow message and blue button on it."""
+    from PIL import Image
+
+    sockets = _sockets(runtime)
+    if not sockets:
+        return False
+    env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(runtime), "WAYLAND_DISPLAY": sockets[0]}
+    done = await asyncio.to_thread(
+        subprocess.run, ["grim", "-"], env=env, capture_output=True, timeout=20, **as_user
+    )
+    if done.returncode != 0:
+        return False
+    shot = Image.open(io.BytesIO(done.stdout)).convert("RGB")
+    if os.environ.get("CUNTONG_KIOSK_SHOT"):
+        shot.save(os.environ["CUNTONG_KIOSK_SHOT"])
+    w, h = shot.size
+    corners = [shot.getpixel(xy) for xy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))]
+    colours = {c for _, c in shot.getcolors(w * h) or []}
+    return (0, 0, 0) not in corners and {(0xFF, 0xE1, 0x4D), (0x00, 0x47, 0xAB)} <= colours
