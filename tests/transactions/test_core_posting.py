@@ -3,6 +3,8 @@ completes only when the core confirms, and a lost answer is settled by reconcili
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 from pathlib import Path
 
@@ -169,6 +171,31 @@ async def test_without_a_core_the_business_cannot_confirm_a_posting(tmp_path: Pa
         await walk_card_loss(alice, sup, session)
         r = await alice.post(f"/api/v1/workflow/{session}/confirm", json={"account": account})
         assert r.status_code == 503 and "no core is configured" in r.text
+
+
+async def test_a_slow_confirm_logs_the_phase_that_took_the_time(
+    tmp_path: Path, core_server: CoreBankServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The core answers after 1.5 s (within the cloud's timeout): the confirm completes, and
+    its log line names each phase with the core post as the slow one; no card data in it."""
+    session, account = _ids()
+    await open_account(core_server, account)
+    async with cloud_with_core(tmp_path, core_server, core_timeout_s=10) as cloud:
+        alice = await cloud.client("alice", "teller")
+        sup = await cloud.client("sup", "supervisor")
+        await walk_card_loss(alice, sup, session)
+        await set_faults(core_server, delay_answer_s=1.5, count=1)
+        caplog.set_level(logging.WARNING, "cuntong.corepost")
+        done = await alice.post(f"/api/v1/workflow/{session}/confirm", json={"account": account})
+    assert done.status_code == 200 and done.json()["posting"]["status"] == "applied", done.text
+    [line] = [r.getMessage() for r in caplog.records if "slow confirm" in r.getMessage()]
+    assert line.startswith(f"slow confirm of {session}: ")
+    inside = line.split("(", 1)[1].rstrip(")")
+    spent = {n.strip(", "): float(ms) for n, ms in re.findall(r"([a-z ,-]+?) (\d+) ms", inside)}
+    assert list(spent) == ["load", "write-ahead row", "core post", "answer on timeline and row",
+                           "finish and seal"]  # fmt: skip
+    assert spent["core post"] >= 1500 and spent["core post"] == max(spent.values())
+    assert account not in line
 
 
 @pytest.fixture(autouse=True)
