@@ -17,6 +17,8 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud.security import broker_services
 from common import envelope
@@ -214,6 +216,37 @@ async def test_misbehaving_terminal_raises_an_alert_naming_it_and_the_evidence(
             (a["kind"], a["terminal_id"]) for a in (await http.get("/api/v1/fleet/alerts")).json()
         }
         assert ("misbehaving", good_id) not in kinds
+
+
+async def test_bad_macs_and_quarantined_messages_count_toward_the_alert(
+    tmp_path: Path, stack: tuple[Path, Broker, CloudProcess]
+) -> None:
+    """The other rejected kinds reach the alert too: two events whose MAC does not verify
+    and a sample ten years ahead (quarantined), sent on the terminal's own topics with its
+    own certificate, name it with the evidence split by kind."""
+    _, broker, cloud = stack
+    tid = new_id("MACQ")
+    link = await enrolled_link(cloud.url, tmp_path / tid, tid)
+    now = int(time.time() * 1000)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("mac", "not-the-mac")]
+    async with mqtt(broker, link.tls) as t:
+        for seq in (1, 2):
+            forged = envelope.Event(tid, seq, now, "card_inserted", {}).to_bytes()
+            await t.publish(topic(tid, Channel.EVENT), forged, qos=1, properties=props)
+        ahead = now + 10 * 365 * 86_400_000
+        future = envelope.Telemetry(tid, 3, ahead, {"cpu_pct": 1.0}, {}, {}).to_bytes()
+        await t.publish(topic(tid, Channel.TELEMETRY), future, qos=1)
+    async with cloud.client() as http:
+
+        async def alert() -> list[dict[str, Any]] | None:
+            r = await http.get("/api/v1/fleet/alerts")
+            found = [a for a in r.json() if a["kind"] == "misbehaving"]
+            return found or None
+
+        (found,) = await eventually(alert, timeout=30)
+    assert found["terminal_id"] == tid
+    assert found["message"].startswith("3 rejected messages (bad_mac 2, quarantined 1)"), found
 
 
 @pytest.fixture
