@@ -6,6 +6,10 @@ event, the poisoned terminal's included."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 import asyncpg
+import httpx
 import pytest
 
 from common import envelope, procs
@@ -97,3 +102,70 @@ async def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_lands(
     async with pg_cloud.client() as http:
         health = await http.get("/healthz")
     assert health.status_code == 200 and health.json()["ingest"] == "ok", health.text
+
+
+def _fast_stop(pg: Postgres) -> None:
+    """PostgreSQL's fast shutdown (SIGINT): it ends the cloud's open sessions instead of
+    waiting for them, as a smart shutdown (SIGTERM) would until it is killed."""
+    assert pg.proc is not None
+    os.killpg(pg.proc.pid, signal.SIGINT)
+    pg.proc.wait(30)
+    pg.proc = None
+
+
+@pytest.fixture
+def own_pg() -> Iterator[Postgres]:
+    """A PostgreSQL of this test's own, to stop under a running ingest (not under pytest's
+    root-only tmp: the server runs as ``postgres``)."""
+    base = Path(tempfile.mkdtemp(prefix="cuntong-pgdown-"))
+    pg = Postgres(procs.free_port(), base / "data").start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_database_down_turns_healthz_degraded_and_the_event_lands_once_back(
+    tmp_path: Path, own_pg: Postgres, broker: Broker, victoria: VictoriaMetrics
+) -> None:
+    """The database (not the telemetry store) goes away under a running ingest: the write
+    fails as an outage, not as a bad row, so nothing is dead-lettered; /healthz says
+    degraded; the event stays unacknowledged and lands once the database is back."""
+    url = await fresh_database(own_pg, "down")
+    cloud = start_cloud(tmp_path, url, broker.cfg.port, victoria.url)
+    tid = new_id("PGDOWN")
+    try:
+        _fast_stop(own_pg)
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.cfg.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as mqtt:
+            event = envelope.Event(tid, 1, int(time.time() * 1000), "card_inserted", {})
+            await mqtt.publish(topic(tid, Channel.EVENT), event.to_bytes(), qos=1)
+        async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as http:
+
+            async def degraded() -> dict[str, Any] | None:
+                r = await http.get("/healthz")
+                return r.json() if r.status_code == 503 else None
+
+            body = await eventually(degraded, timeout=30)
+            assert body["ingest"].startswith("degraded"), body
+            own_pg.start()
+
+            async def landed() -> list[Any] | None:
+                rows = await _rows(
+                    url, "SELECT seq FROM terminal_event WHERE terminal_id = $1", tid
+                )
+                return rows or None
+
+            rows = await eventually(landed, timeout=30)
+            assert [r["seq"] for r in rows] == [1]
+
+            async def ok() -> bool:
+                return (await http.get("/healthz")).status_code == 200
+
+            await eventually(ok, timeout=30)
+        dead = await _rows(url, "SELECT reason FROM ingest_dead_letter WHERE terminal_id = $1", tid)
+        assert dead == []
+    finally:
+        procs.stop(cloud.proc)
