@@ -10,12 +10,18 @@ microphone with the speaker silent. Per trial:
               after 2 s of convergence (and the median 20 ms frame)
 - near loss:  how much quieter the customer's speech is after the canceller
 
-    .venv/bin/python bench/echo_cancel.py [--trials N] [--echo-gain 70%]
+With ``--call-path`` the teller's voice is played and the microphone read by the call's
+own audio code (``CallMedia(echo_cancel=True)``: ``PulseSpeaker`` and ``PulseMicrophone``)
+instead of ``paplay``/``parecord``.
+
+    .venv/bin/python bench/echo_cancel.py [--trials N] [--echo-gain 70%] [--call-path]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -31,11 +37,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--echo-gain", default="70%")
+    parser.add_argument("--call-path", action="store_true", help="the call's own audio code")
     args = parser.parse_args()
     erles = []
     for n in range(args.trials):
         with tempfile.TemporaryDirectory() as tmp, EchoRig(Path(tmp), args.echo_gain) as rig:
-            trial = echo_trial.run(rig, Path(tmp))
+            if args.call_path:
+                os.environ["PULSE_SERVER"] = rig.env["PULSE_SERVER"]
+                trial = asyncio.run(echo_trial.run_call_path(rig, Path(tmp)))
+            else:
+                trial = echo_trial.run(rig, Path(tmp))
         erles.append(trial.erle.db)
         print(
             f"trial {n + 1}: ERLE {trial.erle.db:.1f} dB (median frame "
@@ -44,6 +55,7 @@ def main() -> None:
             flush=True,
         )
     print(f"ERLE min {min(erles):.1f} / median {statistics.median(erles):.1f} dB")
+    print(f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,12 @@ import orjson
 from common import procs
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
+from edge.teller import jitter
+from edge.teller.jitter import VideoJitterBuffer
 from edge.vision import pipeline
 from edge.vision.runtime import ModelSet
 from tests.teller.conftest import host_address
-from tests.teller.weaklink import audio_gaps, freezes, village, weak_call
+from tests.teller.weaklink import audio_gaps, concealed_runs, freezes, village, weak_call
 
 SAMPLE_EVERY_S = 5.0
 
@@ -53,8 +55,23 @@ async def sent_bytes(pc: Any) -> int:
     )
 
 
+def teller_video_buffer(teller: Any) -> VideoJitterBuffer | None:
+    """The teller's video jitter buffer when it runs the terminal's receive path."""
+    for pc in teller._pcs:
+        for t in pc.getTransceivers():
+            jb = getattr(t.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+            if isinstance(jb, VideoJitterBuffer):
+                return jb
+    return None
+
+
 async def one_call(
-    janus: Janus, coturn: Coturn, models: ModelSet, seconds: float, outage_every: float
+    janus: Janus,
+    coturn: Coturn,
+    models: ModelSet,
+    seconds: float,
+    outage_every: float,
+    stock_teller: bool = False,
 ) -> dict[str, Any]:
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
     room = f"weak-{int(outage_every)}"
@@ -69,7 +86,9 @@ async def one_call(
         faces["checked"] += 1
         faces["found"] += bool(pipeline.detect(models, frame.to_ndarray(format="rgb24")))
 
-    async with weak_call(janus, coturn, link, link, room=room) as call:
+    async with weak_call(
+        janus, coturn, link, link, room=room, teller_receive_path=not stock_teller
+    ) as call:
         seen, peer, relay = call.teller.seen, call.peer, call.relay
         call.teller.on_video = look
         start, v0, a0 = time.monotonic(), len(seen.video_at), len(seen.audio_at)
@@ -91,10 +110,14 @@ async def one_call(
         audio = seen.audio_at[a0:]
         wall = time.monotonic() - start
         gaps = audio_gaps(audio)
+        plc = concealed_runs(audio)
+        kinds = {k: sum(f[3] == k for f in audio) for k in ("decoded", "fec", "plc")}
         stuck = freezes(video)
+        jb = teller_video_buffer(call.teller)
         return {
             "config": "300 kbit/s, 200 ms RTT, 3% loss"
-            + (f", 2 s outage every {outage_every:g} s" if outage_every else ""),
+            + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
+            + (", teller: aiortc's stock receiver" if stock_teller else ""),
             "seconds": round(wall),
             "setup_ms": round(call.setup_s * 1000),
             "freezes_over_500ms": len(stuck),
@@ -104,6 +127,14 @@ async def one_call(
             "audio_gaps_over_200ms": sum(g > 0.2 for g in gaps),
             "longest_audio_gap_ms": round(max(gaps, default=0) * 1000),
             "audio_missing_pct": round(100 * sum(gaps) / wall, 2),
+            "audio_frames": kinds,
+            "audio_concealed_pct": round(100 * sum(plc) / wall, 2),
+            "longest_concealed_ms": round(max(plc, default=0) * 1000),
+            "teller_jb_skips": jb.skips if jb else None,
+            "teller_jb_discarded": jb.discarded if jb else None,
+            "teller_keyframe_waits_ms": [round(w * 1000) for w in jb.keyframe_waits]
+            if jb
+            else None,
             "outages": outages,
             "face_found_pct": round(100 * faces["found"] / max(faces["checked"], 1), 1),
             "frames_checked": faces["checked"],
@@ -115,7 +146,7 @@ async def one_call(
         }
 
 
-async def main(seconds: float, outage_every: float, both: bool) -> None:
+async def main(seconds: float, outage_every: float, both: bool, stock_teller: bool) -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-weak-"))
     ip = host_address()
     janus = Janus(
@@ -128,7 +159,7 @@ async def main(seconds: float, outage_every: float, both: bool) -> None:
     models = ModelSet.load()
     try:
         for every in (0.0, outage_every) if both else (outage_every,):
-            result = await one_call(janus, coturn, models, seconds, every)
+            result = await one_call(janus, coturn, models, seconds, every, stock_teller)
             print(orjson.dumps(result).decode(), flush=True)
     finally:
         coturn.stop()
@@ -142,5 +173,11 @@ if __name__ == "__main__":
     ap.add_argument("seconds", type=float, nargs="?", default=120.0)
     ap.add_argument("--outages-every", type=float, default=30.0)
     ap.add_argument("--only-outages", action="store_true")
+    ap.add_argument("--max-wait", type=float, help="the video jitter buffer's wait for a hole (s)")
+    ap.add_argument(
+        "--stock-teller", action="store_true", help="the teller on aiortc's own receiver"
+    )
     args = ap.parse_args()
-    asyncio.run(main(args.seconds, args.outages_every, not args.only_outages))
+    if args.max_wait is not None:
+        jitter.VIDEO_MAX_WAIT_S = args.max_wait
+    asyncio.run(main(args.seconds, args.outages_every, not args.only_outages, args.stock_teller))

@@ -33,6 +33,10 @@ class Risk(StrEnum):
     HIGH = "high"
 
 
+#: What a ``pin_entry`` step may do (``Business.pin_entry``).
+PIN_ENTRY_MODES = ("verify", "new", "change")
+
+
 @dataclass(frozen=True, slots=True)
 class StepKind:
     label: str
@@ -92,7 +96,8 @@ class Business:
     #: 100 × (1 − distance / 1.2) of the embeddings, 50 being dlib's own 0.6 distance.
     face_match_threshold: float = 50.0
     #: What the ``pin_entry`` step does: ``verify`` the customer's PIN against the card's
-    #: (the HSM, the core counting wrong ones), or take a ``new`` PIN twice (password reset).
+    #: (the HSM, the core counting wrong ones), take a ``new`` PIN twice (password reset), or
+    #: ``change`` it: verify the current PIN, then take the new one twice (PIN change).
     pin_entry: str = "verify"
 
     @property
@@ -243,8 +248,10 @@ def _business(row: Any, where: str, defaults: Mapping[str, Any]) -> Business:
         raise CatalogueError(f"{where}: face_match needs id_card_read before it (the ID photo)")
     posting = _posting(row.get("posting"), where)
     pin = row.get("pin_entry", "verify")
-    if pin not in ("verify", "new"):
-        raise CatalogueError(f"{where}: 'pin_entry' must be 'verify' or 'new', not {pin!r}")
+    if pin not in PIN_ENTRY_MODES:
+        raise CatalogueError(
+            f"{where}: 'pin_entry' must be one of {', '.join(PIN_ENTRY_MODES)}, not {pin!r}"
+        )
     return Business(
         code, name, risk, tuple(steps), retention, rate, launched, group, posting, face, pin
     )

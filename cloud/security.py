@@ -17,7 +17,9 @@ from typing import Any
 
 import aiomqtt
 
+from cloud.models import Terminal
 from common import suite as suite_lib
+from common.errors import CuntongError
 from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import commands as signed
 from provisioning import ca as ca_lib
@@ -29,7 +31,12 @@ from provisioning.fanout import BrokerAdmins, Revocations
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.keys import CloudKeys
 from provisioning.protocol import BrokerAddress
-from provisioning.revocation import keep_crl_fresh
+from provisioning.revocation import (
+    RevocationPublisher,
+    SessionSweep,
+    keep_crl_fresh,
+    stale_service_links,
+)
 from provisioning.service import Provisioner, broker_roster
 
 log = logging.getLogger("cuntong.cloud.security")
@@ -166,6 +173,76 @@ class Security:
             if heal is not None:
                 heal.cancel()
                 await asyncio.gather(heal, return_exceptions=True)
+
+    async def sweep_sessions(
+        self, every_s: float = 3600.0, sweep: SessionSweep | None = None
+    ) -> None:
+        """Leader singleton: end the broker sessions that should end, since the broker never
+        expires ours (``common.mqtt_link.SESSION_NEVER_EXPIRES``). When the term starts, the
+        other instances' desk and fleet-sender sessions; then, every ``every_s``, those of
+        terminals offline longer than ``SessionSweep.limit`` (a week, the expiry agents used
+        to ask; a revoked or decommissioned terminal was ended at its revocation and is
+        caught here too once it has been away that long). Never raises: a failed pass is
+        logged and tried again at the next."""
+        sweep = sweep or SessionSweep()
+        try:
+            await self.end_stale_service_links(dt.datetime.now(dt.UTC))
+        except (CuntongError, OSError, TimeoutError, aiomqtt.MqttError) as err:
+            log.warning("other instances' desk/fleet sessions not ended: %s", err)
+        while True:
+            await self.sweep_once(sweep, dt.datetime.now(dt.UTC))
+            await asyncio.sleep(every_s)
+
+    async def sweep_once(self, sweep: SessionSweep, now: dt.datetime) -> list[str]:
+        """One pass over the terminals ``sweep`` says are due; returns their ids. The pass
+        counts as done only if every kick on every broker succeeded."""
+        start, end = sweep.due(now)
+        ids = await Terminal.filter(
+            online=False, last_seen_at__gte=start, last_seen_at__lt=end
+        ).values_list("id", flat=True)
+        failed = 0
+        for terminal_id in ids:
+            for publisher in self._publishers():
+                try:
+                    await publisher.kick(str(terminal_id), now)
+                except (CuntongError, OSError, TimeoutError, aiomqtt.MqttError) as err:
+                    failed += 1
+                    log.warning(
+                        "session of %s on %s:%d not ended: %s",
+                        terminal_id,
+                        publisher.broker_host,
+                        publisher.broker_port,
+                        err,
+                    )
+        if not failed:
+            sweep.done(end)
+        if ids:
+            log.info(
+                "ended the broker sessions of %d terminal(s) offline since before %s",
+                len(ids) - failed,
+                end.isoformat(),
+            )
+        return [str(t) for t in ids]
+
+    async def end_stale_service_links(self, now: dt.datetime) -> list[str]:
+        """End, on every broker, the desk and fleet-sender sessions of instances other than
+        this one (only the lease holder runs those links); returns the instances ended."""
+        if self.admin is None:
+            return []
+        ended: list[str] = []
+        for admin, publisher in zip(self.admin.admins, self._publishers(), strict=True):
+            names = await admin.client_names()
+            for instance in stale_service_links(names, self.settings.service_instance):
+                await publisher.kick_service(instance, now)
+                ended.append(instance)
+        if ended:
+            log.info("ended the sessions of other instances' leader links: %s", ended)
+        return ended
+
+    def _publishers(self) -> list[RevocationPublisher]:
+        revocations = self.provisioner.on_revoked
+        assert isinstance(revocations, Revocations)
+        return revocations.publishers
 
 
 def terminal_api_tls(state_dir: Path, hosts: Iterable[str], now: dt.datetime) -> tuple[Path, Path]:

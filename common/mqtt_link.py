@@ -20,6 +20,16 @@ from common import backoff
 
 log = logging.getLogger("cuntong.mqtt")
 
+#: The MQTT 5 session expiry every persistent client of ours asks for: "never" (the protocol's
+#: maximum). Debian 12's Mosquitto 2.0.11 lists each offline session with a finite expiry a
+#: second time on every SIGHUP, and frees it while still listed when it is taken over or
+#: expires (a use-after-free, then a crash); it keeps never-expiring sessions out of that list
+#: altogether (unless ``persistent_client_expiration`` is set, which our broker config never
+#: does). Sessions that should end are ended by the cloud instead (a clean-start takeover:
+#: ``cloud.security.Security.sweep_sessions``). docs/provisioning.md, "Broker reloads
+#: (issue 14)".
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
 
 async def keep_connected(
     make_client: Callable[[], aiomqtt.Client],

@@ -180,8 +180,15 @@ class AgentSettings(_Base):
     sim_teller_every_s: float = Field(0.0, ge=0)
     #: The link rate calls are fitted to (kbit/s) until measured: Opus, VP8 bounds, size, fps.
     link_kbps: float = Field(400.0, gt=0)
+    #: The packet loss the link is known for (0-1): at 0.03 or more the call is sent for a
+    #: lossy link (Opus in-band FEC and 40 ms packets, video headroom for retransmissions).
+    link_loss: float = Field(0.0, ge=0, lt=1)
     #: ALSA device for the call's microphone ("" = a test tone in simulation, else "default").
     audio_device: str = ""
+    #: The call's microphone and speaker through PulseAudio's echo canceller (the sound
+    #: server loads ``edge.teller.echo.module_line``): the source ``aec_mic`` and the sink
+    #: ``aec_spk`` replace ``audio_device``.
+    echo_cancel: bool = False
     #: Face-aware compression of the call video when the vision models are installed.
     face_aware: bool = True
     #: SCHED_FIFO priority of the liveness check's frame thread (1-99; 0 = ordinary

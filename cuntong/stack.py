@@ -7,9 +7,10 @@ N on distinct ports, sharing the RTP port range, all registered with the desk.
 Prints the URLs; Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order, each step
 with a deadline after which the stragglers are killed (and named in the output). Its own
 children (API, terminals, peripheral simulators) are supervised: one that exits is started
-again with backoff. Children die with the launcher even when it is killed outright
-(``common.procs``). Without Janus or coturn installed the stack still runs, with the desk
-off (said at start).
+again with backoff; an agent that stops its watchdog pings (``$CUNTONG_UP_AGENT_WATCHDOG_S``,
+default 30 s) is killed and started again (``cuntong.supervisor``). Children die with the
+launcher even when it is killed outright (``common.procs``). Without Janus or coturn
+installed the stack still runs, with the desk off (said at start).
 
 ``--api-replicas N`` (``Stack(api_replicas=N)``) starts N API processes on the one SQLite
 file, each with its own service certificates (``api``, ``api-2`` …), and HAProxy in front
@@ -31,6 +32,7 @@ import logging
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -43,7 +45,10 @@ import httpx
 
 from cloud.security import broker_services
 from common import procs
-from common.errors import ConfigError, MissingBinary
+from common.errors import ConfigError, CuntongError, MissingBinary
+from corebank import CoreBankClient
+from cuntong import demobank
+from cuntong.demobank import DemoCard
 from cuntong.deploy import haproxy_config
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.coturn import Coturn, CoturnConfig, host_addresses
@@ -52,7 +57,10 @@ from cuntong.servers.idcheck import IdentityGateway, demo_identities, gateway_ke
 from cuntong.servers.janus import Janus, JanusConfig
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
-from cuntong.supervisor import Child, Supervisor
+from cuntong.supervisor import Child, Supervisor, agent_watchdog
+from firmware_adapters.iccard.pcscd import READER_NAME, VPCD_DRIVER, Pcscd, free_port_pair
+from firmware_adapters.pinpad.adapter import PinPad
+from hsm import HsmClient
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.protocol import FactoryClaim, Region
 from provisioning.wiring import secure_broker
@@ -128,9 +136,14 @@ class Stack:
     janus: Janus | None = None
     more_janus: list[Janus] = field(default_factory=list)
     coturn: Coturn | None = None
-    #: The money-moving services (docs/transactions.md); not yet driven by the call workflow.
+    #: The money-moving services (docs/transactions.md): the cloud decides a call's card
+    #: and PIN steps with them; the demo card and keys come from ``cuntong.demobank``.
     hsm: HsmServer | None = None
     core: CoreBankServer | None = None
+    #: The card issued to the demo customer (None: not issued, ``card_note`` says why).
+    demo_card: DemoCard | None = None
+    #: Why SX-00001's card or PIN step cannot be decided by the HSM ("" when it can).
+    card_note: str = ""
     #: The citizen-identity gateway simulator the cloud's online check asks (docs/identity.md).
     idcheck: IdentityGateway | None = None
     #: API processes on the one database; more than one runs HAProxy in front of them.
@@ -369,6 +382,7 @@ class Stack:
             {"CUNTONG_CLOUD_ENROL_PER_MINUTE": max(20, 2 * self.terminals)},
             **self.media_env(),
             **self.core_env(),
+            **self.hsm_env(),
             **self.idcheck_env(),
             CUNTONG_CLOUD_DB_URL=self.db_url,
             CUNTONG_CLOUD_BROKER_PORT=broker.cfg.port,
@@ -454,17 +468,26 @@ class Stack:
             folder = ensure_private_dir(self._terminal_dir(tid))
             write_private(folder / "claim.json", claim.model_dump_json(indent=2).encode())
 
-    def _device_simulators(self, tid: str) -> Path:
-        """Serial ID reader and PIN pad simulators on pseudo-terminals, plus the synthetic
-        camera: the first terminal drives the real adapters, byte for byte."""
+    def _device_simulators(self, tid: str) -> tuple[Path, dict[str, str]]:
+        """Serial ID reader and PIN pad simulators on pseudo-terminals, the bank card in a
+        PC/SC reader (a private pcscd with vpcd and the emulated card), plus the synthetic
+        camera: the first terminal drives the real adapters, byte for byte. Returns the
+        peripherals file and what the agent's environment needs to reach the reader."""
         folder = self._terminal_dir(tid)
         links = {"idcard": folder / "idcard.tty", "pinpad": folder / "pinpad.tty"}
+        more = {
+            "idcard": [],
+            # keys kept across the pad's restarts; the customer types what the demo's
+            # customer file says (cuntong.demobank)
+            "pinpad": ["--key-store", str(folder / "pinpad-keys.json"),
+                       "--keys-file", str(self.customer_file)],
+        }  # fmt: skip
         for kind, link in links.items():
             link.unlink(missing_ok=True)
             argv = [sys.executable, "-m", f"firmware_adapters.{kind}.simulator"]
             simulator = Child(
                 f"{tid} {kind} simulator",
-                [*argv, "--pty-link", str(link)],
+                [*argv, "--pty-link", str(link), *more[kind]],
                 folder / f"{kind}-simulator.log",
             )
             self.supervisor.add(simulator, time.monotonic())
@@ -473,23 +496,26 @@ class Stack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"peripheral simulators did not start; see {folder}")
             time.sleep(0.05)
+        self.start_demo_bank(tid, links["pinpad"])
+        reader_env = self.start_card_reader(tid)
         config = folder / "peripherals.json"
         config.write_text(
             json.dumps(
                 {
                     "id_reader": {"kind": "idcard", "port": str(links["idcard"])},
                     "pin_pad": {"kind": "pinpad", "port": str(links["pinpad"]), "baudrate": 9600},
+                    "card_reader": {"kind": "iccard", "reader": READER_NAME},
                     "camera": {"kind": "camera", "device": "synthetic"},
                 },
                 indent=2,
             )
         )
-        return config
+        return config, reader_env
 
     def _start_agent(self, i: int, with_devices: bool = False) -> None:
         province, city, county, village = SIM_VILLAGES[i % len(SIM_VILLAGES)]
         tid = self._tid(i)
-        devices = self._device_simulators(tid) if with_devices else None
+        devices, reader_env = self._device_simulators(tid) if with_devices else (None, {})
         env = self._env(
             {
                 "CUNTONG_AGENT_TELEMETRY_INTERVAL_S": self.telemetry_interval_s,
@@ -504,12 +530,17 @@ class Stack:
             CUNTONG_AGENT_VILLAGE=village,
             **({"CUNTONG_AGENT_PERIPHERALS_FILE": devices} if devices else {}),
             **({"CUNTONG_AGENT_SCREEN_PORT": self.screen_port} if self._screen(i) else {}),
+            **reader_env,
         )
+        # The launcher (as systemd starts it on a terminal): it runs the agent from its
+        # current slot, so an agent update over the air takes effect in the demo too. The
+        # agent's watchdog pings are heard, and a hung agent restarted, as under systemd.
         agent = Child(
             tid,
-            [sys.executable, "-m", "cuntong", "agent"],
+            [sys.executable, "-m", "edge.launcher"],
             self.state_dir / "terminals" / f"{tid}.log",
             env,
+            watchdog=agent_watchdog(os.environ),
         )
         self.supervisor.add(agent, time.monotonic())
 
@@ -636,11 +667,111 @@ class Stack:
         return (
             f"  HSM service       {hsm}\n"
             f"  core simulator    {core}\n"
-            f"                    demo account {DEMO_ACCOUNT}; the teller's confirm posts to\n"
-            "                    the core. The demo keys no PIN pad and issues no card, so a\n"
-            "                    call's card and PIN steps need a supervisor's override\n"
-            "                    (docs/transactions.md, 'Card and PIN steps in a call')\n"
+            f"                    demo account {DEMO_ACCOUNT}; the teller's confirm posts to "
+            "the core\n"
+            f"{self._card_lines()}"
         )
+
+    def _card_lines(self) -> str:
+        """The demo card, or why a call's card and PIN steps need a supervisor's override."""
+        if self.demo_card is not None and not self.card_note:
+            card = self.demo_card
+            return (
+                f"  demo card         {card.masked} in SX-00001's card reader, account "
+                f"{card.account}; PIN pad keyed from the HSM\n"
+                f"                    its PIN (and what the simulated customer types on the pad)\n"
+                f"                    in {card.customer_file}; card_read and pin_entry are\n"
+                "                    decided by the HSM and the core\n"
+            )
+        note = self.card_note or "no demo card was issued"
+        return (
+            f"  demo card         off: {note}\n"
+            "                    a call's card and PIN steps wait for a supervisor's override\n"
+        )
+
+    @property
+    def customer_file(self) -> Path:
+        """The demo customer's card, account and PIN (0600), next to the demo accounts."""
+        return self.pki_dir / "demo-card.json"
+
+    def hsm_env(self) -> dict[str, object]:
+        """The cloud's HSM settings (card and PIN steps; the fleet's PIN key rotation)."""
+        if self.hsm is None:
+            return {}
+        secret = self.hsm.state_dir / "hsm.secret"
+        return {
+            "CUNTONG_CLOUD_HSM_URL": self.hsm.url,
+            "CUNTONG_CLOUD_HSM_SECRET_FILE": secret,
+            "CUNTONG_CLOUD_HSM_IMK": demobank.IMK,
+            "CUNTONG_CLOUD_HSM_PVK": demobank.PVK,
+            "CUNTONG_FLEET_HSM_URL": self.hsm.url,
+            "CUNTONG_FLEET_HSM_SECRET_FILE": secret,
+        }
+
+    def start_demo_bank(self, tid: str, pad_link: Path) -> None:
+        """Key ``tid``'s PIN pad from the HSM and issue the demo card (``cuntong.demobank``);
+        without an HSM or on a failure, ``card_note`` says why and the demo goes on."""
+        if self.hsm is None or self.core is None:
+            self.card_note = "no HSM service (softhsm2 not installed)"
+            return
+        hsm, core = self.hsm, self.core
+        bank_dir = ensure_private_dir(self.state_dir / "bank")
+
+        async def issue() -> DemoCard:
+            async with (
+                HsmClient(hsm.url, hsm.secret) as client,
+                CoreBankClient(core.url, core.secret, timeout=10.0) as core_client,
+                httpx.AsyncClient(
+                    base_url=core.url, headers={"Authorization": f"Bearer {core.secret}"},
+                    timeout=10,
+                ) as core_admin,
+                PinPad("pinpad", str(pad_link), 9600, timeout=5.0) as pad,
+            ):  # fmt: skip
+                await demobank.key_pad(client, pad, tid)
+                return await demobank.issue_card(
+                    client, core_client, core_admin, pad, tid, DEMO_ACCOUNT,
+                    bank_dir / "card.json", self.customer_file,
+                )  # fmt: skip
+
+        try:
+            self.demo_card = asyncio.run(issue())
+        except (CuntongError, OSError, httpx.HTTPError, RuntimeError) as err:
+            log.exception("demo card not issued")
+            self.card_note = f"the demo card was not issued ({type(err).__name__}: {err})"
+
+    def start_card_reader(self, tid: str) -> dict[str, str]:
+        """pcscd with the vpcd reader and the demo card in it, supervised: in a mount
+        namespace of its own, so the machine's pcscd (one per machine, at /run/pcscd) and
+        other users of it are left alone. The agent's environment to reach it; on a failure
+        ``card_note`` says why (the card step then fails, saying the reader is missing)."""
+        folder = self.state_dir / "pcscd"
+        daemon = Pcscd(free_port_pair(), folder, private=True)
+        if self.demo_card is None:
+            return daemon.client_env()
+        missing = [b for b in ("pcscd", "unshare") if shutil.which(b) is None]
+        if missing or not VPCD_DRIVER.exists():
+            what = ", ".join(missing) or str(VPCD_DRIVER)
+            self.card_note = (
+                f"no PC/SC card reader ({what} missing: apt-get install pcscd vsmartcard-vpcd)"
+            )
+            return daemon.client_env()
+        argv = [sys.executable, "-m", "firmware_adapters.iccard.pcscd", "--private",
+                "--port", str(daemon.port), "--state-dir", str(folder),
+                "--card", str(self.state_dir / "bank" / "card.json")]  # fmt: skip
+        log_path = self.state_dir / "pcscd.log"
+        child = self.supervisor.add(Child(f"{tid} card reader", argv, log_path), time.monotonic())
+        deadline = time.monotonic() + 20
+        while "with reader" not in log_path.read_text(errors="replace"):
+            proc = child.proc
+            if proc is None or proc.poll() is not None or time.monotonic() > deadline:
+                self.supervisor.children.remove(child)
+                if proc is not None:
+                    procs.stop(proc)
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                self.card_note = f"the card reader did not start ({' '.join(tail)}; see {log_path})"
+                break
+            time.sleep(0.1)
+        return daemon.client_env()
 
     def _janus_urls(self) -> str:
         nodes = [n for n in (self.janus, *self.more_janus) if n is not None]

@@ -31,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
+import os
 import random
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,19 +52,20 @@ from paho.mqtt.properties import Properties
 from common import __version__, envelope, procs
 from common.errors import CuntongError, SpoolFull
 from common.failover import Rotation
-from common.mqtt_link import keep_connected
+from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
 from common.settings import AgentSettings
 from common.topics import Channel, command_filter, topic
 from common.wire import ack, live_config
 from common.wire.call import Grant, before_queue_session
-from edge import agent_slots, alarms, commands, log_upload, ota_slots, sdnotify, wire
+from common.wire.package import PackageRefused
+from edge import adapter_slots, agent_slots, alarms, commands, log_upload, ota_slots, sdnotify, wire
 from edge.handlers import mdm as mdm_handler
 from edge.handlers.mdm import Mdm
 from edge.handlers.pinpad import PinPadKeys
 from edge.health import HealthSampler
 from edge.identity import SecureLink
 from edge.liveness import Liveness, camera_frames
-from edge.ota import RESTART, Ota
+from edge.ota import RESTART, Ota, read_slots, save_slots
 from edge.ota import Kind as OtaKind
 from edge.peripherals import Peripherals
 from edge.simulation import SimulatedTerminal
@@ -79,6 +82,7 @@ from edge.teller.paperwork import Paperwork
 from firmware_adapters.iccard.adapter import IcCardReader
 from firmware_adapters.idcard.adapter import IdCardReader
 from firmware_adapters.pinpad.adapter import PinPad
+from firmware_adapters.registry import BUILDERS as ADAPTER_KINDS
 from models.bundle import COMPONENT as MODEL_BUNDLE
 from provisioning.errors import CommandRefused
 from provisioning.protocol import BrokerAddress
@@ -94,7 +98,11 @@ TRIAL_SELF_TESTS = 3
 
 DRAIN_WINDOW = 50
 RENEW_CHECK_S = 6 * 3600
-SESSION_EXPIRY_S = 7 * 24 * 3600  # commands queued for a terminal offline up to a week
+#: The broker keeps the session (and the commands queued for it) until the cloud ends it,
+#: once the terminal has been away a week (``cloud.security.Security.sweep_sessions``). Never
+#: a finite expiry: Mosquitto 2.0.11 crashes on such sessions after a reload
+#: (``SESSION_NEVER_EXPIRES``).
+SESSION_EXPIRY_S = SESSION_NEVER_EXPIRES
 RESTART_EXIT = procs.RESTART_EXIT
 DEFAULT_VOICE_VOLUME = 80  # the screen's prompts until the live configuration says otherwise
 
@@ -134,8 +142,18 @@ class Agent:
         self.flaps = alarms.Window(alarms.FLAP_SPAN_S)
         self.spool_refused = alarms.Window(alarms.SPOOL_SPAN_S)
         self.link_backoff_s = 0.0
-        self.versions = {"agent": __version__}
-        self.peripherals = Peripherals.from_config(settings.peripherals_file, self.sim)
+        self.versions = {
+            "agent": __version__,
+            # The dependency versions the running slot carries (``edge.launcher`` says which).
+            **agent_slots.running_deps(settings.state_dir, os.environ.get(agent_slots.SLOT_ENV)),
+        }
+        # Adapter packages: count trial starts (a crash loop goes back), then build each
+        # configured device with its active slot's driver (``edge.adapter_slots``).
+        self._adapters_rolled = adapter_slots.prepare(settings.state_dir, clock())
+        self.adapters = adapter_slots.load(settings.state_dir)
+        self.peripherals = Peripherals.from_config(
+            settings.peripherals_file, self.sim, self.adapters.builders
+        )
         camera = next((a for a in self.peripherals.adapters.values() if a.kind == "camera"), None)
         self.liveness = Liveness(
             camera_frames(camera) if camera else None,
@@ -148,7 +166,9 @@ class Agent:
             camera,
             audio_device=settings.audio_device or ("" if settings.simulate else "default"),
             link_kbps=settings.link_kbps,
+            link_loss=settings.link_loss,
             face_aware=settings.face_aware,
+            echo_cancel=settings.echo_cancel,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )
@@ -207,6 +227,14 @@ class Agent:
                 trial_s=settings.agent_trial_s,
             ),
         }
+        for device_kind in ADAPTER_KINDS:
+            # Peripheral drivers: unpacked into a slot, loaded by the restarted agent, tried
+            # with the device's self-test.
+            kinds[adapter_slots.component(device_kind)] = OtaKind(
+                validate=self._adapter_check(device_kind),
+                unpack=adapter_slots.unpacker(device_kind),
+                trial_s=settings.agent_trial_s,
+            )
         self.ota = Ota(
             settings.state_dir,
             trust,
@@ -214,6 +242,7 @@ class Agent:
             kinds=kinds,
             restart=self._power,
             clock=clock,
+            known_only=(adapter_slots.PREFIX,),
         )
         self.handlers.update(self.ota.table())
         extra: dict[str, Callable[[], float | None]] = {
@@ -261,7 +290,7 @@ class Agent:
 
     def all_versions(self) -> dict[str, str]:
         """Component versions reported to the fleet: the agent's and the model bundle's."""
-        return {**self.versions, **self.liveness.versions()}
+        return {**self.versions, **self.liveness.versions(), **self.adapters.versions}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -399,6 +428,14 @@ class Agent:
 
     async def run(self) -> None:
         self.ota.on_boot()  # a second start on trial without a commit rolls back
+        for comp, version, why in [
+            *((c, v, "started again on trial") for c, v in self._adapters_rolled),
+            *self.adapters.failed,
+        ]:
+            self.emit_event(
+                "ota_progress",
+                {"component": comp, "version": version, "state": "rolled_back", "detail": why},
+            )
         try:
             self.apply_config(self.mdm.live())  # the configuration the shadow last set
         except live_config.InvalidConfig as err:
@@ -418,6 +455,7 @@ class Agent:
         if sdnotify.watchdog_s() is not None:
             tasks.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
         tasks.append(asyncio.create_task(self._agent_trial(), name="agent-trial"))
+        tasks.append(asyncio.create_task(self._adapter_trials(), name="adapter-trials"))
         stop = asyncio.create_task(self._stopping.wait())
         screen = contextlib.AsyncExitStack()
         try:
@@ -740,6 +778,7 @@ class Agent:
             # A new agent version is on trial: it answers this command itself once it has
             # passed (or this version does, after a rollback). Save where the answer goes.
             correlation = getattr(req, "CorrelationData", None) if req else None
+            component = str(reply.result.get("component", agent_slots.COMPONENT))
             agent_slots.save_pending(
                 self.s.state_dir,
                 agent_slots.Pending(
@@ -748,8 +787,9 @@ class Agent:
                     base64.b64encode(correlation or b"").decode(),
                     reply.result.get("command_id"),
                 ),
+                component,
             )
-            self._power("agent update")
+            self._power(f"{component} update")
             return
         if not response_topic:
             log.warning("command %s without response topic; reply dropped", name)
@@ -781,66 +821,97 @@ class Agent:
         await self._stopping.wait()  # the run's tasks end only with the agent
 
     async def _agent_trial_once(self) -> None:
-        """On trial: connect, report the version, pass the self-test before the deadline,
-        then commit and answer the update; otherwise go back to the previous slot. Not on
-        trial but with an update unanswered: that update was rolled back; say so."""
+        await self._trial_once(agent_slots.COMPONENT, __version__, self._trial_checks)
+
+    async def _adapter_trials(self) -> None:
+        """The trial of every adapter package (see ``_trial_once``), side by side."""
         state = self.s.state_dir
-        slots = agent_slots.read(state)
-        pending = agent_slots.read_pending(state)
-        running = __version__
-        if slots.trial and slots.versions.get(slots.active) == running:
+        await asyncio.gather(
+            *(
+                self._trial_once(
+                    comp,
+                    self.adapters.versions.get(comp),
+                    functools.partial(self._trial_checks, comp.removeprefix(adapter_slots.PREFIX)),
+                )
+                for comp in adapter_slots.components(state)
+            )
+        )
+        await self._stopping.wait()  # the run's tasks end only with the agent
+
+    async def _trial_once(
+        self,
+        component: str,
+        running: str | None,
+        checks: Callable[[], Awaitable[str | None]],
+    ) -> None:
+        """A component that restarts to update (the agent, an adapter), running ``running``
+        (None: the built-in adapter). On trial: connect, report the version, pass the
+        self-test before the deadline, then commit and answer the update; otherwise go back
+        to the previous slot and restart. Not on trial but with an update unanswered: that
+        update was rolled back (or, if it runs, committed before its answer went); say so."""
+        state = self.s.state_dir
+        slots = read_slots(state, component)
+        pending = agent_slots.read_pending(state, component)
+        if slots.trial and running is not None and slots.versions.get(slots.active) == running:
             left = (slots.trial_until or self._clock()) - self._clock()
             try:
-                why = await asyncio.wait_for(self._trial_checks(), max(left, 0.0))
+                why = await asyncio.wait_for(checks(), max(left, 0.0))
             except TimeoutError:
                 why = "not connected and self-tested before the trial deadline"
             if why is None:
-                agent_slots.save(state, ota_slots.commit(agent_slots.read(state)))
-                log.info("agent %s committed in slot %s", running, slots.active)
+                save_slots(state, component, ota_slots.commit(read_slots(state, component)))
+                log.info("%s %s committed in slot %s", component, running, slots.active)
                 self.emit_event(
                     "ota_progress",
                     {
-                        "component": "agent",
+                        "component": component,
                         "version": running,
                         "state": "healthy",
                         "slot": slots.active,
                     },
                 )
-                await self._answer_update(
-                    pending, True, {"component": "agent", "version": running, "slot": slots.active}
-                )
+                done = {"component": component, "version": running, "slot": slots.active}
+                await self._answer_update(pending, True, done, component)
                 return
-            log.error("agent %s failed its trial (%s): rolling back", running, why)
-            agent_slots.save(state, ota_slots.rollback(agent_slots.read(state)))
+            log.error("%s %s failed its trial (%s): rolling back", component, running, why)
+            save_slots(state, component, ota_slots.rollback(read_slots(state, component)))
             self.emit_event(
                 "ota_progress",
-                {"component": "agent", "version": running, "state": "rolled_back", "detail": why},
+                {"component": component, "version": running, "state": "rolled_back", "detail": why},
             )
-            self._power("agent rollback")
+            self._power(f"{component} rollback")
             return
-        if pending is not None and pending.version != running:
-            self.emit_event(
-                "ota_progress",
-                {
-                    "component": "agent",
-                    "version": pending.version,
-                    "state": "rolled_back",
-                    "slot": slots.active,
-                    "detail": "did not pass its trial",
-                },
-            )
-            await self._answer_update(
-                pending,
-                False,
-                {
-                    "error": f"agent {pending.version} did not pass its trial; back on {running}",
-                    "rolled_back_locally": True,
-                },
-            )
+        if pending is None:
+            return
+        if pending.version == running and not slots.trial:
+            done = {"component": component, "version": running, "slot": slots.active}
+            await self._answer_update(pending, True, done, component)
+            return
+        now_on = running or "the built-in driver"
+        self.emit_event(
+            "ota_progress",
+            {
+                "component": component,
+                "version": pending.version,
+                "state": "rolled_back",
+                "slot": slots.active,
+                "detail": "did not pass its trial",
+            },
+        )
+        await self._answer_update(
+            pending,
+            False,
+            {
+                "error": f"{component} {pending.version} did not pass its trial; back on {now_on}",
+                "rolled_back_locally": True,
+            },
+            component,
+        )
 
-    async def _trial_checks(self) -> str | None:
+    async def _trial_checks(self, kind: str | None = None) -> str | None:
         """None when the new version is connected, has reported itself and passes its
-        self-test; else what failed."""
+        self-test (every device's, or those of one ``kind`` for an adapter); else what
+        failed."""
         await self.connected.wait()  # the status with the versions went out first
         # A device can answer its first exchange badly right after the restart (the old
         # process may have left a reply half-read on the serial line): a few tries, then
@@ -849,14 +920,25 @@ class Agent:
         for attempt in range(TRIAL_SELF_TESTS):
             if attempt:
                 await asyncio.sleep(1.0)
-            results = await self.peripherals.self_test()
+            if kind is None:
+                results = await self.peripherals.self_test()
+            else:
+                results = await self.peripherals.self_test_kind(kind)
+                if not results:
+                    return f"no {kind} device runs with this adapter"
             failed = [r for r in results if not r["passed"]]
             if not failed:
                 return None
-        return "self-test failed: " + ", ".join(str(r.get("name", "?")) for r in failed)
+        return "self-test failed: " + ", ".join(
+            f"{r.get('name', '?')} ({r.get('detail', '')})" for r in failed
+        )
 
     async def _answer_update(
-        self, pending: agent_slots.Pending | None, ok: bool, result: dict[str, Any]
+        self,
+        pending: agent_slots.Pending | None,
+        ok: bool,
+        result: dict[str, Any],
+        component: str = agent_slots.COMPONENT,
     ) -> None:
         if pending is None:
             return
@@ -880,7 +962,18 @@ class Agent:
                 break
             except aiomqtt.MqttError:
                 await asyncio.sleep(1)  # the link dropped: answer on the next connection
-        agent_slots.clear_pending(self.s.state_dir)
+        agent_slots.clear_pending(self.s.state_dir, component)
+
+    def _adapter_check(self, kind: str) -> Callable[[Path], Awaitable[None]]:
+        """An adapter package is checked before any slot changes: a package for ``kind``,
+        and a ``kind`` of device this terminal has."""
+
+        async def check(payload: Path) -> None:
+            await asyncio.to_thread(adapter_slots.check, payload, kind)
+            if kind not in self.peripherals.kinds():
+                raise PackageRefused("not_configured", f"this terminal has no {kind} device")
+
+        return check
 
     async def _cmd_selftest(self, args: dict[str, Any]) -> dict[str, Any]:
         results = await self.peripherals.self_test()

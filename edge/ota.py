@@ -88,6 +88,15 @@ def read_slots(state_dir: Path, component: str) -> ota_slots.Slots:
     return ota_slots.Slots.from_dict(json.loads(path.read_text()))
 
 
+def save_slots(state_dir: Path, component: str, s: ota_slots.Slots) -> None:
+    """Record the component's slots (a rename: a power cut leaves the old or the new)."""
+    path = slots_path(state_dir, component)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(s.to_dict()))
+    os.replace(tmp, path)
+
+
 def slots_path(state_dir: Path, component: str) -> Path:
     return state_dir / "ota" / "slots" / component / "slots.json"
 
@@ -155,6 +164,7 @@ class Ota:
         kinds: Mapping[str, Kind] = {},
         restart: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        known_only: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir
         self.root = state_dir / "ota"
@@ -166,6 +176,9 @@ class Ota:
         #: Asks for the process to start again (a rollback of a component that restarts).
         self.restart = restart
         self.clock = clock
+        #: Component prefixes (``adapter.``) installed only with a Kind that loads them: any
+        #: other such component is refused before anything is downloaded.
+        self.known_only = known_only
         #: Bytes fetched by the last download (0 on a full resume), for tests and progress.
         self.last_fetched = 0
 
@@ -182,11 +195,7 @@ class Ota:
         return read_slots(self.state_dir, component)
 
     def _save(self, component: str, s: ota_slots.Slots) -> None:
-        path = slots_path(self.state_dir, component)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(s.to_dict()))
-        os.replace(tmp, path)
+        save_slots(self.state_dir, component, s)
 
     def slot_dir(self, component: str, slot: str) -> Path:
         return slot_dir(self.state_dir, component, slot)
@@ -236,6 +245,10 @@ class Ota:
     async def install(self, args: dict[str, Any]) -> dict[str, Any]:
         if self.trust is None:
             raise ValueError("refused: no trusted package key on this terminal")
+        component = str(args.get("component", ""))
+        if component.startswith(self.known_only) and component not in self.kinds:
+            self._report(component, str(args.get("version", "?")), "refused", reason="unknown")
+            raise ValueError(f"refused: nothing on this terminal loads {component}")
         delta = self._delta_for(args)
         if delta is not None:
             args = {**args, **{k: delta[k] for k in ("url", "manifest", "signature")}}

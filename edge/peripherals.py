@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from edge.simulation import SimulatedTerminal
 from firmware_adapters.base import Adapter
 from firmware_adapters.errors import PeripheralError
-from firmware_adapters.registry import build_adapters, health, states
+from firmware_adapters.registry import PeripheralConfig, build_adapters, health, states
 
 log = logging.getLogger("cuntong.peripherals")
 
@@ -35,9 +36,23 @@ class Peripherals:
         self.sim = sim
 
     @classmethod
-    def from_config(cls, path: Path | None, sim: SimulatedTerminal | None) -> Peripherals:
-        adapters = build_adapters(json.loads(path.read_text())) if path else {}
+    def from_config(
+        cls,
+        path: Path | None,
+        sim: SimulatedTerminal | None,
+        builders: Mapping[str, Callable[[PeripheralConfig], Adapter]] | None = None,
+    ) -> Peripherals:
+        """``builders``: drivers by kind that replace the built-in ones (``edge.adapter_slots``)."""
+        adapters = build_adapters(json.loads(path.read_text()), builders) if path else {}
         return cls(adapters, sim)
+
+    def kinds(self) -> set[str]:
+        return {a.kind for a in self.adapters.values()}
+
+    async def self_test_kind(self, kind: str) -> list[dict[str, Any]]:
+        """The self-test of the devices of one kind (an adapter package on trial)."""
+        chosen = [a for a in self.adapters.values() if a.kind == kind]
+        return [asdict(r) for r in await asyncio.gather(*(a.self_test() for a in chosen))]
 
     async def open(self) -> None:
         for adapter in self.adapters.values():

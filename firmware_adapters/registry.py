@@ -96,10 +96,13 @@ def parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[PeripheralConf
 
 def build_adapters(
     config: Mapping[str, Mapping[str, Any]] | list[PeripheralConfig],
+    builders: Mapping[str, Callable[[PeripheralConfig], Adapter]] | None = None,
 ) -> dict[str, Adapter]:
-    """The enabled adapters, by name (not opened yet)."""
+    """The enabled adapters, by name (not opened yet); ``builders`` replaces the built-in
+    driver of a kind (an adapter package the terminal installed over the air)."""
     configs = parse_config(config) if isinstance(config, Mapping) else config
-    return {c.name: BUILDERS[c.kind](c) for c in configs if c.enabled}
+    chosen = {**BUILDERS, **(builders or {})}
+    return {c.name: chosen[c.kind](c) for c in configs if c.enabled}
 
 
 def health(adapters: Mapping[str, Adapter]) -> dict[str, dict[str, object]]:

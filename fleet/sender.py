@@ -39,7 +39,7 @@ from cloud import LeaseLost, Security, fenced, service_client, service_client_id
 from common import envelope, topics
 from common.errors import WireError
 from common.failover import Presence
-from common.mqtt_link import keep_connected
+from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
 from common.periodic import run_every
 from common.settings import BrokerEndpoint, CloudSettings
 from common.wire.commands import Command, sign_command
@@ -52,7 +52,10 @@ log = logging.getLogger("cuntong.fleet.sender")
 #: The sender's own service certificate is ``svc.<service_instance>-fleet``; the broker's
 #: ACL must list that instance with the ``cloud`` role.
 INSTANCE_SUFFIX = "-fleet"
-SESSION_EXPIRY_S = 24 * 3600
+#: Never expires (``SESSION_NEVER_EXPIRES``: Mosquitto 2.0.11's reload crash); the client id
+#: is stable per instance, and the leader ends other instances' sessions
+#: (``cloud.security.Security.sweep_sessions``).
+SESSION_EXPIRY_S = SESSION_NEVER_EXPIRES
 #: Rows per database round trip (well inside SQLite's and PostgreSQL's parameter limits).
 DB_CHUNK = 5000
 #: How long the broker may go without acknowledging any of a delivery run, how often to look.

@@ -95,7 +95,11 @@ def config_text(cfg: BrokerConfig, state_dir: Path) -> str:
         f"persistence {'true' if cfg.persistence else 'false'}",
         f"persistence_location {state_dir}/",
         "autosave_interval 30",
-        # Queued QoS 1 messages for persistent sessions: commands to offline terminals wait here.
+        # Queued QoS 1 messages for persistent sessions: commands to offline terminals wait
+        # here. It is also the bound on a session nobody comes back to: our sessions never
+        # expire (common.mqtt_link.SESSION_NEVER_EXPIRES). Never set
+        # persistent_client_expiration: with it, 2.0.11 lists never-expiring sessions too,
+        # and a reload then double-lists them (docs/provisioning.md, "Broker reloads").
         "max_queued_messages 100000",
         # Ingest acknowledges a message only once its batch is stored (up to
         # ingest_batch_size, 5,000 by default): unacknowledged messages count as in flight.

@@ -183,6 +183,18 @@ def delete_terminal(terminal_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def cut_off(terminal_id: str) -> list[dict[str, Any]]:
+    """Disconnect a revoked terminal's *live* connection, if any, without touching an
+    offline session: a client without roles is created and deleted at once, and deleting
+    a client makes the broker kick its connected sockets only. Used after a CRL reload,
+    where a session-takeover kick could free a session the reload left listed twice
+    (Mosquitto 2.0.11; docs/provisioning.md, "Broker reloads")."""
+    return [
+        {"command": "createClient", "username": terminal_id},
+        {"command": "deleteClient", "username": terminal_id},
+    ]
+
+
 def get_client(terminal_id: str) -> list[dict[str, Any]]:
     return [{"command": "getClient", "username": terminal_id}]
 
@@ -309,6 +321,15 @@ class BrokerAdmin:
     async def remove_terminals(self, terminal_ids: Iterable[str]) -> None:
         """Revocation: delete client and role (the broker disconnects the client)."""
         await self.checked([c for tid in terminal_ids for c in delete_terminal(tid)])
+
+    async def cut_off(self, terminal_ids: Iterable[str]) -> None:
+        """Disconnect revoked terminals still connected (``cut_off``); no takeover."""
+        await self.checked([c for tid in terminal_ids for c in cut_off(tid)])
+
+    async def client_names(self) -> list[str]:
+        """Every username the plugin knows (terminals and services)."""
+        (response,) = await self.checked([{"command": "listClients"}])
+        return [str(name) for name in response.get("data", {}).get("clients", [])]
 
     async def disable(self, terminal_id: str) -> ClientState:
         await self.checked(disable_terminal(terminal_id))

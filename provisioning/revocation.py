@@ -1,24 +1,34 @@
 """Make a revocation bite: delete the terminal's broker client (dynamic security, no reload),
-republish the CRL, reload mosquitto, disconnect the terminal.
+end its session, republish the CRL, reload mosquitto, cut off a connection made meanwhile.
 
 Mosquitto reads its ``crlfile`` only at start and on SIGHUP, and never re-checks clients
-already connected. ``RevocationPublisher`` therefore
+already connected. ``RevocationPublisher`` therefore, per revoked terminal
 
-1. writes a fresh CRL (all revoked, unexpired serials, plus a throw-away *canary* serial);
-2. sends SIGHUP through the broker's pid file and waits until a TLS handshake with the
+1. deletes its dynamic-security client and role (``admin``): the broker disconnects it at
+   once, and a reconnect may neither publish nor subscribe;
+2. ends its session *before* the reload (``kick``): it connects with a two-minute
+   certificate for that terminal id (the broker sets the client id to the CN, so this is the
+   terminal's client id), with clean start and no session expiry, and leaves. The broker
+   drops the old session (online or offline) and its queued commands;
+3. writes a fresh CRL (all revoked, unexpired serials, plus a throw-away *canary* serial),
+   sends SIGHUP through the broker's pid file and waits until a TLS handshake with the
    canary certificate is refused, so it knows the broker now enforces the new CRL;
-3. disconnects each revoked terminal that is still online by taking over its session: it
-   connects with a two-minute certificate for that terminal id (the broker sets the client
-   id to the CN, so this is the terminal's client id), with clean start and no session
-   expiry. The broker drops the old connection and its queued commands; the terminal's
-   reconnect then fails the CRL check.
+4. disconnects a connection the terminal made between 2 and 3 (``BrokerAdmin.cut_off``:
+   the broker kicks live connections only); its reconnect then fails the CRL check.
+
+Why this order: on Debian 12's Mosquitto 2.0.11 a SIGHUP lists every *offline* session
+with a session expiry a second time in the broker's expiry list; taking such a session over
+afterwards (a kick, or the terminal coming back) frees it while the list still points to it,
+and the broker later crashes (SIGTERM aborts in ``will_delay__remove``, or it segfaults).
+Ending the revoked terminal's session before the reload, and cutting it off afterwards
+without a takeover, keeps the revocation itself away from that trigger; see
+docs/provisioning.md, "Broker reloads (issue 14)", for the experiment and what remains.
 
 Call ``publish(now)`` on a timer too (``keep_crl_fresh``): OpenSSL refuses every client once
 the CRL passes its next-update time (7 days by default). ``publish`` only rewrites the CRL
 and reloads the broker when it must: when the revoked serials differ from the CRL the
 broker already has, or when that CRL is past half its validity. An API start therefore
-no longer reloads the broker: Debian 12's Mosquitto 2.0.11 can crash on SIGHUP under load
-(see docs/provisioning.md, "Broker reloads").
+no longer reloads the broker.
 """
 
 from __future__ import annotations
@@ -66,11 +76,22 @@ class RevocationPublisher:
     async def __call__(self, terminal_ids: Sequence[str], now: dt.datetime) -> None:
         if self.admin is not None:
             await self.admin.remove_terminals(terminal_ids)
-        await self.publish(now)
         if not self._ours():
-            return  # not our broker: it enforces the CRL once its operator reloads it
+            # Not our broker: it enforces the CRL once its operator reloads it.
+            await self.publish(now)
+            return
+        # No session of a revoked terminal may be offline when the broker reloads (module
+        # docstring): end each one now, while a takeover is still safe.
         for terminal_id in terminal_ids:
             await self.kick(terminal_id, now)
+        reloaded = await self.publish(now)
+        if self.admin is not None:
+            await self.admin.cut_off(terminal_ids)
+        elif reloaded:
+            # Without the plugin only a takeover disconnects; the session it could free was
+            # ended by the kick above unless the terminal came back within these moments.
+            for terminal_id in terminal_ids:
+                await self.kick(terminal_id, now)
 
     async def publish(self, now: dt.datetime) -> bool:
         """Write the CRL and, if we run the broker, make it enforce the new list. Does
@@ -93,7 +114,8 @@ class RevocationPublisher:
         return self.reload_broker and self.files.pidfile.exists()
 
     async def kick(self, terminal_id: str, now: dt.datetime) -> None:
-        """Disconnect ``terminal_id`` if it is connected (session takeover)."""
+        """End ``terminal_id``'s session, connected or not (takeover with clean start; the
+        kick's own session expires as it leaves). Only before a reload: see above."""
         with tempfile.TemporaryDirectory(prefix="cuntong-kick-") as tmp:
             ctx, _ = self._credentials(terminal_id, now, Path(tmp))
             async with aiomqtt.Client(
@@ -107,11 +129,30 @@ class RevocationPublisher:
             ):
                 pass
 
+    async def kick_service(self, instance: str, now: dt.datetime) -> None:
+        """End the session of service ``instance`` (``svc.<instance>``) the same way, with a
+        throw-away two-minute certificate (the instance's own files are not touched)."""
+        with tempfile.TemporaryDirectory(prefix="cuntong-kick-") as tmp:
+            ctx, _ = self._credentials(instance, now, Path(tmp), service=True)
+            async with aiomqtt.Client(
+                self.broker_host,
+                self.broker_port,
+                tls_context=ctx,
+                identifier=ca_lib.service_name(instance),
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                timeout=10,
+            ):
+                pass
+
     def _credentials(
-        self, identity: str, now: dt.datetime, folder: Path
+        self, identity: str, now: dt.datetime, folder: Path, service: bool = False
     ) -> tuple[ssl.SSLContext, int]:
         key = ca_lib.new_key()
-        issued = self.ca.issue_device(new_csr(key, identity), identity, now, KICK_CERT_DAYS)
+        if service:
+            issued = self.ca.issue_service(key.public_key(), identity, now, KICK_CERT_DAYS)
+        else:
+            issued = self.ca.issue_device(new_csr(key, identity), identity, now, KICK_CERT_DAYS)
         key_path = write_private(folder / "key.pem", ca_lib.key_pem(key))
         cert_path = write_private(folder / "cert.pem", issued.chain_pem)
         ca_path = write_private(folder / "ca.pem", self.ca.root_pem)
@@ -125,6 +166,52 @@ class RevocationPublisher:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError("broker did not apply the new CRL after SIGHUP")
+
+
+#: The broker never expires our sessions (``common.mqtt_link.SESSION_NEVER_EXPIRES``); the
+#: cloud ends a terminal's once it has been offline this long (the expiry agents used to ask).
+OFFLINE_SESSION_LIMIT = dt.timedelta(days=7)
+#: How far back a new leader's first sweep looks past the limit (a leader gap longer than
+#: this leaves such sessions to the broker's queue bound).
+SWEEP_LOOKBACK = dt.timedelta(days=30)
+
+
+@dataclass
+class SessionSweep:
+    """Which terminals' sessions are due to end, pass after pass (pure).
+
+    ``due(now)`` is the range of last-seen times whose terminals crossed ``limit`` since the
+    previous pass (on the first pass: the ``lookback`` before that); ``done(end)`` records
+    a pass that ended every session of its range, so each session is ended about once."""
+
+    limit: dt.timedelta = OFFLINE_SESSION_LIMIT
+    lookback: dt.timedelta = SWEEP_LOOKBACK
+    done_until: dt.datetime | None = None
+
+    def due(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        end = now - self.limit
+        start = end - self.lookback if self.done_until is None else self.done_until
+        return min(start, end), end
+
+    def done(self, end: dt.datetime) -> None:
+        self.done_until = end
+
+
+def stale_service_links(usernames: Sequence[str], own_instance: str) -> list[str]:
+    """The leader-only links (the desk's and the fleet sender's) of *other* instances, from
+    the broker's client names: their sessions only hoard messages until ended."""
+    mine = {ca_lib.service_name(own_instance + s) for s in LEADER_LINKS}
+    return sorted(
+        name.removeprefix(ca_lib.SERVICE_PREFIX)
+        for name in usernames
+        if name.startswith(ca_lib.SERVICE_PREFIX)
+        and name.endswith(LEADER_LINKS)
+        and name not in mine
+    )
+
+
+#: Suffixes of the service links only the lease holder runs (``fleet.sender``, the desk).
+LEADER_LINKS = ("-desk", "-fleet")
 
 
 class CrlPublisher(Protocol):

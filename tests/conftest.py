@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 
 from common import procs
+from common.errors import MissingBinary
 from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.postgres import Postgres
 from cuntong.servers.victoria import VictoriaMetrics
-from firmware_adapters.iccard.pcscd import Pcscd, free_port_pair
+from firmware_adapters.errors import DeviceAbsent
+from firmware_adapters.iccard.pcscd import SOCKET_ENV, Pcscd, free_port_pair
 from firmware_adapters.iccard.vpcd import VirtualCardSlot
 from firmware_adapters.pinpad.simulator import PinPadSimulator
 from firmware_adapters.pty_server import PtyServer
@@ -83,12 +86,27 @@ def pinpad_pty(tmp_path: Path) -> Iterator[PtyServer]:
 
 @pytest.fixture(scope="session")
 def pcscd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
-    """The real pcscd as a child process, with vpcd listening on a free port."""
-    daemon = Pcscd(free_port_pair(), tmp_path_factory.mktemp("pcscd")).start()
+    """The real pcscd as a child process, with vpcd listening on a free port: a private
+    one (its own mount namespace, socket in its folder, ``PCSCLITE_CSOCK_NAME`` set for this
+    process), so pytest runs in parallel on one machine do not share readers and cards."""
+    folder = tmp_path_factory.mktemp("pcscd")
+    try:
+        daemon = Pcscd(free_port_pair(), folder, private=True).start()
+    except (
+        DeviceAbsent,
+        MissingBinary,
+    ):  # no mount namespaces here (a container): the machine's one socket
+        daemon = Pcscd(free_port_pair(), folder).start()
+    before = os.environ.get(SOCKET_ENV)
+    os.environ.update(daemon.client_env())
     try:
         yield daemon
     finally:
         daemon.stop()
+        if before is None:
+            os.environ.pop(SOCKET_ENV, None)
+        else:
+            os.environ[SOCKET_ENV] = before
 
 
 @pytest.fixture

@@ -182,6 +182,11 @@ def create_app(
                     if core is not None:
                         jobs.append(corelink.reconciler(settings, ov, core))
                     jobs += [asyncio.create_task(run(), name=name) for name, run in singletons]
+                    if security is not None:
+                        # The broker never expires our sessions (issue 14): the leader ends
+                        # those that should end.
+                        sweep = security.sweep_sessions()
+                        jobs.append(asyncio.create_task(sweep, name="session-sweep"))
                     live = desk.live if desk is not None else no_live
                     if desk is not None:
                         for hook in base.on_desk:

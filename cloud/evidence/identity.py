@@ -8,7 +8,9 @@ and SHA-256 fingerprint. ``check`` re-does, for each, what the cloud did at rece
 (``cloud.workflow.device``), against the sealed chain instead of the database:
 
 - the signed bytes are ``signing_input`` of *this* package's session, the step, the nonce,
-  the time and the digest (a result moved from another session or step does not fit);
+  the time, the digest, the outcome and the digest of the kept reason and masked data (a
+  result moved from another session or step, or whose outcome, scores or masked fields were
+  edited, does not fit);
 - the nonce was requested earlier in this chain, for this step, from this terminal, and
   answered once;
 - the certificate was issued by the terminals' CA, was valid when the cloud received the
@@ -16,10 +18,11 @@ and SHA-256 fingerprint. ``check`` re-does, for each, what the cloud did at rece
   that answered, and was not revoked at or before that time;
 - the signature verifies under it.
 
-Every device step that passed as the terminal's must point at such a verified result;
-otherwise it passed by a supervisor's override (listed, with who, when and why). What the
-terminal's signature covers is session, step, nonce, time and the digest of the full
-result: the outcome and masked data are bound by the cloud's seal and the chain only.
+Every device step that passed as the terminal's must point at such a verified result whose
+signed outcome is ``passed``; otherwise it passed by a supervisor's override (listed, with
+who, when and why). A result kept in the first signing format (``cuntong-step-result-v1``,
+packages sealed before v2) is checked as it was signed and named in a warning: its outcome,
+reason and masked data are bound by the cloud's seal and the chain only.
 
 The same signer rules serve the cloud at receipt (``signer_problem``), so both ends refuse
 the same certificates for the same reasons.
@@ -42,7 +45,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from cloud.evidence.chain import Event
-from common.wire.call import DEVICE_STEPS, before_queue_session, signing_input
+from common.wire.call import (
+    DEVICE_STEPS,
+    SIGNING_LABEL_V1,
+    before_queue_session,
+    shown_digest,
+    signing_input,
+    signing_input_v1,
+)
 
 #: serial number -> when it was revoked
 Revoked = Mapping[int, dt.datetime]
@@ -157,6 +167,16 @@ class IdentityReport:
     overrides: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _kept_signed(data: Mapping[str, Any]) -> bytes | None:
+    """The signed bytes the cloud kept with a result (None when it kept none)."""
+    if "signed" not in data:
+        return None
+    try:
+        return base64.b64decode(str(data["signed"]), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def _result_problem(
     event: Event,
     session_id: str,
@@ -185,22 +205,30 @@ def _result_problem(
         time = str(data.get("signed_time") or data["time"])
         # An ID read made before queueing is bound to its request, not to this session.
         signed_session = before_queue_session(nonce) if data.get("before_queue") else session_id
-        expected = signing_input(signed_session, step, nonce, time, str(data["digest"]))
+        kept = _kept_signed(data)
+        digest = str(data["digest"])
+        if kept is not None and kept.startswith(SIGNING_LABEL_V1 + b"\n"):
+            summary["format"] = "v1"
+            expected = signing_input_v1(signed_session, step, nonce, time, digest)
+        else:
+            masked = data["masked"]
+            if not isinstance(masked, dict):
+                raise ValueError("'masked' is not an object")
+            shown = shown_digest(str(data["reason"]), masked)
+            expected = signing_input(
+                signed_session, step, nonce, time, digest, str(data["outcome"]), shown
+            )
         cert = x509.load_pem_x509_certificate(str(data["certificate"]).encode())
         at = dt.datetime.fromisoformat(event.at)
     except (KeyError, ValueError) as err:
         return f"the kept result is incomplete or unreadable ({err})", summary
     summary.update(serial=format(cert.serial_number, "x"), fingerprint=fingerprint(cert))
-    if "signed" in data:
-        try:
-            kept = base64.b64decode(str(data["signed"]), validate=True)
-        except (binascii.Error, ValueError):
-            kept = b""
-        if kept != expected:
-            return (
-                "the signed bytes do not bind this session, step, nonce, time and digest",
-                summary,
-            )
+    if kept is not None and kept != expected:
+        return (
+            "the signed bytes do not bind this session, step, nonce, time, digest, outcome "
+            "and masked data",
+            summary,
+        )
     if data.get("signer_serial") not in (None, summary["serial"]) or data.get(
         "signer_fingerprint"
     ) not in (None, summary["fingerprint"]):
@@ -232,7 +260,8 @@ def check(
     unproven: list[str] = []
     requested: dict[str, tuple[str, str]] = {}
     answered: set[str] = set()
-    verified: set[str] = set()
+    #: nonce -> the outcome its verified result was signed with
+    verified: dict[str, str] = {}
     for event in events:
         data = event.data
         step = str(data.get("step"))
@@ -244,8 +273,13 @@ def check(
             )
             answered.add(summary["nonce"])
             if problem is None:
-                verified.add(summary["nonce"])
+                verified[summary["nonce"]] = str(data.get("outcome"))
                 report.results.append(summary)
+                if summary.get("format") == "v1":
+                    report.warnings.append(
+                        f"step {step} (event {event.seq}): signed in the v1 format, which "
+                        "does not cover its outcome, reason or masked data"
+                    )
             else:
                 report.problems.append(f"step {step} (event {event.seq}): {problem}")
         elif event.kind == "step" and step in DEVICE_STEPS and data.get("passed", True):
@@ -268,6 +302,11 @@ def check(
                 report.problems.append(
                     f"step {step} (event {event.seq}): passed as {event.actor}'s without a "
                     "verified terminal result (forged or missing)"
+                )
+            elif (signed := verified[str(data.get("nonce"))]) != "passed":
+                report.problems.append(
+                    f"step {step} (event {event.seq}): passed on a result the terminal "
+                    f"signed as {signed!r}"
                 )
     if unproven:
         report.warnings.append(

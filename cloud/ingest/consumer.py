@@ -66,7 +66,7 @@ from cloud.security import Security, service_client, service_client_id
 from cloud.tsdb import TelemetryWriter, line_for
 from common import envelope, topics
 from common.errors import WireError
-from common.mqtt_link import keep_connected
+from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
 from common.periodic import run_every
 from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import ack as stored_ack
@@ -76,8 +76,11 @@ log = logging.getLogger("cuntong.ingest")
 
 REGION_KEYS = ("province", "city", "county", "village")
 
-#: The broker queues messages for a disconnected consumer this long.
-SESSION_EXPIRY_S = 24 * 3600
+#: The broker queues messages for a disconnected consumer (at most ``max_queued_messages``)
+#: until it is back: the session never expires (``SESSION_NEVER_EXPIRES``, the reload crash of
+#: Mosquitto 2.0.11), like the telemetry link's MQTT 3.1.1 persistent session always did. Its
+#: client id is stable per service instance, so a restart takes the same session over.
+SESSION_EXPIRY_S = SESSION_NEVER_EXPIRES
 
 
 def _user_property(message: aiomqtt.Message, name: str) -> str | None:

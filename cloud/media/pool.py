@@ -187,6 +187,24 @@ class JanusPool:
                 raise
         return node
 
+    async def adopt_room(self, node_name: str, room: str) -> Node | None:
+        """Take over a room a previous process opened on ``node_name`` (a desk taking over
+        a live call): counted and known here from now on, as if this pool had placed it.
+        None if that node is not configured or not connected, or does not have the room."""
+        node = self.registry.nodes.get(node_name)
+        link = self._links.get(node_name)
+        if node is None or link is None:
+            return None
+        try:
+            if not await link.control.exists(room):
+                return None
+        except JanusError:
+            return None
+        if room not in self.registry.placement:
+            node.rooms += 1
+            self.registry.placement[room] = node.name
+        return node
+
     async def find_room(self, room: str) -> Node | None:
         """The connected node that has ``room`` (asking each), for a room a previous
         process opened without recording where; None if no node answers that it has it."""

@@ -19,10 +19,11 @@ never raised: one broken terminal must not take the link down for ten thousand. 
 mode the link uses the service certificate ``svc.<instance>-desk``.
 
 The link keeps a persistent MQTT 5 session (``clean_start=False``, expiry
-``SESSION_EXPIRY_S``) under a client id that is stable per desk instance (the service
+``SESSION_EXPIRY_S``: never) under a client id that is stable per desk instance (the service
 certificate's, else ``cuntong-desk-<host>``): what terminals send while the desk restarts
 (a customer pressing 视频柜员, a hang-up) waits in the broker and is handled when it is
-back. Past the expiry the broker forgets the session and such messages are lost. A hang-up
+back. The session never expires at the broker; the leader ends other instances' desk sessions
+(``cloud.security.Security.sweep_sessions``). A hang-up
 or cancel of a session a restarted desk ended is accepted and answered with how it ended
 (``stats.late``), not refused.
 """
@@ -54,7 +55,7 @@ from cloud.workflow.errors import WorkflowError
 from common import envelope, topics
 from common.errors import WireError
 from common.failover import Presence
-from common.mqtt_link import keep_connected
+from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
 from common.settings import BrokerEndpoint, CloudSettings
 from common.wire import call as wire
 
@@ -76,9 +77,12 @@ log = logging.getLogger("cuntong.desk.link")
 INSTANCE_SUFFIX = "-desk"
 #: Request ids remembered per link, so a QoS 1 redelivery does not queue a customer twice.
 REMEMBERED_REQUESTS = 10_000
-#: How long the broker keeps the desk's session (and what terminals send) while it is away:
-#: long enough for a restart or a deploy, short of queueing customers who have long gone.
-SESSION_EXPIRY_S = 600
+#: The broker keeps the desk's session (and what terminals send) while it is away: never
+#: expiring (``SESSION_NEVER_EXPIRES``; a finite expiry meets Mosquitto 2.0.11's reload
+#: crash). The leader ends the desk sessions of other instances when its term starts
+#: (``cloud.security.Security.sweep_sessions``), so a standby's old session does not hoard
+#: requests.
+SESSION_EXPIRY_S = SESSION_NEVER_EXPIRES
 
 
 @dataclass

@@ -51,7 +51,7 @@ from cloud.sessions.grants import (
     make_grant,
     make_guest_grant,
 )
-from cloud.sessions.routing import Board, TellerState
+from cloud.sessions.routing import Board, Request, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Session, State, Transition
 from common.wire import call as wire
@@ -74,10 +74,59 @@ def _serialised(
 
     async def wrapper(self: Desk, /, *args: P.args, **kwargs: P.kwargs) -> R:
         async with self._lock:
-            return await method(self, *args, **kwargs)
+            try:
+                return await method(self, *args, **kwargs)
+            finally:  # what changed on the board is stored before the next operation
+                await self._sync()
 
     functools.update_wrapper(wrapper, method)  # name and docstring, for help() and logs
     return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What a desk taking over needs about an open session beyond its transitions: its
+    place on the board while it waits (arrival, rank, sequence number), the position the
+    terminal was last told, and its call's node and grants (``media``: ``Grant.message``
+    of the customer and the teller, each guest's, and the teller feeds the room has seen)."""
+
+    queue: tuple[float, float, int] | None = None
+    announced: int | None = None
+    node: str | None = None
+    media: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptTeller:
+    """A teller's state on the board and since when (epoch seconds)."""
+
+    state: TellerState
+    state_since: float
+    idle_since: float
+
+
+class Keep(Protocol):
+    """Where the desk stores its board as it changes (``store.keep_call``/``keep_teller``)."""
+
+    async def call(self, session_id: str, kept: Kept) -> None: ...
+    async def teller(self, teller_id: str, kept: KeptTeller) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """An open session a previous desk left, as a desk taking over adopts it: its history,
+    facts, teller (serving or wrapping up), what was kept, and its room's node (checked
+    to still hold the room) for a session with media."""
+
+    session: Session
+    facts: SessionFacts
+    teller_id: str | None
+    kept: Kept
+    node: Node | None = None
+
+
+#: The cause of an offer a desk taking over withdraws (the offer died with the old desk).
+TAKEN_OVER = "desk taken over"
 
 
 class MediaRooms(Protocol):
@@ -118,6 +167,8 @@ class _Call:
     feeds: set[str] = field(default_factory=set)
     #: third parties watching the call (account -> grant)
     guests: dict[str, Grant] = field(default_factory=dict)
+    #: the position the terminal was last told
+    announced: int | None = None
 
     @property
     def connected_at(self) -> datetime | None:
@@ -143,6 +194,7 @@ class Desk:
         after_call: AfterCall | None = None,
         turn: TurnConfig | None = None,
         times: HandleTimes | None = None,
+        keep: Keep | None = None,
     ) -> None:
         self.board = board
         self.media = media
@@ -153,7 +205,57 @@ class Desk:
         self.turn = turn
         self.times = times or HandleTimes()
         self.calls: dict[str, _Call] = {}
+        self.keep = keep
+        self._kept: dict[str, Kept] = {}
+        self._kept_tellers: dict[str, KeptTeller] = {}
         self._lock = asyncio.Lock()
+
+    # -- taking over -----------------------------------------------------------------------
+
+    @_serialised
+    async def adopt(self, calls: list[Adopted], tellers: dict[str, KeptTeller]) -> None:
+        """Take over the board a previous desk left (``cloud.lease``: a new leader): the
+        tellers' states, the waiting customers at their places (an open offer died with the
+        old desk: it is withdrawn and the request goes back to its place), the live calls
+        with their rooms and grants, the wrap-ups. Call once, before ``run``."""
+        now = self.clock()
+        for teller_id, kept in tellers.items():
+            if teller_id in self.board.tellers:
+                state = kept.state
+                if state is TellerState.BUSY:  # busy only with a call adopted below
+                    state = TellerState.AVAILABLE
+                self.board.restore_teller(teller_id, state, kept.state_since, kept.idle_since)
+        for a in calls:
+            call = _Call(
+                a.session, a.facts.terminal_id, a.facts.business, a.facts.language,
+                a.facts.elderly, node=a.node, announced=a.kept.announced,
+            )  # fmt: skip
+            _give_media(call, a.kept.media)
+            self.calls[a.session.id] = call
+            state = a.session.state
+            if state is State.OFFERED:
+                offered_to = a.session.history[-1].teller_id
+                await self._apply(a.session.id, Event.DECLINE, now, TAKEN_OVER, offered_to)
+                if offered_to is not None:
+                    withdrawn = {"type": "offer_withdrawn", "session": a.session.id}
+                    await self.notify(f"teller:{offered_to}", {**withdrawn, "cause": TAKEN_OVER})
+            if call.session.state is State.QUEUED:
+                assert a.kept.queue is not None  # recovery adopts only those with a place
+                arrived, rank, seq = a.kept.queue
+                self.board.restore(
+                    Request(a.session.id, call.business, call.language, arrived, call.elderly,
+                            rank, seq)
+                )  # fmt: skip
+                continue
+            call.teller_id = a.teller_id
+            teller = None if a.teller_id is None else self.board.tellers.get(a.teller_id)
+            if teller is not None:
+                want = TellerState.BUSY if state is State.CONNECTED else TellerState.WRAP_UP
+                if teller.state is not want:
+                    since = (call.connected_at or now).timestamp()
+                    if want is TellerState.WRAP_UP and a.teller_id in tellers:
+                        since = tellers[a.teller_id].state_since
+                    self.board.restore_teller(teller.id, want, since, teller.idle_since)
 
     # -- customer side -------------------------------------------------------------------
 
@@ -169,8 +271,13 @@ class Desk:
         self.board.enqueue(session_id, business, language, now.timestamp(), elderly)
         call = _Call(session, terminal_id, business, language, elderly)
         self.calls[session_id] = call
-        await self._save(session.history[0], call)
-        await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
+        try:
+            await self._save(session.history[0], call)
+            await self._apply(session_id, Event.ENQUEUE, now, f"{business}/{language}")
+        except BaseException:  # not stored: not on the board either (never offered half-made)
+            self.board.abandon(session_id, now.timestamp())
+            self.calls.pop(session_id)
+            raise
         await self._announce(session_id)
         await self._dispatch()
 
@@ -564,8 +671,10 @@ class Desk:
 
     async def _announce(self, session_id: str) -> None:
         status = queue_status(self.board, session_id, self.clock().timestamp(), self.times)
+        call = self._call(session_id)
+        call.announced = status.position
         await self.notify(
-            f"terminal:{self._call(session_id).terminal_id}",
+            f"terminal:{call.terminal_id}",
             wire.Queued(session_id, status.position, status.expected_wait, status.ring).to_dict(),
         )
 
@@ -616,10 +725,52 @@ class Desk:
             self.times.observe(call.business, handled.total_seconds())
         self.calls.pop(call.session.id)
 
+    async def _sync(self) -> None:
+        """Store what changed on the board since the last operation (``keep``)."""
+        if self.keep is None:
+            return
+        for session_id, call in self.calls.items():
+            kept = self._kept_of(call)
+            if self._kept.get(session_id) != kept:
+                await self.keep.call(session_id, kept)
+                self._kept[session_id] = kept
+        for session_id in [s for s in self._kept if s not in self.calls]:
+            del self._kept[session_id]
+        for teller_id, t in self.board.tellers.items():
+            kept_teller = KeptTeller(t.state, t.state_since, t.idle_since)
+            if self._kept_tellers.get(teller_id) != kept_teller:
+                await self.keep.teller(teller_id, kept_teller)
+                self._kept_tellers[teller_id] = kept_teller
+
+    def _kept_of(self, call: _Call) -> Kept:
+        req = self.board.requests.get(call.session.id)
+        queue = None if req is None else (req.arrived, req.rank, req.seq)
+        media = None
+        if call.customer is not None or call.teller is not None:
+            media = {
+                "customer": None if call.customer is None else call.customer.message(),
+                "teller": None if call.teller is None else call.teller.message(),
+                "guests": {a: g.message() for a, g in sorted(call.guests.items())},
+                "feeds": sorted(call.feeds),
+            }
+        node = None if call.node is None else call.node.name
+        return Kept(queue, call.announced, node, media)
+
     async def _tell_both(self, call: _Call, message: Message) -> None:
         await self.notify(f"terminal:{call.terminal_id}", message)
         if call.teller_id is not None:
             await self.notify(f"teller:{call.teller_id}", message)
+
+
+def _give_media(call: _Call, media: Message | None) -> None:
+    """The grants a previous desk kept for a call (``Desk._kept_of``'s ``media``)."""
+    if not media:
+        return
+    customer, teller = media.get("customer"), media.get("teller")
+    call.customer = None if customer is None else Grant.from_message(customer)
+    call.teller = None if teller is None else Grant.from_message(teller)
+    call.guests = {a: Grant.from_message(g) for a, g in (media.get("guests") or {}).items()}
+    call.feeds = set(media.get("feeds") or ())
 
 
 def _guest(session_id: str, account: str, present: bool) -> Message:

@@ -52,6 +52,16 @@ class TellerSession(Model):
     rating = fields.SmallIntField(null=True)
     #: The teller's outcome: was the customer's matter resolved in this contact?
     resolved = fields.BooleanField(null=True)
+    #: Its place on the desk's board while it waits (``routing.Request``: arrival time,
+    #: rank and sequence number), so a desk taking over serves it in the same order.
+    queue_arrived = fields.FloatField(null=True)
+    queue_rank = fields.FloatField(null=True)
+    queue_seq = fields.BigIntField(null=True)
+    #: The position the terminal was last told (``queued``), told again after a takeover.
+    announced = fields.IntField(null=True)
+    #: The call's grants (``Grant.message`` of the customer, the teller and each guest) and
+    #: the teller feeds the room has seen, so a desk taking over adopts the live call.
+    media: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "teller_session"
@@ -71,3 +81,17 @@ class SessionTransition(Model):
 
     class Meta:
         table = "teller_session_transition"
+
+
+class DeskTeller(Model):
+    """A teller's state on the desk's board (available, busy, wrap-up, break, offline) and
+    since when, so a desk taking over (``cloud.lease``) starts from the same board."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    state = fields.CharField(max_length=16)
+    #: Epoch seconds (the board's clock).
+    state_since = fields.FloatField()
+    idle_since = fields.FloatField()
+
+    class Meta:
+        table = "desk_teller"

@@ -1,5 +1,19 @@
-"""After a desk restart: what to do about the sessions the previous process left open.
+"""After a desk restart or takeover: what to do about the sessions the previous desk left open.
 
+A desk taking over (a new leader, ``cloud.lease``; or the same replica restarted) first
+adopts what the previous desk kept in the database (``store.open_board``, written as the
+board changed through ``Desk.keep``): ``why_not`` (pure) says whether a session can be
+adopted, ``adopt`` checks each live call's room is still on its Janus node and returns
+``desk.Adopted`` records for ``Desk.adopt``:
+
+- a waiting customer (``queued``, or ``offered``: the offer is withdrawn) keeps its place:
+  same arrival, rank and sequence number on the new board, and is told its position again;
+- a live call (``connected``, or a transferred customer waiting in the room) keeps its room,
+  its grants (tokens, feeds, guests) and so its recording; the teller stays busy;
+- a wrap-up stays with its teller, whose wrap-up time limit runs on from when it began.
+
+The rest (a session without a stored place, written before migration 5; a call whose room
+is gone or whose node does not answer; a bare ``requested``) is ended as after a restart:
 ``store.end_unfinished`` ends them in the database (wrap-ups close, the rest fail with cause
 ``desk restarted``) and returns each as a ``store.LeftOpen``. This module does the rest:
 
@@ -13,9 +27,8 @@
 - ``tell`` holds the tellers' messages for their next connection (their page load opens
   one) and sends the terminals' once the desk's MQTT link is up.
 
-Not done here: the grants' Janus tokens of the old process are not revoked (it kept them in
-memory only); they stop being useful once the room is gone. Keeping a customer's place in
-the queue across the restart is the HA issue's job, not this one's.
+Not done here: the grants' Janus tokens of an ended call are not revoked; they stop being
+useful once the room is gone.
 """
 
 from __future__ import annotations
@@ -29,10 +42,11 @@ from cloud.media.errors import MediaError
 from cloud.media.nodes import Node
 from cloud.media.pool import JanusPool
 from cloud.sessions import store
+from cloud.sessions.desk import Adopted
 from cloud.sessions.grants import Message
 from cloud.sessions.outbox import Outbox
 from cloud.sessions.state import State
-from cloud.sessions.store import LeftOpen
+from cloud.sessions.store import LeftOpen, OpenSession
 from common.wire import call as wire
 
 log = logging.getLogger("cuntong.desk.recovery")
@@ -51,6 +65,44 @@ class Notice:
     terminal: Message | None
     teller_id: str | None
     teller: Message | None
+
+
+def why_not(left: OpenSession) -> str | None:
+    """Why this session cannot be adopted by a desk taking over; None if it can."""
+    state, kept = left.session.state, left.kept
+    if state in (State.QUEUED, State.OFFERED):
+        if kept.queue is None:
+            return "no stored place in the queue"
+        if kept.media and not kept.node:
+            return "a transferred customer's room has no stored node"
+        return None
+    if state is State.CONNECTED:
+        media = kept.media or {}
+        if not kept.node or not media.get("customer") or not media.get("teller"):
+            return "no stored room or grants"
+        return None if left.teller_id else "no teller"
+    if state is State.WRAP_UP:
+        return None if left.teller_id else "no teller"
+    return f"a session {state} is not adopted"
+
+
+async def adopt(left_open: Iterable[OpenSession], pool: JanusPool) -> list[Adopted]:
+    """What a desk taking over adopts of what the previous one left: each adoptable
+    session, with its room's node for one with media (only if the node still has it)."""
+    adopted = []
+    for left in left_open:
+        why = why_not(left)
+        node = None
+        if why is None and left.kept.media and left.session.state is not State.WRAP_UP:
+            assert left.kept.node is not None
+            node = await pool.adopt_room(left.kept.node, left.session.id)
+            if node is None:
+                why = f"its room is not on {left.kept.node} any more"
+        if why is not None:
+            log.warning("session %s (%s) not adopted: %s", left.session.id, left.session.state, why)
+            continue
+        adopted.append(Adopted(left.session, left.facts, left.teller_id, left.kept, node))
+    return adopted
 
 
 def notices(left: LeftOpen, cause: str = CAUSE) -> Notice:

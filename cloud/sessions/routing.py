@@ -226,6 +226,29 @@ class Board:
         bisect.insort(self._waiting, (req.key, request_id))
         return req
 
+    def restore(self, req: Request) -> Request:
+        """Put back a request a previous desk had on its board, with its arrival, rank and
+        sequence number (so it keeps its place); requests enqueued later come after it."""
+        if req.id in self.requests:
+            raise RoutingError(f"request {req.id} already queued")
+        if req.business not in self.policy.businesses:
+            raise RoutingError(f"unknown business type {req.business!r}")
+        if req.language not in self.policy.languages:
+            raise RoutingError(f"unknown language {req.language!r}")
+        self.requests[req.id] = req
+        bisect.insort(self._waiting, (req.key, req.id))
+        self._seq = itertools.count(max(next(self._seq), req.seq + 1))
+        return req
+
+    def restore_teller(
+        self, teller_id: str, state: TellerState, state_since: float, idle_since: float
+    ) -> None:
+        """Give a teller on the board the state a previous desk had them in."""
+        teller = self._teller(teller_id)
+        if (state in ON_DUTY) != (teller.state in ON_DUTY):
+            self._staffed_ring.clear()
+        teller.state, teller.state_since, teller.idle_since = state, state_since, idle_since
+
     def abandon(self, request_id: str, now: float) -> None:
         """The customer left: drop the request and release any teller it was offered to."""
         if request_id in self.offers:

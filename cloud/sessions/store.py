@@ -16,33 +16,36 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from cloud.sessions import state as st
-from cloud.sessions.desk import SessionFacts
-from cloud.sessions.models import SessionTransition, TellerSession
+from cloud.sessions.desk import Kept, KeptTeller, SessionFacts
+from cloud.sessions.models import DeskTeller, SessionTransition, TellerSession
+from cloud.sessions.routing import TellerState
 from cloud.sessions.state import Event, State, Transition
 
 
 async def save(record: Transition, facts: SessionFacts) -> None:
-    """Store one transition; the first one (the request) creates the session row."""
+    """Store one transition; the first one (the request) creates the session row.
+
+    The transaction writes first (no read before it): on a SQLite file shared by API
+    replicas, a transaction that reads and then writes is refused at once ("database is
+    locked") when another replica wrote in between, where a first write waits its turn."""
     async with in_transaction():
-        row = await TellerSession.get_or_none(id=record.session_id)
-        if row is None:
-            row = await TellerSession.create(
+        values: dict[str, Any] = {"state": record.to_state.value, "updated_at": record.at}
+        if record.teller_id:
+            values["teller_id"] = record.teller_id
+        if facts.janus_node:
+            values["janus_node"] = facts.janus_node
+        if not await TellerSession.filter(id=record.session_id).update(**values):
+            await TellerSession.create(
                 id=record.session_id,
                 terminal_id=facts.terminal_id,
                 business=facts.business,
                 language=facts.language,
                 elderly=facts.elderly,
-                state=record.to_state.value,
                 requested_at=record.at,
-                updated_at=record.at,
+                **values,
             )
-        row.state = record.to_state.value
-        row.updated_at = record.at
-        row.teller_id = record.teller_id or row.teller_id
-        row.janus_node = facts.janus_node or row.janus_node
-        await row.save()
         await SessionTransition.create(
-            session=row,
+            session_id=record.session_id,
             at=record.at,
             event=record.event.value,
             from_state=None if record.from_state is None else record.from_state.value,
@@ -90,12 +93,17 @@ class LeftOpen:
     archived: bool
 
 
-async def end_unfinished(now: datetime, cause: str = RESTARTED) -> list[LeftOpen]:
-    """Close out sessions a previous desk left open (its board died with its process):
-    wrap-ups close, everything else fails. Returns what was ended, oldest first."""
+async def end_unfinished(
+    now: datetime, cause: str = RESTARTED, spare: frozenset[str] = frozenset()
+) -> list[LeftOpen]:
+    """Close out sessions a previous desk left open (its board died with its process),
+    except those in ``spare`` (the ones a desk taking over adopted): wrap-ups close,
+    everything else fails. Returns what was ended, oldest first."""
     ended = []
     open_states = [s.value for s in State if s not in st.TERMINAL]
     for row in await TellerSession.filter(state__in=open_states).order_by("requested_at"):
+        if row.id in spare:
+            continue
         session = await load(row.id)
         event = Event.CLOSE if session.state is State.WRAP_UP else Event.FAIL
         at = max(now, session.history[-1].at)
@@ -168,3 +176,72 @@ async def set_rating(session_id: str, terminal_id: str, score: int) -> bool:
 async def set_outcome(session_id: str, resolved: bool) -> None:
     """The teller's outcome: was the matter resolved at this first contact?"""
     await TellerSession.filter(id=session_id).update(resolved=resolved)
+
+
+async def keep_call(session_id: str, kept: Kept) -> None:
+    """Store an open session's place on the board and its call's media (``Desk.keep``)."""
+    values: dict[str, Any] = {
+        "queue_arrived": None if kept.queue is None else kept.queue[0],
+        "queue_rank": None if kept.queue is None else kept.queue[1],
+        "queue_seq": None if kept.queue is None else kept.queue[2],
+        "announced": kept.announced,
+        "media": kept.media,
+    }
+    if kept.node is not None:  # a released room's node stays: recovery closes it
+        values["janus_node"] = kept.node
+    await TellerSession.filter(id=session_id).update(**values)
+
+
+async def keep_teller(teller_id: str, kept: KeptTeller) -> None:
+    """Store a teller's state on the board (``Desk.keep``)."""
+    values = {
+        "state": kept.state.value,
+        "state_since": kept.state_since,
+        "idle_since": kept.idle_since,
+    }
+    if not await DeskTeller.filter(id=teller_id).update(**values):  # a write first (``save``)
+        await DeskTeller.create(id=teller_id, **values)
+
+
+class Keeper:
+    """``Desk``'s ``keep``: the two functions above."""
+
+    async def call(self, session_id: str, kept: Kept) -> None:
+        await keep_call(session_id, kept)
+
+    async def teller(self, teller_id: str, kept: KeptTeller) -> None:
+        await keep_teller(teller_id, kept)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A session the previous desk left open, with everything it kept about it."""
+
+    session: st.Session
+    facts: SessionFacts
+    #: The teller serving it or wrapping it up (the row's last teller).
+    teller_id: str | None
+    kept: Kept
+
+
+async def open_board() -> tuple[list[OpenSession], dict[str, KeptTeller]]:
+    """The board the previous desk left: its open sessions (oldest first; a history that
+    fails replay is left out, for ``end_unfinished``) and its tellers' states."""
+    open_states = [s.value for s in State if s not in st.TERMINAL]
+    sessions = []
+    for row in await TellerSession.filter(state__in=open_states).order_by("requested_at"):
+        try:
+            session = await load(row.id)
+        except ValueError:
+            continue
+        queue = None
+        if None not in (row.queue_arrived, row.queue_rank, row.queue_seq):
+            queue = (float(row.queue_arrived), float(row.queue_rank), int(row.queue_seq))
+        kept = Kept(queue, row.announced, row.janus_node, row.media)
+        facts = SessionFacts(row.terminal_id, row.business, row.language, row.elderly)
+        sessions.append(OpenSession(session, facts, row.teller_id, kept))
+    tellers = {
+        t.id: KeptTeller(TellerState(t.state), t.state_since, t.idle_since)
+        for t in await DeskTeller.all()
+    }
+    return sessions, tellers

@@ -10,9 +10,11 @@ With Janus nodes configured (``janus_url`` for node janus-1 and/or ``janus_nodes
   path and SHA-256 stored on the session (``store.set_recording``);
 - ``Desk`` on a ``Board`` routed by the oversight catalogue's business table, persisting
   every transition (``store.save``), with every enabled teller profile on the board;
-- sessions a previous desk left open ended first (its board died with it): their rooms
-  closed and recordings archived, their customers and tellers told ``desk restarted``
-  (``recovery``);
+- the board a previous desk left (a new leader taking over, or a restart) adopted from the
+  database: waiting customers at their places (told their position again once the link is
+  up), live calls with their rooms and grants, wrap-ups, tellers' states (``recovery``);
+  what cannot be adopted is ended as before: rooms closed and recordings archived,
+  customers and tellers told ``desk restarted``;
 - ``Watch`` for the grace periods of terminals and tellers that vanish mid-call;
 
 and returns them as one ``DeskServices`` (the routes get each as a dependency, see
@@ -46,8 +48,9 @@ from cloud.sessions.desk import Desk
 from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
 from cloud.sessions.outbox import Outbox
-from cloud.sessions.routing import Board, Policy
+from cloud.sessions.routing import ON_DUTY, Board, Policy
 from cloud.sessions.skills import business_table
+from cloud.sessions.state import State
 from cloud.sessions.watch import Watch
 from cloud.workflow import device, steps
 from common.periodic import run_every
@@ -105,6 +108,13 @@ async def _janus_health(pool: JanusPool) -> None:
                 log.info("Janus node %s is back", name)
 
     await run_every(check, JANUS_HEALTH_S, name="Janus health check", first_wait=True, logger=log)
+
+
+async def _announce_when_up(desk: Desk, link: DeskLink) -> None:
+    """Tell every waiting customer their place once the link is up (after a takeover,
+    the places the previous desk announced; the clock's next round may be before)."""
+    await link.ready.wait()
+    await desk.announce_positions()
 
 
 def step_sink(ov: Oversight) -> StepSink:
@@ -205,7 +215,10 @@ async def start(
     # Beside the evidence packages unless set: the same state folder Oversight chose.
     archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
     archiver = Archiver(pool.rec_dir, archive, _on_archived(ov), _on_archive_error)
-    stale = await store.end_unfinished(_now())
+    left, tellers = await store.open_board()
+    adopted = await recovery.adopt(left, pool)
+    spare = frozenset(a.session.id for a in adopted)
+    stale = await store.end_unfinished(_now(), spare=spare)
     if stale:
         archiving = await recovery.close_rooms(stale, pool, archiver.after_call)
         log.warning(
@@ -229,8 +242,20 @@ async def start(
         persist=store.save,
         after_call=archiver.after_call,
         turn=turn,
+        keep=store.Keeper(),
     )
+    await desk.adopt(adopted, tellers)
     watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
+    for teller_id, teller in board.tellers.items():  # on duty as the previous desk left them:
+        if teller.state in ON_DUTY:  # missing until their page reconnects (grace periods)
+            watch.teller_left(teller_id)
+    if adopted:
+        log.warning(
+            "adopted %d sessions a previous desk left open (%d waiting, %d in a call)",
+            len(adopted),
+            len(desk.board.requests),
+            sum(1 for a in adopted if a.session.state is State.CONNECTED),
+        )
     link.desk, link.watch = desk, watch
     link.on_step = step_sink(ov)
     link.check_id_read, link.on_id_read = id_read_check(ov), id_read_sink(ov)
@@ -246,4 +271,5 @@ async def start(
         asyncio.create_task(link.run(), name="desk-link"),
         asyncio.create_task(watch.run(), name="desk-watch"),
         asyncio.create_task(recovery.tell(stale, outbox, link.ready), name="desk-restart-notices"),
+        asyncio.create_task(_announce_when_up(desk, link), name="desk-takeover-positions"),
     ]

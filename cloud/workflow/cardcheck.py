@@ -11,7 +11,9 @@ forged cryptogram, a replayed one and one made for another request each fail wit
 terminal's PIN key ``TPK:<terminal>``) against the PVV the core keeps for the card, and the
 core counts the verdict: the third wrong PIN in a row locks the card. ``new`` (password
 reset): the HSM checks the new PIN against its confirmation and answers the new PVV, which
-the teller's confirm posts to the core (``Proofs.pvv`` → ``new_pvv``). The clear PIN exists
+the teller's confirm posts to the core (``Proofs.pvv`` → ``new_pvv``). ``change`` (PIN
+change): the current PIN verified and counted as in ``verify``, and only then the new PIN
+checked against its confirmation as in ``new``. The clear PIN exists
 only in the pad and the HSM service; the card number only in the sealed result and the HSM
 request.
 """
@@ -176,6 +178,8 @@ class CardChecks:
             if mode == "new":
                 again = bytes.fromhex(str(full.get("confirmation_block") or ""))
                 return await self._new(block, again, pan, key, detail)
+            if mode == "change":
+                return await self._change(block, full, pan, key, account, token, detail)
             return await self._verify(block, pan, key, account, token, detail)
         except ValueError as err:
             return Reading(False, f"the PIN result is malformed: {err}", detail)
@@ -197,6 +201,30 @@ class CardChecks:
                            detail, text)  # fmt: skip
         return Reading(True, "new PIN and confirmation agree (checked in the HSM)",
                        {**detail, "pvv": pvv, "new_pin": True})  # fmt: skip
+
+    async def _change(
+        self,
+        current: bytes,
+        full: Mapping[str, Any],
+        pan: str,
+        key: str,
+        account: str,
+        token: str,
+        detail: dict[str, Any],
+    ) -> Reading:
+        """The current PIN first (a wrong one counts, as in ``verify``), then the new one."""
+        new = bytes.fromhex(str(full.get("new_block") or ""))
+        again = bytes.fromhex(str(full.get("confirmation_block") or ""))
+        if not new or not again:
+            return Reading(False, "a PIN change needs the new PIN and its confirmation", detail)
+        checked = await self._verify(current, pan, key, account, token, detail)
+        if not checked.passed:
+            return checked
+        changed = await self._new(new, again, pan, key, checked.detail)
+        if not changed.passed:
+            return changed
+        return Reading(True, "current PIN verified; new PIN and confirmation agree (HSM)",
+                       changed.detail)  # fmt: skip
 
     async def _verify(
         self, block: bytes, pan: str, key: str, account: str, token: str, detail: dict[str, Any]

@@ -30,8 +30,12 @@ Desk → terminal on ``cuntong/v1/t/<id>/desk`` (``parse_desk``):
               tries left, or the card locked after the third)
 
 A ``step_result`` is signed (ECDSA P-256, SHA-256, DER, base64) with the terminal's enrolled
-device key over ``signing_input()``: session, step, nonce, time and ``digest``, the SHA-256 of
-the full result (``result_digest(full)``, canonical JSON). ``masked`` is what a teller may
+device key over ``signing_input()``: session, step, nonce, time, ``digest`` (the SHA-256 of
+the full result, ``result_digest(full)``, canonical JSON), the ``outcome``, and the SHA-256
+of what is shown (``shown_digest``: ``reason`` and ``masked`` as canonical JSON), so the
+pass/fail, the scores the cloud reads from ``masked`` and the masked data kept in the
+evidence are the terminal's own (``cuntong-step-result-v2``; v1 signed no outcome, reason
+or masked data and is refused). ``masked`` is what a teller may
 see; ``full`` (the fields the cloud needs, e.g. the ID read's name and number for the online
 check; images only by their digest) travels inside the mTLS link and is never shown or stored
 in clear. ``certificate`` is the terminal's leaf certificate (PEM), which the cloud checks
@@ -96,7 +100,10 @@ DEVICE_STEPS: Final = (
 STEP_OUTCOMES: Final = frozenset({"passed", "failed", "error"})
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_SIGNING_LABEL: Final = b"cuntong-step-result-v1"
+_SIGNING_LABEL: Final = b"cuntong-step-result-v2"
+#: The label of the first format, which covered session, step, nonce, time and digest only;
+#: the evidence verifier recognises it in packages sealed before v2 (and says what it lacks).
+SIGNING_LABEL_V1: Final = b"cuntong-step-result-v1"
 #: The session name a read made before queueing is signed for (then the request id).
 BEFORE_QUEUE: Final = "before-queue:"
 
@@ -409,7 +416,10 @@ class StepResult(_Message):
         return at
 
     def signing_input(self) -> bytes:
-        return signing_input(self.session, self.step, self.nonce, self.time, self.digest)
+        return signing_input(
+            self.session, self.step, self.nonce, self.time, self.digest,
+            self.outcome, shown_digest(self.reason, self.masked),
+        )  # fmt: skip
 
     def to_dict(self) -> Json:
         obj: Json = {
@@ -439,11 +449,25 @@ class StepResult(_Message):
         return cls(**{k: obj[k] for k in keys}, full=obj.get("full"))
 
 
-def signing_input(session: str, step: str, nonce: str, time: str, digest: str) -> bytes:
-    """The exact bytes a step result's signature covers (one field a line, labelled)."""
-    return b"\n".join(
-        (_SIGNING_LABEL, *(part.encode() for part in (session, step, nonce, time, digest)))
-    )
+def signing_input(
+    session: str, step: str, nonce: str, time: str, digest: str, outcome: str, shown: str
+) -> bytes:
+    """The exact bytes a step result's signature covers (one field a line, labelled);
+    ``shown`` is ``shown_digest(reason, masked)``."""
+    parts = (session, step, nonce, time, digest, outcome, shown)
+    return b"\n".join((_SIGNING_LABEL, *(part.encode() for part in parts)))
+
+
+def signing_input_v1(session: str, step: str, nonce: str, time: str, digest: str) -> bytes:
+    """The bytes the first format signed (no outcome, reason or masked data): only for
+    checking evidence packages sealed before v2."""
+    parts = (session, step, nonce, time, digest)
+    return b"\n".join((SIGNING_LABEL_V1, *(part.encode() for part in parts)))
+
+
+def shown_digest(reason: str, masked: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a step result's ``reason`` and ``masked`` as canonical JSON."""
+    return result_digest({"reason": reason, "masked": masked})
 
 
 def _step_fields(step: object, nonce: object) -> None:

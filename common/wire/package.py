@@ -25,6 +25,14 @@ DOMAIN = b"cuntong-package-v1\n"
 #: agent, a peripheral adapter, or an ONNX model.
 COMPONENT = re.compile(r"^(agent|adapter\.[a-z0-9_]{1,32}|model\.[a-z0-9_]{1,32})$")
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$")
+#: In an agent package (the project's wheel): the folder of the locked dependency wheels it
+#: carries, and the requirements the terminal installs them by (``fleet.agent_release``
+#: builds it, ``edge.agent_slots`` installs it). A hyphen: never an importable name.
+AGENT_DEPS = "agent-deps/"
+AGENT_REQUIREMENTS = AGENT_DEPS + "requirements.txt"
+#: An adapter package's index: ``{"kind": <peripheral kind>, "module": <its module>}``
+#: (``edge.adapter_slots``).
+ADAPTER_INDEX = "adapter.json"
 
 
 class PackageRefused(Refusal, ValueError):

@@ -11,7 +11,9 @@ the teller sees the masked number and the ATC.
 ``pin_entry``: the PIN pad forms the ISO 9564 format 0 block over the card number read in
 this session and encrypts it under its terminal PIN key (slot 1); the agent only ever holds
 that ciphertext. With ``params.pin == "new"`` (password reset) the customer types the new
-PIN twice and both blocks go to the cloud, whose HSM checks them against each other.
+PIN twice and both blocks go to the cloud, whose HSM checks them against each other; with
+``"change"`` (PIN change) the current PIN first, then the new one twice: the cloud's HSM
+verifies the current one against the core's PVV before it takes the new one.
 """
 
 from __future__ import annotations
@@ -33,9 +35,21 @@ from firmware_adapters.pinpad.adapter import PinPad
 CardReaderFactory = Callable[[], AbstractAsyncContextManager[IcCardReader]]
 #: The pad's slot holding the terminal PIN key (the fleet's rotation loads slot 1).
 PIN_KEY_SLOT = 1
-#: What the customer screen says between the two entries of a new PIN.
+#: What the customer screen says before each entry of a new PIN (the catalogue's rows
+#: ``pin.current``, ``pin.new``, ``pin.again`` in ``edge.teller.prompts``).
+CURRENT_TEXT = "请输入原密码,输完按确认"
 AGAIN_TEXT = "请再次输入新密码,输完按确认"
 NEW_TEXT = "请输入新密码(6位),输完按确认"
+#: ``params.pin`` -> the screen's words before each entry and the full result's field for it
+ENTRIES: dict[str, tuple[tuple[str | None, str], ...]] = {
+    "verify": ((None, "pin_block"),),
+    "new": ((NEW_TEXT, "pin_block"), (AGAIN_TEXT, "confirmation_block")),
+    "change": (
+        (CURRENT_TEXT, "pin_block"),
+        (NEW_TEXT, "new_block"),
+        (AGAIN_TEXT, "confirmation_block"),
+    ),
+}
 
 
 def transaction(request: StepRequest, now: dt.datetime) -> emv.Transaction:
@@ -114,21 +128,22 @@ class PinStep:
         pan = self.pan(request.session)
         if pan is None:
             return Done("failed", "no bank card read in this session: read the card first")
-        new = request.params.get("pin") == "new"
+        mode = str(request.params.get("pin") or "verify")
+        entries = ENTRIES.get(mode)
+        if entries is None:
+            return Done("error", f"unknown PIN entry mode {mode!r} (known: {', '.join(ENTRIES)})")
+        new = mode != "verify"
         masked: dict[str, Any] = {"card_masked": mask_pan(pan), "format": "0",
                                   "new_pin": new}  # fmt: skip
+        full: dict[str, Any] = {"format": "0", "key_slot": PIN_KEY_SLOT}
         try:
-            if new:
-                await self._say(NEW_TEXT)
-            first = await pad.enter_pin(PIN_KEY_SLOT, "0", pan, entry_timeout=self.entry_timeout)
-            full: dict[str, Any] = {"pin_block": first.block.hex().upper(), "format": "0",
-                                    "key_slot": PIN_KEY_SLOT}  # fmt: skip
-            if new:
-                await self._say(AGAIN_TEXT)
-                again = await pad.enter_pin(
+            for text, field in entries:
+                if text is not None:
+                    await self._say(text)
+                block = await pad.enter_pin(
                     PIN_KEY_SLOT, "0", pan, entry_timeout=self.entry_timeout
                 )
-                full["confirmation_block"] = again.block.hex().upper()
+                full[field] = block.block.hex().upper()
         except EntryCancelled as err:
             return Done("failed", f"no PIN: {err}", masked)
         finally:

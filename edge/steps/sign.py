@@ -34,8 +34,8 @@ def sign_result(
     done: Done,
     now: dt.datetime,
 ) -> StepResult:
-    """The signed answer to ``request``: the signature covers session, step, nonce, time and
-    the digest of ``done.full``."""
+    """The signed answer to ``request``: the signature covers session, step, nonce, time,
+    the digest of ``done.full``, the outcome, and the reason and masked data (by digest)."""
     if now.tzinfo is None:
         raise ValueError("naive datetime; pass an aware UTC time")
     time = now.astimezone(dt.UTC).isoformat()

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+#: what the call reads and plays with echo cancellation on (``CallMedia(echo_cancel=True)``):
+#: the names ``module_line`` gives with its default ``name``
+MIC_SOURCE = "aec_mic"
+SPEAKER_SINK = "aec_spk"
+
 #: webrtc audio processing options (PulseAudio's ``aec_args``)
 AEC_ARGS: dict[str, int] = {
     "analog_gain_control": 0,

@@ -4,7 +4,8 @@ aiortc's defaults suit a LAN: VP8 never below 250 kbit/s, Opus stereo at 96 kbit
 300-500 kbit/s village link that leaves nothing for the rest of the call. aiortc offers no
 per-call knob, so the bounds are set on its codec modules (the terminal makes one call at a
 time) and the Opus encoder each sender creates is reconfigured before its first frame: mono,
-16-24 kbit/s, in-band FEC and 40 ms packets on a lossy link. Resolution and frame rate are
+16-24 kbit/s, in-band FEC and 40 ms packets on a lossy link (the receiving side's decoder
+that uses the FEC is ``edge.teller.receive``). Resolution and frame rate are
 the camera track's job (``sources.CameraTrack.fit``).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from edge.vision.roi import EncoderSettings
 
 _current: EncoderSettings | None = None
+OPUS_EXPECTED_LOSS_PCT = 10
 #: aiortc's own VP8 bounds (min, default, max), to put back.
 AIORTC_VP8 = (250_000, 500_000, 1_500_000)
 
@@ -49,11 +51,15 @@ def configure_opus(encoder: Any, settings: EncoderSettings) -> None:
     layout = "mono" if settings.audio_channels == 1 else "stereo"
     encoder.codec.bit_rate = settings.audio_bps
     encoder.codec.layout = layout
-    options = {"application": "voip"}
+    frame = 48 * settings.opus_ptime_ms  # samples per packet at 48 kHz
+    options = {"application": "voip", "frame_duration": str(settings.opus_ptime_ms)}
     if settings.opus_fec:
-        options |= {"fec": "1", "packet_loss": "5"}
+        # libopus sizes its in-band FEC by the loss it expects and the rate: at 16 kbit/s
+        # and 5% it put none in, at 24 kbit/s and 10% it does (docs/benchmarks/weak-link.md)
+        options |= {"fec": "1", "packet_loss": str(OPUS_EXPECTED_LOSS_PCT)}
     encoder.codec.options = options
-    encoder.resampler = AudioResampler(format="s16", layout=layout, rate=48000, frame_size=960)
+    # The encoder takes exactly one packet's worth of samples per frame.
+    encoder.resampler = AudioResampler(format="s16", layout=layout, rate=48000, frame_size=frame)
 
 
 def reset() -> None:

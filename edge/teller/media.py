@@ -46,6 +46,7 @@ class CallMedia:
         link_loss: float = 0.0,
         face_aware: bool = True,
         models: Callable[[], Awaitable[ModelSet]] | None = None,
+        echo_cancel: bool = False,
     ) -> None:
         self.simulate = simulate
         self.camera = camera  # a firmware_adapters camera, or None
@@ -56,6 +57,9 @@ class CallMedia:
         self.link_loss = link_loss
         self.ceiling_kbps = link_kbps  # measured rates never exceed the configured link
         self.face_aware = face_aware
+        #: the call's microphone and speaker through PulseAudio's echo canceller
+        #: (``echo.MIC_SOURCE``/``echo.SPEAKER_SINK``) instead of ``audio_device``
+        self.echo_cancel = echo_cancel
         self.models = models
         self.settings: EncoderSettings | None = None
         self.preprocess: FaceAware | None = None
@@ -90,7 +94,8 @@ class CallMedia:
         from edge.vision.roi import encoder_settings
 
         self.link_kbps = link_kbps
-        self.settings = encoder_settings(link_kbps, loss)
+        # a link known to be lossy stays fitted as lossy through a clean interval
+        self.settings = encoder_settings(link_kbps, max(loss, self.link_loss))
         encoding.apply(self.settings)
         if self.video is not None:
             self.video.fit(self.settings.width, self.settings.height, self.settings.fps)
@@ -107,13 +112,29 @@ class CallMedia:
         else:
             raise CameraMissing("no camera configured (peripherals file): no picture to send")
         self.video = sources.CameraTrack(grab, s.width, s.height, s.fps, self.preprocess)
-        audio = sources.microphone(self.audio_device) if self.audio_device else sources.ToneTrack()
-        return audio, self.video
+        return self.microphone(), self.video
+
+    def microphone(self) -> MediaStreamTrack:
+        """The call's microphone: the echo canceller's source, an ALSA device, or a tone."""
+        from edge.teller import echo, sources
+
+        if self.echo_cancel:
+            return sources.PulseMicrophone(echo.MIC_SOURCE)
+        if self.audio_device:
+            return sources.microphone(self.audio_device)
+        return sources.ToneTrack()
 
     @property
     def speaker(self) -> str:
-        """ALSA device the teller's voice plays on ("" in simulation: it is only counted)."""
-        return "" if self.simulate else (self.audio_device or "default")
+        """Where the teller's voice plays: an ALSA device, ``pulse:<sink>`` through the echo
+        canceller, or "" in simulation (it is only counted)."""
+        from edge.teller import echo
+
+        if self.echo_cancel:
+            return f"pulse:{echo.SPEAKER_SINK}"
+        if self.simulate:
+            return ""
+        return self.audio_device or "default"
 
     def latest(self) -> np.ndarray | None:
         """The last frame the camera sent (RGB), for the self view."""

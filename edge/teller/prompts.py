@@ -71,6 +71,10 @@ ROWS: Final[dict[str, str]] = {
     "step.pin_entry": "请在密码键盘上输入密码,输完按确认",
     "step.voucher_capture": "请把凭证放在拍摄区",
     "step.e_signature": "请在屏幕上签名",
+    # a new PIN on the pad (edge.steps.card: password reset and PIN change)
+    "pin.current": "请输入原密码,输完按确认",
+    "pin.new": "请输入新密码(6位),输完按确认",
+    "pin.again": "请再次输入新密码,输完按确认",
     # signing a form the teller pushed
     "form": "请看清楚,再按“提交”",
     "sign": "请在下面签名,写好了按“确认签名”",

@@ -8,7 +8,11 @@ pattern of ``firmware_adapters.camera.synthetic`` with the capture time drawn in
 frame, so a receiver can measure glass-to-glass latency with ``latency_ms``.
 
 ``ToneTrack`` is the simulated microphone (a 440 Hz tone); a real terminal's microphone is
-ALSA through PyAV (``microphone``).
+ALSA through PyAV (``microphone``), or, with echo cancellation, the PulseAudio source of
+``module-echo-cancel`` (``PulseMicrophone``; the teller's voice then plays into the
+canceller's sink through ``PulseSpeaker``). Those two use PulseAudio's own ``parec`` and
+``pacat`` clients on pipes: PyAV's bundled FFmpeg has no PulseAudio device, and its bundled
+ALSA library does not load the system's PulseAudio plugin.
 """
 
 from __future__ import annotations
@@ -113,6 +117,105 @@ class ToneTrack(AudioStreamTrack):
         self._n += frame.samples
         frame.planes[0].update(pcm.tobytes())
         return frame
+
+
+PULSE_RATE = 48_000
+PULSE_FRAME = 960  # 20 ms
+
+
+class PulseMicrophone(AudioStreamTrack):
+    """A PulseAudio source (e.g. the echo canceller's ``aec_mic``) as 48 kHz mono frames,
+    read from ``parec``. The pipe's pace is the sound card's; a source that stops or
+    cannot be opened ends the track (``MediaStreamError``)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+        self._proc: asyncio.subprocess.Process | None = None
+        self._samples = 0
+
+    async def _open(self) -> asyncio.subprocess.Process:
+        self._proc = await asyncio.create_subprocess_exec(
+            "parec",
+            f"--device={self.source}",
+            "--raw",
+            "--format=s16le",
+            f"--rate={PULSE_RATE}",
+            "--channels=1",
+            "--latency-msec=20",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return self._proc
+
+    async def recv(self) -> AudioFrame:
+        from aiortc.mediastreams import MediaStreamError
+
+        proc = self._proc or await self._open()
+        assert proc.stdout is not None
+        try:
+            pcm = await proc.stdout.readexactly(PULSE_FRAME * 2)
+        except asyncio.IncompleteReadError as err:
+            self.stop()
+            raise MediaStreamError(f"PulseAudio source {self.source!r} ended") from err
+        frame = AudioFrame.from_ndarray(
+            np.frombuffer(pcm, "<i2").reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.pts = PULSE_RATE, self._samples
+        frame.time_base = fractions.Fraction(1, PULSE_RATE)
+        self._samples += PULSE_FRAME
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+
+
+class PulseSpeaker:
+    """Frames played into a PulseAudio sink (e.g. the echo canceller's ``aec_spk``) through
+    ``pacat``; ``async with PulseSpeaker(sink) as play: await play(frame)``."""
+
+    def __init__(self, sink: str) -> None:
+        self.sink = sink
+        self._proc: asyncio.subprocess.Process | None = None
+        self._resampler: object = None
+
+    async def __aenter__(self) -> PulseSpeaker:
+        from av.audio.resampler import AudioResampler
+
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=PULSE_RATE)
+        self._proc = await asyncio.create_subprocess_exec(
+            "pacat",
+            "--playback",
+            f"--device={self.sink}",
+            "--raw",
+            "--format=s16le",
+            f"--rate={PULSE_RATE}",
+            "--channels=1",
+            "--latency-msec=40",
+            stdin=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return self
+
+    async def __call__(self, frame: AudioFrame) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        for out in self._resampler.resample(frame):  # type: ignore[attr-defined]
+            self._proc.stdin.write(bytes(out.planes[0])[: out.samples * 2])
+        await self._proc.stdin.drain()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 5)
+        except TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+        self._proc = None
 
 
 def microphone(device: str) -> MediaStreamTrack:

@@ -119,20 +119,24 @@ class EncoderSettings:
 def encoder_settings(link_kbps: float, loss: float = 0.0) -> EncoderSettings:
     """Opus 16-24 kbit/s mono and the richest VP8 rung the remaining budget carries.
 
-    Loss of 3% or more (the village 4G link's usual) turns on Opus in-band FEC and 40 ms
-    packets (fewer headers), and costs the video 10% of its budget for retransmissions.
+    Loss of 3% or more (the village 4G link's usual) turns on Opus in-band FEC at 24 kbit/s
+    (libopus put no FEC into a 16 kbit/s stream: docs/benchmarks/weak-link.md) with 40 ms
+    packets (fewer headers), keeps a fifth
+    of the video budget free for retransmissions and keyframe bursts (a link run full turns
+    its buffer into delay, and NACKs arrive too late), and asks more bits of each pixel
+    (smaller frames, smaller keyframes). VP8's ceiling is the budget itself: REMB may lower
+    the rate, never raise it past what the link carries.
     """
     if link_kbps <= 0:
         raise ValueError("link rate must be positive")
-    audio = 16_000 if link_kbps < 400 else 24_000
     lossy = loss >= 0.03
+    audio = 24_000 if lossy or link_kbps >= 400 else 16_000
     budget = link_kbps * 1000 * (1 - PACKET_OVERHEAD) - audio
     if lossy:
-        budget *= 0.9
+        budget *= 0.8
     video = int(max(budget, 60_000))
-    rung = next(
-        (r for r in LADDER if video / (r[0] * r[1] * r[2]) >= MIN_BITS_PER_PIXEL), LADDER[-1]
-    )
+    bits_per_pixel = MIN_BITS_PER_PIXEL * (1.5 if lossy else 1.0)
+    rung = next((r for r in LADDER if video / (r[0] * r[1] * r[2]) >= bits_per_pixel), LADDER[-1])
     return EncoderSettings(
         audio_bps=audio,
         audio_channels=1,
@@ -140,7 +144,7 @@ def encoder_settings(link_kbps: float, loss: float = 0.0) -> EncoderSettings:
         opus_ptime_ms=40 if lossy else 20,
         video_bps=video,
         video_min_bps=max(50_000, video // 3),
-        video_max_bps=int(video * 1.2),
+        video_max_bps=video,
         width=rung[0],
         height=rung[1],
         fps=rung[2],

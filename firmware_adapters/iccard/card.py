@@ -44,6 +44,9 @@ class CardProfile:
     pse: bool = True
     ppse: bool = True
     imk: bytes = field(default=TEST_IMK, repr=False)  # personalisation derives the card key
+    #: The card's own AC master key, when personalised from it (a card file keeps this,
+    #: never the issuer's key); None: derived from ``imk``.
+    ac_key: bytes | None = field(default=None, repr=False)
     atc: int = 0x29  # the last ATC used; the next GENERATE AC uses atc + 1
 
     def __repr__(self) -> str:
@@ -65,7 +68,7 @@ class PbocCard:
         self.apdus = 0
         self.records = self._records()
         self.atc = self.profile.atc
-        self._ac_key = cryptogram.card_master_key(
+        self._ac_key = self.profile.ac_key or cryptogram.card_master_key(
             self.profile.imk, self.profile.pan, self.profile.pan_sequence
         )
         self._gpo_done = False

@@ -5,11 +5,17 @@ key script typed after PIN entry starts: digits, '#' enter, '<' clear, '*' cance
 '#' the entry times out. Key events sent to the host say only that a key was pressed.
 
     python -m firmware_adapters.pinpad.simulator --pty-link /tmp/cuntong-pinpad.tty --keys 123456#
+
+`--key-store FILE` keeps the loaded keys across restarts (a real pad's battery-backed secure
+memory; the file is 0600), `--keys-file FILE` reads the customer's key script from a JSON
+file's `customer_types` at the start of each entry (enter is added), so a demo can change
+what the simulated customer types without restarting the pad.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections import deque
 from collections.abc import Callable
@@ -50,10 +56,17 @@ class PinPadSimulator:
         keys: str = "123456#",
         key_interval: float = 0.02,
         rng: Callable[[int], bytes] = os.urandom,
+        slots: dict[int, tuple[str, bytes]] | None = None,
+        on_keys: Callable[[dict[int, tuple[str, bytes]]], None] | None = None,
+        key_source: Callable[[], str | None] | None = None,
     ) -> None:
         self.key_script = keys
         self.key_interval = key_interval
-        self.slots: dict[int, tuple[str, bytes]] = {}
+        self.slots: dict[int, tuple[str, bytes]] = dict(slots or {})
+        #: told of every key loaded (the I/O shell keeps them); and asked, at each entry's
+        #: start, what the customer types (None: the script as it is)
+        self._on_keys = on_keys
+        self._key_source = key_source
         self.faults: deque[str] = deque()
         self._entry: _Entry | None = None
         self._block: bytes | None = None
@@ -121,7 +134,7 @@ class PinPadSimulator:
                 case "1":
                     slot, alg, key = int(args[0]), args[1], bytes.fromhex(args[2:])
                     kcv = crypto.key_check_value(alg, key)
-                    self.slots[slot] = (alg, key)
+                    self._store(slot, alg, key)
                     return "00" + kcv.hex().upper()
                 case "2":
                     master, slot = int(args[0]), int(args[1])
@@ -133,7 +146,7 @@ class PinPadSimulator:
                     check = crypto.key_check_value(alg, key).hex().upper()
                     if expected and not check.startswith(expected.upper()):
                         return "E6"  # garbled in transit or under another master: keep the old
-                    self.slots[slot] = (alg, key)
+                    self._store(slot, alg, key)
                     return "00" + check
                 case "8":
                     return self._component_part(int(args[0]), args[1], args[2], args[3:])
@@ -152,6 +165,11 @@ class PinPadSimulator:
             return "E3"
         return "E0"
 
+    def _store(self, slot: int, alg: str, key: bytes) -> None:
+        self.slots[slot] = (alg, key)
+        if self._on_keys is not None:
+            self._on_keys(dict(self.slots))
+
     def _component_part(self, slot: int, alg: str, part: str, rest: str) -> str:
         """Dual control: two custodians each key in a component with its check value."""
         value_hex, _, kcv = rest.partition(":")
@@ -169,7 +187,7 @@ class PinPadSimulator:
         if len(first) != len(value):
             return "E3"
         key = bytes(a ^ b for a, b in zip(first, value, strict=True))
-        self.slots[slot] = (alg, key)
+        self._store(slot, alg, key)
         return "00" + crypto.key_check_value(alg, key).hex().upper()
 
     def _start(self, args: str, now: float) -> str:
@@ -183,6 +201,8 @@ class PinPadSimulator:
             return "E2"
         if self.slots[slot][0] != FORMATS[fmt][0]:
             return "E3"  # the working key's algorithm must match the block format
+        if self._key_source is not None:
+            self.key_script = self._key_source() or self.key_script
         keys = deque((now + self.key_interval * (i + 1), k) for i, k in enumerate(self.key_script))
         self._block = None
         self._entry = _Entry(slot, fmt, pan, min_len, max_len, now + seconds, keys)
@@ -204,6 +224,35 @@ def _apply_fault(frame: bytes, fault: str | None) -> list[bytes]:
     raise ValueError(fault)
 
 
+def load_key_store(path: Path) -> dict[int, tuple[str, bytes]]:
+    """The keys a pad kept (``--key-store``); empty when the file does not exist yet."""
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {int(slot): (alg, bytes.fromhex(key)) for slot, (alg, key) in raw.items()}
+
+
+def save_key_store(path: Path, slots: dict[int, tuple[str, bytes]]) -> None:
+    body = {str(slot): [alg, key.hex()] for slot, (alg, key) in slots.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(body, fh)
+    os.replace(tmp, path)
+
+
+def keys_from_file(path: Path) -> str | None:
+    """What the customer types, from the JSON file's ``customer_types`` (digits; '#' added
+    unless the script has its own end); None when the file or the field is missing."""
+    try:
+        typed = json.loads(path.read_text()).get("customer_types")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(typed, str) or not typed:
+        return None
+    return typed if typed[-1] in "#*" else typed + "#"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve the simulated pad on a pty until SIGINT / SIGTERM."""
     from firmware_adapters.pty_server import serve_until_signalled
@@ -213,8 +262,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baud", type=int, default=9600)
     parser.add_argument("--keys", default="123456#", help="what the customer types")
     parser.add_argument("--key-interval", type=float, default=0.3, help="seconds between keys")
+    parser.add_argument("--key-store", type=Path, help="keep loaded keys here (0600)")
+    parser.add_argument("--keys-file", type=Path, help="JSON whose customer_types is typed")
     args = parser.parse_args(argv)
-    sim = PinPadSimulator(args.keys, args.key_interval)
+    store: Path | None = args.key_store
+    keys_file: Path | None = args.keys_file
+    sim = PinPadSimulator(
+        args.keys,
+        args.key_interval,
+        slots=load_key_store(store) if store else None,
+        on_keys=(lambda slots: save_key_store(store, slots)) if store else None,
+        key_source=(lambda: keys_from_file(keys_file)) if keys_file else None,
+    )
     serve_until_signalled(sim, args.pty_link, args.baud, "PIN pad")
 
 

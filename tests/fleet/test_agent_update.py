@@ -8,88 +8,32 @@ version by ``fleet.agent_release``; the rollout engine drives them unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
-import shutil
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from cuntong.servers.mosquitto import Broker
-from cuntong.supervisor import Child, Restarts, Supervisor
 from edge import agent_slots
-from fleet.agent_release import stamp
-from tests.helpers import CloudProcess, enrolled_link, eventually
-from tests.integration.agents import new_id
-
-ROOT = Path(__file__).resolve().parents[2]
+from fleet.agent_release import stamp, with_deps
+from tests.fleet.launched import (
+    Terminals,
+    online_with,
+    project_wheel,
+    rollout,
+    start_group,
+)
+from tests.fleet.wheels import tiny_wheel
+from tests.helpers import CloudProcess, eventually
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """The project's wheel, built the way a release is (from a copy of the source)."""
-    out = tmp_path_factory.mktemp("agent-wheel")
-    source = out / "source"
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", ".state", "build", "*.egg-info", "__pycache__", ".*_cache"
-        ),
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
-        check=True,
-        timeout=300,
-    )
-    (built,) = out.glob("cuntong-*.whl")
-    return built.read_bytes()
-
-
-class Terminals:
-    """Launcher processes under one supervisor, ticked in the background."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.sup = Supervisor()
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self, cloud: CloudProcess, tid: str) -> None:
-        state = self.root / tid
-        await enrolled_link(cloud.url, state, tid)  # factory claim + first boot
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
-        env |= {
-            "CUNTONG_AGENT_TERMINAL_ID": tid,
-            "CUNTONG_AGENT_STATE_DIR": str(state),
-            "CUNTONG_AGENT_TELEMETRY_INTERVAL_S": "1",
-            "CUNTONG_AGENT_KEEPALIVE_S": "5",
-            "CUNTONG_AGENT_SIMULATE": "true",
-            "CUNTONG_AGENT_AGENT_TRIAL_S": "60",
-        }
-        argv = [sys.executable, "-m", "edge.launcher"]
-        # Quick restarts after a crash, so a crash loop ends within the test.
-        child = Child(tid, argv, self.root / f"{tid}.log", env, Restarts(base_s=0.5, cap_s=1))
-        self.sup.add(child, time.monotonic())
-        if self.task is None:
-            self.task = asyncio.create_task(self._tick())
-
-    async def _tick(self) -> None:
-        while True:
-            self.sup.tick(time.monotonic(), 0.5)
-            await asyncio.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        self.sup.stop(10)
+    return project_wheel(tmp_path_factory.mktemp("agent-wheel"))
 
 
 @pytest.fixture
@@ -106,49 +50,6 @@ def cloud_and_broker(secured: tuple[Broker, CloudProcess]) -> Iterator[CloudProc
     yield secured[1]
 
 
-async def _online_with(http: httpx.AsyncClient, prefix: str, version: str, n: int) -> bool:
-    r = await http.get(
-        "/api/v1/fleet/terminals",
-        params={"q": prefix, "status": "online", "version": f"agent={version}"},
-    )
-    return bool(r.json()["total"] == n)
-
-
-async def _rollout(
-    http: httpx.AsyncClient, group: str, version: str, plan: dict[str, Any]
-) -> dict[str, Any]:
-    body = {
-        "name": f"agent {version}",
-        "group": group,
-        "action": "ota_install",
-        "args": {"component": "agent", "version": version},
-        "plan": plan,
-    }
-    created = await http.post("/api/v1/fleet/rollouts", json=body)
-    assert created.status_code == 201, created.text
-    rid = created.json()["id"]
-
-    async def settled() -> dict[str, Any] | None:
-        r = (await http.get(f"/api/v1/fleet/rollouts/{rid}")).json()
-        done = ("succeeded", "rolled_back", "aborted", "cancelled")
-        return r if r["phase"] in done else None  # type: ignore[no-any-return]
-
-    return await eventually(settled, timeout=120, every=0.5)
-
-
-async def _start_group(
-    http: httpx.AsyncClient, terminals: Terminals, cloud: CloudProcess, n: int
-) -> tuple[str, list[str]]:
-    prefix = new_id("AU")
-    ids = [f"{prefix}-{i}" for i in range(n)]
-    for tid in ids:
-        await terminals.start(cloud, tid)
-    await eventually(lambda: _online_with(http, prefix, "0.1.0", n), timeout=60, every=0.5)
-    group = {"name": prefix.lower(), "kind": "query", "selector": {"q": prefix}}
-    assert (await http.post("/api/v1/fleet/groups", json=group)).status_code == 201
-    return prefix, ids
-
-
 async def test_a_new_agent_version_is_installed_tried_and_committed(
     wheel: bytes, cloud_and_broker: CloudProcess, terminals: Terminals
 ) -> None:
@@ -156,11 +57,11 @@ async def test_a_new_agent_version_is_installed_tried_and_committed(
     async with cloud.client() as http:
         r = await http.put("/api/v1/fleet/packages/agent/0.2.0", content=stamp(wheel, "0.2.0"))
         assert r.status_code == 201, r.text
-        prefix, ids = await _start_group(http, terminals, cloud, 2)
-        done = await _rollout(http, prefix.lower(), "0.2.0", {"canary": 1, "wave_size": 1})
+        prefix, ids = await start_group(http, terminals, cloud, 2)
+        done = await rollout(http, prefix.lower(), "0.2.0", {"canary": 1, "wave_size": 1})
         assert done["phase"] == "succeeded", (done["reason"], done["waves"])
         # The fleet sees the new version from the terminals themselves (their status).
-        await eventually(lambda: _online_with(http, prefix, "0.2.0", 2), timeout=30)
+        await eventually(lambda: online_with(http, prefix, "0.2.0", 2), timeout=30)
         events = (await http.get(f"/api/v1/terminals/{ids[0]}/events")).json()
         states = [e["data"]["state"] for e in events if e["type"] == "ota_progress"]
         assert {"installed", "on_trial", "healthy"} <= set(states), states
@@ -183,9 +84,9 @@ async def test_a_version_that_crashes_rolls_back_and_the_rollout_aborts(
     async with cloud.client() as http:
         r = await http.put("/api/v1/fleet/packages/agent/0.3.0", content=broken)
         assert r.status_code == 201, r.text
-        prefix, _ = await _start_group(http, terminals, cloud, 3)
+        prefix, _ = await start_group(http, terminals, cloud, 3)
         plan = {"canary": 1, "wave_size": 2, "abort_failure_pct": 50, "min_finished": 1}
-        done = await _rollout(http, prefix.lower(), "0.3.0", plan)
+        done = await rollout(http, prefix.lower(), "0.3.0", plan)
         assert done["phase"] in ("aborted", "rolled_back"), done
         assert "failures 1/1" in done["reason"], done
         assert done["waves"][0]["states"] == {"failed": 1}
@@ -193,7 +94,7 @@ async def test_a_version_that_crashes_rolls_back_and_the_rollout_aborts(
         alerts = (await http.get("/api/v1/fleet/alerts")).json()
         assert done["id"] in [a["subject"] for a in alerts if a["kind"] == "rollout_aborted"]
         # Back on the old version by itself, online, and it says why.
-        await eventually(lambda: _online_with(http, prefix, "0.1.0", 3), timeout=60)
+        await eventually(lambda: online_with(http, prefix, "0.1.0", 3), timeout=60)
         targets = (await http.get(f"/api/v1/fleet/rollouts/{done['id']}/targets")).json()
         (failed,) = [t for t in targets if t["state"] == "failed"]
     canary = terminals.root / failed["terminal_id"]
@@ -224,10 +125,10 @@ async def test_a_patch_release_ships_as_a_delta_and_a_corrupted_one_changes_noth
         assert made.json()["size"] <= made.json()["full_size"] * 0.2
         bad = await http.post("/api/v1/fleet/packages/agent/0.2.1/deltas", json={"from": 7})
         assert bad.status_code == 422 and "from" in bad.text
-        prefix, (tid,) = await _start_group(http, terminals, cloud, 1)
+        prefix, (tid,) = await start_group(http, terminals, cloud, 1)
         group = prefix.lower()
-        assert (await _rollout(http, group, "0.2.0", {"canary": 1}))["phase"] == "succeeded"
-        await eventually(lambda: _online_with(http, prefix, "0.2.0", 1), timeout=30)
+        assert (await rollout(http, group, "0.2.0", {"canary": 1}))["phase"] == "succeeded"
+        await eventually(lambda: online_with(http, prefix, "0.2.0", 1), timeout=30)
         state = terminals.root / tid
         before = agent_slots.read(state)
 
@@ -236,17 +137,17 @@ async def test_a_patch_release_ships_as_a_delta_and_a_corrupted_one_changes_noth
         stored = tmp_path / "cloud" / "packages" / "agent" / "0.2.1" / "deltas" / "0.2.0"
         good = (stored / "payload").read_bytes()
         (stored / "payload").write_bytes(good[:-10] + bytes(10))
-        refused = await _rollout(http, group, "0.2.1", {"canary": 1})
+        refused = await rollout(http, group, "0.2.1", {"canary": 1})
         assert refused["phase"] in ("aborted", "rolled_back"), refused
         assert agent_slots.read(state) == before
         assert os.readlink(agent_slots.current_link(state)) == before.active
         assert not (agent_slots.base(state) / f"{before.inactive}.staging").exists()
-        await eventually(lambda: _online_with(http, prefix, "0.2.0", 1), timeout=30)
+        await eventually(lambda: online_with(http, prefix, "0.2.0", 1), timeout=30)
 
         (stored / "payload").write_bytes(good)
-        done = await _rollout(http, group, "0.2.1", {"canary": 1})
+        done = await rollout(http, group, "0.2.1", {"canary": 1})
         assert done["phase"] == "succeeded", (done["reason"], done["waves"])
-        await eventually(lambda: _online_with(http, prefix, "0.2.1", 1), timeout=30)
+        await eventually(lambda: online_with(http, prefix, "0.2.1", 1), timeout=30)
         events = (await http.get(f"/api/v1/terminals/{tid}/events")).json()
     progress = [e["data"] for e in events if e["type"] == "ota_progress"]
     assert any(p["state"] == "refused" and p["reason"] == "digest_mismatch" for p in progress)
@@ -254,3 +155,106 @@ async def test_a_patch_release_ships_as_a_delta_and_a_corrupted_one_changes_noth
     assert [p["delta"] for p in installed] == [True]
     site = agent_slots.site(state, agent_slots.read(state).active)
     assert (site / sim).read_bytes() == patched
+
+
+def _uses_dep(main: bytes) -> bytes:
+    """``cuntong/__main__.py`` of a release that imports its new dependency at start (and
+    so cannot start without it) and says which version it got, from where."""
+    return (
+        b"import sys\n\nimport cuntong_tinydep\n\n"
+        b'print(f"agent imports cuntong_tinydep {cuntong_tinydep.__version__} '
+        b'from {cuntong_tinydep.__file__}", file=sys.stderr, flush=True)\n' + main
+    )
+
+
+def _base_install() -> str:
+    """The terminal's base install as a lock: this environment (the launcher's)."""
+    pins = {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+async def test_a_release_carries_its_new_dependency_and_a_failed_install_changes_nothing(
+    wheel: bytes, cloud_and_broker: CloudProcess, terminals: Terminals, tmp_path: Path
+) -> None:
+    cloud = cloud_and_broker
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for version, tag in [
+        ("1.0", "py3-none-any"),
+        ("1.1", "py3-none-any"),
+        ("2.0", "py3-none-win_amd64"),
+    ]:
+        code = f'__version__ = "{version}"\n'.encode()
+        name, data = tiny_wheel(
+            "cuntong-tinydep", version, {"cuntong_tinydep/__init__.py": code}, tag
+        )
+        (wheels / name).write_bytes(data)
+    base = _base_install()
+    assert "cuntong-tinydep" not in base and "cuntong_tinydep" not in base
+    with zipfile.ZipFile(io.BytesIO(wheel)) as z:
+        main = _uses_dep(z.read("cuntong/__main__.py"))
+
+    def release(version: str, dep: str) -> bytes:
+        lock = base + f"cuntong-tinydep=={dep}\n"  # the whole lock: one pin is new
+        stamped = stamp(wheel, version, {"cuntong/__main__.py": main})
+        return with_deps(stamped, lock, base, wheels)
+
+    package = release("0.2.0", "1.0")
+    with zipfile.ZipFile(io.BytesIO(package)) as z:
+        carried = [n for n in z.namelist() if n.startswith("agent-deps/")]
+    # Only what differs from the base install travels.
+    assert carried == [
+        "agent-deps/cuntong_tinydep-1.0-py3-none-any.whl",
+        "agent-deps/requirements.txt",
+    ]
+
+    async with cloud.client() as http:
+        for version, dep in [("0.2.0", "1.0"), ("0.2.1", "1.1"), ("0.3.0", "2.0")]:
+            r = await http.put(
+                f"/api/v1/fleet/packages/agent/{version}", content=release(version, dep)
+            )
+            assert r.status_code == 201, r.text
+        made = await http.post("/api/v1/fleet/packages/agent/0.2.1/deltas", json={"from": "0.2.0"})
+        assert made.status_code == 201, made.text
+        assert made.json()["size"] <= made.json()["full_size"] * 0.2
+        prefix, (tid,) = await start_group(http, terminals, cloud, 1)
+        group = prefix.lower()
+        state = terminals.root / tid
+        log = terminals.root / f"{tid}.log"
+
+        done = await rollout(http, group, "0.2.0", {"canary": 1})
+        assert done["phase"] == "succeeded", (done["reason"], done["waves"])
+        await eventually(lambda: online_with(http, prefix, "0.2.0", 1), timeout=30)
+        # The fleet sees the dependency version the running slot carries.
+        dep = "agent/cuntong-tinydep"
+        await eventually(lambda: online_with(http, prefix, "1.0", 1, component=dep), timeout=30)
+        # Imported from the slot's own dependency folder (``current`` names slot b).
+        deps = agent_slots.current_link(state) / "deps"
+        assert f"cuntong_tinydep 1.0 from {deps}/cuntong_tinydep/__init__.py" in log.read_text()
+        assert os.readlink(agent_slots.current_link(state)) == "b"
+
+        # A patch release with a changed dependency: the delta carries the new wheel.
+        done = await rollout(http, group, "0.2.1", {"canary": 1})
+        assert done["phase"] == "succeeded", (done["reason"], done["waves"])
+        await eventually(lambda: online_with(http, prefix, "1.1", 1, component=dep), timeout=30)
+        assert f"cuntong_tinydep 1.1 from {deps}/cuntong_tinydep/__init__.py" in log.read_text()
+        assert os.readlink(agent_slots.current_link(state)) == "a"
+        before = agent_slots.read(state)
+        assert (before.active, before.trial) == ("a", False)
+
+        # 0.3.0 locks a dependency whose only wheel is for another platform: pip refuses it
+        # on the terminal, and the slots, the record and ``current`` stay as they were.
+        refused = await rollout(http, group, "0.3.0", {"canary": 1})
+        assert refused["phase"] in ("aborted", "rolled_back"), refused
+        assert agent_slots.read(state) == before
+        assert os.readlink(agent_slots.current_link(state)) == "a"
+        assert not (agent_slots.base(state) / "b.staging").exists()
+        assert (agent_slots.deps(state, "b") / "cuntong_tinydep-1.0.dist-info").is_dir()
+        await eventually(lambda: online_with(http, prefix, "0.2.1", 1), timeout=30)
+        events = (await http.get(f"/api/v1/terminals/{tid}/events")).json()
+    progress = [e["data"] for e in events if e["type"] == "ota_progress"]
+    installed = {p["version"]: p["delta"] for p in progress if p["state"] == "installed"}
+    assert installed == {"0.2.0": False, "0.2.1": True}
+    (why,) = [p for p in progress if p["state"] == "refused"]
+    assert why["version"] == "0.3.0" and why["reason"] == "deps_failed", why
+    assert "cuntong-tinydep==2.0" in why["detail"]

@@ -1,4 +1,7 @@
-"""OTA: signed packages, resumable download over real HTTP, A/B slots, health and rollback."""
+"""OTA: signed packages, resumable download over real HTTP, A/B slots, health and rollback.
+
+Adapter packages loaded and tried by a real agent: tests/fleet/test_adapter_update.py; the
+agent itself: tests/fleet/test_agent_update.py."""
 
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ from common.wire import package
 from cuntong.servers.mosquitto import Broker
 from edge import ota_slots
 from edge.ota import Ota
+from fleet.agent_release import adapter_package
 from provisioning import keys as keys_lib
 from tests.fleet.conftest import Agents
 from tests.helpers import CloudProcess, eventually
 from tests.integration.agents import new_id
 from tests.integration.test_secure_path import _enrolled_agent
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, a stand-in adapter (model bundles: checked)
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB under a component with the default check
 
 
 def test_slots_switch_commit_rollback_and_boot_watchdog() -> None:
@@ -99,8 +103,10 @@ def _trust(tmp_path: Path) -> ed25519.Ed25519PublicKey:
     return key.public_key()
 
 
-async def _publish(http: httpx.AsyncClient, component: str, version: str) -> dict[str, Any]:
-    r = await http.put(f"/api/v1/fleet/packages/{component}/{version}", content=PAYLOAD)
+async def _publish(
+    http: httpx.AsyncClient, component: str, version: str, payload: bytes = PAYLOAD
+) -> dict[str, Any]:
+    r = await http.put(f"/api/v1/fleet/packages/{component}/{version}", content=payload)
     assert r.status_code == 201, r.text
     r = await http.get(f"/api/v1/fleet/packages/{component}/{version}/install-args")
     return r.json()  # type: ignore[no-any-return]
@@ -141,7 +147,7 @@ async def test_failed_health_check_rolls_back_to_the_old_slot(
 ) -> None:
     _, cloud = secured
     async with cloud.client() as http:
-        args = await _publish(http, "adapter.pinpad", "1.1")
+        args = await _publish(http, "model.ocr", "1.1")
     trust = _trust(tmp_path)
 
     async def unhealthy(component: str, slot: Path) -> bool:
@@ -150,10 +156,10 @@ async def test_failed_health_check_rolls_back_to_the_old_slot(
     ota = Ota(tmp_path / "term", trust, lambda k, d: 0, health=unhealthy)
     with pytest.raises(ValueError, match="rolled back to slot a"):
         await ota.install(args)
-    assert ota.slots("adapter.pinpad").active == "a"
+    assert ota.slots("model.ocr").active == "a"
 
 
-async def test_ota_command_installs_and_a_bad_signature_installs_nothing(
+async def test_a_bad_signature_or_an_adapter_nothing_would_load_installs_nothing(
     tmp_path: Path, secured: tuple[Broker, CloudProcess]
 ) -> None:
     _, cloud = secured
@@ -163,7 +169,8 @@ async def test_ota_command_installs_and_a_bad_signature_installs_nothing(
     runner.running[tid] = (agent, asyncio.create_task(agent.run()))
     try:
         async with cloud.client() as http:
-            good = await _publish(http, "adapter.camera", "3.0")
+            camera = adapter_package("camera", "cam", {"cam.py": b"def build(c): ...\n"})
+            good = await _publish(http, "adapter.camera", "3.0", camera)
             forged_key = ed25519.Ed25519PrivateKey.generate()
             manifest = base64.b64decode(good["manifest"])
             bad = {
@@ -188,16 +195,23 @@ async def test_ota_command_installs_and_a_bad_signature_installs_nothing(
             assert not (tmp_path / tid / "ota" / "slots").exists()
             assert not (tmp_path / tid / "ota" / "downloads").exists()  # not even downloaded
 
-            done = await run({"component": "adapter.camera", "version": "3.0"})
-            assert done["state"] == "succeeded", done
-            assert agent.ota.slots("adapter.camera").versions == {"b": "3.0"}
+            # Signed and whole, but this terminal has no camera: no driver slot for it.
+            unused = await run({"component": "adapter.camera", "version": "3.0"})
+            assert unused["state"] == "failed", unused
+            assert "not_configured" in unused["result"]["error"], unused
+            assert agent.ota.slots("adapter.camera") == ota_slots.Slots()
+            # A kind of device no driver exists for: refused before any download.
+            scanner = await _publish(http, "adapter.scanner", "1.0")
+            unknown = await run(scanner)
+            assert "nothing on this terminal loads" in unknown["result"]["error"], unknown
+            assert not (tmp_path / tid / "ota" / "slots").exists()
 
             async def progress() -> list[str] | None:
                 r = await http.get(f"/api/v1/terminals/{tid}/events")
                 states = [e["data"]["state"] for e in r.json() if e["type"] == "ota_progress"]
-                return states if "healthy" in states else None
+                return states if states.count("refused") == 3 else None
 
             states = await eventually(progress)
-            assert {"refused", "downloading", "installed", "healthy"} <= set(states)
+            assert "installed" not in states and "healthy" not in states
     finally:
         await runner.stop(tid)

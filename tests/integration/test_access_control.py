@@ -15,6 +15,9 @@ from tests.helpers import CloudProcess, create_account
 PUBLIC = frozenset(
     {
         "GET /healthz",  # liveness probe for load balancers; no personal data
+        # Whether this replica holds the desk's lease: HAProxy's check for the desk's
+        # paths (cuntong.deploy.haproxy_config); a yes or no, nothing else.
+        "GET /healthz/leader",
         "POST /api/v1/auth/login",  # how a login starts (rate-limited)
         "GET /api/v1/ops/screen",  # a static page; the data it polls is guarded
         # Terminals enrol before they have any identity: the claim token or the current
@@ -46,6 +49,13 @@ PUBLIC = frozenset(
         # OTA payloads: terminals fetch them with Range requests and verify the signed
         # manifest before installing; they hold no personal data.
         "GET /api/v1/fleet/packages/{component}/{version}/payload",
+        # A terminal's log bundle upload (fleet.api.logs): the credential is the terminal's
+        # enrolled key, which signs the announce and every chunk, checked against our CA,
+        # the terminal and the open collect_logs command (the HTTPS listener cannot see a
+        # client certificate). Downloading is operator-only.
+        "POST /api/v1/fleet/log-uploads/{upload_id}",
+        "PUT /api/v1/fleet/log-uploads/{upload_id}/chunks/{index}",
+        "POST /api/v1/fleet/log-uploads/{upload_id}/complete",
         # A delta of such a payload: signed like it, each file checked against its hash.
         "GET /api/v1/fleet/packages/{component}/{version}/deltas/{base}/payload",
     }

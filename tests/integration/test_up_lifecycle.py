@@ -1,8 +1,9 @@
 """`cuntong up` as CI runs it: deaf-by-default to Ctrl-C, killed outright, losing a child.
 
 A background job of a non-interactive shell inherits SIGINT as ignored; the launcher must
-still stop on it. Killed with SIGKILL, it must not leave its servers running. A child that
-exits is started again while the rest keeps running.
+still stop on it. Killed with SIGKILL, it must not leave its servers running. An agent that
+hangs (frozen with SIGSTOP: no more watchdog pings) is killed and started again while the
+rest keeps running.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _sample_times(vm_url: str, tid: str) -> list[int]:
 
 def test_sigint_stops_it_even_when_ignored_and_a_lost_agent_comes_back(tmp_path: Path) -> None:
     # Issue 14: the documented setting reaches the agents through `cuntong up`.
-    env = _env(CUNTONG_AGENT_TELEMETRY_INTERVAL_S="1")
+    env = _env(CUNTONG_AGENT_TELEMETRY_INTERVAL_S="1", CUNTONG_UP_AGENT_WATCHDOG_S="10")
     with _up(tmp_path, env) as up:
         proc, out = up.proc, up.out
         text = out.read_text()
@@ -145,10 +146,16 @@ def test_sigint_stops_it_even_when_ignored_and_a_lost_agent_comes_back(tmp_path:
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) < 4000, gaps
 
-        # A child that dies is started again; the rest of the demo keeps running.
-        first.kill()
-        second = _wait_for(lambda: (p := _agent(up, "SX-00001")) and p.pid != first.pid and p)
+        # Issue 18: the agent is watched over its own notify socket, as systemd would.
+        assert first.environ()["NOTIFY_SOCKET"] == str(tmp_path / "terminals" / "SX-00001.notify")
+        assert first.environ()["WATCHDOG_USEC"] == "10000000"
+        # An agent that hangs is killed and started again; the rest of the demo keeps running.
+        first.suspend()  # SIGSTOP: its event loop, so its WATCHDOG=1 pings, stop
+        second = _wait_for(
+            lambda: (p := _agent(up, "SX-00001")) and p.pid != first.pid and p, timeout=120
+        )
         assert proc.poll() is None, out.read_text()
+        assert f"SX-00001 (pid {first.pid}) hung: no WATCHDOG=1" in out.read_text()
         assert "SX-00001 started again" in out.read_text()
         assert httpx.get(f"{api}/healthz").status_code == 200
         assert second.is_running()
@@ -258,6 +265,20 @@ def test_calls_signal_through_the_cloud_gate_which_audits_a_cross_room_join(
         assert "CUNTONG_CLOUD_JANUS_PUBLIC_URL" not in api_env  # nothing configured it
         people = json.loads((tmp_path / "cloud" / "demo-accounts.json").read_text())
         _wait_for(lambda: httpx.get(f"{api}/healthz").json().get("desk_link") == "ok", 60)
+        # The terminal's link is up as the fleet sees it: its screen may serve before the
+        # agent's MQTT link is, and an ask made then is dropped as "offline".
+        ops = {"username": "ops", "password": people["ops"]}
+        fleet = {
+            "Authorization": "Bearer "
+            + httpx.post(f"{api}/api/v1/auth/login", json=ops).json()["token"]
+        }
+        _wait_for(
+            lambda: (
+                httpx.get(f"{api}/api/v1/terminals/SX-00001", headers=fleet).json().get("status")
+                == "online"
+            ),
+            90,
+        )
         session = asyncio.run(_call_through_the_gate(api, screen, people["teller1"]))
         with sqlite3.connect(tmp_path / "cloud.sqlite3") as db:
             rows = db.execute(

@@ -154,6 +154,15 @@ async def test_untrusted_results_are_refused_by_name(
     forged = dataclasses.replace(result, outcome="passed", digest="0" * 64)
     with pytest.raises(StepResultRefused, match="signature does not verify"):
         await _accept(cloud, "S-3", forged)
+    # ...and so does changing only the outcome, the reason or the masked data (the cloud
+    # passes a step on the outcome and reads scores from the masked data).
+    for change in (
+        {"outcome": "failed"},
+        {"reason": "card has expired"},
+        {"masked": {**result.masked, "name": "李*四"}},
+    ):
+        with pytest.raises(StepResultRefused, match="signature does not verify"):
+            await _accept(cloud, "S-3", dataclasses.replace(result, **change))
     # The genuine result passes once; the same bytes again are a replay.
     _, _, passed = await _accept(cloud, "S-3", result)
     assert passed

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cloud.evidence import chain, identity, tsa
 from cloud.evidence.canonical import canonical
@@ -35,7 +37,13 @@ from cloud.sessions.models import TellerSession
 from cloud.workflow import steps
 from cloud.workflow.engine import Actor
 from common import suite as suite_lib
-from common.wire.call import StepRequest, StepResult, before_queue_session, new_request_id
+from common.wire.call import (
+    StepRequest,
+    StepResult,
+    before_queue_session,
+    new_request_id,
+    signing_input_v1,
+)
 from firmware_adapters.idcard.simulator import sample_card
 from provisioning import ca as ca_lib
 from tests.oversight.conftest import Cloud
@@ -203,8 +211,8 @@ async def test_forged_step_results_are_named_even_when_resealed(
     seq = _results(events, "id_card_read")["seq"]
     problems = forged("digest", digest).problems
     assert problems[0] == (
-        f"step id_card_read (event {seq}): "
-        "the signed bytes do not bind this session, step, nonce, time and digest"
+        f"step id_card_read (event {seq}): the signed bytes do not bind this session, step, "
+        "nonce, time, digest, outcome and masked data"
     )
     # ...and the step it passed is no longer backed by a verified result.
     assert all(p.startswith("step id_card_read") for p in problems)
@@ -221,6 +229,49 @@ async def test_forged_step_results_are_named_even_when_resealed(
         p.startswith("step id_card_read") and "signature does not verify" in p
         for p in forged("rebound", rebound).problems
     )
+
+    # The kept masked data or score edited (a better liveness score, another name): the
+    # terminal's signature covers them, so the edit is named at that result.
+    def masked(events: list[dict[str, Any]]) -> None:
+        _results(events, "liveness")["data"]["masked"]["score"] = 99
+
+    assert any(
+        p.startswith("step liveness") and "do not bind" in p
+        for p in forged("masked", masked).problems
+    )
+
+    # The terminal said "failed"; the kept result and its signed bytes say so (a genuine
+    # signature), but the step was recorded as passed: named, since only a result signed
+    # as passed can pass a device step.
+    def failed_but_passed(events: list[dict[str, Any]]) -> None:
+        request = StepRequest("E-2", "liveness", results[1].nonce, {})
+        said = terminal.sign(request, agent_verdict(0.2, "pension"), results[1].at)
+        assert said.outcome == "failed"
+        data = _results(events, "liveness")["data"]
+        data.update(
+            outcome=said.outcome, reason=said.reason, masked=said.masked, digest=said.digest,
+            signature=said.signature, signed_time=said.time,
+            signed=base64.b64encode(said.signing_input()).decode(),
+        )  # fmt: skip
+
+    assert any(
+        p.startswith("step liveness") and "passed on a result the terminal signed as 'failed'" in p
+        for p in forged("failed", failed_but_passed).problems
+    )
+
+    # A package sealed before v2: the terminal signed the first format (no outcome, reason
+    # or masked data). It still verifies as it was signed, with a warning saying so.
+    def first_format(events: list[dict[str, Any]]) -> None:
+        data = _results(events, "liveness")["data"]
+        v1 = signing_input_v1("E-2", "liveness", data["nonce"], data["signed_time"],
+                              data["digest"])  # fmt: skip
+        signature = terminal.key.sign(v1, ec.ECDSA(hashes.SHA256()))
+        data.update(signed=base64.b64encode(v1).decode(),
+                    signature=base64.b64encode(signature).decode())  # fmt: skip
+
+    old = forged("v1", first_format)
+    assert not any(p.startswith("step liveness") for p in old.problems), old.problems
+    assert any("liveness" in w and "v1 format" in w for w in old.warnings), old.warnings
 
     # A wrong signer: another enrolled terminal signs the same liveness verdict.
     other = enrol(terminal_ca, "SX-00002", cloud.clock())

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from tortoise import Tortoise
 
-from cloud.sessions import recovery, store
+from cloud.sessions import desk, recovery, store
 from cloud.sessions.errors import InvalidTransition
 from cloud.sessions.models import SessionTransition, TellerSession
+from cloud.sessions.routing import TellerState
 from cloud.sessions.state import Event, State
 from common.wire import call as wire
 from tests.steps_rig import agent_verdict
@@ -142,3 +143,55 @@ def test_who_is_told_what_after_a_restart() -> None:
     for message in (talking.terminal, wrap_up.teller):
         assert message is not None
         assert wire.parse_desk(wire.desk_from_dict(message).to_bytes()).to_dict() == message
+
+
+async def test_a_desk_taking_over_keeps_places_positions_and_the_live_call(db: None) -> None:
+    """The board as one desk kept it in the database, adopted by the next: the waiting
+    customers in the same order with the same positions, an open offer withdrawn (its
+    request back at its place), the live call with its grants, which hangs up and
+    archives on the new desk; the tellers' states as they were."""
+    old = rig("t1", "t2")
+    old.desk.persist, old.desk.keep = store.save, store.Keeper()
+    await old.desk.teller_state("t2", TellerState.BREAK)
+    for n in range(4):  # s0 is offered to t1 and taken; s1, s2, s3 (elderly: ahead) wait
+        await old.desk.request(f"s{n}", f"T{n}", "pension", "cmn", elderly=n == 3)
+        old.advance(1)
+    await old.desk.accept("t1", "s0")
+    await old.desk.announce_positions()
+    told = {m["session"]: m["position"] for _, m in old.inbox if m["type"] == "queued"}
+    customer = old.desk.calls["s0"].customer
+
+    new = rig("t1", "t2")  # the same tellers on the new board, as their profiles say
+    new.now[0] = old.now[0]
+    new.desk.persist, new.desk.keep = store.save, store.Keeper()
+    left, tellers = await store.open_board()
+    assert [o.session.id for o in left] == ["s0", "s1", "s2", "s3"]
+    assert [recovery.why_not(o) for o in left] == [None] * 4
+    adopted = [desk.Adopted(o.session, o.facts, o.teller_id, o.kept, new.media.node) for o in left]
+    new.media.rooms.add("s0")  # the room lives on (on Janus, in the real thing)
+    await new.desk.adopt(adopted, tellers)
+
+    assert [r.id for r in new.desk.board.waiting()] == ["s3", "s1", "s2"]
+    assert new.desk.board.tellers["t1"].state is TellerState.BUSY
+    assert new.desk.board.tellers["t2"].state is TellerState.BREAK
+    await new.desk.announce_positions()
+    again = {m["session"]: m["position"] for _, m in new.inbox if m["type"] == "queued"}
+    assert {s: told[s] for s in again} == again and set(again) == {"s1", "s2", "s3"}
+    assert new.desk.calls["s0"].customer == customer
+    assert new.desk.holder(customer.token) is not None  # the gate knows its token
+
+    await new.desk.hang_up("s0", "teller ended")
+    assert new.after == ["s0@j1"] and "s0" in new.media.closed
+    await new.desk.request("s4", "T4", "pension", "cmn", elderly=False)
+    assert [r.id for r in new.desk.board.waiting()][-1] == "s4"  # after those adopted
+
+    # an offer open when the desk changes hands is withdrawn; the request keeps its place
+    await new.desk.finish_wrap_up("t1")  # t1 is offered s3
+    assert new.desk.board.offer_to("t1").request_id == "s3"
+    left, tellers = await store.open_board()
+    third = rig("t1", "t2")
+    third.now[0] = new.now[0]
+    adopted = [desk.Adopted(o.session, o.facts, o.teller_id, o.kept) for o in left]
+    await third.desk.adopt(adopted, tellers)
+    assert [r.id for r in third.desk.board.waiting()] == ["s3", "s1", "s2", "s4"]
+    assert third.messages("teller:t1", "offer_withdrawn")[0]["cause"] == desk.TAKEN_OVER

@@ -4,8 +4,8 @@ Real Janus and coturn on loopback, the terminal's own ``TellerClient``/``RoomPee
 relay-only ICE through the impairment relay in front of coturn (``weaklink``): every packet
 of the terminal's call crosses the impaired link. Correctness only (the figures are the
 bench's, ``bench/weak_link.py``): the call connects over that link, media flows both ways
-through the relay, and after a 2 s outage the teller sees the customer again without the
-terminal rebuilding the call.
+through the relay, lost audio is recovered from Opus in-band FEC, and after a 2 s outage the
+teller sees the customer again without the terminal rebuilding the call.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ async def test_call_connects_over_a_lossy_village_link_and_recovers_from_an_outa
             lambda: _is(min(relay.up.stats.delivered, relay.down.stats.delivered) > 200), 30
         )
         await eventually(lambda: _is(relay.up.stats.lost > 0 and relay.down.stats.lost > 0), 30)
+        # The terminal sends in-band FEC on this link, and the receive path uses it: lost
+        # audio packets come back from the next packet (``edge.teller.receive``).
+        await eventually(lambda: _is(any(f[3] == "fec" for f in seen.audio_at)), 30)
 
         relay.outage(2.0)
         await asyncio.sleep(2.0)

@@ -28,7 +28,7 @@ from cuntong.servers.coturn import Coturn
 from cuntong.servers.impair import Impairment
 from cuntong.servers.janus import Janus
 from cuntong.servers.udprelay import UdpRelay
-from edge.teller import encoding
+from edge.teller import encoding, receive
 from edge.teller.call import Phase
 from edge.teller.client import TellerClient
 from edge.teller.media import CallMedia
@@ -36,8 +36,6 @@ from edge.teller.paperwork import Paperwork
 from edge.teller.peer import RoomPeer
 from tests.helpers import eventually
 from tests.terminal.teller_side import TellerPeer, connect_message, open_room
-
-OPUS_FRAME_PTS = 960  # 20 ms at 48 kHz: aiortc's decoder hands out 20 ms frames
 
 
 def village(rate_kbps: float = 300, rtt_ms: float = 200, loss: float = 0.03) -> Impairment:
@@ -72,8 +70,15 @@ async def weak_call(
     link_kbps: float = 300,
     seed: int = 1,
     room: str = "weak",
+    teller_receive_path: bool = True,
 ) -> AsyncIterator[WeakCall]:
-    """Connect a call over the impaired link; yields once the teller sees the customer."""
+    """Connect a call over the impaired link; yields once the teller sees the customer.
+
+    The real teller is Chromium, whose receiver gives up on a lost packet and asks for a
+    keyframe, and conceals lost audio; aiortc's own receiver does neither. With
+    ``teller_receive_path`` the aiortc teller receives through the terminal's receive path
+    (``edge.teller.receive``), so what is measured is the terminal's sending, not aiortc's
+    receiver; without it, aiortc's stock receiver."""
     customer_token, teller_token = await open_room(janus, room)
     # The terminal sizes its encoders from the loss it expects, as the agent does from its
     # configured link: above 3% loss that means Opus in-band FEC and 40 ms packets.
@@ -101,6 +106,8 @@ async def weak_call(
         rid = client.call.request_id
         await client.on_desk(orjson.dumps({"type": "queued", "request_id": rid, "session": room}))
         teller = TellerPeer(janus, teller_token, room)
+        if teller_receive_path:
+            teller.prepare_receiver = receive.install
         async with teller.joined():
             connect = connect_message(janus, room, customer_token, room)
             connect["ice_servers"] = [cred.ice_server([turn_url])]
@@ -122,9 +129,21 @@ def freezes(arrivals: list[float], threshold_s: float = 0.5) -> list[float]:
     return [b - a for a, b in itertools.pairwise(arrivals) if b - a > threshold_s]
 
 
-def audio_gaps(frames: list[tuple[float, int]], frame_pts: int = OPUS_FRAME_PTS) -> list[float]:
+def audio_gaps(frames: list[tuple[float, int, int, str | None]]) -> list[float]:
     """Holes in the received audio timeline, in seconds: a jump in the decoder's timestamps
-    beyond one frame is audio that never came out of the decoder (loss not concealed)."""
-    pts = sorted(p for _, p in frames)
-    return [(b - a - frame_pts) / 48_000 for a, b in itertools.pairwise(pts)
-            if b - a > frame_pts]  # fmt: skip
+    beyond the frame before it is audio that never came out of the decoder (not concealed)."""
+    spans = sorted((pts, samples) for _, pts, samples, _ in frames)
+    return [(b - a - n) / 48_000 for (a, n), (b, _) in itertools.pairwise(spans)
+            if b - a > n]  # fmt: skip
+
+
+def concealed_runs(frames: list[tuple[float, int, int, str | None]]) -> list[float]:
+    """Runs of concealed (``"plc"``) audio, in seconds: sound the decoder made up."""
+    runs, run = [], 0
+    for _, _, samples, kind in sorted(frames, key=lambda f: f[1]):
+        if kind == "plc":
+            run += samples
+        elif run:
+            runs.append(run / 48_000)
+            run = 0
+    return runs + ([run / 48_000] if run else [])

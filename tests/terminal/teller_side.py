@@ -128,10 +128,12 @@ class Seen:
     loudest: int = 0
     latencies: list[float] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)
-    #: monotonic arrival of every video frame, and (arrival, pts) of every audio frame:
-    #: what the weak-link tests and bench read freezes, frame rate and audio gaps from
+    #: monotonic arrival of every video frame, and (arrival, pts, samples, kind) of every
+    #: audio frame (kind: the decoder's ``frame.opaque``, "decoded"/"fec"/"plc" from
+    #: ``edge.teller.receive``, None from aiortc's own): what the weak-link tests and bench
+    #: read freezes, frame rate and audio gaps from
     video_at: list[float] = field(default_factory=list)
-    audio_at: list[tuple[float, int]] = field(default_factory=list)
+    audio_at: list[tuple[float, int, int, str | None]] = field(default_factory=list)
     texts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -144,6 +146,9 @@ class TellerPeer:
         self._reassembler = channel.Reassembler()
         self.channel: Any = None
         self.on_video: Callable[[VideoFrame], None] | None = None
+        #: run on the subscription's peer connection before media flows (the weak-link
+        #: bench gives the teller the terminal's receive path, ``edge.teller.receive``)
+        self.prepare_receiver: Callable[[RTCPeerConnection], None] | None = None
 
     @contextlib.asynccontextmanager
     async def joined(self) -> AsyncIterator[TellerPeer]:
@@ -176,6 +181,8 @@ class TellerPeer:
         pc.on("track", self._consume)
         pc.on("datachannel", lambda ch: ch.on("message", self._text))
         await pc.setRemoteDescription(RTCSessionDescription(**offer))
+        if self.prepare_receiver is not None:
+            self.prepare_receiver(pc)
         pc.createDataChannel("cuntong").on("message", self._text)  # Janus relays once open
         await pc.setLocalDescription(await pc.createAnswer())
         await sub.start({"type": "answer", "sdp": pc.localDescription.sdp})
@@ -210,7 +217,9 @@ class TellerPeer:
                         if delay is not None:
                             self.seen.latencies.append(delay)
                 else:
-                    self.seen.audio_at.append((time.monotonic(), int(frame.pts or 0)))
+                    self.seen.audio_at.append(
+                        (time.monotonic(), int(frame.pts or 0), frame.samples, frame.opaque)
+                    )
                     self.seen.audio += 1
                     pcm = np.frombuffer(bytes(frame.planes[0]), np.int16)
                     self.seen.loudest = max(self.seen.loudest, int(np.abs(pcm).max()))

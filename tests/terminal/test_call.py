@@ -196,10 +196,15 @@ def test_link_rate_follows_loss_within_the_configured_link() -> None:
         seen.append(rate)
     assert seen[2] < 250 and seen[3] == seen[2]  # cut hard, then hold on light loss
     assert seen[-1] == 400  # grows back, never past the link
-    assert linkrate.next_rate(130, 400, 0.9) == linkrate.FLOOR_KBPS
+    assert linkrate.next_rate(130, 400, 0.45) == linkrate.FLOOR_KBPS
+    assert linkrate.next_rate(300, 400, 0.9) == 300  # an outage, not congestion: hold
     assert linkrate.next_rate(400, 400, 0.0, remb_kbps=250) == 250
     small, big = encoder_settings(seen[2]), encoder_settings(400)
     assert small.width * small.fps < big.width * big.fps  # the picture follows the rate
     assert linkrate.worth_refit(400, 300) and not linkrate.worth_refit(400, 380)
     with pytest.raises(ValueError):
         linkrate.next_rate(400, 400, 1.5)
+    # On a link known to lose 3%, 3-4% loss is no congestion: the rate grows back.
+    assert linkrate.next_rate(200, 400, 0.035, expected_loss=0.03) > 200
+    assert linkrate.next_rate(200, 400, 0.035) == 200
+    assert linkrate.next_rate(200, 400, 0.2, expected_loss=0.03) < 200

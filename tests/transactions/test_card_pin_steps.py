@@ -20,14 +20,14 @@ import orjson
 import pytest
 
 from cloud.workflow import service, steps
-from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT
+from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, WRONG_PIN_TEXT
 from cloud.workflow.models import CorePostingRow, WorkflowState
 from common import procs
 from common.masking import mask_pan
 from corebank import CoreBankClient
 from cuntong.servers.corebank import CoreBankServer
 from cuntong.servers.hsm import HsmServer
-from edge.steps.card import AGAIN_TEXT, PinStep
+from edge.steps.card import AGAIN_TEXT, CURRENT_TEXT, NEW_TEXT, PinStep
 from edge.steps.paperwork import delivered_result
 from edge.steps.runner import StepRunner
 from edge.steps.sign import Done
@@ -304,6 +304,101 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
     token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
     card = await core_for_steps.card(token)
     assert card.pvv == row.body["proofs"]["new_pvv"] and not card.locked
+    pan = bank.card.profile.pan
+    async with pad(pinpad_pty) as p:
+        customer_types(pinpad_pty, NEW_PIN + "#")
+        new_block = (await p.enter_pin(1, "0", pan)).block
+        customer_types(pinpad_pty, PIN + "#")
+        old_block = (await p.enter_pin(1, "0", pan)).block
+    assert await hsm.verify_pin(new_block, pan, bank.tpk, bank.pvk, card.pvv)
+    assert not await hsm.verify_pin(old_block, pan, bank.tpk, bank.pvk, card.pvv)
+
+
+async def test_password_change_verifies_the_current_pin_then_sets_the_new_one_once(
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    pinpad_pty: PtyServer,
+    card_slot: VirtualCardSlot,
+    core_server: CoreBankServer,
+    core_for_steps: CoreBankClient,
+    hsm: HsmClient,
+) -> None:
+    """PIN change: the current PIN on the pad first (a wrong one counts in the core, with
+    the tries left for the screen, and the new PIN is not taken), then the new PIN twice
+    (checked in the HSM); the confirm sets the new PVV in the core, once."""
+    terminal, cloud = terminal_and_cloud
+    session = f"S-{uuid.uuid4().hex[:8]}"
+    teller = await start(cloud, session, "password_change")
+    sup = await cloud.client("sup", "supervisor")
+    url = f"/api/v1/workflow/{session}"
+    r = await teller.post(f"{url}/steps", json={"step": "dual_recording"})
+    assert r.status_code == 200, r.text
+    for step in ("id_card_read", "liveness"):
+        r = await sup.post(f"{url}/steps/{step}/override", json={"reason": "card/PIN test"})
+        assert r.status_code == 200, r.text
+
+    await insert(card_slot, bank.card)
+    cards = card_step()
+    request = await ask_step(cloud, session, "card_read")
+    verified, passed = await answer(cloud, terminal, request, await cards(request))
+    assert passed, verified.reason
+
+    said: list[str | None] = []
+    script: list[str] = []  # what the customer types at each of the three entries
+
+    async def screen(text: str | None) -> None:
+        said.append(text)
+        if text is not None and script:
+            customer_types(pinpad_pty, script.pop(0) + "#")
+
+    async with pad(pinpad_pty) as p:
+        pins = PinStep(lambda: p, cards.pans.get, screen)
+        # A wrong current PIN: counted, the screen hears the tries left, nothing changes.
+        script[:] = [WRONG, NEW_PIN, NEW_PIN]
+        ask = await ask_step(cloud, session, "pin_entry")
+        assert ask.params["pin"] == "change"
+        done = await pins(ask)
+        assert said == [CURRENT_TEXT, NEW_TEXT, AGAIN_TEXT, None]
+        assert set(done.full) == {"pin_block", "new_block", "confirmation_block", "format",
+                                  "key_slot"}  # fmt: skip
+        verified, passed = await answer(cloud, terminal, ask, done)
+        assert not passed and verified.masked["customer_text"] == WRONG_PIN_TEXT.format(left=2)
+        assert (await core_account(core_server, bank.account))["pin_failures"] == 1
+        # The right current PIN, but the confirmation differs: refused in the HSM, with words.
+        script[:] = [PIN, NEW_PIN, "582914"]
+        ask = await ask_step(cloud, session, "pin_entry")
+        verified, passed = await answer(cloud, terminal, ask, await pins(ask))
+        assert not passed and verified.masked["customer_text"] == MISMATCH_TEXT
+        assert (await core_account(core_server, bank.account))["pin_failures"] == 0
+        # The right current PIN and the new one twice.
+        script[:] = [PIN, NEW_PIN, NEW_PIN]
+        ask = await ask_step(cloud, session, "pin_entry")
+        verified, passed = await answer(cloud, terminal, ask, await pins(ask))
+        assert passed, verified.reason
+        assert "pvv" not in verified.masked  # neither the teller nor the screen sees it
+
+    signature = {"signature": {"sha256": "cd" * 32, "strokes": 5}}
+    sign = await ask_step(cloud, session, "e_signature")
+    _, passed = await answer(cloud, terminal, sign, delivered_result("e_signature", signature))
+    assert passed
+
+    token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
+    old_pvv = (await core_for_steps.card(token)).pvv  # unchanged until the confirm
+    before = (await core_account(core_server, bank.account))["postings"]
+    done_r = await teller.post(f"{url}/confirm", json={})
+    assert done_r.status_code == 200, done_r.text
+    assert done_r.json()["posting"]["status"] == "applied"
+    assert done_r.json()["workflow"]["outcome"] == "completed"
+    assert (await teller.post(f"{url}/confirm", json={})).status_code == 409
+    after = await core_account(core_server, bank.account)
+    assert after["postings"] == before + 1
+    row = await CorePostingRow.get(session_id=session)
+    proofs = row.body["proofs"]
+    assert proofs["pin_verified"] is True and proofs["arqc_verified"] is True
+    card = await core_for_steps.card(token)
+    assert card.pvv == proofs["new_pvv"] != old_pvv
+
+    # The new PIN verifies in the HSM against the core's PVV, the old one no longer does.
     pan = bank.card.profile.pan
     async with pad(pinpad_pty) as p:
         customer_types(pinpad_pty, NEW_PIN + "#")

@@ -12,7 +12,7 @@ import pytest
 
 from common.wire.package import PackageRefused
 from edge import agent_slots, ota_slots
-from fleet.agent_release import stamp
+from fleet.agent_release import Pin, carried, parse_lock, stamp
 
 
 def _wheel(files: dict[str, bytes]) -> bytes:
@@ -121,3 +121,26 @@ def test_a_delta_rebuilds_the_target_and_a_wrong_file_is_refused(tmp_path: Path)
     assert not (other / "site").exists()
     with pytest.raises(PackageRefused, match="not_a_delta"):
         delta_wire.parse(b"garbage")
+
+
+def test_a_lock_names_exact_pins_and_only_what_differs_from_the_base_travels() -> None:
+    lock = parse_lock(
+        "# pip-compile output\nHttpx==0.28.1 \\\n    --hash=sha256:aa\nnew_dep==1.0\n"
+        "same==2.0  # comment\ncuntong==0.1.0\n"
+    )
+    assert lock["httpx"] == Pin("httpx", "0.28.1", ("aa",))
+    base = parse_lock("httpx==0.27.0\nsame==2.0\n")
+    assert [p.name for p in carried(lock, base)] == ["httpx", "new-dep"]  # not cuntong itself
+    for bad, named in [("foo>=1\n", "foo>=1"), ("a==1\nA==2\n", "twice"), ("a==1 -e x\n", "-e")]:
+        with pytest.raises(ValueError, match=named):
+            parse_lock(bad)
+
+
+def test_a_package_carries_no_nested_or_stray_files_under_agent_deps(tmp_path: Path) -> None:
+    payload = tmp_path / "w.whl"
+    for stray in ["agent-deps/x/y.whl", "agent-deps/run.sh"]:
+        payload.write_bytes(_wheel({**AGENT, stray: b""}))
+        with pytest.raises(PackageRefused, match="unsafe_path"):
+            agent_slots.check_wheel(payload)
+    payload.write_bytes(_wheel({**AGENT, "agent-deps/a-1-py3-none-any.whl": b""}))
+    agent_slots.check_wheel(payload)

@@ -7,6 +7,7 @@ same bytes, and today's producers still make them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -200,12 +201,21 @@ def test_a_captured_step_result_verifies_with_the_clouds_checker() -> None:
     assert verified.signer == "SX-00001" and verified.outcome == "passed"
 
 
-def test_the_signature_covers_session_step_nonce_time_and_digest() -> None:
+def test_the_signature_covers_session_step_nonce_time_digest_and_outcome() -> None:
     result = wire.parse_session(captured("session-step_result"))
     assert isinstance(result, wire.StepResult)
     lines = result.signing_input().split(b"\n")
-    fields = (result.session, result.step, result.nonce, result.time, result.digest)
-    assert lines == [b"cuntong-step-result-v1", *(f.encode() for f in fields)]
+    shown = wire.result_digest({"reason": result.reason, "masked": result.masked})
+    fields = (result.session, result.step, result.nonce, result.time, result.digest,
+              result.outcome, shown)  # fmt: skip
+    assert lines == [b"cuntong-step-result-v2", *(f.encode() for f in fields)]
+    # What a teller sees and the scores the cloud reads are in ``shown``: any change moves it.
+    for changed in (
+        dataclasses.replace(result, outcome="failed"),
+        dataclasses.replace(result, reason=result.reason + "."),
+        dataclasses.replace(result, masked={**result.masked, "age": 18}),
+    ):
+        assert changed.signing_input() != result.signing_input()
 
 
 @pytest.mark.parametrize(

@@ -74,8 +74,10 @@ def test_the_catalogue_says_which_business_takes_a_new_pin(tmp_path) -> None:  #
     catalogue = load_catalogue()
     assert catalogue.get("password_reset").pin_entry == "new"
     assert catalogue.get("loan_repayment").pin_entry == "verify"
+    assert catalogue.get("password_change").pin_entry == "change"
     bad = tmp_path / "bank.toml"
     text = DEFAULT_PATH.read_text()
     bad.write_text(text.replace('pin_entry = "new"', 'pin_entry = "twice"'))
-    with pytest.raises(CatalogueError, match="'pin_entry' must be 'verify' or 'new'"):
+    refused = "'pin_entry' must be one of verify, new, change, not 'twice'"
+    with pytest.raises(CatalogueError, match=refused):
         load_catalogue(bad)

@@ -123,3 +123,13 @@ def test_voice_volume_is_live_configuration() -> None:
     with pytest.raises(live_config.InvalidConfig) as err:
         live_config.check({"voice_volume": 120})
     assert err.value.field == "voice_volume"
+
+
+def test_the_pin_pads_words_are_catalogue_rows() -> None:
+    from edge.steps.card import AGAIN_TEXT, CURRENT_TEXT, NEW_TEXT
+
+    assert (prompts.ROWS["pin.current"], prompts.ROWS["pin.new"], prompts.ROWS["pin.again"]) == (
+        CURRENT_TEXT,
+        NEW_TEXT,
+        AGAIN_TEXT,
+    )
