@@ -618,9 +618,15 @@ class Agent:
         await client.publish(
             topic(self.tid, Channel.STATUS), self._status(True), qos=1, retain=True
         )
-        await client.subscribe(command_filter(self.tid), qos=1)
-        await client.subscribe(self._desk_topic, qos=1)
-        await client.subscribe(self._ack_topic, qos=1)
+        for own in (command_filter(self.tid), self._desk_topic, self._ack_topic):
+            granted = await client.subscribe(own, qos=1)
+            refused = [c for c in granted if int(getattr(c, "value", c)) >= 0x80]
+            if refused:
+                # Connected but refused its own topics: disabled at the broker (its
+                # certificate still connects). Without them it would miss commands and
+                # storage confirmations even after being enabled again, so drop the link
+                # and retry with backoff until the broker grants them.
+                raise aiomqtt.MqttError(f"broker refused subscription to {own}: {refused[0]}")
         self._mqtt = client
         self.connected.set()
         mode = "mTLS" if self.link else "anonymous dev mode"

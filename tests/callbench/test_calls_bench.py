@@ -25,7 +25,9 @@ def test_one_call_each_through_desk_and_janus(rtp: list[str]) -> None:
     out = run.stdout
     assert run.returncode == 0, out + run.stderr[-3000:]
     assert "1 concurrent recorded calls" in out and "failed to set up" not in out, out
-    assert "failing SRTP: 0" in out and "saturated" not in out, out
+    # Whether the probe's setup passed 1 s ("saturated") is a figure of the machine's load,
+    # not of correctness: it is the benchmark's to report, not this test's to assert.
+    assert "failing SRTP: 0" in out, out
     frames = re.search(r"([\d.]+) video frames/s per receiver", out)
     assert frames is not None and float(frames.group(1)) > 10, out
     ages = re.search(r"terminal->teller ms: p50 (\d+) .* \((\d+) frames\)", out)

@@ -17,6 +17,8 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cloud.security import broker_services
 from common import envelope
@@ -24,8 +26,9 @@ from common.settings import CloudSettings
 from common.topics import Channel, subscription, topic
 from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
+from edge.agent import Agent
 from tests.helpers import CloudProcess, enrolled_link, eventually, secured_cloud
-from tests.integration.agents import new_id
+from tests.integration.agents import agent_settings, new_id
 
 pytestmark = pytest.mark.servers
 
@@ -215,6 +218,37 @@ async def test_misbehaving_terminal_raises_an_alert_naming_it_and_the_evidence(
         assert ("misbehaving", good_id) not in kinds
 
 
+async def test_bad_macs_and_quarantined_messages_count_toward_the_alert(
+    tmp_path: Path, stack: tuple[Path, Broker, CloudProcess]
+) -> None:
+    """The other rejected kinds reach the alert too: two events whose MAC does not verify
+    and a sample ten years ahead (quarantined), sent on the terminal's own topics with its
+    own certificate, name it with the evidence split by kind."""
+    _, broker, cloud = stack
+    tid = new_id("MACQ")
+    link = await enrolled_link(cloud.url, tmp_path / tid, tid)
+    now = int(time.time() * 1000)
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("mac", "not-the-mac")]
+    async with mqtt(broker, link.tls) as t:
+        for seq in (1, 2):
+            forged = envelope.Event(tid, seq, now, "card_inserted", {}).to_bytes()
+            await t.publish(topic(tid, Channel.EVENT), forged, qos=1, properties=props)
+        ahead = now + 10 * 365 * 86_400_000
+        future = envelope.Telemetry(tid, 3, ahead, {"cpu_pct": 1.0}, {}, {}).to_bytes()
+        await t.publish(topic(tid, Channel.TELEMETRY), future, qos=1)
+    async with cloud.client() as http:
+
+        async def alert() -> list[dict[str, Any]] | None:
+            r = await http.get("/api/v1/fleet/alerts")
+            found = [a for a in r.json() if a["kind"] == "misbehaving"]
+            return found or None
+
+        (found,) = await eventually(alert, timeout=30)
+    assert found["terminal_id"] == tid
+    assert found["message"].startswith("3 rejected messages (bad_mac 2, quarantined 1)"), found
+
+
 @pytest.fixture
 def watched_stack(
     tmp_path: Path, victoria: VictoriaMetrics
@@ -291,3 +325,66 @@ async def test_refused_subscriptions_raise_the_alert_and_auto_disable_cuts_the_t
     assert [r[:3] for r in rows] == [("system:misbehaviour", "fleet_broker_disable", thief_id)]
     detail = json.loads(rows[0][3])
     assert detail["auto"] is True and "subscribe_refused 3" in detail["evidence"]
+
+
+@pytest.fixture
+def flap_stack(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """The secured stack counting online/offline changes only (rejects off)."""
+    extra = {
+        "CUNTONG_FLEET_MISBEHAVIOUR_REJECTS": "0",
+        "CUNTONG_FLEET_MISBEHAVIOUR_FLAPS": "4",
+        "CUNTONG_FLEET_ALERT_INTERVAL_S": "0.3",
+    }
+    with secured_cloud(tmp_path, victoria.url, broker_services("api"), **extra) as s:
+        yield s
+
+
+async def test_a_terminal_whose_connection_flaps_raises_the_alert_naming_it(
+    tmp_path: Path, flap_stack: tuple[Path, Broker, CloudProcess]
+) -> None:
+    """A real enrolled agent whose link is cut again and again (another client presenting
+    its certificate takes its client id over, as a cloned terminal would): ingest sees its
+    presence go offline (the will) and online (the reconnect), and past the threshold the
+    fleet raises a misbehaving alert naming it and the count. A steady agent stays quiet."""
+    _, broker, cloud = flap_stack
+    flappy_id, steady_id = new_id("FLP"), new_id("STD")
+    agents: list[Agent] = []
+    for tid in (flappy_id, steady_id):
+        settings = agent_settings(
+            tmp_path, 1, tid, simulate=False, telemetry_interval_s=3600, backoff_base_s=0.1
+        )
+        link = await enrolled_link(cloud.url, settings.state_dir, tid)
+        agents.append(Agent(settings, link=link))
+    flappy, steady = agents
+    runs = [asyncio.create_task(a.run()) for a in agents]
+    try:
+        for a in agents:
+            await asyncio.wait_for(a.connected.wait(), 20)
+        assert flappy.link is not None
+        for _ in range(3):
+            flappy.connected.clear()
+            async with mqtt(broker, flappy.link.tls):
+                pass  # the broker drops the agent's link for this one, then this one leaves
+            await asyncio.wait_for(flappy.connected.wait(), 20)
+        async with cloud.client() as http:
+
+            async def alert() -> list[dict[str, Any]] | None:
+                r = await http.get("/api/v1/fleet/alerts")
+                found = [a for a in r.json() if a["kind"] == "misbehaving"]
+                return found or None
+
+            (found,) = await eventually(alert, timeout=30)
+            assert found["terminal_id"] == flappy_id
+            assert "online/offline changes" in found["message"], found
+            kinds = {
+                (a["kind"], a["terminal_id"])
+                for a in (await http.get("/api/v1/fleet/alerts")).json()
+            }
+            assert ("misbehaving", steady_id) not in kinds
+            assert steady.connected.is_set()
+    finally:
+        for a in agents:
+            a.stop()
+        await asyncio.gather(*runs, return_exceptions=True)

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
+from cloud.security import broker_services
+from cuntong.servers.victoria import VictoriaMetrics
+from edge.agent import Agent
 from tests.fleet.conftest import Agents
-from tests.helpers import OPERATOR, OPERATOR_PASSWORD, CloudProcess, eventually
-from tests.integration.agents import new_id
+from tests.helpers import (
+    OPERATOR,
+    OPERATOR_PASSWORD,
+    CloudProcess,
+    enrolled_link,
+    eventually,
+    secured_cloud,
+)
+from tests.integration.agents import agent_settings, new_id
 from tests.screens import CHROMIUM, shot
 
 FLAGS = [
@@ -188,3 +200,84 @@ async def test_a_desired_shadow_edit_is_checked_as_typed_and_refused_by_the_api_
 
 async def _interval(agent: object, want: float) -> bool:
     return getattr(agent, "telemetry_interval_s", None) == want
+
+
+@pytest.mark.servers
+async def test_one_click_disables_a_terminal_at_the_broker_and_one_enables_it(
+    tmp_path: Path, victoria: VictoriaMetrics, browser: Browser
+) -> None:
+    """Issue 21's "one click": on the secured stack (mTLS broker with dynamic security), an
+    operator opens a real enrolled agent's page, clicks 在代理处停用 and confirms: the agent
+    is cut off at once and stays off (its certificate still connects, but its own topics
+    are refused, so it keeps retrying); 在代理处恢复 lets it back, subscribed again, and
+    what it queued meanwhile is stored. Both clicks are audited."""
+    extra = {"CUNTONG_FLEET_MISBEHAVIOUR_FLAPS": "0"}
+    with secured_cloud(tmp_path, victoria.url, broker_services("api"), **extra) as (_, _, cloud):
+        tid = new_id("CLK")
+        settings = agent_settings(
+            tmp_path, 1, tid, simulate=False, telemetry_interval_s=1, backoff_base_s=0.2,
+            backoff_cap_s=1.0,
+        )  # fmt: skip
+        link = await enrolled_link(cloud.url, settings.state_dir, tid)
+        agent = Agent(settings, link=link)
+        run = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(agent.connected.wait(), 20)
+            async with cloud.client() as http:
+
+                async def known() -> bool:
+                    return (await http.get(f"/api/v1/terminals/{tid}")).status_code == 200
+
+                await eventually(known, timeout=20)
+
+            page = await browser.new_page(viewport={"width": 1366, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+            await page.goto(f"{cloud.url}/fleet/")
+            await page.fill("#username", OPERATOR)
+            await page.fill("#password", OPERATOR_PASSWORD)
+            await page.click("#login button")
+            await expect(page.locator("h1")).to_have_text("终端总览")
+            await page.evaluate(f"location.hash = '#/terminal/{tid}'")
+            access = page.locator("#broker-access")
+            await expect(access).to_contain_text("代理：允许", timeout=20_000)
+
+            agent.connected.clear()
+            await access.locator("button[data-broker=disable]").click()
+            await expect(access).to_contain_text("代理：已停用", timeout=20_000)
+            async with cloud.client() as http:
+
+                async def cut() -> bool:
+                    state = (await http.get(f"/api/v1/fleet/terminals/{tid}/broker")).json()
+                    return state["enabled"] is False and not agent.connected.is_set()
+
+                await eventually(cut, timeout=20)
+                await asyncio.sleep(3)  # the agent keeps retrying; the broker keeps it out
+                assert not agent.connected.is_set()
+
+                await access.locator("button[data-broker=enable]").click()
+                await expect(access).to_contain_text("代理：允许", timeout=20_000)
+                await asyncio.wait_for(agent.connected.wait(), 30)
+                # Back with its own topics granted: what it queued while cut off is
+                # stored and confirmed (the spool empties).
+                await eventually(lambda: _true(agent.spool.depth() == 0), timeout=30)
+            await shot(page, tmp_path / "broker-access.png")
+            assert errors == []
+        finally:
+            agent.stop()
+            await run
+    with sqlite3.connect(tmp_path / "cloud.sqlite3") as db:
+        rows = db.execute(
+            "select actor, action, target from audit_entry"
+            " where action like 'fleet_broker_%' order by id"
+        ).fetchall()
+    assert [(action, target) for _, action, target in rows] == [
+        ("fleet_broker_disable", tid),
+        ("fleet_broker_enable", tid),
+    ]
+    assert {actor for actor, _, _ in rows} == {OPERATOR}
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -39,7 +39,11 @@ def make_agent(state_root: Path, broker_port: int, tid: str, **kw: object) -> Ag
     return Agent(agent_settings(state_root, broker_port, tid, **kw))
 
 
-def spawn_agent(state_root: Path, broker_port: int, tid: str) -> subprocess.Popen[bytes]:
+def spawn_agent(
+    state_root: Path, broker_port: int, tid: str, **extra: str
+) -> subprocess.Popen[bytes]:
+    """``cuntong agent`` as a child process (simulated terminal); ``extra``: more
+    ``CUNTONG_AGENT_*`` environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
     env |= {
         "CUNTONG_AGENT_TERMINAL_ID": tid,
@@ -48,5 +52,6 @@ def spawn_agent(state_root: Path, broker_port: int, tid: str) -> subprocess.Pope
         "CUNTONG_AGENT_TELEMETRY_INTERVAL_S": "1",
         "CUNTONG_AGENT_KEEPALIVE_S": "5",
         "CUNTONG_AGENT_SIMULATE": "true",
+        **extra,
     }
     return procs.start([sys.executable, "-m", "cuntong", "agent"], state_root / f"{tid}.log", env)

@@ -47,7 +47,7 @@ async def test_agent_calls_a_teller_through_the_real_desk(service: Service, tmp_
         session = offer["session"]
         assert agent.teller.call.session == session  # queued reached the agent
         grant = (await teller.post(f"/sessions/{session}/accept")).json()
-        desk_side = await Participant.join(grant)
+        desk_side = await Participant.join(grant, service.cloud.url)  # a gate path
         await eventually(lambda: _is(agent.teller.call.phase is Phase.IN_CALL), 20)
         heard = await desk_side.watch(session, "customer")  # the teller sees the terminal
         peer = agent.teller.peer
