@@ -477,8 +477,12 @@ $("end-form").addEventListener("submit", async (e) => {
     $("end-dialog").close();
     const reference = posted && posted.status === "applied" ? posted.reference : null;
     const recorded = { outcome, notes, reference };
-    if (mode === "call" && call) callOver({ type: "ended", session, cause: label }, recorded);
-    else if (mode === "call") { startWrap(session, null, recorded); refreshMe(); }
+    if (mode === "call" && call) {
+      await callOver({ type: "ended", session, cause: label }, recorded);
+      // The desk's "ended" may have come first and opened the wrap-up with the outcome
+      // alone (call.ending): give it the core's reference too.
+      if (app.wrap && app.wrap.session === session) { app.wrap.recorded = recorded; render(); }
+    } else if (mode === "call") { startWrap(session, null, recorded); refreshMe(); }
     else { app.wrap.recorded = recorded; render(); }
     toast(t("outcomeSaved") + (reference ? ` · ${t("coreApplied")}${reference}` : ""));
   } catch (err) {
