@@ -96,7 +96,7 @@ def test_up_with_two_api_replicas_survives_the_leaders_death(tmp_path: Path) -> 
         os.kill(_listener(leader), signal.SIGKILL)
         other = next(p for p in ports if p != leader)
         # The other replica takes the lease; the desk answers again through HAProxy.
-        assert _wait(lambda: leader_port() == other)
+        assert _wait(lambda: leader_port() == other, 120)
         _wait(desk_answers)
         failed = sum(
             httpx.get(f"{api}/api/v1/terminals", headers=ops).status_code != 200 for _ in range(20)

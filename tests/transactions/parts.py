@@ -84,7 +84,7 @@ async def present(reader: IcCardReader, slot: VirtualCardSlot, card: PbocCard) -
     # has happened (seen under load as "pcscd never reported the card").
     await reader.wait_for_event(0.1)
     await asyncio.to_thread(slot.insert, card)
-    for _ in range(20):
+    for _ in range(60):  # 30 s: pcscd polls its readers, slowly on a loaded machine
         if await reader.wait_for_event(0.5) == "inserted":
             return
     pytest.fail("pcscd never reported the card")
