@@ -100,7 +100,7 @@ async def test_id_read_before_queueing_photo_during_the_call_and_the_override_sc
 
             # The photo: over the data channel, checked against the signed hash, shown.
             photo = page.locator("#id-photo")
-            await expect(photo).to_be_visible(timeout=15_000)
+            await expect(photo).to_be_visible(timeout=45_000)  # over the call's data channel
             width = await photo.evaluate("img => img.naturalWidth")
             assert width == 102
             url = str(await photo.get_attribute("src"))
