@@ -84,6 +84,17 @@ async def stored_samples(victoria: VictoriaMetrics, tid: str) -> int:
     return sum(len(json.loads(line)["values"]) for line in r.text.splitlines() if line)
 
 
+async def misbehaving_alerts(http: Any, within_s: float) -> list[dict[str, Any]]:
+    """The fleet's open ``misbehaving`` alerts, once there is at least one."""
+
+    async def alert() -> list[dict[str, Any]] | None:
+        r = await http.get("/api/v1/fleet/alerts")
+        found = [a for a in r.json() if a["kind"] == "misbehaving"]
+        return found or None
+
+    return await eventually(alert, timeout=within_s)
+
+
 async def test_hijacking_subscriber_is_refused_and_no_telemetry_is_lost(
     tmp_path: Path, stack: tuple[Path, Broker, CloudProcess], victoria: VictoriaMetrics
 ) -> None:
@@ -122,13 +133,7 @@ async def test_hijacking_subscriber_is_refused_and_no_telemetry_is_lost(
     # With default settings (no debug log), the broker's refusal plugin reported each
     # refused filter: ingest counted them, and the alert names the thief.
     async with cloud.client() as http:
-
-        async def alert() -> list[dict[str, Any]] | None:
-            r = await http.get("/api/v1/fleet/alerts")
-            found = [a for a in r.json() if a["kind"] == "misbehaving"]
-            return found or None
-
-        (found,) = await eventually(alert, timeout=30)
+        (found,) = await misbehaving_alerts(http, within_s=30)
         assert found["terminal_id"] == thief_id
         assert found["message"].startswith("4 refused requests (subscribe_refused 4)"), found
 
@@ -202,13 +207,7 @@ async def test_misbehaving_terminal_raises_an_alert_naming_it_and_the_evidence(
             await b.publish(topic(bad_id, Channel.TELEMETRY), b"{not json", qos=1)
         await b.publish(topic(bad_id, Channel.TELEMETRY), sample(good_id, 1), qos=1)
     async with cloud.client() as http:
-
-        async def alert() -> list[dict[str, Any]] | None:
-            r = await http.get("/api/v1/fleet/alerts")
-            found = [a for a in r.json() if a["kind"] == "misbehaving"]
-            return found or None
-
-        (found,) = await eventually(alert, timeout=20)
+        (found,) = await misbehaving_alerts(http, within_s=20)
         assert found["terminal_id"] == bad_id
         assert found["message"].startswith("3 rejected messages (malformed 3)"), found
         await asyncio.sleep(1)  # the good terminal stays below the threshold
@@ -238,13 +237,7 @@ async def test_bad_macs_and_quarantined_messages_count_toward_the_alert(
         future = envelope.Telemetry(tid, 3, ahead, {"cpu_pct": 1.0}, {}, {}).to_bytes()
         await t.publish(topic(tid, Channel.TELEMETRY), future, qos=1)
     async with cloud.client() as http:
-
-        async def alert() -> list[dict[str, Any]] | None:
-            r = await http.get("/api/v1/fleet/alerts")
-            found = [a for a in r.json() if a["kind"] == "misbehaving"]
-            return found or None
-
-        (found,) = await eventually(alert, timeout=30)
+        (found,) = await misbehaving_alerts(http, within_s=30)
     assert found["terminal_id"] == tid
     assert found["message"].startswith("3 rejected messages (bad_mac 2, quarantined 1)"), found
 
@@ -290,13 +283,7 @@ async def test_refused_subscriptions_raise_the_alert_and_auto_disable_cuts_the_t
             )
             assert codes(mixed) == [1, NOT_AUTHORIZED]
             async with cloud.client() as http:
-
-                async def alert() -> list[dict[str, Any]] | None:
-                    r = await http.get("/api/v1/fleet/alerts")
-                    found = [a for a in r.json() if a["kind"] == "misbehaving"]
-                    return found or None
-
-                (found,) = await eventually(alert, timeout=30)
+                (found,) = await misbehaving_alerts(http, within_s=30)
                 assert found["terminal_id"] == thief_id
                 assert found["message"].startswith("3 refused requests (subscribe_refused 3)"), (
                     found
@@ -369,13 +356,7 @@ async def test_a_terminal_whose_connection_flaps_raises_the_alert_naming_it(
                 pass  # the broker drops the agent's link for this one, then this one leaves
             await asyncio.wait_for(flappy.connected.wait(), 20)
         async with cloud.client() as http:
-
-            async def alert() -> list[dict[str, Any]] | None:
-                r = await http.get("/api/v1/fleet/alerts")
-                found = [a for a in r.json() if a["kind"] == "misbehaving"]
-                return found or None
-
-            (found,) = await eventually(alert, timeout=30)
+            (found,) = await misbehaving_alerts(http, within_s=30)
             assert found["terminal_id"] == flappy_id
             assert "online/offline changes" in found["message"], found
             kinds = {
