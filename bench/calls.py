@@ -138,7 +138,7 @@ def start_servers(tellers: str, janus_loops: int) -> Rig:
     argv = [
         sys.executable, str(ROOT / "bench" / "desk_server.py"), "--port", str(port),
         "--janus-url", janus.url, "--admin-url", janus.admin_url,
-        "--admin-secret", cfg.admin_secret, "--room-key", cfg.room_admin_key,
+        f"--admin-secret={cfg.admin_secret}", f"--room-key={cfg.room_admin_key}",
         "--rec-dir", str(state / "rec"), "--archive-dir", str(state / "archive"),
         "--tellers", tellers, "--state-dir", str(state),
     ]  # fmt: skip

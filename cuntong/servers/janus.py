@@ -29,7 +29,8 @@ KEEP: Final = frozenset({"libjanus_videoroom.so", "libjanus_http.so"})
 
 
 def _secret() -> str:
-    return secrets.token_urlsafe(24)
+    # hex, not urlsafe: a urlsafe token may start with '-', which argparse reads as an option
+    return secrets.token_hex(24)
 
 
 @dataclass(frozen=True, slots=True)
