@@ -1,0 +1,631 @@
+"""Failover under load (issue 17): customers queued and calls live when the leading API
+replica is SIGKILLed; how long until the desk serves again, how many customers lost their
+place, how many calls dropped.
+
+Real processes: Mosquitto, Janus (recording every room), VictoriaMetrics, two ``cuntong
+api`` replicas on one SQLite file (lease TTL 2 s, ``tests/ha/rig.py``), HAProxy as
+``cuntong.deploy.haproxy_config`` renders it. Everything the desk is asked goes through the
+real protocols:
+
+- **terminals** are MQTT clients on the terminal topics (retained ``status`` with a last
+  will, requests and cancels on ``session``, the desk's answers on ``desk``), encoded by
+  the call codec the agent uses; the broker is the rig's plain one (no mTLS enrolment);
+- **tellers** are teller accounts (made before the replicas start, with the product's own
+  account and profile code; a cheap Argon2 hash) on the teller API through HAProxy: the
+  event WebSocket (reconnected whenever it closes, as the teller page does) and HTTP;
+- **calls**: each terminal's grant and each teller's accept answer joins Janus directly
+  (the rig's cloud is not secured, so there is no signalling gate) as a ``Leg`` of
+  ``tests/callbench``: aiortc sets up ICE/DTLS/SRTP, the packets of a pre-encoded VP8 clip
+  and an Opus tone go out through ``fastpath`` (cheap RTP), and what arrives is counted.
+
+Setup: ``--calls`` calls placed and answered (every teller busy), then ``--queued``
+customers ask one after another (positions 1..N). Each round:
+
+1. before: every waiting customer's last announced position; every call's frames received
+   on both legs and the bytes of its ``.mjr`` recordings;
+2. SIGKILL the leader; at once a probe terminal asks for a teller (the request waits in the
+   broker for whichever desk comes next);
+3. measured from the kill: the survivor leads (``/healthz/leader``); **the desk serves
+   again** (the probe's request is answered ``queued``); every teller page is reconnected;
+   every waiting customer has been told their position again;
+4. per customer: the same session and the same position as before, and no ``failed``; per
+   call: the room still on Janus, on the supervisor's live board, the teller's ``/me`` still
+   holds it (connected, busy), frames still arriving on both legs and its recordings still
+   growing, and neither party told ``failed`` or ``ended``;
+5. the probe cancels; the killed replica starts again as a standby.
+
+After the last round every customer and call is checked once more. The figures (p50/p99 over
+rounds), the machine's load and the command that reproduces them are printed; the last line
+is ``result: {json}`` (``tests/ha/test_failover_bench.py`` reads it).
+
+    .venv/bin/python bench/failover_load.py [--queued 200] [--calls 50] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import orjson
+from argon2 import PasswordHasher
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cloud.auth import service
+from cloud.db import close_db, open_db
+from cloud.sessions import profiles
+from common import envelope, procs, topics
+from cuntong.servers.janus import Janus, JanusConfig
+from cuntong.servers.mosquitto import Broker, BrokerConfig
+from cuntong.servers.victoria import VictoriaMetrics
+from janus_client.janus import JanusClient
+from janus_client.videoroom import VideoRoom, record_base
+from tests.callbench import fastpath, media
+from tests.callbench.legs import Leg
+from tests.ha.rig import SUPERVISOR, SUPERVISOR_PASSWORD, Replicas, find_leader, haproxy, token
+
+BUSINESS, LANGUAGE = "pension", "cmn"
+TELLER_PASSWORD = "failover bench teller password"
+#: Cheap Argon2id: the benchmark measures the desk, not logins.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+#: How long each thing may take after the kill before it counts as not happening.
+WITHIN_S = 90.0
+#: Frames a call's legs must receive after the takeover to count as still flowing.
+MORE_FRAMES = 15
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- terminals ---------------------------------------------------------------------------
+
+
+@dataclass
+class Terminal:
+    """A simulated terminal on MQTT: what the desk told it, with when it arrived."""
+
+    tid: str
+    client: aiomqtt.Client
+    got: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    news: asyncio.Event = field(default_factory=asyncio.Event)
+    session: str = ""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        topic = topics.topic(self.tid, topics.Channel.SESSION)
+        await self.client.publish(topic, orjson.dumps(message), qos=1)
+
+    async def request(self) -> str:
+        request_id = uuid.uuid4().hex
+        await self.send({"type": "request", "request_id": request_id, "business": BUSINESS,
+                         "language": LANGUAGE, "elderly": False})  # fmt: skip
+        return request_id
+
+    async def wait_for(
+        self, match: Callable[[dict[str, Any]], bool], since: int, within: float = WITHIN_S
+    ) -> tuple[float, dict[str, Any]]:
+        """The first message from index ``since`` on that ``match``es, with its arrival."""
+        async with asyncio.timeout(within):
+            while True:
+                for at, message in self.got[since:]:
+                    if match(message):
+                        return at, message
+                since = len(self.got)
+                self.news.clear()
+                await self.news.wait()
+
+    def after(self, since: int) -> list[dict[str, Any]]:
+        return [m for _, m in self.got[since:]]
+
+
+def _status(tid: str, online: bool) -> bytes:
+    return envelope.Status(tid, online, int(time.time() * 1000), {}, {}, "ZN-E100").to_bytes()
+
+
+async def open_terminal(stack: contextlib.AsyncExitStack, port: int, tid: str) -> Terminal:
+    status = topics.topic(tid, topics.Channel.STATUS)
+    client = aiomqtt.Client(
+        "127.0.0.1", port, identifier=tid, protocol=aiomqtt.ProtocolVersion.V5,
+        will=aiomqtt.Will(status, _status(tid, False), qos=1, retain=True),
+    )  # fmt: skip
+    await stack.enter_async_context(client)
+    await client.subscribe(topics.topic(tid, topics.Channel.DESK), qos=1)
+    await client.publish(status, _status(tid, True), qos=1, retain=True)
+    term = Terminal(tid, client)
+
+    async def pump() -> None:
+        async for message in client.messages:
+            term.got.append((time.monotonic(), json.loads(message.payload)))  # type: ignore[arg-type]
+            term.news.set()
+
+    reader = asyncio.create_task(pump())
+    stack.push_async_callback(_cancel, reader)
+    return term
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+# -- tellers -----------------------------------------------------------------------------
+
+
+@dataclass
+class TellerPage:
+    """A teller's page: the event WebSocket through HAProxy, opened again whenever it closes."""
+
+    account: str
+    token: str
+    #: monotonic times at which the page (re)opened its WebSocket and got ``hello``
+    opened: list[float] = field(default_factory=list)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def run(self, url: str, offers: dict[str, asyncio.Future[TellerPage]]) -> None:
+        ws_url = url.replace("http", "ws", 1) + f"/api/v1/teller/events?token={self.token}"
+        while True:
+            try:
+                async with connect(ws_url, open_timeout=5, ping_interval=None) as ws:
+                    if json.loads(await ws.recv())["type"] == "hello":
+                        self.opened.append(time.monotonic())
+                    async for text in ws:
+                        message = json.loads(text)
+                        if message["type"] == "offer":
+                            future = offers.setdefault(
+                                message["session"], asyncio.get_running_loop().create_future()
+                            )
+                            if not future.done():
+                                future.set_result(self)
+            except Exception:  # the leader died, or HAProxy has none yet: again
+                pass
+            await asyncio.sleep(0.25)
+
+
+async def make_tellers(db_url: str, n: int) -> list[TellerPage]:
+    """``n`` teller accounts serving every business in Mandarin, each logged in once (the
+    product's own account, profile and login code, before the replicas start)."""
+    await open_db(db_url)
+    try:
+        now = _now()
+        pages = []
+        for i in range(n):
+            account = f"fo-teller-{i:03d}"
+            await service.create_account(account, TELLER_PASSWORD, ["teller"], now,
+                                         hasher=FAST_HASHER)  # fmt: skip
+            every = profiles.parse_skill_args(["*=3"])
+            await profiles.set_profile(account, every, [LANGUAGE], now)
+            login = await service.login(account, TELLER_PASSWORD, now, timedelta(hours=4),
+                                        FAST_HASHER)  # fmt: skip
+            assert login is not None
+            pages.append(TellerPage(account, login[0]))
+        return pages
+    finally:
+        await close_db()
+
+
+# -- calls -------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    session: str
+    terminal: Terminal
+    teller: TellerPage
+    customer: Leg
+    agent: Leg
+    grant: dict[str, Any]
+
+    def frames(self) -> tuple[int, int]:
+        return self.customer.video_frames(), self.agent.video_frames()
+
+
+def recorded_bytes(rec_dir: Path, session: str) -> int:
+    """What Janus has written so far of the room's recordings (every feed, every stream)."""
+    return sum(p.stat().st_size for p in rec_dir.glob(f"{record_base(session, '')}*.mjr"))
+
+
+async def place_call(
+    http: httpx.AsyncClient,
+    term: Terminal,
+    offers: dict[str, asyncio.Future[TellerPage]],
+    pump: fastpath.Pump,
+) -> Call:
+    since = len(term.got)
+    request_id = await term.request()
+    _, queued = await term.wait_for(
+        lambda m: m["type"] == "queued" and m.get("request_id") == request_id, since
+    )
+    session = term.session = queued["session"]
+    offered = offers.setdefault(session, asyncio.get_running_loop().create_future())
+    teller = await asyncio.wait_for(offered, WITHIN_S)
+    answer = await http.post(f"/api/v1/teller/sessions/{session}/accept", headers=teller.auth)
+    answer.raise_for_status()
+    _, grant = await term.wait_for(
+        lambda m: m["type"] == "connect" and m.get("room") == session, since
+    )
+    customer, agent = await asyncio.gather(
+        Leg.join(grant, pump.add_clip, True), Leg.join(answer.json(), pump.add_clip, True)
+    )
+    pictures = (customer.arrivals.picture.wait(), agent.arrivals.picture.wait())
+    await asyncio.wait_for(asyncio.gather(*pictures), 60)
+    return Call(session, term, teller, customer, agent, grant)
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+async def _get(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> Any:
+    """A GET through HAProxy, asked again while the desk is between leaders."""
+    deadline = time.monotonic() + WITHIN_S
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            r = await http.get(path, headers=headers)
+            if r.status_code == 200:
+                return r.json()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"GET {path} never answered")
+        await asyncio.sleep(0.2)
+
+
+async def room_exists(call: Call) -> bool:
+    client = JanusClient(call.grant["janus_url"], call.grant["token"])
+    async with client as janus, janus.session() as js:
+        return await (await VideoRoom.attach(js)).exists(call.session)
+
+
+async def check_calls(
+    http: httpx.AsyncClient, sup: str, calls: list[Call], rec_dir: Path, since: dict[str, int]
+) -> list[str]:
+    """Why each call that dropped did (one line each; none for a call that carries on).
+    ``since``: per terminal, the index of its first message after the kill."""
+    live = {c["session"] for c in await _get(http, "/api/v1/teller/live", _bearer(sup))}
+    before = {c.session: (c.frames(), recorded_bytes(rec_dir, c.session)) for c in calls}
+    dropped = []
+    for call in calls:
+        why = []
+        if call.session not in live:
+            why.append("not on the live board")
+        me = await _get(http, "/api/v1/teller/me", call.teller.auth)
+        if (me["session"], me["session_state"], me["state"]) != (call.session, "connected", "busy"):
+            why.append(f"teller's /me says {me}")
+        try:
+            if not await room_exists(call):
+                why.append("room gone from Janus")
+        except Exception as err:  # reported as the call's loss
+            why.append(f"room not asked: {err!r}")
+        told = [m for m in call.terminal.after(since[call.terminal.tid])
+                if m["type"] in ("failed", "ended")]  # fmt: skip
+        if told:
+            why.append(f"terminal told {told}")
+        if why:
+            dropped.append(f"{call.session}: {'; '.join(why)}")
+    # media and recordings, over one common window for all calls
+    deadline = time.monotonic() + 30
+    pending = {c.session for c in calls}
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        for call in calls:
+            if call.session not in pending:
+                continue
+            (c0, a0), size0 = before[call.session]
+            c1, a1 = call.frames()
+            grew = recorded_bytes(rec_dir, call.session) > size0
+            if c1 - c0 >= MORE_FRAMES and a1 - a0 >= MORE_FRAMES and grew:
+                pending.discard(call.session)
+    for call in calls:
+        if call.session in pending:
+            (c0, a0), size0 = before[call.session]
+            c1, a1 = call.frames()
+            size1 = recorded_bytes(rec_dir, call.session)
+            dropped.append(f"{call.session}: media stalled (customer +{c1 - c0} frames, teller "
+                           f"+{a1 - a0}, recording +{size1 - size0} B in 30 s)")  # fmt: skip
+    return dropped
+
+
+def positions(waiting: list[Terminal], since: dict[str, int]) -> dict[str, tuple[str, int] | None]:
+    """Each waiting terminal's last announced (session, position) from ``since`` on."""
+    out: dict[str, tuple[str, int] | None] = {}
+    for term in waiting:
+        queued = [m for m in term.after(since.get(term.tid, 0)) if m["type"] == "queued"]
+        out[term.tid] = (queued[-1]["session"], queued[-1]["position"]) if queued else None
+    return out
+
+
+def check_places(
+    waiting: list[Terminal], before: dict[str, tuple[str, int] | None], since: dict[str, int]
+) -> list[str]:
+    """Why each customer who lost their place did (their session, position, or news)."""
+    after = positions(waiting, since)
+    lost = []
+    for term in waiting:
+        bad = [m for m in term.after(since[term.tid]) if m["type"] in ("failed", "ended")]
+        if after[term.tid] != before[term.tid] or bad:
+            lost.append(f"{term.tid}: before {before[term.tid]}, after {after[term.tid]}, {bad}")
+    return lost
+
+
+def _bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    takeover_s: float | None = None
+    served_s: float | None = None
+    tellers_back_s: float | None = None
+    announced_s: float | None = None
+    places_lost: list[str] = field(default_factory=list)
+    calls_dropped: list[str] = field(default_factory=list)
+    load: str = ""
+
+
+async def _when(probe: Callable[[], Any], within: float = WITHIN_S) -> float | None:
+    """The monotonic time ``probe()`` (awaited) first was truthy; None if never."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await probe():
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def one_round(
+    rig: Replicas, url: str, sup: str, probe: Terminal, waiting: list[Terminal],
+    calls: list[Call], pages: list[TellerPage], rec_dir: Path,
+) -> Round:  # fmt: skip
+    everyone = [*waiting, *(c.terminal for c in calls)]
+    before = positions(waiting, {})
+    missing = [t.tid for t in waiting if before[t.tid] is None]
+    if missing:
+        raise RuntimeError(f"never told a position before the kill: {missing[:5]}")
+    leader = await find_leader(rig.procs)
+    if leader is None:
+        raise RuntimeError("no replica leads")
+    i = rig.procs.index(leader)
+    since = {t.tid: len(t.got) for t in [*everyone, probe]}
+    out = Round(load=_load())
+    killed = time.monotonic()
+    leader.proc.kill()  # SIGKILL: the leader hands nothing over
+    await asyncio.to_thread(leader.proc.wait)
+    request_id = await probe.request()  # waits in the broker for the next desk
+    others = [p for p in rig.procs if p is not leader]
+
+    async def served() -> float | None:
+        with contextlib.suppress(TimeoutError):
+            at, _ = await probe.wait_for(
+                lambda m: m["type"] == "queued" and m.get("request_id") == request_id,
+                since[probe.tid],
+            )
+            return at
+        return None
+
+    async def tellers_back() -> bool:
+        return all(p.opened and p.opened[-1] > killed for p in pages)
+
+    async def announced() -> bool:
+        return all(any(m["type"] == "queued" for m in t.after(since[t.tid])) for t in waiting)
+
+    async def leads() -> bool:
+        return await find_leader(others) is not None
+
+    times = await asyncio.gather(served(), _when(leads), _when(tellers_back), _when(announced))
+    out.served_s, out.takeover_s, out.tellers_back_s, out.announced_s = (
+        None if t is None else t - killed for t in times
+    )
+    out.places_lost = check_places(waiting, before, since)
+    async with httpx.AsyncClient(base_url=url, timeout=20) as http:
+        out.calls_dropped = await check_calls(http, sup, calls, rec_dir, since)
+    # the probe leaves the queue (the next round's probe asks anew)
+    queued = [m for m in probe.after(since[probe.tid]) if m["type"] == "queued"]
+    if queued:
+        await probe.send({"type": "cancel", "session": queued[-1]["session"]})
+    await asyncio.to_thread(rig.restart, i)  # the killed replica comes back as a standby
+    await asyncio.sleep(3)  # HAProxy's checks see it up
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _fmt(x: float | None) -> str:
+    return "never" if x is None else f"{x:.2f} s"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    print(f"machine: {os.cpu_count()} cores; load average before: {_load()}", flush=True)
+    state = Path(tempfile.mkdtemp(prefix="cuntong-failover-load-"))
+    rec_dir = state / "rec"
+    clip = media.encode_clip(args.clip_seconds, kbps=args.kbps)
+    broker = Broker(BrokerConfig(port=procs.free_port()), state / "mosquitto").start()
+    vm = VictoriaMetrics(procs.free_port(), state / "vm" / "data").start()
+    cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
+                      session_timeout=120, event_loops=os.cpu_count() or 2)  # fmt: skip
+    janus = Janus(cfg, state / "janus").start()
+    rig = Replicas(state, broker, janus, vm.url)
+    rounds: list[Round] = []
+    final_lost: list[str] = []
+    final_dropped: list[str] = []
+    pump = fastpath.Pump(fastpath.Packetised.of(clip))
+    tasks: list[asyncio.Task[None]] = []
+    calls: list[Call] = []
+    setup: dict[str, float] = {}
+    try:
+        pages = await make_tellers(rig.db, args.calls)
+        rig.start()
+        async with contextlib.AsyncExitStack() as stack:
+            url = stack.enter_context(haproxy(state, rig.procs))
+            await _when(lambda: find_leader(rig.procs))
+            sup = await token(url, SUPERVISOR, SUPERVISOR_PASSWORD)
+            http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
+            offers: dict[str, asyncio.Future[TellerPage]] = {}
+            tasks = [asyncio.create_task(p.run(url, offers)) for p in pages]
+            await _when(lambda: _all_open(pages))
+            for page in pages:
+                r = await http.post("/api/v1/teller/me/state", json={"state": "available"},
+                                    headers=page.auth)  # fmt: skip
+                r.raise_for_status()
+            port = broker.cfg.port
+            t0 = time.monotonic()
+            talking = [await open_terminal(stack, port, f"FO-C{i:04d}") for i in range(args.calls)]
+            waiting = [await open_terminal(stack, port, f"FO-Q{i:04d}") for i in range(args.queued)]
+            probe = await open_terminal(stack, port, "FO-PROBE")
+            setup["terminals_s"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            limit = asyncio.Semaphore(4)
+
+            async def placed(term: Terminal) -> Call:
+                async with limit:
+                    return await place_call(http, term, offers, pump)
+
+            calls = list(await asyncio.gather(*(placed(t) for t in talking)))
+            for call in calls:
+                stack.push_async_callback(_leave, call)
+            setup["calls_s"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            for term in waiting:  # one after another: their order is their arrival
+                since = len(term.got)
+                request_id = await term.request()
+                _, q = await term.wait_for(
+                    lambda m, r=request_id: m["type"] == "queued" and m.get("request_id") == r,  # type: ignore[misc]
+                    since,
+                )
+                term.session = q["session"]
+            setup["queue_s"] = time.monotonic() - t0
+            told = positions(waiting, {})
+            order = [None if told[t.tid] is None else told[t.tid][1] for t in waiting]  # type: ignore[index]
+            if order != list(range(1, len(waiting) + 1)):
+                raise RuntimeError(f"positions before any kill are not 1..N: {order[:10]}")
+            print(f"setup: {len(talking) + len(waiting) + 1} terminals on MQTT in "
+                  f"{setup['terminals_s']:.1f} s; {len(calls)} calls live in "
+                  f"{setup['calls_s']:.1f} s; {len(waiting)} customers queued in "
+                  f"{setup['queue_s']:.1f} s; load {_load()}", flush=True)  # fmt: skip
+            await asyncio.sleep(args.settle)
+            for n in range(args.rounds):
+                r = await one_round(rig, url, sup, probe, waiting, calls, pages, rec_dir)
+                rounds.append(r)
+                print(f"round {n + 1}: takeover {_fmt(r.takeover_s)}, desk serves again "
+                      f"{_fmt(r.served_s)}, teller pages back {_fmt(r.tellers_back_s)}, "
+                      f"positions re-announced {_fmt(r.announced_s)}; places lost "
+                      f"{len(r.places_lost)} of {len(waiting)}, calls dropped "
+                      f"{len(r.calls_dropped)} of {len(calls)}; load before {r.load}",
+                      flush=True)  # fmt: skip
+                for line in (r.places_lost + r.calls_dropped)[:10]:
+                    print(f"  {line}", flush=True)
+                await asyncio.sleep(args.settle)
+            # once more, well after the last takeover: nothing lost late (grace periods)
+            mark = {t.tid: 0 for t in [*waiting, *talking]}
+            final_lost = check_places(waiting, positions(waiting, {}), mark)
+            first = {t.tid: told[t.tid] for t in waiting}
+            final_lost += [f"{t.tid}: first {first[t.tid]}, now {now}"
+                           for t, now in zip(waiting, positions(waiting, {}).values(),
+                                             strict=True) if now != first[t.tid]]  # fmt: skip
+            final_dropped = await check_calls(http, sup, calls, rec_dir, mark)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await pump.stop()
+    finally:
+        for task in tasks:
+            task.cancel()
+        rig.stop()
+        janus.stop()
+        vm.stop()
+        broker.stop()
+    return summary(args, rounds, final_lost, final_dropped, setup)
+
+
+async def _all_open(pages: list[TellerPage]) -> bool:
+    return all(p.opened for p in pages)
+
+
+async def _leave(call: Call) -> None:
+    with contextlib.suppress(Exception):  # tidying up only
+        await asyncio.gather(call.customer.leave(), call.agent.leave())
+
+
+def summary(
+    args: argparse.Namespace, rounds: list[Round], final_lost: list[str],
+    final_dropped: list[str], setup: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    figures: dict[str, Any] = {"queued": args.queued, "calls": args.calls, "rounds": len(rounds)}
+    for key in ("takeover_s", "served_s", "tellers_back_s", "announced_s"):
+        values = [getattr(r, key) for r in rounds]
+        got = [v for v in values if v is not None]
+        figures[key] = {
+            "p50": statistics.median(got) if got else None,
+            "p99": _pct(got, 0.99) if got else None,
+            "max": max(got) if got else None,
+            "never": len(values) - len(got),
+        }
+        print(f"{key}: p50 {_fmt(figures[key]['p50'])}, p99 {_fmt(figures[key]['p99'])}, "
+              f"max {_fmt(figures[key]['max'])}" + (f", never in {figures[key]['never']} "
+              f"rounds" if figures[key]["never"] else ""))  # fmt: skip
+    # distinct customers and calls (a line starts with the terminal or the session)
+    figures["places_lost"] = len(
+        {line.split(":")[0] for r in rounds for line in r.places_lost}
+        | {line.split(":")[0] for line in final_lost}
+    )
+    figures["calls_dropped"] = len(
+        {line.split(":")[0] for r in rounds for line in r.calls_dropped}
+        | {line.split(":")[0] for line in final_dropped}
+    )
+    figures["final_places_lost"], figures["final_calls_dropped"] = final_lost, final_dropped
+    figures["load"] = [r.load for r in rounds] + [_load()]
+    figures["setup"] = setup
+    print(f"places lost: {figures['places_lost']} of {args.queued} customers (checked after "
+          f"each of {len(rounds)} kills and once more at the end)")  # fmt: skip
+    print(f"calls dropped: {figures['calls_dropped']} of {args.calls} calls (checked after "
+          f"each of {len(rounds)} kills and once more at the end)")  # fmt: skip
+    for line in (final_lost + final_dropped)[:10]:
+        print(f"  {line}")
+    print(f"load average after: {_load()}")
+    print(f"reproduce: .venv/bin/python bench/failover_load.py --queued {args.queued} "
+          f"--calls {args.calls} --rounds {args.rounds} --kbps {args.kbps}")  # fmt: skip
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queued", type=int, default=200, help="customers waiting")
+    parser.add_argument("--calls", type=int, default=50, help="calls live (one teller each)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kbps", type=int, default=200, help="each leg's video bitrate")
+    parser.add_argument("--clip-seconds", type=float, default=4.0)
+    parser.add_argument("--settle", type=float, default=5.0, help="s between rounds")
+    args = parser.parse_args()
+    if args.queued < 1 or args.calls < 1 or args.rounds < 1:
+        parser.error("--queued, --calls and --rounds must be at least 1")
+    figures = asyncio.run(run(args))
+    print("result: " + json.dumps(figures, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main()
