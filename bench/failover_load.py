@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -252,26 +253,55 @@ async def place_call(
     term: Terminal,
     offers: dict[str, asyncio.Future[TellerPage]],
     pump: fastpath.Pump,
+    failures: list[str],
+    tries: int = 3,
 ) -> Call:
-    since = len(term.got)
-    request_id = await term.request()
-    _, queued = await term.wait_for(
-        lambda m: m["type"] == "queued" and m.get("request_id") == request_id, since
-    )
-    session = term.session = queued["session"]
-    offered = offers.setdefault(session, asyncio.get_running_loop().create_future())
-    teller = await asyncio.wait_for(offered, WITHIN_S)
-    answer = await http.post(f"/api/v1/teller/sessions/{session}/accept", headers=teller.auth)
-    answer.raise_for_status()
-    _, grant = await term.wait_for(
-        lambda m: m["type"] == "connect" and m.get("room") == session, since
-    )
-    customer, agent = await asyncio.gather(
-        Leg.join(grant, pump.add_clip, True), Leg.join(answer.json(), pump.add_clip, True)
-    )
-    pictures = (customer.arrivals.picture.wait(), agent.arrivals.picture.wait())
-    await asyncio.wait_for(asyncio.gather(*pictures), 60)
-    return Call(session, term, teller, customer, agent, grant)
+    """The terminal asks, the offered teller accepts, both join and see a picture. On a
+    machine starved by other jobs a leg's DTLS or first keyframe can fail: that attempt is
+    hung up and wrapped up (its teller serves again) and the terminal asks anew."""
+    for attempt in range(1, tries + 1):
+        since = len(term.got)
+        request_id = await term.request()
+        teller: TellerPage | None = None
+        legs: list[Leg] = []
+        session = "?"
+        try:
+            _, queued = await term.wait_for(
+                lambda m, r=request_id: m["type"] == "queued" and m.get("request_id") == r,  # type: ignore[misc]
+                since,
+            )
+            session = term.session = queued["session"]
+            offered = offers.setdefault(session, asyncio.get_running_loop().create_future())
+            teller = await asyncio.wait_for(offered, WITHIN_S)
+            path = f"/api/v1/teller/sessions/{session}/accept"
+            answer = await http.post(path, headers=teller.auth)
+            answer.raise_for_status()
+            _, grant = await term.wait_for(
+                lambda m, s=session: m["type"] == "connect" and m.get("room") == s,  # type: ignore[misc]
+                since,
+            )
+            joined = await asyncio.gather(  # together: each subscribes to the other's feed
+                *(Leg.join(g, pump.add_clip, True) for g in (grant, answer.json())),
+                return_exceptions=True,
+            )
+            legs = [leg for leg in joined if isinstance(leg, Leg)]
+            for leg in joined:
+                if isinstance(leg, BaseException):
+                    raise RuntimeError(f"a leg did not join: {leg!r}")
+            pictures = (leg.arrivals.picture.wait() for leg in legs)
+            await asyncio.wait_for(asyncio.gather(*pictures), 60)
+            return Call(session, term, teller, legs[0], legs[1], grant)
+        except (TimeoutError, httpx.HTTPError, OSError, RuntimeError) as err:
+            failures.append(f"{term.tid} try {attempt} ({session}): {type(err).__name__} {err}")
+            for leg in legs:
+                with contextlib.suppress(Exception):  # tidying up only
+                    await leg.leave()
+            if teller is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    hang_up = f"/api/v1/teller/sessions/{session}/hang-up"
+                    await http.post(hang_up, json={"cause": "setup failed"}, headers=teller.auth)
+                    await http.post("/api/v1/teller/me/wrap-up-done", headers=teller.auth)
+    raise RuntimeError(f"{term.tid}: no call after {tries} tries: {failures[-tries:]}")
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -355,10 +385,14 @@ def positions(waiting: list[Terminal], since: dict[str, int]) -> dict[str, tuple
 
 
 def check_places(
-    waiting: list[Terminal], before: dict[str, tuple[str, int] | None], since: dict[str, int]
+    waiting: list[Terminal],
+    before: dict[str, tuple[str, int] | None],
+    since: dict[str, int],
+    told_since: dict[str, int] | None = None,
 ) -> list[str]:
-    """Why each customer who lost their place did (their session, position, or news)."""
-    after = positions(waiting, since)
+    """Why each customer who lost their place did (their session, position, or news):
+    ``failed`` or ``ended`` from ``since`` on, the last position from ``told_since`` on."""
+    after = positions(waiting, told_since or since)
     lost = []
     for term in waiting:
         bad = [m for m in term.after(since[term.tid]) if m["type"] in ("failed", "ended")]
@@ -438,7 +472,18 @@ async def one_round(
     out.served_s, out.takeover_s, out.tellers_back_s, out.announced_s = (
         None if t is None else t - killed for t in times
     )
-    out.places_lost = check_places(waiting, before, since)
+    # Positions as the new desk tells them: from messages that came after it served the
+    # probe (one the old leader sent just before it died must not count), at the latest
+    # at the next periodic announcement.
+    t_new = killed if times[0] is None else times[0]
+    told_since = {t.tid: next((k for k, (at, _) in enumerate(t.got) if at >= t_new), len(t.got))
+                  for t in waiting}  # fmt: skip
+
+    async def told_again() -> bool:
+        return all(any(m["type"] == "queued" for m in t.after(told_since[t.tid])) for t in waiting)
+
+    await _when(told_again, 15)
+    out.places_lost = check_places(waiting, before, since, told_since)
     async with httpx.AsyncClient(base_url=url, timeout=20) as http:
         out.calls_dropped = await check_calls(http, sup, calls, rec_dir, since)
     # the probe leaves the queue (the next round's probe asks anew)
@@ -499,11 +544,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             probe = await open_terminal(stack, port, "FO-PROBE")
             setup["terminals_s"] = time.monotonic() - t0
             t0 = time.monotonic()
-            limit = asyncio.Semaphore(4)
+            limit = asyncio.Semaphore(args.setup_at_once)
+            failures: list[str] = []
 
             async def placed(term: Terminal) -> Call:
                 async with limit:
-                    return await place_call(http, term, offers, pump)
+                    return await place_call(http, term, offers, pump, failures)
 
             calls = list(await asyncio.gather(*(placed(t) for t in talking)))
             for call in calls:
@@ -523,6 +569,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             order = [None if told[t.tid] is None else told[t.tid][1] for t in waiting]  # type: ignore[index]
             if order != list(range(1, len(waiting) + 1)):
                 raise RuntimeError(f"positions before any kill are not 1..N: {order[:10]}")
+            setup["failed_setups"] = len(failures)
+            for line in failures:
+                print(f"  call setup failed (tried again): {line}", flush=True)
             print(f"setup: {len(talking) + len(waiting) + 1} terminals on MQTT in "
                   f"{setup['terminals_s']:.1f} s; {len(calls)} calls live in "
                   f"{setup['calls_s']:.1f} s; {len(waiting)} customers queued in "
@@ -555,10 +604,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for task in tasks:
             task.cancel()
+        await pump.stop()
         rig.stop()
         janus.stop()
         vm.stop()
         broker.stop()
+        if args.keep:
+            print(f"state kept in {state}")
+        else:
+            shutil.rmtree(state, ignore_errors=True)
     return summary(args, rounds, final_lost, final_dropped, setup)
 
 
@@ -617,9 +671,11 @@ def main() -> None:
     parser.add_argument("--queued", type=int, default=200, help="customers waiting")
     parser.add_argument("--calls", type=int, default=50, help="calls live (one teller each)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--kbps", type=int, default=200, help="each leg's video bitrate")
+    parser.add_argument("--kbps", type=int, default=120, help="each leg's video bitrate")
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("--settle", type=float, default=5.0, help="s between rounds")
+    parser.add_argument("--setup-at-once", type=int, default=3, help="calls set up at once")
+    parser.add_argument("--keep", action="store_true", help="keep the state folder (logs)")
     args = parser.parse_args()
     if args.queued < 1 or args.calls < 1 or args.rounds < 1:
         parser.error("--queued, --calls and --rounds must be at least 1")
