@@ -143,6 +143,8 @@ class Pump:
     streams: list[_Outbound] = field(default_factory=list)
     #: per tick, how far behind the earliest due packet the pump was (s)
     lateness: list[float] = field(default_factory=list)
+    #: streams that failed to send (their transport closed while the pump ran), and why
+    dropped: list[str] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
     def add_clip(self, pc: RTCPeerConnection) -> None:
@@ -162,14 +164,18 @@ class Pump:
             now = time.monotonic()
             late = 0.0
             for stream in list(self.streams):
-                if stream.pc.connectionState == "closed":
+                if stream.pc.connectionState in ("closed", "failed"):
                     self.streams.remove(stream)
                 elif stream.next_due <= now:
                     late = max(late, now - stream.next_due)
-                    if stream.ready():
-                        self._send_due(stream, now)
-                    else:  # not connected yet: start from now once it is
-                        stream.next_due = now + stream.period
+                    try:
+                        if stream.ready():
+                            self._send_due(stream, now)
+                        else:  # not connected yet: start from now once it is
+                            stream.next_due = now + stream.period
+                    except Exception as err:  # its transport closed under us: that call only
+                        self.streams.remove(stream)
+                        self.dropped.append(f"{stream.track.kind}: {err!r}")
             self.lateness.append(late)
             await asyncio.sleep(self.tick)
 
