@@ -19,7 +19,7 @@ real protocols:
   and an Opus tone go out through ``fastpath`` (cheap RTP), and what arrives is counted.
 
 Setup: ``--calls`` calls placed and answered (every teller busy), then ``--queued``
-customers ask one after another (positions 1..N). Each round:
+customers ask at once (positions 1..N in the order the desk got them). Each round:
 
 1. before: every waiting customer's last announced position; every call's frames received
    on both legs and the bytes of its ``.mjr`` recordings;
@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import statistics
 import sys
@@ -77,8 +78,7 @@ from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.victoria import VictoriaMetrics
 from janus_client.janus import JanusClient
 from janus_client.videoroom import VideoRoom, record_base
-from tests.callbench import fastpath, media
-from tests.callbench.legs import Leg
+from tests.callbench import media
 from tests.ha.rig import SUPERVISOR, SUPERVISOR_PASSWORD, Replicas, find_leader, haproxy, token
 
 BUSINESS, LANGUAGE = "pension", "cmn"
@@ -230,17 +230,80 @@ async def make_tellers(db_url: str, n: int) -> list[TellerPage]:
 # -- calls -------------------------------------------------------------------------------
 
 
+class Worker:
+    """A ``bench/leg_worker.py`` process: the media of some of the calls."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.rid = 0
+        self.reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, clip_file: Path) -> Worker:
+        argv = [
+            sys.executable,
+            str(Path(__file__).parent / "leg_worker.py"),
+            "--clip",
+            str(clip_file),
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError("a leg worker did not start")
+        worker = cls(proc)
+        worker.reader = asyncio.create_task(worker._read())
+        return worker
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            reply = json.loads(line)
+            future = self.waiting.pop(reply.pop("rid"), None)
+            if future is not None and not future.done():
+                future.set_result(reply)
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(RuntimeError("a leg worker died"))
+
+    async def ask(self, cmd: str, **fields: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.rid += 1
+        future = self.waiting[self.rid] = asyncio.get_running_loop().create_future()
+        self.proc.stdin.write((json.dumps({"rid": self.rid, "cmd": cmd, **fields}) + "\n").encode())
+        await self.proc.stdin.drain()
+        return await asyncio.wait_for(future, 300)
+
+    async def quit(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(b'{"cmd": "quit"}\n')
+            await self.proc.stdin.drain()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
 @dataclass
 class Call:
     session: str
     terminal: Terminal
     teller: TellerPage
-    customer: Leg
-    agent: Leg
+    worker: Worker
     grant: dict[str, Any]
 
-    def frames(self) -> tuple[int, int]:
-        return self.customer.video_frames(), self.agent.video_frames()
+
+async def media_snap(workers: list[Worker]) -> tuple[dict[str, Any], list[str]]:
+    """Every call's frames so far (customer, teller, peer connection states), and the
+    generator streams that failed, from every worker."""
+    snaps = await asyncio.gather(*(w.ask("snap") for w in workers))
+    calls = {k: v for snap in snaps for k, v in snap["calls"].items()}
+    return calls, [d for snap in snaps for d in snap["dropped"]]
 
 
 def recorded_bytes(rec_dir: Path, session: str) -> int:
@@ -252,7 +315,7 @@ async def place_call(
     http: httpx.AsyncClient,
     term: Terminal,
     offers: dict[str, asyncio.Future[TellerPage]],
-    pump: fastpath.Pump,
+    worker: Worker,
     failures: list[str],
     tries: int = 3,
 ) -> Call:
@@ -263,7 +326,6 @@ async def place_call(
         since = len(term.got)
         request_id = await term.request()
         teller: TellerPage | None = None
-        legs: list[Leg] = []
         session = "?"
         try:
             _, queued = await term.wait_for(
@@ -280,22 +342,12 @@ async def place_call(
                 lambda m, s=session: m["type"] == "connect" and m.get("room") == s,  # type: ignore[misc]
                 since,
             )
-            joined = await asyncio.gather(  # together: each subscribes to the other's feed
-                *(Leg.join(g, pump.add_clip, True) for g in (grant, answer.json())),
-                return_exceptions=True,
-            )
-            legs = [leg for leg in joined if isinstance(leg, Leg)]
-            for leg in joined:
-                if isinstance(leg, BaseException):
-                    raise RuntimeError(f"a leg did not join: {leg!r}")
-            pictures = (leg.arrivals.picture.wait() for leg in legs)
-            await asyncio.wait_for(asyncio.gather(*pictures), 60)
-            return Call(session, term, teller, legs[0], legs[1], grant)
+            joined = await worker.ask("join", session=session, grants=[grant, answer.json()])
+            if not joined["ok"]:
+                raise RuntimeError(joined["error"])
+            return Call(session, term, teller, worker, grant)
         except (TimeoutError, httpx.HTTPError, OSError, RuntimeError) as err:
             failures.append(f"{term.tid} try {attempt} ({session}): {type(err).__name__} {err}")
-            for leg in legs:
-                with contextlib.suppress(Exception):  # tidying up only
-                    await leg.leave()
             if teller is not None:
                 with contextlib.suppress(httpx.HTTPError):
                     hang_up = f"/api/v1/teller/sessions/{session}/hang-up"
@@ -330,6 +382,7 @@ async def check_calls(
     http: httpx.AsyncClient,
     sup: str,
     calls: list[Call],
+    workers: list[Worker],
     rec_dir: Path,
     since: dict[str, int],
     window: float = 30,
@@ -338,46 +391,51 @@ async def check_calls(
     ``since``: per terminal, the index of its first message after the kill; ``window``: how
     long frames and recordings get to grow."""
     live = {c["session"] for c in await _get(http, "/api/v1/teller/live", _bearer(sup))}
-    before = {c.session: (c.frames(), recorded_bytes(rec_dir, c.session)) for c in calls}
-    dropped = []
-    for call in calls:
+    frames, _ = await media_snap(workers)
+    before = {c.session: (frames[c.session], recorded_bytes(rec_dir, c.session)) for c in calls}
+    dropped: list[str] = []
+    limit = asyncio.Semaphore(8)
+
+    async def check(call: Call) -> None:
         why = []
         if call.session not in live:
             why.append("not on the live board")
-        me = await _get(http, "/api/v1/teller/me", call.teller.auth)
+        async with limit:
+            me = await _get(http, "/api/v1/teller/me", call.teller.auth)
+            try:
+                if not await room_exists(call):
+                    why.append("room gone from Janus")
+            except Exception as err:  # reported as the call's loss
+                why.append(f"room not asked: {err!r}")
         if (me["session"], me["session_state"], me["state"]) != (call.session, "connected", "busy"):
             why.append(f"teller's /me says {me}")
-        try:
-            if not await room_exists(call):
-                why.append("room gone from Janus")
-        except Exception as err:  # reported as the call's loss
-            why.append(f"room not asked: {err!r}")
         told = [m for m in call.terminal.after(since[call.terminal.tid])
                 if m["type"] in ("failed", "ended")]  # fmt: skip
         if told:
             why.append(f"terminal told {told}")
         if why:
             dropped.append(f"{call.session}: {'; '.join(why)}")
+
+    await asyncio.gather(*(check(call) for call in calls))
     # media and recordings, over one common window for all calls
     deadline = time.monotonic() + window
     pending = {c.session for c in calls}
     while pending and time.monotonic() < deadline:
         await asyncio.sleep(1)
+        frames, _ = await media_snap(workers)
         for call in calls:
             if call.session not in pending:
                 continue
-            (c0, a0), size0 = before[call.session]
-            c1, a1 = call.frames()
+            (c0, a0, _), size0 = before[call.session]
+            c1, a1, _ = frames[call.session]
             grew = recorded_bytes(rec_dir, call.session) > size0
             if c1 - c0 >= MORE_FRAMES and a1 - a0 >= MORE_FRAMES and grew:
                 pending.discard(call.session)
     for call in calls:
         if call.session in pending:
-            (c0, a0), size0 = before[call.session]
-            c1, a1 = call.frames()
+            (c0, a0, _), size0 = before[call.session]
+            c1, a1, states = frames[call.session]
             size1 = recorded_bytes(rec_dir, call.session)
-            states = [pc.connectionState for leg in (call.customer, call.agent)
-                      for pc in (leg.publisher, leg.subscriber)]  # fmt: skip
             dropped.append(f"{call.session}: media stalled (customer +{c1 - c0} frames, teller "
                            f"+{a1 - a0}, recording +{size1 - size0} B in {window:.0f} s; the "
                            f"generator's peer connections {states})")  # fmt: skip
@@ -448,7 +506,7 @@ async def _when(probe: Callable[[], Any], within: float = WITHIN_S) -> float | N
 
 async def one_round(
     rig: Replicas, url: str, sup: str, probe: Terminal, waiting: list[Terminal],
-    calls: list[Call], pages: list[TellerPage], rec_dir: Path,
+    calls: list[Call], pages: list[TellerPage], workers: list[Worker], rec_dir: Path,
 ) -> Round:  # fmt: skip
     everyone = [*waiting, *(c.terminal for c in calls)]
     before = positions(waiting, {})
@@ -462,7 +520,7 @@ async def one_round(
     since = {t.tid: len(t.got) for t in [*everyone, probe]}
     out = Round(load=_load())
     async with httpx.AsyncClient(base_url=url, timeout=20) as http:
-        out.broken_before = await check_calls(http, sup, calls, rec_dir, since, window=10)
+        out.broken_before = await check_calls(http, sup, calls, workers, rec_dir, since, window=10)
     broken = {_key(line) for line in out.broken_before}
     killed = time.monotonic()
     leader.proc.kill()  # SIGKILL: the leader hands nothing over
@@ -482,30 +540,33 @@ async def one_round(
     async def tellers_back() -> bool:
         return all(p.opened and p.opened[-1] > killed for p in pages)
 
-    async def announced() -> bool:
-        return all(any(m["type"] == "queued" for m in t.after(since[t.tid])) for t in waiting)
-
     async def leads() -> bool:
         return await find_leader(others) is not None
 
-    times = await asyncio.gather(served(), _when(leads), _when(tellers_back), _when(announced))
-    out.served_s, out.takeover_s, out.tellers_back_s, out.announced_s = (
+    times = await asyncio.gather(served(), _when(leads), _when(tellers_back))
+    out.served_s, out.takeover_s, out.tellers_back_s = (
         None if t is None else t - killed for t in times
     )
-    # Positions as the new desk tells them: from messages that came after it served the
-    # probe (one the old leader sent just before it died must not count), at the latest
-    # at the next periodic announcement.
-    t_new = killed if times[0] is None else times[0]
+    # Positions as the new desk tells them: messages read from 1 s after the kill on. One
+    # the old leader sent just before it died, read late, must not count; the new desk cannot
+    # announce sooner: the lease changes hands at the earliest a TTL (2 s) less a renewal
+    # period (0.67 s) after the old leader's last renewal.
+    t_new = killed + 1.0
     told_since = {t.tid: next((k for k, (at, _) in enumerate(t.got) if at >= t_new), len(t.got))
                   for t in waiting}  # fmt: skip
 
     async def told_again() -> bool:
         return all(any(m["type"] == "queued" for m in t.after(told_since[t.tid])) for t in waiting)
 
-    await _when(told_again, 15)
+    if await _when(told_again) is not None:
+        firsts = [
+            next(at for at, m in t.got[told_since[t.tid] :] if m["type"] == "queued")
+            for t in waiting
+        ]
+        out.announced_s = max(firsts) - killed
     out.places_lost = check_places(waiting, before, since, told_since)
     async with httpx.AsyncClient(base_url=url, timeout=20) as http:
-        dropped = await check_calls(http, sup, calls, rec_dir, since)
+        dropped = await check_calls(http, sup, calls, workers, rec_dir, since)
     out.calls_dropped = [line for line in dropped if _key(line) not in broken]
     # the probe leaves the queue (the next round's probe asks anew)
     queued = [m for m in probe.after(since[probe.tid]) if m["type"] == "queued"]
@@ -539,12 +600,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[Round] = []
     final_lost: list[str] = []
     final_dropped: list[str] = []
-    pump = fastpath.Pump(fastpath.Packetised.of(clip))
+    clip_file = state / "clip.pickle"
+    clip_file.write_bytes(pickle.dumps(clip))
+    workers: list[Worker] = []
+    generator: list[str] = []
     tasks: list[asyncio.Task[None]] = []
     calls: list[Call] = []
     setup: dict[str, float] = {}
     try:
         pages = await make_tellers(rig.db, args.calls)
+        workers = list(
+            await asyncio.gather(*(Worker.start(clip_file) for _ in range(args.workers)))
+        )
         rig.start()
         async with contextlib.AsyncExitStack() as stack:
             url = stack.enter_context(haproxy(state, rig.procs))
@@ -568,26 +635,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             limit = asyncio.Semaphore(args.setup_at_once)
             failures: list[str] = []
 
-            async def placed(term: Terminal) -> Call:
+            async def placed(i: int, term: Terminal) -> Call:
                 async with limit:
-                    return await place_call(http, term, offers, pump, failures)
+                    worker = workers[i % len(workers)]
+                    return await place_call(http, term, offers, worker, failures)
 
-            calls = list(await asyncio.gather(*(placed(t) for t in talking)))
+            calls = list(await asyncio.gather(*(placed(i, t) for i, t in enumerate(talking))))
             for call in calls:
                 stack.push_async_callback(_leave, call)
             setup["calls_s"] = time.monotonic() - t0
             t0 = time.monotonic()
-            for term in waiting:  # one after another: their order is their arrival
+
+            async def queue(term: Terminal) -> None:
                 since = len(term.got)
                 request_id = await term.request()
                 _, q = await term.wait_for(
-                    lambda m, r=request_id: m["type"] == "queued" and m.get("request_id") == r,  # type: ignore[misc]
+                    lambda m: m["type"] == "queued" and m.get("request_id") == request_id,
                     since,
+                    within=900,  # the desk takes them one at a time
                 )
                 term.session = q["session"]
+
+            # all at once: the broker's delivery order is their arrival, and so their place
+            await asyncio.gather(*(queue(t) for t in waiting))
             setup["queue_s"] = time.monotonic() - t0
             told = positions(waiting, {})
-            order = [None if told[t.tid] is None else told[t.tid][1] for t in waiting]  # type: ignore[index]
+            order = sorted(-1 if told[t.tid] is None else told[t.tid][1] for t in waiting)  # type: ignore[index]
             if order != list(range(1, len(waiting) + 1)):
                 raise RuntimeError(f"positions before any kill are not 1..N: {order[:10]}")
             setup["failed_setups"] = len(failures)
@@ -599,7 +672,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{setup['queue_s']:.1f} s; load {_load()}", flush=True)  # fmt: skip
             await asyncio.sleep(args.settle)
             for n in range(args.rounds):
-                r = await one_round(rig, url, sup, probe, waiting, calls, pages, rec_dir)
+                r = await one_round(rig, url, sup, probe, waiting, calls, pages, workers, rec_dir)
                 rounds.append(r)
                 print(f"round {n + 1}: takeover {_fmt(r.takeover_s)}, desk serves again "
                       f"{_fmt(r.served_s)}, teller pages back {_fmt(r.tellers_back_s)}, "
@@ -619,15 +692,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             final_lost += [f"{t.tid}: first {first[t.tid]}, now {now}"
                            for t, now in zip(waiting, positions(waiting, {}).values(),
                                              strict=True) if now != first[t.tid]]  # fmt: skip
-            final_dropped = await check_calls(http, sup, calls, rec_dir, mark)
+            final_dropped = await check_calls(http, sup, calls, workers, rec_dir, mark)
+            _, generator = await media_snap(workers)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await pump.stop()
     finally:
         for task in tasks:
             task.cancel()
-        await pump.stop()
+        for worker in workers:
+            await worker.quit()
         rig.stop()
         janus.stop()
         vm.stop()
@@ -636,7 +710,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"state kept in {state}")
         else:
             shutil.rmtree(state, ignore_errors=True)
-    return summary(args, rounds, final_lost, final_dropped, setup, pump.dropped)
+    return summary(args, rounds, final_lost, final_dropped, setup, generator)
 
 
 async def _all_open(pages: list[TellerPage]) -> bool:
@@ -645,7 +719,7 @@ async def _all_open(pages: list[TellerPage]) -> bool:
 
 async def _leave(call: Call) -> None:
     with contextlib.suppress(Exception):  # tidying up only
-        await asyncio.gather(call.customer.leave(), call.agent.leave())
+        await call.worker.ask("leave", session=call.session)
 
 
 def summary(
@@ -704,6 +778,7 @@ def main() -> None:
     parser.add_argument("--kbps", type=int, default=120, help="each leg's video bitrate")
     parser.add_argument("--clip-seconds", type=float, default=4.0)
     parser.add_argument("--settle", type=float, default=5.0, help="s between rounds")
+    parser.add_argument("--workers", type=int, default=2, help="processes sending the media")
     parser.add_argument("--setup-at-once", type=int, default=3, help="calls set up at once")
     parser.add_argument("--keep", action="store_true", help="keep the state folder (logs)")
     args = parser.parse_args()

@@ -58,19 +58,34 @@ async def save(record: Transition, facts: SessionFacts) -> None:
 async def load(session_id: str) -> st.Session:
     """The session as its stored history says; ValueError/InvalidTransition if inconsistent."""
     rows = await SessionTransition.filter(session_id=session_id).order_by("id")
-    records = [
-        Transition(
-            session_id,
-            r.at,
-            Event(r.event),
-            None if r.from_state is None else State(r.from_state),
-            State(r.to_state),
-            r.cause,
-            r.teller_id,
-        )
-        for r in rows
-    ]
-    return st.replay(session_id, records)
+    return st.replay(session_id, [_record(r) for r in rows])
+
+
+def _record(r: SessionTransition) -> Transition:
+    return Transition(
+        r.session_id,  # type: ignore[attr-defined]
+        r.at,
+        Event(r.event),
+        None if r.from_state is None else State(r.from_state),
+        State(r.to_state),
+        r.cause,
+        r.teller_id,
+    )
+
+
+#: Sessions whose histories one query reads (well under SQLite's 999 parameters).
+_HISTORIES_PER_QUERY = 500
+
+
+async def _histories(session_ids: list[str]) -> dict[str, list[Transition]]:
+    """The stored histories of many sessions, in a few queries (a desk taking over reads
+    hundreds; one query each made its takeover wait for hundreds of round trips)."""
+    out: dict[str, list[Transition]] = {sid: [] for sid in session_ids}
+    for i in range(0, len(session_ids), _HISTORIES_PER_QUERY):
+        chunk = session_ids[i : i + _HISTORIES_PER_QUERY]
+        for r in await SessionTransition.filter(session_id__in=chunk).order_by("id"):
+            out[r.session_id].append(_record(r))  # type: ignore[attr-defined]
+    return out
 
 
 #: The cause a restarted desk records on the sessions its predecessor left open.
@@ -229,9 +244,11 @@ async def open_board() -> tuple[list[OpenSession], dict[str, KeptTeller]]:
     fails replay is left out, for ``end_unfinished``) and its tellers' states."""
     open_states = [s.value for s in State if s not in st.TERMINAL]
     sessions = []
-    for row in await TellerSession.filter(state__in=open_states).order_by("requested_at"):
+    rows = await TellerSession.filter(state__in=open_states).order_by("requested_at")
+    histories = await _histories([row.id for row in rows])
+    for row in rows:
         try:
-            session = await load(row.id)
+            session = st.replay(row.id, histories[row.id])
         except ValueError:
             continue
         queue = None
