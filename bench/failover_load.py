@@ -621,9 +621,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             offers: dict[str, asyncio.Future[TellerPage]] = {}
             tasks = [asyncio.create_task(p.run(url, offers)) for p in pages]
             await _when(lambda: _all_open(pages))
-            for page in pages:
-                r = await http.post("/api/v1/teller/me/state", json={"state": "available"},
-                                    headers=page.auth)  # fmt: skip
+            for page in pages:  # asked again while HAProxy has not yet seen the leader up
+                available = {"state": "available"}
+                for _ in range(int(WITHIN_S / 0.5)):
+                    r = await http.post(
+                        "/api/v1/teller/me/state", json=available, headers=page.auth
+                    )
+                    if r.status_code != 503:
+                        break
+                    await asyncio.sleep(0.5)
                 r.raise_for_status()
             port = broker.cfg.port
             t0 = time.monotonic()
