@@ -528,10 +528,18 @@ async def one_round(
     request_id = await probe.request()  # waits in the broker for the next desk
     others = [p for p in rig.procs if p is not leader]
 
+    old_sessions = {m.get("session") for m in probe.after(0)}
+
     async def served() -> float | None:
+        """The probe's request answered: its first ``queued`` names its request id; one
+        that only a second desk answered (the first lost the lease before it could) may
+        arrive as a re-announcement without it, for a session the probe never had."""
         with contextlib.suppress(TimeoutError):
             at, _ = await probe.wait_for(
-                lambda m: m["type"] == "queued" and m.get("request_id") == request_id,
+                lambda m: (
+                    m["type"] == "queued"
+                    and (m.get("request_id") == request_id or m["session"] not in old_sessions)
+                ),
                 since[probe.tid],
             )
             return at

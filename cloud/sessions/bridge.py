@@ -168,7 +168,7 @@ class DeskLink:
     def _make_client(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        return service_client(
+        client = service_client(
             self.s,
             self.security,
             INSTANCE_SUFFIX,
@@ -178,6 +178,12 @@ class DeskLink:
             clean_start=False,
             properties=props,
         )
+        # A message is acknowledged once handled (``_serve``), not on arrival: one that a
+        # desk received but had not yet handled when it died or lost the lease stays in the
+        # broker's session and reaches the next desk. Set before connecting: the session's
+        # queue arrives right after CONNACK.
+        client._client.manual_ack_set(True)  # aiomqtt exposes no manual ack
+        return client
 
     async def _serve(self, index: int, client: aiomqtt.Client) -> None:
         await client.subscribe(
@@ -190,20 +196,26 @@ class DeskLink:
         self.ready.set()
         try:
             async for message in client.messages:
-                payload = message.payload if isinstance(message.payload, bytes) else b""
-                try:
-                    parsed = topics.parse(str(message.topic))
-                except ValueError:
-                    continue
-                try:
-                    if parsed.channel is topics.Channel.STATUS:
-                        self._status(index, parsed.terminal_id, payload)
-                    else:
-                        await self.handle(parsed.terminal_id, payload)
-                except Exception:  # a bug in one message's handling must not end the link
-                    log.exception("terminal %s: handling a message failed", parsed.terminal_id)
+                await self._take(index, message)
+                # Handled (or refused): acknowledged now. A desk cancelled above (its lease
+                # lost) or killed leaves the message unacknowledged for the next one.
+                client._client.ack(message.mid, message.qos)  # aiomqtt exposes no manual ack
         finally:
             self._clients.pop(index, None)
+
+    async def _take(self, index: int, message: aiomqtt.Message) -> None:
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        try:
+            parsed = topics.parse(str(message.topic))
+        except ValueError:
+            return
+        try:
+            if parsed.channel is topics.Channel.STATUS:
+                self._status(index, parsed.terminal_id, payload)
+            else:
+                await self.handle(parsed.terminal_id, payload)
+        except Exception:  # a bug in one message's handling must not end the link
+            log.exception("terminal %s: handling a message failed", parsed.terminal_id)
 
     def _client_for(self, terminal_id: str) -> aiomqtt.Client | None:
         """The link to the broker the terminal is on; unknown there, any link that is up
