@@ -49,6 +49,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import shutil
 import statistics
 import sys
@@ -306,9 +307,20 @@ async def media_snap(workers: list[Worker]) -> tuple[dict[str, Any], list[str]]:
     return calls, [d for snap in snaps for d in snap["dropped"]]
 
 
-def recorded_bytes(rec_dir: Path, session: str) -> int:
-    """What Janus has written so far of the room's recordings (every feed, every stream)."""
-    return sum(p.stat().st_size for p in rec_dir.glob(f"{record_base(session, '')}*.mjr"))
+def recorded(rec_dir: Path, session: str) -> dict[str, int]:
+    """What Janus has written so far of the room's recordings, per feed (its streams summed):
+    what Janus receives from each publisher."""
+    prefix = record_base(session, "")
+    out: dict[str, int] = {}
+    for path in rec_dir.glob(f"{prefix}*.mjr"):
+        feed = re.sub(r"-(audio|video|data)-\d+\.mjr$", "", path.name[len(prefix) :])
+        out[feed] = out.get(feed, 0) + path.stat().st_size
+    return out
+
+
+def _grew(before: dict[str, int], now: dict[str, int]) -> bool:
+    """Every feed recorded before has been recorded further (and there were two)."""
+    return len(before) >= 2 and all(now.get(feed, 0) > size for feed, size in before.items())
 
 
 async def place_call(
@@ -386,13 +398,17 @@ async def check_calls(
     rec_dir: Path,
     since: dict[str, int],
     window: float = 30,
+    stalls: list[str] | None = None,
 ) -> list[str]:
     """Why each call that dropped did (one line each; none for a call that carries on).
     ``since``: per terminal, the index of its first message after the kill; ``window``: how
-    long frames and recordings get to grow."""
+    long the recordings and frames get to grow. The call's media is judged where the system
+    has it: Janus still recording every feed. A generator leg that stops counting frames
+    while Janus records both feeds is the load generator's own failure (its receiving peer
+    connection closed on a starved machine): added to ``stalls``, not counted as dropped."""
     live = {c["session"] for c in await _get(http, "/api/v1/teller/live", _bearer(sup))}
     frames, _ = await media_snap(workers)
-    before = {c.session: (frames[c.session], recorded_bytes(rec_dir, c.session)) for c in calls}
+    before = {c.session: (frames[c.session], recorded(rec_dir, c.session)) for c in calls}
     dropped: list[str] = []
     limit = asyncio.Semaphore(8)
 
@@ -419,26 +435,29 @@ async def check_calls(
     await asyncio.gather(*(check(call) for call in calls))
     # media and recordings, over one common window for all calls
     deadline = time.monotonic() + window
-    pending = {c.session for c in calls}
-    while pending and time.monotonic() < deadline:
+    pending = {c.session for c in calls}  # Janus not yet seen recording every feed further
+    deaf = {c.session for c in calls}  # a generator leg not yet seen receiving more frames
+    while (pending or deaf) and time.monotonic() < deadline:
         await asyncio.sleep(1)
         frames, _ = await media_snap(workers)
         for call in calls:
-            if call.session not in pending:
-                continue
             (c0, a0, _), size0 = before[call.session]
             c1, a1, _ = frames[call.session]
-            grew = recorded_bytes(rec_dir, call.session) > size0
-            if c1 - c0 >= MORE_FRAMES and a1 - a0 >= MORE_FRAMES and grew:
+            if call.session in pending and _grew(size0, recorded(rec_dir, call.session)):
                 pending.discard(call.session)
+            if c1 - c0 >= MORE_FRAMES and a1 - a0 >= MORE_FRAMES:
+                deaf.discard(call.session)
     for call in calls:
+        (c0, a0, _), size0 = before[call.session]
+        c1, a1, states = frames[call.session]
+        size1 = recorded(rec_dir, call.session)
+        about = (f"customer leg +{c1 - c0} frames, teller leg +{a1 - a0}, recorded per feed "
+                 f"{ {f: size1.get(f, 0) - n for f, n in size0.items()} } B in {window:.0f} s; "
+                 f"the generator's peer connections {states}")  # fmt: skip
         if call.session in pending:
-            (c0, a0, _), size0 = before[call.session]
-            c1, a1, states = frames[call.session]
-            size1 = recorded_bytes(rec_dir, call.session)
-            dropped.append(f"{call.session}: media stalled (customer +{c1 - c0} frames, teller "
-                           f"+{a1 - a0}, recording +{size1 - size0} B in {window:.0f} s; the "
-                           f"generator's peer connections {states})")  # fmt: skip
+            dropped.append(f"{call.session}: media stalled ({about})")
+        elif call.session in deaf and stalls is not None:
+            stalls.append(f"{call.session}: a generator leg stopped receiving ({about})")
     return dropped
 
 
@@ -491,6 +510,8 @@ class Round:
     #: calls that failed the same checks just before the kill (the load generator's own
     #: peer connections failing on a starved machine): not counted as dropped by the kill
     broken_before: list[str] = field(default_factory=list)
+    #: calls whose Janus recorded every feed on but a generator leg stopped receiving
+    receive_stalls: list[str] = field(default_factory=list)
     load: str = ""
 
 
@@ -574,7 +595,9 @@ async def one_round(
         out.announced_s = max(firsts) - killed
     out.places_lost = check_places(waiting, before, since, told_since)
     async with httpx.AsyncClient(base_url=url, timeout=20) as http:
-        dropped = await check_calls(http, sup, calls, workers, rec_dir, since)
+        dropped = await check_calls(
+            http, sup, calls, workers, rec_dir, since, stalls=out.receive_stalls
+        )
     out.calls_dropped = [line for line in dropped if _key(line) not in broken]
     # the probe leaves the queue (the next round's probe asks anew)
     queued = [m for m in probe.after(since[probe.tid]) if m["type"] == "queued"]
@@ -698,6 +721,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"  {line}", flush=True)
                 for line in r.broken_before[:5]:
                     print(f"  already broken before the kill: {line}", flush=True)
+                for line in r.receive_stalls[:5]:
+                    print(f"  not counted (generator): {line}", flush=True)
                 await asyncio.sleep(args.settle)
             # once more, well after the last takeover: nothing lost late (grace periods)
             mark = {t.tid: 0 for t in [*waiting, *talking]}
@@ -764,6 +789,7 @@ def summary(
         | ({_key(line) for line in final_dropped} - broken)
     )
     figures["calls_broken_before_a_kill"] = len(broken)
+    figures["generator_receive_stalls"] = len({_key(x) for r in rounds for x in r.receive_stalls})
     figures["generator_streams_failed"] = generator
     figures["final_places_lost"], figures["final_calls_dropped"] = final_lost, final_dropped
     figures["load"] = [r.load for r in rounds] + [_load()]
@@ -774,10 +800,11 @@ def summary(
           f"each of {len(rounds)} kills and once more at the end)")  # fmt: skip
     for line in (final_lost + final_dropped)[:10]:
         print(f"  {line}")
-    if broken or generator:
-        print(f"not counted as dropped: {len(broken)} calls whose media had already stopped "
-              f"before a kill; the generator's own streams that failed: {len(generator)} "
-              f"{generator[:4]}")  # fmt: skip
+    if broken or generator or figures["generator_receive_stalls"]:
+        print(f"not counted as dropped: {len(broken)} calls already broken before a kill; "
+              f"{figures['generator_receive_stalls']} calls whose Janus recorded both feeds on "
+              f"while a generator leg stopped receiving; the generator's own send streams "
+              f"that failed: {len(generator)} {generator[:4]}")  # fmt: skip
     print(f"load average after: {_load()}")
     print(f"reproduce: .venv/bin/python bench/failover_load.py --queued {args.queued} "
           f"--calls {args.calls} --rounds {args.rounds} --kbps {args.kbps}")  # fmt: skip
