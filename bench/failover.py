@@ -12,8 +12,8 @@ the desk to answer through HAProxy, then starts the killed replica again (as a s
 
 It prints per round: takeover (kill -> the survivor leads), desk back (kill -> a desk
 request succeeds through HAProxy), failed terminal-API and desk requests; then p50/p99.
-What it does not measure: queued customers and live calls across the takeover (it enrols no
-terminals); ``tests/ha/test_desk_takeover.py`` checks that they carry on, at a small scale.
+What it does not measure: queued customers and live calls across the takeover;
+``bench/failover_load.py`` does (200 queued, 50 live calls by default).
 """
 
 from __future__ import annotations
