@@ -454,6 +454,9 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
             written.append(_write(root / f"etc/systemd/system/cuntong-{role}.service", unit))
             users.append(f'u {user} - "cuntong {role}" {STATE / role}')
             tmpfiles.append(f"d {STATE / role} 0700 {user} {user} -")
+            if role in ("api", "ingest", "mosquitto"):
+                # The key material the render placed there: the service's own (modes kept).
+                tmpfiles.append(f"Z {STATE / role} - {user} {user} -")
             tmpfiles.append(f"d {ETC / role} 0750 root {user} -")
             for name, (text, mode) in files.items():
                 written.append(_write(root / str(ETC / role / name).lstrip("/"), text, mode))

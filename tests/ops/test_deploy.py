@@ -189,6 +189,8 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     assert _env(rendered / "term-1/etc/cuntong/agent/agent.env") == {
         "CUNTONG_AGENT_TERMINAL_ID": "SX-00041"
     }
+    tmpfiles = (rendered / "broker-1/etc/tmpfiles.d/cuntong.conf").read_text()
+    assert "Z /var/lib/cuntong/mosquitto - cuntong-mosquitto cuntong-mosquitto -" in tmpfiles
     assert "u cuntong-agent " in (rendered / "term-1/etc/sysusers.d/cuntong.conf").read_text()
 
 
