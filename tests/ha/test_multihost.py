@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -195,6 +196,15 @@ def _factory_claims(lab: Lab, runners: dict[str, UnitRunner], admin_token: str) 
         os.chown(path, owner.st_uid, owner.st_gid)
 
 
+def _start(runners: dict[str, UnitRunner], units: list[tuple[str, str]], timeout: float) -> None:
+    """Start ``cuntong-<role>`` on each host at once (as systemd starts the hosts' units
+    side by side); each is up once it said READY=1."""
+    with ThreadPoolExecutor(len(units)) as pool:
+        jobs = [pool.submit(runners[h].start, f"cuntong-{role}", timeout) for h, role in units]
+        for job in jobs:
+            job.result()
+
+
 def _on_broker(lab: Lab, host: str, broker: str) -> bool:
     """The terminal host has an established MQTT connection to that broker (``ss``)."""
     ss = ["ss", "-Htn", "state", "established", "dst", f"{lab.address(broker)}:8883"]
@@ -232,18 +242,14 @@ async def test_a_deployment_on_several_hosts_survives_a_broker_host_and_the_lead
         assert await eventually(
             lambda: _http_ok(f"http://{lab.address('db')}:8428/health"), timeout=60
         )
-        for broker in ("broker-1", "broker-2"):
-            runners[broker].start("cuntong-mosquitto", timeout=180)  # compiles its plugin
-        for cloud in ("cloud-1", "cloud-2"):
-            runners[cloud].start("cuntong-api", timeout=180)
-        for cloud in ("cloud-1", "cloud-2"):
-            runners[cloud].start("cuntong-ingest", timeout=120)
+        _start(runners, [("broker-1", "mosquitto"), ("broker-2", "mosquitto")], 180)
+        _start(runners, [("cloud-1", "api"), ("cloud-2", "api")], 180)
+        _start(runners, [("cloud-1", "ingest"), ("cloud-2", "ingest")], 120)
         db_url = f"postgres://postgres@{lab.address('db')}:5432/postgres"
         create_account(db_url, OPERATOR, OPERATOR_PASSWORD, "fleet_operator")
         admin_token = json.loads((out / "secrets.json").read_text())["admin_token"]
         _factory_claims(lab, runners, admin_token)
-        for host in TERMINALS:
-            runners[host].start("cuntong-agent", timeout=180)
+        _start(runners, [(host, "agent") for host in TERMINALS], 180)
         figures["start_s"] = round(time.monotonic() - began, 1)
 
         apis = {c: f"http://{lab.address(c)}:8000" for c in ("cloud-1", "cloud-2")}
