@@ -207,7 +207,7 @@ def _cloud_env(
     deployment: dict[str, Any], hosts: list[Host], host: Host, role: str, keys: dict[str, str]
 ) -> str:
     tsdb = _first(hosts, "victoria-metrics")
-    janus, turn = _first(hosts, "janus"), _first(hosts, "coturn")
+    turn = _first(hosts, "coturn")
     every = brokers(hosts)
     assert every and tsdb is not None  # load_inventory checked
     env: dict[str, object] = {
@@ -229,20 +229,34 @@ def _cloud_env(
         # Terminals enrol and renew on every API host's HTTPS listener (certificate from
         # the CA, for this host's address).
         env |= {"TERMINAL_API_HOST": host.address, "TERMINAL_API_PORT": PORTS["terminal_api"]}
-    if janus is not None:
-        env |= {
-            "JANUS_URL": f"http://{janus.address}:{PORTS['janus']}/janus",
-            "JANUS_ADMIN_URL": f"http://{janus.address}:{PORTS['janus_admin']}/admin",
-            "JANUS_ADMIN_SECRET": keys["janus_admin_secret"],
-            "JANUS_ROOM_KEY": keys["janus_room_key"],
-            "JANUS_REC_DIR": STATE / "janus" / "recordings",
-        }
+    janus_hosts = [h for h in hosts if "janus" in h.roles]
+    if janus_hosts:
+        # One node per media host. Janus writes recordings on its own host; the archiver
+        # (on the leading API host) reads them where that folder is mounted: read_dir,
+        # in the service's own state folder (the mount itself is not rendered).
+        nodes = [
+            {
+                "name": j.name,
+                "url": f"http://{j.address}:{PORTS['janus']}/janus",
+                "admin_url": f"http://{j.address}:{PORTS['janus_admin']}/admin",
+                "admin_secret": keys["janus_admin_secret"],
+                "room_key": keys["janus_room_key"],
+                "rec_dir": str(STATE / "janus" / "recordings"),
+                "read_dir": str(STATE / role / "recordings" / j.name),
+            }
+            for j in janus_hosts
+        ]
+        env["JANUS_NODES"] = json.dumps(nodes)
     if turn is not None:
         env |= {
             "TURN_SECRET": keys["turn_secret"],
             "TURN_URLS": json.dumps([f"turn:{turn.address}:{PORTS['turn']}?transport=udp"]),
         }
-    return "".join(f"CUNTONG_CLOUD_{k}={v}\n" for k, v in env.items())
+    # systemd's EnvironmentFile= drops double quotes: a JSON value goes in single quotes.
+    return "".join(
+        f"CUNTONG_CLOUD_{k}='{v}'\n" if '"' in str(v) else f"CUNTONG_CLOUD_{k}={v}\n"
+        for k, v in env.items()
+    )
 
 
 #: Routes that need the teller desk (its board, live feed, sessions): only the replica
@@ -454,6 +468,8 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
             written.append(_write(root / f"etc/systemd/system/cuntong-{role}.service", unit))
             users.append(f'u {user} - "cuntong {role}" {STATE / role}')
             tmpfiles.append(f"d {STATE / role} 0700 {user} {user} -")
+            if role == "janus":
+                tmpfiles.append(f"d {STATE / role / 'recordings'} 0700 {user} {user} -")
             if role in ("api", "ingest", "mosquitto"):
                 # The key material the render placed there: the service's own (modes kept).
                 tmpfiles.append(f"Z {STATE / role} - {user} {user} -")

@@ -172,7 +172,10 @@ def _env_file(path: Path) -> dict[str, str]:
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
-            env[key.strip()] = value.strip()
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]  # systemd drops the quotes around a value
+            env[key.strip()] = value
     return env
 
 

@@ -165,6 +165,15 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
         assert (state / "ca/issuing-key.pem").stat().st_mode & 0o777 == 0o600
         assert (state / "keys").stat().st_mode & 0o777 == 0o700
     api2 = _env(rendered / "cloud-2/etc/cuntong/api/cloud.env")
+    # The media host is a Janus node the cloud reads as its own settings do; the JSON is
+    # single-quoted, since systemd's EnvironmentFile= would drop its double quotes.
+    from common.settings import CloudSettings
+
+    nodes = api2["CUNTONG_CLOUD_JANUS_NODES"]
+    assert nodes[0] == nodes[-1] == "'"
+    (node,) = CloudSettings(janus_nodes=json.loads(nodes[1:-1])).media_nodes()
+    assert node.url == "http://10.20.0.31:8088/janus"
+    assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
     assert api2["CUNTONG_CLOUD_TERMINAL_API_HOST"] == "10.20.0.12"  # enrolment on each API host
     root = x509.load_pem_x509_certificate(
         (rendered / "cloud-1/var/lib/cuntong/api/ca/root.pem").read_bytes()
