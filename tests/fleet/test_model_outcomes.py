@@ -67,7 +67,7 @@ def verdict(passed: bool, models: dict[str, str]) -> dict[str, object]:
     challenge = Challenge(
         order=("shake",), step_timeout=8, outcome="passed" if passed else "CHALLENGE_TIMEOUT"
     )
-    head = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)))
+    head = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)), peaks=(20.0, 20.0))
     frames = [FrameAnalysis(faces=1, reasons=(), passive=0.95)]
     return decide(
         frames, challenge, Policy(), "password_reset", models, FrameDigest(), head
