@@ -149,3 +149,13 @@ def test_each_side_must_reach_the_peak_and_shoulder_frames_count() -> None:
     flat = _turning([0, 5, 10, 16, 10, 5, 0, -5, -10, -16, -10, -5, 0], depth=0)
     assert flat.turned and flat.bona_fide == 0.0
     assert TURN_DEG < PEAK_DEG
+
+
+def test_the_development_faces_the_gates_were_chosen_on_are_not_the_reported_ones(
+    models: ModelSet,
+) -> None:
+    dev, reported = (ev.face_set(models, 4, s) for s in ("dev", "eval"))
+    assert len(dev) == len(reported) == 4 and not set(dev) & set(reported)
+    assert reported == ev.frontal_faces(models, 4)
+    with pytest.raises(ValueError, match="unknown face set 'test'"):
+        ev.face_set(models, 4, "test")
