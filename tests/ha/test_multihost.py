@@ -240,6 +240,8 @@ def _spool(runner: UnitRunner) -> tuple[int, int | None, int | None]:
         db.close()
 
 
+# About 2 min alone; under a loaded full run the start alone can take minutes.
+@pytest.mark.timeout(480)
 async def test_a_deployment_on_several_hosts_survives_a_broker_host_and_the_leader_host(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
