@@ -222,8 +222,11 @@ def _cloud_env(
         "STATE_DIR": STATE / role,
         "SERVICE_INSTANCE": f"{role}-{host.name}",
         "ADMIN_TOKEN": keys["admin_token"],
-        # ingest runs as its own unit: the API does not start a second consumer.
-        "INGEST": "false" if role == "api" and _first(hosts, "ingest") else "true",
+        # On the API too, even beside an ingest unit: the fleet's command sender, rollouts
+        # and alerting run only where ingest is on (``fleet.wiring.start``), so an API with
+        # ingest off could send no command. Consumers share the telemetry (the shared
+        # subscription); events each stores once by their (terminal, seq) key.
+        "INGEST": "true",
     }
     if role == "api":
         # Terminals enrol and renew on every API host's HTTPS listener (certificate from

@@ -12,7 +12,8 @@ Every service is the real program started from its rendered unit (``ExecStartPre
 Then the first broker host is killed (every process in its namespace, SIGKILL), and then
 the cloud host holding the lease. Measured and asserted: every terminal reaches the second
 broker; business events keep landing in the database through each failure; the other
-cloud host takes the lease; and every message each terminal spooled up to the end was
+cloud host takes the lease and its desk answers; a command queued there then succeeds on
+every terminal; and every message each terminal spooled up to the end was
 confirmed stored by ingest (its spool lets a message go only then), i.e. none was lost.
 """
 
@@ -336,6 +337,23 @@ async def test_a_deployment_on_several_hosts_survives_a_broker_host_and_the_lead
         headers["Authorization"] = f"Bearer {login}"
         after_cloud = await eventually(lambda: more_than(apis[other], after_broker), timeout=60)
         figures["events_landed_after_leader_kill_s"] = round(time.monotonic() - t1, 1)
+
+        # A command queued now, on the surviving cloud host, reaches every terminal over
+        # the surviving broker (the new leader's database-queued sender).
+        async with httpx.AsyncClient(base_url=apis[other], timeout=10, headers=headers) as http:
+            body = {"name": "ping", "terminals": [_tid(h) for h in TERMINALS], "args": {"k": 1}}
+            r = await http.post("/api/v1/fleet/commands", json=body)
+            assert r.status_code in (200, 201), r.text
+            command_ids = r.json()["commands"]
+            t3 = time.monotonic()
+
+            async def finals() -> list[str] | None:
+                rows = [(await http.get(f"/api/v1/fleet/commands/{c}")).json() for c in command_ids]
+                states = [c["state"] for c in rows]
+                return states if all(st not in ("queued", "sent") for st in states) else None
+
+            assert await eventually(finals, timeout=60) == ["succeeded"] * len(TERMINALS)
+            figures["command_succeeded_after_s"] = round(time.monotonic() - t3, 1)
 
         # 3. Nothing lost: every message each terminal spooled up to now is confirmed stored
         # (a spool deletes a row only on ingest's confirmation, sent after its commit).

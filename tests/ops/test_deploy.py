@@ -116,7 +116,8 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
     assert env.stat().st_mode & 0o777 == 0o600
     tmpfiles = (rendered / "cloud-1/etc/tmpfiles.d/cuntong.conf").read_text()
     assert "z /etc/cuntong/api/cloud.env 0600 cuntong-api cuntong-api -" in tmpfiles
-    assert "CUNTONG_CLOUD_INGEST=false" in env.read_text()  # ingest has its own unit there
+    # Ingest stays on beside the ingest unit: without it the API runs no command sender.
+    assert "CUNTONG_CLOUD_INGEST=true" in env.read_text()
     turn = rendered / "media-1/etc/cuntong/coturn/turnserver.conf"
     assert turn.stat().st_mode & 0o777 == 0o600
     secret = next(ln for ln in env.read_text().splitlines() if "TURN_SECRET" in ln)
