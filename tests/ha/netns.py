@@ -6,7 +6,9 @@ a bridge that lives in its own namespace (``cm<run>-br``), addresses in a 10.213
 picked per run. The test process reaches the hosts through one more veth pair from the root
 namespace into the bridge (its end 10.213.X.1): traffic stays between namespaces made
 here. Names carry a random run id, and ``Lab.close`` deletes every namespace (which takes
-their veths) and the root veth, also after a failure.
+their veths) and the root veth, also after a failure. A lab whose test process died without
+closing it (SIGKILL) is swept by the next ``Lab.up``: each lab records its owner's pid, and
+namespaces of a lab whose owner is gone have their processes killed and are deleted.
 
 **The runner, and what it does not do.** systemd is not PID 1 here, so ``UnitRunner``
 plays its part from the rendered files, honestly and partly:
@@ -39,6 +41,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,10 +49,45 @@ from pathlib import Path
 PREFIXES = ("/etc/cuntong", "/var/lib/cuntong")
 #: Numeric ids for the rendered system users (no passwd entries are made).
 FIRST_UID = 64100
+#: Each lab's owner pid, so a later run can sweep a lab whose test process died.
+OWNERS = Path(tempfile.gettempdir()) / "cuntong-netns-labs"
 
 
 def ip(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *argv], capture_output=True, text=True, check=check, timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans() -> list[str]:
+    """Delete the namespaces (killing their processes) and root veth of every lab whose
+    owner process is gone; the namespaces deleted."""
+    swept = []
+    for line in ip("netns", "list", check=False).stdout.splitlines():
+        m = re.match(r"(cm([0-9a-f]{6})-\S+)", line)
+        if m is None:
+            continue
+        owner = OWNERS / f"{m[2]}.pid"
+        with contextlib.suppress(OSError, ValueError):
+            if _alive(int(owner.read_text())):
+                continue
+        out = ip("netns", "pids", m[1], check=False).stdout
+        for pid in (int(p) for p in out.split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        ip("netns", "del", m[1], check=False)
+        ip("link", "del", f"c{m[2]}r", check=False)
+        owner.unlink(missing_ok=True)
+        swept.append(m[1])
+    return swept
 
 
 def _free_subnet() -> int:
@@ -83,6 +121,9 @@ class Lab:
         return f"10.213.{self.subnet}.1"
 
     def up(self) -> Lab:
+        sweep_orphans()
+        OWNERS.mkdir(exist_ok=True)
+        (OWNERS / f"{self.run}.pid").write_text(str(os.getpid()))
         self.subnet = _free_subnet()
         bridge = self.ns("br")
         ip("netns", "add", bridge)
@@ -138,6 +179,7 @@ class Lab:
         self.made.clear()
         if self.root_veth:
             ip("link", "del", self.root_veth, check=False)
+        (OWNERS / f"{self.run}.pid").unlink(missing_ok=True)
 
 
 @dataclasses.dataclass
