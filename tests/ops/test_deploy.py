@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from common import procs, sdnotify
+from common.errors import ConfigError
 from cuntong.deploy import ROLES
 
 INVENTORY = """
@@ -238,6 +239,26 @@ def test_a_bad_inventory_is_named(tmp_path: Path) -> None:
     inventory.write_text(INVENTORY.format(prefix="/opt/x").replace('"coturn"', '"cotrun"'))
     done = _cuntong("deploy", "render", "--inventory", str(inventory), "--out", str(tmp_path))
     assert done.returncode == 2 and "unknown role(s) cotrun" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('terminal_id = "SX-00041"', 'terminal_id = "SX 41"', "terminal id 'SX 41' is not"),
+        ('name = "broker-2"', 'name = "broker-1"', "listed twice: broker-1"),
+        ('name = "broker-2"', 'name = "pki"', "'pki' is not a host name"),
+    ],
+)
+def test_a_bad_host_is_named_and_nothing_is_written(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    from cuntong.deploy import render_inventory
+
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(INVENTORY.format(prefix="/opt/x").replace(old, new))
+    with pytest.raises(ConfigError, match=message):
+        render_inventory(inventory, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_sd_notify_speaks_to_a_datagram_socket(tmp_path: Path) -> None:
