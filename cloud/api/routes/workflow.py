@@ -196,18 +196,24 @@ async def ask_step(
         raise HTTPException(409, f"session {session_id} has no terminal in a call to ask")
     actor = engine.Actor(who.account_id, frozenset(who.roles))
     link = s.desk.link if s.desk is not None else None
-    if step == "id_card_read" and link is not None and session_id in link.id_reads:
-        # 先刷身份证: the card was read and signed before queueing; take that read.
+    if (
+        step == "id_card_read"
+        and link is not None
+        and await link.held_id_read(session_id) is not None
+    ):
+        # 先刷身份证: the card was read and signed before queueing; take that read (once:
+        # if another request took it first, the terminal is asked as usual).
         if loaded.workflow.teller_id != who.account_id:
             raise HTTPException(403, f"only the serving teller takes the ID read of {session_id}")
         if loaded.workflow.next_step != step:
             raise HTTPException(409, f"next step is {loaded.workflow.next_step!r}, not {step!r}")
         try:
-            await link.use_id_read(desk, session_id)
+            taken_now = await link.use_id_read(desk, session_id)
         except WorkflowError as err:
             raise _http(err) from err
-        taken = await service.get(ov, session_id)
-        return _public(taken, notice="the ID card read before queueing was taken")
+        if taken_now:
+            taken = await service.get(ov, session_id)
+            return _public(taken, notice="the ID card read before queueing was taken")
     try:
         loaded, request = await steps.ask(ov, session_id, step, actor, terminal, ov.clock())
     except WorkflowError as err:
