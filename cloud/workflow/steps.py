@@ -213,7 +213,7 @@ async def _record(
         loaded.workflow, _ = engine.record_device_step(
             wf, verified.step, f"terminal:{terminal_id}", now, detail
         )
-        step_event = {**detail, "step": verified.step, "passed": True}
+        step_event = {**public_detail(detail), "step": verified.step, "passed": True}
         loaded.timeline.append("step", f"terminal:{terminal_id}", now, step_event)
     return await store.save(loaded), verified, passed
 
@@ -282,12 +282,19 @@ def _id_read(ov: Workbench, loaded: store.Loaded) -> Mapping[str, Any]:
 
 #: Steps the cloud decides with the HSM and the core (``cloud.workflow.cardcheck``).
 CARD_STEPS = ("card_read", "pin_entry")
-#: Reading details never shown to the teller or the customer screen.
-_PRIVATE = ("pvv", "card_token")
+#: Reading details the cloud keeps for itself (the step record in the database, which the
+#: PIN check and the posting read) and never shows: not to the teller, the supervisor's
+#: screens, the customer screen, nor the evidence timeline. The card token finds the
+#: account in the core; the PVV is the new PIN's verification value.
+PRIVATE_DETAIL = ("pvv", "card_token")
 
 
-def _public(detail: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in detail.items() if k not in _PRIVATE}
+def public_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A step record's detail as people may see it (``PRIVATE_DETAIL`` left out)."""
+    return {k: v for k, v in detail.items() if k not in PRIVATE_DETAIL}
+
+
+_public = public_detail
 
 
 async def _card_reading(

@@ -113,9 +113,18 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     _, passed = await answer(cloud, terminal, sign, delivered_result("e_signature", signature))
     assert passed
 
+    # The card token stays on the server: the step record keeps it (the PIN check above
+    # and the posting below find the account by it), the teller's view does not show it.
+    token = _private(await WorkflowState.get(session_id=session), "card_read", "card_token")
+    view = await teller.get(f"/api/v1/workflow/{session}")
+    assert view.status_code == 200 and token not in view.text and "card_token" not in view.text
+    card_done = next(d for d in view.json()["done"] if d["step"] == "card_read" and d["passed"])
+    assert card_done["detail"]["account"] == bank.account  # what the teller may see stays
+
     before = await core_account(core_server, bank.account)
     url = f"/api/v1/workflow/{session}/confirm"
     done_r = await teller.post(url, json={"amount_fen": 20_000})
+    assert token not in done_r.text
     assert done_r.status_code == 200, done_r.text
     assert done_r.json()["posting"]["status"] == "applied"
     after = await core_account(core_server, bank.account)
@@ -145,7 +154,17 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     for where, data in places.items():
         assert PIN.encode() not in data and WRONG.encode() not in data, where
         assert pan.encode() not in data, where
+        if where == "timeline" or where.startswith("evidence"):
+            assert token.encode() not in data, where
     assert any(name.startswith("evidence") for name in places)  # the package was sealed
+
+
+def _private(state: WorkflowState, step: str, key: str) -> str:
+    """A value the session's passed ``step`` record keeps for the server only."""
+    record = next(r for r in reversed(state.records) if r["step"] == step and r["passed"])
+    value = record["detail"][key]
+    assert isinstance(value, str) and value
+    return value
 
 
 def verified_atc(row: CorePostingRow) -> int:
@@ -287,8 +306,18 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
     r = await sup.post(f"{url}/steps", json={"step": "supervisor_authorisation"})
     assert r.status_code == 200, r.text
 
+    # The new PIN's PVV is kept for the posting, never shown (nor the card token).
+    state = await WorkflowState.get(session_id=session)
+    pvv = _private(state, "pin_entry", "pvv")
+    token = _private(state, "card_read", "card_token")
+    view = await teller.get(url)
+    assert view.status_code == 200
+    assert pvv not in view.text and token not in view.text and '"pvv"' not in view.text
+    assert pvv not in orjson.dumps(state.events).decode()
+
     before = (await core_account(core_server, bank.account))["postings"]
     done_r = await teller.post(f"{url}/confirm", json={})
+    assert pvv not in done_r.text
     assert done_r.status_code == 200, done_r.text
     assert done_r.json()["posting"]["status"] == "applied"
     assert done_r.json()["workflow"]["outcome"] == "completed"
@@ -298,7 +327,7 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
     assert after["postings"] == before + 1 and after["locked"] is False
     row = await CorePostingRow.get(session_id=session)
     assert row.body["kind"] == "record" and row.body["account"] == bank.account
-    assert row.body["proofs"]["arqc_verified"] is True and "new_pvv" in row.body["proofs"]
+    assert row.body["proofs"]["arqc_verified"] is True and row.body["proofs"]["new_pvv"] == pvv
 
     # The core now holds the new PIN's PVV: the new PIN verifies in the HSM, the old does not.
     token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
@@ -384,8 +413,18 @@ async def test_password_change_verifies_the_current_pin_then_sets_the_new_one_on
 
     token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
     old_pvv = (await core_for_steps.card(token)).pvv  # unchanged until the confirm
+    # The new PIN's PVV is kept for the posting, never shown (nor the card token).
+    state = await WorkflowState.get(session_id=session)
+    pvv = _private(state, "pin_entry", "pvv")
+    token = _private(state, "card_read", "card_token")
+    view = await teller.get(url)
+    assert view.status_code == 200
+    assert pvv not in view.text and token not in view.text and '"pvv"' not in view.text
+    assert pvv not in orjson.dumps(state.events).decode()
+
     before = (await core_account(core_server, bank.account))["postings"]
     done_r = await teller.post(f"{url}/confirm", json={})
+    assert pvv not in done_r.text
     assert done_r.status_code == 200, done_r.text
     assert done_r.json()["posting"]["status"] == "applied"
     assert done_r.json()["workflow"]["outcome"] == "completed"

@@ -96,7 +96,8 @@ def _public(
                 "actor": r.actor,
                 "at": r.at,
                 "passed": r.passed,
-                "detail": dict(r.detail),
+                # never the card token or a PVV: the record keeps them for the server
+                "detail": steps.public_detail(r.detail),
             }
             for r in wf.records
         ],
