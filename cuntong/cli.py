@@ -322,10 +322,7 @@ def _cmd_demo_id_card(args: argparse.Namespace) -> None:
             "is the one with simulated devices)"
         )
     if args.card is not None:
-        try:
-            demoid.select(folder, args.card)
-        except demoid.UnknownCard as err:
-            raise ConfigError(str(err)) from err
+        demoid.select(folder, args.card)  # UnknownCard (a ConfigError) names the labels
         print(f"{args.terminal}: the next ID card read presents {args.card!r}")
     print(demoid.describe(folder))
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
 from common.masking import mask_id_number, mask_name
 from firmware_adapters.idcard.simulator import NO_CARD, card_from_json, make_id_number, sample_card
 
@@ -66,7 +67,7 @@ CARDS_FILE = "idcard-cards.json"
 SELECT_FILE = "idcard-select"
 
 
-class UnknownCard(ValueError):
+class UnknownCard(ConfigError):
     """A label the demo reader does not hold."""
 
 

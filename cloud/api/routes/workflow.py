@@ -28,7 +28,12 @@ from cloud.evidence.sealer import SealerFailed
 from cloud.oversight import Oversight
 from cloud.sessions import store as session_store
 from cloud.workflow import corepost, engine, service, steps, store
-from cloud.workflow.errors import DeviceStepOnly, SecondPersonRequired, WorkflowError
+from cloud.workflow.errors import (
+    DeviceStepOnly,
+    SecondPersonRequired,
+    StepInputError,
+    WorkflowError,
+)
 from cloud.workflow.posting import PostingInputError
 from common.http import SessionIdPath
 from corebank import CoreBankClient
@@ -128,6 +133,8 @@ async def _visible(ov: Oversight, session_id: str, who: Principal) -> store.Load
 def _http(err: WorkflowError) -> HTTPException:
     if isinstance(err, SecondPersonRequired | DeviceStepOnly):
         return HTTPException(403, str(err))
+    if isinstance(err, StepInputError):
+        return HTTPException(422, str(err))
     return HTTPException(409, str(err))
 
 
@@ -184,9 +191,25 @@ def _known_step(step: str) -> None:
         raise HTTPException(422, f"unknown step {step!r} (known: {sorted(STEPS)})")
 
 
+class AskRequest(BaseModel):
+    """What the teller gives with a step request: for ``card_read`` of a business that
+    posts an amount (where a core is attached), the amount, which the card's cryptogram
+    must cover and the confirm then posts."""
+
+    model_config = {"extra": "forbid"}
+
+    amount_fen: int | None = Field(default=None, gt=0, lt=10**12, strict=True)
+
+
 @router.post("/{session_id}/steps/{step}/ask", response_model=WorkflowPublic)
 async def ask_step(
-    session_id: str, step: str, ov: OversightDep, s: Services, who: Teller
+    session_id: str,
+    step: str,
+    ov: OversightDep,
+    s: Services,
+    who: Teller,
+    core: CoreOrNone,
+    body: AskRequest | None = None,
 ) -> WorkflowPublic:
     """Ask the session's terminal to perform a device step (a fresh nonce each time)."""
     _known_step(step)
@@ -215,12 +238,16 @@ async def ask_step(
         if taken_now:
             taken = await service.get(ov, session_id)
             return _public(taken, notice="the ID card read before queueing was taken")
+    amount = body.amount_fen if body is not None else None
     try:
-        loaded, request = await steps.ask(ov, session_id, step, actor, terminal, ov.clock())
+        loaded, request = await steps.ask(
+            ov, session_id, step, actor, terminal, ov.clock(), amount,
+            amount_required=core is not None,
+        )  # fmt: skip
     except WorkflowError as err:
         raise _http(err) from err
     await desk.notify(f"terminal:{terminal}", request.to_dict())
-    return _public(loaded, notice=f"asked terminal {terminal} for {step}")
+    return _public(loaded, core, notice=f"asked terminal {terminal} for {step}")
 
 
 @router.post("/{session_id}/steps/id_online_check/run", response_model=WorkflowPublic)
