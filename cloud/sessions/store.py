@@ -173,11 +173,16 @@ class HeldRead:
     masked: dict[str, Any]
 
 
+async def drop_expired_id_reads(now: datetime) -> int:
+    """Delete held reads whose time is up (never taken); how many."""
+    return await HeldIdRead.filter(expires_at__lte=now).delete()
+
+
 async def hold_id_read(read: HeldRead, now: datetime, expires_at: datetime) -> bool:
     """Keep ``read`` for its session until it is taken or ``expires_at``. False if a read for
     that request (or that session) is already held: a request id is used once. Expired
     rows are deleted on the way."""
-    await HeldIdRead.filter(expires_at__lte=now).delete()
+    await drop_expired_id_reads(now)
     try:
         await HeldIdRead.create(
             request_id=read.request_id,
@@ -205,7 +210,7 @@ async def take_id_read(session_id: str, now: datetime) -> HeldRead | None:
     """Claim the read held for ``session_id``: it is deleted, and only the caller whose
     delete removed it gets it (another replica, or a second use, gets None). Expired rows
     are deleted on the way, never returned."""
-    await HeldIdRead.filter(expires_at__lte=now).delete()
+    await drop_expired_id_reads(now)
     held = await held_id_read(session_id, now)
     if held is None:
         return None

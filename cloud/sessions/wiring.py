@@ -113,6 +113,20 @@ async def _janus_health(pool: JanusPool) -> None:
     await run_every(check, JANUS_HEALTH_S, name="Janus health check", first_wait=True, logger=log)
 
 
+#: How often the desk deletes held before-queue reads whose time is up.
+HELD_ID_READ_SWEEP_S = 60.0
+
+
+async def _sweep_held_reads(ov: Oversight) -> None:
+    """Expired held ID reads are deleted even when no new read comes to do it."""
+
+    async def sweep() -> None:
+        if gone := await store.drop_expired_id_reads(ov.clock()):
+            log.info("deleted %d expired ID reads held before queueing", gone)
+
+    await run_every(sweep, HELD_ID_READ_SWEEP_S, name="held ID read sweep", logger=log)
+
+
 async def _announce_when_up(desk: Desk, link: DeskLink) -> None:
     """Tell every waiting customer their place once the link is up (after a takeover,
     the places the previous desk announced; the clock's next round may be before)."""
@@ -320,4 +334,5 @@ async def start(
         asyncio.create_task(watch.run(), name="desk-watch"),
         asyncio.create_task(recovery.tell(stale, outbox, link.ready), name="desk-restart-notices"),
         asyncio.create_task(_announce_when_up(desk, link), name="desk-takeover-positions"),
+        asyncio.create_task(_sweep_held_reads(ov), name="desk-held-id-read-sweep"),
     ]

@@ -77,6 +77,10 @@ async def test_a_held_read_is_taken_once_and_expires(db: str) -> None:
     assert await store.take_id_read("s2", later) is None
     assert await store.hold_id_read(_held("r3", "s3"), later, later + ttl)
     assert [r.request_id for r in await HeldIdRead.all()] == ["r3"]
+    # the desk's sweep deletes what has expired, and only that
+    assert await store.drop_expired_id_reads(later) == 0
+    assert await store.drop_expired_id_reads(later + ttl) == 1
+    assert not await HeldIdRead.exists()
 
 
 async def test_the_read_survives_a_desk_restart_and_is_used_once(

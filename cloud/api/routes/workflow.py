@@ -140,7 +140,7 @@ def _http(err: WorkflowError) -> HTTPException:
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller
+    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller, core: CoreOrNone
 ) -> WorkflowPublic:
     try:
         loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
@@ -148,7 +148,7 @@ async def start(
         raise HTTPException(422, str(err)) from err
     except IntegrityError as err:
         raise HTTPException(409, f"session {session_id} already has a workflow") from err
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
@@ -164,6 +164,7 @@ async def record_step(
     body: StepRequest,
     request: Request,
     ov: OversightDep,
+    core: CoreOrNone,
     who: Annotated[Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER))],
 ) -> WorkflowPublic:
     loaded = await _visible(ov, session_id, who)
@@ -183,7 +184,7 @@ async def record_step(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 def _known_step(step: str) -> None:
@@ -237,7 +238,7 @@ async def ask_step(
             raise _http(err) from err
         if taken_now:
             taken = await service.get(ov, session_id)
-            return _public(taken, notice="the ID card read before queueing was taken")
+            return _public(taken, core, notice="the ID card read before queueing was taken")
     amount = body.amount_fen if body is not None else None
     try:
         loaded, request = await steps.ask(
@@ -251,7 +252,9 @@ async def ask_step(
 
 
 @router.post("/{session_id}/steps/id_online_check/run", response_model=WorkflowPublic)
-async def online_check(session_id: str, ov: OversightDep, who: Teller) -> WorkflowPublic:
+async def online_check(
+    session_id: str, ov: OversightDep, who: Teller, core: CoreOrNone
+) -> WorkflowPublic:
     """The cloud's own identity check with the data of the terminal's signed ID read.
 
     A down service answers 503 and the step waits (ask again, or a supervisor overrides);
@@ -264,7 +267,7 @@ async def online_check(session_id: str, ov: OversightDep, who: Teller) -> Workfl
         raise HTTPException(503, str(err), headers={"Retry-After": "5"}) from err
     except WorkflowError as err:
         raise _http(err) from err
-    return _public(loaded, notice=words)
+    return _public(loaded, core, notice=words)
 
 
 @router.post("/{session_id}/steps/{step}/override", response_model=WorkflowPublic)
@@ -273,6 +276,7 @@ async def override_step(
     step: str,
     body: OverrideRequest,
     ov: OversightDep,
+    core: CoreOrNone,
     who: Annotated[Principal, Depends(require(Role.SUPERVISOR))],
 ) -> WorkflowPublic:
     """A supervisor (not the serving teller) passes a device step whose device failed or is
@@ -290,7 +294,7 @@ async def override_step(
     await audit.record(
         who.account_id, "step_override", session_id, ov.clock(), step=step, reason=body.reason
     )
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 #: Largest file a teller desk uploads in one request (a voucher photo, an e-signature).
@@ -303,6 +307,7 @@ async def capture_file(
     name: str,
     request: Request,
     ov: OversightDep,
+    core: CoreOrNone,
     who: Teller,
     role: Annotated[str, Query(pattern="^(voucher|e_signature|recording)$")],
 ) -> WorkflowPublic:
@@ -323,7 +328,7 @@ async def capture_file(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 class NotesRequest(BaseModel):
@@ -386,7 +391,7 @@ async def finish(
     # Archived while we sealed: the archiver found no package yet, so add it here.
     if recorded is None and (late := await session_store.recording_of(session_id)):
         await evidence_service.add_recording(ov, session_id, *late, ov.clock())
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
