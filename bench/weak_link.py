@@ -195,13 +195,17 @@ async def browser_call(
         uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
     wall = (page_end - page_start) / 1000
     faces = [bool(pipeline.detect(models, png_rgb(g))) for g in grabs]
-    gaps = frame_gaps(frames)
+    gaps = [length for _, length in frame_gaps(frames)]
+    long_gaps = [
+        (round((at - page_start) / 1000, 1), round(ms)) for at, ms in frame_gaps(frames, 1000)
+    ]
     # Recovery: from the end of each 2 s outage to the first frame presented after it.
     recover = [
         round(min((t for t in frames if t > at + 2000), default=page_end) - (at + 2000))
         for at in outages_at
     ]
-    concealed = concealments(stats)
+    concealed_at = concealments(stats)
+    concealed = [length for _, length in concealed_at]
     fps_seen = sorted(s["video"].get("framesPerSecond", 0) for s in stats)
 
     def grew(kind: str, key: str) -> float:
@@ -220,6 +224,8 @@ async def browser_call(
         "freezes_over_500ms": len(gaps),
         "longest_freeze_ms": round(max(gaps, default=0)),
         "freezes_over_1s": sum(g > 1000 for g in gaps),
+        "freezes_over_1s_at_s_ms": long_gaps,
+        "outages_at_s": [round((at - page_start) / 1000, 1) for at in outages_at],
         "chromium_freezeCount": grew("video", "freezeCount"),
         "chromium_totalFreezesDuration_s": round(grew("video", "totalFreezesDuration"), 2),
         "chromium_framesDecoded": grew("video", "framesDecoded"),
@@ -238,6 +244,11 @@ async def browser_call(
         "audio_concealment_events": grew("audio", "concealmentEvents"),
         "audio_concealments_over_200ms": sum(c > 0.2 for c in concealed),
         "longest_audio_concealment_ms": round(1000 * max(concealed, default=0)),
+        "audio_concealments_over_200ms_at_s_ms": [
+            (round((at - page_start) / 1000, 1), round(1000 * length))
+            for at, length in concealed_at
+            if length > 0.2
+        ],
         "audio_packets_lost": grew("audio", "packetsLost"),
         "outages": len(outages_at),
         "frames_after_outage_ms": recover,

@@ -36,13 +36,22 @@ AEC_ARGS: dict[str, int] = {
 }
 
 
-def module_line(source_master: str, sink_master: str, name: str = "aec") -> str:
+def module_line(
+    source_master: str, sink_master: str, name: str = "aec", adjust_time: int | None = None
+) -> str:
     """The ``load-module module-echo-cancel`` line: ``<name>_mic`` is the cancelled
-    microphone, ``<name>_spk`` the speaker the call plays into."""
+    microphone, ``<name>_spk`` the speaker the call plays into.
+
+    ``adjust_time`` (seconds, 0 = off) is how often the module re-aligns the speaker and
+    microphone streams against clock drift; unset keeps PulseAudio's default (1 s), which a
+    terminal with a real sound card needs. Each re-alignment drops speaker audio, so the
+    echo's delay jumps and the canceller converges again; a rig whose sinks run on one
+    clock has no drift to correct and sets it to 0 (``cuntong.servers.pulse.EchoRig``)."""
     args = " ".join(f"{k}={v}" for k, v in AEC_ARGS.items())
+    adjust = "" if adjust_time is None else f"adjust_time={adjust_time} "
     return (
         f"load-module module-echo-cancel source_master={source_master} "
-        f"sink_master={sink_master} aec_method=webrtc source_name={name}_mic "
+        f"sink_master={sink_master} aec_method=webrtc {adjust}source_name={name}_mic "
         f'sink_name={name}_spk aec_args="{args}"'
     )
 

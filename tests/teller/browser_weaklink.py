@@ -166,9 +166,10 @@ async def _more(value: Any, than: int) -> bool:
     return int(await value) > than
 
 
-def frame_gaps(frames_at_ms: list[float], threshold_ms: float = 500) -> list[float]:
-    """Gaps between consecutive presented frames longer than ``threshold_ms`` (in ms)."""
-    return [b - a for a, b in itertools.pairwise(frames_at_ms) if b - a > threshold_ms]
+def frame_gaps(frames_at_ms: list[float], threshold_ms: float = 500) -> list[tuple[float, float]]:
+    """(start, length) in ms of the gaps between consecutive presented frames longer than
+    ``threshold_ms``."""
+    return [(a, b - a) for a, b in itertools.pairwise(frames_at_ms) if b - a > threshold_ms]
 
 
 def stats_delta(samples: list[dict[str, Any]], kind: str, key: str) -> float:
@@ -183,23 +184,25 @@ def stats_delta(samples: list[dict[str, Any]], kind: str, key: str) -> float:
     return total
 
 
-def concealments(samples: list[dict[str, Any]], rate: int = 48_000) -> list[float]:
-    """Lengths (s) of the audio the browser concealed, one per concealment as far as 100 ms
-    samples can tell: consecutive samples with concealed audio and no new concealment event
-    between them are one concealment; several events within one sample count as one (so a
-    length is never understated)."""
-    runs: list[float] = []
-    run = 0.0
+def concealments(samples: list[dict[str, Any]], rate: int = 48_000) -> list[tuple[float, float]]:
+    """(page ms where it was first seen, length in s) of each stretch of audio the browser
+    concealed, as far as 100 ms samples can tell: consecutive samples with concealed audio
+    and no new concealment event between them are one concealment; several events within
+    one sample count as one (so a length is never understated)."""
+    runs: list[tuple[float, float]] = []
+    run, since = 0.0, 0.0
     for a, b in itertools.pairwise(samples):
         concealed = b["audio"].get("concealedSamples", 0) - a["audio"].get("concealedSamples", 0)
         events = b["audio"].get("concealmentEvents", 0) - a["audio"].get("concealmentEvents", 0)
         if concealed <= 0:
             if run:
-                runs.append(run / rate)
+                runs.append((since, run / rate))
             run = 0.0
         elif events > 0 and run:
-            runs.append(run / rate)
-            run = float(concealed)
+            runs.append((since, run / rate))
+            run, since = float(concealed), a["t"]
         else:
+            if not run:
+                since = a["t"]
             run += concealed
-    return runs + ([run / rate] if run else [])
+    return runs + ([(since, run / rate)] if run else [])

@@ -22,7 +22,12 @@ from cuntong.servers.janus import Janus
 from edge.teller.call import Phase
 from tests.helpers import eventually
 from tests.teller.browser import CHROMIUM, FLAGS
-from tests.teller.browser_weaklink import weak_browser_call
+from tests.teller.browser_weaklink import (
+    concealments,
+    frame_gaps,
+    stats_delta,
+    weak_browser_call,
+)
 from tests.teller.test_turn_relay import nominated_types
 from tests.teller.weaklink import village
 
@@ -77,3 +82,25 @@ async def test_chromium_teller_sees_the_terminal_over_a_lossy_link_and_after_an_
 
 async def _is(value: bool) -> bool:
     return value
+
+
+def _audio(t: float, concealed: int, events: int, total: int = 0) -> dict[str, object]:
+    return {"t": t, "video": {}, "audio": {"concealedSamples": concealed,
+            "concealmentEvents": events, "totalSamplesReceived": total}}  # fmt: skip
+
+
+def test_the_browser_records_read_as_freezes_and_concealments() -> None:
+    assert frame_gaps([0, 66, 133, 900, 966, 2100], 500) == [(133, 767), (966, 1134)]
+    samples = [
+        _audio(0, 0, 0),
+        _audio(100, 960, 1),  # one 20 ms concealment
+        _audio(200, 960, 1),
+        _audio(300, 960 + 4800, 2),  # a new one, running on into the next sample
+        _audio(400, 960 + 9600, 2),
+        _audio(500, 960 + 9600 + 960, 3),  # a third starts at once: not merged
+        _audio(600, 960 + 9600 + 960, 3),
+    ]
+    assert concealments(samples) == [(0, 0.02), (200, 0.2), (400, 0.02)]
+    # a counter that starts over (the page subscribed again) adds its new growth
+    grown = [_audio(0, 0, 0, 100), _audio(100, 0, 0, 300), _audio(200, 0, 0, 50)]
+    assert stats_delta(grown, "audio", "totalSamplesReceived") == 250
