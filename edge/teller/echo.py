@@ -94,6 +94,18 @@ def erle(
     )
 
 
+def lag(reference: NDArray[np.int16], other: NDArray[np.int16], max_lag: int) -> int:
+    """How many samples ``other`` runs behind ``reference`` (negative: ahead), within
+    ``max_lag``: the peak of their cross-correlation. Two recordings of the same sound
+    started by separate clients start at different moments; this is how far apart."""
+    a, b = reference.astype(np.float64), other.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    cc = np.fft.irfft(np.conj(np.fft.rfft(a, size)) * np.fft.rfft(b, size), size)
+    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
+    scores = np.concatenate([cc[: max_lag + 1], cc[size - max_lag :]])
+    return int(lags[int(np.argmax(scores))])
+
+
 def level_dbfs(x: NDArray[np.int16]) -> float:
     """RMS level of a recording in dBFS."""
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) or 1e-9
