@@ -24,6 +24,7 @@ totalSamplesReceived, concealment events), and BlazeFace on every 3rd presented 
 drawn into a canvas.
 
     .venv/bin/python bench/weak_link.py [seconds] [--outages-every S] [--teller chromium]
+                                        [--retransmit-limit]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import orjson
 from common import procs
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
-from edge.teller import jitter
+from edge.teller import jitter, retransmit
 from edge.teller.jitter import VideoJitterBuffer
 from edge.vision import pipeline
 from edge.vision.runtime import ModelSet
@@ -163,7 +164,13 @@ async def one_call(
 
 
 async def browser_call(
-    janus: Janus, coturn: Coturn, models: ModelSet, page: Any, seconds: float, outage_every: float
+    janus: Janus,
+    coturn: Coturn,
+    models: ModelSet,
+    page: Any,
+    seconds: float,
+    outage_every: float,
+    retransmit_limit: bool = False,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
@@ -171,6 +178,7 @@ async def browser_call(
     await page.reload()
     async with weak_browser_call(janus, coturn, page, link, link, room=room, grab_every=3) as call:
         peer, relay = call.terminal.peer, call.terminal.relay
+        limited = retransmit.install(peer._pub_pc) if retransmit_limit else None
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
         last_bytes, next_outage = await sent_bytes(peer._pub_pc), outage_every
@@ -217,7 +225,8 @@ async def browser_call(
     return {
         "config": "300 kbit/s, 200 ms RTT, 3% loss"
         + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
-        + ", teller: Chromium (teller-media.js)",
+        + ", teller: Chromium (teller-media.js)"
+        + (", retransmissions limited" if retransmit_limit else ""),
         "seconds": round(wall),
         "setup_ms": round(call.setup_s * 1000),
         "presented_fps": round(len(frames) / wall, 1),
@@ -259,10 +268,15 @@ async def browser_call(
         "uplink_lost": uplink[0],
         "uplink_queue_dropped": uplink[1],
         "uplink_delivered": uplink[2],
+        "retransmissions": None
+        if limited is None
+        else {"sent": limited.sent, "skipped": limited.skipped, "keyframes": limited.keyframes},
     }
 
 
-async def main_browser(seconds: float, outage_every: float, both: bool) -> None:
+async def main_browser(
+    seconds: float, outage_every: float, both: bool, retransmit_limit: bool
+) -> None:
     from playwright.async_api import async_playwright
 
     state = Path(tempfile.mkdtemp(prefix="bench-weak-browser-"))
@@ -283,7 +297,9 @@ async def main_browser(seconds: float, outage_every: float, both: bool) -> None:
                     page = await browser.new_page()
                     await page.goto(f"{site}/index.html")
                     for every in (0.0, outage_every) if both else (outage_every,):
-                        result = await browser_call(janus, coturn, models, page, seconds, every)
+                        result = await browser_call(
+                            janus, coturn, models, page, seconds, every, retransmit_limit
+                        )
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
             finally:
@@ -331,11 +347,20 @@ if __name__ == "__main__":
         default="aiortc",
         help="chromium: the production teller page in headless Chromium",
     )
+    ap.add_argument(
+        "--retransmit-limit",
+        action="store_true",
+        help="chromium only: the terminal skips NACKs older than 0.5 s (edge.teller.retransmit)",
+    )
     args = ap.parse_args()
     if args.max_wait is not None:
         jitter.VIDEO_MAX_WAIT_S = args.max_wait
     print("command:", " ".join([".venv/bin/python", *sys.argv]), flush=True)
     if args.teller == "chromium":
-        asyncio.run(main_browser(args.seconds, args.outages_every, not args.only_outages))
+        asyncio.run(
+            main_browser(
+                args.seconds, args.outages_every, not args.only_outages, args.retransmit_limit
+            )
+        )
         sys.exit(0)
     asyncio.run(main(args.seconds, args.outages_every, not args.only_outages, args.stock_teller))

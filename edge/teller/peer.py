@@ -38,7 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from common.wire.call import Grant, absolute_janus_url
-from edge.teller import linkrate, receive, retransmit
+from edge.teller import linkrate, receive
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -108,8 +108,6 @@ class RoomPeer:
         self.incoming = Incoming()
         self.video: MediaStreamTrack | None = None  # the track being published now
         self.publications = 0
-        #: the current publication's NACKs answered and ignored as too old to help
-        self.retransmissions = retransmit.Retransmissions()
         self._client: JanusClient | None = None
         self._session_cm: Any = None
         self._session: JanusSession | None = None
@@ -190,7 +188,6 @@ class RoomPeer:
         self.video = video
         pc.addTrack(audio)
         pc.addTrack(video)
-        self.retransmissions = retransmit.install(pc)
         self._channel = pc.createDataChannel(DATA_LABEL)
         pc.on("connectionstatechange", lambda: self._pc_state(pc))
         await pc.setLocalDescription(await pc.createOffer())

@@ -1,4 +1,5 @@
-"""The terminal's retransmissions: only what can still help.
+"""The terminal's retransmissions: only what can still help. An experiment, not on the
+terminal's call path: ``bench/weak_link.py --retransmit-limit`` installs it.
 
 aiortc 1.16 answers every NACK with the packet if it is still in its 128-packet history.
 After a 2 s outage on the village link Janus asks for everything the outage swallowed, and
@@ -15,6 +16,10 @@ buffer gives a hole up after 550 ms). A receiver missing such a packet cannot de
 follows until a keyframe, so a video sender that skips one sends a keyframe at once (at
 most every ``KEYFRAME_EVERY_S``) instead of waiting for the receiver to ask: skipping
 alone left Chromium without a new frame for 2.4-4.5 s after an outage.
+
+Measured against the Chromium teller (docs/benchmarks/weak-link.md): the link's queue no
+longer overflows after an outage, but Chromium did not show new frames sooner, so
+``RoomPeer`` does not install it.
 
 It reaches into aiortc's sender (``_retransmit`` and the private RTP timestamp), checked on
 install: an aiortc that renames them makes ``install`` raise instead of silently resending

@@ -6,7 +6,7 @@ loss) in front of coturn; the teller page runs in Chromium on loopback. Correctn
 figures are ``bench/weak_link.py --teller chromium``): the call connects through the relay,
 the browser decodes and presents the customer's video and plays audio, and after a 2 s
 outage the browser presents new frames again on the same call, without the terminal
-rebuilding it, having skipped the retransmissions the outage made stale.
+rebuilding it.
 """
 
 from __future__ import annotations
@@ -76,9 +76,6 @@ async def test_chromium_teller_sees_the_terminal_over_a_lossy_link_and_after_an_
         await eventually(lambda: presented_more_than(after + 20), 60, every=0.2)
         samples = await call.samples()
         assert samples[-1]["video"]["framesDecoded"] > 0
-        # What the outage swallowed is not sent again: too old to help (``retransmit``),
-        # and a keyframe went instead.
-        assert peer.retransmissions.skipped > 0 and peer.retransmissions.keyframes > 0
         assert call.terminal.client.call.phase is Phase.IN_CALL
         assert peer.publications == 1  # recovered in place, not rebuilt
 
