@@ -65,6 +65,7 @@ def main() -> None:
             f"trial {n + 1}: ERLE {trial.erle.db:.1f} dB (median frame "
             f"{trial.erle.median_db:.1f} dB, {trial.erle.frames} frames), "
             f"near-end loss {trial.near_loss_db:.1f} dB, re-alignments {realigned}, "
+            f"recorder skew {trial.skew_ms:.0f} ms, "
             f"load {os.getloadavg()[0]:.1f}",
             flush=True,
         )

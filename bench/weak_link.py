@@ -24,7 +24,7 @@ totalSamplesReceived, concealment events), and BlazeFace on every 3rd presented 
 drawn into a canvas.
 
     .venv/bin/python bench/weak_link.py [seconds] [--outages-every S] [--teller chromium]
-                                        [--retransmit-limit]
+                                        [--retransmit-limit S]
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ async def browser_call(
     page: Any,
     seconds: float,
     outage_every: float,
-    retransmit_limit: bool = False,
+    retransmit_limit: float = 0.0,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
@@ -178,7 +178,7 @@ async def browser_call(
     await page.reload()
     async with weak_browser_call(janus, coturn, page, link, link, room=room, grab_every=3) as call:
         peer, relay = call.terminal.peer, call.terminal.relay
-        limited = retransmit.install(peer._pub_pc) if retransmit_limit else None
+        limited = retransmit.install(peer._pub_pc, retransmit_limit) if retransmit_limit else None
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
         last_bytes, next_outage = await sent_bytes(peer._pub_pc), outage_every
@@ -226,7 +226,7 @@ async def browser_call(
         "config": "300 kbit/s, 200 ms RTT, 3% loss"
         + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
         + ", teller: Chromium (teller-media.js)"
-        + (", retransmissions limited" if retransmit_limit else ""),
+        + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else ""),
         "seconds": round(wall),
         "setup_ms": round(call.setup_s * 1000),
         "presented_fps": round(len(frames) / wall, 1),
@@ -275,7 +275,7 @@ async def browser_call(
 
 
 async def main_browser(
-    seconds: float, outage_every: float, both: bool, retransmit_limit: bool
+    seconds: float, outage_every: float, both: bool, retransmit_limit: float
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -349,8 +349,11 @@ if __name__ == "__main__":
     )
     ap.add_argument(
         "--retransmit-limit",
-        action="store_true",
-        help="chromium only: the terminal skips NACKs older than 0.5 s (edge.teller.retransmit)",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="chromium only: the terminal skips NACKs for packets older than S seconds and "
+        "sends a keyframe instead (edge.teller.retransmit; 0: off)",
     )
     args = ap.parse_args()
     if args.max_wait is not None:
