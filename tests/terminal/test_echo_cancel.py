@@ -10,8 +10,9 @@ The typical 20 ms frame is held to the 20 dB target. The energy average over the
 speech used to swing between trials (16.7-21.8 dB): the canceller re-aligned its streams
 late in the speech and, under load, every second; the trial now measures after a greeting
 pre-roll in the same speaker stream and the rig's re-alignment is off
-(``tests/terminal/echo_trial.py``), and it was 20.0-22.7 dB over 20 trials at load 12-20
-(docs/benchmarks/echo-cancel.md). With a margin that thin it is held to a regression floor.
+(``tests/terminal/echo_trial.py``): 20.0-22.7 dB in ten call-path trials, 18.8-22.1 dB in
+ten ``paplay`` trials at load 6-20 (docs/benchmarks/echo-cancel.md). With a margin that thin
+it is held to a regression floor.
 """
 
 from __future__ import annotations
