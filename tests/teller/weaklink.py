@@ -8,6 +8,9 @@ of the call sits in the cloud, on a good network). coturn listens and relays on 
 own address (``relay_coturn``: Janus offers no loopback candidates), the relay listens on
 127.0.0.1: nothing leaves the machine.
 
+``village_terminal`` is the terminal side alone; ``browser_weaklink`` puts the production
+teller (the teller page in headless Chromium) at the other end of it.
+
 ``freezes`` and ``audio_gaps`` read what the teller received (``Seen``): pure functions of
 the arrival times and audio timestamps.
 """
