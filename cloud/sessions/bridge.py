@@ -22,14 +22,13 @@ The link keeps a persistent MQTT 5 session (``clean_start=False``, expiry
 ``SESSION_EXPIRY_S``: never) under a client id that is stable per desk instance (the service
 certificate's, else ``cuntong-desk-<host>``): what terminals send while the desk restarts
 (a customer pressing 视频柜员, a hang-up) waits in the broker and is handled when it is
-back. Each message is acknowledged only once handled (manual acks), so one a desk had received
-but not yet handled when it was killed or lost the lease is redelivered to the next desk (a
-request handled and stored but not yet acknowledged at a kill would be taken again as a new
-request from that terminal, ending the adopted one: the window is the instant between the two). The session never
-expires at the broker; the leader ends other instances' desk sessions
-(``cloud.security.Security.sweep_sessions``). A hang-up
-or cancel of a session a restarted desk ended is accepted and answered with how it ended
-(``stats.late``), not refused.
+back. Each message is acknowledged only once handled (manual acks), so one a desk had
+received but not yet handled when it was killed or lost the lease is redelivered to the next
+desk (a request handled and stored but not yet acknowledged at a kill would be taken again as
+a new request from that terminal, ending the adopted one: the window is the instant between
+the two). The session never expires at the broker; the leader ends other instances' desk
+sessions (``cloud.security.Security.sweep_sessions``). A hang-up or cancel of a session a
+restarted desk ended is accepted and answered with how it ended (``stats.late``), not refused.
 """
 
 from __future__ import annotations
