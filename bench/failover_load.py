@@ -512,6 +512,8 @@ class Round:
     broken_before: list[str] = field(default_factory=list)
     #: calls whose Janus recorded every feed on but a generator leg stopped receiving
     receive_stalls: list[str] = field(default_factory=list)
+    #: the same, seen just before the kill
+    receive_stalls_before: list[str] = field(default_factory=list)
     load: str = ""
 
 
@@ -541,7 +543,9 @@ async def one_round(
     since = {t.tid: len(t.got) for t in [*everyone, probe]}
     out = Round(load=_load())
     async with httpx.AsyncClient(base_url=url, timeout=20) as http:
-        out.broken_before = await check_calls(http, sup, calls, workers, rec_dir, since, window=10)
+        out.broken_before = await check_calls(
+            http, sup, calls, workers, rec_dir, since, window=10, stalls=out.receive_stalls_before
+        )
     broken = {_key(line) for line in out.broken_before}
     killed = time.monotonic()
     leader.proc.kill()  # SIGKILL: the leader hands nothing over
@@ -721,7 +725,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"  {line}", flush=True)
                 for line in r.broken_before[:5]:
                     print(f"  already broken before the kill: {line}", flush=True)
-                for line in r.receive_stalls[:5]:
+                print(f"  generator legs not receiving (Janus recording both feeds): "
+                      f"{len(r.receive_stalls_before)} before the kill, {len(r.receive_stalls)} "
+                      f"after", flush=True)  # fmt: skip
+                for line in r.receive_stalls[:3]:
                     print(f"  not counted (generator): {line}", flush=True)
                 await asyncio.sleep(args.settle)
             # once more, well after the last takeover: nothing lost late (grace periods)
@@ -790,6 +797,9 @@ def summary(
     )
     figures["calls_broken_before_a_kill"] = len(broken)
     figures["generator_receive_stalls"] = len({_key(x) for r in rounds for x in r.receive_stalls})
+    figures["generator_receive_stalls_before_a_kill"] = len(
+        {_key(x) for r in rounds for x in r.receive_stalls_before}
+    )
     figures["generator_streams_failed"] = generator
     figures["final_places_lost"], figures["final_calls_dropped"] = final_lost, final_dropped
     figures["load"] = [r.load for r in rounds] + [_load()]
@@ -803,7 +813,8 @@ def summary(
     if broken or generator or figures["generator_receive_stalls"]:
         print(f"not counted as dropped: {len(broken)} calls already broken before a kill; "
               f"{figures['generator_receive_stalls']} calls whose Janus recorded both feeds on "
-              f"while a generator leg stopped receiving; the generator's own send streams "
+              f"while a generator leg stopped receiving (seen before a kill already: "
+              f"{figures['generator_receive_stalls_before_a_kill']}); the generator's send streams "
               f"that failed: {len(generator)} {generator[:4]}")  # fmt: skip
     print(f"load average after: {_load()}")
     print(f"reproduce: .venv/bin/python bench/failover_load.py --queued {args.queued} "
