@@ -43,7 +43,17 @@ from tortoise.transactions import in_transaction
 from common.errors import CuntongError
 from common.lease import CURRENT, Tenure
 
-__all__ = ["CLOUD", "Lease", "LeaseLost", "fenced", "holder_id", "lead"]
+__all__ = [
+    "CLOUD",
+    "Lease",
+    "LeaseLost",
+    "fenced",
+    "forget",
+    "holder_id",
+    "lapsed",
+    "lead",
+    "present",
+]
 
 log = logging.getLogger("cuntong.lease")
 
@@ -154,6 +164,42 @@ class Lease:
             [self.name],
         )
         return (str(rows[0]["holder"]), int(rows[0]["epoch"])) if rows else None
+
+
+# ---- presence: "this process is alive" rows in the same table, no epoch, no contest ----------
+
+
+async def present(name: str, holder: str, ttl_s: float) -> None:
+    """Mark ``name`` alive for ``ttl_s`` more seconds (each instance has its own name, so
+    nobody contends for it; a restarted instance simply takes its row over)."""
+    await _query(
+        None,
+        "INSERT INTO {table} (name, holder, epoch, expires_at) VALUES ($1, $2, 0, {now} + "
+        "$3::float8) ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = {now} + "
+        "$3::float8",
+        [name, holder, ttl_s],
+    )
+
+
+async def lapsed(prefix: str, grace_s: float) -> list[str]:
+    """The names starting with ``prefix`` not marked alive for ``grace_s`` past their expiry."""
+    rows = await _query(
+        None,
+        "SELECT name FROM {table} WHERE substr(name, 1, $1) = $2 AND expires_at < {now} - "
+        "$3::float8 ORDER BY name",
+        [len(prefix), prefix, grace_s],
+    )
+    return [str(r["name"]) for r in rows]
+
+
+async def forget(name: str, grace_s: float) -> bool:
+    """Drop ``name``'s row if it is still lapsed (it did not come back meanwhile)."""
+    rows = await _query(
+        None,
+        "DELETE FROM {table} WHERE name = $1 AND expires_at < {now} - $2::float8 RETURNING name",
+        [name, grace_s],
+    )
+    return bool(rows)
 
 
 @contextlib.asynccontextmanager
