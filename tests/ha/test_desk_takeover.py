@@ -119,6 +119,11 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             # the new leader's gate with the customer's old token
             page = await eventually(lambda: _login(proxy), timeout=30)
             me = await eventually(lambda: _me(page), timeout=30)
+            # a fresh join as soon as the desk answers through HAProxy, sent through the
+            # teller's Janus session whose long poll the dead leader's gate was carrying, is
+            # answered: Janus would hand its answer to that dead poll (janus_client flushes it)
+            fresh = await agent.watch(session, "customer")
+            assert fresh.frames["video"] > 0
             await page.open()
             room = await VideoRoom.attach(customer.session)
             assert await room.exists(session)
