@@ -13,7 +13,7 @@ on different hosts never compare theirs.
 - ``lead`` is the loop a replica runs: standby until it wins, then the term (the
   singletons) runs inside the tenure's context (``common.lease.CURRENT``) while renewals
   succeed; a renewal refused, failing or late ends the term (its tasks are cancelled) and
-  the replica is a standby again. A newcomer (a replica in its first TTL as a standby,
+  the replica is a standby again. A newcomer (a replica in its first two TTLs as a standby,
   e.g. a leader killed and restarted at once) takes only a lease expired for a whole TTL,
   so a standby that was already waiting takes over first;
 - ``fenced()`` is the transaction a leader's write that must not happen twice goes in: it
@@ -201,12 +201,12 @@ async def lead(
     waiting_since, said = lease.clock(), False
     while True:
         tenure = None
-        # A newcomer yields: in its first TTL (and one renewal) as a standby, a replica takes
+        # A newcomer yields: in its first two TTLs as a standby, a replica takes
         # only a lease expired for a whole TTL, so the standbys that were already waiting
         # when the leader died take it first. Without this a leader killed and restarted at
         # once (systemd, `cuntong up`'s supervisor) won the lease back about half the time,
         # and one that crashes at every term would keep the desk from a healthy standby.
-        newcomer = lease.clock() - waiting_since < lease.ttl_s + every
+        newcomer = lease.clock() - waiting_since < 2 * lease.ttl_s
         try:
             tenure = await lease.acquire(lease.ttl_s if newcomer else 0.0)
         except Exception as err:  # the database restarting: stay a standby, try again

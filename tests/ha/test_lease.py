@@ -157,8 +157,8 @@ async def test_a_newcomer_leaves_a_dead_leaders_lease_to_the_standby_already_wai
     )
     restarted = None
     try:
-        # the leader renews while the standby settles in (longer than a newcomer's TTL) ...
-        settled = time.monotonic() + ttl + 0.5
+        # the leader renews while the standby settles in (past a newcomer's two TTLs) ...
+        settled = time.monotonic() + 2 * ttl + 0.5
         while time.monotonic() < settled:
             assert await dead.renew(tenure)
             await asyncio.sleep(0.1)
