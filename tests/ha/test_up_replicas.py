@@ -52,6 +52,9 @@ def _listener(port: int) -> int:
 def test_up_with_two_api_replicas_survives_the_leaders_death(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+    # Not the usual ports: another stack on the machine (a parallel run) took 8443 and
+    # 7800 between the launcher's check and the bind in two runs here.
+    env["CUNTONG_UP_ANY_PORTS"] = "1"
     argv = [sys.executable, "-m", "cuntong", "up", "--terminals", "1", "--api-replicas", "2"]
     with out.open("wb") as sink:
         proc = subprocess.Popen(
