@@ -45,6 +45,13 @@ def desk_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def service_instances() -> tuple[str, ...]:
+    """The cloud instances a secured test cloud's broker admits (``tests.teller.test_service``'s
+    ``service``); a test with a second replica overrides it."""
+    return ("api",)
+
+
+@pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """A fresh anonymous Mosquitto (MQTT 5) per test."""
     b = Broker(BrokerConfig(port=procs.free_port()), tmp_path / "mosquitto").start()
