@@ -77,7 +77,7 @@ class AccountIn(BaseModel):
 class CardIn(BaseModel):
     card_token: Annotated[str, Field(pattern=r"^ct-[0-9a-f]{40}$")]
     account: Ref
-    pvv: Annotated[str, Field(pattern=r"^[0-9A-F]{8}$")]
+    pvv: Annotated[str, Field(pattern=r"^[0-9]{4,12}$")]
 
 
 class PinCheckIn(BaseModel):
@@ -133,8 +133,10 @@ class Core:
             return {"reference": row[0], "duplicate": True, "status": "applied"}, False
         balance, _failures, locked = self.account(p.account)
         new_pvv = p.proofs.get("new_pvv")
-        if new_pvv is not None and not (isinstance(new_pvv, str) and len(new_pvv) == 8):
-            raise Refused(422, "bad_request", "proofs.new_pvv must be 8 hex digits")
+        if new_pvv is not None and not (
+            isinstance(new_pvv, str) and new_pvv.isdigit() and 4 <= len(new_pvv) <= 12
+        ):
+            raise Refused(422, "bad_request", "proofs.new_pvv must be 4 to 12 digits (an offset)")
         if locked and new_pvv is None:  # a PIN reset is how a locked card is opened again
             raise Refused(423, "card_locked", "three wrong PINs locked this card")
         delta = {"debit": -p.amount_fen, "credit": p.amount_fen}.get(p.kind, 0)

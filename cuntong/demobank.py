@@ -141,7 +141,8 @@ async def issue_card(
     register = fresh or not pin
     if not register:
         try:
-            await core.card(token)
+            # An 8-hex-digit PVV is the scheme before IBM 3624 offsets: register again.
+            register = not (await core.card(token)).pvv.isdigit()
         except CoreRefused:
             register = True  # the core's database was reset: register the card again
     if register:

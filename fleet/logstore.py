@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import re
 import secrets
+import shutil
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,22 @@ class LogStore:
             if terminal_id is None or record["terminal_id"] == terminal_id:
                 rows.append(public(record))
         return sorted(rows, key=lambda r: r["created_at"], reverse=True)
+
+    def sweep(self, now: dt.datetime, keep: dt.timedelta) -> list[str]:
+        """Delete every upload stored (or, never completed, announced) more than ``keep``
+        before ``now``; the ids deleted. A folder without a readable record is left alone
+        (it is not ours to judge)."""
+        gone = []
+        for path in sorted(self.root.glob("*/upload.json")):
+            try:
+                record = json.loads(path.read_text())
+                since = dt.datetime.fromisoformat(record["completed_at"] or record["created_at"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if now - since > keep:
+                shutil.rmtree(path.parent)
+                gone.append(path.parent.name)
+        return gone
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,11 @@ class FleetSettings(SettingsBase):
     pin_key_rotation_s: float = Field(default=86400.0, gt=0)
     hsm_url: str = ""
     hsm_secret_file: Path | None = None
+    #: Log bundles uploaded by terminals (``fleet.logstore``) are deleted this long after
+    #: they were stored; an upload never completed, this long after it was announced. The
+    #: leader sweeps every ``log_sweep_interval_s``.
+    log_retention_days: float = Field(default=30.0, gt=0)
+    log_sweep_interval_s: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _hsm_secret_named(self) -> FleetSettings:

@@ -9,13 +9,16 @@ need ingest on.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from cloud import CloudServices, Security
+from cloud import CloudServices, Security, audit
+from common.periodic import run_every
 from common.settings import CloudSettings
 from fleet import brokerwatch, shadows
 from fleet.alerting import AlertMonitor
@@ -110,7 +113,29 @@ def start(
         jobs.append(("fleet-broker-refusals", refusals))
     if rotation is not None:
         jobs.append(("fleet-pin-keys", rotation.run))
+    if logs is not None:
+        jobs.append(("fleet-log-retention", log_retention(fleet_settings, logs)))
     return jobs
+
+
+#: Who the audit log names for bundles deleted when their retention ended.
+RETENTION_ACTOR = "system:log-retention"
+log = logging.getLogger(__name__)
+
+
+def log_retention(s: FleetSettings, logs: LogStore) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The leader's sweep of uploaded log bundles past ``log_retention_days``, each deletion
+    audited. (With several API hosts the store folder is shared, so one sweeper suffices.)"""
+    keep = dt.timedelta(days=s.log_retention_days)
+
+    async def beat() -> None:
+        at = dt.datetime.now(dt.UTC)
+        for upload_id in await asyncio.to_thread(logs.sweep, at, keep):
+            await audit.record(
+                RETENTION_ACTOR, "fleet_logs_expired", upload_id, at, days=s.log_retention_days
+            )
+
+    return lambda: run_every(beat, s.log_sweep_interval_s, name="log retention", logger=log)
 
 
 def pin_keys(s: FleetSettings, command_sender: CommandSender) -> PinKeyRotation | None:

@@ -1,4 +1,5 @@
-"""PIN-block rules inside the HSM, as pure functions: format 0 decoding and PIN policy.
+"""PIN-block rules inside the HSM, as pure functions: format 0 decoding, PIN policy and the
+IBM 3624 PIN offset.
 
 The PIN pad builds blocks (`firmware_adapters.pinpad.pinblock`); this module is the HSM's own,
 independent reading of them. A block decrypted under the wrong key is noise, and noise almost
@@ -49,3 +50,26 @@ def check_new_pin(pin: str, confirmation: str) -> None:
     steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
     if len(set(pin)) == 1 or steps in ({1}, {-1}):
         raise HsmRefused("pin_weak", "all-same or consecutive digits are not allowed")
+
+
+#: The IBM 3624 decimalisation table: hex digit i of the encrypted validation data becomes
+#: ``DECIMALISATION[i]``. A bank sets its own; this is the common default.
+DECIMALISATION = "0123456789012345"
+
+
+def validation_data(pan: str) -> bytes:
+    """IBM 3624 validation data: the 12 rightmost PAN digits without the check digit, padded
+    on the right with the pad character F to 16 hex digits."""
+    return bytes.fromhex(pan_digits(pan) + "FFFF")
+
+
+def natural_pin(encrypted_validation: bytes, length: int) -> str:
+    """The card's natural PIN: the first ``length`` hex digits of the encrypted validation
+    data, decimalised."""
+    return "".join(DECIMALISATION[int(c, 16)] for c in encrypted_validation.hex()[:length])
+
+
+def pin_offset(pin: str, natural: str) -> str:
+    """The IBM 3624 offset the issuer stores: (PIN - natural PIN) mod 10, digit by digit. It
+    says nothing about the PIN without the PVK that makes the natural PIN."""
+    return "".join(str((int(p) - int(n)) % 10) for p, n in zip(pin, natural, strict=True))

@@ -93,7 +93,8 @@ class PinChange(PinCheck):
 
 
 class PinVerify(PinCheck):
-    pvv: Annotated[str, Field(pattern=r"^[0-9A-F]{8}$")]
+    #: The IBM 3624 offset the issuer stored (as many digits as the PIN).
+    pvv: Annotated[str, Field(pattern=r"^[0-9]{4,12}$")]
 
 
 class CardRef(BaseModel):
@@ -187,20 +188,25 @@ class Service:
         out = self.token.encrypt_pin_block(req.destination, pins.encode_format0(pin, req.pan))
         return {"pin_block": out.hex().upper(), "format": "0"}
 
+    def _offset(self, pvk: str, pin: str, pan: str) -> str:
+        """The PIN's IBM 3624 offset under ``pvk`` (what the issuer stores as its PVV)."""
+        encrypted = self.token.encrypt_validation(pvk, pins.validation_data(pan))
+        return pins.pin_offset(pin, pins.natural_pin(encrypted, len(pin)))
+
     def pvv(self, req: PinCheck) -> dict[str, str]:
         pin = self._clear_pin_rotating(req.key, req.pin_block, req.pan, req.format)
-        return {"pvv": self.token.pvv(req.pvk, pins.encode_format0(pin, req.pan))}
+        return {"pvv": self._offset(req.pvk, pin, req.pan)}
 
     def change(self, req: PinChange) -> dict[str, str]:
         pin = self._clear_pin_rotating(req.key, req.pin_block, req.pan, req.format)
         again = self._clear_pin_rotating(req.key, req.confirmation_block, req.pan, req.format)
         pins.check_new_pin(pin, again)
-        return {"pvv": self.token.pvv(req.pvk, pins.encode_format0(pin, req.pan))}
+        return {"pvv": self._offset(req.pvk, pin, req.pan)}
 
     def verify(self, req: PinVerify) -> dict[str, bool]:
         pin = self._clear_pin_rotating(req.key, req.pin_block, req.pan, req.format)
-        pvv = self.token.pvv(req.pvk, pins.encode_format0(pin, req.pan))
-        return {"verified": hmac.compare_digest(pvv, req.pvv)}
+        offset = self._offset(req.pvk, pin, req.pan)
+        return {"verified": hmac.compare_digest(offset, req.pvv)}
 
     def verify_arqc(self, req: ArqcVerify) -> dict[str, object]:
         iad = bytes.fromhex(req.iad)

@@ -211,9 +211,9 @@ class Token:
     def encrypt_pin_block(self, key_name: str, clear: bytes) -> bytes:
         return self._ecb(self._need(key_name, "ZPK", "TPK"), clear)
 
-    def pvv(self, pvk_name: str, clear_block: bytes) -> str:
-        """The project's PIN verification value: 3DES_PVK(clear format 0 block), 4 bytes hex."""
-        return self._ecb(self._need(pvk_name, "PVK"), clear_block)[:4].hex().upper()
+    def encrypt_validation(self, pvk_name: str, validation_data: bytes) -> bytes:
+        """3DES_PVK(validation data): what the IBM 3624 natural PIN is decimalised from."""
+        return self._ecb(self._need(pvk_name, "PVK"), validation_data)
 
     def _derive(self, key: Any, data: bytes) -> Any:
         _buf, param = _derivation_param(data)

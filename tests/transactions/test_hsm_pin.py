@@ -8,6 +8,8 @@ import uuid
 
 import httpx
 import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from cuntong.servers.hsm import HsmServer
 from firmware_adapters.errors import DeviceStatusError
@@ -132,3 +134,39 @@ async def test_bad_requests_name_what_is_wrong(hsm_server: HsmServer, hsm: HsmCl
             headers={"Authorization": f"Bearer {hsm_server.secret}"},
         )
     assert resp.status_code == 422 and resp.json()["reason"] == "bad_request"
+
+
+def reference_offset(pvk: bytes, pan: str, pin: str) -> str:
+    """IBM 3624 offset written straight from its definition, outside the HSM: encrypt the
+    validation data (12 PAN digits before the check digit, F-padded) under the PVK, decimalise
+    with 0123456789012345, subtract digit by digit mod 10."""
+    cipher = Cipher(TripleDES(pvk + pvk[:8]), modes.ECB())
+    enc = cipher.encryptor().update(bytes.fromhex(PAN[-13:-1] + "FFFF")).hex()
+    natural = ["0123456789012345"[int(c, 16)] for c in enc[: len(pin)]]
+    return "".join(str((int(p) - int(n)) % 10) for p, n in zip(pin, natural, strict=True))
+
+
+async def test_the_stored_value_is_the_ibm_3624_offset(
+    pinpad_pty: PtyServer, hsm: HsmClient
+) -> None:
+    """A PVK whose clear value the test knows (loaded by two components): the HSM's value is
+    exactly the IBM 3624 offset of the PIN the customer typed, and says nothing else."""
+    tag = uuid.uuid4().hex[:8]
+    parts = components()
+    pvk = await hsm.import_key(f"PVK:known-{tag}", "PVK", parts)
+    clear_pvk = bytes(a ^ b for a, b in zip(parts[0][0], parts[1][0], strict=True))
+    async with pad(pinpad_pty) as p:
+        tpk, _zpk, _pvk = await keyed_pad(p, hsm, tag)
+        customer_types(pinpad_pty, "731946#")
+        block = await p.enter_pin(1, "0", PAN)
+        offset = await hsm.make_pvv(block.block, PAN, tpk, pvk.name)
+        customer_types(pinpad_pty, "8520#")  # a 4-digit PIN gets a 4-digit offset
+        short = await p.enter_pin(1, "0", PAN, min_len=4)
+        short_offset = await hsm.make_pvv(short.block, PAN, tpk, pvk.name)
+    assert offset == reference_offset(clear_pvk, PAN, "731946") and len(offset) == 6
+    assert short_offset == reference_offset(clear_pvk, PAN, "8520") and len(short_offset) == 4
+    assert await hsm.verify_pin(block.block, PAN, tpk, pvk.name, offset)
+    assert not await hsm.verify_pin(block.block, PAN, tpk, pvk.name, short_offset)
+    with pytest.raises(HsmRefused) as err:  # the scheme before offsets: 8 hex digits
+        await hsm.verify_pin(block.block, PAN, tpk, pvk.name, "0A1B2C3D")
+    assert err.value.status == 422
