@@ -285,8 +285,6 @@ async def test_password_reset_from_both_screens_to_a_verified_package(
         )
         await ask("id_card_read")
         await passed("id_card_read")
-        # The card's photo, decoded by the configured reader, over the call's data channel.
-        await expect(teller.locator("#id-photo")).to_be_visible(timeout=45_000)
         await ask("id_online_check")  # the cloud's own call to the gateway simulator
         await passed("id_online_check")
 
@@ -341,6 +339,10 @@ async def test_password_reset_from_both_screens_to_a_verified_package(
                                json={"step": "supervisor_authorisation"})  # fmt: skip
             assert r.status_code == 200, r.text
         await passed("supervisor_authorisation")
+
+        # The card's photo, decoded by the configured reader, came over the call's data
+        # channel meanwhile (asked again until the terminal hears it).
+        await expect(teller.locator("#id-photo")).to_be_visible(timeout=45_000)
 
         # 办结: the core applies the reset; the page shows 成功 with its reference.
         await teller.click("#hangup")
