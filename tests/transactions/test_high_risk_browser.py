@@ -14,7 +14,8 @@ both screens in real headless Chromium and every real part together:
   screen shows (the astronaut photograph edited by ``tests.vision.faces``, through the
   agent's real models: there is no camera device here), and signs on the screen's pad;
 - the teller, on the teller page: takes the call, asks for every device step from the
-  checklist, ends the call with 办结 and sees 成功 with the core's reference;
+  checklist, ends the call with 办结 and sees 成功 with the core's reference; a supervisor
+  authorises from the watch page;
 - ``cuntong evidence verify`` on the sealed package, with the recording.
 
 The elderly flag on the desk comes from the card read before queueing: the screen's own
@@ -34,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from playwright.async_api import Page, Route, async_playwright, expect
@@ -69,7 +69,7 @@ from tests.oversight.conftest import FAST_HASHER, PASSWORD
 from tests.screens import CHROMIUM
 from tests.steps_rig import enrol
 from tests.teller import test_teller_app as rig
-from tests.teller.test_teller_app import FLAGS, TELLER, Desked, available, login
+from tests.teller.test_teller_app import FLAGS, TELLER, Desked, available
 from tests.transactions.card_rig import Bank
 from tests.transactions.parts import customer_types
 from tests.transactions.test_high_risk_end_to_end import CARD, KEY, gateway  # noqa: F401
@@ -332,12 +332,18 @@ async def test_password_reset_from_both_screens_to_a_verified_package(
         await ask("e_signature")
         await passed("e_signature")
 
-        # A second person authorises (the supervisor, over the API).
-        async with httpx.AsyncClient(base_url=desked.url) as sup:
-            await login(sup, SUP)
-            r = await sup.post(f"/api/v1/workflow/{sid}/steps",
-                               json={"step": "supervisor_authorisation"})  # fmt: skip
-            assert r.status_code == 200, r.text
+        # A second person authorises, from the supervisor's page.
+        sup = await (await browser.new_context()).new_page()
+        sup.on("pageerror", lambda e: errors.append(f"watch: {e}"))
+        await sup.goto(f"{desked.url}/teller/watch")
+        await sup.fill("#username", SUP)
+        await sup.fill("#password", PASSWORD)
+        await sup.press("#password", "Enter")
+        await sup.locator(f"#live tr[data-session='{sid}'] button.show-steps").click()
+        authorisation = sup.locator("#sup-steps li[data-step=supervisor_authorisation]")
+        await expect(authorisation).to_have_class("next", timeout=15_000)
+        await authorisation.locator("button.authorise").click()
+        await expect(authorisation).to_have_class("done", timeout=15_000)
         await passed("supervisor_authorisation")
 
         # The card's photo, decoded by the configured reader, came over the call's data
@@ -365,6 +371,7 @@ async def test_password_reset_from_both_screens_to_a_verified_package(
         for name in device_steps:
             assert records[name].passed and records[name].actor == f"terminal:{TID}", name
             assert "override" not in records[name].detail, name
+        assert records["supervisor_authorisation"].actor == SUP
         assert records["card_read"].detail["arqc_verified"] is True
         results = [e.data for e in loaded.timeline.events if e.kind == "step_result"]
         first = results[0]
