@@ -21,10 +21,15 @@ took the new version (treatment) against a control group's (``Business``: the en
 the sessions, this module only compares), with either rule or both:
 
 * ``abort_alpha``: a significance test. For each rate in ``abort_rates`` (pass rate,
-  manual-review rate, quality-overturn rate) Fisher's exact test of the treatment's count
-  against the control's (``fleet.significance``), at ``abort_alpha / len(abort_rates)``
-  each (Bonferroni: the chance that any one of the rates aborts a rollout whose new version
-  behaves exactly like the old stays under ``abort_alpha`` at one look). Two-sided by
+  manual-review rate, quality-overturn rate) a test of the treatment's count against the
+  control's (``fleet.significance``), at ``abort_alpha / len(abort_rates)`` each
+  (Bonferroni across the rates). The engine looks at every beat, so the test is by default
+  ``abort_test="always-valid"``: a mixture likelihood ratio whose p-value stays valid over
+  any number of looks at the growing sample, so the chance that the guard *ever* aborts a
+  rollout whose new version behaves exactly like the old stays under ``abort_alpha`` for
+  the rollout's whole life. ``abort_test="fisher-per-look"`` is Fisher's exact test at
+  every beat with no sequential correction (the earlier guard): more power on a small
+  sample, but a false-abort chance over many looks well above ``abort_alpha``. Two-sided by
   default: a liveness model that suddenly passes more customers is as suspect as one that
   sends more to a teller; ``abort_alternative="worse"`` tests only the harmful direction
   (pass rate down, review and overturn rates up). A rate is tested once both sides have
@@ -34,9 +39,9 @@ the sessions, this module only compares), with either rule or both:
   many percentage points once both sides have ``min_sessions`` sessions (no test: a fixed
   business limit).
 
-The engine looks at every beat, so a long rollout takes many looks at the same growing
-sample: the chance of a false abort over its whole life is above ``abort_alpha`` (no
-sequential correction); choose a small one.
+The fixed ``abort_review_points`` limit has no error rate to control; with
+``abort_test="fisher-per-look"`` a long rollout takes many looks at the same growing sample
+and its false-abort chance over its whole life is above ``abort_alpha``.
 """
 
 from __future__ import annotations
@@ -48,17 +53,23 @@ from enum import StrEnum
 from typing import Any
 
 from fleet.model_outcomes import Rates
-from fleet.significance import fisher_exact
+from fleet.significance import always_valid_p, fisher_exact
 
 #: The liveness rates a rollout can abort on (``Plan.abort_rates``), in the order they are
 #: tested (an abort names the first that breaches). While a verdict is either "pass" or
 #: "manual_review", the pass rate is one minus the manual-review rate: two-sided, both give
 #: the same p-value, so the review rate, the one tellers feel, comes first.
 RATES = ("manual_review_rate", "overturn_rate", "pass_rate")
+#: ``Plan.abort_test``: the always-valid mixture test (default) or Fisher's at every look.
+ABORT_TESTS = ("always-valid", "fisher-per-look")
 _RATE_LABEL = {
     "pass_rate": "pass rate",
     "manual_review_rate": "manual-review rate",
     "overturn_rate": "QA-overturn rate",
+}
+_TEST_LABEL = {
+    "always-valid": "always-valid (mixture likelihood ratio, any number of looks)",
+    "fisher-per-look": "Fisher's exact",
 }
 #: The harmful direction of each rate, for ``abort_alternative="worse"``.
 _WORSE = {"pass_rate": "less", "manual_review_rate": "greater", "overturn_rate": "greater"}
@@ -148,6 +159,8 @@ class Plan:
     abort_rates: tuple[str, ...] = RATES
     #: "two-sided" (any difference) or "worse" (only the harmful direction of each rate).
     abort_alternative: str = "two-sided"
+    #: "always-valid" (valid over every beat's look) or "fisher-per-look" (no correction).
+    abort_test: str = "always-valid"
 
     def __post_init__(self) -> None:
         if self.canary < 0 or self.wave_size < 1 or self.max_per_minute < 1:
@@ -171,6 +184,10 @@ class Plan:
             raise ValueError(
                 f"abort_alternative must be 'two-sided' or 'worse', not {self.abort_alternative!r}"
             )
+        if self.abort_test not in ABORT_TESTS:
+            raise ValueError(
+                f"abort_test must be one of {list(ABORT_TESTS)}, not {self.abort_test!r}"
+            )
         if self.min_sessions < 1:
             raise ValueError("min_sessions must be at least 1")
 
@@ -191,6 +208,7 @@ class Plan:
             "abort_alpha": self.abort_alpha,
             "abort_rates": list(self.abort_rates),
             "abort_alternative": self.abort_alternative,
+            "abort_test": self.abort_test,
         }
 
     @property
@@ -226,11 +244,12 @@ class RateTest:
     treated_of: int  # ... of this many (sessions; scored passes for the overturn rate)
     control: int
     control_of: int
-    #: Fisher's exact p-value; None while a side has fewer than ``min_sessions``.
+    #: The test's p-value (``test``); None while a side has fewer than ``min_sessions``.
     p_value: float | None
     alternative: str  # "two-sided" | "greater" | "less"
     level: float  # the level this rate is tested at (alpha / number of rates)
     alpha: float
+    test: str = "always-valid"  # Plan.abort_test
 
     @property
     def breached(self) -> bool:
@@ -240,9 +259,9 @@ class RateTest:
         t, c = 100 * self.treated / self.treated_of, 100 * self.control / self.control_of
         return (
             f"{_RATE_LABEL[self.rate]} {t:.1f}% ({self.treated}/{self.treated_of}) vs control "
-            f"group {control_group!r} {c:.1f}% ({self.control}/{self.control_of}): Fisher's "
-            f"exact p={self.p_value:.3g} ({self.alternative}) < {self.level:.3g} "
-            f"(alpha {self.alpha:g} over {round(self.alpha / self.level)} rates)"
+            f"group {control_group!r} {c:.1f}% ({self.control}/{self.control_of}): "
+            f"{_TEST_LABEL[self.test]} p={self.p_value:.3g} ({self.alternative}) < "
+            f"{self.level:.3g} (alpha {self.alpha:g} over {round(self.alpha / self.level)} rates)"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,6 +275,7 @@ class RateTest:
             "alternative": self.alternative,
             "level": self.level,
             "alpha": self.alpha,
+            "test": self.test,
             "breached": self.breached,
         }
 
@@ -279,8 +299,11 @@ def rate_tests(plan: Plan, b: Business) -> list[RateTest]:
         x1, n1 = _counts(rate, b.treated)
         x2, n2 = _counts(rate, b.control)
         side = "two-sided" if plan.abort_alternative == "two-sided" else _WORSE[rate]
-        p = None if min(n1, n2) < plan.min_sessions else fisher_exact(x1, n1, x2, n2, side)  # type: ignore[arg-type]
-        out.append(RateTest(rate, x1, n1, x2, n2, p, side, level, plan.abort_alpha))
+        test = always_valid_p if plan.abort_test == "always-valid" else fisher_exact
+        p = None if min(n1, n2) < plan.min_sessions else test(x1, n1, x2, n2, side)  # type: ignore[arg-type]
+        out.append(
+            RateTest(rate, x1, n1, x2, n2, p, side, level, plan.abort_alpha, plan.abort_test)
+        )
     return out
 
 

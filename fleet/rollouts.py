@@ -184,6 +184,7 @@ async def record_guard_abort(
         reason=reason,
         rate=breached[0].rate if breached else "manual_review_rate",
         rule="significance" if breached else "review_points",
+        test=plan.abort_test if breached else None,
         control_group=plan.control_group,
         treated=t.to_dict() | {"passed": t.passed, "manual_review": t.manual_review,
                                "overturned": t.overturned},

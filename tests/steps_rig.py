@@ -80,7 +80,7 @@ def agent_verdict(passive: float, business: str = "password_reset") -> Done:
         digest.update(np.full((8, 8, 3), i, np.uint8))
     analyses = [FrameAnalysis(1, (), passive=passive) for _ in range(4)]
     # a real face's parallax on both sides of the turn (as tests/vision/test_session.py)
-    deep = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)))
+    deep = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)), peaks=(20.0, 20.0))
     models = {"passive": "minifasnet-v2"}
     verdict = decide(analyses, challenge, Policy(), business, models, digest, deep)
     return verdict_result(verdict)

@@ -17,8 +17,15 @@ The tracker also checks that what it measures is one continuous, plausible head:
                        face's own jitter: a different face or picture. Geometry, not face
                        recognition.
     IMPLAUSIBLE_POSE   yaw beyond what a customer facing the terminal shows (> 75° as read)
-    NO_HEAD_TURN       fewer than MIN_TURNED frames each way turned far enough (TURN_DEG from
-                       the reference) to measure
+    NO_HEAD_TURN       the turn did not reach PEAK_DEG from the reference each way, or fewer
+                       than MIN_TURNED frames each way are turned TURN_DEG or more to measure
+
+Two gates, because a cooperative shake is sampled by the camera: a head turned ±15° reads
+12-30° at its peak frame as the nose-between-cheeks yaw, but that is one frame per side when
+the turn is quick, and the frames either side of it (two thirds of the way) read 5-20°. Each
+side must *reach* PEAK_DEG (the customer did turn), and parallax is taken over every frame
+turned TURN_DEG or more, which includes those shoulder frames. With a single 12° gate for
+both, a real ±15° turn whose second-largest frame read 11° scored 0 like a flat picture.
 
 Pure: `Planarity.feed(points, box, yaw)` returns the next state; `bona_fide` maps the largest
 parallax seen to 0-1. Landmarks live in this state only for the check's duration (see
@@ -45,7 +52,8 @@ RIGID = (
 EYE_CORNERS = (33, 263)
 REFERENCE_DEG = 20.0  # the reference is the first frame facing the camera within this
 SAME_VIEW_DEG = 8.0  # frames this close to the reference's yaw are compared for identity
-TURN_DEG = 12.0  # a frame counts for parallax only when turned this far from the reference
+TURN_DEG = 8.0  # a frame counts for parallax only when turned this far from the reference
+PEAK_DEG = 12.0  # ... and each side's largest turn must reach this
 MAX_YAW_DEG = 75.0  # the nose-between-cheeks yaw reads ~2× a rendered head's true turn
 MIN_TURNED = 2  # frames per side
 CUT_SHIFT = 0.6  # face widths
@@ -54,7 +62,9 @@ FACE_CHANGE = 0.06  # affine-normalised RMS landmark difference, in eye-corner d
 # Parallax (RMS homography error / eye-corner distance) → bona fide probability: linear from
 # FLAT to DEEP. Rendered heads turned 15-22° each way measure 0.033-0.068; rendered prints and
 # screens never read as turned both ways (modeltools.eval.planarity, docs/benchmarks.md).
-# Set on those renders, not on recorded customers.
+# Set on those renders, not on recorded customers. TURN_DEG and PEAK_DEG were set on the
+# development faces (`python -m modeltools.eval.planarity --set dev`), never on the evaluation
+# faces whose figures are reported.
 FLAT, DEEP = 0.015, 0.030
 
 
@@ -66,6 +76,7 @@ class Planarity:
     reference_yaw: float = 0.0
     last_box: tuple[float, float, float, float] | None = None
     measured: tuple[tuple[int, float], ...] = ()  # (side ±1, parallax) of each turned frame
+    peaks: tuple[float, float] = (0.0, 0.0)  # largest turn from the reference: right, left
     faults: frozenset[str] = field(default_factory=frozenset)
 
     def feed(
@@ -87,9 +98,12 @@ class Planarity:
         if same_view and shape_difference(self.reference, rigid) > FACE_CHANGE:
             faults.add("FACE_CHANGED")
             return replace(state, faults=frozenset(faults))
-        if abs(yaw - self.reference_yaw) < TURN_DEG:
+        turn = yaw - self.reference_yaw
+        right, left = self.peaks
+        state = replace(state, peaks=(max(right, turn), max(left, -turn)))
+        if abs(turn) < TURN_DEG:
             return state
-        side = 1 if yaw > self.reference_yaw else -1
+        side = 1 if turn > 0 else -1
         return replace(state, measured=(*self.measured, (side, parallax(self.reference, rigid))))
 
     def _side(self, side: int) -> list[float]:
@@ -97,8 +111,11 @@ class Planarity:
 
     @property
     def turned(self) -> bool:
-        """At least MIN_TURNED frames measured on each side: the shake went both ways."""
-        return all(len(self._side(s)) >= MIN_TURNED for s in (1, -1))
+        """Each side reached PEAK_DEG and has at least MIN_TURNED frames measured (turned
+        TURN_DEG or more): the shake went both ways."""
+        return min(self.peaks) >= PEAK_DEG and all(
+            len(self._side(s)) >= MIN_TURNED for s in (1, -1)
+        )
 
     @property
     def parallax(self) -> float:

@@ -42,10 +42,13 @@ class PlanIn(BaseModel):
     control_group: str | None = None
     min_sessions: int = Field(default=20, ge=1)
     #: Significance guard: abort when a liveness rate of the targets differs from the
-    #: control group's by Fisher's exact test at this family-wise level.
+    #: control group's at this family-wise level, over the rollout's whole life by default
+    #: (``abort_test``: "always-valid"; "fisher-per-look" is Fisher's exact test at every
+    #: beat, without sequential correction).
     abort_alpha: float | None = Field(default=None, gt=0, lt=1)
     abort_rates: list[RateName] = Field(default_factory=lambda: list(_RATES), min_length=1)
     abort_alternative: Literal["two-sided", "worse"] = "two-sided"
+    abort_test: Literal["always-valid", "fisher-per-look"] = "always-valid"
 
 
 class RolloutIn(BaseModel):

@@ -306,7 +306,7 @@ function guardCard(g) {
   const share = (x, n) => `${x}/${n} (${pct(n ? x / n : null)})`;
   const rows = g.tests || [];
   return h("div", { class: "card", id: "guard-abort", style: "margin-bottom:14px" },
-    h("h2", {}, `${t("guardAbort")} · ${t("controlGroup")}: ${g.control_group}`),
+    h("h2", {}, `${t(g.test === "always-valid" ? "guardAbortSequential" : "guardAbort")} · ${t("controlGroup")}: ${g.control_group}`),
     table([
       ["rate", (x) => t(x.rate)], ["newVersion", (x) => share(x.treated, x.treated_of)],
       ["controlGroup", (x) => share(x.control, x.control_of)],

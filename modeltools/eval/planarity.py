@@ -1,6 +1,7 @@
 """APCER at BPCER 5% of the planarity check on rendered presentations (ISO/IEC 30107-3 terms).
 
-    python -m modeltools.eval.planarity [--faces 12] [--head mean|self] [--json OUT]
+    python -m modeltools.eval.planarity [--faces 12] [--set eval|dev] [--head mean|self]
+                                        [--json OUT]
 
 Faces: frontal faces of scikit-image's `lfw_subset` (Labeled Faces in the Wild, 25×25 grey,
 upscaled 8×: blurry, but several people and none of them the astronaut the old baseline was
@@ -13,6 +14,11 @@ head shake (0 → a → 0 → −a → 0 in steps of a/3), rendered by `modeltoo
                 mesh depth estimate (the earlier, circular head)
     print       the photograph through the simulated print artefacts, as a plane turning
     screen      the photograph through the simulated screen artefacts, as a plane turning
+
+Two sets of faces, so the check's constants are not set on the faces that are reported:
+`--set eval` (the default) is the first `--faces` frontal faces, whose figures go in
+docs/benchmarks.md; `--set dev` is the next `--faces` frontal faces, on which the turn gates
+of `edge.vision.planarity` (TURN_DEG, PEAK_DEG) were chosen.
 
 Each sequence goes through the real detector and mesh and `edge.vision.planarity`; its score
 is 100 × `Planarity.bona_fide`, and a sequence with a consistency fault (track cut, changed
@@ -40,6 +46,7 @@ from modeltools.eval import mean_shape, render
 from modeltools.eval.iso30107 import apcer, bpcer
 from modeltools.train import attacks
 
+SETS = ("eval", "dev")
 AMPLITUDES = (15.0, 22.0)  # degrees the head (or the picture) turns each way
 BLOCKING = {"TRACK_CUT", "FACE_CHANGED", "IMPLAUSIBLE_POSE"}
 HEADS = ("mean", "self")
@@ -64,6 +71,17 @@ def frontal_faces(models: ModelSet, count: int) -> list[int]:
             if len(found) == count:
                 break
     return found
+
+
+def face_set(models: ModelSet, count: int, which: str = "eval") -> list[int]:
+    """The evaluation faces (the first `count` frontal ones) or the development faces (the
+    next `count`): disjoint, so what is tuned on one is measured on the other."""
+    if which not in SETS:
+        raise ValueError(f"unknown face set {which!r}: expected one of {SETS}")
+    found = frontal_faces(models, 2 * count)
+    if len(found) < 2 * count:
+        raise ValueError(f"only {len(found)} frontal faces, {2 * count} needed for two sets")
+    return found[:count] if which == "eval" else found[count:]
 
 
 def sequence(amplitude: float) -> list[float]:
@@ -216,11 +234,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "--head", choices=HEADS, default="mean",
         help="bona fide geometry: mean shape of other faces (default) or the face's own depth",
     )  # fmt: skip
+    ap.add_argument(
+        "--set", choices=SETS, default="eval", dest="which",
+        help="evaluation faces (reported) or the disjoint development faces (tuned on)",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     models = ModelSet.load()
-    faces = frontal_faces(models, args.faces)
+    faces = face_set(models, args.faces, args.which)
     result = {
+        "face_set": args.which,
         "faces": faces,
         "bona_fide_head": args.head,
         **report(presentations(models, faces, how=args.head)),

@@ -5,8 +5,8 @@ The abort is made by the producers' own code before the cloud starts, on the dat
 cloud then serves: the rollout by `fleet.rollouts.create`, the liveness verdicts by the
 terminal's `edge.vision.verdict.decide`, the session rows and quality reviews by the desk's
 store and `cloud.quality.service`, and the abort by one beat of `fleet.rollouts.RolloutEngine`
-(Fisher's exact test in `fleet.significance`, the audit record `record_guard_abort`), as in
-`test_model_outcomes.py`.
+(Fisher's exact test, or the default always-valid test, in `fleet.significance`; the audit
+record `record_guard_abort`), as in `test_model_outcomes.py`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cuntong.servers.mosquitto import Broker
 from cuntong.servers.victoria import VictoriaMetrics
 from fleet import rollout as ro
 from tests.fleet.test_dashboard import browser  # noqa: F401 - the Chromium fixture
-from tests.fleet.test_model_outcomes import _guard, _rollout, _sessions
+from tests.fleet.test_model_outcomes import DEFAULT_GUARD, _guard, _rollout, _sessions
 from tests.helpers import OPERATOR, OPERATOR_PASSWORD, start_cloud
 from tests.screens import CHROMIUM, shot
 
@@ -92,6 +92,51 @@ async def test_rollout_page_shows_the_guard_abort_table(
             "manual-review rate 50.0% (15/30) vs control group 'control' 10.0% (3/30)"
         )
         await shot(page, tmp_path / "guard-abort.png")
+        assert errors == []
+    finally:
+        procs.stop(cloud.proc)
+
+
+async def test_an_always_valid_abort_is_titled_by_its_test(
+    tmp_path: Path,
+    broker: Broker,
+    victoria: VictoriaMetrics,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """The default guard (always-valid over every beat's look) aborts 20 of 40 reviews
+    against 2 of 40; the page says which test it was and shows its p-value."""
+    url = f"sqlite://{tmp_path / 'cloud.sqlite3'}"
+    EXECUTOR_CACHE.clear()
+    await open_db(url)
+    try:
+        doc, r = await _rollout(DEFAULT_GUARD, _sessions(40, reviews=20), _sessions(40, reviews=2))
+    finally:
+        await close_db()
+    assert r.phase is ro.Phase.ROLLING_BACK
+
+    cloud = start_cloud(tmp_path, url, broker.cfg.port, victoria.url)
+    try:
+        page = await browser.new_page(viewport={"width": 1366, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{cloud.url}/fleet/")
+        await page.fill("#username", OPERATOR)
+        await page.fill("#password", OPERATOR_PASSWORD)
+        await page.click("#login button")
+        await expect(page.locator("#who")).to_have_text(OPERATOR)
+        await page.click("text=English")
+        await page.click("text=Rollouts")
+        await page.click("#rollout-table >> text=bank models")
+        await expect(page).to_have_url(re.compile(f"#/rollout/{doc.id}$"))
+        guard = page.locator("#guard-abort")
+        await expect(guard).to_be_visible(timeout=15_000)
+        await expect(guard.locator("h2")).to_have_text(
+            "Aborted on liveness outcomes (always-valid sequential test) · Control group: control"
+        )
+        first = guard.locator("tbody tr").nth(0)
+        await expect(first).to_contain_text("20/40 (50.0%)")
+        await expect(first).to_contain_text("0.000664")
+        await expect(first.locator(".badge")).to_have_text("Breached")
         assert errors == []
     finally:
         procs.stop(cloud.proc)

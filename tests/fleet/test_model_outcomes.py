@@ -67,7 +67,7 @@ def verdict(passed: bool, models: dict[str, str]) -> dict[str, object]:
     challenge = Challenge(
         order=("shake",), step_timeout=8, outcome="passed" if passed else "CHALLENGE_TIMEOUT"
     )
-    head = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)))
+    head = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)), peaks=(20.0, 20.0))
     frames = [FrameAnalysis(faces=1, reasons=(), passive=0.95)]
     return decide(
         frames, challenge, Policy(), "password_reset", models, FrameDigest(), head
@@ -191,7 +191,10 @@ async def test_a_model_rollout_within_the_threshold_goes_on(db: None) -> None:
 
 
 def _guard(**kw: object) -> ro.Plan:
-    values: dict[str, object] = {"min_sessions": 20, **kw}
+    """Fisher's exact test at one look (the engine's one beat here): the counts and p-values
+    below are Fisher's. The default always-valid test is checked further down and in
+    tests/fleet/test_sequential_guard.py."""
+    values: dict[str, object] = {"min_sessions": 20, "abort_test": "fisher-per-look", **kw}
     return ro.Plan(canary=0, abort_alpha=0.01, control_group="control", **values)  # type: ignore[arg-type]
 
 
@@ -275,6 +278,30 @@ async def test_worse_only_lets_a_higher_pass_rate_through(db: None) -> None:
     assert r.phase is ro.Phase.SUCCEEDED, r.reason
 
 
+DEFAULT_GUARD = ro.Plan(canary=0, abort_alpha=0.01, control_group="control", min_sessions=20)
+
+
+async def test_the_default_always_valid_guard_needs_more_evidence(db: None) -> None:
+    """By default the guard's test stays valid over every beat's look, so the 15-of-30
+    against 3-of-30 rise that one Fisher look calls significant (p 0.0015) is not enough
+    (always-valid p 0.073)."""
+    assert DEFAULT_GUARD.abort_test == "always-valid"
+    _, r = await _rollout(DEFAULT_GUARD, _sessions(30, reviews=15), _sessions(30, reviews=3))
+    assert r.phase is ro.Phase.SUCCEEDED, r.reason
+
+
+async def test_the_default_always_valid_guard_aborts_and_says_which_test(db: None) -> None:
+    """20 of 40 against 2 of 40 is enough (always-valid p 0.00066 < 0.01 / 3)."""
+    default = DEFAULT_GUARD
+    doc, r = await _rollout(default, _sessions(40, reviews=20), _sessions(40, reviews=2))
+    assert r.phase is ro.Phase.ROLLING_BACK
+    assert r.reason.startswith("manual-review rate 50.0% (20/40) vs control group 'control'")
+    assert "always-valid (mixture likelihood ratio, any number of looks) p=0.000664" in r.reason
+    entry = (await audit.latest(rollouts.GUARD_ABORT, [doc.id]))[doc.id]
+    assert entry["test"] == "always-valid" and entry["tests"][0]["test"] == "always-valid"
+    assert entry["tests"][0]["p_value"] == pytest.approx(0.00066372, rel=1e-3)
+
+
 async def _clear() -> None:
     for model in (Terminal, Group, RolloutDoc, FleetCommand):
         await model.all().delete()
@@ -291,6 +318,8 @@ def test_business_guard_needs_a_control_group_and_enough_sessions() -> None:
         ro.Plan(abort_alpha=0.01, control_group="c", abort_rates=("speed",))
     with pytest.raises(ValueError, match="abort_alternative"):
         ro.Plan(abort_alpha=0.01, control_group="c", abort_alternative="greater")
+    with pytest.raises(ValueError, match="abort_test must be one of"):
+        ro.Plan(abort_alpha=0.01, control_group="c", abort_test="pocock")
     plan = ro.Plan(abort_review_points=5, control_group="c", min_sessions=10)
     assert ro.Plan.from_dict(plan.to_dict()) == plan
     guarded = _guard(abort_rates=("overturn_rate",))

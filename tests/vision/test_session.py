@@ -159,7 +159,7 @@ async def test_check_keeps_no_reference_to_frames(
 
 
 # A head that turned both ways with clear parallax, built by feeding the tracker.
-DEEP = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)))
+DEEP = Planarity(measured=((1, 0.05), (1, 0.05), (-1, 0.05), (-1, 0.05)), peaks=(20.0, 20.0))
 
 
 def _analyses(passive: float, n: int = 5) -> list[FrameAnalysis]:
