@@ -83,6 +83,14 @@ TID = "SX-HRB-01"
 SUP = "sup-zhou"
 NEW_PIN = "482915"
 ACTION_OF = {text: action for action, text in PROMPTS.items()}
+#: The end dialog and the wrap-up as the page holds them (said when 成功 does not come).
+ENDING = """() => ({
+  dialog: document.getElementById('end-dialog').open,
+  core: document.getElementById('end-core').textContent,
+  error: document.getElementById('end-error').textContent,
+  toast: (document.getElementById('toast') || {}).textContent,
+  recorded: window.tellerApp.wrap && window.tellerApp.wrap.recorded,
+})"""
 
 
 @pytest.fixture
@@ -171,6 +179,7 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.timeout(300)  # 1-2 min; more when the shared machine is heavily loaded
 async def test_password_reset_from_both_screens_to_a_verified_package(
     acted_frames: dict[str, list[np.ndarray]],
     desked: Desked,
@@ -240,6 +249,10 @@ async def test_password_reset_from_both_screens_to_a_verified_package(
             await route.continue_(post_data=json.dumps({**body, "elderly": False}))
 
         await kiosk.route("**/ask", not_elderly)
+        # The screen's two MJPEG views are not what this walk is about; they would cost the
+        # agent (this test's event loop) a decode and two JPEG encodes per frame, and a
+        # starved loop starves the customer's audio in the recording.
+        await kiosk.route("**/video/**", lambda route: route.abort())
 
         # 先刷身份证: the screen asks for the card; the customer puts it down then.
         await kiosk.get_by_role("button", name="视频柜员").click()
@@ -357,7 +370,12 @@ async def test_password_reset_from_both_screens_to_a_verified_package(
         await teller.fill("#notes", "密码重置")
         await teller.click("#end-confirm")
         wrap = teller.locator("#wrap-core")
-        await expect(wrap).to_contain_text("成功", timeout=60_000)
+        try:
+            await expect(wrap).to_contain_text("成功", timeout=60_000)
+        except AssertionError:
+            raise AssertionError(
+                f"no 成功 in the wrap-up: {await teller.evaluate(ENDING)}"
+            ) from None
         shown_core = str(await wrap.text_content())
         reference = shown_core[shown_core.index("CB") :]
         assert reference.startswith("CB") and len(reference) == 18, shown_core
