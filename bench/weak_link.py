@@ -15,7 +15,16 @@ Measured at the teller, on what it decoded from the terminal:
 - adaptation: the terminal's sent kbit/s and its link-rate estimate every 5 s
 - face found: BlazeFace on every 3rd decoded frame (the terminal's own detector model)
 
-    .venv/bin/python bench/weak_link.py [seconds] [--outages-every S]
+With ``--teller chromium`` the teller is the production one: the teller page's
+``teller-media.js`` in headless Chromium (``tests/teller/browser_weaklink.py``), measured
+from inside the browser: the frames its ``<video>`` element presented
+(``requestVideoFrameCallback``), the subscription's ``getStats()`` every 100 ms (freezeCount,
+totalFreezesDuration, framesPerSecond, jitterBufferDelay, concealedSamples /
+totalSamplesReceived, concealment events), and BlazeFace on every 3rd presented frame
+drawn into a canvas.
+
+    .venv/bin/python bench/weak_link.py [seconds] [--outages-every S] [--teller chromium]
+                                        [--retransmit-limit S]
 """
 
 from __future__ import annotations
@@ -37,10 +46,18 @@ import orjson
 from common import procs
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
-from edge.teller import jitter
+from edge.teller import jitter, retransmit
 from edge.teller.jitter import VideoJitterBuffer
 from edge.vision import pipeline
 from edge.vision.runtime import ModelSet
+from tests.teller.browser import CHROMIUM, FLAGS, serve_page
+from tests.teller.browser_weaklink import (
+    concealments,
+    frame_gaps,
+    png_rgb,
+    stats_delta,
+    weak_browser_call,
+)
 from tests.teller.conftest import host_address
 from tests.teller.weaklink import audio_gaps, concealed_runs, freezes, village, weak_call
 
@@ -146,6 +163,153 @@ async def one_call(
         }
 
 
+async def browser_call(
+    janus: Janus,
+    coturn: Coturn,
+    models: ModelSet,
+    page: Any,
+    seconds: float,
+    outage_every: float,
+    retransmit_limit: float = 0.0,
+) -> dict[str, Any]:
+    """One call to the teller page in Chromium; the figures are the browser's own."""
+    link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
+    room = f"weak-browser-{int(outage_every)}"
+    await page.reload()
+    async with weak_browser_call(janus, coturn, page, link, link, room=room, grab_every=3) as call:
+        peer, relay = call.terminal.peer, call.terminal.relay
+        limited = retransmit.install(peer._pub_pc, retransmit_limit) if retransmit_limit else None
+        start, page_start = time.monotonic(), await call.now_ms()
+        samples: list[tuple[float, int, int]] = []
+        last_bytes, next_outage = await sent_bytes(peer._pub_pc), outage_every
+        outages_at: list[float] = []
+        grabs: list[str] = []
+        while time.monotonic() - start < seconds:
+            await asyncio.sleep(SAMPLE_EVERY_S)
+            elapsed = time.monotonic() - start
+            now_bytes = await sent_bytes(peer._pub_pc)
+            kbps = round((now_bytes - last_bytes) * 8 / 1000 / SAMPLE_EVERY_S)
+            samples.append((round(elapsed), kbps, round(peer.media.link_kbps)))
+            last_bytes = now_bytes
+            grabs += await page.evaluate("window.grabbed.splice(0)")
+            if outage_every and elapsed >= next_outage and elapsed < seconds - 10:
+                outages_at.append(await call.now_ms())
+                relay.outage(2.0)
+                next_outage += outage_every
+        page_end = await call.now_ms()
+        grabs += await page.evaluate("window.grabbed.splice(0)")
+        frames = [t for t in await call.frames_at() if page_start <= t <= page_end]
+        stats = [s for s in await call.samples() if page_start <= s["t"] <= page_end]
+        uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
+    wall = (page_end - page_start) / 1000
+    faces = [bool(pipeline.detect(models, png_rgb(g))) for g in grabs]
+    gaps = [length for _, length in frame_gaps(frames)]
+    long_gaps = [
+        (round((at - page_start) / 1000, 1), round(ms)) for at, ms in frame_gaps(frames, 1000)
+    ]
+    # Recovery: from the end of each 2 s outage to the first frame presented after it.
+    recover = [
+        round(min((t for t in frames if t > at + 2000), default=page_end) - (at + 2000))
+        for at in outages_at
+    ]
+    concealed_at = concealments(stats)
+    concealed = [length for _, length in concealed_at]
+    fps_seen = sorted(s["video"].get("framesPerSecond", 0) for s in stats)
+
+    def grew(kind: str, key: str) -> float:
+        return stats_delta(stats, kind, key)
+
+    emitted = grew("video", "jitterBufferEmittedCount")
+    a_total = grew("audio", "totalSamplesReceived")
+    last = stats[-1] if stats else {"video": {}, "audio": {}}
+    return {
+        "config": "300 kbit/s, 200 ms RTT, 3% loss"
+        + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
+        + ", teller: Chromium (teller-media.js)"
+        + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else ""),
+        "seconds": round(wall),
+        "setup_ms": round(call.setup_s * 1000),
+        "presented_fps": round(len(frames) / wall, 1),
+        "freezes_over_500ms": len(gaps),
+        "longest_freeze_ms": round(max(gaps, default=0)),
+        "freezes_over_1s": sum(g > 1000 for g in gaps),
+        "freezes_over_1s_at_s_ms": long_gaps,
+        "outages_at_s": [round((at - page_start) / 1000, 1) for at in outages_at],
+        "chromium_freezeCount": grew("video", "freezeCount"),
+        "chromium_totalFreezesDuration_s": round(grew("video", "totalFreezesDuration"), 2),
+        "chromium_framesDecoded": grew("video", "framesDecoded"),
+        "chromium_framesPerSecond_median": fps_seen[len(fps_seen) // 2] if fps_seen else 0,
+        "chromium_jitterBufferDelay_ms": round(
+            1000 * grew("video", "jitterBufferDelay") / max(emitted, 1)
+        ),
+        "video_size": [last["video"].get("frameWidth"), last["video"].get("frameHeight")],
+        "video_packets_lost": grew("video", "packetsLost"),
+        "nack_sent": grew("video", "nackCount"),
+        "pli_sent": grew("video", "pliCount"),
+        "audio_concealed_pct": round(100 * grew("audio", "concealedSamples") / max(a_total, 1), 2),
+        "audio_silent_concealed_pct": round(
+            100 * grew("audio", "silentConcealedSamples") / max(a_total, 1), 2
+        ),
+        "audio_concealment_events": grew("audio", "concealmentEvents"),
+        "audio_concealments_over_200ms": sum(c > 0.2 for c in concealed),
+        "longest_audio_concealment_ms": round(1000 * max(concealed, default=0)),
+        "audio_concealments_over_200ms_at_s_ms": [
+            (round((at - page_start) / 1000, 1), round(1000 * length))
+            for at, length in concealed_at
+            if length > 0.2
+        ],
+        "audio_packets_lost": grew("audio", "packetsLost"),
+        "outages": len(outages_at),
+        "frames_after_outage_ms": recover,
+        "face_found_pct": round(100 * sum(faces) / max(len(faces), 1), 1),
+        "frames_checked": len(faces),
+        "sent_kbps_every_5s": [k for _, k, _ in samples],
+        "link_estimate_kbps": [e for _, _, e in samples],
+        "uplink_lost": uplink[0],
+        "uplink_queue_dropped": uplink[1],
+        "uplink_delivered": uplink[2],
+        "retransmissions": None
+        if limited is None
+        else {"sent": limited.sent, "skipped": limited.skipped, "keyframes": limited.keyframes},
+    }
+
+
+async def main_browser(
+    seconds: float, outage_every: float, both: bool, retransmit_limit: float
+) -> None:
+    from playwright.async_api import async_playwright
+
+    state = Path(tempfile.mkdtemp(prefix="bench-weak-browser-"))
+    ip = host_address()
+    coturn = Coturn(
+        CoturnConfig(procs.free_port(ip), listen_ip=ip, relay_ip=ip, allowed_peer_ips=(ip,)),
+        state / "c",
+    ).start()
+    models = ModelSet.load()
+    try:
+        with serve_page(state / "site") as site:
+            cfg = JanusConfig(procs.free_port(), procs.free_port(), ice_enforce="127.0.0.1",
+                              cors_origin=site)  # fmt: skip
+            janus = Janus(cfg, state / "j").start()
+            try:
+                async with async_playwright() as pw:
+                    browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                    page = await browser.new_page()
+                    await page.goto(f"{site}/index.html")
+                    for every in (0.0, outage_every) if both else (outage_every,):
+                        result = await browser_call(
+                            janus, coturn, models, page, seconds, every, retransmit_limit
+                        )
+                        print(orjson.dumps(result).decode(), flush=True)
+                    await browser.close()
+            finally:
+                janus.stop()
+    finally:
+        coturn.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    print(f"cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}")
+
+
 async def main(seconds: float, outage_every: float, both: bool, stock_teller: bool) -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-weak-"))
     ip = host_address()
@@ -177,7 +341,29 @@ if __name__ == "__main__":
     ap.add_argument(
         "--stock-teller", action="store_true", help="the teller on aiortc's own receiver"
     )
+    ap.add_argument(
+        "--teller",
+        choices=("aiortc", "chromium"),
+        default="aiortc",
+        help="chromium: the production teller page in headless Chromium",
+    )
+    ap.add_argument(
+        "--retransmit-limit",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="chromium only: the terminal skips NACKs for packets older than S seconds and "
+        "sends a keyframe instead (edge.teller.retransmit; 0: off)",
+    )
     args = ap.parse_args()
     if args.max_wait is not None:
         jitter.VIDEO_MAX_WAIT_S = args.max_wait
+    print("command:", " ".join([".venv/bin/python", *sys.argv]), flush=True)
+    if args.teller == "chromium":
+        asyncio.run(
+            main_browser(
+                args.seconds, args.outages_every, not args.only_outages, args.retransmit_limit
+            )
+        )
+        sys.exit(0)
     asyncio.run(main(args.seconds, args.outages_every, not args.only_outages, args.stock_teller))

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import sdnotify
-from common.errors import CuntongError
+from common.errors import ConfigError, CuntongError
 from cuntong import __version__
 
 if TYPE_CHECKING:
@@ -312,6 +312,21 @@ def _cmd_up(args: argparse.Namespace) -> None:
     ).run()
 
 
+def _cmd_demo_id_card(args: argparse.Namespace) -> None:
+    from cuntong import demoid
+
+    folder = args.state_dir / "terminals" / args.terminal
+    if not (folder / demoid.CARDS_FILE).exists():
+        raise ConfigError(
+            f"no demo ID reader under {folder}: start `cuntong up` (terminal {args.terminal} "
+            "is the one with simulated devices)"
+        )
+    if args.card is not None:
+        demoid.select(folder, args.card)  # UnknownCard (a ConfigError) names the labels
+        print(f"{args.terminal}: the next ID card read presents {args.card!r}")
+    print(demoid.describe(folder))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cuntong", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cuntong {__version__}")
@@ -326,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api-replicas", type=int, default=1,
                     help="API processes on one database, HAProxy in front (default 1)")  # fmt: skip
     up.set_defaults(func=_cmd_up)
+
+    demo = sub.add_parser("demo", help="controls of the `cuntong up` demo's simulators")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    idcard = demo_sub.add_parser(
+        "id-card", help="show SX-00001's demo ID cards, or put one on its reader"
+    )
+    idcard.add_argument("card", nargs="?", help="a card's label (or 'none'); omit to list them")
+    idcard.add_argument("--state-dir", type=Path, default=Path(".state"), help="default ./.state")
+    idcard.add_argument("--terminal", default="SX-00001", help="default SX-00001")
+    idcard.set_defaults(func=_cmd_demo_id_card)
 
     agent = sub.add_parser("agent", help="run one terminal's edge agent")
     agent.add_argument("--terminal-id")

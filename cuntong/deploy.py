@@ -11,8 +11,13 @@ The inventory (TOML) names the hosts and their roles::
     address = "10.20.0.11"
     roles = ["api", "ingest", "haproxy"]
 
-Roles: api, ingest, mosquitto, janus, coturn, victoria-metrics, haproxy. For each host the
-render writes, under ``OUT/<host>/``, the files to copy to ``/``:
+Roles: api, ingest, mosquitto, janus, coturn, victoria-metrics, haproxy, terminal. Several
+hosts may have the ``mosquitto`` role: each runs its own broker (no clustering), and the
+cloud is configured with all of them in inventory order (``CUNTONG_CLOUD_BROKERS``), which
+is the ordered list terminals get at enrolment and fail over along. A ``terminal`` host
+gets the edge agent's unit (``agent_unit``); its terminal id is the host's ``terminal_id``
+(default: its name). For each host the render writes, under ``OUT/<host>/``, the files to
+copy to ``/``:
 
 - ``etc/systemd/system/cuntong-<role>.service``: ``Restart=always``; ``Type=notify`` where the
   program tells systemd it is ready (the API and ingest through ``common.sdnotify``, which also
@@ -20,7 +25,13 @@ render writes, under ``OUT/<host>/``, the files to copy to ``/``:
 - ``etc/sysusers.d/cuntong.conf``: one system user per service (``cuntong-<role>``), no root;
 - ``etc/tmpfiles.d/cuntong.conf``: their state folders 0700, and every secret file 0600 owned by
   its service's user (systemd-tmpfiles applies it at boot and at install);
-- ``etc/cuntong/<role>/…``: the configuration, made by the same code ``cuntong up`` uses.
+- ``etc/cuntong/<role>/…``: the configuration, made by the same code ``cuntong up`` uses;
+- ``var/lib/cuntong/<role>/…``: the key material a service needs before its first start
+  (0600 files in 0700 folders): on API and ingest hosts the CA and the cloud's signing keys,
+  on each broker host its mTLS server certificate, CRL and dynamic-security state listing
+  every cloud process of the inventory (``provisioning.broker.prepare``).
+
+The CA and keys are made once in ``OUT/pki`` (0700) and kept, like the secrets.
 
 Secrets (admin token, Janus secrets, TURN secret) are made once and kept in ``OUT/secrets.json``
 (0600), so rendering again keeps them.
@@ -37,8 +48,18 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
+from common.topics import valid_terminal_id
 
-ROLES = ("api", "ingest", "mosquitto", "janus", "coturn", "victoria-metrics", "haproxy")
+ROLES = (
+    "api",
+    "ingest",
+    "mosquitto",
+    "janus",
+    "coturn",
+    "victoria-metrics",
+    "haproxy",
+    "terminal",
+)
 ETC = Path("/etc/cuntong")
 STATE = Path("/var/lib/cuntong")
 #: Seconds systemd waits for a WATCHDOG=1 before it restarts the API or ingest.
@@ -52,6 +73,7 @@ PORTS = {
     "janus_admin": 7088,
     "turn": 3478,
     "haproxy": 80,
+    "terminal_api": 8443,
 }
 
 
@@ -60,6 +82,8 @@ class Host:
     name: str
     address: str
     roles: tuple[str, ...]
+    #: A ``terminal`` host's terminal id (the agent's ``CUNTONG_AGENT_TERMINAL_ID``).
+    terminal_id: str = ""
 
 
 def load_inventory(path: Path) -> tuple[dict[str, Any], list[Host]]:
@@ -83,9 +107,23 @@ def load_inventory(path: Path) -> tuple[dict[str, Any], list[Host]]:
                 f"inventory {path}: host {raw['name']!r} has unknown role(s) {', '.join(unknown)}"
                 f" (known: {', '.join(ROLES)})"
             )
-        hosts.append(Host(raw["name"], raw["address"], tuple(raw["roles"])))
+        terminal_id = ""
+        if "terminal" in raw["roles"]:
+            terminal_id = str(raw.get("terminal_id") or raw["name"])
+            if not valid_terminal_id(terminal_id):
+                raise ConfigError(
+                    f"inventory {path}: host {raw['name']!r}: terminal id {terminal_id!r} is"
+                    " not letters, digits, '-' and '_' (1-64 characters); set terminal_id"
+                )
+        hosts.append(Host(raw["name"], raw["address"], tuple(raw["roles"]), terminal_id))
     if not hosts:
         raise ConfigError(f"inventory {path}: no [[hosts]]")
+    names = [h.name for h in hosts]
+    if "pki" in names:
+        raise ConfigError(f"inventory {path}: 'pki' is not a host name (the render's CA folder)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"inventory {path}: host name(s) listed twice: {', '.join(twice)}")
     for needed in ("api", "mosquitto", "victoria-metrics"):
         if not any(needed in h.roles for h in hosts):
             raise ConfigError(f"inventory {path}: no host has the {needed!r} role")
@@ -94,6 +132,17 @@ def load_inventory(path: Path) -> tuple[dict[str, Any], list[Host]]:
 
 def _first(hosts: list[Host], role: str) -> Host | None:
     return next((h for h in hosts if role in h.roles), None)
+
+
+def brokers(hosts: list[Host]) -> list[Host]:
+    """The broker hosts in inventory order: the order terminals try them."""
+    return [h for h in hosts if "mosquitto" in h.roles]
+
+
+def service_instances(hosts: list[Host]) -> list[str]:
+    """Every cloud process's service instance (``SERVICE_INSTANCE``): each has its own
+    broker identity, so every broker's dynamic-security state lists them all."""
+    return [f"{role}-{h.name}" for h in hosts for role in ("api", "ingest") if role in h.roles]
 
 
 def _secrets(out: Path) -> dict[str, str]:
@@ -157,36 +206,60 @@ def _unit(
 def _cloud_env(
     deployment: dict[str, Any], hosts: list[Host], host: Host, role: str, keys: dict[str, str]
 ) -> str:
-    broker, tsdb = _first(hosts, "mosquitto"), _first(hosts, "victoria-metrics")
-    janus, turn = _first(hosts, "janus"), _first(hosts, "coturn")
-    assert broker is not None and tsdb is not None  # load_inventory checked
-    env = {
+    tsdb = _first(hosts, "victoria-metrics")
+    turn = _first(hosts, "coturn")
+    every = brokers(hosts)
+    assert every and tsdb is not None  # load_inventory checked
+    env: dict[str, object] = {
         "DB_URL": deployment["db_url"],
-        "BROKER_HOST": broker.address,
+        "BROKER_HOST": every[0].address,
         "BROKER_PORT": PORTS["mosquitto"],
+        # Every cloud link subscribes on each; terminals get the list, in this order.
+        "BROKERS": ",".join(f"{b.address}:{PORTS['mosquitto']}" for b in every),
         "TSDB_URL": f"http://{tsdb.address}:{PORTS['tsdb']}",
         "API_HOST": host.address,
         "API_PORT": PORTS["api"],
         "STATE_DIR": STATE / role,
         "SERVICE_INSTANCE": f"{role}-{host.name}",
         "ADMIN_TOKEN": keys["admin_token"],
-        # ingest runs as its own unit: the API does not start a second consumer.
-        "INGEST": "false" if role == "api" and _first(hosts, "ingest") else "true",
+        # On the API too, even beside an ingest unit: the fleet's command sender, rollouts
+        # and alerting run only where ingest is on (``fleet.wiring.start``), so an API with
+        # ingest off could send no command. Consumers share the telemetry (the shared
+        # subscription); events each stores once by their (terminal, seq) key.
+        "INGEST": "true",
     }
-    if janus is not None:
-        env |= {
-            "JANUS_URL": f"http://{janus.address}:{PORTS['janus']}/janus",
-            "JANUS_ADMIN_URL": f"http://{janus.address}:{PORTS['janus_admin']}/admin",
-            "JANUS_ADMIN_SECRET": keys["janus_admin_secret"],
-            "JANUS_ROOM_KEY": keys["janus_room_key"],
-            "JANUS_REC_DIR": STATE / "janus" / "recordings",
-        }
+    if role == "api":
+        # Terminals enrol and renew on every API host's HTTPS listener (certificate from
+        # the CA, for this host's address).
+        env |= {"TERMINAL_API_HOST": host.address, "TERMINAL_API_PORT": PORTS["terminal_api"]}
+    janus_hosts = [h for h in hosts if "janus" in h.roles]
+    if janus_hosts:
+        # One node per media host. Janus writes recordings on its own host; the archiver
+        # (on the leading API host) reads them where that folder is mounted: read_dir,
+        # in the service's own state folder (the mount itself is not rendered).
+        nodes = [
+            {
+                "name": j.name,
+                "url": f"http://{j.address}:{PORTS['janus']}/janus",
+                "admin_url": f"http://{j.address}:{PORTS['janus_admin']}/admin",
+                "admin_secret": keys["janus_admin_secret"],
+                "room_key": keys["janus_room_key"],
+                "rec_dir": str(STATE / "janus" / "recordings"),
+                "read_dir": str(STATE / role / "recordings" / j.name),
+            }
+            for j in janus_hosts
+        ]
+        env["JANUS_NODES"] = json.dumps(nodes)
     if turn is not None:
         env |= {
             "TURN_SECRET": keys["turn_secret"],
             "TURN_URLS": json.dumps([f"turn:{turn.address}:{PORTS['turn']}?transport=udp"]),
         }
-    return "".join(f"CUNTONG_CLOUD_{k}={v}\n" for k, v in env.items())
+    # systemd's EnvironmentFile= drops double quotes: a JSON value goes in single quotes.
+    return "".join(
+        f"CUNTONG_CLOUD_{k}='{v}'\n" if '"' in str(v) else f"CUNTONG_CLOUD_{k}={v}\n"
+        for k, v in env.items()
+    )
 
 
 #: Routes that need the teller desk (its board, live feed, sessions): only the replica
@@ -327,6 +400,9 @@ def _role_files(
             watchdog=False,
         )
         return {}, unit
+    if role == "terminal":
+        env = f"CUNTONG_AGENT_TERMINAL_ID={host.terminal_id}\n"
+        return {"agent.env": (env, 0o640)}, agent_unit(prefix, ETC / "agent" / "agent.env")
     # haproxy: -Ws is its systemd master-worker mode (it sends READY=1 itself).
     unit = _unit(
         role,
@@ -339,6 +415,47 @@ def _role_files(
     return {"haproxy.cfg": (_haproxy(hosts, host), 0o640)}, unit
 
 
+def _key_material(hosts: list[Host], host: Host, out: Path, root: Path) -> list[Path]:
+    """The CA's part of an installation: under ``root`` (the host's tree), the CA and the
+    cloud's keys for its API and ingest, its broker's mTLS files. Private files 0600."""
+    import datetime as dt
+    import shutil
+
+    from cloud.security import broker_services
+    from provisioning import broker as broker_lib
+    from provisioning import ca as ca_lib
+    from provisioning import keys as keys_lib
+    from provisioning.files import ensure_private_dir
+
+    now = dt.datetime.now(dt.UTC)
+    pki = ensure_private_dir(out / "pki")
+    authority = ca_lib.load_or_create(pki, now)
+    keys_lib.load_or_create(pki)
+    written: list[Path] = []
+    for role in host.roles:
+        state = root / str(STATE / role).lstrip("/")
+        if role in ("api", "ingest"):
+            for folder in ("ca", "keys"):
+                dest = ensure_private_dir(state / folder)
+                for src in sorted((pki / folder).iterdir()):
+                    if src.is_file():
+                        shutil.copy2(src, dest / src.name)
+                        written.append(dest / src.name)
+        elif role == "mosquitto":
+            files = broker_lib.prepare(
+                authority,
+                state / "tls",
+                (host.address, host.name),
+                now,
+                services=broker_services(*service_instances(hosts)),
+            )
+            written += [files.cafile, files.certfile, files.keyfile, files.crlfile]
+            written.append(files.dynsecfile)
+    for path in written:
+        ensure_private_dir(path.parent)
+    return written
+
+
 def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Path]:
     """Write every host's files under ``out/<host>/``; return them."""
     keys = _secrets(out)
@@ -346,12 +463,19 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
     for host in hosts:
         root = out / host.name
         users, tmpfiles = [], []
+        written += _key_material(hosts, host, out, root)
         for role in host.roles:
-            user = f"cuntong-{role}"
             files, unit = _role_files(role, deployment, hosts, host, keys)
+            role = "agent" if role == "terminal" else role  # cuntong-agent.service
+            user = f"cuntong-{role}"
             written.append(_write(root / f"etc/systemd/system/cuntong-{role}.service", unit))
             users.append(f'u {user} - "cuntong {role}" {STATE / role}')
             tmpfiles.append(f"d {STATE / role} 0700 {user} {user} -")
+            if role == "janus":
+                tmpfiles.append(f"d {STATE / role / 'recordings'} 0700 {user} {user} -")
+            if role in ("api", "ingest", "mosquitto"):
+                # The key material the render placed there: the service's own (modes kept).
+                tmpfiles.append(f"Z {STATE / role} - {user} {user} -")
             tmpfiles.append(f"d {ETC / role} 0750 root {user} -")
             for name, (text, mode) in files.items():
                 written.append(_write(root / str(ETC / role / name).lstrip("/"), text, mode))
@@ -370,7 +494,7 @@ LIVENESS_RT_PRIORITY = 10
 LIVENESS_RT_TIME = "200ms:2s"
 
 
-def agent_unit(prefix: Path) -> str:
+def agent_unit(prefix: Path, env_file: Path | None = None) -> str:
     """The terminal's unit: systemd starts ``edge.launcher``, which counts a trial start (or
     goes back to the previous slot) and execs the agent from the current slot. Exec keeps
     the agent the main process, so ``NotifyAccess=main`` takes its READY and watchdog
@@ -385,7 +509,10 @@ def agent_unit(prefix: Path) -> str:
     moves the thread back to ordinary scheduling; past the hard limit the kernel kills the
     agent and systemd restarts it. (``LimitRTPRIO=`` would permit the policy without any
     capability; it is not used because it could not be exercised here: raising that hard
-    limit needs CAP_SYS_RESOURCE, which the test machine's root lacks.)"""
+    limit needs CAP_SYS_RESOURCE, which the test machine's root lacks.)
+
+    ``env_file``: an ``EnvironmentFile=`` with the terminal's own settings (its id), as
+    ``deploy render`` writes for a ``terminal`` host."""
     return _unit(
         "agent",
         "terminal edge agent (A/B slots)",
@@ -396,6 +523,7 @@ def agent_unit(prefix: Path) -> str:
             "NotifyAccess=main",
             f"Environment=CUNTONG_AGENT_STATE_DIR={STATE / 'agent'}",
             f"Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY={LIVENESS_RT_PRIORITY}",
+            *([f"EnvironmentFile={env_file}"] if env_file is not None else []),
             "AmbientCapabilities=CAP_SYS_NICE",
             "CapabilityBoundingSet=CAP_SYS_NICE",
             f"LimitRTTIME={LIVENESS_RT_TIME}",

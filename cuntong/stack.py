@@ -47,7 +47,7 @@ from cloud.security import broker_services
 from common import procs
 from common.errors import ConfigError, CuntongError, MissingBinary
 from corebank import CoreBankClient
-from cuntong import demobank
+from cuntong import demobank, demoid
 from cuntong.demobank import DemoCard
 from cuntong.deploy import haproxy_config
 from cuntong.servers.corebank import CoreBankServer
@@ -476,7 +476,9 @@ class Stack:
         folder = self._terminal_dir(tid)
         links = {"idcard": folder / "idcard.tty", "pinpad": folder / "pinpad.tty"}
         more = {
-            "idcard": [],
+            # the demo's ID cards, one per answer of the identity service; `cuntong demo
+            # id-card` switches the one on the reader (cuntong.demoid)
+            "idcard": demoid.write_deck(folder),
             # keys kept across the pad's restarts; the customer types what the demo's
             # customer file says (cuntong.demobank)
             "pinpad": ["--key-store", str(folder / "pinpad-keys.json"),

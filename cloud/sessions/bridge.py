@@ -37,7 +37,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 import orjson
@@ -66,9 +66,34 @@ StepSink = Callable[[str, str, wire.StepResult], Awaitable[dict[str, Any]]]
 #: Checks an ID read made before queueing (terminal, request): its masked data, or raises
 #: ``WorkflowError`` (``cloud.workflow.device.check_before_queue``).
 IdReadCheck = Callable[[str, wire.Request, set[str]], dict[str, Any]]
-#: Takes a session's before-queue read as its ``id_card_read`` step (terminal, session,
-#: request id, result): what the teller is told, as ``StepSink``.
-IdReadSink = Callable[[str, str, str, wire.StepResult], Awaitable[dict[str, Any]]]
+
+
+class IdReads(Protocol):
+    """Where verified before-queue reads wait for the teller (``cloud.sessions.wiring``
+    keeps them in the database: a restarted desk or a standby taking over still has them,
+    and each is taken once across replicas)."""
+
+    async def hold(
+        self,
+        terminal_id: str,
+        session_id: str,
+        request_id: str,
+        result: wire.StepResult,
+        masked: dict[str, Any],
+    ) -> bool:
+        """Keep the read for the session; False if its request id was already held."""
+        ...
+
+    async def masked(self, session_id: str) -> dict[str, Any] | None:
+        """The masked fields of the read held for the session, None if none (or expired)."""
+        ...
+
+    async def take(self, terminal_id: str, session_id: str) -> dict[str, Any] | None:
+        """Claim the session's read and record it as its ``id_card_read`` step: what the
+        teller is told (as ``StepSink``), None if none is held (taken, expired, another
+        terminal's). WorkflowError if the workflow refuses it."""
+        ...
+
 
 log = logging.getLogger("cuntong.desk.link")
 
@@ -113,11 +138,9 @@ class DeskLink:
         self.on_step: StepSink | None = None
         #: Set by the owner: checks and takes ID reads made before queueing (先刷身份证).
         self.check_id_read: IdReadCheck | None = None
-        self.on_id_read: IdReadSink | None = None
-        #: session id -> (terminal, request id, the verified read, its masked data): held in
-        #: memory only until the teller reaches ``id_card_read`` (a restarted desk forgets
-        #: them: the teller then asks the terminal as usual).
-        self.id_reads: dict[str, tuple[str, str, wire.StepResult, dict[str, Any]]] = {}
+        #: Set by the owner: verified reads held until the teller reaches ``id_card_read``
+        #: (in the database, so a restarted or a standby desk still has them).
+        self.id_reads: IdReads | None = None
         self.stats = LinkStats()
         #: Set while the link is up on at least one broker.
         self.ready = asyncio.Event()
@@ -377,7 +400,10 @@ class DeskLink:
         if read is not None and message.id_read is not None:
             full = message.id_read.full or {}
             customer = {"name": str(full.get("name")), "id_number": str(full.get("id_number"))}
-            self.id_reads[session_id] = (terminal_id, message.request_id, message.id_read, read)
+            if self.id_reads is not None and not await self.id_reads.hold(
+                terminal_id, session_id, message.request_id, message.id_read, read
+            ):
+                self._refused(terminal_id, "ID read before queueing refused: already used")
         await store.set_request(session_id, message.request_id, customer)
 
     async def _id_read(
@@ -388,8 +414,6 @@ class DeskLink:
         asks the terminal in the call)."""
         if message.id_read is None or self.check_id_read is None:
             return None
-        for gone in [sid for sid in self.id_reads if desk.terminal_of(sid) is None]:
-            del self.id_reads[gone]  # calls that ended before the teller took the read
         used = {message.request_id} if await store.request_known(message.request_id) else set()
         try:
             masked = self.check_id_read(terminal_id, message, used)
@@ -400,20 +424,24 @@ class DeskLink:
             return None  # the screen told the customer why; the teller reads it again
         return masked
 
+    async def held_id_read(self, session_id: str) -> dict[str, Any] | None:
+        """The masked fields of the before-queue read held for the session, if any."""
+        return None if self.id_reads is None else await self.id_reads.masked(session_id)
+
     async def use_id_read(self, desk: Desk, session_id: str) -> bool:
         """The teller reached ``id_card_read``: take the read made before queueing, if one
         is held for the session, and tell the teller as for an in-call result. False when
-        there is none (ask the terminal)."""
-        held = self.id_reads.pop(session_id, None)
-        if held is None or self.on_id_read is None:
+        there is none (ask the terminal). Once: a second call (here or on another
+        replica) finds none."""
+        terminal_id = desk.terminal_of(session_id)
+        if self.id_reads is None or terminal_id is None:
             return False
-        terminal_id, request_id, result, _ = held
-        if desk.terminal_of(session_id) != terminal_id:
+        answer = await self.id_reads.take(terminal_id, session_id)
+        if answer is None:
             return False
-        answer = await self.on_id_read(terminal_id, session_id, request_id, result)
         teller = desk.watcher_of(session_id)
         if teller is not None:
-            message = {"type": "step_result", "session": session_id, "step": result.step,
+            message = {"type": "step_result", "session": session_id, "step": "id_card_read",
                        "before_queue": True, **answer}  # fmt: skip
             await desk.notify(f"teller:{teller}", message)
         return True

@@ -95,3 +95,29 @@ class DeskTeller(Model):
 
     class Meta:
         table = "desk_teller"
+
+
+class HeldIdRead(Model):
+    """An ID read the customer made before queueing (先刷身份证), verified when its request
+    reached the desk and held for the session until the teller reaches ``id_card_read``.
+
+    In the database, not in the desk's memory, so a restarted desk or a standby taking over
+    still has it. Used once: taking it deletes the row, and only the replica whose delete
+    removed it records the step (``cloud.sessions.store.take_id_read``). The terminal's
+    signed result is kept sealed under the session's evidence data key (it carries the full
+    card data); ``masked`` is what the teller's panel shows. Rows expire at ``expires_at``
+    and are deleted by the next hold or take after that."""
+
+    #: The terminal's request id, which the signed read is bound to (its nonce).
+    request_id = fields.CharField(max_length=64, primary_key=True)
+    session_id = fields.CharField(max_length=64, unique=True)
+    terminal_id = fields.CharField(max_length=64)
+    #: base64 of the sealed call-codec bytes of the signed ``StepResult``.
+    sealed = fields.TextField()
+    #: The masked fields the teller may see (name, id_number, age, elderly).
+    masked: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    held_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "held_id_read"

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from cloud.sessions import state as st
 from cloud.sessions.desk import Kept, KeptTeller, SessionFacts
-from cloud.sessions.models import DeskTeller, SessionTransition, TellerSession
+from cloud.sessions.models import DeskTeller, HeldIdRead, SessionTransition, TellerSession
 from cloud.sessions.routing import TellerState
 from cloud.sessions.state import Event, State, Transition
 
@@ -159,6 +160,62 @@ async def set_request(session_id: str, request_id: str, customer: dict[str, str]
 async def request_known(request_id: str) -> bool:
     """Whether a session was already queued for this terminal request id (a replay)."""
     return await TellerSession.filter(request_id=request_id).exists()
+
+
+@dataclass(frozen=True)
+class HeldRead:
+    """A before-queue ID read held for a session (``models.HeldIdRead``)."""
+
+    request_id: str
+    session_id: str
+    terminal_id: str
+    sealed: str
+    masked: dict[str, Any]
+
+
+async def drop_expired_id_reads(now: datetime) -> int:
+    """Delete held reads whose time is up (never taken); how many."""
+    return await HeldIdRead.filter(expires_at__lte=now).delete()
+
+
+async def hold_id_read(read: HeldRead, now: datetime, expires_at: datetime) -> bool:
+    """Keep ``read`` for its session until it is taken or ``expires_at``. False if a read for
+    that request (or that session) is already held: a request id is used once. Expired
+    rows are deleted on the way."""
+    await drop_expired_id_reads(now)
+    try:
+        await HeldIdRead.create(
+            request_id=read.request_id,
+            session_id=read.session_id,
+            terminal_id=read.terminal_id,
+            sealed=read.sealed,
+            masked=read.masked,
+            held_at=now,
+            expires_at=expires_at,
+        )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def held_id_read(session_id: str, now: datetime) -> HeldRead | None:
+    """The read held for ``session_id``, None if none is held or it has expired."""
+    row = await HeldIdRead.get_or_none(session_id=session_id, expires_at__gt=now)
+    if row is None:
+        return None
+    return HeldRead(row.request_id, row.session_id, row.terminal_id, row.sealed, row.masked)
+
+
+async def take_id_read(session_id: str, now: datetime) -> HeldRead | None:
+    """Claim the read held for ``session_id``: it is deleted, and only the caller whose
+    delete removed it gets it (another replica, or a second use, gets None). Expired rows
+    are deleted on the way, never returned."""
+    await drop_expired_id_reads(now)
+    held = await held_id_read(session_id, now)
+    if held is None:
+        return None
+    gone = await HeldIdRead.filter(request_id=held.request_id, expires_at__gt=now).delete()
+    return held if gone == 1 else None
 
 
 async def set_liveness(session_id: str, terminal_id: str, verdict: dict[str, Any]) -> bool:

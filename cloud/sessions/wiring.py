@@ -26,7 +26,9 @@ still read stored sessions (``sources.session_contacts``, which the app always s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ from cloud.ops.feeds import LiveSource
 from cloud.oversight import Oversight
 from cloud.security import Security
 from cloud.sessions import profiles, recovery, sources, store
-from cloud.sessions.bridge import DeskLink, IdReadCheck, IdReadSink, StepSink
+from cloud.sessions.bridge import DeskLink, IdReadCheck, StepSink
 from cloud.sessions.desk import Desk
 from cloud.sessions.gate import JanusGate
 from cloud.sessions.grants import TurnConfig
@@ -53,6 +55,7 @@ from cloud.sessions.skills import business_table
 from cloud.sessions.state import State
 from cloud.sessions.watch import Watch
 from cloud.workflow import device, steps
+from common import suite as suite_lib
 from common.periodic import run_every
 from common.settings import CloudSettings, JanusNode
 from common.wire.call import Request, StepResult
@@ -110,6 +113,20 @@ async def _janus_health(pool: JanusPool) -> None:
     await run_every(check, JANUS_HEALTH_S, name="Janus health check", first_wait=True, logger=log)
 
 
+#: How often the desk deletes held before-queue reads whose time is up.
+HELD_ID_READ_SWEEP_S = 60.0
+
+
+async def _sweep_held_reads(ov: Oversight) -> None:
+    """Expired held ID reads are deleted even when no new read comes to do it."""
+
+    async def sweep() -> None:
+        if gone := await store.drop_expired_id_reads(ov.clock()):
+            log.info("deleted %d expired ID reads held before queueing", gone)
+
+    await run_every(sweep, HELD_ID_READ_SWEEP_S, name="held ID read sweep", logger=log)
+
+
 async def _announce_when_up(desk: Desk, link: DeskLink) -> None:
     """Tell every waiting customer their place once the link is up (after a takeover,
     the places the previous desk announced; the clock's next round may be before)."""
@@ -158,18 +175,63 @@ def id_read_check(ov: Oversight) -> IdReadCheck:
     return check
 
 
-def id_read_sink(ov: Oversight) -> IdReadSink:
-    """How the desk link records a before-queue read as the session's ``id_card_read``."""
+#: How long a verified before-queue read waits for the teller after the desk accepted its
+#: request; a customer who waited longer is asked to read the card again in the call.
+HELD_ID_READ_TTL = dt.timedelta(minutes=10)
 
-    async def take(
-        terminal_id: str, session_id: str, request_id: str, result: StepResult
-    ) -> dict[str, Any]:
-        _, verified, passed = await steps.accept_before_queue(
-            ov, ov.device_issuers, terminal_id, session_id, request_id, result, ov.clock()
+
+class HeldIdReads:
+    """Before-queue ID reads held in the database until the teller reaches
+    ``id_card_read`` (``bridge.IdReads``): sealed under the session's evidence data key,
+    taken once across replicas (``store.take_id_read``), expired after
+    ``HELD_ID_READ_TTL`` and deleted."""
+
+    def __init__(self, ov: Oversight) -> None:
+        self.ov = ov
+
+    def _key(self, session_id: str) -> bytes:
+        return self.ov.evidence_keys.data_key(self.ov.suite, session_id)
+
+    @staticmethod
+    def _aad(session_id: str, request_id: str) -> bytes:
+        return f"held-id-read|{session_id}|{request_id}".encode()
+
+    async def hold(
+        self,
+        terminal_id: str,
+        session_id: str,
+        request_id: str,
+        result: StepResult,
+        masked: dict[str, Any],
+    ) -> bool:
+        sealed = suite_lib.encrypt(
+            self.ov.suite, self._key(session_id), result.to_bytes(),
+            aad=self._aad(session_id, request_id),
+        )  # fmt: skip
+        now = self.ov.clock()
+        read = store.HeldRead(
+            request_id, session_id, terminal_id, base64.b64encode(sealed).decode(), masked
         )
-        return _told(verified, passed)
+        return await store.hold_id_read(read, now, now + HELD_ID_READ_TTL)
 
-    return take
+    async def masked(self, session_id: str) -> dict[str, Any] | None:
+        held = await store.held_id_read(session_id, self.ov.clock())
+        return None if held is None else dict(held.masked)
+
+    async def take(self, terminal_id: str, session_id: str) -> dict[str, Any] | None:
+        held = await store.take_id_read(session_id, self.ov.clock())
+        if held is None or held.terminal_id != terminal_id:
+            return None
+        plain = suite_lib.decrypt(
+            self.ov.suite, self._key(session_id), base64.b64decode(held.sealed),
+            aad=self._aad(session_id, held.request_id),
+        )  # fmt: skip
+        result = StepResult.parse(plain)
+        _, verified, passed = await steps.accept_before_queue(
+            self.ov, self.ov.device_issuers, terminal_id, session_id, held.request_id,
+            result, self.ov.clock(),
+        )  # fmt: skip
+        return _told(verified, passed)
 
 
 def node_access(node: JanusNode, *, gated: bool = False) -> NodeAccess:
@@ -258,7 +320,7 @@ async def start(
         )
     link.desk, link.watch = desk, watch
     link.on_step = step_sink(ov)
-    link.check_id_read, link.on_id_read = id_read_check(ov), id_read_sink(ov)
+    link.check_id_read, link.id_reads = id_read_check(ov), HeldIdReads(ov)
     live = sources.board_live(lambda: board, _now)
     names = ", ".join(n.name for n in nodes)
     log.info("teller desk on Janus %s with %d tellers", names, len(board.tellers))
@@ -272,4 +334,5 @@ async def start(
         asyncio.create_task(watch.run(), name="desk-watch"),
         asyncio.create_task(recovery.tell(stale, outbox, link.ready), name="desk-restart-notices"),
         asyncio.create_task(_announce_when_up(desk, link), name="desk-takeover-positions"),
+        asyncio.create_task(_sweep_held_reads(ov), name="desk-held-id-read-sweep"),
     ]

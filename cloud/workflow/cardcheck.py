@@ -32,6 +32,8 @@ from firmware_adapters.iccard import emv
 from hsm import HsmClient, HsmRefused, HsmUnavailable
 
 UN_TAG = 0x9F37
+#: Amount, authorised (n12, BCD): what the cryptogram says the transaction moves.
+AMOUNT_TAG = 0x9F02
 
 #: What the customer screen says after a PIN attempt (the terminal shows it in large type).
 WRONG_PIN_TEXT = "密码错误,请重新输入。还可尝试{left}次"
@@ -88,14 +90,31 @@ def proof_of(full: Mapping[str, Any]) -> tuple[_Proof, bytes]:
     return proof, _bytes(full, "cdol1")
 
 
-def carried_un(cdol1: bytes, cdol1_data: bytes) -> bytes | None:
-    """The unpredictable number (9F37) inside the CDOL1 data, None if the CDOL asks none."""
+def carried(cdol1: bytes, cdol1_data: bytes, wanted: int) -> bytes | None:
+    """The value of tag ``wanted`` inside the CDOL1 data, None if the CDOL asks none."""
     offset = 0
     for tag, length in emv.parse_dol(cdol1):
-        if tag == UN_TAG:
+        if tag == wanted:
             return cdol1_data[offset : offset + length]
         offset += length
     return None
+
+
+def carried_un(cdol1: bytes, cdol1_data: bytes) -> bytes | None:
+    """The unpredictable number (9F37) inside the CDOL1 data, None if the CDOL asks none."""
+    return carried(cdol1, cdol1_data, UN_TAG)
+
+
+def carried_amount(cdol1: bytes, cdol1_data: bytes) -> int | None:
+    """The amount authorised (9F02, BCD) the cryptogram covers, in fen; None if the CDOL
+    asks none. ValueError if it is not BCD."""
+    raw = carried(cdol1, cdol1_data, AMOUNT_TAG)
+    if raw is None:
+        return None
+    digits = raw.hex()
+    if not digits.isdigit():
+        raise ValueError("the card's amount (9F02) is not BCD")
+    return int(digits)
 
 
 class CardChecks:
@@ -116,17 +135,31 @@ class CardChecks:
         self.hsm, self.core = hsm, core
         self.imk, self.pvk, self.tpk = imk, pvk, tpk
 
-    async def card(self, full: Mapping[str, Any] | None, nonce: str) -> Reading:
-        """Is this the card, present now, answering this request?"""
+    async def card(
+        self, full: Mapping[str, Any] | None, nonce: str, amount_fen: int | None = None
+    ) -> Reading:
+        """Is this the card, present now, answering this request? ``amount_fen``: the
+        amount the teller entered, which the card's cryptogram must cover (the HSM then
+        verifies the ARQC over CDOL1 data carrying it); None when the desk asked none."""
         if full is None:
             return Reading(False, "the card result carries no card data")
         try:
             proof, cdol1 = proof_of(full)
             un = carried_un(cdol1, proof.cdol1_data)
+            covered = carried_amount(cdol1, proof.cdol1_data)
         except (ValueError, PeripheralError) as err:
             return Reading(False, f"the card result is malformed: {err}")
         masked = mask_pan(proof.pan)
         detail: dict[str, Any] = {"card_masked": masked, "atc": proof.atc}
+        if amount_fen is not None:
+            if covered is None:
+                return Reading(False, "the card's CDOL1 asks no amount", detail)
+            if covered != amount_fen:
+                return Reading(
+                    False, f"the card's cryptogram covers {covered} fen, not the "
+                    f"{amount_fen} fen the teller entered", detail,
+                )  # fmt: skip
+            detail["amount_fen"] = amount_fen
         if un is None:
             return Reading(False, "the card's CDOL1 asks no unpredictable number", detail)
         if un != unpredictable_number(nonce):

@@ -38,3 +38,8 @@ class StepResultRefused(WorkflowError):
 class PostingInDoubt(WorkflowError):
     """The session cannot close as not done: its business is pending at the core (the
     answer may still be yes) or the core has applied it already."""
+
+
+class StepInputError(WorkflowError):
+    """What the teller gave with a step request is missing or wrong (an amount the card's
+    cryptogram must cover); the message names it."""

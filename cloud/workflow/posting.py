@@ -8,7 +8,8 @@ supplies the fields the catalogue asks for. ``build_posting`` turns the three in
 ``Proofs`` is read from the workflow's step records. The keys it reads are the contract
 with the device-step plumbing (signed card_read / pin_entry results verified through the
 HSM): a passed ``card_read`` record's detail may carry ``account`` (the core's account
-reference), ``card_masked``, ``arqc_verified`` and ``atc``; a passed ``pin_entry`` record's
+reference), ``card_masked``, ``arqc_verified``, ``atc`` and ``amount_fen`` (the amount the
+verified cryptogram covers: the confirm may post only that amount); a passed ``pin_entry`` record's
 ``pin_verified`` and, for a new PIN, ``pvv``. Whatever the session recorded goes with the
 posting; nothing is made up when a key is absent.
 """
@@ -42,6 +43,9 @@ class Proofs:
     atc: int | None = None
     pin_verified: bool | None = None
     pvv: str | None = None
+    #: The amount the card's verified cryptogram covers (the teller entered it before the
+    #: card was read); None when the card step was asked without one.
+    amount_fen: int | None = None
 
     @classmethod
     def from_records(cls, records: Iterable[StepRecord]) -> Proofs:
@@ -59,6 +63,7 @@ class Proofs:
             atc=card.get("atc") if isinstance(card.get("atc"), int) else None,
             pin_verified=_bool(pin.get("pin_verified")),
             pvv=_str(pin.get("pvv")),
+            amount_fen=_int(card.get("amount_fen")),
         )
 
     def for_core(self) -> dict[str, Any]:
@@ -68,12 +73,17 @@ class Proofs:
             "atc": self.atc,
             "pin_verified": self.pin_verified,
             "new_pvv": self.pvv,
+            "arqc_amount_fen": self.amount_fen,
         }
         return {k: v for k, v in out.items() if v is not None}
 
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _bool(value: Any) -> bool | None:
@@ -105,10 +115,15 @@ def build_posting(
         )
     amount = 0
     if "amount_fen" in spec.fields:
-        amount = fields.get("amount_fen", 0)
+        amount = fields.get("amount_fen", proofs.amount_fen)
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise PostingInputError(
                 f"{wf.business.code} needs 'amount_fen', a positive whole number of fen"
+            )
+        if proofs.amount_fen is not None and amount != proofs.amount_fen:
+            raise PostingInputError(
+                f"'amount_fen' {amount} differs from the {proofs.amount_fen} fen the card's "
+                "cryptogram covers"
             )
     return Posting(
         session_id=wf.session_id,

@@ -24,7 +24,7 @@ from cloud.evidence.chain import Timeline
 from cloud.workflow import engine, store
 from cloud.workflow.cardcheck import CardChecks, Reading
 from cloud.workflow.device import Verified, check_before_queue, check_result
-from cloud.workflow.errors import StepOutOfOrder, StepResultRefused, WorkflowError
+from cloud.workflow.errors import StepInputError, StepOutOfOrder, StepResultRefused, WorkflowError
 from cloud.workflow.service import Workbench, get
 from common import suite as suite_lib
 from common.wire.call import DEVICE_STEPS, StepRequest, StepResult, new_nonce
@@ -62,6 +62,35 @@ def _answered(timeline: Timeline) -> set[str]:
     return {str(e.data["nonce"]) for e in timeline.events if e.kind == "step_result"}
 
 
+def moves_amount(business: Any) -> bool:
+    """Whether the business posts an amount (its catalogue posting asks ``amount_fen``)."""
+    posting = business.posting
+    return posting is not None and "amount_fen" in posting.fields
+
+
+def _amount_param(
+    wf: engine.Workflow, step: str, amount_fen: Any, required: bool
+) -> dict[str, Any]:
+    """The amount the card's cryptogram must cover, as the step request's params."""
+    code = wf.business.code
+    if amount_fen is None:
+        if required and step == "card_read" and moves_amount(wf.business):
+            raise StepInputError(
+                f"{code} moves money: enter the amount (amount_fen) before the card is read, "
+                "so the card's cryptogram covers it"
+            )
+        return {}
+    if step != "card_read":
+        raise StepInputError(f"only card_read takes an amount, not {step}")
+    if not moves_amount(wf.business):
+        raise StepInputError(f"{code} moves no amount: card_read takes none")
+    if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
+        raise StepInputError("amount_fen must be a positive whole number of fen")
+    if amount_fen >= 10**12:
+        raise StepInputError("amount_fen is out of range (12 digits at most)")
+    return {"amount_fen": amount_fen}
+
+
 async def ask(
     ov: Workbench,
     session_id: str,
@@ -69,8 +98,16 @@ async def ask(
     who: engine.Actor,
     terminal_id: str,
     now: dt.datetime,
+    amount_fen: int | None = None,
+    *,
+    amount_required: bool = False,
 ) -> tuple[store.Loaded, StepRequest]:
-    """The serving teller asks the session's terminal for the next step (a fresh nonce)."""
+    """The serving teller asks the session's terminal for the next step (a fresh nonce).
+
+    ``amount_fen``: for ``card_read`` of a business that posts an amount, what the teller
+    entered; the card's cryptogram is asked over it and the cloud accepts the card only if
+    it covers that amount (``cardcheck``), and the confirm posts only that amount
+    (``posting``). ``amount_required`` (a core is attached): refuse to ask without it."""
     loaded = await get(ov, session_id)
     _serving(loaded, who)
     wf = loaded.workflow
@@ -80,7 +117,8 @@ async def ask(
         raise StepOutOfOrder(
             f"session {session_id}: next step is {wf.next_step!r}, cannot ask for {step!r}"
         )
-    params: dict[str, Any] = {"business": wf.business.code}
+    amount = _amount_param(wf, step, amount_fen, amount_required)
+    params: dict[str, Any] = {"business": wf.business.code, **amount}
     if step == "face_match":
         params["threshold"] = wf.business.face_match_threshold
     elif step == "pin_entry":
@@ -90,7 +128,7 @@ async def ask(
         "step_requested",
         who.id,
         now,
-        {"step": step, "nonce": request.nonce, "terminal": terminal_id},
+        {"step": step, "nonce": request.nonce, "terminal": terminal_id, **amount},
     )
     return await store.save(loaded), request
 
@@ -213,7 +251,7 @@ async def _record(
         loaded.workflow, _ = engine.record_device_step(
             wf, verified.step, f"terminal:{terminal_id}", now, detail
         )
-        step_event = {**detail, "step": verified.step, "passed": True}
+        step_event = {**public_detail(detail), "step": verified.step, "passed": True}
         loaded.timeline.append("step", f"terminal:{terminal_id}", now, step_event)
     return await store.save(loaded), verified, passed
 
@@ -282,12 +320,19 @@ def _id_read(ov: Workbench, loaded: store.Loaded) -> Mapping[str, Any]:
 
 #: Steps the cloud decides with the HSM and the core (``cloud.workflow.cardcheck``).
 CARD_STEPS = ("card_read", "pin_entry")
-#: Reading details never shown to the teller or the customer screen.
-_PRIVATE = ("pvv", "card_token")
+#: Reading details the cloud keeps for itself (the step record in the database, which the
+#: PIN check and the posting read) and never shows: not to the teller, the supervisor's
+#: screens, the customer screen, nor the evidence timeline. The card token finds the
+#: account in the core; the PVV is the new PIN's verification value.
+PRIVATE_DETAIL = ("pvv", "card_token")
 
 
-def _public(detail: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in detail.items() if k not in _PRIVATE}
+def public_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A step record's detail as people may see it (``PRIVATE_DETAIL`` left out)."""
+    return {k: v for k, v in detail.items() if k not in PRIVATE_DETAIL}
+
+
+_public = public_detail
 
 
 async def _card_reading(
@@ -302,7 +347,8 @@ async def _card_reading(
             False, "no HSM and core are configured: the step waits for a supervisor's override"
         )
     if verified.step == "card_read":
-        return await cards.card(verified.full, verified.nonce)
+        asked = _asked_amount(loaded.timeline, verified.nonce)
+        return await cards.card(verified.full, verified.nonce, asked)
     record = next(
         (r for r in reversed(loaded.workflow.records) if r.step == "card_read" and r.passed),
         None,
@@ -313,6 +359,15 @@ async def _card_reading(
     card = _sealed_full(ov, loaded, nonce)
     mode = loaded.workflow.business.pin_entry
     return await cards.pin(terminal_id, card, record.detail, verified.full, mode)
+
+
+def _asked_amount(timeline: Timeline, nonce: str) -> int | None:
+    """The amount the desk asked the card to cover with ``nonce``, None if it asked none."""
+    for event in timeline.events:
+        if event.kind == "step_requested" and event.data.get("nonce") == nonce:
+            amount = event.data.get("amount_fen")
+            return amount if isinstance(amount, int) and not isinstance(amount, bool) else None
+    return None
 
 
 def _sealed_full(ov: Workbench, loaded: store.Loaded, nonce: str) -> Mapping[str, Any]:

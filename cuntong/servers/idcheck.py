@@ -22,10 +22,10 @@ from firmware_adapters.idcard.simulator import sample_card
 
 
 def demo_identities() -> list[dict[str, str]]:
-    """The citizen records the demo gateway knows: the two cards in SX-00001's simulated
-    reader (王美娜, 张建国) are on record and match; 李秀英 (``sample_card(2)``) is
-    registered deceased. Any other number is "not found"; a known number with another
-    name is a name mismatch."""
+    """The citizen records the demo gateway knows: 王美娜 and 张建国 are on record and
+    match; 李秀英 (``sample_card(2)``) is registered deceased. Any other number is "not
+    found"; a known number with another name is a name mismatch. SX-00001's simulated
+    reader holds a card for each (``cuntong.demoid``)."""
     cards = [sample_card(i) for i in range(3)]
     return [
         {"id_number": c.text.id_number, "name": c.text.name, "status": status}

@@ -35,8 +35,10 @@ RECORD_RATE = 16000
 class EchoRig:
     """``with EchoRig(workdir) as rig:`` a running sound server with the echo path above."""
 
-    def __init__(self, workdir: Path, echo_gain: str = "70%") -> None:
+    def __init__(self, workdir: Path, echo_gain: str = "70%", adjust_time: int | None = 0) -> None:
         self.dir = workdir
+        #: the canceller's drift re-alignment period (``echo.module_line``); None: the default
+        self.adjust_time = adjust_time
         self.socket = workdir / "pulse.sock"
         self.echo_gain = echo_gain  # PulseAudio's volume scale: 70% is about -9 dB
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,7 +62,11 @@ class EchoRig:
                 # adjust_time=0: no resampling drift between the two halves of the echo path
                 "load-module module-combine-sink sink_name=speaker slaves=room,micbus "
                 f"rate={RATE} channels=1 adjust_time=0",
-                echo.module_line("micbus.monitor", "speaker"),
+                # One clock drives every null sink here, so there is no drift for the
+                # canceller's stream re-alignment to correct: under load it only saw
+                # scheduling jitter and dropped speaker audio every second, moving the
+                # echo's delay mid-utterance (ERLE fell to 14-19 dB in those stretches).
+                echo.module_line("micbus.monitor", "speaker", adjust_time=self.adjust_time),
                 "",
             ]
         )

@@ -36,13 +36,22 @@ AEC_ARGS: dict[str, int] = {
 }
 
 
-def module_line(source_master: str, sink_master: str, name: str = "aec") -> str:
+def module_line(
+    source_master: str, sink_master: str, name: str = "aec", adjust_time: int | None = None
+) -> str:
     """The ``load-module module-echo-cancel`` line: ``<name>_mic`` is the cancelled
-    microphone, ``<name>_spk`` the speaker the call plays into."""
+    microphone, ``<name>_spk`` the speaker the call plays into.
+
+    ``adjust_time`` (seconds, 0 = off) is how often the module re-aligns the speaker and
+    microphone streams against clock drift; unset keeps PulseAudio's default (1 s), which a
+    terminal with a real sound card needs. Each re-alignment drops speaker audio, so the
+    echo's delay jumps and the canceller converges again; a rig whose sinks run on one
+    clock has no drift to correct and sets it to 0 (``cuntong.servers.pulse.EchoRig``)."""
     args = " ".join(f"{k}={v}" for k, v in AEC_ARGS.items())
+    adjust = "" if adjust_time is None else f"adjust_time={adjust_time} "
     return (
         f"load-module module-echo-cancel source_master={source_master} "
-        f"sink_master={sink_master} aec_method=webrtc source_name={name}_mic "
+        f"sink_master={sink_master} aec_method=webrtc {adjust}source_name={name}_mic "
         f'sink_name={name}_spk aec_args="{args}"'
     )
 
@@ -83,6 +92,18 @@ def erle(
         median_db=float(np.median(10 * np.log10(p_in[active] / p_out[active]))),
         frames=int(active.sum()),
     )
+
+
+def lag(reference: NDArray[np.int16], other: NDArray[np.int16], max_lag: int) -> int:
+    """How many samples ``other`` runs behind ``reference`` (negative: ahead), within
+    ``max_lag``: the peak of their cross-correlation. Two recordings of the same sound
+    started by separate clients start at different moments; this is how far apart."""
+    a, b = reference.astype(np.float64), other.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    cc = np.fft.irfft(np.conj(np.fft.rfft(a, size)) * np.fft.rfft(b, size), size)
+    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
+    scores = np.concatenate([cc[: max_lag + 1], cc[size - max_lag :]])
+    return int(lags[int(np.argmax(scores))])
 
 
 def level_dbfs(x: NDArray[np.int16]) -> float:

@@ -6,6 +6,11 @@
 
 Faults are queued per command and consumed in order (see FAULTS), e.g.
 `--fault read_base:pulled` answers the next read as if the card had been pulled out.
+
+`--select-file PATH` lets an operator or a test change the card on the reader while it runs:
+the file holds a card's label (the `label` of its `--cards` object) or its index, or `none`
+for an empty reader, and is read again at every card search (`find`), so the next read
+presents that card (`cuntong demo id-card` writes it in `cuntong up`).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from firmware_adapters.errors import FrameChecksum, FrameError
 from firmware_adapters.idcard.frame import (
@@ -31,6 +38,11 @@ from firmware_adapters.idcard.text import IdCardText, id_check_digit
 #: from edge/vision/health_face.jpg (scikit-image's `astronaut`, public domain), quality 45 so
 #: a read-base answer stays under the protocol's 0x0A00 frame limit.
 SIM_PHOTO = Path(__file__).with_name("sim_photo.jpg")
+
+#: What a select file says for an empty reader.
+NO_CARD = "none"
+
+log = logging.getLogger("cuntong.idcard.simulator")
 
 #: fault name -> what the simulated reader does instead of answering normally
 FAULTS: dict[str, str] = {
@@ -51,6 +63,8 @@ class SimCard:
     text: IdCardText
     photo_wlt: bytes = field(repr=False)
     serial: bytes = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    #: The name an operator picks it by (``--select-file``); empty for none.
+    label: str = ""
 
 
 def make_id_number(region: str, birth: dt.date, seq: int) -> str:
@@ -99,12 +113,48 @@ def apply_fault(frame: bytes, fault: str | None) -> list[bytes]:
 class IdCardSimulator:
     """Reader state machine: find -> select -> read, with an optional card inserted."""
 
-    def __init__(self, cards: list[SimCard] | None = None) -> None:
+    def __init__(self, cards: list[SimCard] | None = None, select_file: Path | None = None) -> None:
         self.cards = list(cards) if cards is not None else [sample_card()]
         self.card: SimCard | None = self.cards[0] if self.cards else None
         self.selected = False
         self.faults: deque[tuple[str, str]] = deque()
         self.commands_seen = 0
+        self.select_file = select_file
+        self._chosen: str | None = None
+
+    def pick(self, choice: str) -> SimCard | None:
+        """The card a label or an index names; None for ``none``. KeyError if unknown."""
+        if choice == NO_CARD:
+            return None
+        for card in self.cards:
+            if card.label and card.label == choice:
+                return card
+        if choice.isdigit() and int(choice) < len(self.cards):
+            return self.cards[int(choice)]
+        known = [c.label for c in self.cards if c.label] or [str(i) for i in range(len(self.cards))]
+        raise KeyError(f"no card {choice!r} on this reader; known: {', '.join(known)}, {NO_CARD}")
+
+    def follow_selection(self) -> None:
+        """Put the card the select file names on the reader, if it changed since last read."""
+        if self.select_file is None:
+            return
+        try:
+            choice = self.select_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return
+        if not choice or choice == self._chosen:
+            return
+        self._chosen = choice
+        try:
+            card = self.pick(choice)
+        except KeyError as err:
+            log.warning("select file %s: %s (the card stays as it was)", self.select_file, err)
+            return
+        if card is None:
+            self.remove()
+        else:
+            self.insert(card)
+        log.info("card on the reader now: %s", choice)
 
     def insert(self, card: SimCard | None = None) -> None:
         self.card = card or (self.cards[0] if self.cards else sample_card())
@@ -153,6 +203,7 @@ class IdCardSimulator:
             case "read_sam_id":
                 return Response(0, 0, 0x90, bytes(range(16)))
             case "find":
+                self.follow_selection()
                 if self.card is None or fault == "no_card":
                     return Response(0, 0, 0x80)
                 return Response(0, 0, 0x9F, b"\x00\x00\x00\x00")
@@ -171,7 +222,9 @@ class IdCardSimulator:
         return Response(0, 0, 0x21)
 
 
-def _card_from_json(obj: dict[str, str]) -> SimCard:
+def card_from_json(obj: dict[str, Any]) -> SimCard:
+    """A card from its JSON object: a sample card's ``index`` and the fields that differ
+    (``name``, ``id_number``, dates as ISO strings, ...), and its ``label``."""
     base = sample_card(int(obj.get("index", 0)))
     until = obj.get("valid_until")
     text = IdCardText(
@@ -189,7 +242,9 @@ def _card_from_json(obj: dict[str, str]) -> SimCard:
         else base.text.valid_from,
         valid_until=dt.date.fromisoformat(until) if until else base.text.valid_until,
     )
-    return SimCard(text=text, photo_wlt=base.photo_wlt, serial=base.serial)
+    return SimCard(
+        text=text, photo_wlt=base.photo_wlt, serial=base.serial, label=str(obj.get("label", ""))
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,15 +257,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cards", type=Path, help="JSON list of card objects (fields optional)")
     parser.add_argument("--no-card", action="store_true", help="start with the reader empty")
     parser.add_argument(
+        "--select-file", type=Path,
+        help="file naming the card on the reader (a label, an index or 'none'), re-read at "
+        "every card search",
+    )  # fmt: skip
+    parser.add_argument(
         "--fault", action="append", default=[], metavar="COMMAND:FAULT", help=str(FAULTS)
     )
     args = parser.parse_args(argv)
     cards = (
-        [_card_from_json(c) for c in json.loads(args.cards.read_text())]
+        [card_from_json(c) for c in json.loads(args.cards.read_text())]
         if args.cards
         else [sample_card(0), sample_card(1)]
     )
-    sim = IdCardSimulator(cards)
+    sim = IdCardSimulator(cards, args.select_file)
     if args.no_card:
         sim.remove()
     for spec in args.fault:

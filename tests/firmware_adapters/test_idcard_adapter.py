@@ -19,7 +19,7 @@ from firmware_adapters.errors import (
     FrameTruncated,
 )
 from firmware_adapters.idcard.adapter import IdCardReader
-from firmware_adapters.idcard.simulator import IdCardSimulator, sample_card
+from firmware_adapters.idcard.simulator import IdCardSimulator, card_from_json, sample_card
 from firmware_adapters.pty_server import PtyServer
 
 
@@ -159,3 +159,26 @@ async def test_simulator_runs_as_a_process(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_the_select_file_changes_the_card_for_the_next_read(tmp_path: Path) -> None:
+    """An operator's choice (``--select-file``, what ``cuntong demo id-card`` writes) is
+    read at the next card search: a label, an index, ``none``; an unknown one changes
+    nothing."""
+    choice = tmp_path / "select"
+    cards = [
+        card_from_json({"label": "match", "index": 0}),
+        card_from_json({"label": "deceased", "index": 2}),
+    ]
+    with PtyServer(IdCardSimulator(cards, choice), tmp_path / "idcard.tty") as server:
+        async with reader(server, timeout=2.0) as r:
+            assert (await r.read_card()).text.name == "王美娜"  # no file yet: the first
+            choice.write_text("deceased\n")
+            assert (await r.read_card()).text.name == "李秀英"
+            choice.write_text("nobody")  # unknown: the card stays
+            assert (await r.read_card()).text.name == "李秀英"
+            choice.write_text("0")
+            assert (await r.read_card()).text.name == "王美娜"
+            choice.write_text("none")
+            with pytest.raises(CardAbsent):
+                await r.read_card()

@@ -116,7 +116,10 @@ def test_the_demo_card_is_decided_by_the_hsm_and_the_screen_says_the_tries_left(
 
             # card_read: the card in the demo reader answers an ARQC over the desk's nonce;
             # the cloud passes it on the HSM's verification and names the core's account.
+            # loan_repayment moves money: the amount first, the card's cryptogram covers it
             r = teller.post(f"{url}/steps/card_read/ask")
+            assert r.status_code == 422 and "amount" in r.text, r.text
+            r = teller.post(f"{url}/steps/card_read/ask", json={"amount_fen": 12_345})
             assert r.status_code == 200, r.text
             wf = _until(lambda: (w := teller.get(url).json())["next_step"] != "card_read" and w,
                         "card_read decided")  # fmt: skip
@@ -127,6 +130,7 @@ def test_the_demo_card_is_decided_by_the_hsm_and_the_screen_says_the_tries_left(
             assert card["detail"]["arqc_verified"] is True, card
             assert card["detail"]["account"] == "DEMO-0001", card
             assert card["detail"]["card_masked"] == customer["card"], card
+            assert card["detail"]["amount_fen"] == 12_345, card
 
             # Three wrong PINs: the screen shows and speaks the tries left, then the lock.
             _types(customer_file, "1" + pin[1:] if pin[0] != "1" else "2" + pin[1:])

@@ -7,6 +7,7 @@ real `cuntong api` process is pointed at, as systemd would.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from common import procs, sdnotify
+from common.errors import ConfigError
 from cuntong.deploy import ROLES
 
 INVENTORY = """
@@ -42,9 +44,20 @@ address = "10.20.0.21"
 roles = ["mosquitto", "victoria-metrics"]
 
 [[hosts]]
+name = "broker-2"
+address = "10.20.0.22"
+roles = ["mosquitto"]
+
+[[hosts]]
 name = "media-1"
 address = "10.20.0.31"
 roles = ["janus", "coturn"]
+
+[[hosts]]
+name = "term-1"
+address = "10.20.0.41"
+roles = ["terminal"]
+terminal_id = "SX-00041"
 """
 
 
@@ -85,10 +98,11 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
     placed = {
         (host.name, unit.name.removeprefix("cuntong-").removesuffix(".service"))
         for host in rendered.iterdir()
-        if host.is_dir()
+        if host.is_dir() and host.name != "pki"  # the CA's folder
         for unit in (host / "etc/systemd/system").iterdir()
     }
-    assert {role for _, role in placed} == set(ROLES)
+    # A terminal host runs the edge agent's unit.
+    assert {role for _, role in placed} == set(ROLES) - {"terminal"} | {"agent"}
     assert ("cloud-2", "api") in placed and ("cloud-2", "ingest") not in placed
     for host, role in placed:
         unit = _unit(rendered, host, role)
@@ -103,7 +117,8 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
     assert env.stat().st_mode & 0o777 == 0o600
     tmpfiles = (rendered / "cloud-1/etc/tmpfiles.d/cuntong.conf").read_text()
     assert "z /etc/cuntong/api/cloud.env 0600 cuntong-api cuntong-api -" in tmpfiles
-    assert "CUNTONG_CLOUD_INGEST=false" in env.read_text()  # ingest has its own unit there
+    # Ingest stays on beside the ingest unit: without it the API runs no command sender.
+    assert "CUNTONG_CLOUD_INGEST=true" in env.read_text()
     turn = rendered / "media-1/etc/cuntong/coturn/turnserver.conf"
     assert turn.stat().st_mode & 0o777 == 0o600
     secret = next(ln for ln in env.read_text().splitlines() if "TURN_SECRET" in ln)
@@ -130,6 +145,64 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
     haproxy = (rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg").read_text()
     assert "server cloud-1 10.20.0.11:8000 check" in haproxy
     assert "server cloud-2 10.20.0.12:8000 check" in haproxy
+
+
+def _env(path: Path) -> dict[str, str]:
+    return dict(ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
+
+
+def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: Path) -> None:
+    """Issue 17: every broker host gets its own broker (config and mTLS files under one CA,
+    every cloud process in its dynamic-security state); the cloud subscribes on all of them,
+    in inventory order, which is the list terminals enrol with; a terminal host gets the
+    agent's unit with its real-time grant and its terminal id."""
+    from cryptography import x509
+
+    for host, role in (("cloud-1", "api"), ("cloud-1", "ingest"), ("cloud-2", "api")):
+        env = _env(rendered / host / "etc/cuntong" / role / "cloud.env")
+        assert env["CUNTONG_CLOUD_BROKERS"] == "10.20.0.21:8883,10.20.0.22:8883"
+        assert env["CUNTONG_CLOUD_BROKER_HOST"] == "10.20.0.21"
+        # The CA and signing keys the cloud process issues and signs with, private.
+        state = rendered / host / "var/lib/cuntong" / role
+        assert (state / "ca/issuing-key.pem").stat().st_mode & 0o777 == 0o600
+        assert (state / "keys").stat().st_mode & 0o777 == 0o700
+    api2 = _env(rendered / "cloud-2/etc/cuntong/api/cloud.env")
+    # The media host is a Janus node the cloud reads as its own settings do; the JSON is
+    # single-quoted, since systemd's EnvironmentFile= would drop its double quotes.
+    from common.settings import CloudSettings
+
+    nodes = api2["CUNTONG_CLOUD_JANUS_NODES"]
+    assert nodes[0] == nodes[-1] == "'"
+    (node,) = CloudSettings(janus_nodes=json.loads(nodes[1:-1])).media_nodes()
+    assert node.url == "http://10.20.0.31:8088/janus"
+    assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
+    assert api2["CUNTONG_CLOUD_TERMINAL_API_HOST"] == "10.20.0.12"  # enrolment on each API host
+    root = x509.load_pem_x509_certificate(
+        (rendered / "cloud-1/var/lib/cuntong/api/ca/root.pem").read_bytes()
+    )
+    for host, address in (("broker-1", "10.20.0.21"), ("broker-2", "10.20.0.22")):
+        conf = (rendered / host / "etc/cuntong/mosquitto/mosquitto.conf").read_text()
+        assert f"listener 8883 {address}" in conf
+        tls = rendered / host / "var/lib/cuntong/mosquitto/tls"
+        assert (tls / "server-key.pem").stat().st_mode & 0o777 == 0o600
+        chain = x509.load_pem_x509_certificates((tls / "server.pem").read_bytes())
+        assert chain[-1].issuer == root.subject  # one CA for both brokers
+        sans = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert address in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+        dynsec = json.loads((tls / "dynsec.json").read_text())
+        clients = {c["username"] for c in dynsec["clients"]}
+        for instance in ("api-cloud-1", "ingest-cloud-1", "api-cloud-2"):
+            assert f"svc.{instance}" in clients, sorted(clients)
+    agent = _unit(rendered, "term-1", "agent")
+    assert agent["AmbientCapabilities"] == ["CAP_SYS_NICE"]
+    assert agent["LimitRTTIME"] == ["200ms:2s"]
+    assert agent["EnvironmentFile"] == ["/etc/cuntong/agent/agent.env"]
+    assert _env(rendered / "term-1/etc/cuntong/agent/agent.env") == {
+        "CUNTONG_AGENT_TERMINAL_ID": "SX-00041"
+    }
+    tmpfiles = (rendered / "broker-1/etc/tmpfiles.d/cuntong.conf").read_text()
+    assert "Z /var/lib/cuntong/mosquitto - cuntong-mosquitto cuntong-mosquitto -" in tmpfiles
+    assert "u cuntong-agent " in (rendered / "term-1/etc/sysusers.d/cuntong.conf").read_text()
 
 
 def test_render_again_keeps_the_secrets(rendered: Path, tmp_path: Path) -> None:
@@ -166,6 +239,26 @@ def test_a_bad_inventory_is_named(tmp_path: Path) -> None:
     inventory.write_text(INVENTORY.format(prefix="/opt/x").replace('"coturn"', '"cotrun"'))
     done = _cuntong("deploy", "render", "--inventory", str(inventory), "--out", str(tmp_path))
     assert done.returncode == 2 and "unknown role(s) cotrun" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('terminal_id = "SX-00041"', 'terminal_id = "SX 41"', "terminal id 'SX 41' is not"),
+        ('name = "broker-2"', 'name = "broker-1"', "listed twice: broker-1"),
+        ('name = "broker-2"', 'name = "pki"', "'pki' is not a host name"),
+    ],
+)
+def test_a_bad_host_is_named_and_nothing_is_written(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    from cuntong.deploy import render_inventory
+
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(INVENTORY.format(prefix="/opt/x").replace(old, new))
+    with pytest.raises(ConfigError, match=message):
+        render_inventory(inventory, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_sd_notify_speaks_to_a_datagram_socket(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ of the call sits in the cloud, on a good network). coturn listens and relays on 
 own address (``relay_coturn``: Janus offers no loopback candidates), the relay listens on
 127.0.0.1: nothing leaves the machine.
 
+``village_terminal`` is the terminal side alone; ``browser_weaklink`` puts the production
+teller (the teller page in headless Chromium) at the other end of it.
+
 ``freezes`` and ``audio_gaps`` read what the teller received (``Seen``): pure functions of
 the arrival times and audio timestamps.
 """
@@ -61,6 +64,76 @@ async def _is(value: bool) -> bool:
     return value
 
 
+@dataclass
+class VillageTerminal:
+    """The terminal behind the impaired link, before its call is connected."""
+
+    relay: UdpRelay
+    client: TellerClient
+    turn_url: str
+    turn_secret: str
+
+    async def connect(self, janus: Janus, room: str, token: str) -> float:
+        """Hand the terminal its connect message; waits until it is in the call and returns
+        the monotonic time the message was handed over (the setup clock's start)."""
+        now = dt.datetime.now(dt.UTC)
+        cred = turn_credentials(self.turn_secret, "terminal-weak", now)
+        connect = connect_message(janus, room, token, room)
+        connect["ice_servers"] = [cred.ice_server([self.turn_url])]
+        t0 = time.monotonic()
+        await self.client.on_desk(orjson.dumps(connect))
+        await eventually(lambda: _is(self.client.call.phase is Phase.IN_CALL), 60, every=0.02)
+        return t0
+
+    @property
+    def peer(self) -> RoomPeer:
+        peer = self.client.peer
+        assert isinstance(peer, RoomPeer)
+        return peer
+
+
+@contextlib.asynccontextmanager
+async def village_terminal(
+    coturn: Coturn,
+    up: Impairment,
+    down: Impairment,
+    link_kbps: float = 300,
+    seed: int = 1,
+    room: str = "weak",
+) -> AsyncIterator[VillageTerminal]:
+    """The terminal's ``TellerClient``/``RoomPeer``/``CallMedia``, relay-only, its TURN server
+    the impairment relay in front of ``coturn``; queued for ``room``. The call ends on exit."""
+    # The terminal sizes its encoders from the loss it expects, as the agent does from its
+    # configured link: above 3% loss that means Opus in-band FEC and 40 ms packets.
+    media = CallMedia(simulate=True, link_kbps=link_kbps, link_loss=up.loss, face_aware=False)
+
+    async def publish(payload: bytes) -> None:
+        return None
+
+    async def no_capture(kind: str) -> None:
+        return None
+
+    async with UdpRelay((coturn.cfg.listen_ip, coturn.cfg.port), up, down, seed=seed) as relay:
+        client = TellerClient(
+            publish,
+            lambda grant, on_text, on_event: RoomPeer(
+                grant, media, on_text, on_event, relay_only=True
+            ),
+            lambda send: Paperwork(send, no_capture),
+            lambda: dt.datetime.now(dt.UTC),
+        )
+        await client.ask("pension")
+        rid = client.call.request_id
+        await client.on_desk(orjson.dumps({"type": "queued", "request_id": rid, "session": room}))
+        turn_url = f"turn:{relay.address[0]}:{relay.address[1]}?transport=udp"
+        terminal = VillageTerminal(relay, client, turn_url, coturn.cfg.static_auth_secret)
+        try:
+            yield terminal
+        finally:
+            await client.end()
+            encoding.reset()
+
+
 @contextlib.asynccontextmanager
 async def weak_call(
     janus: Janus,
@@ -74,54 +147,21 @@ async def weak_call(
 ) -> AsyncIterator[WeakCall]:
     """Connect a call over the impaired link; yields once the teller sees the customer.
 
-    The real teller is Chromium, whose receiver gives up on a lost packet and asks for a
-    keyframe, and conceals lost audio; aiortc's own receiver does neither. With
-    ``teller_receive_path`` the aiortc teller receives through the terminal's receive path
-    (``edge.teller.receive``), so what is measured is the terminal's sending, not aiortc's
-    receiver; without it, aiortc's stock receiver."""
+    The real teller is Chromium (``browser_weaklink`` measures it), whose receiver gives up
+    on a lost packet and asks for a keyframe, and conceals lost audio; aiortc's own receiver
+    does neither. With ``teller_receive_path`` the aiortc teller receives through the
+    terminal's receive path (``edge.teller.receive``), so what is measured is the terminal's
+    sending, not aiortc's receiver; without it, aiortc's stock receiver."""
     customer_token, teller_token = await open_room(janus, room)
-    # The terminal sizes its encoders from the loss it expects, as the agent does from its
-    # configured link: above 3% loss that means Opus in-band FEC and 40 ms packets.
-    media = CallMedia(simulate=True, link_kbps=link_kbps, link_loss=up.loss, face_aware=False)
-    now = dt.datetime.now(dt.UTC)
-    cred = turn_credentials(coturn.cfg.static_auth_secret, "terminal-weak", now)
-
-    async def publish(payload: bytes) -> None:
-        return None
-
-    async def no_capture(kind: str) -> None:
-        return None
-
-    async with UdpRelay((coturn.cfg.listen_ip, coturn.cfg.port), up, down, seed=seed) as relay:
-        turn_url = f"turn:{relay.address[0]}:{relay.address[1]}?transport=udp"
-        client = TellerClient(
-            publish,
-            lambda grant, on_text, on_event: RoomPeer(
-                grant, media, on_text, on_event, relay_only=True
-            ),
-            lambda send: Paperwork(send, no_capture),
-            lambda: dt.datetime.now(dt.UTC),
-        )
-        await client.ask("pension")
-        rid = client.call.request_id
-        await client.on_desk(orjson.dumps({"type": "queued", "request_id": rid, "session": room}))
+    async with village_terminal(coturn, up, down, link_kbps, seed, room) as terminal:
         teller = TellerPeer(janus, teller_token, room)
         if teller_receive_path:
             teller.prepare_receiver = receive.install
         async with teller.joined():
-            connect = connect_message(janus, room, customer_token, room)
-            connect["ice_servers"] = [cred.ice_server([turn_url])]
-            t0 = time.monotonic()
-            await client.on_desk(orjson.dumps(connect))
-            await eventually(lambda: _is(client.call.phase is Phase.IN_CALL), 60, every=0.02)
+            t0 = await terminal.connect(janus, room, customer_token)
             await teller.subscribe_customer()
             await eventually(lambda: _is(teller.seen.video > 0), 60, every=0.02)
-            call = WeakCall(relay, client, teller, time.monotonic() - t0)
-            try:
-                yield call
-            finally:
-                await client.end()
-                encoding.reset()
+            yield WeakCall(terminal.relay, terminal.client, teller, time.monotonic() - t0)
 
 
 def freezes(arrivals: list[float], threshold_s: float = 0.5) -> list[float]:

@@ -4,8 +4,8 @@ On the user-mode PulseAudio rig (``cuntong.servers.pulse.EchoRig``): the teller'
 played by the terminal's ``PulseSpeaker`` into the canceller's sink, and the call's
 microphone track (``CallMedia(echo_cancel=True).microphone()``) reads the canceller's
 source. The echo must be mostly gone from what the call would send, and the customer's
-own voice must pass. Floors as in ``test_echo_cancel.py`` (the energy figure swings on a
-loaded machine; docs/benchmarks/echo-cancel.md has the figures).
+own voice must pass. Floors as in ``test_echo_cancel.py`` (the energy figure sits close to
+20 dB; docs/benchmarks/echo-cancel.md has the figures).
 """
 
 from __future__ import annotations

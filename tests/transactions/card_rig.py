@@ -110,8 +110,9 @@ async def start(
     return teller
 
 
-async def ask(cloud: Cloud, session: str, step: str) -> StepRequest:
-    _, request = await steps.ask(cloud.ov, session, step, TELLER, TID, cloud.clock())
+async def ask(cloud: Cloud, session: str, step: str, amount_fen: int | None = None) -> StepRequest:
+    """The serving teller asks ``step`` (for ``card_read``: over ``amount_fen``, if given)."""
+    _, request = await steps.ask(cloud.ov, session, step, TELLER, TID, cloud.clock(), amount_fen)
     return request
 
 

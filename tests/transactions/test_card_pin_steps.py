@@ -21,6 +21,7 @@ import pytest
 
 from cloud.workflow import service, steps
 from cloud.workflow.cardcheck import LOCKED_TEXT, MISMATCH_TEXT, WRONG_PIN_TEXT
+from cloud.workflow.errors import StepInputError
 from cloud.workflow.models import CorePostingRow, WorkflowState
 from common import procs
 from common.masking import mask_pan
@@ -40,7 +41,17 @@ from tests.integration.agents import make_agent
 from tests.oversight.conftest import Cloud
 from tests.steps_rig import Terminal
 from tests.transactions import card_rig
-from tests.transactions.card_rig import PIN, TID, WRONG, Bank, answer, card_step, insert, start
+from tests.transactions.card_rig import (
+    PIN,
+    TELLER,
+    TID,
+    WRONG,
+    Bank,
+    answer,
+    card_step,
+    insert,
+    start,
+)
 from tests.transactions.card_rig import ask as ask_step
 from tests.transactions.parts import customer_types, pad
 from tests.transactions.posting_helpers import core_account
@@ -84,10 +95,13 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     verified, passed = await answer(cloud, terminal, second, await cards(request))
     assert not passed and "another request" in verified.reason
 
-    # The genuine answer to this request passes; the account comes from the core.
-    third = await ask_step(cloud, session, "card_read")
+    # The genuine answer to this request, over the amount the teller entered, passes; the
+    # account comes from the core.
+    third = await ask_step(cloud, session, "card_read", 20_000)
+    assert third.params["amount_fen"] == 20_000
     verified, passed = await answer(cloud, terminal, third, await cards(third))
     assert passed, verified.reason
+    assert verified.masked["amount_fen"] == 20_000
     pan = bank.card.profile.pan
     assert verified.masked["card_masked"] == mask_pan(pan) and pan[4:-4] not in mask_pan(pan)
     assert verified.masked["account"] == bank.account and "card_token" not in verified.masked
@@ -113,9 +127,18 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     _, passed = await answer(cloud, terminal, sign, delivered_result("e_signature", signature))
     assert passed
 
+    # The card token stays on the server: the step record keeps it (the PIN check above
+    # and the posting below find the account by it), the teller's view does not show it.
+    token = _private(await WorkflowState.get(session_id=session), "card_read", "card_token")
+    view = await teller.get(f"/api/v1/workflow/{session}")
+    assert view.status_code == 200 and token not in view.text and "card_token" not in view.text
+    card_done = next(d for d in view.json()["done"] if d["step"] == "card_read" and d["passed"])
+    assert card_done["detail"]["account"] == bank.account  # what the teller may see stays
+
     before = await core_account(core_server, bank.account)
     url = f"/api/v1/workflow/{session}/confirm"
     done_r = await teller.post(url, json={"amount_fen": 20_000})
+    assert token not in done_r.text
     assert done_r.status_code == 200, done_r.text
     assert done_r.json()["posting"]["status"] == "applied"
     after = await core_account(core_server, bank.account)
@@ -124,7 +147,7 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     row = await CorePostingRow.get(session_id=session)
     assert row.body["account"] == bank.account
     assert row.body["proofs"] == {"arqc_verified": True, "atc": verified_atc(row),
-                                  "pin_verified": True}  # fmt: skip
+                                  "pin_verified": True, "arqc_amount_fen": 20_000}  # fmt: skip
 
     # No clear PIN and no clear card number outside the pad, the HSM and the sealed result.
     state = await WorkflowState.get(session_id=session)
@@ -145,7 +168,17 @@ async def test_card_and_pin_pass_only_on_the_hsm_and_core_and_the_confirm_posts_
     for where, data in places.items():
         assert PIN.encode() not in data and WRONG.encode() not in data, where
         assert pan.encode() not in data, where
+        if where == "timeline" or where.startswith("evidence"):
+            assert token.encode() not in data, where
     assert any(name.startswith("evidence") for name in places)  # the package was sealed
+
+
+def _private(state: WorkflowState, step: str, key: str) -> str:
+    """A value the session's passed ``step`` record keeps for the server only."""
+    record = next(r for r in reversed(state.records) if r["step"] == step and r["passed"])
+    value = record["detail"][key]
+    assert isinstance(value, str) and value
+    return value
 
 
 def verified_atc(row: CorePostingRow) -> int:
@@ -191,6 +224,84 @@ async def test_three_wrong_pins_lock_the_card_in_the_core_and_the_screen_says_so
     assert loaded.workflow.next_step == "pin_entry" and loaded.workflow.outcome is None
     checks = [e.data for e in loaded.timeline.events if e.kind == "card_check"]
     assert [c["passed"] for c in checks] == [True, False, False, False, False]
+
+
+async def test_the_cryptogram_covers_the_amount_the_teller_entered_and_only_it_posts(
+    bank: Bank,
+    terminal_and_cloud: tuple[Terminal, Cloud],
+    card_slot: VirtualCardSlot,
+    pinpad_pty: PtyServer,
+    core_server: CoreBankServer,
+) -> None:
+    """loan_repayment moves money: the teller enters the amount before the card is read,
+    the card's GENERATE AC covers it (9F02 in the CDOL1 data), the HSM verifies the ARQC
+    over it, and the confirm posts that amount and no other. A card asked over another
+    amount, an amount rewritten after the card signed it, and a confirm with another
+    amount are each refused by name."""
+    terminal, cloud = terminal_and_cloud
+    session = f"S-{uuid.uuid4().hex[:8]}"
+    teller = await start(cloud, session, "loan_repayment")
+    await insert(card_slot, bank.card)
+    cards = card_step()
+
+    # Where the core is attached, the card is not asked without the amount (the API says so).
+    with pytest.raises(StepInputError, match="enter the amount"):
+        await steps.ask(cloud.ov, session, "card_read", TELLER, TID, cloud.clock(),
+                        amount_required=True)  # fmt: skip
+    with pytest.raises(StepInputError, match="positive whole number"):
+        await ask_step(cloud, session, "card_read", -5)
+
+    # The terminal had the card sign another amount than the teller entered (its own
+    # GENERATE AC, a genuine cryptogram over 1 fen): refused, naming both amounts.
+    asked = await ask_step(cloud, session, "card_read", 35_000)
+    other = dataclasses.replace(asked, params={**asked.params, "amount_fen": 100})
+    verified, passed = await answer(cloud, terminal, asked, await cards(other))
+    assert not passed
+    assert verified.reason == (
+        "the card's cryptogram covers 100 fen, not the 35000 fen the teller entered"
+    )
+    # The amount rewritten in the CDOL1 data after the card signed 1 fen: the HSM's ARQC
+    # over the rewritten data does not verify.
+    asked = await ask_step(cloud, session, "card_read", 35_000)
+    done = await cards(dataclasses.replace(asked, params={**asked.params, "amount_fen": 100}))
+    data = done.full["cdol1_data"]
+    rewritten = data.replace(f"{100:012d}", f"{35_000:012d}", 1)
+    assert rewritten != data
+    forged = Done(done.outcome, done.reason, done.masked, {**done.full, "cdol1_data": rewritten},
+                  True)  # fmt: skip
+    verified, passed = await answer(cloud, terminal, asked, forged)
+    assert not passed and "does not verify" in verified.reason
+
+    # Over the entered amount: passes, and the step record says what the card covers.
+    asked = await ask_step(cloud, session, "card_read", 35_000)
+    verified, passed = await answer(cloud, terminal, asked, await cards(asked))
+    assert passed and verified.masked["amount_fen"] == 35_000, verified.reason
+    customer_types(pinpad_pty, PIN + "#")
+    async with pad(pinpad_pty) as p:
+        pin = await ask_step(cloud, session, "pin_entry")
+        _, passed = await answer(
+            cloud, terminal, pin, await PinStep(lambda: p, cards.pans.get)(pin)
+        )
+    assert passed
+    signature = {"signature": {"sha256": "ef" * 32, "strokes": 4}}
+    sign = await ask_step(cloud, session, "e_signature")
+    _, passed = await answer(cloud, terminal, sign, delivered_result("e_signature", signature))
+    assert passed
+
+    # The confirm: another amount is refused and nothing is posted; none given posts the
+    # card's amount.
+    before = await core_account(core_server, bank.account)
+    url = f"/api/v1/workflow/{session}/confirm"
+    wrong = await teller.post(url, json={"amount_fen": 53_000})
+    assert wrong.status_code == 422, wrong.text
+    assert "differs from the 35000 fen the card's cryptogram covers" in wrong.text
+    assert (await core_account(core_server, bank.account))["postings"] == before["postings"]
+    done_r = await teller.post(url, json={})
+    assert done_r.status_code == 200 and done_r.json()["posting"]["status"] == "applied"
+    after = await core_account(core_server, bank.account)
+    assert after["balance_fen"] == before["balance_fen"] - 35_000
+    row = await CorePostingRow.get(session_id=session)
+    assert row.body["amount_fen"] == 35_000 and row.body["proofs"]["arqc_amount_fen"] == 35_000
 
 
 async def test_a_cloned_card_replaying_an_old_counter_is_refused(
@@ -287,8 +398,18 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
     r = await sup.post(f"{url}/steps", json={"step": "supervisor_authorisation"})
     assert r.status_code == 200, r.text
 
+    # The new PIN's PVV is kept for the posting, never shown (nor the card token).
+    state = await WorkflowState.get(session_id=session)
+    pvv = _private(state, "pin_entry", "pvv")
+    token = _private(state, "card_read", "card_token")
+    view = await teller.get(url)
+    assert view.status_code == 200
+    assert pvv not in view.text and token not in view.text and '"pvv"' not in view.text
+    assert pvv not in orjson.dumps(state.events).decode()
+
     before = (await core_account(core_server, bank.account))["postings"]
     done_r = await teller.post(f"{url}/confirm", json={})
+    assert pvv not in done_r.text
     assert done_r.status_code == 200, done_r.text
     assert done_r.json()["posting"]["status"] == "applied"
     assert done_r.json()["workflow"]["outcome"] == "completed"
@@ -298,7 +419,7 @@ async def test_password_reset_sets_the_new_pin_in_the_core_once_and_lifts_the_lo
     assert after["postings"] == before + 1 and after["locked"] is False
     row = await CorePostingRow.get(session_id=session)
     assert row.body["kind"] == "record" and row.body["account"] == bank.account
-    assert row.body["proofs"]["arqc_verified"] is True and "new_pvv" in row.body["proofs"]
+    assert row.body["proofs"]["arqc_verified"] is True and row.body["proofs"]["new_pvv"] == pvv
 
     # The core now holds the new PIN's PVV: the new PIN verifies in the HSM, the old does not.
     token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
@@ -384,8 +505,18 @@ async def test_password_change_verifies_the_current_pin_then_sets_the_new_one_on
 
     token = await hsm.card_token(bank.card.profile.pan, bank.card.profile.pan_sequence)
     old_pvv = (await core_for_steps.card(token)).pvv  # unchanged until the confirm
+    # The new PIN's PVV is kept for the posting, never shown (nor the card token).
+    state = await WorkflowState.get(session_id=session)
+    pvv = _private(state, "pin_entry", "pvv")
+    token = _private(state, "card_read", "card_token")
+    view = await teller.get(url)
+    assert view.status_code == 200
+    assert pvv not in view.text and token not in view.text and '"pvv"' not in view.text
+    assert pvv not in orjson.dumps(state.events).decode()
+
     before = (await core_account(core_server, bank.account))["postings"]
     done_r = await teller.post(f"{url}/confirm", json={})
+    assert pvv not in done_r.text
     assert done_r.status_code == 200, done_r.text
     assert done_r.json()["posting"]["status"] == "applied"
     assert done_r.json()["workflow"]["outcome"] == "completed"

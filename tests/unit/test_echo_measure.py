@@ -33,6 +33,19 @@ def test_no_cancellation_is_0_db_and_silence_is_refused() -> None:
         echo.erle(np.zeros(RATE * 4, np.int16), np.zeros(RATE * 4, np.int16), RATE)
 
 
+def test_lag_finds_how_far_one_recording_runs_behind_the_other() -> None:
+    voice = _speech_like(2)
+    late = np.concatenate([np.zeros(1234, np.int16), voice])[: len(voice)]
+    assert echo.lag(voice, late, RATE // 2) == 1234
+    assert echo.lag(late, voice, RATE // 2) == -1234
+    assert echo.lag(voice, voice, RATE // 2) == 0
+
+
+def test_the_rig_line_can_turn_drift_realignment_off() -> None:
+    assert "adjust_time" not in echo.module_line("mic", "spk")  # a terminal: the default
+    assert " adjust_time=0 " in echo.module_line("mic", "spk", adjust_time=0)
+
+
 def test_the_module_line_keeps_gain_control_and_noise_suppression_off() -> None:
     line = echo.module_line("mic", "spk")
     assert "aec_method=webrtc" in line and "source_name=aec_mic sink_name=aec_spk" in line

@@ -264,9 +264,9 @@ async def customer_panel(
     now = ov.clock()
     await audit.record(who.account_id, "session_view", session_id, now)
     out = panel(row, steps, ov.catalogue, now, owner)
-    held = s.desk.link.id_reads.get(session_id) if s.desk is not None else None
+    held = await s.desk.link.held_id_read(session_id) if s.desk is not None else None
     if held is not None:
-        out["id_read"] = {k: held[3].get(k) for k in ("name", "id_number", "age", "elderly")}
+        out["id_read"] = {k: held.get(k) for k in ("name", "id_number", "age", "elderly")}
     return out
 
 

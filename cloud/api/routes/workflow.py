@@ -28,7 +28,12 @@ from cloud.evidence.sealer import SealerFailed
 from cloud.oversight import Oversight
 from cloud.sessions import store as session_store
 from cloud.workflow import corepost, engine, service, steps, store
-from cloud.workflow.errors import DeviceStepOnly, SecondPersonRequired, WorkflowError
+from cloud.workflow.errors import (
+    DeviceStepOnly,
+    SecondPersonRequired,
+    StepInputError,
+    WorkflowError,
+)
 from cloud.workflow.posting import PostingInputError
 from common.http import SessionIdPath
 from corebank import CoreBankClient
@@ -96,7 +101,8 @@ def _public(
                 "actor": r.actor,
                 "at": r.at,
                 "passed": r.passed,
-                "detail": dict(r.detail),
+                # never the card token or a PVV: the record keeps them for the server
+                "detail": steps.public_detail(r.detail),
             }
             for r in wf.records
         ],
@@ -127,12 +133,14 @@ async def _visible(ov: Oversight, session_id: str, who: Principal) -> store.Load
 def _http(err: WorkflowError) -> HTTPException:
     if isinstance(err, SecondPersonRequired | DeviceStepOnly):
         return HTTPException(403, str(err))
+    if isinstance(err, StepInputError):
+        return HTTPException(422, str(err))
     return HTTPException(409, str(err))
 
 
 @router.post("/{session_id}/start", response_model=WorkflowPublic, status_code=201)
 async def start(
-    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller
+    session_id: SessionIdPath, body: StartRequest, ov: OversightDep, who: Teller, core: CoreOrNone
 ) -> WorkflowPublic:
     try:
         loaded = await service.start(ov, session_id, body.business, who.account_id, ov.clock())
@@ -140,7 +148,7 @@ async def start(
         raise HTTPException(422, str(err)) from err
     except IntegrityError as err:
         raise HTTPException(409, f"session {session_id} already has a workflow") from err
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 @router.get("/{session_id}", response_model=WorkflowPublic)
@@ -156,6 +164,7 @@ async def record_step(
     body: StepRequest,
     request: Request,
     ov: OversightDep,
+    core: CoreOrNone,
     who: Annotated[Principal, Depends(require(Role.TELLER, Role.SUPERVISOR, Role.REVIEWER))],
 ) -> WorkflowPublic:
     loaded = await _visible(ov, session_id, who)
@@ -175,7 +184,7 @@ async def record_step(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 def _known_step(step: str) -> None:
@@ -183,9 +192,25 @@ def _known_step(step: str) -> None:
         raise HTTPException(422, f"unknown step {step!r} (known: {sorted(STEPS)})")
 
 
+class AskRequest(BaseModel):
+    """What the teller gives with a step request: for ``card_read`` of a business that
+    posts an amount (where a core is attached), the amount, which the card's cryptogram
+    must cover and the confirm then posts."""
+
+    model_config = {"extra": "forbid"}
+
+    amount_fen: int | None = Field(default=None, gt=0, lt=10**12, strict=True)
+
+
 @router.post("/{session_id}/steps/{step}/ask", response_model=WorkflowPublic)
 async def ask_step(
-    session_id: str, step: str, ov: OversightDep, s: Services, who: Teller
+    session_id: str,
+    step: str,
+    ov: OversightDep,
+    s: Services,
+    who: Teller,
+    core: CoreOrNone,
+    body: AskRequest | None = None,
 ) -> WorkflowPublic:
     """Ask the session's terminal to perform a device step (a fresh nonce each time)."""
     _known_step(step)
@@ -196,28 +221,40 @@ async def ask_step(
         raise HTTPException(409, f"session {session_id} has no terminal in a call to ask")
     actor = engine.Actor(who.account_id, frozenset(who.roles))
     link = s.desk.link if s.desk is not None else None
-    if step == "id_card_read" and link is not None and session_id in link.id_reads:
-        # 先刷身份证: the card was read and signed before queueing; take that read.
+    if (
+        step == "id_card_read"
+        and link is not None
+        and await link.held_id_read(session_id) is not None
+    ):
+        # 先刷身份证: the card was read and signed before queueing; take that read (once:
+        # if another request took it first, the terminal is asked as usual).
         if loaded.workflow.teller_id != who.account_id:
             raise HTTPException(403, f"only the serving teller takes the ID read of {session_id}")
         if loaded.workflow.next_step != step:
             raise HTTPException(409, f"next step is {loaded.workflow.next_step!r}, not {step!r}")
         try:
-            await link.use_id_read(desk, session_id)
+            taken_now = await link.use_id_read(desk, session_id)
         except WorkflowError as err:
             raise _http(err) from err
-        taken = await service.get(ov, session_id)
-        return _public(taken, notice="the ID card read before queueing was taken")
+        if taken_now:
+            taken = await service.get(ov, session_id)
+            return _public(taken, core, notice="the ID card read before queueing was taken")
+    amount = body.amount_fen if body is not None else None
     try:
-        loaded, request = await steps.ask(ov, session_id, step, actor, terminal, ov.clock())
+        loaded, request = await steps.ask(
+            ov, session_id, step, actor, terminal, ov.clock(), amount,
+            amount_required=core is not None,
+        )  # fmt: skip
     except WorkflowError as err:
         raise _http(err) from err
     await desk.notify(f"terminal:{terminal}", request.to_dict())
-    return _public(loaded, notice=f"asked terminal {terminal} for {step}")
+    return _public(loaded, core, notice=f"asked terminal {terminal} for {step}")
 
 
 @router.post("/{session_id}/steps/id_online_check/run", response_model=WorkflowPublic)
-async def online_check(session_id: str, ov: OversightDep, who: Teller) -> WorkflowPublic:
+async def online_check(
+    session_id: str, ov: OversightDep, who: Teller, core: CoreOrNone
+) -> WorkflowPublic:
     """The cloud's own identity check with the data of the terminal's signed ID read.
 
     A down service answers 503 and the step waits (ask again, or a supervisor overrides);
@@ -230,7 +267,7 @@ async def online_check(session_id: str, ov: OversightDep, who: Teller) -> Workfl
         raise HTTPException(503, str(err), headers={"Retry-After": "5"}) from err
     except WorkflowError as err:
         raise _http(err) from err
-    return _public(loaded, notice=words)
+    return _public(loaded, core, notice=words)
 
 
 @router.post("/{session_id}/steps/{step}/override", response_model=WorkflowPublic)
@@ -239,6 +276,7 @@ async def override_step(
     step: str,
     body: OverrideRequest,
     ov: OversightDep,
+    core: CoreOrNone,
     who: Annotated[Principal, Depends(require(Role.SUPERVISOR))],
 ) -> WorkflowPublic:
     """A supervisor (not the serving teller) passes a device step whose device failed or is
@@ -256,7 +294,7 @@ async def override_step(
     await audit.record(
         who.account_id, "step_override", session_id, ov.clock(), step=step, reason=body.reason
     )
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 #: Largest file a teller desk uploads in one request (a voucher photo, an e-signature).
@@ -269,6 +307,7 @@ async def capture_file(
     name: str,
     request: Request,
     ov: OversightDep,
+    core: CoreOrNone,
     who: Teller,
     role: Annotated[str, Query(pattern="^(voucher|e_signature|recording)$")],
 ) -> WorkflowPublic:
@@ -289,7 +328,7 @@ async def capture_file(
         raise _http(err) from err
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 class NotesRequest(BaseModel):
@@ -352,7 +391,7 @@ async def finish(
     # Archived while we sealed: the archiver found no package yet, so add it here.
     if recorded is None and (late := await session_store.recording_of(session_id)):
         await evidence_service.add_recording(ov, session_id, *late, ov.clock())
-    return _public(loaded)
+    return _public(loaded, core)
 
 
 Account = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]

@@ -64,7 +64,9 @@ export async function closeWorkflow(api, session, outcome, notes, core = {}) {
   if (outcome === "completed" && wf.outcome === "rejected") throw refusal("rejected");
   if (outcome === "completed" && wf.next_step) throw refusal("incomplete");
   if (outcome === "completed" && wf.posting && !wf.outcome) {
-    const body = askFields(wf.posting.fields, core.ask || askByPrompt); // before anything is written
+    // The amount the card's cryptogram covers is the one posted: not asked again.
+    const fields = wf.posting.fields.filter((f) => !(f === "amount_fen" && cardAmount(wf) !== null));
+    const body = askFields(fields, core.ask || askByPrompt); // before anything is written
     await addNotes(wf);
     return confirmWithCore(api, path, body, core);
   }
@@ -79,6 +81,23 @@ export async function closeWorkflow(api, session, outcome, notes, core = {}) {
 }
 
 const notesPosted = new Map(); // session -> the notes text last put on its timeline
+
+// The amount (fen) the passed card step's verified cryptogram covers, or null.
+export function cardAmount(wf) {
+  const card = (wf.done || []).find((r) => r.step === "card_read" && r.passed);
+  const amount = card && card.detail ? card.detail.amount_fen : undefined;
+  return Number.isInteger(amount) ? amount : null;
+}
+
+// A business that moves money (its posting asks amount_fen, a core attached): the amount
+// is entered before the card is read, so the card's cryptogram covers it. Fen, or null
+// when what was typed is not a positive number of yuan.
+function amountBeforeCard(ask) {
+  const raw = String(ask("amount_fen") ?? "").trim();
+  const yuan = Number(raw);
+  if (!raw || !Number.isFinite(yuan) || yuan <= 0) return null;
+  return Math.round(yuan * 100);
+}
 
 const askByPrompt = (field) => prompt(field === "account" ? "核心账号 / core account" : "金额（元）/ amount (yuan)");
 
@@ -383,11 +402,22 @@ export class Call {
   askStep(step) {
     const base = `/api/v1/workflow/${encodeURIComponent(this.session)}/steps/${step}`;
     const path = CLOUD_STEPS.has(step) ? `${base}/run` : `${base}/ask`;
+    const init = { method: "POST" };
+    const wf0 = this.workflow;
+    if (step === "card_read" && wf0 && wf0.posting && wf0.posting.fields.includes("amount_fen")) {
+      const fen = amountBeforeCard(this.ctx.askField || askByPrompt);
+      if (fen === null) { // nothing sent: the card is asked only over an amount
+        this.stepNotes[step] = this.ctx.t("errCoreField") + this.ctx.t("coreAmount");
+        this.renderSteps();
+        return Promise.resolve(null);
+      }
+      init.body = JSON.stringify({ amount_fen: fen });
+    }
     this.stepNotes[step] = this.ctx.t(CLOUD_STEPS.has(step) ? "checking" : "asked");
     this.renderSteps();
     return this.write(async () => {
       try {
-        const wf = await this.ctx.api(path, { method: "POST" });
+        const wf = await this.ctx.api(path, init);
         if (wf.notice && CLOUD_STEPS.has(step)) this.stepNotes[step] = wf.notice;
         return wf;
       } catch (err) {

@@ -1,0 +1,103 @@
+"""The terminal's retransmissions: only what can still help. An experiment, not on the
+terminal's call path: ``bench/weak_link.py --retransmit-limit`` installs it.
+
+aiortc 1.16 answers every NACK with the packet if it is still in its 128-packet history.
+After a 2 s outage on the village link Janus asks for everything the outage swallowed, and
+the terminal sent 70-80 video packets 1.5 s old on average (up to 2.9 s) within a second of
+the link coming back: about 1.9 s of a 300 kbit/s link, spent on frames no receiver will
+show, while the link's queue overflowed and fresh frames waited behind them (the teller saw
+a new frame 0.6-2.8 s after the outage ended).
+
+``install(pc)`` makes each sender of a peer connection skip a retransmission whose packet
+is older than ``MAX_AGE_S`` in media time (its RTP timestamp against the newest one sent).
+An ordinary loss is NACKed within about a round trip (200 ms here) and still repaired; a
+packet older than that is past the receivers' patience (the terminal's own video jitter
+buffer gives a hole up after 550 ms). A receiver missing such a packet cannot decode what
+follows until a keyframe, so a video sender that skips one sends a keyframe at once (at
+most every ``KEYFRAME_EVERY_S``) instead of waiting for the receiver to ask: skipping
+alone left Chromium without a new frame for 2.4-4.5 s after an outage.
+
+Measured against the Chromium teller (docs/benchmarks/weak-link.md): the link's queue no
+longer overflows after an outage, but Chromium did not show new frames sooner, so
+``RoomPeer`` does not install it.
+
+It reaches into aiortc's sender (``_retransmit`` and the private RTP timestamp), checked on
+install: an aiortc that renames them makes ``install`` raise instead of silently resending
+everything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["KEYFRAME_EVERY_S", "MAX_AGE_S", "Retransmissions", "install", "packet_age_s"]
+
+#: the oldest packet worth sending again (seconds of media)
+MAX_AGE_S = 0.5
+#: the most often a skipped retransmission brings on a keyframe
+KEYFRAME_EVERY_S = 1.0
+_HISTORY = "_RTCRtpSender__rtp_history"
+_NEWEST = "_RTCRtpSender__rtp_timestamp"
+_RATES = {"video": 90_000, "audio": 48_000}
+
+
+def packet_age_s(newest_ts: int, packet_ts: int, clock_rate: int) -> float:
+    """How far behind the newest RTP timestamp a packet's is, in seconds (32-bit wrap)."""
+    return ((newest_ts - packet_ts) % (1 << 32)) / clock_rate
+
+
+@dataclass
+class Retransmissions:
+    """What a peer connection's senders did with the NACKs they got."""
+
+    sent: int = 0
+    skipped: int = 0  # too old to help
+    keyframes: int = 0  # sent because a skipped packet left the receivers without a picture
+
+
+def install(pc: Any, max_age_s: float = MAX_AGE_S) -> Retransmissions:
+    """Limit the retransmissions of every sender ``pc`` has now (call after ``addTrack``)."""
+    from aiortc.rtp import RTP_HISTORY_SIZE
+
+    counts = Retransmissions()
+    for sender in pc.getSenders():
+        cls = type(sender)
+        seams = (hasattr(cls, "_retransmit"), hasattr(cls, "_send_keyframe"),
+                 hasattr(sender, _HISTORY), hasattr(sender, _NEWEST))  # fmt: skip
+        if not all(seams):
+            raise RuntimeError(
+                "aiortc changed: no _retransmit/_send_keyframe/__rtp_history/__rtp_timestamp "
+                "on RTCRtpSender, so the retransmission limit cannot be installed"
+            )
+        sender._retransmit = _limited(sender, counts, max_age_s, RTP_HISTORY_SIZE)
+    return counts
+
+
+def _limited(sender: Any, counts: Retransmissions, max_age_s: float, history: int) -> Any:
+    original = type(sender)._retransmit
+    rate = _RATES.get(sender.kind or "", 90_000)
+    last_keyframe = -KEYFRAME_EVERY_S
+
+    async def limited(seq: int) -> None:
+        nonlocal last_keyframe
+        packet = getattr(sender, _HISTORY).get(seq % history)
+        newest = getattr(sender, _NEWEST)
+        if (
+            packet is not None
+            and packet.sequence_number == seq
+            and newest is not None
+            and packet_age_s(newest, packet.timestamp, rate) > max_age_s
+        ):
+            counts.skipped += 1
+            now = time.monotonic()
+            if sender.kind == "video" and now - last_keyframe >= KEYFRAME_EVERY_S:
+                last_keyframe = now
+                counts.keyframes += 1
+                sender._send_keyframe()
+            return
+        counts.sent += 1
+        await original(sender, seq)
+
+    return limited
