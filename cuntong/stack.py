@@ -516,7 +516,11 @@ class Stack:
         config.write_text(
             json.dumps(
                 {
-                    "id_reader": {"kind": "idcard", "port": str(links["idcard"])},
+                    "id_reader": {
+                        "kind": "idcard",
+                        "port": str(links["idcard"]),
+                        "photo_decoder": "simulator",
+                    },
                     "pin_pad": {"kind": "pinpad", "port": str(links["pinpad"]), "baudrate": 9600},
                     "card_reader": {"kind": "iccard", "reader": READER_NAME},
                     "camera": {"kind": "camera", "device": "synthetic"},

@@ -52,6 +52,14 @@ def service_instances() -> tuple[str, ...]:
 
 
 @pytest.fixture
+def oversight_fields() -> dict[str, Any]:
+    """More ``Oversight`` fields for the teller rig's cloud (``desked``); a test module
+    overrides this fixture (the high-risk browser test gives it the bank's card checks and
+    the identity gateway's client)."""
+    return {}
+
+
+@pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """A fresh anonymous Mosquitto (MQTT 5) per test."""
     b = Broker(BrokerConfig(port=procs.free_port()), tmp_path / "mosquitto").start()
