@@ -13,7 +13,9 @@ on different hosts never compare theirs.
 - ``lead`` is the loop a replica runs: standby until it wins, then the term (the
   singletons) runs inside the tenure's context (``common.lease.CURRENT``) while renewals
   succeed; a renewal refused, failing or late ends the term (its tasks are cancelled) and
-  the replica is a standby again;
+  the replica is a standby again. A newcomer (a replica in its first two TTLs as a standby,
+  e.g. a leader killed and restarted at once) takes only a lease expired for a whole TTL,
+  so a standby that was already waiting takes over first;
 - ``fenced()`` is the transaction a leader's write that must not happen twice goes in: it
   first confirms (and, on PostgreSQL, row-locks) the lease row for this holder and epoch,
   so a paused old leader's write is refused (``LeaseLost``) once a standby has taken over,
@@ -43,7 +45,17 @@ from tortoise.transactions import in_transaction
 from common.errors import CuntongError
 from common.lease import CURRENT, Tenure
 
-__all__ = ["CLOUD", "Lease", "LeaseLost", "fenced", "holder_id", "lead"]
+__all__ = [
+    "CLOUD",
+    "Lease",
+    "LeaseLost",
+    "fenced",
+    "forget",
+    "holder_id",
+    "lapsed",
+    "lead",
+    "present",
+]
 
 log = logging.getLogger("cuntong.lease")
 
@@ -103,8 +115,10 @@ class Lease:
             raise ValueError(f"lease {name}: the TTL must be positive, not {ttl_s}")
         self.name, self.holder, self.ttl_s, self.clock = name, holder, ttl_s, clock
 
-    async def acquire(self) -> Tenure | None:
-        """Take the lease if it is free or expired; the new tenure, or None (someone holds it)."""
+    async def acquire(self, expired_for_s: float = 0.0) -> Tenure | None:
+        """Take the lease if it is free or expired; the new tenure, or None (someone holds it).
+        ``expired_for_s``: only once it has been expired that long (a newcomer leaving the
+        first chance to the standbys that were waiting before it; see ``lead``)."""
         await _query(
             None,
             "INSERT INTO {table} (name, holder, epoch, expires_at) VALUES ($1, '', 0, 0) "
@@ -115,8 +129,8 @@ class Lease:
         rows = await _query(
             None,
             "UPDATE {table} SET holder = $1, epoch = epoch + 1, expires_at = {now} + $2::float8 "
-            "WHERE name = $3 AND expires_at < {now} RETURNING epoch",
-            [self.holder, self.ttl_s, self.name],
+            "WHERE name = $3 AND expires_at < {now} - $4::float8 RETURNING epoch",
+            [self.holder, self.ttl_s, self.name, expired_for_s],
         )
         if not rows:
             return None
@@ -154,6 +168,42 @@ class Lease:
             [self.name],
         )
         return (str(rows[0]["holder"]), int(rows[0]["epoch"])) if rows else None
+
+
+# ---- presence: "this process is alive" rows in the same table, no epoch, no contest ----------
+
+
+async def present(name: str, holder: str, ttl_s: float) -> None:
+    """Mark ``name`` alive for ``ttl_s`` more seconds (each instance has its own name, so
+    nobody contends for it; a restarted instance simply takes its row over)."""
+    await _query(
+        None,
+        "INSERT INTO {table} (name, holder, epoch, expires_at) VALUES ($1, $2, 0, {now} + "
+        "$3::float8) ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = {now} + "
+        "$3::float8",
+        [name, holder, ttl_s],
+    )
+
+
+async def lapsed(prefix: str, grace_s: float) -> list[str]:
+    """The names starting with ``prefix`` not marked alive for ``grace_s`` past their expiry."""
+    rows = await _query(
+        None,
+        "SELECT name FROM {table} WHERE substr(name, 1, $1) = $2 AND expires_at < {now} - "
+        "$3::float8 ORDER BY name",
+        [len(prefix), prefix, grace_s],
+    )
+    return [str(r["name"]) for r in rows]
+
+
+async def forget(name: str, grace_s: float) -> bool:
+    """Drop ``name``'s row if it is still lapsed (it did not come back meanwhile)."""
+    rows = await _query(
+        None,
+        "DELETE FROM {table} WHERE name = $1 AND expires_at < {now} - $2::float8 RETURNING name",
+        [name, grace_s],
+    )
+    return bool(rows)
 
 
 @contextlib.asynccontextmanager
@@ -194,13 +244,25 @@ async def lead(
     is set while this replica leads."""
     every = renew_s or lease.ttl_s / 3
     leading = leading or asyncio.Event()
+    waiting_since, said = lease.clock(), False
     while True:
         tenure = None
+        # A newcomer yields: in its first two TTLs as a standby, a replica takes
+        # only a lease expired for a whole TTL, so the standbys that were already waiting
+        # when the leader died take it first. Without this a leader killed and restarted at
+        # once (systemd, `cuntong up`'s supervisor) won the lease back about half the time,
+        # and one that crashes at every term would keep the desk from a healthy standby.
+        newcomer = lease.clock() - waiting_since < 2 * lease.ttl_s
         try:
-            tenure = await lease.acquire()
+            tenure = await lease.acquire(lease.ttl_s if newcomer else 0.0)
         except Exception as err:  # the database restarting: stay a standby, try again
             log.warning("lease %s: could not try to acquire: %s", lease.name, err)
         if tenure is None:
+            if not said:
+                said = True
+                with contextlib.suppress(Exception):
+                    held = await lease.holder_now()
+                    log.info("lease %s: standby (held by %s)", lease.name, held)
             await asyncio.sleep(every)
             continue
         log.info("lease %s: leading (epoch %d, %s)", lease.name, tenure.epoch, lease.holder)
@@ -210,6 +272,7 @@ async def lead(
             leading.clear()
             with contextlib.suppress(Exception):
                 await asyncio.shield(lease.release(tenure))
+        waiting_since, said = lease.clock(), False
 
 
 async def _serve_term(

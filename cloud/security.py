@@ -17,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 
+from cloud import lease
 from cloud.models import Terminal
 from common import suite as suite_lib
 from common.errors import CuntongError
@@ -44,6 +45,10 @@ log = logging.getLogger("cuntong.cloud.security")
 
 #: The link that drives the broker's dynamic-security plugin.
 ADMIN_SUFFIX = "-admin"
+
+
+#: Presence rows (``cloud.lease.present``) of running ingest instances: this + the instance.
+INGEST_PRESENCE = "ingest:"
 
 
 def broker_services(*instances: str) -> dict[str, str]:
@@ -237,6 +242,30 @@ class Security:
                 ended.append(instance)
         if ended:
             log.info("ended the sessions of other instances' leader links: %s", ended)
+        return ended
+
+    async def end_retired_ingest(self, now: dt.datetime, links: Iterable[str]) -> list[str]:
+        """End, on every broker, the ingest sessions of instances not seen alive for
+        ``ingest_retire_after_s`` (``cloud.lease.present`` rows named ``ingest:<instance>``,
+        which every running ingest renews): a retired instance's persistent session stays in
+        the shared telemetry group, and Mosquitto keeps handing it its share, which then
+        waits for the terminals' re-send. Ending it loses nothing (nothing it held was
+        confirmed). ``links``: the suffixes of an ingest's links. The instances ended."""
+        grace = self.settings.ingest_retire_after_s
+        ended = []
+        for name in await lease.lapsed(INGEST_PRESENCE, grace):
+            instance = name.removeprefix(INGEST_PRESENCE)
+            try:
+                for publisher in self._publishers():
+                    for suffix in links:
+                        await publisher.kick_service(instance + suffix, now)
+            except (CuntongError, OSError, TimeoutError, aiomqtt.MqttError) as err:
+                log.warning("sessions of retired ingest %s not ended: %s", instance, err)
+                continue
+            if await lease.forget(name, grace):
+                ended.append(instance)
+        if ended:
+            log.info("ended the broker sessions of retired ingest instances: %s", ended)
         return ended
 
     def _publishers(self) -> list[RevocationPublisher]:

@@ -334,6 +334,10 @@ class CloudSettings(_Base):
     #: Largest rise of a terminal's telemetry sequence over its last mark that is believed.
     ingest_max_seq_step: int = Field(10**9, ge=1)
     offline_after_s: float = Field(120.0, gt=0)
+    #: An ingest instance not seen alive this long is retired: the leader ends its broker
+    #: sessions, which Mosquitto would otherwise keep handing a share of the telemetry
+    #: (``Security.end_retired_ingest``). A live instance merely reconnects if ended.
+    ingest_retire_after_s: float = Field(300.0, gt=0)
     #: Where the CA, the cloud's keys and service certificates live. Set, the cloud runs
     #: secured: mTLS to the broker, enrolment routes, event MACs required. Unset: the
     #: anonymous development mode.

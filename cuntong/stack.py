@@ -18,6 +18,9 @@ file, each with its own service certificates (``api``, ``api-2`` …), and HAPro
 replica holding the lease (``cloud.lease``). Only the first serves the terminals' enrolment
 listener.
 
+Services take their usual ports (8000, 8883, 8443 …) when free, else any free one;
+``CUNTONG_UP_ANY_PORTS=1`` makes every one take any free port.
+
 The ``CUNTONG_*`` environment passes through to the children: settings the stack does not
 need to own (``CUNTONG_AGENT_TELEMETRY_INTERVAL_S``, the simulated customers' rate …) keep
 the value the environment gives them; ports, folders, identities and the wiring between the
@@ -111,8 +114,17 @@ def _already_stopping(signum: int, _frame: object) -> None:
     )
 
 
+#: Set (not "" or "0"): every service on any free port, none on its usual one. For tests
+#: beside other stacks on one machine: a usual port found free at start can be taken by the
+#: time its service binds it, a minute later under load (seen: the API's 8443).
+ANY_PORTS_ENV = "CUNTONG_UP_ANY_PORTS"
+
+
 def _port(preferred: int) -> int:
-    """The usual port when it is free, else any free one (a second stack, a busy laptop)."""
+    """The usual port when it is free, else any free one (a second stack, a busy laptop);
+    always any free one with ``$CUNTONG_UP_ANY_PORTS``."""
+    if os.environ.get(ANY_PORTS_ENV, "") not in ("", "0"):
+        return procs.free_port()
     try:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", preferred))
@@ -504,7 +516,11 @@ class Stack:
         config.write_text(
             json.dumps(
                 {
-                    "id_reader": {"kind": "idcard", "port": str(links["idcard"])},
+                    "id_reader": {
+                        "kind": "idcard",
+                        "port": str(links["idcard"]),
+                        "photo_decoder": "simulator",
+                    },
                     "pin_pad": {"kind": "pinpad", "port": str(links["pinpad"]), "baudrate": 9600},
                     "card_reader": {"kind": "iccard", "reader": READER_NAME},
                     "camera": {"kind": "camera", "device": "synthetic"},

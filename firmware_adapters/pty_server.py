@@ -86,7 +86,8 @@ class PtyServer:
         decoder = self.responder.new_decoder()
         while True:
             deadline = self.responder.next_deadline()
-            wait = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            # at most 0.5 s: the test thread may change the responder meanwhile (keys pressed)
+            wait = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
             ready, _, _ = select.select([self._master, self._stop_r], [], [], wait)
             if self._stop_r in ready:
                 return

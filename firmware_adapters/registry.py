@@ -15,6 +15,7 @@ with a bad configuration refuses to start instead of failing at the first custom
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +39,33 @@ class PeripheralConfig:
     height: int = 480
     fps: int = 15
     enabled: bool = True
+    #: ID reader: who decodes the card photo's WLT (``firmware_adapters/idcard/photo.py``):
+    #: "" none (no photo, so no face match), "simulator" (the simulated reader's JPEG), or
+    #: "package.module:Class" (a terminal image's wrapper of the vendor library).
+    photo_decoder: str = ""
 
 
 def _idcard(c: PeripheralConfig) -> Adapter:
     from firmware_adapters.idcard.adapter import IdCardReader
 
-    return IdCardReader(c.name, _need_port(c), c.baudrate, c.timeout)
+    return IdCardReader(c.name, _need_port(c), c.baudrate, c.timeout, wlt_decoder=_photo_decoder(c))
+
+
+def _photo_decoder(c: PeripheralConfig) -> Any:
+    if not c.photo_decoder:
+        return None
+    if c.photo_decoder == "simulator":
+        from firmware_adapters.idcard.photo import SimulatorPhotoDecoder
+
+        return SimulatorPhotoDecoder()
+    module, _, attr = c.photo_decoder.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)()
+    except (ImportError, AttributeError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"peripheral {c.name!r}: photo_decoder {c.photo_decoder!r} is not usable "
+            f'("simulator" or "package.module:Class"): {err}'
+        ) from err
 
 
 def _pinpad(c: PeripheralConfig) -> Adapter:

@@ -161,6 +161,11 @@ class JanusSession:
     _queues: dict[int, asyncio.Queue[JanusEvent]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _failure: JanusError | None = None
+    #: Set while no broken long poll of ours can be left waiting in Janus (see ``_flush``).
+    _clear: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._clear.set()
 
     @property
     def failed(self) -> bool:
@@ -199,6 +204,13 @@ class JanusSession:
         self, handle_id: int, body: Json, jsep: Json | None = None, wait: float = 10.0
     ) -> JanusEvent:
         """Send a plugin message; the synchronous reply, or the event answering it."""
+        if not self._clear.is_set():  # its answer would go to a dead poll: flush it first
+            try:
+                await asyncio.wait_for(self._clear.wait(), wait)
+            except TimeoutError:
+                raise JanusTimeout(
+                    f"{body.get('request')}: Janus unreachable for {wait}s"
+                ) from None
         if self._failure is not None:
             raise self._failure
         tx = _tx()
@@ -237,21 +249,38 @@ class JanusSession:
         if isinstance(sender, int) and sender in self._queues:
             self._queues[sender].put_nowait(JanusEvent.parse(msg))
 
+    async def _flush(self) -> None:
+        """Clear out a long poll of ours that broke on the way but may still wait in Janus.
+
+        When what carried our poll dies mid-poll (the cloud's signalling gate, a SIGKILLed
+        leader replica), Janus does not notice the dead connection: it hands the session's
+        next events to that poll and they are lost, e.g. the answer to a join sent after a
+        takeover (seen with real Janus: lost, until its 30 s poll ran out). A throwaway
+        handle's detach is such an event: it goes to the dead poll, if there is one (else
+        it comes to us and is dropped), and the session's later events come to us."""
+        handle = await self.attach("janus.plugin.videoroom")
+        await self.detach(handle)
+        self._clear.set()
+
     async def _poll(self) -> None:
         retries = 0
         while True:
             try:
+                if not self._clear.is_set():
+                    await self._flush()
                 batch = await self.client.get(f"/{self.id}", {"maxev": 10, "rid": _tx()})
             except JanusError as err:
                 # Unreachable (no Janus error code): a blip on the path, e.g. the cloud's
                 # signalling gate restarting behind its load balancer, is tried again
-                # within Janus's session timeout. An answer from Janus (no such session,
-                # token revoked) is final at once.
+                # within Janus's session timeout, flushing the broken poll first. An answer
+                # from Janus (no such session, token revoked) is final at once.
                 if err.code is None and retries < len(POLL_RETRY_S):
+                    self._clear.clear()
                     await asyncio.sleep(POLL_RETRY_S[retries])
                     retries += 1
                     continue
                 self._failure = err
+                self._clear.set()  # requests waiting for the flush raise the failure
                 for waiter in self._pending.values():
                     if not waiter.done():
                         waiter.set_exception(err)

@@ -45,6 +45,21 @@ def desk_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def service_instances() -> tuple[str, ...]:
+    """The cloud instances a secured test cloud's broker admits (``tests.teller.test_service``'s
+    ``service``); a test with a second replica overrides it."""
+    return ("api",)
+
+
+@pytest.fixture
+def oversight_fields() -> dict[str, Any]:
+    """More ``Oversight`` fields for the teller rig's cloud (``desked``); a test module
+    overrides this fixture (the high-risk browser test gives it the bank's card checks and
+    the identity gateway's client)."""
+    return {}
+
+
+@pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """A fresh anonymous Mosquitto (MQTT 5) per test."""
     b = Broker(BrokerConfig(port=procs.free_port()), tmp_path / "mosquitto").start()

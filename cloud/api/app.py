@@ -44,7 +44,7 @@ from cloud.api.routes import (
 )
 from cloud.auth.harden import harden_audit_log
 from cloud.db import close_db, open_db
-from cloud.ingest.consumer import IngestConsumer
+from cloud.ingest.consumer import LINK_SUFFIXES, IngestConsumer
 from cloud.lease import CLOUD, Lease, holder_id, lead
 from cloud.ops.feeds import no_live
 from cloud.oversight import Oversight
@@ -55,6 +55,7 @@ from cloud.tsdb import TelemetryReader, TelemetryWriter
 from common import __version__
 from common.http import install_error_handlers
 from common.lease import Tenure
+from common.periodic import run_every
 from common.settings import CloudSettings
 from provisioning import admin_api
 from provisioning import api as enrol_api
@@ -123,6 +124,16 @@ def api_router(
     return api
 
 
+async def retire_ingest(security: Security) -> None:
+    """Leader singleton: end the broker sessions of ingest instances gone for good."""
+    every_s = min(60.0, security.settings.ingest_retire_after_s / 2)
+
+    async def beat() -> None:
+        await security.end_retired_ingest(datetime.now(UTC), LINK_SUFFIXES)
+
+    await run_every(beat, every_s, name="retired ingest sweep", backoff_s=5)
+
+
 def create_app(
     settings: CloudSettings,
     extensions: Sequence[Extension] = (),
@@ -187,6 +198,8 @@ def create_app(
                         # those that should end.
                         sweep = security.sweep_sessions()
                         jobs.append(asyncio.create_task(sweep, name="session-sweep"))
+                        retire = retire_ingest(security)
+                        jobs.append(asyncio.create_task(retire, name="ingest-retire"))
                     live = desk.live if desk is not None else no_live
                     if desk is not None:
                         for hook in base.on_desk:

@@ -50,6 +50,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tortoise import Tortoise
 
+from cloud import lease
 from cloud.ingest.classify import (
     MAX_SALVAGE_BYTES,
     IngestStats,
@@ -62,7 +63,7 @@ from cloud.ingest.classify import (
 from cloud.ingest.models import IngestDeadLetter
 from cloud.ingest.poison import write_isolating
 from cloud.models import Terminal, TerminalEvent
-from cloud.security import Security, service_client, service_client_id
+from cloud.security import INGEST_PRESENCE, Security, service_client, service_client_id
 from cloud.tsdb import TelemetryWriter, line_for
 from common import envelope, topics
 from common.errors import WireError
@@ -95,6 +96,11 @@ def _dt(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000, UTC)
 
 
+#: How often a running ingest renews its presence row (``cloud.lease.present``) at most;
+#: more often when ``ingest_retire_after_s`` is short.
+PRESENCE_EVERY_S = 10.0
+
+
 class Link(Enum):
     BUSINESS = ""
     TELEMETRY = "-telemetry"
@@ -104,6 +110,9 @@ class Link(Enum):
         """Appended to the service instance: each link has its own certificate/client id."""
         return str(self.value)
 
+
+#: The suffixes of an ingest instance's links (their certificates and client ids).
+LINK_SUFFIXES = tuple(link.suffix for link in Link)
 
 #: Acknowledges one received message to the broker (its PUBACK), once it is stored.
 Ack = Callable[[], None]
@@ -202,6 +211,8 @@ class IngestConsumer:
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._state_loop()),
         ]
+        if self.security is not None:  # only secured sessions can be ended by the leader
+            loops.append(asyncio.create_task(self._presence_loop()))
         try:
             await self._link_loop()
         finally:
@@ -466,6 +477,18 @@ class IngestConsumer:
             wake=self._flush_now, first_wait=True, on_error=self._write_failed, backoff_s=1,
             logger=log,
         )  # fmt: skip
+
+    async def _presence_loop(self) -> None:
+        """Say this instance is alive, so the leader never retires its sessions
+        (``Security.end_retired_ingest``)."""
+        name, holder = INGEST_PRESENCE + self.s.service_instance, lease.holder_id()
+        every = min(PRESENCE_EVERY_S, self.s.ingest_retire_after_s / 4)
+        ttl = every * 3
+
+        async def beat() -> None:
+            await lease.present(name, holder, ttl)
+
+        await run_every(beat, every, name="ingest presence", backoff_s=1, logger=log)
 
     async def _state_loop(self) -> None:
         await run_every(

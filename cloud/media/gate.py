@@ -32,6 +32,11 @@ UNAUTHORIZED = 433
 PREFIX = "/media/janus"
 #: What may follow ``/media/janus/<node>``: the API root, ``info``, a session, a handle.
 PATH = re.compile(r"^(info|\d{1,20}(/\d{1,20})?)?$")
+#: A session's own path: its long poll (GET) and its requests (POST).
+SESSION = re.compile(r"^\d{1,20}$")
+#: The plugin the gate's own throwaway handles attach to (``JanusGate._flush``): the one
+#: the participants' tokens are good for.
+PLUGIN = "janus.plugin.videoroom"
 #: Janus API bodies (an SDP offer is a few KB; nothing legitimate comes near this).
 MAX_BODY = 256 * 1024
 

@@ -11,6 +11,7 @@ feed and terminal. A customer's refused join is also a rejected act of its termi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -36,6 +37,8 @@ TIMEOUT = httpx.Timeout(10.0, read=65.0)
 #: connections would make the 101st participant wait, then fail, while polls sit idle.
 #: Kept-alive connections spare a TCP handshake on each request.
 LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+#: Sessions remembered as created here or flushed, before the set is started over.
+_KNOWN_MAX = 100_000
 
 
 def _client() -> httpx.AsyncClient:
@@ -53,6 +56,15 @@ def _json(status: int, body: object) -> Answer:
     return Answer(status, json.dumps(body).encode())
 
 
+def _token(query: str, body: bytes) -> str | None:
+    """The Janus token a request carries: a long poll's in its query, a POST's in its body."""
+    token = httpx.QueryParams(query).get("token")
+    if token is None and body:
+        with contextlib.suppress(ValueError, AttributeError):
+            token = json.loads(body).get("token")
+    return str(token) if token else None
+
+
 @dataclass
 class JanusGate:
     pool: JanusPool
@@ -60,9 +72,54 @@ class JanusGate:
     clock: Callable[[], datetime]
     http: httpx.AsyncClient = field(default_factory=_client)
     on_signal: list[Callable[[str, str], None]] = field(default_factory=list)
+    #: The Janus sessions (node, id) this gate saw created or has flushed (``_flush``).
+    known: set[tuple[str, str]] = field(default_factory=set)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    async def _flush(self, base: str, node: str, session: str, token: str | None) -> None:
+        """Before this gate carries the first request of a session it did not see created
+        (one from a previous leader's gate, which died: a takeover, or a term restarted),
+        clear out the poll that gate left waiting inside Janus. Janus does not notice the
+        dead connection and hands it the session's next event, which is lost: the answer to
+        a participant's next join, its next room notice. A throwaway handle's detach is such
+        an event, so it goes there instead (if no dead poll waits, to the participant, whose
+        client ignores a stray ``detached``). Done here, it covers every client, including a
+        browser whose fetch was retried by the browser or HAProxy without the page seeing
+        its poll break (``janus_client`` and ``teller-media.js`` flush too when they do)."""
+        if len(self.known) > _KNOWN_MAX:  # sessions that timed out are never destroyed here
+            self.known.clear()  # costs one more flush for each live one
+        self.known.add((node, session))
+        auth = {"token": token} if token else {}
+        try:
+            attached = await self.http.post(
+                f"{base}/{session}",
+                json={
+                    "janus": "attach",
+                    "plugin": gate.PLUGIN,
+                    "transaction": "gate-flush",
+                    **auth,
+                },
+            )
+            handle = int(attached.json()["data"]["id"])
+            await self.http.post(
+                f"{base}/{session}/{handle}",
+                json={"janus": "detach", "transaction": "gate-flush", **auth},
+            )
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+            # No such session, a revoked token, Janus down: the poll itself will say so.
+            log.info("Janus session %s on %s not flushed: %s", session, node, err)
+
+    def _note(self, node: str, path: str, body: bytes, answer: httpx.Response) -> None:
+        """Remember sessions created through this gate (no poll of theirs can be left
+        elsewhere), forget destroyed ones."""
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            if path == "" and answer.json()["janus"] == "success":
+                if json.loads(body).get("janus") == "create":
+                    self.known.add((node, str(answer.json()["data"]["id"])))
+            elif gate.SESSION.match(path) and json.loads(body).get("janus") == "destroy":
+                self.known.discard((node, path))
 
     async def handle(self, node: str, path: str, method: str, query: str, body: bytes) -> Answer:
         base = self.pool.api_url(node)
@@ -77,6 +134,9 @@ class JanusGate:
             if refused is not None:
                 return refused
         url = f"{base.rstrip('/')}/{path}" if path else base
+        session = path.split("/")[0]
+        if session.isdigit() and (node, session) not in self.known:
+            await self._flush(base.rstrip("/"), node, session, _token(query, body))
         try:
             r = await self.http.request(
                 method,
@@ -88,6 +148,8 @@ class JanusGate:
         except httpx.HTTPError as err:
             log.warning("Janus node %s did not answer through the gate: %s", node, err)
             return _json(502, {"detail": f"Janus node {node} did not answer"})
+        if method == "POST":
+            self._note(node, path, body, r)
         return Answer(r.status_code, r.content, r.headers.get("content-type", "application/json"))
 
     async def _refused(self, path: str, body: bytes) -> Answer | None:

@@ -24,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from common.wire.call import StepRequest, unpredictable_number
+from edge.steps.presence import CARD_WAIT_S, once_present
 from edge.steps.sign import Done
 from firmware_adapters.errors import EntryCancelled
 from firmware_adapters.iccard import emv
@@ -87,16 +88,23 @@ class CardStep:
     """Handler for ``card_read``; keeps the card number read in this session for the PIN
     block (on the terminal only, one customer at a time)."""
 
-    def __init__(self, reader: CardReaderFactory, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(
+        self,
+        reader: CardReaderFactory,
+        clock: Callable[[], dt.datetime],
+        wait_s: float = CARD_WAIT_S,
+    ) -> None:
         self.reader = reader
         self.clock = clock
+        #: how long the customer has to insert the card (``edge.steps.presence``)
+        self.wait_s = wait_s
         #: session id -> the PAN read in that session (never shown, never logged)
         self.pans: dict[str, str] = {}
 
     async def __call__(self, request: StepRequest) -> Done:
         tx = transaction(request, self.clock())
         async with self.reader() as reader:
-            proof = await reader.request_cryptogram(tx)
+            proof = await once_present(lambda: reader.request_cryptogram(tx), self.wait_s)
         self.pans.clear()
         self.pans[request.session] = proof.pan
         return proof_result(proof)

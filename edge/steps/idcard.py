@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from common.wire.call import StepRequest
+from edge.steps.presence import CARD_WAIT_S, once_present
 from edge.steps.sign import Done
 from firmware_adapters.idcard.adapter import IdCardReader, IdCardRecord
 from firmware_adapters.idcard.check import validate
@@ -66,9 +67,12 @@ class IdCardStep:
         reader: ReaderFactory,
         today: Callable[[], dt.date],
         on_photo: Callable[[bytes], None] | None = None,
+        wait_s: float = CARD_WAIT_S,
     ) -> None:
         self.reader = reader
         self.today = today
+        #: how long the customer has to put the card on the reader (``edge.steps.presence``)
+        self.wait_s = wait_s
         #: session id -> the decoded photo read in that session (never leaves the terminal)
         self.photos: dict[str, bytes] = {}
         #: told the photo of a read that passed (the face match embeds it once, then)
@@ -76,7 +80,7 @@ class IdCardStep:
 
     async def __call__(self, request: StepRequest) -> Done:
         async with self.reader() as reader:
-            record = await reader.read_card()
+            record = await once_present(reader.read_card, self.wait_s)
         if record.photo is not None:
             self.photos.clear()  # one customer at a time
             self.photos[request.session] = record.photo

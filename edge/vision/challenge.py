@@ -41,6 +41,11 @@ class StepProgress:
 def advance(action: str, p: StepProgress, m: Measures) -> StepProgress:
     """One frame's measures applied to the current step's progress."""
     if action == "blink":
+        if abs(m.yaw) >= YAW_DEG:
+            # A turned head stretches the eye outline (the astronaut's EAR 0.29 reads 0.48
+            # at 19°): taken as the baseline, an ordinary open eye would never count as
+            # open again. Only frames facing the camera measure the blink.
+            return p
         open_ear = max(p.open_ear, m.ear)
         if p.phase == 0 and m.ear >= OPEN_EAR:
             return replace(p, phase=1, open_ear=open_ear)

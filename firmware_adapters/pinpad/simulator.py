@@ -78,6 +78,20 @@ class PinPadSimulator:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         self.faults.append(fault)
 
+    def press(self, keys: str, now: float) -> None:
+        """The customer presses ``keys`` from ``now`` on, into the entry that waits for them
+        (one who types after reading the screen). Call it under the server's lock."""
+        entry = self._entry
+        if entry is None:
+            raise ValueError("no PIN entry is waiting for keys")
+        start = max([now, *(t for t, _ in entry.keys)])
+        entry.keys.extend((start + self.key_interval * (i + 1), k) for i, k in enumerate(keys))
+
+    @property
+    def entering(self) -> bool:
+        """A PIN entry is running (the pad waits for keys)."""
+        return self._entry is not None
+
     def new_decoder(self) -> FrameDecoder:
         return FrameDecoder()
 

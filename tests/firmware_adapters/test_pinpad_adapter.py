@@ -68,6 +68,32 @@ async def test_3des_format0_block_decrypts_to_the_typed_pin(pinpad_pty: PtyServe
     assert block.digits_entered == 4
 
 
+async def test_a_customer_who_types_later_is_heard(pinpad_pty: PtyServer) -> None:
+    """Nothing scripted: the entry waits; keys pressed while it runs (the customer read the
+    screen first) reach it, though the pad's loop had nothing to wake up for."""
+    tmk, pik = bytes(range(16)), bytes(range(16, 32))
+    sim = pinpad_pty.responder
+    assert isinstance(sim, PinPadSimulator)
+    customer_types(pinpad_pty, "")
+    with pinpad_pty.lock, pytest.raises(ValueError, match="no PIN entry"):
+        sim.press("1234#", time.monotonic())
+    async with pad(pinpad_pty) as p:
+        await p.load_master_key(2, "D", tmk)
+        await p.load_working_key(2, 3, crypto.encrypt("D", tmk, pik))
+        entry = asyncio.create_task(p.enter_pin(3, "0", "4111111111111111", min_len=4))
+        for _ in range(100):
+            with pinpad_pty.lock:
+                if sim.entering:
+                    break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the pad sleeps until its entry's deadline otherwise
+        assert not entry.done()
+        with pinpad_pty.lock:
+            sim.press("1234#", time.monotonic())
+        block = await asyncio.wait_for(entry, 10)
+    assert crypto.decrypt("D", pik, block.block) == iso0_clear("1234", "4111111111111111")
+
+
 async def test_cancel_key_timeout_and_host_cancel(pinpad_pty: PtyServer) -> None:
     async with pad(pinpad_pty) as p:
         await p.load_master_key(0, "S", TMK)

@@ -104,3 +104,26 @@ def test_cli_subcommand_runs_the_self_test(tmp_path: Path, idcard_pty: PtyServer
     with pytest.raises(SystemExit) as exited:
         args.func(args)
     assert exited.value.code == 1
+
+
+async def test_the_id_reader_decodes_the_photo_with_the_configured_decoder(
+    idcard_pty: PtyServer,
+) -> None:
+    """``photo_decoder``: without one the reader hands over no photo (so the terminal has
+    nothing for the face match or the teller); "simulator" passes the simulator's JPEG."""
+    plain = build_adapters({"idcard": {"port": str(idcard_pty.link)}})["idcard"]
+    decoded = build_adapters(
+        {"idcard": {"port": str(idcard_pty.link), "photo_decoder": "simulator"}}
+    )["idcard"]
+    assert isinstance(plain, IdCardReader) and isinstance(decoded, IdCardReader)
+    async with plain:
+        assert (await plain.read_card()).photo is None
+    async with decoded:
+        photo = (await decoded.read_card()).photo
+    assert photo is not None and photo.startswith(b"\xff\xd8\xff")
+
+
+@pytest.mark.parametrize("spec", ["vendor", "no.such.module:Wlt", "json:NoSuchClass"])
+def test_an_unusable_photo_decoder_is_refused_by_name(spec: str) -> None:
+    with pytest.raises(ConfigError, match=f"photo_decoder {spec!r} is not usable"):
+        build_adapters({"idcard": {"port": "/dev/x", "photo_decoder": spec}})

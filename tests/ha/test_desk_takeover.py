@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from common import procs
 from janus_client.videoroom import VideoRoom
@@ -69,7 +70,10 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
     env = {
         **_env_of(old),
         "CUNTONG_CLOUD_TELLER_GRACE_S": "30",
-        "CUNTONG_CLOUD_INGEST_CLIENT_ID": "ingest-standby",  # its own broker session
+        # Its own service certificates, so its own broker client ids: sharing the leader's
+        # ("api"), each replica's ingest links kicked the other's off the broker in turn, and
+        # the standby was never healthy (it failed so under load).
+        "CUNTONG_CLOUD_SERVICE_INSTANCE": "api-2",
     }
     standby = await asyncio.to_thread(_restart, service, env, tmp_path)
     try:
@@ -115,6 +119,11 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             # the new leader's gate with the customer's old token
             page = await eventually(lambda: _login(proxy), timeout=30)
             me = await eventually(lambda: _me(page), timeout=30)
+            # a fresh join as soon as the desk answers through HAProxy, sent through the
+            # teller's Janus session whose long poll the dead leader's gate was carrying, is
+            # answered: Janus would hand its answer to that dead poll (janus_client flushes it)
+            fresh = await agent.watch(session, "customer")
+            assert fresh.frames["video"] > 0
             await page.open()
             room = await VideoRoom.attach(customer.session)
             assert await room.exists(session)
@@ -149,6 +158,11 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             await page.close()
     finally:
         await asyncio.to_thread(procs.stop, standby.proc)
+
+
+@pytest.fixture
+def service_instances() -> tuple[str, ...]:
+    return ("api", "api-2")
 
 
 async def _more(got: Received, than: int) -> bool:

@@ -118,3 +118,62 @@ async def test_lead_runs_the_term_in_its_tenure_and_stops_it_when_the_lease_move
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     assert seen[0] >= 1
+
+
+async def test_acquire_can_wait_for_the_lease_to_have_been_expired_a_while(db: str) -> None:
+    a = Lease("t5", "replica-a", 0.3)
+    b = Lease("t5", "replica-b", 0.3)
+    assert await a.acquire() is not None  # and a dies: no renewal
+    await eventually(lambda: _free(b), timeout=10, every=0.05)
+    assert await b.acquire(expired_for_s=600) is None  # expired, but not for that long
+    tb = await b.acquire()
+    assert tb is not None and tb.epoch == 2
+
+
+async def _free(lease: Lease) -> bool:
+    return await lease.holder_now() is None
+
+
+async def test_a_newcomer_leaves_a_dead_leaders_lease_to_the_standby_already_waiting(
+    db: str,
+) -> None:
+    """A leader killed and started again at once (systemd, ``cuntong up``'s supervisor) is a
+    newcomer: the standby that was waiting when it died takes the lease, not the restart."""
+    ttl = 2.0
+    dead = Lease("t6", "leader", ttl)
+    tenure = await dead.acquire()
+    assert tenure is not None
+    terms: list[str] = []
+
+    def term_of(name: str):  # type: ignore[no-untyped-def]
+        async def term(_tenure: pure.Tenure) -> None:
+            terms.append(name)
+            await asyncio.Event().wait()
+
+        return term
+
+    standby = asyncio.create_task(
+        lead(Lease("t6", "standby", ttl), term_of("standby"), renew_s=0.5)
+    )
+    restarted = None
+    try:
+        # the leader renews while the standby settles in (past a newcomer's two TTLs) ...
+        settled = time.monotonic() + 2 * ttl + 0.5
+        while time.monotonic() < settled:
+            assert await dead.renew(tenure)
+            await asyncio.sleep(0.1)
+        assert terms == []
+        # ... then dies, and comes straight back as a new process (a new holder)
+        again = Lease("t6", "leader-restarted", ttl)
+        # it polls ten times as often as the standby: first to see the lease expire, it
+        # would take it, were it not a newcomer
+        restarted = asyncio.create_task(lead(again, term_of("restarted"), renew_s=0.05))
+        await eventually(lambda: asyncio.sleep(0, result=terms), timeout=20, every=0.05)
+        await asyncio.sleep(ttl + 0.5)  # the restarted one stays a standby
+        assert terms == ["standby"]
+        assert (await again.holder_now() or ("",))[0] == "standby"
+    finally:
+        for task in (standby, restarted):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (standby, restarted) if t), return_exceptions=True)

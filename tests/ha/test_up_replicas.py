@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 
 def _wait(probe, within_s: float = 60.0):  # type: ignore[no-untyped-def]
@@ -32,6 +31,16 @@ def _wait(probe, within_s: float = 60.0):  # type: ignore[no-untyped-def]
     raise AssertionError(f"condition not met in {within_s}s; last: {last!r}")
 
 
+def _tails(state: Path, lines: int = 60) -> str:
+    """The launcher's output and every replica's and HAProxy's log, their last lines."""
+    parts = []
+    for path in [state / "up.out", *sorted(state.glob("api*.log")), state / "haproxy.log"]:
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"----- {path.name} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
 def _listener(port: int) -> int:
     """The pid listening on a local TCP port."""
     for conn in psutil.net_connections(kind="tcp"):
@@ -40,14 +49,12 @@ def _listener(port: int) -> int:
     raise AssertionError(f"nothing listens on {port}")
 
 
-@pytest.mark.skip(
-    reason="passes on its own, but inside the full suite the standby of `cuntong up "
-    "--api-replicas 2` did not take the lease within 120 s in two runs; not yet diagnosed "
-    "(the takeover itself is tested by tests/ha/test_haproxy.py and test_desk_takeover.py)"
-)
 def test_up_with_two_api_replicas_survives_the_leaders_death(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
+    # Not the usual ports: another stack on the machine (a parallel run) took 8443 and
+    # 7800 between the launcher's check and the bind in two runs here.
+    env["CUNTONG_UP_ANY_PORTS"] = "1"
     argv = [sys.executable, "-m", "cuntong", "up", "--terminals", "1", "--api-replicas", "2"]
     with out.open("wb") as sink:
         proc = subprocess.Popen(
@@ -101,7 +108,9 @@ def test_up_with_two_api_replicas_survives_the_leaders_death(tmp_path: Path) -> 
         leader = _wait(leader_port)
         os.kill(_listener(leader), signal.SIGKILL)
         other = next(p for p in ports if p != leader)
-        # The other replica takes the lease; the desk answers again through HAProxy.
+        # The other replica takes the lease, not the killed one the launcher restarts within
+        # a second (a newcomer leaves a dead leader's lease to the standby that was waiting,
+        # cloud.lease.lead); the desk answers again through HAProxy.
         assert _wait(lambda: leader_port() == other, 120)
         _wait(desk_answers)
         failed = sum(
@@ -113,6 +122,9 @@ def test_up_with_two_api_replicas_survives_the_leaders_death(tmp_path: Path) -> 
         assert httpx.get(f"http://127.0.0.1:{leader}/healthz/leader").status_code == 503
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+    except BaseException:
+        print(_tails(tmp_path))  # pytest shows it with the failure
+        raise
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

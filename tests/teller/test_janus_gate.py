@@ -7,6 +7,7 @@ to the misbehaviour watch as a rejected act of that terminal."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +19,8 @@ from cloud.sessions.gate import SIGNAL
 from cloud.sessions.routing import TellerState
 from cloud.sessions.skills import Skills
 from cuntong.servers.janus import Janus
-from janus_client.janus import JanusClient
-from janus_client.videoroom import VideoRoom
+from janus_client.janus import JanusClient, JanusSession
+from janus_client.videoroom import PLUGIN, VideoRoom
 from tests.helpers import eventually
 from tests.teller import peers
 from tests.teller.gaterig import audit_rows, gated_cloud
@@ -95,3 +96,50 @@ async def test_a_cross_room_join_through_the_gate_is_refused_and_audited(
         assert cloud.signals == [("GT-2", SIGNAL), ("GT-2", SIGNAL)]
         await desk.hang_up("call-1", "done")
         await desk.hang_up("call-2", "done")
+
+
+async def test_the_gate_flushes_a_poll_a_dead_gate_left_in_janus(
+    tmp_path: Path, janus: Janus
+) -> None:
+    """A participant's Janus session from before a takeover: the previous leader's gate
+    died while carrying its long poll, which waits on inside Janus. The first request the
+    new gate carries for that session flushes it, so the answer to the participant's next
+    join comes back instead of going to the dead poll (lost, without the flush)."""
+    async with gated_cloud(tmp_path, janus) as cloud:
+        desk = cloud.desk
+        now = datetime.now(UTC).timestamp()
+        desk.board.add_teller("t1", Skills.of({"pension": 5}, {"cmn"}), now)
+        desk.board.set_state("t1", TellerState.AVAILABLE, now)
+        await desk.request("call-f", "GT-F", "pension", "cmn", elderly=False)
+        await desk.accept("t1", "call-f")
+        customer = desk.calls["call-f"].customer
+        assert customer is not None
+        # The session, made through the previous gate (here: straight at Janus) ...
+        async with JanusClient(janus.url, customer.token) as direct:
+            made = await direct.post("", {"janus": "create"})
+            session_id = int(made["data"]["id"])
+            handle = await JanusSession(direct, session_id).attach(PLUGIN)
+        # ... whose long poll that gate was carrying when it died (killed mid-request).
+        host, port = janus.url.split("//")[1].split("/")[0].split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"GET /janus/{session_id}?maxev=10&token={customer.token} HTTP/1.1\r\n"
+            f"Host: {host}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.5)  # Janus holds it now
+        writer.transport.abort()
+        await asyncio.sleep(0.2)
+
+        # The participant carries on through the new gate, with the same session.
+        async with JanusClient(cloud.gate_url, customer.token) as client:
+            session = JanusSession(client, session_id)
+            session._queues[handle] = asyncio.Queue()
+            session.start()
+            try:
+                body = {"request": "join", "ptype": "publisher", "room": "call-f",
+                        "id": "customer", "pin": customer.pin, "token": customer.token}  # fmt: skip
+                event = await session.message(handle, body, wait=15)
+                assert event.data.get("videoroom") == "joined", event.data
+            finally:
+                await session.close()

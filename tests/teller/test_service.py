@@ -79,7 +79,10 @@ class Service:
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, janus: Janus, victoria: VictoriaMetrics
+    tmp_path: Path,
+    janus: Janus,
+    victoria: VictoriaMetrics,
+    service_instances: tuple[str, ...],
 ) -> AsyncIterator[Service]:
     media = {
         "CUNTONG_CLOUD_JANUS_URL": janus.url,
@@ -91,7 +94,9 @@ async def service(
         "CUNTONG_CLOUD_TERMINAL_GRACE_S": str(GRACE),
         "CUNTONG_CLOUD_TELLER_GRACE_S": str(GRACE),
     }
-    with secured_cloud(tmp_path, victoria.url, broker_services("api"), **media) as stack:
+    with secured_cloud(
+        tmp_path, victoria.url, broker_services(*service_instances), **media
+    ) as stack:
         _, broker, cloud = stack
         yield Service(tmp_path, broker, cloud)
 

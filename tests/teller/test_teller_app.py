@@ -140,7 +140,7 @@ class Desked:
 
 @pytest.fixture
 async def desked(
-    tmp_path: Path, broker: Broker, desk_settings: dict[str, Any]
+    tmp_path: Path, broker: Broker, desk_settings: dict[str, Any], oversight_fields: dict[str, Any]
 ) -> AsyncIterator[Desked]:
     """The cloud app as configured for production (desk, Janus pool, MQTT link) on a
     loopback port; Janus allows that origin (CORS); a terminal on the broker."""
@@ -160,7 +160,7 @@ async def desked(
     authority = ca_lib.load_or_create(tmp_path / "ca", datetime.now(UTC))
     ov = Oversight(
         load_catalogue(), EvidenceKeys.generate(), tmp_path / "evidence", suite_lib.Suite.SM,
-        hasher=FAST_HASHER, device_issuers=(authority.issuing,),
+        hasher=FAST_HASHER, device_issuers=(authority.issuing,), **oversight_fields,
     )  # fmt: skip
     app = create_app(settings, oversight=ov)
     server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_level="warning"))

@@ -12,13 +12,16 @@ import orjson
 
 from cloud.workflow.device import check_result
 from common.wire import call as wire
+from edge.steps.idcard import IdCardStep
 from edge.steps.runner import StepRunner
 from edge.teller import call
 from edge.teller.call import Call, Phase
 from edge.teller.client import TellerClient
 from edge.teller.paperwork import Paperwork
 from edge.teller.view import STEP_TEXT, view
-from firmware_adapters.idcard.simulator import sample_card
+from firmware_adapters.idcard.adapter import IdCardReader
+from firmware_adapters.idcard.simulator import IdCardSimulator, sample_card
+from firmware_adapters.pty_server import PtyServer
 from provisioning import ca as ca_lib
 from tests.steps_rig import enrol, id_reader
 from tests.terminal.fakes import FakeRoom
@@ -99,6 +102,41 @@ async def test_the_terminal_reads_the_card_and_publishes_a_signed_result(tmp_pat
     await asyncio.sleep(0.05)
     assert len(published) == before
     assert all(orjson.loads(p)["type"] != "error" for p in published)
+
+
+async def test_the_card_steps_wait_for_the_customer_to_put_the_card_down(
+    tmp_path: Path,
+) -> None:
+    """The screen says "请把身份证放在读卡区" before the card is there: the step asks the
+    empty reader again until the customer puts it down, and fails with the reader's words
+    when they never do."""
+    card = sample_card(1)
+    sim = IdCardSimulator([card])
+    sim.remove()
+    with PtyServer(sim, tmp_path / "idcard.tty") as server:
+
+        def reader() -> IdCardReader:
+            return IdCardReader("idcard", str(server.link), timeout=2.0)
+
+        step = IdCardStep(reader, lambda: dt.date(2026, 11, 25), wait_s=30.0)
+        reading = asyncio.create_task(step(ASK))
+        await asyncio.sleep(1.0)  # the customer reads the screen first
+        assert not reading.done()
+        with server.lock:
+            sim.insert(card)
+        done = await asyncio.wait_for(reading, 20)
+        assert done.outcome == "passed" and done.masked["name"] == "张*国"
+
+        with server.lock:
+            sim.remove()
+        terminal = enrol(ca_lib.load_or_create(tmp_path / "ca", NOW), "SX-00001", NOW)
+        runner = StepRunner(
+            lambda: (terminal.key, terminal.certificate_pem),
+            {"id_card_read": IdCardStep(reader, lambda: dt.date(2026, 11, 25), wait_s=0.5)},
+            lambda: NOW,
+        )
+        result = await runner.run(ASK)
+    assert result.outcome == "error" and "CardAbsent" in result.reason, result.reason
 
 
 def test_signature_and_voucher_steps_sign_what_the_paperwork_delivered() -> None:

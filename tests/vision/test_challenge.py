@@ -27,6 +27,18 @@ def test_acted_frames_move_the_measures(measures: dict[str, list]) -> None:
     assert max(yaws) > 15 and min(yaws) < -15
 
 
+def test_a_blink_after_a_turned_head_still_counts(measures: dict[str, list]) -> None:
+    """A customer still shaking their head from the last prompt when 请眨眨眼 comes: the
+    turned frames (their eyes read wider) must not become the blink's open-eye baseline
+    (seen in the browser walk, tests/transactions/test_high_risk_browser.py)."""
+    c = Challenge(order=("blink",), step_timeout=8.0)
+    now = 0.0
+    for m in [*measures["shake"], *measures["blink"]]:
+        now += 0.2
+        c = c.feed(m, now)
+    assert c.outcome == "passed", c
+
+
 def test_each_step_passes_in_the_drawn_order(measures: dict[str, list]) -> None:
     c = Challenge.start(now=0.0, rng=random.Random(3))
     assert sorted(c.order) == sorted(PROMPTS)

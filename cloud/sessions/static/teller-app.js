@@ -476,7 +476,11 @@ $("end-form").addEventListener("submit", async (e) => {
     }
     $("end-dialog").close();
     const reference = posted && posted.status === "applied" ? posted.reference : null;
-    const recorded = { outcome, notes, reference };
+    // The very object the desk's "ended" takes for its wrap-up (call.ending), now with the
+    // core's reference: that wrap-up may start before this point or after it (it first
+    // waits for the media to close), and shows the reference either way.
+    const recorded = Object.assign((mode === "call" && call && call.ending) || {},
+      { outcome, notes, reference });
     if (mode === "call" && call) {
       await callOver({ type: "ended", session, cause: label }, recorded);
       // The desk's "ended" may have come first and opened the wrap-up with the outcome

@@ -299,11 +299,21 @@ export class Call {
 
   // Ask the terminal for the photo of the card read in this call, once the signed read has
   // passed and the data channel is open (the photo never goes through the cloud).
+  // The terminal hears this page's data channel only once it has subscribed to our feed,
+  // which can come after the channel opens (a loaded terminal): a request sent before that
+  // is lost. So it is asked again every 5 s until the photo is here (ten times at most).
   askIdPhoto() {
     if (!this.idCard || !this.idCard.photo_sha256 || this.idPhoto || this.idPhotoAsked) return;
     if (!this.media || !this.dataOpen) return;
     this.idPhotoAsked = true;
     for (const text of encode({ type: "capture", kind: "id_photo" })) this.media.send(text);
+    this.idPhotoTries = (this.idPhotoTries || 0) + 1;
+    if (this.idPhotoTries >= 10) return;
+    this.timers.push(setTimeout(() => {
+      if (this.idPhoto || this.idPhotoNote === "idPhotoMismatch" || this.abort.signal.aborted) return;
+      this.idPhotoAsked = false;
+      this.askIdPhoto();
+    }, 5000));
   }
 
   async onIdPhoto(msg) {
@@ -330,6 +340,7 @@ export class Call {
     if (this.idPhoto) URL.revokeObjectURL(this.idPhoto.url);
     this.idPhoto = null;
     this.idPhotoAsked = false;
+    this.idPhotoTries = 0;
     const img = document.getElementById("id-photo");
     if (img) img.remove();
   }

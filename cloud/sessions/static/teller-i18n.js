@@ -132,7 +132,7 @@ export const WATCH = {
     steps: "办理步骤", showSteps: "步骤", stepsOf: "办理步骤", stepDone: "已通过", stepFailed: "未通过", stepNext: "待办",
     stepLater: "未开始", overridden: "主管越权通过", overrideReason: "越权理由（必填，记入审计与证据）",
     override: "主管越权通过", overrideHint: "仅在终端设备故障或缺失时使用；本笔业务将进入全面质检。",
-    errOverride: "越权未成功：", errSteps: "读取办理步骤失败：", noWorkflow: "柜员尚未开始办理步骤", closeSteps: "关闭",
+    errOverride: "越权未成功：", authorise: "主管授权", errAuthorise: "授权未成功：", errSteps: "读取办理步骤失败：", noWorkflow: "柜员尚未开始办理步骤", closeSteps: "关闭",
   },
   en: {
     watchBrand: "Cuntong · Listening in", watchSub: "Video teller calls in progress", langSwitch: "中文", logout: "Sign out",
@@ -145,6 +145,6 @@ export const WATCH = {
     steps: "Steps", showSteps: "Steps", stepsOf: "Steps of the session", stepDone: "passed", stepFailed: "failed", stepNext: "next",
     stepLater: "not yet", overridden: "Overridden by supervisor", overrideReason: "Reason for the override (required; audited and kept as evidence)",
     override: "Override", overrideHint: "Only when the terminal's device failed or is missing; the session goes to full quality review.",
-    errOverride: "Override refused: ", errSteps: "Could not read the steps: ", noWorkflow: "The teller has not started the steps yet", closeSteps: "Close",
+    errOverride: "Override refused: ", authorise: "Authorise", errAuthorise: "Authorisation refused: ", errSteps: "Could not read the steps: ", noWorkflow: "The teller has not started the steps yet", closeSteps: "Close",
   },
 };

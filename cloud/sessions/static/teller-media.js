@@ -34,6 +34,7 @@ class JanusSession {
     this.id = id;
     this.waiters = new Map(); // transaction -> resolve
     this.closed = false;
+    this.flushing = null; // set while a broken poll may wait in Janus (see flush)
     this.poll();
   }
 
@@ -47,9 +48,19 @@ class JanusSession {
     while (!this.closed) {
       let events;
       try {
+        if (this.flushing) await this.flush();
         const resp = await fetch(`${this.url}/${this.id}?maxev=10&token=${encodeURIComponent(this.token)}`);
+        if (!resp.ok) throw new Error(`long poll: HTTP ${resp.status}`); // a gate in takeover
         events = await resp.json();
       } catch (err) {
+        if (err instanceof JanusError && [403, 458].includes(err.code)) {
+          this.closed = true; // the flush heard the session is gone or our token revoked
+          this.flushed();
+          continue;
+        }
+        // The poll broke on its way (the cloud's signalling gate died with its replica): it
+        // may still wait inside Janus, which would hand it our next event. Flush it first.
+        this.flushing = this.flushing || deferred();
         if (!this.closed) await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
@@ -72,6 +83,20 @@ class JanusSession {
     }
   }
 
+  // A throwaway handle's detach is an event: Janus hands it to a dead poll of ours if one is
+  // still waiting there (else it comes to us and is ignored), so later events reach us.
+  // Plugin requests wait for it (as janus_client's JanusSession._flush).
+  async flush() {
+    const handle = await this.attach();
+    await post(`${this.url}/${this.id}/${handle}`, { janus: "detach", transaction: tx(), token: this.token });
+    this.flushed();
+  }
+
+  flushed() {
+    if (this.flushing) this.flushing.resolve();
+    this.flushing = null;
+  }
+
   async attach() {
     const reply = await post(`${this.url}/${this.id}`, {
       janus: "attach", plugin: PLUGIN, transaction: tx(), token: this.token,
@@ -81,6 +106,7 @@ class JanusSession {
 
   // A plugin request; resolves with the synchronous reply or the event answering it.
   async message(handle, body, jsep) {
+    if (this.flushing) await this.flushing.promise; // else its answer may go to a dead poll
     const transaction = tx();
     const event = new Promise((resolve) => this.waiters.set(transaction, resolve));
     const msg = { janus: "message", transaction, token: this.token, body };
@@ -120,6 +146,12 @@ async function post(url, body) {
   const reply = await resp.json();
   if (reply.janus === "error") throw new JanusError(reply.error.code, reply.error.reason);
   return reply;
+}
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve };
 }
 
 function gathered(pc) {

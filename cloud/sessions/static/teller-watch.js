@@ -21,6 +21,9 @@ const app = {
 // check): only these can be overridden, by a supervisor, when the device failed or is missing.
 const MACHINE_STEPS = new Set(["id_card_read", "face_match", "liveness", "active_liveness",
   "card_read", "pin_entry", "voucher_capture", "e_signature", "id_online_check"]);
+// Steps a second person gives (the serving teller cannot: the API answers 403): the
+// supervisor's authorisation of a high-risk business, given from this page.
+const SECOND_PERSON = new Set(["supervisor_authorisation"]);
 
 async function api(path, init = {}) {
   const headers = { "Content-Type": "application/json" };
@@ -101,6 +104,18 @@ async function override(step, reason) {
   renderSteps();
 }
 
+async function authorise(step) {
+  const open = app.steps;
+  try {
+    open.workflow = await api(`/api/v1/workflow/${encodeURIComponent(open.session)}/steps`,
+      { method: "POST", body: JSON.stringify({ step, passed: true, detail: {} }) });
+    open.error = "";
+  } catch (err) {
+    open.error = t("errAuthorise") + err.message;
+  }
+  renderSteps();
+}
+
 function renderSteps() {
   const open = app.steps;
   $("steps-card").hidden = !open;
@@ -128,6 +143,10 @@ function renderSteps() {
       kids.push(h("div", { class: "override-form" }, reason,
         h("button", { type: "button", class: "override", "data-step": step,
           onclick: () => override(step, reason.value.trim()) }, t("override"))));
+    }
+    if (next && SECOND_PERSON.has(step)) {
+      kids.push(h("button", { type: "button", class: "authorise", "data-step": step,
+        onclick: () => authorise(step) }, t("authorise")));
     }
     return h("li", { class: state, "data-step": step }, kids);
   }));
