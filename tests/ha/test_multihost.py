@@ -28,6 +28,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -102,10 +103,31 @@ def _lab() -> Iterator[tuple[Lab, Path]]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def _service_prefix(base: Path) -> Path:
+    """The installation the services run from, as a deployment has one: a venv any user can
+    execute. The test's own venv may not be one (a pyenv interpreter under /root, mode 0700,
+    as on CI: a service user cannot run it), so this is a venv of Debian's python3 that
+    loads the test venv's packages (its site folder, ``.pth`` files and all)."""
+    prefix = base / "prefix"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(prefix)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    ours = sysconfig.get_path("purelib")
+    (site / "cuntong-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    script = prefix / "bin" / "cuntong"
+    script.write_text(
+        f"#!{prefix / 'bin' / 'python'}\nimport sys\nfrom cuntong.cli import main\n\n"
+        "if __name__ == '__main__':  # a forkserver child imports this module again\n"
+        "    sys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return prefix
+
+
 def _inventory(lab: Lab, base: Path) -> Path:
     lines = [
         "[deployment]",
-        f'prefix = "{sys.prefix}"',
+        f'prefix = "{_service_prefix(base)}"',
         f'db_url = "postgres://postgres@{lab.address("db")}:5432/postgres"',
     ]
     for host in HOSTS:
