@@ -58,7 +58,8 @@ async def test_dialect_and_age_route_the_call(service: Service, tmp_path: Path) 
             "zh-shaanxi",
             True,
         )
-        assert agent.teller.call.session == offer["session"]
+        # the terminal's "queued" may land after the teller's offer
+        await eventually(lambda: _is(agent.teller.call.session == offer["session"]), timeout=30)
         await agent.teller.end()
     finally:
         agent.stop()
