@@ -25,37 +25,40 @@ async def test_call_connects_over_a_lossy_village_link_and_recovers_from_an_outa
 ) -> None:
     coturn = relay_coturn
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
-    async with weak_call(janus, coturn, link, link) as call:
-        relay, seen, peer = call.relay, call.teller.seen, call.peer
-        assert peer._pub_pc is not None
-        assert set(nominated_types(peer._pub_pc)) == {"relay"}  # through coturn, so the relay
+    # pytest-timeout's alarm can land inside an asyncio callback, which swallows it: the
+    # test's own deadline (a full run once hung here past the 180 s limit).
+    async with asyncio.timeout(150):
+        async with weak_call(janus, coturn, link, link) as call:
+            relay, seen, peer = call.relay, call.teller.seen, call.peer
+            assert peer._pub_pc is not None
+            assert set(nominated_types(peer._pub_pc)) == {"relay"}  # through coturn, so the relay
 
-        async def flowing(frames: int) -> bool:
-            return seen.video >= frames and peer.incoming.frames["video"] > 0
+            async def flowing(frames: int) -> bool:
+                return seen.video >= frames and peer.incoming.frames["video"] > 0
 
-        connected = seen.video
-        await eventually(lambda: flowing(connected + 20), 30, every=0.1)
-        # Media crossed the relay both ways, and the loss was really there.
-        await eventually(
-            lambda: _is(min(relay.up.stats.delivered, relay.down.stats.delivered) > 200), 30
-        )
-        await eventually(lambda: _is(relay.up.stats.lost > 0 and relay.down.stats.lost > 0), 30)
-        # The terminal sends in-band FEC on this link, and the receive path uses it: lost
-        # audio packets come back from the next packet (``edge.teller.receive``).
-        await eventually(lambda: _is(any(f[3] == "fec" for f in seen.audio_at)), 30)
+            connected = seen.video
+            await eventually(lambda: flowing(connected + 20), 30, every=0.1)
+            # Media crossed the relay both ways, and the loss was really there.
+            await eventually(
+                lambda: _is(min(relay.up.stats.delivered, relay.down.stats.delivered) > 200), 30
+            )
+            await eventually(lambda: _is(relay.up.stats.lost > 0 and relay.down.stats.lost > 0), 30)
+            # The terminal sends in-band FEC on this link, and the receive path uses it: lost
+            # audio packets come back from the next packet (``edge.teller.receive``).
+            await eventually(lambda: _is(any(f[3] == "fec" for f in seen.audio_at)), 30)
 
-        relay.outage(2.0)
-        await asyncio.sleep(2.0)
-        assert relay.up.stats.outage_dropped > 0 and relay.down.stats.outage_dropped > 0
-        after_outage = seen.video
-        # The customer's video and the teller's both come back on the same call.
-        teller_frames = peer.incoming.frames["video"]
-        await eventually(lambda: flowing(after_outage + 20), 30, every=0.1)
-        await eventually(
-            lambda: _is(peer.incoming.frames["video"] > teller_frames + 20), 30, every=0.1
-        )
-        assert call.client.call.phase is Phase.IN_CALL
-        assert peer.publications == 1  # recovered in place, not rebuilt
+            relay.outage(2.0)
+            await asyncio.sleep(2.0)
+            assert relay.up.stats.outage_dropped > 0 and relay.down.stats.outage_dropped > 0
+            after_outage = seen.video
+            # The customer's video and the teller's both come back on the same call.
+            teller_frames = peer.incoming.frames["video"]
+            await eventually(lambda: flowing(after_outage + 20), 30, every=0.1)
+            await eventually(
+                lambda: _is(peer.incoming.frames["video"] > teller_frames + 20), 30, every=0.1
+            )
+            assert call.client.call.phase is Phase.IN_CALL
+            assert peer.publications == 1  # recovered in place, not rebuilt
 
 
 async def _is(value: bool) -> bool:
