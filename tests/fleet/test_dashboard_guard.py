@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Locator, Page, expect
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from cloud.db import close_db, open_db
@@ -54,17 +54,7 @@ async def test_rollout_page_shows_the_guard_abort_table(
         page = await browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        await page.goto(f"{cloud.url}/fleet/")
-        await page.fill("#username", OPERATOR)
-        await page.fill("#password", OPERATOR_PASSWORD)
-        await page.click("#login button")
-        await expect(page.locator("#who")).to_have_text(OPERATOR)
-        await page.click("text=English")
-        await page.click("text=Rollouts")
-        await page.click("#rollout-table >> text=bank models")
-        await expect(page).to_have_url(re.compile(f"#/rollout/{doc.id}$"))
-        guard = page.locator("#guard-abort")
-        await expect(guard).to_be_visible(timeout=15_000)
+        guard = await _guard_panel(page, cloud.url, doc.id)
         await expect(guard.locator("h2")).to_have_text(
             "Aborted on liveness outcomes (Fisher's exact test) · Control group: control"
         )
@@ -119,17 +109,7 @@ async def test_an_always_valid_abort_is_titled_by_its_test(
         page = await browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        await page.goto(f"{cloud.url}/fleet/")
-        await page.fill("#username", OPERATOR)
-        await page.fill("#password", OPERATOR_PASSWORD)
-        await page.click("#login button")
-        await expect(page.locator("#who")).to_have_text(OPERATOR)
-        await page.click("text=English")
-        await page.click("text=Rollouts")
-        await page.click("#rollout-table >> text=bank models")
-        await expect(page).to_have_url(re.compile(f"#/rollout/{doc.id}$"))
-        guard = page.locator("#guard-abort")
-        await expect(guard).to_be_visible(timeout=15_000)
+        guard = await _guard_panel(page, cloud.url, doc.id)
         await expect(guard.locator("h2")).to_have_text(
             "Aborted on liveness outcomes (always-valid sequential test) · Control group: control"
         )
@@ -140,3 +120,19 @@ async def test_an_always_valid_abort_is_titled_by_its_test(
         assert errors == []
     finally:
         procs.stop(cloud.proc)
+
+
+async def _guard_panel(page: Page, cloud_url: str, rollout_id: object) -> Locator:
+    """Log in as the operator, open the rollout's page in English; its guard-abort panel."""
+    await page.goto(f"{cloud_url}/fleet/")
+    await page.fill("#username", OPERATOR)
+    await page.fill("#password", OPERATOR_PASSWORD)
+    await page.click("#login button")
+    await expect(page.locator("#who")).to_have_text(OPERATOR)
+    await page.click("text=English")
+    await page.click("text=Rollouts")
+    await page.click("#rollout-table >> text=bank models")
+    await expect(page).to_have_url(re.compile(f"#/rollout/{rollout_id}$"))
+    guard = page.locator("#guard-abort")
+    await expect(guard).to_be_visible(timeout=15_000)
+    return guard
