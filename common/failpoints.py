@@ -11,6 +11,8 @@ Places:
 
 - ``rollout-write``: the rollout engine has decided a beat and is about to write it
   (``fleet.rollouts``): a paused leader's write in flight (``tests/ha/test_replicas.py``).
+- ``sender-publish``: the command sender has marked commands sent and not yet published
+  them (``fleet.sender``): a leader dying there (``tests/ha/test_command_takeover.py``).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from paho.mqtt.properties import Properties
 from tortoise.transactions import in_transaction
 
 from cloud import LeaseLost, Security, fenced, service_client, service_client_id
-from common import envelope, topics
+from common import envelope, failpoints, topics
 from common.errors import WireError
 from common.failover import Presence
 from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
@@ -72,6 +72,8 @@ PUBACK_POLL_S = 0.02
 #: Publishes in flight to the broker at once (paho queues the rest and sends one per PUBACK).
 MAX_INFLIGHT = 100
 SWEEP_S = 0.5
+#: The states a reply settles (see ``CommandSender.record_replies``).
+_ANSWERABLE = (lc.State.SENT, lc.State.QUEUED)
 
 ResultHook = Callable[[FleetCommand], Awaitable[None]]
 OnlineHook = Callable[[list[str]], Awaitable[None]]
@@ -295,6 +297,8 @@ class CommandSender:
                     only_in=lc.State.QUEUED,
                     conn=conn,
                 )
+        if outgoing:
+            failpoints.hit("sender-publish")  # marked sent, not yet published
         failed: list[str] = []
         for broker, batch in outgoing.items():
             client = self._clients.get(broker)
@@ -376,25 +380,31 @@ class CommandSender:
     async def record_replies(self, batch: dict[str, tuple[str, bool, dict[str, Any]]]) -> None:
         """Record replies on any replica. Each chunk's rows are locked before they are read
         (``fleet.store.lock_open``), so when two replicas hear the same reply one records it
-        and runs its hooks, and the other finds it no longer sent."""
+        and runs its hooks, and the other finds it settled. A command queued again (at a
+        takeover, or after a publish the broker did not acknowledge) may have reached its
+        terminal all the same: its reply counts too (only the command's own terminal, which
+        received the id, can answer it)."""
         ids = list(batch)
         done: list[str] = []
         hooked: list[str] = []
+        fields = ("state", "finished_at", "deadline_at", "result")
         for start in range(0, len(ids), DB_CHUNK):
             async with self._lock, in_transaction() as conn:
                 chunk = ids[start : start + DB_CHUNK]
-                await lock_open(chunk, conn)
+                await lock_open(chunk, conn, _ANSWERABLE)
                 rows = (
-                    await FleetCommand.filter(id__in=chunk, state=lc.State.SENT.value)
+                    await FleetCommand.filter(
+                        id__in=chunk, state__in=[s.value for s in _ANSWERABLE]
+                    )
                     .using_db(conn)
                     .values_list(
                         "id", "terminal_id", "name", "created_at", "expires_at", "timeout_s",
-                        "sent_at",
+                        "sent_at", "state",
                     )
                 )  # fmt: skip
                 now = self.clock()
-                updates: list[list[Any]] = []
-                for cid, terminal_id, name, created, expires, timeout_s, sent in rows:
+                updates: dict[str, list[list[Any]]] = {}
+                for cid, terminal_id, name, created, expires, timeout_s, sent, was in rows:
                     tid, ok, result = batch[cid]
                     # Only the addressed terminal can answer (the topic names who sent it).
                     if tid != terminal_id:
@@ -404,18 +414,16 @@ class CommandSender:
                         # its first reply (or the timeout) settles it.
                         log.info("command %s: a repeat the terminal refused; ignored", cid)
                         continue
-                    sent_c = lc.Lifecycle(lc.State.SENT, created, expires, timeout_s, sent)
+                    sent_c = lc.Lifecycle(lc.State.SENT, created, expires, timeout_s, sent or now)
                     c = lc.on_reply(sent_c, ok, now)
-                    updates.append([c.state.value, c.finished_at, c.deadline, result, cid])
+                    updates.setdefault(was, []).append(
+                        [c.state.value, c.finished_at, c.deadline, result, cid]
+                    )
                     done.append(cid)
                     if name in self.on_result:
                         hooked.append(cid)
-                await update_many(
-                    ("state", "finished_at", "deadline_at", "result"),
-                    updates,
-                    only_in=lc.State.SENT,
-                    conn=conn,
-                )
+                for was, values in updates.items():
+                    await update_many(fields, values, only_in=lc.State(was), conn=conn)
         self._recorded(done)
         for row in await FleetCommand.filter(id__in=hooked) if hooked else []:
             await self.on_result[row.name](row)
