@@ -179,7 +179,7 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     # address and admits this host and the API hosts (the multi-host test found it on
     # 127.0.0.1 only, so no desk could ever use the node).
     assert node.admin_url == "http://10.20.0.31:7088/admin"
-    jcfg = (rendered / "media-1/etc/cuntong/janus/janus.jcfg").read_text()
+    jcfg = (rendered / "media-1/etc/cuntong/janus/janus.transport.http.jcfg").read_text()
     assert 'admin_ip = "10.20.0.31"' in jcfg
     assert 'admin_acl = "127.,10.20.0.11,10.20.0.12"' in jcfg
     assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
