@@ -485,6 +485,7 @@ async def test_a_deployment_on_several_hosts_survives_losing_hosts(
         # 3. The database host loses power (PostgreSQL and VictoriaMetrics). The surviving
         # cloud host says it is degraded; the terminals keep their events in their spools.
         marks = {h: _spool(runners[h])[0] for h in TERMINALS}
+        t_db_media = time.monotonic()
         lab.kill_host("db")
         t4 = time.monotonic()
 
@@ -552,6 +553,8 @@ async def test_a_deployment_on_several_hosts_survives_losing_hosts(
         t7 = time.monotonic()
         assert await eventually(lambda: media(True), timeout=60)
         figures["media_node_back_after_restart_s"] = round(time.monotonic() - t7, 1)
+        # What the database and media kills add to the test.
+        figures["db_and_media_phases_s"] = round(time.monotonic() - t_db_media, 1)
 
         # 5. Nothing lost: every message each terminal spooled up to now is confirmed stored
         # (a spool deletes a row only on ingest's confirmation, sent after its commit).
