@@ -291,7 +291,7 @@ async def start(
             archiving,
         )
     table = business_table(ov.catalogue)
-    board = Board(Policy(businesses=table))
+    board = Board(Policy(businesses=table, reoffer_cooldown=settings.desk_reoffer_cooldown_s))
     now = _now()
     for teller_id, skills in (await profiles.on_duty_skills(table)).items():
         board.add_teller(teller_id, skills, now.timestamp())
