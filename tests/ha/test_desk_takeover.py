@@ -45,6 +45,9 @@ WAITING = ("SX-H0002", "SX-H0003", "SX-H0004")
 #: Both replicas' terminal grace period: longer than a takeover, so a terminal that dropped
 #: before the kill fails at its old deadline, not at the new leader's first check.
 TERMINAL_GRACE = 20.0
+#: That terminal is missing at least this long before the kill: the margin by which the
+#: new leader's ending (at the old deadline) comes before ``kill + TERMINAL_GRACE``.
+MISSING_BEFORE_KILL = 5.0
 
 
 async def _leads(cloud: CloudProcess) -> bool:
@@ -157,6 +160,7 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             # the prior's (a call that has run past its mean: a share of one more)
             assert all(w is not None and w < HandleTimes().prior / 10 for _, w in told), told
 
+            await asyncio.sleep(max(0.0, gone + MISSING_BEFORE_KILL - time.monotonic()))
             killed = time.monotonic()
             old.proc.kill()  # SIGKILL: the leader gets no chance to hand anything over
             await asyncio.to_thread(old.proc.wait)
