@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.db import close_db, open_db
+from cloud.lease import Lease, LeaseLost
 from cloud.sessions import desk, recovery, store
 from cloud.sessions.errors import InvalidTransition
 from cloud.sessions.models import SessionTransition, TellerSession
@@ -16,7 +20,9 @@ from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import TellerState
 from cloud.sessions.state import Event, State
 from cloud.sessions.watch import Watch
+from common.lease import CURRENT
 from common.wire import call as wire
+from tests.helpers import eventually
 from tests.steps_rig import agent_verdict
 from tests.teller.desk_rig import T0, rig
 
@@ -264,3 +270,33 @@ async def test_a_desk_taking_over_adopts_the_board_s_timers(db: None) -> None:
     await watch.check()
     assert new.desk.calls.get("s2") is None  # failed at the first desk's deadline
     assert await store.absences() == {}
+
+
+async def test_a_desk_whose_lease_moved_on_writes_nothing(tmp_path: Path) -> None:
+    """The desk's writes are fenced by its term's lease (``cloud.lease.fenced``), even when
+    called from a task outside the term (an HTTP route): once another replica holds the
+    lease, a paused old desk's accept is refused and the database keeps the new board's
+    view. On the real schema (migrations up to 7, SQLite)."""
+    EXECUTOR_CACHE.clear()  # tortoise caches SQL per table name
+    await open_db(f"sqlite://{tmp_path / 'fenced.sqlite3'}")
+    try:
+        old = Lease("desk-fence", "replica-a", 0.3)
+        term = await old.acquire()
+        assert term is not None
+        token = CURRENT.set(term)
+        try:  # built in its term, as ``wiring.start`` builds it
+            r = rig("t1")
+        finally:
+            CURRENT.reset(token)
+        r.desk.persist, r.desk.keep = store.save, store.Keeper()
+        await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)  # offered to t1
+        assert (await TellerSession.get(id="s1")).state == "offered"
+        new = Lease("desk-fence", "replica-b", 30)
+        assert await eventually(new.acquire, timeout=10, every=0.05) is not None
+        term.valid_until = time.monotonic() + 100  # a paused process that believes it holds
+        with pytest.raises(LeaseLost):
+            await r.desk.accept("t1", "s1")
+        assert (await TellerSession.get(id="s1")).state == "offered"
+        assert await SessionTransition.filter(session_id="s1", event="accept").count() == 0
+    finally:
+        await close_db()
