@@ -364,6 +364,9 @@ def _role_files(
             keys["janus_room_key"],
             host=host.address,
             nat_1_1="",
+            # The desk on every API host opens rooms and grants through the admin API.
+            admin_host=host.address,
+            admin_acl=",".join(["127.", *(h.address for h in hosts if "api" in h.roles)]),
         )
         files = {n: (t, 0o600) for n, t in config_files(jcfg, cfg, installed_modules()).items()}
         unit = _unit(
