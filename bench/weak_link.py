@@ -44,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 
 from common import procs
+from cuntong.deploy import CALL_MEDIA_NICE
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
 from edge.teller import jitter, retransmit
 from edge.teller.jitter import VideoJitterBuffer
+from edge.teller.priority import EXECUTOR_PREFIX, thread_nice
 from edge.vision import pipeline
 from edge.vision.runtime import ModelSet
 from tests.teller.browser import CHROMIUM, FLAGS, serve_page
@@ -62,6 +64,60 @@ from tests.teller.conftest import host_address
 from tests.teller.weaklink import audio_gaps, concealed_runs, freezes, village, weak_call
 
 SAMPLE_EVERY_S = 5.0
+LAG_EVERY_S = 0.05
+
+
+class LoopLag:
+    """How late the terminal's event loop thread wakes (it sends the call's RTP): a sleep of
+    50 ms that comes back late by X waited X for the CPU or for other work on the loop."""
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_EVERY_S
+            await asyncio.sleep(LAG_EVERY_S)
+            self.late.append(loop.time() - due)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+        late = sorted(self.late)
+        at = lambda q: round(1000 * late[min(len(late) - 1, int(q * len(late)))]) if late else 0  # noqa: E731
+        return {
+            "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(1000 * max(late, default=0)),
+            "over_100ms": sum(x > 0.1 for x in late), "over_500ms": sum(x > 0.5 for x in late),
+        }  # fmt: skip
+
+
+def privilege() -> str:
+    """What the bench process may do about priorities (it runs the terminal's call code)."""
+    caps = dict(
+        line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("Cap")
+    )  # fmt: skip
+    nice_cap = bool(int(caps.get("CapEff", "0"), 16) & (1 << 23))  # CAP_SYS_NICE
+    eff = caps.get("CapEff", "?").strip()
+    return f"uid {os.getuid()}, CAP_SYS_NICE {'yes' if nice_cap else 'no'} (CapEff {eff})"
+
+
+def media_threads() -> dict[str, int]:
+    """The nice value of the terminal's loop thread and encoder (executor) threads, now."""
+    import threading
+
+    out = {"loop": thread_nice(threading.get_native_id())}
+    for t in threading.enumerate():
+        if t.name.startswith(EXECUTOR_PREFIX) and t.native_id is not None:
+            out[t.name] = thread_nice(t.native_id)
+        elif t.name == "udprelay" and t.native_id is not None:
+            out["relay"] = thread_nice(t.native_id)
+    return out
 
 
 async def sent_bytes(pc: Any) -> int:
@@ -171,13 +227,20 @@ async def browser_call(
     seconds: float,
     outage_every: float,
     retransmit_limit: float = 0.0,
+    nice: int = 0,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
     room = f"weak-browser-{int(outage_every)}"
     await page.reload()
-    async with weak_browser_call(janus, coturn, page, link, link, room=room, grab_every=3) as call:
+    load_start = os.getloadavg()[0]
+    lag = LoopLag()
+    async with weak_browser_call(
+        janus, coturn, page, link, link, room=room, grab_every=3, nice=nice, relay_thread=True
+    ) as call:
         peer, relay = call.terminal.peer, call.terminal.relay
+        lag.start()
+        threads = media_threads()
         limited = retransmit.install(peer._pub_pc, retransmit_limit) if retransmit_limit else None
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
@@ -201,6 +264,9 @@ async def browser_call(
         frames = [t for t in await call.frames_at() if page_start <= t <= page_end]
         stats = [s for s in await call.samples() if page_start <= s["t"] <= page_end]
         uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
+        loop_lag = lag.stop()
+        refused = peer.media.priority.refused  # type: ignore[attr-defined]
+    load_end = os.getloadavg()[0]
     wall = (page_end - page_start) / 1000
     faces = [bool(pipeline.detect(models, png_rgb(g))) for g in grabs]
     gaps = [length for _, length in frame_gaps(frames)]
@@ -226,7 +292,12 @@ async def browser_call(
         "config": "300 kbit/s, 200 ms RTT, 3% loss"
         + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
         + ", teller: Chromium (teller-media.js)"
-        + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else ""),
+        + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else "")
+        + f", terminal media nice {nice}",
+        "load_average_start_end": [round(load_start, 1), round(load_end, 1)],
+        "media_thread_nice": threads,
+        "nice_refused": refused,
+        "terminal_loop_late": loop_lag,
         "seconds": round(wall),
         "setup_ms": round(call.setup_s * 1000),
         "presented_fps": round(len(frames) / wall, 1),
@@ -275,7 +346,7 @@ async def browser_call(
 
 
 async def main_browser(
-    seconds: float, outage_every: float, both: bool, retransmit_limit: float
+    seconds: float, outage_every: float, both: bool, retransmit_limit: float, nice: int
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -298,7 +369,7 @@ async def main_browser(
                     await page.goto(f"{site}/index.html")
                     for every in (0.0, outage_every) if both else (outage_every,):
                         result = await browser_call(
-                            janus, coturn, models, page, seconds, every, retransmit_limit
+                            janus, coturn, models, page, seconds, every, retransmit_limit, nice
                         )
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
@@ -355,14 +426,32 @@ if __name__ == "__main__":
         help="chromium only: the terminal skips NACKs for packets older than S seconds and "
         "sends a keyframe instead (edge.teller.retransmit; 0: off)",
     )
+    ap.add_argument(
+        "--media-nice",
+        type=int,
+        default=CALL_MEDIA_NICE,
+        metavar="N",
+        help="chromium only: the terminal's call_media_nice (default: the rendered unit's, "
+        f"{CALL_MEDIA_NICE}; 0: ordinary priority)",
+    )
     args = ap.parse_args()
     if args.max_wait is not None:
         jitter.VIDEO_MAX_WAIT_S = args.max_wait
     print("command:", " ".join([".venv/bin/python", *sys.argv]), flush=True)
+    print(
+        f"bench process: {privilege()}; the agent unit grants CAP_SYS_NICE only "
+        f"(cuntong.deploy.agent_unit); cores: {os.cpu_count()}; "
+        f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     if args.teller == "chromium":
         asyncio.run(
             main_browser(
-                args.seconds, args.outages_every, not args.only_outages, args.retransmit_limit
+                args.seconds,
+                args.outages_every,
+                not args.only_outages,
+                args.retransmit_limit,
+                args.media_nice,
             )
         )
         sys.exit(0)

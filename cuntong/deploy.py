@@ -489,6 +489,9 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
 #: SCHED_FIFO priority of the agent's liveness frame thread (edge.vision.frames): above
 #: every ordinary thread, well below the kernel's own real-time threads (50 and up).
 LIVENESS_RT_PRIORITY = 10
+#: Nice value of the call's media send path while a call publishes (edge.teller.priority):
+#: the same CAP_SYS_NICE grant; not real time, so LimitRTTIME does not bound it.
+CALL_MEDIA_NICE = -10
 #: CPU time a real-time thread may take without blocking before the kernel signals (soft)
 #: and kills (hard) the agent; one frame takes ~10 ms and the thread blocks between frames.
 LIVENESS_RT_TIME = "200ms:2s"
@@ -523,6 +526,7 @@ def agent_unit(prefix: Path, env_file: Path | None = None) -> str:
             "NotifyAccess=main",
             f"Environment=CUNTONG_AGENT_STATE_DIR={STATE / 'agent'}",
             f"Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY={LIVENESS_RT_PRIORITY}",
+            f"Environment=CUNTONG_AGENT_CALL_MEDIA_NICE={CALL_MEDIA_NICE}",
             *([f"EnvironmentFile={env_file}"] if env_file is not None else []),
             "AmbientCapabilities=CAP_SYS_NICE",
             "CapabilityBoundingSet=CAP_SYS_NICE",

@@ -169,6 +169,7 @@ class Agent:
             link_loss=settings.link_loss,
             face_aware=settings.face_aware,
             echo_cancel=settings.echo_cancel,
+            nice=settings.call_media_nice,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )

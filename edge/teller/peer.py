@@ -62,6 +62,7 @@ class MediaSource(Protocol):
     async def prepare(self) -> None: ...
     def tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]: ...  # (audio, video)
     def fit(self, link_kbps: float, loss: float = 0.0) -> None: ...
+    def release(self) -> None: ...  # publishing stopped (priority back to ordinary)
 
 
 def rtc_config(grant: Grant, relay_only: bool = False) -> RTCConfiguration:
@@ -395,6 +396,7 @@ class RoomPeer:
         pc, self._pub_pc, self._pub_room, self._channel = self._pub_pc, None, None, None
         if pc is not None:
             await pc.close()
+        self.media.release()
         # Destroying the session removes its handles: the room forgets this publisher.
         if self._session_cm is not None:
             with contextlib.suppress(JanusError, OSError, TimeoutError):
