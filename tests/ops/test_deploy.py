@@ -327,6 +327,7 @@ def test_systemd_accepts_the_terminal_agent_unit(tmp_path: Path) -> None:
         "CapabilityBoundingSet=CAP_SYS_NICE",
         "LimitRTTIME=200ms:2s",
         "Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY=10",
+        "Environment=CUNTONG_AGENT_CALL_MEDIA_NICE=-10",  # the same grant (edge.teller.priority)
     ):
         assert line in text.splitlines()
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
