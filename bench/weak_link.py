@@ -74,7 +74,7 @@ class LoopLag:
     def __init__(self) -> None:
         self.late: list[float] = []
         self._taken = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task: Any = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -83,8 +83,12 @@ class LoopLag:
             await asyncio.sleep(LAG_EVERY_S)
             self.late.append(loop.time() - due)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Probe the running loop, or ``loop`` on another thread (the relay's)."""
+        if loop is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
 
     def interval_max_ms(self) -> int:
         """The worst lateness since the last call (ms)."""
@@ -111,6 +115,40 @@ def privilege() -> str:
     nice_cap = bool(int(caps.get("CapEff", "0"), 16) & (1 << 23))  # CAP_SYS_NICE
     eff = caps.get("CapEff", "?").strip()
     return f"uid {os.getuid()}, CAP_SYS_NICE {'yes' if nice_cap else 'no'} (CapEff {eff})"
+
+
+def renice_infrastructure(nice: int) -> int:
+    """``--infra-nice``: every thread of the bench's child processes (Janus, coturn, the
+    Playwright driver, Chromium) and the relay's thread at ``nice`` (never lowering a
+    priority a process gave itself: Chromium runs its browser and GPU threads at -8).
+    In a deployment none of them shares the terminal's CPU: TURN, Janus and the teller's
+    browser run elsewhere and the relay stands for the network. Returns the threads set."""
+    import threading
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, pids = [os.getpid()], []
+    while todo:
+        for child in children.get(todo.pop(), []):
+            pids.append(child)
+            todo.append(child)
+    tids = [t.native_id for t in threading.enumerate() if t.name == "udprelay" and t.native_id]
+    for pid in pids:
+        tids += [int(t.name) for t in Path(f"/proc/{pid}/task").glob("[0-9]*")]
+    done = 0
+    for tid in tids:
+        try:
+            if thread_nice(tid) > nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            done += 1
+        except OSError:
+            continue  # ended meanwhile
+    return done
 
 
 def media_threads() -> dict[str, int]:
@@ -234,6 +272,7 @@ async def browser_call(
     outage_every: float,
     retransmit_limit: float = 0.0,
     nice: int = 0,
+    infra_nice: int = 0,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
@@ -246,8 +285,13 @@ async def browser_call(
     ) as call:
         peer, relay = call.terminal.peer, call.terminal.relay
         lag.start()
+        relay_lag = LoopLag()
+        relay_lag.start(relay._loop)  # type: ignore[union-attr]
+        if infra_nice:
+            renice_infrastructure(infra_nice)
         threads = media_threads()
         late_every_5s: list[int] = []
+        relay_late_every_5s: list[int] = []
         limited = retransmit.install(peer._pub_pc, retransmit_limit) if retransmit_limit else None
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
@@ -266,6 +310,9 @@ async def browser_call(
             kbps = round((now_bytes - last_bytes) * 8 / 1000 / SAMPLE_EVERY_S)
             samples.append((round(elapsed), kbps, round(peer.media.link_kbps)))
             late_every_5s.append(lag.interval_max_ms())
+            relay_late_every_5s.append(relay_lag.interval_max_ms())
+            if infra_nice:
+                renice_infrastructure(infra_nice)  # threads started since
             last_bytes = now_bytes
             if outage_every and elapsed >= next_outage and elapsed < seconds - 10:
                 outages_at.append(await call.now_ms())
@@ -276,7 +323,7 @@ async def browser_call(
         frames = [t for t in await call.frames_at() if page_start <= t <= page_end]
         stats = [s for s in await call.samples() if page_start <= s["t"] <= page_end]
         uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
-        loop_lag = lag.stop()
+        loop_lag, relay_loop_lag = lag.stop(), relay_lag.stop()
         refused = peer.media.priority.refused  # type: ignore[attr-defined]
     load_end = os.getloadavg()[0]
     wall = (page_end - page_start) / 1000
@@ -311,6 +358,9 @@ async def browser_call(
         "nice_refused": refused,
         "terminal_loop_late": loop_lag,
         "terminal_loop_late_max_ms_every_5s": late_every_5s,
+        "relay_loop_late": relay_loop_lag,
+        "relay_loop_late_max_ms_every_5s": relay_late_every_5s,
+        "infra_nice": infra_nice,
         "seconds": round(wall),
         "setup_ms": round(call.setup_s * 1000),
         "presented_fps": round(len(frames) / wall, 1),
@@ -359,7 +409,12 @@ async def browser_call(
 
 
 async def main_browser(
-    seconds: float, outage_every: float, both: bool, retransmit_limit: float, nice: int
+    seconds: float,
+    outage_every: float,
+    both: bool,
+    retransmit_limit: float,
+    nice: int,
+    infra_nice: int = 0,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -382,8 +437,9 @@ async def main_browser(
                     await page.goto(f"{site}/index.html")
                     for every in (0.0, outage_every) if both else (outage_every,):
                         result = await browser_call(
-                            janus, coturn, models, page, seconds, every, retransmit_limit, nice
-                        )
+                            janus, coturn, models, page, seconds, every, retransmit_limit, nice,
+                            infra_nice,
+                        )  # fmt: skip
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
             finally:
@@ -447,6 +503,14 @@ if __name__ == "__main__":
         help="chromium only: the terminal's call_media_nice (default: the rendered unit's, "
         f"{CALL_MEDIA_NICE}; 0: ordinary priority)",
     )
+    ap.add_argument(
+        "--infra-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="chromium only: Janus, coturn, Chromium and the relay thread at nice N (0: as "
+        "started). Diagnostic: in a deployment they do not share the terminal's CPU",
+    )
     args = ap.parse_args()
     if args.max_wait is not None:
         jitter.VIDEO_MAX_WAIT_S = args.max_wait
@@ -465,6 +529,7 @@ if __name__ == "__main__":
                 not args.only_outages,
                 args.retransmit_limit,
                 args.media_nice,
+                args.infra_nice,
             )
         )
         sys.exit(0)
