@@ -24,7 +24,8 @@ totalSamplesReceived, concealment events), and BlazeFace on every 3rd presented 
 drawn into a canvas.
 
     .venv/bin/python bench/weak_link.py [seconds] [--outages-every S] [--teller chromium]
-                                        [--retransmit-limit S]
+                                        [--retransmit-limit S] [--retransmit-rate KBPS]
+                                        [--media-nice N] [--infra-nice N]
 """
 
 from __future__ import annotations
@@ -273,6 +274,7 @@ async def browser_call(
     retransmit_limit: float = 0.0,
     nice: int = 0,
     infra_nice: int = 0,
+    retransmit_kbps: float = 0.0,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
@@ -292,7 +294,11 @@ async def browser_call(
         threads = media_threads()
         late_every_5s: list[int] = []
         relay_late_every_5s: list[int] = []
-        limited = retransmit.install(peer._pub_pc, retransmit_limit) if retransmit_limit else None
+        limited = (
+            retransmit.install(peer._pub_pc, retransmit_limit, retransmit_kbps * 1000)
+            if retransmit_limit or retransmit_kbps
+            else None
+        )
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
         last_bytes, next_outage = await sent_bytes(peer._pub_pc), outage_every
@@ -352,6 +358,7 @@ async def browser_call(
         + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
         + ", teller: Chromium (teller-media.js)"
         + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else "")
+        + (f", retransmissions within {retransmit_kbps:g} kbit/s" if retransmit_kbps else "")
         + f", terminal media nice {nice}",
         "load_average_start_end": [round(load_start, 1), round(load_end, 1)],
         "media_thread_nice": threads,
@@ -404,7 +411,12 @@ async def browser_call(
         "uplink_delivered": uplink[2],
         "retransmissions": None
         if limited is None
-        else {"sent": limited.sent, "skipped": limited.skipped, "keyframes": limited.keyframes},
+        else {
+            "sent": limited.sent,
+            "skipped_old": limited.skipped,
+            "skipped_over_budget": limited.over_budget,
+            "keyframes": limited.keyframes,
+        },
     }
 
 
@@ -415,6 +427,7 @@ async def main_browser(
     retransmit_limit: float,
     nice: int,
     infra_nice: int = 0,
+    retransmit_kbps: float = 0.0,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -438,7 +451,7 @@ async def main_browser(
                     for every in (0.0, outage_every) if both else (outage_every,):
                         result = await browser_call(
                             janus, coturn, models, page, seconds, every, retransmit_limit, nice,
-                            infra_nice,
+                            infra_nice, retransmit_kbps,
                         )  # fmt: skip
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
@@ -496,6 +509,14 @@ if __name__ == "__main__":
         "sends a keyframe instead (edge.teller.retransmit; 0: off)",
     )
     ap.add_argument(
+        "--retransmit-rate",
+        type=float,
+        default=0.0,
+        metavar="KBPS",
+        help="chromium only: the terminal's retransmissions together within KBPS kbit/s "
+        "(edge.teller.retransmit.Budget; a keyframe instead of what does not fit; 0: off)",
+    )
+    ap.add_argument(
         "--media-nice",
         type=int,
         default=CALL_MEDIA_NICE,
@@ -530,6 +551,7 @@ if __name__ == "__main__":
                 args.retransmit_limit,
                 args.media_nice,
                 args.infra_nice,
+                args.retransmit_rate,
             )
         )
         sys.exit(0)
