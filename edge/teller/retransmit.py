@@ -53,7 +53,7 @@ MAX_AGE_S = 0.5
 #: the most often a skipped retransmission brings on a keyframe
 KEYFRAME_EVERY_S = 1.0
 #: how much of the retransmission budget may go out at once (seconds of it)
-BURST_S = 0.25
+BURST_S = 0.5
 _HISTORY = "_RTCRtpSender__rtp_history"
 _NEWEST = "_RTCRtpSender__rtp_timestamp"
 _RATES = {"video": 90_000, "audio": 48_000}
