@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 
 from common import procs
+from common.settings import AgentSettings
 from cuntong.deploy import CALL_MEDIA_NICE
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
@@ -275,6 +276,7 @@ async def browser_call(
     nice: int = 0,
     infra_nice: int = 0,
     retransmit_kbps: float = 0.0,
+    share: float = 0.25,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
@@ -283,8 +285,9 @@ async def browser_call(
     load_start = os.getloadavg()[0]
     lag = LoopLag()
     async with weak_browser_call(
-        janus, coturn, page, link, link, room=room, grab_every=3, nice=nice, relay_thread=True
-    ) as call:
+        janus, coturn, page, link, link, room=room, grab_every=3, nice=nice, relay_thread=True,
+        retransmit_share=share,
+    ) as call:  # fmt: skip
         peer, relay = call.terminal.peer, call.terminal.relay
         lag.start()
         relay_lag = LoopLag()
@@ -294,10 +297,12 @@ async def browser_call(
         threads = media_threads()
         late_every_5s: list[int] = []
         relay_late_every_5s: list[int] = []
+        # The terminal's own budget (RoomPeer, call_retransmit_share) unless the bench's
+        # options replace it (an age limit, or another rate).
         limited = (
             retransmit.install(peer._pub_pc, retransmit_limit, retransmit_kbps * 1000)
             if retransmit_limit or retransmit_kbps
-            else None
+            else peer.retransmissions
         )
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
@@ -359,6 +364,7 @@ async def browser_call(
         + ", teller: Chromium (teller-media.js)"
         + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else "")
         + (f", retransmissions within {retransmit_kbps:g} kbit/s" if retransmit_kbps else "")
+        + f", retransmit share {share:g}"
         + f", terminal media nice {nice}",
         "load_average_start_end": [round(load_start, 1), round(load_end, 1)],
         "media_thread_nice": threads,
@@ -428,6 +434,7 @@ async def main_browser(
     nice: int,
     infra_nice: int = 0,
     retransmit_kbps: float = 0.0,
+    share: float = 0.25,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -451,7 +458,7 @@ async def main_browser(
                     for every in (0.0, outage_every) if both else (outage_every,):
                         result = await browser_call(
                             janus, coturn, models, page, seconds, every, retransmit_limit, nice,
-                            infra_nice, retransmit_kbps,
+                            infra_nice, retransmit_kbps, share,
                         )  # fmt: skip
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
@@ -517,6 +524,14 @@ if __name__ == "__main__":
         "(edge.teller.retransmit.Budget; a keyframe instead of what does not fit; 0: off)",
     )
     ap.add_argument(
+        "--retransmit-share",
+        type=float,
+        default=AgentSettings.model_fields["call_retransmit_share"].default,
+        metavar="F",
+        help="chromium only: the terminal's call_retransmit_share (default: the agent's); "
+        "0: every NACK answered",
+    )
+    ap.add_argument(
         "--media-nice",
         type=int,
         default=CALL_MEDIA_NICE,
@@ -552,6 +567,7 @@ if __name__ == "__main__":
                 args.media_nice,
                 args.infra_nice,
                 args.retransmit_rate,
+                args.retransmit_share,
             )
         )
         sys.exit(0)

@@ -201,6 +201,10 @@ class AgentSettings(_Base):
     #: CAP_SYS_NICE (the rendered unit grants it and sets -10); without, the call logs a
     #: warning and runs ordinary (``edge.teller.priority``).
     call_media_nice: int = Field(0, ge=-20, le=0)
+    #: The share of ``link_kbps`` the call's retransmissions may use together (0-1; 0 =
+    #: every NACK answered). After an outage the teller's side asks for all it missed, more
+    #: than the link's queue holds; what does not fit is skipped and a keyframe sent instead.
+    call_retransmit_share: float = Field(0.25, ge=0, le=1)
 
     @field_validator("terminal_id")
     @classmethod

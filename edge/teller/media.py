@@ -48,6 +48,7 @@ class CallMedia:
         models: Callable[[], Awaitable[ModelSet]] | None = None,
         echo_cancel: bool = False,
         nice: int = 0,
+        retransmit_share: float = 0.25,
     ) -> None:
         from edge.teller.priority import MediaPriority
 
@@ -66,6 +67,9 @@ class CallMedia:
         self.models = models
         #: the send path's threads at ``nice`` while a call publishes (``edge.teller.priority``)
         self.priority = MediaPriority(nice)
+        #: the share of the configured link all retransmissions together may use
+        #: (``edge.teller.retransmit.Budget``; 0: every NACK answered)
+        self.retransmit_share = retransmit_share
         self.settings: EncoderSettings | None = None
         self.preprocess: FaceAware | None = None
         self.video: CameraTrack | None = None

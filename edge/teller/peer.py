@@ -38,7 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from common.wire.call import Grant, absolute_janus_url
-from edge.teller import linkrate, receive
+from edge.teller import linkrate, receive, retransmit
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -57,6 +57,7 @@ class MediaSource(Protocol):
     link_kbps: float
     ceiling_kbps: float
     link_loss: float
+    retransmit_share: float
     speaker: str
 
     async def prepare(self) -> None: ...
@@ -109,6 +110,8 @@ class RoomPeer:
         self.incoming = Incoming()
         self.video: MediaStreamTrack | None = None  # the track being published now
         self.publications = 0
+        #: what the publisher's senders did with NACKs (None: not budgeted)
+        self.retransmissions: retransmit.Retransmissions | None = None
         self._client: JanusClient | None = None
         self._session_cm: Any = None
         self._session: JanusSession | None = None
@@ -189,6 +192,7 @@ class RoomPeer:
         self.video = video
         pc.addTrack(audio)
         pc.addTrack(video)
+        self._budget_retransmissions(pc)
         self._channel = pc.createDataChannel(DATA_LABEL)
         pc.on("connectionstatechange", lambda: self._pc_state(pc))
         await pc.setLocalDescription(await pc.createOffer())
@@ -205,6 +209,21 @@ class RoomPeer:
         self._adapt = asyncio.create_task(self._adapt_loop(pc), name="link-rate")
         if any(str(p.get("id")) == self.grant.peer_feed for p in joined.publishers):
             await self._try_subscribe()
+
+    def _budget_retransmissions(self, pc: RTCPeerConnection) -> None:
+        """All retransmissions within ``retransmit_share`` of the configured link rate
+        (``edge.teller.retransmit``): after an outage the receivers ask for everything it
+        swallowed, more than the link's queue holds; what does not fit is skipped and a
+        keyframe sent instead."""
+        share = self.media.retransmit_share
+        if share <= 0:
+            return
+        try:
+            self.retransmissions = retransmit.install(
+                pc, max_age_s=0.0, rate_bps=share * self.media.ceiling_kbps * 1000
+            )
+        except RuntimeError as err:  # an aiortc without the seams: resend everything
+            log.warning("retransmissions not budgeted: %s", err)
 
     def _pc_state(self, pc: RTCPeerConnection) -> None:
         if pc is self._pub_pc and pc.connectionState == "failed":

@@ -1,5 +1,6 @@
-"""The terminal's retransmissions: only what can still help. An experiment, not on the
-terminal's call path: ``bench/weak_link.py --retransmit-limit`` installs it.
+"""The terminal's retransmissions: only what can still help and what the link can carry.
+``RoomPeer`` installs the budget (below; ``call_retransmit_share``); the age limit is an
+experiment, not on the terminal's call path: ``bench/weak_link.py --retransmit-limit``.
 
 aiortc 1.16 answers every NACK with the packet if it is still in its 128-packet history.
 After a 2 s outage on the village link Janus asks for everything the outage swallowed, and
@@ -19,7 +20,7 @@ alone left Chromium without a new frame for 2.4-4.5 s after an outage.
 
 Measured against the Chromium teller (docs/benchmarks/weak-link.md): the link's queue no
 longer overflows after an outage, but Chromium did not show new frames sooner, so
-``RoomPeer`` does not install it.
+``RoomPeer`` does not install the age limit.
 
 ``install(pc, rate_bps=…)`` adds (or, with ``max_age_s=0``, only sets) a budget: all of the
 peer connection's retransmissions together may use ``rate_bps`` (a token bucket holding
