@@ -330,11 +330,13 @@ async def browser_call(
                 relay.outage(2.0)
                 next_outage += outage_every
         page_end = await call.now_ms()
+        # Stopped here: what follows (the page's records, megabytes of JSON parsed while
+        # holding the GIL) is after the measured window and would stall the relay thread.
+        loop_lag, relay_loop_lag = lag.stop(), relay_lag.stop()
         grabs += await page.evaluate("window.grabbed.splice(0)")
         frames = [t for t in await call.frames_at() if page_start <= t <= page_end]
         stats = [s for s in await call.samples() if page_start <= s["t"] <= page_end]
         uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
-        loop_lag, relay_loop_lag = lag.stop(), relay_lag.stop()
         refused = peer.media.priority.refused  # type: ignore[attr-defined]
     load_end = os.getloadavg()[0]
     wall = (page_end - page_start) / 1000
