@@ -30,7 +30,7 @@ def apply(settings: EncoderSettings) -> None:
     _current = settings
     vpx.MIN_BITRATE = settings.video_min_bps
     vpx.MAX_BITRATE = settings.video_max_bps
-    vpx.DEFAULT_BITRATE = settings.video_start_bps or settings.video_bps
+    vpx.DEFAULT_BITRATE = settings.video_bps
     if not getattr(rtcrtpsender.get_encoder, "cuntong", False):
         original = rtcrtpsender.get_encoder
 

@@ -114,14 +114,6 @@ class EncoderSettings:
     width: int
     height: int
     fps: int
-    #: where VP8 starts (0: ``video_bps``); REMB moves it between the floor and the ceiling
-    video_start_bps: int = 0
-
-
-#: On a lossy link VP8 starts at this share of its budget: the calls settle there anyway
-#: (110-135 of 202 kbit/s on the 300 kbit/s village link), and starting at the full budget
-#: with the first keyframes filled the link's queue in the first seconds.
-LOSSY_START_SHARE = 0.65
 
 
 def encoder_settings(link_kbps: float, loss: float = 0.0) -> EncoderSettings:
@@ -156,5 +148,4 @@ def encoder_settings(link_kbps: float, loss: float = 0.0) -> EncoderSettings:
         width=rung[0],
         height=rung[1],
         fps=rung[2],
-        video_start_bps=max(50_000, video // 3, int(video * LOSSY_START_SHARE)) if lossy else 0,
     )
