@@ -16,8 +16,10 @@ the machine up. Without the permission the call runs at ordinary priority and sa
 once per call. When the call ends the threads go back to the nice value they had.
 
 Linux sets nice per thread (``setpriority(PRIO_PROCESS, tid, …)``) and a new thread starts
-with its creator's value, so executor threads the loop thread creates during the call
-inherit the raised value; ``restore`` puts back every thread this raised that still runs.
+with its creator's value, so threads the loop thread starts during the call inherit the
+raised value: new executor threads, and aiortc's decoder threads for the teller's media
+(they end with the call). ``restore`` puts back every thread this raised that still runs
+and the executor threads started meanwhile.
 """
 
 from __future__ import annotations
