@@ -45,8 +45,21 @@ TOKEN = FACTORY_TOKEN
 def secured(
     tmp_path: Path, victoria: VictoriaMetrics
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """A stack of the test's own: for the tests that use up enrolment's per-address limit
+    or stop the API and the broker."""
     services = broker_services("api") | {"tester": "cloud"}
     with secured_cloud(tmp_path, victoria.url, services) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, victoria: VictoriaMetrics
+) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """One stack for the tests that only enrol their own terminals and talk to them (each
+    start is a few seconds, more on a loaded machine); they keep apart by terminal id."""
+    services = broker_services("api") | {"tester": "cloud"}
+    with secured_cloud(tmp_path_factory.mktemp("secure"), victoria.url, services) as stack:
         yield stack
 
 
@@ -57,9 +70,9 @@ async def _enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str) -> Agen
 
 
 async def test_enrolled_agent_links_by_mtls_and_checks_every_command(
-    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+    tmp_path: Path, shared: tuple[Path, Broker, CloudProcess]
 ) -> None:
-    pki, broker, cloud = secured
+    pki, broker, cloud = shared
     tid = new_id("SEC")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
     assert agent.link is not None and agent.link.broker_port == broker.cfg.port
@@ -152,9 +165,9 @@ async def test_enrolled_agent_links_by_mtls_and_checks_every_command(
 
 
 async def test_event_without_a_valid_mac_is_refused(
-    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+    tmp_path: Path, shared: tuple[Path, Broker, CloudProcess]
 ) -> None:
-    _, broker, cloud = secured
+    _, broker, cloud = shared
     tid = new_id("MAC")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
     assert agent.link is not None
@@ -206,12 +219,12 @@ async def test_enrolment_is_rate_limited_per_address(
 
 
 async def test_a_replayed_command_stays_refused_after_the_agent_restarts(
-    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+    tmp_path: Path, shared: tuple[Path, Broker, CloudProcess]
 ) -> None:
     """A signed command captured off the wire and republished inside its validity window:
     refused ``replayed`` by the running agent process and, after that process is stopped
     and a new one started on the same state folder, refused again (``edge.replay``)."""
-    pki, broker, cloud = secured
+    pki, broker, cloud = shared
     tid = new_id("RPL")
     await enrolled_link(cloud.url, tmp_path / tid, tid)  # first boot: identity on disk
     now = dt.datetime.now(dt.UTC)
