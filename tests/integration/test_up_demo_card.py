@@ -49,6 +49,13 @@ def _until(probe: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
     raise AssertionError(f"{what}: not within {timeout}s; last {last!r}")
 
 
+def _serves(kiosk: httpx.Client) -> bool:
+    try:
+        return kiosk.get("/state").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def _types(customer_file: Path, keys: str) -> None:
     """What the simulated customer types at the next PIN entry (the pad reads the file)."""
     body = json.loads(customer_file.read_text())
@@ -95,6 +102,8 @@ def test_the_demo_card_is_decided_by_the_hsm_and_the_screen_says_the_tries_left(
             heard: list[str] = []
             page.on("response", lambda resp: heard.append(resp.url)
                     if "/voice/" in resp.url and resp.status == 200 else None)  # fmt: skip
+            # The agent serves its screen once it has started (after READY, under load).
+            _until(lambda: _serves(kiosk), "customer screen served")
             page.goto(screen + "/")
 
             # The terminal's link is up (its screen may serve before it: an ask then is
