@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -37,6 +38,8 @@ pytestmark = pytest.mark.skipif(
 
 T = TypeVar("T")
 
+KIOSK = Path(__file__).resolve().parents[2] / "scripts" / "kiosk"
+
 ROLES = ["api", "ingest", "mosquitto", "victoria-metrics", "haproxy"]
 UNITS = [f"cuntong-{r}.service" for r in ROLES]
 PG = "/usr/lib/postgresql/15/bin"
@@ -51,6 +54,59 @@ StateDirectoryMode=0700
 ExecStartPre=/bin/sh -c 'test -s /var/lib/lab-pg/PG_VERSION || \
 {PG}/initdb -D /var/lib/lab-pg -U postgres -A trust >/dev/null'
 ExecStart={PG}/postgres -D /var/lib/lab-pg -h 127.0.0.1 -p 5432 -k '' -c fsync=off
+"""
+#: The agent's customer screen for the kiosk (the real ``Screen`` server on the port the
+#: kiosk's ``/etc/cuntong/screen.env`` names), counting the page's polls of ``/state``.
+SCREEN_SCRIPT = """
+import asyncio, datetime as dt
+from pathlib import Path
+from edge.teller.client import TellerClient
+from edge.teller.paperwork import Paperwork
+from edge.teller.screen import Screen
+
+POLLS = Path("/run/lab-screen/polls")
+
+class CountingScreen(Screen):
+    polls = 0
+    def _state(self):
+        self.polls += 1
+        POLLS.write_text(str(self.polls))
+        return super()._state()
+
+async def publish(payload):
+    return None
+
+async def no_capture(kind):
+    return None
+
+async def main():
+    client = TellerClient(publish, lambda *a: None, lambda send: Paperwork(send, no_capture),
+                          lambda: dt.datetime.now(dt.UTC))
+    async with CountingScreen(client, None, 8088, voice=None):
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+SCREEN_UNIT = """[Unit]
+Description=the agent's customer screen server, standing in for cuntong-agent.service
+
+[Service]
+RuntimeDirectory=lab-screen
+ExecStart=/opt/cuntong/bin/python /opt/cuntong/lab-screen.py
+"""
+XVFB_UNIT = """[Unit]
+Description=an X display for cage's X11 backend (the test machine has no DRM/KMS screen)
+
+[Service]
+ExecStart=/usr/bin/Xvfb :7 -screen 0 1280x800x24 -nolisten tcp
+ExecStartPost=/bin/sh -c 'until [ -S /tmp/.X11-unix/X7 ]; do sleep 0.1; done'
+"""
+#: What the kiosk unit is given on this machine, and nothing else: no tty1 to take over
+#: (the test machine's console is not the namespace's to grab), and cage on wlroots' X11
+#: backend inside Xvfb instead of DRM/KMS (no /dev/dri here), as tests/terminal/test_kiosk.py.
+KIOSK_DROPIN = """[Service]
+StandardInput=null
+Environment=WLR_BACKENDS=x11 DISPLAY=:7
 """
 #: The one change to a rendered unit: a shorter watchdog, so the test waits 5 s, not 30.
 INGEST_DROPIN = "[Service]\nWatchdogSec=5\n"
@@ -127,10 +183,15 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
             "mkdir -p /etc/systemd/system/cuntong-ingest.service.d && "
             "cp /run/lab/watchdog.conf /etc/systemd/system/cuntong-ingest.service.d/"
         )
+        _install_kiosk(booted, lab)
         booted.run("systemctl", "daemon-reload")
-        booted.run("systemctl", "start", "lab-postgres.service")
-        # The broker and the telemetry store first: the API's start wants both.
-        booted.run("systemctl", "start", "cuntong-victoria-metrics", "cuntong-mosquitto")
+        # The kiosk comes up on its own while the cloud's units start (Chromium is slow)
+        booted.run("systemctl", "start", "lab-xvfb.service")
+        booted.run("systemctl", "start", "--no-block", "lab-screen.service", "cuntong-screen")
+        # The database, broker and telemetry store first: the API's start wants them.
+        booted.run(
+            "systemctl", "start", "lab-postgres", "cuntong-victoria-metrics", "cuntong-mosquitto"
+        )  # fmt: skip
         booted.run("systemctl", "start", "cuntong-api", "cuntong-ingest", "cuntong-haproxy")
         yield booted
     except BaseException:
@@ -138,6 +199,32 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         raise
     finally:
         booted.kill()
+
+
+def _install_kiosk(booted: Booted, lab: Path) -> None:
+    """scripts/kiosk as docs/terminal.md says: the launcher to /opt/cuntong/scripts/kiosk/,
+    the unit to /etc/systemd/system/, the user, the screen's port in /etc/cuntong/screen.env;
+    plus this machine's drop-in (KIOSK_DROPIN) and the stand-ins for the agent and display."""
+    kiosk = lab / "prefix" / "scripts" / "kiosk"
+    kiosk.mkdir(parents=True)
+    shutil.copy(KIOSK / "cuntong-screen", kiosk / "cuntong-screen")
+    (lab / "prefix" / "lab-screen.py").write_text(SCREEN_SCRIPT)
+    files = lab / "kiosk-files"
+    files.mkdir()
+    shutil.copy(KIOSK / "cuntong-screen.service", files / "cuntong-screen.service")
+    (files / "lab-screen.service").write_text(SCREEN_UNIT)
+    (files / "lab-xvfb.service").write_text(XVFB_UNIT)
+    (files / "lab.conf").write_text(KIOSK_DROPIN)
+    (files / "screen.env").write_text("CUNTONG_AGENT_SCREEN_PORT=8088\n")
+    (files / "sysusers.conf").write_text('u cuntong-screen - "cuntong customer screen"\n')
+    booted.sh(
+        "set -e; cd /run/lab/kiosk-files; "
+        "cp cuntong-screen.service lab-screen.service lab-xvfb.service /etc/systemd/system/; "
+        "mkdir -p /etc/systemd/system/cuntong-screen.service.d; "
+        "cp lab.conf /etc/systemd/system/cuntong-screen.service.d/; "
+        "mkdir -p /etc/cuntong; cp screen.env /etc/cuntong/screen.env; "
+        "cp sysusers.conf /etc/sysusers.d/cuntong-screen.conf; systemd-sysusers"
+    )
 
 
 def _state(system: Booted, unit: str) -> dict[str, str]:
@@ -216,37 +303,33 @@ def test_the_sandbox_holds_in_the_running_services(system: Booted) -> None:
     assert system.run(*inside, "ls", "/root", check=False).returncode != 0
 
 
-def test_a_killed_service_is_started_again(system: Booted) -> None:
-    for unit in ("cuntong-api", "cuntong-mosquitto"):
-        before = _state(system, unit)
-        os_pid = before["MainPID"]
-        system.run("kill", "-KILL", os_pid)
+def test_killed_services_and_a_hung_one_are_started_again(system: Booted) -> None:
+    """SIGKILL to the API's and the broker's main processes: systemd starts them again
+    (``Restart=always``). SIGSTOP to ingest's: its ``WATCHDOG=1`` pings stop, systemd's
+    watchdog kills it and starts it again. All three at once, to keep the test short."""
+    killed, hung = ("cuntong-api", "cuntong-mosquitto"), "cuntong-ingest"
+    assert system.show(hung, "WatchdogUSec")["WatchdogUSec"] == "5s"  # the drop-in's
+    before = {unit: _state(system, unit) for unit in (*killed, hung)}
+    for unit in killed:
+        system.run("kill", "-KILL", before[unit]["MainPID"])
+    system.run("kill", "-STOP", before[hung]["MainPID"])
 
-        def again(unit: str = unit, before: dict[str, str] = before) -> dict[str, str] | None:
-            now = _state(system, unit)
-            restarted = int(now["NRestarts"]) > int(before["NRestarts"])
-            running = (now["ActiveState"], now["SubState"]) == ("active", "running")
-            return now if restarted and running and now["MainPID"] != before["MainPID"] else None
+    def again() -> dict[str, dict[str, str]] | None:
+        now = {unit: _state(system, unit) for unit in before}
+        for unit, was in before.items():
+            state = now[unit]
+            if int(state["NRestarts"]) <= int(was["NRestarts"]):
+                return None
+            if (state["ActiveState"], state["SubState"]) != ("active", "running"):
+                return None
+        return now
 
-        after = _until(again, 60, f"{unit} restarted")
-        assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
-    assert _until(lambda: _healthz(system), 60, "/healthz through HAProxy after the restart")
-
-
-def test_a_stopped_service_is_killed_by_the_watchdog_and_started_again(system: Booted) -> None:
-    unit = "cuntong-ingest"
-    before = _state(system, unit)
-    assert system.show(unit, "WatchdogUSec")["WatchdogUSec"] == "5s"
-    system.run("kill", "-STOP", before["MainPID"])
-
-    def again() -> dict[str, str] | None:
-        now = _state(system, unit)
-        restarted = int(now["NRestarts"]) > int(before["NRestarts"])
-        return now if restarted and now["ActiveState"] == "active" else None
-
-    after = _until(again, 60, "the watchdog restarted ingest")
-    assert after["MainPID"] != before["MainPID"]
-    assert "Watchdog timeout" in system.journal(unit, 200)
+    after = _until(again, 90, "all three started again")
+    for unit, was in before.items():
+        assert int(after[unit]["NRestarts"]) == int(was["NRestarts"]) + 1, unit
+        assert after[unit]["MainPID"] != was["MainPID"], unit
+    assert "Watchdog timeout" in system.journal(hung, 200)
+    assert _until(lambda: _healthz(system), 60, "/healthz through HAProxy after the restarts")
 
 
 def test_systemd_analyze_verify_accepts_the_installed_units(system: Booted) -> None:
@@ -255,3 +338,61 @@ def test_systemd_analyze_verify_accepts_the_installed_units(system: Booted) -> N
         *(f"/etc/systemd/system/{u}" for u in UNITS), check=False,
     )  # fmt: skip
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def _polls(system: Booted) -> int:
+    done = system.run("cat", "/run/lab-screen/polls", check=False)
+    return int(done.stdout or 0)
+
+
+def _chromium_under(system: Booted, cage: str) -> str | None:
+    """The browser process: the child of the launcher (cage's child) named chromium."""
+    table = system.run("ps", "-e", "-o", "pid=,ppid=,comm=").stdout
+    rows = [line.split(None, 2) for line in table.splitlines()]
+    launchers = [pid for pid, ppid, comm in rows if ppid == cage and comm == "cuntong-screen"]
+    browsers = [pid for pid, ppid, comm in rows if ppid in launchers and comm == "chromium"]
+    return browsers[0] if browsers else None
+
+
+def test_the_kiosk_unit_shows_the_screen_and_comes_back_after_crashes(system: Booted) -> None:
+    unit = "cuntong-screen.service"
+
+    def up() -> tuple[dict[str, str], str] | None:
+        state = _state(system, unit)
+        if state["ActiveState"] != "active" or state["MainPID"] == "0":
+            return None
+        browser = _chromium_under(system, state["MainPID"])
+        return (state, browser) if browser else None
+
+    state, first = _until(up, 90, "the kiosk's Chromium under cage")
+    assert state["User"] == "cuntong-screen"
+    assert _uid_of(system, state["MainPID"]) == "cuntong-screen"
+    assert _uid_of(system, first) == "cuntong-screen"
+    polls = _until(lambda: _polls(system) >= 3 and _polls(system), 90, "the page polls")
+
+    # Chromium crashes: the launcher starts another; systemd had nothing to do
+    system.run("kill", "-KILL", first)
+    cage = state["MainPID"]
+
+    def another(cage: str = cage, old: str = first) -> str | None:
+        browser = _chromium_under(system, cage)
+        return browser if browser not in (None, old) else None
+
+    _until(another, 90, "a new Chromium after the crash")
+    _until(lambda: _polls(system) >= polls + 3, 90, "the new page polls")
+    assert _state(system, unit)["NRestarts"] == state["NRestarts"]
+    assert "chromium exited with status" in system.journal(unit, 200)
+
+    # cage itself dies: systemd starts the unit again, and with it a new Chromium
+    system.run("kill", "-KILL", cage)
+
+    def restarted() -> tuple[dict[str, str], str] | None:
+        found = up()
+        if found and int(found[0]["NRestarts"]) > int(state["NRestarts"]):
+            return found if found[0]["MainPID"] != cage else None
+        return None
+
+    after, _ = _until(restarted, 90, "systemd restarted the kiosk after cage died")
+    assert int(after["NRestarts"]) == int(state["NRestarts"]) + 1
+    polls = _polls(system)
+    _until(lambda: _polls(system) >= polls + 3, 90, "the page polls after the restart")
