@@ -230,6 +230,9 @@ def test_systemd_accepts_the_units(rendered: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_its_config(rendered: Path) -> None:
     cfg = rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg"
+    # the unit grants the descriptors maxconn needs (systemd's default soft limit is 1024)
+    unit = (rendered / "cloud-1/etc/systemd/system/cuntong-haproxy.service").read_text()
+    assert "maxconn 20000" in cfg.read_text() and "LimitNOFILE=41000" in unit
     done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -247,6 +250,11 @@ def test_a_bad_inventory_is_named(tmp_path: Path) -> None:
         ('terminal_id = "SX-00041"', 'terminal_id = "SX 41"', "terminal id 'SX 41' is not"),
         ('name = "broker-2"', 'name = "broker-1"', "listed twice: broker-1"),
         ('name = "broker-2"', 'name = "pki"', "'pki' is not a host name"),
+        (
+            'db_url = "postgres',
+            'haproxy_maxconn = 0\ndb_url = "postgres',
+            "haproxy_maxconn must be a positive whole number, not 0",
+        ),
     ],
 )
 def test_a_bad_host_is_named_and_nothing_is_written(
