@@ -2,7 +2,8 @@
 
 One boot of systemd (PID 1 of its own PID, mount and network namespaces) is shared by the
 tests of this module. A one-host inventory (API, ingest, Mosquitto, HAProxy,
-VictoriaMetrics on 127.0.0.1 of the namespace) is rendered by ``cuntong deploy render``;
+VictoriaMetrics, Janus and coturn on 127.0.0.1 of the namespace) is rendered by ``cuntong
+deploy render``;
 its tree is copied to ``/`` of the namespace (overlays: nothing reaches the host's files),
 the users made by ``systemd-sysusers`` and the folders and modes by ``systemd-tmpfiles
 --create``, as an installation does; then ``systemctl start``. Every assertion reads
@@ -11,7 +12,12 @@ systemd's own view (``systemctl show``) or the services' processes.
 What the test adds that the render does not install: PostgreSQL (a unit of the test's,
 ``lab-postgres.service``), the deployment's prefix at ``/opt/cuntong`` (a venv of Debian's
 python3 loading this checkout's packages), and one drop-in: ``WatchdogSec=5`` on the
-ingest unit, so the watchdog test waits 5 s instead of the rendered 30.
+ingest unit, so the watchdog test waits 5 s instead of the rendered 30. The inventory sets
+``haproxy_maxconn = 4000`` (see ``_render``).
+
+The kiosk (``scripts/kiosk/cuntong-screen.service``) is installed as docs/terminal.md says,
+with one drop-in for what this machine lacks (``KIOSK_DROPIN``), beside two units of the
+test's: an Xvfb display and the real ``Screen`` server standing in for the agent.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ T = TypeVar("T")
 
 KIOSK = Path(__file__).resolve().parents[2] / "scripts" / "kiosk"
 
-ROLES = ["api", "ingest", "mosquitto", "victoria-metrics", "haproxy"]
+ROLES = ["api", "ingest", "mosquitto", "victoria-metrics", "haproxy", "janus", "coturn"]
 UNITS = [f"cuntong-{r}.service" for r in ROLES]
 PG = "/usr/lib/postgresql/15/bin"
 POSTGRES_UNIT = f"""[Unit]
@@ -82,7 +88,7 @@ async def no_capture(kind):
 async def main():
     client = TellerClient(publish, lambda *a: None, lambda send: Paperwork(send, no_capture),
                           lambda: dt.datetime.now(dt.UTC))
-    async with CountingScreen(client, None, 8088, voice=None):
+    async with CountingScreen(client, None, 8090, voice=None):
         await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -190,7 +196,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         booted.run("systemctl", "start", "--no-block", "lab-screen.service", "cuntong-screen")
         # The database, broker and telemetry store first: the API's start wants them.
         booted.run(
-            "systemctl", "start", "lab-postgres", "cuntong-victoria-metrics", "cuntong-mosquitto"
+            "systemctl", "start", "lab-postgres", "cuntong-victoria-metrics", "cuntong-mosquitto",
+            "cuntong-janus", "cuntong-coturn",
         )  # fmt: skip
         booted.run("systemctl", "start", "cuntong-api", "cuntong-ingest", "cuntong-haproxy")
         yield booted
@@ -215,7 +222,7 @@ def _install_kiosk(booted: Booted, lab: Path) -> None:
     (files / "lab-screen.service").write_text(SCREEN_UNIT)
     (files / "lab-xvfb.service").write_text(XVFB_UNIT)
     (files / "lab.conf").write_text(KIOSK_DROPIN)
-    (files / "screen.env").write_text("CUNTONG_AGENT_SCREEN_PORT=8088\n")
+    (files / "screen.env").write_text("CUNTONG_AGENT_SCREEN_PORT=8090\n")
     (files / "sysusers.conf").write_text('u cuntong-screen - "cuntong customer screen"\n')
     booted.sh(
         "set -e; cd /run/lab/kiosk-files; "
@@ -231,11 +238,15 @@ def _state(system: Booted, unit: str) -> dict[str, str]:
     return system.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts", "User", "Type")
 
 
+def _get(system: Booted, url: str) -> bool:
+    """An HTTP GET inside the namespace answered 2xx."""
+    fetch = f"import urllib.request as u; u.urlopen({url!r}, timeout=5)"
+    return system.run("/usr/bin/python3", "-c", fetch, check=False).returncode == 0
+
+
 def _healthz(system: Booted) -> bool:
     """``/healthz`` through HAProxy on port 80 of the namespace."""
-    fetch = "import urllib.request as u; u.urlopen('http://127.0.0.1/healthz', timeout=5)"
-    done = system.run("/usr/bin/python3", "-c", fetch, check=False)
-    return done.returncode == 0
+    return _get(system, "http://127.0.0.1/healthz")
 
 
 def _uid_of(system: Booted, pid: str) -> str:
@@ -254,9 +265,12 @@ def test_every_unit_is_active_as_its_own_user(system: Booted) -> None:
         assert state["User"] == f"cuntong-{role}"
         assert _uid_of(system, state["MainPID"]) == f"cuntong-{role}"  # not root
     # Type=notify: systemd held each of these in "activating" until its READY=1
-    for unit in ("cuntong-api", "cuntong-ingest", "cuntong-mosquitto", "cuntong-haproxy"):
-        assert _state(system, unit)["Type"] == "notify"
+    for unit in UNITS:
+        notify = unit not in ("cuntong-janus.service", "cuntong-victoria-metrics.service")
+        assert _state(system, unit)["Type"] == ("notify" if notify else "simple"), unit
     assert _until(lambda: _healthz(system), 60, "/healthz through HAProxy")
+    # Janus is Type=simple (no READY=1): active says only that it was started; it answers
+    assert _until(lambda: _get(system, "http://127.0.0.1:8088/janus/info"), 60, "Janus info")
 
 
 def test_secrets_are_readable_only_by_their_service(system: Booted) -> None:
@@ -273,9 +287,14 @@ def test_secrets_are_readable_only_by_their_service(system: Booted) -> None:
             "root",
             "750",
         ]
-    for role in ("api", "ingest"):
-        owner_mode = system.run("stat", "-c", "%U %a", f"/etc/cuntong/{role}/cloud.env").stdout
-        assert owner_mode.split() == [f"cuntong-{role}", "600"]
+    for role, name in (
+        ("api", "cloud.env"),
+        ("ingest", "cloud.env"),
+        ("janus", "janus.jcfg"),  # the admin secret
+        ("coturn", "turnserver.conf"),  # the TURN secret
+    ):
+        owner_mode = system.run("stat", "-c", "%U %a", f"/etc/cuntong/{role}/{name}").stdout
+        assert owner_mode.split() == [f"cuntong-{role}", "600"], name
     # another service's user (and nobody) cannot read them; their own user can
     for path, owner, other in (
         ("/etc/cuntong/api/cloud.env", "cuntong-api", "cuntong-ingest"),
