@@ -2,22 +2,27 @@
 
 One boot of systemd (PID 1 of its own PID, mount and network namespaces) is shared by the
 tests of this module. A one-host inventory (API, ingest, Mosquitto, HAProxy,
-VictoriaMetrics, Janus and coturn on 127.0.0.1 of the namespace) is rendered by ``cuntong
-deploy render``;
-its tree is copied to ``/`` of the namespace (overlays: nothing reaches the host's files),
-the users made by ``systemd-sysusers`` and the folders and modes by ``systemd-tmpfiles
---create``, as an installation does; then ``systemctl start``. Every assertion reads
-systemd's own view (``systemctl show``) or the services' processes.
+VictoriaMetrics, Janus and coturn on 127.0.0.1 of the namespace) is rendered by
+``cuntong deploy render``; its tree is copied to ``/`` of the namespace (overlays: nothing
+reaches the host's files), the users made by ``systemd-sysusers`` and the folders and modes
+by ``systemd-tmpfiles --create``, as an installation does; then ``systemctl start``.
+Every assertion reads systemd's own view (``systemctl show``) or the services' processes.
+
+The same host has the ``terminal`` role: its agent unit enrols with a factory claim the
+test makes through the API (as ``cuntong up`` does) and runs simulated devices (a drop-in,
+as tests/ha/test_multihost.py).
 
 What the test adds that the render does not install: PostgreSQL (a unit of the test's,
 ``lab-postgres.service``), the deployment's prefix at ``/opt/cuntong`` (a venv of Debian's
-python3 loading this checkout's packages), and one drop-in: ``WatchdogSec=5`` on the
-ingest unit, so the watchdog test waits 5 s instead of the rendered 30. The inventory sets
+python3 loading this checkout's packages), and two drop-ins: ``WatchdogSec=5`` on the
+ingest unit, so the watchdog test waits 5 s instead of the rendered 30, and
+``CUNTONG_AGENT_SIMULATE=true`` on the agent. The inventory sets
 ``haproxy_maxconn = 4000`` (see ``_render``).
 
 The kiosk (``scripts/kiosk/cuntong-screen.service``) is installed as docs/terminal.md says,
 with one drop-in for what this machine lacks (``KIOSK_DROPIN``), beside two units of the
-test's: an Xvfb display and the real ``Screen`` server standing in for the agent.
+test's: an Xvfb display and the real ``Screen`` server (the agent serves it on a
+terminal; here the agent runs without a screen port).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sys
 import sysconfig
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,8 +52,8 @@ T = TypeVar("T")
 
 KIOSK = Path(__file__).resolve().parents[2] / "scripts" / "kiosk"
 
-ROLES = ["api", "ingest", "mosquitto", "victoria-metrics", "haproxy", "janus", "coturn"]
-UNITS = [f"cuntong-{r}.service" for r in ROLES]
+CLOUD = ["api", "ingest", "mosquitto", "victoria-metrics", "haproxy", "janus", "coturn"]
+UNITS = [f"cuntong-{r}.service" for r in CLOUD]
 PG = "/usr/lib/postgresql/15/bin"
 POSTGRES_UNIT = f"""[Unit]
 Description=PostgreSQL for the systemd test (the render does not install a database)
@@ -114,6 +120,38 @@ KIOSK_DROPIN = """[Service]
 StandardInput=null
 Environment=WLR_BACKENDS=x11 DISPLAY=:7
 """
+#: The factory's part, run inside the namespace (its network) with the deployment's python:
+#: one claim from the API, ``claim.json`` in the agent's state folder (0600, its user's),
+#: the CA read from the enrolment listener, as tests/ha/test_multihost.py does.
+CLAIM_SCRIPT = """
+import json, shutil, sys
+from pathlib import Path
+import httpx
+from provisioning.files import write_private
+from provisioning.protocol import FactoryClaim, Region
+
+token, terminal_id = sys.argv[1], sys.argv[2]
+enrol = "https://127.0.0.1:8443"
+ca_pem = httpx.get(enrol + "/api/v1/enrol/ca", timeout=20, verify=False).text
+created = httpx.post(
+    "http://127.0.0.1:8000/api/v1/provisioning/claims",
+    json={"uses": 1, "days": 1, "id_prefix": "SD-", "label": "systemd test"},
+    headers={"Authorization": "Bearer " + token},
+    timeout=20,
+)
+created.raise_for_status()
+claim = FactoryClaim(
+    enrol_url=enrol, ca_pem=ca_pem, claim_token=created.json()["token"],
+    terminal_id=terminal_id, hardware_model="ZN-E100",
+    region=Region(province="Shaanxi", city="Xi'an", county="Huyi", village="systemd"),
+)
+path = write_private(Path("/var/lib/cuntong/agent/claim.json"), claim.model_dump_json().encode())
+shutil.chown(path, "cuntong-agent", "cuntong-agent")
+"""
+#: The terminal's agent runs simulated (no camera, card reader or PIN pad here), as in
+#: tests/ha/test_multihost.py.
+AGENT_DROPIN = "[Service]\nEnvironment=CUNTONG_AGENT_SIMULATE=true\n"
+TERMINAL_ID = "SD-solo"
 #: The one change to a rendered unit: a shorter watchdog, so the test waits 5 s, not 30.
 INGEST_DROPIN = "[Service]\nWatchdogSec=5\n"
 
@@ -155,7 +193,8 @@ def _render(lab: Path) -> Path:
         # The render's LimitNOFILE for the default 20000 (41000) is above this machine's
         # hard limit (20000; root here lacks CAP_SYS_RESOURCE to raise it), so fewer here.
         "haproxy_maxconn = 4000\n\n"
-        f'[[hosts]]\nname = "solo"\naddress = "127.0.0.1"\nroles = {json.dumps(ROLES)}\n'
+        f'[[hosts]]\nname = "solo"\naddress = "127.0.0.1"\nterminal_id = "{TERMINAL_ID}"\n'
+        f"roles = {json.dumps([*CLOUD, 'terminal'])}\n"
     )
     out = lab / "rendered"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
@@ -172,8 +211,10 @@ def _render(lab: Path) -> Path:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     lab = tmp_path_factory.mktemp("systemd")
     lab.chmod(0o755)  # the services' users reach /opt/cuntong (a bind mount of lab/prefix)
-    _prefix(lab)
-    tree = _render(lab)
+    with ThreadPoolExecutor(2) as pool:  # two subprocesses, side by side
+        prefix, rendered = pool.submit(_prefix, lab), pool.submit(_render, lab)
+        prefix.result()
+        tree = rendered.result()
     booted = boot(lab)
     try:
         # /opt/cuntong: the deployment's prefix (the /opt overlay, then a bind mount)
@@ -185,21 +226,31 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         (lab / "lab-postgres.service").write_text(POSTGRES_UNIT)
         booted.run("cp", "/run/lab/lab-postgres.service", "/etc/systemd/system/")
         (lab / "watchdog.conf").write_text(INGEST_DROPIN)
+        (lab / "simulate.conf").write_text(AGENT_DROPIN)
+        (lab / "claim.py").write_text(CLAIM_SCRIPT)
         booted.sh(
-            "mkdir -p /etc/systemd/system/cuntong-ingest.service.d && "
-            "cp /run/lab/watchdog.conf /etc/systemd/system/cuntong-ingest.service.d/"
+            "set -e; cd /etc/systemd/system; "
+            "mkdir -p cuntong-ingest.service.d cuntong-agent.service.d; "
+            "cp /run/lab/watchdog.conf cuntong-ingest.service.d/; "
+            "cp /run/lab/simulate.conf cuntong-agent.service.d/"
         )
         _install_kiosk(booted, lab)
         booted.run("systemctl", "daemon-reload")
-        # The kiosk comes up on its own while the cloud's units start (Chromium is slow)
-        booted.run("systemctl", "start", "lab-xvfb.service")
-        booted.run("systemctl", "start", "--no-block", "lab-screen.service", "cuntong-screen")
+        booted.run("systemctl", "start", "--no-block", "lab-xvfb.service")
         # The database, broker and telemetry store first: the API's start wants them.
         booted.run(
             "systemctl", "start", "lab-postgres", "cuntong-victoria-metrics", "cuntong-mosquitto",
             "cuntong-janus", "cuntong-coturn",
         )  # fmt: skip
         booted.run("systemctl", "start", "cuntong-api", "cuntong-ingest", "cuntong-haproxy")
+        # The factory's claim, then the terminal's agent enrols over the API's listener
+        token = json.loads((lab / "rendered" / "secrets.json").read_text())["admin_token"]
+        booted.run("/opt/cuntong/bin/python", "/run/lab/claim.py", token, TERMINAL_ID)
+        booted.run("systemctl", "start", "--no-block", "cuntong-agent")
+        # The kiosk comes up on its own while the tests run (Chromium is slow). Its unit
+        # Wants= the agent, so it starts only now that the agent has its claim.
+        booted.run("systemctl", "start", "lab-xvfb.service")
+        booted.run("systemctl", "start", "--no-block", "lab-screen.service", "cuntong-screen")
         yield booted
     except BaseException:
         print(booted.journal(lines=80))
@@ -424,3 +475,55 @@ def test_the_kiosk_unit_shows_the_screen_and_comes_back_after_crashes(system: Bo
     assert int(after["NRestarts"]) == int(state["NRestarts"]) + 1
     polls = _polls(system)
     _until(lambda: _polls(system) >= polls + 3, 90, "the page polls after the restart")
+
+
+def _connected_to_broker(system: Booted, pid: str) -> bool:
+    """An established TCP connection from ``pid`` to the broker's mTLS port."""
+    out = system.run("ss", "-Htnp", "state", "established", "dport", "= :8883").stdout
+    return f"pid={pid}," in out
+
+
+def test_the_terminal_agent_unit_runs_with_its_one_capability(system: Booted) -> None:
+    """The rendered agent unit (``cuntong.deploy.agent_unit``), simulated devices (drop-in):
+    READY=1 once it enrolled with the factory claim; as ``cuntong-agent`` with
+    ``CAP_SYS_NICE`` as its only capability, ``NoNewPrivileges`` and the real-time time
+    limit; connected to the broker over mTLS. SIGKILL: systemd starts it again, it is ready
+    and connected again."""
+    unit = "cuntong-agent.service"
+
+    def ready() -> dict[str, str] | None:
+        state = _state(system, unit)
+        return state if (state["ActiveState"], state["SubState"]) == ("active", "running") else None
+
+    state = _until(ready, 90, "the agent ready")
+    assert state["User"] == "cuntong-agent" == _uid_of(system, state["MainPID"])
+    status = dict(
+        line.split(":\t", 1)
+        for line in system.run("cat", f"/proc/{state['MainPID']}/status").stdout.splitlines()
+        if ":\t" in line
+    )
+    sys_nice = 1 << 23
+    for kind in ("CapAmb", "CapEff", "CapPrm", "CapBnd"):
+        assert int(status[kind], 16) == sys_nice, (kind, status[kind])
+    assert status["NoNewPrivs"].strip() == "1"
+    limits = system.run("cat", f"/proc/{state['MainPID']}/limits").stdout
+    assert any(
+        line.startswith("Max realtime timeout") and line.split()[3:5] == ["200000", "2000000"]
+        for line in limits.splitlines()
+    ), limits
+    # it enrolled with the factory claim (an identity installed) and is connected over mTLS
+    identity = system.sh("ls /var/lib/cuntong/agent/identity/current").stdout.split()
+    assert identity == ["cert.pem", "key.pem"], identity
+    assert _until(lambda: _connected_to_broker(system, state["MainPID"]), 60, "agent on 8883")
+
+    system.sh(f"kill -KILL {state['MainPID']}")
+
+    def again() -> dict[str, str] | None:
+        now = ready()
+        if now and int(now["NRestarts"]) > int(state["NRestarts"]):
+            return now
+        return None
+
+    after = _until(again, 90, "the agent started again and ready")
+    assert after["MainPID"] != state["MainPID"]
+    assert _until(lambda: _connected_to_broker(system, after["MainPID"]), 60, "agent back")
