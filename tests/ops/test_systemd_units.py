@@ -110,7 +110,7 @@ XVFB_UNIT = """[Unit]
 Description=an X display for cage's X11 backend (the test machine has no DRM/KMS screen)
 
 [Service]
-ExecStart=/usr/bin/Xvfb :7 -screen 0 1280x800x24 -nolisten tcp
+ExecStart=/usr/bin/Xvfb :7 -screen 0 1024x768x24 -nolisten tcp
 ExecStartPost=/bin/sh -c 'until [ -S /tmp/.X11-unix/X7 ]; do sleep 0.1; done'
 """
 #: What the kiosk unit is given on this machine, and nothing else: no tty1 to take over
@@ -236,7 +236,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         )
         _install_kiosk(booted, lab)
         booted.run("systemctl", "daemon-reload")
-        booted.run("systemctl", "start", "--no-block", "lab-xvfb.service")
         # The database, broker and telemetry store first: the API's start wants them.
         booted.run(
             "systemctl", "start", "lab-postgres", "cuntong-victoria-metrics", "cuntong-mosquitto",
@@ -247,10 +246,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         token = json.loads((lab / "rendered" / "secrets.json").read_text())["admin_token"]
         booted.run("/opt/cuntong/bin/python", "/run/lab/claim.py", token, TERMINAL_ID)
         booted.run("systemctl", "start", "--no-block", "cuntong-agent")
-        # The kiosk comes up on its own while the tests run (Chromium is slow). Its unit
-        # Wants= the agent, so it starts only now that the agent has its claim.
-        booted.run("systemctl", "start", "lab-xvfb.service")
-        booted.run("systemctl", "start", "--no-block", "lab-screen.service", "cuntong-screen")
         yield booted
     except BaseException:
         print(booted.journal(lines=80))
@@ -273,7 +268,9 @@ def _install_kiosk(booted: Booted, lab: Path) -> None:
     (files / "lab-screen.service").write_text(SCREEN_UNIT)
     (files / "lab-xvfb.service").write_text(XVFB_UNIT)
     (files / "lab.conf").write_text(KIOSK_DROPIN)
-    (files / "screen.env").write_text("CUNTONG_AGENT_SCREEN_PORT=8090\n")
+    (files / "screen.env").write_text(
+        "CUNTONG_AGENT_SCREEN_PORT=8090\nCUNTONG_KIOSK_RESTART_S=0.5\n"
+    )
     (files / "sysusers.conf").write_text('u cuntong-screen - "cuntong customer screen"\n')
     booted.sh(
         "set -e; cd /run/lab/kiosk-files; "
@@ -431,7 +428,17 @@ def _chromium_under(system: Booted, cage: str) -> str | None:
 
 def test_the_kiosk_unit_shows_the_screen_and_comes_back_after_crashes(system: Booted) -> None:
     unit = "cuntong-screen.service"
+    # Started here, stopped at the end: Chromium's software rendering would slow the other
+    # tests. Its unit Wants= the agent, which the fixture started after making its claim.
+    system.run("systemctl", "start", "lab-xvfb.service", "lab-screen.service")
+    system.run("systemctl", "start", "--no-block", unit)
+    try:
+        _the_kiosk_comes_back(system, unit)
+    finally:
+        system.run("systemctl", "stop", unit, "lab-screen.service", "lab-xvfb.service")
 
+
+def _the_kiosk_comes_back(system: Booted, unit: str) -> None:
     def up() -> tuple[dict[str, str], str] | None:
         state = _state(system, unit)
         if state["ActiveState"] != "active" or state["MainPID"] == "0":
