@@ -20,6 +20,8 @@ process in the namespace with it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import signal
 import subprocess
@@ -93,12 +95,8 @@ class Booted:
         ).stdout  # fmt: skip
 
     def kill(self) -> None:
-        try:
-            import os
-
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         try:
             self.unshare.wait(timeout=30)
         except subprocess.TimeoutExpired:
