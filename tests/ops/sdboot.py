@@ -9,7 +9,12 @@ isolate files, so before systemd starts, the namespace gets:
   ``/etc``, state in ``/var/lib`` — all of it lands in the lab folder, never on the host;
 - its own ``/run`` and ``/tmp`` (tmpfs: X and lock files do not clash with other tests);
 - the lab folder itself at ``/run/lab`` (to copy files in from);
-- its own network namespace with only a loopback, so ports (80, 8000, 8883 …) are its own.
+- its own network namespace with only a loopback, so ports (80, 8000, 8883 …) are its own,
+  and its own UTS and IPC namespaces (hostname, message queues);
+- the units that would act on the machine's kernel or devices masked (``MASKED``): sysctl,
+  modules, udev, static device nodes, remounting the root. (Kernel settings outside these
+  namespaces are machine-wide: an earlier version without the masks let
+  systemd-sysctl apply ``/usr/lib/sysctl.d`` — ``fs.protected_*`` — to the machine.)
 
 It boots ``cuntong-lab.target`` (journald only), not the machine's default target: the
 machine's own enabled services are not started. The namespace dies with its PID 1:
@@ -45,6 +50,11 @@ done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 ip link set lo up
 mkdir -p /run/systemd/system
+# What would reach past the namespaces into the machine's kernel or devices stays off: the
+# first unit with default dependencies pulls in sysinit.target, which would apply sysctl.d
+# to the kernel (fs.* settings are machine-wide), load modules, run udev over the
+# machine's devices, make nodes in the shared /dev and remount the root's superblock.
+for unit in $MASKED; do ln -s /dev/null "/run/systemd/system/$unit"; done
 cat > /run/systemd/system/cuntong-lab.target <<'TARGET'
 [Unit]
 Description=cuntong test boot: journald and nothing else
@@ -52,6 +62,35 @@ Wants=systemd-journald.socket systemd-journald.service
 TARGET
 exec /lib/systemd/systemd --system --unit=cuntong-lab.target
 """
+
+
+#: Units masked in the namespace (``/run/systemd/system/<unit>`` -> ``/dev/null``).
+MASKED = (
+    "systemd-sysctl.service",
+    "systemd-modules-load.service",
+    "modprobe@.service",
+    "kmod-static-nodes.service",
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service",
+    "systemd-udev-settle.service",
+    "systemd-hwdb-update.service",
+    "systemd-tmpfiles-setup-dev.service",
+    "systemd-tmpfiles-setup-dev-early.service",
+    "systemd-tmpfiles-setup.service",
+    "systemd-remount-fs.service",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.automount",
+    "systemd-random-seed.service",
+    "systemd-pstore.service",
+    "systemd-boot-update.service",
+    "systemd-repart.service",
+    "systemd-firstboot.service",
+    "systemd-machine-id-commit.service",
+    "sys-kernel-config.mount",
+    "sys-fs-fuse-connections.mount",
+)
 
 
 @dataclass
@@ -109,8 +148,9 @@ def boot(lab: Path, timeout: float = 60) -> Booted:
     lab.mkdir(parents=True, exist_ok=True)
     unshare = procs.start(
         [
-            "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--net",
-            "--mount-proc", "env", f"LAB={lab}", "/bin/bash", "-c", BOOT,
+            "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--net", "--uts",
+            "--ipc", "--mount-proc", "env", f"LAB={lab}", f"MASKED={' '.join(MASKED)}",
+            "/bin/bash", "-c", BOOT,
         ],
         lab / "boot.log",
     )  # fmt: skip

@@ -221,8 +221,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         booted.sh("mkdir -p /opt/cuntong && mount --bind /run/lab/prefix /opt/cuntong")
         # Install what the render wrote, as its docs say: copy to /, users, folders, modes.
         booted.run("cp", "-a", f"/run/lab/{tree.relative_to(lab)}/.", "/")
-        booted.run("systemd-sysusers")
-        booted.run("systemd-tmpfiles", "--create")
+        booted.run("systemd-sysusers", "/etc/sysusers.d/cuntong.conf")
+        booted.run("systemd-tmpfiles", "--create", "/etc/tmpfiles.d/cuntong.conf")
         (lab / "lab-postgres.service").write_text(POSTGRES_UNIT)
         booted.run("cp", "/run/lab/lab-postgres.service", "/etc/systemd/system/")
         (lab / "watchdog.conf").write_text(INGEST_DROPIN)
@@ -278,7 +278,8 @@ def _install_kiosk(booted: Booted, lab: Path) -> None:
         "mkdir -p /etc/systemd/system/cuntong-screen.service.d; "
         "cp lab.conf /etc/systemd/system/cuntong-screen.service.d/; "
         "mkdir -p /etc/cuntong; cp screen.env /etc/cuntong/screen.env; "
-        "cp sysusers.conf /etc/sysusers.d/cuntong-screen.conf; systemd-sysusers"
+        "cp sysusers.conf /etc/sysusers.d/cuntong-screen.conf; "
+        "systemd-sysusers /etc/sysusers.d/cuntong-screen.conf"
     )
 
 
@@ -398,6 +399,15 @@ def test_killed_services_and_a_hung_one_are_started_again(system: Booted) -> Non
         assert after[unit]["MainPID"] != was["MainPID"], unit
     assert "Watchdog timeout" in system.journal(hung, 200)
     assert _until(lambda: _healthz(system), 60, "/healthz through HAProxy after the restarts")
+
+
+def test_nothing_reached_past_the_namespaces(system: Booted) -> None:
+    """The boot applied no sysctl, loaded no module, ran no udev (sdboot.MASKED)."""
+    ran = system.run("systemctl", "list-units", "--all", "--plain", "--no-legend").stdout
+    for unit in ("systemd-sysctl.service", "systemd-udevd.service", "systemd-remount-fs.service"):
+        line = next((row for row in ran.splitlines() if row.startswith(unit)), "")
+        assert line == "" or " masked " in f" {line} ", line
+    assert "Apply Kernel Variables" not in system.journal(lines=2000)
 
 
 def test_systemd_analyze_verify_accepts_the_installed_units(system: Booted) -> None:
