@@ -318,9 +318,9 @@ def _haproxy(hosts: list[Host], host: Host, maxconn: int) -> str:
 def haproxy_nofile(maxconn: int) -> int:
     """The open-file limit HAProxy needs for ``maxconn``: two descriptors per proxied
     connection (client and server side) and room for its listeners, checks and logs. It
-    refuses to start below what it computes (``Cannot raise FD limit``), and systemd's
-    default soft limit is 1024, so the unit sets it (found under a real systemd,
-    tests/ops/test_systemd_units.py)."""
+    refuses to start when it cannot raise its limit that far (``Cannot raise FD limit``:
+    seen under a real systemd on a machine whose hard limit is 20000,
+    tests/ops/test_systemd_units.py), so the unit states the need."""
     return 2 * maxconn + 1000
 
 
@@ -382,6 +382,9 @@ def _role_files(
             keys["janus_room_key"],
             host=host.address,
             nat_1_1="",
+            # The desk on every API host opens rooms and grants through the admin API.
+            admin_host=host.address,
+            admin_acl=",".join(["127.", *(h.address for h in hosts if "api" in h.roles)]),
         )
         files = {n: (t, 0o600) for n, t in config_files(jcfg, cfg, installed_modules()).items()}
         unit = _unit(
