@@ -45,6 +45,13 @@ def desk_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def service_env() -> dict[str, str]:
+    """More environment for the secured test cloud of ``tests.teller.test_service``'s
+    ``service`` (``CUNTONG_CLOUD_*`` settings); a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
 def service_instances() -> tuple[str, ...]:
     """The cloud instances a secured test cloud's broker admits (``tests.teller.test_service``'s
     ``service``); a test with a second replica overrides it."""
