@@ -393,6 +393,9 @@ class CloudSettings(_Base):
     terminal_grace_s: float = Field(30.0, gt=0)
     #: A teller whose screen disconnected mid-call gets this long before it is hung up.
     teller_grace_s: float = Field(30.0, gt=0)
+    #: A teller who declined (or did not answer) an offer is not offered that customer
+    #: again for this long (``routing.Policy.reoffer_cooldown``).
+    desk_reoffer_cooldown_s: float = Field(60.0, gt=0)
     #: The bank's core system (``corebank`` adapter; the simulator in tests and ``cuntong
     #: up``). Empty: businesses whose catalogue entry posts to the core cannot complete.
     core_url: str = ""

@@ -118,7 +118,9 @@ def start_cloud(
         if proc.poll() is not None:
             raise RuntimeError(f"cloud API exited:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            health = httpx.get(f"{url}/healthz", timeout=1)
+            # "ok", not "reduced" (200 too): subscribed on every broker it was given.
+            if health.status_code == 200 and health.json().get("ingest", "ok") == "ok":
                 login = httpx.post(
                     f"{url}/api/v1/auth/login",
                     json={"username": OPERATOR, "password": OPERATOR_PASSWORD},

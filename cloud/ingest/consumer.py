@@ -206,6 +206,14 @@ class IngestConsumer:
                 or f"cuntong-ingest-{settings.ingest_group}-{socket.gethostname()}"
             )[:64]
 
+    def brokers_down(self) -> list[str] | None:
+        """The brokers this ingest is not subscribed on (both links), or None when it is
+        subscribed on none at all. One broker down of several is a reduced service, not a
+        stop: terminals fail over to the others, which ingest still reads."""
+        every = self.s.broker_endpoints()
+        up = [e for e in every if all((link, e) in self._subscribed for link in Link)]
+        return [e.label for e in every if e not in up] if up else None
+
     async def run(self) -> None:
         loops = [
             asyncio.create_task(self._flush_loop()),

@@ -47,6 +47,7 @@ import orjson
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud.lease import LeaseLost
 from cloud.security import Security, service_client, service_client_id
 from cloud.sessions import store
 from cloud.sessions.desk import Desk
@@ -240,6 +241,8 @@ class DeskLink:
                 self._status(index, parsed.terminal_id, payload)
             else:
                 await self.handle(parsed.terminal_id, payload)
+        except LeaseLost:  # a fenced write refused: this desk's term is over; unacknowledged,
+            raise  # the message reaches the next desk instead of being dropped here
         except Exception:  # a bug in one message's handling must not end the link
             log.exception("terminal %s: handling a message failed", parsed.terminal_id)
 

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import functools
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -54,6 +54,7 @@ from cloud.sessions.grants import (
 from cloud.sessions.routing import Board, Request, TellerState
 from cloud.sessions.skills import Skills
 from cloud.sessions.state import Event, Session, State, Transition
+from common.lease import CURRENT
 from common.wire import call as wire
 from common.wire.call import CUSTOMER, TELLER, Grant
 
@@ -74,10 +75,15 @@ def _serialised(
 
     async def wrapper(self: Desk, /, *args: P.args, **kwargs: P.kwargs) -> R:
         async with self._lock:
+            term = CURRENT.set(self.tenure) if self.tenure is not None else None
             try:
                 return await method(self, *args, **kwargs)
             finally:  # what changed on the board is stored before the next operation
-                await self._sync()
+                try:
+                    await self._sync()
+                finally:
+                    if term is not None:
+                        CURRENT.reset(term)
 
     functools.update_wrapper(wrapper, method)  # name and docstring, for help() and logs
     return wrapper
@@ -94,22 +100,29 @@ class Kept:
     announced: int | None = None
     node: str | None = None
     media: Message | None = None
+    #: Re-offer cooldowns while it waits: (teller id, not offered to them before), sorted.
+    excluded: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class KeptTeller:
-    """A teller's state on the board and since when (epoch seconds)."""
+    """A teller's state on the board and since when (epoch seconds), their no-answer hold
+    (no offers before ``hold_until``) and unanswered offers in a row."""
 
     state: TellerState
     state_since: float
     idle_since: float
+    hold_until: float = 0.0
+    missed: int = 0
 
 
 class Keep(Protocol):
-    """Where the desk stores its board as it changes (``store.keep_call``/``keep_teller``)."""
+    """Where the desk stores its board as it changes (``store.keep_call``/``keep_teller``/
+    ``keep_handle_times``)."""
 
     async def call(self, session_id: str, kept: Kept) -> None: ...
     async def teller(self, teller_id: str, kept: KeptTeller) -> None: ...
+    async def handle_times(self, business: str, seconds: tuple[float, ...]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,23 +221,42 @@ class Desk:
         self.keep = keep
         self._kept: dict[str, Kept] = {}
         self._kept_tellers: dict[str, KeptTeller] = {}
+        self._kept_times: dict[str, tuple[float, ...]] = {}
         self._lock = asyncio.Lock()
+        #: The leader's term this desk runs in (``common.lease``; None without a lease):
+        #: every operation runs inside it, so its writes are fenced by the lease's epoch
+        #: (``store`` writes through ``cloud.lease.fenced``) whichever task calls it (an
+        #: HTTP route, the MQTT link, the clock).
+        self.tenure = CURRENT.get()
 
     # -- taking over -----------------------------------------------------------------------
 
     @_serialised
-    async def adopt(self, calls: list[Adopted], tellers: dict[str, KeptTeller]) -> None:
+    async def adopt(
+        self,
+        calls: list[Adopted],
+        tellers: dict[str, KeptTeller],
+        times: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
         """Take over the board a previous desk left (``cloud.lease``: a new leader): the
-        tellers' states, the waiting customers at their places (an open offer died with the
-        old desk: it is withdrawn and the request goes back to its place), the live calls
-        with their rooms and grants, the wrap-ups. Call once, before ``run``."""
+        tellers' states with their no-answer holds, the waiting customers at their places
+        with their re-offer cooldowns (an open offer died with the old desk: it is
+        withdrawn and the request goes back to its place), the live calls with their rooms
+        and grants, the wrap-ups, and the handle times learned (``times``). Call once,
+        before ``run``."""
         now = self.clock()
+        for business, seconds in (times or {}).items():
+            self.times.restore(business, seconds)
+            self._kept_times[business] = tuple(seconds)
         for teller_id, kept in tellers.items():
             if teller_id in self.board.tellers:
                 state = kept.state
                 if state is TellerState.BUSY:  # busy only with a call adopted below
                     state = TellerState.AVAILABLE
-                self.board.restore_teller(teller_id, state, kept.state_since, kept.idle_since)
+                self.board.restore_teller(
+                    teller_id, state, kept.state_since, kept.idle_since,
+                    kept.hold_until, kept.missed,
+                )  # fmt: skip
         for a in calls:
             call = _Call(
                 a.session, a.facts.terminal_id, a.facts.business, a.facts.language,
@@ -244,7 +276,7 @@ class Desk:
                 arrived, rank, seq = a.kept.queue
                 self.board.restore(
                     Request(a.session.id, call.business, call.language, arrived, call.elderly,
-                            rank, seq)
+                            rank, seq, excluded=dict(a.kept.excluded))
                 )  # fmt: skip
                 continue
             call.teller_id = a.teller_id
@@ -737,14 +769,19 @@ class Desk:
         for session_id in [s for s in self._kept if s not in self.calls]:
             del self._kept[session_id]
         for teller_id, t in self.board.tellers.items():
-            kept_teller = KeptTeller(t.state, t.state_since, t.idle_since)
+            kept_teller = KeptTeller(t.state, t.state_since, t.idle_since, t.hold_until, t.missed)
             if self._kept_tellers.get(teller_id) != kept_teller:
                 await self.keep.teller(teller_id, kept_teller)
                 self._kept_tellers[teller_id] = kept_teller
+        for business, seconds in self.times.learned().items():
+            if self._kept_times.get(business) != seconds:
+                await self.keep.handle_times(business, seconds)
+                self._kept_times[business] = seconds
 
     def _kept_of(self, call: _Call) -> Kept:
         req = self.board.requests.get(call.session.id)
         queue = None if req is None else (req.arrived, req.rank, req.seq)
+        excluded = () if req is None else tuple(sorted(req.excluded.items()))
         media = None
         if call.customer is not None or call.teller is not None:
             media = {
@@ -754,7 +791,7 @@ class Desk:
                 "feeds": sorted(call.feeds),
             }
         node = None if call.node is None else call.node.name
-        return Kept(queue, call.announced, node, media)
+        return Kept(queue, call.announced, node, media, excluded)
 
     async def _tell_both(self, call: _Call, message: Message) -> None:
         await self.notify(f"terminal:{call.terminal_id}", message)

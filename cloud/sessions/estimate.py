@@ -2,7 +2,9 @@
 
 Handle times are learned from finished sessions (connected → closed, wrap-up included;
 see ``state.handle_time``), as a rolling mean per business type over the last
-``window`` calls, starting from a prior until ``min_samples`` calls have been seen.
+``window`` calls, starting from a prior until ``min_samples`` calls have been seen. The
+desk keeps what it has learned in the database (``learned``), and a desk taking over
+starts from it (``restore``), so the expected wait it announces does not jump.
 
 The wait is estimated by playing the queue forward: every on-duty teller who qualifies for
 this request gets a "free at" time (now if available; the expected end of the current call
@@ -36,6 +38,17 @@ class HandleTimes:
         if seconds < 0:
             raise ValueError(f"negative handle time {seconds}")
         self._seen.setdefault(business, deque(maxlen=self.window)).append(seconds)
+
+    def learned(self) -> dict[str, tuple[float, ...]]:
+        """What has been seen, per business (oldest first): what a desk keeps."""
+        return {business: tuple(seen) for business, seen in self._seen.items()}
+
+    def restore(self, business: str, seconds: list[float] | tuple[float, ...]) -> None:
+        """Take over what a previous desk had learned for ``business`` (oldest first; the
+        last ``window`` are kept)."""
+        if any(s < 0 for s in seconds):
+            raise ValueError(f"negative handle time in {list(seconds)}")
+        self._seen[business] = deque(seconds, maxlen=self.window)
 
     def mean(self, business: str) -> float:
         seen = self._seen.get(business)

@@ -62,6 +62,9 @@ class TellerSession(Model):
     #: The call's grants (``Grant.message`` of the customer, the teller and each guest) and
     #: the teller feeds the room has seen, so a desk taking over adopts the live call.
     media: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
+    #: Tellers not to be offered this request again until then (teller id -> epoch s: the
+    #: re-offer cooldown after a declined or unanswered offer), kept for a desk taking over.
+    excluded: fields.Field[dict[str, float] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "teller_session"
@@ -92,9 +95,40 @@ class DeskTeller(Model):
     #: Epoch seconds (the board's clock).
     state_since = fields.FloatField()
     idle_since = fields.FloatField()
+    #: No offers before this (epoch s): the hold after an unanswered offer.
+    hold_until = fields.FloatField(default=0.0)
+    #: Unanswered offers in a row (so many put the teller on break).
+    missed = fields.IntField(default=0)
 
     class Meta:
         table = "desk_teller"
+
+
+class DeskAbsence(Model):
+    """A party the desk's grace-period watch has missing (``cloud.sessions.watch``): a
+    terminal whose link dropped, a teller without a connection, and since when. A desk
+    taking over continues the grace period from then instead of starting it again."""
+
+    #: ``terminal:<id>`` or ``teller:<id>``.
+    id = fields.CharField(max_length=80, primary_key=True)
+    #: Epoch seconds (the board's clock) when they went missing.
+    since = fields.FloatField()
+
+    class Meta:
+        table = "desk_absence"
+
+
+class DeskHandleTime(Model):
+    """The handle times the desk has learned for one business (``estimate.HandleTimes``:
+    the last ``window`` calls, oldest first), so a desk taking over announces the same
+    expected waits."""
+
+    business = fields.CharField(max_length=32, primary_key=True)
+    #: Seconds per finished call, oldest first.
+    seconds: fields.Field[list[float]] = fields.JSONField(default=list)
+
+    class Meta:
+        table = "desk_handle_time"
 
 
 class HeldIdRead(Model):

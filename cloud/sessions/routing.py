@@ -241,13 +241,24 @@ class Board:
         return req
 
     def restore_teller(
-        self, teller_id: str, state: TellerState, state_since: float, idle_since: float
+        self,
+        teller_id: str,
+        state: TellerState,
+        state_since: float,
+        idle_since: float,
+        hold_until: float | None = None,
+        missed: int | None = None,
     ) -> None:
-        """Give a teller on the board the state a previous desk had them in."""
+        """Give a teller on the board the state a previous desk had them in (and, when
+        given, their no-answer hold and count of unanswered offers in a row)."""
         teller = self._teller(teller_id)
         if (state in ON_DUTY) != (teller.state in ON_DUTY):
             self._staffed_ring.clear()
         teller.state, teller.state_since, teller.idle_since = state, state_since, idle_since
+        if hold_until is not None:
+            teller.hold_until = hold_until
+        if missed is not None:
+            teller.missed = missed
 
     def abandon(self, request_id: str, now: float) -> None:
         """The customer left: drop the request and release any teller it was offered to."""

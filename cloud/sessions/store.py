@@ -5,6 +5,13 @@ transaction; ``load`` rebuilds a ``state.Session`` by replaying the stored recor
 restarted cloud sees exactly the history it wrote (and a tampered history fails replay).
 The ``set_*`` functions store what arrives beside the transitions: the terminal's request
 details, liveness verdict and rating, the teller's outcome, the archived recording.
+
+Fenced: the writes that change who has a call or a place in the queue (``save``: every
+transition; ``keep_call``, ``keep_teller``: the board; ``keep_handle_times``,
+``keep_absences``: the desk's timers) go through ``cloud.lease.fenced``, so once a standby
+has taken the lease a paused old leader's write is refused (``LeaseLost``) instead of
+landing on the new leader's board. The ``set_*`` writes (facts the terminal or the teller
+reported, the archived recording) are not fenced.
 """
 
 from __future__ import annotations
@@ -14,11 +21,18 @@ from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
+from cloud.lease import fenced
 from cloud.sessions import state as st
 from cloud.sessions.desk import Kept, KeptTeller, SessionFacts
-from cloud.sessions.models import DeskTeller, HeldIdRead, SessionTransition, TellerSession
+from cloud.sessions.models import (
+    DeskAbsence,
+    DeskHandleTime,
+    DeskTeller,
+    HeldIdRead,
+    SessionTransition,
+    TellerSession,
+)
 from cloud.sessions.routing import TellerState
 from cloud.sessions.state import Event, State, Transition
 
@@ -28,8 +42,10 @@ async def save(record: Transition, facts: SessionFacts) -> None:
 
     The transaction writes first (no read before it): on a SQLite file shared by API
     replicas, a transaction that reads and then writes is refused at once ("database is
-    locked") when another replica wrote in between, where a first write waits its turn."""
-    async with in_transaction():
+    locked") when another replica wrote in between, where a first write waits its turn.
+    Fenced: ``fenced`` opens it with a write to the lease row (``LeaseLost`` if the lease
+    has changed hands)."""
+    async with fenced():
         values: dict[str, Any] = {"state": record.to_state.value, "updated_at": record.at}
         if record.teller_id:
             values["teller_id"] = record.teller_id
@@ -258,10 +274,12 @@ async def keep_call(session_id: str, kept: Kept) -> None:
         "queue_seq": None if kept.queue is None else kept.queue[2],
         "announced": kept.announced,
         "media": kept.media,
+        "excluded": dict(kept.excluded) or None,
     }
     if kept.node is not None:  # a released room's node stays: recovery closes it
         values["janus_node"] = kept.node
-    await TellerSession.filter(id=session_id).update(**values)
+    async with fenced():
+        await TellerSession.filter(id=session_id).update(**values)
 
 
 async def keep_teller(teller_id: str, kept: KeptTeller) -> None:
@@ -270,19 +288,53 @@ async def keep_teller(teller_id: str, kept: KeptTeller) -> None:
         "state": kept.state.value,
         "state_since": kept.state_since,
         "idle_since": kept.idle_since,
+        "hold_until": kept.hold_until,
+        "missed": kept.missed,
     }
-    if not await DeskTeller.filter(id=teller_id).update(**values):  # a write first (``save``)
-        await DeskTeller.create(id=teller_id, **values)
+    async with fenced():
+        if not await DeskTeller.filter(id=teller_id).update(**values):  # a write first
+            await DeskTeller.create(id=teller_id, **values)
+
+
+async def keep_handle_times(business: str, seconds: tuple[float, ...]) -> None:
+    """Store the handle times the desk has learned for ``business`` (oldest first)."""
+    async with fenced():
+        if not await DeskHandleTime.filter(business=business).update(seconds=list(seconds)):
+            await DeskHandleTime.create(business=business, seconds=list(seconds))
+
+
+async def handle_times() -> dict[str, list[float]]:
+    """The handle times the previous desk had learned, per business (oldest first)."""
+    return {row.business: [float(s) for s in row.seconds] for row in await DeskHandleTime.all()}
+
+
+async def keep_absences(marked: dict[str, float], cleared: list[str]) -> None:
+    """Store the grace-period watch's changes (``watch.Watch.sync``): who went missing
+    since when (``terminal:<id>``/``teller:<id>`` -> epoch s), who is no longer missing."""
+    async with fenced():
+        if cleared:
+            await DeskAbsence.filter(id__in=cleared).delete()
+        for who, since in marked.items():
+            if not await DeskAbsence.filter(id=who).update(since=since):
+                await DeskAbsence.create(id=who, since=since)
+
+
+async def absences() -> dict[str, float]:
+    """Who the previous desk's watch had missing, and since when (``keep_absences``)."""
+    return {row.id: row.since for row in await DeskAbsence.all()}
 
 
 class Keeper:
-    """``Desk``'s ``keep``: the two functions above."""
+    """``Desk``'s ``keep``: the functions above."""
 
     async def call(self, session_id: str, kept: Kept) -> None:
         await keep_call(session_id, kept)
 
     async def teller(self, teller_id: str, kept: KeptTeller) -> None:
         await keep_teller(teller_id, kept)
+
+    async def handle_times(self, business: str, seconds: tuple[float, ...]) -> None:
+        await keep_handle_times(business, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,11 +363,12 @@ async def open_board() -> tuple[list[OpenSession], dict[str, KeptTeller]]:
         queue = None
         if None not in (row.queue_arrived, row.queue_rank, row.queue_seq):
             queue = (float(row.queue_arrived), float(row.queue_rank), int(row.queue_seq))
-        kept = Kept(queue, row.announced, row.janus_node, row.media)
+        excluded = tuple(sorted((t, float(u)) for t, u in (row.excluded or {}).items()))
+        kept = Kept(queue, row.announced, row.janus_node, row.media, excluded)
         facts = SessionFacts(row.terminal_id, row.business, row.language, row.elderly)
         sessions.append(OpenSession(session, facts, row.teller_id, kept))
     tellers = {
-        t.id: KeptTeller(TellerState(t.state), t.state_since, t.idle_since)
+        t.id: KeptTeller(TellerState(t.state), t.state_since, t.idle_since, t.hold_until, t.missed)
         for t in await DeskTeller.all()
     }
     return sessions, tellers

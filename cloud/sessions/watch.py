@@ -12,25 +12,34 @@ missing party was needed for:
   media restarts it): their call is hung up
   with cause "teller disconnected" (a normal hang-up, so the recording is archived); an
   available teller without a call goes offline, so calls are not offered to nobody.
+
+Who is missing since when is kept in the database (``keep``: ``store.keep_absences``, at
+every check, so at most one check interval late), and a desk taking over adopts it
+(``adopt``): a party missing before the takeover keeps its deadline and gets the rest of
+its grace period, not a new one (the new leader's own marks, e.g. from the retained
+"offline" status it reads again, do not move an earlier one).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from cloud.sessions.absence import Absences
 from cloud.sessions.desk import Desk
 from cloud.sessions.errors import SessionError
 from cloud.sessions.outbox import Outbox
-from cloud.sessions.routing import TellerState
+from cloud.sessions.routing import ON_DUTY, TellerState
 from common.periodic import run_every
 
 log = logging.getLogger("cuntong.desk.watch")
 
 TERMINAL_LOST = "terminal link lost"
 TELLER_GONE = "teller disconnected"
+
+#: Where the marks go: (marked: ``terminal:<id>``/``teller:<id>`` -> since, cleared ids).
+KeepAbsences = Callable[[dict[str, float], list[str]], Awaitable[None]]
 
 
 class Watch:
@@ -41,12 +50,46 @@ class Watch:
         clock: Callable[[], datetime],
         terminal_grace: float = 30.0,
         teller_grace: float = 30.0,
+        keep: KeepAbsences | None = None,
     ) -> None:
         self.desk = desk
         self.outbox = outbox
         self.clock = clock
         self.terminals = Absences(terminal_grace)
         self.tellers = Absences(teller_grace)
+        self.keep = keep
+        self._kept: dict[str, float] = {}
+
+    def adopt(self, marks: Mapping[str, float]) -> None:
+        """Take over the marks a previous desk's watch kept (``terminal:<id>``/
+        ``teller:<id>`` -> when they went missing): a terminal that still has a live
+        session on the desk, a teller on duty on the board. Call after ``Desk.adopt``."""
+        tellers = self.desk.board.tellers
+        for who, since in marks.items():
+            kind, _, ident = who.partition(":")
+            if kind == "terminal" and self.desk.live_sessions_of_terminal(ident):
+                self.terminals.since[ident] = since
+            elif kind == "teller" and ident in tellers and tellers[ident].state in ON_DUTY:
+                self.tellers.since[ident] = since
+        self._kept = dict(marks)
+
+    def marks(self) -> dict[str, float]:
+        """Who is missing now, since when (``terminal:<id>``/``teller:<id>``)."""
+        return {
+            **{f"terminal:{t}": since for t, since in self.terminals.since.items()},
+            **{f"teller:{t}": since for t, since in self.tellers.since.items()},
+        }
+
+    async def sync(self) -> None:
+        """Store what changed since the last sync (``keep``)."""
+        if self.keep is None:
+            return
+        now = self.marks()
+        marked = {k: v for k, v in now.items() if self._kept.get(k) != v}
+        cleared = [k for k in self._kept if k not in now]
+        if marked or cleared:
+            await self.keep(marked, cleared)
+        self._kept = now
 
     def _now(self) -> float:
         return self.clock().timestamp()
@@ -76,7 +119,9 @@ class Watch:
             self.tellers.gone(teller_id, self._now())
 
     async def check(self) -> None:
-        """End what the grace periods no longer cover."""
+        """Store who is missing (``sync``), then end what the grace periods no longer
+        cover."""
+        await self.sync()
         now = self._now()
         for terminal_id in self.terminals.due(now):
             for session_id in self.desk.live_sessions_of_terminal(terminal_id):
@@ -90,6 +135,7 @@ class Watch:
             elif self.desk.board.tellers[teller_id].state is TellerState.AVAILABLE:
                 # Nobody is there to answer: stop offering them calls.
                 await self._end(self.desk.teller_state(teller_id, TellerState.OFFLINE), "-")
+        await self.sync()  # those just ended are no longer missing
 
     @staticmethod
     async def _end(action: Awaitable[None], session_id: str) -> None:

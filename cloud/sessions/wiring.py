@@ -12,7 +12,9 @@ With Janus nodes configured (``janus_url`` for node janus-1 and/or ``janus_nodes
   every transition (``store.save``), with every enabled teller profile on the board;
 - the board a previous desk left (a new leader taking over, or a restart) adopted from the
   database: waiting customers at their places (told their position again once the link is
-  up), live calls with their rooms and grants, wrap-ups, tellers' states (``recovery``);
+  up), live calls with their rooms and grants, wrap-ups, tellers' states with their
+  no-answer holds, re-offer cooldowns, learned handle times and the grace periods running
+  (``recovery``, ``Watch.adopt``);
   what cannot be adopted is ended as before: rooms closed and recordings archived,
   customers and tellers told ``desk restarted``;
 - ``Watch`` for the grace periods of terminals and tellers that vanish mid-call;
@@ -289,7 +291,7 @@ async def start(
             archiving,
         )
     table = business_table(ov.catalogue)
-    board = Board(Policy(businesses=table))
+    board = Board(Policy(businesses=table, reoffer_cooldown=settings.desk_reoffer_cooldown_s))
     now = _now()
     for teller_id, skills in (await profiles.on_duty_skills(table)).items():
         board.add_teller(teller_id, skills, now.timestamp())
@@ -306,11 +308,15 @@ async def start(
         turn=turn,
         keep=store.Keeper(),
     )
-    await desk.adopt(adopted, tellers)
-    watch = Watch(desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s)
+    await desk.adopt(adopted, tellers, await store.handle_times())
+    watch = Watch(
+        desk, outbox, _now, settings.terminal_grace_s, settings.teller_grace_s,
+        keep=store.keep_absences,
+    )  # fmt: skip
+    watch.adopt(await store.absences())  # grace periods running: their deadlines stand
     for teller_id, teller in board.tellers.items():  # on duty as the previous desk left them:
         if teller.state in ON_DUTY:  # missing until their page reconnects (grace periods)
-            watch.teller_left(teller_id)
+            watch.teller_left(teller_id)  # (an earlier mark, adopted above, stands)
     if adopted:
         log.warning(
             "adopted %d sessions a previous desk left open (%d waiting, %d in a call)",

@@ -41,6 +41,11 @@ class JanusConfig:
     #: Needed in every VideoRoom ``create`` request: only the backend makes rooms.
     room_admin_key: str = field(default_factory=_secret, repr=False)
     host: str = "127.0.0.1"
+    #: Where the admin API listens, and the address prefixes it admits (Janus's comma-
+    #: separated ``admin_acl``; its admin secret is required as well). This host only by
+    #: default; a deployment's media host admits its cloud hosts (``cuntong.deploy``).
+    admin_host: str = "127.0.0.1"
+    admin_acl: str = "127."
     token_auth: bool = True
     #: Media ports (UDP). Several Janus nodes on one host may share the range.
     rtp_ports: tuple[int, int] = (20000, 40000)
@@ -134,8 +139,8 @@ def config_files(
                     "admin_base_path": "/admin",
                     "admin_http": True,
                     "admin_port": cfg.admin_port,
-                    "admin_ip": "127.0.0.1",
-                    "admin_acl": "127.",
+                    "admin_ip": cfg.admin_host,
+                    "admin_acl": cfg.admin_acl,
                     "admin_https": False,
                 },
             ),
@@ -176,7 +181,7 @@ class Janus:
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.cfg.admin_port}/admin"
+        return f"http://{self.cfg.admin_host}:{self.cfg.admin_port}/admin"
 
     @property
     def log_path(self) -> Path:

@@ -8,7 +8,13 @@ adopts the board the leader kept in the database:
 - every waiting customer is told the same position again, and is served in the same order;
 - the live call goes on: its Janus room is not closed, the teller's page (on the new leader)
   is given the call back, and hang-up and wrap-up work there;
-- its recording is archived once, by the new leader; nobody is told ``desk restarted``.
+- its recording is archived once, by the new leader; nobody is told ``desk restarted``;
+- the board's timers are adopted, not restarted: the expected waits announced again are
+  the same (the handle times the old leader learned from short calls carry over); a
+  customer the teller declined is still not offered to them (the re-offer cooldown), so
+  the first of the others is; a waiting customer whose terminal dropped before the kill
+  fails at the deadline its grace period had on the old leader, not a whole grace period
+  after the new one read the terminal's retained "offline" again.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from cloud.sessions.estimate import HandleTimes
+from cloud.sessions.watch import TERMINAL_LOST
 from common import procs
 from janus_client.videoroom import VideoRoom
 from tests.ha.rig import haproxy
@@ -33,6 +42,12 @@ from tests.teller.test_desk_restart import _desk_up, _env_of, _restart
 from tests.teller.test_service import PASSWORD, Service, service  # noqa: F401 - the fixture
 
 WAITING = ("SX-H0002", "SX-H0003", "SX-H0004")
+#: Both replicas' terminal grace period: longer than a takeover, so a terminal that dropped
+#: before the kill fails at its old deadline, not at the new leader's first check.
+TERMINAL_GRACE = 20.0
+#: That terminal is missing at least this long before the kill: the margin by which the
+#: new leader's ending (at the old deadline) comes before ``kill + TERMINAL_GRACE``.
+MISSING_BEFORE_KILL = 5.0
 
 
 async def _leads(cloud: CloudProcess) -> bool:
@@ -42,18 +57,40 @@ async def _leads(cloud: CloudProcess) -> bool:
     return False
 
 
-async def _last_position(term: Terminal, session: str) -> int:
-    """The last position the terminal was told, once its inbox has gone quiet."""
-    last = None
+async def _next_told(terms: list[Terminal], sessions: list[str]) -> list[tuple[int, float]]:
+    """The positions and expected waits the terminals are told next (the desk tells every
+    waiting customer every few seconds, all in one round), what they were told before
+    forgotten."""
+    for term in terms:
+        _drain(term)
+
+    async def one(term: Terminal, session: str) -> tuple[int, float]:
+        while True:
+            message = await term.expect("queued", timeout=30)
+            if message["session"] == session:
+                return message["position"], message["expected_wait"]
+
+    return list(await asyncio.gather(*map(one, terms, sessions)))
+
+
+async def _short_call(term: Terminal, teller: Teller) -> None:
+    """A call accepted and hung up at once, wrap-up done: one handle time learned."""
+    await term.request()
+    session = (await term.expect("queued"))["session"]
+    assert (await teller.event("offer"))["session"] == session
+    await teller.post(f"/sessions/{session}/accept")
+    await term.expect("connect")
+    await teller.post(f"/sessions/{session}/hang-up", {"cause": "done"})
+    await term.expect("ended")
+    await teller.post("/me/wrap-up-done")
+
+
+async def _failed_at(term: Terminal, session: str) -> tuple[str, float]:
+    """The cause the terminal is told its session failed with, and when (monotonic)."""
     while True:
-        try:
-            message = await asyncio.wait_for(term.inbox.get(), 1.0)
-        except TimeoutError:
-            if last is not None:
-                return last
-            continue
-        if message["type"] == "queued" and message["session"] == session:
-            last = message["position"]
+        message = await term.expect("failed", timeout=120)
+        if message["session"] == session:
+            return message["cause"], time.monotonic()
 
 
 async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
@@ -82,9 +119,20 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             proxy = stack.enter_context(haproxy(tmp_path, [old, standby]))
             talking = await stack.enter_async_context(service.terminal("SX-H0001"))
             waiting = [await stack.enter_async_context(service.terminal(t)) for t in WAITING]
+            declined = await stack.enter_async_context(service.terminal("SX-H0005"))
+            missing = await stack.enter_async_context(service.terminal("SX-H0006"))
+            # the desk learns handle times: enough short calls for their mean to replace
+            # the prior in the expected waits it announces
+            for _ in range(HandleTimes().min_samples):
+                await _short_call(talking, teller)
+            # a customer the teller declines: not offered to them again for the cooldown
+            await declined.request()
+            declined_session = (await declined.expect("queued"))["session"]
+            assert (await teller.event("offer"))["session"] == declined_session
+            await teller.post(f"/sessions/{declined_session}/decline")
             await talking.request()
             session = (await talking.expect("queued"))["session"]
-            await teller.event("offer")
+            assert (await teller.event("offer"))["session"] == session
             grant = (await teller.post(f"/sessions/{session}/accept")).json()
             customer = await Participant.join(await talking.expect("connect"), proxy)
             stack.push_async_callback(_leave, customer)
@@ -95,24 +143,38 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             for term in waiting:  # one after another: their order is their arrival
                 await term.request()
                 sessions.append((await term.expect("queued"))["session"])
+            await missing.request()
+            missing_session = (await missing.expect("queued"))["session"]
+            # its terminal drops (as its last will says): its grace period starts now
+            await missing.status(False)
+            gone = time.monotonic()
+            failed = asyncio.create_task(_failed_at(missing, missing_session))
+            stack.callback(failed.cancel)
             heard = await agent.watch(session, "customer")
             await asyncio.sleep(TALK)  # Janus records both sides
-            told = [await _last_position(t, s) for t, s in zip(waiting, sessions, strict=True)]
-            assert told == [1, 2, 3], told
+            queued = [declined, *waiting]
+            all_sessions = [declined_session, *sessions]
+            told = await _next_told(queued, all_sessions)
+            assert [p for p, _ in told] == [1, 2, 3, 4], told  # the declined one is first
+            # the teller is busy: the waits count in the handle times learned, well under
+            # the prior's (a call that has run past its mean: a share of one more)
+            assert all(w is not None and w < HandleTimes().prior / 10 for _, w in told), told
 
+            await asyncio.sleep(max(0.0, gone + MISSING_BEFORE_KILL - time.monotonic()))
+            killed = time.monotonic()
             old.proc.kill()  # SIGKILL: the leader gets no chance to hand anything over
             await asyncio.to_thread(old.proc.wait)
             await teller.close()
-            for term in (talking, *waiting):  # what the old leader said is history now
+            for term in (talking, *queued):  # what the old leader said is history now
                 while not term.inbox.empty():
                     term.inbox.get_nowait()
             await eventually(lambda: _leads(standby), timeout=30)
             await _desk_up(standby.url)
 
-            # every waiting customer hears the same position again
-            again = [(await t.expect("queued", timeout=30)) for t in waiting]
-            assert [m["session"] for m in again] == sessions
-            assert [m["position"] for m in again] == told
+            # every waiting customer hears the same position and expected wait again
+            again = [(await t.expect("queued", timeout=30)) for t in queued]
+            assert [m["session"] for m in again] == all_sessions
+            assert [(m["position"], m["expected_wait"]) for m in again] == told
 
             # the live call is adopted: the teller's page (through HAProxy, which now sends
             # desk paths to the new leader) gets it back; its room is there, asked through
@@ -134,7 +196,8 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             before = heard.frames["video"]
             await eventually(lambda: _more(heard, before), timeout=30)
 
-            # hang-up and wrap-up on the new leader; the next customer is the first waiting
+            # hang-up and wrap-up on the new leader; the next customer offered is the first
+            # waiting after the declined one, whose cooldown for this teller runs on
             await page.post(f"/sessions/{session}/hang-up", {"cause": "done"})
             assert (await talking.expect("ended"))["cause"] == "done"
             await page.post("/me/wrap-up-done")
@@ -153,9 +216,18 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             assert hashlib.sha256(data).hexdigest() == panel["recording"]["sha256"]
             archive = service.tmp / "archive"
             assert [p.name for p in archive.iterdir() if session in p.name] == [path.name]
-            for term in (talking, *waiting):
+            for term in (talking, *queued):
                 assert all(m["type"] != "failed" for m in _drain(term)), term.tid
             await page.close()
+
+            # the terminal that dropped before the kill: failed at the deadline it had on
+            # the old leader (a grace period restarted by the new leader ends a whole
+            # period after the kill, and later: the takeover took seconds)
+            cause, failed_at = await failed
+            assert cause == TERMINAL_LOST
+            assert gone + TERMINAL_GRACE - 1.0 <= failed_at < killed + TERMINAL_GRACE, (
+                failed_at - gone, killed - gone,
+            )  # fmt: skip
     finally:
         await asyncio.to_thread(procs.stop, standby.proc)
 
@@ -163,6 +235,16 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
 @pytest.fixture
 def service_instances() -> tuple[str, ...]:
     return ("api", "api-2")
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """Both replicas: the terminals' grace period above; a cooldown that outlasts the test
+    under any load (the default 60 s could run out before the wrap-up is done)."""
+    return {
+        "CUNTONG_CLOUD_TERMINAL_GRACE_S": str(TERMINAL_GRACE),
+        "CUNTONG_CLOUD_DESK_REOFFER_COOLDOWN_S": "600",
+    }
 
 
 async def _more(got: Received, than: int) -> bool:

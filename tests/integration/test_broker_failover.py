@@ -123,6 +123,13 @@ async def test_kill_first_broker_under_load_loses_no_event_and_no_command(
 
             for a in agents:
                 await eventually(lambda a=a: _on(a, second.cfg.port), timeout=20)
+            # One broker of two down is a reduced service, not a stop: /healthz stays 200
+            # (a load balancer checking it keeps every replica) and names the broker.
+            health = await http.get("/healthz")
+            assert health.status_code == 200, health.text
+            assert health.json()["ingest"] == (
+                f"reduced: not subscribed on broker(s) 127.0.0.1:{first.cfg.port}"
+            ), health.text
 
             for a in agents:
 

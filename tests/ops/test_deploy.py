@@ -175,6 +175,13 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     assert nodes[0] == nodes[-1] == "'"
     (node,) = CloudSettings(janus_nodes=json.loads(nodes[1:-1])).media_nodes()
     assert node.url == "http://10.20.0.31:8088/janus"
+    # The desk reaches the media host's admin API (rooms, grants): it listens on the host's
+    # address and admits this host and the API hosts (the multi-host test found it on
+    # 127.0.0.1 only, so no desk could ever use the node).
+    assert node.admin_url == "http://10.20.0.31:7088/admin"
+    jcfg = (rendered / "media-1/etc/cuntong/janus/janus.transport.http.jcfg").read_text()
+    assert 'admin_ip = "10.20.0.31"' in jcfg
+    assert 'admin_acl = "127.,10.20.0.11,10.20.0.12"' in jcfg
     assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
     assert api2["CUNTONG_CLOUD_TERMINAL_API_HOST"] == "10.20.0.12"  # enrolment on each API host
     root = x509.load_pem_x509_certificate(
@@ -230,6 +237,9 @@ def test_systemd_accepts_the_units(rendered: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_its_config(rendered: Path) -> None:
     cfg = rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg"
+    # the unit states the descriptors maxconn needs (2 x 20000 + 1000)
+    unit = (rendered / "cloud-1/etc/systemd/system/cuntong-haproxy.service").read_text()
+    assert "maxconn 20000" in cfg.read_text() and "LimitNOFILE=41000" in unit
     done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -247,6 +257,11 @@ def test_a_bad_inventory_is_named(tmp_path: Path) -> None:
         ('terminal_id = "SX-00041"', 'terminal_id = "SX 41"', "terminal id 'SX 41' is not"),
         ('name = "broker-2"', 'name = "broker-1"', "listed twice: broker-1"),
         ('name = "broker-2"', 'name = "pki"', "'pki' is not a host name"),
+        (
+            'db_url = "postgres',
+            'haproxy_maxconn = 0\ndb_url = "postgres',
+            "haproxy_maxconn must be a positive whole number, not 0",
+        ),
     ],
 )
 def test_a_bad_host_is_named_and_nothing_is_written(

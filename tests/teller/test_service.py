@@ -83,6 +83,7 @@ async def service(
     janus: Janus,
     victoria: VictoriaMetrics,
     service_instances: tuple[str, ...],
+    service_env: dict[str, str],
 ) -> AsyncIterator[Service]:
     media = {
         "CUNTONG_CLOUD_JANUS_URL": janus.url,
@@ -93,6 +94,7 @@ async def service(
         "CUNTONG_CLOUD_ARCHIVE_DIR": str(tmp_path / "archive"),
         "CUNTONG_CLOUD_TERMINAL_GRACE_S": str(GRACE),
         "CUNTONG_CLOUD_TELLER_GRACE_S": str(GRACE),
+        **service_env,
     }
     with secured_cloud(
         tmp_path, victoria.url, broker_services(*service_instances), **media

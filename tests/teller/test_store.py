@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tortoise import Tortoise
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from cloud.db import close_db, open_db
+from cloud.lease import Lease, LeaseLost
 from cloud.sessions import desk, recovery, store
 from cloud.sessions.errors import InvalidTransition
 from cloud.sessions.models import SessionTransition, TellerSession
+from cloud.sessions.outbox import Outbox
 from cloud.sessions.routing import TellerState
 from cloud.sessions.state import Event, State
+from cloud.sessions.watch import Watch
+from common.lease import CURRENT
 from common.wire import call as wire
+from tests.helpers import eventually
 from tests.steps_rig import agent_verdict
 from tests.teller.desk_rig import T0, rig
 
@@ -195,3 +203,100 @@ async def test_a_desk_taking_over_keeps_places_positions_and_the_live_call(db: N
     await third.desk.adopt(adopted, tellers)
     assert [r.id for r in third.desk.board.waiting()] == ["s3", "s1", "s2", "s4"]
     assert third.messages("teller:t1", "offer_withdrawn")[0]["cause"] == desk.TAKEN_OVER
+
+
+async def test_a_desk_taking_over_adopts_the_board_s_timers(db: None) -> None:
+    """What runs on the clock survives the change of hands through the database: a
+    request's re-offer cooldowns, a teller's no-answer hold and missed count, the handle
+    times learned (the expected wait announced stays the same), and a grace period running
+    (a terminal missing before the takeover keeps its deadline)."""
+    old = rig("t1", "t2")
+    old.desk.persist, old.desk.keep = store.save, store.Keeper()
+    await old.desk.request("s0", "T0", "pension", "cmn", elderly=False)  # offered to t1
+    await old.desk.accept("t1", "s0")
+    old.advance(100)
+    await old.desk.hang_up("s0", "done")
+    await old.desk.finish_wrap_up("t1")  # 100 s learned for pension
+    await old.desk.request("s1", "T1", "pension", "cmn", elderly=False)  # offered to t2
+    await old.desk.decline("t2", "s1")  # offered to t1 next, who does not answer
+    assert old.desk.board.offer_to("t1").request_id == "s1"
+    old.advance(20)
+    await old.desk.tick()
+    await old.desk.teller_state("t2", TellerState.BREAK)
+    await old.desk.request("s2", "T2", "pension", "cmn", elderly=False)
+    old.advance(1)
+    await old.desk.tick()
+    assert not old.desk.board.offers  # s1 is cooled down for both, t1 is held back
+    t1 = old.desk.board.tellers["t1"]
+    hold, missed = t1.hold_until, t1.missed
+    assert missed == 1 and hold > old.now[0].timestamp()
+    excluded = dict(old.desk.board.requests["s1"].excluded)
+    assert set(excluded) == {"t1", "t2"}
+    old_watch = Watch(old.desk, Outbox(), lambda: old.now[0], 30.0, 30.0, store.keep_absences)
+    old_watch.terminal_offline("T2")
+    gone = old.now[0].timestamp()
+    await old_watch.check()
+    await old.desk.announce_positions()
+    told = {m["session"]: m["expected_wait"] for _, m in old.inbox if m["type"] == "queued"}
+
+    new = rig("t1", "t2")
+    new.now[0] = old.now[0] + timedelta(seconds=10)  # the takeover took 10 s
+    new.desk.persist, new.desk.keep = store.save, store.Keeper()
+    left, tellers = await store.open_board()
+    adopted = [desk.Adopted(o.session, o.facts, o.teller_id, o.kept) for o in left]
+    await new.desk.adopt(adopted, tellers, await store.handle_times())
+    assert new.desk.times.mean("pension") == old.desk.times.mean("pension") == 100.0
+    teller = new.desk.board.tellers["t1"]
+    assert (teller.hold_until, teller.missed) == (hold, missed)
+    assert new.desk.board.requests["s1"].excluded == excluded
+    new.now[0] = old.now[0]  # the same moment: the same expected waits
+    await new.desk.announce_positions()
+    again = {m["session"]: m["expected_wait"] for _, m in new.inbox if m["type"] == "queued"}
+    assert again == {s: told[s] for s in again} and "s1" in again
+
+    assert again == {"s1": 14.0, "s2": 114.0}  # t1's hold, then the mean learned
+    new.now[0] = old.now[0] + timedelta(seconds=10)
+    await new.desk.tick()
+    assert not new.desk.board.offers  # t1 is still held back
+    new.now[0] = datetime.fromtimestamp(hold, UTC)
+    await new.desk.tick()  # t1 is offered s2, behind s1: s1 is still cooled down for t1
+    assert new.desk.board.offer_to("t1").request_id == "s2"
+
+    watch = Watch(new.desk, Outbox(), lambda: new.now[0], 30.0, 30.0, store.keep_absences)
+    watch.adopt(await store.absences())
+    watch.terminal_offline("T2")  # the retained "offline" read again by the new leader
+    assert watch.terminals.since["T2"] == gone
+    new.now[0] = datetime.fromtimestamp(gone + 30, UTC)  # the original deadline
+    await watch.check()
+    assert new.desk.calls.get("s2") is None  # failed at the first desk's deadline
+    assert await store.absences() == {}
+
+
+async def test_a_desk_whose_lease_moved_on_writes_nothing(tmp_path: Path) -> None:
+    """The desk's writes are fenced by its term's lease (``cloud.lease.fenced``), even when
+    called from a task outside the term (an HTTP route): once another replica holds the
+    lease, a paused old desk's accept is refused and the database keeps the new board's
+    view. On the real schema (migrations up to 7, SQLite)."""
+    EXECUTOR_CACHE.clear()  # tortoise caches SQL per table name
+    await open_db(f"sqlite://{tmp_path / 'fenced.sqlite3'}")
+    try:
+        old = Lease("desk-fence", "replica-a", 0.3)
+        term = await old.acquire()
+        assert term is not None
+        token = CURRENT.set(term)
+        try:  # built in its term, as ``wiring.start`` builds it
+            r = rig("t1")
+        finally:
+            CURRENT.reset(token)
+        r.desk.persist, r.desk.keep = store.save, store.Keeper()
+        await r.desk.request("s1", "T1", "pension", "cmn", elderly=False)  # offered to t1
+        assert (await TellerSession.get(id="s1")).state == "offered"
+        new = Lease("desk-fence", "replica-b", 30)
+        assert await eventually(new.acquire, timeout=10, every=0.05) is not None
+        term.valid_until = time.monotonic() + 100  # a paused process that believes it holds
+        with pytest.raises(LeaseLost):
+            await r.desk.accept("t1", "s1")
+        assert (await TellerSession.get(id="s1")).state == "offered"
+        assert await SessionTransition.filter(session_id="s1", event="accept").count() == 0
+    finally:
+        await close_db()

@@ -40,6 +40,7 @@ from cloud.auth import audit
 from cloud.auth.deps import Principal, authenticate
 from cloud.auth.models import Account
 from cloud.auth.roles import SEE_ALL_SESSIONS, Role, may_view_session
+from cloud.lease import LeaseLost
 from cloud.media.errors import MediaError
 from cloud.oversight import Oversight
 from cloud.sessions import profiles, store
@@ -86,6 +87,8 @@ async def _run(action: Awaitable[T]) -> T:
         raise HTTPException(409, str(err)) from err
     except MediaError as err:
         raise HTTPException(502, str(err)) from err
+    except LeaseLost as err:  # its fenced write refused: the desk runs on another replica now
+        raise HTTPException(503, f"the desk has moved to another replica: {err}") from err
 
 
 def _own(desk: Desk, teller_id: str, session_id: str, refuse: int = 409) -> None:
