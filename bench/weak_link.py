@@ -24,7 +24,8 @@ totalSamplesReceived, concealment events), and BlazeFace on every 3rd presented 
 drawn into a canvas.
 
     .venv/bin/python bench/weak_link.py [seconds] [--outages-every S] [--teller chromium]
-                                        [--retransmit-limit S]
+                                        [--retransmit-limit S] [--retransmit-rate KBPS]
+                                        [--media-nice N] [--infra-nice N]
 """
 
 from __future__ import annotations
@@ -44,10 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 
 from common import procs
+from common.settings import AgentSettings
+from cuntong.deploy import CALL_MEDIA_NICE
 from cuntong.servers.coturn import Coturn, CoturnConfig
 from cuntong.servers.janus import Janus, JanusConfig
 from edge.teller import jitter, retransmit
 from edge.teller.jitter import VideoJitterBuffer
+from edge.teller.priority import EXECUTOR_PREFIX, thread_nice
 from edge.vision import pipeline
 from edge.vision.runtime import ModelSet
 from tests.teller.browser import CHROMIUM, FLAGS, serve_page
@@ -62,6 +66,104 @@ from tests.teller.conftest import host_address
 from tests.teller.weaklink import audio_gaps, concealed_runs, freezes, village, weak_call
 
 SAMPLE_EVERY_S = 5.0
+LAG_EVERY_S = 0.05
+
+
+class LoopLag:
+    """How late the terminal's event loop thread wakes (it sends the call's RTP): a sleep of
+    50 ms that comes back late by X waited X for the CPU or for other work on the loop."""
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self._taken = 0
+        self._task: Any = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_EVERY_S
+            await asyncio.sleep(LAG_EVERY_S)
+            self.late.append(loop.time() - due)
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Probe the running loop, or ``loop`` on another thread (the relay's)."""
+        if loop is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._task = asyncio.run_coroutine_threadsafe(self._run(), loop)
+
+    def interval_max_ms(self) -> int:
+        """The worst lateness since the last call (ms)."""
+        new, self._taken = self.late[self._taken :], len(self.late)
+        return round(1000 * max(new, default=0))
+
+    def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+        late = sorted(self.late)
+        at = lambda q: round(1000 * late[min(len(late) - 1, int(q * len(late)))]) if late else 0  # noqa: E731
+        return {
+            "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(1000 * max(late, default=0)),
+            "over_100ms": sum(x > 0.1 for x in late), "over_500ms": sum(x > 0.5 for x in late),
+        }  # fmt: skip
+
+
+def privilege() -> str:
+    """What the bench process may do about priorities (it runs the terminal's call code)."""
+    caps = dict(
+        line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("Cap")
+    )  # fmt: skip
+    nice_cap = bool(int(caps.get("CapEff", "0"), 16) & (1 << 23))  # CAP_SYS_NICE
+    eff = caps.get("CapEff", "?").strip()
+    return f"uid {os.getuid()}, CAP_SYS_NICE {'yes' if nice_cap else 'no'} (CapEff {eff})"
+
+
+def renice_infrastructure(nice: int) -> int:
+    """``--infra-nice``: every thread of the bench's child processes (Janus, coturn, the
+    Playwright driver, Chromium) and the relay's thread at ``nice`` (never lowering a
+    priority a process gave itself: Chromium runs its browser and GPU threads at -8).
+    In a deployment none of them shares the terminal's CPU: TURN, Janus and the teller's
+    browser run elsewhere and the relay stands for the network. Returns the threads set."""
+    import threading
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, pids = [os.getpid()], []
+    while todo:
+        for child in children.get(todo.pop(), []):
+            pids.append(child)
+            todo.append(child)
+    tids = [t.native_id for t in threading.enumerate() if t.name == "udprelay" and t.native_id]
+    for pid in pids:
+        tids += [int(t.name) for t in Path(f"/proc/{pid}/task").glob("[0-9]*")]
+    done = 0
+    for tid in tids:
+        try:
+            if thread_nice(tid) > nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            done += 1
+        except OSError:
+            continue  # ended meanwhile
+    return done
+
+
+def media_threads() -> dict[str, int]:
+    """The nice value of the terminal's loop thread and encoder (executor) threads, now."""
+    import threading
+
+    out = {"loop": thread_nice(threading.get_native_id())}
+    for t in threading.enumerate():
+        if t.name.startswith(EXECUTOR_PREFIX) and t.native_id is not None:
+            out[t.name] = thread_nice(t.native_id)
+        elif t.name == "udprelay" and t.native_id is not None:
+            out["relay"] = thread_nice(t.native_id)
+    return out
 
 
 async def sent_bytes(pc: Any) -> int:
@@ -171,36 +273,72 @@ async def browser_call(
     seconds: float,
     outage_every: float,
     retransmit_limit: float = 0.0,
+    nice: int = 0,
+    infra_nice: int = 0,
+    retransmit_kbps: float = 0.0,
+    share: float = 0.25,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
     room = f"weak-browser-{int(outage_every)}"
     await page.reload()
-    async with weak_browser_call(janus, coturn, page, link, link, room=room, grab_every=3) as call:
+    load_start = os.getloadavg()[0]
+    lag = LoopLag()
+    async with weak_browser_call(
+        janus, coturn, page, link, link, room=room, grab_every=3, nice=nice, relay_thread=True,
+        retransmit_share=share,
+    ) as call:  # fmt: skip
         peer, relay = call.terminal.peer, call.terminal.relay
-        limited = retransmit.install(peer._pub_pc, retransmit_limit) if retransmit_limit else None
+        lag.start()
+        relay_lag = LoopLag()
+        relay_lag.start(relay._loop)  # type: ignore[union-attr]
+        if infra_nice:
+            renice_infrastructure(infra_nice)
+        threads = media_threads()
+        late_every_5s: list[int] = []
+        relay_late_every_5s: list[int] = []
+        # The terminal's own budget (RoomPeer, call_retransmit_share) unless the bench's
+        # options replace it (an age limit, or another rate).
+        limited = (
+            retransmit.install(peer._pub_pc, retransmit_limit, retransmit_kbps * 1000)
+            if retransmit_limit or retransmit_kbps
+            else peer.retransmissions
+        )
         start, page_start = time.monotonic(), await call.now_ms()
         samples: list[tuple[float, int, int]] = []
         last_bytes, next_outage = await sent_bytes(peer._pub_pc), outage_every
         outages_at: list[float] = []
         grabs: list[str] = []
         while time.monotonic() - start < seconds:
-            await asyncio.sleep(SAMPLE_EVERY_S)
+            # The grabbed frames (PNG data URLs) cross Playwright's pipe into this process,
+            # whose loop thread is the terminal's: fetched every second, a few hundred kB at
+            # a time, not megabytes every 5 s (a stall no real terminal has).
+            for _ in range(int(SAMPLE_EVERY_S)):
+                await asyncio.sleep(1.0)
+                grabs += await page.evaluate("window.grabbed.splice(0)")
             elapsed = time.monotonic() - start
             now_bytes = await sent_bytes(peer._pub_pc)
             kbps = round((now_bytes - last_bytes) * 8 / 1000 / SAMPLE_EVERY_S)
             samples.append((round(elapsed), kbps, round(peer.media.link_kbps)))
+            late_every_5s.append(lag.interval_max_ms())
+            relay_late_every_5s.append(relay_lag.interval_max_ms())
+            if infra_nice:
+                renice_infrastructure(infra_nice)  # threads started since
             last_bytes = now_bytes
-            grabs += await page.evaluate("window.grabbed.splice(0)")
             if outage_every and elapsed >= next_outage and elapsed < seconds - 10:
                 outages_at.append(await call.now_ms())
                 relay.outage(2.0)
                 next_outage += outage_every
         page_end = await call.now_ms()
+        # Stopped here: what follows (the page's records, megabytes of JSON parsed while
+        # holding the GIL) is after the measured window and would stall the relay thread.
+        loop_lag, relay_loop_lag = lag.stop(), relay_lag.stop()
         grabs += await page.evaluate("window.grabbed.splice(0)")
         frames = [t for t in await call.frames_at() if page_start <= t <= page_end]
         stats = [s for s in await call.samples() if page_start <= s["t"] <= page_end]
         uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
+        refused = peer.media.priority.refused  # type: ignore[attr-defined]
+    load_end = os.getloadavg()[0]
     wall = (page_end - page_start) / 1000
     faces = [bool(pipeline.detect(models, png_rgb(g))) for g in grabs]
     gaps = [length for _, length in frame_gaps(frames)]
@@ -226,7 +364,18 @@ async def browser_call(
         "config": "300 kbit/s, 200 ms RTT, 3% loss"
         + (f", 2 s outage every {outage_every:g} s" if outage_every else "")
         + ", teller: Chromium (teller-media.js)"
-        + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else ""),
+        + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else "")
+        + (f", retransmissions within {retransmit_kbps:g} kbit/s" if retransmit_kbps else "")
+        + f", retransmit share {share:g}"
+        + f", terminal media nice {nice}",
+        "load_average_start_end": [round(load_start, 1), round(load_end, 1)],
+        "media_thread_nice": threads,
+        "nice_refused": refused,
+        "terminal_loop_late": loop_lag,
+        "terminal_loop_late_max_ms_every_5s": late_every_5s,
+        "relay_loop_late": relay_loop_lag,
+        "relay_loop_late_max_ms_every_5s": relay_late_every_5s,
+        "infra_nice": infra_nice,
         "seconds": round(wall),
         "setup_ms": round(call.setup_s * 1000),
         "presented_fps": round(len(frames) / wall, 1),
@@ -270,12 +419,24 @@ async def browser_call(
         "uplink_delivered": uplink[2],
         "retransmissions": None
         if limited is None
-        else {"sent": limited.sent, "skipped": limited.skipped, "keyframes": limited.keyframes},
+        else {
+            "sent": limited.sent,
+            "skipped_old": limited.skipped,
+            "skipped_over_budget": limited.over_budget,
+            "keyframes": limited.keyframes,
+        },
     }
 
 
 async def main_browser(
-    seconds: float, outage_every: float, both: bool, retransmit_limit: float
+    seconds: float,
+    outage_every: float,
+    both: bool,
+    retransmit_limit: float,
+    nice: int,
+    infra_nice: int = 0,
+    retransmit_kbps: float = 0.0,
+    share: float = 0.25,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -298,8 +459,9 @@ async def main_browser(
                     await page.goto(f"{site}/index.html")
                     for every in (0.0, outage_every) if both else (outage_every,):
                         result = await browser_call(
-                            janus, coturn, models, page, seconds, every, retransmit_limit
-                        )
+                            janus, coturn, models, page, seconds, every, retransmit_limit, nice,
+                            infra_nice, retransmit_kbps, share,
+                        )  # fmt: skip
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
             finally:
@@ -355,14 +517,59 @@ if __name__ == "__main__":
         help="chromium only: the terminal skips NACKs for packets older than S seconds and "
         "sends a keyframe instead (edge.teller.retransmit; 0: off)",
     )
+    ap.add_argument(
+        "--retransmit-rate",
+        type=float,
+        default=0.0,
+        metavar="KBPS",
+        help="chromium only: the terminal's retransmissions together within KBPS kbit/s "
+        "(edge.teller.retransmit.Budget; a keyframe instead of what does not fit; 0: off)",
+    )
+    ap.add_argument(
+        "--retransmit-share",
+        type=float,
+        default=AgentSettings.model_fields["call_retransmit_share"].default,
+        metavar="F",
+        help="chromium only: the terminal's call_retransmit_share (default: the agent's); "
+        "0: every NACK answered",
+    )
+    ap.add_argument(
+        "--media-nice",
+        type=int,
+        default=CALL_MEDIA_NICE,
+        metavar="N",
+        help="chromium only: the terminal's call_media_nice (default: the rendered unit's, "
+        f"{CALL_MEDIA_NICE}; 0: ordinary priority)",
+    )
+    ap.add_argument(
+        "--infra-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="chromium only: Janus, coturn, Chromium and the relay thread at nice N (0: as "
+        "started). Diagnostic: in a deployment they do not share the terminal's CPU",
+    )
     args = ap.parse_args()
     if args.max_wait is not None:
         jitter.VIDEO_MAX_WAIT_S = args.max_wait
     print("command:", " ".join([".venv/bin/python", *sys.argv]), flush=True)
+    print(
+        f"bench process: {privilege()}; the agent unit grants CAP_SYS_NICE only "
+        f"(cuntong.deploy.agent_unit); cores: {os.cpu_count()}; "
+        f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     if args.teller == "chromium":
         asyncio.run(
             main_browser(
-                args.seconds, args.outages_every, not args.only_outages, args.retransmit_limit
+                args.seconds,
+                args.outages_every,
+                not args.only_outages,
+                args.retransmit_limit,
+                args.media_nice,
+                args.infra_nice,
+                args.retransmit_rate,
+                args.retransmit_share,
             )
         )
         sys.exit(0)

@@ -196,6 +196,15 @@ class AgentSettings(_Base):
     #: it; without, the thread logs a warning and runs ordinary. The rendered systemd unit
     #: sets it; a development agent runs ordinary.
     liveness_rt_priority: int = Field(0, ge=0, le=99)
+    #: Nice value of the call's media send path (the event loop thread, where aiortc sends
+    #: RTP, and the encoder threads) while a call publishes (-20..0; 0 = ordinary). Needs
+    #: CAP_SYS_NICE (the rendered unit grants it and sets -10); without, the call logs a
+    #: warning and runs ordinary (``edge.teller.priority``).
+    call_media_nice: int = Field(0, ge=-20, le=0)
+    #: The share of ``link_kbps`` the call's retransmissions may use together (0-1; 0 =
+    #: every NACK answered). After an outage the teller's side asks for all it missed, more
+    #: than the link's queue holds; what does not fit is skipped and a keyframe sent instead.
+    call_retransmit_share: float = Field(0.25, ge=0, le=1)
 
     @field_validator("terminal_id")
     @classmethod

@@ -5,6 +5,7 @@ The inventory (TOML) names the hosts and their roles::
     [deployment]
     prefix = "/opt/cuntong"                 # the virtualenv holding bin/cuntong
     db_url = "postgres://cuntong@10.20.0.5:5432/cuntong"
+    haproxy_maxconn = 20000                 # optional; the unit's LimitNOFILE follows it
 
     [[hosts]]
     name = "cloud-1"
@@ -62,6 +63,8 @@ ROLES = (
 )
 ETC = Path("/etc/cuntong")
 STATE = Path("/var/lib/cuntong")
+#: HAProxy's connection limit unless the inventory sets ``haproxy_maxconn``.
+HAPROXY_MAXCONN = 20000
 #: Seconds systemd waits for a WATCHDOG=1 before it restarts the API or ingest.
 WATCHDOG_S = 30
 
@@ -96,6 +99,12 @@ def load_inventory(path: Path) -> tuple[dict[str, Any], list[Host]]:
     for key in ("prefix", "db_url"):
         if not deployment.get(key):
             raise ConfigError(f"inventory {path}: [deployment] needs {key!r}")
+    maxconn = deployment.get("haproxy_maxconn", HAPROXY_MAXCONN)
+    if not isinstance(maxconn, int) or isinstance(maxconn, bool) or maxconn < 1:
+        raise ConfigError(
+            f"inventory {path}: [deployment] haproxy_maxconn must be a positive whole number,"
+            f" not {maxconn!r}"
+        )
     hosts = []
     for index, raw in enumerate(data.get("hosts", [])):
         for key in ("name", "address", "roles"):
@@ -301,9 +310,18 @@ def haproxy_config(
     )
 
 
-def _haproxy(hosts: list[Host], host: Host) -> str:
+def _haproxy(hosts: list[Host], host: Host, maxconn: int) -> str:
     apis = [(h.name, h.address, PORTS["api"]) for h in hosts if "api" in h.roles]
-    return haproxy_config(host.address, PORTS["haproxy"], apis)
+    return haproxy_config(host.address, PORTS["haproxy"], apis, maxconn)
+
+
+def haproxy_nofile(maxconn: int) -> int:
+    """The open-file limit HAProxy needs for ``maxconn``: two descriptors per proxied
+    connection (client and server side) and room for its listeners, checks and logs. It
+    refuses to start when it cannot raise its limit that far (``Cannot raise FD limit``:
+    seen under a real systemd on a machine whose hard limit is 20000,
+    tests/ops/test_systemd_units.py), so the unit states the need."""
+    return 2 * maxconn + 1000
 
 
 def _role_files(
@@ -407,15 +425,19 @@ def _role_files(
         env = f"CUNTONG_AGENT_TERMINAL_ID={host.terminal_id}\n"
         return {"agent.env": (env, 0o640)}, agent_unit(prefix, ETC / "agent" / "agent.env")
     # haproxy: -Ws is its systemd master-worker mode (it sends READY=1 itself).
+    maxconn = deployment.get("haproxy_maxconn", HAPROXY_MAXCONN)
     unit = _unit(
         role,
         "API load balancer (HAProxy)",
         f"/usr/sbin/haproxy -Ws -f {cfg / 'haproxy.cfg'}",
         notify=True,
         watchdog=False,
-        extra=("AmbientCapabilities=CAP_NET_BIND_SERVICE",),
+        extra=(
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+            f"LimitNOFILE={haproxy_nofile(maxconn)}",
+        ),
     )
-    return {"haproxy.cfg": (_haproxy(hosts, host), 0o640)}, unit
+    return {"haproxy.cfg": (_haproxy(hosts, host, maxconn), 0o640)}, unit
 
 
 def _key_material(hosts: list[Host], host: Host, out: Path, root: Path) -> list[Path]:
@@ -492,6 +514,9 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
 #: SCHED_FIFO priority of the agent's liveness frame thread (edge.vision.frames): above
 #: every ordinary thread, well below the kernel's own real-time threads (50 and up).
 LIVENESS_RT_PRIORITY = 10
+#: Nice value of the call's media send path while a call publishes (edge.teller.priority):
+#: the same CAP_SYS_NICE grant; not real time, so LimitRTTIME does not bound it.
+CALL_MEDIA_NICE = -10
 #: CPU time a real-time thread may take without blocking before the kernel signals (soft)
 #: and kills (hard) the agent; one frame takes ~10 ms and the thread blocks between frames.
 LIVENESS_RT_TIME = "200ms:2s"
@@ -526,6 +551,7 @@ def agent_unit(prefix: Path, env_file: Path | None = None) -> str:
             "NotifyAccess=main",
             f"Environment=CUNTONG_AGENT_STATE_DIR={STATE / 'agent'}",
             f"Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY={LIVENESS_RT_PRIORITY}",
+            f"Environment=CUNTONG_AGENT_CALL_MEDIA_NICE={CALL_MEDIA_NICE}",
             *([f"EnvironmentFile={env_file}"] if env_file is not None else []),
             "AmbientCapabilities=CAP_SYS_NICE",
             "CapabilityBoundingSet=CAP_SYS_NICE",

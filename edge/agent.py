@@ -169,6 +169,8 @@ class Agent:
             link_loss=settings.link_loss,
             face_aware=settings.face_aware,
             echo_cancel=settings.echo_cancel,
+            nice=settings.call_media_nice,
+            retransmit_share=settings.call_retransmit_share,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )

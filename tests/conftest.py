@@ -106,29 +106,44 @@ def pinpad_pty(tmp_path: Path) -> Iterator[PtyServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def pcscd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
-    """The real pcscd as a child process, with vpcd listening on a free port: a private
-    one (its own mount namespace, socket in its folder, ``PCSCLITE_CSOCK_NAME`` set for this
-    process), so pytest runs in parallel on one machine do not share readers and cards."""
+@pytest.fixture(scope="session", autouse=True)
+def pcscd_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The private pcscd's folder, and ``PCSCLITE_CSOCK_NAME`` naming its socket from the
+    first test on, before the daemon runs: libpcsclite reads that variable once per process
+    (at its first call) and keeps the name. A test that touched PC/SC before
+    ``pcscd_server`` started (an agent with real peripherals, a reader expected absent)
+    would otherwise pin the machine's socket for the rest of the run, and every card test
+    after it failed after 30 s with "pcscd never reported the card"."""
     folder = tmp_path_factory.mktemp("pcscd")
-    try:
-        daemon = Pcscd(free_port_pair(), folder, private=True).start()
-    except (
-        DeviceAbsent,
-        MissingBinary,
-    ):  # no mount namespaces here (a container): the machine's one socket
-        daemon = Pcscd(free_port_pair(), folder).start()
     before = os.environ.get(SOCKET_ENV)
-    os.environ.update(daemon.client_env())
+    os.environ.update(Pcscd(0, folder, private=True).client_env())
     try:
-        yield daemon
+        yield folder
     finally:
-        daemon.stop()
         if before is None:
             os.environ.pop(SOCKET_ENV, None)
         else:
             os.environ[SOCKET_ENV] = before
+
+
+@pytest.fixture(scope="session")
+def pcscd_server(pcscd_folder: Path) -> Iterator[Pcscd]:
+    """The real pcscd as a child process, with vpcd listening on a free port: a private
+    one (its own mount namespace, socket in its folder, ``PCSCLITE_CSOCK_NAME`` set for this
+    process by ``pcscd_folder``), so pytest runs in parallel on one machine do not share
+    readers and cards."""
+    try:
+        daemon = Pcscd(free_port_pair(), pcscd_folder, private=True).start()
+    except (
+        DeviceAbsent,
+        MissingBinary,
+    ):  # no mount namespaces here (a container): the machine's one socket
+        os.environ.pop(SOCKET_ENV, None)
+        daemon = Pcscd(free_port_pair(), pcscd_folder).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 @pytest.fixture

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 
 from cuntong.servers.impair import Impairment, Link
 
-__all__ = ["UdpRelay"]
+__all__ = ["RelayThread", "UdpRelay"]
 
 Address = tuple[str, int]
 
@@ -138,3 +139,57 @@ class UdpRelay:
             elif self._listener is not None:
                 self._listener.sendto(data, client)
         self._arm(direction)
+
+
+class RelayThread:
+    """A ``UdpRelay`` on its own thread and event loop, at the priority the thread was
+    started with: the link is not part of the process whose threads it carries. The weak-link
+    bench raises the terminal's loop thread (``edge.teller.priority``); the relay in that
+    loop would be raised with it and the network would get the terminal's priority.
+
+    Same surface as ``UdpRelay``: ``address``, ``up``/``down`` (their counters read across
+    threads: plain ints), ``outage`` (handed to the relay's loop)."""
+
+    def __init__(self, server: Address, up: Impairment, down: Impairment, seed: int = 0) -> None:
+        self.relay = UdpRelay(server, up, down, seed)
+        self.up, self.down = self.relay.up, self.relay.down
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="udprelay", daemon=True)
+
+    @property
+    def address(self) -> Address:
+        return self.relay.address
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            async with self.relay:
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as err:  # handed to the starting thread
+            self._error = err
+        finally:
+            self._ready.set()
+
+    async def __aenter__(self) -> RelayThread:
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait, 30)
+        if self._error is not None or self._loop is None:
+            raise RuntimeError(f"the relay thread did not start: {self._error!r}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(self._thread.join, 30)
+
+    def outage(self, seconds: float) -> None:
+        """Cut both directions for ``seconds`` from now (on the relay's loop)."""
+        assert self._loop is not None, "not started"
+        self._loop.call_soon_threadsafe(self.relay.outage, seconds)

@@ -47,7 +47,11 @@ class CallMedia:
         face_aware: bool = True,
         models: Callable[[], Awaitable[ModelSet]] | None = None,
         echo_cancel: bool = False,
+        nice: int = 0,
+        retransmit_share: float = 0.25,
     ) -> None:
+        from edge.teller.priority import MediaPriority
+
         self.simulate = simulate
         self.camera = camera  # a firmware_adapters camera, or None
         self.audio_device = audio_device
@@ -61,6 +65,11 @@ class CallMedia:
         #: (``echo.MIC_SOURCE``/``echo.SPEAKER_SINK``) instead of ``audio_device``
         self.echo_cancel = echo_cancel
         self.models = models
+        #: the send path's threads at ``nice`` while a call publishes (``edge.teller.priority``)
+        self.priority = MediaPriority(nice)
+        #: the share of the configured link all retransmissions together may use
+        #: (``edge.teller.retransmit.Budget``; 0: every NACK answered)
+        self.retransmit_share = retransmit_share
         self.settings: EncoderSettings | None = None
         self.preprocess: FaceAware | None = None
         self.video: CameraTrack | None = None
@@ -112,7 +121,13 @@ class CallMedia:
         else:
             raise CameraMissing("no camera configured (peripherals file): no picture to send")
         self.video = sources.CameraTrack(grab, s.width, s.height, s.fps, self.preprocess)
+        # Called on the loop thread: it and the encoder threads send this call's media.
+        self.priority.raise_()
         return self.microphone(), self.video
+
+    def release(self) -> None:
+        """The call stopped publishing: its threads back to their ordinary priority."""
+        self.priority.restore()
 
     def microphone(self) -> MediaStreamTrack:
         """The call's microphone: the echo canceller's source, an ALSA device, or a tone."""

@@ -38,7 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from common.wire.call import Grant, absolute_janus_url
-from edge.teller import linkrate, receive
+from edge.teller import linkrate, receive, retransmit
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -57,11 +57,13 @@ class MediaSource(Protocol):
     link_kbps: float
     ceiling_kbps: float
     link_loss: float
+    retransmit_share: float
     speaker: str
 
     async def prepare(self) -> None: ...
     def tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]: ...  # (audio, video)
     def fit(self, link_kbps: float, loss: float = 0.0) -> None: ...
+    def release(self) -> None: ...  # publishing stopped (priority back to ordinary)
 
 
 def rtc_config(grant: Grant, relay_only: bool = False) -> RTCConfiguration:
@@ -108,6 +110,8 @@ class RoomPeer:
         self.incoming = Incoming()
         self.video: MediaStreamTrack | None = None  # the track being published now
         self.publications = 0
+        #: what the publisher's senders did with NACKs (None: not budgeted)
+        self.retransmissions: retransmit.Retransmissions | None = None
         self._client: JanusClient | None = None
         self._session_cm: Any = None
         self._session: JanusSession | None = None
@@ -188,6 +192,7 @@ class RoomPeer:
         self.video = video
         pc.addTrack(audio)
         pc.addTrack(video)
+        self._budget_retransmissions(pc)
         self._channel = pc.createDataChannel(DATA_LABEL)
         pc.on("connectionstatechange", lambda: self._pc_state(pc))
         await pc.setLocalDescription(await pc.createOffer())
@@ -204,6 +209,21 @@ class RoomPeer:
         self._adapt = asyncio.create_task(self._adapt_loop(pc), name="link-rate")
         if any(str(p.get("id")) == self.grant.peer_feed for p in joined.publishers):
             await self._try_subscribe()
+
+    def _budget_retransmissions(self, pc: RTCPeerConnection) -> None:
+        """All retransmissions within ``retransmit_share`` of the configured link rate
+        (``edge.teller.retransmit``): after an outage the receivers ask for everything it
+        swallowed, more than the link's queue holds; what does not fit is skipped and a
+        keyframe sent instead."""
+        share = self.media.retransmit_share
+        if share <= 0:
+            return
+        try:
+            self.retransmissions = retransmit.install(
+                pc, max_age_s=0.0, rate_bps=share * self.media.ceiling_kbps * 1000
+            )
+        except RuntimeError as err:  # an aiortc without the seams: resend everything
+            log.warning("retransmissions not budgeted: %s", err)
 
     def _pc_state(self, pc: RTCPeerConnection) -> None:
         if pc is self._pub_pc and pc.connectionState == "failed":
@@ -395,6 +415,7 @@ class RoomPeer:
         pc, self._pub_pc, self._pub_room, self._channel = self._pub_pc, None, None, None
         if pc is not None:
             await pc.close()
+        self.media.release()
         # Destroying the session removes its handles: the room forgets this publisher.
         if self._session_cm is not None:
             with contextlib.suppress(JanusError, OSError, TimeoutError):

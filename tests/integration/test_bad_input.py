@@ -4,17 +4,42 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 
 from cloud.tsdb import TelemetryReader
-from common import envelope
-from cuntong.servers.mosquitto import Broker
+from common import envelope, procs
+from cuntong.servers.mosquitto import Broker, BrokerConfig
 from cuntong.servers.victoria import VictoriaMetrics
-from tests.helpers import CloudProcess, eventually
+from tests.helpers import CloudProcess, eventually, start_cloud
 from tests.integration.agents import new_id
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker and one cloud for the module (a cloud start is a few seconds, more on a
+    loaded machine): the tests keep apart by terminal id and count with ``>=``."""
+    b = Broker(BrokerConfig(port=procs.free_port()), tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud(
+    tmp_path_factory: pytest.TempPathFactory, broker: Broker, victoria: VictoriaMetrics
+) -> Iterator[CloudProcess]:
+    tmp = tmp_path_factory.mktemp("cloud")
+    c = start_cloud(tmp, f"sqlite://{tmp / 'cloud.sqlite3'}", broker.cfg.port, victoria.url)
+    try:
+        yield c
+    finally:
+        procs.stop(c.proc)
 
 
 async def test_garbage_does_not_stop_ingest(

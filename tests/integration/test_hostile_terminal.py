@@ -33,9 +33,15 @@ Stack = tuple[Path, Broker, CloudProcess]
 TEN_YEARS_MS = 10 * 365 * 86_400_000
 
 
-@pytest.fixture
-def secured(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[Stack]:
-    with secured_cloud(tmp_path, victoria.url, broker_services("api")) as stack:
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, victoria: VictoriaMetrics) -> Iterator[Stack]:
+    """One secured broker and cloud for the module (each start is a few seconds, more on a
+    loaded machine): the tests keep apart by terminal id, and each hostile terminal's
+    harm must stay its own anyway. Enrolment's per-address limit is raised: every test
+    enrols from 127.0.0.1 within the same minute."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    extra = {"CUNTONG_CLOUD_ENROL_PER_MINUTE": "1000"}
+    with secured_cloud(tmp, victoria.url, broker_services("api"), **extra) as stack:
         yield stack
 
 
@@ -79,18 +85,18 @@ def _raw_event(tid: str, seq: int, ts: int) -> bytes:
     return orjson.dumps({"v": 1, "kind": "event", "tid": tid, "seq": seq, "ts": ts, "body": body})
 
 
-def _rows(tmp_path: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(tmp_path / "cloud.sqlite3")
+def _rows(stack: Stack, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(stack[0].parent / "cloud.sqlite3")  # next to the cloud's PKI
     try:
         return db.execute(sql, args).fetchall()
     finally:
         db.close()
 
 
-def _dead_letters(tmp_path: Path, tid: str) -> list[tuple[str, str]]:
+def _dead_letters(stack: Stack, tid: str) -> list[tuple[str, str]]:
     sql = "SELECT kind, reason FROM ingest_dead_letter WHERE terminal_id = ? ORDER BY id"
     try:
-        return [(k, r) for k, r in _rows(tmp_path, sql, tid)]
+        return [(k, r) for k, r in _rows(stack, sql, tid)]
     except sqlite3.OperationalError:  # no such table: the old code has none
         return []
 
@@ -118,8 +124,8 @@ async def test_a_poison_event_does_not_stop_other_terminals(tmp_path: Path, secu
             return seqs if seqs == [1, 2, 3, 4, 5] else None
 
         await eventually(all_landed, timeout=20)
-        await eventually(lambda: _async(len(_dead_letters(tmp_path, evil.tid)) == 2))
-    assert _dead_letters(tmp_path, evil.tid) == [("event", "malformed")] * 2
+        await eventually(lambda: _async(len(_dead_letters(secured, evil.tid)) == 2))
+    assert _dead_letters(secured, evil.tid) == [("event", "malformed")] * 2
     async with cloud.client() as http:
         health = await http.get("/healthz")
     assert health.status_code == 200 and health.json()["ingest"] == "ok"
@@ -145,16 +151,16 @@ async def test_far_future_timestamps_are_quarantined_not_trusted(
 
         rows = await eventually(honest_landed, timeout=20)
         assert [e["seq"] for e in rows] == [3]
-        await eventually(lambda: _async(len(_dead_letters(tmp_path, evil.tid)) == 2))
-    assert sorted(_dead_letters(tmp_path, evil.tid)) == [
+        await eventually(lambda: _async(len(_dead_letters(secured, evil.tid)) == 2))
+    assert sorted(_dead_letters(secured, evil.tid)) == [
         ("event", "ts_window"),
         ("telemetry", "ts_window"),
     ]
     received = _rows(
-        tmp_path, "SELECT received_at FROM ingest_dead_letter WHERE terminal_id = ?", evil.tid
+        secured, "SELECT received_at FROM ingest_dead_letter WHERE terminal_id = ?", evil.tid
     )
     assert all(str(r[0]).startswith(time.strftime("%Y", time.gmtime())) for r in received)
-    health_at = _rows(tmp_path, "SELECT health_at FROM terminal WHERE id = ?", evil.tid)
+    health_at = _rows(secured, "SELECT health_at FROM terminal WHERE id = ?", evil.tid)
     assert health_at in ([], [(None,)])
 
 
@@ -182,11 +188,11 @@ async def test_a_huge_seq_does_not_poison_the_dedup_mark(
     assert stamps == [now + 1, now + 2, now + 3]
 
     async def mark() -> list[tuple[Any, ...]] | None:
-        rows = _rows(tmp_path, "SELECT telemetry_seq FROM terminal WHERE id = ?", evil.tid)
+        rows = _rows(secured, "SELECT telemetry_seq FROM terminal WHERE id = ?", evil.tid)
         return rows if rows == [(3,)] else None
 
     await eventually(mark)  # the mark a restarted ingest starts from is the real one
-    assert _dead_letters(tmp_path, evil.tid) == [("telemetry", "seq_jump")]
+    assert _dead_letters(secured, evil.tid) == [("telemetry", "seq_jump")]
 
 
 async def test_a_peripheral_name_cannot_write_another_terminals_point(
@@ -248,10 +254,10 @@ async def test_a_bad_mac_is_kept_once_and_confirmed_and_garbage_kept_whole(
                 confirmed.update(stored_ack.parse(message.payload).seqs())
                 if {5, 6} <= confirmed:
                     break
-        await eventually(lambda: _async(len(_dead_letters(tmp_path, evil.tid)) == 2))
+        await eventually(lambda: _async(len(_dead_letters(secured, evil.tid)) == 2))
         assert [e["seq"] for e in await _events(cloud, evil.tid)] == [6]
     rows = _rows(
-        tmp_path,
+        secured,
         "SELECT seq, reason, payload FROM ingest_dead_letter WHERE terminal_id = ? ORDER BY id",
         evil.tid,
     )

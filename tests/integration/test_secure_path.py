@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -44,8 +45,21 @@ TOKEN = FACTORY_TOKEN
 def secured(
     tmp_path: Path, victoria: VictoriaMetrics
 ) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """A stack of the test's own: for the tests that use up enrolment's per-address limit
+    or stop the API and the broker."""
     services = broker_services("api") | {"tester": "cloud"}
     with secured_cloud(tmp_path, victoria.url, services) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, victoria: VictoriaMetrics
+) -> Iterator[tuple[Path, Broker, CloudProcess]]:
+    """One stack for the tests that only enrol their own terminals and talk to them (each
+    start is a few seconds, more on a loaded machine); they keep apart by terminal id."""
+    services = broker_services("api") | {"tester": "cloud"}
+    with secured_cloud(tmp_path_factory.mktemp("secure"), victoria.url, services) as stack:
         yield stack
 
 
@@ -56,9 +70,9 @@ async def _enrolled_agent(tmp_path: Path, cloud: CloudProcess, tid: str) -> Agen
 
 
 async def test_enrolled_agent_links_by_mtls_and_checks_every_command(
-    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+    tmp_path: Path, shared: tuple[Path, Broker, CloudProcess]
 ) -> None:
-    pki, broker, cloud = secured
+    pki, broker, cloud = shared
     tid = new_id("SEC")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
     assert agent.link is not None and agent.link.broker_port == broker.cfg.port
@@ -151,9 +165,9 @@ async def test_enrolled_agent_links_by_mtls_and_checks_every_command(
 
 
 async def test_event_without_a_valid_mac_is_refused(
-    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+    tmp_path: Path, shared: tuple[Path, Broker, CloudProcess]
 ) -> None:
-    _, broker, cloud = secured
+    _, broker, cloud = shared
     tid = new_id("MAC")
     agent = await _enrolled_agent(tmp_path, cloud, tid)
     assert agent.link is not None
@@ -205,12 +219,12 @@ async def test_enrolment_is_rate_limited_per_address(
 
 
 async def test_a_replayed_command_stays_refused_after_the_agent_restarts(
-    tmp_path: Path, secured: tuple[Path, Broker, CloudProcess]
+    tmp_path: Path, shared: tuple[Path, Broker, CloudProcess]
 ) -> None:
     """A signed command captured off the wire and republished inside its validity window:
     refused ``replayed`` by the running agent process and, after that process is stopped
     and a new one started on the same state folder, refused again (``edge.replay``)."""
-    pki, broker, cloud = secured
+    pki, broker, cloud = shared
     tid = new_id("RPL")
     await enrolled_link(cloud.url, tmp_path / tid, tid)  # first boot: identity on disk
     now = dt.datetime.now(dt.UTC)
@@ -263,8 +277,11 @@ def _reloads(broker: Broker) -> int:
     return (broker.state_dir / "mosquitto.log").read_text().count("Reloading config")
 
 
-#: API restarts under load (issue 14's test asks for 20).
-RESTARTS = 20
+#: API restarts under load: issue 14's test asks for 20, and the suite runs 20 (each restart
+#: is a full app start, ~3.5 s quiet, 10-15 s loaded; every restart is a fresh chance for a
+#: reload, a broker crash or a lost sample, and the assertions are per restart and in total).
+#: ``CUNTONG_TEST_API_RESTARTS=5`` runs fewer while working on this file.
+RESTARTS = int(os.environ.get("CUNTONG_TEST_API_RESTARTS", "20"))
 #: Seconds between one in-process agent's messages while the API restarts.
 LOAD_STEP_S = 0.05
 
@@ -293,10 +310,10 @@ async def test_api_restarts_under_load_lose_no_sample_and_never_reload_the_broke
 ) -> None:
     """Two enrolled agents send telemetry and events (every fourth message) every 50 ms;
     one terminal is revoked (one reload, an operator action; its agent process keeps
-    knocking); then the API process, with its ingest, is stopped and started 20 times. The
-    broker neither reloads again nor dies, the revoked terminal stays refused, every sample
-    and event the agents produced is stored once, and the broker exits cleanly on SIGTERM
-    at the end (its log is complete only then)."""
+    knocking); then the API process, with its ingest, is stopped and started ``RESTARTS``
+    times (5; 20 on request). The broker neither reloads again nor dies, the revoked
+    terminal stays refused, every sample and event the agents produced is stored once, and
+    the broker exits cleanly on SIGTERM at the end (its log is complete only then)."""
     pki, broker, cloud = secured
     assert broker.proc is not None
     victim = new_id("REV")
@@ -384,7 +401,7 @@ async def test_api_restarts_under_load_lose_no_sample_and_never_reload_the_broke
         await reader.close()
         procs.stop(knocking)
         procs.stop(api.proc)
-    assert _reloads(broker) == 1  # the revocation's, none from the 20 API starts
+    assert _reloads(broker) == 1  # the revocation's, none from the API starts
 
 
 async def _true(value: bool) -> bool:

@@ -237,6 +237,9 @@ def test_systemd_accepts_the_units(rendered: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 def test_haproxy_accepts_its_config(rendered: Path) -> None:
     cfg = rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg"
+    # the unit states the descriptors maxconn needs (2 x 20000 + 1000)
+    unit = (rendered / "cloud-1/etc/systemd/system/cuntong-haproxy.service").read_text()
+    assert "maxconn 20000" in cfg.read_text() and "LimitNOFILE=41000" in unit
     done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -254,6 +257,11 @@ def test_a_bad_inventory_is_named(tmp_path: Path) -> None:
         ('terminal_id = "SX-00041"', 'terminal_id = "SX 41"', "terminal id 'SX 41' is not"),
         ('name = "broker-2"', 'name = "broker-1"', "listed twice: broker-1"),
         ('name = "broker-2"', 'name = "pki"', "'pki' is not a host name"),
+        (
+            'db_url = "postgres',
+            'haproxy_maxconn = 0\ndb_url = "postgres',
+            "haproxy_maxconn must be a positive whole number, not 0",
+        ),
     ],
 )
 def test_a_bad_host_is_named_and_nothing_is_written(
@@ -334,6 +342,7 @@ def test_systemd_accepts_the_terminal_agent_unit(tmp_path: Path) -> None:
         "CapabilityBoundingSet=CAP_SYS_NICE",
         "LimitRTTIME=200ms:2s",
         "Environment=CUNTONG_AGENT_LIVENESS_RT_PRIORITY=10",
+        "Environment=CUNTONG_AGENT_CALL_MEDIA_NICE=-10",  # the same grant (edge.teller.priority)
     ):
         assert line in text.splitlines()
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)

@@ -134,16 +134,23 @@ async def weak_browser_call(
     seed: int = 1,
     room: str = "weak-browser",
     grab_every: int = 0,
+    nice: int = 0,
+    relay_thread: bool = False,
+    retransmit_share: float = 0.25,
 ) -> AsyncIterator[BrowserCall]:
     """Connect the terminal over the impaired link to the teller page in ``page`` (already on
-    the site ``janus`` allows by CORS); yields once the browser has decoded a frame."""
+    the site ``janus`` allows by CORS); yields once the browser has decoded a frame.
+    ``nice``, ``relay_thread``, ``retransmit_share``: as ``village_terminal``'s."""
     customer_token, teller_token = await open_room(janus, room)
     grant = {
         "type": "connect", "session": room, "role": "teller", "janus_url": janus.url,
         "token": teller_token, "room": room, "feed": "teller", "peer_feed": "customer",
         "ice_servers": [],
     }  # fmt: skip
-    async with village_terminal(coturn, up, down, link_kbps, seed, room) as terminal:
+    async with village_terminal(
+        coturn, up, down, link_kbps, seed, room, nice=nice, relay_thread=relay_thread,
+        retransmit_share=retransmit_share,
+    ) as terminal:  # fmt: skip
         # The page publishes, then subscribes to the customer as soon as it publishes.
         started = asyncio.create_task(page.evaluate("g => window.start(g)", grant))
         try:

@@ -30,7 +30,7 @@ from cloud.media.turn import turn_credentials
 from cuntong.servers.coturn import Coturn
 from cuntong.servers.impair import Impairment
 from cuntong.servers.janus import Janus
-from cuntong.servers.udprelay import UdpRelay
+from cuntong.servers.udprelay import RelayThread, UdpRelay
 from edge.teller import encoding, receive
 from edge.teller.call import Phase
 from edge.teller.client import TellerClient
@@ -48,7 +48,7 @@ def village(rate_kbps: float = 300, rtt_ms: float = 200, loss: float = 0.03) -> 
 
 @dataclass
 class WeakCall:
-    relay: UdpRelay
+    relay: UdpRelay | RelayThread
     client: TellerClient
     teller: TellerPeer
     setup_s: float
@@ -68,7 +68,7 @@ async def _is(value: bool) -> bool:
 class VillageTerminal:
     """The terminal behind the impaired link, before its call is connected."""
 
-    relay: UdpRelay
+    relay: UdpRelay | RelayThread
     client: TellerClient
     turn_url: str
     turn_secret: str
@@ -100,12 +100,21 @@ async def village_terminal(
     link_kbps: float = 300,
     seed: int = 1,
     room: str = "weak",
+    nice: int = 0,
+    relay_thread: bool = False,
+    retransmit_share: float = 0.25,
 ) -> AsyncIterator[VillageTerminal]:
     """The terminal's ``TellerClient``/``RoomPeer``/``CallMedia``, relay-only, its TURN server
-    the impairment relay in front of ``coturn``; queued for ``room``. The call ends on exit."""
+    the impairment relay in front of ``coturn``; queued for ``room``. The call ends on exit.
+
+    ``nice``: the call's media send path at that nice value, as the agent's ``call_media_nice``
+    (``edge.teller.priority``); ``relay_thread``: the relay on its own thread
+    (``RelayThread``), so raising the terminal's loop thread does not raise the link;
+    ``retransmit_share``: the agent's ``call_retransmit_share``."""
     # The terminal sizes its encoders from the loss it expects, as the agent does from its
     # configured link: above 3% loss that means Opus in-band FEC and 40 ms packets.
-    media = CallMedia(simulate=True, link_kbps=link_kbps, link_loss=up.loss, face_aware=False)
+    media = CallMedia(simulate=True, link_kbps=link_kbps, link_loss=up.loss, face_aware=False,
+                      nice=nice, retransmit_share=retransmit_share)  # fmt: skip
 
     async def publish(payload: bytes) -> None:
         return None
@@ -113,7 +122,9 @@ async def village_terminal(
     async def no_capture(kind: str) -> None:
         return None
 
-    async with UdpRelay((coturn.cfg.listen_ip, coturn.cfg.port), up, down, seed=seed) as relay:
+    server = (coturn.cfg.listen_ip, coturn.cfg.port)
+    link = RelayThread if relay_thread else UdpRelay
+    async with link(server, up, down, seed=seed) as relay:
         client = TellerClient(
             publish,
             lambda grant, on_text, on_event: RoomPeer(
