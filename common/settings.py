@@ -323,6 +323,9 @@ class CloudSettings(_Base):
     #: server certificate from our CA. 0 = none.
     terminal_api_port: int = Field(0, ge=0, le=65535)
     terminal_api_host: str = "127.0.0.1"
+    #: More names or addresses (comma-separated) the terminals' listener certificate
+    #: carries, e.g. the HAProxy address that passes terminals' TLS through to any replica.
+    terminal_api_names: str = ""
     ingest: bool = True
     ingest_group: str = "ingest"
     #: Stable MQTT client id, so the broker keeps this consumer's session and queues messages

@@ -229,8 +229,11 @@ def _cmd_api(args: argparse.Namespace) -> None:
         from cloud.security import terminal_api_tls
 
         host = settings.terminal_api_host
+        names = {n.strip() for n in settings.terminal_api_names.split(",") if n.strip()}
         cert, key = terminal_api_tls(
-            settings.state_dir, {host, "localhost", "127.0.0.1"}, datetime.now(UTC)
+            settings.state_dir,
+            list(dict.fromkeys([host, "localhost", "127.0.0.1", *sorted(names)])),
+            datetime.now(UTC),
         )
         servers.append(
             server_class(

@@ -241,6 +241,11 @@ def _cloud_env(
         # Terminals enrol and renew on every API host's HTTPS listener (certificate from
         # the CA, for this host's address).
         env |= {"TERMINAL_API_HOST": host.address, "TERMINAL_API_PORT": PORTS["terminal_api"]}
+        lb = [h.address for h in hosts if "haproxy" in h.roles]
+        if lb:
+            # HAProxy passes terminals' TLS through on its port 8443 (claims' enrol_url is
+            # https://<lb>:8443): this host's certificate must name the lb's address too.
+            env["TERMINAL_API_NAMES"] = ",".join(lb)
     janus_hosts = [h for h in hosts if "janus" in h.roles]
     if janus_hosts:
         # One node per media host. Janus writes recordings on its own host; the archiver
@@ -277,7 +282,12 @@ DESK_PATHS = ("/api/v1/teller", "/api/v1/ops", "/api/v1/workflow", "/media/janus
 
 
 def haproxy_config(
-    bind: str, port: int, apis: list[tuple[str, str, int]], maxconn: int = 20000
+    bind: str,
+    port: int,
+    apis: list[tuple[str, str, int]],
+    maxconn: int = 20000,
+    terminals: list[tuple[str, str, int]] | None = None,
+    terminal_port: int = 0,
 ) -> str:
     """HAProxy in front of the API replicas (``apis``: name, address, port).
 
@@ -285,7 +295,13 @@ def haproxy_config(
     the one that leads (``/healthz/leader``). A replica that dies is out after two failed
     checks a second apart; meanwhile a refused connection is retried on another replica
     (``redispatch``), and an idempotent request that got no answer is too (a POST is not
-    retried: it may have been applied)."""
+    retried: it may have been applied).
+
+    ``terminals`` (name, address, port of each API host's terminals' HTTPS listener): a
+    second frontend on ``bind:terminal_port`` passes those TLS connections through
+    untouched (``mode tcp``), so a terminal's mTLS client certificate still reaches the API
+    and enrolment, renewal, log upload and the call gate work through any replica. Each
+    replica's certificate names the HAProxy address (``CUNTONG_CLOUD_TERMINAL_API_NAMES``)."""
     check = "    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1\n"
     retry = (
         "    retries 3\n    option redispatch 1\n"
@@ -306,13 +322,34 @@ def haproxy_config(
         "backend api\n    balance leastconn\n    option httpchk GET /healthz\n"
         "    http-check expect status 200\n" + retry + check + servers + "\n"
         "backend desk\n    option httpchk GET /healthz/leader\n"
-        "    http-check expect status 200\n" + retry + check + servers
+        "    http-check expect status 200\n"
+        + retry
+        + check
+        + servers
+        + _tcp_terminals(bind, terminal_port, terminals or [])
+    )
+
+
+def _tcp_terminals(bind: str, port: int, terminals: list[tuple[str, str, int]]) -> str:
+    """The terminals' HTTPS listener through HAProxy: TLS passthrough, a TCP check."""
+    if not terminals:
+        return ""
+    servers = "".join(f"    server {name} {addr}:{p} check\n" for name, addr, p in terminals)
+    return (
+        f"\nfrontend terminals\n    mode tcp\n    option tcplog\n    bind {bind}:{port}\n"
+        "    default_backend terminals\n\n"
+        "backend terminals\n    mode tcp\n    balance leastconn\n"
+        "    retries 3\n    option redispatch 1\n"
+        "    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1\n" + servers
     )
 
 
 def _haproxy(hosts: list[Host], host: Host, maxconn: int) -> str:
     apis = [(h.name, h.address, PORTS["api"]) for h in hosts if "api" in h.roles]
-    return haproxy_config(host.address, PORTS["haproxy"], apis, maxconn)
+    terminals = [(h.name, h.address, PORTS["terminal_api"]) for h in hosts if "api" in h.roles]
+    return haproxy_config(
+        host.address, PORTS["haproxy"], apis, maxconn, terminals, PORTS["terminal_api"]
+    )
 
 
 def haproxy_nofile(maxconn: int) -> int:
@@ -560,6 +597,15 @@ def agent_unit(prefix: Path, env_file: Path | None = None) -> str:
             f"WorkingDirectory={STATE / 'agent'}",
         ),
     )
+
+
+def enrol_url(hosts: list[Host]) -> str:
+    """The ``enrol_url`` the factory writes into terminals' claims: HAProxy's TLS
+    passthrough (any API replica answers) where the inventory has one, else the first API
+    host's own listener (which then is the one place terminals renew and upload logs)."""
+    lb = next((h for h in hosts if "haproxy" in h.roles), None)
+    target = lb or next(h for h in hosts if "api" in h.roles)
+    return f"https://{target.address}:{PORTS['terminal_api']}"
 
 
 def render_inventory(inventory: Path, out: Path) -> list[Path]:

@@ -145,7 +145,8 @@ def _cmd_backup_restore(args: argparse.Namespace) -> None:
 
 
 def _cmd_deploy_render(args: argparse.Namespace) -> None:
-    from cuntong.deploy import render_inventory
+    from cuntong.deploy import enrol_url, load_inventory, render_inventory
 
     written = render_inventory(args.inventory, args.out)
     print(f"wrote {len(written)} files under {args.out}")
+    print(f"terminals' claims: enrol_url = {enrol_url(load_inventory(args.inventory)[1])}")
