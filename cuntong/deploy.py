@@ -299,9 +299,10 @@ def haproxy_config(
 
     ``terminals`` (name, address, port of each API host's terminals' HTTPS listener): a
     second frontend on ``bind:terminal_port`` passes those TLS connections through
-    untouched (``mode tcp``), so a terminal's mTLS client certificate still reaches the API
-    and enrolment, renewal, log upload and the call gate work through any replica. Each
-    replica's certificate names the HAProxy address (``CUNTONG_CLOUD_TERMINAL_API_NAMES``)."""
+    untouched (``mode tcp``): terminals check the replica's CA-issued certificate end to
+    end (HAProxy holds no key), and enrolment, renewal, log upload and the call gate work
+    through any replica. Each replica's certificate names the HAProxy address
+    (``CUNTONG_CLOUD_TERMINAL_API_NAMES``)."""
     check = "    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1\n"
     retry = (
         "    retries 3\n    option redispatch 1\n"

@@ -221,7 +221,8 @@ def _factory_claims(lab: Lab, runners: dict[str, UnitRunner], admin_token: str) 
     """Play the factory, as ``cuntong up`` does: one batch claim from the API, a claim file
     in each terminal's state folder, the CA read from the enrolment listener."""
     api = f"http://{lab.address('cloud-1')}:8000"
-    enrol = f"https://{lab.address('cloud-1')}:8443"
+    # Through the load balancer's TLS passthrough: any API host serves the terminals.
+    enrol = f"https://{lab.address('lb')}:8443"
     ca_pem = httpx.get(f"{enrol}/api/v1/enrol/ca", timeout=10, verify=False).text
     created = httpx.post(
         f"{api}/api/v1/provisioning/claims",

@@ -2,8 +2,8 @@
 terminals' frontend, as ``cuntong deploy render`` writes it): a terminal enrols on the
 HAProxy address with certificate verification on (each replica's certificate names that
 address: ``CUNTONG_CLOUD_TERMINAL_API_NAMES``), the replica that served it is killed with
-SIGKILL, and the terminal still renews, and still makes an mTLS-authenticated request,
-through the same address.
+SIGKILL, and the terminal still renews (a request signed with its key) and reads its
+broker list through the same address.
 
 Real processes: an mTLS-only Mosquitto, VictoriaMetrics, two secured ``cuntong api`` on one
 SQLite file and one CA, each with its terminals' HTTPS listener on its own loopback address,

@@ -81,6 +81,8 @@ def rendered(tmp_path: Path) -> Path:
     out = tmp_path / "out"
     done = _cuntong("deploy", "render", "--inventory", str(inventory), "--out", str(out))
     assert done.returncode == 0, done.stderr
+    # Terminals enrol through HAProxy's TLS passthrough: the claim's enrol_url.
+    assert "enrol_url = https://10.20.0.11:8443" in done.stdout, done.stdout
     return out
 
 
@@ -145,6 +147,15 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
     haproxy = (rendered / "cloud-1/etc/cuntong/haproxy/haproxy.cfg").read_text()
     assert "server cloud-1 10.20.0.11:8000 check" in haproxy
     assert "server cloud-2 10.20.0.12:8000 check" in haproxy
+    # Issue 17: terminals' HTTPS (enrolment, renewal, log upload, call gate) through any
+    # API host: TLS passed through (mTLS intact) on the lb's 8443, each host checked.
+    tcp = haproxy.split("frontend terminals\n", 1)[1]
+    front, back = tcp.split("\nbackend terminals\n", 1)
+    assert "mode tcp" in front and "bind 10.20.0.11:8443" in front, tcp
+    assert "default_backend terminals" in front, tcp
+    assert "mode tcp" in back and "balance leastconn" in back, tcp
+    assert "server cloud-1 10.20.0.11:8443 check" in back
+    assert "server cloud-2 10.20.0.12:8443 check" in back
 
 
 def _env(path: Path) -> dict[str, str]:
@@ -184,6 +195,8 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     assert 'admin_acl = "127.,10.20.0.11,10.20.0.12"' in jcfg
     assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
     assert api2["CUNTONG_CLOUD_TERMINAL_API_HOST"] == "10.20.0.12"  # enrolment on each API host
+    # ...whose certificate also names the HAProxy address terminals connect to.
+    assert api2["CUNTONG_CLOUD_TERMINAL_API_NAMES"] == "10.20.0.11"
     root = x509.load_pem_x509_certificate(
         (rendered / "cloud-1/var/lib/cuntong/api/ca/root.pem").read_bytes()
     )
