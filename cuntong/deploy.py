@@ -32,6 +32,10 @@ copy to ``/``:
   on each broker host its mTLS server certificate, CRL and dynamic-security state listing
   every cloud process of the inventory (``provisioning.broker.prepare``).
 
+With a ``haproxy`` host, HAProxy fronts the operators' plain HTTP (port 80) and passes the
+terminals' TLS through to every API host's listener (port 8443); the claims' ``enrol_url``
+is then ``https://<haproxy address>:8443`` (``enrol_url``, printed by the render).
+
 The CA and keys are made once in ``OUT/pki`` (0700) and kept, like the secrets.
 
 Secrets (admin token, Janus secrets, TURN secret) are made once and kept in ``OUT/secrets.json``
