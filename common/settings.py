@@ -251,7 +251,7 @@ class JanusNode(BaseModel):
     #: Where the cloud reads that folder, when it is mounted elsewhere; default ``rec_dir``.
     read_dir: Path | None = None
     #: The media host's recordings server (``cuntong recordings serve``, e.g.
-    #: https://10.0.0.12:8090): the archiver fetches each room's files from there into
+    #: https://10.0.0.12:8091): the archiver fetches each room's files from there into
     #: ``read_dir`` over mutual TLS (multi-host, no shared folder). Empty: read locally.
     recordings_url: str = ""
     #: Concurrent recorded calls this node takes (see DEFAULT_NODE_CAPACITY).

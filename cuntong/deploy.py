@@ -85,7 +85,7 @@ PORTS = {
     "turn": 3478,
     "haproxy": 80,
     "terminal_api": 8443,
-    "recordings": 8090,
+    "recordings": 8091,
 }
 #: The unit beside Janus on a media host that serves its recordings (not an inventory role).
 RECORDINGS = "recordings"

@@ -125,11 +125,11 @@ def test_secrets_stay_out_of_repr() -> None:
 def test_a_recordings_url_must_be_https(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 17: a node's recordings are fetched from its media host's recordings server,
     which takes mutual TLS only; a plain-HTTP URL is refused naming the node and field."""
-    fetched = node("janus-2", "10.0.0.12", recordings_url="https://10.0.0.12:8090")
+    fetched = node("janus-2", "10.0.0.12", recordings_url="https://10.0.0.12:8091")
     (got,) = CloudSettings(janus_nodes=[fetched]).media_nodes()
-    assert got.recordings_url == "https://10.0.0.12:8090"
+    assert got.recordings_url == "https://10.0.0.12:8091"
     assert CloudSettings(janus_nodes=[node("janus-3", "h")]).media_nodes()[0].recordings_url == ""
-    plain = node("janus-2", "10.0.0.12", recordings_url="http://10.0.0.12:8090")
+    plain = node("janus-2", "10.0.0.12", recordings_url="http://10.0.0.12:8091")
     monkeypatch.setenv("CUNTONG_CLOUD_JANUS_NODES", json.dumps([plain]))
     with pytest.raises(ConfigError, match=r"janus-2.*recordings_url.*https://"):
         load(CloudSettings)

@@ -187,7 +187,7 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
     # Issue 17: no mount; the archiver fetches each room from the media host's recordings
     # server into read_dir (tests/teller/test_recordings_server.py runs both for real).
-    assert node.recordings_url == "https://10.20.0.31:8090"
+    assert node.recordings_url == "https://10.20.0.31:8091"
     assert api2["CUNTONG_CLOUD_TERMINAL_API_HOST"] == "10.20.0.12"  # enrolment on each API host
     root = x509.load_pem_x509_certificate(
         (rendered / "cloud-1/var/lib/cuntong/api/ca/root.pem").read_bytes()
@@ -229,7 +229,7 @@ def test_render_serves_recordings_read_only_from_the_media_host(rendered: Path) 
     assert unit["SupplementaryGroups"] == ["cuntong-janus"]
     assert unit["ExecStart"] == [
         f"{sys.prefix}/bin/cuntong recordings serve --dir /var/lib/cuntong/janus/recordings"
-        " --host 10.20.0.31 --port 8090 --tls /var/lib/cuntong/recordings/tls"
+        " --host 10.20.0.31 --port 8091 --tls /var/lib/cuntong/recordings/tls"
     ]
     assert unit["ReadWritePaths"] == ["/var/lib/cuntong/recordings"]
     assert unit["NoNewPrivileges"] == ["yes"] and unit["ProtectSystem"] == ["strict"]
