@@ -456,10 +456,18 @@ def test_the_recordings_server_reads_janus_files_and_nothing_more(system: Booted
     # The API's broker-link certificate (same CA, not a recordings one) is refused: 403.
     refused = system.run(*fetch, "api-solo", check=False)
     assert refused.returncode != 0 and "403" in refused.stderr, refused.stderr[-2000:]
-    # Least privilege: the server's user reads, but cannot write or delete there; another
-    # service's user cannot even list the folder.
-    asrec = ["runuser", "-u", "cuntong-recordings", "--"]
-    system.run(*asrec, "cat", mjr)
+    # Least privilege: Janus's group is the server process's only (the unit's
+    # SupplementaryGroups=; its user is no member), and with it the server's credentials
+    # read but cannot write or delete there; without it, its user reads nothing there,
+    # and another service's user cannot even list the folder.
+    gid = system.run("getent", "group", "cuntong-janus").stdout.split(":")[2]
+    groups = system.run("grep", "^Groups:", f"/proc/{state['MainPID']}/status").stdout.split()
+    assert gid in groups[1:], groups
+    plain = system.run("runuser", "-u", "cuntong-recordings", "--", "cat", mjr, check=False)
+    assert plain.returncode != 0 and "Permission denied" in plain.stderr
+    asrec = ["setpriv", "--reuid=cuntong-recordings", "--regid=cuntong-recordings",
+             f"--groups={gid}", "--"]  # fmt: skip
+    system.run(*asrec, "/bin/sh", "-c", f"cat {mjr} > /dev/null")
     for argv in (("touch", f"{rec}/x.mjr"), ("rm", "-f", mjr)):
         done = system.run(*asrec, *argv, check=False)
         assert done.returncode != 0 and "Permission denied" in done.stderr, argv
@@ -471,7 +479,8 @@ def test_the_recordings_server_reads_janus_files_and_nothing_more(system: Booted
 def test_systemd_analyze_verify_accepts_the_installed_units(system: Booted) -> None:
     done = system.run(
         "systemd-analyze", "verify", "--man=no",
-        *(f"/etc/systemd/system/{u}" for u in UNITS), check=False,
+        *(f"/etc/systemd/system/{u}" for u in [*UNITS, "cuntong-recordings.service"]),
+        check=False,
     )  # fmt: skip
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
