@@ -42,7 +42,7 @@ from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from common.errors import CuntongError
+from common.errors import LeaseLost
 from common.lease import CURRENT, Tenure
 
 __all__ = [
@@ -69,10 +69,6 @@ _DB_NOW = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
     "postgres": "extract(epoch from clock_timestamp())::float8",
 }
-
-
-class LeaseLost(CuntongError):
-    """This replica no longer holds the lease it acted under: the write was not made."""
 
 
 def holder_id() -> str:
@@ -211,6 +207,12 @@ async def fenced() -> AsyncIterator[BaseDBAsyncClient]:
     """A transaction for a leader's write: refused with ``LeaseLost`` unless the running
     term's lease is still this holder's at this epoch (see the module docstring)."""
     tenure = CURRENT.get()
+    if tenure is not None and not tenure.held(time.monotonic()):
+        # Before the first await: a process waking from a pause is refused here at once,
+        # before its renewal loop can cancel the writer halfway (a statement already handed
+        # to the driver would still run).
+        tenure.lapse()
+        raise LeaseLost(f"lease {tenure.name} epoch {tenure.epoch}: our term has lapsed")
     async with in_transaction() as conn:
         if tenure is not None:
             rows = await _query(

@@ -42,8 +42,10 @@
     ├── WorkflowError            cloud.workflow.errors (ValueError)
     ├── EvidenceError            cloud.evidence.errors (format, retention, sealer, captured files)
     ├── QualityError             cloud.quality.service (ReviewConflict, ValueError)
-    └── FleetError               fleet.errors (TransitionError ValueError, GroupNotFound
-                                 LookupError)
+    ├── FleetError               fleet.errors (TransitionError ValueError, GroupNotFound
+    │                            LookupError)
+    └── LeaseLost                a leader's write refused: the lease changed hands
+                                 (``cloud.lease.fenced``; re-exported there)
 
 Where an error is also a ``ValueError`` (or ``LookupError``), callers written against the
 built-in keep working. Adapters catch library exceptions (paho, pyserial, pyscard, ...) at
@@ -94,6 +96,12 @@ class Refusal(CuntongError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class LeaseLost(CuntongError):
+    """This replica no longer holds the lease it acted under: the write was not made
+    (``cloud.lease.fenced``). Here, not in ``cloud.lease``, so ``common.periodic`` can tell a
+    refused beat from a failed one."""
 
 
 class CommandRefused(Refusal):

@@ -12,7 +12,9 @@ policy, the same for every loop in cuntong:
   that runs the loop ends it at its current await.
 
 Inside a leader's term (``common.lease``) a beat is skipped once the term has lapsed, so a
-paused old leader that wakes after losing its lease does not act before it is stopped.
+paused old leader that wakes after losing its lease does not act before it is stopped. A
+beat whose fenced write was refused (``LeaseLost``: the lease changed hands while it ran) is
+logged as ``"<name> refused: ..."``, a warning without a traceback.
 
 ``first_wait`` waits one interval (or for ``wake``) before the first beat. ``sleep`` is the
 clock seam: tests pass a fake that records the pauses instead of waiting them out.
@@ -27,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from common import lease
+from common.errors import LeaseLost
 
 log = logging.getLogger("cuntong.periodic")
 
@@ -77,6 +80,8 @@ async def run_every(
         try:
             if lease.acting(time.monotonic()):
                 await beat()
+        except LeaseLost as err:  # fenced out: another replica leads; the term is ending
+            logger.warning("%s refused: %s", name, err)
         except Exception as err:  # the policy: log, count, go on (cancellation is not caught)
             logger.exception("%s failed", name)
             if on_error is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from cloud import Terminal, audit
+from cloud import Terminal, audit, fenced
 from common.periodic import run_every
 from fleet import alerts as al
 from fleet import misbehaviour as mb
@@ -104,8 +104,6 @@ class AlertMonitor:
             )
             for k in plan.open
         ]
-        if opened:
-            await AlertDoc.bulk_create(opened, batch_size=500)
         touched = [by_key[k] for k in plan.touch]
         for a in touched:
             a.last_at, a.count, a.message = (
@@ -113,17 +111,23 @@ class AlertMonitor:
                 a.count + 1,
                 active[(a.kind, a.terminal_id, a.subject)][:256],
             )
-        if touched:
-            await AlertDoc.bulk_update(
-                touched, fields=["last_at", "count", "message"], batch_size=500
-            )
         cleared = [by_key[k] for k in plan.clear]
-        if cleared:
-            await AlertDoc.filter(id__in=[a.id for a in cleared]).update(
-                state="cleared", cleared_at=now
-            )
-            for a in cleared:
-                a.state, a.cleared_at = "cleared", now
+        # Fenced (``cloud.fenced``): only the lease holder at its epoch writes the alert
+        # rows; a paused old leader waking with an evaluation decided is refused (LeaseLost)
+        # and neither opens a second copy of an alert nor clears one the new leader keeps.
+        async with fenced():
+            if opened:
+                await AlertDoc.bulk_create(opened, batch_size=500)
+            if touched:
+                await AlertDoc.bulk_update(
+                    touched, fields=["last_at", "count", "message"], batch_size=500
+                )
+            if cleared:
+                await AlertDoc.filter(id__in=[a.id for a in cleared]).update(
+                    state="cleared", cleared_at=now
+                )
+        for a in cleared:
+            a.state, a.cleared_at = "cleared", now
         await self.notify([("opened", a) for a in opened] + [("cleared", a) for a in cleared])
         if self.s.misbehaviour_auto_disable:
             for a in opened:
@@ -157,7 +161,13 @@ class AlertMonitor:
     async def rollout_aborted(self, doc: RolloutDoc) -> None:
         """Hook for the rollout engine: one critical alert per aborted rollout."""
         now = self.clock()
-        alert, created = await AlertDoc.get_or_create(
+        async with fenced():
+            alert, created = await self._rollout_alert(doc, now)
+        if created:
+            await self.notify([("opened", alert)])
+
+    async def _rollout_alert(self, doc: RolloutDoc, now: dt.datetime) -> tuple[AlertDoc, bool]:
+        return await AlertDoc.get_or_create(
             {
                 "severity": al.SEVERITY[al.Kind.ROLLOUT_ABORTED],
                 "message": f"rollout {doc.name!r} aborted: {doc.reason}"[:256],
@@ -169,8 +179,6 @@ class AlertMonitor:
             terminal_id="",
             subject=doc.id,
         )
-        if created:
-            await self.notify([("opened", alert)])
 
     async def notify(self, changes: list[tuple[str, AlertDoc]]) -> None:
         if not changes or not self.s.alert_webhook_url:

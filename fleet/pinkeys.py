@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from cloud import Terminal, audit
+from cloud import Terminal, audit, fenced
 from common.periodic import run_every
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
@@ -106,9 +106,12 @@ class PinKeyRotation:
                 "slot": PIN_SLOT,
             }
             now = self.clock()
-            [cid] = await enqueue([tid], LOAD, args, now)
-            await audit.record(ACTOR, "pin_key_rotation_sent", tid, now, kcv=staged.kcv,
-                               command_id=cid)  # fmt: skip
+            # Fenced: a paused old leader's command is refused (LeaseLost); the key it
+            # staged has no command, so the next leader's ``_settle`` discards it.
+            async with fenced():
+                [cid] = await enqueue([tid], LOAD, args, now)
+                await audit.record(ACTOR, "pin_key_rotation_sent", tid, now, kcv=staged.kcv,
+                                   command_id=cid)  # fmt: skip
             sent.append(tid)
         if sent:
             self.kick()

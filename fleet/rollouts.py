@@ -23,7 +23,8 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from cloud import ReviewItem, TellerSession, audit
+from cloud import ReviewItem, TellerSession, audit, fenced
+from common import failpoints
 from common.periodic import run_every
 from fleet import lifecycle as lc
 from fleet import model_outcomes as mo
@@ -221,6 +222,11 @@ class RolloutEngine:
         self._wake.set()
 
     async def run(self) -> None:
+        # A new term starts from the database: what this replica remembered from an
+        # earlier term (or a beat refused at its end) may be stale by now.
+        self._seen.clear()
+        self._since.clear()
+        self._saved.clear()
         await run_every(self.beat, self.beat_s, name="rollout beat", wake=self._wake, logger=log)
 
     async def beat(self) -> None:
@@ -260,13 +266,7 @@ class RolloutEngine:
         actions += more
         installs = [a.terminal_id for a in actions if a.kind == "install"]
         rollbacks = [a.terminal_id for a in actions if a.kind == "rollback"]
-        if installs:
-            await enqueue(installs, doc.action, doc.args, now, batch=f"{doc.id}-i")
-        if rollbacks and doc.rollback_action:
-            await enqueue(
-                rollbacks, doc.rollback_action, doc.rollback_args, now, batch=f"{doc.id}-r"
-            )
-        elif rollbacks:
+        if rollbacks and not doc.rollback_action:
             # No rollback command: the package's own slot fallback is all there is.
             r = ro.Rollout(
                 r.phase,
@@ -280,15 +280,32 @@ class RolloutEngine:
                 r.reason,
                 r.waves,
             )
+        aborted = r.phase is not before.phase and r.phase in (
+            ro.Phase.ROLLING_BACK,
+            ro.Phase.ABORTED,
+        )
+        failpoints.hit("rollout-write")
+        # Fenced (``cloud.fenced``): the beat's commands, targets, phase and audit entry
+        # land together, and only while this replica still holds the lease at its epoch; a
+        # paused old leader waking with a beat decided is refused (LeaseLost) and writes
+        # nothing over what the new leader (or an operator's pause) wrote meanwhile.
+        async with fenced():
+            if installs:
+                await enqueue(installs, doc.action, doc.args, now, batch=f"{doc.id}-i")
+            if rollbacks and doc.rollback_action:
+                await enqueue(
+                    rollbacks, doc.rollback_action, doc.rollback_args, now, batch=f"{doc.id}-r"
+                )
+            await save(doc, before, r, now)
+            if aborted:
+                guard_reason = ro.business_breach(plan, business)[0]
+                if business is not None and guard_reason and guard_reason == r.reason:
+                    await record_guard_abort(doc, plan, business, r.reason, now)
         if installs or rollbacks:
             self.kick()
-        await save(doc, before, r, now)
         self._saved[doc.id] = (doc.updated_at, r)
-        if r.phase is not before.phase and r.phase in (ro.Phase.ROLLING_BACK, ro.Phase.ABORTED):
+        if aborted:
             log.warning("rollout %s aborted: %s", doc.id, r.reason)
-            guard_reason = ro.business_breach(plan, business)[0]
-            if business is not None and guard_reason and guard_reason == r.reason:
-                await record_guard_abort(doc, plan, business, r.reason, now)
             for hook in self.on_abort:
                 await hook(doc)
         if r.phase in ro.FINAL_PHASES:

@@ -6,12 +6,19 @@ follows every terminal's retained presence itself, on every broker of the failov
 ``common.failover.Presence``), so a returning terminal gets its queue
 at once rather than after the next ingest flush. Each command is signed at delivery (in
 secured mode) with a window inside ``MAX_TTL``, published with the terminal's ``cmd-reply``
-topic as MQTT 5 response topic and the command id as correlation data. Replies are batched
-into the database; a sweep times out unanswered commands and expires unsent ones.
+topic as MQTT 5 response topic and the command id as correlation data. A sweep times out
+unanswered commands and expires unsent ones.
 
 With API replicas the sender is a singleton run by the lease holder (``cloud.lease``); the
 marking of commands as sent is fenced by the lease's epoch, so no two replicas send one
-command.
+command. Replies are not the leader's: every replica's ingest hears them
+(``IngestConsumer.on_replies``) and hands them to ``record_replies`` here, which records
+each command once whichever replicas hear it (the rows are locked before they are read),
+so a reply that arrives while the leader dies is recorded by a live replica. In secured
+mode a new term sends again the commands still waiting for a reply (the previous leader may
+have marked them sent and died before publishing): the terminal runs a command id once
+(its replay cache, ``edge.replay``) and refuses a repeat as ``replayed``, a refusal the
+sender ignores, so the original reply (or the timeout) settles the command.
 
 Hooks (``on_result[name]``, ``on_online``) let shadows and rollouts react without the
 sender knowing them.
@@ -34,9 +41,10 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from tortoise.transactions import in_transaction
 
 from cloud import LeaseLost, Security, fenced, service_client, service_client_id
-from common import envelope, topics
+from common import envelope, failpoints, topics
 from common.errors import WireError
 from common.failover import Presence
 from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
@@ -45,7 +53,7 @@ from common.settings import BrokerEndpoint, CloudSettings
 from common.wire.commands import Command, sign_command
 from fleet import lifecycle as lc
 from fleet.models import FleetCommand
-from fleet.store import apply, as_lifecycle, save, update_many
+from fleet.store import apply, as_lifecycle, lock_open, update_many
 
 log = logging.getLogger("cuntong.fleet.sender")
 
@@ -64,6 +72,8 @@ PUBACK_POLL_S = 0.02
 #: Publishes in flight to the broker at once (paho queues the rest and sends one per PUBACK).
 MAX_INFLIGHT = 100
 SWEEP_S = 0.5
+#: The states a reply settles (see ``CommandSender.record_replies``).
+_ANSWERABLE = (lc.State.SENT, lc.State.QUEUED)
 
 ResultHook = Callable[[FleetCommand], Awaitable[None]]
 OnlineHook = Callable[[list[str]], Awaitable[None]]
@@ -125,8 +135,6 @@ class CommandSender:
         self.on_recorded: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         self._came_online: list[str] = []
-        self._replies: dict[str, tuple[str, bool, dict[str, Any]]] = {}
-        self._replied = asyncio.Event()
         self._lock = asyncio.Lock()
         self.client_id = service_client_id(
             settings, security, INSTANCE_SUFFIX, f"cuntong-fleet-{socket.gethostname()}"
@@ -137,14 +145,27 @@ class CommandSender:
         self._wake.set()
 
     async def run(self) -> None:
+        if self.security is not None:
+            await self._send_again()
         sweep = asyncio.create_task(self._sweep_loop(), name="fleet-sweep")
-        replies = asyncio.create_task(self._reply_loop(), name="fleet-replies")
         try:
             await self._link_loop()
         finally:
-            for task in (sweep, replies):
-                task.cancel()
-            await asyncio.gather(sweep, replies, return_exceptions=True)
+            sweep.cancel()
+            await asyncio.gather(sweep, return_exceptions=True)
+
+    async def _send_again(self) -> None:
+        """A new term: queue again what is still waiting for a reply. The previous leader
+        may have marked it sent and died before publishing; a terminal that did get it
+        refuses the repeat as ``replayed`` (ignored: ``record_replies``). Secured mode only:
+        in development mode commands carry no id the terminal checks."""
+        async with fenced():
+            ids = await FleetCommand.filter(
+                state=lc.State.SENT.value, deadline_at__gt=self.clock()
+            ).values_list("id", flat=True)
+            await self._requeue([str(cid) for cid in ids])
+        if ids:
+            log.info("%d commands awaiting a reply at the takeover: sending again", len(ids))
 
     def _client(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
@@ -196,12 +217,8 @@ class CommandSender:
         )
 
     async def _serve(self, index: int, client: aiomqtt.Client) -> None:
-        await client.subscribe(
-            [
-                (topics.subscription(topics.Channel.STATUS), 1),
-                (topics.subscription(topics.Channel.CMD_REPLY), 1),
-            ]
-        )
+        # Presence only: replies reach every replica through its ingest (``record_replies``).
+        await client.subscribe([(topics.subscription(topics.Channel.STATUS), 1)])
         self._clients[index] = client
         if len(self._clients) == len(self.endpoints):
             self.ready.set()
@@ -231,13 +248,6 @@ class CommandSender:
             if self.presence.update(tid, index, status.online, status.ts_ms):
                 self._came_online.append(tid)  # hooks run in batches before delivery
                 self._wake.set()
-            return
-        corr = getattr(message.properties, "CorrelationData", None)
-        if not corr:
-            return
-        ok, result = _reply(payload)
-        self._replies[bytes(corr).decode(errors="replace")] = (tid, ok, result)
-        self._replied.set()
 
     # --- delivery ------------------------------------------------------------------------
 
@@ -287,6 +297,8 @@ class CommandSender:
                     only_in=lc.State.QUEUED,
                     conn=conn,
                 )
+        if outgoing:
+            failpoints.hit("sender-publish")  # marked sent, not yet published
         failed: list[str] = []
         for broker, batch in outgoing.items():
             client = self._clients.get(broker)
@@ -360,48 +372,58 @@ class CommandSender:
 
     # --- replies and timeouts ------------------------------------------------------------
 
-    async def _reply_loop(self) -> None:
-        await run_every(
-            self._record_burst, None, name="recording replies", wake=self._replied,
-            first_wait=True, logger=log,
-        )  # fmt: skip
-
-    async def _record_burst(self) -> None:
-        await asyncio.sleep(0.05)  # gather a burst into one write
-        self._replied.clear()
-        batch, self._replies = self._replies, {}
-        if batch:
-            await self.record_replies(batch)
+    async def take_replies(self, replies: dict[str, tuple[str, bytes]]) -> None:
+        """Ingest's hook (``IngestConsumer.on_replies``): {command id: (terminal, payload)}."""
+        batch = {cid: (tid, *_reply(payload)) for cid, (tid, payload) in replies.items()}
+        await self.record_replies(batch)
 
     async def record_replies(self, batch: dict[str, tuple[str, bool, dict[str, Any]]]) -> None:
+        """Record replies on any replica. Each chunk's rows are locked before they are read
+        (``fleet.store.lock_open``), so when two replicas hear the same reply one records it
+        and runs its hooks, and the other finds it settled. A command queued again (at a
+        takeover, or after a publish the broker did not acknowledge) may have reached its
+        terminal all the same: its reply counts too (only the command's own terminal, which
+        received the id, can answer it)."""
         ids = list(batch)
         done: list[str] = []
         hooked: list[str] = []
+        fields = ("state", "finished_at", "deadline_at", "result")
         for start in range(0, len(ids), DB_CHUNK):
-            async with self._lock:
-                rows = await FleetCommand.filter(
-                    id__in=ids[start : start + DB_CHUNK], state=lc.State.SENT.value
-                ).values_list(
-                    "id", "terminal_id", "name", "created_at", "expires_at", "timeout_s", "sent_at"
-                )
+            async with self._lock, in_transaction() as conn:
+                chunk = ids[start : start + DB_CHUNK]
+                await lock_open(chunk, conn, _ANSWERABLE)
+                rows = (
+                    await FleetCommand.filter(
+                        id__in=chunk, state__in=[s.value for s in _ANSWERABLE]
+                    )
+                    .using_db(conn)
+                    .values_list(
+                        "id", "terminal_id", "name", "created_at", "expires_at", "timeout_s",
+                        "sent_at", "state",
+                    )
+                )  # fmt: skip
                 now = self.clock()
-                updates: list[list[Any]] = []
-                for cid, terminal_id, name, created, expires, timeout_s, sent in rows:
+                updates: dict[str, list[list[Any]]] = {}
+                for cid, terminal_id, name, created, expires, timeout_s, sent, was in rows:
                     tid, ok, result = batch[cid]
                     # Only the addressed terminal can answer (the topic names who sent it).
                     if tid != terminal_id:
                         continue
-                    sent_c = lc.Lifecycle(lc.State.SENT, created, expires, timeout_s, sent)
+                    if not ok and result.get("reason") == "replayed":
+                        # Sent again at a takeover, and the terminal had run it already:
+                        # its first reply (or the timeout) settles it.
+                        log.info("command %s: a repeat the terminal refused; ignored", cid)
+                        continue
+                    sent_c = lc.Lifecycle(lc.State.SENT, created, expires, timeout_s, sent or now)
                     c = lc.on_reply(sent_c, ok, now)
-                    updates.append([c.state.value, c.finished_at, c.deadline, result, cid])
+                    updates.setdefault(was, []).append(
+                        [c.state.value, c.finished_at, c.deadline, result, cid]
+                    )
                     done.append(cid)
                     if name in self.on_result:
                         hooked.append(cid)
-                await update_many(
-                    ("state", "finished_at", "deadline_at", "result"),
-                    updates,
-                    only_in=lc.State.SENT,
-                )
+                for was, values in updates.items():
+                    await update_many(fields, values, only_in=lc.State(was), conn=conn)
         self._recorded(done)
         for row in await FleetCommand.filter(id__in=hooked) if hooked else []:
             await self.on_result[row.name](row)
@@ -416,16 +438,36 @@ class CommandSender:
 
     async def sweep(self) -> int:
         """Time out sent commands past their deadline and expire queued ones past expiry."""
-        async with self._lock:
-            now = self.clock()
-            rows = await FleetCommand.filter(
-                state__in=[lc.State.QUEUED.value, lc.State.SENT.value], deadline_at__lte=now
+        now = self.clock()
+        open_states = (lc.State.QUEUED, lc.State.SENT)
+        due = (
+            await FleetCommand.filter(
+                state__in=[s.value for s in open_states], deadline_at__lte=now
             )
+            .limit(DB_CHUNK)
+            .values_list("id", flat=True)
+        )  # the rest at the next beat
+        if not due:
+            return 0
+        # Locked first, as ``record_replies`` does: a reply another replica is recording
+        # right now is either in before this reads, or finds the command timed out.
+        async with self._lock, in_transaction() as conn:
+            ids = [str(cid) for cid in due]
+            await lock_open(ids, conn, open_states)
+            rows = await FleetCommand.filter(
+                id__in=ids, state__in=[s.value for s in open_states], deadline_at__lte=now
+            ).using_db(conn)
+            was: dict[str, list[FleetCommand]] = {}
             for row in rows:
+                was.setdefault(row.state, []).append(row)
                 apply(row, lc.tick(as_lifecycle(row), now))
                 if row.state == lc.State.TIMED_OUT.value:
                     row.result = {"error": "no reply in time"}
-            await save(rows, ("state", "finished_at", "deadline_at", "result"))
+            fields = ("state", "finished_at", "deadline_at", "result")
+            for state, group in was.items():
+                # Only if still so: another replica may have recorded a reply meanwhile.
+                values = [[*(getattr(r, f) for f in fields), r.id] for r in group]
+                await update_many(fields, values, only_in=lc.State(state), conn=conn)
         self._recorded(rows)
         for row in rows:
             hook = self.on_result.get(row.name)

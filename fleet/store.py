@@ -126,3 +126,23 @@ async def update_many(
         if only_in is not None:
             line.append(only_in.value)
     await conn.execute_many(sql, values)
+
+
+async def lock_open(
+    ids: list[str], conn: BaseDBAsyncClient, states: tuple[lc.State, ...] = (lc.State.SENT,)
+) -> None:
+    """Inside ``conn``'s transaction, take the write lock on those of ``ids`` still in
+    ``states`` before reading them: the rows on PostgreSQL, the database on SQLite (whose
+    deferred transaction would otherwise read first and fail to upgrade). Another replica
+    recording the same replies (or sweeping them) waits here, then finds them settled."""
+    if not ids:
+        return
+    postgres = conn.capabilities.dialect == "postgres"
+    n = len(states)
+    marks = [f"${i}" if postgres else "?" for i in range(1, len(ids) + n + 1)]
+    table = FleetCommand._meta.db_table
+    sql = (
+        f'UPDATE "{table}" SET "state" = "state" WHERE "state" IN ({", ".join(marks[:n])}) '
+        f'AND "id" IN ({", ".join(marks[n:])})'
+    )
+    await conn.execute_query(sql, [*(s.value for s in states), *ids])

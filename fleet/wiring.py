@@ -98,6 +98,9 @@ def start(
     rollout_engine.on_abort.append(monitor.rollout_aborted)
     if services.ingest is not None:  # rejected messages and flaps, per terminal
         services.ingest.on_signal.append(monitor.signal)
+        # Command replies, on every replica (not a singleton): a reply that arrives while
+        # the leader dies is recorded by whichever replica hears it.
+        services.ingest.on_replies.append(command_sender.take_replies)
     # Joins outside a grant's room, per terminal: the desk's gate exists on the leader only,
     # built anew at each of its terms.
     services.on_desk.append(lambda desk: desk.gate.on_signal.append(monitor.signal))

@@ -5,7 +5,9 @@ consumers split the load. Events and status are low-volume and subscribed plainl
 consumer: a plain subscription in a persistent session survives a broker restart in
 Mosquitto (a shared one does not), so no business event is lost while ingest reconnects,
 and the (terminal, seq) key makes the copies each consumer stores collapse into one. Status
-subscriptions also bring every terminal's retained presence on start.
+subscriptions also bring every terminal's retained presence on start. Command replies come
+the same way (``on_replies``, recorded by fleet's sender on every replica), so a reply that
+arrives while the leading replica dies is recorded by another.
 
 Telemetry points are written to the store in batches (size or time, whichever first);
 terminal state is coalesced to one database update per terminal per flush; events are
@@ -39,7 +41,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -114,6 +116,7 @@ class Link(Enum):
 #: The suffixes of an ingest instance's links (their certificates and client ids).
 LINK_SUFFIXES = tuple(link.suffix for link in Link)
 
+_REPLY_SUFFIX = "/" + topics.Channel.CMD_REPLY.value
 #: Acknowledges one received message to the broker (its PUBACK), once it is stored.
 Ack = Callable[[], None]
 
@@ -131,13 +134,18 @@ class _Pending:
     #: Per terminal, the sequence numbers this batch stores (or already held, or
     #: dead-letters): confirmed to the terminal after the batch is stored.
     confirm: dict[str, set[int]] = field(default_factory=dict)
+    #: Command replies: command id -> (terminal id from the topic, payload).
+    replies: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     def stored(self, terminal_id: str, seq: int) -> None:
         self.confirm.setdefault(terminal_id, set()).add(seq)
 
     def __len__(self) -> int:
         # Messages from the broker each bring an ack; ``handle`` called directly brings none.
-        return max(len(self.acks), len(self.points) + len(self.events) + len(self.status))
+        return max(
+            len(self.acks),
+            len(self.points) + len(self.events) + len(self.status) + len(self.replies),
+        )
 
     def absorb(self, newer: _Pending) -> None:
         """Take what arrived while this batch was being written, after this batch."""
@@ -146,6 +154,7 @@ class _Pending:
         self.events.extend(newer.events)
         self.dead.extend(newer.dead)
         self.acks.extend(newer.acks)
+        self.replies.update(newer.replies)
         for tid, seqs in newer.confirm.items():
             self.confirm.setdefault(tid, set()).update(seqs)
         for tid, st in newer.status.items():
@@ -197,6 +206,12 @@ class IngestConsumer:
         #: presence change ("online"/"offline").
         #: Fleet's misbehaviour watch listens (``fleet.misbehaviour``).
         self.on_signal: list[Callable[[str, str], None]] = []
+        #: Command replies (``cuntong/v1/t/<id>/cmd-reply``), each batch as {command id:
+        #: (terminal id, payload)}: every replica's ingest hears them, so a reply that
+        #: arrives while the leader (whose sender queued the command) is dying is recorded
+        #: by a live replica (fleet's sender records them; doing it twice is harmless).
+        #: Awaited inside the flush: a reply is acknowledged to the broker once recorded.
+        self.on_replies: list[Callable[[dict[str, tuple[str, bytes]]], Awaitable[None]]] = []
         self._online: dict[str, bool] = {}
         if security is not None:
             self.client_id = security.client_id(settings.service_instance)
@@ -308,6 +323,7 @@ class IngestConsumer:
             else [
                 (topics.subscription(topics.Channel.EVENT), 1),
                 (topics.subscription(topics.Channel.STATUS), 1),
+                (topics.subscription(topics.Channel.CMD_REPLY), 1),
                 (topics.BROKER_REFUSED, 1),  # the broker's refusal plugin
             ]
         )
@@ -327,6 +343,11 @@ class IngestConsumer:
                 if message.qos:  # acknowledged in the broker's order, with the next flush
                     self._pending.acks.append(_acker(client, message.mid, message.qos))
                 continue
+            if link is Link.BUSINESS and str(message.topic).endswith(_REPLY_SUFFIX):
+                self._reply(str(message.topic), message, bytes(payload))
+                if message.qos:  # acknowledged once the batch holding it is recorded
+                    self._pending.acks.append(_acker(client, message.mid, message.qos))
+                continue
             mac = _user_property(message, "mac") if link is Link.BUSINESS else None
             ack = _acker(client, message.mid, message.qos) if message.qos else None
             await self.handle(str(message.topic), bytes(payload), mac, ack)
@@ -343,6 +364,18 @@ class IngestConsumer:
         self._take(pending, topic_name, payload, mac)
         if len(pending) >= self.s.ingest_batch_size:
             self._flush_now.set()
+
+    def _reply(self, topic_name: str, message: aiomqtt.Message, payload: bytes) -> None:
+        """A command's reply: its correlation data is the command id (``fleet.sender``)."""
+        corr = getattr(message.properties, "CorrelationData", None)
+        try:
+            parsed = topics.parse(topic_name)
+        except ValueError:
+            return
+        if not corr or not self.on_replies:
+            return
+        self._pending.replies[bytes(corr).decode(errors="replace")] = (parsed.terminal_id, payload)
+        self._flush_now.set()  # a reply waits for no batch
 
     def _take(self, pending: _Pending, topic_name: str, payload: bytes, mac: str | None) -> None:
         now_ms = int(time.time() * 1000)
@@ -585,6 +618,10 @@ class IngestConsumer:
             for e, err in await write_isolating(batch.events, self._store_events):
                 self._refused(batch, e, repr(err))
             batch.events = []
+        if batch.replies:
+            for hook in self.on_replies:
+                await hook(batch.replies)
+            batch.replies = {}
         if batch.dead:
             # A copy of a row already kept (redelivery, re-send, another ingest instance
             # receiving the same event) is dropped by (terminal, kind, seq).

@@ -1,6 +1,8 @@
 """Two real API replicas on one database (issue 17): the cloud's singletons run on the lease
 holder only, a paused old leader does nothing when it wakes, and a killed leader is replaced
-without any command going out twice.
+without any command going out twice. A leader paused with a rollout beat already decided
+(the ``rollout-write`` failpoint, ``common.failpoints``) has that write refused by the fence
+when it wakes after the takeover, so an operator's pause made meanwhile stands.
 
 Real processes: Mosquitto, two ``cuntong api`` on one SQLite file, VictoriaMetrics, and
 in-process agents answering commands. A watcher on the broker counts every command
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import aiomqtt
 import httpx
+import psutil
 
 from common import procs
 from cuntong.servers.mosquitto import Broker
@@ -166,3 +170,84 @@ async def _all(
     if all(s in wanted for s in states.values()):
         return states if give else True
     return False
+
+
+def _closed_window() -> str:
+    """A one-hour maintenance window (UTC+8, the plan's default offset) starting two hours
+    from now: the rollout stays running, and every beat writes it, but sends nothing."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=8 + 2)).hour
+    return f"{start:02d}:00-{(start + 1) % 24:02d}:00"
+
+
+def _stopped(pid: int) -> bool:
+    return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+
+
+async def _phase(cloud: CloudProcess, rollout_id: str) -> str:
+    async with cloud.client() as http:
+        r = await http.get(f"/api/v1/fleet/rollouts/{rollout_id}")
+        assert r.status_code == 200, r.text
+        return str(r.json()["phase"])
+
+
+async def test_a_paused_leaders_rollout_write_in_flight_is_refused_after_the_takeover(
+    tmp_path: Path, broker: Broker, victoria: VictoriaMetrics
+) -> None:
+    db = f"sqlite://{tmp_path / 'cloud.sqlite3'}"
+    # a stops itself (SIGSTOP) at its first rollout beat, between deciding and writing.
+    a = start_cloud(
+        tmp_path, db, broker.cfg.port, victoria.url, create_operator=True,
+        CUNTONG_CLOUD_LEASE_TTL_S=TTL_S, CUNTONG_CLOUD_INGEST_CLIENT_ID="ingest-a",
+        CUNTONG_FAILPOINTS="rollout-write",
+    )  # fmt: skip
+    b = _replica(tmp_path, db, broker, victoria.url, "b", first=False)
+    b.token = a.token
+    stopped = False
+    try:
+        assert await eventually(lambda: _leads(a), timeout=20)
+        async with a.client() as http:
+            group = {"name": "fence", "kind": "static", "members": [new_id("HA")]}
+            assert (await http.post("/api/v1/fleet/groups", json=group)).status_code == 201
+            body = {
+                "name": "fenced",
+                "group": "fence",
+                "args": {"component": "agent", "version": "9.9.9", "manifest": "-",
+                         "signature": "-"},
+                "plan": {"canary": 1, "window": _closed_window()},
+            }  # fmt: skip
+            r = await http.post("/api/v1/fleet/rollouts", json=body)
+            assert r.status_code == 201, r.text
+            rollout_id = r.json()["id"]
+        # a froze at its beat's write (its own log says so just before): b takes over.
+        stopped = await eventually(lambda: _async(_stopped(a.proc.pid)), timeout=20)
+        assert "failpoint rollout-write: stopping" in a.log.read_text()
+        assert await eventually(lambda: _leads(b), timeout=30, every=0.3)
+        # The operator pauses the rollout through the new leader.
+        async with b.client() as http:
+            r = await http.post(f"/api/v1/fleet/rollouts/{rollout_id}/pause")
+            assert r.status_code == 200, r.text
+        assert await _phase(b, rollout_id) == "paused"
+        mark = len(a.log.read_text())
+        os.kill(a.proc.pid, signal.SIGCONT)
+        stopped = False
+
+        # a wakes with its beat decided ("running"): the fence refuses it, and a is a
+        # standby again (its lease attempts queue behind any write it had handed over).
+        def woke() -> bool:
+            return "lease cloud: standby" in a.log.read_text()[mark:]
+
+        await eventually(lambda: _async(woke()), timeout=30, every=0.3)
+        after = a.log.read_text()[mark:]
+        # Unfenced, a's stale "running" lands over the pause and b resumes the rollout.
+        assert await _phase(b, rollout_id) == "paused", "the old leader's beat undid the pause"
+        assert "rollout beat refused: lease cloud epoch" in after, after
+        assert await _leads(b) and not await _leads(a)
+    finally:
+        if stopped:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        procs.stop(a.proc)
+        procs.stop(b.proc)
+
+
+async def _async(value: bool) -> bool:
+    return value
