@@ -267,15 +267,17 @@ def recording_sources(
     with this instance's recordings certificate (``svc.<instance>-recordings``, renewed
     when due), or None to read the folder locally (single host)."""
 
+    fetched = [n.name for n in settings.media_nodes() if n.recordings_url]
+    if fetched and security is None:  # at start, not in the desk's after-call hook
+        raise ConfigError(
+            f"node(s) {', '.join(fetched)}: recordings_url needs the secured mode (state_dir)"
+            " for the archiver's client certificate"
+        )
+
     def source_of(node: Node) -> RecordingSource | None:
         url = pool.recordings_url(node)
-        if not url:
+        if not url or security is None:
             return None
-        if security is None:
-            raise ConfigError(
-                f"node {node.name}: recordings_url needs the secured mode (state_dir) for"
-                " its client certificate"
-            )
         instance = settings.service_instance + RECORDINGS_SUFFIX
         return RecordingSource(url, lambda: security.mqtt_tls(instance, _now()))
 

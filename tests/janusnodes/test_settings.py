@@ -133,3 +133,20 @@ def test_a_recordings_url_must_be_https(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CUNTONG_CLOUD_JANUS_NODES", json.dumps([plain]))
     with pytest.raises(ConfigError, match=r"janus-2.*recordings_url.*https://"):
         load(CloudSettings)
+
+
+def test_fetched_recordings_need_the_secured_mode() -> None:
+    """The archiver's client certificate comes from the CA of the secured mode: a node
+    with a recordings_url and no state_dir is refused when the desk starts, naming it."""
+    from cloud.media.pool import JanusPool
+    from cloud.sessions.wiring import recording_sources
+
+    fetched = node("janus-2", "10.0.0.12", recordings_url="https://10.0.0.12:8091")
+    settings = CloudSettings(janus_nodes=[fetched])
+    with pytest.raises(ConfigError, match=r"janus-2: recordings_url needs the secured mode"):
+        recording_sources(settings, None, JanusPool([]))
+    # Without a recordings_url the folder is read locally, secured or not.
+    local = recording_sources(
+        CloudSettings(janus_nodes=[node("janus-3", "h")]), None, JanusPool([])
+    )
+    assert callable(local)
