@@ -250,10 +250,21 @@ class JanusNode(BaseModel):
     rec_dir: Path
     #: Where the cloud reads that folder, when it is mounted elsewhere; default ``rec_dir``.
     read_dir: Path | None = None
+    #: The media host's recordings server (``cuntong recordings serve``, e.g.
+    #: https://10.0.0.12:8091): the archiver fetches each room's files from there into
+    #: ``read_dir`` over mutual TLS (multi-host, no shared folder). Empty: read locally.
+    recordings_url: str = ""
     #: Concurrent recorded calls this node takes (see DEFAULT_NODE_CAPACITY).
     capacity: int = Field(DEFAULT_NODE_CAPACITY, gt=0)
     #: Takes no new calls (its calls finish where they are): set before an upgrade.
     draining: bool = False
+
+    @field_validator("recordings_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (the server takes mutual TLS only)")
+        return value
 
     @field_validator("url", "admin_url", "public_url")
     @classmethod

@@ -4,6 +4,7 @@
     cuntong agent                 one terminal's edge agent
     cuntong api                   the cloud API (with the ingest consumer unless disabled)
     cuntong ingest                a standalone ingest consumer (scale out: run several)
+    cuntong recordings serve      a media host's recordings, read-only over mutual TLS
     cuntong db | backup | deploy  operations (see cuntong.ops_cli)
 
 Settings come from CUNTONG_* environment variables and the TOML file named by
@@ -304,6 +305,21 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     _run_until_signal(main)
 
 
+def _cmd_recordings_serve(args: argparse.Namespace) -> None:
+    from cloud.media.recserve import serve
+
+    tls: Path = args.tls
+    cert, key, ca = tls / "cert.pem", tls / "key.pem", tls / "ca.pem"
+    server = serve(args.dir, args.host, args.port, cert, key, ca)
+    print(f"recordings of {args.dir} on https://{args.host}:{server.port}", flush=True)
+
+    async def main(stop: asyncio.Event) -> None:
+        await stop.wait()
+        await asyncio.to_thread(server.stop)
+
+    _run_until_signal(main)
+
+
 def _cmd_up(args: argparse.Namespace) -> None:
     from cuntong.stack import Stack
 
@@ -370,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="run a standalone ingest consumer")
     ingest.set_defaults(func=_cmd_ingest)
+
+    recordings = sub.add_parser("recordings", help="a media host's call recordings")
+    rec_sub = recordings.add_subparsers(dest="recordings_command", required=True)
+    rec_serve = rec_sub.add_parser(
+        "serve", help="serve one folder's .mjr files, read-only, to cloud recordings certificates"
+    )
+    rec_serve.add_argument("--dir", type=Path, required=True, help="Janus's rec_dir")
+    rec_serve.add_argument("--host", required=True, help="address to listen on")
+    rec_serve.add_argument("--port", type=int, required=True, help="0: any free port")
+    rec_serve.add_argument(
+        "--tls", type=Path, required=True, help="folder with cert.pem, key.pem and ca.pem (root)"
+    )
+    rec_serve.set_defaults(func=_cmd_recordings_serve)
 
     # Sub-commands the other packages bring (imports are light: argparse only).
     from cloud.cli import add_parser as accounts

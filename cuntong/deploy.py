@@ -30,7 +30,15 @@ copy to ``/``:
 - ``var/lib/cuntong/<role>/…``: the key material a service needs before its first start
   (0600 files in 0700 folders): on API and ingest hosts the CA and the cloud's signing keys,
   on each broker host its mTLS server certificate, CRL and dynamic-security state listing
-  every cloud process of the inventory (``provisioning.broker.prepare``).
+  every cloud process of the inventory (``provisioning.broker.prepare``); on each media host
+  the recordings server's certificate.
+
+A media (``janus``) host also gets ``cuntong-recordings.service``: ``cuntong recordings
+serve`` (``cloud.media.recserve``), which lets the cloud's archiver fetch a finished call's
+``.mjr`` files over HTTPS with mutual TLS (no shared filesystem). Its user reads Janus's
+recordings folder through Janus's group (``SupplementaryGroups=``; Janus writes with
+``UMask=0027``, the folder is 0750) and can write nothing there; the cloud's nodes carry
+``recordings_url`` and stage each room in their ``read_dir`` before archiving it.
 
 With a ``haproxy`` host, HAProxy fronts the operators' plain HTTP (port 80) and passes the
 terminals' TLS through to every API host's listener (port 8443); the claims' ``enrol_url``
@@ -81,7 +89,10 @@ PORTS = {
     "turn": 3478,
     "haproxy": 80,
     "terminal_api": 8443,
+    "recordings": 8091,
 }
+#: The unit beside Janus on a media host that serves its recordings (not an inventory role).
+RECORDINGS = "recordings"
 
 
 @dataclass(frozen=True)
@@ -253,8 +264,9 @@ def _cloud_env(
     janus_hosts = [h for h in hosts if "janus" in h.roles]
     if janus_hosts:
         # One node per media host. Janus writes recordings on its own host; the archiver
-        # (on the leading API host) reads them where that folder is mounted: read_dir,
-        # in the service's own state folder (the mount itself is not rendered).
+        # (on the leading API host) fetches each finished room's files from that host's
+        # recordings server (mutual TLS) into read_dir, in its own state folder, and
+        # archives them from there.
         nodes = [
             {
                 "name": j.name,
@@ -264,6 +276,7 @@ def _cloud_env(
                 "room_key": keys["janus_room_key"],
                 "rec_dir": str(STATE / "janus" / "recordings"),
                 "read_dir": str(STATE / role / "recordings" / j.name),
+                "recordings_url": f"https://{j.address}:{PORTS['recordings']}",
             }
             for j in janus_hosts
         ]
@@ -435,8 +448,22 @@ def _role_files(
             f"/usr/bin/janus -F {cfg} -C {cfg / 'janus.jcfg'} --disable-colors",
             notify=False,
             watchdog=False,
+            # Recordings 0640: readable by its group (the recordings server), no one else.
+            extra=("UMask=0027",),
         )
         return files, unit
+    if role == RECORDINGS:
+        tls = STATE / role / "tls"
+        unit = _unit(
+            role,
+            "recordings server (read-only, mutual TLS)",
+            f"{prefix / 'bin' / 'cuntong'} recordings serve --dir {STATE / 'janus' / 'recordings'}"
+            f" --host {host.address} --port {PORTS['recordings']} --tls {tls}",
+            notify=False,
+            watchdog=False,
+            extra=("SupplementaryGroups=cuntong-janus",),
+        )
+        return {}, unit
     if role == "coturn":
         from cuntong.servers.coturn import CoturnConfig
         from cuntong.servers.coturn import config_text as turn_text
@@ -492,14 +519,14 @@ def _key_material(hosts: list[Host], host: Host, out: Path, root: Path) -> list[
     from provisioning import broker as broker_lib
     from provisioning import ca as ca_lib
     from provisioning import keys as keys_lib
-    from provisioning.files import ensure_private_dir
+    from provisioning.files import ensure_private_dir, write_private
 
     now = dt.datetime.now(dt.UTC)
     pki = ensure_private_dir(out / "pki")
     authority = ca_lib.load_or_create(pki, now)
     keys_lib.load_or_create(pki)
     written: list[Path] = []
-    for role in host.roles:
+    for role in host_units(host):
         state = root / str(STATE / role).lstrip("/")
         if role in ("api", "ingest"):
             for folder in ("ca", "keys"):
@@ -508,6 +535,13 @@ def _key_material(hosts: list[Host], host: Host, out: Path, root: Path) -> list[
                     if src.is_file():
                         shutil.copy2(src, dest / src.name)
                         written.append(dest / src.name)
+        elif role == RECORDINGS:
+            tls = ensure_private_dir(state / "tls")
+            key = ca_lib.new_key()
+            issued = authority.issue_server(key.public_key(), (host.address, host.name), now)
+            written.append(write_private(tls / "key.pem", ca_lib.key_pem(key)))
+            written.append(write_private(tls / "cert.pem", issued.chain_pem))
+            written.append(write_private(tls / "ca.pem", authority.root_pem))
         elif role == "mosquitto":
             files = broker_lib.prepare(
                 authority,
@@ -523,6 +557,11 @@ def _key_material(hosts: list[Host], host: Host, out: Path, root: Path) -> list[
     return written
 
 
+def host_units(host: Host) -> tuple[str, ...]:
+    """The host's roles, and the recordings server beside Janus on a media host."""
+    return (*host.roles, *((RECORDINGS,) if "janus" in host.roles else ()))
+
+
 def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Path]:
     """Write every host's files under ``out/<host>/``; return them."""
     keys = _secrets(out)
@@ -531,16 +570,19 @@ def render(deployment: dict[str, Any], hosts: list[Host], out: Path) -> list[Pat
         root = out / host.name
         users, tmpfiles = [], []
         written += _key_material(hosts, host, out, root)
-        for role in host.roles:
+        for role in host_units(host):
             files, unit = _role_files(role, deployment, hosts, host, keys)
             role = "agent" if role == "terminal" else role  # cuntong-agent.service
             user = f"cuntong-{role}"
             written.append(_write(root / f"etc/systemd/system/cuntong-{role}.service", unit))
             users.append(f'u {user} - "cuntong {role}" {STATE / role}')
-            tmpfiles.append(f"d {STATE / role} 0700 {user} {user} -")
             if role == "janus":
-                tmpfiles.append(f"d {STATE / role / 'recordings'} 0700 {user} {user} -")
-            if role in ("api", "ingest", "mosquitto"):
+                # Its group (the recordings server) may pass through and read recordings.
+                tmpfiles.append(f"d {STATE / role} 0710 {user} {user} -")
+                tmpfiles.append(f"d {STATE / role / 'recordings'} 0750 {user} {user} -")
+            else:
+                tmpfiles.append(f"d {STATE / role} 0700 {user} {user} -")
+            if role in ("api", "ingest", "mosquitto", RECORDINGS):
                 # The key material the render placed there: the service's own (modes kept).
                 tmpfiles.append(f"Z {STATE / role} - {user} {user} -")
             tmpfiles.append(f"d {ETC / role} 0750 root {user} -")

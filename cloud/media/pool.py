@@ -62,6 +62,8 @@ class NodeAccess:
     draining: bool = False
     #: Where the archiver reads ``rec_dir`` when it is mounted elsewhere; default rec_dir.
     read_dir: str = ""
+    #: The media host's recordings server; set, ``read_dir`` is where rooms are staged.
+    recordings_url: str = ""
 
 
 @dataclass
@@ -262,3 +264,7 @@ class JanusPool:
         """Where the archiver finds this node's recordings."""
         access = self._access[node.name]
         return access.read_dir or access.rec_dir
+
+    def recordings_url(self, node: Node) -> str:
+        """The node's recordings server, or "" when its folder is read locally."""
+        return self._access[node.name].recordings_url

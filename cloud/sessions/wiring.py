@@ -41,8 +41,11 @@ from cloud.evidence import service as evidence_service
 from cloud.media.archive import Archiver
 from cloud.media.errors import RecordingError
 from cloud.media.gate import gate_path
+from cloud.media.nodes import Node
 from cloud.media.pool import JanusPool, NodeAccess
+from cloud.media.recfetch import RecordingSource
 from cloud.media.recording import RecordingResult
+from cloud.media.recserve import RECORDINGS_SUFFIX
 from cloud.ops.feeds import LiveSource
 from cloud.oversight import Oversight
 from cloud.security import Security
@@ -58,6 +61,7 @@ from cloud.sessions.state import State
 from cloud.sessions.watch import Watch
 from cloud.workflow import device, steps
 from common import suite as suite_lib
+from common.errors import ConfigError
 from common.periodic import run_every
 from common.settings import CloudSettings, JanusNode
 from common.wire.call import Request, StepResult
@@ -252,7 +256,32 @@ def node_access(node: JanusNode, *, gated: bool = False) -> NodeAccess:
         public_url=public_url,
         draining=node.draining,
         read_dir=str(node.read_dir or ""),
+        recordings_url=node.recordings_url,
     )
+
+
+def recording_sources(
+    settings: CloudSettings, security: Security | None, pool: JanusPool
+) -> Callable[[Node], RecordingSource | None]:
+    """Per node, where the archiver fetches its recordings: the node's recordings server
+    with this instance's recordings certificate (``svc.<instance>-recordings``, renewed
+    when due), or None to read the folder locally (single host)."""
+
+    fetched = [n.name for n in settings.media_nodes() if n.recordings_url]
+    if fetched and security is None:  # at start, not in the desk's after-call hook
+        raise ConfigError(
+            f"node(s) {', '.join(fetched)}: recordings_url needs the secured mode (state_dir)"
+            " for the archiver's client certificate"
+        )
+
+    def source_of(node: Node) -> RecordingSource | None:
+        url = pool.recordings_url(node)
+        if not url or security is None:
+            return None
+        instance = settings.service_instance + RECORDINGS_SUFFIX
+        return RecordingSource(url, lambda: security.mqtt_tls(instance, _now()))
+
+    return source_of
 
 
 async def start(
@@ -278,7 +307,10 @@ async def start(
     outbox = Outbox(terminal_sink=link.send)
     # Beside the evidence packages unless set: the same state folder Oversight chose.
     archive = settings.archive_dir or ov.evidence_dir.parent / "recordings"
-    archiver = Archiver(pool.rec_dir, archive, _on_archived(ov), _on_archive_error)
+    archiver = Archiver(
+        pool.rec_dir, archive, _on_archived(ov), _on_archive_error,
+        source_of=recording_sources(settings, security, pool),
+    )  # fmt: skip
     left, tellers = await store.open_board()
     adopted = await recovery.adopt(left, pool)
     spare = frozenset(a.session.id for a in adopted)

@@ -120,3 +120,33 @@ def test_secrets_stay_out_of_repr() -> None:
     assert not any(secret in shown for secret in (
         "admin-secret-1", "room-key-1", "admin-secret-janus-2", "room-key-janus-2",
     ))  # fmt: skip
+
+
+def test_a_recordings_url_must_be_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: a node's recordings are fetched from its media host's recordings server,
+    which takes mutual TLS only; a plain-HTTP URL is refused naming the node and field."""
+    fetched = node("janus-2", "10.0.0.12", recordings_url="https://10.0.0.12:8091")
+    (got,) = CloudSettings(janus_nodes=[fetched]).media_nodes()
+    assert got.recordings_url == "https://10.0.0.12:8091"
+    assert CloudSettings(janus_nodes=[node("janus-3", "h")]).media_nodes()[0].recordings_url == ""
+    plain = node("janus-2", "10.0.0.12", recordings_url="http://10.0.0.12:8091")
+    monkeypatch.setenv("CUNTONG_CLOUD_JANUS_NODES", json.dumps([plain]))
+    with pytest.raises(ConfigError, match=r"janus-2.*recordings_url.*https://"):
+        load(CloudSettings)
+
+
+def test_fetched_recordings_need_the_secured_mode() -> None:
+    """The archiver's client certificate comes from the CA of the secured mode: a node
+    with a recordings_url and no state_dir is refused when the desk starts, naming it."""
+    from cloud.media.pool import JanusPool
+    from cloud.sessions.wiring import recording_sources
+
+    fetched = node("janus-2", "10.0.0.12", recordings_url="https://10.0.0.12:8091")
+    settings = CloudSettings(janus_nodes=[fetched])
+    with pytest.raises(ConfigError, match=r"janus-2: recordings_url needs the secured mode"):
+        recording_sources(settings, None, JanusPool([]))
+    # Without a recordings_url the folder is read locally, secured or not.
+    local = recording_sources(
+        CloudSettings(janus_nodes=[node("janus-3", "h")]), None, JanusPool([])
+    )
+    assert callable(local)

@@ -104,7 +104,9 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
         for unit in (host / "etc/systemd/system").iterdir()
     }
     # A terminal host runs the edge agent's unit.
-    assert {role for _, role in placed} == set(ROLES) - {"terminal"} | {"agent"}
+    # A media host also runs the recordings server beside Janus.
+    assert {role for _, role in placed} == set(ROLES) - {"terminal"} | {"agent", "recordings"}
+    assert ("media-1", "recordings") in placed
     assert ("cloud-2", "api") in placed and ("cloud-2", "ingest") not in placed
     for host, role in placed:
         unit = _unit(rendered, host, role)
@@ -194,6 +196,9 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     assert 'admin_ip = "10.20.0.31"' in jcfg
     assert 'admin_acl = "127.,10.20.0.11,10.20.0.12"' in jcfg
     assert str(node.read_dir) == "/var/lib/cuntong/api/recordings/media-1"
+    # Issue 17: no mount; the archiver fetches each room from the media host's recordings
+    # server into read_dir (tests/teller/test_recordings_server.py runs both for real).
+    assert node.recordings_url == "https://10.20.0.31:8091"
     assert api2["CUNTONG_CLOUD_TERMINAL_API_HOST"] == "10.20.0.12"  # enrolment on each API host
     # ...whose certificate also names the HAProxy address terminals connect to.
     assert api2["CUNTONG_CLOUD_TERMINAL_API_NAMES"] == "10.20.0.11"
@@ -223,6 +228,42 @@ def test_render_two_brokers_the_cloud_on_both_and_the_terminal_agent(rendered: P
     tmpfiles = (rendered / "broker-1/etc/tmpfiles.d/cuntong.conf").read_text()
     assert "Z /var/lib/cuntong/mosquitto - cuntong-mosquitto cuntong-mosquitto -" in tmpfiles
     assert "u cuntong-agent " in (rendered / "term-1/etc/sysusers.d/cuntong.conf").read_text()
+
+
+def test_render_serves_recordings_read_only_from_the_media_host(rendered: Path) -> None:
+    """Issue 17: the recordings server's unit on the media host: its own user, Janus's group
+    to read the recordings (Janus writes them 0640, the folder is 0750, its state folder
+    only passable), nothing writable but its own state; its server certificate from the
+    deployment CA for the host's address, private."""
+    from cryptography import x509
+
+    unit = _unit(rendered, "media-1", "recordings")
+    assert unit["User"] == ["cuntong-recordings"]
+    assert unit["SupplementaryGroups"] == ["cuntong-janus"]
+    assert unit["ExecStart"] == [
+        f"{sys.prefix}/bin/cuntong recordings serve --dir /var/lib/cuntong/janus/recordings"
+        " --host 10.20.0.31 --port 8091 --tls /var/lib/cuntong/recordings/tls"
+    ]
+    assert unit["ReadWritePaths"] == ["/var/lib/cuntong/recordings"]
+    assert unit["NoNewPrivileges"] == ["yes"] and unit["ProtectSystem"] == ["strict"]
+    assert _unit(rendered, "media-1", "janus")["UMask"] == ["0027"]
+    tmpfiles = (rendered / "media-1/etc/tmpfiles.d/cuntong.conf").read_text().splitlines()
+    assert "d /var/lib/cuntong/janus 0710 cuntong-janus cuntong-janus -" in tmpfiles
+    assert "d /var/lib/cuntong/janus/recordings 0750 cuntong-janus cuntong-janus -" in tmpfiles
+    assert "Z /var/lib/cuntong/recordings - cuntong-recordings cuntong-recordings -" in tmpfiles
+    users = (rendered / "media-1/etc/sysusers.d/cuntong.conf").read_text()
+    assert "u cuntong-recordings " in users
+    tls = rendered / "media-1/var/lib/cuntong/recordings/tls"
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        assert (tls / name).stat().st_mode & 0o777 == 0o600
+    assert tls.stat().st_mode & 0o777 == 0o700
+    chain = x509.load_pem_x509_certificates((tls / "cert.pem").read_bytes())
+    root = (rendered / "cloud-1/var/lib/cuntong/api/ca/root.pem").read_bytes()
+    assert (tls / "ca.pem").read_bytes() == root  # the one CA the cloud's certs come from
+    sans = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.20.0.31" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    # Only media hosts run it.
+    assert not (rendered / "cloud-1/etc/systemd/system/cuntong-recordings.service").exists()
 
 
 def test_render_again_keeps_the_secrets(rendered: Path, tmp_path: Path) -> None:

@@ -410,10 +410,77 @@ def test_nothing_reached_past_the_namespaces(system: Booted) -> None:
     assert "Apply Kernel Variables" not in system.journal(lines=2000)
 
 
+#: What the archiver on the API host runs against the media host's recordings server, as
+#: the API's user with the API's state (its recordings certificate from the render's CA).
+FETCH_SCRIPT = """
+import asyncio, datetime as dt, sys
+from pathlib import Path
+from cloud.media.recfetch import RecordingSource, fetch_room
+from provisioning.wiring import service_tls_context
+
+state = Path("/var/lib/cuntong/api")
+tls = lambda: service_tls_context(state, sys.argv[1], dt.datetime.now(dt.UTC))
+source = RecordingSource("https://127.0.0.1:8091", tls)
+got = asyncio.run(fetch_room(source, "sd-1", state / "recordings" / "probe"))
+print(" ".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mode & 0o777:o}" for p in got))
+"""
+
+
+def test_the_recordings_server_reads_janus_files_and_nothing_more(system: Booted) -> None:
+    """Issue 17: ``cuntong-recordings`` runs as its own user and reads what Janus writes
+    (Janus's umask 0027, its group as the unit's supplementary group), serving it over
+    mutual TLS to the API's recordings certificate; it cannot write Janus's folder, and
+    neither it nor another service's user reads anything else of Janus's."""
+    rec = "/var/lib/cuntong/janus/recordings"
+    assert system.show("cuntong-janus", "UMask")["UMask"] == "0027"
+    # A recording as Janus leaves it: written by its user under its unit's umask.
+    mjr = f"{rec}/sd-1-customer-audio-0.mjr"
+    write = f"umask 0027; head -c 5000 /dev/urandom > {mjr}"
+    system.run("runuser", "-u", "cuntong-janus", "--", "/bin/sh", "-c", write)
+    owner = system.run("stat", "-c", "%U %G %a", mjr).stdout.split()
+    assert owner == ["cuntong-janus", "cuntong-janus", "640"]
+    system.run("systemctl", "start", "cuntong-recordings")
+    state = _until(
+        lambda: (s := _state(system, "cuntong-recordings"))["SubState"] == "running" and s,
+        60, "cuntong-recordings running",
+    )  # fmt: skip
+    assert _uid_of(system, state["MainPID"]) == "cuntong-recordings"
+    (system.lab / "fetch.py").write_text(FETCH_SCRIPT)
+    fetch = ["runuser", "-u", "cuntong-api", "--", "/opt/cuntong/bin/python", "/run/lab/fetch.py"]
+    got = _until(
+        lambda: (d := system.run(*fetch, "api-solo-recordings", check=False)).returncode == 0
+        and d.stdout,
+        60, "the API's fetch of sd-1",
+    )  # fmt: skip
+    assert got.split() == ["sd-1-customer-audio-0.mjr:5000:600"], got
+    # The API's broker-link certificate (same CA, not a recordings one) is refused: 403.
+    refused = system.run(*fetch, "api-solo", check=False)
+    assert refused.returncode != 0 and "403" in refused.stderr, refused.stderr[-2000:]
+    # Least privilege: Janus's group is the server process's only (the unit's
+    # SupplementaryGroups=; its user is no member), and with it the server's credentials
+    # read but cannot write or delete there; without it, its user reads nothing there,
+    # and another service's user cannot even list the folder.
+    gid = system.run("getent", "group", "cuntong-janus").stdout.split(":")[2]
+    groups = system.run("grep", "^Groups:", f"/proc/{state['MainPID']}/status").stdout.split()
+    assert gid in groups[1:], groups
+    plain = system.run("runuser", "-u", "cuntong-recordings", "--", "cat", mjr, check=False)
+    assert plain.returncode != 0 and "Permission denied" in plain.stderr
+    asrec = ["setpriv", "--reuid=cuntong-recordings", "--regid=cuntong-recordings",
+             f"--groups={gid}", "--"]  # fmt: skip
+    system.run(*asrec, "/bin/sh", "-c", f"cat {mjr} > /dev/null")
+    for argv in (("touch", f"{rec}/x.mjr"), ("rm", "-f", mjr)):
+        done = system.run(*asrec, *argv, check=False)
+        assert done.returncode != 0 and "Permission denied" in done.stderr, argv
+    other = system.run("runuser", "-u", "cuntong-haproxy", "--", "ls", rec, check=False)
+    assert other.returncode != 0 and "Permission denied" in other.stderr
+    assert system.run("test", "-e", mjr, check=False).returncode == 0
+
+
 def test_systemd_analyze_verify_accepts_the_installed_units(system: Booted) -> None:
     done = system.run(
         "systemd-analyze", "verify", "--man=no",
-        *(f"/etc/systemd/system/{u}" for u in UNITS), check=False,
+        *(f"/etc/systemd/system/{u}" for u in [*UNITS, "cuntong-recordings.service"]),
+        check=False,
     )  # fmt: skip
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
