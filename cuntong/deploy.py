@@ -41,8 +41,9 @@ recordings folder through Janus's group (``SupplementaryGroups=``; Janus writes 
 ``recordings_url`` and stage each room in their ``read_dir`` before archiving it.
 
 With a ``haproxy`` host, HAProxy fronts the operators' plain HTTP (port 80) and passes the
-terminals' TLS through to every API host's listener (port 8443); the claims' ``enrol_url``
-is then ``https://<haproxy address>:8443`` (``enrol_url``, printed by the render).
+terminals' TLS through from its own port 9443 to every API host's listener (port 8443); the
+claims' ``enrol_url`` is then ``https://<haproxy address>:9443`` (``enrol_url``, printed by
+the render).
 
 The CA and keys are made once in ``OUT/pki`` (0700) and kept, like the secrets.
 
@@ -89,6 +90,9 @@ PORTS = {
     "turn": 3478,
     "haproxy": 80,
     "terminal_api": 8443,
+    #: HAProxy's TLS passthrough to the API hosts' terminal listeners: a port of its own, so
+    #: HAProxy and an API replica can share a host (a one-host inventory).
+    "terminal_lb": 9443,
     "recordings": 8091,
 }
 #: The unit beside Janus on a media host that serves its recordings (not an inventory role).
@@ -258,8 +262,8 @@ def _cloud_env(
         env |= {"TERMINAL_API_HOST": host.address, "TERMINAL_API_PORT": PORTS["terminal_api"]}
         lb = [h.address for h in hosts if "haproxy" in h.roles]
         if lb:
-            # HAProxy passes terminals' TLS through on its port 8443 (claims' enrol_url is
-            # https://<lb>:8443): this host's certificate must name the lb's address too.
+            # HAProxy passes terminals' TLS through on its port 9443 (claims' enrol_url is
+            # https://<lb>:9443): this host's certificate must name the lb's address too.
             env["TERMINAL_API_NAMES"] = ",".join(lb)
     janus_hosts = [h for h in hosts if "janus" in h.roles]
     if janus_hosts:
@@ -366,7 +370,7 @@ def _haproxy(hosts: list[Host], host: Host, maxconn: int) -> str:
     apis = [(h.name, h.address, PORTS["api"]) for h in hosts if "api" in h.roles]
     terminals = [(h.name, h.address, PORTS["terminal_api"]) for h in hosts if "api" in h.roles]
     return haproxy_config(
-        host.address, PORTS["haproxy"], apis, maxconn, terminals, PORTS["terminal_api"]
+        host.address, PORTS["haproxy"], apis, maxconn, terminals, PORTS["terminal_lb"]
     )
 
 
@@ -651,8 +655,10 @@ def enrol_url(hosts: list[Host]) -> str:
     passthrough (any API replica answers) where the inventory has one, else the first API
     host's own listener (which then is the one place terminals renew and upload logs)."""
     lb = next((h for h in hosts if "haproxy" in h.roles), None)
-    target = lb or next(h for h in hosts if "api" in h.roles)
-    return f"https://{target.address}:{PORTS['terminal_api']}"
+    if lb is not None:
+        return f"https://{lb.address}:{PORTS['terminal_lb']}"
+    api = next(h for h in hosts if "api" in h.roles)
+    return f"https://{api.address}:{PORTS['terminal_api']}"
 
 
 def render_inventory(inventory: Path, out: Path) -> list[Path]:

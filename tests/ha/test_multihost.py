@@ -222,7 +222,7 @@ def _factory_claims(lab: Lab, runners: dict[str, UnitRunner], admin_token: str) 
     in each terminal's state folder, the CA read from the enrolment listener."""
     api = f"http://{lab.address('cloud-1')}:8000"
     # Through the load balancer's TLS passthrough: any API host serves the terminals.
-    enrol = f"https://{lab.address('lb')}:8443"
+    enrol = f"https://{lab.address('lb')}:9443"
     ca_pem = httpx.get(f"{enrol}/api/v1/enrol/ca", timeout=10, verify=False).text
     created = httpx.post(
         f"{api}/api/v1/provisioning/claims",

@@ -82,7 +82,7 @@ def rendered(tmp_path: Path) -> Path:
     done = _cuntong("deploy", "render", "--inventory", str(inventory), "--out", str(out))
     assert done.returncode == 0, done.stderr
     # Terminals enrol through HAProxy's TLS passthrough: the claim's enrol_url.
-    assert "enrol_url = https://10.20.0.11:8443" in done.stdout, done.stdout
+    assert "enrol_url = https://10.20.0.11:9443" in done.stdout, done.stdout
     return out
 
 
@@ -150,10 +150,11 @@ def test_render_writes_units_users_and_private_secrets(rendered: Path, tmp_path:
     assert "server cloud-1 10.20.0.11:8000 check" in haproxy
     assert "server cloud-2 10.20.0.12:8000 check" in haproxy
     # Issue 17: terminals' HTTPS (enrolment, renewal, log upload, call gate) through any
-    # API host: TLS passed through (mTLS intact) on the lb's 8443, each host checked.
+    # API host: TLS passed through on the lb's 9443 (its own port: here the lb shares
+    # cloud-1's host, whose API listens on 8443), each host checked.
     tcp = haproxy.split("frontend terminals\n", 1)[1]
     front, back = tcp.split("\nbackend terminals\n", 1)
-    assert "mode tcp" in front and "bind 10.20.0.11:8443" in front, tcp
+    assert "mode tcp" in front and "bind 10.20.0.11:9443" in front, tcp
     assert "default_backend terminals" in front, tcp
     assert "mode tcp" in back and "balance leastconn" in back, tcp
     assert "server cloud-1 10.20.0.11:8443 check" in back

@@ -124,15 +124,25 @@ Environment=WLR_BACKENDS=x11 DISPLAY=:7
 #: one claim from the API, ``claim.json`` in the agent's state folder (0600, its user's),
 #: the CA read from the enrolment listener, as tests/ha/test_multihost.py does.
 CLAIM_SCRIPT = """
-import json, shutil, sys
+import json, shutil, sys, time
 from pathlib import Path
 import httpx
 from provisioning.files import write_private
 from provisioning.protocol import FactoryClaim, Region
 
 token, terminal_id = sys.argv[1], sys.argv[2]
-enrol = "https://127.0.0.1:8443"
-ca_pem = httpx.get(enrol + "/api/v1/enrol/ca", timeout=20, verify=False).text
+enrol = "https://127.0.0.1:9443"  # HAProxy's passthrough to the API's 8443
+# HAProxy marks the API's listener up at its first passing check (every second), which
+# may come after the API's own readiness: until then it closes the connection (NOSRV).
+deadline = time.monotonic() + 60
+while True:
+    try:
+        ca_pem = httpx.get(enrol + "/api/v1/enrol/ca", timeout=20, verify=False).text
+        break
+    except httpx.TransportError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
 created = httpx.post(
     "http://127.0.0.1:8000/api/v1/provisioning/claims",
     json={"uses": 1, "days": 1, "id_prefix": "SD-", "label": "systemd test"},
