@@ -876,7 +876,15 @@ async def agent_in_call(
             await browser.close()
     finally:
         agent.stop()
-        await asyncio.wait_for(run, 15)
+        try:
+            await asyncio.wait_for(asyncio.shield(run), 30)
+        except TimeoutError:
+            # Once under load (twice in all) the agent took over 15 s to stop here: say
+            # which of its tasks were still running, and where, so the cause can be found.
+            for task in asyncio.all_tasks():
+                if not task.done() and task is not asyncio.current_task():
+                    task.print_stack(limit=8)
+            raise
 
 
 async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_path: Path) -> None:
