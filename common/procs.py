@@ -17,10 +17,12 @@ parent-death signal.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -73,10 +75,40 @@ def find_binary(name: str) -> str:
     return path
 
 
+#: Where ``free_port`` looks: below the kernel's ephemeral range (32768-60999 by default,
+#: where every outgoing connection takes its source port) and Janus's RTP range (20000-).
+FREE_PORTS = (10000, 20000)
+#: Ports this process handed out lately, not handed out again (a launcher picks several
+#: before any is bound).
+_recent: collections.deque[int] = collections.deque(maxlen=512)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    """A port nothing on ``host`` holds for TCP or UDP, for a server started next.
+
+    Picked at random below the ephemeral range: a port the kernel gave out (bind to 0) is
+    in that range, so until the server binds it any outgoing connection on the machine
+    can take it as its source port (seen in a full test run: a replica's own broker link
+    took the port picked for its listener, "address already in use")."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(*FREE_PORTS)
+        if port not in _recent and _bindable(host, port):
+            _recent.append(port)
+            return port
+    with socket.socket() as sock:  # the range is full: any port the kernel gives
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def wait_for_port(
