@@ -79,10 +79,18 @@ def new_card(imk: bytes, atc: int = 0x29) -> PbocCard:
 
 
 async def present(reader: IcCardReader, slot: VirtualCardSlot, card: PbocCard) -> None:
-    # Learn the empty slot first: a reader whose first look comes after pcscd has already
-    # seen the card takes "present" as its starting state and waits for an insertion that
-    # has happened (seen under load as "pcscd never reported the card").
-    await reader.wait_for_event(0.1)
+    # pcscd must see the slot empty before the card goes in. A reader whose first look
+    # comes after pcscd has already seen the card takes "present" as its starting state;
+    # and a previous test's card pulled out and this one pushed in between two of pcscd's
+    # polls look like no change at all. Either way the reader waits for an insertion that
+    # has happened (seen in full runs as "pcscd never reported the card").
+    await asyncio.to_thread(slot.remove)
+    for _ in range(60):  # 30 s
+        await reader.wait_for_event(0.5)
+        if not reader._present:
+            break
+    else:
+        pytest.fail("pcscd never saw the slot empty")
     await asyncio.to_thread(slot.insert, card)
     for _ in range(60):  # 30 s: pcscd polls its readers, slowly on a loaded machine
         if await reader.wait_for_event(0.5) == "inserted":
