@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -213,3 +214,25 @@ async def enrolled_link(
 def _write_claim(state_dir: Path, claim: FactoryClaim) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "claim.json").write_text(claim.model_dump_json())
+
+
+def service_prefix(prefix: Path, interpreter: str | None = None) -> Path:
+    """An installation for services run as other users, as a deployment has one: a venv of
+    Debian's python3 at ``prefix`` (any user may execute it; the test's own interpreter may
+    be a pyenv one under /root, mode 0700, as on CI) that loads the test venv's packages
+    (its site folder, ``.pth`` files and all), with a ``bin/cuntong`` script whose
+    interpreter is ``interpreter`` (the path the services will see; default the venv's)."""
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(prefix)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    (site,) = prefix.glob("lib/python3*/site-packages")
+    ours = sysconfig.get_path("purelib")
+    (site / "cuntong-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    script = prefix / "bin" / "cuntong"
+    shebang = interpreter or prefix / "bin" / "python"
+    script.write_text(
+        f"#!{shebang}\nimport sys\nfrom cuntong.cli import main\n\n"
+        "if __name__ == '__main__':  # a forkserver child imports this module again\n"
+        "    sys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return prefix

@@ -34,7 +34,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,7 +48,13 @@ from provisioning.files import write_private
 from provisioning.protocol import FactoryClaim, Region
 from tests.ha.netns import Lab, UnitRunner
 from tests.ha.rig import SUPERVISOR, SUPERVISOR_PASSWORD, token
-from tests.helpers import OPERATOR, OPERATOR_PASSWORD, create_account, eventually
+from tests.helpers import (
+    OPERATOR,
+    OPERATOR_PASSWORD,
+    create_account,
+    eventually,
+    service_prefix,
+)
 
 TERMINALS = ["term-1", "term-2", "term-3"]
 HOSTS = ["db", "broker-1", "broker-2", "cloud-1", "cloud-2", "lb", "media", *TERMINALS]
@@ -111,24 +116,8 @@ def _lab() -> Iterator[tuple[Lab, Path]]:
 
 
 def _service_prefix(base: Path) -> Path:
-    """The installation the services run from, as a deployment has one: a venv any user can
-    execute. The test's own venv may not be one (a pyenv interpreter under /root, mode 0700,
-    as on CI: a service user cannot run it), so this is a venv of Debian's python3 that
-    loads the test venv's packages (its site folder, ``.pth`` files and all)."""
-    prefix = base / "prefix"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(prefix)],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    (site,) = prefix.glob("lib/python3*/site-packages")
-    ours = sysconfig.get_path("purelib")
-    (site / "cuntong-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    script = prefix / "bin" / "cuntong"
-    script.write_text(
-        f"#!{prefix / 'bin' / 'python'}\nimport sys\nfrom cuntong.cli import main\n\n"
-        "if __name__ == '__main__':  # a forkserver child imports this module again\n"
-        "    sys.exit(main())\n"
-    )
-    script.chmod(0o755)
-    return prefix
+    """The installation the services run from (``tests.helpers.service_prefix``)."""
+    return service_prefix(base / "prefix")
 
 
 def _inventory(lab: Lab, base: Path) -> Path:

@@ -32,7 +32,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.helpers import service_prefix
 from tests.ops.sdboot import Booted, boot
 
 pytestmark = pytest.mark.skipif(
@@ -178,21 +178,9 @@ def _until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
 
 
 def _prefix(lab: Path) -> Path:
-    """The deployment's ``/opt/cuntong``: a venv of Debian's python3 (any user may run it;
-    the test's own interpreter may sit in /root) loading this checkout's packages."""
-    prefix = lab / "prefix"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(prefix)],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    (site,) = prefix.glob("lib/python3*/site-packages")
-    ours = sysconfig.get_path("purelib")
-    (site / "cuntong-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    script = prefix / "bin" / "cuntong"
-    script.write_text(
-        "#!/opt/cuntong/bin/python\nimport sys\nfrom cuntong.cli import main\n\n"
-        "if __name__ == '__main__':\n    sys.exit(main())\n"
-    )
-    script.chmod(0o755)
-    return prefix
+    """The deployment's ``/opt/cuntong`` (``tests.helpers.service_prefix``), bound there
+    inside the namespace."""
+    return service_prefix(lab / "prefix", "/opt/cuntong/bin/python")
 
 
 def _render(lab: Path) -> Path:
