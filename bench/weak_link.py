@@ -261,6 +261,8 @@ async def one_call(
             "link_estimate_kbps": [e for _, _, e in samples],
             "uplink_lost": relay.up.stats.lost,
             "uplink_queue_dropped": relay.up.stats.queue_dropped,
+            "uplink_longest_queue_wait_ms": round(1000 * relay.up.stats.longest_queue_wait_s),
+            "uplink_queue_waits_over_100ms": relay.up.stats.queue_waits_over_100ms,
             "uplink_delivered": relay.up.stats.delivered,
         }
 
@@ -277,6 +279,7 @@ async def browser_call(
     infra_nice: int = 0,
     retransmit_kbps: float = 0.0,
     share: float = 0.25,
+    pacing_share: float = 0.85,
 ) -> dict[str, Any]:
     """One call to the teller page in Chromium; the figures are the browser's own."""
     link = village(rate_kbps=300, rtt_ms=200, loss=0.03)
@@ -286,7 +289,7 @@ async def browser_call(
     lag = LoopLag()
     async with weak_browser_call(
         janus, coturn, page, link, link, room=room, grab_every=3, nice=nice, relay_thread=True,
-        retransmit_share=share,
+        retransmit_share=share, pacing_share=pacing_share,
     ) as call:  # fmt: skip
         peer, relay = call.terminal.peer, call.terminal.relay
         lag.start()
@@ -336,8 +339,11 @@ async def browser_call(
         grabs += await page.evaluate("window.grabbed.splice(0)")
         frames = [t for t in await call.frames_at() if page_start <= t <= page_end]
         stats = [s for s in await call.samples() if page_start <= s["t"] <= page_end]
-        uplink = (relay.up.stats.lost, relay.up.stats.queue_dropped, relay.up.stats.delivered)
+        up = relay.up.stats
+        uplink = (up.lost, up.queue_dropped, up.delivered, up.longest_queue_wait_s,
+                  up.queue_waits_over_100ms)  # fmt: skip
         refused = peer.media.priority.refused  # type: ignore[attr-defined]
+        paced = peer.paced
     load_end = os.getloadavg()[0]
     wall = (page_end - page_start) / 1000
     faces = [bool(pipeline.detect(models, png_rgb(g))) for g in grabs]
@@ -367,6 +373,7 @@ async def browser_call(
         + (f", retransmissions limited to {retransmit_limit:g} s" if retransmit_limit else "")
         + (f", retransmissions within {retransmit_kbps:g} kbit/s" if retransmit_kbps else "")
         + f", retransmit share {share:g}"
+        + f", pacing share {pacing_share:g}"
         + f", terminal media nice {nice}",
         "load_average_start_end": [round(load_start, 1), round(load_end, 1)],
         "media_thread_nice": threads,
@@ -408,6 +415,14 @@ async def browser_call(
             if length > 0.2
         ],
         "audio_packets_lost": grew("audio", "packetsLost"),
+        "audio_jitterBufferDelay_ms": round(
+            1000
+            * grew("audio", "jitterBufferDelay")
+            / max(grew("audio", "jitterBufferEmittedCount"), 1)
+        ),
+        "audio_jitter_max_ms": round(
+            1000 * max((s["audio"].get("jitter", 0) or 0 for s in stats), default=0)
+        ),
         "outages": len(outages_at),
         "frames_after_outage_ms": recover,
         "face_found_pct": round(100 * sum(faces) / max(len(faces), 1), 1),
@@ -416,6 +431,8 @@ async def browser_call(
         "link_estimate_kbps": [e for _, _, e in samples],
         "uplink_lost": uplink[0],
         "uplink_queue_dropped": uplink[1],
+        "uplink_longest_queue_wait_ms": round(1000 * uplink[3]),
+        "uplink_queue_waits_over_100ms": uplink[4],
         "uplink_delivered": uplink[2],
         "retransmissions": None
         if limited is None
@@ -424,6 +441,14 @@ async def browser_call(
             "skipped_old": limited.skipped,
             "skipped_over_budget": limited.over_budget,
             "keyframes": limited.keyframes,
+        },
+        "paced": None
+        if paced is None
+        else {
+            "packets": paced.packets,
+            "held": paced.held,
+            "held_s": round(paced.held_s, 1),
+            "longest_hold_ms": round(1000 * paced.longest_s),
         },
     }
 
@@ -437,6 +462,7 @@ async def main_browser(
     infra_nice: int = 0,
     retransmit_kbps: float = 0.0,
     share: float = 0.25,
+    pacing_share: float = 0.85,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -460,7 +486,7 @@ async def main_browser(
                     for every in (0.0, outage_every) if both else (outage_every,):
                         result = await browser_call(
                             janus, coturn, models, page, seconds, every, retransmit_limit, nice,
-                            infra_nice, retransmit_kbps, share,
+                            infra_nice, retransmit_kbps, share, pacing_share,
                         )  # fmt: skip
                         print(orjson.dumps(result).decode(), flush=True)
                     await browser.close()
@@ -534,6 +560,14 @@ if __name__ == "__main__":
         "0: every NACK answered",
     )
     ap.add_argument(
+        "--pacing-share",
+        type=float,
+        default=AgentSettings.model_fields["call_pacing_share"].default,
+        metavar="F",
+        help="chromium only: the terminal's call_pacing_share (default: the agent's); "
+        "0: aiortc's bursts, unpaced",
+    )
+    ap.add_argument(
         "--media-nice",
         type=int,
         default=CALL_MEDIA_NICE,
@@ -570,6 +604,7 @@ if __name__ == "__main__":
                 args.infra_nice,
                 args.retransmit_rate,
                 args.retransmit_share,
+                args.pacing_share,
             )
         )
         sys.exit(0)

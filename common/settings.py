@@ -205,6 +205,10 @@ class AgentSettings(_Base):
     #: every NACK answered). After an outage the teller's side asks for all it missed, more
     #: than the link's queue holds; what does not fit is skipped and a keyframe sent instead.
     call_retransmit_share: float = Field(0.25, ge=0, le=1)
+    #: The share of ``link_kbps`` the call's video (its retransmissions included) may take
+    #: on the wire at any moment (0-1; 0 = aiortc's bursts): a frame's packets are spread at
+    #: that pace so the audio never queues behind a keyframe (``edge.teller.pacing``).
+    call_pacing_share: float = Field(0.85, ge=0, le=1)
 
     @field_validator("terminal_id")
     @classmethod

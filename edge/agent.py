@@ -171,6 +171,7 @@ class Agent:
             echo_cancel=settings.echo_cancel,
             nice=settings.call_media_nice,
             retransmit_share=settings.call_retransmit_share,
+            pacing_share=settings.call_pacing_share,
             # The liveness check's models (the committed OTA bundle), loaded once for both.
             models=self.liveness.models,
         )

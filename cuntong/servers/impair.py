@@ -62,6 +62,10 @@ class LinkStats:
     queue_dropped: int = 0  # the bottleneck's buffer was full
     outage_dropped: int = 0
     bytes_delivered: int = 0
+    #: the bottleneck's queue: the longest any packet waited in it, and how many waited
+    #: over 100 ms (what a sender's bursts cost every packet behind them)
+    longest_queue_wait_s: float = 0.0
+    queue_waits_over_100ms: int = 0
 
 
 @dataclass
@@ -120,6 +124,8 @@ class Link:
                 return False
             leave = start + len(packet) * 8 / (spec.rate_kbps * 1000)
             self._free_at = leave
+            stats.longest_queue_wait_s = max(stats.longest_queue_wait_s, start - now)
+            stats.queue_waits_over_100ms += start - now > 0.1
         jitter = self.rng.uniform(-spec.jitter_ms, spec.jitter_ms) if spec.jitter_ms else 0.0
         arrive = max(leave + (spec.delay_ms + jitter) / 1000, self._last_delivery)
         self._last_delivery = arrive

@@ -49,6 +49,7 @@ class CallMedia:
         echo_cancel: bool = False,
         nice: int = 0,
         retransmit_share: float = 0.25,
+        pacing_share: float = 0.85,
     ) -> None:
         from edge.teller.priority import MediaPriority
 
@@ -70,6 +71,9 @@ class CallMedia:
         #: the share of the configured link all retransmissions together may use
         #: (``edge.teller.retransmit.Budget``; 0: every NACK answered)
         self.retransmit_share = retransmit_share
+        #: the share of the link the video may take at any moment, paced
+        #: (``edge.teller.pacing``; 0: aiortc's bursts)
+        self.pacing_share = pacing_share
         self.settings: EncoderSettings | None = None
         self.preprocess: FaceAware | None = None
         self.video: CameraTrack | None = None

@@ -38,7 +38,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
 from common.wire.call import Grant, absolute_janus_url
-from edge.teller import linkrate, receive, retransmit
+from edge.teller import linkrate, pacing, receive, retransmit
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -58,6 +58,7 @@ class MediaSource(Protocol):
     ceiling_kbps: float
     link_loss: float
     retransmit_share: float
+    pacing_share: float
     speaker: str
 
     async def prepare(self) -> None: ...
@@ -112,6 +113,8 @@ class RoomPeer:
         self.publications = 0
         #: what the publisher's senders did with NACKs (None: not budgeted)
         self.retransmissions: retransmit.Retransmissions | None = None
+        #: what the publisher's video pacer did (None: not paced)
+        self.paced: pacing.Paced | None = None
         self._client: JanusClient | None = None
         self._session_cm: Any = None
         self._session: JanusSession | None = None
@@ -204,6 +207,7 @@ class RoomPeer:
             pin=self.grant.pin or None,
         )
         await pc.setRemoteDescription(RTCSessionDescription(**joined.answer))
+        self._pace(pc)
         self.publications += 1
         self._watch = asyncio.create_task(self._watch_room(), name="janus-room-events")
         self._adapt = asyncio.create_task(self._adapt_loop(pc), name="link-rate")
@@ -224,6 +228,20 @@ class RoomPeer:
             )
         except RuntimeError as err:  # an aiortc without the seams: resend everything
             log.warning("retransmissions not budgeted: %s", err)
+
+    def _pace(self, pc: RTCPeerConnection) -> None:
+        """The video at ``pacing_share`` of the configured link, its frames spread out so
+        the audio does not wait behind a keyframe in the link's queue
+        (``edge.teller.pacing``). After ``setRemoteDescription``: bundling picks the
+        transport there, and no media flows before ICE and DTLS are up."""
+        share = self.media.pacing_share
+        self.paced = None
+        if share <= 0:
+            return
+        try:
+            self.paced = pacing.install(pc, share * self.media.link_kbps * 1000)
+        except RuntimeError as err:  # an aiortc without the seam: its bursts as before
+            log.warning("video not paced: %s", err)
 
     def _pc_state(self, pc: RTCPeerConnection) -> None:
         if pc is self._pub_pc and pc.connectionState == "failed":
@@ -262,6 +280,8 @@ class RoomPeer:
             if linkrate.worth_refit(self.media.link_kbps, rate):
                 log.info("link now %.0f kbit/s (loss %.1f%%)", rate, loss * 100)
                 self.media.fit(rate, loss)
+                if self.paced is not None:
+                    self.paced.pacer.set_rate(self.media.pacing_share * rate * 1000)
 
     async def _watch_room(self) -> None:
         """Events on the publisher handle: media up, the teller (un)publishing, failure."""

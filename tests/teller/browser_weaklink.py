@@ -72,7 +72,7 @@ MONITOR = """(grabEvery) => {
   const A = ["concealedSamples", "silentConcealedSamples", "totalSamplesReceived",
              "concealmentEvents", "packetsLost", "packetsReceived", "jitterBufferDelay",
              "jitterBufferEmittedCount", "insertedSamplesForDeceleration",
-             "removedSamplesForAcceleration", "bytesReceived"];
+             "removedSamplesForAcceleration", "bytesReceived", "jitter"];
   window.monitor = setInterval(async () => {
     follow();
     const call = window.call;
@@ -137,10 +137,12 @@ async def weak_browser_call(
     nice: int = 0,
     relay_thread: bool = False,
     retransmit_share: float = 0.25,
+    pacing_share: float = 0.85,
 ) -> AsyncIterator[BrowserCall]:
     """Connect the terminal over the impaired link to the teller page in ``page`` (already on
     the site ``janus`` allows by CORS); yields once the browser has decoded a frame.
-    ``nice``, ``relay_thread``, ``retransmit_share``: as ``village_terminal``'s."""
+    ``nice``, ``relay_thread``, ``retransmit_share``, ``pacing_share``: as
+    ``village_terminal``'s."""
     customer_token, teller_token = await open_room(janus, room)
     grant = {
         "type": "connect", "session": room, "role": "teller", "janus_url": janus.url,
@@ -149,7 +151,7 @@ async def weak_browser_call(
     }  # fmt: skip
     async with village_terminal(
         coturn, up, down, link_kbps, seed, room, nice=nice, relay_thread=relay_thread,
-        retransmit_share=retransmit_share,
+        retransmit_share=retransmit_share, pacing_share=pacing_share,
     ) as terminal:  # fmt: skip
         # The page publishes, then subscribes to the customer as soon as it publishes.
         started = asyncio.create_task(page.evaluate("g => window.start(g)", grant))

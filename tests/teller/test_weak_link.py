@@ -15,6 +15,7 @@ import asyncio
 from cuntong.servers.coturn import Coturn
 from cuntong.servers.janus import Janus
 from edge.teller.call import Phase
+from edge.teller.peer import RoomPeer
 from tests.helpers import eventually
 from tests.teller.test_turn_relay import nominated_types
 from tests.teller.weaklink import village, weak_call
@@ -46,6 +47,10 @@ async def test_call_connects_over_a_lossy_village_link_and_recovers_from_an_outa
             # The terminal sends in-band FEC on this link, and the receive path uses it: lost
             # audio packets come back from the next packet (``edge.teller.receive``).
             await eventually(lambda: _is(any(f[3] == "fec" for f in seen.audio_at)), 30)
+            # The video goes through the pacer (``edge.teller.pacing``), the audio does not:
+            # every video packet sent (and a resent one) passed it, and some were held back
+            # (a keyframe on this link is more than its burst).
+            await _paced_video_only(peer)
 
             relay.outage(2.0)
             await asyncio.sleep(2.0)
@@ -59,6 +64,22 @@ async def test_call_connects_over_a_lossy_village_link_and_recovers_from_an_outa
             )
             assert call.client.call.phase is Phase.IN_CALL
             assert peer.publications == 1  # recovered in place, not rebuilt
+
+
+async def _paced_video_only(peer: RoomPeer) -> None:
+    assert peer.paced is not None and peer._pub_pc is not None
+    before = peer.paced.packets
+    sent = {"audio": 0, "video": 0}
+    for stat in (await peer._pub_pc.getStats()).values():
+        if stat.type == "outbound-rtp":
+            sent[stat.kind] += stat.packetsSent
+    resent = peer.retransmissions.sent if peer.retransmissions else 0
+    # A packet is counted by the pacer when offered, by the stats once sent; at most the
+    # pacer's half second of held packets is in between.
+    assert sent["video"] <= peer.paced.packets, (sent, peer.paced)
+    assert before <= sent["video"] + resent + 30, (sent, resent, peer.paced)
+    assert sent["audio"] > 50  # the audio flowed beside it (25 packets a second), unpaced
+    assert peer.paced.held > 0
 
 
 async def _is(value: bool) -> bool:

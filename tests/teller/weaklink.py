@@ -103,6 +103,7 @@ async def village_terminal(
     nice: int = 0,
     relay_thread: bool = False,
     retransmit_share: float = 0.25,
+    pacing_share: float = 0.85,
 ) -> AsyncIterator[VillageTerminal]:
     """The terminal's ``TellerClient``/``RoomPeer``/``CallMedia``, relay-only, its TURN server
     the impairment relay in front of ``coturn``; queued for ``room``. The call ends on exit.
@@ -110,11 +111,13 @@ async def village_terminal(
     ``nice``: the call's media send path at that nice value, as the agent's ``call_media_nice``
     (``edge.teller.priority``); ``relay_thread``: the relay on its own thread
     (``RelayThread``), so raising the terminal's loop thread does not raise the link;
-    ``retransmit_share``: the agent's ``call_retransmit_share``."""
+    ``retransmit_share``, ``pacing_share``: the agent's ``call_retransmit_share`` and
+    ``call_pacing_share``."""
     # The terminal sizes its encoders from the loss it expects, as the agent does from its
     # configured link: above 3% loss that means Opus in-band FEC and 40 ms packets.
     media = CallMedia(simulate=True, link_kbps=link_kbps, link_loss=up.loss, face_aware=False,
-                      nice=nice, retransmit_share=retransmit_share)  # fmt: skip
+                      nice=nice, retransmit_share=retransmit_share,
+                      pacing_share=pacing_share)  # fmt: skip
 
     async def publish(payload: bytes) -> None:
         return None

@@ -45,6 +45,15 @@ def test_rate_limit_paces_and_drops_tail() -> None:
     span = got[-1][0] - got[0][0]
     rate = sum(size for _, size in got[1:]) * 8 / span / 1000
     assert 290 < rate < 310, rate
+    # The queue filled to its 200 ms and no further; most packets waited over 100 ms.
+    assert 0.19 < link.stats.longest_queue_wait_s <= 0.2
+    assert link.stats.queue_waits_over_100ms > 50
+
+
+def test_a_stream_under_the_rate_waits_for_no_one() -> None:
+    link = Link(Impairment(rate_kbps=300, queue_ms=500), random.Random(0))
+    run(link, [1250] * 100, 1250 * 8 / 200_000)  # 200 kbit/s into 300
+    assert link.stats.longest_queue_wait_s == 0.0 and link.stats.queue_waits_over_100ms == 0
 
 
 def test_random_loss_rate() -> None:
