@@ -23,12 +23,12 @@ clock seam: tests pass a fake that records the pauses instead of waiting them ou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from common import lease
+from common.aio import cancel_and_wait
 from common.errors import LeaseLost
 
 log = logging.getLogger("cuntong.periodic")
@@ -50,9 +50,7 @@ async def _pause(interval_s: float | None, wake: asyncio.Event | None, sleep: Sl
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in waiting:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
     wake.clear()
 
 

@@ -12,13 +12,13 @@ imported when the first call connects).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from common.aio import cancel_and_wait
 from common.wire import call as wire
 from common.wire.call import Grant
 from edge.steps.runner import StepRunner
@@ -301,10 +301,7 @@ class TellerClient:
     async def _leave(self) -> None:
         peer, self.peer = self.peer, None
         for task in (self._media_task, self._follow_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(task, Exception)
         self._media_task = self._follow_task = None
         if peer is not None:
             await peer.close()

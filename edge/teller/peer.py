@@ -37,6 +37,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
+from common.aio import cancel_and_wait
 from common.wire.call import Grant, absolute_janus_url
 from edge.teller import linkrate, pacing, receive, retransmit
 from janus_client.errors import JanusError, VideoRoomError
@@ -422,10 +423,7 @@ class RoomPeer:
 
     async def _teardown(self) -> None:
         for task in (self._watch, self._adapt):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._watch = self._adapt = None
         pulls = list(self._tasks)
         for task in pulls:

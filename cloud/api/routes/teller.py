@@ -52,6 +52,7 @@ from cloud.sessions.panel import Step, panel
 from cloud.sessions.routing import TellerState
 from cloud.workflow import service as workflow
 from cloud.workflow.service import NoSuchWorkflow
+from common.aio import cancel_and_wait
 from common.http import AccountIdPath, SessionIdPath
 
 router = APIRouter(prefix="/teller", tags=["teller"])
@@ -347,8 +348,6 @@ async def events(
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await sender
+            await cancel_and_wait(sender, WebSocketDisconnect, RuntimeError)
     if watch is not None:  # after unsubscribing: is another connection of theirs still open?
         watch.teller_left(teller_id)

@@ -1,0 +1,32 @@
+"""Stopping a task without swallowing one's own cancellation.
+
+``with contextlib.suppress(asyncio.CancelledError): await task`` after ``task.cancel()``
+hides the cancelled task's ``CancelledError``, as meant, but also the caller's own: when
+whoever stops the caller cancels it while it waits for the task, the caller carries on as
+if nothing happened, and its stop takes as long as the rest of its teardown, or forever.
+``cancel_and_wait`` tells the two apart by ``Task.cancelling()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["cancel_and_wait"]
+
+
+async def cancel_and_wait(task: asyncio.Future[Any] | None, *ignore: type[Exception]) -> None:
+    """Cancel ``task`` (None: nothing) and wait until it has ended. Its cancellation, and an
+    exception of the ``ignore`` types it ends with, are swallowed; the caller's own
+    cancellation, arriving while it waits, propagates."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except ignore:
+        pass
