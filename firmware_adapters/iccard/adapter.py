@@ -78,6 +78,12 @@ class IcCardReader(AdapterBase):
             return self.result(False, f"{type(err).__name__}: {err}", start)
         return self.result(True, f"{reader}: card {'present' if present else 'absent'}", start)
 
+    @property
+    def card_seen(self) -> bool:
+        """Whether pcscd reported a card in the reader at the last look
+        (``wait_for_event`` or the first read of the state); False before any."""
+        return self._present
+
     async def wait_for_event(self, within: float) -> CardEvent | None:
         """The next insertion or removal within `within` seconds, or None."""
         async with self.operation():

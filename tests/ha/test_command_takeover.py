@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.ha.test_up_replicas import _listener, _tails, _wait
+from tests.ha.uprig import listener, up_replicas, wait
 
 
 @dataclasses.dataclass
@@ -65,7 +62,7 @@ class Up:
 
     def final(self, cid: str, within_s: float = 60) -> str:
         return str(
-            _wait(lambda: (s := self.state_of(cid)) not in (None, "sent", "queued") and s, within_s)
+            wait(lambda: (s := self.state_of(cid)) not in (None, "sent", "queued") and s, within_s)
         )
 
     def pids(self, *words: str) -> list[int]:
@@ -80,58 +77,25 @@ class Up:
 
 @contextlib.contextmanager
 def _up(tmp: Path, **env_extra: str) -> Iterator[Up]:
-    out = tmp / "up.out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUNTONG_")}
-    env["CUNTONG_UP_ANY_PORTS"] = "1"
-    env |= env_extra
-    argv = [sys.executable, "-m", "cuntong", "up", "--terminals", "1", "--api-replicas", "2"]
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*argv, "--state-dir", str(tmp)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
+    with up_replicas(tmp, **env_extra) as launched:
+        try:
+            ops = launched.login("ops")
 
-        def api_url() -> str | None:
-            assert proc.poll() is None, out.read_text()
-            match = re.search(r"terminals\s+(http://\S+)/api/v1/terminals", out.read_text())
-            return match.group(1) if match else None
+            def online() -> str | None:
+                r = httpx.get(
+                    f"{launched.api}/api/v1/terminals", params={"status": "online"}, headers=ops
+                )
+                items = r.json()["items"] if r.status_code == 200 else []
+                return str(items[0]["id"]) if len(items) == 1 else None
 
-        api = _wait(api_url, 90)
-        cfg = (tmp / "haproxy.cfg").read_text()
-        ports = sorted({int(p) for p in re.findall(r"server \S+ 127\.0\.0\.1:(\d+)", cfg)})
-        people = json.loads((tmp / "cloud" / "demo-accounts.json").read_text())
-        r = httpx.post(
-            f"{api}/api/v1/auth/login",
-            json={"username": "ops", "password": people["ops"]},
-            timeout=10,
-        )
-        r.raise_for_status()
-        ops = {"Authorization": f"Bearer {r.json()['token']}"}
-
-        def online() -> str | None:
-            r = httpx.get(f"{api}/api/v1/terminals", params={"status": "online"}, headers=ops)
-            items = r.json()["items"] if r.status_code == 200 else []
-            return str(items[0]["id"]) if len(items) == 1 else None
-
-        up = Up(proc, tmp, api, ops, ports, _wait(online))
-        _wait(up.leader_port)
-        yield up
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
-    except BaseException:
-        print(_tails(tmp))
-        raise
-    finally:
-        with contextlib.suppress(psutil.Error, ProcessLookupError):  # nothing left frozen
-            for pid in Up(proc, tmp, "", {}, [], "").pids("cuntong"):
-                os.kill(pid, signal.SIGCONT)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+            up = Up(launched.proc, tmp, launched.api, ops, launched.ports, wait(online))
+            wait(up.leader_port)
+            yield up
+            launched.stop()
+        finally:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):  # nothing left frozen
+                for pid in Up(launched.proc, tmp, "", {}, [], "").pids("cuntong"):
+                    os.kill(pid, signal.SIGCONT)
 
 
 def test_a_reply_arriving_while_the_leader_dies_is_recorded_by_the_other_replica(
@@ -144,12 +108,12 @@ def test_a_reply_arriving_while_the_leader_dies_is_recorded_by_the_other_replica
         [agent] = up.pids("cuntong", "agent")
         os.kill(agent, signal.SIGSTOP)
         cid = up.send(2)
-        _wait(lambda: up.state_of(cid) == "sent", 30)
+        wait(lambda: up.state_of(cid) == "sent", 30)
         # The leader dies; the agent thaws at once and replies while nobody leads.
-        os.kill(_listener(leader), signal.SIGKILL)  # type: ignore[arg-type]
+        os.kill(listener(leader), signal.SIGKILL)  # type: ignore[arg-type]
         os.kill(agent, signal.SIGCONT)
         assert up.final(cid) == "succeeded", "the reply was lost in the takeover"
-        assert _wait(lambda: up.leader_port() not in (None, leader), 60)
+        assert wait(lambda: up.leader_port() not in (None, leader), 60)
 
 
 def test_a_command_marked_sent_by_a_leader_that_died_before_publishing_is_sent_again(
@@ -158,7 +122,7 @@ def test_a_command_marked_sent_by_a_leader_that_died_before_publishing_is_sent_a
     # Every replica stops itself (once) between marking commands sent and publishing them.
     with _up(tmp_path, CUNTONG_FAILPOINTS="sender-publish") as up:
         leader = up.leader_port()
-        pid = _listener(leader)  # type: ignore[arg-type]
+        pid = listener(leader)  # type: ignore[arg-type]
         cid = up.send(1)
 
         def frozen(p: int) -> bool:
@@ -166,7 +130,7 @@ def test_a_command_marked_sent_by_a_leader_that_died_before_publishing_is_sent_a
                 return psutil.Process(p).status() == psutil.STATUS_STOPPED
             return False
 
-        _wait(lambda: frozen(pid), 30)
+        wait(lambda: frozen(pid), 30)
         assert up.state_of(cid) == "sent"
         os.kill(pid, signal.SIGKILL)  # died with the command marked sent, never published
 
@@ -179,6 +143,6 @@ def test_a_command_marked_sent_by_a_leader_that_died_before_publishing_is_sent_a
             s = up.state_of(cid)
             return s if s not in (None, "sent", "queued") else None
 
-        assert _wait(settled, 60) == "succeeded", "the unpublished command was not sent again"
+        assert wait(settled, 60) == "succeeded", "the unpublished command was not sent again"
         log = "".join(p.read_text(errors="replace") for p in tmp_path.glob("api*.log"))
         assert "commands awaiting a reply at the takeover: sending again" in log

@@ -15,7 +15,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -23,11 +23,30 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamT
 from av import AudioFrame, VideoFrame
 
 from common.wire import datachannel as channel
+from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import Joined, VideoRoom
 from tests.teller.datachannel import Message, reply
 
 WIDTH, HEIGHT = 320, 240
 TONE_HZ = 440
+#: the Janus tokens ``call_sessions`` uses: the backend's, the customer's, the teller's
+CALL_TOKENS = ("backend", "customer-tok", "teller-tok")
+
+
+@contextlib.asynccontextmanager
+async def call_sessions(url: str) -> AsyncIterator[tuple[JanusSession, ...]]:
+    """Janus sessions at ``url`` for the backend (room control), the customer and the
+    teller, each on its own stored token (``CALL_TOKENS``, added beforehand)."""
+    backend, customer, teller = CALL_TOKENS
+    async with (
+        JanusClient(url, backend) as control,
+        control.session() as control_session,
+        JanusClient(url, customer) as cust,
+        cust.session() as cust_session,
+        JanusClient(url, teller) as tel,
+        tel.session() as tel_session,
+    ):
+        yield control_session, cust_session, tel_session
 
 
 class ToneTrack(AudioStreamTrack):

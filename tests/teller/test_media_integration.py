@@ -22,7 +22,7 @@ from cloud.media.recording import RecordingResult
 from cuntong.servers.janus import Janus
 from janus_client.janus import JanusAdmin, JanusClient
 from janus_client.videoroom import RoomSpec, VideoRoom
-from tests.teller.peers import HEIGHT, WIDTH, publish, subscribe
+from tests.teller.peers import CALL_TOKENS, HEIGHT, WIDTH, call_sessions, publish, subscribe
 
 CALL_SECONDS = 3.0
 
@@ -32,16 +32,9 @@ async def test_recorded_call_through_janus(janus: Janus, tmp_path: Path) -> None
     rec_dir.mkdir()
     room_id = "sess-0001"
     async with JanusAdmin(janus.admin_url, janus.cfg.admin_secret) as admin:
-        for token in ("backend", "customer-tok", "teller-tok"):
+        for token in CALL_TOKENS:
             await admin.add_token(token)
-        async with (
-            JanusClient(janus.url, "backend") as backend,
-            backend.session() as control_session,
-            JanusClient(janus.url, "customer-tok") as customer,
-            customer.session() as cust_session,
-            JanusClient(janus.url, "teller-tok") as teller,
-            teller.session() as tel_session,
-        ):
+        async with call_sessions(janus.url) as (control_session, cust_session, tel_session):
             control = await VideoRoom.attach(control_session)
             spec = RoomSpec(room_id, record=True, rec_dir=str(rec_dir))
             assert await control.create_room(spec, janus.cfg.room_admin_key) == room_id

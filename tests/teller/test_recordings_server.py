@@ -33,13 +33,13 @@ from cloud.media.recserve import RECORDINGS_SUFFIX
 from common import procs
 from cuntong.deploy import render_inventory
 from cuntong.servers.janus import Janus
-from janus_client.janus import JanusAdmin, JanusClient
+from janus_client.janus import JanusAdmin
 from janus_client.videoroom import RoomSpec, VideoRoom
 from provisioning import ca as ca_lib
 from provisioning.device import client_ssl_context
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.wiring import service_tls_context
-from tests.teller.peers import publish
+from tests.teller.peers import CALL_TOKENS, call_sessions, publish
 
 HEADER = Path(__file__).resolve().parents[1] / "fixtures" / "teller" / "audio-opus.mjr-header"
 ROOM = "sess-remote-1"
@@ -96,16 +96,9 @@ def _cloud_tls(rendered: Path, suffix: str) -> ssl.SSLContext:
 async def _record_call(janus: Janus, rec_dir: Path) -> None:
     """A real call on Janus: customer and teller publish tone and frames, then hang up."""
     async with JanusAdmin(janus.admin_url, janus.cfg.admin_secret) as admin:
-        for token in ("backend", "customer-tok", "teller-tok"):
+        for token in CALL_TOKENS:
             await admin.add_token(token)
-        async with (
-            JanusClient(janus.url, "backend") as backend,
-            backend.session() as control_session,
-            JanusClient(janus.url, "customer-tok") as customer,
-            customer.session() as cust_session,
-            JanusClient(janus.url, "teller-tok") as teller,
-            teller.session() as tel_session,
-        ):
+        async with call_sessions(janus.url) as (control_session, cust_session, tel_session):
             control = await VideoRoom.attach(control_session)
             spec = RoomSpec(ROOM, record=True, rec_dir=str(rec_dir))
             await control.create_room(spec, janus.cfg.room_admin_key)

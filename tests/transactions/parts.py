@@ -87,7 +87,7 @@ async def present(reader: IcCardReader, slot: VirtualCardSlot, card: PbocCard) -
     await asyncio.to_thread(slot.remove)
     for _ in range(60):  # 30 s
         await reader.wait_for_event(0.5)
-        if not reader._present:
+        if not reader.card_seen:
             break
     else:
         pytest.fail("pcscd never saw the slot empty")
