@@ -21,6 +21,8 @@ from common.wire import call as wire
 from edge.agent import Agent
 from edge.teller import call, prompts, view
 from edge.teller.call import Call
+from edge.teller.client import TellerClient
+from edge.teller.paperwork import Paperwork
 from edge.teller.voice import chime
 from tests.helpers import enrolled_link, eventually
 from tests.integration.agents import agent_settings
@@ -44,7 +46,8 @@ def test_ring_back_is_offered_only_on_a_long_or_unknown_wait() -> None:
         waiting = _queued(wait)
         assert view.view(waiting, PAPERWORK, NOW)["ring_back_offer"] is True
         chosen = call.step(waiting, call.RingBack(), NOW)
-        assert chosen.actions == () and chosen.call.ring_back  # the request stays queued
+        # the request stays queued; the desk is told the customer may step away
+        assert chosen.call.ring_back and chosen.actions == (call.Send(wire.RingBack("s1")),)
         state = view.view(chosen.call, PAPERWORK, NOW)
         assert state["message"] == prompts.ROWS["ring_back.waiting"]
         assert state["ring_back_offer"] is False
@@ -60,6 +63,36 @@ def test_the_call_back_rings_and_says_so_for_the_first_seconds() -> None:
     assert view.view(talking, PAPERWORK, NOW + dt.timedelta(seconds=5))["chime"] is True
     later = view.view(talking, PAPERWORK, NOW + dt.timedelta(seconds=view.CALLED_BACK_S))
     assert (later["message"], later["chime"]) == (prompts.ROWS["in_call"], False)
+
+
+async def test_a_ring_back_the_desk_link_drops_still_rings_the_screen() -> None:
+    """The desk link is down when the customer presses 有空了叫我: the screen does not fail,
+    the request stays queued, and the screen still says it will ring (only the teller's
+    offer will lack the warning)."""
+    sent: list[bytes] = []
+
+    async def link_down(payload: bytes) -> None:
+        sent.append(payload)
+        raise ConnectionError("the MQTT link is down")
+
+    client = TellerClient(
+        link_down,
+        lambda *a: None,  # type: ignore[arg-type,return-value]
+        lambda send: Paperwork(send, _no_capture),
+        lambda: NOW,
+    )
+    client.call = _queued(None)
+    await client.ring_back()
+    assert sent == [wire.RingBack("s1").to_bytes()]
+    assert client.call.ring_back and client.call.phase is call.Phase.WAITING
+    state = view.view(client.call, client.paperwork, NOW)
+    assert state["message"] == prompts.ROWS["ring_back.waiting"]
+    with pytest.raises(ValueError, match="ring-back is offered only"):
+        await client.ring_back()  # once: it is no longer on offer
+
+
+async def _no_capture(kind: str) -> None:
+    return None
 
 
 def test_the_chime_is_a_wav_with_sound() -> None:
