@@ -14,6 +14,7 @@ import wave
 from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -107,8 +108,13 @@ async def _is(value: object) -> object:
 
 @pytest.mark.servers
 async def test_ring_back_end_to_end(service: Service, tmp_path: Path) -> None:  # noqa: F811
+    """The real agent's customer chooses ring-back; another terminal's forged mark of that
+    session is refused and changes nothing; the desk offers the call to the teller as a
+    ring-back (the panel says so too), and an ordinary request queued behind it is offered
+    without the flag."""
     teller = await service.teller("zhou")
     await teller.open()  # logged in, not yet on duty: nobody can serve the request
+    auditor = await service.login("audit", "auditor")
     await eventually(lambda: _link_ready(service))
     tid = "SX-RING-01"
     settings = agent_settings(tmp_path / "agents", 1, tid, face_aware=False)
@@ -119,26 +125,67 @@ async def test_ring_back_end_to_end(service: Service, tmp_path: Path) -> None:  
     def screen() -> dict[str, object]:
         return view.view(client.call, client.paperwork, client.clock())
 
+    async def panel(session: str) -> dict[str, Any]:
+        r = await auditor.get(f"/api/v1/teller/sessions/{session}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def refused() -> int:
+        return (await service.health())["desk_stats"]["refused"]  # type: ignore[index,no-any-return]
+
     try:
         await asyncio.wait_for(agent.connected.wait(), 15)
         await client.ask("pension")
         await eventually(lambda: _is(screen()["ring_back_offer"]), 20)
-        await client.ring_back()
-        assert screen()["message"] == prompts.ROWS["ring_back.waiting"]
+        session = client.call.session
+        assert session is not None
 
-        await teller.post("/me/state", {"state": "available"})  # a teller frees up
-        offer = await teller.event("offer", timeout=20)
-        await teller.post(f"/sessions/{offer['session']}/accept")
+        async with service.terminal("SX-RING-02") as other:  # an ordinary request behind it
+            await other.request("pension")
+            plain = (await other.expect("queued", 20))["session"]
+            # a terminal may mark only its own session: this one is refused, nothing changes
+            before = await refused()
+            await other.send(wire.RingBack(session).to_dict())
 
-        async def rang() -> dict[str, object] | None:
-            state = screen()
-            return state if state["chime"] else None
+            async def counted() -> bool:
+                return await refused() == before + 1
 
-        state = await eventually(rang, 20)
-        assert state["message"] == prompts.ROWS["ring_back.called"]
-        assert client.call.session == offer["session"]
-        await client.end()
+            await eventually(counted, 20)
+            assert (await panel(session))["ring_back"] is False
+
+            await client.ring_back()  # the customer presses 有空了叫我
+            assert screen()["message"] == prompts.ROWS["ring_back.waiting"]
+
+            async def marked() -> bool:
+                return bool((await panel(session))["ring_back"])
+
+            await eventually(marked, 20)  # the desk recorded it (the panel reads the row)
+
+            await teller.post("/me/state", {"state": "available"})  # a teller frees up
+            offer = await teller.event("offer", timeout=20)
+            assert (offer["session"], offer["terminal"], offer["ring_back"]) == (
+                session, tid, True,
+            )  # fmt: skip
+            await teller.post(f"/sessions/{offer['session']}/accept")
+
+            async def rang() -> dict[str, object] | None:
+                state = screen()
+                return state if state["chime"] else None
+
+            state = await eventually(rang, 20)
+            assert state["message"] == prompts.ROWS["ring_back.called"]
+            assert client.call.session == offer["session"]
+            assert (await teller.get(f"/sessions/{session}"))["ring_back"] is True
+            await client.end()
+
+            await teller.event("ended", timeout=20)
+            await teller.post("/me/state", {"state": "available"})  # wrap-up done
+            ordinary = await teller.event("offer", timeout=20)
+            assert (ordinary["session"], ordinary["ring_back"]) == (plain, False)
+            assert (await panel(plain))["ring_back"] is False
+            await other.send(wire.Cancel(plain).to_dict())
     finally:
         agent.stop()
         await asyncio.wait_for(run, 15)
         await teller.close()
+        await auditor.aclose()
