@@ -1,12 +1,12 @@
 """The desk's MQTT link to terminals: session messages in, desk messages out.
 
-Subscribes to every terminal's ``session`` topic (requests, cancels, hang-ups, liveness
-verdicts, ratings; parsed by the call codec ``common.wire.call`` the terminal shares) and
-``status`` topic (presence, for the grace period of a terminal that drops mid-call), and is
-the ``Outbox``'s terminal sink: desk messages go to ``cuntong/v1/t/<id>/desk`` at QoS 1,
-encoded by the same codec (a message it refuses is a desk bug: logged, not sent). The
-first ``queued`` of a request carries the terminal's ``request_id`` so it can tell its own
-request's answer.
+Subscribes to every terminal's ``session`` topic (requests, cancels, hang-ups, ring-backs,
+liveness verdicts, ratings; parsed by the call codec ``common.wire.call`` the terminal
+shares) and ``status`` topic (presence, for the grace period of a terminal that drops
+mid-call), and is the ``Outbox``'s terminal sink: desk messages go to
+``cuntong/v1/t/<id>/desk`` at QoS 1, encoded by the same codec (a message it refuses is a
+desk bug: logged, not sent). The first ``queued`` of a request carries the terminal's
+``request_id`` so it can tell its own request's answer.
 
 Broker failover: the link subscribes on every broker of the ordered list
 (``CloudSettings.broker_endpoints``), follows which one each terminal is on from its
@@ -343,6 +343,15 @@ class DeskLink:
                         )
                 else:
                     self._refused(terminal_id, f"liveness for unknown {message.session}")
+            case wire.RingBack():
+                if self._owns(desk, terminal_id, message.session):
+                    try:
+                        await desk.ring_back(message.session, terminal_id)
+                    except SessionError as err:
+                        self._refused(terminal_id, f"ring-back refused: {err}")
+                    else:
+                        log.info("terminal %s: session %s is a ring-back", terminal_id,
+                                 message.session)  # fmt: skip
             case wire.Rating():
                 if not await store.set_rating(message.session, terminal_id, message.score):
                     self._refused(terminal_id, f"rating for unknown {message.session}")

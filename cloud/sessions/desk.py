@@ -10,7 +10,11 @@ MQTT bridge call its methods and deliver its messages.
 Addresses are ``"terminal:<id>"`` and ``"teller:<id>"``. Messages (``type`` first):
 
     queued          to terminal  position, expected_wait (s or null), ring
-    offer           to teller    session, business, language, elderly, expires (epoch s)
+    offer           to teller    session, terminal, business, language, elderly, ring_back
+                                 (the customer chose to be called back and may have stepped
+                                 away from the screen), expires (epoch s)
+    ring_back       to teller    session: the customer of the offer open now chose to be
+                                 called back (``ring_back`` arrived after the offer)
     offer_withdrawn to teller    session, cause (timeout, customer left)
     connect         to terminal  the customer's media grant (see ``Grant.message``); sent
                                  again, same token, when a transfer brings a new teller
@@ -102,6 +106,8 @@ class Kept:
     media: Message | None = None
     #: Re-offer cooldowns while it waits: (teller id, not offered to them before), sorted.
     excluded: tuple[tuple[str, float], ...] = ()
+    #: The customer chose to be called back (``Desk.ring_back``).
+    ring_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +188,15 @@ class _Call:
     guests: dict[str, Grant] = field(default_factory=dict)
     #: the position the terminal was last told
     announced: int | None = None
+    #: the customer chose to be called back while waiting and may have stepped away from
+    #: the screen (kept after the call connects, for the record)
+    ring_back: bool = False
+
+    @property
+    def away(self) -> bool:
+        """Whether a teller offered this call is told the customer may be away: a
+        ring-back never connected yet (a transferred customer is in the room)."""
+        return self.ring_back and self.connected_at is None
 
     @property
     def connected_at(self) -> datetime | None:
@@ -261,6 +276,7 @@ class Desk:
             call = _Call(
                 a.session, a.facts.terminal_id, a.facts.business, a.facts.language,
                 a.facts.elderly, node=a.node, announced=a.kept.announced,
+                ring_back=a.kept.ring_back,
             )  # fmt: skip
             _give_media(call, a.kept.media)
             self.calls[a.session.id] = call
@@ -325,6 +341,28 @@ class Desk:
         await self._release(call)  # a transferred customer was still in the room
         self.calls.pop(session_id)
         await self._dispatch()
+
+    @_serialised
+    async def ring_back(self, session_id: str, terminal_id: str) -> None:
+        """The waiting customer chose to be called back (a long queue) and may step away
+        from the screen: the session is marked (kept in the database for a desk taking
+        over), and every offer of it says so (``ring_back``); a teller holding its offer
+        now is told at once. Only the terminal's own session, only while it waits and
+        never connected (RoutingError otherwise: nothing changes)."""
+        call = self.calls.get(session_id)
+        if call is None or call.terminal_id != terminal_id:
+            raise RoutingError(f"session {session_id} is not a live session of {terminal_id}")
+        state = call.session.state
+        if state not in (State.QUEUED, State.OFFERED):
+            raise RoutingError(f"session {session_id} is {state}, not waiting for a teller")
+        if call.connected_at is not None:
+            raise RoutingError(f"session {session_id} was transferred: the customer is in the call")
+        if call.ring_back:
+            return  # a redelivery
+        call.ring_back = True
+        teller = self.watcher_of(session_id)
+        if state is State.OFFERED and teller is not None:
+            await self.notify(f"teller:{teller}", {"type": "ring_back", "session": session_id})
 
     # -- teller side ---------------------------------------------------------------------
 
@@ -697,6 +735,7 @@ class Desk:
                     "business": request.business,
                     "language": request.language,
                     "elderly": request.elderly,
+                    "ring_back": call.away,
                     "expires": offer.expires,
                 },
             )
@@ -791,7 +830,7 @@ class Desk:
                 "feeds": sorted(call.feeds),
             }
         node = None if call.node is None else call.node.name
-        return Kept(queue, call.announced, node, media, excluded)
+        return Kept(queue, call.announced, node, media, excluded, call.ring_back)
 
     async def _tell_both(self, call: _Call, message: Message) -> None:
         await self.notify(f"terminal:{call.terminal_id}", message)
@@ -823,5 +862,6 @@ def _about(call: _Call) -> Message:
         "business": call.business,
         "language": call.language,
         "elderly": call.elderly,
+        "ring_back": call.ring_back,
         "guests": sorted(call.guests),
     }

@@ -65,6 +65,10 @@ class TellerSession(Model):
     #: Tellers not to be offered this request again until then (teller id -> epoch s: the
     #: re-offer cooldown after a declined or unanswered offer), kept for a desk taking over.
     excluded: fields.Field[dict[str, float] | None] = fields.JSONField(null=True)
+    #: A ring-back: the customer chose to be called back and may have left the screen.
+    #: (有空了叫我 on the terminal, its ``ring_back`` message.) The teller's offer and
+    #: panel say so, and a desk taking over keeps it.
+    ring_back = fields.BooleanField(default=False)
 
     class Meta:
         table = "teller_session"

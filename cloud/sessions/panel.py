@@ -1,10 +1,11 @@
 """The teller's customer panel for one session (pure: rows in, a JSON-ready dict out).
 
 What the teller sees beside the video: the business (code, Chinese and English name from
-the catalogue), language, elderly flag, how long the customer has waited, the customer's
-name and ID number masked (``cloud.auth.masking``: the teller has the customer on video
-and the card in the reader; full numbers are a supervisor's need), the liveness verdict
-once the terminal sent it, and the state history.
+the catalogue), language, elderly flag, whether the customer chose to be called back
+(``ring_back``: they may have stepped away from the screen), how long the customer has
+waited, the customer's name and ID number masked (``cloud.auth.masking``: the teller has
+the customer on video and the card in the reader; full numbers are a supervisor's need),
+the liveness verdict once the terminal sent it, and the state history.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def panel(
         "business": _business(row.business, catalogue),
         "language": {"code": row.language, "name": language.name if language else row.language},
         "elderly": row.elderly,
+        "ring_back": row.ring_back,
         "requested_at": row.requested_at.isoformat(),
         "waited_s": round(waited_s(row.requested_at, steps, now), 1),
         "customer": customer,

@@ -275,6 +275,7 @@ async def keep_call(session_id: str, kept: Kept) -> None:
         "announced": kept.announced,
         "media": kept.media,
         "excluded": dict(kept.excluded) or None,
+        "ring_back": kept.ring_back,
     }
     if kept.node is not None:  # a released room's node stays: recovery closes it
         values["janus_node"] = kept.node
@@ -364,7 +365,7 @@ async def open_board() -> tuple[list[OpenSession], dict[str, KeptTeller]]:
         if None not in (row.queue_arrived, row.queue_rank, row.queue_seq):
             queue = (float(row.queue_arrived), float(row.queue_rank), int(row.queue_seq))
         excluded = tuple(sorted((t, float(u)) for t, u in (row.excluded or {}).items()))
-        kept = Kept(queue, row.announced, row.janus_node, row.media, excluded)
+        kept = Kept(queue, row.announced, row.janus_node, row.media, excluded, row.ring_back)
         facts = SessionFacts(row.terminal_id, row.business, row.language, row.elderly)
         sessions.append(OpenSession(session, facts, row.teller_id, kept))
     tellers = {

@@ -12,6 +12,9 @@ Terminal → desk on ``cuntong/v1/t/<id>/session`` (``parse_session``):
     hang_up   session, cause        the customer ended the call
     liveness  session, verdict {}   the agent's liveness verdict, stored with the session
     rating    session, score 1-5    after the call
+    ring_back session               the waiting customer chose 有空了叫我 (a long queue) and
+              may step away from the screen: the desk marks the waiting session so the
+              teller's offer says so
     step_result  session, step, nonce, time, outcome, reason, masked {}, full {}?, digest,
               signature, certificate   a device step's result, signed by the terminal
 
@@ -367,6 +370,24 @@ class Rating(_Message):
 
 
 @dataclass(frozen=True, slots=True)
+class RingBack(_Message):
+    """The waiting customer asked to be called back and may have stepped away."""
+
+    type: ClassVar[str] = "ring_back"
+    session: str
+
+    def __post_init__(self) -> None:
+        _text(self.session, "session", 64)
+
+    def to_dict(self) -> Json:
+        return {"type": self.type, "session": self.session}
+
+    @classmethod
+    def from_dict(cls, obj: Json) -> RingBack:
+        return cls(obj.get("session"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult(_Message):
     """What the terminal did for one step request, signed with its device key."""
 
@@ -477,7 +498,7 @@ def _step_fields(step: object, nonce: object) -> None:
         raise CallError("'nonce' must be 32 lowercase hex digits")
 
 
-SessionMessage = Request | Cancel | HangUp | Liveness | Rating | StepResult
+SessionMessage = Request | Cancel | HangUp | Liveness | Rating | RingBack | StepResult
 
 # -- desk → terminal ---------------------------------------------------------------------
 
@@ -788,7 +809,7 @@ DeskMessage = Queued | Refused | Connect | Ended | Failed | Guest | StepRequest 
 # -- parsing -----------------------------------------------------------------------------
 
 _SESSION: Final[dict[str, Callable[[Json], SessionMessage]]] = {
-    c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating, StepResult)
+    c.type: c.from_dict for c in (Request, Cancel, HangUp, Liveness, Rating, RingBack, StepResult)
 }
 _DESK: Final[dict[str, Callable[[Json], DeskMessage]]] = {
     c.type: c.from_dict

@@ -209,7 +209,9 @@ def step(call: Call, event: Event, now: datetime) -> Outcome:
     if isinstance(event, RingBack):
         if not ring_back_offered(call):
             return _ignore(call, f"ring-back not offered while {call.phase}")
-        return Outcome(replace(call, ring_back=True))
+        assert call.session is not None  # offered only once the desk named it
+        # The desk is told, so the teller's offer says the customer may have stepped away.
+        return Outcome(replace(call, ring_back=True), (Send(wire.RingBack(call.session)),))
     if isinstance(event, MediaUp):
         if call.phase not in (Phase.CONNECTING, Phase.RECONNECTING):
             return _ignore(call, f"media up while {call.phase}")

@@ -226,6 +226,8 @@ class TellerClient:
             try:
                 await self._publish(action.msg.to_bytes())
             except Exception as err:  # the link's own errors; the screen says offline
+                # (a ring-back not sent: the request stays queued and the screen still
+                # rings at connect; only the teller's offer lacks the warning)
                 log.warning("%s not sent: %s", action.msg.type, err)
                 if isinstance(action.msg, wire.Request):
                     self.call = Call(since=self.clock(), notice="offline")

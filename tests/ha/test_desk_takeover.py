@@ -9,6 +9,7 @@ adopts the board the leader kept in the database:
 - the live call goes on: its Janus room is not closed, the teller's page (on the new leader)
   is given the call back, and hang-up and wrap-up work there;
 - its recording is archived once, by the new leader; nobody is told ``desk restarted``;
+- a waiting customer who chose ring-back (有空了叫我) is still offered as one;
 - the board's timers are adopted, not restarted: the expected waits announced again are
   the same (the handle times the old leader learned from short calls carry over); a
   customer the teller declined is still not offered to them (the re-offer cooldown), so
@@ -32,6 +33,7 @@ import pytest
 from cloud.sessions.estimate import HandleTimes
 from cloud.sessions.watch import TERMINAL_LOST
 from common import procs
+from common.wire import call as wire
 from janus_client.videoroom import VideoRoom
 from tests.ha.rig import haproxy
 from tests.helpers import CloudProcess, eventually
@@ -128,7 +130,8 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             # a customer the teller declines: not offered to them again for the cooldown
             await declined.request()
             declined_session = (await declined.expect("queued"))["session"]
-            assert (await teller.event("offer"))["session"] == declined_session
+            first_offer = await teller.event("offer")
+            assert (first_offer["session"], first_offer["ring_back"]) == (declined_session, False)
             await teller.post(f"/sessions/{declined_session}/decline")
             await talking.request()
             session = (await talking.expect("queued"))["session"]
@@ -143,6 +146,16 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             for term in waiting:  # one after another: their order is their arrival
                 await term.request()
                 sessions.append((await term.expect("queued"))["session"])
+            # the first of them chose 有空了叫我: stored by the old leader before the kill
+            await waiting[0].send(wire.RingBack(sessions[0]).to_dict())
+            auditor = await service.login("audit", "auditor")
+            stack.push_async_callback(auditor.aclose)
+
+            async def ring_back_stored() -> bool:
+                r = await auditor.get(f"/api/v1/teller/sessions/{sessions[0]}")
+                return r.status_code == 200 and r.json()["ring_back"] is True
+
+            await eventually(ring_back_stored, timeout=30)
             await missing.request()
             missing_session = (await missing.expect("queued"))["session"]
             # its terminal drops (as its last will says): its grace period starts now
@@ -203,6 +216,7 @@ async def test_a_killed_leader_s_queue_and_live_call_carry_on_under_the_standby(
             await page.post("/me/wrap-up-done")
             offer = await page.event("offer", timeout=30)
             assert offer["session"] == sessions[0]
+            assert offer["ring_back"] is True  # the ring-back survived the takeover
 
             async def archived() -> dict[str, Any] | None:
                 panel = await page.get(f"/sessions/{session}")

@@ -120,6 +120,7 @@ async def test_customer_panel_is_masked_own_and_audited(tc: TellerCloud) -> None
     }
     assert panel["language"] == {"code": "cmn", "name": "Mandarin (Putonghua)"}
     assert panel["elderly"] is True and panel["teller"] == offered
+    assert panel["ring_back"] is False  # an ordinary request (test_ring_back: a ring-back)
     assert panel["customer"] == {"name": "张**", "id_number": "6101**********1234"}
     assert panel["liveness"] is None
     assert [h["to"] for h in panel["history"]] == ["requested", "queued", "offered"]

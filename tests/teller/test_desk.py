@@ -297,3 +297,45 @@ async def test_a_transfer_ends_the_listening_in() -> None:
     await r.desk.transfer("t1", "s1", "pension", "cmn", "pension question")
     assert guest.token not in r.media.tokens
     assert r.desk.live_calls() == []  # queued again: the supervisor joins the next teller anew
+
+
+async def test_a_ring_back_is_marked_on_its_offers_only_by_its_own_terminal_while_waiting() -> None:
+    """A waiting customer chose 有空了叫我: every offer of the session says ``ring_back``
+    (a teller already holding its offer is told at once); another terminal, an unknown
+    session, a call in progress and a transferred customer (in the room) change nothing."""
+    r = rig("t1")
+    await r.desk.teller_state("t1", TellerState.BREAK)  # nobody on duty: s1 and s2 wait
+    await r.desk.request("s1", "T1", "cash_deposit", "cmn", elderly=False)
+    await r.desk.request("s2", "T2", "cash_deposit", "cmn", elderly=False)
+    with pytest.raises(RoutingError, match="not a live session of T2"):
+        await r.desk.ring_back("s1", "T2")  # another terminal's session
+    with pytest.raises(RoutingError, match="not a live session"):
+        await r.desk.ring_back("nope", "T1")
+    assert not r.desk.calls["s1"].ring_back
+    await r.desk.ring_back("s1", "T1")
+    await r.desk.ring_back("s1", "T1")  # a redelivery: no change
+    await r.desk.teller_state("t1", A)
+    (offer,) = r.messages("teller:t1", "offer")
+    assert (offer["session"], offer["ring_back"]) == ("s1", True)
+    assert r.desk.call_facts("s1")["ring_back"] is True
+    await r.desk.accept("t1", "s1")
+    with pytest.raises(RoutingError, match="connected, not waiting"):
+        await r.desk.ring_back("s1", "T1")
+    await r.desk.hang_up("s1", "done")
+    await r.desk.finish_wrap_up("t1")
+    # s2 is offered now, an ordinary request; its customer chooses ring-back while offered
+    assert r.messages("teller:t1", "offer")[-1] | {"expires": 0} == {
+        "type": "offer", "session": "s2", "terminal": "T2", "business": "cash_deposit",
+        "language": "cmn", "elderly": False, "ring_back": False, "expires": 0,
+    }  # fmt: skip
+    await r.desk.ring_back("s2", "T2")
+    assert r.messages("teller:t1", "ring_back") == [{"type": "ring_back", "session": "s2"}]
+    # a transferred customer waits in the room: not away, and never marked
+    loans = Skills.of({"agri_loan": 5}, {"cmn"})
+    r.desk.board.add_teller("loans", loans, T0.timestamp())
+    await r.desk.accept("t1", "s2")
+    await r.desk.transfer("t1", "s2", "agri_loan", "cmn", "wants a loan")
+    with pytest.raises(RoutingError, match="transferred"):
+        await r.desk.ring_back("s2", "T2")
+    await r.desk.teller_state("loans", A)
+    assert r.messages("teller:loans", "offer")[-1]["ring_back"] is False

@@ -300,3 +300,32 @@ async def test_a_desk_whose_lease_moved_on_writes_nothing(tmp_path: Path) -> Non
         assert await SessionTransition.filter(session_id="s1", event="accept").count() == 0
     finally:
         await close_db()
+
+
+async def test_a_ring_back_is_stored_and_a_desk_taking_over_keeps_it(db: None) -> None:
+    """The customer chose 有空了叫我: the flag reaches the session row (the teller's panel
+    reads it there) and a desk adopting the board still offers the call as a ring-back."""
+    old = rig("t1")
+    old.desk.persist, old.desk.keep = store.save, store.Keeper()
+    await old.desk.teller_state("t1", TellerState.BREAK)
+    await old.desk.request("s1", "T1", "pension", "cmn", elderly=False)
+    await old.desk.request("s2", "T2", "pension", "cmn", elderly=False)
+    await old.desk.ring_back("s1", "T1")
+    rows = {r.id: r.ring_back for r in await TellerSession.all()}
+    assert rows == {"s1": True, "s2": False}
+
+    new = rig("t1")
+    new.now[0] = old.now[0]
+    new.desk.persist, new.desk.keep = store.save, store.Keeper()
+    left, tellers = await store.open_board()
+    assert [(o.session.id, o.kept.ring_back) for o in left] == [("s1", True), ("s2", False)]
+    await new.desk.adopt(
+        [desk.Adopted(o.session, o.facts, o.teller_id, o.kept) for o in left], tellers
+    )
+    await new.desk.teller_state("t1", TellerState.AVAILABLE)
+    (offer,) = new.messages("teller:t1", "offer")
+    assert (offer["session"], offer["ring_back"]) == ("s1", True)
+    await new.desk.decline("t1", "s1")  # the cooldown: s2 is offered next, an ordinary one
+    assert new.messages("teller:t1", "offer")[-1]["session"] == "s2"
+    assert new.messages("teller:t1", "offer")[-1]["ring_back"] is False
+    assert (await TellerSession.get(id="s1")).ring_back is True  # kept as the board changes

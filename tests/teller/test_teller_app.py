@@ -680,7 +680,17 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         janus_calls: list[str] = []
         page.on("request", lambda r: r.url.startswith(grant_url) and janus_calls.append(r.url))
         sid = await desked.request(REQUEST_ID)
+        await expect(page.locator("#offer")).to_be_visible()
+        # The customer chose 有空了叫我 (a ring-back) while the offer rings: the teller is
+        # told they may have left the screen, on the offer and in the call's first moments.
+        await desked.say(wire.RingBack(sid).to_dict())
+        await expect(page.locator("#offer-ring-back")).to_have_text(
+            "回呼：客户选择了“有空了叫我”，可能已离开屏幕。接听后终端会响铃叫回，请稍候。"
+        )
         await page.click("#accept")
+        note = page.locator("#ring-back-note")
+        await expect(note).to_have_text("回呼：客户可能已离开屏幕，终端正在响铃叫回，请稍候。")
+        await expect(page.locator("#panel-ring-back")).to_be_visible()
         await expect(page.locator("#steps li")).to_have_count(3)
         # The page is joining (asking Janus for the customer's feed) when the customer goes.
         for _ in range(100):
@@ -689,6 +699,7 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
             await asyncio.sleep(0.1)
         await desked.say({"type": "hang_up", "session": sid, "cause": "customer ended"})
         await expect(page.locator("#wrapup")).to_be_visible()
+        await expect(note).to_be_hidden()
         await page.click("#record-outcome")
         await page.check("input[name=outcome][value=not_done]")
         await page.fill("#notes", "客户临时有事")
@@ -712,6 +723,7 @@ async def test_a_customer_who_leaves_early_and_a_page_reloaded_mid_call(desked: 
         await expect(page.locator("#accept")).to_be_focused()
         await page.keyboard.press("Enter")
         await expect(page.locator("#state-badge")).to_have_text("通话中")
+        await expect(note).to_be_hidden()  # an ordinary call: no ring-back note
         await page.click("#steps li.next button.step-fail")
         await expect(page.locator("#steps li").first).to_have_class("failed")
         rejoins: list[str] = []

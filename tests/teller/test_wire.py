@@ -16,6 +16,7 @@ VALID = [
     wire.HangUp("s1", "customer ended"),
     wire.Liveness("s1", agent_verdict(0.91).masked),
     wire.Rating("s1", 5),
+    wire.RingBack("s1"),
 ]
 
 
@@ -59,9 +60,22 @@ def test_defaults_from_the_contract() -> None:
         (b'{"type":"hang_up","session":""}', "'session'"),
         (b'{"type":"cancel","session":"s1","cause":' + b'"' + b"x" * 300 + b'"}', "'cause'"),
         (b'{"type":"rating","pad":"' + b"x" * 17000 + b'"}', "exceeds"),
+        (b'{"type":"ring_back"}', "'session'"),
+        (b'{"type":"ring_back","session":""}', "'session'"),
+        (b'{"type":"ring_back","session":7}', "'session'"),
+        (b'{"type":"ring_back","session":"' + b"s" * 65 + b'"}', "'session'"),
     ],
 )
 def test_garbage_is_refused(payload: bytes, why: str) -> None:
     with pytest.raises(wire.CallError, match=why) as err:
         wire.parse_session(payload)
     assert isinstance(err.value, ValueError)
+
+
+def test_a_ring_back_is_checked_when_made() -> None:
+    with pytest.raises(wire.CallError, match="'session'"):
+        wire.RingBack("")
+    assert wire.RingBack("s1").to_bytes() == b'{"type":"ring_back","session":"s1"}'
+    assert wire.RingBack.parse(b'{"type":"ring_back","session":"s1"}') == wire.RingBack("s1")
+    with pytest.raises(wire.CallError, match="expected type 'ring_back'"):
+        wire.RingBack.parse(b'{"type":"rating","session":"s1","score":4}')

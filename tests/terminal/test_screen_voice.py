@@ -156,7 +156,9 @@ async def test_the_screen_speaks_what_it_shows(tmp_path: Path) -> None:
         await page.locator("#message").filter(has_text=rest.text).wait_for(timeout=5000)
         await eventually(lambda: _true(f"/voice/{rest.audio_id}.wav" in heard))
         assert not await ring.is_visible()
-        assert client.call.ring_back and published[1:] == []  # still queued, nothing sent
+        # still queued (no cancel); the desk is told the customer may step away
+        assert client.call.ring_back
+        assert published[1:] == [{"type": "ring_back", "session": "s-ring"}]
         await browser.close()
         await asyncio.sleep(0)
 

@@ -32,7 +32,8 @@ def captured(name: str) -> bytes:
 
 def test_every_message_type_is_captured() -> None:
     kinds = {orjson.loads(p.read_bytes())["type"] for p in CAPTURED}
-    assert kinds == {"request", "cancel", "hang_up", "liveness", "rating", "step_result"} | {
+    assert kinds == {"request", "cancel", "hang_up", "liveness", "rating", "ring_back"} | {
+        "step_result",
         "queued", "refused", "connect", "ended", "failed", "guest", "step", "step_outcome",
     }  # fmt: skip
 
@@ -64,6 +65,9 @@ def test_the_terminal_machine_makes_the_captured_bytes() -> None:
     waiting = call.step(
         asked.call, call.DeskSays(wire.parse_desk(captured("desk-queued-first"))), T0
     )
+    long_wait = dataclasses.replace(waiting.call, expected_wait=None)  # nobody on duty
+    rung = call.step(long_wait, call.RingBack(), T0)
+    assert bytes(rung.actions[0].msg) == captured("session-ring_back")  # type: ignore[union-attr]
     left = call.step(waiting.call, call.CustomerEnds("customer left"), T0)
     assert bytes(left.actions[0].msg) == captured("session-cancel")  # type: ignore[union-attr]
     grant = wire.Grant("s1", "customer", "http://j/janus", "t", "s1", "customer", "teller-t1")

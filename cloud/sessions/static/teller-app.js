@@ -13,6 +13,9 @@ register(STRINGS);
 const SIGN_IN = "cuntong.teller"; // this page's sign-in in sessionStorage (/ui/login.js)
 const WRAP_UP_S = 120; // the desk's default wrap-up limit (routing.Policy.wrap_up_limit)
 const OUTCOMES = { done: "completed", not_done: "abandoned" }; // -> workflow outcome
+// A ring-back's note stays over the video this long into the call: the customer chose
+// 有空了叫我 and may still be walking back while the terminal rings for them.
+const RING_BACK_NOTE_MS = 60_000;
 
 const app = {
   get lang() { return lang(); }, // the shared choice (/ui/i18n.js)
@@ -253,6 +256,9 @@ function onEvent(msg) {
     api(`/api/v1/teller/sessions/${encodeURIComponent(msg.session)}`).then((panel) => {
       if (app.offer === msg && panel.customer) { msg.customer = panel.customer; render(); }
     }).catch(() => {});
+  } else if (msg.type === "ring_back") {
+    // The customer of the open offer chose to be called back after it was made.
+    if (app.offer && app.offer.session === msg.session) { app.offer.ring_back = true; render(); }
   } else if (msg.type === "offer_withdrawn") {
     if (app.offer && app.offer.session === msg.session) {
       app.offer = null;
@@ -607,8 +613,13 @@ function render() {
       h("div", {}, h("b", {}, businessName(o.business))),
       h("div", {}, `${t("language")}：${LANGUAGES[app.lang][o.language] || o.language}`),
       o.customer ? h("div", {}, `${t("name")}：${o.customer.name}`) : null,
-      o.elderly ? h("span", { class: "badge major" }, t("elderly")) : null);
+      o.elderly ? h("span", { class: "badge major" }, t("elderly")) : null,
+      o.ring_back ? h("div", { id: "offer-ring-back", class: "ring-back" }, t("ringBackOffer")) : null);
   }
+  // A ring-back: the customer may have stepped away; the terminal rings them back.
+  const calledBack = !!(app.call && app.call.offer.ring_back && Date.now() - app.call.startedAt < RING_BACK_NOTE_MS);
+  $("ring-back-note").hidden = !calledBack;
+  $("ring-back-note").textContent = calledBack ? t("ringBackCall") : "";
   $("wrapup").hidden = !app.wrap || !!app.call;
   if (app.wrap) {
     const rec = app.wrap.recorded;
@@ -650,6 +661,7 @@ setInterval(() => {
   }
   if (app.call) {
     $("call-time").textContent = mmss((Date.now() - app.call.startedAt) / 1000);
+    if (!$("ring-back-note").hidden && Date.now() - app.call.startedAt >= RING_BACK_NOTE_MS) render();
     if ($("remote").videoWidth && $("idle").textContent) $("idle").textContent = "";
   }
   if (app.wrap && !app.call) {

@@ -507,6 +507,7 @@ export class Call {
       [t("business"), business],
       [t("language"), LANGUAGES[lang][language] || (p.language && p.language.name) || language],
       [t("elderly"), p.elderly ? t("yes") : t("no")],
+      ...(p.ring_back ? [[t("ringBack"), h("span", { id: "panel-ring-back", class: "badge major" }, t("ringBackPanel"))]] : []),
       ...(p.id_read && !this.idCard ? [[t("idRead"), h("span", { id: "id-read-first", class: "badge ok" }, t("idReadFirst"))]] : []),
       [t("terminal"), p.terminal || "—"],
       [t("name"), h("span", { id: "customer-name" }, customer.name || "—")],
