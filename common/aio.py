@@ -4,7 +4,9 @@
 hides the cancelled task's ``CancelledError``, as meant, but also the caller's own: when
 whoever stops the caller cancels it while it waits for the task, the caller carries on as
 if nothing happened, and its stop takes as long as the rest of its teardown, or forever.
-``cancel_and_wait`` tells the two apart by ``Task.cancelling()``.
+``cancel_and_wait`` tells the two apart by ``Task.cancelling()``. A teardown that must
+finish even so (close a peer connection, release a device) puts the rest of its work in a
+``finally`` after it: the work is done, then the stop goes on.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ async def _pause(interval_s: float | None, wake: asyncio.Event | None, sleep: Sl
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in waiting:
+            task.cancel()
+        for task in waiting:
             await cancel_and_wait(task)
     wake.clear()
 

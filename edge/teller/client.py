@@ -302,11 +302,13 @@ class TellerClient:
 
     async def _leave(self) -> None:
         peer, self.peer = self.peer, None
-        for task in (self._media_task, self._follow_task):
-            await cancel_and_wait(task, Exception)
-        self._media_task = self._follow_task = None
-        if peer is not None:
-            await peer.close()
+        try:
+            for task in (self._media_task, self._follow_task):
+                await cancel_and_wait(task, Exception)
+        finally:  # stopped meanwhile: the peer is still closed, then the stop goes on
+            self._media_task = self._follow_task = None
+            if peer is not None:
+                await peer.close()
 
     def _in_background(self, work: Awaitable[None]) -> None:
         async def run() -> None:

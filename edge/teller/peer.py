@@ -422,9 +422,14 @@ class RoomPeer:
     # --- teardown --------------------------------------------------------------------
 
     async def _teardown(self) -> None:
-        for task in (self._watch, self._adapt):
-            await cancel_and_wait(task)
-        self._watch = self._adapt = None
+        try:
+            for task in (self._watch, self._adapt):
+                await cancel_and_wait(task)
+        finally:  # stopped meanwhile: the call's resources still go, then the stop goes on
+            self._watch = self._adapt = None
+            await self._release()
+
+    async def _release(self) -> None:
         pulls = list(self._tasks)
         for task in pulls:
             task.cancel()

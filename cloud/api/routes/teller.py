@@ -334,20 +334,22 @@ async def events(
     await websocket.accept()
     if watch is not None:
         watch.teller_joined(teller_id)
-    with outbox.subscribe(teller_id) as queue:
+    try:
+        with outbox.subscribe(teller_id) as queue:
 
-        async def pump() -> None:
-            await websocket.send_json({"type": "hello", "teller": teller_id})
-            while True:
-                await websocket.send_json(await queue.get())
+            async def pump() -> None:
+                await websocket.send_json({"type": "hello", "teller": teller_id})
+                while True:
+                    await websocket.send_json(await queue.get())
 
-        sender = asyncio.create_task(pump())
-        try:
-            # Reading is how a closed connection is noticed while no message is due;
-            # anything the client sends (pings) is ignored.
-            while (await websocket.receive())["type"] != "websocket.disconnect":
-                pass
-        finally:
-            await cancel_and_wait(sender, WebSocketDisconnect, RuntimeError)
-    if watch is not None:  # after unsubscribing: is another connection of theirs still open?
-        watch.teller_left(teller_id)
+            sender = asyncio.create_task(pump())
+            try:
+                # Reading is how a closed connection is noticed while no message is due;
+                # anything the client sends (pings) is ignored.
+                while (await websocket.receive())["type"] != "websocket.disconnect":
+                    pass
+            finally:
+                await cancel_and_wait(sender, WebSocketDisconnect, RuntimeError)
+    finally:  # also when stopped: after unsubscribing, is another connection of theirs open?
+        if watch is not None:
+            watch.teller_left(teller_id)
