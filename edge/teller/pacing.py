@@ -29,7 +29,17 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BURST_S", "MAX_HOLD_S", "WIRE_OVERHEAD", "Paced", "Pacer", "install", "ssrc_of"]
+__all__ = [
+    "BURST_S",
+    "ENCODER_HEADROOM",
+    "MAX_HOLD_S",
+    "WIRE_OVERHEAD",
+    "Paced",
+    "Pacer",
+    "install",
+    "pace_bps",
+    "ssrc_of",
+]
 
 #: bytes each RTP packet gains on the wire: SRTP tag (10), TURN ChannelData (4), UDP (8),
 #: IPv4 (20)
@@ -38,6 +48,21 @@ WIRE_OVERHEAD = 42
 BURST_S = 0.04
 #: the longest a packet is held
 MAX_HOLD_S = 0.5
+#: the pace never falls below the video encoder's ceiling times this (headers and
+#: retransmissions on top of the payload), or a steady stream would be held, not smoothed
+ENCODER_HEADROOM = 1.15
+
+
+def pace_bps(link_kbps: float, share: float, video_max_bps: float) -> float:
+    """The video's pace on the wire: ``share`` of the link, but never under what the video
+    encoder may steadily send (``ENCODER_HEADROOM`` over its ceiling). On a lossy village
+    link the encoder keeps a fifth of its budget free and the share binds (300 kbit/s at
+    3%: 255 kbit/s against a 202 kbit/s ceiling); on a clean link the encoder may use
+    nearly all of it (400 kbit/s: a 352 kbit/s ceiling), and pacing it at the share would
+    hold every packet up to ``MAX_HOLD_S`` instead of only spreading the bursts."""
+    if link_kbps <= 0 or not 0 < share <= 1:
+        raise ValueError(f"pacing {share} of {link_kbps} kbit/s: out of range")
+    return max(share * link_kbps * 1000, ENCODER_HEADROOM * video_max_bps)
 
 
 class Pacer:

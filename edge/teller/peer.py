@@ -40,6 +40,7 @@ from av import VideoFrame
 from common.aio import cancel_and_wait
 from common.wire.call import Grant, absolute_janus_url
 from edge.teller import linkrate, pacing, receive, retransmit
+from edge.vision.roi import EncoderSettings
 from janus_client.errors import JanusError, VideoRoomError
 from janus_client.janus import JanusClient, JanusSession
 from janus_client.videoroom import VideoRoom
@@ -58,6 +59,7 @@ class MediaSource(Protocol):
     link_kbps: float
     ceiling_kbps: float
     link_loss: float
+    settings: EncoderSettings | None  # what the encoders were last fitted to
     retransmit_share: float
     pacing_share: float
     speaker: str
@@ -240,9 +242,14 @@ class RoomPeer:
         if share <= 0:
             return
         try:
-            self.paced = pacing.install(pc, share * self.media.link_kbps * 1000)
+            self.paced = pacing.install(pc, self._pace_bps(self.media.link_kbps))
         except RuntimeError as err:  # an aiortc without the seam: its bursts as before
             log.warning("video not paced: %s", err)
+
+    def _pace_bps(self, link_kbps: float) -> float:
+        fitted = self.media.settings
+        ceiling = fitted.video_max_bps if fitted is not None else 0
+        return pacing.pace_bps(link_kbps, self.media.pacing_share, ceiling)
 
     def _pc_state(self, pc: RTCPeerConnection) -> None:
         if pc is self._pub_pc and pc.connectionState == "failed":
@@ -282,7 +289,7 @@ class RoomPeer:
                 log.info("link now %.0f kbit/s (loss %.1f%%)", rate, loss * 100)
                 self.media.fit(rate, loss)
                 if self.paced is not None:
-                    self.paced.pacer.set_rate(self.media.pacing_share * rate * 1000)
+                    self.paced.pacer.set_rate(self._pace_bps(rate))
 
     async def _watch_room(self) -> None:
         """Events on the publisher handle: media up, the teller (un)publishing, failure."""

@@ -67,3 +67,16 @@ def test_install_refuses_a_connection_with_no_video_sender() -> None:
 
     with pytest.raises(RuntimeError, match="no video sender"):
         pacing.install(Pc(), 100_000)
+
+
+def test_the_pace_is_the_share_on_a_lossy_link_and_never_under_the_encoder() -> None:
+    from edge.vision.roi import encoder_settings
+
+    lossy = encoder_settings(300, 0.03)  # the village link: the encoder keeps headroom
+    assert pacing.pace_bps(300, 0.85, lossy.video_max_bps) == pytest.approx(255_000)
+    clean = encoder_settings(400)  # a clean link: the encoder may use nearly all of it
+    pace = pacing.pace_bps(400, 0.85, clean.video_max_bps)
+    assert pace == pytest.approx(pacing.ENCODER_HEADROOM * clean.video_max_bps)
+    assert pace > 400 * 0.85 * 1000
+    with pytest.raises(ValueError, match="out of range"):
+        pacing.pace_bps(300, 0.0, 1)
