@@ -206,7 +206,8 @@ class JanusSession:
         """Send a plugin message; the synchronous reply, or the event answering it."""
         if not self._clear.is_set():  # its answer would go to a dead poll: flush it first
             try:
-                await asyncio.wait_for(self._clear.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: see next_event
+                    await self._clear.wait()
             except TimeoutError:
                 raise JanusTimeout(
                     f"{body.get('request')}: Janus unreachable for {wait}s"
@@ -225,16 +226,25 @@ class JanusSession:
             if reply.get("janus") != "ack":
                 return JanusEvent.parse(reply)
             try:
-                return JanusEvent.parse(await asyncio.wait_for(waiter, wait))
+                async with asyncio.timeout(wait):  # not wait_for: see next_event
+                    answer = await waiter
+                return JanusEvent.parse(answer)
             except TimeoutError:
                 raise JanusTimeout(f"no answer to {body.get('request')} in {wait}s") from None
         finally:
             self._pending.pop(tx, None)
 
     async def next_event(self, handle_id: int, wait: float = 10.0) -> JanusEvent:
-        """The next event for a handle that no request was waiting for (webrtcup, hangup...)."""
+        """The next event for a handle that no request was waiting for (webrtcup, hangup...).
+
+        ``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` returns the result
+        instead of raising when the caller is cancelled just as an event arrives (fixed in
+        3.12, python/cpython#86296), and a watch loop around it then never stopped: a call's
+        teardown waited forever for it (seen in the weak-link test, where Janus sends
+        ``slowlink`` events often). Cancelled, the event stays in the queue."""
         try:
-            return await asyncio.wait_for(self._queues[handle_id].get(), wait)
+            async with asyncio.timeout(wait):
+                return await self._queues[handle_id].get()
         except TimeoutError:
             raise JanusTimeout(f"no event for handle {handle_id} in {wait}s") from None
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cloud.media.errors import JanusError, JanusTimeout, JanusUnauthorized, VideoRoomError
-from janus_client.janus import JanusAdmin, JanusClient, JanusEvent
+from janus_client.janus import JanusAdmin, JanusClient, JanusEvent, JanusSession
 from janus_client.videoroom import RoomSpec, VideoRoom
 from tests.teller.fake_janus import FakeJanus
 
@@ -151,3 +151,19 @@ async def test_client_outside_context_and_unreachable_server() -> None:
     async with JanusClient("http://127.0.0.1:9/janus", request_timeout=1) as janus:
         with pytest.raises(JanusError):
             await janus.info()
+
+
+async def test_a_watch_cancelled_as_an_event_arrives_stops_and_keeps_the_event() -> None:
+    """Python 3.11's ``wait_for`` returned the event instead of the cancellation here, so a
+    call's room watch, looping on ``next_event``, never stopped and its teardown hung (the
+    weak-link test, twice: Janus sends ``slowlink`` events often on a lossy link)."""
+    session = JanusSession(client=None, id=1)  # type: ignore[arg-type]  # its event queue only
+    queue: asyncio.Queue[JanusEvent] = session._queues.setdefault(5, asyncio.Queue())
+    waiting = asyncio.create_task(session.next_event(5, wait=30))
+    await asyncio.sleep(0)
+    event = JanusEvent("slowlink", 5, {})
+    queue.put_nowait(event)
+    waiting.cancel()  # in the same turn as the event
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert queue.get_nowait() is event  # and the event is not lost
