@@ -42,6 +42,7 @@ from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
+from common.aio import within
 from common.errors import LeaseLost
 from common.lease import CURRENT, Tenure
 
@@ -293,7 +294,7 @@ async def _serve_term(
                 break
             left = tenure.valid_until - lease.clock()
             try:
-                ok = left > 0 and await asyncio.wait_for(lease.renew(tenure), left)
+                ok = left > 0 and await within(lease.renew(tenure), left)
             except Exception as err:  # a failing or slow database: the term cannot go on
                 log.warning("lease %s: renewal failed: %s", lease.name, err)
                 ok = False

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common import sdnotify
+from common.aio import within
 from common.errors import ConfigError, CuntongError
 from cuntong import __version__
 
@@ -152,7 +153,7 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
             attempt += 1
             log.warning("enrolment answered %s; retry in %.1fs", err.response.status_code, wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+                await within(stop.wait(), wait)
         except (httpx.HTTPError, OSError) as err:
             wait = backoff.delay(
                 attempt, settings.backoff_base_s, settings.backoff_cap_s, random.random()
@@ -160,7 +161,7 @@ async def _secure_link(settings: AgentSettings, stop: asyncio.Event) -> SecureLi
             attempt += 1
             log.warning("enrolment service unreachable (%s); retry in %.1fs", err, wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+                await within(stop.wait(), wait)
         except ProvisioningError as err:
             # A refused claim will not get better by retrying: say why and stop.
             raise CuntongError(f"enrolment refused: {err}") from err

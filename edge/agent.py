@@ -50,6 +50,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common import __version__, envelope, procs
+from common.aio import within
 from common.errors import CuntongError, SpoolFull
 from common.failover import Rotation
 from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
@@ -498,7 +499,7 @@ class Agent:
     async def _pause(self, seconds: float) -> None:
         """Sleep, or less if the configuration changes (a new period applies at once)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reconfigured.wait(), seconds)
+            await within(self._reconfigured.wait(), seconds)
 
     async def _telemetry_loop(self) -> None:
         while True:
@@ -693,7 +694,7 @@ class Agent:
                 if oldest is not None and oldest <= sent_upto:
                     left = max(0.05, self._sent.get(oldest, now) + timeout - now)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), left)
+                    await within(self._wake.wait(), left)
                 continue
             started = time.monotonic()
             await asyncio.gather(*(self._publish(client, e) for e in entries))
@@ -861,7 +862,7 @@ class Agent:
         if slots.trial and running is not None and slots.versions.get(slots.active) == running:
             left = (slots.trial_until or self._clock()) - self._clock()
             try:
-                why = await asyncio.wait_for(checks(), max(left, 0.0))
+                why = await within(checks(), max(left, 0.0))
             except TimeoutError:
                 why = "not connected and self-tested before the trial deadline"
             if why is None:

@@ -45,6 +45,7 @@ from tortoise.transactions import in_transaction
 
 from cloud import LeaseLost, Security, fenced, service_client, service_client_id
 from common import envelope, failpoints, topics
+from common.aio import within
 from common.errors import WireError
 from common.failover import Presence
 from common.mqtt_link import SESSION_NEVER_EXPIRES, keep_connected
@@ -254,7 +255,7 @@ class CommandSender:
     async def _deliver_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                await within(self._wake.wait(), 1.0)
             self._wake.clear()
             try:
                 await self.deliver()

@@ -35,6 +35,7 @@ from typing import Any
 
 import aiomqtt
 
+from common.aio import within
 from common.topics import ROOT
 from provisioning.ca import service_name
 from provisioning.errors import ProvisioningError
@@ -291,7 +292,7 @@ class BrokerAdmin:
                 if len(got) == len(wanted):
                     return
 
-        await asyncio.wait_for(collect(), self.timeout)
+        await within(collect(), self.timeout)
         return [got[f"{tag}:{i}"] for i in range(len(batch))]
 
     async def checked(self, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import aiomqtt
 
+from common.aio import within
 from common.errors import CuntongError
 from provisioning.dynsec import BrokerAdmin, BrokerAdminError, ClientState
 from provisioning.revocation import RevocationPublisher
@@ -97,7 +98,7 @@ class BrokerAdmins:
         """Until ``stop``: every ``every_s``, synchronise the brokers a change missed."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every_s)
+                await within(stop.wait(), every_s)
             for i in sorted(self.stale):
                 active, removed = await roster()
                 try:

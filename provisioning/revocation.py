@@ -46,6 +46,7 @@ from typing import Protocol
 
 import aiomqtt
 
+from common.aio import within
 from provisioning import broker as broker_lib
 from provisioning import ca as ca_lib
 from provisioning.device import client_ssl_context, new_csr
@@ -231,20 +232,20 @@ async def keep_crl_fresh(
         # Said every time: an operator (and the restart test) can see the start's check ran.
         log.info("CRL checked: %s", "republished" if changed else "unchanged, no reload")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+            await within(stop.wait(), every_s)
 
 
 async def _handshake_refused(host: str, port: int, ctx: ssl.SSLContext) -> bool:
     """True if the broker rejects this certificate (TLS 1.3 tells after the handshake)."""
     try:
-        reader, writer = await asyncio.wait_for(
+        reader, writer = await within(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), 5
         )
     except (ssl.SSLError, ConnectionError):
         return True
     try:
         # An accepted client hears nothing until it sends CONNECT; a refused one gets an alert.
-        data = await asyncio.wait_for(reader.read(1), 0.3)
+        data = await within(reader.read(1), 0.3)
         return not data
     except TimeoutError:
         return False

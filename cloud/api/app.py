@@ -53,6 +53,7 @@ from cloud.sessions import sources
 from cloud.sessions import wiring as teller_desk
 from cloud.tsdb import TelemetryReader, TelemetryWriter
 from common import __version__
+from common.aio import within
 from common.http import install_error_handlers
 from common.lease import Tenure
 from common.periodic import run_every
@@ -219,7 +220,7 @@ def create_app(
             # One replica (or the first of several) serves with its desk up; a standby, or a
             # replica restarted before its old lease expired, starts serving meanwhile.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(serving.wait(), settings.lease_ttl_s + 1.0)
+                await within(serving.wait(), settings.lease_ttl_s + 1.0)
             yield
         finally:
             stop.set()

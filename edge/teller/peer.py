@@ -37,7 +37,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 
-from common.aio import cancel_and_wait
+from common.aio import cancel_and_wait, within
 from common.wire.call import Grant, absolute_janus_url
 from edge.teller import linkrate, pacing, receive, retransmit
 from edge.vision.roi import EncoderSettings
@@ -449,7 +449,7 @@ class RoomPeer:
         # Destroying the session removes its handles: the room forgets this publisher.
         if self._session_cm is not None:
             with contextlib.suppress(JanusError, OSError, TimeoutError):
-                await asyncio.wait_for(self._session_cm.__aexit__(None, None, None), 5)
+                await within(self._session_cm.__aexit__(None, None, None), 5)
             self._session_cm = self._session = None
         if self._client is not None:
             await self._client.__aexit__(None, None, None)

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from common import web
+from common.aio import within
 from common.errors import CuntongError
 from edge.teller import prompts, view
 from edge.teller.call import Phase
@@ -143,7 +144,7 @@ class Screen:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await within(self._server.wait_closed(), 2)
 
     # --- requests --------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import numpy as np
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
+from common.aio import within
 from firmware_adapters.camera.synthetic import read_stamp, synthetic_frame
 
 VIDEO_CLOCK = 90_000
@@ -211,7 +212,7 @@ class PulseSpeaker:
         if self._proc.stdin is not None:
             self._proc.stdin.close()
         try:
-            await asyncio.wait_for(self._proc.wait(), 5)
+            await within(self._proc.wait(), 5)
         except TimeoutError:
             self._proc.kill()
             await self._proc.wait()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 
+from common.aio import within
 from edge.teller.call import IN_ROOM, Phase
 from edge.teller.client import TellerClient
 from edge.teller.customer import SimulatedCustomer
@@ -28,7 +29,7 @@ async def _until(client: TellerClient, done: set[Phase] | frozenset[Phase], limi
             return False
         client.changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(client.changed.wait(), remaining)
+            await within(client.changed.wait(), remaining)
     return True
 
 

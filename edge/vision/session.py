@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.aio import within
 from edge.vision.challenge import Challenge
 from edge.vision.frames import FrameThread
 from edge.vision.pipeline import FrameAnalysis, Gates, analyze
@@ -59,7 +60,7 @@ class LivenessCheck:
                     challenge = challenge.tick(self.clock())
                     continue
                 try:
-                    frame = await asyncio.wait_for(anext(frames), timeout=remaining)
+                    frame = await within(anext(frames), remaining)
                 except TimeoutError:
                     # The wait lasted the step's remaining time: the step is over even if the
                     # injected clock and the event loop's clock disagree slightly.

@@ -66,3 +66,20 @@ async def test_the_callers_cancellation_while_it_waits_is_not_swallowed() -> Non
         # contextlib.suppress lost the stop and the caller went on; the helper did not
         assert outer.cancelled() is use_helper
         assert after == ([] if use_helper else ["carried on"])
+
+
+async def test_within_times_out_and_keeps_a_cancellation_that_comes_with_the_result() -> None:
+    from common.aio import within
+
+    assert await within(asyncio.sleep(0, "done"), 1) == "done"
+    with pytest.raises(TimeoutError):
+        await within(asyncio.Event().wait(), 0.01)
+    # Cancelled in the same turn the awaited future completes: the cancellation wins
+    # (Python 3.11's wait_for returned the result here and the caller never stopped).
+    result: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(within(result, 30))
+    await asyncio.sleep(0)
+    result.set_result(1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
