@@ -905,7 +905,10 @@ async def test_the_page_works_with_the_real_terminal_agent(desked: Desked, tmp_p
     async with agent_in_call(desked, tmp_path, "SX-APP-01") as (_, page, errors):
         await expect(page.locator("button[data-form=card]")).to_be_enabled(timeout=15_000)
         await page.click("button[data-form=card]")
-        await expect(page.locator("#replies")).to_contain_text("请选择要办理的卡片：借记卡")
+        # The agent answers over the data channel; under load that took over the default 5 s.
+        await expect(page.locator("#replies")).to_contain_text(
+            "请选择要办理的卡片：借记卡", timeout=15_000
+        )
         await page.click("#ask-sign")
         await expect(page.locator("#signature-box")).to_be_visible()
         await page.click("button[data-capture=voucher]")
