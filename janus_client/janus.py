@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from common.aio import cancel_and_wait, within
 from janus_client.errors import JanusError, JanusTimeout, JanusUnauthorized
 
 Json = dict[str, Any]
@@ -181,11 +182,12 @@ class JanusSession:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(JanusError):
-            await self.client.post(f"/{self.id}", {"janus": "destroy"})
+        try:
+            for task in self._tasks:
+                await cancel_and_wait(task)
+        finally:  # stopped meanwhile: the session is still destroyed, then the stop goes on
+            with contextlib.suppress(JanusError):
+                await self.client.post(f"/{self.id}", {"janus": "destroy"})
 
     async def keepalive(self) -> None:
         await self.client.post(f"/{self.id}", {"janus": "keepalive"})
@@ -206,8 +208,7 @@ class JanusSession:
         """Send a plugin message; the synchronous reply, or the event answering it."""
         if not self._clear.is_set():  # its answer would go to a dead poll: flush it first
             try:
-                async with asyncio.timeout(wait):  # not wait_for: see next_event
-                    await self._clear.wait()
+                await within(self._clear.wait(), wait)
             except TimeoutError:
                 raise JanusTimeout(
                     f"{body.get('request')}: Janus unreachable for {wait}s"
@@ -226,9 +227,7 @@ class JanusSession:
             if reply.get("janus") != "ack":
                 return JanusEvent.parse(reply)
             try:
-                async with asyncio.timeout(wait):  # not wait_for: see next_event
-                    answer = await waiter
-                return JanusEvent.parse(answer)
+                return JanusEvent.parse(await within(waiter, wait))
             except TimeoutError:
                 raise JanusTimeout(f"no answer to {body.get('request')} in {wait}s") from None
         finally:
@@ -237,14 +236,13 @@ class JanusSession:
     async def next_event(self, handle_id: int, wait: float = 10.0) -> JanusEvent:
         """The next event for a handle that no request was waiting for (webrtcup, hangup...).
 
-        ``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` returns the result
+        ``common.aio.within``, not ``wait_for``: Python 3.11's ``wait_for`` returns the result
         instead of raising when the caller is cancelled just as an event arrives (fixed in
         3.12, python/cpython#86296), and a watch loop around it then never stopped: a call's
         teardown waited forever for it (seen in the weak-link test, where Janus sends
         ``slowlink`` events often). Cancelled, the event stays in the queue."""
         try:
-            async with asyncio.timeout(wait):
-                return await self._queues[handle_id].get()
+            return await within(self._queues[handle_id].get(), wait)
         except TimeoutError:
             raise JanusTimeout(f"no event for handle {handle_id} in {wait}s") from None
 

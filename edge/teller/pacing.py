@@ -72,11 +72,9 @@ class Pacer:
     def __init__(
         self, rate_bps: float, burst_s: float = BURST_S, max_hold_s: float = MAX_HOLD_S
     ) -> None:
-        if rate_bps <= 0:
-            raise ValueError(f"pacing rate {rate_bps} bit/s: not > 0")
         if burst_s < 0 or max_hold_s <= 0:
             raise ValueError(f"pacing burst {burst_s} s / hold {max_hold_s} s: out of range")
-        self.rate_bps = rate_bps
+        self.set_rate(rate_bps)
         self.burst_s, self.max_hold_s = burst_s, max_hold_s
         #: when the bytes counted so far will have left, at ``rate_bps``
         self.free_at = float("-inf")
