@@ -17,31 +17,21 @@ import contextlib
 import dataclasses
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.ha.uprig import listener, up_replicas, wait
+from tests.ha.uprig import Launched, listener, up_replicas, wait
 
 
 @dataclasses.dataclass
-class Up:
-    proc: subprocess.Popen[bytes]
-    state: Path
-    api: str
-    ops: dict[str, str]
-    ports: list[int]
-    tid: str
+class Up(Launched):
+    """The launched stack, an operator's headers and the one terminal's id."""
 
-    def leader_port(self) -> int | None:
-        for port in self.ports:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz/leader").status_code == 200:
-                    return port
-        return None
+    ops: dict[str, str] = dataclasses.field(default_factory=dict)
+    tid: str = ""
 
     def send(self, n: int) -> str:
         body = {"name": "ping", "terminals": [self.tid], "args": {"n": n}}
@@ -65,15 +55,6 @@ class Up:
             wait(lambda: (s := self.state_of(cid)) not in (None, "sent", "queued") and s, within_s)
         )
 
-    def pids(self, *words: str) -> list[int]:
-        """Processes under the launcher whose command line has all ``words``."""
-        found = []
-        for child in psutil.Process(self.proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if all(w in child.cmdline() for w in words):
-                    found.append(int(child.pid))
-        return found
-
 
 @contextlib.contextmanager
 def _up(tmp: Path, **env_extra: str) -> Iterator[Up]:
@@ -88,13 +69,13 @@ def _up(tmp: Path, **env_extra: str) -> Iterator[Up]:
                 items = r.json()["items"] if r.status_code == 200 else []
                 return str(items[0]["id"]) if len(items) == 1 else None
 
-            up = Up(launched.proc, tmp, launched.api, ops, launched.ports, wait(online))
+            up = Up(**vars(launched), ops=ops, tid=wait(online))
             wait(up.leader_port)
             yield up
             launched.stop()
         finally:
             with contextlib.suppress(psutil.Error, ProcessLookupError):  # nothing left frozen
-                for pid in Up(launched.proc, tmp, "", {}, [], "").pids("cuntong"):
+                for pid in launched.pids("cuntong"):
                     os.kill(pid, signal.SIGCONT)
 
 

@@ -77,6 +77,15 @@ class Launched:
                     return port
         return None
 
+    def pids(self, *words: str) -> list[int]:
+        """Processes under the launcher whose command line has all ``words``."""
+        found = []
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if all(w in child.cmdline() for w in words):
+                    found.append(int(child.pid))
+        return found
+
     def stop(self) -> None:
         """SIGINT, as an operator's Ctrl-C; the launcher must exit cleanly."""
         self.proc.send_signal(signal.SIGINT)
