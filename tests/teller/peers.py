@@ -29,6 +29,13 @@ from tests.teller.datachannel import Message, reply
 
 WIDTH, HEIGHT = 320, 240
 TONE_HZ = 440
+#: the streams (title, kind, codec) the archiver's file of such a recorded call holds
+RECORDED_STREAMS = [
+    ("customer audio", "audio", "opus"),
+    ("customer video", "video", "vp8"),
+    ("teller audio", "audio", "opus"),
+    ("teller video", "video", "vp8"),
+]
 #: the Janus tokens ``call_sessions`` uses: the backend's, the customer's, the teller's
 CALL_TOKENS = ("backend", "customer-tok", "teller-tok")
 

@@ -22,7 +22,15 @@ from cloud.media.recording import RecordingResult
 from cuntong.servers.janus import Janus
 from janus_client.janus import JanusAdmin, JanusClient
 from janus_client.videoroom import RoomSpec, VideoRoom
-from tests.teller.peers import CALL_TOKENS, HEIGHT, WIDTH, call_sessions, publish, subscribe
+from tests.teller.peers import (
+    CALL_TOKENS,
+    HEIGHT,
+    RECORDED_STREAMS,
+    WIDTH,
+    call_sessions,
+    publish,
+    subscribe,
+)
 
 CALL_SECONDS = 3.0
 
@@ -110,12 +118,7 @@ async def test_recorded_call_through_janus(janus: Janus, tmp_path: Path) -> None
     worker.cancel()
     result = done[room_id]
     assert result.path == out_dir / f"{room_id}.mkv"
-    assert [(s.title, s.kind, s.codec) for s in result.streams] == [
-        ("customer audio", "audio", "opus"),
-        ("customer video", "video", "vp8"),
-        ("teller audio", "audio", "opus"),
-        ("teller video", "video", "vp8"),
-    ]
+    assert [(s.title, s.kind, s.codec) for s in result.streams] == RECORDED_STREAMS
     assert all(s.seconds >= CALL_SECONDS - 0.5 for s in result.streams)
     assert result.sha256 == hashlib.sha256(result.path.read_bytes()).hexdigest()
     assert result.size == result.path.stat().st_size

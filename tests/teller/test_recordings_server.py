@@ -39,7 +39,7 @@ from provisioning import ca as ca_lib
 from provisioning.device import client_ssl_context
 from provisioning.files import ensure_private_dir, write_private
 from provisioning.wiring import service_tls_context
-from tests.teller.peers import CALL_TOKENS, call_sessions, publish
+from tests.teller.peers import CALL_TOKENS, RECORDED_STREAMS, call_sessions, publish
 
 HEADER = Path(__file__).resolve().parents[1] / "fixtures" / "teller" / "audio-opus.mjr-header"
 ROOM = "sess-remote-1"
@@ -163,12 +163,7 @@ async def test_recording_fetched_over_mtls_and_archived(
     assert not failed, failed
     result = done[ROOM]
     assert result.path == out_dir / f"{ROOM}.mkv"
-    assert [(s.title, s.kind, s.codec) for s in result.streams] == [
-        ("customer audio", "audio", "opus"),
-        ("customer video", "video", "vp8"),
-        ("teller audio", "audio", "opus"),
-        ("teller video", "video", "vp8"),
-    ]
+    assert [(s.title, s.kind, s.codec) for s in result.streams] == RECORDED_STREAMS
     assert all(s.seconds >= 1.0 for s in result.streams)
     assert result.sha256 == hashlib.sha256(result.path.read_bytes()).hexdigest()
     # The staged copies are gone; the media host still holds every file, unchanged.
